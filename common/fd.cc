@@ -1,0 +1,38 @@
+#include "common/fd.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "common/status.h"
+
+namespace pm {
+
+absl::StatusOr<Fd> Fd::Open(const std::string& path, int flags, int mode) {
+  int fd = open(path.c_str(), flags | O_CLOEXEC, mode);
+  if (fd < 0) return ErrnoError("open", path);
+  return Fd(fd);
+}
+
+void Fd::reset(int fd) {
+  if (fd_ >= 0) {
+    // close() may report EINTR after the fd is gone on Linux; never retry.
+    ::close(fd_);
+  }
+  fd_ = fd;
+}
+
+absl::StatusOr<Pipe> MakePipe(int extra_flags) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC | extra_flags) != 0) return ErrnoError("pipe2");
+  return Pipe{Fd(fds[0]), Fd(fds[1])};
+}
+
+absl::Status SetNonBlocking(int fd, bool on) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return ErrnoError("fcntl(F_GETFL)");
+  flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+  if (fcntl(fd, F_SETFL, flags) != 0) return ErrnoError("fcntl(F_SETFL)");
+  return absl::OkStatus();
+}
+
+}  // namespace pm

@@ -1,0 +1,87 @@
+#include "common/server.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status.h"
+
+namespace pm {
+
+void BlockTerminationSignals(std::vector<int> extra) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGPIPE);
+  for (int sig : extra) sigaddset(&set, sig);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForTerminationSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  while (sigwait(&set, &sig) != 0) {
+  }
+  return sig;
+}
+
+void ConfigureServerBuilder(grpc::ServerBuilder& builder) {
+  grpc::EnableDefaultHealthCheckService(true);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxSendMessageSize(64 << 20);
+}
+
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartUnixServer(
+    const std::string& socket_path,
+    const std::vector<grpc::Service*>& services) {
+  PM_RETURN_IF_ERROR(ClaimSocketPath(socket_path));
+  grpc::ServerBuilder builder;
+  ConfigureServerBuilder(builder);
+  int bound_port = 0;
+  builder.AddListeningPort(UnixAddress(socket_path),
+                           grpc::InsecureServerCredentials(), &bound_port);
+  for (grpc::Service* service : services) builder.RegisterService(service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || bound_port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on unix socket ", socket_path));
+  }
+  return server;
+}
+
+int ServeUntilSignal(Service service, const std::string& runtime_dir,
+                     const std::vector<grpc::Service*>& services,
+                     std::function<void()> before_shutdown) {
+  SetLogTag(ServiceName(service));
+  if (absl::Status status = EnsureRuntimeDir(runtime_dir); !status.ok()) {
+    PM_LOG(ERROR) << "cannot use runtime dir: " << status;
+    return 1;
+  }
+  const std::string socket_path = SocketPath(runtime_dir, service);
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server =
+      StartUnixServer(socket_path, services);
+  if (!server.ok()) {
+    PM_LOG(ERROR) << "cannot start: " << server.status();
+    return 1;
+  }
+  PM_LOG(INFO) << "serving on " << socket_path << " (pid " << getpid() << ")";
+  int sig = WaitForTerminationSignal();
+  PM_LOG(INFO) << "got " << strsignal(sig) << ", shutting down";
+  if (before_shutdown) before_shutdown();
+  (*server)->Shutdown(std::chrono::system_clock::now() +
+                      std::chrono::seconds(2));
+  (*server)->Wait();
+  unlink(socket_path.c_str());
+  PM_LOG(INFO) << "stopped";
+  return 0;
+}
+
+}  // namespace pm

@@ -1,0 +1,55 @@
+// Serving a pm service on its unix socket until SIGTERM or SIGINT.
+//
+//   int main(int argc, char** argv) {
+//     pm::BlockTerminationSignals();        // before any thread exists
+//     gflags::ParseCommandLineFlags(&argc, &argv, true);
+//     RegistryService service(...);
+//     return pm::ServeUntilSignal(pm::Service::kRegistry, FLAGS_runtime_dir,
+//                                 {&service});
+//   }
+//
+// Every server of the project serves grpc.health.v1 and has SO_REUSEPORT
+// off, so a second instance fails loudly instead of sharing the socket.
+#ifndef PM_COMMON_SERVER_H_
+#define PM_COMMON_SERVER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "common/runtime_dir.h"
+
+namespace pm {
+
+// Blocks SIGTERM, SIGINT and SIGPIPE (and `extra` signals) in the calling
+// thread; threads created afterwards inherit the mask, so the signals are
+// only ever taken by WaitForTerminationSignal (or a signalfd).
+void BlockTerminationSignals(std::vector<int> extra = {});
+
+// Waits for SIGTERM or SIGINT (blocked beforehand) and returns its number.
+int WaitForTerminationSignal();
+
+// The server options every pm server uses: health service, no SO_REUSEPORT,
+// unlimited message size for output chunks.
+void ConfigureServerBuilder(grpc::ServerBuilder& builder);
+
+// Builds and starts a server on the unix socket `socket_path` (claimed with
+// ClaimSocketPath first). UNAVAILABLE naming the path if binding fails.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartUnixServer(
+    const std::string& socket_path, const std::vector<grpc::Service*>& services);
+
+// The whole life of a service process: ensure the runtime dir, claim and bind
+// the socket, log where it listens, wait for SIGTERM/SIGINT, then call
+// `before_shutdown` (may be empty), shut the server down (in-flight calls get
+// `grace`), remove the socket file. Returns the process exit code.
+int ServeUntilSignal(Service service, const std::string& runtime_dir,
+                     const std::vector<grpc::Service*>& services,
+                     std::function<void()> before_shutdown = nullptr);
+
+}  // namespace pm
+
+#endif  // PM_COMMON_SERVER_H_
