@@ -1,0 +1,40 @@
+// The registry service: the directory of process records, served on
+// <runtime_dir>/registry.sock until SIGTERM or SIGINT.
+//
+//   registry --runtime_dir=/run/user/1000/pm --max_ended_records=10000
+#include <cstdint>
+
+#include <gflags/gflags.h>
+
+#include "common/log.h"
+#include "common/runtime_dir.h"
+#include "common/server.h"
+#include "registry/registry.h"
+#include "registry/registry_service.h"
+
+DEFINE_string(runtime_dir, pm::DefaultRuntimeDir(),
+              "Directory of the services' unix sockets.");
+DEFINE_int64(max_ended_records, 10000,
+             "How many ended process records to keep; past it, the record "
+             "that ended first is dropped. Running ones are always kept.");
+
+int main(int argc, char** argv) {
+  // Before any thread exists, so every thread inherits the mask and only
+  // ServeUntilSignal takes SIGTERM/SIGINT.
+  pm::BlockTerminationSignals();
+  pm::SetLogTag("registry");
+  gflags::SetUsageMessage("pm registry: the directory of process records");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  if (FLAGS_max_ended_records < 0) {
+    PM_LOG(ERROR) << "--max_ended_records must be >= 0, got "
+                  << FLAGS_max_ended_records;
+    return 2;
+  }
+
+  pm::registry::RegistryOptions options;
+  options.max_ended_records = static_cast<size_t>(FLAGS_max_ended_records);
+  pm::registry::Registry registry(options);
+  pm::registry::RegistryService service(&registry);
+  return pm::ServeUntilSignal(pm::Service::kRegistry, FLAGS_runtime_dir,
+                              {&service});
+}

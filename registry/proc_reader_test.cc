@@ -1,0 +1,293 @@
+// The live /proc view: the /proc/PID/stat and status parsers on strings and
+// fake trees, and the Registry reading a real child's /proc.
+#include "registry/proc_reader.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "registry/registry.h"
+
+extern char** environ;
+
+namespace pm::registry {
+namespace {
+
+using ::pm::internal::v1::CreateRecordRequest;
+using ::pm::internal::v1::UpdateRecordRequest;
+using ::pm::v1::ProcessStatus;
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Key;
+using ::testing::Pair;
+
+// A /proc/PID/stat line: pid, (comm), state, then fields 4..52 with field 22
+// (starttime) set to `start_ticks`.
+std::string StatLine(pid_t pid, const std::string& comm, uint64_t start_ticks) {
+  std::vector<std::string> fields = {absl::StrCat(pid),
+                                     absl::StrCat("(", comm, ")"), "S"};
+  for (int field = 4; field <= 52; ++field) {
+    fields.push_back(field == 22 ? absl::StrCat(start_ticks)
+                                 : absl::StrCat(field * 10));
+  }
+  return absl::StrCat(absl::StrJoin(fields, " "), "\n");
+}
+
+TEST(ParseProcStatTest, TakesTheFieldsAfterTheLastParenthesis) {
+  // A process may call itself anything: spaces, ") (", a digit after it.
+  absl::StatusOr<ProcStat> stat =
+      ParseProcStat(StatLine(1234, "evil) (R 1 2) 3", 987654321));
+  ASSERT_TRUE(stat.ok()) << stat.status();
+  EXPECT_EQ(stat->pid, 1234);
+  EXPECT_EQ(stat->comm, "evil) (R 1 2) 3");
+  EXPECT_EQ(stat->state, 'S');
+  EXPECT_EQ(stat->start_ticks, 987654321u);
+}
+
+TEST(ParseProcStatTest, AcceptsAnEmptyComm) {
+  absl::StatusOr<ProcStat> stat = ParseProcStat(StatLine(7, "", 55));
+  ASSERT_TRUE(stat.ok()) << stat.status();
+  EXPECT_EQ(stat->comm, "");
+  EXPECT_EQ(stat->start_ticks, 55u);
+}
+
+TEST(ParseProcStatTest, RejectsMalformedLines) {
+  const std::string short_line = "12 (sleep) S 1 2 3\n";
+  std::string bad_ticks = StatLine(12, "sleep", 1);
+  bad_ticks.replace(bad_ticks.find(" 210 1 ") + 5, 1, "x");  // field 22
+  for (const std::string& line :
+       {std::string(""), std::string("12 sleep S 1"), short_line,
+        std::string("x (sleep) S") + StatLine(1, "a", 1).substr(7),
+        bad_ticks}) {
+    absl::StatusOr<ProcStat> stat = ParseProcStat(line);
+    EXPECT_EQ(stat.status().code(), absl::StatusCode::kInvalidArgument)
+        << line;
+    EXPECT_THAT(stat.status().message(),
+                HasSubstr("malformed /proc/PID/stat line"));
+  }
+}
+
+TEST(ParseProcStatTest, ParsesOurOwnStat) {
+  std::ifstream file("/proc/self/stat");
+  std::string line((std::istreambuf_iterator<char>(file)),
+                   std::istreambuf_iterator<char>());
+  absl::StatusOr<ProcStat> stat = ParseProcStat(line);
+  ASSERT_TRUE(stat.ok()) << stat.status();
+  EXPECT_EQ(stat->pid, getpid());
+  EXPECT_GT(stat->start_ticks, 0u);
+}
+
+TEST(ParseProcStatusTest, TrimsValuesAndSkipsLinesWithoutAColon) {
+  EXPECT_THAT(
+      ParseProcStatus("Name:\tsleep\nVmRSS:\t    1234 kB\n"
+                      "junk without colon\nThreads:\t1\nEmpty:\n"),
+      testing::ElementsAre(Pair("Empty", ""), Pair("Name", "sleep"),
+                           Pair("Threads", "1"), Pair("VmRSS", "1234 kB")));
+}
+
+// A fake /proc tree: <root>/<pid>/stat and status.
+class FakeProcTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = ::testing::TempDir() + "/fake_proc";
+    mkdir(root_.c_str(), 0755);
+  }
+
+  void WriteProcess(pid_t pid, uint64_t start_ticks,
+                    const std::string& status) {
+    const std::string dir = absl::StrCat(root_, "/", pid);
+    mkdir(dir.c_str(), 0755);
+    std::ofstream(dir + "/stat") << StatLine(pid, "fake", start_ticks);
+    std::ofstream(dir + "/status") << status;
+  }
+
+  std::string root_;
+};
+
+TEST_F(FakeProcTest, ReadsTheViewOfTheRecordedProcess) {
+  WriteProcess(77, 5000, "Name:\tfake\nState:\tS (sleeping)\n"
+                         "VmRSS:\t  2048 kB\nThreads:\t3\n");
+  absl::StatusOr<LiveView> view = ReadLiveView(root_, 77, 5000);
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_THAT(view->proc_status, Contains(Pair("Name", "fake")));
+  EXPECT_THAT(view->proc_status, Contains(Pair("State", "S (sleeping)")));
+  EXPECT_EQ(view->rss_bytes, 2048u * 1024);
+  EXPECT_EQ(view->threads, 3);
+}
+
+TEST_F(FakeProcTest, AReusedPidIsNotFound) {
+  WriteProcess(78, 6001, "Name:\tstranger\nVmRSS:\t100 kB\nThreads:\t1\n");
+  absl::StatusOr<LiveView> view = ReadLiveView(root_, 78, 6000);
+  EXPECT_EQ(view.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(view.status().message(),
+              HasSubstr("pid 78 now belongs to another process"));
+}
+
+TEST_F(FakeProcTest, AMissingProcessIsNotFound) {
+  absl::StatusOr<LiveView> view = ReadLiveView(root_, 79, 6000);
+  EXPECT_EQ(view.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(view.status().message(), HasSubstr("/79"));
+}
+
+TEST_F(FakeProcTest, AZombieHasNoRss) {
+  WriteProcess(80, 7000, "Name:\tfake\nState:\tZ (zombie)\nThreads:\t1\n");
+  absl::StatusOr<LiveView> view = ReadLiveView(root_, 80, 7000);
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->rss_bytes, 0u);
+  EXPECT_THAT(view->proc_status, Contains(Pair("State", "Z (zombie)")));
+}
+
+// A real child, `sleep 1000`, killed and reaped when the test ends.
+class SleepChild {
+ public:
+  SleepChild() {
+    char arg0[] = "sleep";
+    char arg1[] = "1000";
+    char* argv[] = {arg0, arg1, nullptr};
+    // glibc's posix_spawn returns after the exec, so /proc already shows
+    // "sleep" when it returns.
+    int err = posix_spawnp(&pid_, "sleep", nullptr, nullptr, argv, environ);
+    EXPECT_EQ(err, 0) << strerror(err);
+    if (err != 0) pid_ = -1;
+  }
+  ~SleepChild() { KillAndReap(); }
+  SleepChild(const SleepChild&) = delete;
+  SleepChild& operator=(const SleepChild&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  void KillAndReap() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+CreateRecordRequest CreateFor(pid_t pid, uint64_t start_ticks) {
+  CreateRecordRequest request;
+  request.mutable_spec()->set_executable("sleep");
+  request.mutable_spec()->add_args("1000");
+  request.set_resolved_executable("/usr/bin/sleep");
+  request.set_pid(pid);
+  request.set_start_ticks(start_ticks);
+  return request;
+}
+
+void ExpectNoLiveView(const ProcessStatus& status) {
+  EXPECT_THAT(status.proc_status(), IsEmpty());
+  EXPECT_EQ(status.rss_bytes(), 0u);
+  EXPECT_EQ(status.threads(), 0);
+}
+
+TEST(LiveProcessTest, GetStatusShowsTheChildsProc) {
+  SleepChild child;
+  ASSERT_GT(child.pid(), 0);
+  absl::StatusOr<uint64_t> ticks = ReadStartTicks("/proc", child.pid());
+  ASSERT_TRUE(ticks.ok()) << ticks.status();
+
+  Registry registry;
+  absl::StatusOr<ProcessStatus> created =
+      registry.CreateRecord(CreateFor(child.pid(), *ticks));
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_THAT(created->proc_status(), IsEmpty());  // CreateRecord stays quick
+
+  absl::StatusOr<ProcessStatus> status = registry.GetStatus(created->id());
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_THAT(status->proc_status(), Contains(Pair("Name", "sleep")));
+  EXPECT_THAT(status->proc_status(),
+              Contains(Pair("Pid", absl::StrCat(child.pid()))));
+  EXPECT_THAT(status->proc_status(), Contains(Key("VmRSS")));
+  EXPECT_GT(status->rss_bytes(), 0u);
+  EXPECT_EQ(status->threads(), 1);
+
+  // List never reads /proc.
+  pm::v1::ListResponse list = registry.List();
+  ASSERT_EQ(list.processes_size(), 1);
+  ExpectNoLiveView(list.processes(0));
+}
+
+TEST(LiveProcessTest, MismatchedStartTicksShowNoProcFields) {
+  SleepChild child;
+  ASSERT_GT(child.pid(), 0);
+  absl::StatusOr<uint64_t> ticks = ReadStartTicks("/proc", child.pid());
+  ASSERT_TRUE(ticks.ok()) << ticks.status();
+
+  // As if our process had ended and `sleep` had been given its pid.
+  Registry registry;
+  absl::StatusOr<ProcessStatus> created =
+      registry.CreateRecord(CreateFor(child.pid(), *ticks - 1));
+  ASSERT_TRUE(created.ok()) << created.status();
+  absl::StatusOr<ProcessStatus> status = registry.GetStatus(created->id());
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->state(), ProcessStatus::STATE_RUNNING);
+  ExpectNoLiveView(*status);
+
+  absl::StatusOr<LiveView> view =
+      ReadLiveView("/proc", child.pid(), *ticks - 1);
+  EXPECT_EQ(view.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(LiveProcessTest, AReapedChildShowsNoProcFields) {
+  SleepChild child;
+  ASSERT_GT(child.pid(), 0);
+  absl::StatusOr<uint64_t> ticks = ReadStartTicks("/proc", child.pid());
+  ASSERT_TRUE(ticks.ok()) << ticks.status();
+  Registry registry;
+  absl::StatusOr<ProcessStatus> created =
+      registry.CreateRecord(CreateFor(child.pid(), *ticks));
+  ASSERT_TRUE(created.ok()) << created.status();
+
+  // Gone before its exit report reached the registry.
+  child.KillAndReap();
+  absl::StatusOr<ProcessStatus> status = registry.GetStatus(created->id());
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->state(), ProcessStatus::STATE_RUNNING);
+  ExpectNoLiveView(*status);
+}
+
+TEST(LiveProcessTest, AnEndedRecordReadsNoProc) {
+  SleepChild child;
+  ASSERT_GT(child.pid(), 0);
+  absl::StatusOr<uint64_t> ticks = ReadStartTicks("/proc", child.pid());
+  ASSERT_TRUE(ticks.ok()) << ticks.status();
+  Registry registry;
+  absl::StatusOr<ProcessStatus> created =
+      registry.CreateRecord(CreateFor(child.pid(), *ticks));
+  ASSERT_TRUE(created.ok()) << created.status();
+
+  UpdateRecordRequest exited;
+  exited.set_id(created->id());
+  exited.set_state(ProcessStatus::STATE_EXITED);
+  ASSERT_TRUE(registry.UpdateRecord(exited).ok());
+  // The process is still there, but the record says it ended: no live view.
+  absl::StatusOr<ProcessStatus> status = registry.GetStatus(created->id());
+  ASSERT_TRUE(status.ok()) << status.status();
+  ExpectNoLiveView(*status);
+}
+
+TEST(ReadStartTicksTest, ANonexistentPidIsNotFound) {
+  // Above the kernel's pid_max limit (4194304), so never a live pid.
+  absl::StatusOr<uint64_t> ticks = ReadStartTicks("/proc", 99999999);
+  EXPECT_EQ(ticks.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(ticks.status().message(), HasSubstr("/proc/99999999"));
+}
+
+}  // namespace
+}  // namespace pm::registry

@@ -1,0 +1,128 @@
+// The registry: the directory of process records, id -> spec, state, pid,
+// exit. Every status and list answer of pm comes from here. The supervisor
+// creates a record once a process has exec'd and reports its state changes;
+// readers ask for one record or all of them.
+//
+//   pm::registry::RegistryOptions options;
+//   options.max_ended_records = FLAGS_max_ended_records;
+//   pm::registry::Registry registry(options);
+//   PM_ASSIGN_OR_RETURN(pm::v1::ProcessStatus created,
+//                       registry.CreateRecord(create_request));
+//   ...                                       // the process is reaped
+//   PM_RETURN_IF_ERROR(registry.UpdateRecord(exited_request).status());
+//   PM_ASSIGN_OR_RETURN(pm::v1::ProcessStatus status,
+//                       registry.GetStatus(created.id()));
+//   pm::v1::ListResponse all = registry.List();   // newest first
+//
+// Thread-safe. Memory is bounded by the number of live processes (which the
+// supervisor caps) plus `max_ended_records`: past that, the record that ended
+// first is dropped. Live records are never dropped.
+#ifndef PM_REGISTRY_REGISTRY_H_
+#define PM_REGISTRY_REGISTRY_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "pm/internal/v1/internal.pb.h"
+#include "pm/v1/process_manager.pb.h"
+
+namespace pm::registry {
+
+struct RegistryOptions {
+  // How many ended (EXITED or SIGNALED) records are kept. Past it, the
+  // record that ended first is dropped.
+  size_t max_ended_records = 10000;
+  // Where the live view of running processes is read from. Tests point it
+  // at a fake tree.
+  std::string proc_root = "/proc";
+};
+
+class Registry {
+ public:
+  explicit Registry(RegistryOptions options = {});
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  // Records a process that has just been exec'd: mints its id (a random
+  // version 4 UUID), state RUNNING, and keeps the spec's executable, args and
+  // working dir, the resolved executable, pid, start ticks, started_at (now
+  // if unset) and owner. The spec's env is neither kept nor echoed: it may
+  // hold secrets. Returns the new status (without the live /proc view).
+  // INVALID_ARGUMENT if pid <= 0 or the executable is empty; INTERNAL if no
+  // id can be minted.
+  absl::StatusOr<pm::v1::ProcessStatus> CreateRecord(
+      const pm::internal::v1::CreateRecordRequest& request);
+
+  // Applies a state change reported by the supervisor and returns the full
+  // status. Allowed: RUNNING -> STOPPING, STOPPING -> RUNNING (a stop that
+  // gave up), RUNNING/STOPPING -> EXITED (keeps exit_code) or SIGNALED (keeps
+  // signal and core_dumped); both final updates also keep ended_at (now if
+  // unset), termination and output_bytes. Repeating the current state is a
+  // no-op, so the supervisor may retry an update whose answer it lost; an
+  // ended record is final, so a repeated final update must match it.
+  // Errors: INVALID_ARGUMENT for a malformed id, an unspecified state, an
+  // exit code outside 0..255 or a signal <= 0; NOT_FOUND ("no process with
+  // id ...") for an unknown id; FAILED_PRECONDITION naming both states for
+  // any other change of an ended record.
+  absl::StatusOr<pm::v1::ProcessStatus> UpdateRecord(
+      const pm::internal::v1::UpdateRecordRequest& request);
+
+  // The record of `id` and its run time; while it runs (RUNNING or
+  // STOPPING), also its live view from /proc: proc_status, rss_bytes,
+  // threads. The live fields stay empty when the process is already gone
+  // (its exit report is on the way) or its pid names another process.
+  // Errors: INVALID_ARGUMENT for a malformed id, NOT_FOUND for an unknown one.
+  absl::StatusOr<pm::v1::ProcessStatus> GetStatus(absl::string_view id) const;
+
+  // Every record, newest first (by started_at; among equal started_at, the
+  // one created last first). No /proc reads, so it stays fast with many
+  // records.
+  pm::v1::ListResponse List() const;
+
+  // Records held, live and ended.
+  size_t size() const;
+
+ private:
+  // Orders records by started_at, then creation.
+  using AgeKey = std::pair<absl::Time, uint64_t>;
+
+  struct Record {
+    // The stored fields; run_time and the live view are filled per answer.
+    pm::v1::ProcessStatus status;
+    // Field 22 of /proc/PID/stat: with the pid, names the process.
+    uint64_t start_ticks = 0;
+    AgeKey age;
+  };
+
+  // Looks `id` up (validated, any case). INVALID_ARGUMENT / NOT_FOUND.
+  absl::StatusOr<Record*> Find(absl::string_view id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  absl::StatusOr<const Record*> Find(absl::string_view id) const
+      ABSL_SHARED_LOCKS_REQUIRED(mutex_);
+  // Queues the just-ended record `id` for eviction and drops the records
+  // that ended first while more than the cap are kept.
+  void NoteEnded(std::string id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+
+  const RegistryOptions options_;
+  mutable absl::Mutex mutex_;
+  absl::flat_hash_map<std::string, Record> records_ ABSL_GUARDED_BY(mutex_);
+  // Ids by age, oldest first; List walks it backwards.
+  std::map<AgeKey, std::string> by_age_ ABSL_GUARDED_BY(mutex_);
+  // Ids of ended records in the order they ended: the eviction queue.
+  std::deque<std::string> ended_order_ ABSL_GUARDED_BY(mutex_);
+  uint64_t next_sequence_ ABSL_GUARDED_BY(mutex_) = 0;
+};
+
+}  // namespace pm::registry
+
+#endif  // PM_REGISTRY_REGISTRY_H_

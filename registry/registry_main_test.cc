@@ -1,0 +1,114 @@
+// The registry binary as the stack runs it: serves on
+// <runtime_dir>/registry.sock, answers over it, exits 0 on SIGTERM and
+// removes its socket; a bad flag stops it at startup.
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "common/runtime_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "pm/internal/v1/internal.grpc.pb.h"
+
+extern char** environ;
+
+namespace pm::registry {
+namespace {
+
+using ::pm::v1::ProcessStatus;
+
+std::string BinaryPath() {
+  return std::string(getenv("TEST_SRCDIR")) + "/pm/registry/registry";
+}
+
+// Starts the registry with `flags`; -1 if it could not be spawned.
+pid_t Spawn(const std::vector<std::string>& flags) {
+  std::string binary = BinaryPath();
+  std::vector<char*> argv = {binary.data()};
+  std::vector<std::string> args = flags;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  int err = posix_spawn(&pid, binary.c_str(), nullptr, nullptr, argv.data(),
+                        environ);
+  EXPECT_EQ(err, 0) << binary << ": " << strerror(err);
+  return err == 0 ? pid : -1;
+}
+
+int WaitForExit(pid_t pid) {
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << "wait status " << status;
+  return WEXITSTATUS(status);
+}
+
+TEST(RegistryMainTest, ServesOnItsSocketAndStopsCleanlyOnSigterm) {
+  // Under /tmp, not $TEST_TMPDIR: a unix socket path must fit in 108 bytes.
+  char dir_template[] = "/tmp/pm_regmain.XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string runtime_dir = std::string(dir_template) + "/rt";
+  const std::string socket_path = SocketPath(runtime_dir, Service::kRegistry);
+
+  pid_t pid = Spawn({"--runtime_dir=" + runtime_dir,
+                     "--max_ended_records=5"});
+  ASSERT_GT(pid, 0);
+
+  auto stub = pm::internal::v1::Registry::NewStub(grpc::CreateChannel(
+      UnixAddress(socket_path), grpc::InsecureChannelCredentials()));
+  pm::internal::v1::CreateRecordRequest create;
+  create.mutable_spec()->set_executable("true");
+  create.set_pid(4242);
+  ProcessStatus created;
+  {
+    grpc::ClientContext context;
+    // Waits (a generous safety net, not a speed claim) for the server to
+    // come up instead of sleeping.
+    context.set_wait_for_ready(true);
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(60));
+    grpc::Status rpc = stub->CreateRecord(&context, create, &created);
+    ASSERT_TRUE(rpc.ok()) << rpc.error_message();
+  }
+  {
+    grpc::ClientContext context;
+    pm::v1::ListResponse list;
+    grpc::Status rpc = stub->List(&context, pm::v1::ListRequest(), &list);
+    ASSERT_TRUE(rpc.ok()) << rpc.error_message();
+    ASSERT_EQ(list.processes_size(), 1);
+    EXPECT_EQ(list.processes(0).id(), created.id());
+  }
+  struct stat st;
+  ASSERT_EQ(stat(runtime_dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+
+  // Hang up first: with a client still connected, the server's shutdown
+  // waits out its whole grace period.
+  stub.reset();
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  EXPECT_EQ(WaitForExit(pid), 0);
+  EXPECT_NE(access(socket_path.c_str(), F_OK), 0) << "socket left behind";
+
+  rmdir(runtime_dir.c_str());
+  rmdir(dir_template);
+}
+
+TEST(RegistryMainTest, ANegativeCapIsRefusedAtStartup) {
+  pid_t pid = Spawn({"--runtime_dir=/tmp/pm_never_created_dir",
+                     "--max_ended_records=-1"});
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(WaitForExit(pid), 2);
+  EXPECT_NE(access("/tmp/pm_never_created_dir", F_OK), 0);
+}
+
+}  // namespace
+}  // namespace pm::registry

@@ -1,0 +1,51 @@
+// The gRPC face of the registry: pm.internal.v1.Registry served from a
+// Registry. Each handler converts the call to the Registry's and its
+// absl::Status to a grpc::Status; the logic is in registry.h.
+//
+//   pm::registry::Registry registry(options);
+//   pm::registry::RegistryService service(&registry);
+//   return pm::ServeUntilSignal(pm::Service::kRegistry, runtime_dir,
+//                               {&service});
+//
+// Status codes are the Registry's: INVALID_ARGUMENT, NOT_FOUND,
+// FAILED_PRECONDITION, with their messages.
+#ifndef PM_REGISTRY_REGISTRY_SERVICE_H_
+#define PM_REGISTRY_REGISTRY_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "pm/internal/v1/internal.grpc.pb.h"
+#include "registry/registry.h"
+
+namespace pm::registry {
+
+// Unary callback handlers; each finishes its call before returning (the
+// Registry never blocks on anything but its own mutex and /proc reads).
+class RegistryService final
+    : public pm::internal::v1::Registry::CallbackService {
+ public:
+  // `registry` must outlive the service.
+  explicit RegistryService(Registry* registry) : registry_(registry) {}
+
+  grpc::ServerUnaryReactor* CreateRecord(
+      grpc::CallbackServerContext* context,
+      const pm::internal::v1::CreateRecordRequest* request,
+      pm::v1::ProcessStatus* response) override;
+  grpc::ServerUnaryReactor* UpdateRecord(
+      grpc::CallbackServerContext* context,
+      const pm::internal::v1::UpdateRecordRequest* request,
+      pm::v1::ProcessStatus* response) override;
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
+                                      const pm::v1::GetStatusRequest* request,
+                                      pm::v1::ProcessStatus* response) override;
+  grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* context,
+                                 const pm::v1::ListRequest* request,
+                                 pm::v1::ListResponse* response) override;
+
+ private:
+  Registry* const registry_;
+};
+
+}  // namespace pm::registry
+
+#endif  // PM_REGISTRY_REGISTRY_SERVICE_H_

@@ -1,0 +1,183 @@
+// The real RegistryService on a unix socket, called through a stub.
+#include "registry/registry_service.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "common/runtime_dir.h"
+#include "common/server.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "pm/internal/v1/internal.grpc.pb.h"
+
+namespace pm::registry {
+namespace {
+
+using ::pm::internal::v1::CreateRecordRequest;
+using ::pm::internal::v1::UpdateRecordRequest;
+using ::pm::v1::ProcessStatus;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr char kUnknownId[] = "0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e";
+
+class RegistryServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // Under /tmp, not $TEST_TMPDIR: a unix socket path must fit in 108 bytes.
+    char dir_template[] = "/tmp/pm_registry.XXXXXX";
+    ASSERT_NE(mkdtemp(dir_template), nullptr);
+    dir_ = dir_template;
+    socket_path_ = SocketPath(dir_, Service::kRegistry);
+
+    RegistryOptions options;
+    options.proc_root = ::testing::TempDir() + "/no_proc_here";
+    registry_ = std::make_unique<Registry>(options);
+    service_ = std::make_unique<RegistryService>(registry_.get());
+    absl::StatusOr<std::unique_ptr<grpc::Server>> server =
+        StartUnixServer(socket_path_, {service_.get()});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    stub_ = pm::internal::v1::Registry::NewStub(grpc::CreateChannel(
+        UnixAddress(socket_path_), grpc::InsecureChannelCredentials()));
+  }
+
+  void TearDown() override {
+    if (server_ != nullptr) server_->Shutdown();
+    unlink(socket_path_.c_str());
+    rmdir(dir_.c_str());
+  }
+
+  grpc::Status Create(const CreateRecordRequest& request,
+                      ProcessStatus* status) {
+    grpc::ClientContext context;
+    return stub_->CreateRecord(&context, request, status);
+  }
+  grpc::Status Update(const UpdateRecordRequest& request,
+                      ProcessStatus* status) {
+    grpc::ClientContext context;
+    return stub_->UpdateRecord(&context, request, status);
+  }
+  grpc::Status Get(const std::string& id, ProcessStatus* status) {
+    grpc::ClientContext context;
+    pm::v1::GetStatusRequest request;
+    request.set_id(id);
+    return stub_->GetStatus(&context, request, status);
+  }
+  grpc::Status List(pm::v1::ListResponse* response) {
+    grpc::ClientContext context;
+    return stub_->List(&context, pm::v1::ListRequest(), response);
+  }
+
+  std::string dir_;
+  std::string socket_path_;
+  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<RegistryService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<pm::internal::v1::Registry::Stub> stub_;
+};
+
+CreateRecordRequest SleepRecord() {
+  CreateRecordRequest request;
+  request.mutable_spec()->set_executable("sleep");
+  request.mutable_spec()->add_args("1000");
+  (*request.mutable_spec()->mutable_env())["TOKEN"] = "secret";
+  request.set_pid(4242);
+  request.set_start_ticks(1);
+  return request;
+}
+
+TEST_F(RegistryServiceTest, CreateGetListUpdateOverTheSocket) {
+  ProcessStatus created;
+  grpc::Status rpc = Create(SleepRecord(), &created);
+  ASSERT_TRUE(rpc.ok()) << rpc.error_message();
+  EXPECT_EQ(created.state(), ProcessStatus::STATE_RUNNING);
+  EXPECT_EQ(created.executable(), "sleep");
+  EXPECT_THAT(created.args(), ElementsAre("1000"));
+
+  ProcessStatus got;
+  rpc = Get(created.id(), &got);
+  ASSERT_TRUE(rpc.ok()) << rpc.error_message();
+  EXPECT_EQ(got.id(), created.id());
+  EXPECT_EQ(got.pid(), 4242);
+
+  ProcessStatus second;
+  ASSERT_TRUE(Create(SleepRecord(), &second).ok());
+  pm::v1::ListResponse list;
+  rpc = List(&list);
+  ASSERT_TRUE(rpc.ok()) << rpc.error_message();
+  ASSERT_EQ(list.processes_size(), 2);
+  EXPECT_EQ(list.processes(0).id(), second.id());
+  EXPECT_EQ(list.processes(1).id(), created.id());
+
+  UpdateRecordRequest exited;
+  exited.set_id(created.id());
+  exited.set_state(ProcessStatus::STATE_EXITED);
+  exited.set_exit_code(3);
+  ProcessStatus ended;
+  rpc = Update(exited, &ended);
+  ASSERT_TRUE(rpc.ok()) << rpc.error_message();
+  EXPECT_EQ(ended.state(), ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(ended.exit_code(), 3);
+
+  rpc = Get(created.id(), &got);
+  ASSERT_TRUE(rpc.ok()) << rpc.error_message();
+  EXPECT_EQ(got.state(), ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(got.exit_code(), 3);
+}
+
+TEST_F(RegistryServiceTest, AnUnknownIdIsNotFound) {
+  ProcessStatus status;
+  grpc::Status rpc = Get(kUnknownId, &status);
+  EXPECT_EQ(rpc.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(rpc.error_message(),
+              HasSubstr(std::string("no process with id ") + kUnknownId));
+
+  UpdateRecordRequest stop;
+  stop.set_id(kUnknownId);
+  stop.set_state(ProcessStatus::STATE_STOPPING);
+  rpc = Update(stop, &status);
+  EXPECT_EQ(rpc.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(RegistryServiceTest, ErrorsKeepTheirCodeAndMessage) {
+  ProcessStatus status;
+  grpc::Status rpc = Get("not-a-uuid", &status);
+  EXPECT_EQ(rpc.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(rpc.error_message(), HasSubstr("malformed process id"));
+
+  CreateRecordRequest no_pid = SleepRecord();
+  no_pid.set_pid(0);
+  rpc = Create(no_pid, &status);
+  EXPECT_EQ(rpc.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(rpc.error_message(), HasSubstr("pid must be > 0"));
+
+  ProcessStatus created;
+  ASSERT_TRUE(Create(SleepRecord(), &created).ok());
+  UpdateRecordRequest exited;
+  exited.set_id(created.id());
+  exited.set_state(ProcessStatus::STATE_EXITED);
+  ASSERT_TRUE(Update(exited, &status).ok());
+  UpdateRecordRequest revive = exited;
+  revive.set_state(ProcessStatus::STATE_RUNNING);
+  rpc = Update(revive, &status);
+  EXPECT_EQ(rpc.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(rpc.error_message(), HasSubstr("cannot become RUNNING"));
+}
+
+TEST_F(RegistryServiceTest, TheEnvDoesNotCrossTheWire) {
+  ProcessStatus created;
+  ASSERT_TRUE(Create(SleepRecord(), &created).ok());
+  pm::v1::ListResponse list;
+  ASSERT_TRUE(List(&list).ok());
+  EXPECT_THAT(created.SerializeAsString(), testing::Not(HasSubstr("secret")));
+  EXPECT_THAT(list.SerializeAsString(), testing::Not(HasSubstr("secret")));
+}
+
+}  // namespace
+}  // namespace pm::registry

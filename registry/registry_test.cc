@@ -1,0 +1,454 @@
+// The Registry's records without a server: ids, validation, transitions,
+// ordering, eviction. The live /proc view is covered by proc_reader_test.
+#include "registry/registry.h"
+
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/proto_time.h"
+#include "common/uuid.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace pm::registry {
+namespace {
+
+using ::pm::internal::v1::CreateRecordRequest;
+using ::pm::internal::v1::UpdateRecordRequest;
+using ::pm::v1::ProcessStatus;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+constexpr char kUnknownId[] = "0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e";
+
+// Pids here are made up, so /proc is pointed at a directory without them:
+// these tests must not read a stranger's process.
+RegistryOptions Options(size_t max_ended_records = 10000) {
+  RegistryOptions options;
+  options.max_ended_records = max_ended_records;
+  options.proc_root = ::testing::TempDir() + "/no_proc_here";
+  return options;
+}
+
+const absl::Time kT0 = absl::FromUnixSeconds(1700000000);
+
+CreateRecordRequest Create(absl::Time started_at = kT0, int32_t pid = 4242) {
+  CreateRecordRequest request;
+  request.mutable_spec()->set_executable("sleep");
+  request.mutable_spec()->add_args("1000");
+  request.mutable_spec()->add_args("two words");
+  request.mutable_spec()->set_working_dir("/tmp");
+  request.set_resolved_executable("/usr/bin/sleep");
+  request.set_pid(pid);
+  request.set_start_ticks(123456);
+  *request.mutable_started_at() = ToProtoTimestamp(started_at);
+  request.set_owner("alice");
+  return request;
+}
+
+UpdateRecordRequest Update(const std::string& id, ProcessStatus::State state) {
+  UpdateRecordRequest request;
+  request.set_id(id);
+  request.set_state(state);
+  return request;
+}
+
+UpdateRecordRequest Exited(const std::string& id, int32_t code,
+                           absl::Time ended_at = kT0 + absl::Seconds(90)) {
+  UpdateRecordRequest request = Update(id, ProcessStatus::STATE_EXITED);
+  request.set_exit_code(code);
+  *request.mutable_ended_at() = ToProtoTimestamp(ended_at);
+  request.set_termination(ProcessStatus::TERMINATION_BY_ITSELF);
+  request.set_output_bytes(4096);
+  return request;
+}
+
+std::string MustCreate(Registry& registry, const CreateRecordRequest& request) {
+  absl::StatusOr<ProcessStatus> status = registry.CreateRecord(request);
+  EXPECT_TRUE(status.ok()) << status.status();
+  return status.ok() ? status->id() : "";
+}
+
+std::vector<std::string> ListedIds(const Registry& registry) {
+  std::vector<std::string> ids;
+  const pm::v1::ListResponse list = registry.List();
+  for (const ProcessStatus& status : list.processes()) {
+    ids.push_back(status.id());
+  }
+  return ids;
+}
+
+TEST(RegistryTest, CreateRecordMintsAVersion4IdAndKeepsTheSpec) {
+  Registry registry(Options());
+  absl::StatusOr<ProcessStatus> created = registry.CreateRecord(Create());
+  ASSERT_TRUE(created.ok()) << created.status();
+
+  const std::string& id = created->id();
+  EXPECT_TRUE(ValidateProcessId(id).ok()) << id;
+  EXPECT_EQ(id[14], '4') << id;  // version
+  EXPECT_THAT(std::string("89ab"), HasSubstr(std::string(1, id[19]))) << id;
+  EXPECT_EQ(created->state(), ProcessStatus::STATE_RUNNING);
+  EXPECT_EQ(created->pid(), 4242);
+  EXPECT_EQ(created->executable(), "sleep");
+  EXPECT_THAT(created->args(), ElementsAre("1000", "two words"));
+  EXPECT_EQ(created->working_dir(), "/tmp");
+  EXPECT_EQ(created->resolved_executable(), "/usr/bin/sleep");
+  EXPECT_EQ(created->owner(), "alice");
+  EXPECT_EQ(FromProtoTimestamp(created->started_at()), kT0);
+
+  absl::StatusOr<ProcessStatus> got = registry.GetStatus(id);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->id(), id);
+  EXPECT_EQ(got->state(), ProcessStatus::STATE_RUNNING);
+  EXPECT_THAT(got->args(), ElementsAre("1000", "two words"));
+  EXPECT_FALSE(got->has_ended_at());
+}
+
+TEST(RegistryTest, IdsAreDistinct) {
+  Registry registry(Options());
+  std::set<std::string> ids;
+  for (int i = 0; i < 200; ++i) ids.insert(MustCreate(registry, Create()));
+  EXPECT_EQ(ids.size(), 200u);
+}
+
+TEST(RegistryTest, CreateRecordRejectsANonPositivePid) {
+  Registry registry(Options());
+  for (int32_t pid : {0, -1}) {
+    absl::StatusOr<ProcessStatus> created =
+        registry.CreateRecord(Create(kT0, pid));
+    EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(created.status().message(), HasSubstr("pid must be > 0"));
+  }
+  EXPECT_EQ(registry.size(), 0u);
+}
+
+TEST(RegistryTest, CreateRecordRejectsAnEmptyExecutable) {
+  Registry registry(Options());
+  CreateRecordRequest request = Create();
+  request.mutable_spec()->clear_executable();
+  absl::StatusOr<ProcessStatus> created = registry.CreateRecord(request);
+  EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(created.status().message(), HasSubstr("executable is empty"));
+}
+
+TEST(RegistryTest, StartedAtDefaultsToNow) {
+  Registry registry(Options());
+  CreateRecordRequest request = Create();
+  request.clear_started_at();
+  const absl::Time before = absl::Now();
+  absl::StatusOr<ProcessStatus> created = registry.CreateRecord(request);
+  const absl::Time after = absl::Now();
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_GE(FromProtoTimestamp(created->started_at()), before);
+  EXPECT_LE(FromProtoTimestamp(created->started_at()), after);
+}
+
+TEST(RegistryTest, TheEnvIsNeitherKeptNorEchoed) {
+  Registry registry(Options());
+  CreateRecordRequest request = Create();
+  (*request.mutable_spec()->mutable_env())["API_TOKEN"] = "hunter2-secret";
+  absl::StatusOr<ProcessStatus> created = registry.CreateRecord(request);
+  ASSERT_TRUE(created.ok()) << created.status();
+  absl::StatusOr<ProcessStatus> got = registry.GetStatus(created->id());
+  ASSERT_TRUE(got.ok()) << got.status();
+
+  EXPECT_THAT(created->SerializeAsString(), Not(HasSubstr("hunter2")));
+  EXPECT_THAT(got->SerializeAsString(), Not(HasSubstr("hunter2")));
+  EXPECT_THAT(registry.List().SerializeAsString(), Not(HasSubstr("hunter2")));
+  EXPECT_THAT(registry.List().SerializeAsString(), Not(HasSubstr("API_TOKEN")));
+}
+
+TEST(RegistryTest, AnUnknownIdIsNotFound) {
+  Registry registry(Options());
+  MustCreate(registry, Create());
+
+  absl::StatusOr<ProcessStatus> got = registry.GetStatus(kUnknownId);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(got.status().message(),
+              HasSubstr(std::string("no process with id ") + kUnknownId));
+
+  absl::StatusOr<ProcessStatus> updated =
+      registry.UpdateRecord(Update(kUnknownId, ProcessStatus::STATE_STOPPING));
+  EXPECT_EQ(updated.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(updated.status().message(), HasSubstr("no process with id"));
+}
+
+TEST(RegistryTest, AMalformedIdIsInvalidArgument) {
+  Registry registry(Options());
+  for (const char* id : {"", "42", "not-a-uuid",
+                         "0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e-extra"}) {
+    absl::StatusOr<ProcessStatus> got = registry.GetStatus(id);
+    EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument) << id;
+    EXPECT_THAT(got.status().message(), HasSubstr("malformed process id"));
+
+    absl::StatusOr<ProcessStatus> updated =
+        registry.UpdateRecord(Update(id, ProcessStatus::STATE_STOPPING));
+    EXPECT_EQ(updated.status().code(), absl::StatusCode::kInvalidArgument)
+        << id;
+  }
+}
+
+TEST(RegistryTest, AnUpperCaseIdFindsTheRecord) {
+  Registry registry(Options());
+  const std::string id = MustCreate(registry, Create());
+  std::string upper = id;
+  for (char& c : upper) c = static_cast<char>(toupper(c));
+  absl::StatusOr<ProcessStatus> got = registry.GetStatus(upper);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->id(), id);
+}
+
+TEST(RegistryTest, AStopCanBeginAndGiveUp) {
+  Registry registry(Options());
+  const std::string id = MustCreate(registry, Create());
+
+  absl::StatusOr<ProcessStatus> stopping =
+      registry.UpdateRecord(Update(id, ProcessStatus::STATE_STOPPING));
+  ASSERT_TRUE(stopping.ok()) << stopping.status();
+  EXPECT_EQ(stopping->state(), ProcessStatus::STATE_STOPPING);
+  EXPECT_EQ(stopping->executable(), "sleep");  // the full status comes back
+
+  absl::StatusOr<ProcessStatus> running =
+      registry.UpdateRecord(Update(id, ProcessStatus::STATE_RUNNING));
+  ASSERT_TRUE(running.ok()) << running.status();
+  EXPECT_EQ(running->state(), ProcessStatus::STATE_RUNNING);
+  EXPECT_EQ(registry.GetStatus(id)->state(), ProcessStatus::STATE_RUNNING);
+}
+
+TEST(RegistryTest, ARepeatedLiveStateIsANoOp) {
+  Registry registry(Options());
+  const std::string id = MustCreate(registry, Create());
+  ASSERT_TRUE(
+      registry.UpdateRecord(Update(id, ProcessStatus::STATE_STOPPING)).ok());
+  absl::StatusOr<ProcessStatus> again =
+      registry.UpdateRecord(Update(id, ProcessStatus::STATE_STOPPING));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->state(), ProcessStatus::STATE_STOPPING);
+}
+
+TEST(RegistryTest, ExitedKeepsTheExitAndFreezesTheRunTime) {
+  Registry registry(Options());
+  const std::string id = MustCreate(registry, Create());
+
+  absl::StatusOr<ProcessStatus> ended = registry.UpdateRecord(Exited(id, 3));
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  EXPECT_EQ(ended->state(), ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(ended->exit_code(), 3);
+  EXPECT_EQ(ended->signal(), 0);
+  EXPECT_EQ(FromProtoTimestamp(ended->ended_at()), kT0 + absl::Seconds(90));
+  EXPECT_EQ(ended->termination(), ProcessStatus::TERMINATION_BY_ITSELF);
+  EXPECT_EQ(ended->output_bytes(), 4096u);
+  EXPECT_EQ(ended->run_time().seconds(), 90);
+  EXPECT_EQ(ended->run_time().nanos(), 0);
+
+  absl::StatusOr<ProcessStatus> got = registry.GetStatus(id);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->state(), ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(got->exit_code(), 3);
+  EXPECT_EQ(got->run_time().seconds(), 90);
+}
+
+TEST(RegistryTest, SignaledKeepsTheSignalAndCoreDump) {
+  Registry registry(Options());
+  const std::string id = MustCreate(registry, Create());
+  ASSERT_TRUE(
+      registry.UpdateRecord(Update(id, ProcessStatus::STATE_STOPPING)).ok());
+
+  UpdateRecordRequest killed = Update(id, ProcessStatus::STATE_SIGNALED);
+  killed.set_signal(9);
+  killed.set_core_dumped(true);
+  killed.set_termination(ProcessStatus::TERMINATION_KILLED);
+  const absl::Time before = absl::Now();
+  absl::StatusOr<ProcessStatus> ended = registry.UpdateRecord(killed);
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  EXPECT_EQ(ended->state(), ProcessStatus::STATE_SIGNALED);
+  EXPECT_EQ(ended->signal(), 9);
+  EXPECT_TRUE(ended->core_dumped());
+  EXPECT_EQ(ended->termination(), ProcessStatus::TERMINATION_KILLED);
+  // No ended_at given: the registry's clock.
+  EXPECT_GE(FromProtoTimestamp(ended->ended_at()), before);
+}
+
+TEST(RegistryTest, RunTimeGrowsWhileRunning) {
+  Registry registry(Options());
+  const std::string id =
+      MustCreate(registry, Create(absl::Now() - absl::Hours(1)));
+  absl::StatusOr<ProcessStatus> got = registry.GetStatus(id);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_GE(got->run_time().seconds(), 3600);
+  EXPECT_LT(got->run_time().seconds(), 3600 + 600);
+}
+
+TEST(RegistryTest, RepeatingTheSameFinalUpdateIsOk) {
+  Registry registry(Options());
+  const std::string id = MustCreate(registry, Create());
+  absl::StatusOr<ProcessStatus> first = registry.UpdateRecord(Exited(id, 0));
+  ASSERT_TRUE(first.ok()) << first.status();
+
+  absl::StatusOr<ProcessStatus> again = registry.UpdateRecord(Exited(id, 0));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->SerializeAsString(), first->SerializeAsString());
+
+  // A retry that leaves ended_at to the registry matches too.
+  UpdateRecordRequest without_time = Exited(id, 0);
+  without_time.clear_ended_at();
+  EXPECT_TRUE(registry.UpdateRecord(without_time).ok());
+}
+
+TEST(RegistryTest, AnEndedRecordIsFinal) {
+  Registry registry(Options());
+  const std::string id = MustCreate(registry, Create());
+  ASSERT_TRUE(registry.UpdateRecord(Exited(id, 3)).ok());
+
+  absl::StatusOr<ProcessStatus> revived =
+      registry.UpdateRecord(Update(id, ProcessStatus::STATE_RUNNING));
+  EXPECT_EQ(revived.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(revived.status().message(), HasSubstr("EXITED (exit code 3)"));
+  EXPECT_THAT(revived.status().message(), HasSubstr("cannot become RUNNING"));
+
+  absl::StatusOr<ProcessStatus> stopping =
+      registry.UpdateRecord(Update(id, ProcessStatus::STATE_STOPPING));
+  EXPECT_EQ(stopping.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(stopping.status().message(), HasSubstr("cannot become STOPPING"));
+
+  absl::StatusOr<ProcessStatus> other_code =
+      registry.UpdateRecord(Exited(id, 4));
+  EXPECT_EQ(other_code.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(other_code.status().message(),
+              HasSubstr("cannot become EXITED (exit code 4)"));
+
+  UpdateRecordRequest signaled = Update(id, ProcessStatus::STATE_SIGNALED);
+  signaled.set_signal(15);
+  absl::StatusOr<ProcessStatus> other_end = registry.UpdateRecord(signaled);
+  EXPECT_EQ(other_end.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(other_end.status().message(),
+              HasSubstr("cannot become SIGNALED (signal 15)"));
+
+  absl::StatusOr<ProcessStatus> got = registry.GetStatus(id);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->state(), ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(got->exit_code(), 3);
+}
+
+TEST(RegistryTest, MalformedUpdatesAreInvalidArgument) {
+  Registry registry(Options());
+  const std::string id = MustCreate(registry, Create());
+
+  absl::StatusOr<ProcessStatus> unspecified =
+      registry.UpdateRecord(Update(id, ProcessStatus::STATE_UNSPECIFIED));
+  EXPECT_EQ(unspecified.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(unspecified.status().message(), HasSubstr("STATE_UNSPECIFIED"));
+
+  absl::StatusOr<ProcessStatus> bad_code =
+      registry.UpdateRecord(Exited(id, 256));
+  EXPECT_EQ(bad_code.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad_code.status().message(), HasSubstr("0..255, got 256"));
+
+  absl::StatusOr<ProcessStatus> no_signal =
+      registry.UpdateRecord(Update(id, ProcessStatus::STATE_SIGNALED));
+  EXPECT_EQ(no_signal.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(no_signal.status().message(), HasSubstr("signal must be > 0"));
+
+  EXPECT_EQ(registry.GetStatus(id)->state(), ProcessStatus::STATE_RUNNING);
+}
+
+TEST(RegistryTest, ListIsEmptyAtFirst) {
+  Registry registry(Options());
+  EXPECT_THAT(registry.List().processes(), IsEmpty());
+}
+
+TEST(RegistryTest, ListIsNewestFirst) {
+  Registry registry(Options());
+  const std::string middle =
+      MustCreate(registry, Create(kT0 + absl::Seconds(1)));
+  const std::string oldest = MustCreate(registry, Create(kT0));
+  const std::string tie_first =
+      MustCreate(registry, Create(kT0 + absl::Seconds(5)));
+  const std::string tie_second =
+      MustCreate(registry, Create(kT0 + absl::Seconds(5)));
+  const std::string newest =
+      MustCreate(registry, Create(kT0 + absl::Seconds(9)));
+  ASSERT_TRUE(registry.UpdateRecord(Exited(middle, 0)).ok());
+
+  EXPECT_THAT(ListedIds(registry),
+              ElementsAre(newest, tie_second, tie_first, middle, oldest));
+  EXPECT_EQ(registry.List().processes(3).state(),
+            ProcessStatus::STATE_EXITED);
+}
+
+TEST(RegistryTest, EvictionDropsTheRecordThatEndedFirstAndKeepsLiveOnes) {
+  Registry registry(Options(/*max_ended_records=*/2));
+  const std::string live = MustCreate(registry, Create(kT0));
+  const std::string a = MustCreate(registry, Create(kT0 + absl::Seconds(1)));
+  const std::string b = MustCreate(registry, Create(kT0 + absl::Seconds(2)));
+  const std::string c = MustCreate(registry, Create(kT0 + absl::Seconds(3)));
+  // b ends first, though a started before it.
+  ASSERT_TRUE(registry.UpdateRecord(Exited(b, 0)).ok());
+  ASSERT_TRUE(registry.UpdateRecord(Exited(a, 0)).ok());
+  EXPECT_EQ(registry.size(), 4u);
+
+  ASSERT_TRUE(registry.UpdateRecord(Exited(c, 0)).ok());
+  EXPECT_EQ(registry.size(), 3u);
+  EXPECT_EQ(registry.GetStatus(b).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(registry.GetStatus(a).ok());
+  EXPECT_TRUE(registry.GetStatus(c).ok());
+  EXPECT_TRUE(registry.GetStatus(live).ok());
+  EXPECT_THAT(ListedIds(registry), ElementsAre(c, a, live));
+}
+
+TEST(RegistryTest, LiveRecordsAreNeverEvicted) {
+  Registry registry(Options(/*max_ended_records=*/1));
+  std::vector<std::string> live;
+  for (int i = 0; i < 50; ++i) live.push_back(MustCreate(registry, Create()));
+  for (int i = 0; i < 10; ++i) {
+    const std::string id = MustCreate(registry, Create());
+    ASSERT_TRUE(registry.UpdateRecord(Exited(id, 0)).ok());
+  }
+  EXPECT_EQ(registry.size(), 51u);
+  for (const std::string& id : live) EXPECT_TRUE(registry.GetStatus(id).ok());
+}
+
+TEST(RegistryTest, WithACapOfZeroTheFinalUpdateStillAnswers) {
+  Registry registry(Options(/*max_ended_records=*/0));
+  const std::string id = MustCreate(registry, Create());
+  absl::StatusOr<ProcessStatus> ended = registry.UpdateRecord(Exited(id, 7));
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  EXPECT_EQ(ended->exit_code(), 7);
+  EXPECT_EQ(registry.size(), 0u);
+}
+
+TEST(RegistryTest, ConcurrentWritersAndReadersKeepEveryRecord) {
+  Registry registry(Options(/*max_ended_records=*/1000));
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 100;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&registry] {
+      for (int i = 0; i < kPerThread; ++i) {
+        absl::StatusOr<ProcessStatus> created =
+            registry.CreateRecord(Create());
+        ASSERT_TRUE(created.ok()) << created.status();
+        ASSERT_TRUE(registry
+                        .UpdateRecord(Update(created->id(),
+                                             ProcessStatus::STATE_STOPPING))
+                        .ok());
+        if (i % 2 == 0) {
+          ASSERT_TRUE(registry.UpdateRecord(Exited(created->id(), 0)).ok());
+        }
+        registry.List();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(registry.size(), static_cast<size_t>(kThreads * kPerThread));
+  EXPECT_EQ(registry.List().processes_size(), kThreads * kPerThread);
+}
+
+}  // namespace
+}  // namespace pm::registry
