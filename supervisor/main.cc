@@ -1,0 +1,88 @@
+// The supervisor service: spawns, signals and reaps managed processes.
+// Serves <runtime_dir>/supervisor.sock; talks to the registry and the
+// log_store on their sockets in the same directory.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <gflags/gflags.h>
+
+#include "common/log.h"
+#include "common/runtime_dir.h"
+#include "common/server.h"
+#include "supervisor/supervisor.h"
+#include "supervisor/supervisor_service.h"
+
+DEFINE_string(runtime_dir, "",
+              "Directory of the services' unix sockets (default: "
+              "$PM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/pm, else /tmp/pm-<uid>)");
+DEFINE_uint32(default_grace_ms, 10000,
+              "Stop's grace period between SIGTERM and SIGKILL when the "
+              "request gives none");
+DEFINE_uint32(kill_timeout_ms, 5000,
+              "How long Stop waits after SIGKILL before answering "
+              "stopped=false");
+DEFINE_uint32(max_processes, 4096,
+              "Cap on processes that have not ended; Start beyond it fails "
+              "with RESOURCE_EXHAUSTED");
+DEFINE_uint64(output_window_bytes, 8 << 20,
+              "Unacknowledged output per process before its pipes are no "
+              "longer read (backpressure)");
+DEFINE_uint64(output_spool_bytes, 64 << 20,
+              "Output kept per process while the log_store is stalled or "
+              "down; beyond it bytes are dropped and recorded as a gap");
+DEFINE_uint32(output_stall_ms, 1000,
+              "How long a process may wait on a log_store making no progress "
+              "before the supervisor spools its output instead");
+DEFINE_uint32(shutdown_grace_ms, 3000,
+              "Grace period of the stop every process gets at shutdown");
+
+namespace {
+
+// Managed children get /dev/null as stdin by dup2 onto fd 0; that only works
+// if 0, 1 and 2 are taken here, so a supervisor started with closed
+// standard fds gets /dev/null for them.
+void EnsureStandardFds() {
+  for (int fd = 0; fd < 3; ++fd) {
+    if (fcntl(fd, F_GETFD) < 0) {
+      int null_fd = open("/dev/null", O_RDWR);
+      if (null_fd >= 0 && null_fd != fd) {
+        dup2(null_fd, fd);
+        close(null_fd);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  EnsureStandardFds();
+  pm::BlockTerminationSignals({SIGCHLD});
+  gflags::SetUsageMessage("pm supervisor: spawns, signals and reaps processes");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  pm::SetLogTag("supervisor");
+  const std::string dir =
+      FLAGS_runtime_dir.empty() ? pm::DefaultRuntimeDir() : FLAGS_runtime_dir;
+
+  pm::supervisor::SupervisorOptions options;
+  options.registry_socket = pm::SocketPath(dir, pm::Service::kRegistry);
+  options.log_store_socket = pm::SocketPath(dir, pm::Service::kLogStore);
+  options.default_grace = absl::Milliseconds(FLAGS_default_grace_ms);
+  options.kill_timeout = absl::Milliseconds(FLAGS_kill_timeout_ms);
+  options.max_processes = FLAGS_max_processes;
+  options.output.window_bytes = FLAGS_output_window_bytes;
+  options.output.spool_bytes = FLAGS_output_spool_bytes;
+  options.output.stall_bound = absl::Milliseconds(FLAGS_output_stall_ms);
+
+  absl::StatusOr<std::unique_ptr<pm::supervisor::Supervisor>> supervisor =
+      pm::supervisor::Supervisor::Create(options);
+  if (!supervisor.ok()) {
+    PM_LOG(ERROR) << "cannot start: " << supervisor.status();
+    return 1;
+  }
+  pm::supervisor::SupervisorService service(supervisor->get());
+  return pm::ServeUntilSignal(pm::Service::kSupervisor, dir, {&service}, [&] {
+    (*supervisor)->Shutdown(absl::Milliseconds(FLAGS_shutdown_grace_ms));
+  });
+}

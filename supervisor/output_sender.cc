@@ -1,0 +1,280 @@
+#include "supervisor/output_sender.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+
+namespace pm::supervisor {
+
+using pm::internal::v1::AppendRequest;
+using pm::internal::v1::AppendResponse;
+
+std::atomic<int>& PendingAsyncOps() {
+  static std::atomic<int> ops{0};
+  return ops;
+}
+
+namespace {
+// Data messages are coalesced up to this size.
+constexpr size_t kMaxMessageBytes = 1 << 20;
+}  // namespace
+
+// One Append stream. gRPC calls its reactions on its own threads; each is
+// posted to the loop with the stream's generation, so reactions of a stream
+// that has been replaced are ignored. The stream keeps itself alive until
+// OnDone and is destroyed on the loop thread.
+class OutputSender::Stream
+    : public grpc::ClientBidiReactor<AppendRequest, AppendResponse> {
+ public:
+  Stream(std::weak_ptr<OutputSender> sender, EventLoop* loop,
+         uint64_t generation)
+      : sender_(std::move(sender)), loop_(loop), generation_(generation) {}
+
+  void Begin(std::shared_ptr<Stream> self,
+             pm::internal::v1::LogStore::Stub* stub) {
+    self_ = std::move(self);
+    ++PendingAsyncOps();
+    stub->async()->Append(&context_, this);
+    StartRead(&response_);
+    StartCall();
+  }
+  void Write(AppendRequest request) {
+    request_ = std::move(request);
+    StartWrite(&request_);
+  }
+  void FinishWrites() { StartWritesDone(); }
+  void TryCancel() { context_.TryCancel(); }
+
+  void OnWriteDone(bool ok) override {
+    loop_->Post([s = sender_, g = generation_, ok] {
+      if (auto sender = s.lock()) sender->OnWriteDone(g, ok);
+    });
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    const uint64_t end = response_.end_offset();
+    const bool closed = response_.closed();
+    loop_->Post([s = sender_, g = generation_, end, closed] {
+      if (auto sender = s.lock()) sender->OnAck(g, end, closed);
+    });
+    StartRead(&response_);
+  }
+  void OnDone(const grpc::Status& status) override {
+    const bool ok = status.ok();
+    // Moving self_ into the posted task keeps this object alive until the
+    // task has run on the loop thread; gRPC no longer touches it.
+    loop_->Post([self = std::move(self_), ok] {
+      if (auto sender = self->sender_.lock()) {
+        sender->OnStreamDone(self->generation_, ok);
+      }
+    });
+    --PendingAsyncOps();
+  }
+
+ private:
+  std::weak_ptr<OutputSender> sender_;
+  EventLoop* loop_;
+  const uint64_t generation_;
+  std::shared_ptr<Stream> self_;
+  grpc::ClientContext context_;
+  AppendRequest request_;
+  AppendResponse response_;
+};
+
+OutputSender::OutputSender(EventLoop* loop,
+                           pm::internal::v1::LogStore::Stub* stub,
+                           OutputSenderOptions options)
+    : loop_(loop), stub_(stub), options_(options) {}
+
+OutputSender::~OutputSender() {
+  loop_->Cancel(stall_timer_);
+  loop_->Cancel(reconnect_timer_);
+  if (stream_) stream_->TryCancel();
+}
+
+void OutputSender::Connect(std::string id, std::function<void()> on_opened) {
+  id_ = std::move(id);
+  on_opened_ = std::move(on_opened);
+  StartStream();
+}
+
+void OutputSender::StartStream() {
+  reconnect_timer_ = 0;
+  if (cancelled_ || done_) return;
+  ++generation_;
+  stream_ = std::make_shared<Stream>(weak_from_this(), loop_, generation_);
+  stream_->Begin(stream_, stub_);
+  // The store answers Open with the end it holds; data follows at once from
+  // the last acknowledged offset (the store dedupes or records a gap).
+  next_send_ = acked_;
+  close_sent_ = false;
+  AppendRequest open;
+  open.mutable_open()->set_id(id_);
+  write_in_flight_ = true;
+  stream_->Write(std::move(open));
+}
+
+void OutputSender::Append(pm::v1::OutputChunk::Stream stream,
+                          std::string data) {
+  if (data.empty()) return;
+  const uint64_t n = data.size();
+  if (stalled_ && buffered_ + n > options_.spool_bytes) {
+    // The store has made no progress for stall_bound and the spool is full:
+    // keep the process running, record exactly what was lost.
+    if (!items_.empty() && items_.back().data.empty() &&
+        items_.back().offset + items_.back().gap == end_) {
+      items_.back().gap += n;
+    } else {
+      items_.push_back(
+          Item{end_, pm::v1::OutputChunk::STREAM_UNSPECIFIED, {}, n});
+    }
+    dropped_ += n;
+  } else {
+    items_.push_back(Item{end_, stream, std::move(data), 0});
+    buffered_ += n;
+  }
+  end_ += n;
+  MaybeSend();
+  ArmStallTimer();
+}
+
+void OutputSender::Close() {
+  closing_ = true;
+  MaybeSend();
+}
+
+bool OutputSender::ShouldPauseReading() const {
+  return !stalled_ && end_ - acked_ >= options_.window_bytes;
+}
+
+void OutputSender::ArmStallTimer() {
+  if (stalled_ || stall_timer_ != 0 || end_ - acked_ < options_.window_bytes) {
+    return;
+  }
+  stall_timer_ = loop_->RunAfter(
+      options_.stall_bound, [weak = weak_from_this()] {
+        auto self = weak.lock();
+        if (!self) return;
+        self->stall_timer_ = 0;
+        if (self->end_ - self->acked_ >= self->options_.window_bytes) {
+          self->stalled_ = true;
+          self->Changed();
+        }
+      });
+}
+
+void OutputSender::MaybeSend() {
+  if (!stream_ || write_in_flight_ || done_ || cancelled_) return;
+  next_send_ = std::max(next_send_, acked_);
+  AppendRequest request;
+  for (const Item& item : items_) {
+    const uint64_t item_end = item.offset + item.size();
+    if (item_end <= next_send_) continue;
+    if (request.has_data()) {
+      // Coalesce contiguous data of the same stream.
+      auto* data = request.mutable_data();
+      if (item.data.empty() || item.stream != data->stream() ||
+          data->data().size() + item.data.size() > kMaxMessageBytes) {
+        break;
+      }
+      data->mutable_data()->append(item.data);
+      next_send_ = item_end;
+      continue;
+    }
+    const uint64_t skip = next_send_ - item.offset;
+    if (item.data.empty()) {
+      auto* gap = request.mutable_gap();
+      gap->set_offset(next_send_);
+      gap->set_length(item.gap - skip);
+      next_send_ = item_end;
+      break;
+    }
+    auto* data = request.mutable_data();
+    data->set_offset(next_send_);
+    data->set_stream(item.stream);
+    data->set_data(item.data.substr(skip));
+    next_send_ = item_end;
+  }
+  if (request.kind_case() == AppendRequest::KIND_NOT_SET) {
+    if (!closing_ || close_sent_ || next_send_ != end_) return;
+    request.mutable_close()->set_end_offset(end_);
+    close_sent_ = true;
+  }
+  write_in_flight_ = true;
+  stream_->Write(std::move(request));
+}
+
+void OutputSender::OnWriteDone(uint64_t generation, bool ok) {
+  if (generation != generation_) return;
+  write_in_flight_ = false;
+  if (!ok) return;  // the stream is broken; OnStreamDone follows
+  if (done_) {
+    stream_->FinishWrites();
+    return;
+  }
+  MaybeSend();
+}
+
+void OutputSender::OnAck(uint64_t generation, uint64_t end_offset,
+                         bool closed) {
+  if (generation != generation_) return;
+  if (!opened_once_) {
+    opened_once_ = true;
+    if (on_opened_) std::exchange(on_opened_, nullptr)();
+  }
+  if (end_offset > acked_) Release(std::min(end_offset, end_));
+  if (closed && !done_) {
+    done_ = true;
+    if (!write_in_flight_) stream_->FinishWrites();
+  }
+  MaybeSend();
+  Changed();
+}
+
+void OutputSender::Release(uint64_t up_to) {
+  acked_ = up_to;
+  while (!items_.empty() &&
+         items_.front().offset + items_.front().size() <= acked_) {
+    buffered_ -= items_.front().data.size();
+    items_.pop_front();
+  }
+  // Progress: the stall clock starts over.
+  loop_->Cancel(stall_timer_);
+  stall_timer_ = 0;
+  if (end_ - acked_ < options_.window_bytes) stalled_ = false;
+  ArmStallTimer();
+}
+
+void OutputSender::OnStreamDone(uint64_t generation, bool ok) {
+  if (generation != generation_) return;
+  stream_.reset();
+  write_in_flight_ = false;
+  (void)ok;
+  if (done_ || cancelled_) {
+    Changed();
+    return;
+  }
+  // The store is gone or restarting: keep spooling, reconnect shortly.
+  ArmStallTimer();
+  reconnect_timer_ = loop_->RunAfter(options_.reconnect_delay,
+                                     [weak = weak_from_this()] {
+                                       if (auto self = weak.lock()) {
+                                         self->StartStream();
+                                       }
+                                     });
+}
+
+void OutputSender::Cancel() {
+  cancelled_ = true;
+  loop_->Cancel(stall_timer_);
+  stall_timer_ = 0;
+  loop_->Cancel(reconnect_timer_);
+  reconnect_timer_ = 0;
+  if (stream_) stream_->TryCancel();
+}
+
+void OutputSender::Changed() {
+  if (on_change_) on_change_();
+}
+
+}  // namespace pm::supervisor

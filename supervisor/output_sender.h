@@ -1,0 +1,132 @@
+// OutputSender: one process's output on its way from the pipes to the
+// log_store, with backpressure, spooling and replay.
+//
+// Lives on the supervisor's event loop. The pipe readers Append() what they
+// read; the sender streams it to the log_store over one Append stream
+// (Open, Data..., Close) and frees bytes once the store acknowledges them.
+//
+//   auto sender = std::make_shared<OutputSender>(&loop, stub, options);
+//   sender->Connect(id, [] { /* the log exists in the store */ });
+//   sender->Append(pm::v1::OutputChunk::STREAM_STDOUT, bytes);
+//   if (sender->ShouldPauseReading()) { /* stop reading the pipes */ }
+//   sender->Close();   // both pipes hit EOF
+//
+// The contract with the process (never freeze it for the store's sake):
+// - The store is up but slower than the process: at most `window_bytes` are
+//   unacknowledged; beyond that ShouldPauseReading() is true and the process
+//   waits on its pipe, as on a slow terminal. Nothing is lost.
+// - The store makes no progress for `stall_bound` (stalled or down): reading
+//   resumes regardless and bytes are spooled up to `spool_bytes`; they are
+//   replayed when the store is back. Beyond the spool, bytes are dropped and
+//   recorded as an explicit gap (a Gap message), so readers learn of it from
+//   the offsets. Nothing is dropped silently.
+#ifndef PM_SUPERVISOR_OUTPUT_SENDER_H_
+#define PM_SUPERVISOR_OUTPUT_SENDER_H_
+
+#include <stdint.h>
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "pm/internal/v1/internal.grpc.pb.h"
+#include "supervisor/event_loop.h"
+
+namespace pm::supervisor {
+
+// Asynchronous gRPC operations (streams, calls) of the supervisor whose
+// callbacks may still post to its event loop; the loop must outlive them.
+std::atomic<int>& PendingAsyncOps();
+
+struct OutputSenderOptions {
+  size_t window_bytes = 8 << 20;
+  size_t spool_bytes = 64 << 20;
+  absl::Duration stall_bound = absl::Seconds(1);
+  absl::Duration reconnect_delay = absl::Milliseconds(200);
+};
+
+class OutputSender : public std::enable_shared_from_this<OutputSender> {
+ public:
+  OutputSender(EventLoop* loop, pm::internal::v1::LogStore::Stub* stub,
+               OutputSenderOptions options);
+  ~OutputSender();
+
+  // Starts streaming for process `id`. `on_opened` runs (on the loop) once,
+  // when the store has first acknowledged the Open.
+  void Connect(std::string id, std::function<void()> on_opened);
+
+  // Takes bytes read from a pipe; they get the next offsets.
+  void Append(pm::v1::OutputChunk::Stream stream, std::string data);
+  // No more output: sends Close once everything before it is sent.
+  void Close();
+
+  // True while the pipes should not be read (backpressure).
+  bool ShouldPauseReading() const;
+  // Called (on the loop) whenever ShouldPauseReading() or done() may have
+  // changed.
+  void set_on_change(std::function<void()> fn) { on_change_ = std::move(fn); }
+
+  // The store acknowledged Close: nothing is left to send.
+  bool done() const { return done_; }
+  // Bytes the process has written so far.
+  uint64_t end_offset() const { return end_; }
+  // Bytes dropped for lack of spool space.
+  uint64_t dropped_bytes() const { return dropped_; }
+  // Bytes held (not yet acknowledged).
+  size_t buffered_bytes() const { return buffered_; }
+
+  // Abandons the stream (supervisor shutdown); done() stays false.
+  void Cancel();
+
+ private:
+  class Stream;
+  struct Item {
+    uint64_t offset;
+    pm::v1::OutputChunk::Stream stream;  // STREAM_UNSPECIFIED for a gap
+    std::string data;
+    uint64_t gap = 0;
+    uint64_t size() const { return data.empty() ? gap : data.size(); }
+  };
+
+  void StartStream();
+  void MaybeSend();
+  void OnAck(uint64_t generation, uint64_t end_offset, bool closed);
+  void OnWriteDone(uint64_t generation, bool ok);
+  void OnStreamDone(uint64_t generation, bool ok);
+  void Release(uint64_t up_to);
+  void ArmStallTimer();
+  void Changed();
+
+  EventLoop* loop_;
+  pm::internal::v1::LogStore::Stub* stub_;
+  OutputSenderOptions options_;
+  std::string id_;
+  std::function<void()> on_opened_;
+  std::function<void()> on_change_;
+
+  std::deque<Item> items_;   // offsets [acked_, end_)
+  size_t buffered_ = 0;      // bytes of data in items_
+  uint64_t end_ = 0;         // next offset to assign
+  uint64_t acked_ = 0;       // the store holds everything before this
+  uint64_t next_send_ = 0;   // next offset to put on the stream
+  uint64_t dropped_ = 0;
+  bool closing_ = false;     // Close() called
+  bool close_sent_ = false;
+  bool done_ = false;
+  bool cancelled_ = false;
+  bool stalled_ = false;     // no progress for stall_bound: spool, don't wait
+  EventLoop::TimerId stall_timer_ = 0;
+  EventLoop::TimerId reconnect_timer_ = 0;
+
+  std::shared_ptr<Stream> stream_;  // current Append stream, if any
+  uint64_t generation_ = 0;
+  bool opened_once_ = false;
+  bool write_in_flight_ = false;
+};
+
+}  // namespace pm::supervisor
+
+#endif  // PM_SUPERVISOR_OUTPUT_SENDER_H_

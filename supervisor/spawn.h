@@ -1,0 +1,60 @@
+// Spawning a managed process: vfork-style, with a pidfd, exec confirmed.
+//
+//   pm::v1::StartRequest request = ...;
+//   PM_RETURN_IF_ERROR(ValidateStartRequest(request));      // INVALID_ARGUMENT
+//   PM_ASSIGN_OR_RETURN(SpawnedChild child, Spawn(request));  // exec done
+//   // child.pidfd, child.stdout_read, child.stderr_read (non-blocking)
+//
+// The child is created with clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD): no
+// page tables are copied (fork() from a parent holding 1 GiB costs ~45 ms;
+// this ~0.8 ms), the parent resumes only once the child has exec'd or
+// failed, and the pidfd is born with the child, so no reaper can race it and
+// a recycled pid can never be signalled. Between clone and exec the child
+// makes only async-signal-safe calls: reset signal dispositions and mask,
+// setsid(), dup2 /dev/null and the pipes onto 0/1/2, close_range(3, ~0),
+// chdir, execve. A failure there is written into memory the parent shares
+// (CLONE_VM) and the child _exit(127)s; Spawn reaps it and returns the error.
+#ifndef PM_SUPERVISOR_SPAWN_H_
+#define PM_SUPERVISOR_SPAWN_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/fd.h"
+#include "pm/v1/process_manager.pb.h"
+
+namespace pm::supervisor {
+
+// The PATH used when the request's env has none.
+inline constexpr char kDefaultPath[] =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+// INVALID_ARGUMENT for an empty executable, a NUL byte in any string, or an
+// env name that is empty or contains '='; the message names the field.
+absl::Status ValidateStartRequest(const pm::v1::StartRequest& request);
+
+struct SpawnedChild {
+  pid_t pid = -1;
+  Fd pidfd;
+  Fd stdout_read;  // O_NONBLOCK | O_CLOEXEC
+  Fd stderr_read;  // O_NONBLOCK | O_CLOEXEC
+  // The path that was exec'd (after the PATH lookup).
+  std::string executable;
+};
+
+// Starts `request` (validated beforehand) as the leader of a new session
+// and process group, stdin /dev/null, stdout and stderr on pipes.
+// Returns once the new program runs. Errors:
+//   FAILED_PRECONDITION  the child could not exec: the message names the
+//                        call, the path and the OS error, e.g.
+//                        execve("/nope"): No such file or directory (ENOENT)
+//   other codes          the parent's own setup failed (pipe2, clone, ...)
+absl::StatusOr<SpawnedChild> Spawn(const pm::v1::StartRequest& request);
+
+}  // namespace pm::supervisor
+
+#endif  // PM_SUPERVISOR_SPAWN_H_

@@ -1,0 +1,207 @@
+#include "supervisor/spawn.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "supervisor/exit_status.h"
+
+namespace pm::supervisor {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+// Reads a non-blocking pipe until EOF, waiting with poll (no sleeping).
+std::string ReadAll(int fd) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      out.append(buf, n);
+    } else if (n == 0) {
+      return out;
+    } else if (errno == EAGAIN) {
+      struct pollfd p = {fd, POLLIN, 0};
+      poll(&p, 1, 10000);
+    } else if (errno != EINTR) {
+      return out;
+    }
+  }
+}
+
+ExitStatus Wait(const SpawnedChild& child) {
+  siginfo_t info = {};
+  EXPECT_EQ(waitid(static_cast<idtype_t>(P_PIDFD), child.pidfd.get(), &info,
+                   WEXITED),
+            0);
+  return ExitStatus::FromSiginfo(info);
+}
+
+pm::v1::StartRequest Shell(const std::string& script) {
+  pm::v1::StartRequest request;
+  request.set_executable("/bin/sh");
+  request.add_args("-c");
+  request.add_args(script);
+  return request;
+}
+
+TEST(SpawnTest, RunsProgramWithArgsAndSeparatePipes) {
+  absl::StatusOr<SpawnedChild> child =
+      Spawn(Shell("printf 'out:%s' \"$1\"; printf err >&2; exit 3"));
+  // $0 is the executable, args follow: add one positional parameter.
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(ReadAll(child->stdout_read.get()), "out:");
+  EXPECT_EQ(ReadAll(child->stderr_read.get()), "err");
+  EXPECT_EQ(Wait(*child), ExitStatus::Exited(3));
+  EXPECT_EQ(child->executable, "/bin/sh");
+}
+
+TEST(SpawnTest, EnvIsTheWholeEnvironmentWithDefaultPath) {
+  setenv("PM_SPAWN_TEST_LEAK", "leaked", 1);
+  pm::v1::StartRequest request = Shell("env | sort");
+  (*request.mutable_env())["FOO"] = "bar baz";
+  absl::StatusOr<SpawnedChild> child = Spawn(request);
+  ASSERT_TRUE(child.ok()) << child.status();
+  std::string env = ReadAll(child->stdout_read.get());
+  Wait(*child);
+  EXPECT_THAT(env, HasSubstr("FOO=bar baz\n"));
+  EXPECT_THAT(env, HasSubstr(std::string("PATH=") + kDefaultPath));
+  EXPECT_THAT(env, ::testing::Not(HasSubstr("PM_SPAWN_TEST_LEAK")));
+}
+
+TEST(SpawnTest, ResolvesNameOnTheProcessPath) {
+  pm::v1::StartRequest request;
+  request.set_executable("true");
+  (*request.mutable_env())["PATH"] = "/nonexistent:/bin:/usr/bin";
+  absl::StatusOr<SpawnedChild> child = Spawn(request);
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(child->executable, "/bin/true");
+  EXPECT_EQ(Wait(*child), ExitStatus::Exited(0));
+}
+
+TEST(SpawnTest, WorkingDirStdinAndSession) {
+  pm::v1::StartRequest request = Shell(
+      "pwd; cat; ps -o pid=,pgid=,sid= -p $$ | awk '{print ($1==$2 && "
+      "$2==$3) ? \"leader\" : \"not leader\"}'");
+  request.set_working_dir("/usr");
+  absl::StatusOr<SpawnedChild> child = Spawn(request);
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(ReadAll(child->stdout_read.get()), "/usr\nleader\n");
+  EXPECT_EQ(Wait(*child), ExitStatus::Exited(0));
+}
+
+TEST(SpawnTest, NoFdLeaksAndSignalsReset) {
+  // An fd of ours without CLOEXEC must still not reach the child.
+  int leaky = open("/dev/null", O_RDONLY);
+  ASSERT_GE(leaky, 3);
+  signal(SIGUSR1, SIG_IGN);
+  sigset_t block;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &block, nullptr);
+  absl::StatusOr<SpawnedChild> child = Spawn(Shell(
+      "ls /proc/self/fd | sort -n | tr '\\n' ' '; "
+      "grep -E '^(SigBlk|SigIgn)' /proc/self/status"));
+  signal(SIGUSR1, SIG_DFL);
+  pthread_sigmask(SIG_UNBLOCK, &block, nullptr);
+  close(leaky);
+  ASSERT_TRUE(child.ok()) << child.status();
+  std::string out = ReadAll(child->stdout_read.get());
+  Wait(*child);
+  // 0, 1, 2 and the fd ls opens for /proc/self/fd (3).
+  EXPECT_THAT(out, StartsWith("0 1 2 3 Sig"));
+  EXPECT_THAT(out, HasSubstr("SigBlk:\t0000000000000000"));
+  EXPECT_THAT(out, HasSubstr("SigIgn:\t0000000000000000"));
+}
+
+TEST(SpawnTest, MissingExecutableIsFailedPreconditionWithOsError) {
+  pm::v1::StartRequest request;
+  request.set_executable("/nope");
+  absl::StatusOr<SpawnedChild> child = Spawn(request);
+  EXPECT_EQ(child.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(child.status().message(),
+            "execve(\"/nope\"): No such file or directory (ENOENT)");
+}
+
+TEST(SpawnTest, NameNotOnPathSaysWhereItLooked) {
+  pm::v1::StartRequest request;
+  request.set_executable("pm-no-such-program");
+  (*request.mutable_env())["PATH"] = "/bin:/usr/bin";
+  absl::StatusOr<SpawnedChild> child = Spawn(request);
+  EXPECT_EQ(child.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(child.status().message(),
+              HasSubstr("execvp(\"pm-no-such-program\"): No such file or "
+                        "directory (ENOENT)"));
+  EXPECT_THAT(child.status().message(), HasSubstr("PATH=/bin:/usr/bin"));
+}
+
+TEST(SpawnTest, NotExecutableIsEacces) {
+  // No execute bit at all: EACCES even for root.
+  std::string path = std::string(getenv("TEST_TMPDIR")) + "/not-executable";
+  int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "#!/bin/sh\n", 10), 10);
+  close(fd);
+  pm::v1::StartRequest request;
+  request.set_executable(path);
+  absl::StatusOr<SpawnedChild> child = Spawn(request);
+  EXPECT_EQ(child.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(child.status().message(),
+              HasSubstr("execve(\"" + path + "\"): Permission denied (EACCES)"));
+}
+
+TEST(SpawnTest, BadWorkingDirNamesChdir) {
+  pm::v1::StartRequest request = Shell("true");
+  request.set_working_dir("/no/such/dir");
+  absl::StatusOr<SpawnedChild> child = Spawn(request);
+  EXPECT_EQ(child.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(child.status().message(),
+            "chdir(\"/no/such/dir\"): No such file or directory (ENOENT)");
+}
+
+TEST(ValidateStartRequestTest, RejectsBadInputNamingTheField) {
+  pm::v1::StartRequest request;
+  EXPECT_THAT(ValidateStartRequest(request).message(),
+              HasSubstr("executable is empty"));
+  request.set_executable("/bin/true");
+  EXPECT_TRUE(ValidateStartRequest(request).ok());
+
+  pm::v1::StartRequest nul = request;
+  nul.add_args(std::string("a\0b", 3));
+  EXPECT_EQ(ValidateStartRequest(nul).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(ValidateStartRequest(nul).message(), HasSubstr("args[0]"));
+
+  pm::v1::StartRequest eq = request;
+  (*eq.mutable_env())["A=B"] = "x";
+  EXPECT_THAT(ValidateStartRequest(eq).message(), HasSubstr("contains '='"));
+
+  pm::v1::StartRequest empty = request;
+  (*empty.mutable_env())[""] = "x";
+  EXPECT_THAT(ValidateStartRequest(empty).message(), HasSubstr("empty name"));
+
+  pm::v1::StartRequest value = request;
+  (*value.mutable_env())["A"] = std::string("x\0y", 3);
+  EXPECT_EQ(ValidateStartRequest(value).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ExitStatusTest, DescribesItself) {
+  EXPECT_EQ(ExitStatus::Exited(3).ToString(), "exited with code 3");
+  EXPECT_EQ(ExitStatus::Signaled(SIGKILL).ToString(),
+            "killed by signal 9 (SIGKILL)");
+  EXPECT_EQ(ExitStatus::Signaled(SIGSEGV, true).ToString(),
+            "killed by signal 11 (SIGSEGV) (core dumped)");
+  EXPECT_EQ(ExitStatus::Signaled(SIGTERM).ShellCode(), 143);
+}
+
+}  // namespace
+}  // namespace pm::supervisor

@@ -1,0 +1,703 @@
+#include "supervisor/supervisor.h"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "common/proto_time.h"
+#include "common/runtime_dir.h"
+#include "common/status.h"
+#include "common/uuid.h"
+#include "supervisor/exit_status.h"
+#include "supervisor/spawn.h"
+
+namespace pm::supervisor {
+
+using pm::v1::OutputChunk;
+using pm::v1::ProcessStatus;
+
+namespace {
+
+constexpr size_t kReadSize = 128 * 1024;
+// Reads per readiness event and pipe, so one chatty process cannot starve
+// the loop.
+constexpr int kReadsPerEvent = 8;
+constexpr absl::Duration kRegistryRetry = absl::Seconds(1);
+
+int PidfdSendSignal(int pidfd, int sig) {
+  return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+bool Ended(const ProcessStatus& status) {
+  return status.state() == ProcessStatus::STATE_EXITED ||
+         status.state() == ProcessStatus::STATE_SIGNALED;
+}
+
+
+}  // namespace
+
+struct Supervisor::Process {
+  std::string id;  // empty until the registry has minted it
+  pid_t pid = -1;
+  Fd pidfd;
+  uint64_t start_ticks = 0;
+  ProcessStatus status;  // the record as this supervisor knows it
+
+  Fd out[2];  // stdout, stderr read ends
+  bool out_watched[2] = {false, false};
+  std::shared_ptr<OutputSender> sender;
+
+  bool reaped = false;
+  bool abandoned = false;  // never made it into the registry
+
+  // Registry updates: one in flight; `dirty` means a newer state waits.
+  bool update_in_flight = false;
+  bool dirty = false;
+  std::vector<std::function<void()>> on_flushed;
+
+  // A stop in progress.
+  bool stopping = false;
+  bool sigterm_sent = false;
+  bool sigkill_sent = false;
+  EventLoop::TimerId grace_timer = 0;
+  EventLoop::TimerId kill_timer = 0;
+  std::vector<StopCallback> stop_waiters;
+
+  bool flushed() const { return !update_in_flight && !dirty; }
+  bool output_open() const { return out[0].valid() || out[1].valid(); }
+};
+
+Supervisor::Supervisor(SupervisorOptions options)
+    : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<Supervisor>> Supervisor::Create(
+    SupervisorOptions options) {
+  std::unique_ptr<Supervisor> supervisor(new Supervisor(std::move(options)));
+  PM_RETURN_IF_ERROR(supervisor->Init());
+  return supervisor;
+}
+
+absl::Status Supervisor::Init() {
+  // Orphaned descendants are reparented to us, not to init, so we reap
+  // them: no zombie is left behind by a double-forking child.
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+    return ErrnoError("prctl", "PR_SET_CHILD_SUBREAPER");
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  sigchld_fd_.reset(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!sigchld_fd_) return ErrnoError("signalfd", "SIGCHLD");
+
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetMaxSendMessageSize(64 << 20);
+  registry_channel_ = grpc::CreateCustomChannel(
+      UnixAddress(options_.registry_socket),
+      grpc::InsecureChannelCredentials(), args);
+  log_store_channel_ = grpc::CreateCustomChannel(
+      UnixAddress(options_.log_store_socket),
+      grpc::InsecureChannelCredentials(), args);
+  registry_ = pm::internal::v1::Registry::NewStub(registry_channel_);
+  log_store_ = pm::internal::v1::LogStore::NewStub(log_store_channel_);
+
+  PM_RETURN_IF_ERROR(loop_.Init());
+  PM_RETURN_IF_ERROR(loop_.Watch(sigchld_fd_.get(), EPOLLIN,
+                                 [this](uint32_t) { OnSigchld(); }));
+  loop_thread_ = std::thread([this] { loop_.Run(); });
+  return absl::OkStatus();
+}
+
+Supervisor::~Supervisor() {
+  Shutdown();
+  // Late gRPC callbacks post to the loop; let them finish before it goes.
+  for (int i = 0; i < 500 && PendingAsyncOps().load() > 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+}
+
+namespace {
+// Waits for `fn` to have run on the loop. False if the loop did not run it
+// within `timeout` (the loop has quit): the caller answers UNAVAILABLE.
+bool RunAndWait(EventLoop& loop, std::function<void()> fn,
+                absl::Duration timeout) {
+  auto done = std::make_shared<absl::Notification>();
+  loop.Post([fn = std::move(fn), done] {
+    fn();
+    done->Notify();
+  });
+  return done->WaitForNotificationWithTimeout(timeout);
+}
+}  // namespace
+
+absl::Status Supervisor::CheckBackend(
+    const std::shared_ptr<grpc::Channel>& channel, absl::string_view name,
+    const std::string& socket) {
+  if (channel->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY) {
+    return absl::OkStatus();
+  }
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() +
+                                 std::chrono::seconds(2))) {
+    return absl::UnavailableError(
+        absl::StrCat(name, " is unavailable at ", socket));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<pm::v1::StartResponse> Supervisor::Start(
+    const pm::v1::StartRequest& request) {
+  PM_RETURN_IF_ERROR(ValidateStartRequest(request));
+  // Refuse before spawning when a backend is down: a process whose output
+  // or record has nowhere to go would have to be killed again.
+  PM_RETURN_IF_ERROR(
+      CheckBackend(log_store_channel_, "log_store", options_.log_store_socket));
+  PM_RETURN_IF_ERROR(
+      CheckBackend(registry_channel_, "registry", options_.registry_socket));
+
+  auto spawned = std::make_shared<absl::StatusOr<ProcessPtr>>(
+      absl::UnavailableError("supervisor is shutting down"));
+  auto snapshot = std::make_shared<std::pair<ProcessStatus, uint64_t>>();
+  if (!RunAndWait(
+          loop_,
+          [this, request, spawned, snapshot] {
+            *spawned = SpawnOnLoop(request);
+            if (spawned->ok()) {
+              *snapshot = {(**spawned)->status, (**spawned)->start_ticks};
+            }
+          },
+          options_.backend_timeout)) {
+    return absl::UnavailableError("supervisor is shutting down");
+  }
+  PM_ASSIGN_OR_RETURN(ProcessPtr p, *spawned);
+
+  pm::internal::v1::CreateRecordRequest create;
+  *create.mutable_spec() = request;
+  create.set_resolved_executable(snapshot->first.resolved_executable());
+  create.set_pid(snapshot->first.pid());
+  create.set_start_ticks(snapshot->second);
+  *create.mutable_started_at() = snapshot->first.started_at();
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + options_.backend_timeout));
+  ProcessStatus record;
+  grpc::Status rpc = registry_->CreateRecord(&context, create, &record);
+  if (!rpc.ok()) {
+    loop_.Post([this, p] { AbandonUnrecorded(p); });
+    absl::Status status = FromGrpcStatus(rpc);
+    if (status.code() == absl::StatusCode::kUnavailable ||
+        status.code() == absl::StatusCode::kDeadlineExceeded) {
+      return absl::UnavailableError(
+          absl::StrCat("registry is unavailable at ", options_.registry_socket,
+                       ": ", status.message()));
+    }
+    return Annotate(status, "registry");
+  }
+
+  // Start answers once the log exists in the store, so a follower that
+  // uses the id right away finds it. Bounded: output is spooled meanwhile.
+  auto log_open = std::make_shared<absl::Notification>();
+  auto current = std::make_shared<ProcessStatus>(record);
+  RunAndWait(
+      loop_,
+      [this, p, record, log_open, current] {
+        AttachId(p, record, [log_open] { log_open->Notify(); });
+        *current = p->status;
+      },
+      options_.backend_timeout);
+  log_open->WaitForNotificationWithTimeout(options_.backend_timeout);
+
+  pm::v1::StartResponse response;
+  response.set_id(record.id());
+  *response.mutable_status() = *current;
+  return response;
+}
+
+absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
+    const pm::v1::StartRequest& request) {
+  if (shut_down_) return absl::UnavailableError("supervisor is shutting down");
+  if (live_ >= options_.max_processes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("too many processes: ", live_, " are running (the cap, "
+                     "--max_processes, is ", options_.max_processes, ")"));
+  }
+  PM_ASSIGN_OR_RETURN(SpawnedChild child, Spawn(request));
+  auto p = std::make_shared<Process>();
+  p->pid = child.pid;
+  p->pidfd = std::move(child.pidfd);
+  p->out[0] = std::move(child.stdout_read);
+  p->out[1] = std::move(child.stderr_read);
+  // The child has exec'd; even if it already exited it is a zombie until we
+  // reap it, so its /proc entry is there.
+  absl::StatusOr<ProcStat> stat = ReadProcStat(p->pid);
+  if (stat.ok()) p->start_ticks = stat->start_ticks;
+
+  ProcessStatus& s = p->status;
+  s.set_state(ProcessStatus::STATE_RUNNING);
+  s.set_pid(p->pid);
+  s.set_executable(request.executable());
+  *s.mutable_args() = request.args();
+  s.set_working_dir(request.working_dir());
+  s.set_resolved_executable(child.executable);
+  *s.mutable_started_at() = ToProtoTimestamp(absl::Now());
+
+  p->sender = std::make_shared<OutputSender>(&loop_, log_store_.get(),
+                                             options_.output);
+  std::weak_ptr<Process> weak = p;
+  p->sender->set_on_change([this, weak] {
+    if (auto locked = weak.lock()) OnOutputChange(locked);
+  });
+  absl::Status watched = loop_.Watch(p->pidfd.get(), EPOLLIN,
+                                     [this, weak](uint32_t) {
+                                       if (auto locked = weak.lock()) {
+                                         ReapLeader(locked);
+                                       }
+                                     });
+  if (!watched.ok()) {
+    // Cannot learn of its exit: do not leave it running unsupervised.
+    SignalGroup(*p, SIGKILL);
+    siginfo_t info;
+    waitid(static_cast<idtype_t>(P_PIDFD), p->pidfd.get(), &info, WEXITED);
+    return watched;
+  }
+  by_pid_[p->pid] = p;
+  ++live_;
+  WatchOutput(p, 0);
+  WatchOutput(p, 1);
+  return p;
+}
+
+void Supervisor::WatchOutput(const ProcessPtr& p, int index) {
+  if (!p->out[index].valid() || p->out_watched[index]) return;
+  std::weak_ptr<Process> weak = p;
+  absl::Status status = loop_.Watch(
+      p->out[index].get(), EPOLLIN, [this, weak, index](uint32_t) {
+        if (auto locked = weak.lock()) OnOutputReadable(locked, index);
+      });
+  if (!status.ok()) {
+    PM_LOG(ERROR) << "cannot watch output of pid " << p->pid << ": " << status;
+    return;
+  }
+  p->out_watched[index] = true;
+}
+
+void Supervisor::UnwatchOutput(const ProcessPtr& p, int index) {
+  if (!p->out_watched[index]) return;
+  loop_.Unwatch(p->out[index].get());
+  p->out_watched[index] = false;
+}
+
+void Supervisor::OnOutputReadable(const ProcessPtr& p, int index) {
+  const OutputChunk::Stream stream =
+      index == 0 ? OutputChunk::STREAM_STDOUT : OutputChunk::STREAM_STDERR;
+  for (int i = 0; i < kReadsPerEvent && p->out[index].valid(); ++i) {
+    std::string buf(kReadSize, '\0');
+    ssize_t n = read(p->out[index].get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n <= 0) {
+      if (n < 0) {
+        PM_LOG(WARNING) << "read of pid " << p->pid << " output: "
+                        << ErrnoError("read");
+      }
+      UnwatchOutput(p, index);
+      p->out[index].reset();
+      if (!p->output_open()) p->sender->Close();
+      MaybeForget(p);
+      return;
+    }
+    buf.resize(static_cast<size_t>(n));
+    // Small reads should not pin a full read buffer while spooled.
+    if (buf.size() < kReadSize / 4) buf.shrink_to_fit();
+    p->sender->Append(stream, std::move(buf));
+    if (p->sender->ShouldPauseReading()) {
+      // Backpressure: the process waits on its pipe until the store
+      // catches up (or the stall bound lets the sender spool).
+      UnwatchOutput(p, 0);
+      UnwatchOutput(p, 1);
+      return;
+    }
+    if (static_cast<size_t>(n) < kReadSize) break;  // drained for now
+  }
+}
+
+void Supervisor::OnOutputChange(const ProcessPtr& p) {
+  if (!p->sender->ShouldPauseReading()) {
+    WatchOutput(p, 0);
+    WatchOutput(p, 1);
+  }
+  MaybeForget(p);
+}
+
+void Supervisor::OnSigchld() {
+  struct signalfd_siginfo ssi;
+  while (read(sigchld_fd_.get(), &ssi, sizeof(ssi)) == sizeof(ssi)) {
+  }
+  // SIGCHLDs coalesce, so reap until nothing is left. Our own leaders are
+  // reaped through their pidfd (ReapLeader); anything else is an orphan
+  // reparented to us as subreaper.
+  for (;;) {
+    siginfo_t info = {};
+    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0) break;
+    if (info.si_pid == 0) break;
+    auto it = by_pid_.find(info.si_pid);
+    if (it != by_pid_.end()) {
+      ProcessPtr p = it->second;
+      ReapLeader(p);
+      if (!p->reaped) break;  // cannot happen; never spin
+    } else {
+      waitpid(info.si_pid, nullptr, WNOHANG);
+    }
+  }
+  std::vector<ProcessPtr> stopping;
+  for (auto& [id, p] : by_id_) {
+    if (p->stopping) stopping.push_back(p);
+  }
+  for (auto& p : stopping) CheckStopDone(p);
+}
+
+void Supervisor::ReapLeader(const ProcessPtr& p) {
+  if (p->reaped) return;
+  siginfo_t info = {};
+  if (waitid(static_cast<idtype_t>(P_PIDFD), p->pidfd.get(), &info,
+             WEXITED | WNOHANG) != 0) {
+    PM_LOG(ERROR) << "waitid on pidfd of " << p->pid << ": "
+                  << ErrnoError("waitid", "P_PIDFD");
+    return;
+  }
+  if (info.si_pid == 0) return;  // spurious wakeup: still running
+  const ExitStatus exit = ExitStatus::FromSiginfo(info);
+  p->reaped = true;
+  loop_.Unwatch(p->pidfd.get());
+  p->pidfd.reset();
+  by_pid_.erase(p->pid);
+  --live_;
+
+  ProcessStatus& s = p->status;
+  const absl::Time now = absl::Now();
+  if (exit.kind == ExitStatus::Kind::kExited) {
+    s.set_state(ProcessStatus::STATE_EXITED);
+    s.set_exit_code(exit.code);
+  } else {
+    s.set_state(ProcessStatus::STATE_SIGNALED);
+    s.set_signal(exit.signal);
+    s.set_core_dumped(exit.core_dumped);
+  }
+  *s.mutable_ended_at() = ToProtoTimestamp(now);
+  *s.mutable_run_time() =
+      ToProtoDuration(now - FromProtoTimestamp(s.started_at()));
+  s.set_termination(p->sigkill_sent   ? ProcessStatus::TERMINATION_KILLED
+                    : p->sigterm_sent ? ProcessStatus::TERMINATION_AFTER_SIGTERM
+                                      : ProcessStatus::TERMINATION_BY_ITSELF);
+  s.set_output_bytes(p->sender->end_offset());
+  s.clear_proc_status();
+  s.clear_rss_bytes();
+  s.clear_threads();
+  if (p->abandoned) {
+    p->sender->Cancel();
+    return;
+  }
+  SendUpdate(p);
+  CheckStopDone(p);
+  MaybeForget(p);
+}
+
+void Supervisor::AbandonUnrecorded(const ProcessPtr& p) {
+  // The registry never learned of it: kill it and forget it, as if the
+  // Start had not happened.
+  p->abandoned = true;
+  SignalGroup(*p, SIGKILL);
+  for (int i = 0; i < 2; ++i) {
+    UnwatchOutput(p, i);
+    p->out[i].reset();
+  }
+  p->sender->Cancel();
+}
+
+void Supervisor::AttachId(const ProcessPtr& p, const ProcessStatus& record,
+                          std::function<void()> on_log_open) {
+  p->id = record.id();
+  // The record is the registry's; what happened since (an exit) is ours.
+  ProcessStatus local = p->status;
+  p->status = record;
+  if (Ended(local)) {
+    p->status.set_state(local.state());
+    p->status.set_exit_code(local.exit_code());
+    p->status.set_signal(local.signal());
+    p->status.set_core_dumped(local.core_dumped());
+    *p->status.mutable_ended_at() = local.ended_at();
+    *p->status.mutable_run_time() = local.run_time();
+    p->status.set_termination(local.termination());
+    p->status.set_output_bytes(local.output_bytes());
+    SendUpdate(p);
+  }
+  by_id_[p->id] = p;
+  p->sender->Connect(p->id, std::move(on_log_open));
+}
+
+void Supervisor::Stop(const pm::v1::StopRequest& request, StopCallback done) {
+  if (absl::Status valid = ValidateProcessId(request.id()); !valid.ok()) {
+    done(valid);
+    return;
+  }
+  const absl::Duration grace =
+      request.grace_period_ms() > 0
+          ? absl::Milliseconds(request.grace_period_ms())
+          : options_.default_grace;
+  loop_.Post([this, id = request.id(), grace, done = std::move(done)]() mutable {
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) {
+      StopUnknown(id, std::move(done));
+      return;
+    }
+    ProcessPtr p = it->second;
+    p->stop_waiters.push_back(std::move(done));
+    if (!p->stopping) BeginStop(p, grace);
+  });
+}
+
+void Supervisor::BeginStop(const ProcessPtr& p, absl::Duration grace) {
+  p->stopping = true;
+  if (!p->reaped) {
+    p->status.set_state(ProcessStatus::STATE_STOPPING);
+    SendUpdate(p);
+  }
+  if (!GroupGone(*p) || !p->reaped) {
+    SignalGroup(*p, SIGTERM);
+    p->sigterm_sent = !p->reaped || p->sigterm_sent;
+  }
+  p->grace_timer = loop_.RunAfter(grace, [this, weak = std::weak_ptr<Process>(p)] {
+    if (auto locked = weak.lock()) OnGraceExpired(locked);
+  });
+  CheckStopDone(p);
+}
+
+void Supervisor::OnGraceExpired(const ProcessPtr& p) {
+  p->grace_timer = 0;
+  if (!p->stopping) return;
+  if (p->reaped && GroupGone(*p)) {
+    CheckStopDone(p);
+    return;
+  }
+  // Every member still there, leader or not, gets SIGKILL.
+  SignalGroup(*p, SIGKILL);
+  if (!p->reaped) p->sigkill_sent = true;
+  p->kill_timer = loop_.RunAfter(
+      options_.kill_timeout, [this, weak = std::weak_ptr<Process>(p)] {
+        auto locked = weak.lock();
+        if (!locked) return;
+        locked->kill_timer = 0;
+        if (locked->stopping) FinishStop(locked, /*stopped=*/false);
+      });
+}
+
+void Supervisor::CheckStopDone(const ProcessPtr& p) {
+  if (!p->stopping || !p->reaped || !GroupGone(*p)) return;
+  FinishStop(p, /*stopped=*/true);
+}
+
+void Supervisor::FinishStop(const ProcessPtr& p, bool stopped) {
+  loop_.Cancel(p->grace_timer);
+  loop_.Cancel(p->kill_timer);
+  p->grace_timer = p->kill_timer = 0;
+  p->stopping = false;
+  auto waiters =
+      std::make_shared<std::vector<StopCallback>>(std::move(p->stop_waiters));
+  p->stop_waiters.clear();
+  auto answered = std::make_shared<bool>(false);
+  auto answer = [p, stopped, waiters, answered] {
+    if (*answered) return;
+    *answered = true;
+    pm::v1::StopResponse response;
+    response.set_stopped(stopped);
+    *response.mutable_status() = p->status;
+    for (auto& waiter : *waiters) waiter(response);
+  };
+  if (!stopped || p->flushed()) {
+    answer();
+  } else {
+    // Answer once the registry holds the final state, so a GetStatus right
+    // after Stop agrees; bounded, in case the registry is down.
+    p->on_flushed.push_back(answer);
+    loop_.RunAfter(options_.backend_timeout, answer);
+  }
+  MaybeForget(p);
+}
+
+void Supervisor::StopUnknown(const std::string& id, StopCallback done) {
+  struct Call {
+    grpc::ClientContext context;
+    pm::v1::GetStatusRequest request;
+    ProcessStatus response;
+  };
+  auto call = std::make_shared<Call>();
+  call->request.set_id(id);
+  call->context.set_deadline(
+      absl::ToChronoTime(absl::Now() + options_.backend_timeout));
+  ++PendingAsyncOps();
+  registry_->async()->GetStatus(
+      &call->context, &call->request, &call->response,
+      [this, call, done = std::move(done)](grpc::Status rpc) mutable {
+        loop_.Post([this, call, rpc, done = std::move(done)] {
+          if (!rpc.ok()) {
+            absl::Status status = FromGrpcStatus(rpc);
+            if (status.code() == absl::StatusCode::kUnavailable) {
+              status = absl::UnavailableError(absl::StrCat(
+                  "registry is unavailable at ", options_.registry_socket, ": ",
+                  status.message()));
+            }
+            done(status);
+            return;
+          }
+          if (Ended(call->response)) {
+            pm::v1::StopResponse response;
+            response.set_stopped(true);
+            *response.mutable_status() = call->response;
+            done(response);
+            return;
+          }
+          done(absl::FailedPreconditionError(absl::StrCat(
+              "process ", call->request.id(),
+              " is on record as running but this supervisor does not hold "
+              "it (it outlived an earlier supervisor)")));
+        });
+        --PendingAsyncOps();
+      });
+}
+
+void Supervisor::SendUpdate(const ProcessPtr& p) {
+  if (p->id.empty() || p->abandoned) return;  // AttachId sends it
+  if (p->update_in_flight) {
+    p->dirty = true;
+    return;
+  }
+  struct Call {
+    grpc::ClientContext context;
+    pm::internal::v1::UpdateRecordRequest request;
+    ProcessStatus response;
+  };
+  auto call = std::make_shared<Call>();
+  const ProcessStatus& s = p->status;
+  auto& r = call->request;
+  r.set_id(p->id);
+  r.set_state(s.state());
+  r.set_exit_code(s.exit_code());
+  r.set_signal(s.signal());
+  r.set_core_dumped(s.core_dumped());
+  if (s.has_ended_at()) *r.mutable_ended_at() = s.ended_at();
+  r.set_termination(s.termination());
+  r.set_output_bytes(s.output_bytes());
+  call->context.set_deadline(
+      absl::ToChronoTime(absl::Now() + options_.backend_timeout));
+  p->update_in_flight = true;
+  p->dirty = false;
+  ++PendingAsyncOps();
+  registry_->async()->UpdateRecord(
+      &call->context, &call->request, &call->response,
+      [this, call, p](grpc::Status rpc) {
+        loop_.Post([this, rpc, p] {
+          p->update_in_flight = false;
+          if (!rpc.ok()) {
+            if (rpc.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                rpc.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+              // Keep the state: the registry gets it when it is back.
+              p->dirty = true;
+              loop_.RunAfter(kRegistryRetry, [this, p] {
+                if (!p->update_in_flight && p->dirty) PushUpdate(p);
+              });
+              return;
+            }
+            PM_LOG(ERROR) << "registry refused update of " << p->id << ": "
+                          << rpc.error_message();
+          }
+          if (p->dirty) {
+            PushUpdate(p);
+            return;
+          }
+          auto waiters = std::move(p->on_flushed);
+          p->on_flushed.clear();
+          for (auto& fn : waiters) fn();
+          MaybeForget(p);
+        });
+        --PendingAsyncOps();
+      });
+}
+
+void Supervisor::PushUpdate(const ProcessPtr& p) {
+  p->dirty = false;
+  SendUpdate(p);
+}
+
+void Supervisor::MaybeForget(const ProcessPtr& p) {
+  if (!p->reaped || p->output_open() || p->stopping || !p->flushed()) return;
+  if (!p->abandoned && !p->sender->done()) return;
+  // Everything about it is with the registry and the log_store now.
+  if (!p->id.empty()) by_id_.erase(p->id);
+}
+
+bool Supervisor::GroupGone(const Process& p) const {
+  // The group id is the leader's pid (setsid); the kernel keeps that number
+  // from being reused while any member of the group lives.
+  return kill(-p.pid, 0) != 0 && errno == ESRCH;
+}
+
+void Supervisor::SignalGroup(const Process& p, int sig) {
+  if (!p.reaped && p.pidfd.valid()) PidfdSendSignal(p.pidfd.get(), sig);
+  kill(-p.pid, sig);
+}
+
+void Supervisor::Shutdown(absl::Duration grace) {
+  if (!loop_thread_.joinable()) return;
+  auto all_stopped = std::make_shared<absl::Notification>();
+  loop_.Post([this, grace, all_stopped] {
+    shut_down_ = true;
+    std::vector<ProcessPtr> live;
+    for (auto& [id, p] : by_id_) {
+      if (!p->reaped) live.push_back(p);
+    }
+    for (auto& [pid, p] : by_pid_) {
+      if (p->id.empty()) AbandonUnrecorded(p);
+    }
+    auto remaining = std::make_shared<size_t>(live.size());
+    if (live.empty()) all_stopped->Notify();
+    for (auto& p : live) {
+      p->stop_waiters.push_back(
+          [remaining, all_stopped](absl::StatusOr<pm::v1::StopResponse>) {
+            if (--*remaining == 0) all_stopped->Notify();
+          });
+      if (!p->stopping) BeginStop(p, grace);
+    }
+  });
+  all_stopped->WaitForNotificationWithTimeout(grace + options_.kill_timeout +
+                                              options_.backend_timeout);
+  // Give the last output and registry updates a moment to land.
+  const absl::Time deadline = absl::Now() + absl::Seconds(2);
+  while (absl::Now() < deadline) {
+    auto empty = std::make_shared<bool>(false);
+    if (!RunAndWait(loop_, [this, empty] { *empty = by_id_.empty(); },
+                    absl::Seconds(1)) ||
+        *empty) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  loop_.Post([this] {
+    for (auto& [id, p] : by_id_) p->sender->Cancel();
+  });
+  loop_.Quit();
+  loop_thread_.join();
+}
+
+}  // namespace pm::supervisor

@@ -1,0 +1,144 @@
+// Supervisor: spawns, signals and reaps the managed processes.
+//
+//   SupervisorOptions options;
+//   options.registry_socket = pm::SocketPath(dir, pm::Service::kRegistry);
+//   options.log_store_socket = pm::SocketPath(dir, pm::Service::kLogStore);
+//   PM_ASSIGN_OR_RETURN(auto supervisor, Supervisor::Create(options));
+//   absl::StatusOr<pm::v1::StartResponse> started = supervisor->Start(request);
+//   supervisor->Stop(stop_request, [](absl::StatusOr<pm::v1::StopResponse> r) {});
+//   supervisor->Shutdown();   // stops every process, flushes, joins
+//
+// All process state lives on one event-loop thread: pidfds, pipes and the
+// SIGCHLD signalfd are watched with epoll, so exits are events and nothing
+// polls. The supervisor is a child subreaper: orphaned grandchildren are
+// reparented to it and reaped, so no zombie is ever left. It tells the
+// registry about every state change and streams every output byte to the
+// log_store (see OutputSender); readers never come here.
+//
+// SIGCHLD must be blocked in every thread before Create (the loop reads it
+// from a signalfd): call pm::BlockTerminationSignals({SIGCHLD}) first in
+// main.
+#ifndef PM_SUPERVISOR_SUPERVISOR_H_
+#define PM_SUPERVISOR_SUPERVISOR_H_
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/fd.h"
+#include "pm/internal/v1/internal.grpc.pb.h"
+#include "pm/v1/process_manager.pb.h"
+#include "supervisor/event_loop.h"
+#include "supervisor/output_sender.h"
+
+namespace pm::supervisor {
+
+struct SupervisorOptions {
+  std::string registry_socket;
+  std::string log_store_socket;
+  // Stop's grace period when the request says 0.
+  absl::Duration default_grace = absl::Seconds(10);
+  // How long Stop waits for the group to vanish after SIGKILL before it
+  // answers stopped=false.
+  absl::Duration kill_timeout = absl::Seconds(5);
+  // Deadline of each registry call and of reaching a backend at Start.
+  absl::Duration backend_timeout = absl::Seconds(5);
+  // Cap on processes that have not ended; Start beyond it is
+  // RESOURCE_EXHAUSTED.
+  size_t max_processes = 4096;
+  OutputSenderOptions output;
+};
+
+class Supervisor {
+ public:
+  // Becomes a child subreaper, starts the event loop thread and connects
+  // (lazily) to the registry and the log_store.
+  static absl::StatusOr<std::unique_ptr<Supervisor>> Create(
+      SupervisorOptions options);
+  ~Supervisor();
+
+  // Starts a process; returns once it has exec'd and is on record. Blocks
+  // the calling thread (never the loop) for at most a few backend timeouts.
+  // Errors: INVALID_ARGUMENT (bad request), FAILED_PRECONDITION (exec
+  // failed; names the call, the path and the OS error; no id handed out),
+  // RESOURCE_EXHAUSTED (max_processes), UNAVAILABLE (registry or log_store
+  // unreachable; names the service and its socket).
+  absl::StatusOr<pm::v1::StartResponse> Start(
+      const pm::v1::StartRequest& request);
+
+  // Stops a process and its group: SIGTERM, grace period, SIGKILL, then
+  // waits up to kill_timeout for the group to be gone. `done` is called
+  // exactly once, on the loop thread. Concurrent stops of one id share one
+  // stop and get the same answer. Errors: INVALID_ARGUMENT, NOT_FOUND,
+  // UNAVAILABLE (the registry, for an id this supervisor no longer holds).
+  using StopCallback = std::function<void(absl::StatusOr<pm::v1::StopResponse>)>;
+  void Stop(const pm::v1::StopRequest& request, StopCallback done);
+
+  // Stops every live process (grace `grace`), flushes output and registry
+  // updates (bounded), and joins the loop. Idempotent.
+  void Shutdown(absl::Duration grace = absl::Seconds(3));
+
+ private:
+  struct Process;
+  using ProcessPtr = std::shared_ptr<Process>;
+
+  explicit Supervisor(SupervisorOptions options);
+  absl::Status Init();
+
+  // Runs `fn` on the loop and waits for its result (not from the loop).
+  template <typename T>
+  T RunOnLoop(std::function<T()> fn);
+
+  absl::Status CheckBackend(const std::shared_ptr<grpc::Channel>& channel,
+                            absl::string_view name, const std::string& socket);
+
+  // Loop-thread steps.
+  absl::StatusOr<ProcessPtr> SpawnOnLoop(const pm::v1::StartRequest& request);
+  void WatchOutput(const ProcessPtr& p, int index);
+  void UnwatchOutput(const ProcessPtr& p, int index);
+  void OnOutputReadable(const ProcessPtr& p, int index);
+  void OnOutputChange(const ProcessPtr& p);
+  void OnSigchld();
+  void ReapLeader(const ProcessPtr& p);
+  void AbandonUnrecorded(const ProcessPtr& p);
+  void AttachId(const ProcessPtr& p, const pm::v1::ProcessStatus& record,
+                std::function<void()> on_log_open);
+  void BeginStop(const ProcessPtr& p, absl::Duration grace);
+  void OnGraceExpired(const ProcessPtr& p);
+  void CheckStopDone(const ProcessPtr& p);
+  void FinishStop(const ProcessPtr& p, bool stopped);
+  void StopUnknown(const std::string& id, StopCallback done);
+  void SendUpdate(const ProcessPtr& p);
+  void PushUpdate(const ProcessPtr& p);
+  void MaybeForget(const ProcessPtr& p);
+  bool GroupGone(const Process& p) const;
+  void SignalGroup(const Process& p, int sig);
+
+  SupervisorOptions options_;
+  std::shared_ptr<grpc::Channel> registry_channel_;
+  std::shared_ptr<grpc::Channel> log_store_channel_;
+  std::unique_ptr<pm::internal::v1::Registry::Stub> registry_;
+  std::unique_ptr<pm::internal::v1::LogStore::Stub> log_store_;
+
+  EventLoop loop_;
+  std::thread loop_thread_;
+  Fd sigchld_fd_;
+  bool shut_down_ = false;
+
+  // Loop-thread state.
+  absl::flat_hash_map<pid_t, ProcessPtr> by_pid_;        // leaders not reaped
+  absl::flat_hash_map<std::string, ProcessPtr> by_id_;   // recorded, not forgotten
+  size_t live_ = 0;
+};
+
+}  // namespace pm::supervisor
+
+#endif  // PM_SUPERVISOR_SUPERVISOR_H_

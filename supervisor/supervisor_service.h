@@ -1,0 +1,38 @@
+// SupervisorService: the gRPC face of Supervisor on its unix socket.
+//
+//   SupervisorService service(supervisor.get());
+//   pm::ServeUntilSignal(pm::Service::kSupervisor, dir, {&service});
+//
+// Thin: converts protos and statuses, nothing else. Start is a synchronous
+// handler (a short sequence of bounded steps); Stop is a callback reactor,
+// finished by the supervisor's loop when the stop completes, so a 10 s
+// grace period holds no thread.
+#ifndef PM_SUPERVISOR_SUPERVISOR_SERVICE_H_
+#define PM_SUPERVISOR_SUPERVISOR_SERVICE_H_
+
+#include "pm/internal/v1/internal.grpc.pb.h"
+#include "supervisor/supervisor.h"
+
+namespace pm::supervisor {
+
+class SupervisorService final
+    : public pm::internal::v1::Supervisor::WithCallbackMethod_Stop<
+          pm::internal::v1::Supervisor::Service> {
+ public:
+  explicit SupervisorService(Supervisor* supervisor)
+      : supervisor_(supervisor) {}
+
+  grpc::Status Start(grpc::ServerContext* context,
+                     const pm::v1::StartRequest* request,
+                     pm::v1::StartResponse* response) override;
+  grpc::ServerUnaryReactor* Stop(grpc::CallbackServerContext* context,
+                                 const pm::v1::StopRequest* request,
+                                 pm::v1::StopResponse* response) override;
+
+ private:
+  Supervisor* supervisor_;
+};
+
+}  // namespace pm::supervisor
+
+#endif  // PM_SUPERVISOR_SUPERVISOR_SERVICE_H_
