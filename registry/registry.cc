@@ -183,9 +183,22 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecord(
 
 absl::StatusOr<ProcessStatus> Registry::UpdateRecord(
     const UpdateRecordRequest& request) {
+  std::map<uint64_t, WaitCallback> waiters;
+  absl::StatusOr<ProcessStatus> answer;
+  {
+    absl::MutexLock lock(&mutex_);
+    answer = UpdateLocked(request, waiters);
+  }
+  // Waits end outside the lock: they finish RPCs.
+  for (auto& [token, done] : waiters) done(answer);
+  return answer;
+}
+
+absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
+    const UpdateRecordRequest& request,
+    std::map<uint64_t, WaitCallback>& ended_waiters) {
   PM_RETURN_IF_ERROR(ValidateUpdate(request));
   const absl::Time now = absl::Now();
-  absl::MutexLock lock(&mutex_);
   PM_ASSIGN_OR_RETURN(Record * record, Find(request.id()));
   ProcessStatus& status = record->status;
   const ProcessStatus::State from = status.state();
@@ -212,8 +225,35 @@ absl::StatusOr<ProcessStatus> Registry::UpdateRecord(
   // Answered before NoteEnded, which may evict this very record (with a cap
   // of 0).
   ProcessStatus answer = Answer(status, now);
+  ended_waiters = std::move(record->waiters);
+  record->waiters.clear();
   NoteEnded(status.id());
   return answer;
+}
+
+uint64_t Registry::Wait(absl::string_view id, WaitCallback done) {
+  absl::StatusOr<ProcessStatus> now_answer;
+  {
+    absl::MutexLock lock(&mutex_);
+    absl::StatusOr<Record*> record = Find(id);
+    if (!record.ok()) {
+      now_answer = record.status();
+    } else if (IsEnded((*record)->status.state())) {
+      now_answer = Answer((*record)->status, absl::Now());
+    } else {
+      const uint64_t token = next_wait_token_++;
+      (*record)->waiters.emplace(token, std::move(done));
+      return token;
+    }
+  }
+  done(std::move(now_answer));
+  return 0;
+}
+
+void Registry::CancelWait(absl::string_view id, uint64_t token) {
+  absl::MutexLock lock(&mutex_);
+  absl::StatusOr<Record*> record = Find(id);
+  if (record.ok()) (*record)->waiters.erase(token);
 }
 
 absl::StatusOr<ProcessStatus> Registry::GetStatus(absl::string_view id) const {

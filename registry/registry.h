@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -89,6 +90,16 @@ class Registry {
   // records.
   pm::v1::ListResponse List() const;
 
+  // Calls `done` once the record of `id` has ended, with its final status:
+  // at once (before returning) if it already has, else from the
+  // UpdateRecord that ends it. Errors (INVALID_ARGUMENT, NOT_FOUND) are
+  // passed to `done` at once. Returns a token for CancelWait (0 when `done`
+  // has already run).
+  using WaitCallback = std::function<void(absl::StatusOr<pm::v1::ProcessStatus>)>;
+  uint64_t Wait(absl::string_view id, WaitCallback done);
+  // Forgets a pending Wait (its caller went away); `done` is not called.
+  void CancelWait(absl::string_view id, uint64_t token);
+
   // Records held, live and ended.
   size_t size() const;
 
@@ -102,8 +113,15 @@ class Registry {
     // Field 22 of /proc/PID/stat: with the pid, names the process.
     uint64_t start_ticks = 0;
     AgeKey age;
+    // Pending Waits, by token; run when the record ends.
+    std::map<uint64_t, WaitCallback> waiters;
   };
 
+  // UpdateRecord under the lock; hands out the Waits the update ends.
+  absl::StatusOr<pm::v1::ProcessStatus> UpdateLocked(
+      const pm::internal::v1::UpdateRecordRequest& request,
+      std::map<uint64_t, WaitCallback>& ended_waiters)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Looks `id` up (validated, any case). INVALID_ARGUMENT / NOT_FOUND.
   absl::StatusOr<Record*> Find(absl::string_view id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
@@ -121,6 +139,7 @@ class Registry {
   // Ids of ended records in the order they ended: the eviction queue.
   std::deque<std::string> ended_order_ ABSL_GUARDED_BY(mutex_);
   uint64_t next_sequence_ ABSL_GUARDED_BY(mutex_) = 0;
+  uint64_t next_wait_token_ ABSL_GUARDED_BY(mutex_) = 1;
 };
 
 }  // namespace pm::registry

@@ -41,6 +41,10 @@ class RegistryService final
   grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* context,
                                  const pm::v1::ListRequest* request,
                                  pm::v1::ListResponse* response) override;
+  // Finishes when the record ends, or CANCELLED when the caller goes away.
+  grpc::ServerUnaryReactor* Wait(grpc::CallbackServerContext* context,
+                                 const pm::v1::WaitRequest* request,
+                                 pm::v1::ProcessStatus* response) override;
 
  private:
   Registry* const registry_;

@@ -450,5 +450,44 @@ TEST(RegistryTest, ConcurrentWritersAndReadersKeepEveryRecord) {
   EXPECT_EQ(registry.List().processes_size(), kThreads * kPerThread);
 }
 
+TEST(RegistryWaitTest, AnsweredWhenTheRecordEnds) {
+  Registry registry(Options());
+  const std::string id = MustCreate(registry, Create());
+  std::vector<absl::StatusOr<ProcessStatus>> answers;
+  registry.Wait(id, [&](absl::StatusOr<ProcessStatus> r) { answers.push_back(r); });
+  ASSERT_TRUE(registry.UpdateRecord(Update(id, ProcessStatus::STATE_STOPPING)).ok());
+  EXPECT_THAT(answers, IsEmpty());
+  ASSERT_TRUE(registry.UpdateRecord(Exited(id, 7)).ok());
+  ASSERT_EQ(answers.size(), 1u);
+  ASSERT_TRUE(answers[0].ok());
+  EXPECT_EQ(answers[0]->state(), ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(answers[0]->exit_code(), 7);
+}
+
+TEST(RegistryWaitTest, AnsweredAtOnceWhenEndedOrUnknown) {
+  Registry registry(Options());
+  const std::string id = MustCreate(registry, Create());
+  ASSERT_TRUE(registry.UpdateRecord(Exited(id, 2)).ok());
+  absl::StatusOr<ProcessStatus> ended;
+  EXPECT_EQ(registry.Wait(id, [&](absl::StatusOr<ProcessStatus> r) { ended = r; }), 0u);
+  ASSERT_TRUE(ended.ok());
+  EXPECT_EQ(ended->exit_code(), 2);
+
+  absl::StatusOr<ProcessStatus> unknown;
+  registry.Wait(kUnknownId, [&](absl::StatusOr<ProcessStatus> r) { unknown = r; });
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(RegistryWaitTest, ACancelledWaitIsNotCalled) {
+  Registry registry(Options());
+  const std::string id = MustCreate(registry, Create());
+  int calls = 0;
+  uint64_t token = registry.Wait(id, [&](absl::StatusOr<ProcessStatus>) { ++calls; });
+  ASSERT_NE(token, 0u);
+  registry.CancelWait(id, token);
+  ASSERT_TRUE(registry.UpdateRecord(Exited(id, 0)).ok());
+  EXPECT_EQ(calls, 0);
+}
+
 }  // namespace
 }  // namespace pm::registry

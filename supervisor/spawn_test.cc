@@ -10,7 +10,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "supervisor/exit_status.h"
+#include "common/exit_status.h"
 
 namespace pm::supervisor {
 namespace {

@@ -21,7 +21,7 @@
 #include "common/runtime_dir.h"
 #include "common/status.h"
 #include "common/uuid.h"
-#include "supervisor/exit_status.h"
+#include "common/exit_status.h"
 #include "supervisor/spawn.h"
 
 namespace pm::supervisor {

@@ -1,10 +1,10 @@
-#include "supervisor/exit_status.h"
+#include "common/exit_status.h"
 
 #include <string.h>
 
 #include "absl/strings/str_cat.h"
 
-namespace pm::supervisor {
+namespace pm {
 
 ExitStatus ExitStatus::FromSiginfo(const siginfo_t& info) {
   switch (info.si_code) {
@@ -29,4 +29,4 @@ std::string ExitStatus::ToString() const {
                       ")", core_dumped ? " (core dumped)" : "");
 }
 
-}  // namespace pm::supervisor
+}  // namespace pm

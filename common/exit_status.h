@@ -1,16 +1,16 @@
 // ExitStatus: how a child ended, as a value (folly's ProcessReturnCode).
 //
 //   siginfo_t info;  // from waitid()
-//   pm::supervisor::ExitStatus status = ExitStatus::FromSiginfo(info);
+//   pm::ExitStatus status = ExitStatus::FromSiginfo(info);
 //   PM_LOG(INFO) << status.ToString();   // "exited with code 3"
-#ifndef PM_SUPERVISOR_EXIT_STATUS_H_
-#define PM_SUPERVISOR_EXIT_STATUS_H_
+#ifndef PM_COMMON_EXIT_STATUS_H_
+#define PM_COMMON_EXIT_STATUS_H_
 
 #include <signal.h>
 
 #include <string>
 
-namespace pm::supervisor {
+namespace pm {
 
 struct ExitStatus {
   enum class Kind { kExited, kSignaled };
@@ -39,6 +39,6 @@ struct ExitStatus {
 // "SIGTERM" for 15, "signal 99" when unnamed.
 std::string SignalName(int sig);
 
-}  // namespace pm::supervisor
+}  // namespace pm
 
-#endif  // PM_SUPERVISOR_EXIT_STATUS_H_
+#endif  // PM_COMMON_EXIT_STATUS_H_

@@ -1,0 +1,160 @@
+// The local implementation of pm::Client: the three services' unix sockets.
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "common/runtime_dir.h"
+#include "common/status.h"
+#include "pm/internal/v1/internal.grpc.pb.h"
+
+namespace pm {
+namespace {
+
+using pm::internal::v1::LogStore;
+using pm::internal::v1::Registry;
+using pm::internal::v1::Supervisor;
+
+// Deadlines: generous safety nets, not expectations.
+constexpr auto kShortCall = std::chrono::seconds(30);
+// Stop waits for the grace period plus the kill timeout on the server.
+constexpr auto kStopSlack = std::chrono::seconds(60);
+
+std::chrono::system_clock::time_point In(std::chrono::seconds d) {
+  return std::chrono::system_clock::now() + d;
+}
+
+// A backend's status, with UNAVAILABLE naming the service and its socket.
+absl::Status BackendStatus(const grpc::Status& rpc, absl::string_view service,
+                           const std::string& socket) {
+  absl::Status status = FromGrpcStatus(rpc);
+  if (status.code() == absl::StatusCode::kUnavailable) {
+    return absl::UnavailableError(absl::StrCat(
+        service, " is unavailable at ", socket, ": ", status.message()));
+  }
+  return status;
+}
+
+class LocalOutputStream final : public OutputStream {
+ public:
+  LocalOutputStream(LogStore::Stub* stub,
+                    const pm::v1::StreamOutputRequest& request,
+                    std::string socket)
+      : socket_(std::move(socket)),
+        reader_(stub->StreamOutput(&context_, request)) {}
+
+  bool Next(pm::v1::OutputChunk* chunk) override {
+    return reader_->Read(chunk);
+  }
+  void Cancel() override { context_.TryCancel(); }
+  absl::Status Finish() override {
+    return BackendStatus(reader_->Finish(), "log_store", socket_);
+  }
+
+ private:
+  std::string socket_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<pm::v1::OutputChunk>> reader_;
+};
+
+class LocalClient final : public Client {
+ public:
+  explicit LocalClient(const std::string& dir)
+      : supervisor_socket_(SocketPath(dir, Service::kSupervisor)),
+        registry_socket_(SocketPath(dir, Service::kRegistry)),
+        log_store_socket_(SocketPath(dir, Service::kLogStore)),
+        supervisor_(Supervisor::NewStub(Channel(supervisor_socket_))),
+        registry_(Registry::NewStub(Channel(registry_socket_))),
+        log_store_(LogStore::NewStub(Channel(log_store_socket_))) {}
+
+  absl::StatusOr<pm::v1::StartResponse> Start(
+      const pm::v1::StartRequest& request) override {
+    grpc::ClientContext context;
+    context.set_deadline(In(kShortCall));
+    pm::v1::StartResponse response;
+    grpc::Status rpc = supervisor_->Start(&context, request, &response);
+    if (!rpc.ok()) return BackendStatus(rpc, "supervisor", supervisor_socket_);
+    return response;
+  }
+
+  absl::StatusOr<pm::v1::StopResponse> Stop(
+      const pm::v1::StopRequest& request) override {
+    grpc::ClientContext context;
+    const auto grace = std::chrono::seconds(
+        request.grace_period_ms() == 0 ? 10 : request.grace_period_ms() / 1000 + 1);
+    context.set_deadline(In(grace + kStopSlack));
+    pm::v1::StopResponse response;
+    grpc::Status rpc = supervisor_->Stop(&context, request, &response);
+    if (!rpc.ok()) return BackendStatus(rpc, "supervisor", supervisor_socket_);
+    return response;
+  }
+
+  absl::StatusOr<pm::v1::ProcessStatus> GetStatus(
+      absl::string_view id) override {
+    grpc::ClientContext context;
+    context.set_deadline(In(kShortCall));
+    pm::v1::GetStatusRequest request;
+    request.set_id(std::string(id));
+    pm::v1::ProcessStatus response;
+    grpc::Status rpc = registry_->GetStatus(&context, request, &response);
+    if (!rpc.ok()) return BackendStatus(rpc, "registry", registry_socket_);
+    return response;
+  }
+
+  absl::StatusOr<pm::v1::ListResponse> List() override {
+    grpc::ClientContext context;
+    context.set_deadline(In(kShortCall));
+    pm::v1::ListResponse response;
+    grpc::Status rpc =
+        registry_->List(&context, pm::v1::ListRequest(), &response);
+    if (!rpc.ok()) return BackendStatus(rpc, "registry", registry_socket_);
+    return response;
+  }
+
+  absl::StatusOr<pm::v1::ProcessStatus> Wait(absl::string_view id,
+                                             absl::Duration timeout) override {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    pm::v1::WaitRequest request;
+    request.set_id(std::string(id));
+    pm::v1::ProcessStatus response;
+    grpc::Status rpc = registry_->Wait(&context, request, &response);
+    if (!rpc.ok()) return BackendStatus(rpc, "registry", registry_socket_);
+    return response;
+  }
+
+  std::unique_ptr<OutputStream> StreamOutput(
+      const pm::v1::StreamOutputRequest& request) override {
+    return std::make_unique<LocalOutputStream>(log_store_.get(), request,
+                                               log_store_socket_);
+  }
+
+ private:
+  static std::shared_ptr<grpc::Channel> Channel(const std::string& socket) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    return grpc::CreateCustomChannel(UnixAddress(socket),
+                                     grpc::InsecureChannelCredentials(), args);
+  }
+
+  std::string supervisor_socket_;
+  std::string registry_socket_;
+  std::string log_store_socket_;
+  std::unique_ptr<Supervisor::Stub> supervisor_;
+  std::unique_ptr<Registry::Stub> registry_;
+  std::unique_ptr<LogStore::Stub> log_store_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Client>> Client::ConnectLocal(
+    const std::string& runtime_dir) {
+  if (runtime_dir.empty()) {
+    return absl::InvalidArgumentError("empty runtime dir");
+  }
+  return std::unique_ptr<Client>(new LocalClient(runtime_dir));
+}
+
+}  // namespace pm

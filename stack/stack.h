@@ -1,0 +1,114 @@
+// Stack: the local pm stack (registry, log_store, supervisor) as child
+// processes of one launcher. `make up` runs it in the foreground
+// (//:stack); the integration tests in testing/ bring the same stack up
+// with this same code on a temporary runtime dir.
+//
+//   pm::stack::StackOptions options;
+//   options.runtime_dir = "/tmp/pm-test.XXXX";
+//   options.extra_args["supervisor"] = {"--kill_timeout_ms=500"};
+//   PM_ASSIGN_OR_RETURN(std::unique_ptr<pm::stack::Stack> stack,
+//                       pm::stack::Stack::Start(options));
+//   ...                        // every service answers grpc.health.v1
+//   PM_RETURN_IF_ERROR(stack->StopAll());   // supervisor, log_store, registry
+//
+// Each service runs in its own process group, so a terminal's Ctrl+C
+// reaches only the launcher, which then stops the services in order: the
+// supervisor first (it stops the managed processes and flushes their last
+// output and state), then the log_store, then the registry. Children are
+// held by pidfd, never by bare pid.
+#ifndef PM_STACK_STACK_H_
+#define PM_STACK_STACK_H_
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/optional.h"
+#include "common/exit_status.h"
+#include "common/fd.h"
+
+namespace pm::stack {
+
+struct StackOptions {
+  std::string runtime_dir;
+  // Where "registry/registry", "log_store/log_store" and
+  // "supervisor/supervisor" are; empty: found in the runfiles.
+  std::string binary_root;
+  // Extra command-line flags per service name.
+  std::map<std::string, std::vector<std::string>> extra_args;
+  // Start only these services (by name); empty: all three.
+  std::vector<std::string> only;
+  absl::Duration health_timeout = absl::Seconds(30);
+  absl::Duration stop_timeout = absl::Seconds(20);
+};
+
+struct ServiceProcess {
+  std::string name;
+  std::string binary;
+  std::vector<std::string> args;
+  std::string socket;
+  pid_t pid = -1;
+  Fd pidfd;  // invalid once reaped
+  absl::optional<ExitStatus> exit;
+};
+
+class Stack {
+ public:
+  // The service names in start order.
+  static const std::vector<std::string>& ServiceNames();
+
+  // Starts the services in order, each waited on until it answers
+  // grpc.health.v1 Check with SERVING. On failure the ones started are
+  // stopped again and the error names the service (and its exit status if
+  // it died, e.g. because a live stack already owns the runtime dir).
+  static absl::StatusOr<std::unique_ptr<Stack>> Start(StackOptions options);
+  ~Stack();  // StopAll()
+
+  // Stops every running service in reverse start order: SIGTERM, then
+  // SIGKILL after stop_timeout. Error if one had to be killed or exited
+  // non-zero.
+  absl::Status StopAll();
+
+  // Stops one service (SIGTERM, wait) or kills it with `sig` and reaps it.
+  absl::Status StopService(const std::string& name);
+  absl::Status KillService(const std::string& name, int sig);
+  // Starts a stopped service again and waits until it is healthy.
+  absl::Status RestartService(const std::string& name);
+
+  // What ended WaitForSignalOrExit.
+  struct Event {
+    int signal = 0;              // SIGINT / SIGTERM, or 0
+    std::string service;         // the service that exited, if any
+    absl::optional<ExitStatus> exit;
+  };
+  // Waits for SIGINT/SIGTERM (blocked by the caller) or the exit of any
+  // service. No polling: a signalfd and the pidfds in one poll().
+  absl::StatusOr<Event> WaitForSignalOrExit();
+
+  const std::string& runtime_dir() const { return options_.runtime_dir; }
+  const std::vector<ServiceProcess>& services() const { return services_; }
+
+ private:
+  explicit Stack(StackOptions options) : options_(std::move(options)) {}
+  ServiceProcess* Find(const std::string& name);
+  absl::Status Launch(ServiceProcess& service);
+  absl::Status WaitHealthy(ServiceProcess& service);
+  absl::Status Terminate(ServiceProcess& service);
+  void Reap(ServiceProcess& service);
+
+  StackOptions options_;
+  std::vector<ServiceProcess> services_;
+};
+
+// The directory under which the service binaries are found: the runfiles
+// of the running binary or test, or the workspace's bazel-bin.
+absl::StatusOr<std::string> FindBinaryRoot();
+
+}  // namespace pm::stack
+
+#endif  // PM_STACK_STACK_H_
