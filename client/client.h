@@ -45,6 +45,9 @@ class OutputStream {
   virtual ~OutputStream() = default;
   // False at the end of the stream (or on error, or after Cancel).
   virtual bool Next(pm::v1::OutputChunk* chunk) = 0;
+  // Blocks until the server has attached the stream (its headers arrived):
+  // from then on, every byte the process writes reaches this reader.
+  virtual void WaitUntilAttached() = 0;
   // Ends the stream; the server side is cancelled too.
   virtual void Cancel() = 0;
   // After Next() returned false: OK when the stream ended normally,

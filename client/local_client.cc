@@ -48,6 +48,7 @@ class LocalOutputStream final : public OutputStream {
   bool Next(pm::v1::OutputChunk* chunk) override {
     return reader_->Read(chunk);
   }
+  void WaitUntilAttached() override { reader_->WaitForInitialMetadata(); }
   void Cancel() override { context_.TryCancel(); }
   absl::Status Finish() override {
     return BackendStatus(reader_->Finish(), "log_store", socket_);

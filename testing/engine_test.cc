@@ -1,0 +1,520 @@
+// The engine end to end: the real registry, log_store and supervisor
+// binaries on a temporary runtime dir, driven through the Library. Covers
+// the design doc's use cases and the engine issue's list.
+#include <fcntl.h>
+#include <openssl/sha.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/uuid.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/test_stack.h"
+
+namespace pm::testing {
+namespace {
+
+using ::pm::v1::ProcessStatus;
+using ::testing::HasSubstr;
+
+const std::map<std::string, std::vector<std::string>> kDefaultFlags = {
+    {"supervisor", {"--kill_timeout_ms=2000"}},
+    {"log_store",
+     {"--max_bytes_per_process=268435456", "--max_total_bytes=1073741824"}},
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  EngineTest() : stack_(kDefaultFlags) {}
+  void SetUp() override { ASSERT_TRUE(stack_.ok()) << stack_.status(); }
+  pm::Client& client() { return stack_.client(); }
+
+  std::string MustStart(const pm::v1::StartRequest& request) {
+    absl::StatusOr<pm::v1::StartResponse> started = client().Start(request);
+    EXPECT_TRUE(started.ok()) << started.status();
+    return started.ok() ? started->id() : "";
+  }
+  ProcessStatus MustWait(const std::string& id) {
+    absl::StatusOr<ProcessStatus> status = client().Wait(id, absl::Seconds(60));
+    EXPECT_TRUE(status.ok()) << status.status();
+    return status.ok() ? *status : ProcessStatus();
+  }
+  pm::v1::StopResponse MustStop(const std::string& id, uint32_t grace_ms) {
+    pm::v1::StopRequest request;
+    request.set_id(id);
+    request.set_grace_period_ms(grace_ms);
+    absl::StatusOr<pm::v1::StopResponse> stopped = client().Stop(request);
+    EXPECT_TRUE(stopped.ok()) << stopped.status();
+    return stopped.ok() ? *stopped : pm::v1::StopResponse();
+  }
+  // Follows the output until `needle` has appeared (the process is ready).
+  void WaitForOutput(const std::string& id, const std::string& needle) {
+    pm::v1::StreamOutputRequest request;
+    request.set_id(id);
+    request.set_from_start(true);
+    request.set_follow(true);
+    auto stream = client().StreamOutput(request);
+    std::string seen;
+    pm::v1::OutputChunk chunk;
+    while (seen.find(needle) == std::string::npos && stream->Next(&chunk)) {
+      seen += chunk.data();
+    }
+    stream->Cancel();
+    stream->Finish().IgnoreError();
+    ASSERT_THAT(seen, HasSubstr(needle));
+  }
+
+  TestStack stack_;
+};
+
+// --- The design doc's use cases -------------------------------------------
+
+TEST_F(EngineTest, StartedProcessGetsAUuidAndLiveStatus) {
+  absl::StatusOr<pm::v1::StartResponse> started =
+      client().Start(Command({"sleep", "100"}));
+  ASSERT_TRUE(started.ok()) << started.status();
+  EXPECT_TRUE(ValidateProcessId(started->id()).ok()) << started->id();
+  EXPECT_EQ(started->status().state(), ProcessStatus::STATE_RUNNING);
+
+  absl::StatusOr<ProcessStatus> status = client().GetStatus(started->id());
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->state(), ProcessStatus::STATE_RUNNING);
+  EXPECT_GT(status->pid(), 0);
+  EXPECT_EQ(status->executable(), "sleep");
+  EXPECT_EQ(status->resolved_executable().substr(status->resolved_executable().rfind('/')), "/sleep");
+  EXPECT_EQ(status->proc_status().at("Name"), "sleep");
+  EXPECT_EQ(status->proc_status().at("Pid"), std::to_string(status->pid()));
+  EXPECT_GT(status->rss_bytes(), 0u);
+  EXPECT_EQ(status->threads(), 1);
+
+  absl::StatusOr<pm::v1::ListResponse> list = client().List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->processes_size(), 1);
+  EXPECT_EQ(list->processes(0).id(), started->id());
+}
+
+TEST_F(EngineTest, ProcessThatWontStartGivesTheOsErrorAndNoUuid) {
+  absl::StatusOr<pm::v1::StartResponse> started =
+      client().Start(Command({"/nope"}));
+  EXPECT_EQ(started.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(started.status().message(),
+            "execve(\"/nope\"): No such file or directory (ENOENT)");
+  absl::StatusOr<pm::v1::ListResponse> list = client().List();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->processes_size(), 0);
+}
+
+TEST_F(EngineTest, StoppedProcessReturnsItsSignal) {
+  const std::string id = MustStart(Command({"sleep", "100"}));
+  pm::v1::StopResponse stopped = MustStop(id, 5000);
+  EXPECT_TRUE(stopped.stopped());
+  EXPECT_EQ(stopped.status().state(), ProcessStatus::STATE_SIGNALED);
+  EXPECT_EQ(stopped.status().signal(), SIGTERM);
+  EXPECT_EQ(stopped.status().termination(),
+            ProcessStatus::TERMINATION_AFTER_SIGTERM);
+  // The registry agrees as soon as Stop has answered.
+  absl::StatusOr<ProcessStatus> status = client().GetStatus(id);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->state(), ProcessStatus::STATE_SIGNALED);
+  EXPECT_TRUE(status->proc_status().empty());
+}
+
+TEST_F(EngineTest, ProcessThatWontStopIsReportedNotStopped) {
+  // A process in a frozen cgroup (v1 freezer) cannot die, not even of
+  // SIGKILL, until it is thawed.
+  const std::string freezer = absl::StrCat("/sys/fs/cgroup/freezer/pm_test_", getpid());
+  if (!std::filesystem::exists("/sys/fs/cgroup/freezer") ||
+      mkdir(freezer.c_str(), 0755) != 0) {
+    GTEST_SKIP() << "no writable cgroup v1 freezer here";
+  }
+  auto write_file = [](const std::string& path, const std::string& text) {
+    std::ofstream(path) << text;
+  };
+  auto read_file = [](const std::string& path) {
+    std::string text;
+    std::getline(std::ifstream(path), text);
+    return text;
+  };
+  const std::string id = MustStart(Command({"sleep", "1000"}));
+  absl::StatusOr<ProcessStatus> running = client().GetStatus(id);
+  ASSERT_TRUE(running.ok());
+  write_file(freezer + "/cgroup.procs", std::to_string(running->pid()));
+  write_file(freezer + "/freezer.state", "FROZEN");
+  while (read_file(freezer + "/freezer.state") != "FROZEN") std::this_thread::yield();
+
+  pm::v1::StopResponse stopped = MustStop(id, 200);
+  EXPECT_FALSE(stopped.stopped());
+  EXPECT_EQ(stopped.status().state(), ProcessStatus::STATE_STOPPING);
+  EXPECT_EQ(stopped.status().pid(), running->pid());
+
+  // Thawed, it dies of the SIGKILL it already has.
+  write_file(freezer + "/freezer.state", "THAWED");
+  ProcessStatus ended = MustWait(id);
+  EXPECT_EQ(ended.state(), ProcessStatus::STATE_SIGNALED);
+  EXPECT_EQ(ended.signal(), SIGKILL);
+  EXPECT_EQ(ended.termination(), ProcessStatus::TERMINATION_KILLED);
+  rmdir(freezer.c_str());
+}
+
+TEST_F(EngineTest, StatusOfAnEndedProcessHasItsExitCode) {
+  const std::string id = MustStart(Shell("exit 3"));
+  ProcessStatus ended = MustWait(id);
+  EXPECT_EQ(ended.state(), ProcessStatus::STATE_EXITED);
+  absl::StatusOr<ProcessStatus> status = client().GetStatus(id);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->state(), ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(status->exit_code(), 3);
+  EXPECT_EQ(status->termination(), ProcessStatus::TERMINATION_BY_ITSELF);
+  EXPECT_TRUE(status->has_ended_at());
+  // Stop of an ended process returns its final status.
+  pm::v1::StopResponse stopped = MustStop(id, 1000);
+  EXPECT_TRUE(stopped.stopped());
+  EXPECT_EQ(stopped.status().exit_code(), 3);
+}
+
+TEST_F(EngineTest, OutputIsReturnedTaggedByStream) {
+  const std::string id =
+      MustStart(Shell("echo out; echo err >&2; printf 'no newline'"));
+  Output output = ReadOutput(client(), id);
+  ASSERT_TRUE(output.status.ok()) << output.status;
+  EXPECT_EQ(output.out, "out\nno newline");
+  EXPECT_EQ(output.err, "err\n");
+  EXPECT_EQ(output.dropped, 0u);
+  EXPECT_EQ(MustWait(id).output_bytes(), output.all.size());
+}
+
+// --- Bad input ------------------------------------------------------------
+
+TEST_F(EngineTest, BadInputGetsClearErrors) {
+  absl::StatusOr<ProcessStatus> status = client().GetStatus("not-a-uuid");
+  EXPECT_EQ(status.status().code(), absl::StatusCode::kInvalidArgument);
+  status = client().GetStatus("0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e");
+  EXPECT_EQ(status.status().code(), absl::StatusCode::kNotFound);
+
+  pm::v1::StopRequest stop;
+  stop.set_id("0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e");
+  EXPECT_EQ(client().Stop(stop).status().code(), absl::StatusCode::kNotFound);
+
+  pm::v1::StartRequest empty;
+  EXPECT_EQ(client().Start(empty).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  pm::v1::StartRequest bad_env = Command({"true"});
+  (*bad_env.mutable_env())["A=B"] = "c";
+  absl::StatusOr<pm::v1::StartResponse> started = client().Start(bad_env);
+  EXPECT_EQ(started.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(started.status().message(), HasSubstr("contains '='"));
+
+  pm::v1::StreamOutputRequest read;
+  read.set_id("0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e");
+  EXPECT_EQ(Drain(*client().StreamOutput(read)).status.code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(EngineTest, EnvAndWorkingDirAreTheProcesss) {
+  pm::v1::StartRequest request = Shell("pwd; echo \"$GREETING\"; echo \"$PATH\"");
+  (*request.mutable_env())["GREETING"] = "hello there";
+  request.set_working_dir("/usr");
+  const std::string id = MustStart(request);
+  Output output = ReadOutput(client(), id);
+  EXPECT_EQ(output.out,
+            "/usr\nhello there\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/"
+            "bin:/sbin:/bin\n");
+}
+
+// --- Output ---------------------------------------------------------------
+
+std::string Sha256(const std::string& data) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  return std::string(reinterpret_cast<char*>(digest), sizeof(digest));
+}
+
+TEST_F(EngineTest, HundredMebibytesAreReadBackByteExact) {
+  // Random bytes in a file; the process cats it; the follower's bytes must
+  // hash the same.
+  const std::string path = stack_.temp_dir() + "/random";
+  {
+    std::ifstream urandom("/dev/urandom", std::ios::binary);
+    std::string bytes(100 << 20, '\0');
+    urandom.read(bytes.data(), bytes.size());
+    std::ofstream(path, std::ios::binary) << bytes;
+  }
+  std::string expected;
+  {
+    std::ifstream in(path, std::ios::binary);
+    expected.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::string id = MustStart(Command({"cat", path}));
+  Output output = ReadOutput(client(), id);
+  ASSERT_TRUE(output.status.ok()) << output.status;
+  EXPECT_EQ(output.dropped, 0u);
+  EXPECT_TRUE(output.offsets_contiguous);
+  ASSERT_EQ(output.out.size(), expected.size());
+  EXPECT_TRUE(Sha256(output.out) == Sha256(expected));
+}
+
+TEST_F(EngineTest, FiftyFollowersReceiveIdenticalBytes) {
+  // The process waits at a fifo until every follower is attached.
+  const std::string gate = stack_.temp_dir() + "/gate";
+  ASSERT_EQ(mkfifo(gate.c_str(), 0600), 0);
+  const std::string id = MustStart(
+      Shell(absl::StrCat("read x < ", gate, "; seq 1 100000; seq 1 1000 >&2")));
+  std::vector<std::unique_ptr<pm::OutputStream>> streams;
+  for (int i = 0; i < 50; ++i) {
+    pm::v1::StreamOutputRequest request;
+    request.set_id(id);
+    request.set_follow(true);  // from "now": nothing has been written yet
+    streams.push_back(client().StreamOutput(request));
+    streams.back()->WaitUntilAttached();
+  }
+  std::ofstream(gate) << "go\n";
+  std::vector<Output> outputs(streams.size());
+  std::vector<std::thread> readers;
+  for (size_t i = 0; i < streams.size(); ++i) {
+    readers.emplace_back([&, i] { outputs[i] = Drain(*streams[i]); });
+  }
+  for (auto& t : readers) t.join();
+  std::string expected_out;
+  for (int i = 1; i <= 100000; ++i) absl::StrAppend(&expected_out, i, "\n");
+  for (const Output& output : outputs) {
+    ASSERT_TRUE(output.status.ok()) << output.status;
+    EXPECT_EQ(output.dropped, 0u);
+    EXPECT_TRUE(output.out == expected_out);
+    EXPECT_EQ(output.all, outputs[0].all);
+  }
+}
+
+TEST_F(EngineTest, FollowerResumesFromAnOffsetWithoutLossOrDuplicate) {
+  const std::string id = MustStart(Shell("seq 1 50000"));
+  Output whole = ReadOutput(client(), id);
+  ASSERT_TRUE(whole.status.ok());
+  pm::v1::StreamOutputRequest request;
+  request.set_id(id);
+  request.set_from_offset(12345);
+  Output rest = Drain(*client().StreamOutput(request));
+  ASSERT_TRUE(rest.status.ok()) << rest.status;
+  EXPECT_EQ(rest.out, whole.out.substr(12345));
+}
+
+// --- Stop -----------------------------------------------------------------
+
+TEST_F(EngineTest, ProcessIgnoringSigtermIsKilledAfterTheGracePeriod) {
+  const std::string id =
+      MustStart(Shell("trap '' TERM; echo ready; while :; do sleep 1; done"));
+  WaitForOutput(id, "ready");
+  pm::v1::StopResponse stopped = MustStop(id, 300);
+  EXPECT_TRUE(stopped.stopped());
+  EXPECT_EQ(stopped.status().state(), ProcessStatus::STATE_SIGNALED);
+  EXPECT_EQ(stopped.status().signal(), SIGKILL);
+  EXPECT_EQ(stopped.status().termination(), ProcessStatus::TERMINATION_KILLED);
+}
+
+TEST_F(EngineTest, GrandchildIgnoringSigtermDiesToo) {
+  // The leader exits on SIGTERM; its child in the same group ignores it.
+  const std::string id = MustStart(
+      Shell("sh -c 'trap \"\" TERM; echo $$; exec sleep 1000' & wait"));
+  Output first;
+  pm::v1::StreamOutputRequest request;
+  request.set_id(id);
+  request.set_from_start(true);
+  request.set_follow(true);
+  auto stream = client().StreamOutput(request);
+  pm::v1::OutputChunk chunk;
+  std::string seen;
+  while (seen.find('\n') == std::string::npos && stream->Next(&chunk)) {
+    seen += chunk.data();
+  }
+  pid_t grandchild = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(absl::StripSuffix(seen, "\n"), &grandchild)) << seen;
+
+  pm::v1::StopResponse stopped = MustStop(id, 300);
+  EXPECT_TRUE(stopped.stopped());
+  EXPECT_EQ(stopped.status().signal(), SIGTERM);  // the leader's own end
+  // Gone, and reaped (not a zombie): the supervisor is its subreaper.
+  EXPECT_NE(kill(grandchild, 0), 0);
+  EXPECT_EQ(errno, ESRCH);
+  stream->Cancel();
+  stream->Finish().IgnoreError();
+}
+
+TEST_F(EngineTest, ConcurrentStopsShareOneStopAndStatusNeverBlocks) {
+  const std::string id =
+      MustStart(Shell("trap 'sleep 0.3; exit 0' TERM; echo ready; while :; do sleep 1; done"));
+  WaitForOutput(id, "ready");
+  std::vector<pm::v1::StopResponse> answers(5);
+  std::vector<std::thread> stoppers;
+  for (int i = 0; i < 5; ++i) {
+    stoppers.emplace_back([&, i] { answers[i] = MustStop(id, 10000); });
+  }
+  // While the stop runs (the trap takes a while), status answers at once.
+  absl::StatusOr<ProcessStatus> during;
+  for (;;) {
+    during = client().GetStatus(id);
+    ASSERT_TRUE(during.ok());
+    if (during->state() != ProcessStatus::STATE_RUNNING) break;
+    std::this_thread::yield();
+  }
+  for (auto& t : stoppers) t.join();
+  EXPECT_TRUE(during->state() == ProcessStatus::STATE_STOPPING ||
+              during->state() == ProcessStatus::STATE_EXITED)
+      << during->DebugString();
+  for (const auto& answer : answers) {
+    EXPECT_TRUE(answer.stopped());
+    EXPECT_EQ(answer.status().state(), ProcessStatus::STATE_EXITED);
+    EXPECT_EQ(answer.status().exit_code(), 0);
+    EXPECT_EQ(answer.status().ended_at().nanos(),
+              answers[0].status().ended_at().nanos());
+  }
+}
+
+TEST_F(EngineTest, StopSentTheInstantStartReturnsIsNeverLost) {
+  for (int i = 0; i < 20; ++i) {
+    const std::string id = MustStart(Command({"sleep", "100"}));
+    pm::v1::StopResponse stopped = MustStop(id, 5000);
+    ASSERT_TRUE(stopped.stopped());
+    ASSERT_EQ(stopped.status().signal(), SIGTERM) << "round " << i;
+  }
+}
+
+// --- Reaping and scale ------------------------------------------------------
+
+// Zombie children of `parent`, from /proc.
+std::vector<pid_t> ZombiesOf(pid_t parent) {
+  std::vector<pid_t> zombies;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
+    std::string stat;
+    std::getline(std::ifstream(entry.path() / "stat"), stat);
+    size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::vector<std::string> fields = absl::StrSplit(stat.substr(close + 2), ' ');
+    if (fields.size() > 1 && fields[0] == "Z" && fields[1] == std::to_string(parent)) {
+      zombies.push_back(pid);
+    }
+  }
+  return zombies;
+}
+
+TEST_F(EngineTest, ThousandShortProcessesLeaveNoZombie) {
+  std::vector<std::string> ids;
+  std::vector<std::thread> starters;
+  std::mutex mu;
+  for (int t = 0; t < 4; ++t) {
+    starters.emplace_back([&] {
+      for (int i = 0; i < 250; ++i) {
+        // Half of them leave an orphan behind for the subreaper.
+        std::string id = MustStart(i % 2 ? Command({"true"}) : Shell("true & exit 0"));
+        std::lock_guard<std::mutex> lock(mu);
+        ids.push_back(id);
+      }
+    });
+  }
+  for (auto& t : starters) t.join();
+  ASSERT_EQ(ids.size(), 1000u);
+  for (const std::string& id : ids) {
+    EXPECT_EQ(MustWait(id).state(), ProcessStatus::STATE_EXITED);
+  }
+  // Orphans are reaped as they exit; wait for the last ones via their
+  // output end (the pipe closes only when every holder has exited).
+  for (const std::string& id : ids) ReadOutput(client(), id);
+  EXPECT_TRUE(ZombiesOf(stack_.pid("supervisor")).empty());
+}
+
+TEST_F(EngineTest, HundredConcurrentStartsAllSucceed) {
+  std::vector<std::string> ids(100);
+  std::vector<std::thread> starters;
+  for (int i = 0; i < 100; ++i) {
+    starters.emplace_back([&, i] { ids[i] = MustStart(Command({"sleep", "30"})); });
+  }
+  for (auto& t : starters) t.join();
+  std::set<std::string> distinct(ids.begin(), ids.end());
+  EXPECT_EQ(distinct.size(), 100u);
+  EXPECT_EQ(distinct.count(""), 0u);
+  absl::StatusOr<pm::v1::ListResponse> list = client().List();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->processes_size(), 100);
+}
+
+TEST(EngineCapTest, StartsBeyondTheLiveCapAreResourceExhausted) {
+  TestStack stack({{"supervisor", {"--max_processes=2"}}});
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  ASSERT_TRUE(stack.client().Start(Command({"sleep", "100"})).ok());
+  ASSERT_TRUE(stack.client().Start(Command({"sleep", "100"})).ok());
+  absl::StatusOr<pm::v1::StartResponse> third =
+      stack.client().Start(Command({"sleep", "100"}));
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(third.status().message(), HasSubstr("--max_processes"));
+}
+
+// --- Faults -----------------------------------------------------------------
+
+TEST_F(EngineTest, LogStoreDownMakesStartUnavailableAndNothingCrashes) {
+  ASSERT_TRUE(stack_.stack().KillService("log_store", SIGKILL).ok());
+  absl::StatusOr<pm::v1::StartResponse> started =
+      client().Start(Command({"true"}));
+  EXPECT_EQ(started.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(started.status().message(), HasSubstr("log_store"));
+  EXPECT_THAT(started.status().message(), HasSubstr("log_store.sock"));
+  // Readers learn which service is down.
+  pm::v1::StreamOutputRequest read;
+  read.set_id("0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e");
+  Output output = Drain(*client().StreamOutput(read));
+  EXPECT_EQ(output.status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(output.status.message(), HasSubstr("log_store is unavailable at"));
+
+  // The supervisor is fine, and works again once the log_store is back.
+  ASSERT_TRUE(stack_.stack().RestartService("log_store").ok());
+  const std::string id = MustStart(Shell("echo back"));
+  EXPECT_EQ(ReadOutput(client(), id).out, "back\n");
+}
+
+TEST(EngineStallTest, StalledLogStoreNeverFreezesTheProcessAndGapsAreExplicit) {
+  TestStack stack({{"supervisor",
+                    {"--output_window_bytes=1048576", "--output_spool_bytes=4194304",
+                     "--output_stall_ms=200"}}});
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  // The process writes only once the log_store is frozen.
+  const std::string gate = stack.temp_dir() + "/gate";
+  ASSERT_EQ(mkfifo(gate.c_str(), 0600), 0);
+  const std::string id = [&] {
+    auto started = stack.client().Start(Shell(absl::StrCat(
+        "echo first; read x < ", gate,
+        "; head -c 16777216 /dev/zero; echo last >&2")));
+    EXPECT_TRUE(started.ok()) << started.status();
+    return started.ok() ? started->id() : std::string();
+  }();
+  // Freeze the log_store: it accepts nothing more.
+  pid_t log_store = stack.pid("log_store");
+  ASSERT_EQ(kill(log_store, SIGSTOP), 0);
+  std::ofstream(gate) << "go\n";
+  // The process still runs to its end (the supervisor spools, then drops).
+  absl::StatusOr<ProcessStatus> ended = stack.client().Wait(id, absl::Seconds(60));
+  ASSERT_EQ(kill(log_store, SIGCONT), 0);
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  EXPECT_EQ(ended->exit_code(), 0);
+  const uint64_t written = 6 + (16 << 20) + 5;
+  EXPECT_EQ(ended->output_bytes(), written);
+
+  Output output = ReadOutput(stack.client(), id);
+  ASSERT_TRUE(output.status.ok()) << output.status;
+  // Every byte is either delivered or counted as dropped; none vanish.
+  EXPECT_EQ(output.all.size() + output.dropped, written);
+  EXPECT_GT(output.dropped, 0u);
+  EXPECT_EQ(output.err, "last\n");
+}
+
+}  // namespace
+}  // namespace pm::testing

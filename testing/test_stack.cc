@@ -1,0 +1,105 @@
+#include "testing/test_stack.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+
+namespace pm::testing {
+
+TestStack::TestStack(std::map<std::string, std::vector<std::string>> extra_args) {
+  // Under /tmp, not $TEST_TMPDIR: unix socket paths must fit in 108 bytes.
+  char tmpl[] = "/tmp/pm_it.XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) {
+    status_ = absl::InternalError("mkdtemp failed");
+    return;
+  }
+  temp_dir_ = tmpl;
+  runtime_dir_ = temp_dir_ + "/run";
+  pm::stack::StackOptions options;
+  options.runtime_dir = runtime_dir_;
+  options.extra_args = std::move(extra_args);
+  absl::StatusOr<std::unique_ptr<pm::stack::Stack>> stack =
+      pm::stack::Stack::Start(options);
+  if (!stack.ok()) {
+    status_ = stack.status();
+    return;
+  }
+  stack_ = *std::move(stack);
+  absl::StatusOr<std::unique_ptr<pm::Client>> client =
+      pm::Client::ConnectLocal(runtime_dir_);
+  if (!client.ok()) {
+    status_ = client.status();
+    return;
+  }
+  client_ = *std::move(client);
+}
+
+TestStack::~TestStack() {
+  client_.reset();
+  if (stack_) {
+    absl::Status stopped = stack_->StopAll();
+    // Every service must shut down cleanly on SIGTERM, every time.
+    EXPECT_TRUE(stopped.ok()) << stopped;
+    // And remove its socket.
+    for (const auto& service : stack_->services()) {
+      EXPECT_FALSE(std::filesystem::exists(service.socket)) << service.socket;
+    }
+  }
+  if (!temp_dir_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(temp_dir_, ignored);
+  }
+}
+
+pid_t TestStack::pid(const std::string& service) const {
+  for (const auto& s : stack_->services()) {
+    if (s.name == service) return s.pid;
+  }
+  return -1;
+}
+
+pm::v1::StartRequest Command(const std::vector<std::string>& argv) {
+  pm::v1::StartRequest request;
+  request.set_executable(argv.at(0));
+  for (size_t i = 1; i < argv.size(); ++i) request.add_args(argv[i]);
+  return request;
+}
+
+pm::v1::StartRequest Shell(const std::string& script) {
+  return Command({"/bin/sh", "-c", script});
+}
+
+Output Drain(pm::OutputStream& stream) {
+  Output output;
+  pm::v1::OutputChunk chunk;
+  bool first = true;
+  while (stream.Next(&chunk)) {
+    output.dropped += chunk.dropped_before();
+    if (!first && chunk.offset() != output.next_offset + chunk.dropped_before()) {
+      output.offsets_contiguous = false;
+    }
+    first = false;
+    output.next_offset = chunk.offset() + chunk.data().size();
+    output.all += chunk.data();
+    if (chunk.stream() == pm::v1::OutputChunk::STREAM_STDOUT) {
+      output.out += chunk.data();
+    } else if (chunk.stream() == pm::v1::OutputChunk::STREAM_STDERR) {
+      output.err += chunk.data();
+    }
+  }
+  output.status = stream.Finish();
+  return output;
+}
+
+Output ReadOutput(pm::Client& client, const std::string& id, bool follow) {
+  pm::v1::StreamOutputRequest request;
+  request.set_id(id);
+  request.set_from_start(true);
+  request.set_follow(follow);
+  std::unique_ptr<pm::OutputStream> stream = client.StreamOutput(request);
+  return Drain(*stream);
+}
+
+}  // namespace pm::testing

@@ -1,0 +1,68 @@
+// TestStack: a private pm stack for one test, on a temporary runtime dir,
+// brought up by the same code as `make up` (pm::stack::Stack), with a
+// Library client connected to it.
+//
+//   TestStack stack({{"supervisor", {"--kill_timeout_ms=500"}}});
+//   ASSERT_TRUE(stack.ok());
+//   auto started = stack.client().Start(Command({"sleep", "100"}));
+//   Output out = ReadOutput(stack.client(), started->id());
+#ifndef PM_TESTING_TEST_STACK_H_
+#define PM_TESTING_TEST_STACK_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "client/client.h"
+#include "pm/v1/process_manager.pb.h"
+#include "stack/stack.h"
+
+namespace pm::testing {
+
+class TestStack {
+ public:
+  explicit TestStack(
+      std::map<std::string, std::vector<std::string>> extra_args = {});
+  ~TestStack();
+
+  bool ok() const { return status_.ok(); }
+  const absl::Status& status() const { return status_; }
+  pm::Client& client() { return *client_; }
+  pm::stack::Stack& stack() { return *stack_; }
+  const std::string& runtime_dir() const { return runtime_dir_; }
+  const std::string& temp_dir() const { return temp_dir_; }
+  // The pid of a running service.
+  pid_t pid(const std::string& service) const;
+
+ private:
+  absl::Status status_;
+  std::string temp_dir_;
+  std::string runtime_dir_;
+  std::unique_ptr<pm::stack::Stack> stack_;
+  std::unique_ptr<pm::Client> client_;
+};
+
+// A StartRequest for argv[0] with the rest as args.
+pm::v1::StartRequest Command(const std::vector<std::string>& argv);
+// `sh -c script`.
+pm::v1::StartRequest Shell(const std::string& script);
+
+struct Output {
+  std::string all;     // stdout and stderr in arrival order
+  std::string out;     // stdout only
+  std::string err;     // stderr only
+  uint64_t dropped = 0;
+  uint64_t next_offset = 0;  // offset after the last chunk
+  bool offsets_contiguous = true;
+  absl::Status status;
+};
+// Reads a process's output from the start; with `follow`, to its end.
+Output ReadOutput(pm::Client& client, const std::string& id, bool follow = true);
+// Reads a stream to its end.
+Output Drain(pm::OutputStream& stream);
+
+}  // namespace pm::testing
+
+#endif  // PM_TESTING_TEST_STACK_H_
