@@ -1,0 +1,165 @@
+// The log_store binary as the stack runs it: serves on
+// <runtime_dir>/log_store.sock, and on SIGTERM ends its open streams with
+// UNAVAILABLE (follow streams would otherwise hold the shutdown), removes
+// the socket and exits 0.
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "log_store/test_client.h"
+#include "pm/internal/v1/internal.grpc.pb.h"
+
+extern char** environ;
+
+namespace pm::log_store {
+namespace {
+
+using ::pm::v1::OutputChunk;
+using ::testing::HasSubstr;
+
+constexpr char kId[] = "0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e";
+
+std::string BinaryPath() {
+  const char* srcdir = getenv("TEST_SRCDIR");
+  const char* workspace = getenv("TEST_WORKSPACE");
+  return std::string(srcdir ? srcdir : ".") + "/" +
+         (workspace ? workspace : "pm") + "/log_store/log_store";
+}
+
+// The log_store binary, run with `flags`, killed if the test leaves it.
+class LogStoreProcess {
+ public:
+  explicit LogStoreProcess(const std::vector<std::string>& flags) {
+    std::vector<std::string> args = {BinaryPath()};
+    args.insert(args.end(), flags.begin(), flags.end());
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    spawn_error_ = posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(),
+                               environ);
+    if (spawn_error_ == 0) {
+      pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
+    }
+  }
+  ~LogStoreProcess() {
+    if (pid_ > 0 && !reaped_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (pidfd_ >= 0) close(pidfd_);
+  }
+
+  bool started() const { return spawn_error_ == 0 && pidfd_ >= 0; }
+  void Signal(int sig) { kill(pid_, sig); }
+
+  // The wait status once it exits, or -1 if it is still running after
+  // `timeout_ms` (a safety net against a hang).
+  int WaitForExit(int timeout_ms) {
+    struct pollfd pfd = {pidfd_, POLLIN, 0};
+    if (poll(&pfd, 1, timeout_ms) != 1) return -1;
+    int status = 0;
+    if (waitpid(pid_, &status, 0) != pid_) return -1;
+    reaped_ = true;
+    return status;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  int spawn_error_ = 0;
+  bool reaped_ = false;
+};
+
+class LogStoreBinaryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir_template[] = "/tmp/pm_ls.XXXXXX";
+    ASSERT_NE(mkdtemp(dir_template), nullptr);
+    dir_ = dir_template;
+    socket_ = dir_ + "/log_store.sock";
+  }
+  void TearDown() override {
+    unlink(socket_.c_str());
+    rmdir(dir_.c_str());
+  }
+
+  // A stub that has connected to the service (it waits for the socket).
+  std::unique_ptr<pm::internal::v1::LogStore::Stub> Connect() {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
+    std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+        "unix:" + socket_, grpc::InsecureChannelCredentials(), args);
+    if (!channel->WaitForConnected(std::chrono::system_clock::now() +
+                                   std::chrono::seconds(60))) {
+      return nullptr;
+    }
+    return pm::internal::v1::LogStore::NewStub(channel);
+  }
+
+  std::string dir_;
+  std::string socket_;
+};
+
+TEST_F(LogStoreBinaryTest, ServesAndEndsFollowStreamsOnSigterm) {
+  LogStoreProcess process({"--runtime_dir=" + dir_});
+  ASSERT_TRUE(process.started());
+  {
+    std::unique_ptr<pm::internal::v1::LogStore::Stub> stub = Connect();
+    ASSERT_NE(stub, nullptr) << "log_store never listened on " << socket_;
+
+    // A process with output, still running, and a reader following it.
+    AppendClient append(stub.get());
+    ASSERT_TRUE(append.Open(kId));
+    ASSERT_TRUE(append.Data(0, OutputChunk::STREAM_STDOUT, "hello\n"));
+    ASSERT_TRUE(append.WaitForAck(6));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(120));
+    std::unique_ptr<grpc::ClientReader<OutputChunk>> follower =
+        stub->StreamOutput(&context, OutputRequest(kId, true, true));
+    OutputChunk chunk;
+    ASSERT_TRUE(follower->Read(&chunk));
+    EXPECT_EQ(chunk.data(), "hello\n");
+
+    process.Signal(SIGTERM);
+    EXPECT_FALSE(follower->Read(&chunk));
+    grpc::Status status = follower->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_THAT(status.error_message(), HasSubstr("log_store shutting down"));
+    EXPECT_EQ(append.Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  }  // Clients gone: the server need not wait for their connections.
+
+  const int wait_status = process.WaitForExit(60000);
+  ASSERT_NE(wait_status, -1) << "log_store did not exit after SIGTERM";
+  EXPECT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0)
+      << "wait status " << wait_status;
+  struct stat st;
+  EXPECT_NE(lstat(socket_.c_str(), &st), 0) << "socket left behind";
+}
+
+TEST_F(LogStoreBinaryTest, RefusesAZeroCap) {
+  LogStoreProcess process({"--runtime_dir=" + dir_, "--max_total_bytes=0"});
+  ASSERT_TRUE(process.started());
+  const int wait_status = process.WaitForExit(60000);
+  ASSERT_NE(wait_status, -1);
+  EXPECT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 2)
+      << "wait status " << wait_status;
+}
+
+}  // namespace
+}  // namespace pm::log_store

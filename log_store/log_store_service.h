@@ -1,0 +1,110 @@
+// The gRPC face of the log_store: pm.internal.v1.LogStore on the callback
+// API, a small reactor per stream and no thread per stream.
+//
+//   LogStore store(options);
+//   LogStoreService service(&store);
+//   return pm::ServeUntilSignal(pm::Service::kLogStore, runtime_dir,
+//                               {&service}, [&] { service.Shutdown(); });
+//
+// Append (one bidi stream per process, from the supervisor): Open, then Data
+// and Gap in offset order, then Close; acknowledged with the log's end
+// offset as data is taken in, one write in flight, newer ends coalesced.
+// Errors end the stream: INVALID_ARGUMENT (malformed id, message without a
+// kind, data without a stream, offsets that overflow or a close below what
+// was taken in), FAILED_PRECONDITION (anything before Open or a second Open,
+// data past a close, a close at another offset than the first). A stream
+// that ends without Close leaves the log open for the supervisor's
+// reconnect; Open on it again answers with its end offset.
+//
+// StreamOutput: a write reactor per reader, holding only a cursor into the
+// log, so a slow or stuck reader never holds back the Append path or other
+// readers. Errors: INVALID_ARGUMENT (malformed id), NOT_FOUND ("no output
+// for process <id>"), OUT_OF_RANGE (from_offset past the end), UNAVAILABLE
+// ("log_store shutting down").
+#ifndef PM_LOG_STORE_LOG_STORE_SERVICE_H_
+#define PM_LOG_STORE_LOG_STORE_SERVICE_H_
+
+#include <cstddef>
+#include <memory>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "log_store/log_store.h"
+#include "pm/internal/v1/internal.grpc.pb.h"
+
+namespace pm::log_store {
+
+namespace detail {
+
+// A stream's reactor as the service tracks it until its OnDone.
+class StreamReactor {
+ public:
+  virtual ~StreamReactor() = default;
+  // Ends the stream with UNAVAILABLE as soon as no write is in flight.
+  virtual void RequestShutdown() = 0;
+};
+
+class AppendReactor;
+class OutputReactor;
+
+}  // namespace detail
+
+class LogStoreService final
+    : public pm::internal::v1::LogStore::CallbackService {
+ public:
+  // `store` must outlive the service.
+  explicit LogStoreService(LogStore* store);
+  ~LogStoreService() override;
+
+  grpc::ServerBidiReactor<pm::internal::v1::AppendRequest,
+                          pm::internal::v1::AppendResponse>*
+  Append(grpc::CallbackServerContext* context) override;
+
+  grpc::ServerWriteReactor<pm::v1::OutputChunk>* StreamOutput(
+      grpc::CallbackServerContext* context,
+      const pm::v1::StreamOutputRequest* request) override;
+
+  // Ends every open stream with UNAVAILABLE "log_store shutting down" and
+  // refuses new ones the same way, so grpc::Server::Shutdown need not wait
+  // for follow streams, which would otherwise last as long as their
+  // processes. A reader stuck with a write in flight ends when the server's
+  // shutdown deadline cancels its call.
+  void Shutdown();
+
+  // Streams whose reactor has not reached OnDone yet.
+  size_t append_stream_count() const;
+  size_t output_stream_count() const;
+  // Waits until the counts above are `appends` and `outputs`; false if
+  // `timeout` passed first.
+  bool WaitForStreamCounts(size_t appends, size_t outputs,
+                           absl::Duration timeout) const;
+
+ private:
+  friend class detail::AppendReactor;
+  friend class detail::OutputReactor;
+  using Streams = absl::flat_hash_map<detail::StreamReactor*,
+                                      std::weak_ptr<detail::StreamReactor>>;
+
+  enum class StreamKind { kAppend, kOutput };
+
+  // Tracks a reactor from its start to its OnDone; false (and not tracked)
+  // once Shutdown has begun.
+  bool Register(StreamKind kind,
+                const std::shared_ptr<detail::StreamReactor>& reactor);
+  void Unregister(StreamKind kind, detail::StreamReactor* reactor);
+  Streams& StreamsOf(StreamKind kind) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  LogStore* const store_;
+  mutable absl::Mutex mu_;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  Streams appends_ ABSL_GUARDED_BY(mu_);
+  Streams outputs_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace pm::log_store
+
+#endif  // PM_LOG_STORE_LOG_STORE_SERVICE_H_
