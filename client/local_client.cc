@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
+#include "common/channel.h"
 #include "common/runtime_dir.h"
 #include "common/status.h"
 #include "pm/internal/v1/internal.grpc.pb.h"
@@ -66,9 +67,9 @@ class LocalClient final : public Client {
       : supervisor_socket_(SocketPath(dir, Service::kSupervisor)),
         registry_socket_(SocketPath(dir, Service::kRegistry)),
         log_store_socket_(SocketPath(dir, Service::kLogStore)),
-        supervisor_(Supervisor::NewStub(Channel(supervisor_socket_))),
-        registry_(Registry::NewStub(Channel(registry_socket_))),
-        log_store_(LogStore::NewStub(Channel(log_store_socket_))) {}
+        supervisor_(Supervisor::NewStub(UnixChannel(supervisor_socket_))),
+        registry_(Registry::NewStub(UnixChannel(registry_socket_))),
+        log_store_(LogStore::NewStub(UnixChannel(log_store_socket_))) {}
 
   absl::StatusOr<pm::v1::StartResponse> Start(
       const pm::v1::StartRequest& request) override {
@@ -133,13 +134,6 @@ class LocalClient final : public Client {
   }
 
  private:
-  static std::shared_ptr<grpc::Channel> Channel(const std::string& socket) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(64 << 20);
-    return grpc::CreateCustomChannel(UnixAddress(socket),
-                                     grpc::InsecureChannelCredentials(), args);
-  }
-
   std::string supervisor_socket_;
   std::string registry_socket_;
   std::string log_store_socket_;

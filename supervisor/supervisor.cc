@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/channel.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/proto_time.h"
@@ -103,15 +104,8 @@ absl::Status Supervisor::Init() {
   sigchld_fd_.reset(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!sigchld_fd_) return ErrnoError("signalfd", "SIGCHLD");
 
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  args.SetMaxSendMessageSize(64 << 20);
-  registry_channel_ = grpc::CreateCustomChannel(
-      UnixAddress(options_.registry_socket),
-      grpc::InsecureChannelCredentials(), args);
-  log_store_channel_ = grpc::CreateCustomChannel(
-      UnixAddress(options_.log_store_socket),
-      grpc::InsecureChannelCredentials(), args);
+  registry_channel_ = UnixChannel(options_.registry_socket);
+  log_store_channel_ = UnixChannel(options_.log_store_socket);
   registry_ = pm::internal::v1::Registry::NewStub(registry_channel_);
   log_store_ = pm::internal::v1::LogStore::NewStub(log_store_channel_);
 
@@ -300,9 +294,20 @@ void Supervisor::UnwatchOutput(const ProcessPtr& p, int index) {
 }
 
 void Supervisor::OnOutputReadable(const ProcessPtr& p, int index) {
+  ReadOutput(p, index, kReadsPerEvent, /*respect_backpressure=*/true);
+}
+
+void Supervisor::DrainOutput(const ProcessPtr& p, int index) {
+  // Bounded: a child that outlives the leader may keep writing.
+  constexpr int kMaxDrainReads = (2 << 20) / kReadSize;
+  ReadOutput(p, index, kMaxDrainReads, /*respect_backpressure=*/false);
+}
+
+void Supervisor::ReadOutput(const ProcessPtr& p, int index, int max_reads,
+                            bool respect_backpressure) {
   const OutputChunk::Stream stream =
       index == 0 ? OutputChunk::STREAM_STDOUT : OutputChunk::STREAM_STDERR;
-  for (int i = 0; i < kReadsPerEvent && p->out[index].valid(); ++i) {
+  for (int i = 0; i < max_reads && p->out[index].valid(); ++i) {
     std::string buf(kReadSize, '\0');
     ssize_t n = read(p->out[index].get(), buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
@@ -322,14 +327,16 @@ void Supervisor::OnOutputReadable(const ProcessPtr& p, int index) {
     // Small reads should not pin a full read buffer while spooled.
     if (buf.size() < kReadSize / 4) buf.shrink_to_fit();
     p->sender->Append(stream, std::move(buf));
-    if (p->sender->ShouldPauseReading()) {
+    if (respect_backpressure && p->sender->ShouldPauseReading()) {
       // Backpressure: the process waits on its pipe until the store
       // catches up (or the stall bound lets the sender spool).
       UnwatchOutput(p, 0);
       UnwatchOutput(p, 1);
       return;
     }
-    if (static_cast<size_t>(n) < kReadSize) break;  // drained for now
+    if (respect_backpressure && static_cast<size_t>(n) < kReadSize) {
+      break;  // drained for now
+    }
   }
 }
 
@@ -401,6 +408,11 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
   s.set_termination(p->sigkill_sent   ? ProcessStatus::TERMINATION_KILLED
                     : p->sigterm_sent ? ProcessStatus::TERMINATION_AFTER_SIGTERM
                                       : ProcessStatus::TERMINATION_BY_ITSELF);
+  // What the process wrote before it ended is in its pipes now: take it, so
+  // output_bytes counts all of it (backpressure may overshoot its window by
+  // at most the pipes' capacity here).
+  DrainOutput(p, 0);
+  DrainOutput(p, 1);
   s.set_output_bytes(p->sender->end_offset());
   s.clear_proc_status();
   s.clear_rss_bytes();

@@ -105,6 +105,10 @@ class Supervisor {
   void WatchOutput(const ProcessPtr& p, int index);
   void UnwatchOutput(const ProcessPtr& p, int index);
   void OnOutputReadable(const ProcessPtr& p, int index);
+  // Reads everything the pipe holds now, backpressure or not.
+  void DrainOutput(const ProcessPtr& p, int index);
+  void ReadOutput(const ProcessPtr& p, int index, int max_reads,
+                  bool respect_backpressure);
   void OnOutputChange(const ProcessPtr& p);
   void OnSigchld();
   void ReapLeader(const ProcessPtr& p);

@@ -5,10 +5,11 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
 
 namespace pm::testing {
 
-TestStack::TestStack(std::map<std::string, std::vector<std::string>> extra_args) {
+TestStack::TestStack(ServiceFlags extra_args) {
   // Under /tmp, not $TEST_TMPDIR: unix socket paths must fit in 108 bytes.
   char tmpl[] = "/tmp/pm_it.XXXXXX";
   if (mkdtemp(tmpl) == nullptr) {

@@ -2,7 +2,7 @@
 // brought up by the same code as `make up` (pm::stack::Stack), with a
 // Library client connected to it.
 //
-//   TestStack stack({{"supervisor", {"--kill_timeout_ms=500"}}});
+//   TestStack stack(ServiceFlags{{"supervisor", {"--kill_timeout_ms=500"}}});
 //   ASSERT_TRUE(stack.ok());
 //   auto started = stack.client().Start(Command({"sleep", "100"}));
 //   Output out = ReadOutput(stack.client(), started->id());
@@ -21,10 +21,12 @@
 
 namespace pm::testing {
 
+// Extra command-line flags per service name.
+using ServiceFlags = std::map<std::string, std::vector<std::string>>;
+
 class TestStack {
  public:
-  explicit TestStack(
-      std::map<std::string, std::vector<std::string>> extra_args = {});
+  explicit TestStack(ServiceFlags extra_args = {});
   ~TestStack();
 
   bool ok() const { return status_.ok(); }

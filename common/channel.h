@@ -1,0 +1,23 @@
+// Channels between pm's processes over unix sockets.
+//
+//   auto stub = Registry::NewStub(pm::UnixChannel(registry_socket));
+//
+// Local services restart in well under a second, so reconnect backoff is
+// short (100 ms, at most 1 s) instead of gRPC's default (1 s growing to
+// 120 s): a call made just after a service came back must not fail fast for
+// minutes. Messages up to 64 MiB (output chunks are at most 1 MiB).
+#ifndef PM_COMMON_CHANNEL_H_
+#define PM_COMMON_CHANNEL_H_
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+namespace pm {
+
+std::shared_ptr<grpc::Channel> UnixChannel(const std::string& socket_path);
+
+}  // namespace pm
+
+#endif  // PM_COMMON_CHANNEL_H_
