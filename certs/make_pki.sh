@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Makes a throwaway PKI for the gateway into OUT_DIR (created 0700):
+#
+#   certs/make_pki.sh OUT_DIR
+#
+#   ca.pem                     the CA the gateway trusts for client certs, and
+#                              the one clients trust for the server cert
+#   server.pem  server.key     ECDSA P-256 server cert: localhost, 127.0.0.1, ::1
+#   server-rsa.pem server-rsa.key   the same names on an RSA 2048 key (the TLS
+#                              policy test reaches the ECDHE-RSA suites with it)
+#   client.pem  client.key     a client cert issued by ca.pem (CN=pm-client)
+#   untrusted-ca.pem           a second CA the gateway does not trust ...
+#   untrusted-client.pem untrusted-client.key  ... and a client cert from it
+#
+# Keys are written mode 0600. `make up` runs this once into certs/dev/
+# (git-ignored); tests run it into their temp dir. Nothing here is secret
+# beyond the machine it was made on, and nothing is committed.
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+  echo "usage: $0 OUT_DIR" >&2
+  exit 2
+fi
+out=$1
+umask 077
+mkdir -p "$out"
+cd "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+days=825
+
+ec_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+rsa_key() { openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1" 2>/dev/null; }
+
+# ca NAME SUBJECT: a self-signed CA (NAME.pem, NAME.key).
+ca() {
+  ec_key "$1.key"
+  openssl req -x509 -new -key "$1.key" -sha256 -days "$days" -subj "$2" \
+    -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -out "$1.pem" 2>/dev/null
+}
+
+# leaf NAME CA SUBJECT KEYTYPE EXTFILE: a cert for NAME.key signed by CA.
+leaf() {
+  local name=$1 issuer=$2 subject=$3 keytype=$4 ext=$5
+  "${keytype}_key" "$name.key"
+  openssl req -new -key "$name.key" -subj "$subject" -out "$work/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$work/$name.csr" -CA "$issuer.pem" -CAkey "$issuer.key" \
+    -CAcreateserial -CAserial "$work/$issuer.srl" -sha256 -days "$days" \
+    -extfile "$ext" -out "$name.pem" 2>/dev/null
+}
+
+cat >"$work/server.ext" <<'EXT'
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1
+EXT
+cat >"$work/client.ext" <<'EXT'
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=clientAuth
+EXT
+
+ca ca "/O=pm dev/CN=pm dev CA"
+leaf server ca "/O=pm dev/CN=localhost" ec "$work/server.ext"
+leaf server-rsa ca "/O=pm dev/CN=localhost" rsa "$work/server.ext"
+leaf client ca "/O=pm dev/CN=pm-client" ec "$work/client.ext"
+ca untrusted-ca "/O=somebody else/CN=untrusted CA"
+leaf untrusted-client untrusted-ca "/O=somebody else/CN=pm-client" ec "$work/client.ext"
+
+# Certificates are public; keys stay 0600 (umask above).
+chmod 0644 ./*.pem
