@@ -434,7 +434,7 @@ grpc::ServerWriteReactor<OutputChunk>* LogStoreService::StreamOutput(
   std::optional<uint64_t> from_offset;
   if (request->has_from_offset()) from_offset = request->from_offset();
   absl::StatusOr<uint64_t> cursor =
-      (*log)->StartOffset(from_offset, request->from_start());
+      (*log)->StartOffset(from_offset, request->from_start(), request->follow());
   if (!cursor.ok()) return new RefusedOutput(ToGrpcStatus(cursor.status()));
   // Without follow the read ends at the end as of now; the end only grows,
   // so it is at or past the cursor.

@@ -125,10 +125,11 @@ uint64_t OutputLog::DropOldest(uint64_t bytes) {
 }
 
 absl::StatusOr<uint64_t> OutputLog::StartOffset(
-    std::optional<uint64_t> from_offset, bool from_start) const {
+    std::optional<uint64_t> from_offset, bool from_start, bool follow) const {
   absl::MutexLock lock(&mu_);
   if (from_offset.has_value()) {
-    if (*from_offset > end_) {
+    // A follower of a live log may wait for an offset not written yet.
+    if (*from_offset > end_ && (!follow || closed_)) {
       return absl::OutOfRangeError(absl::StrCat(
           "from_offset ", *from_offset, " is past the end of the output of ",
           "process ", id_, " (", end_, " bytes so far)"));

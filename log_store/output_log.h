@@ -134,9 +134,12 @@ class OutputLog {
   // before the oldest retained byte: the first chunk then reports the drop),
   // else 0 for `from_start` (so the first chunk reports everything dropped
   // before the oldest retained byte), else the current end ("now").
-  // OUT_OF_RANGE naming both offsets if `from_offset` is past the end.
+  // `from_offset` past the end is OUT_OF_RANGE (naming both offsets), except
+  // for a follower (`follow`) of a log still open: it waits there until the
+  // output reaches it.
   absl::StatusOr<uint64_t> StartOffset(std::optional<uint64_t> from_offset,
-                                       bool from_start) const;
+                                       bool from_start,
+                                       bool follow = false) const;
 
   // The output at `cursor` up to `limit` (exclusive), as one chunk of at
   // most `max_bytes` bytes: consecutive bytes of one stream with no gap in

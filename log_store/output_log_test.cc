@@ -109,6 +109,15 @@ TEST(OutputLogTest, ResumesMidChunkWithoutDuplicateOrLoss) {
               ElementsAre(Got{37, 0, kOut, data.substr(37)}));
 }
 
+TEST(OutputLogTest, FollowerOfAnOpenLogMayStartPastTheEnd) {
+  OutputLog log(kId, OutputLog::Options());
+  ASSERT_TRUE(log.AppendData(0, kOut, std::string(100, 'a')).ok());
+  EXPECT_EQ(log.StartOffset(150, false, /*follow=*/true).value(), 150u);
+  ASSERT_TRUE(log.Close(100).ok());
+  EXPECT_EQ(log.StartOffset(150, false, /*follow=*/true).status().code(),
+            absl::StatusCode::kOutOfRange);
+}
+
 TEST(OutputLogTest, StartOffsetPastTheEndIsOutOfRange) {
   OutputLog log(kId, OutputLog::Options());
   ASSERT_TRUE(log.AppendData(0, kOut, std::string(100, 'x')).ok());

@@ -1,0 +1,439 @@
+// pm's benchmark driver: brings up a private stack and measures what users
+// feel, each measure beside its physical baseline from the same run.
+//
+//   bazel run -c opt //testing/bench:all                 # full sizes
+//   bazel run -c opt //testing/bench:all -- --json=out.json
+//   bazel run //testing/bench:all -- --smoke             # tiny, seconds
+//
+// Prints a table of medians, p99 and ratios (and writes it as JSON). Never
+// asserts a speed: the machines are noisy, so ratios to a baseline measured
+// in the same run are what to read.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gflags/gflags.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "client/client.h"
+#include "common/fd.h"
+#include "stack/stack.h"
+
+DEFINE_bool(smoke, false, "Tiny sizes: proves the driver works, measures nothing");
+DEFINE_string(json, "", "Also write the results as JSON to this file");
+DEFINE_int32(rounds, 0, "Repetitions per measure (0: 200, or 5 with --smoke)");
+DEFINE_uint64(capture_bytes, 0, "Bytes for the capture measure (0: 1 GiB, or 4 MiB with --smoke)");
+DEFINE_int32(idle_seconds, 0, "Seconds of the idle CPU measure (0: 60, or 1 with --smoke)");
+DEFINE_int32(sleepers, 0, "Sleeping processes for the per-process memory measure (0: 1000, or 20 with --smoke)");
+
+extern char** environ;
+
+namespace pm::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+struct Stats {
+  double median = 0, p99 = 0;
+};
+Stats Summarize(std::vector<double> v) {
+  Stats s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  s.median = v[v.size() / 2];
+  s.p99 = v[std::min(v.size() - 1, static_cast<size_t>(v.size() * 0.99))];
+  return s;
+}
+
+struct Row {
+  std::string measure;
+  std::string unit;
+  double pm_median, pm_p99;
+  std::string baseline;
+  double base_median;
+  std::string ratio_note;
+};
+std::vector<Row> g_rows;
+
+void Report(Row row) {
+  absl::PrintF("%-52s %10.3f %-6s p99 %10.3f | %-34s %10.3f | ratio %.2f %s\n",
+               row.measure, row.pm_median, row.unit, row.pm_p99, row.baseline,
+               row.base_median,
+               row.base_median > 0 ? row.pm_median / row.base_median : 0.0,
+               row.ratio_note);
+  fflush(stdout);
+  g_rows.push_back(std::move(row));
+}
+
+int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+// The physical limit of a start: posix_spawn + pidfd + reap of /bin/true.
+double RawSpawnReapMs() {
+  auto t0 = Clock::now();
+  pid_t pid;
+  char* argv[] = {const_cast<char*>("/bin/true"), nullptr};
+  posix_spawn(&pid, "/bin/true", nullptr, nullptr, argv, environ);
+  pm::Fd pidfd(PidfdOpen(pid));
+  siginfo_t info;
+  waitid(static_cast<idtype_t>(P_PIDFD), pidfd.get(), &info, WEXITED);
+  return Ms(Clock::now() - t0);
+}
+
+pm::v1::StartRequest Cmd(std::vector<std::string> argv) {
+  pm::v1::StartRequest r;
+  r.set_executable(argv[0]);
+  for (size_t i = 1; i < argv.size(); ++i) r.add_args(argv[i]);
+  return r;
+}
+
+void MeasureStart(pm::Client& client, int rounds) {
+  std::vector<double> raw, start, start_stop;
+  for (int i = 0; i < rounds; ++i) raw.push_back(RawSpawnReapMs());
+  for (int i = 0; i < rounds; ++i) {
+    auto t0 = Clock::now();
+    auto started = client.Start(Cmd({"/bin/true"}));
+    start.push_back(Ms(Clock::now() - t0));
+    if (!started.ok()) absl::PrintF("start failed: %s\n", started.status().ToString());
+  }
+  for (int i = 0; i < rounds; ++i) {
+    auto t0 = Clock::now();
+    auto started = client.Start(Cmd({"/bin/sleep", "100"}));
+    if (!started.ok()) continue;
+    pm::v1::StopRequest stop;
+    stop.set_id(started->id());
+    auto stopped = client.Stop(stop);
+    start_stop.push_back(Ms(Clock::now() - t0));
+  }
+  Stats r = Summarize(raw), s = Summarize(start), ss = Summarize(start_stop);
+  Report({"Start /bin/true, exec confirmed (Library, unix socket)", "ms", s.median,
+          s.p99, "posix_spawn+pidfd+reap /bin/true", r.median, "(target <= 2)"});
+  Report({"Start + Stop of sleep", "ms", ss.median, ss.p99,
+          "posix_spawn+pidfd+reap /bin/true", r.median, "(target < 3 ms)"});
+}
+
+void MeasureStartRate(const std::string& runtime_dir, int rounds) {
+  const int kClients = 8;
+  const int per_client = std::max(1, rounds / 2);
+  auto t0 = Clock::now();
+  for (int i = 0; i < kClients * per_client; ++i) RawSpawnReapMs();
+  const double raw_rate = kClients * per_client / (Ms(Clock::now() - t0) / 1000);
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  t0 = Clock::now();
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&] {
+      auto client = pm::Client::ConnectLocal(runtime_dir);
+      for (int i = 0; i < per_client; ++i) {
+        if ((*client)->Start(Cmd({"/bin/true"})).ok()) ++ok;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double pm_rate = ok / (Ms(Clock::now() - t0) / 1000);
+  Report({"Starts/s, 8 concurrent clients", "/s", pm_rate, pm_rate,
+          "raw serial posix_spawn+reap rate", raw_rate, "(target >= 0.7)"});
+}
+
+// The physical limit of capture: a pipe drained by an epoll reader into a
+// ring (bytes discarded).
+double RawPipeCaptureSeconds(uint64_t bytes) {
+  int fds[2];
+  pipe2(fds, O_CLOEXEC);
+  fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
+  pm::Fd read_end(fds[0]);
+  fcntl(read_end.get(), F_SETFL, O_NONBLOCK);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+  std::string count = absl::StrCat("-c", bytes);
+  char* argv[] = {const_cast<char*>("head"), count.data(),
+                  const_cast<char*>("/dev/zero"), nullptr};
+  auto t0 = Clock::now();
+  pid_t pid;
+  posix_spawnp(&pid, "head", &actions, nullptr, argv, environ);
+  close(fds[1]);
+  posix_spawn_file_actions_destroy(&actions);
+  pm::Fd ep(epoll_create1(EPOLL_CLOEXEC));
+  struct epoll_event ev = {};
+  ev.events = EPOLLIN;
+  epoll_ctl(ep.get(), EPOLL_CTL_ADD, read_end.get(), &ev);
+  std::vector<char> ring(4 << 20);
+  size_t at = 0;
+  uint64_t got = 0;
+  for (;;) {
+    ssize_t n = read(read_end.get(), ring.data() + at, 128 * 1024);
+    if (n > 0) {
+      got += n;
+      at = (at + n) % (ring.size() - 128 * 1024);
+    } else if (n == 0) {
+      break;
+    } else if (errno == EAGAIN) {
+      epoll_wait(ep.get(), &ev, 1, -1);
+    }
+  }
+  waitpid(pid, nullptr, 0);
+  return Ms(Clock::now() - t0) / 1000;
+}
+
+void MeasureCapture(pm::Client& client, uint64_t bytes, int rounds) {
+  std::vector<double> raw, pm_rate;
+  for (int i = 0; i < rounds; ++i) raw.push_back(bytes / RawPipeCaptureSeconds(bytes) / 1e9);
+  for (int i = 0; i < rounds; ++i) {
+    auto t0 = Clock::now();
+    auto started = client.Start(Cmd({"head", absl::StrCat("-c", bytes), "/dev/zero"}));
+    if (!started.ok()) continue;
+    auto ended = client.Wait(started->id(), absl::Minutes(10));
+    if (!ended.ok()) continue;
+    // Retained and readable: the last byte can be read, and the log is
+    // closed (the stream ends).
+    pm::v1::StreamOutputRequest read;
+    read.set_id(started->id());
+    read.set_from_offset(ended->output_bytes() - 1);
+    read.set_follow(true);
+    auto stream = client.StreamOutput(read);
+    pm::v1::OutputChunk chunk;
+    uint64_t last = 0;
+    while (stream->Next(&chunk)) last = chunk.offset() + chunk.data().size();
+    const double seconds = Ms(Clock::now() - t0) / 1000;
+    if (ended->output_bytes() != bytes || last != bytes) {
+      absl::PrintF("capture round %d LOST BYTES: wrote %d, retained to %d\n", i,
+                   ended->output_bytes(), last);
+    }
+    pm_rate.push_back(bytes / seconds / 1e9);
+  }
+  Stats r = Summarize(raw), p = Summarize(pm_rate);
+  Report({absl::StrCat("Capture ", bytes >> 20, " MiB of head -c /dev/zero, until retained"),
+          "GB/s", p.median, p.p99, "pipe -> epoll reader, discard", r.median,
+          "(target >= 1 GB/s)"});
+}
+
+void MeasureFollowLatency(pm::Client& client, const std::string& dir, int followers,
+                          int rounds) {
+  // The process copies a fifo to stdout; the driver writes one line and
+  // times until every follower has it.
+  const std::string fifo = absl::StrCat(dir, "/latency_fifo_", followers);
+  mkfifo(fifo.c_str(), 0600);
+  auto started = client.Start(Cmd({"/bin/sh", "-c", absl::StrCat("exec cat ", fifo)}));
+  if (!started.ok()) return;
+  pm::Fd writer(open(fifo.c_str(), O_WRONLY | O_CLOEXEC));
+  std::vector<std::unique_ptr<pm::OutputStream>> streams;
+  for (int i = 0; i < followers; ++i) {
+    pm::v1::StreamOutputRequest read;
+    read.set_id(started->id());
+    read.set_follow(true);
+    streams.push_back(client.StreamOutput(read));
+    streams.back()->WaitUntilAttached();
+  }
+  // Baseline: the same hop through cat over a raw pipe.
+  std::vector<double> latencies, raw;
+  for (int r = 0; r < rounds; ++r) {
+    auto t0 = Clock::now();
+    if (write(writer.get(), "x\n", 2) != 2) break;
+    for (auto& s : streams) {
+      pm::v1::OutputChunk chunk;
+      s->Next(&chunk);
+    }
+    latencies.push_back(Ms(Clock::now() - t0));
+  }
+  {
+    int in[2], out[2];
+    pipe2(in, O_CLOEXEC);
+    pipe2(out, O_CLOEXEC);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    char* argv[] = {const_cast<char*>("cat"), nullptr};
+    pid_t pid;
+    posix_spawnp(&pid, "cat", &actions, nullptr, argv, environ);
+    close(in[0]);
+    close(out[1]);
+    for (int r = 0; r < rounds; ++r) {
+      char buf[16];
+      auto t0 = Clock::now();
+      if (write(in[1], "x\n", 2) != 2) break;
+      if (read(out[0], buf, sizeof(buf)) <= 0) break;
+      raw.push_back(Ms(Clock::now() - t0));
+    }
+    close(in[1]);
+    close(out[0]);
+    waitpid(pid, nullptr, 0);
+    posix_spawn_file_actions_destroy(&actions);
+  }
+  writer.reset();
+  for (auto& s : streams) {
+    s->Cancel();
+    s->Finish().IgnoreError();
+  }
+  Stats l = Summarize(latencies), b = Summarize(raw);
+  Report({absl::StrCat("Follow latency, write -> ", followers, " follower(s) have it"),
+          "ms", l.median, l.p99, "write -> read through cat on a pipe", b.median,
+          "(target p50 < 1, p99 < 5)"});
+}
+
+struct ProcUsage {
+  uint64_t rss_kib = 0;
+  uint64_t cpu_ticks = 0;
+};
+ProcUsage Usage(pid_t pid) {
+  ProcUsage u;
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (absl::StartsWith(line, "VmRSS:")) {
+      std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      if (parts.size() >= 2) absl::SimpleAtoi(parts[1], &u.rss_kib);
+    }
+  }
+  std::string stat;
+  std::getline(std::ifstream(absl::StrCat("/proc/", pid, "/stat")), stat);
+  std::vector<std::string> f = absl::StrSplit(stat.substr(stat.rfind(')') + 2), ' ');
+  uint64_t utime = 0, stime = 0;
+  if (f.size() > 12) {
+    absl::SimpleAtoi(f[11], &utime);
+    absl::SimpleAtoi(f[12], &stime);
+  }
+  u.cpu_ticks = utime + stime;
+  return u;
+}
+
+ProcUsage StackUsage(const pm::stack::Stack& stack) {
+  ProcUsage total;
+  for (const auto& s : stack.services()) {
+    ProcUsage u = Usage(s.pid);
+    total.rss_kib += u.rss_kib;
+    total.cpu_ticks += u.cpu_ticks;
+  }
+  return total;
+}
+
+void MeasureIdle(const pm::stack::Stack& stack, int seconds) {
+  ProcUsage before = StackUsage(stack);
+  // Idle means nobody calls: the driver itself must not poke the services.
+  std::this_thread::sleep_for(std::chrono::seconds(seconds));
+  ProcUsage after = StackUsage(stack);
+  const double cpu_pct = 100.0 * (after.cpu_ticks - before.cpu_ticks) /
+                         sysconf(_SC_CLK_TCK) / seconds;
+  Report({"Services' RSS at rest (all together)", "MiB", after.rss_kib / 1024.0,
+          after.rss_kib / 1024.0, "target", 48, ""});
+  Report({absl::StrCat("Services' CPU at rest over ", seconds, " s"), "%core", cpu_pct,
+          cpu_pct, "target", 0.1, ""});
+}
+
+void MeasureSleepers(pm::Client& client, const pm::stack::Stack& stack, int count) {
+  ProcUsage before = StackUsage(stack);
+  std::vector<std::string> ids;
+  for (int i = 0; i < count; ++i) {
+    auto started = client.Start(Cmd({"/bin/sleep", "1000"}));
+    if (started.ok()) ids.push_back(started->id());
+  }
+  ProcUsage after = StackUsage(stack);
+  std::vector<double> list_ms;
+  for (int i = 0; i < 20; ++i) {
+    auto t0 = Clock::now();
+    auto list = client.List();
+    list_ms.push_back(Ms(Clock::now() - t0));
+  }
+  const double per_process_kib =
+      (static_cast<double>(after.rss_kib) - before.rss_kib) / std::max<size_t>(1, ids.size());
+  Report({absl::StrCat("Service memory per sleeping process (", ids.size(), ")"), "KiB",
+          per_process_kib, per_process_kib, "target", 64, ""});
+  Stats l = Summarize(list_ms);
+  Report({absl::StrCat("List with ", ids.size(), " processes"), "ms", l.median, l.p99,
+          "target", 20, ""});
+  for (const std::string& id : ids) {
+    pm::v1::StopRequest stop;
+    stop.set_id(id);
+    stop.set_grace_period_ms(1000);
+    client.Stop(stop).IgnoreError();
+  }
+}
+
+void WriteJson(const std::string& path) {
+  std::string json = "{\n  \"rows\": [\n";
+  for (size_t i = 0; i < g_rows.size(); ++i) {
+    const Row& r = g_rows[i];
+    absl::StrAppendFormat(
+        &json,
+        "    {\"measure\": \"%s\", \"unit\": \"%s\", \"median\": %.4f, \"p99\": "
+        "%.4f, \"baseline\": \"%s\", \"baseline_median\": %.4f}%s\n",
+        r.measure, r.unit, r.pm_median, r.pm_p99, r.baseline, r.base_median,
+        i + 1 < g_rows.size() ? "," : "");
+  }
+  json += "  ]\n}\n";
+  std::ofstream(path) << json;
+}
+
+int Main() {
+  const bool smoke = FLAGS_smoke;
+  const int rounds = FLAGS_rounds > 0 ? FLAGS_rounds : smoke ? 5 : 200;
+  const uint64_t capture = FLAGS_capture_bytes > 0 ? FLAGS_capture_bytes
+                           : smoke                ? (4u << 20)
+                                                  : (uint64_t{1} << 30);
+  const int idle = FLAGS_idle_seconds > 0 ? FLAGS_idle_seconds : smoke ? 1 : 60;
+  const int sleepers = FLAGS_sleepers > 0 ? FLAGS_sleepers : smoke ? 20 : 1000;
+
+  char tmpl[] = "/tmp/pm_bench.XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  pm::stack::StackOptions options;
+  options.runtime_dir = dir + "/run";
+  options.extra_args["log_store"] = {
+      absl::StrCat("--max_bytes_per_process=", capture + (64 << 20)),
+      absl::StrCat("--max_total_bytes=", 2 * capture + (256 << 20))};
+  options.extra_args["supervisor"] = {"--max_processes=100000"};
+  auto stack = pm::stack::Stack::Start(options);
+  if (!stack.ok()) {
+    absl::FPrintF(stderr, "cannot start the stack: %s\n", stack.status().ToString());
+    return 1;
+  }
+  auto client = pm::Client::ConnectLocal(options.runtime_dir);
+  absl::PrintF("pm benchmarks (%s), %d rounds; medians; ratio = pm / baseline\n",
+               smoke ? "smoke" : "full", rounds);
+  MeasureIdle(**stack, idle);
+  MeasureStart(**client, rounds);
+  MeasureStartRate(options.runtime_dir, rounds);
+  MeasureCapture(**client, capture, smoke ? 1 : 5);
+  MeasureFollowLatency(**client, dir, 1, rounds);
+  MeasureFollowLatency(**client, dir, smoke ? 5 : 100, rounds);
+  MeasureSleepers(**client, **stack, sleepers);
+  if (!FLAGS_json.empty()) WriteJson(FLAGS_json);
+  client->reset();
+  absl::Status stopped = (*stack)->StopAll();
+  std::error_code ignored;
+  std::string rm = "rm -rf " + dir;
+  if (system(rm.c_str()) != 0) {}
+  return stopped.ok() ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace pm::bench
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  return pm::bench::Main();
+}
