@@ -25,11 +25,28 @@
 // services' own (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
 // RESOURCE_EXHAUSTED, ...); a service that cannot be reached is UNAVAILABLE
 // with a message naming the service and its socket.
+//
+// The remote implementation talks to the gateway (mutual TLS and basic
+// auth) with the same interface, so a program is the same either way:
+//
+//   pm::RemoteOptions remote;
+//   remote.target = "localhost:8080";
+//   remote.ca_file = "certs/dev/ca.pem";
+//   remote.cert_file = "certs/dev/client.pem";
+//   remote.key_file = "certs/dev/client.key";
+//   remote.user = "demo";
+//   remote.password_file = "certs/dev/demo.password";
+//   PM_ASSIGN_OR_RETURN(std::unique_ptr<pm::Client> client,
+//                       pm::Client::ConnectRemote(remote));
 #ifndef PM_CLIENT_CLIENT_H_
 #define PM_CLIENT_CLIENT_H_
 
 #include <memory>
 #include <string>
+
+#include <functional>
+
+#include <grpcpp/support/client_callback.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -55,6 +72,31 @@ class OutputStream {
   virtual absl::Status Finish() = 0;
 };
 
+// How to reach the gateway. The password is never put on a command line
+// (it would show in `ps`): give it here, or the file holding it.
+struct RemoteOptions {
+  // "host:port" of the gateway, e.g. "localhost:8080". The gateway's
+  // certificate must be valid for `host`.
+  std::string target;
+  // PEM files: the CA the gateway's certificate chains to, and this
+  // client's certificate and key (issued by the CA the gateway trusts).
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  std::string user;
+  // The password, or (when empty) the first line of `password_file`.
+  std::string password;
+  std::string password_file;
+};
+
+// A Start made on someone's behalf.
+struct StartOptions {
+  // Who asked, recorded as ProcessStatus.owner. Only the gateway sets it
+  // (from the authenticated user); the local client sends it to the
+  // supervisor as `pm-owner` metadata on the trusted unix socket.
+  std::string owner;
+};
+
 class Client {
  public:
   virtual ~Client() = default;
@@ -62,6 +104,15 @@ class Client {
   // Connects (lazily) to the services whose sockets are in `runtime_dir`.
   static absl::StatusOr<std::unique_ptr<Client>> ConnectLocal(
       const std::string& runtime_dir);
+
+  // Connects (lazily) to a gateway over mutual TLS with basic auth. Errors:
+  // INVALID_ARGUMENT (a missing option), NOT_FOUND / PERMISSION_DENIED (a
+  // file that cannot be read, named). Calls then fail as the gateway says:
+  // UNAUTHENTICATED (no or malformed credentials), PERMISSION_DENIED (wrong
+  // user or password), UNAVAILABLE (unreachable, or the TLS handshake was
+  // refused, e.g. for a certificate the gateway does not trust).
+  static absl::StatusOr<std::unique_ptr<Client>> ConnectRemote(
+      const RemoteOptions& options);
 
   virtual absl::StatusOr<pm::v1::StartResponse> Start(
       const pm::v1::StartRequest& request) = 0;
@@ -76,6 +127,31 @@ class Client {
   // `timeout`.
   virtual absl::StatusOr<pm::v1::ProcessStatus> Wait(
       absl::string_view id, absl::Duration timeout) = 0;
+
+  // Start with options. The default handles an empty owner as Start() and
+  // refuses an owner with UNIMPLEMENTED (an implementation that cannot
+  // record it must not drop it silently).
+  virtual absl::StatusOr<pm::v1::StartResponse> StartWithOptions(
+      const pm::v1::StartRequest& request, const StartOptions& options);
+
+  // Callback forms for servers that must not hold a thread per call (the
+  // gateway). The caller owns `context` (set its deadline; TryCancel()
+  // cancels the backend call), `request`, `response` and `reactor`, which
+  // must outlive the call.
+  //
+  // StreamOutputAsync binds `reactor` to a new call and returns OK; the
+  // caller then calls reactor->StartRead(...) and reactor->StartCall(), as
+  // with any gRPC ClientReadReactor, and OnDone reports the end.
+  // WaitAsync starts the call and returns OK; `done` then runs once, on a
+  // gRPC thread, with the service's status. The defaults return
+  // UNIMPLEMENTED and touch nothing.
+  virtual absl::Status StreamOutputAsync(
+      grpc::ClientContext* context, const pm::v1::StreamOutputRequest* request,
+      grpc::ClientReadReactor<pm::v1::OutputChunk>* reactor);
+  virtual absl::Status WaitAsync(grpc::ClientContext* context,
+                                 const pm::v1::WaitRequest* request,
+                                 pm::v1::ProcessStatus* response,
+                                 std::function<void(grpc::Status)> done);
 };
 
 }  // namespace pm

@@ -18,6 +18,9 @@ using pm::internal::v1::LogStore;
 using pm::internal::v1::Registry;
 using pm::internal::v1::Supervisor;
 
+// Who started a process, from the gateway to the supervisor.
+constexpr char kOwnerMetadata[] = "pm-owner";
+
 // Deadlines: generous safety nets, not expectations.
 constexpr auto kShortCall = std::chrono::seconds(30);
 // Stop waits for the grace period plus the kill timeout on the server.
@@ -73,8 +76,17 @@ class LocalClient final : public Client {
 
   absl::StatusOr<pm::v1::StartResponse> Start(
       const pm::v1::StartRequest& request) override {
+    return StartWithOptions(request, StartOptions());
+  }
+
+  absl::StatusOr<pm::v1::StartResponse> StartWithOptions(
+      const pm::v1::StartRequest& request,
+      const StartOptions& options) override {
     grpc::ClientContext context;
     context.set_deadline(In(kShortCall));
+    // The unix socket is trusted (a 0700 dir): the supervisor records what
+    // this header says. Only the gateway sets an owner.
+    if (!options.owner.empty()) context.AddMetadata(kOwnerMetadata, options.owner);
     pm::v1::StartResponse response;
     grpc::Status rpc = supervisor_->Start(&context, request, &response);
     if (!rpc.ok()) return BackendStatus(rpc, "supervisor", supervisor_socket_);
@@ -131,6 +143,25 @@ class LocalClient final : public Client {
       const pm::v1::StreamOutputRequest& request) override {
     return std::make_unique<LocalOutputStream>(log_store_.get(), request,
                                                log_store_socket_);
+  }
+
+  absl::Status StreamOutputAsync(
+      grpc::ClientContext* context, const pm::v1::StreamOutputRequest* request,
+      grpc::ClientReadReactor<pm::v1::OutputChunk>* reactor) override {
+    log_store_->async()->StreamOutput(context, request, reactor);
+    return absl::OkStatus();
+  }
+
+  absl::Status WaitAsync(grpc::ClientContext* context,
+                         const pm::v1::WaitRequest* request,
+                         pm::v1::ProcessStatus* response,
+                         std::function<void(grpc::Status)> done) override {
+    registry_->async()->Wait(
+        context, request, response,
+        [socket = registry_socket_, done = std::move(done)](grpc::Status rpc) {
+          done(ToGrpcStatus(BackendStatus(rpc, "registry", socket)));
+        });
+    return absl::OkStatus();
   }
 
  private:

@@ -22,6 +22,8 @@ absl::string_view ServiceName(Service service) {
       return "registry";
     case Service::kLogStore:
       return "log_store";
+    case Service::kGateway:
+      return "gateway";
   }
   return "unknown";
 }

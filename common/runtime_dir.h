@@ -17,9 +17,9 @@
 
 namespace pm {
 
-enum class Service { kSupervisor, kRegistry, kLogStore };
+enum class Service { kSupervisor, kRegistry, kLogStore, kGateway };
 
-// "supervisor", "registry", "log_store".
+// "supervisor", "registry", "log_store", "gateway".
 absl::string_view ServiceName(Service service);
 
 // $PM_RUNTIME_DIR if set, else $XDG_RUNTIME_DIR/pm, else /tmp/pm-<uid>.

@@ -1,0 +1,235 @@
+// The remote implementation of pm::Client: the gateway's pm.v1.ProcessManager
+// over mutual TLS, with basic auth on every call.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/credentials.h>
+
+#include <chrono>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "common/fd.h"
+#include "common/status.h"
+#include "pm/v1/process_manager.grpc.pb.h"
+
+namespace pm {
+namespace {
+
+using pm::v1::ProcessManager;
+
+constexpr auto kShortCall = std::chrono::seconds(30);
+constexpr auto kStopSlack = std::chrono::seconds(60);
+
+std::chrono::system_clock::time_point In(std::chrono::seconds d) {
+  return std::chrono::system_clock::now() + d;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path,
+                                     absl::string_view what) {
+  if (path.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("no ", what, " file given"));
+  }
+  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return ErrnoError("open", path);
+  std::string text;
+  char buffer[4096];
+  for (;;) {
+    ssize_t n = read(fd.get(), buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("read", path);
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  return text;
+}
+
+// The gateway's status; UNAVAILABLE names the gateway.
+absl::Status GatewayStatus(const grpc::Status& rpc, const std::string& target) {
+  absl::Status status = FromGrpcStatus(rpc);
+  if (status.code() == absl::StatusCode::kUnavailable) {
+    return absl::UnavailableError(absl::StrCat(
+        "gateway is unavailable at ", target, ": ", status.message()));
+  }
+  return status;
+}
+
+// Adds `authorization: Basic ...` to every call. Runs inline (non-blocking):
+// it only copies a string.
+class BasicAuthPlugin final : public grpc::MetadataCredentialsPlugin {
+ public:
+  BasicAuthPlugin(absl::string_view user, absl::string_view password)
+      : header_(absl::StrCat(
+            "Basic ", absl::Base64Escape(absl::StrCat(user, ":", password)))) {}
+  bool IsBlocking() const override { return false; }
+  const char* GetType() const override { return "pm-basic-auth"; }
+  grpc::Status GetMetadata(grpc::string_ref, grpc::string_ref,
+                           const grpc::AuthContext&,
+                           std::multimap<std::string, std::string>* metadata) override {
+    metadata->insert({"authorization", header_});
+    return grpc::Status::OK;
+  }
+  // Never the password: gRPC may print credentials in debug output.
+  std::string DebugString() override { return "pm basic auth"; }
+
+ private:
+  const std::string header_;
+};
+
+class RemoteOutputStream final : public OutputStream {
+ public:
+  RemoteOutputStream(ProcessManager::Stub* stub,
+                     const pm::v1::StreamOutputRequest& request,
+                     std::string target)
+      : target_(std::move(target)),
+        reader_(stub->StreamOutput(&context_, request)) {}
+
+  bool Next(pm::v1::OutputChunk* chunk) override { return reader_->Read(chunk); }
+  void WaitUntilAttached() override { reader_->WaitForInitialMetadata(); }
+  void Cancel() override { context_.TryCancel(); }
+  absl::Status Finish() override {
+    return GatewayStatus(reader_->Finish(), target_);
+  }
+
+ private:
+  std::string target_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<pm::v1::OutputChunk>> reader_;
+};
+
+class RemoteClient final : public Client {
+ public:
+  RemoteClient(std::string target, std::shared_ptr<grpc::Channel> channel)
+      : target_(std::move(target)), stub_(ProcessManager::NewStub(channel)) {}
+
+  absl::StatusOr<pm::v1::StartResponse> Start(
+      const pm::v1::StartRequest& request) override {
+    grpc::ClientContext context;
+    context.set_deadline(In(kShortCall));
+    pm::v1::StartResponse response;
+    grpc::Status rpc = stub_->Start(&context, request, &response);
+    if (!rpc.ok()) return GatewayStatus(rpc, target_);
+    return response;
+  }
+
+  absl::StatusOr<pm::v1::StartResponse> StartWithOptions(
+      const pm::v1::StartRequest& request,
+      const StartOptions& options) override {
+    if (!options.owner.empty()) {
+      return absl::InvalidArgumentError(
+          "the gateway records the owner itself (the authenticated user)");
+    }
+    return Start(request);
+  }
+
+  absl::StatusOr<pm::v1::StopResponse> Stop(
+      const pm::v1::StopRequest& request) override {
+    grpc::ClientContext context;
+    const auto grace = std::chrono::seconds(
+        request.grace_period_ms() == 0 ? 10 : request.grace_period_ms() / 1000 + 1);
+    context.set_deadline(In(grace + kStopSlack));
+    pm::v1::StopResponse response;
+    grpc::Status rpc = stub_->Stop(&context, request, &response);
+    if (!rpc.ok()) return GatewayStatus(rpc, target_);
+    return response;
+  }
+
+  absl::StatusOr<pm::v1::ProcessStatus> GetStatus(absl::string_view id) override {
+    grpc::ClientContext context;
+    context.set_deadline(In(kShortCall));
+    pm::v1::GetStatusRequest request;
+    request.set_id(std::string(id));
+    pm::v1::ProcessStatus response;
+    grpc::Status rpc = stub_->GetStatus(&context, request, &response);
+    if (!rpc.ok()) return GatewayStatus(rpc, target_);
+    return response;
+  }
+
+  absl::StatusOr<pm::v1::ListResponse> List() override {
+    grpc::ClientContext context;
+    context.set_deadline(In(kShortCall));
+    pm::v1::ListResponse response;
+    grpc::Status rpc = stub_->List(&context, pm::v1::ListRequest(), &response);
+    if (!rpc.ok()) return GatewayStatus(rpc, target_);
+    return response;
+  }
+
+  absl::StatusOr<pm::v1::ProcessStatus> Wait(absl::string_view id,
+                                             absl::Duration timeout) override {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    pm::v1::WaitRequest request;
+    request.set_id(std::string(id));
+    pm::v1::ProcessStatus response;
+    grpc::Status rpc = stub_->Wait(&context, request, &response);
+    if (!rpc.ok()) return GatewayStatus(rpc, target_);
+    return response;
+  }
+
+  std::unique_ptr<OutputStream> StreamOutput(
+      const pm::v1::StreamOutputRequest& request) override {
+    return std::make_unique<RemoteOutputStream>(stub_.get(), request, target_);
+  }
+
+  absl::Status StreamOutputAsync(
+      grpc::ClientContext* context, const pm::v1::StreamOutputRequest* request,
+      grpc::ClientReadReactor<pm::v1::OutputChunk>* reactor) override {
+    stub_->async()->StreamOutput(context, request, reactor);
+    return absl::OkStatus();
+  }
+
+  absl::Status WaitAsync(grpc::ClientContext* context,
+                         const pm::v1::WaitRequest* request,
+                         pm::v1::ProcessStatus* response,
+                         std::function<void(grpc::Status)> done) override {
+    stub_->async()->Wait(
+        context, request, response,
+        [target = target_, done = std::move(done)](grpc::Status rpc) {
+          done(ToGrpcStatus(GatewayStatus(rpc, target)));
+        });
+    return absl::OkStatus();
+  }
+
+ private:
+  const std::string target_;
+  std::unique_ptr<ProcessManager::Stub> stub_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Client>> Client::ConnectRemote(
+    const RemoteOptions& options) {
+  if (options.target.empty()) {
+    return absl::InvalidArgumentError("no gateway target (host:port) given");
+  }
+  if (options.user.empty()) return absl::InvalidArgumentError("no user given");
+  grpc::SslCredentialsOptions tls;
+  PM_ASSIGN_OR_RETURN(tls.pem_root_certs, ReadFile(options.ca_file, "CA"));
+  PM_ASSIGN_OR_RETURN(tls.pem_cert_chain,
+                      ReadFile(options.cert_file, "client certificate"));
+  PM_ASSIGN_OR_RETURN(tls.pem_private_key,
+                      ReadFile(options.key_file, "client key"));
+  std::string password = options.password;
+  if (password.empty()) {
+    PM_ASSIGN_OR_RETURN(password, ReadFile(options.password_file, "password"));
+    if (size_t end = password.find_first_of("\r\n"); end != std::string::npos) {
+      password.resize(end);
+    }
+  }
+  if (password.empty()) return absl::InvalidArgumentError("empty password");
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      grpc::CompositeChannelCredentials(
+          grpc::SslCredentials(tls),
+          grpc::MetadataCredentialsFromPlugin(
+              std::make_unique<BasicAuthPlugin>(options.user, password)));
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  return std::unique_ptr<Client>(new RemoteClient(
+      options.target,
+      grpc::CreateCustomChannel(options.target, credentials, args)));
+}
+
+}  // namespace pm

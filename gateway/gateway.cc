@@ -1,0 +1,99 @@
+#include "gateway/gateway.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/resource_quota.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/fd.h"
+#include "common/runtime_dir.h"
+#include "common/server.h"
+#include "common/status.h"
+
+namespace pm::gateway {
+namespace {
+
+absl::Status WritePortFile(const std::string& path, int port) {
+  const std::string temp = absl::StrCat(path, ".tmp");
+  const std::string text = absl::StrCat(port, "\n");
+  PM_ASSIGN_OR_RETURN(Fd fd, Fd::Open(temp, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+  if (write(fd.get(), text.data(), text.size()) !=
+      static_cast<ssize_t>(text.size())) {
+    return ErrnoError("write", temp);
+  }
+  fd.reset();
+  if (rename(temp.c_str(), path.c_str()) != 0) return ErrnoError("rename", path);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(GatewayOptions options) {
+  std::unique_ptr<Gateway> gateway(new Gateway());
+  // Bad files fail here, at start, with the file's name: gRPC itself would
+  // only fail each handshake later.
+  PM_RETURN_IF_ERROR(CheckTlsFiles(options.tls));
+  PM_ASSIGN_OR_RETURN(gateway->users_, UserStore::Open(options.users_file));
+  if (options.client != nullptr) {
+    gateway->client_ = std::move(options.client);
+  } else {
+    PM_ASSIGN_OR_RETURN(gateway->client_,
+                        pm::Client::ConnectLocal(options.runtime_dir));
+  }
+  gateway->service_ = std::make_unique<GatewayService>(gateway->client_.get());
+
+  PM_RETURN_IF_ERROR(EnsureRuntimeDir(options.runtime_dir));
+  gateway->socket_path_ = SocketPath(options.runtime_dir, Service::kGateway);
+  PM_RETURN_IF_ERROR(ClaimSocketPath(gateway->socket_path_));
+
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  {
+    grpc::ServerBuilder builder;
+    ConfigureServerBuilder(builder);  // health, SO_REUSEPORT off
+    grpc::ResourceQuota quota("pm-gateway");
+    quota.SetMaxThreads(options.max_threads);
+    builder.SetResourceQuota(quota);
+    builder.AddListeningPort(
+        options.listen,
+        MakeServerCredentials(options.tls, std::make_shared<BasicAuthProcessor>(
+                                               gateway->users_.get())),
+        &gateway->port_);
+    builder.RegisterService(gateway->service_.get());
+    gateway->tcp_server_ = builder.BuildAndStart();
+    if (gateway->tcp_server_ == nullptr || gateway->port_ == 0) {
+      gateway->tcp_server_.reset();
+      return absl::UnavailableError(absl::StrCat(
+          "cannot listen on ", options.listen,
+          ": in use by another process, or not an address of this machine "
+          "(gRPC's log line above says which)"));
+    }
+  }
+  if (!options.port_file.empty()) {
+    PM_RETURN_IF_ERROR(WritePortFile(options.port_file, gateway->port_));
+  }
+  absl::StatusOr<std::unique_ptr<grpc::Server>> local =
+      StartUnixServer(gateway->socket_path_, {gateway->service_.get()});
+  if (!local.ok()) return local.status();
+  gateway->local_server_ = *std::move(local);
+  return gateway;
+}
+
+Gateway::~Gateway() { Shutdown(); }
+
+void Gateway::Shutdown(absl::Duration grace) {
+  const auto deadline = absl::ToChronoTime(absl::Now() + grace);
+  for (std::unique_ptr<grpc::Server>* server : {&tcp_server_, &local_server_}) {
+    if (*server == nullptr) continue;
+    (*server)->Shutdown(deadline);
+    (*server)->Wait();
+    server->reset();
+  }
+  if (!socket_path_.empty()) unlink(socket_path_.c_str());
+  socket_path_.clear();
+}
+
+}  // namespace pm::gateway

@@ -1,0 +1,181 @@
+#include "gateway/gateway_service.h"
+
+#include <atomic>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "gateway/basic_auth.h"
+
+namespace pm::gateway {
+namespace {
+
+template <typename T>
+grpc::Status Reply(absl::StatusOr<T> result, T* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = *std::move(result);
+  return grpc::Status::OK;
+}
+
+// The caller's deadline for the backend call (none when the caller has none).
+void CopyDeadline(const grpc::CallbackServerContext& from,
+                  grpc::ClientContext& to) {
+  if (from.deadline() != std::chrono::system_clock::time_point::max()) {
+    to.set_deadline(from.deadline());
+  }
+}
+
+// Wait: one backend long poll, cancelled with the client's call.
+class WaitReactor final : public grpc::ServerUnaryReactor {
+ public:
+  WaitReactor(pm::Client* client, grpc::CallbackServerContext* context,
+              const pm::v1::WaitRequest* request,
+              pm::v1::ProcessStatus* response) {
+    CopyDeadline(*context, backend_);
+    absl::Status started = client->WaitAsync(
+        &backend_, request, response,
+        [this](grpc::Status status) { Finish(status); });
+    if (!started.ok()) Finish(ToGrpcStatus(started));
+  }
+
+  // Finish is still called, by the backend call ending with CANCELLED.
+  void OnCancel() override { backend_.TryCancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  grpc::ClientContext backend_;
+};
+
+// StreamOutput: relays the backend stream chunk by chunk. One chunk is in
+// flight at a time (read it, write it, read the next), so a slow client
+// slows only its own backend stream, and the relay holds one chunk.
+//
+// Two reactors, one object: the client-facing writer and the backend
+// reader. Each has its own OnDone; the object goes when both have run.
+class OutputRelay {
+ public:
+  OutputRelay(pm::Client* client, grpc::CallbackServerContext* context,
+              const pm::v1::StreamOutputRequest* request)
+      : writer_(this), reader_(this), request_(*request) {
+    CopyDeadline(*context, backend_);
+    absl::Status started =
+        client->StreamOutputAsync(&backend_, &request_, &reader_);
+    if (!started.ok()) {
+      Release();  // the reader never runs
+      writer_.Finish(ToGrpcStatus(started));
+      return;
+    }
+    reader_.StartRead(&chunk_);
+    reader_.StartCall();
+  }
+
+  grpc::ServerWriteReactor<pm::v1::OutputChunk>* writer() { return &writer_; }
+
+ private:
+  class Writer final : public grpc::ServerWriteReactor<pm::v1::OutputChunk> {
+   public:
+    explicit Writer(OutputRelay* relay) : relay_(relay) {}
+    void OnWriteDone(bool ok) override {
+      // The client is gone when a write fails: end the backend stream; its
+      // OnDone then finishes this one.
+      if (!ok) {
+        relay_->backend_.TryCancel();
+        return;
+      }
+      relay_->reader_.StartRead(&relay_->chunk_);
+    }
+    void OnCancel() override { relay_->backend_.TryCancel(); }
+    void OnDone() override { relay_->Release(); }
+
+   private:
+    OutputRelay* relay_;
+  };
+
+  class Reader final : public grpc::ClientReadReactor<pm::v1::OutputChunk> {
+   public:
+    explicit Reader(OutputRelay* relay) : relay_(relay) {}
+    // The backend has attached the stream: tell the client, so that its
+    // "attached" (initial metadata) means the same as on the local socket.
+    void OnReadInitialMetadataDone(bool ok) override {
+      if (ok) relay_->writer_.StartSendInitialMetadata();
+    }
+    void OnReadDone(bool ok) override {
+      if (ok) relay_->writer_.StartWrite(&relay_->chunk_);
+      // !ok: the stream has ended; OnDone brings its status.
+    }
+    // No write is in flight here: a read is only started after the previous
+    // write completed, and the last read has failed.
+    void OnDone(const grpc::Status& status) override {
+      relay_->writer_.Finish(status);
+      relay_->Release();
+    }
+
+   private:
+    OutputRelay* relay_;
+  };
+
+  void Release() {
+    if (pending_.fetch_sub(1) == 1) delete this;
+  }
+
+  Writer writer_;
+  Reader reader_;
+  const pm::v1::StreamOutputRequest request_;
+  grpc::ClientContext backend_;
+  pm::v1::OutputChunk chunk_;
+  std::atomic<int> pending_{2};  // the writer's and the reader's OnDone
+};
+
+}  // namespace
+
+grpc::Status GatewayService::Start(grpc::ServerContext* context,
+                                   const pm::v1::StartRequest* request,
+                                   pm::v1::StartResponse* response) {
+  pm::StartOptions options;
+  options.owner = OwnerOf(*context->auth_context());
+  absl::StatusOr<pm::v1::StartResponse> started =
+      client_->StartWithOptions(*request, options);
+  // The executable only: arguments and environment may hold secrets.
+  if (started.ok()) {
+    PM_LOG(INFO) << "start " << started->id() << " for "
+                 << (options.owner.empty() ? "local" : options.owner) << ": "
+                 << started->status().resolved_executable();
+  }
+  return Reply(std::move(started), response);
+}
+
+grpc::Status GatewayService::Stop(grpc::ServerContext* context,
+                                  const pm::v1::StopRequest* request,
+                                  pm::v1::StopResponse* response) {
+  const std::string owner = OwnerOf(*context->auth_context());
+  PM_LOG(INFO) << "stop " << request->id() << " for "
+               << (owner.empty() ? "local" : owner);
+  return Reply(client_->Stop(*request), response);
+}
+
+grpc::Status GatewayService::GetStatus(grpc::ServerContext*,
+                                       const pm::v1::GetStatusRequest* request,
+                                       pm::v1::ProcessStatus* response) {
+  return Reply(client_->GetStatus(request->id()), response);
+}
+
+grpc::Status GatewayService::List(grpc::ServerContext*,
+                                  const pm::v1::ListRequest*,
+                                  pm::v1::ListResponse* response) {
+  return Reply(client_->List(), response);
+}
+
+grpc::ServerUnaryReactor* GatewayService::Wait(
+    grpc::CallbackServerContext* context, const pm::v1::WaitRequest* request,
+    pm::v1::ProcessStatus* response) {
+  return new WaitReactor(client_, context, request, response);
+}
+
+grpc::ServerWriteReactor<pm::v1::OutputChunk>* GatewayService::StreamOutput(
+    grpc::CallbackServerContext* context,
+    const pm::v1::StreamOutputRequest* request) {
+  return (new OutputRelay(client_, context, request))->writer();
+}
+
+}  // namespace pm::gateway
