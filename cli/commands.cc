@@ -1,0 +1,357 @@
+#include "cli/commands.h"
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "cli/format.h"
+
+namespace pm::cli {
+namespace {
+
+using pm::v1::ProcessStatus;
+
+// One Wait call's bound; `pm wait` asks again until the process ends.
+constexpr absl::Duration kWaitSlice = absl::Hours(1);
+
+int Fail(const Context& context, absl::string_view what,
+         const absl::Status& status) {
+  *context.err << ErrorLine(what, status) << "\n";
+  return kExitFailed;
+}
+
+// Prints `message` as JSON on its own line.
+int PrintJson(const Context& context, absl::string_view what,
+              const google::protobuf::Message& message) {
+  absl::StatusOr<std::string> json = ToJson(message);
+  if (!json.ok()) return Fail(context, what, json.status());
+  *context.out << *json << "\n";
+  return kExitOk;
+}
+
+absl::StatusOr<ProcessStatus> WaitForEnd(pm::Client& client,
+                                         const std::string& id) {
+  while (true) {
+    absl::StatusOr<ProcessStatus> status = client.Wait(id, kWaitSlice);
+    if (status.ok() ||
+        status.status().code() != absl::StatusCode::kDeadlineExceeded) {
+      return status;
+    }
+  }
+}
+
+// Copies the stream's bytes to stdout as they come (flushed per chunk, so a
+// pipe reader sees them at once) and reports every gap on stderr. Returns
+// the stream's end status, or the write error that ended it.
+absl::Status CopyOutput(pm::OutputStream& stream, const Context& context) {
+  pm::v1::OutputChunk chunk;
+  bool write_failed = false;
+  while (stream.Next(&chunk)) {
+    if (chunk.dropped_before() > 0) {
+      // Flushed first so that on a terminal the notice sits where the gap is.
+      context.out->flush();
+      *context.err << "pm: [" << chunk.dropped_before()
+                   << " bytes not retained before offset " << chunk.offset()
+                   << "]\n";
+      context.err->flush();
+    }
+    context.out->write(chunk.data().data(),
+                       static_cast<std::streamsize>(chunk.data().size()));
+    context.out->flush();
+    if (!*context.out) {
+      write_failed = true;
+      stream.Cancel();
+      break;
+    }
+  }
+  absl::Status finished = stream.Finish();
+  if (write_failed) return absl::UnknownError("writing to stdout failed");
+  return finished;
+}
+
+pm::v1::StopRequest StopRequestFor(
+    const std::string& id, const absl::optional<absl::Duration>& grace) {
+  pm::v1::StopRequest request;
+  request.set_id(id);
+  if (grace) {
+    // 0 on the wire means "the default"; an asked-for 0 is the shortest
+    // grace there is.
+    request.set_grace_period_ms(static_cast<uint32_t>(
+        std::max<int64_t>(1, absl::ToInt64Milliseconds(*grace))));
+  }
+  return request;
+}
+
+int Start(const Invocation& invocation, pm::Client& client,
+          const Context& context) {
+  const std::string what =
+      absl::StrCat("start ", invocation.start.executable());
+  absl::StatusOr<pm::v1::StartResponse> started =
+      client.Start(invocation.start);
+  if (!started.ok()) return Fail(context, what, started.status());
+  if (invocation.output == OutputFormat::kJson) {
+    return PrintJson(context, what, *started);
+  }
+  *context.out << started->id() << "\n";
+  return kExitOk;
+}
+
+int Stop(const Invocation& invocation, pm::Client& client,
+         const Context& context) {
+  const std::string what = absl::StrCat("stop ", invocation.id);
+  absl::StatusOr<pm::v1::StopResponse> stopped =
+      client.Stop(StopRequestFor(invocation.id, invocation.grace));
+  if (!stopped.ok()) return Fail(context, what, stopped.status());
+  if (invocation.output == OutputFormat::kJson) {
+    const int printed = PrintJson(context, what, *stopped);
+    if (printed != kExitOk) return printed;
+  } else if (stopped->stopped()) {
+    *context.out << DescribeEnd(stopped->status());
+    if (stopped->status().termination() == ProcessStatus::TERMINATION_KILLED) {
+      *context.out << " after the grace period";
+    }
+    *context.out << "\n";
+  } else {
+    *context.out << FormatStatusBlock(stopped->status(), context.time_zone);
+  }
+  if (!stopped->stopped()) {
+    *context.err << "pm: " << what
+                 << ": the process did not stop: members of its process "
+                    "group are still alive ("
+                 << DescribeEnd(stopped->status()) << ")\n";
+    return kExitFailed;
+  }
+  return kExitOk;
+}
+
+int Status(const Invocation& invocation, pm::Client& client,
+           const Context& context) {
+  const std::string what = absl::StrCat("status ", invocation.id);
+  absl::StatusOr<ProcessStatus> status = client.GetStatus(invocation.id);
+  if (!status.ok()) return Fail(context, what, status.status());
+  if (invocation.output == OutputFormat::kJson) {
+    return PrintJson(context, what, *status);
+  }
+  *context.out << FormatStatusBlock(*status, context.time_zone);
+  return kExitOk;
+}
+
+int List(const Invocation& invocation, pm::Client& client,
+         const Context& context) {
+  absl::StatusOr<pm::v1::ListResponse> list = client.List();
+  if (!list.ok()) return Fail(context, "list", list.status());
+  if (invocation.output == OutputFormat::kJson) {
+    return PrintJson(context, "list", *list);
+  }
+  *context.out << FormatTable(*list, context.time_zone);
+  return kExitOk;
+}
+
+int Logs(const Invocation& invocation, pm::Client& client,
+         const Context& context) {
+  pm::v1::StreamOutputRequest request;
+  request.set_id(invocation.id);
+  request.set_from_start(invocation.from_start);
+  request.set_follow(invocation.follow);
+  std::unique_ptr<pm::OutputStream> stream = client.StreamOutput(request);
+  std::atomic<int> interrupted_by{0};
+  absl::Status streamed;
+  {
+    // Ctrl+C ends the stream, on the server too; Next() then returns false.
+    InterruptScope scope(*context.interrupts, [&](int signal) {
+      interrupted_by = signal;
+      stream->Cancel();
+      return true;
+    });
+    streamed = CopyOutput(*stream, context);
+  }
+  // Ended on purpose: no error, the shell's code for the signal (130).
+  if (interrupted_by != 0) return 128 + interrupted_by;
+  if (!streamed.ok()) {
+    return Fail(context, absl::StrCat("logs ", invocation.id), streamed);
+  }
+  return kExitOk;
+}
+
+// The stop that run's first Ctrl+C sends, on a thread of its own: the
+// watcher must stay free for a second Ctrl+C, and the main thread keeps
+// printing the output of the stopping process.
+class StopOnInterrupt {
+ public:
+  StopOnInterrupt(pm::Client& client, pm::v1::StopRequest request,
+                  const Context& context)
+      : client_(client), context_(context), request_(std::move(request)) {}
+  ~StopOnInterrupt() { Join(); }
+
+  // The interrupt handler: the first Ctrl+C stops the process (once it has
+  // an id: a Ctrl+C during Start is remembered); a second one is declined,
+  // so the watcher ends pm at once. The stop carries on in the supervisor,
+  // which does not need this connection to finish it.
+  bool OnInterrupt() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (interrupted_) return false;
+    interrupted_ = true;
+    if (!request_.id().empty()) LaunchLocked();
+    return true;
+  }
+
+  // The process has started as `id`.
+  void Started(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    request_.set_id(id);
+    if (interrupted_) LaunchLocked();
+  }
+
+  // Waits for the stop, if one was sent, and warns if it failed.
+  void Join() {
+    std::thread thread;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      thread = std::move(thread_);
+    }
+    if (!thread.joinable()) return;
+    thread.join();
+    if (!result_.ok()) {
+      *context_.err << ErrorLine(absl::StrCat("stop ", request_.id()),
+                                 result_.status())
+                    << "\n";
+    }
+  }
+
+ private:
+  void LaunchLocked() {
+    *context_.err << "pm: stopping " << request_.id()
+                  << " (Ctrl+C again to leave without waiting)\n";
+    thread_ = std::thread(
+        [this, request = request_] { result_ = client_.Stop(request); });
+  }
+
+  pm::Client& client_;
+  const Context& context_;
+  std::mutex mu_;
+  pm::v1::StopRequest request_;
+  bool interrupted_ = false;
+  std::thread thread_;
+  // Written by the thread, read after joining it.
+  absl::StatusOr<pm::v1::StopResponse> result_;
+};
+
+int Run(const Invocation& invocation, pm::Client& client,
+        const Context& context) {
+  StopOnInterrupt stopper(client, StopRequestFor("", invocation.grace),
+                          context);
+  absl::Status streamed;
+  std::string id;
+  {
+    InterruptScope scope(*context.interrupts,
+                         [&](int) { return stopper.OnInterrupt(); });
+    absl::StatusOr<pm::v1::StartResponse> started =
+        client.Start(invocation.start);
+    if (!started.ok()) {
+      return Fail(context, absl::StrCat("run ", invocation.start.executable()),
+                  started.status());
+    }
+    id = started->id();
+    stopper.Started(id);
+    pm::v1::StreamOutputRequest request;
+    request.set_id(id);
+    request.set_from_start(true);
+    request.set_follow(true);
+    std::unique_ptr<pm::OutputStream> stream = client.StreamOutput(request);
+    streamed = CopyOutput(*stream, context);
+  }
+  stopper.Join();
+  if (!streamed.ok()) {
+    return Fail(context, absl::StrCat("output of ", id), streamed);
+  }
+  // The stream ends once the process has ended and its output is drained,
+  // so this Wait answers at once.
+  absl::StatusOr<ProcessStatus> ended = WaitForEnd(client, id);
+  if (!ended.ok()) {
+    return Fail(context, absl::StrCat("wait ", id), ended.status());
+  }
+  return ShellExitCode(*ended);
+}
+
+int Wait(const Invocation& invocation, pm::Client& client,
+         const Context& context) {
+  const std::string what = absl::StrCat("wait ", invocation.id);
+  absl::StatusOr<ProcessStatus> ended = WaitForEnd(client, invocation.id);
+  if (!ended.ok()) return Fail(context, what, ended.status());
+  if (invocation.output == OutputFormat::kJson) {
+    const int printed = PrintJson(context, what, *ended);
+    if (printed != kExitOk) return printed;
+  } else {
+    *context.out << DescribeEnd(*ended) << "\n";
+  }
+  return ShellExitCode(*ended);
+}
+
+}  // namespace
+
+std::string ErrorLine(absl::string_view what, const absl::Status& status) {
+  std::string why = status.message().empty()
+                        ? absl::StatusCodeToString(status.code())
+                        : absl::StrReplaceAll(status.message(), {{"\n", "; "}});
+  if (status.code() == absl::StatusCode::kUnavailable) {
+    absl::StrAppend(&why, " (is the stack up? try 'make up')");
+  }
+  return absl::StrCat("pm: ", what, ": ", why);
+}
+
+int Execute(const Invocation& invocation, pm::Client& client,
+            const Context& context) {
+  switch (invocation.command) {
+    case Command::kStart:
+      return Start(invocation, client, context);
+    case Command::kRun:
+      return Run(invocation, client, context);
+    case Command::kStop:
+      return Stop(invocation, client, context);
+    case Command::kStatus:
+      return Status(invocation, client, context);
+    case Command::kList:
+      return List(invocation, client, context);
+    case Command::kLogs:
+      return Logs(invocation, client, context);
+    case Command::kWait:
+      return Wait(invocation, client, context);
+    case Command::kHelp:
+      break;
+  }
+  *context.out << HelpText(invocation.help_topic);
+  return kExitOk;
+}
+
+int RunCli(const std::vector<std::string>& args, const GlobalOptions& defaults,
+           const Environment& environment, const Context& context,
+           const Connector& connect) {
+  if (args.empty()) {
+    *context.err << HelpText("");
+    return kExitUsage;
+  }
+  absl::StatusOr<Invocation> invocation =
+      ParseInvocation(args, defaults, environment);
+  if (!invocation.ok()) {
+    *context.err << "pm: " << invocation.status().message() << "\n"
+                 << UsageText(args[0]);
+    return kExitUsage;
+  }
+  if (invocation->command == Command::kHelp) {
+    *context.out << HelpText(invocation->help_topic);
+    return kExitOk;
+  }
+  absl::StatusOr<std::unique_ptr<pm::Client>> client =
+      connect(invocation->runtime_dir);
+  if (!client.ok()) {
+    return Fail(context,
+                absl::StrCat("connecting to ", invocation->runtime_dir),
+                client.status());
+  }
+  return Execute(*invocation, **client, context);
+}
+
+}  // namespace pm::cli

@@ -1,0 +1,272 @@
+#include "cli/format.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "common/exit_status.h"
+#include "common/proto_time.h"
+
+namespace pm::cli {
+namespace {
+
+using pm::v1::ProcessStatus;
+
+ExitStatus EndOf(const ProcessStatus& status) {
+  return status.state() == ProcessStatus::STATE_SIGNALED
+             ? ExitStatus::Signaled(status.signal(), status.core_dumped())
+             : ExitStatus::Exited(status.exit_code());
+}
+
+absl::Duration FromProtoDuration(const google::protobuf::Duration& duration) {
+  return absl::Seconds(duration.seconds()) +
+         absl::Nanoseconds(duration.nanos());
+}
+
+std::string FormatTime(const google::protobuf::Timestamp& timestamp,
+                       absl::string_view format, absl::TimeZone zone) {
+  if (timestamp.seconds() == 0 && timestamp.nanos() == 0) return "-";
+  return absl::FormatTime(format, FromProtoTimestamp(timestamp), zone);
+}
+
+bool IsPlainShellChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+         absl::string_view("_@%+=:,./-").find(c) != absl::string_view::npos;
+}
+
+bool IsControl(char c) {
+  const unsigned char u = static_cast<unsigned char>(c);
+  return u < 0x20 || u == 0x7f;
+}
+
+// $'...' quoting (bash, zsh, ksh and POSIX 2024 sh) for words with control
+// characters, which single quotes would print raw and break the line.
+std::string DollarQuote(absl::string_view word) {
+  std::string quoted = "$'";
+  for (char c : word) {
+    switch (c) {
+      case '\n':
+        quoted += "\\n";
+        break;
+      case '\t':
+        quoted += "\\t";
+        break;
+      case '\r':
+        quoted += "\\r";
+        break;
+      case '\\':
+        quoted += "\\\\";
+        break;
+      case '\'':
+        quoted += "\\'";
+        break;
+      default:
+        if (IsControl(c)) {
+          absl::StrAppendFormat(&quoted, "\\x%02x",
+                                static_cast<unsigned char>(c));
+        } else {
+          quoted += c;
+        }
+    }
+  }
+  quoted += "'";
+  return quoted;
+}
+
+}  // namespace
+
+std::string StateName(ProcessStatus::State state) {
+  switch (state) {
+    case ProcessStatus::STATE_RUNNING:
+      return "running";
+    case ProcessStatus::STATE_STOPPING:
+      return "stopping";
+    case ProcessStatus::STATE_EXITED:
+      return "exited";
+    case ProcessStatus::STATE_SIGNALED:
+      return "signaled";
+    default:
+      return "unknown";
+  }
+}
+
+bool HasEnded(const ProcessStatus& status) {
+  return status.state() == ProcessStatus::STATE_EXITED ||
+         status.state() == ProcessStatus::STATE_SIGNALED;
+}
+
+std::string DescribeEnd(const ProcessStatus& status) {
+  if (HasEnded(status)) return EndOf(status).ToString();
+  return absl::StrCat(StateName(status.state()), " (pid ", status.pid(), ")");
+}
+
+std::string DescribeTermination(ProcessStatus::Termination termination) {
+  switch (termination) {
+    case ProcessStatus::TERMINATION_BY_ITSELF:
+      return "ended by itself";
+    case ProcessStatus::TERMINATION_AFTER_SIGTERM:
+      return "ended after the SIGTERM of a stop";
+    case ProcessStatus::TERMINATION_KILLED:
+      return "killed: the stop's grace period ran out";
+    default:
+      return "";
+  }
+}
+
+int ShellExitCode(const ProcessStatus& status) {
+  return HasEnded(status) ? EndOf(status).ShellCode() : 1;
+}
+
+std::string ShellQuote(absl::string_view word) {
+  if (word.empty()) return "''";
+  if (std::all_of(word.begin(), word.end(), IsPlainShellChar)) {
+    return std::string(word);
+  }
+  if (std::any_of(word.begin(), word.end(), IsControl)) {
+    return DollarQuote(word);
+  }
+  return absl::StrCat("'", absl::StrReplaceAll(word, {{"'", "'\\''"}}), "'");
+}
+
+std::string FormatCommand(const ProcessStatus& status) {
+  std::vector<std::string> words = {ShellQuote(status.executable())};
+  for (const std::string& arg : status.args()) words.push_back(ShellQuote(arg));
+  return absl::StrJoin(words, " ");
+}
+
+std::string FormatBytes(uint64_t bytes) {
+  if (bytes < 1024) return absl::StrCat(bytes, " B");
+  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes) / 1024;
+  size_t unit = 0;
+  while (value >= 1024 && unit + 1 < sizeof(units) / sizeof(units[0])) {
+    value /= 1024;
+    ++unit;
+  }
+  return absl::StrFormat("%.1f %s", value, units[unit]);
+}
+
+std::string FormatRunTime(absl::Duration duration) {
+  if (duration <= absl::ZeroDuration()) return "0s";
+  const absl::Duration unit =
+      duration < absl::Seconds(10) ? absl::Milliseconds(1) : absl::Seconds(1);
+  return absl::FormatDuration(absl::Trunc(duration, unit));
+}
+
+std::string AlignColumns(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    if (row.size() > widths.size()) widths.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  std::string text;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      text += row[i];
+      if (i + 1 < row.size()) {
+        text.append(widths[i] - row[i].size() + 2, ' ');
+      }
+    }
+    text += "\n";
+  }
+  return text;
+}
+
+std::string FormatStatusBlock(const ProcessStatus& status,
+                              absl::TimeZone zone) {
+  const bool running = !HasEnded(status);
+  // One value column whichever fields are present, so that blocks of
+  // running and ended processes line up alike.
+  constexpr size_t kLabelWidth = sizeof("termination:  ") - 1;
+  std::string block;
+  auto add = [&block](absl::string_view name, absl::string_view value) {
+    absl::StrAppend(&block, name, ":",
+                    std::string(kLabelWidth - name.size() - 1, ' '), value,
+                    "\n");
+  };
+  add("id", status.id());
+  add("state", StateName(status.state()));
+  add("pid", status.pid() > 0 ? absl::StrCat(status.pid()) : "-");
+  add("command", FormatCommand(status));
+  if (!status.resolved_executable().empty() &&
+      status.resolved_executable() != status.executable()) {
+    add("executable", status.resolved_executable());
+  }
+  if (!status.working_dir().empty()) add("working dir", status.working_dir());
+  if (!status.owner().empty()) add("owner", status.owner());
+  add("started", FormatTime(status.started_at(), "%Y-%m-%d %H:%M:%S %Z", zone));
+  if (status.has_ended_at()) {
+    add("ended", FormatTime(status.ended_at(), "%Y-%m-%d %H:%M:%S %Z", zone));
+  }
+  add("run time", FormatRunTime(FromProtoDuration(status.run_time())));
+  if (!running) {
+    add("exit", DescribeEnd(status));
+    const std::string how = DescribeTermination(status.termination());
+    if (!how.empty()) add("termination", how);
+  }
+  // The count is final once the process has ended; a running process may
+  // not have reported it yet, and "0 B" would then mislead.
+  if (!running || status.output_bytes() > 0) {
+    add("output", absl::StrCat(FormatBytes(status.output_bytes()), " (",
+                               status.output_bytes(), " bytes)"));
+  }
+  if (running) {
+    add("rss", FormatBytes(status.rss_bytes()));
+    add("threads", absl::StrCat(status.threads()));
+  }
+  if (status.proc_status().empty()) return block;
+
+  // A protobuf map has no order; sorted names read better than a random one.
+  const std::map<std::string, std::string> sorted(status.proc_status().begin(),
+                                                  status.proc_status().end());
+  std::vector<std::vector<std::string>> proc_rows;
+  for (const auto& [name, value] : sorted) {
+    // /proc separates multi-part values (Uid, Gid, ...) with tabs.
+    proc_rows.push_back({absl::StrCat("  ", name, ":"),
+                         absl::StrReplaceAll(value, {{"\t", " "}})});
+  }
+  return absl::StrCat(block, "proc status:\n", AlignColumns(proc_rows));
+}
+
+std::string FormatTable(const pm::v1::ListResponse& list, absl::TimeZone zone) {
+  std::vector<std::vector<std::string>> rows = {
+      {"UUID", "STATE", "PID", "EXIT", "STARTED", "COMMAND"}};
+  for (const ProcessStatus& status : list.processes()) {
+    std::string exit = "-";
+    if (status.state() == ProcessStatus::STATE_EXITED) {
+      exit = absl::StrCat(status.exit_code());
+    } else if (status.state() == ProcessStatus::STATE_SIGNALED) {
+      exit = absl::StrCat(SignalName(status.signal()),
+                          status.core_dumped() ? " (core)" : "");
+    }
+    rows.push_back({status.id(), StateName(status.state()),
+                    status.pid() > 0 ? absl::StrCat(status.pid()) : "-", exit,
+                    FormatTime(status.started_at(), "%Y-%m-%d %H:%M:%S", zone),
+                    FormatCommand(status)});
+  }
+  return AlignColumns(rows);
+}
+
+absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  // Scripts read `exitCode: 0` and `stopped: false` too.
+  options.always_print_primitive_fields = true;
+  std::string json;
+  auto status =
+      google::protobuf::util::MessageToJsonString(message, &json, options);
+  if (!status.ok()) {
+    return absl::InternalError(absl::StrCat(
+        "converting ", message.GetTypeName(), " to JSON: ", status.ToString()));
+  }
+  return json;
+}
+
+}  // namespace pm::cli

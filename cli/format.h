@@ -1,0 +1,79 @@
+// How the pm CLI shows processes to people and to scripts: the state words,
+// the `pm status` block, the `pm list` table, the one-line final state and
+// the shell exit code of an ended process, and protobuf's JSON mapping for
+// --output=json.
+//
+//   std::cout << FormatStatusBlock(status, absl::LocalTimeZone());
+//   std::cout << DescribeEnd(status) << "\n";   // "exited with code 3"
+//   return ShellExitCode(status);               // 3; 137 for SIGKILL
+#ifndef PM_CLI_FORMAT_H_
+#define PM_CLI_FORMAT_H_
+
+#include <google/protobuf/message.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "pm/v1/process_manager.pb.h"
+
+namespace pm::cli {
+
+// "running", "stopping", "exited", "signaled" ("unknown" otherwise).
+std::string StateName(pm::v1::ProcessStatus::State state);
+
+// Whether the process has ended (exited or signaled).
+bool HasEnded(const pm::v1::ProcessStatus& status);
+
+// The final state in words: "exited with code 3", "killed by signal 9
+// (SIGKILL) (core dumped)"; "running (pid 42)" or "stopping (pid 42)" while
+// it has not ended.
+std::string DescribeEnd(const pm::v1::ProcessStatus& status);
+
+// How it came to end: "ended by itself", "ended after the SIGTERM of a
+// stop", "killed: the stop's grace period ran out"; "" when unknown.
+std::string DescribeTermination(pm::v1::ProcessStatus::Termination termination);
+
+// The conventional shell exit code of an ended process: its exit code, or
+// 128 + the signal. 1 for a process that has not ended.
+int ShellExitCode(const pm::v1::ProcessStatus& status);
+
+// A word as a POSIX shell would need it typed: as is when it is plain,
+// else in single quotes, or $'...' when it holds control characters.
+std::string ShellQuote(absl::string_view word);
+
+// The executable and its arguments, shell-quoted, space-separated.
+std::string FormatCommand(const pm::v1::ProcessStatus& status);
+
+// "512 B", "1.5 KiB", "12.0 MiB".
+std::string FormatBytes(uint64_t bytes);
+
+// A run time to the millisecond below 10 s, else to the second: "250ms",
+// "3.5s", "1h2m3s".
+std::string FormatRunTime(absl::Duration duration);
+
+// The `pm status` block: one "field: value" line each (state, pid, command,
+// started, run time, the end and how it came, rss, threads, ...), then the
+// /proc status fields sorted by name. Times are shown in `zone`.
+std::string FormatStatusBlock(const pm::v1::ProcessStatus& status,
+                              absl::TimeZone zone);
+
+// The `pm list` table: a header, then one aligned row per process (UUID,
+// STATE, PID, EXIT, STARTED, COMMAND) in the order given.
+std::string FormatTable(const pm::v1::ListResponse& list, absl::TimeZone zone);
+
+// Rows of cells as columns padded to the widest cell, two spaces apart; the
+// last column is not padded. Each row ends with a newline.
+std::string AlignColumns(const std::vector<std::vector<std::string>>& rows);
+
+// `message` in protobuf's JSON mapping (lowerCamelCase names, every field
+// printed, defaults too) on one line, without a trailing newline. INTERNAL
+// if the conversion fails.
+absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message);
+
+}  // namespace pm::cli
+
+#endif  // PM_CLI_FORMAT_H_

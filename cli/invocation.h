@@ -1,0 +1,103 @@
+// What the user asked `pm` to do: the command line after the global flags,
+// parsed into an Invocation, and the help texts.
+//
+//   GlobalOptions defaults{FLAGS_runtime_dir, FLAGS_output};
+//   absl::StatusOr<Invocation> invocation =
+//       ParseInvocation({"stop", "--grace=2s", id}, defaults, environment);
+//   if (!invocation.ok()) {
+//     std::cerr << "pm: " << invocation.status().message() << "\n"
+//               << UsageText("stop");
+//     return kExitUsage;
+//   }
+//
+// Subcommands are dispatched by their first word. Each parses its own flags
+// (cli/flags.h), so `--env` repeats and everything after `--` is the command
+// verbatim. The global flags (--runtime_dir, --output) are accepted before
+// the command (through gflags, in main.cc) and after it (here).
+#ifndef PM_CLI_INVOCATION_H_
+#define PM_CLI_INVOCATION_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/optional.h"
+#include "pm/v1/process_manager.pb.h"
+
+namespace pm::cli {
+
+// The exit codes of pm's own outcomes; `run` and `wait` exit with the
+// process's code instead when they get that far.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;
+inline constexpr int kExitUsage = 2;
+// 128 + SIGINT: ended by Ctrl+C, as a shell reports it.
+inline constexpr int kExitInterrupted = 130;
+
+enum class Command { kHelp, kStart, kRun, kStop, kStatus, kList, kLogs, kWait };
+enum class OutputFormat { kText, kJson };
+
+// The global flags' values given before the command (or their defaults).
+struct GlobalOptions {
+  std::string runtime_dir;
+  std::string output = "text";
+};
+
+// What pm's own process environment contributes to a start.
+struct Environment {
+  std::vector<std::string> variables;  // "K=V", as in environ
+  std::string cwd;                     // resolves a relative --cwd
+};
+
+struct Invocation {
+  Command command = Command::kHelp;
+  // kHelp: the command to explain; "" for the overview.
+  std::string help_topic;
+  std::string runtime_dir;
+  OutputFormat output = OutputFormat::kText;
+  // The process of stop, status, logs and wait.
+  std::string id;
+  // start and run.
+  pm::v1::StartRequest start;
+  // stop, and the stop of run's Ctrl+C; unset: the server's default (10 s).
+  absl::optional<absl::Duration> grace;
+  // logs.
+  bool follow = false;
+  bool from_start = true;
+};
+
+// Parses `args`: the command word and its arguments. INVALID_ARGUMENT with
+// a message fit for "pm: <message>" for an unknown command or flag, a
+// missing or extra argument, or a bad value.
+absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& args,
+                                           const GlobalOptions& defaults,
+                                           const Environment& environment);
+
+// argv after the program name, split at the command word.
+struct SplitArgs {
+  // The flags before the command, for gflags.
+  std::vector<std::string> global_flags;
+  // The command word and everything after it.
+  std::vector<std::string> command;
+};
+// The command word is the first word that is neither a flag nor the value
+// of a global flag given as `--runtime_dir DIR`; a `--` before it ends the
+// global flags.
+SplitArgs SplitAtCommand(const std::vector<std::string>& args);
+
+// Whether `word` names a command ("ps" does: it is list's alias).
+bool IsCommand(absl::string_view word);
+
+// "usage: pm stop [--grace DURATION] [--output json] UUID" and a pointer to
+// the full help; the overview's usage for an unknown command.
+std::string UsageText(absl::string_view command);
+
+// The full help of `command`, or the overview for "" (every command, the
+// global flags, exit codes, examples).
+std::string HelpText(absl::string_view command);
+
+}  // namespace pm::cli
+
+#endif  // PM_CLI_INVOCATION_H_
