@@ -162,7 +162,7 @@ void MeasureStartRate(const std::string& runtime_dir, int rounds) {
 // ring (bytes discarded).
 double RawPipeCaptureSeconds(uint64_t bytes) {
   int fds[2];
-  pipe2(fds, O_CLOEXEC);
+  if (pipe2(fds, O_CLOEXEC) != 0) return 1e9;
   fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
   pm::Fd read_end(fds[0]);
   fcntl(read_end.get(), F_SETFL, O_NONBLOCK);
@@ -261,8 +261,7 @@ void MeasureFollowLatency(pm::Client& client, const std::string& dir, int follow
   }
   {
     int in[2], out[2];
-    pipe2(in, O_CLOEXEC);
-    pipe2(out, O_CLOEXEC);
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) return;
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, in[0], 0);
