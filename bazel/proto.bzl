@@ -57,7 +57,8 @@ def _pm_proto_gen_impl(ctx):
     headers = [f for f in outputs if f.extension == "h"]
     sources = [f for f in outputs if f.extension != "h"]
     return [
-        DefaultInfo(files = depset(outputs)),
+        # Runfiles too, so a data dependency (Python stubs) lands in them.
+        DefaultInfo(files = depset(outputs), runfiles = ctx.runfiles(files = outputs)),
         OutputGroupInfo(headers = depset(headers), sources = depset(sources)),
         PmProtoInfo(transitive_srcs = transitive),
     ]

@@ -74,6 +74,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(GatewayOptions options) 
   }
   if (!options.port_file.empty()) {
     PM_RETURN_IF_ERROR(WritePortFile(options.port_file, gateway->port_));
+    gateway->port_file_ = options.port_file;
   }
   absl::StatusOr<std::unique_ptr<grpc::Server>> local =
       StartUnixServer(gateway->socket_path_, {gateway->service_.get()});
@@ -92,8 +93,10 @@ void Gateway::Shutdown(absl::Duration grace) {
     (*server)->Wait();
     server->reset();
   }
-  if (!socket_path_.empty()) unlink(socket_path_.c_str());
-  socket_path_.clear();
+  for (std::string* path : {&socket_path_, &port_file_}) {
+    if (!path->empty()) unlink(path->c_str());
+    path->clear();
+  }
 }
 
 }  // namespace pm::gateway

@@ -78,6 +78,7 @@ class Gateway {
   std::unique_ptr<grpc::Server> tcp_server_;
   std::unique_ptr<grpc::Server> local_server_;
   std::string socket_path_;
+  std::string port_file_;
   int port_ = 0;
 };
 

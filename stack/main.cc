@@ -1,5 +1,7 @@
 // The local stack launcher behind `make up` (bazel run //:stack): runs the
-// registry, log_store and supervisor in the foreground until Ctrl+C.
+// registry, log_store, supervisor and gateway in the foreground until
+// Ctrl+C. On its first run it makes the dev PKI and the demo user in
+// certs/dev/ (see stack/dev_certs.h).
 #include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -10,13 +12,62 @@
 #include "common/exit_status.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
+#include "stack/dev_certs.h"
 #include "stack/stack.h"
 
 DEFINE_string(runtime_dir, "",
               "Directory of the services' unix sockets (default: "
               "$PM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/pm, else /tmp/pm-<uid>)");
 
+DEFINE_bool(gateway, true, "Also run the gateway (mutual TLS + basic auth)");
+DEFINE_string(gateway_listen, "0.0.0.0:8080", "The gateway's TCP address");
+DEFINE_string(certs_dir, "",
+              "The dev PKI and users (default: certs/dev in the workspace); "
+              "made on first run");
+
 namespace {
+
+// Relative paths are the user's: `bazel run` starts us in the runfiles.
+std::string DefaultCertsDir() {
+  if (const char* workspace = getenv("BUILD_WORKSPACE_DIRECTORY");
+      workspace != nullptr && *workspace) {
+    return absl::StrCat(workspace, "/certs/dev");
+  }
+  return "certs/dev";
+}
+
+void PrintGatewayBanner(const pm::stack::Stack& stack,
+                        const pm::stack::DevCredentials& dev) {
+  std::string password = "(see " + dev.password_file + ")";
+  if (FILE* f = fopen(dev.password_file.c_str(), "re")) {
+    char line[256] = {};
+    if (fgets(line, sizeof(line), f) != nullptr) {
+      password = line;
+      if (!password.empty() && password.back() == '\n') password.pop_back();
+    }
+    fclose(f);
+  }
+  const std::string port = absl::StrCat(stack.gateway_port());
+  const std::string certs_flag =
+      FLAGS_certs_dir.empty() ? "" : absl::StrCat(" --certs=", dev.dir);
+  std::string text = absl::StrCat(
+      "Gateway: ", FLAGS_gateway_listen, " (port ", port,
+      "), mutual TLS + basic auth\n"
+      "  user demo, password ", password, "  (in ", dev.password_file, ")\n"
+      "  certificates in ", dev.dir, (dev.created ? " (made now)" : ""), "\n"
+      "Call it from another terminal (in the repo):\n"
+      "  id=$(bazel run //gateway/examples:pm_remote -- --target=localhost:",
+      port, certs_flag, " start -- sh -c 'echo hello; sleep 2; echo bye')\n"
+      "  bazel run //gateway/examples:pm_remote -- --target=localhost:", port,
+      certs_flag, " logs -f $id\n"
+      "  bazel run //gateway/examples:pm_remote -- --target=localhost:", port,
+      certs_flag, " list\n"
+      "  echo | openssl s_client -connect localhost:", port, " -alpn h2 -CAfile ",
+      dev.File("ca.pem"), " -cert ", dev.File("client.pem"), " -key ",
+      dev.File("client.key"), " 2>/dev/null | grep -E '^(New|Verify)'\n\n");
+  fputs(text.c_str(), stdout);
+  fflush(stdout);
+}
 
 void PrintBanner(const pm::stack::Stack& stack) {
   std::string text = absl::StrCat("\npm stack is up (runtime dir ",
@@ -45,12 +96,29 @@ int main(int argc, char** argv) {
   // Blocked before any thread exists: the launcher reads them from a
   // signalfd and stops the services in order.
   pm::BlockTerminationSignals();
-  gflags::SetUsageMessage("pm stack: runs registry, log_store and supervisor");
+  gflags::SetUsageMessage(
+      "pm stack: runs registry, log_store, supervisor and gateway");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
 
   pm::stack::StackOptions options;
   options.runtime_dir =
       FLAGS_runtime_dir.empty() ? pm::DefaultRuntimeDir() : FLAGS_runtime_dir;
+  pm::stack::DevCredentials dev;
+  if (FLAGS_gateway) {
+    absl::StatusOr<std::string> root = pm::stack::FindBinaryRoot();
+    absl::StatusOr<pm::stack::DevCredentials> made =
+        root.ok() ? pm::stack::EnsureDevCredentials(
+                        FLAGS_certs_dir.empty() ? DefaultCertsDir() : FLAGS_certs_dir,
+                        *root + "/certs/make_pki.sh")
+                  : root.status();
+    if (!made.ok()) {
+      fprintf(stderr, "pm: cannot make the dev certificates: %s\n",
+              std::string(made.status().message()).c_str());
+      return 1;
+    }
+    dev = *std::move(made);
+    options.gateway = dev.GatewayFlags(FLAGS_gateway_listen);
+  }
   absl::StatusOr<std::unique_ptr<pm::stack::Stack>> stack =
       pm::stack::Stack::Start(options);
   if (!stack.ok()) {
@@ -59,6 +127,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   PrintBanner(**stack);
+  if (FLAGS_gateway) PrintGatewayBanner(**stack, dev);
 
   absl::StatusOr<pm::stack::Stack::Event> event = (*stack)->WaitForSignalOrExit();
   int code = 0;
@@ -66,7 +135,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "pm: %s\n", std::string(event.status().message()).c_str());
     code = 1;
   } else if (event->signal != 0) {
-    fprintf(stderr, "\npm: got %s, stopping supervisor, log_store, registry\n",
+    fprintf(stderr, "\npm: got %s, stopping gateway, supervisor, log_store, registry\n",
             strsignal(event->signal));
   } else {
     fprintf(stderr, "pm: %s %s unexpectedly; stopping the rest\n",

@@ -12,6 +12,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/runtime_dir.h"
@@ -40,14 +42,28 @@ bool Exited(const Fd& pidfd, int timeout_ms) {
 Service ServiceOf(const std::string& name) {
   if (name == "registry") return Service::kRegistry;
   if (name == "log_store") return Service::kLogStore;
+  if (name == "gateway") return Service::kGateway;
   return Service::kSupervisor;
+}
+
+absl::StatusOr<int> ReadPortFile(const std::string& path) {
+  PM_ASSIGN_OR_RETURN(Fd fd, Fd::Open(path, O_RDONLY));
+  char buffer[32] = {};
+  ssize_t n = read(fd.get(), buffer, sizeof(buffer) - 1);
+  if (n < 0) return ErrnoError("read", path);
+  int port = 0;
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(buffer), &port) || port <= 0) {
+    return absl::InternalError(absl::StrCat("no port number in ", path));
+  }
+  return port;
 }
 
 }  // namespace
 
 const std::vector<std::string>& Stack::ServiceNames() {
   static const auto* names =
-      new std::vector<std::string>{"registry", "log_store", "supervisor"};
+      new std::vector<std::string>{"registry", "log_store", "supervisor",
+                                   "gateway"};
   return *names;
 }
 
@@ -84,11 +100,27 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(StackOptions options) {
     if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) {
       continue;
     }
+    if (name == "gateway" && !stack->options_.gateway.has_value()) continue;
     ServiceProcess service;
     service.name = name;
     service.binary = absl::StrCat(stack->options_.binary_root, "/", name, "/", name);
     service.args = {service.binary,
                     absl::StrCat("--runtime_dir=", stack->options_.runtime_dir)};
+    if (name == "gateway") {
+      GatewayOptions& gateway = *stack->options_.gateway;
+      if (gateway.port_file.empty()) {
+        gateway.port_file =
+            absl::StrCat(stack->options_.runtime_dir, "/gateway.port");
+      }
+      for (std::string arg : {"--listen=" + gateway.listen,
+                              "--ca_file=" + gateway.ca_file,
+                              "--cert_file=" + gateway.cert_file,
+                              "--key_file=" + gateway.key_file,
+                              "--users_file=" + gateway.users_file,
+                              "--port_file=" + gateway.port_file}) {
+        service.args.push_back(std::move(arg));
+      }
+    }
     for (const std::string& arg : stack->options_.extra_args[name]) {
       service.args.push_back(arg);
     }
@@ -98,6 +130,12 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(StackOptions options) {
   for (ServiceProcess& service : stack->services_) {
     absl::Status status = stack->Launch(service);
     if (status.ok()) status = stack->WaitHealthy(service);
+    if (status.ok() && service.name == "gateway") {
+      // Written before the gateway's socket serves, so it is there now.
+      absl::StatusOr<int> port = ReadPortFile(stack->options_.gateway->port_file);
+      if (port.ok()) stack->gateway_port_ = *port;
+      status = port.status();
+    }
     if (!status.ok()) {
       stack->StopAll().IgnoreError();
       return status;

@@ -1,5 +1,5 @@
-// Stack: the local pm stack (registry, log_store, supervisor) as child
-// processes of one launcher. `make up` runs it in the foreground
+// Stack: the local pm stack (registry, log_store, supervisor, and the
+// gateway when asked for) as child processes of one launcher. `make up` runs it in the foreground
 // (//:stack); the integration tests in testing/ bring the same stack up
 // with this same code on a temporary runtime dir.
 //
@@ -13,7 +13,7 @@
 //
 // Each service runs in its own process group, so a terminal's Ctrl+C
 // reaches only the launcher, which then stops the services in order: the
-// supervisor first (it stops the managed processes and flushes their last
+// gateway first (no new external calls), then the supervisor (it stops the managed processes and flushes their last
 // output and state), then the log_store, then the registry. Children are
 // held by pidfd, never by bare pid.
 #ifndef PM_STACK_STACK_H_
@@ -34,6 +34,19 @@
 
 namespace pm::stack {
 
+// The gateway's flags, when the stack runs it (make up does; the engine
+// tests do not).
+struct GatewayOptions {
+  std::string listen = "0.0.0.0:8080";
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  std::string users_file;
+  // Where the gateway writes its bound port; empty: a file in the runtime
+  // dir. Read after the gateway is healthy (see gateway_port()).
+  std::string port_file;
+};
+
 struct StackOptions {
   std::string runtime_dir;
   // Where "registry/registry", "log_store/log_store" and
@@ -41,8 +54,10 @@ struct StackOptions {
   std::string binary_root;
   // Extra command-line flags per service name.
   std::map<std::string, std::vector<std::string>> extra_args;
-  // Start only these services (by name); empty: all three.
+  // Start only these services (by name); empty: all three, and the gateway
+  // when `gateway` is set.
   std::vector<std::string> only;
+  absl::optional<GatewayOptions> gateway;
   absl::Duration health_timeout = absl::Seconds(30);
   absl::Duration stop_timeout = absl::Seconds(20);
 };
@@ -59,7 +74,8 @@ struct ServiceProcess {
 
 class Stack {
  public:
-  // The service names in start order.
+  // The service names in start order; "gateway" (last) only runs when
+  // StackOptions::gateway is set.
   static const std::vector<std::string>& ServiceNames();
 
   // Starts the services in order, each waited on until it answers
@@ -92,6 +108,8 @@ class Stack {
 
   const std::string& runtime_dir() const { return options_.runtime_dir; }
   const std::vector<ServiceProcess>& services() const { return services_; }
+  // The gateway's TCP port once it is healthy (0 when it is not run).
+  int gateway_port() const { return gateway_port_; }
 
  private:
   explicit Stack(StackOptions options) : options_(std::move(options)) {}
@@ -103,6 +121,7 @@ class Stack {
 
   StackOptions options_;
   std::vector<ServiceProcess> services_;
+  int gateway_port_ = 0;
 };
 
 // The directory under which the service binaries are found: the runfiles
