@@ -11,6 +11,13 @@ std::shared_ptr<grpc::Channel> UnixChannel(const std::string& socket_path) {
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
+  // Large reads and frames and a wide stream window: output is pushed in
+  // messages of up to 1 MiB (see ConfigureServerBuilder for the other end).
+  args.SetInt(GRPC_ARG_TCP_READ_CHUNK_SIZE, 1 << 20);
+  args.SetInt(GRPC_ARG_TCP_MIN_READ_CHUNK_SIZE, 256 << 10);
+  args.SetInt(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, 4 << 20);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 20);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 1 << 20);
   return grpc::CreateCustomChannel(UnixAddress(socket_path),
                                    grpc::InsecureChannelCredentials(), args);
 }
