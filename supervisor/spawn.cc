@@ -1,24 +1,81 @@
 #include "supervisor/spawn.h"
 
 #include <fcntl.h>
+#include <linux/sched.h>
+#include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cmath>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status.h"
 
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
 #endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+// clone3 returns in the child on the new stack, where the caller's frame is
+// not: only assembly can go on from there. Like glibc's clone(): the child
+// calls fn(arg) on its own stack and exits with its result. Registers other
+// than rax (and rcx, r11) survive the syscall, so fn and arg wait in r12
+// and r13, which the parent restores.
+//   long PmClone3(struct clone_args* args, size_t size,
+//                 int (*fn)(void*), void* arg);   // -errno on failure
+#if defined(__x86_64__)
+#define PM_HAVE_CLONE3_TRAMPOLINE 1
+extern "C" long PmClone3(struct clone_args* args, size_t size,
+                         int (*fn)(void*), void* arg);
+__asm__(
+    ".text\n"
+    ".globl PmClone3\n"
+    ".type PmClone3,@function\n"
+    "PmClone3:\n"
+    "  push %r12\n"
+    "  push %r13\n"
+    "  mov %rdx, %r12\n"
+    "  mov %rcx, %r13\n"
+    "  mov $435, %eax\n"  // SYS_clone3
+    "  syscall\n"
+    "  test %rax, %rax\n"
+    "  jz 1f\n"
+    "  pop %r13\n"
+    "  pop %r12\n"
+    "  ret\n"
+    "1:\n"
+    "  xor %ebp, %ebp\n"
+    "  and $-16, %rsp\n"
+    "  mov %r13, %rdi\n"
+    "  call *%r12\n"
+    "  mov %eax, %edi\n"
+    "  mov $60, %eax\n"  // SYS_exit
+    "  syscall\n"
+    "  hlt\n"
+    ".size PmClone3, .-PmClone3\n");
+#else
+#define PM_HAVE_CLONE3_TRAMPOLINE 0
+#endif
 
 namespace pm::supervisor {
 namespace {
+
+// Set once clone3 turned out to be missing (old kernel, or a seccomp filter
+// that answers ENOSYS): from then on the child joins its cgroup2 by write.
+std::atomic<bool> clone3_unavailable{!PM_HAVE_CLONE3_TRAMPOLINE};
 
 absl::Status CheckNoNul(absl::string_view field, const std::string& value) {
   if (value.find('\0') != std::string::npos) {
@@ -29,7 +86,17 @@ absl::Status CheckNoNul(absl::string_view field, const std::string& value) {
 }
 
 // The step of the child that failed, written into shared memory.
-enum class ChildStep : int { kNone = 0, kSetsid, kDup2, kChdir, kExec };
+enum class ChildStep : int {
+  kNone = 0,
+  kJoinCgroup,
+  kSetsid,
+  kMountPrivate,
+  kMountProc,
+  kLoopback,
+  kDup2,
+  kChdir,
+  kExec,
+};
 
 // Everything the child needs, prepared by the parent: the child may not
 // allocate (it shares the parent's heap and malloc locks).
@@ -41,9 +108,15 @@ struct ChildContext {
   std::vector<const char*> candidates;        // execve these in order
   std::vector<char*> argv;
   std::vector<char*> envp;
+  // cgroup.procs fds to write "0" to, first thing.
+  std::vector<int> join_fds;
+  bool mount_private = false;  // a new mount namespace: make "/" private
+  bool mount_proc = false;     // a new PID namespace: a /proc of its own
+  bool loopback_up = false;    // a new network namespace: bring `lo` up
   // Written by the child on failure.
   volatile ChildStep failed_step = ChildStep::kNone;
   volatile int failed_errno = 0;
+  volatile int failed_join = -1;
   volatile int failed_candidate = -1;
   // The candidate being exec'd; after a successful exec, the one that ran.
   volatile int trying = -1;
@@ -72,8 +145,40 @@ int ChildMain(void* arg) {
     ctx->failed_step = step;
     _exit(127);
   };
+  // Into its cgroups before anything else, so limits and accounting cover
+  // every step from here on.
+  for (size_t i = 0; i < ctx->join_fds.size(); ++i) {
+    if (write(ctx->join_fds[i], "0", 1) != 1) {
+      ctx->failed_join = static_cast<int>(i);
+      fail(ChildStep::kJoinCgroup);
+    }
+  }
   // Its own session and process group: the group is what Stop signals.
   if (setsid() < 0) fail(ChildStep::kSetsid);
+  // A new mount namespace starts as a copy sharing propagation with ours:
+  // without this, the /proc below would be mounted on the host too.
+  if (ctx->mount_private &&
+      mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    fail(ChildStep::kMountPrivate);
+  }
+  // /proc shows the PID namespace of whoever mounted it; ours is now the
+  // child's, where it is PID 1.
+  if (ctx->mount_proc &&
+      mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            nullptr) != 0) {
+    fail(ChildStep::kMountProc);
+  }
+  if (ctx->loopback_up) {
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr = {};
+    memcpy(ifr.ifr_name, "lo", 3);
+    if (sock < 0 || ioctl(sock, SIOCGIFFLAGS, &ifr) != 0) {
+      fail(ChildStep::kLoopback);
+    }
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(sock, SIOCSIFFLAGS, &ifr) != 0) fail(ChildStep::kLoopback);
+    close(sock);
+  }
   if (dup2(ctx->stdin_fd, 0) < 0 || dup2(ctx->stdout_fd, 1) < 0 ||
       dup2(ctx->stderr_fd, 2) < 0) {
     fail(ChildStep::kDup2);
@@ -111,6 +216,60 @@ int ChildMain(void* arg) {
   return 127;
 }
 
+// `call: reason (ENAME)`, for calls whose arguments ErrnoError's
+// `call("arg")` cannot show.
+absl::Status CallError(absl::string_view call, int err) {
+  return absl::Status(absl::ErrnoToStatusCode(err),
+                      absl::StrCat(call, ": ", strerror(err), " (",
+                                   ErrnoName(err), ")"));
+}
+
+uint64_t NamespaceFlags(const pm::v1::StartRequest& request) {
+  uint64_t flags = 0;
+  for (int value : request.isolate()) {
+    switch (value) {
+      case pm::v1::ISOLATION_PID:
+        // Its /proc needs a mount namespace to be mounted in.
+        flags |= CLONE_NEWPID | CLONE_NEWNS;
+        break;
+      case pm::v1::ISOLATION_NET:
+        flags |= CLONE_NEWNET;
+        break;
+      case pm::v1::ISOLATION_MOUNT:
+        flags |= CLONE_NEWNS;
+        break;
+      default:
+        break;  // ValidateStartRequest refused it
+    }
+  }
+  return flags;
+}
+
+std::string CloneFlagNames(uint64_t flags) {
+  std::vector<std::string> names = {"CLONE_VM", "CLONE_VFORK", "CLONE_PIDFD"};
+  if (flags & CLONE_INTO_CGROUP) names.push_back("CLONE_INTO_CGROUP");
+  if (flags & CLONE_NEWPID) names.push_back("CLONE_NEWPID");
+  if (flags & CLONE_NEWNET) names.push_back("CLONE_NEWNET");
+  if (flags & CLONE_NEWNS) names.push_back("CLONE_NEWNS");
+  return absl::StrJoin(names, "|");
+}
+
+absl::Status CloneError(uint64_t flags, int err) {
+  const std::string call = absl::StrCat(
+      (flags & CLONE_INTO_CGROUP) ? "clone3(" : "clone(", CloneFlagNames(flags),
+      ")");
+  constexpr uint64_t kNamespaces = CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS;
+  if ((flags & kNamespaces) != 0 && (err == EPERM || err == EINVAL ||
+                                     err == ENOSPC || err == EUSERS)) {
+    // The request asks for something this host will not give us.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot give the process namespaces of its own (isolate): ",
+        CallError(call, err).message(),
+        err == EPERM ? "; namespaces need CAP_SYS_ADMIN" : ""));
+  }
+  return CallError(call, err);
+}
+
 std::string LookupEnv(const pm::v1::StartRequest& request,
                       const std::string& name, const std::string& fallback) {
   auto it = request.env().find(name);
@@ -133,10 +292,31 @@ std::vector<std::string> ExecCandidates(const pm::v1::StartRequest& request) {
 
 absl::Status ChildError(const ChildContext& ctx,
                         const std::vector<std::string>& candidates,
+                        const std::vector<std::string>& join_paths,
                         const pm::v1::StartRequest& request) {
   const int err = ctx.failed_errno;
   absl::Status status;
   switch (ctx.failed_step) {
+    case ChildStep::kJoinCgroup: {
+      const int i = ctx.failed_join;
+      status = CallError(
+          absl::StrCat("write(\"",
+                       i >= 0 && i < static_cast<int>(join_paths.size())
+                           ? join_paths[i]
+                           : "cgroup.procs",
+                       "\", \"0\")"),
+          err);
+      break;
+    }
+    case ChildStep::kMountPrivate:
+      status = CallError("mount(\"/\", MS_REC | MS_PRIVATE)", err);
+      break;
+    case ChildStep::kMountProc:
+      status = CallError("mount(\"proc\", \"/proc\")", err);
+      break;
+    case ChildStep::kLoopback:
+      status = CallError("ioctl(\"lo\", SIOCSIFFLAGS, IFF_UP)", err);
+      break;
     case ChildStep::kSetsid:
       status = ErrnoError("setsid", "", err);
       break;
@@ -193,10 +373,33 @@ absl::Status ValidateStartRequest(const pm::v1::StartRequest& request) {
     PM_RETURN_IF_ERROR(
         CheckNoNul(absl::StrCat("env value of ", name), value));
   }
+  const pm::v1::Limits& limits = request.limits();
+  if (!std::isfinite(limits.cpus()) || limits.cpus() < 0 ||
+      (limits.cpus() > 0 && (limits.cpus() < 0.01 || limits.cpus() > 100000))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("limits.cpus must be in [0.01, 100000] (or 0 for no "
+                     "limit), got ", limits.cpus()));
+  }
+  if (limits.io_weight() > 10000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("limits.io_weight must be in 1..10000 (or 0 for the "
+                     "default), got ", limits.io_weight()));
+  }
+  for (int i = 0; i < request.isolate_size(); ++i) {
+    const int value = request.isolate(i);
+    if (value == pm::v1::ISOLATION_UNSPECIFIED ||
+        !pm::v1::Isolation_IsValid(value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("isolate[", i, "]: unknown isolation ", value,
+                       " (want ISOLATION_PID, ISOLATION_NET or "
+                       "ISOLATION_MOUNT)"));
+    }
+  }
   return absl::OkStatus();
 }
 
-absl::StatusOr<SpawnedChild> Spawn(const pm::v1::StartRequest& request) {
+absl::StatusOr<SpawnedChild> Spawn(const pm::v1::StartRequest& request,
+                                   const SpawnOptions& options) {
   PM_ASSIGN_OR_RETURN(Fd dev_null, Fd::Open("/dev/null", O_RDONLY));
   PM_ASSIGN_OR_RETURN(Pipe out, MakePipe());
   PM_ASSIGN_OR_RETURN(Pipe err, MakePipe());
@@ -233,8 +436,29 @@ absl::StatusOr<SpawnedChild> Spawn(const pm::v1::StartRequest& request) {
   for (std::string& e : env_storage) ctx.envp.push_back(e.data());
   ctx.envp.push_back(nullptr);
 
+  const uint64_t ns_flags = NamespaceFlags(request);
+  ctx.mount_private = (ns_flags & CLONE_NEWNS) != 0;
+  ctx.mount_proc = (ns_flags & CLONE_NEWPID) != 0;
+  ctx.loopback_up = (ns_flags & CLONE_NEWNET) != 0;
+
   constexpr size_t kStackSize = 64 * 1024;
   std::unique_ptr<char[]> stack(new char[kStackSize]);
+
+  // The cgroups the child joins by itself; with clone3 it is born in the
+  // cgroup2 one.
+  std::vector<std::string> join_paths;
+  auto set_joins = [&](bool with_cgroup2) {
+    ctx.join_fds.clear();
+    join_paths.clear();
+    if (with_cgroup2 && options.cgroup2_join.fd >= 0) {
+      ctx.join_fds.push_back(options.cgroup2_join.fd);
+      join_paths.push_back(options.cgroup2_join.path);
+    }
+    for (const CgroupJoin& join : options.joins) {
+      ctx.join_fds.push_back(join.fd);
+      join_paths.push_back(join.path);
+    }
+  };
 
   // Block every signal across clone: no handler of ours may run in the
   // child before it has reset the dispositions.
@@ -242,12 +466,39 @@ absl::StatusOr<SpawnedChild> Spawn(const pm::v1::StartRequest& request) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int pidfd = -1;
-  pid_t pid = clone(ChildMain, stack.get() + kStackSize,
-                    CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &ctx,
-                    &pidfd);
-  int clone_errno = errno;
+  pid_t pid = -1;
+  int clone_errno = 0;
+  uint64_t flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | ns_flags;
+  bool cloned = false;
+#if PM_HAVE_CLONE3_TRAMPOLINE
+  if (options.cgroup2_dir_fd >= 0 && !clone3_unavailable.load()) {
+    set_joins(/*with_cgroup2=*/false);
+    struct clone_args args = {};
+    args.flags = flags | CLONE_INTO_CGROUP;
+    args.pidfd = reinterpret_cast<uintptr_t>(&pidfd);
+    args.exit_signal = SIGCHLD;
+    args.stack = reinterpret_cast<uintptr_t>(stack.get());
+    args.stack_size = kStackSize;
+    args.cgroup = static_cast<uint64_t>(options.cgroup2_dir_fd);
+    const long result = PmClone3(&args, sizeof(args), ChildMain, &ctx);
+    if (result == -ENOSYS || result == -E2BIG) {
+      clone3_unavailable.store(true);
+    } else {
+      cloned = true;
+      flags |= CLONE_INTO_CGROUP;
+      pid = result < 0 ? -1 : static_cast<pid_t>(result);
+      clone_errno = result < 0 ? static_cast<int>(-result) : 0;
+    }
+  }
+#endif
+  if (!cloned) {
+    set_joins(/*with_cgroup2=*/true);
+    pid = clone(ChildMain, stack.get() + kStackSize,
+                static_cast<int>(flags) | SIGCHLD, &ctx, &pidfd);
+    clone_errno = errno;
+  }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (pid < 0) return ErrnoError("clone", "CLONE_VM|CLONE_VFORK|CLONE_PIDFD", clone_errno);
+  if (pid < 0) return CloneError(flags, clone_errno);
 
   SpawnedChild child;
   child.pid = pid;
@@ -258,7 +509,7 @@ absl::StatusOr<SpawnedChild> Spawn(const pm::v1::StartRequest& request) {
     while (waitid(static_cast<idtype_t>(P_PIDFD), pidfd, &info, WEXITED) != 0 &&
            errno == EINTR) {
     }
-    return ChildError(ctx, candidates, request);
+    return ChildError(ctx, candidates, join_paths, request);
   }
   child.executable = candidates[ctx.trying >= 0 ? ctx.trying : 0];
   child.stdout_read = std::move(out.read);

@@ -33,9 +33,28 @@ namespace pm::supervisor {
 inline constexpr char kDefaultPath[] =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-// INVALID_ARGUMENT for an empty executable, a NUL byte in any string, or an
-// env name that is empty or contains '='; the message names the field.
+// INVALID_ARGUMENT for an empty executable, a NUL byte in any string, an
+// env name that is empty or contains '=', a limit out of range (cpus not in
+// [0.01, 100000], io_weight above 10000) or an unknown isolation value; the
+// message names the field.
 absl::Status ValidateStartRequest(const pm::v1::StartRequest& request);
+
+// A cgroup.procs file the child writes "0" to, joining that cgroup.
+struct CgroupJoin {
+  int fd = -1;       // opened O_WRONLY by the parent
+  std::string path;  // for error messages
+};
+
+// Where the child lives from its first instruction on.
+struct SpawnOptions {
+  // The cgroup2 directory the child is born in (clone3 with
+  // CLONE_INTO_CGROUP), or -1. Where clone3 cannot be used, the child joins
+  // it through `cgroup2_join` instead, still before anything else.
+  int cgroup2_dir_fd = -1;
+  CgroupJoin cgroup2_join;
+  // Other cgroups (the v1 hierarchies) the child joins first thing.
+  std::vector<CgroupJoin> joins;
+};
 
 struct SpawnedChild {
   pid_t pid = -1;
@@ -47,13 +66,22 @@ struct SpawnedChild {
 };
 
 // Starts `request` (validated beforehand) as the leader of a new session
-// and process group, stdin /dev/null, stdout and stderr on pipes.
+// and process group, stdin /dev/null, stdout and stderr on pipes, in the
+// cgroups of `options` and the namespaces of `request.isolate()`:
+//   ISOLATION_PID    CLONE_NEWPID (+ CLONE_NEWNS): a fresh /proc is mounted
+//                    over /proc, so the process sees itself as PID 1 there
+//   ISOLATION_NET    CLONE_NEWNET: `lo` is brought up, nothing else exists
+//   ISOLATION_MOUNT  CLONE_NEWNS: "/" is made recursively private first, so
+//                    no mount made inside propagates out
 // Returns once the new program runs. Errors:
-//   FAILED_PRECONDITION  the child could not exec: the message names the
-//                        call, the path and the OS error, e.g.
-//                        execve("/nope"): No such file or directory (ENOENT)
+//   FAILED_PRECONDITION  the child could not exec, join its cgroup or set
+//                        up its namespaces: the message names the call, the
+//                        path and the OS error, e.g.
+//                        execve("/nope"): No such file or directory (ENOENT);
+//                        or the namespaces need a privilege we lack (EPERM)
 //   other codes          the parent's own setup failed (pipe2, clone, ...)
-absl::StatusOr<SpawnedChild> Spawn(const pm::v1::StartRequest& request);
+absl::StatusOr<SpawnedChild> Spawn(const pm::v1::StartRequest& request,
+                                   const SpawnOptions& options = {});
 
 }  // namespace pm::supervisor
 

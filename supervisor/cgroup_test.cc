@@ -1,0 +1,519 @@
+#include "supervisor/cgroup.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace pm::supervisor {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using ::testing::Pair;
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void WriteText(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+// --- Parsing ------------------------------------------------------------------
+
+TEST(CgroupParseTest, MountsOfAHybridHost) {
+  const std::string mountinfo =
+      "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+      "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup "
+      "cgroup rw,cpuacct,cpu\n"
+      "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+      "40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n"
+      "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+      "50 23 0:40 /sub /mnt/with\\040space rw - cgroup2 cgroup2 rw\n"
+      "garbage line\n";
+  std::vector<CgroupMount> mounts = ParseCgroupMounts(mountinfo);
+  ASSERT_EQ(mounts.size(), 5u);
+  EXPECT_EQ(mounts[0].version, 1);
+  EXPECT_EQ(mounts[0].mount_point, "/sys/fs/cgroup/cpu,cpuacct");
+  EXPECT_THAT(mounts[0].controllers, ElementsAre("cpu", "cpuacct"));
+  EXPECT_THAT(mounts[1].controllers, ElementsAre("memory"));
+  EXPECT_THAT(mounts[2].controllers, ElementsAre("name=systemd"));
+  EXPECT_EQ(mounts[3].version, 2);
+  EXPECT_EQ(mounts[3].root, "/");
+  EXPECT_THAT(mounts[3].controllers, IsEmpty());
+  EXPECT_EQ(mounts[4].root, "/sub");
+  EXPECT_EQ(mounts[4].mount_point, "/mnt/with space");
+}
+
+TEST(CgroupParseTest, ProcCgroupKeysSortTheControllers) {
+  EXPECT_THAT(ParseProcCgroup("9:name=systemd:/\n4:memory:/a/b\n"
+                              "2:cpuacct,cpu:/c\n0::/d:e\nbad\n"),
+              ElementsAre(Pair("", "/d:e"), Pair("cpu,cpuacct", "/c"),
+                          Pair("memory", "/a/b"), Pair("name=systemd", "/")));
+}
+
+TEST(CgroupParseTest, Modes) {
+  EXPECT_EQ(*ParseCgroupMode("auto"), CgroupMode::kAuto);
+  EXPECT_EQ(*ParseCgroupMode("v2"), CgroupMode::kV2);
+  EXPECT_EQ(*ParseCgroupMode("v1"), CgroupMode::kV1);
+  EXPECT_EQ(*ParseCgroupMode("off"), CgroupMode::kOff);
+  absl::StatusOr<CgroupMode> bad = ParseCgroupMode("v3");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("want auto, v2, v1 or off"));
+}
+
+// --- A fake cgroupfs in a temp dir -----------------------------------------------
+
+// A temp dir with a fake /proc/self (mountinfo, cgroup) whose mounts point
+// at plain directories below it. mkdir works there as on cgroupfs, but no
+// control file appears by itself.
+class FakeCgroupfsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmp = getenv("TEST_TMPDIR");
+    std::string tmpl = std::string(tmp ? tmp : "/tmp") + "/cgroup_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    root_ = tmpl;
+    std::filesystem::create_directories(root_ + "/proc");
+    options_.proc_self = root_ + "/proc";
+    options_.name_prefix = "t.";
+  }
+  void TearDown() override { std::filesystem::remove_all(root_); }
+
+  // A cgroup2 mount at <root>/unified; the supervisor in `own`.
+  void FakeV2(const std::string& own, const std::string& mount_root = "/") {
+    std::filesystem::create_directories(root_ + "/unified");
+    WriteText(root_ + "/proc/mountinfo",
+              absl::StrCat("41 31 0:38 ", mount_root, " ", root_,
+                           "/unified rw - cgroup2 cgroup2 rw\n"));
+    WriteText(root_ + "/proc/cgroup", absl::StrCat("0::", own, "\n"));
+  }
+
+  std::string root_;
+  CgroupOptions options_;
+};
+
+TEST_F(FakeCgroupfsTest, OffRefusesLimitsButNotPlainStarts) {
+  options_.mode = CgroupMode::kOff;
+  std::unique_ptr<Cgroups> cgroups = Cgroups::Init(options_);
+  EXPECT_FALSE(cgroups->enabled());
+  EXPECT_THAT(cgroups->summary(), HasSubstr("--cgroups=off"));
+  EXPECT_TRUE(cgroups->CheckLimits(pm::v1::Limits()).ok());
+  pm::v1::Limits limits;
+  limits.set_memory_bytes(1 << 20);
+  limits.set_pids(3);
+  absl::Status refused = cgroups->CheckLimits(limits);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("(memory, pids)"));
+  EXPECT_THAT(refused.message(), HasSubstr("--cgroups=off"));
+}
+
+TEST_F(FakeCgroupfsTest, NoCgroupMountsMeansNoCgroups) {
+  WriteText(root_ + "/proc/mountinfo",
+            "31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n");
+  WriteText(root_ + "/proc/cgroup", "0::/\n");
+  std::unique_ptr<Cgroups> cgroups = Cgroups::Init(options_);
+  EXPECT_FALSE(cgroups->enabled());
+  EXPECT_THAT(cgroups->summary(),
+              HasSubstr("no cgroup2 is mounted; no cgroup v1 freezer is mounted"));
+}
+
+TEST_F(FakeCgroupfsTest, UnwritableHierarchyMeansNoCgroupsAndSaysWhy) {
+  // A file where the parent cgroup should go: mkdir fails (as EACCES would
+  // for a user without delegation).
+  FakeV2("/svc");
+  WriteText(root_ + "/unified/svc", "not a directory");
+  std::unique_ptr<Cgroups> cgroups = Cgroups::Init(options_);
+  EXPECT_FALSE(cgroups->enabled());
+  pm::v1::Limits limits;
+  limits.set_cpus(0.5);
+  absl::Status refused = cgroups->CheckLimits(limits);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(),
+              HasSubstr(absl::StrCat("mkdir(\"", root_, "/unified/svc/pm\")")));
+  EXPECT_THAT(refused.message(), HasSubstr("ENOTDIR"));
+}
+
+TEST_F(FakeCgroupfsTest, DefaultParentIsPmBelowOurOwnCgroup) {
+  FakeV2("/svc");
+  std::unique_ptr<Cgroups> cgroups = Cgroups::Init(options_);
+  ASSERT_TRUE(cgroups->enabled()) << cgroups->summary();
+  EXPECT_TRUE(std::filesystem::is_directory(root_ + "/unified/svc/pm"));
+  EXPECT_THAT(cgroups->summary(), HasSubstr(root_ + "/unified/svc/pm"));
+  // The probe is gone again.
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/unified/svc/pm/t.probe"));
+}
+
+TEST_F(FakeCgroupfsTest, ParentFlagIsUsedAsIs) {
+  FakeV2("/svc");
+  options_.parent = "/elsewhere/pm";
+  std::unique_ptr<Cgroups> cgroups = Cgroups::Init(options_);
+  ASSERT_TRUE(cgroups->enabled()) << cgroups->summary();
+  EXPECT_TRUE(std::filesystem::is_directory(root_ + "/unified/elsewhere/pm"));
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/unified/svc"));
+}
+
+TEST_F(FakeCgroupfsTest, ParentOutsideTheMountedSubtreeIsRefused) {
+  FakeV2("/svc", "/container");
+  std::unique_ptr<Cgroups> cgroups = Cgroups::Init(options_);
+  EXPECT_FALSE(cgroups->enabled());
+  EXPECT_THAT(cgroups->summary(),
+              HasSubstr("cgroup /svc/pm is outside the subtree /container"));
+}
+
+TEST_F(FakeCgroupfsTest, MountedSubtreeMapsPathsBelowItsRoot) {
+  FakeV2("/container/svc", "/container");
+  std::unique_ptr<Cgroups> cgroups = Cgroups::Init(options_);
+  ASSERT_TRUE(cgroups->enabled()) << cgroups->summary();
+  EXPECT_TRUE(std::filesystem::is_directory(root_ + "/unified/svc/pm"));
+}
+
+TEST_F(FakeCgroupfsTest, CgroupV2WithoutControllersRefusesLimitsNamingWhy) {
+  // Like --cgroups=v2 on a hybrid host: cgroup2 has no controllers.
+  FakeV2("/svc");
+  options_.mode = CgroupMode::kV2;
+  std::unique_ptr<Cgroups> cgroups = Cgroups::Init(options_);
+  ASSERT_TRUE(cgroups->enabled());
+  EXPECT_TRUE(cgroups->CheckLimits(pm::v1::Limits()).ok());
+  pm::v1::Limits limits;
+  limits.set_memory_bytes(64 << 20);
+  absl::Status refused = cgroups->CheckLimits(limits);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(),
+              HasSubstr(absl::StrCat("memory limit: cgroup2 offers no memory "
+                                     "controller under ",
+                                     root_, "/unified/svc/pm")));
+  EXPECT_THAT(refused.message(), HasSubstr("--cgroups=v2"));
+  EXPECT_THAT(refused.message(), Not(HasSubstr("cpu limit")));
+  EXPECT_THAT(cgroups->summary(), HasSubstr("limits enforced: none"));
+}
+
+TEST_F(FakeCgroupfsTest, ControllerWithoutItsFileIsRefused) {
+  // The controller is offered and enabled, but a new cgroup lacks the file
+  // (here because the fake kernel makes none): the probe catches it.
+  FakeV2("/svc");
+  std::filesystem::create_directories(root_ + "/unified/svc/pm");
+  WriteText(root_ + "/unified/svc/pm/cgroup.controllers", "cpu memory pids\n");
+  WriteText(root_ + "/unified/svc/pm/cgroup.subtree_control", "");
+  options_.mode = CgroupMode::kV2;
+  std::unique_ptr<Cgroups> cgroups = Cgroups::Init(options_);
+  ASSERT_TRUE(cgroups->enabled());
+  pm::v1::Limits limits;
+  limits.set_pids(10);
+  absl::Status refused = cgroups->CheckLimits(limits);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(),
+              HasSubstr(absl::StrCat("pids limit: a new cgroup under ", root_,
+                                     "/unified/svc/pm has no pids.max")));
+}
+
+TEST_F(FakeCgroupfsTest, WriteLimitsToCgroupV2Files) {
+  const std::string dir = root_ + "/v2";
+  std::filesystem::create_directories(dir);
+  for (const char* file : {"memory.max", "memory.swap.max", "cpu.max",
+                           "pids.max", "io.weight"}) {
+    WriteText(dir + "/" + file, "");
+  }
+  LimitFiles files;
+  files.memory_dir = files.cpu_dir = files.pids_dir = files.io_dir = dir;
+  files.memory_file = "memory.max";
+  files.memory_swap_file = "memory.swap.max";
+  files.cpu_file = "cpu.max";
+  files.io_file = "io.weight";
+  pm::v1::Limits limits;
+  limits.set_memory_bytes(256 << 20);
+  limits.set_cpus(0.2);
+  limits.set_pids(64);
+  limits.set_io_weight(500);
+  ASSERT_TRUE(WriteLimits(limits, files).ok());
+  EXPECT_EQ(ReadText(dir + "/memory.max"), "268435456");
+  EXPECT_EQ(ReadText(dir + "/memory.swap.max"), "0");
+  EXPECT_EQ(ReadText(dir + "/cpu.max"), "20000 100000");
+  EXPECT_EQ(ReadText(dir + "/pids.max"), "64");
+  EXPECT_EQ(ReadText(dir + "/io.weight"), "default 500");
+}
+
+TEST_F(FakeCgroupfsTest, WriteLimitsToCgroupV1Files) {
+  const std::string dir = root_ + "/v1";
+  std::filesystem::create_directories(dir);
+  for (const char* file :
+       {"memory.limit_in_bytes", "memory.memsw.limit_in_bytes",
+        "cpu.cfs_period_us", "cpu.cfs_quota_us", "blkio.bfq.weight"}) {
+    WriteText(dir + "/" + file, "");
+  }
+  LimitFiles files;
+  files.memory_dir = files.cpu_dir = files.io_dir = dir;
+  files.memory_file = "memory.limit_in_bytes";
+  files.memory_swap_file = "memory.memsw.limit_in_bytes";
+  files.cpu_file = "cpu.cfs_quota_us";
+  files.io_file = "blkio.bfq.weight";
+  pm::v1::Limits limits;
+  limits.set_memory_bytes(1 << 20);
+  limits.set_cpus(1.5);
+  limits.set_io_weight(300);
+  ASSERT_TRUE(WriteLimits(limits, files).ok());
+  EXPECT_EQ(ReadText(dir + "/memory.limit_in_bytes"), "1048576");
+  EXPECT_EQ(ReadText(dir + "/memory.memsw.limit_in_bytes"), "1048576");
+  EXPECT_EQ(ReadText(dir + "/cpu.cfs_period_us"), "100000");
+  EXPECT_EQ(ReadText(dir + "/cpu.cfs_quota_us"), "150000");
+  EXPECT_EQ(ReadText(dir + "/blkio.bfq.weight"), "300");
+}
+
+TEST_F(FakeCgroupfsTest, WriteLimitsNamesTheFileThatFailed) {
+  LimitFiles files;
+  files.pids_dir = root_ + "/nowhere";
+  pm::v1::Limits limits;
+  limits.set_pids(5);
+  absl::Status status = WriteLimits(limits, files);
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(status.message(),
+            absl::StrCat("write(\"", root_,
+                         "/nowhere/pids.max\", \"5\"): No such file or "
+                         "directory (ENOENT)"));
+}
+
+// --- The real cgroupfs of this host (root, as CI runs) ----------------------------
+
+pm::v1::StartRequest Shell(const std::string& script) {
+  pm::v1::StartRequest request;
+  request.set_executable("/bin/sh");
+  request.add_args("-c");
+  request.add_args(script);
+  return request;
+}
+
+// Reads a non-blocking pipe to EOF, waiting with poll (10 s at most for
+// each read, so a broken test fails instead of hanging).
+std::string ReadAll(int fd) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      out.append(buf, n);
+    } else if (n == 0) {
+      return out;
+    } else if (errno == EAGAIN) {
+      struct pollfd p = {fd, POLLIN, 0};
+      if (poll(&p, 1, 10000) == 0) return out;
+    } else if (errno != EINTR) {
+      return out;
+    }
+  }
+}
+
+// Reads the first line of a non-blocking pipe.
+std::string ReadLine(int fd) {
+  std::string out;
+  char c;
+  for (;;) {
+    ssize_t n = read(fd, &c, 1);
+    if (n == 1) {
+      if (c == '\n') return out;
+      out.push_back(c);
+    } else if (n == 0) {
+      return out;
+    } else if (errno == EAGAIN) {
+      struct pollfd p = {fd, POLLIN, 0};
+      if (poll(&p, 1, 10000) == 0) return out;
+    } else if (errno != EINTR) {
+      return out;
+    }
+  }
+}
+
+// Waits (on its pidfd) until a process that is not our child has exited.
+bool WaitGone(pid_t pid) {
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return errno == ESRCH;
+  struct pollfd p = {pidfd, POLLIN, 0};
+  const bool gone = poll(&p, 1, 10000) == 1;
+  close(pidfd);
+  return gone;
+}
+
+void Reap(const SpawnedChild& child) {
+  siginfo_t info = {};
+  waitid(static_cast<idtype_t>(P_PIDFD), child.pidfd.get(), &info, WEXITED);
+}
+
+// Waits for cgroup.events to say "populated 0" (v2) or, on v1, for the
+// members to be gone.
+void WaitEmpty(ProcessCgroup& cgroup) {
+  if (cgroup.events_fd() >= 0) {
+    int epoll = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {};
+    ev.events = EPOLLPRI;
+    ASSERT_EQ(epoll_ctl(epoll, EPOLL_CTL_ADD, cgroup.events_fd(), &ev), 0);
+    for (int i = 0; i < 100 && cgroup.Populated(); ++i) {
+      epoll_wait(epoll, &ev, 1, 1000);
+    }
+    close(epoll);
+  }
+  EXPECT_FALSE(cgroup.Populated());
+}
+
+class RealCgroupTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Cgroups> InitOrSkip(CgroupMode mode) {
+    CgroupOptions options;
+    options.mode = mode;
+    options.name_prefix = absl::StrCat("unit", getpid(), ".");
+    std::unique_ptr<Cgroups> cgroups = Cgroups::Init(options);
+    if (!cgroups->enabled()) return nullptr;
+    return cgroups;
+  }
+};
+
+TEST_F(RealCgroupTest, ChildIsBornInItsCgroupAndKillReachesADaemon) {
+  std::unique_ptr<Cgroups> cgroups = InitOrSkip(CgroupMode::kAuto);
+  if (!cgroups) GTEST_SKIP() << "no usable cgroups here";
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> cgroup =
+      cgroups->Create(pm::v1::Limits());
+  ASSERT_TRUE(cgroup.ok()) << cgroup.status();
+  ProcessCgroup& cg = **cgroup;
+  EXPECT_FALSE(cg.Populated());
+
+  // The leader starts a daemon in a session of its own, then waits.
+  absl::StatusOr<SpawnedChild> child = Spawn(
+      Shell("cat /proc/self/cgroup >&2; "
+            "setsid sh -c 'trap \"\" TERM; exec sleep 1000' & echo $!; "
+            "exec sleep 1000"),
+      cg.spawn_options());
+  ASSERT_TRUE(child.ok()) << child.status();
+  cg.CloseSpawnFds();
+  pid_t daemon = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(ReadLine(child->stdout_read.get()), &daemon));
+  EXPECT_TRUE(cg.Populated());
+
+  cg.Kill();
+  Reap(*child);
+  // It was in its cgroup before it ran a line of its own.
+  EXPECT_THAT(ReadAll(child->stderr_read.get()),
+              HasSubstr(cg.path().substr(cg.path().rfind("/pm/"))));
+  EXPECT_TRUE(WaitGone(daemon));
+  WaitEmpty(cg);
+  const std::string dir = cg.path();
+  EXPECT_TRUE(cg.Remove().ok());
+  EXPECT_FALSE(std::filesystem::exists(dir));
+  EXPECT_TRUE(cg.Remove().ok());  // idempotent
+}
+
+TEST_F(RealCgroupTest, LimitsLandInTheFilesAndUsageIsRead) {
+  std::unique_ptr<Cgroups> cgroups = InitOrSkip(CgroupMode::kAuto);
+  if (!cgroups) GTEST_SKIP() << "no usable cgroups here";
+  pm::v1::Limits limits;
+  limits.set_memory_bytes(64 << 20);
+  limits.set_cpus(0.5);
+  limits.set_pids(16);
+  if (!cgroups->CheckLimits(limits).ok()) {
+    GTEST_SKIP() << cgroups->CheckLimits(limits);
+  }
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> cgroup = cgroups->Create(limits);
+  ASSERT_TRUE(cgroup.ok()) << cgroup.status();
+  ProcessCgroup& cg = **cgroup;
+  const CgroupDirs& dirs = cg.dirs();
+  auto number = [](const std::string& dir, const char* file) {
+    return ReadCgroupNumber(dir, file);
+  };
+  if (!dirs.V1("memory").empty()) {
+    EXPECT_EQ(number(dirs.V1("memory"), "memory.limit_in_bytes"), 64u << 20);
+  } else {
+    EXPECT_EQ(number(dirs.unified, "memory.max"), 64u << 20);
+  }
+  if (!dirs.V1("cpu").empty()) {
+    EXPECT_EQ(number(dirs.V1("cpu"), "cpu.cfs_quota_us"), 50000u);
+  } else {
+    EXPECT_EQ(ReadText(dirs.unified + "/cpu.max"), "50000 100000\n");
+  }
+  const std::string pids_dir =
+      dirs.V1("pids").empty() ? dirs.unified : dirs.V1("pids");
+  EXPECT_EQ(number(pids_dir, "pids.max"), 16u);
+
+  absl::StatusOr<SpawnedChild> child =
+      Spawn(Shell("echo ready; exec sleep 1000"), cg.spawn_options());
+  ASSERT_TRUE(child.ok()) << child.status();
+  cg.CloseSpawnFds();
+  EXPECT_EQ(ReadLine(child->stdout_read.get()), "ready");
+  pm::v1::ResourceUsage usage = cg.ReadUsage();
+  EXPECT_EQ(usage.tasks(), 1u);
+  EXPECT_GT(usage.memory_bytes(), 0u);
+  EXPECT_TRUE(usage.has_cpu_time());
+  EXPECT_EQ(usage.oom_kills(), 0u);
+  cg.Kill();
+  Reap(*child);
+  WaitEmpty(cg);
+  EXPECT_TRUE(cg.Remove().ok());
+}
+
+TEST_F(RealCgroupTest, SignalMembersSkipsTheProcessGroup) {
+  std::unique_ptr<Cgroups> cgroups = InitOrSkip(CgroupMode::kAuto);
+  if (!cgroups) GTEST_SKIP() << "no usable cgroups here";
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> cgroup =
+      cgroups->Create(pm::v1::Limits());
+  ASSERT_TRUE(cgroup.ok()) << cgroup.status();
+  ProcessCgroup& cg = **cgroup;
+  // The leader would say "term" if it got the signal; it reports when its
+  // daemon (another session) has ended.
+  absl::StatusOr<SpawnedChild> child =
+      Spawn(Shell("trap 'echo term' TERM; "
+                  "setsid sh -c 'echo $$; exec sleep 1000' & "
+                  "wait $!; echo daemon-ended"),
+            cg.spawn_options());
+  ASSERT_TRUE(child.ok()) << child.status();
+  cg.CloseSpawnFds();
+  pid_t daemon = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(ReadLine(child->stdout_read.get()), &daemon));
+  cg.SignalMembers(SIGTERM, child->pid);
+  EXPECT_EQ(ReadAll(child->stdout_read.get()), "daemon-ended\n");
+  Reap(*child);
+  WaitEmpty(cg);
+  EXPECT_TRUE(cg.Remove().ok());
+}
+
+TEST_F(RealCgroupTest, V1FreezerTracksAndKillsTheTree) {
+  std::unique_ptr<Cgroups> cgroups = InitOrSkip(CgroupMode::kV1);
+  if (!cgroups) GTEST_SKIP() << "no cgroup v1 freezer here";
+  EXPECT_THAT(cgroups->summary(), HasSubstr("cgroup v1 freezer"));
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> cgroup =
+      cgroups->Create(pm::v1::Limits());
+  ASSERT_TRUE(cgroup.ok()) << cgroup.status();
+  ProcessCgroup& cg = **cgroup;
+  EXPECT_EQ(cg.events_fd(), -1);
+  EXPECT_FALSE(cg.kill_is_atomic());
+  absl::StatusOr<SpawnedChild> child = Spawn(
+      Shell("setsid sh -c 'trap \"\" TERM; exec sleep 1000' & echo $!; "
+            "exec sleep 1000"),
+      cg.spawn_options());
+  ASSERT_TRUE(child.ok()) << child.status();
+  cg.CloseSpawnFds();
+  pid_t daemon = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(ReadLine(child->stdout_read.get()), &daemon));
+  EXPECT_TRUE(cg.Populated());
+  EXPECT_THAT(ReadText(absl::StrCat("/proc/", daemon, "/cgroup")),
+              HasSubstr(cg.path().substr(cg.path().find("/pm/"))));
+  cg.Kill();
+  Reap(*child);
+  EXPECT_TRUE(WaitGone(daemon));
+  EXPECT_FALSE(cg.Populated());
+  EXPECT_TRUE(cg.Remove().ok());
+}
+
+}  // namespace
+}  // namespace pm::supervisor
