@@ -4,6 +4,8 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/optional.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "gateway/basic_auth.h"
@@ -52,7 +54,10 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
 // slows only its own backend stream, and the relay holds one chunk.
 //
 // Two reactors, one object: the client-facing writer and the backend
-// reader. Each has its own OnDone; the object goes when both have run.
+// reader. Their callbacks run on gRPC threads, possibly at the same time, so
+// the hand-offs between them are under `mu_`. The backend may end while the
+// last chunk is still being written; the client's stream is finished only
+// once that write is done. The object goes when both OnDones have run.
 class OutputRelay {
  public:
   OutputRelay(pm::Client* client, grpc::CallbackServerContext* context,
@@ -76,15 +81,7 @@ class OutputRelay {
   class Writer final : public grpc::ServerWriteReactor<pm::v1::OutputChunk> {
    public:
     explicit Writer(OutputRelay* relay) : relay_(relay) {}
-    void OnWriteDone(bool ok) override {
-      // The client is gone when a write fails: end the backend stream; its
-      // OnDone then finishes this one.
-      if (!ok) {
-        relay_->backend_.TryCancel();
-        return;
-      }
-      relay_->reader_.StartRead(&relay_->chunk_);
-    }
+    void OnWriteDone(bool ok) override { relay_->WriteDone(ok); }
     void OnCancel() override { relay_->backend_.TryCancel(); }
     void OnDone() override { relay_->Release(); }
 
@@ -95,25 +92,58 @@ class OutputRelay {
   class Reader final : public grpc::ClientReadReactor<pm::v1::OutputChunk> {
    public:
     explicit Reader(OutputRelay* relay) : relay_(relay) {}
-    // The backend has attached the stream: tell the client, so that its
-    // "attached" (initial metadata) means the same as on the local socket.
     void OnReadInitialMetadataDone(bool ok) override {
-      if (ok) relay_->writer_.StartSendInitialMetadata();
+      if (ok) relay_->BackendAttached();
     }
     void OnReadDone(bool ok) override {
-      if (ok) relay_->writer_.StartWrite(&relay_->chunk_);
+      if (ok) relay_->ChunkRead();
       // !ok: the stream has ended; OnDone brings its status.
     }
-    // No write is in flight here: a read is only started after the previous
-    // write completed, and the last read has failed.
     void OnDone(const grpc::Status& status) override {
-      relay_->writer_.Finish(status);
+      relay_->BackendDone(status);
       relay_->Release();
     }
 
    private:
     OutputRelay* relay_;
   };
+
+  // The backend has attached the stream: tell the client, so that its
+  // "attached" (initial metadata) means the same as on the local socket.
+  // Not once a write has started: that carries the metadata itself.
+  void BackendAttached() {
+    absl::MutexLock lock(&mu_);
+    if (metadata_sent_) return;
+    metadata_sent_ = true;
+    writer_.StartSendInitialMetadata();
+  }
+
+  void ChunkRead() {
+    absl::MutexLock lock(&mu_);
+    metadata_sent_ = true;
+    writing_ = true;
+    writer_.StartWrite(&chunk_);
+  }
+
+  void WriteDone(bool ok) {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (backend_status_.has_value()) {
+      writer_.Finish(*backend_status_);
+    } else if (ok) {
+      reader_.StartRead(&chunk_);
+    } else {
+      // The client is gone: end the backend stream; its OnDone finishes
+      // this one.
+      backend_.TryCancel();
+    }
+  }
+
+  void BackendDone(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    backend_status_ = status;
+    if (!writing_) writer_.Finish(status);
+  }
 
   void Release() {
     if (pending_.fetch_sub(1) == 1) delete this;
@@ -124,6 +154,10 @@ class OutputRelay {
   const pm::v1::StreamOutputRequest request_;
   grpc::ClientContext backend_;
   pm::v1::OutputChunk chunk_;
+  absl::Mutex mu_;
+  bool metadata_sent_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::optional<grpc::Status> backend_status_ ABSL_GUARDED_BY(mu_);
   std::atomic<int> pending_{2};  // the writer's and the reader's OnDone
 };
 

@@ -181,6 +181,34 @@ class HeldOutput final : public grpc::ServerWriteReactor<pm::v1::OutputChunk> {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// Writes `count` chunks and ends: the backend's end can overtake the
+// gateway's write of the last chunk.
+class ShortOutput final : public grpc::ServerWriteReactor<pm::v1::OutputChunk> {
+ public:
+  explicit ShortOutput(int count) : count_(count) { Next(); }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status::CANCELLED);
+      return;
+    }
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    if (written_ == count_) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    chunk_.set_data(absl::StrCat(written_++, ","));
+    StartWrite(&chunk_);
+  }
+  const int count_;
+  int written_ = 0;
+  pm::v1::OutputChunk chunk_;
+};
+
 class Refused final : public grpc::ServerWriteReactor<pm::v1::OutputChunk> {
  public:
   explicit Refused(grpc::Status status) { Finish(std::move(status)); }
@@ -193,6 +221,7 @@ class FakeLogStore final : public pm::internal::v1::LogStore::CallbackService {
   grpc::ServerWriteReactor<pm::v1::OutputChunk>* StreamOutput(
       grpc::CallbackServerContext*, const pm::v1::StreamOutputRequest* request) override {
     ++backend_->calls;
+    if (request->id() == "short") return new ShortOutput(5);
     if (request->id() != kId) {
       return new Refused(grpc::Status(grpc::StatusCode::NOT_FOUND,
                                       "no output for process " + request->id()));
@@ -425,6 +454,22 @@ TEST_F(GatewayTest, StreamOutputRelaysAndCancelReachesTheBackend) {
   absl::Status status = stream->Finish();
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(status.message(), HasSubstr("no output for process missing"));
+}
+
+// Regression: the backend's end arriving while the last chunk is still
+// being written must not finish (or touch) the relay early.
+TEST_F(GatewayTest, StreamsThatEndAtOnceDeliverEveryChunk) {
+  std::unique_ptr<pm::Client> client = Connect();
+  pm::v1::StreamOutputRequest request;
+  request.set_id("short");
+  for (int i = 0; i < 50; ++i) {
+    std::unique_ptr<pm::OutputStream> stream = client->StreamOutput(request);
+    std::string seen;
+    pm::v1::OutputChunk chunk;
+    while (stream->Next(&chunk)) seen += chunk.data();
+    ASSERT_TRUE(stream->Finish().ok());
+    ASSERT_EQ(seen, "0,1,2,3,4,");
+  }
 }
 
 TEST_F(GatewayTest, ClientDeadlineEndsTheBackendWait) {

@@ -1,0 +1,219 @@
+// gateway_harness: runs one outside client against a private pm stack with
+// its gateway, as a test.
+//
+//   gateway_harness [--server_key=ec|rsa] -- /usr/bin/python3 client_test.py
+//
+// Makes a fresh PKI (certs/make_pki.sh) and a demo user with a random
+// password in a temp dir, starts the real stack (registry, log_store,
+// supervisor, gateway on 127.0.0.1 with a free port) and runs the command
+// with the gateway's coordinates in its environment:
+//
+//   PM_GATEWAY_TARGET  localhost:PORT      PM_GATEWAY_PORT  PORT
+//   PM_CERTS           the PKI dir (ca.pem, client.pem/.key, untrusted-*)
+//   PM_USER, PM_PASSWORD_FILE              (the password is never in argv)
+//   PM_STACK_LOG       the services' combined log, to look into
+//   PM_PROTO_DIR       the .proto files;   PYTHONPATH  the generated stubs
+//
+// The services' log goes to a file (copied to stderr at the end). The run
+// fails when the client fails, or when the password shows up in that log or
+// in any process's command line.
+#include <dirent.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gflags/gflags.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/exit_status.h"
+#include "common/server.h"
+#include "common/status.h"
+#include "gateway/users.h"
+#include "stack/stack.h"
+
+DEFINE_string(server_key, "ec",
+              "The gateway's key type: ec (ECDSA P-256) or rsa (RSA 2048)");
+
+extern char** environ;
+
+namespace {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+int Fail(const std::string& message) {
+  fprintf(stderr, "gateway_harness: %s\n", message.c_str());
+  return 1;
+}
+
+// Runs `argv` with `env` added, waits, returns its exit status.
+absl::StatusOr<pm::ExitStatus> Run(std::vector<std::string> argv,
+                                   const std::vector<std::string>& env) {
+  std::vector<std::string> environment;
+  for (char** e = environ; *e != nullptr; ++e) environment.push_back(*e);
+  for (const std::string& e : env) environment.push_back(e);
+  std::vector<char*> args, envp;
+  for (std::string& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  for (std::string& e : environment) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t empty;
+  sigemptyset(&empty);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  posix_spawnattr_setsigmask(&attr, &empty);
+  pid_t pid = -1;
+  int err = posix_spawnp(&pid, args[0], nullptr, &attr, args.data(), envp.data());
+  posix_spawnattr_destroy(&attr);
+  if (err != 0) return pm::ErrnoError("posix_spawn", argv[0], err);
+  siginfo_t info = {};
+  while (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED) != 0) {
+    if (errno != EINTR) return pm::ErrnoError("waitid", argv[0]);
+  }
+  return pm::ExitStatus::FromSiginfo(info);
+}
+
+// Processes whose command line holds `secret`.
+std::vector<std::string> CommandLinesWith(const std::string& secret) {
+  std::vector<std::string> found;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return found;
+  while (struct dirent* entry = readdir(proc)) {
+    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+    std::string cmdline =
+        ReadFile(absl::StrCat("/proc/", entry->d_name, "/cmdline"));
+    if (cmdline.find(secret) != std::string::npos) {
+      found.push_back(absl::StrCat(entry->d_name, ": ",
+                                   absl::StrReplaceAll(cmdline, {{std::string(1, '\0'), " "}})));
+    }
+  }
+  closedir(proc);
+  return found;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  pm::BlockTerminationSignals();
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  std::vector<std::string> command(argv + 1, argv + argc);
+  if (!command.empty() && command[0] == "--") command.erase(command.begin());
+  if (command.empty()) return Fail("usage: gateway_harness -- COMMAND...");
+  if (FLAGS_server_key != "ec" && FLAGS_server_key != "rsa") {
+    return Fail("--server_key must be ec or rsa");
+  }
+
+  // Under /tmp, not $TEST_TMPDIR: unix socket paths must fit in 108 bytes.
+  char tmpl[] = "/tmp/pm_gwh.XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) return Fail("mkdtemp failed");
+  const std::string dir = tmpl;
+  const std::string pki = dir + "/pki";
+  absl::StatusOr<std::string> root = pm::stack::FindBinaryRoot();
+  if (!root.ok()) return Fail(std::string(root.status().message()));
+
+  absl::StatusOr<pm::ExitStatus> made =
+      Run({"/bin/bash", *root + "/certs/make_pki.sh", pki}, {});
+  if (!made.ok() || !(*made == pm::ExitStatus::Exited(0))) {
+    return Fail("certs/make_pki.sh failed");
+  }
+  // A password no test could guess or find by accident.
+  std::random_device random;
+  const std::string password = absl::StrCat("pw-", absl::Hex(random()),
+                                            absl::Hex(random()), "-secret");
+  const std::string password_file = dir + "/demo.password";
+  {
+    std::ofstream out(password_file);
+    out << password << "\n";
+  }
+  chmod(password_file.c_str(), 0600);
+  pm::gateway::UserTable users;
+  users["demo"] = *pm::gateway::HashPassword(password, 10000);
+  if (!pm::gateway::WriteUsersFile(dir + "/users", users).ok()) {
+    return Fail("cannot write the users file");
+  }
+
+  // The services inherit stderr: send it to a file, keep ours.
+  const std::string log_path = dir + "/stack.log";
+  const int saved_stderr = dup(STDERR_FILENO);
+  const int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  dup2(log_fd, STDERR_FILENO);
+  close(log_fd);
+
+  pm::stack::StackOptions options;
+  options.runtime_dir = dir + "/run";
+  options.binary_root = *root;
+  const std::string key = FLAGS_server_key == "rsa" ? "server-rsa" : "server";
+  pm::stack::GatewayOptions gateway;
+  gateway.listen = "127.0.0.1:0";
+  gateway.ca_file = pki + "/ca.pem";
+  gateway.cert_file = pki + "/" + key + ".pem";
+  gateway.key_file = pki + "/" + key + ".key";
+  gateway.users_file = dir + "/users";
+  options.gateway = gateway;
+  absl::StatusOr<std::unique_ptr<pm::stack::Stack>> stack =
+      pm::stack::Stack::Start(options);
+
+  int code = 0;
+  if (!stack.ok()) {
+    dprintf(saved_stderr, "gateway_harness: cannot start the stack: %s\n",
+            std::string(stack.status().message()).c_str());
+    code = 1;
+  } else {
+    const int port = (*stack)->gateway_port();
+    absl::StatusOr<pm::ExitStatus> client = Run(
+        command,
+        {absl::StrCat("PM_GATEWAY_TARGET=localhost:", port),
+         absl::StrCat("PM_GATEWAY_PORT=", port), "PM_CERTS=" + pki,
+         "PM_USER=demo", "PM_PASSWORD_FILE=" + password_file,
+         "PM_STACK_LOG=" + log_path, "PM_PROTO_DIR=" + *root + "/proto",
+         "PYTHONPATH=" + *root + "/proto"});
+    if (!client.ok()) {
+      dprintf(saved_stderr, "gateway_harness: %s\n",
+              std::string(client.status().message()).c_str());
+      code = 1;
+    } else if (!(*client == pm::ExitStatus::Exited(0))) {
+      dprintf(saved_stderr, "gateway_harness: the client %s\n",
+              client->ToString().c_str());
+      code = 1;
+    }
+    for (const std::string& process : CommandLinesWith(password)) {
+      dprintf(saved_stderr, "gateway_harness: the password is on a command line: %s\n",
+              process.c_str());
+      code = 1;
+    }
+    absl::Status stopped = (*stack)->StopAll();
+    if (!stopped.ok()) {
+      dprintf(saved_stderr, "gateway_harness: stopping the stack: %s\n",
+              std::string(stopped.message()).c_str());
+      code = 1;
+    }
+  }
+  dup2(saved_stderr, STDERR_FILENO);
+  const std::string log = ReadFile(log_path);
+  fprintf(stderr, "---- services' log ----\n%s---- end of log ----\n", log.c_str());
+  if (log.find(password) != std::string::npos) {
+    code = Fail("the password appears in the services' log");
+  } else if (code == 0) {
+    fprintf(stderr, "gateway_harness: the password is in no log and on no command line\n");
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
+  return code;
+}
