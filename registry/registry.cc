@@ -104,6 +104,9 @@ void ApplyEnd(const UpdateRecordRequest& request, ProcessStatus& status) {
                                    : ToProtoTimestamp(absl::Now());
   status.set_termination(request.termination());
   status.set_output_bytes(request.output_bytes());
+  if (request.has_usage()) *status.mutable_usage() = request.usage();
+  status.set_oom_killed(request.oom_killed());
+  status.set_end_reason(request.end_reason());
 }
 
 // The stored status plus its run time as of `now`.
@@ -161,6 +164,16 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecord(
   status.set_working_dir(request.spec().working_dir());
   status.set_resolved_executable(request.resolved_executable());
   status.set_owner(request.owner());
+  *status.mutable_limits() = request.spec().limits();
+  for (int isolation : request.spec().isolate()) {
+    status.add_isolation(static_cast<pm::v1::Isolation>(isolation));
+  }
+  record.cgroup.unified = request.cgroup().unified();
+  record.cgroup.v1.insert(request.cgroup().v1().begin(),
+                          request.cgroup().v1().end());
+  // The directory that tracks the tree: cgroup2, else the v1 freezer.
+  status.set_cgroup(!record.cgroup.unified.empty() ? record.cgroup.unified
+                                                   : record.cgroup.V1("freezer"));
   *status.mutable_started_at() =
       request.has_started_at() ? request.started_at() : ToProtoTimestamp(now);
   // The env is deliberately not copied: it may hold secrets, and nothing
@@ -259,11 +272,13 @@ void Registry::CancelWait(absl::string_view id, uint64_t token) {
 absl::StatusOr<ProcessStatus> Registry::GetStatus(absl::string_view id) const {
   ProcessStatus stored;
   uint64_t start_ticks = 0;
+  CgroupDirs cgroup;
   {
     absl::ReaderMutexLock lock(&mutex_);
     PM_ASSIGN_OR_RETURN(const Record* record, Find(id));
     stored = record->status;
     start_ticks = record->start_ticks;
+    cgroup = record->cgroup;
   }
   // /proc is read outside the lock: a slow read must not hold up the
   // supervisor's updates. The state may change meanwhile; the start-ticks
@@ -271,6 +286,7 @@ absl::StatusOr<ProcessStatus> Registry::GetStatus(absl::string_view id) const {
   ProcessStatus status = Answer(stored, absl::Now());
   if (!IsEnded(status.state())) {
     AddLiveView(options_.proc_root, start_ticks, status);
+    if (!cgroup.empty()) *status.mutable_usage() = ReadCgroupUsage(cgroup);
   }
   return status;
 }

@@ -34,6 +34,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/cgroup_usage.h"
 #include "pm/internal/v1/internal.pb.h"
 #include "pm/v1/process_manager.pb.h"
 
@@ -55,9 +56,9 @@ class Registry {
   Registry& operator=(const Registry&) = delete;
 
   // Records a process that has just been exec'd: mints its id (a random
-  // version 4 UUID), state RUNNING, and keeps the spec's executable, args and
-  // working dir, the resolved executable, pid, start ticks, started_at (now
-  // if unset) and owner. The spec's env is neither kept nor echoed: it may
+  // version 4 UUID), state RUNNING, and keeps the spec's executable, args,
+  // working dir, limits and isolation, the resolved executable, pid, start
+  // ticks, started_at (now if unset), owner and cgroup. The spec's env is neither kept nor echoed: it may
   // hold secrets. Returns the new status (without the live /proc view).
   // INVALID_ARGUMENT if pid <= 0 or the executable is empty; INTERNAL if no
   // id can be minted.
@@ -68,7 +69,7 @@ class Registry {
   // status. Allowed: RUNNING -> STOPPING, STOPPING -> RUNNING (a stop that
   // gave up), RUNNING/STOPPING -> EXITED (keeps exit_code) or SIGNALED (keeps
   // signal and core_dumped); both final updates also keep ended_at (now if
-  // unset), termination and output_bytes. Repeating the current state is a
+  // unset), termination, output_bytes, usage, oom_killed and end_reason. Repeating the current state is a
   // no-op, so the supervisor may retry an update whose answer it lost; an
   // ended record is final, so a repeated final update must match it.
   // Errors: INVALID_ARGUMENT for a malformed id, an unspecified state, an
@@ -80,7 +81,7 @@ class Registry {
 
   // The record of `id` and its run time; while it runs (RUNNING or
   // STOPPING), also its live view from /proc: proc_status, rss_bytes,
-  // threads. The live fields stay empty when the process is already gone
+  // threads, and the usage of its tree from its cgroup (if it has one). The live fields stay empty when the process is already gone
   // (its exit report is on the way) or its pid names another process.
   // Errors: INVALID_ARGUMENT for a malformed id, NOT_FOUND for an unknown one.
   absl::StatusOr<pm::v1::ProcessStatus> GetStatus(absl::string_view id) const;
@@ -112,6 +113,8 @@ class Registry {
     pm::v1::ProcessStatus status;
     // Field 22 of /proc/PID/stat: with the pid, names the process.
     uint64_t start_ticks = 0;
+    // Where live usage is read while it runs; empty without a cgroup.
+    CgroupDirs cgroup;
     AgeKey age;
     // Pending Waits, by token; run when the record ends.
     std::map<uint64_t, WaitCallback> waiters;

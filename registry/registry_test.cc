@@ -2,6 +2,8 @@
 // ordering, eviction. The live /proc view is covered by proc_reader_test.
 #include "registry/registry.h"
 
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <string>
 #include <thread>
@@ -448,6 +450,62 @@ TEST(RegistryTest, ConcurrentWritersAndReadersKeepEveryRecord) {
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(registry.size(), static_cast<size_t>(kThreads * kPerThread));
   EXPECT_EQ(registry.List().processes_size(), kThreads * kPerThread);
+}
+
+TEST(RegistryTest, LimitsIsolationAndCgroupAreKept) {
+  Registry registry(Options());
+  CreateRecordRequest request = Create();
+  request.mutable_spec()->mutable_limits()->set_memory_bytes(1 << 20);
+  request.mutable_spec()->add_isolate(pm::v1::ISOLATION_NET);
+  request.mutable_cgroup()->set_unified("/sys/fs/cgroup/pm/1.1");
+  absl::StatusOr<ProcessStatus> created = registry.CreateRecord(request);
+  ASSERT_TRUE(created.ok());
+  EXPECT_EQ(created->limits().memory_bytes(), 1u << 20);
+  EXPECT_THAT(created->isolation(), ElementsAre(pm::v1::ISOLATION_NET));
+  EXPECT_EQ(created->cgroup(), "/sys/fs/cgroup/pm/1.1");
+
+  // A v1-only host names its freezer cgroup.
+  CreateRecordRequest v1 = Create();
+  (*v1.mutable_cgroup()->mutable_v1())["freezer"] = "/sys/fs/cgroup/freezer/pm/1.2";
+  (*v1.mutable_cgroup()->mutable_v1())["memory"] = "/sys/fs/cgroup/memory/pm/1.2";
+  EXPECT_EQ(registry.CreateRecord(v1)->cgroup(), "/sys/fs/cgroup/freezer/pm/1.2");
+}
+
+TEST(RegistryTest, LiveUsageComesFromTheCgroupAndFinalUsageFromTheUpdate) {
+  // A fake cgroup2 directory with the files the kernel would have.
+  const std::string dir = ::testing::TempDir() + "/fake_cgroup";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/memory.current") << "8192\n";
+  std::ofstream(dir + "/pids.current") << "3\n";
+  std::ofstream(dir + "/cpu.stat") << "usage_usec 1500000\n";
+  Registry registry(Options());
+  CreateRecordRequest request = Create();
+  request.mutable_cgroup()->set_unified(dir);
+  const std::string id = MustCreate(registry, request);
+
+  absl::StatusOr<ProcessStatus> live = registry.GetStatus(id);
+  ASSERT_TRUE(live.ok());
+  EXPECT_EQ(live->usage().memory_bytes(), 8192u);
+  EXPECT_EQ(live->usage().tasks(), 3u);
+  EXPECT_EQ(live->usage().cpu_time().seconds(), 1);
+  // List stays cheap: no cgroup reads.
+  EXPECT_FALSE(registry.List().processes(0).has_usage());
+
+  UpdateRecordRequest end = Update(id, ProcessStatus::STATE_SIGNALED);
+  end.set_signal(9);
+  end.mutable_usage()->set_oom_kills(1);
+  end.mutable_usage()->set_memory_peak_bytes(1 << 20);
+  end.set_oom_killed(true);
+  end.set_end_reason("killed by signal 9 (SIGKILL): the OOM killer ended it");
+  ASSERT_TRUE(registry.UpdateRecord(end).ok());
+  absl::StatusOr<ProcessStatus> ended = registry.GetStatus(id);
+  ASSERT_TRUE(ended.ok());
+  // The final usage, not the (still there) cgroup's.
+  EXPECT_EQ(ended->usage().memory_peak_bytes(), 1u << 20);
+  EXPECT_FALSE(ended->usage().has_memory_bytes());
+  EXPECT_TRUE(ended->oom_killed());
+  EXPECT_THAT(ended->end_reason(), HasSubstr("OOM killer"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(RegistryWaitTest, AnsweredWhenTheRecordEnds) {
