@@ -5,7 +5,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/types/optional.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "gateway/basic_auth.h"
@@ -54,10 +53,13 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
 // slows only its own backend stream, and the relay holds one chunk.
 //
 // Two reactors, one object: the client-facing writer and the backend
-// reader. Their callbacks run on gRPC threads, possibly at the same time, so
-// the hand-offs between them are under `mu_`. The backend may end while the
-// last chunk is still being written; the client's stream is finished only
-// once that write is done. The object goes when both OnDones have run.
+// reader. The reader holds a hold (AddHold) for as long as the relay may
+// still start a read: without it, the backend's end can run the reader's
+// OnDone (and free its call) while the last chunk is still being written,
+// and the read that follows that write would touch a finished call. So the
+// order is always: last read fails (or a write fails) -> RemoveHold -> the
+// reader's OnDone -> Finish the writer. The object goes when both OnDones
+// have run.
 class OutputRelay {
  public:
   OutputRelay(pm::Client* client, grpc::CallbackServerContext* context,
@@ -71,6 +73,7 @@ class OutputRelay {
       writer_.Finish(ToGrpcStatus(started));
       return;
     }
+    reader_.AddHold();
     reader_.StartRead(&chunk_);
     reader_.StartCall();
   }
@@ -81,7 +84,16 @@ class OutputRelay {
   class Writer final : public grpc::ServerWriteReactor<pm::v1::OutputChunk> {
    public:
     explicit Writer(OutputRelay* relay) : relay_(relay) {}
-    void OnWriteDone(bool ok) override { relay_->WriteDone(ok); }
+    void OnWriteDone(bool ok) override {
+      if (ok) {
+        relay_->reader_.StartRead(&relay_->chunk_);
+        return;
+      }
+      // The client is gone: end the backend stream. No read is in flight,
+      // so after RemoveHold the reader's OnDone finishes this stream.
+      relay_->backend_.TryCancel();
+      relay_->reader_.RemoveHold();
+    }
     void OnCancel() override { relay_->backend_.TryCancel(); }
     void OnDone() override { relay_->Release(); }
 
@@ -96,11 +108,15 @@ class OutputRelay {
       if (ok) relay_->BackendAttached();
     }
     void OnReadDone(bool ok) override {
-      if (ok) relay_->ChunkRead();
-      // !ok: the stream has ended; OnDone brings its status.
+      if (ok) {
+        relay_->ChunkRead();
+        return;
+      }
+      RemoveHold();  // the stream has ended; OnDone brings its status
     }
+    // Only after RemoveHold, so no write is in flight.
     void OnDone(const grpc::Status& status) override {
-      relay_->BackendDone(status);
+      relay_->writer_.Finish(status);
       relay_->Release();
     }
 
@@ -110,7 +126,8 @@ class OutputRelay {
 
   // The backend has attached the stream: tell the client, so that its
   // "attached" (initial metadata) means the same as on the local socket.
-  // Not once a write has started: that carries the metadata itself.
+  // Not once a write has started: that carries the metadata itself. The
+  // two reader callbacks may run at once, hence the lock.
   void BackendAttached() {
     absl::MutexLock lock(&mu_);
     if (metadata_sent_) return;
@@ -121,28 +138,7 @@ class OutputRelay {
   void ChunkRead() {
     absl::MutexLock lock(&mu_);
     metadata_sent_ = true;
-    writing_ = true;
     writer_.StartWrite(&chunk_);
-  }
-
-  void WriteDone(bool ok) {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (backend_status_.has_value()) {
-      writer_.Finish(*backend_status_);
-    } else if (ok) {
-      reader_.StartRead(&chunk_);
-    } else {
-      // The client is gone: end the backend stream; its OnDone finishes
-      // this one.
-      backend_.TryCancel();
-    }
-  }
-
-  void BackendDone(const grpc::Status& status) {
-    absl::MutexLock lock(&mu_);
-    backend_status_ = status;
-    if (!writing_) writer_.Finish(status);
   }
 
   void Release() {
@@ -156,8 +152,6 @@ class OutputRelay {
   pm::v1::OutputChunk chunk_;
   absl::Mutex mu_;
   bool metadata_sent_ ABSL_GUARDED_BY(mu_) = false;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  absl::optional<grpc::Status> backend_status_ ABSL_GUARDED_BY(mu_);
   std::atomic<int> pending_{2};  // the writer's and the reader's OnDone
 };
 
