@@ -8,7 +8,8 @@ BAZEL ?= bazel
 DEB_PACKAGES := bazel-bootstrap bazel-platforms bazel-rules-java \
 	pkg-config protobuf-compiler protobuf-compiler-grpc libprotobuf-dev \
 	libgrpc++-dev libabsl-dev libgtest-dev libgmock-dev libgflags-dev \
-	libssl-dev openssl libbenchmark-dev python3-grpcio python3-protobuf
+	libssl-dev openssl libbenchmark-dev python3-grpcio python3-protobuf \
+	sslscan nodejs
 
 .PHONY: up test build deps clean
 
