@@ -36,6 +36,16 @@ DEFINE_uint32(output_stall_ms, 1000,
               "before the supervisor spools its output instead");
 DEFINE_uint32(shutdown_grace_ms, 3000,
               "Grace period of the stop every process gets at shutdown");
+DEFINE_string(cgroups, "auto",
+              "Which cgroups hold the managed processes: auto (cgroup2 to "
+              "track and kill and for the controllers it has, cgroup v1 for "
+              "the others), v2 (cgroup2 only), v1 (v1 only, tracking with the "
+              "freezer), off (none: stop by process group, refuse limits)");
+DEFINE_string(cgroup_parent, "",
+              "Cgroup path (as in /proc/self/cgroup, e.g. /pm.slice/pm) below "
+              "which each process gets its cgroup, in every hierarchy used; "
+              "nothing outside it is written. Default: <the supervisor's own "
+              "cgroup>/pm in each hierarchy");
 
 namespace {
 
@@ -74,6 +84,14 @@ int main(int argc, char** argv) {
   options.output.window_bytes = FLAGS_output_window_bytes;
   options.output.spool_bytes = FLAGS_output_spool_bytes;
   options.output.stall_bound = absl::Milliseconds(FLAGS_output_stall_ms);
+  absl::StatusOr<pm::supervisor::CgroupMode> cgroup_mode =
+      pm::supervisor::ParseCgroupMode(FLAGS_cgroups);
+  if (!cgroup_mode.ok()) {
+    PM_LOG(ERROR) << "--cgroups: " << cgroup_mode.status();
+    return 1;
+  }
+  options.cgroup.mode = *cgroup_mode;
+  options.cgroup.parent = FLAGS_cgroup_parent;
 
   absl::StatusOr<std::unique_ptr<pm::supervisor::Supervisor>> supervisor =
       pm::supervisor::Supervisor::Create(options);

@@ -3,11 +3,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <string>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "common/exit_status.h"
@@ -192,6 +195,88 @@ TEST(ValidateStartRequestTest, RejectsBadInputNamingTheField) {
   (*value.mutable_env())["A"] = std::string("x\0y", 3);
   EXPECT_EQ(ValidateStartRequest(value).code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ValidateStartRequestTest, RejectsLimitsOutOfRangeAndUnknownIsolation) {
+  pm::v1::StartRequest request = Shell("true");
+  request.mutable_limits()->set_cpus(0.001);
+  absl::Status status = ValidateStartRequest(request);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("limits.cpus must be in [0.01"));
+  request.mutable_limits()->set_cpus(-1);
+  EXPECT_EQ(ValidateStartRequest(request).code(),
+            absl::StatusCode::kInvalidArgument);
+  request.mutable_limits()->set_cpus(0.5);
+  EXPECT_TRUE(ValidateStartRequest(request).ok());
+  request.mutable_limits()->set_io_weight(10001);
+  EXPECT_THAT(ValidateStartRequest(request).message(),
+              HasSubstr("limits.io_weight must be in 1..10000"));
+  request.mutable_limits()->set_io_weight(100);
+
+  request.add_isolate(pm::v1::ISOLATION_NET);
+  EXPECT_TRUE(ValidateStartRequest(request).ok());
+  request.add_isolate(static_cast<pm::v1::Isolation>(42));
+  status = ValidateStartRequest(request);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("isolate[1]: unknown isolation 42"));
+}
+
+// Namespaces need CAP_SYS_ADMIN; CI runs the tests as root.
+bool CanIsolate() { return geteuid() == 0; }
+
+TEST(SpawnIsolationTest, PidNamespaceMakesItPidOneWithItsOwnProc) {
+  if (!CanIsolate()) GTEST_SKIP() << "namespaces need root";
+  pm::v1::StartRequest request =
+      Shell("echo $$; ls /proc | grep -c '^[0-9]*$'; readlink /proc/self");
+  request.add_isolate(pm::v1::ISOLATION_PID);
+  absl::StatusOr<SpawnedChild> child = Spawn(request);
+  ASSERT_TRUE(child.ok()) << child.status();
+  // sh is 1; ls, grep and readlink run one after another or together: a
+  // handful of pids, never the host's.
+  const std::string out = ReadAll(child->stdout_read.get());
+  EXPECT_THAT(out, ::testing::StartsWith("1\n"));
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << out;
+  int count = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(lines[1], &count));
+  EXPECT_LE(count, 4);
+  EXPECT_EQ(Wait(*child), ExitStatus::Exited(0));
+  // The host's /proc is untouched.
+  EXPECT_EQ(access(("/proc/" + std::to_string(getpid())).c_str(), F_OK), 0);
+}
+
+TEST(SpawnIsolationTest, NetNamespaceHasOnlyLoopbackAndItIsUp) {
+  if (!CanIsolate()) GTEST_SKIP() << "namespaces need root";
+  pm::v1::StartRequest request = Shell(
+      "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; "
+      "cat /proc/net/if_inet6 2>/dev/null | grep -c ' lo$' || true");
+  request.add_isolate(pm::v1::ISOLATION_NET);
+  absl::StatusOr<SpawnedChild> child = Spawn(request);
+  ASSERT_TRUE(child.ok()) << child.status();
+  const std::string out = ReadAll(child->stdout_read.get());
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines[0], "lo");  // the only interface
+  // ::1 is assigned to lo only once it is up (when IPv6 is on at all).
+  if (lines.size() == 2 && access("/proc/net/if_inet6", F_OK) == 0) {
+    EXPECT_EQ(lines[1], "1") << out;
+  }
+  EXPECT_EQ(Wait(*child), ExitStatus::Exited(0));
+}
+
+TEST(SpawnIsolationTest, MountNamespaceKeepsMountsInside) {
+  if (!CanIsolate()) GTEST_SKIP() << "namespaces need root";
+  const std::string dir = std::string(getenv("TEST_TMPDIR")) + "/mnt";
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+  pm::v1::StartRequest request = Shell(
+      "mount -t tmpfs none " + dir + " && touch " + dir + "/inside && ls " + dir);
+  request.add_isolate(pm::v1::ISOLATION_MOUNT);
+  absl::StatusOr<SpawnedChild> child = Spawn(request);
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(ReadAll(child->stdout_read.get()), "inside\n");
+  EXPECT_EQ(Wait(*child), ExitStatus::Exited(0));
+  // Outside, the directory is still the empty one.
+  EXPECT_NE(access((dir + "/inside").c_str(), F_OK), 0);
 }
 
 TEST(ExitStatusTest, DescribesItself) {

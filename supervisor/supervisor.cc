@@ -23,6 +23,8 @@
 #include "common/status.h"
 #include "common/uuid.h"
 #include "common/exit_status.h"
+#include "absl/strings/str_split.h"
+#include "supervisor/end_reason.h"
 #include "supervisor/spawn.h"
 
 namespace pm::supervisor {
@@ -56,6 +58,11 @@ struct Supervisor::Process {
   Fd pidfd;
   uint64_t start_ticks = 0;
   ProcessStatus status;  // the record as this supervisor knows it
+  pm::v1::Limits limits;  // as started
+
+  // Its cgroup until removed; null without cgroups.
+  std::unique_ptr<ProcessCgroup> cgroup;
+  bool cgroup_killed = false;
 
   Fd out[2];  // stdout, stderr read ends
   bool out_watched[2] = {false, false};
@@ -103,6 +110,11 @@ absl::Status Supervisor::Init() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   sigchld_fd_.reset(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!sigchld_fd_) return ErrnoError("signalfd", "SIGCHLD");
+
+  cgroups_ = Cgroups::Init(options_.cgroup);
+  for (absl::string_view line : absl::StrSplit(cgroups_->summary(), '\n')) {
+    PM_LOG(INFO) << line;
+  }
 
   registry_channel_ = UnixChannel(options_.registry_socket);
   log_store_channel_ = UnixChannel(options_.log_store_socket);
@@ -155,6 +167,8 @@ absl::Status Supervisor::CheckBackend(
 absl::StatusOr<pm::v1::StartResponse> Supervisor::Start(
     const pm::v1::StartRequest& request) {
   PM_RETURN_IF_ERROR(ValidateStartRequest(request));
+  // A limit this host cannot enforce is refused, never ignored.
+  PM_RETURN_IF_ERROR(cgroups_->CheckLimits(request.limits()));
   // Refuse before spawning when a backend is down: a process whose output
   // or record has nowhere to go would have to be killed again.
   PM_RETURN_IF_ERROR(
@@ -164,13 +178,21 @@ absl::StatusOr<pm::v1::StartResponse> Supervisor::Start(
 
   auto spawned = std::make_shared<absl::StatusOr<ProcessPtr>>(
       absl::UnavailableError("supervisor is shutting down"));
-  auto snapshot = std::make_shared<std::pair<ProcessStatus, uint64_t>>();
+  struct Snapshot {
+    ProcessStatus status;
+    uint64_t start_ticks = 0;
+    CgroupDirs cgroup;
+  };
+  auto snapshot = std::make_shared<Snapshot>();
   if (!RunAndWait(
           loop_,
           [this, request, spawned, snapshot] {
             *spawned = SpawnOnLoop(request);
             if (spawned->ok()) {
-              *snapshot = {(**spawned)->status, (**spawned)->start_ticks};
+              const ProcessPtr& p = **spawned;
+              snapshot->status = p->status;
+              snapshot->start_ticks = p->start_ticks;
+              if (p->cgroup) snapshot->cgroup = p->cgroup->dirs();
             }
           },
           options_.backend_timeout)) {
@@ -180,10 +202,15 @@ absl::StatusOr<pm::v1::StartResponse> Supervisor::Start(
 
   pm::internal::v1::CreateRecordRequest create;
   *create.mutable_spec() = request;
-  create.set_resolved_executable(snapshot->first.resolved_executable());
-  create.set_pid(snapshot->first.pid());
-  create.set_start_ticks(snapshot->second);
-  *create.mutable_started_at() = snapshot->first.started_at();
+  create.set_resolved_executable(snapshot->status.resolved_executable());
+  create.set_pid(snapshot->status.pid());
+  create.set_start_ticks(snapshot->start_ticks);
+  *create.mutable_started_at() = snapshot->status.started_at();
+  if (!snapshot->cgroup.empty()) {
+    create.mutable_cgroup()->set_unified(snapshot->cgroup.unified);
+    create.mutable_cgroup()->mutable_v1()->insert(snapshot->cgroup.v1.begin(),
+                                                  snapshot->cgroup.v1.end());
+  }
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + options_.backend_timeout));
   ProcessStatus record;
@@ -227,9 +254,28 @@ absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
         absl::StrCat("too many processes: ", live_, " are running (the cap, "
                      "--max_processes, is ", options_.max_processes, ")"));
   }
-  PM_ASSIGN_OR_RETURN(SpawnedChild child, Spawn(request));
+  // The cgroup exists, limits set, before the child does: it is born in it.
+  std::unique_ptr<ProcessCgroup> cgroup;
+  SpawnOptions spawn_options;
+  if (cgroups_->enabled()) {
+    PM_ASSIGN_OR_RETURN(cgroup, cgroups_->Create(request.limits()));
+    spawn_options = cgroup->spawn_options();
+  }
+  absl::StatusOr<SpawnedChild> spawned = Spawn(request, spawn_options);
+  if (cgroup) cgroup->CloseSpawnFds();
+  if (!spawned.ok()) {
+    // The child, if any, is reaped: the cgroup is empty again.
+    if (cgroup) {
+      if (absl::Status removed = cgroup->Remove(); !removed.ok()) {
+        PM_LOG(WARNING) << "cgroup of a failed start: " << removed;
+      }
+    }
+    return spawned.status();
+  }
+  SpawnedChild child = *std::move(spawned);
   auto p = std::make_shared<Process>();
   p->pid = child.pid;
+  p->limits = request.limits();
   p->pidfd = std::move(child.pidfd);
   p->out[0] = std::move(child.stdout_read);
   p->out[1] = std::move(child.stderr_read);
@@ -246,6 +292,12 @@ absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
   s.set_working_dir(request.working_dir());
   s.set_resolved_executable(child.executable);
   *s.mutable_started_at() = ToProtoTimestamp(absl::Now());
+  if (cgroup) {
+    s.set_cgroup(cgroup->path());
+    p->cgroup = std::move(cgroup);
+    with_cgroup_[p.get()] = p;
+    WatchCgroup(p);
+  }
 
   p->sender = std::make_shared<OutputSender>(&loop_, log_store_.get(),
                                              options_.output);
@@ -264,6 +316,11 @@ absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
     SignalGroup(*p, SIGKILL);
     siginfo_t info;
     waitid(static_cast<idtype_t>(P_PIDFD), p->pidfd.get(), &info, WEXITED);
+    p->reaped = true;
+    if (p->cgroup) {
+      KillCgroup(p);
+      MaybeRemoveCgroup(p);
+    }
     return watched;
   }
   by_pid_[p->pid] = p;
@@ -373,6 +430,15 @@ void Supervisor::OnSigchld() {
     if (p->stopping) stopping.push_back(p);
   }
   for (auto& p : stopping) CheckStopDone(p);
+  // A v1 cgroup says nothing when it empties; the last member's end is a
+  // SIGCHLD here (orphans are reparented to us), so look now.
+  std::vector<ProcessPtr> unannounced;
+  for (auto& [raw, p] : with_cgroup_) {
+    if (p->reaped && p->cgroup && p->cgroup->events_fd() < 0) {
+      unannounced.push_back(p);
+    }
+  }
+  for (auto& p : unannounced) MaybeRemoveCgroup(p);
 }
 
 void Supervisor::ReapLeader(const ProcessPtr& p) {
@@ -408,6 +474,15 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
   s.set_termination(p->sigkill_sent   ? ProcessStatus::TERMINATION_KILLED
                     : p->sigterm_sent ? ProcessStatus::TERMINATION_AFTER_SIGTERM
                                       : ProcessStatus::TERMINATION_BY_ITSELF);
+  // Usage as of the leader's end, while the cgroup is surely there. A
+  // SIGKILL we did not send, with an OOM kill on the cgroup's books, is the
+  // OOM killer's.
+  if (p->cgroup) *s.mutable_usage() = p->cgroup->ReadUsage();
+  s.set_oom_killed(exit.kind == ExitStatus::Kind::kSignaled &&
+                   exit.signal == SIGKILL && !p->sigkill_sent &&
+                   s.usage().oom_kills() > 0);
+  s.set_end_reason(DescribeEnd(exit, s.termination(), s.oom_killed(),
+                               s.usage(), p->limits));
   // What the process wrote before it ended is in its pipes now: take it, so
   // output_bytes counts all of it (backpressure may overshoot its window by
   // at most the pipes' capacity here).
@@ -419,8 +494,12 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
   s.clear_threads();
   if (p->abandoned) {
     p->sender->Cancel();
+    MaybeRemoveCgroup(p);
     return;
   }
+  // Removed before the final update goes out, so whoever learns of the end
+  // finds the cgroup gone (unless descendants still live in it).
+  RemoveCgroupIfEmpty(p);
   SendUpdate(p);
   CheckStopDone(p);
   MaybeForget(p);
@@ -431,6 +510,7 @@ void Supervisor::AbandonUnrecorded(const ProcessPtr& p) {
   // Start had not happened.
   p->abandoned = true;
   SignalGroup(*p, SIGKILL);
+  KillCgroup(p);
   for (int i = 0; i < 2; ++i) {
     UnwatchOutput(p, i);
     p->out[i].reset();
@@ -453,6 +533,9 @@ void Supervisor::AttachId(const ProcessPtr& p, const ProcessStatus& record,
     *p->status.mutable_run_time() = local.run_time();
     p->status.set_termination(local.termination());
     p->status.set_output_bytes(local.output_bytes());
+    *p->status.mutable_usage() = local.usage();
+    p->status.set_oom_killed(local.oom_killed());
+    p->status.set_end_reason(local.end_reason());
     SendUpdate(p);
   }
   by_id_[p->id] = p;
@@ -490,6 +573,9 @@ void Supervisor::BeginStop(const ProcessPtr& p, absl::Duration grace) {
     SignalGroup(*p, SIGTERM);
     p->sigterm_sent = !p->reaped || p->sigterm_sent;
   }
+  // Members that left the group (daemons that called setsid()) get the
+  // same warning before the kill; the group's own members got it once.
+  if (p->cgroup) p->cgroup->SignalMembers(SIGTERM, p->pid);
   p->grace_timer = loop_.RunAfter(grace, [this, weak = std::weak_ptr<Process>(p)] {
     if (auto locked = weak.lock()) OnGraceExpired(locked);
   });
@@ -499,12 +585,14 @@ void Supervisor::BeginStop(const ProcessPtr& p, absl::Duration grace) {
 void Supervisor::OnGraceExpired(const ProcessPtr& p) {
   p->grace_timer = 0;
   if (!p->stopping) return;
-  if (p->reaped && GroupGone(*p)) {
+  if (p->reaped && GroupGone(*p) && CgroupGone(*p)) {
     CheckStopDone(p);
     return;
   }
-  // Every member still there, leader or not, gets SIGKILL.
+  // Every member still there, leader or not, in the group or only in the
+  // cgroup, gets SIGKILL.
   SignalGroup(*p, SIGKILL);
+  KillCgroup(p);
   if (!p->reaped) p->sigkill_sent = true;
   p->kill_timer = loop_.RunAfter(
       options_.kill_timeout, [this, weak = std::weak_ptr<Process>(p)] {
@@ -517,10 +605,17 @@ void Supervisor::OnGraceExpired(const ProcessPtr& p) {
 
 void Supervisor::CheckStopDone(const ProcessPtr& p) {
   if (!p->stopping || !p->reaped || !GroupGone(*p)) return;
+  if (!CgroupGone(*p)) {
+    // A kill that is not atomic may have missed a fork: again.
+    if (p->cgroup_killed && !p->cgroup->kill_is_atomic()) p->cgroup->Kill();
+    return;
+  }
   FinishStop(p, /*stopped=*/true);
 }
 
 void Supervisor::FinishStop(const ProcessPtr& p, bool stopped) {
+  // Before anyone hears that the stop is done.
+  if (p->reaped) RemoveCgroupIfEmpty(p);
   loop_.Cancel(p->grace_timer);
   loop_.Cancel(p->kill_timer);
   p->grace_timer = p->kill_timer = 0;
@@ -611,6 +706,9 @@ void Supervisor::SendUpdate(const ProcessPtr& p) {
   if (s.has_ended_at()) *r.mutable_ended_at() = s.ended_at();
   r.set_termination(s.termination());
   r.set_output_bytes(s.output_bytes());
+  if (s.has_usage()) *r.mutable_usage() = s.usage();
+  r.set_oom_killed(s.oom_killed());
+  r.set_end_reason(s.end_reason());
   call->context.set_deadline(
       absl::ToChronoTime(absl::Now() + options_.backend_timeout));
   p->update_in_flight = true;
@@ -654,6 +752,8 @@ void Supervisor::PushUpdate(const ProcessPtr& p) {
 
 void Supervisor::MaybeForget(const ProcessPtr& p) {
   if (!p->reaped || p->output_open() || p->stopping || !p->flushed()) return;
+  // While its cgroup holds members, a Stop must still find it.
+  if (p->cgroup) return;
   if (!p->abandoned && !p->sender->done()) return;
   // Everything about it is with the registry and the log_store now.
   if (!p->id.empty()) by_id_.erase(p->id);
@@ -670,6 +770,61 @@ void Supervisor::SignalGroup(const Process& p, int sig) {
   kill(-p.pid, sig);
 }
 
+void Supervisor::WatchCgroup(const ProcessPtr& p) {
+  const int fd = p->cgroup->events_fd();
+  if (fd < 0) return;  // v1: checked on SIGCHLD
+  // cgroup.events signals EPOLLPRI each time "populated" flips.
+  absl::Status watched = loop_.Watch(
+      fd, EPOLLPRI, [this, weak = std::weak_ptr<Process>(p)](uint32_t) {
+        if (auto locked = weak.lock()) OnCgroupEvent(locked);
+      });
+  if (!watched.ok()) {
+    PM_LOG(ERROR) << "cannot watch the cgroup of pid " << p->pid << ": "
+                  << watched;
+  }
+}
+
+void Supervisor::OnCgroupEvent(const ProcessPtr& p) {
+  // Populated() re-reads the file, which also re-arms the event.
+  if (!p->cgroup || !CgroupGone(*p)) {
+    if (p->cgroup && p->cgroup_killed && !p->cgroup->kill_is_atomic()) {
+      p->cgroup->Kill();
+    }
+    return;
+  }
+  CheckStopDone(p);
+  MaybeRemoveCgroup(p);
+}
+
+bool Supervisor::CgroupGone(const Process& p) const {
+  return !p.cgroup || !p.cgroup->Populated();
+}
+
+void Supervisor::KillCgroup(const ProcessPtr& p) {
+  if (!p->cgroup) return;
+  p->cgroup->Kill();
+  p->cgroup_killed = true;
+}
+
+void Supervisor::MaybeRemoveCgroup(const ProcessPtr& p) {
+  // Removed once the leader is reaped and nothing of the tree is left.
+  if (!p->reaped) return;
+  ProcessPtr keep = p;  // `p` may be the map's own reference
+  if (RemoveCgroupIfEmpty(keep)) MaybeForget(keep);
+}
+
+bool Supervisor::RemoveCgroupIfEmpty(const ProcessPtr& p) {
+  if (!p->cgroup || p->cgroup->Populated()) return false;
+  ProcessPtr keep = p;
+  if (p->cgroup->events_fd() >= 0) loop_.Unwatch(p->cgroup->events_fd());
+  if (absl::Status removed = p->cgroup->Remove(); !removed.ok()) {
+    PM_LOG(WARNING) << "cgroup of pid " << p->pid << ": " << removed;
+  }
+  p->cgroup.reset();
+  with_cgroup_.erase(p.get());
+  return true;
+}
+
 void Supervisor::Shutdown(absl::Duration grace) {
   if (!loop_thread_.joinable()) return;
   auto all_stopped = std::make_shared<absl::Notification>();
@@ -677,7 +832,7 @@ void Supervisor::Shutdown(absl::Duration grace) {
     shut_down_ = true;
     std::vector<ProcessPtr> live;
     for (auto& [id, p] : by_id_) {
-      if (!p->reaped) live.push_back(p);
+      if (!p->reaped || !CgroupGone(*p)) live.push_back(p);
     }
     for (auto& [pid, p] : by_pid_) {
       if (p->id.empty()) AbandonUnrecorded(p);
@@ -707,6 +862,17 @@ void Supervisor::Shutdown(absl::Duration grace) {
   }
   loop_.Post([this] {
     for (auto& [id, p] : by_id_) p->sender->Cancel();
+    // Empty cgroups go; one still populated (a tree that would not die) is
+    // left for the operator to see.
+    std::vector<ProcessPtr> left;
+    for (auto& [raw, p] : with_cgroup_) left.push_back(p);
+    for (auto& p : left) {
+      RemoveCgroupIfEmpty(p);
+      if (p->cgroup) {
+        PM_LOG(WARNING) << "cgroup " << p->cgroup->path()
+                        << " still has processes; left in place";
+      }
+    }
   });
   loop_.Quit();
   loop_thread_.join();

@@ -15,6 +15,14 @@
 // registry about every state change and streams every output byte to the
 // log_store (see OutputSender); readers never come here.
 //
+// Each process and all its descendants live in a cgroup of their own (see
+// cgroup.h), made before the process runs and removed once it has ended,
+// been reaped and the cgroup is empty. A stop sends SIGTERM to the process
+// group (and to members that left it, e.g. setsid() daemons), waits the
+// grace period, then kills every member of the cgroup and waits, on
+// cgroup.events, until it is empty: nothing of the tree survives a stop.
+// Without cgroups it stops the process group as before.
+//
 // SIGCHLD must be blocked in every thread before Create (the loop reads it
 // from a signalfd): call pm::BlockTerminationSignals({SIGCHLD}) first in
 // main.
@@ -36,6 +44,7 @@
 #include "common/fd.h"
 #include "pm/internal/v1/internal.grpc.pb.h"
 #include "pm/v1/process_manager.pb.h"
+#include "supervisor/cgroup.h"
 #include "supervisor/event_loop.h"
 #include "supervisor/output_sender.h"
 
@@ -55,6 +64,8 @@ struct SupervisorOptions {
   // RESOURCE_EXHAUSTED.
   size_t max_processes = 4096;
   OutputSenderOptions output;
+  // Which cgroups to use and where (--cgroups, --cgroup_parent).
+  CgroupOptions cgroup;
 };
 
 class Supervisor {
@@ -68,22 +79,26 @@ class Supervisor {
   // Starts a process; returns once it has exec'd and is on record. Blocks
   // the calling thread (never the loop) for at most a few backend timeouts.
   // Errors: INVALID_ARGUMENT (bad request), FAILED_PRECONDITION (exec
-  // failed; names the call, the path and the OS error; no id handed out),
+  // failed; names the call, the path and the OS error; no id handed out;
+  // or a limit or namespace this host cannot give, naming what is missing),
   // RESOURCE_EXHAUSTED (max_processes), UNAVAILABLE (registry or log_store
   // unreachable; names the service and its socket).
   absl::StatusOr<pm::v1::StartResponse> Start(
       const pm::v1::StartRequest& request);
 
-  // Stops a process and its group: SIGTERM, grace period, SIGKILL, then
-  // waits up to kill_timeout for the group to be gone. `done` is called
+  // Stops a process and its whole tree: SIGTERM to its group (and to
+  // members of its cgroup that left the group), the grace period, then
+  // SIGKILL to the group and every member of the cgroup; then waits up to
+  // kill_timeout for the group and the cgroup to be empty. `done` is called
   // exactly once, on the loop thread. Concurrent stops of one id share one
   // stop and get the same answer. Errors: INVALID_ARGUMENT, NOT_FOUND,
   // UNAVAILABLE (the registry, for an id this supervisor no longer holds).
   using StopCallback = std::function<void(absl::StatusOr<pm::v1::StopResponse>)>;
   void Stop(const pm::v1::StopRequest& request, StopCallback done);
 
-  // Stops every live process (grace `grace`), flushes output and registry
-  // updates (bounded), and joins the loop. Idempotent.
+  // Stops every live process and every tree still in a cgroup (grace
+  // `grace`), flushes output and registry updates (bounded), removes the
+  // empty cgroups and joins the loop. Idempotent.
   void Shutdown(absl::Duration grace = absl::Seconds(3));
 
  private:
@@ -125,6 +140,14 @@ class Supervisor {
   void MaybeForget(const ProcessPtr& p);
   bool GroupGone(const Process& p) const;
   void SignalGroup(const Process& p, int sig);
+  // The cgroup: its populated events, its emptiness, its removal.
+  void WatchCgroup(const ProcessPtr& p);
+  void OnCgroupEvent(const ProcessPtr& p);
+  bool CgroupGone(const Process& p) const;
+  void KillCgroup(const ProcessPtr& p);
+  void MaybeRemoveCgroup(const ProcessPtr& p);
+  // Removes it if empty (true), leaving the record to the caller.
+  bool RemoveCgroupIfEmpty(const ProcessPtr& p);
 
   SupervisorOptions options_;
   std::shared_ptr<grpc::Channel> registry_channel_;
@@ -132,6 +155,7 @@ class Supervisor {
   std::unique_ptr<pm::internal::v1::Registry::Stub> registry_;
   std::unique_ptr<pm::internal::v1::LogStore::Stub> log_store_;
 
+  std::unique_ptr<Cgroups> cgroups_;
   EventLoop loop_;
   std::thread loop_thread_;
   Fd sigchld_fd_;
@@ -140,6 +164,9 @@ class Supervisor {
   // Loop-thread state.
   absl::flat_hash_map<pid_t, ProcessPtr> by_pid_;        // leaders not reaped
   absl::flat_hash_map<std::string, ProcessPtr> by_id_;   // recorded, not forgotten
+  // Every process whose cgroup is not removed yet (it may outlive by_pid_
+  // and by_id_: an abandoned start whose tree is still dying).
+  absl::flat_hash_map<Process*, ProcessPtr> with_cgroup_;
   size_t live_ = 0;
 };
 
