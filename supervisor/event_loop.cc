@@ -4,6 +4,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/status.h"
@@ -35,14 +38,16 @@ absl::Status EventLoop::Init() {
   return absl::OkStatus();
 }
 
-void EventLoop::Post(std::function<void()> fn) {
+bool EventLoop::Post(std::function<void()> fn) {
   {
     absl::MutexLock lock(&mu_);
+    if (stopped_) return false;
     posted_.push_back(std::move(fn));
   }
   uint64_t one = 1;
   ssize_t ignored = write(wakeup_.get(), &one, sizeof(one));
   (void)ignored;  // EAGAIN: the counter is already non-zero, a wakeup pends.
+  return true;
 }
 
 void EventLoop::Quit() {
@@ -106,9 +111,11 @@ int EventLoop::NextTimeoutMs() const {
   if (timer_queue_.empty()) return -1;
   absl::Duration left = timer_queue_.begin()->first - MonotonicNow();
   if (left <= absl::ZeroDuration()) return 0;
-  // Round up so a timer never fires early.
-  return static_cast<int>(absl::ToInt64Milliseconds(left + absl::Milliseconds(1) -
-                                                    absl::Nanoseconds(1)));
+  // Round up so a timer never fires early; clamp so a timer weeks away
+  // does not overflow into "wait forever".
+  const int64_t ms = absl::ToInt64Milliseconds(left + absl::Milliseconds(1) -
+                                               absl::Nanoseconds(1));
+  return static_cast<int>(std::min<int64_t>(ms, std::numeric_limits<int>::max()));
 }
 
 void EventLoop::RunDueTimers() {
@@ -140,10 +147,32 @@ void EventLoop::DrainPosts() {
 void EventLoop::Run() {
   constexpr int kMaxEvents = 64;
   struct epoll_event events[kMaxEvents];
+  RunUntilQuit(events, kMaxEvents);
+  // Work posted before Quit still runs; later posts are refused (Post
+  // returns false), so no caller waits on a task that never runs.
+  for (;;) {
+    std::vector<std::function<void()>> posted;
+    {
+      absl::MutexLock lock(&mu_);
+      if (posted_.empty()) {
+        stopped_ = true;
+        break;
+      }
+      posted.swap(posted_);
+    }
+    for (auto& fn : posted) fn();
+  }
+}
+
+void EventLoop::RunUntilQuit(struct epoll_event* events, int max_events) {
+  const int kMaxEvents = max_events;
   while (!quit_) {
     int n = epoll_wait(epoll_.get(), events, kMaxEvents, NextTimeoutMs());
     if (n < 0 && errno != EINTR) break;
     for (int i = 0; i < n; ++i) {
+      // Dispatch is by fd number: a callback earlier in this batch may have
+      // closed an fd and watched a new one with the same number, so every
+      // callback must tolerate a spurious wakeup (EAGAIN, nothing to reap).
       const int fd = events[i].data.fd;
       if (fd == wakeup_.get()) {
         DrainPosts();

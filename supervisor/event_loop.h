@@ -23,6 +23,8 @@
 #include <memory>
 #include <vector>
 
+struct epoll_event;
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -47,8 +49,9 @@ class EventLoop {
   void Run();
   // Makes Run() return after the current callback. Any thread.
   void Quit();
-  // Runs `fn` on the loop thread soon. Any thread.
-  void Post(std::function<void()> fn);
+  // Runs `fn` on the loop thread soon. Any thread. False (and `fn` is
+  // dropped) once Run() has returned: the caller must answer on its own.
+  bool Post(std::function<void()> fn);
 
   // Calls `callback` with the epoll events whenever `fd` is ready for
   // `events`. The fd stays owned by the caller; Unwatch before closing it.
@@ -62,6 +65,7 @@ class EventLoop {
   void Cancel(TimerId id);
 
  private:
+  void RunUntilQuit(struct epoll_event* events, int max_events);
   void RunDueTimers();
   int NextTimeoutMs() const;
   void DrainPosts();
@@ -79,6 +83,7 @@ class EventLoop {
   absl::Mutex mu_;
   std::vector<std::function<void()>> posted_ ABSL_GUARDED_BY(mu_);
   bool quit_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace pm::supervisor

@@ -2,6 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "common/log.h"
+
 #include <algorithm>
 
 namespace pm::supervisor {
@@ -21,8 +23,14 @@ constexpr size_t kMaxMessageBytes = 1 << 20;
 
 // One Append stream. gRPC calls its reactions on its own threads; each is
 // posted to the loop with the stream's generation, so reactions of a stream
-// that has been replaced are ignored. The stream keeps itself alive until
-// OnDone and is destroyed on the loop thread.
+// that has been replaced are ignored.
+//
+// Lifetime: the stream keeps itself alive (self_) until OnDone and is
+// destroyed on the loop thread. A hold (AddHold) keeps gRPC from finishing
+// the call while the loop may still start a write: without it, a failed
+// read could complete the call on a gRPC thread and free its internals
+// while the loop, not yet told, calls StartWrite. The hold is released once,
+// on the loop, when the stream fails or after its last write.
 class OutputSender::Stream
     : public grpc::ClientBidiReactor<AppendRequest, AppendResponse> {
  public:
@@ -35,23 +43,48 @@ class OutputSender::Stream
     self_ = std::move(self);
     ++PendingAsyncOps();
     stub->async()->Append(&context_, this);
+    AddHold();
     StartRead(&response_);
     StartCall();
   }
-  void Write(AppendRequest request) {
+
+  // Loop thread only. False once the stream can take no more writes.
+  bool Write(AppendRequest request) {
+    if (dead_) return false;
     request_ = std::move(request);
     StartWrite(&request_);
+    return true;
   }
-  void FinishWrites() { StartWritesDone(); }
+  // Loop thread only: no more writes; the call ends when the store ends it.
+  void FinishWrites() {
+    if (dead_) return;
+    dead_ = true;
+    StartWritesDone();
+    ReleaseHold();
+  }
+  // Loop thread only.
+  void Fail() {
+    dead_ = true;
+    ReleaseHold();
+  }
+  bool dead() const { return dead_; }
+  // Any thread; the failures it causes release the hold.
   void TryCancel() { context_.TryCancel(); }
 
   void OnWriteDone(bool ok) override {
-    loop_->Post([s = sender_, g = generation_, ok] {
-      if (auto sender = s.lock()) sender->OnWriteDone(g, ok);
+    loop_->Post([self = self_, ok] {
+      if (!ok) self->Fail();
+      if (auto sender = self->sender_.lock()) {
+        sender->OnWriteDone(self->generation_, ok);
+      }
     });
   }
   void OnReadDone(bool ok) override {
-    if (!ok) return;
+    if (!ok) {
+      // The store ended the stream (or it broke): no more writes.
+      loop_->Post([self = self_] { self->Fail(); });
+      return;
+    }
     const uint64_t end = response_.end_offset();
     const bool closed = response_.closed();
     loop_->Post([s = sender_, g = generation_, end, closed] {
@@ -60,18 +93,23 @@ class OutputSender::Stream
     StartRead(&response_);
   }
   void OnDone(const grpc::Status& status) override {
-    const bool ok = status.ok();
     // Moving self_ into the posted task keeps this object alive until the
     // task has run on the loop thread; gRPC no longer touches it.
-    loop_->Post([self = std::move(self_), ok] {
+    loop_->Post([self = std::move(self_), status] {
       if (auto sender = self->sender_.lock()) {
-        sender->OnStreamDone(self->generation_, ok);
+        sender->OnStreamDone(self->generation_, status);
       }
     });
     --PendingAsyncOps();
   }
 
  private:
+  void ReleaseHold() {
+    if (hold_released_) return;
+    hold_released_ = true;
+    RemoveHold();
+  }
+
   std::weak_ptr<OutputSender> sender_;
   EventLoop* loop_;
   const uint64_t generation_;
@@ -79,6 +117,9 @@ class OutputSender::Stream
   grpc::ClientContext context_;
   AppendRequest request_;
   AppendResponse response_;
+  // Loop thread only.
+  bool dead_ = false;
+  bool hold_released_ = false;
 };
 
 OutputSender::OutputSender(EventLoop* loop,
@@ -110,8 +151,7 @@ void OutputSender::StartStream() {
   close_sent_ = false;
   AppendRequest open;
   open.mutable_open()->set_id(id_);
-  write_in_flight_ = true;
-  stream_->Write(std::move(open));
+  write_in_flight_ = stream_->Write(std::move(open));
 }
 
 void OutputSender::Append(pm::v1::OutputChunk::Stream stream,
@@ -164,7 +204,9 @@ void OutputSender::ArmStallTimer() {
 }
 
 void OutputSender::MaybeSend() {
-  if (!stream_ || write_in_flight_ || done_ || cancelled_) return;
+  if (!stream_ || stream_->dead() || write_in_flight_ || done_ || cancelled_) {
+    return;
+  }
   next_send_ = std::max(next_send_, acked_);
   AppendRequest request;
   for (const Item& item : items_) {
@@ -200,8 +242,7 @@ void OutputSender::MaybeSend() {
     request.mutable_close()->set_end_offset(end_);
     close_sent_ = true;
   }
-  write_in_flight_ = true;
-  stream_->Write(std::move(request));
+  write_in_flight_ = stream_->Write(std::move(request));
 }
 
 void OutputSender::OnWriteDone(uint64_t generation, bool ok) {
@@ -209,7 +250,7 @@ void OutputSender::OnWriteDone(uint64_t generation, bool ok) {
   write_in_flight_ = false;
   if (!ok) return;  // the stream is broken; OnStreamDone follows
   if (done_) {
-    stream_->FinishWrites();
+    if (stream_) stream_->FinishWrites();
     return;
   }
   MaybeSend();
@@ -223,9 +264,10 @@ void OutputSender::OnAck(uint64_t generation, uint64_t end_offset,
     if (on_opened_) std::exchange(on_opened_, nullptr)();
   }
   if (end_offset > acked_) Release(std::min(end_offset, end_));
+  reconnect_delay_ = options_.reconnect_delay;  // the store answers again
   if (closed && !done_) {
     done_ = true;
-    if (!write_in_flight_) stream_->FinishWrites();
+    if (!write_in_flight_ && stream_) stream_->FinishWrites();
   }
   MaybeSend();
   Changed();
@@ -245,23 +287,35 @@ void OutputSender::Release(uint64_t up_to) {
   ArmStallTimer();
 }
 
-void OutputSender::OnStreamDone(uint64_t generation, bool ok) {
+void OutputSender::OnStreamDone(uint64_t generation,
+                                const grpc::Status& status) {
   if (generation != generation_) return;
   stream_.reset();
   write_in_flight_ = false;
-  (void)ok;
   if (done_ || cancelled_) {
     Changed();
     return;
   }
-  // The store is gone or restarting: keep spooling, reconnect shortly.
+  if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+      status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+    // The store refuses this stream for good; retrying cannot help. What it
+    // had not taken is lost, and said so.
+    PM_LOG(ERROR) << "log_store refused the output of " << id_ << ": "
+                  << status.error_message() << "; " << end_ - acked_
+                  << " bytes after offset " << acked_ << " are lost";
+    gave_up_ = true;
+    cancelled_ = true;
+    loop_->Cancel(stall_timer_);
+    stall_timer_ = 0;
+    Changed();
+    return;
+  }
+  // The store is gone or restarting: keep spooling, reconnect with backoff.
   ArmStallTimer();
-  reconnect_timer_ = loop_->RunAfter(options_.reconnect_delay,
-                                     [weak = weak_from_this()] {
-                                       if (auto self = weak.lock()) {
-                                         self->StartStream();
-                                       }
-                                     });
+  reconnect_timer_ = loop_->RunAfter(reconnect_delay_, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->StartStream();
+  });
+  reconnect_delay_ = std::min(reconnect_delay_ * 2, absl::Seconds(5));
 }
 
 void OutputSender::Cancel() {

@@ -69,8 +69,10 @@ class OutputSender : public std::enable_shared_from_this<OutputSender> {
   // changed.
   void set_on_change(std::function<void()> fn) { on_change_ = std::move(fn); }
 
-  // The store acknowledged Close: nothing is left to send.
-  bool done() const { return done_; }
+  // Nothing is left to send: the store acknowledged Close, or refused the
+  // stream for good (gave_up(); the rest was logged as lost).
+  bool done() const { return done_ || gave_up_; }
+  bool gave_up() const { return gave_up_; }
   // Bytes the process has written so far.
   uint64_t end_offset() const { return end_; }
   // Bytes dropped for lack of spool space.
@@ -95,7 +97,7 @@ class OutputSender : public std::enable_shared_from_this<OutputSender> {
   void MaybeSend();
   void OnAck(uint64_t generation, uint64_t end_offset, bool closed);
   void OnWriteDone(uint64_t generation, bool ok);
-  void OnStreamDone(uint64_t generation, bool ok);
+  void OnStreamDone(uint64_t generation, const grpc::Status& status);
   void Release(uint64_t up_to);
   void ArmStallTimer();
   void Changed();
@@ -118,6 +120,8 @@ class OutputSender : public std::enable_shared_from_this<OutputSender> {
   bool done_ = false;
   bool cancelled_ = false;
   bool stalled_ = false;     // no progress for stall_bound: spool, don't wait
+  bool gave_up_ = false;     // the store refused the stream for good
+  absl::Duration reconnect_delay_ = options_.reconnect_delay;
   EventLoop::TimerId stall_timer_ = 0;
   EventLoop::TimerId reconnect_timer_ = 0;
 
