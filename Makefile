@@ -26,6 +26,7 @@ build: deps
 # Idempotent and quiet when everything is present.
 deps:
 	@bash bazel/install_deps.sh $(DEB_PACKAGES)
+	@bash bazel/install_node_deps.sh
 
 clean:
 	$(BAZEL) clean
