@@ -1,13 +1,13 @@
 // Resource control and containment end to end (issue 7): the real stack,
 // driven through the Library, on the host's real cgroups. Runs as root, as
 // CI does; what this host cannot do is skipped, saying why.
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -35,15 +35,24 @@ std::string Helper() {
                       "/pm/testing/cgroup_helper");
 }
 
+// The file's text; "" if it cannot be read. With read(2), not a stream:
+// a /proc file of a process that exits meanwhile fails with ESRCH, which
+// libstdc++'s filebuf turns into an exception.
 std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
+  std::string text;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return text;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fd, buffer, sizeof(buffer))) > 0) text.append(buffer, n);
+  close(fd);
+  return text;
 }
 
 // The cgroup2 mount, from our mountinfo ("" when there is none).
 std::string CgroupV2Mount() {
-  std::ifstream in("/proc/self/mountinfo");
-  for (std::string line; std::getline(in, line);) {
+  for (absl::string_view line :
+       absl::StrSplit(ReadText("/proc/self/mountinfo"), '\n')) {
     std::vector<std::string> fields = absl::StrSplit(line, ' ');
     auto dash = std::find(fields.begin(), fields.end(), "-");
     if (dash != fields.end() && dash + 1 != fields.end() &&
