@@ -11,8 +11,9 @@
 // failed, and the pidfd is born with the child, so no reaper can race it and
 // a recycled pid can never be signalled. Between clone and exec the child
 // makes only async-signal-safe calls: reset signal dispositions and mask,
-// setsid(), dup2 /dev/null and the pipes onto 0/1/2, close_range(3, ~0),
-// chdir, execve. A failure there is written into memory the parent shares
+// write "0" to its cgroups' cgroup.procs, setsid(), mount (a private "/", a
+// new /proc) and ioctl (`lo` up) when isolated, dup2 /dev/null and the pipes
+// onto 0/1/2, close_range(3, ~0), chdir, execve. A failure there is written into memory the parent shares
 // (CLONE_VM) and the child _exit(127)s; Spawn reaps it and returns the error.
 #ifndef PM_SUPERVISOR_SPAWN_H_
 #define PM_SUPERVISOR_SPAWN_H_
