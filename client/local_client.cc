@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "client/client.h"
 #include "common/channel.h"
+#include "common/metadata.h"
 #include "common/runtime_dir.h"
 #include "common/status.h"
 #include "pm/internal/v1/internal.grpc.pb.h"
@@ -17,9 +18,6 @@ namespace {
 using pm::internal::v1::LogStore;
 using pm::internal::v1::Registry;
 using pm::internal::v1::Supervisor;
-
-// Who started a process, from the gateway to the supervisor.
-constexpr char kOwnerMetadata[] = "pm-owner";
 
 // Deadlines: generous safety nets, not expectations.
 constexpr auto kShortCall = std::chrono::seconds(30);
@@ -86,7 +84,7 @@ class LocalClient final : public Client {
     context.set_deadline(In(kShortCall));
     // The unix socket is trusted (a 0700 dir): the supervisor records what
     // this header says. Only the gateway sets an owner.
-    if (!options.owner.empty()) context.AddMetadata(kOwnerMetadata, options.owner);
+    if (!options.owner.empty()) context.AddMetadata(kOwnerMetadataKey, options.owner);
     pm::v1::StartResponse response;
     grpc::Status rpc = supervisor_->Start(&context, request, &response);
     if (!rpc.ok()) return BackendStatus(rpc, "supervisor", supervisor_socket_);

@@ -7,12 +7,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/metadata.h"
 
 namespace pm::gateway {
 namespace {
 
 constexpr absl::string_view kAuthorization = "authorization";
-constexpr absl::string_view kOwnerHeader = "pm-owner";
+constexpr absl::string_view kOwnerHeader = pm::kOwnerMetadataKey;
 
 absl::string_view View(grpc::string_ref ref) {
   return absl::string_view(ref.data(), ref.size());

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -69,6 +70,8 @@ struct Supervisor::Process {
   std::shared_ptr<OutputSender> sender;
 
   bool reaped = false;
+  // The group was seen empty after the leader was reaped (GroupGone).
+  bool group_gone = false;
   bool abandoned = false;  // never made it into the registry
 
   // Registry updates: one in flight; `dirty` means a newer state waits.
@@ -137,16 +140,19 @@ Supervisor::~Supervisor() {
 }
 
 namespace {
-// Waits for `fn` to have run on the loop. False if the loop did not run it
-// within `timeout` (the loop has quit): the caller answers UNAVAILABLE.
-bool RunAndWait(EventLoop& loop, std::function<void()> fn,
-                absl::Duration timeout) {
+// Runs `fn` on the loop and waits for it. False if the loop has stopped and
+// will run nothing more (shutdown): the caller answers UNAVAILABLE. Every
+// task the loop accepted runs, so there is no timeout to race with.
+bool RunAndWait(EventLoop& loop, std::function<void()> fn) {
   auto done = std::make_shared<absl::Notification>();
-  loop.Post([fn = std::move(fn), done] {
-    fn();
-    done->Notify();
-  });
-  return done->WaitForNotificationWithTimeout(timeout);
+  if (!loop.Post([fn = std::move(fn), done] {
+        fn();
+        done->Notify();
+      })) {
+    return false;
+  }
+  done->WaitForNotification();
+  return true;
 }
 }  // namespace
 
@@ -165,7 +171,7 @@ absl::Status Supervisor::CheckBackend(
 }
 
 absl::StatusOr<pm::v1::StartResponse> Supervisor::Start(
-    const pm::v1::StartRequest& request) {
+    const pm::v1::StartRequest& request, const std::string& owner) {
   PM_RETURN_IF_ERROR(ValidateStartRequest(request));
   // A limit this host cannot enforce is refused, never ignored.
   PM_RETURN_IF_ERROR(cgroups_->CheckLimits(request.limits()));
@@ -194,16 +200,22 @@ absl::StatusOr<pm::v1::StartResponse> Supervisor::Start(
               snapshot->start_ticks = p->start_ticks;
               if (p->cgroup) snapshot->cgroup = p->cgroup->dirs();
             }
-          },
-          options_.backend_timeout)) {
+          })) {
     return absl::UnavailableError("supervisor is shutting down");
   }
-  PM_ASSIGN_OR_RETURN(ProcessPtr p, *spawned);
+  PM_ASSIGN_OR_RETURN(ProcessPtr p, std::move(*spawned));
+  // The loop owns processes: the last reference must not be dropped on this
+  // thread (a Process tears down loop state when destroyed).
+  absl::Cleanup release_on_loop = [this, &p] {
+    ProcessPtr last = std::move(p);
+    loop_.Post([last] {});
+  };
 
   pm::internal::v1::CreateRecordRequest create;
   *create.mutable_spec() = request;
   create.set_resolved_executable(snapshot->status.resolved_executable());
   create.set_pid(snapshot->status.pid());
+  create.set_owner(owner);
   create.set_start_ticks(snapshot->start_ticks);
   *create.mutable_started_at() = snapshot->status.started_at();
   if (!snapshot->cgroup.empty()) {
@@ -231,13 +243,12 @@ absl::StatusOr<pm::v1::StartResponse> Supervisor::Start(
   // uses the id right away finds it. Bounded: output is spooled meanwhile.
   auto log_open = std::make_shared<absl::Notification>();
   auto current = std::make_shared<ProcessStatus>(record);
-  RunAndWait(
-      loop_,
-      [this, p, record, log_open, current] {
+  if (!RunAndWait(loop_, [this, p, record, log_open, current] {
         AttachId(p, record, [log_open] { log_open->Notify(); });
         *current = p->status;
-      },
-      options_.backend_timeout);
+      })) {
+    return absl::UnavailableError("supervisor is shutting down");
+  }
   log_open->WaitForNotificationWithTimeout(options_.backend_timeout);
 
   pm::v1::StartResponse response;
@@ -381,8 +392,9 @@ void Supervisor::ReadOutput(const ProcessPtr& p, int index, int max_reads,
       return;
     }
     buf.resize(static_cast<size_t>(n));
-    // Small reads should not pin a full read buffer while spooled.
-    if (buf.size() < kReadSize / 4) buf.shrink_to_fit();
+    // A short read must not pin a whole read buffer while it is held: at
+    // most twice the bytes counted.
+    if (buf.size() < kReadSize / 2) buf.shrink_to_fit();
     p->sender->Append(stream, std::move(buf));
     if (respect_backpressure && p->sender->ShouldPauseReading()) {
       // Backpressure: the process waits on its pipe until the store
@@ -551,16 +563,19 @@ void Supervisor::Stop(const pm::v1::StopRequest& request, StopCallback done) {
       request.grace_period_ms() > 0
           ? absl::Milliseconds(request.grace_period_ms())
           : options_.default_grace;
-  loop_.Post([this, id = request.id(), grace, done = std::move(done)]() mutable {
-    auto it = by_id_.find(id);
-    if (it == by_id_.end()) {
-      StopUnknown(id, std::move(done));
-      return;
-    }
-    ProcessPtr p = it->second;
-    p->stop_waiters.push_back(std::move(done));
-    if (!p->stopping) BeginStop(p, grace);
-  });
+  auto shared_done = std::make_shared<StopCallback>(std::move(done));
+  if (!loop_.Post([this, id = request.id(), grace, shared_done] {
+        auto it = by_id_.find(id);
+        if (it == by_id_.end()) {
+          StopUnknown(id, std::move(*shared_done));
+          return;
+        }
+        ProcessPtr p = it->second;
+        p->stop_waiters.push_back(std::move(*shared_done));
+        if (!p->stopping) BeginStop(p, grace);
+      })) {
+    (*shared_done)(absl::UnavailableError("supervisor is shutting down"));
+  }
 }
 
 void Supervisor::BeginStop(const ProcessPtr& p, absl::Duration grace) {
@@ -716,8 +731,10 @@ void Supervisor::SendUpdate(const ProcessPtr& p) {
   ++PendingAsyncOps();
   registry_->async()->UpdateRecord(
       &call->context, &call->request, &call->response,
-      [this, call, p](grpc::Status rpc) {
-        loop_.Post([this, rpc, p] {
+      [this, call, p](grpc::Status rpc) mutable {
+        // The posted task takes this closure's references: the last one to
+        // a Process must be dropped on the loop thread.
+        loop_.Post([this, rpc, p = std::move(p), call = std::move(call)] {
           p->update_in_flight = false;
           if (!rpc.ok()) {
             if (rpc.error_code() == grpc::StatusCode::UNAVAILABLE ||
@@ -759,15 +776,21 @@ void Supervisor::MaybeForget(const ProcessPtr& p) {
   if (!p->id.empty()) by_id_.erase(p->id);
 }
 
-bool Supervisor::GroupGone(const Process& p) const {
+bool Supervisor::GroupGone(Process& p) const {
+  if (p.group_gone) return true;
   // The group id is the leader's pid (setsid); the kernel keeps that number
-  // from being reused while any member of the group lives.
-  return kill(-p.pid, 0) != 0 && errno == ESRCH;
+  // from being reused while any member of the group lives (and, as
+  // subreaper, we reap every member). Once seen empty after the leader was
+  // reaped, the number may be recycled by a new group: latched, so the
+  // group is never signalled again.
+  const bool gone = kill(-p.pid, 0) != 0 && errno == ESRCH;
+  if (gone && p.reaped) p.group_gone = true;
+  return gone;
 }
 
-void Supervisor::SignalGroup(const Process& p, int sig) {
+void Supervisor::SignalGroup(Process& p, int sig) {
   if (!p.reaped && p.pidfd.valid()) PidfdSendSignal(p.pidfd.get(), sig);
-  kill(-p.pid, sig);
+  if (!GroupGone(p)) kill(-p.pid, sig);
 }
 
 void Supervisor::WatchCgroup(const ProcessPtr& p) {
@@ -832,7 +855,7 @@ void Supervisor::Shutdown(absl::Duration grace) {
     shut_down_ = true;
     std::vector<ProcessPtr> live;
     for (auto& [id, p] : by_id_) {
-      if (!p->reaped || !CgroupGone(*p)) live.push_back(p);
+      if (!p->reaped || !GroupGone(*p) || !CgroupGone(*p)) live.push_back(p);
     }
     for (auto& [pid, p] : by_pid_) {
       if (p->id.empty()) AbandonUnrecorded(p);
@@ -853,8 +876,7 @@ void Supervisor::Shutdown(absl::Duration grace) {
   const absl::Time deadline = absl::Now() + absl::Seconds(2);
   while (absl::Now() < deadline) {
     auto empty = std::make_shared<bool>(false);
-    if (!RunAndWait(loop_, [this, empty] { *empty = by_id_.empty(); },
-                    absl::Seconds(1)) ||
+    if (!RunAndWait(loop_, [this, empty] { *empty = by_id_.empty(); }) ||
         *empty) {
       break;
     }

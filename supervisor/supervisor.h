@@ -83,8 +83,10 @@ class Supervisor {
   // or a limit or namespace this host cannot give, naming what is missing),
   // RESOURCE_EXHAUSTED (max_processes), UNAVAILABLE (registry or log_store
   // unreachable; names the service and its socket).
+  // `owner` is recorded with the process (the gateway's authenticated
+  // user); empty for local callers.
   absl::StatusOr<pm::v1::StartResponse> Start(
-      const pm::v1::StartRequest& request);
+      const pm::v1::StartRequest& request, const std::string& owner = "");
 
   // Stops a process and its whole tree: SIGTERM to its group (and to
   // members of its cgroup that left the group), the grace period, then
@@ -138,8 +140,8 @@ class Supervisor {
   void SendUpdate(const ProcessPtr& p);
   void PushUpdate(const ProcessPtr& p);
   void MaybeForget(const ProcessPtr& p);
-  bool GroupGone(const Process& p) const;
-  void SignalGroup(const Process& p, int sig);
+  bool GroupGone(Process& p) const;
+  void SignalGroup(Process& p, int sig);
   // The cgroup: its populated events, its emptiness, its removal.
   void WatchCgroup(const ProcessPtr& p);
   void OnCgroupEvent(const ProcessPtr& p);

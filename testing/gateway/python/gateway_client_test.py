@@ -150,10 +150,6 @@ class UseCases(unittest.TestCase):
                 call()
             self.assertEqual(caught.exception.code(), grpc.StatusCode.NOT_FOUND)
 
-    # Expected to fail until the supervisor copies the `pm-owner` header into
-    # CreateRecordRequest.owner; then this turns into an unexpected success,
-    # which fails the run: remove the decorator.
-    @unittest.expectedFailure
     def test_owner_is_the_authenticated_user(self):
         started = self.pm.Start(pm.StartRequest(executable="true"), timeout=TIMEOUT)
         status = self.pm.GetStatus(pm.GetStatusRequest(id=started.id), timeout=TIMEOUT)
