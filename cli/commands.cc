@@ -19,8 +19,15 @@ constexpr absl::Duration kWaitSlice = absl::Hours(1);
 
 int Fail(const Context& context, absl::string_view what,
          const absl::Status& status) {
-  *context.err << ErrorLine(what, status) << "\n";
+  *context.err << ErrorLine(what, status, context.gateway) << "\n";
   return kExitFailed;
+}
+
+// Says on stderr what the OOM killer did to the process's tree, if anything:
+// an exit code of 137 alone does not tell.
+void ReportOom(const Context& context, const ProcessStatus& status) {
+  const std::string oom = DescribeOom(status);
+  if (!oom.empty()) *context.err << "pm: " << status.id() << ": " << oom << "\n";
 }
 
 // Prints `message` as JSON on its own line.
@@ -216,7 +223,7 @@ class StopOnInterrupt {
     thread.join();
     if (!result_.ok()) {
       *context_.err << ErrorLine(absl::StrCat("stop ", request_.id()),
-                                 result_.status())
+                                 result_.status(), context_.gateway)
                     << "\n";
     }
   }
@@ -273,6 +280,7 @@ int Run(const Invocation& invocation, pm::Client& client,
   if (!ended.ok()) {
     return Fail(context, absl::StrCat("wait ", id), ended.status());
   }
+  ReportOom(context, *ended);
   return ShellExitCode(*ended);
 }
 
@@ -286,20 +294,43 @@ int Wait(const Invocation& invocation, pm::Client& client,
     if (printed != kExitOk) return printed;
   } else {
     *context.out << DescribeEnd(*ended) << "\n";
+    ReportOom(context, *ended);
   }
   return ShellExitCode(*ended);
 }
 
 }  // namespace
 
-std::string ErrorLine(absl::string_view what, const absl::Status& status) {
+std::string ErrorLine(absl::string_view what, const absl::Status& status,
+                      absl::string_view gateway) {
   std::string why = status.message().empty()
                         ? absl::StatusCodeToString(status.code())
                         : absl::StrReplaceAll(status.message(), {{"\n", "; "}});
-  if (status.code() == absl::StatusCode::kUnavailable) {
-    absl::StrAppend(&why, " (is the stack up? try 'make up')");
+  const absl::StatusCode code = status.code();
+  if (gateway.empty()) {
+    if (code == absl::StatusCode::kUnavailable) {
+      absl::StrAppend(&why, " (is the stack up? try 'make up')");
+    }
+    return absl::StrCat("pm: ", what, ": ", why);
+  }
+  if (code == absl::StatusCode::kUnavailable) {
+    absl::StrAppend(&why,
+                    " (is the gateway up at ", gateway,
+                    "? do --ca, --cert and --key belong to its PKI?)");
+  } else if (code == absl::StatusCode::kPermissionDenied ||
+             code == absl::StatusCode::kUnauthenticated) {
+    // The gateway's refusal of this login, not of the operation: say so.
+    why = absl::StrCat(absl::StatusCodeToString(code), ": ", why,
+                       " (check --user and the password in $",
+                       kPasswordVariable, " or --password_file)");
   }
   return absl::StrCat("pm: ", what, ": ", why);
+}
+
+absl::StatusOr<std::unique_ptr<pm::Client>> Connect(
+    const Connection& connection) {
+  if (connection.gateway) return pm::Client::ConnectRemote(*connection.gateway);
+  return pm::Client::ConnectLocal(connection.runtime_dir);
 }
 
 int Execute(const Invocation& invocation, pm::Client& client,
@@ -344,14 +375,19 @@ int RunCli(const std::vector<std::string>& args, const GlobalOptions& defaults,
     *context.out << HelpText(invocation->help_topic);
     return kExitOk;
   }
+  Context connected = context;
+  if (invocation->connection.gateway) {
+    connected.gateway = invocation->connection.gateway->target;
+  }
   absl::StatusOr<std::unique_ptr<pm::Client>> client =
-      connect(invocation->runtime_dir);
+      connect(invocation->connection);
   if (!client.ok()) {
-    return Fail(context,
-                absl::StrCat("connecting to ", invocation->runtime_dir),
+    return Fail(connected,
+                absl::StrCat("connecting to ",
+                             invocation->connection.Describe()),
                 client.status());
   }
-  return Execute(*invocation, **client, context);
+  return Execute(*invocation, **client, connected);
 }
 
 }  // namespace pm::cli

@@ -1,13 +1,10 @@
 // The pm commands, written against the pm::Client interface: the local
-// Library today, any other implementation (a fake in tests, a remote
-// gateway client) with no change here.
+// Library, the gateway's remote client or a fake in tests, with no change
+// here.
 //
 //   Context context{&std::cout, &std::cerr, absl::LocalTimeZone(),
 //                   &interrupts};
-//   return RunCli({"logs", "-f", id}, defaults, environment, context,
-//                 [](const std::string& dir) {
-//                   return pm::Client::ConnectLocal(dir);
-//                 });
+//   return RunCli({"logs", "-f", id}, defaults, environment, context, Connect);
 //
 // Every failure is one line on stderr, "pm: <what failed>: <why>", and an
 // exit code from invocation.h: kExitFailed for a failed operation,
@@ -36,12 +33,21 @@ struct Context {
   std::ostream* err;
   absl::TimeZone time_zone;
   Interrupts* interrupts;
+  // HOST:PORT when the commands go through a gateway (RunCli sets it), for
+  // errors' hints; empty for the local services.
+  std::string gateway = "";
 };
 
-// Makes the client for a runtime dir; called only once a command needs one
+// Makes the client for a connection; called only once a command needs one
 // (help and usage errors do not).
 using Connector = std::function<absl::StatusOr<std::unique_ptr<pm::Client>>(
-    const std::string& runtime_dir)>;
+    const Connection& connection)>;
+
+// The Library's client: pm::Client::ConnectRemote for a gateway, else
+// ConnectLocal on the runtime dir. Their errors (e.g. NOT_FOUND for a
+// certificate file that is not there).
+absl::StatusOr<std::unique_ptr<pm::Client>> Connect(
+    const Connection& connection);
 
 // The whole of `pm` after the global flags: parses `args` (the command word
 // and its arguments), prints help or the usage, or connects and runs the
@@ -54,9 +60,12 @@ int RunCli(const std::vector<std::string>& args, const GlobalOptions& defaults,
 int Execute(const Invocation& invocation, pm::Client& client,
             const Context& context);
 
-// "pm: <what>: <why>" on one line; an UNAVAILABLE service gets a hint that
-// the stack may not be up.
-std::string ErrorLine(absl::string_view what, const absl::Status& status);
+// "pm: <what>: <why>" on one line. An UNAVAILABLE service gets a hint that
+// the stack may not be up; through a gateway (`gateway` is its HOST:PORT),
+// UNAVAILABLE gets hints on reaching it, and a refused login its code
+// ("PERMISSION_DENIED: wrong user name or password") and what to check.
+std::string ErrorLine(absl::string_view what, const absl::Status& status,
+                      absl::string_view gateway = "");
 
 }  // namespace pm::cli
 

@@ -134,15 +134,17 @@ ProcessStatus Ended(ProcessStatus::State state, int code_or_signal) {
 class CommandsTest : public ::testing::Test {
  protected:
   // Runs `pm <args>` against the mock client.
-  int Pm(const std::vector<std::string>& args) {
+  int Pm(const std::vector<std::string>& args,
+         std::vector<std::string> environment = {"HOME=/h"}) {
     GlobalOptions defaults;
     defaults.runtime_dir = "/run/pm-test";
     Context context{&out_, &err_, absl::UTCTimeZone(), &interrupts_};
     return RunCli(
-        args, defaults, Environment{{"HOME=/h"}, "/h"}, context,
-        [this](const std::string& dir)
+        args, defaults, Environment{std::move(environment), "/h"}, context,
+        [this](const Connection& connection)
             -> absl::StatusOr<std::unique_ptr<pm::Client>> {
-          connected_to_ = dir;
+          connected_to_ = connection.runtime_dir;
+          connection_ = connection;
           return std::unique_ptr<pm::Client>(new ForwardingClient(client_));
         });
   }
@@ -201,6 +203,7 @@ class CommandsTest : public ::testing::Test {
   std::ostringstream err_;
   Interrupts interrupts_;
   std::string connected_to_;
+  Connection connection_;
   int code_ = -1;
 };
 
@@ -519,6 +522,120 @@ TEST_F(CommandsTest, RunThatCannotStart) {
   EXPECT_EQ(err_.str(), "pm: run /nope: execve: ENOENT\n");
 }
 
+TEST_F(CommandsTest, RunSendsTheLimitsAndSaysWhenTheOomKillerStruck) {
+  pm::v1::StartRequest sent;
+  pm::v1::StartResponse started;
+  started.set_id(kId);
+  EXPECT_CALL(client_, Start(_)).WillOnce([&](const pm::v1::StartRequest& r) {
+    sent = r;
+    return started;
+  });
+  pm::v1::StreamOutputRequest request;
+  ExpectStream({}, absl::OkStatus(), false, &request);
+  ProcessStatus ended = Ended(ProcessStatus::STATE_SIGNALED, 9);
+  ended.set_oom_killed(true);
+  ended.mutable_limits()->set_memory_bytes(32 << 20);
+  ended.mutable_usage()->set_oom_kills(1);
+  EXPECT_CALL(client_, Wait(absl::string_view(kId), _))
+      .WillOnce(Return(ended));
+  EXPECT_EQ(Pm({"run", "--memory", "32M", "--cpus=0.5", "--pids", "8",
+                "--isolate=pid", "--", "hog"}),
+            137);
+  EXPECT_EQ(sent.limits().memory_bytes(), 32u << 20);
+  EXPECT_EQ(sent.limits().cpus(), 0.5);
+  EXPECT_EQ(sent.limits().pids(), 8u);
+  EXPECT_THAT(sent.isolate(), ::testing::ElementsAre(pm::v1::ISOLATION_PID));
+  EXPECT_EQ(err_.str(),
+            absl::StrCat("pm: ", kId,
+                         ": killed by the OOM killer (memory limit 32 MiB "
+                         "reached)\n"));
+}
+
+TEST_F(CommandsTest, WaitSaysWhenTheOomKillerKilledPartOfTheTree) {
+  ProcessStatus ended = Ended(ProcessStatus::STATE_EXITED, 137);
+  ended.mutable_usage()->set_oom_kills(2);
+  EXPECT_CALL(client_, Wait(absl::string_view(kId), _))
+      .WillOnce(Return(ended));
+  EXPECT_EQ(Pm({"wait", kId}), 137);
+  EXPECT_EQ(out_.str(), "exited with code 137\n");
+  EXPECT_EQ(err_.str(),
+            absl::StrCat("pm: ", kId,
+                         ": the OOM killer killed 2 processes of its tree "
+                         "(out of memory)\n"));
+}
+
+TEST_F(CommandsTest, BadLimitsAreUsageErrors) {
+  EXPECT_EQ(Pm({"run", "--memory", "lots", "--", "true"}), kExitUsage);
+  EXPECT_THAT(err_.str(), StartsWith("pm: --memory takes a size like 256M"));
+  EXPECT_THAT(err_.str(), HasSubstr("usage: pm run "));
+  err_.str("");
+  EXPECT_EQ(Pm({"start", "--isolate=pid,user", "--", "true"}), kExitUsage);
+  EXPECT_THAT(err_.str(), StartsWith("pm: --isolate takes a comma-separated "
+                                     "list of pid, net and mount"));
+  EXPECT_EQ(connected_to_, "");
+}
+
+TEST_F(CommandsTest, GatewayFlagsReachTheConnector) {
+  EXPECT_CALL(client_, List()).WillOnce(Return(pm::v1::ListResponse()));
+  EXPECT_EQ(Pm({"list", "--gateway=gw.example:8443", "--ca", "ca.pem",
+                "--cert", "c.pem", "--key", "c.key", "--user", "demo"},
+               {"HOME=/h", "PM_PASSWORD=s3cret"}),
+            kExitOk);
+  ASSERT_TRUE(connection_.gateway.has_value());
+  EXPECT_EQ(connection_.gateway->target, "gw.example:8443");
+  EXPECT_EQ(connection_.gateway->ca_file, "ca.pem");
+  EXPECT_EQ(connection_.gateway->cert_file, "c.pem");
+  EXPECT_EQ(connection_.gateway->key_file, "c.key");
+  EXPECT_EQ(connection_.gateway->user, "demo");
+  EXPECT_EQ(connection_.gateway->password, "s3cret");
+}
+
+TEST_F(CommandsTest, GatewayRefusalsAreOneLineWithTheCode) {
+  const std::vector<std::string> gateway = {
+      "--gateway=gw:8443", "--ca=a", "--cert=b", "--key=c", "--user=demo"};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.end(), gateway.begin(), gateway.end());
+    return args;
+  };
+  EXPECT_CALL(client_, List())
+      .WillOnce(
+          Return(absl::PermissionDeniedError("wrong user name or password")))
+      .WillOnce(Return(absl::UnavailableError(
+          "gateway is unavailable at gw:8443: failed to connect")));
+  EXPECT_EQ(Pm(with({"list"}), {"PM_PASSWORD=nope"}), kExitFailed);
+  EXPECT_EQ(err_.str(),
+            "pm: list: PERMISSION_DENIED: wrong user name or password (check "
+            "--user and the password in $PM_PASSWORD or --password_file)\n");
+  err_.str("");
+  EXPECT_EQ(Pm(with({"list"}), {"PM_PASSWORD=x"}), kExitFailed);
+  EXPECT_EQ(err_.str(),
+            "pm: list: gateway is unavailable at gw:8443: failed to connect "
+            "(is the gateway up at gw:8443? do --ca, --cert and --key belong "
+            "to its PKI?)\n");
+}
+
+TEST_F(CommandsTest, GatewayConnectFailureNamesTheGateway) {
+  GlobalOptions defaults;
+  defaults.runtime_dir = "/run/x";
+  defaults.gateway = "gw:8443";
+  defaults.ca_file = "/nope/ca.pem";
+  defaults.cert_file = "c.pem";
+  defaults.key_file = "c.key";
+  defaults.user = "demo";
+  defaults.password_file = "/p";
+  Context context{&out_, &err_, absl::UTCTimeZone(), &interrupts_};
+  EXPECT_EQ(RunCli({"list"}, defaults, Environment(), context,
+                   [](const Connection&)
+                       -> absl::StatusOr<std::unique_ptr<pm::Client>> {
+                     return absl::NotFoundError(
+                         "open(\"/nope/ca.pem\"): No such file or directory");
+                   }),
+            kExitFailed);
+  EXPECT_EQ(err_.str(),
+            "pm: connecting to the gateway at gw:8443: open(\"/nope/ca.pem\"): "
+            "No such file or directory\n");
+}
+
 TEST_F(CommandsTest, WaitAsksAgainAfterADeadlineAndExitsWithTheCode) {
   EXPECT_CALL(client_, Wait(absl::string_view(kId), _))
       .WillOnce(Return(absl::DeadlineExceededError("still running")))
@@ -557,7 +674,7 @@ TEST_F(CommandsTest, ConnectFailureIsOneLine) {
   defaults.runtime_dir = "/run/x";
   Context context{&out_, &err_, absl::UTCTimeZone(), &interrupts_};
   EXPECT_EQ(RunCli({"list"}, defaults, Environment(), context,
-                   [](const std::string&)
+                   [](const Connection&)
                        -> absl::StatusOr<std::unique_ptr<pm::Client>> {
                      return absl::InternalError("no channel");
                    }),

@@ -18,6 +18,10 @@ namespace {
 
 using pm::v1::ProcessStatus;
 
+// The width of a status block's labels: one value column whichever fields
+// are present, so that blocks of running and ended processes line up alike.
+constexpr size_t kLabelWidth = sizeof("termination:  ") - 1;
+
 ExitStatus EndOf(const ProcessStatus& status) {
   return status.state() == ProcessStatus::STATE_SIGNALED
              ? ExitStatus::Signaled(status.signal(), status.core_dumped())
@@ -152,6 +156,61 @@ std::string FormatBytes(uint64_t bytes) {
   return absl::StrFormat("%.1f %s", value, units[unit]);
 }
 
+std::string FormatExactBytes(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  size_t unit = 0;
+  while (bytes != 0 && bytes % 1024 == 0 &&
+         unit + 1 < sizeof(units) / sizeof(units[0])) {
+    bytes /= 1024;
+    ++unit;
+  }
+  return absl::StrCat(bytes, " ", units[unit]);
+}
+
+std::string IsolationName(pm::v1::Isolation isolation) {
+  switch (isolation) {
+    case pm::v1::ISOLATION_PID:
+      return "pid";
+    case pm::v1::ISOLATION_NET:
+      return "net";
+    case pm::v1::ISOLATION_MOUNT:
+      return "mount";
+    default:
+      return "unknown";
+  }
+}
+
+std::string FormatLimits(const pm::v1::Limits& limits) {
+  std::vector<std::string> parts;
+  if (limits.memory_bytes() > 0) {
+    parts.push_back(
+        absl::StrCat("memory ", FormatExactBytes(limits.memory_bytes())));
+  }
+  if (limits.cpus() > 0) parts.push_back(absl::StrCat("cpus ", limits.cpus()));
+  if (limits.pids() > 0) parts.push_back(absl::StrCat("pids ", limits.pids()));
+  if (limits.io_weight() > 0) {
+    parts.push_back(absl::StrCat("io weight ", limits.io_weight()));
+  }
+  return absl::StrJoin(parts, ", ");
+}
+
+std::string DescribeOom(const ProcessStatus& status) {
+  const uint64_t kills = status.usage().oom_kills();
+  if (!status.oom_killed() && kills == 0) return "";
+  const std::string why =
+      status.limits().memory_bytes() > 0
+          ? absl::StrCat("(memory limit ",
+                         FormatExactBytes(status.limits().memory_bytes()),
+                         " reached)")
+          : std::string("(out of memory)");
+  if (status.oom_killed()) {
+    return absl::StrCat("killed by the OOM killer ", why);
+  }
+  return absl::StrCat("the OOM killer killed ", kills,
+                      kills == 1 ? " process" : " processes", " of its tree ",
+                      why);
+}
+
 std::string FormatRunTime(absl::Duration duration) {
   if (duration <= absl::ZeroDuration()) return "0s";
   const absl::Duration unit =
@@ -180,12 +239,66 @@ std::string AlignColumns(const std::vector<std::vector<std::string>>& rows) {
   return text;
 }
 
+namespace {
+
+// The `usage:` section of the status block: one line per resource of the
+// whole tree, with what its limit did; "" when nothing is accounted.
+std::string FormatUsage(const pm::v1::ResourceUsage& usage) {
+  std::vector<std::vector<std::string>> rows;
+  if (usage.has_memory_bytes() || usage.has_memory_peak_bytes()) {
+    std::vector<std::string> notes;
+    if (usage.has_memory_peak_bytes()) {
+      notes.push_back(
+          absl::StrCat("peak ", FormatBytes(usage.memory_peak_bytes())));
+    }
+    if (usage.memory_limit_hits() > 0) {
+      notes.push_back(absl::StrCat("reached the limit ",
+                                   usage.memory_limit_hits(), " times"));
+    }
+    std::string value = usage.has_memory_bytes()
+                            ? FormatBytes(usage.memory_bytes())
+                            : std::string("-");
+    if (!notes.empty()) absl::StrAppend(&value, " (", absl::StrJoin(notes, "; "), ")");
+    rows.push_back({"memory", value});
+  }
+  if (usage.has_cpu_time()) {
+    std::string value = FormatRunTime(FromProtoDuration(usage.cpu_time()));
+    if (usage.cpu_throttled_periods() > 0) {
+      absl::StrAppend(&value, " (throttled in ", usage.cpu_throttled_periods(),
+                      " of ", usage.cpu_periods(), " periods, ",
+                      FormatRunTime(FromProtoDuration(usage.cpu_throttled_time())),
+                      " in all)");
+    }
+    rows.push_back({"cpu time", value});
+  }
+  if (usage.has_tasks() || usage.task_limit_hits() > 0) {
+    std::string value = absl::StrCat(usage.tasks());
+    if (usage.task_limit_hits() > 0) {
+      absl::StrAppend(&value, " (", usage.task_limit_hits(),
+                      usage.task_limit_hits() == 1 ? " fork" : " forks",
+                      " failed at the limit)");
+    }
+    rows.push_back({"tasks", value});
+  }
+  if (usage.oom_kills() > 0) {
+    rows.push_back({"oom kills", absl::StrCat(usage.oom_kills())});
+  }
+  if (rows.empty()) return "";
+  std::string section = "usage:\n";
+  for (const auto& row : rows) {
+    // The values line up with the block's.
+    absl::StrAppend(&section, "  ", row[0], ":",
+                    std::string(kLabelWidth - row[0].size() - 3, ' '), row[1],
+                    "\n");
+  }
+  return section;
+}
+
+}  // namespace
+
 std::string FormatStatusBlock(const ProcessStatus& status,
                               absl::TimeZone zone) {
   const bool running = !HasEnded(status);
-  // One value column whichever fields are present, so that blocks of
-  // running and ended processes line up alike.
-  constexpr size_t kLabelWidth = sizeof("termination:  ") - 1;
   std::string block;
   auto add = [&block](absl::string_view name, absl::string_view value) {
     absl::StrAppend(&block, name, ":",
@@ -194,6 +307,9 @@ std::string FormatStatusBlock(const ProcessStatus& status,
   };
   add("id", status.id());
   add("state", StateName(status.state()));
+  // Near the top: it is the first thing to know about such a process.
+  const std::string oom = DescribeOom(status);
+  if (!oom.empty()) add("OOM", oom);
   add("pid", status.pid() > 0 ? absl::StrCat(status.pid()) : "-");
   add("command", FormatCommand(status));
   if (!status.resolved_executable().empty() &&
@@ -212,16 +328,29 @@ std::string FormatStatusBlock(const ProcessStatus& status,
     const std::string how = DescribeTermination(status.termination());
     if (!how.empty()) add("termination", how);
   }
+  if (!status.end_reason().empty()) add("end reason", status.end_reason());
   // The count is final once the process has ended; a running process may
   // not have reported it yet, and "0 B" would then mislead.
   if (!running || status.output_bytes() > 0) {
     add("output", absl::StrCat(FormatBytes(status.output_bytes()), " (",
                                status.output_bytes(), " bytes)"));
   }
+  const std::string limits = FormatLimits(status.limits());
+  if (!limits.empty()) add("limits", limits);
+  if (!status.isolation().empty()) {
+    std::vector<std::string> names;
+    for (int isolation : status.isolation()) {
+      names.push_back(
+          IsolationName(static_cast<pm::v1::Isolation>(isolation)));
+    }
+    add("isolation", absl::StrJoin(names, ", "));
+  }
+  if (!status.cgroup().empty()) add("cgroup", status.cgroup());
   if (running) {
     add("rss", FormatBytes(status.rss_bytes()));
     add("threads", absl::StrCat(status.threads()));
   }
+  absl::StrAppend(&block, FormatUsage(status.usage()));
   if (status.proc_status().empty()) return block;
 
   // A protobuf map has no order; sorted names read better than a random one.
@@ -245,7 +374,8 @@ std::string FormatTable(const pm::v1::ListResponse& list, absl::TimeZone zone) {
       exit = absl::StrCat(status.exit_code());
     } else if (status.state() == ProcessStatus::STATE_SIGNALED) {
       exit = absl::StrCat(SignalName(status.signal()),
-                          status.core_dumped() ? " (core)" : "");
+                          status.core_dumped() ? " (core)" : "",
+                          status.oom_killed() ? " (OOM)" : "");
     }
     rows.push_back({status.id(), StateName(status.state()),
                     status.pid() > 0 ? absl::StrCat(status.pid()) : "-", exit,

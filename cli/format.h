@@ -51,18 +51,38 @@ std::string FormatCommand(const pm::v1::ProcessStatus& status);
 // "512 B", "1.5 KiB", "12.0 MiB".
 std::string FormatBytes(uint64_t bytes);
 
+// A size as given, without rounding: in the largest binary unit that
+// divides it ("256 MiB", "1536 KiB"), else in bytes ("1000000 B").
+std::string FormatExactBytes(uint64_t bytes);
+
+// "pid", "net", "mount" (as --isolate takes them); "unknown" otherwise.
+std::string IsolationName(pm::v1::Isolation isolation);
+
+// The limits on one line: "memory 256 MiB, cpus 0.5, pids 64, io weight
+// 200"; "" when there are none.
+std::string FormatLimits(const pm::v1::Limits& limits);
+
+// What the OOM killer did to the process's tree, or "" when it did nothing:
+// "killed by the OOM killer (memory limit 32 MiB reached)" when it ended
+// the process itself, "the OOM killer killed 1 process of its tree (memory
+// limit 32 MiB reached)" when only descendants.
+std::string DescribeOom(const pm::v1::ProcessStatus& status);
+
 // A run time to the millisecond below 10 s, else to the second: "250ms",
 // "3.5s", "1h2m3s".
 std::string FormatRunTime(absl::Duration duration);
 
-// The `pm status` block: one "field: value" line each (state, pid, command,
-// started, run time, the end and how it came, rss, threads, ...), then the
-// /proc status fields sorted by name. Times are shown in `zone`.
+// The `pm status` block: one "field: value" line each (state, an OOM line
+// when the OOM killer struck, pid, command, started, run time, the end and
+// how it came, limits, namespaces, cgroup, rss, threads, ...), then the
+// resource usage of the whole tree, then the /proc status fields sorted by
+// name. Sizes and times in human units; times of day in `zone`.
 std::string FormatStatusBlock(const pm::v1::ProcessStatus& status,
                               absl::TimeZone zone);
 
 // The `pm list` table: a header, then one aligned row per process (UUID,
-// STATE, PID, EXIT, STARTED, COMMAND) in the order given.
+// STATE, PID, EXIT, STARTED, COMMAND) in the order given. EXIT says
+// "SIGKILL (OOM)" for a process the OOM killer ended.
 std::string FormatTable(const pm::v1::ListResponse& list, absl::TimeZone zone);
 
 // Rows of cells as columns padded to the widest cell, two spaces apart; the

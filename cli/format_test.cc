@@ -136,6 +136,117 @@ TEST(FormatTest, StatusBlockOfAnEndedProcess) {
   EXPECT_THAT(block, Not(HasSubstr("proc status:")));
 }
 
+TEST(FormatTest, ExactSizesAndLimits) {
+  EXPECT_EQ(FormatExactBytes(256u << 20), "256 MiB");
+  EXPECT_EQ(FormatExactBytes(1536u << 10), "1536 KiB");
+  EXPECT_EQ(FormatExactBytes(3ull << 40), "3 TiB");
+  EXPECT_EQ(FormatExactBytes(1000000), "1000000 B");
+  EXPECT_EQ(FormatExactBytes(0), "0 B");
+  pm::v1::Limits limits;
+  EXPECT_EQ(FormatLimits(limits), "");
+  limits.set_memory_bytes(32 << 20);
+  EXPECT_EQ(FormatLimits(limits), "memory 32 MiB");
+  limits.set_cpus(0.5);
+  limits.set_pids(64);
+  limits.set_io_weight(200);
+  EXPECT_EQ(FormatLimits(limits),
+            "memory 32 MiB, cpus 0.5, pids 64, io weight 200");
+  EXPECT_EQ(IsolationName(pm::v1::ISOLATION_PID), "pid");
+  EXPECT_EQ(IsolationName(pm::v1::ISOLATION_NET), "net");
+  EXPECT_EQ(IsolationName(pm::v1::ISOLATION_MOUNT), "mount");
+}
+
+TEST(FormatTest, DescribeOom) {
+  ProcessStatus killed = Signaled(9);
+  EXPECT_EQ(DescribeOom(killed), "");
+  killed.set_oom_killed(true);
+  killed.mutable_usage()->set_oom_kills(1);
+  EXPECT_EQ(DescribeOom(killed), "killed by the OOM killer (out of memory)");
+  killed.mutable_limits()->set_memory_bytes(32 << 20);
+  EXPECT_EQ(DescribeOom(killed),
+            "killed by the OOM killer (memory limit 32 MiB reached)");
+  // The shell survived; the child it waited for did not.
+  ProcessStatus shell = Exited(137);
+  shell.mutable_limits()->set_memory_bytes(32 << 20);
+  shell.mutable_usage()->set_oom_kills(1);
+  EXPECT_EQ(DescribeOom(shell),
+            "the OOM killer killed 1 process of its tree (memory limit 32 MiB "
+            "reached)");
+}
+
+TEST(FormatTest, StatusBlockOfAnOomKilledProcessWithLimits) {
+  ProcessStatus status = Signaled(9);
+  status.set_oom_killed(true);
+  status.set_end_reason(
+      "killed by signal 9 (SIGKILL): the OOM killer ended it (memory limit 32 "
+      "MiB reached)");
+  status.mutable_limits()->set_memory_bytes(32 << 20);
+  status.mutable_limits()->set_pids(64);
+  status.add_isolation(pm::v1::ISOLATION_PID);
+  status.add_isolation(pm::v1::ISOLATION_NET);
+  status.set_cgroup("/sys/fs/cgroup/pm/p-0b5e7c4a");
+  pm::v1::ResourceUsage& usage = *status.mutable_usage();
+  usage.set_memory_bytes(0);
+  usage.set_memory_peak_bytes(32 << 20);
+  usage.set_memory_limit_hits(412);
+  usage.mutable_cpu_time()->set_nanos(250000000);
+  usage.set_tasks(0);
+  usage.set_task_limit_hits(0);
+  usage.set_oom_kills(1);
+  usage.set_cpu_periods(0);
+  usage.set_cpu_throttled_periods(0);
+  const std::string block = FormatStatusBlock(status, absl::UTCTimeZone());
+  EXPECT_EQ(block,
+            "id:           0b5e7c4a-8a3f-4a57-9d5e-1f2a3b4c5d6e\n"
+            "state:        signaled\n"
+            "OOM:          killed by the OOM killer (memory limit 32 MiB "
+            "reached)\n"
+            "pid:          4242\n"
+            "command:      sleep 100\n"
+            "executable:   /usr/bin/sleep\n"
+            "started:      2023-11-14 22:13:20 UTC\n"
+            "ended:        2023-11-14 22:13:22 UTC\n"
+            "run time:     2.5s\n"
+            "exit:         killed by signal 9 (SIGKILL)\n"
+            "termination:  ended by itself\n"
+            "end reason:   killed by signal 9 (SIGKILL): the OOM killer ended "
+            "it (memory limit 32 MiB reached)\n"
+            "output:       12 B (12 bytes)\n"
+            "limits:       memory 32 MiB, pids 64\n"
+            "isolation:    pid, net\n"
+            "cgroup:       /sys/fs/cgroup/pm/p-0b5e7c4a\n"
+            "usage:\n"
+            "  memory:     0 B (peak 32.0 MiB; reached the limit 412 times)\n"
+            "  cpu time:   250ms\n"
+            "  tasks:      0\n"
+            "  oom kills:  1\n");
+}
+
+TEST(FormatTest, UsageOfARunningProcessShowsThrottlingAndRefusedForks) {
+  ProcessStatus status = Running();
+  status.clear_proc_status();
+  pm::v1::ResourceUsage& usage = *status.mutable_usage();
+  usage.set_memory_bytes(3 << 20);
+  usage.mutable_cpu_time()->set_seconds(12);
+  usage.set_cpu_periods(400);
+  usage.set_cpu_throttled_periods(120);
+  usage.mutable_cpu_throttled_time()->set_seconds(6);
+  usage.set_tasks(8);
+  usage.set_task_limit_hits(1);
+  const std::string block = FormatStatusBlock(status, absl::UTCTimeZone());
+  EXPECT_THAT(block, HasSubstr("threads:      1\n"
+                               "usage:\n"
+                               "  memory:     3.0 MiB\n"
+                               "  cpu time:   12s (throttled in 120 of 400 "
+                               "periods, 6s in all)\n"
+                               "  tasks:      8 (1 fork failed at the limit)\n"));
+  EXPECT_THAT(block, Not(HasSubstr("OOM")));
+  EXPECT_THAT(block, Not(HasSubstr("limits:")));
+  // Without cgroups there is no usage at all.
+  EXPECT_THAT(FormatStatusBlock(Running(), absl::UTCTimeZone()),
+              Not(HasSubstr("usage:")));
+}
+
 TEST(FormatTest, TableIsAlignedNewestFirstAsGiven) {
   pm::v1::ListResponse list;
   ProcessStatus newest = Running();
@@ -162,6 +273,15 @@ TEST(FormatTest, TableIsAlignedNewestFirstAsGiven) {
       "2023-11-14 22:13:20  sleep 100\n"
       "00000000-0000-4000-8000-000000000000  signaled  4242  SIGSEGV (core)  "
       "2023-11-14 22:13:20  sleep 100\n");
+}
+
+TEST(FormatTest, TableMarksOomKills) {
+  pm::v1::ListResponse list;
+  ProcessStatus killed = Signaled(9);
+  killed.set_oom_killed(true);
+  *list.add_processes() = killed;
+  EXPECT_THAT(FormatTable(list, absl::UTCTimeZone()),
+              HasSubstr("  SIGKILL (OOM)  "));
 }
 
 TEST(FormatTest, EmptyTableHasItsHeader) {

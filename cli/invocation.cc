@@ -10,12 +10,18 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "cli/flags.h"
+#include "cli/limits.h"
 
 namespace pm::cli {
 namespace {
 
 // Help lines end before this column.
 constexpr size_t kHelpWidth = 79;
+
+constexpr char kUsage[] =
+    "usage: pm [--runtime_dir DIR] COMMAND [FLAGS] [ARGS...]\n"
+    "       pm --gateway HOST:PORT --ca FILE --cert FILE --key FILE --user NAME\n"
+    "          [--password_file FILE] COMMAND [FLAGS] [ARGS...]\n";
 
 struct CommandInfo {
   Command command;
@@ -54,13 +60,39 @@ std::vector<FlagSpec> StartFlags() {
       {"cwd", FlagSpec::kValue, "DIR",
        "the working directory (relative to the current one); default: the "
        "supervisor's"},
+      {"memory", FlagSpec::kValue, "SIZE",
+       "memory limit (RAM and swap) of the process and its descendants: "
+       "bytes, or K, M, G with binary units (256M, 1.5G); past it the OOM "
+       "killer ends a process"},
+      {"cpus", FlagSpec::kValue, "N",
+       "CPU limit in cores, 0.01 to 100000: 0.5 is half a core, 2 two cores"},
+      {"pids", FlagSpec::kValue, "N",
+       "most tasks (processes and threads) alive at once; fork and clone "
+       "fail beyond it"},
+      {"io-weight", FlagSpec::kValue, "N",
+       "relative IO weight, 1 to 10000 (the kernel's default is 100)"},
+      {"isolate", FlagSpec::kValue, "pid,net,mount",
+       "namespaces of its own, comma-separated (repeatable): pid (it is PID "
+       "1 and sees only its own processes; implies mount), net (only a "
+       "loopback interface), mount (private mounts)",
+       /*repeated=*/true},
   };
 }
+
+// The paragraph of start's and run's help on --memory, --cpus, --pids,
+// --io-weight and --isolate.
+constexpr char kLimitsHelp[] =
+    "Limits (--memory, --cpus, --pids, --io-weight) hold for the process and\n"
+    "every process it starts, through its cgroup. A limit the host cannot\n"
+    "enforce fails the start, naming what is missing: none is ever ignored.\n"
+    "A process past --memory is killed by the OOM killer (exit 137), which\n"
+    "`pm status` shows. --isolate gives it namespaces of its own.";
 
 const std::vector<CommandInfo>& Commands() {
   static const auto* commands = new std::vector<CommandInfo>{
       {Command::kStart, "start", "",
-       "[--env K=V]... [--inherit-env] [--cwd DIR] -- EXECUTABLE [ARGS...]",
+       "[--env K=V]... [--inherit-env] [--cwd DIR] [LIMITS] "
+       "[--isolate LIST] -- EXECUTABLE [ARGS...]",
        "start a process and print its UUID",
        "Starts EXECUTABLE with ARGS and prints the new process's UUID alone "
        "on\n"
@@ -70,10 +102,12 @@ const std::vector<CommandInfo>& Commands() {
        "after the first word that is not a flag) is the command, verbatim.\n"
        "\n"
        "The process's environment is only what --env gives (and a default\n"
-       "PATH) unless --inherit-env copies pm's own first. If the process "
-       "cannot\n"
-       "be started, for example because EXECUTABLE does not exist, nothing is\n"
-       "started and the OS error is printed.",
+       "PATH) unless --inherit-env copies pm's own first ($PM_PASSWORD "
+       "aside).\n"
+       "If the process cannot be started, for example because EXECUTABLE does\n"
+       "not exist, nothing is started and the OS error is printed.\n"
+       "\n" +
+           std::string(kLimitsHelp),
        [] {
          std::vector<FlagSpec> flags = StartFlags();
          flags.push_back(OutputFlag());
@@ -81,7 +115,8 @@ const std::vector<CommandInfo>& Commands() {
        }(),
        /*takes_output=*/true, /*takes_command=*/true},
       {Command::kRun, "run", "",
-       "[--env K=V]... [--inherit-env] [--cwd DIR] -- EXECUTABLE [ARGS...]",
+       "[--env K=V]... [--inherit-env] [--cwd DIR] [LIMITS] "
+       "[--isolate LIST] -- EXECUTABLE [ARGS...]",
        "start a process, print its output, exit with its exit code",
        "Starts a process as `pm start` does, prints its output (stdout and\n"
        "stderr, from the first byte) on stdout as it comes, and exits with "
@@ -92,7 +127,12 @@ const std::vector<CommandInfo>& Commands() {
        "Ctrl+C stops the process (SIGTERM, then SIGKILL after --grace) and\n"
        "keeps printing its output until it has ended; pm then exits with its\n"
        "code (143 for SIGTERM). A second Ctrl+C leaves at once (exit 130) and\n"
-       "lets the stop carry on. If pm itself fails, it prints why and exits 1.",
+       "lets the stop carry on. If pm itself fails, it prints why and exits 1.\n"
+       "\n" +
+           std::string(kLimitsHelp) +
+           "\nWhen the OOM killer ended the process or one of its "
+           "descendants, pm\n"
+           "says so on stderr.",
        [] {
          std::vector<FlagSpec> flags = StartFlags();
          flags.push_back(GraceFlag("when Ctrl+C stops the process"));
@@ -120,9 +160,11 @@ const std::vector<CommandInfo>& Commands() {
        "Shows a process's record: state, pid, command, start time, run time,\n"
        "how it ended (exit code or signal, core dump, whether a stop ended "
        "it),\n"
-       "its output size and, while it runs, its memory, threads and the "
-       "fields\n"
-       "of /proc/PID/status.",
+       "its output size, its limits and namespaces, the resource usage of its\n"
+       "whole tree (memory now and at peak, CPU time, tasks, OOM kills, limit\n"
+       "hits, CPU throttling) and, while it runs, its memory, threads and the\n"
+       "fields of /proc/PID/status. A process the OOM killer ended, or one\n"
+       "whose descendants it killed, gets an \"OOM:\" line near the top.",
        {OutputFlag()},
        /*takes_output=*/true},
       {Command::kList,
@@ -182,19 +224,39 @@ const CommandInfo* FindCommand(absl::string_view word) {
   return nullptr;
 }
 
-std::vector<FlagSpec> GlobalFlags() {
+FlagSpec HelpFlag() {
+  return {"help", FlagSpec::kBool, "", "show this help", false, 'h'};
+}
+
+// Where the commands go: the local sockets, or a gateway. Their names are
+// gflags' too (main.cc), so they keep its underscores.
+std::vector<FlagSpec> ConnectionFlags() {
   return {
       {"runtime_dir", FlagSpec::kValue, "DIR",
        "the directory of the services' unix sockets (default: "
        "$PM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/pm, else /tmp/pm-UID)"},
-      {"help", FlagSpec::kBool, "", "show this help", false, 'h'},
+      {"gateway", FlagSpec::kValue, "HOST:PORT",
+       "go through the pm gateway at HOST:PORT (mutual TLS and a user's "
+       "password) instead of the local sockets; needs the flags below"},
+      {"ca", FlagSpec::kValue, "FILE",
+       "with --gateway: the CA certificate (PEM) the gateway's certificate "
+       "chains to"},
+      {"cert", FlagSpec::kValue, "FILE",
+       "with --gateway: this client's certificate (PEM)"},
+      {"key", FlagSpec::kValue, "FILE",
+       "with --gateway: this client's private key (PEM)"},
+      {"user", FlagSpec::kValue, "NAME", "with --gateway: the user name"},
+      {"password_file", FlagSpec::kValue, "FILE",
+       "with --gateway: the file whose first line is the password (default: "
+       "the password in $PM_PASSWORD; there is no --password flag)"},
   };
 }
 
 // The command's flags and the global ones it accepts after its name.
 std::vector<FlagSpec> Specs(const CommandInfo& info) {
   std::vector<FlagSpec> specs = info.flags;
-  for (FlagSpec& spec : GlobalFlags()) specs.push_back(std::move(spec));
+  for (FlagSpec& spec : ConnectionFlags()) specs.push_back(std::move(spec));
+  specs.push_back(HelpFlag());
   return specs;
 }
 
@@ -298,6 +360,40 @@ absl::Status AddEnv(absl::string_view assignment,
   return absl::OkStatus();
 }
 
+// --memory, --cpus, --pids, --io-weight and --isolate into `start`.
+absl::Status ParseLimits(const ParsedFlags& flags,
+                         pm::v1::StartRequest& start) {
+  pm::v1::Limits& limits = *start.mutable_limits();
+  if (flags.Has("memory")) {
+    absl::StatusOr<uint64_t> memory =
+        ParseByteSize("--memory", flags.Get("memory"));
+    if (!memory.ok()) return memory.status();
+    limits.set_memory_bytes(*memory);
+  }
+  if (flags.Has("cpus")) {
+    absl::StatusOr<double> cpus = ParseCpus(flags.Get("cpus"));
+    if (!cpus.ok()) return cpus.status();
+    limits.set_cpus(*cpus);
+  }
+  if (flags.Has("pids")) {
+    absl::StatusOr<uint32_t> pids = ParsePids(flags.Get("pids"));
+    if (!pids.ok()) return pids.status();
+    limits.set_pids(*pids);
+  }
+  if (flags.Has("io-weight")) {
+    absl::StatusOr<uint32_t> weight = ParseIoWeight(flags.Get("io-weight"));
+    if (!weight.ok()) return weight.status();
+    limits.set_io_weight(*weight);
+  }
+  // No limit asked for: no Limits message on the wire either.
+  if (limits.ByteSizeLong() == 0) start.clear_limits();
+  for (const std::string& list : flags.GetAll("isolate")) {
+    absl::Status added = AddIsolation(list, start);
+    if (!added.ok()) return added;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseStart(const ParsedFlags& flags,
                         const Environment& environment,
                         Invocation& invocation) {
@@ -313,6 +409,10 @@ absl::Status ParseStart(const ParsedFlags& flags,
     for (const std::string& variable : environment.variables) {
       const size_t eq = variable.find('=');
       if (eq == std::string::npos || eq == 0) continue;
+      // pm's own secret stays pm's: the process would otherwise carry the
+      // gateway password in its environment (`--env PM_PASSWORD` still
+      // passes it on for whoever means to).
+      if (variable.compare(0, eq, kPasswordVariable) == 0) continue;
       (*start.mutable_env())[variable.substr(0, eq)] = variable.substr(eq + 1);
     }
   }
@@ -329,7 +429,7 @@ absl::Status ParseStart(const ParsedFlags& flags,
                               ? cwd
                               : absl::StrCat(environment.cwd, "/", cwd));
   }
-  return absl::OkStatus();
+  return ParseLimits(flags, start);
 }
 
 absl::Status TakeId(const CommandInfo& info, const ParsedFlags& flags,
@@ -398,7 +498,120 @@ absl::Status ParseArguments(const CommandInfo& info, const ParsedFlags& flags,
   return absl::OkStatus();
 }
 
+// A global flag's value: given after the command, else before it.
+std::string Pick(const ParsedFlags& flags, const std::string& name,
+                 const std::string& before) {
+  return flags.Has(name) ? flags.Get(name) : before;
+}
+
+// "HOST:PORT" with a host and a port number, as gRPC takes it.
+absl::Status CheckTarget(absl::string_view target) {
+  const size_t colon = target.rfind(':');
+  uint32_t port = 0;
+  if (colon == absl::string_view::npos || colon == 0 ||
+      !absl::SimpleAtoi(target.substr(colon + 1), &port) || port == 0 ||
+      port > 65535) {
+    return Usage(absl::StrCat("--gateway takes HOST:PORT (e.g. localhost:8080), "
+                              "not \"",
+                              target, "\""));
+  }
+  return absl::OkStatus();
+}
+
+// The local runtime dir, or the gateway and all it needs.
+absl::StatusOr<Connection> ParseConnection(const ParsedFlags& flags,
+                                           const GlobalOptions& defaults,
+                                           const Environment& environment) {
+  Connection connection;
+  connection.runtime_dir = Pick(flags, "runtime_dir", defaults.runtime_dir);
+  if (connection.runtime_dir.empty()) return Usage("--runtime_dir is empty");
+  if (flags.Has("gateway") && flags.Get("gateway").empty()) {
+    return Usage("--gateway is empty");
+  }
+  pm::RemoteOptions remote;
+  remote.target = Pick(flags, "gateway", defaults.gateway);
+  remote.ca_file = Pick(flags, "ca", defaults.ca_file);
+  remote.cert_file = Pick(flags, "cert", defaults.cert_file);
+  remote.key_file = Pick(flags, "key", defaults.key_file);
+  remote.user = Pick(flags, "user", defaults.user);
+  remote.password_file = Pick(flags, "password_file", defaults.password_file);
+  // The flags that only mean something with --gateway, and their values.
+  const std::vector<std::pair<std::string, const std::string*>> options = {
+      {"--ca FILE", &remote.ca_file},
+      {"--cert FILE", &remote.cert_file},
+      {"--key FILE", &remote.key_file},
+      {"--user NAME", &remote.user},
+      {"--password_file FILE", &remote.password_file},
+  };
+
+  if (remote.target.empty()) {
+    // Ignoring them would send the command to the local stack instead of
+    // where the user meant it to go.
+    std::vector<std::string> stray;
+    for (const auto& [flag, value] : options) {
+      if (!value->empty()) stray.push_back(flag.substr(0, flag.find(' ')));
+    }
+    if (!stray.empty()) {
+      return Usage(absl::StrCat(absl::StrJoin(stray, ", "),
+                                stray.size() == 1 ? " applies" : " apply",
+                                " only with --gateway HOST:PORT"));
+    }
+    return connection;
+  }
+  absl::Status checked = CheckTarget(remote.target);
+  if (!checked.ok()) return checked;
+  std::vector<std::string> missing;
+  for (size_t i = 0; i + 1 < options.size(); ++i) {  // all but password_file
+    if (options[i].second->empty()) missing.push_back(options[i].first);
+  }
+  if (!missing.empty()) {
+    return Usage(
+        absl::StrCat("--gateway also needs ", absl::StrJoin(missing, ", ")));
+  }
+  if (remote.password_file.empty()) {
+    remote.password = Lookup(environment, kPasswordVariable).value_or("");
+    if (remote.password.empty()) {
+      return Usage(absl::StrCat("--gateway needs the password of ",
+                                remote.user, ": set $", kPasswordVariable,
+                                " or give --password_file FILE"));
+    }
+  }
+  connection.gateway = std::move(remote);
+  return connection;
+}
+
+// Whether the global flag `name` (canonical, without "=value") takes the next
+// word as its value.
+bool TakesValue(const std::string& name) {
+  if (name == "output") return true;
+  for (const FlagSpec& spec : ConnectionFlags()) {
+    if (spec.kind == FlagSpec::kValue && CanonicalFlagName(spec.name) == name) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
+
+std::string Connection::Describe() const {
+  return gateway ? absl::StrCat("the gateway at ", gateway->target)
+                 : runtime_dir;
+}
+
+bool IsPasswordFlag(absl::string_view arg) {
+  if (arg.size() < 2 || arg[0] != '-') return false;
+  absl::string_view name = absl::StripPrefix(arg.substr(1), "-");
+  name = name.substr(0, name.find('='));
+  return CanonicalFlagName(name) == "password";
+}
+
+std::string NoPasswordFlagMessage() {
+  return absl::StrCat(
+      "there is no --password flag: a command line is visible to every user "
+      "of the machine (ps, /proc); set $",
+      kPasswordVariable, " or give --password_file FILE");
+}
 
 bool IsCommand(absl::string_view word) { return FindCommand(word) != nullptr; }
 
@@ -415,7 +628,7 @@ SplitArgs SplitAtCommand(const std::vector<std::string>& args) {
     split.global_flags.push_back(arg);
     const std::string name = CanonicalFlagName(
         absl::StripPrefix(absl::StripPrefix(absl::string_view(arg), "-"), "-"));
-    if ((name == "runtime_dir" || name == "output") && i + 1 < args.size()) {
+    if (TakesValue(name) && i + 1 < args.size()) {
       split.global_flags.push_back(args[++i]);
     }
   }
@@ -435,6 +648,11 @@ absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& args,
   absl::StatusOr<ParsedFlags> flags =
       ParseFlags(Specs(*info), rest, info->takes_command);
   if (!flags.ok()) {
+    absl::string_view unknown = flags.status().message();
+    if (absl::ConsumePrefix(&unknown, "unknown flag ") &&
+        IsPasswordFlag(unknown)) {
+      return Usage(absl::StrCat(info->name, ": ", NoPasswordFlagMessage()));
+    }
     return Usage(absl::StrCat(info->name, ": ", flags.status().message()));
   }
 
@@ -444,9 +662,10 @@ absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& args,
     return invocation;
   }
   invocation.command = info->command;
-  invocation.runtime_dir = flags->Has("runtime_dir") ? flags->Get("runtime_dir")
-                                                     : defaults.runtime_dir;
-  if (invocation.runtime_dir.empty()) return Usage("--runtime_dir is empty");
+  absl::StatusOr<Connection> connection =
+      ParseConnection(*flags, defaults, environment);
+  if (!connection.ok()) return connection.status();
+  invocation.connection = *std::move(connection);
   absl::StatusOr<OutputFormat> output = ParseOutput(
       flags->Has("output") ? flags->Get("output") : defaults.output);
   if (!output.ok()) return output.status();
@@ -469,8 +688,7 @@ absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& args,
 std::string UsageText(absl::string_view command) {
   const CommandInfo* info = FindCommand(command);
   if (info == nullptr) {
-    return "usage: pm [--runtime_dir DIR] COMMAND [FLAGS] [ARGS...]\n"
-           "Run 'pm help' for the commands.\n";
+    return absl::StrCat(kUsage, "\nRun 'pm help' for the commands.\n");
   }
   return absl::StrCat("usage: pm ", info->name, " ", info->synopsis, "\n",
                       "Run 'pm ", info->name, " --help' for details.\n");
@@ -479,8 +697,14 @@ std::string UsageText(absl::string_view command) {
 std::string HelpText(absl::string_view command) {
   const CommandInfo* info = FindCommand(command);
   if (info != nullptr) {
-    return absl::StrCat("usage: pm ", info->name, " ", info->synopsis, "\n\n",
-                        info->details, "\n\nFlags:\n", FlagLines(Specs(*info)));
+    std::vector<FlagSpec> flags = info->flags;
+    flags.push_back(HelpFlag());
+    return absl::StrCat(
+        "usage: pm ", info->name, " ", info->synopsis, "\n\n", info->details,
+        "\n\nFlags:\n", FlagLines(flags),
+        "\nThe global flags (--runtime_dir, or --gateway and its --ca, --cert,\n"
+        "--key, --user, --password_file) go before or after the command; see\n"
+        "'pm help'.\n");
   }
   std::string commands;
   for (const CommandInfo& c : Commands()) {
@@ -490,15 +714,25 @@ std::string HelpText(absl::string_view command) {
   return absl::StrCat(
       "pm starts, stops, inspects and reads the output of Linux processes,\n"
       "each named by a UUID. It talks to the local pm services over the unix\n"
-      "sockets in the runtime dir (start them with `make up`).\n"
-      "\n"
-      "usage: pm [--runtime_dir DIR] COMMAND [FLAGS] [ARGS...]\n"
+      "sockets in the runtime dir (start them with `make up`), or with\n"
+      "--gateway to a pm gateway over mutual TLS, as a user with a password.\n"
+      "\n",
+      kUsage,
       "\n"
       "Commands:\n",
       commands,
       "\n"
       "Global flags (before or after the command):\n",
-      FlagLines({GlobalFlags()[0], OutputFlag()}),
+      [] {
+        std::vector<FlagSpec> flags = ConnectionFlags();
+        flags.push_back(OutputFlag());
+        return FlagLines(flags);
+      }(),
+      "\n"
+      "Environment:\n"
+      "  PM_PASSWORD     the password for --gateway, when --password_file is\n"
+      "                  not given (pm does not pass it on with --inherit-env)\n"
+      "  PM_RUNTIME_DIR  the default of --runtime_dir\n"
       "\n"
       "Exit codes: 0 success, 1 a failed operation, 2 bad usage, 130 Ctrl+C;\n"
       "run and wait exit with the process's code (128+N when signal N killed\n"
@@ -510,6 +744,10 @@ std::string HelpText(absl::string_view command) {
       "  pm stop --grace 2s \"$id\"\n"
       "  pm list\n"
       "  pm run --env GREETING=hi -- sh -c 'echo \"$GREETING\"; exit 3'\n"
+      "  pm run --memory 256M --cpus 0.5 --pids 64 --isolate=pid,net -- make\n"
+      "  pm --gateway=localhost:8080 --ca certs/dev/ca.pem \\\n"
+      "     --cert certs/dev/client.pem --key certs/dev/client.key \\\n"
+      "     --user demo --password_file certs/dev/demo.password list\n"
       "\n"
       "Run 'pm help COMMAND' or 'pm COMMAND --help' for a command's flags.\n");
 }

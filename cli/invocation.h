@@ -12,8 +12,13 @@
 //
 // Subcommands are dispatched by their first word. Each parses its own flags
 // (cli/flags.h), so `--env` repeats and everything after `--` is the command
-// verbatim. The global flags (--runtime_dir, --output) are accepted before
-// the command (through gflags, in main.cc) and after it (here).
+// verbatim. The global flags (--runtime_dir, --output, and --gateway with
+// its --ca, --cert, --key, --user, --password_file) are accepted before the
+// command (through gflags, in main.cc) and after it (here).
+//
+// There is no --password flag: a command line shows in `ps` and in
+// /proc/PID/cmdline to every user of the machine. The gateway's password
+// comes from $PM_PASSWORD or from the file --password_file names.
 #ifndef PM_CLI_INVOCATION_H_
 #define PM_CLI_INVOCATION_H_
 
@@ -24,6 +29,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/optional.h"
+#include "client/client.h"
 #include "pm/v1/process_manager.pb.h"
 
 namespace pm::cli {
@@ -39,10 +45,33 @@ inline constexpr int kExitInterrupted = 130;
 enum class Command { kHelp, kStart, kRun, kStop, kStatus, kList, kLogs, kWait };
 enum class OutputFormat { kText, kJson };
 
+// The environment variable that holds the gateway's password.
+inline constexpr char kPasswordVariable[] = "PM_PASSWORD";
+
 // The global flags' values given before the command (or their defaults).
 struct GlobalOptions {
   std::string runtime_dir;
   std::string output = "text";
+  // --gateway HOST:PORT and what reaching it takes; empty when not given.
+  std::string gateway;
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  std::string user;
+  std::string password_file;
+};
+
+// Where the commands go: the local services, or a gateway.
+struct Connection {
+  // The directory of the local services' sockets; not used with a gateway.
+  std::string runtime_dir;
+  // With --gateway: the Library's options for it, every file named and the
+  // password (from $PM_PASSWORD) or its file set.
+  absl::optional<pm::RemoteOptions> gateway;
+
+  // What a failure to connect names: "the gateway at host:8080", or the
+  // runtime dir.
+  std::string Describe() const;
 };
 
 // What pm's own process environment contributes to a start.
@@ -55,7 +84,7 @@ struct Invocation {
   Command command = Command::kHelp;
   // kHelp: the command to explain; "" for the overview.
   std::string help_topic;
-  std::string runtime_dir;
+  Connection connection;
   OutputFormat output = OutputFormat::kText;
   // The process of stop, status, logs and wait.
   std::string id;
@@ -70,7 +99,9 @@ struct Invocation {
 
 // Parses `args`: the command word and its arguments. INVALID_ARGUMENT with
 // a message fit for "pm: <message>" for an unknown command or flag, a
-// missing or extra argument, or a bad value.
+// missing or extra argument, a bad value, gateway flags without --gateway,
+// or --gateway without what it needs (--ca, --cert, --key, --user, and a
+// password in $PM_PASSWORD or --password_file).
 absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& args,
                                            const GlobalOptions& defaults,
                                            const Environment& environment);
@@ -89,6 +120,11 @@ SplitArgs SplitAtCommand(const std::vector<std::string>& args);
 
 // Whether `word` names a command ("ps" does: it is list's alias).
 bool IsCommand(absl::string_view word);
+
+// Whether `arg` is a --password flag ("--password=x", "-password"), which
+// pm refuses: what follows explains why and what to use instead.
+bool IsPasswordFlag(absl::string_view arg);
+std::string NoPasswordFlagMessage();
 
 // "usage: pm stop [--grace DURATION] [--output json] UUID" and a pointer to
 // the full help; the overview's usage for an unknown command.

@@ -46,7 +46,7 @@ TEST(InvocationTest, StartTakesRepeatedEnvAndTheCommandVerbatim) {
   EXPECT_THAT(invocation.start.args(), ElementsAre("-c", "echo $A", "--env"));
   EXPECT_THAT(invocation.start.env(),
               UnorderedElementsAre(Pair("A", "1"), Pair("B", "x=y")));
-  EXPECT_EQ(invocation.runtime_dir, "/run/pm");
+  EXPECT_EQ(invocation.connection.runtime_dir, "/run/pm");
   EXPECT_TRUE(invocation.start.working_dir().empty());
 }
 
@@ -74,6 +74,65 @@ TEST(InvocationTest, EnvWithoutValueCopiesThatVariable) {
               HasSubstr("NOPE is not set"));
   EXPECT_THAT(UsageError({"start", "--env", "=1", "--", "env"}),
               HasSubstr("the name is empty"));
+}
+
+TEST(InvocationTest, InheritEnvLeavesThePasswordOut) {
+  const Environment environment = {{"HOME=/h", "PM_PASSWORD=s3cret"}, "/"};
+  absl::StatusOr<Invocation> inherited = ParseInvocation(
+      {"start", "--inherit-env", "--", "env"}, Defaults(), environment);
+  ASSERT_TRUE(inherited.ok()) << inherited.status();
+  EXPECT_THAT(inherited->start.env(),
+              UnorderedElementsAre(Pair("HOME", "/h")));
+  // Asked for by name, it is passed on.
+  absl::StatusOr<Invocation> asked = ParseInvocation(
+      {"start", "--env", "PM_PASSWORD", "--", "env"}, Defaults(), environment);
+  ASSERT_TRUE(asked.ok()) << asked.status();
+  EXPECT_THAT(asked->start.env(),
+              UnorderedElementsAre(Pair("PM_PASSWORD", "s3cret")));
+}
+
+TEST(InvocationTest, StartTakesLimitsAndIsolation) {
+  Invocation invocation = MustParse(
+      {"run", "--memory", "256M", "--cpus=0.5", "--pids", "64",
+       "--io-weight=200", "--isolate=pid,net", "--isolate", "mount,pid", "--",
+       "make", "--memory", "1"});
+  const pm::v1::Limits& limits = invocation.start.limits();
+  EXPECT_EQ(limits.memory_bytes(), 256u << 20);
+  EXPECT_EQ(limits.cpus(), 0.5);
+  EXPECT_EQ(limits.pids(), 64u);
+  EXPECT_EQ(limits.io_weight(), 200u);
+  EXPECT_THAT(invocation.start.isolate(),
+              ElementsAre(pm::v1::ISOLATION_PID, pm::v1::ISOLATION_NET,
+                          pm::v1::ISOLATION_MOUNT));
+  // The command's own flags are its own.
+  EXPECT_THAT(invocation.start.args(), ElementsAre("--memory", "1"));
+  EXPECT_EQ(MustParse({"start", "--io_weight", "5", "--", "ls"})
+                .start.limits()
+                .io_weight(),
+            5u);
+}
+
+TEST(InvocationTest, StartWithoutLimitsSendsNone) {
+  Invocation invocation = MustParse({"start", "--", "ls"});
+  EXPECT_FALSE(invocation.start.has_limits());
+  EXPECT_THAT(invocation.start.isolate(), IsEmpty());
+}
+
+TEST(InvocationTest, BadLimitsAreUsageErrors) {
+  EXPECT_THAT(UsageError({"start", "--memory", "big", "--", "ls"}),
+              HasSubstr("--memory takes a size like 256M"));
+  EXPECT_THAT(UsageError({"start", "--memory=0", "--", "ls"}),
+              HasSubstr("--memory 0 is no size"));
+  EXPECT_THAT(UsageError({"run", "--cpus=-1", "--", "ls"}),
+              HasSubstr("--cpus takes a number of cores"));
+  EXPECT_THAT(UsageError({"run", "--cpus=0", "--", "ls"}),
+              HasSubstr("--cpus 0 is out of range"));
+  EXPECT_THAT(UsageError({"run", "--pids=0", "--", "ls"}),
+              HasSubstr("--pids takes a whole number"));
+  EXPECT_THAT(UsageError({"run", "--io-weight=20000", "--", "ls"}),
+              HasSubstr("--io-weight takes a whole number from 1 to 10000"));
+  EXPECT_THAT(UsageError({"run", "--isolate=user", "--", "ls"}),
+              HasSubstr("--isolate takes a comma-separated list"));
 }
 
 TEST(InvocationTest, RelativeCwdIsResolvedWhereTheUserIs) {
@@ -156,9 +215,109 @@ TEST(InvocationTest, OutputFormat) {
 }
 
 TEST(InvocationTest, RuntimeDirAfterTheCommandWins) {
-  EXPECT_EQ(MustParse({"list", "--runtime_dir=/x"}).runtime_dir, "/x");
-  EXPECT_EQ(MustParse({"list", "--runtime-dir", "/y"}).runtime_dir, "/y");
+  EXPECT_EQ(MustParse({"list", "--runtime_dir=/x"}).connection.runtime_dir,
+            "/x");
+  EXPECT_EQ(MustParse({"list", "--runtime-dir", "/y"}).connection.runtime_dir,
+            "/y");
   EXPECT_THAT(UsageError({"list", "--runtime_dir="}), HasSubstr("is empty"));
+}
+
+// Every flag that --gateway needs, after the command.
+std::vector<std::string> ThroughGateway(std::vector<std::string> args) {
+  for (const char* flag :
+       {"--gateway=127.0.0.1:8443", "--ca=/pki/ca.pem", "--cert=/pki/c.pem",
+        "--key=/pki/c.key", "--user=demo"}) {
+    args.push_back(flag);
+  }
+  return args;
+}
+
+absl::StatusOr<Invocation> ParseWithPassword(
+    const std::vector<std::string>& args, const GlobalOptions& defaults) {
+  return ParseInvocation(args, defaults,
+                         {{"HOME=/h", "PM_PASSWORD=s3cret"}, "/h"});
+}
+
+TEST(InvocationTest, GatewayAfterTheCommandWithThePasswordFromTheEnvironment) {
+  absl::StatusOr<Invocation> invocation =
+      ParseWithPassword(ThroughGateway({"status", "id"}), Defaults());
+  ASSERT_TRUE(invocation.ok()) << invocation.status();
+  ASSERT_TRUE(invocation->connection.gateway.has_value());
+  const pm::RemoteOptions& remote = *invocation->connection.gateway;
+  EXPECT_EQ(remote.target, "127.0.0.1:8443");
+  EXPECT_EQ(remote.ca_file, "/pki/ca.pem");
+  EXPECT_EQ(remote.cert_file, "/pki/c.pem");
+  EXPECT_EQ(remote.key_file, "/pki/c.key");
+  EXPECT_EQ(remote.user, "demo");
+  EXPECT_EQ(remote.password, "s3cret");
+  EXPECT_EQ(remote.password_file, "");
+  EXPECT_EQ(invocation->connection.Describe(), "the gateway at 127.0.0.1:8443");
+  EXPECT_EQ(invocation->id, "id");
+}
+
+TEST(InvocationTest, GatewayBeforeTheCommandWithAPasswordFile) {
+  GlobalOptions defaults = Defaults();
+  defaults.gateway = "[::1]:8443";
+  defaults.ca_file = "ca.pem";
+  defaults.cert_file = "c.pem";
+  defaults.key_file = "c.key";
+  defaults.user = "demo";
+  defaults.password_file = "/secrets/demo";
+  // The file wins over the environment: it was asked for on this line.
+  absl::StatusOr<Invocation> invocation =
+      ParseWithPassword({"list", "--user", "ops"}, defaults);
+  ASSERT_TRUE(invocation.ok()) << invocation.status();
+  ASSERT_TRUE(invocation->connection.gateway.has_value());
+  EXPECT_EQ(invocation->connection.gateway->target, "[::1]:8443");
+  EXPECT_EQ(invocation->connection.gateway->user, "ops");
+  EXPECT_EQ(invocation->connection.gateway->password_file, "/secrets/demo");
+  EXPECT_EQ(invocation->connection.gateway->password, "");
+}
+
+TEST(InvocationTest, WithoutGatewayTheLocalSockets) {
+  Invocation invocation = MustParse({"list"});
+  EXPECT_FALSE(invocation.connection.gateway.has_value());
+  EXPECT_EQ(invocation.connection.Describe(), "/run/pm");
+}
+
+TEST(InvocationTest, GatewayMistakesAreUsageErrors) {
+  EXPECT_EQ(UsageError({"list", "--ca=x", "--user", "demo"}),
+            "--ca, --user apply only with --gateway HOST:PORT");
+  EXPECT_EQ(UsageError({"list", "--password_file=/p"}),
+            "--password_file applies only with --gateway HOST:PORT");
+  EXPECT_EQ(UsageError({"list", "--gateway=gw:1", "--user=demo"}),
+            "--gateway also needs --ca FILE, --cert FILE, --key FILE");
+  EXPECT_EQ(UsageError({"list", "--gateway="}), "--gateway is empty");
+  for (const char* target : {"gw", "gw:", ":8443", "gw:http", "gw:0",
+                             "gw:65536"}) {
+    std::vector<std::string> args = ThroughGateway({"list"});
+    args.push_back("--gateway");  // the last one wins
+    args.push_back(target);
+    EXPECT_EQ(UsageError(args),
+              absl::StrCat("--gateway takes HOST:PORT (e.g. localhost:8080), "
+                           "not \"",
+                           target, "\""));
+  }
+  // No password anywhere (the test environment has no PM_PASSWORD).
+  EXPECT_EQ(UsageError(ThroughGateway({"list"})),
+            "--gateway needs the password of demo: set $PM_PASSWORD or give "
+            "--password_file FILE");
+}
+
+TEST(InvocationTest, ThereIsNoPasswordFlag) {
+  for (const char* flag : {"--password=x", "--password", "-password"}) {
+    EXPECT_THAT(UsageError({"list", flag, "x"}),
+                HasSubstr("list: there is no --password flag"))
+        << flag;
+    EXPECT_TRUE(IsPasswordFlag(flag)) << flag;
+  }
+  EXPECT_FALSE(IsPasswordFlag("--password_file=x"));
+  EXPECT_FALSE(IsPasswordFlag("--password-file"));
+  EXPECT_FALSE(IsPasswordFlag("password"));
+  EXPECT_THAT(NoPasswordFlagMessage(), HasSubstr("$PM_PASSWORD"));
+  // The command's own arguments are its own.
+  EXPECT_THAT(MustParse({"start", "--", "mysql", "--password=x"}).start.args(),
+              ElementsAre("--password=x"));
 }
 
 TEST(InvocationTest, Help) {
@@ -192,6 +351,12 @@ TEST(InvocationTest, SplitAtCommand) {
   EXPECT_THAT(split.global_flags, IsEmpty());
   EXPECT_THAT(split.command, ElementsAre("list"));
   EXPECT_THAT(SplitAtCommand({"-h"}).command, IsEmpty());
+  // Every global flag with a value takes the next word.
+  split = SplitAtCommand({"--gateway", "gw:1", "--ca", "a", "--cert", "b",
+                          "--key", "c", "--user", "u", "--password_file", "p",
+                          "list"});
+  EXPECT_EQ(split.global_flags.size(), 12u);
+  EXPECT_THAT(split.command, ElementsAre("list"));
 }
 
 TEST(InvocationTest, HelpTexts) {
@@ -205,6 +370,18 @@ TEST(InvocationTest, HelpTexts) {
   }
   EXPECT_THAT(HelpText("start"), HasSubstr("--inherit-env"));
   EXPECT_THAT(HelpText("run"), HasSubstr("Ctrl+C"));
+  for (const char* flag :
+       {"--memory SIZE", "--cpus N", "--pids N", "--io-weight N",
+        "--isolate pid,net,mount"}) {
+    EXPECT_THAT(HelpText("start"), HasSubstr(flag));
+    EXPECT_THAT(HelpText("run"), HasSubstr(flag));
+  }
+  for (const char* flag :
+       {"--gateway HOST:PORT", "--ca FILE", "--cert FILE", "--key FILE",
+        "--user NAME", "--password_file FILE", "PM_PASSWORD"}) {
+    EXPECT_THAT(overview, HasSubstr(flag));
+  }
+  EXPECT_THAT(HelpText("status"), HasSubstr("OOM"));
   EXPECT_THAT(
       UsageText("stop"),
       HasSubstr("usage: pm stop [--grace DURATION] [--output json] UUID"));

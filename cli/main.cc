@@ -1,6 +1,8 @@
 // pm: the command line of the process manager. Global flags with gflags,
 // then a subcommand that parses its own flags (cli/invocation.h); the
-// commands themselves are in cli/commands.cc.
+// commands themselves are in cli/commands.cc. With --gateway they go to a
+// gateway through the remote Library client, otherwise to the local
+// services' sockets.
 #include <gflags/gflags.h>
 #include <signal.h>
 #include <unistd.h>
@@ -16,7 +18,6 @@
 #include "cli/commands.h"
 #include "cli/interrupts.h"
 #include "cli/invocation.h"
-#include "client/client.h"
 #include "common/runtime_dir.h"
 
 extern char** environ;
@@ -26,6 +27,17 @@ DEFINE_string(runtime_dir, "",
               "$PM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/pm, else /tmp/pm-<uid>)");
 DEFINE_string(output, "text",
               "text, or json for start, stop, status, list and wait");
+// No --password: a command line is readable by every user (ps, /proc).
+DEFINE_string(gateway, "",
+              "HOST:PORT of a pm gateway to go through instead of the local "
+              "sockets");
+DEFINE_string(ca, "", "With --gateway: the CA certificate (PEM)");
+DEFINE_string(cert, "", "With --gateway: this client's certificate (PEM)");
+DEFINE_string(key, "", "With --gateway: this client's private key (PEM)");
+DEFINE_string(user, "", "With --gateway: the user name");
+DEFINE_string(password_file, "",
+              "With --gateway: the file whose first line is the password "
+              "(default: $PM_PASSWORD)");
 
 namespace {
 
@@ -71,6 +83,11 @@ bool CheckGlobalFlags(pm::cli::SplitArgs& split) {
       split.global_flags.clear();
       return true;
     }
+    if (pm::cli::IsPasswordFlag(split.global_flags[i])) {
+      std::cerr << "pm: " << pm::cli::NoPasswordFlagMessage() << "\n"
+                << pm::cli::UsageText("");
+      return false;
+    }
     gflags::CommandLineFlagInfo info;
     if (!gflags::GetCommandLineFlagInfo(name.c_str(), &info)) {
       std::cerr << "pm: unknown flag " << split.global_flags[i] << "\n"
@@ -114,6 +131,12 @@ int main(int argc, char** argv) {
   defaults.runtime_dir =
       FLAGS_runtime_dir.empty() ? pm::DefaultRuntimeDir() : FLAGS_runtime_dir;
   defaults.output = FLAGS_output;
+  defaults.gateway = FLAGS_gateway;
+  defaults.ca_file = FLAGS_ca;
+  defaults.cert_file = FLAGS_cert;
+  defaults.key_file = FLAGS_key;
+  defaults.user = FLAGS_user;
+  defaults.password_file = FLAGS_password_file;
   pm::cli::Environment environment;
   for (char** variable = environ; *variable != nullptr; ++variable) {
     environment.variables.emplace_back(*variable);
@@ -123,9 +146,8 @@ int main(int argc, char** argv) {
 
   pm::cli::Context context{&std::cout, &std::cerr, absl::LocalTimeZone(),
                            &interrupts};
-  const int code = pm::cli::RunCli(
-      split.command, defaults, environment, context,
-      [](const std::string& dir) { return pm::Client::ConnectLocal(dir); });
+  const int code = pm::cli::RunCli(split.command, defaults, environment,
+                                   context, pm::cli::Connect);
   std::cout.flush();
   return code;
 }
