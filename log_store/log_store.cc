@@ -45,6 +45,11 @@ absl::StatusOr<OutputLog::Update> LogStore::AppendData(OutputLog& log,
   return Account(log, log.AppendData(offset, stream, data));
 }
 
+absl::StatusOr<OutputLog::Update> LogStore::AppendOwnedData(
+    OutputLog& log, uint64_t offset, OutputStream stream, std::string&& data) {
+  return Account(log, log.AppendOwnedData(offset, stream, std::move(data)));
+}
+
 absl::StatusOr<OutputLog::Update> LogStore::AppendGap(OutputLog& log,
                                                       uint64_t offset,
                                                       uint64_t length) {

@@ -65,6 +65,10 @@ class LogStore {
   absl::StatusOr<OutputLog::Update> AppendData(OutputLog& log, uint64_t offset,
                                                OutputStream stream,
                                                absl::string_view data);
+  absl::StatusOr<OutputLog::Update> AppendOwnedData(OutputLog& log,
+                                                    uint64_t offset,
+                                                    OutputStream stream,
+                                                    std::string&& data);
   absl::StatusOr<OutputLog::Update> AppendGap(OutputLog& log, uint64_t offset,
                                               uint64_t length);
   absl::StatusOr<OutputLog::Update> Close(OutputLog& log, uint64_t end_offset);

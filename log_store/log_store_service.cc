@@ -119,7 +119,7 @@ class AppendReactor final
   }
 
  private:
-  absl::Status Handle(const AppendRequest& request) {
+  absl::Status Handle(AppendRequest& request) {
     switch (request.kind_case()) {
       case AppendRequest::kOpen: {
         if (log_ != nullptr) {
@@ -135,11 +135,14 @@ class AppendReactor final
       }
       case AppendRequest::kData: {
         PM_RETURN_IF_ERROR(RequireOpen("Data"));
-        const AppendRequest::Data& data = request.data();
+        // The request is ours until the next read: its bytes are moved
+        // into the store, not copied.
+        AppendRequest::Data& data = *request.mutable_data();
         PM_ASSIGN_OR_RETURN(
             OutputLog::Update update,
-            store_->AppendData(*log_, data.offset(), FromProto(data.stream()),
-                               data.data()));
+            store_->AppendOwnedData(*log_, data.offset(),
+                                    FromProto(data.stream()),
+                                    std::move(*data.mutable_data())));
         SetAck(update.end_offset, update.closed, /*force=*/false);
         return absl::OkStatus();
       }

@@ -27,6 +27,18 @@ OutputLog::OutputLog(std::string id, Options options)
 
 absl::StatusOr<OutputLog::Update> OutputLog::AppendData(
     uint64_t offset, OutputStream stream, absl::string_view data) {
+  return AppendDataImpl(offset, stream, data, nullptr);
+}
+
+absl::StatusOr<OutputLog::Update> OutputLog::AppendOwnedData(
+    uint64_t offset, OutputStream stream, std::string&& data) {
+  const absl::string_view view(data);
+  return AppendDataImpl(offset, stream, view, &data);
+}
+
+absl::StatusOr<OutputLog::Update> OutputLog::AppendDataImpl(
+    uint64_t offset, OutputStream stream, absl::string_view data,
+    std::string* owned) {
   if (stream != OutputStream::kStdout && stream != OutputStream::kStderr) {
     return absl::InvalidArgumentError(
         absl::StrCat("output of process ", id_, ": data at offset ", offset,
@@ -50,10 +62,17 @@ absl::StatusOr<OutputLog::Update> OutputLog::AppendData(
     }
     if (offset < end_) {
       data.remove_prefix(end_ - offset);
+      owned = nullptr;  // only part of it is new
     } else if (offset > end_) {
       end_ = offset;  // the bytes in between were lost
     }
-    const uint64_t added = StoreLocked(stream, data);
+    // A large piece the caller hands over becomes a chunk as it is: the
+    // bytes are not copied again (capture of a fast writer is copy-bound).
+    const uint64_t added =
+        owned != nullptr && owned->size() >= kOwnedChunkMinBytes &&
+                owned->size() <= max_chunk_bytes_
+            ? StoreOwnedLocked(stream, std::move(*owned))
+            : StoreLocked(stream, data);
     const uint64_t freed = EnforceCapLocked();
     update = MakeUpdateLocked(static_cast<int64_t>(added) -
                               static_cast<int64_t>(freed));
@@ -241,6 +260,18 @@ uint64_t OutputLog::StoreLocked(OutputStream stream, absl::string_view data) {
     end_ += take;
     added += take + chunk_overhead_bytes_;
   }
+  retained_bytes_.store(retained_bytes_.load(std::memory_order_relaxed) + added,
+                        std::memory_order_relaxed);
+  return added;
+}
+
+uint64_t OutputLog::StoreOwnedLocked(OutputStream stream, std::string data) {
+  // The previous chunk is sealed now (see StoreLocked).
+  if (!chunks_.empty()) chunks_.back().data.shrink_to_fit();
+  const uint64_t size = data.size();
+  chunks_.push_back(StoredChunk{end_, stream, std::move(data)});
+  end_ += size;
+  const uint64_t added = size + chunk_overhead_bytes_;
   retained_bytes_.store(retained_bytes_.load(std::memory_order_relaxed) + added,
                         std::memory_order_relaxed);
   return added;

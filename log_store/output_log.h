@@ -112,6 +112,10 @@ class OutputLog {
   // overflows; FAILED_PRECONDITION for new bytes after the close.
   absl::StatusOr<Update> AppendData(uint64_t offset, OutputStream stream,
                                     absl::string_view data);
+  // AppendData for bytes the caller no longer needs: a large piece is kept
+  // as it is, without a copy.
+  absl::StatusOr<Update> AppendOwnedData(uint64_t offset, OutputStream stream,
+                                         std::string&& data);
 
   // Records [offset, offset + length) as lost; the part below end_offset()
   // is ignored. INVALID_ARGUMENT if the range overflows; FAILED_PRECONDITION
@@ -183,6 +187,13 @@ class OutputLog {
 
   // Stores `data` at end_ (no gap), merging into the last chunk when it is
   // contiguous and of the same stream. Returns the retained bytes added.
+  absl::StatusOr<Update> AppendDataImpl(uint64_t offset, OutputStream stream,
+                                        absl::string_view data,
+                                        std::string* owned);
+  // Pieces at least this large are stored as handed over.
+  static constexpr size_t kOwnedChunkMinBytes = 16 * 1024;
+  uint64_t StoreOwnedLocked(OutputStream stream, std::string data)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t StoreLocked(OutputStream stream, absl::string_view data)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Drops the oldest chunks while over max_bytes. Returns the bytes freed.

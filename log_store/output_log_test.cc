@@ -109,6 +109,19 @@ TEST(OutputLogTest, ResumesMidChunkWithoutDuplicateOrLoss) {
               ElementsAre(Got{37, 0, kOut, data.substr(37)}));
 }
 
+TEST(OutputLogTest, OwnedDataIsStoredExactlyLikeCopiedData) {
+  OutputLog log(kId, OutputLog::Options());
+  std::string big(100000, 'b');
+  ASSERT_TRUE(log.AppendData(0, kOut, "head").ok());
+  ASSERT_TRUE(log.AppendOwnedData(4, kOut, std::string(big)).ok());
+  // A resend overlapping what is held: only the new tail is taken.
+  ASSERT_TRUE(log.AppendOwnedData(4 + 50000, kOut, std::string(60000, 'b')).ok());
+  EXPECT_EQ(log.end_offset(), 4u + 50000 + 60000);
+  std::string all;
+  for (const Got& got : ReadAll(log, 0)) all += got.data;
+  EXPECT_EQ(all, "head" + big + std::string(10000, 'b'));
+}
+
 TEST(OutputLogTest, FollowerOfAnOpenLogMayStartPastTheEnd) {
   OutputLog log(kId, OutputLog::Options());
   ASSERT_TRUE(log.AppendData(0, kOut, std::string(100, 'a')).ok());
