@@ -27,7 +27,8 @@ int Fail(const Context& context, absl::string_view what,
 // an exit code of 137 alone does not tell.
 void ReportOom(const Context& context, const ProcessStatus& status) {
   const std::string oom = DescribeOom(status);
-  if (!oom.empty()) *context.err << "pm: " << status.id() << ": " << oom << "\n";
+  if (!oom.empty())
+    *context.err << "pm: " << status.id() << ": " << oom << "\n";
 }
 
 // Prints `message` as JSON on its own line.
@@ -314,8 +315,7 @@ std::string ErrorLine(absl::string_view what, const absl::Status& status,
     return absl::StrCat("pm: ", what, ": ", why);
   }
   if (code == absl::StatusCode::kUnavailable) {
-    absl::StrAppend(&why,
-                    " (is the gateway up at ", gateway,
+    absl::StrAppend(&why, " (is the gateway up at ", gateway,
                     "? do --ca, --cert and --key belong to its PKI?)");
   } else if (code == absl::StatusCode::kPermissionDenied ||
              code == absl::StatusCode::kUnauthenticated) {
@@ -382,10 +382,10 @@ int RunCli(const std::vector<std::string>& args, const GlobalOptions& defaults,
   absl::StatusOr<std::unique_ptr<pm::Client>> client =
       connect(invocation->connection);
   if (!client.ok()) {
-    return Fail(connected,
-                absl::StrCat("connecting to ",
-                             invocation->connection.Describe()),
-                client.status());
+    return Fail(
+        connected,
+        absl::StrCat("connecting to ", invocation->connection.Describe()),
+        client.status());
   }
   return Execute(*invocation, **client, connected);
 }

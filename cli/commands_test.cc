@@ -536,8 +536,7 @@ TEST_F(CommandsTest, RunSendsTheLimitsAndSaysWhenTheOomKillerStruck) {
   ended.set_oom_killed(true);
   ended.mutable_limits()->set_memory_bytes(32 << 20);
   ended.mutable_usage()->set_oom_kills(1);
-  EXPECT_CALL(client_, Wait(absl::string_view(kId), _))
-      .WillOnce(Return(ended));
+  EXPECT_CALL(client_, Wait(absl::string_view(kId), _)).WillOnce(Return(ended));
   EXPECT_EQ(Pm({"run", "--memory", "32M", "--cpus=0.5", "--pids", "8",
                 "--isolate=pid", "--", "hog"}),
             137);
@@ -554,8 +553,7 @@ TEST_F(CommandsTest, RunSendsTheLimitsAndSaysWhenTheOomKillerStruck) {
 TEST_F(CommandsTest, WaitSaysWhenTheOomKillerKilledPartOfTheTree) {
   ProcessStatus ended = Ended(ProcessStatus::STATE_EXITED, 137);
   ended.mutable_usage()->set_oom_kills(2);
-  EXPECT_CALL(client_, Wait(absl::string_view(kId), _))
-      .WillOnce(Return(ended));
+  EXPECT_CALL(client_, Wait(absl::string_view(kId), _)).WillOnce(Return(ended));
   EXPECT_EQ(Pm({"wait", kId}), 137);
   EXPECT_EQ(out_.str(), "exited with code 137\n");
   EXPECT_EQ(err_.str(),
@@ -577,8 +575,8 @@ TEST_F(CommandsTest, BadLimitsAreUsageErrors) {
 
 TEST_F(CommandsTest, GatewayFlagsReachTheConnector) {
   EXPECT_CALL(client_, List()).WillOnce(Return(pm::v1::ListResponse()));
-  EXPECT_EQ(Pm({"list", "--gateway=gw.example:8443", "--ca", "ca.pem",
-                "--cert", "c.pem", "--key", "c.key", "--user", "demo"},
+  EXPECT_EQ(Pm({"list", "--gateway=gw.example:8443", "--ca", "ca.pem", "--cert",
+                "c.pem", "--key", "c.key", "--user", "demo"},
                {"HOME=/h", "PM_PASSWORD=s3cret"}),
             kExitOk);
   ASSERT_TRUE(connection_.gateway.has_value());
@@ -624,13 +622,14 @@ TEST_F(CommandsTest, GatewayConnectFailureNamesTheGateway) {
   defaults.user = "demo";
   defaults.password_file = "/p";
   Context context{&out_, &err_, absl::UTCTimeZone(), &interrupts_};
-  EXPECT_EQ(RunCli({"list"}, defaults, Environment(), context,
-                   [](const Connection&)
-                       -> absl::StatusOr<std::unique_ptr<pm::Client>> {
-                     return absl::NotFoundError(
-                         "open(\"/nope/ca.pem\"): No such file or directory");
-                   }),
-            kExitFailed);
+  EXPECT_EQ(
+      RunCli(
+          {"list"}, defaults, Environment(), context,
+          [](const Connection&) -> absl::StatusOr<std::unique_ptr<pm::Client>> {
+            return absl::NotFoundError(
+                "open(\"/nope/ca.pem\"): No such file or directory");
+          }),
+      kExitFailed);
   EXPECT_EQ(err_.str(),
             "pm: connecting to the gateway at gw:8443: open(\"/nope/ca.pem\"): "
             "No such file or directory\n");
@@ -673,12 +672,13 @@ TEST_F(CommandsTest, ConnectFailureIsOneLine) {
   GlobalOptions defaults;
   defaults.runtime_dir = "/run/x";
   Context context{&out_, &err_, absl::UTCTimeZone(), &interrupts_};
-  EXPECT_EQ(RunCli({"list"}, defaults, Environment(), context,
-                   [](const Connection&)
-                       -> absl::StatusOr<std::unique_ptr<pm::Client>> {
-                     return absl::InternalError("no channel");
-                   }),
-            kExitFailed);
+  EXPECT_EQ(
+      RunCli(
+          {"list"}, defaults, Environment(), context,
+          [](const Connection&) -> absl::StatusOr<std::unique_ptr<pm::Client>> {
+            return absl::InternalError("no channel");
+          }),
+      kExitFailed);
   EXPECT_EQ(err_.str(), "pm: connecting to /run/x: no channel\n");
 }
 

@@ -258,16 +258,18 @@ std::string FormatUsage(const pm::v1::ResourceUsage& usage) {
     std::string value = usage.has_memory_bytes()
                             ? FormatBytes(usage.memory_bytes())
                             : std::string("-");
-    if (!notes.empty()) absl::StrAppend(&value, " (", absl::StrJoin(notes, "; "), ")");
+    if (!notes.empty())
+      absl::StrAppend(&value, " (", absl::StrJoin(notes, "; "), ")");
     rows.push_back({"memory", value});
   }
   if (usage.has_cpu_time()) {
     std::string value = FormatRunTime(FromProtoDuration(usage.cpu_time()));
     if (usage.cpu_throttled_periods() > 0) {
-      absl::StrAppend(&value, " (throttled in ", usage.cpu_throttled_periods(),
-                      " of ", usage.cpu_periods(), " periods, ",
-                      FormatRunTime(FromProtoDuration(usage.cpu_throttled_time())),
-                      " in all)");
+      absl::StrAppend(
+          &value, " (throttled in ", usage.cpu_throttled_periods(), " of ",
+          usage.cpu_periods(), " periods, ",
+          FormatRunTime(FromProtoDuration(usage.cpu_throttled_time())),
+          " in all)");
     }
     rows.push_back({"cpu time", value});
   }
@@ -340,8 +342,7 @@ std::string FormatStatusBlock(const ProcessStatus& status,
   if (!status.isolation().empty()) {
     std::vector<std::string> names;
     for (int isolation : status.isolation()) {
-      names.push_back(
-          IsolationName(static_cast<pm::v1::Isolation>(isolation)));
+      names.push_back(IsolationName(static_cast<pm::v1::Isolation>(isolation)));
     }
     add("isolation", absl::StrJoin(names, ", "));
   }

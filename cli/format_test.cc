@@ -234,12 +234,13 @@ TEST(FormatTest, UsageOfARunningProcessShowsThrottlingAndRefusedForks) {
   usage.set_tasks(8);
   usage.set_task_limit_hits(1);
   const std::string block = FormatStatusBlock(status, absl::UTCTimeZone());
-  EXPECT_THAT(block, HasSubstr("threads:      1\n"
-                               "usage:\n"
-                               "  memory:     3.0 MiB\n"
-                               "  cpu time:   12s (throttled in 120 of 400 "
-                               "periods, 6s in all)\n"
-                               "  tasks:      8 (1 fork failed at the limit)\n"));
+  EXPECT_THAT(block,
+              HasSubstr("threads:      1\n"
+                        "usage:\n"
+                        "  memory:     3.0 MiB\n"
+                        "  cpu time:   12s (throttled in 120 of 400 "
+                        "periods, 6s in all)\n"
+                        "  tasks:      8 (1 fork failed at the limit)\n"));
   EXPECT_THAT(block, Not(HasSubstr("OOM")));
   EXPECT_THAT(block, Not(HasSubstr("limits:")));
   // Without cgroups there is no usage at all.

@@ -20,7 +20,8 @@ constexpr size_t kHelpWidth = 79;
 
 constexpr char kUsage[] =
     "usage: pm [--runtime_dir DIR] COMMAND [FLAGS] [ARGS...]\n"
-    "       pm --gateway HOST:PORT --ca FILE --cert FILE --key FILE --user NAME\n"
+    "       pm --gateway HOST:PORT --ca FILE --cert FILE --key FILE --user "
+    "NAME\n"
     "          [--password_file FILE] COMMAND [FLAGS] [ARGS...]\n";
 
 struct CommandInfo {
@@ -127,7 +128,8 @@ const std::vector<CommandInfo>& Commands() {
        "Ctrl+C stops the process (SIGTERM, then SIGKILL after --grace) and\n"
        "keeps printing its output until it has ended; pm then exits with its\n"
        "code (143 for SIGTERM). A second Ctrl+C leaves at once (exit 130) and\n"
-       "lets the stop carry on. If pm itself fails, it prints why and exits 1.\n"
+       "lets the stop carry on. If pm itself fails, it prints why and exits "
+       "1.\n"
        "\n" +
            std::string(kLimitsHelp) +
            "\nWhen the OOM killer ended the process or one of its "
@@ -511,9 +513,10 @@ absl::Status CheckTarget(absl::string_view target) {
   if (colon == absl::string_view::npos || colon == 0 ||
       !absl::SimpleAtoi(target.substr(colon + 1), &port) || port == 0 ||
       port > 65535) {
-    return Usage(absl::StrCat("--gateway takes HOST:PORT (e.g. localhost:8080), "
-                              "not \"",
-                              target, "\""));
+    return Usage(
+        absl::StrCat("--gateway takes HOST:PORT (e.g. localhost:8080), "
+                     "not \"",
+                     target, "\""));
   }
   return absl::OkStatus();
 }
@@ -571,8 +574,8 @@ absl::StatusOr<Connection> ParseConnection(const ParsedFlags& flags,
   if (remote.password_file.empty()) {
     remote.password = Lookup(environment, kPasswordVariable).value_or("");
     if (remote.password.empty()) {
-      return Usage(absl::StrCat("--gateway needs the password of ",
-                                remote.user, ": set $", kPasswordVariable,
+      return Usage(absl::StrCat("--gateway needs the password of ", remote.user,
+                                ": set $", kPasswordVariable,
                                 " or give --password_file FILE"));
     }
   }
@@ -702,7 +705,8 @@ std::string HelpText(absl::string_view command) {
     return absl::StrCat(
         "usage: pm ", info->name, " ", info->synopsis, "\n\n", info->details,
         "\n\nFlags:\n", FlagLines(flags),
-        "\nThe global flags (--runtime_dir, or --gateway and its --ca, --cert,\n"
+        "\nThe global flags (--runtime_dir, or --gateway and its --ca, "
+        "--cert,\n"
         "--key, --user, --password_file) go before or after the command; see\n"
         "'pm help'.\n");
   }
@@ -731,7 +735,8 @@ std::string HelpText(absl::string_view command) {
       "\n"
       "Environment:\n"
       "  PM_PASSWORD     the password for --gateway, when --password_file is\n"
-      "                  not given (pm does not pass it on with --inherit-env)\n"
+      "                  not given (pm does not pass it on with "
+      "--inherit-env)\n"
       "  PM_RUNTIME_DIR  the default of --runtime_dir\n"
       "\n"
       "Exit codes: 0 success, 1 a failed operation, 2 bad usage, 130 Ctrl+C;\n"

@@ -81,8 +81,7 @@ TEST(InvocationTest, InheritEnvLeavesThePasswordOut) {
   absl::StatusOr<Invocation> inherited = ParseInvocation(
       {"start", "--inherit-env", "--", "env"}, Defaults(), environment);
   ASSERT_TRUE(inherited.ok()) << inherited.status();
-  EXPECT_THAT(inherited->start.env(),
-              UnorderedElementsAre(Pair("HOME", "/h")));
+  EXPECT_THAT(inherited->start.env(), UnorderedElementsAre(Pair("HOME", "/h")));
   // Asked for by name, it is passed on.
   absl::StatusOr<Invocation> asked = ParseInvocation(
       {"start", "--env", "PM_PASSWORD", "--", "env"}, Defaults(), environment);
@@ -92,10 +91,10 @@ TEST(InvocationTest, InheritEnvLeavesThePasswordOut) {
 }
 
 TEST(InvocationTest, StartTakesLimitsAndIsolation) {
-  Invocation invocation = MustParse(
-      {"run", "--memory", "256M", "--cpus=0.5", "--pids", "64",
-       "--io-weight=200", "--isolate=pid,net", "--isolate", "mount,pid", "--",
-       "make", "--memory", "1"});
+  Invocation invocation =
+      MustParse({"run", "--memory", "256M", "--cpus=0.5", "--pids", "64",
+                 "--io-weight=200", "--isolate=pid,net", "--isolate",
+                 "mount,pid", "--", "make", "--memory", "1"});
   const pm::v1::Limits& limits = invocation.start.limits();
   EXPECT_EQ(limits.memory_bytes(), 256u << 20);
   EXPECT_EQ(limits.cpus(), 0.5);
@@ -288,8 +287,8 @@ TEST(InvocationTest, GatewayMistakesAreUsageErrors) {
   EXPECT_EQ(UsageError({"list", "--gateway=gw:1", "--user=demo"}),
             "--gateway also needs --ca FILE, --cert FILE, --key FILE");
   EXPECT_EQ(UsageError({"list", "--gateway="}), "--gateway is empty");
-  for (const char* target : {"gw", "gw:", ":8443", "gw:http", "gw:0",
-                             "gw:65536"}) {
+  for (const char* target :
+       {"gw", "gw:", ":8443", "gw:http", "gw:0", "gw:65536"}) {
     std::vector<std::string> args = ThroughGateway({"list"});
     args.push_back("--gateway");  // the last one wins
     args.push_back(target);
@@ -352,9 +351,9 @@ TEST(InvocationTest, SplitAtCommand) {
   EXPECT_THAT(split.command, ElementsAre("list"));
   EXPECT_THAT(SplitAtCommand({"-h"}).command, IsEmpty());
   // Every global flag with a value takes the next word.
-  split = SplitAtCommand({"--gateway", "gw:1", "--ca", "a", "--cert", "b",
-                          "--key", "c", "--user", "u", "--password_file", "p",
-                          "list"});
+  split =
+      SplitAtCommand({"--gateway", "gw:1", "--ca", "a", "--cert", "b", "--key",
+                      "c", "--user", "u", "--password_file", "p", "list"});
   EXPECT_EQ(split.global_flags.size(), 12u);
   EXPECT_THAT(split.command, ElementsAre("list"));
 }
@@ -370,9 +369,8 @@ TEST(InvocationTest, HelpTexts) {
   }
   EXPECT_THAT(HelpText("start"), HasSubstr("--inherit-env"));
   EXPECT_THAT(HelpText("run"), HasSubstr("Ctrl+C"));
-  for (const char* flag :
-       {"--memory SIZE", "--cpus N", "--pids N", "--io-weight N",
-        "--isolate pid,net,mount"}) {
+  for (const char* flag : {"--memory SIZE", "--cpus N", "--pids N",
+                           "--io-weight N", "--isolate pid,net,mount"}) {
     EXPECT_THAT(HelpText("start"), HasSubstr(flag));
     EXPECT_THAT(HelpText("run"), HasSubstr(flag));
   }

@@ -55,15 +55,16 @@ absl::StatusOr<uint64_t> ParseByteSize(absl::string_view flag,
                               text, "\""));
   };
   const size_t number_end =
-      std::find_if(text.begin(), text.end(),
-                   [](char c) {
-                     return !absl::ascii_isdigit(static_cast<unsigned char>(c)) &&
-                            c != '.';
-                   }) -
+      std::find_if(
+          text.begin(), text.end(),
+          [](char c) {
+            return !absl::ascii_isdigit(static_cast<unsigned char>(c)) &&
+                   c != '.';
+          }) -
       text.begin();
   const absl::string_view number = text.substr(0, number_end);
-  const uint64_t multiplier = UnitMultiplier(
-      absl::AsciiStrToLower(text.substr(number_end)));
+  const uint64_t multiplier =
+      UnitMultiplier(absl::AsciiStrToLower(text.substr(number_end)));
   if (number.empty() || multiplier == 0) return bad();
 
   const size_t dot = number.find('.');
@@ -125,9 +126,9 @@ absl::StatusOr<double> ParseCpus(absl::string_view text) {
 absl::StatusOr<uint32_t> ParsePids(absl::string_view text) {
   uint32_t pids = 0;
   if (!ParseWhole(text, &pids) || pids == 0) {
-    return Usage(absl::StrCat(
-        "--pids takes a whole number of tasks, 1 to ",
-        std::numeric_limits<uint32_t>::max(), ", not \"", text, "\""));
+    return Usage(absl::StrCat("--pids takes a whole number of tasks, 1 to ",
+                              std::numeric_limits<uint32_t>::max(), ", not \"",
+                              text, "\""));
   }
   return pids;
 }
@@ -136,10 +137,9 @@ absl::StatusOr<uint32_t> ParseIoWeight(absl::string_view text) {
   uint32_t weight = 0;
   if (!ParseWhole(text, &weight) || weight < kMinIoWeight ||
       weight > kMaxIoWeight) {
-    return Usage(absl::StrCat("--io-weight takes a whole number from ",
-                              kMinIoWeight, " to ", kMaxIoWeight,
-                              " (the kernel's default is 100), not \"", text,
-                              "\""));
+    return Usage(absl::StrCat(
+        "--io-weight takes a whole number from ", kMinIoWeight, " to ",
+        kMaxIoWeight, " (the kernel's default is 100), not \"", text, "\""));
   }
   return weight;
 }
@@ -147,7 +147,8 @@ absl::StatusOr<uint32_t> ParseIoWeight(absl::string_view text) {
 absl::Status AddIsolation(absl::string_view list,
                           pm::v1::StartRequest& request) {
   for (absl::string_view name : absl::StrSplit(list, ',')) {
-    const std::string word = absl::AsciiStrToLower(absl::StripAsciiWhitespace(name));
+    const std::string word =
+        absl::AsciiStrToLower(absl::StripAsciiWhitespace(name));
     pm::v1::Isolation isolation = pm::v1::ISOLATION_UNSPECIFIED;
     if (word == "pid") isolation = pm::v1::ISOLATION_PID;
     if (word == "net") isolation = pm::v1::ISOLATION_NET;

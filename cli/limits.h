@@ -50,7 +50,8 @@ absl::StatusOr<uint32_t> ParseIoWeight(absl::string_view text);
 // Adds the namespaces of a comma-separated --isolate value ("pid,net",
 // "mount"; names in any case) to `request`, each once however often it is
 // named. INVALID_ARGUMENT for an empty or unknown name.
-absl::Status AddIsolation(absl::string_view list, pm::v1::StartRequest& request);
+absl::Status AddIsolation(absl::string_view list,
+                          pm::v1::StartRequest& request);
 
 }  // namespace pm::cli
 

@@ -71,8 +71,8 @@ TEST(LimitsTest, Cpus) {
   EXPECT_EQ(*ParseCpus(".25"), 0.25);
   EXPECT_EQ(*ParseCpus("0.01"), 0.01);
   EXPECT_EQ(*ParseCpus("100000"), 100000.0);
-  for (const char* bad : {"", "half", "-1", "inf", "nan", "1e3", "0x1", ".",
-                          "1.2.3", " 1"}) {
+  for (const char* bad :
+       {"", "half", "-1", "inf", "nan", "1e3", "0x1", ".", "1.2.3", " 1"}) {
     EXPECT_THAT(Error(ParseCpus(bad)),
                 HasSubstr("--cpus takes a number of cores like 0.5 or 2"))
         << bad;
