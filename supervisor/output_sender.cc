@@ -17,8 +17,8 @@ std::atomic<int>& PendingAsyncOps() {
 }
 
 namespace {
-// Data messages are coalesced up to this size.
-constexpr size_t kMaxMessageBytes = 1 << 20;
+// Small pieces not sent yet are coalesced into one message up to this size.
+constexpr size_t kCoalesceBytes = 64 << 10;
 }  // namespace
 
 // One Append stream. gRPC calls its reactions on its own threads; each is
@@ -48,11 +48,11 @@ class OutputSender::Stream
     StartCall();
   }
 
-  // Loop thread only. False once the stream can take no more writes.
-  bool Write(AppendRequest request) {
+  // Loop thread only. `request` must stay alive and unchanged until
+  // OnWriteDone. False once the stream can take no more writes.
+  bool Write(const AppendRequest* request) {
     if (dead_) return false;
-    request_ = std::move(request);
-    StartWrite(&request_);
+    StartWrite(request);
     return true;
   }
   // Loop thread only: no more writes; the call ends when the store ends it.
@@ -115,7 +115,6 @@ class OutputSender::Stream
   const uint64_t generation_;
   std::shared_ptr<Stream> self_;
   grpc::ClientContext context_;
-  AppendRequest request_;
   AppendResponse response_;
   // Loop thread only.
   bool dead_ = false;
@@ -149,9 +148,10 @@ void OutputSender::StartStream() {
   // the last acknowledged offset (the store dedupes or records a gap).
   next_send_ = acked_;
   close_sent_ = false;
-  AppendRequest open;
-  open.mutable_open()->set_id(id_);
-  write_in_flight_ = stream_->Write(std::move(open));
+  control_.Clear();
+  control_.mutable_open()->set_id(id_);
+  in_flight_ = nullptr;
+  write_in_flight_ = stream_->Write(&control_);
 }
 
 void OutputSender::Append(pm::v1::OutputChunk::Stream stream,
@@ -161,16 +161,28 @@ void OutputSender::Append(pm::v1::OutputChunk::Stream stream,
   if (stalled_ && buffered_ + n > options_.spool_bytes) {
     // The store has made no progress for stall_bound and the spool is full:
     // keep the process running, record exactly what was lost.
-    if (!items_.empty() && items_.back().data.empty() &&
-        items_.back().offset + items_.back().gap == end_) {
-      items_.back().gap += n;
+    if (!items_.empty() && items_.back().message == nullptr &&
+        items_.back().end() == end_ && items_.back().offset >= next_send_) {
+      items_.back().size += n;
     } else {
-      items_.push_back(
-          Item{end_, pm::v1::OutputChunk::STREAM_UNSPECIFIED, {}, n});
+      items_.push_back(Item{end_, n, nullptr});
     }
     dropped_ += n;
+  } else if (!items_.empty() && items_.back().message != nullptr &&
+             items_.back().offset >= next_send_ &&
+             items_.back().message->data().stream() == stream &&
+             items_.back().size + n <= kCoalesceBytes) {
+    // Small pieces not sent yet ride in one message.
+    items_.back().message->mutable_data()->mutable_data()->append(data);
+    items_.back().size += n;
+    buffered_ += n;
   } else {
-    items_.push_back(Item{end_, stream, std::move(data), 0});
+    auto message = std::make_unique<AppendRequest>();
+    auto* piece = message->mutable_data();
+    piece->set_offset(end_);
+    piece->set_stream(stream);
+    piece->set_data(std::move(data));
+    items_.push_back(Item{end_, n, std::move(message)});
     buffered_ += n;
   }
   end_ += n;
@@ -208,46 +220,38 @@ void OutputSender::MaybeSend() {
     return;
   }
   next_send_ = std::max(next_send_, acked_);
-  AppendRequest request;
+  const AppendRequest* request = nullptr;
   for (const Item& item : items_) {
-    const uint64_t item_end = item.offset + item.size();
-    if (item_end <= next_send_) continue;
-    if (request.has_data()) {
-      // Coalesce contiguous data of the same stream.
-      auto* data = request.mutable_data();
-      if (item.data.empty() || item.stream != data->stream() ||
-          data->data().size() + item.data.size() > kMaxMessageBytes) {
-        break;
-      }
-      data->mutable_data()->append(item.data);
-      next_send_ = item_end;
-      continue;
+    if (item.end() <= next_send_) continue;
+    if (item.message != nullptr) {
+      // Whole, even if the store already holds a prefix (after a
+      // reconnect): it skips what it has.
+      request = item.message.get();
+    } else {
+      control_.Clear();
+      control_.mutable_gap()->set_offset(next_send_);
+      control_.mutable_gap()->set_length(item.end() - next_send_);
+      request = &control_;
     }
-    const uint64_t skip = next_send_ - item.offset;
-    if (item.data.empty()) {
-      auto* gap = request.mutable_gap();
-      gap->set_offset(next_send_);
-      gap->set_length(item.gap - skip);
-      next_send_ = item_end;
-      break;
-    }
-    auto* data = request.mutable_data();
-    data->set_offset(next_send_);
-    data->set_stream(item.stream);
-    data->set_data(item.data.substr(skip));
-    next_send_ = item_end;
+    next_send_ = item.end();
+    break;
   }
-  if (request.kind_case() == AppendRequest::KIND_NOT_SET) {
+  if (request == nullptr) {
     if (!closing_ || close_sent_ || next_send_ != end_) return;
-    request.mutable_close()->set_end_offset(end_);
+    control_.Clear();
+    control_.mutable_close()->set_end_offset(end_);
     close_sent_ = true;
+    request = &control_;
   }
-  write_in_flight_ = stream_->Write(std::move(request));
+  in_flight_ = request;
+  write_in_flight_ = stream_->Write(request);
 }
 
 void OutputSender::OnWriteDone(uint64_t generation, bool ok) {
   if (generation != generation_) return;
   write_in_flight_ = false;
+  in_flight_ = nullptr;
+  Release(acked_);  // an item acknowledged while in flight can go now
   if (!ok) return;  // the stream is broken; OnStreamDone follows
   if (done_) {
     if (stream_) stream_->FinishWrites();
@@ -275,9 +279,10 @@ void OutputSender::OnAck(uint64_t generation, uint64_t end_offset,
 
 void OutputSender::Release(uint64_t up_to) {
   acked_ = up_to;
-  while (!items_.empty() &&
-         items_.front().offset + items_.front().size() <= acked_) {
-    buffered_ -= items_.front().data.size();
+  while (!items_.empty() && items_.front().end() <= acked_ &&
+         (in_flight_ == nullptr ||
+          items_.front().message.get() != in_flight_)) {
+    if (items_.front().message != nullptr) buffered_ -= items_.front().size;
     items_.pop_front();
   }
   // Progress: the stall clock starts over.
@@ -292,6 +297,7 @@ void OutputSender::OnStreamDone(uint64_t generation,
   if (generation != generation_) return;
   stream_.reset();
   write_in_flight_ = false;
+  in_flight_ = nullptr;
   if (done_ || cancelled_) {
     Changed();
     return;

@@ -85,12 +85,13 @@ class OutputSender : public std::enable_shared_from_this<OutputSender> {
 
  private:
   class Stream;
+  // A piece of output: data, held as the very message that carries it to
+  // the store (so sending copies nothing but the serialization), or a gap.
   struct Item {
-    uint64_t offset;
-    pm::v1::OutputChunk::Stream stream;  // STREAM_UNSPECIFIED for a gap
-    std::string data;
-    uint64_t gap = 0;
-    uint64_t size() const { return data.empty() ? gap : data.size(); }
+    uint64_t offset = 0;
+    uint64_t size = 0;
+    std::unique_ptr<pm::internal::v1::AppendRequest> message;  // null: gap
+    uint64_t end() const { return offset + size; }
   };
 
   void StartStream();
@@ -110,6 +111,11 @@ class OutputSender : public std::enable_shared_from_this<OutputSender> {
   std::function<void()> on_change_;
 
   std::deque<Item> items_;   // offsets [acked_, end_)
+  // The message of the write in flight: its item is not freed before
+  // OnWriteDone, even if acknowledged.
+  const pm::internal::v1::AppendRequest* in_flight_ = nullptr;
+  // Open, Gap and Close go out from here (one write at a time).
+  pm::internal::v1::AppendRequest control_;
   size_t buffered_ = 0;      // bytes of data in items_
   uint64_t end_ = 0;         // next offset to assign
   uint64_t acked_ = 0;       // the store holds everything before this

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/internal/resize_uninitialized.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -35,7 +37,11 @@ using pm::v1::ProcessStatus;
 
 namespace {
 
-constexpr size_t kReadSize = 128 * 1024;
+// The most one read takes: the pipe's whole capacity (F_SETPIPE_SZ 1 MiB).
+constexpr size_t kMaxRead = 1 << 20;
+// What a read asks for when FIONREAD says nothing is there (to see EOF, or
+// bytes that arrived since).
+constexpr size_t kProbeRead = 4096;
 // Reads per readiness event and pipe, so one chatty process cannot starve
 // the loop.
 constexpr int kReadsPerEvent = 8;
@@ -367,7 +373,7 @@ void Supervisor::OnOutputReadable(const ProcessPtr& p, int index) {
 
 void Supervisor::DrainOutput(const ProcessPtr& p, int index) {
   // Bounded: a child that outlives the leader may keep writing.
-  constexpr int kMaxDrainReads = (2 << 20) / kReadSize;
+  constexpr int kMaxDrainReads = 4;
   ReadOutput(p, index, kMaxDrainReads, /*respect_backpressure=*/false);
 }
 
@@ -376,7 +382,14 @@ void Supervisor::ReadOutput(const ProcessPtr& p, int index, int max_reads,
   const OutputChunk::Stream stream =
       index == 0 ? OutputChunk::STREAM_STDOUT : OutputChunk::STREAM_STDERR;
   for (int i = 0; i < max_reads && p->out[index].valid(); ++i) {
-    std::string buf(kReadSize, '\0');
+    // Exactly what the pipe holds, in a buffer that becomes the message to
+    // the log_store as it is: not zero-filled, not copied, never oversized.
+    int available = 0;
+    if (ioctl(p->out[index].get(), FIONREAD, &available) != 0) available = 0;
+    const size_t want =
+        available > 0 ? std::min<size_t>(available, kMaxRead) : kProbeRead;
+    std::string buf;
+    absl::strings_internal::STLStringResizeUninitialized(&buf, want);
     ssize_t n = read(p->out[index].get(), buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) break;
@@ -392,9 +405,6 @@ void Supervisor::ReadOutput(const ProcessPtr& p, int index, int max_reads,
       return;
     }
     buf.resize(static_cast<size_t>(n));
-    // A short read must not pin a whole read buffer while it is held: at
-    // most twice the bytes counted.
-    if (buf.size() < kReadSize / 2) buf.shrink_to_fit();
     p->sender->Append(stream, std::move(buf));
     if (respect_backpressure && p->sender->ShouldPauseReading()) {
       // Backpressure: the process waits on its pipe until the store
@@ -403,7 +413,7 @@ void Supervisor::ReadOutput(const ProcessPtr& p, int index, int max_reads,
       UnwatchOutput(p, 1);
       return;
     }
-    if (respect_backpressure && static_cast<size_t>(n) < kReadSize) {
+    if (respect_backpressure && static_cast<size_t>(n) < want) {
       break;  // drained for now
     }
   }
