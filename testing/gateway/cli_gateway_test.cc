@@ -1,0 +1,186 @@
+// The `pm` command through the gateway: the real binary with --gateway, as
+// a user on another machine would type it, against the private stack and
+// gateway that gateway_harness starts (on 127.0.0.1, a free port, a fresh
+// PKI; see gateway_harness.cc for the environment it passes).
+//
+// The password goes in $PM_PASSWORD or --password_file, never on pm's
+// command line: the test looks at a running pm's /proc/PID/cmdline, and the
+// harness checks every process's command line and the services' log.
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/pm_runner.h"
+
+namespace pm::testing {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::MatchesRegex;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::string Env(const char* name) {
+  const char* value = getenv(name);
+  return value != nullptr ? value : "";
+}
+
+class CliGatewayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    port_ = Env("PM_GATEWAY_PORT");
+    certs_ = Env("PM_CERTS");
+    user_ = Env("PM_USER");
+    password_file_ = Env("PM_PASSWORD_FILE");
+    ASSERT_FALSE(port_.empty() || certs_.empty() || user_.empty() ||
+                 password_file_.empty())
+        << "run this under gateway_harness";
+    password_ = ReadFile(password_file_);
+    password_ = password_.substr(0, password_.find('\n'));
+    ASSERT_FALSE(password_.empty());
+  }
+
+  std::string Target() const { return absl::StrCat("127.0.0.1:", port_); }
+
+  // The flags that reach the gateway with this client's certificate.
+  std::vector<std::string> GatewayFlags(const std::string& cert = "client") {
+    return {"--gateway=" + Target(),
+            "--ca",
+            certs_ + "/ca.pem",
+            "--cert",
+            absl::StrCat(certs_, "/", cert, ".pem"),
+            "--key",
+            absl::StrCat(certs_, "/", cert, ".key"),
+            "--user",
+            user_};
+  }
+
+  // pm with `args` as given and `password` (if any) in $PM_PASSWORD; none
+  // of the local stack's settings, so a slip to the local sockets fails.
+  std::unique_ptr<PmRun> Spawn(const std::vector<std::string>& args,
+                               const std::string& password) {
+    std::vector<std::string> environment =
+        EnvironmentWithout({"PM_PASSWORD", "PM_RUNTIME_DIR"});
+    environment.push_back("PM_RUNTIME_DIR=/nonexistent");
+    if (!password.empty()) environment.push_back("PM_PASSWORD=" + password);
+    return std::make_unique<PmRun>(args, environment);
+  }
+
+  // `pm --gateway=... <args>` with the right password in $PM_PASSWORD.
+  PmResult Run(const std::vector<std::string>& args) {
+    std::vector<std::string> all = GatewayFlags();
+    all.insert(all.end(), args.begin(), args.end());
+    return Spawn(all, password_)->Finish();
+  }
+
+  std::string port_, certs_, user_, password_file_, password_;
+};
+
+TEST_F(CliGatewayTest, StartLogsStatusAndStopThroughTheGateway) {
+  PmResult started =
+      Run({"start", "--", "sh", "-c", "echo hello; exec sleep 1000"});
+  ASSERT_EQ(started.code, 0) << started.err;
+  EXPECT_THAT(started.out, MatchesRegex("[0-9a-f-]{36}\n"));
+  EXPECT_THAT(started.err, IsEmpty());
+  const std::string id = started.out.substr(0, 36);
+
+  std::vector<std::string> follow = GatewayFlags();
+  follow.insert(follow.end(), {"logs", "-f", id});
+  std::unique_ptr<PmRun> logs = Spawn(follow, password_);
+  ASSERT_TRUE(logs->WaitForStdout("hello\n"));
+  // While pm runs, its command line is anyone's to read: no password there.
+  const std::string cmdline = absl::StrReplaceAll(
+      ReadFile(absl::StrCat("/proc/", logs->pid(), "/cmdline")),
+      {{std::string(1, '\0'), " "}});
+  EXPECT_THAT(cmdline, HasSubstr("--gateway=" + Target()));
+  EXPECT_THAT(cmdline, Not(HasSubstr(password_)));
+
+  // The global flags work after the command too.
+  std::vector<std::string> status_args = {"status", id};
+  for (const std::string& flag : GatewayFlags()) status_args.push_back(flag);
+  PmResult status = Spawn(status_args, password_)->Finish();
+  ASSERT_EQ(status.code, 0) << status.err;
+  EXPECT_THAT(status.out,
+              AllOf(HasSubstr("state:        running\n"),
+                    HasSubstr(absl::StrCat("owner:        ", user_, " "))));
+
+  PmResult stopped = Run({"stop", "--grace=5s", id});
+  EXPECT_EQ(stopped.code, 0) << stopped.err;
+  EXPECT_EQ(stopped.out, "killed by signal 15 (SIGTERM)\n");
+  PmResult followed = logs->Finish();
+  EXPECT_EQ(followed.code, 0) << followed.err;
+  EXPECT_EQ(followed.out, "hello\n");
+
+  PmResult list = Run({"list"});
+  EXPECT_EQ(list.code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr(id + "  signaled "));
+}
+
+TEST_F(CliGatewayTest, RunWithAPasswordFileAndLimits) {
+  // No $PM_PASSWORD at all: the file is the only source.
+  std::vector<std::string> args = GatewayFlags();
+  args.insert(args.end(),
+              {"--password_file", password_file_, "run", "--isolate=pid",
+               "--pids=16", "--", "sh", "-c", "echo $$; exit 3"});
+  PmResult run = Spawn(args, "")->Finish();
+  EXPECT_EQ(run.code, 3) << run.err;
+  EXPECT_EQ(run.out, "1\n");
+  EXPECT_THAT(run.err, IsEmpty());
+}
+
+TEST_F(CliGatewayTest, WrongPasswordIsPermissionDenied) {
+  std::vector<std::string> args = GatewayFlags();
+  args.push_back("list");
+  PmResult refused = Spawn(args, "not-" + password_)->Finish();
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_THAT(refused.out, IsEmpty());
+  EXPECT_EQ(refused.err,
+            "pm: list: PERMISSION_DENIED: wrong user name or password (check "
+            "--user and the password in $PM_PASSWORD or --password_file)\n");
+}
+
+TEST_F(CliGatewayTest, NoPasswordIsAUsageError) {
+  std::vector<std::string> args = GatewayFlags();
+  args.push_back("list");
+  PmResult result = Spawn(args, "")->Finish();
+  EXPECT_EQ(result.code, 2);
+  EXPECT_THAT(result.err,
+              StartsWith(absl::StrCat("pm: --gateway needs the password of ",
+                                      user_, ": set $PM_PASSWORD")));
+  std::vector<std::string> with_flag = GatewayFlags();
+  with_flag.insert(with_flag.end(), {"--password=guess", "list"});
+  PmResult flag = Spawn(with_flag, "")->Finish();
+  EXPECT_EQ(flag.code, 2);
+  EXPECT_THAT(flag.err, StartsWith("pm: there is no --password flag"));
+}
+
+TEST_F(CliGatewayTest, ClientCertificateTheGatewayDoesNotTrust) {
+  std::vector<std::string> args = GatewayFlags("untrusted-client");
+  args.push_back("list");
+  PmResult refused = Spawn(args, password_)->Finish();
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_THAT(
+      refused.err,
+      AllOf(StartsWith(
+                absl::StrCat("pm: list: gateway is unavailable at ", Target())),
+            HasSubstr(absl::StrCat("(is the gateway up at ", Target(), "?"))));
+  EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1);
+}
+
+}  // namespace
+}  // namespace pm::testing
