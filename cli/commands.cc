@@ -27,8 +27,9 @@ int Fail(const Context& context, absl::string_view what,
 // an exit code of 137 alone does not tell.
 void ReportOom(const Context& context, const ProcessStatus& status) {
   const std::string oom = DescribeOom(status);
-  if (!oom.empty())
+  if (!oom.empty()) {
     *context.err << "pm: " << status.id() << ": " << oom << "\n";
+  }
 }
 
 // Prints `message` as JSON on its own line.
