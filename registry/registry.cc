@@ -179,12 +179,23 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecord(
   // The env is deliberately not copied: it may hold secrets, and nothing
   // read from the registry needs it.
 
+  const bool given = !request.id().empty();
+  if (given) PM_RETURN_IF_ERROR(ValidateProcessId(request.id()));
   // Minted outside the lock (it is a syscall); a collision of 122 random bits
   // will not happen, but costs only a retry if it does.
   while (true) {
-    PM_ASSIGN_OR_RETURN(std::string id, NewUuidV4());
+    std::string id = absl::AsciiStrToLower(request.id());
+    if (!given) {
+      PM_ASSIGN_OR_RETURN(id, NewUuidV4());
+    }
     absl::MutexLock lock(&mutex_);
-    if (records_.contains(id)) continue;
+    if (records_.contains(id)) {
+      if (given) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("a process with id ", id, " is already on record"));
+      }
+      continue;
+    }
     status.set_id(id);
     record.age = {FromProtoTimestamp(status.started_at()), next_sequence_++};
     by_age_.emplace(record.age, id);

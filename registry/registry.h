@@ -55,8 +55,9 @@ class Registry {
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
 
-  // Records a process that has just been exec'd: mints its id (a random
-  // version 4 UUID), state RUNNING, and keeps the spec's executable, args,
+  // Records a process that has just been exec'd: takes the request's id
+  // (INVALID_ARGUMENT if malformed, ALREADY_EXISTS if taken) or mints one (a
+  // random version 4 UUID), state RUNNING, and keeps the spec's executable, args,
   // working dir, limits and isolation, the resolved executable, pid, start
   // ticks, started_at (now if unset), owner and cgroup. The spec's env is neither kept nor echoed: it may
   // hold secrets. Returns the new status (without the live /proc view).

@@ -508,6 +508,20 @@ TEST(RegistryTest, LiveUsageComesFromTheCgroupAndFinalUsageFromTheUpdate) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(RegistryTest, CreateRecordTakesTheCallersIdOnce) {
+  Registry registry(Options());
+  CreateRecordRequest request = Create();
+  request.set_id("0B7E3D1C-6A1F-4E8E-9F3C-2D6A5B4C3D2E");
+  absl::StatusOr<ProcessStatus> created = registry.CreateRecord(request);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->id(), "0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e");
+  EXPECT_EQ(registry.CreateRecord(request).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  request.set_id("nope");
+  EXPECT_EQ(registry.CreateRecord(request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(RegistryWaitTest, AnsweredWhenTheRecordEnds) {
   Registry registry(Options());
   const std::string id = MustCreate(registry, Create());

@@ -76,6 +76,8 @@ struct Supervisor::Process {
   std::shared_ptr<OutputSender> sender;
 
   bool reaped = false;
+  // The registry has its record (state changes may be sent).
+  bool recorded = false;
   // The group was seen empty after the leader was reaped (GroupGone).
   bool group_gone = false;
   bool abandoned = false;  // never made it into the registry
@@ -187,6 +189,10 @@ absl::StatusOr<pm::v1::StartResponse> Supervisor::Start(
       CheckBackend(log_store_channel_, "log_store", options_.log_store_socket));
   PM_RETURN_IF_ERROR(
       CheckBackend(registry_channel_, "registry", options_.registry_socket));
+  // The id is minted here, so the process's log is opened in the log_store
+  // while the registry creates its record: Start waits for the slower of the
+  // two, not for both in turn.
+  PM_ASSIGN_OR_RETURN(const std::string id, NewUuidV4());
 
   auto spawned = std::make_shared<absl::StatusOr<ProcessPtr>>(
       absl::UnavailableError("supervisor is shutting down"));
@@ -196,17 +202,17 @@ absl::StatusOr<pm::v1::StartResponse> Supervisor::Start(
     CgroupDirs cgroup;
   };
   auto snapshot = std::make_shared<Snapshot>();
-  if (!RunAndWait(
-          loop_,
-          [this, request, spawned, snapshot] {
-            *spawned = SpawnOnLoop(request);
-            if (spawned->ok()) {
-              const ProcessPtr& p = **spawned;
-              snapshot->status = p->status;
-              snapshot->start_ticks = p->start_ticks;
-              if (p->cgroup) snapshot->cgroup = p->cgroup->dirs();
-            }
-          })) {
+  auto log_open = std::make_shared<absl::Notification>();
+  if (!RunAndWait(loop_, [this, request, id, spawned, snapshot, log_open] {
+        *spawned = SpawnOnLoop(request);
+        if (!spawned->ok()) return;
+        const ProcessPtr& p = **spawned;
+        p->id = id;
+        p->sender->Connect(id, [log_open] { log_open->Notify(); });
+        snapshot->status = p->status;
+        snapshot->start_ticks = p->start_ticks;
+        if (p->cgroup) snapshot->cgroup = p->cgroup->dirs();
+      })) {
     return absl::UnavailableError("supervisor is shutting down");
   }
   PM_ASSIGN_OR_RETURN(ProcessPtr p, std::move(*spawned));
@@ -218,6 +224,7 @@ absl::StatusOr<pm::v1::StartResponse> Supervisor::Start(
   };
 
   pm::internal::v1::CreateRecordRequest create;
+  create.set_id(id);
   *create.mutable_spec() = request;
   create.set_resolved_executable(snapshot->status.resolved_executable());
   create.set_pid(snapshot->status.pid());
@@ -244,22 +251,18 @@ absl::StatusOr<pm::v1::StartResponse> Supervisor::Start(
     }
     return Annotate(status, "registry");
   }
-
-  // Start answers once the log exists in the store, so a follower that
-  // uses the id right away finds it. Bounded: output is spooled meanwhile.
-  auto log_open = std::make_shared<absl::Notification>();
-  auto current = std::make_shared<ProcessStatus>(record);
-  if (!RunAndWait(loop_, [this, p, record, log_open, current] {
-        AttachId(p, record, [log_open] { log_open->Notify(); });
-        *current = p->status;
-      })) {
+  // From now on its state changes go to the registry (one that happened
+  // meanwhile, an exit, goes at once).
+  if (!loop_.Post([this, p, record] { OnRecorded(p, record); })) {
     return absl::UnavailableError("supervisor is shutting down");
   }
+  // Start answers once the log exists in the store, so a follower that
+  // uses the id right away finds it. Bounded: output is spooled meanwhile.
   log_open->WaitForNotificationWithTimeout(options_.backend_timeout);
 
   pm::v1::StartResponse response;
   response.set_id(record.id());
-  *response.mutable_status() = *current;
+  *response.mutable_status() = record;
   return response;
 }
 
@@ -540,12 +543,16 @@ void Supervisor::AbandonUnrecorded(const ProcessPtr& p) {
   p->sender->Cancel();
 }
 
-void Supervisor::AttachId(const ProcessPtr& p, const ProcessStatus& record,
-                          std::function<void()> on_log_open) {
-  p->id = record.id();
+void Supervisor::OnRecorded(const ProcessPtr& p, const ProcessStatus& record) {
   // The record is the registry's; what happened since (an exit) is ours.
   ProcessStatus local = p->status;
   p->status = record;
+  p->recorded = true;
+  by_id_[p->id] = p;
+  if (p->abandoned) {
+    // Shutdown killed it before it was on record: say how it ended.
+    p->abandoned = false;
+  }
   if (Ended(local)) {
     p->status.set_state(local.state());
     p->status.set_exit_code(local.exit_code());
@@ -560,8 +567,6 @@ void Supervisor::AttachId(const ProcessPtr& p, const ProcessStatus& record,
     p->status.set_end_reason(local.end_reason());
     SendUpdate(p);
   }
-  by_id_[p->id] = p;
-  p->sender->Connect(p->id, std::move(on_log_open));
 }
 
 void Supervisor::Stop(const pm::v1::StopRequest& request, StopCallback done) {
@@ -710,7 +715,7 @@ void Supervisor::StopUnknown(const std::string& id, StopCallback done) {
 }
 
 void Supervisor::SendUpdate(const ProcessPtr& p) {
-  if (p->id.empty() || p->abandoned) return;  // AttachId sends it
+  if (!p->recorded || p->abandoned) return;  // OnRecorded sends it
   if (p->update_in_flight) {
     p->dirty = true;
     return;
@@ -783,7 +788,7 @@ void Supervisor::MaybeForget(const ProcessPtr& p) {
   if (p->cgroup) return;
   if (!p->abandoned && !p->sender->done()) return;
   // Everything about it is with the registry and the log_store now.
-  if (!p->id.empty()) by_id_.erase(p->id);
+  if (p->recorded) by_id_.erase(p->id);
 }
 
 bool Supervisor::GroupGone(Process& p) const {
@@ -868,7 +873,7 @@ void Supervisor::Shutdown(absl::Duration grace) {
       if (!p->reaped || !GroupGone(*p) || !CgroupGone(*p)) live.push_back(p);
     }
     for (auto& [pid, p] : by_pid_) {
-      if (p->id.empty()) AbandonUnrecorded(p);
+      if (!p->recorded) AbandonUnrecorded(p);
     }
     auto remaining = std::make_shared<size_t>(live.size());
     if (live.empty()) all_stopped->Notify();

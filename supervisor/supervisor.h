@@ -130,8 +130,7 @@ class Supervisor {
   void OnSigchld();
   void ReapLeader(const ProcessPtr& p);
   void AbandonUnrecorded(const ProcessPtr& p);
-  void AttachId(const ProcessPtr& p, const pm::v1::ProcessStatus& record,
-                std::function<void()> on_log_open);
+  void OnRecorded(const ProcessPtr& p, const pm::v1::ProcessStatus& record);
   void BeginStop(const ProcessPtr& p, absl::Duration grace);
   void OnGraceExpired(const ProcessPtr& p);
   void CheckStopDone(const ProcessPtr& p);
