@@ -266,6 +266,40 @@ absl::StatusOr<pm::v1::StartResponse> Supervisor::Start(
   return response;
 }
 
+namespace {
+constexpr size_t kSpareCgroups = 2;
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ProcessCgroup>> Supervisor::TakeCgroup(
+    const pm::v1::Limits& limits) {
+  if (limits.ByteSizeLong() != 0 || spare_cgroups_.empty()) {
+    RefillSpareCgroups();
+    return cgroups_->Create(limits);
+  }
+  std::unique_ptr<ProcessCgroup> cgroup = std::move(spare_cgroups_.back());
+  spare_cgroups_.pop_back();
+  RefillSpareCgroups();
+  return cgroup;
+}
+
+void Supervisor::RefillSpareCgroups() {
+  if (refill_posted_ || shut_down_) return;
+  refill_posted_ = true;
+  // After the current task: the Start waiting on it is answered first.
+  loop_.Post([this] {
+    refill_posted_ = false;
+    while (!shut_down_ && spare_cgroups_.size() < kSpareCgroups) {
+      absl::StatusOr<std::unique_ptr<ProcessCgroup>> cgroup =
+          cgroups_->Create(pm::v1::Limits());
+      if (!cgroup.ok()) {
+        PM_LOG(WARNING) << "cannot make a spare cgroup: " << cgroup.status();
+        return;
+      }
+      spare_cgroups_.push_back(*std::move(cgroup));
+    }
+  });
+}
+
 absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
     const pm::v1::StartRequest& request) {
   if (shut_down_) return absl::UnavailableError("supervisor is shutting down");
@@ -278,7 +312,7 @@ absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
   std::unique_ptr<ProcessCgroup> cgroup;
   SpawnOptions spawn_options;
   if (cgroups_->enabled()) {
-    PM_ASSIGN_OR_RETURN(cgroup, cgroups_->Create(request.limits()));
+    PM_ASSIGN_OR_RETURN(cgroup, TakeCgroup(request.limits()));
     spawn_options = cgroup->spawn_options();
   }
   absl::StatusOr<SpawnedChild> spawned = Spawn(request, spawn_options);
@@ -903,6 +937,12 @@ void Supervisor::Shutdown(absl::Duration grace) {
     // left for the operator to see.
     std::vector<ProcessPtr> left;
     for (auto& [raw, p] : with_cgroup_) left.push_back(p);
+    for (auto& spare : spare_cgroups_) {
+      if (absl::Status removed = spare->Remove(); !removed.ok()) {
+        PM_LOG(WARNING) << "spare cgroup: " << removed;
+      }
+    }
+    spare_cgroups_.clear();
     for (auto& p : left) {
       RemoveCgroupIfEmpty(p);
       if (p->cgroup) {

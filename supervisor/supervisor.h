@@ -119,6 +119,10 @@ class Supervisor {
 
   // Loop-thread steps.
   absl::StatusOr<ProcessPtr> SpawnOnLoop(const pm::v1::StartRequest& request);
+  // A cgroup for a new process: a spare one when there are no limits.
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> TakeCgroup(
+      const pm::v1::Limits& limits);
+  void RefillSpareCgroups();
   void WatchOutput(const ProcessPtr& p, int index);
   void UnwatchOutput(const ProcessPtr& p, int index);
   void OnOutputReadable(const ProcessPtr& p, int index);
@@ -168,6 +172,11 @@ class Supervisor {
   // Every process whose cgroup is not removed yet (it may outlive by_pid_
   // and by_id_: an abandoned start whose tree is still dying).
   absl::flat_hash_map<Process*, ProcessPtr> with_cgroup_;
+  // Empty cgroups without limits made ahead of need: creating one (a mkdir
+  // per hierarchy) is a third of a start's cost, so Start takes a ready one
+  // and the loop makes the next when it is idle.
+  std::vector<std::unique_ptr<ProcessCgroup>> spare_cgroups_;
+  bool refill_posted_ = false;
   size_t live_ = 0;
 };
 
