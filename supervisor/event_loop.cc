@@ -39,11 +39,16 @@ absl::Status EventLoop::Init() {
 }
 
 bool EventLoop::Post(std::function<void()> fn) {
+  bool wake;
   {
     absl::MutexLock lock(&mu_);
     if (stopped_) return false;
+    // Only the first post into an empty queue needs to wake the loop: it
+    // takes the whole queue when it wakes (DrainPosts swaps under mu_).
+    wake = posted_.empty();
     posted_.push_back(std::move(fn));
   }
+  if (!wake) return true;
   uint64_t one = 1;
   ssize_t ignored = write(wakeup_.get(), &one, sizeof(one));
   (void)ignored;  // EAGAIN: the counter is already non-zero, a wakeup pends.

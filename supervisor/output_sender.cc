@@ -196,23 +196,38 @@ void OutputSender::Close() {
 }
 
 bool OutputSender::ShouldPauseReading() const {
-  return !stalled_ && end_ - acked_ >= options_.window_bytes;
+  return !stalled_ && WaitingForStore();
+}
+
+bool OutputSender::WaitingForStore() const {
+  // While a write is in flight the pipe is left to fill: what it holds is
+  // read in one piece when the write is done and goes out as one message.
+  // A fast writer is then captured in few large messages rather than many
+  // small ones, and a slow one loses no latency (its bytes would wait for
+  // the write in flight anyway).
+  return end_ - acked_ >= options_.window_bytes || write_in_flight_;
 }
 
 void OutputSender::ArmStallTimer() {
-  if (stalled_ || stall_timer_ != 0 || end_ - acked_ < options_.window_bytes) {
-    return;
-  }
+  if (stalled_ || stall_timer_ != 0 || !WaitingForStore()) return;
   stall_timer_ = loop_->RunAfter(
       options_.stall_bound, [weak = weak_from_this()] {
         auto self = weak.lock();
         if (!self) return;
         self->stall_timer_ = 0;
-        if (self->end_ - self->acked_ >= self->options_.window_bytes) {
+        if (self->WaitingForStore()) {
           self->stalled_ = true;
           self->Changed();
         }
       });
+}
+
+void OutputSender::NoteProgress() {
+  // The store took something: the stall clock starts over.
+  loop_->Cancel(stall_timer_);
+  stall_timer_ = 0;
+  if (end_ - acked_ < options_.window_bytes) stalled_ = false;
+  ArmStallTimer();
 }
 
 void OutputSender::MaybeSend() {
@@ -258,6 +273,8 @@ void OutputSender::OnWriteDone(uint64_t generation, bool ok) {
     return;
   }
   MaybeSend();
+  // The pipes may be read again (ShouldPauseReading).
+  Changed();
 }
 
 void OutputSender::OnAck(uint64_t generation, uint64_t end_offset,
@@ -285,11 +302,7 @@ void OutputSender::Release(uint64_t up_to) {
     if (items_.front().message != nullptr) buffered_ -= items_.front().size;
     items_.pop_front();
   }
-  // Progress: the stall clock starts over.
-  loop_->Cancel(stall_timer_);
-  stall_timer_ = 0;
-  if (end_ - acked_ < options_.window_bytes) stalled_ = false;
-  ArmStallTimer();
+  NoteProgress();
 }
 
 void OutputSender::OnStreamDone(uint64_t generation,

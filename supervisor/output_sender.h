@@ -14,7 +14,9 @@
 // The contract with the process (never freeze it for the store's sake):
 // - The store is up but slower than the process: at most `window_bytes` are
 //   unacknowledged; beyond that ShouldPauseReading() is true and the process
-//   waits on its pipe, as on a slow terminal. Nothing is lost.
+//   waits on its pipe, as on a slow terminal. Nothing is lost. (Reading also
+//   pauses while a write is in flight, so a fast writer's output is read in
+//   large pieces and sent as few messages.)
 // - The store makes no progress for `stall_bound` (stalled or down): reading
 //   resumes regardless and bytes are spooled up to `spool_bytes`; they are
 //   replayed when the store is back. Beyond the spool, bytes are dropped and
@@ -101,6 +103,9 @@ class OutputSender : public std::enable_shared_from_this<OutputSender> {
   void OnStreamDone(uint64_t generation, const grpc::Status& status);
   void Release(uint64_t up_to);
   void ArmStallTimer();
+  // Whether reading waits on the store (window full, or a write in flight).
+  bool WaitingForStore() const;
+  void NoteProgress();
   void Changed();
 
   EventLoop* loop_;
