@@ -334,7 +334,9 @@ void OutputSender::OnStreamDone(uint64_t generation,
   reconnect_timer_ = loop_->RunAfter(reconnect_delay_, [weak = weak_from_this()] {
     if (auto self = weak.lock()) self->StartStream();
   });
-  reconnect_delay_ = std::min(reconnect_delay_ * 2, absl::Seconds(5));
+  // Capped at the channel's own reconnect backoff (common/channel): once
+  // the store is back, output flows again within about a second.
+  reconnect_delay_ = std::min(reconnect_delay_ * 2, absl::Seconds(1));
 }
 
 void OutputSender::Cancel() {

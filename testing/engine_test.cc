@@ -484,6 +484,35 @@ TEST_F(EngineTest, LogStoreDownMakesStartUnavailableAndNothingCrashes) {
   EXPECT_EQ(back.out, "back\n");
 }
 
+TEST_F(EngineTest, OutputResumesAfterALogStoreRestartAndTheLossIsReported) {
+  const std::string gate = stack_.temp_dir() + "/gate";
+  ASSERT_EQ(mkfifo(gate.c_str(), 0600), 0);
+  const std::string id =
+      MustStart(Shell(absl::StrCat("echo before; read x < ", gate, "; echo after")));
+  WaitForOutput(id, "before\n");
+  // The store dies with what it held; the process goes on writing.
+  ASSERT_TRUE(stack_.stack().KillService("log_store", SIGKILL).ok());
+  ASSERT_TRUE(stack_.stack().RestartService("log_store").ok());
+  std::ofstream(gate) << "go\n";
+  ProcessStatus ended = MustWait(id);
+  EXPECT_EQ(ended.output_bytes(), 13u);
+
+  // The supervisor reconnects (within about a second) and sends the rest;
+  // what the old store lost is reported, not hidden. Until it has
+  // reconnected the new store does not know the id, and nothing in the API
+  // says when it has: retry NOT_FOUND, bounded.
+  Output output;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    output = ReadOutput(client(), id);
+    if (output.status.code() != absl::StatusCode::kNotFound) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(output.status.ok()) << output.status;
+  EXPECT_EQ(output.out, "after\n");
+  EXPECT_EQ(output.dropped, 7u);
+  EXPECT_EQ(output.next_offset, 13u);
+}
+
 TEST(EngineStallTest, StalledLogStoreNeverFreezesTheProcessAndGapsAreExplicit) {
   TestStack stack(ServiceFlags{{"supervisor",
                     {"--output_window_bytes=1048576", "--output_spool_bytes=4194304",
