@@ -13,27 +13,39 @@
 
 namespace pm {
 
+namespace {
+
+absl::Status Malformed(absl::string_view line, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "malformed /proc/PID/stat line (", why, "): ", line.substr(0, 80)));
+}
+
+}  // namespace
+
 absl::StatusOr<ProcStat> ParseProcStat(absl::string_view line) {
+  const size_t open = line.find('(');
   const size_t close = line.rfind(')');
-  if (close == absl::string_view::npos || close + 2 > line.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("malformed /proc stat line: ", line.substr(0, 80)));
-  }
-  // After ") ": field 3 (state) onwards.
-  std::vector<absl::string_view> fields =
-      absl::StrSplit(line.substr(close + 2), ' ', absl::SkipEmpty());
-  // fields[0] is field 3, so field N is fields[N - 3].
-  if (fields.size() < 20 || fields[0].size() != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("malformed /proc stat line: ", line.substr(0, 80)));
+  if (open == absl::string_view::npos || close == absl::string_view::npos ||
+      close < open) {
+    return Malformed(line, "no (comm)");
   }
   ProcStat stat;
+  if (!absl::SimpleAtoi(line.substr(0, open), &stat.pid) || stat.pid <= 0) {
+    return Malformed(line, "bad pid");
+  }
+  stat.comm = std::string(line.substr(open + 1, close - open - 1));
+  // fields[0] is field 3 (state), so field N is fields[N - 3].
+  std::vector<absl::string_view> fields = absl::StrSplit(
+      line.substr(close + 1), absl::ByAnyChar(" \n"), absl::SkipEmpty());
+  if (fields.size() < 20) return Malformed(line, "fewer than 22 fields");
+  if (fields[0].size() != 1) return Malformed(line, "bad state");
   stat.state = fields[0][0];
   if (!absl::SimpleAtoi(fields[1], &stat.ppid) ||
-      !absl::SimpleAtoi(fields[2], &stat.pgrp) ||
-      !absl::SimpleAtoi(fields[19], &stat.start_ticks)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("malformed /proc stat line: ", line.substr(0, 80)));
+      !absl::SimpleAtoi(fields[2], &stat.pgrp)) {
+    return Malformed(line, "bad ppid or pgrp");
+  }
+  if (!absl::SimpleAtoi(fields[19], &stat.start_ticks)) {
+    return Malformed(line, "bad starttime");
   }
   return stat;
 }

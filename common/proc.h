@@ -19,15 +19,19 @@ namespace pm {
 
 // The fields of a /proc/PID/stat line that pm uses.
 struct ProcStat {
-  char state = '?';
+  pid_t pid = 0;
+  // The command name, without the surrounding parentheses.
+  std::string comm;
+  char state = '?';          // 'R', 'S', 'Z', ...
   int64_t ppid = 0;
   int64_t pgrp = 0;
   uint64_t start_ticks = 0;  // field 22, clock ticks after boot
 };
 
 // Parses a /proc/PID/stat line. The comm field is in parentheses and may hold
-// spaces and ')', so fields are counted from the last ')'.
-// INVALID_ARGUMENT when the line is malformed.
+// anything a process calls itself (spaces, ") (", digits), so fields are
+// counted from the last ')'. INVALID_ARGUMENT ("malformed /proc/PID/stat
+// line") when the line is malformed.
 absl::StatusOr<ProcStat> ParseProcStat(absl::string_view line);
 
 // Reads and parses /proc/<pid>/stat. NOT_FOUND (ENOENT/ESRCH) when the

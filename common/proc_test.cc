@@ -2,10 +2,77 @@
 
 #include <unistd.h>
 
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace pm {
 namespace {
+
+using ::testing::HasSubstr;
+
+// A /proc/PID/stat line: pid, (comm), state, then fields 4..52 with field 22
+// (starttime) set to `start_ticks`.
+std::string StatLine(pid_t pid, const std::string& comm, uint64_t start_ticks) {
+  std::vector<std::string> fields = {absl::StrCat(pid),
+                                     absl::StrCat("(", comm, ")"), "S"};
+  for (int field = 4; field <= 52; ++field) {
+    fields.push_back(field == 22 ? absl::StrCat(start_ticks)
+                                 : absl::StrCat(field * 10));
+  }
+  return absl::StrCat(absl::StrJoin(fields, " "), "\n");
+}
+
+TEST(ParseProcStatTest, TakesTheFieldsAfterTheLastParenthesis) {
+  // A process may call itself anything: spaces, ") (", a digit after it.
+  absl::StatusOr<ProcStat> stat =
+      ParseProcStat(StatLine(1234, "evil) (R 1 2) 3", 987654321));
+  ASSERT_TRUE(stat.ok()) << stat.status();
+  EXPECT_EQ(stat->pid, 1234);
+  EXPECT_EQ(stat->comm, "evil) (R 1 2) 3");
+  EXPECT_EQ(stat->state, 'S');
+  EXPECT_EQ(stat->start_ticks, 987654321u);
+}
+
+TEST(ParseProcStatTest, AcceptsAnEmptyComm) {
+  absl::StatusOr<ProcStat> stat = ParseProcStat(StatLine(7, "", 55));
+  ASSERT_TRUE(stat.ok()) << stat.status();
+  EXPECT_EQ(stat->comm, "");
+  EXPECT_EQ(stat->start_ticks, 55u);
+}
+
+TEST(ParseProcStatTest, RejectsMalformedLines) {
+  const std::string short_line = "12 (sleep) S 1 2 3\n";
+  std::string bad_ticks = StatLine(12, "sleep", 1);
+  bad_ticks.replace(bad_ticks.find(" 210 1 ") + 5, 1, "x");  // field 22
+  for (const std::string& line :
+       {std::string(""), std::string("12 sleep S 1"), short_line,
+        std::string("x (sleep) S") + StatLine(1, "a", 1).substr(7),
+        bad_ticks}) {
+    absl::StatusOr<ProcStat> stat = ParseProcStat(line);
+    EXPECT_EQ(stat.status().code(), absl::StatusCode::kInvalidArgument)
+        << line;
+    EXPECT_THAT(stat.status().message(),
+                HasSubstr("malformed /proc/PID/stat line"));
+  }
+}
+
+TEST(ParseProcStatTest, ParsesOurOwnStat) {
+  std::ifstream file("/proc/self/stat");
+  std::string line((std::istreambuf_iterator<char>(file)),
+                   std::istreambuf_iterator<char>());
+  absl::StatusOr<ProcStat> stat = ParseProcStat(line);
+  ASSERT_TRUE(stat.ok()) << stat.status();
+  EXPECT_EQ(stat->pid, getpid());
+  EXPECT_GT(stat->start_ticks, 0u);
+}
+
 
 TEST(ProcStatTest, ParsesCommWithParenthesesAndSpaces) {
   absl::StatusOr<ProcStat> stat = ParseProcStat(

@@ -13,20 +13,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/fd.h"
+#include "common/proc.h"
 #include "common/status.h"
 
 namespace pm::registry {
 namespace {
 
-// Field 22 of /proc/PID/stat is the 20th field after the comm's ')': the
-// fields after it start with field 3 (state).
-constexpr size_t kStartTicksIndexAfterComm = 22 - 3;
-
-absl::Status Malformed(absl::string_view line, absl::string_view why) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("malformed /proc/PID/stat line (", why, "): \"",
-                   absl::CHexEscape(line.substr(0, 120)), "\""));
-}
 
 // The process behind a /proc entry vanished: the kernel says ENOENT when the
 // entry is gone and ESRCH when an fd into it outlives the process. Both mean
@@ -87,33 +79,6 @@ std::string ProcDirPath(absl::string_view proc_root, pid_t pid) {
 }
 
 }  // namespace
-
-absl::StatusOr<ProcStat> ParseProcStat(absl::string_view line) {
-  const size_t open = line.find('(');
-  const size_t close = line.rfind(')');
-  if (open == absl::string_view::npos || close == absl::string_view::npos ||
-      close < open) {
-    return Malformed(line, "no (comm)");
-  }
-  ProcStat stat;
-  if (!absl::SimpleAtoi(line.substr(0, open), &stat.pid) || stat.pid <= 0) {
-    return Malformed(line, "bad pid");
-  }
-  stat.comm = std::string(line.substr(open + 1, close - open - 1));
-  std::vector<absl::string_view> fields =
-      absl::StrSplit(line.substr(close + 1), absl::ByAnyChar(" \n"),
-                     absl::SkipEmpty());
-  if (fields.size() <= kStartTicksIndexAfterComm) {
-    return Malformed(line, "fewer than 22 fields");
-  }
-  if (fields[0].size() != 1) return Malformed(line, "bad state");
-  stat.state = fields[0][0];
-  if (!absl::SimpleAtoi(fields[kStartTicksIndexAfterComm],
-                        &stat.start_ticks)) {
-    return Malformed(line, "bad starttime");
-  }
-  return stat;
-}
 
 std::map<std::string, std::string> ParseProcStatus(absl::string_view text) {
   std::map<std::string, std::string> fields;

@@ -26,24 +26,6 @@
 
 namespace pm::registry {
 
-// The fields of one /proc/PID/stat line the registry uses.
-struct ProcStat {
-  pid_t pid = 0;
-  // The command name, without the surrounding parentheses.
-  std::string comm;
-  // 'R', 'S', 'Z', ...
-  char state = '\0';
-  // Field 22: start time in clock ticks after boot.
-  uint64_t start_ticks = 0;
-};
-
-// Parses one /proc/PID/stat line. The comm field is in parentheses and may
-// itself hold spaces and ')' (a process may name itself "a) (b"), so the
-// fields after it are taken from the LAST ')'. INVALID_ARGUMENT, quoting the
-// start of the line, if it does not have that shape or field 22 is not a
-// number.
-absl::StatusOr<ProcStat> ParseProcStat(absl::string_view line);
-
 // Parses the text of /proc/PID/status: one "Key:<whitespace>value" per line.
 // Values have surrounding whitespace trimmed ("VmRSS:\t  1234 kB" gives
 // "1234 kB"); lines without ':' are skipped. Never fails.
