@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
+#include "client/reader_stream.h"
 #include "common/channel.h"
 #include "common/metadata.h"
 #include "common/runtime_dir.h"
@@ -38,29 +39,6 @@ absl::Status BackendStatus(const grpc::Status& rpc, absl::string_view service,
   }
   return status;
 }
-
-class LocalOutputStream final : public OutputStream {
- public:
-  LocalOutputStream(LogStore::Stub* stub,
-                    const pm::v1::StreamOutputRequest& request,
-                    std::string socket)
-      : socket_(std::move(socket)),
-        reader_(stub->StreamOutput(&context_, request)) {}
-
-  bool Next(pm::v1::OutputChunk* chunk) override {
-    return reader_->Read(chunk);
-  }
-  void WaitUntilAttached() override { reader_->WaitForInitialMetadata(); }
-  void Cancel() override { context_.TryCancel(); }
-  absl::Status Finish() override {
-    return BackendStatus(reader_->Finish(), "log_store", socket_);
-  }
-
- private:
-  std::string socket_;
-  grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReader<pm::v1::OutputChunk>> reader_;
-};
 
 class LocalClient final : public Client {
  public:
@@ -139,8 +117,13 @@ class LocalClient final : public Client {
 
   std::unique_ptr<OutputStream> StreamOutput(
       const pm::v1::StreamOutputRequest& request) override {
-    return std::make_unique<LocalOutputStream>(log_store_.get(), request,
-                                               log_store_socket_);
+    return std::make_unique<ReaderOutputStream>(
+        [&](grpc::ClientContext* context) {
+          return log_store_->StreamOutput(context, request);
+        },
+        [socket = log_store_socket_](const grpc::Status& rpc) {
+          return BackendStatus(rpc, "log_store", socket);
+        });
   }
 
   absl::Status StreamOutputAsync(

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
+#include "client/reader_stream.h"
 #include "common/fd.h"
 #include "common/status.h"
 #include "pm/v1/process_manager.grpc.pb.h"
@@ -77,27 +78,6 @@ class BasicAuthPlugin final : public grpc::MetadataCredentialsPlugin {
 
  private:
   const std::string header_;
-};
-
-class RemoteOutputStream final : public OutputStream {
- public:
-  RemoteOutputStream(ProcessManager::Stub* stub,
-                     const pm::v1::StreamOutputRequest& request,
-                     std::string target)
-      : target_(std::move(target)),
-        reader_(stub->StreamOutput(&context_, request)) {}
-
-  bool Next(pm::v1::OutputChunk* chunk) override { return reader_->Read(chunk); }
-  void WaitUntilAttached() override { reader_->WaitForInitialMetadata(); }
-  void Cancel() override { context_.TryCancel(); }
-  absl::Status Finish() override {
-    return GatewayStatus(reader_->Finish(), target_);
-  }
-
- private:
-  std::string target_;
-  grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReader<pm::v1::OutputChunk>> reader_;
 };
 
 class RemoteClient final : public Client {
@@ -171,7 +151,13 @@ class RemoteClient final : public Client {
 
   std::unique_ptr<OutputStream> StreamOutput(
       const pm::v1::StreamOutputRequest& request) override {
-    return std::make_unique<RemoteOutputStream>(stub_.get(), request, target_);
+    return std::make_unique<ReaderOutputStream>(
+        [&](grpc::ClientContext* context) {
+          return stub_->StreamOutput(context, request);
+        },
+        [target = target_](const grpc::Status& rpc) {
+          return GatewayStatus(rpc, target);
+        });
   }
 
   absl::Status StreamOutputAsync(

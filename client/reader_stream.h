@@ -1,0 +1,45 @@
+// ReaderOutputStream: pm::OutputStream over a synchronous gRPC ClientReader,
+// shared by the local and the remote Library (internal to client/).
+//
+//   return std::make_unique<ReaderOutputStream>(
+//       [&](grpc::ClientContext* c) { return stub->StreamOutput(c, request); },
+//       [socket](const grpc::Status& s) { return BackendStatus(s, ...); });
+#ifndef PM_CLIENT_READER_STREAM_H_
+#define PM_CLIENT_READER_STREAM_H_
+
+#include <functional>
+#include <memory>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/support/sync_stream.h>
+
+#include "absl/status/status.h"
+#include "client/client.h"
+#include "pm/v1/process_manager.pb.h"
+
+namespace pm {
+
+class ReaderOutputStream final : public OutputStream {
+ public:
+  using Reader = grpc::ClientReader<pm::v1::OutputChunk>;
+  // `open` starts the call on the given context; `to_status` turns its final
+  // gRPC status into the Library's (naming the service it came from).
+  ReaderOutputStream(
+      const std::function<std::unique_ptr<Reader>(grpc::ClientContext*)>& open,
+      std::function<absl::Status(const grpc::Status&)> to_status)
+      : to_status_(std::move(to_status)), reader_(open(&context_)) {}
+
+  bool Next(pm::v1::OutputChunk* chunk) override { return reader_->Read(chunk); }
+  void WaitUntilAttached() override { reader_->WaitForInitialMetadata(); }
+  void Cancel() override { context_.TryCancel(); }
+  absl::Status Finish() override { return to_status_(reader_->Finish()); }
+
+ private:
+  std::function<absl::Status(const grpc::Status&)> to_status_;
+  grpc::ClientContext context_;
+  std::unique_ptr<Reader> reader_;
+};
+
+}  // namespace pm
+
+#endif  // PM_CLIENT_READER_STREAM_H_
