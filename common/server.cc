@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <grpc/grpc.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
@@ -65,9 +66,23 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartUnixServer(
   return server;
 }
 
+void KeepGrpcInitialized() {
+  // gRPC shuts its library down when the last channel or server goes, and
+  // that joins an executor thread that may sleep in a ten-second timer: a
+  // service would hang that long on its way out after a clean stop. One
+  // reference held until exit means the shutdown never runs (the OS frees
+  // everything at exit anyway).
+  static const bool kept = [] {
+    grpc_init();
+    return true;
+  }();
+  (void)kept;
+}
+
 int ServeUntilSignal(Service service, const std::string& runtime_dir,
                      const std::vector<grpc::Service*>& services,
                      std::function<void()> before_shutdown) {
+  KeepGrpcInitialized();
   SetLogTag(ServiceName(service));
   if (absl::Status status = EnsureRuntimeDir(runtime_dir); !status.ok()) {
     PM_LOG(ERROR) << "cannot use runtime dir: " << status;

@@ -42,6 +42,12 @@ void ConfigureServerBuilder(grpc::ServerBuilder& builder);
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartUnixServer(
     const std::string& socket_path, const std::vector<grpc::Service*>& services);
 
+// Keeps gRPC's library initialised until the process exits, so the last
+// channel or server going away never blocks in gRPC's shutdown (which can
+// take ten seconds). ServeUntilSignal calls it; a service with its own main
+// loop calls it first.
+void KeepGrpcInitialized();
+
 // The whole life of a service process: ensure the runtime dir, claim and bind
 // the socket, log where it listens, wait for SIGTERM/SIGINT, then call
 // `before_shutdown` (may be empty), shut the server down (in-flight calls get

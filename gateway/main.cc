@@ -31,6 +31,7 @@ DEFINE_int32(max_threads, 64, "Cap on threads serving synchronous calls");
 
 int main(int argc, char** argv) {
   pm::BlockTerminationSignals();
+  pm::KeepGrpcInitialized();
   gflags::SetUsageMessage(
       "pm gateway: pm.v1.ProcessManager for external clients over mutual TLS "
       "with basic auth");

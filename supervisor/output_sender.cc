@@ -72,17 +72,19 @@ class OutputSender::Stream
   void TryCancel() { context_.TryCancel(); }
 
   void OnWriteDone(bool ok) override {
-    loop_->Post([self = self_, ok] {
+    const bool posted = loop_->Post([self = self_, ok] {
       if (!ok) self->Fail();
       if (auto sender = self->sender_.lock()) {
         sender->OnWriteDone(self->generation_, ok);
       }
     });
+    // The loop has stopped (shutdown): nobody will write again.
+    if (!posted) ReleaseHold();
   }
   void OnReadDone(bool ok) override {
     if (!ok) {
       // The store ended the stream (or it broke): no more writes.
-      loop_->Post([self = self_] { self->Fail(); });
+      if (!loop_->Post([self = self_] { self->Fail(); })) ReleaseHold();
       return;
     }
     const uint64_t end = response_.end_offset();
@@ -104,9 +106,9 @@ class OutputSender::Stream
   }
 
  private:
+  // Once, from the loop or (after the loop stopped) a gRPC thread.
   void ReleaseHold() {
-    if (hold_released_) return;
-    hold_released_ = true;
+    if (hold_released_.exchange(true)) return;
     RemoveHold();
   }
 
@@ -118,7 +120,7 @@ class OutputSender::Stream
   AppendResponse response_;
   // Loop thread only.
   bool dead_ = false;
-  bool hold_released_ = false;
+  std::atomic<bool> hold_released_{false};
 };
 
 OutputSender::OutputSender(EventLoop* loop,

@@ -136,6 +136,9 @@ absl::Status Supervisor::Init() {
   PM_RETURN_IF_ERROR(loop_.Watch(sigchld_fd_.get(), EPOLLIN,
                                  [this](uint32_t) { OnSigchld(); }));
   loop_thread_ = std::thread([this] { loop_.Run(); });
+  if (cgroups_->enabled()) {
+    spare_thread_ = std::thread([this] { MakeSpareCgroups(); });
+  }
   return absl::OkStatus();
 }
 
@@ -266,38 +269,56 @@ absl::StatusOr<pm::v1::StartResponse> Supervisor::Start(
   return response;
 }
 
-namespace {
-constexpr size_t kSpareCgroups = 2;
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<ProcessCgroup>> Supervisor::TakeCgroup(
     const pm::v1::Limits& limits) {
-  if (limits.ByteSizeLong() != 0 || spare_cgroups_.empty()) {
-    RefillSpareCgroups();
-    return cgroups_->Create(limits);
+  if (limits.ByteSizeLong() == 0) {
+    absl::MutexLock lock(&spare_mu_);
+    if (!spare_cgroups_.empty()) {
+      std::unique_ptr<ProcessCgroup> cgroup = std::move(spare_cgroups_.back());
+      spare_cgroups_.pop_back();
+      return cgroup;  // the maker thread sees the pool low and refills it
+    }
   }
-  std::unique_ptr<ProcessCgroup> cgroup = std::move(spare_cgroups_.back());
-  spare_cgroups_.pop_back();
-  RefillSpareCgroups();
-  return cgroup;
+  return cgroups_->Create(limits);
 }
 
-void Supervisor::RefillSpareCgroups() {
-  if (refill_posted_ || shut_down_) return;
-  refill_posted_ = true;
-  // After the current task: the Start waiting on it is answered first.
-  loop_.Post([this] {
-    refill_posted_ = false;
-    while (!shut_down_ && spare_cgroups_.size() < kSpareCgroups) {
-      absl::StatusOr<std::unique_ptr<ProcessCgroup>> cgroup =
-          cgroups_->Create(pm::v1::Limits());
-      if (!cgroup.ok()) {
-        PM_LOG(WARNING) << "cannot make a spare cgroup: " << cgroup.status();
-        return;
-      }
-      spare_cgroups_.push_back(*std::move(cgroup));
+void Supervisor::MakeSpareCgroups() {
+  for (;;) {
+    spare_mu_.LockWhen(absl::Condition(
+        +[](Supervisor* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->spare_mu_) {
+          return self->spare_stop_ ||
+                 self->spare_cgroups_.size() < kSpareCgroups;
+        },
+        this));
+    const bool stop = spare_stop_;
+    spare_mu_.Unlock();
+    if (stop) return;
+    // mkdir in every hierarchy, off the loop thread.
+    absl::StatusOr<std::unique_ptr<ProcessCgroup>> cgroup =
+        cgroups_->Create(pm::v1::Limits());
+    if (!cgroup.ok()) {
+      PM_LOG(WARNING) << "cannot make a spare cgroup: " << cgroup.status()
+                      << "; Start makes its own";
+      return;
     }
-  });
+    absl::MutexLock lock(&spare_mu_);
+    spare_cgroups_.push_back(*std::move(cgroup));
+  }
+}
+
+void Supervisor::StopSpareCgroups() {
+  {
+    absl::MutexLock lock(&spare_mu_);
+    spare_stop_ = true;
+  }
+  if (spare_thread_.joinable()) spare_thread_.join();
+  absl::MutexLock lock(&spare_mu_);
+  for (auto& spare : spare_cgroups_) {
+    if (absl::Status removed = spare->Remove(); !removed.ok()) {
+      PM_LOG(WARNING) << "spare cgroup: " << removed;
+    }
+  }
+  spare_cgroups_.clear();
 }
 
 absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
@@ -899,6 +920,7 @@ bool Supervisor::RemoveCgroupIfEmpty(const ProcessPtr& p) {
 
 void Supervisor::Shutdown(absl::Duration grace) {
   if (!loop_thread_.joinable()) return;
+  StopSpareCgroups();
   auto all_stopped = std::make_shared<absl::Notification>();
   loop_.Post([this, grace, all_stopped] {
     shut_down_ = true;
@@ -937,12 +959,6 @@ void Supervisor::Shutdown(absl::Duration grace) {
     // left for the operator to see.
     std::vector<ProcessPtr> left;
     for (auto& [raw, p] : with_cgroup_) left.push_back(p);
-    for (auto& spare : spare_cgroups_) {
-      if (absl::Status removed = spare->Remove(); !removed.ok()) {
-        PM_LOG(WARNING) << "spare cgroup: " << removed;
-      }
-    }
-    spare_cgroups_.clear();
     for (auto& p : left) {
       RemoveCgroupIfEmpty(p);
       if (p->cgroup) {

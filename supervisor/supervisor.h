@@ -122,7 +122,8 @@ class Supervisor {
   // A cgroup for a new process: a spare one when there are no limits.
   absl::StatusOr<std::unique_ptr<ProcessCgroup>> TakeCgroup(
       const pm::v1::Limits& limits);
-  void RefillSpareCgroups();
+  void MakeSpareCgroups();   // the spare thread's body
+  void StopSpareCgroups();   // joins it and removes the spares
   void WatchOutput(const ProcessPtr& p, int index);
   void UnwatchOutput(const ProcessPtr& p, int index);
   void OnOutputReadable(const ProcessPtr& p, int index);
@@ -172,11 +173,15 @@ class Supervisor {
   // Every process whose cgroup is not removed yet (it may outlive by_pid_
   // and by_id_: an abandoned start whose tree is still dying).
   absl::flat_hash_map<Process*, ProcessPtr> with_cgroup_;
-  // Empty cgroups without limits made ahead of need: creating one (a mkdir
-  // per hierarchy) is a third of a start's cost, so Start takes a ready one
-  // and the loop makes the next when it is idle.
-  std::vector<std::unique_ptr<ProcessCgroup>> spare_cgroups_;
-  bool refill_posted_ = false;
+  // Empty cgroups without limits made ahead of need by their own thread:
+  // creating one (a mkdir per hierarchy) costs about as much as the clone
+  // and exec, so Start takes a ready one and the loop never waits for it.
+  static constexpr size_t kSpareCgroups = 2;
+  absl::Mutex spare_mu_;
+  std::vector<std::unique_ptr<ProcessCgroup>> spare_cgroups_
+      ABSL_GUARDED_BY(spare_mu_);
+  bool spare_stop_ ABSL_GUARDED_BY(spare_mu_) = false;
+  std::thread spare_thread_;
   size_t live_ = 0;
 };
 
