@@ -4,10 +4,13 @@
 //   bazel run -c opt //testing/bench:all                 # full sizes
 //   bazel run -c opt //testing/bench:all -- --json=out.json
 //   bazel run //testing/bench:all -- --smoke             # tiny, seconds
+//   bazel run -c opt //testing/bench:all -- --peers      # and supervisord, PM2
 //
 // Prints a table of medians, p99 and ratios (and writes it as JSON). Never
 // asserts a speed: the machines are noisy, so ratios to a baseline measured
-// in the same run are what to read.
+// in the same run are what to read. With --peers, supervisord and PM2 go
+// through the same measures afterwards (peers/peers.sh), their rows carry
+// the baselines of pm's, and a last table puts the three side by side.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -35,6 +38,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "client/client.h"
 #include "common/fd.h"
 #include "stack/stack.h"
@@ -45,6 +49,16 @@ DEFINE_int32(rounds, 0, "Repetitions per measure (0: 200, or 5 with --smoke)");
 DEFINE_uint64(capture_bytes, 0, "Bytes for the capture measure (0: 1 GiB, or 4 MiB with --smoke)");
 DEFINE_int32(idle_seconds, 0, "Seconds of the idle CPU measure (0: 60, or 1 with --smoke)");
 DEFINE_int32(sleepers, 0, "Sleeping processes for the per-process memory measure (0: 1000, or 20 with --smoke)");
+DEFINE_int32(capture_rounds, 0, "Rounds of the capture measure, for pm and each peer (0: 5, or 1 with --smoke)");
+DEFINE_bool(peers, false,
+            "Then run supervisord and PM2 through the start, start + stop, capture "
+            "and at-rest measures, each on its own socket and home under a temp dir "
+            "(testing/bench/peers), and print them beside pm. Installs what is "
+            "missing on demand: Debian's supervisor (apt-get, needs root) and the "
+            "pm2 that testing/bench/peers/package-lock.json pins (npm ci into the "
+            "temp dir). Takes minutes more: PM2 captures at tens of MB/s, and "
+            "supervisord loses some stops and waits 10 s for each. For runs by "
+            "hand: make test never passes it");
 
 extern char** environ;
 
@@ -72,19 +86,25 @@ Stats Summarize(std::vector<double> v) {
 struct Row {
   std::string measure;
   std::string unit;
-  double pm_median, pm_p99;
+  double median = 0, p99 = 0;
   std::string baseline;
-  double base_median;
-  std::string ratio_note;
+  double base_median = 0;
+  std::string ratio_note;  // the target
+  // Which measure this is ("start", "capture", ...), where peers have it
+  // too, and whose ("pm" or a peer's name).
+  std::string key = "";
+  std::string who = "pm";
+  std::string note = "";  // what else was seen, such as lost bytes
 };
 std::vector<Row> g_rows;
 
 void Report(Row row) {
-  absl::PrintF("%-52s %10.3f %-6s p99 %10.3f | %-34s %10.3f | ratio %.2f %s\n",
-               row.measure, row.pm_median, row.unit, row.pm_p99, row.baseline,
+  absl::PrintF("%-52s %10.3f %-6s p99 %10.3f | %-34s %10.3f | ratio %.2f %s%s%s\n",
+               row.measure, row.median, row.unit, row.p99, row.baseline,
                row.base_median,
-               row.base_median > 0 ? row.pm_median / row.base_median : 0.0,
-               row.ratio_note);
+               row.base_median > 0 ? row.median / row.base_median : 0.0,
+               row.ratio_note, row.ratio_note.empty() || row.note.empty() ? "" : " ",
+               row.note);
   fflush(stdout);
   g_rows.push_back(std::move(row));
 }
@@ -130,9 +150,9 @@ void MeasureStart(pm::Client& client, int rounds) {
   }
   Stats r = Summarize(raw), s = Summarize(start), ss = Summarize(start_stop);
   Report({"Start /bin/true, exec confirmed (Library, unix socket)", "ms", s.median,
-          s.p99, "posix_spawn+pidfd+reap /bin/true", r.median, "(target <= 2)"});
+          s.p99, "posix_spawn+pidfd+reap /bin/true", r.median, "(target <= 2)", "start"});
   Report({"Start + Stop of sleep", "ms", ss.median, ss.p99,
-          "posix_spawn+pidfd+reap /bin/true", r.median, "(target < 3 ms)"});
+          "posix_spawn+pidfd+reap /bin/true", r.median, "(target < 3 ms)", "start_stop"});
 }
 
 void MeasureStartRate(const std::string& runtime_dir, int rounds) {
@@ -201,6 +221,7 @@ double RawPipeCaptureSeconds(uint64_t bytes) {
 
 void MeasureCapture(pm::Client& client, uint64_t bytes, int rounds) {
   std::vector<double> raw, pm_rate;
+  int losing_rounds = 0;
   for (int i = 0; i < rounds; ++i) raw.push_back(bytes / RawPipeCaptureSeconds(bytes) / 1e9);
   for (int i = 0; i < rounds; ++i) {
     auto t0 = Clock::now();
@@ -222,13 +243,17 @@ void MeasureCapture(pm::Client& client, uint64_t bytes, int rounds) {
     if (ended->output_bytes() != bytes || last != bytes) {
       absl::PrintF("capture round %d LOST BYTES: wrote %d, retained to %d\n", i,
                    ended->output_bytes(), last);
+      ++losing_rounds;
     }
     pm_rate.push_back(bytes / seconds / 1e9);
   }
   Stats r = Summarize(raw), p = Summarize(pm_rate);
   Report({absl::StrCat("Capture ", bytes >> 20, " MiB of head -c /dev/zero, until retained"),
           "GB/s", p.median, p.p99, "pipe -> epoll reader, discard", r.median,
-          "(target >= 1 GB/s)"});
+          "(target >= 1 GB/s)", "capture", "pm",
+          losing_rounds > 0
+              ? absl::StrCat("lost bytes in ", losing_rounds, " of ", rounds, " rounds")
+              : absl::StrCat("no byte lost in ", rounds, " rounds")});
 }
 
 void MeasureFollowLatency(pm::Client& client, const std::string& dir, int followers,
@@ -338,9 +363,9 @@ void MeasureIdle(const pm::stack::Stack& stack, int seconds) {
   const double cpu_pct = 100.0 * (after.cpu_ticks - before.cpu_ticks) /
                          sysconf(_SC_CLK_TCK) / seconds;
   Report({"Services' RSS at rest (all together)", "MiB", after.rss_kib / 1024.0,
-          after.rss_kib / 1024.0, "target", 48, ""});
+          after.rss_kib / 1024.0, "target", 48, "", "rss"});
   Report({absl::StrCat("Services' CPU at rest over ", seconds, " s"), "%core", cpu_pct,
-          cpu_pct, "target", 0.1, ""});
+          cpu_pct, "target", 0.1, "", "cpu"});
 }
 
 void MeasureSleepers(pm::Client& client, const pm::stack::Stack& stack, int count) {
@@ -372,15 +397,146 @@ void MeasureSleepers(pm::Client& client, const pm::stack::Stack& stack, int coun
   }
 }
 
+// The peers' names and versions, in the order they reported.
+std::vector<std::pair<std::string, std::string>> g_peer_versions;
+
+const Row* PmRow(const std::string& key) {
+  for (const Row& r : g_rows) {
+    if (r.who == "pm" && r.key == key) return &r;
+  }
+  return nullptr;
+}
+
+// One line of peers.sh: "version\tPEER\tVERSION" or
+// "row\tPEER\tKEY\tMEASURE\tUNIT\tMEDIAN\tP99\tNOTE". A row is reported
+// with the baseline of pm's row for the same key.
+void TakePeerLine(absl::string_view line) {
+  std::vector<std::string> f = absl::StrSplit(line, '\t');
+  if (f.size() == 3 && f[0] == "version") {
+    g_peer_versions.emplace_back(f[1], f[2]);
+    return;
+  }
+  Row row;
+  if (f.size() != 8 || f[0] != "row" || !absl::SimpleAtod(f[5], &row.median) ||
+      !absl::SimpleAtod(f[6], &row.p99)) {
+    absl::FPrintF(stderr, "peers: unexpected line: %s\n", line);
+    return;
+  }
+  row.who = f[1];
+  row.key = f[2];
+  row.measure = f[3];
+  row.unit = f[4];
+  row.note = f[7];
+  if (const Row* pm_row = PmRow(row.key)) {
+    row.baseline = pm_row->baseline;
+    row.base_median = pm_row->base_median;
+  }
+  Report(std::move(row));
+}
+
+// Runs peers/peers.sh from the runfiles with the sizes pm had; it installs,
+// runs and cleans up the peers. Returns false if it could not run or a peer
+// failed (its rows so far are reported all the same).
+bool RunPeers(int rounds, uint64_t capture, int capture_rounds, int idle) {
+  auto root = pm::stack::FindBinaryRoot();
+  if (!root.ok()) {
+    absl::FPrintF(stderr, "peers: %s\n", root.status().ToString());
+    return false;
+  }
+  const std::string command = absl::StrCat(
+      "'", *root, "/testing/bench/peers/peers.sh' --rounds=", rounds,
+      " --capture_bytes=", capture, " --capture_rounds=", capture_rounds,
+      " --idle_seconds=", idle);
+  absl::PrintF("\npeers (supervisord, PM2), same sizes; ratio = peer / pm's baseline\n");
+  fflush(stdout);
+  FILE* out = popen(command.c_str(), "r");
+  if (out == nullptr) {
+    absl::FPrintF(stderr, "peers: popen(%s): %s\n", command, strerror(errno));
+    return false;
+  }
+  char* line = nullptr;
+  size_t capacity = 0;
+  while (getline(&line, &capacity, out) > 0) {
+    TakePeerLine(absl::StripSuffix(line, "\n"));
+  }
+  free(line);
+  const int status = pclose(out);
+  if (status != 0) {
+    absl::FPrintF(stderr, "peers: peers.sh failed (status %d); see its messages above\n",
+                  status);
+  }
+  return status == 0;
+}
+
+// pm and the peers side by side: the medians of the measures they share.
+void PrintComparison() {
+  std::vector<std::string> columns = {"pm"};
+  std::string header = absl::StrFormat("%-34s %-14s", "median", "pm");
+  for (const auto& [peer, version] : g_peer_versions) {
+    columns.push_back(peer);
+    absl::StrAppendFormat(&header, " %-18s", absl::StrCat(peer, " ", version));
+  }
+  absl::PrintF("\nside by side (this run)\n%s\n", header);
+  const struct {
+    const char* key;
+    const char* label;
+  } kShared[] = {
+      {"start", "Start, request -> running"},
+      {"start_stop", "Start + Stop of sleep"},
+      {"capture", "Capture until retained"},
+      {"rss", "RSS at rest (services)"},
+      {"cpu", "CPU at rest"},
+  };
+  for (const auto& [key, label] : kShared) {
+    const Row* pm_row = PmRow(key);
+    if (pm_row == nullptr) continue;
+    std::string line = absl::StrFormat("%-34s", absl::StrCat(label, ", ", pm_row->unit));
+    for (const std::string& who : columns) {
+      std::string cell = "-";
+      for (const Row& r : g_rows) {
+        if (r.who == who && r.key == key) cell = absl::StrFormat("%.3f", r.median);
+      }
+      absl::StrAppendFormat(&line, " %-*s", who == "pm" ? 14 : 18, cell);
+    }
+    absl::PrintF("%s\n", line);
+  }
+  for (const Row& r : g_rows) {
+    if (!r.note.empty() && (r.who != "pm" || r.key == "capture")) {
+      absl::PrintF("  %s, %s: %s\n", r.who, r.key, r.note);
+    }
+  }
+}
+
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      absl::StrAppendFormat(&out, "\\u%04x", c);
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
 void WriteJson(const std::string& path) {
-  std::string json = "{\n  \"rows\": [\n";
+  std::string json = "{\n  \"versions\": {";
+  for (size_t i = 0; i < g_peer_versions.size(); ++i) {
+    absl::StrAppend(&json, i > 0 ? ", " : "", JsonString(g_peer_versions[i].first), ": ",
+                    JsonString(g_peer_versions[i].second));
+  }
+  json += "},\n  \"rows\": [\n";
   for (size_t i = 0; i < g_rows.size(); ++i) {
     const Row& r = g_rows[i];
     absl::StrAppendFormat(
         &json,
-        "    {\"measure\": \"%s\", \"unit\": \"%s\", \"median\": %.4f, \"p99\": "
-        "%.4f, \"baseline\": \"%s\", \"baseline_median\": %.4f}%s\n",
-        r.measure, r.unit, r.pm_median, r.pm_p99, r.baseline, r.base_median,
+        "    {\"who\": %s, \"key\": %s, \"measure\": %s, \"unit\": %s, \"median\": %.4f, "
+        "\"p99\": %.4f, \"baseline\": %s, \"baseline_median\": %.4f, \"target\": %s, "
+        "\"note\": %s}%s\n",
+        JsonString(r.who), JsonString(r.key), JsonString(r.measure), JsonString(r.unit),
+        r.median, r.p99, JsonString(r.baseline), r.base_median, JsonString(r.ratio_note),
+        JsonString(r.note),
         i + 1 < g_rows.size() ? "," : "");
   }
   json += "  ]\n}\n";
@@ -395,6 +551,7 @@ int Main() {
                                                   : (uint64_t{1} << 30);
   const int idle = FLAGS_idle_seconds > 0 ? FLAGS_idle_seconds : smoke ? 1 : 60;
   const int sleepers = FLAGS_sleepers > 0 ? FLAGS_sleepers : smoke ? 20 : 1000;
+  const int capture_rounds = FLAGS_capture_rounds > 0 ? FLAGS_capture_rounds : smoke ? 1 : 5;
 
   char tmpl[] = "/tmp/pm_bench.XXXXXX";
   const std::string dir = mkdtemp(tmpl);
@@ -415,17 +572,22 @@ int Main() {
   MeasureIdle(**stack, idle);
   MeasureStart(**client, rounds);
   MeasureStartRate(options.runtime_dir, rounds);
-  MeasureCapture(**client, capture, smoke ? 1 : 5);
+  MeasureCapture(**client, capture, capture_rounds);
   MeasureFollowLatency(**client, dir, 1, rounds);
   MeasureFollowLatency(**client, dir, smoke ? 5 : 100, rounds);
   MeasureSleepers(**client, **stack, sleepers);
-  if (!FLAGS_json.empty()) WriteJson(FLAGS_json);
   client->reset();
   absl::Status stopped = (*stack)->StopAll();
-  std::error_code ignored;
   std::string rm = "rm -rf " + dir;
   if (system(rm.c_str()) != 0) {}
-  return stopped.ok() ? 0 : 1;
+  // After pm's stack is down, so the peers have the machine to themselves.
+  bool peers_ok = true;
+  if (FLAGS_peers) {
+    peers_ok = RunPeers(rounds, capture, capture_rounds, idle);
+    PrintComparison();
+  }
+  if (!FLAGS_json.empty()) WriteJson(FLAGS_json);
+  return stopped.ok() && peers_ok ? 0 : 1;
 }
 
 }  // namespace
