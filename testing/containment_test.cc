@@ -106,42 +106,20 @@ class ContainmentTest : public ::testing::Test {
   pm::Client& client() { return stack_.client(); }
 
   pm::v1::StartResponse MustStart(const pm::v1::StartRequest& request) {
-    absl::StatusOr<pm::v1::StartResponse> started = client().Start(request);
-    EXPECT_TRUE(started.ok()) << started.status();
-    return started.ok() ? *started : pm::v1::StartResponse();
+    return pm::testing::MustStart(client(), request);
   }
   ProcessStatus MustWait(const std::string& id) {
-    absl::StatusOr<ProcessStatus> status = client().Wait(id, kPatience);
-    EXPECT_TRUE(status.ok()) << status.status();
-    return status.ok() ? *status : ProcessStatus();
+    return pm::testing::MustWait(client(), id);
   }
   ProcessStatus MustGetStatus(const std::string& id) {
-    absl::StatusOr<ProcessStatus> status = client().GetStatus(id);
-    EXPECT_TRUE(status.ok()) << status.status();
-    return status.ok() ? *status : ProcessStatus();
+    return pm::testing::MustGetStatus(client(), id);
   }
   pm::v1::StopResponse MustStop(const std::string& id, uint32_t grace_ms) {
-    pm::v1::StopRequest request;
-    request.set_id(id);
-    request.set_grace_period_ms(grace_ms);
-    absl::StatusOr<pm::v1::StopResponse> stopped = client().Stop(request);
-    EXPECT_TRUE(stopped.ok()) << stopped.status();
-    return stopped.ok() ? *stopped : pm::v1::StopResponse();
+    return pm::testing::MustStop(client(), id, grace_ms);
   }
   // Follows the output until it has a whole first line.
   std::string FirstLine(const std::string& id) {
-    pm::v1::StreamOutputRequest request;
-    request.set_id(id);
-    request.set_from_start(true);
-    request.set_follow(true);
-    auto stream = client().StreamOutput(request);
-    std::string seen;
-    pm::v1::OutputChunk chunk;
-    while (seen.find('\n') == std::string::npos && stream->Next(&chunk)) {
-      seen += chunk.data();
-    }
-    stream->Cancel();
-    stream->Finish().IgnoreError();
+    const std::string seen = FollowUntil(client(), id, "\n");
     return seen.substr(0, seen.find('\n'));
   }
   // The pid a process printed as its first line.

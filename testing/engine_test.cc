@@ -42,38 +42,17 @@ class EngineTest : public ::testing::Test {
   pm::Client& client() { return stack_.client(); }
 
   std::string MustStart(const pm::v1::StartRequest& request) {
-    absl::StatusOr<pm::v1::StartResponse> started = client().Start(request);
-    EXPECT_TRUE(started.ok()) << started.status();
-    return started.ok() ? started->id() : "";
+    return pm::testing::MustStart(client(), request).id();
   }
   ProcessStatus MustWait(const std::string& id) {
-    absl::StatusOr<ProcessStatus> status = client().Wait(id, absl::Seconds(60));
-    EXPECT_TRUE(status.ok()) << status.status();
-    return status.ok() ? *status : ProcessStatus();
+    return pm::testing::MustWait(client(), id);
   }
   pm::v1::StopResponse MustStop(const std::string& id, uint32_t grace_ms) {
-    pm::v1::StopRequest request;
-    request.set_id(id);
-    request.set_grace_period_ms(grace_ms);
-    absl::StatusOr<pm::v1::StopResponse> stopped = client().Stop(request);
-    EXPECT_TRUE(stopped.ok()) << stopped.status();
-    return stopped.ok() ? *stopped : pm::v1::StopResponse();
+    return pm::testing::MustStop(client(), id, grace_ms);
   }
   // Follows the output until `needle` has appeared (the process is ready).
   void WaitForOutput(const std::string& id, const std::string& needle) {
-    pm::v1::StreamOutputRequest request;
-    request.set_id(id);
-    request.set_from_start(true);
-    request.set_follow(true);
-    auto stream = client().StreamOutput(request);
-    std::string seen;
-    pm::v1::OutputChunk chunk;
-    while (seen.find(needle) == std::string::npos && stream->Next(&chunk)) {
-      seen += chunk.data();
-    }
-    stream->Cancel();
-    stream->Finish().IgnoreError();
-    ASSERT_THAT(seen, HasSubstr(needle));
+    ASSERT_THAT(FollowUntil(client(), id, needle), HasSubstr(needle));
   }
 
   TestStack stack_;

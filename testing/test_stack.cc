@@ -72,6 +72,53 @@ pm::v1::StartRequest Shell(const std::string& script) {
   return Command({"/bin/sh", "-c", script});
 }
 
+pm::v1::StartResponse MustStart(pm::Client& client,
+                                const pm::v1::StartRequest& request) {
+  absl::StatusOr<pm::v1::StartResponse> started = client.Start(request);
+  EXPECT_TRUE(started.ok()) << started.status();
+  return started.ok() ? *started : pm::v1::StartResponse();
+}
+
+pm::v1::ProcessStatus MustGetStatus(pm::Client& client, const std::string& id) {
+  absl::StatusOr<pm::v1::ProcessStatus> status = client.GetStatus(id);
+  EXPECT_TRUE(status.ok()) << status.status();
+  return status.ok() ? *status : pm::v1::ProcessStatus();
+}
+
+pm::v1::ProcessStatus MustWait(pm::Client& client, const std::string& id) {
+  absl::StatusOr<pm::v1::ProcessStatus> status =
+      client.Wait(id, absl::Seconds(60));
+  EXPECT_TRUE(status.ok()) << status.status();
+  return status.ok() ? *status : pm::v1::ProcessStatus();
+}
+
+pm::v1::StopResponse MustStop(pm::Client& client, const std::string& id,
+                              uint32_t grace_ms) {
+  pm::v1::StopRequest request;
+  request.set_id(id);
+  request.set_grace_period_ms(grace_ms);
+  absl::StatusOr<pm::v1::StopResponse> stopped = client.Stop(request);
+  EXPECT_TRUE(stopped.ok()) << stopped.status();
+  return stopped.ok() ? *stopped : pm::v1::StopResponse();
+}
+
+std::string FollowUntil(pm::Client& client, const std::string& id,
+                        const std::string& needle) {
+  pm::v1::StreamOutputRequest request;
+  request.set_id(id);
+  request.set_from_start(true);
+  request.set_follow(true);
+  std::unique_ptr<pm::OutputStream> stream = client.StreamOutput(request);
+  std::string seen;
+  pm::v1::OutputChunk chunk;
+  while (seen.find(needle) == std::string::npos && stream->Next(&chunk)) {
+    seen += chunk.data();
+  }
+  stream->Cancel();
+  stream->Finish().IgnoreError();
+  return seen;
+}
+
 Output Drain(pm::OutputStream& stream) {
   Output output;
   pm::v1::OutputChunk chunk;

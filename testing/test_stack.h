@@ -51,6 +51,20 @@ pm::v1::StartRequest Command(const std::vector<std::string>& argv);
 // `sh -c script`.
 pm::v1::StartRequest Shell(const std::string& script);
 
+// Library calls that must succeed: a failure is a test failure (EXPECT) and
+// an empty result, so a test goes on to report what else is wrong.
+pm::v1::StartResponse MustStart(pm::Client& client,
+                                const pm::v1::StartRequest& request);
+pm::v1::ProcessStatus MustGetStatus(pm::Client& client, const std::string& id);
+// Waits (event: the registry's Wait) for the process to end; 60 s at most.
+pm::v1::ProcessStatus MustWait(pm::Client& client, const std::string& id);
+pm::v1::StopResponse MustStop(pm::Client& client, const std::string& id,
+                              uint32_t grace_ms);
+// Follows the output from the start until `needle` has appeared (or the
+// output ended) and returns what was seen.
+std::string FollowUntil(pm::Client& client, const std::string& id,
+                        const std::string& needle);
+
 struct Output {
   std::string all;     // stdout and stderr in arrival order
   std::string out;     // stdout only
