@@ -211,7 +211,11 @@ absl::StatusOr<pm::v1::StartResponse> Supervisor::Start(
         if (!spawned->ok()) return;
         const ProcessPtr& p = **spawned;
         p->id = id;
-        p->sender->Connect(id, [log_open] { log_open->Notify(); });
+        // Opening the Append stream is the loop's next task, not this one:
+        // the caller goes on to the registry meanwhile.
+        loop_.Post([p, id, log_open] {
+          p->sender->Connect(id, [log_open] { log_open->Notify(); });
+        });
         snapshot->status = p->status;
         snapshot->start_ticks = p->start_ticks;
         if (p->cgroup) snapshot->cgroup = p->cgroup->dirs();
