@@ -43,6 +43,9 @@
 #include "common/fd.h"
 #include "stack/stack.h"
 
+DEFINE_string(supervisor_flags, "",
+              "Extra flags for pm's supervisor, comma-separated (e.g. "
+              "--cgroups=off to see what cgroups cost a start)");
 DEFINE_bool(smoke, false, "Tiny sizes: proves the driver works, measures nothing");
 DEFINE_string(json, "", "Also write the results as JSON to this file");
 DEFINE_int32(rounds, 0, "Repetitions per measure (0: 200, or 5 with --smoke)");
@@ -561,6 +564,10 @@ int Main() {
       absl::StrCat("--max_bytes_per_process=", capture + (64 << 20)),
       absl::StrCat("--max_total_bytes=", 2 * capture + (256 << 20))};
   options.extra_args["supervisor"] = {"--max_processes=100000"};
+  for (absl::string_view flag :
+       absl::StrSplit(FLAGS_supervisor_flags, ',', absl::SkipEmpty())) {
+    options.extra_args["supervisor"].push_back(std::string(flag));
+  }
   auto stack = pm::stack::Stack::Start(options);
   if (!stack.ok()) {
     absl::FPrintF(stderr, "cannot start the stack: %s\n", stack.status().ToString());
