@@ -1,6 +1,7 @@
 #include "supervisor/cgroup.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -212,7 +213,40 @@ std::unique_ptr<Cgroups> Cgroups::Init(const CgroupOptions& options) {
   }
   std::unique_ptr<Cgroups> cgroups(new Cgroups(std::move(resolved)));
   cgroups->Detect();
+  cgroups->RemoveLeftovers();
   return cgroups;
+}
+
+void Cgroups::RemoveLeftovers() const {
+  for (const Hierarchy& h : hierarchies_) {
+    DIR* dir = opendir(h.parent_dir.c_str());
+    if (dir == nullptr) continue;
+    std::vector<std::string> names;
+    while (struct dirent* entry = readdir(dir)) {
+      if (entry->d_type == DT_DIR) names.push_back(entry->d_name);
+    }
+    closedir(dir);
+    for (const std::string& name : names) {
+      // Ours are "<pid>.<n>" (and "<pid>.<n>.probe"): a live pid is a
+      // supervisor still running (maybe another one sharing the parent).
+      const size_t dot = name.find('.');
+      pid_t owner = 0;
+      if (dot == std::string::npos ||
+          !absl::SimpleAtoi(name.substr(0, dot), &owner) || owner <= 0 ||
+          owner == getpid() || kill(owner, 0) == 0 || errno != ESRCH) {
+        continue;
+      }
+      const std::string path = absl::StrCat(h.parent_dir, "/", name);
+      if (rmdir(path.c_str()) == 0) {
+        PM_LOG(INFO) << "removed cgroup " << path
+                     << " left by a supervisor that is gone";
+      } else {
+        PM_LOG(WARNING) << "cgroup " << path
+                        << " was left by a supervisor that is gone: "
+                        << ErrnoError("rmdir", path);
+      }
+    }
+  }
 }
 
 void Cgroups::Detect() {

@@ -169,6 +169,10 @@ class Cgroups {
                         const std::map<std::string, std::string>& own);
   void Probe();
   void BuildSummary();
+  // Removes the empty per-process cgroups a supervisor that died left in
+  // our parents ("<pid>.<n>" whose pid no longer runs); a populated one is
+  // left alone and logged.
+  void RemoveLeftovers() const;
   absl::Status ApplyLimits(const pm::v1::Limits& limits,
                            const std::vector<std::string>& dirs) const;
 

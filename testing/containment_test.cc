@@ -147,6 +147,22 @@ TEST_F(ContainmentTest, ProcessLivesInItsOwnCgroupFromItsFirstInstruction) {
   EXPECT_FALSE(std::filesystem::exists(cgroup)) << cgroup;
 }
 
+TEST_F(ContainmentTest, CgroupsLeftByADeadSupervisorAreRemovedAtStart) {
+  const pm::v1::StartResponse started = MustStart(Command({"true"}));
+  const std::string cgroup = started.status().cgroup();
+  if (cgroup.empty()) GTEST_SKIP() << "no cgroups on this host";
+  MustWait(started.id());
+  // As a supervisor that died would leave it: "<its pid>.<n>". The pid is
+  // above pid_max, so it never runs.
+  const std::string leftover =
+      cgroup.substr(0, cgroup.rfind('/')) + "/4194305.1";
+  ASSERT_EQ(mkdir(leftover.c_str(), 0755), 0) << leftover;
+  ASSERT_TRUE(stack_.stack().StopService("supervisor").ok());
+  ASSERT_TRUE(stack_.stack().RestartService("supervisor").ok());
+  EXPECT_FALSE(std::filesystem::exists(leftover));
+  rmdir(leftover.c_str());
+}
+
 TEST_F(ContainmentTest, StopLeavesNothingOfATreeWhoseDaemonLeftTheGroup) {
   // The leader double-forks a daemon that calls setsid() (another session
   // and group: kill(-pgid) misses it) and ignores SIGTERM.
