@@ -41,11 +41,15 @@
 #include "absl/strings/strip.h"
 #include "client/client.h"
 #include "common/fd.h"
+#include "stack/dev_certs.h"
 #include "stack/stack.h"
 
 DEFINE_string(supervisor_flags, "",
               "Extra flags for pm's supervisor, comma-separated (e.g. "
               "--cgroups=off to see what cgroups cost a start)");
+DEFINE_bool(gateway, true,
+            "Also run the gateway (mutual TLS, basic auth) and measure Start "
+            "and StreamOutput through it on a reused connection");
 DEFINE_bool(smoke, false, "Tiny sizes: proves the driver works, measures nothing");
 DEFINE_string(json, "", "Also write the results as JSON to this file");
 DEFINE_int32(rounds, 0, "Repetitions per measure (0: 200, or 5 with --smoke)");
@@ -115,6 +119,10 @@ void Report(Row row) {
 int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
 // The physical limit of a start: posix_spawn + pidfd + reap of /bin/true.
+// Baselines measured earlier in the run, for the gateway rows.
+double g_raw_spawn_ms = 0;
+double g_raw_pipe_gbps = 0;
+
 double RawSpawnReapMs() {
   auto t0 = Clock::now();
   pid_t pid;
@@ -152,6 +160,7 @@ void MeasureStart(pm::Client& client, int rounds) {
     start_stop.push_back(Ms(Clock::now() - t0));
   }
   Stats r = Summarize(raw), s = Summarize(start), ss = Summarize(start_stop);
+  g_raw_spawn_ms = r.median;
   Report({"Start /bin/true, exec confirmed (Library, unix socket)", "ms", s.median,
           s.p99, "posix_spawn+pidfd+reap /bin/true", r.median, "(target <= 2)", "start"});
   Report({"Start + Stop of sleep", "ms", ss.median, ss.p99,
@@ -251,6 +260,7 @@ void MeasureCapture(pm::Client& client, uint64_t bytes, int rounds) {
     pm_rate.push_back(bytes / seconds / 1e9);
   }
   Stats r = Summarize(raw), p = Summarize(pm_rate);
+  g_raw_pipe_gbps = r.median;
   Report({absl::StrCat("Capture ", bytes >> 20, " MiB of head -c /dev/zero, until retained"),
           "GB/s", p.median, p.p99, "pipe -> epoll reader, discard", r.median,
           "(target >= 1 GB/s)", "capture", "pm",
@@ -523,6 +533,53 @@ std::string JsonString(absl::string_view s) {
   return out + "\"";
 }
 
+// Through the gateway as an external client would: mutual TLS and basic
+// auth, one connection reused for every call.
+void MeasureGateway(const pm::stack::DevCredentials& credentials, int port,
+                    uint64_t bytes, int rounds) {
+  pm::RemoteOptions remote_options;
+  remote_options.target = absl::StrCat("localhost:", port);
+  remote_options.ca_file = credentials.File("ca.pem");
+  remote_options.cert_file = credentials.File("client.pem");
+  remote_options.key_file = credentials.File("client.key");
+  remote_options.user = credentials.user;
+  remote_options.password_file = credentials.password_file;
+  auto remote = pm::Client::ConnectRemote(remote_options);
+  if (!remote.ok() || !(*remote)->List().ok()) {  // also warms the connection
+    absl::PrintF("gateway: cannot connect: %s\n",
+                 remote.ok() ? "List failed" : remote.status().ToString());
+    return;
+  }
+  std::vector<double> start;
+  for (int i = 0; i < rounds; ++i) {
+    auto t0 = Clock::now();
+    if ((*remote)->Start(Cmd({"/bin/true"})).ok()) start.push_back(Ms(Clock::now() - t0));
+  }
+  Stats s = Summarize(start);
+  Report({"Start /bin/true through the gateway (mTLS, reused)", "ms", s.median,
+          s.p99, "posix_spawn+pidfd+reap /bin/true", g_raw_spawn_ms,
+          "(target < 3 ms)"});
+
+  auto started = (*remote)->Start(Cmd({"head", absl::StrCat("-c", bytes), "/dev/zero"}));
+  if (!started.ok()) return;
+  pm::v1::StreamOutputRequest read;
+  read.set_id(started->id());
+  read.set_from_start(true);
+  read.set_follow(true);
+  auto t0 = Clock::now();
+  auto stream = (*remote)->StreamOutput(read);
+  pm::v1::OutputChunk chunk;
+  uint64_t got = 0;
+  while (stream->Next(&chunk)) got += chunk.data().size();
+  const double seconds = Ms(Clock::now() - t0) / 1000;
+  absl::Status finished = stream->Finish();
+  const double gbps = got / seconds / 1e9;
+  Report({absl::StrCat("StreamOutput of ", bytes >> 20, " MiB through the gateway"),
+          "GB/s", gbps, gbps, "pipe -> epoll reader, discard", g_raw_pipe_gbps,
+          got == bytes && finished.ok() ? "(target >= 0.3 GB/s)"
+                                        : "(BYTES MISSING)"});
+}
+
 void WriteJson(const std::string& path) {
   std::string json = "{\n  \"versions\": {";
   for (size_t i = 0; i < g_peer_versions.size(); ++i) {
@@ -568,6 +625,20 @@ int Main() {
        absl::StrSplit(FLAGS_supervisor_flags, ',', absl::SkipEmpty())) {
     options.extra_args["supervisor"].push_back(std::string(flag));
   }
+  absl::optional<pm::stack::DevCredentials> credentials;
+  if (FLAGS_gateway) {
+    absl::StatusOr<std::string> root = pm::stack::FindBinaryRoot();
+    absl::StatusOr<pm::stack::DevCredentials> made =
+        root.ok() ? pm::stack::EnsureDevCredentials(
+                        dir + "/certs", *root + "/certs/make_pki.sh")
+                  : absl::StatusOr<pm::stack::DevCredentials>(root.status());
+    if (made.ok()) {
+      credentials = *made;
+      options.gateway = credentials->GatewayFlags("127.0.0.1:0");
+    } else {
+      absl::FPrintF(stderr, "no gateway measures: %s\n", made.status().ToString());
+    }
+  }
   auto stack = pm::stack::Stack::Start(options);
   if (!stack.ok()) {
     absl::FPrintF(stderr, "cannot start the stack: %s\n", stack.status().ToString());
@@ -583,6 +654,9 @@ int Main() {
   MeasureFollowLatency(**client, dir, 1, rounds);
   MeasureFollowLatency(**client, dir, smoke ? 5 : 100, rounds);
   MeasureSleepers(**client, **stack, sleepers);
+  if (credentials) {
+    MeasureGateway(*credentials, (*stack)->gateway_port(), capture, rounds);
+  }
   client->reset();
   absl::Status stopped = (*stack)->StopAll();
   std::string rm = "rm -rf " + dir;
