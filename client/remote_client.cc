@@ -29,23 +29,12 @@ std::chrono::system_clock::time_point In(std::chrono::seconds d) {
   return std::chrono::system_clock::now() + d;
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path,
+absl::StatusOr<std::string> ReadNamedFile(const std::string& path,
                                      absl::string_view what) {
   if (path.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("no ", what, " file given"));
   }
-  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return ErrnoError("open", path);
-  std::string text;
-  char buffer[4096];
-  for (;;) {
-    ssize_t n = read(fd.get(), buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("read", path);
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-  }
-  return text;
+  return pm::ReadFile(path);
 }
 
 // The gateway's status; UNAVAILABLE names the gateway.
@@ -193,14 +182,14 @@ absl::StatusOr<std::unique_ptr<Client>> Client::ConnectRemote(
   }
   if (options.user.empty()) return absl::InvalidArgumentError("no user given");
   grpc::SslCredentialsOptions tls;
-  PM_ASSIGN_OR_RETURN(tls.pem_root_certs, ReadFile(options.ca_file, "CA"));
+  PM_ASSIGN_OR_RETURN(tls.pem_root_certs, ReadNamedFile(options.ca_file, "CA"));
   PM_ASSIGN_OR_RETURN(tls.pem_cert_chain,
-                      ReadFile(options.cert_file, "client certificate"));
+                      ReadNamedFile(options.cert_file, "client certificate"));
   PM_ASSIGN_OR_RETURN(tls.pem_private_key,
-                      ReadFile(options.key_file, "client key"));
+                      ReadNamedFile(options.key_file, "client key"));
   std::string password = options.password;
   if (password.empty()) {
-    PM_ASSIGN_OR_RETURN(password, ReadFile(options.password_file, "password"));
+    PM_ASSIGN_OR_RETURN(password, ReadNamedFile(options.password_file, "password"));
     if (size_t end = password.find_first_of("\r\n"); end != std::string::npos) {
       password.resize(end);
     }

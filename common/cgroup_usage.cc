@@ -155,18 +155,9 @@ std::optional<std::string> ReadCgroupFile(const std::string& dir,
                                           absl::string_view name) {
   if (dir.empty()) return std::nullopt;
   const std::string path = absl::StrCat(dir, "/", name);
-  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return std::nullopt;
-  std::string text;
-  char buffer[4096];
-  for (;;) {
-    ssize_t n = read(fd.get(), buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return std::nullopt;
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-  }
-  return text;
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) return std::nullopt;
+  return *std::move(text);
 }
 
 std::optional<uint64_t> ReadCgroupNumber(const std::string& dir,

@@ -27,6 +27,23 @@ absl::StatusOr<Pipe> MakePipe(int extra_flags) {
   return Pipe{Fd(fds[0]), Fd(fds[1])};
 }
 
+absl::StatusOr<std::string> ReadToEnd(int fd, const std::string& path) {
+  std::string text;
+  char buffer[8192];
+  for (;;) {
+    ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("read", path);
+    if (n == 0) return text;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  PM_ASSIGN_OR_RETURN(Fd fd, Fd::Open(path, O_RDONLY));
+  return ReadToEnd(fd.get(), path);
+}
+
 absl::Status SetNonBlocking(int fd, bool on) {
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0) return ErrnoError("fcntl(F_GETFL)");

@@ -51,6 +51,12 @@ struct Pipe {
 };
 absl::StatusOr<Pipe> MakePipe(int extra_flags = 0);
 
+// Everything `fd` yields until EOF (files in /proc and cgroupfs have no
+// size, so they are read to the end). Errors name the read and `path`.
+absl::StatusOr<std::string> ReadToEnd(int fd, const std::string& path);
+// The whole file at `path`. Errors name the call (open, read) and the path.
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
 // Sets or clears O_NONBLOCK.
 absl::Status SetNonBlocking(int fd, bool on);
 

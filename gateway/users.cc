@@ -162,17 +162,7 @@ std::string FormatUsers(const UserTable& users) {
 }
 
 absl::StatusOr<UserTable> ReadUsersFile(const std::string& path) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return ErrnoError("open", path);
-  std::string text;
-  char buffer[4096];
-  for (;;) {
-    ssize_t n = read(fd.get(), buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("read", path);
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-  }
+  PM_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
   absl::StatusOr<UserTable> users = ParseUsers(text);
   if (!users.ok()) return Annotate(users.status(), path);
   return users;

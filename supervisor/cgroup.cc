@@ -65,20 +65,6 @@ std::string UnescapeMountField(absl::string_view field) {
   return out;
 }
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return ErrnoError("open", path);
-  std::string text;
-  char buffer[8192];
-  for (;;) {
-    ssize_t n = read(fd.get(), buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("read", path);
-    if (n == 0) return text;
-    text.append(buffer, static_cast<size_t>(n));
-  }
-}
-
 // Writes `value` to an existing cgroup file in one write(2), as the kernel
 // wants. Errors: `write("/sys/.../memory.max", "12"): Invalid argument
 // (EINVAL)`.
@@ -261,8 +247,8 @@ void Cgroups::Detect() {
     return;
   }
   absl::StatusOr<std::string> mountinfo =
-      ReadWholeFile(options_.proc_self + "/mountinfo");
-  absl::StatusOr<std::string> self = ReadWholeFile(options_.proc_self + "/cgroup");
+      ReadFile(options_.proc_self + "/mountinfo");
+  absl::StatusOr<std::string> self = ReadFile(options_.proc_self + "/cgroup");
   if (!mountinfo.ok() || !self.ok()) {
     disable(std::string(
         (!mountinfo.ok() ? mountinfo.status() : self.status()).message()));
@@ -357,7 +343,7 @@ void Cgroups::EnableV2Controllers(const Hierarchy& v2) {
   // Our parent may hand down only what its own parent enabled for it; that
   // is listed in its cgroup.controllers. We enable those for our children.
   absl::StatusOr<std::string> available =
-      ReadWholeFile(v2.parent_dir + "/cgroup.controllers");
+      ReadFile(v2.parent_dir + "/cgroup.controllers");
   if (!available.ok()) return;
   std::set<std::string> offered =
       absl::StrSplit(absl::StripAsciiWhitespace(*available), ' ',

@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "supervisor/test_util.h"
 
 namespace pm::supervisor {
 namespace {
@@ -298,25 +299,6 @@ pm::v1::StartRequest Shell(const std::string& script) {
   return request;
 }
 
-// Reads a non-blocking pipe to EOF, waiting with poll (10 s at most for
-// each read, so a broken test fails instead of hanging).
-std::string ReadAll(int fd) {
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n > 0) {
-      out.append(buf, n);
-    } else if (n == 0) {
-      return out;
-    } else if (errno == EAGAIN) {
-      struct pollfd p = {fd, POLLIN, 0};
-      if (poll(&p, 1, 10000) == 0) return out;
-    } else if (errno != EINTR) {
-      return out;
-    }
-  }
-}
 
 // Reads the first line of a non-blocking pipe.
 std::string ReadLine(int fd) {

@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "supervisor/test_util.h"
 #include "common/exit_status.h"
 
 namespace pm::supervisor {
@@ -21,24 +22,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-// Reads a non-blocking pipe until EOF, waiting with poll (no sleeping).
-std::string ReadAll(int fd) {
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n > 0) {
-      out.append(buf, n);
-    } else if (n == 0) {
-      return out;
-    } else if (errno == EAGAIN) {
-      struct pollfd p = {fd, POLLIN, 0};
-      poll(&p, 1, 10000);
-    } else if (errno != EINTR) {
-      return out;
-    }
-  }
-}
 
 ExitStatus Wait(const SpawnedChild& child) {
   siginfo_t info = {};
