@@ -848,6 +848,13 @@ void Supervisor::MaybeForget(const ProcessPtr& p) {
   if (!p->abandoned && !p->sender->done()) return;
   // Everything about it is with the registry and the log_store now.
   if (p->recorded) by_id_.erase(p->id);
+  NotifyIfDrained();
+}
+
+void Supervisor::NotifyIfDrained() {
+  if (drained_ && by_id_.empty() && !drained_->HasBeenNotified()) {
+    drained_->Notify();
+  }
 }
 
 bool Supervisor::GroupGone(Process& p) const {
@@ -947,15 +954,14 @@ void Supervisor::Shutdown(absl::Duration grace) {
   });
   all_stopped->WaitForNotificationWithTimeout(grace + options_.kill_timeout +
                                               options_.backend_timeout);
-  // Give the last output and registry updates a moment to land.
-  const absl::Time deadline = absl::Now() + absl::Seconds(2);
-  while (absl::Now() < deadline) {
-    auto empty = std::make_shared<bool>(false);
-    if (!RunAndWait(loop_, [this, empty] { *empty = by_id_.empty(); }) ||
-        *empty) {
-      break;
-    }
-    absl::SleepFor(absl::Milliseconds(20));
+  // Give the last output and registry updates a moment to land: the loop
+  // says when the last process is forgotten (MaybeForget), bounded.
+  auto drained = std::make_shared<absl::Notification>();
+  if (RunAndWait(loop_, [this, drained] {
+        drained_ = drained;
+        NotifyIfDrained();
+      })) {
+    drained->WaitForNotificationWithTimeout(absl::Seconds(2));
   }
   loop_.Post([this] {
     for (auto& [id, p] : by_id_) p->sender->Cancel();

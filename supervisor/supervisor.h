@@ -40,6 +40,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/fd.h"
 #include "pm/internal/v1/internal.grpc.pb.h"
@@ -144,6 +145,8 @@ class Supervisor {
   void SendUpdate(const ProcessPtr& p);
   void PushUpdate(const ProcessPtr& p);
   void MaybeForget(const ProcessPtr& p);
+  // At shutdown: notifies drained_ once no process is left on record.
+  void NotifyIfDrained();
   bool GroupGone(Process& p) const;
   void SignalGroup(Process& p, int sig);
   // The cgroup: its populated events, its emptiness, its removal.
@@ -183,6 +186,7 @@ class Supervisor {
   bool spare_stop_ ABSL_GUARDED_BY(spare_mu_) = false;
   std::thread spare_thread_;
   size_t live_ = 0;
+  std::shared_ptr<absl::Notification> drained_;  // set by Shutdown
 };
 
 }  // namespace pm::supervisor
