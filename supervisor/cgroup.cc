@@ -533,7 +533,8 @@ void Cgroups::BuildSummary() {
         "cgroups: a cgroup per process under ", t.parent_dir,
         " (cgroup2; empty when cgroup.events says so; kill: ",
         has_cgroup_kill_ ? "cgroup.kill" : "each member by pidfd, until empty",
-        ")"));
+        "); v1 hierarchies are joined only for memory usage and for the limits "
+        "a process asks for"));
   } else {
     lines.push_back(absl::StrCat(
         "cgroups: a cgroup per process under ", t.parent_dir,
@@ -657,6 +658,27 @@ absl::Status Cgroups::ApplyLimits(const pm::v1::Limits& limits,
   return WriteLimits(limits, files);
 }
 
+std::vector<bool> Cgroups::HierarchiesFor(const pm::v1::Limits& limits) const {
+  std::vector<bool> used(hierarchies_.size(), false);
+  // With v1 tracking every hierarchy is joined: the freezer cannot read CPU
+  // time or tasks for the others. With cgroup2 tracking, cgroup2 itself
+  // gives CPU time and tasks, so a v1 hierarchy is joined only for memory
+  // usage (always) and for the limits this process asks for: each v1 join
+  // is a migration under the kernel's global cgroup lock, the main cost of
+  // a start on a hybrid host.
+  const bool all = hierarchies_[*tracker_].mount.version != 2;
+  auto use = [&](int index) {
+    if (index >= 0) used[static_cast<size_t>(index)] = true;
+  };
+  use(*tracker_);
+  use(memory_.hierarchy);
+  if (limits.cpus() > 0) use(cpu_.hierarchy);
+  if (limits.pids() > 0) use(pids_.hierarchy);
+  if (limits.io_weight() > 0) use(io_.hierarchy);
+  if (all) used.assign(hierarchies_.size(), true);
+  return used;
+}
+
 absl::StatusOr<std::unique_ptr<ProcessCgroup>> Cgroups::Create(
     const pm::v1::Limits& limits) {
   PM_RETURN_IF_ERROR(CheckLimits(limits));
@@ -664,18 +686,22 @@ absl::StatusOr<std::unique_ptr<ProcessCgroup>> Cgroups::Create(
     return absl::FailedPreconditionError(
         absl::StrCat("no cgroups: ", disabled_reason_));
   }
-  std::vector<std::string> dirs;
+  const std::vector<bool> used = HierarchiesFor(limits);
+  // Parallel to hierarchies_: "" for a hierarchy this process does not join.
+  std::vector<std::string> dirs(hierarchies_.size());
+  std::vector<std::string> made;  // in creation order, tracker first
   std::string name;
-  auto rollback = [&dirs] {
-    for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) rmdir(it->c_str());
-    dirs.clear();
+  auto rollback = [&made] {
+    for (auto it = made.rbegin(); it != made.rend(); ++it) rmdir(it->c_str());
+    made.clear();
   };
   // A name left behind by an earlier supervisor with our pid is skipped.
   for (int attempt = 0;; ++attempt) {
     name = absl::StrCat(options_.name_prefix, next_name_.fetch_add(1));
     bool taken = false;
-    for (const Hierarchy& h : hierarchies_) {
-      const std::string dir = absl::StrCat(h.parent_dir, "/", name);
+    for (size_t i = 0; i < hierarchies_.size(); ++i) {
+      if (!used[i]) continue;
+      const std::string dir = absl::StrCat(hierarchies_[i].parent_dir, "/", name);
       if (mkdir(dir.c_str(), 0755) != 0) {
         const int err = errno;
         rollback();
@@ -685,7 +711,8 @@ absl::StatusOr<std::unique_ptr<ProcessCgroup>> Cgroups::Create(
         }
         return ErrnoError("mkdir", dir, err);
       }
-      dirs.push_back(dir);
+      made.push_back(dir);
+      dirs[i] = dir;
     }
     if (!taken) break;
   }
@@ -696,13 +723,14 @@ absl::StatusOr<std::unique_ptr<ProcessCgroup>> Cgroups::Create(
 
   std::unique_ptr<ProcessCgroup> cgroup(new ProcessCgroup());
   const Hierarchy& tracker = hierarchies_[*tracker_];
-  cgroup->all_dirs_ = dirs;
-  cgroup->tracker_dir_ = dirs[0];
+  cgroup->all_dirs_ = made;
+  cgroup->tracker_dir_ = dirs[*tracker_];
   cgroup->tracker_path_ = JoinCgroupPath(tracker.parent_path, name);
   cgroup->tracker_key_ = HierarchyKey(tracker.mount);
   cgroup->tracker_is_v2_ = tracker.mount.version == 2;
   cgroup->has_cgroup_kill_ = has_cgroup_kill_;
   for (size_t i = 0; i < dirs.size(); ++i) {
+    if (dirs[i].empty()) continue;
     const Hierarchy& h = hierarchies_[i];
     if (h.mount.version == 2) {
       cgroup->dirs_.unified = dirs[i];
@@ -717,16 +745,16 @@ absl::StatusOr<std::unique_ptr<ProcessCgroup>> Cgroups::Create(
     if (!fd.ok()) rollback();
     return fd;
   };
-  for (const std::string& dir : dirs) {
+  for (const std::string& dir : made) {
     PM_ASSIGN_OR_RETURN(Fd procs,
                         open_or_rollback(dir + "/cgroup.procs", O_WRONLY));
     cgroup->procs_fds_.push_back(std::move(procs));
   }
   if (cgroup->tracker_is_v2_) {
     PM_ASSIGN_OR_RETURN(cgroup->cgroup2_dir_,
-                        open_or_rollback(dirs[0], O_RDONLY | O_DIRECTORY));
+                        open_or_rollback(cgroup->tracker_dir_, O_RDONLY | O_DIRECTORY));
     PM_ASSIGN_OR_RETURN(cgroup->events_,
-                        open_or_rollback(dirs[0] + "/cgroup.events", O_RDONLY));
+                        open_or_rollback(cgroup->tracker_dir_ + "/cgroup.events", O_RDONLY));
   }
   return cgroup;
 }

@@ -17,8 +17,12 @@
 // (cgroup.events for emptiness, cgroup.kill to kill), else the v1 freezer
 // (freeze, kill each member, thaw). Each limit uses the cgroup2 controller
 // when it is enabled for our parent, else the v1 hierarchy of that
-// controller. A process joins every hierarchy pm uses, so its usage is
-// always there to read (see common/cgroup_usage.h).
+// controller. With cgroup2 tracking, a process joins a v1 hierarchy only
+// where its usage or its limits need it: memory always (cgroup2 gives CPU
+// time and tasks by itself), cpu, pids and blkio only when it has that limit,
+// since every v1 join is a migration under the kernel's global cgroup lock.
+// With v1 tracking it joins every hierarchy pm uses. Usage is read by
+// common/cgroup_usage.h from whichever is there.
 //
 // Scope. All cgroups are made under one parent per hierarchy: --cgroup_parent,
 // by default "pm" below the supervisor's own cgroup. Nothing outside it is
@@ -173,6 +177,9 @@ class Cgroups {
   // our parents ("<pid>.<n>" whose pid no longer runs); a populated one is
   // left alone and logged.
   void RemoveLeftovers() const;
+  // Which of hierarchies_ a process with `limits` joins (parallel to it).
+  std::vector<bool> HierarchiesFor(const pm::v1::Limits& limits) const;
+  // `dirs` is parallel to hierarchies_ ("" where not joined).
   absl::Status ApplyLimits(const pm::v1::Limits& limits,
                            const std::vector<std::string>& dirs) const;
 

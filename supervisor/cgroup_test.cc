@@ -444,6 +444,60 @@ TEST_F(RealCgroupTest, LimitsLandInTheFilesAndUsageIsRead) {
   EXPECT_TRUE(cg.Remove().ok());
 }
 
+// On a hybrid host a process joins a v1 hierarchy only where its usage or
+// its limits need it: memory always, pids only with a pids limit.
+TEST_F(RealCgroupTest, HybridJoinsV1HierarchiesOnlyWhereNeeded) {
+  std::unique_ptr<Cgroups> cgroups = InitOrSkip(CgroupMode::kAuto);
+  if (!cgroups) GTEST_SKIP() << "no usable cgroups here";
+  pm::v1::Limits with_pids;
+  with_pids.set_pids(16);
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> plain =
+      cgroups->Create(pm::v1::Limits());
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  const CgroupDirs& dirs = (*plain)->dirs();
+  if (dirs.unified.empty() || dirs.V1("memory").empty() ||
+      !cgroups->CheckLimits(with_pids).ok()) {
+    EXPECT_TRUE((*plain)->Remove().ok());
+    GTEST_SKIP() << "not a hybrid host with v1 memory and pids";
+  }
+  // cgroup2 tracks; v1 memory for usage; nothing else.
+  EXPECT_EQ(dirs.v1.size(), 1u) << "joins " << dirs.v1.begin()->first;
+  EXPECT_EQ(dirs.V1("pids"), "");
+  EXPECT_EQ(dirs.V1("cpu"), "");
+
+  absl::StatusOr<SpawnedChild> child = Spawn(
+      Shell("cat /proc/self/cgroup; echo end; exec sleep 1000"),
+      (*plain)->spawn_options());
+  ASSERT_TRUE(child.ok()) << child.status();
+  (*plain)->CloseSpawnFds();
+  std::map<std::string, std::string> paths;
+  for (std::string line = ReadLine(child->stdout_read.get()); line != "end" && !line.empty();
+       line = ReadLine(child->stdout_read.get())) {
+    std::map<std::string, std::string> one = ParseProcCgroup(line + "\n");
+    paths.insert(one.begin(), one.end());
+  }
+  const std::string name = (*plain)->path().substr((*plain)->path().rfind('/'));
+  EXPECT_THAT(paths[""], HasSubstr(name));
+  EXPECT_THAT(paths["memory"], HasSubstr(name));
+  EXPECT_THAT(paths["pids"], Not(HasSubstr(name)));
+  // Usage is whole all the same: CPU time and tasks come from cgroup2.
+  pm::v1::ResourceUsage usage = (*plain)->ReadUsage();
+  EXPECT_EQ(usage.tasks(), 1u);
+  EXPECT_GT(usage.memory_bytes(), 0u);
+  EXPECT_TRUE(usage.has_cpu_time());
+  (*plain)->Kill();
+  Reap(*child);
+  WaitEmpty(**plain);
+  EXPECT_TRUE((*plain)->Remove().ok());
+
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> limited = cgroups->Create(with_pids);
+  ASSERT_TRUE(limited.ok()) << limited.status();
+  EXPECT_NE((*limited)->dirs().V1("pids"), "");
+  EXPECT_EQ(ReadCgroupNumber((*limited)->dirs().V1("pids"), "pids.max"), 16u);
+  EXPECT_EQ((*limited)->dirs().V1("cpu"), "");
+  EXPECT_TRUE((*limited)->Remove().ok());
+}
+
 TEST_F(RealCgroupTest, SignalMembersSkipsTheProcessGroup) {
   std::unique_ptr<Cgroups> cgroups = InitOrSkip(CgroupMode::kAuto);
   if (!cgroups) GTEST_SKIP() << "no usable cgroups here";
