@@ -1,5 +1,8 @@
 #include "log_store/log_store_service.h"
 
+#include <sys/stat.h>
+
+#include <iterator>
 #include <optional>
 #include <string>
 #include <utility>
@@ -127,6 +130,18 @@ class AppendReactor final
               "second Open on the Append stream of process ", log_->id()));
         }
         PM_ASSIGN_OR_RETURN(log_, store_->Open(request.open().id()));
+        if (!request.open().shared_memory().empty()) {
+          // Without it the supervisor sends every byte inline: slower, not
+          // wrong, so a failure is logged and the stream goes on.
+          absl::StatusOr<std::shared_ptr<const MappedArena>> arena =
+              service_->MapArena(request.open().shared_memory());
+          if (arena.ok()) {
+            arena_ = *std::move(arena);
+          } else {
+            PM_LOG(WARNING) << "process " << log_->id()
+                            << ": output arena not used: " << arena.status();
+          }
+        }
         const uint64_t end = log_->end_offset();
         SetAck(end, log_->closed(), /*force=*/true);
         PM_LOG(INFO) << "Append stream of process " << log_->id()
@@ -138,6 +153,19 @@ class AppendReactor final
         // The request is ours until the next read: its bytes are moved
         // into the store, not copied.
         AppendRequest::Data& data = *request.mutable_data();
+        if (data.shared_length() > 0) {
+          // The bytes are in the arena: copied once, straight into the
+          // piece the store keeps.
+          if (arena_ == nullptr) {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "Data in shared memory on the Append stream of process ",
+                log_->id(), ", which has no arena mapped"));
+          }
+          PM_ASSIGN_OR_RETURN(
+              absl::string_view piece,
+              arena_->Piece(data.shared_offset(), data.shared_length()));
+          data.mutable_data()->assign(piece.data(), piece.size());
+        }
         PM_ASSIGN_OR_RETURN(
             OutputLog::Update update,
             store_->AppendOwnedData(*log_, data.offset(),
@@ -193,6 +221,7 @@ class AppendReactor final
     if (force || end != ack_end_ || closed != ack_closed_) {
       ack_end_ = end;
       ack_closed_ = closed;
+      ack_shared_ = arena_ != nullptr;
       ack_pending_ = true;
     }
   }
@@ -218,6 +247,7 @@ class AppendReactor final
         writing_ = true;
         response_.set_end_offset(ack_end_);
         response_.set_closed(ack_closed_);
+        response_.set_shared_memory(ack_shared_);
         action = kWrite;
       } else if (finish_status_.has_value()) {
         finish_called_ = true;
@@ -236,6 +266,7 @@ class AppendReactor final
   // Read side: only OnReadDone (and Start, before any read) touch these.
   AppendRequest request_;
   std::shared_ptr<OutputLog> log_;
+  std::shared_ptr<const MappedArena> arena_;  // set by Open, if named
 
   absl::Mutex mu_;
   // The ack in flight; only changed while no write is.
@@ -245,6 +276,7 @@ class AppendReactor final
   bool ack_pending_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t ack_end_ ABSL_GUARDED_BY(mu_) = 0;
   bool ack_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool ack_shared_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<grpc::Status> finish_status_ ABSL_GUARDED_BY(mu_);
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
 };
@@ -482,6 +514,30 @@ bool LogStoreService::WaitForStreamCounts(size_t appends, size_t outputs,
   };
   absl::MutexLock lock(&mu_);
   return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
+}
+
+absl::StatusOr<std::shared_ptr<const MappedArena>> LogStoreService::MapArena(
+    const std::string& name) {
+  struct stat st = {};
+  absl::MutexLock lock(&arenas_mu_);
+  auto it = arenas_.find(name);
+  if (it != arenas_.end()) {
+    std::shared_ptr<const MappedArena> mapped = it->second.lock();
+    if (mapped && stat(name.c_str(), &st) == 0 && st.st_dev == mapped->dev() &&
+        st.st_ino == mapped->ino()) {
+      return mapped;
+    }
+  }
+  // Arenas of supervisors that are gone (their streams ended) are dropped.
+  for (auto at = arenas_.begin(); at != arenas_.end();) {
+    at = at->second.expired() ? arenas_.erase(at) : std::next(at);
+  }
+  PM_ASSIGN_OR_RETURN(std::shared_ptr<const MappedArena> mapped,
+                      MappedArena::Open(name));
+  arenas_[name] = mapped;
+  PM_LOG(INFO) << "mapped the output arena " << name << " (" << mapped->size()
+               << " bytes)";
+  return mapped;
 }
 
 bool LogStoreService::Register(

@@ -25,6 +25,7 @@
 #define PM_LOG_STORE_LOG_STORE_SERVICE_H_
 
 #include <cstddef>
+#include <map>
 #include <memory>
 
 #include <grpcpp/grpcpp.h>
@@ -33,6 +34,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/output_arena.h"
 #include "log_store/log_store.h"
 #include "pm/internal/v1/internal.grpc.pb.h"
 
@@ -98,7 +100,16 @@ class LogStoreService final
   void Unregister(StreamKind kind, detail::StreamReactor* reactor);
   Streams& StreamsOf(StreamKind kind) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // The supervisor's output arena named in an Append Open, mapped once and
+  // shared by the streams that use it (found again by the file's identity,
+  // so a new arena under a reused name is mapped afresh).
+  absl::StatusOr<std::shared_ptr<const MappedArena>> MapArena(
+      const std::string& name);
+
   LogStore* const store_;
+  absl::Mutex arenas_mu_;
+  std::map<std::string, std::weak_ptr<const MappedArena>> arenas_
+      ABSL_GUARDED_BY(arenas_mu_);
   mutable absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   Streams appends_ ABSL_GUARDED_BY(mu_);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_format.h"
+#include "common/output_arena.h"
 #include "common/server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -536,6 +538,63 @@ TEST_F(LogStoreServiceTest, AppendProtocolErrorsEndTheStream) {
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(status.error_message(), HasSubstr("names no stream"));
   }
+}
+
+// Large pieces arrive as places in the supervisor's shared arena: the store
+// says it mapped the arena and copies the bytes from there.
+TEST_F(LogStoreServiceTest, DataInTheSharedArenaIsCopiedFromIt) {
+  absl::StatusOr<std::shared_ptr<OutputArena>> arena = OutputArena::Create(4096, 4);
+  ASSERT_TRUE(arena.ok()) << arena.status();
+  std::optional<OutputArena::Slot> a = (*arena)->Take();
+  std::optional<OutputArena::Slot> b = (*arena)->Take();
+  ASSERT_TRUE(a && b);
+  memset(a->data(), 'a', 4096);
+  memcpy(b->data(), "tail\n", 5);
+
+  AppendClient append(stub_.get());
+  ASSERT_TRUE(append.OpenShared(Id(20), (*arena)->name()));
+  ASSERT_TRUE(append.WaitForAck(0));
+  EXPECT_TRUE(append.acks().front().shared_memory());
+  ASSERT_TRUE(append.SharedData(0, kOut, a->offset(), 4096));
+  ASSERT_TRUE(append.Data(4096, kErr, "inline\n"));  // both ways mix
+  ASSERT_TRUE(append.SharedData(4103, kOut, b->offset(), 5));
+  ASSERT_TRUE(append.Close(4108));
+  ASSERT_TRUE(append.WaitForAck(4108, /*closed=*/true));
+  EXPECT_TRUE(append.Finish().ok());
+  // The slots may be reused now: what the store holds is its own copy.
+  memset(a->data(), 'X', 4096);
+
+  OutputRead read = ReadOutput(stub_.get(), OutputRequest(Id(20), true, false));
+  ASSERT_TRUE(read.status.ok()) << read.status.error_message();
+  EXPECT_EQ(read.Data(), std::string(4096, 'a') + "inline\ntail\n");
+  ASSERT_EQ(read.chunks.size(), 3u);
+  EXPECT_EQ(read.chunks[1].stream(), kErr);
+}
+
+TEST_F(LogStoreServiceTest, AnArenaThatCannotBeMappedMeansInlineOnly) {
+  AppendClient append(stub_.get());
+  ASSERT_TRUE(append.OpenShared(Id(21), "/etc/passwd"));
+  ASSERT_TRUE(append.WaitForAck(0));
+  EXPECT_FALSE(append.acks().front().shared_memory());
+  // Inline data is taken all the same...
+  ASSERT_TRUE(append.Data(0, kOut, "fine\n"));
+  ASSERT_TRUE(append.WaitForAck(5));
+  // ...but a reference into an arena it does not have ends the stream.
+  ASSERT_TRUE(append.SharedData(5, kOut, 0, 10));
+  grpc::Status status = append.Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("no arena mapped"));
+}
+
+TEST_F(LogStoreServiceTest, APieceOutsideTheArenaEndsTheStream) {
+  absl::StatusOr<std::shared_ptr<OutputArena>> arena = OutputArena::Create(4096, 1);
+  ASSERT_TRUE(arena.ok()) << arena.status();
+  AppendClient append(stub_.get());
+  ASSERT_TRUE(append.OpenShared(Id(22), (*arena)->name()));
+  ASSERT_TRUE(append.SharedData(0, kOut, 4000, 200));
+  grpc::Status status = append.Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("outside the arena of 4096 bytes"));
 }
 
 TEST_F(LogStoreServiceTest, ShutdownEndsOpenStreamsWithUnavailable) {

@@ -31,6 +31,24 @@ bool AppendClient::Open(absl::string_view id) {
   return Write(request);
 }
 
+bool AppendClient::OpenShared(absl::string_view id,
+                              absl::string_view shared_memory) {
+  AppendRequest request;
+  request.mutable_open()->set_id(std::string(id));
+  request.mutable_open()->set_shared_memory(std::string(shared_memory));
+  return Write(request);
+}
+
+bool AppendClient::SharedData(uint64_t offset, pm::v1::OutputChunk::Stream stream,
+                              uint64_t shared_offset, uint64_t length) {
+  AppendRequest request;
+  request.mutable_data()->set_offset(offset);
+  request.mutable_data()->set_stream(stream);
+  request.mutable_data()->set_shared_offset(shared_offset);
+  request.mutable_data()->set_shared_length(length);
+  return Write(request);
+}
+
 bool AppendClient::Data(uint64_t offset, pm::v1::OutputChunk::Stream stream,
                         absl::string_view data) {
   AppendRequest request;

@@ -36,6 +36,11 @@ class AppendClient {
 
   // Each sends one message; false if the stream is broken.
   bool Open(absl::string_view id);
+  // Open naming an output arena (AppendRequest.Open.shared_memory).
+  bool OpenShared(absl::string_view id, absl::string_view shared_memory);
+  // Data whose bytes are the arena's [shared_offset, + length).
+  bool SharedData(uint64_t offset, pm::v1::OutputChunk::Stream stream,
+                  uint64_t shared_offset, uint64_t length);
   bool Data(uint64_t offset, pm::v1::OutputChunk::Stream stream,
             absl::string_view data);
   bool Gap(uint64_t offset, uint64_t length);

@@ -31,6 +31,10 @@ DEFINE_uint64(output_window_bytes, 8 << 20,
 DEFINE_uint64(output_spool_bytes, 64 << 20,
               "Output kept per process while the log_store is stalled or "
               "down; beyond it bytes are dropped and recorded as a gap");
+DEFINE_uint64(output_arena_bytes, 8 << 20,
+              "Shared memory (in 1 MiB slots) through which large pieces of "
+              "output reach the log_store without a copy through the socket; "
+              "0: none, all output goes inline in the Append stream");
 DEFINE_uint32(output_stall_ms, 1000,
               "How long a process may wait on a log_store making no progress "
               "before the supervisor spools its output instead");
@@ -83,6 +87,7 @@ int main(int argc, char** argv) {
   options.max_processes = FLAGS_max_processes;
   options.output.window_bytes = FLAGS_output_window_bytes;
   options.output.spool_bytes = FLAGS_output_spool_bytes;
+  options.output_arena_bytes = FLAGS_output_arena_bytes;
   options.output.stall_bound = absl::Milliseconds(FLAGS_output_stall_ms);
   absl::StatusOr<pm::supervisor::CgroupMode> cgroup_mode =
       pm::supervisor::ParseCgroupMode(FLAGS_cgroups);

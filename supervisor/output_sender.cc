@@ -89,8 +89,9 @@ class OutputSender::Stream
     }
     const uint64_t end = response_.end_offset();
     const bool closed = response_.closed();
-    loop_->Post([s = sender_, g = generation_, end, closed] {
-      if (auto sender = s.lock()) sender->OnAck(g, end, closed);
+    const bool shared = response_.shared_memory();
+    loop_->Post([s = sender_, g = generation_, end, closed, shared] {
+      if (auto sender = s.lock()) sender->OnAck(g, end, closed, shared);
     });
     StartRead(&response_);
   }
@@ -152,14 +153,35 @@ void OutputSender::StartStream() {
   close_sent_ = false;
   control_.Clear();
   control_.mutable_open()->set_id(id_);
+  if (options_.arena) {
+    control_.mutable_open()->set_shared_memory(options_.arena->name());
+  }
+  open_acked_ = false;
+  shared_ok_ = false;
   in_flight_ = nullptr;
   write_in_flight_ = stream_->Write(&control_);
 }
 
 void OutputSender::Append(pm::v1::OutputChunk::Stream stream,
                           std::string data) {
-  if (data.empty()) return;
-  const uint64_t n = data.size();
+  const size_t n = data.size();
+  Take(stream, std::move(data), std::nullopt, n);
+}
+
+std::optional<OutputArena::Slot> OutputSender::TakeSlot() {
+  if (!options_.arena || !shared_ok_) return std::nullopt;
+  return options_.arena->Take();
+}
+
+void OutputSender::AppendShared(pm::v1::OutputChunk::Stream stream,
+                                OutputArena::Slot slot, size_t size) {
+  Take(stream, std::string(), std::move(slot), size);
+}
+
+void OutputSender::Take(pm::v1::OutputChunk::Stream stream, std::string data,
+                        std::optional<OutputArena::Slot> slot, size_t size) {
+  if (size == 0) return;
+  const uint64_t n = size;
   if (stalled_ && buffered_ + n > options_.spool_bytes) {
     // The store has made no progress for stall_bound and the spool is full:
     // keep the process running, record exactly what was lost.
@@ -167,11 +189,11 @@ void OutputSender::Append(pm::v1::OutputChunk::Stream stream,
         items_.back().end() == end_ && items_.back().offset >= next_send_) {
       items_.back().size += n;
     } else {
-      items_.push_back(Item{end_, n, nullptr});
+      items_.push_back(Item{end_, n, nullptr, std::nullopt});
     }
     dropped_ += n;
-  } else if (!items_.empty() && items_.back().message != nullptr &&
-             items_.back().offset >= next_send_ &&
+  } else if (!slot && !items_.empty() && items_.back().message != nullptr &&
+             !items_.back().slot && items_.back().offset >= next_send_ &&
              items_.back().message->data().stream() == stream &&
              items_.back().size + n <= kCoalesceBytes) {
     // Small pieces not sent yet ride in one message.
@@ -183,8 +205,13 @@ void OutputSender::Append(pm::v1::OutputChunk::Stream stream,
     auto* piece = message->mutable_data();
     piece->set_offset(end_);
     piece->set_stream(stream);
-    piece->set_data(std::move(data));
-    items_.push_back(Item{end_, n, std::move(message)});
+    if (slot) {
+      piece->set_shared_offset(slot->offset());
+      piece->set_shared_length(n);
+    } else {
+      piece->set_data(std::move(data));
+    }
+    items_.push_back(Item{end_, n, std::move(message), std::move(slot)});
     buffered_ += n;
   }
   end_ += n;
@@ -238,8 +265,19 @@ void OutputSender::MaybeSend() {
   }
   next_send_ = std::max(next_send_, acked_);
   const AppendRequest* request = nullptr;
-  for (const Item& item : items_) {
+  for (Item& item : items_) {
     if (item.end() <= next_send_) continue;
+    if (item.slot && !shared_ok_) {
+      // Read into the arena for a store that mapped it; this one has not
+      // said so yet (wait for its answer to Open) or cannot (carry the
+      // bytes in the message after all).
+      if (!open_acked_) return;
+      AppendRequest::Data* piece = item.message->mutable_data();
+      piece->set_data(item.slot->data(), item.size);
+      piece->clear_shared_offset();
+      piece->clear_shared_length();
+      item.slot.reset();
+    }
     if (item.message != nullptr) {
       // Whole, even if the store already holds a prefix (after a
       // reconnect): it skips what it has.
@@ -280,8 +318,10 @@ void OutputSender::OnWriteDone(uint64_t generation, bool ok) {
 }
 
 void OutputSender::OnAck(uint64_t generation, uint64_t end_offset,
-                         bool closed) {
+                         bool closed, bool shared_memory) {
   if (generation != generation_) return;
+  open_acked_ = true;
+  shared_ok_ = shared_memory && options_.arena != nullptr;
   if (!opened_once_) {
     opened_once_ = true;
     if (on_opened_) std::exchange(on_opened_, nullptr)();

@@ -22,6 +22,13 @@
 //   replayed when the store is back. Beyond the spool, bytes are dropped and
 //   recorded as an explicit gap (a Gap message), so readers learn of it from
 //   the offsets. Nothing is dropped silently.
+//
+// Large reads can travel through shared memory (common/output_arena.h): the
+// reader takes a slot (TakeSlot), reads the pipe into it and hands it over
+// (AppendShared); the message then names the slot, and the slot stays taken
+// until the store acknowledges the bytes. Slots are offered only once the
+// store has said it mapped the arena; pieces held in slots when a new store
+// turns out not to map it are copied into their messages.
 #ifndef PM_SUPERVISOR_OUTPUT_SENDER_H_
 #define PM_SUPERVISOR_OUTPUT_SENDER_H_
 
@@ -31,9 +38,11 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/time/time.h"
+#include "common/output_arena.h"
 #include "pm/internal/v1/internal.grpc.pb.h"
 #include "supervisor/event_loop.h"
 
@@ -48,6 +57,8 @@ struct OutputSenderOptions {
   size_t spool_bytes = 64 << 20;
   absl::Duration stall_bound = absl::Seconds(1);
   absl::Duration reconnect_delay = absl::Milliseconds(200);
+  // Shared with the log_store for large reads; null: every byte inline.
+  std::shared_ptr<OutputArena> arena;
 };
 
 class OutputSender : public std::enable_shared_from_this<OutputSender> {
@@ -62,6 +73,12 @@ class OutputSender : public std::enable_shared_from_this<OutputSender> {
 
   // Takes bytes read from a pipe; they get the next offsets.
   void Append(pm::v1::OutputChunk::Stream stream, std::string data);
+  // A free arena slot to read into, when the store has mapped the arena
+  // and one is free; nullopt: read into a string and Append.
+  std::optional<OutputArena::Slot> TakeSlot();
+  // Takes the first `size` bytes of `slot`, read from a pipe.
+  void AppendShared(pm::v1::OutputChunk::Stream stream, OutputArena::Slot slot,
+                    size_t size);
   // No more output: sends Close once everything before it is sent.
   void Close();
 
@@ -93,12 +110,17 @@ class OutputSender : public std::enable_shared_from_this<OutputSender> {
     uint64_t offset = 0;
     uint64_t size = 0;
     std::unique_ptr<pm::internal::v1::AppendRequest> message;  // null: gap
+    // Where the bytes are when the message names them in the arena.
+    std::optional<OutputArena::Slot> slot;
     uint64_t end() const { return offset + size; }
   };
 
   void StartStream();
   void MaybeSend();
-  void OnAck(uint64_t generation, uint64_t end_offset, bool closed);
+  void Take(pm::v1::OutputChunk::Stream stream, std::string data,
+            std::optional<OutputArena::Slot> slot, size_t size);
+  void OnAck(uint64_t generation, uint64_t end_offset, bool closed,
+             bool shared_memory);
   void OnWriteDone(uint64_t generation, bool ok);
   void OnStreamDone(uint64_t generation, const grpc::Status& status);
   void Release(uint64_t up_to);
@@ -140,6 +162,9 @@ class OutputSender : public std::enable_shared_from_this<OutputSender> {
   uint64_t generation_ = 0;
   bool opened_once_ = false;
   bool write_in_flight_ = false;
+  // What the current stream's store said of the arena.
+  bool open_acked_ = false;
+  bool shared_ok_ = false;
 };
 
 }  // namespace pm::supervisor

@@ -42,6 +42,9 @@ constexpr size_t kMaxRead = 1 << 20;
 // What a read asks for when FIONREAD says nothing is there (to see EOF, or
 // bytes that arrived since).
 constexpr size_t kProbeRead = 4096;
+// Pieces at least this large go through the shared output arena (smaller
+// ones are coalesced into messages: a slot per line would waste the arena).
+constexpr size_t kMinSharedRead = 64 << 10;
 // Reads per readiness event and pipe, so one chatty process cannot starve
 // the loop.
 constexpr int kReadsPerEvent = 8;
@@ -131,6 +134,18 @@ absl::Status Supervisor::Init() {
   log_store_channel_ = UnixChannel(options_.log_store_socket);
   registry_ = pm::internal::v1::Registry::NewStub(registry_channel_);
   log_store_ = pm::internal::v1::LogStore::NewStub(log_store_channel_);
+  if (options_.output_arena_bytes >= kMaxRead) {
+    absl::StatusOr<std::shared_ptr<OutputArena>> arena = OutputArena::Create(
+        kMaxRead, options_.output_arena_bytes / kMaxRead);
+    if (arena.ok()) {
+      options_.output.arena = *std::move(arena);
+      PM_LOG(INFO) << "output arena: " << options_.output.arena->size()
+                   << " bytes shared with the log_store, in pieces of "
+                   << kMaxRead;
+    } else {
+      PM_LOG(WARNING) << "no output arena, output goes inline: " << arena.status();
+    }
+  }
 
   PM_RETURN_IF_ERROR(loop_.Init());
   PM_RETURN_IF_ERROR(loop_.Watch(sigchld_fd_.get(), EPOLLIN,
@@ -448,11 +463,24 @@ void Supervisor::ReadOutput(const ProcessPtr& p, int index, int max_reads,
     // the log_store as it is: not zero-filled, not copied, never oversized.
     int available = 0;
     if (ioctl(p->out[index].get(), FIONREAD, &available) != 0) available = 0;
-    const size_t want =
-        available > 0 ? std::min<size_t>(available, kMaxRead) : kProbeRead;
+    // A large piece goes into the shared arena, if a slot is free: the
+    // log_store copies it from there (common/output_arena.h).
+    std::optional<OutputArena::Slot> slot;
+    if (static_cast<size_t>(available) >= kMinSharedRead) {
+      slot = p->sender->TakeSlot();
+    }
     std::string buf;
-    absl::strings_internal::STLStringResizeUninitialized(&buf, want);
-    ssize_t n = read(p->out[index].get(), buf.data(), buf.size());
+    size_t want = 0;
+    char* into = nullptr;
+    if (slot) {
+      want = std::min<size_t>(available, slot->capacity());
+      into = slot->data();
+    } else {
+      want = available > 0 ? std::min<size_t>(available, kMaxRead) : kProbeRead;
+      absl::strings_internal::STLStringResizeUninitialized(&buf, want);
+      into = buf.data();
+    }
+    ssize_t n = read(p->out[index].get(), into, want);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) break;
     if (n <= 0) {
@@ -466,8 +494,12 @@ void Supervisor::ReadOutput(const ProcessPtr& p, int index, int max_reads,
       MaybeForget(p);
       return;
     }
-    buf.resize(static_cast<size_t>(n));
-    p->sender->Append(stream, std::move(buf));
+    if (slot) {
+      p->sender->AppendShared(stream, *std::move(slot), static_cast<size_t>(n));
+    } else {
+      buf.resize(static_cast<size_t>(n));
+      p->sender->Append(stream, std::move(buf));
+    }
     if (respect_backpressure && p->sender->ShouldPauseReading()) {
       // Backpressure: the process waits on its pipe until the store
       // catches up (or the stall bound lets the sender spool).

@@ -65,6 +65,10 @@ struct SupervisorOptions {
   // RESOURCE_EXHAUSTED.
   size_t max_processes = 4096;
   OutputSenderOptions output;
+  // The arena shared with the log_store for large pieces of output
+  // (common/output_arena.h), in 1 MiB slots; less than a slot: none, every
+  // byte goes inline.
+  size_t output_arena_bytes = 8 << 20;
   // Which cgroups to use and where (--cgroups, --cgroup_parent).
   CgroupOptions cgroup;
 };
