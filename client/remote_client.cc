@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "client/client.h"
 #include "client/reader_stream.h"
+#include "common/channel.h"
 #include "common/fd.h"
 #include "common/status.h"
 #include "pm/v1/process_manager.grpc.pb.h"
@@ -200,8 +201,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::ConnectRemote(
           grpc::SslCredentials(tls),
           grpc::MetadataCredentialsFromPlugin(
               std::make_unique<BasicAuthPlugin>(options.user, password)));
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
+  grpc::ChannelArguments args = BulkChannelArguments();
   return std::unique_ptr<Client>(new RemoteClient(
       options.target,
       grpc::CreateCustomChannel(options.target, credentials, args)));

@@ -18,6 +18,13 @@ namespace pm {
 
 std::shared_ptr<grpc::Channel> UnixChannel(const std::string& socket_path);
 
+// The arguments for streaming output in bulk on any channel (the unix ones
+// above, the Library's TLS channel to the gateway): messages up to 64 MiB,
+// large reads and frames, an 8 MiB stream window. Output is sent in
+// messages of up to 1 MiB; with gRPC's defaults (8 KiB reads, a 64 KiB
+// window grown by probing) each would take many reads and round trips.
+grpc::ChannelArguments BulkChannelArguments();
+
 }  // namespace pm
 
 #endif  // PM_COMMON_CHANNEL_H_
