@@ -35,8 +35,11 @@ class OutputSender::Stream
     : public grpc::ClientBidiReactor<AppendRequest, AppendResponse> {
  public:
   Stream(std::weak_ptr<OutputSender> sender, EventLoop* loop,
-         uint64_t generation)
-      : sender_(std::move(sender)), loop_(loop), generation_(generation) {}
+         uint64_t generation, std::shared_ptr<Once> on_opened)
+      : sender_(std::move(sender)),
+        loop_(loop),
+        generation_(generation),
+        on_opened_(std::move(on_opened)) {}
 
   void Begin(std::shared_ptr<Stream> self,
              pm::internal::v1::LogStore::Stub* stub) {
@@ -87,6 +90,7 @@ class OutputSender::Stream
       if (!loop_->Post([self = self_] { self->Fail(); })) ReleaseHold();
       return;
     }
+    if (on_opened_) on_opened_->Run();
     const uint64_t end = response_.end_offset();
     const bool closed = response_.closed();
     const bool shared = response_.shared_memory();
@@ -116,6 +120,7 @@ class OutputSender::Stream
   std::weak_ptr<OutputSender> sender_;
   EventLoop* loop_;
   const uint64_t generation_;
+  const std::shared_ptr<Once> on_opened_;
   std::shared_ptr<Stream> self_;
   grpc::ClientContext context_;
   AppendResponse response_;
@@ -137,7 +142,8 @@ OutputSender::~OutputSender() {
 
 void OutputSender::Connect(std::string id, std::function<void()> on_opened) {
   id_ = std::move(id);
-  on_opened_ = std::move(on_opened);
+  on_opened_ = std::make_shared<Once>();
+  on_opened_->fn = std::move(on_opened);
   StartStream();
 }
 
@@ -145,7 +151,8 @@ void OutputSender::StartStream() {
   reconnect_timer_ = 0;
   if (cancelled_ || done_) return;
   ++generation_;
-  stream_ = std::make_shared<Stream>(weak_from_this(), loop_, generation_);
+  stream_ = std::make_shared<Stream>(weak_from_this(), loop_, generation_,
+                                     opened_once_ ? nullptr : on_opened_);
   stream_->Begin(stream_, stub_);
   // The store answers Open with the end it holds; data follows at once from
   // the last acknowledged offset (the store dedupes or records a gap).
@@ -324,7 +331,7 @@ void OutputSender::OnAck(uint64_t generation, uint64_t end_offset,
   shared_ok_ = shared_memory && options_.arena != nullptr;
   if (!opened_once_) {
     opened_once_ = true;
-    if (on_opened_) std::exchange(on_opened_, nullptr)();
+    if (on_opened_) on_opened_->Run();  // the stream has, unless it raced
   }
   if (end_offset > acked_) Release(std::min(end_offset, end_));
   reconnect_delay_ = options_.reconnect_delay;  // the store answers again

@@ -67,8 +67,10 @@ class OutputSender : public std::enable_shared_from_this<OutputSender> {
                OutputSenderOptions options);
   ~OutputSender();
 
-  // Starts streaming for process `id`. `on_opened` runs (on the loop) once,
-  // when the store has first acknowledged the Open.
+  // Starts streaming for process `id`. `on_opened` runs once, when the
+  // store has first acknowledged an Open, on the gRPC thread that read the
+  // acknowledgement (not on the loop: a Start waiting for it must not queue
+  // behind the loop's other work).
   void Connect(std::string id, std::function<void()> on_opened);
 
   // Takes bytes read from a pipe; they get the next offsets.
@@ -134,7 +136,15 @@ class OutputSender : public std::enable_shared_from_this<OutputSender> {
   pm::internal::v1::LogStore::Stub* stub_;
   OutputSenderOptions options_;
   std::string id_;
-  std::function<void()> on_opened_;
+  // Shared with each stream until it has run.
+  struct Once {
+    std::atomic<bool> ran{false};
+    std::function<void()> fn;
+    void Run() {
+      if (!ran.exchange(true) && fn) fn();
+    }
+  };
+  std::shared_ptr<Once> on_opened_;
   std::function<void()> on_change_;
 
   std::deque<Item> items_;   // offsets [acked_, end_)

@@ -81,7 +81,7 @@ class OutputSenderTest : public ::testing::Test {
     OnLoop([&] {
       sender_ = std::make_shared<OutputSender>(&loop_, stub_.get(), options);
       sender_->set_on_change([this] {
-        if (sender_->done()) done_.Notify();
+        if (sender_->done() && !done_.HasBeenNotified()) done_.Notify();
       });
       EXPECT_FALSE(sender_->TakeSlot().has_value());  // not before the store says
       sender_->Connect(kId, [&] { opened.Notify(); });

@@ -196,96 +196,151 @@ absl::Status Supervisor::CheckBackend(
   return absl::OkStatus();
 }
 
-absl::StatusOr<pm::v1::StartResponse> Supervisor::Start(
-    const pm::v1::StartRequest& request, const std::string& owner) {
-  PM_RETURN_IF_ERROR(ValidateStartRequest(request));
-  // A limit this host cannot enforce is refused, never ignored.
-  PM_RETURN_IF_ERROR(cgroups_->CheckLimits(request.limits()));
-  // Refuse before spawning when a backend is down: a process whose output
-  // or record has nowhere to go would have to be killed again.
-  PM_RETURN_IF_ERROR(
-      CheckBackend(log_store_channel_, "log_store", options_.log_store_socket));
-  PM_RETURN_IF_ERROR(
-      CheckBackend(registry_channel_, "registry", options_.registry_socket));
+// One Start in flight: finished once, by an error, or when the process is
+// on record and its log is open (or the wait for the log timed out).
+class Supervisor::PendingStart {
+ public:
+  explicit PendingStart(StartDone done) : done_(std::move(done)) {}
+
+  void Fail(absl::Status status) { Finish(std::move(status)); }
+  void Recorded(pm::v1::StartResponse response) {
+    {
+      absl::MutexLock lock(&mu_);
+      response_ = std::move(response);
+      recorded_ = true;
+      if (!log_open_) return;
+    }
+    Finish(OkResponse());
+  }
+  void LogOpen() {
+    {
+      absl::MutexLock lock(&mu_);
+      log_open_ = true;
+      if (!recorded_) return;
+    }
+    Finish(OkResponse());
+  }
+
+ private:
+  absl::StatusOr<pm::v1::StartResponse> OkResponse() {
+    absl::MutexLock lock(&mu_);
+    return response_;
+  }
+  void Finish(absl::StatusOr<pm::v1::StartResponse> result) {
+    StartDone done;
+    {
+      absl::MutexLock lock(&mu_);
+      done = std::move(done_);
+      done_ = nullptr;
+    }
+    if (done) done(std::move(result));
+  }
+
+  absl::Mutex mu_;
+  StartDone done_ ABSL_GUARDED_BY(mu_);
+  pm::v1::StartResponse response_ ABSL_GUARDED_BY(mu_);
+  bool recorded_ ABSL_GUARDED_BY(mu_) = false;
+  bool log_open_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+void Supervisor::Start(const pm::v1::StartRequest& request, std::string owner,
+                       StartDone done) {
+  auto start = std::make_shared<PendingStart>(std::move(done));
+  absl::Status checked = [&]() -> absl::Status {
+    PM_RETURN_IF_ERROR(ValidateStartRequest(request));
+    // A limit this host cannot enforce is refused, never ignored.
+    PM_RETURN_IF_ERROR(cgroups_->CheckLimits(request.limits()));
+    // Refuse before spawning when a backend is down: a process whose output
+    // or record has nowhere to go would have to be killed again.
+    PM_RETURN_IF_ERROR(
+        CheckBackend(log_store_channel_, "log_store", options_.log_store_socket));
+    return CheckBackend(registry_channel_, "registry", options_.registry_socket);
+  }();
+  if (!checked.ok()) return start->Fail(std::move(checked));
   // The id is minted here, so the process's log is opened in the log_store
   // while the registry creates its record: Start waits for the slower of the
   // two, not for both in turn.
-  PM_ASSIGN_OR_RETURN(const std::string id, NewUuidV4());
-
-  auto spawned = std::make_shared<absl::StatusOr<ProcessPtr>>(
-      absl::UnavailableError("supervisor is shutting down"));
-  struct Snapshot {
-    ProcessStatus status;
-    uint64_t start_ticks = 0;
-    CgroupDirs cgroup;
-  };
-  auto snapshot = std::make_shared<Snapshot>();
-  auto log_open = std::make_shared<absl::Notification>();
-  if (!RunAndWait(loop_, [this, request, id, spawned, snapshot, log_open] {
-        *spawned = SpawnOnLoop(request);
-        if (!spawned->ok()) return;
-        const ProcessPtr& p = **spawned;
-        p->id = id;
-        // Opening the Append stream is the loop's next task, not this one:
-        // the caller goes on to the registry meanwhile.
-        loop_.Post([p, id, log_open] {
-          p->sender->Connect(id, [log_open] { log_open->Notify(); });
-        });
-        snapshot->status = p->status;
-        snapshot->start_ticks = p->start_ticks;
-        if (p->cgroup) snapshot->cgroup = p->cgroup->dirs();
-      })) {
-    return absl::UnavailableError("supervisor is shutting down");
+  absl::StatusOr<std::string> id = NewUuidV4();
+  if (!id.ok()) return start->Fail(id.status());
+  if (!loop_.Post([this, request, id = *std::move(id), owner = std::move(owner),
+                   start] { StartOnLoop(request, id, owner, start); })) {
+    start->Fail(absl::UnavailableError("supervisor is shutting down"));
   }
-  PM_ASSIGN_OR_RETURN(ProcessPtr p, std::move(*spawned));
-  // The loop owns processes: the last reference must not be dropped on this
-  // thread (a Process tears down loop state when destroyed).
-  absl::Cleanup release_on_loop = [this, &p] {
-    ProcessPtr last = std::move(p);
-    loop_.Post([last] {});
-  };
+}
 
-  pm::internal::v1::CreateRecordRequest create;
+void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,
+                             const std::string& id, const std::string& owner,
+                             std::shared_ptr<PendingStart> start) {
+  absl::StatusOr<ProcessPtr> spawned = SpawnOnLoop(request);
+  if (!spawned.ok()) return start->Fail(spawned.status());
+  ProcessPtr p = *std::move(spawned);
+  p->id = id;
+
+  struct CreateCall {
+    grpc::ClientContext context;
+    pm::internal::v1::CreateRecordRequest request;
+    ProcessStatus response;
+  };
+  auto call = std::make_shared<CreateCall>();
+  pm::internal::v1::CreateRecordRequest& create = call->request;
   create.set_id(id);
   *create.mutable_spec() = request;
-  create.set_resolved_executable(snapshot->status.resolved_executable());
-  create.set_pid(snapshot->status.pid());
+  create.set_resolved_executable(p->status.resolved_executable());
+  create.set_pid(p->status.pid());
   create.set_owner(owner);
-  create.set_start_ticks(snapshot->start_ticks);
-  *create.mutable_started_at() = snapshot->status.started_at();
-  if (!snapshot->cgroup.empty()) {
-    create.mutable_cgroup()->set_unified(snapshot->cgroup.unified);
-    create.mutable_cgroup()->mutable_v1()->insert(snapshot->cgroup.v1.begin(),
-                                                  snapshot->cgroup.v1.end());
+  create.set_start_ticks(p->start_ticks);
+  *create.mutable_started_at() = p->status.started_at();
+  if (p->cgroup) {
+    const CgroupDirs& dirs = p->cgroup->dirs();
+    create.mutable_cgroup()->set_unified(dirs.unified);
+    create.mutable_cgroup()->mutable_v1()->insert(dirs.v1.begin(), dirs.v1.end());
   }
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + options_.backend_timeout));
-  ProcessStatus record;
-  grpc::Status rpc = registry_->CreateRecord(&context, create, &record);
-  if (!rpc.ok()) {
-    loop_.Post([this, p] { AbandonUnrecorded(p); });
-    absl::Status status = FromGrpcStatus(rpc);
-    if (status.code() == absl::StatusCode::kUnavailable ||
-        status.code() == absl::StatusCode::kDeadlineExceeded) {
-      return absl::UnavailableError(
-          absl::StrCat("registry is unavailable at ", options_.registry_socket,
-                       ": ", status.message()));
-    }
-    return Annotate(status, "registry");
-  }
-  // From now on its state changes go to the registry (one that happened
-  // meanwhile, an exit, goes at once).
-  if (!loop_.Post([this, p, record] { OnRecorded(p, record); })) {
-    return absl::UnavailableError("supervisor is shutting down");
-  }
-  // Start answers once the log exists in the store, so a follower that
-  // uses the id right away finds it. Bounded: output is spooled meanwhile.
-  log_open->WaitForNotificationWithTimeout(options_.backend_timeout);
-
-  pm::v1::StartResponse response;
-  response.set_id(record.id());
-  *response.mutable_status() = record;
-  return response;
+  call->context.set_deadline(
+      absl::ToChronoTime(absl::Now() + options_.backend_timeout));
+  ++PendingAsyncOps();
+  registry_->async()->CreateRecord(
+      &call->context, &call->request, &call->response,
+      [this, call, p, start](grpc::Status rpc) mutable {
+        if (!rpc.ok()) {
+          absl::Status status = FromGrpcStatus(rpc);
+          if (status.code() == absl::StatusCode::kUnavailable ||
+              status.code() == absl::StatusCode::kDeadlineExceeded) {
+            status = absl::UnavailableError(
+                absl::StrCat("registry is unavailable at ",
+                             options_.registry_socket, ": ", status.message()));
+          } else {
+            status = Annotate(status, "registry");
+          }
+          // The process goes on the loop (its last reference must be
+          // dropped there), before the caller hears of it.
+          loop_.Post([this, p = std::move(p)] { AbandonUnrecorded(p); });
+          start->Fail(std::move(status));
+        } else {
+          pm::v1::StartResponse response;
+          response.set_id(call->response.id());
+          *response.mutable_status() = call->response;
+          // From now on its state changes go to the registry (one that
+          // happened meanwhile, an exit, goes at once). Posted before the
+          // caller hears of the id, so a Stop sent the instant Start
+          // returns finds the process known.
+          if (loop_.Post([this, p = std::move(p), record = call->response] {
+                OnRecorded(p, record);
+              })) {
+            start->Recorded(std::move(response));
+          } else {
+            start->Fail(absl::UnavailableError("supervisor is shutting down"));
+          }
+        }
+        --PendingAsyncOps();
+      });
+  // Start answers once the log exists in the store, so a follower that uses
+  // the id right away finds it. Bounded: output is spooled meanwhile.
+  auto timer = std::make_shared<EventLoop::TimerId>(0);
+  p->sender->Connect(id, [this, start, timer] {
+    start->LogOpen();  // a gRPC thread: the answer goes out from here
+    loop_.Post([this, timer] { loop_.Cancel(*timer); });
+  });
+  *timer = loop_.RunAfter(options_.backend_timeout, [start] { start->LogOpen(); });
 }
 
 absl::StatusOr<std::unique_ptr<ProcessCgroup>> Supervisor::TakeCgroup(

@@ -4,7 +4,7 @@
 //   options.registry_socket = pm::SocketPath(dir, pm::Service::kRegistry);
 //   options.log_store_socket = pm::SocketPath(dir, pm::Service::kLogStore);
 //   PM_ASSIGN_OR_RETURN(auto supervisor, Supervisor::Create(options));
-//   absl::StatusOr<pm::v1::StartResponse> started = supervisor->Start(request);
+//   supervisor->Start(request, owner, [](absl::StatusOr<pm::v1::StartResponse> r) {});
 //   supervisor->Stop(stop_request, [](absl::StatusOr<pm::v1::StopResponse> r) {});
 //   supervisor->Shutdown();   // stops every process, flushes, joins
 //
@@ -81,17 +81,20 @@ class Supervisor {
       SupervisorOptions options);
   ~Supervisor();
 
-  // Starts a process; returns once it has exec'd and is on record. Blocks
-  // the calling thread (never the loop) for at most a few backend timeouts.
-  // Errors: INVALID_ARGUMENT (bad request), FAILED_PRECONDITION (exec
+  // Starts a process; `done` is called exactly once (on the loop or a gRPC
+  // thread), when it has exec'd, is on record and its log is open (that last
+  // bounded by backend_timeout). Nothing blocks: the loop spawns, then asks
+  // the registry and the log_store at once, and whichever answers last
+  // finishes the call. Errors: INVALID_ARGUMENT (bad request), FAILED_PRECONDITION (exec
   // failed; names the call, the path and the OS error; no id handed out;
   // or a limit or namespace this host cannot give, naming what is missing),
   // RESOURCE_EXHAUSTED (max_processes), UNAVAILABLE (registry or log_store
   // unreachable; names the service and its socket).
   // `owner` is recorded with the process (the gateway's authenticated
   // user); empty for local callers.
-  absl::StatusOr<pm::v1::StartResponse> Start(
-      const pm::v1::StartRequest& request, const std::string& owner = "");
+  using StartDone = std::function<void(absl::StatusOr<pm::v1::StartResponse>)>;
+  void Start(const pm::v1::StartRequest& request, std::string owner,
+             StartDone done);
 
   // Stops a process and its whole tree: SIGTERM to its group (and to
   // members of its cgroup that left the group), the grace period, then
@@ -124,6 +127,10 @@ class Supervisor {
 
   // Loop-thread steps.
   absl::StatusOr<ProcessPtr> SpawnOnLoop(const pm::v1::StartRequest& request);
+  class PendingStart;
+  // The loop's part of Start: spawn, then the record and the log at once.
+  void StartOnLoop(const pm::v1::StartRequest& request, const std::string& id,
+                   const std::string& owner, std::shared_ptr<PendingStart> start);
   // A cgroup for a new process: a spare one when there are no limits.
   absl::StatusOr<std::unique_ptr<ProcessCgroup>> TakeCgroup(
       const pm::v1::Limits& limits);

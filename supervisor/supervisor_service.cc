@@ -5,9 +5,9 @@
 
 namespace pm::supervisor {
 
-grpc::Status SupervisorService::Start(grpc::ServerContext* context,
-                                      const pm::v1::StartRequest* request,
-                                      pm::v1::StartResponse* response) {
+grpc::ServerUnaryReactor* SupervisorService::Start(
+    grpc::CallbackServerContext* context, const pm::v1::StartRequest* request,
+    pm::v1::StartResponse* response) {
   // The gateway names the authenticated user in pm-owner (and strips any a
   // remote client sent); local callers are trusted by the socket's mode.
   std::string owner;
@@ -15,11 +15,17 @@ grpc::Status SupervisorService::Start(grpc::ServerContext* context,
       it != context->client_metadata().end()) {
     owner.assign(it->second.data(), it->second.size());
   }
-  absl::StatusOr<pm::v1::StartResponse> started =
-      supervisor_->Start(*request, owner);
-  if (!started.ok()) return ToGrpcStatus(started.status());
-  *response = *std::move(started);
-  return grpc::Status::OK;
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  supervisor_->Start(*request, std::move(owner),
+                     [reactor, response](absl::StatusOr<pm::v1::StartResponse> started) {
+                       if (!started.ok()) {
+                         reactor->Finish(ToGrpcStatus(started.status()));
+                         return;
+                       }
+                       *response = *std::move(started);
+                       reactor->Finish(grpc::Status::OK);
+                     });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* SupervisorService::Stop(
