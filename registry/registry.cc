@@ -225,6 +225,11 @@ absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
   const absl::Time now = absl::Now();
   PM_ASSIGN_OR_RETURN(Record * record, Find(request.id()));
   ProcessStatus& status = record->status;
+  if (request.sequence() != 0) {
+    // Overtaken by a newer state already applied: nothing to do.
+    if (request.sequence() <= record->sequence) return Answer(status, now);
+    record->sequence = request.sequence();
+  }
   const ProcessStatus::State from = status.state();
   const ProcessStatus::State to = request.state();
 

@@ -117,6 +117,8 @@ class Registry {
     // Where live usage is read while it runs; empty without a cgroup.
     CgroupDirs cgroup;
     AgeKey age;
+    // The sequence of the last update applied (UpdateRecordRequest).
+    uint64_t sequence = 0;
     // Pending Waits, by token; run when the record ends.
     std::map<uint64_t, WaitCallback> waiters;
   };

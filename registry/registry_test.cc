@@ -303,6 +303,35 @@ TEST(RegistryTest, RepeatingTheSameFinalUpdateIsOk) {
   EXPECT_TRUE(registry.UpdateRecord(without_time).ok());
 }
 
+// The supervisor sends states without waiting for each answer: one that
+// arrives after a newer one (by sequence) is answered and ignored, so a
+// "stopping" overtaken by the exit neither fails nor undoes it.
+TEST(RegistryTest, AnUpdateOvertakenByANewerOneIsIgnored) {
+  Registry registry(Options());
+  const std::string id = MustCreate(registry, Create());
+  UpdateRecordRequest exited = Exited(id, 3);
+  exited.set_sequence(2);
+  ASSERT_TRUE(registry.UpdateRecord(exited).ok());
+  UpdateRecordRequest stopping = Update(id, ProcessStatus::STATE_STOPPING);
+  stopping.set_sequence(1);
+  absl::StatusOr<ProcessStatus> late = registry.UpdateRecord(stopping);
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_EQ(late->state(), ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(late->exit_code(), 3);
+
+  // In order, each applies.
+  const std::string other = MustCreate(registry, Create());
+  stopping.set_id(other);
+  stopping.set_sequence(1);
+  EXPECT_EQ(registry.UpdateRecord(stopping)->state(), ProcessStatus::STATE_STOPPING);
+  UpdateRecordRequest running = Update(other, ProcessStatus::STATE_RUNNING);
+  running.set_sequence(2);
+  EXPECT_EQ(registry.UpdateRecord(running)->state(), ProcessStatus::STATE_RUNNING);
+  running.set_state(ProcessStatus::STATE_STOPPING);
+  running.set_sequence(2);  // not above the last applied: ignored
+  EXPECT_EQ(registry.UpdateRecord(running)->state(), ProcessStatus::STATE_RUNNING);
+}
+
 TEST(RegistryTest, AnEndedRecordIsFinal) {
   Registry registry(Options());
   const std::string id = MustCreate(registry, Create());

@@ -85,9 +85,13 @@ struct Supervisor::Process {
   bool group_gone = false;
   bool abandoned = false;  // never made it into the registry
 
-  // Registry updates: one in flight; `dirty` means a newer state waits.
-  bool update_in_flight = false;
+  // Registry updates: each state is sent at once with the next sequence
+  // (the registry ignores one overtaken by a newer); `dirty` means the
+  // registry was unreachable and the current state waits for a retry.
+  uint64_t update_sequence = 0;
+  int updates_in_flight = 0;
   bool dirty = false;
+  bool retry_pending = false;
   std::vector<std::function<void()>> on_flushed;
 
   // A stop in progress.
@@ -98,7 +102,7 @@ struct Supervisor::Process {
   EventLoop::TimerId kill_timer = 0;
   std::vector<StopCallback> stop_waiters;
 
-  bool flushed() const { return !update_in_flight && !dirty; }
+  bool flushed() const { return updates_in_flight == 0 && !dirty; }
   bool output_open() const { return out[0].valid() || out[1].valid(); }
 };
 
@@ -862,10 +866,6 @@ void Supervisor::StopUnknown(const std::string& id, StopCallback done) {
 
 void Supervisor::SendUpdate(const ProcessPtr& p) {
   if (!p->recorded || p->abandoned) return;  // OnRecorded sends it
-  if (p->update_in_flight) {
-    p->dirty = true;
-    return;
-  }
   struct Call {
     grpc::ClientContext context;
     pm::internal::v1::UpdateRecordRequest request;
@@ -885,9 +885,10 @@ void Supervisor::SendUpdate(const ProcessPtr& p) {
   if (s.has_usage()) *r.mutable_usage() = s.usage();
   r.set_oom_killed(s.oom_killed());
   r.set_end_reason(s.end_reason());
+  r.set_sequence(++p->update_sequence);
   call->context.set_deadline(
       absl::ToChronoTime(absl::Now() + options_.backend_timeout));
-  p->update_in_flight = true;
+  ++p->updates_in_flight;
   p->dirty = false;
   ++PendingAsyncOps();
   registry_->async()->UpdateRecord(
@@ -896,24 +897,26 @@ void Supervisor::SendUpdate(const ProcessPtr& p) {
         // The posted task takes this closure's references: the last one to
         // a Process must be dropped on the loop thread.
         loop_.Post([this, rpc, p = std::move(p), call = std::move(call)] {
-          p->update_in_flight = false;
+          --p->updates_in_flight;
           if (!rpc.ok()) {
             if (rpc.error_code() == grpc::StatusCode::UNAVAILABLE ||
                 rpc.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-              // Keep the state: the registry gets it when it is back.
+              // Keep the state: the registry gets it when it is back (the
+              // latest state, under a new sequence).
               p->dirty = true;
-              loop_.RunAfter(kRegistryRetry, [this, p] {
-                if (!p->update_in_flight && p->dirty) PushUpdate(p);
-              });
+              if (!p->retry_pending) {
+                p->retry_pending = true;
+                loop_.RunAfter(kRegistryRetry, [this, p] {
+                  p->retry_pending = false;
+                  if (p->dirty) PushUpdate(p);
+                });
+              }
               return;
             }
             PM_LOG(ERROR) << "registry refused update of " << p->id << ": "
                           << rpc.error_message();
           }
-          if (p->dirty) {
-            PushUpdate(p);
-            return;
-          }
+          if (!p->flushed()) return;  // a newer state is on its way
           auto waiters = std::move(p->on_flushed);
           p->on_flushed.clear();
           for (auto& fn : waiters) fn();
