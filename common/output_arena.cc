@@ -49,11 +49,16 @@ absl::StatusOr<std::shared_ptr<OutputArena>> OutputArena::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("output arena of ", slots, " x ", slot_bytes, " bytes"));
   }
-  Fd fd(memfd_create(memfd_name, MFD_CLOEXEC));
+  Fd fd(memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!fd) return ErrnoError("memfd_create", memfd_name);
   const size_t size = slot_bytes * slots;
   if (ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
     return ErrnoError("ftruncate", absl::StrCat(memfd_name, ", ", size));
+  }
+  // Its size is fixed for good: nobody (a process of the same user that
+  // opened it through /proc) can shrink it under the reader's mapping.
+  if (fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    return ErrnoError("fcntl", absl::StrCat(memfd_name, ", F_ADD_SEALS"));
   }
   void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
   if (base == MAP_FAILED) {
@@ -115,21 +120,23 @@ absl::StatusOr<std::shared_ptr<const MappedArena>> MappedArena::Open(
     return absl::InvalidArgumentError(absl::StrCat(
         "shared memory \"", name, "\" is not /proc/<pid>/fd/<fd>"));
   }
-  // What the link points at says what it is: a memfd reads
-  // "/memfd:pm-output-arena (deleted)".
+  // Non-blocking: whatever the name turns out to be (a fifo), opening it
+  // never waits. What was opened is then checked, not what the name was.
+  PM_ASSIGN_OR_RETURN(Fd fd, Fd::Open(name, O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  // A memfd's link reads "/memfd:pm-output-arena (deleted)".
+  const std::string self = absl::StrCat("/proc/self/fd/", fd.get());
   char target[256];
-  const ssize_t length = readlink(name.c_str(), target, sizeof(target) - 1);
-  if (length < 0) return ErrnoError("readlink", name);
-  if (!absl::StartsWith(absl::string_view(target, static_cast<size_t>(length)),
-                        absl::StrCat("/memfd:", OutputArena::kMemfdName, " "))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "shared memory ", name, " is ",
-        absl::string_view(target, static_cast<size_t>(length)),
-        ", not a pm output arena"));
-  }
-  PM_ASSIGN_OR_RETURN(Fd fd, Fd::Open(name, O_RDONLY | O_CLOEXEC));
+  const ssize_t length = readlink(self.c_str(), target, sizeof(target) - 1);
+  if (length < 0) return ErrnoError("readlink", self);
+  const absl::string_view what(target, static_cast<size_t>(length));
   struct stat st = {};
   if (fstat(fd.get(), &st) != 0) return ErrnoError("fstat", name);
+  const int seals = fcntl(fd.get(), F_GET_SEALS);
+  if (!absl::StartsWith(what, absl::StrCat("/memfd:", OutputArena::kMemfdName, " ")) ||
+      !S_ISREG(st.st_mode) || seals < 0 || (seals & F_SEAL_SHRINK) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "shared memory ", name, " is ", what, ", not a pm output arena"));
+  }
   if (st.st_size <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("shared memory ", name, " is empty"));
   }

@@ -2,8 +2,11 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -70,7 +73,29 @@ TEST(OutputArenaTest, OnlyAPmArenaUnderProcFdIsMapped) {
   close(fd);
   // A pm arena name whose process is gone: the error names the call.
   status = MappedArena::Open("/proc/999999999/fd/3").status();
-  EXPECT_NE(status.message().find("readlink"), std::string::npos) << status;
+  EXPECT_NE(status.message().find("open"), std::string::npos) << status;
+  // A fifo behind the name: refused at once, never waited on.
+  const std::string fifo = absl::StrCat(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp",
+                                        "/arena_fifo_", getpid());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const int fifo_fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(fifo_fd, 0);
+  status = MappedArena::Open(absl::StrCat("/proc/", getpid(), "/fd/", fifo_fd)).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  close(fifo_fd);
+  unlink(fifo.c_str());
+}
+
+TEST(OutputArenaTest, TheArenasSizeIsSealed) {
+  absl::StatusOr<std::shared_ptr<OutputArena>> arena = OutputArena::Create(4096, 2);
+  ASSERT_TRUE(arena.ok()) << arena.status();
+  // Another opener (as a process of the same user could) cannot shrink it
+  // under the log_store's mapping.
+  const int fd = open((*arena)->name().c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  EXPECT_NE(ftruncate(fd, 0), 0);
+  EXPECT_EQ(errno, EPERM);
+  close(fd);
 }
 
 }  // namespace

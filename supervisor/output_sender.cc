@@ -90,13 +90,15 @@ class OutputSender::Stream
       if (!loop_->Post([self = self_] { self->Fail(); })) ReleaseHold();
       return;
     }
-    if (on_opened_) on_opened_->Run();
     const uint64_t end = response_.end_offset();
     const bool closed = response_.closed();
     const bool shared = response_.shared_memory();
     loop_->Post([s = sender_, g = generation_, end, closed, shared] {
       if (auto sender = s.lock()) sender->OnAck(g, end, closed, shared);
     });
+    // After the post: whatever the opener then asks of the loop comes after
+    // the loop has taken this acknowledgement in.
+    if (on_opened_) on_opened_->Run();
     StartRead(&response_);
   }
   void OnDone(const grpc::Status& status) override {
@@ -176,7 +178,12 @@ void OutputSender::Append(pm::v1::OutputChunk::Stream stream,
 }
 
 std::optional<OutputArena::Slot> OutputSender::TakeSlot() {
-  if (!options_.arena || !shared_ok_) return std::nullopt;
+  // Only toward a live stream whose store mapped the arena: a slot held by
+  // output that cannot be sent would be lost to every other process.
+  if (!options_.arena || !shared_ok_ || cancelled_ || !stream_ ||
+      stream_->dead()) {
+    return std::nullopt;
+  }
   return options_.arena->Take();
 }
 
@@ -189,6 +196,13 @@ void OutputSender::Take(pm::v1::OutputChunk::Stream stream, std::string data,
                         std::optional<OutputArena::Slot> slot, size_t size) {
   if (size == 0) return;
   const uint64_t n = size;
+  if (cancelled_) {
+    // Nothing more goes to the store (shutdown, or it refused the stream
+    // for good, which was logged): the bytes are counted, not kept.
+    end_ += n;
+    acked_ = end_;
+    return;
+  }
   if (stalled_ && buffered_ + n > options_.spool_bytes) {
     // The store has made no progress for stall_bound and the spool is full:
     // keep the process running, record exactly what was lost.
@@ -274,16 +288,16 @@ void OutputSender::MaybeSend() {
   const AppendRequest* request = nullptr;
   for (Item& item : items_) {
     if (item.end() <= next_send_) continue;
-    if (item.slot && !shared_ok_) {
+    if (item.slot && !shared_ok_ && item.message->data().shared_length() > 0) {
       // Read into the arena for a store that mapped it; this one has not
       // said so yet (wait for its answer to Open) or cannot (carry the
-      // bytes in the message after all).
+      // bytes in the message after all). The slot stays taken until the
+      // bytes are acknowledged: an older stream may still name it.
       if (!open_acked_) return;
       AppendRequest::Data* piece = item.message->mutable_data();
       piece->set_data(item.slot->data(), item.size);
       piece->clear_shared_offset();
       piece->clear_shared_length();
-      item.slot.reset();
     }
     if (item.message != nullptr) {
       // Whole, even if the store already holds a prefix (after a
@@ -360,6 +374,8 @@ void OutputSender::OnStreamDone(uint64_t generation,
   stream_.reset();
   write_in_flight_ = false;
   in_flight_ = nullptr;
+  open_acked_ = false;
+  shared_ok_ = false;  // until the next store says it mapped the arena
   if (done_ || cancelled_) {
     Changed();
     return;
@@ -375,6 +391,7 @@ void OutputSender::OnStreamDone(uint64_t generation,
     cancelled_ = true;
     loop_->Cancel(stall_timer_);
     stall_timer_ = 0;
+    DropUnsent();
     Changed();
     return;
   }
@@ -388,8 +405,26 @@ void OutputSender::OnStreamDone(uint64_t generation,
   reconnect_delay_ = std::min(reconnect_delay_ * 2, absl::Seconds(1));
 }
 
+void OutputSender::DropUnsent() {
+  // Everything held goes (and its arena slots with it), except the message
+  // a write in flight still points at; Release frees that one after
+  // OnWriteDone.
+  std::deque<Item> kept;
+  for (Item& item : items_) {
+    if (item.message != nullptr && item.message.get() == in_flight_) {
+      kept.push_back(std::move(item));
+    }
+  }
+  items_ = std::move(kept);
+  buffered_ = 0;
+  for (const Item& item : items_) buffered_ += item.size;
+  acked_ = end_;
+}
+
 void OutputSender::Cancel() {
   cancelled_ = true;
+  shared_ok_ = false;
+  DropUnsent();
   loop_->Cancel(stall_timer_);
   stall_timer_ = 0;
   loop_->Cancel(reconnect_timer_);

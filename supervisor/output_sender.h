@@ -126,6 +126,8 @@ class OutputSender : public std::enable_shared_from_this<OutputSender> {
   void OnWriteDone(uint64_t generation, bool ok);
   void OnStreamDone(uint64_t generation, const grpc::Status& status);
   void Release(uint64_t up_to);
+  // Frees everything not being written (Cancel, a refused stream).
+  void DropUnsent();
   void ArmStallTimer();
   // Whether reading waits on the store (window full, or a write in flight).
   bool WaitingForStore() const;

@@ -135,6 +135,34 @@ TEST_F(OutputSenderTest, LargePiecesGoThroughTheArenaAndEverySlotComesBack) {
   EXPECT_EQ((*arena)->free_slots(), 4u);
 }
 
+TEST_F(OutputSenderTest, ACancelledSenderGivesItsSlotsBackAndTakesNoMore) {
+  absl::StatusOr<std::shared_ptr<OutputArena>> arena = OutputArena::Create(kSlot, 4);
+  ASSERT_TRUE(arena.ok()) << arena.status();
+  ConnectWith(*arena);
+  absl::Notification all_free;
+  OnLoop([&] {
+    sender_->set_on_change([&] {
+      if ((*arena)->free_slots() == 4 && !all_free.HasBeenNotified()) all_free.Notify();
+    });
+    for (int i = 0; i < 3; ++i) {
+      std::optional<OutputArena::Slot> slot = sender_->TakeSlot();
+      ASSERT_TRUE(slot.has_value());
+      sender_->AppendShared(OutputChunk::STREAM_STDOUT, *std::move(slot), kSlot);
+    }
+    sender_->Cancel();
+    // Nothing more will be sent: no slot is handed out to be stranded.
+    EXPECT_FALSE(sender_->TakeSlot().has_value());
+    // Only the piece a write may still point at is held; it goes when the
+    // write is done.
+    EXPECT_GE((*arena)->free_slots(), 3u);
+    if ((*arena)->free_slots() == 4) all_free.Notify();
+  });
+  all_free.WaitForNotification();
+  EXPECT_EQ((*arena)->free_slots(), 4u);
+  // The callback refers to this test's locals; later changes are not ours.
+  OnLoop([&] { sender_->set_on_change(nullptr); });
+}
+
 TEST_F(OutputSenderTest, AStoreThatCannotMapTheArenaGetsEverythingInline) {
   // The store refuses an arena that is not pm's; the sender must not offer
   // slots, and output still arrives whole.

@@ -138,6 +138,8 @@ absl::Status Supervisor::Init() {
   log_store_channel_ = UnixChannel(options_.log_store_socket);
   registry_ = pm::internal::v1::Registry::NewStub(registry_channel_);
   log_store_ = pm::internal::v1::LogStore::NewStub(log_store_channel_);
+  registry_health_ = grpc::health::v1::Health::NewStub(registry_channel_);
+  log_store_health_ = grpc::health::v1::Health::NewStub(log_store_channel_);
   if (options_.output_arena_bytes >= kMaxRead) {
     absl::StatusOr<std::shared_ptr<OutputArena>> arena = OutputArena::Create(
         kMaxRead, options_.output_arena_bytes / kMaxRead);
@@ -186,18 +188,67 @@ bool RunAndWait(EventLoop& loop, std::function<void()> fn) {
 }
 }  // namespace
 
-absl::Status Supervisor::CheckBackend(
-    const std::shared_ptr<grpc::Channel>& channel, absl::string_view name,
-    const std::string& socket) {
-  if (channel->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY) {
-    return absl::OkStatus();
+void Supervisor::WhenBackendsReady(std::function<void(absl::Status)> then) {
+  struct Backend {
+    grpc::Channel* channel;
+    grpc::health::v1::Health::Stub* health;
+    const char* name;
+    const std::string* socket;
+  };
+  std::vector<Backend> waiting;
+  for (const Backend& b :
+       {Backend{log_store_channel_.get(), log_store_health_.get(), "log_store",
+                &options_.log_store_socket},
+        Backend{registry_channel_.get(), registry_health_.get(), "registry",
+                &options_.registry_socket}}) {
+    if (b.channel->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_READY) {
+      waiting.push_back(b);
+    }
   }
-  if (!channel->WaitForConnected(std::chrono::system_clock::now() +
-                                 std::chrono::seconds(2))) {
-    return absl::UnavailableError(
-        absl::StrCat(name, " is unavailable at ", socket));
+  if (waiting.empty()) return then(absl::OkStatus());
+  // Not connected (yet): a health check that waits for the connection says
+  // whether the service is there, without holding a thread meanwhile.
+  struct Join {
+    absl::Mutex mu;
+    int left ABSL_GUARDED_BY(mu) = 0;
+    absl::Status status ABSL_GUARDED_BY(mu);
+    std::function<void(absl::Status)> then;
+  };
+  auto join = std::make_shared<Join>();
+  join->then = std::move(then);
+  {
+    absl::MutexLock lock(&join->mu);
+    join->left = static_cast<int>(waiting.size());
   }
-  return absl::OkStatus();
+  for (const Backend& b : waiting) {
+    struct Call {
+      grpc::ClientContext context;
+      grpc::health::v1::HealthCheckRequest request;
+      grpc::health::v1::HealthCheckResponse response;
+    };
+    auto call = std::make_shared<Call>();
+    call->context.set_wait_for_ready(true);
+    call->context.set_deadline(std::chrono::system_clock::now() +
+                               std::chrono::seconds(2));
+    ++PendingAsyncOps();
+    b.health->async()->Check(
+        &call->context, &call->request, &call->response,
+        [call, join, name = b.name, socket = *b.socket](grpc::Status rpc) {
+          bool last = false;
+          absl::Status status;
+          {
+            absl::MutexLock lock(&join->mu);
+            if (!rpc.ok() && join->status.ok()) {
+              join->status = absl::UnavailableError(
+                  absl::StrCat(name, " is unavailable at ", socket));
+            }
+            last = --join->left == 0;
+            status = join->status;
+          }
+          if (last) join->then(std::move(status));
+          --PendingAsyncOps();
+        });
+  }
 }
 
 // One Start in flight: finished once, by an error, or when the process is
@@ -205,6 +256,20 @@ absl::Status Supervisor::CheckBackend(
 class Supervisor::PendingStart {
  public:
   explicit PendingStart(StartDone done) : done_(std::move(done)) {}
+  // Whoever still held it (the log's Open, its timer) is gone without
+  // answering: the loop stopped. Recorded is enough to answer with the id.
+  ~PendingStart() {
+    bool recorded;
+    {
+      absl::MutexLock lock(&mu_);
+      recorded = recorded_;
+    }
+    if (recorded) {
+      Finish(OkResponse());
+    } else {
+      Finish(absl::UnavailableError("supervisor is shutting down"));
+    }
+  }
 
   void Fail(absl::Status status) { Finish(std::move(status)); }
   void Recorded(pm::v1::StartResponse response) {
@@ -253,23 +318,25 @@ void Supervisor::Start(const pm::v1::StartRequest& request, std::string owner,
   absl::Status checked = [&]() -> absl::Status {
     PM_RETURN_IF_ERROR(ValidateStartRequest(request));
     // A limit this host cannot enforce is refused, never ignored.
-    PM_RETURN_IF_ERROR(cgroups_->CheckLimits(request.limits()));
-    // Refuse before spawning when a backend is down: a process whose output
-    // or record has nowhere to go would have to be killed again.
-    PM_RETURN_IF_ERROR(
-        CheckBackend(log_store_channel_, "log_store", options_.log_store_socket));
-    return CheckBackend(registry_channel_, "registry", options_.registry_socket);
+    return cgroups_->CheckLimits(request.limits());
   }();
   if (!checked.ok()) return start->Fail(std::move(checked));
-  // The id is minted here, so the process's log is opened in the log_store
-  // while the registry creates its record: Start waits for the slower of the
-  // two, not for both in turn.
-  absl::StatusOr<std::string> id = NewUuidV4();
-  if (!id.ok()) return start->Fail(id.status());
-  if (!loop_.Post([this, request, id = *std::move(id), owner = std::move(owner),
-                   start] { StartOnLoop(request, id, owner, start); })) {
-    start->Fail(absl::UnavailableError("supervisor is shutting down"));
-  }
+  // Refuse before spawning when a backend is down: a process whose output
+  // or record has nowhere to go would have to be killed again.
+  WhenBackendsReady([this, request, owner = std::move(owner),
+                     start](absl::Status ready) {
+    if (!ready.ok()) return start->Fail(std::move(ready));
+    // The id is minted here, so the process's log is opened in the
+    // log_store while the registry creates its record: Start waits for the
+    // slower of the two, not for both in turn.
+    absl::StatusOr<std::string> id = NewUuidV4();
+    if (!id.ok()) return start->Fail(id.status());
+    if (!loop_.Post([this, request, id = *std::move(id), owner, start] {
+          StartOnLoop(request, id, owner, start);
+        })) {
+      start->Fail(absl::UnavailableError("supervisor is shutting down"));
+    }
+  });
 }
 
 void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,
@@ -891,12 +958,14 @@ void Supervisor::SendUpdate(const ProcessPtr& p) {
   ++p->updates_in_flight;
   p->dirty = false;
   ++PendingAsyncOps();
+  const uint64_t sequence = p->update_sequence;
   registry_->async()->UpdateRecord(
       &call->context, &call->request, &call->response,
-      [this, call, p](grpc::Status rpc) mutable {
+      [this, call, p, sequence](grpc::Status rpc) mutable {
         // The posted task takes this closure's references: the last one to
         // a Process must be dropped on the loop thread.
-        loop_.Post([this, rpc, p = std::move(p), call = std::move(call)] {
+        loop_.Post([this, rpc, p = std::move(p), call = std::move(call),
+                    sequence] {
           --p->updates_in_flight;
           if (!rpc.ok()) {
             if (rpc.error_code() == grpc::StatusCode::UNAVAILABLE ||
@@ -913,8 +982,12 @@ void Supervisor::SendUpdate(const ProcessPtr& p) {
               }
               return;
             }
-            PM_LOG(ERROR) << "registry refused update of " << p->id << ": "
-                          << rpc.error_message();
+            // One overtaken by a newer state may find the record ended or
+            // gone; only the latest state's refusal is news.
+            if (sequence == p->update_sequence) {
+              PM_LOG(ERROR) << "registry refused update of " << p->id << ": "
+                            << rpc.error_message();
+            }
           }
           if (!p->flushed()) return;  // a newer state is on its way
           auto waiters = std::move(p->on_flushed);

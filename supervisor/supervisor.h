@@ -47,6 +47,7 @@
 #include "pm/v1/process_manager.pb.h"
 #include "supervisor/cgroup.h"
 #include "supervisor/event_loop.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "supervisor/output_sender.h"
 
 namespace pm::supervisor {
@@ -122,8 +123,12 @@ class Supervisor {
   template <typename T>
   T RunOnLoop(std::function<T()> fn);
 
-  absl::Status CheckBackend(const std::shared_ptr<grpc::Channel>& channel,
-                            absl::string_view name, const std::string& socket);
+  // Calls `then` with OK once both backends are connected, or with
+  // UNAVAILABLE naming the service and its socket if one cannot be reached
+  // within 2 s. At once (on this thread) when both already are; otherwise
+  // from a gRPC thread, after a health check that waits for the connection,
+  // so no thread blocks meanwhile.
+  void WhenBackendsReady(std::function<void(absl::Status)> then);
 
   // Loop-thread steps.
   absl::StatusOr<ProcessPtr> SpawnOnLoop(const pm::v1::StartRequest& request);
@@ -172,6 +177,8 @@ class Supervisor {
   SupervisorOptions options_;
   std::shared_ptr<grpc::Channel> registry_channel_;
   std::shared_ptr<grpc::Channel> log_store_channel_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> registry_health_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> log_store_health_;
   std::unique_ptr<pm::internal::v1::Registry::Stub> registry_;
   std::unique_ptr<pm::internal::v1::LogStore::Stub> log_store_;
 
