@@ -73,6 +73,17 @@ struct Supervisor::Process {
   // Its cgroup until removed; null without cgroups.
   std::unique_ptr<ProcessCgroup> cgroup;
   bool cgroup_killed = false;
+  // Between the leader's reaping and FinishReap: the janitor thread holds
+  // the cgroup (reads its final usage, removes it if empty), so `cgroup` is
+  // null, the cgroup counts as not gone, and signals meant for its members
+  // wait (the flags below) until it is back.
+  bool exit_pending = false;
+  bool members_term_deferred = false;
+  bool kill_deferred = false;
+  // How the leader ended, from its reaping (FinishReap writes the status).
+  ExitStatus exit;
+  absl::Time ended_at;
+  ProcessStatus::Termination termination = ProcessStatus::TERMINATION_UNSPECIFIED;
 
   Fd out[2];  // stdout, stderr read ends
   bool out_watched[2] = {false, false};
@@ -157,6 +168,8 @@ absl::Status Supervisor::Init() {
   PM_RETURN_IF_ERROR(loop_.Watch(sigchld_fd_.get(), EPOLLIN,
                                  [this](uint32_t) { OnSigchld(); }));
   loop_thread_ = std::thread([this] { loop_.Run(); });
+  PM_RETURN_IF_ERROR(janitor_.Init());
+  janitor_thread_ = std::thread([this] { janitor_.Run(); });
   if (cgroups_->enabled()) {
     spare_thread_ = std::thread([this] { MakeSpareCgroups(); });
   }
@@ -693,15 +706,55 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
     return;
   }
   if (info.si_pid == 0) return;  // spurious wakeup: still running
-  const ExitStatus exit = ExitStatus::FromSiginfo(info);
+  p->exit = ExitStatus::FromSiginfo(info);
+  p->ended_at = absl::Now();
+  p->termination = p->sigkill_sent   ? ProcessStatus::TERMINATION_KILLED
+                   : p->sigterm_sent ? ProcessStatus::TERMINATION_AFTER_SIGTERM
+                                     : ProcessStatus::TERMINATION_BY_ITSELF;
   p->reaped = true;
   loop_.Unwatch(p->pidfd.get());
   p->pidfd.reset();
   by_pid_.erase(p->pid);
   --live_;
+  // What the process wrote before it ended is in its pipes now: take it, so
+  // output_bytes counts all of it (backpressure may overshoot its window by
+  // at most the pipes' capacity here).
+  DrainOutput(p, 0);
+  DrainOutput(p, 1);
+  if (!p->cgroup || p->abandoned) {
+    std::unique_ptr<ProcessCgroup> none;
+    FinishReap(p, none, pm::v1::ResourceUsage(), /*removed=*/false);
+    return;
+  }
+  // The cgroup's final usage and its removal (a dozen cgroupfs reads and an
+  // rmdir per hierarchy) go to the janitor thread, so the loop is free for
+  // the next start meanwhile. FinishReap takes it from there, on the loop.
+  if (p->cgroup->events_fd() >= 0) loop_.Unwatch(p->cgroup->events_fd());
+  p->exit_pending = true;
+  auto held = std::make_shared<std::unique_ptr<ProcessCgroup>>(std::move(p->cgroup));
+  janitor_.Post([this, p, held] {
+    const pm::v1::ResourceUsage usage = (*held)->ReadUsage();
+    bool removed = false;
+    if (!(*held)->Populated()) {
+      if (absl::Status status = (*held)->Remove(); !status.ok()) {
+        PM_LOG(WARNING) << "cgroup of pid " << p->pid << ": " << status;
+      }
+      removed = true;
+    }
+    loop_.Post([this, p, held, usage, removed] {
+      FinishReap(p, *held, usage, removed);
+    });
+  });
+}
 
+void Supervisor::FinishReap(const ProcessPtr& p,
+                            std::unique_ptr<ProcessCgroup>& cgroup,
+                            const pm::v1::ResourceUsage& final_usage,
+                            bool removed) {
+  p->exit_pending = false;
+  const ExitStatus& exit = p->exit;
   ProcessStatus& s = p->status;
-  const absl::Time now = absl::Now();
+  const absl::Time now = p->ended_at;
   if (exit.kind == ExitStatus::Kind::kExited) {
     s.set_state(ProcessStatus::STATE_EXITED);
     s.set_exit_code(exit.code);
@@ -713,23 +766,17 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
   *s.mutable_ended_at() = ToProtoTimestamp(now);
   *s.mutable_run_time() =
       ToProtoDuration(now - FromProtoTimestamp(s.started_at()));
-  s.set_termination(p->sigkill_sent   ? ProcessStatus::TERMINATION_KILLED
-                    : p->sigterm_sent ? ProcessStatus::TERMINATION_AFTER_SIGTERM
-                                      : ProcessStatus::TERMINATION_BY_ITSELF);
-  // Usage as of the leader's end, while the cgroup is surely there. A
+  s.set_termination(p->termination);
+  // Usage as of the leader's end, read while the cgroup was surely there. A
   // SIGKILL we did not send, with an OOM kill on the cgroup's books, is the
   // OOM killer's.
-  if (p->cgroup) *s.mutable_usage() = p->cgroup->ReadUsage();
+  if (cgroup) *s.mutable_usage() = final_usage;
+  if (p->abandoned && p->cgroup) *s.mutable_usage() = p->cgroup->ReadUsage();
   s.set_oom_killed(exit.kind == ExitStatus::Kind::kSignaled &&
                    exit.signal == SIGKILL && !p->sigkill_sent &&
                    s.usage().oom_kills() > 0);
   s.set_end_reason(DescribeEnd(exit, s.termination(), s.oom_killed(),
                                s.usage(), p->limits));
-  // What the process wrote before it ended is in its pipes now: take it, so
-  // output_bytes counts all of it (backpressure may overshoot its window by
-  // at most the pipes' capacity here).
-  DrainOutput(p, 0);
-  DrainOutput(p, 1);
   s.set_output_bytes(p->sender->end_offset());
   s.clear_proc_status();
   s.clear_rss_bytes();
@@ -739,9 +786,22 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
     MaybeRemoveCgroup(p);
     return;
   }
-  // Removed before the final update goes out, so whoever learns of the end
-  // finds the cgroup gone (unless descendants still live in it).
-  RemoveCgroupIfEmpty(p);
+  if (cgroup) {
+    if (removed) {
+      // Removed before the final update goes out, so whoever learns of the
+      // end finds the cgroup gone.
+      cgroup.reset();
+      with_cgroup_.erase(p.get());
+    } else {
+      // Descendants still live in it: back to the loop's watch, and what
+      // was asked of its members meanwhile is done now.
+      p->cgroup = std::move(cgroup);
+      WatchCgroup(p);
+      if (p->members_term_deferred) p->cgroup->SignalMembers(SIGTERM, p->pid);
+      if (p->kill_deferred) KillCgroup(p);
+    }
+  }
+  p->members_term_deferred = p->kill_deferred = false;
   SendUpdate(p);
   CheckStopDone(p);
   MaybeForget(p);
@@ -823,6 +883,7 @@ void Supervisor::BeginStop(const ProcessPtr& p, absl::Duration grace) {
   // Members that left the group (daemons that called setsid()) get the
   // same warning before the kill; the group's own members got it once.
   if (p->cgroup) p->cgroup->SignalMembers(SIGTERM, p->pid);
+  if (p->exit_pending) p->members_term_deferred = true;
   p->grace_timer = loop_.RunAfter(grace, [this, weak = std::weak_ptr<Process>(p)] {
     if (auto locked = weak.lock()) OnGraceExpired(locked);
   });
@@ -851,7 +912,8 @@ void Supervisor::OnGraceExpired(const ProcessPtr& p) {
 }
 
 void Supervisor::CheckStopDone(const ProcessPtr& p) {
-  if (!p->stopping || !p->reaped || !GroupGone(*p)) return;
+  // While the janitor holds the cgroup, FinishReap looks again.
+  if (!p->stopping || !p->reaped || p->exit_pending || !GroupGone(*p)) return;
   if (!CgroupGone(*p)) {
     // A kill that is not atomic may have missed a fork: again.
     if (p->cgroup_killed && !p->cgroup->kill_is_atomic()) p->cgroup->Kill();
@@ -1005,7 +1067,10 @@ void Supervisor::PushUpdate(const ProcessPtr& p) {
 }
 
 void Supervisor::MaybeForget(const ProcessPtr& p) {
-  if (!p->reaped || p->output_open() || p->stopping || !p->flushed()) return;
+  if (!p->reaped || p->exit_pending || p->output_open() || p->stopping ||
+      !p->flushed()) {
+    return;
+  }
   // While its cgroup holds members, a Stop must still find it.
   if (p->cgroup) return;
   if (!p->abandoned && !p->sender->done()) return;
@@ -1064,10 +1129,15 @@ void Supervisor::OnCgroupEvent(const ProcessPtr& p) {
 }
 
 bool Supervisor::CgroupGone(const Process& p) const {
+  if (p.exit_pending) return false;  // the janitor will say
   return !p.cgroup || !p.cgroup->Populated();
 }
 
 void Supervisor::KillCgroup(const ProcessPtr& p) {
+  if (p->exit_pending) {
+    p->kill_deferred = true;
+    return;
+  }
   if (!p->cgroup) return;
   p->cgroup->Kill();
   p->cgroup_killed = true;
@@ -1142,6 +1212,9 @@ void Supervisor::Shutdown(absl::Duration grace) {
   });
   loop_.Quit();
   loop_thread_.join();
+  // Its last tasks find the loop gone and drop what they hold.
+  janitor_.Quit();
+  janitor_thread_.join();
 }
 
 }  // namespace pm::supervisor

@@ -151,6 +151,11 @@ class Supervisor {
   void OnOutputChange(const ProcessPtr& p);
   void OnSigchld();
   void ReapLeader(const ProcessPtr& p);
+  // The rest of a leader's end, on the loop: the status (with the cgroup's
+  // final usage, read by the janitor), the cgroup removed or watched again,
+  // the final update. `cgroup` is what the janitor held (null without one).
+  void FinishReap(const ProcessPtr& p, std::unique_ptr<ProcessCgroup>& cgroup,
+                  const pm::v1::ResourceUsage& final_usage, bool removed);
   void AbandonUnrecorded(const ProcessPtr& p);
   void OnRecorded(const ProcessPtr& p, const pm::v1::ProcessStatus& record);
   void BeginStop(const ProcessPtr& p, absl::Duration grace);
@@ -185,6 +190,9 @@ class Supervisor {
   std::unique_ptr<Cgroups> cgroups_;
   EventLoop loop_;
   std::thread loop_thread_;
+  // Cgroup work at a leader's end (final usage, rmdir), off the loop.
+  EventLoop janitor_;
+  std::thread janitor_thread_;
   Fd sigchld_fd_;
   bool shut_down_ = false;
 
