@@ -21,7 +21,10 @@
 // group (and to members that left it, e.g. setsid() daemons), waits the
 // grace period, then kills every member of the cgroup and waits, on
 // cgroup.events, until it is empty: nothing of the tree survives a stop.
-// Without cgroups it stops the process group as before.
+// Without cgroups it stops the process group as before. Two helper threads
+// keep slow cgroupfs work off the loop: one makes spare cgroups ahead of
+// need, the janitor reads a reaped leader's final usage and removes its empty
+// cgroup (the cgroup is handed over and back whole, never shared).
 //
 // SIGCHLD must be blocked in every thread before Create (the loop reads it
 // from a signalfd): call pm::BlockTerminationSignals({SIGCHLD}) first in
@@ -118,10 +121,6 @@ class Supervisor {
 
   explicit Supervisor(SupervisorOptions options);
   absl::Status Init();
-
-  // Runs `fn` on the loop and waits for its result (not from the loop).
-  template <typename T>
-  T RunOnLoop(std::function<T()> fn);
 
   // Calls `then` with OK once both backends are connected, or with
   // UNAVAILABLE naming the service and its socket if one cannot be reached
