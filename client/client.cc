@@ -23,4 +23,10 @@ absl::Status Client::WaitAsync(grpc::ClientContext*, const pm::v1::WaitRequest*,
   return absl::UnimplementedError("this client has no callback Wait");
 }
 
+absl::Status Client::StartAsync(grpc::ClientContext*, const pm::v1::StartRequest*,
+                                const StartOptions&, pm::v1::StartResponse*,
+                                std::function<void(grpc::Status)>) {
+  return absl::UnimplementedError("this client has no callback Start");
+}
+
 }  // namespace pm

@@ -142,8 +142,9 @@ class Client {
   // StreamOutputAsync binds `reactor` to a new call and returns OK; the
   // caller then calls reactor->StartRead(...) and reactor->StartCall(), as
   // with any gRPC ClientReadReactor, and OnDone reports the end.
-  // WaitAsync starts the call and returns OK; `done` then runs once, on a
-  // gRPC thread, with the service's status. The defaults return
+  // WaitAsync and StartAsync start the call and return OK; `done` then runs
+  // once, on a gRPC thread, with the service's status (StartAsync records
+  // options.owner as StartWithOptions does). The defaults return
   // UNIMPLEMENTED and touch nothing.
   virtual absl::Status StreamOutputAsync(
       grpc::ClientContext* context, const pm::v1::StreamOutputRequest* request,
@@ -152,6 +153,11 @@ class Client {
                                  const pm::v1::WaitRequest* request,
                                  pm::v1::ProcessStatus* response,
                                  std::function<void(grpc::Status)> done);
+  virtual absl::Status StartAsync(grpc::ClientContext* context,
+                                  const pm::v1::StartRequest* request,
+                                  const StartOptions& options,
+                                  pm::v1::StartResponse* response,
+                                  std::function<void(grpc::Status)> done);
 };
 
 }  // namespace pm

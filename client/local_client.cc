@@ -145,6 +145,20 @@ class LocalClient final : public Client {
     return absl::OkStatus();
   }
 
+  absl::Status StartAsync(grpc::ClientContext* context,
+                          const pm::v1::StartRequest* request,
+                          const StartOptions& options,
+                          pm::v1::StartResponse* response,
+                          std::function<void(grpc::Status)> done) override {
+    if (!options.owner.empty()) context->AddMetadata(kOwnerMetadataKey, options.owner);
+    supervisor_->async()->Start(
+        context, request, response,
+        [socket = supervisor_socket_, done = std::move(done)](grpc::Status rpc) {
+          done(ToGrpcStatus(BackendStatus(rpc, "supervisor", socket)));
+        });
+    return absl::OkStatus();
+  }
+
  private:
   std::string supervisor_socket_;
   std::string registry_socket_;

@@ -48,6 +48,37 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
   grpc::ClientContext backend_;
 };
 
+// Start: the backend call answers this one; no thread waits meanwhile.
+class StartReactor final : public grpc::ServerUnaryReactor {
+ public:
+  StartReactor(pm::Client* client, grpc::CallbackServerContext* context,
+               const pm::v1::StartRequest* request,
+               pm::v1::StartResponse* response) {
+    CopyDeadline(*context, backend_);
+    pm::StartOptions options;
+    options.owner = OwnerOf(*context->auth_context());
+    absl::Status started = client->StartAsync(
+        &backend_, request, options, response,
+        [this, response, owner = options.owner](grpc::Status status) {
+          // The executable only: arguments and environment may hold secrets.
+          if (status.ok()) {
+            PM_LOG(INFO) << "start " << response->id() << " for "
+                         << (owner.empty() ? "local" : owner) << ": "
+                         << response->status().resolved_executable();
+          }
+          Finish(status);
+        });
+    if (!started.ok()) Finish(ToGrpcStatus(started));
+  }
+
+  // Finish is still called, by the backend call ending with CANCELLED.
+  void OnCancel() override { backend_.TryCancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  grpc::ClientContext backend_;
+};
+
 // StreamOutput: relays the backend stream chunk by chunk. One chunk is in
 // flight at a time (read it, write it, read the next), so a slow client
 // slows only its own backend stream, and the relay holds one chunk.
@@ -157,20 +188,10 @@ class OutputRelay {
 
 }  // namespace
 
-grpc::Status GatewayService::Start(grpc::ServerContext* context,
-                                   const pm::v1::StartRequest* request,
-                                   pm::v1::StartResponse* response) {
-  pm::StartOptions options;
-  options.owner = OwnerOf(*context->auth_context());
-  absl::StatusOr<pm::v1::StartResponse> started =
-      client_->StartWithOptions(*request, options);
-  // The executable only: arguments and environment may hold secrets.
-  if (started.ok()) {
-    PM_LOG(INFO) << "start " << started->id() << " for "
-                 << (options.owner.empty() ? "local" : options.owner) << ": "
-                 << started->status().resolved_executable();
-  }
-  return Reply(std::move(started), response);
+grpc::ServerUnaryReactor* GatewayService::Start(
+    grpc::CallbackServerContext* context, const pm::v1::StartRequest* request,
+    pm::v1::StartResponse* response) {
+  return new StartReactor(client_, context, request, response);
 }
 
 grpc::Status GatewayService::Stop(grpc::ServerContext* context,

@@ -10,10 +10,11 @@
 // certificate's subject) as the process's owner through
 // Client::StartWithOptions; nothing the client sends can set it.
 //
-// Threads: Start, Stop, GetStatus and List are short and synchronous, served
-// from gRPC's bounded sync thread pool. Wait (a long poll) and StreamOutput
-// (open for a process's whole life when following) are callback reactors on
-// the Library's callback forms, so a waiting or following client holds no
+// Threads: Stop, GetStatus and List are short and synchronous, served from
+// gRPC's bounded sync thread pool. Start (answered by the backend's answer,
+// with no thread hop), Wait (a long poll) and StreamOutput (open for a
+// process's whole life when following) are callback reactors on the
+// Library's callback forms, so a waiting or following client holds no
 // thread. The client's deadline is the backend call's deadline, and a client
 // that cancels (or goes away) cancels the backend call.
 #ifndef PM_GATEWAY_GATEWAY_SERVICE_H_
@@ -26,18 +27,19 @@
 
 namespace pm::gateway {
 
-using GatewayServiceBase = pm::v1::ProcessManager::WithCallbackMethod_Wait<
-    pm::v1::ProcessManager::WithCallbackMethod_StreamOutput<
-        pm::v1::ProcessManager::Service>>;
+using GatewayServiceBase = pm::v1::ProcessManager::WithCallbackMethod_Start<
+    pm::v1::ProcessManager::WithCallbackMethod_Wait<
+        pm::v1::ProcessManager::WithCallbackMethod_StreamOutput<
+            pm::v1::ProcessManager::Service>>>;
 
 class GatewayService final : public GatewayServiceBase {
  public:
   // `client` must outlive the service and be usable from any thread.
   explicit GatewayService(pm::Client* client) : client_(client) {}
 
-  grpc::Status Start(grpc::ServerContext* context,
-                     const pm::v1::StartRequest* request,
-                     pm::v1::StartResponse* response) override;
+  grpc::ServerUnaryReactor* Start(grpc::CallbackServerContext* context,
+                                  const pm::v1::StartRequest* request,
+                                  pm::v1::StartResponse* response) override;
   grpc::Status Stop(grpc::ServerContext* context,
                     const pm::v1::StopRequest* request,
                     pm::v1::StopResponse* response) override;
