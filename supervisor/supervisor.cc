@@ -732,6 +732,7 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
   p->exit_pending = true;
   auto held = std::make_shared<std::unique_ptr<ProcessCgroup>>(std::move(p->cgroup));
   janitor_.Post([this, p, held] {
+    if (options_.janitor_gate) options_.janitor_gate();
     const pm::v1::ResourceUsage usage = (*held)->ReadUsage();
     bool removed = false;
     if (!(*held)->Populated()) {

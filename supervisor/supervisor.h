@@ -75,6 +75,9 @@ struct SupervisorOptions {
   size_t output_arena_bytes = 8 << 20;
   // Which cgroups to use and where (--cgroups, --cgroup_parent).
   CgroupOptions cgroup;
+  // Tests only: runs on the janitor thread before each leader's cgroup work,
+  // so a test can hold the cgroup there and act meanwhile.
+  std::function<void()> janitor_gate;
 };
 
 class Supervisor {
