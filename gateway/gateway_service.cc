@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -27,47 +28,19 @@ void CopyDeadline(const grpc::CallbackServerContext& from,
   }
 }
 
-// Wait: one backend long poll, cancelled with the client's call.
-class WaitReactor final : public grpc::ServerUnaryReactor {
+// A unary call answered by one backend call (a Library callback form), with
+// the caller's deadline, and cancelled with the caller's call: Wait (a long
+// poll) and Start hold no thread meanwhile.
+class UnaryRelay final : public grpc::ServerUnaryReactor {
  public:
-  WaitReactor(pm::Client* client, grpc::CallbackServerContext* context,
-              const pm::v1::WaitRequest* request,
-              pm::v1::ProcessStatus* response) {
+  // Starts the backend call on `backend`; `done` is its end.
+  using StartCall = std::function<absl::Status(
+      grpc::ClientContext* backend, std::function<void(grpc::Status)> done)>;
+
+  UnaryRelay(grpc::CallbackServerContext* context, const StartCall& start) {
     CopyDeadline(*context, backend_);
-    absl::Status started = client->WaitAsync(
-        &backend_, request, response,
-        [this](grpc::Status status) { Finish(status); });
-    if (!started.ok()) Finish(ToGrpcStatus(started));
-  }
-
-  // Finish is still called, by the backend call ending with CANCELLED.
-  void OnCancel() override { backend_.TryCancel(); }
-  void OnDone() override { delete this; }
-
- private:
-  grpc::ClientContext backend_;
-};
-
-// Start: the backend call answers this one; no thread waits meanwhile.
-class StartReactor final : public grpc::ServerUnaryReactor {
- public:
-  StartReactor(pm::Client* client, grpc::CallbackServerContext* context,
-               const pm::v1::StartRequest* request,
-               pm::v1::StartResponse* response) {
-    CopyDeadline(*context, backend_);
-    pm::StartOptions options;
-    options.owner = OwnerOf(*context->auth_context());
-    absl::Status started = client->StartAsync(
-        &backend_, request, options, response,
-        [this, response, owner = options.owner](grpc::Status status) {
-          // The executable only: arguments and environment may hold secrets.
-          if (status.ok()) {
-            PM_LOG(INFO) << "start " << response->id() << " for "
-                         << (owner.empty() ? "local" : owner) << ": "
-                         << response->status().resolved_executable();
-          }
-          Finish(status);
-        });
+    absl::Status started =
+        start(&backend_, [this](grpc::Status status) { Finish(status); });
     if (!started.ok()) Finish(ToGrpcStatus(started));
   }
 
@@ -191,7 +164,22 @@ class OutputRelay {
 grpc::ServerUnaryReactor* GatewayService::Start(
     grpc::CallbackServerContext* context, const pm::v1::StartRequest* request,
     pm::v1::StartResponse* response) {
-  return new StartReactor(client_, context, request, response);
+  pm::StartOptions options;
+  options.owner = OwnerOf(*context->auth_context());
+  return new UnaryRelay(context, [&](grpc::ClientContext* backend,
+                                     std::function<void(grpc::Status)> done) {
+    return client_->StartAsync(
+        backend, request, options, response,
+        [response, owner = options.owner, done = std::move(done)](grpc::Status status) {
+          // The executable only: arguments and environment may hold secrets.
+          if (status.ok()) {
+            PM_LOG(INFO) << "start " << response->id() << " for "
+                         << (owner.empty() ? "local" : owner) << ": "
+                         << response->status().resolved_executable();
+          }
+          done(status);
+        });
+  });
 }
 
 grpc::Status GatewayService::Stop(grpc::ServerContext* context,
@@ -218,7 +206,10 @@ grpc::Status GatewayService::List(grpc::ServerContext*,
 grpc::ServerUnaryReactor* GatewayService::Wait(
     grpc::CallbackServerContext* context, const pm::v1::WaitRequest* request,
     pm::v1::ProcessStatus* response) {
-  return new WaitReactor(client_, context, request, response);
+  return new UnaryRelay(context, [&](grpc::ClientContext* backend,
+                                     std::function<void(grpc::Status)> done) {
+    return client_->WaitAsync(backend, request, response, std::move(done));
+  });
 }
 
 grpc::ServerWriteReactor<pm::v1::OutputChunk>* GatewayService::StreamOutput(
