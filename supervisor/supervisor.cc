@@ -1,5 +1,6 @@
 #include "supervisor/supervisor.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -166,11 +167,22 @@ absl::Status Supervisor::Init() {
   PM_RETURN_IF_ERROR(loop_.Init());
   PM_RETURN_IF_ERROR(loop_.Watch(sigchld_fd_.get(), EPOLLIN,
                                  [this](uint32_t) { OnSigchld(); }));
-  loop_thread_ = std::thread([this] { loop_.Run(); });
+  // Named "pm-...", so `top -H` and the bench tell pm's threads from
+  // gRPC's.
+  loop_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "pm-loop");
+    loop_.Run();
+  });
   PM_RETURN_IF_ERROR(janitor_.Init());
-  janitor_thread_ = std::thread([this] { janitor_.Run(); });
+  janitor_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "pm-janitor");
+    janitor_.Run();
+  });
   if (cgroups_->enabled()) {
-    spare_thread_ = std::thread([this] { MakeSpareCgroups(); });
+    spare_thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "pm-cgroups");
+      MakeSpareCgroups();
+    });
   }
   return absl::OkStatus();
 }

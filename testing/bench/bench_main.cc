@@ -11,6 +11,7 @@
 // in the same run are what to read. With --peers, supervisord and PM2 go
 // through the same measures afterwards (peers/peers.sh), their rows carry
 // the baselines of pm's, and a last table puts the three side by side.
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -26,6 +27,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -417,11 +419,69 @@ std::vector<std::pair<std::string, uint64_t>> ServiceCpuTicks(
   return ticks;
 }
 
+// Nanoseconds on a CPU per thread of the services ("service/tid" ->
+// (thread name, ns)), from /proc/PID/task/TID/schedstat: /proc/PID/stat
+// counts whole 10 ms ticks, too coarse to say which thread woke at rest.
+std::map<std::string, std::pair<std::string, uint64_t>> ThreadCpuNs(
+    const pm::stack::Stack& stack) {
+  std::map<std::string, std::pair<std::string, uint64_t>> threads;
+  for (const auto& s : stack.services()) {
+    const std::string task_dir = absl::StrCat("/proc/", s.pid, "/task");
+    DIR* dir = opendir(task_dir.c_str());
+    if (dir == nullptr) continue;
+    while (dirent* entry = readdir(dir)) {
+      if (entry->d_name[0] == '.') continue;
+      const std::string t = absl::StrCat(task_dir, "/", entry->d_name);
+      std::string comm, schedstat;
+      std::getline(std::ifstream(t + "/comm"), comm);
+      std::getline(std::ifstream(t + "/schedstat"), schedstat);
+      uint64_t ns = 0;
+      if (!absl::SimpleAtoi(schedstat.substr(0, schedstat.find(' ')), &ns)) continue;
+      threads[absl::StrCat(s.name, "/", entry->d_name)] = {comm, ns};
+    }
+    closedir(dir);
+  }
+  return threads;
+}
+
+// Where CPU at rest went: pm's own threads (each service's main thread,
+// named after it, and the supervisor's "pm-*" threads) against the gRPC
+// library's (its pollers, timers and callback threads), by thread name.
+std::string IdleCpuByThread(
+    const std::map<std::string, std::pair<std::string, uint64_t>>& before,
+    const std::map<std::string, std::pair<std::string, uint64_t>>& after,
+    int seconds) {
+  uint64_t pm_ns = 0;
+  std::map<std::string, uint64_t> grpc_ns;  // by thread name
+  for (const auto& [key, thread] : after) {
+    auto it = before.find(key);
+    const uint64_t ns = thread.second - (it == before.end() ? 0 : it->second.second);
+    const std::string service = key.substr(0, key.find('/'));
+    if (thread.first == service || absl::StartsWith(thread.first, "pm-")) {
+      pm_ns += ns;
+    } else {
+      grpc_ns[thread.first] += ns;
+    }
+  }
+  auto pct = [seconds](uint64_t ns) { return 100.0 * ns / 1e9 / seconds; };
+  std::vector<std::pair<uint64_t, std::string>> sorted;
+  for (const auto& [name, ns] : grpc_ns) sorted.emplace_back(ns, name);
+  std::sort(sorted.rbegin(), sorted.rend());
+  std::vector<std::string> parts;
+  for (const auto& [ns, name] : sorted) {
+    if (pct(ns) >= 0.001) parts.push_back(absl::StrFormat("%s %.3f", name, pct(ns)));
+  }
+  return absl::StrFormat("(%%core by thread: pm's own %.3f; gRPC library's: %s)", pct(pm_ns),
+                         absl::StrJoin(parts, ", "));
+}
+
 void MeasureIdle(const pm::stack::Stack& stack, int seconds) {
   ProcUsage before = StackUsage(stack);
+  const auto threads_before = ThreadCpuNs(stack);
   // Idle means nobody calls: the driver itself must not poke the services.
   std::this_thread::sleep_for(std::chrono::seconds(seconds));
   ProcUsage after = StackUsage(stack);
+  const auto threads_after = ThreadCpuNs(stack);
   const double cpu_pct = 100.0 * (after.cpu_ticks - before.cpu_ticks) /
                          sysconf(_SC_CLK_TCK) / seconds;
   Report({"Services' RSS at rest (all together)", "MiB", after.rss_kib / 1024.0,
@@ -431,7 +491,8 @@ void MeasureIdle(const pm::stack::Stack& stack, int seconds) {
           after.pss_kib / 1024.0, "target", 48, "", "pss", "pm",
           "(each shared page counted once)"});
   Report({absl::StrCat("Services' CPU at rest over ", seconds, " s"), "%core", cpu_pct,
-          cpu_pct, "target", 0.1, "", "cpu"});
+          cpu_pct, "target", 0.1, "", "cpu", "pm",
+          IdleCpuByThread(threads_before, threads_after, seconds)});
 }
 
 void MeasureSleepers(pm::Client& client, const pm::stack::Stack& stack, int count) {
