@@ -144,8 +144,12 @@ class AppendReactor final
         }
         const uint64_t end = log_->end_offset();
         SetAck(end, log_->closed(), /*force=*/true);
-        PM_LOG(INFO) << "Append stream of process " << log_->id()
-                     << " opened at offset " << end;
+        // A fresh log is routine (one per process started); a resumed one
+        // means the supervisor reconnected, which is worth a line.
+        if (end > 0) {
+          PM_LOG(INFO) << "Append stream of process " << log_->id()
+                       << " resumed at offset " << end;
+        }
         return absl::OkStatus();
       }
       case AppendRequest::kData: {
@@ -187,10 +191,6 @@ class AppendReactor final
         PM_ASSIGN_OR_RETURN(
             OutputLog::Update update,
             store_->Close(*log_, request.close().end_offset()));
-        if (update.closed_now) {
-          PM_LOG(INFO) << "output of process " << log_->id()
-                       << " closed at offset " << update.end_offset;
-        }
         SetAck(update.end_offset, update.closed, /*force=*/true);
         return absl::OkStatus();
       }
