@@ -13,11 +13,13 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpc/grpc.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
@@ -99,7 +101,72 @@ class SupervisorTest : public ::testing::Test {
     return result;
   }
 
-  std::string dir_;
+  // Starts /bin/sh running `members` (shell commands that each start one
+  // process in the background and leave its pid in $!, appended to
+  // $pids), which reports the members' pids and exits when
+  // ReleaseLeader() is called. Fills `pids` and a pidfd for each.
+  absl::StatusOr<pm::v1::StartResponse> StartLeaderWithMembers(
+      const std::vector<std::string>& members, std::vector<int>* pidfds) {
+    const std::string out = dir_ + "/out";
+    in_ = dir_ + "/in";
+    if (mkfifo(out.c_str(), 0600) != 0 || mkfifo(in_.c_str(), 0600) != 0) {
+      return absl::InternalError("mkfifo");
+    }
+    std::string script = "pids=";
+    for (const std::string& member : members) {
+      absl::StrAppend(&script, "; ", member, " & pids=\"$pids $!\"");
+    }
+    absl::StrAppend(&script, "; echo $pids > ", out, "; read line < ", in_, "; exit 0");
+    pm::v1::StartRequest request;
+    request.set_executable("/bin/sh");
+    request.add_args("-c");
+    request.add_args(script);
+    absl::StatusOr<pm::v1::StartResponse> started = Start(request);
+    if (!started.ok()) return started;
+    std::string text(256, '\0');
+    const int out_fd = open(out.c_str(), O_RDONLY | O_CLOEXEC);
+    if (out_fd < 0) return absl::InternalError("open fifo");
+    const ssize_t n = read(out_fd, text.data(), text.size());
+    close(out_fd);
+    if (n <= 0) return absl::InternalError("read fifo");
+    for (absl::string_view word : absl::StrSplit(
+             absl::string_view(text.data(), n), ' ', absl::SkipWhitespace())) {
+      pid_t pid = 0;
+      if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(word), &pid)) {
+        return absl::InternalError(absl::StrCat("not a pid: ", word));
+      }
+      const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+      if (fd < 0) return absl::InternalError("pidfd_open");
+      pidfds->push_back(fd);
+    }
+    return started;
+  }
+
+  void ReleaseLeader() {
+    const int in_fd = open(in_.c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(in_fd, 0);
+    ASSERT_EQ(write(in_fd, "go\n", 3), 3);
+    close(in_fd);
+  }
+
+  // Stops `id`; `done` is notified with the answer.
+  void StopAsync(const std::string& id, int grace_ms, absl::Notification* done,
+                 absl::StatusOr<pm::v1::StopResponse>* result) {
+    pm::v1::StopRequest stop;
+    stop.set_id(id);
+    stop.set_grace_period_ms(grace_ms);
+    supervisor_->Stop(stop, [done, result](absl::StatusOr<pm::v1::StopResponse> r) {
+      *result = std::move(r);
+      done->Notify();
+    });
+  }
+
+  static bool Exited(int pidfd, int timeout_ms) {
+    struct pollfd gone = {pidfd, POLLIN, 0};
+    return poll(&gone, 1, timeout_ms) == 1;
+  }
+
+  std::string dir_, in_;
   std::unique_ptr<log_store::LogStore> store_;
   std::unique_ptr<log_store::LogStoreService> log_store_service_;
   std::unique_ptr<registry::Registry> registry_;
@@ -118,55 +185,28 @@ TEST_F(SupervisorTest, StopWhileTheJanitorHoldsTheCgroupStillReachesItsMembers) 
     if (!janitor_entered.HasBeenNotified()) janitor_entered.Notify();
     release_janitor.WaitForNotification();
   });
-  const std::string out = dir_ + "/out", in = dir_ + "/in";
-  ASSERT_EQ(mkfifo(out.c_str(), 0600), 0);
-  ASSERT_EQ(mkfifo(in.c_str(), 0600), 0);
-  // The leader starts a daemon in a session of its own, says its pid, and
-  // exits when told.
-  pm::v1::StartRequest request;
-  request.set_executable("/bin/sh");
-  request.add_args("-c");
-  request.add_args(absl::StrCat("setsid sleep 1000 & echo $! > ", out,
-                                "; read line < ", in, "; exit 0"));
-  absl::StatusOr<pm::v1::StartResponse> started = Start(request);
+  // The leader starts a daemon in a session of its own and exits when told.
+  std::vector<int> pidfds;
+  absl::StatusOr<pm::v1::StartResponse> started =
+      StartLeaderWithMembers({"setsid sleep 1000"}, &pidfds);
   ASSERT_TRUE(started.ok()) << started.status();
   if (started->status().cgroup().empty()) {
     release_janitor.Notify();
     GTEST_SKIP() << "no cgroups here";
   }
-  std::string pid_text(32, '\0');
-  const int out_fd = open(out.c_str(), O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(out_fd, 0);
-  const ssize_t n = read(out_fd, pid_text.data(), pid_text.size());
-  close(out_fd);
-  ASSERT_GT(n, 0);
-  pid_t daemon = 0;
-  ASSERT_TRUE(absl::SimpleAtoi(
-      absl::StripAsciiWhitespace(absl::string_view(pid_text.data(), n)), &daemon));
-  const int daemon_fd = static_cast<int>(syscall(SYS_pidfd_open, daemon, 0));
-  ASSERT_GE(daemon_fd, 0);
-
-  const int in_fd = open(in.c_str(), O_WRONLY | O_CLOEXEC);
-  ASSERT_GE(in_fd, 0);
-  ASSERT_EQ(write(in_fd, "go\n", 3), 3);
-  close(in_fd);
+  ASSERT_EQ(pidfds.size(), 1u);
+  const int daemon_fd = pidfds[0];
+  ReleaseLeader();
   janitor_entered.WaitForNotification();  // the leader is reaped; its cgroup is away
 
   absl::Notification stopped;
   absl::StatusOr<pm::v1::StopResponse> stop_result;
-  pm::v1::StopRequest stop;
-  stop.set_id(started->id());
-  stop.set_grace_period_ms(60000);
-  supervisor_->Stop(stop, [&](absl::StatusOr<pm::v1::StopResponse> r) {
-    stop_result = std::move(r);
-    stopped.Notify();
-  });
+  StopAsync(started->id(), 60000, &stopped, &stop_result);
   // Stops are taken in order on the loop: once a later one is answered, the
   // first has begun (and deferred its SIGTERM to the daemon).
   absl::Notification later;
-  pm::v1::StopRequest unknown;
-  unknown.set_id(kNobody);
-  supervisor_->Stop(unknown, [&](absl::StatusOr<pm::v1::StopResponse>) { later.Notify(); });
+  absl::StatusOr<pm::v1::StopResponse> unused;
+  StopAsync(kNobody, 1000, &later, &unused);
   later.WaitForNotification();
   EXPECT_FALSE(stopped.HasBeenNotified());
 
@@ -176,11 +216,54 @@ TEST_F(SupervisorTest, StopWhileTheJanitorHoldsTheCgroupStillReachesItsMembers) 
       << "the daemon did not get SIGTERM";
   ASSERT_TRUE(stop_result.ok()) << stop_result.status();
   EXPECT_TRUE(stop_result->stopped());
-  struct pollfd gone = {daemon_fd, POLLIN, 0};
-  EXPECT_EQ(poll(&gone, 1, 0), 1);  // the daemon has exited
+  EXPECT_TRUE(Exited(daemon_fd, 0));
   close(daemon_fd);
   EXPECT_EQ(stop_result->status().termination(),
             pm::v1::ProcessStatus::TERMINATION_BY_ITSELF);  // the leader's own end
+}
+
+// The grace period runs out while the janitor holds the reaped leader's
+// cgroup: the SIGKILL meant for the cgroup waits for it to come back and
+// then reaches a daemon that ignores SIGTERM, and the stop succeeds (it
+// would otherwise give up after the kill timeout with the daemon alive).
+TEST_F(SupervisorTest, AGracePeriodThatEndsWhileTheJanitorHoldsTheCgroupStillKills) {
+  absl::Notification janitor_entered, release_janitor;
+  CreateSupervisor([&] {
+    if (!janitor_entered.HasBeenNotified()) janitor_entered.Notify();
+    release_janitor.WaitForNotification();
+  });
+  // Both members ignore SIGTERM. The first stays in the leader's process
+  // group, so the group's SIGKILL at the grace period's end (not deferred)
+  // tells the test the grace has run out; the second is in a session of
+  // its own, where only the cgroup's SIGKILL reaches it.
+  std::vector<int> pidfds;
+  absl::StatusOr<pm::v1::StartResponse> started = StartLeaderWithMembers(
+      {"trap '' TERM; sleep 1000", "trap '' TERM; setsid sleep 1000"}, &pidfds);
+  ASSERT_TRUE(started.ok()) << started.status();
+  if (started->status().cgroup().empty()) {
+    release_janitor.Notify();
+    GTEST_SKIP() << "no cgroups here";
+  }
+  ASSERT_EQ(pidfds.size(), 2u);
+  const int in_group = pidfds[0], daemon = pidfds[1];
+  ReleaseLeader();
+  janitor_entered.WaitForNotification();
+
+  absl::Notification stopped;
+  absl::StatusOr<pm::v1::StopResponse> stop_result;
+  StopAsync(started->id(), 50, &stopped, &stop_result);
+  // The grace period ends: the group's member is killed at once.
+  ASSERT_TRUE(Exited(in_group, 30000)) << "no SIGKILL at the grace period's end";
+  EXPECT_FALSE(Exited(daemon, 0)) << "the cgroup's kill went out with the janitor away";
+  EXPECT_FALSE(stopped.HasBeenNotified());
+
+  release_janitor.Notify();
+  ASSERT_TRUE(stopped.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_TRUE(stop_result.ok()) << stop_result.status();
+  EXPECT_TRUE(stop_result->stopped()) << "the daemon outlived the stop";
+  EXPECT_TRUE(Exited(daemon, 0));
+  close(in_group);
+  close(daemon);
 }
 
 }  // namespace
