@@ -65,7 +65,7 @@ namespace detail {
 // Start to OnDone; the service holds only weak references.
 class AppendReactor final
     : public grpc::ServerBidiReactor<AppendRequest, AppendResponse>,
-      public StreamReactor,
+      public pm::StreamReactor,
       public std::enable_shared_from_this<AppendReactor> {
  public:
   AppendReactor(LogStoreService* service, LogStore* store)
@@ -73,7 +73,7 @@ class AppendReactor final
 
   void Start() {
     self_ = shared_from_this();
-    if (!service_->Register(LogStoreService::StreamKind::kAppend, self_)) {
+    if (!service_->appends_.Add(self_)) {
       RequestFinish(grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown));
       return;
     }
@@ -112,7 +112,7 @@ class AppendReactor final
                    << " ended without Close at offset " << log_->end_offset()
                    << "; the log stays open for a reconnect";
     }
-    service_->Unregister(LogStoreService::StreamKind::kAppend, this);
+    service_->appends_.Remove(this);
     // Last: dropping the self reference may delete this reactor.
     std::shared_ptr<AppendReactor> self = std::move(self_);
   }
@@ -289,7 +289,7 @@ class AppendReactor final
 // meanwhile, so no wake-up is lost. The reactor owns itself through self_
 // from Start to OnDone; the log and the service hold weak references.
 class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
-                            public StreamReactor,
+                            public pm::StreamReactor,
                             public OutputLog::Watcher,
                             public std::enable_shared_from_this<OutputReactor> {
  public:
@@ -303,7 +303,7 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
 
   void Start() {
     self_ = shared_from_this();
-    if (!service_->Register(LogStoreService::StreamKind::kOutput, self_)) {
+    if (!service_->outputs_.Add(self_)) {
       absl::MutexLock lock(&mu_);
       shutting_down_ = true;
     }
@@ -336,7 +336,7 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
     // Unregistered before the last reference goes, so the log never wakes
     // (and the service never shuts down) a reactor gRPC is done with.
     log_->Unwatch(this);
-    service_->Unregister(LogStoreService::StreamKind::kOutput, this);
+    service_->outputs_.Remove(this);
     // Last: dropping the self reference may delete this reactor.
     std::shared_ptr<OutputReactor> self = std::move(self_);
   }
@@ -446,8 +446,7 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
 LogStoreService::LogStoreService(LogStore* store) : store_(store) {}
 
 LogStoreService::~LogStoreService() {
-  absl::MutexLock lock(&mu_);
-  if (!appends_.empty() || !outputs_.empty()) {
+  if (appends_.size() > 0 || outputs_.size() > 0) {
     PM_LOG(ERROR) << "LogStoreService destroyed with " << appends_.size()
                   << " Append and " << outputs_.size()
                   << " StreamOutput streams still open";
@@ -482,38 +481,19 @@ grpc::ServerWriteReactor<OutputChunk>* LogStoreService::StreamOutput(
 }
 
 void LogStoreService::Shutdown() {
-  std::vector<std::shared_ptr<detail::StreamReactor>> live;
-  {
-    absl::MutexLock lock(&mu_);
-    shutting_down_ = true;
-    for (Streams* streams : {&appends_, &outputs_}) {
-      for (auto& [key, weak] : *streams) {
-        if (auto reactor = weak.lock()) live.push_back(std::move(reactor));
-      }
-    }
-  }
-  if (!live.empty()) PM_LOG(INFO) << "ending " << live.size() << " open streams";
-  // Outside mu_: a reactor may finish at once and unregister from OnDone.
-  for (auto& reactor : live) reactor->RequestShutdown();
+  const size_t ended = appends_.Shutdown() + outputs_.Shutdown();
+  if (ended > 0) PM_LOG(INFO) << "ended " << ended << " open streams";
 }
 
-size_t LogStoreService::append_stream_count() const {
-  absl::MutexLock lock(&mu_);
-  return appends_.size();
-}
+size_t LogStoreService::append_stream_count() const { return appends_.size(); }
 
-size_t LogStoreService::output_stream_count() const {
-  absl::MutexLock lock(&mu_);
-  return outputs_.size();
-}
+size_t LogStoreService::output_stream_count() const { return outputs_.size(); }
 
 bool LogStoreService::WaitForStreamCounts(size_t appends, size_t outputs,
                                           absl::Duration timeout) const {
-  auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return appends_.size() == appends && outputs_.size() == outputs;
-  };
-  absl::MutexLock lock(&mu_);
-  return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
+  const absl::Time deadline = absl::Now() + timeout;
+  return appends_.WaitForSize(appends, timeout) &&
+         outputs_.WaitForSize(outputs, deadline - absl::Now());
 }
 
 absl::StatusOr<std::shared_ptr<const MappedArena>> LogStoreService::MapArena(
@@ -538,24 +518,6 @@ absl::StatusOr<std::shared_ptr<const MappedArena>> LogStoreService::MapArena(
   PM_LOG(INFO) << "mapped the output arena " << name << " (" << mapped->size()
                << " bytes)";
   return mapped;
-}
-
-bool LogStoreService::Register(
-    StreamKind kind, const std::shared_ptr<detail::StreamReactor>& reactor) {
-  absl::MutexLock lock(&mu_);
-  if (shutting_down_) return false;
-  StreamsOf(kind).emplace(reactor.get(), reactor);
-  return true;
-}
-
-void LogStoreService::Unregister(StreamKind kind,
-                                 detail::StreamReactor* reactor) {
-  absl::MutexLock lock(&mu_);
-  StreamsOf(kind).erase(reactor);
-}
-
-LogStoreService::Streams& LogStoreService::StreamsOf(StreamKind kind) {
-  return kind == StreamKind::kAppend ? appends_ : outputs_;
 }
 
 }  // namespace pm::log_store

@@ -35,20 +35,13 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/output_arena.h"
+#include "common/stream_set.h"
 #include "log_store/log_store.h"
 #include "pm/internal/v1/internal.grpc.pb.h"
 
 namespace pm::log_store {
 
 namespace detail {
-
-// A stream's reactor as the service tracks it until its OnDone.
-class StreamReactor {
- public:
-  virtual ~StreamReactor() = default;
-  // Ends the stream with UNAVAILABLE as soon as no write is in flight.
-  virtual void RequestShutdown() = 0;
-};
 
 class AppendReactor;
 class OutputReactor;
@@ -88,17 +81,6 @@ class LogStoreService final
  private:
   friend class detail::AppendReactor;
   friend class detail::OutputReactor;
-  using Streams = absl::flat_hash_map<detail::StreamReactor*,
-                                      std::weak_ptr<detail::StreamReactor>>;
-
-  enum class StreamKind { kAppend, kOutput };
-
-  // Tracks a reactor from its start to its OnDone; false (and not tracked)
-  // once Shutdown has begun.
-  bool Register(StreamKind kind,
-                const std::shared_ptr<detail::StreamReactor>& reactor);
-  void Unregister(StreamKind kind, detail::StreamReactor* reactor);
-  Streams& StreamsOf(StreamKind kind) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The supervisor's output arena named in an Append Open, mapped once and
   // shared by the streams that use it (found again by the file's identity,
@@ -110,10 +92,9 @@ class LogStoreService final
   absl::Mutex arenas_mu_;
   std::map<std::string, std::weak_ptr<const MappedArena>> arenas_
       ABSL_GUARDED_BY(arenas_mu_);
-  mutable absl::Mutex mu_;
-  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  Streams appends_ ABSL_GUARDED_BY(mu_);
-  Streams outputs_ ABSL_GUARDED_BY(mu_);
+  // Each reactor from its start to its OnDone.
+  StreamSet appends_;
+  StreamSet outputs_;
 };
 
 }  // namespace pm::log_store
