@@ -36,5 +36,5 @@ int main(int argc, char** argv) {
   pm::registry::Registry registry(options);
   pm::registry::RegistryService service(&registry);
   return pm::ServeUntilSignal(pm::Service::kRegistry, FLAGS_runtime_dir,
-                              {&service});
+                              {&service}, [&] { service.Shutdown(); });
 }

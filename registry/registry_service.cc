@@ -1,14 +1,20 @@
 #include "registry/registry_service.h"
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 
 #include "common/status.h"
 
 namespace pm::registry {
+
+using pm::internal::v1::RecordOp;
+using pm::internal::v1::RecordOpResult;
+
 namespace {
 
 // Finishes the call with `result`: its value into `response`, or its status.
@@ -112,6 +118,161 @@ grpc::ServerUnaryReactor* RegistryService::Wait(
   auto* reactor = new WaitReactor(registry_, request->id(), response);
   reactor->Begin();
   return reactor;
+}
+
+namespace {
+
+// One SyncRecords stream. Each op is applied as it is read (the Registry
+// never blocks), and its result queued; results go out one write at a time,
+// in order. Reading pauses while kMaxQueued results wait, so a sender that
+// does not read cannot grow the queue without bound. The stream ends with
+// OK once the sender half-closes and every result is written, or with
+// UNAVAILABLE at shutdown. gRPC runs the reactions on its threads, at most
+// one read and one write reaction at a time; mu_ guards what they share.
+// The reactor owns itself through self_ from Begin to OnDone.
+class SyncRecordsReactor final
+    : public grpc::ServerBidiReactor<RecordOp, RecordOpResult>,
+      public pm::StreamReactor {
+ public:
+  SyncRecordsReactor(Registry* registry, StreamSet* streams)
+      : registry_(registry), streams_(streams) {}
+
+  void Begin(std::shared_ptr<SyncRecordsReactor> self) {
+    self_ = std::move(self);
+    if (!streams_->Add(self_)) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown));
+      return;
+    }
+    StartRead(&op_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the sender half-closed, or the call broke
+      absl::MutexLock lock(&mu_);
+      read_done_ = true;
+      FinishIfDone();
+      return;
+    }
+    RecordOpResult result = Apply(op_);
+    const RecordOpResult* write = nullptr;
+    bool read_more = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_called_) return;  // shut down meanwhile: no more reads
+      queue_.push_back(std::move(result));
+      if (!writing_) {
+        writing_ = true;
+        write = &queue_.front();  // deque: stays put while others are added
+      }
+      read_more = queue_.size() < kMaxQueued;
+      read_paused_ = !read_more;
+    }
+    if (write != nullptr) StartWrite(write);
+    if (read_more) StartRead(&op_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    const RecordOpResult* write = nullptr;
+    bool resume_reading = false;
+    {
+      absl::MutexLock lock(&mu_);
+      queue_.pop_front();
+      writing_ = false;
+      if (!ok) {
+        write_failed_ = true;  // the sender is gone: OnDone follows
+        FinishIfDone();
+        return;
+      }
+      if (!queue_.empty() && !shutting_down_) {
+        writing_ = true;
+        write = &queue_.front();
+      }
+      if (read_paused_ && !read_done_ && !finish_called_) {
+        read_paused_ = false;
+        resume_reading = true;
+      }
+      if (write == nullptr) FinishIfDone();
+    }
+    if (write != nullptr) StartWrite(write);
+    if (resume_reading) StartRead(&op_);
+  }
+
+  void RequestShutdown() override {
+    absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
+    FinishIfDone();
+  }
+
+  void OnDone() override {
+    streams_->Remove(this);
+    std::shared_ptr<SyncRecordsReactor> self = std::move(self_);  // may delete this
+  }
+
+ private:
+  static constexpr size_t kMaxQueued = 1024;
+  static constexpr char kShuttingDown[] = "registry shutting down";
+
+  RecordOpResult Apply(const RecordOp& op) {
+    absl::StatusOr<pm::v1::ProcessStatus> record =
+        op.has_create()   ? registry_->CreateRecord(op.create())
+        : op.has_update() ? registry_->UpdateRecord(op.update())
+                          : absl::InvalidArgumentError(absl::StrCat(
+                                "SyncRecords op ", op.tag(),
+                                " is neither a create nor an update"));
+    RecordOpResult result;
+    result.set_tag(op.tag());
+    if (record.ok()) {
+      *result.mutable_record() = *std::move(record);
+    } else {
+      result.set_code(static_cast<int>(record.status().code()));
+      result.set_message(std::string(record.status().message()));
+    }
+    return result;
+  }
+
+  // Finish once nothing is being written and the stream has nothing more to
+  // say: the sender is done, the call broke, or the service shuts down.
+  void FinishIfDone() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_called_ || writing_) return;
+    grpc::Status status;
+    if (shutting_down_) {
+      status = grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown);
+    } else if (!read_done_ && !write_failed_) {
+      return;
+    }
+    finish_called_ = true;
+    Finish(status);
+  }
+
+  Registry* const registry_;
+  StreamSet* const streams_;
+  std::shared_ptr<SyncRecordsReactor> self_;
+  RecordOp op_;  // the read in flight; only the read reactions touch it
+  absl::Mutex mu_;
+  std::deque<RecordOpResult> queue_ ABSL_GUARDED_BY(mu_);  // front: writing
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<RecordOp, RecordOpResult>* RegistryService::SyncRecords(
+    grpc::CallbackServerContext*) {
+  auto reactor = std::make_shared<SyncRecordsReactor>(registry_, &syncs_);
+  reactor->Begin(reactor);
+  return reactor.get();
+}
+
+void RegistryService::Shutdown() { syncs_.Shutdown(); }
+
+size_t RegistryService::sync_stream_count() const { return syncs_.size(); }
+
+bool RegistryService::WaitForSyncStreams(size_t n, absl::Duration timeout) const {
+  return syncs_.WaitForSize(n, timeout);
 }
 
 }  // namespace pm::registry

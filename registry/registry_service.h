@@ -14,6 +14,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "common/stream_set.h"
 #include "pm/internal/v1/internal.grpc.pb.h"
 #include "registry/registry.h"
 
@@ -45,9 +46,23 @@ class RegistryService final
   grpc::ServerUnaryReactor* Wait(grpc::CallbackServerContext* context,
                                  const pm::v1::WaitRequest* request,
                                  pm::v1::ProcessStatus* response) override;
+  // One stream per supervisor: creates and updates in order, answered by
+  // tag (see SyncRecords in internal.proto).
+  grpc::ServerBidiReactor<pm::internal::v1::RecordOp,
+                          pm::internal::v1::RecordOpResult>*
+  SyncRecords(grpc::CallbackServerContext* context) override;
+
+  // Ends the open SyncRecords streams with UNAVAILABLE and refuses new ones,
+  // so grpc::Server::Shutdown need not wait out its deadline for them.
+  void Shutdown();
+  // SyncRecords streams whose reactor has not reached OnDone yet, and a
+  // wait until there are `n` (false if `timeout` passed first).
+  size_t sync_stream_count() const;
+  bool WaitForSyncStreams(size_t n, absl::Duration timeout) const;
 
  private:
   Registry* const registry_;
+  StreamSet syncs_;
 };
 
 }  // namespace pm::registry

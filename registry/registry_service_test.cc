@@ -181,3 +181,93 @@ TEST_F(RegistryServiceTest, TheEnvDoesNotCrossTheWire) {
 
 }  // namespace
 }  // namespace pm::registry
+
+namespace pm::registry {
+namespace {
+
+using ::pm::internal::v1::RecordOp;
+using ::pm::internal::v1::RecordOpResult;
+
+// Creates and updates on one SyncRecords stream are applied in order and
+// answered by tag with what the unary calls would return, errors included;
+// the stream ends cleanly when the sender half-closes.
+TEST_F(RegistryServiceTest, SyncRecordsAppliesOpsInOrderAndAnswersEachByTag) {
+  grpc::ClientContext context;
+  auto stream = stub_->SyncRecords(&context);
+  RecordOp create;
+  create.set_tag(7);
+  *create.mutable_create() = SleepRecord();
+  create.mutable_create()->set_id("3b0f6a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b");
+  RecordOp update;
+  update.set_tag(8);
+  update.mutable_update()->set_id(create.create().id());
+  update.mutable_update()->set_state(ProcessStatus::STATE_EXITED);
+  update.mutable_update()->set_exit_code(3);
+  RecordOp unknown;
+  unknown.set_tag(9);
+  unknown.mutable_update()->set_id(kUnknownId);
+  unknown.mutable_update()->set_state(ProcessStatus::STATE_EXITED);
+  RecordOp empty;
+  empty.set_tag(10);
+  // All sent before any answer is read: the registry does not wait for the
+  // sender to read.
+  ASSERT_TRUE(stream->Write(create));
+  ASSERT_TRUE(stream->Write(update));
+  ASSERT_TRUE(stream->Write(unknown));
+  ASSERT_TRUE(stream->Write(empty));
+  ASSERT_TRUE(stream->WritesDone());
+
+  RecordOpResult result;
+  ASSERT_TRUE(stream->Read(&result));
+  EXPECT_EQ(result.tag(), 7u);
+  EXPECT_EQ(result.code(), 0);
+  EXPECT_EQ(result.record().id(), create.create().id());
+  EXPECT_EQ(result.record().state(), ProcessStatus::STATE_RUNNING);
+  ASSERT_TRUE(stream->Read(&result));
+  EXPECT_EQ(result.tag(), 8u);
+  EXPECT_EQ(result.code(), 0);
+  EXPECT_EQ(result.record().state(), ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(result.record().exit_code(), 3);
+  ASSERT_TRUE(stream->Read(&result));
+  EXPECT_EQ(result.tag(), 9u);
+  EXPECT_EQ(result.code(), static_cast<int>(grpc::StatusCode::NOT_FOUND));
+  EXPECT_THAT(result.message(), HasSubstr(kUnknownId));
+  ASSERT_TRUE(stream->Read(&result));
+  EXPECT_EQ(result.tag(), 10u);
+  EXPECT_EQ(result.code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_FALSE(stream->Read(&result));
+  grpc::Status finished = stream->Finish();
+  EXPECT_TRUE(finished.ok()) << finished.error_message();
+
+  ProcessStatus got;
+  ASSERT_TRUE(Get(create.create().id(), &got).ok());
+  EXPECT_EQ(got.exit_code(), 3);
+  EXPECT_TRUE(service_->WaitForSyncStreams(0, absl::Seconds(30)));
+}
+
+// Shutdown ends an open stream with UNAVAILABLE (the server's own shutdown
+// would otherwise wait for it) and refuses new ones.
+TEST_F(RegistryServiceTest, ShutdownEndsOpenSyncStreams) {
+  grpc::ClientContext context;
+  auto stream = stub_->SyncRecords(&context);
+  RecordOp create;
+  create.set_tag(1);
+  *create.mutable_create() = SleepRecord();
+  ASSERT_TRUE(stream->Write(create));
+  RecordOpResult result;
+  ASSERT_TRUE(stream->Read(&result));  // the stream is up and tracked
+  EXPECT_EQ(service_->sync_stream_count(), 1u);
+  service_->Shutdown();
+  EXPECT_FALSE(stream->Read(&result));
+  grpc::Status finished = stream->Finish();
+  EXPECT_EQ(finished.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(finished.error_message(), HasSubstr("shutting down"));
+
+  grpc::ClientContext late_context;
+  auto late = stub_->SyncRecords(&late_context);
+  EXPECT_FALSE(late->Read(&result));
+  EXPECT_EQ(late->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+}  // namespace
+}  // namespace pm::registry
