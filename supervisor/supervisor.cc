@@ -148,6 +148,8 @@ absl::Status Supervisor::Init() {
   registry_channel_ = UnixChannel(options_.registry_socket);
   log_store_channel_ = UnixChannel(options_.log_store_socket);
   registry_ = pm::internal::v1::Registry::NewStub(registry_channel_);
+  records_ = std::make_unique<RecordStream>(&loop_, registry_.get(),
+                                            options_.backend_timeout);
   log_store_ = pm::internal::v1::LogStore::NewStub(log_store_channel_);
   registry_health_ = grpc::health::v1::Health::NewStub(registry_channel_);
   log_store_health_ = grpc::health::v1::Health::NewStub(log_store_channel_);
@@ -371,13 +373,7 @@ void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,
   ProcessPtr p = *std::move(spawned);
   p->id = id;
 
-  struct CreateCall {
-    grpc::ClientContext context;
-    pm::internal::v1::CreateRecordRequest request;
-    ProcessStatus response;
-  };
-  auto call = std::make_shared<CreateCall>();
-  pm::internal::v1::CreateRecordRequest& create = call->request;
+  pm::internal::v1::CreateRecordRequest create;
   create.set_id(id);
   *create.mutable_spec() = request;
   create.set_resolved_executable(p->status.resolved_executable());
@@ -390,14 +386,11 @@ void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,
     create.mutable_cgroup()->set_unified(dirs.unified);
     create.mutable_cgroup()->mutable_v1()->insert(dirs.v1.begin(), dirs.v1.end());
   }
-  call->context.set_deadline(
-      absl::ToChronoTime(absl::Now() + options_.backend_timeout));
-  ++PendingAsyncOps();
-  registry_->async()->CreateRecord(
-      &call->context, &call->request, &call->response,
-      [this, call, p, start](grpc::Status rpc) mutable {
-        if (!rpc.ok()) {
-          absl::Status status = FromGrpcStatus(rpc);
+  records_->Create(
+      std::move(create),
+      [this, p, start](absl::StatusOr<ProcessStatus> record) mutable {
+        if (!record.ok()) {
+          absl::Status status = record.status();
           if (status.code() == absl::StatusCode::kUnavailable ||
               status.code() == absl::StatusCode::kDeadlineExceeded) {
             status = absl::UnavailableError(
@@ -410,23 +403,22 @@ void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,
           // dropped there), before the caller hears of it.
           loop_.Post([this, p = std::move(p)] { AbandonUnrecorded(p); });
           start->Fail(std::move(status));
-        } else {
-          pm::v1::StartResponse response;
-          response.set_id(call->response.id());
-          *response.mutable_status() = call->response;
-          // From now on its state changes go to the registry (one that
-          // happened meanwhile, an exit, goes at once). Posted before the
-          // caller hears of the id, so a Stop sent the instant Start
-          // returns finds the process known.
-          if (loop_.Post([this, p = std::move(p), record = call->response] {
-                OnRecorded(p, record);
-              })) {
-            start->Recorded(std::move(response));
-          } else {
-            start->Fail(absl::UnavailableError("supervisor is shutting down"));
-          }
+          return;
         }
-        --PendingAsyncOps();
+        pm::v1::StartResponse response;
+        response.set_id(record->id());
+        *response.mutable_status() = *record;
+        // From now on its state changes go to the registry (one that
+        // happened meanwhile, an exit, goes at once). Posted before the
+        // caller hears of the id, so a Stop sent the instant Start returns
+        // finds the process known.
+        if (loop_.Post([this, p = std::move(p), record = *std::move(record)] {
+              OnRecorded(p, record);
+            })) {
+          start->Recorded(std::move(response));
+        } else {
+          start->Fail(absl::UnavailableError("supervisor is shutting down"));
+        }
       });
   // Start answers once the log exists in the store, so a follower that uses
   // the id right away finds it. Bounded: output is spooled meanwhile.
@@ -1007,14 +999,8 @@ void Supervisor::StopUnknown(const std::string& id, StopCallback done) {
 
 void Supervisor::SendUpdate(const ProcessPtr& p) {
   if (!p->recorded || p->abandoned) return;  // OnRecorded sends it
-  struct Call {
-    grpc::ClientContext context;
-    pm::internal::v1::UpdateRecordRequest request;
-    ProcessStatus response;
-  };
-  auto call = std::make_shared<Call>();
   const ProcessStatus& s = p->status;
-  auto& r = call->request;
+  pm::internal::v1::UpdateRecordRequest r;
   r.set_id(p->id);
   r.set_state(s.state());
   r.set_exit_code(s.exit_code());
@@ -1027,50 +1013,44 @@ void Supervisor::SendUpdate(const ProcessPtr& p) {
   r.set_oom_killed(s.oom_killed());
   r.set_end_reason(s.end_reason());
   r.set_sequence(++p->update_sequence);
-  call->context.set_deadline(
-      absl::ToChronoTime(absl::Now() + options_.backend_timeout));
   ++p->updates_in_flight;
   p->dirty = false;
-  ++PendingAsyncOps();
   const uint64_t sequence = p->update_sequence;
-  registry_->async()->UpdateRecord(
-      &call->context, &call->request, &call->response,
-      [this, call, p, sequence](grpc::Status rpc) mutable {
-        // The posted task takes this closure's references: the last one to
-        // a Process must be dropped on the loop thread.
-        loop_.Post([this, rpc, p = std::move(p), call = std::move(call),
-                    sequence] {
-          --p->updates_in_flight;
-          if (!rpc.ok()) {
-            if (rpc.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                rpc.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-              // Keep the state: the registry gets it when it is back (the
-              // latest state, under a new sequence).
-              p->dirty = true;
-              if (!p->retry_pending) {
-                p->retry_pending = true;
-                loop_.RunAfter(kRegistryRetry, [this, p] {
-                  p->retry_pending = false;
-                  if (p->dirty) PushUpdate(p);
-                });
-              }
-              return;
-            }
-            // One overtaken by a newer state may find the record ended or
-            // gone; only the latest state's refusal is news.
-            if (sequence == p->update_sequence) {
-              PM_LOG(ERROR) << "registry refused update of " << p->id << ": "
-                            << rpc.error_message();
-            }
+  records_->Update(std::move(r), [this, p, sequence](
+                                     absl::StatusOr<ProcessStatus> answer) mutable {
+    // The posted task takes this closure's reference: the last one to a
+    // Process must be dropped on the loop thread.
+    loop_.Post([this, status = answer.status(), p = std::move(p), sequence] {
+      --p->updates_in_flight;
+      if (!status.ok()) {
+        if (status.code() == absl::StatusCode::kUnavailable ||
+            status.code() == absl::StatusCode::kDeadlineExceeded) {
+          // Keep the state: the registry gets it when it is back (the
+          // latest state, under a new sequence).
+          p->dirty = true;
+          if (!p->retry_pending) {
+            p->retry_pending = true;
+            loop_.RunAfter(kRegistryRetry, [this, p] {
+              p->retry_pending = false;
+              if (p->dirty) PushUpdate(p);
+            });
           }
-          if (!p->flushed()) return;  // a newer state is on its way
-          auto waiters = std::move(p->on_flushed);
-          p->on_flushed.clear();
-          for (auto& fn : waiters) fn();
-          MaybeForget(p);
-        });
-        --PendingAsyncOps();
-      });
+          return;
+        }
+        // One overtaken by a newer state may find the record ended or
+        // gone; only the latest state's refusal is news.
+        if (sequence == p->update_sequence) {
+          PM_LOG(ERROR) << "registry refused update of " << p->id << ": "
+                        << status.message();
+        }
+      }
+      if (!p->flushed()) return;  // a newer state is on its way
+      auto waiters = std::move(p->on_flushed);
+      p->on_flushed.clear();
+      for (auto& fn : waiters) fn();
+      MaybeForget(p);
+    });
+  });
 }
 
 void Supervisor::PushUpdate(const ProcessPtr& p) {
@@ -1208,6 +1188,8 @@ void Supervisor::Shutdown(absl::Duration grace) {
       })) {
     drained->WaitForNotificationWithTimeout(absl::Seconds(2));
   }
+  // What was sent is answered; nothing more goes to the registry.
+  records_->Close();
   loop_.Post([this] {
     for (auto& [id, p] : by_id_) p->sender->Cancel();
     // Empty cgroups go; one still populated (a tree that would not die) is

@@ -52,6 +52,7 @@
 #include "supervisor/event_loop.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "supervisor/output_sender.h"
+#include "supervisor/record_stream.h"
 
 namespace pm::supervisor {
 
@@ -192,6 +193,8 @@ class Supervisor {
   std::unique_ptr<Cgroups> cgroups_;
   EventLoop loop_;
   std::thread loop_thread_;
+  // Creates and updates of records, on one stream to the registry.
+  std::unique_ptr<RecordStream> records_;
   // Cgroup work at a leader's end (final usage, rmdir), off the loop.
   EventLoop janitor_;
   std::thread janitor_thread_;
