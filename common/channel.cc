@@ -4,17 +4,26 @@
 
 namespace pm {
 
+const std::vector<std::pair<const char*, int>>& BulkTransferArguments() {
+  // Large reads and frames and a wide stream window: output is pushed in
+  // messages of up to 1 MiB over a local socket. With gRPC's defaults (8 KiB
+  // reads, a 64 KiB window grown by probing) per-slice and window-update
+  // overhead caps a capture far below what the pipe allows.
+  static const auto* const args = new std::vector<std::pair<const char*, int>>{
+      {GRPC_ARG_TCP_READ_CHUNK_SIZE, 1 << 20},
+      {GRPC_ARG_TCP_MIN_READ_CHUNK_SIZE, 256 << 10},
+      {GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, 4 << 20},
+      {GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 20},
+      {GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 1 << 20},
+  };
+  return *args;
+}
+
 grpc::ChannelArguments BulkChannelArguments() {
   grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  args.SetMaxSendMessageSize(64 << 20);
-  // Large reads and frames and a wide stream window: output is pushed in
-  // messages of up to 1 MiB (see ConfigureServerBuilder for the other end).
-  args.SetInt(GRPC_ARG_TCP_READ_CHUNK_SIZE, 1 << 20);
-  args.SetInt(GRPC_ARG_TCP_MIN_READ_CHUNK_SIZE, 256 << 10);
-  args.SetInt(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, 4 << 20);
-  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 20);
-  args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 1 << 20);
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  for (const auto& [key, value] : BulkTransferArguments()) args.SetInt(key, value);
   return args;
 }
 

@@ -11,6 +11,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -24,6 +26,12 @@ std::shared_ptr<grpc::Channel> UnixChannel(const std::string& socket_path);
 // messages of up to 1 MiB; with gRPC's defaults (8 KiB reads, a 64 KiB
 // window grown by probing) each would take many reads and round trips.
 grpc::ChannelArguments BulkChannelArguments();
+
+// The integer arguments behind bulk streaming, for either end: a server
+// sets the same ones (ConfigureServerBuilder). Messages up to
+// kMaxMessageBytes.
+inline constexpr int kMaxMessageBytes = 64 << 20;
+const std::vector<std::pair<const char*, int>>& BulkTransferArguments();
 
 }  // namespace pm
 

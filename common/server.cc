@@ -7,6 +7,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/channel.h"
 #include "common/log.h"
 #include "common/status.h"
 
@@ -36,16 +37,11 @@ int WaitForTerminationSignal() {
 void ConfigureServerBuilder(grpc::ServerBuilder& builder) {
   grpc::EnableDefaultHealthCheckService(true);
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.SetMaxReceiveMessageSize(64 << 20);
-  builder.SetMaxSendMessageSize(64 << 20);
-  // Output arrives in messages of up to 1 MiB over a local socket: read it
-  // in large pieces and keep the stream window open wide, or per-slice and
-  // window-update overhead caps capture far below what the pipe allows.
-  builder.AddChannelArgument(GRPC_ARG_TCP_READ_CHUNK_SIZE, 1 << 20);
-  builder.AddChannelArgument(GRPC_ARG_TCP_MIN_READ_CHUNK_SIZE, 256 << 10);
-  builder.AddChannelArgument(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, 4 << 20);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 20);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 1 << 20);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  for (const auto& [key, value] : BulkTransferArguments()) {
+    builder.AddChannelArgument(key, value);
+  }
 }
 
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartUnixServer(
