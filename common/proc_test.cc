@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/proc_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -16,18 +17,6 @@ namespace pm {
 namespace {
 
 using ::testing::HasSubstr;
-
-// A /proc/PID/stat line: pid, (comm), state, then fields 4..52 with field 22
-// (starttime) set to `start_ticks`.
-std::string StatLine(pid_t pid, const std::string& comm, uint64_t start_ticks) {
-  std::vector<std::string> fields = {absl::StrCat(pid),
-                                     absl::StrCat("(", comm, ")"), "S"};
-  for (int field = 4; field <= 52; ++field) {
-    fields.push_back(field == 22 ? absl::StrCat(start_ticks)
-                                 : absl::StrCat(field * 10));
-  }
-  return absl::StrCat(absl::StrJoin(fields, " "), "\n");
-}
 
 TEST(ParseProcStatTest, TakesTheFieldsAfterTheLastParenthesis) {
   // A process may call itself anything: spaces, ") (", a digit after it.
