@@ -491,9 +491,16 @@ size_t LogStoreService::output_stream_count() const { return outputs_.size(); }
 
 bool LogStoreService::WaitForStreamCounts(size_t appends, size_t outputs,
                                           absl::Duration timeout) const {
+  // Both at once: a count reached may move while the other is awaited.
   const absl::Time deadline = absl::Now() + timeout;
-  return appends_.WaitForSize(appends, timeout) &&
-         outputs_.WaitForSize(outputs, deadline - absl::Now());
+  do {
+    if (appends_.WaitForSize(appends, deadline - absl::Now()) &&
+        outputs_.WaitForSize(outputs, deadline - absl::Now()) &&
+        appends_.size() == appends) {
+      return true;
+    }
+  } while (absl::Now() < deadline);
+  return false;
 }
 
 absl::StatusOr<std::shared_ptr<const MappedArena>> LogStoreService::MapArena(

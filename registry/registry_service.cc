@@ -153,12 +153,21 @@ class SyncRecordsReactor final
       FinishIfDone();
       return;
     }
+    {
+      // Once shutting down, nothing more is applied: the sender hears
+      // UNAVAILABLE for it, which is true.
+      absl::MutexLock lock(&mu_);
+      if (shutting_down_ || finish_called_) {
+        read_done_ = true;
+        FinishIfDone();
+        return;
+      }
+    }
     RecordOpResult result = Apply(op_);
     const RecordOpResult* write = nullptr;
     bool read_more = false;
     {
       absl::MutexLock lock(&mu_);
-      if (finish_called_) return;  // shut down meanwhile: no more reads
       queue_.push_back(std::move(result));
       if (!writing_) {
         writing_ = true;
@@ -183,11 +192,12 @@ class SyncRecordsReactor final
         FinishIfDone();
         return;
       }
-      if (!queue_.empty() && !shutting_down_) {
+      // At shutdown too: what was applied is answered before the end.
+      if (!queue_.empty()) {
         writing_ = true;
         write = &queue_.front();
       }
-      if (read_paused_ && !read_done_ && !finish_called_) {
+      if (read_paused_ && !read_done_ && !finish_called_ && !shutting_down_) {
         read_paused_ = false;
         resume_reading = true;
       }
@@ -231,9 +241,11 @@ class SyncRecordsReactor final
   }
 
   // Finish once nothing is being written and the stream has nothing more to
-  // say: the sender is done, the call broke, or the service shuts down.
+  // say: the sender is done, the call broke, or the service shuts down (after
+  // the answers to what was applied, unless writing failed).
   void FinishIfDone() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finish_called_ || writing_) return;
+    if (!queue_.empty() && !write_failed_) return;
     grpc::Status status;
     if (shutting_down_) {
       status = grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown);

@@ -1,6 +1,7 @@
 #include "supervisor/record_stream.h"
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <optional>
@@ -46,7 +47,8 @@ class RecordStream::Call
     {
       absl::MutexLock lock(&mu_);
       if (dead_ || closing_) return false;
-      pending_.emplace(op.tag(), Pending{std::move(done), absl::Now()});
+      pending_.emplace(op.tag(),
+                       Pending{std::move(done), std::chrono::steady_clock::now()});
       queue_.push_back(std::move(op));
       if (!writing_) {
         writing_ = true;
@@ -74,7 +76,7 @@ class RecordStream::Call
   }
 
   // When the oldest unanswered op was sent; nullopt when none is.
-  std::optional<absl::Time> OldestSent() {
+  std::optional<std::chrono::steady_clock::time_point> OldestSent() {
     absl::MutexLock lock(&mu_);
     if (pending_.empty()) return std::nullopt;
     return pending_.begin()->second.sent;  // tags grow with time
@@ -167,7 +169,7 @@ class RecordStream::Call
  private:
   struct Pending {
     Done done;
-    absl::Time sent;
+    std::chrono::steady_clock::time_point sent;
   };
 
   // True once: the caller then releases the hold (and half-closes if the
@@ -225,27 +227,49 @@ void RecordStream::Close() {
     absl::MutexLock lock(&mu_);
     closed_ = true;
     call = std::move(call_);
+    closing_ = call;
   }
   if (call) call->Close();
+}
+
+void RecordStream::Cancel() {
+  std::shared_ptr<Call> call;
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    call = call_ ? std::move(call_) : std::move(closing_);
+  }
+  if (call) call->Abandon(absl::UnavailableError("the supervisor is shutting down"));
 }
 
 void RecordStream::Send(RecordOp op, Done done) {
   op.set_tag(next_tag_++);
   // A stream found dead (broken, cancelled) is replaced; one that dies
-  // between the check and the send gets one more try on a new one.
+  // between the check and the send gets one more try on a new one. Only
+  // the loop thread sends, so only Close can race with this.
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::shared_ptr<Call> call;
-    bool fresh = false;
     {
       absl::MutexLock lock(&mu_);
       if (closed_) break;
-      if (!call_ || call_->dead()) {
-        call_ = std::make_shared<Call>();
-        fresh = true;
-      }
-      call = call_;
+      if (call_ && !call_->dead()) call = call_;
     }
-    if (fresh) call->Begin(call, stub_);
+    if (!call) {
+      // Begun before anyone else can see it, so Close never meets a call
+      // gRPC does not know yet.
+      call = std::make_shared<Call>();
+      call->Begin(call, stub_);
+      bool closed = false;
+      {
+        absl::MutexLock lock(&mu_);
+        closed = closed_;
+        if (!closed) call_ = call;
+      }
+      if (closed) {
+        call->Close();
+        break;
+      }
+    }
     if (call->Send(op, done)) {
       if (!watchdog_armed_) {
         watchdog_armed_ = true;
@@ -254,7 +278,10 @@ void RecordStream::Send(RecordOp op, Done done) {
       return;
     }
   }
-  done(absl::UnavailableError("the registry's record stream is closed"));
+  done(absl::UnavailableError(absl::StrCat(
+      "the registry's record stream is closed (supervisor shutting down); ",
+      op.has_create() ? "record not created: " : "record not updated: ",
+      op.has_create() ? op.create().id() : op.update().id())));
 }
 
 void RecordStream::Watchdog() {
@@ -265,13 +292,13 @@ void RecordStream::Watchdog() {
     call = call_;
   }
   if (!call) return;
-  std::optional<absl::Time> oldest = call->OldestSent();
+  std::optional<std::chrono::steady_clock::time_point> oldest = call->OldestSent();
   if (!oldest) return;  // the next op arms it again
-  const absl::Time due = *oldest + timeout_;
-  const absl::Time now = absl::Now();
+  const auto due = *oldest + absl::ToChronoNanoseconds(timeout_);
+  const auto now = std::chrono::steady_clock::now();
   if (now < due) {
     watchdog_armed_ = true;
-    loop_->RunAfter(due - now, [this] { Watchdog(); });
+    loop_->RunAfter(absl::FromChrono(due - now), [this] { Watchdog(); });
     return;
   }
   {

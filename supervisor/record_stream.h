@@ -34,7 +34,8 @@ class RecordStream {
   using Done = std::function<void(absl::StatusOr<pm::v1::ProcessStatus>)>;
 
   // `loop` and `stub` must outlive this object, and the loop must run (or
-  // have stopped for good) while ops are in flight.
+  // have stopped for good) while ops are in flight. Destroy it only once the
+  // loop has stopped: the timeout's timer refers to it.
   RecordStream(EventLoop* loop, pm::internal::v1::Registry::Stub* stub,
                absl::Duration timeout);
   RecordStream(const RecordStream&) = delete;
@@ -49,6 +50,10 @@ class RecordStream {
   // half-closed once what was sent is written, and ends when the registry
   // has answered it all.
   void Close();
+  // Any thread, after Close: ends the stream now; what the registry has not
+  // answered fails UNAVAILABLE. For a shutdown that cannot wait on a stuck
+  // registry.
+  void Cancel();
 
  private:
   class Call;
@@ -61,6 +66,7 @@ class RecordStream {
   const absl::Duration timeout_;
   absl::Mutex mu_;
   std::shared_ptr<Call> call_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Call> closing_ ABSL_GUARDED_BY(mu_);  // after Close
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   // Loop thread only.
   uint64_t next_tag_ = 1;

@@ -55,6 +55,7 @@ class SilentRegistry final : public pm::internal::v1::Registry::CallbackService 
       void OnReadDone(bool ok) override {
         if (ok) {
           owner_->ops_read.fetch_add(1);
+          if (!owner_->op_read.HasBeenNotified()) owner_->op_read.Notify();
           StartRead(&op_);
         } else {
           Finish(grpc::Status::OK);
@@ -71,6 +72,7 @@ class SilentRegistry final : public pm::internal::v1::Registry::CallbackService 
     return new Reactor(this);
   }
   std::atomic<int> streams{0}, ops_read{0}, cancelled{0};
+  absl::Notification op_read;  // the first
 };
 
 class RecordStreamTest : public ::testing::Test {
@@ -87,10 +89,11 @@ class RecordStreamTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    records_.reset();
+    if (records_) records_->Close();
     StopServer();
     loop_.Quit();
     thread_.join();
+    records_.reset();  // after the loop: its timer refers to it
     std::string rm = "rm -rf " + dir_;
     EXPECT_EQ(system(rm.c_str()), 0);
     grpc_shutdown();
@@ -124,20 +127,20 @@ class RecordStreamTest : public ::testing::Test {
 
   // Sends on the loop thread, waits for the answer.
   absl::StatusOr<ProcessStatus> Create(CreateRecordRequest request) {
-    return Await([&](RecordStream::Done done) {
-      records_->Create(std::move(request), std::move(done));
+    return Await([this, request](RecordStream::Done done) {
+      records_->Create(request, std::move(done));
     });
   }
   absl::StatusOr<ProcessStatus> Update(UpdateRecordRequest request) {
-    return Await([&](RecordStream::Done done) {
-      records_->Update(std::move(request), std::move(done));
+    return Await([this, request](RecordStream::Done done) {
+      records_->Update(request, std::move(done));
     });
   }
   absl::StatusOr<ProcessStatus> Await(
       std::function<void(RecordStream::Done)> send) {
     auto done = std::make_shared<absl::Notification>();
     auto result = std::make_shared<absl::StatusOr<ProcessStatus>>();
-    loop_.Post([&send, done, result] {
+    loop_.Post([send = std::move(send), done, result] {
       send([done, result](absl::StatusOr<ProcessStatus> r) {
         *result = std::move(r);
         done->Notify();
@@ -153,6 +156,7 @@ class RecordStreamTest : public ::testing::Test {
   std::unique_ptr<pm::internal::v1::Registry::Stub> stub_;
   std::unique_ptr<registry::Registry> registry_;
   std::unique_ptr<registry::RegistryService> service_;
+  SilentRegistry silent_;  // outlives the server: TearDown stops it first
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<RecordStream> records_;
 };
@@ -183,7 +187,7 @@ TEST_F(RecordStreamTest, CreatesAndUpdatesShareOneStreamAndKeepTheRegistrysError
 }
 
 TEST_F(RecordStreamTest, ASilentRegistryCostsAnOpItsTimeoutAndTheStream) {
-  SilentRegistry silent;
+  SilentRegistry& silent = silent_;
   Serve(&silent);
   MakeStream(absl::Milliseconds(200));
   const absl::Time sent = absl::Now();
@@ -195,6 +199,29 @@ TEST_F(RecordStreamTest, ASilentRegistryCostsAnOpItsTimeoutAndTheStream) {
   EXPECT_EQ(Create(Record(kId)).status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(silent.streams.load(), 2);
   EXPECT_EQ(silent.ops_read.load(), 2);
+}
+
+// A shutdown closes the stream, which waits for the registry's answers; a
+// stuck registry would hold the shutdown, so Cancel ends it and fails what
+// is unanswered at once.
+TEST_F(RecordStreamTest, CancelEndsAClosedStreamThatAStuckRegistryNeverEnds) {
+  SilentRegistry& silent = silent_;
+  Serve(&silent);
+  MakeStream(absl::Hours(1));
+  auto done = std::make_shared<absl::Notification>();
+  auto result = std::make_shared<absl::StatusOr<ProcessStatus>>();
+  loop_.Post([this, done, result] {
+    records_->Create(Record(kId), [done, result](absl::StatusOr<ProcessStatus> r) {
+      *result = std::move(r);
+      done->Notify();
+    });
+  });
+  ASSERT_TRUE(silent.op_read.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  records_->Close();
+  EXPECT_FALSE(done->HasBeenNotified());
+  records_->Cancel();
+  ASSERT_TRUE(done->WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(result->status().code(), absl::StatusCode::kUnavailable) << result->status();
 }
 
 TEST_F(RecordStreamTest, ARegistryThatGoesAwayFailsOpsAndIsUsedAgainWhenBack) {

@@ -1188,7 +1188,8 @@ void Supervisor::Shutdown(absl::Duration grace) {
       })) {
     drained->WaitForNotificationWithTimeout(absl::Seconds(2));
   }
-  // What was sent is answered; nothing more goes to the registry.
+  // Nothing more goes to the registry: the stream ends once it has
+  // answered what was sent (or, if it is stuck, when cancelled below).
   records_->Close();
   loop_.Post([this] {
     for (auto& [id, p] : by_id_) p->sender->Cancel();
@@ -1206,6 +1207,9 @@ void Supervisor::Shutdown(absl::Duration grace) {
   });
   loop_.Quit();
   loop_thread_.join();
+  // An answer now would find the loop gone: end the stream, so the wait for
+  // pending gRPC operations does not outlast a stuck registry.
+  records_->Cancel();
   // Its last tasks find the loop gone and drop what they hold.
   janitor_.Quit();
   janitor_thread_.join();

@@ -25,6 +25,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
+#include "common/status.h"
 #include "gtest/gtest.h"
 #include "log_store/log_store.h"
 #include "log_store/log_store_service.h"
@@ -70,13 +71,25 @@ class SupervisorTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    // A test that failed midway may have left the janitor held.
+    if (!release_janitor_.HasBeenNotified()) release_janitor_.Notify();
     supervisor_.reset();  // stops what is left
+    for (int fd : pidfds_) close(fd);
     log_store_service_->Shutdown();
     server_->Shutdown();
     server_->Wait();
     std::string rm = "rm -rf " + dir_;
     EXPECT_EQ(system(rm.c_str()), 0);
     grpc_shutdown();
+  }
+
+  // A supervisor whose janitor, holding a reaped leader's cgroup, waits
+  // for release_janitor_ (janitor_entered_ says it got there).
+  void CreateSupervisorWithHeldJanitor() {
+    CreateSupervisor([this] {
+      if (!janitor_entered_.HasBeenNotified()) janitor_entered_.Notify();
+      release_janitor_.WaitForNotification();
+    });
   }
 
   void CreateSupervisor(std::function<void()> janitor_gate) {
@@ -102,15 +115,15 @@ class SupervisorTest : public ::testing::Test {
   }
 
   // Starts /bin/sh running `members` (shell commands that each start one
-  // process in the background and leave its pid in $!, appended to
-  // $pids), which reports the members' pids and exits when
-  // ReleaseLeader() is called. Fills `pids` and a pidfd for each.
+  // process in the background), which reports the members' pids and exits
+  // when ReleaseLeader() is called. Fills `pidfds` with a pidfd per member
+  // (closed at TearDown).
   absl::StatusOr<pm::v1::StartResponse> StartLeaderWithMembers(
       const std::vector<std::string>& members, std::vector<int>* pidfds) {
     const std::string out = dir_ + "/out";
     in_ = dir_ + "/in";
-    if (mkfifo(out.c_str(), 0600) != 0 || mkfifo(in_.c_str(), 0600) != 0) {
-      return absl::InternalError("mkfifo");
+    for (const std::string& fifo : {out, in_}) {
+      if (mkfifo(fifo.c_str(), 0600) != 0) return ErrnoError("mkfifo", fifo);
     }
     std::string script = "pids=";
     for (const std::string& member : members) {
@@ -125,10 +138,15 @@ class SupervisorTest : public ::testing::Test {
     if (!started.ok()) return started;
     std::string text(256, '\0');
     const int out_fd = open(out.c_str(), O_RDONLY | O_CLOEXEC);
-    if (out_fd < 0) return absl::InternalError("open fifo");
+    if (out_fd < 0) return ErrnoError("open", out);
     const ssize_t n = read(out_fd, text.data(), text.size());
+    const int read_errno = errno;
     close(out_fd);
-    if (n <= 0) return absl::InternalError("read fifo");
+    if (n <= 0) {
+      errno = read_errno;
+      return n == 0 ? absl::InternalError(absl::StrCat("read(\"", out, "\"): EOF"))
+                    : ErrnoError("read", out);
+    }
     for (absl::string_view word : absl::StrSplit(
              absl::string_view(text.data(), n), ' ', absl::SkipWhitespace())) {
       pid_t pid = 0;
@@ -136,7 +154,8 @@ class SupervisorTest : public ::testing::Test {
         return absl::InternalError(absl::StrCat("not a pid: ", word));
       }
       const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-      if (fd < 0) return absl::InternalError("pidfd_open");
+      if (fd < 0) return ErrnoError("pidfd_open", absl::StrCat(pid));
+      pidfds_.push_back(fd);
       pidfds->push_back(fd);
     }
     return started;
@@ -167,6 +186,8 @@ class SupervisorTest : public ::testing::Test {
   }
 
   std::string dir_, in_;
+  std::vector<int> pidfds_;  // closed at TearDown
+  absl::Notification janitor_entered_, release_janitor_;
   std::unique_ptr<log_store::LogStore> store_;
   std::unique_ptr<log_store::LogStoreService> log_store_service_;
   std::unique_ptr<registry::Registry> registry_;
@@ -180,24 +201,17 @@ class SupervisorTest : public ::testing::Test {
 // cgroup to come back, and the stop ends long before the grace period would
 // have sent SIGKILL.
 TEST_F(SupervisorTest, StopWhileTheJanitorHoldsTheCgroupStillReachesItsMembers) {
-  absl::Notification janitor_entered, release_janitor;
-  CreateSupervisor([&] {
-    if (!janitor_entered.HasBeenNotified()) janitor_entered.Notify();
-    release_janitor.WaitForNotification();
-  });
+  CreateSupervisorWithHeldJanitor();
   // The leader starts a daemon in a session of its own and exits when told.
   std::vector<int> pidfds;
   absl::StatusOr<pm::v1::StartResponse> started =
       StartLeaderWithMembers({"setsid sleep 1000"}, &pidfds);
   ASSERT_TRUE(started.ok()) << started.status();
-  if (started->status().cgroup().empty()) {
-    release_janitor.Notify();
-    GTEST_SKIP() << "no cgroups here";
-  }
+  if (started->status().cgroup().empty()) GTEST_SKIP() << "no cgroups here";
   ASSERT_EQ(pidfds.size(), 1u);
   const int daemon_fd = pidfds[0];
   ReleaseLeader();
-  janitor_entered.WaitForNotification();  // the leader is reaped; its cgroup is away
+  janitor_entered_.WaitForNotification();  // the leader is reaped; its cgroup is away
 
   absl::Notification stopped;
   absl::StatusOr<pm::v1::StopResponse> stop_result;
@@ -210,14 +224,13 @@ TEST_F(SupervisorTest, StopWhileTheJanitorHoldsTheCgroupStillReachesItsMembers) 
   later.WaitForNotification();
   EXPECT_FALSE(stopped.HasBeenNotified());
 
-  release_janitor.Notify();
+  release_janitor_.Notify();
   // SIGTERM reaches the daemon: the stop ends well inside the 60 s grace.
   ASSERT_TRUE(stopped.WaitForNotificationWithTimeout(absl::Seconds(30)))
       << "the daemon did not get SIGTERM";
   ASSERT_TRUE(stop_result.ok()) << stop_result.status();
   EXPECT_TRUE(stop_result->stopped());
   EXPECT_TRUE(Exited(daemon_fd, 0));
-  close(daemon_fd);
   EXPECT_EQ(stop_result->status().termination(),
             pm::v1::ProcessStatus::TERMINATION_BY_ITSELF);  // the leader's own end
 }
@@ -227,11 +240,7 @@ TEST_F(SupervisorTest, StopWhileTheJanitorHoldsTheCgroupStillReachesItsMembers) 
 // then reaches a daemon that ignores SIGTERM, and the stop succeeds (it
 // would otherwise give up after the kill timeout with the daemon alive).
 TEST_F(SupervisorTest, AGracePeriodThatEndsWhileTheJanitorHoldsTheCgroupStillKills) {
-  absl::Notification janitor_entered, release_janitor;
-  CreateSupervisor([&] {
-    if (!janitor_entered.HasBeenNotified()) janitor_entered.Notify();
-    release_janitor.WaitForNotification();
-  });
+  CreateSupervisorWithHeldJanitor();
   // Both members ignore SIGTERM. The first stays in the leader's process
   // group, so the group's SIGKILL at the grace period's end (not deferred)
   // tells the test the grace has run out; the second is in a session of
@@ -240,14 +249,11 @@ TEST_F(SupervisorTest, AGracePeriodThatEndsWhileTheJanitorHoldsTheCgroupStillKil
   absl::StatusOr<pm::v1::StartResponse> started = StartLeaderWithMembers(
       {"trap '' TERM; sleep 1000", "trap '' TERM; setsid sleep 1000"}, &pidfds);
   ASSERT_TRUE(started.ok()) << started.status();
-  if (started->status().cgroup().empty()) {
-    release_janitor.Notify();
-    GTEST_SKIP() << "no cgroups here";
-  }
+  if (started->status().cgroup().empty()) GTEST_SKIP() << "no cgroups here";
   ASSERT_EQ(pidfds.size(), 2u);
   const int in_group = pidfds[0], daemon = pidfds[1];
   ReleaseLeader();
-  janitor_entered.WaitForNotification();
+  janitor_entered_.WaitForNotification();
 
   absl::Notification stopped;
   absl::StatusOr<pm::v1::StopResponse> stop_result;
@@ -257,13 +263,11 @@ TEST_F(SupervisorTest, AGracePeriodThatEndsWhileTheJanitorHoldsTheCgroupStillKil
   EXPECT_FALSE(Exited(daemon, 0)) << "the cgroup's kill went out with the janitor away";
   EXPECT_FALSE(stopped.HasBeenNotified());
 
-  release_janitor.Notify();
+  release_janitor_.Notify();
   ASSERT_TRUE(stopped.WaitForNotificationWithTimeout(absl::Seconds(30)));
   ASSERT_TRUE(stop_result.ok()) << stop_result.status();
   EXPECT_TRUE(stop_result->stopped()) << "the daemon outlived the stop";
   EXPECT_TRUE(Exited(daemon, 0));
-  close(in_group);
-  close(daemon);
 }
 
 }  // namespace
