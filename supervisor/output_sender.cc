@@ -11,11 +11,6 @@ namespace pm::supervisor {
 using pm::internal::v1::AppendRequest;
 using pm::internal::v1::AppendResponse;
 
-std::atomic<int>& PendingAsyncOps() {
-  static std::atomic<int> ops{0};
-  return ops;
-}
-
 namespace {
 // Small pieces not sent yet are coalesced into one message up to this size.
 constexpr size_t kCoalesceBytes = 64 << 10;
@@ -44,7 +39,7 @@ class OutputSender::Stream
   void Begin(std::shared_ptr<Stream> self,
              pm::internal::v1::LogStore::Stub* stub) {
     self_ = std::move(self);
-    ++PendingAsyncOps();
+    PendingAsyncOps().Begin();
     stub->async()->Append(&context_, this);
     AddHold();
     StartRead(&response_);
@@ -109,7 +104,7 @@ class OutputSender::Stream
         sender->OnStreamDone(self->generation_, status);
       }
     });
-    --PendingAsyncOps();
+    PendingAsyncOps().End();
   }
 
  private:

@@ -44,13 +44,10 @@
 #include "absl/time/time.h"
 #include "common/output_arena.h"
 #include "pm/internal/v1/internal.grpc.pb.h"
+#include "supervisor/async_ops.h"
 #include "supervisor/event_loop.h"
 
 namespace pm::supervisor {
-
-// Asynchronous gRPC operations (streams, calls) of the supervisor whose
-// callbacks may still post to its event loop; the loop must outlive them.
-std::atomic<int>& PendingAsyncOps();
 
 struct OutputSenderOptions {
   size_t window_bytes = 8 << 20;

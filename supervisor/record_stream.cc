@@ -11,7 +11,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
-#include "supervisor/output_sender.h"  // PendingAsyncOps
+#include "supervisor/async_ops.h"
 
 namespace pm::supervisor {
 
@@ -33,7 +33,7 @@ class RecordStream::Call
  public:
   void Begin(std::shared_ptr<Call> self, pm::internal::v1::Registry::Stub* stub) {
     self_ = std::move(self);
-    ++PendingAsyncOps();
+    PendingAsyncOps().Begin();
     stub->async()->SyncRecords(&context_, this);
     AddHold();
     StartRead(&result_);
@@ -162,7 +162,7 @@ class RecordStream::Call
         "the registry's record stream ended: ",
         status.ok() ? "closed" : status.error_message()));
     for (auto& [tag, p] : pending) p.done(ended);
-    --PendingAsyncOps();
+    PendingAsyncOps().End();
     std::shared_ptr<Call> self = std::move(self_);  // may delete this
   }
 

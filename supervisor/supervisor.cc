@@ -192,8 +192,8 @@ absl::Status Supervisor::Init() {
 Supervisor::~Supervisor() {
   Shutdown();
   // Late gRPC callbacks post to the loop; let them finish before it goes.
-  for (int i = 0; i < 500 && PendingAsyncOps().load() > 0; ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
+  if (!PendingAsyncOps().WaitForNone(absl::Seconds(5))) {
+    PM_LOG(WARNING) << "gRPC operations still pending after 5 s at exit";
   }
 }
 
@@ -256,7 +256,7 @@ void Supervisor::WhenBackendsReady(std::function<void(absl::Status)> then) {
     call->context.set_wait_for_ready(true);
     call->context.set_deadline(std::chrono::system_clock::now() +
                                std::chrono::seconds(2));
-    ++PendingAsyncOps();
+    PendingAsyncOps().Begin();
     b.health->async()->Check(
         &call->context, &call->request, &call->response,
         [call, join, name = b.name, socket = *b.socket](grpc::Status rpc) {
@@ -272,7 +272,7 @@ void Supervisor::WhenBackendsReady(std::function<void(absl::Status)> then) {
             status = join->status;
           }
           if (last) join->then(std::move(status));
-          --PendingAsyncOps();
+          PendingAsyncOps().End();
         });
   }
 }
@@ -966,7 +966,7 @@ void Supervisor::StopUnknown(const std::string& id, StopCallback done) {
   call->request.set_id(id);
   call->context.set_deadline(
       absl::ToChronoTime(absl::Now() + options_.backend_timeout));
-  ++PendingAsyncOps();
+  PendingAsyncOps().Begin();
   registry_->async()->GetStatus(
       &call->context, &call->request, &call->response,
       [this, call, done = std::move(done)](grpc::Status rpc) mutable {
@@ -993,7 +993,7 @@ void Supervisor::StopUnknown(const std::string& id, StopCallback done) {
               " is on record as running but this supervisor does not hold "
               "it (it outlived an earlier supervisor)")));
         });
-        --PendingAsyncOps();
+        PendingAsyncOps().End();
       });
 }
 
