@@ -44,7 +44,8 @@ CreateRecordRequest Record(const std::string& id) {
   return request;
 }
 
-// Reads every op and answers none: a registry that is stuck.
+// Reads every op and answers none, nor ends the stream when the sender
+// half-closes: a registry that is stuck.
 class SilentRegistry final : public pm::internal::v1::Registry::CallbackService {
  public:
   grpc::ServerBidiReactor<RecordOp, RecordOpResult>* SyncRecords(
@@ -57,11 +58,14 @@ class SilentRegistry final : public pm::internal::v1::Registry::CallbackService 
           owner_->ops_read.fetch_add(1);
           if (!owner_->op_read.HasBeenNotified()) owner_->op_read.Notify();
           StartRead(&op_);
-        } else {
-          Finish(grpc::Status::OK);
         }
+        // A half-close is not answered either: only a cancellation (the
+        // sender's, or the server's at shutdown) ends the stream.
       }
-      void OnCancel() override { owner_->cancelled.fetch_add(1); }
+      void OnCancel() override {
+        owner_->cancelled.fetch_add(1);
+        Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+      }
       void OnDone() override { delete this; }
 
      private:
