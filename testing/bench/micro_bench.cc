@@ -1,0 +1,272 @@
+// Micro-benchmarks (Google Benchmark) of the spawn path and of the
+// log_store, each beside its baseline in the same run; the ratios follow
+// the table.
+//
+//   bazel run -c opt //testing/bench:micro
+//   bazel run -c opt //testing/bench:micro -- --benchmark_filter=Spawn
+//
+// Spawn: pm's Spawn (pipes, clone3 with a pidfd, exec confirmed) of
+// /bin/true and its reap, against posix_spawn + waitpid; and the same in a
+// cgroup of its own (made, joined, removed), as the supervisor does, where
+// this host allows it (root, cgroups).
+// Store: appending output to a log and reading it back, against memcpy of
+// the same bytes into and out of a buffer of the same size.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "absl/strings/str_format.h"
+#include "log_store/log_store.h"
+#include "supervisor/cgroup.h"
+#include "supervisor/spawn.h"
+
+extern char** environ;
+
+namespace pm::bench {
+namespace {
+
+constexpr char kId[] = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+
+// --- Spawn ------------------------------------------------------------------
+
+void BM_PosixSpawnBaseline(benchmark::State& state) {
+  char* argv[] = {const_cast<char*>("/bin/true"), nullptr};
+  for (auto _ : state) {
+    pid_t pid = 0;
+    if (posix_spawn(&pid, "/bin/true", nullptr, nullptr, argv, environ) != 0) {
+      state.SkipWithError("posix_spawn failed");
+      break;
+    }
+    waitpid(pid, nullptr, 0);
+  }
+}
+BENCHMARK(BM_PosixSpawnBaseline)->Unit(benchmark::kMicrosecond);
+
+pm::v1::StartRequest TrueRequest() {
+  pm::v1::StartRequest request;
+  request.set_executable("/bin/true");
+  return request;
+}
+
+// Reaps the child through its pidfd, as the supervisor does.
+void Reap(const supervisor::SpawnedChild& child) {
+  siginfo_t info = {};
+  waitid(static_cast<idtype_t>(P_PIDFD), child.pidfd.get(), &info, WEXITED);
+}
+
+void BM_PmSpawn(benchmark::State& state) {
+  const pm::v1::StartRequest request = TrueRequest();
+  for (auto _ : state) {
+    absl::StatusOr<supervisor::SpawnedChild> child = supervisor::Spawn(request);
+    if (!child.ok()) {
+      state.SkipWithError(std::string(child.status().message()).c_str());
+      break;
+    }
+    Reap(*child);
+  }
+}
+BENCHMARK(BM_PmSpawn)->Unit(benchmark::kMicrosecond);
+
+void BM_PmSpawnInItsOwnCgroup(benchmark::State& state) {
+  supervisor::CgroupOptions options;
+  options.name_prefix = absl::StrFormat("microbench%d.", getpid());
+  std::unique_ptr<supervisor::Cgroups> cgroups = supervisor::Cgroups::Init(options);
+  if (!cgroups->enabled()) {
+    state.SkipWithError("no cgroups here (needs root and a cgroup mount)");
+    return;
+  }
+  const pm::v1::StartRequest request = TrueRequest();
+  for (auto _ : state) {
+    absl::StatusOr<std::unique_ptr<supervisor::ProcessCgroup>> cgroup =
+        cgroups->Create(pm::v1::Limits());
+    if (!cgroup.ok()) {
+      state.SkipWithError(std::string(cgroup.status().message()).c_str());
+      break;
+    }
+    absl::StatusOr<supervisor::SpawnedChild> child =
+        supervisor::Spawn(request, (*cgroup)->spawn_options());
+    (*cgroup)->CloseSpawnFds();
+    if (!child.ok()) {
+      state.SkipWithError(std::string(child.status().message()).c_str());
+      break;
+    }
+    Reap(*child);
+    if (absl::Status removed = (*cgroup)->Remove(); !removed.ok()) {
+      state.SkipWithError(std::string(removed.message()).c_str());
+      break;
+    }
+  }
+}
+BENCHMARK(BM_PmSpawnInItsOwnCgroup)->Unit(benchmark::kMicrosecond);
+
+// --- Store ------------------------------------------------------------------
+
+// Bytes kept: the store's default cap for one process, so once full every
+// append also drops the oldest chunk, as under a long capture.
+constexpr size_t kRetained = size_t{64} << 20;
+
+void BM_MemcpyIntoBufferBaseline(benchmark::State& state) {
+  const size_t piece = static_cast<size_t>(state.range(0));
+  const std::string data(piece, 'x');
+  std::vector<char> buffer(kRetained);
+  size_t at = 0;
+  for (auto _ : state) {
+    if (at + piece > buffer.size()) at = 0;
+    memcpy(buffer.data() + at, data.data(), piece);
+    benchmark::DoNotOptimize(buffer.data() + at);
+    at += piece;
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * piece);
+}
+BENCHMARK(BM_MemcpyIntoBufferBaseline)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
+
+void BM_LogStoreAppend(benchmark::State& state) {
+  const size_t piece = static_cast<size_t>(state.range(0));
+  const std::string data(piece, 'x');
+  log_store::LogStore::Options options;
+  options.max_bytes_per_process = kRetained;
+  log_store::LogStore store(options);
+  std::shared_ptr<log_store::OutputLog> log = *store.Open(kId);
+  uint64_t offset = 0;
+  for (auto _ : state) {
+    auto update = store.AppendData(*log, offset, log_store::OutputStream::kStdout, data);
+    if (!update.ok()) {
+      state.SkipWithError(std::string(update.status().message()).c_str());
+      break;
+    }
+    offset += piece;
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * piece);
+}
+BENCHMARK(BM_LogStoreAppend)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
+
+void BM_MemcpyOutOfBufferBaseline(benchmark::State& state) {
+  const size_t piece = static_cast<size_t>(state.range(0));
+  std::vector<char> buffer(kRetained, 'x');
+  std::string out;
+  size_t at = 0;
+  for (auto _ : state) {
+    if (at + piece > buffer.size()) at = 0;
+    out.assign(buffer.data() + at, piece);
+    benchmark::DoNotOptimize(out.data());
+    at += piece;
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * piece);
+}
+BENCHMARK(BM_MemcpyOutOfBufferBaseline)->Arg(64 << 10)->Arg(1 << 20);
+
+// Reading a full log from the start in pieces of at most `piece`, as a
+// StreamOutput reader does.
+void BM_LogStoreRead(benchmark::State& state) {
+  const size_t piece = static_cast<size_t>(state.range(0));
+  log_store::LogStore::Options options;
+  options.max_bytes_per_process = kRetained;
+  log_store::LogStore store(options);
+  std::shared_ptr<log_store::OutputLog> log = *store.Open(kId);
+  const std::string chunk(piece, 'x');
+  for (uint64_t offset = 0; offset < kRetained; offset += piece) {
+    if (!store.AppendData(*log, offset, log_store::OutputStream::kStdout, chunk).ok()) {
+      state.SkipWithError("cannot fill the log");
+      return;
+    }
+  }
+  uint64_t cursor = 0, bytes = 0;
+  for (auto _ : state) {
+    std::optional<log_store::OutputLog::Chunk> read = log->Read(cursor, kRetained, piece);
+    if (!read || read->data.empty()) {
+      cursor = 0;  // wrapped: from the start again
+      continue;
+    }
+    benchmark::DoNotOptimize(read->data.data());
+    cursor = read->offset + read->data.size();
+    bytes += read->data.size();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));
+}
+BENCHMARK(BM_LogStoreRead)->Arg(64 << 10)->Arg(1 << 20);
+
+// --- Ratios -----------------------------------------------------------------
+
+// The console table, then each measure against its baseline.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& run : runs) {
+      if (run.error_occurred || run.run_type != Run::RT_Iteration) continue;
+      Result& r = results_[run.benchmark_name()];
+      r.time = run.GetAdjustedRealTime();
+      auto bytes = run.counters.find("bytes_per_second");
+      if (bytes != run.counters.end()) r.bytes_per_second = bytes->second;
+    }
+  }
+
+  void PrintRatios() const {
+    std::printf("\nagainst the baseline of the same run:\n");
+    Time("BM_PmSpawn", "BM_PosixSpawnBaseline", "pm Spawn + reap of /bin/true");
+    Time("BM_PmSpawnInItsOwnCgroup", "BM_PosixSpawnBaseline",
+         "the same, in a cgroup made, joined and removed each time");
+    for (const char* size : {"4096", "65536", "1048576"}) {
+      Rate(absl::StrFormat("BM_LogStoreAppend/%s", size),
+           absl::StrFormat("BM_MemcpyIntoBufferBaseline/%s", size),
+           absl::StrFormat("store append of %s-byte pieces", size));
+    }
+    for (const char* size : {"65536", "1048576"}) {
+      Rate(absl::StrFormat("BM_LogStoreRead/%s", size),
+           absl::StrFormat("BM_MemcpyOutOfBufferBaseline/%s", size),
+           absl::StrFormat("store read of %s-byte pieces", size));
+    }
+  }
+
+ private:
+  struct Result {
+    double time = 0;
+    double bytes_per_second = 0;
+  };
+  const Result* Find(const std::string& name) const {
+    auto it = results_.find(name);
+    return it == results_.end() ? nullptr : &it->second;
+  }
+  void Time(const std::string& measure, const std::string& baseline,
+            const std::string& what) const {
+    const Result* m = Find(measure);
+    const Result* b = Find(baseline);
+    if (m == nullptr || b == nullptr || b->time <= 0) return;
+    std::printf("  %-58s %8.1f us vs %8.1f us: %.2fx the time\n", what.c_str(),
+                m->time, b->time, m->time / b->time);
+  }
+  void Rate(const std::string& measure, const std::string& baseline,
+            const std::string& what) const {
+    const Result* m = Find(measure);
+    const Result* b = Find(baseline);
+    if (m == nullptr || b == nullptr || b->bytes_per_second <= 0) return;
+    std::printf("  %-58s %7.2f GB/s vs %7.2f GB/s: %.2f of the rate\n", what.c_str(),
+                m->bytes_per_second / 1e9, b->bytes_per_second / 1e9,
+                m->bytes_per_second / b->bytes_per_second);
+  }
+  std::map<std::string, Result> results_;
+};
+
+}  // namespace
+}  // namespace pm::bench
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
+  pm::bench::RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  reporter.PrintRatios();
+  benchmark::Shutdown();
+  return 0;
+}
