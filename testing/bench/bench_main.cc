@@ -187,6 +187,25 @@ void MeasureStart(pm::Client& client, int rounds) {
 
 std::vector<std::pair<std::string, uint64_t>> ServiceCpuTicks(const pm::stack::Stack& stack);
 
+// The machine's busy and total CPU time so far, from /proc/stat's "cpu" line
+// (all cores; idle and iowait count as not busy).
+struct MachineTicks {
+  uint64_t busy = 0, total = 0;
+};
+MachineTicks ReadMachineTicks() {
+  std::string line;
+  std::getline(std::ifstream("/proc/stat"), line);
+  std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+  MachineTicks t;
+  for (size_t i = 1; i < fields.size(); ++i) {
+    uint64_t v = 0;
+    if (!absl::SimpleAtoi(fields[i], &v)) continue;
+    t.total += v;
+    if (i != 4 && i != 5) t.busy += v;  // 4: idle, 5: iowait
+  }
+  return t;
+}
+
 void MeasureStartRate(const pm::stack::Stack& stack, const std::string& runtime_dir,
                       int rounds) {
   const int kClients = 8;
@@ -197,6 +216,7 @@ void MeasureStartRate(const pm::stack::Stack& stack, const std::string& runtime_
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
   const auto cpu_before = ServiceCpuTicks(stack);
+  const MachineTicks machine_before = ReadMachineTicks();
   t0 = Clock::now();
   for (int c = 0; c < kClients; ++c) {
     threads.emplace_back([&] {
@@ -210,6 +230,7 @@ void MeasureStartRate(const pm::stack::Stack& stack, const std::string& runtime_
   const double pm_rate = ok / (Ms(Clock::now() - t0) / 1000);
   // Where the CPU went, per start (the machine's cores bound the rate).
   const auto cpu_after = ServiceCpuTicks(stack);
+  const MachineTicks machine_after = ReadMachineTicks();
   std::vector<std::string> per_service;
   for (size_t i = 0; i < cpu_after.size() && i < cpu_before.size(); ++i) {
     per_service.push_back(absl::StrFormat(
@@ -219,7 +240,12 @@ void MeasureStartRate(const pm::stack::Stack& stack, const std::string& runtime_
   }
   Report({"Starts/s, 8 concurrent clients", "/s", pm_rate, pm_rate,
           "raw serial posix_spawn+reap rate", raw_rate, "(target >= 0.7)", "rate", "pm",
-          absl::StrCat("service CPU per start: ", absl::StrJoin(per_service, ", "))});
+          absl::StrCat("service CPU per start: ", absl::StrJoin(per_service, ", "),
+                       absl::StrFormat("; the machine was %.0f%% busy (%ld cores)",
+                                       100.0 * (machine_after.busy - machine_before.busy) /
+                                           std::max<uint64_t>(1, machine_after.total -
+                                                                     machine_before.total),
+                                       sysconf(_SC_NPROCESSORS_ONLN)))});
 }
 
 // The physical limit of capture: a pipe drained by an epoll reader into a
