@@ -168,6 +168,9 @@ class SyncRecordsReactor final
     bool read_more = false;
     {
       absl::MutexLock lock(&mu_);
+      // A shutdown may have finished the stream while this op was applied:
+      // nothing may be started on it any more.
+      if (finish_called_) return;
       queue_.push_back(std::move(result));
       if (!writing_) {
         writing_ = true;
