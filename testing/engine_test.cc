@@ -463,6 +463,22 @@ TEST_F(EngineTest, LogStoreDownMakesStartUnavailableAndNothingCrashes) {
   EXPECT_EQ(back.out, "back\n");
 }
 
+TEST_F(EngineTest, RegistryDownMakesStartUnavailableAndARestartedOneIsUsedAgain) {
+  MustWait(MustStart(Command({"true"})));  // the supervisor's record stream is up
+  ASSERT_TRUE(stack_.stack().KillService("registry", SIGKILL).ok());
+  absl::StatusOr<pm::v1::StartResponse> started = client().Start(Command({"true"}));
+  EXPECT_EQ(started.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(started.status().message(), HasSubstr("registry"));
+
+  // The broken stream is replaced: records and their updates reach the new
+  // registry.
+  ASSERT_TRUE(stack_.stack().RestartService("registry").ok());
+  const std::string id = MustStart(Shell("exit 7"));
+  ProcessStatus ended = MustWait(id);
+  EXPECT_EQ(ended.state(), ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(ended.exit_code(), 7);
+}
+
 TEST_F(EngineTest, OutputResumesAfterALogStoreRestartAndTheLossIsReported) {
   const std::string gate = stack_.temp_dir() + "/gate";
   ASSERT_EQ(mkfifo(gate.c_str(), 0600), 0);
