@@ -300,26 +300,6 @@ pm::v1::StartRequest Shell(const std::string& script) {
 }
 
 
-// Reads the first line of a non-blocking pipe.
-std::string ReadLine(int fd) {
-  std::string out;
-  char c;
-  for (;;) {
-    ssize_t n = read(fd, &c, 1);
-    if (n == 1) {
-      if (c == '\n') return out;
-      out.push_back(c);
-    } else if (n == 0) {
-      return out;
-    } else if (errno == EAGAIN) {
-      struct pollfd p = {fd, POLLIN, 0};
-      if (poll(&p, 1, 10000) == 0) return out;
-    } else if (errno != EINTR) {
-      return out;
-    }
-  }
-}
-
 // Waits (on its pidfd) until a process that is not our child has exited.
 bool WaitGone(pid_t pid) {
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
