@@ -6,14 +6,13 @@
 // The password goes in $PM_PASSWORD or --password_file, never on pm's
 // command line: the test looks at a running pm's /proc/PID/cmdline, and the
 // harness checks every process's command line and the services' log.
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/fd.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/pm_runner.h"
@@ -27,13 +26,6 @@ using ::testing::IsEmpty;
 using ::testing::MatchesRegex;
 using ::testing::Not;
 using ::testing::StartsWith;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 std::string Env(const char* name) {
   const char* value = getenv(name);
@@ -50,8 +42,9 @@ class CliGatewayTest : public ::testing::Test {
     ASSERT_FALSE(port_.empty() || certs_.empty() || user_.empty() ||
                  password_file_.empty())
         << "run this under gateway_harness";
-    password_ = ReadFile(password_file_);
-    password_ = password_.substr(0, password_.find('\n'));
+    absl::StatusOr<std::string> password = pm::ReadFile(password_file_);
+    ASSERT_TRUE(password.ok()) << password.status();
+    password_ = password->substr(0, password->find('\n'));
     ASSERT_FALSE(password_.empty());
   }
 
@@ -104,9 +97,11 @@ TEST_F(CliGatewayTest, StartLogsStatusAndStopThroughTheGateway) {
   std::unique_ptr<PmRun> logs = Spawn(follow, password_);
   ASSERT_TRUE(logs->WaitForStdout("hello\n"));
   // While pm runs, its command line is anyone's to read: no password there.
-  const std::string cmdline = absl::StrReplaceAll(
-      ReadFile(absl::StrCat("/proc/", logs->pid(), "/cmdline")),
-      {{std::string(1, '\0'), " "}});
+  absl::StatusOr<std::string> raw_cmdline =
+      pm::ReadFile(absl::StrCat("/proc/", logs->pid(), "/cmdline"));
+  ASSERT_TRUE(raw_cmdline.ok()) << raw_cmdline.status();
+  const std::string cmdline =
+      absl::StrReplaceAll(*raw_cmdline, {{std::string(1, '\0'), " "}});
   EXPECT_THAT(cmdline, HasSubstr("--gateway=" + Target()));
   EXPECT_THAT(cmdline, Not(HasSubstr(password_)));
 
