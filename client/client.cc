@@ -5,7 +5,7 @@ namespace pm {
 
 absl::StatusOr<pm::v1::StartResponse> Client::StartWithOptions(
     const pm::v1::StartRequest& request, const StartOptions& options) {
-  if (!options.owner.empty()) {
+  if (!options.owner.empty() || !options.owner_user.empty()) {
     return absl::UnimplementedError("this client cannot record an owner");
   }
   return Start(request);
@@ -27,6 +27,25 @@ absl::Status Client::StartAsync(grpc::ClientContext*, const pm::v1::StartRequest
                                 const StartOptions&, pm::v1::StartResponse*,
                                 std::function<void(grpc::Status)>) {
   return absl::UnimplementedError("this client has no callback Start");
+}
+
+absl::Status Client::StopAsync(grpc::ClientContext*, const pm::v1::StopRequest*,
+                               pm::v1::StopResponse*,
+                               std::function<void(grpc::Status)>) {
+  return absl::UnimplementedError("this client has no callback Stop");
+}
+
+absl::Status Client::GetStatusAsync(grpc::ClientContext*,
+                                    const pm::v1::GetStatusRequest*,
+                                    pm::v1::ProcessStatus*,
+                                    std::function<void(grpc::Status)>) {
+  return absl::UnimplementedError("this client has no callback GetStatus");
+}
+
+absl::Status Client::ListAsync(grpc::ClientContext*, const pm::v1::ListRequest*,
+                               pm::v1::ListResponse*,
+                               std::function<void(grpc::Status)>) {
+  return absl::UnimplementedError("this client has no callback List");
 }
 
 }  // namespace pm

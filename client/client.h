@@ -95,6 +95,8 @@ struct StartOptions {
   // (from the authenticated user); the local client sends it to the
   // supervisor as `pm-owner` metadata on the trusted unix socket.
   std::string owner;
+  // The user alone (ProcessStatus.owner_user), sent as `pm-owner-user`.
+  std::string owner_user;
 };
 
 class Client {
@@ -158,6 +160,20 @@ class Client {
                                   const StartOptions& options,
                                   pm::v1::StartResponse* response,
                                   std::function<void(grpc::Status)> done);
+  // The same for Stop, GetStatus and List, so that a server never holds a
+  // thread for a call (the gateway serves everything on the callback API).
+  virtual absl::Status StopAsync(grpc::ClientContext* context,
+                                 const pm::v1::StopRequest* request,
+                                 pm::v1::StopResponse* response,
+                                 std::function<void(grpc::Status)> done);
+  virtual absl::Status GetStatusAsync(grpc::ClientContext* context,
+                                      const pm::v1::GetStatusRequest* request,
+                                      pm::v1::ProcessStatus* response,
+                                      std::function<void(grpc::Status)> done);
+  virtual absl::Status ListAsync(grpc::ClientContext* context,
+                                 const pm::v1::ListRequest* request,
+                                 pm::v1::ListResponse* response,
+                                 std::function<void(grpc::Status)> done);
 };
 
 }  // namespace pm

@@ -40,6 +40,24 @@ absl::Status BackendStatus(const grpc::Status& rpc, absl::string_view service,
   return status;
 }
 
+// `done` with a backend's status, UNAVAILABLE naming the service.
+std::function<void(grpc::Status)> Named(absl::string_view service,
+                                        const std::string& socket,
+                                        std::function<void(grpc::Status)> done) {
+  return [service = std::string(service), socket, done = std::move(done)](grpc::Status rpc) {
+    done(ToGrpcStatus(BackendStatus(rpc, service, socket)));
+  };
+}
+
+// The unix socket is trusted (a 0700 dir): the supervisor records what
+// these headers say. Only the gateway sets an owner.
+void AddOwner(const StartOptions& options, grpc::ClientContext& context) {
+  if (!options.owner.empty()) context.AddMetadata(kOwnerMetadataKey, options.owner);
+  if (!options.owner_user.empty()) {
+    context.AddMetadata(kOwnerUserMetadataKey, options.owner_user);
+  }
+}
+
 class LocalClient final : public Client {
  public:
   explicit LocalClient(const std::string& dir)
@@ -60,9 +78,7 @@ class LocalClient final : public Client {
       const StartOptions& options) override {
     grpc::ClientContext context;
     context.set_deadline(In(kShortCall));
-    // The unix socket is trusted (a 0700 dir): the supervisor records what
-    // this header says. Only the gateway sets an owner.
-    if (!options.owner.empty()) context.AddMetadata(kOwnerMetadataKey, options.owner);
+    AddOwner(options, context);
     pm::v1::StartResponse response;
     grpc::Status rpc = supervisor_->Start(&context, request, &response);
     if (!rpc.ok()) return BackendStatus(rpc, "supervisor", supervisor_socket_);
@@ -137,11 +153,8 @@ class LocalClient final : public Client {
                          const pm::v1::WaitRequest* request,
                          pm::v1::ProcessStatus* response,
                          std::function<void(grpc::Status)> done) override {
-    registry_->async()->Wait(
-        context, request, response,
-        [socket = registry_socket_, done = std::move(done)](grpc::Status rpc) {
-          done(ToGrpcStatus(BackendStatus(rpc, "registry", socket)));
-        });
+    registry_->async()->Wait(context, request, response,
+                             Named("registry", registry_socket_, std::move(done)));
     return absl::OkStatus();
   }
 
@@ -150,12 +163,36 @@ class LocalClient final : public Client {
                           const StartOptions& options,
                           pm::v1::StartResponse* response,
                           std::function<void(grpc::Status)> done) override {
-    if (!options.owner.empty()) context->AddMetadata(kOwnerMetadataKey, options.owner);
-    supervisor_->async()->Start(
-        context, request, response,
-        [socket = supervisor_socket_, done = std::move(done)](grpc::Status rpc) {
-          done(ToGrpcStatus(BackendStatus(rpc, "supervisor", socket)));
-        });
+    AddOwner(options, *context);
+    supervisor_->async()->Start(context, request, response,
+                                Named("supervisor", supervisor_socket_, std::move(done)));
+    return absl::OkStatus();
+  }
+
+  absl::Status StopAsync(grpc::ClientContext* context,
+                         const pm::v1::StopRequest* request,
+                         pm::v1::StopResponse* response,
+                         std::function<void(grpc::Status)> done) override {
+    supervisor_->async()->Stop(context, request, response,
+                               Named("supervisor", supervisor_socket_, std::move(done)));
+    return absl::OkStatus();
+  }
+
+  absl::Status GetStatusAsync(grpc::ClientContext* context,
+                              const pm::v1::GetStatusRequest* request,
+                              pm::v1::ProcessStatus* response,
+                              std::function<void(grpc::Status)> done) override {
+    registry_->async()->GetStatus(context, request, response,
+                                  Named("registry", registry_socket_, std::move(done)));
+    return absl::OkStatus();
+  }
+
+  absl::Status ListAsync(grpc::ClientContext* context,
+                         const pm::v1::ListRequest* request,
+                         pm::v1::ListResponse* response,
+                         std::function<void(grpc::Status)> done) override {
+    registry_->async()->List(context, request, response,
+                             Named("registry", registry_socket_, std::move(done)));
     return absl::OkStatus();
   }
 

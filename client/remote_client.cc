@@ -88,7 +88,7 @@ class RemoteClient final : public Client {
   absl::StatusOr<pm::v1::StartResponse> StartWithOptions(
       const pm::v1::StartRequest& request,
       const StartOptions& options) override {
-    if (!options.owner.empty()) {
+    if (!options.owner.empty() || !options.owner_user.empty()) {
       return absl::InvalidArgumentError(
           "the gateway records the owner itself (the authenticated user)");
     }

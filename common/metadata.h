@@ -8,6 +8,9 @@ namespace pm {
 // (the authenticated user and client certificate subject). The gateway
 // strips it from remote callers; the local sockets are trusted by mode 0700.
 inline constexpr char kOwnerMetadataKey[] = "pm-owner";
+// The authenticated user alone (the gateway's user name), set beside
+// pm-owner: what the gateway authorizes by (ProcessStatus.owner_user).
+inline constexpr char kOwnerUserMetadataKey[] = "pm-owner-user";
 
 }  // namespace pm
 

@@ -14,12 +14,14 @@ namespace {
 
 constexpr absl::string_view kAuthorization = "authorization";
 constexpr absl::string_view kOwnerHeader = pm::kOwnerMetadataKey;
+constexpr absl::string_view kOwnerUserHeader = pm::kOwnerUserMetadataKey;
 
 absl::string_view View(grpc::string_ref ref) {
   return absl::string_view(ref.data(), ref.size());
 }
 
-// Printable ASCII kept, everything else as \xNN.
+}  // namespace
+
 std::string Printable(absl::string_view text) {
   std::string out;
   for (unsigned char c : text) {
@@ -31,6 +33,8 @@ std::string Printable(absl::string_view text) {
   }
   return out;
 }
+
+namespace {
 
 std::string FirstProperty(const grpc::AuthContext& context, const char* name) {
   std::vector<grpc::string_ref> values = context.FindPropertyValues(name);
@@ -69,56 +73,146 @@ std::string BasicAuthHeader(absl::string_view user, absl::string_view password) 
                       absl::Base64Escape(absl::StrCat(user, ":", password)));
 }
 
+grpc::Status BasicAuthProcessor::Refuse(grpc::StatusCode code,
+                                        std::string message,
+                                        absl::string_view user,
+                                        const std::string& subject,
+                                        const InputMetadata& metadata) {
+  // The user name is logged (escaped: it is attacker-controlled), never
+  // the password.
+  PM_LOG(WARNING) << "refused a call from " << subject << " as user \""
+                  << Printable(user) << "\": " << message;
+  if (audit_ != nullptr) {
+    AuditEntry entry;
+    entry.user = std::string(user);
+    entry.subject = subject;
+    entry.method = "authenticate";
+    // The method, when gRPC passes the path along (it does: ":path").
+    if (auto it = metadata.find(":path"); it != metadata.end()) {
+      entry.method = absl::StrCat("authenticate ", View(it->second));
+    }
+    entry.code = code;
+    entry.message = message;
+    audit_->Record(entry);
+  }
+  return grpc::Status(code, std::move(message));
+}
+
 grpc::Status BasicAuthProcessor::Process(const InputMetadata& auth_metadata,
                                          grpc::AuthContext* context,
                                          OutputMetadata* consumed_auth_metadata,
                                          OutputMetadata*) {
+  // Read only: this context is the connection's, shared by its calls.
+  const std::string subject =
+      Printable(FirstProperty(*context, GRPC_X509_SUBJECT_PROPERTY_NAME));
   auto [first, last] = auth_metadata.equal_range(
       grpc::string_ref(kAuthorization.data(), kAuthorization.size()));
   if (first == last) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "missing authorization header: this gateway wants "
-                        "\"authorization: Basic base64(user:password)\"");
+    return Refuse(grpc::StatusCode::UNAUTHENTICATED,
+                  "missing authorization header: this gateway wants "
+                  "\"authorization: Basic base64(user:password)\"",
+                  "", subject, auth_metadata);
   }
   if (std::next(first) != last) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "more than one authorization header");
+    return Refuse(grpc::StatusCode::UNAUTHENTICATED,
+                  "more than one authorization header", "", subject,
+                  auth_metadata);
   }
   absl::StatusOr<BasicCredentials> credentials =
       ParseBasicAuth(View(first->second));
   if (!credentials.ok()) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        std::string(credentials.status().message()));
+    return Refuse(grpc::StatusCode::UNAUTHENTICATED,
+                  std::string(credentials.status().message()), "", subject,
+                  auth_metadata);
   }
-  absl::Status checked = users_->Check(credentials->user, credentials->password);
-  if (!checked.ok()) {
-    // The user name is logged (escaped: it is attacker-controlled), never
-    // the password.
-    PM_LOG(WARNING) << "refused a call from "
-                    << FirstProperty(*context, GRPC_X509_SUBJECT_PROPERTY_NAME)
-                    << " as user \"" << Printable(credentials->user)
-                    << "\": " << checked.message();
-    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                        std::string(checked.message()));
+  const std::vector<std::string> keys = {absl::StrCat("user:", credentials->user),
+                                         absl::StrCat("client:", subject)};
+  // A client that has passed with this password lately pays nothing here.
+  if (!users_->CheckedRecently(credentials->user, credentials->password)) {
+    // PBKDF2 is slow on purpose: at most kConcurrentChecks run at once, so
+    // a flood of guesses cannot take every core. A call that waited looks
+    // at the cache and the throttle again: the calls of one new client that
+    // queue behind its first find its password verified, and the guesses
+    // that queue behind failures find their key blocked.
+    checks_mu_.LockWhen(absl::Condition(this, &BasicAuthProcessor::SlotFree));
+    ++checks_running_;
+    checks_mu_.Unlock();
+    absl::Status checked = CheckThrottled(*credentials, keys);
+    {
+      absl::MutexLock lock(&checks_mu_);
+      --checks_running_;
+    }
+    if (!checked.ok()) {
+      return Refuse(static_cast<grpc::StatusCode>(checked.code()),
+                    std::string(checked.message()), credentials->user, subject,
+                    auth_metadata);
+    }
   }
-  consumed_auth_metadata->insert(
-      {std::string(View(first->first)), std::string(View(first->second))});
-  auto [owner_first, owner_last] = auth_metadata.equal_range(
-      grpc::string_ref(kOwnerHeader.data(), kOwnerHeader.size()));
-  for (auto it = owner_first; it != owner_last; ++it) {
-    consumed_auth_metadata->insert(
-        {std::string(View(it->first)), std::string(View(it->second))});
+  throttle_->Succeeded(keys);
+  // The authorization header stays: RemoteCaller reads this call's user
+  // from it. Owner headers a client sent are dropped.
+  for (absl::string_view key : {kOwnerHeader, kOwnerUserHeader}) {
+    auto [owner_first, owner_last] =
+        auth_metadata.equal_range(grpc::string_ref(key.data(), key.size()));
+    for (auto it = owner_first; it != owner_last; ++it) {
+      consumed_auth_metadata->insert(
+          {std::string(View(it->first)), std::string(View(it->second))});
+    }
   }
-  context->AddProperty(kUserProperty, credentials->user);
   return grpc::Status::OK;
 }
 
-std::string OwnerOf(const grpc::AuthContext& context) {
-  std::string user = FirstProperty(context, kUserProperty);
+std::string Caller::Owner() const {
   if (user.empty()) return "";
-  std::string subject = FirstProperty(context, GRPC_X509_SUBJECT_PROPERTY_NAME);
-  if (subject.empty()) return Printable(user);
-  return absl::StrCat(Printable(user), " (", Printable(subject), ")");
+  if (subject.empty()) return user;
+  return absl::StrCat(user, " (", subject, ")");
+}
+
+absl::Status BasicAuthProcessor::CheckThrottled(
+    const BasicCredentials& credentials, const std::vector<std::string>& keys) {
+  if (users_->CheckedRecently(credentials.user, credentials.password)) {
+    return absl::OkStatus();
+  }
+  const absl::Time now = absl::Now();
+  if (absl::Duration wait = throttle_->Blocked(keys, now);
+      wait > absl::ZeroDuration()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "too many wrong passwords lately for this user or from this client "
+        "certificate; the next try is checked in ",
+        absl::FormatDuration(absl::Ceil(wait, absl::Seconds(1)))));
+  }
+  absl::Status checked = users_->Check(credentials.user, credentials.password);
+  if (!checked.ok()) throttle_->Failed(keys, absl::Now());
+  return checked;
+}
+
+Caller RemoteCaller(const grpc::CallbackServerContext& context, UserStore& users) {
+  Caller caller;
+  caller.peer = context.peer();
+  if (std::shared_ptr<const grpc::AuthContext> auth = context.auth_context()) {
+    caller.subject = Printable(FirstProperty(*auth, GRPC_X509_SUBJECT_PROPERTY_NAME));
+  }
+  auto [first, last] = context.client_metadata().equal_range(
+      grpc::string_ref(kAuthorization.data(), kAuthorization.size()));
+  // Exactly one, verified by the processor for this call; anything else
+  // cannot reach a handler on the TCP port, and leaves the caller with no
+  // user (who may see nothing).
+  if (first != last && std::next(first) == last) {
+    if (absl::StatusOr<BasicCredentials> credentials =
+            ParseBasicAuth(View(first->second));
+        credentials.ok()) {
+      caller.user = Printable(credentials->user);
+      caller.admin = users.IsAdmin(credentials->user);
+    }
+  }
+  return caller;
+}
+
+Caller LocalCaller(const grpc::CallbackServerContext& context) {
+  Caller caller;
+  caller.peer = context.peer();
+  caller.admin = true;
+  return caller;
 }
 
 }  // namespace pm::gateway

@@ -3,10 +3,11 @@
 //   auto users = pm::gateway::UserStore::Open(users_file);
 //   std::shared_ptr<grpc::ServerCredentials> creds = ...TLS...;
 //   creds->SetAuthMetadataProcessor(
-//       std::make_shared<pm::gateway::BasicAuthProcessor>(users->get()));
+//       std::make_shared<pm::gateway::BasicAuthProcessor>(users->get(),
+//                                                         &throttle, audit));
 //   ...
 //   // in a handler:
-//   std::string owner = pm::gateway::OwnerOf(*context->auth_context());
+//   Caller caller = pm::gateway::RemoteCaller(*context, *users);
 //
 // The processor runs in gRPC's auth filter, before the call is routed, so a
 // refused call never reaches a handler (a server interceptor would run too
@@ -14,26 +15,38 @@
 //   - missing, repeated or malformed header -> UNAUTHENTICATED
 //   - unknown user or wrong password        -> PERMISSION_DENIED
 //     (the design doc's "HTTP 403")
-// On success the header is consumed (handlers never see it), any
-// client-sent `pm-owner` header is consumed too (only the gateway says who
-// owns a process), and the user is added to the call's AuthContext as the
-// property `pm_user`. Error messages never hold the password.
+//   - too many wrong passwords lately for the user or from the client's
+//     certificate                           -> PERMISSION_DENIED, at once
+//     and without checking (see auth_throttle.h)
+// Error messages never hold the password. Any client-sent `pm-owner` or
+// `pm-owner-user` header is consumed (only the gateway says who owns a
+// process).
+//
+// Identity is per call, never per connection. gRPC gives every call of a
+// connection the same AuthContext, so the processor writes nothing into it
+// (adding a property there from two calls at once corrupted memory, and the
+// first call's user stuck to the connection). Instead the header stays in
+// the call's own metadata: every call that reaches a handler on the TCP
+// port carries exactly one authorization header, the one the processor has
+// verified for that call, and RemoteCaller reads the user from it.
 #ifndef PM_GATEWAY_BASIC_AUTH_H_
 #define PM_GATEWAY_BASIC_AUTH_H_
 
 #include <string>
+#include <vector>
 
 #include <grpcpp/security/auth_context.h>
 #include <grpcpp/security/auth_metadata_processor.h>
+#include <grpcpp/server_context.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "gateway/audit_log.h"
+#include "gateway/auth_throttle.h"
 #include "gateway/users.h"
 
 namespace pm::gateway {
-
-// The AuthContext property holding the authenticated user.
-inline constexpr char kUserProperty[] = "pm_user";
 
 struct BasicCredentials {
   std::string user;
@@ -50,8 +63,9 @@ std::string BasicAuthHeader(absl::string_view user, absl::string_view password);
 
 class BasicAuthProcessor final : public grpc::AuthMetadataProcessor {
  public:
-  // `users` must outlive the processor (and so the server).
-  explicit BasicAuthProcessor(UserStore* users) : users_(users) {}
+  // All must outlive the processor (and so the server); `audit` may be null.
+  BasicAuthProcessor(UserStore* users, AuthThrottle* throttle, AuditLog* audit)
+      : users_(users), throttle_(throttle), audit_(audit) {}
 
   // Blocking: PBKDF2 takes tens of milliseconds, so gRPC runs Process on
   // its own thread pool rather than on a transport thread.
@@ -63,15 +77,57 @@ class BasicAuthProcessor final : public grpc::AuthMetadataProcessor {
                        OutputMetadata* response_metadata) override;
 
  private:
+  static constexpr int kConcurrentChecks = 2;
+  bool SlotFree() const ABSL_SHARED_LOCKS_REQUIRED(checks_mu_) {
+    return checks_running_ < kConcurrentChecks;
+  }
+
+  // The throttle, then PBKDF2 (unless the cache says yes by now).
+  absl::Status CheckThrottled(const BasicCredentials& credentials,
+                              const std::vector<std::string>& keys);
+  grpc::Status Refuse(grpc::StatusCode code, std::string message,
+                      absl::string_view user, const std::string& subject,
+                      const InputMetadata& metadata);
+
   UserStore* users_;
+  AuthThrottle* throttle_;
+  AuditLog* audit_;
+  absl::Mutex checks_mu_;
+  int checks_running_ ABSL_GUARDED_BY(checks_mu_) = 0;
 };
 
-// The owner recorded for a process started on this call: "USER (SUBJECT)",
-// the authenticated user and the client certificate's subject, e.g.
-// "demo (CN=pm-client,O=pm dev)"; "" for a call without an authenticated
-// user (the trusted local socket). Non-printable characters are escaped, so
-// the value is safe in gRPC metadata and logs.
-std::string OwnerOf(const grpc::AuthContext& context);
+// Who makes a call.
+struct Caller {
+  // The authenticated user; empty for the trusted local socket.
+  std::string user;
+  // The client certificate's subject (escaped); empty when local.
+  std::string subject;
+  // gRPC's peer string, e.g. "ipv4:127.0.0.1:51234".
+  std::string peer;
+  // Sees and acts on every process: an admin user, or a local caller.
+  bool admin = false;
+
+  bool local() const { return user.empty(); }
+  // The owner recorded for a process started on this call: "USER (SUBJECT)",
+  // e.g. "demo (CN=pm-client,O=pm dev)"; "" when local.
+  std::string Owner() const;
+  // Whether this caller may see and act on `owner_user`'s process.
+  bool MaySee(absl::string_view owner_user) const {
+    return admin || (!user.empty() && owner_user == user);
+  }
+};
+
+// The caller of a call on the TCP port, where the processor above has
+// verified the call's one authorization header: the user named there, the
+// connection's certificate subject, and whether `users` marks the user
+// admin.
+Caller RemoteCaller(const grpc::CallbackServerContext& context, UserStore& users);
+// A caller on the local unix socket (the runtime dir is 0700): an admin.
+Caller LocalCaller(const grpc::CallbackServerContext& context);
+
+// Printable ASCII kept, everything else (and '\') as \xNN: safe in
+// metadata, logs and owner strings.
+std::string Printable(absl::string_view text);
 
 }  // namespace pm::gateway
 

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/resource_quota.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -30,6 +29,21 @@ absl::Status WritePortFile(const std::string& path, int port) {
   return absl::OkStatus();
 }
 
+void ApplyHttp2Limits(const Http2Limits& limits, grpc::ServerBuilder& builder) {
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             limits.max_concurrent_streams);
+  builder.SetMaxReceiveMessageSize(limits.max_receive_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, limits.max_metadata_bytes);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, limits.keepalive_time_ms);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             limits.keepalive_timeout_ms);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                             limits.max_connection_idle_ms);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             limits.min_ping_interval_ms);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(GatewayOptions options) {
@@ -44,9 +58,20 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(GatewayOptions options) 
     PM_ASSIGN_OR_RETURN(gateway->client_,
                         pm::Client::ConnectLocal(options.runtime_dir));
   }
-  gateway->service_ = std::make_unique<GatewayService>(gateway->client_.get());
-
   PM_RETURN_IF_ERROR(EnsureRuntimeDir(options.runtime_dir));
+  AuditLogOptions audit;
+  audit.path = options.audit_log.empty()
+                   ? absl::StrCat(options.runtime_dir, "/gateway-audit.jsonl")
+                   : options.audit_log;
+  audit.max_bytes = options.audit_log_max_bytes;
+  PM_ASSIGN_OR_RETURN(gateway->audit_, AuditLog::Open(audit));
+  gateway->throttle_ = std::make_unique<AuthThrottle>();
+  gateway->quotas_ = std::make_unique<UserQuotas>(options.quotas);
+  GatewayEnv env{gateway->client_.get(), gateway->users_.get(),
+                 gateway->audit_.get(), gateway->quotas_.get()};
+  gateway->remote_service_ = std::make_unique<GatewayService>(env, Door::kRemote);
+  gateway->local_service_ = std::make_unique<GatewayService>(env, Door::kLocal);
+
   gateway->socket_path_ = SocketPath(options.runtime_dir, Service::kGateway);
   PM_RETURN_IF_ERROR(ClaimSocketPath(gateway->socket_path_));
 
@@ -54,15 +79,15 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(GatewayOptions options) 
   {
     grpc::ServerBuilder builder;
     ConfigureServerBuilder(builder);  // health, SO_REUSEPORT off
-    grpc::ResourceQuota quota("pm-gateway");
-    quota.SetMaxThreads(options.max_threads);
-    builder.SetResourceQuota(quota);
+    ApplyHttp2Limits(options.http2, builder);
     builder.AddListeningPort(
         options.listen,
         MakeServerCredentials(options.tls, std::make_shared<BasicAuthProcessor>(
-                                               gateway->users_.get())),
+                                               gateway->users_.get(),
+                                               gateway->throttle_.get(),
+                                               gateway->audit_.get())),
         &gateway->port_);
-    builder.RegisterService(gateway->service_.get());
+    builder.RegisterService(gateway->remote_service_.get());
     gateway->tcp_server_ = builder.BuildAndStart();
     if (gateway->tcp_server_ == nullptr || gateway->port_ == 0) {
       gateway->tcp_server_.reset();
@@ -77,7 +102,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(GatewayOptions options) 
     gateway->port_file_ = options.port_file;
   }
   absl::StatusOr<std::unique_ptr<grpc::Server>> local =
-      StartUnixServer(gateway->socket_path_, {gateway->service_.get()});
+      StartUnixServer(gateway->socket_path_, {gateway->local_service_.get()});
   if (!local.ok()) return local.status();
   gateway->local_server_ = *std::move(local);
   return gateway;

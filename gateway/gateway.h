@@ -18,6 +18,11 @@
 //
 // SO_REUSEPORT is off (GRPC_ARG_ALLOW_REUSEPORT = 0): a second gateway on
 // the same port fails to start instead of silently sharing it.
+//
+// The TCP door's HTTP/2 limits are set on purpose (see Http2Limits): the
+// streams one connection may have open at once, the largest message and
+// header block, keepalive pings (and how often a client may ping), and how
+// long an idle connection is kept.
 #ifndef PM_GATEWAY_GATEWAY_H_
 #define PM_GATEWAY_GATEWAY_H_
 
@@ -28,12 +33,35 @@
 
 #include "absl/status/statusor.h"
 #include "client/client.h"
+#include "gateway/audit_log.h"
+#include "gateway/auth_throttle.h"
 #include "gateway/basic_auth.h"
 #include "gateway/gateway_service.h"
 #include "gateway/tls_policy.h"
+#include "gateway/user_quotas.h"
 #include "gateway/users.h"
 
 namespace pm::gateway {
+
+// The TCP door's HTTP/2 and gRPC limits.
+struct Http2Limits {
+  // Streams (calls) open at once on one connection; more wait in the
+  // client's queue (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+  int max_concurrent_streams = 1000;
+  // Largest request message (a StartRequest with its args and env).
+  int max_receive_message_bytes = 4 << 20;
+  // Largest header block a client may send.
+  int max_metadata_bytes = 16 << 10;
+  // The server pings a connection silent this long, and drops it when the
+  // ping is not answered within the timeout (a vanished client).
+  int keepalive_time_ms = 60000;
+  int keepalive_timeout_ms = 20000;
+  // A connection with no call for this long is closed (GOAWAY).
+  int max_connection_idle_ms = 30 * 60 * 1000;
+  // Clients may ping at most this often without data; faster pings are
+  // strikes, and after 2 the connection is closed (a ping flood).
+  int min_ping_interval_ms = 10000;
+};
 
 struct GatewayOptions {
   // host:port; port 0 picks a free port (see Gateway::port()).
@@ -43,8 +71,13 @@ struct GatewayOptions {
   // Where the local services' sockets are; the gateway's own unix socket
   // (gateway.sock) goes there too.
   std::string runtime_dir;
-  // Cap on threads for the synchronous calls (Start, Stop, GetStatus, List).
-  int max_threads = 64;
+  // The audit log (JSON lines, audit_log.h); empty: gateway-audit.jsonl in
+  // the runtime dir.
+  std::string audit_log;
+  uint64_t audit_log_max_bytes = 16 << 20;
+  // Per-user caps on the TCP door (user_quotas.h).
+  UserQuotaOptions quotas;
+  Http2Limits http2;
   // If set, the bound TCP port is written here (atomically, as "PORT\n")
   // before the unix socket serves: whoever saw the gateway healthy on its
   // socket can read the port.
@@ -65,6 +98,7 @@ class Gateway {
   // The bound TCP port.
   int port() const { return port_; }
   const std::string& socket_path() const { return socket_path_; }
+  const std::string& audit_log_path() const { return audit_->path(); }
 
   // Stops accepting; calls in flight get `grace`, then are cancelled.
   void Shutdown(absl::Duration grace = absl::Seconds(2));
@@ -74,7 +108,11 @@ class Gateway {
 
   std::unique_ptr<UserStore> users_;
   std::unique_ptr<pm::Client> client_;
-  std::unique_ptr<GatewayService> service_;
+  std::unique_ptr<AuditLog> audit_;
+  std::unique_ptr<AuthThrottle> throttle_;
+  std::unique_ptr<UserQuotas> quotas_;
+  std::unique_ptr<GatewayService> remote_service_;
+  std::unique_ptr<GatewayService> local_service_;
   std::unique_ptr<grpc::Server> tcp_server_;
   std::unique_ptr<grpc::Server> local_server_;
   std::string socket_path_;

@@ -1,55 +1,80 @@
 // The gateway's pm.v1.ProcessManager: each call is handed to the Library
 // (pm::Client), which routes it to the local services. No process logic
-// lives here; the gateway adds only who is calling.
+// lives here; the gateway adds who is calling, what they may see, and caps.
 //
 //   std::unique_ptr<pm::Client> local = *pm::Client::ConnectLocal(dir);
-//   pm::gateway::GatewayService service(local.get());
-//   builder.RegisterService(&service);
+//   pm::gateway::GatewayEnv env{local.get(), users, audit, quotas};
+//   pm::gateway::GatewayService remote(env, pm::gateway::Door::kRemote);
+//   builder.RegisterService(&remote);
 //
-// Start records the caller (OwnerOf: the authenticated user and the client
-// certificate's subject) as the process's owner through
-// Client::StartWithOptions; nothing the client sends can set it.
+// Who: on the TCP door every call's caller is its own verified user
+// (RemoteCaller, basic_auth.h); on the local unix socket, an admin.
+// Authorization: a user sees and acts on only the processes it started
+// (ProcessStatus.owner_user); List leaves out the others, and every call
+// that names another user's process (GetStatus, Stop, Wait, StreamOutput)
+// answers NOT_FOUND with the message an unknown id gets, so ids of others
+// neither work nor leak. Admins (pm_users add --admin) and local callers see
+// everything. Start records the caller as the owner; nothing the client
+// sends can set it.
 //
-// Threads: Stop, GetStatus and List are short and synchronous, served from
-// gRPC's bounded sync thread pool. Start (answered by the backend's answer,
-// with no thread hop), Wait (a long poll) and StreamOutput (open for a
-// process's whole life when following) are callback reactors on the
-// Library's callback forms, so a waiting or following client holds no
-// thread. The client's deadline is the backend call's deadline, and a client
-// that cancels (or goes away) cancels the backend call.
+// Threads: every method is a callback reactor on the Library's callback
+// forms, so no call holds a thread while a backend works or a process runs,
+// and there is no thread pool to exhaust. The client's deadline is each
+// backend call's deadline, and a client that cancels (or goes away) cancels
+// the backend call in flight.
+//
+// Caps (on the TCP door, per user; UserQuotas): StreamOutput and Wait
+// calls open at once, and starts per second, answered RESOURCE_EXHAUSTED
+// naming the flag. Every call is written to the audit log (audit_log.h)
+// when it ends: user, certificate subject, peer, method, process id, code.
 #ifndef PM_GATEWAY_GATEWAY_SERVICE_H_
 #define PM_GATEWAY_GATEWAY_SERVICE_H_
 
 #include <grpcpp/grpcpp.h>
 
 #include "client/client.h"
+#include "gateway/audit_log.h"
+#include "gateway/basic_auth.h"
+#include "gateway/user_quotas.h"
+#include "gateway/users.h"
 #include "pm/v1/process_manager.grpc.pb.h"
 
 namespace pm::gateway {
 
-using GatewayServiceBase = pm::v1::ProcessManager::WithCallbackMethod_Start<
-    pm::v1::ProcessManager::WithCallbackMethod_Wait<
-        pm::v1::ProcessManager::WithCallbackMethod_StreamOutput<
-            pm::v1::ProcessManager::Service>>>;
+// What the service works with; each must outlive it and be usable from any
+// thread.
+struct GatewayEnv {
+  pm::Client* client = nullptr;
+  // Required on the remote door (admin flags).
+  UserStore* users = nullptr;
+  // Optional: no audit when null.
+  AuditLog* audit = nullptr;
+  // Optional: no caps when null.
+  UserQuotas* quotas = nullptr;
+};
 
-class GatewayService final : public GatewayServiceBase {
+// Which door a service instance serves.
+enum class Door {
+  kRemote,  // TCP with mutual TLS and basic auth: per-user identity, caps
+  kLocal,   // the unix socket in the 0700 runtime dir: an admin, no caps
+};
+
+class GatewayService final : public pm::v1::ProcessManager::CallbackService {
  public:
-  // `client` must outlive the service and be usable from any thread.
-  explicit GatewayService(pm::Client* client) : client_(client) {}
+  GatewayService(GatewayEnv env, Door door) : env_(env), door_(door) {}
 
   grpc::ServerUnaryReactor* Start(grpc::CallbackServerContext* context,
                                   const pm::v1::StartRequest* request,
                                   pm::v1::StartResponse* response) override;
-  grpc::Status Stop(grpc::ServerContext* context,
-                    const pm::v1::StopRequest* request,
-                    pm::v1::StopResponse* response) override;
-  grpc::Status GetStatus(grpc::ServerContext* context,
-                         const pm::v1::GetStatusRequest* request,
-                         pm::v1::ProcessStatus* response) override;
-  grpc::Status List(grpc::ServerContext* context,
-                    const pm::v1::ListRequest* request,
-                    pm::v1::ListResponse* response) override;
-
+  grpc::ServerUnaryReactor* Stop(grpc::CallbackServerContext* context,
+                                 const pm::v1::StopRequest* request,
+                                 pm::v1::StopResponse* response) override;
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
+                                      const pm::v1::GetStatusRequest* request,
+                                      pm::v1::ProcessStatus* response) override;
+  grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* context,
+                                 const pm::v1::ListRequest* request,
+                                 pm::v1::ListResponse* response) override;
   grpc::ServerUnaryReactor* Wait(grpc::CallbackServerContext* context,
                                  const pm::v1::WaitRequest* request,
                                  pm::v1::ProcessStatus* response) override;
@@ -58,8 +83,17 @@ class GatewayService final : public GatewayServiceBase {
       const pm::v1::StreamOutputRequest* request) override;
 
  private:
-  pm::Client* client_;
+  Caller CallerOf(const grpc::CallbackServerContext& context) const;
+  // A stream slot for the caller (none needed when local or uncapped).
+  absl::StatusOr<UserQuotas::Lease> OpenStream(const Caller& caller) const;
+
+  const GatewayEnv env_;
+  const Door door_;
 };
+
+// The answer to an id the caller may not see: the same NOT_FOUND an id that
+// was never used gets from the registry.
+grpc::Status NoSuchProcess(const std::string& id);
 
 }  // namespace pm::gateway
 

@@ -11,12 +11,15 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -39,18 +42,47 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 
-constexpr char kId[] = "0b5e7c4a-8a3f-4a57-9d5e-1f2a3b4c5d6e";
+constexpr char kId[] = "0b5e7c4a-8a3f-4a57-9d5e-1f2a3b4c5d6e";   // demo's
+constexpr char kBobsId[] = "7d1f0c2e-5b6a-4c3d-8e9f-a0b1c2d3e4f5";  // bob's
+constexpr char kLocalId[] = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";  // local
 constexpr char kPassword[] = "correct horse battery staple";
+constexpr char kBobsPassword[] = "bob's own password";
+constexpr char kRootPassword[] = "root's own password";
 constexpr absl::Duration kSafety = absl::Seconds(30);
 
 // The fake local services: what reached them, and holds for the long calls.
 struct Backend {
   absl::Mutex mu;
-  std::vector<std::string> owners ABSL_GUARDED_BY(mu);  // per Start
+  std::vector<std::string> owners ABSL_GUARDED_BY(mu);       // per Start
+  std::vector<std::string> owner_users ABSL_GUARDED_BY(mu);  // per Start
+  std::vector<std::string> stopped ABSL_GUARDED_BY(mu);      // ids
+  // The registry's records: id -> owner_user.
+  std::map<std::string, std::string> records ABSL_GUARDED_BY(mu) = {
+      {kId, "demo"}, {"short", "demo"}, {kBobsId, "bob"}, {kLocalId, ""}};
+  // Not listed: the tests that count processes leave it out.
+  std::map<std::string, std::string> unlisted ABSL_GUARDED_BY(mu) = {
+      {"endable", "demo"}};
   std::atomic<int> calls{0};
+  std::atomic<int> starts{0};
+  std::atomic<bool> stream_cancel_seen{false};
   absl::Notification stream_cancelled;
   absl::Notification wait_cancelled;
+  // GetStatus of "held" answers only once this many are waiting at once.
+  int held_target = 0;
+  std::vector<grpc::ServerUnaryReactor*> held ABSL_GUARDED_BY(mu);
+  // StreamOutput of "endable": open until EndStreams().
+  std::vector<class EndableOutput*> endable ABSL_GUARDED_BY(mu);
+  void EndStreams();
 };
+
+// Metadata value of `key`, or "".
+std::string MetadataOf(const grpc::CallbackServerContext& context,
+                       const std::string& key) {
+  auto it = context.client_metadata().find(key);
+  return it == context.client_metadata().end()
+             ? ""
+             : std::string(it->second.data(), it->second.size());
+}
 
 class FakeSupervisor final : public pm::internal::v1::Supervisor::CallbackService {
  public:
@@ -59,18 +91,34 @@ class FakeSupervisor final : public pm::internal::v1::Supervisor::CallbackServic
                                   const pm::v1::StartRequest* request,
                                   pm::v1::StartResponse* response) override {
     ++backend_->calls;
-    std::string owner;
-    auto it = context->client_metadata().find("pm-owner");
-    if (it != context->client_metadata().end()) {
-      owner = std::string(it->second.data(), it->second.size());
-    }
+    const std::string owner = MetadataOf(*context, "pm-owner");
+    const std::string owner_user = MetadataOf(*context, "pm-owner-user");
+    const std::string id = absl::StrCat("started-", backend_->starts++);
     {
       absl::MutexLock lock(&backend_->mu);
       backend_->owners.push_back(owner);
+      backend_->owner_users.push_back(owner_user);
+      backend_->records[id] = owner_user;
     }
-    response->set_id(kId);
+    response->set_id(id);
+    response->mutable_status()->set_id(id);
     response->mutable_status()->set_executable(request->executable());
     response->mutable_status()->set_owner(owner);
+    response->mutable_status()->set_owner_user(owner_user);
+    auto* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  grpc::ServerUnaryReactor* Stop(grpc::CallbackServerContext* context,
+                                 const pm::v1::StopRequest* request,
+                                 pm::v1::StopResponse* response) override {
+    ++backend_->calls;
+    {
+      absl::MutexLock lock(&backend_->mu);
+      backend_->stopped.push_back(request->id());
+    }
+    response->set_stopped(true);
+    response->mutable_status()->set_id(request->id());
     auto* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
     return reactor;
@@ -102,11 +150,27 @@ class FakeRegistry final : public pm::internal::v1::Registry::CallbackService {
                                       pm::v1::ProcessStatus* response) override {
     ++backend_->calls;
     auto* reactor = context->DefaultReactor();
-    if (request->id() != kId) {
+    absl::MutexLock lock(&backend_->mu);
+    if (request->id() == "held") {
+      // Answered once held_target calls wait at once: a server that can
+      // hold fewer calls than that never answers any.
+      backend_->held.push_back(reactor);
+      if (static_cast<int>(backend_->held.size()) == backend_->held_target) {
+        for (grpc::ServerUnaryReactor* held : backend_->held) {
+          held->Finish(grpc::Status::OK);
+        }
+      }
+      return reactor;
+    }
+    const std::map<std::string, std::string>* map = &backend_->records;
+    if (map->count(request->id()) == 0) map = &backend_->unlisted;
+    auto it = map->find(request->id());
+    if (it == map->end()) {
       reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                   "no process " + request->id()));
+                                   "no process with id " + request->id()));
     } else {
-      response->set_id(kId);
+      response->set_id(it->first);
+      response->set_owner_user(it->second);
       reactor->Finish(grpc::Status::OK);
     }
     return reactor;
@@ -115,7 +179,12 @@ class FakeRegistry final : public pm::internal::v1::Registry::CallbackService {
                                  const pm::v1::ListRequest*,
                                  pm::v1::ListResponse* response) override {
     ++backend_->calls;
-    response->add_processes()->set_id(kId);
+    absl::MutexLock lock(&backend_->mu);
+    for (const auto& [id, owner_user] : backend_->records) {
+      pm::v1::ProcessStatus* process = response->add_processes();
+      process->set_id(id);
+      process->set_owner_user(owner_user);
+    }
     auto* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
     return reactor;
@@ -146,7 +215,9 @@ class HeldOutput final : public grpc::ServerWriteReactor<pm::v1::OutputChunk> {
     if (written_ < 3) WriteNextLocked();
   }
   void OnCancel() override {
-    backend_->stream_cancelled.Notify();
+    if (!backend_->stream_cancel_seen.exchange(true)) {
+      backend_->stream_cancelled.Notify();
+    }
     absl::MutexLock lock(&mu_);
     cancelled_ = true;
     if (!writing_) FinishOnce();
@@ -209,6 +280,27 @@ class ShortOutput final : public grpc::ServerWriteReactor<pm::v1::OutputChunk> {
   pm::v1::OutputChunk chunk_;
 };
 
+// Attached and silent until the test ends it (OK) or the caller cancels.
+class EndableOutput final : public grpc::ServerWriteReactor<pm::v1::OutputChunk> {
+ public:
+  EndableOutput() { StartSendInitialMetadata(); }
+  void End() { FinishOnce(grpc::Status::OK); }
+  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
+  void OnDone() override { delete this; }
+
+ private:
+  void FinishOnce(const grpc::Status& status) {
+    if (!finished_.exchange(true)) Finish(status);
+  }
+  std::atomic<bool> finished_{false};
+};
+
+void Backend::EndStreams() {
+  absl::MutexLock lock(&mu);
+  for (EndableOutput* stream : endable) stream->End();
+  endable.clear();
+}
+
 class Refused final : public grpc::ServerWriteReactor<pm::v1::OutputChunk> {
  public:
   explicit Refused(grpc::Status status) { Finish(std::move(status)); }
@@ -222,6 +314,12 @@ class FakeLogStore final : public pm::internal::v1::LogStore::CallbackService {
       grpc::CallbackServerContext*, const pm::v1::StreamOutputRequest* request) override {
     ++backend_->calls;
     if (request->id() == "short") return new ShortOutput(5);
+    if (request->id() == "endable") {
+      auto* stream = new EndableOutput();
+      absl::MutexLock lock(&backend_->mu);
+      backend_->endable.push_back(stream);
+      return stream;
+    }
     if (request->id() != kId) {
       return new Refused(grpc::Status(grpc::StatusCode::NOT_FOUND,
                                       "no output for process " + request->id()));
@@ -257,14 +355,22 @@ class GatewayTest : public ::testing::Test {
     ASSERT_TRUE(EnsureRuntimeDir(run_).ok());
     ASSERT_NO_FATAL_FAILURE(MakePki(dir_ + "/pki"));
     UserTable users;
-    users["demo"] = *HashPassword(kPassword, 1000);
+    users["demo"].hash = *HashPassword(kPassword, 1000);
+    users["bob"].hash = *HashPassword(kBobsPassword, 1000);
+    users["root"].hash = *HashPassword(kRootPassword, 1000);
+    users["root"].admin = true;
     ASSERT_TRUE(WriteUsersFile(dir_ + "/users", users).ok());
 
     StartBackend(Service::kSupervisor, &supervisor_);
     StartBackend(Service::kRegistry, &registry_);
     StartBackend(Service::kLogStore, &log_store_);
 
-    absl::StatusOr<std::unique_ptr<Gateway>> gateway = Gateway::Start(Options(run_));
+    ASSERT_NO_FATAL_FAILURE(StartGateway(Options(run_)));
+  }
+
+  void StartGateway(GatewayOptions options) {
+    gateway_.reset();
+    absl::StatusOr<std::unique_ptr<Gateway>> gateway = Gateway::Start(std::move(options));
     ASSERT_TRUE(gateway.ok()) << gateway.status();
     gateway_ = *std::move(gateway);
     target_ = absl::StrCat("localhost:", gateway_->port());
@@ -283,6 +389,7 @@ class GatewayTest : public ::testing::Test {
     options.tls = {Pki("ca.pem"), Pki("server.pem"), Pki("server.key"), 1};
     options.users_file = dir_ + "/users";
     options.runtime_dir = runtime_dir;
+    options.quotas.starts_per_second = 0;  // the caps have a test of their own
     return options;
   }
 
@@ -297,20 +404,22 @@ class GatewayTest : public ::testing::Test {
 
   std::string Pki(const std::string& name) { return dir_ + "/pki/" + name; }
 
-  pm::RemoteOptions Remote(const std::string& password = kPassword) {
+  pm::RemoteOptions Remote(const std::string& password = kPassword,
+                           const std::string& user = "demo") {
     pm::RemoteOptions options;
     options.target = target_;
     options.ca_file = Pki("ca.pem");
     options.cert_file = Pki("client.pem");
     options.key_file = Pki("client.key");
-    options.user = "demo";
+    options.user = user;
     options.password = password;
     return options;
   }
 
-  std::unique_ptr<pm::Client> Connect(const std::string& password = kPassword) {
+  std::unique_ptr<pm::Client> Connect(const std::string& password = kPassword,
+                                      const std::string& user = "demo") {
     absl::StatusOr<std::unique_ptr<pm::Client>> client =
-        pm::Client::ConnectRemote(Remote(password));
+        pm::Client::ConnectRemote(Remote(password, user));
     EXPECT_TRUE(client.ok()) << client.status();
     return client.ok() ? *std::move(client) : nullptr;
   }
@@ -330,6 +439,10 @@ class GatewayTest : public ::testing::Test {
   std::vector<std::string> Owners() {
     absl::MutexLock lock(&backend_.mu);
     return backend_.owners;
+  }
+  std::vector<std::string> Stopped() {
+    absl::MutexLock lock(&backend_.mu);
+    return backend_.stopped;
   }
 
   Backend backend_;
@@ -354,11 +467,10 @@ TEST_F(GatewayTest, AuthenticatedCallsReachTheLibrary) {
   std::unique_ptr<pm::Client> client = Connect();
   absl::StatusOr<pm::v1::ListResponse> list = client->List();
   ASSERT_TRUE(list.ok()) << list.status();
-  ASSERT_EQ(list->processes_size(), 1);
-  EXPECT_EQ(list->processes(0).id(), kId);
+  ASSERT_EQ(list->processes_size(), 2);  // demo's own: kId and "short"
   absl::StatusOr<pm::v1::ProcessStatus> missing = client->GetStatus("nope");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(missing.status().message(), HasSubstr("no process nope"));
+  EXPECT_THAT(missing.status().message(), HasSubstr("no process with id nope"));
 }
 
 TEST_F(GatewayTest, StartRecordsTheAuthenticatedOwnerNotAClaimedOne) {
@@ -379,6 +491,7 @@ TEST_F(GatewayTest, StartRecordsTheAuthenticatedOwnerNotAClaimedOne) {
   const std::string expected = "demo (CN=pm-client,O=pm dev)";
   EXPECT_THAT(Owners(), ElementsAre(expected, expected));
   EXPECT_EQ(started->status().owner(), expected);
+  EXPECT_EQ(started->status().owner_user(), "demo");
   // The remote client refuses to claim one itself.
   pm::StartOptions claim;
   claim.owner = "root";
@@ -453,7 +566,8 @@ TEST_F(GatewayTest, StreamOutputRelaysAndCancelReachesTheBackend) {
   EXPECT_FALSE(stream->Next(&chunk));
   absl::Status status = stream->Finish();
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(status.message(), HasSubstr("no output for process missing"));
+  // Not the log_store's answer: the owner check asked the registry first.
+  EXPECT_THAT(status.message(), HasSubstr("no process with id missing"));
 }
 
 // Regression: the backend's end arriving while the last chunk is still
@@ -587,6 +701,288 @@ TEST_F(GatewayTest, CertificateFilesAreReloadedWithoutRestart) {
     absl::SleepFor(absl::Milliseconds(50));  // poll interval, not a sync point
   }
   EXPECT_TRUE(status.ok()) << status;
+}
+
+
+// The context of a call made as `user` on a raw stub: its credentials in
+// the call's own metadata, so calls of several users can share a channel.
+std::unique_ptr<grpc::ClientContext> As(const std::string& user,
+                                        const std::string& password) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + kSafety));
+  context->AddMetadata("authorization", BasicAuthHeader(user, password));
+  return context;
+}
+
+// Counts the answers of async calls and waits for all of them.
+class Answers {
+ public:
+  explicit Answers(int expected) : expected_(expected) {}
+  std::function<void(grpc::Status)> Callback() {
+    return [this](grpc::Status status) {
+      absl::MutexLock lock(&mu_);
+      codes_[status.error_code()]++;
+      if (status.error_code() != grpc::StatusCode::OK) last_error_ = status.error_message();
+      ++done_;
+    };
+  }
+  // False if not all have answered within the safety deadline.
+  bool WaitAll() {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(
+        absl::Condition(+[](Answers* a) { return a->done_ == a->expected_; }, this),
+        kSafety * 2);
+  }
+  int count(grpc::StatusCode code) {
+    absl::MutexLock lock(&mu_);
+    return codes_[code];
+  }
+  std::string last_error() {
+    absl::MutexLock lock(&mu_);
+    return last_error_;
+  }
+
+ private:
+  const int expected_;
+  absl::Mutex mu_;
+  int done_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<grpc::StatusCode, int> codes_ ABSL_GUARDED_BY(mu_);
+  std::string last_error_ ABSL_GUARDED_BY(mu_);
+};
+
+// Regression: every call of a connection shares one AuthContext, and the
+// processor used to add the user to it from several threads at once (a
+// double free within half a second at 2,000 calls).
+TEST_F(GatewayTest, ThousandsOfConcurrentCallsOnOneConnectionAllSucceed) {
+  auto stub = RawStub("client");
+  constexpr int kCalls = 2000;
+  Answers answers(kCalls);
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<pm::v1::GetStatusRequest> requests(kCalls);
+  std::vector<pm::v1::ProcessStatus> responses(kCalls);
+  for (int i = 0; i < kCalls; ++i) {
+    contexts.push_back(As("demo", kPassword));
+    requests[i].set_id(kId);
+    stub->async()->GetStatus(contexts.back().get(), &requests[i], &responses[i],
+                             answers.Callback());
+  }
+  ASSERT_TRUE(answers.WaitAll());
+  EXPECT_EQ(answers.count(grpc::StatusCode::OK), kCalls) << answers.last_error();
+  for (const auto& response : responses) ASSERT_EQ(response.id(), kId);
+}
+
+// Regression: the owner was the user who authenticated first on the
+// connection, whoever sent the call.
+TEST_F(GatewayTest, CallsOfManyUsersOnOneConnectionEachActAsTheirOwnUser) {
+  auto stub = RawStub("client");
+  constexpr int kCalls = 400;
+  Answers answers(kCalls);
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<pm::v1::StartRequest> requests(kCalls);
+  std::vector<pm::v1::StartResponse> responses(kCalls);
+  for (int i = 0; i < kCalls; ++i) {
+    const bool bob = i % 2 == 1;
+    contexts.push_back(bob ? As("bob", kBobsPassword) : As("demo", kPassword));
+    requests[i].set_executable(bob ? "bob" : "demo");
+    stub->async()->Start(contexts.back().get(), &requests[i], &responses[i],
+                         answers.Callback());
+  }
+  ASSERT_TRUE(answers.WaitAll());
+  ASSERT_EQ(answers.count(grpc::StatusCode::OK), kCalls) << answers.last_error();
+  for (int i = 0; i < kCalls; ++i) {
+    const std::string user = requests[i].executable();
+    EXPECT_EQ(responses[i].status().owner_user(), user) << i;
+    EXPECT_EQ(responses[i].status().owner(), user + " (CN=pm-client,O=pm dev)") << i;
+  }
+}
+
+TEST_F(GatewayTest, UsersSeeAndActOnOnlyTheirOwnProcesses) {
+  std::unique_ptr<pm::Client> demo = Connect();
+  absl::StatusOr<pm::v1::ListResponse> list = demo->List();
+  ASSERT_TRUE(list.ok()) << list.status();
+  std::vector<std::string> ids;
+  for (const auto& process : list->processes()) ids.push_back(process.id());
+  EXPECT_THAT(ids, ::testing::UnorderedElementsAre(kId, "short"));
+
+  // Another user's id answers exactly as an id never used does.
+  const std::string never = "ffffffff-ffff-4fff-bfff-ffffffffffff";
+  absl::Status unknown = demo->GetStatus(never).status();
+  ASSERT_EQ(unknown.code(), absl::StatusCode::kNotFound);
+  auto same_as_unknown = [&](const absl::Status& status) {
+    EXPECT_EQ(status.code(), absl::StatusCode::kNotFound) << status;
+    EXPECT_EQ(absl::StrReplaceAll(status.message(),
+                                  {{kBobsId, never}, {kLocalId, never}}),
+              unknown.message());
+  };
+  same_as_unknown(demo->GetStatus(kBobsId).status());
+  same_as_unknown(demo->GetStatus(kLocalId).status());
+  pm::v1::StopRequest stop;
+  stop.set_id(kBobsId);
+  same_as_unknown(demo->Stop(stop).status());
+  same_as_unknown(demo->Wait(kBobsId, kSafety).status());
+  pm::v1::StreamOutputRequest read;
+  read.set_id(kBobsId);
+  std::unique_ptr<pm::OutputStream> stream = demo->StreamOutput(read);
+  pm::v1::OutputChunk chunk;
+  EXPECT_FALSE(stream->Next(&chunk));
+  same_as_unknown(stream->Finish());
+  EXPECT_THAT(Stopped(), IsEmpty());
+
+  // Bob sees and stops his own.
+  std::unique_ptr<pm::Client> bob = Connect(kBobsPassword, "bob");
+  ASSERT_TRUE(bob->GetStatus(kBobsId).ok());
+  ASSERT_TRUE(bob->Stop(stop).ok());
+  EXPECT_THAT(Stopped(), ElementsAre(kBobsId));
+  EXPECT_EQ(bob->GetStatus(kId).status().code(), absl::StatusCode::kNotFound);
+
+  // An admin sees and acts on everything, local processes included.
+  std::unique_ptr<pm::Client> root = Connect(kRootPassword, "root");
+  list = root->List();
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_EQ(list->processes_size(), 4);
+  ASSERT_TRUE(root->GetStatus(kLocalId).ok());
+  stop.set_id(kLocalId);
+  ASSERT_TRUE(root->Stop(stop).ok());
+  EXPECT_THAT(Stopped(), ElementsAre(kBobsId, kLocalId));
+
+  // So does a caller on the gateway's unix socket (the runtime dir is 0700).
+  auto local = pm::v1::ProcessManager::NewStub(grpc::CreateChannel(
+      UnixAddress(gateway_->socket_path()), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kSafety));
+  pm::v1::ListResponse all;
+  ASSERT_TRUE(local->List(&context, pm::v1::ListRequest(), &all).ok());
+  EXPECT_EQ(all.processes_size(), 4);
+}
+
+// Regression: the synchronous calls ran on a pool of 64 threads, and the
+// 65th call at once was refused ("Server Threadpool Exhausted").
+TEST_F(GatewayTest, MoreConcurrentCallsThanAnyThreadPoolHoldsAreAllServed) {
+  constexpr int kCalls = 300;
+  backend_.held_target = kCalls;
+  auto stub = RawStub("client");
+  Answers answers(kCalls);
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<pm::v1::GetStatusRequest> requests(kCalls);
+  std::vector<pm::v1::ProcessStatus> responses(kCalls);
+  for (int i = 0; i < kCalls; ++i) {
+    contexts.push_back(As("root", kRootPassword));
+    requests[i].set_id("held");
+    stub->async()->GetStatus(contexts.back().get(), &requests[i], &responses[i],
+                             answers.Callback());
+  }
+  ASSERT_TRUE(answers.WaitAll());
+  EXPECT_EQ(answers.count(grpc::StatusCode::OK), kCalls) << answers.last_error();
+}
+
+TEST_F(GatewayTest, PerUserCapsAnswerResourceExhaustedNamingTheFlag) {
+  GatewayOptions options = Options(run_);
+  options.quotas.max_streams = 2;
+  options.quotas.starts_per_second = 0.001;  // no token comes back in the test
+  options.quotas.start_burst = 2;
+  ASSERT_NO_FATAL_FAILURE(StartGateway(std::move(options)));
+  std::unique_ptr<pm::Client> demo = Connect();
+
+  pm::v1::StreamOutputRequest follow;
+  follow.set_id("endable");
+  follow.set_follow(true);
+  std::vector<std::unique_ptr<pm::OutputStream>> streams;
+  for (int i = 0; i < 2; ++i) {
+    streams.push_back(demo->StreamOutput(follow));
+    streams.back()->WaitUntilAttached();
+  }
+  pm::v1::OutputChunk chunk;
+  std::unique_ptr<pm::OutputStream> third = demo->StreamOutput(follow);
+  EXPECT_FALSE(third->Next(&chunk));
+  absl::Status refused = third->Finish();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.message(), HasSubstr("--max_streams_per_user=2"));
+  // Wait holds a slot the same way.
+  EXPECT_EQ(demo->Wait(kId, kSafety).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  // The cap is per user.
+  std::unique_ptr<pm::Client> bob = Connect(kBobsPassword, "bob");
+  pm::v1::StreamOutputRequest bobs;
+  bobs.set_id(kBobsId);
+  bobs.set_follow(true);
+  std::unique_ptr<pm::OutputStream> bob_stream = bob->StreamOutput(bobs);
+  bob_stream->WaitUntilAttached();
+  bob_stream->Cancel();
+  // Streams that ended give their slots back: once a client has seen the
+  // end, the slot is free.
+  backend_.EndStreams();
+  for (auto& stream : streams) {
+    EXPECT_FALSE(stream->Next(&chunk));
+    EXPECT_TRUE(stream->Finish().ok());
+  }
+  std::unique_ptr<pm::OutputStream> again = demo->StreamOutput(follow);
+  again->WaitUntilAttached();
+  backend_.EndStreams();
+  EXPECT_FALSE(again->Next(&chunk));
+  EXPECT_TRUE(again->Finish().ok());
+
+  pm::v1::StartRequest start;
+  start.set_executable("true");
+  ASSERT_TRUE(demo->Start(start).ok());
+  ASSERT_TRUE(demo->Start(start).ok());
+  absl::Status too_fast = demo->Start(start).status();
+  EXPECT_EQ(too_fast.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(too_fast.message(), HasSubstr("--max_starts_per_second_per_user"));
+  EXPECT_TRUE(bob->Start(start).ok());
+}
+
+TEST_F(GatewayTest, RepeatedWrongPasswordsAreThrottledWithoutLockingOutKnownClients) {
+  // demo's client has passed before: its password is in the cache.
+  std::unique_ptr<pm::Client> demo = Connect();
+  ASSERT_TRUE(demo->List().ok());
+  std::unique_ptr<pm::Client> guesser = Connect("a guess");
+  for (int i = 0; i < 5; ++i) {
+    absl::Status status = guesser->List().status();
+    ASSERT_EQ(status.code(), absl::StatusCode::kPermissionDenied);
+    EXPECT_THAT(status.message(), HasSubstr("wrong user name or password"));
+  }
+  absl::Status blocked = guesser->List().status();
+  EXPECT_EQ(blocked.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(blocked.message(), HasSubstr("too many wrong passwords"));
+  // A password not verified lately is not even checked now (the client
+  // certificate is blocked too)...
+  EXPECT_THAT(Connect(kRootPassword, "root")->List().status().message(),
+              HasSubstr("too many wrong passwords"));
+  // ...but a client that proved its password before carries on.
+  EXPECT_TRUE(demo->List().ok());
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
+  return lines;
+}
+
+TEST_F(GatewayTest, EveryCallAndEveryRefusedAuthenticationIsAudited) {
+  std::unique_ptr<pm::Client> demo = Connect();
+  pm::v1::StartRequest start;
+  start.set_executable("true");
+  absl::StatusOr<pm::v1::StartResponse> started = demo->Start(start);
+  ASSERT_TRUE(started.ok());
+  EXPECT_EQ(demo->GetStatus(kBobsId).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Connect("hunter2-not-it")->List().status().code(),
+            absl::StatusCode::kPermissionDenied);
+
+  const std::string path = gateway_->audit_log_path();
+  EXPECT_THAT(path, HasSubstr("audit"));
+  std::vector<std::string> lines = Lines(ReadAll(path));
+  ASSERT_EQ(lines.size(), 3u) << ReadAll(path);
+  EXPECT_THAT(lines[0], HasSubstr(absl::StrCat(
+                            R"("user":"demo","subject":"CN=pm-client,O=pm dev",)"
+                            R"("peer":"ipv)")));
+  EXPECT_THAT(lines[0], HasSubstr(absl::StrCat(R"("method":"Start","id":")",
+                                               started->id(), R"(","code":"OK")")));
+  EXPECT_THAT(lines[0], ::testing::StartsWith(R"({"time":")"));
+  EXPECT_THAT(lines[1], HasSubstr(absl::StrCat(R"("method":"GetStatus","id":")",
+                                               kBobsId, R"(","code":"NOT_FOUND")")));
+  EXPECT_THAT(lines[2], HasSubstr(R"("user":"demo")"));
+  EXPECT_THAT(lines[2], HasSubstr(R"("method":"authenticate /pm.v1.ProcessManager/List")"));
+  EXPECT_THAT(lines[2], HasSubstr(R"("code":"PERMISSION_DENIED")"));
+  EXPECT_THAT(ReadAll(path), Not(HasSubstr("hunter2")));
 }
 
 }  // namespace

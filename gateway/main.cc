@@ -27,7 +27,27 @@ DEFINE_string(users_file, "",
               "it changes");
 DEFINE_string(port_file, "",
               "If set, the bound TCP port is written here once listening");
-DEFINE_int32(max_threads, 64, "Cap on threads serving synchronous calls");
+DEFINE_string(audit_log, "",
+              "The audit log: a JSON line per call and per refused "
+              "authentication (default: gateway-audit.jsonl in the runtime dir)");
+DEFINE_uint64(audit_log_max_bytes, 16 << 20,
+              "Size at which the audit log is rotated (3 old files are kept)");
+DEFINE_int64(max_streams_per_user, 256,
+             "StreamOutput and Wait calls one user may have open at once "
+             "(0: no cap)");
+DEFINE_double(max_starts_per_second_per_user, 50,
+              "Starts per second one user may make, on average (0: no cap)");
+DEFINE_double(start_burst_per_user, 100,
+              "Starts one user may make at once before the rate applies");
+DEFINE_int32(max_concurrent_streams_per_connection, 1000,
+             "HTTP/2 streams (calls) open at once on one connection");
+DEFINE_int32(max_message_bytes, 4 << 20, "Largest request message");
+DEFINE_int32(keepalive_time_ms, 60000,
+             "Ping a silent connection after this long; drop it when the "
+             "ping is not answered in --keepalive_timeout_ms");
+DEFINE_int32(keepalive_timeout_ms, 20000, "See --keepalive_time_ms");
+DEFINE_int32(max_connection_idle_ms, 30 * 60 * 1000,
+             "Close a connection with no call for this long");
 
 int main(int argc, char** argv) {
   pm::BlockTerminationSignals();
@@ -51,13 +71,23 @@ int main(int argc, char** argv) {
   options.runtime_dir =
       FLAGS_runtime_dir.empty() ? pm::DefaultRuntimeDir() : FLAGS_runtime_dir;
   options.port_file = FLAGS_port_file;
-  options.max_threads = FLAGS_max_threads;
+  options.audit_log = FLAGS_audit_log;
+  options.audit_log_max_bytes = FLAGS_audit_log_max_bytes;
+  options.quotas.max_streams = FLAGS_max_streams_per_user;
+  options.quotas.starts_per_second = FLAGS_max_starts_per_second_per_user;
+  options.quotas.start_burst = FLAGS_start_burst_per_user;
+  options.http2.max_concurrent_streams = FLAGS_max_concurrent_streams_per_connection;
+  options.http2.max_receive_message_bytes = FLAGS_max_message_bytes;
+  options.http2.keepalive_time_ms = FLAGS_keepalive_time_ms;
+  options.http2.keepalive_timeout_ms = FLAGS_keepalive_timeout_ms;
+  options.http2.max_connection_idle_ms = FLAGS_max_connection_idle_ms;
   absl::StatusOr<std::unique_ptr<pm::gateway::Gateway>> gateway =
       pm::gateway::Gateway::Start(std::move(options));
   if (!gateway.ok()) {
     PM_LOG(ERROR) << "cannot start: " << gateway.status();
     return 1;
   }
+  PM_LOG(INFO) << "audit log: " << (*gateway)->audit_log_path();
   PM_LOG(INFO) << "serving on " << FLAGS_listen << " (port " << (*gateway)->port()
                << ", mutual TLS + basic auth) and unix:"
                << (*gateway)->socket_path() << " (pid " << getpid() << ")";

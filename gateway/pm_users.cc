@@ -2,7 +2,11 @@
 //
 //   pm_users --users_file=certs/dev/users add demo < password.txt
 //   pm_users --users_file=certs/dev/users --password_file=pw add demo
+//   pm_users --users_file=certs/dev/users --admin add root < password.txt
 //   pm_users --users_file=certs/dev/users remove demo
+//
+// A user sees and acts on only the processes it started; --admin makes one
+// that sees and acts on every process.
 //
 // The password is read from --password_file or standard input (its first
 // line), never from the command line, where `ps` would show it. The file is
@@ -22,6 +26,9 @@
 DEFINE_string(users_file, "", "The users file to change (created if missing)");
 DEFINE_string(password_file, "",
               "File whose first line is the password (default: standard input)");
+DEFINE_bool(admin, false,
+            "With add: the user sees and acts on every process, not only "
+            "the ones it started");
 DEFINE_uint32(iterations, pm::gateway::kDefaultIterations,
               "PBKDF2-HMAC-SHA256 iterations for the new hash");
 
@@ -58,8 +65,9 @@ absl::Status Run(const std::string& command, const std::string& user) {
   }
   if (command == "add") {
     PM_ASSIGN_OR_RETURN(std::string password, ReadPassword());
-    PM_ASSIGN_OR_RETURN(users[user],
+    PM_ASSIGN_OR_RETURN(users[user].hash,
                         pm::gateway::HashPassword(password, FLAGS_iterations));
+    users[user].admin = FLAGS_admin;
   } else if (command == "remove") {
     if (users.erase(user) == 0) {
       return absl::NotFoundError("no user \"" + user + "\" in " + FLAGS_users_file);
@@ -75,7 +83,8 @@ absl::Status Run(const std::string& command, const std::string& user) {
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
-      "pm_users --users_file=FILE [--password_file=F] add USER | remove USER");
+      "pm_users --users_file=FILE [--password_file=F] [--admin] add USER | "
+      "remove USER");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   if (argc != 3) {
     fprintf(stderr, "usage: %s\n", gflags::ProgramUsage());

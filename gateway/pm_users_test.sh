@@ -13,6 +13,9 @@ printf 'second secret\n' >"$dir/pw"
 grep -q '^alice:pbkdf2-sha256\$1000\$' "$users" || fail "no alice entry: $(cat "$users")"
 grep -q '^bob:pbkdf2-sha256\$1000\$' "$users" || fail "no bob entry"
 ! grep -q secret "$users" || fail "a password is in the file"
+! grep -q '^bob:.*:admin$' "$users" || fail "bob is an admin without --admin"
+echo 'third secret' | "$pm_users" --users_file="$users" --iterations=1000 --admin add root
+grep -q '^root:pbkdf2-sha256\$1000\$.*:admin$' "$users" || fail "root is not an admin: $(cat "$users")"
 
 "$pm_users" --users_file="$users" remove alice
 ! grep -q '^alice:' "$users" || fail "alice was not removed"

@@ -136,15 +136,26 @@ absl::StatusOr<UserTable> ParseUsers(absl::string_view text) {
       return absl::InvalidArgumentError(
           absl::StrCat("line ", line_number, ": ", why));
     };
-    size_t colon = line.find(':');
-    if (colon == absl::string_view::npos) return bad("expected NAME:HASH");
-    absl::string_view name = line.substr(0, colon);
+    std::vector<absl::string_view> fields = absl::StrSplit(line, ':');
+    if (fields.size() < 2 || fields.size() > 3) {
+      return bad("expected NAME:HASH or NAME:HASH:admin");
+    }
+    absl::string_view name = fields[0];
     if (absl::Status valid = ValidateUserName(name); !valid.ok()) {
       return bad(valid.message());
     }
-    absl::StatusOr<PasswordHash> hash = PasswordHash::Parse(line.substr(colon + 1));
+    UserEntry entry;
+    absl::StatusOr<PasswordHash> hash = PasswordHash::Parse(fields[1]);
     if (!hash.ok()) return bad(hash.status().message());
-    if (!users.emplace(std::string(name), *std::move(hash)).second) {
+    entry.hash = *std::move(hash);
+    if (fields.size() == 3) {
+      if (fields[2] != "admin") {
+        return bad(absl::StrCat("unknown attribute \"", absl::CEscape(fields[2]),
+                                "\" (the only one is \"admin\")"));
+      }
+      entry.admin = true;
+    }
+    if (!users.emplace(std::string(name), std::move(entry)).second) {
       return bad(absl::StrCat("user \"", name, "\" appears twice"));
     }
   }
@@ -153,10 +164,11 @@ absl::StatusOr<UserTable> ParseUsers(absl::string_view text) {
 
 std::string FormatUsers(const UserTable& users) {
   std::string text =
-      "# pm gateway users: NAME:pbkdf2-sha256$ITERATIONS$SALT$HASH.\n"
+      "# pm gateway users: NAME:pbkdf2-sha256$ITERATIONS$SALT$HASH[:admin].\n"
       "# Written by pm_users; replace atomically (write, then rename).\n";
-  for (const auto& [name, hash] : users) {
-    absl::StrAppend(&text, name, ":", hash.ToString(), "\n");
+  for (const auto& [name, entry] : users) {
+    absl::StrAppend(&text, name, ":", entry.hash.ToString(),
+                    entry.admin ? ":admin" : "", "\n");
   }
   return text;
 }
@@ -214,7 +226,7 @@ absl::StatusOr<std::unique_ptr<UserStore>> UserStore::Open(std::string path) {
                        st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec};
   }
   if (!store->users_.empty()) {
-    store->dummy_.iterations = store->users_.begin()->second.iterations;
+    store->dummy_.iterations = store->users_.begin()->second.hash.iterations;
   }
   return store;
 }
@@ -241,7 +253,9 @@ void UserStore::ReloadIfChanged() {
                << " user(s)";
   users_ = *std::move(users);
   verified_.clear();
-  if (!users_.empty()) dummy_.iterations = users_.begin()->second.iterations;
+  if (!users_.empty()) {
+    dummy_.iterations = users_.begin()->second.hash.iterations;
+  }
 }
 
 std::string UserStore::CacheKey(absl::string_view user,
@@ -275,7 +289,7 @@ absl::Status UserStore::Check(absl::string_view user,
     if (verified_.contains(key)) return absl::OkStatus();
     auto it = users_.find(std::string(user));
     known = it != users_.end();
-    stored = known ? it->second : dummy_;
+    stored = known ? it->second.hash : dummy_;
   }
   // Unknown users run the same PBKDF2 against the dummy entry.
   const bool match = VerifyPassword(password, stored);
@@ -284,6 +298,21 @@ absl::Status UserStore::Check(absl::string_view user,
   if (verified_.size() >= kMaxVerified) verified_.clear();
   verified_.insert(key);
   return absl::OkStatus();
+}
+
+bool UserStore::CheckedRecently(absl::string_view user,
+                                absl::string_view password) {
+  ReloadIfChanged();
+  const std::string key = CacheKey(user, password);
+  absl::MutexLock lock(&mu_);
+  return verified_.contains(key);
+}
+
+bool UserStore::IsAdmin(absl::string_view user) {
+  ReloadIfChanged();
+  absl::MutexLock lock(&mu_);
+  auto it = users_.find(std::string(user));
+  return it != users_.end() && it->second.admin;
 }
 
 }  // namespace pm::gateway

@@ -2,6 +2,10 @@
 //
 //   # users file: one user per line, written by //gateway:pm_users
 //   demo:pbkdf2-sha256$600000$<salt, base64>$<hash, base64>
+//   root:pbkdf2-sha256$600000$<salt, base64>$<hash, base64>:admin
+//
+// A user sees and acts on only the processes it started through the
+// gateway; a user marked `admin` (pm_users add --admin) on every process.
 //
 //   PM_ASSIGN_OR_RETURN(pm::gateway::UserStore users,
 //                       pm::gateway::UserStore::Open("/etc/pm/users"));
@@ -63,11 +67,19 @@ bool VerifyPassword(absl::string_view password, const PasswordHash& stored);
 // up in logs and in process records must not carry separators or escapes.
 absl::Status ValidateUserName(absl::string_view name);
 
-// The contents of a users file, name -> hash.
-using UserTable = std::map<std::string, PasswordHash>;
+// One user of a users file.
+struct UserEntry {
+  PasswordHash hash;
+  // Sees and acts on every process, not only its own.
+  bool admin = false;
+};
 
-// Parses a users file's text: `name:hash` lines, blank lines and `#`
-// comments. INVALID_ARGUMENT naming the line number of a bad line.
+// The contents of a users file, name -> entry.
+using UserTable = std::map<std::string, UserEntry>;
+
+// Parses a users file's text: `name:hash` or `name:hash:admin` lines, blank
+// lines and `#` comments. INVALID_ARGUMENT naming the line number of a bad
+// line.
 absl::StatusOr<UserTable> ParseUsers(absl::string_view text);
 // The text of a users file for `users`.
 std::string FormatUsers(const UserTable& users);
@@ -89,6 +101,15 @@ class UserStore {
   // ("wrong user name or password", the same for both) otherwise. Neither
   // the password nor whether the user exists is in the message.
   absl::Status Check(absl::string_view user, absl::string_view password);
+
+  // True when this exact user and password passed Check recently (the
+  // cache): no PBKDF2, so a throttled client that knows the password is
+  // still let in at no cost.
+  bool CheckedRecently(absl::string_view user, absl::string_view password);
+
+  // Whether `user` is marked admin in the file as last read (false for an
+  // unknown user).
+  bool IsAdmin(absl::string_view user);
 
  private:
   struct FileId {

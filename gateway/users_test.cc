@@ -62,10 +62,49 @@ TEST(UsersFileTest, ParseNamesTheBadLine) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(UsersFileTest, AdminIsAnAttributeThatRoundTrips) {
+  UserTable users;
+  users["alice"].hash = *HashPassword("a", kFast);
+  users["root"].hash = *HashPassword("r", kFast);
+  users["root"].admin = true;
+  const std::string text = FormatUsers(users);
+  EXPECT_THAT(text, HasSubstr(":admin\n"));
+  absl::StatusOr<UserTable> parsed = ParseUsers(text);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_FALSE(parsed->at("alice").admin);
+  EXPECT_TRUE(parsed->at("root").admin);
+  absl::StatusOr<UserTable> bad =
+      ParseUsers("root:" + users["root"].hash.ToString() + ":superuser\n");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("superuser"));
+  EXPECT_EQ(ParseUsers("root:" + users["root"].hash.ToString() + ":admin:x\n")
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(UserStoreTest, KnowsAdminsAndRecentChecks) {
+  const std::string path = TempDir() + "/users";
+  UserTable users;
+  users["alice"].hash = *HashPassword("wonderland", kFast);
+  users["root"].hash = *HashPassword("toor", kFast);
+  users["root"].admin = true;
+  ASSERT_TRUE(WriteUsersFile(path, users).ok());
+  absl::StatusOr<std::unique_ptr<UserStore>> store = UserStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE((*store)->IsAdmin("root"));
+  EXPECT_FALSE((*store)->IsAdmin("alice"));
+  EXPECT_FALSE((*store)->IsAdmin("nobody"));
+  EXPECT_FALSE((*store)->CheckedRecently("alice", "wonderland"));
+  ASSERT_TRUE((*store)->Check("alice", "wonderland").ok());
+  EXPECT_TRUE((*store)->CheckedRecently("alice", "wonderland"));
+  EXPECT_FALSE((*store)->CheckedRecently("alice", "looking-glass"));
+}
+
 TEST(UserStoreTest, ChecksAndPicksUpChangesWithoutRestart) {
   const std::string path = TempDir() + "/users";
   UserTable users;
-  users["alice"] = *HashPassword("wonderland", kFast);
+  users["alice"].hash = *HashPassword("wonderland", kFast);
   ASSERT_TRUE(WriteUsersFile(path, users).ok());
   EXPECT_EQ(std::filesystem::status(path).permissions() &
                 std::filesystem::perms::all,
@@ -84,8 +123,8 @@ TEST(UserStoreTest, ChecksAndPicksUpChangesWithoutRestart) {
   EXPECT_EQ(unknown.message(), wrong.message());
 
   // Replace the file (rename): bob appears, alice's password changes.
-  users["bob"] = *HashPassword("builder", kFast);
-  users["alice"] = *HashPassword("new", kFast);
+  users["bob"].hash = *HashPassword("builder", kFast);
+  users["alice"].hash = *HashPassword("new", kFast);
   ASSERT_TRUE(WriteUsersFile(path, users).ok());
   EXPECT_TRUE((*store)->Check("bob", "builder").ok());
   EXPECT_EQ((*store)->Check("alice", "wonderland").code(),
@@ -115,7 +154,7 @@ TEST(UserStoreTest, OpenFailsForMissingFile) {
 TEST(UserStoreTest, UnknownUserCostsAboutAsMuchAsAKnownOne) {
   const std::string path = TempDir() + "/users";
   UserTable users;
-  users["alice"] = *HashPassword("wonderland", 100000);
+  users["alice"].hash = *HashPassword("wonderland", 100000);
   ASSERT_TRUE(WriteUsersFile(path, users).ok());
   std::unique_ptr<UserStore> store = *UserStore::Open(path);
   auto median_ms = [&](const char* user) {

@@ -164,6 +164,7 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecord(
   status.set_working_dir(request.spec().working_dir());
   status.set_resolved_executable(request.resolved_executable());
   status.set_owner(request.owner());
+  status.set_owner_user(request.owner_user());
   *status.mutable_limits() = request.spec().limits();
   for (int isolation : request.spec().isolate()) {
     status.add_isolation(static_cast<pm::v1::Isolation>(isolation));

@@ -50,7 +50,8 @@ CreateRecordRequest Create(absl::Time started_at = kT0, int32_t pid = 4242) {
   request.set_pid(pid);
   request.set_start_ticks(123456);
   *request.mutable_started_at() = ToProtoTimestamp(started_at);
-  request.set_owner("alice");
+  request.set_owner("alice (CN=laptop)");
+  request.set_owner_user("alice");
   return request;
 }
 
@@ -101,7 +102,8 @@ TEST(RegistryTest, CreateRecordMintsAVersion4IdAndKeepsTheSpec) {
   EXPECT_THAT(created->args(), ElementsAre("1000", "two words"));
   EXPECT_EQ(created->working_dir(), "/tmp");
   EXPECT_EQ(created->resolved_executable(), "/usr/bin/sleep");
-  EXPECT_EQ(created->owner(), "alice");
+  EXPECT_EQ(created->owner(), "alice (CN=laptop)");
+  EXPECT_EQ(created->owner_user(), "alice");
   EXPECT_EQ(FromProtoTimestamp(created->started_at()), kT0);
 
   absl::StatusOr<ProcessStatus> got = registry.GetStatus(id);

@@ -112,7 +112,7 @@ absl::StatusOr<DevCredentials> EnsureDevCredentials(const std::string& dir,
   if (!Exists(dev.users_file)) {
     PM_ASSIGN_OR_RETURN(std::string password, ReadSecret(dev.password_file));
     pm::gateway::UserTable users;
-    PM_ASSIGN_OR_RETURN(users[dev.user], pm::gateway::HashPassword(password));
+    PM_ASSIGN_OR_RETURN(users[dev.user].hash, pm::gateway::HashPassword(password));
     PM_RETURN_IF_ERROR(pm::gateway::WriteUsersFile(dev.users_file, users));
     dev.created = true;
   }

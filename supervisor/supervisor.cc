@@ -338,7 +338,7 @@ class Supervisor::PendingStart {
   bool log_open_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-void Supervisor::Start(const pm::v1::StartRequest& request, std::string owner,
+void Supervisor::Start(const pm::v1::StartRequest& request, Owner owner,
                        StartDone done) {
   auto start = std::make_shared<PendingStart>(std::move(done));
   absl::Status checked = [&]() -> absl::Status {
@@ -366,7 +366,7 @@ void Supervisor::Start(const pm::v1::StartRequest& request, std::string owner,
 }
 
 void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,
-                             const std::string& id, const std::string& owner,
+                             const std::string& id, const Owner& owner,
                              std::shared_ptr<PendingStart> start) {
   absl::StatusOr<ProcessPtr> spawned = SpawnOnLoop(request);
   if (!spawned.ok()) return start->Fail(spawned.status());
@@ -378,7 +378,8 @@ void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,
   *create.mutable_spec() = request;
   create.set_resolved_executable(p->status.resolved_executable());
   create.set_pid(p->status.pid());
-  create.set_owner(owner);
+  create.set_owner(owner.display);
+  create.set_owner_user(owner.user);
   create.set_start_ticks(p->start_ticks);
   *create.mutable_started_at() = p->status.started_at();
   if (p->cgroup) {

@@ -4,7 +4,7 @@
 //   options.registry_socket = pm::SocketPath(dir, pm::Service::kRegistry);
 //   options.log_store_socket = pm::SocketPath(dir, pm::Service::kLogStore);
 //   PM_ASSIGN_OR_RETURN(auto supervisor, Supervisor::Create(options));
-//   supervisor->Start(request, owner, [](absl::StatusOr<pm::v1::StartResponse> r) {});
+//   supervisor->Start(request, Owner(), [](absl::StatusOr<pm::v1::StartResponse> r) {});
 //   supervisor->Stop(stop_request, [](absl::StatusOr<pm::v1::StopResponse> r) {});
 //   supervisor->Shutdown();   // stops every process, flushes, joins
 //
@@ -81,6 +81,14 @@ struct SupervisorOptions {
   std::function<void()> janitor_gate;
 };
 
+// Who asked for a start, recorded with the process.
+struct Owner {
+  // "user (client certificate subject)"; empty for local callers.
+  std::string display;
+  // The gateway user alone (what the gateway authorizes by).
+  std::string user;
+};
+
 class Supervisor {
  public:
   // Becomes a child subreaper, starts the event loop thread and connects
@@ -101,8 +109,7 @@ class Supervisor {
   // `owner` is recorded with the process (the gateway's authenticated
   // user); empty for local callers.
   using StartDone = std::function<void(absl::StatusOr<pm::v1::StartResponse>)>;
-  void Start(const pm::v1::StartRequest& request, std::string owner,
-             StartDone done);
+  void Start(const pm::v1::StartRequest& request, Owner owner, StartDone done);
 
   // Stops a process and its whole tree: SIGTERM to its group (and to
   // members of its cgroup that left the group), the grace period, then
@@ -138,7 +145,7 @@ class Supervisor {
   class PendingStart;
   // The loop's part of Start: spawn, then the record and the log at once.
   void StartOnLoop(const pm::v1::StartRequest& request, const std::string& id,
-                   const std::string& owner, std::shared_ptr<PendingStart> start);
+                   const Owner& owner, std::shared_ptr<PendingStart> start);
   // A cgroup for a new process: a spare one when there are no limits.
   absl::StatusOr<std::unique_ptr<ProcessCgroup>> TakeCgroup(
       const pm::v1::Limits& limits);

@@ -10,11 +10,13 @@ grpc::ServerUnaryReactor* SupervisorService::Start(
     pm::v1::StartResponse* response) {
   // The gateway names the authenticated user in pm-owner (and strips any a
   // remote client sent); local callers are trusted by the socket's mode.
-  std::string owner;
-  if (auto it = context->client_metadata().find(kOwnerMetadataKey);
-      it != context->client_metadata().end()) {
-    owner.assign(it->second.data(), it->second.size());
-  }
+  auto metadata = [context](const char* key) {
+    auto it = context->client_metadata().find(key);
+    return it == context->client_metadata().end()
+               ? std::string()
+               : std::string(it->second.data(), it->second.size());
+  };
+  Owner owner{metadata(kOwnerMetadataKey), metadata(kOwnerUserMetadataKey)};
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   supervisor_->Start(*request, std::move(owner),
                      [reactor, response](absl::StatusOr<pm::v1::StartResponse> started) {

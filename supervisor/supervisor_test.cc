@@ -106,7 +106,7 @@ class SupervisorTest : public ::testing::Test {
   absl::StatusOr<pm::v1::StartResponse> Start(const pm::v1::StartRequest& request) {
     absl::Notification done;
     absl::StatusOr<pm::v1::StartResponse> result;
-    supervisor_->Start(request, "", [&](absl::StatusOr<pm::v1::StartResponse> r) {
+    supervisor_->Start(request, Owner(), [&](absl::StatusOr<pm::v1::StartResponse> r) {
       result = std::move(r);
       done.Notify();
     });

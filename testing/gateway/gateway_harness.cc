@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
   }
   chmod(password_file.c_str(), 0600);
   pm::gateway::UserTable users;
-  users["demo"] = *pm::gateway::HashPassword(password, 10000);
+  users["demo"].hash = *pm::gateway::HashPassword(password, 10000);
   if (!pm::gateway::WriteUsersFile(dir + "/users", users).ok()) {
     return Fail("cannot write the users file");
   }
