@@ -952,6 +952,21 @@ TEST_F(GatewayTest, RepeatedWrongPasswordsAreThrottledWithoutLockingOutKnownClie
   EXPECT_TRUE(demo->List().ok());
 }
 
+TEST_F(GatewayTest, AnOversizedRequestIsRefusedByTheMessageCap) {
+  GatewayOptions options = Options(run_);
+  options.http2.max_receive_message_bytes = 64 << 10;
+  ASSERT_NO_FATAL_FAILURE(StartGateway(std::move(options)));
+  std::unique_ptr<pm::Client> demo = Connect();
+  pm::v1::StartRequest start;
+  start.set_executable("true");
+  start.add_args(std::string(100 << 10, 'x'));
+  absl::Status refused = demo->Start(start).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
+  EXPECT_EQ(backend_.calls.load(), 0);
+  start.mutable_args()->Clear();
+  EXPECT_TRUE(demo->Start(start).ok());
+}
+
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
   return lines;

@@ -5,6 +5,7 @@
 
 #include <gflags/gflags.h>
 
+#include "common/memory_trimmer.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "log_store/log_store.h"
@@ -27,6 +28,8 @@ int main(int argc, char** argv) {
   pm::BlockTerminationSignals();  // before gRPC starts any thread
   gflags::SetUsageMessage("serves the output of pm's processes");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
+  // Memory a burst of calls left free goes back to the OS.
+  std::unique_ptr<pm::MemoryTrimmer> trimmer = pm::MemoryTrimmer::Start();
   if (FLAGS_max_bytes_per_process == 0 || FLAGS_max_total_bytes == 0) {
     std::fprintf(stderr,
                  "log_store: --max_bytes_per_process and --max_total_bytes "

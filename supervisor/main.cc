@@ -7,6 +7,7 @@
 
 #include <gflags/gflags.h>
 
+#include "common/memory_trimmer.h"
 #include "common/log.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
@@ -75,6 +76,8 @@ int main(int argc, char** argv) {
   pm::BlockTerminationSignals({SIGCHLD});
   gflags::SetUsageMessage("pm supervisor: spawns, signals and reaps processes");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
+  // Memory a burst of calls left free goes back to the OS.
+  std::unique_ptr<pm::MemoryTrimmer> trimmer = pm::MemoryTrimmer::Start();
   pm::SetLogTag("supervisor");
   const std::string dir =
       FLAGS_runtime_dir.empty() ? pm::DefaultRuntimeDir() : FLAGS_runtime_dir;

@@ -13,6 +13,8 @@
 //   PM_USER, PM_PASSWORD_FILE              (the password is never in argv)
 //   PM_STACK_LOG       the services' combined log, to look into
 //   PM_PROTO_DIR       the .proto files;   PYTHONPATH  the generated stubs
+//   PM_USERS           demo and the --extra_users, space-separated
+//   PM_SERVICE_PIDS    "name=pid" of each service, space-separated
 //
 // The services' log goes to a file (copied to stderr at the end). The run
 // fails when the client fails, or when the password shows up in that log or
@@ -37,6 +39,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "common/exit_status.h"
 #include "common/server.h"
 #include "common/status.h"
@@ -45,6 +48,11 @@
 
 DEFINE_string(server_key, "ec",
               "The gateway's key type: ec (ECDSA P-256) or rsa (RSA 2048)");
+DEFINE_int32(extra_users, 0,
+             "Users load1..loadN besides demo, with demo's password (for "
+             "load tests: PM_USERS lists them all)");
+DEFINE_string(gateway_flags, "",
+              "Extra flags for the gateway, comma-separated");
 
 extern char** environ;
 
@@ -145,6 +153,12 @@ int main(int argc, char** argv) {
   chmod(password_file.c_str(), 0600);
   pm::gateway::UserTable users;
   users["demo"].hash = *pm::gateway::HashPassword(password, 10000);
+  std::string user_names = "demo";
+  for (int i = 1; i <= FLAGS_extra_users; ++i) {
+    const std::string name = absl::StrCat("load", i);
+    users[name] = users["demo"];
+    absl::StrAppend(&user_names, " ", name);
+  }
   if (!pm::gateway::WriteUsersFile(dir + "/users", users).ok()) {
     return Fail("cannot write the users file");
   }
@@ -167,6 +181,9 @@ int main(int argc, char** argv) {
   gateway.key_file = pki + "/" + key + ".key";
   gateway.users_file = dir + "/users";
   options.gateway = gateway;
+  if (!FLAGS_gateway_flags.empty()) {
+    options.extra_args["gateway"] = absl::StrSplit(FLAGS_gateway_flags, ',');
+  }
   absl::StatusOr<std::unique_ptr<pm::stack::Stack>> stack =
       pm::stack::Stack::Start(options);
 
@@ -177,12 +194,17 @@ int main(int argc, char** argv) {
     code = 1;
   } else {
     const int port = (*stack)->gateway_port();
+    std::string pids;
+    for (const pm::stack::ServiceProcess& service : (*stack)->services()) {
+      absl::StrAppend(&pids, pids.empty() ? "" : " ", service.name, "=", service.pid);
+    }
     absl::StatusOr<pm::ExitStatus> client = Run(
         command,
         {absl::StrCat("PM_GATEWAY_TARGET=localhost:", port),
          absl::StrCat("PM_GATEWAY_PORT=", port), "PM_CERTS=" + pki,
          "PM_USER=demo", "PM_PASSWORD_FILE=" + password_file,
          "PM_STACK_LOG=" + log_path, "PM_PROTO_DIR=" + *root + "/proto",
+         "PM_USERS=" + user_names, "PM_SERVICE_PIDS=" + pids,
          "PYTHONPATH=" + *root + "/proto"});
     if (!client.ok()) {
       dprintf(saved_stderr, "gateway_harness: %s\n",
