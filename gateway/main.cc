@@ -4,6 +4,7 @@
 
 #include <gflags/gflags.h>
 
+#include "common/file_limit.h"
 #include "common/log.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
       "with basic auth");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   pm::SetLogTag("gateway");
+  pm::LogFileLimitRaise(pm::RaiseFileLimit());  // a client connection is an fd
 
   // Before any credentials exist: gRPC reads the cipher list only once.
   if (absl::Status policy = pm::gateway::ApplyTlsPolicy(); !policy.ok()) {

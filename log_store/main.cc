@@ -5,6 +5,8 @@
 
 #include <gflags/gflags.h>
 
+#include "common/file_limit.h"
+#include "common/log.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "log_store/log_store.h"
@@ -27,6 +29,8 @@ int main(int argc, char** argv) {
   pm::BlockTerminationSignals();  // before gRPC starts any thread
   gflags::SetUsageMessage("serves the output of pm's processes");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
+  pm::SetLogTag("log_store");
+  pm::LogFileLimitRaise(pm::RaiseFileLimit());  // a connection is an fd
   if (FLAGS_max_bytes_per_process == 0 || FLAGS_max_total_bytes == 0) {
     std::fprintf(stderr,
                  "log_store: --max_bytes_per_process and --max_total_bytes "

@@ -6,6 +6,7 @@
 
 #include <gflags/gflags.h>
 
+#include "common/file_limit.h"
 #include "common/log.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
   pm::SetLogTag("registry");
   gflags::SetUsageMessage("pm registry: the directory of process records");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
+  pm::LogFileLimitRaise(pm::RaiseFileLimit());  // a connection is an fd
   if (FLAGS_max_ended_records < 0) {
     PM_LOG(ERROR) << "--max_ended_records must be >= 0, got "
                   << FLAGS_max_ended_records;

@@ -10,6 +10,7 @@
 
 #include <gflags/gflags.h>
 
+#include "common/file_limit.h"
 #include "common/log.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
@@ -81,6 +82,10 @@ int main(int argc, char** argv) {
   gflags::SetUsageMessage("pm supervisor: spawns, signals and reaps processes");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   pm::SetLogTag("supervisor");
+  // About four fds per process: raised to the hard limit, and each process
+  // started gets the limit we had.
+  const absl::StatusOr<rlimit> file_limit = pm::RaiseFileLimit();
+  pm::LogFileLimitRaise(file_limit);
   const std::string dir =
       FLAGS_runtime_dir.empty() ? pm::DefaultRuntimeDir() : FLAGS_runtime_dir;
 
@@ -100,6 +105,7 @@ int main(int argc, char** argv) {
   options.default_grace = absl::Milliseconds(FLAGS_default_grace_ms);
   options.kill_timeout = absl::Milliseconds(FLAGS_kill_timeout_ms);
   options.max_processes = FLAGS_max_processes;
+  if (file_limit.ok()) options.child_file_limit = *file_limit;
   options.output.window_bytes = FLAGS_output_window_bytes;
   options.output.spool_bytes = FLAGS_output_spool_bytes;
   options.output_arena_bytes = FLAGS_output_arena_bytes;

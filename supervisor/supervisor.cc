@@ -27,6 +27,7 @@
 #include "common/stop_request.h"
 #include "common/uuid.h"
 #include "common/exit_status.h"
+#include "common/file_limit.h"
 #include "absl/strings/str_split.h"
 #include "supervisor/end_reason.h"
 #include "supervisor/spawn.h"
@@ -387,7 +388,10 @@ void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,
                              const std::string& id, const std::string& owner,
                              std::shared_ptr<PendingStart> start) {
   absl::StatusOr<ProcessPtr> spawned = SpawnOnLoop(request);
-  if (!spawned.ok()) return start->Fail(spawned.status());
+  if (!spawned.ok()) {
+    // Out of fds (a pipe, the pidfd, a cgroup file): say which limit.
+    return start->Fail(ExplainFileExhaustion(spawned.status(), "the supervisor"));
+  }
   ProcessPtr p = *std::move(spawned);
   p->id = id;
 
@@ -515,6 +519,7 @@ absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
     PM_ASSIGN_OR_RETURN(cgroup, TakeCgroup(request.limits()));
     spawn_options = cgroup->spawn_options();
   }
+  spawn_options.file_limit = options_.child_file_limit;
   absl::StatusOr<SpawnedChild> spawned = Spawn(request, spawn_options);
   if (cgroup) cgroup->CloseSpawnFds();
   if (!spawned.ok()) {

@@ -32,10 +32,12 @@
 #ifndef PM_SUPERVISOR_SUPERVISOR_H_
 #define PM_SUPERVISOR_SUPERVISOR_H_
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -70,6 +72,9 @@ struct SupervisorOptions {
   // Cap on processes that have not ended; Start beyond it is
   // RESOURCE_EXHAUSTED.
   size_t max_processes = 4096;
+  // The RLIMIT_NOFILE every managed process gets: the supervisor's own
+  // before main raised it (common/file_limit.h). Unset: the supervisor's.
+  std::optional<rlimit> child_file_limit;
   OutputSenderOptions output;
   // The arena shared with the log_store for large pieces of output
   // (common/output_arena.h), in 1 MiB slots; less than a slot: none, every
@@ -97,8 +102,9 @@ class Supervisor {
   // finishes the call. Errors: INVALID_ARGUMENT (bad request), FAILED_PRECONDITION (exec
   // failed; names the call, the path and the OS error; no id handed out;
   // or a limit or namespace this host cannot give, naming what is missing),
-  // RESOURCE_EXHAUSTED (max_processes), UNAVAILABLE (registry or log_store
-  // unreachable; names the service and its socket).
+  // RESOURCE_EXHAUSTED (max_processes; or out of fds, EMFILE or ENFILE,
+  // naming the call and the supervisor's RLIMIT_NOFILE), UNAVAILABLE
+  // (registry or log_store unreachable; names the service and its socket).
   // `owner` is recorded with the process (the gateway's authenticated
   // user); empty for local callers.
   using StartDone = std::function<void(absl::StatusOr<pm::v1::StartResponse>)>;

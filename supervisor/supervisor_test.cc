@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
+#include "common/fd.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "common/status.h"
@@ -34,6 +35,7 @@
 #include "log_store/log_store_service.h"
 #include "registry/registry.h"
 #include "registry/registry_service.h"
+#include "supervisor/test_util.h"
 
 namespace pm::supervisor {
 namespace {
@@ -97,12 +99,14 @@ class SupervisorTest : public ::testing::Test {
     });
   }
 
-  void CreateSupervisor(std::function<void()> janitor_gate) {
+  void CreateSupervisor(std::function<void()> janitor_gate,
+                        std::function<void(SupervisorOptions&)> adjust = nullptr) {
     SupervisorOptions options;
     options.registry_socket = SocketPath(dir_, Service::kRegistry);
     options.log_store_socket = SocketPath(dir_, Service::kLogStore);
     options.cgroup.name_prefix = absl::StrCat("svtest", getpid(), ".");
     options.janitor_gate = std::move(janitor_gate);
+    if (adjust) adjust(options);
     absl::StatusOr<std::unique_ptr<Supervisor>> created = Supervisor::Create(options);
     ASSERT_TRUE(created.ok()) << created.status();
     supervisor_ = *std::move(created);
@@ -443,6 +447,94 @@ TEST_F(SupervisorTest, ShutdownBringsAStopInProgressForwardAndLeavesNothingRunni
   EXPECT_EQ(errno, ECHILD) << "pid " << pid << " was not reaped";
   EXPECT_EQ(kill(pid, 0), -1);
   EXPECT_EQ(errno, ESRCH);
+}
+
+// --- File descriptors -------------------------------------------------------
+
+pm::v1::StartRequest Sleep() {
+  pm::v1::StartRequest request;
+  request.set_executable("sleep");
+  request.add_args("1000");
+  return request;
+}
+
+// Out of fds, a Start is RESOURCE_EXHAUSTED naming the call and the
+// supervisor's limit; the failed start leaves no fd open, and the processes
+// started before still stop. Without cgroups, so that no other thread of
+// the supervisor opens fds meanwhile (the spare cgroups).
+TEST_F(SupervisorTest, AStartOutOfFdsIsResourceExhaustedNamingTheLimitAndLeaksNothing) {
+  CreateSupervisor(nullptr, [](SupervisorOptions& options) {
+    options.cgroup.mode = CgroupMode::kOff;
+  });
+  const rlim_t soft = LowestFreeFd() + 40;
+  ScopedFileLimit limit(soft);
+  ASSERT_TRUE(limit.ok());
+  std::vector<std::string> started;
+  absl::Status refused;
+  int fds_before = -1, fds_after = -1;
+  for (int i = 0; i < 100 && refused.ok(); ++i) {
+    fds_before = OpenFdCount();
+    absl::StatusOr<pm::v1::StartResponse> result = Start(Sleep());
+    fds_after = OpenFdCount();
+    if (result.ok()) {
+      started.push_back(result->id());
+    } else {
+      refused = result.status();
+    }
+  }
+  ASSERT_FALSE(refused.ok()) << "100 starts within 40 fds";
+  EXPECT_GE(started.size(), 5u);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
+  EXPECT_THAT(refused.message(),
+              HasSubstr(absl::StrCat("Too many open files (EMFILE): the supervisor's "
+                                     "RLIMIT_NOFILE is ", soft, " (hard limit ")));
+  EXPECT_EQ(fds_after, fds_before) << "the failed start left fds open";
+  // Again: refused the same way, and still nothing leaks.
+  fds_before = OpenFdCount();
+  EXPECT_EQ(Start(Sleep()).status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(OpenFdCount(), fds_before);
+
+  for (const std::string& id : started) {
+    pm::v1::StopRequest stop;
+    stop.set_id(id);
+    stop.set_force(true);
+    absl::Notification done;
+    absl::StatusOr<pm::v1::StopResponse> result;
+    StopAsync(stop, &done, &result);
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    ExpectKilled(result);
+  }
+}
+
+// Every process gets the file limit the supervisor is given for them (its
+// own before it raised it), whatever the supervisor's own is now.
+TEST_F(SupervisorTest, ProcessesGetTheOriginalFileLimit) {
+  rlimit ours;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &ours), 0);
+  if (ours.rlim_max < 1024) GTEST_SKIP() << "a hard limit below 1024";
+  CreateSupervisor(nullptr, [&](SupervisorOptions& options) {
+    options.child_file_limit = rlimit{1000, ours.rlim_max};
+  });
+  const std::string out = dir_ + "/limit";
+  pm::v1::StartRequest request;
+  request.set_executable("/bin/sh");
+  request.add_args("-c");
+  request.add_args(absl::StrCat("ulimit -Sn > ", out));
+  absl::StatusOr<pm::v1::StartResponse> started = Start(request);
+  ASSERT_TRUE(started.ok()) << started.status();
+  // The record ends once it has written the file and exited.
+  absl::Notification ended;
+  absl::StatusOr<pm::v1::ProcessStatus> status;
+  registry_->Wait(started->id(), [&](absl::StatusOr<pm::v1::ProcessStatus> s) {
+    status = std::move(s);
+    ended.Notify();
+  });
+  ASSERT_TRUE(ended.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->exit_code(), 0);
+  absl::StatusOr<std::string> text = ReadFile(out);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text, "1000\n");
 }
 
 }  // namespace
