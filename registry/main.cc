@@ -17,7 +17,9 @@ DEFINE_string(runtime_dir, pm::DefaultRuntimeDir(),
               "Directory of the services' unix sockets.");
 DEFINE_int64(max_ended_records, 10000,
              "How many ended process records to keep; past it, the record "
-             "that ended first is dropped. Running ones are always kept.");
+             "that ended first is dropped (asking for one of the last 65536 "
+             "dropped says so and names this cap). Running ones are always "
+             "kept.");
 
 int main(int argc, char** argv) {
   // Before any thread exists, so every thread inherits the mask and only
