@@ -1016,7 +1016,7 @@ void Supervisor::StopUnknown(const std::string& id, StopCallback done) {
   PendingAsyncOps().Begin();
   registry_->async()->GetStatus(
       &call->context, &call->request, &call->response,
-      [this, call, shared_done](grpc::Status rpc) mutable {
+      [this, call, shared_done](grpc::Status rpc) {
         const bool posted = loop_.Post([this, call, rpc, shared_done] {
           StopCallback& done = *shared_done;
           if (!rpc.ok()) {

@@ -184,8 +184,10 @@ class Supervisor {
   void FinishStop(const ProcessPtr& p, bool stopped);
   void StopUnknown(const std::string& id, StopCallback done);
   // At shutdown, before the loop ends: every stop still waiting is
-  // answered (stopped=false if its tree outlived the kill), so no caller is
-  // left without an answer.
+  // answered (stopped=false if its tree is not gone yet), so no caller, and
+  // no gRPC call the server waits for, is left without an answer. A net:
+  // the shutdown's own bound covers the stops it began; this catches one a
+  // caller began after them (say, of a process whose record came late).
   void AnswerEveryStop();
   void SendUpdate(const ProcessPtr& p);
   void PushUpdate(const ProcessPtr& p);
