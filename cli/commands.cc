@@ -85,9 +85,12 @@ pm::v1::StopRequest StopRequestFor(
     const std::string& id, const absl::optional<absl::Duration>& grace) {
   pm::v1::StopRequest request;
   request.set_id(id);
-  if (grace) {
-    // 0 on the wire means "the default"; an asked-for 0 is the shortest
-    // grace there is.
+  if (!grace) return request;  // 0 on the wire: the supervisor's default
+  if (*grace == absl::ZeroDuration()) {
+    // An asked-for 0 is no grace at all: SIGKILL to the whole tree at once.
+    request.set_force(true);
+  } else {
+    // Below a millisecond is the shortest grace there is, not the default.
     request.set_grace_period_ms(static_cast<uint32_t>(
         std::max<int64_t>(1, absl::ToInt64Milliseconds(*grace))));
   }
@@ -111,15 +114,16 @@ int Start(const Invocation& invocation, pm::Client& client,
 int Stop(const Invocation& invocation, pm::Client& client,
          const Context& context) {
   const std::string what = absl::StrCat("stop ", invocation.id);
-  absl::StatusOr<pm::v1::StopResponse> stopped =
-      client.Stop(StopRequestFor(invocation.id, invocation.grace));
+  const pm::v1::StopRequest request = StopRequestFor(invocation.id, invocation.grace);
+  absl::StatusOr<pm::v1::StopResponse> stopped = client.Stop(request);
   if (!stopped.ok()) return Fail(context, what, stopped.status());
   if (invocation.output == OutputFormat::kJson) {
     const int printed = PrintJson(context, what, *stopped);
     if (printed != kExitOk) return printed;
   } else if (stopped->stopped()) {
     *context.out << DescribeEnd(stopped->status());
-    if (stopped->status().termination() == ProcessStatus::TERMINATION_KILLED) {
+    if (stopped->status().termination() == ProcessStatus::TERMINATION_KILLED &&
+        !request.force()) {
       *context.out << " after the grace period";
     }
     *context.out << "\n";

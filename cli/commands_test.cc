@@ -269,20 +269,30 @@ TEST_F(CommandsTest, StopPrintsTheFinalState) {
 }
 
 TEST_F(CommandsTest, StopGraceDefaultsAndZero) {
-  std::vector<uint32_t> graces;
+  std::vector<pm::v1::StopRequest> sent;
   pm::v1::StopResponse response;
   response.set_stopped(true);
   *response.mutable_status() = Ended(ProcessStatus::STATE_EXITED, 0);
   EXPECT_CALL(client_, Stop(_))
-      .Times(2)
+      .Times(4)
       .WillRepeatedly([&](const pm::v1::StopRequest& r) {
-        graces.push_back(r.grace_period_ms());
+        sent.push_back(r);
         return response;
       });
   EXPECT_EQ(Pm({"stop", kId}), kExitOk);
   EXPECT_EQ(Pm({"stop", "--grace=0", kId}), kExitOk);
-  // 0 on the wire is the server's default; an asked-for 0 is 1 ms.
-  EXPECT_EQ(graces, (std::vector<uint32_t>{0, 1}));
+  EXPECT_EQ(Pm({"stop", "--grace=0s", kId}), kExitOk);
+  EXPECT_EQ(Pm({"stop", "--grace=100us", kId}), kExitOk);
+  ASSERT_EQ(sent.size(), 4u);
+  // 0 on the wire is the server's default.
+  EXPECT_EQ(sent[0].grace_period_ms(), 0u);
+  EXPECT_FALSE(sent[0].force());
+  // An asked-for 0 is the immediate kill.
+  EXPECT_TRUE(sent[1].force());
+  EXPECT_TRUE(sent[2].force());
+  // Under a millisecond is the shortest grace, not the default.
+  EXPECT_FALSE(sent[3].force());
+  EXPECT_EQ(sent[3].grace_period_ms(), 1u);
 }
 
 TEST_F(CommandsTest, StopThatDidNotStopExitsOneWithTheStatus) {

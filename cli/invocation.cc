@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "cli/flags.h"
 #include "cli/limits.h"
+#include "common/stop_request.h"
 
 namespace pm::cli {
 namespace {
@@ -47,7 +48,8 @@ FlagSpec OutputFlag() {
 FlagSpec GraceFlag(absl::string_view what) {
   return {"grace", FlagSpec::kValue, "DURATION",
           absl::StrCat("time between SIGTERM and SIGKILL ", what,
-                       ": 500ms, 10s, 1m (default 10s; 0: SIGKILL at once)")};
+                       ": 500ms, 10s, 1m (default 10s; at most 1h; 0: SIGKILL "
+                       "to the whole tree at once, no SIGTERM)")};
 }
 
 std::vector<FlagSpec> StartFlags() {
@@ -151,7 +153,12 @@ const std::vector<CommandInfo>& Commands() {
        "\"killed by signal 15 (SIGTERM)\" or \"exited with code 0\" (at once "
        "for\n"
        "a process that had already ended). If it would not stop (a member of\n"
-       "its group outlived SIGKILL), prints its status and exits 1.",
+       "its group outlived SIGKILL), prints its status and exits 1.\n"
+       "\n"
+       "A stop can always be escalated: another `pm stop` with a shorter\n"
+       "--grace while one is in progress brings its SIGKILL forward, and\n"
+       "--grace 0 kills the whole tree at once; every waiting stop then\n"
+       "prints how the process ended.",
        {GraceFlag("of this stop"), OutputFlag()},
        /*takes_output=*/true},
       {Command::kStatus,
@@ -322,9 +329,14 @@ absl::StatusOr<absl::Duration> ParseGrace(absl::string_view value) {
                      "not \"",
                      value, "\""));
   }
-  if (grace < absl::ZeroDuration() ||
-      absl::ToInt64Milliseconds(grace) > std::numeric_limits<uint32_t>::max()) {
+  if (grace < absl::ZeroDuration()) {
     return Usage(absl::StrCat("--grace ", value, " is out of range"));
+  }
+  if (grace > absl::Milliseconds(kMaxGracePeriodMs)) {
+    return Usage(absl::StrCat(
+        "--grace ", value, " is above the maximum, ",
+        absl::FormatDuration(absl::Milliseconds(kMaxGracePeriodMs)),
+        " (--grace 0 kills at once)"));
   }
   return grace;
 }

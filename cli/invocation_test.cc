@@ -176,6 +176,19 @@ TEST(InvocationTest, Grace) {
               HasSubstr("out of range"));
 }
 
+TEST(InvocationTest, GraceAboveTheMaximumIsRefused) {
+  EXPECT_EQ(MustParse({"stop", "--grace=1h", "id"}).grace, absl::Hours(1));
+  EXPECT_EQ(MustParse({"stop", "--grace=0s", "id"}).grace, absl::ZeroDuration());
+  for (const char* grace : {"--grace=3601s", "--grace=1h0m0.001s",
+                            "--grace=4294967295ms", "--grace=9999999999999"}) {
+    EXPECT_THAT(UsageError({"stop", grace, "id"}),
+                HasSubstr("is above the maximum, 1h"))
+        << grace;
+  }
+  EXPECT_THAT(UsageError({"run", "--grace=2h", "--", "ls"}),
+              HasSubstr("--grace 2h is above the maximum, 1h"));
+}
+
 TEST(InvocationTest, Logs) {
   Invocation plain = MustParse({"logs", "id"});
   EXPECT_EQ(plain.command, Command::kLogs);

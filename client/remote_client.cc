@@ -16,6 +16,7 @@
 #include "common/channel.h"
 #include "common/fd.h"
 #include "common/status.h"
+#include "common/stop_request.h"
 #include "pm/v1/process_manager.grpc.pb.h"
 
 namespace pm {
@@ -98,9 +99,12 @@ class RemoteClient final : public Client {
   absl::StatusOr<pm::v1::StopResponse> Stop(
       const pm::v1::StopRequest& request) override {
     grpc::ClientContext context;
-    const auto grace = std::chrono::seconds(
-        request.grace_period_ms() == 0 ? 10 : request.grace_period_ms() / 1000 + 1);
-    context.set_deadline(In(grace + kStopSlack));
+    // The grace the server will wait (none when forced; a grace above the
+    // maximum is refused at once, so it never counts for more), then slack
+    // for the kill and the answer.
+    context.set_deadline(
+        absl::ToChronoTime(absl::Now() + StopGrace(request, kDefaultGracePeriod)) +
+        kStopSlack);
     pm::v1::StopResponse response;
     grpc::Status rpc = stub_->Stop(&context, request, &response);
     if (!rpc.ok()) return GatewayStatus(rpc, target_);

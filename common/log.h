@@ -32,7 +32,9 @@ class LogLine {
     return *this;
   }
   LogLine& operator<<(const absl::Status& status) {
-    stream_ << status.ToString();
+    // Code and message; payloads (such as an errno, see ErrnoOf) are for
+    // code, not for the reader.
+    stream_ << status.ToString(absl::StatusToStringMode::kWithNoExtraData);
     return *this;
   }
 

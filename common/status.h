@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/optional.h"
 
 namespace pm {
 
@@ -32,15 +33,24 @@ std::string ErrnoName(int errnum);
 // A status for a failed system call, naming the call, its argument and the
 // OS reason: `call("arg"): No such file or directory (ENOENT)`. The code
 // follows absl::ErrnoToStatus (ENOENT -> NOT_FOUND, EACCES ->
-// PERMISSION_DENIED, ...). Reads errno when `errnum` is omitted, so call it
-// straight after the failing call.
+// PERMISSION_DENIED, ...), and the errno travels with it (ErrnoOf). Reads
+// errno when `errnum` is omitted, so call it straight after the failing
+// call.
 absl::Status ErrnoError(absl::string_view call, absl::string_view arg);
 absl::Status ErrnoError(absl::string_view call, absl::string_view arg,
                         int errnum);
 // As above without an argument: `call(): reason (ENAME)`.
 absl::Status ErrnoError(absl::string_view call);
+// As above for a call whose arguments `call("arg")` cannot show: `what`
+// as given, e.g. `clone3(CLONE_VM|CLONE_PIDFD): reason (ENAME)`.
+absl::Status ErrnoStatus(absl::string_view what, int errnum);
 
-// The same status with `context: ` in front of its message.
+// The errno of a status made by ErrnoError or ErrnoStatus (kept through
+// Annotate), so a caller can tell EMFILE from the other RESOURCE_EXHAUSTED
+// errors without reading the message; nullopt for any other status.
+absl::optional<int> ErrnoOf(const absl::Status& status);
+
+// The same status with `context: ` in front of its message (its errno kept).
 absl::Status Annotate(const absl::Status& status, absl::string_view context);
 
 // absl::Status <-> grpc::Status, code and message kept.

@@ -25,6 +25,20 @@ TEST(ErrnoErrorTest, WithoutArgument) {
   EXPECT_THAT(status.message(), HasSubstr("(EMFILE)"));
 }
 
+TEST(ErrnoErrorTest, TheErrnoTravelsWithTheStatusAndThroughAnnotate) {
+  EXPECT_EQ(ErrnoOf(ErrnoError("pipe2", "", EMFILE)), EMFILE);
+  EXPECT_EQ(ErrnoOf(Annotate(ErrnoError("open", "/x", ENFILE), "start")), ENFILE);
+  absl::Status described = ErrnoStatus("clone3(CLONE_VM|CLONE_PIDFD)", EMFILE);
+  EXPECT_EQ(described.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(described.message(),
+            "clone3(CLONE_VM|CLONE_PIDFD): Too many open files (EMFILE)");
+  EXPECT_EQ(ErrnoOf(described), EMFILE);
+  // A message that merely says so is not an errno.
+  EXPECT_EQ(ErrnoOf(absl::ResourceExhaustedError("Too many open files (EMFILE)")),
+            absl::nullopt);
+  EXPECT_EQ(ErrnoOf(absl::OkStatus()), absl::nullopt);
+}
+
 absl::StatusOr<int> Half(int x) {
   if (x % 2 != 0) return absl::InvalidArgumentError("odd");
   return x / 2;

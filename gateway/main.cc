@@ -4,8 +4,9 @@
 
 #include <gflags/gflags.h>
 
-#include "common/memory_trimmer.h"
+#include "common/file_limit.h"
 #include "common/log.h"
+#include "common/memory_trimmer.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "gateway/gateway.h"
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
   // Memory a burst of calls left free goes back to the OS.
   std::unique_ptr<pm::MemoryTrimmer> trimmer = pm::MemoryTrimmer::Start();
   pm::SetLogTag("gateway");
+  pm::LogFileLimitRaise(pm::RaiseFileLimit());  // a client connection is an fd
 
   // Before any credentials exist: gRPC reads the cipher list only once.
   if (absl::Status policy = pm::gateway::ApplyTlsPolicy(); !policy.ok()) {

@@ -5,6 +5,8 @@
 
 #include <gflags/gflags.h>
 
+#include "common/file_limit.h"
+#include "common/log.h"
 #include "common/memory_trimmer.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
@@ -30,6 +32,8 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   // Memory a burst of calls left free goes back to the OS.
   std::unique_ptr<pm::MemoryTrimmer> trimmer = pm::MemoryTrimmer::Start();
+  pm::SetLogTag("log_store");
+  pm::LogFileLimitRaise(pm::RaiseFileLimit());  // a connection is an fd
   if (FLAGS_max_bytes_per_process == 0 || FLAGS_max_total_bytes == 0) {
     std::fprintf(stderr,
                  "log_store: --max_bytes_per_process and --max_total_bytes "

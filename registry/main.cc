@@ -6,8 +6,9 @@
 
 #include <gflags/gflags.h>
 
-#include "common/memory_trimmer.h"
+#include "common/file_limit.h"
 #include "common/log.h"
+#include "common/memory_trimmer.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "registry/registry.h"
@@ -17,7 +18,9 @@ DEFINE_string(runtime_dir, pm::DefaultRuntimeDir(),
               "Directory of the services' unix sockets.");
 DEFINE_int64(max_ended_records, 10000,
              "How many ended process records to keep; past it, the record "
-             "that ended first is dropped. Running ones are always kept.");
+             "that ended first is dropped (asking for one of the last 65536 "
+             "dropped says so and names this cap). Running ones are always "
+             "kept.");
 
 int main(int argc, char** argv) {
   // Before any thread exists, so every thread inherits the mask and only
@@ -28,6 +31,7 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   // Memory a burst of calls left free goes back to the OS.
   std::unique_ptr<pm::MemoryTrimmer> trimmer = pm::MemoryTrimmer::Start();
+  pm::LogFileLimitRaise(pm::RaiseFileLimit());  // a connection is an fd
   if (FLAGS_max_ended_records < 0) {
     PM_LOG(ERROR) << "--max_ended_records must be >= 0, got "
                   << FLAGS_max_ended_records;

@@ -109,6 +109,19 @@ void ApplyEnd(const UpdateRecordRequest& request, ProcessStatus& status) {
   status.set_end_reason(request.end_reason());
 }
 
+// The 128 bits of a validated id, any case: 16 bytes to remember instead of
+// a 36-character string.
+absl::uint128 IdBits(absl::string_view id) {
+  absl::uint128 bits = 0;
+  for (char c : id) {
+    if (c == '-') continue;
+    const char lower = absl::ascii_tolower(static_cast<unsigned char>(c));
+    const int digit = lower <= '9' ? lower - '0' : lower - 'a' + 10;
+    bits = (bits << 4) | static_cast<unsigned>(digit);
+  }
+  return bits;
+}
+
 // The stored status plus its run time as of `now`.
 ProcessStatus Answer(const ProcessStatus& stored, absl::Time now) {
   ProcessStatus status = stored;
@@ -194,6 +207,14 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecord(
       if (given) {
         return absl::AlreadyExistsError(
             absl::StrCat("a process with id ", id, " is already on record"));
+      }
+      continue;
+    }
+    // An id is never reused, not even one whose record was evicted.
+    if (evicted_.contains(IdBits(id))) {
+      if (given) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "a process with id ", id, " was on record (ended, evicted)"));
       }
       continue;
     }
@@ -335,10 +356,13 @@ absl::StatusOr<const Registry::Record*> Registry::Find(
   PM_RETURN_IF_ERROR(ValidateProcessId(id));
   // Ids are minted lower-case; the validator accepts either case.
   auto it = records_.find(absl::AsciiStrToLower(id));
-  if (it == records_.end()) {
-    return absl::NotFoundError(absl::StrCat("no process with id ", id));
+  if (it != records_.end()) return &it->second;
+  if (evicted_.contains(IdBits(id))) {
+    return absl::NotFoundError(absl::StrCat(
+        "process ", id, " ended and its record was evicted (cap "
+        "--max_ended_records=", options_.max_ended_records, ")"));
   }
-  return &it->second;
+  return absl::NotFoundError(absl::StrCat("no process with id ", id));
 }
 
 void Registry::NoteEnded(std::string id) {
@@ -346,9 +370,20 @@ void Registry::NoteEnded(std::string id) {
   while (ended_order_.size() > options_.max_ended_records) {
     auto it = records_.find(ended_order_.front());
     by_age_.erase(it->second.age);
+    RememberEvicted(IdBits(it->first));
     records_.erase(it);
     ended_order_.pop_front();
   }
+}
+
+void Registry::RememberEvicted(absl::uint128 id) {
+  if (options_.evicted_ids_kept == 0) return;
+  if (evicted_order_.size() == options_.evicted_ids_kept) {
+    evicted_.erase(evicted_order_.front());
+    evicted_order_.pop_front();
+  }
+  evicted_order_.push_back(id);
+  evicted_.insert(id);
 }
 
 }  // namespace pm::registry

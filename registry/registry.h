@@ -16,7 +16,9 @@
 //
 // Thread-safe. Memory is bounded by the number of live processes (which the
 // supervisor caps) plus `max_ended_records`: past that, the record that ended
-// first is dropped. Live records are never dropped.
+// first is dropped (evicted). Live records are never dropped. The ids of the
+// last `evicted_ids_kept` evicted records are remembered, so asking for one
+// says it was evicted and by which cap rather than that it never existed.
 #ifndef PM_REGISTRY_REGISTRY_H_
 #define PM_REGISTRY_REGISTRY_H_
 
@@ -30,6 +32,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/numeric/int128.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -44,6 +48,11 @@ struct RegistryOptions {
   // How many ended (EXITED or SIGNALED) records are kept. Past it, the
   // record that ended first is dropped.
   size_t max_ended_records = 10000;
+  // How many ids of evicted records are remembered, oldest forgotten first
+  // (and none across a restart of the registry). Each costs about 50 bytes:
+  // 16 in the FIFO, and 16 plus a control byte per slot of a hash set kept
+  // under 7/8 full; about 3.2 MiB at 65,536.
+  size_t evicted_ids_kept = 65536;
   // Where the live view of running processes is read from. Tests point it
   // at a fake tree.
   std::string proc_root = "/proc";
@@ -56,7 +65,8 @@ class Registry {
   Registry& operator=(const Registry&) = delete;
 
   // Records a process that has just been exec'd: takes the request's id
-  // (INVALID_ARGUMENT if malformed, ALREADY_EXISTS if taken) or mints one (a
+  // (INVALID_ARGUMENT if malformed, ALREADY_EXISTS if taken, also by a
+  // record evicted since) or mints one (a
   // random version 4 UUID), state RUNNING, and keeps the spec's executable, args,
   // working dir, limits and isolation, the resolved executable, pid, start
   // ticks, started_at (now if unset), owner and cgroup. The spec's env is neither kept nor echoed: it may
@@ -74,9 +84,10 @@ class Registry {
   // no-op, so the supervisor may retry an update whose answer it lost; an
   // ended record is final, so a repeated final update must match it.
   // Errors: INVALID_ARGUMENT for a malformed id, an unspecified state, an
-  // exit code outside 0..255 or a signal <= 0; NOT_FOUND ("no process with
-  // id ...") for an unknown id; FAILED_PRECONDITION naming both states for
-  // any other change of an ended record.
+  // exit code outside 0..255 or a signal <= 0; NOT_FOUND for an unknown id
+  // ("no process with id ...", or "process ... ended and its record was
+  // evicted (cap --max_ended_records=N)"); FAILED_PRECONDITION naming both
+  // states for any other change of an ended record.
   absl::StatusOr<pm::v1::ProcessStatus> UpdateRecord(
       const pm::internal::v1::UpdateRecordRequest& request);
 
@@ -84,7 +95,8 @@ class Registry {
   // STOPPING), also its live view from /proc: proc_status, rss_bytes,
   // threads, and the usage of its tree from its cgroup (if it has one). The live fields stay empty when the process is already gone
   // (its exit report is on the way) or its pid names another process.
-  // Errors: INVALID_ARGUMENT for a malformed id, NOT_FOUND for an unknown one.
+  // Errors: INVALID_ARGUMENT for a malformed id, NOT_FOUND for an unknown one
+  // (saying so when its record was evicted, see UpdateRecord).
   absl::StatusOr<pm::v1::ProcessStatus> GetStatus(absl::string_view id) const;
 
   // Every record, newest first (by started_at; among equal started_at, the
@@ -128,7 +140,8 @@ class Registry {
       const pm::internal::v1::UpdateRecordRequest& request,
       std::map<uint64_t, WaitCallback>& ended_waiters)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  // Looks `id` up (validated, any case). INVALID_ARGUMENT / NOT_FOUND.
+  // Looks `id` up (validated, any case). INVALID_ARGUMENT / NOT_FOUND (which
+  // says so if its record was evicted).
   absl::StatusOr<Record*> Find(absl::string_view id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   absl::StatusOr<const Record*> Find(absl::string_view id) const
@@ -136,6 +149,9 @@ class Registry {
   // Queues the just-ended record `id` for eviction and drops the records
   // that ended first while more than the cap are kept.
   void NoteEnded(std::string id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Remembers the id of an evicted record, forgetting the oldest past
+  // evicted_ids_kept.
+  void RememberEvicted(absl::uint128 id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   const RegistryOptions options_;
   mutable absl::Mutex mutex_;
@@ -144,6 +160,10 @@ class Registry {
   std::map<AgeKey, std::string> by_age_ ABSL_GUARDED_BY(mutex_);
   // Ids of ended records in the order they ended: the eviction queue.
   std::deque<std::string> ended_order_ ABSL_GUARDED_BY(mutex_);
+  // Ids of evicted records (their 128 bits), in the order evicted, and the
+  // same as a set for lookups.
+  std::deque<absl::uint128> evicted_order_ ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_set<absl::uint128> evicted_ ABSL_GUARDED_BY(mutex_);
   uint64_t next_sequence_ ABSL_GUARDED_BY(mutex_) = 0;
   uint64_t next_wait_token_ ABSL_GUARDED_BY(mutex_) = 1;
 };

@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/proto_time.h"
@@ -433,6 +435,68 @@ TEST(RegistryTest, EvictionDropsTheRecordThatEndedFirstAndKeepsLiveOnes) {
   EXPECT_TRUE(registry.GetStatus(c).ok());
   EXPECT_TRUE(registry.GetStatus(live).ok());
   EXPECT_THAT(ListedIds(registry), ElementsAre(c, a, live));
+}
+
+// Every path that looks an id up says the record was evicted, and by which
+// cap, rather than that it never existed.
+TEST(RegistryTest, AnEvictedIdIsNotFoundSayingItWasEvictedAndByWhichCap) {
+  Registry registry(Options(/*max_ended_records=*/1));
+  const std::string a = MustCreate(registry, Create());
+  ASSERT_TRUE(registry.UpdateRecord(Exited(a, 0)).ok());
+  const std::string b = MustCreate(registry, Create());
+  ASSERT_TRUE(registry.UpdateRecord(Exited(b, 0)).ok());  // evicts a
+  const std::string evicted = absl::StrCat(
+      "process ", a, " ended and its record was evicted (cap --max_ended_records=1)");
+
+  absl::Status status = registry.GetStatus(a).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(status.message(), evicted);
+  // Ids are found in any case.
+  std::string upper = a;
+  for (char& c : upper) c = absl::ascii_toupper(static_cast<unsigned char>(c));
+  EXPECT_THAT(registry.GetStatus(upper).status().message(),
+              HasSubstr("its record was evicted"));
+  absl::StatusOr<ProcessStatus> waited;
+  registry.Wait(a, [&](absl::StatusOr<ProcessStatus> r) { waited = r; });
+  EXPECT_EQ(waited.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(waited.status().message(), evicted);
+  status = registry.UpdateRecord(Exited(a, 0)).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(status.message(), evicted);
+
+  // An id never seen is still just unknown.
+  EXPECT_EQ(registry.GetStatus(kUnknownId).status().message(),
+            absl::StrCat("no process with id ", kUnknownId));
+}
+
+// The evicted ids are remembered up to their own cap, oldest forgotten
+// first: then the id is merely unknown again.
+TEST(RegistryTest, EvictedIdsAreRememberedUpToTheirCapOldestFirst) {
+  RegistryOptions options = Options(/*max_ended_records=*/0);
+  options.evicted_ids_kept = 2;
+  Registry registry(options);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(MustCreate(registry, Create()));
+    ASSERT_TRUE(registry.UpdateRecord(Exited(ids.back(), 0)).ok());
+  }
+  EXPECT_EQ(registry.GetStatus(ids[0]).status().message(),
+            absl::StrCat("no process with id ", ids[0]));
+  EXPECT_THAT(registry.GetStatus(ids[1]).status().message(),
+              HasSubstr("ended and its record was evicted (cap --max_ended_records=0)"));
+  EXPECT_THAT(registry.GetStatus(ids[2]).status().message(),
+              HasSubstr("ended and its record was evicted"));
+}
+
+TEST(RegistryTest, AnEvictedIdIsNeverTakenAgain) {
+  Registry registry(Options(/*max_ended_records=*/0));
+  CreateRecordRequest request = Create();
+  request.set_id(kUnknownId);
+  ASSERT_TRUE(registry.CreateRecord(request).ok());
+  ASSERT_TRUE(registry.UpdateRecord(Exited(kUnknownId, 0)).ok());  // evicted
+  absl::Status again = registry.CreateRecord(request).status();
+  EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(again.message(), HasSubstr("was on record (ended, evicted)"));
 }
 
 TEST(RegistryTest, LiveRecordsAreNeverEvicted) {

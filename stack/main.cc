@@ -10,6 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/exit_status.h"
+#include "common/file_limit.h"
+#include "common/log.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "stack/dev_certs.h"
@@ -99,8 +101,13 @@ int main(int argc, char** argv) {
   gflags::SetUsageMessage(
       "pm stack: runs registry, log_store, supervisor and gateway");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
+  pm::SetLogTag("stack");
+  const absl::StatusOr<rlimit> file_limit = pm::RaiseFileLimit();
+  pm::LogFileLimitRaise(file_limit);
 
   pm::stack::StackOptions options;
+  // The services start with the limit we had, as from a shell.
+  if (file_limit.ok()) options.service_file_limit = *file_limit;
   options.runtime_dir =
       FLAGS_runtime_dir.empty() ? pm::DefaultRuntimeDir() : FLAGS_runtime_dir;
   pm::stack::DevCredentials dev;

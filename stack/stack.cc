@@ -4,11 +4,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <grpcpp/grpcpp.h>
 
@@ -57,6 +60,29 @@ absl::StatusOr<int> ReadPortFile(const std::string& path) {
   }
   return port;
 }
+
+// posix_spawn cannot set a limit in the child, so the launcher's own soft
+// RLIMIT_NOFILE is set to `limit` around it (the child inherits it) and put
+// back after. Harmless meanwhile: lowering a limit closes nothing, and the
+// launcher holds a few dozen fds, far below any soft limit.
+class ChildFileLimit {
+ public:
+  explicit ChildFileLimit(const absl::optional<rlimit>& limit) {
+    if (!limit || getrlimit(RLIMIT_NOFILE, &saved_) != 0) return;
+    rlimit child = saved_;
+    child.rlim_cur = std::min(limit->rlim_cur, saved_.rlim_max);
+    set_ = setrlimit(RLIMIT_NOFILE, &child) == 0;
+  }
+  ~ChildFileLimit() {
+    if (set_) setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+  ChildFileLimit(const ChildFileLimit&) = delete;
+  ChildFileLimit& operator=(const ChildFileLimit&) = delete;
+
+ private:
+  rlimit saved_ = {};
+  bool set_ = false;
+};
 
 }  // namespace
 
@@ -174,8 +200,12 @@ absl::Status Stack::Launch(ServiceProcess& service) {
   for (std::string& arg : service.args) argv.push_back(arg.data());
   argv.push_back(nullptr);
   pid_t pid = -1;
-  int err = posix_spawn(&pid, service.binary.c_str(), nullptr, &attr,
-                        argv.data(), environ);
+  int err = 0;
+  {
+    ChildFileLimit limit(options_.service_file_limit);
+    err = posix_spawn(&pid, service.binary.c_str(), nullptr, &attr,
+                      argv.data(), environ);
+  }
   posix_spawnattr_destroy(&attr);
   if (err != 0) return ErrnoError("posix_spawn", service.binary, err);
   // Nobody else reaps our children, so the pid cannot be reused before the

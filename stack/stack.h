@@ -19,6 +19,7 @@
 #ifndef PM_STACK_STACK_H_
 #define PM_STACK_STACK_H_
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <map>
@@ -60,6 +61,11 @@ struct StackOptions {
   absl::optional<GatewayOptions> gateway;
   absl::Duration health_timeout = absl::Seconds(30);
   absl::Duration stop_timeout = absl::Seconds(20);
+  // The RLIMIT_NOFILE the services start with: the launcher's own before
+  // it raised it (common/file_limit.h), so each service starts as from a
+  // shell and the supervisor hands that limit to its processes. Unset: the
+  // launcher's own.
+  absl::optional<rlimit> service_file_limit;
 };
 
 struct ServiceProcess {

@@ -70,10 +70,8 @@ std::string UnescapeMountField(absl::string_view field) {
 // (EINVAL)`.
 absl::Status WriteCgroupFile(const std::string& path, absl::string_view value) {
   auto error = [&](int err) {
-    return absl::Status(
-        absl::ErrnoToStatusCode(err),
-        absl::StrCat("write(\"", path, "\", \"", value, "\"): ", strerror(err),
-                     " (", ErrnoName(err), ")"));
+    return ErrnoStatus(absl::StrCat("write(\"", path, "\", \"", value, "\")"),
+                       err);
   };
   Fd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
   if (!fd) return error(errno);

@@ -112,6 +112,24 @@ void EventLoop::Cancel(TimerId id) {
   timers_.erase(it);
 }
 
+bool EventLoop::Hasten(TimerId id, absl::Duration delay) {
+  auto it = timers_.find(id);
+  if (it == timers_.end()) return false;
+  const absl::Time deadline = MonotonicNow() + delay;
+  absl::Time& current = it->second.first;
+  if (deadline >= current) return true;
+  auto range = timer_queue_.equal_range(current);
+  for (auto q = range.first; q != range.second; ++q) {
+    if (q->second == id) {
+      timer_queue_.erase(q);
+      break;
+    }
+  }
+  current = deadline;
+  timer_queue_.emplace(deadline, id);
+  return true;
+}
+
 int EventLoop::NextTimeoutMs() const {
   if (timer_queue_.empty()) return -1;
   absl::Duration left = timer_queue_.begin()->first - MonotonicNow();

@@ -63,6 +63,10 @@ class EventLoop {
   TimerId RunAfter(absl::Duration delay, std::function<void()> fn);
   // Cancels a timer that has not fired; a no-op otherwise.
   void Cancel(TimerId id);
+  // Makes a timer that has not fired fire within `delay` from now: brought
+  // forward if it was due later, left alone if it was due sooner (never
+  // delayed). False if it is not pending (fired, cancelled or unknown).
+  bool Hasten(TimerId id, absl::Duration delay);
 
  private:
   void RunUntilQuit(struct epoll_event* events, int max_events);

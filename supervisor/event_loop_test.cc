@@ -71,5 +71,44 @@ TEST(EventLoopTest, PostFromManyThreads) {
   EXPECT_EQ(count, 4000);
 }
 
+// A timer an hour away, hastened, fires now; one due sooner is never
+// delayed by a later Hasten; a timer that has fired is no longer pending.
+TEST(EventLoopTest, HastenBringsATimerForwardButNeverDelaysIt) {
+  EventLoop loop;
+  ASSERT_TRUE(loop.Init().ok());
+  std::thread thread([&] { loop.Run(); });
+  std::vector<std::string> seen;  // loop thread only
+  absl::Notification both;
+  EventLoop::TimerId far = 0, soon = 0;
+  bool hastened_far = false, hastened_soon = false;
+  loop.Post([&] {
+    far = loop.RunAfter(absl::Hours(1), [&] {
+      seen.push_back("far");
+      if (seen.size() == 2) both.Notify();
+    });
+    soon = loop.RunAfter(absl::ZeroDuration(), [&] {
+      seen.push_back("soon");
+      if (seen.size() == 2) both.Notify();
+    });
+    hastened_soon = loop.Hasten(soon, absl::Hours(2));
+    hastened_far = loop.Hasten(far, absl::Milliseconds(1));
+  });
+  ASSERT_TRUE(both.WaitForNotificationWithTimeout(absl::Seconds(30)))
+      << "the hastened timer did not fire";
+  bool fired_is_pending = true;
+  absl::Notification asked;
+  loop.Post([&] {
+    fired_is_pending = loop.Hasten(far, absl::ZeroDuration());
+    asked.Notify();
+  });
+  asked.WaitForNotification();
+  loop.Quit();
+  thread.join();
+  EXPECT_TRUE(hastened_far);
+  EXPECT_TRUE(hastened_soon);
+  EXPECT_FALSE(fired_is_pending);
+  EXPECT_EQ(seen, (std::vector<std::string>{"soon", "far"}));
+}
+
 }  // namespace
 }  // namespace pm::supervisor

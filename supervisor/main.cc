@@ -5,12 +5,17 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <utility>
+
 #include <gflags/gflags.h>
 
-#include "common/memory_trimmer.h"
+#include "common/file_limit.h"
 #include "common/log.h"
+#include "common/memory_trimmer.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
+#include "common/stop_request.h"
 #include "supervisor/supervisor.h"
 #include "supervisor/supervisor_service.h"
 
@@ -19,7 +24,7 @@ DEFINE_string(runtime_dir, "",
               "$PM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/pm, else /tmp/pm-<uid>)");
 DEFINE_uint32(default_grace_ms, 10000,
               "Stop's grace period between SIGTERM and SIGKILL when the "
-              "request gives none");
+              "request gives none (at most 3600000, 1h)");
 DEFINE_uint32(kill_timeout_ms, 5000,
               "How long Stop waits after SIGKILL before answering "
               "stopped=false");
@@ -40,7 +45,8 @@ DEFINE_uint32(output_stall_ms, 1000,
               "How long a process may wait on a log_store making no progress "
               "before the supervisor spools its output instead");
 DEFINE_uint32(shutdown_grace_ms, 3000,
-              "Grace period of the stop every process gets at shutdown");
+              "Grace period of the stop every process gets at shutdown; a "
+              "stop in progress with a longer one is brought forward to it");
 DEFINE_string(cgroups, "auto",
               "Which cgroups hold the managed processes: auto (cgroup2 to "
               "track and kill and for the controllers it has, cgroup v1 for "
@@ -79,8 +85,22 @@ int main(int argc, char** argv) {
   // Memory a burst of calls left free goes back to the OS.
   std::unique_ptr<pm::MemoryTrimmer> trimmer = pm::MemoryTrimmer::Start();
   pm::SetLogTag("supervisor");
+  // About four fds per process: raised to the hard limit, and each process
+  // started gets the limit we had.
+  const absl::StatusOr<rlimit> file_limit = pm::RaiseFileLimit();
+  pm::LogFileLimitRaise(file_limit);
   const std::string dir =
       FLAGS_runtime_dir.empty() ? pm::DefaultRuntimeDir() : FLAGS_runtime_dir;
+
+  for (const auto& [flag, value] :
+       {std::pair<const char*, uint32_t>{"--default_grace_ms", FLAGS_default_grace_ms},
+        {"--shutdown_grace_ms", FLAGS_shutdown_grace_ms}}) {
+    if (value > pm::kMaxGracePeriodMs) {
+      PM_LOG(ERROR) << flag << " is " << value << "; the maximum is "
+                    << pm::kMaxGracePeriodMs << " (1h)";
+      return 2;
+    }
+  }
 
   pm::supervisor::SupervisorOptions options;
   options.registry_socket = pm::SocketPath(dir, pm::Service::kRegistry);
@@ -88,6 +108,7 @@ int main(int argc, char** argv) {
   options.default_grace = absl::Milliseconds(FLAGS_default_grace_ms);
   options.kill_timeout = absl::Milliseconds(FLAGS_kill_timeout_ms);
   options.max_processes = FLAGS_max_processes;
+  if (file_limit.ok()) options.child_file_limit = *file_limit;
   options.output.window_bytes = FLAGS_output_window_bytes;
   options.output.spool_bytes = FLAGS_output_spool_bytes;
   options.output_arena_bytes = FLAGS_output_arena_bytes;

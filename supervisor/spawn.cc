@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -94,6 +95,7 @@ enum class ChildStep : int {
   kMountProc,
   kLoopback,
   kDup2,
+  kFileLimit,
   kChdir,
   kExec,
 };
@@ -113,6 +115,8 @@ struct ChildContext {
   bool mount_private = false;  // a new mount namespace: make "/" private
   bool mount_proc = false;     // a new PID namespace: a /proc of its own
   bool loopback_up = false;    // a new network namespace: bring `lo` up
+  bool set_file_limit = false;  // RLIMIT_NOFILE to `file_limit`
+  rlimit file_limit = {};
   // Written by the child on failure.
   volatile ChildStep failed_step = ChildStep::kNone;
   volatile int failed_errno = 0;
@@ -185,6 +189,11 @@ int ChildMain(void* arg) {
   }
   // Nothing of the supervisor (sockets, other children's pipes) leaks in.
   syscall(SYS_close_range, 3, ~0U, 0);
+  // Nor its raised file limit: programs expect select()'s 1024, as the
+  // supervisor had before it raised its own (common/file_limit.h).
+  if (ctx->set_file_limit && setrlimit(RLIMIT_NOFILE, &ctx->file_limit) != 0) {
+    fail(ChildStep::kFileLimit);
+  }
   if (ctx->working_dir != nullptr && chdir(ctx->working_dir) != 0) {
     fail(ChildStep::kChdir);
   }
@@ -219,9 +228,7 @@ int ChildMain(void* arg) {
 // `call: reason (ENAME)`, for calls whose arguments ErrnoError's
 // `call("arg")` cannot show.
 absl::Status CallError(absl::string_view call, int err) {
-  return absl::Status(absl::ErrnoToStatusCode(err),
-                      absl::StrCat(call, ": ", strerror(err), " (",
-                                   ErrnoName(err), ")"));
+  return ErrnoStatus(call, err);
 }
 
 uint64_t NamespaceFlags(const pm::v1::StartRequest& request) {
@@ -322,6 +329,12 @@ absl::Status ChildError(const ChildContext& ctx,
       break;
     case ChildStep::kDup2:
       status = ErrnoError("dup2", "", err);
+      break;
+    case ChildStep::kFileLimit:
+      status = CallError(
+          absl::StrCat("setrlimit(RLIMIT_NOFILE, {", ctx.file_limit.rlim_cur,
+                       ", ", ctx.file_limit.rlim_max, "})"),
+          err);
       break;
     case ChildStep::kChdir:
       status = ErrnoError("chdir", request.working_dir(), err);
@@ -440,6 +453,10 @@ absl::StatusOr<SpawnedChild> Spawn(const pm::v1::StartRequest& request,
   ctx.mount_private = (ns_flags & CLONE_NEWNS) != 0;
   ctx.mount_proc = (ns_flags & CLONE_NEWPID) != 0;
   ctx.loopback_up = (ns_flags & CLONE_NEWNET) != 0;
+  if (options.file_limit) {
+    ctx.set_file_limit = true;
+    ctx.file_limit = *options.file_limit;
+  }
 
   constexpr size_t kStackSize = 64 * 1024;
   std::unique_ptr<char[]> stack(new char[kStackSize]);

@@ -13,13 +13,16 @@
 // makes only async-signal-safe calls: reset signal dispositions and mask,
 // write "0" to its cgroups' cgroup.procs, setsid(), mount (a private "/", a
 // new /proc) and ioctl (`lo` up) when isolated, dup2 /dev/null and the pipes
-// onto 0/1/2, close_range(3, ~0), chdir, execve. A failure there is written into memory the parent shares
+// onto 0/1/2, close_range(3, ~0), setrlimit(RLIMIT_NOFILE) back to what the
+// supervisor started with, chdir, execve. A failure there is written into memory the parent shares
 // (CLONE_VM) and the child _exit(127)s; Spawn reaps it and returns the error.
 #ifndef PM_SUPERVISOR_SPAWN_H_
 #define PM_SUPERVISOR_SPAWN_H_
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +58,9 @@ struct SpawnOptions {
   CgroupJoin cgroup2_join;
   // Other cgroups (the v1 hierarchies) the child joins first thing.
   std::vector<CgroupJoin> joins;
+  // The RLIMIT_NOFILE the child gets, before exec: the supervisor's own
+  // before it raised it (common/file_limit.h). Unset: the supervisor's.
+  std::optional<rlimit> file_limit;
 };
 
 struct SpawnedChild {
@@ -75,12 +81,14 @@ struct SpawnedChild {
 //   ISOLATION_MOUNT  CLONE_NEWNS: "/" is made recursively private first, so
 //                    no mount made inside propagates out
 // Returns once the new program runs. Errors:
-//   FAILED_PRECONDITION  the child could not exec, join its cgroup or set
-//                        up its namespaces: the message names the call, the
-//                        path and the OS error, e.g.
+//   FAILED_PRECONDITION  the child could not exec, join its cgroup, set its
+//                        file limit or set up its namespaces: the message
+//                        names the call, the path and the OS error, e.g.
 //                        execve("/nope"): No such file or directory (ENOENT);
 //                        or the namespaces need a privilege we lack (EPERM)
-//   other codes          the parent's own setup failed (pipe2, clone, ...)
+//   other codes          the parent's own setup failed (pipe2, clone, ...;
+//                        RESOURCE_EXHAUSTED for EMFILE, with the errno in
+//                        the status: ErrnoOf)
 absl::StatusOr<SpawnedChild> Spawn(const pm::v1::StartRequest& request,
                                    const SpawnOptions& options = {});
 

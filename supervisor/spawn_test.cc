@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,11 +11,13 @@
 #include <string>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "supervisor/test_util.h"
 #include "common/exit_status.h"
+#include "common/status.h"
 
 namespace pm::supervisor {
 namespace {
@@ -106,6 +109,64 @@ TEST(SpawnTest, NoFdLeaksAndSignalsReset) {
   EXPECT_THAT(out, StartsWith("0 1 2 3 Sig"));
   EXPECT_THAT(out, HasSubstr("SigBlk:\t0000000000000000"));
   EXPECT_THAT(out, HasSubstr("SigIgn:\t0000000000000000"));
+}
+
+// The child gets the file limit it is given (the supervisor's own before it
+// raised it), not the supervisor's, whatever the supervisor has now.
+TEST(SpawnTest, TheChildGetsTheFileLimitItIsGiven) {
+  rlimit ours;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &ours), 0);
+  if (ours.rlim_max < 1000) GTEST_SKIP() << "a hard limit below 1000";
+  SpawnOptions options;
+  options.file_limit = rlimit{1000, ours.rlim_max};
+  absl::StatusOr<SpawnedChild> child = Spawn(Shell("ulimit -Sn; ulimit -Hn"), options);
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(ReadAll(child->stdout_read.get()),
+            absl::StrCat("1000\n", ours.rlim_max == RLIM_INFINITY
+                                       ? std::string("unlimited")
+                                       : absl::StrCat(ours.rlim_max),
+                         "\n"));
+  EXPECT_EQ(Wait(*child), ExitStatus::Exited(0));
+  rlimit after;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &after), 0);
+  EXPECT_EQ(after.rlim_cur, ours.rlim_cur) << "the parent's own limit changed";
+}
+
+TEST(SpawnTest, AFileLimitTheChildCannotSetIsFailedPrecondition) {
+  SpawnOptions options;
+  options.file_limit = rlimit{100, 50};  // soft above hard: EINVAL
+  absl::StatusOr<SpawnedChild> child = Spawn(Shell("exit 0"), options);
+  EXPECT_EQ(child.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(child.status().message(),
+            "setrlimit(RLIMIT_NOFILE, {100, 50}): Invalid argument (EINVAL)");
+}
+
+// Out of fds at each of the parent's steps (the /dev/null, each pipe, the
+// pidfd clone makes): RESOURCE_EXHAUSTED with the errno, and nothing
+// opened before the failing step is left open.
+TEST(SpawnTest, RunningOutOfFdsAtAnyStepIsResourceExhaustedAndLeaksNothing) {
+  const int before = OpenFdCount();
+  ASSERT_GT(before, 0);
+  const int lowest = LowestFreeFd();
+  ASSERT_GE(lowest, 3);
+  for (int room = 0; room <= 5; ++room) {
+    absl::StatusOr<SpawnedChild> child;
+    {
+      ScopedFileLimit limit(lowest + room);
+      ASSERT_TRUE(limit.ok());
+      child = Spawn(Shell("exit 0"));
+    }
+    EXPECT_EQ(child.status().code(), absl::StatusCode::kResourceExhausted)
+        << "with room for " << room << " fds: " << child.status();
+    EXPECT_EQ(ErrnoOf(child.status()), EMFILE) << child.status();
+    EXPECT_THAT(child.status().message(), HasSubstr("Too many open files (EMFILE)"));
+    EXPECT_EQ(OpenFdCount(), before) << "with room for " << room << " fds";
+  }
+  // With room for all six it runs.
+  ScopedFileLimit limit(lowest + 6);
+  absl::StatusOr<SpawnedChild> child = Spawn(Shell("exit 0"));
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(Wait(*child), ExitStatus::Exited(0));
 }
 
 TEST(SpawnTest, MissingExecutableIsFailedPreconditionWithOsError) {

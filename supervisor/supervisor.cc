@@ -24,8 +24,10 @@
 #include "common/proto_time.h"
 #include "common/runtime_dir.h"
 #include "common/status.h"
+#include "common/stop_request.h"
 #include "common/uuid.h"
 #include "common/exit_status.h"
+#include "common/file_limit.h"
 #include "absl/strings/str_split.h"
 #include "supervisor/end_reason.h"
 #include "supervisor/spawn.h"
@@ -58,6 +60,20 @@ bool Ended(const ProcessStatus& status) {
   return status.state() == ProcessStatus::STATE_EXITED ||
          status.state() == ProcessStatus::STATE_SIGNALED;
 }
+
+// The phases of a stop. Every move is made in one of three places:
+//   kNone    -RequestStop->    kGrace    SIGTERM to the tree (none when
+//                                        forced), the SIGKILL timer armed
+//   kGrace   -RequestStop->    kGrace    the SIGKILL timer brought forward
+//                                        to the new deadline if that is
+//                                        sooner (EventLoop::Hasten)
+//   kGrace   -OnGraceExpired-> kKilling  SIGKILL to the tree, the kill
+//                                        timeout armed
+//   kKilling -RequestStop->    kKilling  nothing sooner can be done
+//   any      -FinishStop->     kNone     every caller answered
+// So a stop can always be escalated, and every caller of one stop gets its
+// final answer.
+enum class StopPhase { kNone, kGrace, kKilling };
 
 
 }  // namespace
@@ -105,14 +121,17 @@ struct Supervisor::Process {
   bool retry_pending = false;
   std::vector<std::function<void()>> on_flushed;
 
-  // A stop in progress.
-  bool stopping = false;
+  // A stop in progress (see StopPhase): its timers and its callers.
+  StopPhase stop_phase = StopPhase::kNone;
+  EventLoop::TimerId grace_timer = 0;  // kGrace: sends the SIGKILL
+  EventLoop::TimerId kill_timer = 0;   // kKilling: gives up, stopped=false
+  std::vector<StopCallback> stop_waiters;
+  // Which signals a stop sent the leader before it was reaped: how it
+  // ended (termination).
   bool sigterm_sent = false;
   bool sigkill_sent = false;
-  EventLoop::TimerId grace_timer = 0;
-  EventLoop::TimerId kill_timer = 0;
-  std::vector<StopCallback> stop_waiters;
 
+  bool stopping() const { return stop_phase != StopPhase::kNone; }
   bool flushed() const { return updates_in_flight == 0 && !dirty; }
   bool output_open() const { return out[0].valid() || out[1].valid(); }
 };
@@ -369,7 +388,10 @@ void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,
                              const std::string& id, const Owner& owner,
                              std::shared_ptr<PendingStart> start) {
   absl::StatusOr<ProcessPtr> spawned = SpawnOnLoop(request);
-  if (!spawned.ok()) return start->Fail(spawned.status());
+  if (!spawned.ok()) {
+    // Out of fds (a pipe, the pidfd, a cgroup file): say which limit.
+    return start->Fail(ExplainFileExhaustion(spawned.status(), "the supervisor"));
+  }
   ProcessPtr p = *std::move(spawned);
   p->id = id;
 
@@ -498,6 +520,7 @@ absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
     PM_ASSIGN_OR_RETURN(cgroup, TakeCgroup(request.limits()));
     spawn_options = cgroup->spawn_options();
   }
+  spawn_options.file_limit = options_.child_file_limit;
   absl::StatusOr<SpawnedChild> spawned = Spawn(request, spawn_options);
   if (cgroup) cgroup->CloseSpawnFds();
   if (!spawned.ok()) {
@@ -686,7 +709,7 @@ void Supervisor::OnSigchld() {
   }
   std::vector<ProcessPtr> stopping;
   for (auto& [id, p] : by_id_) {
-    if (p->stopping) stopping.push_back(p);
+    if (p->stopping()) stopping.push_back(p);
   }
   for (auto& p : stopping) CheckStopDone(p);
   // A v1 cgroup says nothing when it empties; the last member's end is a
@@ -852,14 +875,11 @@ void Supervisor::OnRecorded(const ProcessPtr& p, const ProcessStatus& record) {
 }
 
 void Supervisor::Stop(const pm::v1::StopRequest& request, StopCallback done) {
-  if (absl::Status valid = ValidateProcessId(request.id()); !valid.ok()) {
+  if (absl::Status valid = ValidateStopRequest(request); !valid.ok()) {
     done(valid);
     return;
   }
-  const absl::Duration grace =
-      request.grace_period_ms() > 0
-          ? absl::Milliseconds(request.grace_period_ms())
-          : options_.default_grace;
+  const absl::Duration grace = StopGrace(request, options_.default_grace);
   auto shared_done = std::make_shared<StopCallback>(std::move(done));
   if (!loop_.Post([this, id = request.id(), grace, shared_done] {
         auto it = by_id_.find(id);
@@ -869,18 +889,45 @@ void Supervisor::Stop(const pm::v1::StopRequest& request, StopCallback done) {
         }
         ProcessPtr p = it->second;
         p->stop_waiters.push_back(std::move(*shared_done));
-        if (!p->stopping) BeginStop(p, grace);
+        RequestStop(p, grace);
       })) {
     (*shared_done)(absl::UnavailableError("supervisor is shutting down"));
   }
 }
 
+void Supervisor::RequestStop(const ProcessPtr& p, absl::Duration grace) {
+  switch (p->stop_phase) {
+    case StopPhase::kNone:
+      BeginStop(p, grace);
+      return;
+    case StopPhase::kGrace:
+      // Joins the stop in progress; its SIGKILL comes at the earlier of
+      // the two deadlines (a forced stop: now).
+      loop_.Hasten(p->grace_timer, grace);
+      return;
+    case StopPhase::kKilling:
+      return;  // SIGKILL is out; the answer comes when the tree is gone
+  }
+}
+
 void Supervisor::BeginStop(const ProcessPtr& p, absl::Duration grace) {
-  p->stopping = true;
+  p->stop_phase = StopPhase::kGrace;
   if (!p->reaped) {
     p->status.set_state(ProcessStatus::STATE_STOPPING);
     SendUpdate(p);
   }
+  // A forced stop (no grace) gives no warning: SIGTERM just before SIGKILL
+  // would only race it for which ends the process.
+  if (grace > absl::ZeroDuration()) SignalTerm(p);
+  // Even a forced stop's SIGKILL goes through the timer, so it is sent
+  // from one place (OnGraceExpired), after the current event.
+  p->grace_timer = loop_.RunAfter(grace, [this, weak = std::weak_ptr<Process>(p)] {
+    if (auto locked = weak.lock()) OnGraceExpired(locked);
+  });
+  CheckStopDone(p);
+}
+
+void Supervisor::SignalTerm(const ProcessPtr& p) {
   if (!GroupGone(*p) || !p->reaped) {
     SignalGroup(*p, SIGTERM);
     p->sigterm_sent = !p->reaped || p->sigterm_sent;
@@ -889,15 +936,12 @@ void Supervisor::BeginStop(const ProcessPtr& p, absl::Duration grace) {
   // same warning before the kill; the group's own members got it once.
   if (p->cgroup) p->cgroup->SignalMembers(SIGTERM, p->pid);
   if (p->exit_pending) p->members_term_deferred = true;
-  p->grace_timer = loop_.RunAfter(grace, [this, weak = std::weak_ptr<Process>(p)] {
-    if (auto locked = weak.lock()) OnGraceExpired(locked);
-  });
-  CheckStopDone(p);
 }
 
 void Supervisor::OnGraceExpired(const ProcessPtr& p) {
   p->grace_timer = 0;
-  if (!p->stopping) return;
+  if (p->stop_phase != StopPhase::kGrace) return;
+  p->stop_phase = StopPhase::kKilling;
   if (p->reaped && GroupGone(*p) && CgroupGone(*p)) {
     CheckStopDone(p);
     return;
@@ -912,13 +956,15 @@ void Supervisor::OnGraceExpired(const ProcessPtr& p) {
         auto locked = weak.lock();
         if (!locked) return;
         locked->kill_timer = 0;
-        if (locked->stopping) FinishStop(locked, /*stopped=*/false);
+        if (locked->stop_phase == StopPhase::kKilling) {
+          FinishStop(locked, /*stopped=*/false);
+        }
       });
 }
 
 void Supervisor::CheckStopDone(const ProcessPtr& p) {
   // While the janitor holds the cgroup, FinishReap looks again.
-  if (!p->stopping || !p->reaped || p->exit_pending || !GroupGone(*p)) return;
+  if (!p->stopping() || !p->reaped || p->exit_pending || !GroupGone(*p)) return;
   if (!CgroupGone(*p)) {
     // A kill that is not atomic may have missed a fork: again.
     if (p->cgroup_killed && !p->cgroup->kill_is_atomic()) p->cgroup->Kill();
@@ -933,7 +979,7 @@ void Supervisor::FinishStop(const ProcessPtr& p, bool stopped) {
   loop_.Cancel(p->grace_timer);
   loop_.Cancel(p->kill_timer);
   p->grace_timer = p->kill_timer = 0;
-  p->stopping = false;
+  p->stop_phase = StopPhase::kNone;
   auto waiters =
       std::make_shared<std::vector<StopCallback>>(std::move(p->stop_waiters));
   p->stop_waiters.clear();
@@ -967,11 +1013,13 @@ void Supervisor::StopUnknown(const std::string& id, StopCallback done) {
   call->request.set_id(id);
   call->context.set_deadline(
       absl::ToChronoTime(absl::Now() + options_.backend_timeout));
+  auto shared_done = std::make_shared<StopCallback>(std::move(done));
   PendingAsyncOps().Begin();
   registry_->async()->GetStatus(
       &call->context, &call->request, &call->response,
-      [this, call, done = std::move(done)](grpc::Status rpc) mutable {
-        loop_.Post([this, call, rpc, done = std::move(done)] {
+      [this, call, shared_done](grpc::Status rpc) {
+        const bool posted = loop_.Post([this, call, rpc, shared_done] {
+          StopCallback& done = *shared_done;
           if (!rpc.ok()) {
             absl::Status status = FromGrpcStatus(rpc);
             if (status.code() == absl::StatusCode::kUnavailable) {
@@ -994,6 +1042,10 @@ void Supervisor::StopUnknown(const std::string& id, StopCallback done) {
               " is on record as running but this supervisor does not hold "
               "it (it outlived an earlier supervisor)")));
         });
+        // The loop has stopped: the caller still gets an answer.
+        if (!posted) {
+          (*shared_done)(absl::UnavailableError("supervisor is shutting down"));
+        }
         PendingAsyncOps().End();
       });
 }
@@ -1060,7 +1112,7 @@ void Supervisor::PushUpdate(const ProcessPtr& p) {
 }
 
 void Supervisor::MaybeForget(const ProcessPtr& p) {
-  if (!p->reaped || p->exit_pending || p->output_open() || p->stopping ||
+  if (!p->reaped || p->exit_pending || p->output_open() || p->stopping() ||
       !p->flushed()) {
     return;
   }
@@ -1155,6 +1207,19 @@ bool Supervisor::RemoveCgroupIfEmpty(const ProcessPtr& p) {
   return true;
 }
 
+void Supervisor::AnswerEveryStop() {
+  std::vector<ProcessPtr> held;
+  for (auto& [id, p] : by_id_) held.push_back(p);
+  for (auto& p : held) {
+    // A tree that outlived SIGKILL and the kill timeout: stopped=false.
+    if (p->stopping()) FinishStop(p, /*stopped=*/false);
+    // Answers that waited for the registry to take the final state.
+    auto waiting = std::move(p->on_flushed);
+    p->on_flushed.clear();
+    for (auto& answer : waiting) answer();
+  }
+}
+
 void Supervisor::Shutdown(absl::Duration grace) {
   if (!loop_thread_.joinable()) return;
   StopSpareCgroups();
@@ -1175,7 +1240,10 @@ void Supervisor::Shutdown(absl::Duration grace) {
           [remaining, all_stopped](absl::StatusOr<pm::v1::StopResponse>) {
             if (--*remaining == 0) all_stopped->Notify();
           });
-      if (!p->stopping) BeginStop(p, grace);
+      // A stop already in its grace period is brought forward to this
+      // one's: the shutdown never waits past its own bound, and no tree
+      // is left running outside pm.
+      RequestStop(p, grace);
     }
   });
   all_stopped->WaitForNotificationWithTimeout(grace + options_.kill_timeout +
@@ -1193,6 +1261,7 @@ void Supervisor::Shutdown(absl::Duration grace) {
   // answered what was sent (or, if it is stuck, when cancelled below).
   records_->Close();
   loop_.Post([this] {
+    AnswerEveryStop();
     for (auto& [id, p] : by_id_) p->sender->Cancel();
     // Empty cgroups go; one still populated (a tree that would not die) is
     // left for the operator to see.

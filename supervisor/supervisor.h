@@ -32,10 +32,12 @@
 #ifndef PM_SUPERVISOR_SUPERVISOR_H_
 #define PM_SUPERVISOR_SUPERVISOR_H_
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -59,7 +61,8 @@ namespace pm::supervisor {
 struct SupervisorOptions {
   std::string registry_socket;
   std::string log_store_socket;
-  // Stop's grace period when the request says 0.
+  // Stop's grace period when the request says 0 (at most
+  // kMaxGracePeriodMs).
   absl::Duration default_grace = absl::Seconds(10);
   // How long Stop waits for the group to vanish after SIGKILL before it
   // answers stopped=false.
@@ -69,6 +72,9 @@ struct SupervisorOptions {
   // Cap on processes that have not ended; Start beyond it is
   // RESOURCE_EXHAUSTED.
   size_t max_processes = 4096;
+  // The RLIMIT_NOFILE every managed process gets: the supervisor's own
+  // before main raised it (common/file_limit.h). Unset: the supervisor's.
+  std::optional<rlimit> child_file_limit;
   OutputSenderOptions output;
   // The arena shared with the log_store for large pieces of output
   // (common/output_arena.h), in 1 MiB slots; less than a slot: none, every
@@ -104,8 +110,9 @@ class Supervisor {
   // finishes the call. Errors: INVALID_ARGUMENT (bad request), FAILED_PRECONDITION (exec
   // failed; names the call, the path and the OS error; no id handed out;
   // or a limit or namespace this host cannot give, naming what is missing),
-  // RESOURCE_EXHAUSTED (max_processes), UNAVAILABLE (registry or log_store
-  // unreachable; names the service and its socket).
+  // RESOURCE_EXHAUSTED (max_processes; or out of fds, EMFILE or ENFILE,
+  // naming the call and the supervisor's RLIMIT_NOFILE), UNAVAILABLE
+  // (registry or log_store unreachable; names the service and its socket).
   // `owner` is recorded with the process (the gateway's authenticated
   // user); empty for local callers.
   using StartDone = std::function<void(absl::StatusOr<pm::v1::StartResponse>)>;
@@ -114,16 +121,21 @@ class Supervisor {
   // Stops a process and its whole tree: SIGTERM to its group (and to
   // members of its cgroup that left the group), the grace period, then
   // SIGKILL to the group and every member of the cgroup; then waits up to
-  // kill_timeout for the group and the cgroup to be empty. `done` is called
-  // exactly once, on the loop thread. Concurrent stops of one id share one
-  // stop and get the same answer. Errors: INVALID_ARGUMENT, NOT_FOUND,
-  // UNAVAILABLE (the registry, for an id this supervisor no longer holds).
+  // kill_timeout for the group and the cgroup to be empty. A forced stop
+  // (request.force) skips SIGTERM and the grace period. `done` is called
+  // exactly once. Concurrent stops of one id share one stop and get the
+  // same answer; one with a sooner deadline than the stop in progress
+  // brings its SIGKILL forward. Errors: INVALID_ARGUMENT (a malformed id, a
+  // grace period above kMaxGracePeriodMs), NOT_FOUND, UNAVAILABLE (the
+  // registry, for an id this supervisor no longer holds; or shutting down).
   using StopCallback = std::function<void(absl::StatusOr<pm::v1::StopResponse>)>;
   void Stop(const pm::v1::StopRequest& request, StopCallback done);
 
   // Stops every live process and every tree still in a cgroup (grace
-  // `grace`), flushes output and registry updates (bounded), removes the
-  // empty cgroups and joins the loop. Idempotent.
+  // `grace`; a stop in progress with a longer one is brought forward to
+  // it), flushes output and registry updates (bounded), answers every stop
+  // still waiting, removes the empty cgroups and joins the loop. Returns
+  // within grace + kill_timeout + backend_timeout + 2 s. Idempotent.
   void Shutdown(absl::Duration grace = absl::Seconds(3));
 
  private:
@@ -168,11 +180,22 @@ class Supervisor {
                   const pm::v1::ResourceUsage& final_usage, bool removed);
   void AbandonUnrecorded(const ProcessPtr& p);
   void OnRecorded(const ProcessPtr& p, const pm::v1::ProcessStatus& record);
+  // A stop asked for (by a caller or the shutdown) with grace `grace`
+  // (zero: forced): begins one, or brings the one in progress forward.
+  void RequestStop(const ProcessPtr& p, absl::Duration grace);
   void BeginStop(const ProcessPtr& p, absl::Duration grace);
+  // SIGTERM to the group and to the members of the cgroup that left it.
+  void SignalTerm(const ProcessPtr& p);
   void OnGraceExpired(const ProcessPtr& p);
   void CheckStopDone(const ProcessPtr& p);
   void FinishStop(const ProcessPtr& p, bool stopped);
   void StopUnknown(const std::string& id, StopCallback done);
+  // At shutdown, before the loop ends: every stop still waiting is
+  // answered (stopped=false if its tree is not gone yet), so no caller, and
+  // no gRPC call the server waits for, is left without an answer. A net:
+  // the shutdown's own bound covers the stops it began; this catches one a
+  // caller began after them (say, of a process whose record came late).
+  void AnswerEveryStop();
   void SendUpdate(const ProcessPtr& p);
   void PushUpdate(const ProcessPtr& p);
   void MaybeForget(const ProcessPtr& p);

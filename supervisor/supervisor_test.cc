@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <memory>
@@ -23,14 +24,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
+#include "common/fd.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "common/status.h"
+#include "common/stop_request.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "log_store/log_store.h"
 #include "log_store/log_store_service.h"
 #include "registry/registry.h"
 #include "registry/registry_service.h"
+#include "supervisor/test_util.h"
 
 namespace pm::supervisor {
 namespace {
@@ -43,6 +48,8 @@ const bool sigchld_blocked = [] {
   sigaddset(&set, SIGCHLD);
   return pthread_sigmask(SIG_BLOCK, &set, nullptr) == 0;
 }();
+
+using ::testing::HasSubstr;
 
 constexpr char kNobody[] = "00000000-0000-4000-8000-000000000000";
 
@@ -92,12 +99,14 @@ class SupervisorTest : public ::testing::Test {
     });
   }
 
-  void CreateSupervisor(std::function<void()> janitor_gate) {
+  void CreateSupervisor(std::function<void()> janitor_gate,
+                        std::function<void(SupervisorOptions&)> adjust = nullptr) {
     SupervisorOptions options;
     options.registry_socket = SocketPath(dir_, Service::kRegistry);
     options.log_store_socket = SocketPath(dir_, Service::kLogStore);
     options.cgroup.name_prefix = absl::StrCat("svtest", getpid(), ".");
     options.janitor_gate = std::move(janitor_gate);
+    if (adjust) adjust(options);
     absl::StatusOr<std::unique_ptr<Supervisor>> created = Supervisor::Create(options);
     ASSERT_TRUE(created.ok()) << created.status();
     supervisor_ = *std::move(created);
@@ -161,6 +170,43 @@ class SupervisorTest : public ::testing::Test {
     return started;
   }
 
+  // Starts a process that ignores SIGTERM (only a SIGKILL ends it) and
+  // returns once it runs with SIGTERM ignored; `pidfd` is a pidfd of it
+  // (closed at TearDown).
+  absl::StatusOr<pm::v1::StartResponse> StartIgnoringTerm(int* pidfd) {
+    const std::string ready = absl::StrCat(dir_, "/ready", ++fifos_);
+    if (mkfifo(ready.c_str(), 0600) != 0) return ErrnoError("mkfifo", ready);
+    pm::v1::StartRequest request;
+    request.set_executable("/bin/sh");
+    request.add_args("-c");
+    // The ignored disposition survives the exec.
+    request.add_args(
+        absl::StrCat("trap '' TERM; echo ready > ", ready, "; exec sleep 1000"));
+    absl::StatusOr<pm::v1::StartResponse> started = Start(request);
+    if (!started.ok()) return started;
+    const int fd = open(ready.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return ErrnoError("open", ready);
+    struct pollfd readable = {fd, POLLIN, 0};
+    const int polled = poll(&readable, 1, 30000);
+    close(fd);
+    if (polled != 1) {
+      return absl::DeadlineExceededError("the process never said it was ready");
+    }
+    *pidfd = static_cast<int>(syscall(SYS_pidfd_open, started->status().pid(), 0));
+    if (*pidfd < 0) return ErrnoError("pidfd_open", absl::StrCat(started->status().pid()));
+    pidfds_.push_back(*pidfd);
+    return started;
+  }
+
+  // Returns once every Stop sent before has been taken by the loop (stops
+  // are taken in order, and one of an unknown id is answered after).
+  void WaitForEarlierStops() {
+    absl::Notification later;
+    absl::StatusOr<pm::v1::StopResponse> unused;
+    StopAsync(kNobody, 1000, &later, &unused);
+    ASSERT_TRUE(later.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  }
+
   void ReleaseLeader() {
     const int in_fd = open(in_.c_str(), O_WRONLY | O_CLOEXEC);
     ASSERT_GE(in_fd, 0);
@@ -169,15 +215,53 @@ class SupervisorTest : public ::testing::Test {
   }
 
   // Stops `id`; `done` is notified with the answer.
-  void StopAsync(const std::string& id, int grace_ms, absl::Notification* done,
+  void StopAsync(const std::string& id, uint32_t grace_ms, absl::Notification* done,
                  absl::StatusOr<pm::v1::StopResponse>* result) {
     pm::v1::StopRequest stop;
     stop.set_id(id);
     stop.set_grace_period_ms(grace_ms);
+    StopAsync(stop, done, result);
+  }
+  void StopAsync(const pm::v1::StopRequest& stop, absl::Notification* done,
+                 absl::StatusOr<pm::v1::StopResponse>* result) {
     supervisor_->Stop(stop, [done, result](absl::StatusOr<pm::v1::StopResponse> r) {
       *result = std::move(r);
       done->Notify();
     });
+  }
+
+  // A stop that took a SIGTERM-ignoring process with SIGKILL.
+  static void ExpectKilled(const absl::StatusOr<pm::v1::StopResponse>& result) {
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_TRUE(result->stopped());
+    EXPECT_EQ(result->status().state(), pm::v1::ProcessStatus::STATE_SIGNALED);
+    EXPECT_EQ(result->status().signal(), SIGKILL);
+    EXPECT_EQ(result->status().termination(),
+              pm::v1::ProcessStatus::TERMINATION_KILLED);
+  }
+
+  // A long stop of a process that ignores SIGTERM, then `second`: it must
+  // end the process long before the first stop's hour is up, and both
+  // callers get the final answer.
+  void ExpectSecondStopEndsALongOne(pm::v1::StopRequest second) {
+    CreateSupervisor(nullptr);
+    int pidfd = -1;
+    absl::StatusOr<pm::v1::StartResponse> started = StartIgnoringTerm(&pidfd);
+    ASSERT_TRUE(started.ok()) << started.status();
+    absl::Notification first_done, second_done;
+    absl::StatusOr<pm::v1::StopResponse> first, second_result;
+    StopAsync(started->id(), kMaxGracePeriodMs, &first_done, &first);
+    WaitForEarlierStops();
+    EXPECT_FALSE(Exited(pidfd, 0)) << "SIGTERM ended a process that ignores it";
+
+    second.set_id(started->id());
+    StopAsync(second, &second_done, &second_result);
+    ASSERT_TRUE(second_done.WaitForNotificationWithTimeout(absl::Seconds(30)))
+        << "the second stop joined the hour-long one";
+    ASSERT_TRUE(first_done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    EXPECT_TRUE(Exited(pidfd, 0));
+    ExpectKilled(first);
+    ExpectKilled(second_result);
   }
 
   static bool Exited(int pidfd, int timeout_ms) {
@@ -186,6 +270,7 @@ class SupervisorTest : public ::testing::Test {
   }
 
   std::string dir_, in_;
+  int fifos_ = 0;
   std::vector<int> pidfds_;  // closed at TearDown
   absl::Notification janitor_entered_, release_janitor_;
   std::unique_ptr<log_store::LogStore> store_;
@@ -268,6 +353,188 @@ TEST_F(SupervisorTest, AGracePeriodThatEndsWhileTheJanitorHoldsTheCgroupStillKil
   ASSERT_TRUE(stop_result.ok()) << stop_result.status();
   EXPECT_TRUE(stop_result->stopped()) << "the daemon outlived the stop";
   EXPECT_TRUE(Exited(daemon, 0));
+}
+
+// --- A stop can always be escalated --------------------------------------
+
+TEST_F(SupervisorTest, AStopWithAShorterGraceBringsTheKillOfALongStopForward) {
+  pm::v1::StopRequest second;
+  second.set_grace_period_ms(1);
+  ExpectSecondStopEndsALongOne(second);
+}
+
+TEST_F(SupervisorTest, AForcedStopEndsALongStopAtOnce) {
+  pm::v1::StopRequest second;
+  second.set_force(true);
+  ExpectSecondStopEndsALongOne(second);
+}
+
+// No SIGTERM: a process that would end on SIGTERM still dies of SIGKILL.
+TEST_F(SupervisorTest, AForcedStopSendsOnlySigkill) {
+  CreateSupervisor(nullptr);
+  pm::v1::StartRequest request;
+  request.set_executable("sleep");
+  request.add_args("1000");
+  absl::StatusOr<pm::v1::StartResponse> started = Start(request);
+  ASSERT_TRUE(started.ok()) << started.status();
+  pm::v1::StopRequest stop;
+  stop.set_id(started->id());
+  stop.set_force(true);
+  absl::Notification done;
+  absl::StatusOr<pm::v1::StopResponse> result;
+  StopAsync(stop, &done, &result);
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ExpectKilled(result);
+}
+
+// Above the maximum is refused before anything is signalled; at the
+// maximum is taken (and escalated).
+TEST_F(SupervisorTest, AGracePeriodAboveTheMaximumIsInvalidArgument) {
+  CreateSupervisor(nullptr);
+  int pidfd = -1;
+  absl::StatusOr<pm::v1::StartResponse> started = StartIgnoringTerm(&pidfd);
+  ASSERT_TRUE(started.ok()) << started.status();
+  for (uint32_t grace : {kMaxGracePeriodMs + 1, 0xFFFFFFFFu}) {
+    absl::Notification done;
+    absl::StatusOr<pm::v1::StopResponse> result;
+    StopAsync(started->id(), grace, &done, &result);
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)))
+        << "a stop of " << grace << " ms was taken";
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(result.status().message(), HasSubstr("grace_period_ms"));
+    EXPECT_THAT(result.status().message(), HasSubstr("the maximum is 3600000 (1h)"));
+  }
+  // Nothing was begun: a forced stop finds it running and kills it.
+  pm::v1::StopRequest force;
+  force.set_id(started->id());
+  force.set_force(true);
+  absl::Notification done;
+  absl::StatusOr<pm::v1::StopResponse> result;
+  StopAsync(force, &done, &result);
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ExpectKilled(result);
+}
+
+// Shutdown does not wait for an hour-long stop: it brings the SIGKILL
+// forward to its own grace, answers the stop's caller, and leaves nothing
+// running or unreaped.
+TEST_F(SupervisorTest, ShutdownBringsAStopInProgressForwardAndLeavesNothingRunning) {
+  CreateSupervisor(nullptr);
+  int pidfd = -1;
+  absl::StatusOr<pm::v1::StartResponse> started = StartIgnoringTerm(&pidfd);
+  ASSERT_TRUE(started.ok()) << started.status();
+  const pid_t pid = started->status().pid();
+  absl::Notification stop_done;
+  absl::StatusOr<pm::v1::StopResponse> stop_result;
+  StopAsync(started->id(), kMaxGracePeriodMs, &stop_done, &stop_result);
+  WaitForEarlierStops();
+
+  const absl::Duration grace = absl::Milliseconds(100);
+  const SupervisorOptions defaults;
+  const absl::Time begun = absl::Now();
+  supervisor_->Shutdown(grace);
+  EXPECT_LT(absl::Now() - begun, grace + defaults.kill_timeout +
+                                     defaults.backend_timeout + absl::Seconds(2));
+
+  ASSERT_TRUE(stop_done.HasBeenNotified()) << "the stop's caller got no answer";
+  ExpectKilled(stop_result);
+  // Dead, and reaped by the supervisor: no zombie is left either.
+  EXPECT_TRUE(Exited(pidfd, 0)) << "pid " << pid << " is still running";
+  siginfo_t info = {};
+  EXPECT_EQ(waitid(static_cast<idtype_t>(P_PIDFD), pidfd, &info,
+                   WEXITED | WNOHANG | WNOWAIT),
+            -1);
+  EXPECT_EQ(errno, ECHILD) << "pid " << pid << " was not reaped";
+  EXPECT_EQ(kill(pid, 0), -1);
+  EXPECT_EQ(errno, ESRCH);
+}
+
+// --- File descriptors -------------------------------------------------------
+
+pm::v1::StartRequest Sleep() {
+  pm::v1::StartRequest request;
+  request.set_executable("sleep");
+  request.add_args("1000");
+  return request;
+}
+
+// Out of fds, a Start is RESOURCE_EXHAUSTED naming the call and the
+// supervisor's limit; the failed start leaves no fd open, and the processes
+// started before still stop. Without cgroups, so that no other thread of
+// the supervisor opens fds meanwhile (the spare cgroups).
+TEST_F(SupervisorTest, AStartOutOfFdsIsResourceExhaustedNamingTheLimitAndLeaksNothing) {
+  CreateSupervisor(nullptr, [](SupervisorOptions& options) {
+    options.cgroup.mode = CgroupMode::kOff;
+  });
+  const rlim_t soft = LowestFreeFd() + 40;
+  ScopedFileLimit limit(soft);
+  ASSERT_TRUE(limit.ok());
+  std::vector<std::string> started;
+  absl::Status refused;
+  int fds_before = -1, fds_after = -1;
+  for (int i = 0; i < 100 && refused.ok(); ++i) {
+    fds_before = OpenFdCount();
+    absl::StatusOr<pm::v1::StartResponse> result = Start(Sleep());
+    fds_after = OpenFdCount();
+    if (result.ok()) {
+      started.push_back(result->id());
+    } else {
+      refused = result.status();
+    }
+  }
+  ASSERT_FALSE(refused.ok()) << "100 starts within 40 fds";
+  EXPECT_GE(started.size(), 5u);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
+  EXPECT_THAT(refused.message(),
+              HasSubstr(absl::StrCat("Too many open files (EMFILE): the supervisor's "
+                                     "RLIMIT_NOFILE is ", soft, " (hard limit ")));
+  EXPECT_EQ(fds_after, fds_before) << "the failed start left fds open";
+  // Again: refused the same way, and still nothing leaks.
+  fds_before = OpenFdCount();
+  EXPECT_EQ(Start(Sleep()).status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(OpenFdCount(), fds_before);
+
+  for (const std::string& id : started) {
+    pm::v1::StopRequest stop;
+    stop.set_id(id);
+    stop.set_force(true);
+    absl::Notification done;
+    absl::StatusOr<pm::v1::StopResponse> result;
+    StopAsync(stop, &done, &result);
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    ExpectKilled(result);
+  }
+}
+
+// Every process gets the file limit the supervisor is given for them (its
+// own before it raised it), whatever the supervisor's own is now.
+TEST_F(SupervisorTest, ProcessesGetTheOriginalFileLimit) {
+  rlimit ours;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &ours), 0);
+  if (ours.rlim_max < 1024) GTEST_SKIP() << "a hard limit below 1024";
+  CreateSupervisor(nullptr, [&](SupervisorOptions& options) {
+    options.child_file_limit = rlimit{1000, ours.rlim_max};
+  });
+  const std::string out = dir_ + "/limit";
+  pm::v1::StartRequest request;
+  request.set_executable("/bin/sh");
+  request.add_args("-c");
+  request.add_args(absl::StrCat("ulimit -Sn > ", out));
+  absl::StatusOr<pm::v1::StartResponse> started = Start(request);
+  ASSERT_TRUE(started.ok()) << started.status();
+  // The record ends once it has written the file and exited.
+  absl::Notification ended;
+  absl::StatusOr<pm::v1::ProcessStatus> status;
+  registry_->Wait(started->id(), [&](absl::StatusOr<pm::v1::ProcessStatus> s) {
+    status = std::move(s);
+    ended.Notify();
+  });
+  ASSERT_TRUE(ended.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->exit_code(), 0);
+  absl::StatusOr<std::string> text = ReadFile(out);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text, "1000\n");
 }
 
 }  // namespace

@@ -2,8 +2,10 @@
 #ifndef PM_SUPERVISOR_TEST_UTIL_H_
 #define PM_SUPERVISOR_TEST_UTIL_H_
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <string>
@@ -40,6 +42,48 @@ inline std::string ReadAll(int fd) { return ReadUntil(fd, -1); }
 
 // The next line of a non-blocking pipe, without its newline.
 inline std::string ReadLine(int fd) { return ReadUntil(fd, '\n'); }
+
+// How many fds this process has open (folly's checkFdLeak): compare before
+// and after a failing spawn or Start. -1 if /proc/self/fd cannot be read.
+inline int OpenFdCount() {
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return -1;
+  int count = 0;
+  while (struct dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] != '.') ++count;
+  }
+  closedir(dir);
+  return count - 1;  // the directory's own fd
+}
+
+// The lowest fd number a new open would get now; with the soft
+// RLIMIT_NOFILE set to it, the next open fails with EMFILE.
+inline int LowestFreeFd() {
+  const int fd = dup(0);
+  if (fd >= 0) close(fd);
+  return fd;
+}
+
+// Sets this process's soft RLIMIT_NOFILE for the life of a test, and puts
+// back what it was when it goes.
+class ScopedFileLimit {
+ public:
+  explicit ScopedFileLimit(rlim_t soft) {
+    getrlimit(RLIMIT_NOFILE, &saved_);
+    rlimit limit = saved_;
+    limit.rlim_cur = soft;
+    ok_ = setrlimit(RLIMIT_NOFILE, &limit) == 0;
+  }
+  ~ScopedFileLimit() { setrlimit(RLIMIT_NOFILE, &saved_); }
+  ScopedFileLimit(const ScopedFileLimit&) = delete;
+  ScopedFileLimit& operator=(const ScopedFileLimit&) = delete;
+  bool ok() const { return ok_; }
+  const rlimit& saved() const { return saved_; }
+
+ private:
+  rlimit saved_ = {};
+  bool ok_ = false;
+};
 
 }  // namespace pm::supervisor
 

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -112,6 +113,40 @@ TEST_F(CliTest, CtrlCEndsLogsFollowCleanly) {
   PmResult followed = again->Finish();
   EXPECT_EQ(followed.code, 0) << followed.err;
   EXPECT_EQ(followed.out, "ready\n");
+}
+
+// The case that used to hang: a stop with an hour's grace of a process that
+// ignores SIGTERM, then `pm stop --grace 0`. The process is killed at once,
+// and the first pm, still waiting, gets the same final answer.
+TEST_F(CliTest, StopGraceZeroEndsAnHourLongStopAndBothAnswer) {
+  const std::string id =
+      Start({"sh", "-c", "trap '' TERM; echo ready; exec sleep 1000"});
+  std::unique_ptr<PmRun> logs = Spawn({"logs", "-f", id});
+  ASSERT_TRUE(logs->WaitForStdout("ready\n"));
+  std::unique_ptr<PmRun> first = Spawn({"stop", "--grace", "1h", id});
+  // The first stop has begun once the record says so.
+  for (;;) {
+    absl::StatusOr<pm::v1::ProcessStatus> status = stack_.client().GetStatus(id);
+    ASSERT_TRUE(status.ok()) << status.status();
+    ASSERT_EQ(status->state() == pm::v1::ProcessStatus::STATE_RUNNING ||
+                  status->state() == pm::v1::ProcessStatus::STATE_STOPPING,
+              true)
+        << status->DebugString();
+    if (status->state() == pm::v1::ProcessStatus::STATE_STOPPING) break;
+    std::this_thread::yield();
+  }
+
+  PmResult forced = Run({"stop", "--grace", "0", id});
+  EXPECT_EQ(forced.code, 0) << forced.err;
+  EXPECT_EQ(forced.out, "killed by signal 9 (SIGKILL)\n");
+  PmResult waited = first->Finish();
+  EXPECT_EQ(waited.code, 0) << waited.err;
+  EXPECT_EQ(waited.out, "killed by signal 9 (SIGKILL) after the grace period\n");
+  EXPECT_EQ(logs->Finish().code, 0);
+
+  PmResult too_long = Run({"stop", "--grace", "2h", id});
+  EXPECT_EQ(too_long.code, 2);
+  EXPECT_THAT(too_long.err, HasSubstr("--grace 2h is above the maximum, 1h"));
 }
 
 TEST_F(CliTest, RunExitsWithTheProcessCode) {
