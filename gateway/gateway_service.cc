@@ -24,6 +24,18 @@ void CopyDeadline(const grpc::CallbackServerContext& from,
   }
 }
 
+// What a lookup's error tells `caller`: any NOT_FOUND is the plain unknown-id
+// answer for a non-admin. The registry says more of an id it evicted (that
+// it ended and was evicted), but not whose it was, and that would tell a
+// user that another user's id existed.
+grpc::Status Hidden(const Caller& caller, const std::string& id,
+                    const grpc::Status& status) {
+  if (caller.admin || status.error_code() != grpc::StatusCode::NOT_FOUND) {
+    return status;
+  }
+  return NoSuchProcess(id);
+}
+
 void Audit(AuditLog* audit, const Caller& caller, const char* method,
            const std::string& id, const grpc::Status& status) {
   if (audit == nullptr) return;
@@ -91,7 +103,7 @@ class Call final : public grpc::ServerUnaryReactor {
                                              std::move(done));
         },
         [this, then = std::move(then)](grpc::Status status) {
-          if (!status.ok()) return Answer(status);
+          if (!status.ok()) return Answer(Hidden(caller_, id_, status));
           if (!caller_.MaySee(record_.owner_user())) {
             return Answer(NoSuchProcess(id_));
           }
@@ -214,7 +226,7 @@ class OutputRelay {
   };
 
   void OnLookedUp(const grpc::Status& status) {
-    if (!status.ok()) return EndBeforeStream(status);
+    if (!status.ok()) return EndBeforeStream(Hidden(caller_, request_.id(), status));
     if (!caller_.MaySee(record_.owner_user())) {
       return EndBeforeStream(NoSuchProcess(request_.id()));
     }
@@ -396,7 +408,7 @@ grpc::ServerUnaryReactor* GatewayService::GetStatus(
           response->Clear();
           status = NoSuchProcess(request->id());
         }
-        call->Answer(status);
+        call->Answer(Hidden(call->caller(), request->id(), status));
       });
   return call;
 }

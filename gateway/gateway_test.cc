@@ -162,6 +162,12 @@ class FakeRegistry final : public pm::internal::v1::Registry::CallbackService {
       }
       return reactor;
     }
+    if (request->id() == "evicted") {
+      reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                   "process evicted ended and its record was "
+                                   "evicted (--max_ended_records=10)"));
+      return reactor;
+    }
     const std::map<std::string, std::string>* map = &backend_->records;
     if (map->count(request->id()) == 0) map = &backend_->unlisted;
     auto it = map->find(request->id());
@@ -844,6 +850,13 @@ TEST_F(GatewayTest, UsersSeeAndActOnOnlyTheirOwnProcesses) {
   stop.set_id(kLocalId);
   ASSERT_TRUE(root->Stop(stop).ok());
   EXPECT_THAT(Stopped(), ElementsAre(kBobsId, kLocalId));
+
+  // An evicted record says whose it was to nobody: to a user it is unknown
+  // (it may have been another's), to an admin the registry's own answer.
+  EXPECT_EQ(demo->GetStatus("evicted").status().message(), "no process with id evicted");
+  EXPECT_EQ(demo->Wait("evicted", kSafety).status().message(),
+            "no process with id evicted");
+  EXPECT_THAT(root->GetStatus("evicted").status().message(), HasSubstr("evicted ("));
 
   // So does a caller on the gateway's unix socket (the runtime dir is 0700).
   auto local = pm::v1::ProcessManager::NewStub(grpc::CreateChannel(
