@@ -163,7 +163,7 @@ grpc::Status BasicAuthProcessor::Process(const InputMetadata& auth_metadata,
 }
 
 std::string Caller::Owner() const {
-  if (user.empty()) return "";
+  if (local || user.empty()) return "";
   if (subject.empty()) return user;
   return absl::StrCat(user, " (", subject, ")");
 }
@@ -212,6 +212,7 @@ Caller LocalCaller(const grpc::CallbackServerContext& context) {
   Caller caller;
   caller.peer = context.peer();
   caller.admin = true;
+  caller.local = true;
   return caller;
 }
 

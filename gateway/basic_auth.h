@@ -106,8 +106,9 @@ struct Caller {
   std::string peer;
   // Sees and acts on every process: an admin user, or a local caller.
   bool admin = false;
-
-  bool local() const { return user.empty(); }
+  // On the local unix socket: no user, no caps. (Not "no user": a remote
+  // call always has one, and one without must get nothing.)
+  bool local = false;
   // The owner recorded for a process started on this call: "USER (SUBJECT)",
   // e.g. "demo (CN=pm-client,O=pm dev)"; "" when local.
   std::string Owner() const;

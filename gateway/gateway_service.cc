@@ -40,7 +40,7 @@ void Audit(AuditLog* audit, const Caller& caller, const char* method,
            const std::string& id, const grpc::Status& status) {
   if (audit == nullptr) return;
   AuditEntry entry;
-  entry.user = caller.local() ? "(local)" : caller.user;
+  entry.user = caller.local ? "(local)" : caller.user;
   entry.subject = caller.subject;
   entry.peer = caller.peer;
   entry.method = method;
@@ -339,7 +339,7 @@ Caller GatewayService::CallerOf(const grpc::CallbackServerContext& context) cons
 
 absl::StatusOr<UserQuotas::Lease> GatewayService::OpenStream(
     const Caller& caller) const {
-  if (caller.local() || env_.quotas == nullptr) return UserQuotas::Lease();
+  if (caller.local || env_.quotas == nullptr) return UserQuotas::Lease();
   return env_.quotas->OpenStream(caller.user);
 }
 
@@ -348,7 +348,7 @@ grpc::ServerUnaryReactor* GatewayService::Start(
     pm::v1::StartResponse* response) {
   auto* call = new Call(env_, context, CallerOf(*context), "Start", "");
   const Caller& caller = call->caller();
-  if (!caller.local() && env_.quotas != nullptr) {
+  if (!caller.local && env_.quotas != nullptr) {
     if (absl::Status allowed = env_.quotas->TakeStart(caller.user); !allowed.ok()) {
       call->Answer(ToGrpcStatus(allowed));
       return call;
@@ -368,7 +368,7 @@ grpc::ServerUnaryReactor* GatewayService::Start(
           call->set_id(response->id());
           // The executable only: arguments and environment may hold secrets.
           PM_LOG(INFO) << "start " << response->id() << " for "
-                       << (call->caller().local() ? "local" : call->caller().Owner())
+                       << (call->caller().local ? "local" : call->caller().Owner())
                        << ": " << response->status().resolved_executable();
         }
         call->Answer(status);
@@ -381,7 +381,7 @@ grpc::ServerUnaryReactor* GatewayService::Stop(
     pm::v1::StopResponse* response) {
   auto* call = new Call(env_, context, CallerOf(*context), "Stop", request->id());
   PM_LOG(INFO) << "stop " << request->id() << " for "
-               << (call->caller().local() ? "local" : call->caller().Owner());
+               << (call->caller().local ? "local" : call->caller().Owner());
   call->Authorize([this, call, request, response] {
     call->Run(
         [this, request, response](grpc::ClientContext* backend,
