@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/raw_call_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pm/internal/v1/internal.pb.h"
@@ -18,21 +19,11 @@ using ::testing::Not;
 
 // Wire bytes by hand, so that a test can put in a string field what a
 // well-behaved serializer would not.
-std::string Varint(uint64_t value) {
-  std::string out;
-  while (value >= 0x80) {
-    out += static_cast<char>((value & 0x7f) | 0x80);
-    value >>= 7;
-  }
-  out += static_cast<char>(value);
-  return out;
-}
 std::string Ld(int field, const std::string& payload) {
-  return Varint(static_cast<uint64_t>(field) << 3 | 2) + Varint(payload.size()) +
-         payload;
+  return WireBytes(field, payload);
 }
 std::string VarintField(int field, uint64_t value) {
-  return Varint(static_cast<uint64_t>(field) << 3) + Varint(value);
+  return WireInteger(field, value);
 }
 
 absl::Status CheckStart(const std::string& wire) {

@@ -16,7 +16,6 @@
 #include <vector>
 
 #include <grpc/grpc.h>
-#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/numbers.h"
@@ -26,10 +25,10 @@
 #include "absl/synchronization/notification.h"
 #include "common/channel.h"
 #include "common/fd.h"
+#include "common/raw_call_test_util.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "common/status.h"
-#include "common/utf8_fields.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "log_store/log_store.h"
@@ -341,28 +340,9 @@ class ServedSupervisorTest : public SupervisorTest {
   }
 
   // Calls `method` with `wire` as the request, as a client that sends what
-  // it likes; the response's bytes land in `response`.
-  grpc::Status RawCall(const std::string& method, const std::string& wire,
-                       std::string* response = nullptr) {
-    grpc::GenericStub stub(channel_);
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-    grpc::Slice slice(wire);
-    grpc::ByteBuffer request(&slice, 1), reply;
-    absl::Notification done;
-    grpc::Status status;
-    stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &reply,
-                   [&](grpc::Status s) {
-                     status = std::move(s);
-                     done.Notify();
-                   });
-    done.WaitForNotification();
-    if (status.ok() && response != nullptr) {
-      absl::StatusOr<std::string> bytes = ByteBufferToString(reply);
-      EXPECT_TRUE(bytes.ok()) << bytes.status();
-      if (bytes.ok()) *response = *bytes;
-    }
-    return status;
+  // it likes.
+  grpc::Status RawCall(const std::string& method, const std::string& wire) {
+    return RawUnaryCall(channel_, method, wire);
   }
 
   std::unique_ptr<SupervisorService> service_;
@@ -370,23 +350,16 @@ class ServedSupervisorTest : public SupervisorTest {
   std::shared_ptr<grpc::Channel> channel_;
 };
 
-// A string field of `number` holding `value` (shorter than 128 bytes), as
-// protobuf would write it if it checked nothing.
-std::string StringField(int number, const std::string& value) {
-  return absl::StrCat(std::string(1, static_cast<char>(number << 3 | 2)),
-                      std::string(1, static_cast<char>(value.size())), value);
-}
-
 TEST_F(ServedSupervisorTest, AStringFieldThatIsNotUtf8IsInvalidArgumentNamingIt) {
   // StartRequest{executable: "/bin/true", args: ["caf\xe9"]}.
   grpc::Status start = RawCall("/pm.internal.v1.Supervisor/Start",
-                               StringField(1, "/bin/true") + StringField(2, "caf\xe9"));
+                               WireBytes(1, "/bin/true") + WireBytes(2, "caf\xe9"));
   EXPECT_EQ(start.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(start.error_message(),
             "args[0] is not valid UTF-8 (byte 0xe9 at 3); send it in args_bytes");
   // StopRequest{id: "\xff..."}.
   grpc::Status stop =
-      RawCall("/pm.internal.v1.Supervisor/Stop", StringField(1, "\xff-not-an-id"));
+      RawCall("/pm.internal.v1.Supervisor/Stop", WireBytes(1, "\xff-not-an-id"));
   EXPECT_EQ(stop.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(stop.error_message(), "id is not valid UTF-8 (byte 0xff at 0)");
   // Bytes that are no message at all.
