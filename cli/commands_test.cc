@@ -316,6 +316,15 @@ TEST_F(CommandsTest, StatusOfAnUnknownProcess) {
                                      ": no process with id ", kId, "\n"));
 }
 
+TEST_F(CommandsTest, AnErrorLineShowsBytesThatAreNotUtf8Escaped) {
+  EXPECT_CALL(client_, GetStatus(absl::string_view("caf\xe9")))
+      .WillOnce(Return(absl::InvalidArgumentError(
+          "id is not valid UTF-8 (byte 0xe9 at 3)")));
+  EXPECT_EQ(Pm({"status", "caf\xe9"}), kExitFailed);
+  EXPECT_EQ(err_.str(),
+            "pm: status caf\\xe9: id is not valid UTF-8 (byte 0xe9 at 3)\n");
+}
+
 TEST_F(CommandsTest, StatusPrintsTheBlock) {
   EXPECT_CALL(client_, GetStatus(_))
       .WillOnce(Return(Ended(ProcessStatus::STATE_EXITED, 3)));

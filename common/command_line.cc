@@ -97,6 +97,20 @@ void Echo(absl::string_view value, std::string* text, std::string* bytes) {
   cleared->clear();
 }
 
+// All of `args` into the string list when every one is UTF-8, else all
+// into the bytes list: one list or the other, so their order is never lost.
+void EchoArgs(const std::vector<std::string>& args,
+              google::protobuf::RepeatedPtrField<std::string>* text,
+              google::protobuf::RepeatedPtrField<std::string>* bytes) {
+  text->Clear();
+  bytes->Clear();
+  bool all_utf8 = true;
+  for (const std::string& arg : args) all_utf8 = all_utf8 && IsValidUtf8(arg);
+  auto* list = all_utf8 ? text : bytes;
+  list->Reserve(static_cast<int>(args.size()));
+  for (const std::string& arg : args) list->Add(std::string(arg));
+}
+
 }  // namespace
 
 const std::string* CommandLine::Getenv(absl::string_view name) const {
@@ -123,19 +137,31 @@ absl::StatusOr<CommandLine> CommandLineOf(const pm::v1::StartRequest& request) {
   return command;
 }
 
+void PutCommandLine(const CommandLine& command, pm::v1::StartRequest& request) {
+  Echo(command.executable, request.mutable_executable(),
+       request.mutable_executable_bytes());
+  Echo(command.working_dir, request.mutable_working_dir(),
+       request.mutable_working_dir_bytes());
+  EchoArgs(command.args, request.mutable_args(), request.mutable_args_bytes());
+  request.clear_env();
+  request.clear_env_bytes();
+  for (const auto& [name, value] : command.env) {
+    if (IsValidUtf8(name) && IsValidUtf8(value)) {
+      (*request.mutable_env())[name] = value;
+    } else {
+      pm::v1::EnvVar* var = request.add_env_bytes();
+      var->set_name(name);
+      var->set_value(value);
+    }
+  }
+}
+
 void EchoCommandLine(const CommandLine& command, pm::v1::ProcessStatus& status) {
   Echo(command.executable, status.mutable_executable(),
        status.mutable_executable_bytes());
   Echo(command.working_dir, status.mutable_working_dir(),
        status.mutable_working_dir_bytes());
-  status.clear_args();
-  status.clear_args_bytes();
-  bool all_utf8 = true;
-  for (const std::string& arg : command.args) all_utf8 = all_utf8 && IsValidUtf8(arg);
-  // One list or the other, so the order of the arguments is never lost.
-  auto* args = all_utf8 ? status.mutable_args() : status.mutable_args_bytes();
-  args->Reserve(static_cast<int>(command.args.size()));
-  for (const std::string& arg : command.args) args->Add(std::string(arg));
+  EchoArgs(command.args, status.mutable_args(), status.mutable_args_bytes());
 }
 
 void EchoResolvedExecutable(absl::string_view path,
@@ -147,6 +173,11 @@ void EchoResolvedExecutable(absl::string_view path,
 std::string ExecutableOf(const pm::v1::ProcessStatus& status) {
   return status.executable_bytes().empty() ? status.executable()
                                            : status.executable_bytes();
+}
+
+std::string ExecutableOf(const pm::v1::StartRequest& request) {
+  return request.executable_bytes().empty() ? request.executable()
+                                            : request.executable_bytes();
 }
 
 std::vector<std::string> ArgsOf(const pm::v1::ProcessStatus& status) {

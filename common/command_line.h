@@ -1,6 +1,7 @@
 // A process's command as the kernel takes it (bytes), from a StartRequest
 // whose fields come as strings or as bytes, and its echo in a ProcessStatus.
 //
+//   pm::PutCommandLine({"printf", {"%s", "caf\xe9"}}, request);  // a client
 //   PM_ASSIGN_OR_RETURN(pm::CommandLine command, pm::CommandLineOf(request));
 //   // command.executable, .args, .env, .working_dir: bytes, any encoding
 //   pm::v1::ProcessStatus status;
@@ -49,6 +50,13 @@ struct CommandLine {
 // their bytes that are not UTF-8 escaped (\xNN); values are never quoted.
 absl::StatusOr<CommandLine> CommandLineOf(const pm::v1::StartRequest& request);
 
+// The inverse, for a client holding bytes (a command line's argv): sets
+// the executable, args, env and working_dir of `request` from `command`,
+// each in its string form when valid UTF-8, else in its bytes form (all
+// args in args_bytes when any of them is not UTF-8; an env entry in
+// env_bytes when its name or its value is not), the other form cleared.
+void PutCommandLine(const CommandLine& command, pm::v1::StartRequest& request);
+
 // Sets the executable, args and working_dir of `status` from `command`:
 // each in its string field when valid UTF-8, else in its bytes field (args
 // all in args_bytes when any of them is not UTF-8), the other form cleared.
@@ -64,6 +72,8 @@ std::string ExecutableOf(const pm::v1::ProcessStatus& status);
 std::vector<std::string> ArgsOf(const pm::v1::ProcessStatus& status);
 std::string WorkingDirOf(const pm::v1::ProcessStatus& status);
 std::string ResolvedExecutableOf(const pm::v1::ProcessStatus& status);
+// And a request's executable (for messages about it).
+std::string ExecutableOf(const pm::v1::StartRequest& request);
 
 }  // namespace pm
 

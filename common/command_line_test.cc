@@ -119,6 +119,48 @@ TEST(CommandLineOfTest, RefusesWhatExecveCannotTakeNamingTheForm) {
   ExpectInvalid(nul, "env_bytes[0] value of A contains a NUL byte");
 }
 
+TEST(PutCommandLineTest, PutsInTheBytesFormsOnlyWhatIsNotUtf8) {
+  CommandLine command;
+  command.executable = "printf";
+  command.args = {"%s", "caf\xe9"};
+  command.env = {{"LANG", "C.UTF-8"}, {"NOM", "caf\xe9"}, {"N\xe9", "1"}};
+  command.working_dir = "/tmp/\xe9";
+  pm::v1::StartRequest request;
+  PutCommandLine(command, request);
+  EXPECT_EQ(request.executable(), "printf");
+  EXPECT_TRUE(request.executable_bytes().empty());
+  EXPECT_THAT(request.args(), IsEmpty());
+  EXPECT_THAT(request.args_bytes(), ElementsAre("%s", "caf\xe9"));
+  EXPECT_THAT(request.env(), UnorderedElementsAre(Pair("LANG", "C.UTF-8")));
+  ASSERT_EQ(request.env_bytes_size(), 2);
+  EXPECT_EQ(request.env_bytes(0).name(), "NOM");
+  EXPECT_EQ(request.env_bytes(0).value(), "caf\xe9");
+  EXPECT_EQ(request.env_bytes(1).name(), "N\xe9");
+  EXPECT_TRUE(request.working_dir().empty());
+  EXPECT_EQ(request.working_dir_bytes(), "/tmp/\xe9");
+
+  // And back: the same command.
+  absl::StatusOr<CommandLine> back = CommandLineOf(request);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->executable, command.executable);
+  EXPECT_EQ(back->args, command.args);
+  EXPECT_THAT(back->env, UnorderedElementsAre(Pair("LANG", "C.UTF-8"),
+                                              Pair("NOM", "caf\xe9"),
+                                              Pair("N\xe9", "1")));
+  EXPECT_EQ(back->working_dir, command.working_dir);
+
+  // All text: the string forms, as before the bytes forms existed.
+  command.args = {"%s", "caf\xc3\xa9"};
+  command.env = {{"LANG", "C"}};
+  command.working_dir = "/srv";
+  PutCommandLine(command, request);
+  EXPECT_THAT(request.args(), ElementsAre("%s", "caf\xc3\xa9"));
+  EXPECT_THAT(request.args_bytes(), IsEmpty());
+  EXPECT_THAT(request.env_bytes(), IsEmpty());
+  EXPECT_EQ(request.working_dir(), "/srv");
+  EXPECT_TRUE(request.working_dir_bytes().empty());
+}
+
 TEST(EchoCommandLineTest, UsesTheBytesFieldsOnlyForWhatIsNotUtf8) {
   CommandLine command;
   command.executable = "caf\xc3\xa9";

@@ -9,9 +9,11 @@ bool InRange(unsigned char c, unsigned char low, unsigned char high) {
   return c >= low && c <= high;
 }
 
-// The length of the well-formed sequence at text[i], or 0 if there is none
-// (the table of well-formed sequences in the Unicode standard, 3.9).
-size_t SequenceLength(absl::string_view text, size_t i) {
+}  // namespace
+
+// The table of well-formed sequences in the Unicode standard, 3.9.
+size_t Utf8SequenceLength(absl::string_view text, size_t i) {
+  if (i >= text.size()) return 0;
   const auto at = [&](size_t k) -> unsigned char {
     return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0;
   };
@@ -45,8 +47,6 @@ size_t SequenceLength(absl::string_view text, size_t i) {
   return length;
 }
 
-}  // namespace
-
 size_t FindInvalidUtf8(absl::string_view text) {
   size_t i = 0;
   while (i < text.size()) {
@@ -55,7 +55,7 @@ size_t FindInvalidUtf8(absl::string_view text) {
       ++i;
       continue;
     }
-    const size_t length = SequenceLength(text, i);
+    const size_t length = Utf8SequenceLength(text, i);
     if (length == 0) return i;
     i += length;
   }
@@ -67,7 +67,7 @@ std::string EscapeInvalidUtf8(absl::string_view text) {
   out.reserve(text.size());
   size_t i = 0;
   while (i < text.size()) {
-    const size_t length = SequenceLength(text, i);
+    const size_t length = Utf8SequenceLength(text, i);
     if (length == 0) {
       absl::StrAppendFormat(&out, "\\x%02x",
                             static_cast<unsigned char>(text[i]));

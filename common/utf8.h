@@ -28,6 +28,11 @@ namespace pm {
 // absl::string_view::npos when all of `text` is valid.
 size_t FindInvalidUtf8(absl::string_view text);
 
+// The length (1 to 4) of the well-formed UTF-8 sequence that begins at
+// text[i], or 0 when text[i] begins none. For walking text a character at a
+// time (escaping control characters but keeping UTF-8 ones, say).
+size_t Utf8SequenceLength(absl::string_view text, size_t i);
+
 // Whether all of `text` is well-formed UTF-8.
 inline bool IsValidUtf8(absl::string_view text) {
   return FindInvalidUtf8(text) == absl::string_view::npos;

@@ -49,6 +49,17 @@ TEST(Utf8Test, AgreesWithProtobufOnEveryEdge) {
   }
 }
 
+TEST(Utf8Test, SequenceLengthWalksCharacters) {
+  const std::string text = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xe9";
+  EXPECT_EQ(Utf8SequenceLength(text, 0), 1);
+  EXPECT_EQ(Utf8SequenceLength(text, 1), 2);
+  EXPECT_EQ(Utf8SequenceLength(text, 2), 0);  // inside a character
+  EXPECT_EQ(Utf8SequenceLength(text, 3), 3);
+  EXPECT_EQ(Utf8SequenceLength(text, 6), 4);
+  EXPECT_EQ(Utf8SequenceLength(text, 10), 0);  // Latin-1
+  EXPECT_EQ(Utf8SequenceLength(text, 11), 0);  // past the end
+}
+
 TEST(Utf8Test, EscapesOnlyTheBytesThatAreNotUtf8) {
   EXPECT_EQ(EscapeInvalidUtf8("caf\xe9"), "caf\\xe9");
   EXPECT_EQ(EscapeInvalidUtf8("caf\xc3\xa9"), "caf\xc3\xa9");
