@@ -243,6 +243,20 @@ TEST_F(CommandsTest, StartFailureIsOneLineWithTheOsError) {
             "(ENOENT)\n");
 }
 
+TEST_F(CommandsTest, AStartOfAnExecutableInBytesNamesItReadably) {
+  EXPECT_CALL(client_, Start(_))
+      .WillOnce([](const pm::v1::StartRequest& request)
+                    -> absl::StatusOr<pm::v1::StartResponse> {
+        EXPECT_EQ(request.executable_bytes(), "/opt/caf\xe9");
+        // A message holding the raw bytes, as a service other than pm's
+        // own might send it.
+        return absl::FailedPreconditionError("cannot run /opt/caf\xe9");
+      });
+  EXPECT_EQ(Pm({"start", "--", "/opt/caf\xe9"}), kExitFailed);
+  EXPECT_EQ(err_.str(),
+            "pm: start /opt/caf\\xe9: cannot run /opt/caf\\xe9\n");
+}
+
 TEST_F(CommandsTest, UnavailableStackGetsAHint) {
   EXPECT_CALL(client_, List())
       .WillOnce(Return(absl::UnavailableError(
