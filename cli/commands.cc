@@ -8,6 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "cli/format.h"
+#include "common/command_line.h"
+#include "common/utf8.h"
 
 namespace pm::cli {
 namespace {
@@ -99,8 +101,7 @@ pm::v1::StopRequest StopRequestFor(
 
 int Start(const Invocation& invocation, pm::Client& client,
           const Context& context) {
-  const std::string what =
-      absl::StrCat("start ", invocation.start.executable());
+  const std::string what = absl::StrCat("start ", ExecutableOf(invocation.start));
   absl::StatusOr<pm::v1::StartResponse> started =
       client.Start(invocation.start);
   if (!started.ok()) return Fail(context, what, started.status());
@@ -264,7 +265,7 @@ int Run(const Invocation& invocation, pm::Client& client,
     absl::StatusOr<pm::v1::StartResponse> started =
         client.Start(invocation.start);
     if (!started.ok()) {
-      return Fail(context, absl::StrCat("run ", invocation.start.executable()),
+      return Fail(context, absl::StrCat("run ", ExecutableOf(invocation.start)),
                   started.status());
     }
     id = started->id();
@@ -307,11 +308,14 @@ int Wait(const Invocation& invocation, pm::Client& client,
 
 }  // namespace
 
-std::string ErrorLine(absl::string_view what, const absl::Status& status,
+std::string ErrorLine(absl::string_view raw_what, const absl::Status& status,
                       absl::string_view gateway) {
+  // A line of text: an id or executable typed in Latin-1 shows as \xNN.
+  const std::string what = EscapeInvalidUtf8(raw_what);
   std::string why = status.message().empty()
                         ? absl::StatusCodeToString(status.code())
-                        : absl::StrReplaceAll(status.message(), {{"\n", "; "}});
+                        : EscapeInvalidUtf8(absl::StrReplaceAll(
+                              status.message(), {{"\n", "; "}}));
   const absl::StatusCode code = status.code();
   if (gateway.empty()) {
     if (code == absl::StatusCode::kUnavailable) {

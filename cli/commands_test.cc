@@ -243,6 +243,20 @@ TEST_F(CommandsTest, StartFailureIsOneLineWithTheOsError) {
             "(ENOENT)\n");
 }
 
+TEST_F(CommandsTest, AStartOfAnExecutableInBytesNamesItReadably) {
+  EXPECT_CALL(client_, Start(_))
+      .WillOnce([](const pm::v1::StartRequest& request)
+                    -> absl::StatusOr<pm::v1::StartResponse> {
+        EXPECT_EQ(request.executable_bytes(), "/opt/caf\xe9");
+        // A message holding the raw bytes, as a service other than pm's
+        // own might send it.
+        return absl::FailedPreconditionError("cannot run /opt/caf\xe9");
+      });
+  EXPECT_EQ(Pm({"start", "--", "/opt/caf\xe9"}), kExitFailed);
+  EXPECT_EQ(err_.str(),
+            "pm: start /opt/caf\\xe9: cannot run /opt/caf\\xe9\n");
+}
+
 TEST_F(CommandsTest, UnavailableStackGetsAHint) {
   EXPECT_CALL(client_, List())
       .WillOnce(Return(absl::UnavailableError(
@@ -324,6 +338,15 @@ TEST_F(CommandsTest, StatusOfAnUnknownProcess) {
   EXPECT_EQ(Pm({"status", kId}), kExitFailed);
   EXPECT_EQ(err_.str(), absl::StrCat("pm: status ", kId,
                                      ": no process with id ", kId, "\n"));
+}
+
+TEST_F(CommandsTest, AnErrorLineShowsBytesThatAreNotUtf8Escaped) {
+  EXPECT_CALL(client_, GetStatus(absl::string_view("caf\xe9")))
+      .WillOnce(Return(absl::InvalidArgumentError(
+          "id is not valid UTF-8 (byte 0xe9 at 3)")));
+  EXPECT_EQ(Pm({"status", "caf\xe9"}), kExitFailed);
+  EXPECT_EQ(err_.str(),
+            "pm: status caf\\xe9: id is not valid UTF-8 (byte 0xe9 at 3)\n");
 }
 
 TEST_F(CommandsTest, StatusPrintsTheBlock) {

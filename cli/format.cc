@@ -10,8 +10,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "common/command_line.h"
 #include "common/exit_status.h"
 #include "common/proto_time.h"
+#include "common/utf8.h"
 
 namespace pm::cli {
 namespace {
@@ -50,10 +52,24 @@ bool IsControl(char c) {
 }
 
 // $'...' quoting (bash, zsh, ksh and POSIX 2024 sh) for words with control
-// characters, which single quotes would print raw and break the line.
+// characters, which single quotes would print raw and break the line, or
+// bytes that are not UTF-8 (a Latin-1 argument), which a terminal would show
+// as garbage: each becomes \xNN, so the word can be typed back exactly.
+// UTF-8 characters are kept as they are.
 std::string DollarQuote(absl::string_view word) {
   std::string quoted = "$'";
-  for (char c : word) {
+  for (size_t i = 0; i < word.size(); ++i) {
+    const char c = word[i];
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      const size_t length = Utf8SequenceLength(word, i);
+      if (length == 0) {
+        absl::StrAppendFormat(&quoted, "\\x%02x", static_cast<unsigned char>(c));
+      } else {
+        quoted.append(word.data() + i, length);
+        i += length - 1;
+      }
+      continue;
+    }
     switch (c) {
       case '\n':
         quoted += "\\n";
@@ -132,15 +148,22 @@ std::string ShellQuote(absl::string_view word) {
   if (std::all_of(word.begin(), word.end(), IsPlainShellChar)) {
     return std::string(word);
   }
-  if (std::any_of(word.begin(), word.end(), IsControl)) {
+  if (std::any_of(word.begin(), word.end(), IsControl) || !IsValidUtf8(word)) {
     return DollarQuote(word);
   }
   return absl::StrCat("'", absl::StrReplaceAll(word, {{"'", "'\\''"}}), "'");
 }
 
+std::string PrintablePath(absl::string_view path) {
+  if (std::none_of(path.begin(), path.end(), IsControl) && IsValidUtf8(path)) {
+    return std::string(path);
+  }
+  return DollarQuote(path);
+}
+
 std::string FormatCommand(const ProcessStatus& status) {
-  std::vector<std::string> words = {ShellQuote(status.executable())};
-  for (const std::string& arg : status.args()) words.push_back(ShellQuote(arg));
+  std::vector<std::string> words = {ShellQuote(ExecutableOf(status))};
+  for (const std::string& arg : ArgsOf(status)) words.push_back(ShellQuote(arg));
   return absl::StrJoin(words, " ");
 }
 
@@ -314,11 +337,12 @@ std::string FormatStatusBlock(const ProcessStatus& status,
   if (!oom.empty()) add("OOM", oom);
   add("pid", status.pid() > 0 ? absl::StrCat(status.pid()) : "-");
   add("command", FormatCommand(status));
-  if (!status.resolved_executable().empty() &&
-      status.resolved_executable() != status.executable()) {
-    add("executable", status.resolved_executable());
+  const std::string resolved = ResolvedExecutableOf(status);
+  if (!resolved.empty() && resolved != ExecutableOf(status)) {
+    add("executable", PrintablePath(resolved));
   }
-  if (!status.working_dir().empty()) add("working dir", status.working_dir());
+  const std::string working_dir = WorkingDirOf(status);
+  if (!working_dir.empty()) add("working dir", PrintablePath(working_dir));
   if (!status.owner().empty()) add("owner", status.owner());
   add("started", FormatTime(status.started_at(), "%Y-%m-%d %H:%M:%S %Z", zone));
   if (status.has_ended_at()) {

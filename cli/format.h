@@ -42,10 +42,17 @@ std::string DescribeTermination(pm::v1::ProcessStatus::Termination termination);
 int ShellExitCode(const pm::v1::ProcessStatus& status);
 
 // A word as a POSIX shell would need it typed: as is when it is plain,
-// else in single quotes, or $'...' when it holds control characters.
+// else in single quotes, or $'...' when it holds control characters or
+// bytes that are not UTF-8 (each as \xNN: "caf\xe9" in Latin-1 is
+// $'caf\xe9').
 std::string ShellQuote(absl::string_view word);
 
-// The executable and its arguments, shell-quoted, space-separated.
+// A path to show on a line of its own: as is when it is UTF-8 without
+// control characters, else $'...' quoted as ShellQuote does.
+std::string PrintablePath(absl::string_view path);
+
+// The executable and its arguments (their string or bytes forms, whichever
+// is set), shell-quoted, space-separated.
 std::string FormatCommand(const pm::v1::ProcessStatus& status);
 
 // "512 B", "1.5 KiB", "12.0 MiB".

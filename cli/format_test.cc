@@ -83,6 +83,50 @@ TEST(FormatTest, ShellQuote) {
   EXPECT_EQ(ShellQuote("kill -9 $$"), "'kill -9 $$'");
   EXPECT_EQ(ShellQuote("it's"), "'it'\\''s'");
   EXPECT_EQ(ShellQuote("a\nb\x01"), "$'a\\nb\\x01'");
+  // Bytes that are not UTF-8 are written so the word can be typed back;
+  // UTF-8 text is kept as it is.
+  EXPECT_EQ(ShellQuote("caf\xe9"), "$'caf\\xe9'");
+  EXPECT_EQ(ShellQuote("\xe9t\xc3\xa9 it's"), "$'\\xe9t\xc3\xa9 it\\'s'");
+  EXPECT_EQ(ShellQuote("caf\xc3\xa9"), "'caf\xc3\xa9'");
+}
+
+TEST(FormatTest, ACommandInBytesIsShownEscaped) {
+  ProcessStatus status = Exited(0);
+  status.clear_executable();
+  status.set_executable_bytes("/opt/caf\xe9");
+  status.clear_args();
+  status.add_args_bytes("%s");
+  status.add_args_bytes("caf\xe9");
+  status.clear_resolved_executable();
+  status.set_resolved_executable_bytes("/opt/caf\xe9");
+  status.set_working_dir_bytes("/tmp/\xe9t\xe9");
+  EXPECT_EQ(FormatCommand(status), "$'/opt/caf\\xe9' %s $'caf\\xe9'");
+  const std::string block = FormatStatusBlock(status, absl::UTCTimeZone());
+  EXPECT_THAT(block, HasSubstr("command:      $'/opt/caf\\xe9' %s $'caf\\xe9'\n"));
+  EXPECT_THAT(block, HasSubstr("working dir:  $'/tmp/\\xe9t\\xe9'\n"));
+  // The resolved path is the one given: not repeated.
+  EXPECT_THAT(block, Not(HasSubstr("executable:")));
+  status.set_resolved_executable_bytes("/usr/\xff/caf\xe9");
+  EXPECT_THAT(FormatStatusBlock(status, absl::UTCTimeZone()),
+              HasSubstr("executable:   $'/usr/\\xff/caf\\xe9'\n"));
+
+  pm::v1::ListResponse list;
+  *list.add_processes() = status;
+  EXPECT_THAT(FormatTable(list, absl::UTCTimeZone()),
+              HasSubstr("  $'/opt/caf\\xe9' %s $'caf\\xe9'\n"));
+
+  // JSON: protobuf's mapping, bytes in base64.
+  absl::StatusOr<std::string> json = ToJson(status);
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_THAT(*json, HasSubstr("\"argsBytes\":[\"JXM=\",\"Y2Fm6Q==\"]"));
+  EXPECT_THAT(*json, HasSubstr("\"args\":[]"));
+}
+
+TEST(FormatTest, APathWithControlCharactersIsQuoted) {
+  EXPECT_EQ(PrintablePath("/srv/my dir"), "/srv/my dir");
+  EXPECT_EQ(PrintablePath("/srv/caf\xc3\xa9"), "/srv/caf\xc3\xa9");
+  EXPECT_EQ(PrintablePath("/srv/a\nb"), "$'/srv/a\\nb'");
+  EXPECT_EQ(PrintablePath("/srv/\xe9"), "$'/srv/\\xe9'");
 }
 
 TEST(FormatTest, Sizes) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <map>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -11,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "cli/flags.h"
 #include "cli/limits.h"
+#include "common/command_line.h"
 #include "common/stop_request.h"
 
 namespace pm::cli {
@@ -102,7 +104,9 @@ const std::vector<CommandInfo>& Commands() {
        "stdout, so that id=$(pm start -- sleep 100) works. EXECUTABLE is a "
        "path\n"
        "or a name looked up on the process's PATH. Everything after -- (or\n"
-       "after the first word that is not a flag) is the command, verbatim.\n"
+       "after the first word that is not a flag) is the command, verbatim:\n"
+       "arguments, --env values and --cwd reach the process as the bytes\n"
+       "given, UTF-8 or not (caf\\xe9 in Latin-1 stays one byte 0xe9).\n"
        "\n"
        "The process's environment is only what --env gives (and a default\n"
        "PATH) unless --inherit-env copies pm's own first ($PM_PASSWORD "
@@ -353,16 +357,18 @@ absl::optional<std::string> Lookup(const Environment& environment,
   return absl::nullopt;
 }
 
+// The process's environment as it is built: later entries override.
+using EnvMap = std::map<std::string, std::string>;
+
 absl::Status AddEnv(absl::string_view assignment,
-                    const Environment& environment,
-                    pm::v1::StartRequest& start) {
+                    const Environment& environment, EnvMap& env) {
   const size_t eq = assignment.find('=');
   const std::string key(assignment.substr(0, eq));
   if (key.empty()) {
     return Usage(absl::StrCat("--env ", assignment, ": the name is empty"));
   }
   if (eq != absl::string_view::npos) {
-    (*start.mutable_env())[key] = std::string(assignment.substr(eq + 1));
+    env[key] = std::string(assignment.substr(eq + 1));
     return absl::OkStatus();
   }
   absl::optional<std::string> value = Lookup(environment, key);
@@ -370,7 +376,7 @@ absl::Status AddEnv(absl::string_view assignment,
     return Usage(absl::StrCat("--env ", key, ": ", key,
                               " is not set in pm's environment (use K=V)"));
   }
-  (*start.mutable_env())[key] = *value;
+  env[key] = *value;
   return absl::OkStatus();
 }
 
@@ -414,11 +420,12 @@ absl::Status ParseStart(const ParsedFlags& flags,
   if (flags.positional.empty()) {
     return Usage("missing the command to run (pm start -- EXECUTABLE ARGS...)");
   }
-  pm::v1::StartRequest& start = invocation.start;
-  start.set_executable(flags.positional[0]);
-  for (size_t i = 1; i < flags.positional.size(); ++i) {
-    start.add_args(flags.positional[i]);
-  }
+  // Bytes, as the shell gave them: PutCommandLine sends what is not UTF-8
+  // in the request's bytes forms.
+  pm::CommandLine command;
+  command.executable = flags.positional[0];
+  command.args.assign(flags.positional.begin() + 1, flags.positional.end());
+  EnvMap env;
   if (flags.GetBool("inherit-env")) {
     for (const std::string& variable : environment.variables) {
       const size_t eq = variable.find('=');
@@ -427,22 +434,25 @@ absl::Status ParseStart(const ParsedFlags& flags,
       // gateway password in its environment (`--env PM_PASSWORD` still
       // passes it on for whoever means to).
       if (variable.compare(0, eq, kPasswordVariable) == 0) continue;
-      (*start.mutable_env())[variable.substr(0, eq)] = variable.substr(eq + 1);
+      env[variable.substr(0, eq)] = variable.substr(eq + 1);
     }
   }
   for (const std::string& assignment : flags.GetAll("env")) {
-    absl::Status added = AddEnv(assignment, environment, start);
+    absl::Status added = AddEnv(assignment, environment, env);
     if (!added.ok()) return added;
   }
+  command.env.assign(env.begin(), env.end());
   if (flags.Has("cwd")) {
     const std::string cwd = flags.Get("cwd");
     if (cwd.empty()) return Usage("--cwd is empty");
     // The supervisor has a working directory of its own: a relative path
     // means what it means where the user typed it.
-    start.set_working_dir(cwd[0] == '/' || environment.cwd.empty()
+    command.working_dir = cwd[0] == '/' || environment.cwd.empty()
                               ? cwd
-                              : absl::StrCat(environment.cwd, "/", cwd));
+                              : absl::StrCat(environment.cwd, "/", cwd);
   }
+  pm::v1::StartRequest& start = invocation.start;
+  PutCommandLine(command, start);
   return ParseLimits(flags, start);
 }
 

@@ -50,6 +50,47 @@ TEST(InvocationTest, StartTakesRepeatedEnvAndTheCommandVerbatim) {
   EXPECT_TRUE(invocation.start.working_dir().empty());
 }
 
+TEST(InvocationTest, WhatIsNotUtf8GoesInTheBytesForms) {
+  Invocation latin1 = MustParse({"start", "--env", "NOM=caf\xe9", "--env",
+                                 "LANG=C", "--cwd", "/tmp/caf\xe9", "--",
+                                 "printf", "%s", "caf\xe9"});
+  EXPECT_EQ(latin1.start.executable(), "printf");
+  EXPECT_THAT(latin1.start.args(), IsEmpty());
+  EXPECT_THAT(latin1.start.args_bytes(), ElementsAre("%s", "caf\xe9"));
+  EXPECT_THAT(latin1.start.env(), UnorderedElementsAre(Pair("LANG", "C")));
+  ASSERT_EQ(latin1.start.env_bytes_size(), 1);
+  EXPECT_EQ(latin1.start.env_bytes(0).name(), "NOM");
+  EXPECT_EQ(latin1.start.env_bytes(0).value(), "caf\xe9");
+  EXPECT_TRUE(latin1.start.working_dir().empty());
+  EXPECT_EQ(latin1.start.working_dir_bytes(), "/tmp/caf\xe9");
+
+  // A relative --cwd joins pm's own directory, bytes and all.
+  Invocation relative =
+      MustParse({"start", "--cwd", "\xe9", "--", "/opt/\xff/run"});
+  EXPECT_EQ(relative.start.working_dir_bytes(), "/home/u/src/\xe9");
+  EXPECT_TRUE(relative.start.executable().empty());
+  EXPECT_EQ(relative.start.executable_bytes(), "/opt/\xff/run");
+
+  // UTF-8 stays in the string forms.
+  Invocation utf8 = MustParse({"run", "--cwd", "/tmp/caf\xc3\xa9", "--", "echo",
+                               "caf\xc3\xa9"});
+  EXPECT_THAT(utf8.start.args(), ElementsAre("caf\xc3\xa9"));
+  EXPECT_THAT(utf8.start.args_bytes(), IsEmpty());
+  EXPECT_EQ(utf8.start.working_dir(), "/tmp/caf\xc3\xa9");
+}
+
+TEST(InvocationTest, AnInheritedVariableThatIsNotUtf8GoesInEnvBytes) {
+  absl::StatusOr<Invocation> invocation =
+      ParseInvocation({"start", "--inherit-env", "--", "env"}, Defaults(),
+                      {{"HOME=/home/u", "NOM=caf\xe9", "N\xe9=1"}, ""});
+  ASSERT_TRUE(invocation.ok()) << invocation.status();
+  EXPECT_THAT(invocation->start.env(),
+              UnorderedElementsAre(Pair("HOME", "/home/u")));
+  ASSERT_EQ(invocation->start.env_bytes_size(), 2);
+  EXPECT_EQ(invocation->start.env_bytes(0).name(), "NOM");
+  EXPECT_EQ(invocation->start.env_bytes(1).name(), "N\xe9");
+}
+
 TEST(InvocationTest, StartCommandBeginsAtTheFirstWordWithoutDoubleDash) {
   Invocation invocation = MustParse({"start", "ls", "-l", "--cwd", "/"});
   EXPECT_EQ(invocation.start.executable(), "ls");

@@ -26,6 +26,14 @@
 // RESOURCE_EXHAUSTED, ...); a service that cannot be reached is UNAVAILABLE
 // with a message naming the service and its socket.
 //
+// A request with a string field that is not UTF-8 (an id, or an argument,
+// env entry or path sent in its string field rather than its bytes form)
+// is refused before it is sent, with INVALID_ARGUMENT naming the field:
+// "args[1] is not valid UTF-8 (byte 0xe9 at 3); send it in args_bytes".
+// Arguments, environment entries and paths that are not UTF-8 go in the
+// StartRequest's bytes forms (see process_manager.proto); a status shows
+// them in its bytes fields.
+//
 // The remote implementation talks to the gateway (mutual TLS and basic
 // auth) with the same interface, so a program is the same either way:
 //

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "client/checked_client.h"
 #include "client/client.h"
 #include "client/reader_stream.h"
 #include "common/channel.h"
@@ -216,7 +217,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::ConnectLocal(
   if (runtime_dir.empty()) {
     return absl::InvalidArgumentError("empty runtime dir");
   }
-  return std::unique_ptr<Client>(new LocalClient(runtime_dir));
+  return WithRequestChecks(std::make_unique<LocalClient>(runtime_dir));
 }
 
 }  // namespace pm

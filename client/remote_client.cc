@@ -11,6 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "client/checked_client.h"
 #include "client/client.h"
 #include "client/reader_stream.h"
 #include "common/channel.h"
@@ -206,7 +207,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::ConnectRemote(
           grpc::MetadataCredentialsFromPlugin(
               std::make_unique<BasicAuthPlugin>(options.user, password)));
   grpc::ChannelArguments args = BulkChannelArguments();
-  return std::unique_ptr<Client>(new RemoteClient(
+  return WithRequestChecks(std::make_unique<RemoteClient>(
       options.target,
       grpc::CreateCustomChannel(options.target, credentials, args)));
 }

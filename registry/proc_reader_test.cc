@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/proc_test_util.h"
+#include "common/utf8_fields.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "registry/registry.h"
@@ -92,6 +93,29 @@ TEST_F(FakeProcTest, AZombieHasNoRss) {
   ASSERT_TRUE(view.ok()) << view.status();
   EXPECT_EQ(view->rss_bytes, 0u);
   EXPECT_THAT(view->proc_status, Contains(Pair("State", "Z (zombie)")));
+}
+
+// The kernel's Name is the first 15 bytes of the executable's file name:
+// Latin-1, or a UTF-8 character cut in two. A proto string holding it would
+// make GetStatus's answer unreadable to every client (INTERNAL).
+TEST_F(FakeProcTest, ProcFieldsThatAreNotUtf8AreEscaped) {
+  WriteProcess(81, 8000, "Name:\tcaf\xe9\nState:\tS (sleeping)\n"
+                         "Cut:\t\xc3\xa9\xc3\nThreads:\t1\n");
+  RegistryOptions options;
+  options.proc_root = root_;
+  Registry registry(options);
+  CreateRecordRequest create;
+  create.mutable_spec()->set_executable_bytes("/tmp/caf\xe9");
+  create.set_pid(81);
+  create.set_start_ticks(8000);
+  absl::StatusOr<ProcessStatus> created = registry.CreateRecord(create);
+  ASSERT_TRUE(created.ok()) << created.status();
+  absl::StatusOr<ProcessStatus> status = registry.GetStatus(created->id());
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_THAT(status->proc_status(), Contains(Pair("Name", "caf\\xe9")));
+  EXPECT_THAT(status->proc_status(), Contains(Pair("Cut", "\xc3\xa9\\xc3")));
+  EXPECT_THAT(status->proc_status(), Contains(Pair("State", "S (sleeping)")));
+  EXPECT_TRUE(CheckUtf8Fields(*status).ok());
 }
 
 // A real child, `sleep 1000`, killed and reaped when the test ends.

@@ -7,9 +7,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/command_line.h"
 #include "common/log.h"
 #include "common/proto_time.h"
 #include "common/status.h"
+#include "common/utf8.h"
 #include "common/uuid.h"
 #include "registry/proc_reader.h"
 
@@ -147,8 +149,14 @@ void AddLiveView(absl::string_view proc_root, uint64_t start_ticks,
     }
     return;
   }
-  status.mutable_proc_status()->insert(view->proc_status.begin(),
-                                       view->proc_status.end());
+  // Text fields: the kernel's Name is the first 15 bytes of the
+  // executable's file name, whatever they are (and may cut a UTF-8
+  // character in two); a string field that is not UTF-8 would make the
+  // whole answer unreadable.
+  auto& proc_status = *status.mutable_proc_status();
+  for (const auto& [name, value] : view->proc_status) {
+    proc_status[EscapeInvalidUtf8(name)] = EscapeInvalidUtf8(value);
+  }
   status.set_rss_bytes(view->rss_bytes);
   status.set_threads(view->threads);
 }
@@ -163,8 +171,13 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecord(
     return absl::InvalidArgumentError(
         absl::StrCat("pid must be > 0, got ", request.pid()));
   }
-  if (request.spec().executable().empty()) {
-    return absl::InvalidArgumentError("spec.executable is empty");
+  absl::StatusOr<CommandLine> command = CommandLineOf(request.spec());
+  if (!command.ok()) return Annotate(command.status(), "spec");
+  if (!request.resolved_executable().empty() &&
+      !request.resolved_executable_bytes().empty()) {
+    return absl::InvalidArgumentError(
+        "resolved_executable and resolved_executable_bytes are both set; "
+        "send one of them");
   }
   const absl::Time now = absl::Now();
   Record record;
@@ -172,10 +185,12 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecord(
   ProcessStatus& status = record.status;
   status.set_state(ProcessStatus::STATE_RUNNING);
   status.set_pid(request.pid());
-  status.set_executable(request.spec().executable());
-  *status.mutable_args() = request.spec().args();
-  status.set_working_dir(request.spec().working_dir());
-  status.set_resolved_executable(request.resolved_executable());
+  // Each in its string field when UTF-8, else in its bytes field.
+  EchoCommandLine(*command, status);
+  EchoResolvedExecutable(request.resolved_executable_bytes().empty()
+                             ? request.resolved_executable()
+                             : request.resolved_executable_bytes(),
+                         status);
   status.set_owner(request.owner());
   status.set_owner_user(request.owner_user());
   *status.mutable_limits() = request.spec().limits();

@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 
 #include "common/status.h"
+#include "common/utf8_fields.h"
 
 namespace pm::registry {
 
@@ -44,9 +45,16 @@ grpc::ServerUnaryReactor* RegistryService::UpdateRecord(
 }
 
 grpc::ServerUnaryReactor* RegistryService::GetStatus(
-    grpc::CallbackServerContext* context,
-    const pm::v1::GetStatusRequest* request, pm::v1::ProcessStatus* response) {
-  return Finish(context, registry_->GetStatus(request->id()), response);
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<pm::v1::GetStatusRequest> parsed =
+      ParseStrict<pm::v1::GetStatusRequest>(*request);
+  absl::StatusOr<pm::v1::ProcessStatus> status =
+      parsed.ok() ? registry_->GetStatus(parsed->id()) : parsed.status();
+  if (status.ok()) *response = SerializeToByteBuffer(*status);
+  reactor->Finish(ToGrpcStatus(status.status()));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* RegistryService::List(
@@ -62,7 +70,7 @@ namespace {
 // caller's cancellation, whichever comes first.
 class WaitReactor final : public grpc::ServerUnaryReactor {
  public:
-  WaitReactor(Registry* registry, std::string id, pm::v1::ProcessStatus* response)
+  WaitReactor(Registry* registry, std::string id, grpc::ByteBuffer* response)
       : registry_(registry), id_(std::move(id)), response_(response) {}
 
   void Begin() {
@@ -73,7 +81,7 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
           if (state->reactor == nullptr) return;  // cancelled
           WaitReactor* self = state->reactor;
           state->reactor = nullptr;
-          if (result.ok()) *self->response_ = *std::move(result);
+          if (result.ok()) *self->response_ = SerializeToByteBuffer(*result);
           self->Finish(ToGrpcStatus(result.status()));
         });
     // `this` may be gone already (answered at once); only `state` is ours.
@@ -102,7 +110,7 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
   };
   Registry* registry_;
   std::string id_;
-  pm::v1::ProcessStatus* response_;
+  grpc::ByteBuffer* response_;
   std::shared_ptr<State> state_ = [this] {
     auto state = std::make_shared<State>();
     state->reactor = this;
@@ -113,9 +121,16 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
 }  // namespace
 
 grpc::ServerUnaryReactor* RegistryService::Wait(
-    grpc::CallbackServerContext*, const pm::v1::WaitRequest* request,
-    pm::v1::ProcessStatus* response) {
-  auto* reactor = new WaitReactor(registry_, request->id(), response);
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  absl::StatusOr<pm::v1::WaitRequest> parsed =
+      ParseStrict<pm::v1::WaitRequest>(*request);
+  if (!parsed.ok()) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(parsed.status()));
+    return reactor;
+  }
+  auto* reactor = new WaitReactor(registry_, parsed->id(), response);
   reactor->Begin();
   return reactor;
 }

@@ -8,7 +8,10 @@
 //                               {&service});
 //
 // Status codes are the Registry's: INVALID_ARGUMENT, NOT_FOUND,
-// FAILED_PRECONDITION, with their messages.
+// FAILED_PRECONDITION, with their messages. GetStatus and Wait, which
+// clients call, take their request as raw bytes parsed with pm::ParseStrict
+// (common/utf8_fields.h): an id that is not UTF-8 is INVALID_ARGUMENT
+// naming it, not gRPC's bare UNIMPLEMENTED.
 #ifndef PM_REGISTRY_REGISTRY_SERVICE_H_
 #define PM_REGISTRY_REGISTRY_SERVICE_H_
 
@@ -23,7 +26,9 @@ namespace pm::registry {
 // Unary callback handlers; each finishes its call before returning (the
 // Registry never blocks on anything but its own mutex and /proc reads).
 class RegistryService final
-    : public pm::internal::v1::Registry::CallbackService {
+    : public pm::internal::v1::Registry::WithRawCallbackMethod_GetStatus<
+          pm::internal::v1::Registry::WithRawCallbackMethod_Wait<
+              pm::internal::v1::Registry::CallbackService>> {
  public:
   // `registry` must outlive the service.
   explicit RegistryService(Registry* registry) : registry_(registry) {}
@@ -36,16 +41,18 @@ class RegistryService final
       grpc::CallbackServerContext* context,
       const pm::internal::v1::UpdateRecordRequest* request,
       pm::v1::ProcessStatus* response) override;
+  // A pm.v1.GetStatusRequest in, a pm.v1.ProcessStatus out.
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
-                                      const pm::v1::GetStatusRequest* request,
-                                      pm::v1::ProcessStatus* response) override;
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* context,
                                  const pm::v1::ListRequest* request,
                                  pm::v1::ListResponse* response) override;
-  // Finishes when the record ends, or CANCELLED when the caller goes away.
+  // A pm.v1.WaitRequest in, a pm.v1.ProcessStatus out. Finishes when the
+  // record ends, or CANCELLED when the caller goes away.
   grpc::ServerUnaryReactor* Wait(grpc::CallbackServerContext* context,
-                                 const pm::v1::WaitRequest* request,
-                                 pm::v1::ProcessStatus* response) override;
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
   // One stream per supervisor: creates and updates in order, answered by
   // tag (see SyncRecords in internal.proto).
   grpc::ServerBidiReactor<pm::internal::v1::RecordOp,

@@ -9,6 +9,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "common/raw_call_test_util.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "gmock/gmock.h"
@@ -90,6 +91,47 @@ CreateRecordRequest SleepRecord() {
   request.set_pid(4242);
   request.set_start_ticks(1);
   return request;
+}
+
+TEST_F(RegistryServiceTest, AnIdThatIsNotUtf8IsInvalidArgumentNamingIt) {
+  auto channel = grpc::CreateChannel(UnixAddress(socket_path_),
+                                     grpc::InsecureChannelCredentials());
+  // GetStatusRequest{id: "caf\xe9"}, as a client that checks nothing sends it.
+  for (const char* method : {"/pm.internal.v1.Registry/GetStatus",
+                             "/pm.internal.v1.Registry/Wait"}) {
+    grpc::Status status =
+        RawUnaryCall(channel, method, WireBytes(1, "caf\xe9"));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method;
+    EXPECT_EQ(status.error_message(), "id is not valid UTF-8 (byte 0xe9 at 3)");
+  }
+}
+
+TEST_F(RegistryServiceTest, GetStatusAndWaitAnswerOverTheRawMethods) {
+  CreateRecordRequest record = SleepRecord();
+  record.mutable_spec()->clear_args();
+  record.mutable_spec()->add_args_bytes("caf\xe9");
+  ProcessStatus created;
+  ASSERT_TRUE(Create(record, &created).ok());
+  ProcessStatus got;
+  grpc::Status rpc = Get(created.id(), &got);
+  ASSERT_TRUE(rpc.ok()) << rpc.error_message();
+  EXPECT_THAT(got.args_bytes(), ElementsAre("caf\xe9"));
+  EXPECT_EQ(Get(kUnknownId, &got).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  UpdateRecordRequest exited;
+  exited.set_id(created.id());
+  exited.set_state(ProcessStatus::STATE_EXITED);
+  exited.set_exit_code(3);
+  ProcessStatus updated;
+  ASSERT_TRUE(Update(exited, &updated).ok());
+  grpc::ClientContext context;
+  pm::v1::WaitRequest wait;
+  wait.set_id(created.id());
+  ProcessStatus ended;
+  rpc = stub_->Wait(&context, wait, &ended);
+  ASSERT_TRUE(rpc.ok()) << rpc.error_message();
+  EXPECT_EQ(ended.exit_code(), 3);
+  EXPECT_THAT(ended.args_bytes(), ElementsAre("caf\xe9"));
 }
 
 TEST_F(RegistryServiceTest, CreateGetListUpdateOverTheSocket) {

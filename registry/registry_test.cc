@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/proto_time.h"
+#include "common/utf8_fields.h"
 #include "common/uuid.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -141,6 +142,62 @@ TEST(RegistryTest, CreateRecordRejectsAnEmptyExecutable) {
   absl::StatusOr<ProcessStatus> created = registry.CreateRecord(request);
   EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(created.status().message(), HasSubstr("executable is empty"));
+}
+
+TEST(RegistryTest, CommandThatIsNotUtf8IsEchoedInTheBytesFields) {
+  Registry registry(Options());
+  CreateRecordRequest request = Create();
+  pm::v1::StartRequest& spec = *request.mutable_spec();
+  spec.clear_args();
+  spec.add_args_bytes("-c");
+  spec.add_args_bytes("caf\xe9");
+  spec.clear_working_dir();
+  spec.set_working_dir_bytes("/tmp/\xe9t\xe9");
+  request.clear_resolved_executable();
+  request.set_resolved_executable_bytes("/opt/\xff/sleep");
+  absl::StatusOr<ProcessStatus> created = registry.CreateRecord(request);
+  ASSERT_TRUE(created.ok()) << created.status();
+
+  absl::StatusOr<ProcessStatus> got = registry.GetStatus(created->id());
+  ASSERT_TRUE(got.ok()) << got.status();
+  // What is UTF-8 stays in the string fields, so old clients see it.
+  EXPECT_EQ(got->executable(), "sleep");
+  EXPECT_TRUE(got->executable_bytes().empty());
+  EXPECT_THAT(got->args(), IsEmpty());
+  EXPECT_THAT(got->args_bytes(), ElementsAre("-c", "caf\xe9"));
+  EXPECT_TRUE(got->working_dir().empty());
+  EXPECT_EQ(got->working_dir_bytes(), "/tmp/\xe9t\xe9");
+  EXPECT_TRUE(got->resolved_executable().empty());
+  EXPECT_EQ(got->resolved_executable_bytes(), "/opt/\xff/sleep");
+  // Every client can parse the answer.
+  EXPECT_TRUE(CheckUtf8Fields(*got).ok());
+  EXPECT_TRUE(CheckUtf8Fields(registry.List()).ok());
+
+  // A bytes form sent for what is UTF-8 is echoed as a string.
+  CreateRecordRequest utf8 = Create();
+  utf8.mutable_spec()->clear_executable();
+  utf8.mutable_spec()->set_executable_bytes("caf\xc3\xa9");
+  absl::StatusOr<ProcessStatus> text = registry.CreateRecord(utf8);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(text->executable(), "caf\xc3\xa9");
+  EXPECT_TRUE(text->executable_bytes().empty());
+}
+
+TEST(RegistryTest, CreateRecordRefusesBothFormsOfAField) {
+  Registry registry(Options());
+  CreateRecordRequest request = Create();
+  request.mutable_spec()->add_args_bytes("x");
+  absl::StatusOr<ProcessStatus> created = registry.CreateRecord(request);
+  EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(created.status().message(),
+              HasSubstr("spec: args and args_bytes are both set"));
+
+  request = Create();
+  request.set_resolved_executable_bytes("/usr/bin/sleep");
+  created = registry.CreateRecord(request);
+  EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(created.status().message(),
+              HasSubstr("resolved_executable and resolved_executable_bytes"));
 }
 
 TEST(RegistryTest, StartedAtDefaultsToNow) {

@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status.h"
+#include "common/utf8.h"
 
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
@@ -77,14 +78,6 @@ namespace {
 // Set once clone3 turned out to be missing (old kernel, or a seccomp filter
 // that answers ENOSYS): from then on the child joins its cgroup2 by write.
 std::atomic<bool> clone3_unavailable{!PM_HAVE_CLONE3_TRAMPOLINE};
-
-absl::Status CheckNoNul(absl::string_view field, const std::string& value) {
-  if (value.find('\0') != std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " contains a NUL byte"));
-  }
-  return absl::OkStatus();
-}
 
 // The step of the child that failed, written into shared memory.
 enum class ChildStep : int {
@@ -277,30 +270,32 @@ absl::Status CloneError(uint64_t flags, int err) {
   return CallError(call, err);
 }
 
-std::string LookupEnv(const pm::v1::StartRequest& request,
-                      const std::string& name, const std::string& fallback) {
-  auto it = request.env().find(name);
-  return it == request.env().end() ? fallback : it->second;
+// The process's PATH: its env's, else the default.
+absl::string_view SearchPath(const CommandLine& command) {
+  const std::string* path = command.Getenv("PATH");
+  return path != nullptr ? absl::string_view(*path) : kDefaultPath;
 }
 
 // The paths to execve, in order: the executable itself when it has a slash,
-// else <dir>/<name> for each PATH entry (an empty entry means ".").
-std::vector<std::string> ExecCandidates(const pm::v1::StartRequest& request) {
-  const std::string& name = request.executable();
+// else <dir>/<name> for each PATH entry (an empty entry means "."). Bytes
+// throughout: a name or a PATH entry need not be UTF-8.
+std::vector<std::string> ExecCandidates(const CommandLine& command) {
+  const std::string& name = command.executable;
   if (name.find('/') != std::string::npos) return {name};
   std::vector<std::string> out;
-  for (absl::string_view dir :
-       absl::StrSplit(LookupEnv(request, "PATH", kDefaultPath), ':')) {
+  for (absl::string_view dir : absl::StrSplit(SearchPath(command), ':')) {
     out.push_back(dir.empty() ? absl::StrCat("./", name)
                               : absl::StrCat(dir, "/", name));
   }
   return out;
 }
 
+// Paths and names in messages are text: their bytes that are not UTF-8 are
+// shown as \xNN.
 absl::Status ChildError(const ChildContext& ctx,
                         const std::vector<std::string>& candidates,
                         const std::vector<std::string>& join_paths,
-                        const pm::v1::StartRequest& request) {
+                        const CommandLine& command) {
   const int err = ctx.failed_errno;
   absl::Status status;
   switch (ctx.failed_step) {
@@ -337,25 +332,27 @@ absl::Status ChildError(const ChildContext& ctx,
           err);
       break;
     case ChildStep::kChdir:
-      status = ErrnoError("chdir", request.working_dir(), err);
+      status = ErrnoError("chdir", EscapeInvalidUtf8(command.working_dir), err);
       break;
     case ChildStep::kExec:
     case ChildStep::kNone: {
-      if (request.executable().find('/') != std::string::npos) {
-        status = ErrnoError("execve", request.executable(), err);
+      const std::string executable = EscapeInvalidUtf8(command.executable);
+      if (command.executable.find('/') != std::string::npos) {
+        status = ErrnoError("execve", executable, err);
       } else if (err == ENOENT) {
         status = absl::Status(
             absl::StatusCode::kNotFound,
-            absl::StrCat("execvp(\"", request.executable(),
+            absl::StrCat("execvp(\"", executable,
                          "\"): No such file or directory (ENOENT): not found "
                          "in PATH=",
-                         LookupEnv(request, "PATH", kDefaultPath)));
+                         EscapeInvalidUtf8(SearchPath(command))));
       } else {
         int i = ctx.failed_candidate;
         status = ErrnoError(
             "execve",
-            i >= 0 && i < static_cast<int>(candidates.size()) ? candidates[i]
-                                                               : "?",
+            i >= 0 && i < static_cast<int>(candidates.size())
+                ? EscapeInvalidUtf8(candidates[i])
+                : "?",
             err);
       }
       break;
@@ -368,24 +365,7 @@ absl::Status ChildError(const ChildContext& ctx,
 }  // namespace
 
 absl::Status ValidateStartRequest(const pm::v1::StartRequest& request) {
-  if (request.executable().empty()) {
-    return absl::InvalidArgumentError("executable is empty");
-  }
-  PM_RETURN_IF_ERROR(CheckNoNul("executable", request.executable()));
-  PM_RETURN_IF_ERROR(CheckNoNul("working_dir", request.working_dir()));
-  for (int i = 0; i < request.args_size(); ++i) {
-    PM_RETURN_IF_ERROR(CheckNoNul(absl::StrCat("args[", i, "]"), request.args(i)));
-  }
-  for (const auto& [name, value] : request.env()) {
-    if (name.empty()) return absl::InvalidArgumentError("env has an empty name");
-    if (name.find('=') != std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("env name \"", name, "\" contains '='"));
-    }
-    PM_RETURN_IF_ERROR(CheckNoNul(absl::StrCat("env name \"", name, "\""), name));
-    PM_RETURN_IF_ERROR(
-        CheckNoNul(absl::StrCat("env value of ", name), value));
-  }
+  PM_RETURN_IF_ERROR(CommandLineOf(request).status());
   const pm::v1::Limits& limits = request.limits();
   if (!std::isfinite(limits.cpus()) || limits.cpus() < 0 ||
       (limits.cpus() > 0 && (limits.cpus() < 0.01 || limits.cpus() > 100000))) {
@@ -413,6 +393,7 @@ absl::Status ValidateStartRequest(const pm::v1::StartRequest& request) {
 
 absl::StatusOr<SpawnedChild> Spawn(const pm::v1::StartRequest& request,
                                    const SpawnOptions& options) {
+  PM_ASSIGN_OR_RETURN(CommandLine command, CommandLineOf(request));
   PM_ASSIGN_OR_RETURN(Fd dev_null, Fd::Open("/dev/null", O_RDONLY));
   PM_ASSIGN_OR_RETURN(Pipe out, MakePipe());
   PM_ASSIGN_OR_RETURN(Pipe err, MakePipe());
@@ -425,24 +406,26 @@ absl::StatusOr<SpawnedChild> Spawn(const pm::v1::StartRequest& request,
 
   // Strings the child will use, built before clone: the child may not
   // allocate.
-  const std::vector<std::string> candidates = ExecCandidates(request);
+  const std::vector<std::string> candidates = ExecCandidates(command);
   std::vector<std::string> argv_storage;
-  argv_storage.push_back(request.executable());
-  for (const std::string& arg : request.args()) argv_storage.push_back(arg);
+  argv_storage.reserve(command.args.size() + 1);
+  argv_storage.push_back(command.executable);
+  for (const std::string& arg : command.args) argv_storage.push_back(arg);
   std::vector<std::string> env_storage;
-  bool has_path = false;
-  for (const auto& [name, value] : request.env()) {
+  env_storage.reserve(command.env.size() + 1);
+  for (const auto& [name, value] : command.env) {
     env_storage.push_back(absl::StrCat(name, "=", value));
-    has_path = has_path || name == "PATH";
   }
-  if (!has_path) env_storage.push_back(absl::StrCat("PATH=", kDefaultPath));
+  if (command.Getenv("PATH") == nullptr) {
+    env_storage.push_back(absl::StrCat("PATH=", kDefaultPath));
+  }
 
   ChildContext ctx;
   ctx.stdin_fd = dev_null.get();
   ctx.stdout_fd = out.write.get();
   ctx.stderr_fd = err.write.get();
   ctx.working_dir =
-      request.working_dir().empty() ? nullptr : request.working_dir().c_str();
+      command.working_dir.empty() ? nullptr : command.working_dir.c_str();
   for (const std::string& c : candidates) ctx.candidates.push_back(c.c_str());
   for (std::string& a : argv_storage) ctx.argv.push_back(a.data());
   ctx.argv.push_back(nullptr);
@@ -526,9 +509,10 @@ absl::StatusOr<SpawnedChild> Spawn(const pm::v1::StartRequest& request,
     while (waitid(static_cast<idtype_t>(P_PIDFD), pidfd, &info, WEXITED) != 0 &&
            errno == EINTR) {
     }
-    return ChildError(ctx, candidates, join_paths, request);
+    return ChildError(ctx, candidates, join_paths, command);
   }
   child.executable = candidates[ctx.trying >= 0 ? ctx.trying : 0];
+  child.command = std::move(command);
   child.stdout_read = std::move(out.read);
   child.stderr_read = std::move(err.read);
   return child;

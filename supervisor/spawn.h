@@ -28,6 +28,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/command_line.h"
 #include "common/fd.h"
 #include "pm/v1/process_manager.pb.h"
 
@@ -37,10 +38,11 @@ namespace pm::supervisor {
 inline constexpr char kDefaultPath[] =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-// INVALID_ARGUMENT for an empty executable, a NUL byte in any string, an
-// env name that is empty or contains '=', a limit out of range (cpus not in
-// [0.01, 100000], io_weight above 10000) or an unknown isolation value; the
-// message names the field.
+// INVALID_ARGUMENT for a command CommandLineOf refuses (an empty
+// executable, both forms of a field, a NUL byte in any string or bytes, an
+// env name that is empty, contains '=' or is given twice), a limit out of
+// range (cpus not in [0.01, 100000], io_weight above 10000) or an unknown
+// isolation value; the message names the field.
 absl::Status ValidateStartRequest(const pm::v1::StartRequest& request);
 
 // A cgroup.procs file the child writes "0" to, joining that cgroup.
@@ -70,11 +72,15 @@ struct SpawnedChild {
   Fd stderr_read;  // O_NONBLOCK | O_CLOEXEC
   // The path that was exec'd (after the PATH lookup).
   std::string executable;
+  // What was run, as bytes (from the request's string or bytes forms).
+  CommandLine command;
 };
 
 // Starts `request` (validated beforehand) as the leader of a new session
 // and process group, stdin /dev/null, stdout and stderr on pipes, in the
-// cgroups of `options` and the namespaces of `request.isolate()`:
+// cgroups of `options` and the namespaces of `request.isolate()`. Its
+// argv, environment, working directory and PATH lookup are bytes, from
+// each field's string or bytes form (CommandLineOf):
 //   ISOLATION_PID    CLONE_NEWPID (+ CLONE_NEWNS): a fresh /proc is mounted
 //                    over /proc, so the process sees itself as PID 1 there
 //   ISOLATION_NET    CLONE_NEWNET: `lo` is brought up, nothing else exists

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <string>
 
 #include "absl/strings/numbers.h"
@@ -74,6 +75,65 @@ TEST(SpawnTest, ResolvesNameOnTheProcessPath) {
   ASSERT_TRUE(child.ok()) << child.status();
   EXPECT_EQ(child->executable, "/bin/true");
   EXPECT_EQ(Wait(*child), ExitStatus::Exited(0));
+}
+
+// A directory of the test's own (TEST_TMPDIR), `name` below it.
+std::string MakeTestDir(const std::string& name) {
+  const std::string path = std::string(getenv("TEST_TMPDIR")) + "/" + name;
+  EXPECT_EQ(mkdir(path.c_str(), 0755), 0) << path;
+  return path;
+}
+
+// Linux arguments, environment and paths are bytes: Latin-1 ones reach the
+// program exactly as sent.
+TEST(SpawnTest, ArgumentsEnvAndWorkingDirAreBytes) {
+  const std::string dir = MakeTestDir("caf\xe9");
+  pm::v1::StartRequest request;
+  request.set_executable("/bin/sh");
+  for (const char* arg : {"-c", "printf '%s|%s|' \"$1\" \"$NOM\"; pwd", "sh",
+                          "caf\xe9"}) {
+    request.add_args_bytes(arg);
+  }
+  pm::v1::EnvVar* var = request.add_env_bytes();
+  var->set_name("NOM");
+  var->set_value("\xe9t\xe9");
+  request.set_working_dir_bytes(dir);
+  ASSERT_TRUE(ValidateStartRequest(request).ok());
+  absl::StatusOr<SpawnedChild> child = Spawn(request);
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(ReadAll(child->stdout_read.get()),
+            "caf\xe9|\xe9t\xe9|" + dir + "\n");
+  EXPECT_EQ(Wait(*child), ExitStatus::Exited(0));
+  EXPECT_EQ(child->command.working_dir, dir);
+}
+
+// The PATH lookup joins bytes: a name and a PATH entry need not be UTF-8.
+TEST(SpawnTest, ResolvesANameThatIsNotUtf8OnAPathThatIsNot) {
+  const std::string dir = MakeTestDir("bin\xff");
+  const std::string program = dir + "/caf\xe9";
+  {
+    std::ofstream out(program);
+    out << "#!/bin/sh\necho ran\n";
+  }
+  ASSERT_EQ(chmod(program.c_str(), 0755), 0);
+  pm::v1::StartRequest request;
+  request.set_executable_bytes("caf\xe9");
+  pm::v1::EnvVar* path = request.add_env_bytes();
+  path->set_name("PATH");
+  path->set_value("/nonexistent:" + dir);
+  absl::StatusOr<SpawnedChild> child = Spawn(request);
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(child->executable, program);
+  EXPECT_EQ(ReadAll(child->stdout_read.get()), "ran\n");
+  EXPECT_EQ(Wait(*child), ExitStatus::Exited(0));
+
+  // Its errors name it readably: the bytes that are not UTF-8 as \xNN.
+  request.set_executable_bytes("nop\xe9");
+  child = Spawn(request);
+  EXPECT_EQ(child.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(child.status().message(),
+              HasSubstr("execvp(\"nop\\xe9\"): No such file or directory"));
+  EXPECT_THAT(child.status().message(), HasSubstr("/bin\\xff"));
 }
 
 TEST(SpawnTest, WorkingDirStdinAndSession) {
@@ -239,6 +299,21 @@ TEST(ValidateStartRequestTest, RejectsBadInputNamingTheField) {
   (*value.mutable_env())["A"] = std::string("x\0y", 3);
   EXPECT_EQ(ValidateStartRequest(value).code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ValidateStartRequestTest, RejectsBothFormsOfAFieldAndANameGivenTwice) {
+  pm::v1::StartRequest request = Shell("true");
+  request.add_args_bytes("caf\xe9");
+  absl::Status status = ValidateStartRequest(request);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("args and args_bytes are both set"));
+
+  request = Shell("true");
+  (*request.mutable_env())["LANG"] = "C";
+  request.add_env_bytes()->set_name("LANG");
+  status = ValidateStartRequest(request);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("env name \"LANG\" is given twice"));
 }
 
 TEST(ValidateStartRequestTest, RejectsLimitsOutOfRangeAndUnknownIsolation) {

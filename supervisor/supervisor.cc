@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/channel.h"
+#include "common/command_line.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/proto_time.h"
@@ -399,6 +400,7 @@ void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,
   create.set_id(id);
   *create.mutable_spec() = request;
   create.set_resolved_executable(p->status.resolved_executable());
+  create.set_resolved_executable_bytes(p->status.resolved_executable_bytes());
   create.set_pid(p->status.pid());
   create.set_owner(owner.display);
   create.set_owner_user(owner.user);
@@ -547,10 +549,10 @@ absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
   ProcessStatus& s = p->status;
   s.set_state(ProcessStatus::STATE_RUNNING);
   s.set_pid(p->pid);
-  s.set_executable(request.executable());
-  *s.mutable_args() = request.args();
-  s.set_working_dir(request.working_dir());
-  s.set_resolved_executable(child.executable);
+  // Bytes that are not UTF-8 go in the bytes fields: a string field holding
+  // them would make the whole answer unreadable to every client.
+  EchoCommandLine(child.command, s);
+  EchoResolvedExecutable(child.executable, s);
   *s.mutable_started_at() = ToProtoTimestamp(absl::Now());
   if (cgroup) {
     s.set_cgroup(cgroup->path());

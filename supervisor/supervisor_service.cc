@@ -2,12 +2,38 @@
 
 #include "common/metadata.h"
 #include "common/status.h"
+#include "common/utf8_fields.h"
 
 namespace pm::supervisor {
+namespace {
+
+// The callback that finishes `reactor` with the supervisor's answer,
+// serialized into `response`.
+template <typename Response>
+std::function<void(absl::StatusOr<Response>)> FinishWith(
+    grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer* response) {
+  return [reactor, response](absl::StatusOr<Response> result) {
+    if (!result.ok()) {
+      reactor->Finish(ToGrpcStatus(result.status()));
+      return;
+    }
+    *response = SerializeToByteBuffer(*result);
+    reactor->Finish(grpc::Status::OK);
+  };
+}
+
+}  // namespace
 
 grpc::ServerUnaryReactor* SupervisorService::Start(
-    grpc::CallbackServerContext* context, const pm::v1::StartRequest* request,
-    pm::v1::StartResponse* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<pm::v1::StartRequest> parsed =
+      ParseStrict<pm::v1::StartRequest>(*request);
+  if (!parsed.ok()) {
+    reactor->Finish(ToGrpcStatus(parsed.status()));
+    return reactor;
+  }
   // The gateway names the authenticated user in pm-owner (and strips any a
   // remote client sent); local callers are trusted by the socket's mode.
   auto metadata = [context](const char* key) {
@@ -17,32 +43,22 @@ grpc::ServerUnaryReactor* SupervisorService::Start(
                : std::string(it->second.data(), it->second.size());
   };
   Owner owner{metadata(kOwnerMetadataKey), metadata(kOwnerUserMetadataKey)};
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  supervisor_->Start(*request, std::move(owner),
-                     [reactor, response](absl::StatusOr<pm::v1::StartResponse> started) {
-                       if (!started.ok()) {
-                         reactor->Finish(ToGrpcStatus(started.status()));
-                         return;
-                       }
-                       *response = *std::move(started);
-                       reactor->Finish(grpc::Status::OK);
-                     });
+  supervisor_->Start(*parsed, std::move(owner),
+                     FinishWith<pm::v1::StartResponse>(reactor, response));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* SupervisorService::Stop(
-    grpc::CallbackServerContext* context, const pm::v1::StopRequest* request,
-    pm::v1::StopResponse* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  supervisor_->Stop(*request, [reactor, response](
-                                  absl::StatusOr<pm::v1::StopResponse> result) {
-    if (!result.ok()) {
-      reactor->Finish(ToGrpcStatus(result.status()));
-      return;
-    }
-    *response = *std::move(result);
-    reactor->Finish(grpc::Status::OK);
-  });
+  absl::StatusOr<pm::v1::StopRequest> parsed =
+      ParseStrict<pm::v1::StopRequest>(*request);
+  if (!parsed.ok()) {
+    reactor->Finish(ToGrpcStatus(parsed.status()));
+    return reactor;
+  }
+  supervisor_->Stop(*parsed, FinishWith<pm::v1::StopResponse>(reactor, response));
   return reactor;
 }
 

@@ -7,6 +7,12 @@
 // callback reactors finished by the supervisor when the work is done (Start:
 // spawned, recorded, log open; Stop: the tree is gone), so neither a backend
 // round trip nor a 10 s grace period holds a thread.
+//
+// Both take their request as raw bytes and parse it with pm::ParseStrict
+// (common/utf8_fields.h): a string field that is not UTF-8 (an argument in
+// Latin-1 sent in `args` rather than `args_bytes`) is answered
+// INVALID_ARGUMENT naming the field, where gRPC's own parsing would answer a
+// bare UNIMPLEMENTED.
 #ifndef PM_SUPERVISOR_SUPERVISOR_SERVICE_H_
 #define PM_SUPERVISOR_SUPERVISOR_SERVICE_H_
 
@@ -16,19 +22,21 @@
 namespace pm::supervisor {
 
 class SupervisorService final
-    : public pm::internal::v1::Supervisor::WithCallbackMethod_Start<
-          pm::internal::v1::Supervisor::WithCallbackMethod_Stop<
+    : public pm::internal::v1::Supervisor::WithRawCallbackMethod_Start<
+          pm::internal::v1::Supervisor::WithRawCallbackMethod_Stop<
               pm::internal::v1::Supervisor::Service>> {
  public:
   explicit SupervisorService(Supervisor* supervisor)
       : supervisor_(supervisor) {}
 
+  // A pm.v1.StartRequest in, a pm.v1.StartResponse out.
   grpc::ServerUnaryReactor* Start(grpc::CallbackServerContext* context,
-                                  const pm::v1::StartRequest* request,
-                                  pm::v1::StartResponse* response) override;
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  // A pm.v1.StopRequest in, a pm.v1.StopResponse out.
   grpc::ServerUnaryReactor* Stop(grpc::CallbackServerContext* context,
-                                 const pm::v1::StopRequest* request,
-                                 pm::v1::StopResponse* response) override;
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
 
  private:
   Supervisor* supervisor_;

@@ -24,7 +24,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
+#include "common/channel.h"
 #include "common/fd.h"
+#include "common/raw_call_test_util.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "common/status.h"
@@ -35,10 +37,13 @@
 #include "log_store/log_store_service.h"
 #include "registry/registry.h"
 #include "registry/registry_service.h"
+#include "supervisor/supervisor_service.h"
 #include "supervisor/test_util.h"
 
 namespace pm::supervisor {
 namespace {
+
+using ::testing::HasSubstr;
 
 // The supervisor reads SIGCHLD from a signalfd: it must be blocked in every
 // thread, so before any exists (gtest's and gRPC's come later).
@@ -535,6 +540,121 @@ TEST_F(SupervisorTest, ProcessesGetTheOriginalFileLimit) {
   absl::StatusOr<std::string> text = ReadFile(out);
   ASSERT_TRUE(text.ok()) << text.status();
   EXPECT_EQ(*text, "1000\n");
+}
+
+// The contents of `path` once process `id` has ended (the registry says).
+std::string ReadFileAfter(registry::Registry& registry, const std::string& id,
+                          const std::string& path) {
+  absl::Notification ended;
+  registry.Wait(id, [&](absl::StatusOr<pm::v1::ProcessStatus>) { ended.Notify(); });
+  EXPECT_TRUE(ended.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  absl::StatusOr<std::string> text = ReadFile(path);
+  EXPECT_TRUE(text.ok()) << text.status();
+  return text.ok() ? *text : "";
+}
+
+TEST_F(SupervisorTest, AStartInBytesRunsThoseBytesAndEchoesThemInTheBytesFields) {
+  CreateSupervisor(nullptr);
+  const std::string cwd = dir_ + "/caf\xe9";
+  ASSERT_EQ(mkdir(cwd.c_str(), 0700), 0);
+  pm::v1::StartRequest request;
+  request.set_executable("/bin/sh");
+  const std::vector<std::string> args = {"-c", "printf %s \"$1\" > out", "sh",
+                                         "caf\xe9"};
+  for (const std::string& arg : args) request.add_args_bytes(arg);
+  request.set_working_dir_bytes(cwd);
+  absl::StatusOr<pm::v1::StartResponse> started = Start(request);
+  ASSERT_TRUE(started.ok()) << started.status();
+
+  // UTF-8 stays a string; the rest is in the bytes fields, never in a
+  // string one (the answer would not parse at the client).
+  absl::StatusOr<pm::v1::ProcessStatus> record = registry_->GetStatus(started->id());
+  ASSERT_TRUE(record.ok()) << record.status();
+  for (const pm::v1::ProcessStatus& status : {started->status(), *record}) {
+    EXPECT_EQ(status.executable(), "/bin/sh");
+    EXPECT_EQ(status.resolved_executable(), "/bin/sh");
+    EXPECT_TRUE(status.args().empty());
+    EXPECT_EQ(std::vector<std::string>(status.args_bytes().begin(),
+                                       status.args_bytes().end()),
+              args);
+    EXPECT_TRUE(status.working_dir().empty());
+    EXPECT_EQ(status.working_dir_bytes(), cwd);
+  }
+  EXPECT_EQ(ReadFileAfter(*registry_, started->id(), cwd + "/out"), "caf\xe9");
+}
+
+// Serves the test's supervisor on its socket, as supervisor/main.cc does.
+class ServedSupervisorTest : public SupervisorTest {
+ protected:
+  void SetUp() override {
+    SupervisorTest::SetUp();
+    CreateSupervisor(nullptr);
+    service_ = std::make_unique<SupervisorService>(supervisor_.get());
+    grpc::ServerBuilder builder;
+    ConfigureServerBuilder(builder);
+    const std::string socket = SocketPath(dir_, Service::kSupervisor);
+    builder.AddListeningPort(UnixAddress(socket), grpc::InsecureServerCredentials());
+    builder.RegisterService(service_.get());
+    supervisor_server_ = builder.BuildAndStart();
+    ASSERT_NE(supervisor_server_, nullptr);
+    channel_ = UnixChannel(socket);
+  }
+  void TearDown() override {
+    supervisor_server_->Shutdown();
+    SupervisorTest::TearDown();
+  }
+
+  // Calls `method` with `wire` as the request, as a client that sends what
+  // it likes.
+  grpc::Status RawCall(const std::string& method, const std::string& wire) {
+    return RawUnaryCall(channel_, method, wire);
+  }
+
+  std::unique_ptr<SupervisorService> service_;
+  std::unique_ptr<grpc::Server> supervisor_server_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+TEST_F(ServedSupervisorTest, AStringFieldThatIsNotUtf8IsInvalidArgumentNamingIt) {
+  // StartRequest{executable: "/bin/true", args: ["caf\xe9"]}.
+  grpc::Status start = RawCall("/pm.internal.v1.Supervisor/Start",
+                               WireBytes(1, "/bin/true") + WireBytes(2, "caf\xe9"));
+  EXPECT_EQ(start.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(start.error_message(),
+            "args[0] is not valid UTF-8 (byte 0xe9 at 3); send it in args_bytes");
+  // StopRequest{id: "\xff..."}.
+  grpc::Status stop =
+      RawCall("/pm.internal.v1.Supervisor/Stop", WireBytes(1, "\xff-not-an-id"));
+  EXPECT_EQ(stop.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(stop.error_message(), "id is not valid UTF-8 (byte 0xff at 0)");
+  // Bytes that are no message at all.
+  grpc::Status garbage = RawCall("/pm.internal.v1.Supervisor/Start", "\x0a\x7f");
+  EXPECT_EQ(garbage.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(garbage.error_message(), HasSubstr("malformed pm.v1.StartRequest"));
+}
+
+TEST_F(ServedSupervisorTest, TheRawMethodsAnswerAsTheTypedOnesDid) {
+  auto stub = pm::internal::v1::Supervisor::NewStub(channel_);
+  pm::v1::StartRequest request;
+  request.set_executable("/bin/sh");
+  request.add_args_bytes("-c");
+  request.add_args_bytes("exec sleep 1000 # caf\xe9");
+  grpc::ClientContext start_context;
+  pm::v1::StartResponse started;
+  grpc::Status start = stub->Start(&start_context, request, &started);
+  ASSERT_TRUE(start.ok()) << start.error_message();
+  EXPECT_EQ(started.status().args_bytes(1), "exec sleep 1000 # caf\xe9");
+
+  grpc::ClientContext stop_context;
+  pm::v1::StopRequest stop;
+  stop.set_id(started.id());
+  stop.set_grace_period_ms(5000);
+  pm::v1::StopResponse stopped;
+  grpc::Status result = stub->Stop(&stop_context, stop, &stopped);
+  ASSERT_TRUE(result.ok()) << result.error_message();
+  EXPECT_TRUE(stopped.stopped());
+  EXPECT_EQ(stopped.status().state(), pm::v1::ProcessStatus::STATE_SIGNALED);
+  EXPECT_EQ(stopped.status().args_bytes(0), "-c");
 }
 
 }  // namespace

@@ -226,6 +226,46 @@ TEST_F(CliTest, StatusShowsTheProcStatusWhileRunningAndTheEndAfter) {
                                HasSubstr("\"signal\":15")));
 }
 
+// Linux arguments, environment values and paths are bytes: a Latin-1
+// "café" (caf\xe9) is one byte 0xe9, not UTF-8, and works all the same.
+TEST_F(CliTest, BytesThatAreNotUtf8ReachTheProcessAndShowEscaped) {
+  PmResult run = Run({"run", "--", "printf", "%s", "caf\xe9"});
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(run.out, "caf\xe9");
+  EXPECT_THAT(run.err, IsEmpty());
+
+  const std::string cwd = stack_.temp_dir() + "/caf\xe9";
+  ASSERT_EQ(mkdir(cwd.c_str(), 0700), 0);
+  PmResult started = Run({"start", "--env", "NOM=\xe9t\xe9", "--cwd", cwd, "--",
+                          "sh", "-c", "printf '%s|' \"$NOM\" \"$1\"; pwd", "sh",
+                          "caf\xe9"});
+  ASSERT_EQ(started.code, 0) << started.err;
+  const std::string id = started.out.substr(0, started.out.find('\n'));
+  EXPECT_EQ(Run({"wait", id}).code, 0);
+  EXPECT_EQ(Run({"logs", id}).out, "\xe9t\xe9|caf\xe9|" + cwd + "\n");
+
+  PmResult status = Run({"status", id});
+  ASSERT_EQ(status.code, 0) << status.err;
+  EXPECT_THAT(status.out,
+              HasSubstr("command:      sh -c 'printf '\\''%s|'\\'' \"$NOM\" "
+                        "\"$1\"; pwd' sh $'caf\\xe9'\n"));
+  EXPECT_THAT(status.out,
+              HasSubstr(absl::StrCat("working dir:  $'", stack_.temp_dir(),
+                                     "/caf\\xe9'\n")));
+  EXPECT_THAT(Run({"list"}).out, HasSubstr(" sh $'caf\\xe9'\n"));
+  // protobuf's JSON mapping: bytes in base64 ("caf\xe9" is Y2Fm6Q==).
+  PmResult json = Run({"status", "--output=json", id});
+  EXPECT_EQ(json.code, 0) << json.err;
+  EXPECT_THAT(json.out, HasSubstr("\"Y2Fm6Q==\"]"));
+  EXPECT_THAT(json.out, HasSubstr("\"args\":[]"));
+
+  // An id is text: one that is not UTF-8 is refused before it is sent.
+  PmResult bad_id = Run({"status", "caf\xe9"});
+  EXPECT_EQ(bad_id.code, 1);
+  EXPECT_EQ(bad_id.err,
+            "pm: status caf\\xe9: id is not valid UTF-8 (byte 0xe9 at 3)\n");
+}
+
 TEST_F(CliTest, FailuresAreOneLineAndExitOne) {
   PmResult missing = Run({"start", "--", "/nonexistent/program"});
   EXPECT_EQ(missing.code, 1);

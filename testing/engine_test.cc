@@ -21,6 +21,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/raw_call_test_util.h"
+#include "common/runtime_dir.h"
 #include "common/uuid.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -214,6 +216,80 @@ TEST_F(EngineTest, EnvAndWorkingDirAreTheProcesss) {
   EXPECT_EQ(output.out,
             "/usr\nhello there\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/"
             "bin:/sbin:/bin\n");
+}
+
+// --- Bytes where Linux has bytes -------------------------------------------
+
+// A Latin-1 argument and working directory, sent in the bytes forms, reach
+// the program exactly; the records echo them in the bytes fields.
+TEST_F(EngineTest, ArgumentsAndWorkingDirThatAreNotUtf8RunAsTheBytesSent) {
+  const std::string cwd = stack_.temp_dir() + "/caf\xe9";
+  ASSERT_EQ(mkdir(cwd.c_str(), 0700), 0);
+  pm::v1::StartRequest request;
+  request.set_executable("/bin/sh");
+  for (const char* arg : {"-c", "printf %s \"$1\" | od -An -tx1; pwd", "sh",
+                          "caf\xe9"}) {
+    request.add_args_bytes(arg);
+  }
+  request.set_working_dir_bytes(cwd);
+  const std::string id = MustStart(request);
+  EXPECT_EQ(ReadOutput(client(), id).out, " 63 61 66 e9\n" + cwd + "\n");
+
+  ProcessStatus status = MustWait(id);
+  EXPECT_EQ(status.executable(), "/bin/sh");
+  EXPECT_THAT(status.args(), ::testing::IsEmpty());
+  EXPECT_EQ(status.args_bytes(3), "caf\xe9");
+  EXPECT_TRUE(status.working_dir().empty());
+  EXPECT_EQ(status.working_dir_bytes(), cwd);
+  absl::StatusOr<pm::v1::ListResponse> list = client().List();
+  ASSERT_TRUE(list.ok()) << list.status();  // not INTERNAL
+  EXPECT_EQ(list->processes(0).working_dir_bytes(), cwd);
+}
+
+// An executable named in Latin-1: its path, and the kernel's Name for it in
+// /proc, never make an answer unreadable.
+TEST_F(EngineTest, AnExecutableNamedInLatin1HasAReadableStatus) {
+  const std::string path = stack_.temp_dir() + "/caf\xe9";
+  ASSERT_EQ(symlink("/bin/sleep", path.c_str()), 0);
+  pm::v1::StartRequest request;
+  request.set_executable_bytes(path);
+  request.add_args("1000");
+  const std::string id = MustStart(request);
+  ProcessStatus status = MustGetStatus(client(), id);
+  EXPECT_EQ(status.executable_bytes(), path);
+  EXPECT_EQ(status.resolved_executable_bytes(), path);
+  EXPECT_EQ(status.proc_status().at("Name"), "caf\\xe9");
+  pm::v1::StopResponse stopped = MustStop(id, 5000);
+  EXPECT_TRUE(stopped.stopped());
+  EXPECT_EQ(stopped.status().executable_bytes(), path);
+}
+
+// A client that checks nothing (not the Library) sends Latin-1 in a string
+// field: the supervisor and the registry name the field.
+TEST_F(EngineTest, ARawRequestWithAStringThatIsNotUtf8IsInvalidArgument) {
+  auto supervisor =
+      grpc::CreateChannel(UnixAddress(SocketPath(stack_.runtime_dir(),
+                                                 Service::kSupervisor)),
+                          grpc::InsecureChannelCredentials());
+  grpc::Status start = RawUnaryCall(
+      supervisor, "/pm.internal.v1.Supervisor/Start",
+      WireBytes(1, "/bin/echo") + WireBytes(4, "/tmp/caf\xe9"));
+  EXPECT_EQ(start.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(start.error_message(),
+            "working_dir is not valid UTF-8 (byte 0xe9 at 8); send it in "
+            "working_dir_bytes");
+  auto registry =
+      grpc::CreateChannel(UnixAddress(SocketPath(stack_.runtime_dir(),
+                                                 Service::kRegistry)),
+                          grpc::InsecureChannelCredentials());
+  grpc::Status get = RawUnaryCall(registry, "/pm.internal.v1.Registry/GetStatus",
+                                  WireBytes(1, "\xff"));
+  EXPECT_EQ(get.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(get.error_message(), "id is not valid UTF-8 (byte 0xff at 0)");
+  // Nothing was started.
+  absl::StatusOr<pm::v1::ListResponse> list = client().List();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->processes_size(), 0);
 }
 
 // --- Output ---------------------------------------------------------------
