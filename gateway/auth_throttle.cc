@@ -16,6 +16,33 @@ absl::Duration AuthThrottle::Blocked(const std::vector<std::string>& keys,
   return longest;
 }
 
+bool AuthThrottle::ReportRefusal(const std::vector<std::string>& keys,
+                                 uint64_t* suppressed) {
+  absl::MutexLock lock(&mu_);
+  bool report = false;
+  for (const std::string& key : keys) {
+    auto it = entries_.find(key);
+    if (it == entries_.end()) continue;
+    if (!it->second.block_reported) {
+      it->second.block_reported = true;
+      report = true;
+    }
+  }
+  uint64_t total = 0;
+  for (const std::string& key : keys) {
+    auto it = entries_.find(key);
+    if (it == entries_.end()) continue;
+    if (report) {
+      total += it->second.suppressed;
+      it->second.suppressed = 0;
+    } else {
+      ++it->second.suppressed;
+    }
+  }
+  *suppressed = total;
+  return report;
+}
+
 void AuthThrottle::Failed(const std::vector<std::string>& keys, absl::Time now) {
   absl::MutexLock lock(&mu_);
   for (const std::string& key : keys) {
@@ -34,6 +61,7 @@ void AuthThrottle::Failed(const std::vector<std::string>& keys, absl::Time now) 
                          options_.initial_backoff * (int64_t{1} << (over - 1)));
     }
     entry.blocked_until = now + backoff;
+    entry.block_reported = false;
   }
 }
 

@@ -22,6 +22,7 @@
 #define PM_GATEWAY_AUTH_THROTTLE_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -45,7 +46,13 @@ class AuthThrottle {
   // How long the most blocked of `keys` stays blocked after `now` (zero
   // when none is).
   absl::Duration Blocked(const std::vector<std::string>& keys, absl::Time now);
-  // A wrong password (or unknown user) for `keys`.
+  // For a try refused because `keys` are blocked: true when it is the first
+  // refusal of a block (worth a log and an audit line), false for the rest,
+  // which are only counted. `*suppressed` gets how many refusals went
+  // unreported before this reported one. A client hammering a blocked key
+  // thus costs one line per block, not one per try.
+  bool ReportRefusal(const std::vector<std::string>& keys, uint64_t* suppressed);
+  // A wrong password (or unknown user, or no usable credentials) for `keys`.
   void Failed(const std::vector<std::string>& keys, absl::Time now);
   // A right password: `keys` start afresh.
   void Succeeded(const std::vector<std::string>& keys);
@@ -57,6 +64,8 @@ class AuthThrottle {
     int failures = 0;
     absl::Time blocked_until = absl::InfinitePast();
     absl::Time last_failure = absl::InfinitePast();
+    bool block_reported = false;
+    uint64_t suppressed = 0;
   };
   void MakeRoom(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -36,6 +36,22 @@ TEST(AuthThrottleTest, BlocksAfterTheFreeFailuresWithADoublingBackoff) {
   EXPECT_EQ(throttle.Blocked(keys, kT0 + absl::Seconds(7)), absl::ZeroDuration());
 }
 
+TEST(AuthThrottleTest, ReportsTheFirstRefusalOfEachBlockAndCountsTheRest) {
+  AuthThrottleOptions options;
+  options.free_failures = 1;
+  AuthThrottle throttle(options);
+  const std::vector<std::string> keys = {"client:CN=x"};
+  throttle.Failed(keys, kT0);
+  uint64_t suppressed = 99;
+  EXPECT_TRUE(throttle.ReportRefusal(keys, &suppressed));
+  EXPECT_EQ(suppressed, 0u);
+  for (int i = 0; i < 1000; ++i) ASSERT_FALSE(throttle.ReportRefusal(keys, &suppressed));
+  // The next block is reported again, with the count of the quiet ones.
+  throttle.Failed(keys, kT0 + absl::Seconds(2));
+  EXPECT_TRUE(throttle.ReportRefusal(keys, &suppressed));
+  EXPECT_EQ(suppressed, 1000u);
+}
+
 TEST(AuthThrottleTest, TracksABoundedNumberOfKeys) {
   AuthThrottleOptions options;
   options.free_failures = 1;

@@ -73,26 +73,44 @@ std::string BasicAuthHeader(absl::string_view user, absl::string_view password) 
                       absl::Base64Escape(absl::StrCat(user, ":", password)));
 }
 
+namespace {
+
+// A client-sent name as it goes into logs: at most 64 bytes (no user name
+// is longer), so a 10 KB name cannot flood them.
+std::string Clip(absl::string_view name) {
+  constexpr size_t kMax = 64;
+  if (name.size() <= kMax) return std::string(name);
+  return absl::StrCat(name.substr(0, kMax), "...(", name.size(), " bytes)");
+}
+
+}  // namespace
+
 grpc::Status BasicAuthProcessor::Refuse(grpc::StatusCode code,
                                         std::string message,
                                         absl::string_view user,
                                         const std::string& subject,
-                                        const InputMetadata& metadata) {
-  // The user name is logged (escaped: it is attacker-controlled), never
-  // the password.
+                                        const InputMetadata& metadata,
+                                        uint64_t suppressed) {
+  std::string logged = message;
+  if (suppressed > 0) {
+    absl::StrAppend(&logged, " (and ", suppressed,
+                    " more tries refused while blocked, not logged one by one)");
+  }
+  // The user name is logged (escaped and clipped: it is the client's),
+  // never the password.
   PM_LOG(WARNING) << "refused a call from " << subject << " as user \""
-                  << Printable(user) << "\": " << message;
+                  << Printable(Clip(user)) << "\": " << logged;
   if (audit_ != nullptr) {
     AuditEntry entry;
-    entry.user = std::string(user);
+    entry.user = Clip(user);
     entry.subject = subject;
     entry.method = "authenticate";
     // The method, when gRPC passes the path along (it does: ":path").
     if (auto it = metadata.find(":path"); it != metadata.end()) {
-      entry.method = absl::StrCat("authenticate ", View(it->second));
+      entry.method = absl::StrCat("authenticate ", Clip(View(it->second)));
     }
     entry.code = code;
-    entry.message = message;
+    entry.message = logged;
     audit_->Record(entry);
   }
   return grpc::Status(code, std::move(message));
@@ -105,50 +123,74 @@ grpc::Status BasicAuthProcessor::Process(const InputMetadata& auth_metadata,
   // Read only: this context is the connection's, shared by its calls.
   const std::string subject =
       Printable(FirstProperty(*context, GRPC_X509_SUBJECT_PROPERTY_NAME));
-  auto [first, last] = auth_metadata.equal_range(
-      grpc::string_ref(kAuthorization.data(), kAuthorization.size()));
-  if (first == last) {
-    return Refuse(grpc::StatusCode::UNAUTHENTICATED,
-                  "missing authorization header: this gateway wants "
-                  "\"authorization: Basic base64(user:password)\"",
-                  "", subject, auth_metadata);
+  std::vector<std::string> keys = {absl::StrCat("client:", subject)};
+  absl::StatusOr<BasicCredentials> credentials = CredentialsOf(auth_metadata);
+  if (credentials.ok()) {
+    // A client that has passed with this password lately pays nothing.
+    if (users_->CheckedRecently(credentials->user, credentials->password)) {
+      return Accept(auth_metadata, consumed_auth_metadata);
+    }
+    keys.push_back(absl::StrCat("user:", credentials->user));
   }
-  if (std::next(first) != last) {
-    return Refuse(grpc::StatusCode::UNAUTHENTICATED,
-                  "more than one authorization header", "", subject,
-                  auth_metadata);
+  const std::string user = credentials.ok() ? credentials->user : "";
+  // A blocked client or user is refused at once, and only the first such
+  // refusal of a block is logged and audited.
+  if (absl::Duration wait = throttle_->Blocked(keys, absl::Now());
+      wait > absl::ZeroDuration()) {
+    uint64_t suppressed = 0;
+    grpc::Status refused(grpc::StatusCode::PERMISSION_DENIED, TooMany(wait));
+    if (!throttle_->ReportRefusal(keys, &suppressed)) return refused;
+    return Refuse(refused.error_code(), refused.error_message(), user, subject,
+                  auth_metadata, suppressed);
   }
-  absl::StatusOr<BasicCredentials> credentials =
-      ParseBasicAuth(View(first->second));
   if (!credentials.ok()) {
+    // No usable credentials count as a failure of the client: a client
+    // that sends garbage is throttled like one that guesses.
+    throttle_->Failed(keys, absl::Now());
     return Refuse(grpc::StatusCode::UNAUTHENTICATED,
                   std::string(credentials.status().message()), "", subject,
                   auth_metadata);
   }
-  const std::vector<std::string> keys = {absl::StrCat("user:", credentials->user),
-                                         absl::StrCat("client:", subject)};
-  // A client that has passed with this password lately pays nothing here.
-  if (!users_->CheckedRecently(credentials->user, credentials->password)) {
-    // PBKDF2 is slow on purpose: at most kConcurrentChecks run at once, so
-    // a flood of guesses cannot take every core. A call that waited looks
-    // at the cache and the throttle again: the calls of one new client that
-    // queue behind its first find its password verified, and the guesses
-    // that queue behind failures find their key blocked.
-    checks_mu_.LockWhen(absl::Condition(this, &BasicAuthProcessor::SlotFree));
-    ++checks_running_;
-    checks_mu_.Unlock();
-    absl::Status checked = CheckThrottled(*credentials, keys);
-    {
-      absl::MutexLock lock(&checks_mu_);
-      --checks_running_;
-    }
-    if (!checked.ok()) {
-      return Refuse(static_cast<grpc::StatusCode>(checked.code()),
-                    std::string(checked.message()), credentials->user, subject,
-                    auth_metadata);
-    }
+  // PBKDF2 is slow on purpose: at most kConcurrentChecks run at once, so a
+  // flood of guesses cannot take every core. A call that waited looks at
+  // the cache and the throttle again: the calls of one new client that
+  // queue behind its first find its password verified, and the guesses
+  // that queue behind failures find their key blocked.
+  checks_mu_.LockWhen(absl::Condition(this, &BasicAuthProcessor::SlotFree));
+  ++checks_running_;
+  checks_mu_.Unlock();
+  absl::Status checked = CheckThrottled(*credentials, keys);
+  {
+    absl::MutexLock lock(&checks_mu_);
+    --checks_running_;
   }
-  throttle_->Succeeded(keys);
+  if (!checked.ok()) {
+    return Refuse(static_cast<grpc::StatusCode>(checked.code()),
+                  std::string(checked.message()), user, subject, auth_metadata);
+  }
+  // The user starts afresh; the client does not: a right password of one
+  // user must not wipe the count of another's wrong ones from this client.
+  throttle_->Succeeded({keys.back()});
+  return Accept(auth_metadata, consumed_auth_metadata);
+}
+
+absl::StatusOr<BasicCredentials> BasicAuthProcessor::CredentialsOf(
+    const InputMetadata& auth_metadata) {
+  auto [first, last] = auth_metadata.equal_range(
+      grpc::string_ref(kAuthorization.data(), kAuthorization.size()));
+  if (first == last) {
+    return absl::UnauthenticatedError(
+        "missing authorization header: this gateway wants "
+        "\"authorization: Basic base64(user:password)\"");
+  }
+  if (std::next(first) != last) {
+    return absl::UnauthenticatedError("more than one authorization header");
+  }
+  return ParseBasicAuth(View(first->second));
+}
+
+grpc::Status BasicAuthProcessor::Accept(const InputMetadata& auth_metadata,
+                                        OutputMetadata* consumed_auth_metadata) {
   // The authorization header stays: RemoteCaller reads this call's user
   // from it. Owner headers a client sent are dropped.
   for (absl::string_view key : {kOwnerHeader, kOwnerUserHeader}) {
@@ -162,6 +204,13 @@ grpc::Status BasicAuthProcessor::Process(const InputMetadata& auth_metadata,
   return grpc::Status::OK;
 }
 
+std::string BasicAuthProcessor::TooMany(absl::Duration wait) {
+  return absl::StrCat(
+      "too many failed logins lately for this user or from this client "
+      "certificate; the next try is checked in ",
+      absl::FormatDuration(absl::Ceil(wait, absl::Seconds(1))));
+}
+
 std::string Caller::Owner() const {
   if (local || user.empty()) return "";
   if (subject.empty()) return user;
@@ -173,13 +222,9 @@ absl::Status BasicAuthProcessor::CheckThrottled(
   if (users_->CheckedRecently(credentials.user, credentials.password)) {
     return absl::OkStatus();
   }
-  const absl::Time now = absl::Now();
-  if (absl::Duration wait = throttle_->Blocked(keys, now);
+  if (absl::Duration wait = throttle_->Blocked(keys, absl::Now());
       wait > absl::ZeroDuration()) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "too many wrong passwords lately for this user or from this client "
-        "certificate; the next try is checked in ",
-        absl::FormatDuration(absl::Ceil(wait, absl::Seconds(1)))));
+    return absl::PermissionDeniedError(TooMany(wait));
   }
   absl::Status checked = users_->Check(credentials.user, credentials.password);
   if (!checked.ok()) throttle_->Failed(keys, absl::Now());

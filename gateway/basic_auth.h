@@ -85,9 +85,14 @@ class BasicAuthProcessor final : public grpc::AuthMetadataProcessor {
   // The throttle, then PBKDF2 (unless the cache says yes by now).
   absl::Status CheckThrottled(const BasicCredentials& credentials,
                               const std::vector<std::string>& keys);
+  // The one authorization header, parsed; UNAUTHENTICATED saying why not.
+  static absl::StatusOr<BasicCredentials> CredentialsOf(const InputMetadata& metadata);
+  static grpc::Status Accept(const InputMetadata& metadata, OutputMetadata* consumed);
+  static std::string TooMany(absl::Duration wait);
+  // Logs and audits a refusal (`suppressed`: quiet refusals before it).
   grpc::Status Refuse(grpc::StatusCode code, std::string message,
                       absl::string_view user, const std::string& subject,
-                      const InputMetadata& metadata);
+                      const InputMetadata& metadata, uint64_t suppressed = 0);
 
   UserStore* users_;
   AuthThrottle* throttle_;

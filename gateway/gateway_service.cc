@@ -11,7 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log.h"
+#include "common/command_line.h"
 #include "common/status.h"
+#include "common/utf8_fields.h"
 
 namespace pm::gateway {
 namespace {
@@ -34,6 +36,18 @@ grpc::Status Hidden(const Caller& caller, const std::string& id,
     return status;
   }
   return NoSuchProcess(id);
+}
+
+// What a backend's failure tells a remote caller: not where pm's sockets
+// are. The detail goes to the gateway's log.
+grpc::Status Outward(const Caller& caller, const grpc::Status& status) {
+  if (caller.local || status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+    return status;
+  }
+  PM_LOG(WARNING) << "a backend is unavailable: " << status.error_message();
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "a pm service behind the gateway is unavailable (the "
+                      "gateway's log says which); try again shortly");
 }
 
 void Audit(AuditLog* audit, const Caller& caller, const char* method,
@@ -61,14 +75,34 @@ class Call final : public grpc::ServerUnaryReactor {
   using Backend = std::function<absl::Status(
       grpc::ClientContext* backend, std::function<void(grpc::Status)> done)>;
 
+  // `out` is where the answer's bytes go (the raw method's response).
   Call(const GatewayEnv& env, grpc::CallbackServerContext* context,
-       Caller caller, const char* method, std::string id)
+       Caller caller, const char* method, grpc::ByteBuffer* out)
       : env_(env), context_(context), caller_(std::move(caller)),
-        method_(method), id_(std::move(id)) {}
+        method_(method), out_(out) {}
 
   const Caller& caller() const { return caller_; }
   void set_id(std::string id) { id_ = std::move(id); }
   void Hold(UserQuotas::Lease lease) { lease_ = std::move(lease); }
+
+  // The request, parsed strictly into a message this call owns; null (and
+  // the call answered INVALID_ARGUMENT naming the field) when it is not one.
+  template <typename T>
+  T* Parse(const grpc::ByteBuffer& raw) {
+    absl::StatusOr<T> parsed = ParseStrict<T>(raw);
+    if (!parsed.ok()) {
+      Answer(ToGrpcStatus(parsed.status()));
+      return nullptr;
+    }
+    return Own(std::make_unique<T>(*std::move(parsed)));
+  }
+  // The answer's message, serialized into `out` when the call ends OK.
+  template <typename T>
+  T* Reply() {
+    T* reply = Own(std::make_unique<T>());
+    reply_ = reply;
+    return reply;
+  }
 
   // Runs `start`; `then` gets the backend's status, on a gRPC thread.
   void Run(const Backend& start, std::function<void(grpc::Status)> then) {
@@ -111,12 +145,14 @@ class Call final : public grpc::ServerUnaryReactor {
         });
   }
 
-  // The stream slot is given back first: once a client has its answer,
-  // the slot is free for its next call.
+  // The slot is given back first: once a client has its answer, the slot
+  // is free for its next call.
   void Answer(const grpc::Status& status) {
-    Audit(env_.audit, caller_, method_, id_, status);
+    const grpc::Status answer = Outward(caller_, status);
+    Audit(env_.audit, caller_, method_, id_, answer);
     lease_ = UserQuotas::Lease();
-    Finish(status);
+    if (answer.ok() && reply_ != nullptr) *out_ = SerializeToByteBuffer(*reply_);
+    Finish(answer);
   }
 
   // TryCancel outside the lock: a backend's end may run inline and go on
@@ -135,10 +171,20 @@ class Call final : public grpc::ServerUnaryReactor {
  private:
   const GatewayEnv env_;
   grpc::CallbackServerContext* const context_;
+  template <typename T>
+  T* Own(std::unique_ptr<T> message) {
+    T* raw = message.get();
+    owned_.push_back(std::move(message));
+    return raw;
+  }
+
   const Caller caller_;
   const char* const method_;
+  grpc::ByteBuffer* const out_;
   std::string id_;
   UserQuotas::Lease lease_;
+  std::vector<std::unique_ptr<google::protobuf::Message>> owned_;
+  const google::protobuf::Message* reply_ = nullptr;
   pm::v1::GetStatusRequest lookup_;
   pm::v1::ProcessStatus record_;
   absl::Mutex mu_;
@@ -162,9 +208,9 @@ class Call final : public grpc::ServerUnaryReactor {
 class OutputRelay {
  public:
   OutputRelay(const GatewayEnv& env, grpc::CallbackServerContext* context,
-              const pm::v1::StreamOutputRequest* request, Caller caller,
+              pm::v1::StreamOutputRequest request, Caller caller,
               UserQuotas::Lease lease)
-      : env_(env), writer_(this), reader_(this), request_(*request),
+      : env_(env), writer_(this), reader_(this), request_(std::move(request)),
         caller_(std::move(caller)), lease_(std::move(lease)) {
     CopyDeadline(*context, backend_);
     CopyDeadline(*context, lookup_context_);
@@ -179,10 +225,10 @@ class OutputRelay {
     if (!started.ok()) EndBeforeStream(ToGrpcStatus(started));
   }
 
-  grpc::ServerWriteReactor<pm::v1::OutputChunk>* writer() { return &writer_; }
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* writer() { return &writer_; }
 
  private:
-  class Writer final : public grpc::ServerWriteReactor<pm::v1::OutputChunk> {
+  class Writer final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
    public:
     explicit Writer(OutputRelay* relay) : relay_(relay) {}
     void OnWriteDone(bool ok) override {
@@ -262,9 +308,10 @@ class OutputRelay {
   // Once, at the end. The stream slot is given back first: once a client
   // has seen its stream end, the slot is free for its next call.
   void FinishWriter(const grpc::Status& status) {
-    Audit(env_.audit, caller_, "StreamOutput", request_.id(), status);
+    const grpc::Status answer = Outward(caller_, status);
+    Audit(env_.audit, caller_, "StreamOutput", request_.id(), answer);
     lease_ = UserQuotas::Lease();
-    writer_.Finish(status);
+    writer_.Finish(answer);
   }
 
   // TryCancel outside the lock: an end may run inline and take it.
@@ -293,7 +340,8 @@ class OutputRelay {
   void ChunkRead() {
     absl::MutexLock lock(&mu_);
     metadata_sent_ = true;
-    writer_.StartWrite(&chunk_);
+    out_ = SerializeToByteBuffer(chunk_);
+    writer_.StartWrite(&out_);
   }
 
   void Release() {
@@ -311,6 +359,7 @@ class OutputRelay {
   pm::v1::ProcessStatus record_;
   grpc::ClientContext backend_;
   pm::v1::OutputChunk chunk_;
+  grpc::ByteBuffer out_;  // chunk_'s bytes, being written
   absl::Mutex mu_;
   bool metadata_sent_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
@@ -318,8 +367,24 @@ class OutputRelay {
   std::atomic<int> pending_{2};  // the writer's and the reader's OnDone
 };
 
+// A unary call's first steps: a call slot for a remote user, then the
+// parsed request. Null when the call has been answered already.
+template <typename Request>
+Request* Begin(const GatewayEnv& env, Call* call, const grpc::ByteBuffer& raw) {
+  const Caller& caller = call->caller();
+  if (!caller.local && env.quotas != nullptr) {
+    absl::StatusOr<UserQuotas::Lease> slot = env.quotas->OpenCall(caller.user);
+    if (!slot.ok()) {
+      call->Answer(ToGrpcStatus(slot.status()));
+      return nullptr;
+    }
+    call->Hold(*std::move(slot));
+  }
+  return call->Parse<Request>(raw);
+}
+
 // A write reactor that only answers.
-class Refusal final : public grpc::ServerWriteReactor<pm::v1::OutputChunk> {
+class Refusal final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit Refusal(const grpc::Status& status) { Finish(status); }
   void OnDone() override { delete this; }
@@ -343,10 +408,12 @@ absl::StatusOr<UserQuotas::Lease> GatewayService::OpenStream(
   return env_.quotas->OpenStream(caller.user);
 }
 
-grpc::ServerUnaryReactor* GatewayService::Start(
-    grpc::CallbackServerContext* context, const pm::v1::StartRequest* request,
-    pm::v1::StartResponse* response) {
-  auto* call = new Call(env_, context, CallerOf(*context), "Start", "");
+grpc::ServerUnaryReactor* GatewayService::Start(grpc::CallbackServerContext* context,
+                                                const grpc::ByteBuffer* raw,
+                                                grpc::ByteBuffer* out) {
+  auto* call = new Call(env_, context, CallerOf(*context), "Start", out);
+  auto* request = Begin<pm::v1::StartRequest>(env_, call, *raw);
+  if (request == nullptr) return call;
   const Caller& caller = call->caller();
   if (!caller.local && env_.quotas != nullptr) {
     if (absl::Status allowed = env_.quotas->TakeStart(caller.user); !allowed.ok()) {
@@ -354,6 +421,7 @@ grpc::ServerUnaryReactor* GatewayService::Start(
       return call;
     }
   }
+  auto* response = call->Reply<pm::v1::StartResponse>();
   pm::StartOptions options;
   options.owner = caller.Owner();
   options.owner_user = caller.user;
@@ -369,18 +437,24 @@ grpc::ServerUnaryReactor* GatewayService::Start(
           // The executable only: arguments and environment may hold secrets.
           PM_LOG(INFO) << "start " << response->id() << " for "
                        << (call->caller().local ? "local" : call->caller().Owner())
-                       << ": " << response->status().resolved_executable();
+                       << ": "
+                       << Printable(ResolvedExecutableOf(response->status()));
         }
         call->Answer(status);
       });
   return call;
 }
 
-grpc::ServerUnaryReactor* GatewayService::Stop(
-    grpc::CallbackServerContext* context, const pm::v1::StopRequest* request,
-    pm::v1::StopResponse* response) {
-  auto* call = new Call(env_, context, CallerOf(*context), "Stop", request->id());
-  PM_LOG(INFO) << "stop " << request->id() << " for "
+grpc::ServerUnaryReactor* GatewayService::Stop(grpc::CallbackServerContext* context,
+                                               const grpc::ByteBuffer* raw,
+                                               grpc::ByteBuffer* out) {
+  auto* call = new Call(env_, context, CallerOf(*context), "Stop", out);
+  auto* request = Begin<pm::v1::StopRequest>(env_, call, *raw);
+  if (request == nullptr) return call;
+  call->set_id(request->id());
+  auto* response = call->Reply<pm::v1::StopResponse>();
+  // Escaped: the id is the client's, and may hold a newline.
+  PM_LOG(INFO) << "stop " << Printable(request->id()) << " for "
                << (call->caller().local ? "local" : call->caller().Owner());
   call->Authorize([this, call, request, response] {
     call->Run(
@@ -394,9 +468,13 @@ grpc::ServerUnaryReactor* GatewayService::Stop(
 }
 
 grpc::ServerUnaryReactor* GatewayService::GetStatus(
-    grpc::CallbackServerContext* context, const pm::v1::GetStatusRequest* request,
-    pm::v1::ProcessStatus* response) {
-  auto* call = new Call(env_, context, CallerOf(*context), "GetStatus", request->id());
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw,
+    grpc::ByteBuffer* out) {
+  auto* call = new Call(env_, context, CallerOf(*context), "GetStatus", out);
+  auto* request = Begin<pm::v1::GetStatusRequest>(env_, call, *raw);
+  if (request == nullptr) return call;
+  call->set_id(request->id());
+  auto* response = call->Reply<pm::v1::ProcessStatus>();
   call->Run(
       [this, request, response](grpc::ClientContext* backend,
                                 std::function<void(grpc::Status)> done) {
@@ -414,9 +492,15 @@ grpc::ServerUnaryReactor* GatewayService::GetStatus(
 }
 
 grpc::ServerUnaryReactor* GatewayService::List(grpc::CallbackServerContext* context,
-                                               const pm::v1::ListRequest* request,
-                                               pm::v1::ListResponse* response) {
-  auto* call = new Call(env_, context, CallerOf(*context), "List", "");
+                                               const grpc::ByteBuffer* raw,
+                                               grpc::ByteBuffer* out) {
+  auto* call = new Call(env_, context, CallerOf(*context), "List", out);
+  auto* request = Begin<pm::v1::ListRequest>(env_, call, *raw);
+  if (request == nullptr) return call;
+  // The registry copies only the caller's own records: another user's,
+  // however large, cost this call nothing.
+  if (!call->caller().admin) request->set_owner_user(call->caller().user);
+  auto* response = call->Reply<pm::v1::ListResponse>();
   call->Run(
       [this, request, response](grpc::ClientContext* backend,
                                 std::function<void(grpc::Status)> done) {
@@ -424,6 +508,7 @@ grpc::ServerUnaryReactor* GatewayService::List(grpc::CallbackServerContext* cont
       },
       [call, response](grpc::Status status) {
         if (status.ok() && !call->caller().admin) {
+          // Again here, in case a registry does not know the filter.
           auto* processes = response->mutable_processes();
           processes->erase(
               std::remove_if(processes->begin(), processes->end(),
@@ -438,15 +523,19 @@ grpc::ServerUnaryReactor* GatewayService::List(grpc::CallbackServerContext* cont
 }
 
 grpc::ServerUnaryReactor* GatewayService::Wait(grpc::CallbackServerContext* context,
-                                               const pm::v1::WaitRequest* request,
-                                               pm::v1::ProcessStatus* response) {
-  auto* call = new Call(env_, context, CallerOf(*context), "Wait", request->id());
+                                               const grpc::ByteBuffer* raw,
+                                               grpc::ByteBuffer* out) {
+  auto* call = new Call(env_, context, CallerOf(*context), "Wait", out);
   absl::StatusOr<UserQuotas::Lease> lease = OpenStream(call->caller());
   if (!lease.ok()) {
     call->Answer(ToGrpcStatus(lease.status()));
     return call;
   }
   call->Hold(*std::move(lease));
+  auto* request = call->Parse<pm::v1::WaitRequest>(*raw);
+  if (request == nullptr) return call;
+  call->set_id(request->id());
+  auto* response = call->Reply<pm::v1::ProcessStatus>();
   call->Authorize([this, call, request, response] {
     call->Run(
         [this, request, response](grpc::ClientContext* backend,
@@ -458,17 +547,20 @@ grpc::ServerUnaryReactor* GatewayService::Wait(grpc::CallbackServerContext* cont
   return call;
 }
 
-grpc::ServerWriteReactor<pm::v1::OutputChunk>* GatewayService::StreamOutput(
-    grpc::CallbackServerContext* context,
-    const pm::v1::StreamOutputRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* GatewayService::StreamOutput(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
   Caller caller = CallerOf(*context);
-  absl::StatusOr<UserQuotas::Lease> lease = OpenStream(caller);
+  absl::StatusOr<pm::v1::StreamOutputRequest> request =
+      ParseStrict<pm::v1::StreamOutputRequest>(*raw);
+  absl::StatusOr<UserQuotas::Lease> lease =
+      request.ok() ? OpenStream(caller) : request.status();
   if (!lease.ok()) {
     grpc::Status refused = ToGrpcStatus(lease.status());
-    Audit(env_.audit, caller, "StreamOutput", request->id(), refused);
+    Audit(env_.audit, caller, "StreamOutput", request.ok() ? request->id() : "",
+          refused);
     return new Refusal(refused);
   }
-  return (new OutputRelay(env_, context, request, std::move(caller),
+  return (new OutputRelay(env_, context, *std::move(request), std::move(caller),
                           *std::move(lease)))
       ->writer();
 }

@@ -59,28 +59,40 @@ enum class Door {
   kLocal,   // the unix socket in the 0700 runtime dir: an admin, no caps
 };
 
-class GatewayService final : public pm::v1::ProcessManager::CallbackService {
+// Every method takes its request as raw bytes and parses it with
+// ParseStrict (common/utf8_fields.h): a request that protobuf would refuse
+// (a string field that is not UTF-8, garbage) is INVALID_ARGUMENT naming the
+// field, answered and audited like any call, where gRPC's own parsing would
+// answer a bare UNIMPLEMENTED and log a protobuf error.
+using GatewayServiceBase = pm::v1::ProcessManager::WithRawCallbackMethod_Start<
+    pm::v1::ProcessManager::WithRawCallbackMethod_Stop<
+        pm::v1::ProcessManager::WithRawCallbackMethod_GetStatus<
+            pm::v1::ProcessManager::WithRawCallbackMethod_List<
+                pm::v1::ProcessManager::WithRawCallbackMethod_Wait<
+                    pm::v1::ProcessManager::WithRawCallbackMethod_StreamOutput<
+                        pm::v1::ProcessManager::Service>>>>>>;
+
+class GatewayService final : public GatewayServiceBase {
  public:
   GatewayService(GatewayEnv env, Door door) : env_(env), door_(door) {}
 
   grpc::ServerUnaryReactor* Start(grpc::CallbackServerContext* context,
-                                  const pm::v1::StartRequest* request,
-                                  pm::v1::StartResponse* response) override;
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Stop(grpc::CallbackServerContext* context,
-                                 const pm::v1::StopRequest* request,
-                                 pm::v1::StopResponse* response) override;
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
-                                      const pm::v1::GetStatusRequest* request,
-                                      pm::v1::ProcessStatus* response) override;
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* context,
-                                 const pm::v1::ListRequest* request,
-                                 pm::v1::ListResponse* response) override;
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Wait(grpc::CallbackServerContext* context,
-                                 const pm::v1::WaitRequest* request,
-                                 pm::v1::ProcessStatus* response) override;
-  grpc::ServerWriteReactor<pm::v1::OutputChunk>* StreamOutput(
-      grpc::CallbackServerContext* context,
-      const pm::v1::StreamOutputRequest* request) override;
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* StreamOutput(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
 
  private:
   Caller CallerOf(const grpc::CallbackServerContext& context) const;

@@ -24,6 +24,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
+#include "common/raw_call_test_util.h"
 #include "common/runtime_dir.h"
 #include "gateway/basic_auth.h"
 #include "gateway/tls_policy.h"
@@ -395,7 +396,9 @@ class GatewayTest : public ::testing::Test {
     options.tls = {Pki("ca.pem"), Pki("server.pem"), Pki("server.key"), 1};
     options.users_file = dir_ + "/users";
     options.runtime_dir = runtime_dir;
-    options.quotas.starts_per_second = 0;  // the caps have a test of their own
+    // The caps have tests of their own.
+    options.quotas.starts_per_second = 0;
+    options.quotas.max_calls = 0;
     return options;
   }
 
@@ -710,6 +713,11 @@ TEST_F(GatewayTest, CertificateFilesAreReloadedWithoutRestart) {
 }
 
 
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
+  return lines;
+}
+
 // The context of a call made as `user` on a raw stub: its credentials in
 // the call's own metadata, so calls of several users can share a channel.
 std::unique_ptr<grpc::ClientContext> As(const std::string& user,
@@ -956,13 +964,167 @@ TEST_F(GatewayTest, RepeatedWrongPasswordsAreThrottledWithoutLockingOutKnownClie
   }
   absl::Status blocked = guesser->List().status();
   EXPECT_EQ(blocked.code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_THAT(blocked.message(), HasSubstr("too many wrong passwords"));
+  EXPECT_THAT(blocked.message(), HasSubstr("too many failed logins"));
   // A password not verified lately is not even checked now (the client
   // certificate is blocked too)...
   EXPECT_THAT(Connect(kRootPassword, "root")->List().status().message(),
-              HasSubstr("too many wrong passwords"));
-  // ...but a client that proved its password before carries on.
+              HasSubstr("too many failed logins"));
+  // ...but a client that proved its password before carries on, and its
+  // success does not unblock the certificate for the guesser (it used to:
+  // one cached login between guesses reset the count).
   EXPECT_TRUE(demo->List().ok());
+  EXPECT_THAT(Connect("another guess", "nobody")->List().status().message(),
+              HasSubstr("too many failed logins"));
+  EXPECT_THAT(guesser->List().status().message(), HasSubstr("too many failed logins"));
+}
+
+// A blocked client hammering costs one log and audit line per block, not
+// one per try; a long user name is clipped in them.
+TEST_F(GatewayTest, RefusalsWhileBlockedAreCountedNotWrittenOneByOne) {
+  const std::string long_name(10000, 'x');
+  std::unique_ptr<pm::Client> guesser = Connect("a guess", long_name);
+  for (int i = 0; i < 105; ++i) {
+    ASSERT_EQ(guesser->List().status().code(), absl::StatusCode::kPermissionDenied);
+  }
+  const std::string audit = ReadAll(gateway_->audit_log_path());
+  std::vector<std::string> lines = Lines(audit);
+  // 5 checked and refused, then the first refusal of the block.
+  EXPECT_EQ(lines.size(), 6u) << audit.substr(0, 2000);
+  EXPECT_THAT(audit, HasSubstr("...(10000 bytes)"));
+  EXPECT_LT(audit.size(), 6u * 1024);
+}
+
+// Adds `authorization: Basic ...` to every call of a channel.
+class BasicAuthPluginForTest final : public grpc::MetadataCredentialsPlugin {
+ public:
+  BasicAuthPluginForTest(const std::string& user, const std::string& password)
+      : header_(BasicAuthHeader(user, password)) {}
+  bool IsBlocking() const override { return false; }
+  grpc::Status GetMetadata(grpc::string_ref, grpc::string_ref, const grpc::AuthContext&,
+                           std::multimap<std::string, std::string>* metadata) override {
+    metadata->insert({"authorization", header_});
+    return grpc::Status::OK;
+  }
+
+ private:
+  const std::string header_;
+};
+
+// Regression: gRPC's own parsing answered a request that protobuf refuses
+// (a string field that is not UTF-8) with a bare UNIMPLEMENTED, unaudited.
+TEST_F(GatewayTest, ARequestThatIsNotUtf8IsInvalidArgumentNamingTheFieldAndAudited) {
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = ReadAll(Pki("ca.pem"));
+  tls.pem_cert_chain = ReadAll(Pki("client.pem"));
+  tls.pem_private_key = ReadAll(Pki("client.key"));
+  auto channel = grpc::CreateChannel(
+      target_, grpc::CompositeChannelCredentials(
+                   grpc::SslCredentials(tls),
+                   grpc::MetadataCredentialsFromPlugin(
+                       std::make_unique<BasicAuthPluginForTest>("demo", kPassword))));
+  // StartRequest{executable: "/bin/true", args: ["caf\xe9"]}
+  grpc::Status start = RawUnaryCall(channel, "/pm.v1.ProcessManager/Start",
+                                    WireBytes(1, "/bin/true") + WireBytes(2, "caf\xe9"));
+  EXPECT_EQ(start.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(start.error_message(),
+            "args[0] is not valid UTF-8 (byte 0xe9 at 3); send it in args_bytes");
+  for (const char* method : {"Stop", "GetStatus", "Wait"}) {
+    grpc::Status status = RawUnaryCall(channel, absl::StrCat("/pm.v1.ProcessManager/", method),
+                                       WireBytes(1, "\xff"));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method;
+    EXPECT_EQ(status.error_message(), "id is not valid UTF-8 (byte 0xff at 0)") << method;
+  }
+  grpc::Status garbage =
+      RawUnaryCall(channel, "/pm.v1.ProcessManager/List", std::string("\x0a\x7f", 2));
+  EXPECT_EQ(garbage.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(garbage.error_message(), HasSubstr("malformed pm.v1.ListRequest"));
+  // StreamOutput too (a stream: read until it ends).
+  grpc::GenericStub generic(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kSafety));
+  grpc::CompletionQueue cq;
+  auto call = generic.PrepareCall(&context, "/pm.v1.ProcessManager/StreamOutput", &cq);
+  auto await = [&cq] {
+    void* tag;
+    bool ok = false;
+    return cq.Next(&tag, &ok) && ok;
+  };
+  call->StartCall(nullptr);
+  ASSERT_TRUE(await());
+  grpc::Slice slice(WireBytes(1, "caf\xe9"));
+  grpc::ByteBuffer request(&slice, 1);
+  call->WriteLast(request, grpc::WriteOptions(), nullptr);
+  await();
+  grpc::ByteBuffer reply;
+  call->Read(&reply, nullptr);
+  EXPECT_FALSE(await());
+  grpc::Status streamed;
+  call->Finish(&streamed, nullptr);
+  EXPECT_TRUE(await());
+  EXPECT_EQ(streamed.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(streamed.error_message(), "id is not valid UTF-8 (byte 0xe9 at 3)");
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
+  EXPECT_EQ(backend_.calls.load(), 0);
+  const std::string audit = ReadAll(gateway_->audit_log_path());
+  EXPECT_THAT(audit, HasSubstr(R"("method":"Start","id":"","code":"INVALID_ARGUMENT")"));
+  EXPECT_THAT(audit, HasSubstr(R"("method":"StreamOutput","id":"","code":"INVALID_ARGUMENT")"));
+}
+
+TEST_F(GatewayTest, CallsInFlightAreCappedPerUser) {
+  GatewayOptions options = Options(run_);
+  options.quotas.max_calls = 4;
+  ASSERT_NO_FATAL_FAILURE(StartGateway(std::move(options)));
+  backend_.held_target = 1000;  // never: the held calls wait for the test
+  auto stub = RawStub("client");
+  constexpr int kHeld = 4;
+  Answers held(kHeld);
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<pm::v1::GetStatusRequest> requests(kHeld);
+  std::vector<pm::v1::ProcessStatus> responses(kHeld);
+  for (int i = 0; i < kHeld; ++i) {
+    contexts.push_back(As("demo", kPassword));
+    requests[i].set_id("held");
+    stub->async()->GetStatus(contexts.back().get(), &requests[i], &responses[i],
+                             held.Callback());
+  }
+  // The fifth is refused once the four are in the backend.
+  {
+    absl::MutexLock lock(&backend_.mu);
+    backend_.mu.Await(absl::Condition(
+        +[](Backend* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu) {
+          return b->held.size() == kHeld;
+        },
+        &backend_));
+  }
+  std::unique_ptr<pm::Client> demo = Connect();
+  absl::Status refused = demo->List().status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.message(), HasSubstr("--max_calls_per_user=4"));
+  // Another user is not held up by it.
+  EXPECT_TRUE(Connect(kBobsPassword, "bob")->List().ok());
+  for (auto& context : contexts) context->TryCancel();
+  ASSERT_TRUE(held.WaitAll());
+  {
+    absl::MutexLock lock(&backend_.mu);
+    for (grpc::ServerUnaryReactor* reactor : backend_.held) {
+      reactor->Finish(grpc::Status::CANCELLED);
+    }
+    backend_.held.clear();
+  }
+}
+
+// A backend that is down is UNAVAILABLE to a remote client, without the
+// paths of pm's sockets.
+TEST_F(GatewayTest, ABackendThatIsDownIsUnavailableWithoutItsSocketPath) {
+  servers_[1]->Shutdown();  // the registry
+  absl::Status down = Connect()->GetStatus(kId).status();
+  EXPECT_EQ(down.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(down.message(), HasSubstr("a pm service behind the gateway is unavailable"));
+  EXPECT_THAT(down.message(), Not(HasSubstr(run_)));
 }
 
 TEST_F(GatewayTest, AnOversizedRequestIsRefusedByTheMessageCap) {
@@ -978,11 +1140,6 @@ TEST_F(GatewayTest, AnOversizedRequestIsRefusedByTheMessageCap) {
   EXPECT_EQ(backend_.calls.load(), 0);
   start.mutable_args()->Clear();
   EXPECT_TRUE(demo->Start(start).ok());
-}
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
-  return lines;
 }
 
 TEST_F(GatewayTest, EveryCallAndEveryRefusedAuthenticationIsAudited) {

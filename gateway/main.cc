@@ -37,6 +37,9 @@ DEFINE_uint64(audit_log_max_bytes, 16 << 20,
 DEFINE_int64(max_streams_per_user, 256,
              "StreamOutput and Wait calls one user may have open at once "
              "(0: no cap)");
+DEFINE_int64(max_calls_per_user, 1000,
+             "Start, Stop, GetStatus and List calls one user may have in "
+             "flight at once (0: no cap)");
 DEFINE_double(max_starts_per_second_per_user, 50,
               "Starts per second one user may make, on average (0: no cap)");
 DEFINE_double(start_burst_per_user, 100,
@@ -79,6 +82,7 @@ int main(int argc, char** argv) {
   options.audit_log = FLAGS_audit_log;
   options.audit_log_max_bytes = FLAGS_audit_log_max_bytes;
   options.quotas.max_streams = FLAGS_max_streams_per_user;
+  options.quotas.max_calls = FLAGS_max_calls_per_user;
   options.quotas.starts_per_second = FLAGS_max_starts_per_second_per_user;
   options.quotas.start_burst = FLAGS_start_burst_per_user;
   options.http2.max_concurrent_streams = FLAGS_max_concurrent_streams_per_connection;

@@ -8,16 +8,17 @@ namespace pm::gateway {
 
 UserQuotas::Lease& UserQuotas::Lease::operator=(Lease&& other) noexcept {
   if (this != &other) {
-    if (quotas_ != nullptr) quotas_->CloseStream(user_);
+    if (quotas_ != nullptr) quotas_->Close(user_, stream_);
     quotas_ = other.quotas_;
     user_ = std::move(other.user_);
+    stream_ = other.stream_;
     other.quotas_ = nullptr;
   }
   return *this;
 }
 
 UserQuotas::Lease::~Lease() {
-  if (quotas_ != nullptr) quotas_->CloseStream(user_);
+  if (quotas_ != nullptr) quotas_->Close(user_, stream_);
 }
 
 absl::StatusOr<UserQuotas::Lease> UserQuotas::OpenStream(const std::string& user) {
@@ -31,13 +32,28 @@ absl::StatusOr<UserQuotas::Lease> UserQuotas::OpenStream(const std::string& user
         options_.max_streams, "; end one first"));
   }
   ++entry.streams;
-  return Lease(this, user);
+  return Lease(this, user, /*stream=*/true);
 }
 
-void UserQuotas::CloseStream(const std::string& user) {
+absl::StatusOr<UserQuotas::Lease> UserQuotas::OpenCall(const std::string& user) {
+  absl::MutexLock lock(&mu_);
+  PerUser& entry = users_[user];
+  if (options_.max_calls > 0 && entry.calls >= options_.max_calls) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "user \"", user, "\" already has ", entry.calls,
+        " calls in flight, the cap set by the gateway's --max_calls_per_user=",
+        options_.max_calls, "; wait for their answers first"));
+  }
+  ++entry.calls;
+  return Lease(this, user, /*stream=*/false);
+}
+
+void UserQuotas::Close(const std::string& user, bool stream) {
   absl::MutexLock lock(&mu_);
   auto it = users_.find(user);
-  if (it != users_.end() && it->second.streams > 0) --it->second.streams;
+  if (it == users_.end()) return;
+  int64_t& open = stream ? it->second.streams : it->second.calls;
+  if (open > 0) --open;
 }
 
 absl::Status UserQuotas::TakeStart(const std::string& user, absl::Time now) {

@@ -6,7 +6,10 @@
 //   PM_RETURN_IF_ERROR(quotas.TakeStart("alice"));
 //
 // Streams: StreamOutput and Wait calls open at once (each holds a backend
-// call for as long as the process runs). Starts: a token bucket of
+// call for as long as the process runs). Calls: the other calls (Start,
+// Stop, GetStatus, List) in flight at once; each holds backend work (a List
+// copies the user's records), so a flood of them is bounded per user rather
+// than queued without end. Starts: a token bucket of
 // `start_burst` tokens refilled at `starts_per_second`. Over a cap the
 // answer is RESOURCE_EXHAUSTED naming the cap and the gateway flag that
 // sets it, so an operator reading a client's error knows what to change.
@@ -29,6 +32,8 @@ namespace pm::gateway {
 struct UserQuotaOptions {
   // --max_streams_per_user
   int64_t max_streams = 256;
+  // --max_calls_per_user
+  int64_t max_calls = 1000;
   // --max_starts_per_second_per_user (tokens per second) and the bucket's
   // size (a burst of starts at once).
   double starts_per_second = 50;
@@ -50,14 +55,17 @@ class UserQuotas {
 
    private:
     friend class UserQuotas;
-    Lease(UserQuotas* quotas, std::string user)
-        : quotas_(quotas), user_(std::move(user)) {}
+    Lease(UserQuotas* quotas, std::string user, bool stream)
+        : quotas_(quotas), user_(std::move(user)), stream_(stream) {}
     UserQuotas* quotas_ = nullptr;
     std::string user_;
+    bool stream_ = false;
   };
 
   // A stream slot, or RESOURCE_EXHAUSTED naming --max_streams_per_user.
   absl::StatusOr<Lease> OpenStream(const std::string& user);
+  // A call slot, or RESOURCE_EXHAUSTED naming --max_calls_per_user.
+  absl::StatusOr<Lease> OpenCall(const std::string& user);
   // A start token, or RESOURCE_EXHAUSTED naming
   // --max_starts_per_second_per_user.
   absl::Status TakeStart(const std::string& user, absl::Time now = absl::Now());
@@ -67,10 +75,11 @@ class UserQuotas {
  private:
   struct PerUser {
     int64_t streams = 0;
+    int64_t calls = 0;
     double tokens = -1;  // < 0: a full bucket, never used yet
     absl::Time refilled = absl::InfinitePast();
   };
-  void CloseStream(const std::string& user);
+  void Close(const std::string& user, bool stream);
 
   const UserQuotaOptions options_;
   absl::Mutex mu_;

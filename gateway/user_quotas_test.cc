@@ -32,6 +32,23 @@ TEST(UserQuotasTest, StreamSlotsAreCappedPerUserAndGivenBack) {
   EXPECT_EQ(quotas.open_streams("alice"), 1);
 }
 
+TEST(UserQuotasTest, CallSlotsAreCappedApartFromStreams) {
+  UserQuotaOptions options;
+  options.max_streams = 1;
+  options.max_calls = 2;
+  UserQuotas quotas(options);
+  absl::StatusOr<UserQuotas::Lease> stream = quotas.OpenStream("alice");
+  absl::StatusOr<UserQuotas::Lease> a = quotas.OpenCall("alice");
+  absl::StatusOr<UserQuotas::Lease> b = quotas.OpenCall("alice");
+  ASSERT_TRUE(stream.ok() && a.ok() && b.ok());
+  absl::StatusOr<UserQuotas::Lease> c = quotas.OpenCall("alice");
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(c.status().message(), HasSubstr("--max_calls_per_user=2"));
+  *a = UserQuotas::Lease();
+  EXPECT_TRUE(quotas.OpenCall("alice").ok());
+  EXPECT_EQ(quotas.open_streams("alice"), 1);
+}
+
 TEST(UserQuotasTest, StartsAreATokenBucket) {
   UserQuotaOptions options;
   options.starts_per_second = 2;

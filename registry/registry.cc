@@ -344,13 +344,17 @@ absl::StatusOr<ProcessStatus> Registry::GetStatus(absl::string_view id) const {
   return status;
 }
 
-pm::v1::ListResponse Registry::List() const {
+pm::v1::ListResponse Registry::List(absl::string_view owner_user) const {
   const absl::Time now = absl::Now();
   pm::v1::ListResponse response;
   absl::ReaderMutexLock lock(&mutex_);
-  response.mutable_processes()->Reserve(static_cast<int>(by_age_.size()));
+  if (owner_user.empty()) {
+    response.mutable_processes()->Reserve(static_cast<int>(by_age_.size()));
+  }
   for (auto it = by_age_.rbegin(); it != by_age_.rend(); ++it) {
-    *response.add_processes() = Answer(records_.at(it->second).status, now);
+    const pm::v1::ProcessStatus& status = records_.at(it->second).status;
+    if (!owner_user.empty() && status.owner_user() != owner_user) continue;
+    *response.add_processes() = Answer(status, now);
   }
   return response;
 }

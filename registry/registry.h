@@ -100,9 +100,10 @@ class Registry {
   absl::StatusOr<pm::v1::ProcessStatus> GetStatus(absl::string_view id) const;
 
   // Every record, newest first (by started_at; among equal started_at, the
-  // one created last first). No /proc reads, so it stays fast with many
+  // one created last first); with `owner_user`, only that user's (nothing
+  // of the others is copied). No /proc reads, so it stays fast with many
   // records.
-  pm::v1::ListResponse List() const;
+  pm::v1::ListResponse List(absl::string_view owner_user = "") const;
 
   // Calls `done` once the record of `id` has ended, with its final status:
   // at once (before returning) if it already has, else from the

@@ -58,9 +58,10 @@ grpc::ServerUnaryReactor* RegistryService::GetStatus(
 }
 
 grpc::ServerUnaryReactor* RegistryService::List(
-    grpc::CallbackServerContext* context, const pm::v1::ListRequest*,
+    grpc::CallbackServerContext* context, const pm::v1::ListRequest* request,
     pm::v1::ListResponse* response) {
-  return Finish(context, absl::StatusOr<pm::v1::ListResponse>(registry_->List()),
+  return Finish(context,
+                absl::StatusOr<pm::v1::ListResponse>(registry_->List(request->owner_user())),
                 response);
 }
 

@@ -90,6 +90,26 @@ std::vector<std::string> ListedIds(const Registry& registry) {
   return ids;
 }
 
+TEST(RegistryTest, ListOfOneOwnerCopiesOnlyThatOwnersRecords) {
+  Registry registry(Options());
+  const std::string alices = MustCreate(registry, Create(kT0));
+  CreateRecordRequest bob = Create(kT0 + absl::Seconds(1));
+  bob.set_owner_user("bob");
+  const std::string bobs = MustCreate(registry, bob);
+  CreateRecordRequest local = Create(kT0 + absl::Seconds(2));
+  local.clear_owner_user();
+  const std::string locals = MustCreate(registry, local);
+  auto ids = [](const pm::v1::ListResponse& list) {
+    std::vector<std::string> out;
+    for (const ProcessStatus& status : list.processes()) out.push_back(status.id());
+    return out;
+  };
+  EXPECT_THAT(ids(registry.List("alice")), ElementsAre(alices));
+  EXPECT_THAT(ids(registry.List("bob")), ElementsAre(bobs));
+  EXPECT_THAT(ids(registry.List("nobody")), IsEmpty());
+  EXPECT_THAT(ids(registry.List()), ElementsAre(locals, bobs, alices));
+}
+
 TEST(RegistryTest, CreateRecordMintsAVersion4IdAndKeepsTheSpec) {
   Registry registry(Options());
   absl::StatusOr<ProcessStatus> created = registry.CreateRecord(Create());
