@@ -28,6 +28,10 @@ DEFINE_uint32(default_grace_ms, 10000,
 DEFINE_uint32(kill_timeout_ms, 5000,
               "How long Stop waits after SIGKILL before answering "
               "stopped=false");
+DEFINE_uint32(max_args, 4096, "Most arguments a Start may give");
+DEFINE_uint32(max_command_bytes, 256 << 10,
+              "Largest command a Start may give: executable, arguments, "
+              "environment and working dir, in bytes");
 DEFINE_uint32(max_processes, 4096,
               "Cap on processes that have not ended; Start beyond it fails "
               "with RESOURCE_EXHAUSTED");
@@ -108,6 +112,8 @@ int main(int argc, char** argv) {
   options.default_grace = absl::Milliseconds(FLAGS_default_grace_ms);
   options.kill_timeout = absl::Milliseconds(FLAGS_kill_timeout_ms);
   options.max_processes = FLAGS_max_processes;
+  options.command_caps.max_args = FLAGS_max_args;
+  options.command_caps.max_bytes = FLAGS_max_command_bytes;
   if (file_limit.ok()) options.child_file_limit = *file_limit;
   options.output.window_bytes = FLAGS_output_window_bytes;
   options.output.spool_bytes = FLAGS_output_spool_bytes;

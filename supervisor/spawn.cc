@@ -364,8 +364,22 @@ absl::Status ChildError(const ChildContext& ctx,
 
 }  // namespace
 
-absl::Status ValidateStartRequest(const pm::v1::StartRequest& request) {
-  PM_RETURN_IF_ERROR(CommandLineOf(request).status());
+absl::Status ValidateStartRequest(const pm::v1::StartRequest& request,
+                                  const CommandCaps& caps) {
+  PM_ASSIGN_OR_RETURN(CommandLine command, CommandLineOf(request));
+  if (command.args.size() > caps.max_args) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "args: ", command.args.size(), " arguments, over the supervisor's "
+        "--max_args=", caps.max_args));
+  }
+  size_t bytes = command.executable.size() + 1 + command.working_dir.size() + 1;
+  for (const std::string& arg : command.args) bytes += arg.size() + 1;
+  for (const auto& [name, value] : command.env) bytes += name.size() + value.size() + 2;
+  if (bytes > caps.max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the command (executable, args, env, working_dir) is ", bytes,
+        " bytes, over the supervisor's --max_command_bytes=", caps.max_bytes));
+  }
   const pm::v1::Limits& limits = request.limits();
   if (!std::isfinite(limits.cpus()) || limits.cpus() < 0 ||
       (limits.cpus() > 0 && (limits.cpus() < 0.01 || limits.cpus() > 100000))) {

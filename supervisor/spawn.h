@@ -38,12 +38,27 @@ namespace pm::supervisor {
 inline constexpr char kDefaultPath[] =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+// Caps on the size of a command (supervisor --max_args,
+// --max_command_bytes). Every record keeps its command for as long as it is
+// kept (10,000 ended ones by default), so one absurd command (100,000
+// arguments) must not cost the registry megabytes per record, nor every List
+// a copy of them. Linux itself allows up to a quarter of the stack limit
+// (2 MiB by default) and 128 KiB per string.
+struct CommandCaps {
+  size_t max_args = 4096;
+  // The executable, arguments, environment entries ("NAME=VALUE") and
+  // working dir, each counted with a terminating NUL.
+  size_t max_bytes = 256 << 10;
+};
+
 // INVALID_ARGUMENT for a command CommandLineOf refuses (an empty
 // executable, both forms of a field, a NUL byte in any string or bytes, an
-// env name that is empty, contains '=' or is given twice), a limit out of
-// range (cpus not in [0.01, 100000], io_weight above 10000) or an unknown
-// isolation value; the message names the field.
-absl::Status ValidateStartRequest(const pm::v1::StartRequest& request);
+// env name that is empty, contains '=' or is given twice), a command over
+// `caps` (naming the cap's flag), a limit out of range (cpus not in [0.01,
+// 100000], io_weight above 10000) or an unknown isolation value; the
+// message names the field.
+absl::Status ValidateStartRequest(const pm::v1::StartRequest& request,
+                                  const CommandCaps& caps = CommandCaps());
 
 // A cgroup.procs file the child writes "0" to, joining that cgroup.
 struct CgroupJoin {

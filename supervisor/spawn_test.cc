@@ -301,6 +301,32 @@ TEST(ValidateStartRequestTest, RejectsBadInputNamingTheField) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A probe started /bin/sleep with 100,000 one-byte arguments: the registry
+// kept them for the record's life and copied them into every List.
+TEST(ValidateStartRequestTest, RefusesACommandOverTheCapsNamingTheFlag) {
+  pm::v1::StartRequest request;
+  request.set_executable("/bin/sleep");
+  for (int i = 0; i < 4096; ++i) request.add_args("1");
+  EXPECT_TRUE(ValidateStartRequest(request).ok());
+  request.add_args("1");
+  absl::Status many = ValidateStartRequest(request);
+  EXPECT_EQ(many.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(many.message(), HasSubstr("4097 arguments, over the supervisor's --max_args=4096"));
+
+  request.clear_args();
+  request.add_args_bytes(std::string(200 << 10, 'x'));
+  EXPECT_TRUE(ValidateStartRequest(request).ok());
+  pm::v1::EnvVar* big = request.add_env_bytes();
+  big->set_name("BIG");
+  big->set_value(std::string(100 << 10, 'y'));
+  absl::Status large = ValidateStartRequest(request);
+  EXPECT_EQ(large.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(large.message(), HasSubstr("over the supervisor's --max_command_bytes=262144"));
+  CommandCaps roomy;
+  roomy.max_bytes = 1 << 20;
+  EXPECT_TRUE(ValidateStartRequest(request, roomy).ok());
+}
+
 TEST(ValidateStartRequestTest, RejectsBothFormsOfAFieldAndANameGivenTwice) {
   pm::v1::StartRequest request = Shell("true");
   request.add_args_bytes("caf\xe9");

@@ -362,7 +362,7 @@ void Supervisor::Start(const pm::v1::StartRequest& request, Owner owner,
                        StartDone done) {
   auto start = std::make_shared<PendingStart>(std::move(done));
   absl::Status checked = [&]() -> absl::Status {
-    PM_RETURN_IF_ERROR(ValidateStartRequest(request));
+    PM_RETURN_IF_ERROR(ValidateStartRequest(request, options_.command_caps));
     // A limit this host cannot enforce is refused, never ignored.
     return cgroups_->CheckLimits(request.limits());
   }();

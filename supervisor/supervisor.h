@@ -55,6 +55,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "supervisor/output_sender.h"
 #include "supervisor/record_stream.h"
+#include "supervisor/spawn.h"
 
 namespace pm::supervisor {
 
@@ -72,6 +73,8 @@ struct SupervisorOptions {
   // Cap on processes that have not ended; Start beyond it is
   // RESOURCE_EXHAUSTED.
   size_t max_processes = 4096;
+  // The largest command a Start may give (--max_args, --max_command_bytes).
+  CommandCaps command_caps;
   // The RLIMIT_NOFILE every managed process gets: the supervisor's own
   // before main raised it (common/file_limit.h). Unset: the supervisor's.
   std::optional<rlimit> child_file_limit;
