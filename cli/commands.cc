@@ -123,9 +123,12 @@ int Stop(const Invocation& invocation, pm::Client& client,
     if (printed != kExitOk) return printed;
   } else if (stopped->stopped()) {
     *context.out << DescribeEnd(stopped->status());
-    if (stopped->status().termination() == ProcessStatus::TERMINATION_KILLED &&
-        !request.force()) {
+    if (stopped->status().termination() == ProcessStatus::TERMINATION_KILLED) {
       *context.out << " after the grace period";
+    } else if (stopped->status().termination() == ProcessStatus::TERMINATION_FORCED &&
+               !request.force()) {
+      // This caller asked for a grace; another's forced stop cut it short.
+      *context.out << " by a forced stop";
     }
     *context.out << "\n";
   } else {

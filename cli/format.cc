@@ -134,6 +134,8 @@ std::string DescribeTermination(ProcessStatus::Termination termination) {
       return "ended after the SIGTERM of a stop";
     case ProcessStatus::TERMINATION_KILLED:
       return "killed: the stop's grace period ran out";
+    case ProcessStatus::TERMINATION_FORCED:
+      return "killed at once by a forced stop";
     default:
       return "";
   }

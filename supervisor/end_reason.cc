@@ -34,6 +34,8 @@ std::string DescribeEnd(const ExitStatus& exit,
     absl::StrAppend(&text, " after the stop's SIGTERM");
   } else if (termination == pm::v1::ProcessStatus::TERMINATION_KILLED) {
     absl::StrAppend(&text, " when the stop's grace period ran out");
+  } else if (termination == pm::v1::ProcessStatus::TERMINATION_FORCED) {
+    absl::StrAppend(&text, " by a forced stop");
   }
   const uint64_t others =
       usage.oom_kills() > (oom_killed ? 1u : 0u)

@@ -31,6 +31,9 @@ TEST(DescribeEndTest, SaysWhatEndedIt) {
   EXPECT_EQ(DescribeEnd(ExitStatus::Signaled(SIGKILL),
                         ProcessStatus::TERMINATION_KILLED, false, usage, limits),
             "killed by signal 9 (SIGKILL) when the stop's grace period ran out");
+  EXPECT_EQ(DescribeEnd(ExitStatus::Signaled(SIGKILL),
+                        ProcessStatus::TERMINATION_FORCED, false, usage, limits),
+            "killed by signal 9 (SIGKILL) by a forced stop");
 }
 
 TEST(DescribeEndTest, NamesTheOomKillerAndTheLimit) {

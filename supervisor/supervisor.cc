@@ -131,6 +131,8 @@ struct Supervisor::Process {
   // ended (termination).
   bool sigterm_sent = false;
   bool sigkill_sent = false;
+  // A forced stop (no grace) asked for the SIGKILL.
+  bool forced = false;
 
   bool stopping() const { return stop_phase != StopPhase::kNone; }
   bool flushed() const { return updates_in_flight == 0 && !dirty; }
@@ -737,7 +739,8 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
   if (info.si_pid == 0) return;  // spurious wakeup: still running
   p->exit = ExitStatus::FromSiginfo(info);
   p->ended_at = absl::Now();
-  p->termination = p->sigkill_sent   ? ProcessStatus::TERMINATION_KILLED
+  p->termination = p->sigkill_sent && p->forced ? ProcessStatus::TERMINATION_FORCED
+                   : p->sigkill_sent           ? ProcessStatus::TERMINATION_KILLED
                    : p->sigterm_sent ? ProcessStatus::TERMINATION_AFTER_SIGTERM
                                      : ProcessStatus::TERMINATION_BY_ITSELF;
   p->reaped = true;
@@ -898,6 +901,9 @@ void Supervisor::Stop(const pm::v1::StopRequest& request, StopCallback done) {
 }
 
 void Supervisor::RequestStop(const ProcessPtr& p, absl::Duration grace) {
+  if (grace <= absl::ZeroDuration() && p->stop_phase != StopPhase::kKilling) {
+    p->forced = true;
+  }
   switch (p->stop_phase) {
     case StopPhase::kNone:
       BeginStop(p, grace);

@@ -236,13 +236,20 @@ class SupervisorTest : public ::testing::Test {
   }
 
   // A stop that took a SIGTERM-ignoring process with SIGKILL.
-  static void ExpectKilled(const absl::StatusOr<pm::v1::StopResponse>& result) {
+  static void ExpectKilled(const absl::StatusOr<pm::v1::StopResponse>& result,
+                           pm::v1::ProcessStatus::Termination termination =
+                               pm::v1::ProcessStatus::TERMINATION_KILLED) {
     ASSERT_TRUE(result.ok()) << result.status();
     EXPECT_TRUE(result->stopped());
     EXPECT_EQ(result->status().state(), pm::v1::ProcessStatus::STATE_SIGNALED);
     EXPECT_EQ(result->status().signal(), SIGKILL);
-    EXPECT_EQ(result->status().termination(),
-              pm::v1::ProcessStatus::TERMINATION_KILLED);
+    EXPECT_EQ(result->status().termination(), termination);
+  }
+  static void ExpectForced(const absl::StatusOr<pm::v1::StopResponse>& result) {
+    ExpectKilled(result, pm::v1::ProcessStatus::TERMINATION_FORCED);
+    if (result.ok()) {
+      EXPECT_THAT(result->status().end_reason(), HasSubstr("by a forced stop"));
+    }
   }
 
   // A long stop of a process that ignores SIGTERM, then `second`: it must
@@ -265,8 +272,13 @@ class SupervisorTest : public ::testing::Test {
         << "the second stop joined the hour-long one";
     ASSERT_TRUE(first_done.WaitForNotificationWithTimeout(absl::Seconds(30)));
     EXPECT_TRUE(Exited(pidfd, 0));
-    ExpectKilled(first);
-    ExpectKilled(second_result);
+    if (second.force()) {
+      ExpectForced(first);
+      ExpectForced(second_result);
+    } else {
+      ExpectKilled(first);
+      ExpectKilled(second_result);
+    }
   }
 
   static bool Exited(int pidfd, int timeout_ms) {
@@ -389,7 +401,7 @@ TEST_F(SupervisorTest, AForcedStopSendsOnlySigkill) {
   absl::StatusOr<pm::v1::StopResponse> result;
   StopAsync(stop, &done, &result);
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
-  ExpectKilled(result);
+  ExpectForced(result);
 }
 
 // Above the maximum is refused before anything is signalled; at the
@@ -417,7 +429,7 @@ TEST_F(SupervisorTest, AGracePeriodAboveTheMaximumIsInvalidArgument) {
   absl::StatusOr<pm::v1::StopResponse> result;
   StopAsync(force, &done, &result);
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
-  ExpectKilled(result);
+  ExpectForced(result);
 }
 
 // Shutdown does not wait for an hour-long stop: it brings the SIGKILL
@@ -507,7 +519,7 @@ TEST_F(SupervisorTest, AStartOutOfFdsIsResourceExhaustedNamingTheLimitAndLeaksNo
     absl::StatusOr<pm::v1::StopResponse> result;
     StopAsync(stop, &done, &result);
     ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
-    ExpectKilled(result);
+    ExpectForced(result);
   }
 }
 

@@ -141,7 +141,7 @@ TEST_F(CliTest, StopGraceZeroEndsAnHourLongStopAndBothAnswer) {
   EXPECT_EQ(forced.out, "killed by signal 9 (SIGKILL)\n");
   PmResult waited = first->Finish();
   EXPECT_EQ(waited.code, 0) << waited.err;
-  EXPECT_EQ(waited.out, "killed by signal 9 (SIGKILL) after the grace period\n");
+  EXPECT_EQ(waited.out, "killed by signal 9 (SIGKILL) by a forced stop\n");
   EXPECT_EQ(logs->Finish().code, 0);
 
   PmResult too_long = Run({"stop", "--grace", "2h", id});
