@@ -764,6 +764,25 @@ class Answers {
   std::string last_error_ ABSL_GUARDED_BY(mu_);
 };
 
+// `count` GetStatus calls of `id` at once on `stub`, as `user`; `answers`
+// counts their ends. Holds what the calls use until it is destroyed.
+struct ConcurrentGetStatus {
+  ConcurrentGetStatus(pm::v1::ProcessManager::Stub& stub, int count,
+                      const std::string& user, const std::string& password,
+                      const std::string& id, Answers& answers)
+      : requests(count), responses(count) {
+    for (int i = 0; i < count; ++i) {
+      contexts.push_back(As(user, password));
+      requests[i].set_id(id);
+      stub.async()->GetStatus(contexts.back().get(), &requests[i], &responses[i],
+                              answers.Callback());
+    }
+  }
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<pm::v1::GetStatusRequest> requests;
+  std::vector<pm::v1::ProcessStatus> responses;
+};
+
 // Regression: every call of a connection shares one AuthContext, and the
 // processor used to add the user to it from several threads at once (a
 // double free within half a second at 2,000 calls).
@@ -771,18 +790,10 @@ TEST_F(GatewayTest, ThousandsOfConcurrentCallsOnOneConnectionAllSucceed) {
   auto stub = RawStub("client");
   constexpr int kCalls = 2000;
   Answers answers(kCalls);
-  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
-  std::vector<pm::v1::GetStatusRequest> requests(kCalls);
-  std::vector<pm::v1::ProcessStatus> responses(kCalls);
-  for (int i = 0; i < kCalls; ++i) {
-    contexts.push_back(As("demo", kPassword));
-    requests[i].set_id(kId);
-    stub->async()->GetStatus(contexts.back().get(), &requests[i], &responses[i],
-                             answers.Callback());
-  }
+  ConcurrentGetStatus calls(*stub, kCalls, "demo", kPassword, kId, answers);
   ASSERT_TRUE(answers.WaitAll());
   EXPECT_EQ(answers.count(grpc::StatusCode::OK), kCalls) << answers.last_error();
-  for (const auto& response : responses) ASSERT_EQ(response.id(), kId);
+  for (const auto& response : calls.responses) ASSERT_EQ(response.id(), kId);
 }
 
 // Regression: the owner was the user who authenticated first on the
@@ -883,15 +894,7 @@ TEST_F(GatewayTest, MoreConcurrentCallsThanAnyThreadPoolHoldsAreAllServed) {
   backend_.held_target = kCalls;
   auto stub = RawStub("client");
   Answers answers(kCalls);
-  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
-  std::vector<pm::v1::GetStatusRequest> requests(kCalls);
-  std::vector<pm::v1::ProcessStatus> responses(kCalls);
-  for (int i = 0; i < kCalls; ++i) {
-    contexts.push_back(As("root", kRootPassword));
-    requests[i].set_id("held");
-    stub->async()->GetStatus(contexts.back().get(), &requests[i], &responses[i],
-                             answers.Callback());
-  }
+  ConcurrentGetStatus calls(*stub, kCalls, "root", kRootPassword, "held", answers);
   ASSERT_TRUE(answers.WaitAll());
   EXPECT_EQ(answers.count(grpc::StatusCode::OK), kCalls) << answers.last_error();
 }
@@ -1082,15 +1085,7 @@ TEST_F(GatewayTest, CallsInFlightAreCappedPerUser) {
   auto stub = RawStub("client");
   constexpr int kHeld = 4;
   Answers held(kHeld);
-  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
-  std::vector<pm::v1::GetStatusRequest> requests(kHeld);
-  std::vector<pm::v1::ProcessStatus> responses(kHeld);
-  for (int i = 0; i < kHeld; ++i) {
-    contexts.push_back(As("demo", kPassword));
-    requests[i].set_id("held");
-    stub->async()->GetStatus(contexts.back().get(), &requests[i], &responses[i],
-                             held.Callback());
-  }
+  ConcurrentGetStatus calls(*stub, kHeld, "demo", kPassword, "held", held);
   // The fifth is refused once the four are in the backend.
   {
     absl::MutexLock lock(&backend_.mu);
@@ -1106,7 +1101,7 @@ TEST_F(GatewayTest, CallsInFlightAreCappedPerUser) {
   EXPECT_THAT(refused.message(), HasSubstr("--max_calls_per_user=4"));
   // Another user is not held up by it.
   EXPECT_TRUE(Connect(kBobsPassword, "bob")->List().ok());
-  for (auto& context : contexts) context->TryCancel();
+  for (auto& context : calls.contexts) context->TryCancel();
   ASSERT_TRUE(held.WaitAll());
   {
     absl::MutexLock lock(&backend_.mu);
