@@ -10,8 +10,13 @@ DEB_PACKAGES := bazel-bootstrap bazel-platforms bazel-rules-java \
 	libgrpc++-dev libabsl-dev libgtest-dev libgmock-dev libgflags-dev \
 	libssl-dev openssl libbenchmark-dev python3-grpcio python3-protobuf \
 	sslscan nodejs
+# The sanitizer and fuzzing builds (README, "Sanitizers and fuzzing"):
+# clang-14 compiles them; libclang-rt-14-dev holds the ASan, TSan and
+# libFuzzer runtimes; lld-14 and lld (its ld.lld) link them; llvm-14 has the
+# llvm-symbolizer that puts function names and lines in their reports.
+DEB_PACKAGES += clang-14 libclang-rt-14-dev lld-14 lld llvm-14
 
-.PHONY: up test build deps clean
+.PHONY: up test build deps clean test-sanitizers test-fuzz
 
 up: deps
 	$(BAZEL) run //:stack
@@ -19,6 +24,7 @@ up: deps
 test: deps
 	$(BAZEL) build //...
 	$(BAZEL) test //...
+	@$(MAKE) --no-print-directory test-sanitizers test-fuzz
 
 build: deps
 	$(BAZEL) build //...
@@ -30,3 +36,18 @@ deps:
 
 clean:
 	$(BAZEL) clean
+
+# The end-to-end tests of the engine (the services as real processes) and of
+# the gateway (in process, and the real gateway driven by `pm --gateway`),
+# built with clang 14 under AddressSanitizer (+ LeakSanitizer): the
+# services they start are built the same way. A few
+# targets, not //...: each config compiles everything they use once more.
+SANITIZER_TESTS := //testing:engine_test //gateway:gateway_test \
+	//testing/gateway:cli_test
+test-sanitizers: deps
+	$(BAZEL) test --config=asan $(SANITIZER_TESTS)
+
+# Every libFuzzer harness for FUZZ_SECONDS each, on a copy of its seeds.
+FUZZ_SECONDS ?= 20
+test-fuzz: deps
+	BAZEL=$(BAZEL) bash testing/fuzz/run_fuzzers.sh $(FUZZ_SECONDS)
