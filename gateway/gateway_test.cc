@@ -744,7 +744,11 @@ class Answers {
   bool WaitAll() {
     absl::MutexLock lock(&mu_);
     return mu_.AwaitWithTimeout(
-        absl::Condition(+[](Answers* a) { return a->done_ == a->expected_; }, this),
+        absl::Condition(
+            +[](Answers* a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(a->mu_) {
+              return a->done_ == a->expected_;
+            },
+            this),
         kSafety * 2);
   }
   int count(grpc::StatusCode code) {

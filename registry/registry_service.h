@@ -25,10 +25,17 @@ namespace pm::registry {
 
 // Unary callback handlers; each finishes its call before returning (the
 // Registry never blocks on anything but its own mutex and /proc reads).
+// GetStatus and Wait take raw bytes (a non-UTF-8 id is INVALID_ARGUMENT
+// naming it); the others are typed. Built on the plain Service, not on
+// CallbackService, so no method has both a typed and a raw handler.
 class RegistryService final
     : public pm::internal::v1::Registry::WithRawCallbackMethod_GetStatus<
           pm::internal::v1::Registry::WithRawCallbackMethod_Wait<
-              pm::internal::v1::Registry::CallbackService>> {
+              pm::internal::v1::Registry::WithCallbackMethod_CreateRecord<
+                  pm::internal::v1::Registry::WithCallbackMethod_UpdateRecord<
+                      pm::internal::v1::Registry::WithCallbackMethod_List<
+                          pm::internal::v1::Registry::WithCallbackMethod_SyncRecords<
+                              pm::internal::v1::Registry::Service>>>>>> {
  public:
   // `registry` must outlive the service.
   explicit RegistryService(Registry* registry) : registry_(registry) {}

@@ -76,9 +76,11 @@ int64_t RssKib(pid_t pid) {
   for (absl::string_view line : absl::StrSplit(*status, '\n')) {
     if (!absl::ConsumePrefix(&line, "VmRSS:")) continue;
     int64_t kib = 0;
-    absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::StripSuffix(
-                         absl::StripAsciiWhitespace(line), "kB")),
-                     &kib);
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::StripSuffix(
+                              absl::StripAsciiWhitespace(line), "kB")),
+                          &kib)) {
+      return 0;
+    }
     return kib;
   }
   return 0;
