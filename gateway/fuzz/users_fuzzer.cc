@@ -55,17 +55,18 @@ void CheckUsers(absl::string_view text) {
         << users.status();
     return;
   }
-  for (const auto& [name, hash] : *users) {
+  for (const auto& [name, entry] : *users) {
     PM_FUZZ_CHECK(pm::gateway::ValidateUserName(name).ok()) << name;
   }
   const std::string written = pm::gateway::FormatUsers(*users);
   absl::StatusOr<UserTable> again = pm::gateway::ParseUsers(written);
   PM_FUZZ_CHECK(again.ok()) << written << ": " << again.status();
   PM_FUZZ_CHECK(again->size() == users->size()) << written;
-  for (const auto& [name, hash] : *users) {
+  for (const auto& [name, entry] : *users) {
     auto it = again->find(name);
     PM_FUZZ_CHECK(it != again->end()) << name << " lost in\n" << written;
-    PM_FUZZ_CHECK(SameHash(hash, it->second)) << name << " in\n" << written;
+    PM_FUZZ_CHECK(SameHash(entry.hash, it->second.hash)) << name << " in\n" << written;
+    PM_FUZZ_CHECK(entry.admin == it->second.admin) << name << " in\n" << written;
   }
 }
 
