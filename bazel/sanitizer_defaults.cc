@@ -42,8 +42,16 @@ extern "C" const char* __tsan_default_options() {
   // halt_on_error: a service that races dies at once (exit code 66), so the
   // test that drove it fails instead of only printing a report nobody
   // reads. second_deadlock_stack: both stacks of a lock-order inversion.
+  // ignore_noninstrumented_modules: memcpy, free and the other libc calls
+  // that Debian's uninstrumented libraries (gRPC, protobuf, abseil) make
+  // are not checked for races: TSan sees none of the atomics those
+  // libraries order their own memory with (a refcount dropping to zero
+  // before a free, a queue handing a buffer over), so it would report
+  // their internal handoffs. pm's own code is instrumented and every access
+  // of it is still checked, and the locks the libraries take are still
+  // seen (see tsan_absl_sync.cc).
   return "halt_on_error=1:second_deadlock_stack=1:history_size=4:"
-         "print_suppressions=0";
+         "ignore_noninstrumented_modules=1:print_suppressions=0";
 }
 
 extern "C" const char* __tsan_default_suppressions() {
