@@ -29,9 +29,16 @@ grpc::ChannelArguments BulkChannelArguments() {
 
 std::shared_ptr<grpc::Channel> UnixChannel(const std::string& socket_path) {
   grpc::ChannelArguments args = BulkChannelArguments();
+  // A restarted service is found again within a second.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // Not a backoff in gRPC 1.51: the time one connection attempt may take,
+  // HTTP/2 SETTINGS included. It was 100 ms, and under load (thousands of
+  // calls at once, or a sanitizer build) the handshake took longer: the
+  // attempt was dropped and every call queued on the channel failed
+  // UNAVAILABLE at once. A service that is down refuses the connect at once
+  // anyway (no socket, or ECONNREFUSED), so this only bounds a slow one.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000);
   return grpc::CreateCustomChannel(UnixAddress(socket_path),
                                    grpc::InsecureChannelCredentials(), args);
 }
