@@ -4,29 +4,13 @@
 #include <cstring>
 #include <vector>
 
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
-#include "common/fd.h"
+#include <unistd.h>
+
+#include "common/proc_test_util.h"
 #include "gtest/gtest.h"
 
 namespace pm {
 namespace {
-
-int64_t ResidentKib() {
-  absl::StatusOr<std::string> status = ReadFile("/proc/self/status");
-  if (!status.ok()) return -1;
-  for (absl::string_view line : absl::StrSplit(*status, '\n')) {
-    if (!absl::ConsumePrefix(&line, "VmRSS:")) continue;
-    int64_t kib = -1;
-    if (!absl::SimpleAtoi(absl::StripSuffix(absl::StripAsciiWhitespace(line), " kB"),
-                          &kib)) {
-      return -1;
-    }
-    return kib;
-  }
-  return -1;
-}
 
 // A burst of small allocations, mostly freed: glibc keeps the memory in
 // its free lists (the chunks are below the mmap threshold, and the few kept
@@ -61,9 +45,9 @@ TEST(MemoryTrimmerTest, GivesBackWhatABurstLeftFree) {
     if (i % 64 != 63) blocks[i].reset();
   }
   ASSERT_GT(MemoryTrimmer::FreeHeapBytes(), 32u << 20);
-  const int64_t before = ResidentKib();
+  const int64_t before = ResidentKib(getpid());
   EXPECT_TRUE(trimmer->TrimIfWorthIt());
-  const int64_t after = ResidentKib();
+  const int64_t after = ResidentKib(getpid());
   EXPECT_LT(after, before - 32 * 1024) << before << " KiB -> " << after << " KiB";
 }
 

@@ -227,6 +227,18 @@ class SupervisorTest : public ::testing::Test {
     stop.set_grace_period_ms(grace_ms);
     StopAsync(stop, done, result);
   }
+  // Stops and waits for the answer (30 s at most, a safety net).
+  absl::StatusOr<pm::v1::StopResponse> StopAndWait(const pm::v1::StopRequest& stop) {
+    absl::Notification done;
+    absl::StatusOr<pm::v1::StopResponse> result =
+        absl::DeadlineExceededError("no answer in 30 s");
+    StopAsync(stop, &done, &result);
+    if (!done.WaitForNotificationWithTimeout(absl::Seconds(30))) {
+      return absl::DeadlineExceededError("no answer in 30 s");
+    }
+    return result;
+  }
+
   void StopAsync(const pm::v1::StopRequest& stop, absl::Notification* done,
                  absl::StatusOr<pm::v1::StopResponse>* result) {
     supervisor_->Stop(stop, [done, result](absl::StatusOr<pm::v1::StopResponse> r) {
@@ -397,11 +409,7 @@ TEST_F(SupervisorTest, AForcedStopSendsOnlySigkill) {
   pm::v1::StopRequest stop;
   stop.set_id(started->id());
   stop.set_force(true);
-  absl::Notification done;
-  absl::StatusOr<pm::v1::StopResponse> result;
-  StopAsync(stop, &done, &result);
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
-  ExpectForced(result);
+  ExpectForced(StopAndWait(stop));
 }
 
 // Above the maximum is refused before anything is signalled; at the
@@ -425,11 +433,7 @@ TEST_F(SupervisorTest, AGracePeriodAboveTheMaximumIsInvalidArgument) {
   pm::v1::StopRequest force;
   force.set_id(started->id());
   force.set_force(true);
-  absl::Notification done;
-  absl::StatusOr<pm::v1::StopResponse> result;
-  StopAsync(force, &done, &result);
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
-  ExpectForced(result);
+  ExpectForced(StopAndWait(force));
 }
 
 // Shutdown does not wait for an hour-long stop: it brings the SIGKILL
@@ -515,11 +519,7 @@ TEST_F(SupervisorTest, AStartOutOfFdsIsResourceExhaustedNamingTheLimitAndLeaksNo
     pm::v1::StopRequest stop;
     stop.set_id(id);
     stop.set_force(true);
-    absl::Notification done;
-    absl::StatusOr<pm::v1::StopResponse> result;
-    StopAsync(stop, &done, &result);
-    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
-    ExpectForced(result);
+    ExpectForced(StopAndWait(stop));
   }
 }
 

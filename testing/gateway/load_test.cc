@@ -36,6 +36,7 @@
 #include "absl/time/clock.h"
 #include "client/client.h"
 #include "common/fd.h"
+#include "common/proc_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -67,23 +68,6 @@ std::string Lines(int n) {
   std::string out;
   for (int i = 1; i <= n; ++i) absl::StrAppend(&out, "line ", i, "\n");
   return out;
-}
-
-// VmRSS of `pid`, in KiB (0 when unreadable).
-int64_t RssKib(pid_t pid) {
-  absl::StatusOr<std::string> status = pm::ReadFile(absl::StrCat("/proc/", pid, "/status"));
-  if (!status.ok()) return 0;
-  for (absl::string_view line : absl::StrSplit(*status, '\n')) {
-    if (!absl::ConsumePrefix(&line, "VmRSS:")) continue;
-    int64_t kib = 0;
-    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::StripSuffix(
-                              absl::StripAsciiWhitespace(line), "kB")),
-                          &kib)) {
-      return 0;
-    }
-    return kib;
-  }
-  return 0;
 }
 
 struct Tally {
@@ -131,7 +115,7 @@ class LoadTest : public ::testing::Test {
 
   std::map<std::string, int64_t> Rss() {
     std::map<std::string, int64_t> rss;
-    for (const auto& [name, pid] : pids_) rss[name] = RssKib(pid);
+    for (const auto& [name, pid] : pids_) rss[name] = pm::ResidentKib(pid);
     return rss;
   }
 
