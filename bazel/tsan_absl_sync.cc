@@ -19,10 +19,9 @@
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
 
-#include <dlfcn.h>
 #include <sanitizer/tsan_interface.h>
-#include <stdio.h>
-#include <stdlib.h>
+
+#include "bazel/tsan_real.h"
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -30,17 +29,8 @@
 
 namespace {
 
-// The library's definition of `symbol` (a mangled name).
 void* Real(const char* symbol) {
-  void* function = dlsym(RTLD_NEXT, symbol);
-  if (function == nullptr) {
-    fprintf(stderr,
-            "bazel/tsan_absl_sync.cc: %s not found in the shared abseil "
-            "(%s); this file names the symbols of Debian 12's abseil\n",
-            symbol, dlerror());
-    abort();
-  }
-  return function;
+  return pm_tsan::RealFunction(symbol, "the shared abseil (Debian 12's 20220623)");
 }
 
 // Calls of these functions the library makes from inside one of them (the

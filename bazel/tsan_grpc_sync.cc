@@ -28,24 +28,15 @@
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
 
-#include <dlfcn.h>
 #include <grpc/grpc.h>
 #include <grpcpp/support/server_callback.h>
 #include <sanitizer/tsan_interface.h>
-#include <stdio.h>
-#include <stdlib.h>
+
+#include "bazel/tsan_real.h"
 
 namespace {
 
-void* Real(const char* symbol) {
-  void* function = dlsym(RTLD_NEXT, symbol);
-  if (function == nullptr) {
-    fprintf(stderr, "bazel/tsan_grpc_sync.cc: %s not found in libgrpc (%s)\n",
-            symbol, dlerror());
-    abort();
-  }
-  return function;
-}
+void* Real(const char* symbol) { return pm_tsan::RealFunction(symbol, "libgrpc"); }
 
 void Completed(const grpc_event& event) {
   if (event.type == GRPC_OP_COMPLETE && event.tag != nullptr) {
