@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/log.h"
 #include "common/status.h"
 
 namespace pm::supervisor {
@@ -63,7 +64,19 @@ void EventLoop::Quit() {
   Post([] {});
 }
 
+void EventLoop::CheckOnLoop(const char* what) const {
+#ifdef NDEBUG
+  (void)what;
+#else
+  const std::thread::id loop = loop_thread_.load(std::memory_order_relaxed);
+  if (loop == std::thread::id() || loop == std::this_thread::get_id()) return;
+  PM_LOG(FATAL) << "EventLoop::" << what
+                << " called off the loop thread while the loop runs";
+#endif
+}
+
 absl::Status EventLoop::Watch(int fd, uint32_t events, FdCallback callback) {
+  CheckOnLoop("Watch");
   struct epoll_event ev = {};
   ev.events = events;
   ev.data.fd = fd;
@@ -75,6 +88,7 @@ absl::Status EventLoop::Watch(int fd, uint32_t events, FdCallback callback) {
 }
 
 absl::Status EventLoop::Modify(int fd, uint32_t events) {
+  CheckOnLoop("Modify");
   struct epoll_event ev = {};
   ev.events = events;
   ev.data.fd = fd;
@@ -85,6 +99,7 @@ absl::Status EventLoop::Modify(int fd, uint32_t events) {
 }
 
 void EventLoop::Unwatch(int fd) {
+  CheckOnLoop("Unwatch");
   if (watches_.erase(fd) > 0) {
     epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
   }
@@ -92,6 +107,7 @@ void EventLoop::Unwatch(int fd) {
 
 EventLoop::TimerId EventLoop::RunAfter(absl::Duration delay,
                                        std::function<void()> fn) {
+  CheckOnLoop("RunAfter");
   const TimerId id = next_timer_++;
   const absl::Time deadline = MonotonicNow() + delay;
   timer_queue_.emplace(deadline, id);
@@ -100,6 +116,7 @@ EventLoop::TimerId EventLoop::RunAfter(absl::Duration delay,
 }
 
 void EventLoop::Cancel(TimerId id) {
+  CheckOnLoop("Cancel");
   auto it = timers_.find(id);
   if (it == timers_.end()) return;
   auto range = timer_queue_.equal_range(it->second.first);
@@ -113,6 +130,7 @@ void EventLoop::Cancel(TimerId id) {
 }
 
 bool EventLoop::Hasten(TimerId id, absl::Duration delay) {
+  CheckOnLoop("Hasten");
   auto it = timers_.find(id);
   if (it == timers_.end()) return false;
   const absl::Time deadline = MonotonicNow() + delay;
@@ -170,6 +188,7 @@ void EventLoop::DrainPosts() {
 void EventLoop::Run() {
   constexpr int kMaxEvents = 64;
   struct epoll_event events[kMaxEvents];
+  loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   RunUntilQuit(events, kMaxEvents);
   // Work posted before Quit still runs; later posts are refused (Post
   // returns false), so no caller waits on a task that never runs.
@@ -178,7 +197,10 @@ void EventLoop::Run() {
     {
       absl::MutexLock lock(&mu_);
       if (posted_.empty()) {
+        // From here other threads may use the loop's state (a Post that
+        // fails drops its task there); mu_ orders them after this thread.
         stopped_ = true;
+        loop_thread_.store(std::thread::id(), std::memory_order_relaxed);
         break;
       }
       posted.swap(posted_);

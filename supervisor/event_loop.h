@@ -18,9 +18,11 @@
 
 #include <stdint.h>
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
+#include <thread>
 #include <vector>
 
 struct epoll_event;
@@ -69,6 +71,11 @@ class EventLoop {
   bool Hasten(TimerId id, absl::Duration delay);
 
  private:
+  // Dies naming `what` when called off the loop thread while Run() runs
+  // (unless NDEBUG): loop state has no lock, so such a call is a data race
+  // that TSan would only catch when the timing is unlucky. The tests run
+  // every service with this check on.
+  void CheckOnLoop(const char* what) const;
   void RunUntilQuit(struct epoll_event* events, int max_events);
   void RunDueTimers();
   int NextTimeoutMs() const;
@@ -83,6 +90,8 @@ class EventLoop {
   absl::flat_hash_map<TimerId, std::pair<absl::Time, std::function<void()>>>
       timers_;
   TimerId next_timer_ = 1;
+  // The thread in Run(), or none outside it.
+  std::atomic<std::thread::id> loop_thread_{};
 
   absl::Mutex mu_;
   std::vector<std::function<void()>> posted_ ABSL_GUARDED_BY(mu_);

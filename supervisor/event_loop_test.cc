@@ -110,5 +110,39 @@ TEST(EventLoopTest, HastenBringsATimerForwardButNeverDelaysIt) {
   EXPECT_EQ(seen, (std::vector<std::string>{"soon", "far"}));
 }
 
+#ifndef NDEBUG
+// Loop state has no lock: a timer armed or cancelled from another thread
+// while the loop runs is a data race, and dies at once naming the call
+// rather than corrupting the timer map when the timing is unlucky.
+TEST(EventLoopDeathTest, TimerCallsOffTheLoopThreadDie) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        EventLoop loop;
+        if (!loop.Init().ok()) abort();
+        absl::Notification running;
+        std::thread thread([&] { loop.Run(); });
+        loop.Post([&] { running.Notify(); });
+        running.WaitForNotification();
+        loop.Cancel(loop.RunAfter(absl::Seconds(1), [] {}));
+      },
+      "EventLoop::RunAfter called off the loop thread");
+}
+
+TEST(EventLoopTest, TimerCallsBeforeAndAfterRunAreAllowedAnywhere) {
+  EventLoop loop;
+  ASSERT_TRUE(loop.Init().ok());
+  bool fired = false;
+  loop.RunAfter(absl::ZeroDuration(), [&] {
+    fired = true;
+    loop.Quit();
+  });
+  std::thread thread([&] { loop.Run(); });
+  thread.join();
+  EXPECT_TRUE(fired);
+  loop.Cancel(loop.RunAfter(absl::Seconds(1), [] {}));  // after Run: fine
+}
+#endif
+
 }  // namespace
 }  // namespace pm::supervisor

@@ -764,7 +764,12 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
   if (p->cgroup->events_fd() >= 0) loop_.Unwatch(p->cgroup->events_fd());
   p->exit_pending = true;
   auto held = std::make_shared<std::unique_ptr<ProcessCgroup>>(std::move(p->cgroup));
-  janitor_.Post([this, p, held] {
+  // The janitor's task hands its reference on to the loop: the last one to
+  // a Process must be dropped on the loop thread (its OutputSender cancels
+  // loop timers), never here.
+  // (An init-capture: a plain copy of the const reference would be const,
+  // and std::move of it would copy.)
+  janitor_.Post([this, p = ProcessPtr(p), held]() mutable {
     if (options_.janitor_gate) options_.janitor_gate();
     const pm::v1::ResourceUsage usage = (*held)->ReadUsage();
     bool removed = false;
@@ -774,7 +779,7 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
       }
       removed = true;
     }
-    loop_.Post([this, p, held, usage, removed] {
+    loop_.Post([this, p = std::move(p), held, usage, removed] {
       FinishReap(p, *held, usage, removed);
     });
   });
@@ -1077,10 +1082,11 @@ void Supervisor::SendUpdate(const ProcessPtr& p) {
   ++p->updates_in_flight;
   p->dirty = false;
   const uint64_t sequence = p->update_sequence;
-  records_->Update(std::move(r), [this, p, sequence](
+  records_->Update(std::move(r), [this, p = ProcessPtr(p), sequence](
                                      absl::StatusOr<ProcessStatus> answer) mutable {
     // The posted task takes this closure's reference: the last one to a
-    // Process must be dropped on the loop thread.
+    // Process must be dropped on the loop thread. (An init-capture: a plain
+    // copy of the const reference would be const, and std::move would copy.)
     loop_.Post([this, status = answer.status(), p = std::move(p), sequence] {
       --p->updates_in_flight;
       if (!status.ok()) {
