@@ -31,6 +31,7 @@
 #include "common/file_limit.h"
 #include "absl/strings/str_split.h"
 #include "supervisor/end_reason.h"
+#include "supervisor/lifecycle.h"
 #include "supervisor/spawn.h"
 
 namespace pm::supervisor {
@@ -62,21 +63,6 @@ bool Ended(const ProcessStatus& status) {
          status.state() == ProcessStatus::STATE_SIGNALED;
 }
 
-// The phases of a stop. Every move is made in one of three places:
-//   kNone    -RequestStop->    kGrace    SIGTERM to the tree (none when
-//                                        forced), the SIGKILL timer armed
-//   kGrace   -RequestStop->    kGrace    the SIGKILL timer brought forward
-//                                        to the new deadline if that is
-//                                        sooner (EventLoop::Hasten)
-//   kGrace   -OnGraceExpired-> kKilling  SIGKILL to the tree, the kill
-//                                        timeout armed
-//   kKilling -RequestStop->    kKilling  nothing sooner can be done
-//   any      -FinishStop->     kNone     every caller answered
-// So a stop can always be escalated, and every caller of one stop gets its
-// final answer.
-enum class StopPhase { kNone, kGrace, kKilling };
-
-
 }  // namespace
 
 struct Supervisor::Process {
@@ -90,11 +76,10 @@ struct Supervisor::Process {
   // Its cgroup until removed; null without cgroups.
   std::unique_ptr<ProcessCgroup> cgroup;
   bool cgroup_killed = false;
-  // Between the leader's reaping and FinishReap: the janitor thread holds
-  // the cgroup (reads its final usage, removes it if empty), so `cgroup` is
-  // null, the cgroup counts as not gone, and signals meant for its members
-  // wait (the flags below) until it is back.
-  bool exit_pending = false;
+  // While reaping (between the leader's reaping and FinishReap) the janitor
+  // thread may hold the cgroup (reads its final usage, removes it if
+  // empty), so `cgroup` is null, the cgroup counts as not gone, and signals
+  // meant for its members wait (the flags below) until it is back.
   bool members_term_deferred = false;
   bool kill_deferred = false;
   // How the leader ended, from its reaping (FinishReap writes the status).
@@ -106,14 +91,16 @@ struct Supervisor::Process {
   bool out_watched[2] = {false, false};
   std::shared_ptr<OutputSender> sender;
 
-  bool reaped = false;
-  // The registry has its record (state changes may be sent).
-  bool recorded = false;
+  // Its phases (the leader, the record, a stop): moved only through On,
+  // which checks each move against the table in lifecycle.cc.
+  Lifecycle life;
+  bool On(Event event) { return life.On(event, id); }
+
   // The group was seen empty after the leader was reaped (GroupGone).
   bool group_gone = false;
-  bool abandoned = false;  // never made it into the registry
 
-  // Registry updates: each state is sent at once with the next sequence
+  // Registry updates (how far the registry's copy lags behind: orthogonal
+  // to the phases): each state is sent at once with the next sequence
   // (the registry ignores one overtaken by a newer); `dirty` means the
   // registry was unreachable and the current state waits for a retry.
   uint64_t update_sequence = 0;
@@ -122,8 +109,7 @@ struct Supervisor::Process {
   bool retry_pending = false;
   std::vector<std::function<void()>> on_flushed;
 
-  // A stop in progress (see StopPhase): its timers and its callers.
-  StopPhase stop_phase = StopPhase::kNone;
+  // A stop in progress (life.stop()): its timers and its callers.
   EventLoop::TimerId grace_timer = 0;  // kGrace: sends the SIGKILL
   EventLoop::TimerId kill_timer = 0;   // kKilling: gives up, stopped=false
   std::vector<StopCallback> stop_waiters;
@@ -134,9 +120,15 @@ struct Supervisor::Process {
   // A forced stop (no grace) asked for the SIGKILL.
   bool forced = false;
 
-  bool stopping() const { return stop_phase != StopPhase::kNone; }
+  bool stopping() const { return life.stopping(); }
   bool flushed() const { return updates_in_flight == 0 && !dirty; }
   bool output_open() const { return out[0].valid() || out[1].valid(); }
+  // What drains on its own, in any order, once the life is over: the pipes
+  // (to EOF), the log_store's acks, the registry's updates, and the tree
+  // (while its cgroup holds members, a Stop must still find it).
+  bool drained() const {
+    return !output_open() && sender->done() && flushed() && !cgroup;
+  }
 };
 
 Supervisor::Supervisor(SupervisorOptions options)
@@ -580,7 +572,9 @@ absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
     SignalGroup(*p, SIGKILL);
     siginfo_t info;
     waitid(static_cast<idtype_t>(P_PIDFD), p->pidfd.get(), &info, WEXITED);
-    p->reaped = true;
+    // Its end is told to no one: it never had an id.
+    p->On(Event::kLeaderReaped);
+    p->On(Event::kEndWritten);
     if (p->cgroup) {
       KillCgroup(p);
       MaybeRemoveCgroup(p);
@@ -706,7 +700,7 @@ void Supervisor::OnSigchld() {
     if (it != by_pid_.end()) {
       ProcessPtr p = it->second;
       ReapLeader(p);
-      if (!p->reaped) break;  // cannot happen; never spin
+      if (!p->life.reaped()) break;  // cannot happen; never spin
     } else {
       waitpid(info.si_pid, nullptr, WNOHANG);
     }
@@ -720,7 +714,7 @@ void Supervisor::OnSigchld() {
   // SIGCHLD here (orphans are reparented to us), so look now.
   std::vector<ProcessPtr> unannounced;
   for (auto& [raw, p] : with_cgroup_) {
-    if (p->reaped && p->cgroup && p->cgroup->events_fd() < 0) {
+    if (p->life.reaped() && p->cgroup && p->cgroup->events_fd() < 0) {
       unannounced.push_back(p);
     }
   }
@@ -728,7 +722,7 @@ void Supervisor::OnSigchld() {
 }
 
 void Supervisor::ReapLeader(const ProcessPtr& p) {
-  if (p->reaped) return;
+  if (p->life.reaped()) return;
   siginfo_t info = {};
   if (waitid(static_cast<idtype_t>(P_PIDFD), p->pidfd.get(), &info,
              WEXITED | WNOHANG) != 0) {
@@ -743,7 +737,9 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
                    : p->sigkill_sent           ? ProcessStatus::TERMINATION_KILLED
                    : p->sigterm_sent ? ProcessStatus::TERMINATION_AFTER_SIGTERM
                                      : ProcessStatus::TERMINATION_BY_ITSELF;
-  p->reaped = true;
+  // Reaping until FinishReap has written the end (the janitor may hold the
+  // cgroup meanwhile).
+  p->On(Event::kLeaderReaped);
   loop_.Unwatch(p->pidfd.get());
   p->pidfd.reset();
   by_pid_.erase(p->pid);
@@ -753,7 +749,7 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
   // at most the pipes' capacity here).
   DrainOutput(p, 0);
   DrainOutput(p, 1);
-  if (!p->cgroup || p->abandoned) {
+  if (!p->cgroup || p->life.abandoned()) {
     std::unique_ptr<ProcessCgroup> none;
     FinishReap(p, none, pm::v1::ResourceUsage(), /*removed=*/false);
     return;
@@ -762,7 +758,6 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
   // rmdir per hierarchy) go to the janitor thread, so the loop is free for
   // the next start meanwhile. FinishReap takes it from there, on the loop.
   if (p->cgroup->events_fd() >= 0) loop_.Unwatch(p->cgroup->events_fd());
-  p->exit_pending = true;
   auto held = std::make_shared<std::unique_ptr<ProcessCgroup>>(std::move(p->cgroup));
   // The janitor's task hands its reference on to the loop: the last one to
   // a Process must be dropped on the loop thread (its OutputSender cancels
@@ -789,7 +784,7 @@ void Supervisor::FinishReap(const ProcessPtr& p,
                             std::unique_ptr<ProcessCgroup>& cgroup,
                             const pm::v1::ResourceUsage& final_usage,
                             bool removed) {
-  p->exit_pending = false;
+  p->On(Event::kEndWritten);
   const ExitStatus& exit = p->exit;
   ProcessStatus& s = p->status;
   const absl::Time now = p->ended_at;
@@ -809,7 +804,7 @@ void Supervisor::FinishReap(const ProcessPtr& p,
   // SIGKILL we did not send, with an OOM kill on the cgroup's books, is the
   // OOM killer's.
   if (cgroup) *s.mutable_usage() = final_usage;
-  if (p->abandoned && p->cgroup) *s.mutable_usage() = p->cgroup->ReadUsage();
+  if (p->life.abandoned() && p->cgroup) *s.mutable_usage() = p->cgroup->ReadUsage();
   s.set_oom_killed(exit.kind == ExitStatus::Kind::kSignaled &&
                    exit.signal == SIGKILL && !p->sigkill_sent &&
                    s.usage().oom_kills() > 0);
@@ -819,7 +814,7 @@ void Supervisor::FinishReap(const ProcessPtr& p,
   s.clear_proc_status();
   s.clear_rss_bytes();
   s.clear_threads();
-  if (p->abandoned) {
+  if (p->life.abandoned()) {
     p->sender->Cancel();
     MaybeRemoveCgroup(p);
     return;
@@ -848,7 +843,7 @@ void Supervisor::FinishReap(const ProcessPtr& p,
 void Supervisor::AbandonUnrecorded(const ProcessPtr& p) {
   // The registry never learned of it: kill it and forget it, as if the
   // Start had not happened.
-  p->abandoned = true;
+  p->On(Event::kAbandoned);
   SignalGroup(*p, SIGKILL);
   KillCgroup(p);
   for (int i = 0; i < 2; ++i) {
@@ -862,12 +857,10 @@ void Supervisor::OnRecorded(const ProcessPtr& p, const ProcessStatus& record) {
   // The record is the registry's; what happened since (an exit) is ours.
   ProcessStatus local = p->status;
   p->status = record;
-  p->recorded = true;
+  // Also when shutdown abandoned it meanwhile (killed it before it was on
+  // record): the registry is told how it ended.
+  p->On(Event::kRecorded);
   by_id_[p->id] = p;
-  if (p->abandoned) {
-    // Shutdown killed it before it was on record: say how it ended.
-    p->abandoned = false;
-  }
   if (Ended(local)) {
     p->status.set_state(local.state());
     p->status.set_exit_code(local.exit_code());
@@ -906,10 +899,12 @@ void Supervisor::Stop(const pm::v1::StopRequest& request, StopCallback done) {
 }
 
 void Supervisor::RequestStop(const ProcessPtr& p, absl::Duration grace) {
-  if (grace <= absl::ZeroDuration() && p->stop_phase != StopPhase::kKilling) {
+  const StopPhase before = p->life.stop();
+  if (grace <= absl::ZeroDuration() && before != StopPhase::kKilling) {
     p->forced = true;
   }
-  switch (p->stop_phase) {
+  if (!p->On(Event::kStopRequested)) return;
+  switch (before) {
     case StopPhase::kNone:
       BeginStop(p, grace);
       return;
@@ -924,8 +919,7 @@ void Supervisor::RequestStop(const ProcessPtr& p, absl::Duration grace) {
 }
 
 void Supervisor::BeginStop(const ProcessPtr& p, absl::Duration grace) {
-  p->stop_phase = StopPhase::kGrace;
-  if (!p->reaped) {
+  if (!p->life.reaped()) {
     p->status.set_state(ProcessStatus::STATE_STOPPING);
     SendUpdate(p);
   }
@@ -941,21 +935,21 @@ void Supervisor::BeginStop(const ProcessPtr& p, absl::Duration grace) {
 }
 
 void Supervisor::SignalTerm(const ProcessPtr& p) {
-  if (!GroupGone(*p) || !p->reaped) {
+  if (!GroupGone(*p) || !p->life.reaped()) {
     SignalGroup(*p, SIGTERM);
-    p->sigterm_sent = !p->reaped || p->sigterm_sent;
+    p->sigterm_sent = !p->life.reaped() || p->sigterm_sent;
   }
   // Members that left the group (daemons that called setsid()) get the
   // same warning before the kill; the group's own members got it once.
   if (p->cgroup) p->cgroup->SignalMembers(SIGTERM, p->pid);
-  if (p->exit_pending) p->members_term_deferred = true;
+  if (p->life.reaping()) p->members_term_deferred = true;
 }
 
 void Supervisor::OnGraceExpired(const ProcessPtr& p) {
   p->grace_timer = 0;
-  if (p->stop_phase != StopPhase::kGrace) return;
-  p->stop_phase = StopPhase::kKilling;
-  if (p->reaped && GroupGone(*p) && CgroupGone(*p)) {
+  if (p->life.stop() != StopPhase::kGrace) return;
+  p->On(Event::kGraceExpired);
+  if (p->life.reaped() && GroupGone(*p) && CgroupGone(*p)) {
     CheckStopDone(p);
     return;
   }
@@ -963,13 +957,13 @@ void Supervisor::OnGraceExpired(const ProcessPtr& p) {
   // cgroup, gets SIGKILL.
   SignalGroup(*p, SIGKILL);
   KillCgroup(p);
-  if (!p->reaped) p->sigkill_sent = true;
+  if (!p->life.reaped()) p->sigkill_sent = true;
   p->kill_timer = loop_.RunAfter(
       options_.kill_timeout, [this, weak = std::weak_ptr<Process>(p)] {
         auto locked = weak.lock();
         if (!locked) return;
         locked->kill_timer = 0;
-        if (locked->stop_phase == StopPhase::kKilling) {
+        if (locked->life.stop() == StopPhase::kKilling) {
           FinishStop(locked, /*stopped=*/false);
         }
       });
@@ -977,7 +971,10 @@ void Supervisor::OnGraceExpired(const ProcessPtr& p) {
 
 void Supervisor::CheckStopDone(const ProcessPtr& p) {
   // While the janitor holds the cgroup, FinishReap looks again.
-  if (!p->stopping() || !p->reaped || p->exit_pending || !GroupGone(*p)) return;
+  if (!p->stopping() || !p->life.reaped() || p->life.reaping() ||
+      !GroupGone(*p)) {
+    return;
+  }
   if (!CgroupGone(*p)) {
     // A kill that is not atomic may have missed a fork: again.
     if (p->cgroup_killed && !p->cgroup->kill_is_atomic()) p->cgroup->Kill();
@@ -988,11 +985,11 @@ void Supervisor::CheckStopDone(const ProcessPtr& p) {
 
 void Supervisor::FinishStop(const ProcessPtr& p, bool stopped) {
   // Before anyone hears that the stop is done.
-  if (p->reaped) RemoveCgroupIfEmpty(p);
+  if (p->life.reaped()) RemoveCgroupIfEmpty(p);
   loop_.Cancel(p->grace_timer);
   loop_.Cancel(p->kill_timer);
   p->grace_timer = p->kill_timer = 0;
-  p->stop_phase = StopPhase::kNone;
+  p->On(Event::kStopFinished);
   auto waiters =
       std::make_shared<std::vector<StopCallback>>(std::move(p->stop_waiters));
   p->stop_waiters.clear();
@@ -1064,7 +1061,7 @@ void Supervisor::StopUnknown(const std::string& id, StopCallback done) {
 }
 
 void Supervisor::SendUpdate(const ProcessPtr& p) {
-  if (!p->recorded || p->abandoned) return;  // OnRecorded sends it
+  if (!p->life.recorded()) return;  // OnRecorded sends it
   const ProcessStatus& s = p->status;
   pm::internal::v1::UpdateRecordRequest r;
   r.set_id(p->id);
@@ -1126,15 +1123,10 @@ void Supervisor::PushUpdate(const ProcessPtr& p) {
 }
 
 void Supervisor::MaybeForget(const ProcessPtr& p) {
-  if (!p->reaped || p->exit_pending || p->output_open() || p->stopping() ||
-      !p->flushed()) {
-    return;
-  }
-  // While its cgroup holds members, a Stop must still find it.
-  if (p->cgroup) return;
-  if (!p->abandoned && !p->sender->done()) return;
+  if (!p->life.may_forget() || !p->drained()) return;
   // Everything about it is with the registry and the log_store now.
-  if (p->recorded) by_id_.erase(p->id);
+  by_id_.erase(p->id);
+  p->On(Event::kForgotten);
   NotifyIfDrained();
 }
 
@@ -1152,12 +1144,12 @@ bool Supervisor::GroupGone(Process& p) const {
   // reaped, the number may be recycled by a new group: latched, so the
   // group is never signalled again.
   const bool gone = kill(-p.pid, 0) != 0 && errno == ESRCH;
-  if (gone && p.reaped) p.group_gone = true;
+  if (gone && p.life.reaped()) p.group_gone = true;
   return gone;
 }
 
 void Supervisor::SignalGroup(Process& p, int sig) {
-  if (!p.reaped && p.pidfd.valid()) PidfdSendSignal(p.pidfd.get(), sig);
+  if (!p.life.reaped() && p.pidfd.valid()) PidfdSendSignal(p.pidfd.get(), sig);
   if (!GroupGone(p)) kill(-p.pid, sig);
 }
 
@@ -1188,12 +1180,12 @@ void Supervisor::OnCgroupEvent(const ProcessPtr& p) {
 }
 
 bool Supervisor::CgroupGone(const Process& p) const {
-  if (p.exit_pending) return false;  // the janitor will say
+  if (p.life.reaping()) return false;  // the janitor will say
   return !p.cgroup || !p.cgroup->Populated();
 }
 
 void Supervisor::KillCgroup(const ProcessPtr& p) {
-  if (p->exit_pending) {
+  if (p->life.reaping()) {
     p->kill_deferred = true;
     return;
   }
@@ -1204,7 +1196,7 @@ void Supervisor::KillCgroup(const ProcessPtr& p) {
 
 void Supervisor::MaybeRemoveCgroup(const ProcessPtr& p) {
   // Removed once the leader is reaped and nothing of the tree is left.
-  if (!p->reaped) return;
+  if (!p->life.reaped()) return;
   ProcessPtr keep = p;  // `p` may be the map's own reference
   if (RemoveCgroupIfEmpty(keep)) MaybeForget(keep);
 }
@@ -1242,10 +1234,12 @@ void Supervisor::Shutdown(absl::Duration grace) {
     shut_down_ = true;
     std::vector<ProcessPtr> live;
     for (auto& [id, p] : by_id_) {
-      if (!p->reaped || !GroupGone(*p) || !CgroupGone(*p)) live.push_back(p);
+      if (!p->life.reaped() || !GroupGone(*p) || !CgroupGone(*p)) {
+        live.push_back(p);
+      }
     }
     for (auto& [pid, p] : by_pid_) {
-      if (!p->recorded) AbandonUnrecorded(p);
+      if (!p->life.recorded()) AbandonUnrecorded(p);
     }
     auto remaining = std::make_shared<size_t>(live.size());
     if (live.empty()) all_stopped->Notify();
