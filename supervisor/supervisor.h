@@ -98,6 +98,8 @@ struct Owner {
   std::string user;
 };
 
+struct Process;  // process.h: one managed process, as held on the loop
+
 class Supervisor {
  public:
   // Becomes a child subreaper, starts the event loop thread and connects
@@ -142,7 +144,6 @@ class Supervisor {
   void Shutdown(absl::Duration grace = absl::Seconds(3));
 
  private:
-  struct Process;
   using ProcessPtr = std::shared_ptr<Process>;
 
   explicit Supervisor(SupervisorOptions options);
