@@ -28,6 +28,55 @@ namespace pm::supervisor {
 
 using pm::v1::ProcessStatus;
 
+namespace {
+
+// How the leader came to end: by the signals a stop sent it before it was
+// reaped.
+ProcessStatus::Termination TerminationOf(const Process& p) {
+  if (p.sigkill_sent) {
+    return p.forced ? ProcessStatus::TERMINATION_FORCED
+                    : ProcessStatus::TERMINATION_KILLED;
+  }
+  return p.sigterm_sent ? ProcessStatus::TERMINATION_AFTER_SIGTERM
+                        : ProcessStatus::TERMINATION_BY_ITSELF;
+}
+
+// Writes the leader's end into its status. `final_usage`: its cgroup's
+// usage as the janitor read it at the end (null: none read).
+void WriteEnd(Process& p, const pm::v1::ResourceUsage* final_usage) {
+  const ExitStatus& exit = p.exit;
+  ProcessStatus& s = p.status;
+  const absl::Time now = p.ended_at;
+  if (exit.kind == ExitStatus::Kind::kExited) {
+    s.set_state(ProcessStatus::STATE_EXITED);
+    s.set_exit_code(exit.code);
+  } else {
+    s.set_state(ProcessStatus::STATE_SIGNALED);
+    s.set_signal(exit.signal);
+    s.set_core_dumped(exit.core_dumped);
+  }
+  *s.mutable_ended_at() = ToProtoTimestamp(now);
+  *s.mutable_run_time() =
+      ToProtoDuration(now - FromProtoTimestamp(s.started_at()));
+  s.set_termination(p.termination);
+  // Usage as of the leader's end, read while the cgroup was surely there. A
+  // SIGKILL we did not send, with an OOM kill on the cgroup's books, is the
+  // OOM killer's.
+  if (final_usage) *s.mutable_usage() = *final_usage;
+  if (p.life.abandoned() && p.cgroup) *s.mutable_usage() = p.cgroup->ReadUsage();
+  s.set_oom_killed(exit.kind == ExitStatus::Kind::kSignaled &&
+                   exit.signal == SIGKILL && !p.sigkill_sent &&
+                   s.usage().oom_kills() > 0);
+  s.set_end_reason(DescribeEnd(exit, s.termination(), s.oom_killed(),
+                               s.usage(), p.limits));
+  s.set_output_bytes(p.sender->end_offset());
+  s.clear_proc_status();
+  s.clear_rss_bytes();
+  s.clear_threads();
+}
+
+}  // namespace
+
 void Supervisor::OnSigchld() {
   struct signalfd_siginfo ssi;
   while (read(sigchld_fd_.get(), &ssi, sizeof(ssi)) == sizeof(ssi)) {
@@ -76,10 +125,7 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
   if (info.si_pid == 0) return;  // spurious wakeup: still running
   p->exit = ExitStatus::FromSiginfo(info);
   p->ended_at = absl::Now();
-  p->termination = p->sigkill_sent && p->forced ? ProcessStatus::TERMINATION_FORCED
-                   : p->sigkill_sent           ? ProcessStatus::TERMINATION_KILLED
-                   : p->sigterm_sent ? ProcessStatus::TERMINATION_AFTER_SIGTERM
-                                     : ProcessStatus::TERMINATION_BY_ITSELF;
+  p->termination = TerminationOf(*p);
   // Reaping until FinishReap has written the end (the janitor may hold the
   // cgroup meanwhile).
   p->On(Event::kLeaderReaped);
@@ -97,6 +143,10 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
     FinishReap(p, none, pm::v1::ResourceUsage(), /*removed=*/false);
     return;
   }
+  ReapCgroupOnJanitor(p);
+}
+
+void Supervisor::ReapCgroupOnJanitor(const ProcessPtr& p) {
   // The cgroup's final usage and its removal (a dozen cgroupfs reads and an
   // rmdir per hierarchy) go to the janitor thread, so the loop is free for
   // the next start meanwhile. FinishReap takes it from there, on the loop.
@@ -128,55 +178,13 @@ void Supervisor::FinishReap(const ProcessPtr& p,
                             const pm::v1::ResourceUsage& final_usage,
                             bool removed) {
   p->On(Event::kEndWritten);
-  const ExitStatus& exit = p->exit;
-  ProcessStatus& s = p->status;
-  const absl::Time now = p->ended_at;
-  if (exit.kind == ExitStatus::Kind::kExited) {
-    s.set_state(ProcessStatus::STATE_EXITED);
-    s.set_exit_code(exit.code);
-  } else {
-    s.set_state(ProcessStatus::STATE_SIGNALED);
-    s.set_signal(exit.signal);
-    s.set_core_dumped(exit.core_dumped);
-  }
-  *s.mutable_ended_at() = ToProtoTimestamp(now);
-  *s.mutable_run_time() =
-      ToProtoDuration(now - FromProtoTimestamp(s.started_at()));
-  s.set_termination(p->termination);
-  // Usage as of the leader's end, read while the cgroup was surely there. A
-  // SIGKILL we did not send, with an OOM kill on the cgroup's books, is the
-  // OOM killer's.
-  if (cgroup) *s.mutable_usage() = final_usage;
-  if (p->life.abandoned() && p->cgroup) *s.mutable_usage() = p->cgroup->ReadUsage();
-  s.set_oom_killed(exit.kind == ExitStatus::Kind::kSignaled &&
-                   exit.signal == SIGKILL && !p->sigkill_sent &&
-                   s.usage().oom_kills() > 0);
-  s.set_end_reason(DescribeEnd(exit, s.termination(), s.oom_killed(),
-                               s.usage(), p->limits));
-  s.set_output_bytes(p->sender->end_offset());
-  s.clear_proc_status();
-  s.clear_rss_bytes();
-  s.clear_threads();
+  WriteEnd(*p, cgroup ? &final_usage : nullptr);
   if (p->life.abandoned()) {
     p->sender->Cancel();
     MaybeRemoveCgroup(p);
     return;
   }
-  if (cgroup) {
-    if (removed) {
-      // Removed before the final update goes out, so whoever learns of the
-      // end finds the cgroup gone.
-      cgroup.reset();
-      with_cgroup_.erase(p.get());
-    } else {
-      // Descendants still live in it: back to the loop's watch, and what
-      // was asked of its members meanwhile is done now.
-      p->cgroup = std::move(cgroup);
-      WatchCgroup(p);
-      if (p->members_term_deferred) p->cgroup->SignalMembers(SIGTERM, p->pid);
-      if (p->kill_deferred) KillCgroup(p);
-    }
-  }
+  if (cgroup) TakeBackCgroup(p, cgroup, removed);
   p->members_term_deferred = p->kill_deferred = false;
   SendUpdate(p);
   CheckStopDone(p);

@@ -240,34 +240,12 @@ void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,
   *timer = loop_.RunAfter(options_.backend_timeout, [start] { start->LogOpen(); });
 }
 
-absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
-    const pm::v1::StartRequest& request) {
-  if (shut_down_) return absl::UnavailableError("supervisor is shutting down");
-  if (live_ >= options_.max_processes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("too many processes: ", live_, " are running (the cap, "
-                     "--max_processes, is ", options_.max_processes, ")"));
-  }
-  // The cgroup exists, limits set, before the child does: it is born in it.
-  std::unique_ptr<ProcessCgroup> cgroup;
-  SpawnOptions spawn_options;
-  if (cgroups_->enabled()) {
-    PM_ASSIGN_OR_RETURN(cgroup, TakeCgroup(request.limits()));
-    spawn_options = cgroup->spawn_options();
-  }
-  spawn_options.file_limit = options_.child_file_limit;
-  absl::StatusOr<SpawnedChild> spawned = Spawn(request, spawn_options);
-  if (cgroup) cgroup->CloseSpawnFds();
-  if (!spawned.ok()) {
-    // The child, if any, is reaped: the cgroup is empty again.
-    if (cgroup) {
-      if (absl::Status removed = cgroup->Remove(); !removed.ok()) {
-        PM_LOG(WARNING) << "cgroup of a failed start: " << removed;
-      }
-    }
-    return spawned.status();
-  }
-  SpawnedChild child = *std::move(spawned);
+namespace {
+
+// The Process a spawned child becomes, its cgroup (if any) with it.
+std::shared_ptr<Process> ProcessOf(const pm::v1::StartRequest& request,
+                                   SpawnedChild child,
+                                   std::unique_ptr<ProcessCgroup> cgroup) {
   auto p = std::make_shared<Process>();
   p->pid = child.pid;
   p->limits = request.limits();
@@ -290,10 +268,54 @@ absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
   if (cgroup) {
     s.set_cgroup(cgroup->path());
     p->cgroup = std::move(cgroup);
+  }
+  return p;
+}
+
+}  // namespace
+
+absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
+    const pm::v1::StartRequest& request) {
+  if (shut_down_) return absl::UnavailableError("supervisor is shutting down");
+  if (live_ >= options_.max_processes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("too many processes: ", live_, " are running (the cap, "
+                     "--max_processes, is ", options_.max_processes, ")"));
+  }
+  std::unique_ptr<ProcessCgroup> cgroup;
+  PM_ASSIGN_OR_RETURN(SpawnedChild child, SpawnInCgroup(request, cgroup));
+  ProcessPtr p = ProcessOf(request, std::move(child), std::move(cgroup));
+  PM_RETURN_IF_ERROR(WatchProcess(p));
+  return p;
+}
+
+absl::StatusOr<SpawnedChild> Supervisor::SpawnInCgroup(
+    const pm::v1::StartRequest& request,
+    std::unique_ptr<ProcessCgroup>& cgroup) {
+  // The cgroup exists, limits set, before the child does: it is born in it.
+  SpawnOptions spawn_options;
+  if (cgroups_->enabled()) {
+    PM_ASSIGN_OR_RETURN(cgroup, TakeCgroup(request.limits()));
+    spawn_options = cgroup->spawn_options();
+  }
+  spawn_options.file_limit = options_.child_file_limit;
+  absl::StatusOr<SpawnedChild> spawned = Spawn(request, spawn_options);
+  if (cgroup) cgroup->CloseSpawnFds();
+  if (!spawned.ok() && cgroup) {
+    // The child, if any, is reaped: the cgroup is empty again.
+    if (absl::Status removed = cgroup->Remove(); !removed.ok()) {
+      PM_LOG(WARNING) << "cgroup of a failed start: " << removed;
+    }
+    cgroup.reset();
+  }
+  return spawned;
+}
+
+absl::Status Supervisor::WatchProcess(const ProcessPtr& p) {
+  if (p->cgroup) {
     with_cgroup_[p.get()] = p;
     WatchCgroup(p);
   }
-
   p->sender = std::make_shared<OutputSender>(&loop_, log_store_.get(),
                                              options_.output);
   std::weak_ptr<Process> weak = p;
@@ -324,7 +346,7 @@ absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
   ++live_;
   WatchOutput(p, 0);
   WatchOutput(p, 1);
-  return p;
+  return absl::OkStatus();
 }
 
 }  // namespace pm::supervisor

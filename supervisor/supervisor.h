@@ -157,7 +157,16 @@ class Supervisor {
   void WhenBackendsReady(std::function<void(absl::Status)> then);
 
   // Loop-thread steps.
+  // Spawns the process into a cgroup of its own and watches it.
   absl::StatusOr<ProcessPtr> SpawnOnLoop(const pm::v1::StartRequest& request);
+  // Takes a cgroup (into `cgroup`; none without cgroups) and spawns the
+  // child into it; on failure the cgroup is removed again.
+  absl::StatusOr<SpawnedChild> SpawnInCgroup(
+      const pm::v1::StartRequest& request,
+      std::unique_ptr<ProcessCgroup>& cgroup);
+  // Watches a spawned process: its cgroup, its pidfd, its pipes. If its
+  // exit cannot be watched, it is killed and reaped, and the error returned.
+  absl::Status WatchProcess(const ProcessPtr& p);
   class PendingStart;
   // The loop's part of Start: spawn, then the record and the log at once.
   void StartOnLoop(const pm::v1::StartRequest& request, const std::string& id,
@@ -177,6 +186,9 @@ class Supervisor {
   void OnOutputChange(const ProcessPtr& p);
   void OnSigchld();
   void ReapLeader(const ProcessPtr& p);
+  // Hands the reaped leader's cgroup to the janitor thread (final usage,
+  // rmdir if empty), which hands it back to FinishReap on the loop.
+  void ReapCgroupOnJanitor(const ProcessPtr& p);
   // The rest of a leader's end, on the loop: the status (with the cgroup's
   // final usage, read by the janitor), the cgroup removed or watched again,
   // the final update. `cgroup` is what the janitor held (null without one).
@@ -213,6 +225,10 @@ class Supervisor {
   bool CgroupGone(const Process& p) const;
   void KillCgroup(const ProcessPtr& p);
   void MaybeRemoveCgroup(const ProcessPtr& p);
+  // The cgroup the janitor held, back at FinishReap: gone if it `removed`
+  // it, else watched again, with the signals deferred meanwhile sent now.
+  void TakeBackCgroup(const ProcessPtr& p,
+                      std::unique_ptr<ProcessCgroup>& cgroup, bool removed);
   // Removes it if empty (true), leaving the record to the caller.
   bool RemoveCgroupIfEmpty(const ProcessPtr& p);
 

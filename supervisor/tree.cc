@@ -98,6 +98,24 @@ void Supervisor::MaybeRemoveCgroup(const ProcessPtr& p) {
   if (RemoveCgroupIfEmpty(keep)) MaybeForget(keep);
 }
 
+void Supervisor::TakeBackCgroup(const ProcessPtr& p,
+                                std::unique_ptr<ProcessCgroup>& cgroup,
+                                bool removed) {
+  if (removed) {
+    // Removed before the final update goes out, so whoever learns of the
+    // end finds the cgroup gone.
+    cgroup.reset();
+    with_cgroup_.erase(p.get());
+    return;
+  }
+  // Descendants still live in it: back to the loop's watch, and what was
+  // asked of its members meanwhile is done now.
+  p->cgroup = std::move(cgroup);
+  WatchCgroup(p);
+  if (p->members_term_deferred) p->cgroup->SignalMembers(SIGTERM, p->pid);
+  if (p->kill_deferred) KillCgroup(p);
+}
+
 bool Supervisor::RemoveCgroupIfEmpty(const ProcessPtr& p) {
   if (!p->cgroup || p->cgroup->Populated()) return false;
   ProcessPtr keep = p;
