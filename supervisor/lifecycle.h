@@ -104,6 +104,11 @@ class Lifecycle {
   // Between the reaping and the end written: the janitor may hold the
   // cgroup, which then counts as not gone and is not signalled.
   bool reaping() const { return state_.phase == Phase::kReaping; }
+  // The leader's end is written into the status (and its cgroup, if the
+  // janitor held it, is back).
+  bool end_written() const {
+    return state_.phase == Phase::kExited || state_.phase == Phase::kForgotten;
+  }
   bool recorded() const { return state_.record == RecordPhase::kRecorded; }
   bool abandoned() const { return state_.record == RecordPhase::kAbandoned; }
   bool stopping() const { return state_.stop != StopPhase::kNone; }

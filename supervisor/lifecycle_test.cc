@@ -146,8 +146,10 @@ TEST(LifecycleTest, AStoppedProcessWalksThroughItsNamedPhases) {
   ASSERT_TRUE(life.On(Event::kLeaderReaped, "test"));
   EXPECT_TRUE(life.reaped());
   EXPECT_TRUE(life.reaping());
+  EXPECT_FALSE(life.end_written());
   ASSERT_TRUE(life.On(Event::kEndWritten, "test"));
   EXPECT_FALSE(life.reaping());
+  EXPECT_TRUE(life.end_written());
   EXPECT_FALSE(life.may_forget());  // its stop's callers still wait
   ASSERT_TRUE(life.On(Event::kStopFinished, "test"));
   EXPECT_TRUE(life.may_forget());

@@ -124,10 +124,7 @@ void Supervisor::OnGraceExpired(const ProcessPtr& p) {
 
 void Supervisor::CheckStopDone(const ProcessPtr& p) {
   // While the janitor holds the cgroup, FinishReap looks again.
-  if (!p->stopping() || !p->life.reaped() || p->life.reaping() ||
-      !GroupGone(*p)) {
-    return;
-  }
+  if (!p->stopping() || !p->life.end_written() || !GroupGone(*p)) return;
   if (!CgroupGone(*p)) {
     // A kill that is not atomic may have missed a fork: again.
     if (p->cgroup_killed && !p->cgroup->kill_is_atomic()) p->cgroup->Kill();

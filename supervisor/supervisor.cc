@@ -151,34 +151,53 @@ void Supervisor::AnswerEveryStop() {
   }
 }
 
+void Supervisor::StopEveryProcess(
+    absl::Duration grace, std::shared_ptr<absl::Notification> all_stopped) {
+  shut_down_ = true;
+  std::vector<ProcessPtr> live;
+  for (auto& [id, p] : by_id_) {
+    if (!p->life.reaped() || !GroupGone(*p) || !CgroupGone(*p)) {
+      live.push_back(p);
+    }
+  }
+  for (auto& [pid, p] : by_pid_) {
+    if (!p->life.recorded()) AbandonUnrecorded(p);
+  }
+  auto remaining = std::make_shared<size_t>(live.size());
+  if (live.empty()) all_stopped->Notify();
+  for (auto& p : live) {
+    p->stop_waiters.push_back(
+        [remaining, all_stopped](absl::StatusOr<pm::v1::StopResponse>) {
+          if (--*remaining == 0) all_stopped->Notify();
+        });
+    // A stop already in its grace period is brought forward to this one's:
+    // the shutdown never waits past its own bound, and no tree is left
+    // running outside pm.
+    RequestStop(p, grace);
+  }
+}
+
+void Supervisor::LetGoOfEverything() {
+  AnswerEveryStop();
+  for (auto& [id, p] : by_id_) p->sender->Cancel();
+  // Empty cgroups go; one still populated (a tree that would not die) is
+  // left for the operator to see.
+  std::vector<ProcessPtr> left;
+  for (auto& [raw, p] : with_cgroup_) left.push_back(p);
+  for (auto& p : left) {
+    RemoveCgroupIfEmpty(p);
+    if (p->cgroup) {
+      PM_LOG(WARNING) << "cgroup " << p->cgroup->path()
+                      << " still has processes; left in place";
+    }
+  }
+}
+
 void Supervisor::Shutdown(absl::Duration grace) {
   if (!loop_thread_.joinable()) return;
   StopSpareCgroups();
   auto all_stopped = std::make_shared<absl::Notification>();
-  loop_.Post([this, grace, all_stopped] {
-    shut_down_ = true;
-    std::vector<ProcessPtr> live;
-    for (auto& [id, p] : by_id_) {
-      if (!p->life.reaped() || !GroupGone(*p) || !CgroupGone(*p)) {
-        live.push_back(p);
-      }
-    }
-    for (auto& [pid, p] : by_pid_) {
-      if (!p->life.recorded()) AbandonUnrecorded(p);
-    }
-    auto remaining = std::make_shared<size_t>(live.size());
-    if (live.empty()) all_stopped->Notify();
-    for (auto& p : live) {
-      p->stop_waiters.push_back(
-          [remaining, all_stopped](absl::StatusOr<pm::v1::StopResponse>) {
-            if (--*remaining == 0) all_stopped->Notify();
-          });
-      // A stop already in its grace period is brought forward to this
-      // one's: the shutdown never waits past its own bound, and no tree
-      // is left running outside pm.
-      RequestStop(p, grace);
-    }
-  });
+  loop_.Post([this, grace, all_stopped] { StopEveryProcess(grace, all_stopped); });
   all_stopped->WaitForNotificationWithTimeout(grace + options_.kill_timeout +
                                               options_.backend_timeout);
   // Give the last output and registry updates a moment to land: the loop
@@ -193,21 +212,7 @@ void Supervisor::Shutdown(absl::Duration grace) {
   // Nothing more goes to the registry: the stream ends once it has
   // answered what was sent (or, if it is stuck, when cancelled below).
   records_->Close();
-  loop_.Post([this] {
-    AnswerEveryStop();
-    for (auto& [id, p] : by_id_) p->sender->Cancel();
-    // Empty cgroups go; one still populated (a tree that would not die) is
-    // left for the operator to see.
-    std::vector<ProcessPtr> left;
-    for (auto& [raw, p] : with_cgroup_) left.push_back(p);
-    for (auto& p : left) {
-      RemoveCgroupIfEmpty(p);
-      if (p->cgroup) {
-        PM_LOG(WARNING) << "cgroup " << p->cgroup->path()
-                        << " still has processes; left in place";
-      }
-    }
-  });
+  loop_.Post([this] { LetGoOfEverything(); });
   loop_.Quit();
   loop_thread_.join();
   // An answer now would find the loop gone: end the stream, so the wait for

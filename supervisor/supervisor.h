@@ -26,6 +26,12 @@
 // need, the janitor reads a reaped leader's final usage and removes its empty
 // cgroup (the cgroup is handed over and back whole, never shared).
 //
+// Inside, each process's life is three named phases (the leader, its
+// registry record, a stop in progress) moved only through one transition
+// table (lifecycle.h); the implementation is split by responsibility into
+// start.cc, stop.cc, reap.cc, tree.cc, output_pump.cc and record_sync.cc
+// around the Process of process.h.
+//
 // SIGCHLD must be blocked in every thread before Create (the loop reads it
 // from a signalfd): call pm::BlockTerminationSignals({SIGCHLD}) first in
 // main.
@@ -212,6 +218,14 @@ class Supervisor {
   // the shutdown's own bound covers the stops it began; this catches one a
   // caller began after them (say, of a process whose record came late).
   void AnswerEveryStop();
+  // Shutdown's steps on the loop. First: refuses new starts, abandons the
+  // processes not on record yet and stops every tree still alive (grace
+  // `grace`), notifying `all_stopped` once every stop is answered.
+  void StopEveryProcess(absl::Duration grace,
+                        std::shared_ptr<absl::Notification> all_stopped);
+  // Last, once the wait for the registry and the log_store is over: every
+  // stop answered, every sender cancelled, every empty cgroup removed.
+  void LetGoOfEverything();
   void SendUpdate(const ProcessPtr& p);
   void PushUpdate(const ProcessPtr& p);
   void MaybeForget(const ProcessPtr& p);
