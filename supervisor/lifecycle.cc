@@ -142,8 +142,9 @@ bool Lifecycle::On(Event event, absl::string_view who) {
     constexpr LogSeverity kSeverity = LogSeverity::kFatal;
 #endif
     LogLine(kSeverity, __FILE__, __LINE__)
-        << "illegal lifecycle event " << EventName(event) << " for " << who
-        << " in " << state_.ToString();
+        << "illegal lifecycle event " << EventName(event) << " for "
+        << (who.empty() ? "a process without an id" : who) << " in "
+        << state_.ToString();
     return false;
   }
   state_ = *next;

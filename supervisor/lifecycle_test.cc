@@ -185,6 +185,11 @@ TEST(LifecycleTest, AnIllegalEventIsRefusedAndDiesInDebugBuilds) {
       { EXPECT_FALSE(life.On(Event::kEndWritten, "pid 42")); },
       "illegal lifecycle event EndWritten for pid 42 in Running/Creating/NoStop");
   EXPECT_EQ(life.state(), before);
+  // A process that failed before it had an id is still named.
+  EXPECT_DEBUG_DEATH({ EXPECT_FALSE(life.On(Event::kForgotten, "")); },
+                     "illegal lifecycle event Forgotten for a process without "
+                     "an id in Running/Creating/NoStop");
+  EXPECT_EQ(life.state(), before);
 }
 
 }  // namespace

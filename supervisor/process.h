@@ -39,7 +39,7 @@ inline constexpr size_t kMaxRead = 1 << 20;
 // OutputSender cancels loop timers): a closure that holds a ProcessPtr and
 // runs elsewhere hands it back with a posted task.
 struct Process {
-  std::string id;  // empty until the registry has minted it
+  std::string id;  // minted by Start; empty while SpawnOnLoop runs
   pid_t pid = -1;
   Fd pidfd;
   uint64_t start_ticks = 0;
