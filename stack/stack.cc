@@ -372,13 +372,23 @@ absl::Status Stack::StopAll() {
   return first;
 }
 
+absl::Status Stack::NotSupervising(const std::string& what) const {
+  if (supervising_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, ": the stack's Run supervises the services; use PostSignal"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Stack::StopService(const std::string& name) {
+  PM_RETURN_IF_ERROR(NotSupervising("StopService " + name));
   ServiceProcess* service = Find(name);
   if (service == nullptr) return absl::NotFoundError(absl::StrCat("no service ", name));
   return Terminate(*service);
 }
 
 absl::Status Stack::KillService(const std::string& name, int sig) {
+  PM_RETURN_IF_ERROR(NotSupervising("KillService " + name));
   ServiceProcess* service = Find(name);
   if (service == nullptr) return absl::NotFoundError(absl::StrCat("no service ", name));
   if (!service->pidfd.valid()) return absl::FailedPreconditionError(name + " is not running");
@@ -390,6 +400,7 @@ absl::Status Stack::KillService(const std::string& name, int sig) {
 }
 
 absl::Status Stack::RestartService(const std::string& name) {
+  PM_RETURN_IF_ERROR(NotSupervising("RestartService " + name));
   ServiceProcess* service = Find(name);
   if (service == nullptr) return absl::NotFoundError(absl::StrCat("no service ", name));
   if (service->pidfd.valid()) return absl::FailedPreconditionError(name + " is running");
@@ -882,8 +893,14 @@ class Stack::Loop {
 };
 
 absl::StatusOr<Stack::Event> Stack::Run() {
-  Loop loop(*this);
-  return loop.Run();
+  supervising_ = true;
+  absl::StatusOr<Event> ended;
+  {
+    Loop loop(*this);
+    ended = loop.Run();
+  }
+  supervising_ = false;
+  return ended;
 }
 
 void Stack::Post(Request request) {

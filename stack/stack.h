@@ -48,6 +48,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -173,9 +174,12 @@ class Stack {
   absl::Status StopAll();
 
   // Stops one service (SIGTERM, wait) or kills it with `sig` and reaps it.
+  // FAILED_PRECONDITION while Run supervises (it owns the services then:
+  // use PostSignal).
   absl::Status StopService(const std::string& name);
   absl::Status KillService(const std::string& name, int sig);
-  // Starts a stopped service again and waits until it is healthy.
+  // Starts a stopped service again and waits until it is healthy. The same
+  // FAILED_PRECONDITION while Run supervises.
   absl::Status RestartService(const std::string& name);
 
   // What ended Run.
@@ -228,7 +232,10 @@ class Stack {
   StackOptions options_;
   std::vector<ServiceProcess> services_;
   int gateway_port_ = 0;
+  absl::Status NotSupervising(const std::string& what) const;
+
   Fd wakeup_;  // eventfd: Run's loop wakes for requests and health answers
+  std::atomic<bool> supervising_{false};  // Run is running
   absl::Mutex mu_;
   std::vector<Request> requests_ ABSL_GUARDED_BY(mu_);
 };

@@ -14,52 +14,15 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "client/client.h"
 #include "gtest/gtest.h"
+#include "stack/event_recorder.h"
 
 namespace pm::stack {
 namespace {
 
 namespace fs = std::filesystem;
 using Kind = StackEvent::Kind;
-
-// Records the events Run reports and lets the test wait for them.
-class Events {
- public:
-  void Add(const StackEvent& event) {
-    absl::MutexLock lock(&mu_);
-    events_.push_back(event);
-  }
-  // Waits until `n` events of `kind` (of `service`, when given) were seen.
-  std::vector<StackEvent> WaitFor(Kind kind, size_t n,
-                                  const std::string& service = "") {
-    absl::MutexLock lock(&mu_);
-    auto matching = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      std::vector<StackEvent> found;
-      for (const StackEvent& e : events_) {
-        if (e.kind == kind && (service.empty() || e.service == service)) {
-          found.push_back(e);
-        }
-      }
-      return found;
-    };
-    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return matching().size() >= n;
-    };
-    // A safety net: the events come within seconds.
-    mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(60));
-    return matching();
-  }
-  std::vector<StackEvent> All() {
-    absl::MutexLock lock(&mu_);
-    return events_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<StackEvent> events_ ABSL_GUARDED_BY(mu_);
-};
 
 class StackTest : public ::testing::Test {
  protected:
@@ -77,7 +40,7 @@ class StackTest : public ::testing::Test {
     options_.runtime_dir = dir_ + "/run";
     options_.binary_root = Root();
     options_.on_death = OnServiceDeath::kRestart;
-    options_.observer = [this](const StackEvent& e) { events_.Add(e); };
+    options_.observer = events_.Observer();
   }
   void TearDown() override {
     if (runner_.joinable()) {
@@ -123,7 +86,7 @@ class StackTest : public ::testing::Test {
   std::string dir_;
   std::string real_root_;
   StackOptions options_;
-  Events events_;
+  EventRecorder events_;
   std::unique_ptr<Stack> stack_;
   std::thread runner_;
   Stack::Event run_ended_;
@@ -202,6 +165,9 @@ TEST_F(StackTest, UpgradeRestartsEachServiceInOrderOnTheBinaryOnDisk) {
                           "healthy log_store", "step supervisor",
                           "healthy supervisor"}));
   EXPECT_TRUE(fs::exists(marker));
+  // Run owns the services now: the tests' direct calls are refused.
+  EXPECT_EQ(stack_->KillService("registry", SIGKILL).code(),
+            absl::StatusCode::kFailedPrecondition);
   for (const StackEvent& e : events_.All()) {
     EXPECT_NE(e.kind, Kind::kDied) << e.ToString();
   }
