@@ -16,7 +16,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <set>
+#include <map>
+#include <thread>
 
 #include <grpcpp/grpcpp.h>
 
@@ -141,7 +142,7 @@ std::string StackEvent::ToString() const {
     case K::kOrphanReaped:
       return absl::StrCat("reaped orphan pid ", pid, ": ", exit->ToString());
     case K::kUpgradeStep:
-      return absl::StrCat("upgrade: sent ", SignalName(exit->signal), " to ",
+      return absl::StrCat("upgrade: sent ", SignalName(signal), " to ",
                           who, "; restarting it on the binary on disk");
     case K::kUpgradeDone:
       return "upgrade: every service restarted and healthy";
@@ -467,12 +468,12 @@ bool Drain(const Fd& fd, T* value) {
 
 }  // namespace
 
-// Run's state: everything here lives on Run's thread, except `answers_`,
-// which health probes fill from gRPC's threads.
+// Run's state: everything here lives on Run's thread, except `finished_`,
+// which the health probes' completion-queue thread fills.
 class Stack::Loop {
  public:
   explicit Loop(Stack& stack) : stack_(stack) {}
-  ~Loop() { CancelProbes(); }
+  ~Loop() { StopProbes(); }
 
   absl::StatusOr<Event> Run() {
     PM_RETURN_IF_ERROR(Init());
@@ -502,17 +503,19 @@ class Stack::Loop {
     std::unique_ptr<grpc::health::v1::Health::Stub> health;
     std::string last_error;  // of the last probe that was not SERVING
   };
-  // One health Check in flight; owned by its callback until it runs.
+  // One health Check in flight on the completion queue; owned by the loop
+  // (probes_) until its answer is handled, which is after the queue gave
+  // it back: gRPC is done with it then.
   struct Probe {
+    size_t index;
+    uint64_t launch;
     grpc::ClientContext context;
     grpc::health::v1::HealthCheckRequest request;
     grpc::health::v1::HealthCheckResponse response;
-  };
-  struct Answer {
-    size_t index;
-    uint64_t launch;
-    bool serving;
-    std::string error;
+    grpc::Status status;
+    std::unique_ptr<
+        grpc::ClientAsyncResponseReader<grpc::health::v1::HealthCheckResponse>>
+        reader;
   };
 
   absl::Status Init() {
@@ -525,6 +528,9 @@ class Stack::Loop {
     if (!signals_) return ErrnoError("signalfd", "SIGINT|SIGTERM|SIGHUP|SIGCHLD");
     PM_RETURN_IF_ERROR(Add(signals_.get(), Tag(Source::kSignal)));
     PM_RETURN_IF_ERROR(Add(stack_.wakeup_.get(), Tag(Source::kWakeup)));
+    // The probes' answers come back on this thread, which hands them to the
+    // loop through the eventfd.
+    probe_thread_ = std::thread([this] { DeliverProbes(); });
     for (ServiceProcess& service : stack_.services_) {
       Supervised s;
       s.service = &service;
@@ -630,12 +636,18 @@ class Stack::Loop {
           break;
       }
     }
-    std::vector<Answer> answers;
+    std::vector<Probe*> finished;
     {
       absl::MutexLock lock(&mu_);
-      answers.swap(answers_);
+      finished.swap(finished_);
     }
-    for (const Answer& answer : answers) OnAnswer(answer);
+    for (Probe* raw : finished) {
+      auto it = probes_.find(raw);
+      if (it == probes_.end()) continue;
+      std::unique_ptr<Probe> probe = std::move(it->second);
+      probes_.erase(it);
+      OnAnswer(*probe);
+    }
   }
 
   // --- A service's exit ---
@@ -735,34 +747,37 @@ class Stack::Loop {
 
   void SendProbe(size_t index) {
     Supervised& s = supervised_[index];
-    auto probe = std::make_shared<Probe>();
+    auto probe = std::make_unique<Probe>();
+    probe->index = index;
+    probe->launch = s.launch;
     SetUpProbe(probe->context);
-    {
-      absl::MutexLock lock(&mu_);
-      probes_.insert(probe.get());
-    }
-    const uint64_t launch = s.launch;
-    s.health->async()->Check(
-        &probe->context, &probe->request, &probe->response,
-        [this, probe, index, launch](grpc::Status status) {
-          absl::MutexLock lock(&mu_);
-          probes_.erase(probe.get());
-          answers_.push_back(
-              {index, launch,
-               status.ok() && probe->response.status() ==
-                                  grpc::health::v1::HealthCheckResponse::SERVING,
-               status.ok() ? "not serving" : status.error_message()});
-          const uint64_t one = 1;
-          // The eventfd outlives the loop (the Stack owns it).
-          (void)!write(stack_.wakeup_.get(), &one, sizeof(one));
-        });
+    probe->reader = s.health->AsyncCheck(&probe->context, probe->request, &probes_cq_);
+    probe->reader->Finish(&probe->response, &probe->status, probe.get());
+    probes_[probe.get()] = std::move(probe);
   }
 
-  void OnAnswer(const Answer& answer) {
+  // The completion queue's thread: hands each finished probe to the loop.
+  void DeliverProbes() {
+    void* tag;
+    bool ok;
+    while (probes_cq_.Next(&tag, &ok)) {
+      {
+        absl::MutexLock lock(&mu_);
+        finished_.push_back(static_cast<Probe*>(tag));
+      }
+      const uint64_t one = 1;
+      (void)!write(stack_.wakeup_.get(), &one, sizeof(one));
+    }
+  }
+
+  void OnAnswer(const Probe& answer) {
     Supervised& s = supervised_[answer.index];
     if (answer.launch != s.launch || s.phase != Phase::kStarting) return;
-    if (!answer.serving) {
-      s.last_error = answer.error;
+    if (!answer.status.ok() ||
+        answer.response.status() !=
+            grpc::health::v1::HealthCheckResponse::SERVING) {
+      s.last_error =
+          answer.status.ok() ? "not serving" : answer.status.error_message();
       SendProbe(answer.index);
       return;
     }
@@ -779,13 +794,20 @@ class Stack::Loop {
     }
   }
 
-  // Cancels the probes in flight and waits for their callbacks, which
-  // touch this loop.
-  void CancelProbes() {
-    absl::MutexLock lock(&mu_);
-    for (Probe* probe : probes_) probe->context.TryCancel();
-    mu_.Await(absl::Condition(
-        +[](std::set<Probe*>* probes) { return probes->empty(); }, &probes_));
+  // Cancels the probes in flight and waits until the queue has given every
+  // one back: only then may they, and the stubs, go.
+  void StopProbes() {
+    for (const auto& [raw, probe] : probes_) probe->context.TryCancel();
+    probes_cq_.Shutdown();
+    if (probe_thread_.joinable()) {
+      probe_thread_.join();
+    } else {
+      // Init failed before the thread: drain here.
+      void* tag;
+      bool ok;
+      while (probes_cq_.Next(&tag, &ok)) {
+      }
+    }
   }
 
   // --- Upgrade ---
@@ -816,7 +838,7 @@ class Stack::Loop {
                           ? stack_.options_.supervisor_handoff_signal
                           : SIGTERM;
       StackEvent step = EventFor(StackEvent::Kind::kUpgradeStep, s);
-      step.exit = ExitStatus::Signaled(sig);
+      step.signal = sig;
       Emit(step);
       SetPhase(s, Phase::kHandingOff);
       Arm(s.timer, stack_.options_.stop_timeout);
@@ -887,9 +909,13 @@ class Stack::Loop {
   size_t upgrading_ = kNoUpgrade;
   bool upgrade_again_ = false;
 
+  // Declared before what uses it, so it is destroyed after them.
+  grpc::CompletionQueue probes_cq_;
+  std::map<Probe*, std::unique_ptr<Probe>> probes_;
+  std::thread probe_thread_;
+
   absl::Mutex mu_;
-  std::set<Probe*> probes_ ABSL_GUARDED_BY(mu_);
-  std::vector<Answer> answers_ ABSL_GUARDED_BY(mu_);
+  std::vector<Probe*> finished_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::StatusOr<Stack::Event> Stack::Run() {

@@ -104,6 +104,7 @@ struct StackEvent {
   std::string service;  // empty for orphans and upgrade summaries
   pid_t pid = -1;
   absl::optional<ExitStatus> exit;
+  int signal = 0;  // kUpgradeStep: the handoff signal sent
   absl::Duration delay = absl::ZeroDuration();
   std::string error;
   // "log_store (pid 12) killed by signal 9 (SIGKILL)", "restarting log_store
