@@ -11,7 +11,10 @@
 // services itself (stack().KillService, RestartService). With
 // OnServiceDeath::kRestart the harness runs the launcher's supervision
 // (Stack::Run) on a thread of its own, as `make up` does: a service killed
-// with stack().PostSignal comes back by itself, and events() says when.
+// with stack().PostSignal comes back by itself, and events() says when
+// (KillService and RestartService are refused then). A test that kills a
+// service waits for it to be healthy again before it ends, so that the
+// harness's last check (every socket removed at stop) holds.
 //
 //   TestStack stack(TestStackOptions{{}, pm::stack::OnServiceDeath::kRestart});
 //   stack.stack().PostSignal("log_store", SIGKILL);
