@@ -60,6 +60,7 @@ TEST(RegistryMainTest, ServesOnItsSocketAndStopsCleanlyOnSigterm) {
   const std::string socket_path = SocketPath(runtime_dir, Service::kRegistry);
 
   pid_t pid = Spawn({"--runtime_dir=" + runtime_dir,
+                     "--state_dir=" + std::string(dir_template) + "/state",
                      "--max_ended_records=5"});
   ASSERT_GT(pid, 0);
 

@@ -22,6 +22,7 @@
 #include "common/command_line.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/process_end.h"
 #include "common/proto_time.h"
 #include "common/runtime_dir.h"
 #include "common/status.h"
@@ -1069,15 +1070,7 @@ void Supervisor::SendUpdate(const ProcessPtr& p) {
   pm::internal::v1::UpdateRecordRequest r;
   r.set_id(p->id);
   r.set_state(s.state());
-  r.set_exit_code(s.exit_code());
-  r.set_signal(s.signal());
-  r.set_core_dumped(s.core_dumped());
-  if (s.has_ended_at()) *r.mutable_ended_at() = s.ended_at();
-  r.set_termination(s.termination());
-  r.set_output_bytes(s.output_bytes());
-  if (s.has_usage()) *r.mutable_usage() = s.usage();
-  r.set_oom_killed(s.oom_killed());
-  r.set_end_reason(s.end_reason());
+  *r.mutable_end() = ProcessEndOf(s);
   r.set_sequence(++p->update_sequence);
   ++p->updates_in_flight;
   p->dirty = false;
