@@ -708,6 +708,29 @@ TEST(RegistryWaitTest, AnsweredWhenTheRecordEnds) {
   EXPECT_EQ(answers[0]->exit_code(), 7);
 }
 
+TEST(RegistryWaitTest, AnsweredWhenTheSupervisorReportsTheRecordLost) {
+  Registry registry(Options(/*max_ended_records=*/1));
+  const std::string id = MustCreate(registry, Create());
+  ASSERT_TRUE(registry.UpdateRecord(Update(id, ProcessStatus::STATE_STOPPING)).ok());
+  std::vector<absl::StatusOr<ProcessStatus>> answers;
+  registry.Wait(id, [&](absl::StatusOr<ProcessStatus> r) { answers.push_back(r); });
+  ASSERT_TRUE(registry.UpdateRecord(Update(id, ProcessStatus::STATE_LOST)).ok());
+  ASSERT_EQ(answers.size(), 1u);
+  ASSERT_TRUE(answers[0].ok()) << answers[0].status();
+  EXPECT_EQ(answers[0]->state(), ProcessStatus::STATE_LOST);
+  EXPECT_THAT(answers[0]->end_reason(), HasSubstr("its supervisor found neither"));
+  EXPECT_TRUE(answers[0]->has_ended_at());
+  // Final: it cannot exit after all, and a retry of the same report is ok.
+  absl::StatusOr<ProcessStatus> late = registry.UpdateRecord(Exited(id, 0));
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(late.status().message(), HasSubstr("ended as LOST"));
+  EXPECT_TRUE(registry.UpdateRecord(Update(id, ProcessStatus::STATE_LOST)).ok());
+  // And it counts as ended for eviction.
+  const std::string next = MustCreate(registry, Create());
+  ASSERT_TRUE(registry.UpdateRecord(Exited(next, 0)).ok());
+  EXPECT_EQ(registry.GetStatus(id).status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST(RegistryWaitTest, AnsweredAtOnceWhenEndedOrUnknown) {
   Registry registry(Options());
   const std::string id = MustCreate(registry, Create());
