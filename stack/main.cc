@@ -14,12 +14,18 @@
 #include "common/log.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
+#include "common/state_dir.h"
 #include "stack/dev_certs.h"
 #include "stack/stack.h"
 
 DEFINE_string(runtime_dir, "",
               "Directory of the services' unix sockets (default: "
               "$PM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/pm, else /tmp/pm-<uid>)");
+
+DEFINE_string(state_dir, "",
+              "Directory of what pm keeps across restarts, passed to the "
+              "services (default: $PM_STATE_DIR, else /var/lib/pm for root, "
+              "else $XDG_STATE_HOME/pm, else ~/.local/state/pm)");
 
 DEFINE_bool(gateway, true, "Also run the gateway (mutual TLS + basic auth)");
 DEFINE_string(gateway_listen, "0.0.0.0:8080", "The gateway's TCP address");
@@ -72,8 +78,9 @@ void PrintGatewayBanner(const pm::stack::Stack& stack,
 }
 
 void PrintBanner(const pm::stack::Stack& stack) {
-  std::string text = absl::StrCat("\npm stack is up (runtime dir ",
-                                   stack.runtime_dir(), ")\n");
+  std::string text =
+      absl::StrCat("\npm stack is up (runtime dir ", stack.runtime_dir(),
+                   ", state dir ", stack.state_dir(), ")\n");
   for (const auto& service : stack.services()) {
     absl::StrAppend(&text, "  ", service.name,
                     std::string(12 - service.name.size(), ' '), "pid ",
@@ -110,6 +117,7 @@ int main(int argc, char** argv) {
   if (file_limit.ok()) options.service_file_limit = *file_limit;
   options.runtime_dir =
       FLAGS_runtime_dir.empty() ? pm::DefaultRuntimeDir() : FLAGS_runtime_dir;
+  options.state_dir = pm::StateDirFlagOrDefault(FLAGS_state_dir);
   pm::stack::DevCredentials dev;
   if (FLAGS_gateway) {
     absl::StatusOr<std::string> root = pm::stack::FindBinaryRoot();

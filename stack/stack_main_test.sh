@@ -20,7 +20,7 @@ start() {
   local log=$1
   coproc LAUNCHER {
     if [ -n "$soft" ]; then ulimit -Sn "$soft"; fi
-    exec "$stack" --runtime_dir="$dir/run" --nogateway 2>"$log"
+    exec "$stack" --runtime_dir="$dir/run" --state_dir="$dir/state" --nogateway 2>"$log"
   }
   pid=$LAUNCHER_PID
   banner=""

@@ -20,6 +20,7 @@ TestStack::TestStack(ServiceFlags extra_args) {
   runtime_dir_ = temp_dir_ + "/run";
   pm::stack::StackOptions options;
   options.runtime_dir = runtime_dir_;
+  options.state_dir = temp_dir_ + "/state";
   options.extra_args = std::move(extra_args);
   absl::StatusOr<std::unique_ptr<pm::stack::Stack>> stack =
       pm::stack::Stack::Start(options);
