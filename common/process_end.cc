@@ -5,6 +5,12 @@ namespace pm {
 using ::pm::internal::v1::ProcessEnd;
 using ::pm::v1::ProcessStatus;
 
+bool IsEndState(ProcessStatus::State state) {
+  return state == ProcessStatus::STATE_EXITED ||
+         state == ProcessStatus::STATE_SIGNALED ||
+         state == ProcessStatus::STATE_LOST;
+}
+
 ProcessEnd ProcessEndOf(const ProcessStatus& status) {
   ProcessEnd end;
   end.set_exit_code(status.exit_code());

@@ -17,6 +17,9 @@
 
 namespace pm {
 
+// Whether `state` is a final one: EXITED, SIGNALED or LOST.
+bool IsEndState(pm::v1::ProcessStatus::State state);
+
 // The end fields of `status` (whatever its state; all zero while it runs).
 pm::internal::v1::ProcessEnd ProcessEndOf(const pm::v1::ProcessStatus& status);
 

@@ -45,5 +45,14 @@ TEST(ProcessEndTest, ApplyingAnEmptyEndClearsTheOldOne) {
   EXPECT_EQ(ProcessEndOf(status).ByteSizeLong(), 0u);
 }
 
+TEST(ProcessEndTest, ExitedSignaledAndLostAreTheEndStates) {
+  EXPECT_TRUE(IsEndState(ProcessStatus::STATE_EXITED));
+  EXPECT_TRUE(IsEndState(ProcessStatus::STATE_SIGNALED));
+  EXPECT_TRUE(IsEndState(ProcessStatus::STATE_LOST));
+  EXPECT_FALSE(IsEndState(ProcessStatus::STATE_RUNNING));
+  EXPECT_FALSE(IsEndState(ProcessStatus::STATE_STOPPING));
+  EXPECT_FALSE(IsEndState(ProcessStatus::STATE_UNSPECIFIED));
+}
+
 }  // namespace
 }  // namespace pm

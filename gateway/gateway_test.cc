@@ -169,6 +169,14 @@ class FakeRegistry final : public pm::internal::v1::Registry::CallbackService {
                                    "evicted (--max_ended_records=10)"));
       return reactor;
     }
+    if (request->id() == "lost") {
+      response->set_id("lost");
+      response->set_owner_user("demo");
+      response->set_state(pm::v1::ProcessStatus::STATE_LOST);
+      response->set_end_reason("lost: the host restarted while it ran");
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
     const std::map<std::string, std::string>* map = &backend_->records;
     if (map->count(request->id()) == 0) map = &backend_->unlisted;
     auto it = map->find(request->id());
@@ -481,6 +489,14 @@ TEST_F(GatewayTest, AuthenticatedCallsReachTheLibrary) {
   absl::StatusOr<pm::v1::ProcessStatus> missing = client->GetStatus("nope");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(missing.status().message(), HasSubstr("no process with id nope"));
+}
+
+TEST_F(GatewayTest, ALostProcessIsPassedThroughAsLost) {
+  std::unique_ptr<pm::Client> client = Connect();
+  absl::StatusOr<pm::v1::ProcessStatus> lost = client->GetStatus("lost");
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  EXPECT_EQ(lost->state(), pm::v1::ProcessStatus::STATE_LOST);
+  EXPECT_EQ(lost->end_reason(), "lost: the host restarted while it ran");
 }
 
 TEST_F(GatewayTest, StartRecordsTheAuthenticatedOwnerNotAClaimedOne) {

@@ -27,11 +27,7 @@ using ::pm::internal::v1::StoredRecord;
 using ::pm::internal::v1::UpdateRecordRequest;
 using ::pm::v1::ProcessStatus;
 
-bool IsEnded(ProcessStatus::State state) {
-  return state == ProcessStatus::STATE_EXITED ||
-         state == ProcessStatus::STATE_SIGNALED ||
-         state == ProcessStatus::STATE_LOST;
-}
+bool IsEnded(ProcessStatus::State state) { return IsEndState(state); }
 
 // "EXITED" for STATE_EXITED.
 std::string StateName(ProcessStatus::State state) {

@@ -59,8 +59,7 @@ int PidfdSendSignal(int pidfd, int sig) {
 }
 
 bool Ended(const ProcessStatus& status) {
-  return status.state() == ProcessStatus::STATE_EXITED ||
-         status.state() == ProcessStatus::STATE_SIGNALED;
+  return IsEndState(status.state());
 }
 
 // The phases of a stop. Every move is made in one of three places:
