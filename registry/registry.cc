@@ -234,21 +234,23 @@ absl::Status Registry::Load() {
   }
   std::sort(ended.begin(), ended.end());
   for (auto& [order, id] : ended) ended_order_.push_back(std::move(id));
-  // Running when the host went down: how they ended is unknown.
+  // Running when the host went down: how they ended is unknown. Stored so,
+  // with the evictions past the cap (a smaller cap than last time, or the
+  // LOST ones), in one write.
+  RecordWrite write;
   for (const std::string& id : lost) {
     Record& record = records_.at(id);
-    ProcessStatus status = record.status;
-    status.set_state(ProcessStatus::STATE_LOST);
-    status.set_end_reason(absl::StrCat(
+    record.status.set_state(ProcessStatus::STATE_LOST);
+    record.status.set_end_reason(absl::StrCat(
         "lost: the host restarted while it ran (started in boot ",
         record.boot_id.empty() ? "(unknown)" : record.boot_id,
         ", now boot ", boot_id_, "); how it ended is unknown"));
-    const uint64_t order = next_ended_order_++;
-    PM_RETURN_IF_ERROR(Persist(record, status, order));
-    record.status = std::move(status);
-    record.ended_order = order;
+    record.ended_order = next_ended_order_++;
+    write.put.push_back(ToStored(record, record.status, record.ended_order));
     ended_order_.push_back(id);
   }
+  write.remove = EvictedBy(0, "");
+  PM_RETURN_IF_ERROR(Persist(write));
   if (!lost.empty()) {
     PM_LOG(WARNING) << lost.size() << " record(s) of processes that ran in "
                     << "an earlier boot are now LOST";
@@ -257,10 +259,26 @@ absl::Status Registry::Load() {
   return absl::OkStatus();
 }
 
-absl::Status Registry::Persist(const Record& record,
-                               const ProcessStatus& status,
-                               uint64_t ended_order) const {
-  if (store_ == nullptr) return absl::OkStatus();
+absl::Status Registry::Persist(const RecordWrite& write) const {
+  if (store_ == nullptr || (write.put.empty() && write.remove.empty())) {
+    return absl::OkStatus();
+  }
+  return store_->Write(write);
+}
+
+std::vector<std::string> Registry::EvictedBy(size_t ended,
+                                             const std::string& also) const {
+  std::vector<std::string> evicted;
+  const size_t kept = ended_order_.size() + ended;
+  for (size_t i = 0; i + options_.max_ended_records < kept; ++i) {
+    evicted.push_back(i < ended_order_.size() ? ended_order_[i] : also);
+  }
+  return evicted;
+}
+
+StoredRecord Registry::ToStored(const Record& record,
+                                const ProcessStatus& status,
+                                uint64_t ended_order) const {
   StoredRecord stored;
   *stored.mutable_status() = status;
   stored.set_start_ticks(record.start_ticks);
@@ -269,7 +287,7 @@ absl::Status Registry::Persist(const Record& record,
   stored.set_created_order(record.age.second);
   stored.set_ended_order(ended_order);
   stored.set_sequence(record.sequence);
-  return store_->Put(stored);
+  return stored;
 }
 
 absl::StatusOr<ProcessStatus> Registry::CreateRecord(
@@ -344,7 +362,9 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecord(
     record.boot_id = boot_id_;
     record.age = {FromProtoTimestamp(status.started_at()), next_sequence_++};
     // In the store before it is in memory: a failed write records nothing.
-    PM_RETURN_IF_ERROR(Persist(record, status, 0));
+    RecordWrite write;
+    write.put.push_back(ToStored(record, status, 0));
+    PM_RETURN_IF_ERROR(Persist(write));
     by_age_.emplace(record.age, id);
     ProcessStatus answer = Answer(status, now);
     records_.emplace(std::move(id), std::move(record));
@@ -398,13 +418,17 @@ absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
   // write leaves the record as it was.
   ProcessStatus next = status;
   uint64_t ended_order = 0;
+  RecordWrite write;
   if (IsEnded(to)) {
     ApplyEnd(request, next);
     ended_order = next_ended_order_;
+    // The records its end evicts go in the same write.
+    write.remove = EvictedBy(1, status.id());
   } else {
     next.set_state(to);
   }
-  PM_RETURN_IF_ERROR(Persist(*record, next, ended_order));
+  write.put.insert(write.put.begin(), ToStored(*record, next, ended_order));
+  PM_RETURN_IF_ERROR(Persist(write));
   record->status = std::move(next);
   if (!IsEnded(to)) return Answer(record->status, now);
   record->ended_order = ended_order;
@@ -513,13 +537,6 @@ void Registry::NoteEnded(std::string id) {
 void Registry::EvictPastCap() {
   while (ended_order_.size() > options_.max_ended_records) {
     auto it = records_.find(ended_order_.front());
-    if (store_ != nullptr) {
-      // A row left behind is evicted again by the next start's load; the
-      // record's end has been answered already, so this is only logged.
-      if (absl::Status deleted = store_->Delete(it->first); !deleted.ok()) {
-        PM_LOG(WARNING) << "evicting " << it->first << ": " << deleted;
-      }
-    }
     by_age_.erase(it->second.age);
     RememberEvicted(IdBits(it->first));
     records_.erase(it);

@@ -39,6 +39,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -181,14 +182,20 @@ class Registry {
       ABSL_SHARED_LOCKS_REQUIRED(mutex_);
   // Queues the just-ended record `id` for eviction and drops the records
   // that ended first while more than the cap are kept.
+  // (The store has dropped them already: see EvictedBy.)
   void NoteEnded(std::string id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void EvictPastCap() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  // Writes `record` with `status` and `ended_order` in place of its own
-  // (what it is about to become) to the store; OK without a store.
-  absl::Status Persist(const Record& record,
-                       const pm::v1::ProcessStatus& status,
-                       uint64_t ended_order) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // The ids NoteEnded would evict after `ended` more records end (`also`,
+  // if not empty, being the last of them).
+  std::vector<std::string> EvictedBy(size_t ended, const std::string& also)
+      const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // The store's copy of `record` with `status` and `ended_order` in place
+  // of its own (what it is about to become).
+  pm::internal::v1::StoredRecord ToStored(const Record& record,
+                                          const pm::v1::ProcessStatus& status,
+                                          uint64_t ended_order) const;
+  // Writes `write` to the store, in one transaction; OK without a store.
+  absl::Status Persist(const RecordWrite& write) const;
   // Open's second half: the store's records into memory.
   absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Remembers the id of an evicted record, forgetting the oldest past

@@ -245,12 +245,11 @@ TEST_F(RegistryStoreTest, ConcurrentCreatesAreAllStored) {
 // A store whose writes fail from a point on (a full disk).
 class FailingStore : public RecordStore {
  public:
-  absl::Status Put(const StoredRecord& record) override {
+  absl::Status Write(const RecordWrite& write) override {
     if (fail) return absl::ResourceExhaustedError("disk full");
-    puts.push_back(record);
+    puts.insert(puts.end(), write.put.begin(), write.put.end());
     return absl::OkStatus();
   }
-  absl::Status Delete(absl::string_view) override { return absl::OkStatus(); }
   absl::StatusOr<std::vector<StoredRecord>> LoadAll() override {
     return std::vector<StoredRecord>();
   }

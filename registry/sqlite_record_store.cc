@@ -116,10 +116,31 @@ SqliteRecordStore::~SqliteRecordStore() {
   sqlite3_close(db_);
 }
 
+absl::Status SqliteRecordStore::Write(const RecordWrite& write) {
+  absl::MutexLock lock(&mutex_);
+  const bool batch = write.put.size() + write.remove.size() > 1;
+  // A single statement is a transaction of its own already.
+  if (batch) PM_RETURN_IF_ERROR(Exec("BEGIN"));
+  absl::Status status = absl::OkStatus();
+  for (const StoredRecord& record : write.put) {
+    if (status.ok()) status = Put(record);
+  }
+  for (const std::string& id : write.remove) {
+    if (status.ok()) status = Remove(id);
+  }
+  if (!batch) return status;
+  if (status.ok()) status = Exec("COMMIT");
+  if (!status.ok()) {
+    // Nothing of it stays; a failed rollback is SQLite's to finish (it
+    // rolls back on the next open).
+    Exec("ROLLBACK").IgnoreError();
+  }
+  return status;
+}
+
 absl::Status SqliteRecordStore::Put(const StoredRecord& record) {
   const std::string blob = record.SerializeAsString();
   const pm::v1::ProcessStatus& status = record.status();
-  absl::MutexLock lock(&mutex_);
   absl::Cleanup reset = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     sqlite3_reset(put_);
     sqlite3_clear_bindings(put_);
@@ -141,8 +162,7 @@ absl::Status SqliteRecordStore::Put(const StoredRecord& record) {
   return absl::OkStatus();
 }
 
-absl::Status SqliteRecordStore::Delete(absl::string_view id) {
-  absl::MutexLock lock(&mutex_);
+absl::Status SqliteRecordStore::Remove(const std::string& id) {
   absl::Cleanup reset = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     sqlite3_reset(delete_);
     sqlite3_clear_bindings(delete_);

@@ -3,12 +3,12 @@
 //
 //   PM_ASSIGN_OR_RETURN(std::unique_ptr<SqliteRecordStore> store,
 //                       SqliteRecordStore::Open(state_dir + "/registry.sqlite"));
-//   PM_RETURN_IF_ERROR(store->Put(stored));
+//   PM_RETURN_IF_ERROR(store->Write({.put = {stored}}));
 //
 // One row per record: the StoredRecord as a serialized protobuf blob, plus
 // the columns a query would need (id, owner_user, state, ended_order).
-// Journal in WAL mode with synchronous=NORMAL: a Put returns once its
-// transaction is appended to the write-ahead log (a write(), no fsync), so
+// Each Write is one transaction. Journal in WAL mode with
+// synchronous=NORMAL: a Write returns once its transaction is appended to the write-ahead log (a write(), no fsync), so
 // it survives the death of the registry at any point (the kernel has the
 // bytes); a power loss or kernel crash may lose the last transactions before
 // the next checkpoint syncs the log, but never corrupts the database.
@@ -46,8 +46,7 @@ class SqliteRecordStore : public RecordStore {
   SqliteRecordStore(const SqliteRecordStore&) = delete;
   SqliteRecordStore& operator=(const SqliteRecordStore&) = delete;
 
-  absl::Status Put(const pm::internal::v1::StoredRecord& record) override;
-  absl::Status Delete(absl::string_view id) override;
+  absl::Status Write(const RecordWrite& write) override;
   absl::StatusOr<std::vector<pm::internal::v1::StoredRecord>> LoadAll()
       override;
 
@@ -58,6 +57,11 @@ class SqliteRecordStore : public RecordStore {
   absl::Status Init();
   // Runs `sql` (no results wanted).
   absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // One row in or out, inside Write's transaction.
+  absl::Status Put(const pm::internal::v1::StoredRecord& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  absl::Status Remove(const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // The status of SQLite result `rc` from `call` ("sqlite3_step(INSERT ...)"),
   // naming the file and SQLite's message.
   absl::Status Error(int rc, absl::string_view call) const;

@@ -57,14 +57,15 @@ TEST(SqliteRecordStoreTest, PutReplaceAndDeleteSurviveAReopen) {
   {
     auto store = SqliteRecordStore::Open(path);
     ASSERT_TRUE(store.ok()) << store.status();
-    ASSERT_TRUE((*store)->Put(Record(1)).ok());
-    ASSERT_TRUE((*store)->Put(Record(2)).ok());
-    ASSERT_TRUE((*store)->Put(Record(3)).ok());
+    ASSERT_TRUE((*store)->Write({{Record(1), Record(2)}, {}}).ok());
+    ASSERT_TRUE((*store)->Write({{Record(3)}, {}}).ok());
     StoredRecord ended = Record(2, ProcessStatus::STATE_EXITED);
     ended.set_ended_order(1);
-    ASSERT_TRUE((*store)->Put(ended).ok());  // replaces
-    ASSERT_TRUE((*store)->Delete(Record(3).status().id()).ok());
-    ASSERT_TRUE((*store)->Delete("not-there").ok());
+    // Replaces, and drops in the same transaction.
+    ASSERT_TRUE(
+        (*store)->Write({{ended}, {Record(3).status().id(), "not-there"}}).ok());
+    // Put and removed at once: gone.
+    ASSERT_TRUE((*store)->Write({{Record(4)}, {Record(4).status().id()}}).ok());
   }
   auto store = SqliteRecordStore::Open(path);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -84,7 +85,7 @@ TEST(SqliteRecordStoreTest, TheDatabaseIsPrivate) {
   auto store = SqliteRecordStore::Open(path);
   umask(old_mask);
   ASSERT_TRUE(store.ok()) << store.status();
-  ASSERT_TRUE((*store)->Put(Record(1)).ok());
+  ASSERT_TRUE((*store)->Write({{Record(1)}, {}}).ok());
   struct stat st;
   ASSERT_EQ(stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
@@ -124,7 +125,9 @@ TEST(SqliteRecordStoreTest, ATornDatabaseIsAnErrorNamingItNotACrash) {
   {
     auto store = SqliteRecordStore::Open(path);
     ASSERT_TRUE(store.ok()) << store.status();
-    for (int i = 0; i < 300; ++i) ASSERT_TRUE((*store)->Put(Record(i)).ok());
+    for (int i = 0; i < 300; ++i) {
+      ASSERT_TRUE((*store)->Write({{Record(i)}, {}}).ok());
+    }
   }  // closed: the log is checkpointed into the file
   struct stat st;
   ASSERT_EQ(stat(path.c_str(), &st), 0);
@@ -145,7 +148,7 @@ TEST(SqliteRecordStoreTest, ARowThatIsNotARecordIsDataLossNamingIt) {
     auto store = SqliteRecordStore::Open(path);
     ASSERT_TRUE(store.ok()) << store.status();
     StoredRecord record = Record(1);
-    ASSERT_TRUE((*store)->Put(record).ok());
+    ASSERT_TRUE((*store)->Write({{record}, {}}).ok());
   }
   {
     // Another program (or a bit flip) rewrote the blob.
