@@ -27,8 +27,6 @@ using ::pm::internal::v1::StoredRecord;
 using ::pm::internal::v1::UpdateRecordRequest;
 using ::pm::v1::ProcessStatus;
 
-bool IsEnded(ProcessStatus::State state) { return IsEndState(state); }
-
 // "EXITED" for STATE_EXITED.
 std::string StateName(ProcessStatus::State state) {
   return std::string(
@@ -158,9 +156,9 @@ ProcessStatus Answer(const ProcessStatus& stored, absl::Time now) {
   ProcessStatus status = stored;
   const absl::Time started = FromProtoTimestamp(stored.started_at());
   // A record lost at a reboot has no known end, so no run time.
-  if (IsEnded(stored.state()) && !stored.has_ended_at()) return status;
+  if (IsEndState(stored.state()) && !stored.has_ended_at()) return status;
   const absl::Time until =
-      IsEnded(stored.state()) ? FromProtoTimestamp(stored.ended_at()) : now;
+      IsEndState(stored.state()) ? FromProtoTimestamp(stored.ended_at()) : now;
   *status.mutable_run_time() =
       ToProtoDuration(std::max(until - started, absl::ZeroDuration()));
   return status;
@@ -224,7 +222,7 @@ absl::Status Registry::Load() {
     next_sequence_ = std::max(next_sequence_, one.created_order() + 1);
     next_ended_order_ = std::max(next_ended_order_, one.ended_order() + 1);
     const std::string id = record.status.id();
-    if (IsEnded(record.status.state())) {
+    if (IsEndState(record.status.state())) {
       ended.emplace_back(record.ended_order, id);
     } else if (record.boot_id != boot_id_) {
       lost.push_back(id);
@@ -400,7 +398,7 @@ absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
   const ProcessStatus::State from = status.state();
   const ProcessStatus::State to = request.state();
 
-  if (IsEnded(from)) {
+  if (IsEndState(from)) {
     if (IsSameEnd(status, request)) return Answer(status, now);
     return absl::FailedPreconditionError(absl::StrCat(
         "process ", status.id(), " has already ended as ",
@@ -419,7 +417,7 @@ absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
   ProcessStatus next = status;
   uint64_t ended_order = 0;
   RecordWrite write;
-  if (IsEnded(to)) {
+  if (IsEndState(to)) {
     ApplyEnd(request, next);
     ended_order = next_ended_order_;
     // The records its end evicts go in the same write.
@@ -430,7 +428,7 @@ absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
   write.put.insert(write.put.begin(), ToStored(*record, next, ended_order));
   PM_RETURN_IF_ERROR(Persist(write));
   record->status = std::move(next);
-  if (!IsEnded(to)) return Answer(record->status, now);
+  if (!IsEndState(to)) return Answer(record->status, now);
   record->ended_order = ended_order;
   ++next_ended_order_;
   // Answered before NoteEnded, which may evict this very record (with a cap
@@ -449,7 +447,7 @@ uint64_t Registry::Wait(absl::string_view id, WaitCallback done) {
     absl::StatusOr<Record*> record = Find(id);
     if (!record.ok()) {
       now_answer = record.status();
-    } else if (IsEnded((*record)->status.state())) {
+    } else if (IsEndState((*record)->status.state())) {
       now_answer = Answer((*record)->status, absl::Now());
     } else {
       const uint64_t token = next_wait_token_++;
@@ -482,7 +480,7 @@ absl::StatusOr<ProcessStatus> Registry::GetStatus(absl::string_view id) const {
   // supervisor's updates. The state may change meanwhile; the start-ticks
   // checks keep the view from being someone else's.
   ProcessStatus status = Answer(stored, absl::Now());
-  if (!IsEnded(status.state())) {
+  if (!IsEndState(status.state())) {
     AddLiveView(options_.proc_root, start_ticks, status);
     if (!cgroup.empty()) *status.mutable_usage() = ReadCgroupUsage(cgroup);
   }
