@@ -248,6 +248,7 @@ class FailingStore : public RecordStore {
   absl::Status Write(const RecordWrite& write) override {
     if (fail) return absl::ResourceExhaustedError("disk full");
     puts.insert(puts.end(), write.put.begin(), write.put.end());
+    writes.push_back(write);
     return absl::OkStatus();
   }
   absl::StatusOr<std::vector<StoredRecord>> LoadAll() override {
@@ -255,6 +256,7 @@ class FailingStore : public RecordStore {
   }
   bool fail = false;
   std::vector<StoredRecord> puts;
+  std::vector<RecordWrite> writes;
 };
 
 TEST_F(RegistryStoreTest, AFailedWriteChangesNothingAndIsReturned) {
@@ -280,6 +282,23 @@ TEST_F(RegistryStoreTest, AFailedWriteChangesNothingAndIsReturned) {
   EXPECT_EQ((*registry)->GetStatus(id)->state(), ProcessStatus::STATE_EXITED);
   EXPECT_EQ(store->puts.back().status().state(), ProcessStatus::STATE_EXITED);
   EXPECT_EQ(store->puts.back().ended_order(), 1u);
+}
+
+TEST_F(RegistryStoreTest, AnEndAndTheEvictionItCausesAreOneWrite) {
+  auto owned = std::make_unique<FailingStore>();
+  FailingStore* store = owned.get();
+  auto registry = Registry::Open(Options(/*max_ended_records=*/1), std::move(owned));
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  const std::string first = MustCreate(**registry, 1);
+  const std::string second = MustCreate(**registry, 2);
+  ASSERT_TRUE((*registry)->UpdateRecord(Exited(first, 0)).ok());
+  ASSERT_TRUE((*registry)->UpdateRecord(Exited(second, 0)).ok());
+  ASSERT_EQ(store->writes.size(), 4u);  // two creates, two ends
+  const RecordWrite& last = store->writes.back();
+  ASSERT_EQ(last.put.size(), 1u);
+  EXPECT_EQ(last.put[0].status().id(), second);
+  EXPECT_EQ(last.put[0].ended_order(), 2u);
+  EXPECT_THAT(last.remove, ::testing::ElementsAre(first));
 }
 
 TEST_F(RegistryStoreTest, AMissingBootIdFileIsAnErrorNamingIt) {
