@@ -261,7 +261,13 @@ absl::Status Registry::Persist(const RecordWrite& write) const {
   if (store_ == nullptr || (write.put.empty() && write.remove.empty())) {
     return absl::OkStatus();
   }
-  return store_->Write(write);
+  absl::Status written = store_->Write(write);
+  if (written.ok()) return written;
+  // UNAVAILABLE whatever the store's reason (a full disk, say): the call
+  // changed nothing and may succeed later, and the supervisor retries a
+  // state update on UNAVAILABLE until it lands.
+  return absl::UnavailableError(
+      absl::StrCat("the records could not be stored: ", written.ToString()));
 }
 
 std::vector<std::string> Registry::EvictedBy(size_t ended,

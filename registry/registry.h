@@ -96,8 +96,8 @@ class Registry {
   // ticks, started_at (now if unset), owner and cgroup. The spec's env is neither kept nor echoed: it may
   // hold secrets. Returns the new status (without the live /proc view),
   // once it is in the store. INVALID_ARGUMENT if pid <= 0 or the executable
-  // is empty; INTERNAL if no id can be minted; the store's error (nothing
-  // is recorded then).
+  // is empty; INTERNAL if no id can be minted; UNAVAILABLE with the store's
+  // error when it could not be stored (nothing is recorded then).
   absl::StatusOr<pm::v1::ProcessStatus> CreateRecord(
       const pm::internal::v1::CreateRecordRequest& request);
 
@@ -110,8 +110,8 @@ class Registry {
   // update applies the request's ProcessEnd (ended_at now if unset).
   // Repeating the current state is a no-op, so the supervisor may retry an
   // update whose answer it lost; an ended record is final, so a repeated
-  // final update must match it. A store error is returned and the record
-  // stays as it was.
+  // final update must match it. UNAVAILABLE with the store's error when the
+  // change could not be stored: the record stays as it was.
   // Errors: INVALID_ARGUMENT for a malformed id, an unspecified state, an
   // exit code outside 0..255 or a signal <= 0; NOT_FOUND for an unknown id
   // ("no process with id ...", or "process ... ended and its record was

@@ -270,11 +270,13 @@ TEST_F(RegistryStoreTest, AFailedWriteChangesNothingAndIsReturned) {
 
   store->fail = true;
   absl::StatusOr<ProcessStatus> created = (*registry)->CreateRecord(Create(2));
-  EXPECT_EQ(created.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(created.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(created.status().message(), HasSubstr("disk full"));
   EXPECT_EQ((*registry)->size(), 1u);
   absl::StatusOr<ProcessStatus> updated =
       (*registry)->UpdateRecord(Exited(id, 3));
-  EXPECT_EQ(updated.status().code(), absl::StatusCode::kResourceExhausted);
+  // UNAVAILABLE: the supervisor retries it.
+  EXPECT_EQ(updated.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ((*registry)->GetStatus(id)->state(), ProcessStatus::STATE_RUNNING);
 
   store->fail = false;  // the supervisor's retry then lands
