@@ -29,6 +29,7 @@ _LIBRARIES = {
     "grpc++": (["grpc++"], []),
     "grpc++_reflection": (["grpc++"], ["-lgrpc++_reflection"]),
     "protobuf": (["protobuf"], []),
+    "sqlite3": (["sqlite3"], []),
     "ssl": (["libssl", "libcrypto"], []),
 }
 

@@ -12,6 +12,7 @@
 #include "absl/strings/str_replace.h"
 #include "common/command_line.h"
 #include "common/exit_status.h"
+#include "common/process_end.h"
 #include "common/proto_time.h"
 #include "common/utf8.h"
 
@@ -111,17 +112,21 @@ std::string StateName(ProcessStatus::State state) {
       return "exited";
     case ProcessStatus::STATE_SIGNALED:
       return "signaled";
+    case ProcessStatus::STATE_LOST:
+      return "lost";
     default:
       return "unknown";
   }
 }
 
 bool HasEnded(const ProcessStatus& status) {
-  return status.state() == ProcessStatus::STATE_EXITED ||
-         status.state() == ProcessStatus::STATE_SIGNALED;
+  return IsEndState(status.state());
 }
 
 std::string DescribeEnd(const ProcessStatus& status) {
+  if (status.state() == ProcessStatus::STATE_LOST) {
+    return "lost: how it ended is unknown";
+  }
   if (HasEnded(status)) return EndOf(status).ToString();
   return absl::StrCat(StateName(status.state()), " (pid ", status.pid(), ")");
 }
@@ -142,6 +147,7 @@ std::string DescribeTermination(ProcessStatus::Termination termination) {
 }
 
 int ShellExitCode(const ProcessStatus& status) {
+  if (status.state() == ProcessStatus::STATE_LOST) return kShellCodeLost;
   return HasEnded(status) ? EndOf(status).ShellCode() : 1;
 }
 

@@ -22,15 +22,16 @@
 
 namespace pm::cli {
 
-// "running", "stopping", "exited", "signaled" ("unknown" otherwise).
+// "running", "stopping", "exited", "signaled", "lost" ("unknown"
+// otherwise).
 std::string StateName(pm::v1::ProcessStatus::State state);
 
-// Whether the process has ended (exited or signaled).
+// Whether the process has ended (exited, signaled or lost).
 bool HasEnded(const pm::v1::ProcessStatus& status);
 
 // The final state in words: "exited with code 3", "killed by signal 9
-// (SIGKILL) (core dumped)"; "running (pid 42)" or "stopping (pid 42)" while
-// it has not ended.
+// (SIGKILL) (core dumped)", "lost: how it ended is unknown"; "running
+// (pid 42)" or "stopping (pid 42)" while it has not ended.
 std::string DescribeEnd(const pm::v1::ProcessStatus& status);
 
 // How it came to end: "ended by itself", "ended after the SIGTERM of a
@@ -38,8 +39,12 @@ std::string DescribeEnd(const pm::v1::ProcessStatus& status);
 std::string DescribeTermination(pm::v1::ProcessStatus::Termination termination);
 
 // The conventional shell exit code of an ended process: its exit code, or
-// 128 + the signal. 1 for a process that has not ended.
+// 128 + the signal, or kShellCodeLost when its end is unknown (LOST). 1 for
+// a process that has not ended.
 int ShellExitCode(const pm::v1::ProcessStatus& status);
+// Not 0 (it may have failed) nor a code it could have exited with by
+// itself in the usual conventions (126, 127 and 128 + n are the shell's).
+inline constexpr int kShellCodeLost = 125;
 
 // A word as a POSIX shell would need it typed: as is when it is plain,
 // else in single quotes, or $'...' when it holds control characters or

@@ -45,6 +45,14 @@ ProcessStatus Exited(int code) {
   return status;
 }
 
+ProcessStatus Lost() {
+  ProcessStatus status = Running();
+  status.set_state(ProcessStatus::STATE_LOST);
+  status.set_end_reason("lost: the host restarted while it ran");
+  status.clear_proc_status();
+  return status;
+}
+
 ProcessStatus Signaled(int signal, bool core = false) {
   ProcessStatus status = Exited(0);
   status.set_state(ProcessStatus::STATE_SIGNALED);
@@ -58,6 +66,7 @@ TEST(FormatTest, StateNames) {
   EXPECT_EQ(StateName(ProcessStatus::STATE_STOPPING), "stopping");
   EXPECT_EQ(StateName(ProcessStatus::STATE_EXITED), "exited");
   EXPECT_EQ(StateName(ProcessStatus::STATE_SIGNALED), "signaled");
+  EXPECT_EQ(StateName(ProcessStatus::STATE_LOST), "lost");
   EXPECT_EQ(StateName(ProcessStatus::STATE_UNSPECIFIED), "unknown");
 }
 
@@ -67,6 +76,7 @@ TEST(FormatTest, DescribeEnd) {
   EXPECT_EQ(DescribeEnd(Signaled(11, true)),
             "killed by signal 11 (SIGSEGV) (core dumped)");
   EXPECT_EQ(DescribeEnd(Running()), "running (pid 4242)");
+  EXPECT_EQ(DescribeEnd(Lost()), "lost: how it ended is unknown");
 }
 
 TEST(FormatTest, ShellExitCode) {
@@ -75,6 +85,20 @@ TEST(FormatTest, ShellExitCode) {
   EXPECT_EQ(ShellExitCode(Signaled(9)), 137);
   EXPECT_EQ(ShellExitCode(Signaled(15)), 143);
   EXPECT_EQ(ShellExitCode(Running()), 1);
+  EXPECT_EQ(ShellExitCode(Lost()), kShellCodeLost);
+}
+
+TEST(FormatTest, ALostProcessShowsAsEndedWithItsReason) {
+  const std::string block = FormatStatusBlock(Lost(), absl::UTCTimeZone());
+  EXPECT_THAT(block, HasSubstr("state:        lost\n"));
+  EXPECT_THAT(block, HasSubstr("exit:         lost: how it ended is unknown\n"));
+  EXPECT_THAT(block, HasSubstr("end reason:   lost: the host restarted"));
+  EXPECT_THAT(block, Not(HasSubstr("ended:")));  // no known end time
+  EXPECT_THAT(block, Not(HasSubstr("rss:")));    // not a live process
+  pm::v1::ListResponse list;
+  *list.add_processes() = Lost();
+  EXPECT_THAT(FormatTable(list, absl::UTCTimeZone()),
+              ::testing::ContainsRegex("lost +4242 +- +"));
 }
 
 TEST(FormatTest, ShellQuote) {

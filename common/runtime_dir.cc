@@ -39,7 +39,11 @@ std::string DefaultRuntimeDir() {
 }
 
 absl::Status EnsureRuntimeDir(const std::string& dir) {
-  if (dir.empty()) return absl::InvalidArgumentError("empty runtime dir");
+  return EnsurePrivateDir(dir, "runtime dir");
+}
+
+absl::Status EnsurePrivateDir(const std::string& dir, absl::string_view what) {
+  if (dir.empty()) return absl::InvalidArgumentError(absl::StrCat("empty ", what));
   // Parents first (like mkdir -p); only the last component gets 0700 checks.
   for (size_t pos = dir.find('/', 1); pos != std::string::npos;
        pos = dir.find('/', pos + 1)) {
@@ -55,11 +59,11 @@ absl::Status EnsureRuntimeDir(const std::string& dir) {
   if (lstat(dir.c_str(), &st) != 0) return ErrnoError("lstat", dir);
   if (!S_ISDIR(st.st_mode)) {
     return absl::FailedPreconditionError(
-        absl::StrCat("runtime dir ", dir, " is not a directory"));
+        absl::StrCat(what, " ", dir, " is not a directory"));
   }
   if (st.st_uid != getuid()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "runtime dir ", dir, " is owned by uid ", st.st_uid, ", not by us (",
+        what, " ", dir, " is owned by uid ", st.st_uid, ", not by us (",
         getuid(), ")"));
   }
   if ((st.st_mode & 077) != 0 && chmod(dir.c_str(), 0700) != 0) {

@@ -30,6 +30,10 @@ std::string DefaultRuntimeDir();
 // otherwise, naming the path and what is wrong.
 absl::Status EnsureRuntimeDir(const std::string& dir);
 
+// What EnsureRuntimeDir and EnsureStateDir (common/state_dir.h) do, with
+// `what` ("runtime dir", "state dir") naming the directory in errors.
+absl::Status EnsurePrivateDir(const std::string& dir, absl::string_view what);
+
 // <dir>/<service>.sock
 std::string SocketPath(absl::string_view dir, Service service);
 

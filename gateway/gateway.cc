@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "common/fd.h"
 #include "common/runtime_dir.h"
+#include "common/state_dir.h"
 #include "common/server.h"
 #include "common/status.h"
 
@@ -60,9 +61,15 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(GatewayOptions options) 
   }
   PM_RETURN_IF_ERROR(EnsureRuntimeDir(options.runtime_dir));
   AuditLogOptions audit;
-  audit.path = options.audit_log.empty()
-                   ? absl::StrCat(options.runtime_dir, "/gateway-audit.jsonl")
-                   : options.audit_log;
+  audit.path = options.audit_log;
+  if (audit.path.empty()) {
+    if (options.state_dir.empty()) {
+      return absl::InvalidArgumentError(
+          "no audit log: neither an audit log path nor a state dir is set");
+    }
+    PM_RETURN_IF_ERROR(EnsureStateDir(options.state_dir));
+    audit.path = absl::StrCat(options.state_dir, "/gateway-audit.jsonl");
+  }
   audit.max_bytes = options.audit_log_max_bytes;
   PM_ASSIGN_OR_RETURN(gateway->audit_, AuditLog::Open(audit));
   gateway->throttle_ = std::make_unique<AuthThrottle>();

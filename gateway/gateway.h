@@ -71,8 +71,11 @@ struct GatewayOptions {
   // Where the local services' sockets are; the gateway's own unix socket
   // (gateway.sock) goes there too.
   std::string runtime_dir;
+  // What outlives the gateway (common/state_dir.h); created 0700 when the
+  // audit log goes there.
+  std::string state_dir;
   // The audit log (JSON lines, audit_log.h); empty: gateway-audit.jsonl in
-  // the runtime dir.
+  // the state dir (INVALID_ARGUMENT if that is empty too).
   std::string audit_log;
   uint64_t audit_log_max_bytes = 16 << 20;
   // Per-user caps on the TCP door (user_quotas.h).

@@ -169,6 +169,14 @@ class FakeRegistry final : public pm::internal::v1::Registry::CallbackService {
                                    "evicted (--max_ended_records=10)"));
       return reactor;
     }
+    if (request->id() == "lost") {
+      response->set_id("lost");
+      response->set_owner_user("demo");
+      response->set_state(pm::v1::ProcessStatus::STATE_LOST);
+      response->set_end_reason("lost: the host restarted while it ran");
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
     const std::map<std::string, std::string>* map = &backend_->records;
     if (map->count(request->id()) == 0) map = &backend_->unlisted;
     auto it = map->find(request->id());
@@ -396,6 +404,7 @@ class GatewayTest : public ::testing::Test {
     options.tls = {Pki("ca.pem"), Pki("server.pem"), Pki("server.key"), 1};
     options.users_file = dir_ + "/users";
     options.runtime_dir = runtime_dir;
+    options.state_dir = dir_ + "/state";
     // The caps have tests of their own.
     options.quotas.starts_per_second = 0;
     options.quotas.max_calls = 0;
@@ -480,6 +489,14 @@ TEST_F(GatewayTest, AuthenticatedCallsReachTheLibrary) {
   absl::StatusOr<pm::v1::ProcessStatus> missing = client->GetStatus("nope");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(missing.status().message(), HasSubstr("no process with id nope"));
+}
+
+TEST_F(GatewayTest, ALostProcessIsPassedThroughAsLost) {
+  std::unique_ptr<pm::Client> client = Connect();
+  absl::StatusOr<pm::v1::ProcessStatus> lost = client->GetStatus("lost");
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  EXPECT_EQ(lost->state(), pm::v1::ProcessStatus::STATE_LOST);
+  EXPECT_EQ(lost->end_reason(), "lost: the host restarted while it ran");
 }
 
 TEST_F(GatewayTest, StartRecordsTheAuthenticatedOwnerNotAClaimedOne) {
@@ -1151,8 +1168,10 @@ TEST_F(GatewayTest, EveryCallAndEveryRefusedAuthenticationIsAudited) {
   EXPECT_EQ(Connect("hunter2-not-it")->List().status().code(),
             absl::StatusCode::kPermissionDenied);
 
+  // By default in the state dir, which outlives a reboot (the runtime dir
+  // may not).
   const std::string path = gateway_->audit_log_path();
-  EXPECT_THAT(path, HasSubstr("audit"));
+  EXPECT_EQ(path, dir_ + "/state/gateway-audit.jsonl");
   std::vector<std::string> lines = Lines(ReadAll(path));
   ASSERT_EQ(lines.size(), 3u) << ReadAll(path);
   EXPECT_THAT(lines[0], HasSubstr(absl::StrCat(

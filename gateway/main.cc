@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/memory_trimmer.h"
 #include "common/runtime_dir.h"
+#include "common/state_dir.h"
 #include "common/server.h"
 #include "gateway/gateway.h"
 #include "gateway/tls_policy.h"
@@ -31,7 +32,11 @@ DEFINE_string(port_file, "",
               "If set, the bound TCP port is written here once listening");
 DEFINE_string(audit_log, "",
               "The audit log: a JSON line per call and per refused "
-              "authentication (default: gateway-audit.jsonl in the runtime dir)");
+              "authentication (default: gateway-audit.jsonl in the state dir)");
+DEFINE_string(state_dir, "",
+              "Directory of what pm keeps across restarts: the audit log's "
+              "default home (default: $PM_STATE_DIR, else /var/lib/pm for "
+              "root, else $XDG_STATE_HOME/pm, else ~/.local/state/pm)");
 DEFINE_uint64(audit_log_max_bytes, 16 << 20,
               "Size at which the audit log is rotated (3 old files are kept)");
 DEFINE_int64(max_streams_per_user, 256,
@@ -79,6 +84,7 @@ int main(int argc, char** argv) {
   options.runtime_dir =
       FLAGS_runtime_dir.empty() ? pm::DefaultRuntimeDir() : FLAGS_runtime_dir;
   options.port_file = FLAGS_port_file;
+  options.state_dir = pm::StateDirFlagOrDefault(FLAGS_state_dir);
   options.audit_log = FLAGS_audit_log;
   options.audit_log_max_bytes = FLAGS_audit_log_max_bytes;
   options.quotas.max_streams = FLAGS_max_streams_per_user;

@@ -2,13 +2,16 @@
 
 #include <algorithm>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/command_line.h"
+#include "common/fd.h"
 #include "common/log.h"
+#include "common/process_end.h"
 #include "common/proto_time.h"
 #include "common/status.h"
 #include "common/utf8.h"
@@ -18,14 +21,11 @@
 namespace pm::registry {
 namespace {
 
+using ::pm::internal::v1::CgroupPaths;
 using ::pm::internal::v1::CreateRecordRequest;
+using ::pm::internal::v1::StoredRecord;
 using ::pm::internal::v1::UpdateRecordRequest;
 using ::pm::v1::ProcessStatus;
-
-bool IsEnded(ProcessStatus::State state) {
-  return state == ProcessStatus::STATE_EXITED ||
-         state == ProcessStatus::STATE_SIGNALED;
-}
 
 // "EXITED" for STATE_EXITED.
 std::string StateName(ProcessStatus::State state) {
@@ -54,61 +54,88 @@ absl::Status ValidateUpdate(const UpdateRecordRequest& request) {
     case ProcessStatus::STATE_STOPPING:
       return absl::OkStatus();
     case ProcessStatus::STATE_EXITED:
-      if (request.exit_code() < 0 || request.exit_code() > 255) {
+      if (request.end().exit_code() < 0 || request.end().exit_code() > 255) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "exit code must be in 0..255, got ", request.exit_code()));
+            "exit code must be in 0..255, got ", request.end().exit_code()));
       }
       return absl::OkStatus();
     case ProcessStatus::STATE_SIGNALED:
-      if (request.signal() <= 0) {
+      if (request.end().signal() <= 0) {
         return absl::InvalidArgumentError(
-            absl::StrCat("signal must be > 0, got ", request.signal()));
+            absl::StrCat("signal must be > 0, got ", request.end().signal()));
       }
       return absl::OkStatus();
+    case ProcessStatus::STATE_LOST:
+      return absl::OkStatus();
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("update to state ", request.state(),
-                       " (", ProcessStatus::State_Name(request.state()),
-                       "): want RUNNING, STOPPING, EXITED or SIGNALED"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "update to state ", request.state(), " (",
+          ProcessStatus::State_Name(request.state()),
+          "): want RUNNING, STOPPING, EXITED, SIGNALED or LOST"));
   }
 }
 
 // Whether `request` reports the very end already on record: a retry.
 bool IsSameEnd(const ProcessStatus& status,
                const UpdateRecordRequest& request) {
+  const pm::internal::v1::ProcessEnd& end = request.end();
   if (status.state() != request.state() ||
-      status.termination() != request.termination() ||
-      status.output_bytes() != request.output_bytes()) {
+      status.termination() != end.termination() ||
+      status.output_bytes() != end.output_bytes()) {
     return false;
   }
-  if (request.has_ended_at() &&
-      FromProtoTimestamp(request.ended_at()) !=
-          FromProtoTimestamp(status.ended_at())) {
+  if (end.has_ended_at() && FromProtoTimestamp(end.ended_at()) !=
+                                FromProtoTimestamp(status.ended_at())) {
     return false;
   }
-  if (status.state() == ProcessStatus::STATE_EXITED) {
-    return status.exit_code() == request.exit_code();
+  switch (status.state()) {
+    case ProcessStatus::STATE_EXITED:
+      return status.exit_code() == end.exit_code();
+    case ProcessStatus::STATE_SIGNALED:
+      return status.signal() == end.signal() &&
+             status.core_dumped() == end.core_dumped();
+    default:  // LOST: no more to compare
+      return true;
   }
-  return status.signal() == request.signal() &&
-         status.core_dumped() == request.core_dumped();
 }
 
+// The record `status` as ended by `request` (a final state).
 void ApplyEnd(const UpdateRecordRequest& request, ProcessStatus& status) {
   status.set_state(request.state());
-  if (request.state() == ProcessStatus::STATE_EXITED) {
-    status.set_exit_code(request.exit_code());
-  } else {
-    status.set_signal(request.signal());
-    status.set_core_dumped(request.core_dumped());
+  ApplyProcessEnd(request.end(), status);
+  if (!status.has_ended_at()) {
+    *status.mutable_ended_at() = ToProtoTimestamp(absl::Now());
   }
-  *status.mutable_ended_at() = request.has_ended_at()
-                                   ? request.ended_at()
-                                   : ToProtoTimestamp(absl::Now());
-  status.set_termination(request.termination());
-  status.set_output_bytes(request.output_bytes());
-  if (request.has_usage()) *status.mutable_usage() = request.usage();
-  status.set_oom_killed(request.oom_killed());
-  status.set_end_reason(request.end_reason());
+  if (request.state() == ProcessStatus::STATE_LOST &&
+      status.end_reason().empty()) {
+    status.set_end_reason(
+        "lost: its supervisor found neither the process nor its exit status");
+  }
+}
+
+// The current boot's id, one line of `path` (36 characters).
+absl::StatusOr<std::string> ReadBootId(const std::string& path) {
+  PM_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  std::string id(absl::StripAsciiWhitespace(text));
+  if (id.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("boot id file ", path, " is empty"));
+  }
+  return id;
+}
+
+CgroupPaths CgroupPathsOf(const CgroupDirs& dirs) {
+  CgroupPaths paths;
+  paths.set_unified(dirs.unified);
+  paths.mutable_v1()->insert(dirs.v1.begin(), dirs.v1.end());
+  return paths;
+}
+
+CgroupDirs CgroupDirsOf(const CgroupPaths& paths) {
+  CgroupDirs dirs;
+  dirs.unified = paths.unified();
+  dirs.v1.insert(paths.v1().begin(), paths.v1().end());
+  return dirs;
 }
 
 // The 128 bits of a validated id, any case: 16 bytes to remember instead of
@@ -128,8 +155,10 @@ absl::uint128 IdBits(absl::string_view id) {
 ProcessStatus Answer(const ProcessStatus& stored, absl::Time now) {
   ProcessStatus status = stored;
   const absl::Time started = FromProtoTimestamp(stored.started_at());
+  // A record lost at a reboot has no known end, so no run time.
+  if (IsEndState(stored.state()) && !stored.has_ended_at()) return status;
   const absl::Time until =
-      IsEnded(stored.state()) ? FromProtoTimestamp(stored.ended_at()) : now;
+      IsEndState(stored.state()) ? FromProtoTimestamp(stored.ended_at()) : now;
   *status.mutable_run_time() =
       ToProtoDuration(std::max(until - started, absl::ZeroDuration()));
   return status;
@@ -164,6 +193,106 @@ void AddLiveView(absl::string_view proc_root, uint64_t start_ticks,
 }  // namespace
 
 Registry::Registry(RegistryOptions options) : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(
+    RegistryOptions options, std::unique_ptr<RecordStore> store) {
+  PM_ASSIGN_OR_RETURN(std::string boot_id, ReadBootId(options.boot_id_path));
+  std::unique_ptr<Registry> registry(new Registry(std::move(options)));
+  registry->boot_id_ = std::move(boot_id);
+  registry->store_ = std::move(store);
+  absl::MutexLock lock(&registry->mutex_);
+  PM_RETURN_IF_ERROR(registry->Load());
+  return registry;
+}
+
+absl::Status Registry::Load() {
+  PM_ASSIGN_OR_RETURN(std::vector<StoredRecord> stored, store_->LoadAll());
+  std::vector<std::pair<uint64_t, std::string>> ended;
+  std::vector<std::string> lost;
+  for (StoredRecord& one : stored) {
+    Record record;
+    record.status = std::move(*one.mutable_status());
+    record.start_ticks = one.start_ticks();
+    record.cgroup = CgroupDirsOf(one.cgroup());
+    record.boot_id = one.boot_id();
+    record.sequence = one.sequence();
+    record.ended_order = one.ended_order();
+    record.age = {FromProtoTimestamp(record.status.started_at()),
+                  one.created_order()};
+    next_sequence_ = std::max(next_sequence_, one.created_order() + 1);
+    next_ended_order_ = std::max(next_ended_order_, one.ended_order() + 1);
+    const std::string id = record.status.id();
+    if (IsEndState(record.status.state())) {
+      ended.emplace_back(record.ended_order, id);
+    } else if (record.boot_id != boot_id_) {
+      lost.push_back(id);
+    }
+    by_age_.emplace(record.age, id);
+    records_.emplace(id, std::move(record));
+  }
+  std::sort(ended.begin(), ended.end());
+  for (auto& [order, id] : ended) ended_order_.push_back(std::move(id));
+  // Running when the host went down: how they ended is unknown. Stored so,
+  // with the evictions past the cap (a smaller cap than last time, or the
+  // LOST ones), in one write.
+  RecordWrite write;
+  for (const std::string& id : lost) {
+    Record& record = records_.at(id);
+    record.status.set_state(ProcessStatus::STATE_LOST);
+    record.status.set_end_reason(absl::StrCat(
+        "lost: the host restarted while it ran (started in boot ",
+        record.boot_id.empty() ? "(unknown)" : record.boot_id,
+        ", now boot ", boot_id_, "); how it ended is unknown"));
+    record.ended_order = next_ended_order_++;
+    write.put.push_back(ToStored(record, record.status, record.ended_order));
+    ended_order_.push_back(id);
+  }
+  write.remove = EvictedBy(0, "");
+  PM_RETURN_IF_ERROR(Persist(write));
+  if (!lost.empty()) {
+    PM_LOG(WARNING) << lost.size() << " record(s) of processes that ran in "
+                    << "an earlier boot are now LOST";
+  }
+  EvictPastCap();
+  return absl::OkStatus();
+}
+
+absl::Status Registry::Persist(const RecordWrite& write) const {
+  if (store_ == nullptr || (write.put.empty() && write.remove.empty())) {
+    return absl::OkStatus();
+  }
+  absl::Status written = store_->Write(write);
+  if (written.ok()) return written;
+  // UNAVAILABLE whatever the store's reason (a full disk, say): the call
+  // changed nothing and may succeed later, and the supervisor retries a
+  // state update on UNAVAILABLE until it lands.
+  return absl::UnavailableError(
+      absl::StrCat("the records could not be stored: ", written.ToString()));
+}
+
+std::vector<std::string> Registry::EvictedBy(size_t ended,
+                                             const std::string& also) const {
+  std::vector<std::string> evicted;
+  const size_t kept = ended_order_.size() + ended;
+  for (size_t i = 0; i + options_.max_ended_records < kept; ++i) {
+    evicted.push_back(i < ended_order_.size() ? ended_order_[i] : also);
+  }
+  return evicted;
+}
+
+StoredRecord Registry::ToStored(const Record& record,
+                                const ProcessStatus& status,
+                                uint64_t ended_order) const {
+  StoredRecord stored;
+  *stored.mutable_status() = status;
+  stored.set_start_ticks(record.start_ticks);
+  *stored.mutable_cgroup() = CgroupPathsOf(record.cgroup);
+  stored.set_boot_id(record.boot_id);
+  stored.set_created_order(record.age.second);
+  stored.set_ended_order(ended_order);
+  stored.set_sequence(record.sequence);
+  return stored;
+}
 
 absl::StatusOr<ProcessStatus> Registry::CreateRecord(
     const CreateRecordRequest& request) {
@@ -234,7 +363,12 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecord(
       continue;
     }
     status.set_id(id);
+    record.boot_id = boot_id_;
     record.age = {FromProtoTimestamp(status.started_at()), next_sequence_++};
+    // In the store before it is in memory: a failed write records nothing.
+    RecordWrite write;
+    write.put.push_back(ToStored(record, status, 0));
+    PM_RETURN_IF_ERROR(Persist(write));
     by_age_.emplace(record.age, id);
     ProcessStatus answer = Answer(status, now);
     records_.emplace(std::move(id), std::move(record));
@@ -261,7 +395,7 @@ absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
   PM_RETURN_IF_ERROR(ValidateUpdate(request));
   const absl::Time now = absl::Now();
   PM_ASSIGN_OR_RETURN(Record * record, Find(request.id()));
-  ProcessStatus& status = record->status;
+  const ProcessStatus& status = record->status;
   if (request.sequence() != 0) {
     // Overtaken by a newer state already applied: nothing to do.
     if (request.sequence() <= record->sequence) return Answer(status, now);
@@ -270,30 +404,45 @@ absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
   const ProcessStatus::State from = status.state();
   const ProcessStatus::State to = request.state();
 
-  if (IsEnded(from)) {
+  if (IsEndState(from)) {
     if (IsSameEnd(status, request)) return Answer(status, now);
     return absl::FailedPreconditionError(absl::StrCat(
         "process ", status.id(), " has already ended as ",
         DescribeEnd(from, status.exit_code(), status.signal(),
                     status.core_dumped()),
         "; an ended record is final, so it cannot become ",
-        DescribeEnd(to, request.exit_code(), request.signal(),
-                    request.core_dumped())));
+        DescribeEnd(to, request.end().exit_code(), request.end().signal(),
+                    request.end().core_dumped())));
   }
   // From here `from` is RUNNING or STOPPING, and every validated `to` is
   // allowed from either: a stop begins (-> STOPPING), gives up (-> RUNNING),
   // or the process ends. The same state again is a retried report.
-  if (!IsEnded(to)) {
-    status.set_state(to);
-    return Answer(status, now);
+  if (to == from) return Answer(status, now);
+  // The change is made on a copy, stored, and only then kept: a failed
+  // write leaves the record as it was.
+  ProcessStatus next = status;
+  uint64_t ended_order = 0;
+  RecordWrite write;
+  if (IsEndState(to)) {
+    ApplyEnd(request, next);
+    ended_order = next_ended_order_;
+    // The records its end evicts go in the same write.
+    write.remove = EvictedBy(1, status.id());
+  } else {
+    next.set_state(to);
   }
-  ApplyEnd(request, status);
+  write.put.insert(write.put.begin(), ToStored(*record, next, ended_order));
+  PM_RETURN_IF_ERROR(Persist(write));
+  record->status = std::move(next);
+  if (!IsEndState(to)) return Answer(record->status, now);
+  record->ended_order = ended_order;
+  ++next_ended_order_;
   // Answered before NoteEnded, which may evict this very record (with a cap
   // of 0).
-  ProcessStatus answer = Answer(status, now);
+  ProcessStatus answer = Answer(record->status, now);
   ended_waiters = std::move(record->waiters);
   record->waiters.clear();
-  NoteEnded(status.id());
+  NoteEnded(answer.id());
   return answer;
 }
 
@@ -304,7 +453,7 @@ uint64_t Registry::Wait(absl::string_view id, WaitCallback done) {
     absl::StatusOr<Record*> record = Find(id);
     if (!record.ok()) {
       now_answer = record.status();
-    } else if (IsEnded((*record)->status.state())) {
+    } else if (IsEndState((*record)->status.state())) {
       now_answer = Answer((*record)->status, absl::Now());
     } else {
       const uint64_t token = next_wait_token_++;
@@ -337,7 +486,7 @@ absl::StatusOr<ProcessStatus> Registry::GetStatus(absl::string_view id) const {
   // supervisor's updates. The state may change meanwhile; the start-ticks
   // checks keep the view from being someone else's.
   ProcessStatus status = Answer(stored, absl::Now());
-  if (!IsEnded(status.state())) {
+  if (!IsEndState(status.state())) {
     AddLiveView(options_.proc_root, start_ticks, status);
     if (!cgroup.empty()) *status.mutable_usage() = ReadCgroupUsage(cgroup);
   }
@@ -386,6 +535,10 @@ absl::StatusOr<const Registry::Record*> Registry::Find(
 
 void Registry::NoteEnded(std::string id) {
   ended_order_.push_back(std::move(id));
+  EvictPastCap();
+}
+
+void Registry::EvictPastCap() {
   while (ended_order_.size() > options_.max_ended_records) {
     auto it = records_.find(ended_order_.front());
     by_age_.erase(it->second.age);

@@ -5,7 +5,10 @@
 //
 //   pm::registry::RegistryOptions options;
 //   options.max_ended_records = FLAGS_max_ended_records;
-//   pm::registry::Registry registry(options);
+//   pm::registry::Registry registry(options);        // in memory only
+//   // or, durable: every change written through before it is answered
+//   PM_ASSIGN_OR_RETURN(std::unique_ptr<pm::registry::Registry> registry,
+//                       pm::registry::Registry::Open(options, std::move(store)));
 //   PM_ASSIGN_OR_RETURN(pm::v1::ProcessStatus created,
 //                       registry.CreateRecord(create_request));
 //   ...                                       // the process is reaped
@@ -19,6 +22,12 @@
 // first is dropped (evicted). Live records are never dropped. The ids of the
 // last `evicted_ids_kept` evicted records are remembered, so asking for one
 // says it was evicted and by which cap rather than that it never existed.
+//
+// With a RecordStore (Open), the records in memory are the serving copy and
+// the store the durable one: each create, update and eviction is written to
+// the store before the call returns, and Open loads them all back. A record
+// still running in the store when the host has rebooted since (its boot id
+// differs) is loaded as LOST.
 #ifndef PM_REGISTRY_REGISTRY_H_
 #define PM_REGISTRY_REGISTRY_H_
 
@@ -27,8 +36,10 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -39,14 +50,15 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/cgroup_usage.h"
+#include "registry/record_store.h"
 #include "pm/internal/v1/internal.pb.h"
 #include "pm/v1/process_manager.pb.h"
 
 namespace pm::registry {
 
 struct RegistryOptions {
-  // How many ended (EXITED or SIGNALED) records are kept. Past it, the
-  // record that ended first is dropped.
+  // How many ended (EXITED, SIGNALED or LOST) records are kept. Past it,
+  // the record that ended first is dropped, in the store too.
   size_t max_ended_records = 10000;
   // How many ids of evicted records are remembered, oldest forgotten first
   // (and none across a restart of the registry). Each costs about 50 bytes:
@@ -56,11 +68,23 @@ struct RegistryOptions {
   // Where the live view of running processes is read from. Tests point it
   // at a fake tree.
   std::string proc_root = "/proc";
+  // The current boot's id, stored with each record (Open only). Tests point
+  // it at a file of their own.
+  std::string boot_id_path = "/proc/sys/kernel/random/boot_id";
 };
 
 class Registry {
  public:
+  // Records in memory only: gone with the process.
   explicit Registry(RegistryOptions options = {});
+  // Records in memory, written through to `store`, which is loaded first:
+  // ended records as they were (past max_ended_records, the first ended are
+  // evicted, from the store too), running ones as they were if the host has
+  // not rebooted since they were stored, else as LOST (written back so).
+  // Errors: reading the boot id (naming the file), or the store's (say
+  // DATA_LOSS for an unreadable database, naming it).
+  static absl::StatusOr<std::unique_ptr<Registry>> Open(
+      RegistryOptions options, std::unique_ptr<RecordStore> store);
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
 
@@ -70,19 +94,24 @@ class Registry {
   // random version 4 UUID), state RUNNING, and keeps the spec's executable, args,
   // working dir, limits and isolation, the resolved executable, pid, start
   // ticks, started_at (now if unset), owner and cgroup. The spec's env is neither kept nor echoed: it may
-  // hold secrets. Returns the new status (without the live /proc view).
-  // INVALID_ARGUMENT if pid <= 0 or the executable is empty; INTERNAL if no
-  // id can be minted.
+  // hold secrets. Returns the new status (without the live /proc view),
+  // once it is in the store. INVALID_ARGUMENT if pid <= 0 or the executable
+  // is empty; INTERNAL if no id can be minted; UNAVAILABLE with the store's
+  // error when it could not be stored (nothing is recorded then).
   absl::StatusOr<pm::v1::ProcessStatus> CreateRecord(
       const pm::internal::v1::CreateRecordRequest& request);
 
   // Applies a state change reported by the supervisor and returns the full
-  // status. Allowed: RUNNING -> STOPPING, STOPPING -> RUNNING (a stop that
-  // gave up), RUNNING/STOPPING -> EXITED (keeps exit_code) or SIGNALED (keeps
-  // signal and core_dumped); both final updates also keep ended_at (now if
-  // unset), termination, output_bytes, usage, oom_killed and end_reason. Repeating the current state is a
-  // no-op, so the supervisor may retry an update whose answer it lost; an
-  // ended record is final, so a repeated final update must match it.
+  // status, once it is in the store. Allowed: RUNNING -> STOPPING,
+  // STOPPING -> RUNNING (a stop that gave up), RUNNING/STOPPING -> EXITED
+  // (keeps the end's exit_code) or SIGNALED (keeps signal and core_dumped)
+  // or LOST (the supervisor found neither the process nor its exit; the
+  // end_reason says so, a default one if the update has none); every final
+  // update applies the request's ProcessEnd (ended_at now if unset).
+  // Repeating the current state is a no-op, so the supervisor may retry an
+  // update whose answer it lost; an ended record is final, so a repeated
+  // final update must match it. UNAVAILABLE with the store's error when the
+  // change could not be stored: the record stays as it was.
   // Errors: INVALID_ARGUMENT for a malformed id, an unspecified state, an
   // exit code outside 0..255 or a signal <= 0; NOT_FOUND for an unknown id
   // ("no process with id ...", or "process ... ended and its record was
@@ -125,6 +154,10 @@ class Registry {
   struct Record {
     // The stored fields; run_time and the live view are filled per answer.
     pm::v1::ProcessStatus status;
+    // The boot it was created in (see RegistryOptions::boot_id_path).
+    std::string boot_id;
+    // Its place in ended_order_ once ended (1, 2, ...); 0 while it runs.
+    uint64_t ended_order = 0;
     // Field 22 of /proc/PID/stat: with the pid, names the process.
     uint64_t start_ticks = 0;
     // Where live usage is read while it runs; empty without a cgroup.
@@ -149,12 +182,30 @@ class Registry {
       ABSL_SHARED_LOCKS_REQUIRED(mutex_);
   // Queues the just-ended record `id` for eviction and drops the records
   // that ended first while more than the cap are kept.
+  // (The store has dropped them already: see EvictedBy.)
   void NoteEnded(std::string id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void EvictPastCap() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // The ids NoteEnded would evict after `ended` more records end (`also`,
+  // if not empty, being the last of them).
+  std::vector<std::string> EvictedBy(size_t ended, const std::string& also)
+      const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // The store's copy of `record` with `status` and `ended_order` in place
+  // of its own (what it is about to become).
+  pm::internal::v1::StoredRecord ToStored(const Record& record,
+                                          const pm::v1::ProcessStatus& status,
+                                          uint64_t ended_order) const;
+  // Writes `write` to the store, in one transaction; OK without a store.
+  absl::Status Persist(const RecordWrite& write) const;
+  // Open's second half: the store's records into memory.
+  absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Remembers the id of an evicted record, forgetting the oldest past
   // evicted_ids_kept.
   void RememberEvicted(absl::uint128 id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   const RegistryOptions options_;
+  // Null for a registry in memory only.
+  std::unique_ptr<RecordStore> store_;
+  std::string boot_id_;
   mutable absl::Mutex mutex_;
   absl::flat_hash_map<std::string, Record> records_ ABSL_GUARDED_BY(mutex_);
   // Ids by age, oldest first; List walks it backwards.
@@ -166,6 +217,7 @@ class Registry {
   std::deque<absl::uint128> evicted_order_ ABSL_GUARDED_BY(mutex_);
   absl::flat_hash_set<absl::uint128> evicted_ ABSL_GUARDED_BY(mutex_);
   uint64_t next_sequence_ ABSL_GUARDED_BY(mutex_) = 0;
+  uint64_t next_ended_order_ ABSL_GUARDED_BY(mutex_) = 1;
   uint64_t next_wait_token_ ABSL_GUARDED_BY(mutex_) = 1;
 };
 

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,7 @@ TEST(RegistryMainTest, ServesOnItsSocketAndStopsCleanlyOnSigterm) {
   const std::string socket_path = SocketPath(runtime_dir, Service::kRegistry);
 
   pid_t pid = Spawn({"--runtime_dir=" + runtime_dir,
+                     "--state_dir=" + std::string(dir_template) + "/state",
                      "--max_ended_records=5"});
   ASSERT_GT(pid, 0);
 
@@ -100,6 +102,98 @@ TEST(RegistryMainTest, ServesOnItsSocketAndStopsCleanlyOnSigterm) {
 
   rmdir(runtime_dir.c_str());
   rmdir(dir_template);
+}
+
+// A stub on the registry's socket whose first call waits for it to serve.
+std::unique_ptr<pm::internal::v1::Registry::Stub> Connect(
+    const std::string& runtime_dir) {
+  return pm::internal::v1::Registry::NewStub(grpc::CreateChannel(
+      UnixAddress(SocketPath(runtime_dir, Service::kRegistry)),
+      grpc::InsecureChannelCredentials()));
+}
+
+void WaitForReady(grpc::ClientContext& context) {
+  // A generous safety net, not a speed claim: the first call waits for the
+  // server to come up instead of sleeping.
+  context.set_wait_for_ready(true);
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(60));
+}
+
+TEST(RegistryMainTest, AnAnsweredCreateAndUpdateSurviveASigkill) {
+  char dir_template[] = "/tmp/pm_regkill.XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const std::vector<std::string> flags = {"--runtime_dir=" + dir + "/rt",
+                                          "--state_dir=" + dir + "/state"};
+  pid_t pid = Spawn(flags);
+  ASSERT_GT(pid, 0);
+  auto stub = Connect(dir + "/rt");
+  pm::internal::v1::CreateRecordRequest create;
+  create.mutable_spec()->set_executable("true");
+  create.set_pid(4242);
+  ProcessStatus ended, running;
+  {
+    grpc::ClientContext context;
+    WaitForReady(context);
+    grpc::Status rpc = stub->CreateRecord(&context, create, &ended);
+    ASSERT_TRUE(rpc.ok()) << rpc.error_message();
+  }
+  {
+    grpc::ClientContext context;
+    grpc::Status rpc = stub->CreateRecord(&context, create, &running);
+    ASSERT_TRUE(rpc.ok()) << rpc.error_message();
+  }
+  {
+    pm::internal::v1::UpdateRecordRequest update;
+    update.set_id(ended.id());
+    update.set_state(ProcessStatus::STATE_EXITED);
+    update.mutable_end()->set_exit_code(3);
+    update.mutable_end()->set_end_reason("exited with code 3");
+    grpc::ClientContext context;
+    ProcessStatus answer;
+    grpc::Status rpc = stub->UpdateRecord(&context, update, &answer);
+    ASSERT_TRUE(rpc.ok()) << rpc.error_message();
+  }
+  // Right after the answer: no shutdown, no flush, no close.
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  int wait_status = 0;
+  ASSERT_EQ(waitpid(pid, &wait_status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(wait_status));
+  stub.reset();
+
+  pid = Spawn(flags);  // its stale socket is taken over
+  ASSERT_GT(pid, 0);
+  stub = Connect(dir + "/rt");
+  {
+    grpc::ClientContext context;
+    WaitForReady(context);
+    pm::v1::GetStatusRequest request;
+    request.set_id(ended.id());
+    ProcessStatus status;
+    grpc::Status rpc = stub->GetStatus(&context, request, &status);
+    ASSERT_TRUE(rpc.ok()) << rpc.error_message();
+    EXPECT_EQ(status.state(), ProcessStatus::STATE_EXITED);
+    EXPECT_EQ(status.exit_code(), 3);
+    EXPECT_EQ(status.end_reason(), "exited with code 3");
+  }
+  {
+    grpc::ClientContext context;
+    pm::v1::GetStatusRequest request;
+    request.set_id(running.id());
+    ProcessStatus status;
+    grpc::Status rpc = stub->GetStatus(&context, request, &status);
+    ASSERT_TRUE(rpc.ok()) << rpc.error_message();
+    EXPECT_EQ(status.state(), ProcessStatus::STATE_RUNNING);  // same boot
+  }
+  struct stat st;
+  ASSERT_EQ(stat((dir + "/state/registry.sqlite").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  stub.reset();
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  EXPECT_EQ(WaitForExit(pid), 0);
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
 }
 
 TEST(RegistryMainTest, ANegativeCapIsRefusedAtStartup) {

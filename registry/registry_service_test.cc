@@ -121,7 +121,7 @@ TEST_F(RegistryServiceTest, GetStatusAndWaitAnswerOverTheRawMethods) {
   UpdateRecordRequest exited;
   exited.set_id(created.id());
   exited.set_state(ProcessStatus::STATE_EXITED);
-  exited.set_exit_code(3);
+  exited.mutable_end()->set_exit_code(3);
   ProcessStatus updated;
   ASSERT_TRUE(Update(exited, &updated).ok());
   grpc::ClientContext context;
@@ -160,7 +160,7 @@ TEST_F(RegistryServiceTest, CreateGetListUpdateOverTheSocket) {
   UpdateRecordRequest exited;
   exited.set_id(created.id());
   exited.set_state(ProcessStatus::STATE_EXITED);
-  exited.set_exit_code(3);
+  exited.mutable_end()->set_exit_code(3);
   ProcessStatus ended;
   rpc = Update(exited, &ended);
   ASSERT_TRUE(rpc.ok()) << rpc.error_message();
@@ -244,7 +244,7 @@ TEST_F(RegistryServiceTest, SyncRecordsAppliesOpsInOrderAndAnswersEachByTag) {
   update.set_tag(8);
   update.mutable_update()->set_id(create.create().id());
   update.mutable_update()->set_state(ProcessStatus::STATE_EXITED);
-  update.mutable_update()->set_exit_code(3);
+  update.mutable_update()->mutable_end()->set_exit_code(3);
   RecordOp unknown;
   unknown.set_tag(9);
   unknown.mutable_update()->set_id(kUnknownId);

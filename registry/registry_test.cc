@@ -68,10 +68,10 @@ UpdateRecordRequest Update(const std::string& id, ProcessStatus::State state) {
 UpdateRecordRequest Exited(const std::string& id, int32_t code,
                            absl::Time ended_at = kT0 + absl::Seconds(90)) {
   UpdateRecordRequest request = Update(id, ProcessStatus::STATE_EXITED);
-  request.set_exit_code(code);
-  *request.mutable_ended_at() = ToProtoTimestamp(ended_at);
-  request.set_termination(ProcessStatus::TERMINATION_BY_ITSELF);
-  request.set_output_bytes(4096);
+  request.mutable_end()->set_exit_code(code);
+  *request.mutable_end()->mutable_ended_at() = ToProtoTimestamp(ended_at);
+  request.mutable_end()->set_termination(ProcessStatus::TERMINATION_BY_ITSELF);
+  request.mutable_end()->set_output_bytes(4096);
   return request;
 }
 
@@ -344,9 +344,9 @@ TEST(RegistryTest, SignaledKeepsTheSignalAndCoreDump) {
       registry.UpdateRecord(Update(id, ProcessStatus::STATE_STOPPING)).ok());
 
   UpdateRecordRequest killed = Update(id, ProcessStatus::STATE_SIGNALED);
-  killed.set_signal(9);
-  killed.set_core_dumped(true);
-  killed.set_termination(ProcessStatus::TERMINATION_KILLED);
+  killed.mutable_end()->set_signal(9);
+  killed.mutable_end()->set_core_dumped(true);
+  killed.mutable_end()->set_termination(ProcessStatus::TERMINATION_KILLED);
   const absl::Time before = absl::Now();
   absl::StatusOr<ProcessStatus> ended = registry.UpdateRecord(killed);
   ASSERT_TRUE(ended.ok()) << ended.status();
@@ -380,7 +380,7 @@ TEST(RegistryTest, RepeatingTheSameFinalUpdateIsOk) {
 
   // A retry that leaves ended_at to the registry matches too.
   UpdateRecordRequest without_time = Exited(id, 0);
-  without_time.clear_ended_at();
+  without_time.mutable_end()->clear_ended_at();
   EXPECT_TRUE(registry.UpdateRecord(without_time).ok());
 }
 
@@ -436,7 +436,7 @@ TEST(RegistryTest, AnEndedRecordIsFinal) {
               HasSubstr("cannot become EXITED (exit code 4)"));
 
   UpdateRecordRequest signaled = Update(id, ProcessStatus::STATE_SIGNALED);
-  signaled.set_signal(15);
+  signaled.mutable_end()->set_signal(15);
   absl::StatusOr<ProcessStatus> other_end = registry.UpdateRecord(signaled);
   EXPECT_EQ(other_end.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(other_end.status().message(),
@@ -664,11 +664,11 @@ TEST(RegistryTest, LiveUsageComesFromTheCgroupAndFinalUsageFromTheUpdate) {
   EXPECT_FALSE(registry.List().processes(0).has_usage());
 
   UpdateRecordRequest end = Update(id, ProcessStatus::STATE_SIGNALED);
-  end.set_signal(9);
-  end.mutable_usage()->set_oom_kills(1);
-  end.mutable_usage()->set_memory_peak_bytes(1 << 20);
-  end.set_oom_killed(true);
-  end.set_end_reason("killed by signal 9 (SIGKILL): the OOM killer ended it");
+  end.mutable_end()->set_signal(9);
+  end.mutable_end()->mutable_usage()->set_oom_kills(1);
+  end.mutable_end()->mutable_usage()->set_memory_peak_bytes(1 << 20);
+  end.mutable_end()->set_oom_killed(true);
+  end.mutable_end()->set_end_reason("killed by signal 9 (SIGKILL): the OOM killer ended it");
   ASSERT_TRUE(registry.UpdateRecord(end).ok());
   absl::StatusOr<ProcessStatus> ended = registry.GetStatus(id);
   ASSERT_TRUE(ended.ok());
@@ -706,6 +706,29 @@ TEST(RegistryWaitTest, AnsweredWhenTheRecordEnds) {
   ASSERT_TRUE(answers[0].ok());
   EXPECT_EQ(answers[0]->state(), ProcessStatus::STATE_EXITED);
   EXPECT_EQ(answers[0]->exit_code(), 7);
+}
+
+TEST(RegistryWaitTest, AnsweredWhenTheSupervisorReportsTheRecordLost) {
+  Registry registry(Options(/*max_ended_records=*/1));
+  const std::string id = MustCreate(registry, Create());
+  ASSERT_TRUE(registry.UpdateRecord(Update(id, ProcessStatus::STATE_STOPPING)).ok());
+  std::vector<absl::StatusOr<ProcessStatus>> answers;
+  registry.Wait(id, [&](absl::StatusOr<ProcessStatus> r) { answers.push_back(r); });
+  ASSERT_TRUE(registry.UpdateRecord(Update(id, ProcessStatus::STATE_LOST)).ok());
+  ASSERT_EQ(answers.size(), 1u);
+  ASSERT_TRUE(answers[0].ok()) << answers[0].status();
+  EXPECT_EQ(answers[0]->state(), ProcessStatus::STATE_LOST);
+  EXPECT_THAT(answers[0]->end_reason(), HasSubstr("its supervisor found neither"));
+  EXPECT_TRUE(answers[0]->has_ended_at());
+  // Final: it cannot exit after all, and a retry of the same report is ok.
+  absl::StatusOr<ProcessStatus> late = registry.UpdateRecord(Exited(id, 0));
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(late.status().message(), HasSubstr("ended as LOST"));
+  EXPECT_TRUE(registry.UpdateRecord(Update(id, ProcessStatus::STATE_LOST)).ok());
+  // And it counts as ended for eviction.
+  const std::string next = MustCreate(registry, Create());
+  ASSERT_TRUE(registry.UpdateRecord(Exited(next, 0)).ok());
+  EXPECT_EQ(registry.GetStatus(id).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(RegistryWaitTest, AnsweredAtOnceWhenEndedOrUnknown) {

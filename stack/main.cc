@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
+#include "common/state_dir.h"
 #include "stack/dev_certs.h"
 #include "stack/launcher_pid.h"
 #include "stack/stack.h"
@@ -24,6 +25,11 @@
 DEFINE_string(runtime_dir, "",
               "Directory of the services' unix sockets (default: "
               "$PM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/pm, else /tmp/pm-<uid>)");
+
+DEFINE_string(state_dir, "",
+              "Directory of what pm keeps across restarts, passed to the "
+              "services (default: $PM_STATE_DIR, else /var/lib/pm for root, "
+              "else $XDG_STATE_HOME/pm, else ~/.local/state/pm)");
 
 DEFINE_bool(gateway, true, "Also run the gateway (mutual TLS + basic auth)");
 DEFINE_string(gateway_listen, "0.0.0.0:8080", "The gateway's TCP address");
@@ -82,8 +88,9 @@ void PrintGatewayBanner(const pm::stack::Stack& stack,
 }
 
 void PrintBanner(const pm::stack::Stack& stack) {
-  std::string text = absl::StrCat("\npm stack is up (runtime dir ",
-                                   stack.runtime_dir(), ")\n");
+  std::string text =
+      absl::StrCat("\npm stack is up (runtime dir ", stack.runtime_dir(),
+                   ", state dir ", stack.state_dir(), ")\n");
   for (const auto& service : stack.services()) {
     absl::StrAppend(&text, "  ", service.name,
                     std::string(12 - service.name.size(), ' '), "pid ",
@@ -138,6 +145,7 @@ int main(int argc, char** argv) {
   // The services start with the limit we had, as from a shell.
   if (file_limit.ok()) options.service_file_limit = *file_limit;
   options.runtime_dir = runtime_dir;
+  options.state_dir = pm::StateDirFlagOrDefault(FLAGS_state_dir);
   options.on_death = FLAGS_restart ? pm::stack::OnServiceDeath::kRestart
                                    : pm::stack::OnServiceDeath::kStopAll;
   options.subreaper = true;

@@ -27,6 +27,7 @@
 #include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/runtime_dir.h"
+#include "common/state_dir.h"
 #include "common/status.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
@@ -186,6 +187,10 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(StackOptions options) {
     PM_ASSIGN_OR_RETURN(options.binary_root, FindBinaryRoot());
   }
   PM_RETURN_IF_ERROR(EnsureRuntimeDir(options.runtime_dir));
+  if (options.state_dir.empty()) {
+    return absl::InvalidArgumentError("StackOptions.state_dir is empty");
+  }
+  PM_RETURN_IF_ERROR(EnsureStateDir(options.state_dir));
   if (options.subreaper && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
     return ErrnoError("prctl", "PR_SET_CHILD_SUBREAPER");
   }
@@ -203,6 +208,11 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(StackOptions options) {
     service.binary = absl::StrCat(stack->options_.binary_root, "/", name, "/", name);
     service.args = {service.binary,
                     absl::StrCat("--runtime_dir=", stack->options_.runtime_dir)};
+    // The services that keep state on disk so far.
+    if (name == "registry" || name == "gateway") {
+      service.args.push_back(
+          absl::StrCat("--state_dir=", stack->options_.state_dir));
+    }
     if (name == "gateway") {
       GatewayOptions& gateway = *stack->options_.gateway;
       if (gateway.port_file.empty()) {

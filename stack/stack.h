@@ -5,6 +5,7 @@
 //
 //   pm::stack::StackOptions options;
 //   options.runtime_dir = "/tmp/pm-test.XXXX";
+//   options.state_dir = "/tmp/pm-test.XXXX/state";
 //   options.extra_args["supervisor"] = {"--kill_timeout_ms=500"};
 //   PM_ASSIGN_OR_RETURN(std::unique_ptr<pm::stack::Stack> stack,
 //                       pm::stack::Stack::Start(options));
@@ -114,6 +115,10 @@ struct StackEvent {
 
 struct StackOptions {
   std::string runtime_dir;
+  // What outlives the services (common/state_dir.h): created 0700 and
+  // passed as --state_dir to each service that keeps state there
+  // (registry, gateway). Required: a test must not share the user's.
+  std::string state_dir;
   // Where "registry/registry", "log_store/log_store" and
   // "supervisor/supervisor" are; empty: found in the runfiles.
   std::string binary_root;
@@ -209,6 +214,7 @@ class Stack {
   void PostSignal(const std::string& name, int sig);
 
   const std::string& runtime_dir() const { return options_.runtime_dir; }
+  const std::string& state_dir() const { return options_.state_dir; }
   const std::vector<ServiceProcess>& services() const { return services_; }
   // The gateway's TCP port once it is healthy (0 when it is not run).
   int gateway_port() const { return gateway_port_; }

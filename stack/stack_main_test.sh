@@ -25,7 +25,7 @@ start() {
   shift
   coproc LAUNCHER {
     if [ -n "$soft" ]; then ulimit -Sn "$soft"; fi
-    exec "$stack" --runtime_dir="$dir/run" --nogateway "$@" 2>"$log"
+    exec "$stack" --runtime_dir="$dir/run" --state_dir="$dir/state" --nogateway "$@" 2>"$log"
   }
   pid=$LAUNCHER_PID
   banner=""

@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "common/exit_status.h"
 #include "common/fd.h"
+#include "common/process_end.h"
 #include "pm/internal/v1/internal.grpc.pb.h"
 #include "pm/v1/process_manager.pb.h"
 #include "supervisor/cgroup.h"
@@ -107,8 +108,7 @@ struct Process {
 
 // Whether a status says the process has ended.
 inline bool Ended(const pm::v1::ProcessStatus& status) {
-  return status.state() == pm::v1::ProcessStatus::STATE_EXITED ||
-         status.state() == pm::v1::ProcessStatus::STATE_SIGNALED;
+  return IsEndState(status.state());
 }
 
 // The mapping of a process to its registry record (record_sync.cc).

@@ -177,7 +177,7 @@ TEST_F(RecordStreamTest, CreatesAndUpdatesShareOneStreamAndKeepTheRegistrysError
   UpdateRecordRequest exited;
   exited.set_id(kId);
   exited.set_state(ProcessStatus::STATE_EXITED);
-  exited.set_exit_code(5);
+  exited.mutable_end()->set_exit_code(5);
   absl::StatusOr<ProcessStatus> ended = Update(exited);
   ASSERT_TRUE(ended.ok()) << ended.status();
   EXPECT_EQ(ended->exit_code(), 5);

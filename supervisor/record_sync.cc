@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/process_end.h"
 #include "supervisor/async_ops.h"
 #include "supervisor/process.h"
 
@@ -55,30 +56,14 @@ pm::internal::v1::UpdateRecordRequest UpdateRequestOf(const Process& p) {
   pm::internal::v1::UpdateRecordRequest r;
   r.set_id(p.id);
   r.set_state(s.state());
-  r.set_exit_code(s.exit_code());
-  r.set_signal(s.signal());
-  r.set_core_dumped(s.core_dumped());
-  if (s.has_ended_at()) *r.mutable_ended_at() = s.ended_at();
-  r.set_termination(s.termination());
-  r.set_output_bytes(s.output_bytes());
-  if (s.has_usage()) *r.mutable_usage() = s.usage();
-  r.set_oom_killed(s.oom_killed());
-  r.set_end_reason(s.end_reason());
+  *r.mutable_end() = ProcessEndOf(s);
   return r;
 }
 
 void CopyEnd(const ProcessStatus& from, ProcessStatus& to) {
   to.set_state(from.state());
-  to.set_exit_code(from.exit_code());
-  to.set_signal(from.signal());
-  to.set_core_dumped(from.core_dumped());
-  *to.mutable_ended_at() = from.ended_at();
+  ApplyProcessEnd(ProcessEndOf(from), to);
   *to.mutable_run_time() = from.run_time();
-  to.set_termination(from.termination());
-  to.set_output_bytes(from.output_bytes());
-  *to.mutable_usage() = from.usage();
-  to.set_oom_killed(from.oom_killed());
-  to.set_end_reason(from.end_reason());
 }
 
 void Supervisor::AbandonUnrecorded(const ProcessPtr& p) {

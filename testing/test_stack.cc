@@ -23,6 +23,7 @@ TestStack::TestStack(TestStackOptions test_options) {
   runtime_dir_ = temp_dir_ + "/run";
   pm::stack::StackOptions options;
   options.runtime_dir = runtime_dir_;
+  options.state_dir = temp_dir_ + "/state";
   options.extra_args = std::move(test_options.extra_args);
   options.on_death = test_options.on_death;
   options.observer = events_.Observer();

@@ -1,4 +1,5 @@
-// TestStack: a private pm stack for one test, on a temporary runtime dir,
+// TestStack: a private pm stack for one test, on a temporary runtime dir
+// and state dir (temp_dir()/run, temp_dir()/state),
 // brought up by the same code as `make up` (pm::stack::Stack), with a
 // Library client connected to it.
 //

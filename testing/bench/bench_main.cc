@@ -870,6 +870,7 @@ int Main() {
   const std::string dir = mkdtemp(tmpl);
   pm::stack::StackOptions options;
   options.runtime_dir = dir + "/run";
+  options.state_dir = dir + "/state";
   options.extra_args["log_store"] = {
       absl::StrCat("--max_bytes_per_process=", capture + (64 << 20)),
       absl::StrCat("--max_total_bytes=", 2 * capture + (256 << 20))};

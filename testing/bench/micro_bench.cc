@@ -11,6 +11,10 @@
 // this host allows it (root, cgroups).
 // Store: appending output to a log and reading it back, against memcpy of
 // the same bytes into and out of a buffer of the same size.
+// Registry: a record created and ended (CreateRecord + UpdateRecord to
+// EXITED, what each Start costs the registry), written through to SQLite in
+// $TMPDIR (else /var/tmp: a disk, not a tmpfs), against the same in memory
+// only.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -26,8 +30,13 @@
 
 #include <benchmark/benchmark.h>
 
+#include <filesystem>
+
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_cat.h"
 #include "log_store/log_store.h"
+#include "registry/registry.h"
+#include "registry/sqlite_record_store.h"
 #include "supervisor/cgroup.h"
 #include "supervisor/spawn.h"
 
@@ -207,6 +216,76 @@ void BM_LogStoreRead(benchmark::State& state) {
 }
 BENCHMARK(BM_LogStoreRead)->Arg(64 << 10)->Arg(1 << 20);
 
+// --- Registry ---------------------------------------------------------------
+
+pm::internal::v1::CreateRecordRequest SleepRecord() {
+  pm::internal::v1::CreateRecordRequest request;
+  request.mutable_spec()->set_executable("sleep");
+  request.mutable_spec()->add_args("1000");
+  request.set_resolved_executable("/usr/bin/sleep");
+  request.set_pid(4242);
+  request.set_start_ticks(123456);
+  request.set_owner_user("alice");
+  return request;
+}
+
+void CreateAndEnd(benchmark::State& state, pm::registry::Registry& registry) {
+  const pm::internal::v1::CreateRecordRequest create = SleepRecord();
+  pm::internal::v1::UpdateRecordRequest exited;
+  exited.set_state(pm::v1::ProcessStatus::STATE_EXITED);
+  exited.mutable_end()->set_end_reason("exited with code 0");
+  for (auto _ : state) {
+    absl::StatusOr<pm::v1::ProcessStatus> created = registry.CreateRecord(create);
+    if (!created.ok()) {
+      state.SkipWithError(std::string(created.status().message()).c_str());
+      break;
+    }
+    exited.set_id(created->id());
+    absl::StatusOr<pm::v1::ProcessStatus> ended = registry.UpdateRecord(exited);
+    if (!ended.ok()) {
+      state.SkipWithError(std::string(ended.status().message()).c_str());
+      break;
+    }
+  }
+}
+
+pm::registry::RegistryOptions BenchRegistryOptions() {
+  pm::registry::RegistryOptions options;
+  // Small enough that the runs reach the steady state: each end evicts one.
+  options.max_ended_records = 1000;
+  return options;
+}
+
+void BM_RegistryInMemoryBaseline(benchmark::State& state) {
+  pm::registry::Registry registry(BenchRegistryOptions());
+  CreateAndEnd(state, registry);
+}
+BENCHMARK(BM_RegistryInMemoryBaseline)->Unit(benchmark::kMicrosecond);
+
+void BM_RegistryInSqlite(benchmark::State& state) {
+  const char* tmp = getenv("TMPDIR");
+  std::string dir = absl::StrCat(tmp != nullptr && *tmp ? tmp : "/var/tmp",
+                                 "/pm_registry_bench.XXXXXX");
+  if (mkdtemp(dir.data()) == nullptr) {
+    state.SkipWithError("mkdtemp failed");
+    return;
+  }
+  {
+    auto store = pm::registry::SqliteRecordStore::Open(dir + "/registry.sqlite");
+    auto registry = store.ok() ? pm::registry::Registry::Open(
+                                     BenchRegistryOptions(), *std::move(store))
+                               : store.status();
+    if (!registry.ok()) {
+      state.SkipWithError(std::string(registry.status().message()).c_str());
+    } else {
+      CreateAndEnd(state, **registry);
+    }
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
+}
+BENCHMARK(BM_RegistryInSqlite)->Unit(benchmark::kMicrosecond);
+
 // --- Ratios -----------------------------------------------------------------
 
 // The console table, then each measure against its baseline.
@@ -240,6 +319,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
            absl::StrFormat("BM_MemcpyOutOfBufferBaseline/%s", size),
            absl::StrFormat("store read of %s-byte pieces", size));
     }
+    Time("BM_RegistryInSqlite", "BM_RegistryInMemoryBaseline",
+         "registry create + end of a record, written through to SQLite");
   }
 
  private:

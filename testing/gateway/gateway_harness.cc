@@ -172,6 +172,7 @@ int main(int argc, char** argv) {
 
   pm::stack::StackOptions options;
   options.runtime_dir = dir + "/run";
+  options.state_dir = dir + "/state";
   options.binary_root = *root;
   const std::string key = FLAGS_server_key == "rsa" ? "server-rsa" : "server";
   pm::stack::GatewayOptions gateway;
