@@ -38,6 +38,57 @@ std::string TempDir::Sub(const std::string& name) const {
   return absl::StrCat(path_, "/", name);
 }
 
+WriterOptions Sizes(uint64_t segment_bytes, uint64_t max_bytes) {
+  WriterOptions options;
+  options.segment_bytes = segment_bytes;
+  options.max_bytes = max_bytes;
+  return options;
+}
+
+std::unique_ptr<Writer> OpenWriter(const std::string& dir,
+                                   WriterOptions options) {
+  absl::StatusOr<std::unique_ptr<Writer>> writer = Writer::Open(dir, options);
+  EXPECT_TRUE(writer.ok()) << writer.status();
+  return writer.ok() ? std::move(*writer) : nullptr;
+}
+
+std::unique_ptr<Reader> OpenReader(const std::string& dir) {
+  absl::StatusOr<std::unique_ptr<Reader>> reader = Reader::Open(dir);
+  EXPECT_TRUE(reader.ok()) << reader.status();
+  return reader.ok() ? std::move(*reader) : nullptr;
+}
+
+std::vector<Chunk> ReadChunks(Reader& reader, uint64_t cursor,
+                              size_t max_bytes) {
+  std::vector<Chunk> chunks;
+  while (true) {
+    absl::StatusOr<std::optional<Chunk>> chunk =
+        reader.Read(cursor, max_bytes);
+    if (!chunk.ok()) {
+      ADD_FAILURE() << chunk.status();
+      break;
+    }
+    if (!*chunk) break;
+    EXPECT_EQ((*chunk)->offset, cursor + (*chunk)->dropped_before);
+    EXPECT_LE((*chunk)->data.size(), max_bytes);
+    cursor = (*chunk)->offset + (*chunk)->data.size();
+    chunks.push_back(std::move(**chunk));
+  }
+  return chunks;
+}
+
+std::string DataOf(const std::vector<Chunk>& chunks) {
+  std::string data;
+  for (const Chunk& chunk : chunks) data += chunk.data;
+  return data;
+}
+
+uint64_t DroppedIn(const std::vector<Chunk>& chunks) {
+  uint64_t dropped = 0;
+  for (const Chunk& chunk : chunks) dropped += chunk.dropped_before;
+  return dropped;
+}
+
 std::vector<Record> RecordsOf(const std::string& segment_path) {
   std::vector<Record> records;
   absl::StatusOr<Fd> fd = Fd::Open(segment_path, O_RDONLY);

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "segment_log/format.h"
+#include "segment_log/reader.h"
+#include "segment_log/writer.h"
 
 namespace pm::segment_log {
 
@@ -26,6 +28,22 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// A time to stamp test output with.
+inline const absl::Time kT0 = absl::FromUnixSeconds(1700000000);
+
+WriterOptions Sizes(uint64_t segment_bytes, uint64_t max_bytes = 256 << 20);
+// Writer::Open, failing the test (and returning null) on an error.
+std::unique_ptr<Writer> OpenWriter(const std::string& dir,
+                                   WriterOptions options = {});
+std::unique_ptr<Reader> OpenReader(const std::string& dir);
+
+// Every chunk a reader gives from `cursor` until Read returns nullopt.
+std::vector<Chunk> ReadChunks(Reader& reader, uint64_t cursor,
+                              size_t max_bytes = Reader::kDefaultMaxReadBytes);
+// The data of `chunks` concatenated, and their dropped_before summed.
+std::string DataOf(const std::vector<Chunk>& chunks);
+uint64_t DroppedIn(const std::vector<Chunk>& chunks);
 
 // The valid records of one segment file, in order (fails the test on an
 // I/O error or a bad file header).

@@ -13,22 +13,6 @@
 namespace pm::segment_log {
 namespace {
 
-const absl::Time kT0 = absl::FromUnixSeconds(1700000000);
-
-WriterOptions Sizes(uint64_t segment_bytes, uint64_t max_bytes = 256 << 20) {
-  WriterOptions options;
-  options.segment_bytes = segment_bytes;
-  options.max_bytes = max_bytes;
-  return options;
-}
-
-std::unique_ptr<Writer> OpenOrDie(const std::string& dir,
-                                  WriterOptions options = {}) {
-  absl::StatusOr<std::unique_ptr<Writer>> writer = Writer::Open(dir, options);
-  EXPECT_TRUE(writer.ok()) << writer.status();
-  return writer.ok() ? std::move(*writer) : nullptr;
-}
-
 // The data payloads of `records` concatenated.
 std::string DataOf(const std::vector<Record>& records) {
   std::string data;
@@ -62,7 +46,7 @@ void ExpectContiguous(const std::string& dir, uint64_t end_offset) {
 TEST(WriterTest, OpenCreatesThePrivateDirectoryAndTheFirstSegment) {
   TempDir tmp;
   const std::string dir = tmp.Sub("proc");
-  std::unique_ptr<Writer> writer = OpenOrDie(dir);
+  std::unique_ptr<Writer> writer = OpenWriter(dir);
   ASSERT_NE(writer, nullptr);
   struct stat st;
   ASSERT_EQ(stat(dir.c_str(), &st), 0);
@@ -93,7 +77,7 @@ TEST(WriterTest, OpenRefusesZeroSizes) {
 
 TEST(WriterTest, BothStreamsAreRecordedByteExactWithAbsoluteOffsets) {
   TempDir tmp;
-  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path());
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path());
   const std::string binary("\0\xff\n\x01", 4);
   ASSERT_TRUE(writer->Append(Stream::kStdout, "hello\n", kT0).ok());
   ASSERT_TRUE(writer->Append(Stream::kStderr, binary, kT0 + absl::Seconds(1))
@@ -120,7 +104,7 @@ TEST(WriterTest, BothStreamsAreRecordedByteExactWithAbsoluteOffsets) {
 
 TEST(WriterTest, AnAppendLongerThanOneRecordIsSplit) {
   TempDir tmp;
-  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path());
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path());
   std::string big(2 * kMaxPayloadBytes + 3, 'b');
   big[kMaxPayloadBytes] = 'c';
   ASSERT_TRUE(writer->Append(Stream::kStdout, big, kT0).ok());
@@ -134,7 +118,7 @@ TEST(WriterTest, AnAppendLongerThanOneRecordIsSplit) {
 TEST(WriterTest, ANewSegmentStartsPastSegmentBytesNamedByItsFirstOffset) {
   TempDir tmp;
   std::unique_ptr<Writer> writer =
-      OpenOrDie(tmp.path(), Sizes(100, 1 << 20));
+      OpenWriter(tmp.path(), Sizes(100, 1 << 20));
   std::string all;
   for (int i = 0; i < 10; ++i) {
     std::string piece(30, static_cast<char>('a' + i));
@@ -154,7 +138,7 @@ TEST(WriterTest, ThePerProcessCapDeletesTheOldestWholeSegments) {
   TempDir tmp;
   // Segments of 16 + 2 * 62 = 140 bytes; 300 bytes hold two of them.
   std::unique_ptr<Writer> writer =
-      OpenOrDie(tmp.path(), Sizes(100, 300));
+      OpenWriter(tmp.path(), Sizes(100, 300));
   for (int i = 0; i < 10; ++i) {
     ASSERT_TRUE(
         writer->Append(Stream::kStdout, std::string(30, 'a' + i), kT0).ok());
@@ -173,7 +157,7 @@ TEST(WriterTest, ThePerProcessCapDeletesTheOldestWholeSegments) {
 TEST(WriterTest, TheCapNeverDeletesTheSegmentBeingWritten) {
   TempDir tmp;
   std::unique_ptr<Writer> writer =
-      OpenOrDie(tmp.path(), Sizes(1 << 20, 10));
+      OpenWriter(tmp.path(), Sizes(1 << 20, 10));
   ASSERT_TRUE(writer->Append(Stream::kStdout, "more than ten bytes", kT0).ok());
   EXPECT_EQ(DataOf(RecordsIn(tmp.path())), "more than ten bytes");
 }
@@ -181,7 +165,7 @@ TEST(WriterTest, TheCapNeverDeletesTheSegmentBeingWritten) {
 TEST(WriterTest, ACapDeletionByAnotherProcessIsTakenInStride) {
   TempDir tmp;
   std::unique_ptr<Writer> writer =
-      OpenOrDie(tmp.path(), Sizes(100, 300));
+      OpenWriter(tmp.path(), Sizes(100, 300));
   for (int i = 0; i < 4; ++i) {
     ASSERT_TRUE(
         writer->Append(Stream::kStdout, std::string(30, 'a' + i), kT0).ok());
@@ -200,12 +184,12 @@ TEST(WriterTest, ReopeningResumesAtTheEnd) {
   TempDir tmp;
   {
     std::unique_ptr<Writer> writer =
-        OpenOrDie(tmp.path(), Sizes(100));
+        OpenWriter(tmp.path(), Sizes(100));
     for (int i = 0; i < 3; ++i) {
       ASSERT_TRUE(writer->Append(Stream::kStdout, "0123456789", kT0).ok());
     }
   }
-  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path(), Sizes(100));
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(100));
   EXPECT_EQ(writer->end_offset(), 30u);
   ASSERT_TRUE(writer->Append(Stream::kStderr, "after", kT0).ok());
   EXPECT_EQ(writer->retained_bytes(),
@@ -218,7 +202,7 @@ TEST(WriterTest, ReopeningResumesAtTheEnd) {
 
 // Writes "first" and "second" and returns the path of the one segment.
 std::string TwoRecords(const std::string& dir) {
-  std::unique_ptr<Writer> writer = OpenOrDie(dir);
+  std::unique_ptr<Writer> writer = OpenWriter(dir);
   EXPECT_TRUE(writer->Append(Stream::kStdout, "first", kT0).ok());
   EXPECT_TRUE(writer->Append(Stream::kStderr, "second", kT0).ok());
   return SegmentPaths(dir)[0];
@@ -228,7 +212,7 @@ std::string TwoRecords(const std::string& dir) {
 constexpr uint64_t kSecondRecordPos = kFileHeaderBytes + kRecordHeaderBytes + 5;
 
 void ExpectCutAfterFirstRecordAndResumed(const std::string& dir) {
-  std::unique_ptr<Writer> writer = OpenOrDie(dir);
+  std::unique_ptr<Writer> writer = OpenWriter(dir);
   ASSERT_NE(writer, nullptr);
   EXPECT_EQ(writer->end_offset(), 5u);
   EXPECT_EQ(FileSize(SegmentPaths(dir)[0]), kSecondRecordPos);
@@ -262,7 +246,7 @@ TEST(WriterTest, ASegmentWithATornFileHeaderGetsANewOne) {
   TempDir tmp;
   {
     std::unique_ptr<Writer> writer =
-        OpenOrDie(tmp.path(), Sizes(50));
+        OpenWriter(tmp.path(), Sizes(50));
     ASSERT_TRUE(writer->Append(Stream::kStdout, "0123456789", kT0).ok());
     ASSERT_TRUE(writer->Append(Stream::kStdout, "abc", kT0).ok());
   }
@@ -270,7 +254,7 @@ TEST(WriterTest, ASegmentWithATornFileHeaderGetsANewOne) {
   const std::string second = SegmentPaths(tmp.path())[1];
   EXPECT_EQ(second, tmp.Sub("00000000000000000010.seg"));
   TruncateFile(second, 5);
-  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path(), Sizes(50));
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(50));
   EXPECT_EQ(writer->end_offset(), 10u);
   ASSERT_TRUE(writer->Append(Stream::kStdout, "xyz", kT0).ok());
   EXPECT_EQ(DataOf(RecordsIn(tmp.path())), "0123456789xyz");
@@ -279,7 +263,7 @@ TEST(WriterTest, ASegmentWithATornFileHeaderGetsANewOne) {
 
 TEST(WriterTest, CloseWritesTheEndRecordAndRefusesLaterAppends) {
   TempDir tmp;
-  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path());
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path());
   ASSERT_TRUE(writer->Append(Stream::kStdout, "bye", kT0).ok());
   ASSERT_TRUE(writer->Close(kT0 + absl::Seconds(3)).ok());
   EXPECT_TRUE(writer->closed());
@@ -293,7 +277,7 @@ TEST(WriterTest, CloseWritesTheEndRecordAndRefusesLaterAppends) {
   EXPECT_EQ(records[1].time, kT0 + absl::Seconds(3));
 
   // Reopened, the output stays ended.
-  writer = OpenOrDie(tmp.path());
+  writer = OpenWriter(tmp.path());
   EXPECT_TRUE(writer->closed());
   EXPECT_EQ(writer->Append(Stream::kStdout, "late", kT0).code(),
             absl::StatusCode::kFailedPrecondition);
@@ -322,7 +306,7 @@ class FileSizeLimit {
 
 TEST(WriterTest, BytesAWriteCouldNotStoreBecomeAGapAndWritingResumes) {
   TempDir tmp;
-  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path());
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path());
   ASSERT_TRUE(writer->Append(Stream::kStdout, "kept", kT0).ok());
   const std::string path = SegmentPaths(tmp.path())[0];
   const uint64_t good_size = FileSize(path);
@@ -364,7 +348,7 @@ TEST(WriterTest, BytesAWriteCouldNotStoreBecomeAGapAndWritingResumes) {
 
 TEST(WriterTest, ABytesLostAtCloseAreAGapBeforeTheEnd) {
   TempDir tmp;
-  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path());
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path());
   const uint64_t good_size = FileSize(SegmentPaths(tmp.path())[0]);
   {
     FileSizeLimit limit(good_size);
@@ -381,7 +365,7 @@ TEST(WriterTest, ABytesLostAtCloseAreAGapBeforeTheEnd) {
 
 TEST(WriterTest, AFailedCloseCanBeRetried) {
   TempDir tmp;
-  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path());
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path());
   ASSERT_TRUE(writer->Append(Stream::kStdout, "data", kT0).ok());
   {
     FileSizeLimit limit(FileSize(SegmentPaths(tmp.path())[0]));
