@@ -201,9 +201,11 @@ void RecordScanner::Seek(uint64_t pos, uint64_t offset) {
 
 absl::StatusOr<absl::string_view> RecordScanner::Fill(uint64_t pos,
                                                       uint64_t bytes) {
+  last_fill_read_ = false;
   if (pos >= buffer_pos_ && pos + bytes <= buffer_pos_ + buffer_.size()) {
     return absl::string_view(buffer_).substr(pos - buffer_pos_, bytes);
   }
+  last_fill_read_ = true;
   buffer_.resize(std::max(bytes, kReadAheadBytes));
   buffer_pos_ = pos;
   size_t got = 0;
@@ -219,6 +221,7 @@ absl::StatusOr<absl::string_view> RecordScanner::Fill(uint64_t pos,
     if (n == 0) break;
     got += n;
   }
+  buffer_at_eof_ = got < buffer_.size();
   buffer_.resize(got);
   return absl::string_view(buffer_).substr(0, std::min<uint64_t>(bytes, got));
 }
@@ -230,14 +233,22 @@ absl::StatusOr<std::optional<Record>> RecordScanner::Next() {
   }
   PM_ASSIGN_OR_RETURN(absl::string_view header,
                       Fill(pos_, kRecordHeaderBytes));
-  // The header says how long the payload is; a second Fill covers both.
+  // The header says how long the payload is; a second Fill covers both,
+  // unless the first one already met the end of the file.
   uint64_t want = kRecordHeaderBytes;
   if (header.size() == kRecordHeaderBytes &&
       static_cast<uint8_t>(header[4]) ==
           static_cast<uint8_t>(RecordKind::kData)) {
     want += std::min<uint64_t>(GetLe(header.data() + 8, 4), kMaxPayloadBytes);
   }
-  PM_ASSIGN_OR_RETURN(absl::string_view bytes, Fill(pos_, want));
+  absl::string_view bytes = header;
+  // (Only a read made just now says where the end is: the file may have
+  // grown since an older one.)
+  const bool end_known = last_fill_read_ && buffer_at_eof_;
+  if (want > header.size() &&
+      !(end_known && pos_ + want > buffer_pos_ + buffer_.size())) {
+    PM_ASSIGN_OR_RETURN(bytes, Fill(pos_, want));
+  }
   Record record;
   stop_reason_ = DecodeRecord(bytes, &record);
   if (stop_reason_ == DecodeResult::kRecord && record.offset != offset_) {

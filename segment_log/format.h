@@ -167,6 +167,10 @@ class RecordScanner {
   DecodeResult stop_reason_ = DecodeResult::kRecord;
   std::string buffer_;
   uint64_t buffer_pos_ = 0;
+  // Whether the read that filled buffer_ met the end of the file.
+  bool buffer_at_eof_ = false;
+  // Whether the last Fill read the file (rather than serving the buffer).
+  bool last_fill_read_ = false;
 };
 
 }  // namespace pm::segment_log
