@@ -140,15 +140,14 @@ absl::Status Writer::StartSegment(uint64_t first_offset) {
   // The segment left behind is complete: make it survive a power loss. A
   // failed fsync loses nothing yet (the bytes are in the page cache), so it
   // is reported after the record is written, not as lost bytes.
-  if (options_.sync && !segments_.empty() && fsync(current_.get()) != 0 &&
-      sync_error_.ok()) {
+  if (!segments_.empty() && fsync(current_.get()) != 0 && sync_error_.ok()) {
     sync_error_ = ErrnoError("fsync", segments_.back().path);
   }
   current_ = std::move(fd);
   segments_.push_back({first_offset, path, kFileHeaderBytes});
   retained_bytes_ += kFileHeaderBytes;
   // The new name survives a power loss only once the directory is synced.
-  if (options_.sync && fsync(dir_fd_.get()) != 0 && sync_error_.ok()) {
+  if (fsync(dir_fd_.get()) != 0 && sync_error_.ok()) {
     sync_error_ = ErrnoError("fsync", dir_);
   }
   return absl::OkStatus();
@@ -251,7 +250,6 @@ absl::Status Writer::Close(absl::Time when) {
 }
 
 absl::Status Writer::Sync() {
-  if (!options_.sync) return absl::OkStatus();
   if (fsync(current_.get()) != 0) {
     return ErrnoError("fsync", segments_.back().path);
   }

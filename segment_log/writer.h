@@ -54,11 +54,6 @@ struct WriterOptions {
   uint64_t segment_bytes = 8 << 20;
   // Per-process cap: the oldest whole segments are deleted past it.
   uint64_t max_bytes = 256 << 20;
-  // fsync a segment when it is complete (rotation, Close) and the directory
-  // when a segment is created. Off only where a power loss need not be
-  // survived (a state dir on tmpfs; the fuzzer, which writes thousands of
-  // directories a second).
-  bool sync = true;
 };
 
 class Writer {

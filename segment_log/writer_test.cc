@@ -1,11 +1,16 @@
 #include "segment_log/writer.h"
 
+#include <sched.h>
 #include <signal.h>
+#include <string.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
 #include "segment_log/test_util.h"
@@ -376,6 +381,91 @@ TEST(WriterTest, AFailedCloseCanBeRetried) {
             absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(writer->Close(kT0).ok());
   EXPECT_EQ(RecordsIn(tmp.path()).back().kind, RecordKind::kEnd);
+}
+
+}  // namespace
+}  // namespace pm::segment_log
+
+namespace pm::segment_log {
+namespace {
+
+// A tmpfs of `bytes` mounted at `path` in a mount namespace of this process
+// (so nothing shows outside it), unmounted when destroyed. Needs
+// CAP_SYS_ADMIN: ok() is false where the test cannot have it.
+class SmallTmpfs {
+ public:
+  SmallTmpfs(const std::string& path, uint64_t bytes) : path_(path) {
+    if (mkdir(path.c_str(), 0700) != 0) {
+      error_ = absl::StrCat("mkdir: ", strerror(errno));
+      return;
+    }
+    if (unshare(CLONE_NEWNS) != 0) {
+      error_ = absl::StrCat("unshare(CLONE_NEWNS): ", strerror(errno));
+      return;
+    }
+    // Keep the mount below from propagating to the namespace we came from.
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+      error_ = absl::StrCat("mount(MS_PRIVATE): ", strerror(errno));
+      return;
+    }
+    const std::string options = absl::StrCat("size=", bytes, ",mode=0700");
+    if (mount("tmpfs", path.c_str(), "tmpfs", 0, options.c_str()) != 0) {
+      error_ = absl::StrCat("mount(tmpfs): ", strerror(errno));
+      return;
+    }
+    mounted_ = true;
+  }
+  ~SmallTmpfs() {
+    if (mounted_) umount2(path_.c_str(), MNT_DETACH);
+  }
+  bool ok() const { return mounted_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string path_;
+  std::string error_;
+  bool mounted_ = false;
+};
+
+TEST(WriterTest, OnAFullDiskBytesBecomeAGapAndWritingResumesWhenSpaceIsBack) {
+  TempDir tmp;
+  SmallTmpfs disk(tmp.Sub("disk"), 64 << 10);
+  if (!disk.ok()) GTEST_SKIP() << "no tmpfs to fill: " << disk.error();
+  // Ballast to free later, as the log_store's total cap would.
+  const std::string ballast = tmp.Sub("disk/ballast");
+  {
+    std::string bytes(32 << 10, 'B');
+    FILE* f = fopen(ballast.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(fwrite(bytes.data(), 1, bytes.size(), f), bytes.size());
+    ASSERT_EQ(fclose(f), 0);
+  }
+  const std::string dir = tmp.Sub("disk/proc");
+  std::unique_ptr<Writer> writer = OpenWriter(dir);
+  ASSERT_NE(writer, nullptr);
+  uint64_t written = 0;
+  absl::Status status;
+  const std::string piece(4000, 'p');
+  while (status.ok()) {
+    ASSERT_LT(written, uint64_t{64} << 10) << "the disk never filled";
+    status = writer->Append(Stream::kStdout, piece, kT0);
+    if (status.ok()) written += piece.size();
+  }
+  EXPECT_EQ(ErrnoOf(status), ENOSPC) << status;
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+  const uint64_t lost = piece.size();
+  EXPECT_EQ(writer->pending_gap_bytes(), lost);
+  EXPECT_EQ(writer->end_offset(), written + lost);
+
+  ASSERT_EQ(unlink(ballast.c_str()), 0);
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "space is back", kT0).ok());
+  std::unique_ptr<Reader> reader = OpenReader(dir);
+  std::vector<Chunk> chunks = ReadChunks(*reader, 0);
+  ASSERT_EQ(chunks.size(), 2u);
+  EXPECT_EQ(chunks[0].data, std::string(written, 'p'));
+  EXPECT_EQ(chunks[1].offset, written + lost);
+  EXPECT_EQ(chunks[1].dropped_before, lost);
+  EXPECT_EQ(chunks[1].data, "space is back");
 }
 
 }  // namespace

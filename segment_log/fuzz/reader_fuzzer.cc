@@ -182,9 +182,8 @@ void ReadAll(Reader& reader, uint64_t cursor, size_t max_bytes,
 }
 
 void ResumeAndAppend() {
-  pm::segment_log::WriterOptions options;
-  options.sync = false;  // a power loss is not what is fuzzed here
-  absl::StatusOr<std::unique_ptr<Writer>> writer = Writer::Open(Dir(), options);
+  absl::StatusOr<std::unique_ptr<Writer>> writer =
+      Writer::Open(Dir(), pm::segment_log::WriterOptions{});
   PM_FUZZ_CHECK(writer.ok()) << writer.status();
   if ((*writer)->closed()) return;
   const uint64_t at = (*writer)->end_offset();
