@@ -12,6 +12,12 @@
 //     cursor = chunk->offset + chunk->data.size();
 //   }
 //
+// To follow a live output, watch the directory with inotify (IN_MODIFY |
+// IN_CREATE | IN_DELETE) before the first Read, and Read again after each
+// event until Read returns nullopt and closed() is true: every append
+// modifies a segment, so an event queued between a Read and the wait is
+// never missed.
+//
 // The writer (another process) may append while a Reader reads: a record
 // being written, or a torn tail the writer has not cut yet, reads as the end
 // of the output for now, and a later Read continues once it is complete.

@@ -1,5 +1,7 @@
 #include "segment_log/reader.h"
 
+#include <sys/inotify.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <string>
@@ -7,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/fd.h"
 #include "gtest/gtest.h"
 #include "segment_log/test_util.h"
 #include "segment_log/writer.h"
@@ -369,6 +372,70 @@ TEST(ReaderTest, FollowsAWriterAppendingConcurrently) {
 
 TEST(ReaderTest, FollowsAWriterWhoseCapDeletesSegmentsUnderIt) {
   WriteAndFollow(Sizes(4 << 10, 12 << 10), /*expect_everything=*/false);
+}
+
+// The shim writes from another process; the log_store follows by watching
+// the directory with inotify, as reader.h describes: the watch is made
+// before the first Read, so an append between a Read and the wait is
+// queued, never missed.
+TEST(ReaderTest, FollowsAWriterInAnotherProcessWakingOnInotify) {
+  TempDir tmp;
+  std::string expected;
+  const int kAppends = 2000;
+  for (int i = 0; i < kAppends; ++i) {
+    expected += std::string(1 + (i * 7919) % 300, static_cast<char>(i));
+  }
+  ASSERT_NE(OpenWriter(tmp.path()), nullptr);  // the directory exists
+  Fd watch(inotify_init1(IN_CLOEXEC));
+  ASSERT_TRUE(watch.valid());
+  ASSERT_GE(inotify_add_watch(watch.get(), tmp.path().c_str(),
+                              IN_MODIFY | IN_CREATE | IN_DELETE),
+            0);
+  std::unique_ptr<Reader> reader = OpenReader(tmp.path());
+
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    absl::StatusOr<std::unique_ptr<Writer>> writer =
+        Writer::Open(tmp.path(), Sizes(32 << 10));
+    if (!writer.ok()) _exit(1);
+    size_t at = 0;
+    for (int i = 0; i < kAppends; ++i) {
+      const size_t n = 1 + (i * 7919) % 300;
+      if (!(*writer)
+               ->Append(i % 3 ? Stream::kStdout : Stream::kStderr,
+                        absl::string_view(expected).substr(at, n), kT0)
+               .ok()) {
+        _exit(2);
+      }
+      at += n;
+    }
+    _exit((*writer)->Close(kT0).ok() ? 0 : 3);
+  }
+
+  uint64_t cursor = 0;
+  int waits = 0;
+  while (true) {
+    absl::StatusOr<std::optional<Chunk>> chunk = reader->Read(cursor);
+    ASSERT_TRUE(chunk.ok()) << chunk.status();
+    if (*chunk) {
+      ASSERT_EQ((*chunk)->dropped_before, 0u);
+      ASSERT_EQ((*chunk)->data,
+                expected.substr((*chunk)->offset, (*chunk)->data.size()));
+      cursor = (*chunk)->offset + (*chunk)->data.size();
+      continue;
+    }
+    if (reader->closed()) break;
+    char events[4096];
+    ASSERT_GT(read(watch.get(), events, sizeof(events)), 0);
+    ++waits;
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(cursor, expected.size());
+  EXPECT_EQ(reader->end_offset(), expected.size());
+  EXPECT_GT(waits, 0);
 }
 
 }  // namespace
