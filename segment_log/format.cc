@@ -257,7 +257,9 @@ absl::StatusOr<std::optional<Record>> RecordScanner::Next() {
   if (stop_reason_ != DecodeResult::kRecord) {
     // What lies past the valid part may be a record being written, or a
     // torn one the writer will cut and write over: read it afresh next time.
-    buffer_.clear();
+    // The memory goes too: a reader caught up with a live output (the
+    // log_store may hold a thousand) keeps no buffer while it waits.
+    std::string().swap(buffer_);
     return std::nullopt;
   }
   pos_ += record.file_bytes();

@@ -165,7 +165,11 @@ absl::StatusOr<std::optional<Chunk>> Reader::Read(uint64_t cursor,
     chunk.time = record->time;
     const uint64_t skip = at - record->offset;
     const uint64_t take = std::min<uint64_t>(max_bytes, record->length - skip);
-    chunk.data = record->payload.substr(skip, take);
+    if (skip == 0 && take == record->length) {
+      chunk.data = std::move(record->payload);
+    } else {
+      chunk.data = record->payload.substr(skip, take);
+    }
     if (skip + take < record->length) {
       // The rest of this record is for the next Read.
       scanner.Seek(record_pos, record->offset);

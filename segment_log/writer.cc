@@ -70,7 +70,6 @@ absl::StatusOr<std::unique_ptr<Writer>> Writer::Open(std::string dir,
   PM_RETURN_IF_ERROR(writer->LoadSegments());
   if (writer->segments_.empty()) {
     PM_RETURN_IF_ERROR(writer->StartSegment(0));
-    PM_RETURN_IF_ERROR(std::exchange(writer->sync_error_, absl::OkStatus()));
   } else {
     PM_RETURN_IF_ERROR(writer->ResumeLastSegment());
   }
@@ -137,19 +136,20 @@ absl::Status Writer::StartSegment(uint64_t first_offset) {
     unlink(path.c_str());
     return status;
   }
-  // The segment left behind is complete: make it survive a power loss. A
-  // failed fsync loses nothing yet (the bytes are in the page cache), so it
-  // is reported after the record is written, not as lost bytes.
-  if (!segments_.empty() && fsync(current_.get()) != 0 && sync_error_.ok()) {
-    sync_error_ = ErrnoError("fsync", segments_.back().path);
+  // The segment left behind is complete: start writing it back to disk,
+  // without waiting (an fsync here would stall the shim's loop, and the
+  // process on its pipe, for as long as the disk takes to write a whole
+  // segment; Close waits instead). A failure loses nothing yet (the bytes
+  // are in the page cache), so it is reported after the record is written,
+  // not as lost bytes.
+  if (!segments_.empty() &&
+      sync_file_range(current_.get(), 0, 0, SYNC_FILE_RANGE_WRITE) != 0 &&
+      sync_error_.ok()) {
+    sync_error_ = ErrnoError("sync_file_range", segments_.back().path);
   }
   current_ = std::move(fd);
   segments_.push_back({first_offset, path, kFileHeaderBytes});
   retained_bytes_ += kFileHeaderBytes;
-  // The new name survives a power loss only once the directory is synced.
-  if (fsync(dir_fd_.get()) != 0 && sync_error_.ok()) {
-    sync_error_ = ErrnoError("fsync", dir_);
-  }
   return absl::OkStatus();
 }
 

@@ -25,11 +25,16 @@
 // retention.h); the Writer copes.
 //
 // Durability: a record is in the page cache once Append returns, so it
-// survives kill -9 of the writer (and of every pm service). Segments are not
-// fsynced per record: a power loss keeps every segment that was rotated out
-// and everything before Close (both fsynced, with the directory) and of the
-// current segment what the kernel had flushed (normally all but its last
-// ~30 s); the torn tail it may leave is cut when the directory is reopened.
+// survives kill -9 of the writer (and of every pm service). Nothing is
+// fsynced while the output runs (an fsync would stall the caller, and the
+// process on its pipe, for as long as the disk takes): when a segment is
+// full its writeback is started (sync_file_range, not waited for), and
+// Close fsyncs the last segment and the directory. So a power loss keeps
+// all the output of a process whose end record was written, and of a
+// running one what the kernel had written back: rotated segments normally
+// within moments, the current one all but its last ~30 s (the kernel's
+// dirty_expire); the torn tail it may leave is cut when the directory is
+// reopened.
 //
 // Not thread-safe: one thread (the shim's loop) calls it.
 #ifndef PM_SEGMENT_LOG_WRITER_H_
@@ -137,7 +142,8 @@ class Writer {
   // When the pending gap's first bytes were read.
   absl::Time gap_time_;
   uint64_t retained_bytes_ = 0;
-  // A failed fsync of a rotation, returned by the next Append or Close.
+  // A failed writeback start of a rotation, returned by the next Append or
+  // Close.
   absl::Status sync_error_;
 };
 
