@@ -31,6 +31,7 @@ _LIBRARIES = {
     "protobuf": (["protobuf"], []),
     "sqlite3": (["sqlite3"], []),
     "ssl": (["libssl", "libcrypto"], []),
+    "zlib": (["zlib"], []),
 }
 
 def _pkg_config(ctx, pkg_config, flag, modules):

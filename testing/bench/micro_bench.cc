@@ -11,11 +11,18 @@
 // this host allows it (root, cgroups).
 // Store: appending output to a log and reading it back, against memcpy of
 // the same bytes into and out of a buffer of the same size.
+<<<<<<< HEAD
 // Registry: a record created and ended (CreateRecord + UpdateRecord to
 // EXITED, what each Start costs the registry), written through to SQLite in
 // $TMPDIR (else /var/tmp: a disk, not a tmpfs), against the same in memory
 // only.
+=======
+// Segments: the on-disk output (segment_log) written as the shim writes it
+// and read back as the log_store does, against plain write() and pread() of
+// the same bytes to and from one file (page cache, no fsync, both).
+>>>>>>> segments
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -35,8 +42,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_cat.h"
 #include "log_store/log_store.h"
+<<<<<<< HEAD
 #include "registry/registry.h"
 #include "registry/sqlite_record_store.h"
+=======
+#include "segment_log/reader.h"
+#include "segment_log/writer.h"
+>>>>>>> segments
 #include "supervisor/cgroup.h"
 #include "supervisor/spawn.h"
 
@@ -216,6 +228,7 @@ void BM_LogStoreRead(benchmark::State& state) {
 }
 BENCHMARK(BM_LogStoreRead)->Arg(64 << 10)->Arg(1 << 20);
 
+<<<<<<< HEAD
 // --- Registry ---------------------------------------------------------------
 
 pm::internal::v1::CreateRecordRequest SleepRecord() {
@@ -285,6 +298,159 @@ void BM_RegistryInSqlite(benchmark::State& state) {
   std::filesystem::remove_all(dir, ignored);
 }
 BENCHMARK(BM_RegistryInSqlite)->Unit(benchmark::kMicrosecond);
+=======
+// --- Segments ---------------------------------------------------------------
+
+// A directory of its own under TMPDIR, removed with its files at the end.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    const char* base = getenv("TMPDIR");
+    path_ = absl::StrFormat("%s/pm-bench.XXXXXX", base ? base : "/tmp");
+    if (mkdtemp(path_.data()) == nullptr) path_.clear();
+  }
+  ~ScratchDir() {
+    if (path_.empty()) return;
+    nftw(
+        path_.c_str(),
+        [](const char* path, const struct stat*, int, struct FTW*) {
+          return remove(path);
+        },
+        16, FTW_DEPTH | FTW_PHYS);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Bytes on disk per process: the writer's default cap is 256 MiB; the
+// store's 64 MiB keeps the runs short and the page cache warm for both.
+constexpr uint64_t kOnDisk = uint64_t{64} << 20;
+
+void BM_FileWriteBaseline(benchmark::State& state) {
+  const size_t piece = static_cast<size_t>(state.range(0));
+  const std::string data(piece, 'x');
+  ScratchDir dir;
+  const std::string path = dir.path() + "/file";
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (dir.path().empty() || fd < 0) {
+    state.SkipWithError("cannot make a scratch file");
+    return;
+  }
+  uint64_t at = 0;
+  for (auto _ : state) {
+    if (at + piece > kOnDisk) {  // start over, as retention would
+      state.PauseTiming();
+      if (ftruncate(fd, 0) != 0) state.SkipWithError("ftruncate failed");
+      at = 0;
+      state.ResumeTiming();
+    }
+    if (pwrite(fd, data.data(), piece, at) != static_cast<ssize_t>(piece)) {
+      state.SkipWithError("pwrite failed");
+      break;
+    }
+    at += piece;
+  }
+  close(fd);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * piece);
+}
+BENCHMARK(BM_FileWriteBaseline)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
+
+void BM_SegmentWriterAppend(benchmark::State& state) {
+  const size_t piece = static_cast<size_t>(state.range(0));
+  const std::string data(piece, 'x');
+  ScratchDir dir;
+  segment_log::WriterOptions options;
+  options.max_bytes = kOnDisk;
+  absl::StatusOr<std::unique_ptr<segment_log::Writer>> writer =
+      segment_log::Writer::Open(dir.path() + "/proc", options);
+  if (!writer.ok()) {
+    state.SkipWithError(std::string(writer.status().message()).c_str());
+    return;
+  }
+  const absl::Time now = absl::Now();
+  for (auto _ : state) {
+    absl::Status status =
+        (*writer)->Append(segment_log::Stream::kStdout, data, now);
+    if (!status.ok()) {
+      state.SkipWithError(std::string(status.message()).c_str());
+      break;
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * piece);
+}
+BENCHMARK(BM_SegmentWriterAppend)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
+
+void BM_FilePreadBaseline(benchmark::State& state) {
+  const size_t piece = static_cast<size_t>(state.range(0));
+  ScratchDir dir;
+  const std::string path = dir.path() + "/file";
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  const std::string fill(1 << 20, 'x');
+  for (uint64_t at = 0; fd >= 0 && at < kOnDisk; at += fill.size()) {
+    if (pwrite(fd, fill.data(), fill.size(), at) < 0) break;
+  }
+  std::string out(piece, '\0');
+  uint64_t at = 0;
+  for (auto _ : state) {
+    if (at + piece > kOnDisk) at = 0;
+    if (pread(fd, out.data(), piece, at) != static_cast<ssize_t>(piece)) {
+      state.SkipWithError("pread failed");
+      break;
+    }
+    benchmark::DoNotOptimize(out.data());
+    at += piece;
+  }
+  if (fd >= 0) close(fd);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * piece);
+}
+BENCHMARK(BM_FilePreadBaseline)->Arg(64 << 10)->Arg(1 << 20);
+
+// Reading a whole on-disk output from the start in chunks of at most
+// `piece`, written in 64 KiB appends (a pipe read each).
+void BM_SegmentReaderRead(benchmark::State& state) {
+  const size_t piece = static_cast<size_t>(state.range(0));
+  ScratchDir dir;
+  const std::string proc = dir.path() + "/proc";
+  {
+    segment_log::WriterOptions options;
+    options.max_bytes = 2 * kOnDisk;
+    absl::StatusOr<std::unique_ptr<segment_log::Writer>> writer =
+        segment_log::Writer::Open(proc, options);
+    const std::string data(64 << 10, 'x');
+    for (uint64_t at = 0; writer.ok() && at < kOnDisk; at += data.size()) {
+      if (!(*writer)->Append(segment_log::Stream::kStdout, data, absl::Now()).ok()) {
+        break;
+      }
+    }
+  }
+  absl::StatusOr<std::unique_ptr<segment_log::Reader>> reader =
+      segment_log::Reader::Open(proc);
+  if (!reader.ok()) {
+    state.SkipWithError(std::string(reader.status().message()).c_str());
+    return;
+  }
+  uint64_t cursor = 0, bytes = 0;
+  for (auto _ : state) {
+    absl::StatusOr<std::optional<segment_log::Chunk>> chunk =
+        (*reader)->Read(cursor, piece);
+    if (!chunk.ok()) {
+      state.SkipWithError(std::string(chunk.status().message()).c_str());
+      break;
+    }
+    if (!*chunk) {
+      cursor = 0;  // at the end: from the start again
+      continue;
+    }
+    benchmark::DoNotOptimize((*chunk)->data.data());
+    cursor = (*chunk)->offset + (*chunk)->data.size();
+    bytes += (*chunk)->data.size();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));
+}
+BENCHMARK(BM_SegmentReaderRead)->Arg(64 << 10)->Arg(1 << 20);
+>>>>>>> segments
 
 // --- Ratios -----------------------------------------------------------------
 
@@ -319,8 +485,21 @@ class RatioReporter : public benchmark::ConsoleReporter {
            absl::StrFormat("BM_MemcpyOutOfBufferBaseline/%s", size),
            absl::StrFormat("store read of %s-byte pieces", size));
     }
+<<<<<<< HEAD
     Time("BM_RegistryInSqlite", "BM_RegistryInMemoryBaseline",
          "registry create + end of a record, written through to SQLite");
+=======
+    for (const char* size : {"4096", "65536", "1048576"}) {
+      Rate(absl::StrFormat("BM_SegmentWriterAppend/%s", size),
+           absl::StrFormat("BM_FileWriteBaseline/%s", size),
+           absl::StrFormat("segment append of %s-byte pieces", size));
+    }
+    for (const char* size : {"65536", "1048576"}) {
+      Rate(absl::StrFormat("BM_SegmentReaderRead/%s", size),
+           absl::StrFormat("BM_FilePreadBaseline/%s", size),
+           absl::StrFormat("segment read of %s-byte chunks", size));
+    }
+>>>>>>> segments
   }
 
  private:

@@ -12,6 +12,7 @@ if grep -q 'ERROR OCCURRED' <<<"$out"; then
   fi
 fi
 for ratio in 'pm Spawn + reap' 'store append of 65536' 'store read of 1048576' \
-    'registry create + end'; do
+    'registry create + end' 'segment append of 65536' \
+    'segment read of 1048576'; do
   grep -q "$ratio" <<<"$out" || { echo "missing ratio: $ratio" >&2; exit 1; }
 done

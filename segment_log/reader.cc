@@ -1,0 +1,263 @@
+#include "segment_log/reader.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+
+namespace pm::segment_log {
+
+Reader::OpenSegment::OpenSegment(SegmentFile file_in, Fd fd_in)
+    : file(std::move(file_in)),
+      fd(std::move(fd_in)),
+      scanner(fd.get(), file.path, file.first_offset) {}
+
+Reader::Reader(std::string dir) : dir_(std::move(dir)) {}
+
+absl::StatusOr<std::unique_ptr<Reader>> Reader::Open(std::string dir) {
+  std::unique_ptr<Reader> reader(new Reader(std::move(dir)));
+  PM_RETURN_IF_ERROR(reader->Refresh());
+  return reader;
+}
+
+absl::Status Reader::List() {
+  PM_ASSIGN_OR_RETURN(segments_, ListSegments(dir_));
+  if (!segments_.empty()) {
+    start_offset_ = std::max(start_offset_, segments_.front().first_offset);
+  }
+  return absl::OkStatus();
+}
+
+std::optional<SegmentFile> Reader::SegmentFor(uint64_t cursor) const {
+  if (segments_.empty()) return std::nullopt;
+  auto after = std::upper_bound(
+      segments_.begin(), segments_.end(), cursor,
+      [](uint64_t c, const SegmentFile& s) { return c < s.first_offset; });
+  return after == segments_.begin() ? segments_.front() : *(after - 1);
+}
+
+std::optional<SegmentFile> Reader::SegmentAfter(uint64_t first_offset) const {
+  for (const SegmentFile& segment : segments_) {
+    if (segment.first_offset > first_offset) return segment;
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<std::unique_ptr<Reader::OpenSegment>> Reader::OpenFile(
+    const SegmentFile& file) {
+  absl::StatusOr<Fd> fd = Fd::Open(file.path, O_RDONLY);
+  if (!fd.ok()) {
+    // Deleted since the listing: retention got there first.
+    if (ErrnoOf(fd.status()) == ENOENT) return nullptr;
+    return fd.status();
+  }
+  auto segment = std::make_unique<OpenSegment>(file, std::move(*fd));
+  PM_ASSIGN_OR_RETURN(segment->has_header, segment->scanner.Start());
+  return segment;
+}
+
+absl::StatusOr<bool> Reader::Deleted(const OpenSegment& segment) const {
+  struct stat st;
+  if (fstat(segment.fd.get(), &st) != 0) {
+    return ErrnoError("fstat", segment.file.path);
+  }
+  return st.st_nlink == 0;
+}
+
+absl::Status Reader::Position(uint64_t cursor) {
+  if (current_ != nullptr) {
+    PM_ASSIGN_OR_RETURN(bool deleted, Deleted(*current_));
+    std::optional<SegmentFile> target = SegmentFor(cursor);
+    if (deleted || (target && target->first_offset !=
+                                  current_->file.first_offset)) {
+      // Gone, or the cursor lies in another segment (the listing may be
+      // older than the files, but never names one that starts later than
+      // where the writer was).
+      current_.reset();
+    } else if (cursor < current_->scanner.offset()) {
+      // Back within this segment: scan it again from its start.
+      current_->scanner.Seek(kFileHeaderBytes, current_->file.first_offset);
+    }
+  }
+  while (current_ == nullptr) {
+    PM_RETURN_IF_ERROR(List());
+    std::optional<SegmentFile> target = SegmentFor(cursor);
+    if (!target) return absl::OkStatus();
+    PM_ASSIGN_OR_RETURN(current_, OpenFile(*target));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<Record>> Reader::NextRecord() {
+  while (true) {
+    OpenSegment& segment = *current_;
+    if (!segment.has_header) {
+      // A segment being created: its header may have been written since.
+      PM_ASSIGN_OR_RETURN(segment.has_header, segment.scanner.Start());
+    }
+    if (segment.has_header) {
+      PM_ASSIGN_OR_RETURN(std::optional<Record> record,
+                          segment.scanner.Next());
+      if (record) {
+        NoteEnd(record->end(), record->kind == RecordKind::kEnd);
+        return record;
+      }
+    }
+    // The valid part of this segment ends here. If the writer has started
+    // a later one, this one is complete: read it once more (the writer may
+    // have finished a record here after the read above and before it moved
+    // on), then go on to the next.
+    PM_RETURN_IF_ERROR(List());
+    std::optional<SegmentFile> next = SegmentAfter(segment.file.first_offset);
+    if (!next) return std::nullopt;
+    if (!segment.has_header) {
+      PM_ASSIGN_OR_RETURN(segment.has_header, segment.scanner.Start());
+    }
+    if (segment.has_header) {
+      PM_ASSIGN_OR_RETURN(std::optional<Record> record,
+                          segment.scanner.Next());
+      if (record) {
+        NoteEnd(record->end(), record->kind == RecordKind::kEnd);
+        return record;
+      }
+    }
+    PM_ASSIGN_OR_RETURN(std::unique_ptr<OpenSegment> opened, OpenFile(*next));
+    // Deleted meanwhile: the next round lists again and takes the one
+    // after it (the listing only shrinks from the front).
+    if (opened != nullptr) current_ = std::move(opened);
+  }
+}
+
+absl::StatusOr<std::optional<Chunk>> Reader::Read(uint64_t cursor,
+                                                  size_t max_bytes) {
+  if (max_bytes == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("segment_log::Reader(\"", dir_, "\"): max_bytes is 0"));
+  }
+  PM_RETURN_IF_ERROR(Position(cursor));
+  // Everything before `at` is accounted for: read, or lost.
+  uint64_t at = cursor;
+  while (current_ != nullptr) {
+    PM_ASSIGN_OR_RETURN(std::optional<Record> record, NextRecord());
+    if (!record) break;
+    RecordScanner& scanner = current_->scanner;
+    const uint64_t record_pos = scanner.pos() - record->file_bytes();
+    if (record->kind == RecordKind::kEnd) {
+      // Stay before it: every later Read finds it again.
+      scanner.Seek(record_pos, record->offset);
+      break;
+    }
+    if (record->end() <= at) continue;
+    // A record past the cursor: what lies between was deleted or corrupt.
+    at = std::max(at, record->offset);
+    if (record->kind == RecordKind::kGap) {
+      at = record->end();
+      continue;
+    }
+    Chunk chunk;
+    chunk.offset = at;
+    chunk.dropped_before = at - cursor;
+    chunk.stream = record->stream;
+    chunk.time = record->time;
+    const uint64_t skip = at - record->offset;
+    const uint64_t take = std::min<uint64_t>(max_bytes, record->length - skip);
+    if (skip == 0 && take == record->length) {
+      chunk.data = std::move(record->payload);
+    } else {
+      chunk.data = record->payload.substr(skip, take);
+    }
+    if (skip + take < record->length) {
+      // The rest of this record is for the next Read.
+      scanner.Seek(record_pos, record->offset);
+    } else {
+      PM_RETURN_IF_ERROR(ExtendChunk(chunk, max_bytes));
+    }
+    return chunk;
+  }
+  if (at == cursor) return std::nullopt;
+  Chunk lost;
+  lost.offset = at;
+  lost.dropped_before = at - cursor;
+  return lost;
+}
+
+absl::Status Reader::ExtendChunk(Chunk& chunk, size_t max_bytes) {
+  RecordScanner& scanner = current_->scanner;
+  while (chunk.data.size() < max_bytes) {
+    const uint64_t pos = scanner.pos();
+    const uint64_t offset = scanner.offset();
+    PM_ASSIGN_OR_RETURN(std::optional<Record> record, scanner.Next());
+    if (!record) return absl::OkStatus();
+    NoteEnd(record->end(), record->kind == RecordKind::kEnd);
+    const uint64_t room = max_bytes - chunk.data.size();
+    if (record->kind != RecordKind::kData || record->stream != chunk.stream ||
+        record->length > room) {
+      scanner.Seek(pos, offset);
+      return absl::OkStatus();
+    }
+    chunk.data += record->payload;
+  }
+  return absl::OkStatus();
+}
+
+void Reader::NoteEnd(uint64_t offset, bool closed) {
+  end_offset_ = std::max(end_offset_, offset);
+  closed_ = closed_ || closed;
+}
+
+absl::Status Reader::Refresh() {
+  PM_RETURN_IF_ERROR(List());
+  if (segments_.empty()) {
+    start_offset_ = std::max(start_offset_, end_offset_);
+    return absl::OkStatus();
+  }
+  // Scan the last segment to its end with a cursor of its own, so the
+  // reading position is kept.
+  PM_ASSIGN_OR_RETURN(std::unique_ptr<OpenSegment> last,
+                      OpenFile(segments_.back()));
+  if (last == nullptr) return absl::OkStatus();  // deleted: nothing newer
+  NoteEnd(last->file.first_offset, false);
+  if (!last->has_header) return absl::OkStatus();
+  while (true) {
+    PM_ASSIGN_OR_RETURN(std::optional<Record> record, last->scanner.Next());
+    if (!record) break;
+    NoteEnd(record->end(), record->kind == RecordKind::kEnd);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> Reader::OffsetAt(absl::Time time) {
+  PM_RETURN_IF_ERROR(List());
+  // The last segment whose first record was read before `time`: the record
+  // wanted is in it or after it.
+  size_t from = 0;
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    PM_ASSIGN_OR_RETURN(std::unique_ptr<OpenSegment> segment,
+                        OpenFile(segments_[i]));
+    if (segment == nullptr || !segment->has_header) continue;
+    PM_ASSIGN_OR_RETURN(std::optional<Record> first, segment->scanner.Next());
+    if (!first) continue;
+    if (first->time >= time) break;
+    from = i;
+  }
+  for (size_t i = from; i < segments_.size(); ++i) {
+    PM_ASSIGN_OR_RETURN(std::unique_ptr<OpenSegment> segment,
+                        OpenFile(segments_[i]));
+    if (segment == nullptr || !segment->has_header) continue;
+    while (true) {
+      PM_ASSIGN_OR_RETURN(std::optional<Record> record,
+                          segment->scanner.Next());
+      if (!record) break;
+      NoteEnd(record->end(), record->kind == RecordKind::kEnd);
+      if (record->time >= time) return record->offset;
+    }
+  }
+  PM_RETURN_IF_ERROR(Refresh());
+  return end_offset_;
+}
+
+}  // namespace pm::segment_log

@@ -1,0 +1,63 @@
+// Test helpers for segment_log: a temporary directory per test, and the
+// records and raw bytes of segment files.
+#ifndef PM_SEGMENT_LOG_TEST_UTIL_H_
+#define PM_SEGMENT_LOG_TEST_UTIL_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "segment_log/format.h"
+#include "segment_log/reader.h"
+#include "segment_log/writer.h"
+
+namespace pm::segment_log {
+
+// A fresh directory under TEST_TMPDIR, removed with everything in it when
+// destroyed.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  // path()/name
+  std::string Sub(const std::string& name) const;
+
+ private:
+  std::string path_;
+};
+
+// A time to stamp test output with.
+inline const absl::Time kT0 = absl::FromUnixSeconds(1700000000);
+
+WriterOptions Sizes(uint64_t segment_bytes, uint64_t max_bytes = 256 << 20);
+// Writer::Open, failing the test (and returning null) on an error.
+std::unique_ptr<Writer> OpenWriter(const std::string& dir,
+                                   WriterOptions options = {});
+std::unique_ptr<Reader> OpenReader(const std::string& dir);
+
+// Every chunk a reader gives from `cursor` until Read returns nullopt.
+std::vector<Chunk> ReadChunks(Reader& reader, uint64_t cursor,
+                              size_t max_bytes = Reader::kDefaultMaxReadBytes);
+// The data of `chunks` concatenated, and their dropped_before summed.
+std::string DataOf(const std::vector<Chunk>& chunks);
+uint64_t DroppedIn(const std::vector<Chunk>& chunks);
+
+// The valid records of one segment file, in order (fails the test on an
+// I/O error or a bad file header).
+std::vector<Record> RecordsOf(const std::string& segment_path);
+// The valid records of every segment of `dir`, oldest segment first.
+std::vector<Record> RecordsIn(const std::string& dir);
+// The paths of the segments of `dir`, oldest first.
+std::vector<std::string> SegmentPaths(const std::string& dir);
+
+uint64_t FileSize(const std::string& path);
+void TruncateFile(const std::string& path, uint64_t size);
+// Flips the bits of the byte at `pos`.
+void CorruptByte(const std::string& path, uint64_t pos);
+
+}  // namespace pm::segment_log
+
+#endif  // PM_SEGMENT_LOG_TEST_UTIL_H_
