@@ -83,6 +83,14 @@ class Writer {
   // FAILED_PRECONDITION after Close.
   absl::Status Append(Stream stream, absl::string_view data, absl::Time when);
 
+  // Records `length` bytes at end_offset() as lost elsewhere (before they
+  // reached this writer: a spool that overflowed, a resend that starts past
+  // the end), read at `when`, and writes the gap record. Zero is a no-op.
+  // A failed write keeps the gap pending (written with the next record)
+  // and returns the error. INVALID_ARGUMENT if the offset would overflow;
+  // FAILED_PRECONDITION after Close.
+  absl::Status AppendGap(uint64_t length, absl::Time when);
+
   // Writes the pending gap, if any, and the end record, and fsyncs the
   // segment and the directory. Appends after it are FAILED_PRECONDITION,
   // even if the end record could not be written (then Close may be called
