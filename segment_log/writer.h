@@ -3,7 +3,7 @@
 // directory (the log_store only reads it and deletes whole old segments).
 //
 //   PM_ASSIGN_OR_RETURN(std::unique_ptr<Writer> writer,
-//                       Writer::Open(absl::StrCat(state_dir, "/procs/", id),
+//                       Writer::Open(ProcessOutputDir(state_dir, id),
 //                                    WriterOptions{}));
 //   absl::Status status =
 //       writer->Append(Stream::kStdout, bytes_read, absl::Now());

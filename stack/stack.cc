@@ -209,7 +209,7 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(StackOptions options) {
     service.args = {service.binary,
                     absl::StrCat("--runtime_dir=", stack->options_.runtime_dir)};
     // The services that keep state on disk so far.
-    if (name == "registry" || name == "gateway") {
+    if (name == "registry" || name == "log_store" || name == "gateway") {
       service.args.push_back(
           absl::StrCat("--state_dir=", stack->options_.state_dir));
     }
