@@ -152,14 +152,21 @@ void LogStore::OnDirChanged(int wd) {
   std::vector<std::shared_ptr<OutputLog>> to_wake;
   {
     absl::MutexLock lock(&mu_);
-    for (const auto& [watched_wd, id] : watched_ids_) {
-      // wd -1: the kernel's queue overflowed; every log may have changed.
-      if (wd != -1 && watched_wd != wd) continue;
+    auto wake = [&](const std::string& id) {
       auto log = logs_.find(id);
       if (log != logs_.end()) to_wake.push_back(log->second);
+    };
+    if (wd == -1) {
+      // The kernel's queue overflowed: every log may have changed.
+      for (const auto& [watched_wd, id] : watched_ids_) wake(id);
+    } else if (auto it = watched_ids_.find(wd); it != watched_ids_.end()) {
+      wake(it->second);
     }
   }
-  for (const std::shared_ptr<OutputLog>& log : to_wake) log->Wake();
+  for (const std::shared_ptr<OutputLog>& log : to_wake) {
+    // This log_store's own appends wake the log's readers already.
+    if (!log->appending()) log->Wake();
+  }
 }
 
 absl::StatusOr<OutputLog::Update> LogStore::Account(

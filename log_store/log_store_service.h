@@ -8,7 +8,10 @@
 //
 // Append (one bidi stream per process, from the supervisor): Open, then Data
 // and Gap in offset order, then Close; acknowledged with the log's end
-// offset as data is taken in, one write in flight, newer ends coalesced.
+// offset once the data is written to the process's segment files (so it
+// survives a kill -9 of the log_store), one write in flight, newer ends
+// coalesced. Open on a log that has output on disk answers with its end
+// there; a failed write (a full disk) is a gap, not an error.
 // Errors end the stream: INVALID_ARGUMENT (malformed id, message without a
 // kind, data without a stream, offsets that overflow or a close below what
 // was taken in), FAILED_PRECONDITION (anything before Open or a second Open,
@@ -16,9 +19,11 @@
 // that ends without Close leaves the log open for the supervisor's
 // reconnect; Open on it again answers with its end offset.
 //
-// StreamOutput: a write reactor per reader, holding only a cursor into the
-// log, so a slow or stuck reader never holds back the Append path or other
-// readers. Errors: INVALID_ARGUMENT (malformed id), NOT_FOUND ("no output
+// StreamOutput: a write reactor per reader, holding a cursor and a
+// segment_log::Reader on the process's files, so a slow or stuck reader
+// never holds back the Append path or other readers; the output of a process
+// from before a restart of the log_store, or written by another process, is
+// served from its files the same way. Errors: INVALID_ARGUMENT (malformed id), NOT_FOUND ("no output
 // for process <id>"), OUT_OF_RANGE (from_offset past the end), UNAVAILABLE
 // ("log_store shutting down").
 #ifndef PM_LOG_STORE_LOG_STORE_SERVICE_H_
