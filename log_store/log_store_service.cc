@@ -416,40 +416,43 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
                 grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown)};
       }
     }
-    bool watching = false;
-    for (;;) {
-      if (cursor_ >= limit_) return {Action::kFinish, grpc::Status::OK};
-      const uint64_t max_bytes = std::min<uint64_t>(
-          segment_log::Reader::kDefaultMaxReadBytes, limit_ - cursor_);
-      absl::StatusOr<std::optional<segment_log::Chunk>> chunk =
-          reader_->Read(cursor_, max_bytes);
-      if (!chunk.ok()) {
-        PM_LOG(WARNING) << "StreamOutput of process " << log_->id() << ": "
-                        << chunk.status();
-        return {Action::kFinish, ToGrpcStatus(chunk.status())};
-      }
-      if (*chunk) {
-        SetChunk(**chunk);
-        return {Action::kWrite, grpc::Status::OK};
-      }
-      if (reader_->closed()) return {Action::kFinish, grpc::Status::OK};
-      if (log_->closed()) {
-        // Closed here, but the end record is not in the files: the total
-        // cap deleted every segment. The rest is lost.
-        const uint64_t end = log_->end_offset();
-        if (cursor_ >= end) return {Action::kFinish, grpc::Status::OK};
-        segment_log::Chunk lost;
-        lost.offset = end;
-        lost.dropped_before = end - cursor_;
-        SetChunk(lost);
-        return {Action::kWrite, grpc::Status::OK};
-      }
-      if (!follow_) return {Action::kFinish, grpc::Status::OK};
-      if (watching) return {Action::kWait, grpc::Status::OK};
-      // Registered before reading again: a change after that read wakes us.
-      log_->Watch(weak_from_this());
-      watching = true;
+    // Registered before reading, so a change after the read wakes us; one
+    // read of the files per wake-up (a read at the end of what is written
+    // lists the directory, the costly part with many followers).
+    if (follow_) log_->Watch(weak_from_this());
+    if (cursor_ >= limit_) return {Action::kFinish, grpc::Status::OK};
+    // Noted before the read: once a close has returned, its end record is
+    // in the files, so a read after it that finds no end means the files
+    // are gone (checked after the read, a close racing with it would look
+    // the same).
+    const bool closed_before_read = log_->closed();
+    const uint64_t max_bytes = std::min<uint64_t>(
+        segment_log::Reader::kDefaultMaxReadBytes, limit_ - cursor_);
+    absl::StatusOr<std::optional<segment_log::Chunk>> chunk =
+        reader_->Read(cursor_, max_bytes);
+    if (!chunk.ok()) {
+      PM_LOG(WARNING) << "StreamOutput of process " << log_->id() << ": "
+                      << chunk.status();
+      return {Action::kFinish, ToGrpcStatus(chunk.status())};
     }
+    if (*chunk) {
+      SetChunk(**chunk);
+      return {Action::kWrite, grpc::Status::OK};
+    }
+    if (reader_->closed()) return {Action::kFinish, grpc::Status::OK};
+    if (closed_before_read) {
+      // Closed here, but the end record is not in the files: the total
+      // cap deleted every segment. The rest is lost.
+      const uint64_t end = log_->end_offset();
+      if (cursor_ >= end) return {Action::kFinish, grpc::Status::OK};
+      segment_log::Chunk lost;
+      lost.offset = end;
+      lost.dropped_before = end - cursor_;
+      SetChunk(lost);
+      return {Action::kWrite, grpc::Status::OK};
+    }
+    if (!follow_) return {Action::kFinish, grpc::Status::OK};
+    return {Action::kWait, grpc::Status::OK};
   }
 
   // Makes `chunk` the one to write and moves the cursor past it. Without
