@@ -30,6 +30,7 @@ _LIBRARIES = {
     "grpc++_reflection": (["grpc++"], ["-lgrpc++_reflection"]),
     "protobuf": (["protobuf"], []),
     "ssl": (["libssl", "libcrypto"], []),
+    "zlib": (["zlib"], []),
 }
 
 def _pkg_config(ctx, pkg_config, flag, modules):

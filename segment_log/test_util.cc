@@ -1,0 +1,113 @@
+#include "segment_log/test_util.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "common/fd.h"
+#include "gtest/gtest.h"
+
+namespace pm::segment_log {
+
+TempDir::TempDir() {
+  const char* base = getenv("TEST_TMPDIR");
+  std::string tmpl = absl::StrCat(base != nullptr ? base : "/tmp",
+                                  "/segment_log.XXXXXX");
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    ADD_FAILURE() << "mkdtemp(" << tmpl << ") failed";
+  }
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  nftw(
+      path_.c_str(),
+      [](const char* path, const struct stat*, int, struct FTW*) {
+        remove(path);
+        return 0;
+      },
+      16, FTW_DEPTH | FTW_PHYS);
+}
+
+std::string TempDir::Sub(const std::string& name) const {
+  return absl::StrCat(path_, "/", name);
+}
+
+std::vector<Record> RecordsOf(const std::string& segment_path) {
+  std::vector<Record> records;
+  absl::StatusOr<Fd> fd = Fd::Open(segment_path, O_RDONLY);
+  if (!fd.ok()) {
+    ADD_FAILURE() << fd.status();
+    return records;
+  }
+  std::optional<uint64_t> first = ParseSegmentName(
+      segment_path.substr(segment_path.find_last_of('/') + 1));
+  if (!first) {
+    ADD_FAILURE() << segment_path << " is not a segment name";
+    return records;
+  }
+  RecordScanner scanner(fd->get(), segment_path, *first);
+  absl::StatusOr<bool> has_header = scanner.Start();
+  if (!has_header.ok() || !*has_header) {
+    ADD_FAILURE() << segment_path << " has no valid file header";
+    return records;
+  }
+  while (true) {
+    absl::StatusOr<std::optional<Record>> record = scanner.Next();
+    if (!record.ok()) {
+      ADD_FAILURE() << record.status();
+      break;
+    }
+    if (!*record) break;
+    records.push_back(std::move(**record));
+  }
+  return records;
+}
+
+std::vector<std::string> SegmentPaths(const std::string& dir) {
+  std::vector<std::string> paths;
+  absl::StatusOr<std::vector<SegmentFile>> segments = ListSegments(dir);
+  if (!segments.ok()) {
+    ADD_FAILURE() << segments.status();
+    return paths;
+  }
+  for (const SegmentFile& segment : *segments) paths.push_back(segment.path);
+  return paths;
+}
+
+std::vector<Record> RecordsIn(const std::string& dir) {
+  std::vector<Record> records;
+  for (const std::string& path : SegmentPaths(dir)) {
+    for (Record& record : RecordsOf(path)) records.push_back(std::move(record));
+  }
+  return records;
+}
+
+uint64_t FileSize(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    ADD_FAILURE() << "stat(" << path << ") failed";
+    return 0;
+  }
+  return st.st_size;
+}
+
+void TruncateFile(const std::string& path, uint64_t size) {
+  ASSERT_EQ(truncate(path.c_str(), static_cast<off_t>(size)), 0) << path;
+}
+
+void CorruptByte(const std::string& path, uint64_t pos) {
+  absl::StatusOr<Fd> fd = Fd::Open(path, O_RDWR);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  char byte;
+  ASSERT_EQ(pread(fd->get(), &byte, 1, pos), 1);
+  byte = static_cast<char>(~byte);
+  ASSERT_EQ(pwrite(fd->get(), &byte, 1, pos), 1);
+}
+
+}  // namespace pm::segment_log

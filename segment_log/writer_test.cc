@@ -1,0 +1,398 @@
+#include "segment_log/writer.h"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <string>
+
+#include "common/status.h"
+#include "gtest/gtest.h"
+#include "segment_log/test_util.h"
+
+namespace pm::segment_log {
+namespace {
+
+const absl::Time kT0 = absl::FromUnixSeconds(1700000000);
+
+WriterOptions Sizes(uint64_t segment_bytes, uint64_t max_bytes = 256 << 20) {
+  WriterOptions options;
+  options.segment_bytes = segment_bytes;
+  options.max_bytes = max_bytes;
+  return options;
+}
+
+std::unique_ptr<Writer> OpenOrDie(const std::string& dir,
+                                  WriterOptions options = {}) {
+  absl::StatusOr<std::unique_ptr<Writer>> writer = Writer::Open(dir, options);
+  EXPECT_TRUE(writer.ok()) << writer.status();
+  return writer.ok() ? std::move(*writer) : nullptr;
+}
+
+// The data payloads of `records` concatenated.
+std::string DataOf(const std::vector<Record>& records) {
+  std::string data;
+  for (const Record& record : records) data += record.payload;
+  return data;
+}
+
+// Checks the chain every reader relies on: each record starts where the one
+// before it ended, across segments, and each segment at its name's offset.
+void ExpectContiguous(const std::string& dir, uint64_t end_offset) {
+  std::vector<std::string> paths = SegmentPaths(dir);
+  ASSERT_FALSE(paths.empty());
+  std::optional<uint64_t> next =
+      ParseSegmentName(paths[0].substr(paths[0].rfind('/') + 1));
+  for (const std::string& path : paths) {
+    EXPECT_EQ(ParseSegmentName(path.substr(path.rfind('/') + 1)), next)
+        << path;
+    std::vector<Record> records = RecordsOf(path);
+    for (const Record& record : records) {
+      EXPECT_EQ(record.offset, *next) << path;
+      next = record.end();
+    }
+    // Every byte of the file is a valid record (no torn tail left behind).
+    uint64_t bytes = kFileHeaderBytes;
+    for (const Record& record : records) bytes += record.file_bytes();
+    EXPECT_EQ(FileSize(path), bytes) << path;
+  }
+  EXPECT_EQ(next, end_offset);
+}
+
+TEST(WriterTest, OpenCreatesThePrivateDirectoryAndTheFirstSegment) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("proc");
+  std::unique_ptr<Writer> writer = OpenOrDie(dir);
+  ASSERT_NE(writer, nullptr);
+  struct stat st;
+  ASSERT_EQ(stat(dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  EXPECT_EQ(SegmentPaths(dir),
+            std::vector<std::string>{dir + "/00000000000000000000.seg"});
+  EXPECT_EQ(writer->end_offset(), 0u);
+  EXPECT_EQ(writer->retained_bytes(), kFileHeaderBytes);
+}
+
+TEST(WriterTest, OpenNamesTheCallAndPathWhenTheParentIsMissing) {
+  TempDir tmp;
+  absl::StatusOr<std::unique_ptr<Writer>> writer =
+      Writer::Open(tmp.Sub("missing/proc"), {});
+  ASSERT_EQ(writer.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(writer.status().message().find("mkdir(\"" + tmp.Sub("missing/proc")),
+            std::string::npos)
+      << writer.status();
+}
+
+TEST(WriterTest, OpenRefusesZeroSizes) {
+  TempDir tmp;
+  EXPECT_EQ(Writer::Open(tmp.Sub("a"), Sizes(0)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Writer::Open(tmp.Sub("a"), Sizes(100, 0)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(WriterTest, BothStreamsAreRecordedByteExactWithAbsoluteOffsets) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path());
+  const std::string binary("\0\xff\n\x01", 4);
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "hello\n", kT0).ok());
+  ASSERT_TRUE(writer->Append(Stream::kStderr, binary, kT0 + absl::Seconds(1))
+                  .ok());
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "", kT0).ok());  // a no-op
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "x", kT0 + absl::Seconds(2))
+                  .ok());
+  EXPECT_EQ(writer->end_offset(), 11u);
+
+  std::vector<Record> records = RecordsIn(tmp.path());
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[0].offset, 0u);
+  EXPECT_EQ(records[0].stream, Stream::kStdout);
+  EXPECT_EQ(records[0].payload, "hello\n");
+  EXPECT_EQ(records[0].time, kT0);
+  EXPECT_EQ(records[1].offset, 6u);
+  EXPECT_EQ(records[1].stream, Stream::kStderr);
+  EXPECT_EQ(records[1].payload, binary);
+  EXPECT_EQ(records[1].time, kT0 + absl::Seconds(1));
+  EXPECT_EQ(records[2].offset, 10u);
+  EXPECT_EQ(records[2].payload, "x");
+  EXPECT_EQ(writer->retained_bytes(), FileSize(SegmentPaths(tmp.path())[0]));
+}
+
+TEST(WriterTest, AnAppendLongerThanOneRecordIsSplit) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path());
+  std::string big(2 * kMaxPayloadBytes + 3, 'b');
+  big[kMaxPayloadBytes] = 'c';
+  ASSERT_TRUE(writer->Append(Stream::kStdout, big, kT0).ok());
+  std::vector<Record> records = RecordsIn(tmp.path());
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[1].offset, kMaxPayloadBytes);
+  EXPECT_EQ(records[2].length, 3u);
+  EXPECT_EQ(DataOf(records), big);
+}
+
+TEST(WriterTest, ANewSegmentStartsPastSegmentBytesNamedByItsFirstOffset) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer =
+      OpenOrDie(tmp.path(), Sizes(100, 1 << 20));
+  std::string all;
+  for (int i = 0; i < 10; ++i) {
+    std::string piece(30, static_cast<char>('a' + i));
+    ASSERT_TRUE(writer->Append(Stream::kStdout, piece, kT0).ok());
+    all += piece;
+  }
+  // Header 16 + two records of 62 = 140 >= 100: two records per segment.
+  std::vector<std::string> paths = SegmentPaths(tmp.path());
+  ASSERT_EQ(paths.size(), 5u);
+  EXPECT_EQ(paths[1], tmp.Sub("00000000000000000060.seg"));
+  EXPECT_EQ(paths[4], tmp.Sub("00000000000000000240.seg"));
+  EXPECT_EQ(DataOf(RecordsIn(tmp.path())), all);
+  ExpectContiguous(tmp.path(), 300);
+}
+
+TEST(WriterTest, ThePerProcessCapDeletesTheOldestWholeSegments) {
+  TempDir tmp;
+  // Segments of 16 + 2 * 62 = 140 bytes; 300 bytes hold two of them.
+  std::unique_ptr<Writer> writer =
+      OpenOrDie(tmp.path(), Sizes(100, 300));
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(
+        writer->Append(Stream::kStdout, std::string(30, 'a' + i), kT0).ok());
+    EXPECT_LE(writer->retained_bytes(), 300u);
+  }
+  std::vector<std::string> paths = SegmentPaths(tmp.path());
+  ASSERT_EQ(paths.size(), 2u);
+  EXPECT_EQ(paths[0], tmp.Sub("00000000000000000180.seg"));
+  EXPECT_EQ(writer->retained_bytes(), FileSize(paths[0]) + FileSize(paths[1]));
+  EXPECT_EQ(DataOf(RecordsIn(tmp.path())),
+            std::string(30, 'g') + std::string(30, 'h') +
+                std::string(30, 'i') + std::string(30, 'j'));
+  EXPECT_EQ(writer->end_offset(), 300u);
+}
+
+TEST(WriterTest, TheCapNeverDeletesTheSegmentBeingWritten) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer =
+      OpenOrDie(tmp.path(), Sizes(1 << 20, 10));
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "more than ten bytes", kT0).ok());
+  EXPECT_EQ(DataOf(RecordsIn(tmp.path())), "more than ten bytes");
+}
+
+TEST(WriterTest, ACapDeletionByAnotherProcessIsTakenInStride) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer =
+      OpenOrDie(tmp.path(), Sizes(100, 300));
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(
+        writer->Append(Stream::kStdout, std::string(30, 'a' + i), kT0).ok());
+  }
+  // The log_store's total cap takes the oldest segment first.
+  ASSERT_EQ(unlink(SegmentPaths(tmp.path())[0].c_str()), 0);
+  for (int i = 4; i < 8; ++i) {
+    ASSERT_TRUE(
+        writer->Append(Stream::kStdout, std::string(30, 'a' + i), kT0).ok());
+  }
+  EXPECT_EQ(SegmentPaths(tmp.path()).size(), 2u);
+  EXPECT_EQ(writer->end_offset(), 240u);
+}
+
+TEST(WriterTest, ReopeningResumesAtTheEnd) {
+  TempDir tmp;
+  {
+    std::unique_ptr<Writer> writer =
+        OpenOrDie(tmp.path(), Sizes(100));
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(writer->Append(Stream::kStdout, "0123456789", kT0).ok());
+    }
+  }
+  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path(), Sizes(100));
+  EXPECT_EQ(writer->end_offset(), 30u);
+  ASSERT_TRUE(writer->Append(Stream::kStderr, "after", kT0).ok());
+  EXPECT_EQ(writer->retained_bytes(),
+            FileSize(SegmentPaths(tmp.path())[0]) +
+                FileSize(SegmentPaths(tmp.path())[1]));
+  EXPECT_EQ(DataOf(RecordsIn(tmp.path())),
+            "012345678901234567890123456789after");
+  ExpectContiguous(tmp.path(), 35);
+}
+
+// Writes "first" and "second" and returns the path of the one segment.
+std::string TwoRecords(const std::string& dir) {
+  std::unique_ptr<Writer> writer = OpenOrDie(dir);
+  EXPECT_TRUE(writer->Append(Stream::kStdout, "first", kT0).ok());
+  EXPECT_TRUE(writer->Append(Stream::kStderr, "second", kT0).ok());
+  return SegmentPaths(dir)[0];
+}
+
+// The offset in the file of the second record ("second").
+constexpr uint64_t kSecondRecordPos = kFileHeaderBytes + kRecordHeaderBytes + 5;
+
+void ExpectCutAfterFirstRecordAndResumed(const std::string& dir) {
+  std::unique_ptr<Writer> writer = OpenOrDie(dir);
+  ASSERT_NE(writer, nullptr);
+  EXPECT_EQ(writer->end_offset(), 5u);
+  EXPECT_EQ(FileSize(SegmentPaths(dir)[0]), kSecondRecordPos);
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "again", kT0).ok());
+  EXPECT_EQ(DataOf(RecordsIn(dir)), "firstagain");
+  ExpectContiguous(dir, 10);
+}
+
+TEST(WriterTest, ATailTornInTheHeaderIsCutOnReopen) {
+  TempDir tmp;
+  const std::string path = TwoRecords(tmp.path());
+  TruncateFile(path, kSecondRecordPos + 7);
+  ExpectCutAfterFirstRecordAndResumed(tmp.path());
+}
+
+TEST(WriterTest, ATailTornInThePayloadIsCutOnReopen) {
+  TempDir tmp;
+  const std::string path = TwoRecords(tmp.path());
+  TruncateFile(path, kSecondRecordPos + kRecordHeaderBytes + 3);
+  ExpectCutAfterFirstRecordAndResumed(tmp.path());
+}
+
+TEST(WriterTest, ALastRecordWithABadChecksumIsCutOnReopen) {
+  TempDir tmp;
+  const std::string path = TwoRecords(tmp.path());
+  CorruptByte(path, kSecondRecordPos + kRecordHeaderBytes + 1);
+  ExpectCutAfterFirstRecordAndResumed(tmp.path());
+}
+
+TEST(WriterTest, ASegmentWithATornFileHeaderGetsANewOne) {
+  TempDir tmp;
+  {
+    std::unique_ptr<Writer> writer =
+        OpenOrDie(tmp.path(), Sizes(50));
+    ASSERT_TRUE(writer->Append(Stream::kStdout, "0123456789", kT0).ok());
+    ASSERT_TRUE(writer->Append(Stream::kStdout, "abc", kT0).ok());
+  }
+  // A crash right after the second segment was created.
+  const std::string second = SegmentPaths(tmp.path())[1];
+  EXPECT_EQ(second, tmp.Sub("00000000000000000010.seg"));
+  TruncateFile(second, 5);
+  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path(), Sizes(50));
+  EXPECT_EQ(writer->end_offset(), 10u);
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "xyz", kT0).ok());
+  EXPECT_EQ(DataOf(RecordsIn(tmp.path())), "0123456789xyz");
+  ExpectContiguous(tmp.path(), 13);
+}
+
+TEST(WriterTest, CloseWritesTheEndRecordAndRefusesLaterAppends) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path());
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "bye", kT0).ok());
+  ASSERT_TRUE(writer->Close(kT0 + absl::Seconds(3)).ok());
+  EXPECT_TRUE(writer->closed());
+  EXPECT_TRUE(writer->Close(kT0).ok());  // again: nothing more
+  absl::Status status = writer->Append(Stream::kStdout, "late", kT0);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  std::vector<Record> records = RecordsIn(tmp.path());
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[1].kind, RecordKind::kEnd);
+  EXPECT_EQ(records[1].offset, 3u);
+  EXPECT_EQ(records[1].time, kT0 + absl::Seconds(3));
+
+  // Reopened, the output stays ended.
+  writer = OpenOrDie(tmp.path());
+  EXPECT_TRUE(writer->closed());
+  EXPECT_EQ(writer->Append(Stream::kStdout, "late", kT0).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// Lowers RLIMIT_FSIZE (with SIGXFSZ ignored, a write past it fails with
+// EFBIG, as on a full disk) until destroyed.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(uint64_t bytes) {
+    EXPECT_EQ(getrlimit(RLIMIT_FSIZE, &saved_), 0);
+    old_handler_ = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit limit = saved_;
+    limit.rlim_cur = bytes;
+    EXPECT_EQ(setrlimit(RLIMIT_FSIZE, &limit), 0);
+  }
+  ~FileSizeLimit() {
+    EXPECT_EQ(setrlimit(RLIMIT_FSIZE, &saved_), 0);
+    signal(SIGXFSZ, old_handler_);
+  }
+
+ private:
+  struct rlimit saved_;
+  sighandler_t old_handler_;
+};
+
+TEST(WriterTest, BytesAWriteCouldNotStoreBecomeAGapAndWritingResumes) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path());
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "kept", kT0).ok());
+  const std::string path = SegmentPaths(tmp.path())[0];
+  const uint64_t good_size = FileSize(path);
+  {
+    // Room for part of a record's header: a short write, then EFBIG.
+    FileSizeLimit limit(good_size + 20);
+    absl::Status status =
+        writer->Append(Stream::kStdout, std::string(1000, 'x'), kT0);
+    EXPECT_EQ(ErrnoOf(status), EFBIG) << status;
+    EXPECT_NE(status.message().find("pwritev(\"" + path + "\")"),
+              std::string::npos)
+        << status;
+    EXPECT_NE(status.message().find("1000 bytes of output at offset 4 lost"),
+              std::string::npos)
+        << status;
+    status = writer->Append(Stream::kStderr, std::string(24, 'y'),
+                            kT0 + absl::Seconds(1));
+    EXPECT_EQ(ErrnoOf(status), EFBIG) << status;
+  }
+  // Nothing of the failed records is left in the file.
+  EXPECT_EQ(FileSize(path), good_size);
+  EXPECT_EQ(writer->end_offset(), 1028u);
+  EXPECT_EQ(writer->pending_gap_bytes(), 1024u);
+
+  // Space is back: the gap goes first, then the new bytes.
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "back", kT0 + absl::Seconds(2))
+                  .ok());
+  EXPECT_EQ(writer->pending_gap_bytes(), 0u);
+  std::vector<Record> records = RecordsIn(tmp.path());
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[1].kind, RecordKind::kGap);
+  EXPECT_EQ(records[1].offset, 4u);
+  EXPECT_EQ(records[1].length, 1024u);
+  EXPECT_EQ(records[1].time, kT0);  // when the first lost bytes were read
+  EXPECT_EQ(records[2].offset, 1028u);
+  EXPECT_EQ(records[2].payload, "back");
+  ExpectContiguous(tmp.path(), 1032);
+}
+
+TEST(WriterTest, ABytesLostAtCloseAreAGapBeforeTheEnd) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path());
+  const uint64_t good_size = FileSize(SegmentPaths(tmp.path())[0]);
+  {
+    FileSizeLimit limit(good_size);
+    EXPECT_FALSE(writer->Append(Stream::kStdout, "lost", kT0).ok());
+  }
+  ASSERT_TRUE(writer->Close(kT0).ok());
+  std::vector<Record> records = RecordsIn(tmp.path());
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].kind, RecordKind::kGap);
+  EXPECT_EQ(records[0].length, 4u);
+  EXPECT_EQ(records[1].kind, RecordKind::kEnd);
+  EXPECT_EQ(records[1].offset, 4u);
+}
+
+TEST(WriterTest, AFailedCloseCanBeRetried) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenOrDie(tmp.path());
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "data", kT0).ok());
+  {
+    FileSizeLimit limit(FileSize(SegmentPaths(tmp.path())[0]));
+    EXPECT_EQ(ErrnoOf(writer->Close(kT0)), EFBIG);
+  }
+  EXPECT_FALSE(writer->closed());
+  EXPECT_EQ(writer->Append(Stream::kStdout, "late", kT0).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(writer->Close(kT0).ok());
+  EXPECT_EQ(RecordsIn(tmp.path()).back().kind, RecordKind::kEnd);
+}
+
+}  // namespace
+}  // namespace pm::segment_log
