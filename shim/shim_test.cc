@@ -194,16 +194,36 @@ class ShimTest : public ::testing::Test {
     return out;
   }
 
-  // Waits (inotify on the output directory) until stdout holds `text`.
-  void WaitForStdout(absl::string_view text) const {
+  // Waits (inotify on `dir`) until `done()`.
+  template <typename Done>
+  static void WaitFor(const std::string& dir, Done done, absl::string_view what) {
     Fd watch(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-    ASSERT_GE(inotify_add_watch(watch.get(), output_dir().c_str(), IN_MODIFY | IN_CREATE), 0);
-    while (!absl::StrContains(OutputOf(segment_log::Stream::kStdout), text)) {
-      ASSERT_TRUE(WaitReadable(watch.get())) << "never saw \"" << text << "\" on disk";
+    ASSERT_GE(inotify_add_watch(watch.get(), dir.c_str(), IN_MODIFY | IN_CREATE), 0);
+    while (!done()) {
+      ASSERT_TRUE(WaitReadable(watch.get())) << "never saw " << what;
       char buffer[4096];
       while (read(watch.get(), buffer, sizeof(buffer)) > 0) {
       }
     }
+  }
+
+  void WaitForStdout(absl::string_view text) const {
+    WaitFor(
+        output_dir(),
+        [&] { return absl::StrContains(OutputOf(segment_log::Stream::kStdout), text); },
+        absl::StrCat("\"", text, "\" on disk"));
+  }
+
+  // Waits until the shim's log says `text`.
+  void WaitForShimLog(absl::string_view text) const {
+    const std::string log = proc_dir() + "/" + kShimLogName;
+    WaitFor(
+        proc_dir(),
+        [&] {
+          absl::StatusOr<std::string> content = ReadFile(log);
+          return content.ok() && absl::StrContains(*content, text);
+        },
+        absl::StrCat("\"", text, "\" in the shim's log"));
   }
 
   ProcessEnd ExpectExited(ShimProcess& shim) const {
@@ -391,6 +411,17 @@ Fd ListenAt(const std::string& runtime_dir) {
   return sock;
 }
 
+// A socket file nobody listens on, as a dead supervisor leaves it.
+void LeaveStaleSocket(const std::string& runtime_dir) {
+  const std::string path = runtime_dir + "/" + kShimsSocketName;
+  Fd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(path.size(), sizeof(addr.sun_path));
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+}
+
 TEST_F(ShimTest, ThePeerClosesMidRunTheProcessCarriesOnAndTheShimReconnects) {
   const std::string fifo = tmp_.Sub("commands");
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
@@ -413,8 +444,11 @@ TEST_F(ShimTest, ThePeerClosesMidRunTheProcessCarriesOnAndTheShimReconnects) {
   say("one\n");
   WaitForStdout("got one\n");
 
-  // The supervisor dies.
+  // The supervisor dies, leaving its socket behind: the shim's first
+  // connect is refused, and it waits for the socket to reappear.
+  LeaveStaleSocket(runtime_dir());
   shim.control().reset();
+  WaitForShimLog("Connection refused (ECONNREFUSED); waiting for it to appear");
   say("two\n");
   WaitForStdout("got two\n");
   absl::StatusOr<ProcStat> stat = ReadProcStat(spawned.pid);
@@ -462,8 +496,10 @@ TEST_F(ShimTest, AShimReconnectingAfterTheEndSaysHowItEnded) {
       Start(shim, SpawnOf({"sh", "-c", "(read -r x < \"$0\"; echo late) & exit 5", fifo}),
             nullptr);
   EXPECT_EQ(ExpectExited(shim).status, ExitStatus::Exited(5));
-  shim.control().reset();
+  // The new supervisor is there before the shim sees the old one go: it
+  // connects at once.
   Fd listener = ListenAt(runtime_dir());
+  shim.control().reset();
   ASSERT_TRUE(WaitReadable(listener.get()));
   Fd conn(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
   ASSERT_TRUE(WaitReadable(conn.get()));
