@@ -146,9 +146,11 @@ absl::Status Shim::TakeOverProcess() {
   // EPERM means it already leads a process group (its starter made it so),
   // which keeps it out of the starter's group as well.
   if (setsid() < 0 && errno != EPERM) return ErrnoError("setsid");
-  // Only the end of its process ends the shim. The child gets default
-  // dispositions back between clone and exec (spawn_command.h).
-  for (int sig : {SIGINT, SIGHUP, SIGPIPE, SIGTERM}) {
+  // Only the end of its process ends the shim. SIGXFSZ too: a file size
+  // limit must make an output write fail (a gap), not kill the shim. The
+  // child gets default dispositions back between clone and exec
+  // (spawn_command.h).
+  for (int sig : {SIGINT, SIGHUP, SIGPIPE, SIGTERM, SIGXFSZ}) {
     if (signal(sig, SIG_IGN) == SIG_ERR) {
       return ErrnoError("signal", SignalName(sig));
     }

@@ -60,7 +60,7 @@ absl::StatusOr<ShimFlags> ParseShimFlags(int argc, const char* const* argv);
 class Shim {
  public:
   // Becomes a child subreaper and the leader of its own session, ignores
-  // SIGINT, SIGHUP, SIGPIPE and SIGTERM, blocks SIGCHLD into a signalfd,
+  // SIGINT, SIGHUP, SIGPIPE, SIGTERM and SIGXFSZ, blocks SIGCHLD into a signalfd,
   // closes every inherited fd but 0, 1, 2 and the control fd. Errors name
   // the call; FAILED_PRECONDITION when the control fd is not a
   // SOCK_SEQPACKET socket.

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -331,6 +332,31 @@ TEST_F(ShimTest, ExitFileSaysCoreDumpedExactlyAsTheKernelDoes) {
   EXPECT_EQ(end.status, expected) << end.status.ToString();
   EXPECT_EQ(ExitFile().status, expected);
   EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
+TEST_F(ShimTest, AFailingDiskNeitherBlocksNorKillsTheProcess) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  // Output files may not grow past 64 KiB (EFBIG): a full disk as far as the
+  // shim can tell.
+  const rlimit small = {64 << 10, 64 << 10};
+  ASSERT_EQ(prlimit(shim.pid(), RLIMIT_FSIZE, &small, nullptr), 0);
+  Start(shim, SpawnOf({"sh", "-c", "head -c 1000000 /dev/zero; echo done >&2"}), nullptr);
+  const ProcessEnd end = ExpectExited(shim);
+  EXPECT_EQ(end.status, ExitStatus::Exited(0));
+  // Every byte is counted, written or lost.
+  EXPECT_EQ(end.output_end, 1000000u + 5u);
+  EXPECT_EQ(ExitFile(), end);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+  absl::StatusOr<std::string> log = ReadFile(proc_dir() + "/" + kShimLogName);
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_TRUE(absl::StrContains(*log, "File too large (EFBIG)")) << *log;
+  // Rate-limited: one line for the many failed appends.
+  EXPECT_EQ(std::vector<absl::string_view>(absl::StrSplit(*log, "output: ")).size(), 2u)
+      << *log;
+  // What was written before the limit is there, byte-exact.
+  const std::string written = OutputOf(segment_log::Stream::kStdout);
+  EXPECT_GT(written.size(), 0u);
+  EXPECT_EQ(written, std::string(written.size(), '\0'));
 }
 
 TEST_F(ShimTest, SpawnFailedForAMissingExecutableNamesTheCall) {
