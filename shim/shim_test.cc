@@ -359,6 +359,60 @@ TEST_F(ShimTest, AFailingDiskNeitherBlocksNorKillsTheProcess) {
   EXPECT_EQ(written, std::string(written.size(), '\0'));
 }
 
+TEST_F(ShimTest, TheSpawnsFileLimitAndCgroupFdsReachTheChild) {
+  // A cgroup.procs stand-in: the child writes "0" to each join fd first
+  // thing, so a plain file shows that the fd came through and was used.
+  const std::string procs = tmp_.Sub("cgroup.procs");
+  Fd join = Fd(open(procs.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(join.valid());
+  ShimProcess shim(state_dir(), runtime_dir());
+  Spawn spawn = SpawnOf({"sh", "-c", "ulimit -n; ulimit -Hn"});
+  spawn.file_limit = rlimit{123, 456};
+  spawn.cgroup_joins = {{0, procs}};
+  const int fd = join.get();
+  ASSERT_TRUE(SendMessage(shim.control().get(), spawn, {&fd, 1}).ok());
+  Received got = shim.Next();
+  ASSERT_TRUE(std::holds_alternative<Spawned>(got.message)) << MessageName(got.message);
+  EXPECT_EQ(ExpectExited(shim).status, ExitStatus::Exited(0));
+  EXPECT_EQ(shim.Wait(), kExitDone);
+  EXPECT_EQ(OutputOf(segment_log::Stream::kStdout), "123\n456\n");
+  absl::StatusOr<std::string> written = ReadFile(procs);
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(*written, "0");
+}
+
+TEST_F(ShimTest, AControlFdThatIsNotASeqpacketSocketIsRefused) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  Fd a(sv[0]), b(sv[1]);
+  int out[2];
+  ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+  Fd out_read(out[0]), out_write(out[1]);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, b.get(), 3);
+  posix_spawn_file_actions_adddup2(&actions, out_write.get(), 2);
+  const std::string binary = ShimBinary();
+  const std::string state = "--state_dir=" + state_dir();
+  const std::string runtime = "--runtime_dir=" + runtime_dir();
+  const char* argv[] = {binary.c_str(), "--control_fd=3", state.c_str(), runtime.c_str(),
+                        nullptr};
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, binary.c_str(), &actions, nullptr, const_cast<char**>(argv),
+                        environ),
+            0);
+  posix_spawn_file_actions_destroy(&actions);
+  out_write.reset();
+  siginfo_t info = {};
+  ASSERT_EQ(waitid(P_PID, pid, &info, WEXITED), 0);
+  EXPECT_EQ(info.si_code, CLD_EXITED);
+  EXPECT_EQ(info.si_status, kExitBroken);
+  absl::StatusOr<std::string> said = ReadToEnd(out_read.get(), "pm-shim stderr");
+  ASSERT_TRUE(said.ok());
+  EXPECT_EQ(*said, absl::StrCat("pm-shim: --control_fd=3 is a socket of type ", SOCK_STREAM,
+                                ", not SOCK_SEQPACKET\n"));
+}
+
 TEST_F(ShimTest, SpawnFailedForAMissingExecutableNamesTheCall) {
   ShimProcess shim(state_dir(), runtime_dir());
   ASSERT_TRUE(SendMessage(shim.control().get(), SpawnOf({"/nope"}), {}).ok());
