@@ -31,6 +31,7 @@
 #include "gtest/gtest.h"
 #include "segment_log/test_util.h"
 #include "shim/exit_file.h"
+#include "shim/launch.h"
 #include "shim/protocol.h"
 #include "shim/shim.h"
 
@@ -86,32 +87,16 @@ std::vector<std::string> FdLinks(pid_t pid) {
   return out;
 }
 
-// One pm-shim, its control socket and its pidfd.
+// One pm-shim, started as the supervisor will start it (LaunchShim).
 class ShimProcess {
  public:
-  // Starts pm-shim with `extra_fd` (if any) leaked into it, not close-on-exec.
-  explicit ShimProcess(const std::string& state_dir, const std::string& runtime_dir,
-                       int extra_fd = -1) {
-    int sv[2];
-    EXPECT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-    control_ = Fd(sv[0]);
-    Fd theirs(fcntl(sv[1], F_DUPFD_CLOEXEC, 100));
-    close(sv[1]);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, theirs.get(), 3);
-    if (extra_fd >= 0) posix_spawn_file_actions_adddup2(&actions, extra_fd, 50);
-    const std::string binary = ShimBinary();
-    const std::string state = absl::StrCat("--state_dir=", state_dir);
-    const std::string runtime = absl::StrCat("--runtime_dir=", runtime_dir);
-    const char* argv[] = {binary.c_str(), "--control_fd=3", state.c_str(), runtime.c_str(),
-                          nullptr};
-    EXPECT_EQ(posix_spawn(&pid_, binary.c_str(), &actions, nullptr,
-                          const_cast<char**>(argv), environ),
-              0);
-    posix_spawn_file_actions_destroy(&actions);
-    pidfd_ = PidfdOpen(pid_);
-    EXPECT_TRUE(pidfd_.valid());
+  ShimProcess(const std::string& state_dir, const std::string& runtime_dir) {
+    absl::StatusOr<LaunchedShim> shim = LaunchShim({ShimBinary(), state_dir, runtime_dir});
+    EXPECT_TRUE(shim.ok()) << shim.status();
+    if (!shim.ok()) return;
+    pid_ = shim->pid;
+    pidfd_ = std::move(shim->pidfd);
+    control_ = std::move(shim->control);
   }
   ~ShimProcess() {
     if (pidfd_) {
@@ -435,7 +420,7 @@ TEST_F(ShimTest, TheProcessHasOnlyStdioAndTheShimHoldsNothingLeakedIntoIt) {
   // Not close-on-exec: as a careless starter would leak it.
   const int leaked = open(secret.c_str(), O_WRONLY | O_CREAT, 0600);
   ASSERT_GE(leaked, 0);
-  ShimProcess shim(state_dir(), runtime_dir(), leaked);
+  ShimProcess shim(state_dir(), runtime_dir());
   close(leaked);
   Fd pidfd;
   Spawned spawned = Start(shim, SpawnOf({"sleep", "1000"}), &pidfd);
