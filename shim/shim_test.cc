@@ -336,7 +336,7 @@ TEST_F(ShimTest, AFailingDiskNeitherBlocksNorKillsTheProcess) {
   ASSERT_TRUE(log.ok()) << log.status();
   EXPECT_TRUE(absl::StrContains(*log, "File too large (EFBIG)")) << *log;
   // Rate-limited: one line for the many failed appends.
-  EXPECT_EQ(std::vector<absl::string_view>(absl::StrSplit(*log, "output: ")).size(), 2u)
+  EXPECT_EQ(std::vector<absl::string_view>(absl::StrSplit(*log, "] output: ")).size(), 2u)
       << *log;
   // What was written before the limit is there, byte-exact.
   const std::string written = OutputOf(segment_log::Stream::kStdout);
