@@ -1,6 +1,7 @@
 # pm: two commands for a newcomer.
 #   make up    installs what is missing, builds, runs the local stack
 #   make test  installs what is missing, builds, runs every test
+#   make upgrade  rebuilds and restarts the services of a running `make up`
 # Everything comes from Debian's archive; the build downloads nothing.
 
 BAZEL ?= bazel
@@ -16,10 +17,17 @@ DEB_PACKAGES := bazel-bootstrap bazel-platforms bazel-rules-java \
 # llvm-symbolizer that puts function names and lines in their reports.
 DEB_PACKAGES += clang-14 libclang-rt-14-dev lld-14 lld llvm-14
 
-.PHONY: up test build deps clean test-sanitizers test-fuzz
+.PHONY: up upgrade test build deps clean test-sanitizers test-fuzz
 
 up: deps
 	$(BAZEL) run //:stack
+
+# Builds the services and asks the launcher of a running `make up` (found
+# through the pid file in the runtime dir) to restart them one at a time on
+# the new binaries (README, "The launcher").
+upgrade: deps
+	$(BAZEL) build //:stack
+	$(BAZEL) run //:stack -- --upgrade
 
 test: deps
 	$(BAZEL) build //...

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "cli/follow.h"
 #include "cli/format.h"
 #include "common/command_line.h"
 #include "common/utf8.h"
@@ -52,35 +53,6 @@ absl::StatusOr<ProcessStatus> WaitForEnd(pm::Client& client,
       return status;
     }
   }
-}
-
-// Copies the stream's bytes to stdout as they come (flushed per chunk, so a
-// pipe reader sees them at once) and reports every gap on stderr. Returns
-// the stream's end status, or the write error that ended it.
-absl::Status CopyOutput(pm::OutputStream& stream, const Context& context) {
-  pm::v1::OutputChunk chunk;
-  bool write_failed = false;
-  while (stream.Next(&chunk)) {
-    if (chunk.dropped_before() > 0) {
-      // Flushed first so that on a terminal the notice sits where the gap is.
-      context.out->flush();
-      *context.err << "pm: [" << chunk.dropped_before()
-                   << " bytes not retained before offset " << chunk.offset()
-                   << "]\n";
-      context.err->flush();
-    }
-    context.out->write(chunk.data().data(),
-                       static_cast<std::streamsize>(chunk.data().size()));
-    context.out->flush();
-    if (!*context.out) {
-      write_failed = true;
-      stream.Cancel();
-      break;
-    }
-  }
-  absl::Status finished = stream.Finish();
-  if (write_failed) return absl::UnknownError("writing to stdout failed");
-  return finished;
 }
 
 pm::v1::StopRequest StopRequestFor(
@@ -173,17 +145,17 @@ int Logs(const Invocation& invocation, pm::Client& client,
   request.set_id(invocation.id);
   request.set_from_start(invocation.from_start);
   request.set_follow(invocation.follow);
-  std::unique_ptr<pm::OutputStream> stream = client.StreamOutput(request);
+  OutputFollower follower(client, context, invocation.reconnect_timeout);
   std::atomic<int> interrupted_by{0};
   absl::Status streamed;
   {
-    // Ctrl+C ends the stream, on the server too; Next() then returns false.
+    // Ctrl+C ends the stream, on the server too; Copy then returns.
     InterruptScope scope(*context.interrupts, [&](int signal) {
       interrupted_by = signal;
-      stream->Cancel();
+      follower.Cancel();
       return true;
     });
-    streamed = CopyOutput(*stream, context);
+    streamed = follower.Copy(request);
   }
   // Ended on purpose: no error, the shell's code for the signal (130).
   if (interrupted_by != 0) return 128 + interrupted_by;
@@ -277,8 +249,8 @@ int Run(const Invocation& invocation, pm::Client& client,
     request.set_id(id);
     request.set_from_start(true);
     request.set_follow(true);
-    std::unique_ptr<pm::OutputStream> stream = client.StreamOutput(request);
-    streamed = CopyOutput(*stream, context);
+    OutputFollower follower(client, context, invocation.reconnect_timeout);
+    streamed = follower.Copy(request);
   }
   stopper.Join();
   if (!streamed.ok()) {

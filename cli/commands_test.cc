@@ -399,6 +399,95 @@ TEST_F(CommandsTest, LogsStreamErrorIsOneLine) {
             absl::StrCat("pm: logs ", kId, ": no output for process x\n"));
 }
 
+// A stream that plays `script` from the start, for a sequence of calls.
+std::unique_ptr<pm::OutputStream> Play(std::vector<OutputChunk> chunks,
+                                       absl::Status end) {
+  return std::make_unique<FakeStream>(
+      std::make_shared<StreamScript>(std::move(chunks), std::move(end), false));
+}
+
+TEST_F(CommandsTest, LogsFollowResumesAfterTheLastBytePrinted) {
+  std::vector<pm::v1::StreamOutputRequest> requests;
+  EXPECT_CALL(client_, StreamOutput(_))
+      .WillOnce([&](const pm::v1::StreamOutputRequest& r) {
+        requests.push_back(r);
+        return Play({Chunk("a\n", 0), Chunk("b\n", 2)},
+                    absl::UnavailableError("log_store is unavailable at s: Socket closed"));
+      })
+      .WillOnce([&](const pm::v1::StreamOutputRequest& r) {
+        requests.push_back(r);
+        return Play({}, absl::UnavailableError("log_store is unavailable at s: "
+                                               "Connection refused"));
+      })
+      // Back, but the supervisor has not opened the log there again yet.
+      .WillOnce([&](const pm::v1::StreamOutputRequest& r) {
+        requests.push_back(r);
+        return Play({}, absl::NotFoundError("no output for process x"));
+      })
+      .WillOnce([&](const pm::v1::StreamOutputRequest& r) {
+        requests.push_back(r);
+        return Play({Chunk("c\n", 4), Chunk("e\n", 10, 4)}, absl::OkStatus());
+      });
+  EXPECT_EQ(Pm({"logs", "-f", kId}), kExitOk) << err_.str();
+  EXPECT_EQ(out_.str(), "a\nb\nc\ne\n");
+  // Said once, however many tries it took; the store's own gap as ever.
+  EXPECT_EQ(err_.str(),
+            "pm: output stream lost (UNAVAILABLE: log_store is unavailable at "
+            "s: Socket closed); reconnecting\n"
+            "pm: resumed at offset 4\n"
+            "pm: [4 bytes not retained before offset 10]\n");
+  ASSERT_EQ(requests.size(), 4u);
+  EXPECT_FALSE(requests[0].has_from_offset());
+  EXPECT_TRUE(requests[0].from_start());
+  for (size_t i = 1; i < 4; ++i) {
+    EXPECT_EQ(requests[i].from_offset(), 4u) << i;
+    EXPECT_TRUE(requests[i].follow());
+  }
+}
+
+TEST_F(CommandsTest, LogsGivesUpAfterTheReconnectTimeout) {
+  EXPECT_CALL(client_, StreamOutput(_)).WillOnce([](const pm::v1::StreamOutputRequest&) {
+    return Play({Chunk("a\n", 0)}, absl::UnavailableError("gone"));
+  });
+  EXPECT_EQ(Pm({"logs", "-f", "--reconnect-timeout", "0", kId}), kExitFailed);
+  EXPECT_EQ(out_.str(), "a\n");
+  EXPECT_EQ(err_.str(),
+            absl::StrCat("pm: output stream lost (UNAVAILABLE: gone); reconnecting\n"
+                         "pm: logs ", kId,
+                         ": output stream lost and not back within 0 "
+                         "(--reconnect-timeout): gone (is the stack up? try "
+                         "'make up')\n"));
+}
+
+TEST_F(CommandsTest, CtrlCWhileReconnectingEndsLogs) {
+  std::mutex mu;
+  std::condition_variable retried;
+  int calls = 0;
+  EXPECT_CALL(client_, StreamOutput(_))
+      .WillRepeatedly([&](const pm::v1::StreamOutputRequest&) {
+        std::lock_guard<std::mutex> lock(mu);
+        ++calls;
+        retried.notify_all();
+        return Play({}, absl::UnavailableError("gone"));
+      });
+  std::thread pm = PmInBackground({"logs", "-f", kId});
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    retried.wait(lock, [&] { return calls >= 2; });
+  }
+  EXPECT_TRUE(interrupts_.Deliver(SIGINT));
+  pm.join();
+  EXPECT_EQ(code_, kExitInterrupted);
+  EXPECT_EQ(err_.str(), "pm: output stream lost (UNAVAILABLE: gone); reconnecting\n");
+}
+
+TEST_F(CommandsTest, ReconnectTimeoutMustBeADuration) {
+  EXPECT_EQ(Pm({"logs", "--reconnect-timeout=soon", kId}), kExitUsage);
+  EXPECT_THAT(err_.str(),
+              HasSubstr("--reconnect-timeout takes a duration like 500ms, 10s "
+                        "or 1m, not \"soon\""));
+}
+
 TEST_F(CommandsTest, CtrlCEndsLogsFollowCleanly) {
   pm::v1::StreamOutputRequest request;
   std::shared_ptr<StreamScript> stream =

@@ -54,6 +54,19 @@ FlagSpec GraceFlag(absl::string_view what) {
                        "to the whole tree at once, no SIGTERM)")};
 }
 
+FlagSpec ReconnectFlag() {
+  return {"reconnect-timeout", FlagSpec::kValue, "DURATION",
+          "when the output stream is lost (the log_store or the gateway "
+          "restarts), how long to try to get it back, resuming after the "
+          "last byte printed (default 60s; 0: give up at once)"};
+}
+
+const char kReconnectHelp[] =
+    "If the output stream is lost (the log_store or the gateway restarts),\n"
+    "pm says so on stderr, reconnects and resumes after the last byte it\n"
+    "printed: no byte twice; bytes the store lost meanwhile are announced\n"
+    "as any gap is. It gives up after --reconnect-timeout (60s).";
+
 std::vector<FlagSpec> StartFlags() {
   return {
       {"env", FlagSpec::kValue, "K=V",
@@ -137,13 +150,14 @@ const std::vector<CommandInfo>& Commands() {
        "lets the stop carry on. If pm itself fails, it prints why and exits "
        "1.\n"
        "\n" +
-           std::string(kLimitsHelp) +
+           std::string(kReconnectHelp) + "\n\n" + std::string(kLimitsHelp) +
            "\nWhen the OOM killer ended the process or one of its "
            "descendants, pm\n"
            "says so on stderr.",
        [] {
          std::vector<FlagSpec> flags = StartFlags();
          flags.push_back(GraceFlag("when Ctrl+C stops the process"));
+         flags.push_back(ReconnectFlag());
          return flags;
        }(),
        /*takes_output=*/false, /*takes_command=*/true},
@@ -201,8 +215,11 @@ const std::vector<CommandInfo>& Commands() {
        "\n"
        "Output over the output store's cap is not retained. It is never\n"
        "skipped silently: a notice \"pm: [N bytes not retained before offset\n"
-       "X]\" goes to stderr where bytes are missing.",
-       {{"follow", FlagSpec::kBool, "",
+       "X]\" goes to stderr where bytes are missing.\n"
+       "\n" +
+           std::string(kReconnectHelp),
+       {ReconnectFlag(),
+        {"follow", FlagSpec::kBool, "",
          "keep printing new output until the process has ended", false, 'f'},
         {"from-start", FlagSpec::kBool, "",
          "begin at the oldest retained byte (the default)"},
@@ -321,21 +338,30 @@ absl::StatusOr<OutputFormat> ParseOutput(absl::string_view value) {
       absl::StrCat("--output must be text or json, not \"", value, "\""));
 }
 
-// "10s", "500ms", "1m30s", or a bare number of seconds.
-absl::StatusOr<absl::Duration> ParseGrace(absl::string_view value) {
-  absl::Duration grace;
+// The value of --`flag`: "10s", "500ms", "1m30s", or a bare number of
+// seconds; not negative.
+absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view flag,
+                                                 absl::string_view value) {
+  absl::Duration duration;
   int64_t seconds = 0;
   if (absl::SimpleAtoi(value, &seconds)) {
-    grace = absl::Seconds(seconds);
-  } else if (!absl::ParseDuration(value, &grace)) {
+    duration = absl::Seconds(seconds);
+  } else if (!absl::ParseDuration(value, &duration)) {
     return Usage(
-        absl::StrCat("--grace takes a duration like 500ms, 10s or 1m, "
+        absl::StrCat("--", flag, " takes a duration like 500ms, 10s or 1m, "
                      "not \"",
                      value, "\""));
   }
-  if (grace < absl::ZeroDuration()) {
-    return Usage(absl::StrCat("--grace ", value, " is out of range"));
+  if (duration < absl::ZeroDuration()) {
+    return Usage(absl::StrCat("--", flag, " ", value, " is out of range"));
   }
+  return duration;
+}
+
+absl::StatusOr<absl::Duration> ParseGrace(absl::string_view value) {
+  absl::StatusOr<absl::Duration> parsed = ParseDurationFlag("grace", value);
+  if (!parsed.ok()) return parsed.status();
+  const absl::Duration grace = *parsed;
   if (grace > absl::Milliseconds(kMaxGracePeriodMs)) {
     return Usage(absl::StrCat(
         "--grace ", value, " is above the maximum, ",
@@ -703,6 +729,12 @@ absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& args,
     absl::StatusOr<absl::Duration> grace = ParseGrace(flags->Get("grace"));
     if (!grace.ok()) return grace.status();
     invocation.grace = *grace;
+  }
+  if (flags->Has("reconnect-timeout")) {
+    absl::StatusOr<absl::Duration> timeout =
+        ParseDurationFlag("reconnect-timeout", flags->Get("reconnect-timeout"));
+    if (!timeout.ok()) return timeout.status();
+    invocation.reconnect_timeout = *timeout;
   }
   absl::Status arguments =
       ParseArguments(*info, *flags, environment, invocation);

@@ -95,6 +95,9 @@ struct Invocation {
   // logs.
   bool follow = false;
   bool from_start = true;
+  // logs and run: how long a lost output stream is tried again
+  // (--reconnect-timeout; 0: not at all).
+  absl::Duration reconnect_timeout = absl::Seconds(60);
 };
 
 // Parses `args`: the command word and its arguments. INVALID_ARGUMENT with

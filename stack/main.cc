@@ -1,7 +1,10 @@
 // The local stack launcher behind `make up` (bazel run //:stack): runs the
 // registry, log_store, supervisor and gateway in the foreground until
-// Ctrl+C. On its first run it makes the dev PKI and the demo user in
-// certs/dev/ (see stack/dev_certs.h).
+// Ctrl+C, restarting a service that dies (with backoff) and reaping the
+// orphans reparented to it. SIGHUP restarts every service on the binaries
+// on disk; `stack --upgrade` (make upgrade) sends it to the running launcher
+// through its pid file. On its first run it makes the dev PKI and the demo
+// user in certs/dev/ (see stack/dev_certs.h).
 #include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -15,6 +18,7 @@
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "stack/dev_certs.h"
+#include "stack/launcher_pid.h"
 #include "stack/stack.h"
 
 DEFINE_string(runtime_dir, "",
@@ -23,6 +27,12 @@ DEFINE_string(runtime_dir, "",
 
 DEFINE_bool(gateway, true, "Also run the gateway (mutual TLS + basic auth)");
 DEFINE_string(gateway_listen, "0.0.0.0:8080", "The gateway's TCP address");
+DEFINE_bool(restart, true,
+            "Restart a service that dies (100 ms doubling to 10 s); "
+            "--norestart: stop the whole stack instead");
+DEFINE_bool(upgrade, false,
+            "Do not run a stack: tell the launcher running on --runtime_dir "
+            "to restart every service on the binaries on disk (SIGHUP)");
 DEFINE_string(certs_dir, "",
               "The dev PKI and users (default: certs/dev in the workspace); "
               "made on first run");
@@ -87,29 +97,50 @@ void PrintBanner(const pm::stack::Stack& stack) {
       "  bazel run //cli:pm -- logs -f $id\n"
       "  bazel run //cli:pm -- status $id\n"
       "  bazel run //cli:pm -- list\n"
+      "A service that dies is restarted; make upgrade restarts them all on "
+      "new binaries.\n"
       "Ctrl+C stops everything.\n\n");
   fputs(text.c_str(), stdout);
   fflush(stdout);
+}
+
+int SignalUpgrade(const std::string& runtime_dir) {
+  absl::Status sent = pm::stack::SignalLauncher(runtime_dir, SIGHUP);
+  if (!sent.ok()) {
+    fprintf(stderr, "pm: cannot ask for an upgrade: %s\n",
+            std::string(sent.message()).c_str());
+    return 1;
+  }
+  fprintf(stderr,
+          "pm: asked the launcher on %s to restart every service on the new "
+          "binaries (its log says how it goes)\n",
+          runtime_dir.c_str());
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   // Blocked before any thread exists: the launcher reads them from a
-  // signalfd and stops the services in order.
-  pm::BlockTerminationSignals();
+  // signalfd (stop in order, upgrade, reap).
+  pm::BlockTerminationSignals({SIGHUP, SIGCHLD});
   gflags::SetUsageMessage(
       "pm stack: runs registry, log_store, supervisor and gateway");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   pm::SetLogTag("stack");
+  const std::string runtime_dir =
+      FLAGS_runtime_dir.empty() ? pm::DefaultRuntimeDir() : FLAGS_runtime_dir;
+  if (FLAGS_upgrade) return SignalUpgrade(runtime_dir);
   const absl::StatusOr<rlimit> file_limit = pm::RaiseFileLimit();
   pm::LogFileLimitRaise(file_limit);
 
   pm::stack::StackOptions options;
   // The services start with the limit we had, as from a shell.
   if (file_limit.ok()) options.service_file_limit = *file_limit;
-  options.runtime_dir =
-      FLAGS_runtime_dir.empty() ? pm::DefaultRuntimeDir() : FLAGS_runtime_dir;
+  options.runtime_dir = runtime_dir;
+  options.on_death = FLAGS_restart ? pm::stack::OnServiceDeath::kRestart
+                                   : pm::stack::OnServiceDeath::kStopAll;
+  options.subreaper = true;
   pm::stack::DevCredentials dev;
   if (FLAGS_gateway) {
     absl::StatusOr<std::string> root = pm::stack::FindBinaryRoot();
@@ -133,10 +164,17 @@ int main(int argc, char** argv) {
             std::string(stack.status().message()).c_str());
     return 1;
   }
+  if (absl::Status written = pm::stack::WriteLauncherPidFile(options.runtime_dir);
+      !written.ok()) {
+    // Only `make upgrade` needs it; the stack runs on.
+    fprintf(stderr, "pm: %s (make upgrade will not find this launcher)\n",
+            std::string(written.message()).c_str());
+  }
   PrintBanner(**stack);
   if (FLAGS_gateway) PrintGatewayBanner(**stack, dev);
 
-  absl::StatusOr<pm::stack::Stack::Event> event = (*stack)->WaitForSignalOrExit();
+  absl::StatusOr<pm::stack::Stack::Event> event = (*stack)->Run();
+  pm::stack::RemoveLauncherPidFile(options.runtime_dir);
   int code = 0;
   if (!event.ok()) {
     fprintf(stderr, "pm: %s\n", std::string(event.status().message()).c_str());

@@ -16,22 +16,53 @@
 // gateway first (no new external calls), then the supervisor (it stops the managed processes and flushes their last
 // output and state), then the log_store, then the registry. Children are
 // held by pidfd, never by bare pid.
+//
+// The launcher supervises what it started (Run): a service that exits
+// without being asked to is restarted in place, with the same flags and
+// socket, after a growing delay (restart_backoff.h), and waited on until it
+// answers grpc.health.v1 again, while the others stay watched. SIGHUP (or
+// RequestUpgrade) restarts every service, one at a time in start order, on
+// the binaries on disk: see "The upgrade contract" below.
+//
+//   options.on_death = pm::stack::OnServiceDeath::kRestart;
+//   options.subreaper = true;     // orphans reparented to us are reaped
+//   PM_ASSIGN_OR_RETURN(auto stack, pm::stack::Stack::Start(options));
+//   PM_ASSIGN_OR_RETURN(pm::stack::Stack::Event why, stack->Run());
+//   PM_RETURN_IF_ERROR(stack->StopAll());
+//
+// The upgrade contract. Each service is sent its handoff signal, must exit
+// by itself within stop_timeout (else SIGKILL), and is started again from
+// its binary on disk; the next one is only touched once this one answers
+// its health check. The registry, the log_store and the gateway get
+// SIGTERM (their ordinary clean exit). The supervisor is sent SIGUSR2 and
+// must exit leaving its processes to their shims (the per-process pm-shim
+// keeps each process, its pipes and its exit status), and re-adopt them
+// when it starts again. Until the shim is integrated the supervisor does
+// not know SIGUSR2 (its default action would kill it, tearing the
+// processes' pipes), so StackOptions::supervisor_handoff_signal is SIGTERM
+// for now: an upgrade today stops the managed processes.
 #ifndef PM_STACK_STACK_H_
 #define PM_STACK_STACK_H_
 
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/optional.h"
 #include "common/exit_status.h"
 #include "common/fd.h"
+#include "stack/restart_backoff.h"
 
 namespace pm::stack {
 
@@ -46,6 +77,39 @@ struct GatewayOptions {
   // Where the gateway writes its bound port; empty: a file in the runtime
   // dir. Read after the gateway is healthy (see gateway_port()).
   std::string port_file;
+};
+
+// What Run does when a service exits without being asked to.
+enum class OnServiceDeath {
+  kStopAll,  // Run returns naming it; the caller stops the rest (the old way)
+  kRestart,  // restarted in place after a backoff delay (make up's way)
+};
+
+// One thing the launcher saw or did while supervising; each is logged as
+// one line (ToString) and handed to StackOptions::observer.
+struct StackEvent {
+  enum class Kind {
+    kDied,              // a service exited unasked: `exit`
+    kRestartScheduled,  // it will be started again after `delay`
+    kRestarted,         // started again as `pid`; waiting for its health
+    kHealthy,           // `pid` answers its health check again
+    kUnhealthy,         // not healthy within health_timeout: killed
+    kLaunchFailed,      // could not even be spawned: `error`
+    kOrphanReaped,      // a process reparented to the launcher, reaped
+    kUpgradeStep,       // sent its handoff signal for an upgrade
+    kUpgradeDone,       // every service runs the binaries on disk
+    kUpgradeAborted,    // a service did not come back: `error`
+  };
+  Kind kind;
+  std::string service;  // empty for orphans and upgrade summaries
+  pid_t pid = -1;
+  absl::optional<ExitStatus> exit;
+  int signal = 0;  // kUpgradeStep: the handoff signal sent
+  absl::Duration delay = absl::ZeroDuration();
+  std::string error;
+  // "log_store (pid 12) killed by signal 9 (SIGKILL)", "restarting log_store
+  // in 100ms", ...
+  std::string ToString() const;
 };
 
 struct StackOptions {
@@ -66,6 +130,20 @@ struct StackOptions {
   // shell and the supervisor hands that limit to its processes. Unset: the
   // launcher's own.
   absl::optional<rlimit> service_file_limit;
+  // Run's policy for a service that dies, and the delays of kRestart.
+  OnServiceDeath on_death = OnServiceDeath::kStopAll;
+  BackoffOptions backoff;
+  // Become a child subreaper (PR_SET_CHILD_SUBREAPER) at Start, and have
+  // Run reap every child that is not a service: processes orphaned below
+  // the launcher (a dead supervisor's, later its shims) are reparented to
+  // it, and nothing else would reap them. Only for a process whose children
+  // are all the stack's (the launcher), never a test that has others.
+  bool subreaper = false;
+  // What an upgrade sends the supervisor (see the contract above). SIGUSR2
+  // once the supervisor hands its processes to their shims.
+  int supervisor_handoff_signal = SIGTERM;
+  // Called on Run's thread for every StackEvent, after it is logged.
+  std::function<void(const StackEvent&)> observer;
 };
 
 struct ServiceProcess {
@@ -97,20 +175,38 @@ class Stack {
   absl::Status StopAll();
 
   // Stops one service (SIGTERM, wait) or kills it with `sig` and reaps it.
+  // FAILED_PRECONDITION while Run supervises (it owns the services then:
+  // use PostSignal).
   absl::Status StopService(const std::string& name);
   absl::Status KillService(const std::string& name, int sig);
-  // Starts a stopped service again and waits until it is healthy.
+  // Starts a stopped service again and waits until it is healthy. The same
+  // FAILED_PRECONDITION while Run supervises.
   absl::Status RestartService(const std::string& name);
 
-  // What ended WaitForSignalOrExit.
+  // What ended Run.
   struct Event {
     int signal = 0;              // SIGINT / SIGTERM, or 0
     std::string service;         // the service that exited, if any
     absl::optional<ExitStatus> exit;
   };
-  // Waits for SIGINT/SIGTERM (blocked by the caller) or the exit of any
-  // service. No polling: a signalfd and the pidfds in one poll().
-  absl::StatusOr<Event> WaitForSignalOrExit();
+  // Supervises the services until SIGINT or SIGTERM, Quit(), or (with
+  // OnServiceDeath::kStopAll) the exit of a service. SIGHUP starts an
+  // upgrade; with kRestart a service that dies is restarted. The caller
+  // blocks SIGINT, SIGTERM, SIGHUP and SIGCHLD in every thread beforehand
+  // (pm::BlockTerminationSignals({SIGHUP, SIGCHLD})), so they reach the
+  // signalfd; one that is not blocked is simply not seen. No polling: one
+  // epoll over the signalfd, each service's pidfd and timerfd, and an
+  // eventfd for health answers and posted requests. Errors name the failing
+  // call (epoll, signalfd, timerfd); the services are left as they are.
+  absl::StatusOr<Event> Run();
+  // Any thread: Run returns soon with an empty Event.
+  void Quit();
+  // Any thread: as SIGHUP, restart every service in start order on the
+  // binaries on disk.
+  void RequestUpgrade();
+  // Any thread, while Run runs: sends `sig` to the service through its
+  // pidfd (a test's way to kill one; the loop then sees it die).
+  void PostSignal(const std::string& name, int sig);
 
   const std::string& runtime_dir() const { return options_.runtime_dir; }
   const std::vector<ServiceProcess>& services() const { return services_; }
@@ -118,16 +214,31 @@ class Stack {
   int gateway_port() const { return gateway_port_; }
 
  private:
+  class Loop;
+  struct Request {
+    enum class Kind { kQuit, kUpgrade, kSignal } kind;
+    std::string service;
+    int signal = 0;
+  };
+
   explicit Stack(StackOptions options) : options_(std::move(options)) {}
   ServiceProcess* Find(const std::string& name);
   absl::Status Launch(ServiceProcess& service);
   absl::Status WaitHealthy(ServiceProcess& service);
   absl::Status Terminate(ServiceProcess& service);
   void Reap(ServiceProcess& service);
+  void Post(Request request);
+  std::vector<Request> TakeRequests();
 
   StackOptions options_;
   std::vector<ServiceProcess> services_;
   int gateway_port_ = 0;
+  absl::Status NotSupervising(const std::string& what) const;
+
+  Fd wakeup_;  // eventfd: Run's loop wakes for requests and health answers
+  std::atomic<bool> supervising_{false};  // Run is running
+  absl::Mutex mu_;
+  std::vector<Request> requests_ ABSL_GUARDED_BY(mu_);
 };
 
 // The directory under which the service binaries are found: the runfiles

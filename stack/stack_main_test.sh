@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The launcher behind `make up`, run as a user would: it brings the stack
 # up and prints where things run; Ctrl+C (SIGINT) stops everything in order
-# and leaves nothing behind; a service that dies is named with its exit
-# status and the rest are stopped. Waits on the launcher's own output and
+# and leaves nothing behind; a service killed with SIGKILL is restarted,
+# logged, and answers again; an orphan reparented to the launcher is reaped;
+# `stack --upgrade` restarts every service in order; with --norestart a
+# service that dies is named with its exit status and the rest are stopped.
+# Waits on the launcher's own output, its log (tail -f: inotify) and its
 # exit, never on time.
 set -euo pipefail
 stack="$TEST_SRCDIR/pm/stack/stack"
+pm="$TEST_SRCDIR/pm/cli/pm"
 dir=$(mktemp -d /tmp/pm_stack_test.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 
@@ -18,9 +22,10 @@ if [ "$hard" != unlimited ] && [ "$hard" -le "$soft" ]; then soft=""; fi
 # Starts the launcher; sets $pid and reads its stdout until the banner ends.
 start() {
   local log=$1
+  shift
   coproc LAUNCHER {
     if [ -n "$soft" ]; then ulimit -Sn "$soft"; fi
-    exec "$stack" --runtime_dir="$dir/run" --nogateway 2>"$log"
+    exec "$stack" --runtime_dir="$dir/run" --nogateway "$@" 2>"$log"
   }
   pid=$LAUNCHER_PID
   banner=""
@@ -33,8 +38,25 @@ start() {
 
 service_pid() { sed -n "s/^  $1 *pid \([0-9]*\).*/\1/p" <<<"$banner"; }
 
+# Waits until the log has a line matching the extended regex $2, and prints
+# that line. Gives up after 60 s (a safety net, not a measure).
+wait_log() {
+  local line
+  line=$(grep -E -m1 -- "$2" <(timeout 60 tail -n +1 -f "$1")) || {
+    echo "never logged: $2" >&2; cat "$1" >&2; exit 1; }
+  printf '%s\n' "$line"
+}
+# The pid in "NAME (pid N) is healthy again" once NAME is back after its
+# first restart.
+healthy_pid() {
+  local line
+  line=$(wait_log "$1" "$2 \(pid [0-9]+\) is healthy again")
+  sed -n 's/.*(pid \([0-9]*\)) is healthy again.*/\1/p' <<<"$line"
+}
+pmc() { "$pm" --runtime_dir="$dir/run" "$@"; }
+
 # 1. Ctrl+C: everything stops, in order, nothing left.
-start "$dir/first.log"
+start "$dir/first.log" --norestart
 pids="$(service_pid registry) $(service_pid log_store) $(service_pid supervisor)"
 # Each service raised its file limit from the launcher's original (not from
 # the launcher's raised one), so the supervisor hands 1024 to its processes.
@@ -60,8 +82,9 @@ done
 leftover=$(ls -A "$dir/run")
 [ -z "$leftover" ] || { echo "left in the runtime dir: $leftover" >&2; exit 1; }
 
-# 2. A service dies: named, with its status; the rest are stopped.
-start "$dir/second.log"
+# 2. --norestart: a service that dies is named, with its status; the rest
+# are stopped.
+start "$dir/second.log" --norestart
 others="$(service_pid registry) $(service_pid supervisor)"
 kill -KILL "$(service_pid log_store)"
 status=0; wait "$pid" || status=$?
@@ -71,4 +94,49 @@ grep -q "log_store killed by signal 9 (SIGKILL) unexpectedly; stopping the rest"
 for p in $others; do
   if kill -0 "$p" 2>/dev/null; then echo "service $p left running" >&2; exit 1; fi
 done
+# 3. Restart on death (the default): each service killed with SIGKILL is
+# logged, restarted after 100 ms and healthy again, and the stack answers.
+start "$dir/third.log"
+launcher=$pid
+for name in registry log_store supervisor; do
+  # The first healthy line of each is its restart's: a new log per service.
+  victim=$(service_pid "$name")
+  kill -KILL "$victim"
+  wait_log "$dir/third.log" "$name \(pid $victim\) killed by signal 9 \(SIGKILL\) unexpectedly" >/dev/null
+  wait_log "$dir/third.log" "restarting $name in 100ms" >/dev/null
+  wait_log "$dir/third.log" "$name \(pid [0-9]+\) restarted; waiting for it to be healthy" >/dev/null
+  back=$(healthy_pid "$dir/third.log" "$name")
+  if [ "$back" = "$victim" ] || ! kill -0 "$back"; then echo "$name not back: $back" >&2; exit 1; fi
+  pmc list >/dev/null || { echo "the stack does not answer after $name came back" >&2; exit 1; }
+done
+
+# 4. An orphan: a managed process whose supervisor died is reparented to the
+# launcher (a subreaper); when it ends, the launcher reaps it: no zombie.
+mkfifo "$dir/fifo"
+id=$(pmc start -- sh -c "read x < $dir/fifo")
+orphan=$(pmc status "$id" | sed -n 's/^pid: *\([0-9]*\)/\1/p')
+supervisor=$(sed -n 's/.*supervisor (pid \([0-9]*\)) is healthy again.*/\1/p' "$dir/third.log" | tail -1)
+kill -KILL "$supervisor"
+wait_log "$dir/third.log" "supervisor \(pid $supervisor\) killed by signal 9" >/dev/null
+parent=$(awk '{print $4}' "/proc/$orphan/stat")
+[ "$parent" = "$launcher" ] || { echo "orphan $orphan has parent $parent, not the launcher $launcher" >&2; exit 1; }
+echo done >"$dir/fifo"
+wait_log "$dir/third.log" "reaped orphan pid $orphan: exited with code 0" >/dev/null
+if [ -e "/proc/$orphan" ]; then echo "orphan $orphan left as a zombie" >&2; exit 1; fi
+
+# 5. Upgrade: every service restarted in start order, each healthy before
+# the next, and the stack answers.
+wait_log "$dir/third.log" "supervisor \(pid [0-9]+\) is healthy again" >/dev/null
+"$stack" --runtime_dir="$dir/run" --upgrade
+wait_log "$dir/third.log" "upgrade: every service restarted and healthy" >/dev/null
+order=$(grep -oE "upgrade: sent SIG[A-Z0-9]+ to [a-z_]+" "$dir/third.log" | awk '{print $5}' | paste -sd' ')
+[ "$order" = "registry log_store supervisor" ] || { echo "upgrade order: $order" >&2; exit 1; }
+pmc list >/dev/null
+
+# 6. Ctrl+C still stops everything, and the pid file goes.
+kill -INT "$pid"
+status=0; wait "$pid" || status=$?
+[ "$status" -eq 0 ] || { echo "exit $status after SIGINT" >&2; cat "$dir/third.log" >&2; exit 1; }
+grep -q "stack stopped" "$dir/third.log"
+[ ! -e "$dir/run/stack.pid" ] || { echo "stack.pid left behind" >&2; exit 1; }
 echo PASS

@@ -26,6 +26,12 @@
 // need, the janitor reads a reaped leader's final usage and removes its empty
 // cgroup (the cgroup is handed over and back whole, never shared).
 //
+// Inside, each process's life is three named phases (the leader, its
+// registry record, a stop in progress) moved only through one transition
+// table (lifecycle.h); the implementation is split by responsibility into
+// start.cc, stop.cc, reap.cc, tree.cc, output_pump.cc and record_sync.cc
+// around the Process of process.h.
+//
 // SIGCHLD must be blocked in every thread before Create (the loop reads it
 // from a signalfd): call pm::BlockTerminationSignals({SIGCHLD}) first in
 // main.
@@ -98,6 +104,8 @@ struct Owner {
   std::string user;
 };
 
+struct Process;  // process.h: one managed process, as held on the loop
+
 class Supervisor {
  public:
   // Becomes a child subreaper, starts the event loop thread and connects
@@ -142,7 +150,6 @@ class Supervisor {
   void Shutdown(absl::Duration grace = absl::Seconds(3));
 
  private:
-  struct Process;
   using ProcessPtr = std::shared_ptr<Process>;
 
   explicit Supervisor(SupervisorOptions options);
@@ -156,7 +163,16 @@ class Supervisor {
   void WhenBackendsReady(std::function<void(absl::Status)> then);
 
   // Loop-thread steps.
+  // Spawns the process into a cgroup of its own and watches it.
   absl::StatusOr<ProcessPtr> SpawnOnLoop(const pm::v1::StartRequest& request);
+  // Takes a cgroup (into `cgroup`; none without cgroups) and spawns the
+  // child into it; on failure the cgroup is removed again.
+  absl::StatusOr<SpawnedChild> SpawnInCgroup(
+      const pm::v1::StartRequest& request,
+      std::unique_ptr<ProcessCgroup>& cgroup);
+  // Watches a spawned process: its cgroup, its pidfd, its pipes. If its
+  // exit cannot be watched, it is killed and reaped, and the error returned.
+  absl::Status WatchProcess(const ProcessPtr& p);
   class PendingStart;
   // The loop's part of Start: spawn, then the record and the log at once.
   void StartOnLoop(const pm::v1::StartRequest& request, const std::string& id,
@@ -176,6 +192,9 @@ class Supervisor {
   void OnOutputChange(const ProcessPtr& p);
   void OnSigchld();
   void ReapLeader(const ProcessPtr& p);
+  // Hands the reaped leader's cgroup to the janitor thread (final usage,
+  // rmdir if empty), which hands it back to FinishReap on the loop.
+  void ReapCgroupOnJanitor(const ProcessPtr& p);
   // The rest of a leader's end, on the loop: the status (with the cgroup's
   // final usage, read by the janitor), the cgroup removed or watched again,
   // the final update. `cgroup` is what the janitor held (null without one).
@@ -199,6 +218,14 @@ class Supervisor {
   // the shutdown's own bound covers the stops it began; this catches one a
   // caller began after them (say, of a process whose record came late).
   void AnswerEveryStop();
+  // Shutdown's steps on the loop. First: refuses new starts, abandons the
+  // processes not on record yet and stops every tree still alive (grace
+  // `grace`), notifying `all_stopped` once every stop is answered.
+  void StopEveryProcess(absl::Duration grace,
+                        std::shared_ptr<absl::Notification> all_stopped);
+  // Last, once the wait for the registry and the log_store is over: every
+  // stop answered, every sender cancelled, every empty cgroup removed.
+  void LetGoOfEverything();
   void SendUpdate(const ProcessPtr& p);
   void PushUpdate(const ProcessPtr& p);
   void MaybeForget(const ProcessPtr& p);
@@ -212,6 +239,10 @@ class Supervisor {
   bool CgroupGone(const Process& p) const;
   void KillCgroup(const ProcessPtr& p);
   void MaybeRemoveCgroup(const ProcessPtr& p);
+  // The cgroup the janitor held, back at FinishReap: gone if it `removed`
+  // it, else watched again, with the signals deferred meanwhile sent now.
+  void TakeBackCgroup(const ProcessPtr& p,
+                      std::unique_ptr<ProcessCgroup>& cgroup, bool removed);
   // Removes it if empty (true), leaving the record to the caller.
   bool RemoveCgroupIfEmpty(const ProcessPtr& p);
 

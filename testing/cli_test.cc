@@ -4,6 +4,7 @@
 // pipes and waits for events (output appearing, pm exiting), never for time
 // to pass.
 #include <signal.h>
+#include <stdio.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -33,6 +34,7 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::MatchesRegex;
 using ::testing::StartsWith;
+using pm::stack::StackEvent;
 
 const std::map<std::string, std::vector<std::string>> kFlags = {
     {"supervisor", {"--kill_timeout_ms=2000"}},
@@ -413,6 +415,118 @@ TEST_F(CliCappedOutputTest, LogsReportBytesThatWereNotRetained) {
   EXPECT_EQ(logs.err,
             absl::StrCat("pm: [", dropped, " bytes not retained before offset ",
                          dropped, "]\n"));
+}
+
+// A stack that restarts a service that dies, as `make up` runs it.
+class CliRestartTest : public ::testing::Test {
+ protected:
+  CliRestartTest()
+      : stack_(TestStackOptions{{}, pm::stack::OnServiceDeath::kRestart}) {}
+  void SetUp() override { ASSERT_TRUE(stack_.ok()) << stack_.status(); }
+  std::unique_ptr<PmRun> Spawn(const std::vector<std::string>& args) {
+    std::vector<std::string> all = {"--runtime_dir", stack_.runtime_dir()};
+    all.insert(all.end(), args.begin(), args.end());
+    return std::make_unique<PmRun>(all);
+  }
+  // Kills the log_store with SIGKILL and waits until the launcher has it
+  // back and healthy.
+  void KillLogStore() {
+    const size_t before =
+        stack_.events().WaitFor(StackEvent::Kind::kHealthy, 0, "log_store").size();
+    stack_.stack().PostSignal("log_store", SIGKILL);
+    ASSERT_EQ(stack_.events()
+                  .WaitFor(StackEvent::Kind::kHealthy, before + 1, "log_store")
+                  .size(),
+              before + 1);
+  }
+  TestStack stack_;
+};
+
+// "n 1\n" ... "n <last>\n".
+std::string Counter(int first, int last) {
+  std::string lines;
+  for (int i = first; i <= last; ++i) absl::StrAppend(&lines, "n ", i, "\n");
+  return lines;
+}
+
+// Writes n 1..100, waits for the gate (a fifo), writes n 101..200.
+std::vector<std::string> GatedCounter(const std::string& gate) {
+  return {"sh", "-c",
+          absl::StrCat("i=0; while [ $i -lt 100 ]; do i=$((i+1)); echo \"n $i\"; "
+                       "done; read x < ", gate,
+                       "; while [ $i -lt 200 ]; do i=$((i+1)); echo \"n $i\"; done")};
+}
+
+void OpenGate(const std::string& gate) {
+  FILE* f = fopen(gate.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fputs("go\n", f);
+  fclose(f);
+}
+
+TEST_F(CliRestartTest, LogsFollowRidesThroughALogStoreRestart) {
+  const std::string gate = stack_.temp_dir() + "/gate";
+  ASSERT_EQ(mkfifo(gate.c_str(), 0600), 0);
+  std::vector<std::string> start = {"start", "--"};
+  for (const std::string& word : GatedCounter(gate)) start.push_back(word);
+  PmResult started = Spawn(start)->Finish();
+  ASSERT_EQ(started.code, 0) << started.err;
+  const std::string id = started.out.substr(0, 36);
+
+  std::unique_ptr<PmRun> logs = Spawn({"logs", "-f", id});
+  ASSERT_TRUE(logs->WaitForStdout(Counter(1, 100)));
+  KillLogStore();
+  // Written once the log_store is back.
+  OpenGate(gate);
+  PmResult followed = logs->Finish();
+  EXPECT_EQ(followed.code, 0) << followed.err;
+  // Every byte once, in order: the first 100 lines were printed before the
+  // kill, the rest written after the restart (the supervisor kept them).
+  EXPECT_EQ(followed.out, Counter(1, 200));
+  EXPECT_THAT(followed.err,
+              MatchesRegex("pm: output stream lost \\(UNAVAILABLE: log_store "
+                           "is unavailable at [^\n]*\\); reconnecting\n"
+                           "pm: resumed at offset [0-9]+\n"));
+  EXPECT_THAT(followed.err,
+              HasSubstr(absl::StrCat("resumed at offset ", Counter(1, 100).size())));
+}
+
+TEST_F(CliRestartTest, RunRidesThroughALogStoreRestart) {
+  const std::string gate = stack_.temp_dir() + "/gate";
+  ASSERT_EQ(mkfifo(gate.c_str(), 0600), 0);
+  std::vector<std::string> run = {"run", "--"};
+  for (const std::string& word : GatedCounter(gate)) run.push_back(word);
+  std::unique_ptr<PmRun> pm = Spawn(run);
+  ASSERT_TRUE(pm->WaitForStdout(Counter(1, 100)));
+  KillLogStore();
+  OpenGate(gate);
+  PmResult ended = pm->Finish();
+  EXPECT_EQ(ended.code, 0) << ended.err;
+  EXPECT_EQ(ended.out, Counter(1, 200));
+  EXPECT_THAT(ended.err, HasSubstr("pm: output stream lost (UNAVAILABLE: "));
+  EXPECT_THAT(ended.err, HasSubstr("pm: resumed at offset "));
+}
+
+TEST_F(CliRestartTest, GivesUpAfterTheReconnectTimeout) {
+  const std::string id = MustStart(stack_.client(),
+                                   Command({"sh", "-c", "echo ready; exec sleep 1000"}))
+                             .id();
+  std::unique_ptr<PmRun> logs =
+      Spawn({"logs", "-f", "--reconnect-timeout=0", id});
+  ASSERT_TRUE(logs->WaitForStdout("ready\n"));
+  stack_.stack().PostSignal("log_store", SIGKILL);
+  PmResult ended = logs->Finish();
+  EXPECT_EQ(ended.code, 1);
+  EXPECT_EQ(ended.out, "ready\n");
+  EXPECT_THAT(ended.err,
+              HasSubstr(absl::StrCat(
+                  "pm: logs ", id,
+                  ": output stream lost and not back within 0 "
+                  "(--reconnect-timeout): log_store is unavailable at ")));
+  // The stack itself comes back (and the harness then stops it cleanly).
+  EXPECT_EQ(stack_.events().WaitFor(StackEvent::Kind::kHealthy, 1, "log_store").size(),
+            1u);
+  MustStop(stack_.client(), id, 0);
 }
 
 }  // namespace

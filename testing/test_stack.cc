@@ -9,7 +9,10 @@
 
 namespace pm::testing {
 
-TestStack::TestStack(ServiceFlags extra_args) {
+TestStack::TestStack(ServiceFlags extra_args)
+    : TestStack(TestStackOptions{std::move(extra_args)}) {}
+
+TestStack::TestStack(TestStackOptions test_options) {
   // Under /tmp, not $TEST_TMPDIR: unix socket paths must fit in 108 bytes.
   char tmpl[] = "/tmp/pm_it.XXXXXX";
   if (mkdtemp(tmpl) == nullptr) {
@@ -20,7 +23,9 @@ TestStack::TestStack(ServiceFlags extra_args) {
   runtime_dir_ = temp_dir_ + "/run";
   pm::stack::StackOptions options;
   options.runtime_dir = runtime_dir_;
-  options.extra_args = std::move(extra_args);
+  options.extra_args = std::move(test_options.extra_args);
+  options.on_death = test_options.on_death;
+  options.observer = events_.Observer();
   absl::StatusOr<std::unique_ptr<pm::stack::Stack>> stack =
       pm::stack::Stack::Start(options);
   if (!stack.ok()) {
@@ -28,6 +33,12 @@ TestStack::TestStack(ServiceFlags extra_args) {
     return;
   }
   stack_ = *std::move(stack);
+  if (options.on_death == pm::stack::OnServiceDeath::kRestart) {
+    supervision_ = std::thread([this] {
+      absl::StatusOr<pm::stack::Stack::Event> ended = stack_->Run();
+      EXPECT_TRUE(ended.ok()) << ended.status();
+    });
+  }
   absl::StatusOr<std::unique_ptr<pm::Client>> client =
       pm::Client::ConnectLocal(runtime_dir_);
   if (!client.ok()) {
@@ -39,6 +50,10 @@ TestStack::TestStack(ServiceFlags extra_args) {
 
 TestStack::~TestStack() {
   client_.reset();
+  if (supervision_.joinable()) {
+    stack_->Quit();
+    supervision_.join();
+  }
   if (stack_) {
     absl::Status stopped = stack_->StopAll();
     // Every service must shut down cleanly on SIGTERM, every time.

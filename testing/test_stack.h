@@ -6,17 +6,32 @@
 //   ASSERT_TRUE(stack.ok());
 //   auto started = stack.client().Start(Command({"sleep", "100"}));
 //   Output out = ReadOutput(stack.client(), started->id());
+//
+// By default nothing restarts a service that dies: a test kills and starts
+// services itself (stack().KillService, RestartService). With
+// OnServiceDeath::kRestart the harness runs the launcher's supervision
+// (Stack::Run) on a thread of its own, as `make up` does: a service killed
+// with stack().PostSignal comes back by itself, and events() says when
+// (KillService and RestartService are refused then). A test that kills a
+// service waits for it to be healthy again before it ends, so that the
+// harness's last check (every socket removed at stop) holds.
+//
+//   TestStack stack(TestStackOptions{{}, pm::stack::OnServiceDeath::kRestart});
+//   stack.stack().PostSignal("log_store", SIGKILL);
+//   stack.events().WaitFor(pm::stack::StackEvent::Kind::kHealthy, 1, "log_store");
 #ifndef PM_TESTING_TEST_STACK_H_
 #define PM_TESTING_TEST_STACK_H_
 
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "client/client.h"
 #include "pm/v1/process_manager.pb.h"
+#include "stack/event_recorder.h"
 #include "stack/stack.h"
 
 namespace pm::testing {
@@ -24,9 +39,15 @@ namespace pm::testing {
 // Extra command-line flags per service name.
 using ServiceFlags = std::map<std::string, std::vector<std::string>>;
 
+struct TestStackOptions {
+  ServiceFlags extra_args;
+  pm::stack::OnServiceDeath on_death = pm::stack::OnServiceDeath::kStopAll;
+};
+
 class TestStack {
  public:
   explicit TestStack(ServiceFlags extra_args = {});
+  explicit TestStack(TestStackOptions options);
   ~TestStack();
 
   bool ok() const { return status_.ok(); }
@@ -35,10 +56,14 @@ class TestStack {
   pm::stack::Stack& stack() { return *stack_; }
   const std::string& runtime_dir() const { return runtime_dir_; }
   const std::string& temp_dir() const { return temp_dir_; }
-  // The pid of a running service.
+  // The pid of a running service (not with kRestart, where it changes).
   pid_t pid(const std::string& service) const;
+  // What the supervision did (kRestart only).
+  pm::stack::EventRecorder& events() { return events_; }
 
  private:
+  pm::stack::EventRecorder events_;
+  std::thread supervision_;
   absl::Status status_;
   std::string temp_dir_;
   std::string runtime_dir_;

@@ -1,0 +1,129 @@
+// A managed process as the supervisor holds it, and what its files share:
+// the supervisor's implementation is split by responsibility (see
+// supervisor.cc), and each part reads and moves the same Process.
+//
+//   ProcessPtr p = ...;                  // on the loop thread
+//   p->On(Event::kLeaderReaped);         // its phases move through the table
+//   records_->Update(UpdateRequestOf(*p), ...);
+//
+// Internal to the supervisor library.
+#ifndef PM_SUPERVISOR_PROCESS_H_
+#define PM_SUPERVISOR_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "common/exit_status.h"
+#include "common/fd.h"
+#include "pm/internal/v1/internal.grpc.pb.h"
+#include "pm/v1/process_manager.pb.h"
+#include "supervisor/cgroup.h"
+#include "supervisor/event_loop.h"
+#include "supervisor/lifecycle.h"
+#include "supervisor/output_sender.h"
+#include "supervisor/supervisor.h"
+
+namespace pm::supervisor {
+
+// The most one read of a pipe takes: the pipe's whole capacity
+// (F_SETPIPE_SZ 1 MiB), and the size of a slot of the output arena.
+inline constexpr size_t kMaxRead = 1 << 20;
+
+// One managed process as the supervisor holds it, on the loop thread only.
+// Its last reference must be dropped on the loop thread too (its
+// OutputSender cancels loop timers): a closure that holds a ProcessPtr and
+// runs elsewhere hands it back with a posted task.
+struct Process {
+  std::string id;  // minted by Start; empty while SpawnOnLoop runs
+  pid_t pid = -1;
+  Fd pidfd;
+  uint64_t start_ticks = 0;
+  pm::v1::ProcessStatus status;  // the record as this supervisor knows it
+  pm::v1::Limits limits;  // as started
+
+  // Its cgroup until removed; null without cgroups.
+  std::unique_ptr<ProcessCgroup> cgroup;
+  bool cgroup_killed = false;
+  // While reaping (between the leader's reaping and FinishReap) the janitor
+  // thread may hold the cgroup (reads its final usage, removes it if
+  // empty), so `cgroup` is null, the cgroup counts as not gone, and signals
+  // meant for its members wait (the flags below) until it is back.
+  bool members_term_deferred = false;
+  bool kill_deferred = false;
+  // How the leader ended, from its reaping (FinishReap writes the status).
+  ExitStatus exit;
+  absl::Time ended_at;
+  pm::v1::ProcessStatus::Termination termination =
+      pm::v1::ProcessStatus::TERMINATION_UNSPECIFIED;
+
+  Fd out[2];  // stdout, stderr read ends
+  bool out_watched[2] = {false, false};
+  std::shared_ptr<OutputSender> sender;
+
+  // Its phases (the leader, the record, a stop): moved only through On,
+  // which checks each move against the table in lifecycle.cc.
+  Lifecycle life;
+  bool On(Event event) { return life.On(event, id); }
+
+  // The group was seen empty after the leader was reaped (GroupGone).
+  bool group_gone = false;
+
+  // Registry updates (how far the registry's copy lags behind: orthogonal
+  // to the phases): each state is sent at once with the next sequence
+  // (the registry ignores one overtaken by a newer); `dirty` means the
+  // registry was unreachable and the current state waits for a retry.
+  uint64_t update_sequence = 0;
+  int updates_in_flight = 0;
+  bool dirty = false;
+  bool retry_pending = false;
+  std::vector<std::function<void()>> on_flushed;
+
+  // A stop in progress (life.stop()): its timers and its callers.
+  EventLoop::TimerId grace_timer = 0;  // kGrace: sends the SIGKILL
+  EventLoop::TimerId kill_timer = 0;   // kKilling: gives up, stopped=false
+  std::vector<Supervisor::StopCallback> stop_waiters;
+  // Which signals a stop sent the leader before it was reaped: how it
+  // ended (termination).
+  bool sigterm_sent = false;
+  bool sigkill_sent = false;
+  // A forced stop (no grace) asked for the SIGKILL.
+  bool forced = false;
+
+  bool stopping() const { return life.stopping(); }
+  bool flushed() const { return updates_in_flight == 0 && !dirty; }
+  bool output_open() const { return out[0].valid() || out[1].valid(); }
+  // What drains on its own, in any order, once the life is over: the pipes
+  // (to EOF), the log_store's acks, the registry's updates, and the tree
+  // (while its cgroup holds members, a Stop must still find it).
+  bool drained() const {
+    return !output_open() && sender->done() && flushed() && !cgroup;
+  }
+};
+
+// Whether a status says the process has ended.
+inline bool Ended(const pm::v1::ProcessStatus& status) {
+  return status.state() == pm::v1::ProcessStatus::STATE_EXITED ||
+         status.state() == pm::v1::ProcessStatus::STATE_SIGNALED;
+}
+
+// The mapping of a process to its registry record (record_sync.cc).
+//
+// The record a Start of `request` by `owner` creates for the spawned `p`.
+pm::internal::v1::CreateRecordRequest CreateRequestOf(
+    const Process& p, const pm::v1::StartRequest& request, const Owner& owner);
+// The update that brings the registry's record to `p`'s status (without
+// its sequence, which the sender sets). The one place the status is copied
+// into an update.
+pm::internal::v1::UpdateRecordRequest UpdateRequestOf(const Process& p);
+// Copies how the process ended (state, exit, termination, usage, output)
+// from `from` into `to`.
+void CopyEnd(const pm::v1::ProcessStatus& from, pm::v1::ProcessStatus& to);
+
+}  // namespace pm::supervisor
+
+#endif  // PM_SUPERVISOR_PROCESS_H_

@@ -1,0 +1,194 @@
+// Reaping: a leader's end, step by step.
+//   1. Its pidfd is readable, or a SIGCHLD says something ended (OnSigchld;
+//      orphans reparented to the subreaper are reaped there too).
+//   2. waitid takes its exit status; what it wrote is drained (ReapLeader).
+//   3. The janitor thread reads its cgroup's final usage and removes the
+//      cgroup if empty, off the loop.
+//   4. Back on the loop, the end is written into the status and sent to
+//      the registry; a stop waiting for it looks again (FinishReap).
+#include "supervisor/supervisor.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "common/log.h"
+#include "common/proto_time.h"
+#include "common/status.h"
+#include "supervisor/end_reason.h"
+#include "supervisor/process.h"
+
+namespace pm::supervisor {
+
+using pm::v1::ProcessStatus;
+
+namespace {
+
+// How the leader came to end: by the signals a stop sent it before it was
+// reaped.
+ProcessStatus::Termination TerminationOf(const Process& p) {
+  if (p.sigkill_sent) {
+    return p.forced ? ProcessStatus::TERMINATION_FORCED
+                    : ProcessStatus::TERMINATION_KILLED;
+  }
+  return p.sigterm_sent ? ProcessStatus::TERMINATION_AFTER_SIGTERM
+                        : ProcessStatus::TERMINATION_BY_ITSELF;
+}
+
+// Writes the leader's end into its status. `final_usage`: its cgroup's
+// usage as the janitor read it at the end (null: none read).
+void WriteEnd(Process& p, const pm::v1::ResourceUsage* final_usage) {
+  const ExitStatus& exit = p.exit;
+  ProcessStatus& s = p.status;
+  const absl::Time now = p.ended_at;
+  if (exit.kind == ExitStatus::Kind::kExited) {
+    s.set_state(ProcessStatus::STATE_EXITED);
+    s.set_exit_code(exit.code);
+  } else {
+    s.set_state(ProcessStatus::STATE_SIGNALED);
+    s.set_signal(exit.signal);
+    s.set_core_dumped(exit.core_dumped);
+  }
+  *s.mutable_ended_at() = ToProtoTimestamp(now);
+  *s.mutable_run_time() =
+      ToProtoDuration(now - FromProtoTimestamp(s.started_at()));
+  s.set_termination(p.termination);
+  // Usage as of the leader's end, read while the cgroup was surely there. A
+  // SIGKILL we did not send, with an OOM kill on the cgroup's books, is the
+  // OOM killer's.
+  if (final_usage) *s.mutable_usage() = *final_usage;
+  if (p.life.abandoned() && p.cgroup) *s.mutable_usage() = p.cgroup->ReadUsage();
+  s.set_oom_killed(exit.kind == ExitStatus::Kind::kSignaled &&
+                   exit.signal == SIGKILL && !p.sigkill_sent &&
+                   s.usage().oom_kills() > 0);
+  s.set_end_reason(DescribeEnd(exit, s.termination(), s.oom_killed(),
+                               s.usage(), p.limits));
+  s.set_output_bytes(p.sender->end_offset());
+  s.clear_proc_status();
+  s.clear_rss_bytes();
+  s.clear_threads();
+}
+
+}  // namespace
+
+void Supervisor::OnSigchld() {
+  struct signalfd_siginfo ssi;
+  while (read(sigchld_fd_.get(), &ssi, sizeof(ssi)) == sizeof(ssi)) {
+  }
+  // SIGCHLDs coalesce, so reap until nothing is left. Our own leaders are
+  // reaped through their pidfd (ReapLeader); anything else is an orphan
+  // reparented to us as subreaper.
+  for (;;) {
+    siginfo_t info = {};
+    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0) break;
+    if (info.si_pid == 0) break;
+    auto it = by_pid_.find(info.si_pid);
+    if (it != by_pid_.end()) {
+      ProcessPtr p = it->second;
+      ReapLeader(p);
+      if (!p->life.reaped()) break;  // cannot happen; never spin
+    } else {
+      waitpid(info.si_pid, nullptr, WNOHANG);
+    }
+  }
+  std::vector<ProcessPtr> stopping;
+  for (auto& [id, p] : by_id_) {
+    if (p->stopping()) stopping.push_back(p);
+  }
+  for (auto& p : stopping) CheckStopDone(p);
+  // A v1 cgroup says nothing when it empties; the last member's end is a
+  // SIGCHLD here (orphans are reparented to us), so look now.
+  std::vector<ProcessPtr> unannounced;
+  for (auto& [raw, p] : with_cgroup_) {
+    if (p->life.reaped() && p->cgroup && p->cgroup->events_fd() < 0) {
+      unannounced.push_back(p);
+    }
+  }
+  for (auto& p : unannounced) MaybeRemoveCgroup(p);
+}
+
+void Supervisor::ReapLeader(const ProcessPtr& p) {
+  if (p->life.reaped()) return;
+  siginfo_t info = {};
+  if (waitid(static_cast<idtype_t>(P_PIDFD), p->pidfd.get(), &info,
+             WEXITED | WNOHANG) != 0) {
+    PM_LOG(ERROR) << "waitid on pidfd of " << p->pid << ": "
+                  << ErrnoError("waitid", "P_PIDFD");
+    return;
+  }
+  if (info.si_pid == 0) return;  // spurious wakeup: still running
+  p->exit = ExitStatus::FromSiginfo(info);
+  p->ended_at = absl::Now();
+  p->termination = TerminationOf(*p);
+  // Reaping until FinishReap has written the end (the janitor may hold the
+  // cgroup meanwhile).
+  p->On(Event::kLeaderReaped);
+  loop_.Unwatch(p->pidfd.get());
+  p->pidfd.reset();
+  by_pid_.erase(p->pid);
+  --live_;
+  // What the process wrote before it ended is in its pipes now: take it, so
+  // output_bytes counts all of it (backpressure may overshoot its window by
+  // at most the pipes' capacity here).
+  DrainOutput(p, 0);
+  DrainOutput(p, 1);
+  if (!p->cgroup || p->life.abandoned()) {
+    std::unique_ptr<ProcessCgroup> none;
+    FinishReap(p, none, pm::v1::ResourceUsage(), /*removed=*/false);
+    return;
+  }
+  ReapCgroupOnJanitor(p);
+}
+
+void Supervisor::ReapCgroupOnJanitor(const ProcessPtr& p) {
+  // The cgroup's final usage and its removal (a dozen cgroupfs reads and an
+  // rmdir per hierarchy) go to the janitor thread, so the loop is free for
+  // the next start meanwhile. FinishReap takes it from there, on the loop.
+  if (p->cgroup->events_fd() >= 0) loop_.Unwatch(p->cgroup->events_fd());
+  auto held = std::make_shared<std::unique_ptr<ProcessCgroup>>(std::move(p->cgroup));
+  // The janitor's task hands its reference on to the loop: the last one to
+  // a Process must be dropped on the loop thread (its OutputSender cancels
+  // loop timers), never here.
+  // (An init-capture: a plain copy of the const reference would be const,
+  // and std::move of it would copy.)
+  janitor_.Post([this, p = ProcessPtr(p), held]() mutable {
+    if (options_.janitor_gate) options_.janitor_gate();
+    const pm::v1::ResourceUsage usage = (*held)->ReadUsage();
+    bool removed = false;
+    if (!(*held)->Populated()) {
+      if (absl::Status status = (*held)->Remove(); !status.ok()) {
+        PM_LOG(WARNING) << "cgroup of pid " << p->pid << ": " << status;
+      }
+      removed = true;
+    }
+    loop_.Post([this, p = std::move(p), held, usage, removed] {
+      FinishReap(p, *held, usage, removed);
+    });
+  });
+}
+
+void Supervisor::FinishReap(const ProcessPtr& p,
+                            std::unique_ptr<ProcessCgroup>& cgroup,
+                            const pm::v1::ResourceUsage& final_usage,
+                            bool removed) {
+  p->On(Event::kEndWritten);
+  WriteEnd(*p, cgroup ? &final_usage : nullptr);
+  if (p->life.abandoned()) {
+    p->sender->Cancel();
+    MaybeRemoveCgroup(p);
+    return;
+  }
+  if (cgroup) TakeBackCgroup(p, cgroup, removed);
+  p->members_term_deferred = p->kill_deferred = false;
+  SendUpdate(p);
+  CheckStopDone(p);
+  MaybeForget(p);
+}
+
+}  // namespace pm::supervisor

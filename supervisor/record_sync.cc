@@ -1,0 +1,161 @@
+// The mapping of a process to its registry record.
+//   CreateRequestOf   the record a Start creates.
+//   OnRecorded        the registry has it: what happened meanwhile (an
+//                     exit) goes at once.
+//   AbandonUnrecorded the registry never took it: killed, as if the Start
+//                     had not happened.
+//   UpdateRequestOf   the one place the process's state is copied into an
+//                     update.
+//   SendUpdate        each state sent at once, in sequence; kept and
+//                     retried while the registry is unreachable.
+#include "supervisor/supervisor.h"
+
+#include <signal.h>
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "common/log.h"
+#include "supervisor/async_ops.h"
+#include "supervisor/process.h"
+
+namespace pm::supervisor {
+
+using pm::v1::ProcessStatus;
+
+namespace {
+
+constexpr absl::Duration kRegistryRetry = absl::Seconds(1);
+
+}  // namespace
+
+pm::internal::v1::CreateRecordRequest CreateRequestOf(
+    const Process& p, const pm::v1::StartRequest& request, const Owner& owner) {
+  pm::internal::v1::CreateRecordRequest create;
+  create.set_id(p.id);
+  *create.mutable_spec() = request;
+  create.set_resolved_executable(p.status.resolved_executable());
+  create.set_resolved_executable_bytes(p.status.resolved_executable_bytes());
+  create.set_pid(p.status.pid());
+  create.set_owner(owner.display);
+  create.set_owner_user(owner.user);
+  create.set_start_ticks(p.start_ticks);
+  *create.mutable_started_at() = p.status.started_at();
+  if (p.cgroup) {
+    const CgroupDirs& dirs = p.cgroup->dirs();
+    create.mutable_cgroup()->set_unified(dirs.unified);
+    create.mutable_cgroup()->mutable_v1()->insert(dirs.v1.begin(), dirs.v1.end());
+  }
+  return create;
+}
+
+pm::internal::v1::UpdateRecordRequest UpdateRequestOf(const Process& p) {
+  const ProcessStatus& s = p.status;
+  pm::internal::v1::UpdateRecordRequest r;
+  r.set_id(p.id);
+  r.set_state(s.state());
+  r.set_exit_code(s.exit_code());
+  r.set_signal(s.signal());
+  r.set_core_dumped(s.core_dumped());
+  if (s.has_ended_at()) *r.mutable_ended_at() = s.ended_at();
+  r.set_termination(s.termination());
+  r.set_output_bytes(s.output_bytes());
+  if (s.has_usage()) *r.mutable_usage() = s.usage();
+  r.set_oom_killed(s.oom_killed());
+  r.set_end_reason(s.end_reason());
+  return r;
+}
+
+void CopyEnd(const ProcessStatus& from, ProcessStatus& to) {
+  to.set_state(from.state());
+  to.set_exit_code(from.exit_code());
+  to.set_signal(from.signal());
+  to.set_core_dumped(from.core_dumped());
+  *to.mutable_ended_at() = from.ended_at();
+  *to.mutable_run_time() = from.run_time();
+  to.set_termination(from.termination());
+  to.set_output_bytes(from.output_bytes());
+  *to.mutable_usage() = from.usage();
+  to.set_oom_killed(from.oom_killed());
+  to.set_end_reason(from.end_reason());
+}
+
+void Supervisor::AbandonUnrecorded(const ProcessPtr& p) {
+  // The registry never learned of it: kill it and forget it, as if the
+  // Start had not happened.
+  p->On(Event::kAbandoned);
+  SignalGroup(*p, SIGKILL);
+  KillCgroup(p);
+  for (int i = 0; i < 2; ++i) {
+    UnwatchOutput(p, i);
+    p->out[i].reset();
+  }
+  p->sender->Cancel();
+}
+
+void Supervisor::OnRecorded(const ProcessPtr& p, const ProcessStatus& record) {
+  // The record is the registry's; what happened since (an exit) is ours.
+  ProcessStatus local = p->status;
+  p->status = record;
+  // Also when shutdown abandoned it meanwhile (killed it before it was on
+  // record): the registry is told how it ended.
+  p->On(Event::kRecorded);
+  by_id_[p->id] = p;
+  if (Ended(local)) {
+    CopyEnd(local, p->status);
+    SendUpdate(p);
+  }
+}
+
+void Supervisor::SendUpdate(const ProcessPtr& p) {
+  if (!p->life.recorded()) return;  // OnRecorded sends it
+  pm::internal::v1::UpdateRecordRequest r = UpdateRequestOf(*p);
+  r.set_sequence(++p->update_sequence);
+  ++p->updates_in_flight;
+  p->dirty = false;
+  const uint64_t sequence = p->update_sequence;
+  records_->Update(std::move(r), [this, p = ProcessPtr(p), sequence](
+                                     absl::StatusOr<ProcessStatus> answer) mutable {
+    // The posted task takes this closure's reference: the last one to a
+    // Process must be dropped on the loop thread. (An init-capture: a plain
+    // copy of the const reference would be const, and std::move would copy.)
+    loop_.Post([this, status = answer.status(), p = std::move(p), sequence] {
+      --p->updates_in_flight;
+      if (!status.ok()) {
+        if (status.code() == absl::StatusCode::kUnavailable ||
+            status.code() == absl::StatusCode::kDeadlineExceeded) {
+          // Keep the state: the registry gets it when it is back (the
+          // latest state, under a new sequence).
+          p->dirty = true;
+          if (!p->retry_pending) {
+            p->retry_pending = true;
+            loop_.RunAfter(kRegistryRetry, [this, p] {
+              p->retry_pending = false;
+              if (p->dirty) PushUpdate(p);
+            });
+          }
+          return;
+        }
+        // One overtaken by a newer state may find the record ended or
+        // gone; only the latest state's refusal is news.
+        if (sequence == p->update_sequence) {
+          PM_LOG(ERROR) << "registry refused update of " << p->id << ": "
+                        << status.message();
+        }
+      }
+      if (!p->flushed()) return;  // a newer state is on its way
+      auto waiters = std::move(p->on_flushed);
+      p->on_flushed.clear();
+      for (auto& fn : waiters) fn();
+      MaybeForget(p);
+    });
+  });
+}
+
+void Supervisor::PushUpdate(const ProcessPtr& p) {
+  p->dirty = false;
+  SendUpdate(p);
+}
+
+}  // namespace pm::supervisor
