@@ -107,6 +107,7 @@ class Writer {
     uint64_t first_offset;
     std::string path;
     uint64_t bytes;
+    bool sealed;  // read-only: a writer finished with it
   };
 
   Writer(std::string dir, WriterOptions options);
@@ -114,6 +115,7 @@ class Writer {
   // The steps of Open.
   absl::Status LoadSegments();
   absl::Status ResumeLastSegment();
+  absl::Status ResumeAfterSealedSegment();
   absl::Status StartSegment(uint64_t first_offset);
 
   // Writes the gap [written_end_, end_offset_) if there is one.
@@ -123,8 +125,8 @@ class Writer {
   // its last good record and nothing of the record counts as written.
   absl::Status WriteRecord(const Record& record, absl::string_view payload);
   absl::Status WriteAt(const std::string& header, absl::string_view payload);
-  // fsyncs the current segment and the directory.
-  absl::Status Sync();
+  // fsyncs the current segment, seals it, and fsyncs the directory.
+  absl::Status SealAndSync();
   // Deletes the oldest segments while over max_bytes.
   void EnforceCap();
 
