@@ -178,6 +178,11 @@ absl::StatusOr<std::optional<Chunk>> Reader::Read(uint64_t cursor,
     }
     return chunk;
   }
+  if (current_ == nullptr) {
+    // No segment left (an ended output whose every segment retention
+    // deleted): what was known to be written is lost.
+    at = std::max(at, end_offset_);
+  }
   if (at == cursor) return std::nullopt;
   Chunk lost;
   lost.offset = at;

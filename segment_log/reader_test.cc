@@ -278,6 +278,11 @@ TEST(ReaderTest, ASegmentDeletedUnderTheReaderIsReportedAsDropped) {
   // Every segment gone: what was written is reported lost, nothing breaks.
   ASSERT_EQ(unlink(paths[2].c_str()), 0);
   EXPECT_TRUE(ReadChunks(*reader, 180).empty());
+  chunks = ReadChunks(*reader, 150);
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].offset, 180u);
+  EXPECT_EQ(chunks[0].dropped_before, 30u);
+  EXPECT_TRUE(chunks[0].data.empty());
 }
 
 TEST(ReaderTest, OffsetAtFindsTheFirstRecordReadAtOrAfterATime) {
