@@ -68,6 +68,24 @@ TEST(ReaderTest, ReadsBothStreamsByteExactWithOffsetsAndTimes) {
   EXPECT_EQ(DroppedIn(chunks), 0u);
 }
 
+TEST(ReaderTest, RefreshFollowsTheWriterAcrossAppendsRotationsAndTheEnd) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(100, 300));
+  std::unique_ptr<Reader> reader = OpenReader(tmp.path());
+  EXPECT_EQ(reader->end_offset(), 0u);
+  for (int i = 1; i <= 12; ++i) {
+    ASSERT_TRUE(writer->Append(Stream::kStdout, std::string(30, 'r'), kT0).ok());
+    ASSERT_TRUE(reader->Refresh().ok());
+    EXPECT_EQ(reader->end_offset(), 30u * i);
+    EXPECT_FALSE(reader->closed());
+  }
+  EXPECT_EQ(reader->start_offset(), 240u);  // the cap kept the last 4 records
+  ASSERT_TRUE(writer->Close(kT0).ok());
+  ASSERT_TRUE(reader->Refresh().ok());
+  EXPECT_TRUE(reader->closed());
+  EXPECT_EQ(reader->end_offset(), 360u);
+}
+
 TEST(ReaderTest, ACursorInsideARecordAndASmallMaxSplitIt) {
   TempDir tmp;
   std::unique_ptr<Writer> writer = OpenWriter(tmp.path());
