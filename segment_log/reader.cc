@@ -178,6 +178,11 @@ absl::StatusOr<std::optional<Chunk>> Reader::Read(uint64_t cursor,
     }
     return chunk;
   }
+  if (current_ == nullptr) {
+    // No segment left (an ended output whose every segment retention
+    // deleted): what was known to be written is lost.
+    at = std::max(at, end_offset_);
+  }
   if (at == cursor) return std::nullopt;
   Chunk lost;
   lost.offset = at;
@@ -215,15 +220,20 @@ absl::Status Reader::Refresh() {
     start_offset_ = std::max(start_offset_, end_offset_);
     return absl::OkStatus();
   }
-  // Scan the last segment to its end with a cursor of its own, so the
-  // reading position is kept.
-  PM_ASSIGN_OR_RETURN(std::unique_ptr<OpenSegment> last,
-                      OpenFile(segments_.back()));
-  if (last == nullptr) return absl::OkStatus();  // deleted: nothing newer
-  NoteEnd(last->file.first_offset, false);
-  if (!last->has_header) return absl::OkStatus();
+  // The newest segment is scanned with a cursor of its own (so the reading
+  // position is kept), from where the last Refresh left it.
+  const SegmentFile& newest = segments_.back();
+  if (tail_ == nullptr || tail_->file.first_offset != newest.first_offset) {
+    PM_ASSIGN_OR_RETURN(tail_, OpenFile(newest));
+    if (tail_ == nullptr) return absl::OkStatus();  // deleted: nothing newer
+  }
+  NoteEnd(newest.first_offset, false);
+  if (!tail_->has_header) {
+    PM_ASSIGN_OR_RETURN(tail_->has_header, tail_->scanner.Start());
+    if (!tail_->has_header) return absl::OkStatus();
+  }
   while (true) {
-    PM_ASSIGN_OR_RETURN(std::optional<Record> record, last->scanner.Next());
+    PM_ASSIGN_OR_RETURN(std::optional<Record> record, tail_->scanner.Next());
     if (!record) break;
     NoteEnd(record->end(), record->kind == RecordKind::kEnd);
   }

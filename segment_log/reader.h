@@ -85,7 +85,8 @@ class Reader {
       uint64_t cursor, size_t max_bytes = kDefaultMaxReadBytes);
 
   // Re-reads the extent of the output: the oldest retained offset, the end
-  // of what is written, and whether the end record is there.
+  // of what is written, and whether the end record is there. Reads only
+  // what the newest segment gained since the last Refresh.
   absl::Status Refresh();
 
   // As of the last Refresh (Open does one) or Read that went further: the
@@ -141,6 +142,8 @@ class Reader {
   std::string dir_;
   std::vector<SegmentFile> segments_;  // the last listing, oldest first
   std::unique_ptr<OpenSegment> current_;
+  // The newest segment as Refresh last scanned it.
+  std::unique_ptr<OpenSegment> tail_;
   uint64_t start_offset_ = 0;
   uint64_t end_offset_ = 0;
   bool closed_ = false;
