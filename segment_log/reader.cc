@@ -92,21 +92,23 @@ absl::Status Reader::Position(uint64_t cursor) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::optional<Record>> Reader::NextInSegment(
+    OpenSegment& segment) {
+  if (!segment.has_header) {
+    // A segment being created: its header may have been written since.
+    PM_ASSIGN_OR_RETURN(segment.has_header, segment.scanner.Start());
+    if (!segment.has_header) return std::nullopt;
+  }
+  PM_ASSIGN_OR_RETURN(std::optional<Record> record, segment.scanner.Next());
+  if (record) NoteEnd(record->end(), record->kind == RecordKind::kEnd);
+  return record;
+}
+
 absl::StatusOr<std::optional<Record>> Reader::NextRecord() {
   while (true) {
     OpenSegment& segment = *current_;
-    if (!segment.has_header) {
-      // A segment being created: its header may have been written since.
-      PM_ASSIGN_OR_RETURN(segment.has_header, segment.scanner.Start());
-    }
-    if (segment.has_header) {
-      PM_ASSIGN_OR_RETURN(std::optional<Record> record,
-                          segment.scanner.Next());
-      if (record) {
-        NoteEnd(record->end(), record->kind == RecordKind::kEnd);
-        return record;
-      }
-    }
+    PM_ASSIGN_OR_RETURN(std::optional<Record> record, NextInSegment(segment));
+    if (record) return record;
     // The valid part of this segment ends here. If the writer has started
     // a later one, this one is complete: read it once more (the writer may
     // have finished a record here after the read above and before it moved
@@ -114,17 +116,8 @@ absl::StatusOr<std::optional<Record>> Reader::NextRecord() {
     PM_RETURN_IF_ERROR(List());
     std::optional<SegmentFile> next = SegmentAfter(segment.file.first_offset);
     if (!next) return std::nullopt;
-    if (!segment.has_header) {
-      PM_ASSIGN_OR_RETURN(segment.has_header, segment.scanner.Start());
-    }
-    if (segment.has_header) {
-      PM_ASSIGN_OR_RETURN(std::optional<Record> record,
-                          segment.scanner.Next());
-      if (record) {
-        NoteEnd(record->end(), record->kind == RecordKind::kEnd);
-        return record;
-      }
-    }
+    PM_ASSIGN_OR_RETURN(record, NextInSegment(segment));
+    if (record) return record;
     PM_ASSIGN_OR_RETURN(std::unique_ptr<OpenSegment> opened, OpenFile(*next));
     // Deleted meanwhile: the next round lists again and takes the one
     // after it (the listing only shrinks from the front).

@@ -135,6 +135,9 @@ class Reader {
   // one's valid part ends and a later one exists. nullopt at the end of what
   // is written.
   absl::StatusOr<std::optional<Record>> NextRecord();
+  // The next valid record of `segment` (reading its header first if the
+  // writer has written it since), or nullopt where its valid part ends.
+  absl::StatusOr<std::optional<Record>> NextInSegment(OpenSegment& segment);
   // Appends following data records of `stream` to `chunk` up to max_bytes.
   absl::Status ExtendChunk(Chunk& chunk, size_t max_bytes);
   void NoteEnd(uint64_t offset, bool closed);

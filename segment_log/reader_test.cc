@@ -206,14 +206,6 @@ TEST(ReaderTest, TheEndRecordClosesTheOutput) {
   EXPECT_TRUE(OpenReader(tmp.path())->closed());
 }
 
-// Writes "first" and "second" (one segment) and returns its path.
-std::string TwoRecords(const std::string& dir) {
-  std::unique_ptr<Writer> writer = OpenWriter(dir);
-  EXPECT_TRUE(writer->Append(Stream::kStdout, "first", kT0).ok());
-  EXPECT_TRUE(writer->Append(Stream::kStderr, "second", kT0).ok());
-  return SegmentPaths(dir)[0];
-}
-constexpr uint64_t kSecondRecordPos = kFileHeaderBytes + kRecordHeaderBytes + 5;
 
 // The reader stops before the torn record; once the writer has reopened
 // (cutting it) and appended, the same reader continues.

@@ -256,17 +256,6 @@ TEST(WriterTest, ReopeningResumesAtTheEnd) {
   ExpectContiguous(tmp.path(), 35);
 }
 
-// Writes "first" and "second" and returns the path of the one segment.
-std::string TwoRecords(const std::string& dir) {
-  std::unique_ptr<Writer> writer = OpenWriter(dir);
-  EXPECT_TRUE(writer->Append(Stream::kStdout, "first", kT0).ok());
-  EXPECT_TRUE(writer->Append(Stream::kStderr, "second", kT0).ok());
-  return SegmentPaths(dir)[0];
-}
-
-// The offset in the file of the second record ("second").
-constexpr uint64_t kSecondRecordPos = kFileHeaderBytes + kRecordHeaderBytes + 5;
-
 void ExpectCutAfterFirstRecordAndResumed(const std::string& dir) {
   std::unique_ptr<Writer> writer = OpenWriter(dir);
   ASSERT_NE(writer, nullptr);
