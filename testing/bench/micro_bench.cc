@@ -11,16 +11,13 @@
 // this host allows it (root, cgroups).
 // Store: appending output to a log and reading it back, against memcpy of
 // the same bytes into and out of a buffer of the same size.
-<<<<<<< HEAD
 // Registry: a record created and ended (CreateRecord + UpdateRecord to
 // EXITED, what each Start costs the registry), written through to SQLite in
 // $TMPDIR (else /var/tmp: a disk, not a tmpfs), against the same in memory
 // only.
-=======
 // Segments: the on-disk output (segment_log) written as the shim writes it
 // and read back as the log_store does, against plain write() and pread() of
 // the same bytes to and from one file (page cache, no fsync, both).
->>>>>>> segments
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
@@ -42,13 +39,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_cat.h"
 #include "log_store/log_store.h"
-<<<<<<< HEAD
 #include "registry/registry.h"
 #include "registry/sqlite_record_store.h"
-=======
 #include "segment_log/reader.h"
 #include "segment_log/writer.h"
->>>>>>> segments
 #include "supervisor/cgroup.h"
 #include "supervisor/spawn.h"
 
@@ -228,7 +222,6 @@ void BM_LogStoreRead(benchmark::State& state) {
 }
 BENCHMARK(BM_LogStoreRead)->Arg(64 << 10)->Arg(1 << 20);
 
-<<<<<<< HEAD
 // --- Registry ---------------------------------------------------------------
 
 pm::internal::v1::CreateRecordRequest SleepRecord() {
@@ -298,7 +291,6 @@ void BM_RegistryInSqlite(benchmark::State& state) {
   std::filesystem::remove_all(dir, ignored);
 }
 BENCHMARK(BM_RegistryInSqlite)->Unit(benchmark::kMicrosecond);
-=======
 // --- Segments ---------------------------------------------------------------
 
 // A directory of its own under TMPDIR, removed with its files at the end.
@@ -450,7 +442,6 @@ void BM_SegmentReaderRead(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(bytes));
 }
 BENCHMARK(BM_SegmentReaderRead)->Arg(64 << 10)->Arg(1 << 20);
->>>>>>> segments
 
 // --- Ratios -----------------------------------------------------------------
 
@@ -485,10 +476,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
            absl::StrFormat("BM_MemcpyOutOfBufferBaseline/%s", size),
            absl::StrFormat("store read of %s-byte pieces", size));
     }
-<<<<<<< HEAD
     Time("BM_RegistryInSqlite", "BM_RegistryInMemoryBaseline",
          "registry create + end of a record, written through to SQLite");
-=======
     for (const char* size : {"4096", "65536", "1048576"}) {
       Rate(absl::StrFormat("BM_SegmentWriterAppend/%s", size),
            absl::StrFormat("BM_FileWriteBaseline/%s", size),
@@ -499,7 +488,6 @@ class RatioReporter : public benchmark::ConsoleReporter {
            absl::StrFormat("BM_FilePreadBaseline/%s", size),
            absl::StrFormat("segment read of %s-byte chunks", size));
     }
->>>>>>> segments
   }
 
  private:
