@@ -113,13 +113,6 @@ void EchoArgs(const std::vector<std::string>& args,
 
 }  // namespace
 
-const std::string* CommandLine::Getenv(absl::string_view name) const {
-  for (const auto& [key, value] : env) {
-    if (key == name) return &value;
-  }
-  return nullptr;
-}
-
 absl::StatusOr<CommandLine> CommandLineOf(const pm::v1::StartRequest& request) {
   CommandLine command;
   PM_ASSIGN_OR_RETURN(command.executable,

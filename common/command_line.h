@@ -23,24 +23,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/command_line_core.h"
 #include "pm/v1/process_manager.pb.h"
 
 namespace pm {
-
-struct CommandLine {
-  // As given: a path, or a name to look up on PATH. Never empty.
-  std::string executable;
-  // After argv[0].
-  std::vector<std::string> args;
-  // NAME, VALUE pairs: `env` (in its map's order), then `env_bytes` (in
-  // order). Names are unique, non-empty, without '='.
-  std::vector<std::pair<std::string, std::string>> env;
-  // Empty: the starter's own.
-  std::string working_dir;
-
-  // The value of `name` in env, or nullptr.
-  const std::string* Getenv(absl::string_view name) const;
-};
 
 // The command of `request`, each field from its string or its bytes form.
 // INVALID_ARGUMENT naming the field(s): the string and the bytes form of

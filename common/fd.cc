@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "common/status.h"
+#include "common/status_core.h"
 
 namespace pm {
 

@@ -1,66 +1,8 @@
 #include "common/status.h"
 
-#include <string.h>
-
-#include "absl/strings/cord.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
+#include <string>
 
 namespace pm {
-namespace {
-
-// Where a status made from an errno keeps it: a payload, which absl carries
-// with the status (and, unlike the message, no user text can forge).
-constexpr char kErrnoPayload[] = "pm.dev/errno";
-
-}  // namespace
-
-std::string ErrnoName(int errnum) {
-  const char* name = strerrorname_np(errnum);
-  return name != nullptr ? std::string(name) : absl::StrCat("errno ", errnum);
-}
-
-absl::Status ErrnoError(absl::string_view call, absl::string_view arg,
-                        int errnum) {
-  return ErrnoStatus(arg.empty() ? absl::StrCat(call, "()")
-                                 : absl::StrCat(call, "(\"", arg, "\")"),
-                     errnum);
-}
-
-absl::Status ErrnoStatus(absl::string_view what, int errnum) {
-  absl::Status status(absl::ErrnoToStatusCode(errnum),
-                      absl::StrCat(what, ": ", strerror(errnum), " (",
-                                   ErrnoName(errnum), ")"));
-  status.SetPayload(kErrnoPayload, absl::Cord(absl::StrCat(errnum)));
-  return status;
-}
-
-absl::optional<int> ErrnoOf(const absl::Status& status) {
-  absl::optional<absl::Cord> payload = status.GetPayload(kErrnoPayload);
-  int errnum = 0;
-  if (!payload || !absl::SimpleAtoi(std::string(*payload), &errnum)) {
-    return absl::nullopt;
-  }
-  return errnum;
-}
-
-absl::Status ErrnoError(absl::string_view call, absl::string_view arg) {
-  return ErrnoError(call, arg, errno);
-}
-
-absl::Status ErrnoError(absl::string_view call) {
-  return ErrnoError(call, "", errno);
-}
-
-absl::Status Annotate(const absl::Status& status, absl::string_view context) {
-  if (status.ok()) return status;
-  absl::Status annotated(status.code(),
-                         absl::StrCat(context, ": ", status.message()));
-  status.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
-    annotated.SetPayload(url, payload);
-  });
-  return annotated;
-}
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),

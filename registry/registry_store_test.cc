@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "registry/registry.h"
+#include "registry/test_util.h"
 #include "registry/sqlite_record_store.h"
 
 namespace pm::registry {
@@ -92,31 +93,16 @@ UpdateRecordRequest Exited(const std::string& id, int code) {
   return request;
 }
 
-std::string MustCreate(Registry& registry, int n) {
-  absl::StatusOr<ProcessStatus> created = registry.CreateRecord(Create(n));
-  EXPECT_TRUE(created.ok()) << created.status();
-  return created.ok() ? created->id() : "";
-}
-
-std::vector<std::string> ListedIds(const Registry& registry) {
-  std::vector<std::string> ids;
-  const pm::v1::ListResponse list = registry.List();
-  for (const ProcessStatus& status : list.processes()) {
-    ids.push_back(status.id());
-  }
-  return ids;
-}
-
 TEST_F(RegistryStoreTest, CreatesUpdatesAndEvictionsSurviveAReopen) {
   std::string running, stopping, exited, evicted;
   std::vector<std::string> listed;
   {
     std::unique_ptr<Registry> registry = Open(/*max_ended_records=*/1);
     ASSERT_NE(registry, nullptr);
-    running = MustCreate(*registry, 1);
-    stopping = MustCreate(*registry, 2);
-    evicted = MustCreate(*registry, 3);
-    exited = MustCreate(*registry, 4);
+    running = MustCreate(*registry, Create(1));
+    stopping = MustCreate(*registry, Create(2));
+    evicted = MustCreate(*registry, Create(3));
+    exited = MustCreate(*registry, Create(4));
     ASSERT_TRUE(registry->UpdateRecord(
         Update(stopping, ProcessStatus::STATE_STOPPING)).ok());
     ASSERT_TRUE(registry->UpdateRecord(Exited(evicted, 1)).ok());
@@ -153,7 +139,7 @@ TEST_F(RegistryStoreTest, TheCapIsAppliedToTheStoredRowsAtLoad) {
     std::unique_ptr<Registry> registry = Open(/*max_ended_records=*/10);
     ASSERT_NE(registry, nullptr);
     for (int i = 0; i < 5; ++i) {
-      ASSERT_TRUE(registry->UpdateRecord(Exited(MustCreate(*registry, i), 0)).ok());
+      ASSERT_TRUE(registry->UpdateRecord(Exited(MustCreate(*registry, Create(i)), 0)).ok());
     }
   }
   {
@@ -171,9 +157,9 @@ TEST_F(RegistryStoreTest, ARunningRecordOfAnEarlierBootIsLost) {
   {
     std::unique_ptr<Registry> registry = Open();
     ASSERT_NE(registry, nullptr);
-    running = MustCreate(*registry, 1);
-    stopping = MustCreate(*registry, 2);
-    exited = MustCreate(*registry, 3);
+    running = MustCreate(*registry, Create(1));
+    stopping = MustCreate(*registry, Create(2));
+    exited = MustCreate(*registry, Create(3));
     ASSERT_TRUE(registry->UpdateRecord(
         Update(stopping, ProcessStatus::STATE_STOPPING)).ok());
     ASSERT_TRUE(registry->UpdateRecord(Exited(exited, 3)).ok());
@@ -205,7 +191,7 @@ TEST_F(RegistryStoreTest, ARunningRecordOfThisBootStaysRunning) {
   {
     std::unique_ptr<Registry> registry = Open();
     ASSERT_NE(registry, nullptr);
-    id = MustCreate(*registry, 1);
+    id = MustCreate(*registry, Create(1));
   }
   std::unique_ptr<Registry> registry = Open();
   ASSERT_NE(registry, nullptr);
@@ -222,7 +208,7 @@ TEST_F(RegistryStoreTest, ConcurrentCreatesAreAllStored) {
     for (int t = 0; t < kThreads; ++t) {
       threads.emplace_back([&registry, t] {
         for (int i = 0; i < kEach; ++i) {
-          const std::string id = MustCreate(*registry, t * kEach + i);
+          const std::string id = MustCreate(*registry, Create(t * kEach + i));
           if (i % 2 == 0) {
             EXPECT_TRUE(registry->UpdateRecord(Exited(id, i % 256)).ok());
           }
@@ -264,7 +250,7 @@ TEST_F(RegistryStoreTest, AFailedWriteChangesNothingAndIsReturned) {
   FailingStore* store = owned.get();
   auto registry = Registry::Open(Options(), std::move(owned));
   ASSERT_TRUE(registry.ok()) << registry.status();
-  const std::string id = MustCreate(**registry, 1);
+  const std::string id = MustCreate(**registry, Create(1));
   ASSERT_EQ(store->puts.size(), 1u);
   EXPECT_EQ(store->puts[0].boot_id(), "11111111-2222-3333-4444-555555555555");
 
@@ -291,8 +277,8 @@ TEST_F(RegistryStoreTest, AnEndAndTheEvictionItCausesAreOneWrite) {
   FailingStore* store = owned.get();
   auto registry = Registry::Open(Options(/*max_ended_records=*/1), std::move(owned));
   ASSERT_TRUE(registry.ok()) << registry.status();
-  const std::string first = MustCreate(**registry, 1);
-  const std::string second = MustCreate(**registry, 2);
+  const std::string first = MustCreate(**registry, Create(1));
+  const std::string second = MustCreate(**registry, Create(2));
   ASSERT_TRUE((*registry)->UpdateRecord(Exited(first, 0)).ok());
   ASSERT_TRUE((*registry)->UpdateRecord(Exited(second, 0)).ok());
   ASSERT_EQ(store->writes.size(), 4u);  // two creates, two ends

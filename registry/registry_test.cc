@@ -1,6 +1,7 @@
 // The Registry's records without a server: ids, validation, transitions,
 // ordering, eviction. The live /proc view is covered by proc_reader_test.
 #include "registry/registry.h"
+#include "registry/test_util.h"
 
 #include <filesystem>
 #include <fstream>
@@ -73,21 +74,6 @@ UpdateRecordRequest Exited(const std::string& id, int32_t code,
   request.mutable_end()->set_termination(ProcessStatus::TERMINATION_BY_ITSELF);
   request.mutable_end()->set_output_bytes(4096);
   return request;
-}
-
-std::string MustCreate(Registry& registry, const CreateRecordRequest& request) {
-  absl::StatusOr<ProcessStatus> status = registry.CreateRecord(request);
-  EXPECT_TRUE(status.ok()) << status.status();
-  return status.ok() ? status->id() : "";
-}
-
-std::vector<std::string> ListedIds(const Registry& registry) {
-  std::vector<std::string> ids;
-  const pm::v1::ListResponse list = registry.List();
-  for (const ProcessStatus& status : list.processes()) {
-    ids.push_back(status.id());
-  }
-  return ids;
 }
 
 TEST(RegistryTest, ListOfOneOwnerCopiesOnlyThatOwnersRecords) {

@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/fd.h"
-#include "common/status.h"
+#include "common/status_core.h"
 
 namespace pm::segment_log {
 namespace {

@@ -8,7 +8,11 @@
 // `00000000000008388712.seg`, ...; a segment is never renamed and never
 // rewritten, only appended to (its torn tail cut), and deleted whole by
 // retention. Other files in the directory (the shim's exit status) are
-// ignored.
+// ignored. The segment being written is mode 0600; once its writer is done
+// with it (a newer one started, or it holds the end record) it is made
+// read-only (0400, "sealed"), a fact about the file no output can forge:
+// the total cap (retention.h) tells a live writer's segment by it without
+// reading it.
 //
 // A segment is a 16-byte file header, then records:
 //
@@ -54,6 +58,9 @@ enum class RecordKind : uint8_t { kData = 1, kGap = 2, kEnd = 3 };
 
 inline constexpr char kMagic[8] = {'P', 'M', 'S', 'E', 'G', 'L', 'O', 'G'};
 inline constexpr uint32_t kFormatVersion = 1;
+// The mode of the segment being written, and of one its writer is done with.
+inline constexpr unsigned kOpenSegmentMode = 0600;
+inline constexpr unsigned kSealedSegmentMode = 0400;
 inline constexpr uint64_t kFileHeaderBytes = 16;
 inline constexpr uint64_t kRecordHeaderBytes = 32;
 // A data record carries at most this much; longer appends are split. Bounds

@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/status.h"
+#include "common/status_core.h"
 
 namespace pm::segment_log {
 
@@ -92,21 +92,23 @@ absl::Status Reader::Position(uint64_t cursor) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::optional<Record>> Reader::NextInSegment(
+    OpenSegment& segment) {
+  if (!segment.has_header) {
+    // A segment being created: its header may have been written since.
+    PM_ASSIGN_OR_RETURN(segment.has_header, segment.scanner.Start());
+    if (!segment.has_header) return std::nullopt;
+  }
+  PM_ASSIGN_OR_RETURN(std::optional<Record> record, segment.scanner.Next());
+  if (record) NoteEnd(record->end(), record->kind == RecordKind::kEnd);
+  return record;
+}
+
 absl::StatusOr<std::optional<Record>> Reader::NextRecord() {
   while (true) {
     OpenSegment& segment = *current_;
-    if (!segment.has_header) {
-      // A segment being created: its header may have been written since.
-      PM_ASSIGN_OR_RETURN(segment.has_header, segment.scanner.Start());
-    }
-    if (segment.has_header) {
-      PM_ASSIGN_OR_RETURN(std::optional<Record> record,
-                          segment.scanner.Next());
-      if (record) {
-        NoteEnd(record->end(), record->kind == RecordKind::kEnd);
-        return record;
-      }
-    }
+    PM_ASSIGN_OR_RETURN(std::optional<Record> record, NextInSegment(segment));
+    if (record) return record;
     // The valid part of this segment ends here. If the writer has started
     // a later one, this one is complete: read it once more (the writer may
     // have finished a record here after the read above and before it moved
@@ -114,17 +116,8 @@ absl::StatusOr<std::optional<Record>> Reader::NextRecord() {
     PM_RETURN_IF_ERROR(List());
     std::optional<SegmentFile> next = SegmentAfter(segment.file.first_offset);
     if (!next) return std::nullopt;
-    if (!segment.has_header) {
-      PM_ASSIGN_OR_RETURN(segment.has_header, segment.scanner.Start());
-    }
-    if (segment.has_header) {
-      PM_ASSIGN_OR_RETURN(std::optional<Record> record,
-                          segment.scanner.Next());
-      if (record) {
-        NoteEnd(record->end(), record->kind == RecordKind::kEnd);
-        return record;
-      }
-    }
+    PM_ASSIGN_OR_RETURN(record, NextInSegment(segment));
+    if (record) return record;
     PM_ASSIGN_OR_RETURN(std::unique_ptr<OpenSegment> opened, OpenFile(*next));
     // Deleted meanwhile: the next round lists again and takes the one
     // after it (the listing only shrinks from the front).
@@ -178,6 +171,11 @@ absl::StatusOr<std::optional<Chunk>> Reader::Read(uint64_t cursor,
     }
     return chunk;
   }
+  if (current_ == nullptr) {
+    // No segment left (an ended output whose every segment retention
+    // deleted): what was known to be written is lost.
+    at = std::max(at, end_offset_);
+  }
   if (at == cursor) return std::nullopt;
   Chunk lost;
   lost.offset = at;
@@ -215,15 +213,20 @@ absl::Status Reader::Refresh() {
     start_offset_ = std::max(start_offset_, end_offset_);
     return absl::OkStatus();
   }
-  // Scan the last segment to its end with a cursor of its own, so the
-  // reading position is kept.
-  PM_ASSIGN_OR_RETURN(std::unique_ptr<OpenSegment> last,
-                      OpenFile(segments_.back()));
-  if (last == nullptr) return absl::OkStatus();  // deleted: nothing newer
-  NoteEnd(last->file.first_offset, false);
-  if (!last->has_header) return absl::OkStatus();
+  // The newest segment is scanned with a cursor of its own (so the reading
+  // position is kept), from where the last Refresh left it.
+  const SegmentFile& newest = segments_.back();
+  if (tail_ == nullptr || tail_->file.first_offset != newest.first_offset) {
+    PM_ASSIGN_OR_RETURN(tail_, OpenFile(newest));
+    if (tail_ == nullptr) return absl::OkStatus();  // deleted: nothing newer
+  }
+  NoteEnd(newest.first_offset, false);
+  if (!tail_->has_header) {
+    PM_ASSIGN_OR_RETURN(tail_->has_header, tail_->scanner.Start());
+    if (!tail_->has_header) return absl::OkStatus();
+  }
   while (true) {
-    PM_ASSIGN_OR_RETURN(std::optional<Record> record, last->scanner.Next());
+    PM_ASSIGN_OR_RETURN(std::optional<Record> record, tail_->scanner.Next());
     if (!record) break;
     NoteEnd(record->end(), record->kind == RecordKind::kEnd);
   }

@@ -85,7 +85,8 @@ class Reader {
       uint64_t cursor, size_t max_bytes = kDefaultMaxReadBytes);
 
   // Re-reads the extent of the output: the oldest retained offset, the end
-  // of what is written, and whether the end record is there.
+  // of what is written, and whether the end record is there. Reads only
+  // what the newest segment gained since the last Refresh.
   absl::Status Refresh();
 
   // As of the last Refresh (Open does one) or Read that went further: the
@@ -134,6 +135,9 @@ class Reader {
   // one's valid part ends and a later one exists. nullopt at the end of what
   // is written.
   absl::StatusOr<std::optional<Record>> NextRecord();
+  // The next valid record of `segment` (reading its header first if the
+  // writer has written it since), or nullopt where its valid part ends.
+  absl::StatusOr<std::optional<Record>> NextInSegment(OpenSegment& segment);
   // Appends following data records of `stream` to `chunk` up to max_bytes.
   absl::Status ExtendChunk(Chunk& chunk, size_t max_bytes);
   void NoteEnd(uint64_t offset, bool closed);
@@ -141,6 +145,8 @@ class Reader {
   std::string dir_;
   std::vector<SegmentFile> segments_;  // the last listing, oldest first
   std::unique_ptr<OpenSegment> current_;
+  // The newest segment as Refresh last scanned it.
+  std::unique_ptr<OpenSegment> tail_;
   uint64_t start_offset_ = 0;
   uint64_t end_offset_ = 0;
   bool closed_ = false;

@@ -68,6 +68,24 @@ TEST(ReaderTest, ReadsBothStreamsByteExactWithOffsetsAndTimes) {
   EXPECT_EQ(DroppedIn(chunks), 0u);
 }
 
+TEST(ReaderTest, RefreshFollowsTheWriterAcrossAppendsRotationsAndTheEnd) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(100, 300));
+  std::unique_ptr<Reader> reader = OpenReader(tmp.path());
+  EXPECT_EQ(reader->end_offset(), 0u);
+  for (int i = 1; i <= 12; ++i) {
+    ASSERT_TRUE(writer->Append(Stream::kStdout, std::string(30, 'r'), kT0).ok());
+    ASSERT_TRUE(reader->Refresh().ok());
+    EXPECT_EQ(reader->end_offset(), 30u * i);
+    EXPECT_FALSE(reader->closed());
+  }
+  EXPECT_EQ(reader->start_offset(), 240u);  // the cap kept the last 4 records
+  ASSERT_TRUE(writer->Close(kT0).ok());
+  ASSERT_TRUE(reader->Refresh().ok());
+  EXPECT_TRUE(reader->closed());
+  EXPECT_EQ(reader->end_offset(), 360u);
+}
+
 TEST(ReaderTest, ACursorInsideARecordAndASmallMaxSplitIt) {
   TempDir tmp;
   std::unique_ptr<Writer> writer = OpenWriter(tmp.path());
@@ -188,14 +206,6 @@ TEST(ReaderTest, TheEndRecordClosesTheOutput) {
   EXPECT_TRUE(OpenReader(tmp.path())->closed());
 }
 
-// Writes "first" and "second" (one segment) and returns its path.
-std::string TwoRecords(const std::string& dir) {
-  std::unique_ptr<Writer> writer = OpenWriter(dir);
-  EXPECT_TRUE(writer->Append(Stream::kStdout, "first", kT0).ok());
-  EXPECT_TRUE(writer->Append(Stream::kStderr, "second", kT0).ok());
-  return SegmentPaths(dir)[0];
-}
-constexpr uint64_t kSecondRecordPos = kFileHeaderBytes + kRecordHeaderBytes + 5;
 
 // The reader stops before the torn record; once the writer has reopened
 // (cutting it) and appended, the same reader continues.
@@ -278,6 +288,11 @@ TEST(ReaderTest, ASegmentDeletedUnderTheReaderIsReportedAsDropped) {
   // Every segment gone: what was written is reported lost, nothing breaks.
   ASSERT_EQ(unlink(paths[2].c_str()), 0);
   EXPECT_TRUE(ReadChunks(*reader, 180).empty());
+  chunks = ReadChunks(*reader, 150);
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].offset, 180u);
+  EXPECT_EQ(chunks[0].dropped_before, 30u);
+  EXPECT_TRUE(chunks[0].data.empty());
 }
 
 TEST(ReaderTest, OffsetAtFindsTheFirstRecordReadAtOrAfterATime) {

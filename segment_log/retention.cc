@@ -5,13 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <memory>
 #include <tuple>
 
 #include "absl/time/time.h"
-#include "common/status.h"
+#include "common/status_core.h"
 #include "segment_log/format.h"
-#include "segment_log/reader.h"
 
 namespace pm::segment_log {
 namespace {
@@ -37,6 +35,7 @@ absl::Status CollectCandidates(const std::string& dir, size_t dir_index,
   }
   PM_RETURN_IF_ERROR(files.status());
   std::vector<Candidate> found;
+  bool newest_sealed = false;
   for (SegmentFile& file : *files) {
     struct stat st;
     if (stat(file.path.c_str(), &st) != 0) {
@@ -47,14 +46,11 @@ absl::Status CollectCandidates(const std::string& dir, size_t dir_index,
     found.push_back({absl::TimeFromTimespec(st.st_mtim), dir_index,
                      file.first_offset, std::move(file.path),
                      static_cast<uint64_t>(st.st_size)});
+    newest_sealed = (st.st_mode & 0777) == kSealedSegmentMode;
   }
   if (found.empty()) return absl::OkStatus();
-  absl::StatusOr<std::unique_ptr<Reader>> reader = Reader::Open(dir);
-  if (!reader.ok() && ErrnoOf(reader.status()) == ENOENT) {
-    return absl::OkStatus();  // removed since the listing
-  }
-  PM_RETURN_IF_ERROR(reader.status());
-  if (!(*reader)->closed()) found.pop_back();  // its writer's current segment
+  // Not sealed: its writer's current segment.
+  if (!newest_sealed) found.pop_back();
   for (size_t i = found.size(); i-- > 1;) {
     found[i - 1].key = std::min(found[i - 1].key, found[i].key);
   }

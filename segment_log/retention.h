@@ -7,8 +7,11 @@
 //   // result.deleted_bytes freed; readers see the loss in dropped_before
 //
 // The rule:
-//   - Every segment may go except the newest segment of an output that has
-//     not ended (no end record): that is the one its writer is appending to.
+//   - Every segment may go except the newest segment of a directory when it
+//     is not sealed (read-only, format.h): that is the one its writer is
+//     appending to (a writer seals its last segment when it writes the end
+//     record; one that died without closing leaves it unsealed, kept until
+//     the log_store removes the directory).
 //     Deleting it would free nothing while the writer holds it open and
 //     would lose what it is writing. So the total can stay above the cap by
 //     up to one segment (WriterOptions::segment_bytes, plus one record) per
@@ -22,9 +25,8 @@
 //     one; the log_store then removes its directory (it knows from the
 //     registry that the process ended).
 //
-// Cost: one directory listing and one stat per segment, and a read of the
-// newest segment of each directory (to find its end record): call it when
-// the total is likely over the cap, not per append.
+// Cost: one directory listing and one stat per segment (no segment is
+// read): call it when the total is likely over the cap, not per append.
 #ifndef PM_SEGMENT_LOG_RETENTION_H_
 #define PM_SEGMENT_LOG_RETENTION_H_
 
@@ -48,7 +50,7 @@ struct TotalCapResult {
 // Deletes the oldest segments of `dirs` (by the rule above) until their
 // segments total at most `max_total_bytes`, or nothing more may go. A
 // directory that does not exist is skipped. Errors name the call (opendir,
-// stat, open, pread, unlink) and the path; segments deleted before an error
+// stat, unlink) and the path; segments deleted before an error
 // stay deleted.
 absl::StatusOr<TotalCapResult> DeleteOldestSegments(
     const std::vector<std::string>& dirs, uint64_t max_total_bytes);

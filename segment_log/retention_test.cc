@@ -85,6 +85,24 @@ TEST(DeleteOldestSegmentsTest, NeverDeletesTheSegmentALiveWriterIsIn) {
             "still here");
 }
 
+TEST(DeleteOldestSegmentsTest, OutputThatLooksLikeAnEndRecordDoesNotEndIt) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = Fill(tmp.Sub("live"), 1);
+  // The process prints the bytes of a valid end record as its last output.
+  Record end;
+  end.kind = RecordKind::kEnd;
+  end.offset = 60 + kRecordHeaderBytes + kRecordHeaderBytes;
+  end.time = kT0;
+  ASSERT_TRUE(
+      writer->Append(Stream::kStdout, EncodeRecordHeader(end, ""), kT0).ok());
+  absl::StatusOr<TotalCapResult> result =
+      DeleteOldestSegments({tmp.Sub("live")}, 0);
+  ASSERT_TRUE(result.ok()) << result.status();
+  // Only the sealed first segment goes; the one being written stays.
+  EXPECT_EQ(result->deleted_segments, 1u);
+  EXPECT_EQ(SegmentPaths(tmp.Sub("live")).size(), 1u);
+}
+
 TEST(DeleteOldestSegmentsTest, KeepsOffsetOrderWithinADirectory) {
   TempDir tmp;
   std::unique_ptr<Writer> writer = Fill(tmp.Sub("a"), 3);

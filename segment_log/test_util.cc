@@ -143,6 +143,13 @@ std::vector<Record> RecordsIn(const std::string& dir) {
   return records;
 }
 
+std::string TwoRecords(const std::string& dir) {
+  std::unique_ptr<Writer> writer = OpenWriter(dir);
+  EXPECT_TRUE(writer->Append(Stream::kStdout, "first", kT0).ok());
+  EXPECT_TRUE(writer->Append(Stream::kStderr, "second", kT0).ok());
+  return SegmentPaths(dir)[0];
+}
+
 uint64_t FileSize(const std::string& path) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {

@@ -53,6 +53,13 @@ std::vector<Record> RecordsIn(const std::string& dir);
 // The paths of the segments of `dir`, oldest first.
 std::vector<std::string> SegmentPaths(const std::string& dir);
 
+// Writes "first" (stdout) and "second" (stderr), one segment, and returns
+// its path: the torn-tail tests break the second record.
+std::string TwoRecords(const std::string& dir);
+// Where the second record of TwoRecords starts in its file.
+inline constexpr uint64_t kSecondRecordPos =
+    kFileHeaderBytes + kRecordHeaderBytes + 5;
+
 uint64_t FileSize(const std::string& path);
 void TruncateFile(const std::string& path, uint64_t size);
 // Flips the bits of the byte at `pos`.

@@ -11,7 +11,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/status.h"
+#include "common/status_core.h"
 
 namespace pm::segment_log {
 namespace {
@@ -87,7 +87,8 @@ absl::Status Writer::LoadSegments() {
       return ErrnoError("stat", file.path);
     }
     segments_.push_back({file.first_offset, std::move(file.path),
-                         static_cast<uint64_t>(st.st_size)});
+                         static_cast<uint64_t>(st.st_size),
+                         (st.st_mode & 0777) == kSealedSegmentMode});
     retained_bytes_ += st.st_size;
   }
   return absl::OkStatus();
@@ -95,6 +96,7 @@ absl::Status Writer::LoadSegments() {
 
 absl::Status Writer::ResumeLastSegment() {
   Segment& last = segments_.back();
+  if (last.sealed) return ResumeAfterSealedSegment();
   PM_ASSIGN_OR_RETURN(current_, Fd::Open(last.path, O_RDWR));
   RecordScanner scanner(current_.get(), last.path, last.first_offset);
   PM_ASSIGN_OR_RETURN(bool has_header, scanner.Start());
@@ -126,30 +128,58 @@ absl::Status Writer::ResumeLastSegment() {
   return absl::OkStatus();
 }
 
+absl::Status Writer::ResumeAfterSealedSegment() {
+  // A writer finished with it: it is whole. If it holds the end record the
+  // output is closed; otherwise (a crash between sealing it and starting
+  // the next) writing goes on in a new segment.
+  const Segment& last = segments_.back();
+  PM_ASSIGN_OR_RETURN(current_, Fd::Open(last.path, O_RDONLY));
+  RecordScanner scanner(current_.get(), last.path, last.first_offset);
+  PM_ASSIGN_OR_RETURN(bool has_header, scanner.Start());
+  while (has_header) {
+    PM_ASSIGN_OR_RETURN(std::optional<Record> record, scanner.Next());
+    if (!record) break;
+  }
+  end_offset_ = written_end_ = scanner.offset();
+  if (scanner.ended()) {
+    state_ = State::kClosed;
+    return absl::OkStatus();
+  }
+  return StartSegment(scanner.offset());
+}
+
 absl::Status Writer::StartSegment(uint64_t first_offset) {
   const std::string path = absl::StrCat(dir_, "/", SegmentName(first_offset));
   // O_TRUNC: a file of that name can only be the leftover of a start that
   // failed half-way (no record was ever written past its offset).
-  PM_ASSIGN_OR_RETURN(Fd fd,
-                      Fd::Open(path, O_RDWR | O_CREAT | O_TRUNC, 0600));
+  PM_ASSIGN_OR_RETURN(
+      Fd fd, Fd::Open(path, O_RDWR | O_CREAT | O_TRUNC, kOpenSegmentMode));
   absl::Status status = PwriteAll(fd.get(), path, 0, EncodeFileHeader(), {});
   if (!status.ok()) {
     unlink(path.c_str());
     return status;
   }
-  // The segment left behind is complete: start writing it back to disk,
-  // without waiting (an fsync here would stall the shim's loop, and the
-  // process on its pipe, for as long as the disk takes to write a whole
-  // segment; Close waits instead). A failure loses nothing yet (the bytes
-  // are in the page cache), so it is reported after the record is written,
-  // not as lost bytes.
-  if (!segments_.empty() &&
-      sync_file_range(current_.get(), 0, 0, SYNC_FILE_RANGE_WRITE) != 0 &&
-      sync_error_.ok()) {
-    sync_error_ = ErrnoError("sync_file_range", segments_.back().path);
+  // The segment left behind is complete: seal it (only after the new one
+  // exists, so the newest segment is never sealed while output runs) and
+  // start writing it back to disk, without waiting (an fsync here would
+  // stall the shim's loop, and the process on its pipe, for as long as the
+  // disk takes to write a whole segment; Close waits instead). A failure
+  // loses nothing yet (the bytes are in the page cache), so it is reported
+  // after the record is written, not as lost bytes.
+  if (!segments_.empty() && !segments_.back().sealed) {
+    segments_.back().sealed = true;
+    const std::string& old_path = segments_.back().path;
+    absl::Status status;
+    if (fchmod(current_.get(), kSealedSegmentMode) != 0) {
+      status = ErrnoError("fchmod", old_path);
+    } else if (sync_file_range(current_.get(), 0, 0, SYNC_FILE_RANGE_WRITE) !=
+               0) {
+      status = ErrnoError("sync_file_range", old_path);
+    }
+    if (sync_error_.ok()) sync_error_ = status;
   }
   current_ = std::move(fd);
-  segments_.push_back({first_offset, path, kFileHeaderBytes});
+  segments_.push_back({first_offset, path, kFileHeaderBytes, false});
   retained_bytes_ += kFileHeaderBytes;
   return absl::OkStatus();
 }
@@ -262,13 +292,16 @@ absl::Status Writer::Close(absl::Time when) {
   end.time = when;
   PM_RETURN_IF_ERROR(WriteRecord(end, {}));
   state_ = State::kClosed;
-  PM_RETURN_IF_ERROR(std::exchange(sync_error_, absl::OkStatus()));
-  return Sync();
+  absl::Status status = std::exchange(sync_error_, absl::OkStatus());
+  absl::Status sealed = SealAndSync();
+  return status.ok() ? sealed : status;
 }
 
-absl::Status Writer::Sync() {
-  if (fsync(current_.get()) != 0) {
-    return ErrnoError("fsync", segments_.back().path);
+absl::Status Writer::SealAndSync() {
+  const std::string& path = segments_.back().path;
+  if (fsync(current_.get()) != 0) return ErrnoError("fsync", path);
+  if (fchmod(current_.get(), kSealedSegmentMode) != 0) {
+    return ErrnoError("fchmod", path);
   }
   if (fsync(dir_fd_.get()) != 0) return ErrnoError("fsync", dir_);
   return absl::OkStatus();

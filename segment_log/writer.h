@@ -7,7 +7,7 @@
 //                                    WriterOptions{}));
 //   absl::Status status =
 //       writer->Append(Stream::kStdout, bytes_read, absl::Now());
-//   if (!status.ok()) LogRateLimited(status);  // the bytes became a gap
+//   if (!status.ok()) LogRateLimited(status);  // e.g. the bytes became a gap
 //   ...
 //   PM_RETURN_IF_ERROR(writer->Close(absl::Now()));  // the end record
 //
@@ -18,11 +18,11 @@
 //
 // Retention: a new segment starts once the current one holds
 // `segment_bytes`; while the directory holds more than `max_bytes`, the
-// oldest whole segments are deleted (never the one being written, so a
-// directory holds at most max_bytes plus one record, or one segment when
-// max_bytes < segment_bytes). Deleted bytes are reported to readers in
-// dropped_before. The log_store may delete old segments too (the total cap,
-// retention.h); the Writer copes.
+// oldest whole segments are deleted (never the one being written, so after
+// an append a directory holds at most max_bytes, or only the current
+// segment, up to segment_bytes plus one record). Deleted bytes are reported
+// to readers in dropped_before. The log_store may delete old segments too
+// (the total cap, retention.h); the Writer copes.
 //
 // Durability: a record is in the page cache once Append returns, so it
 // survives kill -9 of the writer (and of every pm service). Nothing is
@@ -79,8 +79,10 @@ class Writer {
   // than kMaxPayloadBytes), read at `when`; it starts at end_offset().
   // Writes a pending gap first. Empty `data` is a no-op. On a failed write
   // the bytes are lost but counted (see above) and the error names the call,
-  // the segment and how many bytes at which offset were lost.
-  // FAILED_PRECONDITION after Close.
+  // the segment and how many bytes at which offset were lost. A segment
+  // rotated out that could not be sealed or queued for writeback (fchmod,
+  // sync_file_range) is reported too, after the bytes were written (the
+  // message names no loss). FAILED_PRECONDITION after Close.
   absl::Status Append(Stream stream, absl::string_view data, absl::Time when);
 
   // Records `length` bytes at end_offset() as lost elsewhere (before they
@@ -115,6 +117,7 @@ class Writer {
     uint64_t first_offset;
     std::string path;
     uint64_t bytes;
+    bool sealed;  // read-only: a writer finished with it
   };
 
   Writer(std::string dir, WriterOptions options);
@@ -122,6 +125,7 @@ class Writer {
   // The steps of Open.
   absl::Status LoadSegments();
   absl::Status ResumeLastSegment();
+  absl::Status ResumeAfterSealedSegment();
   absl::Status StartSegment(uint64_t first_offset);
 
   // Writes the gap [written_end_, end_offset_) if there is one.
@@ -131,8 +135,8 @@ class Writer {
   // its last good record and nothing of the record counts as written.
   absl::Status WriteRecord(const Record& record, absl::string_view payload);
   absl::Status WriteAt(const std::string& header, absl::string_view payload);
-  // fsyncs the current segment and the directory.
-  absl::Status Sync();
+  // fsyncs the current segment, seals it, and fsyncs the directory.
+  absl::Status SealAndSync();
   // Deletes the oldest segments while over max_bytes.
   void EnforceCap();
 

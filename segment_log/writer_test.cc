@@ -139,6 +139,57 @@ TEST(WriterTest, ANewSegmentStartsPastSegmentBytesNamedByItsFirstOffset) {
   ExpectContiguous(tmp.path(), 300);
 }
 
+unsigned ModeOf(const std::string& path) {
+  struct stat st;
+  EXPECT_EQ(stat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 0777;
+}
+
+TEST(WriterTest, ASegmentIsSealedReadOnlyOnceItsWriterIsDoneWithIt) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(100));
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(writer->Append(Stream::kStdout, std::string(30, 'x'), kT0).ok());
+  }
+  std::vector<std::string> paths = SegmentPaths(tmp.path());
+  ASSERT_EQ(paths.size(), 3u);
+  EXPECT_EQ(ModeOf(paths[0]), kSealedSegmentMode);
+  EXPECT_EQ(ModeOf(paths[1]), kSealedSegmentMode);
+  EXPECT_EQ(ModeOf(paths[2]), kOpenSegmentMode);
+  ASSERT_TRUE(writer->Close(kT0).ok());
+  EXPECT_EQ(ModeOf(paths[2]), kSealedSegmentMode);
+
+  // Reopened, a sealed output stays closed, and is not written.
+  writer = OpenWriter(tmp.path(), Sizes(100));
+  ASSERT_NE(writer, nullptr);
+  EXPECT_TRUE(writer->closed());
+  EXPECT_EQ(writer->end_offset(), 150u);
+  EXPECT_EQ(SegmentPaths(tmp.path()), paths);
+}
+
+TEST(WriterTest, AfterASealedSegmentWithoutEndWritingGoesOnInANewOne) {
+  TempDir tmp;
+  {
+    std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(100));
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_TRUE(
+          writer->Append(Stream::kStdout, std::string(30, 'x'), kT0).ok());
+    }
+  }
+  // A crash right after sealing the second segment, before the third began.
+  std::vector<std::string> paths = SegmentPaths(tmp.path());
+  ASSERT_EQ(paths.size(), 2u);
+  ASSERT_EQ(chmod(paths[1].c_str(), kSealedSegmentMode), 0);
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(100));
+  ASSERT_NE(writer, nullptr);
+  EXPECT_FALSE(writer->closed());
+  EXPECT_EQ(writer->end_offset(), 120u);
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "more", kT0).ok());
+  EXPECT_EQ(SegmentPaths(tmp.path()).back(),
+            tmp.Sub("00000000000000000120.seg"));
+  ExpectContiguous(tmp.path(), 124);
+}
+
 TEST(WriterTest, ThePerProcessCapDeletesTheOldestWholeSegments) {
   TempDir tmp;
   // Segments of 16 + 2 * 62 = 140 bytes; 300 bytes hold two of them.
@@ -204,17 +255,6 @@ TEST(WriterTest, ReopeningResumesAtTheEnd) {
             "012345678901234567890123456789after");
   ExpectContiguous(tmp.path(), 35);
 }
-
-// Writes "first" and "second" and returns the path of the one segment.
-std::string TwoRecords(const std::string& dir) {
-  std::unique_ptr<Writer> writer = OpenWriter(dir);
-  EXPECT_TRUE(writer->Append(Stream::kStdout, "first", kT0).ok());
-  EXPECT_TRUE(writer->Append(Stream::kStderr, "second", kT0).ok());
-  return SegmentPaths(dir)[0];
-}
-
-// The offset in the file of the second record ("second").
-constexpr uint64_t kSecondRecordPos = kFileHeaderBytes + kRecordHeaderBytes + 5;
 
 void ExpectCutAfterFirstRecordAndResumed(const std::string& dir) {
   std::unique_ptr<Writer> writer = OpenWriter(dir);

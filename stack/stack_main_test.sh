@@ -126,7 +126,11 @@ if [ -e "/proc/$orphan" ]; then echo "orphan $orphan left as a zombie" >&2; exit
 
 # 5. Upgrade: every service restarted in start order, each healthy before
 # the next, and the stack answers.
-wait_log "$dir/third.log" "supervisor \(pid [0-9]+\) is healthy again" >/dev/null
+# The supervisor killed in 4 must be back first: its second "healthy again"
+# line (the first is from 3), not the earlier one.
+grep -E -m2 "supervisor \(pid [0-9]+\) is healthy again" \
+  <(timeout 60 tail -n +1 -f "$dir/third.log") | sed -n 2p | grep -q . || {
+  echo "the supervisor killed in 4 never came back" >&2; cat "$dir/third.log" >&2; exit 1; }
 "$stack" --runtime_dir="$dir/run" --upgrade
 wait_log "$dir/third.log" "upgrade: every service restarted and healthy" >/dev/null
 order=$(grep -oE "upgrade: sent SIG[A-Z0-9]+ to [a-z_]+" "$dir/third.log" | awk '{print $5}' | paste -sd' ')

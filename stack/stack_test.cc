@@ -38,6 +38,7 @@ class StackTest : public ::testing::Test {
       PutBack(name);
     }
     options_.runtime_dir = dir_ + "/run";
+    options_.state_dir = dir_ + "/state";
     options_.binary_root = Root();
     options_.on_death = OnServiceDeath::kRestart;
     options_.observer = events_.Observer();

@@ -1,42 +1,20 @@
-// Spawning a managed process: vfork-style, with a pidfd, exec confirmed.
+// Spawning a managed process from its StartRequest: a thin layer over
+// SpawnCommand (spawn_command.h), which has the mechanism and no protos.
 //
 //   pm::v1::StartRequest request = ...;
 //   PM_RETURN_IF_ERROR(ValidateStartRequest(request));      // INVALID_ARGUMENT
 //   PM_ASSIGN_OR_RETURN(SpawnedChild child, Spawn(request));  // exec done
 //   // child.pidfd, child.stdout_read, child.stderr_read (non-blocking)
-//
-// The child is created with clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD): no
-// page tables are copied (fork() from a parent holding 1 GiB costs ~45 ms;
-// this ~0.8 ms), the parent resumes only once the child has exec'd or
-// failed, and the pidfd is born with the child, so no reaper can race it and
-// a recycled pid can never be signalled. Between clone and exec the child
-// makes only async-signal-safe calls: reset signal dispositions and mask,
-// write "0" to its cgroups' cgroup.procs, setsid(), mount (a private "/", a
-// new /proc) and ioctl (`lo` up) when isolated, dup2 /dev/null and the pipes
-// onto 0/1/2, close_range(3, ~0), setrlimit(RLIMIT_NOFILE) back to what the
-// supervisor started with, chdir, execve. A failure there is written into memory the parent shares
-// (CLONE_VM) and the child _exit(127)s; Spawn reaps it and returns the error.
 #ifndef PM_SUPERVISOR_SPAWN_H_
 #define PM_SUPERVISOR_SPAWN_H_
-
-#include <sys/resource.h>
-#include <sys/types.h>
-
-#include <optional>
-#include <string>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/command_line.h"
-#include "common/fd.h"
+#include "supervisor/spawn_command.h"
 #include "pm/v1/process_manager.pb.h"
 
 namespace pm::supervisor {
-
-// The PATH used when the request's env has none.
-inline constexpr char kDefaultPath[] =
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 // Caps on the size of a command (supervisor --max_args,
 // --max_command_bytes). Every record keeps its command for as long as it is
@@ -60,37 +38,6 @@ struct CommandCaps {
 absl::Status ValidateStartRequest(const pm::v1::StartRequest& request,
                                   const CommandCaps& caps = CommandCaps());
 
-// A cgroup.procs file the child writes "0" to, joining that cgroup.
-struct CgroupJoin {
-  int fd = -1;       // opened O_WRONLY by the parent
-  std::string path;  // for error messages
-};
-
-// Where the child lives from its first instruction on.
-struct SpawnOptions {
-  // The cgroup2 directory the child is born in (clone3 with
-  // CLONE_INTO_CGROUP), or -1. Where clone3 cannot be used, the child joins
-  // it through `cgroup2_join` instead, still before anything else.
-  int cgroup2_dir_fd = -1;
-  CgroupJoin cgroup2_join;
-  // Other cgroups (the v1 hierarchies) the child joins first thing.
-  std::vector<CgroupJoin> joins;
-  // The RLIMIT_NOFILE the child gets, before exec: the supervisor's own
-  // before it raised it (common/file_limit.h). Unset: the supervisor's.
-  std::optional<rlimit> file_limit;
-};
-
-struct SpawnedChild {
-  pid_t pid = -1;
-  Fd pidfd;
-  Fd stdout_read;  // O_NONBLOCK | O_CLOEXEC
-  Fd stderr_read;  // O_NONBLOCK | O_CLOEXEC
-  // The path that was exec'd (after the PATH lookup).
-  std::string executable;
-  // What was run, as bytes (from the request's string or bytes forms).
-  CommandLine command;
-};
-
 // Starts `request` (validated beforehand) as the leader of a new session
 // and process group, stdin /dev/null, stdout and stderr on pipes, in the
 // cgroups of `options` and the namespaces of `request.isolate()`. Its
@@ -101,15 +48,7 @@ struct SpawnedChild {
 //   ISOLATION_NET    CLONE_NEWNET: `lo` is brought up, nothing else exists
 //   ISOLATION_MOUNT  CLONE_NEWNS: "/" is made recursively private first, so
 //                    no mount made inside propagates out
-// Returns once the new program runs. Errors:
-//   FAILED_PRECONDITION  the child could not exec, join its cgroup, set its
-//                        file limit or set up its namespaces: the message
-//                        names the call, the path and the OS error, e.g.
-//                        execve("/nope"): No such file or directory (ENOENT);
-//                        or the namespaces need a privilege we lack (EPERM)
-//   other codes          the parent's own setup failed (pipe2, clone, ...;
-//                        RESOURCE_EXHAUSTED for EMFILE, with the errno in
-//                        the status: ErrnoOf)
+// Returns once the new program runs. Errors: those of SpawnCommand.
 absl::StatusOr<SpawnedChild> Spawn(const pm::v1::StartRequest& request,
                                    const SpawnOptions& options = {});
 

@@ -1,0 +1,46 @@
+// Starting a pm-shim: what the supervisor does to get an idle shim.
+//
+//   PM_ASSIGN_OR_RETURN(LaunchedShim shim,
+//                       LaunchShim({binary, state_dir, runtime_dir}));
+//   PM_RETURN_IF_ERROR(SendMessage(shim.control.get(), spawn, cgroup_fds));
+//   // then Spawned or SpawnFailed on shim.control; shim.pidfd ends with it
+//
+// The shim gets the other end of a fresh socketpair(AF_UNIX,
+// SOCK_SEQPACKET) on fd 3, /dev/null on stdin and stdout, the caller's
+// stderr (its log until a Spawn gives it one of its own), an empty signal
+// mask and default dispositions (the caller may block signals for a
+// signalfd). Nothing else of the caller's is inherited, as long as the
+// caller's fds are close-on-exec (pm's rule); the shim closes any that
+// leak anyway.
+#ifndef PM_SHIM_LAUNCH_H_
+#define PM_SHIM_LAUNCH_H_
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/fd.h"
+
+namespace pm::shim {
+
+struct ShimLaunch {
+  std::string binary;  // the pm-shim executable
+  std::string state_dir;
+  std::string runtime_dir;
+};
+
+struct LaunchedShim {
+  pid_t pid = -1;
+  Fd pidfd;    // the shim's, to wait for it
+  Fd control;  // the supervisor's end of the control link
+};
+
+// Starts pm-shim as a child of the caller. Errors name the call
+// (socketpair, posix_spawn with the binary's path, pidfd_open) and the OS
+// reason.
+absl::StatusOr<LaunchedShim> LaunchShim(const ShimLaunch& launch);
+
+}  // namespace pm::shim
+
+#endif  // PM_SHIM_LAUNCH_H_

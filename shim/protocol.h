@@ -1,0 +1,187 @@
+// The control link between the supervisor and a pm-shim: one message per
+// SOCK_SEQPACKET datagram, in a small versioned TLV encoding, with fds
+// attached as SCM_RIGHTS. No protobuf: the shim links none, and the
+// supervisor links this library.
+//
+//   shim::Spawn spawn{.uuid = id, .command = {"sleep", {"60"}, {}, ""}};
+//   PM_RETURN_IF_ERROR(shim::SendMessage(control.get(), spawn, {}));
+//   PM_ASSIGN_OR_RETURN(shim::Received got, shim::ReceiveMessage(control.get()));
+//   if (auto* spawned = std::get_if<shim::Spawned>(&got.message)) {
+//     Fd pidfd = std::move(got.fds[0]);  // the process's pidfd
+//   }
+//
+// A datagram (all integers little-endian):
+//   header   version u16 (kProtocolVersion), type u16 (MessageType),
+//            body length u32 (the datagram's size minus the 8 header bytes)
+//   body     fields, each: tag u16 (FieldTag), length u32, `length` bytes
+// Every message type has a fixed set of allowed fields; a field not in it,
+// a required field missing, a single field given twice, a value of the
+// wrong size, a length running past the end, a datagram above
+// kMaxMessageBytes, an unknown type or version, or fds attached that the
+// message does not account for are refused (INVALID_ARGUMENT naming what).
+// Changing the encoding means a new version; a peer refuses another one.
+//
+// The conversation:
+//   supervisor → shim   Spawn (+ the cgroup fds it names)
+//   shim → supervisor   Spawned (+ the pidfd) or SpawnFailed (then it exits)
+//   shim → supervisor   Exited, when the leader has been reaped
+//   shim → supervisor   Closed, when every pipe is at EOF, every child reaped
+//                       and the output closed; the shim exits after it
+// and after a reconnect to <runtime_dir>/shims.sock:
+//   shim → supervisor   Hello (+ the pidfd while the leader is not reaped),
+//                       then Exited and Closed as above
+#ifndef PM_SHIM_PROTOCOL_H_
+#define PM_SHIM_PROTOCOL_H_
+
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "common/command_line_core.h"
+#include "common/fd.h"
+#include "shim/exit_file.h"
+
+namespace pm::shim {
+
+inline constexpr uint16_t kProtocolVersion = 1;
+inline constexpr size_t kHeaderBytes = 8;
+// The largest datagram. A unix socket's default send buffer
+// (net.core.wmem_default, 208 KiB) bounds a SOCK_SEQPACKET datagram, so a
+// Spawn whose command is larger than about this cannot be sent.
+inline constexpr size_t kMaxMessageBytes = 192 << 10;
+// The most fds one message carries.
+inline constexpr size_t kMaxFds = 16;
+
+enum class MessageType : uint16_t {
+  kSpawn = 1,
+  kSpawned = 2,
+  kSpawnFailed = 3,
+  kExited = 4,
+  kHello = 5,
+  kClosed = 6,
+};
+
+enum class FieldTag : uint16_t {
+  kUuid = 1,           // bytes
+  kExecutable = 2,     // bytes
+  kArg = 3,            // bytes, repeated
+  kEnv = 4,            // bytes "NAME=VALUE", repeated
+  kWorkingDir = 5,     // bytes
+  kIsolation = 6,      // u32: kIsolatePid | kIsolateNet | kIsolateMount
+  kFileLimit = 7,      // u64 soft, u64 hard
+  kCgroup2Dir = 8,     // u32: index of the attached fd
+  kCgroup2Join = 9,    // u32 index of the attached fd, then the path bytes
+  kCgroupJoin = 10,    // the same, repeated (the v1 hierarchies)
+  kPid = 11,           // u32
+  kStartTicks = 12,    // u64
+  kCode = 13,          // u32: an absl::StatusCode
+  kMessage = 14,       // bytes
+  kExitStatus = 15,    // u8 kind (1 exited, 2 signaled), u8 core dumped,
+                       // u16 0, i32 code or signal
+  kEndedNs = 16,       // i64: realtime, ns since the Unix epoch
+  kOutputEnd = 17,     // u64: the output's end offset now
+  kExitOutputEnd = 18, // u64: the output's end offset when the leader ended
+};
+
+inline constexpr uint32_t kIsolatePid = 1;
+inline constexpr uint32_t kIsolateNet = 2;
+inline constexpr uint32_t kIsolateMount = 4;
+
+// A cgroup.procs file the child writes "0" to: the index of its fd among
+// the message's attached fds, and its path for messages.
+struct CgroupJoinRef {
+  uint32_t fd_index = 0;
+  std::string path;
+  bool operator==(const CgroupJoinRef& o) const {
+    return fd_index == o.fd_index && path == o.path;
+  }
+};
+
+// Start this process. Attached: the fds its fields name by index.
+struct Spawn {
+  std::string uuid;  // canonical, 36 characters
+  CommandLine command;
+  uint32_t isolation = 0;
+  std::optional<rlimit> file_limit;
+  std::optional<uint32_t> cgroup2_dir;  // fd index
+  std::optional<CgroupJoinRef> cgroup2_join;
+  std::vector<CgroupJoinRef> cgroup_joins;
+};
+
+// It runs. Attached: its pidfd.
+struct Spawned {
+  pid_t pid = 0;
+  uint64_t start_ticks = 0;  // field 22 of /proc/PID/stat
+  std::string executable;    // the path exec'd, after the PATH lookup
+};
+
+// It could not be started (the shim exits after sending this).
+struct SpawnFailed {
+  absl::StatusCode code = absl::StatusCode::kUnknown;
+  std::string message;  // e.g. execve("/nope"): No such file or directory (ENOENT)
+};
+
+// The leader was reaped.
+struct Exited {
+  ProcessEnd end;
+};
+
+// The shim (re)connected. Attached: the pidfd, unless `end` is set.
+struct Hello {
+  std::string uuid;
+  pid_t pid = 0;
+  uint64_t start_ticks = 0;
+  std::optional<ProcessEnd> end;  // unset while the leader runs
+  uint64_t output_end = 0;        // the output's end offset when sent
+};
+
+// The output is closed at `output_end`; the shim exits.
+struct Closed {
+  uint64_t output_end = 0;
+};
+
+using Message = std::variant<Spawn, Spawned, SpawnFailed, Exited, Hello, Closed>;
+
+// The datagram for `message`, or INVALID_ARGUMENT when it would exceed
+// kMaxMessageBytes (naming the size).
+absl::StatusOr<std::string> Encode(const Message& message);
+
+// The message in `datagram`, checking that it accounts for exactly
+// `fd_count` attached fds (Spawned: 1; Hello: 1 while running, else 0;
+// Spawn: each index it names, 0 .. fd_count-1, used once). INVALID_ARGUMENT
+// naming the problem (truncated header, unknown type 9, field 3 runs past
+// the end, ...).
+absl::StatusOr<Message> Decode(absl::string_view datagram, size_t fd_count);
+
+// A message with the fds that came with it (born close-on-exec).
+struct Received {
+  Message message;
+  std::vector<Fd> fds;
+};
+
+// Sends `message` with `fds` attached (sendmsg, MSG_NOSIGNAL). Errors name
+// the call and the OS reason (EPIPE when the peer is gone).
+absl::Status SendMessage(int socket, const Message& message,
+                         absl::Span<const int> fds);
+
+// Receives one message (recvmsg, MSG_CMSG_CLOEXEC). NOT_FOUND "end of
+// stream" at EOF (the peer closed), UNAVAILABLE for EAGAIN on a
+// non-blocking socket, INVALID_ARGUMENT for a truncated datagram or fd list
+// and for what Decode refuses; other errors name recvmsg and the OS reason.
+absl::StatusOr<Received> ReceiveMessage(int socket);
+
+// The name of a message's type ("Spawn", ...), for logs.
+absl::string_view MessageName(const Message& message);
+
+}  // namespace pm::shim
+
+#endif  // PM_SHIM_PROTOCOL_H_

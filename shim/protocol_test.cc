@@ -1,0 +1,215 @@
+#include "shim/protocol.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace pm::shim {
+namespace {
+
+constexpr char kUuid[] = "0b5e0c2a-8d1f-4c3e-9a7b-6f2d1e0c9b8a";
+const absl::Time kWhen = absl::FromUnixNanos(1764700000123456789);
+
+Spawn FullSpawn() {
+  Spawn m;
+  m.uuid = kUuid;
+  m.command = {"printf", {"%s", "caf\xe9", ""}, {{"LANG", "C"}, {"X", "a=b"}}, "/tmp"};
+  m.isolation = kIsolatePid | kIsolateNet;
+  m.file_limit = rlimit{1024, 4096};
+  m.cgroup2_dir = 0;
+  m.cgroup2_join = CgroupJoinRef{1, "/sys/fs/cgroup/pm/x/cgroup.procs"};
+  m.cgroup_joins = {{2, "/sys/fs/cgroup/memory/pm/x/cgroup.procs"}};
+  return m;
+}
+
+Message RoundTrip(const Message& message, size_t fds) {
+  absl::StatusOr<std::string> bytes = Encode(message);
+  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  absl::StatusOr<Message> back = Decode(*bytes, fds);
+  EXPECT_TRUE(back.ok()) << back.status();
+  return back.ok() ? *back : Message{};
+}
+
+TEST(ProtocolTest, SpawnRoundTripsEveryField) {
+  const Spawn spawn = FullSpawn();
+  Message back = RoundTrip(spawn, 3);
+  const Spawn* got = std::get_if<Spawn>(&back);
+  ASSERT_NE(got, nullptr);
+  EXPECT_EQ(got->uuid, spawn.uuid);
+  EXPECT_EQ(got->command.executable, "printf");
+  EXPECT_EQ(got->command.args, spawn.command.args);
+  EXPECT_EQ(got->command.env, spawn.command.env);
+  EXPECT_EQ(got->command.working_dir, "/tmp");
+  EXPECT_EQ(got->isolation, spawn.isolation);
+  ASSERT_TRUE(got->file_limit.has_value());
+  EXPECT_EQ(got->file_limit->rlim_cur, 1024u);
+  EXPECT_EQ(got->file_limit->rlim_max, 4096u);
+  EXPECT_EQ(got->cgroup2_dir, spawn.cgroup2_dir);
+  EXPECT_EQ(got->cgroup2_join, spawn.cgroup2_join);
+  EXPECT_EQ(got->cgroup_joins, spawn.cgroup_joins);
+}
+
+TEST(ProtocolTest, RepliesRoundTrip) {
+  Message back = RoundTrip(Spawned{4242, 987654321, "/usr/bin/printf"}, 1);
+  ASSERT_TRUE(std::holds_alternative<Spawned>(back));
+  EXPECT_EQ(std::get<Spawned>(back).pid, 4242);
+  EXPECT_EQ(std::get<Spawned>(back).start_ticks, 987654321u);
+  EXPECT_EQ(std::get<Spawned>(back).executable, "/usr/bin/printf");
+
+  back = RoundTrip(SpawnFailed{absl::StatusCode::kFailedPrecondition, "execve(\"/nope\")"}, 0);
+  ASSERT_TRUE(std::holds_alternative<SpawnFailed>(back));
+  EXPECT_EQ(std::get<SpawnFailed>(back).code, absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(std::get<SpawnFailed>(back).message, "execve(\"/nope\")");
+
+  const ProcessEnd end{ExitStatus::Signaled(6, true), kWhen, 77};
+  back = RoundTrip(Exited{end}, 0);
+  ASSERT_TRUE(std::holds_alternative<Exited>(back));
+  EXPECT_EQ(std::get<Exited>(back).end, end);
+
+  back = RoundTrip(Hello{kUuid, 99, 5, std::nullopt, 12}, 1);
+  ASSERT_TRUE(std::holds_alternative<Hello>(back));
+  EXPECT_FALSE(std::get<Hello>(back).end.has_value());
+  EXPECT_EQ(std::get<Hello>(back).output_end, 12u);
+
+  back = RoundTrip(Hello{kUuid, 99, 5, end, 100}, 0);
+  ASSERT_TRUE(std::holds_alternative<Hello>(back));
+  EXPECT_EQ(std::get<Hello>(back).end, end);
+  EXPECT_EQ(std::get<Hello>(back).output_end, 100u);
+
+  back = RoundTrip(Closed{100}, 0);
+  ASSERT_TRUE(std::holds_alternative<Closed>(back));
+  EXPECT_EQ(std::get<Closed>(back).output_end, 100u);
+}
+
+void ExpectRefused(absl::string_view datagram, size_t fds, absl::string_view fragment) {
+  absl::StatusOr<Message> got = Decode(datagram, fds);
+  ASSERT_FALSE(got.ok()) << "accepted; wanted an error with " << fragment;
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(got.status().message().find(fragment), std::string::npos) << got.status();
+}
+
+std::string Header(uint16_t version, uint16_t type, uint32_t length) {
+  std::string out;
+  for (uint64_t v : {uint64_t{version}, uint64_t{type}}) {
+    out.push_back(static_cast<char>(v));
+    out.push_back(static_cast<char>(v >> 8));
+  }
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(length >> (8 * i)));
+  return out;
+}
+
+TEST(ProtocolTest, DecoderRefusesTruncatedOversizedAndUnknownMessages) {
+  const std::string good = *Encode(Closed{5});
+  ExpectRefused("", 0, "truncated header (0 of 8 bytes)");
+  ExpectRefused(good.substr(0, 5), 0, "truncated header");
+  ExpectRefused(good.substr(0, good.size() - 1), 0, "the header says");
+  ExpectRefused(good + "x", 0, "the header says");
+  ExpectRefused(std::string(kMaxMessageBytes + 1, 'x'), 0, "over the limit");
+  ExpectRefused(Header(2, 6, 0), 0, "version 2");
+  ExpectRefused(Header(1, 9, 0), 0, "unknown type 9");
+  ExpectRefused(Header(1, 0, 0), 0, "unknown type 0");
+  // A field header cut short, and a field running past the end.
+  ExpectRefused(Header(1, 6, 3) + "abc", 0, "cut short");
+  ExpectRefused(Header(1, 6, 7) + std::string("\x11\x00\xff\x00\x00\x00x", 7), 0,
+                "runs past the end");
+  // A field the type does not have, a field given twice, a wrong size.
+  std::string closed_with_pid = *Encode(Spawned{1, 2, "x"});
+  closed_with_pid[2] = 6;  // retype a Spawned as Closed
+  ExpectRefused(closed_with_pid, 0, "unknown field 11");
+  ExpectRefused(Header(1, 6, 28) + good.substr(8) + good.substr(8), 0, "given 2 times");
+  std::string short_value = Header(1, 6, 10) + std::string("\x11\x00\x04\x00\x00\x00" "abcd", 10);
+  ExpectRefused(short_value, 0, "is 4 bytes, want 8");
+  // A required field missing.
+  ExpectRefused(Header(1, 6, 0), 0, "field 17 missing");
+}
+
+TEST(ProtocolTest, DecoderChecksTheFdsAgainstTheMessage) {
+  ExpectRefused(*Encode(Spawned{1, 2, "x"}), 0, "Spawned carries 1 fds, got 0");
+  ExpectRefused(*Encode(Closed{1}), 1, "Closed carries 0 fds, got 1");
+  ExpectRefused(*Encode(Hello{kUuid, 1, 2, std::nullopt, 0}), 0, "Hello carries 1 fds");
+  ExpectRefused(*Encode(FullSpawn()), 2, "fd index 2 but 2 fds attached");
+  ExpectRefused(*Encode(FullSpawn()), 4, "attached fd 3 is not named");
+  Spawn twice = FullSpawn();
+  twice.cgroup_joins[0].fd_index = 0;
+  ExpectRefused(*Encode(twice), 3, "fd index 0 used twice");
+}
+
+TEST(ProtocolTest, DecoderRefusesABadCommand) {
+  Spawn m = FullSpawn();
+  m.command.executable = "";
+  ExpectRefused(*Encode(m), 3, "the executable is empty");
+  m = FullSpawn();
+  m.command.args.push_back(std::string("a\0b", 3));
+  ExpectRefused(*Encode(m), 3, "an argument contains a NUL byte");
+  m = FullSpawn();
+  m.command.env.push_back({"LANG", "again"});
+  ExpectRefused(*Encode(m), 3, "an env name is given twice");
+  m = FullSpawn();
+  m.command.env.push_back({"", "x"});
+  ExpectRefused(*Encode(m), 3, "NAME=VALUE");
+  m = FullSpawn();
+  m.uuid = "not-a-uuid";
+  ExpectRefused(*Encode(m), 3, "uuid");
+  m = FullSpawn();
+  m.isolation = 8;
+  ExpectRefused(*Encode(m), 3, "unknown isolation bits 8");
+  m = FullSpawn();
+  m.file_limit = rlimit{10, 5};
+  ExpectRefused(*Encode(m), 3, "soft is above its hard");
+}
+
+TEST(ProtocolTest, EncoderRefusesAMessageOverTheLimit) {
+  Spawn m = FullSpawn();
+  m.command.args.push_back(std::string(kMaxMessageBytes, 'a'));
+  absl::StatusOr<std::string> bytes = Encode(m);
+  ASSERT_FALSE(bytes.ok());
+  EXPECT_EQ(bytes.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bytes.status().message().find("over the limit of 196608"), std::string::npos)
+      << bytes.status();
+}
+
+int OpenFdCount() {
+  int count = 0;
+  for (int fd = 0; fd < 1024; ++fd) count += fcntl(fd, F_GETFD) >= 0;
+  return count;
+}
+
+TEST(ProtocolTest, MessagesAndFdsCrossASeqpacketSocket) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+  Fd a(sv[0]), b(sv[1]);
+  absl::StatusOr<Fd> null = Fd::Open("/dev/null", O_RDONLY);
+  ASSERT_TRUE(null.ok());
+  const int before = OpenFdCount();
+  const int fd = null->get();
+  ASSERT_TRUE(SendMessage(a.get(), Spawned{7, 8, "/bin/true"}, {&fd, 1}).ok());
+  absl::StatusOr<Received> got = ReceiveMessage(b.get());
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_TRUE(std::holds_alternative<Spawned>(got->message));
+  ASSERT_EQ(got->fds.size(), 1u);
+  struct stat sa, sb;
+  ASSERT_EQ(fstat(fd, &sa), 0);
+  ASSERT_EQ(fstat(got->fds[0].get(), &sb), 0);
+  EXPECT_EQ(sa.st_ino, sb.st_ino);
+  EXPECT_EQ(fcntl(got->fds[0].get(), F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+
+  // A refused message still owns (and closes) the fds that came with it.
+  ASSERT_TRUE(SendMessage(a.get(), Closed{1}, {&fd, 1}).ok());
+  got = ReceiveMessage(b.get());
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.status().message().find("Closed carries 0 fds, got 1"), std::string::npos);
+  EXPECT_EQ(OpenFdCount(), before);
+
+  a.reset();
+  got = ReceiveMessage(b.get());
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(got.status().message().find("end of stream"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pm::shim

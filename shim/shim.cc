@@ -1,0 +1,550 @@
+#include "shim/shim.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "common/status_core.h"
+#include "supervisor/spawn_command.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace pm::shim {
+namespace {
+
+// How much one readiness of a pipe may read before the loop moves on.
+constexpr size_t kReadBytes = 64 << 10;
+constexpr int kReadsPerTurn = 16;
+constexpr absl::Duration kFailureLogInterval = absl::Minutes(1);
+
+const char* PhaseName(int phase) {
+  static const char* const kNames[] = {"idle", "running", "draining", "done"};
+  return kNames[phase];
+}
+
+// The shim's stdout and stderr: /dev/null and its log, so it holds nothing
+// of whoever started it (a terminal, a launcher's pipe that would then never
+// reach EOF).
+absl::Status RedirectStdio(const std::string& log_path) {
+  PM_ASSIGN_OR_RETURN(Fd null, Fd::Open("/dev/null", O_RDWR));
+  PM_ASSIGN_OR_RETURN(Fd log, Fd::Open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600));
+  if (dup2(null.get(), 0) < 0) return ErrnoError("dup2", "/dev/null");
+  if (dup2(null.get(), 1) < 0) return ErrnoError("dup2", "/dev/null");
+  if (dup2(log.get(), 2) < 0) return ErrnoError("dup2", log_path);
+  return absl::OkStatus();
+}
+
+absl::Status MakeDir(const std::string& path) {
+  if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+    return ErrnoError("mkdir", path);
+  }
+  return absl::OkStatus();
+}
+
+supervisor::SpawnIsolation IsolationOf(uint32_t bits) {
+  supervisor::SpawnIsolation isolation;
+  isolation.pid = (bits & kIsolatePid) != 0;
+  isolation.net = (bits & kIsolateNet) != 0;
+  isolation.mount = (bits & kIsolateMount) != 0;
+  return isolation;
+}
+
+}  // namespace
+
+absl::StatusOr<ShimFlags> ParseShimFlags(int argc, const char* const* argv) {
+  ShimFlags flags;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (absl::ConsumePrefix(&arg, "--control_fd=")) {
+      if (!absl::SimpleAtoi(arg, &flags.control_fd) || flags.control_fd < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--control_fd: not an fd number: \"", arg, "\""));
+      }
+    } else if (absl::ConsumePrefix(&arg, "--state_dir=")) {
+      flags.state_dir = std::string(arg);
+    } else if (absl::ConsumePrefix(&arg, "--runtime_dir=")) {
+      flags.runtime_dir = std::string(arg);
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown argument \"", arg,
+          "\"; usage: pm-shim --control_fd=N --state_dir=DIR --runtime_dir=DIR"));
+    }
+  }
+  if (flags.control_fd < 0) return absl::InvalidArgumentError("--control_fd is required");
+  if (flags.state_dir.empty()) return absl::InvalidArgumentError("--state_dir is required");
+  if (flags.runtime_dir.empty()) {
+    return absl::InvalidArgumentError("--runtime_dir is required");
+  }
+  return flags;
+}
+
+Shim::Shim(const ShimFlags& flags, segment_log::WriterOptions output)
+    : flags_(flags), output_options_(output), control_(flags.control_fd) {}
+
+absl::StatusOr<std::unique_ptr<Shim>> Shim::Create(const ShimFlags& flags,
+                                                   segment_log::WriterOptions output) {
+  std::unique_ptr<Shim> shim(new Shim(flags, output));
+  PM_RETURN_IF_ERROR(shim->CloseInheritedFds());
+  PM_RETURN_IF_ERROR(shim->TakeOverProcess());
+  PM_RETURN_IF_ERROR(shim->SetUpEvents());
+  return shim;
+}
+
+absl::Status Shim::CloseInheritedFds() {
+  int type = 0;
+  socklen_t len = sizeof(type);
+  if (getsockopt(control_.get(), SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+    return Annotate(ErrnoError("getsockopt", absl::StrCat("--control_fd=", control_.get())),
+                    "the control fd must be a SOCK_SEQPACKET socket");
+  }
+  if (type != SOCK_SEQPACKET) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--control_fd=", control_.get(), " is a socket of type ", type,
+        ", not SOCK_SEQPACKET"));
+  }
+  if (fcntl(control_.get(), F_SETFD, FD_CLOEXEC) != 0) {
+    return ErrnoError("fcntl(F_SETFD, FD_CLOEXEC)", absl::StrCat(control_.get()));
+  }
+  // Whatever else the starter leaked in (its sockets, other processes'
+  // pipes) is not ours to hold: around fd 3 (the usual control fd).
+  const unsigned control = static_cast<unsigned>(control_.get());
+  if (control > 3 && syscall(SYS_close_range, 3, control - 1, 0) != 0) {
+    return ErrnoStatus(absl::StrCat("close_range(3, ", control - 1, ")"), errno);
+  }
+  if (syscall(SYS_close_range, control + 1, ~0U, 0) != 0) {
+    return ErrnoStatus(absl::StrCat("close_range(", control + 1, ", ~0)"), errno);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Shim::TakeOverProcess() {
+  // Orphans of the managed tree are reparented here, and reaped.
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+    return ErrnoError("prctl", "PR_SET_CHILD_SUBREAPER");
+  }
+  // A session of its own: a terminal's Ctrl+C or hangup never reaches it.
+  // EPERM means it already leads a process group (its starter made it so),
+  // which keeps it out of the starter's group as well.
+  if (setsid() < 0 && errno != EPERM) return ErrnoError("setsid");
+  // Only the end of its process ends the shim. SIGXFSZ too: a file size
+  // limit must make an output write fail (a gap), not kill the shim. The
+  // child gets default dispositions back between clone and exec
+  // (spawn_command.h).
+  for (int sig : {SIGINT, SIGHUP, SIGPIPE, SIGTERM, SIGXFSZ}) {
+    if (signal(sig, SIG_IGN) == SIG_ERR) {
+      return ErrnoError("signal", SignalName(sig));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Shim::SetUpEvents() {
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  if (sigprocmask(SIG_BLOCK, &chld, nullptr) != 0) return ErrnoError("sigprocmask", "SIGCHLD");
+  signals_ = Fd(signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signals_) return ErrnoError("signalfd", "SIGCHLD");
+  epoll_ = Fd(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) return ErrnoError("epoll_create1");
+  return absl::OkStatus();
+}
+
+void Shim::Transition(Phase to) {
+  const bool legal = (phase_ == Phase::kIdle && to == Phase::kRunning) ||
+                     (phase_ == Phase::kIdle && to == Phase::kDone) ||
+                     (phase_ == Phase::kRunning && to == Phase::kDraining) ||
+                     (phase_ == Phase::kDraining && to == Phase::kDone);
+  if (!legal) {
+    PM_LOG(FATAL) << "illegal phase change " << PhaseName(static_cast<int>(phase_))
+                  << " -> " << PhaseName(static_cast<int>(to));
+  }
+  phase_ = to;
+}
+
+int Shim::Run() {
+  if (!AwaitSpawn()) {
+    Transition(Phase::kDone);
+    return exit_code_;
+  }
+  Transition(Phase::kRunning);
+  WatchProcess();
+  while (phase_ != Phase::kDone) {
+    epoll_event events[8];
+    const int n = epoll_wait(epoll_.get(), events, 8, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) PM_LOG(FATAL) << ErrnoError("epoll_wait");
+    for (int i = 0; i < n; ++i) HandleEvent(static_cast<Source>(events[i].data.u32));
+    if (Finished()) Finish();
+  }
+  return exit_code_;
+}
+
+bool Shim::AwaitSpawn() {
+  for (;;) {
+    absl::StatusOr<Received> got = ReceiveMessage(control_.get());
+    if (!got.ok() && got.status().code() == absl::StatusCode::kNotFound) {
+      return false;  // let go before being used: nothing to do
+    }
+    if (!got.ok()) {
+      PM_LOG(ERROR) << "control: " << got.status();
+      if (ErrnoOf(got.status())) {
+        exit_code_ = kExitBroken;
+        return false;
+      }
+      continue;  // a malformed message: refused, the next may be fine
+    }
+    const Spawn* spawn = std::get_if<Spawn>(&got->message);
+    if (spawn == nullptr) {
+      PM_LOG(ERROR) << "control: " << MessageName(got->message)
+                    << " while idle; only Spawn is expected";
+      continue;
+    }
+    uuid_ = spawn->uuid;
+    absl::Status status = PrepareProcessDir();
+    if (status.ok()) status = SpawnProcess(*spawn, got->fds);
+    if (!status.ok()) {
+      PM_LOG(ERROR) << "spawn " << uuid_ << ": " << status;
+      Send(SpawnFailed{status.code(), std::string(status.message())});
+      exit_code_ = kExitSpawnFailed;
+      return false;
+    }
+    return true;
+  }
+}
+
+absl::Status Shim::PrepareProcessDir() {
+  const std::string procs = absl::StrCat(flags_.state_dir, "/procs");
+  proc_dir_ = absl::StrCat(procs, "/", uuid_);
+  PM_RETURN_IF_ERROR(MakeDir(flags_.state_dir));
+  PM_RETURN_IF_ERROR(MakeDir(procs));
+  PM_RETURN_IF_ERROR(MakeDir(proc_dir_));
+  PM_RETURN_IF_ERROR(RedirectStdio(absl::StrCat(proc_dir_, "/", kShimLogName)));
+  PM_ASSIGN_OR_RETURN(output_, segment_log::Writer::Open(
+                                   absl::StrCat(proc_dir_, "/output"), output_options_));
+  return absl::OkStatus();
+}
+
+absl::Status Shim::SpawnProcess(const Spawn& spawn, std::vector<Fd>& fds) {
+  supervisor::SpawnOptions options;
+  if (spawn.cgroup2_dir) options.cgroup2_dir_fd = fds[*spawn.cgroup2_dir].get();
+  if (spawn.cgroup2_join) {
+    options.cgroup2_join = {fds[spawn.cgroup2_join->fd_index].get(),
+                            spawn.cgroup2_join->path};
+  }
+  for (const CgroupJoinRef& join : spawn.cgroup_joins) {
+    options.joins.push_back({fds[join.fd_index].get(), join.path});
+  }
+  options.file_limit = spawn.file_limit;
+  PM_ASSIGN_OR_RETURN(
+      supervisor::SpawnedChild child,
+      supervisor::SpawnCommand(spawn.command, IsolationOf(spawn.isolation), options));
+  fds.clear();  // the cgroup fds are needed no more
+  pid_ = child.pid;
+  pidfd_ = std::move(child.pidfd);
+  stdout_ = std::move(child.stdout_read);
+  stderr_ = std::move(child.stderr_read);
+  // Not reaped before we read it, so /proc/PID is this process even if it
+  // has already exited.
+  absl::StatusOr<ProcStat> stat = ReadProcStat(pid_);
+  if (!stat.ok()) PM_LOG(ERROR) << "process " << pid_ << ": " << stat.status();
+  start_ticks_ = stat.ok() ? stat->start_ticks : 0;
+  PM_LOG(INFO) << "process " << uuid_ << " runs as pid " << pid_ << ": "
+               << child.executable;
+  const int pidfd = pidfd_.get();
+  Send(Spawned{pid_, start_ticks_, child.executable}, {&pidfd, 1});
+  return absl::OkStatus();
+}
+
+void Shim::WatchProcess() {
+  if (control_) AddToEpoll(control_.get(), kControl);
+  AddToEpoll(stdout_.get(), kStdout);
+  AddToEpoll(stderr_.get(), kStderr);
+  AddToEpoll(pidfd_.get(), kPidfd);
+  AddToEpoll(signals_.get(), kSignals);
+}
+
+void Shim::HandleEvent(Source source) {
+  switch (source) {
+    case kControl:
+      ReadControl();
+      break;
+    case kStdout:
+    case kStderr:
+      Drain(source);
+      break;
+    case kPidfd:
+    case kSignals:
+      ReadSignals();
+      ReapChildren();
+      break;
+    case kInotify:
+      OnInotify();
+      break;
+  }
+}
+
+void Shim::ReadControl() {
+  if (!control_) return;
+  absl::StatusOr<Received> got = ReceiveMessage(control_.get());
+  if (got.ok()) {
+    PM_LOG(WARNING) << "control: unexpected " << MessageName(got->message) << ", ignored";
+    return;
+  }
+  if (got.status().code() == absl::StatusCode::kUnavailable) return;
+  if (got.status().code() != absl::StatusCode::kNotFound) {
+    PM_LOG(ERROR) << "control: " << got.status();
+    if (!ErrnoOf(got.status())) return;  // a bad message; the link still works
+  }
+  Disconnect();
+}
+
+void Shim::Drain(Source source) {
+  Fd& pipe = source == kStdout ? stdout_ : stderr_;
+  const segment_log::Stream stream =
+      source == kStdout ? segment_log::Stream::kStdout : segment_log::Stream::kStderr;
+  static char buffer[kReadBytes];
+  for (int i = 0; i < kReadsPerTurn && pipe; ++i) {
+    const ssize_t n = read(pipe.get(), buffer, sizeof(buffer));
+    if (n > 0) {
+      Append(stream, absl::string_view(buffer, static_cast<size_t>(n)));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n < 0) {
+      LogRateLimited(ErrnoError("read", source == kStdout ? "stdout pipe" : "stderr pipe"));
+    }
+    // EOF: every holder of the write end is gone.
+    RemoveFromEpoll(pipe.get());
+    pipe.reset();
+  }
+}
+
+void Shim::DrainAll() {
+  // Until EAGAIN or EOF: a bounded turn each, as often as needed.
+  while (stdout_ || stderr_) {
+    const uint64_t before = output_->end_offset();
+    const bool had_out = bool(stdout_), had_err = bool(stderr_);
+    if (stdout_) Drain(kStdout);
+    if (stderr_) Drain(kStderr);
+    if (output_->end_offset() == before && had_out == bool(stdout_) &&
+        had_err == bool(stderr_)) {
+      return;
+    }
+  }
+}
+
+void Shim::Append(segment_log::Stream stream, absl::string_view data) {
+  absl::Status status = output_->Append(stream, data, absl::Now());
+  // The bytes are a gap now; the process must never notice (a full disk
+  // neither blocks nor kills it), so keep reading.
+  if (!status.ok()) LogRateLimited(status);
+}
+
+void Shim::ReadSignals() {
+  signalfd_siginfo info;
+  while (read(signals_.get(), &info, sizeof(info)) == sizeof(info)) {
+  }
+}
+
+void Shim::ReapChildren() {
+  for (;;) {
+    siginfo_t info = {};
+    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+      if (errno == EINTR) continue;
+      if (errno == ECHILD) {
+        children_left_ = false;
+      } else {
+        PM_LOG(ERROR) << ErrnoError("waitid", "P_ALL");
+      }
+      return;
+    }
+    if (info.si_pid == 0) return;  // children, none of them ended
+    if (pidfd_ && info.si_pid == pid_) {
+      // Not reaped yet, so pid_ is still the leader's: take its status
+      // through the pidfd.
+      siginfo_t leader = {};
+      if (waitid(static_cast<idtype_t>(P_PIDFD), pidfd_.get(), &leader, WEXITED) != 0) {
+        PM_LOG(FATAL) << ErrnoError("waitid", "P_PIDFD");
+      }
+      OnLeaderExit(leader);
+      continue;
+    }
+    siginfo_t orphan = {};
+    if (waitid(P_PID, info.si_pid, &orphan, WEXITED) != 0 && errno != ECHILD) {
+      PM_LOG(ERROR) << ErrnoError("waitid", absl::StrCat(info.si_pid));
+    }
+  }
+}
+
+void Shim::OnLeaderExit(const siginfo_t& info) {
+  // What the leader wrote is in the pipes now: count it before the offset.
+  DrainAll();
+  end_ = ProcessEnd{ExitStatus::FromSiginfo(info), absl::Now(), output_->end_offset()};
+  RemoveFromEpoll(pidfd_.get());
+  pidfd_.reset();
+  Transition(Phase::kDraining);
+  PM_LOG(INFO) << "process " << uuid_ << " (pid " << pid_ << ") "
+               << end_->status.ToString();
+  absl::Status written = WriteExitFile(proc_dir_, *end_);
+  if (!written.ok()) PM_LOG(ERROR) << "exit file: " << written;
+  Send(Exited{*end_});
+}
+
+bool Shim::Finished() const {
+  return phase_ == Phase::kDraining && !stdout_ && !stderr_ && !children_left_;
+}
+
+void Shim::Finish() {
+  absl::Status closed = output_->Close(absl::Now());
+  if (!closed.ok()) PM_LOG(ERROR) << "closing the output: " << closed;
+  Send(Closed{output_->end_offset()});
+  PM_LOG(INFO) << "done: " << output_->end_offset() << " bytes of output";
+  Transition(Phase::kDone);
+}
+
+void Shim::Send(const Message& message, absl::Span<const int> fds) {
+  if (!control_) return;  // disconnected: the exit file and the output keep it
+  absl::Status sent = SendMessage(control_.get(), message, fds);
+  if (sent.ok()) return;
+  PM_LOG(WARNING) << "control: " << sent;
+  if (phase_ != Phase::kIdle) Disconnect();
+}
+
+void Shim::Disconnect() {
+  if (!control_) return;
+  RemoveFromEpoll(control_.get());
+  control_.reset();
+  if (phase_ == Phase::kIdle || phase_ == Phase::kDone) return;
+  PM_LOG(INFO) << "control: the supervisor is gone; carrying on, waiting for "
+               << flags_.runtime_dir << "/" << kShimsSocketName;
+  WatchForSupervisor();
+}
+
+void Shim::WatchForSupervisor() {
+  if (!inotify_) {
+    inotify_ = Fd(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+    if (!inotify_) {
+      PM_LOG(ERROR) << ErrnoError("inotify_init1") << "; will not reconnect";
+      return;
+    }
+    // The supervisor makes its socket appear listening, by rename (see the
+    // README): IN_MOVED_TO; IN_CREATE too for one that binds in place.
+    if (inotify_add_watch(inotify_.get(), flags_.runtime_dir.c_str(),
+                          IN_CREATE | IN_MOVED_TO) < 0) {
+      PM_LOG(ERROR) << ErrnoError("inotify_add_watch", flags_.runtime_dir)
+                    << "; will not reconnect";
+      inotify_.reset();
+      return;
+    }
+    AddToEpoll(inotify_.get(), kInotify);
+  }
+  // It may be there already: try once the watch is set, so no appearance
+  // between the two is missed.
+  TryReconnect();
+}
+
+void Shim::OnInotify() {
+  alignas(inotify_event) char buffer[4096];
+  bool ours = false;
+  for (;;) {
+    const ssize_t n = read(inotify_.get(), buffer, sizeof(buffer));
+    if (n <= 0) break;
+    for (ssize_t at = 0; at < n;) {
+      const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
+      if (event->len > 0 && strcmp(event->name, kShimsSocketName) == 0) ours = true;
+      if (event->mask & IN_Q_OVERFLOW) ours = true;
+      at += sizeof(inotify_event) + event->len;
+    }
+  }
+  if (ours) TryReconnect();
+}
+
+void Shim::TryReconnect() {
+  if (control_ || phase_ == Phase::kDone) return;
+  const std::string path = absl::StrCat(flags_.runtime_dir, "/", kShimsSocketName);
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    PM_LOG(ERROR) << "socket path too long: " << path;
+    return;
+  }
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  Fd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!sock) {
+    PM_LOG(ERROR) << ErrnoError("socket", "AF_UNIX, SOCK_SEQPACKET");
+    return;
+  }
+  if (connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    // ENOENT, ECONNREFUSED (a stale socket): the next appearance will do.
+    PM_LOG(INFO) << ErrnoError("connect", path) << "; waiting for it to appear";
+    return;
+  }
+  PM_LOG(INFO) << "control: reconnected to " << path;
+  control_ = std::move(sock);
+  AddToEpoll(control_.get(), kControl);
+  RemoveFromEpoll(inotify_.get());
+  inotify_.reset();
+  SendHello();
+}
+
+void Shim::SendHello() {
+  Hello hello{uuid_, pid_, start_ticks_, end_, output_->end_offset()};
+  if (pidfd_) {
+    const int pidfd = pidfd_.get();
+    Send(hello, {&pidfd, 1});
+  } else {
+    Send(hello);
+  }
+}
+
+void Shim::AddToEpoll(int fd, Source source) {
+  epoll_event event = {};
+  event.events = EPOLLIN;
+  event.data.u32 = source;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) != 0) {
+    PM_LOG(FATAL) << ErrnoError("epoll_ctl(EPOLL_CTL_ADD)", absl::StrCat(fd));
+  }
+}
+
+void Shim::RemoveFromEpoll(int fd) {
+  if (fd >= 0) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
+
+void Shim::LogRateLimited(const absl::Status& status) {
+  const absl::Time now = absl::Now();
+  if (now - last_failure_log_ < kFailureLogInterval) {
+    ++failures_not_logged_;
+    return;
+  }
+  PM_LOG(ERROR) << "output: " << status
+                << (failures_not_logged_ > 0
+                        ? absl::StrCat(" (and ", failures_not_logged_,
+                                       " failures not logged in the last minute)")
+                        : "");
+  last_failure_log_ = now;
+  failures_not_logged_ = 0;
+}
+
+}  // namespace pm::shim

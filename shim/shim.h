@@ -1,0 +1,153 @@
+// pm-shim: the parent of one managed process (the containerd-shim / conmon
+// model). It outlives every pm service: it drains the process's output to
+// segment files on disk, reaps it and every orphan reparented to it, writes
+// its exit status next to its output, and reconnects to a restarted
+// supervisor.
+//
+//   // main.cc
+//   PM_ASSIGN_OR_RETURN(ShimFlags flags, ParseShimFlags(argc, argv));
+//   PM_ASSIGN_OR_RETURN(std::unique_ptr<Shim> shim, Shim::Create(flags));
+//   return shim->Run();
+//
+// A shim's life is one phase at a time (Phase): idle until a Spawn arrives
+// on its control socket, running while the leader lives, draining once the
+// leader is reaped until every pipe is at EOF and no child is left, then
+// done. Orthogonal to it, the control link is connected or, after EOF,
+// waiting for <runtime_dir>/shims.sock to appear (inotify, no polling).
+// Everything happens on one thread in one epoll loop; signals are read from
+// a signalfd.
+#ifndef PM_SHIM_SHIM_H_
+#define PM_SHIM_SHIM_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/fd.h"
+#include "segment_log/writer.h"
+#include "shim/exit_file.h"
+#include "shim/protocol.h"
+
+namespace pm::shim {
+
+// The name of the supervisor's listening socket in the runtime dir.
+inline constexpr char kShimsSocketName[] = "shims.sock";
+// The shim's own log in the process's directory.
+inline constexpr char kShimLogName[] = "shim.log";
+
+// Exit codes of pm-shim.
+inline constexpr int kExitDone = 0;         // ended normally, or idle and let go
+inline constexpr int kExitSpawnFailed = 1;  // SpawnFailed was sent
+inline constexpr int kExitBroken = 2;       // bad flags, unusable control fd
+
+struct ShimFlags {
+  int control_fd = -1;
+  std::string state_dir;
+  std::string runtime_dir;
+};
+
+// --control_fd=N --state_dir=DIR --runtime_dir=DIR, all required;
+// INVALID_ARGUMENT naming the flag otherwise.
+absl::StatusOr<ShimFlags> ParseShimFlags(int argc, const char* const* argv);
+
+class Shim {
+ public:
+  // Becomes a child subreaper and the leader of its own session, ignores
+  // SIGINT, SIGHUP, SIGPIPE, SIGTERM and SIGXFSZ, blocks SIGCHLD into a signalfd,
+  // closes every inherited fd but 0, 1, 2 and the control fd. Errors name
+  // the call; FAILED_PRECONDITION when the control fd is not a
+  // SOCK_SEQPACKET socket.
+  static absl::StatusOr<std::unique_ptr<Shim>> Create(
+      const ShimFlags& flags,
+      segment_log::WriterOptions output = segment_log::WriterOptions());
+
+  // Runs until the end (see the file comment); returns the exit code.
+  int Run();
+
+ private:
+  enum class Phase { kIdle, kRunning, kDraining, kDone };
+  // What an epoll event is about.
+  enum Source : uint32_t { kControl, kStdout, kStderr, kPidfd, kSignals, kInotify };
+
+  Shim(const ShimFlags& flags, segment_log::WriterOptions output);
+
+  // Every phase change goes through here; an illegal one is a broken
+  // invariant and aborts.
+  void Transition(Phase to);
+
+  // The steps of Create.
+  absl::Status TakeOverProcess();
+  absl::Status CloseInheritedFds();
+  absl::Status SetUpEvents();
+
+  // Idle: waits for the Spawn; false when the shim should exit (EOF or a
+  // spawn that failed).
+  bool AwaitSpawn();
+  // The steps of a Spawn.
+  absl::Status PrepareProcessDir();
+  absl::Status SpawnProcess(const Spawn& spawn, std::vector<Fd>& fds);
+  void WatchProcess();
+
+  void HandleEvent(Source source);
+  void ReadControl();
+  // Reads what `stream` has now (at most a bounded number of reads, so the
+  // other sources get their turn); closes it at EOF.
+  void Drain(Source source);
+  void DrainAll();
+  void Append(segment_log::Stream stream, absl::string_view data);
+  void ReadSignals();
+  // Reaps every child that has exited; the leader through its pidfd.
+  void ReapChildren();
+  void OnLeaderExit(const siginfo_t& info);
+  bool Finished() const;
+  void Finish();
+
+  // The control link.
+  void Send(const Message& message, absl::Span<const int> fds = {});
+  void Disconnect();
+  void WatchForSupervisor();
+  void OnInotify();
+  void TryReconnect();
+  void SendHello();
+
+  void AddToEpoll(int fd, Source source);
+  void RemoveFromEpoll(int fd);
+  // At most one line per kind of failure per minute, with the count of
+  // those not shown.
+  void LogRateLimited(const absl::Status& status);
+
+  const ShimFlags flags_;
+  const segment_log::WriterOptions output_options_;
+  Phase phase_ = Phase::kIdle;
+  Fd control_;
+  Fd epoll_;
+  Fd signals_;
+  Fd inotify_;
+
+  // The process, once spawned.
+  std::string uuid_;
+  std::string proc_dir_;
+  pid_t pid_ = -1;
+  uint64_t start_ticks_ = 0;
+  Fd pidfd_;  // until the leader is reaped
+  Fd stdout_;
+  Fd stderr_;
+  std::unique_ptr<segment_log::Writer> output_;
+  std::optional<ProcessEnd> end_;
+  bool children_left_ = true;
+  int exit_code_ = kExitDone;
+
+  absl::Time last_failure_log_ = absl::InfinitePast();
+  uint64_t failures_not_logged_ = 0;
+};
+
+}  // namespace pm::shim
+
+#endif  // PM_SHIM_SHIM_H_

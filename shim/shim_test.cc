@@ -1,0 +1,589 @@
+// pm-shim as the supervisor will use it: the real binary, started with one
+// end of a socketpair on fd 3, temp state and runtime dirs. Every wait is on
+// an event (the socket, a pidfd, inotify on the output directory), with a
+// generous timeout as a safety net.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/inotify.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <dirent.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/str_split.h"
+#include "common/fd.h"
+#include "common/proc.h"
+#include "gtest/gtest.h"
+#include "segment_log/test_util.h"
+#include "shim/exit_file.h"
+#include "shim/launch.h"
+#include "shim/protocol.h"
+#include "shim/shim.h"
+
+extern char** environ;
+
+namespace pm::shim {
+namespace {
+
+constexpr int kTimeoutMs = 30000;  // a safety net, not a speed assertion
+constexpr char kUuid[] = "6a1c1f0e-3b2d-4e5f-8a9b-0c1d2e3f4a5b";
+
+std::string ShimBinary() {
+  return absl::StrCat(getenv("TEST_SRCDIR"), "/pm/shim/pm-shim");
+}
+
+Fd PidfdOpen(pid_t pid) { return Fd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0))); }
+
+int PidfdSignal(int pidfd, int sig) {
+  return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+bool WaitReadable(int fd, int timeout_ms = kTimeoutMs) {
+  pollfd p{fd, POLLIN, 0};
+  return poll(&p, 1, timeout_ms) == 1;
+}
+
+// The pid a pidfd refers to, from /proc/self/fdinfo.
+pid_t PidOfPidfd(int pidfd) {
+  absl::StatusOr<std::string> info = ReadFile(absl::StrCat("/proc/self/fdinfo/", pidfd));
+  if (!info.ok()) return -1;
+  for (absl::string_view line : absl::StrSplit(*info, '\n')) {
+    int pid;
+    if (absl::ConsumePrefix(&line, "Pid:") &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &pid)) {
+      return pid;
+    }
+  }
+  return -1;
+}
+
+std::vector<std::string> FdLinks(pid_t pid) {
+  std::vector<std::string> out;
+  const std::string dir = absl::StrCat("/proc/", pid, "/fd");
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    char target[512];
+    const ssize_t n = readlink(absl::StrCat(dir, "/", e->d_name).c_str(), target, sizeof(target));
+    out.push_back(absl::StrCat(e->d_name, " -> ", n > 0 ? std::string(target, n) : "?"));
+  }
+  closedir(d);
+  return out;
+}
+
+// One pm-shim, started as the supervisor will start it (LaunchShim).
+class ShimProcess {
+ public:
+  ShimProcess(const std::string& state_dir, const std::string& runtime_dir) {
+    absl::StatusOr<LaunchedShim> shim = LaunchShim({ShimBinary(), state_dir, runtime_dir});
+    EXPECT_TRUE(shim.ok()) << shim.status();
+    if (!shim.ok()) return;
+    pid_ = shim->pid;
+    pidfd_ = std::move(shim->pidfd);
+    control_ = std::move(shim->control);
+  }
+  ~ShimProcess() {
+    if (pidfd_) {
+      PidfdSignal(pidfd_.get(), SIGKILL);
+      Wait();
+    }
+  }
+
+  pid_t pid() const { return pid_; }
+  Fd& control() { return control_; }
+
+  // The next message on the control socket (fails the test on none).
+  Received Next() {
+    EXPECT_TRUE(WaitReadable(control_.get())) << "no message from the shim";
+    absl::StatusOr<Received> got = ReceiveMessage(control_.get());
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.ok() ? std::move(*got) : Received{};
+  }
+
+  // Its exit code, once it has exited.
+  int Wait() {
+    EXPECT_TRUE(WaitReadable(pidfd_.get())) << "the shim did not exit";
+    siginfo_t info = {};
+    EXPECT_EQ(waitid(static_cast<idtype_t>(P_PIDFD), pidfd_.get(), &info, WEXITED), 0);
+    pidfd_.reset();
+    return info.si_code == CLD_EXITED ? info.si_status : 128 + info.si_status;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  Fd pidfd_;
+  Fd control_;
+};
+
+class ShimTest : public ::testing::Test {
+ protected:
+  std::string state_dir() const { return tmp_.Sub("state"); }
+  // Short, for sockaddr_un (TEST_TMPDIR can be longer than 108 bytes).
+  const std::string& runtime_dir() const { return runtime_dir_; }
+  std::string proc_dir() const { return absl::StrCat(state_dir(), "/procs/", kUuid); }
+  std::string output_dir() const { return proc_dir() + "/output"; }
+
+  void SetUp() override {
+    char tmpl[] = "/tmp/pm-shim-test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    runtime_dir_ = tmpl;
+  }
+  void TearDown() override {
+    unlink((runtime_dir_ + "/" + kShimsSocketName).c_str());
+    unlink((runtime_dir_ + "/shims.sock.new").c_str());
+    rmdir(runtime_dir_.c_str());
+  }
+
+  static Spawn SpawnOf(std::vector<std::string> argv) {
+    Spawn spawn;
+    spawn.uuid = kUuid;
+    spawn.command.executable = argv[0];
+    spawn.command.args.assign(argv.begin() + 1, argv.end());
+    spawn.command.env = {{"PATH", "/usr/bin:/bin"}};
+    return spawn;
+  }
+
+  // Sends the Spawn and expects Spawned; returns it and its pidfd.
+  static Spawned Start(ShimProcess& shim, const Spawn& spawn, Fd* pidfd) {
+    EXPECT_TRUE(SendMessage(shim.control().get(), spawn, {}).ok());
+    Received got = shim.Next();
+    const Spawned* spawned = std::get_if<Spawned>(&got.message);
+    EXPECT_NE(spawned, nullptr) << "got " << MessageName(got.message);
+    if (spawned == nullptr) return {};
+    EXPECT_EQ(got.fds.size(), 1u);
+    if (pidfd != nullptr && !got.fds.empty()) *pidfd = std::move(got.fds[0]);
+    return *spawned;
+  }
+
+  // The bytes of `stream` on disk so far.
+  std::string OutputOf(segment_log::Stream stream) const {
+    std::string out;
+    for (const segment_log::Record& r : segment_log::RecordsIn(output_dir())) {
+      if (r.kind == segment_log::RecordKind::kData && r.stream == stream) out += r.payload;
+    }
+    return out;
+  }
+
+  // Waits (inotify on `dir`) until `done()`.
+  template <typename Done>
+  static void WaitFor(const std::string& dir, Done done, absl::string_view what) {
+    Fd watch(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+    ASSERT_GE(inotify_add_watch(watch.get(), dir.c_str(), IN_MODIFY | IN_CREATE), 0);
+    while (!done()) {
+      ASSERT_TRUE(WaitReadable(watch.get())) << "never saw " << what;
+      char buffer[4096];
+      while (read(watch.get(), buffer, sizeof(buffer)) > 0) {
+      }
+    }
+  }
+
+  void WaitForStdout(absl::string_view text) const {
+    WaitFor(
+        output_dir(),
+        [&] { return absl::StrContains(OutputOf(segment_log::Stream::kStdout), text); },
+        absl::StrCat("\"", text, "\" on disk"));
+  }
+
+  // Waits until the shim's log says `text`.
+  void WaitForShimLog(absl::string_view text) const {
+    const std::string log = proc_dir() + "/" + kShimLogName;
+    WaitFor(
+        proc_dir(),
+        [&] {
+          absl::StatusOr<std::string> content = ReadFile(log);
+          return content.ok() && absl::StrContains(*content, text);
+        },
+        absl::StrCat("\"", text, "\" in the shim's log"));
+  }
+
+  ProcessEnd ExpectExited(ShimProcess& shim) const {
+    Received got = shim.Next();
+    const Exited* exited = std::get_if<Exited>(&got.message);
+    EXPECT_NE(exited, nullptr) << "got " << MessageName(got.message);
+    return exited != nullptr ? exited->end : ProcessEnd{};
+  }
+
+  ProcessEnd ExitFile() const {
+    absl::StatusOr<std::optional<ProcessEnd>> end = ReadExitFile(proc_dir());
+    EXPECT_TRUE(end.ok()) << end.status();
+    EXPECT_TRUE(end.ok() && end->has_value()) << "no exit file";
+    return end.ok() && end->has_value() ? **end : ProcessEnd{};
+  }
+
+  segment_log::TempDir tmp_;
+  std::string runtime_dir_;
+};
+
+TEST_F(ShimTest, SpawnedNamesALivePidWhoseStartTicksMatchProcAndAWorkingPidfd) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  Fd pidfd;
+  Spawned spawned = Start(shim, SpawnOf({"sleep", "1000"}), &pidfd);
+  EXPECT_EQ(spawned.executable, "/usr/bin/sleep");
+  absl::StatusOr<ProcStat> stat = ReadProcStat(spawned.pid);
+  ASSERT_TRUE(stat.ok()) << stat.status();
+  EXPECT_EQ(stat->start_ticks, spawned.start_ticks);
+  EXPECT_EQ(stat->ppid, shim.pid());
+  EXPECT_EQ(PidOfPidfd(pidfd.get()), spawned.pid);
+
+  // The shim ignores what would end a service; only its process ends it.
+  ASSERT_EQ(kill(shim.pid(), SIGTERM), 0);
+  ASSERT_EQ(kill(shim.pid(), SIGINT), 0);
+  ASSERT_EQ(kill(shim.pid(), SIGHUP), 0);
+  ASSERT_EQ(PidfdSignal(pidfd.get(), SIGKILL), 0);
+  const ProcessEnd end = ExpectExited(shim);
+  EXPECT_EQ(end.status, ExitStatus::Signaled(SIGKILL));
+  EXPECT_EQ(ExitFile(), end);
+  Received closed = shim.Next();
+  EXPECT_TRUE(std::holds_alternative<Closed>(closed.message));
+  EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
+TEST_F(ShimTest, BothStreamsLandOnDiskByteExact) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  // 300,000 bytes of stdout (more than a pipe holds), binary bytes on
+  // stderr, interleaved.
+  Start(shim,
+        SpawnOf({"sh", "-c",
+                 "printf 'first\\n'; printf 'caf\\351\\000\\001' >&2; "
+                 "head -c 300000 /dev/zero | tr '\\0' x; printf 'last\\n' >&2"}),
+        nullptr);
+  const ProcessEnd end = ExpectExited(shim);
+  EXPECT_EQ(end.status, ExitStatus::Exited(0));
+  EXPECT_EQ(end.output_end, 6u + 6u + 300000u + 5u);
+  Received closed = shim.Next();
+  ASSERT_TRUE(std::holds_alternative<Closed>(closed.message));
+  EXPECT_EQ(std::get<Closed>(closed.message).output_end, end.output_end);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+
+  EXPECT_EQ(OutputOf(segment_log::Stream::kStdout), "first\n" + std::string(300000, 'x'));
+  EXPECT_EQ(OutputOf(segment_log::Stream::kStderr), std::string("caf\xe9\0\x01last\n", 11));
+  std::vector<segment_log::Record> records = segment_log::RecordsIn(output_dir());
+  ASSERT_FALSE(records.empty());
+  EXPECT_EQ(records.back().kind, segment_log::RecordKind::kEnd);
+  EXPECT_EQ(records.back().offset, end.output_end);
+}
+
+TEST_F(ShimTest, ExitFileHoldsExitCode3) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  Start(shim, SpawnOf({"sh", "-c", "printf abc; exit 3"}), nullptr);
+  const ProcessEnd end = ExpectExited(shim);
+  EXPECT_EQ(end.status, ExitStatus::Exited(3));
+  EXPECT_EQ(end.output_end, 3u);
+  EXPECT_EQ(ExitFile(), end);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
+TEST_F(ShimTest, ExitFileSaysCoreDumpedExactlyAsTheKernelDoes) {
+  const std::string dir = tmp_.Sub("cores");
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  const std::vector<std::string> argv = {
+      "sh", "-c", "ulimit -c unlimited 2>/dev/null; kill -ABRT $$"};
+  // The reference: the same command as our own child.
+  pid_t ref;
+  const char* ref_argv[] = {"/bin/sh", "-c", argv[2].c_str(), nullptr};
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
+  ASSERT_EQ(posix_spawn(&ref, "/bin/sh", &actions, nullptr, const_cast<char**>(ref_argv),
+                        environ),
+            0);
+  posix_spawn_file_actions_destroy(&actions);
+  siginfo_t info = {};
+  ASSERT_EQ(waitid(P_PID, ref, &info, WEXITED), 0);
+  const ExitStatus expected = ExitStatus::FromSiginfo(info);
+  ASSERT_EQ(expected.signal, SIGABRT);
+
+  ShimProcess shim(state_dir(), runtime_dir());
+  Spawn spawn = SpawnOf(argv);
+  spawn.command.working_dir = dir;
+  Start(shim, spawn, nullptr);
+  const ProcessEnd end = ExpectExited(shim);
+  EXPECT_EQ(end.status, expected) << end.status.ToString();
+  EXPECT_EQ(ExitFile().status, expected);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
+TEST_F(ShimTest, AFailingDiskNeitherBlocksNorKillsTheProcess) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  // Output files may not grow past 64 KiB (EFBIG): a full disk as far as the
+  // shim can tell.
+  const rlimit small = {64 << 10, 64 << 10};
+  ASSERT_EQ(prlimit(shim.pid(), RLIMIT_FSIZE, &small, nullptr), 0);
+  Start(shim, SpawnOf({"sh", "-c", "head -c 1000000 /dev/zero; echo done >&2"}), nullptr);
+  const ProcessEnd end = ExpectExited(shim);
+  EXPECT_EQ(end.status, ExitStatus::Exited(0));
+  // Every byte is counted, written or lost.
+  EXPECT_EQ(end.output_end, 1000000u + 5u);
+  EXPECT_EQ(ExitFile(), end);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+  absl::StatusOr<std::string> log = ReadFile(proc_dir() + "/" + kShimLogName);
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_TRUE(absl::StrContains(*log, "File too large (EFBIG)")) << *log;
+  // Rate-limited: one line for the many failed appends.
+  EXPECT_EQ(std::vector<absl::string_view>(absl::StrSplit(*log, "] output: ")).size(), 2u)
+      << *log;
+  // What was written before the limit is there, byte-exact.
+  const std::string written = OutputOf(segment_log::Stream::kStdout);
+  EXPECT_GT(written.size(), 0u);
+  EXPECT_EQ(written, std::string(written.size(), '\0'));
+}
+
+TEST_F(ShimTest, TheSpawnsFileLimitAndCgroupFdsReachTheChild) {
+  // A cgroup.procs stand-in: the child writes "0" to each join fd first
+  // thing, so a plain file shows that the fd came through and was used.
+  const std::string procs = tmp_.Sub("cgroup.procs");
+  Fd join = Fd(open(procs.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(join.valid());
+  ShimProcess shim(state_dir(), runtime_dir());
+  Spawn spawn = SpawnOf({"sh", "-c", "ulimit -n; ulimit -Hn"});
+  spawn.file_limit = rlimit{123, 456};
+  spawn.cgroup_joins = {{0, procs}};
+  const int fd = join.get();
+  ASSERT_TRUE(SendMessage(shim.control().get(), spawn, {&fd, 1}).ok());
+  Received got = shim.Next();
+  ASSERT_TRUE(std::holds_alternative<Spawned>(got.message)) << MessageName(got.message);
+  EXPECT_EQ(ExpectExited(shim).status, ExitStatus::Exited(0));
+  EXPECT_EQ(shim.Wait(), kExitDone);
+  EXPECT_EQ(OutputOf(segment_log::Stream::kStdout), "123\n456\n");
+  absl::StatusOr<std::string> written = ReadFile(procs);
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(*written, "0");
+}
+
+TEST_F(ShimTest, AControlFdThatIsNotASeqpacketSocketIsRefused) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  Fd a(sv[0]), b(sv[1]);
+  int out[2];
+  ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+  Fd out_read(out[0]), out_write(out[1]);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, b.get(), 3);
+  posix_spawn_file_actions_adddup2(&actions, out_write.get(), 2);
+  const std::string binary = ShimBinary();
+  const std::string state = "--state_dir=" + state_dir();
+  const std::string runtime = "--runtime_dir=" + runtime_dir();
+  const char* argv[] = {binary.c_str(), "--control_fd=3", state.c_str(), runtime.c_str(),
+                        nullptr};
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, binary.c_str(), &actions, nullptr, const_cast<char**>(argv),
+                        environ),
+            0);
+  posix_spawn_file_actions_destroy(&actions);
+  out_write.reset();
+  siginfo_t info = {};
+  ASSERT_EQ(waitid(P_PID, pid, &info, WEXITED), 0);
+  EXPECT_EQ(info.si_code, CLD_EXITED);
+  EXPECT_EQ(info.si_status, kExitBroken);
+  absl::StatusOr<std::string> said = ReadToEnd(out_read.get(), "pm-shim stderr");
+  ASSERT_TRUE(said.ok());
+  EXPECT_EQ(*said, absl::StrCat("pm-shim: --control_fd=3 is a socket of type ", SOCK_STREAM,
+                                ", not SOCK_SEQPACKET\n"));
+}
+
+TEST_F(ShimTest, SpawnFailedForAMissingExecutableNamesTheCall) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  ASSERT_TRUE(SendMessage(shim.control().get(), SpawnOf({"/nope"}), {}).ok());
+  Received got = shim.Next();
+  const SpawnFailed* failed = std::get_if<SpawnFailed>(&got.message);
+  ASSERT_NE(failed, nullptr) << "got " << MessageName(got.message);
+  EXPECT_EQ(failed->code, absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(failed->message, "execve(\"/nope\"): No such file or directory (ENOENT)");
+  EXPECT_EQ(shim.Wait(), kExitSpawnFailed);
+}
+
+TEST_F(ShimTest, AnIdleShimExitsWhenItsControlSocketCloses) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  shim.control().reset();
+  EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
+TEST_F(ShimTest, TheProcessHasOnlyStdioAndTheShimHoldsNothingLeakedIntoIt) {
+  const std::string secret = tmp_.Sub("leaked-file");
+  // Not close-on-exec: as a careless starter would leak it.
+  const int leaked = open(secret.c_str(), O_WRONLY | O_CREAT, 0600);
+  ASSERT_GE(leaked, 0);
+  ShimProcess shim(state_dir(), runtime_dir());
+  close(leaked);
+  Fd pidfd;
+  Spawned spawned = Start(shim, SpawnOf({"sleep", "1000"}), &pidfd);
+  std::vector<std::string> fds = FdLinks(spawned.pid);
+  ASSERT_EQ(fds.size(), 3u) << absl::StrJoin(fds, ", ");
+  EXPECT_TRUE(absl::StartsWith(fds[0], "0 -> /dev/null")) << fds[0];
+  EXPECT_TRUE(absl::StrContains(fds[1], "pipe:")) << fds[1];
+  EXPECT_TRUE(absl::StrContains(fds[2], "pipe:")) << fds[2];
+  for (const std::string& fd : FdLinks(shim.pid())) {
+    EXPECT_FALSE(absl::StrContains(fd, secret)) << "the shim kept " << fd;
+  }
+  ASSERT_EQ(PidfdSignal(pidfd.get(), SIGKILL), 0);
+  ExpectExited(shim);
+}
+
+TEST_F(ShimTest, AnOrphanedGrandchildIsReparentedToTheShimAndReaped) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  // The grandchild lets go of the pipes, so only reaping it ends the shim.
+  Start(shim, SpawnOf({"sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo $!"}), nullptr);
+  EXPECT_EQ(ExpectExited(shim).status, ExitStatus::Exited(0));
+  std::string out = OutputOf(segment_log::Stream::kStdout);
+  pid_t grandchild;
+  ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(out), &grandchild)) << out;
+  absl::StatusOr<ProcStat> stat = ReadProcStat(grandchild);
+  ASSERT_TRUE(stat.ok()) << stat.status();
+  EXPECT_EQ(stat->ppid, shim.pid());
+  Fd grandchild_fd = PidfdOpen(grandchild);
+  ASSERT_TRUE(grandchild_fd.valid());
+  // The shim is not done while a child of its is left.
+  EXPECT_FALSE(WaitReadable(shim.control().get(), 0));
+  ASSERT_EQ(PidfdSignal(grandchild_fd.get(), SIGKILL), 0);
+  Received closed = shim.Next();
+  EXPECT_TRUE(std::holds_alternative<Closed>(closed.message));
+  // Reaped, not a zombie left behind: it is gone from /proc while the shim
+  // (its parent) still runs or has just exited.
+  EXPECT_EQ(ReadProcStat(grandchild).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
+// A listener at <runtime_dir>/shims.sock made to appear as the supervisor
+// must: bound under another name, listening, then renamed into place.
+Fd ListenAt(const std::string& runtime_dir) {
+  const std::string temp = runtime_dir + "/shims.sock.new";
+  const std::string path = runtime_dir + "/" + kShimsSocketName;
+  Fd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  EXPECT_LT(temp.size(), sizeof(addr.sun_path));
+  memcpy(addr.sun_path, temp.c_str(), std::min(temp.size() + 1, sizeof(addr.sun_path) - 1));
+  EXPECT_EQ(bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  EXPECT_EQ(listen(sock.get(), 16), 0);
+  EXPECT_EQ(rename(temp.c_str(), path.c_str()), 0);
+  return sock;
+}
+
+// A socket file nobody listens on, as a dead supervisor leaves it.
+void LeaveStaleSocket(const std::string& runtime_dir) {
+  const std::string path = runtime_dir + "/" + kShimsSocketName;
+  Fd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(path.size(), sizeof(addr.sun_path));
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+}
+
+TEST_F(ShimTest, ThePeerClosesMidRunTheProcessCarriesOnAndTheShimReconnects) {
+  const std::string fifo = tmp_.Sub("commands");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  // O_RDWR: opening does not wait for the reader.
+  Fd commands(open(fifo.c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(commands.valid());
+  auto say = [&](absl::string_view line) {
+    ASSERT_EQ(write(commands.get(), line.data(), line.size()),
+              static_cast<ssize_t>(line.size()));
+  };
+
+  ShimProcess shim(state_dir(), runtime_dir());
+  Spawned spawned = Start(
+      shim,
+      SpawnOf({"sh", "-c",
+               "while read -r line; do echo \"got $line\"; "
+               "[ \"$line\" = quit ] && exit 7; done < \"$0\"",
+               fifo}),
+      nullptr);
+  say("one\n");
+  WaitForStdout("got one\n");
+
+  // The supervisor dies, leaving its socket behind: the shim's first
+  // connect is refused, and it waits for the socket to reappear.
+  LeaveStaleSocket(runtime_dir());
+  shim.control().reset();
+  WaitForShimLog("Connection refused (ECONNREFUSED); waiting for it to appear");
+  say("two\n");
+  WaitForStdout("got two\n");
+  absl::StatusOr<ProcStat> stat = ReadProcStat(spawned.pid);
+  ASSERT_TRUE(stat.ok()) << stat.status();
+  EXPECT_EQ(stat->start_ticks, spawned.start_ticks);
+
+  // A new supervisor appears: the shim says Hello with a working pidfd.
+  Fd listener = ListenAt(runtime_dir());
+  ASSERT_TRUE(WaitReadable(listener.get())) << "the shim did not reconnect";
+  Fd conn(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(conn.valid());
+  ASSERT_TRUE(WaitReadable(conn.get()));
+  absl::StatusOr<Received> got = ReceiveMessage(conn.get());
+  ASSERT_TRUE(got.ok()) << got.status();
+  const Hello* hello = std::get_if<Hello>(&got->message);
+  ASSERT_NE(hello, nullptr) << "got " << MessageName(got->message);
+  EXPECT_EQ(hello->uuid, kUuid);
+  EXPECT_EQ(hello->pid, spawned.pid);
+  EXPECT_EQ(hello->start_ticks, spawned.start_ticks);
+  EXPECT_FALSE(hello->end.has_value());
+  EXPECT_EQ(hello->output_end, std::string("got one\ngot two\n").size());
+  ASSERT_EQ(got->fds.size(), 1u);
+  EXPECT_EQ(PidOfPidfd(got->fds[0].get()), spawned.pid);
+  EXPECT_EQ(PidfdSignal(got->fds[0].get(), 0), 0);
+
+  // That supervisor goes too; the process ends while nobody listens.
+  ASSERT_EQ(unlink((runtime_dir() + "/" + kShimsSocketName).c_str()), 0);
+  listener.reset();
+  conn.reset();
+  say("quit\n");
+  EXPECT_EQ(shim.Wait(), kExitDone);
+  const ProcessEnd end = ExitFile();
+  EXPECT_EQ(end.status, ExitStatus::Exited(7));
+  EXPECT_EQ(end.output_end, std::string("got one\ngot two\ngot quit\n").size());
+  EXPECT_EQ(OutputOf(segment_log::Stream::kStdout), "got one\ngot two\ngot quit\n");
+}
+
+TEST_F(ShimTest, AShimReconnectingAfterTheEndSaysHowItEnded) {
+  const std::string fifo = tmp_.Sub("gate");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Fd gate(open(fifo.c_str(), O_RDWR | O_CLOEXEC));
+  ShimProcess shim(state_dir(), runtime_dir());
+  // The leader exits at once; its child holds stdout until the gate opens.
+  Spawned spawned =
+      Start(shim, SpawnOf({"sh", "-c", "(read -r x < \"$0\"; echo late) & exit 5", fifo}),
+            nullptr);
+  EXPECT_EQ(ExpectExited(shim).status, ExitStatus::Exited(5));
+  // The new supervisor is there before the shim sees the old one go: it
+  // connects at once.
+  Fd listener = ListenAt(runtime_dir());
+  shim.control().reset();
+  ASSERT_TRUE(WaitReadable(listener.get()));
+  Fd conn(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(WaitReadable(conn.get()));
+  absl::StatusOr<Received> got = ReceiveMessage(conn.get());
+  ASSERT_TRUE(got.ok()) << got.status();
+  const Hello* hello = std::get_if<Hello>(&got->message);
+  ASSERT_NE(hello, nullptr);
+  EXPECT_EQ(hello->pid, spawned.pid);
+  ASSERT_TRUE(hello->end.has_value());
+  EXPECT_EQ(hello->end->status, ExitStatus::Exited(5));
+  EXPECT_TRUE(got->fds.empty());
+  ASSERT_EQ(write(gate.get(), "go\n", 3), 3);
+  ASSERT_TRUE(WaitReadable(conn.get()));
+  got = ReceiveMessage(conn.get());
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_TRUE(std::holds_alternative<Closed>(got->message));
+  EXPECT_EQ(std::get<Closed>(got->message).output_end, 5u);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
+}  // namespace
+}  // namespace pm::shim
