@@ -9,7 +9,7 @@
 #include <tuple>
 
 #include "absl/time/time.h"
-#include "common/status.h"
+#include "common/status_core.h"
 #include "segment_log/format.h"
 #include "segment_log/reader.h"
 
