@@ -49,6 +49,14 @@ std::string StateDirFlagOrDefault(absl::string_view flag);
 // argument and the OS reason.
 absl::Status EnsureStateDir(const std::string& dir);
 
+// Where the state dir keeps its processes: <state_dir>/procs.
+std::string ProcsDir(absl::string_view state_dir);
+// The directory of process `id`'s output segments (segment_log), written by
+// its shim (or the log_store) and read by the log_store:
+// <state_dir>/procs/<id>/output. `id` is used as given: callers pass the
+// canonical lower-case form.
+std::string ProcessOutputDir(absl::string_view state_dir, absl::string_view id);
+
 }  // namespace pm
 
 #endif  // PM_COMMON_STATE_DIR_H_

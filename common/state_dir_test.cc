@@ -62,6 +62,12 @@ TEST(ResolveStateDirTest, ThisProcessReadsTheEnvironment) {
   EXPECT_EQ(inputs.uid, getuid());
 }
 
+TEST(ProcessOutputDirTest, IsTheOutputDirUnderProcs) {
+  EXPECT_EQ(ProcsDir("/s"), "/s/procs");
+  EXPECT_EQ(ProcessOutputDir("/s", "0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e"),
+            "/s/procs/0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e/output");
+}
+
 TEST(EnsureStateDirTest, CreatesPrivateDirectoryAndTightensIt) {
   const std::string dir = MakeTempDir() + "/a/b/pm";
   ASSERT_TRUE(EnsureStateDir(dir).ok());

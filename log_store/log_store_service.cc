@@ -2,7 +2,9 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <iterator>
+#include <limits>
 #include <optional>
 #include <string>
 #include <utility>
@@ -24,25 +26,27 @@ namespace {
 
 constexpr char kShuttingDown[] = "log_store shutting down";
 
-OutputStream FromProto(OutputChunk::Stream stream) {
+using segment_log::Stream;
+
+// A stream the store refuses (it names no stream) for anything but stdout
+// and stderr.
+Stream FromProto(OutputChunk::Stream stream) {
   switch (stream) {
     case OutputChunk::STREAM_STDOUT:
-      return OutputStream::kStdout;
+      return Stream::kStdout;
     case OutputChunk::STREAM_STDERR:
-      return OutputStream::kStderr;
+      return Stream::kStderr;
     default:
-      return OutputStream::kNone;
+      return static_cast<Stream>(0);
   }
 }
 
-OutputChunk::Stream ToProto(OutputStream stream) {
+OutputChunk::Stream ToProto(Stream stream) {
   switch (stream) {
-    case OutputStream::kStdout:
+    case Stream::kStdout:
       return OutputChunk::STREAM_STDOUT;
-    case OutputStream::kStderr:
+    case Stream::kStderr:
       return OutputChunk::STREAM_STDERR;
-    case OutputStream::kNone:
-      break;
   }
   return OutputChunk::STREAM_UNSPECIFIED;
 }
@@ -154,27 +158,26 @@ class AppendReactor final
       }
       case AppendRequest::kData: {
         PM_RETURN_IF_ERROR(RequireOpen("Data"));
-        // The request is ours until the next read: its bytes are moved
-        // into the store, not copied.
-        AppendRequest::Data& data = *request.mutable_data();
+        const AppendRequest::Data& data = request.data();
+        absl::string_view bytes = data.data();
         if (data.shared_length() > 0) {
-          // The bytes are in the arena: copied once, straight into the
-          // piece the store keeps.
+          // The bytes are in the arena: written to the segment straight
+          // from there (the slot is free again once the ack is read).
           if (arena_ == nullptr) {
             return absl::FailedPreconditionError(absl::StrCat(
                 "Data in shared memory on the Append stream of process ",
                 log_->id(), ", which has no arena mapped"));
           }
-          PM_ASSIGN_OR_RETURN(
-              absl::string_view piece,
-              arena_->Piece(data.shared_offset(), data.shared_length()));
-          data.mutable_data()->assign(piece.data(), piece.size());
+          PM_ASSIGN_OR_RETURN(bytes, arena_->Piece(data.shared_offset(),
+                                                   data.shared_length()));
         }
+        // Acknowledged only after this returns: the bytes are in the
+        // segment (the page cache), so a kill -9 of the log_store keeps
+        // them.
         PM_ASSIGN_OR_RETURN(
             OutputLog::Update update,
-            store_->AppendOwnedData(*log_, data.offset(),
-                                    FromProto(data.stream()),
-                                    std::move(*data.mutable_data())));
+            store_->AppendData(*log_, data.offset(), FromProto(data.stream()),
+                               bytes));
         SetAck(update.end_offset, update.closed, /*force=*/false);
         return absl::OkStatus();
       }
@@ -281,24 +284,28 @@ class AppendReactor final
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// One StreamOutput reader: a cursor into the log and at most one chunk in
-// flight. Pump() is the only place that reads the log, writes or finishes;
-// it runs from the handler, OnWriteDone, OnCancel, RequestShutdown and the
-// log's wake-up (on the appending thread). `pumping_` lets one thread pump
-// at a time and `repump_` makes it look again when another thread asked
-// meanwhile, so no wake-up is lost. The reactor owns itself through self_
-// from Start to OnDone; the log and the service hold weak references.
+// One StreamOutput reader: a segment_log::Reader on the process's output
+// directory, a cursor, and at most one chunk in flight. Pump() is the only
+// place that reads the files, writes or finishes; it runs from the handler,
+// OnWriteDone, OnCancel, RequestShutdown and the log's wake-up (on the
+// appending thread, or the store's inotify thread). `pumping_` lets one
+// thread pump at a time and `repump_` makes it look again when another
+// thread asked meanwhile, so no wake-up is lost. The reactor owns itself
+// through self_ from Start to OnDone; the log and the service hold weak
+// references.
 class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
                             public pm::StreamReactor,
                             public OutputLog::Watcher,
                             public std::enable_shared_from_this<OutputReactor> {
  public:
   OutputReactor(LogStoreService* service, std::shared_ptr<OutputLog> log,
-                uint64_t cursor, uint64_t limit, bool follow)
+                std::unique_ptr<segment_log::Reader> reader, uint64_t cursor,
+                uint64_t limit, bool follow)
       : service_(service),
         log_(std::move(log)),
         follow_(follow),
         limit_(limit),
+        reader_(std::move(reader)),
         cursor_(cursor) {}
 
   void Start() {
@@ -306,6 +313,14 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
     if (!service_->outputs_.Add(self_)) {
       absl::MutexLock lock(&mu_);
       shutting_down_ = true;
+    }
+    if (follow_) {
+      // Output another process writes wakes us through inotify.
+      if (absl::Status watched = service_->store_->Follow(log_);
+          !watched.ok()) {
+        PM_LOG(WARNING) << "following process " << log_->id()
+                        << " without inotify: " << watched;
+      }
     }
     // Headers go out at once, so a client can tell (WaitForInitialMetadata)
     // that its stream is attached before the process writes anything.
@@ -336,6 +351,7 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
     // Unregistered before the last reference goes, so the log never wakes
     // (and the service never shuts down) a reactor gRPC is done with.
     log_->Unwatch(this);
+    if (follow_) service_->store_->Unfollow(*log_);
     service_->outputs_.Remove(this);
     // Last: dropping the self reference may delete this reactor.
     std::shared_ptr<OutputReactor> self = std::move(self_);
@@ -387,7 +403,7 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
   }
 
   // What to do next. Only the pumping thread runs this, with no write in
-  // flight, so it owns cursor_ and chunk_.
+  // flight, so it owns reader_, cursor_ and chunk_.
   Action Next() {
     {
       absl::MutexLock lock(&mu_);
@@ -400,25 +416,56 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
                 grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown)};
       }
     }
+    bool watching = false;
     for (;;) {
-      if (std::optional<OutputLog::Chunk> chunk = log_->Read(cursor_, limit_)) {
-        cursor_ = chunk->offset + chunk->data.size();
-        chunk_.set_offset(chunk->offset);
-        chunk_.set_dropped_before(chunk->dropped_before);
-        chunk_.set_stream(ToProto(chunk->stream));
-        chunk_.set_data(std::move(chunk->data));
+      if (cursor_ >= limit_) return {Action::kFinish, grpc::Status::OK};
+      const uint64_t max_bytes = std::min<uint64_t>(
+          segment_log::Reader::kDefaultMaxReadBytes, limit_ - cursor_);
+      absl::StatusOr<std::optional<segment_log::Chunk>> chunk =
+          reader_->Read(cursor_, max_bytes);
+      if (!chunk.ok()) {
+        PM_LOG(WARNING) << "StreamOutput of process " << log_->id() << ": "
+                        << chunk.status();
+        return {Action::kFinish, ToGrpcStatus(chunk.status())};
+      }
+      if (*chunk) {
+        SetChunk(**chunk);
+        return {Action::kWrite, grpc::Status::OK};
+      }
+      if (reader_->closed()) return {Action::kFinish, grpc::Status::OK};
+      if (log_->closed()) {
+        // Closed here, but the end record is not in the files: the total
+        // cap deleted every segment. The rest is lost.
+        const uint64_t end = log_->end_offset();
+        if (cursor_ >= end) return {Action::kFinish, grpc::Status::OK};
+        segment_log::Chunk lost;
+        lost.offset = end;
+        lost.dropped_before = end - cursor_;
+        SetChunk(lost);
         return {Action::kWrite, grpc::Status::OK};
       }
       if (!follow_) return {Action::kFinish, grpc::Status::OK};
-      switch (log_->WaitPast(cursor_, weak_from_this())) {
-        case OutputLog::WaitResult::kRegistered:
-          return {Action::kWait, grpc::Status::OK};
-        case OutputLog::WaitResult::kClosed:
-          return {Action::kFinish, grpc::Status::OK};
-        case OutputLog::WaitResult::kDataReady:
-          break;  // appended since the read: read again
-      }
+      if (watching) return {Action::kWait, grpc::Status::OK};
+      // Registered before reading again: a change after that read wakes us.
+      log_->Watch(weak_from_this());
+      watching = true;
     }
+  }
+
+  // Makes `chunk` the one to write and moves the cursor past it. Without
+  // follow nothing past the limit goes out: a chunk beyond it reports only
+  // the loss up to it.
+  void SetChunk(segment_log::Chunk& chunk) {
+    if (chunk.offset >= limit_) {
+      chunk.offset = limit_;
+      chunk.data.clear();
+    }
+    chunk_.set_offset(chunk.offset);
+    chunk_.set_dropped_before(chunk.offset - cursor_);
+    chunk_.set_stream(chunk.data.empty() ? OutputChunk::STREAM_UNSPECIFIED
+                                         : ToProto(chunk.stream));
+    cursor_ = chunk.offset + chunk.data.size();
+    chunk_.set_data(std::move(chunk.data));
   }
 
   LogStoreService* const service_;
@@ -429,6 +476,7 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
   std::shared_ptr<OutputReactor> self_;
 
   // Owned by the pumping thread (see Next).
+  std::unique_ptr<segment_log::Reader> reader_;
   uint64_t cursor_;
   OutputChunk chunk_;
 
@@ -465,17 +513,23 @@ grpc::ServerWriteReactor<OutputChunk>* LogStoreService::StreamOutput(
     const StreamOutputRequest* request) {
   absl::StatusOr<std::shared_ptr<OutputLog>> log = store_->Find(request->id());
   if (!log.ok()) return new RefusedOutput(ToGrpcStatus(log.status()));
+  absl::StatusOr<std::unique_ptr<segment_log::Reader>> reader =
+      (*log)->OpenReader();
+  if (!reader.ok()) return new RefusedOutput(ToGrpcStatus(reader.status()));
   std::optional<uint64_t> from_offset;
   if (request->has_from_offset()) from_offset = request->from_offset();
-  absl::StatusOr<uint64_t> cursor =
-      (*log)->StartOffset(from_offset, request->from_start(), request->follow());
+  absl::StatusOr<uint64_t> cursor = (*log)->StartOffset(
+      **reader, from_offset, request->from_start(), request->follow());
   if (!cursor.ok()) return new RefusedOutput(ToGrpcStatus(cursor.status()));
   // Without follow the read ends at the end as of now; the end only grows,
   // so it is at or past the cursor.
   const uint64_t limit =
-      request->follow() ? OutputLog::kNoLimit : (*log)->end_offset();
+      request->follow()
+          ? std::numeric_limits<uint64_t>::max()
+          : std::max((*log)->end_offset(), (*reader)->end_offset());
   auto reactor = std::make_shared<detail::OutputReactor>(
-      this, *std::move(log), *cursor, limit, request->follow());
+      this, *std::move(log), *std::move(reader), *cursor, limit,
+      request->follow());
   reactor->Start();
   return reactor.get();
 }

@@ -1,5 +1,8 @@
-// The log_store service: retains each process's output and serves it to
-// readers. Serves pm.internal.v1.LogStore on <runtime_dir>/log_store.sock.
+// The log_store service: keeps each process's output on disk in the state
+// dir (<state_dir>/procs/<id>/output) and serves it to readers. Serves
+// pm.internal.v1.LogStore on <runtime_dir>/log_store.sock.
+//
+//   log_store --runtime_dir=/run/user/1000/pm --state_dir=~/.local/state/pm
 #include <cstdint>
 #include <cstdio>
 
@@ -10,21 +13,28 @@
 #include "common/memory_trimmer.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
+#include "common/state_dir.h"
 #include "log_store/log_store.h"
 #include "log_store/log_store_service.h"
 
 DEFINE_string(runtime_dir, pm::DefaultRuntimeDir(),
               "Directory of the services' unix sockets");
+DEFINE_string(state_dir, "",
+              "Directory of what pm keeps across restarts; each process's "
+              "output is in procs/<id>/output there (default: "
+              "$PM_STATE_DIR, else /var/lib/pm for root, else "
+              "$XDG_STATE_HOME/pm, else ~/.local/state/pm)");
 DEFINE_uint64(max_bytes_per_process, uint64_t{64} << 20,
-              "Output bytes retained per process; the oldest are dropped "
+              "Output bytes kept on disk per process; the oldest whole "
+              "segments (a quarter of this, at most 8 MiB) are deleted "
               "beyond this");
 DEFINE_uint64(max_total_bytes, uint64_t{1} << 30,
-              "Output bytes retained for all processes together; beyond "
-              "this the oldest bytes of closed logs go first, then those of "
-              "the largest open log");
+              "Output bytes kept on disk for all processes together; beyond "
+              "this the oldest segments (by last write) go first, never the "
+              "one a live process is writing");
 DEFINE_uint64(max_closed_logs, 10000,
-              "Logs of ended processes kept; the oldest is forgotten beyond "
-              "this");
+              "Logs of ended processes remembered in memory; older ones are "
+              "found again on disk when asked for");
 
 int main(int argc, char** argv) {
   pm::BlockTerminationSignals();  // before gRPC starts any thread
@@ -41,12 +51,24 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  const std::string state_dir = pm::StateDirFlagOrDefault(FLAGS_state_dir);
+  if (absl::Status made = pm::EnsureStateDir(state_dir); !made.ok()) {
+    PM_LOG(ERROR) << "--state_dir: " << made;
+    return 1;
+  }
   pm::log_store::LogStore::Options options;
+  options.state_dir = state_dir;
   options.max_bytes_per_process = FLAGS_max_bytes_per_process;
   options.max_total_bytes = FLAGS_max_total_bytes;
   options.max_closed_logs = FLAGS_max_closed_logs;
-  pm::log_store::LogStore store(options);
-  pm::log_store::LogStoreService service(&store);
+  absl::StatusOr<std::unique_ptr<pm::log_store::LogStore>> store =
+      pm::log_store::LogStore::Create(options);
+  if (!store.ok()) {
+    PM_LOG(ERROR) << "cannot open the output in " << state_dir << ": "
+                  << store.status();
+    return 1;
+  }
+  pm::log_store::LogStoreService service(store->get());
   // Follow streams last as long as their processes: end them before the
   // server's shutdown waits for open calls.
   return pm::ServeUntilSignal(pm::Service::kLogStore, FLAGS_runtime_dir,

@@ -1,226 +1,183 @@
-// One process's output as the log_store retains it: the bytes in offset
-// order tagged stdout/stderr, the gaps where bytes were lost, a closed flag,
-// a retention cap, and a hook that wakes readers waiting for more.
+// One process's output as the log_store keeps it: on disk, in the process's
+// output directory in the state dir (<state_dir>/procs/<id>/output), in the
+// segment_log format. The log_store writes it (from the supervisor's Append
+// stream) through a segment_log::Writer; readers read it back with a
+// segment_log::Reader each. In memory there is only the extent (end offset,
+// closed) and who waits for more.
 //
-//   OutputLog log("0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e", {});
+//   OutputLog log(id, ProcessOutputDir(state_dir, id), writer_options);
+//   PM_RETURN_IF_ERROR(log.OpenForAppend());
 //   PM_ASSIGN_OR_RETURN(auto update,
-//                       log.AppendData(0, OutputStream::kStdout, "hello\n"));
-//   PM_ASSIGN_OR_RETURN(update, log.AppendGap(6, 100));  // 100 bytes lost
-//   PM_ASSIGN_OR_RETURN(uint64_t cursor, log.StartOffset(std::nullopt, true));
-//   while (std::optional<OutputLog::Chunk> chunk = log.Read(cursor)) {
-//     // chunk->offset, chunk->dropped_before, chunk->stream, chunk->data
-//     cursor = chunk->offset + chunk->data.size();
-//   }
+//                       log.AppendData(0, segment_log::Stream::kStdout, "hi\n"));
+//   PM_ASSIGN_OR_RETURN(update, log.Close(3));
+//   // A reader:
+//   PM_ASSIGN_OR_RETURN(std::unique_ptr<segment_log::Reader> reader,
+//                       log.OpenReader());
+//   PM_ASSIGN_OR_RETURN(uint64_t cursor,
+//                       log.StartOffset(*reader, std::nullopt, true));
 //
 // Offsets are absolute in the process's combined output (stdout and stderr
-// in arrival order) and count every byte the process wrote, retained or not.
-// A reader holds nothing but its cursor: retention may drop bytes behind or
-// ahead of it at any time, and its next Read reports them in dropped_before.
+// in arrival order) and count every byte the process wrote, kept or not.
+// An append returns once its bytes are written to the segment files (in
+// the page cache: they survive a kill -9 of the log_store). A write that
+// fails (a full disk) loses the bytes but not their count: the Writer
+// records a gap, the append succeeds and says so in Update::write_error.
 //
 // Thread-safe. Watchers are called outside the log's lock, from the thread
-// whose append woke them.
+// whose append (or the store's inotify event) woke them.
 #ifndef PM_LOG_STORE_OUTPUT_LOG_H_
 #define PM_LOG_STORE_OUTPUT_LOG_H_
 
-#include <atomic>
-#include <cstddef>
 #include <cstdint>
-#include <deque>
-#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "segment_log/reader.h"
+#include "segment_log/writer.h"
 
 namespace pm::log_store {
 
-// Which pipe a byte came from. kNone only tags the empty chunk that reports
-// a trailing gap; appends must name stdout or stderr.
-enum class OutputStream { kNone, kStdout, kStderr };
-
 class OutputLog {
  public:
-  struct Options {
-    // Retention cap: the oldest whole chunks are dropped while the retained
-    // bytes (data plus chunk_overhead_bytes per chunk) exceed it.
-    uint64_t max_bytes = uint64_t{64} << 20;
-    // Appended data is stored in chunks of at most this many bytes (and at
-    // most a quarter of max_bytes, so one chunk never outgrows the cap).
-    // Small consecutive appends of one stream share a chunk.
-    size_t max_chunk_bytes = 64 << 10;
-    // Bookkeeping counted per stored chunk, so many tiny chunks cannot hide
-    // from the caps.
-    size_t chunk_overhead_bytes = 64;
-  };
-
-  // One piece of output as a reader gets it.
-  struct Chunk {
-    // Absolute offset of data[0] (for an empty chunk: where the next byte
-    // will be).
-    uint64_t offset = 0;
-    // Bytes between the reader's cursor and `offset` that it will never get.
-    uint64_t dropped_before = 0;
-    OutputStream stream = OutputStream::kNone;
-    std::string data;
-  };
-
   // The log after an append, a gap or a close.
   struct Update {
     uint64_t end_offset = 0;
     bool closed = false;
     // True only for the call that closed the log.
     bool closed_now = false;
-    // Change of retained_bytes() made by the call (negative when the
-    // retention cap dropped more than was added).
-    int64_t retained_delta = 0;
+    // Growth of the files (header and payload bytes written, less what the
+    // per-process cap deleted meanwhile, never below 0): for the store's
+    // estimate of the total on disk.
+    uint64_t grown_bytes = 0;
+    // The write that failed, if one did: the bytes are lost (a gap) but
+    // the append goes on.
+    absl::Status write_error;
   };
 
-  // Something waiting for the log to grow past its cursor or close.
+  // Something waiting for the log to grow or close.
   class Watcher {
    public:
     virtual ~Watcher() = default;
-    // Called once per WaitPast registration, outside the log's lock; the
-    // watcher reads the log again from here.
+    // Called once per Watch registration, outside the log's lock; the
+    // watcher reads the files again from here.
     virtual void OnLogChanged() = 0;
   };
 
-  enum class WaitResult {
-    kRegistered,  // nothing past the cursor yet: OnLogChanged will follow
-    kDataReady,   // bytes (or a gap) past the cursor: read again, no wait
-    kClosed,      // closed and the cursor is at the end: nothing will come
-  };
-
-  // Reads return at most this many data bytes.
-  static constexpr size_t kDefaultMaxReadBytes = 1 << 20;
-  static constexpr uint64_t kNoLimit = std::numeric_limits<uint64_t>::max();
-
-  OutputLog(std::string id, Options options);
+  // `dir` is the output directory; it need not exist until OpenForAppend.
+  OutputLog(std::string id, std::string dir,
+            segment_log::WriterOptions writer_options);
   OutputLog(const OutputLog&) = delete;
   OutputLog& operator=(const OutputLog&) = delete;
 
   const std::string& id() const { return id_; }
+  const std::string& dir() const { return dir_; }
 
-  // Takes `data` written at `offset`. A prefix below end_offset() is already
-  // held (a resend after a reconnect) and is skipped; if `offset` is past the
-  // end, the bytes in between are recorded as lost. Wakes waiting readers.
-  // INVALID_ARGUMENT for a stream other than stdout/stderr or an offset that
-  // overflows; FAILED_PRECONDITION for new bytes after the close.
-  absl::StatusOr<Update> AppendData(uint64_t offset, OutputStream stream,
+  // Makes the log ready to take output: opens the directory's Writer
+  // (creating the directory and its parent), which resumes after what is
+  // on disk, so end_offset() is the end of what an earlier log_store wrote.
+  // A closed log needs none (its Writer was let go with its fds). Errors are
+  // the Writer's (mkdir, open, pread, ftruncate and the path).
+  absl::Status OpenForAppend();
+
+  // Writes `data` read at `offset`. A prefix below end_offset() is already
+  // on disk (a resend after a reconnect) and is skipped; if `offset` is past
+  // the end, the bytes in between become a gap record. Wakes waiting
+  // readers. INVALID_ARGUMENT for an offset that overflows;
+  // FAILED_PRECONDITION for new bytes after the close or before
+  // OpenForAppend.
+  absl::StatusOr<Update> AppendData(uint64_t offset, segment_log::Stream stream,
                                     absl::string_view data);
-  // AppendData for bytes the caller no longer needs: a large piece is kept
-  // as it is, without a copy.
-  absl::StatusOr<Update> AppendOwnedData(uint64_t offset, OutputStream stream,
-                                         std::string&& data);
 
   // Records [offset, offset + length) as lost; the part below end_offset()
   // is ignored. INVALID_ARGUMENT if the range overflows; FAILED_PRECONDITION
-  // if it reaches past the end of a closed log.
+  // if it reaches past the end of a closed log or comes before
+  // OpenForAppend.
   absl::StatusOr<Update> AppendGap(uint64_t offset, uint64_t length);
 
   // Ends the output at `end_offset` (bytes between end_offset() and it are
-  // lost) and wakes readers so they drain and finish. Repeating the close at
-  // the same offset is OK. INVALID_ARGUMENT if the log already holds bytes
-  // past `end_offset`; FAILED_PRECONDITION if it was closed at another
-  // offset.
+  // lost): writes the end record, fsyncs, lets the Writer go, and wakes
+  // readers so they drain and finish. Repeating the close at the same offset
+  // is OK. INVALID_ARGUMENT if more was taken in than `end_offset`;
+  // FAILED_PRECONDITION if it was closed at another offset; the Writer's
+  // error (UNAVAILABLE-worthy: the caller may retry) if the end record could
+  // not be written.
   absl::StatusOr<Update> Close(uint64_t end_offset);
 
-  // Drops whole chunks, oldest first, until at least `bytes` retained bytes
-  // are freed or nothing is retained. Returns the retained bytes freed. For
-  // the store's total cap; readers see the drop in dropped_before.
-  uint64_t DropOldest(uint64_t bytes);
+  // A reader of the files (segment_log::Reader::Open: NOT_FOUND if the
+  // directory does not exist).
+  absl::StatusOr<std::unique_ptr<segment_log::Reader>> OpenReader() const;
 
-  // The absolute offset a reader starts at: `from_offset` if set (it may lie
-  // before the oldest retained byte: the first chunk then reports the drop),
-  // else 0 for `from_start` (so the first chunk reports everything dropped
-  // before the oldest retained byte), else the current end ("now").
-  // `from_offset` past the end is OUT_OF_RANGE (naming both offsets), except
-  // for a follower (`follow`) of a log still open: it waits there until the
-  // output reaches it.
-  absl::StatusOr<uint64_t> StartOffset(std::optional<uint64_t> from_offset,
+  // Where a reader starts: `from_offset` if set (it may lie before the
+  // oldest retained byte: the first chunk then reports the drop), else 0 for
+  // `from_start`, else the current end ("now"). `from_offset` past the end
+  // is OUT_OF_RANGE (naming both offsets), except for a follower (`follow`)
+  // of a log still open: it waits there. The extent is the log's and the
+  // `reader`'s (freshly opened), whichever knows more.
+  absl::StatusOr<uint64_t> StartOffset(const segment_log::Reader& reader,
+                                       std::optional<uint64_t> from_offset,
                                        bool from_start,
                                        bool follow = false) const;
 
-  // The output at `cursor` up to `limit` (exclusive), as one chunk of at
-  // most `max_bytes` bytes: consecutive bytes of one stream with no gap in
-  // between. When nothing is retained between the cursor and the end (or
-  // limit), an empty chunk at that point reports the lost bytes. nullopt
-  // when the cursor is at min(end_offset(), limit). The next cursor is
-  // offset + data.size().
-  std::optional<Chunk> Read(uint64_t cursor, uint64_t limit = kNoLimit,
-                            size_t max_bytes = kDefaultMaxReadBytes) const;
-
-  // Registers `watcher` for one OnLogChanged call when the log grows past
-  // `cursor` or closes, unless that has happened already (see WaitResult).
-  // The log keeps only a weak reference; registering again before the call
-  // is a no-op.
-  WaitResult WaitPast(uint64_t cursor, std::weak_ptr<Watcher> watcher);
-
+  // Registers `watcher` for one OnLogChanged call at the next change (an
+  // append, a gap, the close here, or Wake). The log keeps only a weak
+  // reference; registering again before the call is a no-op. Register
+  // before reading again, so a change between the read and the wait is
+  // never missed.
+  void Watch(std::weak_ptr<Watcher> watcher);
   // Forgets a registration of `watcher`, if any. Call before destroying a
   // watcher that may still be registered.
   void Unwatch(const Watcher* watcher);
+  // Calls every registered watcher (the files changed under another
+  // writer: the store's inotify).
+  void Wake();
 
-  // The offset after the last byte the process wrote (retained or not).
+  // The offset after the last byte taken in (written or lost), as far as
+  // this log_store knows (0 for a log it has only read).
   uint64_t end_offset() const;
-  // The offset of the oldest retained byte; end_offset() if none is.
-  uint64_t first_retained_offset() const;
-  // Retained data bytes plus the per-chunk overhead.
-  uint64_t retained_bytes() const {
-    return retained_bytes_.load(std::memory_order_relaxed);
-  }
+  // Whether this log_store closed the log (or found it closed at
+  // OpenForAppend).
   bool closed() const;
-  // Readers currently registered with WaitPast.
+  // Whether a Writer is open (an Append stream may write).
+  bool appending() const;
+  // Readers currently registered with Watch.
   size_t watcher_count() const;
 
  private:
-  struct StoredChunk {
-    uint64_t offset;
-    OutputStream stream;
-    std::string data;
-    uint64_t end() const { return offset + data.size(); }
-  };
-  using Waiters = absl::flat_hash_map<const Watcher*, std::weak_ptr<Watcher>>;
+  using Waiters =
+      absl::flat_hash_map<const Watcher*, std::weak_ptr<Watcher>>;
 
-  // Stores `data` at end_ (no gap), merging into the last chunk when it is
-  // contiguous and of the same stream. Returns the retained bytes added.
-  absl::StatusOr<Update> AppendDataImpl(uint64_t offset, OutputStream stream,
-                                        absl::string_view data,
-                                        std::string* owned);
-  // Pieces at least this large are stored as handed over.
-  static constexpr size_t kOwnedChunkMinBytes = 16 * 1024;
-  uint64_t StoreOwnedLocked(OutputStream stream, std::string data)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  uint64_t StoreLocked(OutputStream stream, absl::string_view data)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Drops the oldest chunks while over max_bytes. Returns the bytes freed.
-  uint64_t EnforceCapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  uint64_t DropFrontLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The first chunk that ends after `cursor`, or chunks_.end().
-  std::deque<StoredChunk>::const_iterator FirstEndingAfterLocked(
-      uint64_t cursor) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  Update MakeUpdateLocked(int64_t retained_delta) const
+  // Checks that [offset, offset + length) fits in 64 bits.
+  absl::Status CheckRange(absl::string_view what, uint64_t offset,
+                          uint64_t length) const;
+  // FAILED_PRECONDITION unless a Writer is open.
+  absl::Status RequireWriterLocked(absl::string_view what, uint64_t upto) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // Takes the registered watchers out, to be woken once the lock is gone.
+  // The extent, for a call that changed nothing.
+  Update CurrentLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The extent after a change, with the files' growth since
+  // `retained_before` (the Writer's retained_bytes before it).
+  Update MakeUpdateLocked(uint64_t retained_before, absl::Status write_error)
+      const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   Waiters TakeWaitersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static void Wake(Waiters waiters);
+  static void WakeAll(Waiters waiters);
 
   const std::string id_;
-  const uint64_t max_bytes_;
-  const size_t max_chunk_bytes_;
-  const size_t chunk_overhead_bytes_;
+  const std::string dir_;
+  const segment_log::WriterOptions writer_options_;
 
   mutable absl::Mutex mu_;
-  // Sorted by offset, non-overlapping; holes between chunks are lost bytes.
-  std::deque<StoredChunk> chunks_ ABSL_GUARDED_BY(mu_);
+  // Open from OpenForAppend to the close.
+  std::unique_ptr<segment_log::Writer> writer_ ABSL_GUARDED_BY(mu_);
   uint64_t end_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   Waiters waiters_ ABSL_GUARDED_BY(mu_);
-  // Written under mu_; read without it by the store choosing what to drop.
-  std::atomic<uint64_t> retained_bytes_{0};
 };
 
 }  // namespace pm::log_store

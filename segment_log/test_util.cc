@@ -1,8 +1,12 @@
 #include "segment_log/test_util.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <string.h>
 #include <ftw.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -159,6 +163,32 @@ void CorruptByte(const std::string& path, uint64_t pos) {
   ASSERT_EQ(pread(fd->get(), &byte, 1, pos), 1);
   byte = static_cast<char>(~byte);
   ASSERT_EQ(pwrite(fd->get(), &byte, 1, pos), 1);
+}
+
+SmallTmpfs::SmallTmpfs(const std::string& path, uint64_t bytes) : path_(path) {
+  if (mkdir(path.c_str(), 0700) != 0) {
+    error_ = absl::StrCat("mkdir: ", strerror(errno));
+    return;
+  }
+  if (unshare(CLONE_NEWNS) != 0) {
+    error_ = absl::StrCat("unshare(CLONE_NEWNS): ", strerror(errno));
+    return;
+  }
+  // Keep the mount below from propagating to the namespace we came from.
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    error_ = absl::StrCat("mount(MS_PRIVATE): ", strerror(errno));
+    return;
+  }
+  const std::string options = absl::StrCat("size=", bytes, ",mode=0700");
+  if (mount("tmpfs", path.c_str(), "tmpfs", 0, options.c_str()) != 0) {
+    error_ = absl::StrCat("mount(tmpfs): ", strerror(errno));
+    return;
+  }
+  mounted_ = true;
+}
+
+SmallTmpfs::~SmallTmpfs() {
+  if (mounted_) umount2(path_.c_str(), MNT_DETACH);
 }
 
 }  // namespace pm::segment_log

@@ -58,6 +58,25 @@ void TruncateFile(const std::string& path, uint64_t size);
 // Flips the bits of the byte at `pos`.
 void CorruptByte(const std::string& path, uint64_t pos);
 
+// A tmpfs of `bytes` mounted at `path` (created) in a mount namespace of
+// this process (so nothing shows outside it; the whole process moves into
+// it), unmounted when destroyed: a small disk to fill. Needs CAP_SYS_ADMIN:
+// ok() is false, and error() says why, where the test cannot have it.
+class SmallTmpfs {
+ public:
+  SmallTmpfs(const std::string& path, uint64_t bytes);
+  ~SmallTmpfs();
+  SmallTmpfs(const SmallTmpfs&) = delete;
+  SmallTmpfs& operator=(const SmallTmpfs&) = delete;
+  bool ok() const { return mounted_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string path_;
+  std::string error_;
+  bool mounted_ = false;
+};
+
 }  // namespace pm::segment_log
 
 #endif  // PM_SEGMENT_LOG_TEST_UTIL_H_

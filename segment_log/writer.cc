@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -190,6 +191,22 @@ absl::Status Writer::Append(Stream stream, absl::string_view data,
   EnforceCap();
   if (status.ok()) status = std::exchange(sync_error_, absl::OkStatus());
   return status;
+}
+
+absl::Status Writer::AppendGap(uint64_t length, absl::Time when) {
+  if (state_ != State::kOpen) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("segment_log \"", dir_, "\": gap after Close"));
+  }
+  if (length > UINT64_MAX - end_offset_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("segment_log \"", dir_, "\": a gap of ", length,
+                     " bytes at offset ", end_offset_, " overflows"));
+  }
+  if (length == 0) return absl::OkStatus();
+  if (pending_gap_bytes() == 0) gap_time_ = when;
+  end_offset_ += length;
+  return WritePendingGap();
 }
 
 absl::Status Writer::WritePendingGap() {

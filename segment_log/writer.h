@@ -3,7 +3,7 @@
 // directory (the log_store only reads it and deletes whole old segments).
 //
 //   PM_ASSIGN_OR_RETURN(std::unique_ptr<Writer> writer,
-//                       Writer::Open(absl::StrCat(state_dir, "/procs/", id),
+//                       Writer::Open(ProcessOutputDir(state_dir, id),
 //                                    WriterOptions{}));
 //   absl::Status status =
 //       writer->Append(Stream::kStdout, bytes_read, absl::Now());
@@ -82,6 +82,14 @@ class Writer {
   // the segment and how many bytes at which offset were lost.
   // FAILED_PRECONDITION after Close.
   absl::Status Append(Stream stream, absl::string_view data, absl::Time when);
+
+  // Records `length` bytes at end_offset() as lost elsewhere (before they
+  // reached this writer: a spool that overflowed, a resend that starts past
+  // the end), read at `when`, and writes the gap record. Zero is a no-op.
+  // A failed write keeps the gap pending (written with the next record)
+  // and returns the error. INVALID_ARGUMENT if the offset would overflow;
+  // FAILED_PRECONDITION after Close.
+  absl::Status AppendGap(uint64_t length, absl::Time when);
 
   // Writes the pending gap, if any, and the end record, and fsyncs the
   // segment and the directory. Appends after it are FAILED_PRECONDITION,

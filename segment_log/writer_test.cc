@@ -351,6 +351,30 @@ TEST(WriterTest, BytesAWriteCouldNotStoreBecomeAGapAndWritingResumes) {
   ExpectContiguous(tmp.path(), 1032);
 }
 
+TEST(WriterTest, AGapFromTheCallerIsAGapRecordAndAppendsFollowIt) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path());
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "before", kT0).ok());
+  ASSERT_TRUE(writer->AppendGap(0, kT0).ok());  // nothing lost: no record
+  ASSERT_TRUE(writer->AppendGap(100, kT0 + absl::Seconds(1)).ok());
+  EXPECT_EQ(writer->end_offset(), 106u);
+  EXPECT_EQ(writer->pending_gap_bytes(), 0u);
+  ASSERT_TRUE(writer->Append(Stream::kStderr, "after", kT0).ok());
+  std::vector<Record> records = RecordsIn(tmp.path());
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[1].kind, RecordKind::kGap);
+  EXPECT_EQ(records[1].offset, 6u);
+  EXPECT_EQ(records[1].length, 100u);
+  EXPECT_EQ(records[1].time, kT0 + absl::Seconds(1));
+  EXPECT_EQ(records[2].offset, 106u);
+
+  absl::Status overflow = writer->AppendGap(UINT64_MAX, kT0);
+  EXPECT_EQ(overflow.code(), absl::StatusCode::kInvalidArgument) << overflow;
+  ASSERT_TRUE(writer->Close(kT0).ok());
+  absl::Status closed = writer->AppendGap(1, kT0);
+  EXPECT_EQ(closed.code(), absl::StatusCode::kFailedPrecondition) << closed;
+}
+
 TEST(WriterTest, ABytesLostAtCloseAreAGapBeforeTheEnd) {
   TempDir tmp;
   std::unique_ptr<Writer> writer = OpenWriter(tmp.path());
@@ -388,44 +412,6 @@ TEST(WriterTest, AFailedCloseCanBeRetried) {
 
 namespace pm::segment_log {
 namespace {
-
-// A tmpfs of `bytes` mounted at `path` in a mount namespace of this process
-// (so nothing shows outside it), unmounted when destroyed. Needs
-// CAP_SYS_ADMIN: ok() is false where the test cannot have it.
-class SmallTmpfs {
- public:
-  SmallTmpfs(const std::string& path, uint64_t bytes) : path_(path) {
-    if (mkdir(path.c_str(), 0700) != 0) {
-      error_ = absl::StrCat("mkdir: ", strerror(errno));
-      return;
-    }
-    if (unshare(CLONE_NEWNS) != 0) {
-      error_ = absl::StrCat("unshare(CLONE_NEWNS): ", strerror(errno));
-      return;
-    }
-    // Keep the mount below from propagating to the namespace we came from.
-    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-      error_ = absl::StrCat("mount(MS_PRIVATE): ", strerror(errno));
-      return;
-    }
-    const std::string options = absl::StrCat("size=", bytes, ",mode=0700");
-    if (mount("tmpfs", path.c_str(), "tmpfs", 0, options.c_str()) != 0) {
-      error_ = absl::StrCat("mount(tmpfs): ", strerror(errno));
-      return;
-    }
-    mounted_ = true;
-  }
-  ~SmallTmpfs() {
-    if (mounted_) umount2(path_.c_str(), MNT_DETACH);
-  }
-  bool ok() const { return mounted_; }
-  const std::string& error() const { return error_; }
-
- private:
-  std::string path_;
-  std::string error_;
-  bool mounted_ = false;
-};
 
 TEST(WriterTest, OnAFullDiskBytesBecomeAGapAndWritingResumesWhenSpaceIsBack) {
   TempDir tmp;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -20,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "log_store/log_store.h"
 #include "log_store/log_store_service.h"
+#include "segment_log/reader.h"
 #include "supervisor/event_loop.h"
 
 namespace pm::supervisor {
@@ -37,7 +39,9 @@ class OutputSenderTest : public ::testing::Test {
     char dir_template[] = "/tmp/pm_os.XXXXXX";
     ASSERT_NE(mkdtemp(dir_template), nullptr);
     dir_ = dir_template;
-    store_ = std::make_unique<log_store::LogStore>(log_store::LogStore::Options{});
+    log_store::LogStore::Options store_options;
+    store_options.state_dir = dir_;
+    store_ = log_store::LogStore::Create(store_options).value();
     service_ = std::make_unique<log_store::LogStoreService>(store_.get());
     grpc::ServerBuilder builder;
     ConfigureServerBuilder(builder);
@@ -59,8 +63,7 @@ class OutputSenderTest : public ::testing::Test {
     server_->Wait();
     loop_.Quit();
     thread_.join();
-    unlink((dir_ + "/ls.sock").c_str());
-    rmdir(dir_.c_str());
+    std::filesystem::remove_all(dir_);
     grpc_shutdown();
   }
 
@@ -93,11 +96,16 @@ class OutputSenderTest : public ::testing::Test {
     std::string bytes;
     absl::StatusOr<std::shared_ptr<log_store::OutputLog>> log = store_->Find(kId);
     if (!log.ok()) return bytes;
+    absl::StatusOr<std::unique_ptr<segment_log::Reader>> reader =
+        (*log)->OpenReader();
+    if (!reader.ok()) return bytes;
     uint64_t cursor = 0;
-    while (auto chunk = (*log)->Read(cursor)) {
-      if (chunk->data.empty()) break;
-      bytes += chunk->data;
-      cursor = chunk->offset + chunk->data.size();
+    while (true) {
+      absl::StatusOr<std::optional<segment_log::Chunk>> chunk =
+          (*reader)->Read(cursor);
+      if (!chunk.ok() || !*chunk || (*chunk)->data.empty()) break;
+      bytes += (*chunk)->data;
+      cursor = (*chunk)->offset + (*chunk)->data.size();
     }
     return bytes;
   }

@@ -67,7 +67,9 @@ class SupervisorTest : public ::testing::Test {
     char dir_template[] = "/tmp/pm_sv.XXXXXX";
     ASSERT_NE(mkdtemp(dir_template), nullptr);
     dir_ = dir_template;
-    store_ = std::make_unique<log_store::LogStore>(log_store::LogStore::Options{});
+    log_store::LogStore::Options store_options;
+    store_options.state_dir = dir_;
+    store_ = log_store::LogStore::Create(store_options).value();
     log_store_service_ = std::make_unique<log_store::LogStoreService>(store_.get());
     registry_ = std::make_unique<registry::Registry>();
     registry_service_ = std::make_unique<registry::RegistryService>(registry_.get());

@@ -9,18 +9,16 @@
 // /bin/true and its reap, against posix_spawn + waitpid; and the same in a
 // cgroup of its own (made, joined, removed), as the supervisor does, where
 // this host allows it (root, cgroups).
-// Store: appending output to a log and reading it back, against memcpy of
-// the same bytes into and out of a buffer of the same size.
-<<<<<<< HEAD
+// Store: the log_store's append (LogStore::AppendData, to the segment files)
+// against write() of the same bytes to one file; it reads back through the
+// segment Reader measured below.
 // Registry: a record created and ended (CreateRecord + UpdateRecord to
 // EXITED, what each Start costs the registry), written through to SQLite in
 // $TMPDIR (else /var/tmp: a disk, not a tmpfs), against the same in memory
 // only.
-=======
 // Segments: the on-disk output (segment_log) written as the shim writes it
 // and read back as the log_store does, against plain write() and pread() of
 // the same bytes to and from one file (page cache, no fsync, both).
->>>>>>> segments
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
@@ -42,13 +40,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_cat.h"
 #include "log_store/log_store.h"
-<<<<<<< HEAD
 #include "registry/registry.h"
 #include "registry/sqlite_record_store.h"
-=======
 #include "segment_log/reader.h"
 #include "segment_log/writer.h"
->>>>>>> segments
 #include "supervisor/cgroup.h"
 #include "supervisor/spawn.h"
 
@@ -142,93 +137,6 @@ BENCHMARK(BM_PmSpawnInItsOwnCgroup)
     ->Arg(1)
     ->Unit(benchmark::kMicrosecond);
 
-// --- Store ------------------------------------------------------------------
-
-// Bytes kept: the store's default cap for one process, so once full every
-// append also drops the oldest chunk, as under a long capture.
-constexpr size_t kRetained = size_t{64} << 20;
-
-void BM_MemcpyIntoBufferBaseline(benchmark::State& state) {
-  const size_t piece = static_cast<size_t>(state.range(0));
-  const std::string data(piece, 'x');
-  std::vector<char> buffer(kRetained);
-  size_t at = 0;
-  for (auto _ : state) {
-    if (at + piece > buffer.size()) at = 0;
-    memcpy(buffer.data() + at, data.data(), piece);
-    benchmark::DoNotOptimize(buffer.data() + at);
-    at += piece;
-  }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * piece);
-}
-BENCHMARK(BM_MemcpyIntoBufferBaseline)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
-
-void BM_LogStoreAppend(benchmark::State& state) {
-  const size_t piece = static_cast<size_t>(state.range(0));
-  const std::string data(piece, 'x');
-  log_store::LogStore::Options options;
-  options.max_bytes_per_process = kRetained;
-  log_store::LogStore store(options);
-  std::shared_ptr<log_store::OutputLog> log = *store.Open(kId);
-  uint64_t offset = 0;
-  for (auto _ : state) {
-    auto update = store.AppendData(*log, offset, log_store::OutputStream::kStdout, data);
-    if (!update.ok()) {
-      state.SkipWithError(std::string(update.status().message()).c_str());
-      break;
-    }
-    offset += piece;
-  }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * piece);
-}
-BENCHMARK(BM_LogStoreAppend)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
-
-void BM_MemcpyOutOfBufferBaseline(benchmark::State& state) {
-  const size_t piece = static_cast<size_t>(state.range(0));
-  std::vector<char> buffer(kRetained, 'x');
-  std::string out;
-  size_t at = 0;
-  for (auto _ : state) {
-    if (at + piece > buffer.size()) at = 0;
-    out.assign(buffer.data() + at, piece);
-    benchmark::DoNotOptimize(out.data());
-    at += piece;
-  }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * piece);
-}
-BENCHMARK(BM_MemcpyOutOfBufferBaseline)->Arg(64 << 10)->Arg(1 << 20);
-
-// Reading a full log from the start in pieces of at most `piece`, as a
-// StreamOutput reader does.
-void BM_LogStoreRead(benchmark::State& state) {
-  const size_t piece = static_cast<size_t>(state.range(0));
-  log_store::LogStore::Options options;
-  options.max_bytes_per_process = kRetained;
-  log_store::LogStore store(options);
-  std::shared_ptr<log_store::OutputLog> log = *store.Open(kId);
-  const std::string chunk(piece, 'x');
-  for (uint64_t offset = 0; offset < kRetained; offset += piece) {
-    if (!store.AppendData(*log, offset, log_store::OutputStream::kStdout, chunk).ok()) {
-      state.SkipWithError("cannot fill the log");
-      return;
-    }
-  }
-  uint64_t cursor = 0, bytes = 0;
-  for (auto _ : state) {
-    std::optional<log_store::OutputLog::Chunk> read = log->Read(cursor, kRetained, piece);
-    if (!read || read->data.empty()) {
-      cursor = 0;  // wrapped: from the start again
-      continue;
-    }
-    benchmark::DoNotOptimize(read->data.data());
-    cursor = read->offset + read->data.size();
-    bytes += read->data.size();
-  }
-  state.SetBytesProcessed(static_cast<int64_t>(bytes));
-}
-BENCHMARK(BM_LogStoreRead)->Arg(64 << 10)->Arg(1 << 20);
-
-<<<<<<< HEAD
 // --- Registry ---------------------------------------------------------------
 
 pm::internal::v1::CreateRecordRequest SleepRecord() {
@@ -298,7 +206,6 @@ void BM_RegistryInSqlite(benchmark::State& state) {
   std::filesystem::remove_all(dir, ignored);
 }
 BENCHMARK(BM_RegistryInSqlite)->Unit(benchmark::kMicrosecond);
-=======
 // --- Segments ---------------------------------------------------------------
 
 // A directory of its own under TMPDIR, removed with its files at the end.
@@ -450,7 +357,39 @@ void BM_SegmentReaderRead(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(bytes));
 }
 BENCHMARK(BM_SegmentReaderRead)->Arg(64 << 10)->Arg(1 << 20);
->>>>>>> segments
+
+// --- Store ------------------------------------------------------------------
+
+// The log_store's append path (LogStore::AppendData: the segment Writer
+// under the log's lock, and the store's accounting), against the same
+// bytes written to one plain file.
+void BM_LogStoreAppend(benchmark::State& state) {
+  const size_t piece = static_cast<size_t>(state.range(0));
+  const std::string data(piece, 'x');
+  ScratchDir dir;
+  log_store::LogStore::Options options;
+  options.state_dir = dir.path();
+  options.max_bytes_per_process = kOnDisk;
+  absl::StatusOr<std::unique_ptr<log_store::LogStore>> store =
+      log_store::LogStore::Create(options);
+  if (!store.ok()) {
+    state.SkipWithError(std::string(store.status().message()).c_str());
+    return;
+  }
+  std::shared_ptr<log_store::OutputLog> log = *(*store)->Open(kId);
+  uint64_t offset = 0;
+  for (auto _ : state) {
+    auto update = (*store)->AppendData(*log, offset,
+                                       segment_log::Stream::kStdout, data);
+    if (!update.ok()) {
+      state.SkipWithError(std::string(update.status().message()).c_str());
+      break;
+    }
+    offset += piece;
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * piece);
+}
+BENCHMARK(BM_LogStoreAppend)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
 
 // --- Ratios -----------------------------------------------------------------
 
@@ -477,18 +416,11 @@ class RatioReporter : public benchmark::ConsoleReporter {
          "the same, timing only the spawn into a cgroup made before");
     for (const char* size : {"4096", "65536", "1048576"}) {
       Rate(absl::StrFormat("BM_LogStoreAppend/%s", size),
-           absl::StrFormat("BM_MemcpyIntoBufferBaseline/%s", size),
-           absl::StrFormat("store append of %s-byte pieces", size));
+           absl::StrFormat("BM_FileWriteBaseline/%s", size),
+           absl::StrFormat("log_store append of %s-byte pieces (to disk)", size));
     }
-    for (const char* size : {"65536", "1048576"}) {
-      Rate(absl::StrFormat("BM_LogStoreRead/%s", size),
-           absl::StrFormat("BM_MemcpyOutOfBufferBaseline/%s", size),
-           absl::StrFormat("store read of %s-byte pieces", size));
-    }
-<<<<<<< HEAD
     Time("BM_RegistryInSqlite", "BM_RegistryInMemoryBaseline",
          "registry create + end of a record, written through to SQLite");
-=======
     for (const char* size : {"4096", "65536", "1048576"}) {
       Rate(absl::StrFormat("BM_SegmentWriterAppend/%s", size),
            absl::StrFormat("BM_FileWriteBaseline/%s", size),
@@ -499,7 +431,6 @@ class RatioReporter : public benchmark::ConsoleReporter {
            absl::StrFormat("BM_FilePreadBaseline/%s", size),
            absl::StrFormat("segment read of %s-byte chunks", size));
     }
->>>>>>> segments
   }
 
  private:
