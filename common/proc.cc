@@ -1,8 +1,10 @@
 #include "common/proc.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <memory>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -60,6 +62,19 @@ absl::StatusOr<ProcStat> ReadProcStat(pid_t pid) {
     return ErrnoError("read", path);
   }
   return ParseProcStat(absl::string_view(buf, static_cast<size_t>(n)));
+}
+
+absl::StatusOr<std::vector<ProcStat>> ChildrenOf(pid_t parent) {
+  std::unique_ptr<DIR, int (*)(DIR*)> proc(opendir("/proc"), closedir);
+  if (!proc) return ErrnoError("opendir", "/proc");
+  std::vector<ProcStat> children;
+  while (const dirent* entry = readdir(proc.get())) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
+    absl::StatusOr<ProcStat> stat = ReadProcStat(pid);
+    if (stat.ok() && stat->ppid == parent) children.push_back(*std::move(stat));
+  }
+  return children;
 }
 
 }  // namespace pm

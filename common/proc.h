@@ -1,6 +1,7 @@
 // Reading /proc/PID/stat safely.
 //
-//   PM_ASSIGN_OR_RETURN(uint64_t ticks, pm::ReadProcStartTicks(pid));
+//   PM_ASSIGN_OR_RETURN(ProcStat stat, pm::ReadProcStat(pid));
+//   PM_ASSIGN_OR_RETURN(std::vector<ProcStat> kids, pm::ChildrenOf(getpid()));
 //
 // A pid alone can be reused; (pid, start ticks) names one process for the
 // life of the boot, so pm records both and reads /proc only when they match.
@@ -11,6 +12,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -37,6 +39,11 @@ absl::StatusOr<ProcStat> ParseProcStat(absl::string_view line);
 // Reads and parses /proc/<pid>/stat. NOT_FOUND (ENOENT/ESRCH) when the
 // process is gone.
 absl::StatusOr<ProcStat> ReadProcStat(pid_t pid);
+
+// The processes whose parent is `parent` now, from every /proc/PID/stat (a
+// process that ends during the scan is skipped). Errors name opendir and
+// the OS reason.
+absl::StatusOr<std::vector<ProcStat>> ChildrenOf(pid_t parent);
 
 }  // namespace pm
 

@@ -1,5 +1,7 @@
 #include "common/proc.h"
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -91,6 +93,27 @@ TEST(ProcStatTest, ReadsOwnProcess) {
 TEST(ProcStatTest, MissingProcessIsNotFound) {
   // pid_max is at most 4194304, so this pid never exists.
   EXPECT_EQ(ReadProcStat(4194305).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ChildrenOfTest, FindsAChildAndNotAFinishedOne) {
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    pause();  // until killed
+    _exit(0);
+  }
+  // fork has returned: the child is ours already.
+  absl::StatusOr<std::vector<ProcStat>> children = ChildrenOf(getpid());
+  ASSERT_TRUE(children.ok()) << children.status();
+  std::vector<pid_t> pids;
+  for (const ProcStat& c : *children) pids.push_back(c.pid);
+  EXPECT_THAT(pids, ::testing::Contains(child));
+
+  kill(child, SIGKILL);
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  children = ChildrenOf(getpid());
+  ASSERT_TRUE(children.ok()) << children.status();
+  for (const ProcStat& c : *children) EXPECT_NE(c.pid, child);
 }
 
 }  // namespace

@@ -53,6 +53,9 @@
 namespace pm::shim {
 
 inline constexpr uint16_t kProtocolVersion = 1;
+// The name of the supervisor's listening socket in the runtime dir, where
+// a shim whose supervisor died reconnects.
+inline constexpr char kShimsSocketName[] = "shims.sock";
 inline constexpr size_t kHeaderBytes = 8;
 // The largest datagram. A unix socket's default send buffer
 // (net.core.wmem_default, 208 KiB) bounds a SOCK_SEQPACKET datagram, so a

@@ -37,8 +37,6 @@
 
 namespace pm::shim {
 
-// The name of the supervisor's listening socket in the runtime dir.
-inline constexpr char kShimsSocketName[] = "shims.sock";
 // The shim's own log in the process's directory.
 inline constexpr char kShimLogName[] = "shim.log";
 

@@ -208,10 +208,12 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(StackOptions options) {
     service.binary = absl::StrCat(stack->options_.binary_root, "/", name, "/", name);
     service.args = {service.binary,
                     absl::StrCat("--runtime_dir=", stack->options_.runtime_dir)};
-    // The services that keep state on disk so far.
-    if (name == "registry" || name == "log_store" || name == "gateway") {
-      service.args.push_back(
-          absl::StrCat("--state_dir=", stack->options_.state_dir));
+    // Every service keeps state there (records, output, the processes'
+    // directories, the audit log).
+    service.args.push_back(absl::StrCat("--state_dir=", stack->options_.state_dir));
+    if (name == "supervisor") {
+      service.args.push_back(absl::StrCat(
+          "--shim_binary=", stack->options_.binary_root, "/shim/pm-shim"));
     }
     if (name == "gateway") {
       GatewayOptions& gateway = *stack->options_.gateway;

@@ -116,8 +116,8 @@ struct StackEvent {
 struct StackOptions {
   std::string runtime_dir;
   // What outlives the services (common/state_dir.h): created 0700 and
-  // passed as --state_dir to each service that keeps state there
-  // (registry, gateway). Required: a test must not share the user's.
+  // passed as --state_dir to every service (each keeps state there).
+  // Required: a test must not share the user's.
   std::string state_dir;
   // Where "registry/registry", "log_store/log_store" and
   // "supervisor/supervisor" are; empty: found in the runfiles.

@@ -37,6 +37,9 @@ class StackTest : public ::testing::Test {
       fs::create_directories(Root() + "/" + name);
       PutBack(name);
     }
+    // The supervisor's --shim_binary, as the launcher names it.
+    fs::create_directories(Root() + "/shim");
+    fs::create_symlink(real_root_ + "/shim/pm-shim", Root() + "/shim/pm-shim");
     options_.runtime_dir = dir_ + "/run";
     options_.state_dir = dir_ + "/state";
     options_.binary_root = Root();

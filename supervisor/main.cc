@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/memory_trimmer.h"
 #include "common/runtime_dir.h"
+#include "common/state_dir.h"
 #include "common/server.h"
 #include "common/stop_request.h"
 #include "supervisor/supervisor.h"
@@ -22,6 +23,14 @@
 DEFINE_string(runtime_dir, "",
               "Directory of the services' unix sockets (default: "
               "$PM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/pm, else /tmp/pm-<uid>)");
+DEFINE_string(state_dir, "",
+              "Directory of what pm keeps across restarts; each process's "
+              "output and exit file go under procs/<uuid>/ (default: "
+              "$PM_STATE_DIR, else /var/lib/pm for root, else "
+              "$XDG_STATE_HOME/pm, else ~/.local/state/pm)");
+DEFINE_string(shim_binary, "",
+              "The pm-shim executable that parents each process; empty: "
+              "none (for now only idle shims are kept ready)");
 DEFINE_uint32(default_grace_ms, 10000,
               "Stop's grace period between SIGTERM and SIGKILL when the "
               "request gives none (at most 3600000, 1h)");
@@ -119,6 +128,14 @@ int main(int argc, char** argv) {
   options.output.spool_bytes = FLAGS_output_spool_bytes;
   options.output_arena_bytes = FLAGS_output_arena_bytes;
   options.output.stall_bound = absl::Milliseconds(FLAGS_output_stall_ms);
+  if (!FLAGS_shim_binary.empty()) {
+    const std::string state_dir = pm::StateDirFlagOrDefault(FLAGS_state_dir);
+    if (absl::Status made = pm::EnsureStateDir(state_dir); !made.ok()) {
+      PM_LOG(ERROR) << "--state_dir: " << made;
+      return 1;
+    }
+    options.shim = pm::shim::ShimLaunch{FLAGS_shim_binary, state_dir, dir};
+  }
   absl::StatusOr<pm::supervisor::CgroupMode> cgroup_mode =
       pm::supervisor::ParseCgroupMode(FLAGS_cgroups);
   if (!cgroup_mode.ok()) {

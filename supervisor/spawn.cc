@@ -6,7 +6,6 @@
 #include "common/status.h"
 
 namespace pm::supervisor {
-namespace {
 
 SpawnIsolation IsolationOf(const pm::v1::StartRequest& request) {
   SpawnIsolation isolation;
@@ -27,8 +26,6 @@ SpawnIsolation IsolationOf(const pm::v1::StartRequest& request) {
   }
   return isolation;
 }
-
-}  // namespace
 
 absl::Status ValidateStartRequest(const pm::v1::StartRequest& request,
                                   const CommandCaps& caps) {

@@ -38,6 +38,9 @@ struct CommandCaps {
 absl::Status ValidateStartRequest(const pm::v1::StartRequest& request,
                                   const CommandCaps& caps = CommandCaps());
 
+// The namespaces `request.isolate()` asks for (validated beforehand).
+SpawnIsolation IsolationOf(const pm::v1::StartRequest& request);
+
 // Starts `request` (validated beforehand) as the leader of a new session
 // and process group, stdin /dev/null, stdout and stderr on pipes, in the
 // cgroups of `options` and the namespaces of `request.isolate()`. Its

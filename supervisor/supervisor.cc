@@ -23,6 +23,7 @@
 #include "common/output_arena.h"
 #include "common/status.h"
 #include "supervisor/async_ops.h"
+#include "supervisor/idle_shim.h"
 #include "supervisor/process.h"
 
 namespace pm::supervisor {
@@ -91,10 +92,33 @@ absl::Status Supervisor::Init() {
     janitor_.Run();
   });
   if (cgroups_->enabled()) {
-    spare_thread_ = std::thread([this] {
-      pthread_setname_np(pthread_self(), "pm-cgroups");
-      MakeSpareCgroups();
-    });
+    spare_cgroups_ = std::make_unique<Spares<std::unique_ptr<ProcessCgroup>>>(
+        Spares<std::unique_ptr<ProcessCgroup>>::Options{
+            .thread_name = "pm-cgroups",
+            .what = "cgroup",
+            .make = [this] { return cgroups_->Create(pm::v1::Limits()); },
+            .discard =
+                [](std::unique_ptr<ProcessCgroup> spare) {
+                  if (absl::Status removed = spare->Remove(); !removed.ok()) {
+                    PM_LOG(WARNING) << "spare cgroup: " << removed;
+                  }
+                }});
+    spare_cgroups_->Start();
+  }
+  if (options_.shim.has_value()) {
+    spare_shims_ = std::make_unique<Spares<shim::LaunchedShim>>(
+        Spares<shim::LaunchedShim>::Options{
+            .thread_name = "pm-shims",
+            .what = "shim",
+            .make = [launch = *options_.shim] { return shim::LaunchShim(launch); },
+            .discard =
+                [](shim::LaunchedShim idle) {
+                  if (absl::Status ended = EndIdleShim(std::move(idle));
+                      !ended.ok()) {
+                    PM_LOG(WARNING) << "spare shim: " << ended;
+                  }
+                }});
+    spare_shims_->Start();
   }
   return absl::OkStatus();
 }
@@ -195,7 +219,10 @@ void Supervisor::LetGoOfEverything() {
 
 void Supervisor::Shutdown(absl::Duration grace) {
   if (!loop_thread_.joinable()) return;
-  StopSpareCgroups();
+  // Before the loop ends: it reaps, through SIGCHLD, a spare shim that
+  // exits while being ended.
+  if (spare_cgroups_) spare_cgroups_->Stop();
+  if (spare_shims_) spare_shims_->Stop();
   auto all_stopped = std::make_shared<absl::Notification>();
   loop_.Post([this, grace, all_stopped] { StopEveryProcess(grace, all_stopped); });
   all_stopped->WaitForNotificationWithTimeout(grace + options_.kill_timeout +

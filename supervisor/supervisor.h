@@ -60,7 +60,9 @@
 #include "supervisor/event_loop.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "supervisor/output_sender.h"
+#include "shim/launch.h"
 #include "supervisor/record_stream.h"
+#include "supervisor/spares.h"
 #include "supervisor/spawn.h"
 
 namespace pm::supervisor {
@@ -91,6 +93,10 @@ struct SupervisorOptions {
   size_t output_arena_bytes = 8 << 20;
   // Which cgroups to use and where (--cgroups, --cgroup_parent).
   CgroupOptions cgroup;
+  // The pm-shim to run processes through (binary, state dir, runtime dir);
+  // unset: none. For now the supervisor only keeps idle shims ready (two,
+  // made off the loop, ended at Shutdown); Start does not use them yet.
+  std::optional<shim::ShimLaunch> shim;
   // Tests only: runs on the janitor thread before each leader's cgroup work,
   // so a test can hold the cgroup there and act meanwhile.
   std::function<void()> janitor_gate;
@@ -180,8 +186,6 @@ class Supervisor {
   // A cgroup for a new process: a spare one when there are no limits.
   absl::StatusOr<std::unique_ptr<ProcessCgroup>> TakeCgroup(
       const pm::v1::Limits& limits);
-  void MakeSpareCgroups();   // the spare thread's body
-  void StopSpareCgroups();   // joins it and removes the spares
   void WatchOutput(const ProcessPtr& p, int index);
   void UnwatchOutput(const ProcessPtr& p, int index);
   void OnOutputReadable(const ProcessPtr& p, int index);
@@ -274,12 +278,10 @@ class Supervisor {
   // Empty cgroups without limits made ahead of need by their own thread:
   // creating one (a mkdir per hierarchy) costs about as much as the clone
   // and exec, so Start takes a ready one and the loop never waits for it.
-  static constexpr size_t kSpareCgroups = 2;
-  absl::Mutex spare_mu_;
-  std::vector<std::unique_ptr<ProcessCgroup>> spare_cgroups_
-      ABSL_GUARDED_BY(spare_mu_);
-  bool spare_stop_ ABSL_GUARDED_BY(spare_mu_) = false;
-  std::thread spare_thread_;
+  // Null without cgroups.
+  std::unique_ptr<Spares<std::unique_ptr<ProcessCgroup>>> spare_cgroups_;
+  // Idle pm-shims made ahead of need the same way; null without a shim.
+  std::unique_ptr<Spares<shim::LaunchedShim>> spare_shims_;
   size_t live_ = 0;
   std::shared_ptr<absl::Notification> drained_;  // set by Shutdown
 };

@@ -26,6 +26,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/channel.h"
 #include "common/fd.h"
+#include "common/proc.h"
 #include "common/raw_call_test_util.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
@@ -470,6 +471,51 @@ TEST_F(SupervisorTest, ShutdownBringsAStopInProgressForwardAndLeavesNothingRunni
   EXPECT_EQ(errno, ECHILD) << "pid " << pid << " was not reaped";
   EXPECT_EQ(kill(pid, 0), -1);
   EXPECT_EQ(errno, ESRCH);
+}
+
+// --- Idle shims -------------------------------------------------------------
+
+std::string ShimBinary() {
+  return absl::StrCat(getenv("TEST_SRCDIR"), "/pm/shim/pm-shim");
+}
+
+// This process's children called `comm`.
+std::vector<pid_t> ChildrenNamed(absl::string_view comm) {
+  std::vector<pid_t> named;
+  absl::StatusOr<std::vector<ProcStat>> children = ChildrenOf(getpid());
+  EXPECT_TRUE(children.ok()) << children.status();
+  for (const ProcStat& child : children.value_or(std::vector<ProcStat>())) {
+    if (child.comm == comm) named.push_back(child.pid);
+  }
+  return named;
+}
+
+// Two idle pm-shims are ready once Create returns; Shutdown ends them (an
+// idle shim exits when its control socket closes) and reaps them.
+TEST_F(SupervisorTest, KeepsTwoIdleShimsReadyAndEndsAndReapsThemAtShutdown) {
+  ASSERT_TRUE(ChildrenNamed("pm-shim").empty());
+  CreateSupervisor(nullptr, [this](SupervisorOptions& options) {
+    options.shim = shim::ShimLaunch{ShimBinary(), dir_ + "/state", dir_};
+  });
+  const std::vector<pid_t> shims = ChildrenNamed("pm-shim");
+  ASSERT_EQ(shims.size(), 2u);
+  std::vector<Fd> pidfds;
+  for (pid_t pid : shims) {
+    pidfds.emplace_back(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+    ASSERT_TRUE(pidfds.back().valid()) << "pidfd_open " << pid << ": " << strerror(errno);
+  }
+
+  supervisor_->Shutdown();
+
+  for (size_t i = 0; i < pidfds.size(); ++i) {
+    pollfd exited = {pidfds[i].get(), POLLIN, 0};
+    EXPECT_EQ(poll(&exited, 1, 0), 1) << "shim " << shims[i] << " still runs";
+    siginfo_t info = {};
+    EXPECT_NE(waitid(static_cast<idtype_t>(P_PIDFD), pidfds[i].get(), &info,
+                     WEXITED | WNOHANG),
+              0);
+    EXPECT_EQ(errno, ECHILD) << "shim " << shims[i] << " was not reaped";
+  }
 }
 
 // --- File descriptors -------------------------------------------------------

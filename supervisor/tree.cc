@@ -6,8 +6,8 @@
 //                             its kill (deferred while the janitor holds it).
 //   MaybeRemoveCgroup / RemoveCgroupIfEmpty
 //                             its removal once the tree is gone.
-//   TakeCgroup / MakeSpareCgroups / StopSpareCgroups
-//                             empty cgroups made ahead of need.
+//   TakeCgroup                a spare cgroup made ahead of need, or a new
+//                             one.
 #include "supervisor/supervisor.h"
 
 #include <signal.h>
@@ -19,7 +19,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "common/log.h"
 #include "supervisor/process.h"
 
@@ -130,54 +129,11 @@ bool Supervisor::RemoveCgroupIfEmpty(const ProcessPtr& p) {
 
 absl::StatusOr<std::unique_ptr<ProcessCgroup>> Supervisor::TakeCgroup(
     const pm::v1::Limits& limits) {
-  if (limits.ByteSizeLong() == 0) {
-    absl::MutexLock lock(&spare_mu_);
-    if (!spare_cgroups_.empty()) {
-      std::unique_ptr<ProcessCgroup> cgroup = std::move(spare_cgroups_.back());
-      spare_cgroups_.pop_back();
-      return cgroup;  // the maker thread sees the pool low and refills it
-    }
+  if (limits.ByteSizeLong() == 0 && spare_cgroups_) {
+    // The spares' thread sees the pool low and refills it.
+    if (auto spare = spare_cgroups_->Take()) return *std::move(spare);
   }
   return cgroups_->Create(limits);
-}
-
-void Supervisor::MakeSpareCgroups() {
-  for (;;) {
-    spare_mu_.LockWhen(absl::Condition(
-        +[](Supervisor* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->spare_mu_) {
-          return self->spare_stop_ ||
-                 self->spare_cgroups_.size() < kSpareCgroups;
-        },
-        this));
-    const bool stop = spare_stop_;
-    spare_mu_.Unlock();
-    if (stop) return;
-    // mkdir in every hierarchy, off the loop thread.
-    absl::StatusOr<std::unique_ptr<ProcessCgroup>> cgroup =
-        cgroups_->Create(pm::v1::Limits());
-    if (!cgroup.ok()) {
-      PM_LOG(WARNING) << "cannot make a spare cgroup: " << cgroup.status()
-                      << "; Start makes its own";
-      return;
-    }
-    absl::MutexLock lock(&spare_mu_);
-    spare_cgroups_.push_back(*std::move(cgroup));
-  }
-}
-
-void Supervisor::StopSpareCgroups() {
-  {
-    absl::MutexLock lock(&spare_mu_);
-    spare_stop_ = true;
-  }
-  if (spare_thread_.joinable()) spare_thread_.join();
-  absl::MutexLock lock(&spare_mu_);
-  for (auto& spare : spare_cgroups_) {
-    if (absl::Status removed = spare->Remove(); !removed.ok()) {
-      PM_LOG(WARNING) << "spare cgroup: " << removed;
-    }
-  }
-  spare_cgroups_.clear();
 }
 
 }  // namespace pm::supervisor

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <thread>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/proc.h"
 #include "common/raw_call_test_util.h"
 #include "common/runtime_dir.h"
 #include "common/uuid.h"
@@ -449,22 +451,28 @@ TEST_F(EngineTest, StopSentTheInstantStartReturnsIsNeverLost) {
 
 // --- Reaping and scale ------------------------------------------------------
 
-// Zombie children of `parent`, from /proc.
-std::vector<pid_t> ZombiesOf(pid_t parent) {
-  std::vector<pid_t> zombies;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    pid_t pid = 0;
-    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
-    std::string stat;
-    std::getline(std::ifstream(entry.path() / "stat"), stat);
-    size_t close = stat.rfind(')');
-    if (close == std::string::npos) continue;
-    std::vector<std::string> fields = absl::StrSplit(stat.substr(close + 2), ' ');
-    if (fields.size() > 1 && fields[0] == "Z" && fields[1] == std::to_string(parent)) {
-      zombies.push_back(pid);
-    }
+// The children of `parent` that `pick` picks.
+std::vector<pid_t> ChildrenWhere(pid_t parent,
+                                 const std::function<bool(const ProcStat&)>& pick) {
+  std::vector<pid_t> found;
+  absl::StatusOr<std::vector<ProcStat>> children = ChildrenOf(parent);
+  EXPECT_TRUE(children.ok()) << children.status();
+  for (const ProcStat& child : children.value_or(std::vector<ProcStat>())) {
+    if (pick(child)) found.push_back(child.pid);
   }
-  return zombies;
+  return found;
+}
+std::vector<pid_t> ZombiesOf(pid_t parent) {
+  return ChildrenWhere(parent, [](const ProcStat& c) { return c.state == 'Z'; });
+}
+
+// The supervisor keeps idle pm-shims ready (the stack passes --shim_binary
+// and --state_dir), its own children.
+TEST_F(EngineTest, TheSupervisorKeepsTwoIdleShimsReady) {
+  EXPECT_EQ(ChildrenWhere(stack_.pid("supervisor"),
+                          [](const ProcStat& c) { return c.comm == "pm-shim"; })
+                .size(),
+            2u);
 }
 
 TEST_F(EngineTest, ThousandShortProcessesLeaveNoZombie) {

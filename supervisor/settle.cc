@@ -1,0 +1,64 @@
+#include "supervisor/settle.h"
+
+#include <signal.h>
+
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "common/proto_time.h"
+#include "shim/exit_file.h"
+#include "supervisor/end_reason.h"
+
+namespace pm::supervisor {
+
+using pm::v1::ProcessStatus;
+
+std::string ProcDirOf(const std::string& state_dir, const std::string& id) {
+  return absl::StrCat(state_dir, "/procs/", id);
+}
+
+pm::internal::v1::UpdateRecordRequest UpdateOfShimEnd(
+    const ProcessStatus& record, const shim::ProcessEnd& end) {
+  ProcessStatus::Termination termination = ProcessStatus::TERMINATION_BY_ITSELF;
+  if (record.state() == ProcessStatus::STATE_STOPPING) {
+    termination = end.status.kind == ExitStatus::Kind::kSignaled &&
+                          end.status.signal == SIGKILL
+                      ? ProcessStatus::TERMINATION_KILLED
+                      : ProcessStatus::TERMINATION_AFTER_SIGTERM;
+  }
+  pm::internal::v1::UpdateRecordRequest update;
+  update.set_id(record.id());
+  pm::internal::v1::ProcessEnd& to = *update.mutable_end();
+  if (end.status.kind == ExitStatus::Kind::kExited) {
+    update.set_state(ProcessStatus::STATE_EXITED);
+    to.set_exit_code(end.status.code);
+  } else {
+    update.set_state(ProcessStatus::STATE_SIGNALED);
+    to.set_signal(end.status.signal);
+    to.set_core_dumped(end.status.core_dumped);
+  }
+  *to.mutable_ended_at() = ToProtoTimestamp(end.ended);
+  to.set_termination(termination);
+  to.set_output_bytes(end.output_end);
+  to.set_end_reason(DescribeEnd(end.status, termination, /*oom_killed=*/false,
+                                pm::v1::ResourceUsage(), record.limits()));
+  return update;
+}
+
+pm::internal::v1::UpdateRecordRequest SettleUnadopted(
+    const ProcessStatus& record, const std::string& state_dir) {
+  const std::string dir = ProcDirOf(state_dir, record.id());
+  absl::StatusOr<std::optional<shim::ProcessEnd>> end = shim::ReadExitFile(dir);
+  if (end.ok() && end->has_value()) return UpdateOfShimEnd(record, **end);
+  pm::internal::v1::UpdateRecordRequest update;
+  update.set_id(record.id());
+  update.set_state(ProcessStatus::STATE_LOST);
+  update.mutable_end()->set_end_reason(
+      end.ok() ? absl::StrCat("its supervisor restarted and found neither its "
+                              "shim nor an exit file in ", dir)
+               : absl::StrCat("its supervisor restarted, found no shim, and "
+                              "could not read its exit file: ", end.status().ToString()));
+  return update;
+}
+
+}  // namespace pm::supervisor

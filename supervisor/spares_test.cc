@@ -1,0 +1,86 @@
+#include "supervisor/spares.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+
+namespace pm::supervisor {
+namespace {
+
+// Numbers made in order, and the ones discarded; `fail_from` makes the
+// make fail from that number on.
+struct Maker {
+  absl::Mutex mu;
+  int made ABSL_GUARDED_BY(mu) = 0;
+  int fail_from = 1 << 30;
+  std::vector<int> discarded;
+
+  Spares<int>::Options Options(size_t count) {
+    return {.thread_name = "test-spares",
+            .what = "number",
+            .count = count,
+            .make = [this]() -> absl::StatusOr<int> {
+              absl::MutexLock lock(&mu);
+              if (made >= fail_from) return absl::InternalError("no more");
+              return ++made;
+            },
+            .discard = [this](int n) { discarded.push_back(n); }};
+  }
+  void WaitForMade(int n) {
+    absl::MutexLock lock(&mu);
+    wanted = n;
+    mu.Await(absl::Condition(this, &Maker::MadeEnough));
+  }
+  int wanted ABSL_GUARDED_BY(mu) = 0;
+  bool MadeEnough() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return made >= wanted;
+  }
+};
+
+TEST(SparesTest, StartHasCountReadyAtOnce) {
+  Maker maker;
+  Spares<int> spares(maker.Options(2));
+  spares.Start();
+  EXPECT_EQ(spares.Take(), 2);
+  EXPECT_EQ(spares.Take(), 1);
+}
+
+TEST(SparesTest, ATakenOneIsReplaced) {
+  Maker maker;
+  Spares<int> spares(maker.Options(2));
+  spares.Start();
+  ASSERT_EQ(spares.Take(), 2);
+  maker.WaitForMade(3);
+  spares.Stop();
+  // 1 and the replacement 3 were ready, and are discarded.
+  EXPECT_EQ(maker.discarded.size(), 2u);
+  EXPECT_NE(std::find(maker.discarded.begin(), maker.discarded.end(), 3),
+            maker.discarded.end());
+}
+
+TEST(SparesTest, StopDiscardsEveryOneNotTakenAndIsIdempotent) {
+  Maker maker;
+  Spares<int> spares(maker.Options(3));
+  spares.Start();
+  spares.Stop();
+  spares.Stop();
+  EXPECT_EQ(maker.discarded.size(), 3u);
+  EXPECT_EQ(spares.Take(), std::nullopt);
+}
+
+TEST(SparesTest, AFailedMakeStopsMakingAndTakeFindsNone) {
+  Maker maker;
+  maker.fail_from = 1;  // the first is made, the second fails
+  Spares<int> spares(maker.Options(2));
+  spares.Start();
+  EXPECT_EQ(spares.Take(), 1);
+  EXPECT_EQ(spares.Take(), std::nullopt);
+  spares.Stop();
+  EXPECT_TRUE(maker.discarded.empty());
+}
+
+}  // namespace
+}  // namespace pm::supervisor
