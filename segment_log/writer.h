@@ -27,14 +27,13 @@
 // Durability: a record is in the page cache once Append returns, so it
 // survives kill -9 of the writer (and of every pm service). Nothing is
 // fsynced while the output runs (an fsync would stall the caller, and the
-// process on its pipe, for as long as the disk takes): when a segment is
-// full its writeback is started (sync_file_range, not waited for), and
-// Close fsyncs the last segment and the directory. So a power loss keeps
-// all the output of a process whose end record was written, and of a
-// running one what the kernel had written back: rotated segments normally
-// within moments, the current one all but its last ~30 s (the kernel's
-// dirty_expire); the torn tail it may leave is cut when the directory is
-// reopened.
+// process on its pipe, for as long as the disk takes), nor is writeback
+// forced when a segment is full (sync_file_range waits when the disk's
+// queue is full); Close fsyncs the last segment and the directory. So a
+// power loss keeps all the output of a process whose end record was
+// written, and of a running one what the kernel had written back: all but
+// about its last 30 s (the kernel's dirty_expire_centisecs); the torn tail
+// it may leave is cut when the directory is reopened.
 //
 // Not thread-safe: one thread (the shim's loop) calls it.
 #ifndef PM_SEGMENT_LOG_WRITER_H_
@@ -80,8 +79,8 @@ class Writer {
   // Writes a pending gap first. Empty `data` is a no-op. On a failed write
   // the bytes are lost but counted (see above) and the error names the call,
   // the segment and how many bytes at which offset were lost. A segment
-  // rotated out that could not be sealed or queued for writeback (fchmod,
-  // sync_file_range) is reported too, after the bytes were written (the
+  // rotated out that could not be sealed (fchmod) is reported too, after
+  // the bytes were written (the
   // message names no loss). FAILED_PRECONDITION after Close.
   absl::Status Append(Stream stream, absl::string_view data, absl::Time when);
 
