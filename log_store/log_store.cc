@@ -152,15 +152,16 @@ void LogStore::OnDirChanged(int wd) {
   std::vector<std::shared_ptr<OutputLog>> to_wake;
   {
     absl::MutexLock lock(&mu_);
-    auto wake = [&](const std::string& id) {
-      auto log = logs_.find(id);
-      if (log != logs_.end()) to_wake.push_back(log->second);
-    };
+    std::vector<const std::string*> ids;
     if (wd == -1) {
       // The kernel's queue overflowed: every log may have changed.
-      for (const auto& [watched_wd, id] : watched_ids_) wake(id);
+      for (const auto& [watched_wd, id] : watched_ids_) ids.push_back(&id);
     } else if (auto it = watched_ids_.find(wd); it != watched_ids_.end()) {
-      wake(it->second);
+      ids.push_back(&it->second);
+    }
+    for (const std::string* id : ids) {
+      auto log = logs_.find(*id);
+      if (log != logs_.end()) to_wake.push_back(log->second);
     }
   }
   for (const std::shared_ptr<OutputLog>& log : to_wake) {
