@@ -396,6 +396,7 @@ absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
   const absl::Time now = absl::Now();
   PM_ASSIGN_OR_RETURN(Record * record, Find(request.id()));
   const ProcessStatus& status = record->status;
+  const uint64_t sequence_before = record->sequence;
   if (request.sequence() != 0) {
     // Overtaken by a newer state already applied: nothing to do.
     if (request.sequence() <= record->sequence) return Answer(status, now);
@@ -432,7 +433,11 @@ absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
     next.set_state(to);
   }
   write.put.insert(write.put.begin(), ToStored(*record, next, ended_order));
-  PM_RETURN_IF_ERROR(Persist(write));
+  if (absl::Status persisted = Persist(write); !persisted.ok()) {
+    // Not applied: a retry of this very update (same sequence) must be.
+    record->sequence = sequence_before;
+    return persisted;
+  }
   record->status = std::move(next);
   if (!IsEndState(to)) return Answer(record->status, now);
   record->ended_order = ended_order;

@@ -272,6 +272,28 @@ TEST_F(RegistryStoreTest, AFailedWriteChangesNothingAndIsReturned) {
   EXPECT_EQ(store->puts.back().ended_order(), 1u);
 }
 
+// The supervisor may retry an update with the same sequence: one whose
+// write failed was not applied, so the retry must not be taken for a
+// duplicate of it.
+TEST_F(RegistryStoreTest, AnUpdateWhoseWriteFailedIsAppliedWhenRetriedWithItsSequence) {
+  auto owned = std::make_unique<FailingStore>();
+  FailingStore* store = owned.get();
+  auto registry = Registry::Open(Options(), std::move(owned));
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  const std::string id = MustCreate(**registry, Create(1));
+  UpdateRecordRequest exited = Exited(id, 4);
+  exited.set_sequence(7);
+  store->fail = true;
+  EXPECT_EQ((*registry)->UpdateRecord(exited).status().code(),
+            absl::StatusCode::kUnavailable);
+  store->fail = false;
+  absl::StatusOr<ProcessStatus> retried = (*registry)->UpdateRecord(exited);
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->state(), ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(retried->exit_code(), 4);
+  EXPECT_EQ(store->puts.back().sequence(), 7u);
+}
+
 TEST_F(RegistryStoreTest, AnEndAndTheEvictionItCausesAreOneWrite) {
   auto owned = std::make_unique<FailingStore>();
   FailingStore* store = owned.get();
