@@ -129,7 +129,10 @@ absl::StatusOr<std::shared_ptr<OutputLog>> LogStore::Find(
 absl::Status LogStore::Follow(const std::shared_ptr<OutputLog>& log) {
   absl::MutexLock lock(&mu_);
   Watched& watched = watched_[log->id()];
-  if (watched.followers++ > 0) return absl::OkStatus();
+  ++watched.followers;  // counted either way: Unfollow takes it back
+  // A watch that failed for an earlier follower (no inotify watches left)
+  // is tried again for each new one.
+  if (watched.wd >= 0) return absl::OkStatus();
   absl::StatusOr<int> wd = dir_watcher_->Watch(log->dir());
   if (!wd.ok()) return wd.status();
   watched.wd = *wd;
@@ -275,7 +278,7 @@ size_t LogStore::closed_log_count() const {
 
 size_t LogStore::watched_dir_count() const {
   absl::MutexLock lock(&mu_);
-  return watched_.size();
+  return watched_ids_.size();  // the directories with an inotify watch
 }
 
 uint64_t LogStore::write_errors() const {

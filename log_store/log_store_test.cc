@@ -253,6 +253,28 @@ TEST_F(LogStoreTest, AFollowedDirectoryWakesWatchersWhenAnotherWriterAppends) {
   EXPECT_EQ(store->watched_dir_count(), 0u);
 }
 
+// A watch that could not be made (here: the directory was gone for a
+// moment; on a busy host: no inotify watches left) is tried again for the
+// next follower instead of leaving the log without wake-ups for good.
+TEST_F(LogStoreTest, AWatchThatFailedIsTriedAgainForTheNextFollower) {
+  std::unique_ptr<LogStore> store = MakeStore(OptionsFor(tmp_.path()));
+  const std::string proc_dir = tmp_.path() + "/procs/" + Id(1);
+  const std::string dir = ProcessOutputDir(tmp_.path(), Id(1));
+  ASSERT_EQ(mkdir(proc_dir.c_str(), 0700), 0);
+  ASSERT_NE(segment_log::OpenWriter(dir), nullptr);
+  std::shared_ptr<OutputLog> log = store->Find(Id(1)).value();
+  const std::string moved = proc_dir + ".moved";
+  ASSERT_EQ(rename(proc_dir.c_str(), moved.c_str()), 0);
+  EXPECT_FALSE(store->Follow(log).ok());
+  EXPECT_EQ(store->watched_dir_count(), 0u);
+  ASSERT_EQ(rename(moved.c_str(), proc_dir.c_str()), 0);
+  ASSERT_TRUE(store->Follow(log).ok());
+  EXPECT_EQ(store->watched_dir_count(), 1u);
+  store->Unfollow(*log);
+  store->Unfollow(*log);
+  EXPECT_EQ(store->watched_dir_count(), 0u);
+}
+
 TEST_F(LogStoreTest, AFullDiskIsAGapAndTheStoreGoesOn) {
   const std::string state_dir = tmp_.Sub("disk");
   segment_log::SmallTmpfs disk(state_dir, 64 << 10);
