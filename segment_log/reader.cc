@@ -89,6 +89,19 @@ absl::Status Reader::Position(uint64_t cursor) {
     if (!target) return absl::OkStatus();
     PM_ASSIGN_OR_RETURN(current_, OpenFile(*target));
   }
+  return DropStaleTail();
+}
+
+absl::Status Reader::DropStaleTail() {
+  // The newest segment as of the last Refresh, once deleted or behind the
+  // reader, is needed no more: its fd goes, so a segment that retention
+  // deletes does not stay on disk for as long as a follower lives.
+  if (tail_ == nullptr) return absl::OkStatus();
+  PM_ASSIGN_OR_RETURN(bool deleted, Deleted(*tail_));
+  if (deleted || (current_ != nullptr &&
+                  tail_->file.first_offset < current_->file.first_offset)) {
+    tail_.reset();
+  }
   return absl::OkStatus();
 }
 
@@ -121,7 +134,10 @@ absl::StatusOr<std::optional<Record>> Reader::NextRecord() {
     PM_ASSIGN_OR_RETURN(std::unique_ptr<OpenSegment> opened, OpenFile(*next));
     // Deleted meanwhile: the next round lists again and takes the one
     // after it (the listing only shrinks from the front).
-    if (opened != nullptr) current_ = std::move(opened);
+    if (opened != nullptr) {
+      current_ = std::move(opened);
+      PM_RETURN_IF_ERROR(DropStaleTail());
+    }
   }
 }
 

@@ -138,6 +138,8 @@ class Reader {
   // The next valid record of `segment` (reading its header first if the
   // writer has written it since), or nullopt where its valid part ends.
   absl::StatusOr<std::optional<Record>> NextInSegment(OpenSegment& segment);
+  // Closes tail_ once its segment is deleted or behind current_.
+  absl::Status DropStaleTail();
   // Appends following data records of `stream` to `chunk` up to max_bytes.
   absl::Status ExtendChunk(Chunk& chunk, size_t max_bytes);
   void NoteEnd(uint64_t offset, bool closed);

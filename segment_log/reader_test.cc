@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/fd.h"
@@ -84,6 +85,35 @@ TEST(ReaderTest, RefreshFollowsTheWriterAcrossAppendsRotationsAndTheEnd) {
   ASSERT_TRUE(reader->Refresh().ok());
   EXPECT_TRUE(reader->closed());
   EXPECT_EQ(reader->end_offset(), 360u);
+}
+
+// Open files of this process whose name ends " (deleted)".
+int DeletedFilesHeldOpen() {
+  int held = 0;
+  for (int fd = 0; fd < 1024; ++fd) {
+    char link[4096];
+    const ssize_t n = readlink(absl::StrCat("/proc/self/fd/", fd).c_str(),
+                               link, sizeof(link) - 1);
+    if (n <= 0) continue;
+    if (absl::EndsWith(absl::string_view(link, n), " (deleted)")) ++held;
+  }
+  return held;
+}
+
+// A reader opened early keeps no fd on a segment it has read past, so the
+// per-process cap's deletions free the disk while it follows.
+TEST(ReaderTest, AReaderHoldsNoSegmentItHasReadPastOnceRetentionDeletesIt) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(64, 200));
+  ASSERT_TRUE(writer->Append(Stream::kStdout, std::string(80, 'a'), kT0).ok());
+  std::unique_ptr<Reader> reader = OpenReader(tmp.path());  // newest: the 1st
+  for (char c : {'b', 'c', 'd', 'e'}) {
+    ASSERT_TRUE(writer->Append(Stream::kStdout, std::string(80, c), kT0).ok());
+  }
+  std::vector<Chunk> chunks = ReadChunks(*reader, 80);
+  EXPECT_EQ(DataOf(chunks).substr(DataOf(chunks).size() - 80),
+            std::string(80, 'e'));
+  EXPECT_EQ(DeletedFilesHeldOpen(), 0);
 }
 
 TEST(ReaderTest, ACursorInsideARecordAndASmallMaxSplitIt) {
