@@ -126,7 +126,10 @@ absl::StatusOr<LiveView> ReadLiveView(absl::string_view proc_root, pid_t pid,
   }
   if (auto it = view.proc_status.find("Threads");
       it != view.proc_status.end()) {
-    if (!absl::SimpleAtoi(it->second, &view.threads)) view.threads = 0;
+    // A count that is not one (garbage, or negative) reads as unknown: 0.
+    if (!absl::SimpleAtoi(it->second, &view.threads) || view.threads < 0) {
+      view.threads = 0;
+    }
   }
   // The process may have died, and its pid been reused, between the first
   // check and the status read; only a second matching check proves that the

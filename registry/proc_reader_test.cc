@@ -73,6 +73,14 @@ TEST_F(FakeProcTest, ReadsTheViewOfTheRecordedProcess) {
   EXPECT_EQ(view->threads, 3);
 }
 
+// Found by the /proc fuzzer: "Threads:\t-1" gave a negative thread count.
+TEST_F(FakeProcTest, AThreadCountThatIsNotACountReadsAsZero) {
+  WriteProcess(77, 5000, "Name:\tfake\nThreads:\t-1\n");
+  absl::StatusOr<LiveView> view = ReadLiveView(root_, 77, 5000);
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->threads, 0);
+}
+
 TEST_F(FakeProcTest, AReusedPidIsNotFound) {
   WriteProcess(78, 6001, "Name:\tstranger\nVmRSS:\t100 kB\nThreads:\t1\n");
   absl::StatusOr<LiveView> view = ReadLiveView(root_, 78, 6000);
