@@ -63,13 +63,4 @@ absl::Status EnsureStateDir(const std::string& dir) {
   return EnsurePrivateDir(dir, "state dir");
 }
 
-std::string ProcsDir(absl::string_view state_dir) {
-  return absl::StrCat(state_dir, "/procs");
-}
-
-std::string ProcessOutputDir(absl::string_view state_dir,
-                             absl::string_view id) {
-  return absl::StrCat(ProcsDir(state_dir), "/", id, "/output");
-}
-
 }  // namespace pm

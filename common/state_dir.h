@@ -19,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "common/state_layout.h"  // ProcsDir, ProcessDir, ProcessOutputDir
 
 namespace pm {
 
@@ -49,13 +50,6 @@ std::string StateDirFlagOrDefault(absl::string_view flag);
 // argument and the OS reason.
 absl::Status EnsureStateDir(const std::string& dir);
 
-// Where the state dir keeps its processes: <state_dir>/procs.
-std::string ProcsDir(absl::string_view state_dir);
-// The directory of process `id`'s output segments (segment_log), written by
-// its shim (or the log_store) and read by the log_store:
-// <state_dir>/procs/<id>/output. `id` is used as given: callers pass the
-// canonical lower-case form.
-std::string ProcessOutputDir(absl::string_view state_dir, absl::string_view id);
 
 }  // namespace pm
 

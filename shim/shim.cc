@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/state_layout.h"
 #include "common/status_core.h"
 #include "supervisor/spawn_command.h"
 
@@ -234,14 +235,14 @@ bool Shim::AwaitSpawn() {
 }
 
 absl::Status Shim::PrepareProcessDir() {
-  const std::string procs = absl::StrCat(flags_.state_dir, "/procs");
-  proc_dir_ = absl::StrCat(procs, "/", uuid_);
+  const std::string procs = ProcsDir(flags_.state_dir);
+  proc_dir_ = ProcessDir(flags_.state_dir, uuid_);
   PM_RETURN_IF_ERROR(MakeDir(flags_.state_dir));
   PM_RETURN_IF_ERROR(MakeDir(procs));
   PM_RETURN_IF_ERROR(MakeDir(proc_dir_));
   PM_RETURN_IF_ERROR(RedirectStdio(absl::StrCat(proc_dir_, "/", kShimLogName)));
   PM_ASSIGN_OR_RETURN(output_, segment_log::Writer::Open(
-                                   absl::StrCat(proc_dir_, "/output"), output_options_));
+                                   ProcessOutputDir(flags_.state_dir, uuid_), output_options_));
   return absl::OkStatus();
 }
 

@@ -6,16 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/proto_time.h"
+#include "common/state_layout.h"
 #include "shim/exit_file.h"
 #include "supervisor/end_reason.h"
 
 namespace pm::supervisor {
 
 using pm::v1::ProcessStatus;
-
-std::string ProcDirOf(const std::string& state_dir, const std::string& id) {
-  return absl::StrCat(state_dir, "/procs/", id);
-}
 
 pm::internal::v1::UpdateRecordRequest UpdateOfShimEnd(
     const ProcessStatus& record, const shim::ProcessEnd& end) {
@@ -47,7 +44,7 @@ pm::internal::v1::UpdateRecordRequest UpdateOfShimEnd(
 
 pm::internal::v1::UpdateRecordRequest SettleUnadopted(
     const ProcessStatus& record, const std::string& state_dir) {
-  const std::string dir = ProcDirOf(state_dir, record.id());
+  const std::string dir = ProcessDir(state_dir, record.id());
   absl::StatusOr<std::optional<shim::ProcessEnd>> end = shim::ReadExitFile(dir);
   if (end.ok() && end->has_value()) return UpdateOfShimEnd(record, **end);
   pm::internal::v1::UpdateRecordRequest update;

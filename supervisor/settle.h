@@ -19,10 +19,6 @@
 
 namespace pm::supervisor {
 
-// <state_dir>/procs/<id>: where the shim keeps the process's output and
-// exit file.
-std::string ProcDirOf(const std::string& state_dir, const std::string& id);
-
 // The final update of the process `record` names, from the `end` its shim
 // reported: EXITED or SIGNALED with its code or signal, end time and output
 // end. Which signals pm sent is not known across the restart, so the

@@ -7,6 +7,7 @@
 
 #include "absl/time/time.h"
 #include "common/proto_time.h"
+#include "common/state_layout.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "segment_log/test_util.h"
@@ -32,7 +33,7 @@ class SettleTest : public ::testing::Test {
   std::string state_dir() const { return tmp_.path(); }
   void WriteExit(const shim::ProcessEnd& end) {
     ASSERT_EQ(mkdir(tmp_.Sub("procs").c_str(), 0700), 0);
-    const std::string dir = ProcDirOf(state_dir(), kId);
+    const std::string dir = ProcessDir(state_dir(), kId);
     ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
     ASSERT_TRUE(shim::WriteExitFile(dir, end).ok());
   }
@@ -80,7 +81,7 @@ TEST_F(SettleTest, NoShimAndNoExitFileIsLostSayingSo) {
 
 TEST_F(SettleTest, AnUnreadableExitFileIsLostNamingWhy) {
   ASSERT_EQ(mkdir(tmp_.Sub("procs").c_str(), 0700), 0);
-  const std::string dir = ProcDirOf(state_dir(), kId);
+  const std::string dir = ProcessDir(state_dir(), kId);
   ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
   FILE* f = fopen((dir + "/exit").c_str(), "w");
   ASSERT_NE(f, nullptr);
