@@ -1,6 +1,7 @@
 // The supervisor service: spawns, signals and reaps managed processes.
-// Serves <runtime_dir>/supervisor.sock; talks to the registry and the
-// log_store on their sockets in the same directory.
+// Serves <runtime_dir>/supervisor.sock; talks to the registry on its
+// socket in the same directory; runs each process under a pm-shim, which
+// keeps its output and exit file in the state dir.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -29,8 +30,8 @@ DEFINE_string(state_dir, "",
               "$PM_STATE_DIR, else /var/lib/pm for root, else "
               "$XDG_STATE_HOME/pm, else ~/.local/state/pm)");
 DEFINE_string(shim_binary, "",
-              "The pm-shim executable that parents each process; empty: "
-              "none (for now only idle shims are kept ready)");
+              "The pm-shim executable that parents each process (required; "
+              "the stack launcher passes the one built beside it)");
 DEFINE_uint32(default_grace_ms, 10000,
               "Stop's grace period between SIGTERM and SIGKILL when the "
               "request gives none (at most 3600000, 1h)");
@@ -44,19 +45,6 @@ DEFINE_uint32(max_command_bytes, 256 << 10,
 DEFINE_uint32(max_processes, 4096,
               "Cap on processes that have not ended; Start beyond it fails "
               "with RESOURCE_EXHAUSTED");
-DEFINE_uint64(output_window_bytes, 8 << 20,
-              "Unacknowledged output per process before its pipes are no "
-              "longer read (backpressure)");
-DEFINE_uint64(output_spool_bytes, 64 << 20,
-              "Output kept per process while the log_store is stalled or "
-              "down; beyond it bytes are dropped and recorded as a gap");
-DEFINE_uint64(output_arena_bytes, 8 << 20,
-              "Shared memory (in 1 MiB slots) through which large pieces of "
-              "output reach the log_store without a copy through the socket; "
-              "0: none, all output goes inline in the Append stream");
-DEFINE_uint32(output_stall_ms, 1000,
-              "How long a process may wait on a log_store making no progress "
-              "before the supervisor spools its output instead");
 DEFINE_uint32(shutdown_grace_ms, 3000,
               "Grace period of the stop every process gets at shutdown; a "
               "stop in progress with a longer one is brought forward to it");
@@ -117,25 +105,23 @@ int main(int argc, char** argv) {
 
   pm::supervisor::SupervisorOptions options;
   options.registry_socket = pm::SocketPath(dir, pm::Service::kRegistry);
-  options.log_store_socket = pm::SocketPath(dir, pm::Service::kLogStore);
   options.default_grace = absl::Milliseconds(FLAGS_default_grace_ms);
   options.kill_timeout = absl::Milliseconds(FLAGS_kill_timeout_ms);
   options.max_processes = FLAGS_max_processes;
   options.command_caps.max_args = FLAGS_max_args;
   options.command_caps.max_bytes = FLAGS_max_command_bytes;
   if (file_limit.ok()) options.child_file_limit = *file_limit;
-  options.output.window_bytes = FLAGS_output_window_bytes;
-  options.output.spool_bytes = FLAGS_output_spool_bytes;
-  options.output_arena_bytes = FLAGS_output_arena_bytes;
-  options.output.stall_bound = absl::Milliseconds(FLAGS_output_stall_ms);
-  if (!FLAGS_shim_binary.empty()) {
-    const std::string state_dir = pm::StateDirFlagOrDefault(FLAGS_state_dir);
-    if (absl::Status made = pm::EnsureStateDir(state_dir); !made.ok()) {
-      PM_LOG(ERROR) << "--state_dir: " << made;
-      return 1;
-    }
-    options.shim = pm::shim::ShimLaunch{FLAGS_shim_binary, state_dir, dir};
+  if (FLAGS_shim_binary.empty()) {
+    PM_LOG(ERROR) << "--shim_binary is required: the pm-shim each process "
+                     "runs under";
+    return 2;
   }
+  const std::string state_dir = pm::StateDirFlagOrDefault(FLAGS_state_dir);
+  if (absl::Status made = pm::EnsureStateDir(state_dir); !made.ok()) {
+    PM_LOG(ERROR) << "--state_dir: " << made;
+    return 1;
+  }
+  options.shim = pm::shim::ShimLaunch{FLAGS_shim_binary, state_dir, dir};
   absl::StatusOr<pm::supervisor::CgroupMode> cgroup_mode =
       pm::supervisor::ParseCgroupMode(FLAGS_cgroups);
   if (!cgroup_mode.ok()) {

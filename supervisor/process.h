@@ -14,6 +14,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,23 +27,22 @@
 #include "supervisor/cgroup.h"
 #include "supervisor/event_loop.h"
 #include "supervisor/lifecycle.h"
-#include "supervisor/output_sender.h"
 #include "supervisor/supervisor.h"
 
 namespace pm::supervisor {
 
-// The most one read of a pipe takes: the pipe's whole capacity
-// (F_SETPIPE_SZ 1 MiB), and the size of a slot of the output arena.
-inline constexpr size_t kMaxRead = 1 << 20;
-
 // One managed process as the supervisor holds it, on the loop thread only.
-// Its last reference must be dropped on the loop thread too (its
-// OutputSender cancels loop timers): a closure that holds a ProcessPtr and
-// runs elsewhere hands it back with a posted task.
+// Its last reference must be dropped on the loop thread too (its fds are
+// watched by the loop): a closure that holds a ProcessPtr and runs
+// elsewhere hands it back with a posted task.
 struct Process {
-  std::string id;  // minted by Start; empty while SpawnOnLoop runs
+  std::string id;  // minted by Start
   pid_t pid = -1;
+  // The leader's pidfd until its end: its shim has the exit status, so it
+  // is only watched (and the leader reaped through it) once the shim is
+  // gone (pidfd_watched).
   Fd pidfd;
+  bool pidfd_watched = false;
   uint64_t start_ticks = 0;
   pm::v1::ProcessStatus status;  // the record as this supervisor knows it
   pm::v1::Limits limits;  // as started
@@ -56,15 +56,22 @@ struct Process {
   // meant for its members wait (the flags below) until it is back.
   bool members_term_deferred = false;
   bool kill_deferred = false;
-  // How the leader ended, from its reaping (FinishReap writes the status).
-  ExitStatus exit;
+  // How the leader ended, from its shim or its reaping (FinishReap writes
+  // the status); unset when no one could tell (its shim died and it was
+  // not this supervisor's child to reap).
+  std::optional<ExitStatus> exit;
   absl::Time ended_at;
   pm::v1::ProcessStatus::Termination termination =
       pm::v1::ProcessStatus::TERMINATION_UNSPECIFIED;
 
-  Fd out[2];  // stdout, stderr read ends
-  bool out_watched[2] = {false, false};
-  std::shared_ptr<OutputSender> sender;
+  // Its pm-shim: the control socket (watched on the loop) until the shim
+  // said Closed or was lost.
+  pid_t shim_pid = -1;
+  Fd shim_control;
+  // The output's end offset as the shim last told it: at the leader's end
+  // (Exited, the record's output_bytes), then at the close (Closed).
+  uint64_t output_end = 0;
+  bool output_closed = false;
 
   // Its phases (the leader, the record, a stop): moved only through On,
   // which checks each move against the table in lifecycle.cc.
@@ -97,13 +104,10 @@ struct Process {
 
   bool stopping() const { return life.stopping(); }
   bool flushed() const { return updates_in_flight == 0 && !dirty; }
-  bool output_open() const { return out[0].valid() || out[1].valid(); }
-  // What drains on its own, in any order, once the life is over: the pipes
-  // (to EOF), the log_store's acks, the registry's updates, and the tree
+  // What drains on its own, in any order, once the life is over: the
+  // output (its shim says Closed), the registry's updates, and the tree
   // (while its cgroup holds members, a Stop must still find it).
-  bool drained() const {
-    return !output_open() && sender->done() && flushed() && !cgroup;
-  }
+  bool drained() const { return output_closed && flushed() && !cgroup; }
 };
 
 // Whether a status says the process has ended.

@@ -1,13 +1,17 @@
-// Reaping: a leader's end, step by step.
-//   1. Its pidfd is readable, or a SIGCHLD says something ended (OnSigchld;
-//      orphans reparented to the subreaper are reaped there too).
-//   2. waitid takes its exit status; what it wrote is drained (ReapLeader).
+// A leader's end, step by step.
+//   1. Its shim reaped it and says Exited, with the exit status and the
+//      output's end by then (shim_link.cc). Only if the shim died first is
+//      the leader reparented here and reaped through its pidfd (ReapLeader,
+//      from its pidfd or a SIGCHLD; OnSigchld also reaps the shims, and any
+//      other child that ends).
+//   2. OnLeaderEnd: the leader is no longer live.
 //   3. The janitor thread reads its cgroup's final usage and removes the
 //      cgroup if empty, off the loop.
 //   4. Back on the loop, the end is written into the status and sent to
 //      the registry; a stop waiting for it looks again (FinishReap).
 #include "supervisor/supervisor.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
@@ -44,9 +48,25 @@ ProcessStatus::Termination TerminationOf(const Process& p) {
 // Writes the leader's end into its status. `final_usage`: its cgroup's
 // usage as the janitor read it at the end (null: none read).
 void WriteEnd(Process& p, const pm::v1::ResourceUsage* final_usage) {
-  const ExitStatus& exit = p.exit;
   ProcessStatus& s = p.status;
   const absl::Time now = p.ended_at;
+  if (!p.exit.has_value()) {
+    // Its shim died before it, and it was not this supervisor's to reap.
+    s.set_state(ProcessStatus::STATE_LOST);
+    *s.mutable_ended_at() = ToProtoTimestamp(now);
+    *s.mutable_run_time() =
+        ToProtoDuration(now - FromProtoTimestamp(s.started_at()));
+    s.set_termination(p.termination);
+    if (final_usage) *s.mutable_usage() = *final_usage;
+    s.set_end_reason(
+        "its pm-shim died before it, so how it ended is unknown");
+    s.set_output_bytes(p.output_end);
+    s.clear_proc_status();
+    s.clear_rss_bytes();
+    s.clear_threads();
+    return;
+  }
+  const ExitStatus& exit = *p.exit;
   if (exit.kind == ExitStatus::Kind::kExited) {
     s.set_state(ProcessStatus::STATE_EXITED);
     s.set_exit_code(exit.code);
@@ -69,7 +89,7 @@ void WriteEnd(Process& p, const pm::v1::ResourceUsage* final_usage) {
                    s.usage().oom_kills() > 0);
   s.set_end_reason(DescribeEnd(exit, s.termination(), s.oom_killed(),
                                s.usage(), p.limits));
-  s.set_output_bytes(p.sender->end_offset());
+  s.set_output_bytes(p.output_end);
   s.clear_proc_status();
   s.clear_rss_bytes();
   s.clear_threads();
@@ -81,9 +101,10 @@ void Supervisor::OnSigchld() {
   struct signalfd_siginfo ssi;
   while (read(sigchld_fd_.get(), &ssi, sizeof(ssi)) == sizeof(ssi)) {
   }
-  // SIGCHLDs coalesce, so reap until nothing is left. Our own leaders are
-  // reaped through their pidfd (ReapLeader); anything else is an orphan
-  // reparented to us as subreaper.
+  // SIGCHLDs coalesce, so reap until nothing is left. The shims are our
+  // children; a leader is only once its shim died (ReapLeader takes its
+  // status through its pidfd); anything else is an orphan reparented to us
+  // as subreaper.
   for (;;) {
     siginfo_t info = {};
     if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0) break;
@@ -115,29 +136,46 @@ void Supervisor::OnSigchld() {
 
 void Supervisor::ReapLeader(const ProcessPtr& p) {
   if (p->life.reaped()) return;
+  // The leader is this supervisor's child only once its shim died (it was
+  // reparented to this subreaper): then waitid takes its status.
   siginfo_t info = {};
   if (waitid(static_cast<idtype_t>(P_PIDFD), p->pidfd.get(), &info,
              WEXITED | WNOHANG) != 0) {
-    PM_LOG(ERROR) << "waitid on pidfd of " << p->pid << ": "
-                  << ErrnoError("waitid", "P_PIDFD");
+    if (errno != ECHILD) {
+      PM_LOG(ERROR) << "waitid on pidfd of " << p->pid << ": "
+                    << ErrnoError("waitid", "P_PIDFD");
+    } else if (!p->shim_control.valid()) {
+      // Its shim is gone and it was reparented elsewhere (the shim was not
+      // this supervisor's child): someone else reaps it, and how it ended
+      // is lost with the shim.
+      pollfd ended = {p->pidfd.get(), POLLIN, 0};
+      if (poll(&ended, 1, 0) == 1) {
+        OnLeaderEnd(p, std::nullopt, absl::Now(), p->output_end);
+      }
+    }
     return;
   }
   if (info.si_pid == 0) return;  // spurious wakeup: still running
-  p->exit = ExitStatus::FromSiginfo(info);
-  p->ended_at = absl::Now();
+  OnLeaderEnd(p, ExitStatus::FromSiginfo(info), absl::Now(), p->output_end);
+}
+
+void Supervisor::OnLeaderEnd(const ProcessPtr& p, std::optional<ExitStatus> exit,
+                             absl::Time ended, uint64_t output_end) {
+  if (p->life.reaped()) return;
+  p->exit = exit;
+  p->ended_at = ended;
+  p->output_end = output_end;
   p->termination = TerminationOf(*p);
   // Reaping until FinishReap has written the end (the janitor may hold the
   // cgroup meanwhile).
   p->On(Event::kLeaderReaped);
-  loop_.Unwatch(p->pidfd.get());
+  if (p->pidfd_watched) {
+    loop_.Unwatch(p->pidfd.get());
+    p->pidfd_watched = false;
+  }
   p->pidfd.reset();
   by_pid_.erase(p->pid);
   --live_;
-  // What the process wrote before it ended is in its pipes now: take it, so
-  // output_bytes counts all of it (backpressure may overshoot its window by
-  // at most the pipes' capacity here).
-  DrainOutput(p, 0);
-  DrainOutput(p, 1);
   if (!p->cgroup || p->life.abandoned()) {
     std::unique_ptr<ProcessCgroup> none;
     FinishReap(p, none, pm::v1::ResourceUsage(), /*removed=*/false);
@@ -180,7 +218,6 @@ void Supervisor::FinishReap(const ProcessPtr& p,
   p->On(Event::kEndWritten);
   WriteEnd(*p, cgroup ? &final_usage : nullptr);
   if (p->life.abandoned()) {
-    p->sender->Cancel();
     MaybeRemoveCgroup(p);
     return;
   }

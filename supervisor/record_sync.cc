@@ -72,11 +72,6 @@ void Supervisor::AbandonUnrecorded(const ProcessPtr& p) {
   p->On(Event::kAbandoned);
   SignalGroup(*p, SIGKILL);
   KillCgroup(p);
-  for (int i = 0; i < 2; ++i) {
-    UnwatchOutput(p, i);
-    p->out[i].reset();
-  }
-  p->sender->Cancel();
 }
 
 void Supervisor::OnRecorded(const ProcessPtr& p, const ProcessStatus& record) {

@@ -1,11 +1,11 @@
 // The start path: a Start, step by step.
 //   1. Validate the request and the limits this host can enforce (Start).
-//   2. Wait, without blocking a thread, until both backends are connected
-//      (WhenBackendsReady), then mint the id.
-//   3. On the loop: take a cgroup, spawn into it, watch the pidfd and the
-//      pipes (SpawnOnLoop).
-//   4. At once: ask the registry for the record and the log_store for the
-//      log (StartOnLoop); PendingStart answers when the slower is done.
+//   2. Wait, without blocking a thread, until the registry is connected
+//      (WhenRegistryReady), then mint the id.
+//   3. On the loop: take a cgroup and an idle shim, which spawns into it;
+//      watch the shim's control socket (SpawnOnLoop).
+//   4. Ask the registry for the record (StartOnLoop); PendingStart answers
+//      with it.
 #include "supervisor/supervisor.h"
 
 #include <signal.h>
@@ -34,113 +34,48 @@ namespace pm::supervisor {
 
 using pm::v1::ProcessStatus;
 
-void Supervisor::WhenBackendsReady(std::function<void(absl::Status)> then) {
-  struct Backend {
-    grpc::Channel* channel;
-    grpc::health::v1::Health::Stub* health;
-    const char* name;
-    const std::string* socket;
-  };
-  std::vector<Backend> waiting;
-  for (const Backend& b :
-       {Backend{log_store_channel_.get(), log_store_health_.get(), "log_store",
-                &options_.log_store_socket},
-        Backend{registry_channel_.get(), registry_health_.get(), "registry",
-                &options_.registry_socket}}) {
-    if (b.channel->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_READY) {
-      waiting.push_back(b);
-    }
+void Supervisor::WhenRegistryReady(std::function<void(absl::Status)> then) {
+  if (registry_channel_->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY) {
+    return then(absl::OkStatus());
   }
-  if (waiting.empty()) return then(absl::OkStatus());
   // Not connected (yet): a health check that waits for the connection says
-  // whether the service is there, without holding a thread meanwhile.
-  struct Join {
-    absl::Mutex mu;
-    int left ABSL_GUARDED_BY(mu) = 0;
-    absl::Status status ABSL_GUARDED_BY(mu);
-    std::function<void(absl::Status)> then;
+  // whether the registry is there, without holding a thread meanwhile.
+  struct Call {
+    grpc::ClientContext context;
+    grpc::health::v1::HealthCheckRequest request;
+    grpc::health::v1::HealthCheckResponse response;
   };
-  auto join = std::make_shared<Join>();
-  join->then = std::move(then);
-  {
-    absl::MutexLock lock(&join->mu);
-    join->left = static_cast<int>(waiting.size());
-  }
-  for (const Backend& b : waiting) {
-    struct Call {
-      grpc::ClientContext context;
-      grpc::health::v1::HealthCheckRequest request;
-      grpc::health::v1::HealthCheckResponse response;
-    };
-    auto call = std::make_shared<Call>();
-    call->context.set_wait_for_ready(true);
-    call->context.set_deadline(std::chrono::system_clock::now() +
-                               std::chrono::seconds(2));
-    PendingAsyncOps().Begin();
-    b.health->async()->Check(
-        &call->context, &call->request, &call->response,
-        [call, join, name = b.name, socket = *b.socket](grpc::Status rpc) {
-          bool last = false;
-          absl::Status status;
-          {
-            absl::MutexLock lock(&join->mu);
-            if (!rpc.ok() && join->status.ok()) {
-              join->status = absl::UnavailableError(
-                  absl::StrCat(name, " is unavailable at ", socket));
-            }
-            last = --join->left == 0;
-            status = join->status;
-          }
-          if (last) join->then(std::move(status));
-          PendingAsyncOps().End();
-        });
-  }
+  auto call = std::make_shared<Call>();
+  call->context.set_wait_for_ready(true);
+  call->context.set_deadline(std::chrono::system_clock::now() +
+                             std::chrono::seconds(2));
+  PendingAsyncOps().Begin();
+  registry_health_->async()->Check(
+      &call->context, &call->request, &call->response,
+      [call, then = std::move(then),
+       socket = options_.registry_socket](grpc::Status rpc) {
+        if (rpc.ok()) {
+          then(absl::OkStatus());
+        } else {
+          then(absl::UnavailableError(
+              absl::StrCat("registry is unavailable at ", socket)));
+        }
+        PendingAsyncOps().End();
+      });
 }
 
 // One Start in flight: finished once, by an error, or when the process is
-// on record and its log is open (or the wait for the log timed out).
+// on record.
 class Supervisor::PendingStart {
  public:
   explicit PendingStart(StartDone done) : done_(std::move(done)) {}
-  // Whoever still held it (the log's Open, its timer) is gone without
-  // answering: the loop stopped. Recorded is enough to answer with the id.
-  ~PendingStart() {
-    bool recorded;
-    {
-      absl::MutexLock lock(&mu_);
-      recorded = recorded_;
-    }
-    if (recorded) {
-      Finish(OkResponse());
-    } else {
-      Finish(absl::UnavailableError("supervisor is shutting down"));
-    }
-  }
+  // Whoever still held it is gone without answering: the loop stopped.
+  ~PendingStart() { Finish(absl::UnavailableError("supervisor is shutting down")); }
 
   void Fail(absl::Status status) { Finish(std::move(status)); }
-  void Recorded(pm::v1::StartResponse response) {
-    {
-      absl::MutexLock lock(&mu_);
-      response_ = std::move(response);
-      recorded_ = true;
-      if (!log_open_) return;
-    }
-    Finish(OkResponse());
-  }
-  void LogOpen() {
-    {
-      absl::MutexLock lock(&mu_);
-      log_open_ = true;
-      if (!recorded_) return;
-    }
-    Finish(OkResponse());
-  }
+  void Recorded(pm::v1::StartResponse response) { Finish(std::move(response)); }
 
  private:
-  absl::StatusOr<pm::v1::StartResponse> OkResponse() {
-    absl::MutexLock lock(&mu_);
-    return response_;
-  }
   void Finish(absl::StatusOr<pm::v1::StartResponse> result) {
     StartDone done;
     {
@@ -153,9 +88,6 @@ class Supervisor::PendingStart {
 
   absl::Mutex mu_;
   StartDone done_ ABSL_GUARDED_BY(mu_);
-  pm::v1::StartResponse response_ ABSL_GUARDED_BY(mu_);
-  bool recorded_ ABSL_GUARDED_BY(mu_) = false;
-  bool log_open_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 void Supervisor::Start(const pm::v1::StartRequest& request, Owner owner,
@@ -167,14 +99,13 @@ void Supervisor::Start(const pm::v1::StartRequest& request, Owner owner,
     return cgroups_->CheckLimits(request.limits());
   }();
   if (!checked.ok()) return start->Fail(std::move(checked));
-  // Refuse before spawning when a backend is down: a process whose output
-  // or record has nowhere to go would have to be killed again.
-  WhenBackendsReady([this, request, owner = std::move(owner),
+  // Refuse before spawning when the registry is down: a process whose
+  // record has nowhere to go would have to be killed again. (The log_store
+  // is not needed: the shim writes the output to disk.)
+  WhenRegistryReady([this, request, owner = std::move(owner),
                      start](absl::Status ready) {
     if (!ready.ok()) return start->Fail(std::move(ready));
-    // The id is minted here, so the process's log is opened in the
-    // log_store while the registry creates its record: Start waits for the
-    // slower of the two, not for both in turn.
+    // The id names the process's directory, which its shim makes.
     absl::StatusOr<std::string> id = NewUuidV4();
     if (!id.ok()) return start->Fail(id.status());
     if (!loop_.Post([this, request, id = *std::move(id), owner, start] {
@@ -188,13 +119,12 @@ void Supervisor::Start(const pm::v1::StartRequest& request, Owner owner,
 void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,
                              const std::string& id, const Owner& owner,
                              std::shared_ptr<PendingStart> start) {
-  absl::StatusOr<ProcessPtr> spawned = SpawnOnLoop(request);
+  absl::StatusOr<ProcessPtr> spawned = SpawnOnLoop(request, id);
   if (!spawned.ok()) {
-    // Out of fds (a pipe, the pidfd, a cgroup file): say which limit.
+    // Out of fds (a socket, the pidfd, a cgroup file): say which limit.
     return start->Fail(ExplainFileExhaustion(spawned.status(), "the supervisor"));
   }
   ProcessPtr p = *std::move(spawned);
-  p->id = id;
 
   records_->Create(
       CreateRequestOf(*p, request, owner),
@@ -230,32 +160,22 @@ void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,
           start->Fail(absl::UnavailableError("supervisor is shutting down"));
         }
       });
-  // Start answers once the log exists in the store, so a follower that uses
-  // the id right away finds it. Bounded: output is spooled meanwhile.
-  auto timer = std::make_shared<EventLoop::TimerId>(0);
-  p->sender->Connect(id, [this, start, timer] {
-    start->LogOpen();  // a gRPC thread: the answer goes out from here
-    loop_.Post([this, timer] { loop_.Cancel(*timer); });
-  });
-  *timer = loop_.RunAfter(options_.backend_timeout, [start] { start->LogOpen(); });
 }
 
 namespace {
 
 // The Process a spawned child becomes, its cgroup (if any) with it.
 std::shared_ptr<Process> ProcessOf(const pm::v1::StartRequest& request,
-                                   SpawnedChild child,
+                                   const std::string& id, ShimStarted child,
                                    std::unique_ptr<ProcessCgroup> cgroup) {
   auto p = std::make_shared<Process>();
+  p->id = id;
   p->pid = child.pid;
   p->limits = request.limits();
   p->pidfd = std::move(child.pidfd);
-  p->out[0] = std::move(child.stdout_read);
-  p->out[1] = std::move(child.stderr_read);
-  // The child has exec'd; even if it already exited it is a zombie until we
-  // reap it, so its /proc entry is there.
-  absl::StatusOr<ProcStat> stat = ReadProcStat(p->pid);
-  if (stat.ok()) p->start_ticks = stat->start_ticks;
+  p->start_ticks = child.start_ticks;
+  p->shim_pid = child.shim_pid;
+  p->shim_control = std::move(child.control);
 
   ProcessStatus& s = p->status;
   s.set_state(ProcessStatus::STATE_RUNNING);
@@ -275,7 +195,7 @@ std::shared_ptr<Process> ProcessOf(const pm::v1::StartRequest& request,
 }  // namespace
 
 absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
-    const pm::v1::StartRequest& request) {
+    const pm::v1::StartRequest& request, const std::string& id) {
   if (shut_down_) return absl::UnavailableError("supervisor is shutting down");
   if (live_ >= options_.max_processes) {
     return absl::ResourceExhaustedError(
@@ -283,14 +203,14 @@ absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
                      "--max_processes, is ", options_.max_processes, ")"));
   }
   std::unique_ptr<ProcessCgroup> cgroup;
-  PM_ASSIGN_OR_RETURN(SpawnedChild child, SpawnInCgroup(request, cgroup));
-  ProcessPtr p = ProcessOf(request, std::move(child), std::move(cgroup));
+  PM_ASSIGN_OR_RETURN(ShimStarted child, SpawnInCgroup(request, id, cgroup));
+  ProcessPtr p = ProcessOf(request, id, std::move(child), std::move(cgroup));
   PM_RETURN_IF_ERROR(WatchProcess(p));
   return p;
 }
 
-absl::StatusOr<SpawnedChild> Supervisor::SpawnInCgroup(
-    const pm::v1::StartRequest& request,
+absl::StatusOr<ShimStarted> Supervisor::SpawnInCgroup(
+    const pm::v1::StartRequest& request, const std::string& id,
     std::unique_ptr<ProcessCgroup>& cgroup) {
   // The cgroup exists, limits set, before the child does: it is born in it.
   SpawnOptions spawn_options;
@@ -299,10 +219,14 @@ absl::StatusOr<SpawnedChild> Supervisor::SpawnInCgroup(
     spawn_options = cgroup->spawn_options();
   }
   spawn_options.file_limit = options_.child_file_limit;
-  absl::StatusOr<SpawnedChild> spawned = Spawn(request, spawn_options);
+  absl::StatusOr<ShimStarted> spawned =
+      SpawnThroughShim(request, id, spawn_options);
   if (cgroup) cgroup->CloseSpawnFds();
   if (!spawned.ok() && cgroup) {
-    // The child, if any, is reaped: the cgroup is empty again.
+    // The shim reaped the child, if any: the cgroup is empty again. (One
+    // that did not answer was killed with its child: then the cgroup may
+    // still hold it for a moment, and is killed and left to empty.)
+    if (cgroup->Populated()) cgroup->Kill();
     if (absl::Status removed = cgroup->Remove(); !removed.ok()) {
       PM_LOG(WARNING) << "cgroup of a failed start: " << removed;
     }
@@ -316,24 +240,18 @@ absl::Status Supervisor::WatchProcess(const ProcessPtr& p) {
     with_cgroup_[p.get()] = p;
     WatchCgroup(p);
   }
-  p->sender = std::make_shared<OutputSender>(&loop_, log_store_.get(),
-                                             options_.output);
   std::weak_ptr<Process> weak = p;
-  p->sender->set_on_change([this, weak] {
-    if (auto locked = weak.lock()) OnOutputChange(locked);
-  });
-  absl::Status watched = loop_.Watch(p->pidfd.get(), EPOLLIN,
+  absl::Status watched = loop_.Watch(p->shim_control.get(), EPOLLIN,
                                      [this, weak](uint32_t) {
                                        if (auto locked = weak.lock()) {
-                                         ReapLeader(locked);
+                                         OnShimReadable(locked);
                                        }
                                      });
   if (!watched.ok()) {
-    // Cannot learn of its exit: do not leave it running unsupervised.
+    // Cannot hear of its end: do not leave it running unsupervised. Its
+    // shim reaps it and, its control socket closed, waits for a supervisor
+    // at shims.sock; its end is told to no one: it never had an id.
     SignalGroup(*p, SIGKILL);
-    siginfo_t info;
-    waitid(static_cast<idtype_t>(P_PIDFD), p->pidfd.get(), &info, WEXITED);
-    // Its end is told to no one: it never had an id.
     p->On(Event::kLeaderReaped);
     p->On(Event::kEndWritten);
     if (p->cgroup) {
@@ -344,8 +262,6 @@ absl::Status Supervisor::WatchProcess(const ProcessPtr& p) {
   }
   by_pid_[p->pid] = p;
   ++live_;
-  WatchOutput(p, 0);
-  WatchOutput(p, 1);
   return absl::OkStatus();
 }
 

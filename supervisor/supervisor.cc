@@ -2,7 +2,7 @@
 // registry of the processes it holds (MaybeForget) and its end (Shutdown).
 // The rest is split by responsibility: start.cc (the start path), stop.cc
 // (stop and its escalation), reap.cc (a leader's end), tree.cc (the group
-// and the cgroup), output_pump.cc (pipes to the log_store), record_sync.cc
+// and the cgroup), shim_link.cc (each process's pm-shim), record_sync.cc
 // (the registry's records), lifecycle.cc (the phases and their table).
 #include "supervisor/supervisor.h"
 
@@ -20,7 +20,6 @@
 #include "absl/synchronization/notification.h"
 #include "common/channel.h"
 #include "common/log.h"
-#include "common/output_arena.h"
 #include "common/status.h"
 #include "supervisor/async_ops.h"
 #include "supervisor/idle_shim.h"
@@ -39,6 +38,12 @@ absl::StatusOr<std::unique_ptr<Supervisor>> Supervisor::Create(
 }
 
 absl::Status Supervisor::Init() {
+  if (options_.shim.binary.empty() || options_.shim.state_dir.empty() ||
+      options_.shim.runtime_dir.empty()) {
+    return absl::InvalidArgumentError(
+        "the supervisor needs a pm-shim binary, a state dir and a runtime dir "
+        "(--shim_binary, --state_dir, --runtime_dir)");
+  }
   // Orphaned descendants are reparented to us, not to init, so we reap
   // them: no zombie is left behind by a double-forking child.
   if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
@@ -57,25 +62,10 @@ absl::Status Supervisor::Init() {
   }
 
   registry_channel_ = UnixChannel(options_.registry_socket);
-  log_store_channel_ = UnixChannel(options_.log_store_socket);
   registry_ = pm::internal::v1::Registry::NewStub(registry_channel_);
   records_ = std::make_unique<RecordStream>(&loop_, registry_.get(),
                                             options_.backend_timeout);
-  log_store_ = pm::internal::v1::LogStore::NewStub(log_store_channel_);
   registry_health_ = grpc::health::v1::Health::NewStub(registry_channel_);
-  log_store_health_ = grpc::health::v1::Health::NewStub(log_store_channel_);
-  if (options_.output_arena_bytes >= kMaxRead) {
-    absl::StatusOr<std::shared_ptr<OutputArena>> arena = OutputArena::Create(
-        kMaxRead, options_.output_arena_bytes / kMaxRead);
-    if (arena.ok()) {
-      options_.output.arena = *std::move(arena);
-      PM_LOG(INFO) << "output arena: " << options_.output.arena->size()
-                   << " bytes shared with the log_store, in pieces of "
-                   << kMaxRead;
-    } else {
-      PM_LOG(WARNING) << "no output arena, output goes inline: " << arena.status();
-    }
-  }
 
   PM_RETURN_IF_ERROR(loop_.Init());
   PM_RETURN_IF_ERROR(loop_.Watch(sigchld_fd_.get(), EPOLLIN,
@@ -105,21 +95,19 @@ absl::Status Supervisor::Init() {
                 }});
     spare_cgroups_->Start();
   }
-  if (options_.shim.has_value()) {
-    spare_shims_ = std::make_unique<Spares<shim::LaunchedShim>>(
-        Spares<shim::LaunchedShim>::Options{
-            .thread_name = "pm-shims",
-            .what = "shim",
-            .make = [launch = *options_.shim] { return shim::LaunchShim(launch); },
-            .discard =
-                [](shim::LaunchedShim idle) {
-                  if (absl::Status ended = EndIdleShim(std::move(idle));
-                      !ended.ok()) {
-                    PM_LOG(WARNING) << "spare shim: " << ended;
-                  }
-                }});
-    spare_shims_->Start();
-  }
+  spare_shims_ = std::make_unique<Spares<shim::LaunchedShim>>(
+      Spares<shim::LaunchedShim>::Options{
+          .thread_name = "pm-shims",
+          .what = "shim",
+          .make = [launch = options_.shim] { return shim::LaunchShim(launch); },
+          .discard =
+              [](shim::LaunchedShim idle) {
+                if (absl::Status ended = EndIdleShim(std::move(idle));
+                    !ended.ok()) {
+                  PM_LOG(WARNING) << "spare shim: " << ended;
+                }
+              }});
+  spare_shims_->Start();
   return absl::OkStatus();
 }
 
@@ -150,7 +138,7 @@ bool RunAndWait(EventLoop& loop, std::function<void()> fn) {
 
 void Supervisor::MaybeForget(const ProcessPtr& p) {
   if (!p->life.may_forget() || !p->drained()) return;
-  // Everything about it is with the registry and the log_store now.
+  // Everything about it is with the registry and on disk now.
   by_id_.erase(p->id);
   p->On(Event::kForgotten);
   NotifyIfDrained();
@@ -203,7 +191,6 @@ void Supervisor::StopEveryProcess(
 
 void Supervisor::LetGoOfEverything() {
   AnswerEveryStop();
-  for (auto& [id, p] : by_id_) p->sender->Cancel();
   // Empty cgroups go; one still populated (a tree that would not die) is
   // left for the operator to see.
   std::vector<ProcessPtr> left;

@@ -2,18 +2,27 @@
 //
 //   SupervisorOptions options;
 //   options.registry_socket = pm::SocketPath(dir, pm::Service::kRegistry);
-//   options.log_store_socket = pm::SocketPath(dir, pm::Service::kLogStore);
+//   options.shim = {shim_binary, state_dir, dir};
 //   PM_ASSIGN_OR_RETURN(auto supervisor, Supervisor::Create(options));
 //   supervisor->Start(request, Owner(), [](absl::StatusOr<pm::v1::StartResponse> r) {});
 //   supervisor->Stop(stop_request, [](absl::StatusOr<pm::v1::StopResponse> r) {});
 //   supervisor->Shutdown();   // stops every process, flushes, joins
 //
-// All process state lives on one event-loop thread: pidfds, pipes and the
-// SIGCHLD signalfd are watched with epoll, so exits are events and nothing
-// polls. The supervisor is a child subreaper: orphaned grandchildren are
-// reparented to it and reaped, so no zombie is ever left. It tells the
-// registry about every state change and streams every output byte to the
-// log_store (see OutputSender); readers never come here.
+// Each process is started through a pm-shim of its own (the containerd-shim
+// and conmon model, shim/shim.h): the shim is its parent and subreaper,
+// drains its output into <state_dir>/procs/<id>/output (where the log_store
+// reads it), reaps it, writes its exit file and tells the supervisor over a
+// control socket (Exited, then Closed). So a managed process depends on no
+// pm service: the supervisor may die and a new one re-adopts the shims. To
+// keep Start fast, idle shims are started ahead of need (Spares), so a
+// Start costs one message and one spawn.
+//
+// All process state lives on one event-loop thread: the shims' control
+// sockets, cgroup events and the SIGCHLD signalfd are watched with epoll,
+// so exits are events and nothing polls. The supervisor is a child
+// subreaper: a shim that dies leaves its process to the supervisor, which
+// reaps it through its pidfd, so no zombie is ever left. It tells the
+// registry about every state change; output never passes through it.
 //
 // Each process and all its descendants live in a cgroup of their own (see
 // cgroup.h), made before the process runs and removed once it has ended,
@@ -59,17 +68,20 @@
 #include "supervisor/cgroup.h"
 #include "supervisor/event_loop.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "supervisor/output_sender.h"
 #include "shim/launch.h"
 #include "supervisor/record_stream.h"
 #include "supervisor/spares.h"
 #include "supervisor/spawn.h"
+#include "common/exit_status.h"
 
 namespace pm::supervisor {
 
 struct SupervisorOptions {
   std::string registry_socket;
-  std::string log_store_socket;
+  // The pm-shim each process runs under (its binary, the state dir where
+  // it keeps the process's output and exit file, the runtime dir where
+  // shims.sock is, the output caps). Required.
+  shim::ShimLaunch shim;
   // Stop's grace period when the request says 0 (at most
   // kMaxGracePeriodMs).
   absl::Duration default_grace = absl::Seconds(10);
@@ -86,17 +98,8 @@ struct SupervisorOptions {
   // The RLIMIT_NOFILE every managed process gets: the supervisor's own
   // before main raised it (common/file_limit.h). Unset: the supervisor's.
   std::optional<rlimit> child_file_limit;
-  OutputSenderOptions output;
-  // The arena shared with the log_store for large pieces of output
-  // (common/output_arena.h), in 1 MiB slots; less than a slot: none, every
-  // byte goes inline.
-  size_t output_arena_bytes = 8 << 20;
   // Which cgroups to use and where (--cgroups, --cgroup_parent).
   CgroupOptions cgroup;
-  // The pm-shim to run processes through (binary, state dir, runtime dir);
-  // unset: none. For now the supervisor only keeps idle shims ready (two,
-  // made off the loop, ended at Shutdown); Start does not use them yet.
-  std::optional<shim::ShimLaunch> shim;
   // Tests only: runs on the janitor thread before each leader's cgroup work,
   // so a test can hold the cgroup there and act meanwhile.
   std::function<void()> janitor_gate;
@@ -112,24 +115,36 @@ struct Owner {
 
 struct Process;  // process.h: one managed process, as held on the loop
 
+// What a shim answered a Spawn with: the process runs.
+struct ShimStarted {
+  pid_t pid = -1;
+  Fd pidfd;
+  uint64_t start_ticks = 0;
+  std::string executable;  // the path exec'd, after the PATH lookup
+  CommandLine command;     // what was run
+  pid_t shim_pid = -1;
+  Fd control;  // the shim's control socket, non-blocking
+};
+
 class Supervisor {
  public:
-  // Becomes a child subreaper, starts the event loop thread and connects
-  // (lazily) to the registry and the log_store.
+  // Becomes a child subreaper, starts the event loop thread, the idle
+  // shims and connects (lazily) to the registry. INVALID_ARGUMENT without a
+  // shim binary or state dir.
   static absl::StatusOr<std::unique_ptr<Supervisor>> Create(
       SupervisorOptions options);
   ~Supervisor();
 
-  // Starts a process; `done` is called exactly once (on the loop or a gRPC
-  // thread), when it has exec'd, is on record and its log is open (that last
-  // bounded by backend_timeout). Nothing blocks: the loop spawns, then asks
-  // the registry and the log_store at once, and whichever answers last
-  // finishes the call. Errors: INVALID_ARGUMENT (bad request), FAILED_PRECONDITION (exec
+  // Starts a process through a shim; `done` is called exactly once (on the
+  // loop or a gRPC thread), when it has exec'd and is on record. No thread
+  // waits for the registry: the loop spawns, asks the registry, and its
+  // answer finishes the call. Errors: INVALID_ARGUMENT (bad request), FAILED_PRECONDITION (exec
   // failed; names the call, the path and the OS error; no id handed out;
   // or a limit or namespace this host cannot give, naming what is missing),
   // RESOURCE_EXHAUSTED (max_processes; or out of fds, EMFILE or ENFILE,
   // naming the call and the supervisor's RLIMIT_NOFILE), UNAVAILABLE
-  // (registry or log_store unreachable; names the service and its socket).
+  // (registry unreachable; names it and its socket), DEADLINE_EXCEEDED (the
+  // shim did not answer the Spawn within backend_timeout).
   // `owner` is recorded with the process (the gateway's authenticated
   // user); empty for local callers.
   using StartDone = std::function<void(absl::StatusOr<pm::v1::StartResponse>)>;
@@ -161,41 +176,57 @@ class Supervisor {
   explicit Supervisor(SupervisorOptions options);
   absl::Status Init();
 
-  // Calls `then` with OK once both backends are connected, or with
-  // UNAVAILABLE naming the service and its socket if one cannot be reached
-  // within 2 s. At once (on this thread) when both already are; otherwise
-  // from a gRPC thread, after a health check that waits for the connection,
-  // so no thread blocks meanwhile.
-  void WhenBackendsReady(std::function<void(absl::Status)> then);
+  // Calls `then` with OK once the registry is connected, or with
+  // UNAVAILABLE naming it and its socket if it cannot be reached within
+  // 2 s. At once (on this thread) when it already is; otherwise from a gRPC
+  // thread, after a health check that waits for the connection, so no
+  // thread blocks meanwhile.
+  void WhenRegistryReady(std::function<void(absl::Status)> then);
 
   // Loop-thread steps.
-  // Spawns the process into a cgroup of its own and watches it.
-  absl::StatusOr<ProcessPtr> SpawnOnLoop(const pm::v1::StartRequest& request);
-  // Takes a cgroup (into `cgroup`; none without cgroups) and spawns the
-  // child into it; on failure the cgroup is removed again.
-  absl::StatusOr<SpawnedChild> SpawnInCgroup(
-      const pm::v1::StartRequest& request,
+  // Spawns the process `id` through a shim into a cgroup of its own and
+  // watches it.
+  absl::StatusOr<ProcessPtr> SpawnOnLoop(const pm::v1::StartRequest& request,
+                                         const std::string& id);
+  // Takes a cgroup (into `cgroup`; none without cgroups) and has a shim
+  // spawn the child into it; on failure the cgroup is removed again.
+  absl::StatusOr<ShimStarted> SpawnInCgroup(
+      const pm::v1::StartRequest& request, const std::string& id,
       std::unique_ptr<ProcessCgroup>& cgroup);
-  // Watches a spawned process: its cgroup, its pidfd, its pipes. If its
-  // exit cannot be watched, it is killed and reaped, and the error returned.
+  // Watches a spawned process: its cgroup and its shim's control socket. If
+  // it cannot be watched, it is killed, and the error returned.
   absl::Status WatchProcess(const ProcessPtr& p);
   class PendingStart;
-  // The loop's part of Start: spawn, then the record and the log at once.
+  // The loop's part of Start: spawn, then the record.
   void StartOnLoop(const pm::v1::StartRequest& request, const std::string& id,
                    const Owner& owner, std::shared_ptr<PendingStart> start);
   // A cgroup for a new process: a spare one when there are no limits.
   absl::StatusOr<std::unique_ptr<ProcessCgroup>> TakeCgroup(
       const pm::v1::Limits& limits);
-  void WatchOutput(const ProcessPtr& p, int index);
-  void UnwatchOutput(const ProcessPtr& p, int index);
-  void OnOutputReadable(const ProcessPtr& p, int index);
-  // Reads everything the pipe holds now, backpressure or not.
-  void DrainOutput(const ProcessPtr& p, int index);
-  void ReadOutput(const ProcessPtr& p, int index, int max_reads,
-                  bool respect_backpressure);
-  void OnOutputChange(const ProcessPtr& p);
+  // The shim link (shim_link.cc).
+  // An idle shim (a spare, or one launched now) spawns `request` as `id`
+  // with `spawn_options` (its cgroup) and answers Spawned or SpawnFailed.
+  absl::StatusOr<ShimStarted> SpawnThroughShim(
+      const pm::v1::StartRequest& request, const std::string& id,
+      const SpawnOptions& spawn_options);
+  // Messages on a shim's control socket: Exited, Closed; its EOF.
+  void OnShimReadable(const ProcessPtr& p);
+  // The shim is gone before it said Closed (it died, or was killed): the
+  // leader, reparented to this subreaper, is reaped through its pidfd, and
+  // its output is closed on disk here.
+  void OnShimLost(const ProcessPtr& p);
+  // The output is complete (Closed, or closed after the shim's loss).
+  void OnOutputClosed(const ProcessPtr& p, uint64_t output_end);
+  void UnwatchShim(const ProcessPtr& p);
+
   void OnSigchld();
+  // The leader's pidfd is readable once its shim is gone: reaps it, if it
+  // is this supervisor's child now.
   void ReapLeader(const ProcessPtr& p);
+  // The leader ended (its shim's Exited, or ReapLeader): `exit` (nullopt:
+  // unknown) at `ended`, with `output_end` bytes of output by then.
+  void OnLeaderEnd(const ProcessPtr& p, std::optional<ExitStatus> exit,
+                   absl::Time ended, uint64_t output_end);
   // Hands the reaped leader's cgroup to the janitor thread (final usage,
   // rmdir if empty), which hands it back to FinishReap on the loop.
   void ReapCgroupOnJanitor(const ProcessPtr& p);
@@ -227,8 +258,8 @@ class Supervisor {
   // `grace`), notifying `all_stopped` once every stop is answered.
   void StopEveryProcess(absl::Duration grace,
                         std::shared_ptr<absl::Notification> all_stopped);
-  // Last, once the wait for the registry and the log_store is over: every
-  // stop answered, every sender cancelled, every empty cgroup removed.
+  // Last, once the wait for the registry is over: every stop answered,
+  // every empty cgroup removed.
   void LetGoOfEverything();
   void SendUpdate(const ProcessPtr& p);
   void PushUpdate(const ProcessPtr& p);
@@ -252,11 +283,8 @@ class Supervisor {
 
   SupervisorOptions options_;
   std::shared_ptr<grpc::Channel> registry_channel_;
-  std::shared_ptr<grpc::Channel> log_store_channel_;
   std::unique_ptr<grpc::health::v1::Health::Stub> registry_health_;
-  std::unique_ptr<grpc::health::v1::Health::Stub> log_store_health_;
   std::unique_ptr<pm::internal::v1::Registry::Stub> registry_;
-  std::unique_ptr<pm::internal::v1::LogStore::Stub> log_store_;
 
   std::unique_ptr<Cgroups> cgroups_;
   EventLoop loop_;
@@ -280,7 +308,7 @@ class Supervisor {
   // and exec, so Start takes a ready one and the loop never waits for it.
   // Null without cgroups.
   std::unique_ptr<Spares<std::unique_ptr<ProcessCgroup>>> spare_cgroups_;
-  // Idle pm-shims made ahead of need the same way; null without a shim.
+  // Idle pm-shims made ahead of need the same way.
   std::unique_ptr<Spares<shim::LaunchedShim>> spare_shims_;
   size_t live_ = 0;
   std::shared_ptr<absl::Notification> drained_;  // set by Shutdown

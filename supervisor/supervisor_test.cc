@@ -1,5 +1,5 @@
-// The Supervisor in-process, against in-process registry and log_store
-// servers on unix sockets: behaviour that needs a hand on its threads (the
+// The Supervisor in-process, against an in-process registry server on a
+// unix socket, running its processes under the real pm-shim: behaviour that needs a hand on its threads (the
 // janitor), which the end-to-end tests in testing/ cannot reach.
 #include "supervisor/supervisor.h"
 
@@ -34,8 +34,6 @@
 #include "common/stop_request.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "log_store/log_store.h"
-#include "log_store/log_store_service.h"
 #include "registry/registry.h"
 #include "registry/registry_service.h"
 #include "supervisor/supervisor_service.h"
@@ -59,6 +57,10 @@ using ::testing::HasSubstr;
 
 constexpr char kNobody[] = "00000000-0000-4000-8000-000000000000";
 
+std::string ShimBinary() {
+  return absl::StrCat(getenv("TEST_SRCDIR"), "/pm/shim/pm-shim");
+}
+
 class SupervisorTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -67,19 +69,12 @@ class SupervisorTest : public ::testing::Test {
     char dir_template[] = "/tmp/pm_sv.XXXXXX";
     ASSERT_NE(mkdtemp(dir_template), nullptr);
     dir_ = dir_template;
-    log_store::LogStore::Options store_options;
-    store_options.state_dir = dir_;
-    store_ = log_store::LogStore::Create(store_options).value();
-    log_store_service_ = std::make_unique<log_store::LogStoreService>(store_.get());
     registry_ = std::make_unique<registry::Registry>();
     registry_service_ = std::make_unique<registry::RegistryService>(registry_.get());
     grpc::ServerBuilder builder;
     ConfigureServerBuilder(builder);
-    builder.AddListeningPort(UnixAddress(SocketPath(dir_, Service::kLogStore)),
-                             grpc::InsecureServerCredentials());
     builder.AddListeningPort(UnixAddress(SocketPath(dir_, Service::kRegistry)),
                              grpc::InsecureServerCredentials());
-    builder.RegisterService(log_store_service_.get());
     builder.RegisterService(registry_service_.get());
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
@@ -90,7 +85,6 @@ class SupervisorTest : public ::testing::Test {
     if (!release_janitor_.HasBeenNotified()) release_janitor_.Notify();
     supervisor_.reset();  // stops what is left
     for (int fd : pidfds_) close(fd);
-    log_store_service_->Shutdown();
     server_->Shutdown();
     server_->Wait();
     std::string rm = "rm -rf " + dir_;
@@ -111,7 +105,7 @@ class SupervisorTest : public ::testing::Test {
                         std::function<void(SupervisorOptions&)> adjust = nullptr) {
     SupervisorOptions options;
     options.registry_socket = SocketPath(dir_, Service::kRegistry);
-    options.log_store_socket = SocketPath(dir_, Service::kLogStore);
+    options.shim = shim::ShimLaunch{ShimBinary(), dir_, dir_};
     options.cgroup.name_prefix = absl::StrCat("svtest", getpid(), ".");
     options.janitor_gate = std::move(janitor_gate);
     if (adjust) adjust(options);
@@ -305,8 +299,6 @@ class SupervisorTest : public ::testing::Test {
   int fifos_ = 0;
   std::vector<int> pidfds_;  // closed at TearDown
   absl::Notification janitor_entered_, release_janitor_;
-  std::unique_ptr<log_store::LogStore> store_;
-  std::unique_ptr<log_store::LogStoreService> log_store_service_;
   std::unique_ptr<registry::Registry> registry_;
   std::unique_ptr<registry::RegistryService> registry_service_;
   std::unique_ptr<grpc::Server> server_;
@@ -475,10 +467,6 @@ TEST_F(SupervisorTest, ShutdownBringsAStopInProgressForwardAndLeavesNothingRunni
 
 // --- Idle shims -------------------------------------------------------------
 
-std::string ShimBinary() {
-  return absl::StrCat(getenv("TEST_SRCDIR"), "/pm/shim/pm-shim");
-}
-
 // This process's children called `comm`.
 std::vector<pid_t> ChildrenNamed(absl::string_view comm) {
   std::vector<pid_t> named;
@@ -494,9 +482,7 @@ std::vector<pid_t> ChildrenNamed(absl::string_view comm) {
 // idle shim exits when its control socket closes) and reaps them.
 TEST_F(SupervisorTest, KeepsTwoIdleShimsReadyAndEndsAndReapsThemAtShutdown) {
   ASSERT_TRUE(ChildrenNamed("pm-shim").empty());
-  CreateSupervisor(nullptr, [this](SupervisorOptions& options) {
-    options.shim = shim::ShimLaunch{ShimBinary(), dir_ + "/state", dir_};
-  });
+  CreateSupervisor(nullptr);
   const std::vector<pid_t> shims = ChildrenNamed("pm-shim");
   ASSERT_EQ(shims.size(), 2u);
   std::vector<Fd> pidfds;

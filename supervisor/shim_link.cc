@@ -1,0 +1,205 @@
+// The link to each process's pm-shim, step by step.
+//   SpawnThroughShim  an idle shim (a spare, or one launched now) gets the
+//                     Spawn and answers Spawned (with the leader's pidfd) or
+//                     SpawnFailed; it is bounded by backend_timeout.
+//   OnShimReadable    the shim's messages: Exited (the leader's end, with
+//                     its status: OnLeaderEnd), then Closed (the output is
+//                     complete on disk: OnOutputClosed).
+//   OnShimLost        the control socket's EOF before Closed: the shim
+//                     died. The leader, reparented to this subreaper, is
+//                     reaped through its pidfd (ReapLeader), and the output
+//                     is closed on disk on the janitor thread, so readers
+//                     see its end.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <memory>
+#include <optional>
+#include <utility>
+#include <variant>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
+#include "common/state_layout.h"
+#include "common/status.h"
+#include "segment_log/writer.h"
+#include "shim/protocol.h"
+#include "supervisor/process.h"
+#include "supervisor/shim_spawn.h"
+#include "supervisor/supervisor.h"
+
+namespace pm::supervisor {
+
+namespace {
+
+// Messages taken per readiness event of one control socket.
+constexpr int kMessagesPerEvent = 8;
+
+// Closes `dir`'s output at its end, as its shim would have: writing the end
+// record a reader waits for. Returns the end offset (0 if it could not).
+uint64_t CloseOutputOfDeadShim(const std::string& dir) {
+  absl::StatusOr<std::unique_ptr<segment_log::Writer>> writer =
+      segment_log::Writer::Open(dir, segment_log::WriterOptions());
+  if (!writer.ok()) {
+    PM_LOG(WARNING) << "cannot close the output of a dead shim: "
+                    << writer.status();
+    return 0;
+  }
+  if (absl::Status closed = (*writer)->Close(absl::Now()); !closed.ok()) {
+    PM_LOG(WARNING) << "cannot close the output of a dead shim: " << closed;
+  }
+  return (*writer)->end_offset();
+}
+
+}  // namespace
+
+absl::StatusOr<ShimStarted> Supervisor::SpawnThroughShim(
+    const pm::v1::StartRequest& request, const std::string& id,
+    const SpawnOptions& spawn_options) {
+  PM_ASSIGN_OR_RETURN(ShimSpawnMessage message,
+                      ShimSpawnOf(request, id, spawn_options));
+  // A spare shim, ready; else one launched now (the spares' thread is
+  // behind, or cannot make them). One that died while idle refuses the
+  // message (EPIPE): the next one gets it.
+  std::optional<shim::LaunchedShim> shim;
+  absl::Status sent;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    shim = spare_shims_->Take();
+    if (!shim) {
+      PM_ASSIGN_OR_RETURN(shim::LaunchedShim launched,
+                          shim::LaunchShim(options_.shim));
+      shim = std::move(launched);
+    }
+    sent = shim::SendMessage(shim->control.get(), message.spawn, message.fds);
+    if (sent.ok()) break;
+    PM_LOG(WARNING) << "pm-shim " << shim->pid << " refused a Spawn: " << sent;
+  }
+  if (!sent.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot hand the process to a pm-shim: ", sent.message()));
+  }
+  // It answers once the process has exec'd (or failed to), as fast as a
+  // spawn of our own would have.
+  pollfd answer = {shim->control.get(), POLLIN, 0};
+  int ready;
+  do {
+    ready = poll(&answer, 1,
+                 static_cast<int>(absl::ToInt64Milliseconds(options_.backend_timeout)));
+  } while (ready < 0 && errno == EINTR);
+  if (ready <= 0) {
+    const absl::Status why =
+        ready < 0 ? ErrnoError("poll", "the control socket of pm-shim " +
+                                           absl::StrCat(shim->pid))
+                  : absl::DeadlineExceededError(absl::StrCat(
+                        "pm-shim ", shim->pid, " did not answer the Spawn of ",
+                        request.executable(), " within ",
+                        absl::FormatDuration(options_.backend_timeout)));
+    // Killed with whatever it started (the caller kills the cgroup).
+    syscall(SYS_pidfd_send_signal, shim->pidfd.get(), SIGKILL, nullptr, 0);
+    return why;
+  }
+  absl::StatusOr<shim::Received> got = shim::ReceiveMessage(shim->control.get());
+  if (!got.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "pm-shim ", shim->pid, " did not answer the Spawn: ", got.status().message()));
+  }
+  if (auto* failed = std::get_if<shim::SpawnFailed>(&got->message)) {
+    // It exits after saying so; the SIGCHLD handler reaps it.
+    return absl::Status(failed->code, failed->message);
+  }
+  auto* spawned = std::get_if<shim::Spawned>(&got->message);
+  if (spawned == nullptr || got->fds.size() != 1) {
+    syscall(SYS_pidfd_send_signal, shim->pidfd.get(), SIGKILL, nullptr, 0);
+    return absl::InternalError(absl::StrCat(
+        "pm-shim ", shim->pid, " answered a Spawn with ",
+        shim::MessageName(got->message), " and ", got->fds.size(), " fds"));
+  }
+  ShimStarted started;
+  started.pid = spawned->pid;
+  started.pidfd = std::move(got->fds[0]);
+  started.start_ticks = spawned->start_ticks;
+  started.executable = std::move(spawned->executable);
+  started.command = std::move(message.spawn.command);
+  started.shim_pid = shim->pid;
+  started.control = std::move(shim->control);
+  // From now on the loop reads it as messages come.
+  const int flags = fcntl(started.control.get(), F_GETFL);
+  if (flags < 0 ||
+      fcntl(started.control.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
+    PM_LOG(WARNING) << ErrnoError("fcntl", "O_NONBLOCK on a shim's control socket");
+  }
+  return started;
+}
+
+void Supervisor::OnShimReadable(const ProcessPtr& p) {
+  for (int i = 0; i < kMessagesPerEvent && p->shim_control.valid(); ++i) {
+    absl::StatusOr<shim::Received> got = shim::ReceiveMessage(p->shim_control.get());
+    if (!got.ok()) {
+      if (got.status().code() == absl::StatusCode::kUnavailable) return;  // EAGAIN
+      if (got.status().code() != absl::StatusCode::kNotFound) {
+        PM_LOG(ERROR) << "pm-shim " << p->shim_pid << " of process " << p->id
+                      << ": " << got.status() << "; it is let go";
+      }
+      OnShimLost(p);
+      return;
+    }
+    if (auto* exited = std::get_if<shim::Exited>(&got->message)) {
+      OnLeaderEnd(p, exited->end.status, exited->end.ended,
+                  exited->end.output_end);
+    } else if (auto* closed = std::get_if<shim::Closed>(&got->message)) {
+      UnwatchShim(p);
+      OnOutputClosed(p, closed->output_end);
+      return;
+    } else {
+      PM_LOG(ERROR) << "pm-shim " << p->shim_pid << " of process " << p->id
+                    << " sent an unexpected " << shim::MessageName(got->message);
+    }
+  }
+}
+
+void Supervisor::UnwatchShim(const ProcessPtr& p) {
+  if (!p->shim_control.valid()) return;
+  loop_.Unwatch(p->shim_control.get());
+  p->shim_control.reset();
+}
+
+void Supervisor::OnShimLost(const ProcessPtr& p) {
+  UnwatchShim(p);
+  PM_LOG(WARNING) << "pm-shim " << p->shim_pid << " of process " << p->id
+                  << " (pid " << p->pid << ") is gone before its output closed";
+  if (!p->life.reaped() && p->pidfd.valid()) {
+    // The leader, if it still runs, lost its output pipes with the shim;
+    // its end comes through its pidfd from now on.
+    std::weak_ptr<Process> weak = p;
+    absl::Status watched =
+        loop_.Watch(p->pidfd.get(), EPOLLIN, [this, weak](uint32_t) {
+          if (auto locked = weak.lock()) ReapLeader(locked);
+        });
+    if (watched.ok()) {
+      p->pidfd_watched = true;
+    } else {
+      PM_LOG(ERROR) << "cannot watch the pidfd of " << p->pid << ": " << watched;
+    }
+    ReapLeader(p);  // it may have ended already
+  }
+  // The end record the shim did not write, written off the loop (an fsync).
+  janitor_.Post([this, p = ProcessPtr(p),
+                 dir = ProcessOutputDir(options_.shim.state_dir, p->id)]() mutable {
+    const uint64_t end = CloseOutputOfDeadShim(dir);
+    loop_.Post([this, p = std::move(p), end] { OnOutputClosed(p, end); });
+  });
+}
+
+void Supervisor::OnOutputClosed(const ProcessPtr& p, uint64_t output_end) {
+  if (p->output_closed) return;
+  p->output_closed = true;
+  if (!p->life.reaped()) p->output_end = output_end;
+  MaybeForget(p);
+}
+
+}  // namespace pm::supervisor
