@@ -110,19 +110,27 @@ for name in registry log_store supervisor; do
   pmc list >/dev/null || { echo "the stack does not answer after $name came back" >&2; exit 1; }
 done
 
-# 4. An orphan: a managed process whose supervisor died is reparented to the
-# launcher (a subreaper); when it ends, the launcher reaps it: no zombie.
+# 4. An orphan: a managed process runs under its pm-shim; when the
+# supervisor dies the shim (and the process under it) carries on, reparented
+# to the launcher (a subreaper); when the process ends, the shim reaps it and
+# exits, and the launcher reaps the shim: no zombie.
 mkfifo "$dir/fifo"
 id=$(pmc start -- sh -c "read x < $dir/fifo")
-orphan=$(pmc status "$id" | sed -n 's/^pid: *\([0-9]*\)/\1/p')
+process=$(pmc status "$id" | sed -n 's/^pid: *\([0-9]*\)/\1/p')
+orphan=$(awk '{print $4}' "/proc/$process/stat")
+grep -qx pm-shim "/proc/$orphan/comm" || {
+  echo "process $process has parent $orphan, $(cat "/proc/$orphan/comm"), not its pm-shim" >&2; exit 1; }
 supervisor=$(sed -n 's/.*supervisor (pid \([0-9]*\)) is healthy again.*/\1/p' "$dir/third.log" | tail -1)
 kill -KILL "$supervisor"
 wait_log "$dir/third.log" "supervisor \(pid $supervisor\) killed by signal 9" >/dev/null
 parent=$(awk '{print $4}' "/proc/$orphan/stat")
-[ "$parent" = "$launcher" ] || { echo "orphan $orphan has parent $parent, not the launcher $launcher" >&2; exit 1; }
+[ "$parent" = "$launcher" ] || { echo "shim $orphan has parent $parent, not the launcher $launcher" >&2; exit 1; }
+kill -0 "$process" || { echo "process $process died with its supervisor" >&2; exit 1; }
 echo done >"$dir/fifo"
 wait_log "$dir/third.log" "reaped orphan pid $orphan: exited with code 0" >/dev/null
-if [ -e "/proc/$orphan" ]; then echo "orphan $orphan left as a zombie" >&2; exit 1; fi
+for gone in "$orphan" "$process"; do
+  if [ -e "/proc/$gone" ]; then echo "$gone left as a zombie" >&2; exit 1; fi
+done
 
 # 5. Upgrade: every service restarted in start order, each healthy before
 # the next, and the stack answers.
