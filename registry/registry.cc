@@ -513,6 +513,17 @@ pm::v1::ListResponse Registry::List(absl::string_view owner_user) const {
   return response;
 }
 
+std::vector<StoredRecord> Registry::ListLive() const {
+  std::vector<StoredRecord> live;
+  absl::ReaderMutexLock lock(&mutex_);
+  for (const auto& [age, id] : by_age_) {
+    const Record& record = records_.at(id);
+    if (IsEndState(record.status.state())) continue;
+    live.push_back(ToStored(record, record.status, record.ended_order));
+  }
+  return live;
+}
+
 size_t Registry::size() const {
   absl::ReaderMutexLock lock(&mutex_);
   return records_.size();

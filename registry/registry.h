@@ -134,6 +134,11 @@ class Registry {
   // records.
   pm::v1::ListResponse List(absl::string_view owner_user = "") const;
 
+  // The records that have not ended, oldest first, each with its pid's
+  // start_ticks and its cgroup (StoredRecord): what a supervisor that
+  // restarts re-adopts. No /proc reads.
+  std::vector<pm::internal::v1::StoredRecord> ListLive() const;
+
   // Calls `done` once the record of `id` has ended, with its final status:
   // at once (before returning) if it already has, else from the
   // UpdateRecord that ends it. Errors (INVALID_ARGUMENT, NOT_FOUND) are

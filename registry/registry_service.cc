@@ -65,6 +65,18 @@ grpc::ServerUnaryReactor* RegistryService::List(
                 response);
 }
 
+grpc::ServerUnaryReactor* RegistryService::ListLive(
+    grpc::CallbackServerContext* context,
+    const pm::internal::v1::ListLiveRequest* /*request*/,
+    pm::internal::v1::ListLiveResponse* response) {
+  pm::internal::v1::ListLiveResponse live;
+  for (pm::internal::v1::StoredRecord& record : registry_->ListLive()) {
+    *live.add_records() = std::move(record);
+  }
+  return Finish(context, absl::StatusOr<pm::internal::v1::ListLiveResponse>(std::move(live)),
+                response);
+}
+
 namespace {
 
 // One Wait call: finished exactly once, by the record's end or by the

@@ -35,7 +35,8 @@ class RegistryService final
                   pm::internal::v1::Registry::WithCallbackMethod_UpdateRecord<
                       pm::internal::v1::Registry::WithCallbackMethod_List<
                           pm::internal::v1::Registry::WithCallbackMethod_SyncRecords<
-                              pm::internal::v1::Registry::Service>>>>>> {
+                              pm::internal::v1::Registry::WithCallbackMethod_ListLive<
+                                  pm::internal::v1::Registry::Service>>>>>>> {
  public:
   // `registry` must outlive the service.
   explicit RegistryService(Registry* registry) : registry_(registry) {}
@@ -55,6 +56,10 @@ class RegistryService final
   grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* context,
                                  const pm::v1::ListRequest* request,
                                  pm::v1::ListResponse* response) override;
+  grpc::ServerUnaryReactor* ListLive(
+      grpc::CallbackServerContext* context,
+      const pm::internal::v1::ListLiveRequest* request,
+      pm::internal::v1::ListLiveResponse* response) override;
   // A pm.v1.WaitRequest in, a pm.v1.ProcessStatus out. Finishes when the
   // record ends, or CANCELLED when the caller goes away.
   grpc::ServerUnaryReactor* Wait(grpc::CallbackServerContext* context,

@@ -96,6 +96,30 @@ TEST(RegistryTest, ListOfOneOwnerCopiesOnlyThatOwnersRecords) {
   EXPECT_THAT(ids(registry.List()), ElementsAre(locals, bobs, alices));
 }
 
+// What a restarted supervisor re-adopts: the records that have not ended,
+// oldest first, with the start time and cgroup that name their processes.
+TEST(RegistryTest, ListLiveGivesTheRecordsNotEndedWithTheirStartTicksAndCgroup) {
+  Registry registry(Options());
+  CreateRecordRequest first = Create(kT0, 100);
+  first.mutable_cgroup()->set_unified("/sys/fs/cgroup/pm/1.1");
+  first.mutable_cgroup()->mutable_v1()->insert({"memory", "/sys/fs/cgroup/memory/pm/1.1"});
+  const std::string running = MustCreate(registry, first);
+  const std::string ended = MustCreate(registry, Create(kT0 + absl::Seconds(1), 101));
+  const std::string stopping = MustCreate(registry, Create(kT0 + absl::Seconds(2), 102));
+  ASSERT_TRUE(registry.UpdateRecord(Exited(ended, 0)).ok());
+  ASSERT_TRUE(registry.UpdateRecord(Update(stopping, ProcessStatus::STATE_STOPPING)).ok());
+
+  std::vector<pm::internal::v1::StoredRecord> live = registry.ListLive();
+  ASSERT_EQ(live.size(), 2u);
+  EXPECT_EQ(live[0].status().id(), running);
+  EXPECT_EQ(live[0].status().pid(), 100);
+  EXPECT_EQ(live[0].start_ticks(), 123456u);
+  EXPECT_EQ(live[0].cgroup().unified(), "/sys/fs/cgroup/pm/1.1");
+  EXPECT_EQ(live[0].cgroup().v1().at("memory"), "/sys/fs/cgroup/memory/pm/1.1");
+  EXPECT_EQ(live[1].status().id(), stopping);
+  EXPECT_EQ(live[1].status().state(), ProcessStatus::STATE_STOPPING);
+}
+
 TEST(RegistryTest, CreateRecordMintsAVersion4IdAndKeepsTheSpec) {
   Registry registry(Options());
   absl::StatusOr<ProcessStatus> created = registry.CreateRecord(Create());

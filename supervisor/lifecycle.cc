@@ -31,6 +31,8 @@ constexpr Move<RecordPhase> kRecordMoves[] = {
     // Shutdown abandoned it while the create was on its way, and the
     // registry took it: it is on record after all, and told how it ended.
     {Event::kRecorded, RecordPhase::kAbandoned, RecordPhase::kRecorded},
+    // An earlier supervisor's process, found again: on record already.
+    {Event::kAdopted, RecordPhase::kCreating, RecordPhase::kRecorded},
 };
 
 constexpr Move<StopPhase> kStopMoves[] = {
@@ -54,6 +56,9 @@ bool Permitted(const LifeState& s, Event event) {
       // Forgotten is final: the registry has the record and no stop's
       // caller is still waiting.
       return s.record == RecordPhase::kRecorded && s.stop == StopPhase::kNone;
+    case Event::kAdopted:
+      // Adopted as it is found: running, before anything else happens.
+      return s.phase == Phase::kRunning && s.stop == StopPhase::kNone;
     default:
       return true;
   }
@@ -110,6 +115,7 @@ const char* EventName(Event event) {
     case Event::kLeaderReaped: return "LeaderReaped";
     case Event::kEndWritten: return "EndWritten";
     case Event::kForgotten: return "Forgotten";
+    case Event::kAdopted: return "Adopted";
   }
   return "?";
 }

@@ -20,6 +20,11 @@
 //
 //   RecordPhase (the registry): Creating --Recorded--> Recorded
 //                               Creating --Abandoned--> Abandoned
+//                               Creating --Adopted--> Recorded
+//     Adopted: a process an earlier supervisor started, whose shim said
+//     Hello to this one (or, its shim gone, found alive by pid and start
+//     time): its record exists already. Only while it runs and no stop of
+//     this supervisor's is in progress.
 //     The leader can exit before the registry answers the create (the
 //     record then carries the end at once), so this is not a step of the
 //     Phase. Abandoned: the registry refused it or the supervisor shut down
@@ -63,7 +68,8 @@ enum class Event {
   kStopFinished,   // the tree is gone, or the kill timed out: answered
   kLeaderReaped,   // waitid took the leader's exit
   kEndWritten,     // its end is in the status (and its cgroup back, if any)
-  kForgotten,      // everything is with the registry and the log_store
+  kForgotten,      // everything is with the registry and on disk
+  kAdopted,        // found again after a restart, its record on file
 };
 
 const char* PhaseName(Phase phase);

@@ -18,7 +18,7 @@ constexpr StopPhase kStops[] = {StopPhase::kNone, StopPhase::kGrace,
 constexpr Event kEvents[] = {
     Event::kRecorded,     Event::kAbandoned,    Event::kStopRequested,
     Event::kGraceExpired, Event::kStopFinished, Event::kLeaderReaped,
-    Event::kEndWritten,   Event::kForgotten};
+    Event::kEndWritten,   Event::kForgotten,    Event::kAdopted};
 
 std::vector<LifeState> AllStates() {
   std::vector<LifeState> all;
@@ -70,6 +70,13 @@ std::optional<LifeState> Expected(const LifeState& s, Event event) {
     case Event::kStopFinished:
       if (s.stop == StopPhase::kNone) return std::nullopt;
       to.stop = StopPhase::kNone;
+      return to;
+    case Event::kAdopted:
+      if (s.phase != Phase::kRunning || s.record != RecordPhase::kCreating ||
+          s.stop != StopPhase::kNone) {
+        return std::nullopt;
+      }
+      to.record = RecordPhase::kRecorded;
       return to;
   }
   return std::nullopt;
