@@ -11,6 +11,7 @@
 #include "common/command_line.h"
 #include "common/fd.h"
 #include "common/log.h"
+#include "common/cgroup_paths.h"
 #include "common/process_end.h"
 #include "common/proto_time.h"
 #include "common/status.h"
@@ -122,20 +123,6 @@ absl::StatusOr<std::string> ReadBootId(const std::string& path) {
         absl::StrCat("boot id file ", path, " is empty"));
   }
   return id;
-}
-
-CgroupPaths CgroupPathsOf(const CgroupDirs& dirs) {
-  CgroupPaths paths;
-  paths.set_unified(dirs.unified);
-  paths.mutable_v1()->insert(dirs.v1.begin(), dirs.v1.end());
-  return paths;
-}
-
-CgroupDirs CgroupDirsOf(const CgroupPaths& paths) {
-  CgroupDirs dirs;
-  dirs.unified = paths.unified();
-  dirs.v1.insert(paths.v1().begin(), paths.v1().end());
-  return dirs;
 }
 
 // The 128 bits of a validated id, any case: 16 bytes to remember instead of

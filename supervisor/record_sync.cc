@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/cgroup_paths.h"
 #include "common/log.h"
 #include "common/process_end.h"
 #include "supervisor/async_ops.h"
@@ -43,11 +44,7 @@ pm::internal::v1::CreateRecordRequest CreateRequestOf(
   create.set_owner_user(owner.user);
   create.set_start_ticks(p.start_ticks);
   *create.mutable_started_at() = p.status.started_at();
-  if (p.cgroup) {
-    const CgroupDirs& dirs = p.cgroup->dirs();
-    create.mutable_cgroup()->set_unified(dirs.unified);
-    create.mutable_cgroup()->mutable_v1()->insert(dirs.v1.begin(), dirs.v1.end());
-  }
+  if (p.cgroup) *create.mutable_cgroup() = CgroupPathsOf(p.cgroup->dirs());
   return create;
 }
 
