@@ -23,11 +23,12 @@ void BlockTerminationSignals(std::vector<int> extra) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-int WaitForTerminationSignal() {
+int WaitForTerminationSignal(const std::vector<int>& extra) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  for (int sig : extra) sigaddset(&set, sig);
   int sig = 0;
   while (sigwait(&set, &sig) != 0) {
   }
@@ -78,6 +79,18 @@ void KeepGrpcInitialized() {
 int ServeUntilSignal(Service service, const std::string& runtime_dir,
                      const std::vector<grpc::Service*>& services,
                      std::function<void()> before_shutdown) {
+  return ServeUntilSignal(
+      service, runtime_dir, services,
+      [&before_shutdown](int) {
+        if (before_shutdown) before_shutdown();
+      },
+      {});
+}
+
+int ServeUntilSignal(Service service, const std::string& runtime_dir,
+                     const std::vector<grpc::Service*>& services,
+                     std::function<void(int sig)> before_shutdown,
+                     const std::vector<int>& also_on) {
   KeepGrpcInitialized();
   SetLogTag(ServiceName(service));
   if (absl::Status status = EnsureRuntimeDir(runtime_dir); !status.ok()) {
@@ -92,9 +105,9 @@ int ServeUntilSignal(Service service, const std::string& runtime_dir,
     return 1;
   }
   PM_LOG(INFO) << "serving on " << socket_path << " (pid " << getpid() << ")";
-  int sig = WaitForTerminationSignal();
+  int sig = WaitForTerminationSignal(also_on);
   PM_LOG(INFO) << "got " << strsignal(sig) << ", shutting down";
-  if (before_shutdown) before_shutdown();
+  if (before_shutdown) before_shutdown(sig);
   (*server)->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::seconds(2));
   (*server)->Wait();

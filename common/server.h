@@ -30,8 +30,9 @@ namespace pm {
 // only ever taken by WaitForTerminationSignal (or a signalfd).
 void BlockTerminationSignals(std::vector<int> extra = {});
 
-// Waits for SIGTERM or SIGINT (blocked beforehand) and returns its number.
-int WaitForTerminationSignal();
+// Waits for SIGTERM, SIGINT or one of `extra` (all blocked beforehand) and
+// returns its number.
+int WaitForTerminationSignal(const std::vector<int>& extra = {});
 
 // The server options every pm server uses: health service, no SO_REUSEPORT,
 // unlimited message size for output chunks.
@@ -55,6 +56,12 @@ void KeepGrpcInitialized();
 int ServeUntilSignal(Service service, const std::string& runtime_dir,
                      const std::vector<grpc::Service*>& services,
                      std::function<void()> before_shutdown = nullptr);
+// The same, also ending on each of `also_on` (blocked beforehand, e.g. the
+// supervisor's SIGUSR2); `before_shutdown` is told which signal came.
+int ServeUntilSignal(Service service, const std::string& runtime_dir,
+                     const std::vector<grpc::Service*>& services,
+                     std::function<void(int sig)> before_shutdown,
+                     const std::vector<int>& also_on);
 
 }  // namespace pm
 

@@ -37,11 +37,8 @@
 // its health check. The registry, the log_store and the gateway get
 // SIGTERM (their ordinary clean exit). The supervisor is sent SIGUSR2 and
 // must exit leaving its processes to their shims (the per-process pm-shim
-// keeps each process, its pipes and its exit status), and re-adopt them
-// when it starts again. Until the shim is integrated the supervisor does
-// not know SIGUSR2 (its default action would kill it, tearing the
-// processes' pipes), so StackOptions::supervisor_handoff_signal is SIGTERM
-// for now: an upgrade today stops the managed processes.
+// keeps each process, its pipes and its exit status), and re-adopts them
+// when it starts again: an upgrade never stops a managed process.
 #ifndef PM_STACK_STACK_H_
 #define PM_STACK_STACK_H_
 
@@ -144,9 +141,8 @@ struct StackOptions {
   // it, and nothing else would reap them. Only for a process whose children
   // are all the stack's (the launcher), never a test that has others.
   bool subreaper = false;
-  // What an upgrade sends the supervisor (see the contract above). SIGUSR2
-  // once the supervisor hands its processes to their shims.
-  int supervisor_handoff_signal = SIGTERM;
+  // What an upgrade sends the supervisor (see the contract above).
+  int supervisor_handoff_signal = SIGUSR2;
   // Called on Run's thread for every StackEvent, after it is logged.
   std::function<void(const StackEvent&)> observer;
 };

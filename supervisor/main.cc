@@ -48,6 +48,10 @@ DEFINE_uint32(max_processes, 4096,
 DEFINE_uint32(shutdown_grace_ms, 3000,
               "Grace period of the stop every process gets at shutdown; a "
               "stop in progress with a longer one is brought forward to it");
+DEFINE_uint32(adopt_wait_ms, 1000,
+              "At start, how long the records of processes an earlier "
+              "supervisor left running wait for their shims to reconnect "
+              "before they are settled without one");
 DEFINE_string(cgroups, "auto",
               "Which cgroups hold the managed processes: auto (cgroup2 to "
               "track and kill and for the controllers it has, cgroup v1 for "
@@ -80,7 +84,7 @@ void EnsureStandardFds() {
 
 int main(int argc, char** argv) {
   EnsureStandardFds();
-  pm::BlockTerminationSignals({SIGCHLD});
+  pm::BlockTerminationSignals({SIGCHLD, SIGUSR2});
   gflags::SetUsageMessage("pm supervisor: spawns, signals and reaps processes");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   // Memory a burst of calls left free goes back to the OS.
@@ -108,6 +112,7 @@ int main(int argc, char** argv) {
   options.default_grace = absl::Milliseconds(FLAGS_default_grace_ms);
   options.kill_timeout = absl::Milliseconds(FLAGS_kill_timeout_ms);
   options.max_processes = FLAGS_max_processes;
+  options.adopt_wait = absl::Milliseconds(FLAGS_adopt_wait_ms);
   options.command_caps.max_args = FLAGS_max_args;
   options.command_caps.max_bytes = FLAGS_max_command_bytes;
   if (file_limit.ok()) options.child_file_limit = *file_limit;
@@ -138,7 +143,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   pm::supervisor::SupervisorService service(supervisor->get());
-  return pm::ServeUntilSignal(pm::Service::kSupervisor, dir, {&service}, [&] {
-    (*supervisor)->Shutdown(absl::Milliseconds(FLAGS_shutdown_grace_ms));
-  });
+  // SIGTERM, SIGINT: every process is stopped. SIGUSR2 (an upgrade): every
+  // process is left running under its shim, for the next supervisor.
+  return pm::ServeUntilSignal(
+      pm::Service::kSupervisor, dir, {&service},
+      [&](int sig) {
+        if (sig == SIGUSR2) {
+          (*supervisor)->HandOff();
+        } else {
+          (*supervisor)->Shutdown(absl::Milliseconds(FLAGS_shutdown_grace_ms));
+        }
+      },
+      {SIGUSR2});
 }

@@ -5,6 +5,9 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
+#include "segment_log/writer.h"
 #include "common/proto_time.h"
 #include "common/state_layout.h"
 #include "shim/exit_file.h"
@@ -56,6 +59,20 @@ pm::internal::v1::UpdateRecordRequest SettleUnadopted(
                : absl::StrCat("its supervisor restarted, found no shim, and "
                               "could not read its exit file: ", end.status().ToString()));
   return update;
+}
+
+uint64_t CloseOutputOfDeadShim(const std::string& dir) {
+  absl::StatusOr<std::unique_ptr<segment_log::Writer>> writer =
+      segment_log::Writer::Open(dir, segment_log::WriterOptions());
+  if (!writer.ok()) {
+    PM_LOG(WARNING) << "cannot close the output of a dead shim: "
+                    << writer.status();
+    return 0;
+  }
+  if (absl::Status closed = (*writer)->Close(absl::Now()); !closed.ok()) {
+    PM_LOG(WARNING) << "cannot close the output of a dead shim: " << closed;
+  }
+  return (*writer)->end_offset();
 }
 
 }  // namespace pm::supervisor

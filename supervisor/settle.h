@@ -35,6 +35,14 @@ pm::internal::v1::UpdateRecordRequest UpdateOfShimEnd(
 pm::internal::v1::UpdateRecordRequest SettleUnadopted(
     const pm::v1::ProcessStatus& record, const std::string& state_dir);
 
+// Closes the output in `dir` (ProcessOutputDir) of a process whose shim
+// died before it wrote the end record, as the shim would have (a reader
+// waits for that record), after cutting a torn tail. Nothing happens to an
+// output already closed. The end offset, or 0 (logged) if the output
+// cannot be opened. Only once the shim is surely gone: it is the
+// directory's one writer.
+uint64_t CloseOutputOfDeadShim(const std::string& dir);
+
 }  // namespace pm::supervisor
 
 #endif  // PM_SUPERVISOR_SETTLE_H_

@@ -27,9 +27,9 @@
 #include "common/log.h"
 #include "common/state_layout.h"
 #include "common/status.h"
-#include "segment_log/writer.h"
 #include "shim/protocol.h"
 #include "supervisor/process.h"
+#include "supervisor/settle.h"
 #include "supervisor/shim_spawn.h"
 #include "supervisor/supervisor.h"
 
@@ -39,22 +39,6 @@ namespace {
 
 // Messages taken per readiness event of one control socket.
 constexpr int kMessagesPerEvent = 8;
-
-// Closes `dir`'s output at its end, as its shim would have: writing the end
-// record a reader waits for. Returns the end offset (0 if it could not).
-uint64_t CloseOutputOfDeadShim(const std::string& dir) {
-  absl::StatusOr<std::unique_ptr<segment_log::Writer>> writer =
-      segment_log::Writer::Open(dir, segment_log::WriterOptions());
-  if (!writer.ok()) {
-    PM_LOG(WARNING) << "cannot close the output of a dead shim: "
-                    << writer.status();
-    return 0;
-  }
-  if (absl::Status closed = (*writer)->Close(absl::Now()); !closed.ok()) {
-    PM_LOG(WARNING) << "cannot close the output of a dead shim: " << closed;
-  }
-  return (*writer)->end_offset();
-}
 
 }  // namespace
 

@@ -40,7 +40,9 @@ void Supervisor::Stop(const pm::v1::StopRequest& request, StopCallback done) {
   if (!loop_.Post([this, id = request.id(), grace, shared_done] {
         auto it = by_id_.find(id);
         if (it == by_id_.end()) {
-          StopUnknown(id, std::move(*shared_done));
+          if (!HoldStopUntilAdopted(id, grace, *shared_done)) {
+            StopUnknown(id, std::move(*shared_done));
+          }
           return;
         }
         ProcessPtr p = it->second;

@@ -27,6 +27,23 @@
 
 namespace pm::supervisor {
 
+namespace {
+// Runs `fn` on the loop and waits for it. False if the loop has stopped and
+// will run nothing more (shutdown): the caller answers UNAVAILABLE. Every
+// task the loop accepted runs, so there is no timeout to race with.
+bool RunAndWait(EventLoop& loop, std::function<void()> fn) {
+  auto done = std::make_shared<absl::Notification>();
+  if (!loop.Post([fn = std::move(fn), done] {
+        fn();
+        done->Notify();
+      })) {
+    return false;
+  }
+  done->WaitForNotification();
+  return true;
+}
+}  // namespace
+
 Supervisor::Supervisor(SupervisorOptions options)
     : options_(std::move(options)) {}
 
@@ -108,7 +125,10 @@ absl::Status Supervisor::Init() {
                 }
               }});
   spare_shims_->Start();
-  return absl::OkStatus();
+  // Before the first Start: the processes an earlier supervisor left.
+  absl::Status adopting = absl::UnavailableError("the loop stopped");
+  RunAndWait(loop_, [&] { adopting = BeginAdoption(); });
+  return adopting;
 }
 
 Supervisor::~Supervisor() {
@@ -119,22 +139,6 @@ Supervisor::~Supervisor() {
   }
 }
 
-namespace {
-// Runs `fn` on the loop and waits for it. False if the loop has stopped and
-// will run nothing more (shutdown): the caller answers UNAVAILABLE. Every
-// task the loop accepted runs, so there is no timeout to race with.
-bool RunAndWait(EventLoop& loop, std::function<void()> fn) {
-  auto done = std::make_shared<absl::Notification>();
-  if (!loop.Post([fn = std::move(fn), done] {
-        fn();
-        done->Notify();
-      })) {
-    return false;
-  }
-  done->WaitForNotification();
-  return true;
-}
-}  // namespace
 
 void Supervisor::MaybeForget(const ProcessPtr& p) {
   if (!p->life.may_forget() || !p->drained()) return;
@@ -191,6 +195,10 @@ void Supervisor::StopEveryProcess(
 
 void Supervisor::LetGoOfEverything() {
   AnswerEveryStop();
+  FailHeldStops();
+  // shims.sock goes: a shim left running (see Shutdown) waits for it to
+  // appear again.
+  shim_listener_.reset();
   // Empty cgroups go; one still populated (a tree that would not die) is
   // left for the operator to see.
   std::vector<ProcessPtr> left;
@@ -202,6 +210,67 @@ void Supervisor::LetGoOfEverything() {
                       << " still has processes; left in place";
     }
   }
+}
+
+void Supervisor::LetGoForHandOff() {
+  shut_down_ = true;
+  // shims.sock goes first: a shim that sees its control socket close must
+  // not reconnect to this supervisor's listener on its way out.
+  shim_listener_.reset();
+  FailHeldStops();
+  std::vector<ProcessPtr> held;
+  for (auto& [id, p] : by_id_) held.push_back(p);
+  for (auto& [pid, p] : by_pid_) held.push_back(p);
+  for (auto& p : held) {
+    UnwatchShim(p);
+    if (p->pidfd_watched) {
+      loop_.Unwatch(p->pidfd.get());
+      p->pidfd_watched = false;
+    }
+    loop_.Cancel(p->grace_timer);
+    loop_.Cancel(p->kill_timer);
+  }
+  for (auto& [raw, p] : with_cgroup_) {
+    if (p->cgroup && p->cgroup->events_fd() >= 0) {
+      loop_.Unwatch(p->cgroup->events_fd());
+    }
+  }
+  // The cgroups stay (the next supervisor adopts the populated ones and
+  // removes the empty ones it finds).
+  with_cgroup_.clear();
+  by_pid_.clear();
+  by_id_.clear();
+}
+
+void Supervisor::HandOff() {
+  if (!loop_thread_.joinable()) return;
+  if (spare_cgroups_) spare_cgroups_->Stop();
+  if (spare_shims_) spare_shims_->Stop();
+  // What the registry has not taken yet goes out first, bounded: each
+  // process's answer says when it is flushed.
+  auto flushed = std::make_shared<absl::Notification>();
+  if (RunAndWait(loop_, [this, flushed] {
+        shut_down_ = true;
+        auto left = std::make_shared<size_t>(0);
+        for (auto& [id, p] : by_id_) {
+          if (p->flushed()) continue;
+          ++*left;
+          p->on_flushed.push_back([left, flushed] {
+            if (--*left == 0) flushed->Notify();
+          });
+        }
+        if (*left == 0) flushed->Notify();
+      })) {
+    flushed->WaitForNotificationWithTimeout(options_.backend_timeout);
+  }
+  records_->Close();
+  loop_.Post([this] { LetGoForHandOff(); });
+  loop_.Quit();
+  loop_thread_.join();
+  records_->Cancel();
+  janitor_.Quit();
+  janitor_thread_.join();
+  PM_LOG(INFO) << "handed off: every process runs on under its pm-shim";
 }
 
 void Supervisor::Shutdown(absl::Duration grace) {

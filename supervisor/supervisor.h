@@ -70,6 +70,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "shim/launch.h"
 #include "supervisor/record_stream.h"
+#include "supervisor/shim_listener.h"
 #include "supervisor/spares.h"
 #include "supervisor/spawn.h"
 #include "common/exit_status.h"
@@ -100,6 +101,10 @@ struct SupervisorOptions {
   std::optional<rlimit> child_file_limit;
   // Which cgroups to use and where (--cgroups, --cgroup_parent).
   CgroupOptions cgroup;
+  // At start, how long records of processes that had not ended wait for
+  // their shims' Hello (counted from when shims.sock appears) before they
+  // are settled without one (adopted if alive, else ended or LOST).
+  absl::Duration adopt_wait = absl::Seconds(1);
   // Tests only: runs on the janitor thread before each leader's cgroup work,
   // so a test can hold the cgroup there and act meanwhile.
   std::function<void()> janitor_gate;
@@ -170,6 +175,16 @@ class Supervisor {
   // within grace + kill_timeout + backend_timeout + 2 s. Idempotent.
   void Shutdown(absl::Duration grace = absl::Seconds(3));
 
+  // Ends this supervisor leaving every process running under its shim (an
+  // upgrade, SIGUSR2): no new starts, the registry's updates in flight
+  // flushed (bounded by backend_timeout), every shim's control socket
+  // closed (each shim carries on and waits for shims.sock to appear again),
+  // shims.sock removed, the idle shims ended, the loop joined. A stop in
+  // progress is not answered (its caller sees the supervisor go) and the
+  // next supervisor carries it on. Populated cgroups are left for the next
+  // supervisor to adopt. Shutdown afterwards does nothing.
+  void HandOff();
+
  private:
   using ProcessPtr = std::shared_ptr<Process>;
 
@@ -219,6 +234,29 @@ class Supervisor {
   void OnOutputClosed(const ProcessPtr& p, uint64_t output_end);
   void UnwatchShim(const ProcessPtr& p);
 
+  // Re-adoption of an earlier supervisor's processes (adopt.cc).
+  absl::Status BeginAdoption();
+  void RequestLiveRecords();
+  void OnLiveRecords(std::vector<pm::internal::v1::StoredRecord> records);
+  void OnShimHello(ShimListener::Adoption adoption);
+  void AdoptThroughShim(const pm::internal::v1::StoredRecord& record,
+                        ShimListener::Adoption adoption);
+  // The Process of a record (its cgroup taken over), not watched yet.
+  ProcessPtr AdoptedProcess(const pm::internal::v1::StoredRecord& record);
+  // Holds and watches `p`; false (logged) if it cannot be watched.
+  bool AdoptOnLoop(const ProcessPtr& p);
+  void SettleUnclaimed();
+  // A Stop of an id that may be an earlier supervisor's process not
+  // adopted yet (the live records are not known yet, or its record waits
+  // for its shim): held (true) until it is adopted or settled.
+  bool HoldStopUntilAdopted(const std::string& id, absl::Duration grace,
+                            StopCallback& done);
+  // The held stops of `id`, now that it is adopted (a stop of it) or
+  // settled (answered from the registry).
+  void ReleaseHeldStops(const std::string& id);
+  // At shutdown or hand-off: every held stop answered UNAVAILABLE.
+  void FailHeldStops();
+
   void OnSigchld();
   // The leader's pidfd is readable once its shim is gone: reaps it, if it
   // is this supervisor's child now.
@@ -258,6 +296,8 @@ class Supervisor {
   // `grace`), notifying `all_stopped` once every stop is answered.
   void StopEveryProcess(absl::Duration grace,
                         std::shared_ptr<absl::Notification> all_stopped);
+  // HandOff's step on the loop: lets go of every shim and of shims.sock.
+  void LetGoForHandOff();
   // Last, once the wait for the registry is over: every stop answered,
   // every empty cgroup removed.
   void LetGoOfEverything();
@@ -312,6 +352,21 @@ class Supervisor {
   std::unique_ptr<Spares<shim::LaunchedShim>> spare_shims_;
   size_t live_ = 0;
   std::shared_ptr<absl::Notification> drained_;  // set by Shutdown
+
+  // Re-adoption (loop thread): shims.sock, and the live records until each
+  // is adopted or settled.
+  std::unique_ptr<ShimListener> shim_listener_;
+  absl::Time listening_since_;
+  bool live_records_known_ = false;
+  // Hellos that came before the registry's list of live records.
+  absl::flat_hash_map<std::string, ShimListener::Adoption> early_hellos_;
+  // Live records whose shim has not said Hello yet.
+  absl::flat_hash_map<std::string, pm::internal::v1::StoredRecord> unclaimed_;
+  struct HeldStop {
+    absl::Duration grace;
+    StopCallback done;
+  };
+  absl::flat_hash_map<std::string, std::vector<HeldStop>> held_stops_;
 };
 
 }  // namespace pm::supervisor

@@ -629,6 +629,187 @@ TEST_F(SupervisorTest, AStartInBytesRunsThoseBytesAndEchoesThemInTheBytesFields)
   EXPECT_EQ(ReadFileAfter(*registry_, started->id(), cwd + "/out"), "caf\xe9");
 }
 
+// --- Hand-off and re-adoption ------------------------------------------------
+
+// The record of `id` once it has ended (the registry's Wait), 30 s at most.
+absl::StatusOr<pm::v1::ProcessStatus> EndOf(registry::Registry& registry,
+                                            const std::string& id) {
+  absl::Notification ended;
+  absl::StatusOr<pm::v1::ProcessStatus> status =
+      absl::DeadlineExceededError("the record did not end within 30 s");
+  registry.Wait(id, [&](absl::StatusOr<pm::v1::ProcessStatus> s) {
+    status = std::move(s);
+    ended.Notify();
+  });
+  if (!ended.WaitForNotificationWithTimeout(absl::Seconds(30))) {
+    return absl::DeadlineExceededError("the record did not end within 30 s");
+  }
+  return status;
+}
+
+// The parent of `pid` (its pm-shim).
+pid_t ParentOf(pid_t pid) {
+  absl::StatusOr<ProcStat> stat = ReadProcStat(pid);
+  EXPECT_TRUE(stat.ok()) << stat.status();
+  return stat.ok() ? static_cast<pid_t>(stat->ppid) : -1;
+}
+
+// Waits (pidfd) for `pid` to exit; a zombie counts. 30 s at most.
+bool WaitForExit(pid_t pid) {
+  Fd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) return errno == ESRCH;
+  pollfd gone = {pidfd.get(), POLLIN, 0};
+  return poll(&gone, 1, 30000) == 1;
+}
+
+class ReadoptionTest : public SupervisorTest {
+ protected:
+  // A process that ends with `code` once ReleaseLeader() is called; with
+  // `child`, a child of its keeps its output open (and its shim draining)
+  // after it ends.
+  absl::StatusOr<pm::v1::StartResponse> StartGated(int code, bool child = false) {
+    in_ = absl::StrCat(dir_, "/gate", ++fifos_);
+    if (mkfifo(in_.c_str(), 0600) != 0) return ErrnoError("mkfifo", in_);
+    pm::v1::StartRequest request;
+    request.set_executable("/bin/sh");
+    request.add_args("-c");
+    request.add_args(absl::StrCat("echo started; ", child ? "sleep 1000 & " : "",
+                                  "read line < ", in_, "; echo ending; exit ", code));
+    return Start(request);
+  }
+  // The next supervisor, as a restart makes it (the first one handed off).
+  void Restart() {
+    supervisor_->HandOff();
+    supervisor_.reset();
+    CreateSupervisor(nullptr, [](SupervisorOptions& options) {
+      options.adopt_wait = absl::Milliseconds(300);
+    });
+  }
+};
+
+// Handed off, a process runs on under its shim; the next supervisor adopts
+// it through the shim's Hello and stops it as its own, and the record gets
+// its true end.
+TEST_F(ReadoptionTest, AHandedOffProcessRunsOnAndTheNextSupervisorStopsIt) {
+  CreateSupervisor(nullptr);
+  absl::StatusOr<pm::v1::StartResponse> started = Start(Sleep());
+  ASSERT_TRUE(started.ok()) << started.status();
+  const pid_t pid = started->status().pid();
+  Restart();
+  ASSERT_EQ(kill(pid, 0), 0) << "the hand-off ended the process";
+
+  pm::v1::StopRequest stop;
+  stop.set_id(started->id());
+  stop.set_grace_period_ms(5000);
+  absl::StatusOr<pm::v1::StopResponse> stopped = StopAndWait(stop);
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_TRUE(stopped->stopped());
+  EXPECT_EQ(stopped->status().state(), pm::v1::ProcessStatus::STATE_SIGNALED);
+  EXPECT_EQ(stopped->status().signal(), SIGTERM);
+  EXPECT_EQ(stopped->status().termination(),
+            pm::v1::ProcessStatus::TERMINATION_AFTER_SIGTERM);
+  absl::StatusOr<pm::v1::ProcessStatus> record = EndOf(*registry_, started->id());
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->signal(), SIGTERM);
+  EXPECT_TRUE(WaitForExit(pid));
+}
+
+// A process that ends while no supervisor runs, its shim still draining (a
+// child holds the output open): the shim's Hello carries the end, and the
+// record gets the true exit code and the output's length at the end.
+TEST_F(ReadoptionTest, AProcessThatEndsBetweenSupervisorsGetsItsTrueExitCode) {
+  CreateSupervisor(nullptr);
+  absl::StatusOr<pm::v1::StartResponse> started = StartGated(7, /*child=*/true);
+  ASSERT_TRUE(started.ok()) << started.status();
+  const pid_t pid = started->status().pid();
+  supervisor_->HandOff();
+  supervisor_.reset();
+  ReleaseLeader();
+  ASSERT_TRUE(WaitForExit(pid));
+  CreateSupervisor(nullptr);
+
+  absl::StatusOr<pm::v1::ProcessStatus> record = EndOf(*registry_, started->id());
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->state(), pm::v1::ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(record->exit_code(), 7);
+  EXPECT_EQ(record->output_bytes(), 15u);  // "started\nending\n"
+}
+
+// The same, but the shim has finished and exited too (nothing says Hello):
+// its exit file has the end.
+TEST_F(ReadoptionTest, AProcessWhoseShimIsGoneIsSettledFromItsExitFile) {
+  CreateSupervisor(nullptr);
+  absl::StatusOr<pm::v1::StartResponse> started = StartGated(9);
+  ASSERT_TRUE(started.ok()) << started.status();
+  const pid_t pid = started->status().pid();
+  const pid_t shim = ParentOf(pid);
+  supervisor_->HandOff();
+  supervisor_.reset();
+  ReleaseLeader();
+  ASSERT_TRUE(WaitForExit(shim)) << "the shim of a finished process stayed";
+  waitpid(shim, nullptr, 0);  // this test is its subreaper now
+  CreateSupervisor(nullptr, [](SupervisorOptions& options) {
+    options.adopt_wait = absl::Milliseconds(100);
+  });
+
+  absl::StatusOr<pm::v1::ProcessStatus> record = EndOf(*registry_, started->id());
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->state(), pm::v1::ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(record->exit_code(), 9);
+}
+
+// Neither a shim nor an exit file, and the pid is not the process any more:
+// LOST, never a stale RUNNING.
+TEST_F(ReadoptionTest, AProcessWithNeitherShimNorExitFileIsLost) {
+  CreateSupervisor(nullptr);
+  absl::StatusOr<pm::v1::StartResponse> started = StartGated(0);
+  ASSERT_TRUE(started.ok()) << started.status();
+  const pid_t pid = started->status().pid();
+  const pid_t shim = ParentOf(pid);
+  supervisor_->HandOff();
+  supervisor_.reset();
+  // The shim and the process die at once, with nothing written.
+  ASSERT_EQ(kill(shim, SIGKILL), 0);
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(WaitForExit(shim));
+  waitpid(shim, nullptr, 0);
+  ASSERT_TRUE(WaitForExit(pid));
+  waitpid(pid, nullptr, 0);
+  CreateSupervisor(nullptr, [](SupervisorOptions& options) {
+    options.adopt_wait = absl::Milliseconds(100);
+  });
+
+  absl::StatusOr<pm::v1::ProcessStatus> record = EndOf(*registry_, started->id());
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->state(), pm::v1::ProcessStatus::STATE_LOST);
+  EXPECT_THAT(record->end_reason(), HasSubstr("shim"));
+}
+
+// A shim that dies under a running supervisor: its process, reparented to
+// the supervisor, is still stopped and reaped with its true status.
+TEST_F(ReadoptionTest, AProcessWhoseShimDiesIsStillStoppedAndReaped) {
+  CreateSupervisor(nullptr);
+  absl::StatusOr<pm::v1::StartResponse> started = Start(Sleep());
+  ASSERT_TRUE(started.ok()) << started.status();
+  const pid_t pid = started->status().pid();
+  const pid_t shim = ParentOf(pid);
+  ASSERT_EQ(kill(shim, SIGKILL), 0);
+  ASSERT_TRUE(WaitForExit(shim));
+
+  pm::v1::StopRequest stop;
+  stop.set_id(started->id());
+  stop.set_grace_period_ms(5000);
+  absl::StatusOr<pm::v1::StopResponse> stopped = StopAndWait(stop);
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_TRUE(stopped->stopped());
+  EXPECT_EQ(stopped->status().state(), pm::v1::ProcessStatus::STATE_SIGNALED);
+  EXPECT_EQ(stopped->status().signal(), SIGTERM);
+  // Reaped: no zombie left.
+  siginfo_t info = {};
+  EXPECT_EQ(waitid(P_PID, pid, &info, WEXITED | WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+}
+
 // Serves the test's supervisor on its socket, as supervisor/main.cc does.
 class ServedSupervisorTest : public SupervisorTest {
  protected:

@@ -1,0 +1,352 @@
+// Re-adoption: a supervisor that starts finds the processes an earlier one
+// left running, step by step.
+//   1. BeginAdoption (at Create, on the loop): listen on
+//      <runtime_dir>/shims.sock, where every live shim whose supervisor died
+//      reconnects and says Hello, and ask the registry for the records that
+//      have not ended (RequestLiveRecords, retried until it answers).
+//   2. OnShimHello / OnLiveRecords, in either order: a Hello whose uuid,
+//      pid and start time match a live record is adopted (AdoptThroughShim):
+//      a Process like a started one, its cgroup taken over, its state moved
+//      by Adopted. A Hello that matches no live record is refused (closed;
+//      its shim carries on and waits for the next supervisor).
+//   3. SettleUnclaimed, once every live record is claimed or adopt_wait
+//      has passed since the listening began: a record whose shim never
+//      said Hello is adopted without it if its process still runs (same
+//      pid and start time, AdoptWithoutShim: its output ended with the
+//      shim); otherwise its end is read from its exit file, or it is LOST
+//      (settle.h).
+// A process is never named by its pid alone: a pid whose start time
+// differs from the record's is another process.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/cgroup_paths.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "common/process_end.h"
+#include "common/state_layout.h"
+#include "common/status.h"
+#include "supervisor/async_ops.h"
+#include "supervisor/process.h"
+#include "supervisor/settle.h"
+#include "supervisor/supervisor.h"
+
+namespace pm::supervisor {
+
+using pm::internal::v1::StoredRecord;
+using pm::v1::ProcessStatus;
+
+namespace {
+
+constexpr absl::Duration kRegistryRetry = absl::Seconds(1);
+
+// The pid a pidfd refers to, from /proc/self/fdinfo (-1 if it cannot be
+// read: not a pidfd, or the process is gone).
+pid_t PidOfPidfd(int pidfd) {
+  std::ifstream info(absl::StrCat("/proc/self/fdinfo/", pidfd));
+  std::string line;
+  while (std::getline(info, line)) {
+    absl::string_view rest = line;
+    if (absl::ConsumePrefix(&rest, "Pid:")) {
+      int pid = -1;
+      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &pid)) return pid;
+    }
+  }
+  return -1;
+}
+
+// The pid of the peer of a unix socket (SO_PEERCRED), or -1.
+pid_t PeerPid(int socket) {
+  ucred cred = {};
+  socklen_t size = sizeof(cred);
+  if (getsockopt(socket, SOL_SOCKET, SO_PEERCRED, &cred, &size) != 0) return -1;
+  return cred.pid;
+}
+
+// A pidfd of `pid` if it is still the process that started at
+// `start_ticks` (opened first, then checked: the pidfd cannot come to name
+// another process, the pid could).
+absl::StatusOr<Fd> OpenIfSameProcess(pid_t pid, uint64_t start_ticks) {
+  Fd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) return ErrnoError("pidfd_open", absl::StrCat(pid));
+  PM_ASSIGN_OR_RETURN(ProcStat stat, ReadProcStat(pid));
+  if (stat.start_ticks != start_ticks || stat.state == 'Z') {
+    return absl::NotFoundError(absl::StrCat(
+        "pid ", pid, " is another process now (or a zombie): started at tick ",
+        stat.start_ticks, ", the record's at ", start_ticks));
+  }
+  return pidfd;
+}
+
+}  // namespace
+
+absl::Status Supervisor::BeginAdoption() {
+  listening_since_ = absl::Now();
+  PM_ASSIGN_OR_RETURN(
+      shim_listener_,
+      ShimListener::Listen(&loop_, options_.shim.runtime_dir,
+                           [this](ShimListener::Adoption adoption) {
+                             OnShimHello(std::move(adoption));
+                           }));
+  RequestLiveRecords();
+  return absl::OkStatus();
+}
+
+void Supervisor::RequestLiveRecords() {
+  struct Call {
+    grpc::ClientContext context;
+    pm::internal::v1::ListLiveRequest request;
+    pm::internal::v1::ListLiveResponse response;
+  };
+  auto call = std::make_shared<Call>();
+  // The registry may be starting too: wait for it, bounded, then retry.
+  call->context.set_wait_for_ready(true);
+  call->context.set_deadline(
+      absl::ToChronoTime(absl::Now() + options_.backend_timeout));
+  PendingAsyncOps().Begin();
+  registry_->async()->ListLive(
+      &call->context, &call->request, &call->response,
+      [this, call](grpc::Status rpc) {
+        loop_.Post([this, call, rpc] {
+          if (!rpc.ok()) {
+            PM_LOG(WARNING) << "cannot list the records to re-adopt from the "
+                               "registry at "
+                            << options_.registry_socket << ": "
+                            << rpc.error_message() << "; trying again";
+            loop_.RunAfter(kRegistryRetry, [this] { RequestLiveRecords(); });
+            return;
+          }
+          std::vector<StoredRecord> records(call->response.records().begin(),
+                                            call->response.records().end());
+          OnLiveRecords(std::move(records));
+        });
+        PendingAsyncOps().End();
+      });
+}
+
+void Supervisor::OnLiveRecords(std::vector<StoredRecord> records) {
+  live_records_known_ = true;
+  for (StoredRecord& record : records) {
+    const std::string id = record.status().id();
+    if (by_id_.contains(id)) continue;  // one of ours (started since)
+    auto hello = early_hellos_.find(id);
+    if (hello != early_hellos_.end()) {
+      ShimListener::Adoption adoption = std::move(hello->second);
+      early_hellos_.erase(hello);
+      AdoptThroughShim(record, std::move(adoption));
+    } else {
+      unclaimed_.emplace(id, std::move(record));
+    }
+  }
+  for (auto& [id, adoption] : early_hellos_) {
+    PM_LOG(WARNING) << "a pm-shim said Hello for process " << id
+                    << ", which has no live record; it is refused";
+  }
+  early_hellos_.clear();
+  // Stops held for ids that turn out not to be live: answered as any stop
+  // of an id this supervisor does not hold.
+  std::vector<std::string> not_live;
+  for (const auto& [id, stops] : held_stops_) {
+    if (!unclaimed_.contains(id)) not_live.push_back(id);
+  }
+  for (const std::string& id : not_live) ReleaseHeldStops(id);
+  PM_LOG(INFO) << "re-adoption: " << records.size()
+               << " records had not ended; " << unclaimed_.size()
+               << " wait for their shims";
+  if (unclaimed_.empty()) return;
+  // Shims reconnect the instant shims.sock appears; the wait only covers
+  // a busy host.
+  const absl::Duration left =
+      std::max(listening_since_ + options_.adopt_wait - absl::Now(),
+               absl::ZeroDuration());
+  loop_.RunAfter(left, [this] { SettleUnclaimed(); });
+}
+
+void Supervisor::OnShimHello(ShimListener::Adoption adoption) {
+  const std::string id = adoption.hello.uuid;
+  if (!live_records_known_) {
+    early_hellos_.insert_or_assign(id, std::move(adoption));
+    return;
+  }
+  auto it = unclaimed_.find(id);
+  if (it == unclaimed_.end()) {
+    PM_LOG(WARNING) << "a pm-shim (pid " << PeerPid(adoption.control.get())
+                    << ") said Hello for process " << id
+                    << ", which is not waiting for its shim; it is refused";
+    return;
+  }
+  StoredRecord record = std::move(it->second);
+  unclaimed_.erase(it);
+  AdoptThroughShim(record, std::move(adoption));
+}
+
+Supervisor::ProcessPtr Supervisor::AdoptedProcess(const StoredRecord& record) {
+  auto p = std::make_shared<Process>();
+  const ProcessStatus& status = record.status();
+  p->id = status.id();
+  p->pid = status.pid();
+  p->start_ticks = record.start_ticks();
+  p->status = status;
+  p->limits = status.limits();
+  // The registry applies only updates newer than the last it took.
+  p->update_sequence = record.sequence();
+  if (cgroups_->enabled() && record.has_cgroup()) {
+    absl::StatusOr<std::unique_ptr<ProcessCgroup>> cgroup =
+        cgroups_->Adopt(CgroupDirsOf(record.cgroup()));
+    if (cgroup.ok()) {
+      p->cgroup = *std::move(cgroup);
+    } else if (cgroup.status().code() != absl::StatusCode::kNotFound) {
+      PM_LOG(WARNING) << "the cgroup of process " << p->id
+                      << " is not taken over: " << cgroup.status();
+    }
+  }
+  return p;
+}
+
+void Supervisor::AdoptThroughShim(const StoredRecord& record,
+                                  ShimListener::Adoption adoption) {
+  const shim::Hello& hello = adoption.hello;
+  const ProcessStatus& status = record.status();
+  const pid_t shim_pid = PeerPid(adoption.control.get());
+  if (hello.pid != status.pid() || hello.start_ticks != record.start_ticks() ||
+      (!hello.end && (!adoption.pidfd.valid() ||
+                      PidOfPidfd(adoption.pidfd.get()) != hello.pid))) {
+    PM_LOG(ERROR) << "a pm-shim (pid " << shim_pid << ") said Hello for process "
+                  << status.id() << " as pid " << hello.pid << " started at tick "
+                  << hello.start_ticks << ", but the record says pid "
+                  << status.pid() << " at tick " << record.start_ticks()
+                  << "; it is refused";
+    unclaimed_.emplace(status.id(), record);
+    return;
+  }
+  ProcessPtr p = AdoptedProcess(record);
+  p->shim_pid = shim_pid;
+  p->shim_control = std::move(adoption.control);
+  p->pidfd = std::move(adoption.pidfd);
+  if (!AdoptOnLoop(p)) return;
+  PM_LOG(INFO) << "re-adopted process " << p->id << " (pid " << p->pid
+               << ") through its pm-shim " << shim_pid
+               << (hello.end ? ", which reaped it meanwhile" : "");
+  if (hello.end) {
+    // It ended while no supervisor listened: its end, as its shim saw it.
+    OnLeaderEnd(p, hello.end->status, hello.end->ended, hello.end->output_end);
+  }
+}
+
+bool Supervisor::AdoptOnLoop(const ProcessPtr& p) {
+  p->On(Event::kAdopted);
+  by_id_[p->id] = p;
+  if (p->shim_control.valid()) {
+    if (absl::Status watched = WatchProcess(p); !watched.ok()) {
+      PM_LOG(ERROR) << "cannot watch re-adopted process " << p->id << ": "
+                    << watched;
+      return false;
+    }
+  } else {
+    if (p->cgroup) {
+      with_cgroup_[p.get()] = p;
+      WatchCgroup(p);
+    }
+    by_pid_[p->pid] = p;
+    ++live_;
+  }
+  // A stop was in progress when the earlier supervisor died: it is carried
+  // on (its callers are gone, the process must still go).
+  if (p->status.state() == ProcessStatus::STATE_STOPPING) {
+    RequestStop(p, options_.default_grace);
+  }
+  ReleaseHeldStops(p->id);
+  return true;
+}
+
+bool Supervisor::HoldStopUntilAdopted(const std::string& id,
+                                      absl::Duration grace, StopCallback& done) {
+  if (live_records_known_ && !unclaimed_.contains(id)) return false;
+  held_stops_[id].push_back(HeldStop{grace, std::move(done)});
+  return true;
+}
+
+void Supervisor::ReleaseHeldStops(const std::string& id) {
+  auto it = held_stops_.find(id);
+  if (it == held_stops_.end()) return;
+  std::vector<HeldStop> stops = std::move(it->second);
+  held_stops_.erase(it);
+  auto held = by_id_.find(id);
+  for (HeldStop& stop : stops) {
+    if (held != by_id_.end()) {
+      ProcessPtr p = held->second;
+      p->stop_waiters.push_back(std::move(stop.done));
+      RequestStop(p, stop.grace);
+    } else {
+      StopUnknown(id, std::move(stop.done));
+    }
+  }
+}
+
+void Supervisor::FailHeldStops() {
+  auto held = std::move(held_stops_);
+  held_stops_.clear();
+  for (auto& [id, stops] : held) {
+    for (HeldStop& stop : stops) {
+      stop.done(absl::UnavailableError("supervisor is shutting down"));
+    }
+  }
+}
+
+void Supervisor::SettleUnclaimed() {
+  std::vector<StoredRecord> left;
+  for (auto& [id, record] : unclaimed_) left.push_back(std::move(record));
+  unclaimed_.clear();
+  for (StoredRecord& record : left) {
+    const ProcessStatus& status = record.status();
+    absl::StatusOr<Fd> alive = OpenIfSameProcess(status.pid(), record.start_ticks());
+    if (alive.ok()) {
+      // Its shim is gone, the process is not: supervised without output
+      // (its pipes went with the shim), stopped and reaped through its
+      // pidfd; its end is unknown unless it comes back to this subreaper.
+      ProcessPtr p = AdoptedProcess(record);
+      p->pidfd = *std::move(alive);
+      if (!AdoptOnLoop(p)) continue;
+      PM_LOG(WARNING) << "re-adopted process " << p->id << " (pid " << p->pid
+                      << ") without its pm-shim, which is gone";
+      OnShimLost(p);
+      continue;
+    }
+    // Ended (its shim's exit file says how) or lost.
+    pm::internal::v1::UpdateRecordRequest update =
+        SettleUnadopted(status, options_.shim.state_dir);
+    PM_LOG(INFO) << "process " << status.id() << " ended while no supervisor "
+                 << "ran: " << ProcessStatus::State_Name(update.state()) << ", "
+                 << update.end().end_reason();
+    // Its shim may have died before closing the output: closed here, off
+    // the loop (an fsync), so readers see its end.
+    janitor_.Post([dir = ProcessOutputDir(options_.shim.state_dir, status.id())] {
+      CloseOutputOfDeadShim(dir);
+    });
+    records_->Update(
+        std::move(update),
+        [this, id = status.id()](absl::StatusOr<ProcessStatus> answer) {
+          if (!answer.ok()) {
+            PM_LOG(ERROR) << "registry refused the end of " << id << ": "
+                          << answer.status();
+          }
+          // A stop held for it is answered from the record as it is now.
+          loop_.Post([this, id] { ReleaseHeldStops(id); });
+        });
+  }
+}
+
+}  // namespace pm::supervisor
