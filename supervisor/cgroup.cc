@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -118,6 +119,39 @@ std::string Describe(const CgroupMount& mount) {
              ? absl::StrCat("cgroup2 at ", mount.mount_point)
              : absl::StrCat("cgroup v1 ", absl::StrJoin(mount.controllers, ","),
                             " at ", mount.mount_point);
+}
+
+// Whether `path` is absolute with no empty ("//", a trailing '/'), "." or
+// ".." component: how Create spells a directory, and nothing else.
+bool IsPlainAbsolutePath(absl::string_view path) {
+  if (!absl::ConsumePrefix(&path, "/")) return false;
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    if (part.empty() || part == "." || part == "..") return false;
+  }
+  return true;
+}
+
+absl::StatusOr<std::string> RealPath(const std::string& path) {
+  char* real = realpath(path.c_str(), nullptr);
+  if (real == nullptr) return ErrnoError("realpath", path);
+  std::string out(real);
+  free(real);
+  return out;
+}
+
+// "cgroup2 /a/b, memory /c/d" for messages.
+std::string Describe(const CgroupDirs& dirs) {
+  std::vector<std::string> parts;
+  if (!dirs.unified.empty()) parts.push_back("cgroup2 " + dirs.unified);
+  for (const auto& [controller, dir] : dirs.v1) {
+    parts.push_back(absl::StrCat(controller, " ", dir));
+  }
+  return parts.empty() ? "none" : absl::StrJoin(parts, ", ");
+}
+
+absl::Status RefuseDir(const std::string& dir, absl::string_view why) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("cgroup directory \"", dir, "\" ", why));
 }
 
 int PidfdOpen(pid_t pid) {
@@ -719,31 +753,13 @@ absl::StatusOr<std::unique_ptr<ProcessCgroup>> Cgroups::Create(
     return applied;
   }
 
-  std::unique_ptr<ProcessCgroup> cgroup(new ProcessCgroup());
-  const Hierarchy& tracker = hierarchies_[*tracker_];
-  cgroup->all_dirs_ = made;
-  cgroup->tracker_dir_ = dirs[*tracker_];
-  cgroup->tracker_path_ = JoinCgroupPath(tracker.parent_path, name);
-  cgroup->tracker_key_ = HierarchyKey(tracker.mount);
-  cgroup->tracker_is_v2_ = tracker.mount.version == 2;
-  cgroup->has_cgroup_kill_ = has_cgroup_kill_;
-  for (size_t i = 0; i < dirs.size(); ++i) {
-    if (dirs[i].empty()) continue;
-    const Hierarchy& h = hierarchies_[i];
-    if (h.mount.version == 2) {
-      cgroup->dirs_.unified = dirs[i];
-    } else {
-      for (const std::string& controller : h.mount.controllers) {
-        cgroup->dirs_.v1[controller] = dirs[i];
-      }
-    }
-  }
+  std::unique_ptr<ProcessCgroup> cgroup = NewProcessCgroup(name, dirs);
   auto open_or_rollback = [&](const std::string& path, int flags) -> absl::StatusOr<Fd> {
     absl::StatusOr<Fd> fd = Fd::Open(path, flags);
     if (!fd.ok()) rollback();
     return fd;
   };
-  for (const std::string& dir : made) {
+  for (const std::string& dir : cgroup->all_dirs_) {
     PM_ASSIGN_OR_RETURN(Fd procs,
                         open_or_rollback(dir + "/cgroup.procs", O_WRONLY));
     cgroup->procs_fds_.push_back(std::move(procs));
@@ -753,6 +769,162 @@ absl::StatusOr<std::unique_ptr<ProcessCgroup>> Cgroups::Create(
                         open_or_rollback(cgroup->tracker_dir_, O_RDONLY | O_DIRECTORY));
     PM_ASSIGN_OR_RETURN(cgroup->events_,
                         open_or_rollback(cgroup->tracker_dir_ + "/cgroup.events", O_RDONLY));
+  }
+  return cgroup;
+}
+
+absl::StatusOr<std::unique_ptr<ProcessCgroup>> Cgroups::Adopt(
+    const CgroupDirs& recorded) {
+  if (!enabled()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot adopt a cgroup (", Describe(recorded),
+                     "): no cgroups: ", disabled_reason_));
+  }
+  PM_ASSIGN_OR_RETURN(std::vector<std::string> dirs, AdoptableDirs(recorded));
+  PM_RETURN_IF_ERROR(DropGoneDirs(dirs));
+  const std::string& tracker_dir = dirs[*tracker_];
+  std::unique_ptr<ProcessCgroup> cgroup =
+      NewProcessCgroup(tracker_dir.substr(tracker_dir.rfind('/') + 1), dirs);
+  if (cgroup->tracker_is_v2_) {
+    // ENOENT here too if the tree ended and was removed since the lstat.
+    PM_ASSIGN_OR_RETURN(cgroup->events_,
+                        Fd::Open(tracker_dir + "/cgroup.events", O_RDONLY));
+  }
+  return cgroup;
+}
+
+absl::StatusOr<std::vector<std::string>> Cgroups::AdoptableDirs(
+    const CgroupDirs& recorded) const {
+  std::vector<std::string> dirs(hierarchies_.size());
+  std::string name;
+  auto take = [&](const std::string& dir, int index) -> absl::Status {
+    PM_ASSIGN_OR_RETURN(std::string ours, AdoptableDir(dir, index));
+    const std::string its_name = ours.substr(ours.rfind('/') + 1);
+    // Create gives a cgroup one name in every hierarchy; a record mixing
+    // names would join two processes' cgroups into one.
+    if (!name.empty() && its_name != name) {
+      return RefuseDir(dir, absl::StrCat("is not named \"", name,
+                                         "\" as the rest of the record (",
+                                         Describe(recorded), ")"));
+    }
+    name = its_name;
+    dirs[static_cast<size_t>(index)] = std::move(ours);
+    return absl::OkStatus();
+  };
+  auto find = [&](auto matches) {
+    auto it = std::find_if(hierarchies_.begin(), hierarchies_.end(),
+                           [&](const Hierarchy& h) { return matches(h.mount); });
+    return it == hierarchies_.end() ? -1
+                                    : static_cast<int>(it - hierarchies_.begin());
+  };
+  if (!recorded.unified.empty()) {
+    const int index = find([](const CgroupMount& m) { return m.version == 2; });
+    if (index < 0) {
+      return RefuseDir(recorded.unified,
+                       "is a cgroup2 directory, and this supervisor uses no "
+                       "cgroup2");
+    }
+    PM_RETURN_IF_ERROR(take(recorded.unified, index));
+  }
+  for (const auto& entry : recorded.v1) {
+    const std::string& controller = entry.first;
+    const std::string& dir = entry.second;
+    const int index = find([&](const CgroupMount& m) {
+      return m.version == 1 && HasController(m, controller);
+    });
+    if (index < 0) {
+      return RefuseDir(dir, absl::StrCat("is in the cgroup v1 ", controller,
+                                         " hierarchy, which this supervisor "
+                                         "does not use"));
+    }
+    PM_RETURN_IF_ERROR(take(dir, index));
+  }
+  if (dirs[*tracker_].empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the recorded cgroup directories (", Describe(recorded),
+        ") have none in ", Describe(hierarchies_[*tracker_].mount),
+        ", which tracks this supervisor's processes"));
+  }
+  return dirs;
+}
+
+absl::StatusOr<std::string> Cgroups::AdoptableDir(const std::string& recorded,
+                                                  int index) const {
+  const Hierarchy& h = hierarchies_[static_cast<size_t>(index)];
+  if (!IsPlainAbsolutePath(recorded)) {
+    return RefuseDir(recorded,
+                     "is not a plain absolute path (it has an empty, \".\" or "
+                     "\"..\" component)");
+  }
+  // Canonical paths, so that a symlink on the way (a mount point reached
+  // through /sys/fs/cgroup/cpu -> cpu,cpuacct) is followed to where it
+  // leads, and one leading out of our parent is refused. Below the parent
+  // a path cannot turn: cgroupfs has no symlinks, and the last component
+  // is checked not to be one (DropGoneDirs).
+  const size_t slash = recorded.rfind('/');
+  const std::string name = recorded.substr(slash + 1);
+  absl::StatusOr<std::string> ours = RealPath(h.parent_dir);
+  if (!ours.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot adopt cgroup directory \"", recorded,
+        "\": this supervisor's parent cgroup is gone: ", ours.status().message()));
+  }
+  absl::StatusOr<std::string> its =
+      RealPath(slash == 0 ? std::string("/") : recorded.substr(0, slash));
+  if (!its.ok() || *its != *ours) {
+    return RefuseDir(recorded,
+                     absl::StrCat("is not directly below ", h.parent_dir,
+                                  ", this supervisor's parent cgroup in ",
+                                  Describe(h.mount),
+                                  its.ok() ? "" : absl::StrCat(" (",
+                                      its.status().message(), ")")));
+  }
+  return absl::StrCat(h.parent_dir, "/", name);
+}
+
+absl::Status Cgroups::DropGoneDirs(std::vector<std::string>& dirs) const {
+  for (size_t i = 0; i < dirs.size(); ++i) {
+    if (dirs[i].empty()) continue;
+    struct stat st;
+    if (lstat(dirs[i].c_str(), &st) != 0) {
+      // Remove goes through the tracker last, so a supervisor killed in
+      // the middle of one leaves the tracker with others gone: they are
+      // simply not part of the cgroup any more.
+      if (errno == ENOENT && static_cast<int>(i) != *tracker_) {
+        dirs[i].clear();
+        continue;
+      }
+      return ErrnoError("lstat", dirs[i]);  // ENOENT: NOT_FOUND
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      return RefuseDir(dirs[i], "is not a directory");
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::unique_ptr<ProcessCgroup> Cgroups::NewProcessCgroup(
+    const std::string& name, const std::vector<std::string>& dirs) const {
+  std::unique_ptr<ProcessCgroup> cgroup(new ProcessCgroup());
+  const Hierarchy& tracker = hierarchies_[*tracker_];
+  cgroup->tracker_dir_ = dirs[*tracker_];
+  cgroup->tracker_path_ = JoinCgroupPath(tracker.parent_path, name);
+  cgroup->tracker_key_ = HierarchyKey(tracker.mount);
+  cgroup->tracker_is_v2_ = tracker.mount.version == 2;
+  cgroup->has_cgroup_kill_ = has_cgroup_kill_;
+  // The tracker first: spawn_options() puts the child in through it.
+  cgroup->all_dirs_.push_back(cgroup->tracker_dir_);
+  for (size_t i = 0; i < dirs.size(); ++i) {
+    if (dirs[i].empty()) continue;
+    if (static_cast<int>(i) != *tracker_) cgroup->all_dirs_.push_back(dirs[i]);
+    const Hierarchy& h = hierarchies_[i];
+    if (h.mount.version == 2) {
+      cgroup->dirs_.unified = dirs[i];
+    } else {
+      for (const std::string& controller : h.mount.controllers) {
+        cgroup->dirs_.v1[controller] = dirs[i];
+      }
+    }
   }
   return cgroup;
 }

@@ -30,6 +30,18 @@
 // cgroup.subtree_control only, so those our parent's parent has not
 // delegated are reported missing, not forced.
 //
+// Re-adoption. A supervisor killed outright leaves its processes running in
+// their cgroups; the next one takes each over from the directories the
+// registry kept (ProcessCgroup::dirs()):
+//
+//   PM_ASSIGN_OR_RETURN(std::unique_ptr<ProcessCgroup> cgroup,
+//                       cgroups->Adopt(record.dirs));  // no spawn fds
+//
+// The record is not trusted: only directories directly below our own
+// parents are taken, so a tampered one cannot make us kill or rmdir
+// anything else. Init's sweep of leftovers removes empty cgroups only, so
+// a populated one waits for its adopter.
+//
 // Without cgroups (no permission, --cgroups=off) Init still succeeds:
 // enabled() is false, processes run without a cgroup and stop by process
 // group, and CheckLimits refuses any limit with FAILED_PRECONDITION naming
@@ -147,6 +159,23 @@ class Cgroups {
   absl::StatusOr<std::unique_ptr<ProcessCgroup>> Create(
       const pm::v1::Limits& limits);
 
+  // The cgroup an earlier supervisor made (Create) for a process that
+  // outlived it, from the directories it recorded (ProcessCgroup::dirs()),
+  // so that this supervisor tracks, signals, kills and removes it as its
+  // own. Only directories directly below this supervisor's parent cgroup in
+  // a hierarchy it uses are taken (a record naming anything else is
+  // refused: INVALID_ARGUMENT naming the directory); the tracking one must
+  // be among them. NOT_FOUND if the tracking directory no longer exists
+  // (the tree ended and it was removed); FAILED_PRECONDITION without
+  // cgroups. It has no spawn fds (spawn_options() is empty).
+  //
+  // Paths are compared canonically (a record may spell a mount point
+  // through a symlink) but must be plain: absolute, without "." or "..",
+  // all naming the same cgroup. dirs() of the result are spelled as Create
+  // spells them. A directory in a hierarchy other than the tracking one
+  // that is gone (a Remove cut short removes those first) is left out.
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> Adopt(const CgroupDirs& dirs);
+
  private:
   struct Hierarchy {
     CgroupMount mount;
@@ -179,6 +208,22 @@ class Cgroups {
   void RemoveLeftovers() const;
   // Which of hierarchies_ a process with `limits` joins (parallel to it).
   std::vector<bool> HierarchiesFor(const pm::v1::Limits& limits) const;
+  // Adopt's steps. The recorded directories, checked, as Create spells
+  // them, parallel to hierarchies_ ("" where not joined); the tracker's is
+  // there.
+  absl::StatusOr<std::vector<std::string>> AdoptableDirs(
+      const CgroupDirs& recorded) const;
+  // The directory of a recorded cgroup in hierarchies_[index], checked to
+  // be directly below its parent: INVALID_ARGUMENT otherwise.
+  absl::StatusOr<std::string> AdoptableDir(const std::string& recorded,
+                                           int index) const;
+  // Clears the entries of `dirs` that are gone, but for the tracker's
+  // (NOT_FOUND); INVALID_ARGUMENT for one that is not a directory.
+  absl::Status DropGoneDirs(std::vector<std::string>& dirs) const;
+  // `dirs` is parallel to hierarchies_ ("" where not joined); `name` is the
+  // cgroup's name in each. The fds spawning needs are not opened here.
+  std::unique_ptr<ProcessCgroup> NewProcessCgroup(
+      const std::string& name, const std::vector<std::string>& dirs) const;
   // `dirs` is parallel to hierarchies_ ("" where not joined).
   absl::Status ApplyLimits(const pm::v1::Limits& limits,
                            const std::vector<std::string>& dirs) const;
@@ -210,7 +255,8 @@ class ProcessCgroup {
   const std::string& path() const { return tracker_dir_; }
 
   // How Spawn puts the child in: born in the cgroup2 one, joining the v1
-  // ones before exec. Valid until CloseSpawnFds().
+  // ones before exec. Valid until CloseSpawnFds(); empty for an adopted
+  // cgroup.
   SpawnOptions spawn_options() const;
   // Closes the fds only spawning needs.
   void CloseSpawnFds();

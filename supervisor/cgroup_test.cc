@@ -3,13 +3,16 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -289,6 +292,88 @@ TEST_F(FakeCgroupfsTest, WriteLimitsNamesTheFileThatFailed) {
                          "directory (ENOENT)"));
 }
 
+// --- Adopt's checks of a record, on the fake cgroupfs --------------------------------
+
+TEST_F(FakeCgroupfsTest, AdoptWithoutCgroupsIsAFailedPrecondition) {
+  options_.mode = CgroupMode::kOff;
+  std::unique_ptr<Cgroups> cgroups = Cgroups::Init(options_);
+  CgroupDirs dirs;
+  dirs.unified = root_ + "/unified/svc/pm/9.1";
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> adopted = cgroups->Adopt(dirs);
+  EXPECT_EQ(adopted.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(adopted.status().message(), HasSubstr("--cgroups=off"));
+}
+
+TEST_F(FakeCgroupfsTest, AdoptTakesOnlyDirectoriesDirectlyBelowTheParent) {
+  FakeV2("/svc");
+  std::unique_ptr<Cgroups> cgroups = Cgroups::Init(options_);
+  ASSERT_TRUE(cgroups->enabled()) << cgroups->summary();
+  const std::string svc = root_ + "/unified/svc";
+  const std::string parent = svc + "/pm";
+  // A cgroup an earlier supervisor left, one inside it, one beside our
+  // parent, and symlinks a hostile record could go through.
+  std::filesystem::create_directories(parent + "/9.1/nested");
+  WriteText(parent + "/9.1/cgroup.events", "populated 1\nfrozen 0\n");
+  std::filesystem::create_directories(svc + "/victim");
+  std::filesystem::create_directory_symlink(svc, svc + "/escape");
+  std::filesystem::create_directory_symlink("../victim", parent + "/9.2");
+  std::filesystem::create_directory_symlink("pm", svc + "/pmlink");
+
+  const int fds_before = OpenFdCount();
+  auto refused = [&](const CgroupDirs& dirs, const std::string& named,
+                     const std::string& why) {
+    absl::StatusOr<std::unique_ptr<ProcessCgroup>> adopted = cgroups->Adopt(dirs);
+    EXPECT_EQ(adopted.status().code(), absl::StatusCode::kInvalidArgument)
+        << named << ": " << adopted.status();
+    EXPECT_THAT(adopted.status().message(),
+                HasSubstr(absl::StrCat("\"", named, "\" ", why)));
+  };
+  auto unified = [](const std::string& dir) {
+    CgroupDirs dirs;
+    dirs.unified = dir;
+    return dirs;
+  };
+  const std::string below = absl::StrCat("is not directly below ", parent,
+                                         ", this supervisor's parent cgroup");
+  refused(unified(parent), parent, below);
+  refused(unified(svc + "/victim"), svc + "/victim", below);
+  refused(unified(parent + "/9.1/nested"), parent + "/9.1/nested", below);
+  refused(unified(svc + "/escape/victim"), svc + "/escape/victim", below);
+  refused(unified(parent + "/9.2"), parent + "/9.2", "is not a directory");
+  // ".." is refused even where it would lead back into the parent.
+  refused(unified(parent + "/../pm/9.1"), parent + "/../pm/9.1",
+          "is not a plain absolute path");
+  refused(unified(parent + "/9.1/../../victim"), parent + "/9.1/../../victim",
+          "is not a plain absolute path");
+  refused(unified("svc/pm/9.1"), "svc/pm/9.1", "is not a plain absolute path");
+  refused(unified(parent + "/9.1/"), parent + "/9.1/",
+          "is not a plain absolute path");
+  CgroupDirs v1_only;
+  v1_only.v1["memory"] = parent + "/9.1";
+  refused(v1_only, parent + "/9.1",
+          "is in the cgroup v1 memory hierarchy, which this supervisor does "
+          "not use");
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> none = cgroups->Adopt(CgroupDirs());
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(none.status().message(),
+              HasSubstr("(none) have none in cgroup2 at " + root_ + "/unified"));
+  // Nothing was touched, and nothing was left open.
+  for (const std::string& dir : {parent + "/9.1/nested", svc + "/victim"}) {
+    EXPECT_TRUE(std::filesystem::is_directory(dir)) << dir;
+  }
+  EXPECT_EQ(OpenFdCount(), fds_before);
+
+  // A symlink that leads into the parent is followed: paths compare
+  // canonically, and the cgroup is spelled as Create spells it.
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> adopted =
+      cgroups->Adopt(unified(svc + "/pmlink/9.1"));
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+  EXPECT_EQ((*adopted)->dirs().unified, parent + "/9.1");
+  EXPECT_EQ((*adopted)->path(), parent + "/9.1");
+  EXPECT_GE((*adopted)->events_fd(), 0);
+  EXPECT_TRUE((*adopted)->Populated());
+}
+
 // --- The real cgroupfs of this host (root, as CI runs) ----------------------------
 
 pm::v1::StartRequest Shell(const std::string& script) {
@@ -333,10 +418,15 @@ void WaitEmpty(ProcessCgroup& cgroup) {
 
 class RealCgroupTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Cgroups> InitOrSkip(CgroupMode mode) {
+  std::unique_ptr<Cgroups> InitOrSkip(CgroupMode mode,
+                                      std::string name_prefix = "",
+                                      std::string parent = "") {
     CgroupOptions options;
     options.mode = mode;
-    options.name_prefix = absl::StrCat("unit", getpid(), ".");
+    options.parent = std::move(parent);
+    options.name_prefix = name_prefix.empty()
+                              ? absl::StrCat("unit", getpid(), ".")
+                              : std::move(name_prefix);
     std::unique_ptr<Cgroups> cgroups = Cgroups::Init(options);
     if (!cgroups->enabled()) return nullptr;
     return cgroups;
@@ -529,6 +619,280 @@ TEST_F(RealCgroupTest, V1FreezerTracksAndKillsTheTree) {
   EXPECT_TRUE(WaitGone(daemon));
   EXPECT_FALSE(cg.Populated());
   EXPECT_TRUE(cg.Remove().ok());
+}
+
+// --- Re-adoption, on the real cgroupfs --------------------------------------------
+
+// A stand-in for a supervisor: a process whose pid names its cgroups
+// ("<pid>."), alive until Die(), so that until then no Init sweeps them
+// away as leftovers.
+class SupervisorStandIn {
+ public:
+  SupervisorStandIn() {
+    pid_ = fork();
+    if (pid_ == 0) {
+      for (;;) pause();
+    }
+    EXPECT_GT(pid_, 0);
+  }
+  ~SupervisorStandIn() { Die(); }
+  std::string name_prefix() const { return absl::StrCat(pid_, "."); }
+  // Killed and reaped: its pid is free (and allocated cyclically, so not
+  // reused while the test runs).
+  void Die() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// A parent cgroup of a test's own (--cgroup_parent), in every hierarchy,
+// removed at the end. Below the shared default parent, Init's sweep by any
+// other supervisor or test run would remove the empty cgroups of a dead
+// supervisor's prefix, and so race with the test's own.
+class PrivateParent {
+ public:
+  PrivateParent() : path_(absl::StrCat("/pm-adopt-test.", getpid())) {}
+  ~PrivateParent() {
+    for (const CgroupMount& mount :
+         ParseCgroupMounts(ReadText("/proc/self/mountinfo"))) {
+      if (mount.root != "/") continue;
+      const std::string dir = mount.mount_point + path_;
+      if (rmdir(dir.c_str()) != 0 && errno != ENOENT) {
+        ADD_FAILURE() << "rmdir(\"" << dir << "\"): " << strerror(errno);
+      }
+    }
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  const std::string path_;
+};
+
+// Every directory of `dirs`.
+std::vector<std::string> AllDirs(const CgroupDirs& dirs) {
+  std::vector<std::string> all;
+  if (!dirs.unified.empty()) all.push_back(dirs.unified);
+  for (const auto& [controller, dir] : dirs.v1) all.push_back(dir);
+  return all;
+}
+
+// `dirs` with each entry that is `from` (the tracker's) replaced by `to`.
+CgroupDirs Replace(CgroupDirs dirs, const std::string& from,
+                   const std::string& to) {
+  if (dirs.unified == from) dirs.unified = to;
+  for (auto& [controller, dir] : dirs.v1) {
+    if (dir == from) dir = to;
+  }
+  return dirs;
+}
+
+// A supervisor makes a cgroup and starts a process (with a daemon of its
+// own) in it, and dies; the next one, with another name prefix, adopts the
+// cgroup from the recorded directories and does all a supervisor does with
+// a cgroup of its own: tracks it, signals and kills its members, removes
+// it once empty.
+void AdoptsTheCgroupOfADeadSupervisor(
+    const std::function<std::unique_ptr<Cgroups>(std::string)>& init) {
+  SupervisorStandIn supervisor;
+  std::unique_ptr<Cgroups> first = init(supervisor.name_prefix());
+  if (!first) GTEST_SKIP() << "no usable cgroups here";
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> cgroup =
+      first->Create(pm::v1::Limits());
+  ASSERT_TRUE(cgroup.ok()) << cgroup.status();
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> idle =
+      first->Create(pm::v1::Limits());
+  ASSERT_TRUE(idle.ok()) << idle.status();
+  // The daemon says its pid once it is in a session of its own and ignores
+  // SIGTERM.
+  absl::StatusOr<SpawnedChild> child = Spawn(
+      Shell("setsid sh -c 'trap \"\" TERM; echo $$; exec sleep 1000' & "
+            "exec sleep 1000"),
+      (*cgroup)->spawn_options());
+  ASSERT_TRUE(child.ok()) << child.status();
+  (*cgroup)->CloseSpawnFds();
+  pid_t daemon = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(ReadLine(child->stdout_read.get()), &daemon));
+  const CgroupDirs recorded = (*cgroup)->dirs();
+  const std::string tracker_dir = (*cgroup)->path();
+  const CgroupDirs idle_dirs = (*idle)->dirs();
+  // The supervisor dies: its objects go, its cgroups stay.
+  cgroup->reset();
+  idle->reset();
+  first.reset();
+  supervisor.Die();
+
+  std::unique_ptr<Cgroups> second = init("");
+  ASSERT_NE(second, nullptr);
+  // Init swept the empty leftover away but not the populated one.
+  for (const std::string& dir : AllDirs(idle_dirs)) {
+    EXPECT_FALSE(std::filesystem::exists(dir)) << dir;
+  }
+  for (const std::string& dir : AllDirs(recorded)) {
+    EXPECT_TRUE(std::filesystem::is_directory(dir)) << dir;
+  }
+
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> adopted =
+      second->Adopt(recorded);
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+  ProcessCgroup& cg = **adopted;
+  EXPECT_EQ(cg.path(), tracker_dir);
+  EXPECT_EQ(cg.dirs().unified, recorded.unified);
+  EXPECT_EQ(cg.dirs().v1, recorded.v1);
+  const SpawnOptions spawn = cg.spawn_options();
+  EXPECT_EQ(spawn.cgroup2_dir_fd, -1);
+  EXPECT_THAT(spawn.joins, IsEmpty());
+  EXPECT_TRUE(cg.Populated());
+  EXPECT_EQ(cg.ReadUsage().tasks(), 2u);  // the leader and its daemon
+
+  // Another Init (as of a supervisor restarted once more) leaves it too.
+  EXPECT_NE(init(""), nullptr);
+  for (const std::string& dir : AllDirs(recorded)) {
+    EXPECT_TRUE(std::filesystem::is_directory(dir)) << dir;
+  }
+
+  // Members are found through the adopted cgroup: the leader gets SIGTERM,
+  // the daemon (a process group of its own) is skipped.
+  cg.SignalMembers(SIGTERM, daemon);
+  siginfo_t info = {};
+  ASSERT_EQ(waitid(static_cast<idtype_t>(P_PIDFD), child->pidfd.get(), &info,
+                   WEXITED),
+            0);
+  EXPECT_EQ(info.si_code, CLD_KILLED);
+  EXPECT_EQ(info.si_status, SIGTERM);
+  EXPECT_TRUE(cg.Populated());
+
+  // The kill reaches the daemon; on cgroup2 the events fd says so.
+  int epoll = -1;
+  if (cg.events_fd() >= 0) {
+    epoll = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {};
+    ev.events = EPOLLPRI;
+    ASSERT_EQ(epoll_ctl(epoll, EPOLL_CTL_ADD, cg.events_fd(), &ev), 0);
+  }
+  cg.Kill();
+  EXPECT_TRUE(WaitGone(daemon));
+  if (epoll >= 0) {
+    struct epoll_event ev = {};
+    EXPECT_EQ(epoll_wait(epoll, &ev, 1, 10000), 1);
+    EXPECT_TRUE(ev.events & EPOLLPRI);
+    close(epoll);
+  }
+  WaitEmpty(cg);
+
+  EXPECT_TRUE(cg.Remove().ok());
+  for (const std::string& dir : AllDirs(recorded)) {
+    EXPECT_FALSE(std::filesystem::exists(dir)) << dir;
+  }
+}
+
+TEST_F(RealCgroupTest, AdoptsTheCgroupOfADeadSupervisor) {
+  PrivateParent parent;
+  AdoptsTheCgroupOfADeadSupervisor([&](std::string prefix) {
+    return InitOrSkip(CgroupMode::kAuto, std::move(prefix), parent.path());
+  });
+}
+
+TEST_F(RealCgroupTest, V1FreezerAdoptsTheCgroupOfADeadSupervisor) {
+  PrivateParent parent;
+  AdoptsTheCgroupOfADeadSupervisor([&](std::string prefix) {
+    std::unique_ptr<Cgroups> cgroups =
+        InitOrSkip(CgroupMode::kV1, std::move(prefix), parent.path());
+    if (cgroups) {
+      EXPECT_THAT(cgroups->summary(), HasSubstr("cgroup v1 freezer"));
+    }
+    return cgroups;
+  });
+}
+
+TEST_F(RealCgroupTest, AdoptRefusesDirectoriesOutsideItsParents) {
+  std::unique_ptr<Cgroups> cgroups = InitOrSkip(CgroupMode::kAuto);
+  if (!cgroups) GTEST_SKIP() << "no usable cgroups here";
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> a = cgroups->Create(pm::v1::Limits());
+  ASSERT_TRUE(a.ok()) << a.status();
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> b = cgroups->Create(pm::v1::Limits());
+  ASSERT_TRUE(b.ok()) << b.status();
+  const CgroupDirs dirs = (*a)->dirs();
+  const std::string tracker = (*a)->path();
+  const std::string parent = tracker.substr(0, tracker.rfind('/'));
+  const std::string name = tracker.substr(tracker.rfind('/') + 1);
+  const std::string nested = tracker + "/nested";
+  ASSERT_EQ(mkdir(nested.c_str(), 0755), 0) << nested;
+
+  auto refused = [&](const CgroupDirs& record, const std::string& named,
+                     const std::string& why) {
+    absl::StatusOr<std::unique_ptr<ProcessCgroup>> adopted = cgroups->Adopt(record);
+    EXPECT_EQ(adopted.status().code(), absl::StatusCode::kInvalidArgument)
+        << named << ": " << adopted.status();
+    EXPECT_THAT(adopted.status().message(),
+                HasSubstr(absl::StrCat("\"", named, "\" ", why)));
+  };
+  const std::string below = absl::StrCat("is not directly below ", parent);
+  refused(Replace(dirs, tracker, parent), parent, below);
+  refused(Replace(dirs, tracker, nested), nested, below);
+  const std::string dotdot = absl::StrCat(nested, "/../../", name);
+  refused(Replace(dirs, tracker, dotdot), dotdot, "is not a plain absolute path");
+  if (!dirs.unified.empty() && !dirs.V1("memory").empty()) {
+    // A cgroup2 directory recorded as the memory one, and two cgroups'
+    // directories mixed in one record.
+    CgroupDirs crossed = dirs;
+    crossed.v1["memory"] = dirs.unified;
+    refused(crossed, dirs.unified, "is not directly below");
+    CgroupDirs mixed = dirs;
+    mixed.v1["memory"] = (*b)->dirs().V1("memory");
+    refused(mixed, mixed.v1["memory"], "is not named");
+  }
+  // Nothing was removed.
+  for (const std::string& dir : AllDirs(dirs)) {
+    EXPECT_TRUE(std::filesystem::is_directory(dir)) << dir;
+  }
+  EXPECT_TRUE(std::filesystem::is_directory(nested));
+  EXPECT_TRUE(std::filesystem::is_directory(parent));
+  ASSERT_EQ(rmdir(nested.c_str()), 0);
+  EXPECT_TRUE((*a)->Remove().ok());
+  EXPECT_TRUE((*b)->Remove().ok());
+}
+
+TEST_F(RealCgroupTest, AdoptOfARemovedCgroupIsNotFound) {
+  std::unique_ptr<Cgroups> cgroups = InitOrSkip(CgroupMode::kAuto);
+  if (!cgroups) GTEST_SKIP() << "no usable cgroups here";
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> cgroup =
+      cgroups->Create(pm::v1::Limits());
+  ASSERT_TRUE(cgroup.ok()) << cgroup.status();
+  const CgroupDirs dirs = (*cgroup)->dirs();
+  const std::string tracker = (*cgroup)->path();
+  ASSERT_TRUE((*cgroup)->Remove().ok());
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> adopted = cgroups->Adopt(dirs);
+  EXPECT_EQ(adopted.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(adopted.status().message(),
+              HasSubstr(absl::StrCat("lstat(\"", tracker, "\")")));
+}
+
+// A supervisor killed in the middle of Remove (which takes the tracker
+// last) leaves the tracker with other hierarchies' directories gone.
+TEST_F(RealCgroupTest, AdoptLeavesOutAGoneDirectoryBesideTheTracker) {
+  std::unique_ptr<Cgroups> cgroups = InitOrSkip(CgroupMode::kAuto);
+  if (!cgroups) GTEST_SKIP() << "no usable cgroups here";
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> cgroup =
+      cgroups->Create(pm::v1::Limits());
+  ASSERT_TRUE(cgroup.ok()) << cgroup.status();
+  const CgroupDirs dirs = (*cgroup)->dirs();
+  const std::string memory = dirs.V1("memory");
+  if (memory.empty() || memory == (*cgroup)->path()) {
+    EXPECT_TRUE((*cgroup)->Remove().ok());
+    GTEST_SKIP() << "no v1 memory hierarchy beside the tracker";
+  }
+  ASSERT_EQ(rmdir(memory.c_str()), 0) << memory;
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> adopted = cgroups->Adopt(dirs);
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+  EXPECT_EQ((*adopted)->dirs().V1("memory"), "");
+  EXPECT_EQ((*adopted)->path(), (*cgroup)->path());
+  EXPECT_TRUE((*adopted)->Remove().ok());
+  EXPECT_FALSE(std::filesystem::exists((*cgroup)->path()));
 }
 
 }  // namespace
