@@ -183,6 +183,14 @@ void Supervisor::OnOutputClosed(const ProcessPtr& p, uint64_t output_end) {
   if (p->output_closed) return;
   p->output_closed = true;
   if (!p->life.reaped()) p->output_end = output_end;
+  // The shim says Closed once no child of the tree is left (it is their
+  // subreaper): the cgroup is looked at again, in case its "empty" event
+  // was lost (a cgroup removed by another supervisor's sweep of leftovers
+  // never sends it).
+  if (p->life.end_written()) {
+    CheckStopDone(p);
+    MaybeRemoveCgroup(p);
+  }
   MaybeForget(p);
 }
 
