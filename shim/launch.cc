@@ -8,6 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <string>
+#include <vector>
+
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_core.h"
@@ -50,10 +53,19 @@ absl::StatusOr<LaunchedShim> LaunchShim(const ShimLaunch& launch) {
 
   const std::string state = absl::StrCat("--state_dir=", launch.state_dir);
   const std::string runtime = absl::StrCat("--runtime_dir=", launch.runtime_dir);
-  const char* argv[] = {launch.binary.c_str(), "--control_fd=3", state.c_str(),
-                        runtime.c_str(), nullptr};
+  std::vector<std::string> caps;
+  if (launch.max_output_bytes != 0) {
+    caps.push_back(absl::StrCat("--max_output_bytes=", launch.max_output_bytes));
+  }
+  if (launch.segment_bytes != 0) {
+    caps.push_back(absl::StrCat("--segment_bytes=", launch.segment_bytes));
+  }
+  std::vector<const char*> argv = {launch.binary.c_str(), "--control_fd=3", state.c_str(),
+                                   runtime.c_str()};
+  for (const std::string& cap : caps) argv.push_back(cap.c_str());
+  argv.push_back(nullptr);
   const int err = posix_spawn(&shim.pid, launch.binary.c_str(), &actions, &attr,
-                              const_cast<char**>(argv), environ);
+                              const_cast<char**>(argv.data()), environ);
   if (err != 0) return ErrnoError("posix_spawn", launch.binary, err);
   // Not reaped before this, so the pid is still the shim's.
   shim.pidfd = Fd(static_cast<int>(syscall(SYS_pidfd_open, shim.pid, 0)));

@@ -17,6 +17,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -28,6 +29,12 @@ struct ShimLaunch {
   std::string binary;  // the pm-shim executable
   std::string state_dir;
   std::string runtime_dir;
+  // The shim's --max_output_bytes and --segment_bytes (shim.h); 0 leaves
+  // the flag out, so the shim's default applies. A segment above a quarter
+  // of the cap makes the shim exit at once (kExitBroken, its reason on the
+  // caller's stderr).
+  uint64_t max_output_bytes = 0;
+  uint64_t segment_bytes = 0;
 };
 
 struct LaunchedShim {

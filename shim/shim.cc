@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -70,10 +71,20 @@ supervisor::SpawnIsolation IsolationOf(uint32_t bits) {
   return isolation;
 }
 
+// The value of a byte-count flag: a decimal count of at least 1.
+absl::Status ParseBytes(absl::string_view flag, absl::string_view value, uint64_t* out) {
+  if (!absl::SimpleAtoi(value, out) || *out == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": not a positive byte count: \"", value, "\""));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ShimFlags> ParseShimFlags(int argc, const char* const* argv) {
   ShimFlags flags;
+  bool segment_given = false;
   for (int i = 1; i < argc; ++i) {
     absl::string_view arg = argv[i];
     if (absl::ConsumePrefix(&arg, "--control_fd=")) {
@@ -85,10 +96,16 @@ absl::StatusOr<ShimFlags> ParseShimFlags(int argc, const char* const* argv) {
       flags.state_dir = std::string(arg);
     } else if (absl::ConsumePrefix(&arg, "--runtime_dir=")) {
       flags.runtime_dir = std::string(arg);
+    } else if (absl::ConsumePrefix(&arg, "--max_output_bytes=")) {
+      PM_RETURN_IF_ERROR(ParseBytes("--max_output_bytes", arg, &flags.max_output_bytes));
+    } else if (absl::ConsumePrefix(&arg, "--segment_bytes=")) {
+      PM_RETURN_IF_ERROR(ParseBytes("--segment_bytes", arg, &flags.segment_bytes));
+      segment_given = true;
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown argument \"", arg,
-          "\"; usage: pm-shim --control_fd=N --state_dir=DIR --runtime_dir=DIR"));
+          "\"; usage: pm-shim --control_fd=N --state_dir=DIR --runtime_dir=DIR "
+          "[--max_output_bytes=N] [--segment_bytes=N]"));
     }
   }
   if (flags.control_fd < 0) return absl::InvalidArgumentError("--control_fd is required");
@@ -96,15 +113,31 @@ absl::StatusOr<ShimFlags> ParseShimFlags(int argc, const char* const* argv) {
   if (flags.runtime_dir.empty()) {
     return absl::InvalidArgumentError("--runtime_dir is required");
   }
+  // The cap deletes whole segments, so a segment above a quarter of it would
+  // make it drop most of what it keeps at once.
+  if (flags.max_output_bytes < 4) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_output_bytes=", flags.max_output_bytes,
+        ": at least 4 (four segments of at least one byte)"));
+  }
+  const uint64_t quarter = flags.max_output_bytes / 4;
+  if (!segment_given) {
+    flags.segment_bytes = std::min(kDefaultSegmentBytes, quarter);
+  } else if (flags.segment_bytes > quarter) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--segment_bytes=", flags.segment_bytes, ": at most a quarter of --max_output_bytes=",
+        flags.max_output_bytes, " (", quarter, ")"));
+  }
   return flags;
 }
 
-Shim::Shim(const ShimFlags& flags, segment_log::WriterOptions output)
-    : flags_(flags), output_options_(output), control_(flags.control_fd) {}
+Shim::Shim(const ShimFlags& flags)
+    : flags_(flags),
+      output_options_{flags.segment_bytes, flags.max_output_bytes},
+      control_(flags.control_fd) {}
 
-absl::StatusOr<std::unique_ptr<Shim>> Shim::Create(const ShimFlags& flags,
-                                                   segment_log::WriterOptions output) {
-  std::unique_ptr<Shim> shim(new Shim(flags, output));
+absl::StatusOr<std::unique_ptr<Shim>> Shim::Create(const ShimFlags& flags) {
+  std::unique_ptr<Shim> shim(new Shim(flags));
   PM_RETURN_IF_ERROR(shim->CloseInheritedFds());
   PM_RETURN_IF_ERROR(shim->TakeOverProcess());
   PM_RETURN_IF_ERROR(shim->SetUpEvents());

@@ -45,13 +45,27 @@ inline constexpr int kExitDone = 0;         // ended normally, or idle and let g
 inline constexpr int kExitSpawnFailed = 1;  // SpawnFailed was sent
 inline constexpr int kExitBroken = 2;       // bad flags, unusable control fd
 
+// The output caps when the supervisor gives none: what the log_store kept
+// per process before output moved to the shims (64 MiB, 8 MiB segments).
+inline constexpr uint64_t kDefaultMaxOutputBytes = uint64_t{64} << 20;
+inline constexpr uint64_t kDefaultSegmentBytes = uint64_t{8} << 20;
+
 struct ShimFlags {
   int control_fd = -1;
   std::string state_dir;
   std::string runtime_dir;
+  // The process's output on disk: the oldest whole segments are deleted
+  // past max_output_bytes (segment_log::WriterOptions::max_bytes); a new
+  // segment starts every segment_bytes, at most a quarter of the cap, so
+  // the cap deletes in quarters or less.
+  uint64_t max_output_bytes = kDefaultMaxOutputBytes;
+  uint64_t segment_bytes = kDefaultSegmentBytes;
 };
 
 // --control_fd=N --state_dir=DIR --runtime_dir=DIR, all required;
+// optional --max_output_bytes=N (default kDefaultMaxOutputBytes, at least
+// 4) and --segment_bytes=N (default the smaller of kDefaultSegmentBytes and
+// a quarter of the cap; given, at least 1 and at most a quarter of the cap).
 // INVALID_ARGUMENT naming the flag otherwise.
 absl::StatusOr<ShimFlags> ParseShimFlags(int argc, const char* const* argv);
 
@@ -59,12 +73,10 @@ class Shim {
  public:
   // Becomes a child subreaper and the leader of its own session, ignores
   // SIGINT, SIGHUP, SIGPIPE, SIGTERM and SIGXFSZ, blocks SIGCHLD into a signalfd,
-  // closes every inherited fd but 0, 1, 2 and the control fd. Errors name
-  // the call; FAILED_PRECONDITION when the control fd is not a
-  // SOCK_SEQPACKET socket.
-  static absl::StatusOr<std::unique_ptr<Shim>> Create(
-      const ShimFlags& flags,
-      segment_log::WriterOptions output = segment_log::WriterOptions());
+  // closes every inherited fd but 0, 1, 2 and the control fd. The output
+  // is written with the caps of `flags`. Errors name the call;
+  // FAILED_PRECONDITION when the control fd is not a SOCK_SEQPACKET socket.
+  static absl::StatusOr<std::unique_ptr<Shim>> Create(const ShimFlags& flags);
 
   // Runs until the end (see the file comment); returns the exit code.
   int Run();
@@ -74,7 +86,7 @@ class Shim {
   // What an epoll event is about.
   enum Source : uint32_t { kControl, kStdout, kStderr, kPidfd, kSignals, kInotify };
 
-  Shim(const ShimFlags& flags, segment_log::WriterOptions output);
+  explicit Shim(const ShimFlags& flags);
 
   // Every phase change goes through here; an illegal one is a broken
   // invariant and aborts.

@@ -90,8 +90,10 @@ std::vector<std::string> FdLinks(pid_t pid) {
 // One pm-shim, started as the supervisor will start it (LaunchShim).
 class ShimProcess {
  public:
-  ShimProcess(const std::string& state_dir, const std::string& runtime_dir) {
-    absl::StatusOr<LaunchedShim> shim = LaunchShim({ShimBinary(), state_dir, runtime_dir});
+  ShimProcess(const std::string& state_dir, const std::string& runtime_dir,
+              uint64_t max_output_bytes = 0, uint64_t segment_bytes = 0) {
+    absl::StatusOr<LaunchedShim> shim = LaunchShim(
+        {ShimBinary(), state_dir, runtime_dir, max_output_bytes, segment_bytes});
     EXPECT_TRUE(shim.ok()) << shim.status();
     if (!shim.ok()) return;
     pid_ = shim->pid;
@@ -364,6 +366,80 @@ TEST_F(ShimTest, TheSpawnsFileLimitAndCgroupFdsReachTheChild) {
   absl::StatusOr<std::string> written = ReadFile(procs);
   ASSERT_TRUE(written.ok()) << written.status();
   EXPECT_EQ(*written, "0");
+}
+
+TEST(ShimFlagsTest, OutputCapsDefaultToTheLogStoresOldOnes) {
+  const char* argv[] = {"pm-shim", "--control_fd=3", "--state_dir=s", "--runtime_dir=r"};
+  absl::StatusOr<ShimFlags> flags = ParseShimFlags(4, argv);
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  EXPECT_EQ(flags->max_output_bytes, uint64_t{64} << 20);
+  EXPECT_EQ(flags->segment_bytes, uint64_t{8} << 20);
+}
+
+TEST(ShimFlagsTest, ASmallCapWithoutASegmentSizeGetsSegmentsOfAQuarterOfIt) {
+  const char* argv[] = {"pm-shim", "--control_fd=3", "--state_dir=s", "--runtime_dir=r",
+                        "--max_output_bytes=1000"};
+  absl::StatusOr<ShimFlags> flags = ParseShimFlags(5, argv);
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  EXPECT_EQ(flags->max_output_bytes, 1000u);
+  EXPECT_EQ(flags->segment_bytes, 250u);
+}
+
+TEST(ShimFlagsTest, ASegmentAboveAQuarterOfTheCapIsRefusedNamingTheFlag) {
+  const char* argv[] = {"pm-shim", "--control_fd=3", "--state_dir=s", "--runtime_dir=r",
+                        "--max_output_bytes=1000", "--segment_bytes=251"};
+  absl::StatusOr<ShimFlags> flags = ParseShimFlags(6, argv);
+  EXPECT_EQ(flags.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(flags.status().message(),
+            "--segment_bytes=251: at most a quarter of --max_output_bytes=1000 (250)");
+}
+
+TEST(ShimFlagsTest, AZeroOrNonNumericByteCountIsRefusedNamingTheFlag) {
+  for (const char* bad : {"--max_output_bytes=0", "--segment_bytes=0",
+                          "--max_output_bytes=1x", "--segment_bytes=-1"}) {
+    const char* argv[] = {"pm-shim", "--control_fd=3", "--state_dir=s", "--runtime_dir=r",
+                          bad};
+    absl::StatusOr<ShimFlags> flags = ParseShimFlags(5, argv);
+    EXPECT_EQ(flags.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_TRUE(absl::StartsWith(flags.status().message(),
+                                 absl::string_view(bad).substr(0, 12)))
+        << flags.status();
+  }
+  const char* tiny[] = {"pm-shim", "--control_fd=3", "--state_dir=s", "--runtime_dir=r",
+                        "--max_output_bytes=3"};
+  EXPECT_EQ(ParseShimFlags(5, tiny).status().message(),
+            "--max_output_bytes=3: at least 4 (four segments of at least one byte)");
+}
+
+TEST_F(ShimTest, ASmallOutputCapDropsTheOldestSegmentsAndKeepsWriting) {
+  constexpr uint64_t kCap = 64 << 10, kSegment = 16 << 10;
+  ShimProcess shim(state_dir(), runtime_dir(), kCap, kSegment);
+  Start(shim, SpawnOf({"sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' x; echo end"}),
+        nullptr);
+  const ProcessEnd end = ExpectExited(shim);
+  EXPECT_EQ(end.status, ExitStatus::Exited(0));
+  EXPECT_EQ(end.output_end, 1000000u + 4u);
+  Received closed = shim.Next();
+  ASSERT_TRUE(std::holds_alternative<Closed>(closed.message)) << MessageName(closed.message);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+
+  std::unique_ptr<segment_log::Reader> reader = segment_log::OpenReader(output_dir());
+  ASSERT_NE(reader, nullptr);
+  const std::vector<segment_log::Chunk> chunks = segment_log::ReadChunks(*reader, 0);
+  const uint64_t dropped = segment_log::DroppedIn(chunks);
+  const std::string kept = segment_log::DataOf(chunks);
+  EXPECT_GT(dropped, 0u);
+  EXPECT_EQ(dropped + kept.size(), end.output_end);
+  // The newest output is what is kept, byte-exact.
+  EXPECT_EQ(kept, std::string(kept.size() - 4, 'x') + "end\n");
+  // At most the cap, plus the segment being written past its size by one
+  // read's record.
+  uint64_t on_disk = 0;
+  for (const std::string& path : segment_log::SegmentPaths(output_dir())) {
+    on_disk += segment_log::FileSize(path);
+  }
+  EXPECT_LE(on_disk, kCap + kSegment + (64 << 10)) << on_disk;
+  EXPECT_LT(kept.size(), 1000000u);
 }
 
 TEST_F(ShimTest, AControlFdThatIsNotASeqpacketSocketIsRefused) {
