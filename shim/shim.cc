@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -34,10 +35,13 @@
 namespace pm::shim {
 namespace {
 
-// How much one readiness of a pipe may read before the loop moves on.
+// How much one read takes, and one readiness of a pipe may read before the
+// loop moves on.
 constexpr size_t kReadBytes = 64 << 10;
-constexpr int kReadsPerTurn = 16;
+constexpr size_t kReadBytesPerTurn = 16 * kReadBytes;
 constexpr absl::Duration kFailureLogInterval = absl::Minutes(1);
+
+const char* PipeName(bool is_stdout) { return is_stdout ? "stdout pipe" : "stderr pipe"; }
 
 const char* PhaseName(int phase) {
   static const char* const kNames[] = {"idle", "running", "draining", "done"};
@@ -325,7 +329,7 @@ void Shim::HandleEvent(Source source) {
       break;
     case kStdout:
     case kStderr:
-      Drain(source);
+      Drain(source, kReadBytesPerTurn);
       break;
     case kPidfd:
     case kSignals:
@@ -353,39 +357,42 @@ void Shim::ReadControl() {
   Disconnect();
 }
 
-void Shim::Drain(Source source) {
+void Shim::Drain(Source source, size_t max_bytes) {
   Fd& pipe = source == kStdout ? stdout_ : stderr_;
   const segment_log::Stream stream =
       source == kStdout ? segment_log::Stream::kStdout : segment_log::Stream::kStderr;
   static char buffer[kReadBytes];
-  for (int i = 0; i < kReadsPerTurn && pipe; ++i) {
-    const ssize_t n = read(pipe.get(), buffer, sizeof(buffer));
+  size_t left = max_bytes;
+  while (left > 0 && pipe) {
+    const ssize_t n = read(pipe.get(), buffer, std::min(sizeof(buffer), left));
     if (n > 0) {
       Append(stream, absl::string_view(buffer, static_cast<size_t>(n)));
+      left -= static_cast<size_t>(n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
-    if (n < 0) {
-      LogRateLimited(ErrnoError("read", source == kStdout ? "stdout pipe" : "stderr pipe"));
-    }
+    if (n < 0) LogRateLimited(ErrnoError("read", PipeName(source == kStdout)));
     // EOF: every holder of the write end is gone.
     RemoveFromEpoll(pipe.get());
     pipe.reset();
   }
 }
 
-void Shim::DrainAll() {
-  // Until EAGAIN or EOF: a bounded turn each, as often as needed.
-  while (stdout_ || stderr_) {
-    const uint64_t before = output_->end_offset();
-    const bool had_out = bool(stdout_), had_err = bool(stderr_);
-    if (stdout_) Drain(kStdout);
-    if (stderr_) Drain(kStderr);
-    if (output_->end_offset() == before && had_out == bool(stdout_) &&
-        had_err == bool(stderr_)) {
-      return;
+void Shim::DrainWhatIsThere() {
+  // What the pipes hold now, and no more: a child that outlives the leader
+  // may keep writing, and a loop until EAGAIN would follow it for as long
+  // as it writes, holding Exited back. The rest comes through the loop.
+  for (Source source : {kStdout, kStderr}) {
+    Fd& pipe = source == kStdout ? stdout_ : stderr_;
+    if (!pipe) continue;
+    int available = 0;
+    if (ioctl(pipe.get(), FIONREAD, &available) != 0) {
+      LogRateLimited(ErrnoError("ioctl(FIONREAD)", PipeName(source == kStdout)));
+      available = 0;
     }
+    // One read even when empty: it sees an EOF that is already there.
+    Drain(source, std::max<size_t>(static_cast<size_t>(available), 1));
   }
 }
 
@@ -434,7 +441,7 @@ void Shim::ReapChildren() {
 
 void Shim::OnLeaderExit(const siginfo_t& info) {
   // What the leader wrote is in the pipes now: count it before the offset.
-  DrainAll();
+  DrainWhatIsThere();
   end_ = ProcessEnd{ExitStatus::FromSiginfo(info), absl::Now(), output_->end_offset()};
   RemoveFromEpoll(pidfd_.get());
   pidfd_.reset();

@@ -107,10 +107,12 @@ class Shim {
 
   void HandleEvent(Source source);
   void ReadControl();
-  // Reads what `stream` has now (at most a bounded number of reads, so the
+  // Reads at most `max_bytes` of what the pipe of `source` has now (so the
   // other sources get their turn); closes it at EOF.
-  void Drain(Source source);
-  void DrainAll();
+  void Drain(Source source, size_t max_bytes);
+  // Reads what both pipes hold now (FIONREAD), bounded even while a child
+  // keeps writing; sees an EOF already there.
+  void DrainWhatIsThere();
   void Append(segment_log::Stream stream, absl::string_view data);
   void ReadSignals();
   // Reaps every child that has exited; the leader through its pidfd.

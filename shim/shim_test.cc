@@ -47,6 +47,10 @@ std::string ShimBinary() {
   return absl::StrCat(getenv("TEST_SRCDIR"), "/pm/shim/pm-shim");
 }
 
+std::string EndlessWriter() {
+  return absl::StrCat(getenv("TEST_SRCDIR"), "/pm/shim/endless_writer");
+}
+
 Fd PidfdOpen(pid_t pid) { return Fd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0))); }
 
 int PidfdSignal(int pidfd, int sig) {
@@ -440,6 +444,57 @@ TEST_F(ShimTest, ASmallOutputCapDropsTheOldestSegmentsAndKeepsWriting) {
   }
   EXPECT_LE(on_disk, kCap + kSegment + (64 << 10)) << on_disk;
   EXPECT_LT(kept.size(), 1000000u);
+}
+
+TEST_F(ShimTest, ExitedComesPromptlyWhileAChildOfTheLeaderKeepsWriting) {
+  // A small cap: the writer below fills the disk as fast as it can.
+  ShimProcess shim(state_dir(), runtime_dir(), 4 << 20, 1 << 20);
+  const std::string pid_file = tmp_.Sub("writer.pid");
+  const std::string fifo = tmp_.Sub("gate");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Fd gate(open(fifo.c_str(), O_RDWR | O_CLOEXEC));
+  // The leader starts writers that never stop (two, through a pipe they
+  // grow to 1 MiB), says their pids, and exits once the gate opens.
+  Start(shim,
+        SpawnOf({"sh", "-c",
+                 "for i in 1 2; do \"$2\" & echo $! >> \"$0\"; done; "
+                 "read -r x < \"$1\"; exit 4",
+                 pid_file, fifo, EndlessWriter()}),
+        nullptr);
+  std::unique_ptr<segment_log::Reader> reader = segment_log::OpenReader(output_dir());
+  ASSERT_NE(reader, nullptr);
+  WaitFor(
+      output_dir(),
+      [&] { return reader->Refresh().ok() && reader->end_offset() > (1 << 20); },
+      "the writers' output");
+  ASSERT_EQ(write(gate.get(), "go\n", 3), 3);
+  // The drain at the leader's reap reads what the pipes hold then, not until
+  // they are empty, which writers like these need never let them be. (The
+  // old drain did stop here, after 3 to 5 MB, whenever a writer lost the
+  // race for a moment; nothing bounded it.)
+  const ProcessEnd end = ExpectExited(shim);
+  EXPECT_EQ(end.status, ExitStatus::Exited(4));
+
+  // The output keeps flowing after it.
+  WaitFor(
+      output_dir(),
+      [&] { return reader->Refresh().ok() && reader->end_offset() > end.output_end + (1 << 20); },
+      "output written after Exited");
+  EXPECT_FALSE(reader->closed());
+
+  absl::StatusOr<std::string> pid_text = ReadFile(pid_file);
+  ASSERT_TRUE(pid_text.ok()) << pid_text.status();
+  for (absl::string_view line : absl::StrSplit(*pid_text, '\n', absl::SkipEmpty())) {
+    pid_t writer;
+    ASSERT_TRUE(absl::SimpleAtoi(line, &writer)) << *pid_text;
+    Fd writer_fd = PidfdOpen(writer);
+    ASSERT_TRUE(writer_fd.valid());
+    ASSERT_EQ(PidfdSignal(writer_fd.get(), SIGKILL), 0);
+  }
+  Received closed = shim.Next();
+  ASSERT_TRUE(std::holds_alternative<Closed>(closed.message)) << MessageName(closed.message);
+  EXPECT_GT(std::get<Closed>(closed.message).output_end, end.output_end + (1 << 20));
+  EXPECT_EQ(shim.Wait(), kExitDone);
 }
 
 TEST_F(ShimTest, AControlFdThatIsNotASeqpacketSocketIsRefused) {
