@@ -1,6 +1,7 @@
 #include "shim/shim.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
@@ -40,8 +41,16 @@ namespace {
 constexpr size_t kReadBytes = 64 << 10;
 constexpr size_t kReadBytesPerTurn = 16 * kReadBytes;
 constexpr absl::Duration kFailureLogInterval = absl::Minutes(1);
+// How often an fd epoll would not take is polled and offered to it again.
+constexpr absl::Duration kRetryInterval = absl::Milliseconds(100);
 
 const char* PipeName(bool is_stdout) { return is_stdout ? "stdout pipe" : "stderr pipe"; }
+
+const char* SourceName(int source) {
+  static const char* const kNames[] = {"control socket", "stdout pipe", "stderr pipe",
+                                       "pidfd", "signalfd", "inotify", "reconnect timer"};
+  return kNames[source];
+}
 
 const char* PhaseName(int phase) {
   static const char* const kNames[] = {"idle", "running", "draining", "done"};
@@ -214,8 +223,11 @@ void Shim::Transition(Phase to) {
                      (phase_ == Phase::kRunning && to == Phase::kDraining) ||
                      (phase_ == Phase::kDraining && to == Phase::kDone);
   if (!legal) {
-    PM_LOG(FATAL) << "illegal phase change " << PhaseName(static_cast<int>(phase_))
-                  << " -> " << PhaseName(static_cast<int>(to));
+    // A bug, but aborting would orphan the process and lose its output:
+    // refuse the change and carry on in the phase we are in.
+    PM_LOG(ERROR) << "illegal phase change " << PhaseName(static_cast<int>(phase_))
+                  << " -> " << PhaseName(static_cast<int>(to)) << " refused";
+    return;
   }
   phase_ = to;
 }
@@ -228,14 +240,73 @@ int Shim::Run() {
   Transition(Phase::kRunning);
   WatchProcess();
   while (phase_ != Phase::kDone) {
-    epoll_event events[8];
-    const int n = epoll_wait(epoll_.get(), events, 8, -1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) PM_LOG(FATAL) << ErrnoError("epoll_wait");
-    for (int i = 0; i < n; ++i) HandleEvent(static_cast<Source>(events[i].data.u32));
+    WaitAndHandleEvents();
     if (Finished()) Finish();
   }
   return exit_code_;
+}
+
+void Shim::WaitAndHandleEvents() {
+  if (!epoll_) RecreateEpoll();
+  if (epoll_) {
+    // Unwatched fds are polled every kRetryInterval until epoll takes them.
+    const int timeout =
+        unwatched_.empty() ? -1 : static_cast<int>(absl::ToInt64Milliseconds(kRetryInterval));
+    epoll_event events[8];
+    const int n = epoll_wait(epoll_.get(), events, 8, timeout);
+    if (n < 0 && errno != EINTR) {
+      LogRateLimited(kFailEvents, ErrnoError("epoll_wait"));
+      RecreateEpoll();
+    }
+    for (int i = 0; i < n; ++i) HandleEvent(static_cast<Source>(events[i].data.u32));
+  } else {
+    PollUnwatched(static_cast<int>(absl::ToInt64Milliseconds(kRetryInterval)));
+  }
+  if (!unwatched_.empty()) {
+    RetryUnwatched();
+    PollUnwatched(0);
+  }
+}
+
+void Shim::RecreateEpoll() {
+  Fd fresh(epoll_create1(EPOLL_CLOEXEC));
+  if (!fresh) LogRateLimited(kFailEvents, ErrnoError("epoll_create1"));
+  epoll_ = std::move(fresh);
+  unwatched_.clear();
+  for (const auto& [fd, source] : LiveSources()) Watch(fd->get(), source);
+}
+
+std::vector<std::pair<const Fd*, Shim::Source>> Shim::LiveSources() const {
+  std::vector<std::pair<const Fd*, Source>> live;
+  for (const auto& [fd, source] :
+       {std::pair<const Fd*, Source>{&control_, kControl}, {&stdout_, kStdout},
+        {&stderr_, kStderr}, {&pidfd_, kPidfd}, {&signals_, kSignals},
+        {&inotify_, kInotify}}) {
+    if (*fd) live.emplace_back(fd, source);
+  }
+  return live;
+}
+
+void Shim::RetryUnwatched() {
+  std::vector<std::pair<int, Source>> retry;
+  retry.swap(unwatched_);
+  for (const auto& [fd, source] : retry) Watch(fd, source);
+}
+
+void Shim::PollUnwatched(int timeout_ms) {
+  std::vector<pollfd> fds;
+  for (const auto& [fd, source] : unwatched_) fds.push_back({fd, POLLIN, 0});
+  if (poll(fds.data(), fds.size(), timeout_ms) <= 0) return;
+  // Copied first: a handler may close fds and change the list.
+  std::vector<std::pair<int, Source>> ready;
+  for (size_t i = 0; i < fds.size(); ++i) {
+    if (fds[i].revents != 0) ready.push_back(unwatched_[i]);
+  }
+  for (const auto& [fd, source] : ready) {
+    const bool still = std::any_of(unwatched_.begin(), unwatched_.end(),
+                                   [&](const auto& u) { return u.first == fd; });
+    if (still) HandleEvent(source);
+  }
 }
 
 bool Shim::AwaitSpawn() {
@@ -315,11 +386,7 @@ absl::Status Shim::SpawnProcess(const Spawn& spawn, std::vector<Fd>& fds) {
 }
 
 void Shim::WatchProcess() {
-  if (control_) AddToEpoll(control_.get(), kControl);
-  AddToEpoll(stdout_.get(), kStdout);
-  AddToEpoll(stderr_.get(), kStderr);
-  AddToEpoll(pidfd_.get(), kPidfd);
-  AddToEpoll(signals_.get(), kSignals);
+  for (const auto& [fd, source] : LiveSources()) Watch(fd->get(), source);
 }
 
 void Shim::HandleEvent(Source source) {
@@ -372,7 +439,7 @@ void Shim::Drain(Source source, size_t max_bytes) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
-    if (n < 0) LogRateLimited(ErrnoError("read", PipeName(source == kStdout)));
+    if (n < 0) LogRateLimited(kFailOutput, ErrnoError("read", PipeName(source == kStdout)));
     // EOF: every holder of the write end is gone.
     RemoveFromEpoll(pipe.get());
     pipe.reset();
@@ -388,7 +455,7 @@ void Shim::DrainWhatIsThere() {
     if (!pipe) continue;
     int available = 0;
     if (ioctl(pipe.get(), FIONREAD, &available) != 0) {
-      LogRateLimited(ErrnoError("ioctl(FIONREAD)", PipeName(source == kStdout)));
+      LogRateLimited(kFailOutput, ErrnoError("ioctl(FIONREAD)", PipeName(source == kStdout)));
       available = 0;
     }
     // One read even when empty: it sees an EOF that is already there.
@@ -400,7 +467,7 @@ void Shim::Append(segment_log::Stream stream, absl::string_view data) {
   absl::Status status = output_->Append(stream, data, absl::Now());
   // The bytes are a gap now; the process must never notice (a full disk
   // neither blocks nor kills it), so keep reading.
-  if (!status.ok()) LogRateLimited(status);
+  if (!status.ok()) LogRateLimited(kFailOutput, status);
 }
 
 void Shim::ReadSignals() {
@@ -417,7 +484,7 @@ void Shim::ReapChildren() {
       if (errno == ECHILD) {
         children_left_ = false;
       } else {
-        PM_LOG(ERROR) << ErrnoError("waitid", "P_ALL");
+        LogRateLimited(kFailReap, ErrnoError("waitid", "P_ALL"));
       }
       return;
     }
@@ -427,14 +494,21 @@ void Shim::ReapChildren() {
       // through the pidfd.
       siginfo_t leader = {};
       if (waitid(static_cast<idtype_t>(P_PIDFD), pidfd_.get(), &leader, WEXITED) != 0) {
-        PM_LOG(FATAL) << ErrnoError("waitid", "P_PIDFD");
+        // The status is what the peek saw (the pid cannot be reused before
+        // it is reaped): reap it by pid.
+        LogRateLimited(kFailReap, ErrnoError("waitid", "P_PIDFD"));
+        leader = info;
+        siginfo_t ignored = {};
+        if (waitid(P_PID, pid_, &ignored, WEXITED) != 0 && errno != ECHILD) {
+          LogRateLimited(kFailReap, ErrnoError("waitid", absl::StrCat("P_PID ", pid_)));
+        }
       }
       OnLeaderExit(leader);
       continue;
     }
     siginfo_t orphan = {};
     if (waitid(P_PID, info.si_pid, &orphan, WEXITED) != 0 && errno != ECHILD) {
-      PM_LOG(ERROR) << ErrnoError("waitid", absl::StrCat(info.si_pid));
+      LogRateLimited(kFailReap, ErrnoError("waitid", absl::StrCat("P_PID ", info.si_pid)));
     }
   }
 }
@@ -499,7 +573,7 @@ void Shim::WatchForSupervisor() {
       inotify_.reset();
       return;
     }
-    AddToEpoll(inotify_.get(), kInotify);
+    Watch(inotify_.get(), kInotify);
   }
   // It may be there already: try once the watch is set, so no appearance
   // between the two is missed.
@@ -544,7 +618,7 @@ void Shim::TryReconnect() {
   }
   PM_LOG(INFO) << "control: reconnected to " << path;
   control_ = std::move(sock);
-  AddToEpoll(control_.get(), kControl);
+  Watch(control_.get(), kControl);
   RemoveFromEpoll(inotify_.get());
   inotify_.reset();
   SendHello();
@@ -560,32 +634,44 @@ void Shim::SendHello() {
   }
 }
 
-void Shim::AddToEpoll(int fd, Source source) {
+void Shim::Watch(int fd, Source source) {
   epoll_event event = {};
   event.events = EPOLLIN;
   event.data.u32 = source;
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) != 0) {
-    PM_LOG(FATAL) << ErrnoError("epoll_ctl(EPOLL_CTL_ADD)", absl::StrCat(fd));
+  if (epoll_ && epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) == 0) return;
+  if (epoll_) {
+    LogRateLimited(kFailEvents,
+                   ErrnoError("epoll_ctl(EPOLL_CTL_ADD)", absl::StrCat(SourceName(source))));
   }
+  // Not watched: polled each turn, and added again, until epoll takes it
+  // (ENOMEM, or max_user_watches reached, may pass).
+  unwatched_.emplace_back(fd, source);
 }
 
 void Shim::RemoveFromEpoll(int fd) {
-  if (fd >= 0) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  if (fd < 0) return;
+  if (epoll_) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  unwatched_.erase(std::remove_if(unwatched_.begin(), unwatched_.end(),
+                                  [fd](const auto& u) { return u.first == fd; }),
+                   unwatched_.end());
 }
 
-void Shim::LogRateLimited(const absl::Status& status) {
+void Shim::LogRateLimited(Failure kind, const absl::Status& status) {
+  static constexpr const char* kKinds[kFailureKinds] = {"output", "events", "reaping",
+                                                        "control"};
   const absl::Time now = absl::Now();
-  if (now - last_failure_log_ < kFailureLogInterval) {
-    ++failures_not_logged_;
+  RateLimit& limit = rate_limits_[kind];
+  if (now - limit.last_logged < kFailureLogInterval) {
+    ++limit.not_logged;
     return;
   }
-  PM_LOG(ERROR) << "output: " << status
-                << (failures_not_logged_ > 0
-                        ? absl::StrCat(" (and ", failures_not_logged_,
+  PM_LOG(ERROR) << kKinds[kind] << ": " << status
+                << (limit.not_logged > 0
+                        ? absl::StrCat(" (and ", limit.not_logged,
                                        " failures not logged in the last minute)")
                         : "");
-  last_failure_log_ = now;
-  failures_not_logged_ = 0;
+  limit.last_logged = now;
+  limit.not_logged = 0;
 }
 
 }  // namespace pm::shim

@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -88,8 +89,8 @@ class Shim {
 
   explicit Shim(const ShimFlags& flags);
 
-  // Every phase change goes through here; an illegal one is a broken
-  // invariant and aborts.
+  // Every phase change goes through here; an illegal one is a bug, logged
+  // and refused (aborting would orphan the process).
   void Transition(Phase to);
 
   // The steps of Create.
@@ -105,6 +106,15 @@ class Shim {
   absl::Status SpawnProcess(const Spawn& spawn, std::vector<Fd>& fds);
   void WatchProcess();
 
+  // One turn of the loop: waits for events and handles them. Never aborts:
+  // an epoll that fails is made again; an fd it will not take is polled
+  // every kRetryInterval and offered to it again.
+  void WaitAndHandleEvents();
+  void RecreateEpoll();
+  // The fds the loop watches now, with what each is.
+  std::vector<std::pair<const Fd*, Source>> LiveSources() const;
+  void RetryUnwatched();
+  void PollUnwatched(int timeout_ms);
   void HandleEvent(Source source);
   void ReadControl();
   // Reads at most `max_bytes` of what the pipe of `source` has now (so the
@@ -129,11 +139,15 @@ class Shim {
   void TryReconnect();
   void SendHello();
 
-  void AddToEpoll(int fd, Source source);
+  // Adds `fd` to the epoll set, or to unwatched_ if epoll refuses it.
+  void Watch(int fd, Source source);
   void RemoveFromEpoll(int fd);
+  // What failed, for the shim's log: runtime failures are logged and
+  // survived, never fatal (the process's output and exit must outlive them).
+  enum Failure { kFailOutput, kFailEvents, kFailReap, kFailControl, kFailureKinds };
   // At most one line per kind of failure per minute, with the count of
   // those not shown.
-  void LogRateLimited(const absl::Status& status);
+  void LogRateLimited(Failure kind, const absl::Status& status);
 
   const ShimFlags flags_;
   const segment_log::WriterOptions output_options_;
@@ -156,8 +170,14 @@ class Shim {
   bool children_left_ = true;
   int exit_code_ = kExitDone;
 
-  absl::Time last_failure_log_ = absl::InfinitePast();
-  uint64_t failures_not_logged_ = 0;
+  // Fds epoll did not take (fd, what it is), polled each turn.
+  std::vector<std::pair<int, Source>> unwatched_;
+
+  struct RateLimit {
+    absl::Time last_logged = absl::InfinitePast();
+    uint64_t not_logged = 0;
+  };
+  RateLimit rate_limits_[kFailureKinds];
 };
 
 }  // namespace pm::shim
