@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,6 +44,8 @@ constexpr size_t kReadBytesPerTurn = 16 * kReadBytes;
 constexpr absl::Duration kFailureLogInterval = absl::Minutes(1);
 // How often an fd epoll would not take is polled and offered to it again.
 constexpr absl::Duration kRetryInterval = absl::Milliseconds(100);
+// The backoff between connects to a listener whose backlog is full.
+constexpr absl::Duration kMaxReconnectBackoff = absl::Seconds(5);
 
 const char* PipeName(bool is_stdout) { return is_stdout ? "stdout pipe" : "stderr pipe"; }
 
@@ -281,7 +284,7 @@ std::vector<std::pair<const Fd*, Shim::Source>> Shim::LiveSources() const {
   for (const auto& [fd, source] :
        {std::pair<const Fd*, Source>{&control_, kControl}, {&stdout_, kStdout},
         {&stderr_, kStderr}, {&pidfd_, kPidfd}, {&signals_, kSignals},
-        {&inotify_, kInotify}}) {
+        {&inotify_, kInotify}, {&reconnect_timer_, kReconnectTimer}}) {
     if (*fd) live.emplace_back(fd, source);
   }
   return live;
@@ -405,6 +408,9 @@ void Shim::HandleEvent(Source source) {
       break;
     case kInotify:
       OnInotify();
+      break;
+    case kReconnectTimer:
+      OnReconnectTimer();
       break;
   }
 }
@@ -606,14 +612,29 @@ void Shim::TryReconnect() {
     return;
   }
   memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  Fd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  // Non-blocking: a listener whose backlog is full (a supervisor that is
+  // stuck, or not accepting yet) would hold a blocking connect, and with it
+  // the loop that drains the process's pipes, for as long as it stays so.
+  Fd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!sock) {
-    PM_LOG(ERROR) << ErrnoError("socket", "AF_UNIX, SOCK_SEQPACKET");
+    LogRateLimited(kFailControl, ErrnoError("socket", "AF_UNIX, SOCK_SEQPACKET"));
+    ArmReconnectTimer();
     return;
   }
   if (connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    const int err = errno;
+    if (err == EAGAIN || err == EINTR) {
+      // The backlog is full. Nothing will say when it has room: try again
+      // after a while, backing off.
+      LogRateLimited(kFailControl,
+                     Annotate(ErrnoError("connect", path, err),
+                              absl::StrCat("backlog full, retrying in ",
+                                           absl::FormatDuration(reconnect_backoff_))));
+      ArmReconnectTimer();
+      return;
+    }
     // ENOENT, ECONNREFUSED (a stale socket): the next appearance will do.
-    PM_LOG(INFO) << ErrnoError("connect", path) << "; waiting for it to appear";
+    PM_LOG(INFO) << ErrnoError("connect", path, err) << "; waiting for it to appear";
     return;
   }
   PM_LOG(INFO) << "control: reconnected to " << path;
@@ -621,7 +642,40 @@ void Shim::TryReconnect() {
   Watch(control_.get(), kControl);
   RemoveFromEpoll(inotify_.get());
   inotify_.reset();
+  StopReconnectTimer();
   SendHello();
+}
+
+void Shim::ArmReconnectTimer() {
+  if (!reconnect_timer_) {
+    reconnect_timer_ = Fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    if (!reconnect_timer_) {
+      LogRateLimited(kFailControl, ErrnoError("timerfd_create", "CLOCK_MONOTONIC"));
+      return;  // only the socket's next appearance will make it try again
+    }
+    Watch(reconnect_timer_.get(), kReconnectTimer);
+  }
+  itimerspec when = {};
+  when.it_value = absl::ToTimespec(reconnect_backoff_);
+  if (timerfd_settime(reconnect_timer_.get(), 0, &when, nullptr) != 0) {
+    LogRateLimited(kFailControl, ErrnoError("timerfd_settime", "reconnect timer"));
+  }
+  reconnect_backoff_ = std::min(reconnect_backoff_ * 2, kMaxReconnectBackoff);
+}
+
+void Shim::StopReconnectTimer() {
+  reconnect_backoff_ = kMinReconnectBackoff;
+  if (!reconnect_timer_) return;
+  RemoveFromEpoll(reconnect_timer_.get());
+  reconnect_timer_.reset();
+}
+
+void Shim::OnReconnectTimer() {
+  uint64_t expirations;
+  if (read(reconnect_timer_.get(), &expirations, sizeof(expirations)) < 0 && errno == EAGAIN) {
+    return;  // not expired (re-armed since)
+  }
+  TryReconnect();
 }
 
 void Shim::SendHello() {

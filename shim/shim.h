@@ -85,7 +85,10 @@ class Shim {
  private:
   enum class Phase { kIdle, kRunning, kDraining, kDone };
   // What an epoll event is about.
-  enum Source : uint32_t { kControl, kStdout, kStderr, kPidfd, kSignals, kInotify };
+  enum Source : uint32_t {
+    kControl, kStdout, kStderr, kPidfd, kSignals, kInotify, kReconnectTimer
+  };
+  static constexpr absl::Duration kMinReconnectBackoff = absl::Milliseconds(50);
 
   explicit Shim(const ShimFlags& flags);
 
@@ -136,7 +139,12 @@ class Shim {
   void Disconnect();
   void WatchForSupervisor();
   void OnInotify();
+  // One non-blocking connect to <runtime_dir>/shims.sock; a full backlog
+  // (EAGAIN) arms the reconnect timer, other failures wait for inotify.
   void TryReconnect();
+  void ArmReconnectTimer();
+  void StopReconnectTimer();
+  void OnReconnectTimer();
   void SendHello();
 
   // Adds `fd` to the epoll set, or to unwatched_ if epoll refuses it.
@@ -156,6 +164,8 @@ class Shim {
   Fd epoll_;
   Fd signals_;
   Fd inotify_;
+  Fd reconnect_timer_;  // a timerfd, while a connect waits for room
+  absl::Duration reconnect_backoff_ = kMinReconnectBackoff;
 
   // The process, once spawned.
   std::string uuid_;

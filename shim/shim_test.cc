@@ -216,6 +216,10 @@ class ShimTest : public ::testing::Test {
           return content.ok() && absl::StrContains(*content, text);
         },
         absl::StrCat("\"", text, "\" in the shim's log"));
+    if (::testing::Test::HasFailure()) {
+      absl::StatusOr<std::string> content = ReadFile(log);
+      ADD_FAILURE() << "the shim's log: " << (content.ok() ? *content : "(unreadable)");
+    }
   }
 
   ProcessEnd ExpectExited(ShimProcess& shim) const {
@@ -593,7 +597,7 @@ TEST_F(ShimTest, AnOrphanedGrandchildIsReparentedToTheShimAndReaped) {
 
 // A listener at <runtime_dir>/shims.sock made to appear as the supervisor
 // must: bound under another name, listening, then renamed into place.
-Fd ListenAt(const std::string& runtime_dir) {
+Fd ListenAt(const std::string& runtime_dir, int backlog = 16) {
   const std::string temp = runtime_dir + "/shims.sock.new";
   const std::string path = runtime_dir + "/" + kShimsSocketName;
   Fd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
@@ -602,7 +606,7 @@ Fd ListenAt(const std::string& runtime_dir) {
   EXPECT_LT(temp.size(), sizeof(addr.sun_path));
   memcpy(addr.sun_path, temp.c_str(), std::min(temp.size() + 1, sizeof(addr.sun_path) - 1));
   EXPECT_EQ(bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  EXPECT_EQ(listen(sock.get(), 16), 0);
+  EXPECT_EQ(listen(sock.get(), backlog), 0);
   EXPECT_EQ(rename(temp.c_str(), path.c_str()), 0);
   return sock;
 }
@@ -680,6 +684,84 @@ TEST_F(ShimTest, ThePeerClosesMidRunTheProcessCarriesOnAndTheShimReconnects) {
   EXPECT_EQ(end.status, ExitStatus::Exited(7));
   EXPECT_EQ(end.output_end, std::string("got one\ngot two\ngot quit\n").size());
   EXPECT_EQ(OutputOf(segment_log::Stream::kStdout), "got one\ngot two\ngot quit\n");
+}
+
+TEST_F(ShimTest, AListenerWhoseBacklogIsFullDoesNotStopTheOutput) {
+  const std::string fifo = tmp_.Sub("commands");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Fd commands(open(fifo.c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(commands.valid());
+  auto say = [&](absl::string_view line) {
+    ASSERT_EQ(write(commands.get(), line.data(), line.size()),
+              static_cast<ssize_t>(line.size()));
+  };
+  ShimProcess shim(state_dir(), runtime_dir());
+  Spawned spawned = Start(
+      shim,
+      SpawnOf({"sh", "-c",
+               "while read -r line; do echo \"got $line\"; "
+               "[ \"$line\" = quit ] && exit 7; done < \"$0\"",
+               fifo}),
+      nullptr);
+  say("one\n");
+  WaitForStdout("got one\n");
+
+  // A supervisor that listens but does not accept, its backlog full.
+  Fd listener = ListenAt(runtime_dir(), /*backlog=*/0);
+  const std::string path = runtime_dir() + "/" + kShimsSocketName;
+  std::vector<Fd> fillers;
+  for (int i = 0; i < 64; ++i) {
+    Fd filler(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_un addr = {};
+    addr.sun_family = AF_UNIX;
+    memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    if (connect(filler.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      ASSERT_EQ(errno, EAGAIN) << strerror(errno);
+      break;
+    }
+    fillers.push_back(std::move(filler));
+  }
+  ASSERT_LT(fillers.size(), 64u) << "the backlog never filled";
+
+  // The old supervisor goes: the shim's connect finds the backlog full.
+  // (The shim logs this line and connects, without a turn of its loop
+  // between the two.)
+  shim.control().reset();
+  WaitForShimLog("the supervisor is gone");
+  // Before, that connect blocked the shim's loop: nothing more was drained.
+  say("two\n");
+  WaitForStdout("got two\n");
+  WaitForShimLog("backlog full, retrying in 50ms: connect(");
+
+  // Room in the backlog: the backoff timer's next try gets through.
+  for (size_t i = 0; i < fillers.size(); ++i) {
+    ASSERT_TRUE(WaitReadable(listener.get()));
+    Fd accepted(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(accepted.valid());
+  }
+  fillers.clear();
+  Fd conn;
+  for (;;) {
+    ASSERT_TRUE(WaitReadable(listener.get())) << "the shim did not reconnect";
+    conn = Fd(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(conn.valid());
+    // A filler's connection may still be queued; the shim's says Hello.
+    pollfd p{conn.get(), POLLIN, 0};
+    if (poll(&p, 1, kTimeoutMs) == 1 && (p.revents & POLLIN) != 0) {
+      absl::StatusOr<Received> got = ReceiveMessage(conn.get());
+      if (got.ok() && std::holds_alternative<Hello>(got->message)) {
+        EXPECT_EQ(std::get<Hello>(got->message).pid, spawned.pid);
+        break;
+      }
+    }
+  }
+  say("quit\n");
+  ASSERT_TRUE(WaitReadable(conn.get()));
+  absl::StatusOr<Received> exited = ReceiveMessage(conn.get());
+  ASSERT_TRUE(exited.ok()) << exited.status();
+  ASSERT_TRUE(std::holds_alternative<Exited>(exited->message));
+  EXPECT_EQ(std::get<Exited>(exited->message).end.status, ExitStatus::Exited(7));
+  EXPECT_EQ(shim.Wait(), kExitDone);
 }
 
 TEST_F(ShimTest, AShimReconnectingAfterTheEndSaysHowItEnded) {
