@@ -326,7 +326,7 @@ bool Shim::AwaitSpawn() {
       }
       continue;  // a malformed message: refused, the next may be fine
     }
-    const Spawn* spawn = std::get_if<Spawn>(&got->message);
+    Spawn* spawn = std::get_if<Spawn>(&got->message);
     if (spawn == nullptr) {
       PM_LOG(ERROR) << "control: " << MessageName(got->message)
                     << " while idle; only Spawn is expected";
@@ -334,6 +334,7 @@ bool Shim::AwaitSpawn() {
     }
     uuid_ = spawn->uuid;
     absl::Status status = PrepareProcessDir();
+    if (status.ok()) status = LoadSpawnCommand(*spawn, got->fds);
     if (status.ok()) status = SpawnProcess(*spawn, got->fds);
     if (!status.ok()) {
       PM_LOG(ERROR) << "spawn " << uuid_ << ": " << status;

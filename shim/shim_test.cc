@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -542,6 +543,42 @@ TEST_F(ShimTest, SpawnFailedForAMissingExecutableNamesTheCall) {
   EXPECT_EQ(failed->code, absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(failed->message, "execve(\"/nope\"): No such file or directory (ENOENT)");
   EXPECT_EQ(shim.Wait(), kExitSpawnFailed);
+}
+
+TEST_F(ShimTest, ACommandMemfdThatIsNotSealedIsSpawnFailed) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  // A memfd the sender could still change after the shim checked it.
+  Fd memfd(memfd_create("command", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  absl::StatusOr<std::string> bytes = EncodeCommand({"true", {}, {}, ""});
+  ASSERT_TRUE(bytes.ok());
+  ASSERT_EQ(write(memfd.get(), bytes->data(), bytes->size()),
+            static_cast<ssize_t>(bytes->size()));
+  Spawn spawn = SpawnOf({"unused"});
+  spawn.command_memfd = 0;
+  const int fd = memfd.get();
+  ASSERT_TRUE(SendMessage(shim.control().get(), spawn, {&fd, 1}).ok());
+  Received got = shim.Next();
+  const SpawnFailed* failed = std::get_if<SpawnFailed>(&got.message);
+  ASSERT_NE(failed, nullptr) << "got " << MessageName(got.message);
+  EXPECT_EQ(failed->code, absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(failed->message, "shim message: the command memfd is not sealed (seals 0)");
+  EXPECT_EQ(shim.Wait(), kExitSpawnFailed);
+}
+
+TEST_F(ShimTest, ASealedCommandMemfdIsRun) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  absl::StatusOr<Fd> memfd =
+      SealCommand({"sh", {"-c", "printf %s \"$X\"; exit 6"}, {{"X", "from the memfd"}}, ""});
+  ASSERT_TRUE(memfd.ok()) << memfd.status();
+  Spawn spawn = SpawnOf({"unused"});
+  spawn.command_memfd = 0;
+  const int fd = memfd->get();
+  ASSERT_TRUE(SendMessage(shim.control().get(), spawn, {&fd, 1}).ok());
+  Received got = shim.Next();
+  ASSERT_TRUE(std::holds_alternative<Spawned>(got.message)) << MessageName(got.message);
+  EXPECT_EQ(ExpectExited(shim).status, ExitStatus::Exited(6));
+  EXPECT_EQ(shim.Wait(), kExitDone);
+  EXPECT_EQ(OutputOf(segment_log::Stream::kStdout), "from the memfd");
 }
 
 TEST_F(ShimTest, AnIdleShimExitsWhenItsControlSocketCloses) {
