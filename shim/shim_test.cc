@@ -835,5 +835,51 @@ TEST_F(ShimTest, AShimReconnectingAfterTheEndSaysHowItEnded) {
   EXPECT_EQ(shim.Wait(), kExitDone);
 }
 
+// What the shim holds when it spawns and while the process runs (its
+// control socket, epoll, signalfd, output segment, log, the Spawn's cgroup
+// fd and command memfd, and later its inotify) never reaches the process:
+// the process lists its own fds and finds only stdin, stdout and stderr.
+TEST_F(ShimTest, TheProcessListsOnlyStdioWhateverTheShimHolds) {
+  const std::string fifo = tmp_.Sub("gate");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Fd gate(open(fifo.c_str(), O_RDWR | O_CLOEXEC));
+  const std::string procs = tmp_.Sub("cgroup.procs");
+  Fd join(open(procs.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(join.valid());
+  absl::StatusOr<Fd> memfd = SealCommand(
+      {"sh",
+       {"-c", "read -r x < \"$0\"; ls /proc/$$/fd", fifo},
+       {{"PATH", "/usr/bin:/bin"}},
+       ""});
+  ASSERT_TRUE(memfd.ok()) << memfd.status();
+
+  ShimProcess shim(state_dir(), runtime_dir());
+  Spawn spawn = SpawnOf({"unused"});
+  spawn.command_memfd = 0;
+  spawn.cgroup_joins = {{1, procs}};
+  const int fds[] = {memfd->get(), join.get()};
+  ASSERT_TRUE(SendMessage(shim.control().get(), spawn, fds).ok());
+  Received got = shim.Next();
+  ASSERT_TRUE(std::holds_alternative<Spawned>(got.message)) << MessageName(got.message);
+  EXPECT_TRUE(absl::StrContains(absl::StrJoin(FdLinks(shim.pid()), "\n"), "socket:"))
+      << "the shim holds no control socket";
+
+  // The supervisor goes, leaving a stale socket: the shim adds an inotify.
+  LeaveStaleSocket(runtime_dir());
+  shim.control().reset();
+  WaitForShimLog("waiting for it to appear");
+  const std::string held = absl::StrJoin(FdLinks(shim.pid()), "\n");
+  for (const char* kind : {"anon_inode:[eventpoll]", "anon_inode:[signalfd]",
+                           "anon_inode:inotify", "/output/", "shim.log"}) {
+    EXPECT_TRUE(absl::StrContains(held, kind)) << "the shim holds no " << kind << ":\n"
+                                               << held;
+  }
+
+  ASSERT_EQ(write(gate.get(), "go\n", 3), 3);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+  EXPECT_EQ(ExitFile().status, ExitStatus::Exited(0));
+  EXPECT_EQ(OutputOf(segment_log::Stream::kStdout), "0\n1\n2\n");
+}
+
 }  // namespace
 }  // namespace pm::shim
