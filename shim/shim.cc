@@ -305,10 +305,11 @@ void Shim::PollUnwatched(int timeout_ms) {
   for (size_t i = 0; i < fds.size(); ++i) {
     if (fds[i].revents != 0) ready.push_back(unwatched_[i]);
   }
-  for (const auto& [fd, source] : ready) {
+  for (const std::pair<int, Source>& r : ready) {
+    const int fd = r.first;
     const bool still = std::any_of(unwatched_.begin(), unwatched_.end(),
-                                   [&](const auto& u) { return u.first == fd; });
-    if (still) HandleEvent(source);
+                                   [fd](const auto& u) { return u.first == fd; });
+    if (still) HandleEvent(r.second);
   }
 }
 

@@ -13,9 +13,12 @@
 // on its control socket, running while the leader lives, draining once the
 // leader is reaped until every pipe is at EOF and no child is left, then
 // done. Orthogonal to it, the control link is connected or, after EOF,
-// waiting for <runtime_dir>/shims.sock to appear (inotify, no polling).
-// Everything happens on one thread in one epoll loop; signals are read from
-// a signalfd.
+// waiting for <runtime_dir>/shims.sock to appear (inotify, no polling) or,
+// when its backlog was full, for a backoff timer (timerfd) to try again;
+// the connect never blocks. Everything happens on one thread in one epoll
+// loop; signals are read from a signalfd. Once a process runs, no failure
+// aborts the shim: it is logged (rate-limited, in the process's shim.log)
+// and the shim carries on, or finishes cleanly.
 #ifndef PM_SHIM_SHIM_H_
 #define PM_SHIM_SHIM_H_
 
