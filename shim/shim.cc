@@ -635,7 +635,18 @@ void Shim::TryReconnect() {
       ArmReconnectTimer();
       return;
     }
-    // ENOENT, ECONNREFUSED (a stale socket): the next appearance will do.
+    if (err == ECONNREFUSED) {
+      // A stale socket (its replacement will raise an event), or one bound
+      // in place that is not listening yet (its listen raises none): wait
+      // for both.
+      if (reconnect_backoff_ == kMinReconnectBackoff) {
+        PM_LOG(INFO) << ErrnoError("connect", path, err)
+                     << "; waiting for it to appear, trying again from time to time";
+      }
+      ArmReconnectTimer();
+      return;
+    }
+    // ENOENT: its appearance will do.
     PM_LOG(INFO) << ErrnoError("connect", path, err) << "; waiting for it to appear";
     return;
   }

@@ -13,9 +13,9 @@
 // on its control socket, running while the leader lives, draining once the
 // leader is reaped until every pipe is at EOF and no child is left, then
 // done. Orthogonal to it, the control link is connected or, after EOF,
-// waiting for <runtime_dir>/shims.sock to appear (inotify, no polling) or,
-// when its backlog was full, for a backoff timer (timerfd) to try again;
-// the connect never blocks. Everything happens on one thread in one epoll
+// waiting for <runtime_dir>/shims.sock to appear (inotify) and, when the
+// socket was there but refused or its backlog was full, for a backoff timer
+// (timerfd, 50 ms doubling to 5 s) to try again; the connect never blocks. Everything happens on one thread in one epoll
 // loop; signals are read from a signalfd. Once a process runs, no failure
 // aborts the shim: it is logged (rate-limited, in the process's shim.log)
 // and the shim carries on, or finishes cleanly.
@@ -143,7 +143,8 @@ class Shim {
   void WatchForSupervisor();
   void OnInotify();
   // One non-blocking connect to <runtime_dir>/shims.sock; a full backlog
-  // (EAGAIN) arms the reconnect timer, other failures wait for inotify.
+  // (EAGAIN) or a refusal (ECONNREFUSED) arms the reconnect timer, and
+  // every failure waits for inotify.
   void TryReconnect();
   void ArmReconnectTimer();
   void StopReconnectTimer();

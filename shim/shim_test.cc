@@ -801,6 +801,38 @@ TEST_F(ShimTest, AListenerWhoseBacklogIsFullDoesNotStopTheOutput) {
   EXPECT_EQ(shim.Wait(), kExitDone);
 }
 
+// A supervisor may bind shims.sock in place and listen a moment later:
+// the listen raises no inotify event, so a refused connect is tried again.
+TEST_F(ShimTest, ASocketBoundInPlaceThatListensLaterIsReconnectedTo) {
+  const std::string fifo = tmp_.Sub("gate");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Fd gate(open(fifo.c_str(), O_RDWR | O_CLOEXEC));
+  ShimProcess shim(state_dir(), runtime_dir());
+  Spawned spawned = Start(shim, SpawnOf({"sh", "-c", "read -r x < \"$0\"", fifo}), nullptr);
+
+  const std::string path = runtime_dir() + "/" + kShimsSocketName;
+  Fd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(path.size(), sizeof(addr.sun_path));
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  shim.control().reset();
+  WaitForShimLog("Connection refused (ECONNREFUSED); waiting for it to appear");
+  ASSERT_EQ(listen(sock.get(), 16), 0);
+
+  ASSERT_TRUE(WaitReadable(sock.get())) << "the shim did not try again";
+  Fd conn(accept4(sock.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(conn.valid());
+  ASSERT_TRUE(WaitReadable(conn.get()));
+  absl::StatusOr<Received> got = ReceiveMessage(conn.get());
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_TRUE(std::holds_alternative<Hello>(got->message)) << MessageName(got->message);
+  EXPECT_EQ(std::get<Hello>(got->message).pid, spawned.pid);
+  ASSERT_EQ(write(gate.get(), "go\n", 3), 3);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
 TEST_F(ShimTest, AShimReconnectingAfterTheEndSaysHowItEnded) {
   const std::string fifo = tmp_.Sub("gate");
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
