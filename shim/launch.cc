@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -19,7 +20,30 @@ extern char** environ;
 
 namespace pm::shim {
 
+absl::StatusOr<OutputCaps> ResolveOutputCaps(uint64_t max_output_bytes,
+                                             uint64_t segment_bytes) {
+  OutputCaps caps;
+  if (max_output_bytes != 0) caps.max_output_bytes = max_output_bytes;
+  if (caps.max_output_bytes < 4) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_output_bytes=", caps.max_output_bytes,
+        ": at least 4 (four segments of at least one byte)"));
+  }
+  const uint64_t quarter = caps.max_output_bytes / 4;
+  if (segment_bytes == 0) {
+    caps.segment_bytes = std::min(kDefaultSegmentBytes, quarter);
+  } else if (segment_bytes > quarter) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--segment_bytes=", segment_bytes, ": at most a quarter of --max_output_bytes=",
+        caps.max_output_bytes, " (", quarter, ")"));
+  } else {
+    caps.segment_bytes = segment_bytes;
+  }
+  return caps;
+}
+
 absl::StatusOr<LaunchedShim> LaunchShim(const ShimLaunch& launch) {
+  PM_RETURN_IF_ERROR(ResolveOutputCaps(launch.max_output_bytes, launch.segment_bytes).status());
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     return ErrnoError("socketpair", "AF_UNIX, SOCK_SEQPACKET");

@@ -129,21 +129,11 @@ absl::StatusOr<ShimFlags> ParseShimFlags(int argc, const char* const* argv) {
   if (flags.runtime_dir.empty()) {
     return absl::InvalidArgumentError("--runtime_dir is required");
   }
-  // The cap deletes whole segments, so a segment above a quarter of it would
-  // make it drop most of what it keeps at once.
-  if (flags.max_output_bytes < 4) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--max_output_bytes=", flags.max_output_bytes,
-        ": at least 4 (four segments of at least one byte)"));
-  }
-  const uint64_t quarter = flags.max_output_bytes / 4;
-  if (!segment_given) {
-    flags.segment_bytes = std::min(kDefaultSegmentBytes, quarter);
-  } else if (flags.segment_bytes > quarter) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--segment_bytes=", flags.segment_bytes, ": at most a quarter of --max_output_bytes=",
-        flags.max_output_bytes, " (", quarter, ")"));
-  }
+  PM_ASSIGN_OR_RETURN(OutputCaps caps,
+                      ResolveOutputCaps(flags.max_output_bytes,
+                                        segment_given ? flags.segment_bytes : 0));
+  flags.max_output_bytes = caps.max_output_bytes;
+  flags.segment_bytes = caps.segment_bytes;
   return flags;
 }
 

@@ -37,6 +37,7 @@
 #include "common/fd.h"
 #include "segment_log/writer.h"
 #include "shim/exit_file.h"
+#include "shim/launch.h"
 #include "shim/protocol.h"
 
 namespace pm::shim {
@@ -48,11 +49,6 @@ inline constexpr char kShimLogName[] = "shim.log";
 inline constexpr int kExitDone = 0;         // ended normally, or idle and let go
 inline constexpr int kExitSpawnFailed = 1;  // SpawnFailed was sent
 inline constexpr int kExitBroken = 2;       // bad flags, unusable control fd
-
-// The output caps when the supervisor gives none: what the log_store kept
-// per process before output moved to the shims (64 MiB, 8 MiB segments).
-inline constexpr uint64_t kDefaultMaxOutputBytes = uint64_t{64} << 20;
-inline constexpr uint64_t kDefaultSegmentBytes = uint64_t{8} << 20;
 
 struct ShimFlags {
   int control_fd = -1;

@@ -502,6 +502,15 @@ TEST_F(ShimTest, ExitedComesPromptlyWhileAChildOfTheLeaderKeepsWriting) {
   EXPECT_EQ(shim.Wait(), kExitDone);
 }
 
+TEST(LaunchShimTest, RefusesCapsTheShimWouldRefuseBeforeStartingIt) {
+  absl::StatusOr<LaunchedShim> shim =
+      LaunchShim({ShimBinary(), "state", "runtime", /*max_output_bytes=*/1000,
+                  /*segment_bytes=*/251});
+  EXPECT_EQ(shim.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(shim.status().message(),
+            "--segment_bytes=251: at most a quarter of --max_output_bytes=1000 (250)");
+}
+
 TEST_F(ShimTest, AControlFdThatIsNotASeqpacketSocketIsRefused) {
   int sv[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
