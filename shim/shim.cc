@@ -496,19 +496,25 @@ void Shim::ReapChildren() {
         // it is reaped): reap it by pid.
         LogRateLimited(kFailReap, ErrnoError("waitid", "P_PIDFD"));
         leader = info;
-        siginfo_t ignored = {};
-        if (waitid(P_PID, pid_, &ignored, WEXITED) != 0 && errno != ECHILD) {
-          LogRateLimited(kFailReap, ErrnoError("waitid", absl::StrCat("P_PID ", pid_)));
-        }
+        const bool reaped = ReapByPid(pid_);
+        OnLeaderExit(leader);
+        // Not reaped, the peek would show it again: the next SIGCHLD
+        // tries, instead of this loop spinning.
+        if (!reaped) return;
+        continue;
       }
       OnLeaderExit(leader);
       continue;
     }
-    siginfo_t orphan = {};
-    if (waitid(P_PID, info.si_pid, &orphan, WEXITED) != 0 && errno != ECHILD) {
-      LogRateLimited(kFailReap, ErrnoError("waitid", absl::StrCat("P_PID ", info.si_pid)));
-    }
+    if (!ReapByPid(info.si_pid)) return;
   }
+}
+
+bool Shim::ReapByPid(pid_t pid) {
+  siginfo_t ignored = {};
+  if (waitid(P_PID, pid, &ignored, WEXITED) == 0 || errno == ECHILD) return true;
+  LogRateLimited(kFailReap, ErrnoError("waitid", absl::StrCat("P_PID ", pid)));
+  return false;
 }
 
 void Shim::OnLeaderExit(const siginfo_t& info) {

@@ -129,6 +129,8 @@ class Shim {
   void ReadSignals();
   // Reaps every child that has exited; the leader through its pidfd.
   void ReapChildren();
+  // waitid(P_PID); false (logged) if it failed.
+  bool ReapByPid(pid_t pid);
   void OnLeaderExit(const siginfo_t& info);
   bool Finished() const;
   void Finish();
