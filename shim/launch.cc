@@ -8,6 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_core.h"
@@ -16,7 +20,30 @@ extern char** environ;
 
 namespace pm::shim {
 
+absl::StatusOr<OutputCaps> ResolveOutputCaps(uint64_t max_output_bytes,
+                                             uint64_t segment_bytes) {
+  OutputCaps caps;
+  if (max_output_bytes != 0) caps.max_output_bytes = max_output_bytes;
+  if (caps.max_output_bytes < 4) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_output_bytes=", caps.max_output_bytes,
+        ": at least 4 (four segments of at least one byte)"));
+  }
+  const uint64_t quarter = caps.max_output_bytes / 4;
+  if (segment_bytes == 0) {
+    caps.segment_bytes = std::min(kDefaultSegmentBytes, quarter);
+  } else if (segment_bytes > quarter) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--segment_bytes=", segment_bytes, ": at most a quarter of --max_output_bytes=",
+        caps.max_output_bytes, " (", quarter, ")"));
+  } else {
+    caps.segment_bytes = segment_bytes;
+  }
+  return caps;
+}
+
 absl::StatusOr<LaunchedShim> LaunchShim(const ShimLaunch& launch) {
+  PM_RETURN_IF_ERROR(ResolveOutputCaps(launch.max_output_bytes, launch.segment_bytes).status());
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     return ErrnoError("socketpair", "AF_UNIX, SOCK_SEQPACKET");
@@ -50,10 +77,19 @@ absl::StatusOr<LaunchedShim> LaunchShim(const ShimLaunch& launch) {
 
   const std::string state = absl::StrCat("--state_dir=", launch.state_dir);
   const std::string runtime = absl::StrCat("--runtime_dir=", launch.runtime_dir);
-  const char* argv[] = {launch.binary.c_str(), "--control_fd=3", state.c_str(),
-                        runtime.c_str(), nullptr};
+  std::vector<std::string> caps;
+  if (launch.max_output_bytes != 0) {
+    caps.push_back(absl::StrCat("--max_output_bytes=", launch.max_output_bytes));
+  }
+  if (launch.segment_bytes != 0) {
+    caps.push_back(absl::StrCat("--segment_bytes=", launch.segment_bytes));
+  }
+  std::vector<const char*> argv = {launch.binary.c_str(), "--control_fd=3", state.c_str(),
+                                   runtime.c_str()};
+  for (const std::string& cap : caps) argv.push_back(cap.c_str());
+  argv.push_back(nullptr);
   const int err = posix_spawn(&shim.pid, launch.binary.c_str(), &actions, &attr,
-                              const_cast<char**>(argv), environ);
+                              const_cast<char**>(argv.data()), environ);
   if (err != 0) return ErrnoError("posix_spawn", launch.binary, err);
   // Not reaped before this, so the pid is still the shim's.
   shim.pidfd = Fd(static_cast<int>(syscall(SYS_pidfd_open, shim.pid, 0)));

@@ -1,4 +1,5 @@
-// pm-shim --control_fd=N --state_dir=DIR --runtime_dir=DIR: the parent of
+// pm-shim --control_fd=N --state_dir=DIR --runtime_dir=DIR
+// [--max_output_bytes=N] [--segment_bytes=N]: the parent of
 // one managed process (see shim.h and the README).
 #include <iostream>
 

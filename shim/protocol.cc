@@ -1,13 +1,21 @@
 #include "shim/protocol.h"
 
+#include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_core.h"
 
 namespace pm::shim {
 namespace {
+
+// What a command memfd must be sealed against, so that what the shim checks
+// is what it reads, whatever the sender still holds.
+constexpr int kCommandSeals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
 
 // ---- encoding ----
 
@@ -57,6 +65,15 @@ class Writer {
     U64(FieldTag::kEndedNs, static_cast<uint64_t>(absl::ToUnixNanos(end.ended)));
     U64(FieldTag::kExitOutputEnd, end.output_end);
   }
+  void Command(const CommandLine& command) {
+    Bytes(FieldTag::kExecutable, command.executable);
+    for (const std::string& arg : command.args) Bytes(FieldTag::kArg, arg);
+    for (const auto& [name, value] : command.env) {
+      Bytes(FieldTag::kEnv, absl::StrCat(name, "=", value));
+    }
+    if (!command.working_dir.empty()) Bytes(FieldTag::kWorkingDir, command.working_dir);
+  }
+  const std::string& body() const { return body_; }
   absl::StatusOr<std::string> Finish(MessageType type) const {
     std::string out;
     PutLe(out, kProtocolVersion, 2);
@@ -79,13 +96,10 @@ struct EncodeVisitor {
   Writer w;
   absl::StatusOr<std::string> operator()(const Spawn& m) {
     w.Bytes(FieldTag::kUuid, m.uuid);
-    w.Bytes(FieldTag::kExecutable, m.command.executable);
-    for (const std::string& arg : m.command.args) w.Bytes(FieldTag::kArg, arg);
-    for (const auto& [name, value] : m.command.env) {
-      w.Bytes(FieldTag::kEnv, absl::StrCat(name, "=", value));
-    }
-    if (!m.command.working_dir.empty()) {
-      w.Bytes(FieldTag::kWorkingDir, m.command.working_dir);
+    if (m.command_memfd) {
+      w.U32(FieldTag::kCommandMemfd, *m.command_memfd);
+    } else {
+      w.Command(m.command);
     }
     if (m.isolation != 0) w.U32(FieldTag::kIsolation, m.isolation);
     if (m.file_limit) {
@@ -245,6 +259,7 @@ absl::Status CheckFdIndices(const Spawn& m, size_t fd_count) {
     used[index] = true;
     return absl::OkStatus();
   };
+  if (m.command_memfd) PM_RETURN_IF_ERROR(use(*m.command_memfd));
   if (m.cgroup2_dir) PM_RETURN_IF_ERROR(use(*m.cgroup2_dir));
   if (m.cgroup2_join) PM_RETURN_IF_ERROR(use(m.cgroup2_join->fd_index));
   for (const CgroupJoinRef& j : m.cgroup_joins) PM_RETURN_IF_ERROR(use(j.fd_index));
@@ -254,25 +269,17 @@ absl::Status CheckFdIndices(const Spawn& m, size_t fd_count) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Spawn> DecodeSpawn(const Fields& f, size_t fd_count) {
-  PM_RETURN_IF_ERROR(f.OnlyThese(
-      {FieldTag::kUuid, FieldTag::kExecutable, FieldTag::kArg, FieldTag::kEnv,
-       FieldTag::kWorkingDir, FieldTag::kIsolation, FieldTag::kFileLimit,
-       FieldTag::kCgroup2Dir, FieldTag::kCgroup2Join, FieldTag::kCgroupJoin}));
-  Spawn m;
-  PM_ASSIGN_OR_RETURN(absl::string_view uuid, f.Required(FieldTag::kUuid));
-  if (uuid.size() != 36 ||
-      uuid.find_first_not_of("0123456789abcdef-") != absl::string_view::npos) {
-    return Bad("the uuid is not 36 characters of lowercase hex and dashes");
-  }
-  m.uuid = std::string(uuid);
+// The command's fields (executable, args, env, working dir), in a Spawn or
+// in a command memfd.
+absl::StatusOr<CommandLine> DecodeCommand(const Fields& f) {
+  CommandLine command;
   PM_ASSIGN_OR_RETURN(absl::string_view exe, f.Required(FieldTag::kExecutable));
   if (exe.empty()) return Bad("the executable is empty");
   PM_RETURN_IF_ERROR(CheckNoNul("the executable", exe));
-  m.command.executable = std::string(exe);
+  command.executable = std::string(exe);
   for (absl::string_view arg : f.All(FieldTag::kArg)) {
     PM_RETURN_IF_ERROR(CheckNoNul("an argument", arg));
-    m.command.args.emplace_back(arg);
+    command.args.emplace_back(arg);
   }
   for (absl::string_view entry : f.All(FieldTag::kEnv)) {
     PM_RETURN_IF_ERROR(CheckNoNul("an env entry", entry));
@@ -281,17 +288,49 @@ absl::StatusOr<Spawn> DecodeSpawn(const Fields& f, size_t fd_count) {
       return Bad("an env entry is not NAME=VALUE with a non-empty NAME");
     }
     const absl::string_view name = entry.substr(0, eq);
-    if (m.command.Getenv(name) != nullptr) {
+    if (command.Getenv(name) != nullptr) {
       return Bad("an env name is given twice");
     }
-    m.command.env.emplace_back(std::string(name), std::string(entry.substr(eq + 1)));
+    command.env.emplace_back(std::string(name), std::string(entry.substr(eq + 1)));
   }
   PM_ASSIGN_OR_RETURN(std::optional<absl::string_view> dir,
                       f.Optional(FieldTag::kWorkingDir));
   if (dir) {
     if (dir->empty()) return Bad("the working dir is given but empty");
     PM_RETURN_IF_ERROR(CheckNoNul("the working dir", *dir));
-    m.command.working_dir = std::string(*dir);
+    command.working_dir = std::string(*dir);
+  }
+  return command;
+}
+
+absl::StatusOr<Spawn> DecodeSpawn(const Fields& f, size_t fd_count) {
+  PM_RETURN_IF_ERROR(f.OnlyThese(
+      {FieldTag::kUuid, FieldTag::kExecutable, FieldTag::kArg, FieldTag::kEnv,
+       FieldTag::kWorkingDir, FieldTag::kIsolation, FieldTag::kFileLimit,
+       FieldTag::kCgroup2Dir, FieldTag::kCgroup2Join, FieldTag::kCgroupJoin,
+       FieldTag::kCommandMemfd}));
+  Spawn m;
+  PM_ASSIGN_OR_RETURN(absl::string_view uuid, f.Required(FieldTag::kUuid));
+  if (uuid.size() != 36 ||
+      uuid.find_first_not_of("0123456789abcdef-") != absl::string_view::npos) {
+    return Bad("the uuid is not 36 characters of lowercase hex and dashes");
+  }
+  m.uuid = std::string(uuid);
+  PM_ASSIGN_OR_RETURN(std::optional<absl::string_view> memfd,
+                      f.Optional(FieldTag::kCommandMemfd));
+  if (memfd) {
+    // The command is in the memfd, not here as well.
+    for (FieldTag tag : {FieldTag::kExecutable, FieldTag::kArg, FieldTag::kEnv,
+                         FieldTag::kWorkingDir}) {
+      if (!f.All(tag).empty()) {
+        return Bad(absl::StrCat("field ", static_cast<int>(tag),
+                                " with the command in a memfd"));
+      }
+    }
+    PM_ASSIGN_OR_RETURN(uint64_t index, Fields::Fixed(FieldTag::kCommandMemfd, *memfd, 4));
+    m.command_memfd = static_cast<uint32_t>(index);
+  } else {
+    PM_ASSIGN_OR_RETURN(m.command, DecodeCommand(f));
   }
   PM_ASSIGN_OR_RETURN(std::optional<absl::string_view> iso,
                       f.Optional(FieldTag::kIsolation));
@@ -447,6 +486,90 @@ absl::StatusOr<Message> DecodeBody(MessageType type, const Fields& f,
 
 absl::StatusOr<std::string> Encode(const Message& message) {
   return std::visit(EncodeVisitor{}, message);
+}
+
+absl::StatusOr<std::string> EncodeCommand(const CommandLine& command) {
+  Writer w;
+  w.Command(command);
+  if (w.body().size() > kMaxCommandBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the encoded command is ", w.body().size(), " bytes, over the limit of ",
+        kMaxCommandBytes));
+  }
+  return w.body();
+}
+
+absl::StatusOr<CommandLine> DecodeCommandBytes(absl::string_view bytes) {
+  if (bytes.size() > kMaxCommandBytes) {
+    return Bad(absl::StrCat("a command of ", bytes.size(), " bytes, over the limit of ",
+                            kMaxCommandBytes));
+  }
+  PM_ASSIGN_OR_RETURN(Fields fields, Fields::Split(bytes));
+  PM_RETURN_IF_ERROR(fields.OnlyThese({FieldTag::kExecutable, FieldTag::kArg,
+                                       FieldTag::kEnv, FieldTag::kWorkingDir}));
+  return DecodeCommand(fields);
+}
+
+absl::StatusOr<Fd> SealCommand(const CommandLine& command) {
+  PM_ASSIGN_OR_RETURN(std::string bytes, EncodeCommand(command));
+  Fd memfd(memfd_create("pm-shim-command", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!memfd) return ErrnoError("memfd_create", "pm-shim-command");
+  for (size_t at = 0; at < bytes.size();) {
+    const ssize_t n = write(memfd.get(), bytes.data() + at, bytes.size() - at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("write", "the command memfd");
+    at += static_cast<size_t>(n);
+  }
+  if (fcntl(memfd.get(), F_ADD_SEALS, kCommandSeals | F_SEAL_SEAL) != 0) {
+    return ErrnoError("fcntl(F_ADD_SEALS)", "the command memfd");
+  }
+  return memfd;
+}
+
+absl::StatusOr<CommandLine> ReadSealedCommand(int memfd) {
+  const int seals = fcntl(memfd, F_GET_SEALS);
+  if (seals < 0) {
+    return Annotate(ErrnoError("fcntl(F_GET_SEALS)", "the command memfd"),
+                    "the command fd is not a memfd");
+  }
+  if ((seals & kCommandSeals) != kCommandSeals) {
+    return Bad(absl::StrCat("the command memfd is not sealed (seals ", seals, ")"));
+  }
+  struct stat st;
+  if (fstat(memfd, &st) != 0) return ErrnoError("fstat", "the command memfd");
+  if (st.st_size < 0 || static_cast<uint64_t>(st.st_size) > kMaxCommandBytes) {
+    return Bad(absl::StrCat("a command memfd of ", st.st_size, " bytes, over the limit of ",
+                            kMaxCommandBytes));
+  }
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  for (size_t at = 0; at < bytes.size();) {
+    const ssize_t n = pread(memfd, bytes.data() + at, bytes.size() - at,
+                            static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("pread", "the command memfd");
+    if (n == 0) return Bad("the command memfd is shorter than its size");
+    at += static_cast<size_t>(n);
+  }
+  return DecodeCommandBytes(bytes);
+}
+
+absl::StatusOr<std::optional<Fd>> SpillLargeCommand(Spawn& spawn, uint32_t fd_index) {
+  if (spawn.command_memfd || Encode(spawn).ok()) return std::nullopt;
+  PM_ASSIGN_OR_RETURN(Fd memfd, SealCommand(spawn.command));
+  spawn.command_memfd = fd_index;
+  // Still too large without the command: something else is (a cgroup path).
+  PM_RETURN_IF_ERROR(Encode(spawn).status());
+  return memfd;
+}
+
+absl::Status LoadSpawnCommand(Spawn& spawn, absl::Span<const Fd> fds) {
+  if (!spawn.command_memfd) return absl::OkStatus();
+  if (*spawn.command_memfd >= fds.size()) {
+    return Bad(absl::StrCat("command memfd index ", *spawn.command_memfd, " but ",
+                            fds.size(), " fds attached"));
+  }
+  PM_ASSIGN_OR_RETURN(spawn.command, ReadSealedCommand(fds[*spawn.command_memfd].get()));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Message> Decode(absl::string_view datagram, size_t fd_count) {

@@ -19,10 +19,13 @@
 // wrong size, a length running past the end, a datagram above
 // kMaxMessageBytes, an unknown type or version, or fds attached that the
 // message does not account for are refused (INVALID_ARGUMENT naming what).
+// A Spawn whose command is too large for a datagram carries it in a sealed
+// memfd (see Spawn).
 // Changing the encoding means a new version; a peer refuses another one.
 //
 // The conversation:
-//   supervisor → shim   Spawn (+ the cgroup fds it names)
+//   supervisor → shim   Spawn (+ the cgroup fds it names, and the command's
+//                       memfd if the command is large)
 //   shim → supervisor   Spawned (+ the pidfd) or SpawnFailed (then it exits)
 //   shim → supervisor   Exited, when the leader has been reaped
 //   shim → supervisor   Closed, when every pipe is at EOF, every child reaped
@@ -59,10 +62,15 @@ inline constexpr char kShimsSocketName[] = "shims.sock";
 inline constexpr size_t kHeaderBytes = 8;
 // The largest datagram. A unix socket's default send buffer
 // (net.core.wmem_default, 208 KiB) bounds a SOCK_SEQPACKET datagram, so a
-// Spawn whose command is larger than about this cannot be sent.
+// Spawn whose command is larger than about this carries it in a memfd.
 inline constexpr size_t kMaxMessageBytes = 192 << 10;
 // The most fds one message carries.
 inline constexpr size_t kMaxFds = 16;
+// The largest encoded command a command memfd may hold (see Spawn): above
+// what the largest Start the supervisor can receive (a 64 MiB gRPC message,
+// each string at least 2 bytes there, 6 here) encodes to, so any command
+// the supervisor accepts fits; a larger memfd is refused unread.
+inline constexpr size_t kMaxCommandBytes = size_t{256} << 20;
 
 enum class MessageType : uint16_t {
   kSpawn = 1,
@@ -93,6 +101,8 @@ enum class FieldTag : uint16_t {
   kEndedNs = 16,       // i64: realtime, ns since the Unix epoch
   kOutputEnd = 17,     // u64: the output's end offset now
   kExitOutputEnd = 18, // u64: the output's end offset when the leader ended
+  kCommandMemfd = 19,  // u32: index of the attached fd, a sealed memfd
+                       // holding the command's fields 2-5 (see Spawn)
 };
 
 inline constexpr uint32_t kIsolatePid = 1;
@@ -110,9 +120,18 @@ struct CgroupJoinRef {
 };
 
 // Start this process. Attached: the fds its fields name by index.
+//
+// A command too large for one datagram (kMaxMessageBytes; the supervisor
+// accepts larger ones) travels in a memfd instead: its fields 2-5
+// (executable, args, env, working dir) encoded as in a datagram's body,
+// sealed (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW), attached, and named
+// by command_memfd; the datagram then carries none of those fields. The
+// sender calls SpillLargeCommand, the receiver LoadSpawnCommand.
 struct Spawn {
   std::string uuid;  // canonical, 36 characters
+  // Not encoded while command_memfd is set; filled by LoadSpawnCommand.
   CommandLine command;
+  std::optional<uint32_t> command_memfd;  // fd index
   uint32_t isolation = 0;
   std::optional<rlimit> file_limit;
   std::optional<uint32_t> cgroup2_dir;  // fd index
@@ -164,6 +183,34 @@ absl::StatusOr<std::string> Encode(const Message& message);
 // naming the problem (truncated header, unknown type 9, field 3 runs past
 // the end, ...).
 absl::StatusOr<Message> Decode(absl::string_view datagram, size_t fd_count);
+
+// When `spawn`'s datagram would exceed kMaxMessageBytes, moves its command
+// into a sealed memfd, sets spawn.command_memfd to `fd_index` and returns
+// the memfd, to attach at that index and keep open until sent; nullopt
+// (nothing changed) when the datagram fits. INVALID_ARGUMENT for a command
+// over kMaxCommandBytes encoded, or a message still too large without its
+// command; errors name memfd_create, write or fcntl(F_ADD_SEALS).
+absl::StatusOr<std::optional<Fd>> SpillLargeCommand(Spawn& spawn, uint32_t fd_index);
+
+// Fills spawn.command from the memfd among `fds` that command_memfd names
+// (a no-op without one): ReadSealedCommand.
+absl::Status LoadSpawnCommand(Spawn& spawn, absl::Span<const Fd> fds);
+
+// The command in `memfd`, checked as strictly as in a datagram.
+// INVALID_ARGUMENT when it is not sealed against writes, growing and
+// shrinking, is larger than kMaxCommandBytes (refused before reading) or
+// does not decode; errors name fcntl(F_GET_SEALS) (not a memfd), fstat or
+// pread.
+absl::StatusOr<CommandLine> ReadSealedCommand(int memfd);
+
+// A sealed memfd holding `command` (MFD_CLOEXEC), as SpillLargeCommand
+// makes it.
+absl::StatusOr<Fd> SealCommand(const CommandLine& command);
+
+// The encoding of a command memfd's contents, and its strict decoding
+// (what ReadSealedCommand applies to the bytes it read).
+absl::StatusOr<std::string> EncodeCommand(const CommandLine& command);
+absl::StatusOr<CommandLine> DecodeCommandBytes(absl::string_view bytes);
 
 // A message with the fds that came with it (born close-on-exec).
 struct Received {

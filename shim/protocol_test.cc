@@ -1,12 +1,14 @@
 #include "shim/protocol.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace pm::shim {
@@ -209,6 +211,109 @@ TEST(ProtocolTest, MessagesAndFdsCrossASeqpacketSocket) {
   got = ReceiveMessage(b.get());
   EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(got.status().message().find("end of stream"), std::string::npos);
+}
+
+// --- Commands too large for a datagram, in a sealed memfd ------------------
+
+Spawn HugeSpawn() {
+  Spawn m;
+  m.uuid = kUuid;
+  m.command.executable = "/bin/sh";
+  m.command.args = {"-c", "exit 0", std::string(100000, 'a'), std::string(100000, 'b')};
+  m.command.env = {{"BIG", std::string(100000, 'c')}};
+  m.cgroup2_dir = 0;
+  return m;
+}
+
+TEST(ProtocolTest, ACommandTooLargeForADatagramTravelsInASealedMemfd) {
+  Spawn spawn = HugeSpawn();
+  ASSERT_EQ(Encode(spawn).status().code(), absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<std::optional<Fd>> memfd = SpillLargeCommand(spawn, 1);
+  ASSERT_TRUE(memfd.ok()) << memfd.status();
+  ASSERT_TRUE(memfd->has_value());
+  EXPECT_EQ(spawn.command_memfd, 1u);
+
+  Message back = RoundTrip(spawn, 2);
+  Spawn* got = std::get_if<Spawn>(&back);
+  ASSERT_NE(got, nullptr);
+  EXPECT_EQ(got->command_memfd, 1u);
+  EXPECT_TRUE(got->command.executable.empty());  // not in the datagram
+  std::vector<Fd> fds;
+  fds.emplace_back(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  fds.push_back(std::move(**memfd));
+  ASSERT_TRUE(LoadSpawnCommand(*got, fds).ok());
+  EXPECT_EQ(got->command.executable, "/bin/sh");
+  EXPECT_EQ(got->command.args, HugeSpawn().command.args);
+  EXPECT_EQ(got->command.env, HugeSpawn().command.env);
+}
+
+TEST(ProtocolTest, ACommandThatFitsStaysInTheDatagram) {
+  Spawn spawn = FullSpawn();
+  absl::StatusOr<std::optional<Fd>> memfd = SpillLargeCommand(spawn, 3);
+  ASSERT_TRUE(memfd.ok()) << memfd.status();
+  EXPECT_FALSE(memfd->has_value());
+  EXPECT_FALSE(spawn.command_memfd.has_value());
+}
+
+TEST(ProtocolTest, ASpawnWithBothAMemfdAndCommandFieldsIsRefused) {
+  // Encode leaves the command out when there is a memfd: splice one in.
+  Spawn spawn = HugeSpawn();
+  spawn.command = {"true", {}, {}, ""};
+  spawn.command_memfd = 1;
+  absl::StatusOr<std::string> bytes = Encode(spawn);
+  ASSERT_TRUE(bytes.ok());
+  std::string field;
+  field += std::string("\x02\x00\x04\x00\x00\x00true", 10);  // executable "true"
+  std::string datagram = *bytes + field;
+  const uint32_t body = static_cast<uint32_t>(datagram.size() - kHeaderBytes);
+  memcpy(datagram.data() + 4, &body, 4);  // little-endian hosts only
+  absl::StatusOr<Message> decoded = Decode(datagram, 2);
+  EXPECT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(decoded.status().message(),
+            "shim message: field 2 with the command in a memfd");
+}
+
+TEST(ProtocolTest, AnUnsealedMemfdIsRefused) {
+  Fd memfd(memfd_create("test", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  absl::StatusOr<std::string> bytes = EncodeCommand({"true", {}, {}, ""});
+  ASSERT_TRUE(bytes.ok());
+  ASSERT_EQ(write(memfd.get(), bytes->data(), bytes->size()),
+            static_cast<ssize_t>(bytes->size()));
+  absl::StatusOr<CommandLine> command = ReadSealedCommand(memfd.get());
+  EXPECT_EQ(command.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(command.status().message(), "shim message: the command memfd is not sealed (seals 0)");
+}
+
+TEST(ProtocolTest, AFileThatIsNotAMemfdIsRefusedNamingTheCall) {
+  Fd file(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  absl::StatusOr<CommandLine> command = ReadSealedCommand(file.get());
+  EXPECT_FALSE(command.ok());
+  EXPECT_NE(command.status().message().find(
+                "the command fd is not a memfd: fcntl(F_GET_SEALS)"),
+            absl::string_view::npos)
+      << command.status();
+}
+
+TEST(ProtocolTest, AMemfdLargerThanTheLimitIsRefusedUnread) {
+  Fd memfd(memfd_create("test", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  // Sparse: no memory is spent on it.
+  ASSERT_EQ(ftruncate(memfd.get(), static_cast<off_t>(kMaxCommandBytes + 1)), 0);
+  ASSERT_EQ(fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW), 0);
+  absl::StatusOr<CommandLine> command = ReadSealedCommand(memfd.get());
+  EXPECT_EQ(command.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(command.status().message(),
+            absl::StrCat("shim message: a command memfd of ", kMaxCommandBytes + 1,
+                         " bytes, over the limit of ", kMaxCommandBytes));
+}
+
+TEST(ProtocolTest, ACommandMemfdIsDecodedAsStrictlyAsADatagram) {
+  // Only command fields, and by the same rules.
+  EXPECT_EQ(DecodeCommandBytes(std::string("\x01\x00\x01\x00\x00\x00x", 7)).status().message(),
+            "shim message: unknown field 1 for this message type");
+  EXPECT_EQ(DecodeCommandBytes(std::string("\x02\x00\x00\x00\x00\x00", 6)).status().message(),
+            "shim message: the executable is empty");
+  EXPECT_EQ(DecodeCommandBytes(std::string("\x02\x00\x09\x00\x00\x00x", 7)).status().message(),
+            "shim message: field 2 of 9 bytes runs past the end");
 }
 
 }  // namespace

@@ -1,18 +1,22 @@
 #include "shim/shim.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -33,10 +37,23 @@
 namespace pm::shim {
 namespace {
 
-// How much one readiness of a pipe may read before the loop moves on.
+// How much one read takes, and one readiness of a pipe may read before the
+// loop moves on.
 constexpr size_t kReadBytes = 64 << 10;
-constexpr int kReadsPerTurn = 16;
+constexpr size_t kReadBytesPerTurn = 16 * kReadBytes;
 constexpr absl::Duration kFailureLogInterval = absl::Minutes(1);
+// How often an fd epoll would not take is polled and offered to it again.
+constexpr absl::Duration kRetryInterval = absl::Milliseconds(100);
+// The backoff between connects to a listener whose backlog is full.
+constexpr absl::Duration kMaxReconnectBackoff = absl::Seconds(5);
+
+const char* PipeName(bool is_stdout) { return is_stdout ? "stdout pipe" : "stderr pipe"; }
+
+const char* SourceName(int source) {
+  static const char* const kNames[] = {"control socket", "stdout pipe", "stderr pipe",
+                                       "pidfd", "signalfd", "inotify", "reconnect timer"};
+  return kNames[source];
+}
 
 const char* PhaseName(int phase) {
   static const char* const kNames[] = {"idle", "running", "draining", "done"};
@@ -70,10 +87,20 @@ supervisor::SpawnIsolation IsolationOf(uint32_t bits) {
   return isolation;
 }
 
+// The value of a byte-count flag: a decimal count of at least 1.
+absl::Status ParseBytes(absl::string_view flag, absl::string_view value, uint64_t* out) {
+  if (!absl::SimpleAtoi(value, out) || *out == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": not a positive byte count: \"", value, "\""));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ShimFlags> ParseShimFlags(int argc, const char* const* argv) {
   ShimFlags flags;
+  bool segment_given = false;
   for (int i = 1; i < argc; ++i) {
     absl::string_view arg = argv[i];
     if (absl::ConsumePrefix(&arg, "--control_fd=")) {
@@ -85,10 +112,16 @@ absl::StatusOr<ShimFlags> ParseShimFlags(int argc, const char* const* argv) {
       flags.state_dir = std::string(arg);
     } else if (absl::ConsumePrefix(&arg, "--runtime_dir=")) {
       flags.runtime_dir = std::string(arg);
+    } else if (absl::ConsumePrefix(&arg, "--max_output_bytes=")) {
+      PM_RETURN_IF_ERROR(ParseBytes("--max_output_bytes", arg, &flags.max_output_bytes));
+    } else if (absl::ConsumePrefix(&arg, "--segment_bytes=")) {
+      PM_RETURN_IF_ERROR(ParseBytes("--segment_bytes", arg, &flags.segment_bytes));
+      segment_given = true;
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown argument \"", arg,
-          "\"; usage: pm-shim --control_fd=N --state_dir=DIR --runtime_dir=DIR"));
+          "\"; usage: pm-shim --control_fd=N --state_dir=DIR --runtime_dir=DIR "
+          "[--max_output_bytes=N] [--segment_bytes=N]"));
     }
   }
   if (flags.control_fd < 0) return absl::InvalidArgumentError("--control_fd is required");
@@ -96,15 +129,21 @@ absl::StatusOr<ShimFlags> ParseShimFlags(int argc, const char* const* argv) {
   if (flags.runtime_dir.empty()) {
     return absl::InvalidArgumentError("--runtime_dir is required");
   }
+  PM_ASSIGN_OR_RETURN(OutputCaps caps,
+                      ResolveOutputCaps(flags.max_output_bytes,
+                                        segment_given ? flags.segment_bytes : 0));
+  flags.max_output_bytes = caps.max_output_bytes;
+  flags.segment_bytes = caps.segment_bytes;
   return flags;
 }
 
-Shim::Shim(const ShimFlags& flags, segment_log::WriterOptions output)
-    : flags_(flags), output_options_(output), control_(flags.control_fd) {}
+Shim::Shim(const ShimFlags& flags)
+    : flags_(flags),
+      output_options_{flags.segment_bytes, flags.max_output_bytes},
+      control_(flags.control_fd) {}
 
-absl::StatusOr<std::unique_ptr<Shim>> Shim::Create(const ShimFlags& flags,
-                                                   segment_log::WriterOptions output) {
-  std::unique_ptr<Shim> shim(new Shim(flags, output));
+absl::StatusOr<std::unique_ptr<Shim>> Shim::Create(const ShimFlags& flags) {
+  std::unique_ptr<Shim> shim(new Shim(flags));
   PM_RETURN_IF_ERROR(shim->CloseInheritedFds());
   PM_RETURN_IF_ERROR(shim->TakeOverProcess());
   PM_RETURN_IF_ERROR(shim->SetUpEvents());
@@ -177,8 +216,11 @@ void Shim::Transition(Phase to) {
                      (phase_ == Phase::kRunning && to == Phase::kDraining) ||
                      (phase_ == Phase::kDraining && to == Phase::kDone);
   if (!legal) {
-    PM_LOG(FATAL) << "illegal phase change " << PhaseName(static_cast<int>(phase_))
-                  << " -> " << PhaseName(static_cast<int>(to));
+    // A bug, but aborting would orphan the process and lose its output:
+    // refuse the change and carry on in the phase we are in.
+    PM_LOG(ERROR) << "illegal phase change " << PhaseName(static_cast<int>(phase_))
+                  << " -> " << PhaseName(static_cast<int>(to)) << " refused";
+    return;
   }
   phase_ = to;
 }
@@ -191,14 +233,74 @@ int Shim::Run() {
   Transition(Phase::kRunning);
   WatchProcess();
   while (phase_ != Phase::kDone) {
-    epoll_event events[8];
-    const int n = epoll_wait(epoll_.get(), events, 8, -1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) PM_LOG(FATAL) << ErrnoError("epoll_wait");
-    for (int i = 0; i < n; ++i) HandleEvent(static_cast<Source>(events[i].data.u32));
+    WaitAndHandleEvents();
     if (Finished()) Finish();
   }
   return exit_code_;
+}
+
+void Shim::WaitAndHandleEvents() {
+  if (!epoll_) RecreateEpoll();
+  if (epoll_) {
+    // Unwatched fds are polled every kRetryInterval until epoll takes them.
+    const int timeout =
+        unwatched_.empty() ? -1 : static_cast<int>(absl::ToInt64Milliseconds(kRetryInterval));
+    epoll_event events[8];
+    const int n = epoll_wait(epoll_.get(), events, 8, timeout);
+    if (n < 0 && errno != EINTR) {
+      LogRateLimited(kFailEvents, ErrnoError("epoll_wait"));
+      RecreateEpoll();
+    }
+    for (int i = 0; i < n; ++i) HandleEvent(static_cast<Source>(events[i].data.u32));
+  } else {
+    PollUnwatched(static_cast<int>(absl::ToInt64Milliseconds(kRetryInterval)));
+  }
+  if (!unwatched_.empty()) {
+    RetryUnwatched();
+    PollUnwatched(0);
+  }
+}
+
+void Shim::RecreateEpoll() {
+  Fd fresh(epoll_create1(EPOLL_CLOEXEC));
+  if (!fresh) LogRateLimited(kFailEvents, ErrnoError("epoll_create1"));
+  epoll_ = std::move(fresh);
+  unwatched_.clear();
+  for (const auto& [fd, source] : LiveSources()) Watch(fd->get(), source);
+}
+
+std::vector<std::pair<const Fd*, Shim::Source>> Shim::LiveSources() const {
+  std::vector<std::pair<const Fd*, Source>> live;
+  for (const auto& [fd, source] :
+       {std::pair<const Fd*, Source>{&control_, kControl}, {&stdout_, kStdout},
+        {&stderr_, kStderr}, {&pidfd_, kPidfd}, {&signals_, kSignals},
+        {&inotify_, kInotify}, {&reconnect_timer_, kReconnectTimer}}) {
+    if (*fd) live.emplace_back(fd, source);
+  }
+  return live;
+}
+
+void Shim::RetryUnwatched() {
+  std::vector<std::pair<int, Source>> retry;
+  retry.swap(unwatched_);
+  for (const auto& [fd, source] : retry) Watch(fd, source);
+}
+
+void Shim::PollUnwatched(int timeout_ms) {
+  std::vector<pollfd> fds;
+  for (const auto& [fd, source] : unwatched_) fds.push_back({fd, POLLIN, 0});
+  if (poll(fds.data(), fds.size(), timeout_ms) <= 0) return;
+  // Copied first: a handler may close fds and change the list.
+  std::vector<std::pair<int, Source>> ready;
+  for (size_t i = 0; i < fds.size(); ++i) {
+    if (fds[i].revents != 0) ready.push_back(unwatched_[i]);
+  }
+  for (const std::pair<int, Source>& r : ready) {
+    const int fd = r.first;
+    const bool still = std::any_of(unwatched_.begin(), unwatched_.end(),
+                                   [fd](const auto& u) { return u.first == fd; });
+    if (still) HandleEvent(r.second);
+  }
 }
 
 bool Shim::AwaitSpawn() {
@@ -215,7 +317,7 @@ bool Shim::AwaitSpawn() {
       }
       continue;  // a malformed message: refused, the next may be fine
     }
-    const Spawn* spawn = std::get_if<Spawn>(&got->message);
+    Spawn* spawn = std::get_if<Spawn>(&got->message);
     if (spawn == nullptr) {
       PM_LOG(ERROR) << "control: " << MessageName(got->message)
                     << " while idle; only Spawn is expected";
@@ -223,6 +325,7 @@ bool Shim::AwaitSpawn() {
     }
     uuid_ = spawn->uuid;
     absl::Status status = PrepareProcessDir();
+    if (status.ok()) status = LoadSpawnCommand(*spawn, got->fds);
     if (status.ok()) status = SpawnProcess(*spawn, got->fds);
     if (!status.ok()) {
       PM_LOG(ERROR) << "spawn " << uuid_ << ": " << status;
@@ -278,11 +381,7 @@ absl::Status Shim::SpawnProcess(const Spawn& spawn, std::vector<Fd>& fds) {
 }
 
 void Shim::WatchProcess() {
-  if (control_) AddToEpoll(control_.get(), kControl);
-  AddToEpoll(stdout_.get(), kStdout);
-  AddToEpoll(stderr_.get(), kStderr);
-  AddToEpoll(pidfd_.get(), kPidfd);
-  AddToEpoll(signals_.get(), kSignals);
+  for (const auto& [fd, source] : LiveSources()) Watch(fd->get(), source);
 }
 
 void Shim::HandleEvent(Source source) {
@@ -292,7 +391,7 @@ void Shim::HandleEvent(Source source) {
       break;
     case kStdout:
     case kStderr:
-      Drain(source);
+      Drain(source, kReadBytesPerTurn);
       break;
     case kPidfd:
     case kSignals:
@@ -301,6 +400,9 @@ void Shim::HandleEvent(Source source) {
       break;
     case kInotify:
       OnInotify();
+      break;
+    case kReconnectTimer:
+      OnReconnectTimer();
       break;
   }
 }
@@ -320,39 +422,42 @@ void Shim::ReadControl() {
   Disconnect();
 }
 
-void Shim::Drain(Source source) {
+void Shim::Drain(Source source, size_t max_bytes) {
   Fd& pipe = source == kStdout ? stdout_ : stderr_;
   const segment_log::Stream stream =
       source == kStdout ? segment_log::Stream::kStdout : segment_log::Stream::kStderr;
   static char buffer[kReadBytes];
-  for (int i = 0; i < kReadsPerTurn && pipe; ++i) {
-    const ssize_t n = read(pipe.get(), buffer, sizeof(buffer));
+  size_t left = max_bytes;
+  while (left > 0 && pipe) {
+    const ssize_t n = read(pipe.get(), buffer, std::min(sizeof(buffer), left));
     if (n > 0) {
       Append(stream, absl::string_view(buffer, static_cast<size_t>(n)));
+      left -= static_cast<size_t>(n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
-    if (n < 0) {
-      LogRateLimited(ErrnoError("read", source == kStdout ? "stdout pipe" : "stderr pipe"));
-    }
+    if (n < 0) LogRateLimited(kFailOutput, ErrnoError("read", PipeName(source == kStdout)));
     // EOF: every holder of the write end is gone.
     RemoveFromEpoll(pipe.get());
     pipe.reset();
   }
 }
 
-void Shim::DrainAll() {
-  // Until EAGAIN or EOF: a bounded turn each, as often as needed.
-  while (stdout_ || stderr_) {
-    const uint64_t before = output_->end_offset();
-    const bool had_out = bool(stdout_), had_err = bool(stderr_);
-    if (stdout_) Drain(kStdout);
-    if (stderr_) Drain(kStderr);
-    if (output_->end_offset() == before && had_out == bool(stdout_) &&
-        had_err == bool(stderr_)) {
-      return;
+void Shim::DrainWhatIsThere() {
+  // What the pipes hold now, and no more: a child that outlives the leader
+  // may keep writing, and a loop until EAGAIN would follow it for as long
+  // as it writes, holding Exited back. The rest comes through the loop.
+  for (Source source : {kStdout, kStderr}) {
+    Fd& pipe = source == kStdout ? stdout_ : stderr_;
+    if (!pipe) continue;
+    int available = 0;
+    if (ioctl(pipe.get(), FIONREAD, &available) != 0) {
+      LogRateLimited(kFailOutput, ErrnoError("ioctl(FIONREAD)", PipeName(source == kStdout)));
+      available = 0;
     }
+    // One read even when empty: it sees an EOF that is already there.
+    Drain(source, std::max<size_t>(static_cast<size_t>(available), 1));
   }
 }
 
@@ -360,7 +465,7 @@ void Shim::Append(segment_log::Stream stream, absl::string_view data) {
   absl::Status status = output_->Append(stream, data, absl::Now());
   // The bytes are a gap now; the process must never notice (a full disk
   // neither blocks nor kills it), so keep reading.
-  if (!status.ok()) LogRateLimited(status);
+  if (!status.ok()) LogRateLimited(kFailOutput, status);
 }
 
 void Shim::ReadSignals() {
@@ -377,7 +482,7 @@ void Shim::ReapChildren() {
       if (errno == ECHILD) {
         children_left_ = false;
       } else {
-        PM_LOG(ERROR) << ErrnoError("waitid", "P_ALL");
+        LogRateLimited(kFailReap, ErrnoError("waitid", "P_ALL"));
       }
       return;
     }
@@ -387,21 +492,34 @@ void Shim::ReapChildren() {
       // through the pidfd.
       siginfo_t leader = {};
       if (waitid(static_cast<idtype_t>(P_PIDFD), pidfd_.get(), &leader, WEXITED) != 0) {
-        PM_LOG(FATAL) << ErrnoError("waitid", "P_PIDFD");
+        // The status is what the peek saw (the pid cannot be reused before
+        // it is reaped): reap it by pid.
+        LogRateLimited(kFailReap, ErrnoError("waitid", "P_PIDFD"));
+        leader = info;
+        const bool reaped = ReapByPid(pid_);
+        OnLeaderExit(leader);
+        // Not reaped, the peek would show it again: the next SIGCHLD
+        // tries, instead of this loop spinning.
+        if (!reaped) return;
+        continue;
       }
       OnLeaderExit(leader);
       continue;
     }
-    siginfo_t orphan = {};
-    if (waitid(P_PID, info.si_pid, &orphan, WEXITED) != 0 && errno != ECHILD) {
-      PM_LOG(ERROR) << ErrnoError("waitid", absl::StrCat(info.si_pid));
-    }
+    if (!ReapByPid(info.si_pid)) return;
   }
+}
+
+bool Shim::ReapByPid(pid_t pid) {
+  siginfo_t ignored = {};
+  if (waitid(P_PID, pid, &ignored, WEXITED) == 0 || errno == ECHILD) return true;
+  LogRateLimited(kFailReap, ErrnoError("waitid", absl::StrCat("P_PID ", pid)));
+  return false;
 }
 
 void Shim::OnLeaderExit(const siginfo_t& info) {
   // What the leader wrote is in the pipes now: count it before the offset.
-  DrainAll();
+  DrainWhatIsThere();
   end_ = ProcessEnd{ExitStatus::FromSiginfo(info), absl::Now(), output_->end_offset()};
   RemoveFromEpoll(pidfd_.get());
   pidfd_.reset();
@@ -459,7 +577,7 @@ void Shim::WatchForSupervisor() {
       inotify_.reset();
       return;
     }
-    AddToEpoll(inotify_.get(), kInotify);
+    Watch(inotify_.get(), kInotify);
   }
   // It may be there already: try once the watch is set, so no appearance
   // between the two is missed.
@@ -492,22 +610,81 @@ void Shim::TryReconnect() {
     return;
   }
   memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  Fd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  // Non-blocking: a listener whose backlog is full (a supervisor that is
+  // stuck, or not accepting yet) would hold a blocking connect, and with it
+  // the loop that drains the process's pipes, for as long as it stays so.
+  Fd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!sock) {
-    PM_LOG(ERROR) << ErrnoError("socket", "AF_UNIX, SOCK_SEQPACKET");
+    LogRateLimited(kFailControl, ErrnoError("socket", "AF_UNIX, SOCK_SEQPACKET"));
+    ArmReconnectTimer();
     return;
   }
   if (connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    // ENOENT, ECONNREFUSED (a stale socket): the next appearance will do.
-    PM_LOG(INFO) << ErrnoError("connect", path) << "; waiting for it to appear";
+    const int err = errno;
+    if (err == EAGAIN || err == EINTR) {
+      // The backlog is full. Nothing will say when it has room: try again
+      // after a while, backing off.
+      LogRateLimited(kFailControl,
+                     Annotate(ErrnoError("connect", path, err),
+                              absl::StrCat("backlog full, retrying in ",
+                                           absl::FormatDuration(reconnect_backoff_))));
+      ArmReconnectTimer();
+      return;
+    }
+    if (err == ECONNREFUSED) {
+      // A stale socket (its replacement will raise an event), or one bound
+      // in place that is not listening yet (its listen raises none): wait
+      // for both.
+      if (reconnect_backoff_ == kMinReconnectBackoff) {
+        PM_LOG(INFO) << ErrnoError("connect", path, err)
+                     << "; waiting for it to appear, trying again from time to time";
+      }
+      ArmReconnectTimer();
+      return;
+    }
+    // ENOENT: its appearance will do.
+    PM_LOG(INFO) << ErrnoError("connect", path, err) << "; waiting for it to appear";
     return;
   }
   PM_LOG(INFO) << "control: reconnected to " << path;
   control_ = std::move(sock);
-  AddToEpoll(control_.get(), kControl);
+  Watch(control_.get(), kControl);
   RemoveFromEpoll(inotify_.get());
   inotify_.reset();
+  StopReconnectTimer();
   SendHello();
+}
+
+void Shim::ArmReconnectTimer() {
+  if (!reconnect_timer_) {
+    reconnect_timer_ = Fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    if (!reconnect_timer_) {
+      LogRateLimited(kFailControl, ErrnoError("timerfd_create", "CLOCK_MONOTONIC"));
+      return;  // only the socket's next appearance will make it try again
+    }
+    Watch(reconnect_timer_.get(), kReconnectTimer);
+  }
+  itimerspec when = {};
+  when.it_value = absl::ToTimespec(reconnect_backoff_);
+  if (timerfd_settime(reconnect_timer_.get(), 0, &when, nullptr) != 0) {
+    LogRateLimited(kFailControl, ErrnoError("timerfd_settime", "reconnect timer"));
+  }
+  reconnect_backoff_ = std::min(reconnect_backoff_ * 2, kMaxReconnectBackoff);
+}
+
+void Shim::StopReconnectTimer() {
+  reconnect_backoff_ = kMinReconnectBackoff;
+  if (!reconnect_timer_) return;
+  RemoveFromEpoll(reconnect_timer_.get());
+  reconnect_timer_.reset();
+}
+
+void Shim::OnReconnectTimer() {
+  uint64_t expirations;
+  if (read(reconnect_timer_.get(), &expirations, sizeof(expirations)) < 0 && errno == EAGAIN) {
+    return;  // not expired (re-armed since)
+  }
+  TryReconnect();
 }
 
 void Shim::SendHello() {
@@ -520,32 +697,44 @@ void Shim::SendHello() {
   }
 }
 
-void Shim::AddToEpoll(int fd, Source source) {
+void Shim::Watch(int fd, Source source) {
   epoll_event event = {};
   event.events = EPOLLIN;
   event.data.u32 = source;
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) != 0) {
-    PM_LOG(FATAL) << ErrnoError("epoll_ctl(EPOLL_CTL_ADD)", absl::StrCat(fd));
+  if (epoll_ && epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) == 0) return;
+  if (epoll_) {
+    LogRateLimited(kFailEvents,
+                   ErrnoError("epoll_ctl(EPOLL_CTL_ADD)", absl::StrCat(SourceName(source))));
   }
+  // Not watched: polled each turn, and added again, until epoll takes it
+  // (ENOMEM, or max_user_watches reached, may pass).
+  unwatched_.emplace_back(fd, source);
 }
 
 void Shim::RemoveFromEpoll(int fd) {
-  if (fd >= 0) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  if (fd < 0) return;
+  if (epoll_) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  unwatched_.erase(std::remove_if(unwatched_.begin(), unwatched_.end(),
+                                  [fd](const auto& u) { return u.first == fd; }),
+                   unwatched_.end());
 }
 
-void Shim::LogRateLimited(const absl::Status& status) {
+void Shim::LogRateLimited(Failure kind, const absl::Status& status) {
+  static constexpr const char* kKinds[kFailureKinds] = {"output", "events", "reaping",
+                                                        "control"};
   const absl::Time now = absl::Now();
-  if (now - last_failure_log_ < kFailureLogInterval) {
-    ++failures_not_logged_;
+  RateLimit& limit = rate_limits_[kind];
+  if (now - limit.last_logged < kFailureLogInterval) {
+    ++limit.not_logged;
     return;
   }
-  PM_LOG(ERROR) << "output: " << status
-                << (failures_not_logged_ > 0
-                        ? absl::StrCat(" (and ", failures_not_logged_,
+  PM_LOG(ERROR) << kKinds[kind] << ": " << status
+                << (limit.not_logged > 0
+                        ? absl::StrCat(" (and ", limit.not_logged,
                                        " failures not logged in the last minute)")
                         : "");
-  last_failure_log_ = now;
-  failures_not_logged_ = 0;
+  limit.last_logged = now;
+  limit.not_logged = 0;
 }
 
 }  // namespace pm::shim

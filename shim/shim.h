@@ -13,9 +13,12 @@
 // on its control socket, running while the leader lives, draining once the
 // leader is reaped until every pipe is at EOF and no child is left, then
 // done. Orthogonal to it, the control link is connected or, after EOF,
-// waiting for <runtime_dir>/shims.sock to appear (inotify, no polling).
-// Everything happens on one thread in one epoll loop; signals are read from
-// a signalfd.
+// waiting for <runtime_dir>/shims.sock to appear (inotify) and, when the
+// socket was there but refused or its backlog was full, for a backoff timer
+// (timerfd, 50 ms doubling to 5 s) to try again; the connect never blocks. Everything happens on one thread in one epoll
+// loop; signals are read from a signalfd. Once a process runs, no failure
+// aborts the shim: it is logged (rate-limited, in the process's shim.log)
+// and the shim carries on, or finishes cleanly.
 #ifndef PM_SHIM_SHIM_H_
 #define PM_SHIM_SHIM_H_
 
@@ -25,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -33,6 +37,7 @@
 #include "common/fd.h"
 #include "segment_log/writer.h"
 #include "shim/exit_file.h"
+#include "shim/launch.h"
 #include "shim/protocol.h"
 
 namespace pm::shim {
@@ -49,9 +54,18 @@ struct ShimFlags {
   int control_fd = -1;
   std::string state_dir;
   std::string runtime_dir;
+  // The process's output on disk: the oldest whole segments are deleted
+  // past max_output_bytes (segment_log::WriterOptions::max_bytes); a new
+  // segment starts every segment_bytes, at most a quarter of the cap, so
+  // the cap deletes in quarters or less.
+  uint64_t max_output_bytes = kDefaultMaxOutputBytes;
+  uint64_t segment_bytes = kDefaultSegmentBytes;
 };
 
 // --control_fd=N --state_dir=DIR --runtime_dir=DIR, all required;
+// optional --max_output_bytes=N (default kDefaultMaxOutputBytes, at least
+// 4) and --segment_bytes=N (default the smaller of kDefaultSegmentBytes and
+// a quarter of the cap; given, at least 1 and at most a quarter of the cap).
 // INVALID_ARGUMENT naming the flag otherwise.
 absl::StatusOr<ShimFlags> ParseShimFlags(int argc, const char* const* argv);
 
@@ -59,12 +73,10 @@ class Shim {
  public:
   // Becomes a child subreaper and the leader of its own session, ignores
   // SIGINT, SIGHUP, SIGPIPE, SIGTERM and SIGXFSZ, blocks SIGCHLD into a signalfd,
-  // closes every inherited fd but 0, 1, 2 and the control fd. Errors name
-  // the call; FAILED_PRECONDITION when the control fd is not a
-  // SOCK_SEQPACKET socket.
-  static absl::StatusOr<std::unique_ptr<Shim>> Create(
-      const ShimFlags& flags,
-      segment_log::WriterOptions output = segment_log::WriterOptions());
+  // closes every inherited fd but 0, 1, 2 and the control fd. The output
+  // is written with the caps of `flags`. Errors name the call;
+  // FAILED_PRECONDITION when the control fd is not a SOCK_SEQPACKET socket.
+  static absl::StatusOr<std::unique_ptr<Shim>> Create(const ShimFlags& flags);
 
   // Runs until the end (see the file comment); returns the exit code.
   int Run();
@@ -72,12 +84,15 @@ class Shim {
  private:
   enum class Phase { kIdle, kRunning, kDraining, kDone };
   // What an epoll event is about.
-  enum Source : uint32_t { kControl, kStdout, kStderr, kPidfd, kSignals, kInotify };
+  enum Source : uint32_t {
+    kControl, kStdout, kStderr, kPidfd, kSignals, kInotify, kReconnectTimer
+  };
+  static constexpr absl::Duration kMinReconnectBackoff = absl::Milliseconds(50);
 
-  Shim(const ShimFlags& flags, segment_log::WriterOptions output);
+  explicit Shim(const ShimFlags& flags);
 
-  // Every phase change goes through here; an illegal one is a broken
-  // invariant and aborts.
+  // Every phase change goes through here; an illegal one is a bug, logged
+  // and refused (aborting would orphan the process).
   void Transition(Phase to);
 
   // The steps of Create.
@@ -93,16 +108,29 @@ class Shim {
   absl::Status SpawnProcess(const Spawn& spawn, std::vector<Fd>& fds);
   void WatchProcess();
 
+  // One turn of the loop: waits for events and handles them. Never aborts:
+  // an epoll that fails is made again; an fd it will not take is polled
+  // every kRetryInterval and offered to it again.
+  void WaitAndHandleEvents();
+  void RecreateEpoll();
+  // The fds the loop watches now, with what each is.
+  std::vector<std::pair<const Fd*, Source>> LiveSources() const;
+  void RetryUnwatched();
+  void PollUnwatched(int timeout_ms);
   void HandleEvent(Source source);
   void ReadControl();
-  // Reads what `stream` has now (at most a bounded number of reads, so the
+  // Reads at most `max_bytes` of what the pipe of `source` has now (so the
   // other sources get their turn); closes it at EOF.
-  void Drain(Source source);
-  void DrainAll();
+  void Drain(Source source, size_t max_bytes);
+  // Reads what both pipes hold now (FIONREAD), bounded even while a child
+  // keeps writing; sees an EOF already there.
+  void DrainWhatIsThere();
   void Append(segment_log::Stream stream, absl::string_view data);
   void ReadSignals();
   // Reaps every child that has exited; the leader through its pidfd.
   void ReapChildren();
+  // waitid(P_PID); false (logged) if it failed.
+  bool ReapByPid(pid_t pid);
   void OnLeaderExit(const siginfo_t& info);
   bool Finished() const;
   void Finish();
@@ -112,14 +140,24 @@ class Shim {
   void Disconnect();
   void WatchForSupervisor();
   void OnInotify();
+  // One non-blocking connect to <runtime_dir>/shims.sock; a full backlog
+  // (EAGAIN) or a refusal (ECONNREFUSED) arms the reconnect timer, and
+  // every failure waits for inotify.
   void TryReconnect();
+  void ArmReconnectTimer();
+  void StopReconnectTimer();
+  void OnReconnectTimer();
   void SendHello();
 
-  void AddToEpoll(int fd, Source source);
+  // Adds `fd` to the epoll set, or to unwatched_ if epoll refuses it.
+  void Watch(int fd, Source source);
   void RemoveFromEpoll(int fd);
+  // What failed, for the shim's log: runtime failures are logged and
+  // survived, never fatal (the process's output and exit must outlive them).
+  enum Failure { kFailOutput, kFailEvents, kFailReap, kFailControl, kFailureKinds };
   // At most one line per kind of failure per minute, with the count of
   // those not shown.
-  void LogRateLimited(const absl::Status& status);
+  void LogRateLimited(Failure kind, const absl::Status& status);
 
   const ShimFlags flags_;
   const segment_log::WriterOptions output_options_;
@@ -128,6 +166,8 @@ class Shim {
   Fd epoll_;
   Fd signals_;
   Fd inotify_;
+  Fd reconnect_timer_;  // a timerfd, while a connect waits for room
+  absl::Duration reconnect_backoff_ = kMinReconnectBackoff;
 
   // The process, once spawned.
   std::string uuid_;
@@ -142,8 +182,14 @@ class Shim {
   bool children_left_ = true;
   int exit_code_ = kExitDone;
 
-  absl::Time last_failure_log_ = absl::InfinitePast();
-  uint64_t failures_not_logged_ = 0;
+  // Fds epoll did not take (fd, what it is), polled each turn.
+  std::vector<std::pair<int, Source>> unwatched_;
+
+  struct RateLimit {
+    absl::Time last_logged = absl::InfinitePast();
+    uint64_t not_logged = 0;
+  };
+  RateLimit rate_limits_[kFailureKinds];
 };
 
 }  // namespace pm::shim

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -45,6 +46,10 @@ constexpr char kUuid[] = "6a1c1f0e-3b2d-4e5f-8a9b-0c1d2e3f4a5b";
 
 std::string ShimBinary() {
   return absl::StrCat(getenv("TEST_SRCDIR"), "/pm/shim/pm-shim");
+}
+
+std::string EndlessWriter() {
+  return absl::StrCat(getenv("TEST_SRCDIR"), "/pm/shim/endless_writer");
 }
 
 Fd PidfdOpen(pid_t pid) { return Fd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0))); }
@@ -90,8 +95,10 @@ std::vector<std::string> FdLinks(pid_t pid) {
 // One pm-shim, started as the supervisor will start it (LaunchShim).
 class ShimProcess {
  public:
-  ShimProcess(const std::string& state_dir, const std::string& runtime_dir) {
-    absl::StatusOr<LaunchedShim> shim = LaunchShim({ShimBinary(), state_dir, runtime_dir});
+  ShimProcess(const std::string& state_dir, const std::string& runtime_dir,
+              uint64_t max_output_bytes = 0, uint64_t segment_bytes = 0) {
+    absl::StatusOr<LaunchedShim> shim = LaunchShim(
+        {ShimBinary(), state_dir, runtime_dir, max_output_bytes, segment_bytes});
     EXPECT_TRUE(shim.ok()) << shim.status();
     if (!shim.ok()) return;
     pid_ = shim->pid;
@@ -210,6 +217,10 @@ class ShimTest : public ::testing::Test {
           return content.ok() && absl::StrContains(*content, text);
         },
         absl::StrCat("\"", text, "\" in the shim's log"));
+    if (::testing::Test::HasFailure()) {
+      absl::StatusOr<std::string> content = ReadFile(log);
+      ADD_FAILURE() << "the shim's log: " << (content.ok() ? *content : "(unreadable)");
+    }
   }
 
   ProcessEnd ExpectExited(ShimProcess& shim) const {
@@ -366,6 +377,140 @@ TEST_F(ShimTest, TheSpawnsFileLimitAndCgroupFdsReachTheChild) {
   EXPECT_EQ(*written, "0");
 }
 
+TEST(ShimFlagsTest, OutputCapsDefaultToTheLogStoresOldOnes) {
+  const char* argv[] = {"pm-shim", "--control_fd=3", "--state_dir=s", "--runtime_dir=r"};
+  absl::StatusOr<ShimFlags> flags = ParseShimFlags(4, argv);
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  EXPECT_EQ(flags->max_output_bytes, uint64_t{64} << 20);
+  EXPECT_EQ(flags->segment_bytes, uint64_t{8} << 20);
+}
+
+TEST(ShimFlagsTest, ASmallCapWithoutASegmentSizeGetsSegmentsOfAQuarterOfIt) {
+  const char* argv[] = {"pm-shim", "--control_fd=3", "--state_dir=s", "--runtime_dir=r",
+                        "--max_output_bytes=1000"};
+  absl::StatusOr<ShimFlags> flags = ParseShimFlags(5, argv);
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  EXPECT_EQ(flags->max_output_bytes, 1000u);
+  EXPECT_EQ(flags->segment_bytes, 250u);
+}
+
+TEST(ShimFlagsTest, ASegmentAboveAQuarterOfTheCapIsRefusedNamingTheFlag) {
+  const char* argv[] = {"pm-shim", "--control_fd=3", "--state_dir=s", "--runtime_dir=r",
+                        "--max_output_bytes=1000", "--segment_bytes=251"};
+  absl::StatusOr<ShimFlags> flags = ParseShimFlags(6, argv);
+  EXPECT_EQ(flags.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(flags.status().message(),
+            "--segment_bytes=251: at most a quarter of --max_output_bytes=1000 (250)");
+}
+
+TEST(ShimFlagsTest, AZeroOrNonNumericByteCountIsRefusedNamingTheFlag) {
+  for (const char* bad : {"--max_output_bytes=0", "--segment_bytes=0",
+                          "--max_output_bytes=1x", "--segment_bytes=-1"}) {
+    const char* argv[] = {"pm-shim", "--control_fd=3", "--state_dir=s", "--runtime_dir=r",
+                          bad};
+    absl::StatusOr<ShimFlags> flags = ParseShimFlags(5, argv);
+    EXPECT_EQ(flags.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_TRUE(absl::StartsWith(flags.status().message(),
+                                 absl::string_view(bad).substr(0, 12)))
+        << flags.status();
+  }
+  const char* tiny[] = {"pm-shim", "--control_fd=3", "--state_dir=s", "--runtime_dir=r",
+                        "--max_output_bytes=3"};
+  EXPECT_EQ(ParseShimFlags(5, tiny).status().message(),
+            "--max_output_bytes=3: at least 4 (four segments of at least one byte)");
+}
+
+TEST_F(ShimTest, ASmallOutputCapDropsTheOldestSegmentsAndKeepsWriting) {
+  constexpr uint64_t kCap = 64 << 10, kSegment = 16 << 10;
+  ShimProcess shim(state_dir(), runtime_dir(), kCap, kSegment);
+  Start(shim, SpawnOf({"sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' x; echo end"}),
+        nullptr);
+  const ProcessEnd end = ExpectExited(shim);
+  EXPECT_EQ(end.status, ExitStatus::Exited(0));
+  EXPECT_EQ(end.output_end, 1000000u + 4u);
+  Received closed = shim.Next();
+  ASSERT_TRUE(std::holds_alternative<Closed>(closed.message)) << MessageName(closed.message);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+
+  std::unique_ptr<segment_log::Reader> reader = segment_log::OpenReader(output_dir());
+  ASSERT_NE(reader, nullptr);
+  const std::vector<segment_log::Chunk> chunks = segment_log::ReadChunks(*reader, 0);
+  const uint64_t dropped = segment_log::DroppedIn(chunks);
+  const std::string kept = segment_log::DataOf(chunks);
+  EXPECT_GT(dropped, 0u);
+  EXPECT_EQ(dropped + kept.size(), end.output_end);
+  // The newest output is what is kept, byte-exact.
+  EXPECT_EQ(kept, std::string(kept.size() - 4, 'x') + "end\n");
+  // At most the cap, plus the segment being written past its size by one
+  // read's record.
+  uint64_t on_disk = 0;
+  for (const std::string& path : segment_log::SegmentPaths(output_dir())) {
+    on_disk += segment_log::FileSize(path);
+  }
+  EXPECT_LE(on_disk, kCap + kSegment + (64 << 10)) << on_disk;
+  EXPECT_LT(kept.size(), 1000000u);
+}
+
+TEST_F(ShimTest, ExitedComesPromptlyWhileAChildOfTheLeaderKeepsWriting) {
+  // A small cap: the writer below fills the disk as fast as it can.
+  ShimProcess shim(state_dir(), runtime_dir(), 4 << 20, 1 << 20);
+  const std::string pid_file = tmp_.Sub("writer.pid");
+  const std::string fifo = tmp_.Sub("gate");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Fd gate(open(fifo.c_str(), O_RDWR | O_CLOEXEC));
+  // The leader starts writers that never stop (two, through a pipe they
+  // grow to 1 MiB), says their pids, and exits once the gate opens.
+  Start(shim,
+        SpawnOf({"sh", "-c",
+                 "for i in 1 2; do \"$2\" & echo $! >> \"$0\"; done; "
+                 "read -r x < \"$1\"; exit 4",
+                 pid_file, fifo, EndlessWriter()}),
+        nullptr);
+  std::unique_ptr<segment_log::Reader> reader = segment_log::OpenReader(output_dir());
+  ASSERT_NE(reader, nullptr);
+  WaitFor(
+      output_dir(),
+      [&] { return reader->Refresh().ok() && reader->end_offset() > (1 << 20); },
+      "the writers' output");
+  ASSERT_EQ(write(gate.get(), "go\n", 3), 3);
+  // The drain at the leader's reap reads what the pipes hold then, not until
+  // they are empty, which writers like these need never let them be. (The
+  // old drain did stop here, after 3 to 5 MB, whenever a writer lost the
+  // race for a moment; nothing bounded it.)
+  const ProcessEnd end = ExpectExited(shim);
+  EXPECT_EQ(end.status, ExitStatus::Exited(4));
+
+  // The output keeps flowing after it.
+  WaitFor(
+      output_dir(),
+      [&] { return reader->Refresh().ok() && reader->end_offset() > end.output_end + (1 << 20); },
+      "output written after Exited");
+  EXPECT_FALSE(reader->closed());
+
+  absl::StatusOr<std::string> pid_text = ReadFile(pid_file);
+  ASSERT_TRUE(pid_text.ok()) << pid_text.status();
+  for (absl::string_view line : absl::StrSplit(*pid_text, '\n', absl::SkipEmpty())) {
+    pid_t writer;
+    ASSERT_TRUE(absl::SimpleAtoi(line, &writer)) << *pid_text;
+    Fd writer_fd = PidfdOpen(writer);
+    ASSERT_TRUE(writer_fd.valid());
+    ASSERT_EQ(PidfdSignal(writer_fd.get(), SIGKILL), 0);
+  }
+  Received closed = shim.Next();
+  ASSERT_TRUE(std::holds_alternative<Closed>(closed.message)) << MessageName(closed.message);
+  EXPECT_GT(std::get<Closed>(closed.message).output_end, end.output_end + (1 << 20));
+  EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
+TEST(LaunchShimTest, RefusesCapsTheShimWouldRefuseBeforeStartingIt) {
+  absl::StatusOr<LaunchedShim> shim =
+      LaunchShim({ShimBinary(), "state", "runtime", /*max_output_bytes=*/1000,
+                  /*segment_bytes=*/251});
+  EXPECT_EQ(shim.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(shim.status().message(),
+            "--segment_bytes=251: at most a quarter of --max_output_bytes=1000 (250)");
+}
+
 TEST_F(ShimTest, AControlFdThatIsNotASeqpacketSocketIsRefused) {
   int sv[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -407,6 +552,42 @@ TEST_F(ShimTest, SpawnFailedForAMissingExecutableNamesTheCall) {
   EXPECT_EQ(failed->code, absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(failed->message, "execve(\"/nope\"): No such file or directory (ENOENT)");
   EXPECT_EQ(shim.Wait(), kExitSpawnFailed);
+}
+
+TEST_F(ShimTest, ACommandMemfdThatIsNotSealedIsSpawnFailed) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  // A memfd the sender could still change after the shim checked it.
+  Fd memfd(memfd_create("command", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  absl::StatusOr<std::string> bytes = EncodeCommand({"true", {}, {}, ""});
+  ASSERT_TRUE(bytes.ok());
+  ASSERT_EQ(write(memfd.get(), bytes->data(), bytes->size()),
+            static_cast<ssize_t>(bytes->size()));
+  Spawn spawn = SpawnOf({"unused"});
+  spawn.command_memfd = 0;
+  const int fd = memfd.get();
+  ASSERT_TRUE(SendMessage(shim.control().get(), spawn, {&fd, 1}).ok());
+  Received got = shim.Next();
+  const SpawnFailed* failed = std::get_if<SpawnFailed>(&got.message);
+  ASSERT_NE(failed, nullptr) << "got " << MessageName(got.message);
+  EXPECT_EQ(failed->code, absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(failed->message, "shim message: the command memfd is not sealed (seals 0)");
+  EXPECT_EQ(shim.Wait(), kExitSpawnFailed);
+}
+
+TEST_F(ShimTest, ASealedCommandMemfdIsRun) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  absl::StatusOr<Fd> memfd =
+      SealCommand({"sh", {"-c", "printf %s \"$X\"; exit 6"}, {{"X", "from the memfd"}}, ""});
+  ASSERT_TRUE(memfd.ok()) << memfd.status();
+  Spawn spawn = SpawnOf({"unused"});
+  spawn.command_memfd = 0;
+  const int fd = memfd->get();
+  ASSERT_TRUE(SendMessage(shim.control().get(), spawn, {&fd, 1}).ok());
+  Received got = shim.Next();
+  ASSERT_TRUE(std::holds_alternative<Spawned>(got.message)) << MessageName(got.message);
+  EXPECT_EQ(ExpectExited(shim).status, ExitStatus::Exited(6));
+  EXPECT_EQ(shim.Wait(), kExitDone);
+  EXPECT_EQ(OutputOf(segment_log::Stream::kStdout), "from the memfd");
 }
 
 TEST_F(ShimTest, AnIdleShimExitsWhenItsControlSocketCloses) {
@@ -462,7 +643,7 @@ TEST_F(ShimTest, AnOrphanedGrandchildIsReparentedToTheShimAndReaped) {
 
 // A listener at <runtime_dir>/shims.sock made to appear as the supervisor
 // must: bound under another name, listening, then renamed into place.
-Fd ListenAt(const std::string& runtime_dir) {
+Fd ListenAt(const std::string& runtime_dir, int backlog = 16) {
   const std::string temp = runtime_dir + "/shims.sock.new";
   const std::string path = runtime_dir + "/" + kShimsSocketName;
   Fd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
@@ -471,7 +652,7 @@ Fd ListenAt(const std::string& runtime_dir) {
   EXPECT_LT(temp.size(), sizeof(addr.sun_path));
   memcpy(addr.sun_path, temp.c_str(), std::min(temp.size() + 1, sizeof(addr.sun_path) - 1));
   EXPECT_EQ(bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  EXPECT_EQ(listen(sock.get(), 16), 0);
+  EXPECT_EQ(listen(sock.get(), backlog), 0);
   EXPECT_EQ(rename(temp.c_str(), path.c_str()), 0);
   return sock;
 }
@@ -551,6 +732,116 @@ TEST_F(ShimTest, ThePeerClosesMidRunTheProcessCarriesOnAndTheShimReconnects) {
   EXPECT_EQ(OutputOf(segment_log::Stream::kStdout), "got one\ngot two\ngot quit\n");
 }
 
+TEST_F(ShimTest, AListenerWhoseBacklogIsFullDoesNotStopTheOutput) {
+  const std::string fifo = tmp_.Sub("commands");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Fd commands(open(fifo.c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(commands.valid());
+  auto say = [&](absl::string_view line) {
+    ASSERT_EQ(write(commands.get(), line.data(), line.size()),
+              static_cast<ssize_t>(line.size()));
+  };
+  ShimProcess shim(state_dir(), runtime_dir());
+  Spawned spawned = Start(
+      shim,
+      SpawnOf({"sh", "-c",
+               "while read -r line; do echo \"got $line\"; "
+               "[ \"$line\" = quit ] && exit 7; done < \"$0\"",
+               fifo}),
+      nullptr);
+  say("one\n");
+  WaitForStdout("got one\n");
+
+  // A supervisor that listens but does not accept, its backlog full.
+  Fd listener = ListenAt(runtime_dir(), /*backlog=*/0);
+  const std::string path = runtime_dir() + "/" + kShimsSocketName;
+  std::vector<Fd> fillers;
+  for (int i = 0; i < 64; ++i) {
+    Fd filler(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_un addr = {};
+    addr.sun_family = AF_UNIX;
+    memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    if (connect(filler.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      ASSERT_EQ(errno, EAGAIN) << strerror(errno);
+      break;
+    }
+    fillers.push_back(std::move(filler));
+  }
+  ASSERT_LT(fillers.size(), 64u) << "the backlog never filled";
+
+  // The old supervisor goes: the shim's connect finds the backlog full.
+  // (The shim logs this line and connects, without a turn of its loop
+  // between the two.)
+  shim.control().reset();
+  WaitForShimLog("the supervisor is gone");
+  // Before, that connect blocked the shim's loop: nothing more was drained.
+  say("two\n");
+  WaitForStdout("got two\n");
+  WaitForShimLog("backlog full, retrying in 50ms: connect(");
+
+  // Room in the backlog: the backoff timer's next try gets through.
+  for (size_t i = 0; i < fillers.size(); ++i) {
+    ASSERT_TRUE(WaitReadable(listener.get()));
+    Fd accepted(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(accepted.valid());
+  }
+  fillers.clear();
+  Fd conn;
+  for (;;) {
+    ASSERT_TRUE(WaitReadable(listener.get())) << "the shim did not reconnect";
+    conn = Fd(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(conn.valid());
+    // A filler's connection may still be queued; the shim's says Hello.
+    pollfd p{conn.get(), POLLIN, 0};
+    if (poll(&p, 1, kTimeoutMs) == 1 && (p.revents & POLLIN) != 0) {
+      absl::StatusOr<Received> got = ReceiveMessage(conn.get());
+      if (got.ok() && std::holds_alternative<Hello>(got->message)) {
+        EXPECT_EQ(std::get<Hello>(got->message).pid, spawned.pid);
+        break;
+      }
+    }
+  }
+  say("quit\n");
+  ASSERT_TRUE(WaitReadable(conn.get()));
+  absl::StatusOr<Received> exited = ReceiveMessage(conn.get());
+  ASSERT_TRUE(exited.ok()) << exited.status();
+  ASSERT_TRUE(std::holds_alternative<Exited>(exited->message));
+  EXPECT_EQ(std::get<Exited>(exited->message).end.status, ExitStatus::Exited(7));
+  EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
+// A supervisor may bind shims.sock in place and listen a moment later:
+// the listen raises no inotify event, so a refused connect is tried again.
+TEST_F(ShimTest, ASocketBoundInPlaceThatListensLaterIsReconnectedTo) {
+  const std::string fifo = tmp_.Sub("gate");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Fd gate(open(fifo.c_str(), O_RDWR | O_CLOEXEC));
+  ShimProcess shim(state_dir(), runtime_dir());
+  Spawned spawned = Start(shim, SpawnOf({"sh", "-c", "read -r x < \"$0\"", fifo}), nullptr);
+
+  const std::string path = runtime_dir() + "/" + kShimsSocketName;
+  Fd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(path.size(), sizeof(addr.sun_path));
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  shim.control().reset();
+  WaitForShimLog("Connection refused (ECONNREFUSED); waiting for it to appear");
+  ASSERT_EQ(listen(sock.get(), 16), 0);
+
+  ASSERT_TRUE(WaitReadable(sock.get())) << "the shim did not try again";
+  Fd conn(accept4(sock.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(conn.valid());
+  ASSERT_TRUE(WaitReadable(conn.get()));
+  absl::StatusOr<Received> got = ReceiveMessage(conn.get());
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_TRUE(std::holds_alternative<Hello>(got->message)) << MessageName(got->message);
+  EXPECT_EQ(std::get<Hello>(got->message).pid, spawned.pid);
+  ASSERT_EQ(write(gate.get(), "go\n", 3), 3);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
 TEST_F(ShimTest, AShimReconnectingAfterTheEndSaysHowItEnded) {
   const std::string fifo = tmp_.Sub("gate");
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
@@ -583,6 +874,52 @@ TEST_F(ShimTest, AShimReconnectingAfterTheEndSaysHowItEnded) {
   ASSERT_TRUE(std::holds_alternative<Closed>(got->message));
   EXPECT_EQ(std::get<Closed>(got->message).output_end, 5u);
   EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
+// What the shim holds when it spawns and while the process runs (its
+// control socket, epoll, signalfd, output segment, log, the Spawn's cgroup
+// fd and command memfd, and later its inotify) never reaches the process:
+// the process lists its own fds and finds only stdin, stdout and stderr.
+TEST_F(ShimTest, TheProcessListsOnlyStdioWhateverTheShimHolds) {
+  const std::string fifo = tmp_.Sub("gate");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Fd gate(open(fifo.c_str(), O_RDWR | O_CLOEXEC));
+  const std::string procs = tmp_.Sub("cgroup.procs");
+  Fd join(open(procs.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(join.valid());
+  absl::StatusOr<Fd> memfd = SealCommand(
+      {"sh",
+       {"-c", "read -r x < \"$0\"; ls /proc/$$/fd", fifo},
+       {{"PATH", "/usr/bin:/bin"}},
+       ""});
+  ASSERT_TRUE(memfd.ok()) << memfd.status();
+
+  ShimProcess shim(state_dir(), runtime_dir());
+  Spawn spawn = SpawnOf({"unused"});
+  spawn.command_memfd = 0;
+  spawn.cgroup_joins = {{1, procs}};
+  const int fds[] = {memfd->get(), join.get()};
+  ASSERT_TRUE(SendMessage(shim.control().get(), spawn, fds).ok());
+  Received got = shim.Next();
+  ASSERT_TRUE(std::holds_alternative<Spawned>(got.message)) << MessageName(got.message);
+  EXPECT_TRUE(absl::StrContains(absl::StrJoin(FdLinks(shim.pid()), "\n"), "socket:"))
+      << "the shim holds no control socket";
+
+  // The supervisor goes, leaving a stale socket: the shim adds an inotify.
+  LeaveStaleSocket(runtime_dir());
+  shim.control().reset();
+  WaitForShimLog("waiting for it to appear");
+  const std::string held = absl::StrJoin(FdLinks(shim.pid()), "\n");
+  for (const char* kind : {"anon_inode:[eventpoll]", "anon_inode:[signalfd]",
+                           "anon_inode:inotify", "/output/", "shim.log"}) {
+    EXPECT_TRUE(absl::StrContains(held, kind)) << "the shim holds no " << kind << ":\n"
+                                               << held;
+  }
+
+  ASSERT_EQ(write(gate.get(), "go\n", 3), 3);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+  EXPECT_EQ(ExitFile().status, ExitStatus::Exited(0));
+  EXPECT_EQ(OutputOf(segment_log::Stream::kStdout), "0\n1\n2\n");
 }
 
 }  // namespace

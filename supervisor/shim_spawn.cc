@@ -42,6 +42,12 @@ absl::StatusOr<ShimSpawnMessage> ShimSpawnOf(const pm::v1::StartRequest& request
   for (const CgroupJoin& join : options.joins) {
     spawn.cgroup_joins.push_back({Attach(message, join.fd), join.path});
   }
+  PM_ASSIGN_OR_RETURN(std::optional<Fd> memfd,
+                      shim::SpillLargeCommand(spawn, static_cast<uint32_t>(message.fds.size())));
+  if (memfd) {
+    message.command_memfd = *std::move(memfd);
+    Attach(message, message.command_memfd.get());
+  }
   return message;
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/fd.h"
 #include "pm/v1/process_manager.pb.h"
 #include "shim/protocol.h"
 #include "supervisor/spawn_command.h"
@@ -21,15 +22,22 @@ namespace pm::supervisor {
 struct ShimSpawnMessage {
   shim::Spawn spawn;
   // The fds to attach, in the order the message's indices name them:
-  // borrowed from the SpawnOptions, which must stay open until it is sent.
+  // borrowed from the SpawnOptions, which must stay open until it is sent,
+  // and command_memfd's.
   std::vector<int> fds;
+  // The sealed memfd holding a command too large for one datagram (see
+  // shim::Spawn), attached last; unset for a command that fits. Owned here,
+  // so keep the message until it is sent.
+  Fd command_memfd;
 };
 
 // The Spawn of `request` (validated beforehand) as process `id`: its
 // command as bytes (CommandLineOf), its isolation, `options.file_limit`
 // and the cgroup fds of `options` (the cgroup2 dir, its cgroup.procs for
-// the fallback join, the v1 joins), each attached once. INVALID_ARGUMENT
-// for a command CommandLineOf refuses.
+// the fallback join, the v1 joins), each attached once; a command too
+// large for a datagram goes in a sealed memfd (shim::SpillLargeCommand),
+// attached after them. INVALID_ARGUMENT for a command CommandLineOf
+// refuses; errors of SpillLargeCommand.
 absl::StatusOr<ShimSpawnMessage> ShimSpawnOf(const pm::v1::StartRequest& request,
                                              const std::string& id,
                                              const SpawnOptions& options);

@@ -15,6 +15,7 @@
 #include "segment_log/test_util.h"
 #include "shim/launch.h"
 #include "shim/protocol.h"
+#include "supervisor/spawn.h"
 
 namespace pm::supervisor {
 namespace {
@@ -147,6 +148,55 @@ TEST_F(ShimSpawnTest, TheShimRunsItAndReportsItsEnd) {
   EXPECT_GT(std::get<shim::Spawned>(spawned.message).pid, 0);
   EXPECT_EQ(spawned.fds.size(), 1u);  // its pidfd
 
+  shim::Received exited = Next();
+  ASSERT_TRUE(std::holds_alternative<shim::Exited>(exited.message))
+      << shim::MessageName(exited.message);
+  EXPECT_EQ(std::get<shim::Exited>(exited.message).end.status.ToString(),
+            ExitStatus::Exited(3).ToString());
+}
+
+// A command of exactly the supervisor's --max_command_bytes (default; args
+// and env), more than one datagram holds: it reaches the shim in a sealed
+// memfd, and the process gets every byte.
+TEST_F(ShimSpawnTest, ACommandAtTheSupervisorsMaximumReachesTheProcess) {
+  const CommandCaps caps;  // the supervisor's defaults
+  pm::v1::StartRequest request = Shell(
+      "[ $# -eq 2 ] && [ ${#1} -eq 60000 ] && [ ${#2} -eq 60000 ] && "
+      "[ ${#BIG} -eq 100000 ] && [ ${#PAD} -eq $PAD_LENGTH ] && exit 3; exit 1");
+  request.add_args("zero");
+  request.add_args(std::string(60000, 'a'));
+  request.add_args(std::string(60000, 'b'));
+  (*request.mutable_env())["BIG"] = std::string(100000, 'c');
+  // Counted as ValidateStartRequest counts: each string with its NUL, each
+  // env entry as NAME=VALUE.
+  auto bytes = [&] {
+    size_t n = request.executable().size() + 1 + request.working_dir().size() + 1;
+    for (const std::string& arg : request.args()) n += arg.size() + 1;
+    for (const auto& [name, value] : request.env()) n += name.size() + value.size() + 2;
+    return n;
+  };
+  (*request.mutable_env())["PAD_LENGTH"] = "00000";
+  (*request.mutable_env())["PAD"] = "";
+  const size_t pad = caps.max_bytes - bytes();
+  ASSERT_LT(pad, 100000u);
+  (*request.mutable_env())["PAD"] = std::string(pad, 'd');
+  (*request.mutable_env())["PAD_LENGTH"] = absl::StrCat(pad + 100000).substr(1);
+  ASSERT_EQ(bytes(), caps.max_bytes);
+  ASSERT_TRUE(ValidateStartRequest(request, caps).ok());
+
+  absl::StatusOr<ShimSpawnMessage> message = ShimSpawnOf(request, kId, SpawnOptions());
+  ASSERT_TRUE(message.ok()) << message.status();
+  ASSERT_TRUE(message->command_memfd.valid());
+  ASSERT_EQ(message->spawn.command_memfd, 0u);
+  EXPECT_EQ(message->fds, std::vector<int>{message->command_memfd.get()});
+  ASSERT_TRUE(shim::SendMessage(shim_.control.get(), message->spawn, message->fds).ok());
+
+  shim::Received spawned = Next();
+  ASSERT_TRUE(std::holds_alternative<shim::Spawned>(spawned.message))
+      << shim::MessageName(spawned.message) << ": "
+      << (std::holds_alternative<shim::SpawnFailed>(spawned.message)
+              ? std::get<shim::SpawnFailed>(spawned.message).message
+              : "");
   shim::Received exited = Next();
   ASSERT_TRUE(std::holds_alternative<shim::Exited>(exited.message))
       << shim::MessageName(exited.message);
