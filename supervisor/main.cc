@@ -45,6 +45,13 @@ DEFINE_uint32(max_command_bytes, 256 << 10,
 DEFINE_uint32(max_processes, 4096,
               "Cap on processes that have not ended; Start beyond it fails "
               "with RESOURCE_EXHAUSTED");
+DEFINE_uint64(max_output_bytes, pm::shim::kDefaultMaxOutputBytes,
+              "Per-process cap on the output kept on disk (each process's "
+              "pm-shim deletes its oldest segments beyond it; readers see "
+              "them as dropped)");
+DEFINE_uint64(output_segment_bytes, 0,
+              "Size of each output segment file, at most a quarter of "
+              "--max_output_bytes (0: 8 MiB, or that quarter if smaller)");
 DEFINE_uint32(shutdown_grace_ms, 3000,
               "Grace period of the stop every process gets at shutdown; a "
               "stop in progress with a longer one is brought forward to it");
@@ -126,7 +133,17 @@ int main(int argc, char** argv) {
     PM_LOG(ERROR) << "--state_dir: " << made;
     return 1;
   }
-  options.shim = pm::shim::ShimLaunch{FLAGS_shim_binary, state_dir, dir};
+  absl::StatusOr<pm::shim::OutputCaps> caps = pm::shim::ResolveOutputCaps(
+      FLAGS_max_output_bytes, FLAGS_output_segment_bytes);
+  if (!caps.ok()) {
+    PM_LOG(ERROR) << "--max_output_bytes / --output_segment_bytes (the "
+                     "shim's --max_output_bytes / --segment_bytes): "
+                  << caps.status();
+    return 2;
+  }
+  options.shim = pm::shim::ShimLaunch{FLAGS_shim_binary, state_dir, dir,
+                                      caps->max_output_bytes,
+                                      caps->segment_bytes};
   absl::StatusOr<pm::supervisor::CgroupMode> cgroup_mode =
       pm::supervisor::ParseCgroupMode(FLAGS_cgroups);
   if (!cgroup_mode.ok()) {

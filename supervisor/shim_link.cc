@@ -24,6 +24,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/command_line.h"
 #include "common/log.h"
 #include "common/state_layout.h"
 #include "common/status.h"
@@ -108,7 +109,12 @@ absl::StatusOr<ShimStarted> Supervisor::SpawnThroughShim(
   started.pidfd = std::move(got->fds[0]);
   started.start_ticks = spawned->start_ticks;
   started.executable = std::move(spawned->executable);
-  started.command = std::move(message.spawn.command);
+  if (message.spawn.command_memfd.has_value()) {
+    // Spilled into the memfd: the command as run, for the status's echo.
+    PM_ASSIGN_OR_RETURN(started.command, CommandLineOf(request));
+  } else {
+    started.command = std::move(message.spawn.command);
+  }
   started.shim_pid = shim->pid;
   started.control = std::move(shim->control);
   // From now on the loop reads it as messages come.

@@ -384,9 +384,9 @@ TEST_F(CliTest, BadLimitsExitTwoBeforeStartingAnything) {
   EXPECT_EQ(std::count(list.out.begin(), list.out.end(), '\n'), 1) << list.out;
 }
 
-// A log_store that keeps only the last 64 KiB of each process's output.
+// Shims that keep only the last 64 KiB of each process's output.
 const std::map<std::string, std::vector<std::string>> kCappedFlags = {
-    {"log_store", {"--max_bytes_per_process=65536"}},
+    {"supervisor", {"--max_output_bytes=65536"}},
 };
 
 class CliCappedOutputTest : public ::testing::Test {
