@@ -115,7 +115,7 @@ done
 # to the launcher (a subreaper); when the process ends, the shim reaps it and
 # exits, and the launcher reaps the shim: no zombie.
 mkfifo "$dir/fifo"
-id=$(pmc start -- sh -c "read x < $dir/fifo")
+id=$(pmc start -- sh -c "read x < $dir/fifo; exit 3")
 process=$(pmc status "$id" | sed -n 's/^pid: *\([0-9]*\)/\1/p')
 orphan=$(awk '{print $4}' "/proc/$process/stat")
 grep -qx pm-shim "/proc/$orphan/comm" || {
@@ -139,11 +139,26 @@ done
 grep -E -m2 "supervisor \(pid [0-9]+\) is healthy again" \
   <(timeout 60 tail -n +1 -f "$dir/third.log") | sed -n 2p | grep -q . || {
   echo "the supervisor killed in 4 never came back" >&2; cat "$dir/third.log" >&2; exit 1; }
+# The process of 4 ended while no supervisor ran: the new one found its
+# exit file, and the record has its true exit code.
+code=0; pmc wait "$id" >/dev/null || code=$?
+[ "$code" -eq 3 ] || { echo "the process that ended between supervisors: pm wait exited $code, not 3" >&2; exit 1; }
+# A process running across the upgrade is not touched by it: the
+# supervisor hands it off (SIGUSR2) and the new one re-adopts it.
+kept=$(pmc start -- sleep 1000)
+kept_pid=$(pmc status "$kept" | sed -n 's/^pid: *\([0-9]*\)/\1/p')
 "$stack" --runtime_dir="$dir/run" --upgrade
 wait_log "$dir/third.log" "upgrade: every service restarted and healthy" >/dev/null
 order=$(grep -oE "upgrade: sent SIG[A-Z0-9]+ to [a-z_]+" "$dir/third.log" | awk '{print $5}' | paste -sd' ')
 [ "$order" = "registry log_store supervisor" ] || { echo "upgrade order: $order" >&2; exit 1; }
+grep -q "upgrade: sent SIGUSR2 to supervisor" "$dir/third.log" || {
+  echo "the supervisor was not handed SIGUSR2" >&2; exit 1; }
 pmc list >/dev/null
+kill -0 "$kept_pid" || { echo "the upgrade ended process $kept_pid" >&2; exit 1; }
+pmc status "$kept" | grep -q "^state: *running" || { echo "after the upgrade:" >&2; pmc status "$kept" >&2; exit 1; }
+pmc stop "$kept" >/dev/null
+code=0; pmc wait "$kept" >/dev/null || code=$?
+[ "$code" -eq 143 ] || { echo "the re-adopted process: pm wait exited $code, not 143 (SIGTERM)" >&2; exit 1; }
 
 # 6. Ctrl+C still stops everything, and the pid file goes.
 kill -INT "$pid"
