@@ -349,6 +349,15 @@ class DurabilityTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    // Managed processes first (only left running if a check failed early),
+    // so that every follower sees its process end and finishes.
+    for (Managed& m : managed_) {
+      if (m.pidfd >= 0) {
+        PidfdSendSignal(m.pidfd, SIGKILL);
+        close(m.pidfd);
+        m.pidfd = -1;
+      }
+    }
     cli_followers_.clear();
     library_followers_.clear();
     client_.reset();
@@ -363,12 +372,6 @@ class DurabilityTest : public ::testing::Test {
                   << log.substr(log.size() > 30000 ? log.size() - 30000 : 0) << "\n";
       }
       launcher_.reset();
-    }
-    for (const Managed& m : managed_) {
-      if (m.pidfd >= 0) {
-        PidfdSendSignal(m.pidfd, SIGKILL);  // only if a check failed early
-        close(m.pidfd);
-      }
     }
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
@@ -389,16 +392,18 @@ class DurabilityTest : public ::testing::Test {
     ASSERT_NO_FATAL_FAILURE(CheckNewProcessWorks());
     ASSERT_NO_FATAL_FAILURE(CheckNoZombieAndNoLeakedFd());
     ASSERT_NO_FATAL_FAILURE(StopWritersAndCheckOutput());
-    ASSERT_NO_FATAL_FAILURE(CheckFollowers());
+    ASSERT_NO_FATAL_FAILURE(CheckFollowers(services));
   }
 
   // --- Steps ---
 
-  Managed StartWriter(const std::string& tag) {
+  // Started through `client`: the gateway shows a user only the processes
+  // that user started, so those followed through it are started through it.
+  Managed StartWriter(pm::Client& client, const std::string& tag) {
     Managed m;
     m.tag = tag;
     pm::v1::StartResponse started =
-        MustStart(*client_, Command({WriterBinary(), tag, kWriterPeriodUs}));
+        MustStart(client, Command({WriterBinary(), tag, kWriterPeriodUs}));
     m.id = started.id();
     m.pid = started.status().pid();
     m.pidfd = m.pid > 0 ? PidfdOpen(m.pid) : -1;
@@ -407,10 +412,15 @@ class DurabilityTest : public ::testing::Test {
   }
 
   // Four writers, one to exit with 7 and one to be killed during the fault.
+  // w1, w3 and exit7 are started through the gateway, the rest locally.
   void StartWorkload() {
-    for (int i = 0; i < kWriters; ++i) managed_.push_back(StartWriter(absl::StrCat("w", i)));
-    managed_.push_back(StartWriter("exit7"));
-    managed_.push_back(StartWriter("kill9"));
+    absl::StatusOr<std::unique_ptr<pm::Client>> remote = RemoteConnect()();
+    ASSERT_TRUE(remote.ok()) << remote.status();
+    for (int i = 0; i < kWriters; ++i) {
+      managed_.push_back(StartWriter(i % 2 ? **remote : *client_, absl::StrCat("w", i)));
+    }
+    managed_.push_back(StartWriter(**remote, "exit7"));
+    managed_.push_back(StartWriter(*client_, "kill9"));
     for (const Managed& m : managed_) ASSERT_FALSE(m.id.empty());
   }
   Managed& writer(int i) { return managed_[i]; }
@@ -582,9 +592,13 @@ class DurabilityTest : public ::testing::Test {
       EXPECT_EQ(status.code, 0) << status.err;
       EXPECT_THAT(status.out, HasSubstr("state:        running\n"));
     }
-    for (PmResult list : {Pm({"list"}), PmRun(GatewayArgs({"list"}), GatewayEnvironment()).Finish()}) {
-      EXPECT_EQ(list.code, 0) << list.err;
-      for (const Managed& m : managed_) EXPECT_THAT(list.out, HasSubstr(m.id));
+    PmResult list = Pm({"list"});
+    EXPECT_EQ(list.code, 0) << list.err;
+    for (const Managed& m : managed_) EXPECT_THAT(list.out, HasSubstr(m.id));
+    PmResult remote_list = PmRun(GatewayArgs({"list"}), GatewayEnvironment()).Finish();
+    EXPECT_EQ(remote_list.code, 0) << remote_list.err;
+    for (const Managed* m : {&writer(1), &writer(3), &exiter()}) {
+      EXPECT_THAT(remote_list.out, HasSubstr(m->id));
     }
     PmResult logs = Pm({"logs", writer(0).id});
     EXPECT_EQ(logs.code, 0) << logs.err;
@@ -657,9 +671,22 @@ class DurabilityTest : public ::testing::Test {
   }
 
   // Each follower got exactly the stored bytes: none lost, none twice.
-  void CheckFollowers() {
+  // A follower whose stream went through a killed service (every one, for
+  // kEverything, whose `services` is empty) was cut off and said so.
+  void CheckFollowers(const std::vector<std::string>& killed) {
+    auto was_killed = [&](const std::string& service) {
+      return killed.empty() ||
+             std::find(killed.begin(), killed.end(), service) != killed.end();
+    };
+    const bool cut[2] = {was_killed("log_store"),
+                         was_killed("log_store") || was_killed("gateway")};
     for (int i = 0; i < 2; ++i) {
       PmResult followed = cli_followers_[i]->Join();
+      if (cut[i]) {
+        EXPECT_THAT(followed.err, HasSubstr("pm: output stream lost ("))
+            << writer(i).tag << " was not cut off by the fault";
+        EXPECT_THAT(followed.err, HasSubstr("pm: resumed at offset ")) << writer(i).tag;
+      }
       EXPECT_EQ(followed.code, 0) << writer(i).tag << ": " << followed.err;
       EXPECT_TRUE(IsWriterStream(writer(i).tag, followed.out)) << followed.err;
       EXPECT_TRUE(followed.out == stored_[i])
@@ -670,6 +697,9 @@ class DurabilityTest : public ::testing::Test {
     for (int i = 0; i < 2; ++i) {
       LibraryFollower::Result followed = library_followers_[i]->Join();
       const Managed& m = writer(2 + i);
+      if (cut[i]) {
+        EXPECT_GT(followed.reconnects, 0) << m.tag << " was not cut off by the fault";
+      }
       EXPECT_TRUE(followed.status.ok()) << m.tag << ": " << followed.status;
       EXPECT_EQ(followed.dropped, 0u) << m.tag;
       EXPECT_TRUE(followed.offsets_contiguous) << m.tag;
