@@ -23,9 +23,11 @@
 //      and each one's output read from offset 0 is its exact stream, with
 //      output_bytes matching, and every follower got exactly those bytes.
 #include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -759,6 +761,44 @@ class DurabilityTest : public ::testing::Test {
   std::vector<std::unique_ptr<LibraryFollower>> library_followers_;
   std::string stored_[kWriters];
 };
+
+// --- The checks catch what they look for ---------------------------------------
+
+TEST(DurabilityCheckTest, AStreamWithALineMissingOrTwiceIsRejected) {
+  EXPECT_TRUE(IsWriterStream("w", "w out 1\nw err 1\nw out 2\nw err 2\n"));
+  EXPECT_TRUE(IsWriterStream("w", "w out 1\nw out 2\nw err 1\nw er"));
+  EXPECT_FALSE(IsWriterStream("w", "w out 1\nw out 3\n"));             // lost
+  EXPECT_FALSE(IsWriterStream("w", "w out 1\nw err 1\nw out 1\n"));   // twice
+  EXPECT_FALSE(IsWriterStream("w", "w out 1\nx err 1\n"));             // not ours
+  EXPECT_FALSE(IsWriterStream("w", "w out 1\nw out 3"));                // cut, wrong
+}
+
+TEST(DurabilityCheckTest, AZombieChildIsFound) {
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(0);
+  // Exited and not reaped: a zombie as soon as its pidfd is readable.
+  const int pidfd = PidfdOpen(child);
+  ASSERT_GE(pidfd, 0);
+  pollfd p = {pidfd, POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 60000), 1);
+  EXPECT_THAT(ZombiesUnder({getpid()}),
+              ::testing::Contains(HasSubstr(absl::StrCat("(pid ", child, ","))));
+  siginfo_t info = {};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(child), &info, WEXITED), 0);
+  close(pidfd);
+  EXPECT_THAT(ZombiesUnder({getpid()}), ::testing::IsEmpty());
+}
+
+TEST(DurabilityCheckTest, AnFdBeyondTheThreeStandardOnesIsFound) {
+  const int extra = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(extra, 3);
+  EXPECT_THAT(ExtraFds(getpid()),
+              ::testing::Contains(absl::StrCat(extra, " -> /dev/null")));
+  close(extra);
+}
+
+// --- The cases -------------------------------------------------------------------
 
 TEST_F(DurabilityTest, ALogStoreKilledWithSigkillDisturbsNothing) {
   RunScenario(Fault::kOneService, {"log_store"});
