@@ -16,9 +16,10 @@
 //   3. the fault, and while the service is down the exit (code 7) and the
 //      kill (SIGKILL) of the two short-lived processes;
 //   4. once the stack is back: every writer still runs (pidfd), status,
-//      list, logs and wait answer for every process, a new process starts,
-//      reads and stops, the ended ones report their true end, no zombie is
-//      left, no fd of pm's is in a managed process;
+//      list, logs, logs -f and wait answer for every process, a new process
+//      starts, is read and stops, the ended ones report their true end, no
+//      zombie is left (then and at the end), no fd of pm's is in a managed
+//      process;
 //   5. the writers are stopped (SIGTERM: they lived until then, no SIGPIPE),
 //      and each one's output read from offset 0 is its exact stream, with
 //      output_bytes matching, and every follower got exactly those bytes.
@@ -367,6 +368,7 @@ class DurabilityTest : public ::testing::Test {
       }
     }
     cli_followers_.clear();
+    late_follower_.reset();
     library_followers_.clear();
     client_.reset();
     if (launcher_ != nullptr) {
@@ -412,11 +414,13 @@ class DurabilityTest : public ::testing::Test {
     step("CheckCommandsWork");
     ASSERT_NO_FATAL_FAILURE(CheckNewProcessWorks());
     step("CheckNewProcessWorks");
-    ASSERT_NO_FATAL_FAILURE(CheckNoZombieAndNoLeakedFd());
+    ASSERT_NO_FATAL_FAILURE(CheckNoZombie());
+    ASSERT_NO_FATAL_FAILURE(CheckNoLeakedFd());
     ASSERT_NO_FATAL_FAILURE(StopWritersAndCheckOutput());
     step("StopWritersAndCheckOutput");
     ASSERT_NO_FATAL_FAILURE(CheckFollowers(services));
     step("CheckFollowers");
+    ASSERT_NO_FATAL_FAILURE(CheckNoZombie());
   }
 
   // --- Steps ---
@@ -603,6 +607,13 @@ class DurabilityTest : public ::testing::Test {
       ProcessStatus status = MustGetStatus(*client_, m->id);
       ExpectWholeOutput(*m, status);
     }
+    // `pm logs -f` of an ended process prints it all and ends.
+    const std::string all = ReadOutput(*client_, exiter().id).all;
+    PmResult followed =
+        PmRun(GatewayArgs({"logs", "-f", exiter().id}), GatewayEnvironment()).Finish();
+    EXPECT_EQ(followed.code, 0) << followed.err;
+    EXPECT_TRUE(followed.out == all) << followed.out.size() << " bytes followed, "
+                                     << all.size() << " stored";
   }
 
   // Read from offset 0 to its end, a process's output is exactly its
@@ -634,6 +645,11 @@ class DurabilityTest : public ::testing::Test {
     for (const Managed* m : {&writer(1), &writer(3), &exiter()}) {
       EXPECT_THAT(remote_list.out, HasSubstr(m->id));
     }
+    // A follower attached after the fault reads an old process from its
+    // start (compared with the store in CheckFollowers).
+    late_follower_ = std::make_unique<CliFollower>(
+        LocalArgs({"logs", "-f", writer(2).id}), EnvironmentWithout({}));
+    ASSERT_TRUE(late_follower_->Attach("w2 out 1\n"));
     PmResult logs = Pm({"logs", writer(0).id});
     EXPECT_EQ(logs.code, 0) << logs.err;
     EXPECT_TRUE(IsWriterStream(writer(0).tag, logs.out));
@@ -662,7 +678,13 @@ class DurabilityTest : public ::testing::Test {
                                      << all.size() << " stored";
   }
 
-  void CheckNoZombieAndNoLeakedFd() {
+  void CheckNoLeakedFd() {
+    for (int i = 0; i < kWriters; ++i) {
+      EXPECT_THAT(ExtraFds(writer(i).pid), ::testing::IsEmpty()) << writer(i).tag;
+    }
+  }
+
+  void CheckNoZombie() {
     std::set<pid_t> parents = {getpid(), launcher_->pid()};
     for (const char* s : {"registry", "log_store", "supervisor", "gateway"}) {
       parents.insert(launcher_->ServicePid(s));
@@ -680,9 +702,6 @@ class DurabilityTest : public ::testing::Test {
       zombies = both;
     }
     EXPECT_THAT(zombies, ::testing::IsEmpty());
-    for (int i = 0; i < kWriters; ++i) {
-      EXPECT_THAT(ExtraFds(writer(i).pid), ::testing::IsEmpty()) << writer(i).tag;
-    }
   }
 
   // Half through the CLI, half through the Library; SIGTERM ends each, so
@@ -731,6 +750,11 @@ class DurabilityTest : public ::testing::Test {
           << " bytes, the store has " << stored_[i].size() << "; stderr: " << followed.err;
       EXPECT_THAT(followed.err, Not(HasSubstr("not retained"))) << writer(i).tag;
     }
+    PmResult late = late_follower_->Join();
+    EXPECT_EQ(late.code, 0) << late.err;
+    EXPECT_TRUE(late.out == stored_[2]) << "`pm logs -f` started after the fault printed "
+                                        << late.out.size() << " bytes, the store has "
+                                        << stored_[2].size();
     for (int i = 0; i < 2; ++i) {
       const absl::Time start = absl::Now();
       LibraryFollower::Result followed = library_followers_[i]->Join();
@@ -758,6 +782,7 @@ class DurabilityTest : public ::testing::Test {
   std::unique_ptr<pm::Client> client_;
   std::vector<Managed> managed_;
   std::vector<std::unique_ptr<CliFollower>> cli_followers_;
+  std::unique_ptr<CliFollower> late_follower_;
   std::vector<std::unique_ptr<LibraryFollower>> library_followers_;
   std::string stored_[kWriters];
 };
