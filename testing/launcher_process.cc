@@ -1,0 +1,266 @@
+#include "testing/launcher_process.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/proc.h"
+#include "gtest/gtest.h"
+
+extern char** environ;
+
+namespace pm::testing {
+namespace {
+
+// A safety net against a hung launcher, not an expectation of speed.
+constexpr absl::Duration kLauncherTimeout = absl::Seconds(60);
+
+int PidfdOpen(pid_t pid) {
+  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+}
+
+int PidfdSendSignal(int pidfd, int sig) {
+  return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+}  // namespace
+
+std::string StackBinary() {
+  const char* srcdir = getenv("TEST_SRCDIR");
+  return absl::StrCat(srcdir != nullptr ? srcdir : ".", "/pm/stack/stack");
+}
+
+int FreeLoopbackPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+LauncherProcess::LauncherProcess(const std::string& dir, int gateway_port)
+    : dir_(dir), port_(gateway_port) {
+  Spawn({"--runtime_dir=" + runtime_dir(), "--state_dir=" + state_dir(),
+         "--certs_dir=" + certs_dir(),
+         absl::StrCat("--gateway_listen=127.0.0.1:", port_)});
+  if (pid_ < 0) return;
+  stop_fd_ = eventfd(0, EFD_CLOEXEC);
+  drainer_ = std::thread([this] { Drain(); });
+  // The banner is printed once every service answers its health check.
+  up_ = WaitForLines("pm stack is up", 1);
+}
+
+LauncherProcess::~LauncherProcess() {
+  if (pid_ > 0 && !reaped_) {
+    absl::optional<pm::ExitStatus> stopped = Stop();
+    if (!stopped.has_value()) Kill();
+  }
+  if (drainer_.joinable()) {
+    const uint64_t one = 1;
+    (void)!write(stop_fd_, &one, sizeof(one));
+    drainer_.join();
+  }
+  if (stop_fd_ >= 0) close(stop_fd_);
+  if (pidfd_ >= 0) close(pidfd_);
+}
+
+std::string LauncherProcess::gateway_target() const {
+  return absl::StrCat("127.0.0.1:", port_);
+}
+
+void LauncherProcess::Spawn(const std::vector<std::string>& args) {
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe2: " << strerror(errno);
+    return;
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 2);
+  // As from a shell: nothing blocked, default dispositions.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t empty, defaults;
+  sigemptyset(&empty);
+  sigemptyset(&defaults);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGCHLD}) sigaddset(&defaults, sig);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setsigmask(&attr, &empty);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  const std::string binary = StackBinary();
+  std::vector<char*> argv = {const_cast<char*>(binary.c_str())};
+  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  const int spawned =
+      posix_spawn(&pid_, binary.c_str(), &actions, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  close(out[1]);
+  log_fd_ = out[0];
+  if (spawned != 0) {
+    ADD_FAILURE() << "posix_spawn(" << binary << "): " << strerror(spawned);
+    close(log_fd_);
+    log_fd_ = -1;
+    pid_ = -1;
+    return;
+  }
+  pidfd_ = PidfdOpen(pid_);
+  if (pidfd_ < 0) ADD_FAILURE() << "pidfd_open(" << pid_ << "): " << strerror(errno);
+}
+
+// Reads until every writer of the pipe (the launcher and its services,
+// which inherit its stderr) has closed it.
+// The destructor ends it through stop_fd_: processes the launcher left
+// behind (shims) may hold the pipe open for longer.
+void LauncherProcess::Drain() {
+  char buffer[8192];
+  for (;;) {
+    pollfd fds[2] = {{log_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (fds[0].revents == 0 && fds[1].revents != 0) break;
+    const ssize_t n = read(log_fd_, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    absl::MutexLock lock(&mu_);
+    if (n <= 0) {
+      log_ended_ = true;
+      break;
+    }
+    log_.append(buffer, n);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    log_ended_ = true;
+  }
+  close(log_fd_);
+}
+
+size_t LauncherProcess::CountLinesLocked(
+    const std::function<bool(absl::string_view)>& match) {
+  size_t count = 0;
+  for (absl::string_view line : absl::StrSplit(log_, '\n')) {
+    if (match(line)) ++count;
+  }
+  return count;
+}
+
+bool LauncherProcess::WaitForLines(const std::string& needle, size_t n) {
+  auto match = [&](absl::string_view line) { return absl::StrContains(line, needle); };
+  absl::MutexLock lock(&mu_);
+  auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return log_ended_ || CountLinesLocked(match) >= n;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&enough), kLauncherTimeout);
+  return CountLinesLocked(match) >= n;
+}
+
+size_t LauncherProcess::HealthyCount(const std::string& name) {
+  const std::string who = name + " (pid ";
+  absl::MutexLock lock(&mu_);
+  return CountLinesLocked([&](absl::string_view line) {
+    return absl::StrContains(line, who) && absl::StrContains(line, " is healthy again");
+  });
+}
+
+bool LauncherProcess::WaitForHealthy(const std::string& name, size_t n) {
+  const std::string who = name + " (pid ";
+  auto match = [&](absl::string_view line) {
+    return absl::StrContains(line, who) && absl::StrContains(line, " is healthy again");
+  };
+  absl::MutexLock lock(&mu_);
+  auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return log_ended_ || CountLinesLocked(match) >= n;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&enough), kLauncherTimeout);
+  return CountLinesLocked(match) >= n;
+}
+
+pid_t LauncherProcess::ServicePid(const std::string& name) const {
+  absl::StatusOr<std::vector<ProcStat>> children = ChildrenOf(pid_);
+  if (!children.ok()) return -1;
+  for (const ProcStat& child : *children) {
+    if (child.comm == name && child.state != 'Z') return child.pid;
+  }
+  return -1;
+}
+
+bool LauncherProcess::KillServices(const std::vector<std::string>& names, int sig) {
+  std::vector<int> pidfds;
+  bool all = true;
+  for (const std::string& name : names) {
+    const pid_t pid = ServicePid(name);
+    const int pidfd = pid > 0 ? PidfdOpen(pid) : -1;
+    if (pidfd < 0) {
+      ADD_FAILURE() << "no running " << name << " under launcher " << pid_;
+      all = false;
+      continue;
+    }
+    pidfds.push_back(pidfd);
+  }
+  for (int pidfd : pidfds) {
+    if (PidfdSendSignal(pidfd, sig) != 0) {
+      ADD_FAILURE() << "pidfd_send_signal: " << strerror(errno);
+      all = false;
+    }
+  }
+  for (int pidfd : pidfds) close(pidfd);
+  return all;
+}
+
+absl::optional<pm::ExitStatus> LauncherProcess::Reap(absl::Duration timeout) {
+  pollfd p = {pidfd_, POLLIN, 0};
+  if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) != 1) {
+    return absl::nullopt;
+  }
+  siginfo_t info = {};
+  if (waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED) != 0) {
+    return absl::nullopt;
+  }
+  reaped_ = true;
+  return pm::ExitStatus::FromSiginfo(info);
+}
+
+absl::optional<pm::ExitStatus> LauncherProcess::Stop() {
+  if (pid_ <= 0 || reaped_) return absl::nullopt;
+  PidfdSendSignal(pidfd_, SIGTERM);
+  return Reap(kLauncherTimeout);
+}
+
+void LauncherProcess::Kill() {
+  if (pid_ <= 0 || reaped_) return;
+  PidfdSendSignal(pidfd_, SIGKILL);
+  Reap(kLauncherTimeout);
+}
+
+std::string LauncherProcess::log() {
+  absl::MutexLock lock(&mu_);
+  return log_;
+}
+
+}  // namespace pm::testing
