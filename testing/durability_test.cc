@@ -837,18 +837,15 @@ TEST_F(DurabilityTest, AGatewayKilledWithSigkillDisturbsNothing) {
   RunScenario(Fault::kOneService, {"gateway"});
 }
 
-// Enabled once Start goes through pm-shim.
-TEST_F(DurabilityTest, DISABLED_ASupervisorKilledWithSigkillDisturbsNothing) {
+TEST_F(DurabilityTest, ASupervisorKilledWithSigkillDisturbsNothing) {
   RunScenario(Fault::kOneService, {"supervisor"});
 }
 
-// Enabled once Start goes through pm-shim.
-TEST_F(DurabilityTest, DISABLED_EveryServiceKilledAtOnceDisturbsNothing) {
+TEST_F(DurabilityTest, EveryServiceKilledAtOnceDisturbsNothing) {
   RunScenario(Fault::kOneService, {"registry", "log_store", "supervisor", "gateway"});
 }
 
-// Enabled once Start goes through pm-shim.
-TEST_F(DurabilityTest, DISABLED_TheLauncherAndEveryServiceKilledThenUpAgainDisturbsNothing) {
+TEST_F(DurabilityTest, TheLauncherAndEveryServiceKilledThenUpAgainDisturbsNothing) {
   RunScenario(Fault::kEverything, {});
 }
 
