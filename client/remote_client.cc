@@ -207,6 +207,9 @@ absl::StatusOr<std::unique_ptr<Client>> Client::ConnectRemote(
           grpc::MetadataCredentialsFromPlugin(
               std::make_unique<BasicAuthPlugin>(options.user, password)));
   grpc::ChannelArguments args = BulkChannelArguments();
+  // A restarted gateway is found again within a second (a follower's
+  // retries would otherwise wait out gRPC's growing backoff).
+  SetQuickReconnect(args);
   return WithRequestChecks(std::make_unique<RemoteClient>(
       options.target,
       grpc::CreateCustomChannel(options.target, credentials, args)));

@@ -27,11 +27,15 @@ grpc::ChannelArguments BulkChannelArguments() {
   return args;
 }
 
+void SetQuickReconnect(grpc::ChannelArguments& args) {
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+}
+
 std::shared_ptr<grpc::Channel> UnixChannel(const std::string& socket_path) {
   grpc::ChannelArguments args = BulkChannelArguments();
   // A restarted service is found again within a second.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  SetQuickReconnect(args);
   // Not a backoff in gRPC 1.51: the time one connection attempt may take,
   // HTTP/2 SETTINGS included. It was 100 ms, and under load (thousands of
   // calls at once, or a sanitizer build) the handshake took longer: the

@@ -27,6 +27,13 @@ std::shared_ptr<grpc::Channel> UnixChannel(const std::string& socket_path);
 // window grown by probing) each would take many reads and round trips.
 grpc::ChannelArguments BulkChannelArguments();
 
+// Reconnects quickly after the peer restarted: 100 ms, growing to at most
+// 1 s (gRPC's default starts at 1 s and grows to 120 s, so a follower
+// retrying after a restart of a service or of the gateway would wait for
+// many seconds after it was back). The unix channels above have it; the
+// Library's channel to the gateway too.
+void SetQuickReconnect(grpc::ChannelArguments& args);
+
 // The integer arguments behind bulk streaming, for either end: a server
 // sets the same ones (ConfigureServerBuilder). Messages up to
 // kMaxMessageBytes.
