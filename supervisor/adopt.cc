@@ -151,10 +151,7 @@ void Supervisor::OnLiveRecords(std::vector<StoredRecord> records) {
       unclaimed_.emplace(id, std::move(record));
     }
   }
-  for (auto& [id, adoption] : early_hellos_) {
-    PM_LOG(WARNING) << "a pm-shim said Hello for process " << id
-                    << ", which has no live record; it is refused";
-  }
+  for (auto& [id, adoption] : early_hellos_) RefuseStrayShim(std::move(adoption));
   early_hellos_.clear();
   // Stops held for ids that turn out not to be live: answered as any stop
   // of an id this supervisor does not hold.
@@ -183,14 +180,54 @@ void Supervisor::OnShimHello(ShimListener::Adoption adoption) {
   }
   auto it = unclaimed_.find(id);
   if (it == unclaimed_.end()) {
-    PM_LOG(WARNING) << "a pm-shim (pid " << PeerPid(adoption.control.get())
-                    << ") said Hello for process " << id
-                    << ", which is not waiting for its shim; it is refused";
+    RefuseStrayShim(std::move(adoption));
     return;
   }
   StoredRecord record = std::move(it->second);
   unclaimed_.erase(it);
   AdoptThroughShim(record, std::move(adoption));
+}
+
+void Supervisor::RefuseStrayShim(ShimListener::Adoption adoption) {
+  struct Call {
+    grpc::ClientContext context;
+    pm::v1::GetStatusRequest request;
+    ProcessStatus response;
+  };
+  auto call = std::make_shared<Call>();
+  call->request.set_id(adoption.hello.uuid);
+  call->context.set_deadline(
+      absl::ToChronoTime(absl::Now() + options_.backend_timeout));
+  auto held = std::make_shared<ShimListener::Adoption>(std::move(adoption));
+  PendingAsyncOps().Begin();
+  registry_->async()->GetStatus(
+      &call->context, &call->request, &call->response,
+      [this, call, held](grpc::Status rpc) {
+        loop_.Post([this, call, held, rpc] {
+          const shim::Hello& hello = held->hello;
+          const pid_t shim_pid = PeerPid(held->control.get());
+          if (rpc.error_code() == grpc::StatusCode::NOT_FOUND &&
+              held->pidfd.valid() && PidOfPidfd(held->pidfd.get()) == hello.pid) {
+            // Never on record: an earlier supervisor died between its spawn
+            // and its record, so no caller ever got its id. Ended as that
+            // supervisor would have ended it (AbandonUnrecorded).
+            PM_LOG(WARNING) << "pm-shim " << shim_pid << " runs process "
+                            << hello.uuid << " (pid " << hello.pid
+                            << "), which was never on record; it is killed";
+            syscall(SYS_pidfd_send_signal, held->pidfd.get(), SIGKILL, nullptr, 0);
+            if (kill(-hello.pid, SIGKILL) != 0 && errno != ESRCH) {
+              PM_LOG(WARNING) << ErrnoError("kill", absl::StrCat(-hello.pid));
+            }
+            return;
+          }
+          PM_LOG(WARNING) << "pm-shim " << shim_pid << " said Hello for process "
+                          << hello.uuid << ", which is not waiting for its shim ("
+                          << (rpc.ok() ? ProcessStatus::State_Name(call->response.state())
+                                       : rpc.error_message())
+                          << "); it is refused and waits for the next supervisor";
+        });
+        PendingAsyncOps().End();
+      });
 }
 
 Supervisor::ProcessPtr Supervisor::AdoptedProcess(const StoredRecord& record) {

@@ -239,6 +239,12 @@ class Supervisor {
   void RequestLiveRecords();
   void OnLiveRecords(std::vector<pm::internal::v1::StoredRecord> records);
   void OnShimHello(ShimListener::Adoption adoption);
+  // A Hello that matches no record waiting for its shim: refused. If the
+  // registry has no record of it at all (its supervisor died between the
+  // spawn and the record), its process is killed, as an unrecorded start
+  // is; otherwise it is left to its shim, which waits for the next
+  // supervisor.
+  void RefuseStrayShim(ShimListener::Adoption adoption);
   void AdoptThroughShim(const pm::internal::v1::StoredRecord& record,
                         ShimListener::Adoption adoption);
   // The Process of a record (its cgroup taken over), not watched yet.

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <grpc/grpc.h>
@@ -37,6 +38,9 @@
 #include "gtest/gtest.h"
 #include "registry/registry.h"
 #include "registry/registry_service.h"
+#include "shim/launch.h"
+#include "shim/protocol.h"
+#include "supervisor/shim_spawn.h"
 #include "supervisor/supervisor_service.h"
 #include "supervisor/test_util.h"
 
@@ -790,6 +794,28 @@ TEST_F(ReadoptionTest, AProcessWithNeitherShimNorExitFileIsLost) {
   ASSERT_TRUE(record.ok()) << record.status();
   EXPECT_EQ(record->state(), pm::v1::ProcessStatus::STATE_LOST);
   EXPECT_THAT(record->end_reason(), HasSubstr("shim"));
+}
+
+// A shim whose process was never on record (its supervisor died between
+// the spawn and the record): the next supervisor kills the process, as it
+// kills a start the registry never took.
+TEST_F(ReadoptionTest, AShimWhoseProcessWasNeverOnRecordHasItKilled) {
+  absl::StatusOr<shim::LaunchedShim> launched =
+      shim::LaunchShim(shim::ShimLaunch{ShimBinary(), dir_, dir_});
+  ASSERT_TRUE(launched.ok()) << launched.status();
+  absl::StatusOr<ShimSpawnMessage> spawn =
+      ShimSpawnOf(Sleep(), "3f0c1a52-9d4e-4b7a-8c21-5e6f7a8b9c0d", SpawnOptions());
+  ASSERT_TRUE(spawn.ok()) << spawn.status();
+  ASSERT_TRUE(shim::SendMessage(launched->control.get(), spawn->spawn, spawn->fds).ok());
+  absl::StatusOr<shim::Received> answer = shim::ReceiveMessage(launched->control.get());
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  ASSERT_TRUE(std::holds_alternative<shim::Spawned>(answer->message));
+  const pid_t pid = std::get<shim::Spawned>(answer->message).pid;
+  // Its "supervisor" dies: the shim waits for shims.sock.
+  launched->control.reset();
+
+  CreateSupervisor(nullptr);
+  EXPECT_TRUE(WaitForExit(pid)) << "the unrecorded process " << pid << " still runs";
 }
 
 // A shim that dies under a running supervisor: its process, reparented to
