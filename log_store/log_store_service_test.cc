@@ -602,6 +602,8 @@ TEST_F(LogStoreServiceTest, AWriterInAnotherProcessIsFollowedAcrossSegmentsToIts
   ASSERT_EQ(shim.Reply(), "ready");
 
   grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(120));
   std::unique_ptr<grpc::ClientReader<OutputChunk>> follower =
       stub_->StreamOutput(&context, OutputRequest(id, true, true));
   follower->WaitForInitialMetadata();
@@ -652,6 +654,8 @@ TEST_F(LogStoreServiceTest, FollowersEndWhenAnEndedOutputLostEverySegment) {
                            std::string(3000, 'x'), absl::Now())
                   .ok());
   grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(120));
   std::unique_ptr<grpc::ClientReader<OutputChunk>> attached =
       stub_->StreamOutput(&context, OutputRequest(id, false, true));
   attached->WaitForInitialMetadata();
@@ -688,6 +692,8 @@ TEST_F(LogStoreServiceTest, AFollowerEndsWhenTheOutputDirectoryIsRemoved) {
   ASSERT_TRUE(
       shim->Append(segment_log::Stream::kStdout, "read\n", absl::Now()).ok());
   grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(120));
   std::unique_ptr<grpc::ClientReader<OutputChunk>> follower =
       stub_->StreamOutput(&context, OutputRequest(id, true, true));
   OutputChunk chunk;

@@ -210,7 +210,7 @@ TEST_F(LogStoreTest, TheTotalCapRunsPeriodicallyOnWhatTheShimsWroteSince) {
   ASSERT_GT(BytesOnDisk({1, 2, 3}), 10000u);
   // Two more runs: the second one started after the writes.
   ASSERT_TRUE(store->WaitForTotalCapRuns(store->total_cap_runs() + 2,
-                                         absl::Seconds(60)));
+                                         absl::Seconds(30)));
   EXPECT_LE(BytesOnDisk({1, 2, 3}), 10000u);
   EXPECT_GT(ReadAll(*store, 1).front().dropped_before, 0u);
   EXPECT_EQ(DataOf(ReadAll(*store, 3)), std::string(4000, 'x'));
