@@ -11,9 +11,6 @@
 #include <utility>
 #include <vector>
 
-#include <grpc/support/time.h>
-#include <grpcpp/alarm.h>
-
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -53,15 +50,14 @@ namespace detail {
 
 // One StreamOutput reader: a segment_log::Reader on the process's output
 // directory, a cursor, and at most one chunk in flight. Pump() is the only
-// place that reads the files, writes or finishes; it runs in the reactor's
-// gRPC context: from the handler, OnWriteDone, OnCancel, and a grpc::Alarm
-// callback that a wake-up of the log (the store's inotify thread) sets, so
-// that thread only takes note and never reads (a slow read would hold back
-// every other follower's wake-up). RequestShutdown pumps too, but only to
-// finish. `pumping_` lets one thread pump at a time and `repump_` makes it
+// place that reads the files, writes or finishes; it runs from the handler,
+// OnWriteDone and OnCancel (gRPC's threads), and after a wake-up of the log
+// on the service's read pool: the store's inotify thread only takes note
+// and never reads (a slow read there would hold back every other
+// follower's wake-up). RequestShutdown pumps too, but only to finish. `pumping_` lets one thread pump at a time and `repump_` makes it
 // look again when another thread asked meanwhile, so no wake-up is lost.
 // The reactor owns itself through self_ from Start to OnDone; the log, the
-// service and a pending alarm hold weak references.
+// service and a pending wake-up hold weak references.
 class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
                             public pm::StreamReactor,
                             public OutputLog::Watcher,
@@ -97,9 +93,8 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
     Pump();
   }
 
-  // On the store's inotify thread: only schedules a Pump on gRPC's
-  // executor (an alarm due now), unless a pump or a write in flight will
-  // look again anyway.
+  // On the store's inotify thread: only schedules a Pump on the service's
+  // read pool, unless a pump or a write in flight will look again anyway.
   void OnLogChanged() override {
     {
       absl::MutexLock lock(&mu_);
@@ -110,17 +105,11 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
       }
       wake_scheduled_ = true;
     }
-    // One alarm per wake-up, freed by its own callback: gRPC keeps the
-    // alarm's state alive until the callback returns, and the callback runs
-    // even if the reactor is gone by then (the weak reference says so).
-    auto* alarm = new grpc::Alarm;
-    alarm->Set(gpr_now(GPR_CLOCK_MONOTONIC),
-               [weak = weak_from_this(), alarm](bool /*fired*/) {
-                 if (std::shared_ptr<OutputReactor> self = weak.lock()) {
-                   self->OnWakeAlarm();
-                 }
-                 delete alarm;
-               });
+    service_->read_pool_.Post([weak = weak_from_this()] {
+      if (std::shared_ptr<OutputReactor> self = weak.lock()) {
+        self->OnWakeUp();
+      }
+    });
   }
 
   void OnWriteDone(bool ok) override {
@@ -159,7 +148,7 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
   }
 
  private:
-  void OnWakeAlarm() {
+  void OnWakeUp() {
     {
       absl::MutexLock lock(&mu_);
       wake_scheduled_ = false;
@@ -306,7 +295,8 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
 
 }  // namespace detail
 
-LogStoreService::LogStoreService(LogStore* store) : store_(store) {}
+LogStoreService::LogStoreService(LogStore* store)
+    : store_(store), read_pool_(kReadThreads) {}
 
 LogStoreService::~LogStoreService() {
   if (outputs_.size() > 0) {

@@ -13,8 +13,8 @@
 // segment_log::Reader on the process's files, so a slow or stuck reader
 // never holds back other readers. A follower is woken through the store's
 // inotify watch on the directory (an append, a new segment, the end
-// record, a deletion) and reads in its own reactor (an alarm callback), not
-// on the inotify thread. It ends when the output has ended: at the end
+// record, a deletion) and reads on the service's read pool, not on the
+// inotify thread. It ends when the output has ended: at the end
 // record, or, if the caps deleted every segment of an ended output (the end
 // record too) or the directory was removed, after a chunk that reports what
 // it knew was written as dropped_before. Errors: INVALID_ARGUMENT
@@ -34,6 +34,7 @@
 #include "absl/time/time.h"
 #include "common/stream_set.h"
 #include "log_store/log_store.h"
+#include "log_store/read_pool.h"
 #include "pm/internal/v1/internal.grpc.pb.h"
 
 namespace pm::log_store {
@@ -70,9 +71,15 @@ class LogStoreService final
  private:
   friend class detail::OutputReactor;
 
+  // Threads that read for woken followers: a follower stuck in a read
+  // (a dead disk) holds one, the others go on.
+  static constexpr size_t kReadThreads = 4;
+
   LogStore* const store_;
   // Each reactor from its start to its OnDone.
   StreamSet outputs_;
+  // Last: destroyed (its threads joined) first, before what its tasks use.
+  ReadPool read_pool_;
 };
 
 }  // namespace pm::log_store

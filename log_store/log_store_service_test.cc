@@ -709,6 +709,66 @@ TEST_F(LogStoreServiceTest, AFollowerEndsWhenTheOutputDirectoryIsRemoved) {
   EXPECT_TRUE(service_->WaitForOutputStreamCount(0, absl::Seconds(30)));
 }
 
+// The store's inotify thread only wakes followers; each reads in its own
+// reactor. Here one follower's read blocks (its next "segment" is a FIFO,
+// whose open waits for a writer, as a read from a dead disk would): had the
+// inotify thread done that read, no other follower would be woken again.
+TEST_F(LogStoreServiceTest, AFollowerStuckInAReadHoldsBackNoOtherFollower) {
+  const std::string stuck_id = Id(34);
+  std::unique_ptr<segment_log::Writer> stuck_shim = Shim(stuck_id);
+  ASSERT_NE(stuck_shim, nullptr);
+  ASSERT_TRUE(stuck_shim->Append(segment_log::Stream::kStdout, "0123456789",
+                                 absl::Now())
+                  .ok());
+  grpc::ClientContext stuck_context;
+  stuck_context.set_deadline(std::chrono::system_clock::now() +
+                             std::chrono::seconds(120));
+  std::unique_ptr<grpc::ClientReader<OutputChunk>> stuck =
+      stub_->StreamOutput(&stuck_context, OutputRequest(stuck_id, true, true));
+  OutputChunk chunk;
+  ASSERT_TRUE(stuck->Read(&chunk));
+  ASSERT_EQ(chunk.data(), "0123456789");
+  // The next segment, at offset 10: opening it blocks.
+  const std::string fifo = ProcessOutputDir(state_dir_, stuck_id) + "/" +
+                           segment_log::SegmentName(10);
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  // However the test ends, the stuck open returns (a FIFO is no segment:
+  // that reader then fails), so the server can stop.
+  struct Unblock {
+    std::string fifo;
+    ~Unblock() {
+      const int writer = open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+      if (writer >= 0) close(writer);
+    }
+  };
+
+  Unblock unblock_at_exit{fifo};
+  const std::string id = Id(35);
+  std::unique_ptr<segment_log::Writer> shim = Shim(id);
+  ASSERT_NE(shim, nullptr);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(120));
+  std::unique_ptr<grpc::ClientReader<OutputChunk>> follower =
+      stub_->StreamOutput(&context, OutputRequest(id, true, true));
+  follower->WaitForInitialMetadata();
+  ASSERT_TRUE(service_->WaitForOutputStreamCount(2, absl::Seconds(30)));
+  ASSERT_TRUE(
+      shim->Append(segment_log::Stream::kStdout, "hello", absl::Now()).ok());
+  ASSERT_TRUE(follower->Read(&chunk));
+  EXPECT_EQ(chunk.data(), "hello");
+  ASSERT_TRUE(shim->Close(absl::Now()).ok());
+  EXPECT_FALSE(follower->Read(&chunk));
+  EXPECT_TRUE(follower->Finish().ok());
+
+  { Unblock unblock{fifo}; }
+  stuck_context.TryCancel();
+  while (stuck->Read(&chunk)) {
+  }
+  stuck->Finish();
+  EXPECT_TRUE(service_->WaitForOutputStreamCount(0, absl::Seconds(30)));
+}
+
 TEST_F(LogStoreServiceTest, ShutdownEndsOpenStreamsWithUnavailable) {
   const std::string id = Id(15);
   std::unique_ptr<segment_log::Writer> shim = Shim(id);
