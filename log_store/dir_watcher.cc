@@ -44,7 +44,7 @@ absl::StatusOr<int> DirWatcher::Watch(const std::string& dir) {
   const int wd =
       inotify_add_watch(inotify_.get(), dir.c_str(),
                         IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_TO |
-                            IN_ONLYDIR);
+                            IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
   if (wd < 0) return ErrnoError("inotify_add_watch", dir);
   return wd;
 }

@@ -8,9 +8,11 @@
 //   ...
 //   watcher->Unwatch(wd);
 //
-// A directory's watch reports a file created, modified (an append), moved in
-// or deleted in it: every segment_log append modifies a segment, so a
-// reader that registered before reading again misses no change. Events are
+// A directory's watch reports a file created (a segment rotation),
+// modified (an append, the end record), moved in or deleted in it (the
+// caps), and the directory itself deleted or moved away: every segment_log
+// write modifies a segment, so a reader that registered before reading
+// again misses no change, and no reader needs to poll. Events are
 // coalesced per read of the inotify fd: `on_change` is called once per
 // watch descriptor per batch, on the watcher's thread, with no lock held.
 // Watching the same directory twice gives the same descriptor (inotify's

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <sys/stat.h>
 
-#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -14,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/state_dir.h"
+#include "common/state_layout.h"
 #include "common/status.h"
 #include "common/uuid.h"
 
@@ -27,31 +27,31 @@ absl::StatusOr<std::string> LogKey(absl::string_view id) {
   return absl::AsciiStrToLower(id);
 }
 
-segment_log::WriterOptions WriterOptionsOf(const LogStore::Options& options) {
-  segment_log::WriterOptions writer;
-  writer.max_bytes = options.max_bytes_per_process;
-  writer.segment_bytes = std::max<uint64_t>(
-      1, std::min(options.segment_bytes, options.max_bytes_per_process / 4));
-  return writer;
-}
-
-// How often a failed write is logged at most.
-constexpr absl::Duration kWriteErrorLogInterval = absl::Minutes(1);
-
 }  // namespace
 
-LogStore::LogStore(Options options)
-    : options_(std::move(options)), writer_options_(WriterOptionsOf(options_)) {}
+LogStore::LogStore(Options options) : options_(std::move(options)) {}
 
-LogStore::~LogStore() { dir_watcher_.reset(); }
+LogStore::~LogStore() {
+  {
+    absl::MutexLock lock(&runs_mu_);
+    stopping_ = true;
+  }
+  if (cap_thread_.joinable()) cap_thread_.join();
+  dir_watcher_.reset();
+}
 
 absl::StatusOr<std::unique_ptr<LogStore>> LogStore::Create(Options options) {
   if (options.state_dir.empty()) {
     return absl::InvalidArgumentError("LogStore: state_dir is empty");
   }
-  if (options.max_bytes_per_process == 0 || options.max_total_bytes == 0) {
+  if (options.max_total_bytes == 0) {
     return absl::InvalidArgumentError(
-        "LogStore: max_bytes_per_process and max_total_bytes must be positive");
+        "LogStore: max_total_bytes must be positive");
+  }
+  if (options.total_cap_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LogStore: total_cap_interval must be positive, not ",
+                     absl::FormatDuration(options.total_cap_interval)));
   }
   std::unique_ptr<LogStore> store(new LogStore(std::move(options)));
   const std::string procs = ProcsDir(store->options_.state_dir);
@@ -70,44 +70,10 @@ absl::StatusOr<std::unique_ptr<LogStore>> LogStore::Create(Options options) {
                  << " deleted to fit --max_total_bytes="
                  << store->options_.max_total_bytes;
   }
-  return store;
-}
-
-std::shared_ptr<OutputLog> LogStore::MakeLog(const std::string& key) const {
-  return std::make_shared<OutputLog>(
-      key, ProcessOutputDir(options_.state_dir, key), writer_options_);
-}
-
-absl::StatusOr<std::shared_ptr<OutputLog>> LogStore::Open(
-    absl::string_view id) {
-  PM_ASSIGN_OR_RETURN(std::string key, LogKey(id));
-  std::shared_ptr<OutputLog> log;
-  {
-    absl::MutexLock lock(&mu_);
-    std::shared_ptr<OutputLog>& held = logs_[key];
-    if (held == nullptr) held = MakeLog(key);
-    log = held;
+  if (store->options_.total_cap_interval != absl::InfiniteDuration()) {
+    store->cap_thread_ = std::thread([s = store.get()] { s->RunTotalCap(); });
   }
-  // Outside the store's lock: it reads the last segment to resume.
-  PM_RETURN_IF_ERROR(log->OpenForAppend());
-  return log;
-}
-
-absl::StatusOr<OutputLog::Update> LogStore::AppendData(
-    OutputLog& log, uint64_t offset, segment_log::Stream stream,
-    absl::string_view data) {
-  return Account(log, log.AppendData(offset, stream, data));
-}
-
-absl::StatusOr<OutputLog::Update> LogStore::AppendGap(OutputLog& log,
-                                                      uint64_t offset,
-                                                      uint64_t length) {
-  return Account(log, log.AppendGap(offset, length));
-}
-
-absl::StatusOr<OutputLog::Update> LogStore::Close(OutputLog& log,
-                                                  uint64_t end_offset) {
-  return Account(log, log.Close(end_offset));
+  return store;
 }
 
 absl::StatusOr<std::shared_ptr<OutputLog>> LogStore::Find(
@@ -115,15 +81,37 @@ absl::StatusOr<std::shared_ptr<OutputLog>> LogStore::Find(
   PM_ASSIGN_OR_RETURN(std::string key, LogKey(id));
   absl::MutexLock lock(&mu_);
   auto it = logs_.find(key);
-  if (it != logs_.end()) return it->second;
-  // Output from before a restart of the log_store, or written by a shim.
-  std::shared_ptr<OutputLog> log = MakeLog(key);
+  if (it != logs_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second.used);
+    return it->second.log;
+  }
+  auto log = std::make_shared<OutputLog>(
+      key, ProcessOutputDir(options_.state_dir, key));
   struct stat st;
   if (stat(log->dir().c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return absl::NotFoundError(absl::StrCat("no output for process ", id));
   }
-  logs_.emplace(key, log);
+  lru_.push_front(key);
+  logs_.emplace(std::move(key), Held{log, lru_.begin()});
+  EvictLocked();
   return log;
+}
+
+void LogStore::EvictLocked() {
+  // A log a reader still holds stays (forgetting it would let a Find make a
+  // second one, whose followers its wake-ups would miss); it counts as used
+  // now, so the scan does not meet it again before the others.
+  for (size_t tries = lru_.size(); logs_.size() > options_.max_logs && tries > 0;
+       --tries) {
+    auto oldest = std::prev(lru_.end());
+    auto it = logs_.find(*oldest);
+    if (it->second.log.use_count() > 1) {
+      lru_.splice(lru_.begin(), lru_, oldest);
+      continue;
+    }
+    logs_.erase(it);
+    lru_.erase(oldest);
+  }
 }
 
 absl::Status LogStore::Follow(const std::shared_ptr<OutputLog>& log) {
@@ -164,58 +152,63 @@ void LogStore::OnDirChanged(int wd) {
     }
     for (const std::string* id : ids) {
       auto log = logs_.find(*id);
-      if (log != logs_.end()) to_wake.push_back(log->second);
+      if (log != logs_.end()) to_wake.push_back(log->second.log);
     }
   }
-  for (const std::shared_ptr<OutputLog>& log : to_wake) {
-    // This log_store's own appends wake the log's readers already.
-    if (!log->appending()) log->Wake();
-  }
-}
-
-absl::StatusOr<OutputLog::Update> LogStore::Account(
-    OutputLog& log, absl::StatusOr<OutputLog::Update> update) {
-  if (!update.ok()) return update;
-  if (!update->write_error.ok()) NoteWriteError(log, update->write_error);
-  if (update->closed_now) {
-    absl::MutexLock lock(&mu_);
-    closed_.push_back(log.id());
-    EnforceClosedCountLocked();
-  }
-  const uint64_t estimate =
-      estimated_total_.fetch_add(update->grown_bytes,
-                                 std::memory_order_relaxed) +
-      update->grown_bytes;
-  if (estimate > cap_threshold_.load(std::memory_order_relaxed) &&
-      cap_mu_.TryLock()) {
-    // Another append may have run the cap since the check.
-    if (estimated_total_.load(std::memory_order_relaxed) >
-        cap_threshold_.load(std::memory_order_relaxed)) {
-      absl::StatusOr<segment_log::TotalCapResult> result = EnforceTotalCap();
-      if (!result.ok()) {
-        PM_LOG(WARNING) << "the total cap (--max_total_bytes): "
-                        << result.status();
-      }
-    }
-    cap_mu_.Unlock();
-  }
-  return update;
+  // Only wakes: each reader reads in its own reactor (OutputLog::Watcher).
+  for (const std::shared_ptr<OutputLog>& log : to_wake) log->Wake();
 }
 
 absl::StatusOr<segment_log::TotalCapResult> LogStore::EnforceTotalCap() {
-  PM_ASSIGN_OR_RETURN(std::vector<std::string> dirs, OutputDirs());
-  PM_ASSIGN_OR_RETURN(
-      segment_log::TotalCapResult result,
-      segment_log::DeleteOldestSegments(dirs, options_.max_total_bytes));
-  const uint64_t now = result.total_bytes - result.deleted_bytes;
-  estimated_total_.store(now, std::memory_order_relaxed);
-  // Over the cap still: what is left is live outputs' current segments.
-  // Run again once another segment's worth is written, not per append.
-  cap_threshold_.store(now > options_.max_total_bytes
-                           ? now + writer_options_.segment_bytes
-                           : options_.max_total_bytes,
-                       std::memory_order_relaxed);
+  absl::StatusOr<segment_log::TotalCapResult> result;
+  {
+    absl::MutexLock cap_lock(&cap_mu_);
+    result = [&]() -> absl::StatusOr<segment_log::TotalCapResult> {
+      PM_ASSIGN_OR_RETURN(std::vector<std::string> dirs, OutputDirs());
+      return segment_log::DeleteOldestSegments(dirs, options_.max_total_bytes);
+    }();
+  }
+  absl::MutexLock lock(&runs_mu_);
+  ++cap_runs_;
   return result;
+}
+
+void LogStore::RunTotalCap() {
+  while (true) {
+    {
+      absl::MutexLock lock(&runs_mu_);
+      // Waits out the interval, or less when the store is destroyed.
+      if (runs_mu_.AwaitWithTimeout(absl::Condition(&stopping_),
+                                    options_.total_cap_interval)) {
+        return;
+      }
+    }
+    absl::StatusOr<segment_log::TotalCapResult> result = EnforceTotalCap();
+    if (!result.ok()) {
+      PM_LOG(WARNING) << "the total cap (--max_total_bytes): "
+                      << result.status();
+    } else if (result->deleted_bytes > 0) {
+      PM_LOG(INFO) << "the total cap (--max_total_bytes="
+                   << options_.max_total_bytes << ") deleted "
+                   << result->deleted_segments << " segments, "
+                   << result->deleted_bytes << " of " << result->total_bytes
+                   << " bytes";
+    }
+  }
+}
+
+uint64_t LogStore::total_cap_runs() const {
+  absl::MutexLock lock(&runs_mu_);
+  return cap_runs_;
+}
+
+bool LogStore::WaitForTotalCapRuns(uint64_t runs,
+                                   absl::Duration timeout) const {
+  absl::MutexLock lock(&runs_mu_);
+  auto reached = [this, runs]() ABSL_SHARED_LOCKS_REQUIRED(runs_mu_) {
+    return cap_runs_ >= runs;
+  };
+  return runs_mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
 }
 
 absl::StatusOr<std::vector<std::string>> LogStore::OutputDirs() const {
@@ -231,59 +224,14 @@ absl::StatusOr<std::vector<std::string>> LogStore::OutputDirs() const {
   return dirs;
 }
 
-void LogStore::NoteWriteError(const OutputLog& log, const absl::Status& error) {
-  absl::MutexLock lock(&errors_mu_);
-  ++write_errors_;
-  const absl::Time now = absl::Now();
-  if (now - last_error_log_ < kWriteErrorLogInterval) {
-    ++unlogged_errors_;
-    return;
-  }
-  PM_LOG(WARNING) << "output of process " << log.id()
-                  << " not written (its bytes are recorded as lost): " << error
-                  << (unlogged_errors_ > 0
-                          ? absl::StrCat(" (and ", unlogged_errors_,
-                                         " failed writes not logged)")
-                          : "");
-  unlogged_errors_ = 0;
-  last_error_log_ = now;
-}
-
-void LogStore::EnforceClosedCountLocked() {
-  // A log still held elsewhere (a reader, an Append stream) stays until a
-  // later close: forgetting it now would let a Find make a second one.
-  for (size_t tries = closed_.size();
-       closed_.size() > options_.max_closed_logs && tries > 0; --tries) {
-    std::string id = std::move(closed_.front());
-    closed_.pop_front();
-    auto it = logs_.find(id);
-    if (it == logs_.end()) continue;
-    if (it->second.use_count() > 1) {
-      closed_.push_back(std::move(id));
-      continue;
-    }
-    logs_.erase(it);
-  }
-}
-
 size_t LogStore::log_count() const {
   absl::MutexLock lock(&mu_);
   return logs_.size();
 }
 
-size_t LogStore::closed_log_count() const {
-  absl::MutexLock lock(&mu_);
-  return closed_.size();
-}
-
 size_t LogStore::watched_dir_count() const {
   absl::MutexLock lock(&mu_);
   return watched_ids_.size();  // the directories with an inotify watch
-}
-
-uint64_t LogStore::write_errors() const {
-  absl::MutexLock lock(&errors_mu_);
-  return write_errors_;
 }
 
 }  // namespace pm::log_store

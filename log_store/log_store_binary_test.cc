@@ -1,7 +1,8 @@
 // The log_store binary as the stack runs it: serves on
-// <runtime_dir>/log_store.sock, and on SIGTERM ends its open streams with
-// UNAVAILABLE (follow streams would otherwise hold the shutdown), removes
-// the socket and exits 0.
+// <runtime_dir>/log_store.sock the output shims write to the state dir,
+// takes the flags the launcher passes, and on SIGTERM ends its open streams
+// with UNAVAILABLE (follow streams would otherwise hold the shutdown),
+// removes the socket and exits 0.
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -22,7 +23,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "log_store/test_client.h"
+#include "absl/time/clock.h"
 #include "pm/internal/v1/internal.grpc.pb.h"
+#include "segment_log/writer.h"
 
 extern char** environ;
 
@@ -118,17 +121,23 @@ class LogStoreBinaryTest : public ::testing::Test {
 };
 
 TEST_F(LogStoreBinaryTest, ServesAndEndsFollowStreamsOnSigterm) {
-  LogStoreProcess process(Flags());
+  // The flags the launcher and the tests' stacks pass.
+  std::vector<std::string> flags = Flags();
+  flags.push_back("--max_bytes_per_process=65536");
+  flags.push_back("--max_total_bytes=1073741824");
+  LogStoreProcess process(flags);
   ASSERT_TRUE(process.started());
   {
     std::unique_ptr<pm::internal::v1::LogStore::Stub> stub = Connect();
     ASSERT_NE(stub, nullptr) << "log_store never listened on " << socket_;
 
     // A process with output, still running, and a reader following it.
-    AppendClient append(stub.get());
-    ASSERT_TRUE(append.Open(kId));
-    ASSERT_TRUE(append.Data(0, OutputChunk::STREAM_STDOUT, "hello\n"));
-    ASSERT_TRUE(append.WaitForAck(6));
+    std::unique_ptr<segment_log::Writer> shim =
+        OpenShimWriter(dir_ + "/state", kId);
+    ASSERT_NE(shim, nullptr);
+    ASSERT_TRUE(
+        shim->Append(segment_log::Stream::kStdout, "hello\n", absl::Now())
+            .ok());
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(120));
@@ -143,7 +152,6 @@ TEST_F(LogStoreBinaryTest, ServesAndEndsFollowStreamsOnSigterm) {
     grpc::Status status = follower->Finish();
     EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
     EXPECT_THAT(status.error_message(), HasSubstr("log_store shutting down"));
-    EXPECT_EQ(append.Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
   }  // Clients gone: the server need not wait for their connections.
 
   const int wait_status = process.WaitForExit(60000);
@@ -154,53 +162,46 @@ TEST_F(LogStoreBinaryTest, ServesAndEndsFollowStreamsOnSigterm) {
   EXPECT_NE(lstat(socket_.c_str(), &st), 0) << "socket left behind";
 }
 
-// What the log_store acknowledged is in the files: a kill -9 right after the
-// ack loses none of it, and the next log_store on the state dir serves it
-// and takes the rest of the output where it ended.
-TEST_F(LogStoreBinaryTest, AKill9LosesNothingAcknowledged) {
+// A shim writes on while the log_store is killed and restarted: the next
+// log_store serves all of it, and the reader resumes where it was.
+TEST_F(LogStoreBinaryTest, AKill9OfTheLogStoreLosesNoOutput) {
+  ASSERT_EQ(mkdir((dir_ + "/state").c_str(), 0700), 0);
+  std::unique_ptr<segment_log::Writer> shim =
+      OpenShimWriter(dir_ + "/state", kId);
+  ASSERT_NE(shim, nullptr);
   std::string written;
+  auto write = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      const std::string piece = "line " + std::to_string(i) + "\n";
+      ASSERT_TRUE(
+          shim->Append(segment_log::Stream::kStdout, piece, absl::Now()).ok());
+      written += piece;
+    }
+  };
   {
     LogStoreProcess first(Flags());
     ASSERT_TRUE(first.started());
     std::unique_ptr<pm::internal::v1::LogStore::Stub> stub = Connect();
     ASSERT_NE(stub, nullptr) << "log_store never listened on " << socket_;
-    AppendClient append(stub.get());
-    ASSERT_TRUE(append.Open(kId));
-    for (int i = 0; i < 100; ++i) {
-      const std::string piece = "line " + std::to_string(i) + "\n";
-      ASSERT_TRUE(append.Data(written.size(), OutputChunk::STREAM_STDOUT,
-                              piece));
-      written += piece;
-    }
-    ASSERT_TRUE(append.WaitForAck(written.size()));
+    write(0, 50);
+    OutputRead read = ReadOutput(stub.get(), OutputRequest(kId, true, false));
+    ASSERT_TRUE(read.status.ok()) << read.status.error_message();
+    EXPECT_EQ(read.Data(), written);
     first.Signal(SIGKILL);
     ASSERT_NE(first.WaitForExit(60000), -1);
-    append.Cancel();
   }
   unlink(socket_.c_str());  // a stale socket, as a real kill leaves it
+  write(50, 100);
 
   LogStoreProcess second(Flags());
   ASSERT_TRUE(second.started());
   std::unique_ptr<pm::internal::v1::LogStore::Stub> stub = Connect();
   ASSERT_NE(stub, nullptr) << "log_store never listened on " << socket_;
-  OutputRead before = ReadOutput(stub.get(), OutputRequest(kId, true, false));
-  ASSERT_TRUE(before.status.ok()) << before.status.error_message();
-  EXPECT_EQ(before.Data(), written);
-
-  // The supervisor's reconnect: Open answers the end on disk, a resend of
-  // an older offset is skipped up to it.
-  AppendClient append(stub.get());
-  ASSERT_TRUE(append.Open(kId));
-  ASSERT_TRUE(append.WaitForAck(written.size()));
-  EXPECT_EQ(append.acks().front().end_offset(), written.size());
-  ASSERT_TRUE(append.Data(written.size() - 5, OutputChunk::STREAM_STDOUT,
-                          written.substr(written.size() - 5) + "more\n"));
-  ASSERT_TRUE(append.Close(written.size() + 5));
-  ASSERT_TRUE(append.WaitForAck(written.size() + 5, /*closed=*/true));
-  EXPECT_TRUE(append.Finish().ok());
+  write(100, 120);
+  ASSERT_TRUE(shim->Close(absl::Now()).ok());
   OutputRead after = ReadOutput(stub.get(), OutputRequest(kId, true, true));
   ASSERT_TRUE(after.status.ok()) << after.status.error_message();
-  EXPECT_EQ(after.Data(), written + "more\n");
+  EXPECT_EQ(after.Data(), written);
   for (const OutputChunk& chunk : after.chunks) {
     EXPECT_EQ(chunk.dropped_before(), 0u);
   }
@@ -208,15 +209,18 @@ TEST_F(LogStoreBinaryTest, AKill9LosesNothingAcknowledged) {
   EXPECT_NE(second.WaitForExit(60000), -1);
 }
 
-TEST_F(LogStoreBinaryTest, RefusesAZeroCap) {
-  std::vector<std::string> flags = Flags();
-  flags.push_back("--max_total_bytes=0");
-  LogStoreProcess process(flags);
-  ASSERT_TRUE(process.started());
-  const int wait_status = process.WaitForExit(60000);
-  ASSERT_NE(wait_status, -1);
-  EXPECT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 2)
-      << "wait status " << wait_status;
+TEST_F(LogStoreBinaryTest, RefusesAZeroCapOrInterval) {
+  for (const char* flag :
+       {"--max_total_bytes=0", "--total_cap_check_interval_ms=0"}) {
+    std::vector<std::string> flags = Flags();
+    flags.push_back(flag);
+    LogStoreProcess process(flags);
+    ASSERT_TRUE(process.started());
+    const int wait_status = process.WaitForExit(60000);
+    ASSERT_NE(wait_status, -1) << flag;
+    EXPECT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 2)
+        << flag << ": wait status " << wait_status;
+  }
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "log_store/log_store_service.h"
 
+#include <errno.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -17,8 +18,6 @@
 
 namespace pm::log_store {
 
-using ::pm::internal::v1::AppendRequest;
-using ::pm::internal::v1::AppendResponse;
 using ::pm::v1::OutputChunk;
 using ::pm::v1::StreamOutputRequest;
 
@@ -27,19 +26,6 @@ namespace {
 constexpr char kShuttingDown[] = "log_store shutting down";
 
 using segment_log::Stream;
-
-// A stream the store refuses (it names no stream) for anything but stdout
-// and stderr.
-Stream FromProto(OutputChunk::Stream stream) {
-  switch (stream) {
-    case OutputChunk::STREAM_STDOUT:
-      return Stream::kStdout;
-    case OutputChunk::STREAM_STDERR:
-      return Stream::kStderr;
-    default:
-      return static_cast<Stream>(0);
-  }
-}
 
 OutputChunk::Stream ToProto(Stream stream) {
   switch (stream) {
@@ -62,237 +48,16 @@ class RefusedOutput final : public grpc::ServerWriteReactor<OutputChunk> {
 
 namespace detail {
 
-// One Append stream. gRPC never runs OnReadDone concurrently with itself,
-// so the read side (request_, log_) needs no lock; the write side (acks and
-// the finish) runs from OnReadDone, OnWriteDone and RequestShutdown on any
-// thread and is guarded by mu_. The reactor owns itself through self_ from
-// Start to OnDone; the service holds only weak references.
-class AppendReactor final
-    : public grpc::ServerBidiReactor<AppendRequest, AppendResponse>,
-      public pm::StreamReactor,
-      public std::enable_shared_from_this<AppendReactor> {
- public:
-  AppendReactor(LogStoreService* service, LogStore* store)
-      : service_(service), store_(store) {}
-
-  void Start() {
-    self_ = shared_from_this();
-    if (!service_->appends_.Add(self_)) {
-      RequestFinish(grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown));
-      return;
-    }
-    StartReadUnlessFinishing();
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      // The supervisor half-closed, or the stream broke.
-      RequestFinish(grpc::Status::OK);
-      return;
-    }
-    if (absl::Status status = Handle(request_); !status.ok()) {
-      PM_LOG(WARNING) << "ending an Append stream: " << status;
-      RequestFinish(ToGrpcStatus(status));
-      return;
-    }
-    // Read on before the ack is written: the supervisor's stream never
-    // waits on our writes.
-    StartReadUnlessFinishing();
-    Step();
-  }
-
-  void OnWriteDone(bool ok) override {
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      if (!ok) writes_failed_ = true;
-    }
-    Step();
-  }
-
-  void OnDone() override {
-    if (log_ != nullptr && !log_->closed()) {
-      PM_LOG(INFO) << "Append stream of process " << log_->id()
-                   << " ended without Close at offset " << log_->end_offset()
-                   << "; the log stays open for a reconnect";
-    }
-    service_->appends_.Remove(this);
-    // Last: dropping the self reference may delete this reactor.
-    std::shared_ptr<AppendReactor> self = std::move(self_);
-  }
-
-  void RequestShutdown() override {
-    RequestFinish(grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDown));
-  }
-
- private:
-  absl::Status Handle(AppendRequest& request) {
-    switch (request.kind_case()) {
-      case AppendRequest::kOpen: {
-        if (log_ != nullptr) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "second Open on the Append stream of process ", log_->id()));
-        }
-        PM_ASSIGN_OR_RETURN(log_, store_->Open(request.open().id()));
-        if (!request.open().shared_memory().empty()) {
-          // Without it the supervisor sends every byte inline: slower, not
-          // wrong, so a failure is logged and the stream goes on.
-          absl::StatusOr<std::shared_ptr<const MappedArena>> arena =
-              service_->MapArena(request.open().shared_memory());
-          if (arena.ok()) {
-            arena_ = *std::move(arena);
-          } else {
-            PM_LOG(WARNING) << "process " << log_->id()
-                            << ": output arena not used: " << arena.status();
-          }
-        }
-        const uint64_t end = log_->end_offset();
-        SetAck(end, log_->closed(), /*force=*/true);
-        // A fresh log is routine (one per process started); a resumed one
-        // means the supervisor reconnected, which is worth a line.
-        if (end > 0) {
-          PM_LOG(INFO) << "Append stream of process " << log_->id()
-                       << " resumed at offset " << end;
-        }
-        return absl::OkStatus();
-      }
-      case AppendRequest::kData: {
-        PM_RETURN_IF_ERROR(RequireOpen("Data"));
-        const AppendRequest::Data& data = request.data();
-        absl::string_view bytes = data.data();
-        if (data.shared_length() > 0) {
-          // The bytes are in the arena: written to the segment straight
-          // from there (the slot is free again once the ack is read).
-          if (arena_ == nullptr) {
-            return absl::FailedPreconditionError(absl::StrCat(
-                "Data in shared memory on the Append stream of process ",
-                log_->id(), ", which has no arena mapped"));
-          }
-          PM_ASSIGN_OR_RETURN(bytes, arena_->Piece(data.shared_offset(),
-                                                   data.shared_length()));
-        }
-        // Acknowledged only after this returns: the bytes are in the
-        // segment (the page cache), so a kill -9 of the log_store keeps
-        // them.
-        PM_ASSIGN_OR_RETURN(
-            OutputLog::Update update,
-            store_->AppendData(*log_, data.offset(), FromProto(data.stream()),
-                               bytes));
-        SetAck(update.end_offset, update.closed, /*force=*/false);
-        return absl::OkStatus();
-      }
-      case AppendRequest::kGap: {
-        PM_RETURN_IF_ERROR(RequireOpen("Gap"));
-        PM_ASSIGN_OR_RETURN(OutputLog::Update update,
-                            store_->AppendGap(*log_, request.gap().offset(),
-                                              request.gap().length()));
-        SetAck(update.end_offset, update.closed, /*force=*/false);
-        return absl::OkStatus();
-      }
-      case AppendRequest::kClose: {
-        PM_RETURN_IF_ERROR(RequireOpen("Close"));
-        PM_ASSIGN_OR_RETURN(
-            OutputLog::Update update,
-            store_->Close(*log_, request.close().end_offset()));
-        SetAck(update.end_offset, update.closed, /*force=*/true);
-        return absl::OkStatus();
-      }
-      case AppendRequest::KIND_NOT_SET:
-        break;
-    }
-    return absl::InvalidArgumentError(
-        "AppendRequest with none of open, data, gap, close");
-  }
-
-  absl::Status RequireOpen(absl::string_view what) const {
-    if (log_ != nullptr) return absl::OkStatus();
-    return absl::FailedPreconditionError(
-        absl::StrCat(what, " before Open on an Append stream"));
-  }
-
-  void StartReadUnlessFinishing() {
-    // Under mu_ so no read starts after RequestFinish decided to end the
-    // stream; StartRead never runs a reaction inline, so holding it is safe.
-    absl::MutexLock lock(&mu_);
-    if (!finish_status_.has_value()) StartRead(&request_);
-  }
-
-  // Notes that the supervisor should hear `end` (and `closed`); `force`
-  // sends it even if unchanged (the answer to Open and Close).
-  void SetAck(uint64_t end, bool closed, bool force) {
-    absl::MutexLock lock(&mu_);
-    if (force || end != ack_end_ || closed != ack_closed_) {
-      ack_end_ = end;
-      ack_closed_ = closed;
-      ack_shared_ = arena_ != nullptr;
-      ack_pending_ = true;
-    }
-  }
-
-  void RequestFinish(grpc::Status status) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (!finish_status_.has_value()) finish_status_ = std::move(status);
-    }
-    Step();
-  }
-
-  // With no write in flight: writes the newest pending ack, or else calls
-  // Finish once it is wanted. Acks pending at the finish go out first.
-  void Step() {
-    enum { kNothing, kWrite, kFinish } action = kNothing;
-    grpc::Status status;
-    {
-      absl::MutexLock lock(&mu_);
-      if (finish_called_ || writing_) return;
-      if (ack_pending_ && !writes_failed_) {
-        ack_pending_ = false;
-        writing_ = true;
-        response_.set_end_offset(ack_end_);
-        response_.set_closed(ack_closed_);
-        response_.set_shared_memory(ack_shared_);
-        action = kWrite;
-      } else if (finish_status_.has_value()) {
-        finish_called_ = true;
-        status = *finish_status_;
-        action = kFinish;
-      }
-    }
-    if (action == kWrite) StartWrite(&response_);
-    if (action == kFinish) Finish(std::move(status));
-  }
-
-  LogStoreService* const service_;
-  LogStore* const store_;
-  std::shared_ptr<AppendReactor> self_;
-
-  // Read side: only OnReadDone (and Start, before any read) touch these.
-  AppendRequest request_;
-  std::shared_ptr<OutputLog> log_;
-  std::shared_ptr<const MappedArena> arena_;  // set by Open, if named
-
-  absl::Mutex mu_;
-  // The ack in flight; only changed while no write is.
-  AppendResponse response_;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool writes_failed_ ABSL_GUARDED_BY(mu_) = false;
-  bool ack_pending_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t ack_end_ ABSL_GUARDED_BY(mu_) = 0;
-  bool ack_closed_ ABSL_GUARDED_BY(mu_) = false;
-  bool ack_shared_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<grpc::Status> finish_status_ ABSL_GUARDED_BY(mu_);
-  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
-};
-
 // One StreamOutput reader: a segment_log::Reader on the process's output
 // directory, a cursor, and at most one chunk in flight. Pump() is the only
 // place that reads the files, writes or finishes; it runs from the handler,
-// OnWriteDone, OnCancel, RequestShutdown and the log's wake-up (on the
-// appending thread, or the store's inotify thread). `pumping_` lets one
-// thread pump at a time and `repump_` makes it look again when another
-// thread asked meanwhile, so no wake-up is lost. The reactor owns itself
-// through self_ from Start to OnDone; the log and the service hold weak
-// references.
+// OnWriteDone and OnCancel (gRPC's threads), and after a wake-up of the log
+// on the service's read pool: the store's inotify thread only takes note
+// and never reads (a slow read there would hold back every other
+// follower's wake-up). RequestShutdown pumps too, but only to finish. `pumping_` lets one thread pump at a time and `repump_` makes it
+// look again when another thread asked meanwhile, so no wake-up is lost.
+// The reactor owns itself through self_ from Start to OnDone; the log, the
+// service and a pending wake-up hold weak references.
 class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
                             public pm::StreamReactor,
                             public OutputLog::Watcher,
@@ -328,7 +93,24 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
     Pump();
   }
 
-  void OnLogChanged() override { Pump(); }
+  // On the store's inotify thread: only schedules a Pump on the service's
+  // read pool, unless a pump or a write in flight will look again anyway.
+  void OnLogChanged() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_called_ || writing_ || wake_scheduled_) return;
+      if (pumping_) {
+        repump_ = true;
+        return;
+      }
+      wake_scheduled_ = true;
+    }
+    service_->read_pool_.Post([weak = weak_from_this()] {
+      if (std::shared_ptr<OutputReactor> self = weak.lock()) {
+        self->OnWakeUp();
+      }
+    });
+  }
 
   void OnWriteDone(bool ok) override {
     {
@@ -366,6 +148,14 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
   }
 
  private:
+  void OnWakeUp() {
+    {
+      absl::MutexLock lock(&mu_);
+      wake_scheduled_ = false;
+    }
+    Pump();
+  }
+
   struct Action {
     enum Kind { kWrite, kFinish, kWait } kind;
     grpc::Status status;
@@ -421,16 +211,12 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
     // lists the directory, the costly part with many followers).
     if (follow_) log_->Watch(weak_from_this());
     if (cursor_ >= limit_) return {Action::kFinish, grpc::Status::OK};
-    // Noted before the read: once a close has returned, its end record is
-    // in the files, so a read after it that finds no end means the files
-    // are gone (checked after the read, a close racing with it would look
-    // the same).
-    const bool closed_before_read = log_->closed();
     const uint64_t max_bytes = std::min<uint64_t>(
         segment_log::Reader::kDefaultMaxReadBytes, limit_ - cursor_);
     absl::StatusOr<std::optional<segment_log::Chunk>> chunk =
         reader_->Read(cursor_, max_bytes);
     if (!chunk.ok()) {
+      if (DirectoryGone()) return Ended();
       PM_LOG(WARNING) << "StreamOutput of process " << log_->id() << ": "
                       << chunk.status();
       return {Action::kFinish, ToGrpcStatus(chunk.status())};
@@ -440,19 +226,33 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
       return {Action::kWrite, grpc::Status::OK};
     }
     if (reader_->closed()) return {Action::kFinish, grpc::Status::OK};
-    if (closed_before_read) {
-      // Closed here, but the end record is not in the files: the total
-      // cap deleted every segment. The rest is lost.
-      const uint64_t end = log_->end_offset();
-      if (cursor_ >= end) return {Action::kFinish, grpc::Status::OK};
+    // A shim's Writer makes its first segment as it opens the directory,
+    // and the caps never delete a live output's newest segment: a directory
+    // with none left is an output that ended and lost its every segment,
+    // the end record with the last one (the Read above reported the loss up
+    // to what was known to be written).
+    if (reader_->listed_segments() == 0) return Ended();
+    if (!follow_) return {Action::kFinish, grpc::Status::OK};
+    return {Action::kWait, grpc::Status::OK};
+  }
+
+  // Whether the output directory is gone (removed with its process's
+  // record): the output ended, and all of it is lost.
+  bool DirectoryGone() const {
+    struct stat st;
+    return stat(log_->dir().c_str(), &st) != 0 && errno == ENOENT;
+  }
+
+  // The output ended without its end record in the files: reports what
+  // the reader knew was written as lost, then finishes.
+  Action Ended() {
+    if (cursor_ < reader_->end_offset()) {
       segment_log::Chunk lost;
-      lost.offset = end;
-      lost.dropped_before = end - cursor_;
+      lost.offset = reader_->end_offset();
       SetChunk(lost);
       return {Action::kWrite, grpc::Status::OK};
     }
-    if (!follow_) return {Action::kFinish, grpc::Status::OK};
-    return {Action::kWait, grpc::Status::OK};
+    return {Action::kFinish, grpc::Status::OK};
   }
 
   // Makes `chunk` the one to write and moves the cursor past it. Without
@@ -490,25 +290,19 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_scheduled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace detail
 
-LogStoreService::LogStoreService(LogStore* store) : store_(store) {}
+LogStoreService::LogStoreService(LogStore* store)
+    : store_(store), read_pool_(kReadThreads) {}
 
 LogStoreService::~LogStoreService() {
-  if (appends_.size() > 0 || outputs_.size() > 0) {
-    PM_LOG(ERROR) << "LogStoreService destroyed with " << appends_.size()
-                  << " Append and " << outputs_.size()
+  if (outputs_.size() > 0) {
+    PM_LOG(ERROR) << "LogStoreService destroyed with " << outputs_.size()
                   << " StreamOutput streams still open";
   }
-}
-
-grpc::ServerBidiReactor<AppendRequest, AppendResponse>*
-LogStoreService::Append(grpc::CallbackServerContext* /*context*/) {
-  auto reactor = std::make_shared<detail::AppendReactor>(this, store_);
-  reactor->Start();
-  return reactor.get();
 }
 
 grpc::ServerWriteReactor<OutputChunk>* LogStoreService::StreamOutput(
@@ -529,7 +323,7 @@ grpc::ServerWriteReactor<OutputChunk>* LogStoreService::StreamOutput(
   const uint64_t limit =
       request->follow()
           ? std::numeric_limits<uint64_t>::max()
-          : std::max((*log)->end_offset(), (*reader)->end_offset());
+          : (*reader)->end_offset();
   auto reactor = std::make_shared<detail::OutputReactor>(
       this, *std::move(log), *std::move(reader), *cursor, limit,
       request->follow());
@@ -538,50 +332,15 @@ grpc::ServerWriteReactor<OutputChunk>* LogStoreService::StreamOutput(
 }
 
 void LogStoreService::Shutdown() {
-  const size_t ended = appends_.Shutdown() + outputs_.Shutdown();
+  const size_t ended = outputs_.Shutdown();
   if (ended > 0) PM_LOG(INFO) << "ended " << ended << " open streams";
 }
 
-size_t LogStoreService::append_stream_count() const { return appends_.size(); }
-
 size_t LogStoreService::output_stream_count() const { return outputs_.size(); }
 
-bool LogStoreService::WaitForStreamCounts(size_t appends, size_t outputs,
-                                          absl::Duration timeout) const {
-  // Both at once: a count reached may move while the other is awaited.
-  const absl::Time deadline = absl::Now() + timeout;
-  do {
-    if (appends_.WaitForSize(appends, deadline - absl::Now()) &&
-        outputs_.WaitForSize(outputs, deadline - absl::Now()) &&
-        appends_.size() == appends) {
-      return true;
-    }
-  } while (absl::Now() < deadline);
-  return false;
-}
-
-absl::StatusOr<std::shared_ptr<const MappedArena>> LogStoreService::MapArena(
-    const std::string& name) {
-  struct stat st = {};
-  absl::MutexLock lock(&arenas_mu_);
-  auto it = arenas_.find(name);
-  if (it != arenas_.end()) {
-    std::shared_ptr<const MappedArena> mapped = it->second.lock();
-    if (mapped && stat(name.c_str(), &st) == 0 && st.st_dev == mapped->dev() &&
-        st.st_ino == mapped->ino()) {
-      return mapped;
-    }
-  }
-  // Arenas of supervisors that are gone (their streams ended) are dropped.
-  for (auto at = arenas_.begin(); at != arenas_.end();) {
-    at = at->second.expired() ? arenas_.erase(at) : std::next(at);
-  }
-  PM_ASSIGN_OR_RETURN(std::shared_ptr<const MappedArena> mapped,
-                      MappedArena::Open(name));
-  arenas_[name] = mapped;
-  PM_LOG(INFO) << "mapped the output arena " << name << " (" << mapped->size()
-               << " bytes)";
-  return mapped;
+bool LogStoreService::WaitForOutputStreamCount(size_t outputs,
+                                               absl::Duration timeout) const {
+  return outputs_.WaitForSize(outputs, timeout);
 }
 
 }  // namespace pm::log_store

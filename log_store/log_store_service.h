@@ -6,31 +6,24 @@
 //   return pm::ServeUntilSignal(pm::Service::kLogStore, runtime_dir,
 //                               {&service}, [&] { service.Shutdown(); });
 //
-// Append (one bidi stream per process, from the supervisor): Open, then Data
-// and Gap in offset order, then Close; acknowledged with the log's end
-// offset once the data is written to the process's segment files (so it
-// survives a kill -9 of the log_store), one write in flight, newer ends
-// coalesced. Open on a log that has output on disk answers with its end
-// there; a failed write (a full disk) is a gap, not an error.
-// Errors end the stream: INVALID_ARGUMENT (malformed id, message without a
-// kind, data without a stream, offsets that overflow or a close below what
-// was taken in), FAILED_PRECONDITION (anything before Open or a second Open,
-// data past a close, a close at another offset than the first). A stream
-// that ends without Close leaves the log open for the supervisor's
-// reconnect; Open on it again answers with its end offset.
+// The log_store only reads: each process's pm-shim writes its output to
+// the state dir (segment_log), and the log_store serves it from there.
 //
 // StreamOutput: a write reactor per reader, holding a cursor and a
 // segment_log::Reader on the process's files, so a slow or stuck reader
-// never holds back the Append path or other readers; the output of a process
-// from before a restart of the log_store, or written by another process, is
-// served from its files the same way. Errors: INVALID_ARGUMENT (malformed id), NOT_FOUND ("no output
-// for process <id>"), OUT_OF_RANGE (from_offset past the end), UNAVAILABLE
-// ("log_store shutting down").
+// never holds back other readers. A follower is woken through the store's
+// inotify watch on the directory (an append, a new segment, the end
+// record, a deletion) and reads on the service's read pool, not on the
+// inotify thread. It ends when the output has ended: at the end
+// record, or, if the caps deleted every segment of an ended output (the end
+// record too) or the directory was removed, after a chunk that reports what
+// it knew was written as dropped_before. Errors: INVALID_ARGUMENT
+// (malformed id), NOT_FOUND ("no output for process <id>"), OUT_OF_RANGE
+// (from_offset past the end), UNAVAILABLE ("log_store shutting down").
 #ifndef PM_LOG_STORE_LOG_STORE_SERVICE_H_
 #define PM_LOG_STORE_LOG_STORE_SERVICE_H_
 
 #include <cstddef>
-#include <map>
 #include <memory>
 
 #include <grpcpp/grpcpp.h>
@@ -39,16 +32,15 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/output_arena.h"
 #include "common/stream_set.h"
 #include "log_store/log_store.h"
+#include "log_store/read_pool.h"
 #include "pm/internal/v1/internal.grpc.pb.h"
 
 namespace pm::log_store {
 
 namespace detail {
 
-class AppendReactor;
 class OutputReactor;
 
 }  // namespace detail
@@ -59,10 +51,6 @@ class LogStoreService final
   // `store` must outlive the service.
   explicit LogStoreService(LogStore* store);
   ~LogStoreService() override;
-
-  grpc::ServerBidiReactor<pm::internal::v1::AppendRequest,
-                          pm::internal::v1::AppendResponse>*
-  Append(grpc::CallbackServerContext* context) override;
 
   grpc::ServerWriteReactor<pm::v1::OutputChunk>* StreamOutput(
       grpc::CallbackServerContext* context,
@@ -75,31 +63,23 @@ class LogStoreService final
   // shutdown deadline cancels its call.
   void Shutdown();
 
-  // Streams whose reactor has not reached OnDone yet.
-  size_t append_stream_count() const;
+  // StreamOutput streams whose reactor has not reached OnDone yet, and a
+  // wait until there are `outputs`; false if `timeout` passed first.
   size_t output_stream_count() const;
-  // Waits until the counts above are `appends` and `outputs`; false if
-  // `timeout` passed first.
-  bool WaitForStreamCounts(size_t appends, size_t outputs,
-                           absl::Duration timeout) const;
+  bool WaitForOutputStreamCount(size_t outputs, absl::Duration timeout) const;
 
  private:
-  friend class detail::AppendReactor;
   friend class detail::OutputReactor;
 
-  // The supervisor's output arena named in an Append Open, mapped once and
-  // shared by the streams that use it (found again by the file's identity,
-  // so a new arena under a reused name is mapped afresh).
-  absl::StatusOr<std::shared_ptr<const MappedArena>> MapArena(
-      const std::string& name);
+  // Threads that read for woken followers: a follower stuck in a read
+  // (a dead disk) holds one, the others go on.
+  static constexpr size_t kReadThreads = 4;
 
   LogStore* const store_;
-  absl::Mutex arenas_mu_;
-  std::map<std::string, std::weak_ptr<const MappedArena>> arenas_
-      ABSL_GUARDED_BY(arenas_mu_);
   // Each reactor from its start to its OnDone.
-  StreamSet appends_;
   StreamSet outputs_;
+  // Last: destroyed (its threads joined) first, before what its tasks use.
+  ReadPool read_pool_;
 };
 
 }  // namespace pm::log_store

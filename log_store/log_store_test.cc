@@ -1,7 +1,7 @@
-// LogStore without a server: where the output goes on disk, ids, output
-// from before a restart, the total cap across processes, the closed logs
-// kept in memory, inotify wake-ups for output another writer appends, and a
-// full disk.
+// LogStore without a server: where it finds output on disk (written by
+// another writer, as the shim does), ids, output from before a restart, the
+// total cap across processes (at Create, periodically, never a live
+// output's newest segment), the logs held in memory, and inotify wake-ups.
 #include "log_store/log_store.h"
 
 #include <fcntl.h>
@@ -16,7 +16,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/notification.h"
+#include "absl/synchronization/mutex.h"
 #include "common/state_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -45,6 +45,9 @@ class LogStoreTest : public ::testing::Test {
   LogStore::Options OptionsFor(const std::string& state_dir) {
     LogStore::Options options;
     options.state_dir = state_dir;
+    // Only where a test asks for it: a run at an unknown moment would make
+    // the others depend on timing.
+    options.total_cap_interval = absl::InfiniteDuration();
     return options;
   }
 
@@ -54,18 +57,29 @@ class LogStoreTest : public ::testing::Test {
     return store.ok() ? *std::move(store) : nullptr;
   }
 
-  // Opens log `n`, appends `bytes` bytes at its end, and closes it if asked.
-  std::shared_ptr<OutputLog> Fill(LogStore& store, int n, uint64_t bytes,
-                                  bool close) {
-    std::shared_ptr<OutputLog> log = store.Open(Id(n)).value();
-    const uint64_t end = log->end_offset();
-    absl::StatusOr<OutputLog::Update> update =
-        store.AppendData(*log, end, kOut, std::string(bytes, 'x'));
-    EXPECT_TRUE(update.ok()) << update.status();
-    if (close) {
-      EXPECT_TRUE(store.Close(*log, end + bytes).ok());
+  // The Writer of process `n`'s output, as its shim has it.
+  std::unique_ptr<segment_log::Writer> ShimWriter(
+      int n, segment_log::WriterOptions options = {}) {
+    const std::string process_dir = ProcessDir(tmp_.path(), Id(n));
+    mkdir(ProcsDir(tmp_.path()).c_str(), 0700);
+    mkdir(process_dir.c_str(), 0700);
+    return segment_log::OpenWriter(ProcessOutputDir(tmp_.path(), Id(n)),
+                                   options);
+  }
+
+  // Process `n`'s shim writes `pieces` pieces of `bytes` bytes, and the end
+  // record if `close`.
+  void Write(int n, int pieces, uint64_t bytes, bool close,
+             segment_log::WriterOptions options = {}) {
+    std::unique_ptr<segment_log::Writer> writer = ShimWriter(n, options);
+    ASSERT_NE(writer, nullptr);
+    for (int i = 0; i < pieces; ++i) {
+      ASSERT_TRUE(
+          writer->Append(kOut, std::string(bytes, 'x'), segment_log::kT0).ok());
     }
-    return log;
+    if (close) {
+      ASSERT_TRUE(writer->Close(segment_log::kT0).ok());
+    }
   }
 
   std::vector<Chunk> ReadAll(LogStore& store, int n) {
@@ -74,27 +88,41 @@ class LogStoreTest : public ::testing::Test {
     return ReadChunks(*reader, 0);
   }
 
+  uint64_t BytesOnDisk(const std::vector<int>& processes) {
+    uint64_t total = 0;
+    for (int n : processes) {
+      for (const std::string& path :
+           SegmentPaths(ProcessOutputDir(tmp_.path(), Id(n)))) {
+        total += segment_log::FileSize(path);
+      }
+    }
+    return total;
+  }
+
   TempDir tmp_;
 };
 
-TEST_F(LogStoreTest, OutputGoesToTheProcessDirectoryInTheStateDir) {
+TEST_F(LogStoreTest, FindsTheOutputTheShimWritesInTheStateDir) {
   std::unique_ptr<LogStore> store = MakeStore(OptionsFor(tmp_.path()));
   const std::string id = "0B7E3D1C-6A1F-4E8E-9F3C-2D6A5B4C3D2E";
-  std::shared_ptr<OutputLog> log = store->Open(id).value();
-  ASSERT_TRUE(store->AppendData(*log, 0, kOut, "hi").ok());
+  const std::string lower = absl::AsciiStrToLower(id);
+  mkdir(ProcessDir(tmp_.path(), lower).c_str(), 0700);
+  std::unique_ptr<segment_log::Writer> writer =
+      segment_log::OpenWriter(ProcessOutputDir(tmp_.path(), lower));
+  ASSERT_NE(writer, nullptr);
+  ASSERT_TRUE(writer->Append(kOut, "hi", segment_log::kT0).ok());
   // The shim's directory: procs/<id>/output, the id in lower case.
-  const std::string dir =
-      ProcessOutputDir(tmp_.path(), absl::AsciiStrToLower(id));
-  EXPECT_EQ(log->dir(), dir);
-  EXPECT_EQ(SegmentPaths(dir).size(), 1u);
-  EXPECT_EQ(store->Open(absl::AsciiStrToLower(id)).value(), log);
-  EXPECT_EQ(store->Find(id).value(), log);
+  std::shared_ptr<OutputLog> log = store->Find(id).value();
+  EXPECT_EQ(log->dir(), ProcessOutputDir(tmp_.path(), lower));
+  EXPECT_EQ(store->Find(lower).value(), log);
   EXPECT_EQ(store->log_count(), 1u);
+  std::unique_ptr<segment_log::Reader> reader = log->OpenReader().value();
+  EXPECT_EQ(DataOf(ReadChunks(*reader, 0)), "hi");
 }
 
 TEST_F(LogStoreTest, MalformedAndUnknownIds) {
   std::unique_ptr<LogStore> store = MakeStore(OptionsFor(tmp_.path()));
-  absl::StatusOr<std::shared_ptr<OutputLog>> bad = store->Open("42");
+  absl::StatusOr<std::shared_ptr<OutputLog>> bad = store->Find("42");
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(bad.status().message(), HasSubstr("malformed process id"));
   EXPECT_EQ(store->Find("../etc").status().code(),
@@ -104,6 +132,7 @@ TEST_F(LogStoreTest, MalformedAndUnknownIds) {
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(unknown.status().message(),
               HasSubstr("no output for process " + Id(7)));
+  EXPECT_EQ(store->log_count(), 0u);
 }
 
 TEST_F(LogStoreTest, CreateRefusesWhatCannotWork) {
@@ -114,39 +143,28 @@ TEST_F(LogStoreTest, CreateRefusesWhatCannotWork) {
   options.max_total_bytes = 0;
   EXPECT_EQ(LogStore::Create(options).status().code(),
             absl::StatusCode::kInvalidArgument);
+  options = OptionsFor(tmp_.path());
+  options.total_cap_interval = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<LogStore>> zero = LogStore::Create(options);
+  EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(zero.status().message(), HasSubstr("total_cap_interval"));
 }
 
-TEST_F(LogStoreTest, ARestartedStoreServesOutputOfProcessesThatEndedBefore) {
-  {
-    std::unique_ptr<LogStore> store = MakeStore(OptionsFor(tmp_.path()));
-    Fill(*store, 1, 300, /*close=*/true);
-    Fill(*store, 2, 200, /*close=*/false);
-  }
+TEST_F(LogStoreTest, ARestartedStoreServesWhatWasWrittenWhileItWasDown) {
+  { std::unique_ptr<LogStore> store = MakeStore(OptionsFor(tmp_.path())); }
+  Write(1, 3, 100, /*close=*/true);
+  Write(2, 2, 100, /*close=*/false);
   std::unique_ptr<LogStore> store = MakeStore(OptionsFor(tmp_.path()));
   EXPECT_EQ(store->log_count(), 0u);  // nothing held until asked for
-  std::vector<Chunk> ended = ReadAll(*store, 1);
-  EXPECT_EQ(DataOf(ended), std::string(300, 'x'));
+  EXPECT_EQ(DataOf(ReadAll(*store, 1)), std::string(300, 'x'));
   std::unique_ptr<segment_log::Reader> reader =
       store->Find(Id(1)).value()->OpenReader().value();
   EXPECT_TRUE(reader->closed());
   EXPECT_EQ(DataOf(ReadAll(*store, 2)), std::string(200, 'x'));
-  // The live one's Append stream comes back and goes on where it was.
-  std::shared_ptr<OutputLog> live = store->Open(Id(2)).value();
-  EXPECT_EQ(live->end_offset(), 200u);
-  EXPECT_EQ(store->estimated_total_bytes(), 0u + [&] {
-    uint64_t total = 0;
-    for (int n : {1, 2}) {
-      for (const std::string& path :
-           SegmentPaths(ProcessOutputDir(tmp_.path(), Id(n)))) {
-        total += segment_log::FileSize(path);
-      }
-    }
-    return total;
-  }());
 }
 
 // Sets the last write of every segment of process `n` to `seconds` after
-// the epoch: the total cap goes by it, and appends in one test can share a
+// the epoch: the total cap goes by it, and writes in one test can share a
 // clock tick.
 void SetSegmentTimes(const std::string& state_dir, int n, time_t seconds) {
   for (const std::string& path :
@@ -156,52 +174,103 @@ void SetSegmentTimes(const std::string& state_dir, int n, time_t seconds) {
   }
 }
 
-TEST_F(LogStoreTest, TheTotalCapDeletesTheOldestSegmentsAcrossProcesses) {
-  LogStore::Options options = OptionsFor(tmp_.path());
-  options.max_bytes_per_process = 1 << 20;
-  options.segment_bytes = 1000;
-  options.max_total_bytes = 10000;
-  std::unique_ptr<LogStore> store = MakeStore(options);
-  // Two ended processes, then a live one; each appends in 500-byte pieces
-  // so each has several segments.
-  for (int n : {1, 2}) {
-    for (int i = 0; i < 8; ++i) Fill(*store, n, 500, /*close=*/false);
-    ASSERT_TRUE(store->Close(*store->Find(Id(n)).value(), 4000).ok());
-  }
+TEST_F(LogStoreTest, CreateEnforcesTheTotalCapOverWhatIsOnDisk) {
+  // Two ended processes and a live one, 500-byte pieces in 1000-byte
+  // segments: about 12 KB on disk for a 10 KB cap.
+  Write(1, 8, 500, /*close=*/true, segment_log::Sizes(1000));
+  Write(2, 8, 500, /*close=*/true, segment_log::Sizes(1000));
   SetSegmentTimes(tmp_.path(), 1, 1000);  // the oldest
   SetSegmentTimes(tmp_.path(), 2, 2000);
-  for (int i = 0; i < 8; ++i) Fill(*store, 3, 500, /*close=*/false);
-  // About 12 KB written for a 10 KB cap: process 1 paid for it.
+  Write(3, 8, 500, /*close=*/false, segment_log::Sizes(1000));
+  ASSERT_GT(BytesOnDisk({1, 2, 3}), 10000u);
+
+  LogStore::Options options = OptionsFor(tmp_.path());
+  options.max_total_bytes = 10000;
+  std::unique_ptr<LogStore> store = MakeStore(options);
+  EXPECT_EQ(store->total_cap_runs(), 1u);
+  // Process 1 paid for it.
   std::vector<Chunk> first = ReadAll(*store, 1);
-  std::vector<Chunk> second = ReadAll(*store, 2);
-  std::vector<Chunk> third = ReadAll(*store, 3);
   ASSERT_FALSE(first.empty());
   EXPECT_GT(first.front().dropped_before, 0u);
-  EXPECT_EQ(DataOf(second), std::string(4000, 'x'));
-  EXPECT_EQ(DataOf(third), std::string(4000, 'x'));
-  EXPECT_LE(store->estimated_total_bytes(), 10000u);
-  uint64_t total = 0;
-  for (int n : {1, 2, 3}) {
-    for (const std::string& path :
-         SegmentPaths(ProcessOutputDir(tmp_.path(), Id(n)))) {
-      total += segment_log::FileSize(path);
-    }
-  }
-  EXPECT_LE(total, 10000u);
-  EXPECT_EQ(total, store->estimated_total_bytes());
+  EXPECT_EQ(DataOf(ReadAll(*store, 2)), std::string(4000, 'x'));
+  EXPECT_EQ(DataOf(ReadAll(*store, 3)), std::string(4000, 'x'));
+  EXPECT_LE(BytesOnDisk({1, 2, 3}), 10000u);
 }
 
-TEST_F(LogStoreTest, AClosedLogForgottenFromMemoryIsFoundOnDisk) {
+// The shims write while the store runs: only the periodic run can see it.
+TEST_F(LogStoreTest, TheTotalCapRunsPeriodicallyOnWhatTheShimsWroteSince) {
   LogStore::Options options = OptionsFor(tmp_.path());
-  options.max_closed_logs = 2;
+  options.max_total_bytes = 10000;
+  options.total_cap_interval = absl::Milliseconds(10);
   std::unique_ptr<LogStore> store = MakeStore(options);
-  Fill(*store, 1, 30, /*close=*/true);
-  Fill(*store, 2, 30, true);
-  Fill(*store, 3, 30, true);  // a third closed log: the first is forgotten
+  Write(1, 8, 500, /*close=*/true, segment_log::Sizes(1000));
+  SetSegmentTimes(tmp_.path(), 1, 1000);
+  Write(2, 8, 500, /*close=*/true, segment_log::Sizes(1000));
+  Write(3, 8, 500, /*close=*/false, segment_log::Sizes(1000));
+  ASSERT_GT(BytesOnDisk({1, 2, 3}), 10000u);
+  // Two more runs: the second one started after the writes.
+  ASSERT_TRUE(store->WaitForTotalCapRuns(store->total_cap_runs() + 2,
+                                         absl::Seconds(30)));
+  EXPECT_LE(BytesOnDisk({1, 2, 3}), 10000u);
+  EXPECT_GT(ReadAll(*store, 1).front().dropped_before, 0u);
+  EXPECT_EQ(DataOf(ReadAll(*store, 3)), std::string(4000, 'x'));
+}
+
+// The total cap never takes the segment a shim is writing, and the shim's
+// Writer takes the deletion of its older segments in stride: its own
+// per-process cap later finds them gone (ENOENT) and goes on.
+TEST_F(LogStoreTest, TheTotalCapLeavesALiveOutputsNewestSegmentToItsWriter) {
+  std::unique_ptr<LogStore> store = MakeStore(OptionsFor(tmp_.path()));
+  std::unique_ptr<segment_log::Writer> writer =
+      ShimWriter(1, segment_log::Sizes(1000, 3000));
+  ASSERT_NE(writer, nullptr);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(writer->Append(kOut, std::string(500, 'a'), segment_log::kT0)
+                    .ok());
+  }
+  const std::vector<std::string> before =
+      SegmentPaths(ProcessOutputDir(tmp_.path(), Id(1)));
+  ASSERT_GE(before.size(), 2u);
+
+  LogStore::Options small = OptionsFor(tmp_.path());
+  small.max_total_bytes = 1;
+  std::unique_ptr<LogStore> capped = MakeStore(small);
+  const std::vector<std::string> after =
+      SegmentPaths(ProcessOutputDir(tmp_.path(), Id(1)));
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after.front(), before.back());
+
+  // The Writer's own cap would delete the segments the store deleted.
+  for (int i = 0; i < 10; ++i) {
+    absl::Status appended =
+        writer->Append(kOut, std::string(500, 'b'), segment_log::kT0);
+    ASSERT_TRUE(appended.ok()) << appended;
+  }
+  ASSERT_TRUE(writer->Close(segment_log::kT0).ok());
+  EXPECT_EQ(writer->end_offset(), 7500u);
+  std::vector<Chunk> chunks = ReadAll(*capped, 1);
+  ASSERT_FALSE(chunks.empty());
+  EXPECT_EQ(chunks.front().offset + DataOf(chunks).size(), 7500u);
+}
+
+TEST_F(LogStoreTest, LogsNoReaderHoldsAreForgottenBeyondTheCap) {
+  for (int n = 1; n <= 4; ++n) Write(n, 1, 10, /*close=*/true);
+  LogStore::Options options = OptionsFor(tmp_.path());
+  options.max_logs = 2;
+  std::unique_ptr<LogStore> store = MakeStore(options);
+  // A reader holds log 1 all along.
+  std::shared_ptr<OutputLog> held = store->Find(Id(1)).value();
+  std::weak_ptr<OutputLog> second = store->Find(Id(2)).value();
   EXPECT_EQ(store->log_count(), 2u);
-  EXPECT_EQ(store->closed_log_count(), 2u);
-  EXPECT_EQ(DataOf(ReadAll(*store, 1)), std::string(30, 'x'));
-  EXPECT_TRUE(store->Open(Id(1)).value()->closed());
+  ASSERT_TRUE(store->Find(Id(3)).ok());
+  ASSERT_TRUE(store->Find(Id(4)).ok());
+  // Logs 2 and 3 went (the least recently found no one held); 1 stays.
+  EXPECT_EQ(store->log_count(), 2u);
+  EXPECT_TRUE(second.expired());
+  EXPECT_EQ(store->Find(Id(1)).value(), held);
+  // A forgotten log is found on disk again.
+  EXPECT_EQ(DataOf(ReadAll(*store, 2)), std::string(10, 'x'));
+  EXPECT_EQ(store->log_count(), 2u);
 }
 
 // Counts its wake-ups and lets a test wait for the n-th.
@@ -224,15 +293,13 @@ class WaitingWatcher : public OutputLog::Watcher {
   int calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-TEST_F(LogStoreTest, AFollowedDirectoryWakesWatchersWhenAnotherWriterAppends) {
+TEST_F(LogStoreTest, AFollowedDirectoryWakesWatchersAtEachWriteAndAtTheEnd) {
   std::unique_ptr<LogStore> store = MakeStore(OptionsFor(tmp_.path()));
   // Another writer (a shim) owns the directory; the store only reads it.
-  const std::string dir = ProcessOutputDir(tmp_.path(), Id(1));
-  ASSERT_EQ(mkdir((tmp_.path() + "/procs/" + Id(1)).c_str(), 0700), 0);
-  std::unique_ptr<segment_log::Writer> writer = segment_log::OpenWriter(dir);
+  std::unique_ptr<segment_log::Writer> writer =
+      ShimWriter(1, segment_log::Sizes(100));
   ASSERT_NE(writer, nullptr);
   std::shared_ptr<OutputLog> log = store->Find(Id(1)).value();
-  EXPECT_FALSE(log->appending());
   ASSERT_TRUE(store->Follow(log).ok());
   ASSERT_TRUE(store->Follow(log).ok());  // a second follower: one watch
   EXPECT_EQ(store->watched_dir_count(), 1u);
@@ -244,8 +311,15 @@ TEST_F(LogStoreTest, AFollowedDirectoryWakesWatchersWhenAnotherWriterAppends) {
   });
   other.join();
   EXPECT_TRUE(watcher->WaitForCalls(1));
-  std::vector<Chunk> chunks = ReadAll(*store, 1);
-  EXPECT_EQ(DataOf(chunks), "from the shim");
+  EXPECT_EQ(DataOf(ReadAll(*store, 1)), "from the shim");
+  // A new segment, then the end record.
+  log->Watch(watcher);
+  ASSERT_TRUE(
+      writer->Append(kOut, std::string(200, 'r'), segment_log::kT0).ok());
+  EXPECT_TRUE(watcher->WaitForCalls(2));
+  log->Watch(watcher);
+  ASSERT_TRUE(writer->Close(segment_log::kT0).ok());
+  EXPECT_TRUE(watcher->WaitForCalls(3));
 
   store->Unfollow(*log);
   EXPECT_EQ(store->watched_dir_count(), 1u);
@@ -258,10 +332,8 @@ TEST_F(LogStoreTest, AFollowedDirectoryWakesWatchersWhenAnotherWriterAppends) {
 // next follower instead of leaving the log without wake-ups for good.
 TEST_F(LogStoreTest, AWatchThatFailedIsTriedAgainForTheNextFollower) {
   std::unique_ptr<LogStore> store = MakeStore(OptionsFor(tmp_.path()));
-  const std::string proc_dir = tmp_.path() + "/procs/" + Id(1);
-  const std::string dir = ProcessOutputDir(tmp_.path(), Id(1));
-  ASSERT_EQ(mkdir(proc_dir.c_str(), 0700), 0);
-  ASSERT_NE(segment_log::OpenWriter(dir), nullptr);
+  ASSERT_NE(ShimWriter(1), nullptr);
+  const std::string proc_dir = ProcessDir(tmp_.path(), Id(1));
   std::shared_ptr<OutputLog> log = store->Find(Id(1)).value();
   const std::string moved = proc_dir + ".moved";
   ASSERT_EQ(rename(proc_dir.c_str(), moved.c_str()), 0);
@@ -273,55 +345,6 @@ TEST_F(LogStoreTest, AWatchThatFailedIsTriedAgainForTheNextFollower) {
   store->Unfollow(*log);
   store->Unfollow(*log);
   EXPECT_EQ(store->watched_dir_count(), 0u);
-}
-
-TEST_F(LogStoreTest, AFullDiskIsAGapAndTheStoreGoesOn) {
-  const std::string state_dir = tmp_.Sub("disk");
-  segment_log::SmallTmpfs disk(state_dir, 64 << 10);
-  if (!disk.ok()) GTEST_SKIP() << "no tmpfs to fill: " << disk.error();
-  // Ballast to free later, as an operator would.
-  const std::string ballast = state_dir + "/ballast";
-  {
-    std::string bytes(32 << 10, 'B');
-    FILE* f = fopen(ballast.c_str(), "w");
-    ASSERT_NE(f, nullptr);
-    ASSERT_EQ(fwrite(bytes.data(), 1, bytes.size(), f), bytes.size());
-    ASSERT_EQ(fclose(f), 0);
-  }
-  std::unique_ptr<LogStore> store = MakeStore(OptionsFor(state_dir));
-  ASSERT_NE(store, nullptr);
-  std::shared_ptr<OutputLog> log = store->Open(Id(1)).value();
-  const std::string piece(4000, 'p');
-  uint64_t written = 0;
-  uint64_t lost = 0;
-  while (lost == 0) {
-    ASSERT_LT(written, uint64_t{64} << 10) << "the disk never filled";
-    absl::StatusOr<OutputLog::Update> update =
-        store->AppendData(*log, written + lost, kOut, piece);
-    // Never an error for the Append stream: the bytes are a gap.
-    ASSERT_TRUE(update.ok()) << update.status();
-    EXPECT_EQ(update->end_offset, written + lost + piece.size());
-    if (update->write_error.ok()) {
-      written += piece.size();
-    } else {
-      EXPECT_THAT(update->write_error.message(), HasSubstr("No space left"));
-      lost += piece.size();
-    }
-  }
-  EXPECT_EQ(store->write_errors(), 1u);
-
-  ASSERT_EQ(unlink(ballast.c_str()), 0);
-  absl::StatusOr<OutputLog::Update> back =
-      store->AppendData(*log, written + lost, kOut, "space is back");
-  ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_TRUE(back->write_error.ok()) << back->write_error;
-  ASSERT_TRUE(store->Close(*log, written + lost + 13).ok());
-  std::vector<Chunk> chunks = ReadAll(*store, 1);
-  ASSERT_EQ(chunks.size(), 2u);
-  EXPECT_EQ(chunks[0].data, std::string(written, 'p'));
-  EXPECT_EQ(chunks[1].offset, written + lost);
-  EXPECT_EQ(chunks[1].dropped_before, lost);
-  EXPECT_EQ(chunks[1].data, "space is back");
 }
 
 }  // namespace

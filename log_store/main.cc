@@ -1,6 +1,7 @@
-// The log_store service: keeps each process's output on disk in the state
-// dir (<state_dir>/procs/<id>/output) and serves it to readers. Serves
-// pm.internal.v1.LogStore on <runtime_dir>/log_store.sock.
+// The log_store service: serves each process's output, which its pm-shim
+// writes to the state dir (<state_dir>/procs/<id>/output), to readers, and
+// keeps the total cap on it. Serves pm.internal.v1.LogStore on
+// <runtime_dir>/log_store.sock.
 //
 //   log_store --runtime_dir=/run/user/1000/pm --state_dir=~/.local/state/pm
 #include <cstdint>
@@ -24,17 +25,21 @@ DEFINE_string(state_dir, "",
               "output is in procs/<id>/output there (default: "
               "$PM_STATE_DIR, else /var/lib/pm for root, else "
               "$XDG_STATE_HOME/pm, else ~/.local/state/pm)");
-DEFINE_uint64(max_bytes_per_process, uint64_t{64} << 20,
-              "Output bytes kept on disk per process; the oldest whole "
-              "segments (a quarter of this, at most 8 MiB) are deleted "
-              "beyond this");
+DEFINE_uint64(max_bytes_per_process, 0,
+              "Not used: each process's pm-shim keeps its per-process cap. "
+              "Accepted so that launchers passing it still start");
 DEFINE_uint64(max_total_bytes, uint64_t{1} << 30,
               "Output bytes kept on disk for all processes together; beyond "
               "this the oldest segments (by last write) go first, never the "
-              "one a live process is writing");
-DEFINE_uint64(max_closed_logs, 10000,
-              "Logs of ended processes remembered in memory; older ones are "
-              "found again on disk when asked for");
+              "one a live process is writing. Checked at start and every "
+              "--total_cap_check_interval_ms");
+DEFINE_uint64(total_cap_check_interval_ms, 5000,
+              "How often --max_total_bytes is enforced over the disk (the "
+              "shims write, so the total can pass the cap by what they "
+              "write in this time)");
+DEFINE_uint64(max_logs_in_memory, 10000,
+              "Logs no reader holds that are remembered in memory; older "
+              "ones are found again on disk when asked for");
 
 int main(int argc, char** argv) {
   pm::BlockTerminationSignals();  // before gRPC starts any thread
@@ -44,11 +49,15 @@ int main(int argc, char** argv) {
   std::unique_ptr<pm::MemoryTrimmer> trimmer = pm::MemoryTrimmer::Start();
   pm::SetLogTag("log_store");
   pm::LogFileLimitRaise(pm::RaiseFileLimit());  // a connection is an fd
-  if (FLAGS_max_bytes_per_process == 0 || FLAGS_max_total_bytes == 0) {
+  if (FLAGS_max_total_bytes == 0 || FLAGS_total_cap_check_interval_ms == 0) {
     std::fprintf(stderr,
-                 "log_store: --max_bytes_per_process and --max_total_bytes "
-                 "must be positive\n");
+                 "log_store: --max_total_bytes and "
+                 "--total_cap_check_interval_ms must be positive\n");
     return 2;
+  }
+  if (FLAGS_max_bytes_per_process != 0) {
+    PM_LOG(WARNING) << "--max_bytes_per_process is ignored: the per-process "
+                       "cap is the shim's";
   }
 
   const std::string state_dir = pm::StateDirFlagOrDefault(FLAGS_state_dir);
@@ -58,9 +67,10 @@ int main(int argc, char** argv) {
   }
   pm::log_store::LogStore::Options options;
   options.state_dir = state_dir;
-  options.max_bytes_per_process = FLAGS_max_bytes_per_process;
   options.max_total_bytes = FLAGS_max_total_bytes;
-  options.max_closed_logs = FLAGS_max_closed_logs;
+  options.total_cap_interval =
+      absl::Milliseconds(FLAGS_total_cap_check_interval_ms);
+  options.max_logs = FLAGS_max_logs_in_memory;
   absl::StatusOr<std::unique_ptr<pm::log_store::LogStore>> store =
       pm::log_store::LogStore::Create(options);
   if (!store.ok()) {

@@ -1,76 +1,32 @@
-// Test helpers that drive the LogStore service as its clients do: an Append
-// stream like the supervisor's, and StreamOutput reads like a user's.
+// Test helpers that drive the LogStore service as its users do: output
+// written the way a process's pm-shim writes it (a segment_log::Writer on
+// the process's output directory), and StreamOutput reads like a user's.
 //
-//   AppendClient append(stub.get());
-//   ASSERT_TRUE(append.Open(id));
-//   ASSERT_TRUE(append.Data(0, pm::v1::OutputChunk::STREAM_STDOUT, "hi\n"));
-//   ASSERT_TRUE(append.Close(3));
-//   ASSERT_TRUE(append.WaitForAck(3, /*closed=*/true));
-//   EXPECT_TRUE(append.Finish().ok());
-//   OutputRead read = ReadOutput(stub.get(), request);  // to the stream's end
+//   std::unique_ptr<segment_log::Writer> shim = OpenShimWriter(state_dir, id);
+//   ASSERT_TRUE(shim->Append(segment_log::Stream::kStdout, "hi\n",
+//                            absl::Now()).ok());
+//   ASSERT_TRUE(shim->Close(absl::Now()).ok());  // the output ended
+//   OutputRead read = ReadOutput(stub.get(), OutputRequest(id, true, true));
 #ifndef PM_LOG_STORE_TEST_CLIENT_H_
 #define PM_LOG_STORE_TEST_CLIENT_H_
 
-#include <cstdint>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
 #include "pm/internal/v1/internal.grpc.pb.h"
+#include "segment_log/writer.h"
 
 namespace pm::log_store {
 
-// One Append stream; a thread collects the acks.
-class AppendClient {
- public:
-  explicit AppendClient(pm::internal::v1::LogStore::Stub* stub);
-  // Cancels the stream if Finish was not called.
-  ~AppendClient();
-
-  // Each sends one message; false if the stream is broken.
-  bool Open(absl::string_view id);
-  // Open naming an output arena (AppendRequest.Open.shared_memory).
-  bool OpenShared(absl::string_view id, absl::string_view shared_memory);
-  // Data whose bytes are the arena's [shared_offset, + length).
-  bool SharedData(uint64_t offset, pm::v1::OutputChunk::Stream stream,
-                  uint64_t shared_offset, uint64_t length);
-  bool Data(uint64_t offset, pm::v1::OutputChunk::Stream stream,
-            absl::string_view data);
-  bool Gap(uint64_t offset, uint64_t length);
-  bool Close(uint64_t end_offset);
-
-  // Waits for an ack of at least `end_offset` (and closed, if asked); false
-  // if the stream ended or `timeout` passed first.
-  bool WaitForAck(uint64_t end_offset, bool closed = false,
-                  absl::Duration timeout = absl::Seconds(60));
-  std::vector<pm::internal::v1::AppendResponse> acks() const;
-
-  // Half-closes, waits for the server to end the stream, returns its status.
-  grpc::Status Finish();
-  // Cancels the call (as a supervisor crash would) and returns its status.
-  grpc::Status Cancel();
-
- private:
-  bool Write(const pm::internal::v1::AppendRequest& request);
-  void ReadAcks();
-
-  grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReaderWriter<pm::internal::v1::AppendRequest,
-                                           pm::internal::v1::AppendResponse>>
-      stream_;
-  std::thread reader_;
-  bool finished_ = false;
-  mutable absl::Mutex mu_;
-  std::vector<pm::internal::v1::AppendResponse> acks_ ABSL_GUARDED_BY(mu_);
-  bool read_done_ ABSL_GUARDED_BY(mu_) = false;
-};
+// A Writer on ProcessOutputDir(state_dir, id), making procs/<id> first as
+// the shim does; fails the test (and returns null) on an error.
+std::unique_ptr<segment_log::Writer> OpenShimWriter(
+    const std::string& state_dir, absl::string_view id,
+    segment_log::WriterOptions options = {});
 
 // Everything a StreamOutput call delivered, and how it ended.
 struct OutputRead {

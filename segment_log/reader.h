@@ -96,6 +96,12 @@ class Reader {
   uint64_t start_offset() const { return start_offset_; }
   uint64_t end_offset() const { return end_offset_; }
   bool closed() const { return closed_; }
+  // The segments in the directory as of the last listing (Open, Refresh,
+  // and every Read that returns nullopt list it). None, since a Writer
+  // makes its first segment when it opens the directory and the caps never
+  // delete a live output's newest one, means an ended output that lost
+  // every segment (or a directory no Writer got to yet).
+  size_t listed_segments() const { return segments_.size(); }
 
   // Seek by time: the offset of the first retained record read at or after
   // `time` (a gap's offset if that is one), or the end of what is written if
