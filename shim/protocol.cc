@@ -666,7 +666,11 @@ absl::StatusOr<Received> ReceiveMessage(int socket) {
     return Bad(absl::StrCat("datagram over the limit of ", kMaxMessageBytes, " bytes"));
   }
   if ((msg.msg_flags & MSG_CTRUNC) != 0) {
-    return Bad(absl::StrCat("more than ", kMaxFds, " fds attached"));
+    // The kernel drops the fds it cannot install: too many were attached,
+    // or this process has no fd left for them.
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "shim message: its attached fds were not received (MSG_CTRUNC: more "
+        "than ", kMaxFds, " attached, or this process is out of fds)"));
   }
   PM_ASSIGN_OR_RETURN(received.message,
                       Decode(absl::string_view(buffer.data(), n), received.fds.size()));

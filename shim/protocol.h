@@ -225,8 +225,10 @@ absl::Status SendMessage(int socket, const Message& message,
 
 // Receives one message (recvmsg, MSG_CMSG_CLOEXEC). NOT_FOUND "end of
 // stream" at EOF (the peer closed), UNAVAILABLE for EAGAIN on a
-// non-blocking socket, INVALID_ARGUMENT for a truncated datagram or fd list
-// and for what Decode refuses; other errors name recvmsg and the OS reason.
+// non-blocking socket, RESOURCE_EXHAUSTED when the attached fds were
+// dropped (MSG_CTRUNC: over kMaxFds, or the receiver is out of fds),
+// INVALID_ARGUMENT for a truncated datagram and for what Decode refuses;
+// other errors name recvmsg and the OS reason.
 absl::StatusOr<Received> ReceiveMessage(int socket);
 
 // The name of a message's type ("Spawn", ...), for logs.

@@ -48,6 +48,13 @@ absl::StatusOr<ShimStarted> Supervisor::SpawnThroughShim(
     const SpawnOptions& spawn_options) {
   PM_ASSIGN_OR_RETURN(ShimSpawnMessage message,
                       ShimSpawnOf(request, id, spawn_options));
+  // An fd kept free for the process's pidfd, given up just before it comes:
+  // out of fds, the Start fails here, before anything runs, and not after
+  // the spawn with a pidfd the kernel had to drop.
+  Fd pidfd_slot(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!pidfd_slot) {
+    return ErrnoError("open", "/dev/null, an fd kept free for the pidfd");
+  }
   // A spare shim, ready; else one launched now (the spares' thread is
   // behind, or cannot make them). One that died while idle refuses the
   // message (EPIPE): the next one gets it.
@@ -68,6 +75,7 @@ absl::StatusOr<ShimStarted> Supervisor::SpawnThroughShim(
     return absl::UnavailableError(
         absl::StrCat("cannot hand the process to a pm-shim: ", sent.message()));
   }
+  pidfd_slot.reset();
   // It answers once the process has exec'd (or failed to), as fast as a
   // spawn of our own would have.
   pollfd answer = {shim->control.get(), POLLIN, 0};
@@ -90,6 +98,13 @@ absl::StatusOr<ShimStarted> Supervisor::SpawnThroughShim(
   }
   absl::StatusOr<shim::Received> got = shim::ReceiveMessage(shim->control.get());
   if (!got.ok()) {
+    // Killed with whatever it started (the caller kills the cgroup).
+    syscall(SYS_pidfd_send_signal, shim->pidfd.get(), SIGKILL, nullptr, 0);
+    if (got.status().code() == absl::StatusCode::kResourceExhausted) {
+      // Another thread took the fd kept free: the pidfd was dropped.
+      return ErrnoError("recvmsg", absl::StrCat("the pidfd from pm-shim ", shim->pid),
+                        EMFILE);
+    }
     return absl::UnavailableError(absl::StrCat(
         "pm-shim ", shim->pid, " did not answer the Spawn: ", got.status().message()));
   }

@@ -37,9 +37,8 @@ using ::pm::v1::ProcessStatus;
 using ::testing::HasSubstr;
 
 const ServiceFlags kDefaultFlags = {
-    {"supervisor", {"--kill_timeout_ms=2000"}},
-    {"log_store",
-     {"--max_bytes_per_process=268435456", "--max_total_bytes=1073741824"}},
+    {"supervisor", {"--kill_timeout_ms=2000", "--max_output_bytes=268435456"}},
+    {"log_store", {"--max_total_bytes=1073741824"}},
 };
 
 class EngineTest : public ::testing::Test {
