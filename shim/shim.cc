@@ -46,6 +46,8 @@ constexpr absl::Duration kFailureLogInterval = absl::Minutes(1);
 constexpr absl::Duration kRetryInterval = absl::Milliseconds(100);
 // The backoff between connects to a listener whose backlog is full.
 constexpr absl::Duration kMaxReconnectBackoff = absl::Seconds(5);
+// A reconnected link the supervisor closes within this is a refusal.
+constexpr absl::Duration kRefusalWindow = absl::Seconds(1);
 
 const char* PipeName(bool is_stdout) { return is_stdout ? "stdout pipe" : "stderr pipe"; }
 
@@ -556,12 +558,27 @@ void Shim::Disconnect() {
   RemoveFromEpoll(control_.get());
   control_.reset();
   if (phase_ == Phase::kIdle || phase_ == Phase::kDone) return;
+  const bool refused = absl::Now() - reconnected_at_ < kRefusalWindow;
+  reconnected_at_ = absl::InfinitePast();
+  if (refused) {
+    // The supervisor closed the link it just took: it refused this shim
+    // (it has no live record waiting for it). Tried again after the
+    // backoff, or when a new shims.sock appears.
+    LogRateLimited(kFailControl,
+                   absl::UnavailableError(absl::StrCat(
+                       "control: the supervisor refused this shim's Hello; "
+                       "trying again in ", absl::FormatDuration(reconnect_backoff_))));
+    WatchForSupervisor(/*try_now=*/false);
+    ArmReconnectTimer();
+    return;
+  }
+  reconnect_backoff_ = kMinReconnectBackoff;
   PM_LOG(INFO) << "control: the supervisor is gone; carrying on, waiting for "
                << flags_.runtime_dir << "/" << kShimsSocketName;
   WatchForSupervisor();
 }
 
-void Shim::WatchForSupervisor() {
+void Shim::WatchForSupervisor(bool try_now) {
   if (!inotify_) {
     inotify_ = Fd(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
     if (!inotify_) {
@@ -581,7 +598,7 @@ void Shim::WatchForSupervisor() {
   }
   // It may be there already: try once the watch is set, so no appearance
   // between the two is missed.
-  TryReconnect();
+  if (try_now) TryReconnect();
 }
 
 void Shim::OnInotify() {
@@ -648,10 +665,14 @@ void Shim::TryReconnect() {
   }
   PM_LOG(INFO) << "control: reconnected to " << path;
   control_ = std::move(sock);
+  reconnected_at_ = absl::Now();
   Watch(control_.get(), kControl);
   RemoveFromEpoll(inotify_.get());
   inotify_.reset();
+  // The backoff is kept until the link proves lasting (see Disconnect).
+  const absl::Duration backoff = reconnect_backoff_;
   StopReconnectTimer();
+  reconnect_backoff_ = backoff;
   SendHello();
 }
 

@@ -138,7 +138,9 @@ class Shim {
   // The control link.
   void Send(const Message& message, absl::Span<const int> fds = {});
   void Disconnect();
-  void WatchForSupervisor();
+  // Watches the runtime dir for shims.sock and, with `try_now`, connects
+  // at once if it is there.
+  void WatchForSupervisor(bool try_now = true);
   void OnInotify();
   // One non-blocking connect to <runtime_dir>/shims.sock; a full backlog
   // (EAGAIN) or a refusal (ECONNREFUSED) arms the reconnect timer, and
@@ -168,6 +170,11 @@ class Shim {
   Fd inotify_;
   Fd reconnect_timer_;  // a timerfd, while a connect waits for room
   absl::Duration reconnect_backoff_ = kMinReconnectBackoff;
+  // When the current control link was made by a reconnect (InfinitePast:
+  // it was not): a link a supervisor closes soon after the Hello refused
+  // the shim, and the next try waits for the backoff (or for a new
+  // shims.sock), so a refused shim does not reconnect in a loop.
+  absl::Time reconnected_at_ = absl::InfinitePast();
 
   // The process, once spawned.
   std::string uuid_;

@@ -23,13 +23,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -53,19 +54,41 @@ namespace {
 
 constexpr absl::Duration kRegistryRetry = absl::Seconds(1);
 
+// The first line of /proc/`path` that starts with `key`, after the key
+// (empty if none), read through an fd that is close-on-exec (a shim may be
+// spawned by another thread meanwhile).
+std::string ProcField(const std::string& path, absl::string_view key) {
+  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return "";
+  std::string text(4096, '\0');
+  const ssize_t n = read(fd.get(), text.data(), text.size());
+  if (n <= 0) return "";
+  text.resize(static_cast<size_t>(n));
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::ConsumePrefix(&line, key)) {
+      return std::string(absl::StripAsciiWhitespace(line));
+    }
+  }
+  return "";
+}
+
 // The pid a pidfd refers to, from /proc/self/fdinfo (-1 if it cannot be
 // read: not a pidfd, or the process is gone).
 pid_t PidOfPidfd(int pidfd) {
-  std::ifstream info(absl::StrCat("/proc/self/fdinfo/", pidfd));
-  std::string line;
-  while (std::getline(info, line)) {
-    absl::string_view rest = line;
-    if (absl::ConsumePrefix(&rest, "Pid:")) {
-      int pid = -1;
-      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &pid)) return pid;
-    }
+  int pid = -1;
+  if (!absl::SimpleAtoi(ProcField(absl::StrCat("/proc/self/fdinfo/", pidfd), "Pid:"),
+                        &pid)) {
+    return -1;
   }
-  return -1;
+  return pid;
+}
+
+// Whether the parent of `pid` is a pm-shim that runs.
+bool ParentIsAShim(pid_t pid) {
+  absl::StatusOr<ProcStat> stat = ReadProcStat(pid);
+  if (!stat.ok()) return false;
+  absl::StatusOr<ProcStat> parent = ReadProcStat(static_cast<pid_t>(stat->ppid));
+  return parent.ok() && parent->comm == "pm-shim" && parent->state != 'Z';
 }
 
 // The pid of the peer of a unix socket (SO_PEERCRED), or -1.
@@ -139,9 +162,14 @@ void Supervisor::RequestLiveRecords() {
 
 void Supervisor::OnLiveRecords(std::vector<StoredRecord> records) {
   live_records_known_ = true;
+  // Processes this supervisor started since it began (their records may
+  // be in the list) are its own already.
+  absl::flat_hash_set<std::string> ours;
+  for (const auto& [pid, p] : by_pid_) ours.insert(p->id);
+  for (const auto& [id, p] : by_id_) ours.insert(id);
   for (StoredRecord& record : records) {
     const std::string id = record.status().id();
-    if (by_id_.contains(id)) continue;  // one of ours (started since)
+    if (ours.contains(id)) continue;
     auto hello = early_hellos_.find(id);
     if (hello != early_hellos_.end()) {
       ShimListener::Adoption adoption = std::move(hello->second);
@@ -206,8 +234,11 @@ void Supervisor::RefuseStrayShim(ShimListener::Adoption adoption) {
         loop_.Post([this, call, held, rpc] {
           const shim::Hello& hello = held->hello;
           const pid_t shim_pid = PeerPid(held->control.get());
+          absl::StatusOr<ProcStat> stat = ReadProcStat(hello.pid);
           if (rpc.error_code() == grpc::StatusCode::NOT_FOUND &&
-              held->pidfd.valid() && PidOfPidfd(held->pidfd.get()) == hello.pid) {
+              held->pidfd.valid() && PidOfPidfd(held->pidfd.get()) == hello.pid &&
+              stat.ok() && stat->start_ticks == hello.start_ticks &&
+              stat->ppid == shim_pid) {
             // Never on record: an earlier supervisor died between its spawn
             // and its record, so no caller ever got its id. Ended as that
             // supervisor would have ended it (AbandonUnrecorded).
@@ -215,6 +246,9 @@ void Supervisor::RefuseStrayShim(ShimListener::Adoption adoption) {
                             << hello.uuid << " (pid " << hello.pid
                             << "), which was never on record; it is killed";
             syscall(SYS_pidfd_send_signal, held->pidfd.get(), SIGKILL, nullptr, 0);
+            // Its group: the number is its leader's pid, just checked to be
+            // this process (a pidfd of it, its start time, its parent the
+            // shim), and stays reserved while the shim has not reaped it.
             if (kill(-hello.pid, SIGKILL) != 0 && errno != ESRCH) {
               PM_LOG(WARNING) << ErrnoError("kill", absl::StrCat(-hello.pid));
             }
@@ -258,14 +292,28 @@ void Supervisor::AdoptThroughShim(const StoredRecord& record,
   const shim::Hello& hello = adoption.hello;
   const ProcessStatus& status = record.status();
   const pid_t shim_pid = PeerPid(adoption.control.get());
-  if (hello.pid != status.pid() || hello.start_ticks != record.start_ticks() ||
-      (!hello.end && (!adoption.pidfd.valid() ||
-                      PidOfPidfd(adoption.pidfd.get()) != hello.pid))) {
+  // A Hello names its process by pid and start time; while it runs, the
+  // pidfd it sent must be of that pid, the pid must still have that start
+  // time, and its parent must be the shim that speaks (anyone of this uid
+  // can connect to shims.sock).
+  auto names_it = [&]() -> bool {
+    if (hello.pid != status.pid() || hello.start_ticks != record.start_ticks()) {
+      return false;
+    }
+    if (hello.end) return true;
+    if (!adoption.pidfd.valid() || PidOfPidfd(adoption.pidfd.get()) != hello.pid) {
+      return false;
+    }
+    absl::StatusOr<ProcStat> stat = ReadProcStat(hello.pid);
+    return stat.ok() && stat->start_ticks == record.start_ticks() &&
+           stat->ppid == shim_pid;
+  };
+  if (!names_it()) {
     PM_LOG(ERROR) << "a pm-shim (pid " << shim_pid << ") said Hello for process "
                   << status.id() << " as pid " << hello.pid << " started at tick "
                   << hello.start_ticks << ", but the record says pid "
                   << status.pid() << " at tick " << record.start_ticks()
-                  << "; it is refused";
+                  << " (or the pid is not its child); it is refused";
     unclaimed_.emplace(status.id(), record);
     return;
   }
@@ -273,14 +321,22 @@ void Supervisor::AdoptThroughShim(const StoredRecord& record,
   p->shim_pid = shim_pid;
   p->shim_control = std::move(adoption.control);
   p->pidfd = std::move(adoption.pidfd);
+  if (hello.end) {
+    // Its leader was reaped while no supervisor listened: its process
+    // group may be empty and its number taken by another group since, so
+    // the group is never signalled (the cgroup still reaches what is left).
+    p->group_gone = true;
+  }
   if (!AdoptOnLoop(p)) return;
   PM_LOG(INFO) << "re-adopted process " << p->id << " (pid " << p->pid
                << ") through its pm-shim " << shim_pid
                << (hello.end ? ", which reaped it meanwhile" : "");
   if (hello.end) {
-    // It ended while no supervisor listened: its end, as its shim saw it.
+    // Its end, as its shim saw it, before anything else (a stop to carry
+    // on must find it ended).
     OnLeaderEnd(p, hello.end->status, hello.end->ended, hello.end->output_end);
   }
+  ResumeAdopted(p);
 }
 
 bool Supervisor::AdoptOnLoop(const ProcessPtr& p) {
@@ -300,13 +356,16 @@ bool Supervisor::AdoptOnLoop(const ProcessPtr& p) {
     by_pid_[p->pid] = p;
     ++live_;
   }
+  return true;
+}
+
+void Supervisor::ResumeAdopted(const ProcessPtr& p) {
   // A stop was in progress when the earlier supervisor died: it is carried
   // on (its callers are gone, the process must still go).
   if (p->status.state() == ProcessStatus::STATE_STOPPING) {
     RequestStop(p, options_.default_grace);
   }
   ReleaseHeldStops(p->id);
-  return true;
 }
 
 bool Supervisor::HoldStopUntilAdopted(const std::string& id,
@@ -347,9 +406,22 @@ void Supervisor::SettleUnclaimed() {
   std::vector<StoredRecord> left;
   for (auto& [id, record] : unclaimed_) left.push_back(std::move(record));
   unclaimed_.clear();
+  bool waiting = false;
   for (StoredRecord& record : left) {
     const ProcessStatus& status = record.status();
+    if (by_id_.contains(status.id())) continue;  // adopted meanwhile
     absl::StatusOr<Fd> alive = OpenIfSameProcess(status.pid(), record.start_ticks());
+    if (alive.ok() && ParentIsAShim(status.pid())) {
+      // Its shim lives but has not said Hello (a busy or stopped shim):
+      // wait for it, rather than take the process from it and close its
+      // output under it.
+      PM_LOG(WARNING) << "process " << status.id() << " (pid " << status.pid()
+                      << "): its pm-shim is alive but has not said Hello; "
+                         "still waiting for it";
+      unclaimed_.emplace(status.id(), std::move(record));
+      waiting = true;
+      continue;
+    }
     if (alive.ok()) {
       // Its shim is gone, the process is not: supervised without output
       // (its pipes went with the shim), stopped and reaped through its
@@ -360,6 +432,7 @@ void Supervisor::SettleUnclaimed() {
       PM_LOG(WARNING) << "re-adopted process " << p->id << " (pid " << p->pid
                       << ") without its pm-shim, which is gone";
       OnShimLost(p);
+      ResumeAdopted(p);
       continue;
     }
     // Ended (its shim's exit file says how) or lost.
@@ -384,6 +457,7 @@ void Supervisor::SettleUnclaimed() {
           loop_.Post([this, id] { ReleaseHeldStops(id); });
         });
   }
+  if (waiting) loop_.RunAfter(options_.adopt_wait, [this] { SettleUnclaimed(); });
 }
 
 }  // namespace pm::supervisor

@@ -45,7 +45,7 @@
 // copy lags behind (updates in flight, a retry pending) is orthogonal to
 // the process's life; which signals a stop sent the leader (for its
 // `termination`); and the resources that drain on their own, in any order
-// (the output pipes, the cgroup, the OutputSender).
+// (the output, until its shim says Closed; the cgroup).
 #ifndef PM_SUPERVISOR_LIFECYCLE_H_
 #define PM_SUPERVISOR_LIFECYCLE_H_
 

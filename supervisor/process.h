@@ -110,6 +110,11 @@ struct Process {
   bool drained() const { return output_closed && flushed() && !cgroup; }
 };
 
+// The process group whose members a SIGTERM to the cgroup's members skips
+// (they got the group's): the leader's, unless the group is not signalled
+// (gone, or not to be trusted after a re-adoption), then none.
+inline pid_t MembersSkipped(const Process& p) { return p.group_gone ? 0 : p.pid; }
+
 // Whether a status says the process has ended.
 inline bool Ended(const pm::v1::ProcessStatus& status) {
   return IsEndState(status.state());

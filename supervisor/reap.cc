@@ -191,8 +191,8 @@ void Supervisor::ReapCgroupOnJanitor(const ProcessPtr& p) {
   if (p->cgroup->events_fd() >= 0) loop_.Unwatch(p->cgroup->events_fd());
   auto held = std::make_shared<std::unique_ptr<ProcessCgroup>>(std::move(p->cgroup));
   // The janitor's task hands its reference on to the loop: the last one to
-  // a Process must be dropped on the loop thread (its OutputSender cancels
-  // loop timers), never here.
+  // a Process must be dropped on the loop thread (the loop watches its
+  // fds), never here.
   // (An init-capture: a plain copy of the const reference would be const,
   // and std::move of it would copy.)
   janitor_.Post([this, p = ProcessPtr(p), held]() mutable {

@@ -157,6 +157,13 @@ void Supervisor::OnShimReadable(const ProcessPtr& p) {
       OnLeaderEnd(p, exited->end.status, exited->end.ended,
                   exited->end.output_end);
     } else if (auto* closed = std::get_if<shim::Closed>(&got->message)) {
+      if (!p->life.reaped()) {
+        // A shim closes only after the leader's end: this one is broken.
+        PM_LOG(ERROR) << "pm-shim " << p->shim_pid << " of process " << p->id
+                      << " said Closed before Exited; it is let go";
+        OnShimLost(p);
+        return;
+      }
       UnwatchShim(p);
       OnOutputClosed(p, closed->output_end);
       return;

@@ -96,7 +96,7 @@ void Supervisor::SignalTerm(const ProcessPtr& p) {
   }
   // Members that left the group (daemons that called setsid()) get the
   // same warning before the kill; the group's own members got it once.
-  if (p->cgroup) p->cgroup->SignalMembers(SIGTERM, p->pid);
+  if (p->cgroup) p->cgroup->SignalMembers(SIGTERM, MembersSkipped(*p));
   if (p->life.reaping()) p->members_term_deferred = true;
 }
 

@@ -222,6 +222,17 @@ void Supervisor::LetGoForHandOff() {
   for (auto& [id, p] : by_id_) held.push_back(p);
   for (auto& [pid, p] : by_pid_) held.push_back(p);
   for (auto& p : held) {
+    // A stop's callers hear that this supervisor is gone; the next one
+    // carries the stop on (the record says STOPPING).
+    auto waiters = std::move(p->stop_waiters);
+    p->stop_waiters.clear();
+    for (auto& waiter : waiters) {
+      waiter(absl::UnavailableError(
+          "the supervisor is being upgraded; the next one carries the stop on"));
+    }
+    auto flushed = std::move(p->on_flushed);
+    p->on_flushed.clear();
+    for (auto& fn : flushed) fn();
     UnwatchShim(p);
     if (p->pidfd_watched) {
       loop_.Unwatch(p->pidfd.get());

@@ -251,6 +251,9 @@ class Supervisor {
   ProcessPtr AdoptedProcess(const pm::internal::v1::StoredRecord& record);
   // Holds and watches `p`; false (logged) if it cannot be watched.
   bool AdoptOnLoop(const ProcessPtr& p);
+  // Once adopted (and its end applied, if it ended meanwhile): a stop in
+  // progress is carried on, stops held for it are taken up.
+  void ResumeAdopted(const ProcessPtr& p);
   void SettleUnclaimed();
   // A Stop of an id that may be an earlier supervisor's process not
   // adopted yet (the live records are not known yet, or its record waits

@@ -796,6 +796,36 @@ TEST_F(ReadoptionTest, AProcessWithNeitherShimNorExitFileIsLost) {
   EXPECT_THAT(record->end_reason(), HasSubstr("shim"));
 }
 
+// A shim that is alive but slow to say Hello (stopped here) is waited for:
+// its process is not taken from it without its shim (which would close its
+// output under it and lose its exit status), so a Stop waits, and once the
+// shim speaks the stop ends the process with its true status.
+TEST_F(ReadoptionTest, ASlowShimIsWaitedForAndItsProcessNotTakenFromIt) {
+  CreateSupervisor(nullptr);
+  absl::StatusOr<pm::v1::StartResponse> started = Start(Sleep());
+  ASSERT_TRUE(started.ok()) << started.status();
+  const pid_t shim = ParentOf(started->status().pid());
+  supervisor_->HandOff();
+  supervisor_.reset();
+  ASSERT_EQ(kill(shim, SIGSTOP), 0);
+  CreateSupervisor(nullptr, [](SupervisorOptions& options) {
+    options.adopt_wait = absl::Milliseconds(50);
+  });
+  absl::Notification done;
+  absl::StatusOr<pm::v1::StopResponse> stopped;
+  StopAsync(started->id(), 5000, &done, &stopped);
+  // Several settle rounds pass while the shim is stopped: the stop waits.
+  EXPECT_FALSE(done.WaitForNotificationWithTimeout(absl::Milliseconds(500)))
+      << (stopped.ok() ? stopped->DebugString() : stopped.status().ToString());
+  ASSERT_EQ(kill(shim, SIGCONT), 0);
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_EQ(stopped->status().state(), pm::v1::ProcessStatus::STATE_SIGNALED);
+  EXPECT_EQ(stopped->status().signal(), SIGTERM);
+  EXPECT_EQ(stopped->status().termination(),
+            pm::v1::ProcessStatus::TERMINATION_AFTER_SIGTERM);
+}
+
 // A shim whose process was never on record (its supervisor died between
 // the spawn and the record): the next supervisor kills the process, as it
 // kills a start the registry never took.

@@ -111,7 +111,7 @@ void Supervisor::TakeBackCgroup(const ProcessPtr& p,
   // asked of its members meanwhile is done now.
   p->cgroup = std::move(cgroup);
   WatchCgroup(p);
-  if (p->members_term_deferred) p->cgroup->SignalMembers(SIGTERM, p->pid);
+  if (p->members_term_deferred) p->cgroup->SignalMembers(SIGTERM, MembersSkipped(*p));
   if (p->kill_deferred) KillCgroup(p);
 }
 
