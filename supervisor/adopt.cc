@@ -203,6 +203,14 @@ void Supervisor::OnLiveRecords(std::vector<StoredRecord> records) {
 void Supervisor::OnShimHello(ShimListener::Adoption adoption) {
   const std::string id = adoption.hello.uuid;
   if (!live_records_known_) {
+    // Bounded like the processes themselves (each holds two fds).
+    if (early_hellos_.size() >= options_.max_processes &&
+        !early_hellos_.contains(id)) {
+      PM_LOG(WARNING) << "more Hellos than --max_processes before the "
+                         "registry's list; one for "
+                      << id << " is refused (its shim tries again)";
+      return;
+    }
     early_hellos_.insert_or_assign(id, std::move(adoption));
     return;
   }

@@ -32,14 +32,19 @@ absl::StatusOr<sockaddr_un> AddressOf(const std::string& path) {
 
 }  // namespace
 
-ShimListener::ShimListener(EventLoop* loop, std::string path, OnHello on_hello)
-    : loop_(loop), path_(std::move(path)), on_hello_(std::move(on_hello)) {}
+ShimListener::ShimListener(EventLoop* loop, std::string path, OnHello on_hello,
+                           absl::Duration hello_deadline)
+    : loop_(loop),
+      path_(std::move(path)),
+      on_hello_(std::move(on_hello)),
+      hello_deadline_(hello_deadline) {}
 
 absl::StatusOr<std::unique_ptr<ShimListener>> ShimListener::Listen(
-    EventLoop* loop, const std::string& runtime_dir, OnHello on_hello) {
+    EventLoop* loop, const std::string& runtime_dir, OnHello on_hello,
+    absl::Duration hello_deadline) {
   std::unique_ptr<ShimListener> listener(new ShimListener(
       loop, absl::StrCat(runtime_dir, "/", shim::kShimsSocketName),
-      std::move(on_hello)));
+      std::move(on_hello), hello_deadline));
   const std::string temp = absl::StrCat(listener->path_, ".", getpid(), ".new");
   PM_ASSIGN_OR_RETURN(sockaddr_un addr, AddressOf(temp));
   listener->socket_ =
@@ -82,7 +87,10 @@ ShimListener::~ShimListener() {
     unlink(path_.c_str());
   }
   loop_->Unwatch(socket_.get());
-  for (auto& [fd, conn] : waiting_) loop_->Unwatch(fd);
+  for (auto& [fd, waiting] : waiting_) {
+    loop_->Unwatch(fd);
+    loop_->Cancel(waiting.deadline);
+  }
 }
 
 void ShimListener::OnAcceptable() {
@@ -94,6 +102,11 @@ void ShimListener::OnAcceptable() {
       }
       return;
     }
+    if (waiting_.size() >= kMaxWaiting) {
+      PM_LOG(WARNING) << kMaxWaiting << " connections on " << path_
+                      << " wait for their Hello already; another is closed";
+      continue;
+    }
     const int fd = conn.get();
     absl::Status watched =
         loop_->Watch(fd, EPOLLIN, [this, fd](uint32_t) { OnFirstMessage(fd); });
@@ -101,7 +114,15 @@ void ShimListener::OnAcceptable() {
       PM_LOG(WARNING) << "a shim's connection on " << path_ << ": " << watched;
       continue;
     }
-    waiting_.emplace(fd, std::move(conn));
+    const EventLoop::TimerId deadline = loop_->RunAfter(hello_deadline_, [this, fd] {
+      auto it = waiting_.find(fd);
+      if (it == waiting_.end()) return;
+      PM_LOG(WARNING) << "a connection on " << path_ << " said nothing for "
+                      << absl::FormatDuration(hello_deadline_) << "; closed";
+      loop_->Unwatch(fd);
+      waiting_.erase(it);
+    });
+    waiting_.emplace(fd, Waiting{std::move(conn), deadline});
   }
 }
 
@@ -113,7 +134,8 @@ void ShimListener::OnFirstMessage(int fd) {
     return;  // EAGAIN: woken for nothing
   }
   loop_->Unwatch(fd);
-  Fd conn = std::move(it->second);
+  loop_->Cancel(it->second.deadline);
+  Fd conn = std::move(it->second.conn);
   waiting_.erase(it);
   if (!got.ok()) {
     PM_LOG(WARNING) << "a shim on " << path_ << " said no Hello: " << got.status();

@@ -94,13 +94,15 @@ class ShimListenerTest : public ::testing::Test {
     shim_.control.reset();
   }
 
-  void Listen() {
-    OnLoop([this] {
+  void Listen(absl::Duration hello_deadline = ShimListener::kHelloDeadline) {
+    OnLoop([this, hello_deadline] {
       absl::StatusOr<std::unique_ptr<ShimListener>> listener = ShimListener::Listen(
-          &loop_, runtime_dir_, [this](ShimListener::Adoption adoption) {
+          &loop_, runtime_dir_,
+          [this](ShimListener::Adoption adoption) {
             adopted_ = std::move(adoption);
             hello_.Notify();
-          });
+          },
+          hello_deadline);
       ASSERT_TRUE(listener.ok()) << listener.status();
       listener_ = *std::move(listener);
     });
@@ -167,6 +169,22 @@ TEST_F(ShimListenerTest, ReplacesAStaleSocketAndRemovesItsOwnAtTheEnd) {
 
   OnLoop([this] { listener_.reset(); });
   EXPECT_NE(access(path.c_str(), F_OK), 0) << path << " left behind";
+}
+
+// A connection that says nothing is closed after the deadline (each holds
+// an fd of the supervisor's); the client sees the end of the stream.
+TEST_F(ShimListenerTest, AConnectionThatSaysNothingIsClosedAtTheDeadline) {
+  Listen(absl::Milliseconds(100));
+  const std::string path = runtime_dir_ + "/" + shim::kShimsSocketName;
+  Fd silent(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(connect(silent.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0)
+      << strerror(errno);
+  ASSERT_TRUE(WaitReadable(silent.get())) << "never closed";
+  char byte;
+  EXPECT_EQ(recv(silent.get(), &byte, 1, 0), 0) << "not the end of the stream";
 }
 
 }  // namespace
