@@ -191,7 +191,10 @@ void Supervisor::OnLiveRecords(std::vector<StoredRecord> records) {
   PM_LOG(INFO) << "re-adoption: " << records.size()
                << " records had not ended; " << unclaimed_.size()
                << " wait for their shims";
-  if (unclaimed_.empty()) return;
+  if (unclaimed_.empty()) {
+    adoption_settled_.Notify();
+    return;
+  }
   // Shims reconnect the instant shims.sock appears; the wait only covers
   // a busy host.
   const absl::Duration left =
@@ -222,6 +225,9 @@ void Supervisor::OnShimHello(ShimListener::Adoption adoption) {
   StoredRecord record = std::move(it->second);
   unclaimed_.erase(it);
   AdoptThroughShim(record, std::move(adoption));
+  if (unclaimed_.empty() && !adoption_settled_.HasBeenNotified()) {
+    adoption_settled_.Notify();
+  }
 }
 
 void Supervisor::RefuseStrayShim(ShimListener::Adoption adoption) {
@@ -465,7 +471,11 @@ void Supervisor::SettleUnclaimed() {
           loop_.Post([this, id] { ReleaseHeldStops(id); });
         });
   }
-  if (waiting) loop_.RunAfter(options_.adopt_wait, [this] { SettleUnclaimed(); });
+  if (waiting) {
+    loop_.RunAfter(options_.adopt_wait, [this] { SettleUnclaimed(); });
+  } else if (!adoption_settled_.HasBeenNotified()) {
+    adoption_settled_.Notify();
+  }
 }
 
 }  // namespace pm::supervisor

@@ -290,6 +290,10 @@ void Supervisor::Shutdown(absl::Duration grace) {
   // exits while being ended.
   if (spare_cgroups_) spare_cgroups_->Stop();
   if (spare_shims_) spare_shims_->Stop();
+  // The processes an earlier supervisor left are stopped too: once adopted
+  // (bounded: a shim that never speaks is left to the next supervisor).
+  adoption_settled_.WaitForNotificationWithTimeout(options_.adopt_wait +
+                                                   options_.backend_timeout);
   auto all_stopped = std::make_shared<absl::Notification>();
   loop_.Post([this, grace, all_stopped] { StopEveryProcess(grace, all_stopped); });
   all_stopped->WaitForNotificationWithTimeout(grace + options_.kill_timeout +

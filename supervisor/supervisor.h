@@ -369,6 +369,10 @@ class Supervisor {
   bool live_records_known_ = false;
   // Hellos that came before the registry's list of live records.
   absl::flat_hash_map<std::string, ShimListener::Adoption> early_hellos_;
+  // Set (once) when every live record is adopted or settled: Shutdown
+  // waits for it (bounded), so the processes an earlier supervisor left are
+  // stopped with the others.
+  absl::Notification adoption_settled_;
   // Live records whose shim has not said Hello yet.
   absl::flat_hash_map<std::string, pm::internal::v1::StoredRecord> unclaimed_;
   struct HeldStop {

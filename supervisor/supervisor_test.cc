@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <thread>
 #include <variant>
 #include <vector>
 
@@ -824,6 +825,30 @@ TEST_F(ReadoptionTest, ASlowShimIsWaitedForAndItsProcessNotTakenFromIt) {
   EXPECT_EQ(stopped->status().signal(), SIGTERM);
   EXPECT_EQ(stopped->status().termination(),
             pm::v1::ProcessStatus::TERMINATION_AFTER_SIGTERM);
+}
+
+// A supervisor stopped (SIGTERM: every process is stopped) while it is
+// still adopting an earlier one's processes stops those too.
+TEST_F(ReadoptionTest, AShutdownDuringTheAdoptionStopsTheAdoptedToo) {
+  CreateSupervisor(nullptr);
+  absl::StatusOr<pm::v1::StartResponse> started = Start(Sleep());
+  ASSERT_TRUE(started.ok()) << started.status();
+  const pid_t pid = started->status().pid();
+  const pid_t shim = ParentOf(pid);
+  supervisor_->HandOff();
+  supervisor_.reset();
+  // Its shim speaks only after the shutdown began.
+  ASSERT_EQ(kill(shim, SIGSTOP), 0);
+  CreateSupervisor(nullptr, [](SupervisorOptions& options) {
+    options.adopt_wait = absl::Seconds(20);
+  });
+  std::thread shutdown([this] { supervisor_->Shutdown(absl::Seconds(5)); });
+  ASSERT_EQ(kill(shim, SIGCONT), 0);
+  shutdown.join();
+  EXPECT_TRUE(WaitForExit(pid)) << "process " << pid << " outlived the shutdown";
+  absl::StatusOr<pm::v1::ProcessStatus> record = EndOf(*registry_, started->id());
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->signal(), SIGTERM);
 }
 
 // A shim whose process was never on record (its supervisor died between
