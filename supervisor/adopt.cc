@@ -245,7 +245,7 @@ void Supervisor::RefuseStrayShim(ShimListener::Adoption adoption) {
   registry_->async()->GetStatus(
       &call->context, &call->request, &call->response,
       [this, call, held](grpc::Status rpc) {
-        loop_.Post([this, call, held, rpc] {
+        loop_.Post([call, held, rpc] {
           const shim::Hello& hello = held->hello;
           const pid_t shim_pid = PeerPid(held->control.get());
           absl::StatusOr<ProcStat> stat = ReadProcStat(hello.pid);
