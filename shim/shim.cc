@@ -582,16 +582,26 @@ void Shim::WatchForSupervisor(bool try_now) {
   if (!inotify_) {
     inotify_ = Fd(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
     if (!inotify_) {
-      PM_LOG(ERROR) << ErrnoError("inotify_init1") << "; will not reconnect";
+      // Out of inotify instances (fs.inotify.max_user_instances, 128 by
+      // default, is per user: a thousand shims of one user exceed it): the
+      // reconnect timer alone finds the socket (50 ms doubling to 5 s).
+      LogRateLimited(kFailControl,
+                     Annotate(ErrnoError("inotify_init1"),
+                              "watching for shims.sock with a timer instead"));
+      if (try_now) TryReconnect();
+      if (!control_) ArmReconnectTimer();
       return;
     }
     // The supervisor makes its socket appear listening, by rename (see the
     // README): IN_MOVED_TO; IN_CREATE too for one that binds in place.
     if (inotify_add_watch(inotify_.get(), flags_.runtime_dir.c_str(),
                           IN_CREATE | IN_MOVED_TO) < 0) {
-      PM_LOG(ERROR) << ErrnoError("inotify_add_watch", flags_.runtime_dir)
-                    << "; will not reconnect";
+      LogRateLimited(kFailControl,
+                     Annotate(ErrnoError("inotify_add_watch", flags_.runtime_dir),
+                              "watching for shims.sock with a timer instead"));
       inotify_.reset();
+      if (try_now) TryReconnect();
+      if (!control_) ArmReconnectTimer();
       return;
     }
     Watch(inotify_.get(), kInotify);
@@ -659,8 +669,11 @@ void Shim::TryReconnect() {
       ArmReconnectTimer();
       return;
     }
-    // ENOENT: its appearance will do.
-    PM_LOG(INFO) << ErrnoError("connect", path, err) << "; waiting for it to appear";
+    // ENOENT: its appearance will do (or, without inotify, the timer).
+    if (reconnect_backoff_ == kMinReconnectBackoff) {
+      PM_LOG(INFO) << ErrnoError("connect", path, err) << "; waiting for it to appear";
+    }
+    if (!inotify_) ArmReconnectTimer();
     return;
   }
   PM_LOG(INFO) << "control: reconnected to " << path;
