@@ -8,13 +8,15 @@
 // When the stream fails with UNAVAILABLE, the follower says once on stderr
 // "pm: output stream lost (UNAVAILABLE: ...); reconnecting", opens it again
 // with `from_offset` set to the offset after the last byte it printed
-// (50 ms apart, doubling to 1 s), and says "pm: resumed at offset N" when
-// bytes flow again. No byte is printed twice; bytes the store no longer
-// has are announced as every gap is ("pm: [N bytes not retained before
-// offset X]"). After `reconnect_timeout` without getting the stream back it
-// gives up with UNAVAILABLE saying so. Within an outage, NOT_FOUND is
-// tried again too: a log_store that has just restarted (keeping output in
-// memory) learns of the process only when the supervisor reopens its log.
+// (50 ms apart, doubling to 1 s; each opening first lets the Library's
+// channel reconnect for up to 1 s, so a Cancel() during an outage may take
+// that long), and says "pm: resumed at offset N" when bytes flow again. No
+// byte is printed twice; bytes the store no longer has are announced as
+// every gap is ("pm: [N bytes not retained before offset X]"). After
+// `reconnect_timeout` without getting the stream back it gives up with
+// UNAVAILABLE saying so. Within an outage, NOT_FOUND is tried again too: a
+// log_store that has just restarted (keeping output in memory) learns of
+// the process only when the supervisor reopens its log.
 #ifndef PM_CLI_FOLLOW_H_
 #define PM_CLI_FOLLOW_H_
 

@@ -68,7 +68,8 @@ class LocalClient final : public Client {
         log_store_socket_(SocketPath(dir, Service::kLogStore)),
         supervisor_(Supervisor::NewStub(UnixChannel(supervisor_socket_))),
         registry_(Registry::NewStub(UnixChannel(registry_socket_))),
-        log_store_(LogStore::NewStub(UnixChannel(log_store_socket_))) {}
+        log_store_channel_(UnixChannel(log_store_socket_)),
+        log_store_(LogStore::NewStub(log_store_channel_)) {}
 
   absl::StatusOr<pm::v1::StartResponse> Start(
       const pm::v1::StartRequest& request) override {
@@ -138,6 +139,9 @@ class LocalClient final : public Client {
 
   std::unique_ptr<OutputStream> StreamOutput(
       const pm::v1::StreamOutputRequest& request) override {
+    // A follower reopens its stream on this channel after the log_store
+    // restarted: let the channel find the log_store again first.
+    AwaitReconnect(*log_store_channel_);
     return std::make_unique<ReaderOutputStream>(
         [&](grpc::ClientContext* context) {
           return log_store_->StreamOutput(context, request);
@@ -207,6 +211,7 @@ class LocalClient final : public Client {
   std::string log_store_socket_;
   std::unique_ptr<Supervisor::Stub> supervisor_;
   std::unique_ptr<Registry::Stub> registry_;
+  std::shared_ptr<grpc::Channel> log_store_channel_;
   std::unique_ptr<LogStore::Stub> log_store_;
 };
 

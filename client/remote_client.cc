@@ -75,7 +75,8 @@ class BasicAuthPlugin final : public grpc::MetadataCredentialsPlugin {
 class RemoteClient final : public Client {
  public:
   RemoteClient(std::string target, std::shared_ptr<grpc::Channel> channel)
-      : target_(std::move(target)), stub_(ProcessManager::NewStub(channel)) {}
+      : target_(std::move(target)), channel_(channel),
+        stub_(ProcessManager::NewStub(channel)) {}
 
   absl::StatusOr<pm::v1::StartResponse> Start(
       const pm::v1::StartRequest& request) override {
@@ -146,6 +147,9 @@ class RemoteClient final : public Client {
 
   std::unique_ptr<OutputStream> StreamOutput(
       const pm::v1::StreamOutputRequest& request) override {
+    // A follower reopens its stream on this channel after the gateway
+    // restarted: let the channel find the gateway again first.
+    AwaitReconnect(*channel_);
     return std::make_unique<ReaderOutputStream>(
         [&](grpc::ClientContext* context) {
           return stub_->StreamOutput(context, request);
@@ -176,6 +180,7 @@ class RemoteClient final : public Client {
 
  private:
   const std::string target_;
+  const std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<ProcessManager::Stub> stub_;
 };
 

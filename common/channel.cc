@@ -1,8 +1,15 @@
 #include "common/channel.h"
 
+#include <chrono>
+
 #include "common/runtime_dir.h"
 
 namespace pm {
+namespace {
+
+constexpr int kMaxReconnectBackoffMs = 1000;
+
+}  // namespace
 
 const std::vector<std::pair<const char*, int>>& BulkTransferArguments() {
   // Large reads and frames and a wide stream window: output is pushed in
@@ -29,7 +36,18 @@ grpc::ChannelArguments BulkChannelArguments() {
 
 void SetQuickReconnect(grpc::ChannelArguments& args) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kMaxReconnectBackoffMs);
+}
+
+void AwaitReconnect(grpc::Channel& channel) {
+  // GetState(true) also asks an IDLE channel to connect; only a channel that
+  // has failed to connect is waited for (IDLE and CONNECTING queue the call,
+  // which then polls the channel itself).
+  if (channel.GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_TRANSIENT_FAILURE) {
+    return;
+  }
+  channel.WaitForConnected(std::chrono::system_clock::now() +
+                           std::chrono::milliseconds(kMaxReconnectBackoffMs));
 }
 
 std::shared_ptr<grpc::Channel> UnixChannel(const std::string& socket_path) {

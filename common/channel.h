@@ -34,6 +34,25 @@ grpc::ChannelArguments BulkChannelArguments();
 // Library's channel to the gateway too.
 void SetQuickReconnect(grpc::ChannelArguments& args);
 
+// Before a call that fails fast (no wait_for_ready) on a channel that may
+// have lost its peer: when `channel` is in TRANSIENT_FAILURE, waits until it
+// is connected again, for at most the longest backoff of SetQuickReconnect
+// (1 s: within it a peer that is back is tried again); otherwise returns at
+// once. The call made afterwards fails fast as before if the peer is still
+// away, only up to 1 s later.
+//
+// Why: in gRPC 1.51 a channel in TRANSIENT_FAILURE fails every such call at
+// once with its last connection error, and stays in that state until a new
+// connection is READY. That connection (TCP or unix connect, TLS handshake,
+// HTTP/2 SETTINGS) only advances when some thread polls the channel; a call
+// that failed at once does not, so nothing does but gRPC's backup poller,
+// every 5 s, one step per tick. A client retrying on one channel after a
+// restart of its peer (`pm logs -f` through a restarted gateway) kept
+// failing on "Connection refused" 15-20 s after the peer was back. The wait
+// polls the channel (its completion queue joins the channel's pollsets), so
+// the attempt advances at once, and it ends the moment the channel is READY.
+void AwaitReconnect(grpc::Channel& channel);
+
 // The integer arguments behind bulk streaming, for either end: a server
 // sets the same ones (ConfigureServerBuilder). Messages up to
 // kMaxMessageBytes.

@@ -69,6 +69,14 @@ using ::testing::Not;
 constexpr char kWriterPeriodUs[] = "2000";
 constexpr int kWriters = 4;
 
+// A follower ends once its process's output has ended. Not a speed claim
+// (it ends within milliseconds): a liveness bound, well above normal and
+// well below the 15-20 s a `pm logs -f` through a restarted gateway took
+// when its channel's reconnection advanced only with gRPC's backup poller
+// (every 5 s, one connection step per tick) and its stream was reopened
+// only after that.
+constexpr absl::Duration kFollowerEndsWithin = absl::Seconds(5);
+
 std::string WriterBinary() {
   const char* srcdir = getenv("TEST_SRCDIR");
   return absl::StrCat(srcdir != nullptr ? srcdir : ".", "/pm/testing/durability_writer");
@@ -723,6 +731,7 @@ class DurabilityTest : public ::testing::Test {
       }
       EXPECT_EQ(ended.state(), ProcessStatus::STATE_SIGNALED) << ended.DebugString();
       EXPECT_EQ(ended.signal(), SIGTERM) << writer(i).tag;
+      ended_at_[i] = absl::Now();
       stored_[i] = ExpectWholeOutput(writer(i), MustGetStatus(*client_, writer(i).id));
     }
   }
@@ -738,10 +747,15 @@ class DurabilityTest : public ::testing::Test {
     const bool cut[2] = {was_killed("log_store"),
                          was_killed("log_store") || was_killed("gateway")};
     for (int i = 0; i < 2; ++i) {
-      const absl::Time start = absl::Now();
       PmResult followed = cli_followers_[i]->Join();
-      std::cerr << "follower pm logs -f " << writer(i).tag << " ended after "
-                << absl::FormatDuration(absl::Now() - start) << "; stderr: " << followed.err;
+      // At most this long after the end: the Join may return later than pm
+      // exited, never earlier.
+      const absl::Duration after_end = absl::Now() - ended_at_[i];
+      std::cerr << "follower pm logs -f " << writer(i).tag << " ended at most "
+                << absl::FormatDuration(after_end) << " after its process; stderr: "
+                << followed.err;
+      EXPECT_LT(after_end, kFollowerEndsWithin)
+          << "pm logs -f " << writer(i).tag << " still followed a process that had ended";
       if (cut[i]) {
         EXPECT_THAT(followed.err, HasSubstr("pm: output stream lost ("))
             << writer(i).tag << " was not cut off by the fault";
@@ -789,6 +803,7 @@ class DurabilityTest : public ::testing::Test {
   std::unique_ptr<CliFollower> late_follower_;
   std::vector<std::unique_ptr<LibraryFollower>> library_followers_;
   std::string stored_[kWriters];
+  absl::Time ended_at_[kWriters];  // when each writer's Stop answered
 };
 
 // --- The checks catch what they look for ---------------------------------------
