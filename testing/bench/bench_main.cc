@@ -912,7 +912,7 @@ void TakePeerLine(absl::string_view line) {
 // Runs peers/peers.sh from the runfiles with the sizes pm had; it installs,
 // runs and cleans up the peers. Returns false if it could not run or a peer
 // failed (its rows so far are reported all the same).
-bool RunPeers(int rounds, uint64_t capture, int capture_rounds, int idle) {
+bool RunPeers(int rounds, uint64_t capture, int capture_rounds, int idle, int sleepers) {
   auto root = pm::stack::FindBinaryRoot();
   if (!root.ok()) {
     absl::FPrintF(stderr, "peers: %s\n", root.status().ToString());
@@ -921,7 +921,7 @@ bool RunPeers(int rounds, uint64_t capture, int capture_rounds, int idle) {
   const std::string command = absl::StrCat(
       "'", *root, "/testing/bench/peers/peers.sh' --rounds=", rounds,
       " --capture_bytes=", capture, " --capture_rounds=", capture_rounds,
-      " --idle_seconds=", idle);
+      " --idle_seconds=", idle, " --sleepers=", sleepers, " --only='", FLAGS_only, "'");
   absl::PrintF("\npeers (supervisord, PM2), same sizes; ratio = peer / pm's baseline\n");
   fflush(stdout);
   FILE* out = popen(command.c_str(), "r");
@@ -961,6 +961,7 @@ void PrintComparison() {
       {"capture", "Capture until retained"},
       {"rss", "RSS at rest (services)"},
       {"cpu", "CPU at rest"},
+      {"per_process", "Memory per sleeping process"},
   };
   for (const auto& [key, label] : kShared) {
     const Row* pm_row = PmRow(key);
@@ -1165,7 +1166,7 @@ int Main() {
   // After pm's stack is down, so the peers have the machine to themselves.
   bool peers_ok = true;
   if (FLAGS_peers) {
-    peers_ok = RunPeers(rounds, capture, capture_rounds, idle);
+    peers_ok = RunPeers(rounds, capture, capture_rounds, idle, sleepers);
     PrintComparison();
   }
   if (!FLAGS_json.empty()) WriteJson(FLAGS_json);
