@@ -1,5 +1,5 @@
-// Micro-benchmarks (Google Benchmark) of the spawn path and of the
-// log_store, each beside its baseline in the same run; the ratios follow
+// Micro-benchmarks (Google Benchmark) of the spawn path, the registry and
+// the on-disk output, each beside its baseline in the same run; the ratios follow
 // the table.
 //
 //   bazel run -c opt //testing/bench:micro
@@ -9,15 +9,13 @@
 // /bin/true and its reap, against posix_spawn + waitpid; and the same in a
 // cgroup of its own (made, joined, removed), as the supervisor does, where
 // this host allows it (root, cgroups).
-// Store: the log_store's append (LogStore::AppendData, to the segment files)
-// against write() of the same bytes to one file; it reads back through the
-// segment Reader measured below.
 // Registry: a record created and ended (CreateRecord + UpdateRecord to
 // EXITED, what each Start costs the registry), written through to SQLite in
 // $TMPDIR (else /var/tmp: a disk, not a tmpfs), against the same in memory
 // only.
-// Segments: the on-disk output (segment_log) written as the shim writes it
-// and read back as the log_store does, against plain write() and pread() of
+// Segments: the on-disk output (segment_log) written as each process's
+// pm-shim writes it (the shim is the only writer: the log_store no longer
+// takes output in) and read back as the log_store does, against plain write() and pread() of
 // the same bytes to and from one file (page cache, no fsync, both).
 #include <fcntl.h>
 #include <ftw.h>
@@ -39,7 +37,6 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_cat.h"
-#include "log_store/log_store.h"
 #include "registry/registry.h"
 #include "registry/sqlite_record_store.h"
 #include "segment_log/reader.h"
@@ -51,8 +48,6 @@ extern char** environ;
 
 namespace pm::bench {
 namespace {
-
-constexpr char kId[] = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
 
 // --- Spawn ------------------------------------------------------------------
 
@@ -358,39 +353,6 @@ void BM_SegmentReaderRead(benchmark::State& state) {
 }
 BENCHMARK(BM_SegmentReaderRead)->Arg(64 << 10)->Arg(1 << 20);
 
-// --- Store ------------------------------------------------------------------
-
-// The log_store's append path (LogStore::AppendData: the segment Writer
-// under the log's lock, and the store's accounting), against the same
-// bytes written to one plain file.
-void BM_LogStoreAppend(benchmark::State& state) {
-  const size_t piece = static_cast<size_t>(state.range(0));
-  const std::string data(piece, 'x');
-  ScratchDir dir;
-  log_store::LogStore::Options options;
-  options.state_dir = dir.path();
-  options.max_bytes_per_process = kOnDisk;
-  absl::StatusOr<std::unique_ptr<log_store::LogStore>> store =
-      log_store::LogStore::Create(options);
-  if (!store.ok()) {
-    state.SkipWithError(std::string(store.status().message()).c_str());
-    return;
-  }
-  std::shared_ptr<log_store::OutputLog> log = *(*store)->Open(kId);
-  uint64_t offset = 0;
-  for (auto _ : state) {
-    auto update = (*store)->AppendData(*log, offset,
-                                       segment_log::Stream::kStdout, data);
-    if (!update.ok()) {
-      state.SkipWithError(std::string(update.status().message()).c_str());
-      break;
-    }
-    offset += piece;
-  }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * piece);
-}
-BENCHMARK(BM_LogStoreAppend)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
-
 // --- Ratios -----------------------------------------------------------------
 
 // The console table, then each measure against its baseline.
@@ -414,11 +376,6 @@ class RatioReporter : public benchmark::ConsoleReporter {
          "the same, in a cgroup made, joined and removed each time");
     Time("BM_PmSpawnInItsOwnCgroup/spawn_only:1", "BM_PosixSpawnBaseline",
          "the same, timing only the spawn into a cgroup made before");
-    for (const char* size : {"4096", "65536", "1048576"}) {
-      Rate(absl::StrFormat("BM_LogStoreAppend/%s", size),
-           absl::StrFormat("BM_FileWriteBaseline/%s", size),
-           absl::StrFormat("log_store append of %s-byte pieces (to disk)", size));
-    }
     Time("BM_RegistryInSqlite", "BM_RegistryInMemoryBaseline",
          "registry create + end of a record, written through to SQLite");
     for (const char* size : {"4096", "65536", "1048576"}) {

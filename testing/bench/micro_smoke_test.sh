@@ -11,7 +11,7 @@ if grep -q 'ERROR OCCURRED' <<<"$out"; then
     echo "a benchmark failed" >&2; exit 1
   fi
 fi
-for ratio in 'pm Spawn + reap' 'log_store append of 65536' \
+for ratio in 'pm Spawn + reap' \
     'registry create + end' 'segment append of 65536' \
     'segment read of 1048576'; do
   grep -q "$ratio" <<<"$out" || { echo "missing ratio: $ratio" >&2; exit 1; }
