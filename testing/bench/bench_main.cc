@@ -65,6 +65,9 @@ DEFINE_int32(churn_processes, 0,
 DEFINE_string(tmp_dir, "/tmp",
               "Where the stack's runtime and state dirs (and so the captured "
               "output) are made; /dev/shm takes the disk out of the capture");
+DEFINE_bool(keep_dir, false,
+            "Keep the stack's runtime and state dirs at the end (each process's "
+            "output and its pm-shim's shim.log), for a look after the run");
 DEFINE_bool(smoke, false, "Tiny sizes: proves the driver works, measures nothing");
 DEFINE_string(json, "", "Also write the results as JSON to this file");
 DEFINE_int32(rounds, 0, "Repetitions per measure (0: 200, or 5 with --smoke)");
@@ -1174,8 +1177,12 @@ int Main() {
   }
   client->reset();
   absl::Status stopped = (*stack)->StopAll();
-  std::string rm = "rm -rf " + dir;
-  if (system(rm.c_str()) != 0) {}
+  if (FLAGS_keep_dir) {
+    absl::PrintF("kept %s (the services' state: each process's output and shim.log)\n", dir);
+  } else {
+    std::string rm = "rm -rf " + dir;
+    if (system(rm.c_str()) != 0) {}
+  }
   // After pm's stack is down, so the peers have the machine to themselves.
   bool peers_ok = true;
   if (FLAGS_peers) {
