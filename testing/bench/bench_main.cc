@@ -661,7 +661,16 @@ struct StopAllResult {
   int failed = 0;    // a call failed or stopped=false
   double last_ms = 0;  // from t0 to the last stopped=true
   std::string first_error;
+  // How the stopped processes ended, by state and end reason: a process
+  // re-adopted without its pm-shim has no exit status to give.
+  std::map<std::string, int> ends;
 };
+
+std::string EndsSummary(const std::map<std::string, int>& ends) {
+  std::vector<std::string> parts;
+  for (const auto& [end, n] : ends) parts.push_back(absl::StrCat(n, " ", end));
+  return absl::StrJoin(parts, "; ");
+}
 
 // Asks every process for its status and, once it answered, stops it
 // (SIGTERM, which ends a sleep at once): all N in flight together through
@@ -712,6 +721,12 @@ StopAllResult StatusAndStopAll(const std::string& runtime_dir,
     call->stop_request.set_id(id);
     call->stop_request.set_grace_period_ms(5000);
     auto on_stop = [&, call](grpc::Status rpc) {
+      if (rpc.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        ++result.ends[absl::StrCat(
+            pm::v1::ProcessStatus::State_Name(call->stop.status().state()), " (",
+            call->stop.status().end_reason(), ")")];
+      }
       finish(rpc.ok() && call->stop.stopped(),
              rpc.ok() ? "stopped=false" : absl::StrCat("Stop: ", rpc.error_message()));
     };
@@ -809,6 +824,7 @@ void MeasureAdoption(pm::stack::Stack& stack, const std::string& runtime_dir, in
   auto client = pm::Client::ConnectLocal(runtime_dir);
   if (!client.ok()) return;
   std::vector<double> baseline, healthy, adopted;
+  std::map<std::string, int> base_ends, adopted_ends;
   int lost = 0;
   std::string first_error;
   auto tally = [&](const StopAllResult& r, size_t n) {
@@ -824,6 +840,7 @@ void MeasureAdoption(pm::stack::Stack& stack, const std::string& runtime_dir, in
     StopAllResult base = StatusAndStopAll(runtime_dir, ids, Clock::now());
     tally(base, ids.size());
     baseline.push_back(base.last_ms);
+    for (const auto& [end, n] : base.ends) base_ends[end] += n;
 
     ids = StartSleepers(**client, count);
     absl::Status killed = stack.KillService("supervisor", SIGKILL);
@@ -837,6 +854,10 @@ void MeasureAdoption(pm::stack::Stack& stack, const std::string& runtime_dir, in
     StopAllResult after = StatusAndStopAll(runtime_dir, ids, t0);
     tally(after, ids.size());
     adopted.push_back(after.last_ms);
+    for (const auto& [end, n] : after.ends) adopted_ends[end] += n;
+    absl::PrintF("adoption round %d: healthy after %.0f ms, all stopped after %.0f ms; "
+                 "ends: %s\n",
+                 round, healthy.back(), after.last_ms, EndsSummary(after.ends));
   }
   Stats b = Summarize(baseline), h = Summarize(healthy), a = Summarize(adopted);
   const std::string rounds_note = absl::StrCat("(median of ", rounds, " round",
@@ -846,8 +867,11 @@ void MeasureAdoption(pm::stack::Stack& stack, const std::string& runtime_dir, in
   Report({absl::StrCat("kill -9 + restart -> all ", count, " answered status + stop"), "ms",
           a.median, a.p99, absl::StrCat("status + stop of ", count, ", no restart"), b.median,
           rounds_note, "adopt", "pm",
-          lost > 0 ? absl::StrCat("LOST PROCESSES: ", lost, " not stopped (", first_error, ")")
-                   : "every process stopped"});
+          absl::StrCat(
+              lost > 0 ? absl::StrCat("LOST PROCESSES: ", lost, " not stopped (", first_error, ")")
+                       : "every process stopped",
+              "; ends after the restart, all rounds: ", EndsSummary(adopted_ends),
+              "; without it: ", EndsSummary(base_ends))});
 }
 
 // Memory at rest after many short processes came and went: the services
