@@ -859,6 +859,12 @@ void MeasureAdoption(pm::stack::Stack& stack, const std::string& runtime_dir, in
                  "ends: %s\n",
                  round, healthy.back(), after.last_ms, EndsSummary(after.ends));
   }
+  // A process re-adopted without its pm-shim ends STATE_LOST: its output
+  // after the restart was not captured. Said first, where it shows.
+  int without_shim = 0;
+  for (const auto& [end, n] : adopted_ends) {
+    if (absl::StartsWith(end, "STATE_LOST")) without_shim += n;
+  }
   Stats b = Summarize(baseline), h = Summarize(healthy), a = Summarize(adopted);
   const std::string rounds_note = absl::StrCat("(median of ", rounds, " round",
                                                rounds == 1 ? "" : "s", ")");
@@ -868,6 +874,10 @@ void MeasureAdoption(pm::stack::Stack& stack, const std::string& runtime_dir, in
           a.median, a.p99, absl::StrCat("status + stop of ", count, ", no restart"), b.median,
           rounds_note, "adopt", "pm",
           absl::StrCat(
+              without_shim > 0
+                  ? absl::StrCat("RE-ADOPTED WITHOUT THEIR SHIM: ", without_shim, " of ",
+                                 rounds * count, " (ended STATE_LOST); ")
+                  : "",
               lost > 0 ? absl::StrCat("LOST PROCESSES: ", lost, " not stopped (", first_error, ")")
                        : "every process stopped",
               "; ends after the restart, all rounds: ", EndsSummary(adopted_ends),
