@@ -6,6 +6,12 @@
 //   bazel run //testing/bench:all -- --smoke             # tiny, seconds
 //   bazel run -c opt //testing/bench:all -- --peers      # and supervisord, PM2
 //
+// Measures: start and start + stop, starts/s, capture until retained and
+// readable (every byte read back), follow latency, memory at rest and per
+// managed process (its pm-shim's PSS and the services' growth), List, churn,
+// the gateway, and re-adoption (kill -9 of the supervisor with N processes,
+// restart, every process's status and stop).
+//
 // Prints a table of medians, p99 and ratios (and writes it as JSON). Never
 // asserts a speed: the machines are noisy, so ratios to a baseline measured
 // in the same run are what to read. With --peers, supervisord and PM2 go
