@@ -14,7 +14,7 @@
 //   row <TAB> peer <TAB> key <TAB> measure <TAB> unit <TAB> median <TAB> p99 <TAB> note
 //
 // where key names pm's measure the row compares with (start, start_stop,
-// capture, rss, cpu), after one `version <TAB> peer <TAB> version` line.
+// capture, rss, cpu, per_process), after one `version <TAB> peer <TAB> version` line.
 // Progress and errors go to stderr. However the script ends, it asks the
 // daemon to kill its apps and itself (pm2.killDaemon); peers.sh's sweep
 // kills whatever is left.
@@ -35,6 +35,11 @@ const rounds = Number(args.rounds || 50);
 const captureBytes = Number(args.capture_bytes || 2 ** 30);
 const captureRounds = Number(args.capture_rounds || 3);
 const idleSeconds = Number(args.idle_seconds || 5);
+const sleepers = Number(args.sleepers || 0);  // 0: no memory per process measure
+// Measures of pm's driver to run (idle, start, capture, sleepers; others
+// ignored); empty: all.
+const only = new Set((args.only || '').split(',').filter((m) => m));
+const run = (measure) => only.size === 0 || only.has(measure);
 
 // Before pm2 is loaded: it reads these when required.
 const home = path.join(dir, 'home');
@@ -207,6 +212,24 @@ async function measureCapture() {
       ...summarize(rates), note);
 }
 
+// The daemon's RSS growth per sleeping process (its own RSS, not the
+// sleeps'): PM2 runs no helper per process, so the daemon is the whole cost.
+async function measureSleepers(pid) {
+  const daemonRss = (p) => Number(/VmRSS:\s+(\d+)/.exec(
+      fs.readFileSync(`/proc/${p}/status`, 'utf8'))[1]);
+  const beforeRss = daemonRss(pid);
+  for (let i = 0; i < sleepers; ++i) {
+    await start(app(`sleeper${i}`, '/bin/sleep', { args: ['1000'] }));
+  }
+  await sleep(500);  // as pm's measure: let the last starts settle
+  const after = daemonRss(pid);
+  const per = (after - beforeRss) / Math.max(1, sleepers);
+  row('per_process', `PM2: daemon RSS per sleeping process (${sleepers})`, 'KiB', per, per,
+      `daemon RSS ${(beforeRss / 1024).toFixed(1)} -> ${(after / 1024).toFixed(1)} MiB, ` +
+      'no helper process');
+  await del('all');
+}
+
 async function cleanup() {
   try {
     await Promise.race([killDaemon(), sleep(15000)]);
@@ -223,9 +246,10 @@ async function main() {
     if (!pid) throw new Error(`no daemon pidfile in ${home}`);
     process.stdout.write(`version\tPM2\t${pm2Version}\n`);
     log('version', pm2Version, 'pid', pid);
-    await measureIdle(pid);
-    await measureStart();
-    await measureCapture();
+    if (run('idle')) await measureIdle(pid);
+    if (run('start')) await measureStart();
+    if (run('capture')) await measureCapture();
+    if (run('sleepers') && sleepers > 0) await measureSleepers(pid);
   } finally {
     await cleanup();
   }

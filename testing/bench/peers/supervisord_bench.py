@@ -15,7 +15,7 @@ measure on stdout, tab-separated:
   row <TAB> peer <TAB> key <TAB> measure <TAB> unit <TAB> median <TAB> p99 <TAB> note
 
 where key names pm's measure the row compares with (start, start_stop,
-capture, rss, cpu), after one `version <TAB> peer <TAB> version` line.
+capture, rss, cpu, per_process), after one `version <TAB> peer <TAB> version` line.
 Progress and errors go to stderr. The daemon is stopped through its pidfd
 (SIGTERM, then SIGKILL after a deadline) however the script ends.
 """
@@ -287,6 +287,63 @@ def measure_capture(server, d, capture_bytes, rounds):
         "GB/s", *summarize(rates), note)
 
 
+def write_sleepers_config(d, count):
+    """A second daemon's config: `count` sleeps as one group of programs."""
+    os.makedirs(f"{d}/log", exist_ok=True)
+    path = f"{d}/supervisord.conf"
+    with open(path, "w") as f:
+        f.write(f"""[unix_http_server]
+file={d}/supervisor.sock
+chmod=0700
+
+[supervisord]
+nodaemon=true
+logfile={d}/supervisord.log
+pidfile={d}/supervisord.pid
+childlogdir={d}/log
+minfds={1024 + 8 * count}
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[program:sleepers]
+command=/bin/sleep 1000
+process_name=%(program_name)s_%(process_num)d
+numprocs={count}
+autostart=false
+autorestart=false
+startsecs=0
+""")
+    return path
+
+
+def measure_sleepers(d, count):
+    """The daemon's RSS growth per sleeping program (RSS with `count`
+    running minus RSS with the same config and none running), on a daemon
+    of its own so that the other measures' config stays small. supervisord
+    has no helper process per program: the daemon is the whole cost."""
+    daemon = Daemon(write_sleepers_config(d, count))
+    try:
+        server = connect(f"{d}/supervisor.sock", daemon)
+        before, _ = usage(daemon.proc.pid)
+        server.supervisor.startProcessGroup("sleepers", False)
+        deadline = time.monotonic() + 300
+        while True:
+            infos = server.supervisor.getAllProcessInfo()
+            running = sum(1 for i in infos if i["state"] == RUNNING)
+            if running == count or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)  # as pm's measure: let the last starts settle
+        after, _ = usage(daemon.proc.pid)
+        per = (after - before) / max(1, count)
+        row("per_process", f"supervisord: daemon RSS per sleeping process ({running})", "KiB",
+            per, per, f"daemon RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB, no helper process")
+        server.supervisor.stopProcessGroup("sleepers", True)
+    finally:
+        daemon.stop()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", required=True)
@@ -294,7 +351,14 @@ def main():
     parser.add_argument("--capture_bytes", type=int, default=1 << 30)
     parser.add_argument("--capture_rounds", type=int, default=3)
     parser.add_argument("--idle_seconds", type=int, default=5)
+    parser.add_argument("--sleepers", type=int, default=0,
+                        help="sleeping programs for the memory per process measure (0: skip)")
+    parser.add_argument("--only", default="",
+                        help="comma-separated measures of pm's driver to run (idle, start, "
+                             "capture, sleepers; others ignored); empty: all")
     args = parser.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    run = lambda measure: not only or measure in only
     # SIGTERM unwinds like Ctrl-C does, through the finally that stops the
     # daemon.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -307,11 +371,16 @@ def main():
         version = server.supervisor.getSupervisorVersion()
         print(f"version\tsupervisord\t{version}", flush=True)
         log("version", version, "pid", daemon.proc.pid)
-        measure_idle(daemon.proc.pid, args.idle_seconds)
-        measure_start(server, args.rounds)
-        measure_capture(server, d, args.capture_bytes, args.capture_rounds)
+        if run("idle"):
+            measure_idle(daemon.proc.pid, args.idle_seconds)
+        if run("start"):
+            measure_start(server, args.rounds)
+        if run("capture"):
+            measure_capture(server, d, args.capture_bytes, args.capture_rounds)
     finally:
         daemon.stop()
+    if run("sleepers") and args.sleepers > 0:
+        measure_sleepers(f"{d}/sleepers", args.sleepers)
     return 0
 
 
