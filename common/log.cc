@@ -5,15 +5,23 @@
 #include <cstdlib>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace pm {
 namespace {
 
-std::string& Tag() {
-  static std::string* tag = new std::string("pm");
-  return *tag;
+// The tag, set by SetLogTag while other threads may log (a service's main
+// thread names itself when it starts serving, its threads log meanwhile):
+// guarded, and copied out per line.
+absl::Mutex tag_mu(absl::kConstInit);
+std::string* tag ABSL_GUARDED_BY(tag_mu) = nullptr;
+
+std::string Tag() {
+  absl::MutexLock lock(&tag_mu);
+  return tag == nullptr ? std::string("pm") : *tag;
 }
 
 char SeverityLetter(LogSeverity severity) {
@@ -32,7 +40,14 @@ char SeverityLetter(LogSeverity severity) {
 
 }  // namespace
 
-void SetLogTag(absl::string_view tag) { Tag() = std::string(tag); }
+void SetLogTag(absl::string_view name) {
+  absl::MutexLock lock(&tag_mu);
+  if (tag == nullptr) {
+    tag = new std::string(name);
+  } else {
+    *tag = std::string(name);
+  }
+}
 
 LogLine::LogLine(LogSeverity severity, const char* file, int line)
     : severity_(severity) {
