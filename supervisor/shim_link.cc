@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <memory>
@@ -131,6 +132,7 @@ absl::StatusOr<ShimStarted> Supervisor::SpawnThroughShim(
     started.command = std::move(message.spawn.command);
   }
   started.shim_pid = shim->pid;
+  started.shim_pidfd = std::move(shim->pidfd);
   started.control = std::move(shim->control);
   // From now on the loop reads it as messages come.
   const int flags = fcntl(started.control.get(), F_GETFL);
@@ -172,6 +174,33 @@ void Supervisor::OnShimReadable(const ProcessPtr& p) {
                     << " sent an unexpected " << shim::MessageName(got->message);
     }
   }
+}
+
+void Supervisor::WatchShimExit(pid_t shim_pid, Fd shim_pidfd) {
+  const int fd = shim_pidfd.get();
+  absl::Status watched = loop_.Watch(fd, EPOLLIN, [this, fd](uint32_t) {
+    auto it = shim_pidfds_.find(fd);
+    if (it == shim_pidfds_.end()) return;
+    siginfo_t info = {};
+    if (waitid(static_cast<idtype_t>(P_PIDFD), fd, &info, WEXITED | WNOHANG) == 0 &&
+        info.si_pid == 0) {
+      return;  // not exited yet
+    }
+    // Reaped now, or already by OnSigchld (ECHILD).
+    loop_.Unwatch(fd);
+    shim_pidfds_.erase(it);
+  });
+  if (!watched.ok()) {
+    // OnSigchld still reaps it.
+    PM_LOG(WARNING) << "cannot watch pm-shim " << shim_pid << ": " << watched;
+    return;
+  }
+  shim_pidfds_.emplace(fd, std::move(shim_pidfd));
+}
+
+void Supervisor::UnwatchShimExits() {
+  for (auto& [fd, pidfd] : shim_pidfds_) loop_.Unwatch(fd);
+  shim_pidfds_.clear();
 }
 
 void Supervisor::UnwatchShim(const ProcessPtr& p) {

@@ -204,6 +204,7 @@ absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
   }
   std::unique_ptr<ProcessCgroup> cgroup;
   PM_ASSIGN_OR_RETURN(ShimStarted child, SpawnInCgroup(request, id, cgroup));
+  WatchShimExit(child.shim_pid, std::move(child.shim_pidfd));
   ProcessPtr p = ProcessOf(request, id, std::move(child), std::move(cgroup));
   PM_RETURN_IF_ERROR(WatchProcess(p));
   return p;

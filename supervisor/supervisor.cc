@@ -196,6 +196,7 @@ void Supervisor::StopEveryProcess(
 void Supervisor::LetGoOfEverything() {
   AnswerEveryStop();
   FailHeldStops();
+  UnwatchShimExits();
   // shims.sock goes: a shim left running (see Shutdown) waits for it to
   // appear again.
   shim_listener_.reset();
@@ -218,6 +219,7 @@ void Supervisor::LetGoForHandOff() {
   // not reconnect to this supervisor's listener on its way out.
   shim_listener_.reset();
   FailHeldStops();
+  UnwatchShimExits();
   std::vector<ProcessPtr> held;
   for (auto& [id, p] : by_id_) held.push_back(p);
   for (auto& [pid, p] : by_pid_) held.push_back(p);

@@ -128,7 +128,8 @@ struct ShimStarted {
   std::string executable;  // the path exec'd, after the PATH lookup
   CommandLine command;     // what was run
   pid_t shim_pid = -1;
-  Fd control;  // the shim's control socket, non-blocking
+  Fd shim_pidfd;  // the shim's own pidfd (it is this supervisor's child)
+  Fd control;     // the shim's control socket, non-blocking
 };
 
 class Supervisor {
@@ -233,6 +234,11 @@ class Supervisor {
   // The output is complete (Closed, or closed after the shim's loss).
   void OnOutputClosed(const ProcessPtr& p, uint64_t output_end);
   void UnwatchShim(const ProcessPtr& p);
+  // Reaps a shim this supervisor started through its own pidfd once it
+  // exits: an event of its own, so no shim is left a zombie even if a
+  // SIGCHLD went astray (OnSigchld reaps it too; whichever comes first).
+  void WatchShimExit(pid_t shim_pid, Fd shim_pidfd);
+  void UnwatchShimExits();
 
   // Re-adoption of an earlier supervisor's processes (adopt.cc).
   absl::Status BeginAdoption();
@@ -365,6 +371,9 @@ class Supervisor {
   // Re-adoption (loop thread): shims.sock, and the live records until each
   // is adopted or settled.
   std::unique_ptr<ShimListener> shim_listener_;
+  // The pidfds of the shims this supervisor started that have not exited,
+  // watched until they do (WatchShimExit).
+  absl::flat_hash_map<int, Fd> shim_pidfds_;
   absl::Time listening_since_;
   bool live_records_known_ = false;
   // Hellos that came before the registry's list of live records.

@@ -851,6 +851,47 @@ TEST_F(ReadoptionTest, AShutdownDuringTheAdoptionStopsTheAdoptedToo) {
   EXPECT_EQ(record->signal(), SIGTERM);
 }
 
+// A SIGCHLD can be taken by a thread that does not block it (a library's),
+// and the supervisor's signalfd never sees it: a shim it started is still
+// reaped, through its own pidfd.
+TEST_F(ReadoptionTest, AShimIsReapedEvenIfItsSigchldGoesElsewhere) {
+  CreateSupervisor(nullptr);
+  absl::StatusOr<pm::v1::StartResponse> started = StartGated(0);
+  ASSERT_TRUE(started.ok()) << started.status();
+  const pid_t shim = ParentOf(started->status().pid());
+  // A thread that takes every SIGCHLD from now on.
+  struct sigaction took = {};
+  took.sa_handler = [](int) {};
+  struct sigaction before = {};
+  ASSERT_EQ(sigaction(SIGCHLD, &took, &before), 0);
+  absl::Notification unblocked, done;
+  std::thread thief([&] {
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    pthread_sigmask(SIG_UNBLOCK, &chld, nullptr);
+    unblocked.Notify();
+    done.WaitForNotification();
+  });
+  unblocked.WaitForNotification();
+  Fd shim_pidfd(static_cast<int>(syscall(SYS_pidfd_open, shim, 0)));
+  ASSERT_TRUE(shim_pidfd.valid());
+  ReleaseLeader();
+  ASSERT_TRUE(EndOf(*registry_, started->id()).ok());
+  pollfd exited = {shim_pidfd.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&exited, 1, 30000), 1) << "the shim did not exit";
+  // A round trip through the supervisor's loop (a stop of an id no one
+  // has), which has seen the shim's pidfd readable by then.
+  WaitForEarlierStops();
+  siginfo_t info = {};
+  EXPECT_NE(waitid(P_PID, shim, &info, WEXITED | WNOHANG | WNOWAIT), 0)
+      << "pm-shim " << shim << " left a zombie";
+  EXPECT_EQ(errno, ECHILD);
+  done.Notify();
+  thief.join();
+  sigaction(SIGCHLD, &before, nullptr);
+}
+
 // A shim whose process was never on record (its supervisor died between
 // the spawn and the record): the next supervisor kills the process, as it
 // kills a start the registry never took.
