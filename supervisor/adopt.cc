@@ -192,7 +192,7 @@ void Supervisor::OnLiveRecords(std::vector<StoredRecord> records) {
                << " records had not ended; " << unclaimed_.size()
                << " wait for their shims";
   if (unclaimed_.empty()) {
-    adoption_settled_.Notify();
+    if (!adoption_settled_.HasBeenNotified()) adoption_settled_.Notify();
     return;
   }
   // Shims reconnect the instant shims.sock appears; the wait only covers
