@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_core.h"
 
@@ -632,7 +634,21 @@ absl::Status SendMessage(int socket, const Message& message,
 }
 
 absl::StatusOr<Received> ReceiveMessage(int socket) {
-  std::string buffer(kMaxMessageBytes + 1, '\0');
+  // The datagram's size first (MSG_PEEK | MSG_TRUNC gives its whole
+  // length), so the buffer is what it needs: most messages are tens of
+  // bytes, and a kMaxMessageBytes buffer each time was an mmap, a munmap
+  // and its page faults per message. One byte more tells a datagram over
+  // the limit.
+  ssize_t size;
+  do {
+    size = recv(socket, nullptr, 0, MSG_PEEK | MSG_TRUNC);
+  } while (size < 0 && errno == EINTR);
+  if (size < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    return absl::UnavailableError("recvmsg(shim socket): nothing to read");
+  }
+  if (size < 0) return ErrnoStatus("recv(shim socket, MSG_PEEK)", errno);
+  std::string buffer(std::min<size_t>(static_cast<size_t>(size), kMaxMessageBytes) + 1,
+                     '\0');
   iovec iov{buffer.data(), buffer.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
