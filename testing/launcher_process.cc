@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "common/proc.h"
 #include "gtest/gtest.h"
+#include "testing/pm_runner.h"
 
 extern char** environ;
 
@@ -96,29 +97,11 @@ void LauncherProcess::Spawn(const std::vector<std::string>& args) {
     ADD_FAILURE() << "pipe2: " << strerror(errno);
     return;
   }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, out[1], 2);
   // As from a shell: nothing blocked, default dispositions.
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t empty, defaults;
-  sigemptyset(&empty);
-  sigemptyset(&defaults);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGCHLD}) sigaddset(&defaults, sig);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setsigmask(&attr, &empty);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
   const std::string binary = StackBinary();
-  std::vector<char*> argv = {const_cast<char*>(binary.c_str())};
-  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
   const int spawned =
-      posix_spawn(&pid_, binary.c_str(), &actions, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
+      SpawnAsFromShell(binary, args, out[1], out[1],
+                       {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGCHLD}, nullptr, &pid_);
   close(out[1]);
   log_fd_ = out[0];
   if (spawned != 0) {

@@ -45,34 +45,25 @@ PmRun::PmRun(const std::vector<std::string>& args,
   Spawn(args, &environment);
 }
 
-void PmRun::Spawn(const std::vector<std::string>& args,
-                  const std::vector<std::string>* environment) {
-  int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe2: " << strerror(errno);
-    return;
-  }
+int SpawnAsFromShell(const std::string& binary, const std::vector<std::string>& args,
+                     int stdout_fd, int stderr_fd, const std::vector<int>& defaults,
+                     const std::vector<std::string>* environment, pid_t* pid) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-  // As from a shell: nothing blocked, Ctrl+C's default action.
+  posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
+  posix_spawn_file_actions_adddup2(&actions, stderr_fd, 2);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  sigset_t empty, defaults;
+  sigset_t empty, at_default;
   sigemptyset(&empty);
-  sigemptyset(&defaults);
-  for (int sig : {SIGINT, SIGTERM, SIGPIPE}) sigaddset(&defaults, sig);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  sigemptyset(&at_default);
+  for (int sig : defaults) sigaddset(&at_default, sig);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   posix_spawnattr_setsigmask(&attr, &empty);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-
-  const std::string binary = PmBinary();
+  posix_spawnattr_setsigdefault(&attr, &at_default);
   std::vector<char*> argv = {const_cast<char*>(binary.c_str())};
-  for (const std::string& arg : args)
-    argv.push_back(const_cast<char*>(arg.c_str()));
+  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
   std::vector<char*> envp;
   if (environment != nullptr) {
@@ -81,11 +72,24 @@ void PmRun::Spawn(const std::vector<std::string>& args,
     }
     envp.push_back(nullptr);
   }
-  const int spawned =
-      posix_spawn(&pid_, binary.c_str(), &actions, &attr, argv.data(),
-                  environment != nullptr ? envp.data() : environ);
+  const int spawned = posix_spawn(pid, binary.c_str(), &actions, &attr, argv.data(),
+                                  environment != nullptr ? envp.data() : environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
+  return spawned;
+}
+
+void PmRun::Spawn(const std::vector<std::string>& args,
+                  const std::vector<std::string>* environment) {
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe2: " << strerror(errno);
+    return;
+  }
+  // Ctrl+C's default action, as from a shell.
+  const std::string binary = PmBinary();
+  const int spawned = SpawnAsFromShell(binary, args, out[1], err[1],
+                                       {SIGINT, SIGTERM, SIGPIPE}, environment, &pid_);
   close(out[1]);
   close(err[1]);
   out_fd_ = out[0];

@@ -25,6 +25,15 @@ namespace pm::testing {
 // A safety net against a hung pm, not an expectation of speed.
 inline constexpr absl::Duration kPmTimeout = absl::Seconds(60);
 
+// Starts `binary` with `args` as a user's shell would: stdin /dev/null,
+// stdout on `stdout_fd` and stderr on `stderr_fd`, no signal blocked and
+// each of `defaults` at its default action, in `environment` (null: this
+// process's). Returns posix_spawn's error (0: `*pid` runs it). PmRun and
+// LauncherProcess start their binaries through it.
+int SpawnAsFromShell(const std::string& binary, const std::vector<std::string>& args,
+                     int stdout_fd, int stderr_fd, const std::vector<int>& defaults,
+                     const std::vector<std::string>* environment, pid_t* pid);
+
 // The pm binary in the test's runfiles (data = ["//cli:pm"]).
 std::string PmBinary();
 
