@@ -689,6 +689,20 @@ class ReadoptionTest : public SupervisorTest {
                                   "read line < ", in_, "; echo ending; exit ", code));
     return Start(request);
   }
+  // Stops `id` with a grace period and expects the answer of a process
+  // that SIGTERM ended.
+  void ExpectStoppedBySigterm(const std::string& id) {
+    pm::v1::StopRequest stop;
+    stop.set_id(id);
+    stop.set_grace_period_ms(5000);
+    absl::StatusOr<pm::v1::StopResponse> stopped = StopAndWait(stop);
+    ASSERT_TRUE(stopped.ok()) << stopped.status();
+    EXPECT_TRUE(stopped->stopped());
+    EXPECT_EQ(stopped->status().state(), pm::v1::ProcessStatus::STATE_SIGNALED);
+    EXPECT_EQ(stopped->status().signal(), SIGTERM);
+    EXPECT_EQ(stopped->status().termination(),
+              pm::v1::ProcessStatus::TERMINATION_AFTER_SIGTERM);
+  }
   // The next supervisor, as a restart makes it (the first one handed off).
   void Restart() {
     supervisor_->HandOff();
@@ -710,16 +724,7 @@ TEST_F(ReadoptionTest, AHandedOffProcessRunsOnAndTheNextSupervisorStopsIt) {
   Restart();
   ASSERT_EQ(kill(pid, 0), 0) << "the hand-off ended the process";
 
-  pm::v1::StopRequest stop;
-  stop.set_id(started->id());
-  stop.set_grace_period_ms(5000);
-  absl::StatusOr<pm::v1::StopResponse> stopped = StopAndWait(stop);
-  ASSERT_TRUE(stopped.ok()) << stopped.status();
-  EXPECT_TRUE(stopped->stopped());
-  EXPECT_EQ(stopped->status().state(), pm::v1::ProcessStatus::STATE_SIGNALED);
-  EXPECT_EQ(stopped->status().signal(), SIGTERM);
-  EXPECT_EQ(stopped->status().termination(),
-            pm::v1::ProcessStatus::TERMINATION_AFTER_SIGTERM);
+  ExpectStoppedBySigterm(started->id());
   absl::StatusOr<pm::v1::ProcessStatus> record = EndOf(*registry_, started->id());
   ASSERT_TRUE(record.ok()) << record.status();
   EXPECT_EQ(record->signal(), SIGTERM);
@@ -925,14 +930,7 @@ TEST_F(ReadoptionTest, AProcessWhoseShimDiesIsStillStoppedAndReaped) {
   ASSERT_EQ(kill(shim, SIGKILL), 0);
   ASSERT_TRUE(WaitForExit(shim));
 
-  pm::v1::StopRequest stop;
-  stop.set_id(started->id());
-  stop.set_grace_period_ms(5000);
-  absl::StatusOr<pm::v1::StopResponse> stopped = StopAndWait(stop);
-  ASSERT_TRUE(stopped.ok()) << stopped.status();
-  EXPECT_TRUE(stopped->stopped());
-  EXPECT_EQ(stopped->status().state(), pm::v1::ProcessStatus::STATE_SIGNALED);
-  EXPECT_EQ(stopped->status().signal(), SIGTERM);
+  ExpectStoppedBySigterm(started->id());
   // Reaped: no zombie left.
   siginfo_t info = {};
   EXPECT_EQ(waitid(P_PID, pid, &info, WEXITED | WNOHANG), -1);
