@@ -84,6 +84,9 @@ absl::StatusOr<LaunchedShim> LaunchShim(const ShimLaunch& launch) {
   if (launch.segment_bytes != 0) {
     caps.push_back(absl::StrCat("--segment_bytes=", launch.segment_bytes));
   }
+  if (!launch.process_id.empty()) {
+    caps.push_back(absl::StrCat("--process_id=", launch.process_id));
+  }
   std::vector<const char*> argv = {launch.binary.c_str(), "--control_fd=3", state.c_str(),
                                    runtime.c_str()};
   for (const std::string& cap : caps) argv.push_back(cap.c_str());
@@ -91,6 +94,7 @@ absl::StatusOr<LaunchedShim> LaunchShim(const ShimLaunch& launch) {
   const int err = posix_spawn(&shim.pid, launch.binary.c_str(), &actions, &attr,
                               const_cast<char**>(argv.data()), environ);
   if (err != 0) return ErrnoError("posix_spawn", launch.binary, err);
+  shim.process_id = launch.process_id;
   // Not reaped before this, so the pid is still the shim's.
   shim.pidfd = Fd(static_cast<int>(syscall(SYS_pidfd_open, shim.pid, 0)));
   if (!shim.pidfd) {

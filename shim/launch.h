@@ -54,12 +54,16 @@ struct ShimLaunch {
   // out, so the shim's default applies (ResolveOutputCaps).
   uint64_t max_output_bytes = 0;
   uint64_t segment_bytes = 0;
+  // The shim's --process_id: the id its process will have, whose directory
+  // it makes while idle. Empty leaves it out (the Spawn names the id).
+  std::string process_id{};
 };
 
 struct LaunchedShim {
   pid_t pid = -1;
   Fd pidfd;    // the shim's, to wait for it
   Fd control;  // the supervisor's end of the control link
+  std::string process_id;  // ShimLaunch::process_id
 };
 
 // Starts pm-shim as a child of the caller. INVALID_ARGUMENT for output caps

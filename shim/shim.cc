@@ -28,6 +28,8 @@
 #include "common/proc.h"
 #include "common/state_layout.h"
 #include "common/status_core.h"
+#include "common/uuid.h"
+#include "segment_log/format.h"
 #include "supervisor/spawn_command.h"
 
 #ifndef P_PIDFD
@@ -119,11 +121,14 @@ absl::StatusOr<ShimFlags> ParseShimFlags(int argc, const char* const* argv) {
     } else if (absl::ConsumePrefix(&arg, "--segment_bytes=")) {
       PM_RETURN_IF_ERROR(ParseBytes("--segment_bytes", arg, &flags.segment_bytes));
       segment_given = true;
+    } else if (absl::ConsumePrefix(&arg, "--process_id=")) {
+      PM_RETURN_IF_ERROR(Annotate(ValidateProcessId(arg), "--process_id"));
+      flags.process_id = std::string(arg);
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown argument \"", arg,
           "\"; usage: pm-shim --control_fd=N --state_dir=DIR --runtime_dir=DIR "
-          "[--max_output_bytes=N] [--segment_bytes=N]"));
+          "[--max_output_bytes=N] [--segment_bytes=N] [--process_id=UUID]"));
     }
   }
   if (flags.control_fd < 0) return absl::InvalidArgumentError("--control_fd is required");
@@ -228,7 +233,9 @@ void Shim::Transition(Phase to) {
 }
 
 int Shim::Run() {
+  PrepareProcessDirAhead();
   if (!AwaitSpawn()) {
+    RemoveUnusedProcessDir();
     Transition(Phase::kDone);
     return exit_code_;
   }
@@ -325,8 +332,9 @@ bool Shim::AwaitSpawn() {
                     << " while idle; only Spawn is expected";
       continue;
     }
-    uuid_ = spawn->uuid;
-    absl::Status status = PrepareProcessDir();
+    absl::Status status = TakeProcessId(*spawn);
+    // Made ahead (--process_id), unless that failed: then now.
+    if (status.ok() && !output_) status = PrepareProcessDir();
     if (status.ok()) status = LoadSpawnCommand(*spawn, got->fds);
     if (status.ok()) status = SpawnProcess(*spawn, got->fds);
     if (!status.ok()) {
@@ -337,6 +345,49 @@ bool Shim::AwaitSpawn() {
     }
     return true;
   }
+}
+
+void Shim::PrepareProcessDirAhead() {
+  if (flags_.process_id.empty()) return;
+  uuid_ = flags_.process_id;
+  absl::Status prepared = PrepareProcessDir();
+  if (prepared.ok()) return;
+  PM_LOG(WARNING) << "the directory of process " << uuid_
+                  << ", made ahead: " << prepared << "; trying again at the Spawn";
+  output_.reset();
+}
+
+void Shim::RemoveUnusedProcessDir() {
+  if (flags_.process_id.empty() || proc_dir_.empty()) return;
+  output_.reset();
+  const std::string output_dir = ProcessOutputDir(flags_.state_dir, uuid_);
+  absl::StatusOr<std::vector<segment_log::SegmentFile>> segments =
+      segment_log::ListSegments(output_dir);
+  std::vector<std::string> files;
+  if (segments.ok()) {
+    for (const segment_log::SegmentFile& segment : *segments) files.push_back(segment.path);
+  }
+  files.push_back(absl::StrCat(proc_dir_, "/", kShimLogName));
+  for (const std::string& file : files) {
+    if (unlink(file.c_str()) != 0 && errno != ENOENT) {
+      PM_LOG(WARNING) << ErrnoError("unlink", file);
+    }
+  }
+  for (const std::string& dir : {output_dir, proc_dir_}) {
+    if (rmdir(dir.c_str()) != 0 && errno != ENOENT) {
+      PM_LOG(WARNING) << ErrnoError("rmdir", dir);
+    }
+  }
+}
+
+absl::Status Shim::TakeProcessId(const Spawn& spawn) {
+  if (!flags_.process_id.empty() && spawn.uuid != flags_.process_id) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the Spawn names process ", spawn.uuid, ", but this shim was started for ",
+        flags_.process_id, " (--process_id)"));
+  }
+  uuid_ = spawn.uuid;
+  return absl::OkStatus();
 }
 
 absl::Status Shim::PrepareProcessDir() {

@@ -96,9 +96,11 @@ std::vector<std::string> FdLinks(pid_t pid) {
 class ShimProcess {
  public:
   ShimProcess(const std::string& state_dir, const std::string& runtime_dir,
-              uint64_t max_output_bytes = 0, uint64_t segment_bytes = 0) {
-    absl::StatusOr<LaunchedShim> shim = LaunchShim(
-        {ShimBinary(), state_dir, runtime_dir, max_output_bytes, segment_bytes});
+              uint64_t max_output_bytes = 0, uint64_t segment_bytes = 0,
+              std::string process_id = "") {
+    absl::StatusOr<LaunchedShim> shim =
+        LaunchShim({ShimBinary(), state_dir, runtime_dir, max_output_bytes, segment_bytes,
+                    std::move(process_id)});
     EXPECT_TRUE(shim.ok()) << shim.status();
     if (!shim.ok()) return;
     pid_ = shim->pid;
@@ -197,6 +199,21 @@ class ShimTest : public ::testing::Test {
       char buffer[4096];
       while (read(watch.get(), buffer, sizeof(buffer)) > 0) {
       }
+    }
+  }
+
+  // Waits (inotify on each of its ancestors that exists) until `path` does.
+  static void WaitForPath(const std::string& path) {
+    for (;;) {
+      Fd watch(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+      ASSERT_TRUE(watch);
+      for (std::string dir = path; dir.rfind('/') != std::string::npos && !dir.empty();) {
+        dir.resize(dir.rfind('/'));
+        if (!dir.empty()) inotify_add_watch(watch.get(), dir.c_str(), IN_CREATE | IN_MOVED_TO);
+      }
+      // Looked at after the watches are in place: a create in between wakes.
+      if (access(path.c_str(), F_OK) == 0) return;
+      ASSERT_TRUE(WaitReadable(watch.get())) << path << " never appeared";
     }
   }
 
@@ -505,7 +522,7 @@ TEST_F(ShimTest, ExitedComesPromptlyWhileAChildOfTheLeaderKeepsWriting) {
 TEST(LaunchShimTest, RefusesCapsTheShimWouldRefuseBeforeStartingIt) {
   absl::StatusOr<LaunchedShim> shim =
       LaunchShim({ShimBinary(), "state", "runtime", /*max_output_bytes=*/1000,
-                  /*segment_bytes=*/251});
+                  /*segment_bytes=*/251, /*process_id=*/""});
   EXPECT_EQ(shim.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(shim.status().message(),
             "--segment_bytes=251: at most a quarter of --max_output_bytes=1000 (250)");
@@ -594,6 +611,50 @@ TEST_F(ShimTest, AnIdleShimExitsWhenItsControlSocketCloses) {
   ShimProcess shim(state_dir(), runtime_dir());
   shim.control().reset();
   EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
+// A spare (--process_id) has its process's directory, log and first
+// segment before any Spawn: the Start that takes it does not wait for them.
+TEST_F(ShimTest, AShimStartedForAnIdMakesItsDirectoryBeforeTheSpawnAndRunsThere) {
+  ShimProcess shim(state_dir(), runtime_dir(), 0, 0, kUuid);
+  WaitForPath(output_dir() + "/00000000000000000000.seg");
+  EXPECT_EQ(access((proc_dir() + "/" + kShimLogName).c_str(), F_OK), 0);
+
+  Start(shim, SpawnOf({"/bin/echo", "made ahead"}), nullptr);
+  EXPECT_EQ(ExpectExited(shim).status, ExitStatus::Exited(0));
+  EXPECT_EQ(shim.Wait(), kExitDone);
+  EXPECT_EQ(OutputOf(segment_log::Stream::kStdout), "made ahead\n");
+  EXPECT_EQ(ExitFile().status, ExitStatus::Exited(0));
+}
+
+TEST_F(ShimTest, AnIdleShimLetGoRemovesTheDirectoryItMadeAhead) {
+  ShimProcess shim(state_dir(), runtime_dir(), 0, 0, kUuid);
+  WaitForPath(output_dir() + "/00000000000000000000.seg");
+  shim.control().reset();
+  EXPECT_EQ(shim.Wait(), kExitDone);
+  EXPECT_NE(access(proc_dir().c_str(), F_OK), 0) << proc_dir() << " was left behind";
+  EXPECT_EQ(errno, ENOENT);
+}
+
+TEST_F(ShimTest, ASpawnNamingAnotherIdThanTheShimWasStartedForIsSpawnFailed) {
+  ShimProcess shim(state_dir(), runtime_dir(), 0, 0, kUuid);
+  Spawn spawn = SpawnOf({"/bin/true"});
+  spawn.uuid = "0b7e6a2c-1d3f-4a5b-9c8d-7e6f5a4b3c2d";
+  ASSERT_TRUE(SendMessage(shim.control().get(), spawn, {}).ok());
+  Received got = shim.Next();
+  const SpawnFailed* failed = std::get_if<SpawnFailed>(&got.message);
+  ASSERT_NE(failed, nullptr) << "got " << MessageName(got.message);
+  EXPECT_EQ(failed->code, absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(failed->message, "--process_id")) << failed->message;
+  EXPECT_EQ(shim.Wait(), kExitSpawnFailed);
+}
+
+TEST(ShimFlagsTest, AProcessIdThatIsNotAUuidIsRefusedNamingTheFlag) {
+  const char* argv[] = {"pm-shim", "--control_fd=3", "--state_dir=s", "--runtime_dir=r",
+                        "--process_id=../../etc"};
+  absl::StatusOr<ShimFlags> flags = ParseShimFlags(5, argv);
+  EXPECT_EQ(flags.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(flags.status().message(), "--process_id")) << flags.status();
 }
 
 TEST_F(ShimTest, TheProcessHasOnlyStdioAndTheShimHoldsNothingLeakedIntoIt) {

@@ -8,8 +8,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "common/uuid.h"
 
 namespace pm::supervisor {
+
+absl::StatusOr<shim::LaunchedShim> LaunchIdleShim(shim::ShimLaunch launch) {
+  PM_ASSIGN_OR_RETURN(launch.process_id, NewUuidV4());
+  return shim::LaunchShim(launch);
+}
 
 absl::Status EndIdleShim(shim::LaunchedShim shim, absl::Duration bound) {
   shim.control.reset();

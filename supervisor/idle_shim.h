@@ -2,7 +2,7 @@
 // message and one spawn, and ended when the supervisor stops.
 //
 //   Spares<shim::LaunchedShim> shims({.thread_name = "pm-shims", .what = "shim",
-//       .make = [launch] { return shim::LaunchShim(launch); },
+//       .make = [launch] { return LaunchIdleShim(launch); },
 //       .discard = [](shim::LaunchedShim s) { (void)EndIdleShim(std::move(s)); }});
 //
 // Internal to the supervisor library.
@@ -10,10 +10,18 @@
 #define PM_SUPERVISOR_IDLE_SHIM_H_
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "shim/launch.h"
 
 namespace pm::supervisor {
+
+// Starts a shim for a process yet to come, with a fresh id (NewUuidV4) as
+// its --process_id: it makes the process's directory while idle, so the
+// Start that takes it does not wait for those creates. The id is the
+// process's: LaunchedShim::process_id. Errors are LaunchShim's and
+// getrandom's.
+absl::StatusOr<shim::LaunchedShim> LaunchIdleShim(shim::ShimLaunch launch);
 
 // Ends a shim that was given no Spawn: closes its control socket (an idle
 // shim exits 0 at EOF), waits up to `bound` for it to exit and reaps it

@@ -30,6 +30,7 @@
 #include "common/state_layout.h"
 #include "common/status.h"
 #include "shim/protocol.h"
+#include "supervisor/idle_shim.h"
 #include "supervisor/process.h"
 #include "supervisor/settle.h"
 #include "supervisor/shim_spawn.h"
@@ -45,10 +46,7 @@ constexpr int kMessagesPerEvent = 8;
 }  // namespace
 
 absl::StatusOr<ShimStarted> Supervisor::SpawnThroughShim(
-    const pm::v1::StartRequest& request, const std::string& id,
-    const SpawnOptions& spawn_options) {
-  PM_ASSIGN_OR_RETURN(ShimSpawnMessage message,
-                      ShimSpawnOf(request, id, spawn_options));
+    const pm::v1::StartRequest& request, const SpawnOptions& spawn_options) {
   // An fd kept free for the process's pidfd, given up just before it comes:
   // out of fds, the Start fails here, before anything runs, and not after
   // the spawn with a pidfd the kernel had to drop.
@@ -60,14 +58,16 @@ absl::StatusOr<ShimStarted> Supervisor::SpawnThroughShim(
   // behind, or cannot make them). One that died while idle refuses the
   // message (EPIPE): the next one gets it.
   std::optional<shim::LaunchedShim> shim;
+  ShimSpawnMessage message;
   absl::Status sent;
   for (int attempt = 0; attempt < 2; ++attempt) {
     shim = spare_shims_->Take();
     if (!shim) {
-      PM_ASSIGN_OR_RETURN(shim::LaunchedShim launched,
-                          shim::LaunchShim(options_.shim));
+      PM_ASSIGN_OR_RETURN(shim::LaunchedShim launched, LaunchIdleShim(options_.shim));
       shim = std::move(launched);
     }
+    // Named by the shim's id: the directory it made while idle.
+    PM_ASSIGN_OR_RETURN(message, ShimSpawnOf(request, shim->process_id, spawn_options));
     sent = shim::SendMessage(shim->control.get(), message.spawn, message.fds);
     if (sent.ok()) break;
     PM_LOG(WARNING) << "pm-shim " << shim->pid << " refused a Spawn: " << sent;
@@ -121,6 +121,7 @@ absl::StatusOr<ShimStarted> Supervisor::SpawnThroughShim(
         shim::MessageName(got->message), " and ", got->fds.size(), " fds"));
   }
   ShimStarted started;
+  started.id = shim->process_id;
   started.pid = spawned->pid;
   started.pidfd = std::move(got->fds[0]);
   started.start_ticks = spawned->start_ticks;

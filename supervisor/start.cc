@@ -1,9 +1,10 @@
 // The start path: a Start, step by step.
 //   1. Validate the request and the limits this host can enforce (Start).
 //   2. Wait, without blocking a thread, until the registry is connected
-//      (WhenRegistryReady), then mint the id.
+//      (WhenRegistryReady).
 //   3. On the loop: take a cgroup and an idle shim, which spawns into it;
-//      watch the shim's control socket (SpawnOnLoop).
+//      the shim's id is the process's, its directory made while it waited.
+//      Watch the shim's control socket (SpawnOnLoop).
 //   4. Ask the registry for the record (StartOnLoop); PendingStart answers
 //      with it.
 #include "supervisor/supervisor.h"
@@ -25,7 +26,6 @@
 #include "common/proc.h"
 #include "common/proto_time.h"
 #include "common/status.h"
-#include "common/uuid.h"
 #include "supervisor/async_ops.h"
 #include "supervisor/process.h"
 #include "supervisor/spawn.h"
@@ -105,11 +105,8 @@ void Supervisor::Start(const pm::v1::StartRequest& request, Owner owner,
   WhenRegistryReady([this, request, owner = std::move(owner),
                      start](absl::Status ready) {
     if (!ready.ok()) return start->Fail(std::move(ready));
-    // The id names the process's directory, which its shim makes.
-    absl::StatusOr<std::string> id = NewUuidV4();
-    if (!id.ok()) return start->Fail(id.status());
-    if (!loop_.Post([this, request, id = *std::move(id), owner, start] {
-          StartOnLoop(request, id, owner, start);
+    if (!loop_.Post([this, request, owner, start] {
+          StartOnLoop(request, owner, start);
         })) {
       start->Fail(absl::UnavailableError("supervisor is shutting down"));
     }
@@ -117,9 +114,9 @@ void Supervisor::Start(const pm::v1::StartRequest& request, Owner owner,
 }
 
 void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,
-                             const std::string& id, const Owner& owner,
+                             const Owner& owner,
                              std::shared_ptr<PendingStart> start) {
-  absl::StatusOr<ProcessPtr> spawned = SpawnOnLoop(request, id);
+  absl::StatusOr<ProcessPtr> spawned = SpawnOnLoop(request);
   if (!spawned.ok()) {
     // Out of fds (a socket, the pidfd, a cgroup file): say which limit.
     return start->Fail(ExplainFileExhaustion(spawned.status(), "the supervisor"));
@@ -166,10 +163,10 @@ namespace {
 
 // The Process a spawned child becomes, its cgroup (if any) with it.
 std::shared_ptr<Process> ProcessOf(const pm::v1::StartRequest& request,
-                                   const std::string& id, ShimStarted child,
+                                   ShimStarted child,
                                    std::unique_ptr<ProcessCgroup> cgroup) {
   auto p = std::make_shared<Process>();
-  p->id = id;
+  p->id = child.id;
   p->pid = child.pid;
   p->limits = request.limits();
   p->pidfd = std::move(child.pidfd);
@@ -195,7 +192,7 @@ std::shared_ptr<Process> ProcessOf(const pm::v1::StartRequest& request,
 }  // namespace
 
 absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
-    const pm::v1::StartRequest& request, const std::string& id) {
+    const pm::v1::StartRequest& request) {
   if (shut_down_) return absl::UnavailableError("supervisor is shutting down");
   if (live_ >= options_.max_processes) {
     return absl::ResourceExhaustedError(
@@ -203,15 +200,15 @@ absl::StatusOr<Supervisor::ProcessPtr> Supervisor::SpawnOnLoop(
                      "--max_processes, is ", options_.max_processes, ")"));
   }
   std::unique_ptr<ProcessCgroup> cgroup;
-  PM_ASSIGN_OR_RETURN(ShimStarted child, SpawnInCgroup(request, id, cgroup));
+  PM_ASSIGN_OR_RETURN(ShimStarted child, SpawnInCgroup(request, cgroup));
   WatchShimExit(child.shim_pid, std::move(child.shim_pidfd));
-  ProcessPtr p = ProcessOf(request, id, std::move(child), std::move(cgroup));
+  ProcessPtr p = ProcessOf(request, std::move(child), std::move(cgroup));
   PM_RETURN_IF_ERROR(WatchProcess(p));
   return p;
 }
 
 absl::StatusOr<ShimStarted> Supervisor::SpawnInCgroup(
-    const pm::v1::StartRequest& request, const std::string& id,
+    const pm::v1::StartRequest& request,
     std::unique_ptr<ProcessCgroup>& cgroup) {
   // The cgroup exists, limits set, before the child does: it is born in it.
   SpawnOptions spawn_options;
@@ -221,7 +218,7 @@ absl::StatusOr<ShimStarted> Supervisor::SpawnInCgroup(
   }
   spawn_options.file_limit = options_.child_file_limit;
   absl::StatusOr<ShimStarted> spawned =
-      SpawnThroughShim(request, id, spawn_options);
+      SpawnThroughShim(request, spawn_options);
   if (cgroup) cgroup->CloseSpawnFds();
   if (!spawned.ok() && cgroup) {
     // The shim reaped the child, if any: the cgroup is empty again. (One

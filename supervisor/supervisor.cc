@@ -116,7 +116,7 @@ absl::Status Supervisor::Init() {
       Spares<shim::LaunchedShim>::Options{
           .thread_name = "pm-shims",
           .what = "shim",
-          .make = [launch = options_.shim] { return shim::LaunchShim(launch); },
+          .make = [launch = options_.shim] { return LaunchIdleShim(launch); },
           .discard =
               [](shim::LaunchedShim idle) {
                 if (absl::Status ended = EndIdleShim(std::move(idle));

@@ -122,6 +122,7 @@ struct Process;  // process.h: one managed process, as held on the loop
 
 // What a shim answered a Spawn with: the process runs.
 struct ShimStarted {
+  std::string id;  // the process's, the shim's --process_id
   pid_t pid = -1;
   Fd pidfd;
   uint64_t start_ticks = 0;
@@ -200,31 +201,31 @@ class Supervisor {
   void WhenRegistryReady(std::function<void(absl::Status)> then);
 
   // Loop-thread steps.
-  // Spawns the process `id` through a shim into a cgroup of its own and
-  // watches it.
-  absl::StatusOr<ProcessPtr> SpawnOnLoop(const pm::v1::StartRequest& request,
-                                         const std::string& id);
+  // Spawns the process through a shim into a cgroup of its own and
+  // watches it; its id is the one the shim was started for.
+  absl::StatusOr<ProcessPtr> SpawnOnLoop(const pm::v1::StartRequest& request);
   // Takes a cgroup (into `cgroup`; none without cgroups) and has a shim
   // spawn the child into it; on failure the cgroup is removed again.
   absl::StatusOr<ShimStarted> SpawnInCgroup(
-      const pm::v1::StartRequest& request, const std::string& id,
+      const pm::v1::StartRequest& request,
       std::unique_ptr<ProcessCgroup>& cgroup);
   // Watches a spawned process: its cgroup and its shim's control socket. If
   // it cannot be watched, it is killed, and the error returned.
   absl::Status WatchProcess(const ProcessPtr& p);
   class PendingStart;
   // The loop's part of Start: spawn, then the record.
-  void StartOnLoop(const pm::v1::StartRequest& request, const std::string& id,
-                   const Owner& owner, std::shared_ptr<PendingStart> start);
+  void StartOnLoop(const pm::v1::StartRequest& request, const Owner& owner,
+                   std::shared_ptr<PendingStart> start);
   // A cgroup for a new process: a spare one when there are no limits.
   absl::StatusOr<std::unique_ptr<ProcessCgroup>> TakeCgroup(
       const pm::v1::Limits& limits);
   // The shim link (shim_link.cc).
-  // An idle shim (a spare, or one launched now) spawns `request` as `id`
-  // with `spawn_options` (its cgroup) and answers Spawned or SpawnFailed.
+  // An idle shim (a spare, or one launched now) spawns `request` with
+  // `spawn_options` (its cgroup) and answers Spawned or SpawnFailed. The
+  // process's id is the shim's (LaunchIdleShim): its directory was made
+  // while the shim waited.
   absl::StatusOr<ShimStarted> SpawnThroughShim(
-      const pm::v1::StartRequest& request, const std::string& id,
-      const SpawnOptions& spawn_options);
+      const pm::v1::StartRequest& request, const SpawnOptions& spawn_options);
   // Messages on a shim's control socket: Exited, Closed; its EOF.
   void OnShimReadable(const ProcessPtr& p);
   // The shim is gone before it said Closed (it died, or was killed): the

@@ -3,6 +3,7 @@
 // janitor), which the end-to-end tests in testing/ cannot reach.
 #include "supervisor/supervisor.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -34,6 +35,7 @@
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "common/status.h"
+#include "common/state_layout.h"
 #include "common/stop_request.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -514,6 +516,35 @@ TEST_F(SupervisorTest, KeepsTwoIdleShimsReadyAndEndsAndReapsThemAtShutdown) {
               0);
     EXPECT_EQ(errno, ECHILD) << "shim " << shims[i] << " was not reaped";
   }
+}
+
+// The names in `dir` (none if it does not exist).
+std::vector<std::string> EntriesOf(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return names;
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  closedir(d);
+  return names;
+}
+
+// An idle shim makes its future process's directory while it waits, and
+// the Start that takes it runs there; the idle ones let go at shutdown
+// remove theirs, so only started processes keep a directory.
+TEST_F(SupervisorTest, OnlyStartedProcessesKeepADirectoryTheIdleShimsRemoveTheirs) {
+  CreateSupervisor(nullptr);
+  pm::v1::StartRequest request;
+  request.set_executable("/bin/true");
+  absl::StatusOr<pm::v1::StartResponse> started = Start(request);
+  ASSERT_TRUE(started.ok()) << started.status();
+
+  supervisor_->Shutdown();
+
+  EXPECT_THAT(EntriesOf(ProcsDir(dir_)), ::testing::ElementsAre(started->id()));
+  EXPECT_THAT(EntriesOf(ProcessDir(dir_, started->id())), ::testing::Contains("output"));
 }
 
 // --- File descriptors -------------------------------------------------------
