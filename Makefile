@@ -59,9 +59,11 @@ clean:
 # gateway test (see README, "Sanitizers and
 # fuzzing"); bazel/tsan_annotations_test checks TSan's view of abseil.
 ASAN_TESTS := //testing:engine_test //gateway:gateway_test \
-	//testing/gateway:cli_test //supervisor:supervisor_test
+	//testing/gateway:cli_test //supervisor:supervisor_test //supervisor:idle_shim_test \
+	//supervisor:spares_test
 TSAN_TESTS := //testing:engine_test //testing/gateway:cli_test \
-	//bazel:tsan_annotations_test //supervisor:supervisor_test
+	//bazel:tsan_annotations_test //supervisor:supervisor_test //supervisor:idle_shim_test \
+	//supervisor:spares_test
 TSAN_SKIP := -EngineTest.ProcessThatWontStartGivesTheOsErrorAndNoUuid:SupervisorTest.AStartOutOfFdsIsResourceExhaustedNamingTheLimitAndLeaksNothing:ReadoptionTest.AShimWhoseProcessWasNeverOnRecordHasItKilled
 test-sanitizers: deps
 	$(BAZEL) test --config=asan $(ASAN_TESTS)

@@ -87,6 +87,7 @@ absl::StatusOr<LaunchedShim> LaunchShim(const ShimLaunch& launch) {
   if (!launch.process_id.empty()) {
     caps.push_back(absl::StrCat("--process_id=", launch.process_id));
   }
+  if (launch.zygote) caps.push_back("--zygote");
   std::vector<const char*> argv = {launch.binary.c_str(), "--control_fd=3", state.c_str(),
                                    runtime.c_str()};
   for (const std::string& cap : caps) argv.push_back(cap.c_str());

@@ -57,6 +57,8 @@ struct ShimLaunch {
   // The shim's --process_id: the id its process will have, whose directory
   // it makes while idle. Empty leaves it out (the Spawn names the id).
   std::string process_id{};
+  // --zygote: a shim that forks idle shims (zygote.h); not with process_id.
+  bool zygote = false;
 };
 
 struct LaunchedShim {

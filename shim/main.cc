@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 #include "shim/shim.h"
+#include "shim/zygote.h"
 
 int main(int argc, char** argv) {
   pm::SetLogTag("pm-shim");
@@ -12,6 +13,15 @@ int main(int argc, char** argv) {
   if (!flags.ok()) {
     std::cerr << "pm-shim: " << flags.status().message() << "\n";
     return pm::shim::kExitBroken;
+  }
+  if (flags->zygote) {
+    absl::StatusOr<std::optional<pm::shim::ShimFlags>> become = pm::shim::ServeForks(*flags);
+    if (!become.ok()) {
+      std::cerr << "pm-shim zygote: " << become.status().message() << "\n";
+      return pm::shim::kExitBroken;
+    }
+    if (!become->has_value()) return pm::shim::kExitDone;
+    flags = **become;  // a forked child: an idle shim from here on
   }
   absl::StatusOr<std::unique_ptr<pm::shim::Shim>> shim = pm::shim::Shim::Create(*flags);
   if (!shim.ok()) {

@@ -142,6 +142,14 @@ struct EncodeVisitor {
     w.U64(FieldTag::kOutputEnd, m.output_end);
     return w.Finish(MessageType::kClosed);
   }
+  absl::StatusOr<std::string> operator()(const ForkShim& m) {
+    w.Bytes(FieldTag::kUuid, m.uuid);
+    return w.Finish(MessageType::kForkShim);
+  }
+  absl::StatusOr<std::string> operator()(const ShimForked& m) {
+    w.U32(FieldTag::kPid, static_cast<uint32_t>(m.pid));
+    return w.Finish(MessageType::kShimForked);
+  }
 };
 
 // ---- decoding ----
@@ -305,6 +313,15 @@ absl::StatusOr<CommandLine> DecodeCommand(const Fields& f) {
   return command;
 }
 
+absl::StatusOr<std::string> DecodeUuid(const Fields& f) {
+  PM_ASSIGN_OR_RETURN(absl::string_view uuid, f.Required(FieldTag::kUuid));
+  if (uuid.size() != 36 ||
+      uuid.find_first_not_of("0123456789abcdef-") != absl::string_view::npos) {
+    return Bad("the uuid is not 36 characters of lowercase hex and dashes");
+  }
+  return std::string(uuid);
+}
+
 absl::StatusOr<Spawn> DecodeSpawn(const Fields& f, size_t fd_count) {
   PM_RETURN_IF_ERROR(f.OnlyThese(
       {FieldTag::kUuid, FieldTag::kExecutable, FieldTag::kArg, FieldTag::kEnv,
@@ -312,12 +329,7 @@ absl::StatusOr<Spawn> DecodeSpawn(const Fields& f, size_t fd_count) {
        FieldTag::kCgroup2Dir, FieldTag::kCgroup2Join, FieldTag::kCgroupJoin,
        FieldTag::kCommandMemfd}));
   Spawn m;
-  PM_ASSIGN_OR_RETURN(absl::string_view uuid, f.Required(FieldTag::kUuid));
-  if (uuid.size() != 36 ||
-      uuid.find_first_not_of("0123456789abcdef-") != absl::string_view::npos) {
-    return Bad("the uuid is not 36 characters of lowercase hex and dashes");
-  }
-  m.uuid = std::string(uuid);
+  PM_ASSIGN_OR_RETURN(m.uuid, DecodeUuid(f));
   PM_ASSIGN_OR_RETURN(std::optional<absl::string_view> memfd,
                       f.Optional(FieldTag::kCommandMemfd));
   if (memfd) {
@@ -480,6 +492,20 @@ absl::StatusOr<Message> DecodeBody(MessageType type, const Fields& f,
       PM_ASSIGN_OR_RETURN(m.output_end, f.RequiredFixed(FieldTag::kOutputEnd, 8));
       return m;
     }
+    case MessageType::kForkShim: {
+      PM_RETURN_IF_ERROR(f.OnlyThese({FieldTag::kUuid}));
+      PM_RETURN_IF_ERROR(WantFds("ForkShim", 1, fd_count));
+      ForkShim m;
+      PM_ASSIGN_OR_RETURN(m.uuid, DecodeUuid(f));
+      return m;
+    }
+    case MessageType::kShimForked: {
+      PM_RETURN_IF_ERROR(f.OnlyThese({FieldTag::kPid}));
+      PM_RETURN_IF_ERROR(WantFds("ShimForked", 1, fd_count));
+      ShimForked m;
+      PM_ASSIGN_OR_RETURN(m.pid, DecodePid(f));
+      return m;
+    }
   }
   return Bad(absl::StrCat("unknown type ", static_cast<int>(type)));
 }
@@ -595,7 +621,7 @@ absl::StatusOr<Message> Decode(absl::string_view datagram, size_t fd_count) {
                             datagram.size() - kHeaderBytes));
   }
   if (type < static_cast<uint64_t>(MessageType::kSpawn) ||
-      type > static_cast<uint64_t>(MessageType::kClosed)) {
+      type > static_cast<uint64_t>(MessageType::kShimForked)) {
     return Bad(absl::StrCat("unknown type ", type));
   }
   if (fd_count > kMaxFds) return Bad(absl::StrCat(fd_count, " fds attached"));
@@ -694,8 +720,8 @@ absl::StatusOr<Received> ReceiveMessage(int socket) {
 }
 
 absl::string_view MessageName(const Message& message) {
-  static constexpr absl::string_view kNames[] = {"Spawn", "Spawned", "SpawnFailed",
-                                                 "Exited", "Hello", "Closed"};
+  static constexpr absl::string_view kNames[] = {
+      "Spawn", "Spawned", "SpawnFailed", "Exited", "Hello", "Closed", "ForkShim", "ShimForked"};
   return kNames[message.index()];
 }
 

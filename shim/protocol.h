@@ -33,6 +33,10 @@
 // and after a reconnect to <runtime_dir>/shims.sock:
 //   shim → supervisor   Hello (+ the pidfd while the leader is not reaped),
 //                       then Exited and Closed as above
+// and with a pm-shim --zygote, which forks idle shims:
+//   supervisor → zygote ForkShim (+ the new shim's end of its control link)
+//   zygote → supervisor ShimForked (+ the new shim's pidfd), or SpawnFailed
+//                       when it could not fork (the zygote carries on)
 #ifndef PM_SHIM_PROTOCOL_H_
 #define PM_SHIM_PROTOCOL_H_
 
@@ -79,6 +83,8 @@ enum class MessageType : uint16_t {
   kExited = 4,
   kHello = 5,
   kClosed = 6,
+  kForkShim = 7,
+  kShimForked = 8,
 };
 
 enum class FieldTag : uint16_t {
@@ -171,15 +177,29 @@ struct Closed {
   uint64_t output_end = 0;
 };
 
-using Message = std::variant<Spawn, Spawned, SpawnFailed, Exited, Hello, Closed>;
+// To a zygote: fork an idle shim for the process `uuid` (its --process_id).
+// Attached: the new shim's end of its control link.
+struct ForkShim {
+  std::string uuid;  // canonical, 36 characters
+};
+
+// From a zygote: the idle shim runs, a child of the zygote's parent.
+// Attached: its pidfd.
+struct ShimForked {
+  pid_t pid = 0;
+};
+
+using Message = std::variant<Spawn, Spawned, SpawnFailed, Exited, Hello, Closed,
+                             ForkShim, ShimForked>;
 
 // The datagram for `message`, or INVALID_ARGUMENT when it would exceed
 // kMaxMessageBytes (naming the size).
 absl::StatusOr<std::string> Encode(const Message& message);
 
 // The message in `datagram`, checking that it accounts for exactly
-// `fd_count` attached fds (Spawned: 1; Hello: 1 while running, else 0;
-// Spawn: each index it names, 0 .. fd_count-1, used once). INVALID_ARGUMENT
+// `fd_count` attached fds (Spawned, ForkShim, ShimForked: 1; Hello: 1
+// while running, else 0; Spawn: each index it names, 0 .. fd_count-1, used
+// once). INVALID_ARGUMENT
 // naming the problem (truncated header, unknown type 9, field 3 runs past
 // the end, ...).
 absl::StatusOr<Message> Decode(absl::string_view datagram, size_t fd_count);

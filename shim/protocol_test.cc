@@ -86,7 +86,16 @@ TEST(ProtocolTest, RepliesRoundTrip) {
   back = RoundTrip(Closed{100}, 0);
   ASSERT_TRUE(std::holds_alternative<Closed>(back));
   EXPECT_EQ(std::get<Closed>(back).output_end, 100u);
+
+  back = RoundTrip(ForkShim{kUuid}, 1);
+  ASSERT_TRUE(std::holds_alternative<ForkShim>(back));
+  EXPECT_EQ(std::get<ForkShim>(back).uuid, kUuid);
+
+  back = RoundTrip(ShimForked{31337}, 1);
+  ASSERT_TRUE(std::holds_alternative<ShimForked>(back));
+  EXPECT_EQ(std::get<ShimForked>(back).pid, 31337);
 }
+
 
 void ExpectRefused(absl::string_view datagram, size_t fds, absl::string_view fragment) {
   absl::StatusOr<Message> got = Decode(datagram, fds);
@@ -103,6 +112,16 @@ std::string Header(uint16_t version, uint16_t type, uint32_t length) {
   }
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(length >> (8 * i)));
   return out;
+}
+
+// The zygote's messages are checked as strictly: the control link or the
+// pidfd they carry, and an id that can name a directory.
+TEST(ProtocolTest, ForkShimAndShimForkedCarryOneFdAndAForkShimAUuid) {
+  ExpectRefused(*Encode(ForkShim{kUuid}), 0, "ForkShim carries 1 fds, got 0");
+  ExpectRefused(*Encode(ShimForked{7}), 2, "ShimForked carries 1 fds, got 2");
+  ExpectRefused(*Encode(ForkShim{"../../etc/passwd"}), 1, "the uuid is not 36 characters");
+  EXPECT_EQ(MessageName(Message(ForkShim{kUuid})), "ForkShim");
+  EXPECT_EQ(MessageName(Message(ShimForked{1})), "ShimForked");
 }
 
 TEST(ProtocolTest, DecoderRefusesTruncatedOversizedAndUnknownMessages) {

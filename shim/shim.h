@@ -66,13 +66,17 @@ struct ShimFlags {
   // journaled metadata write, about 0.3 ms on the VMs pm is measured on);
   // the Spawn must name this id. An idle shim let go removes them again.
   std::string process_id;
+  // --zygote: serve ForkShim instead (zygote.h); the forked children run
+  // as idle shims.
+  bool zygote = false;
 };
 
 // --control_fd=N --state_dir=DIR --runtime_dir=DIR, all required;
 // optional --max_output_bytes=N (default kDefaultMaxOutputBytes, at least
 // 4) and --segment_bytes=N (default the smaller of kDefaultSegmentBytes and
 // a quarter of the cap; given, at least 1 and at most a quarter of the cap)
-// and --process_id=UUID (see ShimFlags::process_id).
+// and --process_id=UUID (see ShimFlags::process_id), or --zygote (not with
+// --process_id; see zygote.h).
 // INVALID_ARGUMENT naming the flag otherwise.
 absl::StatusOr<ShimFlags> ParseShimFlags(int argc, const char* const* argv);
 

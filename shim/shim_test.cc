@@ -35,6 +35,7 @@
 #include "shim/launch.h"
 #include "shim/protocol.h"
 #include "shim/shim.h"
+#include "shim/zygote.h"
 
 extern char** environ;
 
@@ -247,7 +248,9 @@ class ShimTest : public ::testing::Test {
     return exited != nullptr ? exited->end : ProcessEnd{};
   }
 
+  // The exit file, once it is there (the shim says Exited first).
   ProcessEnd ExitFile() const {
+    WaitForPath(proc_dir() + "/" + kExitFileName);
     absl::StatusOr<std::optional<ProcessEnd>> end = ReadExitFile(proc_dir());
     EXPECT_TRUE(end.ok()) << end.status();
     EXPECT_TRUE(end.ok() && end->has_value()) << "no exit file";
@@ -647,6 +650,77 @@ TEST_F(ShimTest, ASpawnNamingAnotherIdThanTheShimWasStartedForIsSpawnFailed) {
   EXPECT_EQ(failed->code, absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(absl::StrContains(failed->message, "--process_id")) << failed->message;
   EXPECT_EQ(shim.Wait(), kExitSpawnFailed);
+}
+
+// --- The zygote --------------------------------------------------------------
+
+// A shim forked by a pm-shim --zygote is the zygote's parent's child (so
+// the supervisor reaps it as it reaps an exec'd one), names itself pm-shim,
+// makes its process's directory ahead, and runs a process like any other;
+// the zygote, let go, exits 0.
+TEST_F(ShimTest, AZygoteForksShimsThatAreItsParentsChildrenAndRunProcesses) {
+  absl::StatusOr<LaunchedShim> zygote =
+      LaunchShim({ShimBinary(), state_dir(), runtime_dir(), 0, 0, "", /*zygote=*/true});
+  ASSERT_TRUE(zygote.ok()) << zygote.status();
+
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+  Fd control(sv[0]), theirs(sv[1]);
+  const int link = theirs.get();
+  ASSERT_TRUE(SendMessage(zygote->control.get(), ForkShim{kUuid}, {&link, 1}).ok());
+  theirs.reset();
+  ASSERT_TRUE(WaitReadable(zygote->control.get()));
+  absl::StatusOr<Received> answer = ReceiveMessage(zygote->control.get());
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  const ShimForked* forked = std::get_if<ShimForked>(&answer->message);
+  ASSERT_NE(forked, nullptr) << "got " << MessageName(answer->message);
+  Fd shim_pidfd = std::move(answer->fds[0]);
+
+  absl::StatusOr<ProcStat> shim = ReadProcStat(forked->pid);
+  ASSERT_TRUE(shim.ok()) << shim.status();
+  EXPECT_EQ(shim->ppid, getpid()) << "not a child of the zygote's parent";
+  absl::StatusOr<ProcStat> zygote_stat = ReadProcStat(zygote->pid);
+  ASSERT_TRUE(zygote_stat.ok()) << zygote_stat.status();
+  EXPECT_EQ(zygote_stat->comm, "pm-shim-zygote");
+
+  WaitForPath(output_dir() + "/00000000000000000000.seg");
+  Spawn spawn = SpawnOf({"/bin/echo", "forked"});
+  ASSERT_TRUE(SendMessage(control.get(), spawn, {}).ok());
+  ASSERT_TRUE(WaitReadable(control.get()));
+  absl::StatusOr<Received> spawned = ReceiveMessage(control.get());
+  ASSERT_TRUE(spawned.ok()) << spawned.status();
+  ASSERT_TRUE(std::holds_alternative<Spawned>(spawned->message))
+      << MessageName(spawned->message);
+  // Its comm is set right after the fork: read it once it has answered.
+  shim = ReadProcStat(forked->pid);
+  ASSERT_TRUE(shim.ok()) << shim.status();
+  EXPECT_EQ(shim->comm, "pm-shim");
+  // Exited, Closed, then the shim exits; this process reaps it.
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(WaitReadable(control.get()));
+    ASSERT_TRUE(ReceiveMessage(control.get()).ok());
+  }
+  ASSERT_TRUE(WaitReadable(shim_pidfd.get()));
+  siginfo_t info = {};
+  ASSERT_EQ(waitid(static_cast<idtype_t>(P_PIDFD), shim_pidfd.get(), &info, WEXITED), 0)
+      << strerror(errno);
+  EXPECT_EQ(info.si_code, CLD_EXITED);
+  EXPECT_EQ(info.si_status, kExitDone);
+  EXPECT_EQ(OutputOf(segment_log::Stream::kStdout), "forked\n");
+
+  zygote->control.reset();
+  ASSERT_TRUE(WaitReadable(zygote->pidfd.get()));
+  info = {};
+  ASSERT_EQ(waitid(static_cast<idtype_t>(P_PIDFD), zygote->pidfd.get(), &info, WEXITED), 0);
+  EXPECT_EQ(info.si_status, kExitDone);
+}
+
+TEST(ShimFlagsTest, AZygoteWithAProcessIdIsRefused) {
+  const char* argv[] = {"pm-shim", "--control_fd=3", "--state_dir=s", "--runtime_dir=r",
+                        "--zygote", "--process_id=6a1c1f0e-3b2d-4e5f-8a9b-0c1d2e3f4a5b"};
+  absl::StatusOr<ShimFlags> flags = ParseShimFlags(6, argv);
+  EXPECT_EQ(flags.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(flags.status().message(), "--zygote")) << flags.status();
 }
 
 TEST(ShimFlagsTest, AProcessIdThatIsNotAUuidIsRefusedNamingTheFlag) {

@@ -2,19 +2,124 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <utility>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
+#include "common/fd.h"
+#include "common/log.h"
 #include "common/status.h"
 #include "common/uuid.h"
+#include "shim/protocol.h"
 
 namespace pm::supervisor {
 
-absl::StatusOr<shim::LaunchedShim> LaunchIdleShim(shim::ShimLaunch launch) {
-  PM_ASSIGN_OR_RETURN(launch.process_id, NewUuidV4());
+IdleShimMaker::IdleShimMaker(shim::ShimLaunch launch) : launch_(std::move(launch)) {}
+
+absl::StatusOr<shim::LaunchedShim> IdleShimMaker::Make() {
+  PM_ASSIGN_OR_RETURN(std::string id, NewUuidV4());
+  {
+    absl::MutexLock lock(&mu_);
+    if (!zygote_ && !stopped_ && absl::Now() - zygote_failed_at_ >= kZygoteRetry) {
+      shim::ShimLaunch zygote = launch_;
+      zygote.zygote = true;
+      absl::StatusOr<shim::LaunchedShim> launched = shim::LaunchShim(zygote);
+      if (launched.ok()) {
+        zygote_ = *std::move(launched);
+      } else {
+        PM_LOG(WARNING) << "cannot start a pm-shim zygote: " << launched.status()
+                        << "; idle shims are exec'd";
+        zygote_failed_at_ = absl::Now();
+      }
+    }
+    if (zygote_) {
+      bool broken = false;
+      absl::StatusOr<shim::LaunchedShim> forked = ForkFromZygote(id, &broken);
+      if (forked.ok() || !broken) return forked;
+      PM_LOG(WARNING) << "pm-shim zygote " << zygote_->pid << ": " << forked.status()
+                      << "; it is ended, and idle shims are exec'd until another starts";
+      EndZygote(/*kill=*/true);
+      zygote_failed_at_ = absl::Now();
+    }
+  }
+  shim::ShimLaunch launch = launch_;
+  launch.process_id = std::move(id);
   return shim::LaunchShim(launch);
+}
+
+absl::StatusOr<shim::LaunchedShim> IdleShimMaker::ForkFromZygote(const std::string& id,
+                                                                 bool* broken) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    return ErrnoError("socketpair", "AF_UNIX, SOCK_SEQPACKET");
+  }
+  Fd ours(sv[0]);
+  Fd theirs(sv[1]);
+  const int link = theirs.get();
+  // From here on a failure is the zygote's, but for the fds it sends.
+  *broken = true;
+  PM_RETURN_IF_ERROR(shim::SendMessage(zygote_->control.get(), shim::ForkShim{id}, {&link, 1}));
+  theirs.reset();
+  pollfd answer = {zygote_->control.get(), POLLIN, 0};
+  int ready;
+  do {
+    ready = poll(&answer, 1, static_cast<int>(absl::ToInt64Milliseconds(kForkTimeout)));
+  } while (ready < 0 && errno == EINTR);
+  if (ready < 0) return ErrnoError("poll", "the zygote's control socket");
+  if (ready == 0) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "no answer to ForkShim within ", absl::FormatDuration(kForkTimeout)));
+  }
+  absl::StatusOr<shim::Received> received = shim::ReceiveMessage(zygote_->control.get());
+  if (!received.ok()) {
+    // Out of fds for the pidfd: the shim it forked sees its link close
+    // (`ours`) and exits.
+    if (received.status().code() == absl::StatusCode::kResourceExhausted) *broken = false;
+    return received.status();
+  }
+  shim::Received& got = *received;
+  if (auto* failed = std::get_if<shim::SpawnFailed>(&got.message)) {
+    *broken = false;
+    return absl::Status(failed->code, failed->message);
+  }
+  auto* forked = std::get_if<shim::ShimForked>(&got.message);
+  if (forked == nullptr) {
+    return absl::InternalError(
+        absl::StrCat("answered ForkShim with ", shim::MessageName(got.message)));
+  }
+  shim::LaunchedShim made;
+  made.pid = forked->pid;
+  made.pidfd = std::move(got.fds[0]);
+  made.control = std::move(ours);
+  made.process_id = id;
+  return made;
+}
+
+void IdleShimMaker::Stop() {
+  absl::MutexLock lock(&mu_);
+  stopped_ = true;
+  EndZygote(/*kill=*/false);
+}
+
+pid_t IdleShimMaker::zygote_pid() {
+  absl::MutexLock lock(&mu_);
+  return zygote_ ? zygote_->pid : -1;
+}
+
+void IdleShimMaker::EndZygote(bool kill) {
+  if (!zygote_) return;
+  const pid_t pid = zygote_->pid;
+  // One that failed may hang: it is not waited for to exit by itself.
+  if (kill) syscall(SYS_pidfd_send_signal, zygote_->pidfd.get(), SIGKILL, nullptr, 0);
+  if (absl::Status ended = EndIdleShim(*std::move(zygote_)); !ended.ok()) {
+    PM_LOG(WARNING) << "pm-shim zygote " << pid << ": " << ended;
+  }
+  zygote_.reset();
 }
 
 absl::Status EndIdleShim(shim::LaunchedShim shim, absl::Duration bound) {

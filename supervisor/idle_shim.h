@@ -2,26 +2,67 @@
 // message and one spawn, and ended when the supervisor stops.
 //
 //   Spares<shim::LaunchedShim> shims({.thread_name = "pm-shims", .what = "shim",
-//       .make = [launch] { return LaunchIdleShim(launch); },
+//       .make = [&maker] { return maker.Make(); },  // IdleShimMaker
 //       .discard = [](shim::LaunchedShim s) { (void)EndIdleShim(std::move(s)); }});
 //
 // Internal to the supervisor library.
 #ifndef PM_SUPERVISOR_IDLE_SHIM_H_
 #define PM_SUPERVISOR_IDLE_SHIM_H_
 
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "shim/launch.h"
 
 namespace pm::supervisor {
 
-// Starts a shim for a process yet to come, with a fresh id (NewUuidV4) as
-// its --process_id: it makes the process's directory while idle, so the
-// Start that takes it does not wait for those creates. The id is the
-// process's: LaunchedShim::process_id. Errors are LaunchShim's and
-// getrandom's.
-absl::StatusOr<shim::LaunchedShim> LaunchIdleShim(shim::ShimLaunch launch);
+// Makes idle shims, each for a process yet to come with a fresh id
+// (NewUuidV4) as its --process_id: it makes the process's directory while
+// idle, so the Start that takes it does not wait for those creates; the id
+// is the process's (LaunchedShim::process_id). They are forked by a
+// pm-shim --zygote (shim/zygote.h), started at the first Make and again
+// after it failed (at most once per kZygoteRetry); without one, launched by
+// exec. Thread-safe: the spares' thread and the loop both make them.
+class IdleShimMaker {
+ public:
+  static constexpr absl::Duration kZygoteRetry = absl::Seconds(1);
+  // How long a fork may take before the zygote is given up.
+  static constexpr absl::Duration kForkTimeout = absl::Seconds(5);
+
+  explicit IdleShimMaker(shim::ShimLaunch launch);
+  ~IdleShimMaker() { Stop(); }
+
+  // A new idle shim. Errors are LaunchShim's and getrandom's (a zygote
+  // that fails is logged and exec takes over).
+  absl::StatusOr<shim::LaunchedShim> Make();
+  // Ends the zygote (EndIdleShim) and makes no other; Make launches by
+  // exec from then on. Idempotent.
+  void Stop();
+  // The zygote's pid, or -1 without one (for tests).
+  pid_t zygote_pid();
+
+ private:
+  // A shim forked by the zygote. `*broken` says whether the failure was the
+  // zygote's (gone, silent, or answering nonsense) rather than this side's
+  // (out of fds) or one it reported (its fork failed): only then is it
+  // replaced.
+  absl::StatusOr<shim::LaunchedShim> ForkFromZygote(const std::string& id, bool* broken)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Closes its link and reaps it; SIGKILL first if `kill`.
+  void EndZygote(bool kill) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const shim::ShimLaunch launch_;
+  absl::Mutex mu_;
+  std::optional<shim::LaunchedShim> zygote_ ABSL_GUARDED_BY(mu_);
+  absl::Time zygote_failed_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+};
 
 // Ends a shim that was given no Spawn: closes its control socket (an idle
 // shim exits 0 at EOF), waits up to `bound` for it to exit and reaps it

@@ -59,6 +59,10 @@ DEFINE_uint32(adopt_wait_ms, 1000,
               "At start, how long the records of processes an earlier "
               "supervisor left running wait for their shims to reconnect "
               "before they are settled without one");
+DEFINE_uint32(spare_shims, 2,
+              "Idle pm-shims kept ready, each with its process's directory "
+              "made, so a Start only sends it a message; 0 makes each one at "
+              "its Start (slower)");
 DEFINE_string(cgroups, "auto",
               "Which cgroups hold the managed processes: auto (cgroup2 to "
               "track and kill and for the controllers it has, cgroup v1 for "
@@ -120,6 +124,7 @@ int main(int argc, char** argv) {
   options.kill_timeout = absl::Milliseconds(FLAGS_kill_timeout_ms);
   options.max_processes = FLAGS_max_processes;
   options.adopt_wait = absl::Milliseconds(FLAGS_adopt_wait_ms);
+  options.spare_shims = FLAGS_spare_shims;
   options.command_caps.max_args = FLAGS_max_args;
   options.command_caps.max_bytes = FLAGS_max_command_bytes;
   if (file_limit.ok()) options.child_file_limit = *file_limit;

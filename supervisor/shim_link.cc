@@ -63,7 +63,7 @@ absl::StatusOr<ShimStarted> Supervisor::SpawnThroughShim(
   for (int attempt = 0; attempt < 2; ++attempt) {
     shim = spare_shims_->Take();
     if (!shim) {
-      PM_ASSIGN_OR_RETURN(shim::LaunchedShim launched, LaunchIdleShim(options_.shim));
+      PM_ASSIGN_OR_RETURN(shim::LaunchedShim launched, idle_shims_->Make());
       shim = std::move(launched);
     }
     // Named by the shim's id: the directory it made while idle.

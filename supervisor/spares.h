@@ -31,6 +31,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/log.h"
 
 namespace pm::supervisor {
@@ -46,7 +47,43 @@ class Spares {
     std::function<absl::StatusOr<T>()> make;
     // Gets rid of one not taken, at Stop.
     std::function<void(T)> discard;
+    // While a Hold is held and some are still ready, a refill waits for the
+    // last Hold to go, at most this long (see Hold).
+    absl::Duration max_hold = absl::ZeroDuration();
   };
+
+  // Held by a caller while its latency counts (a Start until it answers):
+  // the thread does not make a new one meanwhile unless none is left, so
+  // the making (a posix_spawn and an exec, or mkdirs) does not take a core
+  // from that caller on a small machine. Movable; releases once.
+  class Hold {
+   public:
+    Hold() = default;
+    explicit Hold(Spares* spares) : spares_(spares) {}
+    Hold(Hold&& other) noexcept : spares_(std::exchange(other.spares_, nullptr)) {}
+    Hold& operator=(Hold&& other) noexcept {
+      if (this != &other) {
+        Release();
+        spares_ = std::exchange(other.spares_, nullptr);
+      }
+      return *this;
+    }
+    ~Hold() { Release(); }
+    void Release() {
+      if (spares_ == nullptr) return;
+      absl::MutexLock lock(&spares_->mu_);
+      --spares_->holds_;
+      spares_ = nullptr;
+    }
+
+   private:
+    Spares* spares_ = nullptr;
+  };
+  Hold HoldRefills() {
+    absl::MutexLock lock(&mu_);
+    ++holds_;
+    return Hold(this);
+  }
 
   explicit Spares(Options options) : options_(std::move(options)) {}
   Spares(const Spares&) = delete;
@@ -98,6 +135,15 @@ class Spares {
             return self->stop_ || self->ready_.size() < self->options_.count;
           },
           this));
+      if (!stop_ && !ready_.empty() && holds_ > 0) {
+        mu_.AwaitWithTimeout(
+            absl::Condition(
+                +[](Spares* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+                  return self->stop_ || self->ready_.empty() || self->holds_ == 0;
+                },
+                this),
+            options_.max_hold);
+      }
       const bool stop = stop_;
       mu_.Unlock();
       if (stop) return;
@@ -122,6 +168,7 @@ class Spares {
   absl::Mutex mu_;
   std::vector<T> ready_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  int holds_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };
 

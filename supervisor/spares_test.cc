@@ -5,6 +5,8 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 
 namespace pm::supervisor {
@@ -80,6 +82,47 @@ TEST(SparesTest, AFailedMakeStopsMakingAndTakeFindsNone) {
   EXPECT_EQ(spares.Take(), std::nullopt);
   spares.Stop();
   EXPECT_TRUE(maker.discarded.empty());
+}
+
+// A Start holds the refills while it runs: with some still ready, the one
+// it took is remade only once the hold goes, or after max_hold.
+TEST(SparesTest, WhileSomeAreReadyAHeldRefillWaitsForMaxHold) {
+  Maker maker;
+  Spares<int>::Options options = maker.Options(2);
+  options.max_hold = absl::Milliseconds(100);
+  Spares<int> spares(options);
+  spares.Start();
+  Spares<int>::Hold hold = spares.HoldRefills();
+  const absl::Time taken = absl::Now();
+  ASSERT_EQ(spares.Take(), 2);
+  maker.WaitForMade(3);
+  EXPECT_GE(absl::Now() - taken, absl::Milliseconds(100)) << "remade while held";
+}
+
+TEST(SparesTest, ARefillHeldBackIsMadeWhenTheLastHoldGoes) {
+  Maker maker;
+  Spares<int>::Options options = maker.Options(2);
+  options.max_hold = absl::Hours(1);
+  Spares<int> spares(options);
+  spares.Start();
+  Spares<int>::Hold first = spares.HoldRefills();
+  Spares<int>::Hold second = spares.HoldRefills();
+  ASSERT_EQ(spares.Take(), 2);
+  first.Release();
+  Spares<int>::Hold moved = std::move(second);
+  moved.Release();
+  maker.WaitForMade(3);  // an hour unless the release wakes the thread
+}
+
+TEST(SparesTest, WithNoneLeftTheRefillIsNotHeld) {
+  Maker maker;
+  Spares<int>::Options options = maker.Options(1);
+  options.max_hold = absl::Hours(1);
+  Spares<int> spares(options);
+  spares.Start();
+  Spares<int>::Hold hold = spares.HoldRefills();
+  ASSERT_EQ(spares.Take(), 1);
+  maker.WaitForMade(2);  // while still held
 }
 
 }  // namespace

@@ -68,7 +68,10 @@ void Supervisor::WhenRegistryReady(std::function<void(absl::Status)> then) {
 // on record.
 class Supervisor::PendingStart {
  public:
-  explicit PendingStart(StartDone done) : done_(std::move(done)) {}
+  // `holds`: the spares are not remade while the Start is in flight (see
+  // Spares::Hold); released once it is answered.
+  PendingStart(StartDone done, SpareHolds holds)
+      : done_(std::move(done)), holds_(std::move(holds)) {}
   // Whoever still held it is gone without answering: the loop stopped.
   ~PendingStart() { Finish(absl::UnavailableError("supervisor is shutting down")); }
 
@@ -83,16 +86,26 @@ class Supervisor::PendingStart {
       done = std::move(done_);
       done_ = nullptr;
     }
-    if (done) done(std::move(result));
+    if (!done) return;
+    done(std::move(result));
+    SpareHolds holds;
+    {
+      absl::MutexLock lock(&mu_);
+      holds = std::move(holds_);
+    }
   }
 
   absl::Mutex mu_;
   StartDone done_ ABSL_GUARDED_BY(mu_);
+  SpareHolds holds_ ABSL_GUARDED_BY(mu_);
 };
 
 void Supervisor::Start(const pm::v1::StartRequest& request, Owner owner,
                        StartDone done) {
-  auto start = std::make_shared<PendingStart>(std::move(done));
+  SpareHolds holds;
+  holds.shims = spare_shims_->HoldRefills();
+  if (spare_cgroups_) holds.cgroups = spare_cgroups_->HoldRefills();
+  auto start = std::make_shared<PendingStart>(std::move(done), std::move(holds));
   absl::Status checked = [&]() -> absl::Status {
     PM_RETURN_IF_ERROR(ValidateStartRequest(request, options_.command_caps));
     // A limit this host cannot enforce is refused, never ignored.

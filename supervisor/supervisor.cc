@@ -28,6 +28,13 @@
 namespace pm::supervisor {
 
 namespace {
+// How long a Start in flight may hold back the remaking of the spare it
+// took (Spares::Hold): longer than a Start, short enough that a stream of
+// overlapping Starts still gets its spares remade.
+constexpr absl::Duration kMaxSpareHold = absl::Milliseconds(20);
+}  // namespace
+
+namespace {
 // Runs `fn` on the loop and waits for it. False if the loop has stopped and
 // will run nothing more (shutdown): the caller answers UNAVAILABLE. Every
 // task the loop accepted runs, so there is no timeout to race with.
@@ -109,21 +116,25 @@ absl::Status Supervisor::Init() {
                   if (absl::Status removed = spare->Remove(); !removed.ok()) {
                     PM_LOG(WARNING) << "spare cgroup: " << removed;
                   }
-                }});
+                },
+            .max_hold = kMaxSpareHold});
     spare_cgroups_->Start();
   }
+  idle_shims_ = std::make_unique<IdleShimMaker>(options_.shim);
   spare_shims_ = std::make_unique<Spares<shim::LaunchedShim>>(
       Spares<shim::LaunchedShim>::Options{
           .thread_name = "pm-shims",
           .what = "shim",
-          .make = [launch = options_.shim] { return LaunchIdleShim(launch); },
+          .count = options_.spare_shims,
+          .make = [this] { return idle_shims_->Make(); },
           .discard =
               [](shim::LaunchedShim idle) {
                 if (absl::Status ended = EndIdleShim(std::move(idle));
                     !ended.ok()) {
                   PM_LOG(WARNING) << "spare shim: " << ended;
                 }
-              }});
+              },
+          .max_hold = kMaxSpareHold});
   spare_shims_->Start();
   // Before the first Start: the processes an earlier supervisor left.
   absl::Status adopting = absl::UnavailableError("the loop stopped");
@@ -259,6 +270,7 @@ void Supervisor::HandOff() {
   if (!loop_thread_.joinable()) return;
   if (spare_cgroups_) spare_cgroups_->Stop();
   if (spare_shims_) spare_shims_->Stop();
+  if (idle_shims_) idle_shims_->Stop();
   // What the registry has not taken yet goes out first, bounded: each
   // process's answer says when it is flushed.
   auto flushed = std::make_shared<absl::Notification>();
@@ -292,6 +304,7 @@ void Supervisor::Shutdown(absl::Duration grace) {
   // exits while being ended.
   if (spare_cgroups_) spare_cgroups_->Stop();
   if (spare_shims_) spare_shims_->Stop();
+  if (idle_shims_) idle_shims_->Stop();
   // The processes an earlier supervisor left are stopped too: once adopted
   // (bounded: a shim that never speaks is left to the next supervisor).
   adoption_settled_.WaitForNotificationWithTimeout(options_.adopt_wait +

@@ -67,6 +67,7 @@
 #include "pm/v1/process_manager.pb.h"
 #include "supervisor/cgroup.h"
 #include "supervisor/event_loop.h"
+#include "supervisor/idle_shim.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "shim/launch.h"
 #include "supervisor/record_stream.h"
@@ -105,6 +106,8 @@ struct SupervisorOptions {
   // their shims' Hello (counted from when shims.sock appears) before they
   // are settled without one (adopted if alive, else ended or LOST).
   absl::Duration adopt_wait = absl::Seconds(1);
+  // Idle shims kept ready (--spare_shims); 0 makes each at its Start.
+  size_t spare_shims = 2;
   // Tests only: runs on the janitor thread before each leader's cgroup work,
   // so a test can hold the cgroup there and act meanwhile.
   std::function<void()> janitor_gate;
@@ -212,6 +215,11 @@ class Supervisor {
   // Watches a spawned process: its cgroup and its shim's control socket. If
   // it cannot be watched, it is killed, and the error returned.
   absl::Status WatchProcess(const ProcessPtr& p);
+  // What a Start in flight holds of the spares (Spares::Hold).
+  struct SpareHolds {
+    Spares<shim::LaunchedShim>::Hold shims;
+    Spares<std::unique_ptr<ProcessCgroup>>::Hold cgroups;
+  };
   class PendingStart;
   // The loop's part of Start: spawn, then the record.
   void StartOnLoop(const pm::v1::StartRequest& request, const Owner& owner,
@@ -343,6 +351,16 @@ class Supervisor {
   std::unique_ptr<pm::internal::v1::Registry::Stub> registry_;
 
   std::unique_ptr<Cgroups> cgroups_;
+  // Empty cgroups without limits made ahead of need by their own thread:
+  // creating one (a mkdir per hierarchy) costs about as much as the clone
+  // and exec, so Start takes a ready one and the loop never waits for it.
+  // Null without cgroups. Idle pm-shims are made ahead of need the same
+  // way, by idle_shims_ (through a pm-shim zygote), declared first as
+  // spare_shims_ uses it. All three are declared before the loop and the
+  // record stream, so they outlive every Start in flight (its Hold).
+  std::unique_ptr<Spares<std::unique_ptr<ProcessCgroup>>> spare_cgroups_;
+  std::unique_ptr<IdleShimMaker> idle_shims_;
+  std::unique_ptr<Spares<shim::LaunchedShim>> spare_shims_;
   EventLoop loop_;
   std::thread loop_thread_;
   // Creates and updates of records, on one stream to the registry.
@@ -359,13 +377,6 @@ class Supervisor {
   // Every process whose cgroup is not removed yet (it may outlive by_pid_
   // and by_id_: an abandoned start whose tree is still dying).
   absl::flat_hash_map<Process*, ProcessPtr> with_cgroup_;
-  // Empty cgroups without limits made ahead of need by their own thread:
-  // creating one (a mkdir per hierarchy) costs about as much as the clone
-  // and exec, so Start takes a ready one and the loop never waits for it.
-  // Null without cgroups.
-  std::unique_ptr<Spares<std::unique_ptr<ProcessCgroup>>> spare_cgroups_;
-  // Idle pm-shims made ahead of need the same way.
-  std::unique_ptr<Spares<shim::LaunchedShim>> spare_shims_;
   size_t live_ = 0;
   std::shared_ptr<absl::Notification> drained_;  // set by Shutdown
 

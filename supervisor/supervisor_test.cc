@@ -558,11 +558,13 @@ pm::v1::StartRequest Sleep() {
 
 // Out of fds, a Start is RESOURCE_EXHAUSTED naming the call and the
 // supervisor's limit; the failed start leaves no fd open, and the processes
-// started before still stop. Without cgroups, so that no other thread of
-// the supervisor opens fds meanwhile (the spare cgroups).
+// started before still stop. Without cgroups and spare shims, so that no
+// other thread of the supervisor opens fds meanwhile (the spares' threads):
+// each Start makes its shim, through the zygote.
 TEST_F(SupervisorTest, AStartOutOfFdsIsResourceExhaustedNamingTheLimitAndLeaksNothing) {
   CreateSupervisor(nullptr, [](SupervisorOptions& options) {
     options.cgroup.mode = CgroupMode::kOff;
+    options.spare_shims = 0;
   });
   const rlim_t soft = LowestFreeFd() + 40;
   ScopedFileLimit limit(soft);
