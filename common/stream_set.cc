@@ -6,7 +6,10 @@ namespace pm {
 
 bool StreamSet::Add(const std::shared_ptr<StreamReactor>& reactor) {
   absl::MutexLock lock(&mu_);
-  if (shut_down_) return false;
+  if (shut_down_) {
+    ++refused_;
+    return false;
+  }
   live_.emplace(reactor.get(), reactor);
   return true;
 }
@@ -36,6 +39,12 @@ size_t StreamSet::size() const {
 
 bool StreamSet::WaitForSize(size_t n, absl::Duration timeout) const {
   auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return live_.size() == n; };
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
+}
+
+bool StreamSet::WaitForRefused(size_t n, absl::Duration timeout) const {
+  auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return refused_ >= n; };
   absl::MutexLock lock(&mu_);
   return mu_.AwaitWithTimeout(absl::Condition(&reached), timeout);
 }

@@ -47,10 +47,14 @@ class StreamSet {
   size_t size() const;
   // Waits until size() is `n`; false if `timeout` passed first.
   bool WaitForSize(size_t n, absl::Duration timeout) const;
+  // Waits until at least `n` Adds were refused since Shutdown; false if
+  // `timeout` passed first.
+  bool WaitForRefused(size_t n, absl::Duration timeout) const;
 
  private:
   mutable absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  size_t refused_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<StreamReactor*, std::weak_ptr<StreamReactor>> live_
       ABSL_GUARDED_BY(mu_);
 };

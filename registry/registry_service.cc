@@ -318,4 +318,8 @@ bool RegistryService::WaitForSyncStreams(size_t n, absl::Duration timeout) const
   return syncs_.WaitForSize(n, timeout);
 }
 
+bool RegistryService::WaitForRefusedSyncStreams(size_t n, absl::Duration timeout) const {
+  return syncs_.WaitForRefused(n, timeout);
+}
+
 }  // namespace pm::registry

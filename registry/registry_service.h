@@ -78,6 +78,10 @@ class RegistryService final
   // wait until there are `n` (false if `timeout` passed first).
   size_t sync_stream_count() const;
   bool WaitForSyncStreams(size_t n, absl::Duration timeout) const;
+  // Waits until at least `n` SyncRecords streams were refused since
+  // Shutdown (false if `timeout` passed first): a test's sign that a
+  // supervisor tried the registry while it was going away.
+  bool WaitForRefusedSyncStreams(size_t n, absl::Duration timeout) const;
 
  private:
   Registry* const registry_;

@@ -321,8 +321,11 @@ void Shim::PollUnwatched(int timeout_ms) {
 bool Shim::AwaitSpawn() {
   for (;;) {
     absl::StatusOr<Received> got = ReceiveMessage(control_.get());
-    if (!got.ok() && got.status().code() == absl::StatusCode::kNotFound) {
-      return false;  // let go before being used: nothing to do
+    if (!got.ok() && (got.status().code() == absl::StatusCode::kNotFound ||
+                      ErrnoOf(got.status()) == ECONNRESET)) {
+      // Let go before being used (EOF; ECONNRESET: the supervisor died
+      // before reading what was sent to it): nothing to do.
+      return false;
     }
     if (!got.ok()) {
       PM_LOG(ERROR) << "control: " << got.status();

@@ -53,8 +53,11 @@ absl::StatusOr<std::optional<ShimFlags>> ServeForks(const ShimFlags& flags) {
   Fd control(flags.control_fd);
   for (;;) {
     absl::StatusOr<Received> got = ReceiveMessage(control.get());
-    if (!got.ok() && got.status().code() == absl::StatusCode::kNotFound) {
-      return std::nullopt;  // let go
+    // Let go: EOF, or ECONNRESET when the supervisor died before reading
+    // what the zygote last sent.
+    if (!got.ok() && (got.status().code() == absl::StatusCode::kNotFound ||
+                      ErrnoOf(got.status()) == ECONNRESET)) {
+      return std::nullopt;
     }
     if (!got.ok()) {
       if (ErrnoOf(got.status())) return Annotate(got.status(), "zygote control");

@@ -460,16 +460,7 @@ void Supervisor::SettleUnclaimed() {
     janitor_.Post([dir = ProcessOutputDir(options_.shim.state_dir, status.id())] {
       CloseOutputOfDeadShim(dir);
     });
-    records_->Update(
-        std::move(update),
-        [this, id = status.id()](absl::StatusOr<ProcessStatus> answer) {
-          if (!answer.ok()) {
-            PM_LOG(ERROR) << "registry refused the end of " << id << ": "
-                          << answer.status();
-          }
-          // A stop held for it is answered from the record as it is now.
-          loop_.Post([this, id] { ReleaseHeldStops(id); });
-        });
+    SendSettledEnd(std::move(update));
   }
   if (waiting) {
     loop_.RunAfter(options_.adopt_wait, [this] { SettleUnclaimed(); });

@@ -130,6 +130,33 @@ void Supervisor::SendUpdate(const ProcessPtr& p) {
   });
 }
 
+void Supervisor::SendSettledEnd(pm::internal::v1::UpdateRecordRequest update) {
+  const std::string id = update.id();
+  records_->Update(update, [this, id, update](absl::StatusOr<ProcessStatus> answer) mutable {
+    loop_.Post([this, id, update = std::move(update), status = answer.status()]() mutable {
+      if (status.code() == absl::StatusCode::kUnavailable ||
+          status.code() == absl::StatusCode::kDeadlineExceeded) {
+        // The registry is away: it gets the end when it is back, never a
+        // record left RUNNING. (Not after shutdown: the next supervisor
+        // settles it again.)
+        if (!shut_down_) {
+          PM_LOG(WARNING) << "registry did not take the end of " << id << ": "
+                          << status << "; again in "
+                          << absl::FormatDuration(kRegistryRetry);
+          loop_.RunAfter(kRegistryRetry, [this, update = std::move(update)]() mutable {
+            if (!shut_down_) SendSettledEnd(std::move(update));
+          });
+          return;
+        }
+      } else if (!status.ok()) {
+        PM_LOG(ERROR) << "registry refused the end of " << id << ": " << status;
+      }
+      // A stop held for it is answered from the record as it is now.
+      ReleaseHeldStops(id);
+    });
+  });
+}
+
 void Supervisor::PushUpdate(const ProcessPtr& p) {
   p->dirty = false;
   SendUpdate(p);

@@ -240,6 +240,10 @@ class Supervisor {
   // leader, reparented to this subreaper, is reaped through its pidfd, and
   // its output is closed on disk here.
   void OnShimLost(const ProcessPtr& p);
+  // The end of a record no shim came back for (SettleUnclaimed), sent to
+  // the registry until it takes it (again every second while it is
+  // unavailable); then the stops held for it are answered.
+  void SendSettledEnd(pm::internal::v1::UpdateRecordRequest update);
   // The output is complete (Closed, or closed after the shim's loss).
   void OnOutputClosed(const ProcessPtr& p, uint64_t output_end);
   void UnwatchShim(const ProcessPtr& p);

@@ -78,6 +78,11 @@ class SupervisorTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(dir_template), nullptr);
     dir_ = dir_template;
     registry_ = std::make_unique<registry::Registry>();
+    ServeRegistry();
+  }
+
+  // A registry service for registry_ on its socket (again after a restart).
+  void ServeRegistry() {
     registry_service_ = std::make_unique<registry::RegistryService>(registry_.get());
     grpc::ServerBuilder builder;
     ConfigureServerBuilder(builder);
@@ -801,6 +806,36 @@ TEST_F(ReadoptionTest, AProcessWhoseShimIsGoneIsSettledFromItsExitFile) {
   CreateSupervisor(nullptr, [](SupervisorOptions& options) {
     options.adopt_wait = absl::Milliseconds(100);
   });
+
+  absl::StatusOr<pm::v1::ProcessStatus> record = EndOf(*registry_, started->id());
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->state(), pm::v1::ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(record->exit_code(), 9);
+}
+
+// The registry is going away when a record is settled: the end it could
+// not take is sent again once it is back, never left RUNNING.
+TEST_F(ReadoptionTest, AnEndTheRegistryCouldNotTakeIsSentAgainOnceItIsBack) {
+  CreateSupervisor(nullptr);
+  absl::StatusOr<pm::v1::StartResponse> started = StartGated(9);
+  ASSERT_TRUE(started.ok()) << started.status();
+  const pid_t shim = ParentOf(started->status().pid());
+  supervisor_->HandOff();
+  supervisor_.reset();
+  ReleaseLeader();
+  ASSERT_TRUE(WaitForExit(shim)) << "the shim of a finished process stayed";
+  waitpid(shim, nullptr, 0);  // this test is its subreaper now
+  // It still lists the live records, but takes no record stream.
+  registry_service_->Shutdown();
+  CreateSupervisor(nullptr, [](SupervisorOptions& options) {
+    options.adopt_wait = absl::Milliseconds(100);
+  });
+  ASSERT_TRUE(registry_service_->WaitForRefusedSyncStreams(1, absl::Seconds(30)))
+      << "the settled end was never sent";
+
+  server_->Shutdown();
+  server_->Wait();
+  ServeRegistry();
 
   absl::StatusOr<pm::v1::ProcessStatus> record = EndOf(*registry_, started->id());
   ASSERT_TRUE(record.ok()) << record.status();
