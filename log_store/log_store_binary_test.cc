@@ -123,7 +123,6 @@ class LogStoreBinaryTest : public ::testing::Test {
 TEST_F(LogStoreBinaryTest, ServesAndEndsFollowStreamsOnSigterm) {
   // The flags the launcher and the tests' stacks pass.
   std::vector<std::string> flags = Flags();
-  flags.push_back("--max_bytes_per_process=65536");
   flags.push_back("--max_total_bytes=1073741824");
   LogStoreProcess process(flags);
   ASSERT_TRUE(process.started());

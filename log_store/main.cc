@@ -25,9 +25,6 @@ DEFINE_string(state_dir, "",
               "output is in procs/<id>/output there (default: "
               "$PM_STATE_DIR, else /var/lib/pm for root, else "
               "$XDG_STATE_HOME/pm, else ~/.local/state/pm)");
-DEFINE_uint64(max_bytes_per_process, 0,
-              "Not used: each process's pm-shim keeps its per-process cap. "
-              "Accepted so that launchers passing it still start");
 DEFINE_uint64(max_total_bytes, uint64_t{1} << 30,
               "Output bytes kept on disk for all processes together; beyond "
               "this the oldest segments (by last write) go first, never the "
@@ -54,10 +51,6 @@ int main(int argc, char** argv) {
                  "log_store: --max_total_bytes and "
                  "--total_cap_check_interval_ms must be positive\n");
     return 2;
-  }
-  if (FLAGS_max_bytes_per_process != 0) {
-    PM_LOG(WARNING) << "--max_bytes_per_process is ignored: the per-process "
-                       "cap is the shim's";
   }
 
   const std::string state_dir = pm::StateDirFlagOrDefault(FLAGS_state_dir);
