@@ -66,8 +66,10 @@ class LocalClient final : public Client {
       : supervisor_socket_(SocketPath(dir, Service::kSupervisor)),
         registry_socket_(SocketPath(dir, Service::kRegistry)),
         log_store_socket_(SocketPath(dir, Service::kLogStore)),
-        supervisor_(Supervisor::NewStub(UnixChannel(supervisor_socket_))),
-        registry_(Registry::NewStub(UnixChannel(registry_socket_))),
+        supervisor_channel_(UnixChannel(supervisor_socket_)),
+        supervisor_(Supervisor::NewStub(supervisor_channel_)),
+        registry_channel_(UnixChannel(registry_socket_)),
+        registry_(Registry::NewStub(registry_channel_)),
         log_store_channel_(UnixChannel(log_store_socket_)),
         log_store_(LogStore::NewStub(log_store_channel_)) {}
 
@@ -83,6 +85,8 @@ class LocalClient final : public Client {
     context.set_deadline(In(kShortCall));
     AddOwner(options, context);
     pm::v1::StartResponse response;
+    // A service that restarted is found again first (bounded: 1 s).
+    AwaitReconnect(*supervisor_channel_);
     grpc::Status rpc = supervisor_->Start(&context, request, &response);
     if (!rpc.ok()) return BackendStatus(rpc, "supervisor", supervisor_socket_);
     return response;
@@ -98,6 +102,8 @@ class LocalClient final : public Client {
         absl::ToChronoTime(absl::Now() + StopGrace(request, kDefaultGracePeriod)) +
         kStopSlack);
     pm::v1::StopResponse response;
+    // A service that restarted is found again first (bounded: 1 s).
+    AwaitReconnect(*supervisor_channel_);
     grpc::Status rpc = supervisor_->Stop(&context, request, &response);
     if (!rpc.ok()) return BackendStatus(rpc, "supervisor", supervisor_socket_);
     return response;
@@ -110,6 +116,8 @@ class LocalClient final : public Client {
     pm::v1::GetStatusRequest request;
     request.set_id(std::string(id));
     pm::v1::ProcessStatus response;
+    // A service that restarted is found again first (bounded: 1 s).
+    AwaitReconnect(*registry_channel_);
     grpc::Status rpc = registry_->GetStatus(&context, request, &response);
     if (!rpc.ok()) return BackendStatus(rpc, "registry", registry_socket_);
     return response;
@@ -119,6 +127,7 @@ class LocalClient final : public Client {
     grpc::ClientContext context;
     context.set_deadline(In(kShortCall));
     pm::v1::ListResponse response;
+    AwaitReconnect(*registry_channel_);
     grpc::Status rpc =
         registry_->List(&context, pm::v1::ListRequest(), &response);
     if (!rpc.ok()) return BackendStatus(rpc, "registry", registry_socket_);
@@ -132,6 +141,8 @@ class LocalClient final : public Client {
     pm::v1::WaitRequest request;
     request.set_id(std::string(id));
     pm::v1::ProcessStatus response;
+    // A service that restarted is found again first (bounded: 1 s).
+    AwaitReconnect(*registry_channel_);
     grpc::Status rpc = registry_->Wait(&context, request, &response);
     if (!rpc.ok()) return BackendStatus(rpc, "registry", registry_socket_);
     return response;
@@ -209,7 +220,9 @@ class LocalClient final : public Client {
   std::string supervisor_socket_;
   std::string registry_socket_;
   std::string log_store_socket_;
+  std::shared_ptr<grpc::Channel> supervisor_channel_;
   std::unique_ptr<Supervisor::Stub> supervisor_;
+  std::shared_ptr<grpc::Channel> registry_channel_;
   std::unique_ptr<Registry::Stub> registry_;
   std::shared_ptr<grpc::Channel> log_store_channel_;
   std::unique_ptr<LogStore::Stub> log_store_;

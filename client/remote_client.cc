@@ -83,6 +83,7 @@ class RemoteClient final : public Client {
     grpc::ClientContext context;
     context.set_deadline(In(kShortCall));
     pm::v1::StartResponse response;
+    AwaitReconnect(*channel_);
     grpc::Status rpc = stub_->Start(&context, request, &response);
     if (!rpc.ok()) return GatewayStatus(rpc, target_);
     return response;
@@ -108,6 +109,7 @@ class RemoteClient final : public Client {
         absl::ToChronoTime(absl::Now() + StopGrace(request, kDefaultGracePeriod)) +
         kStopSlack);
     pm::v1::StopResponse response;
+    AwaitReconnect(*channel_);
     grpc::Status rpc = stub_->Stop(&context, request, &response);
     if (!rpc.ok()) return GatewayStatus(rpc, target_);
     return response;
@@ -119,6 +121,7 @@ class RemoteClient final : public Client {
     pm::v1::GetStatusRequest request;
     request.set_id(std::string(id));
     pm::v1::ProcessStatus response;
+    AwaitReconnect(*channel_);
     grpc::Status rpc = stub_->GetStatus(&context, request, &response);
     if (!rpc.ok()) return GatewayStatus(rpc, target_);
     return response;
@@ -128,6 +131,7 @@ class RemoteClient final : public Client {
     grpc::ClientContext context;
     context.set_deadline(In(kShortCall));
     pm::v1::ListResponse response;
+    AwaitReconnect(*channel_);
     grpc::Status rpc = stub_->List(&context, pm::v1::ListRequest(), &response);
     if (!rpc.ok()) return GatewayStatus(rpc, target_);
     return response;
@@ -140,6 +144,7 @@ class RemoteClient final : public Client {
     pm::v1::WaitRequest request;
     request.set_id(std::string(id));
     pm::v1::ProcessStatus response;
+    AwaitReconnect(*channel_);
     grpc::Status rpc = stub_->Wait(&context, request, &response);
     if (!rpc.ok()) return GatewayStatus(rpc, target_);
     return response;
