@@ -1,7 +1,9 @@
 #include "stack/launcher_pid.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "common/fd.h"
 #include "common/proc.h"
+#include "common/runtime_dir.h"
 #include "common/status.h"
 
 namespace pm::stack {
@@ -37,6 +40,20 @@ absl::StatusOr<PidFile> ReadPidFile(const std::string& path) {
 
 std::string LauncherPidFile(const std::string& runtime_dir) {
   return absl::StrCat(runtime_dir, "/stack.pid");
+}
+
+absl::StatusOr<Fd> LockRuntimeDir(const std::string& runtime_dir) {
+  PM_RETURN_IF_ERROR(EnsureRuntimeDir(runtime_dir));
+  // The directory itself: no lock file to leave behind or to race on.
+  PM_ASSIGN_OR_RETURN(Fd lock, Fd::Open(runtime_dir, O_RDONLY | O_DIRECTORY));
+  if (flock(lock.get(), LOCK_EX | LOCK_NB) == 0) return lock;
+  if (errno != EWOULDBLOCK) return ErrnoError("flock", runtime_dir);
+  absl::StatusOr<PidFile> running = ReadPidFile(LauncherPidFile(runtime_dir));
+  return absl::FailedPreconditionError(absl::StrCat(
+      "a pm stack already runs on ", runtime_dir,
+      running.ok() ? absl::StrCat(" (launcher pid ", running->pid, ")") : std::string(),
+      "; stop it first (Ctrl+C where it runs), or give this one another "
+      "--runtime_dir and --state_dir"));
 }
 
 absl::Status WriteLauncherPidFile(const std::string& runtime_dir) {

@@ -12,10 +12,20 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/fd.h"
 
 namespace pm::stack {
 
 std::string LauncherPidFile(const std::string& runtime_dir);
+
+// One launcher per runtime dir: takes an exclusive flock(2) on the runtime
+// dir itself (made as EnsureRuntimeDir does), held while the returned fd
+// (close-on-exec) is open, and let go by the kernel when the launcher dies
+// however it dies.
+// FAILED_PRECONDITION when another process holds it, naming the launcher's
+// pid from the pid file when there is one; errors name the call and path.
+absl::StatusOr<Fd> LockRuntimeDir(const std::string& runtime_dir);
 
 // Writes this process's pid and start time to the pid file atomically
 // (a temporary file renamed over it). Errors name the call and the path.

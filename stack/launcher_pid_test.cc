@@ -41,6 +41,27 @@ TEST_F(LauncherPidTest, SignalsTheProcessThatWroteIt) {
   EXPECT_FALSE(std::filesystem::exists(LauncherPidFile(dir_)));
 }
 
+// One launcher per runtime dir: a second lock is refused, naming the
+// running launcher; once the first is let go, it can be taken again.
+TEST_F(LauncherPidTest, ASecondLockOfTheRuntimeDirIsRefusedNamingTheLauncher) {
+  absl::StatusOr<Fd> first = LockRuntimeDir(dir_);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(WriteLauncherPidFile(dir_).ok());
+
+  absl::StatusOr<Fd> second = LockRuntimeDir(dir_);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("a pm stack already runs on " + dir_),
+            std::string::npos)
+      << second.status();
+  EXPECT_NE(second.status().message().find("(launcher pid " + std::to_string(getpid()) + ")"),
+            std::string::npos)
+      << second.status();
+
+  first->reset();
+  EXPECT_TRUE(LockRuntimeDir(dir_).ok());
+  RemoveLauncherPidFile(dir_);
+}
+
 TEST_F(LauncherPidTest, NoFileIsNotFound) {
   absl::Status status = SignalLauncher(dir_, SIGHUP);
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound) << status;

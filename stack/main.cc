@@ -138,6 +138,13 @@ int main(int argc, char** argv) {
   const std::string runtime_dir =
       FLAGS_runtime_dir.empty() ? pm::DefaultRuntimeDir() : FLAGS_runtime_dir;
   if (FLAGS_upgrade) return SignalUpgrade(runtime_dir);
+  // Before anything starts: a second stack on the same sockets would only
+  // crash-loop its services against the first one's.
+  absl::StatusOr<pm::Fd> lock = pm::stack::LockRuntimeDir(runtime_dir);
+  if (!lock.ok()) {
+    fprintf(stderr, "pm: %s\n", std::string(lock.status().message()).c_str());
+    return 1;
+  }
   const absl::StatusOr<rlimit> file_limit = pm::RaiseFileLimit();
   pm::LogFileLimitRaise(file_limit);
 

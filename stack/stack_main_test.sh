@@ -58,6 +58,13 @@ pmc() { "$pm" --runtime_dir="$dir/run" "$@"; }
 # 1. Ctrl+C: everything stops, in order, nothing left.
 start "$dir/first.log" --norestart
 pids="$(service_pid registry) $(service_pid log_store) $(service_pid supervisor)"
+# A second launcher on the same runtime dir says so and starts nothing.
+code=0
+second=$("$stack" --runtime_dir="$dir/run" --state_dir="$dir/state2" --nogateway 2>&1) || code=$?
+[ "$code" -eq 1 ] || { echo "a second launcher exited $code: $second" >&2; exit 1; }
+grep -q "a pm stack already runs on $dir/run (launcher pid $pid)" <<<"$second" || {
+  echo "a second launcher said: $second" >&2; exit 1; }
+[ ! -e "$dir/state2" ] || { echo "the second launcher started something" >&2; exit 1; }
 # Each service raised its file limit from the launcher's original (not from
 # the launcher's raised one), so the supervisor hands 1024 to its processes.
 if [ -n "$soft" ]; then
