@@ -81,8 +81,12 @@ class SupervisorTest : public ::testing::Test {
     ServeRegistry();
   }
 
-  // A registry service for registry_ on its socket (again after a restart).
+  // A registry service for registry_ on its socket (again after a restart:
+  // the old server and service are kept to the end, as a late OnDone of
+  // the old server's streams may still touch its service).
   void ServeRegistry() {
+    if (server_) retired_servers_.push_back(std::move(server_));
+    if (registry_service_) retired_services_.push_back(std::move(registry_service_));
     registry_service_ = std::make_unique<registry::RegistryService>(registry_.get());
     grpc::ServerBuilder builder;
     ConfigureServerBuilder(builder);
@@ -313,8 +317,10 @@ class SupervisorTest : public ::testing::Test {
   std::vector<int> pidfds_;  // closed at TearDown
   absl::Notification janitor_entered_, release_janitor_;
   std::unique_ptr<registry::Registry> registry_;
+  std::vector<std::unique_ptr<registry::RegistryService>> retired_services_;
   std::unique_ptr<registry::RegistryService> registry_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::vector<std::unique_ptr<grpc::Server>> retired_servers_;
   std::unique_ptr<Supervisor> supervisor_;
 };
 
