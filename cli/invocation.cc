@@ -77,7 +77,7 @@ std::vector<FlagSpec> StartFlags() {
        "start from pm's own environment (--env then adds or overrides)"},
       {"cwd", FlagSpec::kValue, "DIR",
        "the working directory (relative to the current one); default: the "
-       "supervisor's"},
+       "current one (through --gateway: /)"},
       {"memory", FlagSpec::kValue, "SIZE",
        "memory limit (RAM and swap) of the process and its descendants: "
        "bytes, or K, M, G with binary units (256M, 1.5G); past it the OOM "
@@ -476,6 +476,10 @@ absl::Status ParseStart(const ParsedFlags& flags,
     command.working_dir = cwd[0] == '/' || environment.cwd.empty()
                               ? cwd
                               : absl::StrCat(environment.cwd, "/", cwd);
+  } else if (!invocation.connection.gateway && !environment.cwd.empty()) {
+    // As in a shell: `pm run ./script.sh` runs where it was typed. (Not
+    // through a gateway: this directory is on another machine.)
+    command.working_dir = environment.cwd;
   }
   pm::v1::StartRequest& start = invocation.start;
   PutCommandLine(command, start);

@@ -47,7 +47,8 @@ TEST(InvocationTest, StartTakesRepeatedEnvAndTheCommandVerbatim) {
   EXPECT_THAT(invocation.start.env(),
               UnorderedElementsAre(Pair("A", "1"), Pair("B", "x=y")));
   EXPECT_EQ(invocation.connection.runtime_dir, "/run/pm");
-  EXPECT_TRUE(invocation.start.working_dir().empty());
+  // Where pm was typed, as in a shell.
+  EXPECT_EQ(invocation.start.working_dir(), "/home/u/src");
 }
 
 TEST(InvocationTest, WhatIsNotUtf8GoesInTheBytesForms) {
@@ -95,7 +96,8 @@ TEST(InvocationTest, StartCommandBeginsAtTheFirstWordWithoutDoubleDash) {
   Invocation invocation = MustParse({"start", "ls", "-l", "--cwd", "/"});
   EXPECT_EQ(invocation.start.executable(), "ls");
   EXPECT_THAT(invocation.start.args(), ElementsAre("-l", "--cwd", "/"));
-  EXPECT_TRUE(invocation.start.working_dir().empty());
+  // --cwd went to ls: the working dir is pm's own.
+  EXPECT_EQ(invocation.start.working_dir(), "/home/u/src");
 }
 
 TEST(InvocationTest, InheritEnvCopiesOursAndEnvOverrides) {
@@ -289,6 +291,23 @@ absl::StatusOr<Invocation> ParseWithPassword(
     const std::vector<std::string>& args, const GlobalOptions& defaults) {
   return ParseInvocation(args, defaults,
                          {{"HOME=/h", "PM_PASSWORD=s3cret"}, "/h"});
+}
+
+// Through a gateway the process runs on another machine: this directory
+// means nothing there, so none is sent (the server's default is /).
+TEST(InvocationTest, ThroughAGatewayNoWorkingDirIsSentUnlessGiven) {
+  std::vector<std::string> args = ThroughGateway({"start"});
+  args.insert(args.end(), {"--", "true"});
+  absl::StatusOr<Invocation> remote = ParseWithPassword(args, Defaults());
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  EXPECT_TRUE(remote->start.working_dir().empty());
+  EXPECT_TRUE(remote->start.working_dir_bytes().empty());
+
+  args = ThroughGateway({"start", "--cwd", "/srv"});
+  args.insert(args.end(), {"--", "true"});
+  remote = ParseWithPassword(args, Defaults());
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  EXPECT_EQ(remote->start.working_dir(), "/srv");
 }
 
 TEST(InvocationTest, GatewayAfterTheCommandWithThePasswordFromTheEnvironment) {

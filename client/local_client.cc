@@ -85,7 +85,7 @@ class LocalClient final : public Client {
     context.set_deadline(In(kShortCall));
     AddOwner(options, context);
     pm::v1::StartResponse response;
-    // A service that restarted is found again first (bounded: 1 s).
+    // A service that restarted is found again first (bounded: 1.25 s).
     AwaitReconnect(*supervisor_channel_);
     grpc::Status rpc = supervisor_->Start(&context, request, &response);
     if (!rpc.ok()) return BackendStatus(rpc, "supervisor", supervisor_socket_);
@@ -102,7 +102,7 @@ class LocalClient final : public Client {
         absl::ToChronoTime(absl::Now() + StopGrace(request, kDefaultGracePeriod)) +
         kStopSlack);
     pm::v1::StopResponse response;
-    // A service that restarted is found again first (bounded: 1 s).
+    // A service that restarted is found again first (bounded: 1.25 s).
     AwaitReconnect(*supervisor_channel_);
     grpc::Status rpc = supervisor_->Stop(&context, request, &response);
     if (!rpc.ok()) return BackendStatus(rpc, "supervisor", supervisor_socket_);
@@ -116,7 +116,7 @@ class LocalClient final : public Client {
     pm::v1::GetStatusRequest request;
     request.set_id(std::string(id));
     pm::v1::ProcessStatus response;
-    // A service that restarted is found again first (bounded: 1 s).
+    // A service that restarted is found again first (bounded: 1.25 s).
     AwaitReconnect(*registry_channel_);
     grpc::Status rpc = registry_->GetStatus(&context, request, &response);
     if (!rpc.ok()) return BackendStatus(rpc, "registry", registry_socket_);
@@ -141,7 +141,7 @@ class LocalClient final : public Client {
     pm::v1::WaitRequest request;
     request.set_id(std::string(id));
     pm::v1::ProcessStatus response;
-    // A service that restarted is found again first (bounded: 1 s).
+    // A service that restarted is found again first (bounded: 1.25 s).
     AwaitReconnect(*registry_channel_);
     grpc::Status rpc = registry_->Wait(&context, request, &response);
     if (!rpc.ok()) return BackendStatus(rpc, "registry", registry_socket_);

@@ -46,8 +46,9 @@ void AwaitReconnect(grpc::Channel& channel) {
   if (channel.GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_TRANSIENT_FAILURE) {
     return;
   }
+  // The longest backoff, and its jitter (gRPC's is 20%) with some room.
   channel.WaitForConnected(std::chrono::system_clock::now() +
-                           std::chrono::milliseconds(kMaxReconnectBackoffMs));
+                           std::chrono::milliseconds(kMaxReconnectBackoffMs * 5 / 4));
 }
 
 std::shared_ptr<grpc::Channel> UnixChannel(const std::string& socket_path) {

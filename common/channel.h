@@ -37,9 +37,9 @@ void SetQuickReconnect(grpc::ChannelArguments& args);
 // Before a call that fails fast (no wait_for_ready) on a channel that may
 // have lost its peer: when `channel` is in TRANSIENT_FAILURE, waits until it
 // is connected again, for at most the longest backoff of SetQuickReconnect
-// (1 s: within it a peer that is back is tried again); otherwise returns at
-// once. The call made afterwards fails fast as before if the peer is still
-// away, only up to 1 s later.
+// and its jitter (1.25 s: within it a peer that is back is tried again);
+// otherwise returns at once. The call made afterwards fails fast as before
+// if the peer is still away, only up to 1.25 s later.
 //
 // Why: in gRPC 1.51 a channel in TRANSIENT_FAILURE fails every such call at
 // once with its last connection error, and stays in that state until a new

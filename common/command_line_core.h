@@ -24,7 +24,7 @@ struct CommandLine {
   // NAME, VALUE pairs: `env` (in its map's order), then `env_bytes` (in
   // order). Names are unique, non-empty, without '='.
   std::vector<std::pair<std::string, std::string>> env;
-  // Empty: the starter's own.
+  // Empty: "/" (SpawnCommand).
   std::string working_dir;
 
   // The value of `name` in env, or nullptr.

@@ -125,6 +125,11 @@ absl::StatusOr<ShimFlags> ParseShimFlags(int argc, const char* const* argv) {
       flags.zygote = true;
     } else if (absl::ConsumePrefix(&arg, "--process_id=")) {
       PM_RETURN_IF_ERROR(Annotate(ValidateProcessId(arg), "--process_id"));
+      // As a Spawn names it (lower case): otherwise no Spawn could match.
+      if (arg.find_first_of("ABCDEF") != absl::string_view::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--process_id=", arg, ": lower-case hex, as pm writes ids"));
+      }
       flags.process_id = std::string(arg);
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -241,7 +246,9 @@ void Shim::Transition(Phase to) {
 int Shim::Run() {
   PrepareProcessDirAhead();
   if (!AwaitSpawn()) {
-    RemoveUnusedProcessDir();
+    // Let go unused: the directory made ahead goes. (After a SpawnFailed it
+    // stays, with the reason in its shim.log.)
+    if (exit_code_ == kExitDone) RemoveUnusedProcessDir();
     Transition(Phase::kDone);
     return exit_code_;
   }

@@ -639,6 +639,18 @@ TEST_F(ShimTest, AnIdleShimLetGoRemovesTheDirectoryItMadeAhead) {
   EXPECT_EQ(errno, ENOENT);
 }
 
+// A failed Spawn keeps the directory made ahead: its shim.log says why.
+TEST_F(ShimTest, AFailedSpawnKeepsTheDirectoryMadeAheadWithTheReason) {
+  ShimProcess shim(state_dir(), runtime_dir(), 0, 0, kUuid);
+  ASSERT_TRUE(SendMessage(shim.control().get(), SpawnOf({"/no/such/binary"}), {}).ok());
+  Received got = shim.Next();
+  ASSERT_TRUE(std::holds_alternative<SpawnFailed>(got.message)) << MessageName(got.message);
+  EXPECT_EQ(shim.Wait(), kExitSpawnFailed);
+  absl::StatusOr<std::string> log = ReadFile(proc_dir() + "/" + kShimLogName);
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_TRUE(absl::StrContains(*log, "/no/such/binary")) << *log;
+}
+
 TEST_F(ShimTest, ASpawnNamingAnotherIdThanTheShimWasStartedForIsSpawnFailed) {
   ShimProcess shim(state_dir(), runtime_dir(), 0, 0, kUuid);
   Spawn spawn = SpawnOf({"/bin/true"});
@@ -713,6 +725,14 @@ TEST_F(ShimTest, AZygoteForksShimsThatAreItsParentsChildrenAndRunProcesses) {
   info = {};
   ASSERT_EQ(waitid(static_cast<idtype_t>(P_PIDFD), zygote->pidfd.get(), &info, WEXITED), 0);
   EXPECT_EQ(info.si_status, kExitDone);
+}
+
+TEST(ShimFlagsTest, AnUpperCaseProcessIdIsRefused) {
+  const char* argv[] = {"pm-shim", "--control_fd=3", "--state_dir=s", "--runtime_dir=r",
+                        "--process_id=6A1C1F0E-3B2D-4E5F-8A9B-0C1D2E3F4A5B"};
+  absl::StatusOr<ShimFlags> flags = ParseShimFlags(5, argv);
+  EXPECT_EQ(flags.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(flags.status().message(), "lower-case")) << flags.status();
 }
 
 TEST(ShimFlagsTest, AZygoteWithAProcessIdIsRefused) {

@@ -31,17 +31,30 @@ namespace {
 // it, PR_GET_TID_ADDRESS), as fork() does it. 0 in the child, the child's
 // pid in the caller; errors name clone3 and the OS reason.
 absl::StatusOr<pid_t> ForkAsSibling(int* pidfd) {
+  // Without it the child would carry the zygote's thread id in glibc's
+  // descriptor: then the shim is exec'd instead (the caller falls back).
   int* tid_address = nullptr;
-  clone_args args = {};
-  args.flags = CLONE_PARENT | CLONE_PIDFD;
-  args.pidfd = reinterpret_cast<uint64_t>(pidfd);
-  if (prctl(PR_GET_TID_ADDRESS, &tid_address) == 0 && tid_address != nullptr) {
-    args.flags |= CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID;
-    args.child_tid = reinterpret_cast<uint64_t>(tid_address);
+  if (prctl(PR_GET_TID_ADDRESS, &tid_address) != 0 || tid_address == nullptr) {
+    return ErrnoError("prctl", "PR_GET_TID_ADDRESS");
   }
+  const uint64_t flags =
+      CLONE_PARENT | CLONE_PIDFD | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID;
+  clone_args args = {};
+  args.flags = flags;
+  args.pidfd = reinterpret_cast<uint64_t>(pidfd);
+  args.child_tid = reinterpret_cast<uint64_t>(tid_address);
   // With CLONE_PARENT the exit signal is the caller's own; clone3 wants 0.
   args.exit_signal = 0;
-  const long pid = syscall(SYS_clone3, &args, sizeof(args));
+  long pid = syscall(SYS_clone3, &args, sizeof(args));
+#if defined(__x86_64__)
+  if (pid < 0 && errno == ENOSYS) {
+    // clone3 refused (an old kernel, a seccomp filter): clone(2) takes the
+    // same flags, the pidfd through its parent_tid argument (x86-64 order:
+    // flags, stack, parent_tid, child_tid, tls).
+    pid = syscall(SYS_clone, flags, nullptr, pidfd, tid_address, nullptr);
+    if (pid < 0) return ErrnoError("clone", "CLONE_PARENT | CLONE_PIDFD");
+  }
+#endif
   if (pid < 0) return ErrnoError("clone3", "CLONE_PARENT | CLONE_PIDFD");
   return static_cast<pid_t>(pid);
 }
@@ -50,6 +63,10 @@ absl::StatusOr<pid_t> ForkAsSibling(int* pidfd) {
 
 absl::StatusOr<std::optional<ShimFlags>> ServeForks(const ShimFlags& flags) {
   prctl(PR_SET_NAME, kZygoteName);
+  // Out of the supervisor's session, deaf to a terminal's Ctrl+C and
+  // hangup, as a shim is: only its control socket's end ends it.
+  setsid();
+  for (int sig : {SIGINT, SIGHUP, SIGTERM, SIGPIPE}) signal(sig, SIG_IGN);
   Fd control(flags.control_fd);
   for (;;) {
     absl::StatusOr<Received> got = ReceiveMessage(control.get());

@@ -25,7 +25,8 @@ absl::StatusOr<shim::LaunchedShim> IdleShimMaker::Make() {
   PM_ASSIGN_OR_RETURN(std::string id, NewUuidV4());
   {
     absl::MutexLock lock(&mu_);
-    if (!zygote_ && !stopped_ && absl::Now() - zygote_failed_at_ >= kZygoteRetry) {
+    if (!zygote_ && !stopped_ && !forks_unusable_ &&
+        absl::Now() - zygote_failed_at_ >= kZygoteRetry) {
       shim::ShimLaunch zygote = launch_;
       zygote.zygote = true;
       absl::StatusOr<shim::LaunchedShim> launched = shim::LaunchShim(zygote);
@@ -38,11 +39,19 @@ absl::StatusOr<shim::LaunchedShim> IdleShimMaker::Make() {
       }
     }
     if (zygote_) {
-      bool broken = false;
-      absl::StatusOr<shim::LaunchedShim> forked = ForkFromZygote(id, &broken);
-      if (forked.ok() || !broken) return forked;
-      PM_LOG(WARNING) << "pm-shim zygote " << zygote_->pid << ": " << forked.status()
-                      << "; it is ended, and idle shims are exec'd until another starts";
+      ForkFailure failure = ForkFailure::kNone;
+      absl::StatusOr<shim::LaunchedShim> forked = ForkFromZygote(id, &failure);
+      if (forked.ok() || failure == ForkFailure::kHere) return forked;
+      if (failure == ForkFailure::kCannotFork) {
+        // This host will not let it fork that way (a seccomp filter that
+        // refuses clone3 and clone, no PR_GET_TID_ADDRESS): exec from now on.
+        PM_LOG(WARNING) << "pm-shim zygote " << zygote_->pid << " cannot fork a shim: "
+                        << forked.status() << "; idle shims are exec'd from now on";
+        forks_unusable_ = true;
+      } else {
+        PM_LOG(WARNING) << "pm-shim zygote " << zygote_->pid << ": " << forked.status()
+                        << "; it is ended, and idle shims are exec'd until another starts";
+      }
       EndZygote(/*kill=*/true);
       zygote_failed_at_ = absl::Now();
     }
@@ -53,7 +62,10 @@ absl::StatusOr<shim::LaunchedShim> IdleShimMaker::Make() {
 }
 
 absl::StatusOr<shim::LaunchedShim> IdleShimMaker::ForkFromZygote(const std::string& id,
-                                                                 bool* broken) {
+                                                                 ForkFailure* failure) {
+  const std::string zygote = absl::StrCat("pm-shim zygote ", zygote_->pid);
+  // Out of fds here: this side's failure.
+  *failure = ForkFailure::kHere;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     return ErrnoError("socketpair", "AF_UNIX, SOCK_SEQPACKET");
@@ -62,7 +74,7 @@ absl::StatusOr<shim::LaunchedShim> IdleShimMaker::ForkFromZygote(const std::stri
   Fd theirs(sv[1]);
   const int link = theirs.get();
   // From here on a failure is the zygote's, but for the fds it sends.
-  *broken = true;
+  *failure = ForkFailure::kZygote;
   PM_RETURN_IF_ERROR(shim::SendMessage(zygote_->control.get(), shim::ForkShim{id}, {&link, 1}));
   theirs.reset();
   pollfd answer = {zygote_->control.get(), POLLIN, 0};
@@ -70,22 +82,26 @@ absl::StatusOr<shim::LaunchedShim> IdleShimMaker::ForkFromZygote(const std::stri
   do {
     ready = poll(&answer, 1, static_cast<int>(absl::ToInt64Milliseconds(kForkTimeout)));
   } while (ready < 0 && errno == EINTR);
-  if (ready < 0) return ErrnoError("poll", "the zygote's control socket");
+  if (ready < 0) return ErrnoError("poll", "the control socket of " + zygote);
   if (ready == 0) {
     return absl::DeadlineExceededError(absl::StrCat(
-        "no answer to ForkShim within ", absl::FormatDuration(kForkTimeout)));
+        zygote, " did not answer the ForkShim of ", id, " within ",
+        absl::FormatDuration(kForkTimeout)));
   }
   absl::StatusOr<shim::Received> received = shim::ReceiveMessage(zygote_->control.get());
   if (!received.ok()) {
     // Out of fds for the pidfd: the shim it forked sees its link close
     // (`ours`) and exits.
-    if (received.status().code() == absl::StatusCode::kResourceExhausted) *broken = false;
+    if (received.status().code() == absl::StatusCode::kResourceExhausted) {
+      *failure = ForkFailure::kHere;
+      return ErrnoError("recvmsg", "the pidfd from " + zygote, EMFILE);
+    }
     return received.status();
   }
   shim::Received& got = *received;
   if (auto* failed = std::get_if<shim::SpawnFailed>(&got.message)) {
-    *broken = false;
-    return absl::Status(failed->code, failed->message);
+    *failure = ForkFailure::kCannotFork;
+    return absl::Status(failed->code, absl::StrCat(zygote, ": ", failed->message));
   }
   auto* forked = std::get_if<shim::ShimForked>(&got.message);
   if (forked == nullptr) {

@@ -27,13 +27,16 @@ namespace pm::supervisor {
 // idle, so the Start that takes it does not wait for those creates; the id
 // is the process's (LaunchedShim::process_id). They are forked by a
 // pm-shim --zygote (shim/zygote.h), started at the first Make and again
-// after it failed (at most once per kZygoteRetry); without one, launched by
-// exec. Thread-safe: the spares' thread and the loop both make them.
+// after it failed (at most once per kZygoteRetry; never again once one
+// reported that it cannot fork on this host); without one, and for the
+// one whose fork failed, launched by exec. Thread-safe: the spares' thread
+// and the loop both make them.
 class IdleShimMaker {
  public:
   static constexpr absl::Duration kZygoteRetry = absl::Seconds(1);
   // How long a fork may take before the zygote is given up.
-  static constexpr absl::Duration kForkTimeout = absl::Seconds(5);
+  // (The loop may be the caller, when no spare is ready.)
+  static constexpr absl::Duration kForkTimeout = absl::Seconds(2);
 
   explicit IdleShimMaker(shim::ShimLaunch launch);
   ~IdleShimMaker() { Stop(); }
@@ -48,11 +51,16 @@ class IdleShimMaker {
   pid_t zygote_pid();
 
  private:
-  // A shim forked by the zygote. `*broken` says whether the failure was the
-  // zygote's (gone, silent, or answering nonsense) rather than this side's
-  // (out of fds) or one it reported (its fork failed): only then is it
-  // replaced.
-  absl::StatusOr<shim::LaunchedShim> ForkFromZygote(const std::string& id, bool* broken)
+  // Whose failure a failed fork was.
+  enum class ForkFailure {
+    kNone,
+    kHere,        // this side's (out of fds): the caller gets the error
+    kZygote,      // the zygote's (gone, silent, answering nonsense): replaced
+    kCannotFork,  // it reported its fork failed: exec'd from then on
+  };
+  // A shim forked by the zygote; `*failure` says whose failure it was.
+  absl::StatusOr<shim::LaunchedShim> ForkFromZygote(const std::string& id,
+                                                    ForkFailure* failure)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Closes its link and reaps it; SIGKILL first if `kill`.
   void EndZygote(bool kill) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -62,6 +70,8 @@ class IdleShimMaker {
   std::optional<shim::LaunchedShim> zygote_ ABSL_GUARDED_BY(mu_);
   absl::Time zygote_failed_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  // Set when a zygote reported it cannot fork: no zygote is started again.
+  bool forks_unusable_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Ends a shim that was given no Spawn: closes its control socket (an idle

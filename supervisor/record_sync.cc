@@ -130,29 +130,35 @@ void Supervisor::SendUpdate(const ProcessPtr& p) {
   });
 }
 
-void Supervisor::SendSettledEnd(pm::internal::v1::UpdateRecordRequest update) {
+void Supervisor::SendSettledEnd(pm::internal::v1::UpdateRecordRequest update, int attempt) {
   const std::string id = update.id();
-  records_->Update(update, [this, id, update](absl::StatusOr<ProcessStatus> answer) mutable {
-    loop_.Post([this, id, update = std::move(update), status = answer.status()]() mutable {
-      if (status.code() == absl::StatusCode::kUnavailable ||
-          status.code() == absl::StatusCode::kDeadlineExceeded) {
-        // The registry is away: it gets the end when it is back, never a
-        // record left RUNNING. (Not after shutdown: the next supervisor
-        // settles it again.)
-        if (!shut_down_) {
-          PM_LOG(WARNING) << "registry did not take the end of " << id << ": "
-                          << status << "; again in "
-                          << absl::FormatDuration(kRegistryRetry);
-          loop_.RunAfter(kRegistryRetry, [this, update = std::move(update)]() mutable {
-            if (!shut_down_) SendSettledEnd(std::move(update));
-          });
-          return;
-        }
-      } else if (!status.ok()) {
+  records_->Update(update, [this, id, update, attempt](
+                               absl::StatusOr<ProcessStatus> answer) mutable {
+    loop_.Post([this, id, update = std::move(update), attempt,
+                status = answer.status()]() mutable {
+      const bool away = status.code() == absl::StatusCode::kUnavailable ||
+                        status.code() == absl::StatusCode::kDeadlineExceeded;
+      if (away && attempt == 0) {
+        PM_LOG(WARNING) << "registry did not take the end of " << id << ": " << status
+                        << "; sent again every " << absl::FormatDuration(kRegistryRetry)
+                        << " until it does";
+      } else if (!status.ok() && !away) {
         PM_LOG(ERROR) << "registry refused the end of " << id << ": " << status;
+      } else if (status.ok() && attempt > 0) {
+        PM_LOG(INFO) << "registry took the end of " << id << " after " << attempt
+                     << " retries";
       }
-      // A stop held for it is answered from the record as it is now.
-      ReleaseHeldStops(id);
+      // A stop held for it is answered (once) from the record as it is now:
+      // it does not wait for the registry.
+      if (attempt == 0) ReleaseHeldStops(id);
+      // The registry is away: it gets the end when it is back, never a
+      // record left RUNNING. (Not after shutdown: the next supervisor
+      // settles it again.)
+      if (away && !shut_down_) {
+        loop_.RunAfter(kRegistryRetry, [this, update = std::move(update), attempt]() mutable {
+          if (!shut_down_) SendSettledEnd(std::move(update), attempt + 1);
+        });
+      }
     });
   });
 }

@@ -326,6 +326,11 @@ absl::Status ChildError(const ChildContext& ctx,
       const std::string executable = EscapeInvalidUtf8(command.executable);
       if (command.executable.find('/') != std::string::npos) {
         status = ErrnoError("execve", executable, err);
+        if (command.executable[0] != '/') {
+          // Relative: say where it was looked for.
+          status = Annotate(status, absl::StrCat("in the working dir ",
+                                                 EscapeInvalidUtf8(ctx.working_dir)));
+        }
       } else if (err == ENOENT) {
         status = absl::Status(
             absl::StatusCode::kNotFound,
@@ -384,8 +389,9 @@ absl::StatusOr<SpawnedChild> SpawnCommand(CommandLine command,
   ctx.stdin_fd = dev_null.get();
   ctx.stdout_fd = out.write.get();
   ctx.stderr_fd = err.write.get();
-  ctx.working_dir =
-      command.working_dir.empty() ? nullptr : command.working_dir.c_str();
+  // None given: "/", never whatever directory the supervisor (or its
+  // shim) happens to be in.
+  ctx.working_dir = command.working_dir.empty() ? "/" : command.working_dir.c_str();
   for (const std::string& c : candidates) ctx.candidates.push_back(c.c_str());
   for (std::string& a : argv_storage) ctx.argv.push_back(a.data());
   ctx.argv.push_back(nullptr);

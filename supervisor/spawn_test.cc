@@ -265,6 +265,27 @@ TEST(SpawnTest, NotExecutableIsEacces) {
               HasSubstr("execve(\"" + path + "\"): Permission denied (EACCES)"));
 }
 
+// No working dir given: "/", never the spawner's own.
+TEST(SpawnTest, NoWorkingDirMeansTheRoot) {
+  ASSERT_EQ(chdir("/tmp"), 0);
+  absl::StatusOr<SpawnedChild> child = Spawn(Shell("pwd"));
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(ReadAll(child->stdout_read.get()), "/\n");
+  EXPECT_EQ(Wait(*child), ExitStatus::Exited(0));
+}
+
+// A relative executable that is not there: the error says where it was
+// looked for.
+TEST(SpawnTest, AMissingRelativeExecutableNamesTheWorkingDir) {
+  pm::v1::StartRequest request;
+  request.set_executable("./no-such-script.sh");
+  request.set_working_dir("/usr");
+  absl::StatusOr<SpawnedChild> child = Spawn(request);
+  EXPECT_EQ(child.status().message(),
+            "in the working dir /usr: execve(\"./no-such-script.sh\"): No such file or "
+            "directory (ENOENT)");
+}
+
 TEST(SpawnTest, BadWorkingDirNamesChdir) {
   pm::v1::StartRequest request = Shell("true");
   request.set_working_dir("/no/such/dir");

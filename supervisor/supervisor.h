@@ -242,8 +242,9 @@ class Supervisor {
   void OnShimLost(const ProcessPtr& p);
   // The end of a record no shim came back for (SettleUnclaimed), sent to
   // the registry until it takes it (again every second while it is
-  // unavailable); then the stops held for it are answered.
-  void SendSettledEnd(pm::internal::v1::UpdateRecordRequest update);
+  // unavailable, logged once); the stops held for it are answered after the
+  // first answer, whatever it was.
+  void SendSettledEnd(pm::internal::v1::UpdateRecordRequest update, int attempt = 0);
   // The output is complete (Closed, or closed after the shim's loss).
   void OnOutputClosed(const ProcessPtr& p, uint64_t output_end);
   void UnwatchShim(const ProcessPtr& p);
