@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -165,6 +166,32 @@ TEST_F(CliTest, RunExitsWithTheProcessCode) {
   PmResult killed = Run({"run", "--", "sh", "-c", "kill -9 $$"});
   EXPECT_EQ(killed.code, 128 + 9) << killed.err;
   EXPECT_THAT(killed.err, IsEmpty());
+}
+
+// As in a shell: a relative script runs where pm was typed.
+TEST_F(CliTest, RunOfARelativeScriptRunsWherePmWasTyped) {
+  char dir[] = "/tmp/pm_cwd.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string script = absl::StrCat(dir, "/hello.sh");
+  {
+    std::ofstream out(script);
+    out << "#!/bin/sh\necho \"hello from $(pwd)\"\n";
+  }
+  ASSERT_EQ(chmod(script.c_str(), 0755), 0);
+  char before[4096];
+  ASSERT_NE(getcwd(before, sizeof(before)), nullptr);
+  ASSERT_EQ(chdir(dir), 0);
+  PmResult ran = Run({"run", "--", "./hello.sh"});
+  PmResult missing = Run({"start", "--", "./nope.sh"});
+  ASSERT_EQ(chdir(before), 0);
+  unlink(script.c_str());
+  rmdir(dir);
+
+  EXPECT_EQ(ran.code, 0) << ran.err;
+  EXPECT_EQ(ran.out, absl::StrCat("hello from ", dir, "\n"));
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_THAT(missing.err, HasSubstr(absl::StrCat("in the working dir ", dir,
+                                                  ": execve(\"./nope.sh\")")));
 }
 
 TEST_F(CliTest, CtrlCDuringRunStopsTheProcess) {
