@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -13,6 +14,7 @@
 #include "cli/flags.h"
 #include "cli/limits.h"
 #include "common/command_line.h"
+#include "common/fd.h"
 #include "common/stop_request.h"
 
 namespace pm::cli {
@@ -75,6 +77,11 @@ std::vector<FlagSpec> StartFlags() {
        /*repeated=*/true},
       {"inherit-env", FlagSpec::kBool, "",
        "start from pm's own environment (--env then adds or overrides)"},
+      {"env-file", FlagSpec::kValue, "FILE",
+       "variables from FILE, one K=V per line (K alone copies it from pm's "
+       "environment; blank lines and lines starting with # are skipped), "
+       "before --env (repeatable)",
+       /*repeated=*/true},
       {"cwd", FlagSpec::kValue, "DIR",
        "the working directory (relative to the current one); default: the "
        "current one (through --gateway: /)"},
@@ -406,6 +413,38 @@ absl::Status AddEnv(absl::string_view assignment,
   return absl::OkStatus();
 }
 
+// The variables of an --env-file: K=V lines (K alone: from pm's own
+// environment); blank lines and # comments skipped. A usage error names
+// the file and the line.
+absl::Status AddEnvFile(const std::string& path, const Environment& environment,
+                        EnvMap& env) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) {
+    return Usage(absl::StrCat("--env-file ", path, ": ", text.status().message()));
+  }
+  int number = 0;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    ++number;
+    absl::ConsumeSuffix(&line, "\r");
+    const absl::string_view trimmed = absl::StripLeadingAsciiWhitespace(line);
+    if (trimmed.empty() || trimmed[0] == '#') continue;
+    const size_t eq = line.find('=');
+    const std::string key(line.substr(0, eq));
+    auto bad = [&](absl::string_view why) {
+      return Usage(absl::StrCat("--env-file ", path, " line ", number, ": ", why));
+    };
+    if (key.empty()) return bad("the name is empty");
+    if (eq != absl::string_view::npos) {
+      env[key] = std::string(line.substr(eq + 1));
+      continue;
+    }
+    absl::optional<std::string> value = Lookup(environment, key);
+    if (!value) return bad(absl::StrCat(key, " is not set in pm's environment (use K=V)"));
+    env[key] = *value;
+  }
+  return absl::OkStatus();
+}
+
 // --memory, --cpus, --pids, --io-weight and --isolate into `start`.
 absl::Status ParseLimits(const ParsedFlags& flags,
                          pm::v1::StartRequest& start) {
@@ -462,6 +501,10 @@ absl::Status ParseStart(const ParsedFlags& flags,
       if (variable.compare(0, eq, kPasswordVariable) == 0) continue;
       env[variable.substr(0, eq)] = variable.substr(eq + 1);
     }
+  }
+  for (const std::string& path : flags.GetAll("env-file")) {
+    absl::Status added = AddEnvFile(path, environment, env);
+    if (!added.ok()) return added;
   }
   for (const std::string& assignment : flags.GetAll("env")) {
     absl::Status added = AddEnv(assignment, environment, env);

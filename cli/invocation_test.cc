@@ -1,5 +1,9 @@
 #include "cli/invocation.h"
 
+#include <unistd.h>
+
+#include <fstream>
+
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -49,6 +53,34 @@ TEST(InvocationTest, StartTakesRepeatedEnvAndTheCommandVerbatim) {
   EXPECT_EQ(invocation.connection.runtime_dir, "/run/pm");
   // Where pm was typed, as in a shell.
   EXPECT_EQ(invocation.start.working_dir(), "/home/u/src");
+}
+
+TEST(InvocationTest, EnvFileLinesGoBeforeEnvFlagsAndErrorsNameTheLine) {
+  char path[] = "/tmp/pm_env_file.XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const std::string text =
+      "# a comment\n\nA=1\nB=from the file\r\nHOME\n  # indented comment\nC=x=y\n";
+  ASSERT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  close(fd);
+  Invocation invocation = MustParse({"start", "--env-file", path, "--env", "B=flag", "--", "true"});
+  EXPECT_THAT(invocation.start.env(),
+              UnorderedElementsAre(Pair("A", "1"), Pair("B", "flag"), Pair("HOME", "/home/u"),
+                                   Pair("C", "x=y")));
+
+  const std::string bad = "A=1\nNOT_SET_ANYWHERE\n";
+  std::ofstream(path, std::ios::trunc) << bad;
+  absl::StatusOr<Invocation> refused =
+      ParseInvocation({"start", "--env-file", path, "--", "true"}, Defaults(), TestEnvironment());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr(absl::StrCat("--env-file ", path, " line 2: NOT_SET_ANYWHERE is not set")));
+  unlink(path);
+
+  absl::StatusOr<Invocation> missing =
+      ParseInvocation({"start", "--env-file", "/no/such/file", "--", "true"}, Defaults(),
+                      TestEnvironment());
+  EXPECT_THAT(missing.status().message(), HasSubstr("--env-file /no/such/file: open"));
 }
 
 TEST(InvocationTest, WhatIsNotUtf8GoesInTheBytesForms) {
