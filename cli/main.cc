@@ -19,6 +19,7 @@
 #include "cli/interrupts.h"
 #include "cli/invocation.h"
 #include "common/runtime_dir.h"
+#include "common/version.h"
 
 extern char** environ;
 
@@ -116,6 +117,12 @@ int main(int argc, char** argv) {
 
   pm::cli::SplitArgs split =
       pm::cli::SplitAtCommand(std::vector<std::string>(argv + 1, argv + argc));
+  for (const std::string& flag : split.global_flags) {
+    if (FlagName(flag) == "version") {
+      std::cout << pm::VersionLine() << "\n";
+      return 0;
+    }
+  }
   if (!CheckGlobalFlags(split)) return pm::cli::kExitUsage;
   std::vector<char*> global_argv = {argv[0]};
   for (std::string& flag : split.global_flags) {

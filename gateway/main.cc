@@ -10,6 +10,7 @@
 #include "common/runtime_dir.h"
 #include "common/state_dir.h"
 #include "common/server.h"
+#include "common/version.h"
 #include "gateway/gateway.h"
 #include "gateway/tls_policy.h"
 
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
   gflags::SetUsageMessage(
       "pm gateway: pm.v1.ProcessManager for external clients over mutual TLS "
       "with basic auth");
+  gflags::SetVersionString(pm::VersionLine());
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   // Memory a burst of calls left free goes back to the OS.
   std::unique_ptr<pm::MemoryTrimmer> trimmer = pm::MemoryTrimmer::Start();

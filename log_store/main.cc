@@ -15,6 +15,7 @@
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "common/state_dir.h"
+#include "common/version.h"
 #include "log_store/log_store.h"
 #include "log_store/log_store_service.h"
 
@@ -41,6 +42,7 @@ DEFINE_uint64(max_logs_in_memory, 10000,
 int main(int argc, char** argv) {
   pm::BlockTerminationSignals();  // before gRPC starts any thread
   gflags::SetUsageMessage("serves the output of pm's processes");
+  gflags::SetVersionString(pm::VersionLine());
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   // Memory a burst of calls left free goes back to the OS.
   std::unique_ptr<pm::MemoryTrimmer> trimmer = pm::MemoryTrimmer::Start();

@@ -13,6 +13,7 @@
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "common/state_dir.h"
+#include "common/version.h"
 #include "registry/registry.h"
 #include "registry/registry_service.h"
 #include "registry/sqlite_record_store.h"
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
   pm::BlockTerminationSignals();
   pm::SetLogTag("registry");
   gflags::SetUsageMessage("pm registry: the directory of process records");
+  gflags::SetVersionString(pm::VersionLine());
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   // Memory a burst of calls left free goes back to the OS.
   std::unique_ptr<pm::MemoryTrimmer> trimmer = pm::MemoryTrimmer::Start();

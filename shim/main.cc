@@ -2,13 +2,19 @@
 // [--max_output_bytes=N] [--segment_bytes=N]: the parent of
 // one managed process (see shim.h and the README).
 #include <iostream>
+#include <string>
 
 #include "common/log.h"
+#include "common/version.h"
 #include "shim/shim.h"
 #include "shim/zygote.h"
 
 int main(int argc, char** argv) {
   pm::SetLogTag("pm-shim");
+  if (argc == 2 && std::string(argv[1]) == "--version") {
+    std::cout << pm::VersionLine() << "\n";
+    return 0;
+  }
   absl::StatusOr<pm::shim::ShimFlags> flags = pm::shim::ParseShimFlags(argc, argv);
   if (!flags.ok()) {
     std::cerr << "pm-shim: " << flags.status().message() << "\n";

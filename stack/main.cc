@@ -18,6 +18,7 @@
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "common/state_dir.h"
+#include "common/version.h"
 #include "stack/dev_certs.h"
 #include "stack/launcher_pid.h"
 #include "stack/stack.h"
@@ -133,6 +134,7 @@ int main(int argc, char** argv) {
   pm::BlockTerminationSignals({SIGHUP, SIGCHLD});
   gflags::SetUsageMessage(
       "pm stack: runs registry, log_store, supervisor and gateway");
+  gflags::SetVersionString(pm::VersionLine());
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   pm::SetLogTag("stack");
   const std::string runtime_dir =

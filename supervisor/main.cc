@@ -18,6 +18,7 @@
 #include "common/state_dir.h"
 #include "common/server.h"
 #include "common/stop_request.h"
+#include "common/version.h"
 #include "supervisor/supervisor.h"
 #include "supervisor/supervisor_service.h"
 
@@ -97,6 +98,7 @@ int main(int argc, char** argv) {
   EnsureStandardFds();
   pm::BlockTerminationSignals({SIGCHLD, SIGUSR2});
   gflags::SetUsageMessage("pm supervisor: spawns, signals and reaps processes");
+  gflags::SetVersionString(pm::VersionLine());
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   // Memory a burst of calls left free goes back to the OS.
   std::unique_ptr<pm::MemoryTrimmer> trimmer = pm::MemoryTrimmer::Start();
