@@ -2,10 +2,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
-#include <string.h>
 #include <ftw.h>
+#include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -196,6 +198,21 @@ SmallTmpfs::SmallTmpfs(const std::string& path, uint64_t bytes) : path_(path) {
 
 SmallTmpfs::~SmallTmpfs() {
   if (mounted_) umount2(path_.c_str(), MNT_DETACH);
+}
+
+bool WaitForPath(const std::string& path) {
+  for (;;) {
+    Fd watch(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+    if (!watch) return false;
+    for (std::string dir = path; dir.rfind('/') != std::string::npos && !dir.empty();) {
+      dir.resize(dir.rfind('/'));
+      if (!dir.empty()) inotify_add_watch(watch.get(), dir.c_str(), IN_CREATE | IN_MOVED_TO);
+    }
+    // Looked at after the watches are in place: a create in between wakes.
+    if (access(path.c_str(), F_OK) == 0) return true;
+    pollfd ready = {watch.get(), POLLIN, 0};
+    if (poll(&ready, 1, 30000) != 1) return false;
+  }
 }
 
 }  // namespace pm::segment_log

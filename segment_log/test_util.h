@@ -53,6 +53,10 @@ std::vector<Record> RecordsIn(const std::string& dir);
 // The paths of the segments of `dir`, oldest first.
 std::vector<std::string> SegmentPaths(const std::string& dir);
 
+// Waits (inotify on each of its ancestors that exists) until `path` exists;
+// false after 30 s.
+bool WaitForPath(const std::string& path);
+
 // Writes "first" (stdout) and "second" (stderr), one segment, and returns
 // its path: the torn-tail tests break the second record.
 std::string TwoRecords(const std::string& dir);

@@ -203,19 +203,8 @@ class ShimTest : public ::testing::Test {
     }
   }
 
-  // Waits (inotify on each of its ancestors that exists) until `path` does.
   static void WaitForPath(const std::string& path) {
-    for (;;) {
-      Fd watch(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-      ASSERT_TRUE(watch);
-      for (std::string dir = path; dir.rfind('/') != std::string::npos && !dir.empty();) {
-        dir.resize(dir.rfind('/'));
-        if (!dir.empty()) inotify_add_watch(watch.get(), dir.c_str(), IN_CREATE | IN_MOVED_TO);
-      }
-      // Looked at after the watches are in place: a create in between wakes.
-      if (access(path.c_str(), F_OK) == 0) return;
-      ASSERT_TRUE(WaitReadable(watch.get())) << path << " never appeared";
-    }
+    ASSERT_TRUE(segment_log::WaitForPath(path)) << path << " never appeared";
   }
 
   void WaitForStdout(absl::string_view text) const {

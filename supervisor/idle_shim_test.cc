@@ -3,7 +3,6 @@
 #include "supervisor/idle_shim.h"
 
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -16,8 +15,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
 #include "common/fd.h"
 #include "common/proc.h"
 #include "gtest/gtest.h"
@@ -36,20 +33,6 @@ std::string CommandLineOf(pid_t pid) {
   return *text;
 }
 
-// The arguments of a process just exec'd by posix_spawn, which returns at
-// the exec's point of no return: the kernel lays out the new arguments a
-// moment later (until then /proc/PID/cmdline is empty). There is no event
-// for that; it is looked at again, yielding, for at most 10 s.
-std::string ExecdCommandLineOf(pid_t pid) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  std::string line = CommandLineOf(pid);
-  while (line.empty() && absl::Now() < deadline) {
-    sched_yield();
-    line = CommandLineOf(pid);
-  }
-  return line;
-}
-
 bool Exited(int pidfd) {
   pollfd p = {pidfd, POLLIN, 0};
   return poll(&p, 1, 30000) == 1;
@@ -58,6 +41,14 @@ bool Exited(int pidfd) {
 class IdleShimMakerTest : public ::testing::Test {
  protected:
   shim::ShimLaunch Launch() { return {ShimBinary(), tmp_.Sub("state"), tmp_.path()}; }
+  // The arguments of a shim exec'd by posix_spawn, which returns at the
+  // exec's point of no return (the new arguments are laid out a moment
+  // later): read once the shim has made its process's first segment.
+  std::string ExecdCommandLineOf(const shim::LaunchedShim& shim) {
+    EXPECT_TRUE(segment_log::WaitForPath(absl::StrCat(
+        tmp_.Sub("state"), "/procs/", shim.process_id, "/output/00000000000000000000.seg")));
+    return CommandLineOf(shim.pid);
+  }
   segment_log::TempDir tmp_;
 };
 
@@ -97,7 +88,7 @@ TEST_F(IdleShimMakerTest, AZygoteThatDiedIsEndedAndTheShimIsExecdInstead) {
 
   absl::StatusOr<shim::LaunchedShim> next = maker.Make();
   ASSERT_TRUE(next.ok()) << next.status();
-  const std::string execd = ExecdCommandLineOf(next->pid);
+  const std::string execd = ExecdCommandLineOf(*next);
   EXPECT_TRUE(absl::StrContains(execd, "--process_id=" + next->process_id)) << execd;
   EXPECT_FALSE(absl::StrContains(execd, "--zygote")) << execd;
   EXPECT_EQ(maker.zygote_pid(), -1);
@@ -126,7 +117,7 @@ TEST_F(IdleShimMakerTest, StopEndsAndReapsTheZygoteAndLaterShimsAreExecd) {
   EXPECT_EQ(errno, ECHILD) << "the zygote was not reaped";
   absl::StatusOr<shim::LaunchedShim> after = maker.Make();
   ASSERT_TRUE(after.ok()) << after.status();
-  const std::string execd = ExecdCommandLineOf(after->pid);
+  const std::string execd = ExecdCommandLineOf(*after);
   EXPECT_TRUE(absl::StrContains(execd, "--process_id=" + after->process_id)) << execd;
   EXPECT_FALSE(absl::StrContains(execd, "--zygote")) << execd;
   EXPECT_TRUE(EndIdleShim(*std::move(shim)).ok());

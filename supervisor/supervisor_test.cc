@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -542,15 +543,36 @@ std::vector<std::string> EntriesOf(const std::string& dir) {
   return names;
 }
 
+// Waits (inotify on `dir` and its parent) until `dir` has at least `n`
+// entries; false after 30 s.
+bool WaitForEntries(const std::string& dir, size_t n) {
+  const std::string parent = dir.substr(0, dir.rfind('/'));
+  for (;;) {
+    Fd watch(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+    if (!watch) return false;
+    inotify_add_watch(watch.get(), parent.c_str(), IN_CREATE | IN_MOVED_TO);
+    inotify_add_watch(watch.get(), dir.c_str(), IN_CREATE | IN_MOVED_TO);
+    // Looked at after the watches are in place: a create in between wakes.
+    if (EntriesOf(dir).size() >= n) return true;
+    pollfd ready = {watch.get(), POLLIN, 0};
+    if (poll(&ready, 1, 30000) != 1) return false;
+  }
+}
+
 // An idle shim makes its future process's directory while it waits, and
 // the Start that takes it runs there; the idle ones let go at shutdown
 // remove theirs, so only started processes keep a directory.
 TEST_F(SupervisorTest, OnlyStartedProcessesKeepADirectoryTheIdleShimsRemoveTheirs) {
   CreateSupervisor(nullptr);
+  // The two spares' directories, before any Start.
+  ASSERT_TRUE(WaitForEntries(ProcsDir(dir_), 2)) << "the spares made no directories";
+  const std::vector<std::string> made_ahead = EntriesOf(ProcsDir(dir_));
   pm::v1::StartRequest request;
   request.set_executable("/bin/true");
   absl::StatusOr<pm::v1::StartResponse> started = Start(request);
   ASSERT_TRUE(started.ok()) << started.status();
+  EXPECT_THAT(made_ahead, ::testing::Contains(started->id()))
+      << "the process did not get a spare's id";
 
   supervisor_->Shutdown();
 
