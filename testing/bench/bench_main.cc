@@ -61,7 +61,7 @@ DEFINE_string(supervisor_flags, "",
               "--cgroups=off to see what cgroups cost a start)");
 DEFINE_string(only, "",
               "Run only these measures, comma-separated, of: idle, start, "
-              "rate, capture, follow, sleepers, churn, gateway, adopt (default: all)");
+              "cli, rate, capture, follow, sleepers, churn, gateway, adopt (default: all)");
 DEFINE_bool(gateway, true,
             "Also run the gateway (mutual TLS, basic auth) and measure Start "
             "and StreamOutput through it on a reused connection");
@@ -161,6 +161,77 @@ double RawSpawnReapMs() {
   siginfo_t info;
   waitid(static_cast<idtype_t>(P_PIDFD), pidfd.get(), &info, WEXITED);
   return Ms(Clock::now() - t0);
+}
+
+pm::v1::StartRequest Cmd(std::vector<std::string> argv);
+
+// One run of the pm binary as a shell runs it (output to /dev/null), to its
+// exit: the time of the whole command.
+double RunPmMs(const std::string& pm, const std::vector<std::string>& args) {
+  std::vector<char*> argv = {const_cast<char*>(pm.c_str())};
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  auto t0 = Clock::now();
+  pid_t pid;
+  const int err = posix_spawn(&pid, pm.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (err != 0) return -1;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return Ms(Clock::now() - t0);
+}
+
+// The CLI as people type it, whole commands (issue 15): `pm help` (the
+// binary's own start: dynamic loading, static initialisers), then `pm
+// list`, `pm status ID` and `pm start -- true`, each against `pm help` in
+// the same run (target: within 1.5x), and `pm help` against an exec of
+// /bin/true.
+void MeasureCli(const std::string& runtime_dir, int rounds) {
+  absl::StatusOr<std::string> root = pm::stack::FindBinaryRoot();
+  if (!root.ok()) {
+    absl::PrintF("no CLI measures: %s\n", root.status().ToString());
+    return;
+  }
+  const std::string pm = *root + "/cli/pm";
+  const std::string dir = "--runtime_dir=" + runtime_dir;
+  // A process for `pm status` to look at.
+  std::string id;
+  {
+    auto client = pm::Client::ConnectLocal(runtime_dir);
+    if (!client.ok()) return;
+    auto started = (*client)->Start(Cmd({"/bin/sleep", "1000"}));
+    if (!started.ok()) return;
+    id = started->id();
+  }
+  auto measure = [&](const std::vector<std::string>& args) {
+    std::vector<double> ms;
+    for (int i = 0; i < rounds; ++i) ms.push_back(RunPmMs(pm, args));
+    return Summarize(ms);
+  };
+  std::vector<double> raw;
+  for (int i = 0; i < rounds; ++i) raw.push_back(RawSpawnReapMs());
+  const Stats help = measure({"help"});
+  Report({"pm help (the binary's start), whole command", "ms", help.median, help.p99,
+          "posix_spawn+pidfd+reap /bin/true", Summarize(raw).median, "", "cli_help"});
+  const struct {
+    const char* what;
+    std::vector<std::string> args;
+    const char* key;
+  } commands[] = {
+      {"pm list, whole command", {dir, "list"}, "cli_list"},
+      {"pm status ID, whole command", {dir, "status", id}, "cli_status"},
+      {"pm start -- true, whole command", {dir, "start", "--", "/bin/true"}, "cli_start"},
+  };
+  for (const auto& c : commands) {
+    const Stats s = measure(c.args);
+    Report({c.what, "ms", s.median, s.p99, "pm help, same run", help.median,
+            "(target <= 1.5)", c.key});
+  }
+  RunPmMs(pm, {dir, "stop", "--grace", "0", id});
 }
 
 pm::v1::StartRequest Cmd(std::vector<std::string> argv) {
@@ -1196,6 +1267,7 @@ int Main() {
   };
   if (run("idle")) MeasureIdle(**stack, idle);
   if (run("start")) MeasureStart(**client, rounds);
+  if (run("cli")) MeasureCli(options.runtime_dir, rounds);
   if (run("rate")) MeasureStartRate(**stack, options.runtime_dir, rounds);
   if (run("capture")) MeasureCapture(**client, capture, capture_rounds);
   if (run("follow")) {
