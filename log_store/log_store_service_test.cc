@@ -88,6 +88,15 @@ struct Followed {
   std::string mismatch;  // empty if every chunk was right
 };
 
+// A StreamOutput of `request` on `context`, with a deadline of 120 s (a
+// safety net, not an expectation of speed).
+std::unique_ptr<grpc::ClientReader<OutputChunk>> Follow(
+    pm::internal::v1::LogStore::Stub* stub, grpc::ClientContext& context,
+    const StreamOutputRequest& request) {
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  return stub->StreamOutput(&context, request);
+}
+
 // Reads a StreamOutput to its end, checking each chunk: the offset follows
 // on from the previous one with nothing dropped, and bytes and streams match
 // `expected`.
@@ -95,10 +104,8 @@ Followed ReadAndCheck(pm::internal::v1::LogStore::Stub* stub,
                       const StreamOutputRequest& request,
                       const Output& expected, uint64_t start) {
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(120));
   std::unique_ptr<grpc::ClientReader<OutputChunk>> reader =
-      stub->StreamOutput(&context, request);
+      Follow(stub, context, request);
   Followed followed;
   uint64_t cursor = start;
   OutputChunk chunk;
@@ -270,7 +277,7 @@ TEST_F(LogStoreServiceTest, FollowerAttachedBeforeAnyDataMissesNothing) {
   // From "now" on an empty output: attached once the headers are in.
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReader<OutputChunk>> reader =
-      stub_->StreamOutput(&context, OutputRequest(id, false, true));
+      Follow(stub_.get(), context, OutputRequest(id, false, true));
   reader->WaitForInitialMetadata();
 
   const Output output = Output::Make(100000, 3000);
@@ -300,7 +307,7 @@ TEST_F(LogStoreServiceTest, FollowFromNowSkipsWhatWasWrittenBefore) {
 
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReader<OutputChunk>> reader =
-      stub_->StreamOutput(&context, OutputRequest(id, false, true));
+      Follow(stub_.get(), context, OutputRequest(id, false, true));
   reader->WaitForInitialMetadata();
   ASSERT_TRUE(
       shim->Append(segment_log::Stream::kStderr, "after\n", absl::Now()).ok());
@@ -330,7 +337,7 @@ TEST_F(LogStoreServiceTest, StuckFollowerHoldsBackNoOtherFollower) {
       SeparateStub(args);
   grpc::ClientContext stuck_context;
   std::unique_ptr<grpc::ClientReader<OutputChunk>> stuck =
-      stuck_stub->StreamOutput(&stuck_context, OutputRequest(id, true, true));
+      Follow(stuck_stub.get(), stuck_context, OutputRequest(id, true, true));
   stuck->WaitForInitialMetadata();
 
   const Output output = Output::Make(16 << 20, 64 << 10);
@@ -368,7 +375,7 @@ TEST_F(LogStoreServiceTest, CancelledFollowerIsCleanedUp) {
 
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReader<OutputChunk>> reader =
-      stub_->StreamOutput(&context, OutputRequest(id, true, true));
+      Follow(stub_.get(), context, OutputRequest(id, true, true));
   OutputChunk chunk;
   ASSERT_TRUE(reader->Read(&chunk));
   EXPECT_EQ(chunk.data(), "x");
@@ -492,7 +499,7 @@ TEST_F(LogStoreServiceTest, FollowAcrossARestartResumesWithFromOffset) {
     const uint64_t written = output.pieces[half].offset;
     grpc::ClientContext context;
     std::unique_ptr<grpc::ClientReader<OutputChunk>> follower =
-        stub_->StreamOutput(&context, OutputRequest(id, true, true));
+        Follow(stub_.get(), context, OutputRequest(id, true, true));
     OutputChunk chunk;
     while (seen.size() < written && follower->Read(&chunk)) {
       ASSERT_EQ(chunk.offset(), seen.size());
@@ -515,7 +522,7 @@ TEST_F(LogStoreServiceTest, FollowAcrossARestartResumesWithFromOffset) {
   resume.set_from_offset(seen.size());
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReader<OutputChunk>> follower =
-      stub_->StreamOutput(&context, resume);
+      Follow(stub_.get(), context, resume);
   follower->WaitForInitialMetadata();
   WriteAll(*shim, output, more);
   OutputChunk chunk;
@@ -602,10 +609,8 @@ TEST_F(LogStoreServiceTest, AWriterInAnotherProcessIsFollowedAcrossSegmentsToIts
   ASSERT_EQ(shim.Reply(), "ready");
 
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(120));
   std::unique_ptr<grpc::ClientReader<OutputChunk>> follower =
-      stub_->StreamOutput(&context, OutputRequest(id, true, true));
+      Follow(stub_.get(), context, OutputRequest(id, true, true));
   follower->WaitForInitialMetadata();
   ASSERT_TRUE(service_->WaitForOutputStreamCount(1, absl::Seconds(30)));
 
@@ -654,10 +659,8 @@ TEST_F(LogStoreServiceTest, FollowersEndWhenAnEndedOutputLostEverySegment) {
                            std::string(3000, 'x'), absl::Now())
                   .ok());
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(120));
   std::unique_ptr<grpc::ClientReader<OutputChunk>> attached =
-      stub_->StreamOutput(&context, OutputRequest(id, false, true));
+      Follow(stub_.get(), context, OutputRequest(id, false, true));
   attached->WaitForInitialMetadata();
   ASSERT_TRUE(service_->WaitForOutputStreamCount(1, absl::Seconds(30)));
 
@@ -692,10 +695,8 @@ TEST_F(LogStoreServiceTest, AFollowerEndsWhenTheOutputDirectoryIsRemoved) {
   ASSERT_TRUE(
       shim->Append(segment_log::Stream::kStdout, "read\n", absl::Now()).ok());
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(120));
   std::unique_ptr<grpc::ClientReader<OutputChunk>> follower =
-      stub_->StreamOutput(&context, OutputRequest(id, true, true));
+      Follow(stub_.get(), context, OutputRequest(id, true, true));
   OutputChunk chunk;
   ASSERT_TRUE(follower->Read(&chunk));
   EXPECT_EQ(chunk.data(), "read\n");
@@ -721,10 +722,8 @@ TEST_F(LogStoreServiceTest, AFollowerStuckInAReadHoldsBackNoOtherFollower) {
                                  absl::Now())
                   .ok());
   grpc::ClientContext stuck_context;
-  stuck_context.set_deadline(std::chrono::system_clock::now() +
-                             std::chrono::seconds(120));
   std::unique_ptr<grpc::ClientReader<OutputChunk>> stuck =
-      stub_->StreamOutput(&stuck_context, OutputRequest(stuck_id, true, true));
+      Follow(stub_.get(), stuck_context, OutputRequest(stuck_id, true, true));
   OutputChunk chunk;
   ASSERT_TRUE(stuck->Read(&chunk));
   ASSERT_EQ(chunk.data(), "0123456789");
@@ -747,10 +746,8 @@ TEST_F(LogStoreServiceTest, AFollowerStuckInAReadHoldsBackNoOtherFollower) {
   std::unique_ptr<segment_log::Writer> shim = Shim(id);
   ASSERT_NE(shim, nullptr);
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(120));
   std::unique_ptr<grpc::ClientReader<OutputChunk>> follower =
-      stub_->StreamOutput(&context, OutputRequest(id, true, true));
+      Follow(stub_.get(), context, OutputRequest(id, true, true));
   follower->WaitForInitialMetadata();
   ASSERT_TRUE(service_->WaitForOutputStreamCount(2, absl::Seconds(30)));
   ASSERT_TRUE(
@@ -775,7 +772,7 @@ TEST_F(LogStoreServiceTest, ShutdownEndsOpenStreamsWithUnavailable) {
   ASSERT_NE(shim, nullptr);
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReader<OutputChunk>> follower =
-      stub_->StreamOutput(&context, OutputRequest(id, true, true));
+      Follow(stub_.get(), context, OutputRequest(id, true, true));
   follower->WaitForInitialMetadata();
   ASSERT_TRUE(service_->WaitForOutputStreamCount(1, absl::Seconds(30)));
 

@@ -357,6 +357,12 @@ class DurabilityTest : public ::testing::Test {
     dir_ = tmpl;
     port_ = FreeLoopbackPort();
     ASSERT_GT(port_, 0);
+    ASSERT_NO_FATAL_FAILURE(StartLauncherAndConnect());
+  }
+
+  // `make up` on the test's runtime dir, state dir and certificates, and a
+  // Library client of it.
+  void StartLauncherAndConnect() {
     launcher_ = std::make_unique<LauncherProcess>(dir_, port_);
     ASSERT_TRUE(launcher_->ok()) << launcher_->log();
     absl::StatusOr<std::unique_ptr<pm::Client>> client =
@@ -567,12 +573,7 @@ class DurabilityTest : public ::testing::Test {
     }
     launcher_->Kill();  // reaps it
     client_.reset();
-    launcher_ = std::make_unique<LauncherProcess>(dir_, port_);
-    ASSERT_TRUE(launcher_->ok()) << launcher_->log();
-    absl::StatusOr<std::unique_ptr<pm::Client>> client =
-        pm::Client::ConnectLocal(launcher_->runtime_dir());
-    ASSERT_TRUE(client.ok()) << client.status();
-    client_ = *std::move(client);
+    ASSERT_NO_FATAL_FAILURE(StartLauncherAndConnect());
   }
 
   // Every writer still runs (its pidfd says so), as the same process.
