@@ -1,5 +1,9 @@
 #include "cli/invocation.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -15,6 +19,7 @@
 #include "cli/limits.h"
 #include "common/command_line.h"
 #include "common/fd.h"
+#include "common/status_core.h"
 #include "common/stop_request.h"
 
 namespace pm::cli {
@@ -416,9 +421,31 @@ absl::Status AddEnv(absl::string_view assignment,
 // The variables of an --env-file: K=V lines (K alone: from pm's own
 // environment); blank lines and # comments skipped. A usage error names
 // the file and the line.
+// The most of an --env-file read: a whole command (executable, arguments,
+// environment) is capped at 256 KiB by the supervisor anyway, and a path
+// like /dev/zero must not hang pm or fill its memory.
+constexpr size_t kMaxEnvFileBytes = 1 << 20;
+
+absl::StatusOr<std::string> ReadEnvFile(const std::string& path) {
+  PM_ASSIGN_OR_RETURN(Fd file, Fd::Open(path, O_RDONLY));
+  std::string text;
+  char buffer[64 << 10];
+  for (;;) {
+    const ssize_t n = read(file.get(), buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("read", path);
+    if (n == 0) return text;
+    text.append(buffer, static_cast<size_t>(n));
+    if (text.size() > kMaxEnvFileBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("over ", kMaxEnvFileBytes, " bytes; an environment file is at most that"));
+    }
+  }
+}
+
 absl::Status AddEnvFile(const std::string& path, const Environment& environment,
                         EnvMap& env) {
-  absl::StatusOr<std::string> text = ReadFile(path);
+  absl::StatusOr<std::string> text = ReadEnvFile(path);
   if (!text.ok()) {
     return Usage(absl::StrCat("--env-file ", path, ": ", text.status().message()));
   }

@@ -83,6 +83,16 @@ TEST(InvocationTest, EnvFileLinesGoBeforeEnvFlagsAndErrorsNameTheLine) {
   EXPECT_THAT(missing.status().message(), HasSubstr("--env-file /no/such/file: open"));
 }
 
+// A file without end (or just huge) is refused at 1 MiB, not read forever.
+TEST(InvocationTest, AnEnvFileThatNeverEndsIsRefusedAtItsCap) {
+  absl::StatusOr<Invocation> endless =
+      ParseInvocation({"start", "--env-file", "/dev/zero", "--", "true"}, Defaults(),
+                      TestEnvironment());
+  EXPECT_EQ(endless.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(endless.status().message(),
+              HasSubstr("--env-file /dev/zero: over 1048576 bytes"));
+}
+
 TEST(InvocationTest, WhatIsNotUtf8GoesInTheBytesForms) {
   Invocation latin1 = MustParse({"start", "--env", "NOM=caf\xe9", "--env",
                                  "LANG=C", "--cwd", "/tmp/caf\xe9", "--",
