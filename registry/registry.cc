@@ -5,12 +5,14 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/command_line.h"
 #include "common/fd.h"
 #include "common/log.h"
+#include "common/names.h"
 #include "common/cgroup_paths.h"
 #include "common/process_end.h"
 #include "common/proto_time.h"
@@ -215,6 +217,7 @@ absl::Status Registry::Load() {
       lost.push_back(id);
     }
     by_age_.emplace(record.age, id);
+    Index(id, record.status);
     records_.emplace(id, std::move(record));
   }
   std::sort(ended.begin(), ended.end());
@@ -295,6 +298,10 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecord(
         "resolved_executable and resolved_executable_bytes are both set; "
         "send one of them");
   }
+  if (!request.spec().name().empty()) {
+    PM_RETURN_IF_ERROR(ValidateName(request.spec().name()));
+  }
+  PM_RETURN_IF_ERROR(ValidateLabels(request.spec().labels()));
   const absl::Time now = absl::Now();
   Record record;
   record.start_ticks = request.start_ticks();
@@ -309,6 +316,8 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecord(
                          status);
   status.set_owner(request.owner());
   status.set_owner_user(request.owner_user());
+  status.set_name(request.spec().name());
+  *status.mutable_labels() = request.spec().labels();
   *status.mutable_limits() = request.spec().limits();
   for (int isolation : request.spec().isolate()) {
     status.add_isolation(static_cast<pm::v1::Isolation>(isolation));
@@ -349,6 +358,14 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecord(
       }
       continue;
     }
+    // The supervisor checked the name before the spawn (Resolve); this
+    // catches only a start that raced another one past that check.
+    if (!status.name().empty()) {
+      if (auto held = names_.find(status.name()); held != names_.end()) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "the name \"", status.name(), "\" is taken by process ", held->second));
+      }
+    }
     status.set_id(id);
     record.boot_id = boot_id_;
     record.age = {FromProtoTimestamp(status.started_at()), next_sequence_++};
@@ -357,6 +374,7 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecord(
     write.put.push_back(ToStored(record, status, 0));
     PM_RETURN_IF_ERROR(Persist(write));
     by_age_.emplace(record.age, id);
+    Index(id, status);
     ProcessStatus answer = Answer(status, now);
     records_.emplace(std::move(id), std::move(record));
     return answer;
@@ -486,18 +504,137 @@ absl::StatusOr<ProcessStatus> Registry::GetStatus(absl::string_view id) const {
 }
 
 pm::v1::ListResponse Registry::List(absl::string_view owner_user) const {
+  pm::v1::ListRequest request;
+  request.set_owner_user(std::string(owner_user));
+  return *List(request);
+}
+
+absl::StatusOr<pm::v1::ListResponse> Registry::List(
+    const pm::v1::ListRequest& request) const {
+  if (request.label_selector_size() > static_cast<int>(kMaxLabelSelectors)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        request.label_selector_size(), " label selectors: at most ",
+        kMaxLabelSelectors, " are allowed"));
+  }
+  std::vector<LabelSelector> selectors;
+  for (const std::string& text : request.label_selector()) {
+    PM_ASSIGN_OR_RETURN(LabelSelector selector, ParseLabelSelector(text));
+    selectors.push_back(std::move(selector));
+  }
+  for (int state : request.states()) {
+    if (state == ProcessStatus::STATE_UNSPECIFIED ||
+        !ProcessStatus::State_IsValid(state)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("no such state to list: ", state));
+    }
+  }
+  const absl::string_view owner_user = request.owner_user();
+  const bool all = owner_user.empty() && selectors.empty() &&
+                   request.states().empty() && request.name().empty();
+  const size_t limit = request.limit() == 0 ? SIZE_MAX : request.limit();
   const absl::Time now = absl::Now();
   pm::v1::ListResponse response;
   absl::ReaderMutexLock lock(&mutex_);
-  if (owner_user.empty()) {
-    response.mutable_processes()->Reserve(static_cast<int>(by_age_.size()));
+  if (all) {
+    response.mutable_processes()->Reserve(
+        static_cast<int>(std::min(by_age_.size(), limit)));
   }
-  for (auto it = by_age_.rbegin(); it != by_age_.rend(); ++it) {
+  auto wanted = [&](const ProcessStatus& status) {
+    if (!owner_user.empty() && status.owner_user() != owner_user) return false;
+    if (!request.name().empty() && status.name() != request.name()) return false;
+    if (!request.states().empty() &&
+        std::find(request.states().begin(), request.states().end(),
+                  status.state()) == request.states().end()) {
+      return false;
+    }
+    for (const LabelSelector& selector : selectors) {
+      if (!selector.Matches(status.labels())) return false;
+    }
+    return true;
+  };
+  for (auto it = by_age_.rbegin();
+       it != by_age_.rend() && static_cast<size_t>(response.processes_size()) < limit;
+       ++it) {
     const pm::v1::ProcessStatus& status = records_.at(it->second).status;
-    if (!owner_user.empty() && status.owner_user() != owner_user) continue;
+    if (!all && !wanted(status)) continue;
     *response.add_processes() = Answer(status, now);
   }
   return response;
+}
+
+absl::StatusOr<pm::internal::v1::ResolveResponse> Registry::Resolve(
+    const pm::internal::v1::ResolveRequest& request) const {
+  const std::string& ref = request.ref();
+  PM_RETURN_IF_ERROR(ValidateRef(ref));
+  const std::string& owner_user = request.owner_user();
+  auto visible = [&](const ProcessStatus& status) {
+    return owner_user.empty() || status.owner_user() == owner_user;
+  };
+  auto answer = [](const ProcessStatus& status) {
+    pm::internal::v1::ResolveResponse response;
+    response.set_id(status.id());
+    response.set_owner_user(status.owner_user());
+    response.set_state(status.state());
+    return response;
+  };
+  absl::ReaderMutexLock lock(&mutex_);
+  if (IsFullId(ref) && !request.name_only()) {
+    absl::StatusOr<const Record*> found = Find(ref);
+    if (found.ok() && !visible((*found)->status)) {
+      return absl::NotFoundError(absl::StrCat("no process with id ", ref));
+    }
+    if (!found.ok()) return found.status();
+    return answer((*found)->status);
+  }
+  if (auto named = names_.find(ref); named != names_.end()) {
+    const ProcessStatus& status = records_.at(named->second).status;
+    if (visible(status)) return answer(status);
+  }
+  if (request.name_only()) {
+    return absl::NotFoundError(absl::StrCat("no process is named \"", ref, "\""));
+  }
+  if (CouldBeIdPrefix(ref)) {
+    const std::string prefix = absl::AsciiStrToLower(ref);
+    std::vector<const ProcessStatus*> matches;
+    size_t more = 0;
+    for (auto it = ids_.lower_bound(prefix);
+         it != ids_.end() && absl::StartsWith(*it, prefix); ++it) {
+      const ProcessStatus& status = records_.at(*it).status;
+      if (!visible(status)) continue;
+      if (matches.size() < kMaxCandidatesShown) {
+        matches.push_back(&status);
+      } else {
+        ++more;
+      }
+    }
+    if (matches.size() == 1) return answer(*matches[0]);
+    if (matches.size() > 1) {
+      std::string listed;
+      for (const ProcessStatus* status : matches) {
+        absl::StrAppend(&listed, listed.empty() ? "" : ", ", status->id());
+        if (!status->name().empty()) absl::StrAppend(&listed, " (", status->name(), ")");
+      }
+      if (more > 0) absl::StrAppend(&listed, " and ", more, " more");
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the id prefix \"", ref, "\" is ambiguous: ", matches.size() + more,
+          " processes have it: ", listed, "; give more of the id"));
+    }
+  }
+  return absl::NotFoundError(
+      absl::StrCat("no process has the id, name or id prefix \"", ref, "\""));
+}
+
+void Registry::Index(const std::string& id, const ProcessStatus& status) {
+  ids_.insert(id);
+  if (!status.name().empty()) names_.emplace(status.name(), id);
+}
+
+void Registry::Unindex(const std::string& id, const ProcessStatus& status) {
+  ids_.erase(id);
+  if (!status.name().empty()) {
+    auto it = names_.find(status.name());
+    if (it != names_.end() && it->second == id) names_.erase(it);
+  }
 }
 
 std::vector<StoredRecord> Registry::ListLive() const {
@@ -545,6 +682,7 @@ void Registry::EvictPastCap() {
   while (ended_order_.size() > options_.max_ended_records) {
     auto it = records_.find(ended_order_.front());
     by_age_.erase(it->second.age);
+    Unindex(it->first, it->second.status);
     RememberEvicted(IdBits(it->first));
     records_.erase(it);
     ended_order_.pop_front();

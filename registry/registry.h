@@ -36,6 +36,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <utility>
@@ -133,6 +134,20 @@ class Registry {
   // of the others is copied). No /proc reads, so it stays fast with many
   // records.
   pm::v1::ListResponse List(absl::string_view owner_user = "") const;
+  // The same, filtered as `request` says (owner_user, states, name, label
+  // selectors, limit: see pm.v1.ListRequest). INVALID_ARGUMENT for a
+  // malformed selector, an unknown state, or more than 64 selectors.
+  absl::StatusOr<pm::v1::ListResponse> List(const pm::v1::ListRequest& request) const;
+
+  // The id that `request.ref` names among the records on file (those of
+  // `request.owner_user` only, when set): a full id, else an exact name,
+  // else a prefix of exactly one id (hex digits and dashes, any case).
+  // With name_only, an exact name only. INVALID_ARGUMENT for a malformed
+  // ref; NOT_FOUND when nothing matches; FAILED_PRECONDITION for a prefix
+  // several ids share, listing up to 10 of them (with their names).
+  // Records other users own are never matched nor listed.
+  absl::StatusOr<pm::internal::v1::ResolveResponse> Resolve(
+      const pm::internal::v1::ResolveRequest& request) const;
 
   // The records that have not ended, oldest first, each with its pid's
   // start_ticks and its cgroup (StoredRecord): what a supervisor that
@@ -206,6 +221,14 @@ class Registry {
   // Remembers the id of an evicted record, forgetting the oldest past
   // evicted_ids_kept.
   void RememberEvicted(absl::uint128 id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Adds a record to, or drops it from, ids_ and names_.
+  void Index(const std::string& id, const pm::v1::ProcessStatus& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void Unindex(const std::string& id, const pm::v1::ProcessStatus& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+
+  // How many candidates an ambiguous prefix lists.
+  static constexpr size_t kMaxCandidatesShown = 10;
 
   const RegistryOptions options_;
   // Null for a registry in memory only.
@@ -215,6 +238,9 @@ class Registry {
   absl::flat_hash_map<std::string, Record> records_ ABSL_GUARDED_BY(mutex_);
   // Ids by age, oldest first; List walks it backwards.
   std::map<AgeKey, std::string> by_age_ ABSL_GUARDED_BY(mutex_);
+  // Every id on record, sorted (a prefix is a range), and the names taken.
+  std::set<std::string> ids_ ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_map<std::string, std::string> names_ ABSL_GUARDED_BY(mutex_);
   // Ids of ended records in the order they ended: the eviction queue.
   std::deque<std::string> ended_order_ ABSL_GUARDED_BY(mutex_);
   // Ids of evicted records (their 128 bits), in the order evicted, and the

@@ -60,9 +60,14 @@ grpc::ServerUnaryReactor* RegistryService::GetStatus(
 grpc::ServerUnaryReactor* RegistryService::List(
     grpc::CallbackServerContext* context, const pm::v1::ListRequest* request,
     pm::v1::ListResponse* response) {
-  return Finish(context,
-                absl::StatusOr<pm::v1::ListResponse>(registry_->List(request->owner_user())),
-                response);
+  return Finish(context, registry_->List(*request), response);
+}
+
+grpc::ServerUnaryReactor* RegistryService::Resolve(
+    grpc::CallbackServerContext* context,
+    const pm::internal::v1::ResolveRequest* request,
+    pm::internal::v1::ResolveResponse* response) {
+  return Finish(context, registry_->Resolve(*request), response);
 }
 
 grpc::ServerUnaryReactor* RegistryService::ListLive(

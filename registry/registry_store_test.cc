@@ -134,6 +134,34 @@ TEST_F(RegistryStoreTest, CreatesUpdatesAndEvictionsSurviveAReopen) {
   EXPECT_TRUE(registry->UpdateRecord(Exited(running, 0)).ok());
 }
 
+TEST_F(RegistryStoreTest, NamesAndLabelsSurviveAReopen) {
+  std::string web;
+  {
+    std::unique_ptr<Registry> registry = Open();
+    ASSERT_NE(registry, nullptr);
+    CreateRecordRequest request = Create(1);
+    request.mutable_spec()->set_name("web");
+    (*request.mutable_spec()->mutable_labels())["app"] = "shop";
+    web = MustCreate(*registry, request);
+  }
+  std::unique_ptr<Registry> registry = Open();
+  ASSERT_NE(registry, nullptr);
+  pm::internal::v1::ResolveRequest ref;
+  ref.set_ref("web");
+  absl::StatusOr<pm::internal::v1::ResolveResponse> resolved = registry->Resolve(ref);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->id(), web);
+  EXPECT_EQ(registry->GetStatus(web)->labels().at("app"), "shop");
+  // Still taken.
+  CreateRecordRequest again = Create(2);
+  again.mutable_spec()->set_name("web");
+  EXPECT_EQ(registry->CreateRecord(again).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  // And a prefix of the id resolves from the reloaded index.
+  ref.set_ref(web.substr(0, 8));
+  EXPECT_EQ(registry->Resolve(ref)->id(), web);
+}
+
 TEST_F(RegistryStoreTest, TheCapIsAppliedToTheStoredRowsAtLoad) {
   {
     std::unique_ptr<Registry> registry = Open(/*max_ended_records=*/10);
