@@ -130,10 +130,16 @@ int Status(const Invocation& invocation, pm::Client& client,
 
 int List(const Invocation& invocation, pm::Client& client,
          const Context& context) {
-  absl::StatusOr<pm::v1::ListResponse> list = client.List();
+  absl::StatusOr<pm::v1::ListResponse> list = client.List(invocation.list);
   if (!list.ok()) return Fail(context, "list", list.status());
   if (invocation.output == OutputFormat::kJson) {
     return PrintJson(context, "list", *list);
+  }
+  if (invocation.quiet) {
+    for (const ProcessStatus& process : list->processes()) {
+      *context.out << process.id() << "\n";
+    }
+    return kExitOk;
   }
   *context.out << FormatTable(*list, context.time_zone);
   return kExitOk;
@@ -141,8 +147,12 @@ int List(const Invocation& invocation, pm::Client& client,
 
 int Logs(const Invocation& invocation, pm::Client& client,
          const Context& context) {
+  // A name or a prefix is resolved once: a stream that is lost and
+  // resumed goes on with the same process.
+  absl::StatusOr<std::string> id = client.Resolve(invocation.id);
+  if (!id.ok()) return Fail(context, absl::StrCat("logs ", invocation.id), id.status());
   pm::v1::StreamOutputRequest request;
-  request.set_id(invocation.id);
+  request.set_id(*id);
   request.set_from_start(invocation.from_start);
   request.set_follow(invocation.follow);
   OutputFollower follower(client, context, invocation.reconnect_timeout);

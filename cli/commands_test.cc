@@ -17,6 +17,7 @@ namespace {
 using ::pm::v1::OutputChunk;
 using ::pm::v1::ProcessStatus;
 using ::testing::_;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Return;
@@ -33,6 +34,8 @@ class MockClient : public pm::Client {
   MOCK_METHOD(absl::StatusOr<ProcessStatus>, GetStatus, (absl::string_view),
               (override));
   MOCK_METHOD(absl::StatusOr<pm::v1::ListResponse>, List, (), (override));
+  MOCK_METHOD(absl::StatusOr<pm::v1::ListResponse>, List,
+              (const pm::v1::ListRequest&), (override));
   MOCK_METHOD(std::unique_ptr<pm::OutputStream>, StreamOutput,
               (const pm::v1::StreamOutputRequest&), (override));
   MOCK_METHOD(absl::StatusOr<ProcessStatus>, Wait,
@@ -185,6 +188,9 @@ class CommandsTest : public ::testing::Test {
       return to_.GetStatus(id);
     }
     absl::StatusOr<pm::v1::ListResponse> List() override { return to_.List(); }
+    absl::StatusOr<pm::v1::ListResponse> List(const pm::v1::ListRequest& r) override {
+      return to_.List(r);
+    }
     std::unique_ptr<pm::OutputStream> StreamOutput(
         const pm::v1::StreamOutputRequest& r) override {
       return to_.StreamOutput(r);
@@ -258,7 +264,7 @@ TEST_F(CommandsTest, AStartOfAnExecutableInBytesNamesItReadably) {
 }
 
 TEST_F(CommandsTest, UnavailableStackGetsAHint) {
-  EXPECT_CALL(client_, List())
+  EXPECT_CALL(client_, List(_))
       .WillOnce(Return(absl::UnavailableError(
           "registry is unavailable at /run/pm-test/registry.sock: failed")));
   EXPECT_EQ(Pm({"list"}), kExitFailed);
@@ -359,13 +365,43 @@ TEST_F(CommandsTest, StatusPrintsTheBlock) {
 TEST_F(CommandsTest, ListPrintsTheTableAndJson) {
   pm::v1::ListResponse list;
   *list.add_processes() = Ended(ProcessStatus::STATE_EXITED, 3);
-  EXPECT_CALL(client_, List()).Times(2).WillRepeatedly(Return(list));
+  EXPECT_CALL(client_, List(_)).Times(2).WillRepeatedly(Return(list));
   EXPECT_EQ(Pm({"ps"}), kExitOk);
   EXPECT_THAT(out_.str(), StartsWith("UUID  "));
-  EXPECT_THAT(out_.str(), HasSubstr(absl::StrCat(kId, "  exited")));
+  EXPECT_THAT(out_.str(), HasSubstr(absl::StrCat(kId, "  -     exited")));
   out_.str("");
   EXPECT_EQ(Pm({"list", "--output", "json"}), kExitOk);
   EXPECT_THAT(out_.str(), StartsWith("{\"processes\":[{"));
+}
+
+// What `pm list` asks for: the live processes by default (as `docker ps`),
+// everything with --all, the filters as given; -q prints the ids alone.
+TEST_F(CommandsTest, ListSendsItsFiltersAndQuietPrintsIdsAlone) {
+  std::vector<pm::v1::ListRequest> seen;
+  pm::v1::ListResponse list;
+  *list.add_processes() = Ended(ProcessStatus::STATE_EXITED, 3);
+  EXPECT_CALL(client_, List(_)).Times(3).WillRepeatedly(
+      [&](const pm::v1::ListRequest& request) {
+        seen.push_back(request);
+        return list;
+      });
+  EXPECT_EQ(Pm({"list", "-q"}), kExitOk);
+  EXPECT_EQ(out_.str(), absl::StrCat(kId, "\n"));
+  EXPECT_EQ(Pm({"list", "--all"}), kExitOk);
+  EXPECT_EQ(Pm({"list", "--filter", "label=app=web", "--filter=state=exited",
+                "--filter", "name=db", "-n", "5"}),
+            kExitOk);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_THAT(seen[0].states(), ElementsAre(ProcessStatus::STATE_RUNNING,
+                                            ProcessStatus::STATE_STOPPING));
+  EXPECT_THAT(seen[1].states(), IsEmpty());
+  EXPECT_THAT(seen[2].states(), ElementsAre(ProcessStatus::STATE_EXITED));
+  EXPECT_THAT(seen[2].label_selector(), ElementsAre("app=web"));
+  EXPECT_EQ(seen[2].name(), "db");
+  EXPECT_EQ(seen[2].limit(), 5u);
+  // A filter pm cannot read is a usage error, before any call.
+  EXPECT_EQ(Pm({"list", "--filter", "colour=red"}), kExitUsage);
+  EXPECT_EQ(Pm({"list", "--filter", "state=sleeping"}), kExitUsage);
 }
 
 TEST_F(CommandsTest, LogsCopiesRawBytesAndReportsGaps) {
@@ -696,7 +732,7 @@ TEST_F(CommandsTest, BadLimitsAreUsageErrors) {
 }
 
 TEST_F(CommandsTest, GatewayFlagsReachTheConnector) {
-  EXPECT_CALL(client_, List()).WillOnce(Return(pm::v1::ListResponse()));
+  EXPECT_CALL(client_, List(_)).WillOnce(Return(pm::v1::ListResponse()));
   EXPECT_EQ(Pm({"list", "--gateway=gw.example:8443", "--ca", "ca.pem", "--cert",
                 "c.pem", "--key", "c.key", "--user", "demo"},
                {"HOME=/h", "PM_PASSWORD=s3cret"}),
@@ -717,7 +753,7 @@ TEST_F(CommandsTest, GatewayRefusalsAreOneLineWithTheCode) {
     args.insert(args.end(), gateway.begin(), gateway.end());
     return args;
   };
-  EXPECT_CALL(client_, List())
+  EXPECT_CALL(client_, List(_))
       .WillOnce(
           Return(absl::PermissionDeniedError("wrong user name or password")))
       .WillOnce(Return(absl::UnavailableError(
@@ -768,8 +804,9 @@ TEST_F(CommandsTest, WaitAsksAgainAfterADeadlineAndExitsWithTheCode) {
 TEST_F(CommandsTest, UsageErrorsExitTwoWithoutConnecting) {
   EXPECT_EQ(Pm({"stop"}), kExitUsage);
   EXPECT_EQ(err_.str(),
-            "pm: stop: missing the process UUID\n"
-            "usage: pm stop [--grace DURATION] [--output json] UUID\n"
+            "pm: stop: missing the process (its UUID, its name or a unique prefix of "
+            "its UUID)\n"
+            "usage: pm stop [--grace DURATION] [--output json] ID\n"
             "Run 'pm stop --help' for details.\n");
   err_.str("");
   EXPECT_EQ(Pm({}), kExitUsage);

@@ -339,6 +339,7 @@ std::string FormatStatusBlock(const ProcessStatus& status,
                     "\n");
   };
   add("id", status.id());
+  if (!status.name().empty()) add("name", status.name());
   add("state", StateName(status.state()));
   // Near the top: it is the first thing to know about such a process.
   const std::string oom = DescribeOom(status);
@@ -352,6 +353,16 @@ std::string FormatStatusBlock(const ProcessStatus& status,
   const std::string working_dir = WorkingDirOf(status);
   if (!working_dir.empty()) add("working dir", PrintablePath(working_dir));
   if (!status.owner().empty()) add("owner", status.owner());
+  if (!status.labels().empty()) {
+    // Sorted, one line: "app=web tier=front". Values may hold anything.
+    std::map<std::string, std::string> sorted(status.labels().begin(),
+                                              status.labels().end());
+    std::string labels;
+    for (const auto& [key, value] : sorted) {
+      absl::StrAppend(&labels, labels.empty() ? "" : " ", key, "=", PrintablePath(value));
+    }
+    add("labels", labels);
+  }
   add("started", FormatTime(status.started_at(), "%Y-%m-%d %H:%M:%S %Z", zone));
   if (status.has_ended_at()) {
     add("ended", FormatTime(status.ended_at(), "%Y-%m-%d %H:%M:%S %Z", zone));
@@ -400,7 +411,7 @@ std::string FormatStatusBlock(const ProcessStatus& status,
 
 std::string FormatTable(const pm::v1::ListResponse& list, absl::TimeZone zone) {
   std::vector<std::vector<std::string>> rows = {
-      {"UUID", "STATE", "PID", "EXIT", "STARTED", "COMMAND"}};
+      {"UUID", "NAME", "STATE", "PID", "EXIT", "STARTED", "COMMAND"}};
   for (const ProcessStatus& status : list.processes()) {
     std::string exit = "-";
     if (status.state() == ProcessStatus::STATE_EXITED) {
@@ -410,7 +421,8 @@ std::string FormatTable(const pm::v1::ListResponse& list, absl::TimeZone zone) {
                           status.core_dumped() ? " (core)" : "",
                           status.oom_killed() ? " (OOM)" : "");
     }
-    rows.push_back({status.id(), StateName(status.state()),
+    rows.push_back({status.id(), status.name().empty() ? "-" : status.name(),
+                    StateName(status.state()),
                     status.pid() > 0 ? absl::StrCat(status.pid()) : "-", exit,
                     FormatTime(status.started_at(), "%Y-%m-%d %H:%M:%S", zone),
                     FormatCommand(status)});

@@ -332,15 +332,17 @@ TEST(FormatTest, TableIsAlignedNewestFirstAsGiven) {
   ProcessStatus oldest = Signaled(11, true);
   oldest.set_id("00000000-0000-4000-8000-000000000000");
   *list.add_processes() = oldest;
+  older.set_name("web");
+  *list.mutable_processes(1) = older;
   EXPECT_EQ(
       FormatTable(list, absl::UTCTimeZone()),
-      "UUID                                  STATE     PID   EXIT            "
+      "UUID                                  NAME  STATE     PID   EXIT            "
       "STARTED              COMMAND\n"
-      "22222222-2222-4222-8222-222222222222  running   4242  -               "
+      "22222222-2222-4222-8222-222222222222  -     running   4242  -               "
       "2023-11-14 22:13:20  /bin/sh -c 'kill -9 $$'\n"
-      "11111111-1111-4111-8111-111111111111  exited    7     3               "
+      "11111111-1111-4111-8111-111111111111  web   exited    7     3               "
       "2023-11-14 22:13:20  sleep 100\n"
-      "00000000-0000-4000-8000-000000000000  signaled  4242  SIGSEGV (core)  "
+      "00000000-0000-4000-8000-000000000000  -     signaled  4242  SIGSEGV (core)  "
       "2023-11-14 22:13:20  sleep 100\n");
 }
 
@@ -355,7 +357,7 @@ TEST(FormatTest, TableMarksOomKills) {
 
 TEST(FormatTest, EmptyTableHasItsHeader) {
   EXPECT_EQ(FormatTable(pm::v1::ListResponse(), absl::UTCTimeZone()),
-            "UUID  STATE  PID  EXIT  STARTED  COMMAND\n");
+            "UUID  NAME  STATE  PID  EXIT  STARTED  COMMAND\n");
 }
 
 TEST(FormatTest, JsonUsesProtobufsMappingWithDefaults) {

@@ -19,6 +19,7 @@
 #include "cli/limits.h"
 #include "common/command_line.h"
 #include "common/fd.h"
+#include "common/names.h"
 #include "common/status_core.h"
 #include "common/stop_request.h"
 
@@ -76,6 +77,13 @@ const char kReconnectHelp[] =
 
 std::vector<FlagSpec> StartFlags() {
   return {
+      {"name", FlagSpec::kValue, "NAME",
+       "a name for the process, unique among the processes on record (1 to 64 "
+       "of A-Z a-z 0-9 _ . -); every command that takes an ID takes it"},
+      {"label", FlagSpec::kValue, "KEY=VALUE",
+       "a label to select the process by (`pm list --filter "
+       "label=KEY=VALUE`; repeatable)",
+       /*repeated=*/true},
       {"env", FlagSpec::kValue, "K=V",
        "set a variable of the process's environment (repeatable); --env K "
        "copies K from pm's own environment",
@@ -121,8 +129,8 @@ constexpr char kLimitsHelp[] =
 const std::vector<CommandInfo>& Commands() {
   static const auto* commands = new std::vector<CommandInfo>{
       {Command::kStart, "start", "",
-       "[--env K=V]... [--inherit-env] [--cwd DIR] [LIMITS] "
-       "[--isolate LIST] -- EXECUTABLE [ARGS...]",
+       "[--name NAME] [--label K=V]... [--env K=V]... [--inherit-env] "
+       "[--cwd DIR] [LIMITS] [--isolate LIST] -- EXECUTABLE [ARGS...]",
        "start a process and print its UUID",
        "Starts EXECUTABLE with ARGS and prints the new process's UUID alone "
        "on\n"
@@ -147,8 +155,8 @@ const std::vector<CommandInfo>& Commands() {
        }(),
        /*takes_output=*/true, /*takes_command=*/true},
       {Command::kRun, "run", "",
-       "[--env K=V]... [--inherit-env] [--cwd DIR] [LIMITS] "
-       "[--isolate LIST] -- EXECUTABLE [ARGS...]",
+       "[--name NAME] [--label K=V]... [--env K=V]... [--inherit-env] "
+       "[--cwd DIR] [LIMITS] [--isolate LIST] -- EXECUTABLE [ARGS...]",
        "start a process, print its output, exit with its exit code",
        "Starts a process as `pm start` does, prints its output (stdout and\n"
        "stderr, from the first byte) on stdout as it comes, and exits with "
@@ -176,7 +184,7 @@ const std::vector<CommandInfo>& Commands() {
       {Command::kStop,
        "stop",
        "",
-       "[--grace DURATION] [--output json] UUID",
+       "[--grace DURATION] [--output json] ID",
        "stop a process: SIGTERM, grace period, SIGKILL",
        "Stops a process and its whole process group: SIGTERM, then SIGKILL\n"
        "once the grace period has passed. Prints how the process ended, e.g.\n"
@@ -194,7 +202,7 @@ const std::vector<CommandInfo>& Commands() {
       {Command::kStatus,
        "status",
        "",
-       "[--output json] UUID",
+       "[--output json] ID",
        "show a process's state, exit, resources and /proc status",
        "Shows a process's record: state, pid, command, start time, run time,\n"
        "how it ended (exit code or signal, core dump, whether a stop ended "
@@ -209,16 +217,30 @@ const std::vector<CommandInfo>& Commands() {
       {Command::kList,
        "list",
        "ps",
-       "[--output json]",
+       "[-a|--all] [--filter FILTER]... [-n|--last N] [-q] [--output json]",
        "list the processes, newest first (alias: ps)",
-       "Lists every process on record, newest first: UUID, state, pid, exit\n"
-       "code (or the signal that killed it), start time and command.",
-       {OutputFlag()},
+       "Lists the running processes (and those being stopped), newest first:\n"
+       "UUID, name, state, pid, exit code (or the signal that killed it), start\n"
+       "time and command. --all lists every process on record, ended ones too.\n"
+       "\n"
+       "Filters (repeatable; a process must match them all, and two state=\n"
+       "filters mean either state): state=STATE (running, stopping, exited,\n"
+       "signaled, lost; implies --all), name=NAME, label=KEY=VALUE (the label\n"
+       "has that value) or label=KEY (the label is set).",
+       {{"all", FlagSpec::kBool, "", "every process on record, not only the live ones",
+         false, 'a'},
+        {"filter", FlagSpec::kValue, "FILTER",
+         "state=STATE, name=NAME, label=KEY=VALUE or label=KEY (repeatable)",
+         /*repeated=*/true},
+        {"last", FlagSpec::kValue, "N", "only the N newest", false, 'n'},
+        {"quiet", FlagSpec::kBool, "", "print the UUIDs alone, one per line",
+         false, 'q'},
+        OutputFlag()},
        /*takes_output=*/true},
       {Command::kLogs,
        "logs",
        "",
-       "[-f|--follow] [--from-start|--tail=now] UUID",
+       "[-f|--follow] [--from-start|--tail=now] ID",
        "print a process's output (stdout and stderr)",
        "Prints a process's output, stdout and stderr both, as raw bytes on\n"
        "stdout. Without -f: everything retained so far, then exits. With -f:\n"
@@ -240,7 +262,7 @@ const std::vector<CommandInfo>& Commands() {
       {Command::kWait,
        "wait",
        "",
-       "[--output json] UUID",
+       "[--output json] ID",
        "wait for a process to end, exit with its exit code",
        "Waits until a process has ended, prints how it ended and exits with\n"
        "its exit code, or 128+N when signal N killed it.",
@@ -553,13 +575,85 @@ absl::Status ParseStart(const ParsedFlags& flags,
   }
   pm::v1::StartRequest& start = invocation.start;
   PutCommandLine(command, start);
+  if (flags.Has("name")) {
+    start.set_name(flags.Get("name"));
+    if (absl::Status valid = ValidateName(start.name()); !valid.ok()) {
+      return Usage(absl::StrCat("--name: ", valid.message()));
+    }
+  }
+  for (const std::string& label : flags.GetAll("label")) {
+    const size_t eq = label.find('=');
+    if (eq == std::string::npos) {
+      return Usage(absl::StrCat("--label takes KEY=VALUE, not \"", label, "\""));
+    }
+    (*start.mutable_labels())[label.substr(0, eq)] = label.substr(eq + 1);
+  }
+  if (absl::Status valid = ValidateLabels(start.labels()); !valid.ok()) {
+    return Usage(absl::StrCat("--label: ", valid.message()));
+  }
   return ParseLimits(flags, start);
+}
+
+// --all, --filter, --last and -q of `pm list` into a ListRequest.
+absl::Status ParseList(const ParsedFlags& flags, Invocation& invocation) {
+  pm::v1::ListRequest& list = invocation.list;
+  bool any_state = flags.GetBool("all");
+  for (const std::string& filter : flags.GetAll("filter")) {
+    const size_t eq = filter.find('=');
+    const std::string kind = filter.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : filter.substr(eq + 1);
+    auto bad = [&](absl::string_view why) {
+      return Usage(absl::StrCat("--filter ", filter, ": ", why));
+    };
+    if (eq == std::string::npos || value.empty()) {
+      return bad("want state=STATE, name=NAME, label=KEY=VALUE or label=KEY");
+    }
+    if (kind == "state") {
+      pm::v1::ProcessStatus::State state;
+      if (!pm::v1::ProcessStatus::State_Parse(
+              absl::StrCat("STATE_", absl::AsciiStrToUpper(value)), &state) ||
+          state == pm::v1::ProcessStatus::STATE_UNSPECIFIED) {
+        return bad("the state is one of running, stopping, exited, signaled, lost");
+      }
+      list.add_states(state);
+      any_state = true;
+    } else if (kind == "name") {
+      if (!list.name().empty() && list.name() != value) {
+        return bad("a process has one name: two name= filters match nothing");
+      }
+      list.set_name(value);
+    } else if (kind == "label") {
+      absl::StatusOr<LabelSelector> selector = ParseLabelSelector(value);
+      if (!selector.ok()) return bad(selector.status().message());
+      list.add_label_selector(value);
+    } else {
+      return bad(absl::StrCat("unknown filter \"", kind,
+                              "\" (state, name and label are known)"));
+    }
+  }
+  if (!any_state) {
+    // As `docker ps`: the live ones unless --all.
+    list.add_states(pm::v1::ProcessStatus::STATE_RUNNING);
+    list.add_states(pm::v1::ProcessStatus::STATE_STOPPING);
+  }
+  if (flags.Has("last")) {
+    uint32_t last = 0;
+    if (!absl::SimpleAtoi(flags.Get("last"), &last) || last == 0) {
+      return Usage(absl::StrCat("--last takes a number above 0, not \"",
+                                flags.Get("last"), "\""));
+    }
+    list.set_limit(last);
+  }
+  invocation.quiet = flags.GetBool("quiet");
+  return absl::OkStatus();
 }
 
 absl::Status TakeId(const CommandInfo& info, const ParsedFlags& flags,
                     Invocation& invocation) {
   if (flags.positional.empty()) {
-    return Usage(absl::StrCat(info.name, ": missing the process UUID"));
+    return Usage(absl::StrCat(info.name,
+                              ": missing the process (its UUID, its name or a "
+                              "unique prefix of its UUID)"));
   }
   if (flags.positional.size() > 1) {
     return Usage(absl::StrCat(info.name, ": unexpected argument \"",
@@ -608,7 +702,7 @@ absl::Status ParseArguments(const CommandInfo& info, const ParsedFlags& flags,
         return Usage(absl::StrCat(info.name, ": unexpected argument \"",
                                   flags.positional[0], "\""));
       }
-      return absl::OkStatus();
+      return ParseList(flags, invocation);
     case Command::kLogs: {
       absl::Status logs = ParseLogs(flags, invocation);
       if (!logs.ok()) return logs;

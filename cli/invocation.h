@@ -86,8 +86,12 @@ struct Invocation {
   std::string help_topic;
   Connection connection;
   OutputFormat output = OutputFormat::kText;
-  // The process of stop, status, logs and wait.
+  // The process of stop, status, logs and wait: its id, its name or a
+  // unique prefix of its id.
   std::string id;
+  // list: what to list; -q (ids alone).
+  pm::v1::ListRequest list;
+  bool quiet = false;
   // start and run.
   pm::v1::StartRequest start;
   // stop, and the stop of run's Ctrl+C; unset: the server's default (10 s).

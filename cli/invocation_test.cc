@@ -236,10 +236,14 @@ TEST(InvocationTest, StartWithoutCommandIsAUsageError) {
 }
 
 TEST(InvocationTest, IdCommandsNeedExactlyOneUuid) {
-  EXPECT_EQ(UsageError({"stop"}), "stop: missing the process UUID");
-  EXPECT_EQ(UsageError({"status"}), "status: missing the process UUID");
-  EXPECT_EQ(UsageError({"logs", "-f"}), "logs: missing the process UUID");
-  EXPECT_EQ(UsageError({"wait"}), "wait: missing the process UUID");
+  EXPECT_EQ(UsageError({"stop"}),
+            "stop: missing the process (its UUID, its name or a unique prefix of its UUID)");
+  EXPECT_EQ(UsageError({"status"}),
+            "status: missing the process (its UUID, its name or a unique prefix of its UUID)");
+  EXPECT_EQ(UsageError({"logs", "-f"}),
+            "logs: missing the process (its UUID, its name or a unique prefix of its UUID)");
+  EXPECT_EQ(UsageError({"wait"}),
+            "wait: missing the process (its UUID, its name or a unique prefix of its UUID)");
   EXPECT_EQ(UsageError({"status", "a", "b"}),
             "status: unexpected argument \"b\"");
   EXPECT_EQ(UsageError({"list", "x"}), "list: unexpected argument \"x\"");
@@ -497,7 +501,7 @@ TEST(InvocationTest, HelpTexts) {
   EXPECT_THAT(HelpText("status"), HasSubstr("OOM"));
   EXPECT_THAT(
       UsageText("stop"),
-      HasSubstr("usage: pm stop [--grace DURATION] [--output json] UUID"));
+      HasSubstr("usage: pm stop [--grace DURATION] [--output json] ID"));
   EXPECT_THAT(UsageText("bogus"), HasSubstr("usage: pm [--runtime_dir DIR]"));
 }
 

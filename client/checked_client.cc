@@ -3,24 +3,12 @@
 #include <string>
 #include <utility>
 
+#include "client/reader_stream.h"
 #include "common/status.h"
 #include "common/utf8_fields.h"
 
 namespace pm {
 namespace {
-
-// The stream of a refused StreamOutput: no chunk, then the refusal.
-class RefusedOutputStream final : public OutputStream {
- public:
-  explicit RefusedOutputStream(absl::Status status) : status_(std::move(status)) {}
-  bool Next(pm::v1::OutputChunk*) override { return false; }
-  void WaitUntilAttached() override {}
-  void Cancel() override {}
-  absl::Status Finish() override { return status_; }
-
- private:
-  const absl::Status status_;
-};
 
 template <typename Request>
 absl::Status CheckId(absl::string_view id) {
@@ -54,6 +42,20 @@ class CheckedClient final : public Client {
     return client_->GetStatus(id);
   }
   absl::StatusOr<pm::v1::ListResponse> List() override { return client_->List(); }
+  absl::StatusOr<pm::v1::ListResponse> List(const pm::v1::ListRequest& request) override {
+    PM_RETURN_IF_ERROR(CheckUtf8Fields(request));
+    return client_->List(request);
+  }
+  absl::StatusOr<std::string> Resolve(absl::string_view ref) override {
+    PM_RETURN_IF_ERROR(CheckId<pm::v1::GetStatusRequest>(ref));
+    return client_->Resolve(ref);
+  }
+  absl::Status ResolveAsync(grpc::ClientContext* context, const std::string& ref,
+                            const std::string& owner_user,
+                            std::function<void(absl::StatusOr<std::string>)> done) override {
+    PM_RETURN_IF_ERROR(CheckId<pm::v1::GetStatusRequest>(ref));
+    return client_->ResolveAsync(context, ref, owner_user, std::move(done));
+  }
   std::unique_ptr<OutputStream> StreamOutput(
       const pm::v1::StreamOutputRequest& request) override {
     absl::Status checked = CheckUtf8Fields(request);

@@ -1,6 +1,9 @@
 // The defaults of pm::Client's optional methods.
 #include "client/client.h"
 
+#include "common/names.h"
+#include "common/status.h"
+
 namespace pm {
 
 absl::StatusOr<pm::v1::StartResponse> Client::StartWithOptions(
@@ -9,6 +12,26 @@ absl::StatusOr<pm::v1::StartResponse> Client::StartWithOptions(
     return absl::UnimplementedError("this client cannot record an owner");
   }
   return Start(request);
+}
+
+absl::StatusOr<pm::v1::ListResponse> Client::List(
+    const pm::v1::ListRequest& request) {
+  if (request.ByteSizeLong() != 0) {
+    return absl::UnimplementedError("this client cannot filter List");
+  }
+  return List();
+}
+
+absl::StatusOr<std::string> Client::Resolve(absl::string_view ref) {
+  if (IsFullId(ref)) return std::string(ref);
+  PM_ASSIGN_OR_RETURN(pm::v1::ProcessStatus status, GetStatus(ref));
+  return status.id();
+}
+
+absl::Status Client::ResolveAsync(grpc::ClientContext*, const std::string&,
+                                  const std::string&,
+                                  std::function<void(absl::StatusOr<std::string>)>) {
+  return absl::UnimplementedError("this client has no callback Resolve");
 }
 
 absl::Status Client::StreamOutputAsync(

@@ -131,6 +131,17 @@ class Client {
   virtual absl::StatusOr<pm::v1::ProcessStatus> GetStatus(
       absl::string_view id) = 0;
   virtual absl::StatusOr<pm::v1::ListResponse> List() = 0;
+  // Filtered (see pm.v1.ListRequest). The default: List() for an empty
+  // request, else UNIMPLEMENTED.
+  virtual absl::StatusOr<pm::v1::ListResponse> List(
+      const pm::v1::ListRequest& request);
+
+  // Every call that takes an id takes a name or a unique prefix of an id
+  // too (see pm.v1.StopRequest). Resolve gives the full id such a
+  // reference names: `ref` itself when it is a full id, without a call.
+  // NOT_FOUND, or FAILED_PRECONDITION for an ambiguous prefix (listing the
+  // candidates). The default asks GetStatus(ref) for the id.
+  virtual absl::StatusOr<std::string> Resolve(absl::string_view ref);
   virtual std::unique_ptr<OutputStream> StreamOutput(
       const pm::v1::StreamOutputRequest& request) = 0;
   // The final status once the process has ended; DEADLINE_EXCEEDED after
@@ -182,6 +193,15 @@ class Client {
                                  const pm::v1::ListRequest* request,
                                  pm::v1::ListResponse* response,
                                  std::function<void(grpc::Status)> done);
+  // Resolve among the processes of `owner_user` only (empty: all), for a
+  // server that acts for one user: another user's process is never
+  // matched, nor listed as a candidate. The callback forms above take full
+  // ids only: resolve first. `done` runs once, on a gRPC thread (or here,
+  // at once, for a full id). The default returns UNIMPLEMENTED.
+  virtual absl::Status ResolveAsync(
+      grpc::ClientContext* context, const std::string& ref,
+      const std::string& owner_user,
+      std::function<void(absl::StatusOr<std::string>)> done);
 };
 
 }  // namespace pm

@@ -10,6 +10,7 @@
 #include "client/reader_stream.h"
 #include "common/channel.h"
 #include "common/metadata.h"
+#include "common/names.h"
 #include "common/runtime_dir.h"
 #include "common/status.h"
 #include "common/stop_request.h"
@@ -20,6 +21,8 @@ namespace {
 
 using pm::internal::v1::LogStore;
 using pm::internal::v1::Registry;
+using pm::internal::v1::ResolveRequest;
+using pm::internal::v1::ResolveResponse;
 using pm::internal::v1::Supervisor;
 
 // Deadlines: generous safety nets, not expectations.
@@ -93,7 +96,9 @@ class LocalClient final : public Client {
   }
 
   absl::StatusOr<pm::v1::StopResponse> Stop(
-      const pm::v1::StopRequest& request) override {
+      const pm::v1::StopRequest& given) override {
+    pm::v1::StopRequest request = given;
+    PM_ASSIGN_OR_RETURN(*request.mutable_id(), Resolve(given.id()));
     grpc::ClientContext context;
     // The grace the server will wait (none when forced; a grace above the
     // maximum is refused at once, so it never counts for more), then slack
@@ -110,11 +115,12 @@ class LocalClient final : public Client {
   }
 
   absl::StatusOr<pm::v1::ProcessStatus> GetStatus(
-      absl::string_view id) override {
+      absl::string_view ref) override {
+    PM_ASSIGN_OR_RETURN(std::string id, Resolve(ref));
     grpc::ClientContext context;
     context.set_deadline(In(kShortCall));
     pm::v1::GetStatusRequest request;
-    request.set_id(std::string(id));
+    request.set_id(id);
     pm::v1::ProcessStatus response;
     // A service that restarted is found again first (bounded: 1.25 s).
     AwaitReconnect(*registry_channel_);
@@ -124,22 +130,64 @@ class LocalClient final : public Client {
   }
 
   absl::StatusOr<pm::v1::ListResponse> List() override {
+    return List(pm::v1::ListRequest());
+  }
+
+  absl::StatusOr<pm::v1::ListResponse> List(
+      const pm::v1::ListRequest& request) override {
     grpc::ClientContext context;
     context.set_deadline(In(kShortCall));
     pm::v1::ListResponse response;
     AwaitReconnect(*registry_channel_);
-    grpc::Status rpc =
-        registry_->List(&context, pm::v1::ListRequest(), &response);
+    grpc::Status rpc = registry_->List(&context, request, &response);
     if (!rpc.ok()) return BackendStatus(rpc, "registry", registry_socket_);
     return response;
   }
 
-  absl::StatusOr<pm::v1::ProcessStatus> Wait(absl::string_view id,
+  absl::StatusOr<std::string> Resolve(absl::string_view ref) override {
+    if (IsFullId(ref)) return std::string(ref);
+    grpc::ClientContext context;
+    context.set_deadline(In(kShortCall));
+    ResolveRequest request;
+    request.set_ref(std::string(ref));
+    ResolveResponse response;
+    AwaitReconnect(*registry_channel_);
+    grpc::Status rpc = registry_->Resolve(&context, request, &response);
+    if (!rpc.ok()) return BackendStatus(rpc, "registry", registry_socket_);
+    return response.id();
+  }
+
+  absl::Status ResolveAsync(
+      grpc::ClientContext* context, const std::string& ref,
+      const std::string& owner_user,
+      std::function<void(absl::StatusOr<std::string>)> done) override {
+    if (IsFullId(ref)) {
+      done(ref);
+      return absl::OkStatus();
+    }
+    struct Call {
+      ResolveRequest request;
+      ResolveResponse response;
+    };
+    auto call = std::make_shared<Call>();
+    call->request.set_ref(ref);
+    call->request.set_owner_user(owner_user);
+    registry_->async()->Resolve(
+        context, &call->request, &call->response,
+        [call, socket = registry_socket_, done = std::move(done)](grpc::Status rpc) {
+          if (!rpc.ok()) return done(BackendStatus(rpc, "registry", socket));
+          done(call->response.id());
+        });
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<pm::v1::ProcessStatus> Wait(absl::string_view ref,
                                              absl::Duration timeout) override {
+    PM_ASSIGN_OR_RETURN(std::string id, Resolve(ref));
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
     pm::v1::WaitRequest request;
-    request.set_id(std::string(id));
+    request.set_id(id);
     pm::v1::ProcessStatus response;
     // A service that restarted is found again first (bounded: 1.25 s).
     AwaitReconnect(*registry_channel_);
@@ -149,7 +197,11 @@ class LocalClient final : public Client {
   }
 
   std::unique_ptr<OutputStream> StreamOutput(
-      const pm::v1::StreamOutputRequest& request) override {
+      const pm::v1::StreamOutputRequest& given) override {
+    pm::v1::StreamOutputRequest request = given;
+    absl::StatusOr<std::string> id = Resolve(given.id());
+    if (!id.ok()) return std::make_unique<RefusedOutputStream>(id.status());
+    request.set_id(*id);
     // A follower reopens its stream on this channel after the log_store
     // restarted: let the channel find the log_store again first.
     AwaitReconnect(*log_store_channel_);

@@ -15,7 +15,7 @@
 
 #include "absl/status/status.h"
 #include "client/client.h"
-#include "pm/v1/process_manager.pb.h"
+#include "pm/v1/process_manager.grpc.pb.h"
 
 namespace pm {
 
@@ -38,6 +38,20 @@ class ReaderOutputStream final : public OutputStream {
   std::function<absl::Status(const grpc::Status&)> to_status_;
   grpc::ClientContext context_;
   std::unique_ptr<Reader> reader_;
+};
+
+// The stream of a call refused before it was sent: no chunk, then the
+// refusal.
+class RefusedOutputStream final : public OutputStream {
+ public:
+  explicit RefusedOutputStream(absl::Status status) : status_(std::move(status)) {}
+  bool Next(pm::v1::OutputChunk*) override { return false; }
+  void WaitUntilAttached() override {}
+  void Cancel() override {}
+  absl::Status Finish() override { return status_; }
+
+ private:
+  const absl::Status status_;
 };
 
 }  // namespace pm

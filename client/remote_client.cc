@@ -128,11 +128,16 @@ class RemoteClient final : public Client {
   }
 
   absl::StatusOr<pm::v1::ListResponse> List() override {
+    return List(pm::v1::ListRequest());
+  }
+
+  absl::StatusOr<pm::v1::ListResponse> List(
+      const pm::v1::ListRequest& request) override {
     grpc::ClientContext context;
     context.set_deadline(In(kShortCall));
     pm::v1::ListResponse response;
     AwaitReconnect(*channel_);
-    grpc::Status rpc = stub_->List(&context, pm::v1::ListRequest(), &response);
+    grpc::Status rpc = stub_->List(&context, request, &response);
     if (!rpc.ok()) return GatewayStatus(rpc, target_);
     return response;
   }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/log.h"
+#include "common/names.h"
 #include "common/command_line.h"
 #include "common/status.h"
 #include "common/utf8_fields.h"
@@ -123,6 +124,30 @@ class Call final : public grpc::ServerUnaryReactor {
     if (!started.ok()) Answer(ToGrpcStatus(started));
   }
 
+  // Replaces `*ref` (a full id, a name or an id prefix) by the full id it
+  // names among the processes the caller may see, then runs `then`;
+  // otherwise answers (NOT_FOUND, or FAILED_PRECONDITION for an ambiguous
+  // prefix, which lists only the caller's own processes).
+  void Resolve(std::string* ref, std::function<void()> then) {
+    auto resolved = std::make_shared<std::string>();
+    Run(
+        [this, ref, resolved](grpc::ClientContext* backend,
+                              std::function<void(grpc::Status)> done) {
+          return env_.client->ResolveAsync(
+              backend, *ref, caller_.admin ? "" : caller_.user,
+              [resolved, done = std::move(done)](absl::StatusOr<std::string> id) {
+                if (id.ok()) *resolved = *std::move(id);
+                done(ToGrpcStatus(id.status()));
+              });
+        },
+        [this, ref, resolved, then = std::move(then)](grpc::Status status) {
+          if (!status.ok()) return Answer(Hidden(caller_, *ref, status));
+          *ref = *resolved;
+          id_ = *resolved;
+          then();
+        });
+  }
+
   // Runs `then` when the caller may act on process id_; otherwise answers
   // (NOT_FOUND for a process of another user, or the registry's error).
   void Authorize(std::function<void()> then) {
@@ -214,14 +239,12 @@ class OutputRelay {
         caller_(std::move(caller)), lease_(std::move(lease)) {
     CopyDeadline(*context, backend_);
     CopyDeadline(*context, lookup_context_);
-    if (caller_.admin) {
-      BeginStream();
-      return;
-    }
-    lookup_.set_id(request_.id());
-    absl::Status started = env_.client->GetStatusAsync(
-        &lookup_context_, &lookup_, &record_,
-        [this](grpc::Status status) { OnLookedUp(status); });
+    CopyDeadline(*context, resolve_context_);
+    // A name or an id prefix becomes the full id first (among the caller's
+    // processes); a full id is taken as it is, at once.
+    absl::Status started = env_.client->ResolveAsync(
+        &resolve_context_, request_.id(), caller_.admin ? "" : caller_.user,
+        [this](absl::StatusOr<std::string> id) { OnResolved(std::move(id)); });
     if (!started.ok()) EndBeforeStream(ToGrpcStatus(started));
   }
 
@@ -270,6 +293,19 @@ class OutputRelay {
    private:
     OutputRelay* relay_;
   };
+
+  void OnResolved(absl::StatusOr<std::string> id) {
+    if (!id.ok()) {
+      return EndBeforeStream(Hidden(caller_, request_.id(), ToGrpcStatus(id.status())));
+    }
+    request_.set_id(*std::move(id));
+    if (caller_.admin) return BeginStream();
+    lookup_.set_id(request_.id());
+    absl::Status started = env_.client->GetStatusAsync(
+        &lookup_context_, &lookup_, &record_,
+        [this](grpc::Status status) { OnLookedUp(status); });
+    if (!started.ok()) EndBeforeStream(ToGrpcStatus(started));
+  }
 
   void OnLookedUp(const grpc::Status& status) {
     if (!status.ok()) return EndBeforeStream(Hidden(caller_, request_.id(), status));
@@ -322,6 +358,7 @@ class OutputRelay {
       cancelled_ = true;
       streaming = streaming_;
     }
+    resolve_context_.TryCancel();
     lookup_context_.TryCancel();
     if (streaming) backend_.TryCancel();
   }
@@ -351,9 +388,11 @@ class OutputRelay {
   const GatewayEnv env_;
   Writer writer_;
   Reader reader_;
-  const pm::v1::StreamOutputRequest request_;
+  // Its id resolved (OnResolved) before the stream begins.
+  pm::v1::StreamOutputRequest request_;
   const Caller caller_;
   UserQuotas::Lease lease_;
+  grpc::ClientContext resolve_context_;
   grpc::ClientContext lookup_context_;
   pm::v1::GetStatusRequest lookup_;
   pm::v1::ProcessStatus record_;
@@ -393,6 +432,11 @@ class Refusal final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 }  // namespace
 
 grpc::Status NoSuchProcess(const std::string& id) {
+  if (!IsFullId(id)) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("no process has the id, name or id prefix \"",
+                                     Printable(id), "\""));
+  }
   return grpc::Status(grpc::StatusCode::NOT_FOUND,
                       absl::StrCat("no process with id ", id));
 }
@@ -456,13 +500,15 @@ grpc::ServerUnaryReactor* GatewayService::Stop(grpc::CallbackServerContext* cont
   // Escaped: the id is the client's, and may hold a newline.
   PM_LOG(INFO) << "stop " << Printable(request->id()) << " for "
                << (call->caller().local ? "local" : call->caller().Owner());
-  call->Authorize([this, call, request, response] {
-    call->Run(
-        [this, request, response](grpc::ClientContext* backend,
-                                  std::function<void(grpc::Status)> done) {
-          return env_.client->StopAsync(backend, request, response, std::move(done));
-        },
-        [call](grpc::Status status) { call->Answer(status); });
+  call->Resolve(request->mutable_id(), [this, call, request, response] {
+    call->Authorize([this, call, request, response] {
+      call->Run(
+          [this, request, response](grpc::ClientContext* backend,
+                                    std::function<void(grpc::Status)> done) {
+            return env_.client->StopAsync(backend, request, response, std::move(done));
+          },
+          [call](grpc::Status status) { call->Answer(status); });
+    });
   });
   return call;
 }
@@ -475,19 +521,21 @@ grpc::ServerUnaryReactor* GatewayService::GetStatus(
   if (request == nullptr) return call;
   call->set_id(request->id());
   auto* response = call->Reply<pm::v1::ProcessStatus>();
-  call->Run(
-      [this, request, response](grpc::ClientContext* backend,
-                                std::function<void(grpc::Status)> done) {
-        return env_.client->GetStatusAsync(backend, request, response,
-                                           std::move(done));
-      },
-      [call, request, response](grpc::Status status) {
-        if (status.ok() && !call->caller().MaySee(response->owner_user())) {
-          response->Clear();
-          status = NoSuchProcess(request->id());
-        }
-        call->Answer(Hidden(call->caller(), request->id(), status));
-      });
+  call->Resolve(request->mutable_id(), [this, call, request, response] {
+    call->Run(
+        [this, request, response](grpc::ClientContext* backend,
+                                  std::function<void(grpc::Status)> done) {
+          return env_.client->GetStatusAsync(backend, request, response,
+                                             std::move(done));
+        },
+        [call, request, response](grpc::Status status) {
+          if (status.ok() && !call->caller().MaySee(response->owner_user())) {
+            response->Clear();
+            status = NoSuchProcess(request->id());
+          }
+          call->Answer(Hidden(call->caller(), request->id(), status));
+        });
+  });
   return call;
 }
 
@@ -536,13 +584,15 @@ grpc::ServerUnaryReactor* GatewayService::Wait(grpc::CallbackServerContext* cont
   if (request == nullptr) return call;
   call->set_id(request->id());
   auto* response = call->Reply<pm::v1::ProcessStatus>();
-  call->Authorize([this, call, request, response] {
-    call->Run(
-        [this, request, response](grpc::ClientContext* backend,
-                                  std::function<void(grpc::Status)> done) {
-          return env_.client->WaitAsync(backend, request, response, std::move(done));
-        },
-        [call](grpc::Status status) { call->Answer(status); });
+  call->Resolve(request->mutable_id(), [this, call, request, response] {
+    call->Authorize([this, call, request, response] {
+      call->Run(
+          [this, request, response](grpc::ClientContext* backend,
+                                    std::function<void(grpc::Status)> done) {
+            return env_.client->WaitAsync(backend, request, response, std::move(done));
+          },
+          [call](grpc::Status status) { call->Answer(status); });
+    });
   });
   return call;
 }

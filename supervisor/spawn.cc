@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/names.h"
 #include "common/status.h"
 
 namespace pm::supervisor {
@@ -30,6 +31,8 @@ SpawnIsolation IsolationOf(const pm::v1::StartRequest& request) {
 absl::Status ValidateStartRequest(const pm::v1::StartRequest& request,
                                   const CommandCaps& caps) {
   PM_ASSIGN_OR_RETURN(CommandLine command, CommandLineOf(request));
+  if (!request.name().empty()) PM_RETURN_IF_ERROR(ValidateName(request.name()));
+  PM_RETURN_IF_ERROR(ValidateLabels(request.labels()));
   if (command.args.size() > caps.max_args) {
     return absl::InvalidArgumentError(absl::StrCat(
         "args: ", command.args.size(), " arguments, over the supervisor's "

@@ -7,6 +7,9 @@
 //      Watch the shim's control socket (SpawnOnLoop).
 //   4. Ask the registry for the record (StartOnLoop); PendingStart answers
 //      with it.
+// A Start with a name first makes sure the name is free (ClaimName),
+// before anything runs: a name taken is ALREADY_EXISTS and nothing is
+// spawned.
 #include "supervisor/supervisor.h"
 
 #include <signal.h>
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/command_line.h"
@@ -76,6 +80,18 @@ class Supervisor::PendingStart {
   ~PendingStart() { Finish(absl::UnavailableError("supervisor is shutting down")); }
 
   void Fail(absl::Status status) { Finish(std::move(status)); }
+  // Runs `fn` as the Start is answered, just before its caller hears (at
+  // once if it already was).
+  void AtFinish(std::function<void()> fn) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (done_) {
+        at_finish_.push_back(std::move(fn));
+        return;
+      }
+    }
+    fn();
+  }
   void Recorded(pm::v1::StartResponse response) { Finish(std::move(response)); }
 
  private:
@@ -87,6 +103,13 @@ class Supervisor::PendingStart {
       done_ = nullptr;
     }
     if (!done) return;
+    // Before the caller hears: what the caller does next comes after.
+    std::vector<std::function<void()>> at_finish;
+    {
+      absl::MutexLock lock(&mu_);
+      at_finish.swap(at_finish_);
+    }
+    for (auto& fn : at_finish) fn();
     done(std::move(result));
     SpareHolds holds;
     {
@@ -98,6 +121,7 @@ class Supervisor::PendingStart {
   absl::Mutex mu_;
   StartDone done_ ABSL_GUARDED_BY(mu_);
   SpareHolds holds_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void()>> at_finish_ ABSL_GUARDED_BY(mu_);
 };
 
 void Supervisor::Start(const pm::v1::StartRequest& request, Owner owner,
@@ -119,11 +143,68 @@ void Supervisor::Start(const pm::v1::StartRequest& request, Owner owner,
                      start](absl::Status ready) {
     if (!ready.ok()) return start->Fail(std::move(ready));
     if (!loop_.Post([this, request, owner, start] {
-          StartOnLoop(request, owner, start);
+          if (request.name().empty()) return StartOnLoop(request, owner, start);
+          ClaimName(request, owner, start);
         })) {
       start->Fail(absl::UnavailableError("supervisor is shutting down"));
     }
   });
+}
+
+void Supervisor::ClaimName(const pm::v1::StartRequest& request,
+                           const Owner& owner,
+                           std::shared_ptr<PendingStart> start) {
+  const std::string& name = request.name();
+  // Two Starts of one name: the registry knows of neither yet, so the
+  // second is refused here.
+  if (!names_starting_.insert(name).second) {
+    return start->Fail(absl::AlreadyExistsError(absl::StrCat(
+        "the name \"", name, "\" is taken by a process being started")));
+  }
+  // Held until the Start is answered: by then the record has the name, or
+  // the Start failed.
+  start->AtFinish([this, name] { loop_.Post([this, name] { names_starting_.erase(name); }); });
+  struct Call {
+    grpc::ClientContext context;
+    pm::internal::v1::ResolveRequest request;
+    pm::internal::v1::ResolveResponse response;
+  };
+  auto call = std::make_shared<Call>();
+  call->request.set_ref(name);
+  call->request.set_name_only(true);
+  call->context.set_deadline(
+      absl::ToChronoTime(absl::Now() + options_.backend_timeout));
+  PendingAsyncOps().Begin();
+  registry_->async()->Resolve(
+      &call->context, &call->request, &call->response,
+      [this, call, request, owner, start](grpc::Status rpc) {
+        absl::Status status = FromGrpcStatus(rpc);
+        if (status.ok()) {
+          // Its id only to whom may see it (the gateway's user, or a local
+          // caller).
+          const bool visible =
+              owner.user.empty() || owner.user == call->response.owner_user();
+          start->Fail(absl::AlreadyExistsError(absl::StrCat(
+              "the name \"", request.name(), "\" is taken by ",
+              visible ? absl::StrCat("process ", call->response.id(), " (",
+                                     absl::StripPrefix(pm::v1::ProcessStatus::State_Name(
+                                                           call->response.state()),
+                                                       "STATE_"),
+                                     "); remove it or choose another name")
+                      : "another user's process")));
+        } else if (absl::IsNotFound(status)) {
+          if (!loop_.Post([this, request, owner, start] {
+                StartOnLoop(request, owner, start);
+              })) {
+            start->Fail(absl::UnavailableError("supervisor is shutting down"));
+          }
+        } else {
+          start->Fail(absl::UnavailableError(
+              absl::StrCat("registry is unavailable at ", options_.registry_socket,
+                           " (checking that the name is free): ", status.message())));
+        }
+        PendingAsyncOps().End();
+      });
 }
 
 void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,

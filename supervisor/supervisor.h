@@ -59,6 +59,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -221,6 +222,10 @@ class Supervisor {
     Spares<std::unique_ptr<ProcessCgroup>>::Hold cgroups;
   };
   class PendingStart;
+  // A Start with a name: asks the registry whether it is free, then
+  // StartOnLoop; ALREADY_EXISTS when it is not, or another Start has it.
+  void ClaimName(const pm::v1::StartRequest& request, const Owner& owner,
+                 std::shared_ptr<PendingStart> start);
   // The loop's part of Start: spawn, then the record.
   void StartOnLoop(const pm::v1::StartRequest& request, const Owner& owner,
                    std::shared_ptr<PendingStart> start);
@@ -384,6 +389,8 @@ class Supervisor {
   absl::flat_hash_map<Process*, ProcessPtr> with_cgroup_;
   size_t live_ = 0;
   std::shared_ptr<absl::Notification> drained_;  // set by Shutdown
+  // Names of the Starts between ClaimName and their answer.
+  absl::flat_hash_set<std::string> names_starting_;
 
   // Re-adoption (loop thread): shims.sock, and the live records until each
   // is adopted or settled.

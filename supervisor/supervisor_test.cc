@@ -707,6 +707,72 @@ TEST_F(SupervisorTest, AStartInBytesRunsThoseBytesAndEchoesThemInTheBytesFields)
   EXPECT_EQ(ReadFileAfter(*registry_, started->id(), cwd + "/out"), "caf\xe9");
 }
 
+// --- Names ---------------------------------------------------------------------
+
+// A name taken is refused before anything is spawned: the second Start
+// names an executable that does not exist, whose spawn would fail
+// FAILED_PRECONDITION; ALREADY_EXISTS proves it never got that far.
+TEST_F(SupervisorTest, ATakenNameIsRefusedBeforeTheSpawnNamingItsHolder) {
+  CreateSupervisor(nullptr);
+  pm::v1::StartRequest first = Sleep();
+  first.set_name("web");
+  (*first.mutable_labels())["app"] = "shop";
+  absl::StatusOr<pm::v1::StartResponse> started = Start(first);
+  ASSERT_TRUE(started.ok()) << started.status();
+  EXPECT_EQ(started->status().name(), "web");
+  EXPECT_EQ(started->status().labels().at("app"), "shop");
+
+  pm::v1::StartRequest second;
+  second.set_executable("/nonexistent/pm-test-binary");
+  second.set_name("web");
+  absl::StatusOr<pm::v1::StartResponse> refused = Start(second);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kAlreadyExists) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr(started->id()));
+  EXPECT_THAT(refused.status().message(), HasSubstr("RUNNING"));
+  EXPECT_EQ(registry_->size(), 1u);
+
+  // A malformed name is refused at once.
+  second.set_name("not a name");
+  EXPECT_EQ(Start(second).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Starts of one name at the same moment: the registry knows of none of
+// them when each asks, yet exactly one gets the name, and the others are
+// refused before their spawn (theirs name an executable that does not
+// exist: a spawn would fail FAILED_PRECONDITION).
+TEST_F(SupervisorTest, ConcurrentStartsOfOneNameGiveItToExactlyOne) {
+  CreateSupervisor(nullptr);
+  // With the registry connected, the Starts reach the loop in the order
+  // they are made: the first (the one that can run) claims the name first.
+  ASSERT_TRUE(Start(Sleep()).ok());
+  constexpr int kStarts = 6;
+  absl::Mutex mu;
+  int answered = 0, ok = 0, taken = 0;
+  absl::Notification all;
+  for (int i = 0; i < kStarts; ++i) {
+    pm::v1::StartRequest request = Sleep();
+    request.set_name("race");
+    if (i > 0) request.set_executable("/nonexistent/pm-test-binary");
+    supervisor_->Start(request, Owner(), [&](absl::StatusOr<pm::v1::StartResponse> r) {
+      absl::MutexLock lock(&mu);
+      if (r.ok()) ++ok;
+      if (r.status().code() == absl::StatusCode::kAlreadyExists) ++taken;
+      if (++answered == kStarts) all.Notify();
+    });
+  }
+  ASSERT_TRUE(all.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  EXPECT_EQ(ok, 1);
+  EXPECT_EQ(taken, kStarts - 1);
+  // Once that one is answered the name is the registry's to guard: a
+  // failed Start frees it for the next.
+  pm::v1::StartRequest other = Sleep();
+  other.set_name("free-after-failure");
+  other.set_executable("/nonexistent/pm-test-binary");
+  EXPECT_EQ(Start(other).status().code(), absl::StatusCode::kFailedPrecondition);
+  other.set_executable("sleep");
+  EXPECT_TRUE(Start(other).ok());
+}
+
 // --- Hand-off and re-adoption ------------------------------------------------
 
 // The record of `id` once it has ended (the registry's Wait), 30 s at most.
