@@ -39,6 +39,37 @@ void SetValue(const FlagSpec& spec, std::string value, ParsedFlags& flags) {
   values.push_back(std::move(value));
 }
 
+// One word of bundled short flags ("-aq", "-n5", "-qn 5") at args[i]; a
+// flag that takes a value takes the rest of the word, or the next word (i
+// moves past it).
+absl::Status ParseBundle(const std::vector<FlagSpec>& specs,
+                         const std::string& arg,
+                         const std::vector<std::string>& args, size_t& i,
+                         ParsedFlags& flags) {
+  for (size_t k = 1; k < arg.size(); ++k) {
+    const FlagSpec* spec = FindShort(specs, arg[k]);
+    if (spec == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", arg));
+    }
+    if (spec->kind == FlagSpec::kBool) {
+      flags.values[spec->name] = {"true"};
+      continue;
+    }
+    if (k + 1 < arg.size()) {
+      SetValue(*spec, arg.substr(k + 1), flags);
+      return absl::OkStatus();
+    }
+    if (i + 1 == args.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("-", std::string(1, arg[k]), " needs a value (-",
+                       std::string(1, arg[k]), " ", spec->value_name, ")"));
+    }
+    SetValue(*spec, args[++i], flags);
+    return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string CanonicalFlagName(absl::string_view name) {
@@ -85,6 +116,13 @@ absl::StatusOr<ParsedFlags> ParseFlags(const std::vector<FlagSpec>& specs,
     const absl::string_view spelled_name = body.substr(0, eq);
     const FlagSpec* spec =
         is_long ? FindLong(specs, spelled_name) : FindShort(specs, arg[1]);
+    if (spec == nullptr && arg[1] != '-' && arg.size() > 2) {
+      // Short flags bundled as getopt takes them: "-aq" is "-a -q", and
+      // "-n5" is "-n 5".
+      absl::Status bundled = ParseBundle(specs, arg, args, i, flags);
+      if (!bundled.ok()) return bundled;
+      continue;
+    }
     if (spec == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag ", arg));
     }

@@ -16,6 +16,8 @@ const std::vector<FlagSpec> kSpecs = {
     {"inherit-env", FlagSpec::kBool, "", ""},
     {"follow", FlagSpec::kBool, "", "", false, 'f'},
     {"runtime_dir", FlagSpec::kValue, "DIR", ""},
+    {"quiet", FlagSpec::kBool, "", "", false, 'q'},
+    {"last", FlagSpec::kValue, "N", "", false, 'n'},
 };
 
 ParsedFlags MustParse(const std::vector<std::string>& args,
@@ -70,6 +72,22 @@ TEST(FlagsTest, MissingValueIsNamed) {
   absl::StatusOr<ParsedFlags> flags = ParseFlags(kSpecs, {"--cwd"}, false);
   ASSERT_EQ(flags.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(flags.status().message(), HasSubstr("--cwd needs a value"));
+}
+
+TEST(FlagsTest, ShortFlagsBundleAsGetoptTakesThem) {
+  ParsedFlags flags = MustParse({"-fq"});
+  EXPECT_TRUE(flags.GetBool("follow"));
+  EXPECT_TRUE(flags.GetBool("quiet"));
+  EXPECT_EQ(MustParse({"-qn5"}).Get("last"), "5");
+  ParsedFlags next = MustParse({"-qn", "7", "x"});
+  EXPECT_EQ(next.Get("last"), "7");
+  EXPECT_THAT(next.positional, ElementsAre("x"));
+  // A long name spelled with one dash still wins ("-cwd /a").
+  EXPECT_EQ(MustParse({"-cwd", "/a"}).Get("cwd"), "/a");
+  EXPECT_EQ(ParseFlags(kSpecs, {"-fx"}, false).status().message(),
+            "unknown flag -fx");
+  EXPECT_THAT(ParseFlags(kSpecs, {"-qn"}, false).status().message(),
+              HasSubstr("-n needs a value"));
 }
 
 TEST(FlagsTest, DoubleDashEndsTheFlags) {

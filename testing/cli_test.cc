@@ -205,7 +205,7 @@ TEST_F(CliTest, CtrlCDuringRunStopsTheProcess) {
   EXPECT_EQ(ended.code, 143) << ended.err;
   EXPECT_THAT(ended.err, StartsWith("pm: stopping "));
 
-  PmResult list = Run({"list"});
+  PmResult list = Run({"list", "--all"});
   EXPECT_THAT(list.out, HasSubstr("signaled"));
   EXPECT_THAT(list.out, HasSubstr("SIGTERM"));
 }
@@ -215,21 +215,21 @@ TEST_F(CliTest, ListShowsWhatWasStartedNewestFirst) {
   const std::string three = Start({"sh", "-c", "exit 3"});
   EXPECT_EQ(Run({"wait", three}).code, 3);
 
-  PmResult list = Run({"list"});
+  PmResult list = Run({"list", "--all"});
   ASSERT_EQ(list.code, 0) << list.err;
   std::vector<std::string> lines = absl::StrSplit(list.out, '\n');
   ASSERT_EQ(lines.size(), 4u) << list.out;  // header, two rows, ""
   EXPECT_THAT(lines[0],
-              MatchesRegex("UUID +STATE +PID +EXIT +STARTED +COMMAND"));
-  EXPECT_THAT(lines[1], StartsWith(three + "  exited "));
+              MatchesRegex("UUID +NAME +STATE +PID +EXIT +STARTED +COMMAND"));
+  EXPECT_THAT(lines[1], StartsWith(three + "  -     exited "));
   EXPECT_THAT(lines[1], HasSubstr("sh -c 'exit 3'"));
-  EXPECT_THAT(lines[2], StartsWith(sleeper + "  running "));
+  EXPECT_THAT(lines[2], StartsWith(sleeper + "  -     running "));
   EXPECT_THAT(lines[2], HasSubstr("sleep 1000"));
   // The columns line up.
   EXPECT_EQ(lines[0].find("STATE"), lines[1].find("exited"));
   EXPECT_EQ(lines[0].find("COMMAND"), lines[1].find("sh -c"));
 
-  PmResult json = Run({"ps", "--output=json"});
+  PmResult json = Run({"ps", "-a", "--output=json"});
   EXPECT_EQ(json.code, 0) << json.err;
   EXPECT_THAT(json.out,
               AllOf(StartsWith("{\"processes\":["), HasSubstr(sleeper),
@@ -254,6 +254,82 @@ TEST_F(CliTest, StatusShowsTheProcStatusWhileRunningAndTheEndAfter) {
   EXPECT_EQ(ended.code, 0) << ended.err;
   EXPECT_THAT(ended.out, AllOf(HasSubstr("\"state\":\"STATE_SIGNALED\""),
                                HasSubstr("\"signal\":15")));
+}
+
+// Names, labels and id prefixes, as a Docker user types them: every command
+// that takes an id takes the name or a unique prefix of the id too.
+TEST_F(CliTest, NamesLabelsAndIdPrefixesStandForTheId) {
+  PmResult started =
+      Run({"start", "--name", "web", "--label", "app=shop", "--label",
+           "tier=front", "--", "sh", "-c", "echo hello; exec sleep 1000"});
+  ASSERT_EQ(started.code, 0) << started.err;
+  const std::string web = started.out.substr(0, 36);
+  PmResult batch_started = Run({"start", "--name", "batch", "--label",
+                                "app=shop", "--", "sh", "-c", "exit 4"});
+  ASSERT_EQ(batch_started.code, 0) << batch_started.err;
+  const std::string batch = batch_started.out.substr(0, 36);
+  EXPECT_EQ(Run({"wait", "batch"}).code, 4);
+
+  // A taken name is refused, naming its holder, and nothing more starts.
+  PmResult again = Run({"start", "--name", "web", "--", "true"});
+  EXPECT_EQ(again.code, 1);
+  EXPECT_THAT(again.err, AllOf(StartsWith("pm: "), HasSubstr("\"web\""),
+                               HasSubstr(web)));
+  EXPECT_THAT(again.out, IsEmpty());
+
+  PmResult status = Run({"status", "web"});
+  ASSERT_EQ(status.code, 0) << status.err;
+  EXPECT_THAT(status.out,
+              AllOf(HasSubstr(absl::StrCat("id:           ", web, "\n")),
+                    HasSubstr("name:         web\n"),
+                    HasSubstr("labels:       app=shop tier=front\n"),
+                    HasSubstr("state:        running\n")));
+  PmResult json = Run({"status", "--output=json", "web"});
+  EXPECT_THAT(json.out, AllOf(HasSubstr("\"name\":\"web\""),
+                              HasSubstr("\"labels\":{")));
+  std::unique_ptr<PmRun> follow = Spawn({"logs", "-f", "web"});
+  ASSERT_TRUE(follow->WaitForStdout("hello\n"));
+
+  // Only the live ones by default; --all, filters, -q as `docker ps`.
+  EXPECT_EQ(Run({"list", "-q"}).out, web + "\n");
+  EXPECT_EQ(Run({"list", "-a", "-q", "--filter", "label=app=shop"}).out,
+            absl::StrCat(batch, "\n", web, "\n"));
+  EXPECT_EQ(Run({"list", "-q", "--filter", "label=tier"}).out, web + "\n");
+  // As `docker ps -f name=`: an ended one only with --all.
+  EXPECT_EQ(Run({"list", "-q", "--filter", "name=batch"}).out, "");
+  EXPECT_EQ(Run({"list", "-aq", "--filter", "name=batch"}).out, batch + "\n");
+  EXPECT_EQ(Run({"list", "-q", "--filter", "state=exited"}).out, batch + "\n");
+  EXPECT_EQ(Run({"list", "-q", "--filter", "label=app=shop", "--filter",
+                 "state=running"})
+                .out,
+            web + "\n");
+  EXPECT_EQ(Run({"list", "-a", "-q", "-n", "1"}).out, batch + "\n");
+  PmResult table = Run({"list"});
+  EXPECT_THAT(table.out, HasSubstr(web + "  web   running "));
+
+  // The shortest prefix of web's id that batch's does not share.
+  size_t common = 0;
+  while (web[common] == batch[common]) ++common;
+  const std::string prefix = web.substr(0, common + 1);
+  PmResult stopped = Run({"stop", prefix});
+  EXPECT_EQ(stopped.code, 0) << stopped.err;
+  EXPECT_EQ(stopped.out, "killed by signal 15 (SIGTERM)\n");
+  PmResult followed = follow->Finish();
+  EXPECT_EQ(followed.code, 0) << followed.err;
+  EXPECT_EQ(followed.out, "hello\n");
+  EXPECT_EQ(Run({"logs", prefix}).out, "hello\n");
+  EXPECT_EQ(Run({"wait", "web"}).out, "killed by signal 15 (SIGTERM)\n");
+
+  PmResult unknown = Run({"status", "nosuch"});
+  EXPECT_EQ(unknown.code, 1);
+  EXPECT_EQ(unknown.err,
+            "pm: status nosuch: no process has the id, name or id prefix "
+            "\"nosuch\"\n");
+  PmResult bad = Run({"start", "--name", "no spaces", "--", "true"});
+  EXPECT_EQ(bad.code, 2);
+  PmResult bad_label = Run({"start", "--label", "=x", "--", "true"});
+  EXPECT_EQ(bad_label.code, 2);
+  EXPECT_EQ(Run({"list", "-a", "-q"}).out, absl::StrCat(batch, "\n", web, "\n"));
 }
 
 // Linux arguments, environment values and paths are bytes: a Latin-1
@@ -282,7 +358,7 @@ TEST_F(CliTest, BytesThatAreNotUtf8ReachTheProcessAndShowEscaped) {
   EXPECT_THAT(status.out,
               HasSubstr(absl::StrCat("working dir:  $'", stack_.temp_dir(),
                                      "/caf\\xe9'\n")));
-  EXPECT_THAT(Run({"list"}).out, HasSubstr(" sh $'caf\\xe9'\n"));
+  EXPECT_THAT(Run({"list", "--all"}).out, HasSubstr(" sh $'caf\\xe9'\n"));
   // protobuf's JSON mapping: bytes in base64 ("caf\xe9" is Y2Fm6Q==).
   PmResult json = Run({"status", "--output=json", id});
   EXPECT_EQ(json.code, 0) << json.err;
@@ -367,7 +443,7 @@ TEST_F(CliTest, RunPastItsMemoryLimitExits137AndStatusSaysOom) {
   EXPECT_THAT(run.err, AllOf(StartsWith("pm: "), HasSubstr("OOM killer"),
                              HasSubstr("(memory limit 32 MiB reached)\n")));
 
-  const std::string id = NewestId(Run({"list"}));
+  const std::string id = NewestId(Run({"list", "--all"}));
   PmResult status = Run({"status", id});
   ASSERT_EQ(status.code, 0) << status.err;
   EXPECT_THAT(
@@ -392,7 +468,7 @@ TEST_F(CliTest, RunWithItsOwnPidNamespaceIsPidOne) {
   EXPECT_EQ(run.code, 0) << run.err;
   EXPECT_EQ(run.out, "1\n");
   EXPECT_THAT(run.err, IsEmpty());
-  PmResult status = Run({"status", NewestId(Run({"list"}))});
+  PmResult status = Run({"status", NewestId(Run({"list", "--all"}))});
   EXPECT_THAT(status.out, HasSubstr("isolation:    pid\n"));
 }
 
@@ -408,7 +484,7 @@ TEST_F(CliTest, BadLimitsExitTwoBeforeStartingAnything) {
     EXPECT_EQ(result.code, 2) << absl::StrJoin(args, " ");
     EXPECT_THAT(result.err, HasSubstr("usage: pm "));
   }
-  PmResult list = Run({"list"});
+  PmResult list = Run({"list", "--all"});
   EXPECT_EQ(std::count(list.out.begin(), list.out.end(), '\n'), 1) << list.out;
 }
 
@@ -430,7 +506,7 @@ TEST_F(CliCappedOutputTest, LogsReportBytesThatWereNotRetained) {
                      .Finish();
   ASSERT_EQ(run.code, 0) << run.err;
   PmResult list =
-      PmRun({"--runtime_dir", capped_.runtime_dir(), "list"}).Finish();
+      PmRun({"--runtime_dir", capped_.runtime_dir(), "list", "-a"}).Finish();
   const std::string id = list.out.substr(list.out.find('\n') + 1, 36);
 
   PmResult logs =

@@ -646,10 +646,10 @@ class DurabilityTest : public ::testing::Test {
       EXPECT_EQ(status.code, 0) << status.err;
       EXPECT_THAT(status.out, HasSubstr("state:        running\n"));
     }
-    PmResult list = Pm({"list"});
+    PmResult list = Pm({"list", "--all"});
     EXPECT_EQ(list.code, 0) << list.err;
     for (const Managed& m : managed_) EXPECT_THAT(list.out, HasSubstr(m.id));
-    PmResult remote_list = PmRun(GatewayArgs({"list"}), GatewayEnvironment()).Finish();
+    PmResult remote_list = PmRun(GatewayArgs({"list", "--all"}), GatewayEnvironment()).Finish();
     EXPECT_EQ(remote_list.code, 0) << remote_list.err;
     for (const Managed* m : {&writer(1), &writer(3), &exiter()}) {
       EXPECT_THAT(remote_list.out, HasSubstr(m->id));

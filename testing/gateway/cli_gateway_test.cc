@@ -6,6 +6,7 @@
 // The password goes in $PM_PASSWORD or --password_file, never on pm's
 // command line: the test looks at a running pm's /proc/PID/cmdline, and the
 // harness checks every process's command line and the services' log.
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,7 +52,8 @@ class CliGatewayTest : public ::testing::Test {
   std::string Target() const { return absl::StrCat("127.0.0.1:", port_); }
 
   // The flags that reach the gateway with this client's certificate.
-  std::vector<std::string> GatewayFlags(const std::string& cert = "client") {
+  std::vector<std::string> GatewayFlags(const std::string& cert = "client",
+                                        const std::string& user = "") {
     return {"--gateway=" + Target(),
             "--ca",
             certs_ + "/ca.pem",
@@ -60,7 +62,7 @@ class CliGatewayTest : public ::testing::Test {
             "--key",
             absl::StrCat(certs_, "/", cert, ".key"),
             "--user",
-            user_};
+            user.empty() ? user_ : user};
   }
 
   // pm with `args` as given and `password` (if any) in $PM_PASSWORD; none
@@ -77,6 +79,13 @@ class CliGatewayTest : public ::testing::Test {
   // `pm --gateway=... <args>` with the right password in $PM_PASSWORD.
   PmResult Run(const std::vector<std::string>& args) {
     std::vector<std::string> all = GatewayFlags();
+    all.insert(all.end(), args.begin(), args.end());
+    return Spawn(all, password_)->Finish();
+  }
+  // The same as another user of the gateway (the harness's --extra_users
+  // share demo's password).
+  PmResult RunAs(const std::string& user, const std::vector<std::string>& args) {
+    std::vector<std::string> all = GatewayFlags("client", user);
     all.insert(all.end(), args.begin(), args.end());
     return Spawn(all, password_)->Finish();
   }
@@ -121,9 +130,70 @@ TEST_F(CliGatewayTest, StartLogsStatusAndStopThroughTheGateway) {
   EXPECT_EQ(followed.code, 0) << followed.err;
   EXPECT_EQ(followed.out, "hello\n");
 
-  PmResult list = Run({"list"});
+  PmResult list = Run({"list", "--all"});
   EXPECT_EQ(list.code, 0) << list.err;
-  EXPECT_THAT(list.out, HasSubstr(id + "  signaled "));
+  EXPECT_THAT(list.out, HasSubstr(id + "  -     signaled "));
+}
+
+// A name or an id prefix is resolved among the caller's own processes: user
+// B cannot reach user A's process by its name or its prefix, and an
+// ambiguous prefix lists only the caller's ids.
+TEST_F(CliGatewayTest, NamesAndPrefixesAreResolvedAmongTheCallersOwn) {
+  PmResult started = Run({"start", "--name", "gw-web", "--label", "app=gw",
+                          "--", "sleep", "1000"});
+  ASSERT_EQ(started.code, 0) << started.err;
+  const std::string web = started.out.substr(0, 36);
+
+  PmResult mine = Run({"status", "gw-web"});
+  EXPECT_EQ(mine.code, 0) << mine.err;
+  EXPECT_THAT(mine.out, HasSubstr(absl::StrCat("id:           ", web, "\n")));
+  EXPECT_EQ(Run({"list", "-q", "--filter", "label=app=gw"}).out, web + "\n");
+
+  PmResult by_name = RunAs("load1", {"status", "gw-web"});
+  EXPECT_EQ(by_name.code, 1);
+  EXPECT_THAT(by_name.err, HasSubstr("no process has the id, name or id prefix"));
+  PmResult by_prefix = RunAs("load1", {"stop", web.substr(0, 13)});
+  EXPECT_EQ(by_prefix.code, 1);
+  EXPECT_THAT(by_prefix.err, HasSubstr("no process has the id"));
+  EXPECT_EQ(RunAs("load1", {"list", "-a", "-q"}).out, "");
+  // The name is taken on the whole host; another user learns no more than
+  // that.
+  PmResult taken = RunAs("load1", {"start", "--name", "gw-web", "--", "true"});
+  EXPECT_EQ(taken.code, 1);
+  EXPECT_THAT(taken.err, AllOf(HasSubstr("another user"), Not(HasSubstr(web))));
+
+  // Seventeen ids of one user: two share their first digit (pigeonhole),
+  // and that digit alone is ambiguous.
+  std::vector<std::string> ids = {web};
+  for (int i = 0; i < 16; ++i) {
+    PmResult one = Run({"start", "--", "true"});
+    ASSERT_EQ(one.code, 0) << one.err;
+    ids.push_back(one.out.substr(0, 36));
+  }
+  PmResult other = RunAs("load1", {"start", "--", "true"});
+  ASSERT_EQ(other.code, 0) << other.err;
+  const std::string theirs = other.out.substr(0, 36);
+  std::string shared;
+  for (const std::string& id : ids) {
+    if (std::count_if(ids.begin(), ids.end(), [&](const std::string& other) {
+          return other[0] == id[0];
+        }) > 1) {
+      shared = id.substr(0, 1);
+      break;
+    }
+  }
+  ASSERT_FALSE(shared.empty());
+  PmResult ambiguous = Run({"status", shared});
+  EXPECT_EQ(ambiguous.code, 1);
+  EXPECT_THAT(ambiguous.err, HasSubstr("ambiguous"));
+  for (const std::string& id : ids) {
+    if (id[0] == shared[0]) {
+      EXPECT_THAT(ambiguous.err, HasSubstr(id));
+    }
+  }
+  EXPECT_THAT(ambiguous.err, Not(HasSubstr(theirs)));
+
+  EXPECT_EQ(Run({"stop", "gw-web"}).code, 0);
 }
 
 TEST_F(CliGatewayTest, RunWithAPasswordFileAndLimits) {
