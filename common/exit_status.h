@@ -10,6 +10,9 @@
 
 #include <string>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
 namespace pm {
 
 struct ExitStatus {
@@ -38,6 +41,12 @@ struct ExitStatus {
 
 // "SIGTERM" for 15, "signal 99" when unnamed.
 std::string SignalName(int sig);
+
+// A signal as a user names it, as kill(1) takes it: a number ("9"), a name
+// with or without SIG in any case ("KILL", "sigterm", "hup"), or a
+// real-time one ("RTMIN", "RTMIN+3", "SIGRTMAX-1"). INVALID_ARGUMENT naming
+// the text for anything else, and for 0 or a number past SIGRTMAX.
+absl::StatusOr<int> ParseSignal(absl::string_view text);
 
 }  // namespace pm
 

@@ -665,6 +665,9 @@ absl::StatusOr<const Registry::Record*> Registry::Find(
   // Ids are minted lower-case; the validator accepts either case.
   auto it = records_.find(absl::AsciiStrToLower(id));
   if (it != records_.end()) return &it->second;
+  if (removed_.contains(IdBits(id))) {
+    return absl::NotFoundError(absl::StrCat("process ", id, " was removed"));
+  }
   if (evicted_.contains(IdBits(id))) {
     return absl::NotFoundError(absl::StrCat(
         "process ", id, " ended and its record was evicted (cap "
@@ -689,14 +692,43 @@ void Registry::EvictPastCap() {
   }
 }
 
-void Registry::RememberEvicted(absl::uint128 id) {
+void Registry::RememberEvicted(absl::uint128 id, bool removed) {
   if (options_.evicted_ids_kept == 0) return;
   if (evicted_order_.size() == options_.evicted_ids_kept) {
     evicted_.erase(evicted_order_.front());
+    removed_.erase(evicted_order_.front());
     evicted_order_.pop_front();
   }
   evicted_order_.push_back(id);
   evicted_.insert(id);
+  if (removed) removed_.insert(id);
+}
+
+absl::StatusOr<ProcessStatus> Registry::RemoveRecord(
+    absl::string_view id, absl::string_view owner_user) {
+  absl::MutexLock lock(&mutex_);
+  PM_ASSIGN_OR_RETURN(Record * record, Find(id));
+  if (!owner_user.empty() && record->status.owner_user() != owner_user) {
+    return absl::NotFoundError(absl::StrCat("no process with id ", id));
+  }
+  if (!IsEndState(record->status.state())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "process ", record->status.id(), " has not ended (",
+        ProcessStatus::State_Name(record->status.state()),
+        "): stop it first, or remove it with force"));
+  }
+  const std::string key = record->status.id();
+  RecordWrite write;
+  write.remove.push_back(key);
+  PM_RETURN_IF_ERROR(Persist(write));
+  ProcessStatus removed = std::move(record->status);
+  by_age_.erase(record->age);
+  Unindex(key, removed);
+  auto queued = std::find(ended_order_.begin(), ended_order_.end(), key);
+  if (queued != ended_order_.end()) ended_order_.erase(queued);
+  RememberEvicted(IdBits(key), /*removed=*/true);
+  records_.erase(key);
+  return removed;
 }
 
 }  // namespace pm::registry

@@ -149,6 +149,15 @@ class Registry {
   absl::StatusOr<pm::internal::v1::ResolveResponse> Resolve(
       const pm::internal::v1::ResolveRequest& request) const;
 
+  // Drops the ended record of `id` (full id) from memory and the store, as
+  // an eviction does, and returns it as it was: the id then answers
+  // NOT_FOUND "process ID was removed" (remembered as evicted ids are), its
+  // name is free. With `owner_user`, only that user's record (another's is
+  // NOT_FOUND, as an unknown one). FAILED_PRECONDITION for a record that has
+  // not ended; UNAVAILABLE when the store could not drop it (nothing changes).
+  absl::StatusOr<pm::v1::ProcessStatus> RemoveRecord(
+      absl::string_view id, absl::string_view owner_user = "");
+
   // The records that have not ended, oldest first, each with its pid's
   // start_ticks and its cgroup (StoredRecord): what a supervisor that
   // restarts re-adopts. No /proc reads.
@@ -220,7 +229,8 @@ class Registry {
   absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Remembers the id of an evicted record, forgetting the oldest past
   // evicted_ids_kept.
-  void RememberEvicted(absl::uint128 id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void RememberEvicted(absl::uint128 id, bool removed = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Adds a record to, or drops it from, ids_ and names_.
   void Index(const std::string& id, const pm::v1::ProcessStatus& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
@@ -247,6 +257,8 @@ class Registry {
   // same as a set for lookups.
   std::deque<absl::uint128> evicted_order_ ABSL_GUARDED_BY(mutex_);
   absl::flat_hash_set<absl::uint128> evicted_ ABSL_GUARDED_BY(mutex_);
+  // Those of them that were removed (RemoveRecord), not evicted by the cap.
+  absl::flat_hash_set<absl::uint128> removed_ ABSL_GUARDED_BY(mutex_);
   uint64_t next_sequence_ ABSL_GUARDED_BY(mutex_) = 0;
   uint64_t next_ended_order_ ABSL_GUARDED_BY(mutex_) = 1;
   uint64_t next_wait_token_ ABSL_GUARDED_BY(mutex_) = 1;

@@ -197,5 +197,54 @@ TEST(RegistryNamesTest, ListFiltersByStateNameLabelsAndLimit) {
   EXPECT_EQ(registry.List(request).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(RegistryRemoveTest, AnEndedRecordGoesWithItsNameAndItsIdSaysSo) {
+  Registry registry(Options());
+  MustCreate(registry, Create(kA, "web", "alice"));
+  MustCreate(registry, Create(kB, "db"));
+  absl::StatusOr<ProcessStatus> live = registry.RemoveRecord(kA);
+  EXPECT_EQ(live.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(live.status().message(), HasSubstr("has not ended"));
+  ASSERT_TRUE(registry.UpdateRecord(Exited(kA)).ok());
+  // Another user's record is as unknown.
+  EXPECT_EQ(registry.RemoveRecord(kA, "bob").status().code(),
+            absl::StatusCode::kNotFound);
+  absl::StatusOr<ProcessStatus> removed = registry.RemoveRecord(kA, "alice");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(removed->id(), kA);
+  EXPECT_EQ(removed->name(), "web");
+
+  EXPECT_EQ(registry.size(), 1u);
+  absl::StatusOr<ProcessStatus> gone = registry.GetStatus(kA);
+  EXPECT_EQ(gone.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(gone.status().message(), HasSubstr("was removed"));
+  EXPECT_EQ(registry.RemoveRecord(kA).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(registry.Resolve(Ref("web")).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(registry.Resolve(Ref("aaaa")).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_THAT(Ids(registry.List(pm::v1::ListRequest())), ElementsAre(kB));
+  // The name is free; the id is never taken again.
+  EXPECT_TRUE(registry.CreateRecord(Create(kA2, "web")).ok());
+  EXPECT_EQ(registry.CreateRecord(Create(kA)).status().code(),
+            absl::StatusCode::kAlreadyExists);
+}
+
+TEST(RegistryRemoveTest, ARemovedRecordLeavesTheEvictionQueue) {
+  // Cap 1: had kA stayed queued, kB's end would "evict" a record that is
+  // no longer there.
+  Registry registry(Options(/*max_ended_records=*/1));
+  MustCreate(registry, Create(kA));
+  MustCreate(registry, Create(kB));
+  ASSERT_TRUE(registry.UpdateRecord(Exited(kA)).ok());
+  ASSERT_TRUE(registry.RemoveRecord(kA).ok());
+  ASSERT_TRUE(registry.UpdateRecord(Exited(kB)).ok());
+  EXPECT_TRUE(registry.GetStatus(kB).ok());
+  MustCreate(registry, Create(kA2));
+  ASSERT_TRUE(registry.UpdateRecord(Exited(kA2)).ok());
+  EXPECT_THAT(registry.GetStatus(kB).status().message(), HasSubstr("evicted"));
+  EXPECT_TRUE(registry.GetStatus(kA2).ok());
+}
+
 }  // namespace
 }  // namespace pm::registry

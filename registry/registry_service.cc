@@ -70,6 +70,15 @@ grpc::ServerUnaryReactor* RegistryService::Resolve(
   return Finish(context, registry_->Resolve(*request), response);
 }
 
+grpc::ServerUnaryReactor* RegistryService::RemoveRecord(
+    grpc::CallbackServerContext* context,
+    const pm::internal::v1::RemoveRecordRequest* request,
+    pm::v1::ProcessStatus* response) {
+  return Finish(context,
+                registry_->RemoveRecord(request->id(), request->owner_user()),
+                response);
+}
+
 grpc::ServerUnaryReactor* RegistryService::ListLive(
     grpc::CallbackServerContext* context,
     const pm::internal::v1::ListLiveRequest* /*request*/,

@@ -37,7 +37,8 @@ class RegistryService final
                           pm::internal::v1::Registry::WithCallbackMethod_SyncRecords<
                               pm::internal::v1::Registry::WithCallbackMethod_ListLive<
                                   pm::internal::v1::Registry::WithCallbackMethod_Resolve<
-                                      pm::internal::v1::Registry::Service>>>>>>>> {
+                                      pm::internal::v1::Registry::WithCallbackMethod_RemoveRecord<
+                                          pm::internal::v1::Registry::Service>>>>>>>>> {
  public:
   // `registry` must outlive the service.
   explicit RegistryService(Registry* registry) : registry_(registry) {}
@@ -65,6 +66,10 @@ class RegistryService final
       grpc::CallbackServerContext* context,
       const pm::internal::v1::ResolveRequest* request,
       pm::internal::v1::ResolveResponse* response) override;
+  grpc::ServerUnaryReactor* RemoveRecord(
+      grpc::CallbackServerContext* context,
+      const pm::internal::v1::RemoveRecordRequest* request,
+      pm::v1::ProcessStatus* response) override;
   // A pm.v1.WaitRequest in, a pm.v1.ProcessStatus out. Finishes when the
   // record ends, or CANCELLED when the caller goes away.
   grpc::ServerUnaryReactor* Wait(grpc::CallbackServerContext* context,

@@ -162,6 +162,29 @@ TEST_F(RegistryStoreTest, NamesAndLabelsSurviveAReopen) {
   EXPECT_EQ(registry->Resolve(ref)->id(), web);
 }
 
+TEST_F(RegistryStoreTest, ARemovedRecordStaysGoneAfterAReopen) {
+  std::string kept, removed;
+  {
+    std::unique_ptr<Registry> registry = Open();
+    ASSERT_NE(registry, nullptr);
+    kept = MustCreate(*registry, Create(1));
+    CreateRecordRequest named = Create(2);
+    named.mutable_spec()->set_name("web");
+    removed = MustCreate(*registry, named);
+    ASSERT_TRUE(registry->UpdateRecord(Exited(removed, 0)).ok());
+    ASSERT_TRUE(registry->RemoveRecord(removed).ok());
+  }
+  std::unique_ptr<Registry> registry = Open();
+  ASSERT_NE(registry, nullptr);
+  EXPECT_EQ(registry->size(), 1u);
+  EXPECT_TRUE(registry->GetStatus(kept).ok());
+  EXPECT_EQ(registry->GetStatus(removed).status().code(),
+            absl::StatusCode::kNotFound);
+  CreateRecordRequest again = Create(3);
+  again.mutable_spec()->set_name("web");
+  EXPECT_TRUE(registry->CreateRecord(again).ok());
+}
+
 TEST_F(RegistryStoreTest, TheCapIsAppliedToTheStoredRowsAtLoad) {
   {
     std::unique_ptr<Registry> registry = Open(/*max_ended_records=*/10);

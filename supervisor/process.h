@@ -90,6 +90,9 @@ struct Process {
   bool dirty = false;
   bool retry_pending = false;
   std::vector<std::function<void()>> on_flushed;
+  // Run once it is forgotten (drained: everything is with the registry and
+  // on disk), with OK; at a shutdown or hand-off first, with UNAVAILABLE.
+  std::vector<std::function<void(absl::Status)>> on_forgotten;
 
   // A stop in progress (life.stop()): its timers and its callers.
   EventLoop::TimerId grace_timer = 0;  // kGrace: sends the SIGKILL

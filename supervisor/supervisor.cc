@@ -156,6 +156,9 @@ void Supervisor::MaybeForget(const ProcessPtr& p) {
   // Everything about it is with the registry and on disk now.
   by_id_.erase(p->id);
   p->On(Event::kForgotten);
+  auto hooks = std::move(p->on_forgotten);
+  p->on_forgotten.clear();
+  for (auto& hook : hooks) hook(absl::OkStatus());
   NotifyIfDrained();
 }
 
@@ -175,6 +178,13 @@ void Supervisor::AnswerEveryStop() {
     auto waiting = std::move(p->on_flushed);
     p->on_flushed.clear();
     for (auto& answer : waiting) answer();
+    auto hooks = std::move(p->on_forgotten);
+    p->on_forgotten.clear();
+    for (auto& hook : hooks) {
+      hook(absl::UnavailableError(absl::StrCat(
+          "the supervisor is shutting down before process ", p->id,
+          " was drained; nothing was removed")));
+    }
   }
 }
 

@@ -174,6 +174,24 @@ class Supervisor {
   using StopCallback = std::function<void(absl::StatusOr<pm::v1::StopResponse>)>;
   void Stop(const pm::v1::StopRequest& request, StopCallback done);
 
+  // Sends one signal (request.signal, or request.signal_name parsed as
+  // kill(1) does) to the process's group, or with leader_only to its leader
+  // alone, through the pidfd. Errors: INVALID_ARGUMENT (no signal, or not
+  // one; a malformed id), NOT_FOUND, FAILED_PRECONDITION (ended: nothing
+  // sent), UNAVAILABLE (being re-adopted after a restart; the registry).
+  using SignalCallback =
+      std::function<void(absl::StatusOr<pm::v1::SignalResponse>)>;
+  void Signal(const pm::v1::SignalRequest& request, SignalCallback done);
+
+  // Removes an ended process: its record (the registry's RemoveRecord) and
+  // its directory in the state dir. One that has ended but still drains
+  // (its output, its final update) is waited for; a live one, or one whose
+  // tree still runs, is FAILED_PRECONDITION unless request.force, which
+  // stops it at once (SIGKILL) first. Other errors as Stop's.
+  using RemoveCallback =
+      std::function<void(absl::StatusOr<pm::v1::RemoveResponse>)>;
+  void Remove(const pm::v1::RemoveRequest& request, RemoveCallback done);
+
   // Stops every live process and every tree still in a cgroup (grace
   // `grace`; a stop in progress with a longer one is brought forward to
   // it), flushes output and registry updates (bounded), answers every stop
@@ -319,6 +337,18 @@ class Supervisor {
   void CheckStopDone(const ProcessPtr& p);
   void FinishStop(const ProcessPtr& p, bool stopped);
   void StopUnknown(const std::string& id, StopCallback done);
+  // signal_remove.cc. The registry's record of `id`, to `then` on the loop.
+  using RecordCallback =
+      std::function<void(absl::StatusOr<pm::v1::ProcessStatus>)>;
+  void RecordOf(const std::string& id, RecordCallback then);
+  // UNAVAILABLE from the registry, naming it and its socket.
+  absl::Status RegistryError(const absl::Status& status) const;
+  // Whether `id` may be an earlier supervisor's process not adopted yet.
+  bool AwaitingAdoption(const std::string& id) const;
+  void RemoveWhenDrained(const std::string& id,
+                         std::shared_ptr<RemoveCallback> done);
+  void RemoveRecordAndDir(const std::string& id,
+                          std::shared_ptr<RemoveCallback> done);
   // At shutdown, before the loop ends: every stop still waiting is
   // answered (stopped=false if its tree is not gone yet), so no caller, and
   // no gRPC call the server waits for, is left without an answer. A net:

@@ -62,4 +62,34 @@ grpc::ServerUnaryReactor* SupervisorService::Stop(
   return reactor;
 }
 
+grpc::ServerUnaryReactor* SupervisorService::Signal(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<pm::v1::SignalRequest> parsed =
+      ParseStrict<pm::v1::SignalRequest>(*request);
+  if (!parsed.ok()) {
+    reactor->Finish(ToGrpcStatus(parsed.status()));
+    return reactor;
+  }
+  supervisor_->Signal(*parsed,
+                      FinishWith<pm::v1::SignalResponse>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SupervisorService::Remove(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<pm::v1::RemoveRequest> parsed =
+      ParseStrict<pm::v1::RemoveRequest>(*request);
+  if (!parsed.ok()) {
+    reactor->Finish(ToGrpcStatus(parsed.status()));
+    return reactor;
+  }
+  supervisor_->Remove(*parsed,
+                      FinishWith<pm::v1::RemoveResponse>(reactor, response));
+  return reactor;
+}
+
 }  // namespace pm::supervisor

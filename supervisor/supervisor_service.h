@@ -24,7 +24,9 @@ namespace pm::supervisor {
 class SupervisorService final
     : public pm::internal::v1::Supervisor::WithRawCallbackMethod_Start<
           pm::internal::v1::Supervisor::WithRawCallbackMethod_Stop<
-              pm::internal::v1::Supervisor::Service>> {
+              pm::internal::v1::Supervisor::WithRawCallbackMethod_Signal<
+                  pm::internal::v1::Supervisor::WithRawCallbackMethod_Remove<
+                      pm::internal::v1::Supervisor::Service>>>> {
  public:
   explicit SupervisorService(Supervisor* supervisor)
       : supervisor_(supervisor) {}
@@ -37,6 +39,14 @@ class SupervisorService final
   grpc::ServerUnaryReactor* Stop(grpc::CallbackServerContext* context,
                                  const grpc::ByteBuffer* request,
                                  grpc::ByteBuffer* response) override;
+  // A pm.v1.SignalRequest in, a pm.v1.SignalResponse out.
+  grpc::ServerUnaryReactor* Signal(grpc::CallbackServerContext* context,
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
+  // A pm.v1.RemoveRequest in, a pm.v1.RemoveResponse out.
+  grpc::ServerUnaryReactor* Remove(grpc::CallbackServerContext* context,
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
 
  private:
   Supervisor* supervisor_;

@@ -773,8 +773,6 @@ TEST_F(SupervisorTest, ConcurrentStartsOfOneNameGiveItToExactlyOne) {
   EXPECT_TRUE(Start(other).ok());
 }
 
-// --- Hand-off and re-adoption ------------------------------------------------
-
 // The record of `id` once it has ended (the registry's Wait), 30 s at most.
 absl::StatusOr<pm::v1::ProcessStatus> EndOf(registry::Registry& registry,
                                             const std::string& id) {
@@ -790,6 +788,169 @@ absl::StatusOr<pm::v1::ProcessStatus> EndOf(registry::Registry& registry,
   }
   return status;
 }
+
+// --- Signal and Remove -------------------------------------------------------
+
+template <typename Response, typename Request, typename Method>
+absl::StatusOr<Response> CallAndWait(Supervisor& supervisor, Method method,
+                                     const Request& request) {
+  absl::Notification done;
+  absl::StatusOr<Response> result = absl::DeadlineExceededError("no answer in 30 s");
+  (supervisor.*method)(request, [&](absl::StatusOr<Response> r) {
+    result = std::move(r);
+    done.Notify();
+  });
+  if (!done.WaitForNotificationWithTimeout(absl::Seconds(30))) {
+    return absl::DeadlineExceededError("no answer in 30 s");
+  }
+  return result;
+}
+
+pm::v1::StartRequest Shell(const std::string& script) {
+  pm::v1::StartRequest request;
+  request.set_executable("/bin/sh");
+  request.add_args("-c");
+  request.add_args(script);
+  return request;
+}
+
+class SignalRemoveTest : public SupervisorTest {
+ protected:
+  absl::StatusOr<pm::v1::SignalResponse> Signal(const std::string& id,
+                                                const std::string& name,
+                                                bool leader_only = false) {
+    pm::v1::SignalRequest request;
+    request.set_id(id);
+    request.set_signal_name(name);
+    request.set_leader_only(leader_only);
+    return CallAndWait<pm::v1::SignalResponse>(*supervisor_, &Supervisor::Signal,
+                                               request);
+  }
+  absl::StatusOr<pm::v1::RemoveResponse> Remove(const std::string& id,
+                                                bool force = false) {
+    pm::v1::RemoveRequest request;
+    request.set_id(id);
+    request.set_force(force);
+    return CallAndWait<pm::v1::RemoveResponse>(*supervisor_, &Supervisor::Remove,
+                                               request);
+  }
+  bool DirExists(const std::string& id) {
+    struct stat st;
+    return stat(ProcessDir(dir_, id).c_str(), &st) == 0;
+  }
+};
+
+// The trap runs once the foreground sleep has ended, so the shell exits 3
+// only if the signal reached the sleep too: the group's.
+TEST_F(SignalRemoveTest, ASignalReachesTheWholeGroup) {
+  CreateSupervisor(nullptr);
+  absl::StatusOr<pm::v1::StartResponse> started =
+      Start(Shell("trap 'echo usr1' USR1; sleep 1000; exit 3"));
+  ASSERT_TRUE(started.ok()) << started.status();
+  absl::StatusOr<pm::v1::SignalResponse> sent = Signal(started->id(), "usr1");
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(sent->signal(), SIGUSR1);
+  EXPECT_EQ(sent->status().id(), started->id());
+  absl::StatusOr<pm::v1::ProcessStatus> ended = EndOf(*registry_, started->id());
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  EXPECT_EQ(ended->state(), pm::v1::ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(ended->exit_code(), 3);
+
+  // Ended: nothing is sent, and the caller is told why.
+  absl::StatusOr<pm::v1::SignalResponse> late = Signal(started->id(), "HUP");
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(late.status().message(), HasSubstr("has ended"));
+}
+
+// To the leader alone: the shell ends by its trap, its background sleep
+// runs on, so its tree still runs: Remove refuses, Remove with force kills
+// the tree and removes the record and the directory.
+TEST_F(SignalRemoveTest, ASignalToTheLeaderAloneLeavesItsTreeAndRemoveNeedsForce) {
+  CreateSupervisor(nullptr);
+  absl::StatusOr<pm::v1::StartResponse> started =
+      Start(Shell("trap 'exit 7' USR1; sleep 1000 & wait"));
+  ASSERT_TRUE(started.ok()) << started.status();
+  const std::string id = started->id();
+  absl::StatusOr<pm::v1::RemoveResponse> running = Remove(id);
+  EXPECT_EQ(running.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(running.status().message(), HasSubstr("is running"));
+
+  pm::v1::SignalRequest by_number;
+  by_number.set_id(id);
+  by_number.set_signal(SIGUSR1);
+  by_number.set_leader_only(true);
+  ASSERT_TRUE((CallAndWait<pm::v1::SignalResponse>(*supervisor_, &Supervisor::Signal,
+                                                   by_number))
+                  .ok());
+  absl::StatusOr<pm::v1::ProcessStatus> ended = EndOf(*registry_, id);
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  EXPECT_EQ(ended->exit_code(), 7);
+  if (!ended->cgroup().empty()) {
+    absl::StatusOr<pm::v1::RemoveResponse> tree = Remove(id);
+    EXPECT_EQ(tree.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(tree.status().message(), HasSubstr("tree still runs"));
+  }
+  EXPECT_TRUE(DirExists(id));
+
+  absl::StatusOr<pm::v1::RemoveResponse> removed = Remove(id, /*force=*/true);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(removed->status().id(), id);
+  EXPECT_EQ(removed->status().exit_code(), 7);
+  EXPECT_FALSE(DirExists(id));
+  absl::StatusOr<pm::v1::ProcessStatus> gone = registry_->GetStatus(id);
+  EXPECT_EQ(gone.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(gone.status().message(), HasSubstr("was removed"));
+}
+
+TEST_F(SignalRemoveTest, RemoveRightAfterTheEndWaitsForTheDrainAndDeletesAll) {
+  CreateSupervisor(nullptr);
+  pm::v1::StartRequest request = Shell("echo bye; exit 2");
+  request.set_name("short");
+  absl::StatusOr<pm::v1::StartResponse> started = Start(request);
+  ASSERT_TRUE(started.ok()) << started.status();
+  ASSERT_TRUE(EndOf(*registry_, started->id()).ok());
+  absl::StatusOr<pm::v1::RemoveResponse> removed = Remove(started->id());
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(removed->status().exit_code(), 2);
+  EXPECT_FALSE(DirExists(started->id()));
+  EXPECT_EQ(registry_->size(), 0u);
+  // Its name is free again; a second removal is NOT_FOUND.
+  EXPECT_TRUE(Start(request).ok());
+  EXPECT_EQ(Remove(started->id()).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SignalRemoveTest, BadSignalsAndUnknownIdsAreRefused) {
+  CreateSupervisor(nullptr);
+  absl::StatusOr<pm::v1::StartResponse> started = Start(Sleep());
+  ASSERT_TRUE(started.ok()) << started.status();
+  EXPECT_EQ(Signal(started->id(), "NOPE").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Signal(started->id(), "").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  pm::v1::SignalRequest both;
+  both.set_id(started->id());
+  both.set_signal(1);
+  both.set_signal_name("HUP");
+  EXPECT_EQ((CallAndWait<pm::v1::SignalResponse>(*supervisor_, &Supervisor::Signal, both))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  both.set_signal_name("");
+  both.set_signal(65);
+  EXPECT_EQ((CallAndWait<pm::v1::SignalResponse>(*supervisor_, &Supervisor::Signal, both))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  const std::string unknown = "00000000-0000-4000-8000-000000000000";
+  EXPECT_EQ(Signal(unknown, "HUP").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Remove(unknown).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Remove(unknown, true).status().code(), absl::StatusCode::kNotFound);
+  // Still running after all of that.
+  EXPECT_EQ(registry_->GetStatus(started->id())->state(),
+            pm::v1::ProcessStatus::STATE_RUNNING);
+}
+
+// --- Hand-off and re-adoption ------------------------------------------------
 
 // The parent of `pid` (its pm-shim).
 pid_t ParentOf(pid_t pid) {
