@@ -273,6 +273,13 @@ int Run(const Invocation& invocation, pm::Client& client,
     return Fail(context, absl::StrCat("wait ", id), ended.status());
   }
   ReportOom(context, *ended);
+  if (invocation.remove_after) {
+    pm::v1::RemoveRequest remove;
+    remove.set_id(id);
+    absl::StatusOr<pm::v1::RemoveResponse> removed = client.Remove(remove);
+    // The process's own exit code still stands; the failed removal is said.
+    if (!removed.ok()) Fail(context, absl::StrCat("rm ", id), removed.status());
+  }
   return ShellExitCode(*ended);
 }
 
@@ -289,6 +296,83 @@ int Wait(const Invocation& invocation, pm::Client& client,
     ReportOom(context, *ended);
   }
   return ShellExitCode(*ended);
+}
+
+int Kill(const Invocation& invocation, pm::Client& client,
+         const Context& context) {
+  const std::string what = absl::StrCat("kill ", invocation.id);
+  pm::v1::SignalRequest request;
+  request.set_id(invocation.id);
+  request.set_signal(invocation.signal);
+  request.set_leader_only(invocation.leader_only);
+  absl::StatusOr<pm::v1::SignalResponse> sent = client.Signal(request);
+  if (!sent.ok()) return Fail(context, what, sent.status());
+  if (invocation.output == OutputFormat::kJson) {
+    return PrintJson(context, what, *sent);
+  }
+  *context.out << sent->status().id() << "\n";
+  return kExitOk;
+}
+
+// Removes `ids` one by one, printing each id removed (with --output json,
+// each RemoveResponse on a line); an error is printed and the rest are still
+// tried. `gone_ok`: an id removed meanwhile is no error (a prune racing
+// another prune).
+int RemoveEach(const std::vector<std::string>& ids, bool force, bool gone_ok,
+               OutputFormat output, pm::Client& client, const Context& context,
+               int* removed) {
+  int code = kExitOk;
+  for (const std::string& ref : ids) {
+    const std::string what = absl::StrCat("rm ", ref);
+    pm::v1::RemoveRequest request;
+    request.set_id(ref);
+    request.set_force(force);
+    absl::StatusOr<pm::v1::RemoveResponse> done = client.Remove(request);
+    if (!done.ok()) {
+      if (gone_ok && done.status().code() == absl::StatusCode::kNotFound) continue;
+      code = Fail(context, what, done.status());
+      continue;
+    }
+    ++*removed;
+    if (output == OutputFormat::kJson) {
+      if (PrintJson(context, what, *done) != kExitOk) code = kExitFailed;
+    } else {
+      *context.out << done->status().id() << "\n";
+    }
+  }
+  return code;
+}
+
+int Rm(const Invocation& invocation, pm::Client& client,
+       const Context& context) {
+  int removed = 0;
+  return RemoveEach(invocation.ids, invocation.force, /*gone_ok=*/false,
+                    invocation.output, client, context, &removed);
+}
+
+int Prune(const Invocation& invocation, pm::Client& client,
+          const Context& context) {
+  pm::v1::ListRequest ended;
+  for (ProcessStatus::State state :
+       {ProcessStatus::STATE_EXITED, ProcessStatus::STATE_SIGNALED,
+        ProcessStatus::STATE_LOST}) {
+    ended.add_states(state);
+  }
+  absl::StatusOr<pm::v1::ListResponse> list = client.List(ended);
+  if (!list.ok()) return Fail(context, "prune", list.status());
+  std::vector<std::string> ids;
+  for (const ProcessStatus& process : list->processes()) {
+    ids.push_back(process.id());
+  }
+  int removed = 0;
+  const int code =
+      RemoveEach(ids, /*force=*/false, /*gone_ok=*/true, invocation.output,
+                 client, context, &removed);
+  if (invocation.output == OutputFormat::kText) {
+    *context.err << "pm: removed " << removed << " ended process"
+                 << (removed == 1 ? "" : "es") << "\n";
+  }
+  return code;
 }
 
 }  // namespace
@@ -344,6 +428,12 @@ int Execute(const Invocation& invocation, pm::Client& client,
       return Logs(invocation, client, context);
     case Command::kWait:
       return Wait(invocation, client, context);
+    case Command::kKill:
+      return Kill(invocation, client, context);
+    case Command::kRm:
+      return Rm(invocation, client, context);
+    case Command::kPrune:
+      return Prune(invocation, client, context);
     case Command::kHelp:
       break;
   }

@@ -19,6 +19,7 @@
 #include "cli/limits.h"
 #include "common/command_line.h"
 #include "common/fd.h"
+#include "common/exit_status.h"
 #include "common/names.h"
 #include "common/status_core.h"
 #include "common/stop_request.h"
@@ -176,6 +177,9 @@ const std::vector<CommandInfo>& Commands() {
            "says so on stderr.",
        [] {
          std::vector<FlagSpec> flags = StartFlags();
+         flags.push_back({"rm", FlagSpec::kBool, "",
+                          "remove the process's record and output once it "
+                          "has ended"});
          flags.push_back(GraceFlag("when Ctrl+C stops the process"));
          flags.push_back(ReconnectFlag());
          return flags;
@@ -266,6 +270,47 @@ const std::vector<CommandInfo>& Commands() {
        "wait for a process to end, exit with its exit code",
        "Waits until a process has ended, prints how it ended and exits with\n"
        "its exit code, or 128+N when signal N killed it.",
+       {OutputFlag()},
+       /*takes_output=*/true},
+      {Command::kKill,
+       "kill",
+       "",
+       "[-s|--signal SIGNAL] [--leader] [--output json] ID",
+       "send a signal to a process (default SIGKILL)",
+       "Sends SIGNAL to a running process's whole process group, or with\n"
+       "--leader to the process pm started alone. SIGNAL is a number or a\n"
+       "name as kill(1) takes it: 15, TERM, SIGTERM, HUP, RTMIN+3. The\n"
+       "default is KILL, as `docker kill`. Prints the process's UUID. Unlike\n"
+       "`pm stop` it sends one signal and returns: nothing waits for the\n"
+       "process to end. A process that has ended gets nothing (exit 1).",
+       {{"signal", FlagSpec::kValue, "SIGNAL",
+         "the signal, by number or name (default KILL)", false, 's'},
+        {"leader", FlagSpec::kBool, "",
+         "only the process pm started, not its process group"},
+        OutputFlag()},
+       /*takes_output=*/true},
+      {Command::kRm,
+       "rm",
+       "",
+       "[-f|--force] [--output json] ID...",
+       "remove ended processes: their records and output",
+       "Deletes each process's record and its retained output. Its UUID then\n"
+       "answers \"was removed\", and its name is free for a new process. A\n"
+       "process that has not ended is refused unless -f, which kills its\n"
+       "whole tree at once (SIGKILL) first. Prints each UUID removed; exits 1\n"
+       "if any could not be.",
+       {{"force", FlagSpec::kBool, "", "kill a running process first", false,
+         'f'},
+        OutputFlag()},
+       /*takes_output=*/true},
+      {Command::kPrune,
+       "prune",
+       "",
+       "[--output json]",
+       "remove every ended process (records and output)",
+       "Removes every process that has ended (exited, signaled or lost), as\n"
+       "`pm rm` does for each, and prints their UUIDs and how many. Through\n"
+       "a gateway, only the caller's own.",
        {OutputFlag()},
        /*takes_output=*/true},
       {Command::kHelp,
@@ -696,6 +741,7 @@ absl::Status ParseArguments(const CommandInfo& info, const ParsedFlags& flags,
       return absl::OkStatus();
     case Command::kStart:
     case Command::kRun:
+      invocation.remove_after = flags.GetBool("rm");
       return ParseStart(flags, environment, invocation);
     case Command::kList:
       if (!flags.positional.empty()) {
@@ -712,6 +758,29 @@ absl::Status ParseArguments(const CommandInfo& info, const ParsedFlags& flags,
     case Command::kStatus:
     case Command::kWait:
       return TakeId(info, flags, invocation);
+    case Command::kKill: {
+      if (flags.Has("signal")) {
+        absl::StatusOr<int> sig = ParseSignal(flags.Get("signal"));
+        if (!sig.ok()) return Usage(absl::StrCat("kill: ", sig.status().message()));
+        invocation.signal = *sig;
+      }
+      invocation.leader_only = flags.GetBool("leader");
+      return TakeId(info, flags, invocation);
+    }
+    case Command::kRm:
+      if (flags.positional.empty()) {
+        return Usage("rm: missing the process (its UUID, its name or a "
+                     "unique prefix of its UUID)");
+      }
+      invocation.ids = flags.positional;
+      invocation.force = flags.GetBool("force");
+      return absl::OkStatus();
+    case Command::kPrune:
+      if (!flags.positional.empty()) {
+        return Usage(absl::StrCat(info.name, ": unexpected argument \"",
+                                  flags.positional[0], "\""));
+      }
+      return absl::OkStatus();
   }
   return absl::OkStatus();
 }

@@ -42,7 +42,9 @@ inline constexpr int kExitUsage = 2;
 // 128 + SIGINT: ended by Ctrl+C, as a shell reports it.
 inline constexpr int kExitInterrupted = 130;
 
-enum class Command { kHelp, kStart, kRun, kStop, kStatus, kList, kLogs, kWait };
+enum class Command {
+  kHelp, kStart, kRun, kStop, kStatus, kList, kLogs, kWait, kKill, kRm, kPrune
+};
 enum class OutputFormat { kText, kJson };
 
 // The environment variable that holds the gateway's password.
@@ -89,6 +91,14 @@ struct Invocation {
   // The process of stop, status, logs and wait: its id, its name or a
   // unique prefix of its id.
   std::string id;
+  // rm: every process named (id, name or prefix each).
+  std::vector<std::string> ids;
+  // kill: the signal (a number, checked) and whether to the leader alone.
+  int signal = 9;
+  bool leader_only = false;
+  // rm -f; run --rm (remove the record and output once it has ended).
+  bool force = false;
+  bool remove_after = false;
   // list: what to list; -q (ids alone).
   pm::v1::ListRequest list;
   bool quiet = false;

@@ -37,6 +37,16 @@ class CheckedClient final : public Client {
     PM_RETURN_IF_ERROR(CheckUtf8Fields(request));
     return client_->Stop(request);
   }
+  absl::StatusOr<pm::v1::SignalResponse> Signal(
+      const pm::v1::SignalRequest& request) override {
+    PM_RETURN_IF_ERROR(CheckUtf8Fields(request));
+    return client_->Signal(request);
+  }
+  absl::StatusOr<pm::v1::RemoveResponse> Remove(
+      const pm::v1::RemoveRequest& request) override {
+    PM_RETURN_IF_ERROR(CheckUtf8Fields(request));
+    return client_->Remove(request);
+  }
   absl::StatusOr<pm::v1::ProcessStatus> GetStatus(absl::string_view id) override {
     PM_RETURN_IF_ERROR(CheckId<pm::v1::GetStatusRequest>(id));
     return client_->GetStatus(id);
@@ -96,6 +106,20 @@ class CheckedClient final : public Client {
                          std::function<void(grpc::Status)> done) override {
     PM_RETURN_IF_ERROR(CheckUtf8Fields(*request));
     return client_->StopAsync(context, request, response, std::move(done));
+  }
+  absl::Status SignalAsync(grpc::ClientContext* context,
+                           const pm::v1::SignalRequest* request,
+                           pm::v1::SignalResponse* response,
+                           std::function<void(grpc::Status)> done) override {
+    PM_RETURN_IF_ERROR(CheckUtf8Fields(*request));
+    return client_->SignalAsync(context, request, response, std::move(done));
+  }
+  absl::Status RemoveAsync(grpc::ClientContext* context,
+                           const pm::v1::RemoveRequest* request,
+                           pm::v1::RemoveResponse* response,
+                           std::function<void(grpc::Status)> done) override {
+    PM_RETURN_IF_ERROR(CheckUtf8Fields(*request));
+    return client_->RemoveAsync(context, request, response, std::move(done));
   }
   absl::Status GetStatusAsync(grpc::ClientContext* context,
                               const pm::v1::GetStatusRequest* request,

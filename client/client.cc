@@ -52,6 +52,28 @@ absl::Status Client::StartAsync(grpc::ClientContext*, const pm::v1::StartRequest
   return absl::UnimplementedError("this client has no callback Start");
 }
 
+absl::StatusOr<pm::v1::SignalResponse> Client::Signal(
+    const pm::v1::SignalRequest&) {
+  return absl::UnimplementedError("this client has no Signal");
+}
+
+absl::StatusOr<pm::v1::RemoveResponse> Client::Remove(
+    const pm::v1::RemoveRequest&) {
+  return absl::UnimplementedError("this client has no Remove");
+}
+
+absl::Status Client::SignalAsync(grpc::ClientContext*, const pm::v1::SignalRequest*,
+                                 pm::v1::SignalResponse*,
+                                 std::function<void(grpc::Status)>) {
+  return absl::UnimplementedError("this client has no callback Signal");
+}
+
+absl::Status Client::RemoveAsync(grpc::ClientContext*, const pm::v1::RemoveRequest*,
+                                 pm::v1::RemoveResponse*,
+                                 std::function<void(grpc::Status)>) {
+  return absl::UnimplementedError("this client has no callback Remove");
+}
+
 absl::Status Client::StopAsync(grpc::ClientContext*, const pm::v1::StopRequest*,
                                pm::v1::StopResponse*,
                                std::function<void(grpc::Status)>) {

@@ -144,6 +144,13 @@ class Client {
   virtual absl::StatusOr<std::string> Resolve(absl::string_view ref);
   virtual std::unique_ptr<OutputStream> StreamOutput(
       const pm::v1::StreamOutputRequest& request) = 0;
+  // A signal to the process's group or leader (see pm.v1.SignalRequest);
+  // the removal of an ended process's record and output (pm.v1.Remove).
+  // The defaults return UNIMPLEMENTED.
+  virtual absl::StatusOr<pm::v1::SignalResponse> Signal(
+      const pm::v1::SignalRequest& request);
+  virtual absl::StatusOr<pm::v1::RemoveResponse> Remove(
+      const pm::v1::RemoveRequest& request);
   // The final status once the process has ended; DEADLINE_EXCEEDED after
   // `timeout`.
   virtual absl::StatusOr<pm::v1::ProcessStatus> Wait(
@@ -193,6 +200,14 @@ class Client {
                                  const pm::v1::ListRequest* request,
                                  pm::v1::ListResponse* response,
                                  std::function<void(grpc::Status)> done);
+  virtual absl::Status SignalAsync(grpc::ClientContext* context,
+                                   const pm::v1::SignalRequest* request,
+                                   pm::v1::SignalResponse* response,
+                                   std::function<void(grpc::Status)> done);
+  virtual absl::Status RemoveAsync(grpc::ClientContext* context,
+                                   const pm::v1::RemoveRequest* request,
+                                   pm::v1::RemoveResponse* response,
+                                   std::function<void(grpc::Status)> done);
   // Resolve among the processes of `owner_user` only (empty: all), for a
   // server that acts for one user: another user's process is never
   // matched, nor listed as a candidate. The callback forms above take full

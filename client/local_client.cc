@@ -114,6 +114,33 @@ class LocalClient final : public Client {
     return response;
   }
 
+  absl::StatusOr<pm::v1::SignalResponse> Signal(
+      const pm::v1::SignalRequest& given) override {
+    pm::v1::SignalRequest request = given;
+    PM_ASSIGN_OR_RETURN(*request.mutable_id(), Resolve(given.id()));
+    grpc::ClientContext context;
+    context.set_deadline(In(kShortCall));
+    pm::v1::SignalResponse response;
+    AwaitReconnect(*supervisor_channel_);
+    grpc::Status rpc = supervisor_->Signal(&context, request, &response);
+    if (!rpc.ok()) return BackendStatus(rpc, "supervisor", supervisor_socket_);
+    return response;
+  }
+
+  absl::StatusOr<pm::v1::RemoveResponse> Remove(
+      const pm::v1::RemoveRequest& given) override {
+    pm::v1::RemoveRequest request = given;
+    PM_ASSIGN_OR_RETURN(*request.mutable_id(), Resolve(given.id()));
+    grpc::ClientContext context;
+    // A forced removal stops first: as a forced Stop.
+    context.set_deadline(absl::ToChronoTime(absl::Now()) + kStopSlack);
+    pm::v1::RemoveResponse response;
+    AwaitReconnect(*supervisor_channel_);
+    grpc::Status rpc = supervisor_->Remove(&context, request, &response);
+    if (!rpc.ok()) return BackendStatus(rpc, "supervisor", supervisor_socket_);
+    return response;
+  }
+
   absl::StatusOr<pm::v1::ProcessStatus> GetStatus(
       absl::string_view ref) override {
     PM_ASSIGN_OR_RETURN(std::string id, Resolve(ref));
@@ -247,6 +274,24 @@ class LocalClient final : public Client {
                          std::function<void(grpc::Status)> done) override {
     supervisor_->async()->Stop(context, request, response,
                                Named("supervisor", supervisor_socket_, std::move(done)));
+    return absl::OkStatus();
+  }
+
+  absl::Status SignalAsync(grpc::ClientContext* context,
+                           const pm::v1::SignalRequest* request,
+                           pm::v1::SignalResponse* response,
+                           std::function<void(grpc::Status)> done) override {
+    supervisor_->async()->Signal(context, request, response,
+                                 Named("supervisor", supervisor_socket_, std::move(done)));
+    return absl::OkStatus();
+  }
+
+  absl::Status RemoveAsync(grpc::ClientContext* context,
+                           const pm::v1::RemoveRequest* request,
+                           pm::v1::RemoveResponse* response,
+                           std::function<void(grpc::Status)> done) override {
+    supervisor_->async()->Remove(context, request, response,
+                                 Named("supervisor", supervisor_socket_, std::move(done)));
     return absl::OkStatus();
   }
 

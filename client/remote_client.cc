@@ -115,6 +115,29 @@ class RemoteClient final : public Client {
     return response;
   }
 
+  absl::StatusOr<pm::v1::SignalResponse> Signal(
+      const pm::v1::SignalRequest& request) override {
+    grpc::ClientContext context;
+    context.set_deadline(In(kShortCall));
+    pm::v1::SignalResponse response;
+    AwaitReconnect(*channel_);
+    grpc::Status rpc = stub_->Signal(&context, request, &response);
+    if (!rpc.ok()) return GatewayStatus(rpc, target_);
+    return response;
+  }
+
+  absl::StatusOr<pm::v1::RemoveResponse> Remove(
+      const pm::v1::RemoveRequest& request) override {
+    grpc::ClientContext context;
+    // A forced removal stops first: as a forced Stop.
+    context.set_deadline(absl::ToChronoTime(absl::Now()) + kStopSlack);
+    pm::v1::RemoveResponse response;
+    AwaitReconnect(*channel_);
+    grpc::Status rpc = stub_->Remove(&context, request, &response);
+    if (!rpc.ok()) return GatewayStatus(rpc, target_);
+    return response;
+  }
+
   absl::StatusOr<pm::v1::ProcessStatus> GetStatus(absl::string_view id) override {
     grpc::ClientContext context;
     context.set_deadline(In(kShortCall));

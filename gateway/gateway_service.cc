@@ -513,6 +513,60 @@ grpc::ServerUnaryReactor* GatewayService::Stop(grpc::CallbackServerContext* cont
   return call;
 }
 
+grpc::ServerUnaryReactor* GatewayService::Signal(grpc::CallbackServerContext* context,
+                                                 const grpc::ByteBuffer* raw,
+                                                 grpc::ByteBuffer* out) {
+  auto* call = new Call(env_, context, CallerOf(*context), "Signal", out);
+  auto* request = Begin<pm::v1::SignalRequest>(env_, call, *raw);
+  if (request == nullptr) return call;
+  call->set_id(request->id());
+  auto* response = call->Reply<pm::v1::SignalResponse>();
+  PM_LOG(INFO) << "signal "
+               << (request->signal_name().empty()
+                       ? absl::StrCat(request->signal())
+                       : Printable(request->signal_name()))
+               << " to "
+               << Printable(request->id()) << " for "
+               << (call->caller().local ? "local" : call->caller().Owner());
+  call->Resolve(request->mutable_id(), [this, call, request, response] {
+    call->Authorize([this, call, request, response] {
+      call->Run(
+          [this, request, response](grpc::ClientContext* backend,
+                                    std::function<void(grpc::Status)> done) {
+            return env_.client->SignalAsync(backend, request, response,
+                                            std::move(done));
+          },
+          [call](grpc::Status status) { call->Answer(status); });
+    });
+  });
+  return call;
+}
+
+grpc::ServerUnaryReactor* GatewayService::Remove(grpc::CallbackServerContext* context,
+                                                 const grpc::ByteBuffer* raw,
+                                                 grpc::ByteBuffer* out) {
+  auto* call = new Call(env_, context, CallerOf(*context), "Remove", out);
+  auto* request = Begin<pm::v1::RemoveRequest>(env_, call, *raw);
+  if (request == nullptr) return call;
+  call->set_id(request->id());
+  auto* response = call->Reply<pm::v1::RemoveResponse>();
+  PM_LOG(INFO) << "remove " << Printable(request->id())
+               << (request->force() ? " (force)" : "") << " for "
+               << (call->caller().local ? "local" : call->caller().Owner());
+  call->Resolve(request->mutable_id(), [this, call, request, response] {
+    call->Authorize([this, call, request, response] {
+      call->Run(
+          [this, request, response](grpc::ClientContext* backend,
+                                    std::function<void(grpc::Status)> done) {
+            return env_.client->RemoveAsync(backend, request, response,
+                                            std::move(done));
+          },
+          [call](grpc::Status status) { call->Answer(status); });
+    });
+  });
+  return call;
+}
+
 grpc::ServerUnaryReactor* GatewayService::GetStatus(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw,
     grpc::ByteBuffer* out) {

@@ -11,7 +11,8 @@
 // (RemoteCaller, basic_auth.h); on the local unix socket, an admin.
 // Authorization: a user sees and acts on only the processes it started
 // (ProcessStatus.owner_user); List leaves out the others, and every call
-// that names another user's process (GetStatus, Stop, Wait, StreamOutput)
+// that names another user's process (GetStatus, Stop, Signal, Remove, Wait,
+// StreamOutput)
 // answers NOT_FOUND with the message an unknown id gets, so ids of others
 // neither work nor leak. Admins (pm_users add --admin) and local callers see
 // everything. Start records the caller as the owner; nothing the client
@@ -70,7 +71,9 @@ using GatewayServiceBase = pm::v1::ProcessManager::WithRawCallbackMethod_Start<
             pm::v1::ProcessManager::WithRawCallbackMethod_List<
                 pm::v1::ProcessManager::WithRawCallbackMethod_Wait<
                     pm::v1::ProcessManager::WithRawCallbackMethod_StreamOutput<
-                        pm::v1::ProcessManager::Service>>>>>>;
+                        pm::v1::ProcessManager::WithRawCallbackMethod_Signal<
+                            pm::v1::ProcessManager::WithRawCallbackMethod_Remove<
+                                pm::v1::ProcessManager::Service>>>>>>>>;
 
 class GatewayService final : public GatewayServiceBase {
  public:
@@ -85,6 +88,13 @@ class GatewayService final : public GatewayServiceBase {
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
                                       const grpc::ByteBuffer* request,
                                       grpc::ByteBuffer* response) override;
+  // As Stop: resolved among the caller's own, then authorized.
+  grpc::ServerUnaryReactor* Signal(grpc::CallbackServerContext* context,
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* Remove(grpc::CallbackServerContext* context,
+                                   const grpc::ByteBuffer* request,
+                                   grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* context,
                                  const grpc::ByteBuffer* request,
                                  grpc::ByteBuffer* response) override;

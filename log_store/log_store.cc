@@ -81,13 +81,20 @@ absl::StatusOr<std::shared_ptr<OutputLog>> LogStore::Find(
   PM_ASSIGN_OR_RETURN(std::string key, LogKey(id));
   absl::MutexLock lock(&mu_);
   auto it = logs_.find(key);
+  struct stat st;
   if (it != logs_.end()) {
+    // Removed with its record (pm rm) since it was cached: gone for a new
+    // reader; the readers that hold it see the directory gone.
+    if (stat(it->second.log->dir().c_str(), &st) != 0 && errno == ENOENT) {
+      lru_.erase(it->second.used);
+      logs_.erase(it);
+      return absl::NotFoundError(absl::StrCat("no output for process ", id));
+    }
     lru_.splice(lru_.begin(), lru_, it->second.used);
     return it->second.log;
   }
   auto log = std::make_shared<OutputLog>(
       key, ProcessOutputDir(options_.state_dir, key));
-  struct stat st;
   if (stat(log->dir().c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return absl::NotFoundError(absl::StrCat("no output for process ", id));
   }

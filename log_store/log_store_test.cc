@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -132,6 +133,19 @@ TEST_F(LogStoreTest, MalformedAndUnknownIds) {
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(unknown.status().message(),
               HasSubstr("no output for process " + Id(7)));
+  EXPECT_EQ(store->log_count(), 0u);
+}
+
+TEST_F(LogStoreTest, ARemovedProcessIsNotServedFromTheCache) {
+  std::unique_ptr<LogStore> store = MakeStore(OptionsFor(tmp_.path()));
+  Write(3, 1, 10, /*close=*/true);
+  ASSERT_TRUE(store->Find(Id(3)).ok());
+  EXPECT_EQ(store->log_count(), 1u);
+  // pm rm: the supervisor deletes the process's directory.
+  std::error_code ignored;
+  std::filesystem::remove_all(ProcessDir(tmp_.path(), Id(3)), ignored);
+  absl::StatusOr<std::shared_ptr<OutputLog>> gone = store->Find(Id(3));
+  EXPECT_EQ(gone.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store->log_count(), 0u);
 }
 

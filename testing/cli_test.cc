@@ -332,6 +332,64 @@ TEST_F(CliTest, NamesLabelsAndIdPrefixesStandForTheId) {
   EXPECT_EQ(Run({"list", "-a", "-q"}).out, absl::StrCat(batch, "\n", web, "\n"));
 }
 
+// kill sends one signal to the group (default) or the leader; rm removes
+// an ended process's record and output (a running one only with -f);
+// prune removes every ended one; run --rm removes its own.
+TEST_F(CliTest, KillRmPruneAndRunRm) {
+  // The trap runs once the foreground sleep has ended: exit 3 only if the
+  // group got the signal.
+  PmResult started = Run({"start", "--name", "trapper", "--", "sh", "-c",
+                          "trap 'echo hup' HUP; sleep 1000; exit 3"});
+  ASSERT_EQ(started.code, 0) << started.err;
+  const std::string trapper = started.out.substr(0, 36);
+  PmResult killed = Run({"kill", "-s", "HUP", "trapper"});
+  EXPECT_EQ(killed.code, 0) << killed.err;
+  EXPECT_EQ(killed.out, trapper + "\n");
+  EXPECT_EQ(Run({"wait", "trapper"}).code, 3);
+  PmResult late = Run({"kill", "trapper"});
+  EXPECT_EQ(late.code, 1);
+  EXPECT_THAT(late.err, HasSubstr("has ended"));
+  PmResult bad = Run({"kill", "-s", "NOPE", "trapper"});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("is not a signal"));
+
+  const std::string sleeper = Start({"sleep", "1000"});
+  PmResult refused = Run({"rm", sleeper});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("is running"));
+  const std::string dir = absl::StrCat(stack_.temp_dir(), "/state/procs/", sleeper);
+  struct stat st;
+  EXPECT_EQ(stat(dir.c_str(), &st), 0) << dir;
+  PmResult forced = Run({"rm", "-f", sleeper});
+  EXPECT_EQ(forced.code, 0) << forced.err;
+  EXPECT_EQ(forced.out, sleeper + "\n");
+  PmResult gone = Run({"status", sleeper});
+  EXPECT_EQ(gone.code, 1);
+  EXPECT_THAT(gone.err, HasSubstr("was removed"));
+  EXPECT_THAT(Run({"logs", sleeper}).code, 1);
+  EXPECT_NE(stat(dir.c_str(), &st), 0) << dir;
+
+  // run --rm: the exit code, and nothing left on record.
+  PmResult ran = Run({"run", "--rm", "--name", "once", "--", "sh", "-c",
+                      "echo once; exit 4"});
+  EXPECT_EQ(ran.code, 4) << ran.err;
+  EXPECT_EQ(ran.out, "once\n");
+  EXPECT_EQ(Run({"status", "once"}).code, 1);
+
+  const std::string live = Start({"sleep", "1000"});
+  const std::string ended = Start({"true"});
+  EXPECT_EQ(Run({"wait", ended}).code, 0);
+  PmResult pruned = Run({"prune"});
+  EXPECT_EQ(pruned.code, 0) << pruned.err;
+  EXPECT_EQ(pruned.out, absl::StrCat(ended, "\n", trapper, "\n"));
+  EXPECT_EQ(pruned.err, "pm: removed 2 ended processes\n");
+  EXPECT_EQ(Run({"list", "-a", "-q"}).out, live + "\n");
+  // The name of a removed process is free again.
+  PmResult again = Run({"start", "--name", "trapper", "--", "true"});
+  EXPECT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(Run({"stop", "--grace=0", live}).code, 0);
+}
+
 // Linux arguments, environment values and paths are bytes: a Latin-1
 // "café" (caf\xe9) is one byte 0xe9, not UTF-8, and works all the same.
 TEST_F(CliTest, BytesThatAreNotUtf8ReachTheProcessAndShowEscaped) {

@@ -193,7 +193,25 @@ TEST_F(CliGatewayTest, NamesAndPrefixesAreResolvedAmongTheCallersOwn) {
   }
   EXPECT_THAT(ambiguous.err, Not(HasSubstr(theirs)));
 
-  EXPECT_EQ(Run({"stop", "gw-web"}).code, 0);
+  // Signal and Remove are scoped the same way.
+  PmResult their_kill = RunAs("load1", {"kill", web});
+  EXPECT_EQ(their_kill.code, 1);
+  EXPECT_THAT(their_kill.err, HasSubstr("no process with id " + web));
+  PmResult their_rm = RunAs("load1", {"rm", "-f", web});
+  EXPECT_EQ(their_rm.code, 1);
+  EXPECT_EQ(Run({"status", "gw-web"}).code, 0);
+  PmResult prune = RunAs("load1", {"prune"});
+  EXPECT_EQ(prune.code, 0) << prune.err;
+  EXPECT_EQ(prune.out, theirs + "\n");
+  EXPECT_EQ(RunAs("load1", {"list", "-a", "-q"}).out, "");
+  PmResult killed = Run({"kill", "-s", "TERM", "gw-web"});
+  EXPECT_EQ(killed.code, 0) << killed.err;
+  EXPECT_EQ(killed.out, web + "\n");
+  EXPECT_EQ(Run({"wait", "gw-web"}).code, 143);
+  PmResult removed = Run({"rm", "gw-web"});
+  EXPECT_EQ(removed.code, 0) << removed.err;
+  EXPECT_EQ(removed.out, web + "\n");
+  EXPECT_EQ(Run({"status", web}).code, 1);
 }
 
 TEST_F(CliGatewayTest, RunWithAPasswordFileAndLimits) {
