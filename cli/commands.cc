@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "cli/follow.h"
+#include "common/proto_time.h"
 #include "cli/format.h"
 #include "common/command_line.h"
 #include "common/utf8.h"
@@ -155,7 +156,13 @@ int Logs(const Invocation& invocation, pm::Client& client,
   request.set_id(*id);
   request.set_from_start(invocation.from_start);
   request.set_follow(invocation.follow);
+  if (invocation.tail_lines) request.set_tail_lines(*invocation.tail_lines);
+  if (invocation.since) *request.mutable_since() = ToProtoTimestamp(*invocation.since);
+  if (invocation.until) *request.mutable_until() = ToProtoTimestamp(*invocation.until);
+  if (invocation.stdout_only) request.add_streams(pm::v1::OutputChunk::STREAM_STDOUT);
+  if (invocation.stderr_only) request.add_streams(pm::v1::OutputChunk::STREAM_STDERR);
   OutputFollower follower(client, context, invocation.reconnect_timeout);
+  follower.set_timestamps(invocation.timestamps);
   std::atomic<int> interrupted_by{0};
   absl::Status streamed;
   {

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/proto_time.h"
 
 namespace pm::cli {
 namespace {
@@ -87,8 +89,12 @@ absl::Status OutputFollower::CopyOne(pm::OutputStream& stream) {
                     << "]\n";
       context_.err->flush();
     }
-    context_.out->write(chunk.data().data(),
-                        static_cast<std::streamsize>(chunk.data().size()));
+    if (timestamps_ && !chunk.data().empty()) {
+      WriteWithTimestamps(chunk);
+    } else {
+      context_.out->write(chunk.data().data(),
+                          static_cast<std::streamsize>(chunk.data().size()));
+    }
     context_.out->flush();
     if (!*context_.out) {
       write_failed = true;
@@ -100,6 +106,24 @@ absl::Status OutputFollower::CopyOne(pm::OutputStream& stream) {
   absl::Status finished = stream.Finish();
   if (write_failed) return absl::UnknownError("writing to stdout failed");
   return finished;
+}
+
+void OutputFollower::WriteWithTimestamps(const pm::v1::OutputChunk& chunk) {
+  const std::string stamp = absl::StrCat(
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ",
+                       FromProtoTimestamp(chunk.time()), absl::UTCTimeZone()),
+      " ");
+  bool& at_start =
+      at_line_start_[chunk.stream() == pm::v1::OutputChunk::STREAM_STDERR ? 1 : 0];
+  absl::string_view rest = chunk.data();
+  while (!rest.empty()) {
+    if (at_start) *context_.out << stamp;
+    const size_t newline = rest.find('\n');
+    const size_t take = newline == absl::string_view::npos ? rest.size() : newline + 1;
+    context_.out->write(rest.data(), static_cast<std::streamsize>(take));
+    at_start = newline != absl::string_view::npos;
+    rest.remove_prefix(take);
+  }
 }
 
 void OutputFollower::Cancel() {

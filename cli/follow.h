@@ -48,9 +48,17 @@ class OutputFollower {
   // Any thread (a Ctrl+C handler): ends Copy soon, with CANCELLED.
   void Cancel();
 
+  // Begin each line with the time its first byte was read, in RFC 3339 with
+  // nanoseconds, UTC, and a space (as `docker logs -t`). Lines are counted
+  // per stream: a line of stdout cut by a piece of stderr is not prefixed
+  // again when it goes on.
+  void set_timestamps(bool on) { timestamps_ = on; }
+
  private:
   // Whether a stream that ended with `status` is opened again.
   bool Retryable(const absl::Status& status) const;
+  // Writes `chunk` with a time stamp at each line start (set_timestamps).
+  void WriteWithTimestamps(const pm::v1::OutputChunk& chunk);
   // One stream's life: copies until it ends; what it ended with.
   absl::Status CopyOne(pm::OutputStream& stream);
   // Waits `delay`, or less if cancelled. True when cancelled.
@@ -63,6 +71,9 @@ class OutputFollower {
   absl::optional<uint64_t> next_offset_;
   // Set while the stream is lost: "resumed" is said with the next bytes.
   bool lost_ = false;
+  bool timestamps_ = false;
+  // Per stream (stdout, stderr): whether the next byte begins a line.
+  bool at_line_start_[2] = {true, true};
 
   absl::Mutex mu_;
   pm::OutputStream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;

@@ -17,10 +17,13 @@
 #include "absl/strings/strip.h"
 #include "cli/flags.h"
 #include "cli/limits.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/command_line.h"
 #include "common/fd.h"
 #include "common/exit_status.h"
 #include "common/names.h"
+#include "common/output_request.h"
 #include "common/status_core.h"
 #include "common/stop_request.h"
 
@@ -244,7 +247,8 @@ const std::vector<CommandInfo>& Commands() {
       {Command::kLogs,
        "logs",
        "",
-       "[-f|--follow] [--from-start|--tail=now] ID",
+       "[-f|--follow] [--tail N|all|now] [--since WHEN] [--until WHEN] "
+       "[-t|--timestamps] [--stdout|--stderr] ID",
        "print a process's output (stdout and stderr)",
        "Prints a process's output, stdout and stderr both, as raw bytes on\n"
        "stdout. Without -f: everything retained so far, then exits. With -f:\n"
@@ -261,8 +265,19 @@ const std::vector<CommandInfo>& Commands() {
          "keep printing new output until the process has ended", false, 'f'},
         {"from-start", FlagSpec::kBool, "",
          "begin at the oldest retained byte (the default)"},
-        {"tail", FlagSpec::kValue, "now",
-         "begin with what the process writes from now on (use with -f)"}}},
+        {"tail", FlagSpec::kValue, "N",
+         "only the last N lines (all: everything; now: only what the "
+         "process writes from now on, with -f)"},
+        {"since", FlagSpec::kValue, "WHEN",
+         "only output read since WHEN: a duration ago (10m, 1h30m) or an "
+         "RFC 3339 time (2026-12-04T08:00:00Z)"},
+        {"until", FlagSpec::kValue, "WHEN",
+         "only output read until WHEN (as --since); ends a follow there"},
+        {"timestamps", FlagSpec::kBool, "",
+         "begin each line with the time it was read (RFC 3339, UTC)", false,
+         't'},
+        {"stdout", FlagSpec::kBool, "", "only the process's stdout"},
+        {"stderr", FlagSpec::kBool, "", "only the process's stderr"}}},
       {Command::kWait,
        "wait",
        "",
@@ -708,15 +723,58 @@ absl::Status TakeId(const CommandInfo& info, const ParsedFlags& flags,
   return absl::OkStatus();
 }
 
+// --since and --until: a duration ago, or an RFC 3339 time.
+absl::StatusOr<absl::Time> ParseWhen(absl::string_view flag,
+                                     absl::string_view value, absl::Time now) {
+  absl::Time time;
+  std::string error;
+  if (absl::ParseTime(absl::RFC3339_full, value, &time, &error)) return time;
+  absl::Duration ago;
+  int64_t seconds = 0;
+  if (absl::SimpleAtoi(value, &seconds)) {
+    ago = absl::Seconds(seconds);
+  } else if (!absl::ParseDuration(value, &ago)) {
+    return Usage(absl::StrCat(
+        "--", flag, " takes a duration ago (10m, 1h30m) or an RFC 3339 time "
+        "(2026-12-04T08:00:00Z), not \"", value, "\""));
+  }
+  if (ago < absl::ZeroDuration()) {
+    return Usage(absl::StrCat("--", flag, " ", value, " is in the future"));
+  }
+  return now - ago;
+}
+
 absl::Status ParseLogs(const ParsedFlags& flags, Invocation& invocation) {
   invocation.follow = flags.GetBool("follow");
-  if (flags.Has("tail")) {
-    if (flags.Get("tail") != "now") {
-      return Usage(absl::StrCat("--tail takes only \"now\", not \"",
+  invocation.timestamps = flags.GetBool("timestamps");
+  invocation.stdout_only = flags.GetBool("stdout");
+  invocation.stderr_only = flags.GetBool("stderr");
+  const absl::Time now = absl::Now();
+  for (const char* flag : {"since", "until"}) {
+    if (!flags.Has(flag)) continue;
+    absl::StatusOr<absl::Time> when = ParseWhen(flag, flags.Get(flag), now);
+    if (!when.ok()) return when.status();
+    (std::string(flag) == "since" ? invocation.since : invocation.until) = *when;
+  }
+  if (invocation.since && invocation.until && *invocation.until < *invocation.since) {
+    return Usage("--until is before --since");
+  }
+  if (flags.Has("tail") && flags.Get("tail") == "all") {
+    // Everything retained: the default.
+  } else if (flags.Has("tail") && flags.Get("tail") != "now") {
+    uint64_t lines = 0;
+    if (!absl::SimpleAtoi(flags.Get("tail"), &lines) || lines > kMaxTailLines) {
+      return Usage(absl::StrCat("--tail takes a number of lines (0 to ",
+                                kMaxTailLines, "), all or now, not \"",
                                 flags.Get("tail"), "\""));
     }
+    invocation.tail_lines = lines;
+  } else if (flags.Has("tail")) {
     if (flags.GetBool("from-start")) {
       return Usage("--from-start and --tail=now contradict each other");
+    }
+    if (invocation.since) {
+      return Usage("--since and --tail=now contradict each other");
     }
     invocation.from_start = false;
   }

@@ -109,6 +109,13 @@ struct Invocation {
   // logs.
   bool follow = false;
   bool from_start = true;
+  // --tail N, --since, --until, -t, --stdout/--stderr.
+  absl::optional<uint64_t> tail_lines;
+  absl::optional<absl::Time> since;
+  absl::optional<absl::Time> until;
+  bool timestamps = false;
+  bool stdout_only = false;
+  bool stderr_only = false;
   // logs and run: how long a lost output stream is tried again
   // (--reconnect-timeout; 0: not at all).
   absl::Duration reconnect_timeout = absl::Seconds(60);

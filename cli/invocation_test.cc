@@ -5,6 +5,8 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -287,9 +289,35 @@ TEST(InvocationTest, Logs) {
   EXPECT_TRUE(follow.follow);
   EXPECT_FALSE(follow.from_start);
   EXPECT_TRUE(MustParse({"logs", "id", "--follow", "--from-start"}).follow);
-  EXPECT_THAT(UsageError({"logs", "--tail=10", "id"}),
-              HasSubstr("--tail takes only \"now\""));
   EXPECT_THAT(UsageError({"logs", "--tail=now", "--from-start", "id"}),
+              HasSubstr("contradict"));
+
+  Invocation tail = MustParse({"logs", "--tail", "20", "-t", "--stderr", "id"});
+  EXPECT_EQ(tail.tail_lines, 20u);
+  EXPECT_TRUE(tail.timestamps);
+  EXPECT_TRUE(tail.stderr_only);
+  EXPECT_FALSE(tail.stdout_only);
+  EXPECT_TRUE(tail.from_start);
+  EXPECT_FALSE(MustParse({"logs", "--tail=all", "id"}).tail_lines.has_value());
+  EXPECT_THAT(UsageError({"logs", "--tail=lots", "id"}),
+              HasSubstr("--tail takes a number of lines"));
+  EXPECT_THAT(UsageError({"logs", "--tail=1000001", "id"}),
+              HasSubstr("--tail takes a number of lines"));
+
+  const absl::Time before = absl::Now();
+  Invocation since = MustParse({"logs", "--since", "10m", "id"});
+  ASSERT_TRUE(since.since.has_value());
+  EXPECT_LE(*since.since, before - absl::Minutes(10) + absl::Seconds(5));
+  EXPECT_GE(*since.since, before - absl::Minutes(10) - absl::Seconds(5));
+  Invocation at = MustParse({"logs", "--since", "2026-12-04T08:00:00Z",
+                             "--until", "2026-12-04T09:00:00.5+01:00", "id"});
+  EXPECT_EQ(*at.since, absl::FromUnixSeconds(1796371200));
+  EXPECT_EQ(*at.until, absl::FromUnixSeconds(1796371200) + absl::Milliseconds(500));
+  EXPECT_THAT(UsageError({"logs", "--since", "yesterday", "id"}),
+              HasSubstr("--since takes a duration ago"));
+  EXPECT_THAT(UsageError({"logs", "--since", "1m", "--until", "2m", "id"}),
+              HasSubstr("--until is before --since"));
+  EXPECT_THAT(UsageError({"logs", "--tail=now", "--since", "1m", "id"}),
               HasSubstr("contradict"));
 }
 

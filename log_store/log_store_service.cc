@@ -14,6 +14,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/output_request.h"
+#include "common/proto_time.h"
 #include "common/status.h"
 
 namespace pm::log_store {
@@ -46,6 +48,31 @@ class RefusedOutput final : public grpc::ServerWriteReactor<OutputChunk> {
 
 }  // namespace
 
+namespace {
+
+// A chunk holds bytes read within this long of its first: its time stands
+// for all of them (OutputChunk.time).
+constexpr absl::Duration kMergeWithin = absl::Milliseconds(1);
+
+absl::StatusOr<segment_log::StreamSet> StreamsOf(
+    const StreamOutputRequest& request) {
+  if (request.streams().empty()) return segment_log::StreamSet{};
+  segment_log::StreamSet set{false, false};
+  for (int stream : request.streams()) {
+    if (stream == OutputChunk::STREAM_STDOUT) {
+      set.out = true;
+    } else if (stream == OutputChunk::STREAM_STDERR) {
+      set.err = true;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("streams: ", stream, " is not STREAM_STDOUT or STREAM_STDERR"));
+    }
+  }
+  return set;
+}
+
+}  // namespace
+
 namespace detail {
 
 // One StreamOutput reader: a segment_log::Reader on the process's output
@@ -65,11 +92,14 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
  public:
   OutputReactor(LogStoreService* service, std::shared_ptr<OutputLog> log,
                 std::unique_ptr<segment_log::Reader> reader, uint64_t cursor,
-                uint64_t limit, bool follow)
+                uint64_t limit, bool follow, segment_log::StreamSet streams,
+                std::optional<absl::Time> until)
       : service_(service),
         log_(std::move(log)),
         follow_(follow),
         limit_(limit),
+        streams_(streams),
+        until_(until),
         reader_(std::move(reader)),
         cursor_(cursor) {}
 
@@ -210,11 +240,22 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
     // read of the files per wake-up (a read at the end of what is written
     // lists the directory, the costly part with many followers).
     if (follow_) log_->Watch(weak_from_this());
-    if (cursor_ >= limit_) return {Action::kFinish, grpc::Status::OK};
-    const uint64_t max_bytes = std::min<uint64_t>(
-        segment_log::Reader::kDefaultMaxReadBytes, limit_ - cursor_);
-    absl::StatusOr<std::optional<segment_log::Chunk>> chunk =
-        reader_->Read(cursor_, max_bytes);
+    absl::StatusOr<std::optional<segment_log::Chunk>> chunk;
+    while (true) {
+      if (cursor_ >= limit_) return {Action::kFinish, grpc::Status::OK};
+      const uint64_t max_bytes = std::min<uint64_t>(
+          segment_log::Reader::kDefaultMaxReadBytes, limit_ - cursor_);
+      chunk = reader_->Read(cursor_, max_bytes, kMergeWithin);
+      if (!chunk.ok() || !*chunk || (*chunk)->data.empty()) break;
+      // Past `until`: the stream ends here, following or not.
+      if (until_ && (*chunk)->time > *until_) {
+        return {Action::kFinish, grpc::Status::OK};
+      }
+      if (streams_.Has((*chunk)->stream)) break;
+      // The other stream's bytes: skipped, and not counted as dropped.
+      unsent_dropped_ += (*chunk)->offset - cursor_;
+      cursor_ = (*chunk)->offset + (*chunk)->data.size();
+    }
     if (!chunk.ok()) {
       if (DirectoryGone()) return Ended();
       PM_LOG(WARNING) << "StreamOutput of process " << log_->id() << ": "
@@ -264,9 +305,15 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
       chunk.data.clear();
     }
     chunk_.set_offset(chunk.offset);
-    chunk_.set_dropped_before(chunk.offset - cursor_);
+    chunk_.set_dropped_before(unsent_dropped_ + chunk.offset - cursor_);
+    unsent_dropped_ = 0;
     chunk_.set_stream(chunk.data.empty() ? OutputChunk::STREAM_UNSPECIFIED
                                          : ToProto(chunk.stream));
+    if (chunk.data.empty()) {
+      chunk_.clear_time();
+    } else {
+      *chunk_.mutable_time() = ToProtoTimestamp(chunk.time);
+    }
     cursor_ = chunk.offset + chunk.data.size();
     chunk_.set_data(std::move(chunk.data));
   }
@@ -276,11 +323,17 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
   const bool follow_;
   // Where a read without follow stops: the end as of the call.
   const uint64_t limit_;
+  // The streams asked for, and the time after which the stream ends.
+  const segment_log::StreamSet streams_;
+  const std::optional<absl::Time> until_;
   std::shared_ptr<OutputReactor> self_;
 
   // Owned by the pumping thread (see Next).
   std::unique_ptr<segment_log::Reader> reader_;
   uint64_t cursor_;
+  // Bytes lost among those of the other stream that were skipped: told
+  // with the next chunk sent.
+  uint64_t unsent_dropped_ = 0;
   OutputChunk chunk_;
 
   absl::Mutex mu_;
@@ -313,11 +366,39 @@ grpc::ServerWriteReactor<OutputChunk>* LogStoreService::StreamOutput(
   absl::StatusOr<std::unique_ptr<segment_log::Reader>> reader =
       (*log)->OpenReader();
   if (!reader.ok()) return new RefusedOutput(ToGrpcStatus(reader.status()));
+  absl::StatusOr<segment_log::StreamSet> streams = StreamsOf(*request);
+  if (!streams.ok()) return new RefusedOutput(ToGrpcStatus(streams.status()));
+  if (request->has_tail_lines() && request->tail_lines() > kMaxTailLines) {
+    return new RefusedOutput(grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("tail_lines ", request->tail_lines(), " is over the cap of ",
+                     kMaxTailLines)));
+  }
   std::optional<uint64_t> from_offset;
   if (request->has_from_offset()) from_offset = request->from_offset();
   absl::StatusOr<uint64_t> cursor = (*log)->StartOffset(
       **reader, from_offset, request->from_start(), request->follow());
   if (!cursor.ok()) return new RefusedOutput(ToGrpcStatus(cursor.status()));
+  if (!from_offset && (request->has_tail_lines() || request->has_since())) {
+    // The later of the two starts; the index of each is the segments'
+    // names and the records' times (segment_log::Reader).
+    uint64_t start = 0;
+    if (request->has_tail_lines()) {
+      absl::StatusOr<uint64_t> tail =
+          (*reader)->OffsetOfLastLines(request->tail_lines(), *streams);
+      if (!tail.ok()) return new RefusedOutput(ToGrpcStatus(tail.status()));
+      start = *tail;
+    }
+    if (request->has_since()) {
+      absl::StatusOr<uint64_t> since =
+          (*reader)->OffsetAt(FromProtoTimestamp(request->since()));
+      if (!since.ok()) return new RefusedOutput(ToGrpcStatus(since.status()));
+      start = std::max(start, *since);
+    }
+    cursor = start;
+  }
+  std::optional<absl::Time> until;
+  if (request->has_until()) until = FromProtoTimestamp(request->until());
   // Without follow the read ends at the end as of now; the end only grows,
   // so it is at or past the cursor.
   const uint64_t limit =
@@ -326,7 +407,7 @@ grpc::ServerWriteReactor<OutputChunk>* LogStoreService::StreamOutput(
           : (*reader)->end_offset();
   auto reactor = std::make_shared<detail::OutputReactor>(
       this, *std::move(log), *std::move(reader), *cursor, limit,
-      request->follow());
+      request->follow(), *streams, until);
   reactor->Start();
   return reactor.get();
 }

@@ -26,6 +26,7 @@
 #include "absl/strings/str_format.h"
 #include "common/server.h"
 #include "common/state_layout.h"
+#include "common/proto_time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "log_store/log_store.h"
@@ -448,6 +449,73 @@ TEST_F(LogStoreServiceTest, ReadWithoutFollowStopsAtTheEndAsOfTheCall) {
   OutputRead now = ReadOutput(stub_.get(), OutputRequest(id, false, false));
   EXPECT_TRUE(now.status.ok());
   EXPECT_TRUE(now.chunks.empty());
+}
+
+// tail_lines, since, until and a stream filter, alone and together; each
+// chunk carries the time its bytes were read.
+TEST_F(LogStoreServiceTest, TailSinceUntilAndStreamsSelectTheOutput) {
+  const std::string id = Id(13);
+  std::unique_ptr<segment_log::Writer> shim = Shim(id);
+  ASSERT_NE(shim, nullptr);
+  const absl::Time t0 = absl::FromUnixSeconds(1700000000);
+  using segment_log::Stream;
+  // Second i: "outI\n" on stdout, then "errI\n" on stderr.
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(shim->Append(Stream::kStdout, absl::StrCat("out", i, "\n"),
+                             t0 + absl::Seconds(i)).ok());
+    ASSERT_TRUE(shim->Append(Stream::kStderr, absl::StrCat("err", i, "\n"),
+                             t0 + absl::Seconds(i) + absl::Milliseconds(500)).ok());
+  }
+  auto read = [&](std::function<void(StreamOutputRequest&)> adjust) {
+    StreamOutputRequest request = OutputRequest(id, true, false);
+    adjust(request);
+    OutputRead got = ReadOutput(stub_.get(), request);
+    EXPECT_TRUE(got.status.ok()) << got.status.error_message();
+    return got;
+  };
+  EXPECT_EQ(read([](StreamOutputRequest& r) { r.set_tail_lines(3); }).Data(),
+            "err3\nout4\nerr4\n");
+  EXPECT_EQ(read([](StreamOutputRequest& r) {
+              r.set_tail_lines(2);
+              r.add_streams(OutputChunk::STREAM_STDOUT);
+            }).Data(),
+            "out3\nout4\n");
+  EXPECT_EQ(read([&](StreamOutputRequest& r) {
+              *r.mutable_since() = ToProtoTimestamp(t0 + absl::Seconds(3));
+            }).Data(),
+            "out3\nerr3\nout4\nerr4\n");
+  EXPECT_EQ(read([&](StreamOutputRequest& r) {
+              *r.mutable_until() = ToProtoTimestamp(t0 + absl::Seconds(1));
+              r.add_streams(OutputChunk::STREAM_STDERR);
+            }).Data(),
+            "err0\n");
+  // Both: the later start.
+  EXPECT_EQ(read([&](StreamOutputRequest& r) {
+              r.set_tail_lines(6);
+              *r.mutable_since() = ToProtoTimestamp(t0 + absl::Seconds(4));
+            }).Data(),
+            "out4\nerr4\n");
+  // The stderr filter skips stdout without counting it as dropped.
+  OutputRead errors = read([](StreamOutputRequest& r) {
+    r.add_streams(OutputChunk::STREAM_STDERR);
+  });
+  ASSERT_EQ(errors.chunks.size(), 5u);
+  for (int i = 0; i < 5; ++i) {
+    const OutputChunk& chunk = errors.chunks[i];
+    EXPECT_EQ(chunk.data(), absl::StrCat("err", i, "\n"));
+    EXPECT_EQ(chunk.dropped_before(), 0u);
+    EXPECT_EQ(FromProtoTimestamp(chunk.time()),
+              t0 + absl::Seconds(i) + absl::Milliseconds(500));
+  }
+  // Bad values are refused.
+  StreamOutputRequest bad = OutputRequest(id, true, false);
+  bad.add_streams(static_cast<OutputChunk::Stream>(7));
+  EXPECT_EQ(ReadOutput(stub_.get(), bad).status.error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  StreamOutputRequest huge = OutputRequest(id, true, false);
+  huge.set_tail_lines(1000001);
+  EXPECT_EQ(ReadOutput(stub_.get(), huge).status.error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_F(LogStoreServiceTest, RetentionAndGapsReachReadersAsDroppedBefore) {

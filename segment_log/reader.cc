@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstring>
+#include <deque>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -142,7 +144,8 @@ absl::StatusOr<std::optional<Record>> Reader::NextRecord() {
 }
 
 absl::StatusOr<std::optional<Chunk>> Reader::Read(uint64_t cursor,
-                                                  size_t max_bytes) {
+                                                  size_t max_bytes,
+                                                  absl::Duration merge_within) {
   if (max_bytes == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("segment_log::Reader(\"", dir_, "\"): max_bytes is 0"));
@@ -183,7 +186,7 @@ absl::StatusOr<std::optional<Chunk>> Reader::Read(uint64_t cursor,
       // The rest of this record is for the next Read.
       scanner.Seek(record_pos, record->offset);
     } else {
-      PM_RETURN_IF_ERROR(ExtendChunk(chunk, max_bytes));
+      PM_RETURN_IF_ERROR(ExtendChunk(chunk, max_bytes, merge_within));
     }
     return chunk;
   }
@@ -199,7 +202,8 @@ absl::StatusOr<std::optional<Chunk>> Reader::Read(uint64_t cursor,
   return lost;
 }
 
-absl::Status Reader::ExtendChunk(Chunk& chunk, size_t max_bytes) {
+absl::Status Reader::ExtendChunk(Chunk& chunk, size_t max_bytes,
+                                 absl::Duration merge_within) {
   RecordScanner& scanner = current_->scanner;
   while (chunk.data.size() < max_bytes) {
     const uint64_t pos = scanner.pos();
@@ -209,7 +213,7 @@ absl::Status Reader::ExtendChunk(Chunk& chunk, size_t max_bytes) {
     NoteEnd(record->end(), record->kind == RecordKind::kEnd);
     const uint64_t room = max_bytes - chunk.data.size();
     if (record->kind != RecordKind::kData || record->stream != chunk.stream ||
-        record->length > room) {
+        record->length > room || absl::AbsDuration(record->time - chunk.time) > merge_within) {
       scanner.Seek(pos, offset);
       return absl::OkStatus();
     }
@@ -277,6 +281,62 @@ absl::StatusOr<uint64_t> Reader::OffsetAt(absl::Time time) {
   }
   PM_RETURN_IF_ERROR(Refresh());
   return end_offset_;
+}
+
+absl::StatusOr<uint64_t> Reader::OffsetOfLastLines(uint64_t lines,
+                                                   StreamSet streams) {
+  PM_RETURN_IF_ERROR(List());
+  PM_RETURN_IF_ERROR(Refresh());
+  if (lines == 0) return end_offset_;
+  // Newlines found so far, newest last: at most lines + 1 of them (the
+  // lines' starts, and one more in case the output ends with a newline).
+  std::deque<uint64_t> found;
+  const uint64_t keep = lines + 1;
+  // Whether the last selected byte (the newest) is a newline; unknown
+  // until a segment with selected data has been read.
+  std::optional<bool> ends_with_newline;
+  // Where the selected output starts: the oldest retained record read.
+  uint64_t oldest = end_offset_;
+  for (size_t i = segments_.size(); i-- > 0;) {
+    PM_ASSIGN_OR_RETURN(std::unique_ptr<OpenSegment> segment,
+                        OpenFile(segments_[i]));
+    if (segment == nullptr || !segment->has_header) continue;
+    std::deque<uint64_t> here;  // this segment's newest newlines
+    std::optional<bool> last_is_newline;
+    bool any = false;
+    while (true) {
+      PM_ASSIGN_OR_RETURN(std::optional<Record> record, segment->scanner.Next());
+      if (!record) break;
+      if (!any) {
+        oldest = std::min(oldest, record->offset);
+        any = true;
+      }
+      if (record->kind != RecordKind::kData || !streams.Has(record->stream) ||
+          record->payload.empty()) {
+        continue;
+      }
+      const std::string& data = record->payload;
+      last_is_newline = data.back() == '\n';
+      for (const char* p = data.data(), *end = data.data() + data.size();
+           (p = static_cast<const char*>(memchr(p, '\n', end - p))) != nullptr;
+           ++p) {
+        here.push_back(record->offset + (p - data.data()));
+        if (here.size() > keep) here.pop_front();
+      }
+    }
+    if (!ends_with_newline && last_is_newline) ends_with_newline = last_is_newline;
+    while (!here.empty() && found.size() < keep) {
+      found.push_front(here.back());
+      here.pop_back();
+    }
+    if (found.size() == keep) break;
+  }
+  // The start of the last line is after the newline before it: the
+  // lines-th newline from the end, or the (lines+1)-th when the output
+  // ends with one (that one ends the last line).
+  const uint64_t needed = ends_with_newline.value_or(false) ? lines + 1 : lines;
+  if (found.size() < needed) return std::min(oldest, end_offset_);
+  return found[found.size() - needed] + 1;
 }
 
 }  // namespace pm::segment_log

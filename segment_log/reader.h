@@ -48,6 +48,15 @@
 
 namespace pm::segment_log {
 
+// Which streams a reader wants.
+struct StreamSet {
+  bool out = true;
+  bool err = true;
+  bool Has(Stream stream) const {
+    return stream == Stream::kStdout ? out : err;
+  }
+};
+
 // One piece of output as a reader gets it: consecutive bytes of one stream.
 struct Chunk {
   // Absolute offset of data[0]; for an empty chunk, where the next byte
@@ -81,8 +90,11 @@ class Reader {
   // written so far; closed() then says whether more can come. The next
   // cursor is offset + data.size(). Errors only for I/O failures (naming
   // the call and the segment), never for deleted segments or torn records.
+  // A chunk holds only records read within `merge_within` of its first
+  // one, so its time stands for all of its bytes.
   absl::StatusOr<std::optional<Chunk>> Read(
-      uint64_t cursor, size_t max_bytes = kDefaultMaxReadBytes);
+      uint64_t cursor, size_t max_bytes = kDefaultMaxReadBytes,
+      absl::Duration merge_within = absl::InfiniteDuration());
 
   // Re-reads the extent of the output: the oldest retained offset, the end
   // of what is written, and whether the end record is there. Reads only
@@ -109,6 +121,17 @@ class Reader {
   // then it is the first such record after the last segment that starts
   // before `time`).
   absl::StatusOr<uint64_t> OffsetAt(absl::Time time);
+
+  // Seek by lines: the offset where the last `lines` lines of the streams
+  // `streams` selects begin (counted over them in order, as `tail -n`; a
+  // last line without its newline counts), the oldest retained offset when
+  // fewer are retained, the end of what is written for 0. Reads segments
+  // from the newest back, each whole, until it has found enough newlines:
+  // the cost is the size of the segments the lines span (one segment, at
+  // most 8 MiB, for a short tail), never the whole output. Memory: `lines`
+  // + 1 offsets at most.
+  absl::StatusOr<uint64_t> OffsetOfLastLines(uint64_t lines,
+                                             StreamSet streams = {});
 
  private:
   // One segment open for reading, with a scanner at a record boundary.
@@ -147,7 +170,8 @@ class Reader {
   // Closes tail_ once its segment is deleted or behind current_.
   absl::Status DropStaleTail();
   // Appends following data records of `stream` to `chunk` up to max_bytes.
-  absl::Status ExtendChunk(Chunk& chunk, size_t max_bytes);
+  absl::Status ExtendChunk(Chunk& chunk, size_t max_bytes,
+                           absl::Duration merge_within);
   void NoteEnd(uint64_t offset, bool closed);
 
   std::string dir_;

@@ -345,6 +345,67 @@ TEST(ReaderTest, OffsetAtFindsTheFirstRecordReadAtOrAfterATime) {
   EXPECT_EQ(*reader->OffsetAt(kT0 + absl::Hours(1)), 100u);
 }
 
+TEST(ReaderTest, AChunkHoldsOnlyRecordsReadWithinTheMergeWindow) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(1000));
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "a", kT0).ok());
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "b", kT0 + absl::Microseconds(500)).ok());
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "c", kT0 + absl::Seconds(2)).ok());
+  std::unique_ptr<Reader> reader = OpenReader(tmp.path());
+  absl::StatusOr<std::optional<Chunk>> first = reader->Read(0, 100, absl::Milliseconds(1));
+  ASSERT_TRUE(first.ok() && *first);
+  EXPECT_EQ((*first)->data, "ab");
+  EXPECT_EQ((*first)->time, kT0);
+  absl::StatusOr<std::optional<Chunk>> second = reader->Read(2, 100, absl::Milliseconds(1));
+  ASSERT_TRUE(second.ok() && *second);
+  EXPECT_EQ((*second)->data, "c");
+  EXPECT_EQ((*second)->time, kT0 + absl::Seconds(2));
+  // Without a window, one chunk.
+  EXPECT_EQ((*reader->Read(0, 100))->data, "abc");
+}
+
+// "a\nbb\nccc\n..." in 4-byte appends over segments of 16 bytes, so lines
+// and records and segments cross each other.
+TEST(ReaderTest, OffsetOfLastLinesCountsLinesAcrossRecordsAndSegments) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(16));
+  std::string all;
+  for (int i = 1; i <= 6; ++i) all += std::string(i, 'a' + i - 1) + "\n";
+  for (size_t at = 0; at < all.size(); at += 4) {
+    ASSERT_TRUE(writer->Append(Stream::kStdout, all.substr(at, 4), kT0).ok());
+  }
+  ASSERT_GT(SegmentPaths(tmp.path()).size(), 2u);
+  std::unique_ptr<Reader> reader = OpenReader(tmp.path());
+  auto tail = [&](uint64_t n) { return all.substr(*reader->OffsetOfLastLines(n)); };
+  EXPECT_EQ(tail(0), "");
+  EXPECT_EQ(tail(1), "ffffff\n");
+  EXPECT_EQ(tail(2), "eeeee\nffffff\n");
+  EXPECT_EQ(tail(5), all.substr(2));
+  EXPECT_EQ(tail(6), all);
+  EXPECT_EQ(tail(100), all);
+  // A last line without its newline counts as a line.
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "gg", kT0).ok());
+  all += "gg";
+  EXPECT_EQ(tail(1), "gg");
+  EXPECT_EQ(tail(2), "ffffff\ngg");
+}
+
+TEST(ReaderTest, OffsetOfLastLinesCountsOnlyTheStreamsAsked) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(1000));
+  ASSERT_TRUE(writer->Append(Stream::kStderr, "e1\n", kT0).ok());  // 0
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "o1\n", kT0).ok());  // 3
+  ASSERT_TRUE(writer->Append(Stream::kStderr, "e2\n", kT0).ok());  // 6
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "o2\n", kT0).ok());  // 9
+  std::unique_ptr<Reader> reader = OpenReader(tmp.path());
+  EXPECT_EQ(*reader->OffsetOfLastLines(2), 6u);
+  // Just after the selected stream's newline before its last line: the
+  // other stream's bytes in between are the caller's to skip.
+  EXPECT_EQ(*reader->OffsetOfLastLines(1, StreamSet{true, false}), 6u);
+  EXPECT_EQ(*reader->OffsetOfLastLines(1, StreamSet{false, true}), 3u);
+  EXPECT_EQ(*reader->OffsetOfLastLines(2, StreamSet{false, true}), 0u);
+}
+
 // The writer appends in one thread (rotating, and with a cap) while a reader
 // follows in another, waiting for the writer's progress, never sleeping.
 // With `lag`, the reader reads only once the writer is that far ahead of its

@@ -390,6 +390,60 @@ TEST_F(CliTest, KillRmPruneAndRunRm) {
   EXPECT_EQ(Run({"stop", "--grace=0", live}).code, 0);
 }
 
+// logs --tail, --since/--until, -t and --stdout/--stderr, as docker logs.
+TEST_F(CliTest, LogsTailSinceTimestampsAndStreams) {
+  const std::string id = Start(
+      {"sh", "-c", "for i in 1 2 3; do echo out$i; echo err$i >&2; done"});
+  ASSERT_EQ(Run({"wait", id}).code, 0);
+  // The two pipes are read apart, so how the streams interleave is the
+  // log's own: the tail is the last lines of what `pm logs` prints.
+  const std::string all = Run({"logs", id}).out;
+  ASSERT_EQ(all.size(), 30u);
+  std::vector<std::string> lines = absl::StrSplit(all, '\n');
+  lines.pop_back();  // after the last newline
+  auto last = [&](size_t n) {
+    std::string tail;
+    for (size_t i = lines.size() - n; i < lines.size(); ++i) {
+      absl::StrAppend(&tail, lines[i], "\n");
+    }
+    return tail;
+  };
+  EXPECT_EQ(Run({"logs", "--tail", "3", id}).out, last(3));
+  EXPECT_EQ(Run({"logs", "--tail", "2", "--stdout", id}).out, "out2\nout3\n");
+  EXPECT_EQ(Run({"logs", "--stderr", id}).out, "err1\nerr2\nerr3\n");
+  EXPECT_EQ(Run({"logs", "--tail", "0", id}).out, "");
+  EXPECT_EQ(Run({"logs", "--tail", "all", id}).out.size(), 30u);
+  EXPECT_EQ(Run({"logs", "--since", "1h", id}).out.size(), 30u);
+  EXPECT_EQ(Run({"logs", "--until", "1h", id}).out, "");
+  EXPECT_EQ(Run({"logs", "--since", "2999-01-01T00:00:00Z", id}).out, "");
+  PmResult stamped = Run({"logs", "-t", "--tail", "2", id});
+  EXPECT_EQ(stamped.code, 0) << stamped.err;
+  EXPECT_THAT(stamped.out,
+              MatchesRegex(absl::StrCat("20[0-9-]+T[0-9:]+\\.[0-9]{9}Z ",
+                                        lines[4], "\n20[0-9-]+T[0-9:]+\\.[0-9]{9}Z ",
+                                        lines[5], "\n")));
+  PmResult bad = Run({"logs", "--tail", "x", id});
+  EXPECT_EQ(bad.code, 2);
+}
+
+// A tail follows on: the last lines, then what comes.
+TEST_F(CliTest, LogsTailFollow) {
+  const std::string gate = absl::StrCat(stack_.temp_dir(), "/gate");
+  ASSERT_EQ(mkfifo(gate.c_str(), 0600), 0);
+  const std::string id = Start({"sh", "-c", absl::StrCat(
+      "for i in 1 2 3 4 5; do echo line$i; done; read x < ", gate,
+      "; echo after")});
+  std::unique_ptr<PmRun> follow = Spawn({"logs", "-f", "--tail", "2", id});
+  ASSERT_TRUE(follow->WaitForStdout("line5\n"));
+  {
+    std::ofstream open_gate(gate);
+    open_gate << "go\n";
+  }
+  PmResult followed = follow->Finish();
+  EXPECT_EQ(followed.code, 0) << followed.err;
+  EXPECT_EQ(followed.out, "line4\nline5\nafter\n");
+}
+
 // Linux arguments, environment values and paths are bytes: a Latin-1
 // "café" (caf\xe9) is one byte 0xe9, not UTF-8, and works all the same.
 TEST_F(CliTest, BytesThatAreNotUtf8ReachTheProcessAndShowEscaped) {
