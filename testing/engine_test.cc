@@ -184,7 +184,13 @@ TEST_F(EngineTest, OutputIsReturnedTaggedByStream) {
 // --- Bad input ------------------------------------------------------------
 
 TEST_F(EngineTest, BadInputGetsClearErrors) {
+  // A name or an id prefix may stand for an id: "not-a-uuid" could be a
+  // name, which no process has; "not a uuid" cannot be either.
   absl::StatusOr<ProcessStatus> status = client().GetStatus("not-a-uuid");
+  EXPECT_EQ(status.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(status.status().message(),
+              HasSubstr("no process has the id, name or id prefix"));
+  status = client().GetStatus("not a uuid");
   EXPECT_EQ(status.status().code(), absl::StatusCode::kInvalidArgument);
   status = client().GetStatus("0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e");
   EXPECT_EQ(status.status().code(), absl::StatusCode::kNotFound);
