@@ -15,6 +15,7 @@
 #ifndef PM_REGISTRY_RECORD_STORE_H_
 #define PM_REGISTRY_RECORD_STORE_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "pm/internal/v1/internal.pb.h"
+#include "pm/v1/process_manager.pb.h"
 
 namespace pm::registry {
 
@@ -32,6 +34,10 @@ namespace pm::registry {
 struct RecordWrite {
   std::vector<pm::internal::v1::StoredRecord> put;
   std::vector<std::string> remove;
+  // Events (Watch) to store with the change, and the sequence below which
+  // stored events are dropped (0: none).
+  std::vector<pm::v1::Event> events;
+  uint64_t drop_events_below = 0;
 };
 
 class RecordStore {
@@ -47,6 +53,11 @@ class RecordStore {
   // be read back (naming where and which).
   virtual absl::StatusOr<std::vector<pm::internal::v1::StoredRecord>>
   LoadAll() = 0;
+
+  // Every stored event, oldest first. A store that keeps none: empty.
+  virtual absl::StatusOr<std::vector<pm::v1::Event>> LoadEvents() {
+    return std::vector<pm::v1::Event>();
+  }
 };
 
 }  // namespace pm::registry

@@ -196,6 +196,17 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(
 
 absl::Status Registry::Load() {
   PM_ASSIGN_OR_RETURN(std::vector<StoredRecord> stored, store_->LoadAll());
+  PM_ASSIGN_OR_RETURN(std::vector<pm::v1::Event> events, store_->LoadEvents());
+  for (pm::v1::Event& event : events) {
+    // Consecutive, as stored; a hole (a store edited by hand) starts the
+    // memory over from there, the numbering going on.
+    if (!events_.empty() && event.sequence() != events_.back().sequence() + 1) {
+      events_.clear();
+    }
+    next_event_sequence_ = std::max(next_event_sequence_, event.sequence() + 1);
+    events_.push_back(std::move(event));
+  }
+  while (events_.size() > options_.max_events) events_.pop_front();
   std::vector<std::pair<uint64_t, std::string>> ended;
   std::vector<std::string> lost;
   for (StoredRecord& one : stored) {
@@ -286,6 +297,13 @@ StoredRecord Registry::ToStored(const Record& record,
 
 absl::StatusOr<ProcessStatus> Registry::CreateRecord(
     const CreateRecordRequest& request) {
+  absl::StatusOr<ProcessStatus> created = CreateRecordImpl(request);
+  if (created.ok()) WakeWatchers();
+  return created;
+}
+
+absl::StatusOr<ProcessStatus> Registry::CreateRecordImpl(
+    const CreateRecordRequest& request) {
   if (request.pid() <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("pid must be > 0, got ", request.pid()));
@@ -372,7 +390,9 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecord(
     // In the store before it is in memory: a failed write records nothing.
     RecordWrite write;
     write.put.push_back(ToStored(record, status, 0));
+    AddEvents(ProcessStatus::STATE_UNSPECIFIED, status, /*removed=*/false, write);
     PM_RETURN_IF_ERROR(Persist(write));
+    KeepEvents(write);
     by_age_.emplace(record.age, id);
     Index(id, status);
     ProcessStatus answer = Answer(status, now);
@@ -385,10 +405,14 @@ absl::StatusOr<ProcessStatus> Registry::UpdateRecord(
     const UpdateRecordRequest& request) {
   std::map<uint64_t, WaitCallback> waiters;
   absl::StatusOr<ProcessStatus> answer;
+  bool appended = false;
   {
     absl::MutexLock lock(&mutex_);
+    const uint64_t before = next_event_sequence_;
     answer = UpdateLocked(request, waiters);
+    appended = next_event_sequence_ != before;
   }
+  if (appended) WakeWatchers();
   // Waits end outside the lock: they finish RPCs.
   for (auto& [token, done] : waiters) done(answer);
   return answer;
@@ -438,11 +462,13 @@ absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
     next.set_state(to);
   }
   write.put.insert(write.put.begin(), ToStored(*record, next, ended_order));
+  AddEvents(from, next, /*removed=*/false, write);
   if (absl::Status persisted = Persist(write); !persisted.ok()) {
     // Not applied: a retry of this very update (same sequence) must be.
     record->sequence = sequence_before;
     return persisted;
   }
+  KeepEvents(write);
   record->status = std::move(next);
   if (!IsEndState(to)) return Answer(record->status, now);
   record->ended_order = ended_order;
@@ -706,6 +732,13 @@ void Registry::RememberEvicted(absl::uint128 id, bool removed) {
 
 absl::StatusOr<ProcessStatus> Registry::RemoveRecord(
     absl::string_view id, absl::string_view owner_user) {
+  absl::StatusOr<ProcessStatus> removed = RemoveRecordImpl(id, owner_user);
+  if (removed.ok()) WakeWatchers();
+  return removed;
+}
+
+absl::StatusOr<ProcessStatus> Registry::RemoveRecordImpl(
+    absl::string_view id, absl::string_view owner_user) {
   absl::MutexLock lock(&mutex_);
   PM_ASSIGN_OR_RETURN(Record * record, Find(id));
   if (!owner_user.empty() && record->status.owner_user() != owner_user) {
@@ -720,7 +753,9 @@ absl::StatusOr<ProcessStatus> Registry::RemoveRecord(
   const std::string key = record->status.id();
   RecordWrite write;
   write.remove.push_back(key);
+  AddEvents(record->status.state(), record->status, /*removed=*/true, write);
   PM_RETURN_IF_ERROR(Persist(write));
+  KeepEvents(write);
   ProcessStatus removed = std::move(record->status);
   by_age_.erase(record->age);
   Unindex(key, removed);

@@ -38,6 +38,7 @@
 #include <map>
 #include <set>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,6 +52,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/cgroup_usage.h"
+#include "common/names.h"
 #include "registry/record_store.h"
 #include "pm/internal/v1/internal.pb.h"
 #include "pm/v1/process_manager.pb.h"
@@ -72,7 +74,22 @@ struct RegistryOptions {
   // The current boot's id, stored with each record (Open only). Tests point
   // it at a file of their own.
   std::string boot_id_path = "/proc/sys/kernel/random/boot_id";
+  // How many events (Watch) are kept, in memory and in the store; a
+  // watcher that falls further behind is told how many it missed.
+  size_t max_events = 10000;
 };
+
+// What a Watch wants (pm.v1.WatchRequest, its selectors parsed).
+struct WatchFilter {
+  std::string id;          // full id, lower case; empty: any
+  std::string owner_user;  // empty: anyone's
+  std::string name;
+  std::vector<LabelSelector> selectors;
+  std::vector<pm::v1::Event::Kind> kinds;  // empty: all
+  bool Matches(const pm::v1::Event& event) const;
+};
+// INVALID_ARGUMENT for a malformed id, selector or kind.
+absl::StatusOr<WatchFilter> ParseWatchFilter(const pm::v1::WatchRequest& request);
 
 class Registry {
  public:
@@ -176,6 +193,27 @@ class Registry {
   // Records held, live and ended.
   size_t size() const;
 
+  // Events (events.cc). Every create, state change and removal appends
+  // one (two for an end by the OOM killer), numbered 1, 2, ... across
+  // restarts (they are stored with the change they tell of); the newest
+  // max_events are kept.
+  //
+  // The first retained event after `after` that `filter` matches: the
+  // event, the cursor to ask from next (past the events skipped), and how
+  // many events after `after` are no longer retained.
+  struct NextEventResult {
+    std::optional<pm::v1::Event> event;
+    uint64_t cursor = 0;
+    uint64_t missed = 0;
+  };
+  NextEventResult NextEvent(uint64_t after, const WatchFilter& filter) const;
+  // The sequence of the newest event (0: none yet).
+  uint64_t last_event_sequence() const;
+  // `wake` runs (on the thread of the change, no lock held) after each
+  // append of events, until RemoveWatcher. Returns a token.
+  uint64_t AddWatcher(std::function<void()> wake);
+  void RemoveWatcher(uint64_t token);
+
  private:
   // Orders records by started_at, then creation.
   using AgeKey = std::pair<absl::Time, uint64_t>;
@@ -197,6 +235,22 @@ class Registry {
     // Pending Waits, by token; run when the record ends.
     std::map<uint64_t, WaitCallback> waiters;
   };
+
+  absl::StatusOr<pm::v1::ProcessStatus> CreateRecordImpl(
+      const pm::internal::v1::CreateRecordRequest& request);
+  absl::StatusOr<pm::v1::ProcessStatus> RemoveRecordImpl(
+      absl::string_view id, absl::string_view owner_user);
+  // Adds the events that the change of a record to `after` tells of
+  // (`before`: its state before; UNSPECIFIED for a new record, and
+  // `removed` for a removal) to `write`, numbered from
+  // next_event_sequence_, with the drop of those past max_events.
+  void AddEvents(pm::v1::ProcessStatus::State before,
+                 const pm::v1::ProcessStatus& after, bool removed,
+                 RecordWrite& write) const ABSL_SHARED_LOCKS_REQUIRED(mutex_);
+  // Once `write` is stored: its events into memory.
+  void KeepEvents(RecordWrite& write) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Runs every watcher's wake (no lock held).
+  void WakeWatchers();
 
   // UpdateRecord under the lock; hands out the Waits the update ends.
   absl::StatusOr<pm::v1::ProcessStatus> UpdateLocked(
@@ -260,6 +314,12 @@ class Registry {
   // Those of them that were removed (RemoveRecord), not evicted by the cap.
   absl::flat_hash_set<absl::uint128> removed_ ABSL_GUARDED_BY(mutex_);
   uint64_t next_sequence_ ABSL_GUARDED_BY(mutex_) = 0;
+  // The newest events, oldest first, their sequences consecutive.
+  std::deque<pm::v1::Event> events_ ABSL_GUARDED_BY(mutex_);
+  uint64_t next_event_sequence_ ABSL_GUARDED_BY(mutex_) = 1;
+  absl::Mutex watch_mu_;
+  std::map<uint64_t, std::function<void()>> watchers_ ABSL_GUARDED_BY(watch_mu_);
+  uint64_t next_watcher_ ABSL_GUARDED_BY(watch_mu_) = 1;
   uint64_t next_ended_order_ ABSL_GUARDED_BY(mutex_) = 1;
   uint64_t next_wait_token_ ABSL_GUARDED_BY(mutex_) = 1;
 };

@@ -185,6 +185,29 @@ TEST_F(RegistryStoreTest, ARemovedRecordStaysGoneAfterAReopen) {
   EXPECT_TRUE(registry->CreateRecord(again).ok());
 }
 
+TEST_F(RegistryStoreTest, EventsAndTheirNumberingSurviveAReopen) {
+  std::string id;
+  {
+    std::unique_ptr<Registry> registry = Open();
+    ASSERT_NE(registry, nullptr);
+    id = MustCreate(*registry, Create(1));
+    ASSERT_TRUE(registry->UpdateRecord(Exited(id, 0)).ok());
+  }
+  std::unique_ptr<Registry> registry = Open();
+  ASSERT_NE(registry, nullptr);
+  EXPECT_EQ(registry->last_event_sequence(), 2u);
+  Registry::NextEventResult first = registry->NextEvent(0, {});
+  ASSERT_TRUE(first.event.has_value());
+  EXPECT_EQ(first.event->kind(), pm::v1::Event::KIND_STARTED);
+  EXPECT_EQ(first.event->status().id(), id);
+  Registry::NextEventResult second = registry->NextEvent(1, {});
+  ASSERT_TRUE(second.event.has_value());
+  EXPECT_EQ(second.event->kind(), pm::v1::Event::KIND_EXITED);
+  // The numbering goes on from there.
+  MustCreate(*registry, Create(2));
+  EXPECT_EQ(registry->last_event_sequence(), 3u);
+}
+
 TEST_F(RegistryStoreTest, TheCapIsAppliedToTheStoredRowsAtLoad) {
   {
     std::unique_ptr<Registry> registry = Open(/*max_ended_records=*/10);

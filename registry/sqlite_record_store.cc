@@ -94,6 +94,11 @@ absl::Status SqliteRecordStore::Init() {
       " state INTEGER NOT NULL,"
       " ended_order INTEGER,"  // NULL while it runs
       " record BLOB NOT NULL)"));
+  // The events of Watch, each stored with the change it tells of.
+  PM_RETURN_IF_ERROR(Exec(
+      "CREATE TABLE IF NOT EXISTS events ("
+      " sequence INTEGER PRIMARY KEY NOT NULL,"
+      " event BLOB NOT NULL)"));
   PM_RETURN_IF_ERROR(
       Exec(absl::StrCat("PRAGMA user_version=", kSchemaVersion).c_str()));
   rc = sqlite3_prepare_v2(db_,
@@ -105,6 +110,12 @@ absl::Status SqliteRecordStore::Init() {
   rc = sqlite3_prepare_v2(db_, "DELETE FROM records WHERE id = ?1", -1,
                           &delete_, nullptr);
   if (rc != SQLITE_OK) return Error(rc, "sqlite3_prepare_v2(DELETE)");
+  rc = sqlite3_prepare_v2(db_, "INSERT OR REPLACE INTO events (sequence, event) VALUES (?1, ?2)",
+                          -1, &put_event_, nullptr);
+  if (rc != SQLITE_OK) return Error(rc, "sqlite3_prepare_v2(INSERT event)");
+  rc = sqlite3_prepare_v2(db_, "DELETE FROM events WHERE sequence < ?1", -1,
+                          &drop_events_, nullptr);
+  if (rc != SQLITE_OK) return Error(rc, "sqlite3_prepare_v2(DELETE events)");
   return absl::OkStatus();
 }
 
@@ -112,13 +123,17 @@ SqliteRecordStore::~SqliteRecordStore() {
   absl::MutexLock lock(&mutex_);
   sqlite3_finalize(put_);
   sqlite3_finalize(delete_);
+  sqlite3_finalize(put_event_);
+  sqlite3_finalize(drop_events_);
   // Checkpoints the log into the database and removes it.
   sqlite3_close(db_);
 }
 
 absl::Status SqliteRecordStore::Write(const RecordWrite& write) {
   absl::MutexLock lock(&mutex_);
-  const bool batch = write.put.size() + write.remove.size() > 1;
+  const bool batch = write.put.size() + write.remove.size() +
+                         write.events.size() + (write.drop_events_below > 0) >
+                     1;
   // A single statement is a transaction of its own already.
   if (batch) PM_RETURN_IF_ERROR(Exec("BEGIN"));
   absl::Status status = absl::OkStatus();
@@ -127,6 +142,12 @@ absl::Status SqliteRecordStore::Write(const RecordWrite& write) {
   }
   for (const std::string& id : write.remove) {
     if (status.ok()) status = Remove(id);
+  }
+  for (const pm::v1::Event& event : write.events) {
+    if (status.ok()) status = PutEvent(event);
+  }
+  if (status.ok() && write.drop_events_below > 0) {
+    status = DropEvents(write.drop_events_below);
   }
   if (!batch) return status;
   if (status.ok()) status = Exec("COMMIT");
@@ -174,6 +195,57 @@ absl::Status SqliteRecordStore::Remove(const std::string& id) {
     return Error(rc, absl::StrCat("sqlite3_step(DELETE ", id, ")"));
   }
   return absl::OkStatus();
+}
+
+absl::Status SqliteRecordStore::PutEvent(const pm::v1::Event& event) {
+  const std::string blob = event.SerializeAsString();
+  absl::Cleanup reset = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    sqlite3_reset(put_event_);
+    sqlite3_clear_bindings(put_event_);
+  };
+  sqlite3_bind_int64(put_event_, 1, static_cast<sqlite3_int64>(event.sequence()));
+  sqlite3_bind_blob(put_event_, 2, blob.data(), static_cast<int>(blob.size()),
+                    SQLITE_STATIC);
+  const int rc = sqlite3_step(put_event_);
+  if (rc != SQLITE_DONE) {
+    return Error(rc, absl::StrCat("sqlite3_step(INSERT event ", event.sequence(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteRecordStore::DropEvents(uint64_t below) {
+  absl::Cleanup reset = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    sqlite3_reset(drop_events_);
+    sqlite3_clear_bindings(drop_events_);
+  };
+  sqlite3_bind_int64(drop_events_, 1, static_cast<sqlite3_int64>(below));
+  const int rc = sqlite3_step(drop_events_);
+  if (rc != SQLITE_DONE) return Error(rc, "sqlite3_step(DELETE events)");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<pm::v1::Event>> SqliteRecordStore::LoadEvents() {
+  absl::MutexLock lock(&mutex_);
+  sqlite3_stmt* select = nullptr;
+  int rc = sqlite3_prepare_v2(
+      db_, "SELECT sequence, event FROM events ORDER BY sequence", -1, &select,
+      nullptr);
+  if (rc != SQLITE_OK) return Error(rc, "sqlite3_prepare_v2(SELECT events)");
+  absl::Cleanup finalize = [select] { sqlite3_finalize(select); };
+  std::vector<pm::v1::Event> events;
+  while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
+    const sqlite3_int64 sequence = sqlite3_column_int64(select, 0);
+    pm::v1::Event& event = events.emplace_back();
+    if (!event.ParseFromArray(sqlite3_column_blob(select, 1),
+                              sqlite3_column_bytes(select, 1)) ||
+        event.sequence() != static_cast<uint64_t>(sequence)) {
+      return absl::DataLossError(absl::StrCat(
+          "event ", sequence, " in ", path_,
+          " does not read back as a pm.v1.Event of that sequence"));
+    }
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "sqlite3_step(SELECT events)");
+  return events;
 }
 
 absl::StatusOr<std::vector<StoredRecord>> SqliteRecordStore::LoadAll() {

@@ -49,6 +49,7 @@ class SqliteRecordStore : public RecordStore {
   absl::Status Write(const RecordWrite& write) override;
   absl::StatusOr<std::vector<pm::internal::v1::StoredRecord>> LoadAll()
       override;
+  absl::StatusOr<std::vector<pm::v1::Event>> LoadEvents() override;
 
   const std::string& path() const { return path_; }
 
@@ -60,6 +61,9 @@ class SqliteRecordStore : public RecordStore {
   // One row in or out, inside Write's transaction.
   absl::Status Put(const pm::internal::v1::StoredRecord& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  absl::Status PutEvent(const pm::v1::Event& event)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  absl::Status DropEvents(uint64_t below) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   absl::Status Remove(const std::string& id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // The status of SQLite result `rc` from `call` ("sqlite3_step(INSERT ...)"),
@@ -71,6 +75,8 @@ class SqliteRecordStore : public RecordStore {
   sqlite3* db_ = nullptr;
   sqlite3_stmt* put_ ABSL_GUARDED_BY(mutex_) = nullptr;
   sqlite3_stmt* delete_ ABSL_GUARDED_BY(mutex_) = nullptr;
+  sqlite3_stmt* put_event_ ABSL_GUARDED_BY(mutex_) = nullptr;
+  sqlite3_stmt* drop_events_ ABSL_GUARDED_BY(mutex_) = nullptr;
 };
 
 }  // namespace pm::registry

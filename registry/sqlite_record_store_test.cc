@@ -57,15 +57,15 @@ TEST(SqliteRecordStoreTest, PutReplaceAndDeleteSurviveAReopen) {
   {
     auto store = SqliteRecordStore::Open(path);
     ASSERT_TRUE(store.ok()) << store.status();
-    ASSERT_TRUE((*store)->Write({{Record(1), Record(2)}, {}}).ok());
-    ASSERT_TRUE((*store)->Write({{Record(3)}, {}}).ok());
+    ASSERT_TRUE((*store)->Write(RecordWrite{{Record(1), Record(2)}, {}, {}, 0}).ok());
+    ASSERT_TRUE((*store)->Write(RecordWrite{{Record(3)}, {}, {}, 0}).ok());
     StoredRecord ended = Record(2, ProcessStatus::STATE_EXITED);
     ended.set_ended_order(1);
     // Replaces, and drops in the same transaction.
     ASSERT_TRUE(
-        (*store)->Write({{ended}, {Record(3).status().id(), "not-there"}}).ok());
+        (*store)->Write(RecordWrite{{ended}, {Record(3).status().id(), "not-there"}, {}, 0}).ok());
     // Put and removed at once: gone.
-    ASSERT_TRUE((*store)->Write({{Record(4)}, {Record(4).status().id()}}).ok());
+    ASSERT_TRUE((*store)->Write(RecordWrite{{Record(4)}, {Record(4).status().id()}, {}, 0}).ok());
   }
   auto store = SqliteRecordStore::Open(path);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -85,7 +85,7 @@ TEST(SqliteRecordStoreTest, TheDatabaseIsPrivate) {
   auto store = SqliteRecordStore::Open(path);
   umask(old_mask);
   ASSERT_TRUE(store.ok()) << store.status();
-  ASSERT_TRUE((*store)->Write({{Record(1)}, {}}).ok());
+  ASSERT_TRUE((*store)->Write(RecordWrite{{Record(1)}, {}, {}, 0}).ok());
   struct stat st;
   ASSERT_EQ(stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
@@ -126,7 +126,7 @@ TEST(SqliteRecordStoreTest, ATornDatabaseIsAnErrorNamingItNotACrash) {
     auto store = SqliteRecordStore::Open(path);
     ASSERT_TRUE(store.ok()) << store.status();
     for (int i = 0; i < 300; ++i) {
-      ASSERT_TRUE((*store)->Write({{Record(i)}, {}}).ok());
+      ASSERT_TRUE((*store)->Write(RecordWrite{{Record(i)}, {}, {}, 0}).ok());
     }
   }  // closed: the log is checkpointed into the file
   struct stat st;
@@ -148,7 +148,7 @@ TEST(SqliteRecordStoreTest, ARowThatIsNotARecordIsDataLossNamingIt) {
     auto store = SqliteRecordStore::Open(path);
     ASSERT_TRUE(store.ok()) << store.status();
     StoredRecord record = Record(1);
-    ASSERT_TRUE((*store)->Write({{record}, {}}).ok());
+    ASSERT_TRUE((*store)->Write(RecordWrite{{record}, {}, {}, 0}).ok());
   }
   {
     // Another program (or a bit flip) rewrote the blob.

@@ -1,0 +1,178 @@
+// The registry's events (Watch): made with each change of a record,
+// stored in the same write, kept in memory (the newest max_events), and
+// read by watchers from a cursor.
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/process_end.h"
+#include "common/proto_time.h"
+#include "common/status.h"
+#include "common/uuid.h"
+#include "registry/registry.h"
+
+namespace pm::registry {
+
+using pm::v1::Event;
+using pm::v1::ProcessStatus;
+
+namespace {
+
+Event::Kind KindOf(ProcessStatus::State state) {
+  switch (state) {
+    case ProcessStatus::STATE_RUNNING:
+      return Event::KIND_RUNNING;
+    case ProcessStatus::STATE_STOPPING:
+      return Event::KIND_STOPPING;
+    case ProcessStatus::STATE_EXITED:
+      return Event::KIND_EXITED;
+    case ProcessStatus::STATE_SIGNALED:
+      return Event::KIND_SIGNALED;
+    case ProcessStatus::STATE_LOST:
+      return Event::KIND_LOST;
+    default:
+      return Event::KIND_UNSPECIFIED;
+  }
+}
+
+}  // namespace
+
+bool WatchFilter::Matches(const Event& event) const {
+  const ProcessStatus& status = event.status();
+  if (!id.empty() && status.id() != id) return false;
+  if (!owner_user.empty() && status.owner_user() != owner_user) return false;
+  if (!name.empty() && status.name() != name) return false;
+  if (!kinds.empty() &&
+      std::find(kinds.begin(), kinds.end(), event.kind()) == kinds.end()) {
+    return false;
+  }
+  for (const LabelSelector& selector : selectors) {
+    if (!selector.Matches(status.labels())) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<WatchFilter> ParseWatchFilter(const pm::v1::WatchRequest& request) {
+  WatchFilter filter;
+  if (!request.id().empty()) {
+    PM_RETURN_IF_ERROR(ValidateProcessId(request.id()));
+    filter.id = absl::AsciiStrToLower(request.id());
+  }
+  filter.owner_user = request.owner_user();
+  filter.name = request.name();
+  if (request.label_selector_size() > static_cast<int>(kMaxLabelSelectors)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        request.label_selector_size(), " label selectors; at most ",
+        kMaxLabelSelectors));
+  }
+  for (const std::string& text : request.label_selector()) {
+    PM_ASSIGN_OR_RETURN(LabelSelector selector, ParseLabelSelector(text));
+    filter.selectors.push_back(std::move(selector));
+  }
+  for (int kind : request.kinds()) {
+    if (!Event::Kind_IsValid(kind) || kind == Event::KIND_UNSPECIFIED) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("kinds: ", kind, " is not an event kind"));
+    }
+    filter.kinds.push_back(static_cast<Event::Kind>(kind));
+  }
+  return filter;
+}
+
+void Registry::AddEvents(ProcessStatus::State before, const ProcessStatus& after,
+                         bool removed, RecordWrite& write) const {
+  std::vector<Event::Kind> kinds;
+  if (removed) {
+    kinds.push_back(Event::KIND_REMOVED);
+  } else if (before == ProcessStatus::STATE_UNSPECIFIED) {
+    kinds.push_back(Event::KIND_STARTED);
+  } else if (after.state() != before) {
+    kinds.push_back(KindOf(after.state()));
+    if (IsEndState(after.state()) && (after.oom_killed() || after.usage().oom_kills() > 0)) {
+      kinds.push_back(Event::KIND_OOM);
+    }
+  }
+  const auto now = ToProtoTimestamp(absl::Now());
+  uint64_t sequence = next_event_sequence_ + write.events.size();
+  for (Event::Kind kind : kinds) {
+    Event& event = write.events.emplace_back();
+    event.set_sequence(sequence++);
+    event.set_kind(kind);
+    *event.mutable_time() = now;
+    *event.mutable_status() = after;
+    // The live view is not part of an event.
+    event.mutable_status()->clear_proc_status();
+  }
+  if (sequence > options_.max_events + 1) {
+    write.drop_events_below = sequence - options_.max_events;
+  }
+}
+
+void Registry::KeepEvents(RecordWrite& write) {
+  for (Event& event : write.events) {
+    next_event_sequence_ = event.sequence() + 1;
+    events_.push_back(std::move(event));
+  }
+  while (events_.size() > options_.max_events) events_.pop_front();
+}
+
+Registry::NextEventResult Registry::NextEvent(uint64_t after,
+                                              const WatchFilter& filter) const {
+  NextEventResult result;
+  result.cursor = after;
+  absl::ReaderMutexLock lock(&mutex_);
+  if (events_.empty()) {
+    // Nothing retained; what was numbered since `after` is gone.
+    const uint64_t last = next_event_sequence_ - 1;
+    if (last > after) {
+      result.missed = last - after;
+      result.cursor = last;
+    }
+    return result;
+  }
+  const uint64_t first = events_.front().sequence();
+  if (after + 1 < first) {
+    result.missed = first - (after + 1);
+    result.cursor = first - 1;
+  }
+  for (size_t i = result.cursor + 1 - first; i < events_.size(); ++i) {
+    const Event& event = events_[i];
+    result.cursor = event.sequence();
+    if (filter.Matches(event)) {
+      result.event = event;
+      return result;
+    }
+  }
+  return result;
+}
+
+uint64_t Registry::last_event_sequence() const {
+  absl::ReaderMutexLock lock(&mutex_);
+  return next_event_sequence_ - 1;
+}
+
+uint64_t Registry::AddWatcher(std::function<void()> wake) {
+  absl::MutexLock lock(&watch_mu_);
+  const uint64_t token = next_watcher_++;
+  watchers_.emplace(token, std::move(wake));
+  return token;
+}
+
+void Registry::RemoveWatcher(uint64_t token) {
+  absl::MutexLock lock(&watch_mu_);
+  watchers_.erase(token);
+}
+
+void Registry::WakeWatchers() {
+  std::vector<std::function<void()>> wakes;
+  {
+    absl::MutexLock lock(&watch_mu_);
+    for (const auto& [token, wake] : watchers_) wakes.push_back(wake);
+  }
+  for (const auto& wake : wakes) wake();
+}
+
+}  // namespace pm::registry
