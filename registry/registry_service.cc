@@ -315,7 +315,132 @@ class SyncRecordsReactor final
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// A Watch: the registry's events after a cursor, one write at a time, then
+// waiting for the next append (Registry::AddWatcher wakes it). It holds no
+// queue: the registry's retained events are the buffer, so a slow watcher
+// costs nothing but its cursor, and one that falls behind the cap is told
+// how many it missed. Owns itself through self_ from Begin to OnDone.
+class WatchReactor final : public grpc::ServerWriteReactor<pm::v1::Event>,
+                           public pm::StreamReactor,
+                           public std::enable_shared_from_this<WatchReactor> {
+ public:
+  WatchReactor(Registry* registry, StreamSet* streams, WatchFilter filter,
+               uint64_t cursor)
+      : registry_(registry), streams_(streams), filter_(std::move(filter)),
+        cursor_(cursor) {}
+
+  void Begin() {
+    self_ = shared_from_this();
+    if (!streams_->Add(self_)) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "registry shutting down"));
+      return;
+    }
+    watcher_ = registry_->AddWatcher([weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->Pump();
+    });
+    Pump();
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) cancelled_ = true;
+    }
+    Pump();
+  }
+
+  void OnCancel() override {
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+    }
+    Pump();
+  }
+
+  void RequestShutdown() override {
+    {
+      absl::MutexLock lock(&mu_);
+      shutting_down_ = true;
+    }
+    Pump();
+  }
+
+  void OnDone() override {
+    registry_->RemoveWatcher(watcher_);
+    streams_->Remove(this);
+    std::shared_ptr<WatchReactor> self = std::move(self_);  // may delete this
+  }
+
+ private:
+  // Writes the next event, finishes, or waits for the next wake. Wakes
+  // that come while a write is in flight are caught by OnWriteDone's Pump.
+  void Pump() {
+    grpc::Status finish;
+    bool do_finish = false;
+    bool do_write = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_called_ || writing_) return;
+      if (cancelled_ || shutting_down_) {
+        finish = cancelled_ ? grpc::Status(grpc::StatusCode::CANCELLED, "Watch cancelled")
+                            : grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                           "registry shutting down");
+        finish_called_ = do_finish = true;
+      } else {
+        Registry::NextEventResult next = registry_->NextEvent(cursor_, filter_);
+        cursor_ = next.cursor;
+        missed_ += next.missed;
+        if (next.event) {
+          event_ = *std::move(next.event);
+          event_.set_missed_before(missed_);
+          missed_ = 0;
+          writing_ = do_write = true;
+        }
+      }
+    }
+    // Outside mu_: the reactions they lead to take it on other threads.
+    if (do_write) StartWrite(&event_);
+    if (do_finish) Finish(finish);
+  }
+
+  Registry* const registry_;
+  StreamSet* const streams_;
+  const WatchFilter filter_;
+  std::shared_ptr<WatchReactor> self_;
+  uint64_t watcher_ = 0;
+  absl::Mutex mu_;
+  uint64_t cursor_ ABSL_GUARDED_BY(mu_);
+  uint64_t missed_ ABSL_GUARDED_BY(mu_) = 0;
+  pm::v1::Event event_;  // the write in flight
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A stream refused before it began.
+class RefusedWatch final : public grpc::ServerWriteReactor<pm::v1::Event> {
+ public:
+  explicit RefusedWatch(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
+
+grpc::ServerWriteReactor<pm::v1::Event>* RegistryService::Watch(
+    grpc::CallbackServerContext*, const pm::v1::WatchRequest* request) {
+  absl::StatusOr<WatchFilter> filter = ParseWatchFilter(*request);
+  if (!filter.ok()) return new RefusedWatch(ToGrpcStatus(filter.status()));
+  // Unset: from now on; else after the sequence given.
+  const uint64_t cursor = request->has_after_sequence()
+                              ? request->after_sequence()
+                              : registry_->last_event_sequence();
+  auto reactor = std::make_shared<WatchReactor>(registry_, &watches_,
+                                                *std::move(filter), cursor);
+  reactor->Begin();
+  return reactor.get();
+}
 
 grpc::ServerBidiReactor<RecordOp, RecordOpResult>* RegistryService::SyncRecords(
     grpc::CallbackServerContext*) {
@@ -324,7 +449,10 @@ grpc::ServerBidiReactor<RecordOp, RecordOpResult>* RegistryService::SyncRecords(
   return reactor.get();
 }
 
-void RegistryService::Shutdown() { syncs_.Shutdown(); }
+void RegistryService::Shutdown() {
+  syncs_.Shutdown();
+  watches_.Shutdown();
+}
 
 size_t RegistryService::sync_stream_count() const { return syncs_.size(); }
 

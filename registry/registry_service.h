@@ -38,7 +38,8 @@ class RegistryService final
                               pm::internal::v1::Registry::WithCallbackMethod_ListLive<
                                   pm::internal::v1::Registry::WithCallbackMethod_Resolve<
                                       pm::internal::v1::Registry::WithCallbackMethod_RemoveRecord<
-                                          pm::internal::v1::Registry::Service>>>>>>>>> {
+                                          pm::internal::v1::Registry::WithCallbackMethod_Watch<
+                                              pm::internal::v1::Registry::Service>>>>>>>>>> {
  public:
   // `registry` must outlive the service.
   explicit RegistryService(Registry* registry) : registry_(registry) {}
@@ -75,6 +76,11 @@ class RegistryService final
   grpc::ServerUnaryReactor* Wait(grpc::CallbackServerContext* context,
                                  const grpc::ByteBuffer* request,
                                  grpc::ByteBuffer* response) override;
+  // The registry's events after a cursor, then as they come (see Watch in
+  // pm.v1); ended with UNAVAILABLE at Shutdown.
+  grpc::ServerWriteReactor<pm::v1::Event>* Watch(
+      grpc::CallbackServerContext* context,
+      const pm::v1::WatchRequest* request) override;
   // One stream per supervisor: creates and updates in order, answered by
   // tag (see SyncRecords in internal.proto).
   grpc::ServerBidiReactor<pm::internal::v1::RecordOp,
@@ -96,6 +102,7 @@ class RegistryService final
  private:
   Registry* const registry_;
   StreamSet syncs_;
+  StreamSet watches_;
 };
 
 }  // namespace pm::registry

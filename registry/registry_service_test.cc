@@ -311,5 +311,80 @@ TEST_F(RegistryServiceTest, ShutdownEndsOpenSyncStreams) {
   EXPECT_EQ(late->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
+// A watcher gets the events of what happens after it began; one that
+// reconnects with the last sequence it saw gets what it missed meanwhile,
+// with no gap and no repeat.
+TEST_F(RegistryServiceTest, WatchStreamsEventsAndResumesAfterADisconnect) {
+  ProcessStatus first;
+  ASSERT_TRUE(Create(SleepRecord(), &first).ok());
+  auto context = std::make_unique<grpc::ClientContext>();
+  // From the newest event on (a watch without after_sequence would begin
+  // wherever the registry is when it attaches).
+  pm::v1::WatchRequest from_now;
+  from_now.set_after_sequence(registry_->last_event_sequence());
+  auto watch = stub_->Watch(context.get(), from_now);
+  ProcessStatus second;
+  ASSERT_TRUE(Create(SleepRecord(), &second).ok());
+  ProcessStatus extra;
+  ASSERT_TRUE(Create(SleepRecord(), &extra).ok());
+  pm::v1::Event event;
+  ASSERT_TRUE(watch->Read(&event));
+  EXPECT_EQ(event.status().id(), second.id());
+  ASSERT_TRUE(watch->Read(&event));
+  EXPECT_EQ(event.status().id(), extra.id());
+  EXPECT_EQ(event.kind(), pm::v1::Event::KIND_STARTED);
+  EXPECT_EQ(event.missed_before(), 0u);
+  EXPECT_TRUE(event.status().has_started_at());
+  const uint64_t seen = event.sequence();
+  context->TryCancel();
+  while (watch->Read(&event)) {
+  }
+  watch->Finish();
+
+  // While no one watches: an end and a new start.
+  UpdateRecordRequest exited;
+  exited.set_id(first.id());
+  exited.set_state(ProcessStatus::STATE_EXITED);
+  ASSERT_TRUE(Update(exited, &first).ok());
+  ProcessStatus third;
+  ASSERT_TRUE(Create(SleepRecord(), &third).ok());
+
+  grpc::ClientContext resumed_context;
+  pm::v1::WatchRequest resume;
+  resume.set_after_sequence(seen);
+  auto resumed = stub_->Watch(&resumed_context, resume);
+  ASSERT_TRUE(resumed->Read(&event));
+  EXPECT_EQ(event.sequence(), seen + 1);
+  EXPECT_EQ(event.kind(), pm::v1::Event::KIND_EXITED);
+  EXPECT_EQ(event.status().id(), first.id());
+  ASSERT_TRUE(resumed->Read(&event));
+  EXPECT_EQ(event.sequence(), seen + 2);
+  EXPECT_EQ(event.kind(), pm::v1::Event::KIND_STARTED);
+  EXPECT_EQ(event.status().id(), third.id());
+  // And then live.
+  UpdateRecordRequest stopping;
+  stopping.set_id(third.id());
+  stopping.set_state(ProcessStatus::STATE_STOPPING);
+  ASSERT_TRUE(Update(stopping, &third).ok());
+  ASSERT_TRUE(resumed->Read(&event));
+  EXPECT_EQ(event.sequence(), seen + 3);
+  EXPECT_EQ(event.kind(), pm::v1::Event::KIND_STOPPING);
+
+  // Shutdown ends it.
+  service_->Shutdown();
+  EXPECT_FALSE(resumed->Read(&event));
+  EXPECT_EQ(resumed->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(RegistryServiceTest, AWatchWithABadFilterIsRefused) {
+  grpc::ClientContext context;
+  pm::v1::WatchRequest bad;
+  bad.set_id("not-an-id");
+  auto watch = stub_->Watch(&context, bad);
+  pm::v1::Event event;
+  EXPECT_FALSE(watch->Read(&event));
+  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 }  // namespace
 }  // namespace pm::registry
