@@ -72,6 +72,17 @@ class CheckedClient final : public Client {
     if (!checked.ok()) return std::make_unique<RefusedOutputStream>(checked);
     return client_->StreamOutput(request);
   }
+  std::unique_ptr<EventStream> Watch(const pm::v1::WatchRequest& request) override {
+    absl::Status checked = CheckUtf8Fields(request);
+    if (!checked.ok()) return std::make_unique<RefusedEventStream>(checked);
+    return client_->Watch(request);
+  }
+  absl::Status WatchAsync(grpc::ClientContext* context,
+                          const pm::v1::WatchRequest* request,
+                          grpc::ClientReadReactor<pm::v1::Event>* reactor) override {
+    PM_RETURN_IF_ERROR(CheckUtf8Fields(*request));
+    return client_->WatchAsync(context, request, reactor);
+  }
   absl::StatusOr<pm::v1::ProcessStatus> Wait(absl::string_view id,
                                              absl::Duration timeout) override {
     PM_RETURN_IF_ERROR(CheckId<pm::v1::WaitRequest>(id));

@@ -1,6 +1,8 @@
 // The defaults of pm::Client's optional methods.
 #include "client/client.h"
 
+#include "client/reader_stream.h"
+
 #include "common/names.h"
 #include "common/status.h"
 
@@ -60,6 +62,16 @@ absl::StatusOr<pm::v1::SignalResponse> Client::Signal(
 absl::StatusOr<pm::v1::RemoveResponse> Client::Remove(
     const pm::v1::RemoveRequest&) {
   return absl::UnimplementedError("this client has no Remove");
+}
+
+std::unique_ptr<EventStream> Client::Watch(const pm::v1::WatchRequest&) {
+  return std::make_unique<RefusedEventStream>(
+      absl::UnimplementedError("this client has no Watch"));
+}
+
+absl::Status Client::WatchAsync(grpc::ClientContext*, const pm::v1::WatchRequest*,
+                                grpc::ClientReadReactor<pm::v1::Event>*) {
+  return absl::UnimplementedError("this client has no callback Watch");
 }
 
 absl::Status Client::SignalAsync(grpc::ClientContext*, const pm::v1::SignalRequest*,

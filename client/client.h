@@ -80,6 +80,21 @@ class OutputStream {
   virtual absl::Status Finish() = 0;
 };
 
+// A stream of events (Watch), as OutputStream is of output.
+class EventStream {
+ public:
+  virtual ~EventStream() = default;
+  // False at the end of the stream (or on error, or after Cancel).
+  virtual bool Next(pm::v1::Event* event) = 0;
+  // Blocks until the server has attached the stream.
+  virtual void WaitUntilAttached() = 0;
+  // Ends the stream; the server side is cancelled too.
+  virtual void Cancel() = 0;
+  // After Next() returned false: CANCELLED after Cancel(), the service's
+  // error otherwise.
+  virtual absl::Status Finish() = 0;
+};
+
 // How to reach the gateway. The password is never put on a command line
 // (it would show in `ps`): give it here, or the file holding it.
 struct RemoteOptions {
@@ -151,6 +166,10 @@ class Client {
       const pm::v1::SignalRequest& request);
   virtual absl::StatusOr<pm::v1::RemoveResponse> Remove(
       const pm::v1::RemoveRequest& request);
+  // The processes' events (see pm.v1.WatchRequest); request.id may be a
+  // name or a prefix (resolved once). The default: a stream refused with
+  // UNIMPLEMENTED.
+  virtual std::unique_ptr<EventStream> Watch(const pm::v1::WatchRequest& request);
   // The final status once the process has ended; DEADLINE_EXCEEDED after
   // `timeout`.
   virtual absl::StatusOr<pm::v1::ProcessStatus> Wait(
@@ -200,6 +219,10 @@ class Client {
                                  const pm::v1::ListRequest* request,
                                  pm::v1::ListResponse* response,
                                  std::function<void(grpc::Status)> done);
+  // As StreamOutputAsync; request->id must be a full id (resolve first).
+  virtual absl::Status WatchAsync(grpc::ClientContext* context,
+                                  const pm::v1::WatchRequest* request,
+                                  grpc::ClientReadReactor<pm::v1::Event>* reactor);
   virtual absl::Status SignalAsync(grpc::ClientContext* context,
                                    const pm::v1::SignalRequest* request,
                                    pm::v1::SignalResponse* response,

@@ -248,6 +248,28 @@ class LocalClient final : public Client {
     return absl::OkStatus();
   }
 
+  std::unique_ptr<EventStream> Watch(const pm::v1::WatchRequest& given) override {
+    pm::v1::WatchRequest request = given;
+    if (!given.id().empty()) {
+      absl::StatusOr<std::string> id = Resolve(given.id());
+      if (!id.ok()) return std::make_unique<RefusedEventStream>(id.status());
+      request.set_id(*id);
+    }
+    AwaitReconnect(*registry_channel_);
+    return std::make_unique<ReaderEventStream>(
+        [&](grpc::ClientContext* context) { return registry_->Watch(context, request); },
+        [socket = registry_socket_](const grpc::Status& rpc) {
+          return BackendStatus(rpc, "registry", socket);
+        });
+  }
+
+  absl::Status WatchAsync(grpc::ClientContext* context,
+                          const pm::v1::WatchRequest* request,
+                          grpc::ClientReadReactor<pm::v1::Event>* reactor) override {
+    registry_->async()->Watch(context, request, reactor);
+    return absl::OkStatus();
+  }
+
   absl::Status WaitAsync(grpc::ClientContext* context,
                          const pm::v1::WaitRequest* request,
                          pm::v1::ProcessStatus* response,

@@ -19,17 +19,19 @@
 
 namespace pm {
 
-class ReaderOutputStream final : public OutputStream {
+// `Interface` (OutputStream, EventStream) over a ClientReader of `Message`.
+template <typename Interface, typename Message>
+class ReaderStream final : public Interface {
  public:
-  using Reader = grpc::ClientReader<pm::v1::OutputChunk>;
+  using Reader = grpc::ClientReader<Message>;
   // `open` starts the call on the given context; `to_status` turns its final
   // gRPC status into the Library's (naming the service it came from).
-  ReaderOutputStream(
+  ReaderStream(
       const std::function<std::unique_ptr<Reader>(grpc::ClientContext*)>& open,
       std::function<absl::Status(const grpc::Status&)> to_status)
       : to_status_(std::move(to_status)), reader_(open(&context_)) {}
 
-  bool Next(pm::v1::OutputChunk* chunk) override { return reader_->Read(chunk); }
+  bool Next(Message* message) override { return reader_->Read(message); }
   void WaitUntilAttached() override { reader_->WaitForInitialMetadata(); }
   void Cancel() override { context_.TryCancel(); }
   absl::Status Finish() override { return to_status_(reader_->Finish()); }
@@ -40,12 +42,13 @@ class ReaderOutputStream final : public OutputStream {
   std::unique_ptr<Reader> reader_;
 };
 
-// The stream of a call refused before it was sent: no chunk, then the
+// The stream of a call refused before it was sent: nothing, then the
 // refusal.
-class RefusedOutputStream final : public OutputStream {
+template <typename Interface, typename Message>
+class RefusedStream final : public Interface {
  public:
-  explicit RefusedOutputStream(absl::Status status) : status_(std::move(status)) {}
-  bool Next(pm::v1::OutputChunk*) override { return false; }
+  explicit RefusedStream(absl::Status status) : status_(std::move(status)) {}
+  bool Next(Message*) override { return false; }
   void WaitUntilAttached() override {}
   void Cancel() override {}
   absl::Status Finish() override { return status_; }
@@ -53,6 +56,11 @@ class RefusedOutputStream final : public OutputStream {
  private:
   const absl::Status status_;
 };
+
+using ReaderOutputStream = ReaderStream<OutputStream, pm::v1::OutputChunk>;
+using RefusedOutputStream = RefusedStream<OutputStream, pm::v1::OutputChunk>;
+using ReaderEventStream = ReaderStream<EventStream, pm::v1::Event>;
+using RefusedEventStream = RefusedStream<EventStream, pm::v1::Event>;
 
 }  // namespace pm
 

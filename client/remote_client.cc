@@ -199,6 +199,15 @@ class RemoteClient final : public Client {
     return absl::OkStatus();
   }
 
+  std::unique_ptr<EventStream> Watch(const pm::v1::WatchRequest& request) override {
+    AwaitReconnect(*channel_);
+    return std::make_unique<ReaderEventStream>(
+        [&](grpc::ClientContext* context) { return stub_->Watch(context, request); },
+        [target = target_](const grpc::Status& rpc) {
+          return GatewayStatus(rpc, target);
+        });
+  }
+
   absl::Status WaitAsync(grpc::ClientContext* context,
                          const pm::v1::WaitRequest* request,
                          pm::v1::ProcessStatus* response,
