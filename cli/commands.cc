@@ -5,11 +5,15 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "cli/follow.h"
-#include "common/proto_time.h"
 #include "cli/format.h"
+#include "common/proto_time.h"
 #include "common/command_line.h"
 #include "common/utf8.h"
 
@@ -382,6 +386,106 @@ int Prune(const Invocation& invocation, pm::Client& client,
   return code;
 }
 
+// One event as a line: "SEQ TIME KIND ID NAME END".
+std::string FormatEvent(const pm::v1::Event& event) {
+  const ProcessStatus& status = event.status();
+  const std::string kind_name = pm::v1::Event::Kind_Name(event.kind());
+  absl::string_view kind = kind_name;
+  absl::ConsumePrefix(&kind, "KIND_");
+  std::string line = absl::StrCat(
+      event.sequence(), " ",
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", FromProtoTimestamp(event.time()),
+                       absl::UTCTimeZone()),
+      " ", absl::AsciiStrToLower(kind), " ", status.id(), " ",
+      status.name().empty() ? "-" : status.name());
+  if (event.kind() == pm::v1::Event::KIND_EXITED ||
+      event.kind() == pm::v1::Event::KIND_SIGNALED ||
+      event.kind() == pm::v1::Event::KIND_LOST ||
+      event.kind() == pm::v1::Event::KIND_OOM) {
+    absl::StrAppend(&line, " ", DescribeEnd(status));
+  }
+  return line;
+}
+
+// Follows the events until Ctrl+C; a lost stream is opened again after the
+// last sequence printed (50 ms apart, doubling to 1 s, for at most the
+// reconnect timeout), so nothing is printed twice and nothing is skipped.
+int Events(const Invocation& invocation, pm::Client& client,
+           const Context& context) {
+  pm::v1::WatchRequest request = invocation.watch;
+  if (!request.id().empty()) {
+    absl::StatusOr<std::string> id = client.Resolve(request.id());
+    if (!id.ok()) return Fail(context, "events", id.status());
+    request.set_id(*id);
+  }
+  std::atomic<int> interrupted_by{0};
+  std::mutex mu;
+  pm::EventStream* current = nullptr;
+  InterruptScope scope(*context.interrupts, [&](int signal) {
+    interrupted_by = signal;
+    std::lock_guard<std::mutex> lock(mu);
+    if (current != nullptr) current->Cancel();
+    return true;
+  });
+  absl::Duration delay = absl::Milliseconds(50);
+  absl::Time lost_since = absl::InfiniteFuture();
+  while (interrupted_by == 0) {
+    std::unique_ptr<pm::EventStream> stream = client.Watch(request);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      current = stream.get();
+    }
+    if (interrupted_by != 0) stream->Cancel();
+    pm::v1::Event event;
+    while (stream->Next(&event)) {
+      if (lost_since != absl::InfiniteFuture()) {
+        *context.err << "pm: resumed after event " << request.after_sequence() << "\n";
+        lost_since = absl::InfiniteFuture();
+        delay = absl::Milliseconds(50);
+      }
+      if (event.missed_before() > 0) {
+        *context.err << "pm: [" << event.missed_before()
+                     << " events no longer retained before " << event.sequence()
+                     << "]\n";
+      }
+      if (invocation.output == OutputFormat::kJson) {
+        absl::StatusOr<std::string> json = ToJson(event);
+        if (!json.ok()) return Fail(context, "events", json.status());
+        *context.out << *json << "\n";
+      } else {
+        *context.out << FormatEvent(event) << "\n";
+      }
+      context.out->flush();
+      request.set_after_sequence(event.sequence());
+    }
+    absl::Status ended = stream->Finish();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      current = nullptr;
+    }
+    if (interrupted_by != 0) break;
+    if (ended.code() != absl::StatusCode::kUnavailable) {
+      return Fail(context, "events", ended.ok() ? absl::UnavailableError("the stream ended") : ended);
+    }
+    if (lost_since == absl::InfiniteFuture()) {
+      lost_since = absl::Now();
+      *context.err << "pm: event stream lost (" << ended.ToString() << "); reconnecting\n";
+      // From where it was: what comes meanwhile is read on resumption.
+      if (!request.has_after_sequence()) request.set_after_sequence(0);
+    }
+    if (absl::Now() - lost_since > invocation.reconnect_timeout) {
+      return Fail(context, "events",
+                  absl::UnavailableError(absl::StrCat(
+                      "event stream lost and not back within ",
+                      absl::FormatDuration(invocation.reconnect_timeout),
+                      " (--reconnect-timeout): ", ended.message())));
+    }
+    absl::SleepFor(delay);
+    delay = std::min(delay * 2, absl::Seconds(1));
+  }
+  return 128 + interrupted_by;
+}
+
 }  // namespace
 
 std::string ErrorLine(absl::string_view raw_what, const absl::Status& status,
@@ -441,6 +545,8 @@ int Execute(const Invocation& invocation, pm::Client& client,
       return Rm(invocation, client, context);
     case Command::kPrune:
       return Prune(invocation, client, context);
+    case Command::kEvents:
+      return Events(invocation, client, context);
     case Command::kHelp:
       break;
   }

@@ -328,6 +328,31 @@ const std::vector<CommandInfo>& Commands() {
        "a gateway, only the caller's own.",
        {OutputFlag()},
        /*takes_output=*/true},
+      {Command::kEvents,
+       "events",
+       "",
+       "[--filter FILTER]... [--after SEQUENCE] [--output json]",
+       "print the processes' state changes as they happen",
+       "Prints one line per event until Ctrl+C (exit 130): its sequence\n"
+       "number, time, kind (started, stopping, running, exited, signaled,\n"
+       "lost, oom, removed), the process's UUID and name, and how it ended.\n"
+       "--after N first prints the retained events after sequence N (0: all\n"
+       "retained), so a script that saw N resumes with no gap; events no\n"
+       "longer retained are announced on stderr. With --output json, each\n"
+       "event is a line of JSON.\n"
+       "\n"
+       "Filters (repeatable, all must match): id=ID (a UUID, name or prefix),\n"
+       "name=NAME, label=KEY=VALUE or label=KEY, kind=KIND (repeatable: any).\n"
+       "\n" +
+           std::string(kReconnectHelp),
+       {{"filter", FlagSpec::kValue, "FILTER",
+         "id=ID, name=NAME, label=KEY[=VALUE] or kind=KIND (repeatable)",
+         /*repeated=*/true},
+        {"after", FlagSpec::kValue, "SEQUENCE",
+         "begin after this sequence number (0: every retained event)"},
+        ReconnectFlag(),
+        OutputFlag()},
+       /*takes_output=*/true},
       {Command::kHelp,
        "help",
        "",
@@ -708,6 +733,51 @@ absl::Status ParseList(const ParsedFlags& flags, Invocation& invocation) {
   return absl::OkStatus();
 }
 
+absl::Status ParseEvents(const ParsedFlags& flags, Invocation& invocation) {
+  pm::v1::WatchRequest& watch = invocation.watch;
+  for (const std::string& filter : flags.GetAll("filter")) {
+    const size_t eq = filter.find('=');
+    const std::string kind = filter.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : filter.substr(eq + 1);
+    auto bad = [&](absl::string_view why) {
+      return Usage(absl::StrCat("--filter ", filter, ": ", why));
+    };
+    if (eq == std::string::npos || value.empty()) {
+      return bad("want id=ID, name=NAME, label=KEY[=VALUE] or kind=KIND");
+    }
+    if (kind == "id") {
+      watch.set_id(value);
+    } else if (kind == "name") {
+      watch.set_name(value);
+    } else if (kind == "label") {
+      absl::StatusOr<LabelSelector> selector = ParseLabelSelector(value);
+      if (!selector.ok()) return bad(selector.status().message());
+      watch.add_label_selector(value);
+    } else if (kind == "kind") {
+      pm::v1::Event::Kind parsed;
+      if (!pm::v1::Event::Kind_Parse(
+              absl::StrCat("KIND_", absl::AsciiStrToUpper(value)), &parsed) ||
+          parsed == pm::v1::Event::KIND_UNSPECIFIED) {
+        return bad("the kind is one of started, stopping, running, exited, "
+                   "signaled, lost, oom, removed");
+      }
+      watch.add_kinds(parsed);
+    } else {
+      return bad(absl::StrCat("unknown filter \"", kind,
+                              "\" (id, name, label and kind are known)"));
+    }
+  }
+  if (flags.Has("after")) {
+    uint64_t after = 0;
+    if (!absl::SimpleAtoi(flags.Get("after"), &after)) {
+      return Usage(absl::StrCat("--after takes a sequence number, not \"",
+                                flags.Get("after"), "\""));
+    }
+    watch.set_after_sequence(after);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status TakeId(const CommandInfo& info, const ParsedFlags& flags,
                     Invocation& invocation) {
   if (flags.positional.empty()) {
@@ -833,6 +903,12 @@ absl::Status ParseArguments(const CommandInfo& info, const ParsedFlags& flags,
       invocation.ids = flags.positional;
       invocation.force = flags.GetBool("force");
       return absl::OkStatus();
+    case Command::kEvents:
+      if (!flags.positional.empty()) {
+        return Usage(absl::StrCat(info.name, ": unexpected argument \"",
+                                  flags.positional[0], "\""));
+      }
+      return ParseEvents(flags, invocation);
     case Command::kPrune:
       if (!flags.positional.empty()) {
         return Usage(absl::StrCat(info.name, ": unexpected argument \"",

@@ -43,7 +43,8 @@ inline constexpr int kExitUsage = 2;
 inline constexpr int kExitInterrupted = 130;
 
 enum class Command {
-  kHelp, kStart, kRun, kStop, kStatus, kList, kLogs, kWait, kKill, kRm, kPrune
+  kHelp, kStart, kRun, kStop, kStatus, kList, kLogs, kWait, kKill, kRm, kPrune,
+  kEvents
 };
 enum class OutputFormat { kText, kJson };
 
@@ -99,6 +100,8 @@ struct Invocation {
   // rm -f; run --rm (remove the record and output once it has ended).
   bool force = false;
   bool remove_after = false;
+  // events: what to watch (id: a reference, resolved by the Library).
+  pm::v1::WatchRequest watch;
   // list: what to list; -q (ids alone).
   pm::v1::ListRequest list;
   bool quiet = false;

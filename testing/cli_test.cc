@@ -444,6 +444,43 @@ TEST_F(CliTest, LogsTailFollow) {
   EXPECT_EQ(followed.out, "line4\nline5\nafter\n");
 }
 
+// pm events: the state changes as they happen, filtered; --after replays
+// what was retained; Ctrl+C ends it with 130.
+TEST_F(CliTest, EventsFollowTheProcessesStateChanges) {
+  const std::string before = Start({"true"});
+  ASSERT_EQ(Run({"wait", before}).code, 0);
+  std::unique_ptr<PmRun> all = Spawn({"events", "--after", "0"});
+  std::unique_ptr<PmRun> exits =
+      Spawn({"events", "--after", "0", "--filter", "kind=exited",
+             "--filter", "name=evented"});
+  // Replayed: the start and the end of the process before.
+  ASSERT_TRUE(all->WaitForStdout(absl::StrCat(" exited ", before, " - exited with code 0\n")));
+  PmResult started = Run({"start", "--name", "evented", "--", "sh", "-c", "exit 5"});
+  ASSERT_EQ(started.code, 0) << started.err;
+  const std::string id = started.out.substr(0, 36);
+  ASSERT_TRUE(all->WaitForStdout(absl::StrCat(" exited ", id, " evented exited with code 5\n")));
+  ASSERT_TRUE(exits->WaitForStdout(absl::StrCat(" exited ", id, " evented exited with code 5\n")));
+  ASSERT_EQ(kill(all->pid(), SIGINT), 0);
+  ASSERT_EQ(kill(exits->pid(), SIGINT), 0);
+  PmResult every = all->Finish();
+  EXPECT_EQ(every.code, 130) << every.err;
+  std::vector<std::string> lines = absl::StrSplit(every.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << every.out;
+  EXPECT_THAT(lines[0], MatchesRegex(absl::StrCat("1 20[0-9T:.-]+Z started ", before, " -")));
+  EXPECT_THAT(lines[1], StartsWith("2 "));
+  EXPECT_THAT(lines[2], MatchesRegex(absl::StrCat("3 .* started ", id, " evented")));
+  EXPECT_THAT(lines[3], StartsWith("4 "));
+  PmResult filtered = exits->Finish();
+  EXPECT_EQ(filtered.code, 130);
+  EXPECT_EQ(std::count(filtered.out.begin(), filtered.out.end(), '\n'), 1) << filtered.out;
+  // JSON, resumed after 3: the 4th alone, then Ctrl+C.
+  std::unique_ptr<PmRun> json = Spawn({"events", "--after", "3", "--output=json"});
+  ASSERT_TRUE(json->WaitForStdout("\"sequence\":\"4\""));
+  ASSERT_EQ(kill(json->pid(), SIGINT), 0);
+  EXPECT_EQ(json->Finish().code, 130);
+  EXPECT_EQ(Run({"events", "--filter", "kind=bogus"}).code, 2);
+}
+
 // Linux arguments, environment values and paths are bytes: a Latin-1
 // "café" (caf\xe9) is one byte 0xe9, not UTF-8, and works all the same.
 TEST_F(CliTest, BytesThatAreNotUtf8ReachTheProcessAndShowEscaped) {
