@@ -30,6 +30,9 @@ DEFINE_int64(max_ended_records, 10000,
              "that ended first is dropped (asking for one of the last 65536 "
              "dropped says so and names this cap). Running ones are always "
              "kept.");
+DEFINE_int64(max_events, 10000,
+             "how many events (Watch) are kept, in memory and in the "
+             "database; a watcher further behind is told how many it missed");
 
 int main(int argc, char** argv) {
   // Before any thread exists, so every thread inherits the mask and only
@@ -50,6 +53,11 @@ int main(int argc, char** argv) {
 
   pm::registry::RegistryOptions options;
   options.max_ended_records = static_cast<size_t>(FLAGS_max_ended_records);
+  if (FLAGS_max_events < 1) {
+    PM_LOG(ERROR) << "--max_events must be >= 1, got " << FLAGS_max_events;
+    return 2;
+  }
+  options.max_events = static_cast<size_t>(FLAGS_max_events);
   const std::string state_dir = pm::StateDirFlagOrDefault(FLAGS_state_dir);
   if (absl::Status made = pm::EnsureStateDir(state_dir); !made.ok()) {
     PM_LOG(ERROR) << "--state_dir: " << made;
