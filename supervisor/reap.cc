@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/proto_time.h"
@@ -107,15 +108,26 @@ void Supervisor::OnSigchld() {
   // as subreaper.
   for (;;) {
     siginfo_t info = {};
-    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0) break;
+    // __WALL: a child whose exit signal is not SIGCHLD is reaped too (a
+    // zombie skipped here would stay until the supervisor exits).
+    if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL) != 0) break;
     if (info.si_pid == 0) break;
     auto it = by_pid_.find(info.si_pid);
     if (it != by_pid_.end()) {
       ProcessPtr p = it->second;
       ReapLeader(p);
-      if (!p->life.reaped()) break;  // cannot happen; never spin
-    } else {
-      waitpid(info.si_pid, nullptr, WNOHANG);
+      if (p->life.reaped()) continue;
+      // Its pidfd did not take this zombie, so the zombie is not that
+      // process (a stale entry): reaped anyway, or it would stand first in
+      // line at every SIGCHLD and no child after it would ever be reaped.
+      PM_LOG(ERROR) << "child " << info.si_pid << " ended but is not process "
+                    << p->id << " of that pid; reaped as a stray";
+    }
+    siginfo_t reaped = {};
+    if (waitid(P_PID, static_cast<id_t>(info.si_pid), &reaped,
+               WEXITED | WNOHANG | __WALL) != 0) {
+      PM_LOG(ERROR) << ErrnoError("waitid", absl::StrCat("P_PID ", info.si_pid));
+      break;  // never spin
     }
   }
   std::vector<ProcessPtr> stopping;
@@ -140,7 +152,7 @@ void Supervisor::ReapLeader(const ProcessPtr& p) {
   // reparented to this subreaper): then waitid takes its status.
   siginfo_t info = {};
   if (waitid(static_cast<idtype_t>(P_PIDFD), p->pidfd.get(), &info,
-             WEXITED | WNOHANG) != 0) {
+             WEXITED | WNOHANG | __WALL) != 0) {
     if (errno != ECHILD) {
       PM_LOG(ERROR) << "waitid on pidfd of " << p->pid << ": "
                     << ErrnoError("waitid", "P_PIDFD");

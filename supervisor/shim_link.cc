@@ -183,7 +183,7 @@ void Supervisor::WatchShimExit(pid_t shim_pid, Fd shim_pidfd) {
     auto it = shim_pidfds_.find(fd);
     if (it == shim_pidfds_.end()) return;
     siginfo_t info = {};
-    if (waitid(static_cast<idtype_t>(P_PIDFD), fd, &info, WEXITED | WNOHANG) == 0 &&
+    if (waitid(static_cast<idtype_t>(P_PIDFD), fd, &info, WEXITED | WNOHANG | __WALL) == 0 &&
         info.si_pid == 0) {
       return;  // not exited yet
     }

@@ -190,18 +190,17 @@ class SupervisorTest : public ::testing::Test {
     return started;
   }
 
-  // Starts a process that ignores SIGTERM (only a SIGKILL ends it) and
-  // returns once it runs with SIGTERM ignored; `pidfd` is a pidfd of it
-  // (closed at TearDown).
-  absl::StatusOr<pm::v1::StartResponse> StartIgnoringTerm(int* pidfd) {
+  // Starts `sh -c script` with $READY the path of a fifo, and returns once
+  // something of the script wrote a line to it: what the script set up
+  // before (a trap, a child) is in place by then.
+  absl::StatusOr<pm::v1::StartResponse> StartOnceReady(const std::string& script) {
     const std::string ready = absl::StrCat(dir_, "/ready", ++fifos_);
     if (mkfifo(ready.c_str(), 0600) != 0) return ErrnoError("mkfifo", ready);
     pm::v1::StartRequest request;
     request.set_executable("/bin/sh");
     request.add_args("-c");
-    // The ignored disposition survives the exec.
-    request.add_args(
-        absl::StrCat("trap '' TERM; echo ready > ", ready, "; exec sleep 1000"));
+    request.add_args(script);
+    (*request.mutable_env())["READY"] = ready;
     absl::StatusOr<pm::v1::StartResponse> started = Start(request);
     if (!started.ok()) return started;
     const int fd = open(ready.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -212,6 +211,17 @@ class SupervisorTest : public ::testing::Test {
     if (polled != 1) {
       return absl::DeadlineExceededError("the process never said it was ready");
     }
+    return started;
+  }
+
+  // Starts a process that ignores SIGTERM (only a SIGKILL ends it) and
+  // returns once it runs with SIGTERM ignored; `pidfd` is a pidfd of it
+  // (closed at TearDown).
+  absl::StatusOr<pm::v1::StartResponse> StartIgnoringTerm(int* pidfd) {
+    // The ignored disposition survives the exec.
+    absl::StatusOr<pm::v1::StartResponse> started =
+        StartOnceReady("trap '' TERM; echo ready > \"$READY\"; exec sleep 1000");
+    if (!started.ok()) return started;
     *pidfd = static_cast<int>(syscall(SYS_pidfd_open, started->status().pid(), 0));
     if (*pidfd < 0) return ErrnoError("pidfd_open", absl::StrCat(started->status().pid()));
     pidfds_.push_back(*pidfd);
@@ -840,12 +850,17 @@ class SignalRemoveTest : public SupervisorTest {
   }
 };
 
-// The trap runs once the foreground sleep has ended, so the shell exits 3
-// only if the signal reached the sleep too: the group's.
+// The trap ends the shell's first wait; the second returns only once the
+// sleep has ended, so the shell exits 3 only if the signal reached the
+// sleep too: the group's.
 TEST_F(SignalRemoveTest, ASignalReachesTheWholeGroup) {
   CreateSupervisor(nullptr);
   absl::StatusOr<pm::v1::StartResponse> started =
-      Start(Shell("trap 'echo usr1' USR1; sleep 1000; exit 3"));
+      // The child says ready once it is a new sh: its USR1 is the default
+      // (death) again, not the trap it was forked with.
+      StartOnceReady("trap 'echo usr1' USR1; "
+                     "sh -c 'echo ready > \"$READY\"; exec sleep 1000' & child=$!; "
+                     "wait $child; wait $child; exit 3");
   ASSERT_TRUE(started.ok()) << started.status();
   absl::StatusOr<pm::v1::SignalResponse> sent = Signal(started->id(), "usr1");
   ASSERT_TRUE(sent.ok()) << sent.status();
@@ -868,7 +883,7 @@ TEST_F(SignalRemoveTest, ASignalReachesTheWholeGroup) {
 TEST_F(SignalRemoveTest, ASignalToTheLeaderAloneLeavesItsTreeAndRemoveNeedsForce) {
   CreateSupervisor(nullptr);
   absl::StatusOr<pm::v1::StartResponse> started =
-      Start(Shell("trap 'exit 7' USR1; sleep 1000 & wait"));
+      StartOnceReady("trap 'exit 7' USR1; sleep 1000 & echo ready > \"$READY\"; wait");
   ASSERT_TRUE(started.ok()) << started.status();
   const std::string id = started->id();
   absl::StatusOr<pm::v1::RemoveResponse> running = Remove(id);
