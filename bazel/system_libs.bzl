@@ -20,6 +20,7 @@ _LIBRARIES = {
     "absl_flat_hash_map": (["absl_flat_hash_map", "absl_hash"], []),
     "absl_base": (["absl_base"], []),
     "benchmark": (["benchmark"], []),
+    "cli11": (["CLI11"], []),
     "benchmark_main": (["benchmark"], ["-lbenchmark_main"]),
     "crypto": (["libcrypto"], []),
     "gflags": (["gflags"], []),

@@ -11,11 +11,13 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "cli/command_tree.h"
 #include "cli/follow.h"
 #include "cli/format.h"
 #include "common/proto_time.h"
 #include "common/command_line.h"
 #include "common/utf8.h"
+#include "common/version.h"
 
 namespace pm::cli {
 namespace {
@@ -522,6 +524,20 @@ absl::StatusOr<std::unique_ptr<pm::Client>> Connect(
   return pm::Client::ConnectLocal(connection.runtime_dir);
 }
 
+namespace {
+
+// help and --version.
+int PrintAbout(const Invocation& invocation, const Context& context) {
+  if (invocation.command == Command::kVersion) {
+    *context.out << pm::VersionLine() << "\n";
+  } else {
+    *context.out << HelpText(invocation.help_topic);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
 int Execute(const Invocation& invocation, pm::Client& client,
             const Context& context) {
   switch (invocation.command) {
@@ -548,9 +564,9 @@ int Execute(const Invocation& invocation, pm::Client& client,
     case Command::kEvents:
       return Events(invocation, client, context);
     case Command::kHelp:
-      break;
+    case Command::kVersion:
+      return PrintAbout(invocation, context);
   }
-  *context.out << HelpText(invocation.help_topic);
   return kExitOk;
 }
 
@@ -561,16 +577,17 @@ int RunCli(const std::vector<std::string>& args, const GlobalOptions& defaults,
     *context.err << HelpText("");
     return kExitUsage;
   }
+  std::string command;
   absl::StatusOr<Invocation> invocation =
-      ParseInvocation(args, defaults, environment);
+      ParseInvocation(args, defaults, environment, &command);
   if (!invocation.ok()) {
     *context.err << "pm: " << invocation.status().message() << "\n"
-                 << UsageText(args[0]);
+                 << UsageText(command);
     return kExitUsage;
   }
-  if (invocation->command == Command::kHelp) {
-    *context.out << HelpText(invocation->help_topic);
-    return kExitOk;
+  if (invocation->command == Command::kHelp ||
+      invocation->command == Command::kVersion) {
+    return PrintAbout(*invocation, context);  // no connection needed
   }
   Context connected = context;
   if (invocation->connection.gateway) {

@@ -722,11 +722,11 @@ TEST_F(CommandsTest, WaitSaysWhenTheOomKillerKilledPartOfTheTree) {
 
 TEST_F(CommandsTest, BadLimitsAreUsageErrors) {
   EXPECT_EQ(Pm({"run", "--memory", "lots", "--", "true"}), kExitUsage);
-  EXPECT_THAT(err_.str(), StartsWith("pm: --memory takes a size like 256M"));
+  EXPECT_THAT(err_.str(), StartsWith("pm: run: --memory takes a size like 256M"));
   EXPECT_THAT(err_.str(), HasSubstr("usage: pm run "));
   err_.str("");
   EXPECT_EQ(Pm({"start", "--isolate=pid,user", "--", "true"}), kExitUsage);
-  EXPECT_THAT(err_.str(), StartsWith("pm: --isolate takes a comma-separated "
+  EXPECT_THAT(err_.str(), StartsWith("pm: start: --isolate takes a comma-separated "
                                      "list of pid, net and mount"));
   EXPECT_EQ(connected_to_, "");
 }
@@ -773,16 +773,13 @@ TEST_F(CommandsTest, GatewayRefusalsAreOneLineWithTheCode) {
 TEST_F(CommandsTest, GatewayConnectFailureNamesTheGateway) {
   GlobalOptions defaults;
   defaults.runtime_dir = "/run/x";
-  defaults.gateway = "gw:8443";
-  defaults.ca_file = "/nope/ca.pem";
-  defaults.cert_file = "c.pem";
-  defaults.key_file = "c.key";
-  defaults.user = "demo";
-  defaults.password_file = "/p";
   Context context{&out_, &err_, absl::UTCTimeZone(), &interrupts_};
   EXPECT_EQ(
       RunCli(
-          {"list"}, defaults, Environment(), context,
+          {"--gateway", "gw:8443", "--ca", "/nope/ca.pem", "--cert", "c.pem",
+           "--key", "c.key", "--user", "demo", "--password_file", "/p",
+           "list"},
+          defaults, Environment(), context,
           [](const Connection&) -> absl::StatusOr<std::unique_ptr<pm::Client>> {
             return absl::NotFoundError(
                 "open(\"/nope/ca.pem\"): No such file or directory");

@@ -1,7 +1,7 @@
-// What the user asked `pm` to do: the command line after the global flags,
-// parsed into an Invocation, and the help texts.
+// What the user asked `pm` to do: the whole command line (global flags,
+// the command word, its flags and arguments) parsed into an Invocation.
 //
-//   GlobalOptions defaults{FLAGS_runtime_dir, FLAGS_output};
+//   GlobalOptions defaults{DefaultRuntimeDir()};
 //   absl::StatusOr<Invocation> invocation =
 //       ParseInvocation({"stop", "--grace=2s", id}, defaults, environment);
 //   if (!invocation.ok()) {
@@ -10,11 +10,13 @@
 //     return kExitUsage;
 //   }
 //
-// Subcommands are dispatched by their first word. Each parses its own flags
-// (cli/flags.h), so `--env` repeats and everything after `--` is the command
-// verbatim. The global flags (--runtime_dir, --output, and --gateway with
-// its --ca, --cert, --key, --user, --password_file) are accepted before the
-// command (through gflags, in main.cc) and after it (here).
+// The commands and their flags are declared once, on CLI11, in
+// cli/command_tree.h; this file finishes what the declarations bound into a
+// request: pm's own environment for --env K, --env-file and --inherit-env,
+// a relative --cwd, --gateway and what it needs, the filters of list and
+// events. The global flags (--runtime_dir, --output, and --gateway with its
+// --ca, --cert, --key, --user, --password_file) go before or after the
+// command.
 //
 // There is no --password flag: a command line shows in `ps` and in
 // /proc/PID/cmdline to every user of the machine. The gateway's password
@@ -43,25 +45,19 @@ inline constexpr int kExitUsage = 2;
 inline constexpr int kExitInterrupted = 130;
 
 enum class Command {
-  kHelp, kStart, kRun, kStop, kStatus, kList, kLogs, kWait, kKill, kRm, kPrune,
-  kEvents
+  kHelp, kVersion, kStart, kRun, kStop, kStatus, kList, kLogs, kWait, kKill,
+  kRm, kPrune, kEvents
 };
 enum class OutputFormat { kText, kJson };
 
 // The environment variable that holds the gateway's password.
 inline constexpr char kPasswordVariable[] = "PM_PASSWORD";
 
-// The global flags' values given before the command (or their defaults).
+// What the global flags default to when not given.
 struct GlobalOptions {
+  // $PM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/pm, else /tmp/pm-UID
+  // (common/runtime_dir.h).
   std::string runtime_dir;
-  std::string output = "text";
-  // --gateway HOST:PORT and what reaching it takes; empty when not given.
-  std::string gateway;
-  std::string ca_file;
-  std::string cert_file;
-  std::string key_file;
-  std::string user;
-  std::string password_file;
 };
 
 // Where the commands go: the local services, or a gateway.
@@ -124,42 +120,23 @@ struct Invocation {
   absl::Duration reconnect_timeout = absl::Seconds(60);
 };
 
-// Parses `args`: the command word and its arguments. INVALID_ARGUMENT with
-// a message fit for "pm: <message>" for an unknown command or flag, a
-// missing or extra argument, a bad value, gateway flags without --gateway,
-// or --gateway without what it needs (--ca, --cert, --key, --user, and a
-// password in $PM_PASSWORD or --password_file).
+// Parses `args`: argv after the program name. INVALID_ARGUMENT with a
+// message fit for "pm: <message>" for an unknown command or flag, a missing
+// or extra argument, a bad value, gateway flags without --gateway, or
+// --gateway without what it needs (--ca, --cert, --key, --user, and a
+// password in $PM_PASSWORD or --password_file). --help anywhere before `--`
+// (or before the command of start and run) is kHelp for the command given.
+// `command_name`, if given, gets the name of the command as far as parsing
+// read it ("" if none), for the usage line that follows an error.
 absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& args,
                                            const GlobalOptions& defaults,
-                                           const Environment& environment);
-
-// argv after the program name, split at the command word.
-struct SplitArgs {
-  // The flags before the command, for gflags.
-  std::vector<std::string> global_flags;
-  // The command word and everything after it.
-  std::vector<std::string> command;
-};
-// The command word is the first word that is neither a flag nor the value
-// of a global flag given as `--runtime_dir DIR`; a `--` before it ends the
-// global flags.
-SplitArgs SplitAtCommand(const std::vector<std::string>& args);
-
-// Whether `word` names a command ("ps" does: it is list's alias).
-bool IsCommand(absl::string_view word);
+                                           const Environment& environment,
+                                           std::string* command_name = nullptr);
 
 // Whether `arg` is a --password flag ("--password=x", "-password"), which
 // pm refuses: what follows explains why and what to use instead.
 bool IsPasswordFlag(absl::string_view arg);
 std::string NoPasswordFlagMessage();
-
-// "usage: pm stop [--grace DURATION] [--output json] UUID" and a pointer to
-// the full help; the overview's usage for an unknown command.
-std::string UsageText(absl::string_view command);
-
-// The full help of `command`, or the overview for "" (every command, the
-// global flags, exit codes, examples).
-std::string HelpText(absl::string_view command);
 
 }  // namespace pm::cli
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "cli/command_tree.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -233,6 +234,7 @@ TEST(InvocationTest, StartWithoutCommandIsAUsageError) {
   EXPECT_THAT(UsageError({"start"}), HasSubstr("missing the command"));
   EXPECT_THAT(UsageError({"start", "--env", "A=1", "--"}),
               HasSubstr("missing the command"));
+  EXPECT_EQ(UsageError({"run", "", "x"}), "run: the executable is an empty word");
   EXPECT_THAT(UsageError({"run", "--bogus", "--", "ls"}),
               HasSubstr("run: unknown flag --bogus"));
 }
@@ -331,14 +333,13 @@ TEST(InvocationTest, OutputFormat) {
   EXPECT_EQ(MustParse({"list", "--output=json"}).output, OutputFormat::kJson);
   EXPECT_EQ(MustParse({"status", "--output", "json", "id"}).output,
             OutputFormat::kJson);
-  GlobalOptions json = Defaults();
-  json.output = "json";
-  EXPECT_EQ(ParseInvocation({"wait", "id"}, json, TestEnvironment())->output,
+  // Before the command, as a global flag, too.
+  EXPECT_EQ(MustParse({"--output=json", "wait", "id"}).output,
             OutputFormat::kJson);
-  EXPECT_THAT(ParseInvocation({"logs", "id"}, json, TestEnvironment())
-                  .status()
-                  .message(),
-              HasSubstr("logs has no --output=json"));
+  EXPECT_EQ(UsageError({"--output", "json", "logs", "id"}),
+            "logs has no --output=json");
+  EXPECT_EQ(UsageError({"run", "--output=json", "--", "true"}),
+            "run has no --output=json");
   EXPECT_THAT(UsageError({"list", "--output=yaml"}),
               HasSubstr("--output must be text or json"));
 }
@@ -348,7 +349,8 @@ TEST(InvocationTest, RuntimeDirAfterTheCommandWins) {
             "/x");
   EXPECT_EQ(MustParse({"list", "--runtime-dir", "/y"}).connection.runtime_dir,
             "/y");
-  EXPECT_THAT(UsageError({"list", "--runtime_dir="}), HasSubstr("is empty"));
+  EXPECT_EQ(UsageError({"list", "--runtime_dir="}),
+            "list: --runtime_dir needs a value");
 }
 
 // Every flag that --gateway needs, after the command.
@@ -402,16 +404,13 @@ TEST(InvocationTest, GatewayAfterTheCommandWithThePasswordFromTheEnvironment) {
 }
 
 TEST(InvocationTest, GatewayBeforeTheCommandWithAPasswordFile) {
-  GlobalOptions defaults = Defaults();
-  defaults.gateway = "[::1]:8443";
-  defaults.ca_file = "ca.pem";
-  defaults.cert_file = "c.pem";
-  defaults.key_file = "c.key";
-  defaults.user = "demo";
-  defaults.password_file = "/secrets/demo";
-  // The file wins over the environment: it was asked for on this line.
-  absl::StatusOr<Invocation> invocation =
-      ParseWithPassword({"list", "--user", "ops"}, defaults);
+  // The file wins over the environment: it was asked for on this line. A
+  // flag given twice (before and after the command) means its last value.
+  absl::StatusOr<Invocation> invocation = ParseWithPassword(
+      {"--gateway", "[::1]:8443", "--ca=ca.pem", "--cert", "c.pem", "--key",
+       "c.key", "--user", "demo", "--password_file", "/secrets/demo", "list",
+       "--user", "ops"},
+      Defaults());
   ASSERT_TRUE(invocation.ok()) << invocation.status();
   ASSERT_TRUE(invocation->connection.gateway.has_value());
   EXPECT_EQ(invocation->connection.gateway->target, "[::1]:8443");
@@ -433,7 +432,7 @@ TEST(InvocationTest, GatewayMistakesAreUsageErrors) {
             "--password_file applies only with --gateway HOST:PORT");
   EXPECT_EQ(UsageError({"list", "--gateway=gw:1", "--user=demo"}),
             "--gateway also needs --ca FILE, --cert FILE, --key FILE");
-  EXPECT_EQ(UsageError({"list", "--gateway="}), "--gateway is empty");
+  EXPECT_EQ(UsageError({"list", "--gateway="}), "list: --gateway needs a value");
   for (const char* target :
        {"gw", "gw:", ":8443", "gw:http", "gw:0", "gw:65536"}) {
     std::vector<std::string> args = ThroughGateway({"list"});
@@ -486,23 +485,82 @@ TEST(InvocationTest, UnknownCommand) {
   EXPECT_EQ(UsageError({}), "missing a command");
 }
 
-TEST(InvocationTest, SplitAtCommand) {
-  SplitArgs split = SplitAtCommand({"--runtime_dir", "/x", "list", "-f"});
-  EXPECT_THAT(split.global_flags, ElementsAre("--runtime_dir", "/x"));
-  EXPECT_THAT(split.command, ElementsAre("list", "-f"));
-  split = SplitAtCommand({"--output=json", "start", "--", "ls"});
-  EXPECT_THAT(split.global_flags, ElementsAre("--output=json"));
-  EXPECT_THAT(split.command, ElementsAre("start", "--", "ls"));
-  split = SplitAtCommand({"--", "list"});
-  EXPECT_THAT(split.global_flags, IsEmpty());
-  EXPECT_THAT(split.command, ElementsAre("list"));
-  EXPECT_THAT(SplitAtCommand({"-h"}).command, IsEmpty());
-  // Every global flag with a value takes the next word.
-  split =
-      SplitAtCommand({"--gateway", "gw:1", "--ca", "a", "--cert", "b", "--key",
-                      "c", "--user", "u", "--password_file", "p", "list"});
-  EXPECT_EQ(split.global_flags.size(), 12u);
-  EXPECT_THAT(split.command, ElementsAre("list"));
+// What the command-line library must get right, as users type it.
+TEST(InvocationTest, UnknownFlagsAndMissingValuesAreNamed) {
+  EXPECT_EQ(UsageError({"stop", "--bogus", "id"}), "stop: unknown flag --bogus");
+  EXPECT_EQ(UsageError({"stop", "--bogus=1", "id"}), "stop: unknown flag --bogus");
+  EXPECT_EQ(UsageError({"list", "-qz"}), "list: unknown flag -z");
+  EXPECT_EQ(UsageError({"--bogus", "list"}), "list: unknown flag --bogus");
+  EXPECT_EQ(UsageError({"start", "--env"}), "start: --env needs a value");
+  EXPECT_EQ(UsageError({"stop", "id", "--grace"}), "stop: --grace needs a value");
+  EXPECT_EQ(UsageError({"--runtime_dir"}), "--runtime_dir needs a value");
+  EXPECT_EQ(UsageError({"logs", "--follow=maybe", "id"}),
+            "logs: --follow takes no value (or true or false), not \"maybe\"");
+  EXPECT_EQ(UsageError({"--runtime_dir=/x"}), "missing a command");
+  // A -- before the command ends the global flags.
+  EXPECT_EQ(MustParse({"--", "list"}).command, Command::kList);
+}
+
+TEST(InvocationTest, BadDurationsSizesAndEnumsAreRefusedAsTheyAreParsed) {
+  EXPECT_EQ(UsageError({"stop", "--grace", "soon", "id"}),
+            "stop: --grace takes a duration like 500ms, 10s or 1m, not \"soon\"");
+  EXPECT_EQ(UsageError({"logs", "--reconnect-timeout=-1s", "id"}),
+            "logs: --reconnect-timeout -1s is out of range");
+  EXPECT_THAT(UsageError({"run", "--cpus=0", "--", "true"}),
+              HasSubstr("run: --cpus 0 is out of range: 0.01 to 100000 cores"));
+  EXPECT_THAT(UsageError({"start", "--io-weight", "10001", "--", "true"}),
+              HasSubstr("from 1 to 10000"));
+  EXPECT_EQ(UsageError({"--output=yaml", "list"}),
+            "list: --output must be text or json, not \"yaml\"");
+  EXPECT_THAT(UsageError({"kill", "-s", "NOPE", "id"}),
+              HasSubstr("kill: --signal: \"NOPE\" is not a signal"));
+  EXPECT_EQ(UsageError({"events", "--after=x"}),
+            "events: --after takes a sequence number, not \"x\"");
+}
+
+TEST(InvocationTest, FlagsAfterTheDoubleDashOrTheCommandBelongToTheCommand) {
+  Invocation after_dash =
+      MustParse({"run", "--", "ls", "--runtime_dir=/x", "-h", "--", "--env"});
+  EXPECT_EQ(after_dash.start.executable(), "ls");
+  EXPECT_THAT(after_dash.start.args(),
+              ElementsAre("--runtime_dir=/x", "-h", "--", "--env"));
+  EXPECT_EQ(after_dash.connection.runtime_dir, "/run/pm");
+  Invocation no_dash = MustParse({"start", "grep", "-r", "--help", "x"});
+  EXPECT_EQ(no_dash.command, Command::kStart);
+  EXPECT_THAT(no_dash.start.args(), ElementsAre("-r", "--help", "x"));
+  // A command named like one of pm's is still the command.
+  EXPECT_EQ(MustParse({"start", "--", "stop"}).start.executable(), "stop");
+  EXPECT_EQ(MustParse({"status", "stop"}).id, "stop");
+}
+
+TEST(InvocationTest, GlobalFlagsGoBeforeOrAfterTheCommand) {
+  EXPECT_EQ(MustParse({"--runtime_dir", "/a", "status", "id"}).connection.runtime_dir, "/a");
+  EXPECT_EQ(MustParse({"status", "id", "--runtime_dir", "/b"}).connection.runtime_dir, "/b");
+  EXPECT_EQ(MustParse({"status", "--runtime-dir=/c", "id"}).connection.runtime_dir, "/c");
+  EXPECT_EQ(MustParse({"start", "--runtime_dir=/d", "--", "true"}).connection.runtime_dir, "/d");
+  // Given twice, the last one.
+  EXPECT_EQ(MustParse({"--runtime_dir=/e", "list", "--runtime_dir=/f"}).connection.runtime_dir,
+            "/f");
+  EXPECT_EQ(MustParse({"--output", "json", "list"}).output, OutputFormat::kJson);
+}
+
+TEST(InvocationTest, ShortFlagsBundleAndLongNamesTakeDashesOrUnderscores) {
+  Invocation list = MustParse({"ps", "-qan", "3"});
+  EXPECT_TRUE(list.quiet);
+  EXPECT_EQ(list.list.limit(), 3u);
+  EXPECT_TRUE(list.list.states().empty());  // -a: every state
+  Invocation logs = MustParse({"logs", "-ft", "id"});
+  EXPECT_TRUE(logs.follow);
+  EXPECT_TRUE(logs.timestamps);
+  EXPECT_EQ(MustParse({"start", "--inherit_env", "--", "true"}).start.env().at("HOME"),
+            "/home/u");
+  EXPECT_EQ(MustParse({"logs", "--reconnect_timeout=5s", "id"}).reconnect_timeout,
+            absl::Seconds(5));
+  EXPECT_FALSE(MustParse({"logs", "--follow=false", "id"}).follow);
+}
+
+TEST(InvocationTest, Version) {
+  EXPECT_EQ(MustParse({"--version"}).command, Command::kVersion);
 }
 
 TEST(InvocationTest, HelpTexts) {

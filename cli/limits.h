@@ -9,8 +9,8 @@
 //
 // Every error is INVALID_ARGUMENT with a message fit for "pm: run: <message>"
 // that names the flag, the value and what would be accepted. The ranges are
-// the supervisor's (supervisor/spawn.cc), checked here too so that a typo is
-// a usage error (exit 2) before anything is sent.
+// the supervisor's (common/limit_ranges.h), checked here too so that a typo
+// is a usage error (exit 2) before anything is sent.
 #ifndef PM_CLI_LIMITS_H_
 #define PM_CLI_LIMITS_H_
 
@@ -19,16 +19,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/limit_ranges.h"
 #include "pm/v1/process_manager.pb.h"
 
 namespace pm::cli {
-
-// The least and most --cpus (cores), as the supervisor accepts them.
-inline constexpr double kMinCpus = 0.01;
-inline constexpr double kMaxCpus = 100000;
-// The range of --io-weight (the kernel's default weight is 100).
-inline constexpr uint32_t kMinIoWeight = 1;
-inline constexpr uint32_t kMaxIoWeight = 10000;
 
 // A size in bytes: a plain number of bytes ("1048576"), or a number with a
 // binary unit K, M, G or T (1K = 1024), in either case, optionally followed

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/limit_ranges.h"
 #include "common/names.h"
 #include "common/status.h"
 
@@ -48,15 +49,17 @@ absl::Status ValidateStartRequest(const pm::v1::StartRequest& request,
   }
   const pm::v1::Limits& limits = request.limits();
   if (!std::isfinite(limits.cpus()) || limits.cpus() < 0 ||
-      (limits.cpus() > 0 && (limits.cpus() < 0.01 || limits.cpus() > 100000))) {
+      (limits.cpus() > 0 &&
+       (limits.cpus() < kMinCpus || limits.cpus() > kMaxCpus))) {
     return absl::InvalidArgumentError(
-        absl::StrCat("limits.cpus must be in [0.01, 100000] (or 0 for no "
-                     "limit), got ", limits.cpus()));
+        absl::StrCat("limits.cpus must be in [", kMinCpus, ", ", kMaxCpus,
+                     "] (or 0 for no limit), got ", limits.cpus()));
   }
-  if (limits.io_weight() > 10000) {
+  if (limits.io_weight() > kMaxIoWeight) {
     return absl::InvalidArgumentError(
-        absl::StrCat("limits.io_weight must be in 1..10000 (or 0 for the "
-                     "default), got ", limits.io_weight()));
+        absl::StrCat("limits.io_weight must be in ", kMinIoWeight, "..",
+                     kMaxIoWeight, " (or 0 for the default), got ",
+                     limits.io_weight()));
   }
   for (int i = 0; i < request.isolate_size(); ++i) {
     const int value = request.isolate(i);

@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/command_line.h"
+#include "common/limit_ranges.h"
 #include "pm/v1/process_manager.pb.h"
 #include "supervisor/spawn.h"
 #include "testing/fuzz/fuzz_check.h"
@@ -54,8 +55,8 @@ void CheckAccepted(const pm::v1::StartRequest& request) {
   }
   PM_FUZZ_CHECK(bytes <= caps.max_bytes) << shown;
   const double cpus = request.limits().cpus();
-  PM_FUZZ_CHECK(cpus == 0 || (cpus >= 0.01 && cpus <= 100000)) << shown;
-  PM_FUZZ_CHECK(request.limits().io_weight() <= 10000) << shown;
+  PM_FUZZ_CHECK(cpus == 0 || (cpus >= pm::kMinCpus && cpus <= pm::kMaxCpus)) << shown;
+  PM_FUZZ_CHECK(request.limits().io_weight() <= pm::kMaxIoWeight) << shown;
   for (int value : request.isolate()) {
     PM_FUZZ_CHECK(value == pm::v1::ISOLATION_PID ||
                   value == pm::v1::ISOLATION_NET ||

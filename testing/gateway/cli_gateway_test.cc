@@ -249,7 +249,7 @@ TEST_F(CliGatewayTest, NoPasswordIsAUsageError) {
   with_flag.insert(with_flag.end(), {"--password=guess", "list"});
   PmResult flag = Spawn(with_flag, "")->Finish();
   EXPECT_EQ(flag.code, 2);
-  EXPECT_THAT(flag.err, StartsWith("pm: there is no --password flag"));
+  EXPECT_THAT(flag.err, StartsWith("pm: list: there is no --password flag"));
 }
 
 TEST_F(CliGatewayTest, ClientCertificateTheGatewayDoesNotTrust) {
