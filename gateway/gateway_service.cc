@@ -217,8 +217,44 @@ class Call final : public grpc::ServerUnaryReactor {
   std::vector<std::unique_ptr<grpc::ClientContext>> backends_ ABSL_GUARDED_BY(mu_);
 };
 
-// StreamOutput: first the owner check (a GetStatus, unless the caller is an
-// admin), then the backend stream relayed chunk by chunk. One chunk is in
+// The two server streams, StreamOutput and Watch, differ only in these.
+struct OutputStream {
+  using Request = pm::v1::StreamOutputRequest;
+  using Message = pm::v1::OutputChunk;
+  static constexpr char kMethod[] = "StreamOutput";
+  // A stream of one process: its id is required.
+  static constexpr bool kIdOptional = false;
+  static void Scope(const Caller&, Request&) {}
+  static absl::Status Open(pm::Client& client, grpc::ClientContext* context,
+                           const Request* request,
+                           grpc::ClientReadReactor<Message>* reactor) {
+    return client.StreamOutputAsync(context, request, reactor);
+  }
+};
+
+struct EventStream {
+  using Request = pm::v1::WatchRequest;
+  using Message = pm::v1::Event;
+  static constexpr char kMethod[] = "Watch";
+  // Without an id, every process's events (the caller's own).
+  static constexpr bool kIdOptional = true;
+  // A user who is not an admin watches its own processes only, whatever the
+  // request says: the registry filters by owner, so another user's events
+  // never reach the gateway.
+  static void Scope(const Caller& caller, Request& request) {
+    if (!caller.admin) request.set_owner_user(caller.user);
+  }
+  static absl::Status Open(pm::Client& client, grpc::ClientContext* context,
+                           const Request* request,
+                           grpc::ClientReadReactor<Message>* reactor) {
+    return client.WatchAsync(context, request, reactor);
+  }
+};
+
+// A server stream (StreamOutput, Watch): first the process's id resolved
+// among the caller's and the owner check (a GetStatus, unless the caller is
+// an admin; neither for a Watch of every process), then the backend stream
+// relayed message by message. One chunk is in
 // flight at a time (read it, write it, read the next), so a slow client
 // slows only its own backend stream, and the relay holds one chunk.
 //
@@ -230,16 +266,24 @@ class Call final : public grpc::ServerUnaryReactor {
 // order is always: last read fails (or a write fails) -> RemoveHold -> the
 // reader's OnDone -> Finish the writer. The object goes when both OnDones
 // have run (the reader's counts as run when the stream was never begun).
-class OutputRelay {
+template <typename Stream>
+class StreamRelay {
  public:
-  OutputRelay(const GatewayEnv& env, grpc::CallbackServerContext* context,
-              pm::v1::StreamOutputRequest request, Caller caller,
-              UserQuotas::Lease lease)
+  using Request = typename Stream::Request;
+  using Message = typename Stream::Message;
+
+  StreamRelay(const GatewayEnv& env, grpc::CallbackServerContext* context,
+              Request request, Caller caller, UserQuotas::Lease lease)
       : env_(env), writer_(this), reader_(this), request_(std::move(request)),
         caller_(std::move(caller)), lease_(std::move(lease)) {
     CopyDeadline(*context, backend_);
     CopyDeadline(*context, lookup_context_);
     CopyDeadline(*context, resolve_context_);
+    Stream::Scope(caller_, request_);
+    if (Stream::kIdOptional && request_.id().empty()) {
+      BeginStream();
+      return;
+    }
     // A name or an id prefix becomes the full id first (among the caller's
     // processes); a full id is taken as it is, at once.
     absl::Status started = env_.client->ResolveAsync(
@@ -253,10 +297,10 @@ class OutputRelay {
  private:
   class Writer final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
    public:
-    explicit Writer(OutputRelay* relay) : relay_(relay) {}
+    explicit Writer(StreamRelay* relay) : relay_(relay) {}
     void OnWriteDone(bool ok) override {
       if (ok) {
-        relay_->reader_.StartRead(&relay_->chunk_);
+        relay_->reader_.StartRead(&relay_->message_);
         return;
       }
       // The client is gone: end the backend stream. No read is in flight,
@@ -268,21 +312,21 @@ class OutputRelay {
     void OnDone() override { relay_->Release(); }
 
    private:
-    OutputRelay* relay_;
+    StreamRelay* relay_;
   };
 
-  class Reader final : public grpc::ClientReadReactor<pm::v1::OutputChunk> {
+  class Reader final : public grpc::ClientReadReactor<Message> {
    public:
-    explicit Reader(OutputRelay* relay) : relay_(relay) {}
+    explicit Reader(StreamRelay* relay) : relay_(relay) {}
     void OnReadInitialMetadataDone(bool ok) override {
       if (ok) relay_->BackendAttached();
     }
     void OnReadDone(bool ok) override {
       if (ok) {
-        relay_->ChunkRead();
+        relay_->MessageRead();
         return;
       }
-      RemoveHold();  // the stream has ended; OnDone brings its status
+      this->RemoveHold();  // the stream has ended; OnDone brings its status
     }
     // Only after RemoveHold, so no write is in flight.
     void OnDone(const grpc::Status& status) override {
@@ -291,7 +335,7 @@ class OutputRelay {
     }
 
    private:
-    OutputRelay* relay_;
+    StreamRelay* relay_;
   };
 
   void OnResolved(absl::StatusOr<std::string> id) {
@@ -328,10 +372,10 @@ class OutputRelay {
     }
     // A Cancel from here on cancels the stream (before or after it begins).
     absl::Status started =
-        env_.client->StreamOutputAsync(&backend_, &request_, &reader_);
+        Stream::Open(*env_.client, &backend_, &request_, &reader_);
     if (!started.ok()) return EndBeforeStream(ToGrpcStatus(started));
     reader_.AddHold();
-    reader_.StartRead(&chunk_);
+    reader_.StartRead(&message_);
     reader_.StartCall();
   }
 
@@ -345,7 +389,7 @@ class OutputRelay {
   // has seen its stream end, the slot is free for its next call.
   void FinishWriter(const grpc::Status& status) {
     const grpc::Status answer = Outward(caller_, status);
-    Audit(env_.audit, caller_, "StreamOutput", request_.id(), answer);
+    Audit(env_.audit, caller_, Stream::kMethod, request_.id(), answer);
     lease_ = UserQuotas::Lease();
     writer_.Finish(answer);
   }
@@ -374,10 +418,10 @@ class OutputRelay {
     writer_.StartSendInitialMetadata();
   }
 
-  void ChunkRead() {
+  void MessageRead() {
     absl::MutexLock lock(&mu_);
     metadata_sent_ = true;
-    out_ = SerializeToByteBuffer(chunk_);
+    out_ = SerializeToByteBuffer(message_);
     writer_.StartWrite(&out_);
   }
 
@@ -389,7 +433,7 @@ class OutputRelay {
   Writer writer_;
   Reader reader_;
   // Its id resolved (OnResolved) before the stream begins.
-  pm::v1::StreamOutputRequest request_;
+  Request request_;
   const Caller caller_;
   UserQuotas::Lease lease_;
   grpc::ClientContext resolve_context_;
@@ -397,8 +441,8 @@ class OutputRelay {
   pm::v1::GetStatusRequest lookup_;
   pm::v1::ProcessStatus record_;
   grpc::ClientContext backend_;
-  pm::v1::OutputChunk chunk_;
-  grpc::ByteBuffer out_;  // chunk_'s bytes, being written
+  Message message_;
+  grpc::ByteBuffer out_;  // message_'s bytes, being written
   absl::Mutex mu_;
   bool metadata_sent_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
@@ -420,6 +464,31 @@ Request* Begin(const GatewayEnv& env, Call* call, const grpc::ByteBuffer& raw) {
     call->Hold(*std::move(slot));
   }
   return call->Parse<Request>(raw);
+}
+
+// The last steps of a call on one process: its id resolved among the
+// caller's processes, the caller's right to act on it checked, then
+// `method` of the Library, whose status is the answer.
+template <typename Request, typename Response>
+using AsyncMethod = absl::Status (pm::Client::*)(
+    grpc::ClientContext*, const Request*, Response*,
+    std::function<void(grpc::Status)>);
+
+template <typename Request, typename Response>
+void ActOnProcess(const GatewayEnv& env, Call* call, Request* request,
+                  Response* response, AsyncMethod<Request, Response> method) {
+  call->Resolve(request->mutable_id(), [&env, call, request, response, method] {
+    call->Authorize([&env, call, request, response, method] {
+      call->Run(
+          [&env, request, response, method](
+              grpc::ClientContext* backend,
+              std::function<void(grpc::Status)> done) {
+            return (env.client->*method)(backend, request, response,
+                                         std::move(done));
+          },
+          [call](grpc::Status status) { call->Answer(status); });
+    });
+  });
 }
 
 // A write reactor that only answers.
@@ -500,16 +569,7 @@ grpc::ServerUnaryReactor* GatewayService::Stop(grpc::CallbackServerContext* cont
   // Escaped: the id is the client's, and may hold a newline.
   PM_LOG(INFO) << "stop " << Printable(request->id()) << " for "
                << (call->caller().local ? "local" : call->caller().Owner());
-  call->Resolve(request->mutable_id(), [this, call, request, response] {
-    call->Authorize([this, call, request, response] {
-      call->Run(
-          [this, request, response](grpc::ClientContext* backend,
-                                    std::function<void(grpc::Status)> done) {
-            return env_.client->StopAsync(backend, request, response, std::move(done));
-          },
-          [call](grpc::Status status) { call->Answer(status); });
-    });
-  });
+  ActOnProcess(env_, call, request, response, &pm::Client::StopAsync);
   return call;
 }
 
@@ -528,17 +588,7 @@ grpc::ServerUnaryReactor* GatewayService::Signal(grpc::CallbackServerContext* co
                << " to "
                << Printable(request->id()) << " for "
                << (call->caller().local ? "local" : call->caller().Owner());
-  call->Resolve(request->mutable_id(), [this, call, request, response] {
-    call->Authorize([this, call, request, response] {
-      call->Run(
-          [this, request, response](grpc::ClientContext* backend,
-                                    std::function<void(grpc::Status)> done) {
-            return env_.client->SignalAsync(backend, request, response,
-                                            std::move(done));
-          },
-          [call](grpc::Status status) { call->Answer(status); });
-    });
-  });
+  ActOnProcess(env_, call, request, response, &pm::Client::SignalAsync);
   return call;
 }
 
@@ -553,17 +603,7 @@ grpc::ServerUnaryReactor* GatewayService::Remove(grpc::CallbackServerContext* co
   PM_LOG(INFO) << "remove " << Printable(request->id())
                << (request->force() ? " (force)" : "") << " for "
                << (call->caller().local ? "local" : call->caller().Owner());
-  call->Resolve(request->mutable_id(), [this, call, request, response] {
-    call->Authorize([this, call, request, response] {
-      call->Run(
-          [this, request, response](grpc::ClientContext* backend,
-                                    std::function<void(grpc::Status)> done) {
-            return env_.client->RemoveAsync(backend, request, response,
-                                            std::move(done));
-          },
-          [call](grpc::Status status) { call->Answer(status); });
-    });
-  });
+  ActOnProcess(env_, call, request, response, &pm::Client::RemoveAsync);
   return call;
 }
 
@@ -638,35 +678,37 @@ grpc::ServerUnaryReactor* GatewayService::Wait(grpc::CallbackServerContext* cont
   if (request == nullptr) return call;
   call->set_id(request->id());
   auto* response = call->Reply<pm::v1::ProcessStatus>();
-  call->Resolve(request->mutable_id(), [this, call, request, response] {
-    call->Authorize([this, call, request, response] {
-      call->Run(
-          [this, request, response](grpc::ClientContext* backend,
-                                    std::function<void(grpc::Status)> done) {
-            return env_.client->WaitAsync(backend, request, response, std::move(done));
-          },
-          [call](grpc::Status status) { call->Answer(status); });
-    });
-  });
+  ActOnProcess(env_, call, request, response, &pm::Client::WaitAsync);
   return call;
 }
 
-grpc::ServerWriteReactor<grpc::ByteBuffer>* GatewayService::StreamOutput(
-    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
+template <typename Stream>
+grpc::ServerWriteReactor<grpc::ByteBuffer>* GatewayService::Relay(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer& raw) {
   Caller caller = CallerOf(*context);
-  absl::StatusOr<pm::v1::StreamOutputRequest> request =
-      ParseStrict<pm::v1::StreamOutputRequest>(*raw);
+  absl::StatusOr<typename Stream::Request> request =
+      ParseStrict<typename Stream::Request>(raw);
   absl::StatusOr<UserQuotas::Lease> lease =
       request.ok() ? OpenStream(caller) : request.status();
   if (!lease.ok()) {
     grpc::Status refused = ToGrpcStatus(lease.status());
-    Audit(env_.audit, caller, "StreamOutput", request.ok() ? request->id() : "",
+    Audit(env_.audit, caller, Stream::kMethod, request.ok() ? request->id() : "",
           refused);
     return new Refusal(refused);
   }
-  return (new OutputRelay(env_, context, *std::move(request), std::move(caller),
-                          *std::move(lease)))
+  return (new StreamRelay<Stream>(env_, context, *std::move(request),
+                                  std::move(caller), *std::move(lease)))
       ->writer();
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* GatewayService::StreamOutput(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
+  return Relay<OutputStream>(context, *raw);
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* GatewayService::Watch(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
+  return Relay<EventStream>(context, *raw);
 }
 
 }  // namespace pm::gateway

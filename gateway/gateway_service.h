@@ -12,8 +12,7 @@
 // Authorization: a user sees and acts on only the processes it started
 // (ProcessStatus.owner_user); List leaves out the others, and every call
 // that names another user's process (GetStatus, Stop, Signal, Remove, Wait,
-// StreamOutput)
-// answers NOT_FOUND with the message an unknown id gets, so ids of others
+// StreamOutput, Watch) answers NOT_FOUND with the message an unknown id gets, so ids of others
 // neither work nor leak. Admins (pm_users add --admin) and local callers see
 // everything. Start records the caller as the owner; nothing the client
 // sends can set it.
@@ -24,8 +23,8 @@
 // backend call's deadline, and a client that cancels (or goes away) cancels
 // the backend call in flight.
 //
-// Caps (on the TCP door, per user; UserQuotas): StreamOutput and Wait
-// calls open at once, and starts per second, answered RESOURCE_EXHAUSTED
+// Caps (on the TCP door, per user; UserQuotas): StreamOutput, Watch and
+// Wait calls open at once, and starts per second, answered RESOURCE_EXHAUSTED
 // naming the flag. Every call is written to the audit log (audit_log.h)
 // when it ends: user, certificate subject, peer, method, process id, code.
 #ifndef PM_GATEWAY_GATEWAY_SERVICE_H_
@@ -73,7 +72,8 @@ using GatewayServiceBase = pm::v1::ProcessManager::WithRawCallbackMethod_Start<
                     pm::v1::ProcessManager::WithRawCallbackMethod_StreamOutput<
                         pm::v1::ProcessManager::WithRawCallbackMethod_Signal<
                             pm::v1::ProcessManager::WithRawCallbackMethod_Remove<
-                                pm::v1::ProcessManager::Service>>>>>>>>;
+                                pm::v1::ProcessManager::WithRawCallbackMethod_Watch<
+                                    pm::v1::ProcessManager::Service>>>>>>>>>;
 
 class GatewayService final : public GatewayServiceBase {
  public:
@@ -103,8 +103,17 @@ class GatewayService final : public GatewayServiceBase {
                                  grpc::ByteBuffer* response) override;
   grpc::ServerWriteReactor<grpc::ByteBuffer>* StreamOutput(
       grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
+  // Every event of the caller's own processes (an admin's: of all), or of
+  // the one process the request names, resolved and authorized as for
+  // StreamOutput.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Watch(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
 
  private:
+  // A server stream relayed from the Library (StreamOutput, Watch).
+  template <typename Stream>
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Relay(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer& raw);
   Caller CallerOf(const grpc::CallbackServerContext& context) const;
   // A stream slot for the caller (none needed when local or uncapped).
   absl::StatusOr<UserQuotas::Lease> OpenStream(const Caller& caller) const;

@@ -6,6 +6,8 @@
 // The password goes in $PM_PASSWORD or --password_file, never on pm's
 // command line: the test looks at a running pm's /proc/PID/cmdline, and the
 // harness checks every process's command line and the services' log.
+#include <signal.h>
+
 #include <algorithm>
 #include <memory>
 #include <string>
@@ -212,6 +214,49 @@ TEST_F(CliGatewayTest, NamesAndPrefixesAreResolvedAmongTheCallersOwn) {
   EXPECT_EQ(removed.code, 0) << removed.err;
   EXPECT_EQ(removed.out, web + "\n");
   EXPECT_EQ(Run({"status", web}).code, 1);
+}
+
+// pm events through the gateway: the caller's own processes only, replayed
+// from the first retained event and then live; another user's process is
+// not even a filter it may name.
+TEST_F(CliGatewayTest, EventsThroughTheGatewayAreTheCallersOwn) {
+  PmResult other = RunAs("load1", {"start", "--", "sh", "-c", "exit 5"});
+  ASSERT_EQ(other.code, 0) << other.err;
+  const std::string theirs = other.out.substr(0, 36);
+  EXPECT_EQ(RunAs("load1", {"wait", theirs}).code, 5);
+  PmResult started =
+      Run({"start", "--name", "gw-events", "--", "sh", "-c", "exit 7"});
+  ASSERT_EQ(started.code, 0) << started.err;
+  const std::string mine = started.out.substr(0, 36);
+  EXPECT_EQ(Run({"wait", mine}).code, 7);
+
+  std::vector<std::string> args = GatewayFlags();
+  args.insert(args.end(), {"events", "--after", "0"});
+  std::unique_ptr<PmRun> events = Spawn(args, password_);
+  // load1's events came first: had they passed, they would be printed by
+  // the time this one is.
+  ASSERT_TRUE(events->WaitForStdout(absl::StrCat(" exited ", mine, " gw-events")));
+  PmResult live = Run({"start", "--", "true"});
+  ASSERT_EQ(live.code, 0) << live.err;
+  ASSERT_TRUE(events->WaitForStdout(
+      absl::StrCat(" started ", live.out.substr(0, 36))));
+  kill(events->pid(), SIGINT);
+  PmResult watched = events->Finish();
+  EXPECT_EQ(watched.code, 130) << watched.err;
+  EXPECT_THAT(watched.out, HasSubstr(absl::StrCat(" started ", mine, " gw-events")));
+  EXPECT_THAT(watched.out, Not(HasSubstr(theirs)));
+
+  // load1 watching: its own, never demo's.
+  std::vector<std::string> theirs_args = GatewayFlags("client", "load1");
+  theirs_args.insert(theirs_args.end(), {"events", "--after", "0"});
+  std::unique_ptr<PmRun> their_events = Spawn(theirs_args, password_);
+  ASSERT_TRUE(their_events->WaitForStdout(absl::StrCat(" exited ", theirs)));
+  kill(their_events->pid(), SIGINT);
+  PmResult their_watch = their_events->Finish();
+  EXPECT_THAT(their_watch.out, Not(HasSubstr(mine)));
+  PmResult named = RunAs("load1", {"events", "--filter", "id=" + mine});
+  EXPECT_EQ(named.code, 1);
+  EXPECT_THAT(named.err, HasSubstr("no process with id " + mine));
 }
 
 TEST_F(CliGatewayTest, RunWithAPasswordFileAndLimits) {
