@@ -57,6 +57,23 @@ def _dedupe_keep_last(flags):
         out.append(flag)
     return reversed(out)
 
+# Linked from the system's shared objects even in a static link: glibc's
+# (whose static forms must not mix with a dynamic libc) and the compiler's.
+_ALWAYS_SHARED = ["c", "m", "dl", "rt", "pthread", "atomic", "stdc++", "gcc_s"]
+
+def _static_linkopts(flags):
+    """pkg-config --static --libs as a static link: every library between
+    -Wl,-Bstatic and -Wl,-Bdynamic, each after its users (the last of
+    repeated ones kept), the system's own left shared."""
+    static = []
+    shared = []
+    for flag in _dedupe_keep_last(flags):
+        if flag.startswith("-l") and flag[2:] not in _ALWAYS_SHARED:
+            static.append(flag)
+        else:
+            shared.append(flag)
+    return ["-Wl,-Bstatic"] + static + ["-Wl,-Bdynamic"] + shared
+
 def _system_libs_impl(ctx):
     pkg_config = ctx.which("pkg-config")
     if pkg_config == None:
@@ -66,6 +83,22 @@ def _system_libs_impl(ctx):
         "package(default_visibility = [\"//visibility:public\"])",
         "",
     ]
+    lines.append("# Under //bazel:static_binary.bzl (the build setting @//bazel:static_link):")
+    lines.append("# the libraries linked from their static archives, glibc and libstdc++")
+    lines.append("# still shared.")
+    lines.append("config_setting(")
+    lines.append("    name = \"static_link\",")
+    lines.append("    flag_values = {\"@//bazel:static_link\": \"True\"},")
+    lines.append(")")
+    lines.append("# Not under a sanitizer: its interposers (bazel/tsan_absl_sync.cc) replace")
+    lines.append("# symbols of the shared libraries, which their archives would define again.")
+    for sanitizer in ["asan", "tsan"]:
+        lines.append("config_setting(")
+        lines.append("    name = \"static_link_%s\"," % sanitizer)
+        lines.append("    flag_values = {\"@//bazel:static_link\": \"True\"},")
+        lines.append("    define_values = {\"pm_sanitizer\": \"%s\"}," % sanitizer)
+        lines.append(")")
+    lines.append("")
     include_links = {}
     for name, (modules, extra_linkopts) in _LIBRARIES.items():
         cflags = _pkg_config(ctx, pkg_config, "--cflags", modules)
@@ -85,11 +118,19 @@ def _system_libs_impl(ctx):
                     include_links[path] = link
                 includes.append(include_links[path])
         linkopts = list(_dedupe_keep_last(libs)) + extra_linkopts
+        static_linkopts = _static_linkopts(
+            _pkg_config(ctx, pkg_config, "--libs", ["--static"] + modules),
+        ) + extra_linkopts
         lines.append("cc_library(")
         lines.append("    name = %r," % name)
         lines.append("    defines = %r," % sorted({d: True for d in defines}.keys()))
         lines.append("    includes = %r," % includes)
-        lines.append("    linkopts = %r," % linkopts)
+        lines.append("    linkopts = select({")
+        lines.append("        \":static_link\": %r," % static_linkopts)
+        lines.append("        \":static_link_asan\": %r," % linkopts)
+        lines.append("        \":static_link_tsan\": %r," % linkopts)
+        lines.append("        \"//conditions:default\": %r," % linkopts)
+        lines.append("    }),")
         lines.append(")")
         lines.append("")
     ctx.file("BUILD.bazel", "\n".join(lines))
