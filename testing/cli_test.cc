@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -681,17 +682,18 @@ class CliRestartTest : public ::testing::Test {
     all.insert(all.end(), args.begin(), args.end());
     return std::make_unique<PmRun>(all);
   }
-  // Kills the log_store with SIGKILL and waits until the launcher has it
-  // back and healthy.
-  void KillLogStore() {
+  // Kills `service` with SIGKILL and waits until the launcher has it back
+  // and healthy.
+  void Kill(const std::string& service) {
     const size_t before =
-        stack_.events().WaitFor(StackEvent::Kind::kHealthy, 0, "log_store").size();
-    stack_.stack().PostSignal("log_store", SIGKILL);
+        stack_.events().WaitFor(StackEvent::Kind::kHealthy, 0, service).size();
+    stack_.stack().PostSignal(service, SIGKILL);
     ASSERT_EQ(stack_.events()
-                  .WaitFor(StackEvent::Kind::kHealthy, before + 1, "log_store")
+                  .WaitFor(StackEvent::Kind::kHealthy, before + 1, service)
                   .size(),
               before + 1);
   }
+  void KillLogStore() { Kill("log_store"); }
   TestStack stack_;
 };
 
@@ -758,6 +760,46 @@ TEST_F(CliRestartTest, RunRidesThroughALogStoreRestart) {
   EXPECT_EQ(ended.out, Counter(1, 200));
   EXPECT_THAT(ended.err, HasSubstr("pm: output stream lost (UNAVAILABLE: "));
   EXPECT_THAT(ended.err, HasSubstr("pm: resumed at offset "));
+}
+
+// pm events rides through a registry killed with SIGKILL: it reconnects
+// after the last sequence it printed, and the events of the outage and after
+// it come once each, numbered with no gap.
+TEST_F(CliRestartTest, EventsRideThroughARegistryRestartWithNoGap) {
+  const std::string gate = stack_.temp_dir() + "/gate";
+  ASSERT_EQ(mkfifo(gate.c_str(), 0600), 0);
+  PmResult started =
+      Spawn({"start", "--name", "gated", "--", "sh", "-c",
+             absl::StrCat("read x < ", gate, "; exit 3")})
+          ->Finish();
+  ASSERT_EQ(started.code, 0) << started.err;
+  const std::string gated = started.out.substr(0, 36);
+  std::unique_ptr<PmRun> events = Spawn({"events", "--after", "0"});
+  ASSERT_TRUE(events->WaitForStdout(absl::StrCat(" started ", gated, " gated\n")));
+
+  Kill("registry");
+  OpenGate(gate);  // its end is recorded by the restarted registry
+  PmResult after = Spawn({"start", "--name", "after", "--", "true"})->Finish();
+  ASSERT_EQ(after.code, 0) << after.err;
+  const std::string later = after.out.substr(0, 36);
+  ASSERT_TRUE(events->WaitForStdout(absl::StrCat(" exited ", later, " after")));
+  ASSERT_TRUE(events->WaitForStdout(absl::StrCat(" exited ", gated, " gated")));
+  kill(events->pid(), SIGINT);
+  PmResult watched = events->Finish();
+  EXPECT_EQ(watched.code, 130) << watched.err;
+  EXPECT_THAT(watched.err, HasSubstr("pm: event stream lost (UNAVAILABLE"));
+  EXPECT_THAT(watched.err, HasSubstr("pm: resumed after event "));
+  // 1, 2, 3, ...: every sequence once, in order.
+  uint64_t expected = 1;
+  for (absl::string_view line :
+       absl::StrSplit(watched.out, '\n', absl::SkipEmpty())) {
+    uint64_t sequence = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(line.substr(0, line.find(' ')), &sequence)) << line;
+    EXPECT_EQ(sequence, expected) << watched.out;
+    expected = sequence + 1;
+  }
+  EXPECT_THAT(watched.out,
+              HasSubstr(absl::StrCat(" exited ", gated, " gated exited with code 3")));
 }
 
 TEST_F(CliRestartTest, GivesUpAfterTheReconnectTimeout) {
