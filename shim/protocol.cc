@@ -67,6 +67,20 @@ class Writer {
     U64(FieldTag::kEndedNs, static_cast<uint64_t>(absl::ToUnixNanos(end.ended)));
     U64(FieldTag::kExitOutputEnd, end.output_end);
   }
+  void Time(FieldTag tag, absl::Time time) {
+    U64(tag, static_cast<uint64_t>(absl::ToUnixNanos(time)));
+  }
+  void Restart(const RestartPolicy& policy) {
+    std::string v;
+    PutLe(v, static_cast<uint8_t>(policy.when), 1);
+    PutLe(v, 0, 3);
+    PutLe(v, policy.max_restarts, 4);
+    for (absl::Duration d : {policy.first_delay, policy.max_delay,
+                             policy.reset_after, policy.window}) {
+      PutLe(v, static_cast<uint64_t>(absl::ToInt64Nanoseconds(d)), 8);
+    }
+    Bytes(FieldTag::kRestart, v);
+  }
   void Command(const CommandLine& command) {
     Bytes(FieldTag::kExecutable, command.executable);
     for (const std::string& arg : command.args) Bytes(FieldTag::kArg, arg);
@@ -113,6 +127,7 @@ struct EncodeVisitor {
     if (m.cgroup2_dir) w.U32(FieldTag::kCgroup2Dir, *m.cgroup2_dir);
     if (m.cgroup2_join) w.Join(FieldTag::kCgroup2Join, *m.cgroup2_join);
     for (const CgroupJoinRef& j : m.cgroup_joins) w.Join(FieldTag::kCgroupJoin, j);
+    if (m.restart) w.Restart(*m.restart);
     return w.Finish(MessageType::kSpawn);
   }
   absl::StatusOr<std::string> operator()(const Spawned& m) {
@@ -128,6 +143,8 @@ struct EncodeVisitor {
   }
   absl::StatusOr<std::string> operator()(const Exited& m) {
     w.End(m.end);
+    if (m.run) w.U32(FieldTag::kRun, *m.run);
+    if (m.gave_up) w.U32(FieldTag::kGaveUp, 1);
     return w.Finish(MessageType::kExited);
   }
   absl::StatusOr<std::string> operator()(const Hello& m) {
@@ -136,6 +153,8 @@ struct EncodeVisitor {
     w.U64(FieldTag::kStartTicks, m.start_ticks);
     if (m.end) w.End(*m.end);
     w.U64(FieldTag::kOutputEnd, m.output_end);
+    if (m.run) w.U32(FieldTag::kRun, *m.run);
+    if (m.next_start) w.Time(FieldTag::kNextStartNs, *m.next_start);
     return w.Finish(MessageType::kHello);
   }
   absl::StatusOr<std::string> operator()(const Closed& m) {
@@ -149,6 +168,22 @@ struct EncodeVisitor {
   absl::StatusOr<std::string> operator()(const ShimForked& m) {
     w.U32(FieldTag::kPid, static_cast<uint32_t>(m.pid));
     return w.Finish(MessageType::kShimForked);
+  }
+  absl::StatusOr<std::string> operator()(const NoRestart&) {
+    return w.Finish(MessageType::kNoRestart);
+  }
+  absl::StatusOr<std::string> operator()(const Restarting& m) {
+    w.U32(FieldTag::kRun, m.run);
+    w.End(m.end);
+    w.Time(FieldTag::kNextStartNs, m.next_start);
+    return w.Finish(MessageType::kRestarting);
+  }
+  absl::StatusOr<std::string> operator()(const RunStarted& m) {
+    w.U32(FieldTag::kRun, m.run);
+    w.U32(FieldTag::kPid, static_cast<uint32_t>(m.pid));
+    w.U64(FieldTag::kStartTicks, m.start_ticks);
+    w.Bytes(FieldTag::kExecutable, m.executable);
+    return w.Finish(MessageType::kRunStarted);
   }
 };
 
@@ -322,12 +357,52 @@ absl::StatusOr<std::string> DecodeUuid(const Fields& f) {
   return std::string(uuid);
 }
 
+absl::StatusOr<RestartPolicy> DecodeRestart(absl::string_view v) {
+  if (v.size() != 40) return Bad("the restart policy is not 40 bytes");
+  const uint64_t when = GetLe(v, 1);
+  if (when > static_cast<uint64_t>(RestartPolicy::When::kAlways) ||
+      GetLe(v.substr(1), 3) != 0) {
+    return Bad(absl::StrCat("unknown restart policy ", when));
+  }
+  RestartPolicy policy;
+  policy.when = static_cast<RestartPolicy::When>(when);
+  policy.max_restarts = static_cast<uint32_t>(GetLe(v.substr(4), 4));
+  absl::Duration* durations[] = {&policy.first_delay, &policy.max_delay,
+                                 &policy.reset_after, &policy.window};
+  for (size_t i = 0; i < 4; ++i) {
+    const uint64_t ns = GetLe(v.substr(8 + 8 * i, 8), 8);
+    if (ns > static_cast<uint64_t>(absl::ToInt64Nanoseconds(kMaxRestartDuration))) {
+      return Bad(absl::StrCat("restart duration ", i, " is over ",
+                              absl::FormatDuration(kMaxRestartDuration)));
+    }
+    *durations[i] = absl::Nanoseconds(static_cast<int64_t>(ns));
+  }
+  if (policy.first_delay > policy.max_delay) {
+    return Bad("the first restart delay is above the largest");
+  }
+  return policy;
+}
+
+absl::StatusOr<absl::Time> DecodeTime(FieldTag tag, absl::string_view value) {
+  PM_ASSIGN_OR_RETURN(uint64_t ns, Fields::Fixed(tag, value, 8));
+  if (ns > INT64_MAX) return Bad(absl::StrCat("field ", static_cast<int>(tag), " is negative"));
+  return absl::FromUnixNanos(static_cast<int64_t>(ns));
+}
+
+absl::StatusOr<std::optional<uint32_t>> DecodeRun(const Fields& f) {
+  PM_ASSIGN_OR_RETURN(std::optional<absl::string_view> run, f.Optional(FieldTag::kRun));
+  if (!run) return std::nullopt;
+  PM_ASSIGN_OR_RETURN(uint64_t number, Fields::Fixed(FieldTag::kRun, *run, 4));
+  if (number == 0) return Bad("run 0 (the first is 1)");
+  return static_cast<uint32_t>(number);
+}
+
 absl::StatusOr<Spawn> DecodeSpawn(const Fields& f, size_t fd_count) {
   PM_RETURN_IF_ERROR(f.OnlyThese(
       {FieldTag::kUuid, FieldTag::kExecutable, FieldTag::kArg, FieldTag::kEnv,
        FieldTag::kWorkingDir, FieldTag::kIsolation, FieldTag::kFileLimit,
        FieldTag::kCgroup2Dir, FieldTag::kCgroup2Join, FieldTag::kCgroupJoin,
-       FieldTag::kCommandMemfd}));
+       FieldTag::kCommandMemfd, FieldTag::kRestart}));
   Spawn m;
   PM_ASSIGN_OR_RETURN(m.uuid, DecodeUuid(f));
   PM_ASSIGN_OR_RETURN(std::optional<absl::string_view> memfd,
@@ -380,6 +455,11 @@ absl::StatusOr<Spawn> DecodeSpawn(const Fields& f, size_t fd_count) {
   for (absl::string_view j : f.All(FieldTag::kCgroupJoin)) {
     PM_ASSIGN_OR_RETURN(CgroupJoinRef join, DecodeJoin(FieldTag::kCgroupJoin, j));
     m.cgroup_joins.push_back(std::move(join));
+  }
+  PM_ASSIGN_OR_RETURN(std::optional<absl::string_view> restart,
+                      f.Optional(FieldTag::kRestart));
+  if (restart) {
+    PM_ASSIGN_OR_RETURN(m.restart, DecodeRestart(*restart));
   }
   PM_RETURN_IF_ERROR(CheckFdIndices(m, fd_count));
   return m;
@@ -463,18 +543,29 @@ absl::StatusOr<Message> DecodeBody(MessageType type, const Fields& f,
       return m;
     }
     case MessageType::kExited: {
-      PM_RETURN_IF_ERROR(f.OnlyThese(
-          {FieldTag::kExitStatus, FieldTag::kEndedNs, FieldTag::kExitOutputEnd}));
+      PM_RETURN_IF_ERROR(f.OnlyThese({FieldTag::kExitStatus, FieldTag::kEndedNs,
+                                      FieldTag::kExitOutputEnd, FieldTag::kRun,
+                                      FieldTag::kGaveUp}));
       PM_RETURN_IF_ERROR(WantFds("Exited", 0, fd_count));
       PM_ASSIGN_OR_RETURN(std::optional<ProcessEnd> end, DecodeEnd(f));
       if (!end) return Bad("Exited without an exit status");
-      return Exited{*end};
+      Exited m;
+      m.end = *end;
+      PM_ASSIGN_OR_RETURN(m.run, DecodeRun(f));
+      PM_ASSIGN_OR_RETURN(std::optional<absl::string_view> gave_up,
+                          f.Optional(FieldTag::kGaveUp));
+      if (gave_up) {
+        PM_ASSIGN_OR_RETURN(uint64_t one, Fields::Fixed(FieldTag::kGaveUp, *gave_up, 4));
+        if (one != 1) return Bad(absl::StrCat("gave up ", one));
+        m.gave_up = true;
+      }
+      return m;
     }
     case MessageType::kHello: {
       PM_RETURN_IF_ERROR(f.OnlyThese(
           {FieldTag::kUuid, FieldTag::kPid, FieldTag::kStartTicks,
            FieldTag::kExitStatus, FieldTag::kEndedNs, FieldTag::kExitOutputEnd,
-           FieldTag::kOutputEnd}));
+           FieldTag::kOutputEnd, FieldTag::kRun, FieldTag::kNextStartNs}));
       Hello m;
       PM_ASSIGN_OR_RETURN(absl::string_view uuid, f.Required(FieldTag::kUuid));
       m.uuid = std::string(uuid);
@@ -482,7 +573,49 @@ absl::StatusOr<Message> DecodeBody(MessageType type, const Fields& f,
       PM_ASSIGN_OR_RETURN(m.start_ticks, f.RequiredFixed(FieldTag::kStartTicks, 8));
       PM_ASSIGN_OR_RETURN(m.end, DecodeEnd(f));
       PM_ASSIGN_OR_RETURN(m.output_end, f.RequiredFixed(FieldTag::kOutputEnd, 8));
+      PM_ASSIGN_OR_RETURN(m.run, DecodeRun(f));
+      PM_ASSIGN_OR_RETURN(std::optional<absl::string_view> next,
+                          f.Optional(FieldTag::kNextStartNs));
+      if (next) {
+        if (!m.end || !m.run) return Bad("Hello with a next start but no ended run");
+        PM_ASSIGN_OR_RETURN(m.next_start, DecodeTime(FieldTag::kNextStartNs, *next));
+      }
       PM_RETURN_IF_ERROR(WantFds("Hello", m.end ? 0 : 1, fd_count));
+      return m;
+    }
+    case MessageType::kNoRestart: {
+      PM_RETURN_IF_ERROR(f.OnlyThese({}));
+      PM_RETURN_IF_ERROR(WantFds("NoRestart", 0, fd_count));
+      return NoRestart{};
+    }
+    case MessageType::kRestarting: {
+      PM_RETURN_IF_ERROR(f.OnlyThese({FieldTag::kRun, FieldTag::kExitStatus,
+                                      FieldTag::kEndedNs, FieldTag::kExitOutputEnd,
+                                      FieldTag::kNextStartNs}));
+      PM_RETURN_IF_ERROR(WantFds("Restarting", 0, fd_count));
+      Restarting m;
+      PM_ASSIGN_OR_RETURN(std::optional<uint32_t> run, DecodeRun(f));
+      if (!run) return Bad("Restarting without its run");
+      m.run = *run;
+      PM_ASSIGN_OR_RETURN(std::optional<ProcessEnd> end, DecodeEnd(f));
+      if (!end) return Bad("Restarting without the run's exit status");
+      m.end = *end;
+      PM_ASSIGN_OR_RETURN(absl::string_view next, f.Required(FieldTag::kNextStartNs));
+      PM_ASSIGN_OR_RETURN(m.next_start, DecodeTime(FieldTag::kNextStartNs, next));
+      return m;
+    }
+    case MessageType::kRunStarted: {
+      PM_RETURN_IF_ERROR(f.OnlyThese({FieldTag::kRun, FieldTag::kPid,
+                                      FieldTag::kStartTicks, FieldTag::kExecutable}));
+      PM_RETURN_IF_ERROR(WantFds("RunStarted", 1, fd_count));
+      RunStarted m;
+      PM_ASSIGN_OR_RETURN(std::optional<uint32_t> run, DecodeRun(f));
+      if (!run || *run < 2) return Bad("RunStarted without a run after the first");
+      m.run = *run;
+      PM_ASSIGN_OR_RETURN(m.pid, DecodePid(f));
+      PM_ASSIGN_OR_RETURN(m.start_ticks, f.RequiredFixed(FieldTag::kStartTicks, 8));
+      PM_ASSIGN_OR_RETURN(absl::string_view exe, f.Required(FieldTag::kExecutable));
+      m.executable = std::string(exe);
       return m;
     }
     case MessageType::kClosed: {
@@ -621,7 +754,7 @@ absl::StatusOr<Message> Decode(absl::string_view datagram, size_t fd_count) {
                             datagram.size() - kHeaderBytes));
   }
   if (type < static_cast<uint64_t>(MessageType::kSpawn) ||
-      type > static_cast<uint64_t>(MessageType::kShimForked)) {
+      type > static_cast<uint64_t>(MessageType::kRunStarted)) {
     return Bad(absl::StrCat("unknown type ", type));
   }
   if (fd_count > kMaxFds) return Bad(absl::StrCat(fd_count, " fds attached"));
@@ -721,7 +854,8 @@ absl::StatusOr<Received> ReceiveMessage(int socket) {
 
 absl::string_view MessageName(const Message& message) {
   static constexpr absl::string_view kNames[] = {
-      "Spawn", "Spawned", "SpawnFailed", "Exited", "Hello", "Closed", "ForkShim", "ShimForked"};
+      "Spawn",     "Spawned",   "SpawnFailed", "Exited",     "Hello",     "Closed",
+      "ForkShim",  "ShimForked", "NoRestart",  "Restarting", "RunStarted"};
   return kNames[message.index()];
 }
 

@@ -27,9 +27,18 @@
 //   supervisor → shim   Spawn (+ the cgroup fds it names, and the command's
 //                       memfd if the command is large)
 //   shim → supervisor   Spawned (+ the pidfd) or SpawnFailed (then it exits)
-//   shim → supervisor   Exited, when the leader has been reaped
+//   shim → supervisor   Exited, when the leader has been reaped (and will not
+//                       be started again)
 //   shim → supervisor   Closed, when every pipe is at EOF, every child reaped
 //                       and the output closed; the shim exits after it
+// with a restart policy (Spawn.restart), between Spawned and Exited, any
+// number of times:
+//   shim → supervisor   Restarting, when a run has ended and another will
+//                       start after the backoff delay
+//   shim → supervisor   RunStarted (+ the new run's pidfd)
+//   supervisor → shim   NoRestart, before a stop's first signal: the run
+//                       that ends next is the last (during a backoff: the
+//                       process ends now, Exited)
 // and after a reconnect to <runtime_dir>/shims.sock:
 //   shim → supervisor   Hello (+ the pidfd while the leader is not reaped),
 //                       then Exited and Closed as above
@@ -52,6 +61,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/command_line_core.h"
 #include "common/fd.h"
@@ -85,6 +95,9 @@ enum class MessageType : uint16_t {
   kClosed = 6,
   kForkShim = 7,
   kShimForked = 8,
+  kNoRestart = 9,
+  kRestarting = 10,
+  kRunStarted = 11,
 };
 
 enum class FieldTag : uint16_t {
@@ -109,7 +122,44 @@ enum class FieldTag : uint16_t {
   kExitOutputEnd = 18, // u64: the output's end offset when the leader ended
   kCommandMemfd = 19,  // u32: index of the attached fd, a sealed memfd
                        // holding the command's fields 2-5 (see Spawn)
+  kRun = 20,           // u32: a run's number, 1 for the first
+  kNextStartNs = 21,   // i64: realtime, ns since the Unix epoch
+  kRestart = 22,       // u8 when, u8[3] 0, u32 max restarts, then u64 ns:
+                       // first delay, max delay, reset after, window
+  kGaveUp = 23,        // u32 1: the restarts' cap was reached
 };
+
+// How a process is started again after a run ends (Spawn.restart). The
+// shim applies it, so restarts go on while the supervisor is away.
+struct RestartPolicy {
+  enum class When : uint8_t {
+    kNever = 0,
+    // A run that exited non-zero or was killed by a signal.
+    kOnFailure = 1,
+    // Any run.
+    kAlways = 2,
+  };
+  When when = When::kNever;
+  // The delay before the first restart, doubled for each one after it (with
+  // jitter) up to max_delay; back to first_delay once a run has stayed up
+  // for reset_after.
+  absl::Duration first_delay = absl::Milliseconds(100);
+  absl::Duration max_delay = absl::Seconds(30);
+  absl::Duration reset_after = absl::Seconds(10);
+  // More than max_restarts restarts within `window` gives the process up
+  // (0: no cap).
+  uint32_t max_restarts = 0;
+  absl::Duration window = absl::ZeroDuration();
+
+  bool operator==(const RestartPolicy& o) const {
+    return when == o.when && first_delay == o.first_delay &&
+           max_delay == o.max_delay && reset_after == o.reset_after &&
+           max_restarts == o.max_restarts && window == o.window;
+  }
+};
+
+// The longest delay or window a RestartPolicy may hold.
+inline constexpr absl::Duration kMaxRestartDuration = absl::Hours(24 * 7);
 
 inline constexpr uint32_t kIsolatePid = 1;
 inline constexpr uint32_t kIsolateNet = 2;
@@ -143,6 +193,8 @@ struct Spawn {
   std::optional<uint32_t> cgroup2_dir;  // fd index
   std::optional<CgroupJoinRef> cgroup2_join;
   std::vector<CgroupJoinRef> cgroup_joins;
+  // Unset: never started again (as when = kNever).
+  std::optional<RestartPolicy> restart;
 };
 
 // It runs. Attached: its pidfd.
@@ -158,9 +210,13 @@ struct SpawnFailed {
   std::string message;  // e.g. execve("/nope"): No such file or directory (ENOENT)
 };
 
-// The leader was reaped.
+// The leader was reaped, and no run follows.
 struct Exited {
   ProcessEnd end;
+  // With a restart policy: the last run's number, and whether the
+  // restarts' cap ended it.
+  std::optional<uint32_t> run;
+  bool gave_up = false;
 };
 
 // The shim (re)connected. Attached: the pidfd, unless `end` is set.
@@ -170,6 +226,29 @@ struct Hello {
   uint64_t start_ticks = 0;
   std::optional<ProcessEnd> end;  // unset while the leader runs
   uint64_t output_end = 0;        // the output's end offset when sent
+  // With a restart policy: the current run (its leader is pid), and while
+  // it waits for the next run, when that starts (`end` is then the ended
+  // run's).
+  std::optional<uint32_t> run;
+  std::optional<absl::Time> next_start;
+};
+
+// To the shim: a stop is under way; the run that ends next is the last.
+struct NoRestart {};
+
+// Run `run` ended with `end`; run + 1 starts at `next_start`.
+struct Restarting {
+  uint32_t run = 0;
+  ProcessEnd end;
+  absl::Time next_start;
+};
+
+// Run `run` started (as Spawned says of the first). Attached: its pidfd.
+struct RunStarted {
+  uint32_t run = 0;
+  pid_t pid = 0;
+  uint64_t start_ticks = 0;
+  std::string executable;
 };
 
 // The output is closed at `output_end`; the shim exits.
@@ -190,16 +269,17 @@ struct ShimForked {
 };
 
 using Message = std::variant<Spawn, Spawned, SpawnFailed, Exited, Hello, Closed,
-                             ForkShim, ShimForked>;
+                             ForkShim, ShimForked, NoRestart, Restarting,
+                             RunStarted>;
 
 // The datagram for `message`, or INVALID_ARGUMENT when it would exceed
 // kMaxMessageBytes (naming the size).
 absl::StatusOr<std::string> Encode(const Message& message);
 
 // The message in `datagram`, checking that it accounts for exactly
-// `fd_count` attached fds (Spawned, ForkShim, ShimForked: 1; Hello: 1
-// while running, else 0; Spawn: each index it names, 0 .. fd_count-1, used
-// once). INVALID_ARGUMENT
+// `fd_count` attached fds (Spawned, ForkShim, ShimForked, RunStarted: 1;
+// Hello: 1 while running, else 0; Spawn: each index it names, 0 ..
+// fd_count-1, used once). INVALID_ARGUMENT
 // naming the problem (truncated header, unknown type 9, field 3 runs past
 // the end, ...).
 absl::StatusOr<Message> Decode(absl::string_view datagram, size_t fd_count);

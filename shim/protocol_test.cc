@@ -69,16 +69,16 @@ TEST(ProtocolTest, RepliesRoundTrip) {
   EXPECT_EQ(std::get<SpawnFailed>(back).message, "execve(\"/nope\")");
 
   const ProcessEnd end{ExitStatus::Signaled(6, true), kWhen, 77};
-  back = RoundTrip(Exited{end}, 0);
+  back = RoundTrip(Exited{end, std::nullopt, false}, 0);
   ASSERT_TRUE(std::holds_alternative<Exited>(back));
   EXPECT_EQ(std::get<Exited>(back).end, end);
 
-  back = RoundTrip(Hello{kUuid, 99, 5, std::nullopt, 12}, 1);
+  back = RoundTrip(Hello{kUuid, 99, 5, std::nullopt, 12, std::nullopt, std::nullopt}, 1);
   ASSERT_TRUE(std::holds_alternative<Hello>(back));
   EXPECT_FALSE(std::get<Hello>(back).end.has_value());
   EXPECT_EQ(std::get<Hello>(back).output_end, 12u);
 
-  back = RoundTrip(Hello{kUuid, 99, 5, end, 100}, 0);
+  back = RoundTrip(Hello{kUuid, 99, 5, end, 100, std::nullopt, std::nullopt}, 0);
   ASSERT_TRUE(std::holds_alternative<Hello>(back));
   EXPECT_EQ(std::get<Hello>(back).end, end);
   EXPECT_EQ(std::get<Hello>(back).output_end, 100u);
@@ -132,7 +132,7 @@ TEST(ProtocolTest, DecoderRefusesTruncatedOversizedAndUnknownMessages) {
   ExpectRefused(good + "x", 0, "the header says");
   ExpectRefused(std::string(kMaxMessageBytes + 1, 'x'), 0, "over the limit");
   ExpectRefused(Header(2, 6, 0), 0, "version 2");
-  ExpectRefused(Header(1, 9, 0), 0, "unknown type 9");
+  ExpectRefused(Header(1, 12, 0), 0, "unknown type 12");
   ExpectRefused(Header(1, 0, 0), 0, "unknown type 0");
   // A field header cut short, and a field running past the end.
   ExpectRefused(Header(1, 6, 3) + "abc", 0, "cut short");
@@ -152,7 +152,8 @@ TEST(ProtocolTest, DecoderRefusesTruncatedOversizedAndUnknownMessages) {
 TEST(ProtocolTest, DecoderChecksTheFdsAgainstTheMessage) {
   ExpectRefused(*Encode(Spawned{1, 2, "x"}), 0, "Spawned carries 1 fds, got 0");
   ExpectRefused(*Encode(Closed{1}), 1, "Closed carries 0 fds, got 1");
-  ExpectRefused(*Encode(Hello{kUuid, 1, 2, std::nullopt, 0}), 0, "Hello carries 1 fds");
+  ExpectRefused(*Encode(Hello{kUuid, 1, 2, std::nullopt, 0, std::nullopt, std::nullopt}), 0,
+                "Hello carries 1 fds");
   ExpectRefused(*Encode(FullSpawn()), 2, "fd index 2 but 2 fds attached");
   ExpectRefused(*Encode(FullSpawn()), 4, "attached fd 3 is not named");
   Spawn twice = FullSpawn();
@@ -333,6 +334,73 @@ TEST(ProtocolTest, ACommandMemfdIsDecodedAsStrictlyAsADatagram) {
             "shim message: the executable is empty");
   EXPECT_EQ(DecodeCommandBytes(std::string("\x02\x00\x09\x00\x00\x00x", 7)).status().message(),
             "shim message: field 2 of 9 bytes runs past the end");
+}
+
+TEST(ProtocolTest, RestartsRoundTrip) {
+  Spawn spawn = FullSpawn();
+  RestartPolicy policy;
+  policy.when = RestartPolicy::When::kOnFailure;
+  policy.first_delay = absl::Milliseconds(250);
+  policy.max_delay = absl::Seconds(60);
+  policy.reset_after = absl::Seconds(5);
+  policy.max_restarts = 3;
+  policy.window = absl::Minutes(2);
+  spawn.restart = policy;
+  Message back = RoundTrip(spawn, 3);
+  ASSERT_TRUE(std::holds_alternative<Spawn>(back));
+  EXPECT_EQ(std::get<Spawn>(back).restart, policy);
+  EXPECT_FALSE(std::get<Spawn>(RoundTrip(FullSpawn(), 3)).restart.has_value());
+
+  back = RoundTrip(NoRestart{}, 0);
+  EXPECT_TRUE(std::holds_alternative<NoRestart>(back));
+
+  const ProcessEnd end{ExitStatus::Exited(3), kWhen, 40};
+  back = RoundTrip(Restarting{2, end, kWhen + absl::Milliseconds(200)}, 0);
+  ASSERT_TRUE(std::holds_alternative<Restarting>(back));
+  EXPECT_EQ(std::get<Restarting>(back).run, 2u);
+  EXPECT_EQ(std::get<Restarting>(back).end, end);
+  EXPECT_EQ(std::get<Restarting>(back).next_start, kWhen + absl::Milliseconds(200));
+
+  back = RoundTrip(RunStarted{3, 777, 12345, "/bin/sh"}, 1);
+  ASSERT_TRUE(std::holds_alternative<RunStarted>(back));
+  EXPECT_EQ(std::get<RunStarted>(back).run, 3u);
+  EXPECT_EQ(std::get<RunStarted>(back).pid, 777);
+  EXPECT_EQ(std::get<RunStarted>(back).start_ticks, 12345u);
+  EXPECT_EQ(std::get<RunStarted>(back).executable, "/bin/sh");
+
+  back = RoundTrip(Exited{end, 4, true}, 0);
+  ASSERT_TRUE(std::holds_alternative<Exited>(back));
+  EXPECT_EQ(std::get<Exited>(back).run, 4u);
+  EXPECT_TRUE(std::get<Exited>(back).gave_up);
+
+  // Waiting for its next run: the ended run's end, and when the next starts.
+  back = RoundTrip(Hello{kUuid, 99, 5, end, 40, 2, kWhen + absl::Seconds(1)}, 0);
+  ASSERT_TRUE(std::holds_alternative<Hello>(back));
+  EXPECT_EQ(std::get<Hello>(back).run, 2u);
+  EXPECT_EQ(std::get<Hello>(back).next_start, kWhen + absl::Seconds(1));
+}
+
+TEST(ProtocolTest, BadRestartsAreRefused) {
+  Spawn spawn = FullSpawn();
+  spawn.restart = RestartPolicy{};
+  spawn.restart->first_delay = absl::Seconds(2);
+  spawn.restart->max_delay = absl::Seconds(1);
+  ExpectRefused(*Encode(spawn), 3, "first restart delay is above the largest");
+  spawn.restart->max_delay = kMaxRestartDuration + absl::Seconds(1);
+  ExpectRefused(*Encode(spawn), 3, "is over");
+  const ProcessEnd end{ExitStatus::Exited(1), kWhen, 0};
+  ExpectRefused(*Encode(RunStarted{1, 7, 1, "/x"}), 1, "run after the first");
+  ExpectRefused(*Encode(RunStarted{2, 7, 1, "/x"}), 0, "RunStarted carries 1 fds");
+  ExpectRefused(*Encode(Restarting{0, end, kWhen}), 0, "run 0");
+  ExpectRefused(*Encode(Hello{kUuid, 1, 2, std::nullopt, 0, 2, kWhen}), 1,
+                "next start but no ended run");
+  ExpectRefused(*Encode(NoRestart{}), 1, "NoRestart carries 0 fds");
+  // An unknown policy byte: patch the encoded field of a valid one.
+  Spawn valid = FullSpawn();
+  valid.restart = RestartPolicy{};
+  std::string bytes = *Encode(valid);
+  bytes[bytes.size() - 40] = 7;
+  ExpectRefused(bytes, 3, "unknown restart policy 7");
 }
 
 }  // namespace

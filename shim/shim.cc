@@ -600,7 +600,7 @@ void Shim::OnLeaderExit(const siginfo_t& info) {
   // order: the shim exits only after the file is written, so a supervisor
   // that missed Exited (it died) finds the shim still there to say Hello,
   // or the file.
-  Send(Exited{*end_});
+  Send(Exited{*end_, std::nullopt, false});
   absl::Status written = WriteExitFile(proc_dir_, *end_);
   if (!written.ok()) PM_LOG(ERROR) << "exit file: " << written;
 }
@@ -794,7 +794,8 @@ void Shim::OnReconnectTimer() {
 }
 
 void Shim::SendHello() {
-  Hello hello{uuid_, pid_, start_ticks_, end_, output_->end_offset()};
+  Hello hello{uuid_, pid_, start_ticks_, end_, output_->end_offset(), std::nullopt,
+              std::nullopt};
   if (pidfd_) {
     const int pidfd = pidfd_.get();
     Send(hello, {&pidfd, 1});
