@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 
@@ -21,6 +22,7 @@
 #include "common/fd.h"
 #include "common/names.h"
 #include "common/status_core.h"
+#include "common/utf8.h"
 
 namespace pm::cli {
 namespace {
@@ -364,21 +366,41 @@ absl::StatusOr<Connection> FinishConnection(const Arguments& arguments,
 }
 
 // pm's one line for what CLI11 refused, which `arguments` shows as far as
-// it got (the command, if its word was read).
+// it got (the command, if its word was read). `args` is the command line.
 std::string ErrorMessage(const CLI::App& tree, const Arguments& arguments,
+                         const std::vector<std::string>& args,
                          const CLI::ParseError& error) {
   const std::string prefix =
       arguments.command ? absl::StrCat(arguments.command_name, ": ") : "";
   if (dynamic_cast<const CLI::ExtrasError*>(&error) != nullptr) {
-    const std::vector<std::string> extras = tree.remaining(true);
-    const std::string word = extras.empty() ? "" : extras.front();
-    if (IsPasswordFlag(word)) {
+    // The first word left over, and whether a `--` came before it (then it
+    // is an argument, whatever it looks like).
+    bool after_dashes = false;
+    std::string word;
+    for (const std::string& extra : tree.remaining(true)) {
+      if (extra == "--") {
+        after_dashes = true;
+        continue;
+      }
+      word = extra;
+      break;
+    }
+    // CLI11 drops a `--` that ends a command with no operands.
+    const auto dashes = std::find(args.begin(), args.end(), "--");
+    if (dashes != args.end() && std::find(dashes, args.end(), word) != args.end()) {
+      after_dashes = true;
+    }
+    if (!after_dashes && IsPasswordFlag(word)) {
       return absl::StrCat(prefix, NoPasswordFlagMessage());
     }
-    if (word.size() > 1 && word[0] == '-') {
+    if (!after_dashes && word.size() > 1 && word[0] == '-') {
       return absl::StrCat(prefix, "unknown flag ", word.substr(0, word.find('=')));
     }
-    if (!arguments.command) {
+    // A word before the command's is not the command's argument.
+    const auto command_at =
+        std::find(args.begin(), args.end(), arguments.command_name);
+    if (!arguments.command ||
+        std::find(args.begin(), command_at, word) != command_at) {
       return absl::StrCat("unknown command \"", word, "\"");
     }
     return absl::StrCat(prefix, "unexpected argument \"", word, "\"");
@@ -401,6 +423,78 @@ std::string ErrorMessage(const CLI::App& tree, const Arguments& arguments,
   return absl::StrCat(prefix, message);
 }
 
+// What CLI11 would misread, refused first: `--name=` (CLI11 would take the
+// next word as its value; no flag of pm's takes an empty one) and `-name`
+// for a long flag (CLI11 would read -n -a -m -e). Only the words that are
+// pm's: up to `--`, and for start and run up to the command's first word.
+absl::Status CheckWords(const CLI::App& tree, const std::vector<std::string>& args) {
+  const CLI::App* command = nullptr;
+  // Whether the word before was a flag whose value is this word.
+  bool value_next = false;
+  for (const std::string& arg : args) {
+    if (value_next) {
+      value_next = false;
+      continue;
+    }
+    if (arg == "--") break;
+    if (arg.size() < 2 || arg[0] != '-') {
+      if (command == nullptr) {
+        for (const CLI::App* sub : tree.get_subcommands({})) {
+          if (sub->check_name(arg)) command = sub;
+        }
+        if (command != nullptr) continue;
+      }
+      // An operand; for start and run, the command begins.
+      if (command != nullptr && command->get_positionals_at_end()) break;
+      continue;
+    }
+    const bool long_form = arg[1] == '-';
+    const std::string name =
+        arg.substr(long_form ? 2 : 1, arg.find('=') - (long_form ? 2 : 1));
+    const CLI::Option* option = nullptr;
+    for (const CLI::App* app : {command, &tree}) {
+      if (app == nullptr || option != nullptr) continue;
+      if (long_form) {
+        option = app->get_option_no_throw("--" + name);
+        continue;
+      }
+      if (name.size() > 1 && app->get_option_no_throw("--" + name) != nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "unknown flag ", arg.substr(0, arg.find('=')),
+            " (long flags take two dashes: --", name, ")"));
+      }
+      option = app->get_option_no_throw("-" + name.substr(0, 1));
+    }
+    if (option == nullptr || option->get_items_expected_max() == 0) continue;
+    const size_t equals = arg.find('=');
+    if (long_form && equals == arg.size() - 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          command != nullptr ? absl::StrCat(command->get_name(), ": ") : "",
+          arg.substr(0, equals), " is empty"));
+    }
+    // `--name value` and `-n value`: the next word is the value (`-n5`,
+    // `-qn 5`: bundles are left to CLI11).
+    if (equals == std::string::npos && (long_form || arg.size() == 2)) value_next = true;
+  }
+  return absl::OkStatus();
+}
+
+// `message` on one line: control characters and bytes that are not UTF-8
+// as \xNN, so a word the user typed cannot break the line or the
+// terminal.
+std::string OneLine(absl::string_view message) {
+  std::string out;
+  for (char c : EscapeInvalidUtf8(message)) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      absl::StrAppend(&out, "\\x", absl::Hex(u, absl::kZeroPad2));
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
 // The command's own operands: one process, or several for rm.
 absl::Status CheckOperands(const Arguments& arguments,
                            const Invocation& invocation) {
@@ -418,6 +512,9 @@ absl::Status CheckOperands(const Arguments& arguments,
       return absl::OkStatus();
     case Command::kRm:
       if (invocation.ids.empty()) return Usage(missing);
+      for (const std::string& id : invocation.ids) {
+        if (id.empty()) return Usage(absl::StrCat("rm: an empty process id"));
+      }
       return absl::OkStatus();
     default:
       return absl::OkStatus();
@@ -445,12 +542,15 @@ std::string NoPasswordFlagMessage() {
       kPasswordVariable, " or give --password_file FILE");
 }
 
-absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& args,
-                                           const GlobalOptions& defaults,
-                                           const Environment& environment,
-                                           std::string* command_name) {
+namespace {
+
+absl::StatusOr<Invocation> Parse(const std::vector<std::string>& args,
+                                 const GlobalOptions& defaults,
+                                 const Environment& environment,
+                                 std::string* command_name) {
   Arguments arguments;
   std::unique_ptr<CLI::App> tree = MakeCommandTree(arguments);
+  PM_RETURN_IF_ERROR(CheckWords(*tree, args));
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   struct Report {
     const Arguments& arguments;
@@ -468,7 +568,7 @@ absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& args,
     }
     return help;
   } catch (const CLI::ParseError& error) {
-    return Usage(ErrorMessage(*tree, arguments, error));
+    return Usage(ErrorMessage(*tree, arguments, args, error));
   }
   Invocation invocation = std::move(arguments.invocation);
   if (arguments.version) {
@@ -512,6 +612,18 @@ absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& args,
     default:
       break;
   }
+  return invocation;
+}
+
+}  // namespace
+
+absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& args,
+                                           const GlobalOptions& defaults,
+                                           const Environment& environment,
+                                           std::string* command_name) {
+  absl::StatusOr<Invocation> invocation =
+      Parse(args, defaults, environment, command_name);
+  if (!invocation.ok()) return Usage(OneLine(invocation.status().message()));
   return invocation;
 }
 

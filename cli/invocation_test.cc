@@ -350,7 +350,7 @@ TEST(InvocationTest, RuntimeDirAfterTheCommandWins) {
   EXPECT_EQ(MustParse({"list", "--runtime-dir", "/y"}).connection.runtime_dir,
             "/y");
   EXPECT_EQ(UsageError({"list", "--runtime_dir="}),
-            "list: --runtime_dir needs a value");
+            "list: --runtime_dir is empty");
 }
 
 // Every flag that --gateway needs, after the command.
@@ -432,7 +432,7 @@ TEST(InvocationTest, GatewayMistakesAreUsageErrors) {
             "--password_file applies only with --gateway HOST:PORT");
   EXPECT_EQ(UsageError({"list", "--gateway=gw:1", "--user=demo"}),
             "--gateway also needs --ca FILE, --cert FILE, --key FILE");
-  EXPECT_EQ(UsageError({"list", "--gateway="}), "list: --gateway needs a value");
+  EXPECT_EQ(UsageError({"list", "--gateway="}), "list: --gateway is empty");
   for (const char* target :
        {"gw", "gw:", ":8443", "gw:http", "gw:0", "gw:65536"}) {
     std::vector<std::string> args = ThroughGateway({"list"});
@@ -557,6 +557,34 @@ TEST(InvocationTest, ShortFlagsBundleAndLongNamesTakeDashesOrUnderscores) {
   EXPECT_EQ(MustParse({"logs", "--reconnect_timeout=5s", "id"}).reconnect_timeout,
             absl::Seconds(5));
   EXPECT_FALSE(MustParse({"logs", "--follow=false", "id"}).follow);
+}
+
+// Found by review: what CLI11 alone would misread or word badly.
+TEST(InvocationTest, AnEmptyInlineValueNeverTakesTheNextWord) {
+  EXPECT_EQ(UsageError({"start", "--name=", "sleep", "1"}), "start: --name is empty");
+  EXPECT_EQ(UsageError({"stop", "--grace=", "5s", "id"}), "stop: --grace is empty");
+  EXPECT_EQ(UsageError({"--gateway=", "list"}), "--gateway is empty");
+  // The command's own words are its own.
+  EXPECT_THAT(MustParse({"start", "sh", "--name=", "x"}).start.args(),
+              ElementsAre("--name=", "x"));
+  EXPECT_THAT(MustParse({"start", "--", "--cwd="}).start.executable(), "--cwd=");
+}
+
+TEST(InvocationTest, SingleDashLongFlagsAndStrayWordsAreNamedAsTyped) {
+  EXPECT_EQ(UsageError({"list", "-all"}),
+            "unknown flag -all (long flags take two dashes: --all)");
+  EXPECT_EQ(UsageError({"-runtime_dir=/x", "list"}),
+            "unknown flag -runtime_dir (long flags take two dashes: --runtime_dir)");
+  EXPECT_EQ(UsageError({"--", "nosuch"}), "unknown command \"nosuch\"");
+  EXPECT_EQ(UsageError({"foo", "list"}), "unknown command \"foo\"");
+  EXPECT_EQ(UsageError({"prune", "--", "--x"}), "prune: unexpected argument \"--x\"");
+  EXPECT_EQ(UsageError({"rm", "", "a"}), "rm: an empty process id");
+}
+
+TEST(InvocationTest, ErrorsStayOnOneLine) {
+  const std::string error = UsageError({"list", "a\nb"});
+  EXPECT_EQ(error, "list: unexpected argument \"a\\x0ab\"");
+  EXPECT_EQ(UsageError({"--gateway", "a\nb", "list"}).find('\n'), std::string::npos);
 }
 
 TEST(InvocationTest, Version) {
