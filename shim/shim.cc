@@ -24,6 +24,7 @@
 #include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/state_layout.h"
@@ -60,7 +61,7 @@ const char* SourceName(int source) {
 }
 
 const char* PhaseName(int phase) {
-  static const char* const kNames[] = {"idle", "running", "draining", "done"};
+  static const char* const kNames[] = {"idle", "running", "backoff", "draining", "done"};
   return kNames[phase];
 }
 
@@ -232,6 +233,9 @@ void Shim::Transition(Phase to) {
   const bool legal = (phase_ == Phase::kIdle && to == Phase::kRunning) ||
                      (phase_ == Phase::kIdle && to == Phase::kDone) ||
                      (phase_ == Phase::kRunning && to == Phase::kDraining) ||
+                     (phase_ == Phase::kRunning && to == Phase::kBackoff) ||
+                     (phase_ == Phase::kBackoff && to == Phase::kRunning) ||
+                     (phase_ == Phase::kBackoff && to == Phase::kDraining) ||
                      (phase_ == Phase::kDraining && to == Phase::kDone);
   if (!legal) {
     // A bug, but aborting would orphan the process and lose its output:
@@ -296,7 +300,8 @@ std::vector<std::pair<const Fd*, Shim::Source>> Shim::LiveSources() const {
   for (const auto& [fd, source] :
        {std::pair<const Fd*, Source>{&control_, kControl}, {&stdout_, kStdout},
         {&stderr_, kStderr}, {&pidfd_, kPidfd}, {&signals_, kSignals},
-        {&inotify_, kInotify}, {&reconnect_timer_, kReconnectTimer}}) {
+        {&inotify_, kInotify}, {&reconnect_timer_, kReconnectTimer},
+        {&restart_timer_, kRestartTimer}}) {
     if (*fd) live.emplace_back(fd, source);
   }
   return live;
@@ -352,7 +357,7 @@ bool Shim::AwaitSpawn() {
     // Made ahead (--process_id), unless that failed: then now.
     if (status.ok() && !output_) status = PrepareProcessDir();
     if (status.ok()) status = LoadSpawnCommand(*spawn, got->fds);
-    if (status.ok()) status = SpawnProcess(*spawn, got->fds);
+    if (status.ok()) status = SpawnProcess(std::move(*spawn), got->fds);
     if (!status.ok()) {
       PM_LOG(ERROR) << "spawn " << uuid_ << ": " << status;
       Send(SpawnFailed{status.code(), std::string(status.message())});
@@ -418,35 +423,49 @@ absl::Status Shim::PrepareProcessDir() {
   return absl::OkStatus();
 }
 
-absl::Status Shim::SpawnProcess(const Spawn& spawn, std::vector<Fd>& fds) {
+absl::Status Shim::SpawnProcess(Spawn spawn, std::vector<Fd>& fds) {
+  spawn_ = std::move(spawn);
+  spawn_fds_ = std::move(fds);
+  if (spawn_.restart && spawn_.restart->when != RestartPolicy::When::kNever) {
+    restarts_.emplace(*spawn_.restart);
+    random_.seed(static_cast<uint32_t>(absl::ToUnixNanos(absl::Now()) ^ getpid()));
+  }
+  run_started_ = absl::Now();
+  PM_ASSIGN_OR_RETURN(std::string executable, SpawnRun());
+  // Without restarts the cgroup fds are needed no more.
+  if (!restarts_) spawn_fds_.clear();
+  const int pidfd = pidfd_.get();
+  Send(Spawned{pid_, start_ticks_, executable}, {&pidfd, 1});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Shim::SpawnRun() {
   supervisor::SpawnOptions options;
-  if (spawn.cgroup2_dir) options.cgroup2_dir_fd = fds[*spawn.cgroup2_dir].get();
-  if (spawn.cgroup2_join) {
-    options.cgroup2_join = {fds[spawn.cgroup2_join->fd_index].get(),
-                            spawn.cgroup2_join->path};
+  if (spawn_.cgroup2_dir) options.cgroup2_dir_fd = spawn_fds_[*spawn_.cgroup2_dir].get();
+  if (spawn_.cgroup2_join) {
+    options.cgroup2_join = {spawn_fds_[spawn_.cgroup2_join->fd_index].get(),
+                            spawn_.cgroup2_join->path};
   }
-  for (const CgroupJoinRef& join : spawn.cgroup_joins) {
-    options.joins.push_back({fds[join.fd_index].get(), join.path});
+  for (const CgroupJoinRef& join : spawn_.cgroup_joins) {
+    options.joins.push_back({spawn_fds_[join.fd_index].get(), join.path});
   }
-  options.file_limit = spawn.file_limit;
+  options.file_limit = spawn_.file_limit;
   PM_ASSIGN_OR_RETURN(
       supervisor::SpawnedChild child,
-      supervisor::SpawnCommand(spawn.command, IsolationOf(spawn.isolation), options));
-  fds.clear();  // the cgroup fds are needed no more
+      supervisor::SpawnCommand(spawn_.command, IsolationOf(spawn_.isolation), options));
   pid_ = child.pid;
   pidfd_ = std::move(child.pidfd);
   stdout_ = std::move(child.stdout_read);
   stderr_ = std::move(child.stderr_read);
+  children_left_ = true;
   // Not reaped before we read it, so /proc/PID is this process even if it
   // has already exited.
   absl::StatusOr<ProcStat> stat = ReadProcStat(pid_);
   if (!stat.ok()) PM_LOG(ERROR) << "process " << pid_ << ": " << stat.status();
   start_ticks_ = stat.ok() ? stat->start_ticks : 0;
-  PM_LOG(INFO) << "process " << uuid_ << " runs as pid " << pid_ << ": "
-               << child.executable;
-  const int pidfd = pidfd_.get();
-  Send(Spawned{pid_, start_ticks_, child.executable}, {&pidfd, 1});
-  return absl::OkStatus();
+  PM_LOG(INFO) << "process " << uuid_ << (restarts_ ? absl::StrCat(" run ", run_) : "")
+               << " runs as pid " << pid_ << ": " << child.executable;
+  return child.executable;
 }
 
 void Shim::WatchProcess() {
@@ -473,12 +492,19 @@ void Shim::HandleEvent(Source source) {
     case kReconnectTimer:
       OnReconnectTimer();
       break;
+    case kRestartTimer:
+      OnRestartTimer();
+      break;
   }
 }
 
 void Shim::ReadControl() {
   if (!control_) return;
   absl::StatusOr<Received> got = ReceiveMessage(control_.get());
+  if (got.ok() && std::holds_alternative<NoRestart>(got->message)) {
+    OnNoRestart();
+    return;
+  }
   if (got.ok()) {
     PM_LOG(WARNING) << "control: unexpected " << MessageName(got->message) << ", ignored";
     return;
@@ -589,20 +615,152 @@ bool Shim::ReapByPid(pid_t pid) {
 void Shim::OnLeaderExit(const siginfo_t& info) {
   // What the leader wrote is in the pipes now: count it before the offset.
   DrainWhatIsThere();
-  end_ = ProcessEnd{ExitStatus::FromSiginfo(info), absl::Now(), output_->end_offset()};
+  const ProcessEnd end{ExitStatus::FromSiginfo(info), absl::Now(), output_->end_offset()};
   RemoveFromEpoll(pidfd_.get());
   pidfd_.reset();
+  PM_LOG(INFO) << "process " << uuid_ << " (pid " << pid_ << ") " << end.status.ToString();
+  OnRunEnd(end);
+}
+
+void Shim::OnRunEnd(const ProcessEnd& end) {
+  if (restarts_ && restarts_->Wanted(end.status)) {
+    std::uniform_real_distribution<double> jitter(-1.0, 1.0);
+    std::optional<absl::Duration> delay =
+        restarts_->Next(end.ended, end.ended - run_started_, jitter(random_));
+    if (delay) return EnterBackoff(end, *delay);
+    PM_LOG(INFO) << "given up: " << restarts_->policy().max_restarts
+                 << " restarts within "
+                 << absl::FormatDuration(restarts_->policy().window);
+    return EndForGood(end, /*gave_up=*/true);
+  }
+  EndForGood(end, /*gave_up=*/false);
+}
+
+void Shim::EndForGood(const ProcessEnd& end, bool gave_up) {
+  end_ = end;
+  last_end_.reset();
   Transition(Phase::kDraining);
-  PM_LOG(INFO) << "process " << uuid_ << " (pid " << pid_ << ") "
-               << end_->status.ToString();
   // Told first, written durably after (two fsyncs, about 2 ms here): a
   // Stop waits for the exit, not for the disk. Nothing is lost by the
   // order: the shim exits only after the file is written, so a supervisor
   // that missed Exited (it died) finds the shim still there to say Hello,
   // or the file.
-  Send(Exited{*end_, std::nullopt, false});
-  absl::Status written = WriteExitFile(proc_dir_, *end_);
+  Exited exited{end, std::nullopt, gave_up};
+  if (restarts_) exited.run = run_;
+  Send(exited);
+  absl::Status written = WriteExitFile(proc_dir_, end);
   if (!written.ok()) PM_LOG(ERROR) << "exit file: " << written;
+}
+
+void Shim::EnterBackoff(const ProcessEnd& end, absl::Duration delay) {
+  last_end_ = end;
+  next_start_ = end.ended + delay;
+  if (phase_ != Phase::kBackoff) Transition(Phase::kBackoff);
+  KillLeftovers();
+  PM_LOG(INFO) << "run " << run_ << " ended; run " << run_ + 1 << " in "
+               << absl::FormatDuration(delay);
+  Send(Restarting{run_, end, next_start_});
+  ArmRestartTimer(delay);
+}
+
+void Shim::KillLeftovers() {
+  // The run's group (the leader was its leader: setsid), and with a cgroup
+  // every member of it, also those that left the group.
+  if (kill(-pid_, SIGKILL) != 0 && errno != ESRCH) {
+    PM_LOG(WARNING) << ErrnoError("kill", absl::StrCat("-", pid_, ", SIGKILL"));
+  }
+  if (!spawn_.cgroup2_dir) return;
+  const int dir = spawn_fds_[*spawn_.cgroup2_dir].get();
+  Fd kill_file(openat(dir, "cgroup.kill", O_WRONLY | O_CLOEXEC));
+  if (kill_file && write(kill_file.get(), "1", 1) == 1) return;
+  // Before Linux 5.14: each member, as cgroup.procs lists them.
+  Fd procs(openat(dir, "cgroup.procs", O_RDONLY | O_CLOEXEC));
+  if (!procs) return;
+  std::string text;
+  char buffer[4096];
+  for (ssize_t n; (n = read(procs.get(), buffer, sizeof(buffer))) > 0;) {
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    pid_t member = 0;
+    if (absl::SimpleAtoi(line, &member) && member > 0) kill(member, SIGKILL);
+  }
+}
+
+void Shim::ArmRestartTimer(absl::Duration delay) {
+  if (!restart_timer_) {
+    restart_timer_ = Fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    if (!restart_timer_) {
+      // No timer: start the next run now rather than never.
+      LogRateLimited(kFailEvents, ErrnoError("timerfd_create", "CLOCK_MONOTONIC"));
+      return StartNextRun();
+    }
+    Watch(restart_timer_.get(), kRestartTimer);
+  }
+  itimerspec when = {};
+  // A zero it_value disarms: the shortest wait instead.
+  when.it_value = absl::ToTimespec(std::max(delay, absl::Nanoseconds(1)));
+  if (timerfd_settime(restart_timer_.get(), 0, &when, nullptr) != 0) {
+    LogRateLimited(kFailEvents, ErrnoError("timerfd_settime", "restart timer"));
+    StartNextRun();
+  }
+}
+
+void Shim::StopRestartTimer() {
+  if (!restart_timer_) return;
+  RemoveFromEpoll(restart_timer_.get());
+  restart_timer_.reset();
+}
+
+void Shim::OnRestartTimer() {
+  uint64_t expirations;
+  if (read(restart_timer_.get(), &expirations, sizeof(expirations)) < 0 && errno == EAGAIN) {
+    return;  // not expired
+  }
+  StartNextRun();
+}
+
+void Shim::StartNextRun() {
+  StopRestartTimer();
+  if (phase_ != Phase::kBackoff) return;
+  // The ended run's output: what its pipes still hold is its. A process
+  // that escaped the kill (outside its group, no cgroup) and holds them
+  // loses what it writes from now on.
+  if (stdout_ || stderr_) {
+    DrainWhatIsThere();
+    for (Fd* pipe : {&stdout_, &stderr_}) {
+      if (!*pipe) continue;
+      PM_LOG(WARNING) << "run " << run_ << ": a process outside its group still "
+                      << "holds its output; closed";
+      RemoveFromEpoll(pipe->get());
+      pipe->reset();
+    }
+  }
+  ++run_;
+  run_started_ = absl::Now();
+  absl::StatusOr<std::string> executable = SpawnRun();
+  if (!executable.ok()) {
+    // As a run that could not exec: 127, as a shell says it.
+    PM_LOG(ERROR) << "run " << run_ << ": " << executable.status();
+    return OnRunEnd(ProcessEnd{ExitStatus::Exited(127), absl::Now(), output_->end_offset()});
+  }
+  last_end_.reset();
+  Transition(Phase::kRunning);
+  for (const auto& [fd, source] : {std::pair<const Fd*, Source>{&stdout_, kStdout},
+                                   {&stderr_, kStderr}, {&pidfd_, kPidfd}}) {
+    Watch(fd->get(), source);
+  }
+  const int pidfd = pidfd_.get();
+  Send(RunStarted{run_, pid_, start_ticks_, *executable}, {&pidfd, 1});
+}
+
+void Shim::OnNoRestart() {
+  if (!restarts_ || restarts_->forbidden()) return;
+  restarts_->Forbid();
+  PM_LOG(INFO) << "a stop is under way: run " << run_ << " is the last";
+  if (phase_ != Phase::kBackoff) return;
+  StopRestartTimer();
+  EndForGood(*last_end_, /*gave_up=*/false);
 }
 
 bool Shim::Finished() const {
@@ -794,8 +952,15 @@ void Shim::OnReconnectTimer() {
 }
 
 void Shim::SendHello() {
-  Hello hello{uuid_, pid_, start_ticks_, end_, output_->end_offset(), std::nullopt,
-              std::nullopt};
+  // Waiting for the next run: the ended run's end, and when the next starts.
+  Hello hello{uuid_,
+              pid_,
+              start_ticks_,
+              end_ ? end_ : last_end_,
+              output_->end_offset(),
+              restarts_ ? std::optional<uint32_t>(run_) : std::nullopt,
+              phase_ == Phase::kBackoff ? std::optional<absl::Time>(next_start_)
+                                        : std::nullopt};
   if (pidfd_) {
     const int pidfd = pidfd_.get();
     Send(hello, {&pidfd, 1});

@@ -12,7 +12,12 @@
 // A shim's life is one phase at a time (Phase): idle until a Spawn arrives
 // on its control socket, running while the leader lives, draining once the
 // leader is reaped until every pipe is at EOF and no child is left, then
-// done. Orthogonal to it, the control link is connected or, after EOF,
+// done. With a restart policy (Spawn.restart, applied here so that restarts
+// go on while the supervisor is away), a run that ends and is wanted again
+// moves to backoff instead: what is left of its tree is killed (its process
+// group and its cgroup), a timer waits the delay, and the next run starts
+// into the same cgroup, its output appended to the same log; NoRestart (a
+// stop) or the restarts' cap ends that, through draining as above. Orthogonal to it, the control link is connected or, after EOF,
 // waiting for <runtime_dir>/shims.sock to appear (inotify) and, when the
 // socket was there but refused or its backlog was full, for a backoff timer
 // (timerfd, 50 ms doubling to 5 s) to try again; the connect never blocks. Everything happens on one thread in one epoll
@@ -27,6 +32,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,6 +45,7 @@
 #include "shim/exit_file.h"
 #include "shim/launch.h"
 #include "shim/protocol.h"
+#include "shim/restarts.h"
 
 namespace pm::shim {
 
@@ -93,10 +100,11 @@ class Shim {
   int Run();
 
  private:
-  enum class Phase { kIdle, kRunning, kDraining, kDone };
+  enum class Phase { kIdle, kRunning, kBackoff, kDraining, kDone };
   // What an epoll event is about.
   enum Source : uint32_t {
-    kControl, kStdout, kStderr, kPidfd, kSignals, kInotify, kReconnectTimer
+    kControl, kStdout, kStderr, kPidfd, kSignals, kInotify, kReconnectTimer,
+    kRestartTimer
   };
   static constexpr absl::Duration kMinReconnectBackoff = absl::Milliseconds(50);
 
@@ -122,7 +130,10 @@ class Shim {
   // The steps of a Spawn.
   absl::Status TakeProcessId(const Spawn& spawn);
   absl::Status PrepareProcessDir();
-  absl::Status SpawnProcess(const Spawn& spawn, std::vector<Fd>& fds);
+  absl::Status SpawnProcess(Spawn spawn, std::vector<Fd>& fds);
+  // A run of spawn_ into its cgroup (spawn_fds_): the leader's pid, pidfd
+  // and pipes taken.
+  absl::StatusOr<std::string> SpawnRun();
   void WatchProcess();
 
   // One turn of the loop: waits for events and handles them. Never aborts:
@@ -149,6 +160,20 @@ class Shim {
   // waitid(P_PID); false (logged) if it failed.
   bool ReapByPid(pid_t pid);
   void OnLeaderExit(const siginfo_t& info);
+  // A run ended with `end`: the next one after its delay (backoff), or the
+  // end for good.
+  void OnRunEnd(const ProcessEnd& end);
+  void EnterBackoff(const ProcessEnd& end, absl::Duration delay);
+  void EndForGood(const ProcessEnd& end, bool gave_up);
+  // What is left of the ended run's tree: its process group and the
+  // members of its cgroup, SIGKILLed.
+  void KillLeftovers();
+  void ArmRestartTimer(absl::Duration delay);
+  void StopRestartTimer();
+  void OnRestartTimer();
+  void StartNextRun();
+  // NoRestart: a stop is under way.
+  void OnNoRestart();
   bool Finished() const;
   void Finish();
 
@@ -202,7 +227,21 @@ class Shim {
   Fd stdout_;
   Fd stderr_;
   std::unique_ptr<segment_log::Writer> output_;
+  // The process's end, once no run follows.
   std::optional<ProcessEnd> end_;
+
+  // With a restart policy: what the next run needs (the Spawn's command and
+  // the cgroup fds it names), the run's number and start, and while in
+  // backoff the ended run's end and when the next starts.
+  std::optional<Restarts> restarts_;
+  Spawn spawn_;
+  std::vector<Fd> spawn_fds_;
+  uint32_t run_ = 1;
+  absl::Time run_started_;
+  std::optional<ProcessEnd> last_end_;
+  absl::Time next_start_;
+  Fd restart_timer_;
+  std::minstd_rand random_;
   bool children_left_ = true;
   int exit_code_ = kExitDone;
 

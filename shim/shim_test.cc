@@ -1066,5 +1066,176 @@ TEST_F(ShimTest, TheProcessListsOnlyStdioWhateverTheShimHolds) {
   EXPECT_EQ(OutputOf(segment_log::Stream::kStdout), "0\n1\n2\n");
 }
 
+// ---- restart policies ----
+
+RestartPolicy Policy(RestartPolicy::When when, absl::Duration first_delay,
+                     uint32_t max_restarts = 0) {
+  RestartPolicy policy;
+  policy.when = when;
+  policy.first_delay = first_delay;
+  policy.max_delay = std::max(first_delay, absl::Seconds(30));
+  policy.max_restarts = max_restarts;
+  policy.window = absl::Hours(1);
+  return policy;
+}
+
+template <typename T>
+T ExpectMessage(ShimProcess& shim, Received* with = nullptr) {
+  Received got = shim.Next();
+  const T* message = std::get_if<T>(&got.message);
+  EXPECT_NE(message, nullptr) << "got " << MessageName(got.message);
+  T copy = message != nullptr ? *message : T{};
+  if (with != nullptr) *with = std::move(got);
+  return copy;
+}
+
+// A crash loop under a cap: every run's end is told, each next run starts
+// with its own pidfd, the cap gives it up, and its output is one log.
+TEST_F(ShimTest, RunsThatFailAreStartedAgainUntilTheCapGivesUp) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  Spawn spawn = SpawnOf({"sh", "-c", "echo \"run $$\"; exit 3"});
+  spawn.restart = Policy(RestartPolicy::When::kOnFailure, absl::ZeroDuration(), 2);
+  Spawned first = Start(shim, spawn, nullptr);
+  std::vector<pid_t> pids = {first.pid};
+  for (uint32_t run = 1; run <= 2; ++run) {
+    Restarting restarting = ExpectMessage<Restarting>(shim);
+    EXPECT_EQ(restarting.run, run);
+    EXPECT_EQ(restarting.end.status, ExitStatus::Exited(3));
+    EXPECT_GE(restarting.next_start, restarting.end.ended);
+    Received got;
+    RunStarted started = ExpectMessage<RunStarted>(shim, &got);
+    EXPECT_EQ(started.run, run + 1);
+    ASSERT_EQ(got.fds.size(), 1u);
+    // Its pid, or -1 once the run (which exits at once) has been reaped.
+    const pid_t of_pidfd = PidOfPidfd(got.fds[0].get());
+    EXPECT_TRUE(of_pidfd == started.pid || of_pidfd == -1) << of_pidfd;
+    pids.push_back(started.pid);
+  }
+  const Exited exited = ExpectMessage<Exited>(shim);
+  EXPECT_EQ(exited.end.status, ExitStatus::Exited(3));
+  EXPECT_EQ(exited.run, 3u);
+  EXPECT_TRUE(exited.gave_up);
+  EXPECT_TRUE(std::holds_alternative<Closed>(shim.Next().message));
+  EXPECT_EQ(shim.Wait(), kExitDone);
+  EXPECT_EQ(ExitFile().status, ExitStatus::Exited(3));
+  EXPECT_EQ(OutputOf(segment_log::Stream::kStdout),
+            absl::StrCat("run ", pids[0], "\nrun ", pids[1], "\nrun ", pids[2], "\n"));
+}
+
+TEST_F(ShimTest, OnFailureLeavesARunThatExitedZeroEnded) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  Spawn spawn = SpawnOf({"true"});
+  spawn.restart = Policy(RestartPolicy::When::kOnFailure, absl::ZeroDuration());
+  Start(shim, spawn, nullptr);
+  const Exited exited = ExpectMessage<Exited>(shim);
+  EXPECT_EQ(exited.end.status, ExitStatus::Exited(0));
+  EXPECT_EQ(exited.run, 1u);
+  EXPECT_FALSE(exited.gave_up);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
+// A stop during the backoff: no next run, the process ends at once with the
+// ended run's end.
+TEST_F(ShimTest, NoRestartDuringTheBackoffEndsTheProcess) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  Spawn spawn = SpawnOf({"sh", "-c", "exit 4"});
+  spawn.restart = Policy(RestartPolicy::When::kAlways, absl::Hours(1));
+  Start(shim, spawn, nullptr);
+  const Restarting restarting = ExpectMessage<Restarting>(shim);
+  EXPECT_GE(restarting.next_start, restarting.end.ended + absl::Minutes(50));
+  ASSERT_TRUE(SendMessage(shim.control().get(), NoRestart{}, {}).ok());
+  const Exited exited = ExpectMessage<Exited>(shim);
+  EXPECT_EQ(exited.end, restarting.end);
+  EXPECT_EQ(exited.run, 1u);
+  EXPECT_TRUE(std::holds_alternative<Closed>(shim.Next().message));
+  EXPECT_EQ(shim.Wait(), kExitDone);
+  EXPECT_EQ(ExitFile(), restarting.end);
+}
+
+// A stop of a running run: NoRestart first, then the signal; that run is
+// the last.
+TEST_F(ShimTest, NoRestartBeforeAStopsSignalMakesThatRunTheLast) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  Spawn spawn = SpawnOf({"sleep", "1000"});
+  spawn.restart = Policy(RestartPolicy::When::kAlways, absl::ZeroDuration());
+  Fd pidfd;
+  Start(shim, spawn, &pidfd);
+  ASSERT_TRUE(SendMessage(shim.control().get(), NoRestart{}, {}).ok());
+  WaitForShimLog("is the last");
+  ASSERT_EQ(PidfdSignal(pidfd.get(), SIGTERM), 0);
+  const Exited exited = ExpectMessage<Exited>(shim);
+  EXPECT_EQ(exited.end.status, ExitStatus::Signaled(SIGTERM, false));
+  EXPECT_FALSE(exited.gave_up);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
+// What the ended run left running (a child in its group) is killed before
+// the next run starts, so two runs never overlap.
+TEST_F(ShimTest, TheEndedRunsLeftoversAreKilledBeforeTheNextRun) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  Spawn spawn = SpawnOf({"sh", "-c", "sleep 1000 & echo \"child $!\"; exit 1"});
+  spawn.restart = Policy(RestartPolicy::When::kAlways, absl::Hours(1));
+  Start(shim, spawn, nullptr);
+  ExpectMessage<Restarting>(shim);
+  const std::string out = OutputOf(segment_log::Stream::kStdout);
+  pid_t child = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(absl::StripSuffix(absl::StripPrefix(out, "child "), "\n"), &child))
+      << out;
+  // Reaped by the shim, its subreaper: the pid is gone, not a zombie.
+  Fd child_pidfd = PidfdOpen(child);
+  if (child_pidfd.valid()) {
+    ASSERT_TRUE(WaitReadable(child_pidfd.get()));
+  }
+  ASSERT_TRUE(SendMessage(shim.control().get(), NoRestart{}, {}).ok());
+  ExpectMessage<Exited>(shim);
+  EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
+// The supervisor away during the backoff: the shim says Hello with the
+// ended run and when the next starts, and restarts on its own meanwhile.
+TEST_F(ShimTest, RestartsGoOnWithoutASupervisorAndHelloTellsTheRun) {
+  ShimProcess shim(state_dir(), runtime_dir());
+  const std::string gate = tmp_.Sub("gate");
+  ASSERT_EQ(mkfifo(gate.c_str(), 0600), 0);
+  Fd gate_fd(open(gate.c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(gate_fd.valid());
+  // Each run prints, then waits for a line on the gate and exits 1.
+  Spawn spawn = SpawnOf({"sh", "-c", "echo \"run $$\"; read x < \"$0\"; exit 1", gate});
+  spawn.restart = Policy(RestartPolicy::When::kAlways, absl::ZeroDuration());
+  Start(shim, spawn, nullptr);
+  WaitForStdout("run ");
+  shim.control().reset();  // the supervisor goes
+  WaitForShimLog("waiting for it to appear");
+  ASSERT_EQ(write(gate_fd.get(), "x\n", 2), 2);
+  WaitForShimLog("run 2 runs as pid");
+
+  Fd listener = ListenAt(runtime_dir());
+  ASSERT_TRUE(WaitReadable(listener.get())) << "the shim did not reconnect";
+  Fd conn(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(conn.valid());
+  ASSERT_TRUE(WaitReadable(conn.get()));
+  absl::StatusOr<Received> got = ReceiveMessage(conn.get());
+  ASSERT_TRUE(got.ok()) << got.status();
+  const Hello* hello = std::get_if<Hello>(&got->message);
+  ASSERT_NE(hello, nullptr) << "got " << MessageName(got->message);
+  EXPECT_EQ(hello->run, 2u);
+  EXPECT_FALSE(hello->end.has_value());
+  EXPECT_FALSE(hello->next_start.has_value());
+  ASSERT_EQ(got->fds.size(), 1u);
+  EXPECT_EQ(PidOfPidfd(got->fds[0].get()), hello->pid);
+
+  // A stop through the new link ends it.
+  ASSERT_TRUE(SendMessage(conn.get(), NoRestart{}, {}).ok());
+  ASSERT_EQ(PidfdSignal(got->fds[0].get(), SIGKILL), 0);
+  ASSERT_TRUE(WaitReadable(conn.get()));
+  absl::StatusOr<Received> exited = ReceiveMessage(conn.get());
+  ASSERT_TRUE(exited.ok()) << exited.status();
+  ASSERT_TRUE(std::holds_alternative<Exited>(exited->message));
+  EXPECT_EQ(std::get<Exited>(exited->message).run, 2u);
+  unlink((runtime_dir() + "/" + kShimsSocketName).c_str());
+  conn.reset();
+  EXPECT_EQ(shim.Wait(), kExitDone);
+}
+
 }  // namespace
 }  // namespace pm::shim
