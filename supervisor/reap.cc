@@ -126,6 +126,11 @@ void Supervisor::OnSigchld() {
     siginfo_t reaped = {};
     if (waitid(P_PID, static_cast<id_t>(info.si_pid), &reaped,
                WEXITED | WNOHANG | __WALL) != 0) {
+      // ECHILD: another thread reaped it since the peek (EndIdleShim, on
+      // the spares' thread, waits for the idle shims it ends); it is gone,
+      // so going on cannot spin, and stopping here would leave every zombie
+      // after it for the next SIGCHLD, which may never come.
+      if (errno == ECHILD) continue;
       PM_LOG(ERROR) << ErrnoError("waitid", absl::StrCat("P_PID ", info.si_pid));
       break;  // never spin
     }
