@@ -61,7 +61,8 @@ DEFINE_string(supervisor_flags, "",
               "--cgroups=off to see what cgroups cost a start)");
 DEFINE_string(only, "",
               "Run only these measures, comma-separated, of: idle, start, "
-              "cli, rate, capture, follow, sleepers, churn, gateway, adopt (default: all)");
+              "cli, rate, capture, tail, follow, sleepers, churn, gateway, adopt "
+              "(default: all)");
 DEFINE_bool(gateway, true,
             "Also run the gateway (mutual TLS, basic auth) and measure Start "
             "and StreamOutput through it on a reused connection");
@@ -239,6 +240,45 @@ pm::v1::StartRequest Cmd(std::vector<std::string> argv) {
   r.set_executable(argv[0]);
   for (size_t i = 1; i < argv.size(); ++i) r.add_args(argv[i]);
   return r;
+}
+
+// `pm logs --tail 20` on a process with `bytes` of output retained (1 GiB
+// in a full run), the whole command, against `tail -n 20` of a file of the
+// same bytes (issue 15: an index, not a scan). The lines are 64 bytes.
+void MeasureTail(pm::Client& client, const std::string& runtime_dir,
+                 const std::string& dir, uint64_t bytes, int rounds) {
+  absl::StatusOr<std::string> root = pm::stack::FindBinaryRoot();
+  if (!root.ok()) {
+    absl::PrintF("no tail measure: %s\n", root.status().ToString());
+    return;
+  }
+  const std::string writer = absl::StrCat(
+      "yes 'a line of sixty-three characters, and then its newline, here' | "
+      "head -c ", bytes);
+  auto started = client.Start(Cmd({"/bin/sh", "-c", writer}));
+  if (!started.ok()) {
+    absl::PrintF("tail: start failed: %s\n", started.status().ToString());
+    return;
+  }
+  auto ended = client.Wait(started->id(), absl::Minutes(10));
+  if (!ended.ok() || ended->output_bytes() < bytes) {
+    absl::PrintF("tail: the writer's %d bytes are not all retained\n", bytes);
+    return;
+  }
+  const std::string file = dir + "/tail_baseline";
+  if (system(absl::StrCat(writer, " > ", file).c_str()) != 0) return;
+  const std::string pm = *root + "/cli/pm";
+  std::vector<double> pm_ms, tail_ms;
+  for (int i = 0; i < rounds; ++i) {
+    pm_ms.push_back(RunPmMs(pm, {"--runtime_dir=" + runtime_dir, "logs", "--tail",
+                                 "20", started->id()}));
+    tail_ms.push_back(RunPmMs("/usr/bin/tail", {"-n", "20", file}));
+  }
+  const Stats pm_stats = Summarize(pm_ms);
+  Report({absl::StrCat("pm logs --tail 20, ", bytes >> 20, " MiB retained"), "ms",
+          pm_stats.median, pm_stats.p99, "tail -n 20 of a file that size",
+          Summarize(tail_ms).median, "", "logs_tail"});
+  unlink(file.c_str());
 }
 
 void MeasureStart(pm::Client& client, int rounds) {
@@ -1270,6 +1310,7 @@ int Main() {
   if (run("cli")) MeasureCli(options.runtime_dir, rounds);
   if (run("rate")) MeasureStartRate(**stack, options.runtime_dir, rounds);
   if (run("capture")) MeasureCapture(**client, capture, capture_rounds);
+  if (run("tail")) MeasureTail(**client, options.runtime_dir, dir, capture, rounds);
   if (run("follow")) {
     MeasureFollowLatency(**client, dir, 1, rounds);
     MeasureFollowLatency(**client, dir, smoke ? 5 : 100, rounds);
