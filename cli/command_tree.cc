@@ -16,6 +16,8 @@
 #include "common/exit_status.h"
 #include "common/names.h"
 #include "common/output_request.h"
+#include "common/proto_time.h"
+#include "common/restart_policy.h"
 #include "common/stop_request.h"
 
 namespace pm::cli {
@@ -294,6 +296,49 @@ void StartFlags(CLI::App* app, Arguments& a) {
                }
              }
            });
+  pm::v1::RestartPolicy& restart = *start.mutable_restart();
+  Value(app, "--restart", "POLICY",
+        "start it again when it ends: no (the default), on-failure (a "
+        "non-zero exit or a signal that was not pm's stop) or always (any "
+        "end but pm's stop); first after 100ms, doubling to 30s",
+        [&restart](const std::string& v) {
+          if (v == "no" || v == "never") {
+            restart.set_policy(pm::v1::RestartPolicy::POLICY_NEVER);
+          } else if (v == "on-failure") {
+            restart.set_policy(pm::v1::RestartPolicy::POLICY_ON_FAILURE);
+          } else if (v == "always") {
+            restart.set_policy(pm::v1::RestartPolicy::POLICY_ALWAYS);
+          } else {
+            Refuse(absl::StrCat("--restart takes no, on-failure or always, not \"", v, "\""));
+          }
+        });
+  Value(app, "--max-restarts,--max_restarts", "N",
+        "with --restart: give up after N restarts within --restart-window "
+        "(default: no cap)",
+        [&restart](const std::string& v) {
+          restart.set_max_restarts(
+              Checked(ParseCount<uint32_t>("max-restarts", "a number of restarts", v, 0)));
+        });
+  Value(app, "--restart-window,--restart_window", "DURATION",
+        "with --max-restarts: the window they are counted in (default: the "
+        "process's whole life)",
+        [&restart](const std::string& v) {
+          *restart.mutable_window() =
+              ToProtoDuration(Checked(ParseDurationFlag("restart-window", v)));
+        });
+  Value(app, "--restart-delay,--restart_delay", "DURATION",
+        "with --restart: the first delay before a restart (default 100ms; 0: "
+        "at once), doubled for each one after it",
+        [&restart](const std::string& v) {
+          *restart.mutable_first_delay() =
+              ToProtoDuration(Checked(ParseDurationFlag("restart-delay", v)));
+        });
+  Value(app, "--restart-max-delay,--restart_max_delay", "DURATION",
+        "with --restart: the longest delay (default 30s)",
+        [&restart](const std::string& v) {
+          *restart.mutable_max_delay() =
+              ToProtoDuration(Checked(ParseDurationFlag("restart-max-delay", v)));
+        });
   app->add_option("COMMAND", a.command_line,
                   "the executable (a path, or a name looked up on the "
                   "process's PATH) and its arguments")

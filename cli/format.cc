@@ -31,11 +31,6 @@ ExitStatus EndOf(const ProcessStatus& status) {
              : ExitStatus::Exited(status.exit_code());
 }
 
-absl::Duration FromProtoDuration(const google::protobuf::Duration& duration) {
-  return absl::Seconds(duration.seconds()) +
-         absl::Nanoseconds(duration.nanos());
-}
-
 std::string FormatTime(const google::protobuf::Timestamp& timestamp,
                        absl::string_view format, absl::TimeZone zone) {
   if (timestamp.seconds() == 0 && timestamp.nanos() == 0) return "-";
@@ -114,6 +109,8 @@ std::string StateName(ProcessStatus::State state) {
       return "signaled";
     case ProcessStatus::STATE_LOST:
       return "lost";
+    case ProcessStatus::STATE_BACKOFF:
+      return "backoff";
     default:
       return "unknown";
   }
@@ -368,6 +365,36 @@ std::string FormatStatusBlock(const ProcessStatus& status,
     add("ended", FormatTime(status.ended_at(), "%Y-%m-%d %H:%M:%S %Z", zone));
   }
   add("run time", FormatRunTime(FromProtoDuration(status.run_time())));
+  if (status.run() > 0) {
+    const pm::v1::RestartPolicy& policy = status.restart();
+    std::string restart =
+        policy.policy() == pm::v1::RestartPolicy::POLICY_ALWAYS ? "always" : "on-failure";
+    absl::StrAppend(&restart, ": run ", status.run(), ", ", status.restarts(),
+                    status.restarts() == 1 ? " restart" : " restarts");
+    if (policy.max_restarts() > 0) {
+      absl::StrAppend(&restart, " (at most ", policy.max_restarts(), " within ",
+                      policy.has_window()
+                          ? absl::FormatDuration(FromProtoDuration(policy.window()))
+                          : "its life",
+                      ")");
+    }
+    if (status.gave_up()) absl::StrAppend(&restart, "; given up");
+    add("restart", restart);
+    if (status.has_last_run()) {
+      const pm::v1::RunEnd& last = status.last_run();
+      add("last run", absl::StrCat(
+                          "run ", last.run(), " ",
+                          last.signal() != 0
+                              ? absl::StrCat("killed by signal ", last.signal(), " (",
+                                             SignalName(last.signal()), ")")
+                              : absl::StrCat("exited with code ", last.exit_code()),
+                          " at ",
+                          FormatTime(last.ended_at(), "%Y-%m-%d %H:%M:%S %Z", zone)));
+    }
+    if (status.has_next_start()) {
+      add("next run", FormatTime(status.next_start(), "%Y-%m-%d %H:%M:%S %Z", zone));
+    }
+  }
   if (!running) {
     add("exit", DescribeEnd(status));
     const std::string how = DescribeTermination(status.termination());

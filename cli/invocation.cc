@@ -21,6 +21,7 @@
 #include "common/command_line.h"
 #include "common/fd.h"
 #include "common/names.h"
+#include "common/restart_policy.h"
 #include "common/status_core.h"
 #include "common/utf8.h"
 
@@ -177,6 +178,18 @@ absl::Status FinishStart(const Arguments& arguments,
   // No limit asked for: no Limits message on the wire either.
   if (invocation.start.limits().ByteSizeLong() == 0) {
     invocation.start.clear_limits();
+  }
+  pm::v1::StartRequest& start = invocation.start;
+  if (start.restart().ByteSizeLong() == 0) {
+    start.clear_restart();
+  } else {
+    if (!RestartsOf(start)) {
+      return Usage("--max-restarts, --restart-window and the delays apply only "
+                   "with --restart on-failure or always");
+    }
+    if (absl::Status valid = ValidateRestartPolicy(start.restart()); !valid.ok()) {
+      return Usage(valid.message());
+    }
   }
   return absl::OkStatus();
 }

@@ -27,4 +27,8 @@ google::protobuf::Duration ToProtoDuration(absl::Duration duration) {
   return out;
 }
 
+absl::Duration FromProtoDuration(const google::protobuf::Duration& duration) {
+  return absl::Seconds(duration.seconds()) + absl::Nanoseconds(duration.nanos());
+}
+
 }  // namespace pm

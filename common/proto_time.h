@@ -12,6 +12,7 @@ namespace pm {
 google::protobuf::Timestamp ToProtoTimestamp(absl::Time time);
 absl::Time FromProtoTimestamp(const google::protobuf::Timestamp& timestamp);
 google::protobuf::Duration ToProtoDuration(absl::Duration duration);
+absl::Duration FromProtoDuration(const google::protobuf::Duration& duration);
 
 }  // namespace pm
 

@@ -33,6 +33,8 @@ Event::Kind KindOf(ProcessStatus::State state) {
       return Event::KIND_SIGNALED;
     case ProcessStatus::STATE_LOST:
       return Event::KIND_LOST;
+    case ProcessStatus::STATE_BACKOFF:
+      return Event::KIND_RESTARTING;
     default:
       return Event::KIND_UNSPECIFIED;
   }
@@ -83,17 +85,23 @@ absl::StatusOr<WatchFilter> ParseWatchFilter(const pm::v1::WatchRequest& request
 }
 
 void Registry::AddEvents(ProcessStatus::State before, const ProcessStatus& after,
-                         bool removed, RecordWrite& write) const {
+                         bool removed, RecordWrite& write, uint32_t run_before) const {
   std::vector<Event::Kind> kinds;
   if (removed) {
     kinds.push_back(Event::KIND_REMOVED);
   } else if (before == ProcessStatus::STATE_UNSPECIFIED) {
+    kinds.push_back(Event::KIND_STARTED);
+  } else if (after.state() == ProcessStatus::STATE_RUNNING &&
+             (before == ProcessStatus::STATE_BACKOFF || after.run() > run_before)) {
+    // The next run (told after its backoff, or after a supervisor that
+    // missed the backoff adopted it).
     kinds.push_back(Event::KIND_STARTED);
   } else if (after.state() != before) {
     kinds.push_back(KindOf(after.state()));
     if (IsEndState(after.state()) && (after.oom_killed() || after.usage().oom_kills() > 0)) {
       kinds.push_back(Event::KIND_OOM);
     }
+    if (IsEndState(after.state()) && after.gave_up()) kinds.push_back(Event::KIND_GAVE_UP);
   }
   const auto now = ToProtoTimestamp(absl::Now());
   uint64_t sequence = next_event_sequence_ + write.events.size();

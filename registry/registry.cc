@@ -16,6 +16,7 @@
 #include "common/cgroup_paths.h"
 #include "common/process_end.h"
 #include "common/proto_time.h"
+#include "common/restart_policy.h"
 #include "common/status.h"
 #include "common/utf8.h"
 #include "common/uuid.h"
@@ -52,9 +53,18 @@ std::string DescribeEnd(ProcessStatus::State state, int32_t exit_code,
 
 absl::Status ValidateUpdate(const UpdateRecordRequest& request) {
   PM_RETURN_IF_ERROR(ValidateProcessId(request.id()));
+  if (request.has_run() && request.run().run() == 0) {
+    return absl::InvalidArgumentError("run.run must be 1 or more");
+  }
   switch (request.state()) {
     case ProcessStatus::STATE_RUNNING:
     case ProcessStatus::STATE_STOPPING:
+      return absl::OkStatus();
+    case ProcessStatus::STATE_BACKOFF:
+      if (!request.has_run() || !request.run().has_next_start()) {
+        return absl::InvalidArgumentError(
+            "an update to BACKOFF needs run.next_start");
+      }
       return absl::OkStatus();
     case ProcessStatus::STATE_EXITED:
       if (request.end().exit_code() < 0 || request.end().exit_code() > 255) {
@@ -74,7 +84,7 @@ absl::Status ValidateUpdate(const UpdateRecordRequest& request) {
       return absl::InvalidArgumentError(absl::StrCat(
           "update to state ", request.state(), " (",
           ProcessStatus::State_Name(request.state()),
-          "): want RUNNING, STOPPING, EXITED, SIGNALED or LOST"));
+          "): want RUNNING, STOPPING, BACKOFF, EXITED, SIGNALED or LOST"));
   }
 }
 
@@ -103,6 +113,28 @@ bool IsSameEnd(const ProcessStatus& status,
 }
 
 // The record `status` as ended by `request` (a final state).
+// A restart policy's run into `status` (and the record's start_ticks).
+void ApplyRun(const pm::internal::v1::RunUpdate& run, ProcessStatus::State to,
+              ProcessStatus& status, uint64_t& start_ticks) {
+  status.set_run(run.run());
+  status.set_restarts(run.restarts());
+  // 0 between two runs: no leader lives.
+  status.set_pid(run.pid());
+  start_ticks = run.start_ticks();
+  if (run.has_started_at()) *status.mutable_started_at() = run.started_at();
+  if (run.has_last_run()) {
+    *status.mutable_last_run() = run.last_run();
+  } else {
+    status.clear_last_run();
+  }
+  if (to == ProcessStatus::STATE_BACKOFF) {
+    *status.mutable_next_start() = run.next_start();
+  } else {
+    status.clear_next_start();
+  }
+  status.set_gave_up(run.gave_up());
+}
+
 void ApplyEnd(const UpdateRecordRequest& request, ProcessStatus& status) {
   status.set_state(request.state());
   ApplyProcessEnd(request.end(), status);
@@ -337,6 +369,10 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecordImpl(
   status.set_name(request.spec().name());
   *status.mutable_labels() = request.spec().labels();
   *status.mutable_limits() = request.spec().limits();
+  if (RestartsOf(request.spec())) {
+    *status.mutable_restart() = request.spec().restart();
+    status.set_run(1);
+  }
   for (int isolation : request.spec().isolate()) {
     status.add_isolation(static_cast<pm::v1::Isolation>(isolation));
   }
@@ -444,13 +480,19 @@ absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
         DescribeEnd(to, request.end().exit_code(), request.end().signal(),
                     request.end().core_dumped())));
   }
-  // From here `from` is RUNNING or STOPPING, and every validated `to` is
-  // allowed from either: a stop begins (-> STOPPING), gives up (-> RUNNING),
-  // or the process ends. The same state again is a retried report.
-  if (to == from) return Answer(status, now);
+  // From here `from` is RUNNING, STOPPING or BACKOFF, and every validated
+  // `to` is allowed from each: a stop begins (-> STOPPING), gives up (->
+  // RUNNING), a run ends and another follows (-> BACKOFF -> RUNNING), or
+  // the process ends. The same state of the same run again is a retried
+  // report.
+  if (to == from && (!request.has_run() || request.run().run() == status.run())) {
+    return Answer(status, now);
+  }
   // The change is made on a copy, stored, and only then kept: a failed
   // write leaves the record as it was.
   ProcessStatus next = status;
+  uint64_t start_ticks = record->start_ticks;
+  if (request.has_run()) ApplyRun(request.run(), to, next, start_ticks);
   uint64_t ended_order = 0;
   RecordWrite write;
   if (IsEndState(to)) {
@@ -461,8 +503,10 @@ absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
   } else {
     next.set_state(to);
   }
-  write.put.insert(write.put.begin(), ToStored(*record, next, ended_order));
-  AddEvents(from, next, /*removed=*/false, write);
+  Record stored = *record;
+  stored.start_ticks = start_ticks;
+  write.put.insert(write.put.begin(), ToStored(stored, next, ended_order));
+  AddEvents(from, next, /*removed=*/false, write, status.run());
   if (absl::Status persisted = Persist(write); !persisted.ok()) {
     // Not applied: a retry of this very update (same sequence) must be.
     record->sequence = sequence_before;
@@ -470,6 +514,7 @@ absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
   }
   KeepEvents(write);
   record->status = std::move(next);
+  record->start_ticks = start_ticks;
   if (!IsEndState(to)) return Answer(record->status, now);
   record->ended_order = ended_order;
   ++next_ended_order_;

@@ -244,9 +244,12 @@ class Registry {
   // (`before`: its state before; UNSPECIFIED for a new record, and
   // `removed` for a removal) to `write`, numbered from
   // next_event_sequence_, with the drop of those past max_events.
+  // `run_before`: the run on record before the change (a new run is
+  // KIND_STARTED).
   void AddEvents(pm::v1::ProcessStatus::State before,
                  const pm::v1::ProcessStatus& after, bool removed,
-                 RecordWrite& write) const ABSL_SHARED_LOCKS_REQUIRED(mutex_);
+                 RecordWrite& write, uint32_t run_before = 0) const
+      ABSL_SHARED_LOCKS_REQUIRED(mutex_);
   // Once `write` is stored: its events into memory.
   void KeepEvents(RecordWrite& write) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Runs every watcher's wake (no lock held).

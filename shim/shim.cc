@@ -630,7 +630,9 @@ void Shim::OnRunEnd(const ProcessEnd& end) {
     if (delay) return EnterBackoff(end, *delay);
     PM_LOG(INFO) << "given up: " << restarts_->policy().max_restarts
                  << " restarts within "
-                 << absl::FormatDuration(restarts_->policy().window);
+                 << (restarts_->policy().window > absl::ZeroDuration()
+                         ? absl::FormatDuration(restarts_->policy().window)
+                         : "its life");
     return EndForGood(end, /*gave_up=*/true);
   }
   EndForGood(end, /*gave_up=*/false);
@@ -671,9 +673,9 @@ void Shim::KillLeftovers() {
   }
   if (!spawn_.cgroup2_dir) return;
   const int dir = spawn_fds_[*spawn_.cgroup2_dir].get();
-  Fd kill_file(openat(dir, "cgroup.kill", O_WRONLY | O_CLOEXEC));
-  if (kill_file && write(kill_file.get(), "1", 1) == 1) return;
-  // Before Linux 5.14: each member, as cgroup.procs lists them.
+  // Each member as cgroup.procs lists it, not cgroup.kill: after a write
+  // to cgroup.kill the kernel killed the next run cloned into the cgroup
+  // too (seen on Linux 6.x, the next run SIGKILLed before its exec).
   Fd procs(openat(dir, "cgroup.procs", O_RDONLY | O_CLOEXEC));
   if (!procs) return;
   std::string text;

@@ -34,6 +34,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/proto_time.h"
 #include "common/cgroup_paths.h"
 #include "common/log.h"
 #include "common/proc.h"
@@ -310,8 +311,15 @@ void Supervisor::AdoptThroughShim(const StoredRecord& record,
   // pidfd it sent must be of that pid, the pid must still have that start
   // time, and its parent must be the shim that speaks (anyone of this uid
   // can connect to shims.sock).
+  // With a restart policy its shim starts runs on its own: while no
+  // supervisor listened, a later run than the record's may have started
+  // (its pid is then the Hello's), or it may be between two runs.
+  const bool between_runs = hello.next_start.has_value();
+  const bool same_run = !hello.run || *hello.run == status.run();
   auto names_it = [&]() -> bool {
-    if (hello.pid != status.pid() || hello.start_ticks != record.start_ticks()) {
+    if (between_runs) return status.run() > 0;
+    if (same_run &&
+        (hello.pid != status.pid() || hello.start_ticks != record.start_ticks())) {
       return false;
     }
     if (hello.end) return true;
@@ -319,7 +327,7 @@ void Supervisor::AdoptThroughShim(const StoredRecord& record,
       return false;
     }
     absl::StatusOr<ProcStat> stat = ReadProcStat(hello.pid);
-    return stat.ok() && stat->start_ticks == record.start_ticks() &&
+    return stat.ok() && stat->start_ticks == hello.start_ticks &&
            stat->ppid == shim_pid;
   };
   if (!names_it()) {
@@ -335,7 +343,39 @@ void Supervisor::AdoptThroughShim(const StoredRecord& record,
   p->shim_pid = shim_pid;
   p->shim_control = std::move(adoption.control);
   p->pidfd = std::move(adoption.pidfd);
-  if (hello.end) {
+  if (hello.run) {
+    p->restarts = true;
+    p->status.set_run(*hello.run);
+    p->status.set_restarts(*hello.run - 1);
+    if (!same_run && !between_runs) {
+      p->pid = hello.pid;
+      p->start_ticks = hello.start_ticks;
+      p->status.set_pid(hello.pid);
+      p->status.clear_next_start();
+      if (!hello.end && p->status.state() == ProcessStatus::STATE_BACKOFF) {
+        p->status.set_state(ProcessStatus::STATE_RUNNING);
+      }
+    }
+  }
+  if (between_runs) {
+    // As Restarting would have said it.
+    p->in_backoff = true;
+    p->group_gone = true;
+    p->pid = 0;
+    pm::v1::RunEnd& last = *p->status.mutable_last_run();
+    last.set_run(*hello.run);
+    const bool exited = hello.end->status.kind == ExitStatus::Kind::kExited;
+    last.set_exit_code(exited ? hello.end->status.code : 0);
+    last.set_signal(exited ? 0 : hello.end->status.signal);
+    last.set_core_dumped(hello.end->status.core_dumped);
+    *last.mutable_ended_at() = ToProtoTimestamp(hello.end->ended);
+    *p->status.mutable_next_start() = ToProtoTimestamp(*hello.next_start);
+    p->status.set_pid(0);
+    p->output_end = hello.end->output_end;
+    if (p->status.state() != ProcessStatus::STATE_STOPPING) {
+      p->status.set_state(ProcessStatus::STATE_BACKOFF);
+    }
+  } else if (hello.end) {
     // Its leader was reaped while no supervisor listened: its process
     // group may be empty and its number taken by another group since, so
     // the group is never signalled (the cgroup still reaches what is left).
@@ -344,8 +384,12 @@ void Supervisor::AdoptThroughShim(const StoredRecord& record,
   if (!AdoptOnLoop(p)) return;
   PM_LOG(INFO) << "re-adopted process " << p->id << " (pid " << p->pid
                << ") through its pm-shim " << shim_pid
-               << (hello.end ? ", which reaped it meanwhile" : "");
-  if (hello.end) {
+               << (between_runs  ? ", between two runs"
+                   : hello.end   ? ", which reaped it meanwhile"
+                                 : "");
+  // What changed while away (a run, or the wait for the next), on record.
+  if (hello.run && (!same_run || between_runs)) SendUpdate(p);
+  if (hello.end && !between_runs) {
     // Its end, as its shim saw it, before anything else (a stop to carry
     // on must find it ended).
     OnLeaderEnd(p, hello.end->status, hello.end->ended, hello.end->output_end);

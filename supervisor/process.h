@@ -81,6 +81,14 @@ struct Process {
   // The group was seen empty after the leader was reaped (GroupGone).
   bool group_gone = false;
 
+  // With a restart policy (StartRequest.restart) its shim starts each next
+  // run itself and tells it (Restarting, RunStarted): the leader's pid and
+  // pidfd change with each run. Between two runs (in_backoff) no leader
+  // lives and its group is gone: nothing is signalled, and a stop only
+  // tells the shim (NoRestart), which then ends the process (Exited).
+  bool restarts = false;
+  bool in_backoff = false;
+
   // Registry updates (how far the registry's copy lags behind: orthogonal
   // to the phases): each state is sent at once with the next sequence
   // (the registry ignores one overtaken by a newer); `dirty` means the

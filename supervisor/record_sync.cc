@@ -54,6 +54,17 @@ pm::internal::v1::UpdateRecordRequest UpdateRequestOf(const Process& p) {
   r.set_id(p.id);
   r.set_state(s.state());
   *r.mutable_end() = ProcessEndOf(s);
+  if (p.restarts) {
+    pm::internal::v1::RunUpdate& run = *r.mutable_run();
+    run.set_run(s.run());
+    run.set_restarts(s.restarts());
+    run.set_pid(p.in_backoff ? 0 : p.pid);
+    run.set_start_ticks(p.in_backoff ? 0 : p.start_ticks);
+    *run.mutable_started_at() = s.started_at();
+    if (s.has_last_run()) *run.mutable_last_run() = s.last_run();
+    if (s.has_next_start()) *run.mutable_next_start() = s.next_start();
+    run.set_gave_up(s.gave_up());
+  }
   return r;
 }
 
@@ -81,6 +92,16 @@ void Supervisor::OnRecorded(const ProcessPtr& p, const ProcessStatus& record) {
   by_id_[p->id] = p;
   if (Ended(local)) {
     CopyEnd(local, p->status);
+    SendUpdate(p);
+  } else if (p->restarts && (p->in_backoff || local.run() != record.run())) {
+    // Runs ended (and started) before the record was made.
+    p->status.set_state(local.state());
+    p->status.set_pid(local.pid());
+    p->status.set_run(local.run());
+    p->status.set_restarts(local.restarts());
+    *p->status.mutable_started_at() = local.started_at();
+    if (local.has_last_run()) *p->status.mutable_last_run() = local.last_run();
+    if (local.has_next_start()) *p->status.mutable_next_start() = local.next_start();
     SendUpdate(p);
   }
 }

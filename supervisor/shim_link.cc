@@ -27,6 +27,7 @@
 #include "absl/time/clock.h"
 #include "common/command_line.h"
 #include "common/log.h"
+#include "common/proto_time.h"
 #include "common/state_layout.h"
 #include "common/status.h"
 #include "shim/protocol.h"
@@ -37,6 +38,8 @@
 #include "supervisor/supervisor.h"
 
 namespace pm::supervisor {
+
+using pm::v1::ProcessStatus;
 
 namespace {
 
@@ -157,8 +160,18 @@ void Supervisor::OnShimReadable(const ProcessPtr& p) {
       return;
     }
     if (auto* exited = std::get_if<shim::Exited>(&got->message)) {
+      if (p->restarts) {
+        p->in_backoff = false;
+        if (exited->run) p->status.set_run(*exited->run);
+        p->status.set_gave_up(exited->gave_up);
+        p->status.clear_next_start();
+      }
       OnLeaderEnd(p, exited->end.status, exited->end.ended,
                   exited->end.output_end);
+    } else if (auto* restarting = std::get_if<shim::Restarting>(&got->message)) {
+      OnRunRestarting(p, *restarting);
+    } else if (auto* started = std::get_if<shim::RunStarted>(&got->message)) {
+      if (got->fds.size() == 1) OnRunStarted(p, *started, std::move(got->fds[0]));
     } else if (auto* closed = std::get_if<shim::Closed>(&got->message)) {
       if (!p->life.reaped()) {
         // A shim closes only after the leader's end: this one is broken.
@@ -175,6 +188,63 @@ void Supervisor::OnShimReadable(const ProcessPtr& p) {
                     << " sent an unexpected " << shim::MessageName(got->message);
     }
   }
+}
+
+void Supervisor::OnRunRestarting(const ProcessPtr& p, const shim::Restarting& r) {
+  if (!p->restarts || p->life.reaped()) {
+    PM_LOG(ERROR) << "pm-shim " << p->shim_pid << " of process " << p->id
+                  << " said Restarting, which it was not asked to";
+    return;
+  }
+  // The run's leader is reaped (by its shim) and its group killed: its
+  // numbers may be reused from now on, so nothing of it is signalled.
+  by_pid_.erase(p->pid);
+  p->pidfd.reset();
+  p->group_gone = true;
+  p->in_backoff = true;
+  p->output_end = r.end.output_end;
+  ProcessStatus& s = p->status;
+  pm::v1::RunEnd& last = *s.mutable_last_run();
+  last.set_run(r.run);
+  const bool exited = r.end.status.kind == ExitStatus::Kind::kExited;
+  last.set_exit_code(exited ? r.end.status.code : 0);
+  last.set_signal(exited ? 0 : r.end.status.signal);
+  last.set_core_dumped(r.end.status.core_dumped);
+  *last.mutable_ended_at() = ToProtoTimestamp(r.end.ended);
+  *s.mutable_next_start() = ToProtoTimestamp(r.next_start);
+  s.set_pid(0);
+  // A stop under way keeps STOPPING: its NoRestart ends the process next.
+  if (!p->stopping()) s.set_state(ProcessStatus::STATE_BACKOFF);
+  SendUpdate(p);
+}
+
+void Supervisor::OnRunStarted(const ProcessPtr& p, const shim::RunStarted& r,
+                              Fd pidfd) {
+  if (!p->restarts || p->life.reaped()) {
+    PM_LOG(ERROR) << "pm-shim " << p->shim_pid << " of process " << p->id
+                  << " said RunStarted, which it was not asked to";
+    return;
+  }
+  p->in_backoff = false;
+  p->pid = r.pid;
+  p->start_ticks = r.start_ticks;
+  p->pidfd = std::move(pidfd);
+  p->group_gone = false;
+  by_pid_[p->pid] = p;
+  ProcessStatus& s = p->status;
+  s.set_pid(r.pid);
+  s.set_run(r.run);
+  s.set_restarts(r.run - 1);
+  *s.mutable_started_at() = ToProtoTimestamp(absl::Now());
+  s.clear_next_start();
+  if (p->stopping()) {
+    // Started before the shim heard the stop's NoRestart: it is the last,
+    // and it gets the stop's warning too.
+    SignalTerm(p);
+  } else {
+    s.set_state(ProcessStatus::STATE_RUNNING);
+  }
+  SendUpdate(p);
 }
 
 void Supervisor::WatchShimExit(pid_t shim_pid, Fd shim_pidfd) {

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "common/command_line.h"
+#include "common/restart_policy.h"
 #include "common/status.h"
 #include "supervisor/spawn.h"
 
@@ -41,6 +42,18 @@ absl::StatusOr<ShimSpawnMessage> ShimSpawnOf(const pm::v1::StartRequest& request
   }
   for (const CgroupJoin& join : options.joins) {
     spawn.cgroup_joins.push_back({Attach(message, join.fd), join.path});
+  }
+  if (RestartsOf(request)) {
+    const RestartDurations durations = DurationsOf(request.restart());
+    shim::RestartPolicy& policy = spawn.restart.emplace();
+    policy.when = request.restart().policy() == pm::v1::RestartPolicy::POLICY_ALWAYS
+                      ? shim::RestartPolicy::When::kAlways
+                      : shim::RestartPolicy::When::kOnFailure;
+    policy.first_delay = durations.first_delay;
+    policy.max_delay = durations.max_delay;
+    policy.reset_after = durations.reset_after;
+    policy.max_restarts = request.restart().max_restarts();
+    policy.window = durations.window;
   }
   PM_ASSIGN_OR_RETURN(std::optional<Fd> memfd,
                       shim::SpillLargeCommand(spawn, static_cast<uint32_t>(message.fds.size())));

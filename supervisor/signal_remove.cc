@@ -21,6 +21,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/proto_time.h"
 #include "common/exit_status.h"
 #include "common/log.h"
 #include "common/state_layout.h"
@@ -131,6 +132,15 @@ void Supervisor::Signal(const pm::v1::SignalRequest& request,
       return;
     }
     ProcessPtr p = it->second;
+    if (p->in_backoff) {
+      done(absl::FailedPreconditionError(absl::StrCat(
+          "process ", id, " is between two runs (run ", p->status.run() + 1,
+          " starts at ",
+          absl::FormatTime(absl::RFC3339_full, FromProtoTimestamp(p->status.next_start()),
+                           absl::UTCTimeZone()),
+          "): nothing was sent")));
+      return;
+    }
     if (p->life.reaped() || Ended(p->status) || !p->pidfd.valid()) {
       done(HasEnded(p->status));
       return;

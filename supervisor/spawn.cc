@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/limit_ranges.h"
+#include "common/restart_policy.h"
 #include "common/names.h"
 #include "common/status.h"
 
@@ -34,6 +35,7 @@ absl::Status ValidateStartRequest(const pm::v1::StartRequest& request,
   PM_ASSIGN_OR_RETURN(CommandLine command, CommandLineOf(request));
   if (!request.name().empty()) PM_RETURN_IF_ERROR(ValidateName(request.name()));
   PM_RETURN_IF_ERROR(ValidateLabels(request.labels()));
+  if (request.has_restart()) PM_RETURN_IF_ERROR(ValidateRestartPolicy(request.restart()));
   if (command.args.size() > caps.max_args) {
     return absl::InvalidArgumentError(absl::StrCat(
         "args: ", command.args.size(), " arguments, over the supervisor's "

@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/proto_time.h"
+#include "common/restart_policy.h"
 #include "common/status.h"
 #include "supervisor/async_ops.h"
 #include "supervisor/process.h"
@@ -276,6 +277,11 @@ std::shared_ptr<Process> ProcessOf(const pm::v1::StartRequest& request,
   EchoCommandLine(child.command, s);
   EchoResolvedExecutable(child.executable, s);
   *s.mutable_started_at() = ToProtoTimestamp(absl::Now());
+  if (RestartsOf(request)) {
+    p->restarts = true;
+    *s.mutable_restart() = request.restart();
+    s.set_run(1);
+  }
   if (cgroup) {
     s.set_cgroup(cgroup->path());
     p->cgroup = std::move(cgroup);
@@ -352,7 +358,7 @@ absl::Status Supervisor::WatchProcess(const ProcessPtr& p) {
     }
     return watched;
   }
-  by_pid_[p->pid] = p;
+  if (p->pid > 0) by_pid_[p->pid] = p;  // none between two runs
   ++live_;
   return absl::OkStatus();
 }

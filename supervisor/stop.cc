@@ -24,6 +24,7 @@
 #include "common/status.h"
 #include "common/stop_request.h"
 #include "supervisor/async_ops.h"
+#include "shim/protocol.h"
 #include "supervisor/process.h"
 
 namespace pm::supervisor {
@@ -77,6 +78,15 @@ void Supervisor::BeginStop(const ProcessPtr& p, absl::Duration grace) {
   if (!p->life.reaped()) {
     p->status.set_state(ProcessStatus::STATE_STOPPING);
     SendUpdate(p);
+  }
+  // Before any signal: the run that ends now is the last (between two
+  // runs, the shim ends the process at once).
+  if (p->restarts && !p->life.reaped() && p->shim_control.valid()) {
+    absl::Status told = shim::SendMessage(p->shim_control.get(), shim::NoRestart{}, {});
+    if (!told.ok()) {
+      PM_LOG(WARNING) << "pm-shim " << p->shim_pid << " of process " << p->id
+                      << " was not told to stop restarting: " << told;
+    }
   }
   // A forced stop (no grace) gives no warning: SIGTERM just before SIGKILL
   // would only race it for which ends the process.

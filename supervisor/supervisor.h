@@ -71,6 +71,7 @@
 #include "supervisor/idle_shim.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "shim/launch.h"
+#include "shim/protocol.h"
 #include "supervisor/record_stream.h"
 #include "supervisor/shim_listener.h"
 #include "supervisor/spares.h"
@@ -263,6 +264,11 @@ class Supervisor {
   // leader, reparented to this subreaper, is reaped through its pidfd, and
   // its output is closed on disk here.
   void OnShimLost(const ProcessPtr& p);
+  // With a restart policy: a run ended and the next will start (the
+  // process is between runs, STATE_BACKOFF), or the next run started (its
+  // pid and pidfd replace the last run's).
+  void OnRunRestarting(const ProcessPtr& p, const shim::Restarting& restarting);
+  void OnRunStarted(const ProcessPtr& p, const shim::RunStarted& started, Fd pidfd);
   // The end of a record no shim came back for (SettleUnclaimed), sent to
   // the registry until it takes it (again every second while it is
   // unavailable, logged once); the stops held for it are answered after the

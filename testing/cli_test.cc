@@ -3,6 +3,7 @@
 // (testing/test_stack.h). Each test reads pm's stdout and stderr through
 // pipes and waits for events (output appearing, pm exiting), never for time
 // to pass.
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -638,6 +640,79 @@ TEST_F(CliTest, BadLimitsExitTwoBeforeStartingAnything) {
   EXPECT_EQ(std::count(list.out.begin(), list.out.end(), '\n'), 1) << list.out;
 }
 
+// Restart policies through the real stack: a crash loop under a cap, every
+// run's output in one log, the runs and the give-up on record and as events.
+TEST_F(CliTest, ACrashLoopIsRestartedUntilItsCapGivesItUp) {
+  // The default delays (100 ms, then 200): each state lasts long enough to
+  // be on record. (With no delay, the registry may see only the newest:
+  // states are sent as they come, but a state that lasted less than a
+  // round trip to it can be folded into the next.)
+  PmResult started = Run({"start", "--name", "crashy", "--restart", "on-failure",
+                          "--max-restarts", "2", "--", "sh", "-c",
+                          "echo \"run $$\"; exit 3"});
+  ASSERT_EQ(started.code, 0) << started.err;
+  const std::string id = started.out.substr(0, 36);
+  PmResult waited = Run({"wait", "crashy"});
+  EXPECT_EQ(waited.code, 3) << waited.err;
+  PmResult status = Run({"status", "crashy"});
+  ASSERT_EQ(status.code, 0) << status.err;
+  EXPECT_THAT(status.out, HasSubstr(
+      "restart:      on-failure: run 3, 2 restarts (at most 2 within its life); given up\n"));
+  EXPECT_THAT(status.out, HasSubstr("last run:     run 2 exited with code 3 at "));
+  EXPECT_THAT(status.out, HasSubstr("given up after 2 restarts"));
+  PmResult logs = Run({"logs", "crashy"});
+  EXPECT_THAT(logs.out, MatchesRegex("run [0-9]+\nrun [0-9]+\nrun [0-9]+\n"));
+  std::unique_ptr<PmRun> follow = Spawn({"events", "--after", "0", "--filter", "id=" + id});
+  ASSERT_TRUE(follow->WaitForStdout(" gave_up " + id));
+  kill(follow->pid(), SIGINT);
+  const std::string seen = follow->Finish().out;
+  std::vector<std::string> kinds;
+  for (absl::string_view line : absl::StrSplit(seen, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> words = absl::StrSplit(line, ' ');
+    ASSERT_GE(words.size(), 3u) << line;
+    kinds.emplace_back(words[2]);
+  }
+  EXPECT_THAT(kinds, ::testing::ElementsAre("started", "restarting", "started", "restarting",
+                                            "started", "exited", "gave_up"));
+}
+
+// A stop between two runs ends the process at once, as the last run ended;
+// no run follows.
+TEST_F(CliTest, AStopDuringTheBackoffEndsTheProcessAndCancelsTheRestart) {
+  std::unique_ptr<PmRun> events = Spawn({"events", "--filter", "kind=restarting"});
+  PmResult started = Run({"start", "--restart", "always", "--restart-delay", "1h",
+                          "--", "sh", "-c", "exit 4"});
+  ASSERT_EQ(started.code, 0) << started.err;
+  const std::string id = started.out.substr(0, 36);
+  ASSERT_TRUE(events->WaitForStdout(" restarting " + id));
+  kill(events->pid(), SIGINT);
+  events->Finish();
+  PmResult backoff = Run({"status", id});
+  EXPECT_THAT(backoff.out, HasSubstr("state:        backoff\n"));
+  EXPECT_THAT(backoff.out, HasSubstr("next run:     "));
+  EXPECT_THAT(backoff.out, HasSubstr("pid:          -\n"));
+  PmResult signal = Run({"kill", "-s", "HUP", id});
+  EXPECT_EQ(signal.code, 1);
+  EXPECT_THAT(signal.err, HasSubstr("is between two runs"));
+  PmResult stopped = Run({"stop", id});
+  EXPECT_EQ(stopped.code, 0) << stopped.err;
+  EXPECT_EQ(stopped.out, "exited with code 4\n");
+  PmResult status = Run({"status", id});
+  EXPECT_THAT(status.out, HasSubstr("state:        exited\n"));
+  EXPECT_THAT(status.out, HasSubstr("restart:      always: run 1, 0 restarts\n"));
+}
+
+TEST_F(CliTest, RestartFlagsAreCheckedBeforeAnythingStarts) {
+  EXPECT_EQ(Run({"start", "--restart", "sometimes", "--", "true"}).code, 2);
+  PmResult cap_alone = Run({"start", "--max-restarts", "3", "--", "true"});
+  EXPECT_EQ(cap_alone.code, 2);
+  EXPECT_THAT(cap_alone.err, HasSubstr("apply only with --restart on-failure or always"));
+  PmResult delays = Run({"start", "--restart", "always", "--restart-delay", "1m",
+                         "--restart-max-delay", "1s", "--", "true"});
+  EXPECT_EQ(delays.code, 2);
+  EXPECT_THAT(delays.err, HasSubstr("restart.first_delay (1m) is above restart.max_delay (1s)"));
+}
+
 // Shims that keep only the last 64 KiB of each process's output.
 const std::map<std::string, std::vector<std::string>> kCappedFlags = {
     {"supervisor", {"--max_output_bytes=65536"}},
@@ -800,6 +875,48 @@ TEST_F(CliRestartTest, EventsRideThroughARegistryRestartWithNoGap) {
   }
   EXPECT_THAT(watched.out,
               HasSubstr(absl::StrCat(" exited ", gated, " gated exited with code 3")));
+}
+
+// A restart policy outlives its supervisor: killed with SIGKILL while a run
+// ends, the shim starts the next run alone, and the restarted supervisor
+// finds it running, on record with its new run, and stops it.
+TEST_F(CliRestartTest, RestartsGoOnWhileTheSupervisorIsDownAndItsSuccessorStopsThem) {
+  const std::string gate = stack_.temp_dir() + "/gate";
+  ASSERT_EQ(mkfifo(gate.c_str(), 0600), 0);
+  // O_RDWR: opening does not wait for a reader.
+  const int gate_fd = open(gate.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(gate_fd, 0);
+  PmResult started =
+      Spawn({"start", "--name", "phoenix", "--restart", "always", "--restart-delay", "0",
+             "--", "sh", "-c", absl::StrCat("echo \"run $$\"; read x < ", gate, "; exit 1")})
+          ->Finish();
+  ASSERT_EQ(started.code, 0) << started.err;
+  std::unique_ptr<PmRun> logs = Spawn({"logs", "-f", "phoenix"});
+  ASSERT_TRUE(logs->WaitForStdout("run "));
+
+  const size_t before =
+      stack_.events().WaitFor(StackEvent::Kind::kHealthy, 0, "supervisor").size();
+  stack_.stack().PostSignal("supervisor", SIGKILL);
+  // The run ends while the supervisor is (most likely) gone; the shim
+  // starts the next one itself.
+  ASSERT_EQ(write(gate_fd, "x\n", 2), 2);
+  ASSERT_EQ(stack_.events().WaitFor(StackEvent::Kind::kHealthy, before + 1, "supervisor").size(),
+            before + 1);
+  ASSERT_TRUE(logs->WaitForStdout("\nrun "));
+  // The successor adopts it (its shim says Hello): run 2 on record.
+  std::unique_ptr<PmRun> events =
+      Spawn({"events", "--after", "0", "--filter", "name=phoenix", "--output=json"});
+  ASSERT_TRUE(events->WaitForStdout("\"run\":2"));
+  PmResult status = Spawn({"status", "phoenix"})->Finish();
+  EXPECT_THAT(status.out, HasSubstr("restart:      always: run 2, 1 restart\n"));
+  EXPECT_THAT(status.out, HasSubstr("state:        running\n"));
+  PmResult stopped = Spawn({"stop", "phoenix"})->Finish();
+  EXPECT_EQ(stopped.code, 0) << stopped.err;
+  EXPECT_EQ(stopped.out, "killed by signal 15 (SIGTERM)\n");
+  kill(events->pid(), SIGINT);
+  events->Finish();
+  logs->Finish();
+  close(gate_fd);
 }
 
 TEST_F(CliRestartTest, GivesUpAfterTheReconnectTimeout) {
