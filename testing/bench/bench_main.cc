@@ -53,6 +53,7 @@
 #include "absl/strings/strip.h"
 #include "client/client.h"
 #include "common/fd.h"
+#include "common/proto_time.h"
 #include "stack/dev_certs.h"
 #include "stack/stack.h"
 
@@ -61,7 +62,7 @@ DEFINE_string(supervisor_flags, "",
               "--cgroups=off to see what cgroups cost a start)");
 DEFINE_string(only, "",
               "Run only these measures, comma-separated, of: idle, start, "
-              "cli, rate, capture, tail, follow, sleepers, churn, gateway, adopt "
+              "cli, rate, capture, tail, restart, follow, sleepers, churn, gateway, adopt "
               "(default: all)");
 DEFINE_bool(gateway, true,
             "Also run the gateway (mutual TLS, basic auth) and measure Start "
@@ -240,6 +241,38 @@ pm::v1::StartRequest Cmd(std::vector<std::string> argv) {
   r.set_executable(argv[0]);
   for (size_t i = 1; i < argv.size(); ++i) r.add_args(argv[i]);
   return r;
+}
+
+// A restart policy's latency: from a run's end (its shim reaped it) to the
+// next run on record as started (exec'd, and the supervisor told), with
+// --restart-delay 0; against systemd's documented RestartSec default of
+// 100 ms (issue 15). One sample per process: run 1 exits 1, run 2 exits 1,
+// and the cap of 1 restart ends it.
+void MeasureRestart(pm::Client& client, int rounds) {
+  std::vector<double> ms;
+  for (int i = 0; i < rounds; ++i) {
+    pm::v1::StartRequest request = Cmd({"/bin/sh", "-c", "exit 1"});
+    pm::v1::RestartPolicy& restart = *request.mutable_restart();
+    restart.set_policy(pm::v1::RestartPolicy::POLICY_ON_FAILURE);
+    restart.set_max_restarts(1);
+    *restart.mutable_first_delay() = pm::ToProtoDuration(absl::ZeroDuration());
+    auto started = client.Start(request);
+    if (!started.ok()) {
+      absl::PrintF("restart: start failed: %s\n", started.status().ToString());
+      return;
+    }
+    auto ended = client.Wait(started->id(), absl::Minutes(1));
+    if (!ended.ok() || ended->run() != 2 || !ended->has_last_run()) {
+      absl::PrintF("restart: no second run on record\n");
+      return;
+    }
+    ms.push_back(absl::ToDoubleMilliseconds(
+        pm::FromProtoTimestamp(ended->started_at()) -
+        pm::FromProtoTimestamp(ended->last_run().ended_at())));
+  }
+  const Stats stats = Summarize(ms);
+  Report({"restart: a run's end to the next run started (delay 0)", "ms", stats.median,
+          stats.p99, "systemd RestartSec default", 100.0, "", "restart"});
 }
 
 // `pm logs --tail 20` on a process with `bytes` of output retained (1 GiB
@@ -1311,6 +1344,7 @@ int Main() {
   if (run("rate")) MeasureStartRate(**stack, options.runtime_dir, rounds);
   if (run("capture")) MeasureCapture(**client, capture, capture_rounds);
   if (run("tail")) MeasureTail(**client, options.runtime_dir, dir, capture, rounds);
+  if (run("restart")) MeasureRestart(**client, rounds);
   if (run("follow")) {
     MeasureFollowLatency(**client, dir, 1, rounds);
     MeasureFollowLatency(**client, dir, smoke ? 5 : 100, rounds);
