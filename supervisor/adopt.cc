@@ -362,13 +362,7 @@ void Supervisor::AdoptThroughShim(const StoredRecord& record,
     p->in_backoff = true;
     p->group_gone = true;
     p->pid = 0;
-    pm::v1::RunEnd& last = *p->status.mutable_last_run();
-    last.set_run(*hello.run);
-    const bool exited = hello.end->status.kind == ExitStatus::Kind::kExited;
-    last.set_exit_code(exited ? hello.end->status.code : 0);
-    last.set_signal(exited ? 0 : hello.end->status.signal);
-    last.set_core_dumped(hello.end->status.core_dumped);
-    *last.mutable_ended_at() = ToProtoTimestamp(hello.end->ended);
+    *p->status.mutable_last_run() = RunEndOf(*hello.run, *hello.end);
     *p->status.mutable_next_start() = ToProtoTimestamp(*hello.next_start);
     p->status.set_pid(0);
     p->output_end = hello.end->output_end;

@@ -24,6 +24,7 @@
 #include "common/process_end.h"
 #include "pm/internal/v1/internal.grpc.pb.h"
 #include "pm/v1/process_manager.pb.h"
+#include "shim/exit_file.h"
 #include "supervisor/cgroup.h"
 #include "supervisor/event_loop.h"
 #include "supervisor/lifecycle.h"
@@ -143,6 +144,9 @@ pm::internal::v1::UpdateRecordRequest UpdateRequestOf(const Process& p);
 // Copies how the process ended (state, exit, termination, usage, output)
 // from `from` into `to`.
 void CopyEnd(const pm::v1::ProcessStatus& from, pm::v1::ProcessStatus& to);
+// How run `run` ended, as its shim told it (Restarting, or a Hello between
+// two runs), for ProcessStatus.last_run.
+pm::v1::RunEnd RunEndOf(uint32_t run, const shim::ProcessEnd& end);
 
 }  // namespace pm::supervisor
 

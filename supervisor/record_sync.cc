@@ -19,6 +19,7 @@
 #include "common/cgroup_paths.h"
 #include "common/log.h"
 #include "common/process_end.h"
+#include "common/proto_time.h"
 #include "supervisor/async_ops.h"
 #include "supervisor/process.h"
 
@@ -46,6 +47,17 @@ pm::internal::v1::CreateRecordRequest CreateRequestOf(
   *create.mutable_started_at() = p.status.started_at();
   if (p.cgroup) *create.mutable_cgroup() = CgroupPathsOf(p.cgroup->dirs());
   return create;
+}
+
+pm::v1::RunEnd RunEndOf(uint32_t run, const shim::ProcessEnd& end) {
+  pm::v1::RunEnd last;
+  last.set_run(run);
+  const bool exited = end.status.kind == ExitStatus::Kind::kExited;
+  last.set_exit_code(exited ? end.status.code : 0);
+  last.set_signal(exited ? 0 : end.status.signal);
+  last.set_core_dumped(end.status.core_dumped);
+  *last.mutable_ended_at() = ToProtoTimestamp(end.ended);
+  return last;
 }
 
 pm::internal::v1::UpdateRecordRequest UpdateRequestOf(const Process& p) {

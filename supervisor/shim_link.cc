@@ -204,13 +204,7 @@ void Supervisor::OnRunRestarting(const ProcessPtr& p, const shim::Restarting& r)
   p->in_backoff = true;
   p->output_end = r.end.output_end;
   ProcessStatus& s = p->status;
-  pm::v1::RunEnd& last = *s.mutable_last_run();
-  last.set_run(r.run);
-  const bool exited = r.end.status.kind == ExitStatus::Kind::kExited;
-  last.set_exit_code(exited ? r.end.status.code : 0);
-  last.set_signal(exited ? 0 : r.end.status.signal);
-  last.set_core_dumped(r.end.status.core_dumped);
-  *last.mutable_ended_at() = ToProtoTimestamp(r.end.ended);
+  *s.mutable_last_run() = RunEndOf(r.run, r.end);
   *s.mutable_next_start() = ToProtoTimestamp(r.next_start);
   s.set_pid(0);
   // A stop under way keeps STOPPING: its NoRestart ends the process next.
