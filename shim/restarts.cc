@@ -31,7 +31,9 @@ std::optional<absl::Duration> Restarts::Next(absl::Time now,
   }
   if (uptime >= policy_.reset_after) delay_ = policy_.first_delay;
   const absl::Duration base = delay_;
-  delay_ = std::min(std::max(delay_ * 2, policy_.first_delay), policy_.max_delay);
+  // Never a spin: after a first restart at once, each next one waits.
+  delay_ = std::max(std::min(std::max(delay_ * 2, policy_.first_delay), policy_.max_delay),
+                    kMinRepeatDelay);
   ++count_;
   jitter = std::clamp(jitter, -1.0, 1.0);
   return std::max(absl::ZeroDuration(), base + base * (0.1 * jitter));

@@ -9,7 +9,7 @@
 //   }
 //
 // The delay starts at first_delay and doubles for each restart after it, up
-// to max_delay; a run that stayed up for reset_after brings it back to
+// to max_delay, and is at least kMinRepeatDelay after the first; a run that stayed up for reset_after brings it back to
 // first_delay. Each delay is moved by up to 10% either way (jitter, in
 // [-1, 1]), so processes that failed together do not restart in step. More
 // than max_restarts restarts within `window` (the whole life, for a zero
@@ -27,6 +27,10 @@
 #include "shim/protocol.h"
 
 namespace pm::shim {
+
+// The least delay of a restart after the first: a crash loop whose policy
+// says no delay costs at most ten spawns a second, not a core.
+inline constexpr absl::Duration kMinRepeatDelay = absl::Milliseconds(100);
 
 class Restarts {
  public:

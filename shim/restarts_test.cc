@@ -52,10 +52,13 @@ TEST(RestartsTest, JitterMovesTheDelayByAtMostATenth) {
   EXPECT_EQ(restarts.Next(kT0, absl::ZeroDuration(), 1), absl::Milliseconds(1100));
   EXPECT_EQ(restarts.Next(kT0, absl::ZeroDuration(), -1), absl::Milliseconds(900));
   EXPECT_EQ(restarts.Next(kT0, absl::ZeroDuration(), 7), absl::Milliseconds(1100));
-  // No delay stays none.
+  // No delay: the first restart at once, the next ones never in a spin.
   policy.first_delay = absl::ZeroDuration();
+  policy.max_delay = absl::ZeroDuration();
   Restarts immediate(policy);
-  EXPECT_EQ(immediate.Next(kT0, absl::ZeroDuration(), 1), absl::ZeroDuration());
+  EXPECT_EQ(immediate.Next(kT0, absl::ZeroDuration(), 0), absl::ZeroDuration());
+  EXPECT_EQ(immediate.Next(kT0, absl::ZeroDuration(), 0), kMinRepeatDelay);
+  EXPECT_EQ(immediate.Next(kT0, absl::ZeroDuration(), 0), kMinRepeatDelay);
 }
 
 TEST(RestartsTest, TheCapWithinTheWindowGivesUp) {

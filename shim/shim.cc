@@ -56,7 +56,8 @@ const char* PipeName(bool is_stdout) { return is_stdout ? "stdout pipe" : "stder
 
 const char* SourceName(int source) {
   static const char* const kNames[] = {"control socket", "stdout pipe", "stderr pipe",
-                                       "pidfd", "signalfd", "inotify", "reconnect timer"};
+                                       "pidfd", "signalfd", "inotify", "reconnect timer",
+                                       "restart timer"};
   return kNames[source];
 }
 
@@ -454,6 +455,7 @@ absl::StatusOr<std::string> Shim::SpawnRun() {
       supervisor::SpawnedChild child,
       supervisor::SpawnCommand(spawn_.command, IsolationOf(spawn_.isolation), options));
   pid_ = child.pid;
+  group_ = child.pid;
   pidfd_ = std::move(child.pidfd);
   stdout_ = std::move(child.stdout_read);
   stderr_ = std::move(child.stderr_read);
@@ -666,11 +668,14 @@ void Shim::EnterBackoff(const ProcessEnd& end, absl::Duration delay) {
 }
 
 void Shim::KillLeftovers() {
-  // The run's group (the leader was its leader: setsid), and with a cgroup
-  // every member of it, also those that left the group.
-  if (kill(-pid_, SIGKILL) != 0 && errno != ESRCH) {
-    PM_LOG(WARNING) << ErrnoError("kill", absl::StrCat("-", pid_, ", SIGKILL"));
+  // The run's group (the leader was its leader: setsid), once: its number
+  // may be reused once the group is gone. None for a run that could not
+  // start. With a cgroup, every member of it, also those that left the
+  // group.
+  if (group_ > 0 && kill(-group_, SIGKILL) != 0 && errno != ESRCH) {
+    PM_LOG(WARNING) << ErrnoError("kill", absl::StrCat("-", group_, ", SIGKILL"));
   }
+  group_ = 0;
   if (!spawn_.cgroup2_dir) return;
   const int dir = spawn_fds_[*spawn_.cgroup2_dir].get();
   // Each member as cgroup.procs lists it, not cgroup.kill: after a write
@@ -693,9 +698,11 @@ void Shim::ArmRestartTimer(absl::Duration delay) {
   if (!restart_timer_) {
     restart_timer_ = Fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
     if (!restart_timer_) {
-      // No timer: start the next run now rather than never.
-      LogRateLimited(kFailEvents, ErrnoError("timerfd_create", "CLOCK_MONOTONIC"));
-      return StartNextRun();
+      // No way to wait: the process ends as this run ended, rather than
+      // restarting at once, again and again.
+      PM_LOG(ERROR) << ErrnoError("timerfd_create", "CLOCK_MONOTONIC")
+                    << "; no run follows run " << run_;
+      return EndForGood(*last_end_, /*gave_up=*/false);
     }
     Watch(restart_timer_.get(), kRestartTimer);
   }
@@ -703,8 +710,10 @@ void Shim::ArmRestartTimer(absl::Duration delay) {
   // A zero it_value disarms: the shortest wait instead.
   when.it_value = absl::ToTimespec(std::max(delay, absl::Nanoseconds(1)));
   if (timerfd_settime(restart_timer_.get(), 0, &when, nullptr) != 0) {
-    LogRateLimited(kFailEvents, ErrnoError("timerfd_settime", "restart timer"));
-    StartNextRun();
+    PM_LOG(ERROR) << ErrnoError("timerfd_settime", "restart timer") << "; no run follows run "
+                  << run_;
+    StopRestartTimer();
+    EndForGood(*last_end_, /*gave_up=*/false);
   }
 }
 

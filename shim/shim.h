@@ -222,6 +222,8 @@ class Shim {
   std::string uuid_;
   std::string proc_dir_;
   pid_t pid_ = -1;
+  // The current run's process group, until killed at its end (0: none).
+  pid_t group_ = 0;
   uint64_t start_ticks_ = 0;
   Fd pidfd_;  // until the leader is reaped
   Fd stdout_;

@@ -163,6 +163,16 @@ void Supervisor::RequestLiveRecords() {
 
 void Supervisor::OnLiveRecords(std::vector<StoredRecord> records) {
   live_records_known_ = true;
+  // An earlier supervisor's empty cgroups go, but not a live record's (a
+  // process between two runs has an empty one its shim starts the next
+  // run in).
+  absl::flat_hash_set<std::string> keep;
+  for (const StoredRecord& record : records) {
+    const CgroupDirs dirs = CgroupDirsOf(record.cgroup());
+    if (!dirs.unified.empty()) keep.insert(dirs.unified);
+    for (const auto& [controller, dir] : dirs.v1) keep.insert(dir);
+  }
+  cgroups_->RemoveLeftovers(keep);
   // Processes this supervisor started since it began (their records may
   // be in the list) are its own already.
   absl::flat_hash_set<std::string> ours;
@@ -260,6 +270,8 @@ void Supervisor::RefuseStrayShim(ShimListener::Adoption adoption) {
             PM_LOG(WARNING) << "pm-shim " << shim_pid << " runs process "
                             << hello.uuid << " (pid " << hello.pid
                             << "), which was never on record; it is killed";
+            // Not started again by its shim, if it has a restart policy.
+            shim::SendMessage(held->control.get(), shim::NoRestart{}, {}).IgnoreError();
             syscall(SYS_pidfd_send_signal, held->pidfd.get(), SIGKILL, nullptr, 0);
             // Its group: the number is its leader's pid, just checked to be
             // this process (a pidfd of it, its start time, its parent the

@@ -224,18 +224,19 @@ std::map<std::string, std::string> ParseProcCgroup(absl::string_view text) {
 Cgroups::Cgroups(CgroupOptions options) : options_(std::move(options)) {}
 Cgroups::~Cgroups() = default;
 
-std::unique_ptr<Cgroups> Cgroups::Init(const CgroupOptions& options) {
+std::unique_ptr<Cgroups> Cgroups::Init(const CgroupOptions& options,
+                                       bool remove_leftovers) {
   CgroupOptions resolved = options;
   if (resolved.name_prefix.empty()) {
     resolved.name_prefix = absl::StrCat(getpid(), ".");
   }
   std::unique_ptr<Cgroups> cgroups(new Cgroups(std::move(resolved)));
   cgroups->Detect();
-  cgroups->RemoveLeftovers();
+  if (remove_leftovers) cgroups->RemoveLeftovers();
   return cgroups;
 }
 
-void Cgroups::RemoveLeftovers() const {
+void Cgroups::RemoveLeftovers(const absl::flat_hash_set<std::string>& keep) const {
   for (const Hierarchy& h : hierarchies_) {
     DIR* dir = opendir(h.parent_dir.c_str());
     if (dir == nullptr) continue;
@@ -255,6 +256,7 @@ void Cgroups::RemoveLeftovers() const {
         continue;
       }
       const std::string path = absl::StrCat(h.parent_dir, "/", name);
+      if (keep.contains(path)) continue;
       if (rmdir(path.c_str()) == 0) {
         PM_LOG(INFO) << "removed cgroup " << path
                      << " left by a supervisor that is gone";

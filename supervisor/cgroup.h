@@ -61,6 +61,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -140,7 +141,16 @@ class Cgroups {
   // Detects the layout, creates the parent cgroups, enables the cgroup2
   // controllers there and probes which limits a new cgroup can take. Never
   // fails: what cannot be used is reported by summary() and CheckLimits().
-  static std::unique_ptr<Cgroups> Init(const CgroupOptions& options);
+  // remove_leftovers: sweep the empty cgroups a dead supervisor left at
+  // once (a supervisor that re-adopts sweeps once it knows the live
+  // records, RemoveLeftovers with their directories kept).
+  static std::unique_ptr<Cgroups> Init(const CgroupOptions& options,
+                                       bool remove_leftovers = true);
+  // Removes the empty per-process cgroups a supervisor that died left in
+  // our parents ("<pid>.<n>" whose pid no longer runs); a populated one is
+  // left alone and logged. Those in `keep` (directories of live records: a
+  // process between two runs leaves its cgroup empty) stay.
+  void RemoveLeftovers(const absl::flat_hash_set<std::string>& keep = {}) const;
   ~Cgroups();
 
   // Whether processes get cgroups at all.
@@ -202,10 +212,6 @@ class Cgroups {
                         const std::map<std::string, std::string>& own);
   void Probe();
   void BuildSummary();
-  // Removes the empty per-process cgroups a supervisor that died left in
-  // our parents ("<pid>.<n>" whose pid no longer runs); a populated one is
-  // left alone and logged.
-  void RemoveLeftovers() const;
   // Which of hierarchies_ a process with `limits` joins (parallel to it).
   std::vector<bool> HierarchiesFor(const pm::v1::Limits& limits) const;
   // Adopt's steps. The recorded directories, checked, as Create spells

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/process_end.h"
 #include "common/proto_time.h"
+#include "shim/protocol.h"
 #include "supervisor/async_ops.h"
 #include "supervisor/process.h"
 
@@ -86,10 +87,20 @@ void CopyEnd(const ProcessStatus& from, ProcessStatus& to) {
   *to.mutable_run_time() = from.run_time();
 }
 
+void Supervisor::ForbidRestarts(const ProcessPtr& p) {
+  if (!p->restarts || !p->shim_control.valid()) return;
+  absl::Status told = shim::SendMessage(p->shim_control.get(), shim::NoRestart{}, {});
+  if (!told.ok()) {
+    PM_LOG(WARNING) << "pm-shim " << p->shim_pid << " of process " << p->id
+                    << " was not told to stop restarting: " << told;
+  }
+}
+
 void Supervisor::AbandonUnrecorded(const ProcessPtr& p) {
   // The registry never learned of it: kill it and forget it, as if the
-  // Start had not happened.
+  // Start had not happened. Its shim must not start it again.
   p->On(Event::kAbandoned);
+  ForbidRestarts(p);
   SignalGroup(*p, SIGKILL);
   KillCgroup(p);
 }

@@ -198,13 +198,17 @@ void Supervisor::OnRunRestarting(const ProcessPtr& p, const shim::Restarting& r)
   }
   // The run's leader is reaped (by its shim) and its group killed: its
   // numbers may be reused from now on, so nothing of it is signalled.
-  by_pid_.erase(p->pid);
+  auto held = by_pid_.find(p->pid);
+  if (held != by_pid_.end() && held->second == p) by_pid_.erase(held);
   p->pidfd.reset();
   p->group_gone = true;
   p->in_backoff = true;
   p->output_end = r.end.output_end;
   ProcessStatus& s = p->status;
   *s.mutable_last_run() = RunEndOf(r.run, r.end);
+  // A run the shim could not start is a run that ended, with no RunStarted.
+  s.set_run(r.run);
+  s.set_restarts(r.run - 1);
   *s.mutable_next_start() = ToProtoTimestamp(r.next_start);
   s.set_pid(0);
   // A stop under way keeps STOPPING: its NoRestart ends the process next.
@@ -233,8 +237,13 @@ void Supervisor::OnRunStarted(const ProcessPtr& p, const shim::RunStarted& r,
   s.clear_next_start();
   if (p->stopping()) {
     // Started before the shim heard the stop's NoRestart: it is the last,
-    // and it gets the stop's warning too.
-    SignalTerm(p);
+    // and it gets what the stop has sent so far.
+    if (p->life.stop() == StopPhase::kKilling || p->forced) {
+      SignalGroup(*p, SIGKILL);
+      KillCgroup(p);
+    } else {
+      SignalTerm(p);
+    }
   } else {
     s.set_state(ProcessStatus::STATE_RUNNING);
   }
@@ -276,6 +285,20 @@ void Supervisor::UnwatchShim(const ProcessPtr& p) {
 
 void Supervisor::OnShimLost(const ProcessPtr& p) {
   UnwatchShim(p);
+  if (p->in_backoff && !p->life.reaped()) {
+    // Between two runs with no shim to start the next: it ends as its
+    // last run ended.
+    PM_LOG(WARNING) << "pm-shim " << p->shim_pid << " of process " << p->id
+                    << " is gone between two runs; the process ends as run "
+                    << p->status.last_run().run() << " ended";
+    p->in_backoff = false;
+    p->status.clear_next_start();
+    const pm::v1::RunEnd& last = p->status.last_run();
+    OnLeaderEnd(p,
+                last.signal() != 0 ? ExitStatus::Signaled(last.signal(), last.core_dumped())
+                                   : ExitStatus::Exited(last.exit_code()),
+                FromProtoTimestamp(last.ended_at()), p->output_end);
+  }
   PM_LOG(WARNING) << "pm-shim " << p->shim_pid << " of process " << p->id
                   << " (pid " << p->pid << ") is gone before its output closed";
   if (!p->life.reaped() && p->pidfd.valid()) {

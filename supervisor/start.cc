@@ -349,6 +349,7 @@ absl::Status Supervisor::WatchProcess(const ProcessPtr& p) {
     // Cannot hear of its end: do not leave it running unsupervised. Its
     // shim reaps it and, its control socket closed, waits for a supervisor
     // at shims.sock; its end is told to no one: it never had an id.
+    ForbidRestarts(p);
     SignalGroup(*p, SIGKILL);
     p->On(Event::kLeaderReaped);
     p->On(Event::kEndWritten);

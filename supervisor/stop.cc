@@ -81,13 +81,7 @@ void Supervisor::BeginStop(const ProcessPtr& p, absl::Duration grace) {
   }
   // Before any signal: the run that ends now is the last (between two
   // runs, the shim ends the process at once).
-  if (p->restarts && !p->life.reaped() && p->shim_control.valid()) {
-    absl::Status told = shim::SendMessage(p->shim_control.get(), shim::NoRestart{}, {});
-    if (!told.ok()) {
-      PM_LOG(WARNING) << "pm-shim " << p->shim_pid << " of process " << p->id
-                      << " was not told to stop restarting: " << told;
-    }
-  }
+  if (!p->life.reaped()) ForbidRestarts(p);
   // A forced stop (no grace) gives no warning: SIGTERM just before SIGKILL
   // would only race it for which ends the process.
   if (grace > absl::ZeroDuration()) SignalTerm(p);
@@ -100,6 +94,9 @@ void Supervisor::BeginStop(const ProcessPtr& p, absl::Duration grace) {
 }
 
 void Supervisor::SignalTerm(const ProcessPtr& p) {
+  // Between two runs no leader lives: no warning is sent (and none is
+  // recorded as sent).
+  if (p->in_backoff) return;
   if (!GroupGone(*p) || !p->life.reaped()) {
     SignalGroup(*p, SIGTERM);
     p->sigterm_sent = !p->life.reaped() || p->sigterm_sent;

@@ -80,7 +80,9 @@ absl::Status Supervisor::Init() {
   sigchld_fd_.reset(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!sigchld_fd_) return ErrnoError("signalfd", "SIGCHLD");
 
-  cgroups_ = Cgroups::Init(options_.cgroup);
+  // Leftovers are swept once the live records are known (OnLiveRecords):
+  // the cgroup of a process between two runs is empty, and must stay.
+  cgroups_ = Cgroups::Init(options_.cgroup, /*remove_leftovers=*/false);
   for (absl::string_view line : absl::StrSplit(cgroups_->summary(), '\n')) {
     PM_LOG(INFO) << line;
   }

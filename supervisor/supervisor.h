@@ -269,6 +269,10 @@ class Supervisor {
   // pid and pidfd replace the last run's).
   void OnRunRestarting(const ProcessPtr& p, const shim::Restarting& restarting);
   void OnRunStarted(const ProcessPtr& p, const shim::RunStarted& started, Fd pidfd);
+  // Tells its shim (if it has a restart policy) that the run that ends
+  // next is the last: before a stop's first signal, and before killing a
+  // process that will not be on record.
+  void ForbidRestarts(const ProcessPtr& p);
   // The end of a record no shim came back for (SettleUnclaimed), sent to
   // the registry until it takes it (again every second while it is
   // unavailable, logged once); the stops held for it are answered after the
