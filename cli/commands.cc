@@ -492,8 +492,9 @@ int Events(const Invocation& invocation, pm::Client& client,
 
 std::string ErrorLine(absl::string_view raw_what, const absl::Status& status,
                       absl::string_view gateway) {
-  // A line of text: an id or executable typed in Latin-1 shows as \xNN.
-  const std::string what = EscapeInvalidUtf8(raw_what);
+  // A line of text: an id or executable typed in Latin-1, or with a
+  // newline in it, shows as \xNN.
+  const std::string what = OneLine(raw_what);
   std::string why = status.message().empty()
                         ? absl::StatusCodeToString(status.code())
                         : EscapeInvalidUtf8(absl::StrReplaceAll(

@@ -824,6 +824,13 @@ TEST_F(CommandsTest, HelpGoesToStdout) {
   EXPECT_EQ(connected_to_, "");
 }
 
+// An id typed with a newline in it (pm status $'a\nb') cannot break the
+// error onto two lines.
+TEST_F(CommandsTest, AnIdWithANewlineStaysOnTheErrorsLine) {
+  EXPECT_EQ(ErrorLine("status a\nb", absl::NotFoundError("no process has the id")),
+            "pm: status a\\x0ab: no process has the id");
+}
+
 TEST_F(CommandsTest, ConnectFailureIsOneLine) {
   GlobalOptions defaults;
   defaults.runtime_dir = "/run/x";

@@ -97,6 +97,19 @@ std::string DollarQuote(absl::string_view word) {
 
 }  // namespace
 
+std::string OneLine(absl::string_view text) {
+  std::string out;
+  for (char c : EscapeInvalidUtf8(text)) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      absl::StrAppend(&out, "\\x", absl::Hex(u, absl::kZeroPad2));
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
 std::string StateName(ProcessStatus::State state) {
   switch (state) {
     case ProcessStatus::STATE_RUNNING:

@@ -52,6 +52,11 @@ inline constexpr int kShellCodeLost = 125;
 // $'caf\xe9').
 std::string ShellQuote(absl::string_view word);
 
+// `text` fit for one line of a message: what is not UTF-8 and control
+// characters (a newline a user typed into an id) as \xNN, so nothing
+// typed can break the line or reach the terminal as a control.
+std::string OneLine(absl::string_view text);
+
 // A path to show on a line of its own: as is when it is UTF-8 without
 // control characters, else $'...' quoted as ShellQuote does.
 std::string PrintablePath(absl::string_view path);

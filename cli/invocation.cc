@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "cli/command_tree.h"
+#include "cli/format.h"
 #include "common/command_line.h"
 #include "common/fd.h"
 #include "common/names.h"
@@ -492,21 +493,6 @@ absl::Status CheckWords(const CLI::App& tree, const std::vector<std::string>& ar
   return absl::OkStatus();
 }
 
-// `message` on one line: control characters and bytes that are not UTF-8
-// as \xNN, so a word the user typed cannot break the line or the
-// terminal.
-std::string OneLine(absl::string_view message) {
-  std::string out;
-  for (char c : EscapeInvalidUtf8(message)) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) {
-      absl::StrAppend(&out, "\\x", absl::Hex(u, absl::kZeroPad2));
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
 
 // The command's own operands: one process, or several for rm.
 absl::Status CheckOperands(const Arguments& arguments,
@@ -557,21 +543,14 @@ std::string NoPasswordFlagMessage() {
 
 namespace {
 
+// `arguments` shows what was read, also when it fails.
 absl::StatusOr<Invocation> Parse(const std::vector<std::string>& args,
                                  const GlobalOptions& defaults,
                                  const Environment& environment,
-                                 std::string* command_name) {
-  Arguments arguments;
+                                 Arguments& arguments) {
   std::unique_ptr<CLI::App> tree = MakeCommandTree(arguments);
   PM_RETURN_IF_ERROR(CheckWords(*tree, args));
   std::vector<std::string> reversed(args.rbegin(), args.rend());
-  struct Report {
-    const Arguments& arguments;
-    std::string* out;
-    ~Report() {
-      if (out != nullptr) *out = arguments.command_name;
-    }
-  } report{arguments, command_name};
   try {
     tree->parse(reversed);
   } catch (const CLI::CallForHelp&) {
@@ -634,8 +613,9 @@ absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& args,
                                            const GlobalOptions& defaults,
                                            const Environment& environment,
                                            std::string* command_name) {
-  absl::StatusOr<Invocation> invocation =
-      Parse(args, defaults, environment, command_name);
+  Arguments arguments;
+  absl::StatusOr<Invocation> invocation = Parse(args, defaults, environment, arguments);
+  if (command_name != nullptr) *command_name = arguments.command_name;
   if (!invocation.ok()) return Usage(OneLine(invocation.status().message()));
   return invocation;
 }
