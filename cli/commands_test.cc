@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "common/proto_time.h"
 
 namespace pm::cli {
 namespace {
@@ -479,6 +480,39 @@ TEST_F(CommandsTest, LogsFollowResumesAfterTheLastBytePrinted) {
     EXPECT_EQ(requests[i].from_offset(), 4u) << i;
     EXPECT_TRUE(requests[i].follow());
   }
+}
+
+OutputChunk RunStart(uint32_t run, uint64_t offset) {
+  OutputChunk chunk;
+  chunk.set_offset(offset);
+  chunk.set_run_started(run);
+  *chunk.mutable_time() = ToProtoTimestamp(absl::FromUnixSeconds(1700000000 + run));
+  return chunk;
+}
+
+TEST_F(CommandsTest, LogsSaysEachRunStartOnceAcrossAReconnection) {
+  EXPECT_CALL(client_, StreamOutput(_))
+      .WillOnce([](const pm::v1::StreamOutputRequest&) {
+        return Play({Chunk("a\n", 0), RunStart(2, 2), Chunk("b\n", 2)},
+                    absl::UnavailableError("gone"));
+      })
+      // Resumed at offset 4, where run 3 started: the store sends its mark
+      // again, then the bytes after it.
+      .WillOnce([](const pm::v1::StreamOutputRequest&) {
+        return Play({RunStart(3, 4)}, absl::UnavailableError("gone"));
+      })
+      .WillOnce([](const pm::v1::StreamOutputRequest&) {
+        return Play({RunStart(3, 4), Chunk("c\n", 4)}, absl::OkStatus());
+      });
+  EXPECT_EQ(Pm({"logs", "-f", kId}), kExitOk) << err_.str();
+  EXPECT_EQ(out_.str(), "a\nb\nc\n");
+  EXPECT_EQ(err_.str(),
+            "pm: [run 2 started at 2023-11-14T22:13:22.000000000Z]\n"
+            "pm: output stream lost (UNAVAILABLE: gone); reconnecting\n"
+            "pm: resumed at offset 4\n"
+            "pm: [run 3 started at 2023-11-14T22:13:23.000000000Z]\n"
+            "pm: output stream lost (UNAVAILABLE: gone); reconnecting\n"
+            "pm: resumed at offset 4\n");
 }
 
 TEST_F(CommandsTest, LogsGivesUpAfterTheReconnectTimeout) {

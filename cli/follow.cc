@@ -12,6 +12,11 @@ namespace {
 constexpr absl::Duration kFirstRetry = absl::Milliseconds(50);
 constexpr absl::Duration kMaxRetry = absl::Seconds(1);
 
+// RFC 3339 with nanoseconds, UTC (as `docker logs -t`).
+std::string Rfc3339Nanos(absl::Time time) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", time, absl::UTCTimeZone());
+}
+
 }  // namespace
 
 bool OutputFollower::Retryable(const absl::Status& status) const {
@@ -89,6 +94,14 @@ absl::Status OutputFollower::CopyOne(pm::OutputStream& stream) {
                     << "]\n";
       context_.err->flush();
     }
+    if (chunk.run_started() > last_run_started_) {
+      // A mark comes again to a stream resumed at its offset: said once.
+      last_run_started_ = chunk.run_started();
+      context_.out->flush();
+      *context_.err << "pm: [run " << chunk.run_started() << " started at "
+                    << Rfc3339Nanos(FromProtoTimestamp(chunk.time())) << "]\n";
+      context_.err->flush();
+    }
     if (timestamps_ && !chunk.data().empty()) {
       WriteWithTimestamps(chunk);
     } else {
@@ -109,10 +122,8 @@ absl::Status OutputFollower::CopyOne(pm::OutputStream& stream) {
 }
 
 void OutputFollower::WriteWithTimestamps(const pm::v1::OutputChunk& chunk) {
-  const std::string stamp = absl::StrCat(
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ",
-                       FromProtoTimestamp(chunk.time()), absl::UTCTimeZone()),
-      " ");
+  const std::string stamp =
+      absl::StrCat(Rfc3339Nanos(FromProtoTimestamp(chunk.time())), " ");
   bool& at_start =
       at_line_start_[chunk.stream() == pm::v1::OutputChunk::STREAM_STDERR ? 1 : 0];
   absl::string_view rest = chunk.data();

@@ -12,7 +12,9 @@
 // channel reconnect for up to 1 s, so a Cancel() during an outage may take
 // that long), and says "pm: resumed at offset N" when bytes flow again. No
 // byte is printed twice; bytes the store no longer has are announced as
-// every gap is ("pm: [N bytes not retained before offset X]"). After
+// every gap is ("pm: [N bytes not retained before offset X]"), and the
+// start of each later run of a restarting process as "pm: [run N started
+// at T]", once each, also across a reconnection. After
 // `reconnect_timeout` without getting the stream back it gives up with
 // UNAVAILABLE saying so. Within an outage, NOT_FOUND is tried again too: a
 // log_store that has just restarted (keeping output in memory) learns of
@@ -72,6 +74,8 @@ class OutputFollower {
   // Set while the stream is lost: "resumed" is said with the next bytes.
   bool lost_ = false;
   bool timestamps_ = false;
+  // The last run whose start was said ("pm: [run N started at T]").
+  uint32_t last_run_started_ = 1;
   // Per stream (stdout, stderr): whether the next byte begins a line.
   bool at_line_start_[2] = {true, true};
 

@@ -242,16 +242,24 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
     if (follow_) log_->Watch(weak_from_this());
     absl::StatusOr<std::optional<segment_log::Chunk>> chunk;
     while (true) {
-      if (cursor_ >= limit_) return {Action::kFinish, grpc::Status::OK};
-      const uint64_t max_bytes = std::min<uint64_t>(
-          segment_log::Reader::kDefaultMaxReadBytes, limit_ - cursor_);
+      if (cursor_ > limit_) return {Action::kFinish, grpc::Status::OK};
+      // At the limit only run starts there are still sent (a run that wrote
+      // nothing yet): a read of one byte finds them first.
+      const uint64_t max_bytes = std::clamp<uint64_t>(
+          limit_ - cursor_, 1, segment_log::Reader::kDefaultMaxReadBytes);
       chunk = reader_->Read(cursor_, max_bytes, kMergeWithin);
-      if (!chunk.ok() || !*chunk || (*chunk)->data.empty()) break;
+      if (!chunk.ok() || !*chunk) break;
+      if (cursor_ == limit_ &&
+          ((*chunk)->run_start == 0 || (*chunk)->offset != limit_)) {
+        return {Action::kFinish, grpc::Status::OK};
+      }
+      const bool mark = (*chunk)->run_start != 0;
+      if ((*chunk)->data.empty() && !mark) break;
       // Past `until`: the stream ends here, following or not.
       if (until_ && (*chunk)->time > *until_) {
         return {Action::kFinish, grpc::Status::OK};
       }
-      if (streams_.Has((*chunk)->stream)) break;
+      if (mark || streams_.Has((*chunk)->stream)) break;
       // The other stream's bytes: skipped, and not counted as dropped.
       unsent_dropped_ += (*chunk)->offset - cursor_;
       cursor_ = (*chunk)->offset + (*chunk)->data.size();
@@ -301,6 +309,7 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
   // the loss up to it.
   void SetChunk(segment_log::Chunk& chunk) {
     if (chunk.offset >= limit_) {
+      if (chunk.offset > limit_) chunk.run_start = 0;
       chunk.offset = limit_;
       chunk.data.clear();
     }
@@ -309,7 +318,8 @@ class OutputReactor final : public grpc::ServerWriteReactor<OutputChunk>,
     unsent_dropped_ = 0;
     chunk_.set_stream(chunk.data.empty() ? OutputChunk::STREAM_UNSPECIFIED
                                          : ToProto(chunk.stream));
-    if (chunk.data.empty()) {
+    chunk_.set_run_started(chunk.run_start);
+    if (chunk.data.empty() && chunk.run_start == 0) {
       chunk_.clear_time();
     } else {
       *chunk_.mutable_time() = ToProtoTimestamp(chunk.time);

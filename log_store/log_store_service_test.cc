@@ -451,6 +451,53 @@ TEST_F(LogStoreServiceTest, ReadWithoutFollowStopsAtTheEndAsOfTheCall) {
   EXPECT_TRUE(now.chunks.empty());
 }
 
+// The start of each later run of a restarted process reaches readers as
+// a chunk of its own, whatever the stream filter; a read without follow
+// gets the marks at its end too (runs that wrote nothing yet).
+TEST_F(LogStoreServiceTest, RunStartsReachReadersAsMarks) {
+  const std::string id = Id(14);
+  std::unique_ptr<segment_log::Writer> shim = Shim(id);
+  ASSERT_NE(shim, nullptr);
+  const absl::Time t0 = absl::FromUnixSeconds(1700000000);
+  using segment_log::Stream;
+  ASSERT_TRUE(shim->Append(Stream::kStdout, "one\n", t0).ok());
+  ASSERT_TRUE(shim->AppendRunStart(2, t0 + absl::Seconds(1)).ok());
+  ASSERT_TRUE(shim->Append(Stream::kStdout, "two\n", t0).ok());
+  ASSERT_TRUE(shim->AppendRunStart(3, t0 + absl::Seconds(2)).ok());
+  for (bool stderr_only : {false, true}) {
+    StreamOutputRequest request = OutputRequest(id, true, false);
+    if (stderr_only) request.add_streams(OutputChunk::STREAM_STDERR);
+    OutputRead read = ReadOutput(stub_.get(), request);
+    EXPECT_TRUE(read.status.ok()) << read.status.error_message();
+    std::vector<std::pair<uint32_t, uint64_t>> marks;
+    for (const OutputChunk& chunk : read.chunks) {
+      if (chunk.run_started() == 0) continue;
+      EXPECT_TRUE(chunk.data().empty());
+      EXPECT_EQ(FromProtoTimestamp(chunk.time()),
+                t0 + absl::Seconds(chunk.run_started() - 1));
+      marks.push_back({chunk.run_started(), chunk.offset()});
+    }
+    EXPECT_EQ(marks, (std::vector<std::pair<uint32_t, uint64_t>>{{2, 4}, {3, 8}}))
+        << "stderr only: " << stderr_only;
+    EXPECT_EQ(read.Data(), stderr_only ? "" : "one\ntwo\n");
+  }
+  // From the offset after the last byte: the mark there, and no more.
+  StreamOutputRequest request = OutputRequest(id, true, false);
+  request.set_from_offset(8);
+  OutputRead rest = ReadOutput(stub_.get(), request);
+  ASSERT_EQ(rest.chunks.size(), 1u);
+  EXPECT_EQ(rest.chunks[0].run_started(), 3u);
+  // tail_lines counts lines, never marks: the last line, with the mark of
+  // the run it began, and what follows.
+  request = OutputRequest(id, true, false);
+  request.set_tail_lines(1);
+  OutputRead tail = ReadOutput(stub_.get(), request);
+  ASSERT_EQ(tail.chunks.size(), 3u);
+  EXPECT_EQ(tail.chunks[0].run_started(), 2u);
+  EXPECT_EQ(tail.chunks[1].data(), "two\n");
+  EXPECT_EQ(tail.chunks[2].run_started(), 3u);
+}
+
 // tail_lines, since, until and a stream filter, alone and together; each
 // chunk carries the time its bytes were read.
 TEST_F(LogStoreServiceTest, TailSinceUntilAndStreamsSelectTheOutput) {

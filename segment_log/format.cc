@@ -102,8 +102,7 @@ std::string EncodeRecordHeader(const Record& record,
   PutU32(p + 8, static_cast<uint32_t>(record.length));
   PutU64(p + 12, record.offset);
   PutU64(p + 20, static_cast<uint64_t>(absl::ToUnixNanos(record.time)));
-  // Bytes 28..31 are reserved too (zero): the header is 32 bytes so that
-  // records of small payloads stay aligned the same way.
+  PutU32(p + 28, record.kind == RecordKind::kRunStart ? record.run : 0);
   PutU32(p, Checksum(absl::string_view(p + 4, kRecordHeaderBytes - 4),
                      payload));
   return header;
@@ -115,7 +114,9 @@ DecodeResult DecodeRecord(absl::string_view bytes, Record* record) {
   const uint8_t kind = static_cast<uint8_t>(p[4]);
   const uint8_t stream = static_cast<uint8_t>(p[5]);
   const uint64_t length = GetLe(p + 8, 4);
-  if (GetLe(p + 6, 2) != 0 || GetLe(p + 28, 4) != 0) {
+  const uint32_t run = static_cast<uint32_t>(GetLe(p + 28, 4));
+  if (GetLe(p + 6, 2) != 0 ||
+      (kind != static_cast<uint8_t>(RecordKind::kRunStart) && run != 0)) {
     return DecodeResult::kInvalid;
   }
   uint64_t payload_bytes = 0;
@@ -136,6 +137,11 @@ DecodeResult DecodeRecord(absl::string_view bytes, Record* record) {
     case static_cast<uint8_t>(RecordKind::kEnd):
       if (stream != 0 || length != 0) return DecodeResult::kInvalid;
       break;
+    case static_cast<uint8_t>(RecordKind::kRunStart):
+      if (stream != 0 || length != 0 || run < 2) {
+        return DecodeResult::kInvalid;
+      }
+      break;
     default:
       return DecodeResult::kInvalid;
   }
@@ -155,6 +161,7 @@ DecodeResult DecodeRecord(absl::string_view bytes, Record* record) {
                        : Stream::kStdout;
   record->offset = offset;
   record->length = length;
+  record->run = run;
   record->time = absl::FromUnixNanos(static_cast<int64_t>(GetLe(p + 20, 8)));
   record->payload.assign(payload.data(), payload.size());
   return DecodeResult::kRecord;

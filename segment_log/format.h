@@ -20,14 +20,24 @@
 //                 header size (u32, 16)
 //   record        crc32    u32  zlib crc32 of the 28 header bytes after it
 //                               and the payload
-//                 kind     u8   1 data, 2 gap, 3 end
+//                 kind     u8   1 data, 2 gap, 3 end, 4 run start
 //                 stream   u8   1 stdout, 2 stderr (data); 0 otherwise
 //                 reserved u16  0
 //                 length   u32  data: payload bytes (1 to kMaxPayloadBytes);
-//                               gap: bytes lost (1 to 2^32-1); end: 0
+//                               gap: bytes lost (1 to 2^32-1); end and
+//                               run start: 0
 //                 offset   u64  absolute offset of the record's first byte
-//                 time_ns  i64  when it was read (CLOCK_REALTIME, Unix ns)
+//                 time_ns  i64  when it was read (CLOCK_REALTIME, Unix ns);
+//                               for a run start, when the run started
+//                 run      u32  run start: the run's number (2 or more:
+//                               StartRequest.restart's later runs); 0
+//                               otherwise
 //                 payload       `length` bytes, data records only
+//
+// A run start record covers no bytes: it marks where the output of a
+// restarted process's next run begins (its first byte, if any, is at its
+// offset). Several may share an offset (runs that wrote nothing). Builds
+// before run starts existed read one as the end of a segment's valid part.
 //
 // All integers little-endian. Offsets are absolute in the process's combined
 // output (stdout and stderr share one offset space, in the order they were
@@ -54,7 +64,7 @@ namespace pm::segment_log {
 // Which pipe the bytes came from.
 enum class Stream : uint8_t { kStdout = 1, kStderr = 2 };
 
-enum class RecordKind : uint8_t { kData = 1, kGap = 2, kEnd = 3 };
+enum class RecordKind : uint8_t { kData = 1, kGap = 2, kEnd = 3, kRunStart = 4 };
 
 inline constexpr char kMagic[8] = {'P', 'M', 'S', 'E', 'G', 'L', 'O', 'G'};
 inline constexpr uint32_t kFormatVersion = 1;
@@ -75,9 +85,10 @@ struct Record {
   Stream stream = Stream::kStdout;  // data records only
   uint64_t offset = 0;
   // Bytes of output the record covers: the payload's size for data, the
-  // bytes lost for a gap, 0 for the end.
+  // bytes lost for a gap, 0 for the end and a run start.
   uint64_t length = 0;
   absl::Time time;
+  uint32_t run = 0;  // run start records only: the run's number
   std::string payload;  // data records only
 
   uint64_t end() const { return offset + length; }

@@ -77,6 +77,40 @@ TEST(RecordTest, DataGapAndEndRoundTrip) {
   }
 }
 
+TEST(RecordTest, ARunStartRoundTripsWithItsRunAndCoversNoBytes) {
+  Record mark;
+  mark.kind = RecordKind::kRunStart;
+  mark.offset = 77;
+  mark.time = absl::FromUnixSeconds(1700000000);
+  mark.run = 123456;
+  const std::string bytes = Encode(mark);
+  EXPECT_EQ(bytes.size(), kRecordHeaderBytes);
+  Record out;
+  ASSERT_EQ(DecodeRecord(bytes, &out), DecodeResult::kRecord);
+  EXPECT_EQ(out.kind, RecordKind::kRunStart);
+  EXPECT_EQ(out.offset, 77u);
+  EXPECT_EQ(out.end(), 77u);
+  EXPECT_EQ(out.run, 123456u);
+  EXPECT_EQ(out.time, mark.time);
+}
+
+TEST(RecordTest, ARunStartOfTheFirstRunOrWithLengthIsInvalid) {
+  Record mark;
+  mark.kind = RecordKind::kRunStart;
+  mark.run = 1;  // the first run's start is the output's: never marked
+  Record out;
+  EXPECT_EQ(DecodeRecord(Encode(mark), &out), DecodeResult::kInvalid);
+  mark.run = 2;
+  mark.length = 1;
+  EXPECT_EQ(DecodeRecord(Encode(mark), &out), DecodeResult::kInvalid);
+  // Only a run start carries a run: the encoder writes 0 for the others.
+  Record end;
+  end.kind = RecordKind::kEnd;
+  end.run = 9;
+  ASSERT_EQ(DecodeRecord(Encode(end), &out), DecodeResult::kRecord);
+  EXPECT_EQ(out.run, 0u);
+}
+
 TEST(RecordTest, ARecordWithoutPayloadEncodedFromANullViewDecodes) {
   Record gap;
   gap.kind = RecordKind::kGap;

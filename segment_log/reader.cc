@@ -163,6 +163,16 @@ absl::StatusOr<std::optional<Chunk>> Reader::Read(uint64_t cursor,
       scanner.Seek(record_pos, record->offset);
       break;
     }
+    if (record->kind == RecordKind::kRunStart) {
+      if (record->offset < at) continue;
+      // The scanner stays after it: a Read from the same cursor goes on.
+      Chunk mark;
+      mark.offset = record->offset;
+      mark.dropped_before = record->offset - cursor;
+      mark.time = record->time;
+      mark.run_start = record->run;
+      return mark;
+    }
     if (record->end() <= at) continue;
     // A record past the cursor: what lies between was deleted or corrupt.
     at = std::max(at, record->offset);

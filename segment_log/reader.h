@@ -67,9 +67,16 @@ struct Chunk {
   uint64_t dropped_before = 0;
   // The stream of `data`; meaningless for an empty chunk.
   Stream stream = Stream::kStdout;
-  // When data[0] was read; InfinitePast for an empty chunk.
+  // When data[0] was read; InfinitePast for an empty chunk, except a run
+  // start's: when the run started.
   absl::Time time = absl::InfinitePast();
   std::string data;
+  // Nonzero: an empty chunk marking where this run of a restarted process
+  // started (format.h's run start record); its first byte, if any, is at
+  // `offset`. A Read from a cursor gets the marks at that offset and after
+  // it, each once as long as the reader moves on from where the last chunk
+  // left it (a Read from an earlier cursor gets them again).
+  uint32_t run_start = 0;
 };
 
 class Reader {
@@ -84,7 +91,7 @@ class Reader {
   Reader& operator=(const Reader&) = delete;
 
   // The output at or after `cursor`, as one chunk of at most `max_bytes`
-  // (> 0) bytes of one stream. When nothing is retained between the cursor
+  // (> 0) bytes of one stream, or a run start mark (Chunk::run_start). When nothing is retained between the cursor
   // and the end of what is written, an empty chunk there reports the lost
   // bytes. nullopt when the cursor is at (or past) the end of what is
   // written so far; closed() then says whether more can come. The next

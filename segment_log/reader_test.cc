@@ -219,6 +219,52 @@ TEST(ReaderTest, AGapIsReportedAsDroppedAndATrailingOneAsAnEmptyChunk) {
   EXPECT_EQ(chunks[0].data, "after");
 }
 
+TEST(ReaderTest, RunStartsComeAsEmptyChunksEachOnceInOrder) {
+  TempDir tmp;
+  // Segments of 100 bytes: the marks end the first one, "third" follows
+  // them there, and "fourth" starts the second.
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(100));
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "first\n", kT0).ok());
+  ASSERT_TRUE(writer->AppendRunStart(2, kT0 + absl::Seconds(1)).ok());
+  ASSERT_TRUE(writer->AppendRunStart(3, kT0 + absl::Seconds(2)).ok());
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "third\n", kT0).ok());
+  ASSERT_TRUE(writer->Append(Stream::kStderr, "fourth\n", kT0).ok());
+  ASSERT_EQ(SegmentPaths(tmp.path()).size(), 2u);
+  std::unique_ptr<Reader> reader = OpenReader(tmp.path());
+  std::vector<Chunk> chunks = ReadChunks(*reader, 0);
+  ASSERT_EQ(chunks.size(), 5u);
+  EXPECT_EQ(chunks[0].data, "first\n");
+  EXPECT_EQ(chunks[0].run_start, 0u);
+  EXPECT_EQ(chunks[1].run_start, 2u);
+  EXPECT_EQ(chunks[1].offset, 6u);
+  EXPECT_TRUE(chunks[1].data.empty());
+  EXPECT_EQ(chunks[1].time, kT0 + absl::Seconds(1));
+  EXPECT_EQ(chunks[2].run_start, 3u);
+  EXPECT_EQ(chunks[2].offset, 6u);
+  EXPECT_EQ(chunks[3].data, "third\n");
+  EXPECT_EQ(chunks[4].data, "fourth\n");
+  EXPECT_EQ(DroppedIn(chunks), 0u);
+  // From the marks' offset they come again, to a fresh reader too (a
+  // follower resuming there); from after it, not.
+  chunks = ReadChunks(*reader, 6);
+  ASSERT_EQ(chunks.size(), 4u);
+  EXPECT_EQ(chunks[0].run_start, 2u);
+  chunks = ReadChunks(*OpenReader(tmp.path()), 6);
+  ASSERT_EQ(chunks.size(), 4u);
+  EXPECT_EQ(chunks[1].run_start, 3u);
+  chunks = ReadChunks(*reader, 7);
+  ASSERT_EQ(chunks.size(), 2u);
+  EXPECT_EQ(chunks[0].data, "hird\n");
+  // A follower caught up at the end sees a mark written after that.
+  std::unique_ptr<Reader> follower = OpenReader(tmp.path());
+  EXPECT_EQ(DataOf(ReadChunks(*follower, 0)), "first\nthird\nfourth\n");
+  ASSERT_TRUE(writer->AppendRunStart(4, kT0).ok());
+  chunks = ReadChunks(*follower, 19);
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].run_start, 4u);
+  EXPECT_EQ(chunks[0].offset, 19u);
+}
+
 TEST(ReaderTest, TheEndRecordClosesTheOutput) {
   TempDir tmp;
   std::unique_ptr<Writer> writer = OpenWriter(tmp.path());

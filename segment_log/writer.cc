@@ -105,6 +105,9 @@ absl::Status Writer::ResumeLastSegment() {
     while (true) {
       PM_ASSIGN_OR_RETURN(std::optional<Record> record, scanner.Next());
       if (!record) break;
+      run_start_at_ = record->kind == RecordKind::kRunStart
+                          ? std::optional<uint64_t>(record->offset)
+                          : std::nullopt;
     }
     good_size = scanner.pos();
   }
@@ -144,6 +147,15 @@ absl::Status Writer::ResumeAfterSealedSegment() {
   if (scanner.ended()) {
     state_ = State::kClosed;
     return absl::OkStatus();
+  }
+  if (scanner.offset() == last.first_offset) {
+    // It covers no bytes (only run starts): a new segment would have its
+    // name. Writing goes on in it.
+    if (fchmod(current_.get(), kOpenSegmentMode) != 0) {
+      return ErrnoError("fchmod", last.path);
+    }
+    segments_.back().sealed = false;
+    return ResumeLastSegment();
   }
   return StartSegment(scanner.offset());
 }
@@ -240,6 +252,32 @@ absl::Status Writer::AppendGap(uint64_t length, absl::Time when) {
   return WritePendingGap();
 }
 
+absl::Status Writer::AppendRunStart(uint32_t run, absl::Time when) {
+  if (state_ != State::kOpen) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("segment_log \"", dir_, "\": run start after Close"));
+  }
+  if (run < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "segment_log \"", dir_, "\": run start of run ", run,
+        " (the first run's start is the output's)"));
+  }
+  PM_RETURN_IF_ERROR(WritePendingGap());
+  Record mark;
+  mark.kind = RecordKind::kRunStart;
+  mark.offset = end_offset_;
+  mark.length = 0;
+  mark.time = when;
+  mark.run = run;
+  absl::Status status = WriteRecord(mark, {});
+  EnforceCap();
+  if (!status.ok()) {
+    return Annotate(status, absl::StrCat("the start of run ", run,
+                                         " is not marked"));
+  }
+  return std::exchange(sync_error_, absl::OkStatus());
+}
+
 absl::Status Writer::WritePendingGap() {
   while (written_end_ < end_offset_) {
     Record gap;
@@ -255,11 +293,22 @@ absl::Status Writer::WritePendingGap() {
 
 absl::Status Writer::WriteRecord(const Record& record,
                                  absl::string_view payload) {
+  // Run starts stay in the segment of the record after them, the one a
+  // reader from their offset opens: a segment that ends with one is not
+  // left for a new one at that offset. Nor is one that covers no bytes (it
+  // holds only run starts): the new one would have its name. Such a
+  // segment grows by a record header per run that writes nothing.
   if (segments_.back().bytes >= options_.segment_bytes &&
-      segments_.back().bytes > kFileHeaderBytes) {
+      segments_.back().bytes > kFileHeaderBytes &&
+      segments_.back().first_offset != record.offset &&
+      run_start_at_ != record.offset) {
     PM_RETURN_IF_ERROR(StartSegment(record.offset));
   }
-  return WriteAt(EncodeRecordHeader(record, payload), payload);
+  PM_RETURN_IF_ERROR(WriteAt(EncodeRecordHeader(record, payload), payload));
+  run_start_at_ = record.kind == RecordKind::kRunStart
+                      ? std::optional<uint64_t>(record.offset)
+                      : std::nullopt;
+  return absl::OkStatus();
 }
 
 absl::Status Writer::WriteAt(const std::string& header,

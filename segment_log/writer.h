@@ -42,6 +42,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -91,6 +92,13 @@ class Writer {
   // and returns the error. INVALID_ARGUMENT if the offset would overflow;
   // FAILED_PRECONDITION after Close.
   absl::Status AppendGap(uint64_t length, absl::Time when);
+
+  // Marks where run `run` (2 or more) of a restarted process starts: a run
+  // start record at end_offset(), covering no bytes, at `when`. Writes a
+  // pending gap first. A failed write loses the mark (never bytes) and
+  // returns the error. INVALID_ARGUMENT for a run below 2;
+  // FAILED_PRECONDITION after Close.
+  absl::Status AppendRunStart(uint32_t run, absl::Time when);
 
   // Writes the pending gap, if any, and the end record, and fsyncs the
   // segment and the directory. Appends after it are FAILED_PRECONDITION,
@@ -153,6 +161,8 @@ class Writer {
   // When the pending gap's first bytes were read.
   absl::Time gap_time_;
   uint64_t retained_bytes_ = 0;
+  // The offset of the current segment's last record if it is a run start.
+  std::optional<uint64_t> run_start_at_;
   // A failed writeback start of a rotation, returned by the next Append or
   // Close.
   absl::Status sync_error_;

@@ -190,6 +190,67 @@ TEST(WriterTest, AfterASealedSegmentWithoutEndWritingGoesOnInANewOne) {
   ExpectContiguous(tmp.path(), 124);
 }
 
+TEST(WriterTest, ASegmentOfOnlyRunStartsIsNeverLeftForOneOfTheSameName) {
+  TempDir tmp;
+  // 16 + 32 + 6: the first record fills a segment of 50 bytes; the next
+  // segment starts at offset 6 and holds only marks until "later".
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(50));
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "first\n", kT0).ok());
+  for (uint32_t run = 2; run <= 5; ++run) {
+    ASSERT_TRUE(writer->AppendRunStart(run, kT0).ok());
+  }
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "later\n", kT0).ok());
+  ASSERT_TRUE(writer->AppendRunStart(6, kT0).ok());
+  ASSERT_TRUE(writer->Close(kT0).ok());
+  EXPECT_EQ(SegmentPaths(tmp.path()),
+            (std::vector<std::string>{tmp.Sub("00000000000000000000.seg"),
+                                      tmp.Sub("00000000000000000006.seg"),
+                                      tmp.Sub("00000000000000000012.seg")}));
+  std::vector<Record> records = RecordsIn(tmp.path());
+  ASSERT_EQ(records.size(), 8u);
+  EXPECT_EQ(records[4].run, 5u);
+  EXPECT_EQ(records[5].payload, "later\n");
+  EXPECT_EQ(records[6].run, 6u);
+  EXPECT_EQ(records[7].kind, RecordKind::kEnd);
+  ExpectContiguous(tmp.path(), 12);
+}
+
+TEST(WriterTest, RunStartsStayInTheSegmentOfTheRecordAfterThem) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(100));
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "first\n", kT0).ok());
+  ASSERT_TRUE(writer->AppendRunStart(2, kT0).ok());
+  ASSERT_TRUE(writer->AppendRunStart(3, kT0).ok());  // now past 100 bytes
+  writer = OpenWriter(tmp.path(), Sizes(100));  // the rule survives a reopen
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "x", kT0).ok());
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "y", kT0).ok());
+  EXPECT_EQ(SegmentPaths(tmp.path()),
+            (std::vector<std::string>{tmp.Sub("00000000000000000000.seg"),
+                                      tmp.Sub("00000000000000000007.seg")}));
+  ExpectContiguous(tmp.path(), 8);
+}
+
+TEST(WriterTest, ASealedSegmentOfOnlyRunStartsIsWrittenOnAfterACrash) {
+  TempDir tmp;
+  {
+    std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(50));
+    ASSERT_TRUE(writer->Append(Stream::kStdout, "first\n", kT0).ok());
+    ASSERT_TRUE(writer->AppendRunStart(2, kT0).ok());
+  }
+  std::vector<std::string> paths = SegmentPaths(tmp.path());
+  ASSERT_EQ(paths.size(), 2u);
+  ASSERT_EQ(chmod(paths[1].c_str(), kSealedSegmentMode), 0);
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(50));
+  ASSERT_NE(writer, nullptr);
+  EXPECT_EQ(writer->end_offset(), 6u);
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "second\n", kT0).ok());
+  EXPECT_EQ(SegmentPaths(tmp.path()), paths);
+  std::vector<Record> records = RecordsIn(tmp.path());
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[1].run, 2u);
+  EXPECT_EQ(records[2].payload, "second\n");
+}
+
 TEST(WriterTest, ThePerProcessCapDeletesTheOldestWholeSegments) {
   TempDir tmp;
   // Segments of 16 + 2 * 62 = 140 bytes; 300 bytes hold two of them.
@@ -326,6 +387,34 @@ TEST(WriterTest, CloseWritesTheEndRecordAndRefusesLaterAppends) {
   EXPECT_TRUE(writer->closed());
   EXPECT_EQ(writer->Append(Stream::kStdout, "late", kT0).code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(WriterTest, ARunStartIsARecordOfNoBytesAtTheEndAndSurvivesAReopen) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path());
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "run 1\n", kT0).ok());
+  ASSERT_TRUE(writer->AppendRunStart(2, kT0 + absl::Seconds(1)).ok());
+  // A run that wrote nothing: the next mark shares the offset.
+  ASSERT_TRUE(writer->AppendRunStart(3, kT0 + absl::Seconds(2)).ok());
+  EXPECT_EQ(writer->end_offset(), 6u);
+  EXPECT_EQ(writer->AppendRunStart(1, kT0).code(),
+            absl::StatusCode::kInvalidArgument);
+  writer = OpenWriter(tmp.path());  // resumes after the marks
+  EXPECT_EQ(writer->end_offset(), 6u);
+  ASSERT_TRUE(writer->Append(Stream::kStderr, "run 3\n", kT0).ok());
+  ASSERT_TRUE(writer->Close(kT0).ok());
+  EXPECT_EQ(writer->AppendRunStart(4, kT0).code(),
+            absl::StatusCode::kFailedPrecondition);
+  std::vector<Record> records = RecordsIn(tmp.path());
+  ASSERT_EQ(records.size(), 5u);
+  EXPECT_EQ(records[1].kind, RecordKind::kRunStart);
+  EXPECT_EQ(records[1].run, 2u);
+  EXPECT_EQ(records[1].offset, 6u);
+  EXPECT_EQ(records[1].time, kT0 + absl::Seconds(1));
+  EXPECT_EQ(records[2].run, 3u);
+  EXPECT_EQ(records[2].offset, 6u);
+  EXPECT_EQ(records[3].offset, 6u);
+  EXPECT_EQ(records[3].payload, "run 3\n");
 }
 
 // Lowers RLIMIT_FSIZE (with SIGXFSZ ignored, a write past it fails with

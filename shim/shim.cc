@@ -749,6 +749,11 @@ void Shim::StartNextRun() {
   }
   ++run_;
   run_started_ = absl::Now();
+  // Before the run exists, so its first byte follows the mark. A mark that
+  // cannot be written (a full disk) loses no output: the run's bytes then
+  // read as the last run's.
+  absl::Status marked = output_->AppendRunStart(run_, run_started_);
+  if (!marked.ok()) LogRateLimited(kFailOutput, marked);
   absl::StatusOr<std::string> executable = SpawnRun();
   if (!executable.ok()) {
     // As a run that could not exec: 127, as a shell says it.

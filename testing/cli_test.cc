@@ -663,6 +663,15 @@ TEST_F(CliTest, ACrashLoopIsRestartedUntilItsCapGivesItUp) {
   EXPECT_THAT(status.out, HasSubstr("given up after 2 restarts"));
   PmResult logs = Run({"logs", "crashy"});
   EXPECT_THAT(logs.out, MatchesRegex("run [0-9]+\nrun [0-9]+\nrun [0-9]+\n"));
+  // Each later run's start is marked where its output begins, on stderr
+  // (flushed in order with stdout, so a terminal shows it in place).
+  const std::string kMark = "pm: \\[run [23] started at [-0-9T:.]+Z\\]\n";
+  EXPECT_THAT(logs.err, MatchesRegex(kMark + kMark)) << logs.err;
+  EXPECT_THAT(logs.err, HasSubstr("[run 2 started at "));
+  EXPECT_THAT(logs.err, HasSubstr("[run 3 started at "));
+  PmResult last = Run({"logs", "--tail", "1", "crashy"});
+  EXPECT_THAT(last.err, MatchesRegex("pm: \\[run 3 started at [^]]+\\]\n"));
+  EXPECT_THAT(last.out, MatchesRegex("run [0-9]+\n"));
   std::unique_ptr<PmRun> follow = Spawn({"events", "--after", "0", "--filter", "id=" + id});
   ASSERT_TRUE(follow->WaitForStdout(" gave_up " + id));
   kill(follow->pid(), SIGINT);
