@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -221,6 +222,23 @@ std::map<std::string, std::string> ParseProcCgroup(absl::string_view text) {
 
 // --- Cgroups ------------------------------------------------------------------
 
+std::string CgroupStackTag(const std::string& state_dir) {
+  std::string path = state_dir;
+  if (char* real = realpath(state_dir.c_str(), nullptr); real != nullptr) {
+    path = real;
+    free(real);
+  }
+  // FNV-1a: stable across builds and runs (absl::Hash is seeded per
+  // process). Two stacks whose tags collide (48 bits) sweep each other's
+  // leftovers as if untagged.
+  uint64_t hash = 14695981039346656037ull;
+  for (unsigned char c : path) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  return absl::StrFormat("s%012x", hash & 0xffffffffffffull);
+}
+
 Cgroups::Cgroups(CgroupOptions options) : options_(std::move(options)) {}
 Cgroups::~Cgroups() = default;
 
@@ -228,7 +246,9 @@ std::unique_ptr<Cgroups> Cgroups::Init(const CgroupOptions& options,
                                        bool remove_leftovers) {
   CgroupOptions resolved = options;
   if (resolved.name_prefix.empty()) {
-    resolved.name_prefix = absl::StrCat(getpid(), ".");
+    resolved.name_prefix = resolved.stack.empty()
+                               ? absl::StrCat(getpid(), ".")
+                               : absl::StrCat(resolved.stack, ".", getpid(), ".");
   }
   std::unique_ptr<Cgroups> cgroups(new Cgroups(std::move(resolved)));
   cgroups->Detect();
@@ -246,12 +266,18 @@ void Cgroups::RemoveLeftovers(const absl::flat_hash_set<std::string>& keep) cons
     }
     closedir(dir);
     for (const std::string& name : names) {
-      // Ours are "<pid>.<n>" (and "<pid>.<n>.probe"): a live pid is a
-      // supervisor still running (maybe another one sharing the parent).
-      const size_t dot = name.find('.');
+      // Ours are "<stack>.<pid>.<n>" (and "<stack>.<pid>.<n>.probe"), or
+      // "<pid>.<n>" from a build without tags: a live pid is a supervisor
+      // still running (maybe another one sharing the parent). A name with
+      // another stack's tag is that stack's to sweep.
+      absl::string_view rest = name;
+      if (!options_.stack.empty()) {
+        absl::ConsumePrefix(&rest, absl::StrCat(options_.stack, "."));
+      }
+      const size_t dot = rest.find('.');
       pid_t owner = 0;
-      if (dot == std::string::npos ||
-          !absl::SimpleAtoi(name.substr(0, dot), &owner) || owner <= 0 ||
+      if (dot == absl::string_view::npos ||
+          !absl::SimpleAtoi(rest.substr(0, dot), &owner) || owner <= 0 ||
           owner == getpid() || kill(owner, 0) == 0 || errno != ESRCH) {
         continue;
       }

@@ -130,9 +130,21 @@ struct CgroupOptions {
   std::string parent;
   // Where "mountinfo" and "cgroup" are read (tests use a fake directory).
   std::string proc_self = "/proc/self";
-  // Names of per-process cgroups are <prefix><n>; empty: "<our pid>.".
+  // The stack this supervisor belongs to (CgroupStackTag of its state
+  // dir): its cgroups are named "<stack>.<pid>.<n>", and its sweep of
+  // leftovers takes only those (and the untagged "<pid>.<n>" of builds
+  // before tags), never another stack's sharing the parent. Empty: untagged.
+  std::string stack;
+  // Names of per-process cgroups are <prefix><n>; empty: "<stack>.<our
+  // pid>." ("<our pid>." without a stack).
   std::string name_prefix;
 };
+
+// The tag of the stack whose state dir is `state_dir`: "s" and 12 hex
+// digits of a hash of its absolute path (as realpath gives it when it
+// exists), the same for every supervisor of that stack, different for
+// two stacks on one host.
+std::string CgroupStackTag(const std::string& state_dir);
 
 class ProcessCgroup;
 
@@ -146,9 +158,10 @@ class Cgroups {
   // records, RemoveLeftovers with their directories kept).
   static std::unique_ptr<Cgroups> Init(const CgroupOptions& options,
                                        bool remove_leftovers = true);
-  // Removes the empty per-process cgroups a supervisor that died left in
-  // our parents ("<pid>.<n>" whose pid no longer runs); a populated one is
-  // left alone and logged. Those in `keep` (directories of live records: a
+  // Removes the empty per-process cgroups a supervisor of this stack that
+  // died left in our parents ("<stack>.<pid>.<n>", or an untagged
+  // "<pid>.<n>", whose pid no longer runs); a populated one is left alone
+  // and logged, and so is every cgroup of another stack. Those in `keep` (directories of live records: a
   // process between two runs leaves its cgroup empty) stay.
   void RemoveLeftovers(const absl::flat_hash_set<std::string>& keep = {}) const;
   ~Cgroups();

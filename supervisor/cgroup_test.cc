@@ -28,6 +28,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
+using ::testing::MatchesRegex;
 using ::testing::Pair;
 
 std::string ReadText(const std::string& path) {
@@ -807,6 +808,60 @@ TEST_F(RealCgroupTest, V1FreezerAdoptsTheCgroupOfADeadSupervisor) {
     }
     return cgroups;
   });
+}
+
+// Two stacks share a parent cgroup (both supervisors started from one
+// shell): each sweeps only its own leftovers, so the empty cgroup a process
+// keeps between two runs of a restart policy is never removed by the other
+// stack's supervisor. Untagged leftovers (a build before tags) are swept.
+TEST_F(RealCgroupTest, TheSweepTakesOnlyItsOwnStacksLeftovers) {
+  PrivateParent parent;
+  const std::string a = CgroupStackTag("/stack/a");
+  const std::string b = CgroupStackTag("/stack/b");
+  ASSERT_NE(a, b);
+  EXPECT_EQ(a, CgroupStackTag("/stack/a"));
+  EXPECT_THAT(a, MatchesRegex("s[0-9a-f]{12}"));
+  auto init = [&](const std::string& stack, const std::string& prefix) {
+    CgroupOptions options;
+    options.parent = parent.path();
+    options.stack = stack;
+    options.name_prefix = prefix;
+    return Cgroups::Init(options);
+  };
+  SupervisorStandIn dead_a, dead_untagged;
+  std::unique_ptr<Cgroups> first =
+      init(a, absl::StrCat(a, ".", dead_a.name_prefix()));
+  if (!first->enabled()) GTEST_SKIP() << "no usable cgroups here";
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> of_a =
+      first->Create(pm::v1::Limits());
+  ASSERT_TRUE(of_a.ok()) << of_a.status();
+  EXPECT_THAT((*of_a)->path(), HasSubstr(absl::StrCat("/", a, ".")));
+  std::unique_ptr<Cgroups> old = init("", dead_untagged.name_prefix());
+  absl::StatusOr<std::unique_ptr<ProcessCgroup>> untagged =
+      old->Create(pm::v1::Limits());
+  ASSERT_TRUE(untagged.ok()) << untagged.status();
+  const CgroupDirs a_dirs = (*of_a)->dirs();
+  const CgroupDirs untagged_dirs = (*untagged)->dirs();
+  of_a->reset();
+  untagged->reset();
+  first.reset();
+  old.reset();
+  dead_a.Die();
+  dead_untagged.Die();
+
+  // Stack b's supervisor starts: the untagged leftover goes, a's stays.
+  EXPECT_NE(init(b, ""), nullptr);
+  for (const std::string& dir : AllDirs(untagged_dirs)) {
+    EXPECT_FALSE(std::filesystem::exists(dir)) << dir;
+  }
+  for (const std::string& dir : AllDirs(a_dirs)) {
+    EXPECT_TRUE(std::filesystem::is_directory(dir)) << dir;
+  }
+  // Stack a's own next supervisor sweeps it.
+  EXPECT_NE(init(a, ""), nullptr);
+  for (const std::string& dir : AllDirs(a_dirs)) {
+    EXPECT_FALSE(std::filesystem::exists(dir)) << dir;
+  }
 }
 
 TEST_F(RealCgroupTest, AdoptRefusesDirectoriesOutsideItsParents) {

@@ -159,6 +159,7 @@ int main(int argc, char** argv) {
   }
   options.cgroup.mode = *cgroup_mode;
   options.cgroup.parent = FLAGS_cgroup_parent;
+  options.cgroup.stack = pm::supervisor::CgroupStackTag(state_dir);
 
   absl::StatusOr<std::unique_ptr<pm::supervisor::Supervisor>> supervisor =
       pm::supervisor::Supervisor::Create(options);

@@ -943,6 +943,33 @@ pid_t ShimOf(const std::string& state_dir, const std::string& id) {
   return 0;
 }
 
+// Found by review: a supervisor restarted while a process waits between
+// runs keeps its empty cgroup (it used to sweep it away, and every next run
+// then failed to start).
+TEST_F(CliRestartTest, ASupervisorRestartedBetweenRunsKeepsTheCgroupOfTheNextRun) {
+  std::unique_ptr<PmRun> events = Spawn({"events", "--filter", "kind=restarting"});
+  PmResult started =
+      Spawn({"start", "--name", "between", "--restart", "always", "--restart-delay", "2s",
+             "--", "sh", "-c", "echo \"run $$\"; exit 1"})
+          ->Finish();
+  ASSERT_EQ(started.code, 0) << started.err;
+  const std::string id = started.out.substr(0, 36);
+  ASSERT_TRUE(events->WaitForStdout(" restarting " + id));
+  kill(events->pid(), SIGINT);
+  events->Finish();
+  const size_t before =
+      stack_.events().WaitFor(StackEvent::Kind::kHealthy, 0, "supervisor").size();
+  stack_.stack().PostSignal("supervisor", SIGKILL);
+  ASSERT_EQ(stack_.events().WaitFor(StackEvent::Kind::kHealthy, before + 1, "supervisor").size(),
+            before + 1);
+  // The second run starts (and prints), not a spawn into a removed cgroup.
+  std::unique_ptr<PmRun> logs = Spawn({"logs", "-f", "between"});
+  ASSERT_TRUE(logs->WaitForStdout("\nrun "));
+  PmResult stopped = Spawn({"stop", "--grace", "0", "between"})->Finish();
+  EXPECT_EQ(stopped.code, 0) << stopped.err;
+  logs->Finish();
+}
+
 // Found by review: a shim killed between runs ends the process instead of
 // leaving it in backoff for ever.
 TEST_F(CliRestartTest, AShimKilledBetweenRunsEndsTheProcess) {
