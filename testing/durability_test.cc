@@ -289,9 +289,13 @@ class CliFollower {
 
 // --- Looking at processes ------------------------------------------------------
 
-// Zombies whose parent is this test or one of pm's processes (the
-// launcher, a service, a shim): `pids` and their children.
-std::vector<std::string> ZombiesUnder(const std::set<pid_t>& parents) {
+// Zombies whose parent is one of `parents`, or a pm process (the launcher,
+// a service, a shim, by its name) of this test's stack: one whose command
+// line names `stack_dir` (every one of them has its runtime or state dir
+// there). Never another stack's: tests run side by side, and a zombie
+// another supervisor has not reaped yet is not this test's.
+std::vector<std::string> ZombiesUnder(const std::set<pid_t>& parents,
+                                      const std::string& stack_dir = "") {
   std::vector<std::string> found;
   DIR* proc = opendir("/proc");
   if (proc == nullptr) return {"cannot open /proc"};
@@ -305,7 +309,14 @@ std::vector<std::string> ZombiesUnder(const std::set<pid_t>& parents) {
     const std::string parent_comm = parent_stat.ok() ? parent_stat->comm : "";
     static const std::set<std::string> kPm = {"stack", "registry", "log_store",
                                               "supervisor", "gateway", "pm-shim"};
-    if (parents.count(parent) != 0 || kPm.count(parent_comm) != 0) {
+    auto of_this_stack = [&] {
+      if (stack_dir.empty() || kPm.count(parent_comm) == 0) return false;
+      std::ifstream cmdline(absl::StrCat("/proc/", parent, "/cmdline"));
+      const std::string words((std::istreambuf_iterator<char>(cmdline)),
+                              std::istreambuf_iterator<char>());
+      return absl::StrContains(words, stack_dir + "/");
+    };
+    if (parents.count(parent) != 0 || of_this_stack()) {
       found.push_back(absl::StrCat(stat->comm, " (pid ", pid, ", parent ", parent,
                                    " ", parent_comm, ")"));
     }
@@ -703,12 +714,12 @@ class DurabilityTest : public ::testing::Test {
     // the supervisor's event loop (a shim that exited just now, its SIGCHLD
     // not yet read, is reaped by then): a Stop of an id no one has goes
     // through that loop.
-    std::vector<std::string> zombies = ZombiesUnder(parents);
+    std::vector<std::string> zombies = ZombiesUnder(parents, dir_);
     if (!zombies.empty()) {
       pm::v1::StopRequest nobody;
       nobody.set_id("00000000-0000-4000-8000-000000000000");
       EXPECT_EQ(client_->Stop(nobody).status().code(), absl::StatusCode::kNotFound);
-      std::vector<std::string> again = ZombiesUnder(parents);
+      std::vector<std::string> again = ZombiesUnder(parents, dir_);
       std::vector<std::string> both;
       for (const std::string& z : zombies) {
         if (std::find(again.begin(), again.end(), z) != again.end()) both.push_back(z);
