@@ -602,7 +602,9 @@ int RunCli(const std::vector<std::string>& args, const GlobalOptions& defaults,
         absl::StrCat("connecting to ", invocation->connection.Describe()),
         client.status());
   }
-  return Execute(*invocation, **client, connected);
+  const int code = Execute(*invocation, **client, connected);
+  if (context.keep_client != nullptr) *context.keep_client = *std::move(client);
+  return code;
 }
 
 }  // namespace pm::cli

@@ -36,6 +36,11 @@ struct Context {
   // HOST:PORT when the commands go through a gateway (RunCli sets it), for
   // errors' hints; empty for the local services.
   std::string gateway = "";
+  // Where RunCli leaves the client once the command is done, rather than
+  // destroying it: a caller that then ends the process at once (main, with
+  // _exit) spares the channel's teardown and the join of gRPC's threads.
+  // Null: the client goes with RunCli.
+  std::unique_ptr<pm::Client>* keep_client = nullptr;
 };
 
 // Makes the client for a connection; called only once a command needs one

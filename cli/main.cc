@@ -4,6 +4,7 @@
 // gateway through the remote Library client, otherwise to the local
 // services' sockets. This file only wires Ctrl+C and pm's environment.
 #include <signal.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -15,6 +16,7 @@
 #include "cli/commands.h"
 #include "cli/interrupts.h"
 #include "cli/invocation.h"
+#include "client/client.h"
 #include "common/runtime_dir.h"
 
 extern char** environ;
@@ -58,9 +60,17 @@ int main(int argc, char** argv) {
 
   pm::cli::Context context{&std::cout, &std::cerr, absl::LocalTimeZone(),
                            &interrupts};
+  // The command's client is kept, never destroyed: its channel's teardown
+  // and the join of gRPC's threads cost about as much as the call (a third
+  // of `pm status`), and the kernel closes the connection as well. Every
+  // call has finished by now; what pm printed is flushed before _exit.
+  std::unique_ptr<pm::Client> client;
+  context.keep_client = &client;
   const int code =
       pm::cli::RunCli(std::vector<std::string>(argv + 1, argv + argc),
                       defaults, environment, context, pm::cli::Connect);
   std::cout.flush();
-  return code;
+  std::cerr.flush();
+  fflush(nullptr);
+  _exit(code);
 }
