@@ -357,11 +357,25 @@ struct CommandDoc {
   const char* summary;
   std::string details;
   std::vector<std::string> examples;
+  const char* alias = nullptr;
 };
 
-CLI::App* AddCommand(CLI::App& root, Arguments& a, const CommandDoc& doc) {
+// Which commands a tree declares: every one, or the one a word names.
+struct Wanted {
+  absl::string_view only;  // empty: every command
+  bool Has(const CommandDoc& doc) const {
+    return only.empty() || only == doc.name ||
+           (doc.alias != nullptr && only == doc.alias);
+  }
+};
+
+// The command `doc` declares, or null when the tree is not for it.
+CLI::App* AddCommand(CLI::App& root, Arguments& a, const Wanted& wanted,
+                     const CommandDoc& doc) {
+  if (!wanted.Has(doc)) return nullptr;
   CLI::App* app = root.add_subcommand(
       doc.name, absl::StrCat(doc.summary, "\n\n", doc.details));
+  if (doc.alias != nullptr) app->alias(doc.alias);
   app->footer(absl::StrJoin(doc.examples, "\n"));
   app->fallthrough();  // the global flags, after the command
   const Command command = doc.command;
@@ -374,9 +388,9 @@ CLI::App* AddCommand(CLI::App& root, Arguments& a, const CommandDoc& doc) {
   return app;
 }
 
-void DeclareCommands(CLI::App& root, Arguments& a) {
-  CLI::App* start = AddCommand(
-      root, a,
+void DeclareCommands(CLI::App& root, Arguments& a, const Wanted& wanted) {
+  if (CLI::App* start = AddCommand(
+      root, a, wanted,
       {"start", Command::kStart, "start a process and print its UUID",
        "Starts EXECUTABLE with ARGS and prints the new process's UUID alone "
        "on\n"
@@ -395,12 +409,13 @@ void DeclareCommands(CLI::App& root, Arguments& a) {
        "not exist, nothing is started and the OS error is printed.\n"
        "\n" + std::string(kLimitsHelp),
        {"id=$(pm start --name web --label app=shop -- python3 -m http.server)",
-        "pm start --memory 256M --cpus 0.5 --env-file .env -- ./worker"}});
-  StartFlags(start, a);
-  OutputFlag(start, a);
+        "pm start --memory 256M --cpus 0.5 --env-file .env -- ./worker"}})) {
+    StartFlags(start, a);
+    OutputFlag(start, a);
+  }
 
-  CLI::App* run = AddCommand(
-      root, a,
+  if (CLI::App* run = AddCommand(
+      root, a, wanted,
       {"run", Command::kRun,
        "start a process, print its output, exit with its exit code",
        "Starts a process as `pm start` does, prints its output (stdout and\n"
@@ -419,16 +434,17 @@ void DeclareCommands(CLI::App& root, Arguments& a) {
            "descendants, pm\n"
            "says so on stderr.",
        {"pm run --env GREETING=hi -- sh -c 'echo \"$GREETING\"; exit 3'",
-        "pm run --rm --memory 1G --isolate=pid,net -- make test"}});
-  StartFlags(run, a);
-  Bool(run, "--rm",
-       "remove the process's record and output once it has ended",
-       a.invocation.remove_after);
-  GraceFlag(run, a, "when Ctrl+C stops the process");
-  ReconnectFlag(run, a);
+        "pm run --rm --memory 1G --isolate=pid,net -- make test"}})) {
+    StartFlags(run, a);
+    Bool(run, "--rm",
+         "remove the process's record and output once it has ended",
+         a.invocation.remove_after);
+    GraceFlag(run, a, "when Ctrl+C stops the process");
+    ReconnectFlag(run, a);
+  }
 
-  CLI::App* stop = AddCommand(
-      root, a,
+  if (CLI::App* stop = AddCommand(
+      root, a, wanted,
       {"stop", Command::kStop, "stop a process: SIGTERM, grace period, SIGKILL",
        "Stops a process and its whole process group: SIGTERM, then SIGKILL\n"
        "once the grace period has passed. Prints how the process ended, e.g.\n"
@@ -441,13 +457,14 @@ void DeclareCommands(CLI::App& root, Arguments& a) {
        "--grace while one is in progress brings its SIGKILL forward, and\n"
        "--grace 0 kills the whole tree at once; every waiting stop then\n"
        "prints how the process ended.",
-       {"pm stop web", "pm stop --grace 0 \"$id\""}});
-  GraceFlag(stop, a, "of this stop");
-  OutputFlag(stop, a);
-  IdOperand(stop, a);
+       {"pm stop web", "pm stop --grace 0 \"$id\""}})) {
+    GraceFlag(stop, a, "of this stop");
+    OutputFlag(stop, a);
+    IdOperand(stop, a);
+  }
 
-  CLI::App* status = AddCommand(
-      root, a,
+  if (CLI::App* status = AddCommand(
+      root, a, wanted,
       {"status", Command::kStatus,
        "show a process's state, exit, resources and /proc status",
        "Shows a process's record: state, pid, command, start time, run time,\n"
@@ -461,12 +478,13 @@ void DeclareCommands(CLI::App& root, Arguments& a) {
        "the\n"
        "fields of /proc/PID/status. A process the OOM killer ended, or one\n"
        "whose descendants it killed, gets an \"OOM:\" line near the top.",
-       {"pm status web", "pm status --output json 3f2a"}});
-  OutputFlag(status, a);
-  IdOperand(status, a);
+       {"pm status web", "pm status --output json 3f2a"}})) {
+    OutputFlag(status, a);
+    IdOperand(status, a);
+  }
 
-  CLI::App* list = AddCommand(
-      root, a,
+  if (CLI::App* list = AddCommand(
+      root, a, wanted,
       {"list", Command::kList, "list the processes, newest first",
        "Lists the running processes (and those being stopped), newest "
        "first:\n"
@@ -481,25 +499,26 @@ void DeclareCommands(CLI::App& root, Arguments& a) {
        "label\n"
        "has that value) or label=KEY (the label is set).",
        {"pm list --filter label=app=web --filter state=running",
-        "pm rm $(pm ps -aq --filter state=exited)"}});
-  list->alias("ps");
-  Bool(list, "-a,--all", "every process on record, not only the live ones",
-       a.all);
-  Repeated(list, "--filter", "FILTER",
-           "state=STATE, name=NAME, label=KEY=VALUE or label=KEY "
-           "(repeatable)",
-           [&a](const std::vector<std::string>& f) { a.filters = f; });
-  Value(list, "-n,--last", "N", "only the N newest",
-        [&a](const std::string& v) {
-          a.invocation.list.set_limit(Checked(
-              ParseCount<uint32_t>("last", "a number above 0", v, 1)));
-        });
-  Bool(list, "-q,--quiet", "print the UUIDs alone, one per line",
-       a.invocation.quiet);
-  OutputFlag(list, a);
+        "pm rm $(pm ps -aq --filter state=exited)"},
+       "ps"})) {
+    Bool(list, "-a,--all", "every process on record, not only the live ones",
+         a.all);
+    Repeated(list, "--filter", "FILTER",
+             "state=STATE, name=NAME, label=KEY=VALUE or label=KEY "
+             "(repeatable)",
+             [&a](const std::vector<std::string>& f) { a.filters = f; });
+    Value(list, "-n,--last", "N", "only the N newest",
+          [&a](const std::string& v) {
+            a.invocation.list.set_limit(Checked(
+                ParseCount<uint32_t>("last", "a number above 0", v, 1)));
+          });
+    Bool(list, "-q,--quiet", "print the UUIDs alone, one per line",
+         a.invocation.quiet);
+    OutputFlag(list, a);
+  }
 
-  CLI::App* logs = AddCommand(
-      root, a,
+  if (CLI::App* logs = AddCommand(
+      root, a, wanted,
       {"logs", Command::kLogs, "print a process's output (stdout and stderr)",
        "Prints a process's output, stdout and stderr both, as raw bytes on\n"
        "stdout. Without -f: everything retained so far, then exits. With -f:\n"
@@ -512,47 +531,49 @@ void DeclareCommands(CLI::App& root, Arguments& a) {
        "offset\n"
        "X]\" goes to stderr where bytes are missing.\n"
        "\n" + std::string(kReconnectHelp),
-       {"pm logs -f web", "pm logs --tail 20 --since 10m -t --stderr web"}});
-  ReconnectFlag(logs, a);
-  Bool(logs, "-f,--follow",
-       "keep printing new output until the process has ended",
-       a.invocation.follow);
-  Bool(logs, "--from-start,--from_start",
-       "begin at the oldest retained byte (the default)", a.from_start);
-  Value(logs, "--tail", "N",
-        "only the last N lines (all: everything; now: only what the process "
-        "writes from now on, with -f)",
-        [&a](const std::string& v) { a.tail = Checked(ParseTail(v)); });
-  Value(logs, "--since", "WHEN",
-        "only output read since WHEN: a duration ago (10m, 1h30m) or an RFC "
-        "3339 time (2026-12-04T08:00:00Z)",
-        [&a](const std::string& v) {
-          a.invocation.since = Checked(ParseWhen("since", v));
-        });
-  Value(logs, "--until", "WHEN",
-        "only output read until WHEN (as --since); ends a follow there",
-        [&a](const std::string& v) {
-          a.invocation.until = Checked(ParseWhen("until", v));
-        });
-  Bool(logs, "-t,--timestamps",
-       "begin each line with the time it was read (RFC 3339, UTC)",
-       a.invocation.timestamps);
-  Bool(logs, "--stdout", "only the process's stdout", a.invocation.stdout_only);
-  Bool(logs, "--stderr", "only the process's stderr", a.invocation.stderr_only);
-  IdOperand(logs, a);
+       {"pm logs -f web", "pm logs --tail 20 --since 10m -t --stderr web"}})) {
+    ReconnectFlag(logs, a);
+    Bool(logs, "-f,--follow",
+         "keep printing new output until the process has ended",
+         a.invocation.follow);
+    Bool(logs, "--from-start,--from_start",
+         "begin at the oldest retained byte (the default)", a.from_start);
+    Value(logs, "--tail", "N",
+          "only the last N lines (all: everything; now: only what the process "
+          "writes from now on, with -f)",
+          [&a](const std::string& v) { a.tail = Checked(ParseTail(v)); });
+    Value(logs, "--since", "WHEN",
+          "only output read since WHEN: a duration ago (10m, 1h30m) or an RFC "
+          "3339 time (2026-12-04T08:00:00Z)",
+          [&a](const std::string& v) {
+            a.invocation.since = Checked(ParseWhen("since", v));
+          });
+    Value(logs, "--until", "WHEN",
+          "only output read until WHEN (as --since); ends a follow there",
+          [&a](const std::string& v) {
+            a.invocation.until = Checked(ParseWhen("until", v));
+          });
+    Bool(logs, "-t,--timestamps",
+         "begin each line with the time it was read (RFC 3339, UTC)",
+         a.invocation.timestamps);
+    Bool(logs, "--stdout", "only the process's stdout", a.invocation.stdout_only);
+    Bool(logs, "--stderr", "only the process's stderr", a.invocation.stderr_only);
+    IdOperand(logs, a);
+  }
 
-  CLI::App* wait = AddCommand(
-      root, a,
+  if (CLI::App* wait = AddCommand(
+      root, a, wanted,
       {"wait", Command::kWait,
        "wait for a process to end, exit with its exit code",
        "Waits until a process has ended, prints how it ended and exits with\n"
        "its exit code, or 128+N when signal N killed it.",
-       {"pm wait \"$id\" && echo done"}});
-  OutputFlag(wait, a);
-  IdOperand(wait, a);
+       {"pm wait \"$id\" && echo done"}})) {
+    OutputFlag(wait, a);
+    IdOperand(wait, a);
+  }
 
-  CLI::App* kill = AddCommand(
-      root, a,
+  if (CLI::App* kill = AddCommand(
+      root, a, wanted,
       {"kill", Command::kKill, "send a signal to a process (default SIGKILL)",
        "Sends SIGNAL to a running process's whole process group, or with\n"
        "--leader to the process pm started alone. SIGNAL is a number or a\n"
@@ -560,21 +581,22 @@ void DeclareCommands(CLI::App& root, Arguments& a) {
        "default is KILL, as `docker kill`. Prints the process's UUID. Unlike\n"
        "`pm stop` it sends one signal and returns: nothing waits for the\n"
        "process to end. A process that has ended gets nothing (exit 1).",
-       {"pm kill -s HUP web"}});
-  Value(kill, "-s,--signal", "SIGNAL",
-        "the signal, by number or name (default KILL)",
-        [&a](const std::string& v) {
-          absl::StatusOr<int> sig = ParseSignal(v);
-          if (!sig.ok()) Refuse(absl::StrCat("--signal: ", sig.status().message()));
-          a.invocation.signal = *sig;
-        });
-  Bool(kill, "--leader", "only the process pm started, not its process group",
-       a.invocation.leader_only);
-  OutputFlag(kill, a);
-  IdOperand(kill, a);
+       {"pm kill -s HUP web"}})) {
+    Value(kill, "-s,--signal", "SIGNAL",
+          "the signal, by number or name (default KILL)",
+          [&a](const std::string& v) {
+            absl::StatusOr<int> sig = ParseSignal(v);
+            if (!sig.ok()) Refuse(absl::StrCat("--signal: ", sig.status().message()));
+            a.invocation.signal = *sig;
+          });
+    Bool(kill, "--leader", "only the process pm started, not its process group",
+         a.invocation.leader_only);
+    OutputFlag(kill, a);
+    IdOperand(kill, a);
+  }
 
-  CLI::App* rm = AddCommand(
-      root, a,
+  if (CLI::App* rm = AddCommand(
+      root, a, wanted,
       {"rm", Command::kRm, "remove ended processes: their records and output",
        "Deletes each process's record and its retained output. Its UUID "
        "then\n"
@@ -583,22 +605,24 @@ void DeclareCommands(CLI::App& root, Arguments& a) {
        "whole tree at once (SIGKILL) first. Prints each UUID removed; exits "
        "1\n"
        "if any could not be.",
-       {"pm rm web", "pm rm -f \"$id\""}});
-  Bool(rm, "-f,--force", "kill a running process first", a.invocation.force);
-  OutputFlag(rm, a);
-  rm->add_option("ID", a.invocation.ids, kIdHelp)->type_name("ID...");
+       {"pm rm web", "pm rm -f \"$id\""}})) {
+    Bool(rm, "-f,--force", "kill a running process first", a.invocation.force);
+    OutputFlag(rm, a);
+    rm->add_option("ID", a.invocation.ids, kIdHelp)->type_name("ID...");
+  }
 
-  CLI::App* prune = AddCommand(
-      root, a,
+  if (CLI::App* prune = AddCommand(
+      root, a, wanted,
       {"prune", Command::kPrune, "remove every ended process (records and output)",
        "Removes every process that has ended (exited, signaled or lost), as\n"
        "`pm rm` does for each, and prints their UUIDs and how many. Through\n"
        "a gateway, only the caller's own.",
-       {"pm prune"}});
-  OutputFlag(prune, a);
+       {"pm prune"}})) {
+    OutputFlag(prune, a);
+  }
 
-  CLI::App* events = AddCommand(
-      root, a,
+  if (CLI::App* events = AddCommand(
+      root, a, wanted,
       {"events", Command::kEvents,
        "print the processes' state changes as they happen",
        "Prints one line per event until Ctrl+C (exit 130): its sequence\n"
@@ -615,26 +639,28 @@ void DeclareCommands(CLI::App& root, Arguments& a) {
        "any).\n"
        "\n" + std::string(kReconnectHelp),
        {"pm events --filter label=app=web --filter kind=exited",
-        "pm events --after 0 --output json"}});
-  Repeated(events, "--filter", "FILTER",
-           "id=ID, name=NAME, label=KEY[=VALUE] or kind=KIND (repeatable)",
-           [&a](const std::vector<std::string>& f) { a.filters = f; });
-  Value(events, "--after", "SEQUENCE",
-        "begin after this sequence number (0: every retained event)",
-        [&a](const std::string& v) {
-          a.invocation.watch.set_after_sequence(
-              Checked(ParseCount<uint64_t>("after", "a sequence number", v, 0)));
-        });
-  ReconnectFlag(events, a);
-  OutputFlag(events, a);
+        "pm events --after 0 --output json"}})) {
+    Repeated(events, "--filter", "FILTER",
+             "id=ID, name=NAME, label=KEY[=VALUE] or kind=KIND (repeatable)",
+             [&a](const std::vector<std::string>& f) { a.filters = f; });
+    Value(events, "--after", "SEQUENCE",
+          "begin after this sequence number (0: every retained event)",
+          [&a](const std::string& v) {
+            a.invocation.watch.set_after_sequence(
+                Checked(ParseCount<uint64_t>("after", "a sequence number", v, 0)));
+          });
+    ReconnectFlag(events, a);
+    OutputFlag(events, a);
+  }
 
-  CLI::App* help = AddCommand(
-      root, a,
+  if (CLI::App* help = AddCommand(
+      root, a, wanted,
       {"help", Command::kHelp, "show the help of a command",
        "Shows the help of COMMAND, or the overview of every command.",
-       {"pm help logs"}});
-  help->add_option("COMMAND", a.help_topic, "a command's name")
-      ->type_name("[COMMAND]");
+       {"pm help logs"}})) {
+    help->add_option("COMMAND", a.help_topic, "a command's name")
+        ->type_name("[COMMAND]");
+  }
 }
 
 void DeclareGlobalFlags(CLI::App& root, Arguments& a) {
@@ -849,20 +875,19 @@ const CLI::App* FindCommand(const CLI::App& root, absl::string_view word) {
   return nullptr;
 }
 
-// A tree for help alone, its values bound to nothing that is read.
+// A tree for help alone, its values bound to nothing that is read: of the
+// command `only` names, or the whole tree ("" or a word that names none).
 struct HelpTree {
+  explicit HelpTree(absl::string_view only)
+      : root(MakeCommandTree(arguments, only)) {}
   Arguments arguments;
-  std::unique_ptr<CLI::App> root = MakeCommandTree(arguments);
+  std::unique_ptr<CLI::App> root;
 };
-
-const HelpTree& Tree() {
-  static const HelpTree* tree = new HelpTree();
-  return *tree;
-}
 
 }  // namespace
 
-std::unique_ptr<CLI::App> MakeCommandTree(Arguments& arguments) {
+std::unique_ptr<CLI::App> MakeCommandTree(Arguments& arguments,
+                                          absl::string_view only) {
   auto root = std::make_unique<CLI::App>(
       "pm starts, stops, inspects and reads the output of Linux processes,\n"
       "each named by a UUID. It talks to the local pm services over the unix\n"
@@ -896,18 +921,25 @@ std::unique_ptr<CLI::App> MakeCommandTree(Arguments& arguments) {
   // One command per line; a second command word is an argument.
   root->require_subcommand(0, 1);
   DeclareGlobalFlags(*root, arguments);
-  DeclareCommands(*root, arguments);
+  DeclareCommands(*root, arguments, Wanted{only});
+  if (!only.empty() && root->get_subcommands({}).empty()) {
+    // `only` names no command: the whole tree, for its error.
+    DeclareCommands(*root, arguments, Wanted{});
+  }
   return root;
 }
 
 absl::optional<std::string> CommandName(absl::string_view word) {
-  const CLI::App* command = FindCommand(*Tree().root, word);
+  if (word.empty()) return absl::nullopt;
+  const HelpTree tree(word);
+  const CLI::App* command = FindCommand(*tree.root, word);
   if (command == nullptr) return absl::nullopt;
   return command->get_name();
 }
 
 std::string UsageText(absl::string_view command) {
-  const CLI::App* app = FindCommand(*Tree().root, command);
+  const HelpTree tree(command);
+  const CLI::App* app = FindCommand(*tree.root, command);
   if (app == nullptr) {
     return absl::StrCat(kUsage, "\nRun 'pm help' for the commands.\n");
   }
@@ -916,15 +948,17 @@ std::string UsageText(absl::string_view command) {
 }
 
 std::string HelpText(absl::string_view command) {
-  const CLI::App* app = FindCommand(*Tree().root, command);
-  return app == nullptr ? Overview(*Tree().root) : CommandHelp(*app);
+  const HelpTree tree(command);
+  const CLI::App* app = FindCommand(*tree.root, command);
+  return app == nullptr ? Overview(*tree.root) : CommandHelp(*app);
 }
 
 std::string CommandListMarkdown() {
   std::string table =
       "| command | what it does |\n"
       "|---|---|\n";
-  for (const CLI::App* command : Tree().root->get_subcommands({})) {
+  const HelpTree tree("");
+  for (const CLI::App* command : tree.root->get_subcommands({})) {
     std::string name = command->get_name();  // and its aliases
     for (const std::string& alias : command->get_aliases()) {
       absl::StrAppend(&name, "`, `pm ", alias);

@@ -543,12 +543,24 @@ std::string NoPasswordFlagMessage() {
 
 namespace {
 
-// `arguments` shows what was read, also when it fails.
+// The first word of `args` that is not a flag (before any `--`): the
+// command's, on most lines. Empty if there is none.
+absl::string_view FirstWord(const std::vector<std::string>& args) {
+  for (const std::string& arg : args) {
+    if (arg == "--") break;
+    if (!arg.empty() && arg[0] != '-') return arg;
+  }
+  return {};
+}
+
+// `arguments` shows what was read, also when it fails. `only`: the tree
+// declares that command alone (MakeCommandTree).
 absl::StatusOr<Invocation> Parse(const std::vector<std::string>& args,
                                  const GlobalOptions& defaults,
                                  const Environment& environment,
-                                 Arguments& arguments) {
-  std::unique_ptr<CLI::App> tree = MakeCommandTree(arguments);
+                                 Arguments& arguments,
+                                 absl::string_view only) {
+  std::unique_ptr<CLI::App> tree = MakeCommandTree(arguments, only);
   PM_RETURN_IF_ERROR(CheckWords(*tree, args));
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
@@ -612,9 +624,25 @@ absl::StatusOr<Invocation> Parse(const std::vector<std::string>& args,
 absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& args,
                                            const GlobalOptions& defaults,
                                            const Environment& environment,
-                                           std::string* command_name) {
+                                           std::string* command_name,
+                                           TreeScope scope) {
   Arguments arguments;
-  absl::StatusOr<Invocation> invocation = Parse(args, defaults, environment, arguments);
+  absl::StatusOr<Invocation> invocation;
+  // First with a tree of the command the first word names alone, a small
+  // part of the cost of the whole tree (MakeCommandTree). It parses a line of that command as the
+  // whole tree does (the trees differ only in the other commands, whose
+  // words a line of this one never takes as commands); anything else (an
+  // error, no command) is parsed again by the whole tree, so errors are
+  // the whole tree's.
+  const absl::string_view word =
+      scope == TreeScope::kFirstWord ? FirstWord(args) : absl::string_view();
+  if (!word.empty()) {
+    invocation = Parse(args, defaults, environment, arguments, word);
+    if (!invocation.ok() || !arguments.command) arguments = Arguments();
+  }
+  if (arguments.command_name.empty()) {
+    invocation = Parse(args, defaults, environment, arguments, {});
+  }
   if (command_name != nullptr) *command_name = arguments.command_name;
   if (!invocation.ok()) return Usage(OneLine(invocation.status().message()));
   return invocation;

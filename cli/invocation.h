@@ -128,10 +128,16 @@ struct Invocation {
 // (or before the command of start and run) is kHelp for the command given.
 // `command_name`, if given, gets the name of the command as far as parsing
 // read it ("" if none), for the usage line that follows an error.
+//
+// `scope` is for tests: kWhole parses with the whole command tree alone,
+// which the default (a tree of the first word's command first) must agree
+// with on every line.
+enum class TreeScope { kFirstWord, kWhole };
 absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& args,
                                            const GlobalOptions& defaults,
                                            const Environment& environment,
-                                           std::string* command_name = nullptr);
+                                           std::string* command_name = nullptr,
+                                           TreeScope scope = TreeScope::kFirstWord);
 
 // Whether `arg` is a --password flag ("--password=x", "-password"), which
 // pm refuses: what follows explains why and what to use instead.

@@ -30,17 +30,47 @@ Environment TestEnvironment() {
   return {{"HOME=/home/u", "PATH=/usr/bin:/bin", "EMPTY="}, "/home/u/src"};
 }
 
-Invocation MustParse(const std::vector<std::string>& args) {
+// Parses `args` as pm does (the first word's command's tree first), and
+// checks that the whole tree parses them the same: every line of these
+// tests is a case of that too.
+absl::StatusOr<Invocation> ParseBothWays(const std::vector<std::string>& args) {
+  std::string command, whole_command;
   absl::StatusOr<Invocation> invocation =
-      ParseInvocation(args, Defaults(), TestEnvironment());
+      ParseInvocation(args, Defaults(), TestEnvironment(), &command);
+  absl::StatusOr<Invocation> whole = ParseInvocation(
+      args, Defaults(), TestEnvironment(), &whole_command, TreeScope::kWhole);
+  EXPECT_EQ(command, whole_command);
+  EXPECT_EQ(invocation.status(), whole.status());
+  if (invocation.ok() && whole.ok()) {
+    EXPECT_EQ(invocation->command, whole->command);
+    EXPECT_EQ(invocation->id, whole->id);
+    EXPECT_EQ(invocation->ids, whole->ids);
+    EXPECT_EQ(invocation->help_topic, whole->help_topic);
+    // (The whole tree's start flags make start's empty limits and restart
+    // as they are declared; a command other than start and run never reads
+    // them.)
+    if (invocation->command == Command::kStart || invocation->command == Command::kRun) {
+      EXPECT_EQ(invocation->start.ShortDebugString(), whole->start.ShortDebugString());
+    }
+    EXPECT_EQ(invocation->list.ShortDebugString(), whole->list.ShortDebugString());
+    EXPECT_EQ(invocation->watch.ShortDebugString(), whole->watch.ShortDebugString());
+    EXPECT_EQ(invocation->connection.Describe(), whole->connection.Describe());
+    EXPECT_EQ(invocation->grace, whole->grace);
+    EXPECT_EQ(invocation->tail_lines, whole->tail_lines);
+    EXPECT_EQ(invocation->follow, whole->follow);
+  }
+  return invocation;
+}
+
+Invocation MustParse(const std::vector<std::string>& args) {
+  absl::StatusOr<Invocation> invocation = ParseBothWays(args);
   EXPECT_TRUE(invocation.ok()) << invocation.status();
   return invocation.ok() ? *invocation : Invocation();
 }
 
 // The message of a usage error (and that it is one).
 std::string UsageError(const std::vector<std::string>& args) {
-  absl::StatusOr<Invocation> invocation =
-      ParseInvocation(args, Defaults(), TestEnvironment());
+  absl::StatusOr<Invocation> invocation = ParseBothWays(args);
   EXPECT_EQ(invocation.status().code(), absl::StatusCode::kInvalidArgument);
   return std::string(invocation.status().message());
 }

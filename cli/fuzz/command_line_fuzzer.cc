@@ -8,10 +8,46 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "absl/strings/str_split.h"
 #include "cli/command_tree.h"
 #include "cli/invocation.h"
 #include "testing/fuzz/fuzz_check.h"
+
+namespace {
+
+// What a parse gave, as text: two parses agree when these are equal.
+std::string Outcome(const absl::StatusOr<pm::cli::Invocation>& parsed,
+                    const std::string& command) {
+  if (!parsed.ok()) return absl::StrCat(command, " error: ", parsed.status().message());
+  const pm::cli::Invocation& i = *parsed;
+  return absl::StrCat(
+      command, " ", static_cast<int>(i.command), " ", i.help_topic, " ",
+      i.connection.Describe(), " ", static_cast<int>(i.output), " ", i.id, " ",
+      absl::StrJoin(i.ids, ","), " ", i.signal, i.leader_only, i.force,
+      i.remove_after, i.quiet, i.follow, i.from_start, i.timestamps,
+      i.stdout_only, i.stderr_only, " ", i.watch.ShortDebugString(), " ",
+      i.list.ShortDebugString(), " ",
+      // (The whole tree's start flags make start's empty limits and restart
+      // as they are declared; only start and run read them.)
+      i.command == pm::cli::Command::kStart || i.command == pm::cli::Command::kRun
+          ? i.start.ShortDebugString()
+          : "", " ",
+      i.grace ? absl::FormatDuration(*i.grace) : "-", " ",
+      i.tail_lines ? absl::StrCat(*i.tail_lines) : "-", " ",
+      absl::FormatDuration(i.reconnect_timeout));
+}
+
+// Whether two parses' --since or --until agree: a relative one ("10m") is
+// taken from the clock at each parse.
+bool SameTime(const absl::optional<absl::Time>& a, const absl::optional<absl::Time>& b) {
+  if (!a || !b) return !a && !b;
+  return absl::AbsDuration(*a - *b) < absl::Seconds(10);
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string input(reinterpret_cast<const char*>(data), size);
@@ -30,6 +66,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string command;
   absl::StatusOr<pm::cli::Invocation> invocation =
       pm::cli::ParseInvocation(args, defaults, environment, &command);
+  // The tree of the first word's command alone parses as the whole one.
+  std::string whole_command;
+  const absl::StatusOr<pm::cli::Invocation> whole = pm::cli::ParseInvocation(
+      args, defaults, environment, &whole_command, pm::cli::TreeScope::kWhole);
+  PM_FUZZ_CHECK(Outcome(invocation, command) == Outcome(whole, whole_command))
+      << Outcome(invocation, command) << "\n" << Outcome(whole, whole_command);
+  if (invocation.ok() && whole.ok()) {
+    PM_FUZZ_CHECK(SameTime(invocation->since, whole->since));
+    PM_FUZZ_CHECK(SameTime(invocation->until, whole->until));
+  }
   if (!invocation.ok()) {
     PM_FUZZ_CHECK(invocation.status().code() == absl::StatusCode::kInvalidArgument)
         << invocation.status();
