@@ -480,6 +480,21 @@ absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
         DescribeEnd(to, request.end().exit_code(), request.end().signal(),
                     request.end().core_dumped())));
   }
+  if (request.has_run()) {
+    // Runs come only from a restart policy, and only forwards (the
+    // sequence already put the updates in order).
+    if (status.restart().policy() != pm::v1::RestartPolicy::POLICY_ON_FAILURE &&
+        status.restart().policy() != pm::v1::RestartPolicy::POLICY_ALWAYS) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "process ", status.id(), " has no restart policy, so no run ",
+          request.run().run()));
+    }
+    if (request.run().run() < status.run()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "process ", status.id(), " is at run ", status.run(), ", not back at run ",
+          request.run().run()));
+    }
+  }
   // From here `from` is RUNNING, STOPPING or BACKOFF, and every validated
   // `to` is allowed from each: a stop begins (-> STOPPING), gives up (->
   // RUNNING), a run ends and another follows (-> BACKOFF -> RUNNING), or

@@ -423,6 +423,35 @@ TEST(RegistryTest, AnUpdateOvertakenByANewerOneIsIgnored) {
   EXPECT_EQ(registry.UpdateRecord(running)->state(), ProcessStatus::STATE_RUNNING);
 }
 
+// Runs come only to a record with a restart policy, and never go back.
+TEST(RegistryTest, RunUpdatesNeedAPolicyAndGoOnlyForwards) {
+  Registry registry(Options());
+  const std::string plain = MustCreate(registry, Create());
+  UpdateRecordRequest run2 = Update(plain, ProcessStatus::STATE_RUNNING);
+  run2.mutable_run()->set_run(2);
+  run2.mutable_run()->set_restarts(1);
+  run2.mutable_run()->set_pid(5000);
+  absl::StatusOr<ProcessStatus> refused = registry.UpdateRecord(run2);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("has no restart policy"));
+
+  CreateRecordRequest with_policy = Create();
+  with_policy.mutable_spec()->mutable_restart()->set_policy(
+      pm::v1::RestartPolicy::POLICY_ALWAYS);
+  const std::string restarting = MustCreate(registry, with_policy);
+  run2.set_id(restarting);
+  absl::StatusOr<ProcessStatus> second = registry.UpdateRecord(run2);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->run(), 2u);
+  EXPECT_EQ(second->pid(), 5000);
+  UpdateRecordRequest back = run2;
+  back.mutable_run()->set_run(1);
+  back.set_state(ProcessStatus::STATE_STOPPING);
+  absl::StatusOr<ProcessStatus> backwards = registry.UpdateRecord(back);
+  EXPECT_EQ(backwards.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(backwards.status().message(), HasSubstr("is at run 2, not back at run 1"));
+}
+
 TEST(RegistryTest, AnEndedRecordIsFinal) {
   Registry registry(Options());
   const std::string id = MustCreate(registry, Create());

@@ -15,6 +15,7 @@ namespace pm::shim {
 namespace {
 
 constexpr char kMagicLine[] = "pm-shim-exit 1";
+constexpr char kMagicLineWithRuns[] = "pm-shim-exit 2";
 
 // A decimal number without sign or leading zeros, at most `max`.
 absl::StatusOr<uint64_t> ParseNumber(absl::string_view line,
@@ -60,47 +61,67 @@ absl::StatusOr<uint64_t> ParseKeyed(absl::string_view line,
 
 }  // namespace
 
-std::string FormatExitFile(const ProcessEnd& end) {
+std::string FormatExitFile(const ExitRecord& record) {
+  const ProcessEnd& end = record.end;
   const std::string status =
       end.status.kind == ExitStatus::Kind::kExited
           ? absl::StrCat("exited ", end.status.code)
           : absl::StrCat("signaled ", end.status.signal,
                          end.status.core_dumped ? " core" : " nocore");
-  return absl::StrCat(kMagicLine, "\nstatus ", status, "\nended_ns ",
-                      absl::ToUnixNanos(end.ended), "\noutput_end ",
-                      end.output_end, "\n");
+  std::string text = absl::StrCat(
+      record.run ? kMagicLineWithRuns : kMagicLine, "\nstatus ", status,
+      "\nended_ns ", absl::ToUnixNanos(end.ended), "\noutput_end ",
+      end.output_end, "\n");
+  if (record.run) {
+    absl::StrAppend(&text, "run ", *record.run, "\ngave_up ", record.gave_up ? 1 : 0, "\n");
+  }
+  return text;
 }
 
-absl::StatusOr<ProcessEnd> ParseExitFile(absl::string_view text) {
+absl::StatusOr<ExitRecord> ParseExitFile(absl::string_view text) {
   if (text.empty() || text.back() != '\n') {
     return absl::InvalidArgumentError(
         "exit file: empty or cut short (no final newline)");
   }
   std::vector<absl::string_view> lines =
       absl::StrSplit(text.substr(0, text.size() - 1), '\n');
-  if (lines.size() != 4) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("exit file: ", lines.size(), " lines, want 4"));
-  }
-  if (lines[0] != kMagicLine) {
+  const bool with_runs = lines[0] == kMagicLineWithRuns;
+  if (lines[0] != kMagicLine && !with_runs) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "exit file: first line \"", lines[0], "\", want \"", kMagicLine, "\""));
+        "exit file: first line \"", lines[0], "\", want \"", kMagicLine,
+        "\" or \"", kMagicLineWithRuns, "\""));
   }
-  ProcessEnd end;
+  const size_t want = with_runs ? 6 : 4;
+  if (lines.size() != want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("exit file: ", lines.size(), " lines, want ", want));
+  }
+  ExitRecord record;
+  ProcessEnd& end = record.end;
   PM_ASSIGN_OR_RETURN(end.status, ParseStatusLine(lines[1]));
   PM_ASSIGN_OR_RETURN(uint64_t ns, ParseKeyed(lines[2], "ended_ns", INT64_MAX));
   end.ended = absl::FromUnixNanos(static_cast<int64_t>(ns));
   PM_ASSIGN_OR_RETURN(end.output_end,
                       ParseKeyed(lines[3], "output_end", UINT64_MAX));
-  return end;
+  if (with_runs) {
+    PM_ASSIGN_OR_RETURN(uint64_t run, ParseKeyed(lines[4], "run", UINT32_MAX));
+    if (run == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("exit file: run 0 in line \"", lines[4], "\""));
+    }
+    record.run = static_cast<uint32_t>(run);
+    PM_ASSIGN_OR_RETURN(uint64_t gave_up, ParseKeyed(lines[5], "gave_up", 1));
+    record.gave_up = gave_up == 1;
+  }
+  return record;
 }
 
-absl::Status WriteExitFile(const std::string& dir, const ProcessEnd& end) {
+absl::Status WriteExitFile(const std::string& dir, const ExitRecord& record) {
   const std::string path = absl::StrCat(dir, "/", kExitFileName);
   const std::string temp = absl::StrCat(path, ".tmp");
   PM_ASSIGN_OR_RETURN(Fd file,
                       Fd::Open(temp, O_WRONLY | O_CREAT | O_TRUNC, 0600));
-  const std::string text = FormatExitFile(end);
+  const std::string text = FormatExitFile(record);
   size_t done = 0;
   while (done < text.size()) {
     ssize_t n = write(file.get(), text.data() + done, text.size() - done);
@@ -118,13 +139,13 @@ absl::Status WriteExitFile(const std::string& dir, const ProcessEnd& end) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<ProcessEnd>> ReadExitFile(const std::string& dir) {
+absl::StatusOr<std::optional<ExitRecord>> ReadExitFile(const std::string& dir) {
   const std::string path = absl::StrCat(dir, "/", kExitFileName);
   absl::StatusOr<std::string> text = ReadFile(path);
   if (!text.ok() && ErrnoOf(text.status()) == ENOENT) return std::nullopt;
   if (!text.ok()) return text.status();
-  PM_ASSIGN_OR_RETURN(ProcessEnd end, ParseExitFile(*text));
-  return end;
+  PM_ASSIGN_OR_RETURN(ExitRecord record, ParseExitFile(*text));
+  return record;
 }
 
 }  // namespace pm::shim

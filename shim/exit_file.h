@@ -13,8 +13,12 @@
 //        | status signaled SIGNAL core|nocore   (SIGNAL 1..64)
 //   ended_ns NANOSECONDS               (realtime, since the Unix epoch, >= 0)
 //   output_end OFFSET                  (the output's end offset at the exit)
+// Version 2, of a process with a restart policy: "pm-shim-exit 2", the same
+// three lines, then
+//   run N                              (the last run, N >= 1)
+//   gave_up 0|1                        (1: the restarts' cap ended it)
 // Numbers are decimal without sign or leading zeros. The parser accepts
-// exactly this; anything else (another version, a torn file, trailing
+// exactly these; anything else (another version, a torn file, trailing
 // bytes) is INVALID_ARGUMENT naming the line.
 #ifndef PM_SHIM_EXIT_FILE_H_
 #define PM_SHIM_EXIT_FILE_H_
@@ -43,17 +47,28 @@ struct ProcessEnd {
   }
 };
 
-std::string FormatExitFile(const ProcessEnd& end);
-absl::StatusOr<ProcessEnd> ParseExitFile(absl::string_view text);
+// What the exit file says: the end, and with a restart policy (version 2)
+// the last run and whether the restarts' cap ended it.
+struct ExitRecord {
+  ProcessEnd end;
+  std::optional<uint32_t> run;
+  bool gave_up = false;  // only with `run`
+  bool operator==(const ExitRecord& o) const {
+    return end == o.end && run == o.run && gave_up == o.gave_up;
+  }
+};
+
+std::string FormatExitFile(const ExitRecord& record);
+absl::StatusOr<ExitRecord> ParseExitFile(absl::string_view text);
 
 // Writes `dir`/exit atomically: a temporary file in `dir`, fsync, rename
 // over `exit`, fsync of `dir`. A reader sees no file or the whole one.
 // Errors name the call and the path.
-absl::Status WriteExitFile(const std::string& dir, const ProcessEnd& end);
+absl::Status WriteExitFile(const std::string& dir, const ExitRecord& record);
 
 // `dir`/exit parsed; nullopt when there is none (the process has not ended,
 // or its shim died first). Errors: the read's, or ParseExitFile's.
-absl::StatusOr<std::optional<ProcessEnd>> ReadExitFile(const std::string& dir);
+absl::StatusOr<std::optional<ExitRecord>> ReadExitFile(const std::string& dir);
 
 }  // namespace pm::shim
 

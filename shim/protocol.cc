@@ -56,14 +56,22 @@ class Writer {
     v += join.path;
     Bytes(tag, v);
   }
-  void End(const ProcessEnd& end) {
+  static std::string Status(const ExitStatus& status) {
     std::string v;
-    const bool exited = end.status.kind == ExitStatus::Kind::kExited;
+    const bool exited = status.kind == ExitStatus::Kind::kExited;
     PutLe(v, exited ? 1 : 2, 1);
-    PutLe(v, end.status.core_dumped ? 1 : 0, 1);
+    PutLe(v, status.core_dumped ? 1 : 0, 1);
     PutLe(v, 0, 2);
-    PutLe(v, static_cast<uint32_t>(exited ? end.status.code : end.status.signal), 4);
-    Bytes(FieldTag::kExitStatus, v);
+    PutLe(v, static_cast<uint32_t>(exited ? status.code : status.signal), 4);
+    return v;
+  }
+  void PreviousEnd(const ProcessEnd& end) {
+    std::string v = Status(end.status);
+    PutLe(v, static_cast<uint64_t>(absl::ToUnixNanos(end.ended)), 8);
+    Bytes(FieldTag::kPreviousEnd, v);
+  }
+  void End(const ProcessEnd& end) {
+    Bytes(FieldTag::kExitStatus, Status(end.status));
     U64(FieldTag::kEndedNs, static_cast<uint64_t>(absl::ToUnixNanos(end.ended)));
     U64(FieldTag::kExitOutputEnd, end.output_end);
   }
@@ -155,6 +163,8 @@ struct EncodeVisitor {
     w.U64(FieldTag::kOutputEnd, m.output_end);
     if (m.run) w.U32(FieldTag::kRun, *m.run);
     if (m.next_start) w.Time(FieldTag::kNextStartNs, *m.next_start);
+    if (m.previous_end) w.PreviousEnd(*m.previous_end);
+    if (m.gave_up) w.U32(FieldTag::kGaveUp, 1);
     return w.Finish(MessageType::kHello);
   }
   absl::StatusOr<std::string> operator()(const Closed& m) {
@@ -471,6 +481,33 @@ absl::StatusOr<pid_t> DecodePid(const Fields& f) {
   return static_cast<pid_t>(pid);
 }
 
+// An exit status as Writer::Status encodes it (8 bytes).
+absl::StatusOr<ExitStatus> DecodeExitStatus(absl::string_view status) {
+  const uint8_t kind = static_cast<uint8_t>(status[0]);
+  const uint8_t core = static_cast<uint8_t>(status[1]);
+  const uint64_t reserved = GetLe(status.substr(2), 2);
+  const uint64_t value = GetLe(status.substr(4), 4);
+  if (kind == 1 && core == 0 && reserved == 0 && value <= 255) {
+    return ExitStatus::Exited(static_cast<int>(value));
+  }
+  if (kind == 2 && core <= 1 && reserved == 0 && value >= 1 && value <= 64) {
+    return ExitStatus::Signaled(static_cast<int>(value), core == 1);
+  }
+  return Bad(absl::StrCat("bad exit status (kind ", kind, ", core ", core,
+                          ", value ", value, ")"));
+}
+
+// Hello's kPreviousEnd: an exit status and its end time.
+absl::StatusOr<ProcessEnd> DecodePreviousEnd(absl::string_view bytes) {
+  if (bytes.size() != 16) return Bad("the previous run's end is not 16 bytes");
+  ProcessEnd end;
+  PM_ASSIGN_OR_RETURN(end.status, DecodeExitStatus(bytes.substr(0, 8)));
+  const uint64_t ns = GetLe(bytes.substr(8), 8);
+  if (ns > INT64_MAX) return Bad("the previous run's end time is negative");
+  end.ended = absl::FromUnixNanos(static_cast<int64_t>(ns));
+  return end;
+}
+
 // The exit status, end time and output end at the exit; nullopt when none
 // of them is there.
 absl::StatusOr<std::optional<ProcessEnd>> DecodeEnd(const Fields& f) {
@@ -485,19 +522,8 @@ absl::StatusOr<std::optional<ProcessEnd>> DecodeEnd(const Fields& f) {
     return Bad("an exit status, its end time and its output end go together");
   }
   if (status->size() != 8) return Bad("the exit status is not 8 bytes");
-  const uint8_t kind = static_cast<uint8_t>((*status)[0]);
-  const uint8_t core = static_cast<uint8_t>((*status)[1]);
-  const uint64_t reserved = GetLe(status->substr(2), 2);
-  const uint64_t value = GetLe(status->substr(4), 4);
   ProcessEnd end;
-  if (kind == 1 && core == 0 && reserved == 0 && value <= 255) {
-    end.status = ExitStatus::Exited(static_cast<int>(value));
-  } else if (kind == 2 && core <= 1 && reserved == 0 && value >= 1 && value <= 64) {
-    end.status = ExitStatus::Signaled(static_cast<int>(value), core == 1);
-  } else {
-    return Bad(absl::StrCat("bad exit status (kind ", kind, ", core ", core,
-                            ", value ", value, ")"));
-  }
+  PM_ASSIGN_OR_RETURN(end.status, DecodeExitStatus(*status));
   PM_ASSIGN_OR_RETURN(uint64_t ns, Fields::Fixed(FieldTag::kEndedNs, *ended, 8));
   if (ns > INT64_MAX) return Bad("the end time is negative");
   end.ended = absl::FromUnixNanos(static_cast<int64_t>(ns));
@@ -565,7 +591,8 @@ absl::StatusOr<Message> DecodeBody(MessageType type, const Fields& f,
       PM_RETURN_IF_ERROR(f.OnlyThese(
           {FieldTag::kUuid, FieldTag::kPid, FieldTag::kStartTicks,
            FieldTag::kExitStatus, FieldTag::kEndedNs, FieldTag::kExitOutputEnd,
-           FieldTag::kOutputEnd, FieldTag::kRun, FieldTag::kNextStartNs}));
+           FieldTag::kOutputEnd, FieldTag::kRun, FieldTag::kNextStartNs,
+           FieldTag::kPreviousEnd, FieldTag::kGaveUp}));
       Hello m;
       PM_ASSIGN_OR_RETURN(absl::string_view uuid, f.Required(FieldTag::kUuid));
       m.uuid = std::string(uuid);
@@ -579,6 +606,24 @@ absl::StatusOr<Message> DecodeBody(MessageType type, const Fields& f,
       if (next) {
         if (!m.end || !m.run) return Bad("Hello with a next start but no ended run");
         PM_ASSIGN_OR_RETURN(m.next_start, DecodeTime(FieldTag::kNextStartNs, *next));
+      }
+      PM_ASSIGN_OR_RETURN(std::optional<absl::string_view> previous,
+                          f.Optional(FieldTag::kPreviousEnd));
+      if (previous) {
+        if (m.end || !m.run || *m.run < 2) {
+          return Bad("Hello with a previous run's end but no later run running");
+        }
+        PM_ASSIGN_OR_RETURN(m.previous_end, DecodePreviousEnd(*previous));
+      }
+      PM_ASSIGN_OR_RETURN(std::optional<absl::string_view> gave_up,
+                          f.Optional(FieldTag::kGaveUp));
+      if (gave_up) {
+        PM_ASSIGN_OR_RETURN(uint64_t one, Fields::Fixed(FieldTag::kGaveUp, *gave_up, 4));
+        if (one != 1) return Bad(absl::StrCat("gave up ", one));
+        if (!m.end || !m.run || m.next_start) {
+          return Bad("Hello that gave up without a run that ended for good");
+        }
+        m.gave_up = true;
       }
       PM_RETURN_IF_ERROR(WantFds("Hello", m.end ? 0 : 1, fd_count));
       return m;

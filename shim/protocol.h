@@ -127,6 +127,8 @@ enum class FieldTag : uint16_t {
   kRestart = 22,       // u8 when, u8[3] 0, u32 max restarts, then u64 ns:
                        // first delay, max delay, reset after, window
   kGaveUp = 23,        // u32 1: the restarts' cap was reached
+  kPreviousEnd = 24,   // the end of the run before: an exit status as
+                       // kExitStatus (8 bytes), then i64 ended ns
 };
 
 // How a process is started again after a run ends (Spawn.restart). The
@@ -231,6 +233,11 @@ struct Hello {
   // run's).
   std::optional<uint32_t> run;
   std::optional<absl::Time> next_start;
+  // While run 2 or a later one runs: how the run before it ended (its
+  // output_end is not sent: 0).
+  std::optional<ProcessEnd> previous_end;
+  // With `end` and no next start: the restarts' cap ended it.
+  bool gave_up = false;
 };
 
 // To the shim: a stop is under way; the run that ends next is the last.

@@ -73,12 +73,13 @@ TEST(ProtocolTest, RepliesRoundTrip) {
   ASSERT_TRUE(std::holds_alternative<Exited>(back));
   EXPECT_EQ(std::get<Exited>(back).end, end);
 
-  back = RoundTrip(Hello{kUuid, 99, 5, std::nullopt, 12, std::nullopt, std::nullopt}, 1);
+  back = RoundTrip(
+      Hello{kUuid, 99, 5, std::nullopt, 12, std::nullopt, std::nullopt, std::nullopt, false}, 1);
   ASSERT_TRUE(std::holds_alternative<Hello>(back));
   EXPECT_FALSE(std::get<Hello>(back).end.has_value());
   EXPECT_EQ(std::get<Hello>(back).output_end, 12u);
 
-  back = RoundTrip(Hello{kUuid, 99, 5, end, 100, std::nullopt, std::nullopt}, 0);
+  back = RoundTrip(Hello{kUuid, 99, 5, end, 100, std::nullopt, std::nullopt, std::nullopt, false}, 0);
   ASSERT_TRUE(std::holds_alternative<Hello>(back));
   EXPECT_EQ(std::get<Hello>(back).end, end);
   EXPECT_EQ(std::get<Hello>(back).output_end, 100u);
@@ -152,7 +153,9 @@ TEST(ProtocolTest, DecoderRefusesTruncatedOversizedAndUnknownMessages) {
 TEST(ProtocolTest, DecoderChecksTheFdsAgainstTheMessage) {
   ExpectRefused(*Encode(Spawned{1, 2, "x"}), 0, "Spawned carries 1 fds, got 0");
   ExpectRefused(*Encode(Closed{1}), 1, "Closed carries 0 fds, got 1");
-  ExpectRefused(*Encode(Hello{kUuid, 1, 2, std::nullopt, 0, std::nullopt, std::nullopt}), 0,
+  ExpectRefused(*Encode(Hello{kUuid, 1, 2, std::nullopt, 0, std::nullopt, std::nullopt,
+                              std::nullopt, false}),
+                0,
                 "Hello carries 1 fds");
   ExpectRefused(*Encode(FullSpawn()), 2, "fd index 2 but 2 fds attached");
   ExpectRefused(*Encode(FullSpawn()), 4, "attached fd 3 is not named");
@@ -374,10 +377,26 @@ TEST(ProtocolTest, RestartsRoundTrip) {
   EXPECT_TRUE(std::get<Exited>(back).gave_up);
 
   // Waiting for its next run: the ended run's end, and when the next starts.
-  back = RoundTrip(Hello{kUuid, 99, 5, end, 40, 2, kWhen + absl::Seconds(1)}, 0);
+  back = RoundTrip(Hello{kUuid, 99, 5, end, 40, 2, kWhen + absl::Seconds(1), std::nullopt, false}, 0);
   ASSERT_TRUE(std::holds_alternative<Hello>(back));
   EXPECT_EQ(std::get<Hello>(back).run, 2u);
   EXPECT_EQ(std::get<Hello>(back).next_start, kWhen + absl::Seconds(1));
+
+  // Run 3 running: how run 2 ended (its time and status; no output end).
+  Hello later{kUuid, 99, 5, std::nullopt, 40, 3, std::nullopt, std::nullopt, false};
+  later.previous_end = ProcessEnd{ExitStatus::Signaled(9, false), kWhen, 0};
+  back = RoundTrip(later, 1);
+  ASSERT_TRUE(std::holds_alternative<Hello>(back));
+  EXPECT_EQ(std::get<Hello>(back).previous_end, later.previous_end);
+  EXPECT_FALSE(std::get<Hello>(back).gave_up);
+
+  // Given up: its last run's end, for good.
+  Hello given_up{kUuid, 99, 5, end, 40, 4, std::nullopt, std::nullopt, false};
+  given_up.gave_up = true;
+  back = RoundTrip(given_up, 0);
+  ASSERT_TRUE(std::holds_alternative<Hello>(back));
+  EXPECT_TRUE(std::get<Hello>(back).gave_up);
+  EXPECT_FALSE(std::get<Hello>(back).previous_end.has_value());
 }
 
 TEST(ProtocolTest, BadRestartsAreRefused) {
@@ -392,9 +411,15 @@ TEST(ProtocolTest, BadRestartsAreRefused) {
   ExpectRefused(*Encode(RunStarted{1, 7, 1, "/x"}), 1, "run after the first");
   ExpectRefused(*Encode(RunStarted{2, 7, 1, "/x"}), 0, "RunStarted carries 1 fds");
   ExpectRefused(*Encode(Restarting{0, end, kWhen}), 0, "run 0");
-  ExpectRefused(*Encode(Hello{kUuid, 1, 2, std::nullopt, 0, 2, kWhen}), 1,
+  ExpectRefused(*Encode(Hello{kUuid, 1, 2, std::nullopt, 0, 2, kWhen, std::nullopt, false}), 1,
                 "next start but no ended run");
   ExpectRefused(*Encode(NoRestart{}), 1, "NoRestart carries 0 fds");
+  Hello first_run{kUuid, 1, 2, std::nullopt, 0, 1, std::nullopt, std::nullopt, false};
+  first_run.previous_end = end;  // run 1 has no run before it
+  ExpectRefused(*Encode(first_run), 1, "previous run's end but no later run");
+  Hello waiting{kUuid, 1, 2, end, 0, 2, kWhen, std::nullopt, false};
+  waiting.gave_up = true;  // a run follows: not given up
+  ExpectRefused(*Encode(waiting), 0, "gave up without a run that ended for good");
   // An unknown policy byte: patch the encoded field of a valid one.
   Spawn valid = FullSpawn();
   valid.restart = RestartPolicy{};

@@ -642,6 +642,7 @@ void Shim::OnRunEnd(const ProcessEnd& end) {
 
 void Shim::EndForGood(const ProcessEnd& end, bool gave_up) {
   end_ = end;
+  gave_up_ = gave_up;
   last_end_.reset();
   Transition(Phase::kDraining);
   // Told first, written durably after (two fsyncs, about 2 ms here): a
@@ -652,12 +653,18 @@ void Shim::EndForGood(const ProcessEnd& end, bool gave_up) {
   Exited exited{end, std::nullopt, gave_up};
   if (restarts_) exited.run = run_;
   Send(exited);
-  absl::Status written = WriteExitFile(proc_dir_, end);
+  ExitRecord record{end, std::nullopt, false};
+  if (restarts_) {
+    record.run = run_;
+    record.gave_up = gave_up;
+  }
+  absl::Status written = WriteExitFile(proc_dir_, record);
   if (!written.ok()) PM_LOG(ERROR) << "exit file: " << written;
 }
 
 void Shim::EnterBackoff(const ProcessEnd& end, absl::Duration delay) {
   last_end_ = end;
+  previous_end_ = end;
   next_start_ = end.ended + delay;
   if (phase_ != Phase::kBackoff) Transition(Phase::kBackoff);
   KillLeftovers();
@@ -976,7 +983,15 @@ void Shim::SendHello() {
               output_->end_offset(),
               restarts_ ? std::optional<uint32_t>(run_) : std::nullopt,
               phase_ == Phase::kBackoff ? std::optional<absl::Time>(next_start_)
-                                        : std::nullopt};
+                                        : std::nullopt,
+              std::nullopt,
+              false};
+  // A later run running: how the one before it ended, for the status's
+  // last run (it ended while no supervisor listened, or one did).
+  if (!hello.end && run_ >= 2 && previous_end_) {
+    hello.previous_end = ProcessEnd{previous_end_->status, previous_end_->ended, 0};
+  }
+  hello.gave_up = end_.has_value() && gave_up_;
   if (pidfd_) {
     const int pidfd = pidfd_.get();
     Send(hello, {&pidfd, 1});

@@ -241,6 +241,10 @@ class Shim {
   uint32_t run_ = 1;
   absl::Time run_started_;
   std::optional<ProcessEnd> last_end_;
+  // The end of the run before the current one (run 2 on), for Hello.
+  std::optional<ProcessEnd> previous_end_;
+  // Whether the restarts' cap ended the process (end_ is then its end).
+  bool gave_up_ = false;
   absl::Time next_start_;
   Fd restart_timer_;
   std::minstd_rand random_;

@@ -240,10 +240,10 @@ class ShimTest : public ::testing::Test {
   // The exit file, once it is there (the shim says Exited first).
   ProcessEnd ExitFile() const {
     WaitForPath(proc_dir() + "/" + kExitFileName);
-    absl::StatusOr<std::optional<ProcessEnd>> end = ReadExitFile(proc_dir());
+    absl::StatusOr<std::optional<ExitRecord>> end = ReadExitFile(proc_dir());
     EXPECT_TRUE(end.ok()) << end.status();
     EXPECT_TRUE(end.ok() && end->has_value()) << "no exit file";
-    return end.ok() && end->has_value() ? **end : ProcessEnd{};
+    return end.ok() && end->has_value() ? (*end)->end : ProcessEnd{};
   }
 
   segment_log::TempDir tmp_;

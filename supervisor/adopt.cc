@@ -364,6 +364,14 @@ void Supervisor::AdoptThroughShim(const StoredRecord& record,
       p->start_ticks = hello.start_ticks;
       p->status.set_pid(hello.pid);
       p->status.clear_next_start();
+      // The run before this one ended while no supervisor listened: its end
+      // is the shim's word (or, from a shim that does not say it, unknown:
+      // an older last_run would be another run's).
+      if (hello.previous_end && *hello.run >= 2) {
+        *p->status.mutable_last_run() = RunEndOf(*hello.run - 1, *hello.previous_end);
+      } else {
+        p->status.clear_last_run();
+      }
       if (!hello.end && p->status.state() == ProcessStatus::STATE_BACKOFF) {
         p->status.set_state(ProcessStatus::STATE_RUNNING);
       }
@@ -386,6 +394,8 @@ void Supervisor::AdoptThroughShim(const StoredRecord& record,
     // group may be empty and its number taken by another group since, so
     // the group is never signalled (the cgroup still reaches what is left).
     p->group_gone = true;
+    // As Exited would have said it.
+    if (hello.run) p->status.set_gave_up(hello.gave_up);
   }
   if (!AdoptOnLoop(p)) return;
   PM_LOG(INFO) << "re-adopted process " << p->id << " (pid " << p->pid

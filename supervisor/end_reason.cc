@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/proto_time.h"
 
 namespace pm::supervisor {
 
@@ -51,6 +52,14 @@ std::string DescribeEnd(const ExitStatus& exit,
                         : std::string());
   }
   return text;
+}
+
+std::string GivenUpSuffix(uint32_t restarts, const pm::v1::RestartPolicy& policy) {
+  return absl::StrCat("; given up after ", restarts, " restarts (", policy.max_restarts(),
+                      " within ",
+                      policy.has_window() ? absl::FormatDuration(FromProtoDuration(policy.window()))
+                                          : "its life",
+                      ")");
 }
 
 }  // namespace pm::supervisor

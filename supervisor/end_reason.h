@@ -27,6 +27,10 @@ std::string DescribeEnd(const ExitStatus& exit,
                         bool oom_killed, const pm::v1::ResourceUsage& usage,
                         const pm::v1::Limits& limits);
 
+// What a process given up by its restart policy adds to its end reason:
+// "; given up after 3 restarts (3 within 1m)".
+std::string GivenUpSuffix(uint32_t restarts, const pm::v1::RestartPolicy& policy);
+
 }  // namespace pm::supervisor
 
 #endif  // PM_SUPERVISOR_END_REASON_H_

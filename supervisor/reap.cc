@@ -91,12 +91,7 @@ void WriteEnd(Process& p, const pm::v1::ResourceUsage* final_usage) {
   s.set_end_reason(DescribeEnd(exit, s.termination(), s.oom_killed(),
                                s.usage(), p.limits));
   if (s.gave_up()) {
-    s.set_end_reason(absl::StrCat(
-        s.end_reason(), "; given up after ", s.restarts(), " restarts (",
-        s.restart().max_restarts(), " within ",
-        s.restart().has_window() ? absl::FormatDuration(FromProtoDuration(s.restart().window()))
-                                 : "its life",
-        ")"));
+    s.set_end_reason(absl::StrCat(s.end_reason(), GivenUpSuffix(s.restarts(), s.restart())));
   }
   s.set_output_bytes(p.output_end);
   s.clear_proc_status();

@@ -45,11 +45,40 @@ pm::internal::v1::UpdateRecordRequest UpdateOfShimEnd(
   return update;
 }
 
+namespace {
+
+// With a restart policy, the exit file names the last run and whether the
+// cap gave it up: the record's run, restarts and end reason follow it. The
+// end of the run before it is not in the file: a last_run of an earlier
+// run than that one goes.
+void AddRunsOfExitFile(const ProcessStatus& record, const shim::ExitRecord& exit,
+                       pm::internal::v1::UpdateRecordRequest& update) {
+  pm::internal::v1::RunUpdate& run = *update.mutable_run();
+  run.set_run(*exit.run);
+  run.set_restarts(*exit.run - 1);
+  run.set_pid(*exit.run == record.run() ? record.pid() : 0);
+  *run.mutable_started_at() = record.started_at();
+  if (record.has_last_run() && record.last_run().run() + 1 == *exit.run) {
+    *run.mutable_last_run() = record.last_run();
+  }
+  run.set_gave_up(exit.gave_up);
+  if (exit.gave_up) {
+    update.mutable_end()->set_end_reason(absl::StrCat(
+        update.end().end_reason(), GivenUpSuffix(*exit.run - 1, record.restart())));
+  }
+}
+
+}  // namespace
+
 pm::internal::v1::UpdateRecordRequest SettleUnadopted(
     const ProcessStatus& record, const std::string& state_dir) {
   const std::string dir = ProcessDir(state_dir, record.id());
-  absl::StatusOr<std::optional<shim::ProcessEnd>> end = shim::ReadExitFile(dir);
-  if (end.ok() && end->has_value()) return UpdateOfShimEnd(record, **end);
+  absl::StatusOr<std::optional<shim::ExitRecord>> end = shim::ReadExitFile(dir);
+  if (end.ok() && end->has_value()) {
+    pm::internal::v1::UpdateRecordRequest update = UpdateOfShimEnd(record, (*end)->end);
+    if ((*end)->run) AddRunsOfExitFile(record, **end, update);
+    return update;
+  }
   pm::internal::v1::UpdateRecordRequest update;
   update.set_id(record.id());
   update.set_state(ProcessStatus::STATE_LOST);

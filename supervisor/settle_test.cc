@@ -31,7 +31,7 @@ ProcessStatus Record(ProcessStatus::State state) {
 class SettleTest : public ::testing::Test {
  protected:
   std::string state_dir() const { return tmp_.path(); }
-  void WriteExit(const shim::ProcessEnd& end) {
+  void WriteExit(const shim::ExitRecord& end) {
     ASSERT_EQ(mkdir(tmp_.Sub("procs").c_str(), 0700), 0);
     const std::string dir = ProcessDir(state_dir(), kId);
     ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
@@ -42,7 +42,7 @@ class SettleTest : public ::testing::Test {
 
 TEST_F(SettleTest, AnExitFileGivesTheTrueExitCodeEndTimeAndOutputEnd) {
   const absl::Time ended = absl::FromUnixNanos(1764700000123456789);
-  WriteExit({ExitStatus::Exited(3), ended, 42});
+  WriteExit({{ExitStatus::Exited(3), ended, 42}, std::nullopt, false});
   pm::internal::v1::UpdateRecordRequest update =
       SettleUnadopted(Record(ProcessStatus::STATE_RUNNING), state_dir());
   EXPECT_EQ(update.id(), kId);
@@ -52,6 +52,35 @@ TEST_F(SettleTest, AnExitFileGivesTheTrueExitCodeEndTimeAndOutputEnd) {
   EXPECT_EQ(update.end().output_bytes(), 42u);
   EXPECT_EQ(update.end().termination(), ProcessStatus::TERMINATION_BY_ITSELF);
   EXPECT_EQ(update.end().end_reason(), "exited with code 3");
+}
+
+// A process with a restart policy whose shim gave it up and exited while
+// no supervisor listened: the exit file (version 2) names its last run and
+// the give-up, and the record says both.
+TEST_F(SettleTest, AnExitFileOfAGivenUpProcessCarriesItsRunsAndTheGiveUp) {
+  ProcessStatus record = Record(ProcessStatus::STATE_BACKOFF);
+  record.mutable_restart()->set_policy(pm::v1::RestartPolicy::POLICY_ON_FAILURE);
+  record.mutable_restart()->set_max_restarts(2);
+  record.set_run(2);
+  record.set_restarts(1);
+  record.mutable_last_run()->set_run(1);
+  record.mutable_last_run()->set_exit_code(1);
+  *record.mutable_started_at() = ToProtoTimestamp(absl::FromUnixSeconds(1764700000));
+  WriteExit({{ExitStatus::Exited(1), absl::FromUnixSeconds(1764700009), 30}, 3, true});
+  pm::internal::v1::UpdateRecordRequest update = SettleUnadopted(record, state_dir());
+  EXPECT_EQ(update.state(), ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(update.end().exit_code(), 1);
+  ASSERT_TRUE(update.has_run());
+  EXPECT_EQ(update.run().run(), 3u);
+  EXPECT_EQ(update.run().restarts(), 2u);
+  EXPECT_EQ(update.run().pid(), 0);
+  EXPECT_TRUE(update.run().gave_up());
+  EXPECT_EQ(FromProtoTimestamp(update.run().started_at()),
+            FromProtoTimestamp(record.started_at()));
+  // Run 1's end is not run 2's (which ended while no supervisor listened).
+  EXPECT_FALSE(update.run().has_last_run());
+  EXPECT_EQ(update.end().end_reason(),
+            "exited with code 1; given up after 2 restarts (2 within its life)");
 }
 
 TEST_F(SettleTest, ASignalDuringAStopIsAfterSigtermOrKilled) {

@@ -920,6 +920,8 @@ TEST_F(CliRestartTest, RestartsGoOnWhileTheSupervisorIsDownAndItsSuccessorStopsT
   PmResult status = Spawn({"status", "phoenix"})->Finish();
   EXPECT_THAT(status.out, HasSubstr("restart:      always: run 2, 1 restart\n"));
   EXPECT_THAT(status.out, HasSubstr("state:        running\n"));
+  // How run 1 ended, though no supervisor heard it: the shim's Hello says.
+  EXPECT_THAT(status.out, HasSubstr("last run:     run 1 exited with code 1 at "));
   PmResult stopped = Spawn({"stop", "phoenix"})->Finish();
   EXPECT_EQ(stopped.code, 0) << stopped.err;
   EXPECT_EQ(stopped.out, "killed by signal 15 (SIGTERM)\n");

@@ -65,7 +65,7 @@ void FuzzCommand(absl::string_view bytes) {
 }
 
 void FuzzExitFile(absl::string_view bytes) {
-  absl::StatusOr<pm::shim::ProcessEnd> end = pm::shim::ParseExitFile(bytes);
+  absl::StatusOr<pm::shim::ExitRecord> end = pm::shim::ParseExitFile(bytes);
   if (!end.ok()) {
     PM_FUZZ_CHECK(end.status().code() == absl::StatusCode::kInvalidArgument)
         << end.status();
