@@ -19,6 +19,7 @@
 #include "common/proto_time.h"
 #include "common/restart_policy.h"
 #include "common/stop_request.h"
+#include "common/version.h"
 
 namespace pm::cli {
 namespace {
@@ -653,6 +654,31 @@ void DeclareCommands(CLI::App& root, Arguments& a, const Wanted& wanted) {
     OutputFlag(events, a);
   }
 
+  if (CLI::App* completion = AddCommand(
+      root, a, wanted,
+      {"completion", Command::kCompletion, "print a shell completion script",
+       "Prints a script that completes pm's commands, their flags and the\n"
+       "flags' values (signals, policies, states, files), and the names and\n"
+       "UUIDs of the processes on record (from `pm list --all`, with the\n"
+       "global flags typed on the line), for SHELL; bash is the one there is.\n"
+       "The Debian package installs it; by hand, add the line of the example\n"
+       "to ~/.bashrc.",
+       {"source <(pm completion bash)"}})) {
+    completion
+        ->add_option_function<std::string>(
+            "SHELL",
+            [&a](const std::string& shell) {
+              if (shell != "bash") {
+                Refuse(absl::StrCat("no script for \"", shell,
+                                    "\" (there is one for bash)"));
+              }
+              a.help_topic = shell;
+            },
+            "the shell: bash")
+        ->required()
+        ->type_name("SHELL");
+  }
+
   if (CLI::App* help = AddCommand(
       root, a, wanted,
       {"help", Command::kHelp, "show the help of a command",
@@ -966,6 +992,246 @@ std::string CommandListMarkdown() {
     absl::StrAppend(&table, "| `pm ", name, "` | ", Summary(*command), " |\n");
   }
   return table;
+}
+
+namespace {
+
+// The words of a proto enum's values, lower case, without its prefix and
+// UNSPECIFIED: "running", "exited", ... for STATE_.
+std::vector<std::string> EnumWords(const google::protobuf::EnumDescriptor* e,
+                                   absl::string_view prefix) {
+  std::vector<std::string> words;
+  for (int i = 0; i < e->value_count(); ++i) {
+    absl::string_view name = e->value(i)->name();
+    if (!absl::ConsumePrefix(&name, prefix) || name == "UNSPECIFIED") continue;
+    words.push_back(absl::AsciiStrToLower(name));
+  }
+  return words;
+}
+
+// Every name of `option` as typed: "-s", "--signal".
+std::vector<std::string> TypedNames(const CLI::Option& option) {
+  std::vector<std::string> names;
+  for (const std::string& s : option.get_snames()) names.push_back("-" + s);
+  for (const std::string& l : option.get_lnames()) names.push_back("--" + l);
+  return names;
+}
+
+// The shell code that sets COMPREPLY to the values of a flag or operand of
+// `type` (its type name), completing "$cur"; empty when its values are
+// free text.
+std::string ValuesOf(absl::string_view command, absl::string_view type) {
+  auto words = [](const std::vector<std::string>& w) {
+    return absl::StrCat("COMPREPLY=($(compgen -W '", absl::StrJoin(w, " "),
+                        "' -- \"$cur\"))");
+  };
+  if (type == "FILE") return "COMPREPLY=($(compgen -f -- \"$cur\"))";
+  if (type == "DIR") return "COMPREPLY=($(compgen -d -- \"$cur\"))";
+  if (type == "SIGNAL") {
+    // As kill(1) takes them: HUP or SIGHUP.
+    return "COMPREPLY=($(compgen -W \"$(compgen -A signal; compgen -A signal | "
+           "sed 's/^SIG//')\" -- \"$cur\"))";
+  }
+  if (type == "POLICY") return words({"no", "on-failure", "always"});
+  if (type == "json" || type == "text|json") return words({"text", "json"});
+  if (type == "pid,net,mount") return words({"pid", "net", "mount"});
+  if (type == "ID" || type == "ID...") {
+    return "COMPREPLY=($(compgen -W \"$(_pm_processes \"${pm[@]}\")\" -- \"$cur\"))";
+  }
+  if (type == "[COMMAND]") return "COMPREPLY=($(compgen -W \"$_pm_commands\" -- \"$cur\"))";
+  if (type == "SHELL") return words({"bash"});
+  if (type == "-- EXECUTABLE [ARGS...]") {
+    return "COMPREPLY=($(compgen -c -- \"$cur\" | sort -u))";
+  }
+  if (type == "FILTER" && command == "list") {
+    std::vector<std::string> filters;
+    for (const std::string& state :
+         EnumWords(pm::v1::ProcessStatus::State_descriptor(), "STATE_")) {
+      filters.push_back("state=" + state);
+    }
+    filters.insert(filters.end(), {"name=", "label="});
+    return words(filters);
+  }
+  if (type == "FILTER" && command == "events") {
+    std::vector<std::string> filters;
+    for (const std::string& kind :
+         EnumWords(pm::v1::Event::Kind_descriptor(), "KIND_")) {
+      filters.push_back("kind=" + kind);
+    }
+    filters.insert(filters.end(), {"id=", "name=", "label="});
+    return words(filters);
+  }
+  return "";
+}
+
+// The script's fixed part: finds the command word and the value flag before
+// the cursor in the line as typed (COMP_LINE split on blanks: bash's own
+// words split "--output=json" and "HOST:PORT" apart), then asks the
+// generated functions.
+constexpr absl::string_view kCompletionBody = R"(
+# The names and UUIDs on record, from the pm being completed with the
+# global flags of the line: "$@" is that pm and its flags.
+_pm_processes() {
+  "$@" list --all 2>/dev/null | awk 'NR > 1 { print $1; if ($2 != "-") print $2 }'
+}
+
+_pm() {
+  local line=${COMP_LINE:0:COMP_POINT}
+  local -a words
+  read -ra words <<< "$line"
+  [[ $line =~ [[:space:]]$ || ${#words[@]} -eq 0 ]] && words+=("")
+  local last=$((${#words[@]} - 1))
+  local cur=${words[last]} flag=""
+  local -a pm=("${words[0]}")
+  local command="" operands=0 dashdash=0 i word
+  for ((i = 1; i < last; i++)); do
+    word=${words[i]}
+    if ((dashdash)); then
+      ((operands++))
+      continue
+    fi
+    if [[ $word == -- ]]; then
+      dashdash=1
+      continue
+    fi
+    if [[ $word == -?* ]]; then
+      if [[ $word != *=* ]] && _pm_takes_value "$command" "$word"; then
+        if _pm_takes_value "" "$word"; then pm+=("$word" "${words[i+1]}"); fi
+        ((i++))
+        [[ $i -eq $last ]] && flag=$word
+      elif [[ $word == *=* ]] && _pm_takes_value "" "${word%%=*}"; then
+        pm+=("$word")
+      fi
+      continue
+    fi
+    if [[ -z $command ]]; then
+      command=$word
+    else
+      ((operands++))
+      # start and run: the first word that is not a flag begins the command.
+      [[ $command == start || $command == run ]] && dashdash=1
+    fi
+  done
+  COMPREPLY=()
+  if [[ -n $flag ]]; then
+    _pm_value "$command" "$flag"
+    return
+  fi
+  if [[ $cur == --*=* && $dashdash -eq 0 ]]; then
+    flag=${cur%%=*}
+    cur=${cur#*=}
+    _pm_value "$command" "$flag"
+    return
+  fi
+  if [[ -z $command ]]; then
+    if [[ $cur == -* ]]; then
+      COMPREPLY=($(compgen -W "$_pm_global_flags --help" -- "$cur"))
+    else
+      COMPREPLY=($(compgen -W "$_pm_commands" -- "$cur"))
+    fi
+    return
+  fi
+  if [[ $cur == -* && $dashdash -eq 0 ]]; then
+    COMPREPLY=($(compgen -W "$(_pm_flags "$command") $_pm_global_flags --help" -- "$cur"))
+    return
+  fi
+  if ((dashdash)) && [[ $command == start || $command == run ]]; then
+    if ((operands == 0)); then
+      COMPREPLY=($(compgen -c -- "$cur" | sort -u))
+    else
+      COMPREPLY=($(compgen -f -- "$cur"))
+    fi
+    return
+  fi
+  _pm_operand "$command" "$operands"
+}
+
+complete -F _pm pm
+)";
+
+}  // namespace
+
+std::string BashCompletion() {
+  const HelpTree tree("");
+  const CLI::App& root = *tree.root;
+  std::string script = absl::StrCat(
+      "# bash completion for pm, made by `pm completion bash` (",
+      pm::VersionLine(), ").\n# Load it with: source <(pm completion bash)\n\n");
+  std::vector<std::string> commands;
+  for (const CLI::App* command : root.get_subcommands({})) {
+    commands.push_back(command->get_name());
+    for (const std::string& alias : command->get_aliases()) commands.push_back(alias);
+  }
+  std::vector<std::string> globals;
+  // "command|" (or "|" for a global flag) -> the case arm of its values.
+  std::vector<std::pair<std::string, std::string>> value_arms;
+  std::vector<std::string> value_patterns;  // "command:--flag"
+  for (const CLI::Option* option : root.get_options()) {
+    if (option->get_lnames().empty() && option->get_snames().empty()) continue;
+    for (const std::string& name : TypedNames(*option)) {
+      if (name == "-h" || name == "--help") continue;
+      globals.push_back(name);
+      if (TakesValue(*option)) {
+        value_patterns.push_back(absl::StrCat("*:", name));
+        value_arms.push_back({absl::StrCat("*:", name),
+                              ValuesOf("", option->get_type_name())});
+      }
+    }
+  }
+  absl::StrAppend(&script, "_pm_commands='", absl::StrJoin(commands, " "), "'\n",
+                  "_pm_global_flags='", absl::StrJoin(globals, " "), "'\n\n");
+  std::string flags_fn = "# The flags of command $1.\n_pm_flags() {\n  case $1 in\n";
+  std::string operand_fn =
+      "# Completes operand $2 (0 for the first) of command $1.\n"
+      "_pm_operand() {\n  case $1 in\n";
+  for (const CLI::App* command : root.get_subcommands({})) {
+    std::vector<std::string> names = {command->get_name()};
+    for (const std::string& alias : command->get_aliases()) names.push_back(alias);
+    const std::string arm = absl::StrJoin(names, "|");
+    std::vector<std::string> flags;
+    std::string operand;
+    for (const CLI::Option* option : command->get_options()) {
+      if (option->get_positional()) {
+        operand = ValuesOf(command->get_name(), option->get_type_name());
+        continue;
+      }
+      for (const std::string& name : TypedNames(*option)) {
+        if (name == "-h" || name == "--help") continue;
+        flags.push_back(name);
+        if (TakesValue(*option)) {
+          for (const std::string& n : names) {
+            value_patterns.push_back(absl::StrCat(n, ":", name));
+            value_arms.push_back({absl::StrCat(n, ":", name),
+                                  ValuesOf(command->get_name(), option->get_type_name())});
+          }
+        }
+      }
+    }
+    absl::StrAppend(&flags_fn, "    ", arm, ") echo '", absl::StrJoin(flags, " "),
+                    "' ;;\n");
+    if (!operand.empty()) {
+      // Commands of one operand complete only the first.
+      const bool many = command->get_name() == "rm" || command->get_name() == "start" ||
+                        command->get_name() == "run";
+      absl::StrAppend(&operand_fn, "    ", arm, ") ",
+                      many ? "" : "(($2 == 0)) && ", operand, " ;;\n");
+    }
+  }
+  absl::StrAppend(&flags_fn, "  esac\n}\n\n");
+  absl::StrAppend(&operand_fn, "  esac\n}\n\n");
+  std::string takes =
+      "# Whether flag $2 of command $1 (\"\" for the global ones) takes a value.\n"
+      "_pm_takes_value() {\n  case $1:$2 in\n    ";
+  absl::StrAppend(&takes, absl::StrJoin(value_patterns, "|"),
+                  ") return 0 ;;\n  esac\n  return 1\n}\n\n");
+  std::string value_fn =
+      "# Completes the value of flag $2 of command $1.\n_pm_value() {\n  case $1:$2 in\n";
+  for (const auto& [pattern, code] : value_arms) {
+    absl::StrAppend(&value_fn, "    ", pattern, ") ", code.empty() ? ":" : code, " ;;\n");
+  }
+  absl::StrAppend(&value_fn, "  esac\n}\n");
+  absl::StrAppend(&script, flags_fn, operand_fn, takes, value_fn, kCompletionBody);
+  return script;
 }
 
 }  // namespace pm::cli

@@ -110,6 +110,14 @@ absl::optional<std::string> CommandName(absl::string_view word);
 // synopsis and summary.
 std::string CommandListMarkdown();
 
+// `pm completion bash`: a bash completion script made from the tree (the
+// commands and aliases, each one's flags and the global ones; a flag's
+// value by its kind: files, directories, signals, policies, states, event
+// kinds, isolations, output formats), which completes an ID operand with
+// the names and UUIDs `pm list --all` prints, run with the global flags
+// typed on the line.
+std::string BashCompletion();
+
 }  // namespace pm::cli
 
 #endif  // PM_CLI_COMMAND_TREE_H_

@@ -1,5 +1,8 @@
 #include "cli/command_tree.h"
 
+#include <stdio.h>
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -13,6 +16,7 @@ namespace pm::cli {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 // Every command's name, from the tree itself.
@@ -95,6 +99,92 @@ TEST(CommandTreeTest, TheReadmeListsTheCommandsOfTheTree) {
   for (const std::string& name : CommandNames()) {
     EXPECT_THAT(CommandListMarkdown(), HasSubstr(absl::StrCat("`pm ", name, "`")));
   }
+}
+
+// Runs `script` in bash (with `completion` loaded and a `t LINE` that
+// prints what completing LINE offers, one line per call, sorted) and
+// returns its stdout.
+std::string Bash(const std::string& completion, const std::string& script) {
+  const std::string dir = ::testing::TempDir();
+  const std::string file = dir + "/pm_completion.bash";
+  std::ofstream(file) << completion;
+  // A pm that lists two processes, one named: what `pm list --all` prints.
+  const std::string fake = dir + "/fake_pm";
+  std::ofstream(fake)
+      << "#!/bin/sh\n"
+         "echo \"$@\" >> " << dir << "/fake_pm.args\n"
+         "cat <<'EOF'\n"
+         "UUID                                  NAME  STATE    PID  EXIT  STARTED  COMMAND\n"
+         "0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e  web   running  7    -     now      sleep 1\n"
+         "9a1e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2f  -     exited   8    0     now      true\n"
+         "EOF\n";
+  EXPECT_EQ(chmod(fake.c_str(), 0755), 0);
+  const std::string program = dir + "/program.bash";
+  std::ofstream(program)
+      << "source " << file << "\n"
+      << "t() { COMP_LINE=\"$1\"; COMP_POINT=${#1}; _pm; "
+         "printf '%s\\n' \"${COMPREPLY[@]}\" | sort | tr '\\n' ' '; echo; }\n"
+      << "pm=" << fake << "\n" << script;
+  FILE* out = popen(absl::StrCat("bash ", program, " 2>&1").c_str(), "r");
+  EXPECT_NE(out, nullptr);
+  std::string text;
+  char buffer[4096];
+  size_t n;
+  while (out != nullptr && (n = fread(buffer, 1, sizeof(buffer), out)) > 0) {
+    text.append(buffer, n);
+  }
+  if (out != nullptr) {
+    EXPECT_EQ(pclose(out), 0) << text;
+  }
+  return text;
+}
+
+TEST(CommandTreeTest, TheBashCompletionCompletesCommandsFlagsValuesAndProcesses) {
+  const std::string completion = BashCompletion();
+  EXPECT_EQ(Bash(completion, ""), "");  // it loads without a word on stderr
+  for (const std::string& name : CommandNames()) {
+    EXPECT_TRUE(absl::StrContains(completion, absl::StrCat(" ", name, " ")) ||
+                absl::StrContains(completion, absl::StrCat(" ", name, "'")))
+        << name;
+  }
+  const std::string got = Bash(completion,
+                               "t \"$pm st\"\n"
+                               "t \"$pm stop \"\n"
+                               "t \"$pm --runtime-dir /r stop w\"\n"
+                               "t \"$pm kill -s TER\"\n"
+                               "t \"$pm start --restart \"\n"
+                               "t \"$pm start --restart=al\"\n"
+                               "t \"$pm ps --filter state=ex\"\n"
+                               "t \"$pm events --filter kind=gave\"\n"
+                               "t \"$pm logs --t\"\n"
+                               "t \"$pm --out\"\n"
+                               "t \"$pm stop web \"\n"
+                               "t \"$pm start --name x -- sh -c --gr\"\n"
+                               "t \"$pm help lo\"\n"
+                               "t \"$pm completion \"\n");
+  std::vector<std::string> lines = absl::StrSplit(got, '\n');
+  ASSERT_GE(lines.size(), 14u) << got;
+  EXPECT_EQ(lines[0], "start status stop ");
+  EXPECT_EQ(lines[1],
+            "0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e 9a1e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2f web ");
+  EXPECT_EQ(lines[2], "web ");
+  EXPECT_EQ(lines[3], "TERM ");
+  EXPECT_EQ(lines[4], "always no on-failure ");
+  EXPECT_EQ(lines[5], "always ");
+  EXPECT_EQ(lines[6], "state=exited ");
+  EXPECT_EQ(lines[7], "kind=gave_up ");
+  EXPECT_EQ(lines[8], "--tail --timestamps ");
+  EXPECT_EQ(lines[9], "--output ");
+  EXPECT_EQ(lines[10], " ");  // stop takes one process
+  // After start's command, its own words: no flag of pm's.
+  EXPECT_THAT(lines[11], Not(HasSubstr("--grace")));
+  EXPECT_EQ(lines[12], "logs ");
+  EXPECT_EQ(lines[13], "bash ");
+  // The processes were listed with the global flags of the line.
+  std::ifstream args(::testing::TempDir() + "/fake_pm.args");
+  std::stringstream listed;
+  listed << args.rdbuf();
+  EXPECT_THAT(listed.str(), HasSubstr("--runtime-dir /r list --all\n"));
 }
 
 }  // namespace

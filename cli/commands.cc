@@ -527,10 +527,12 @@ absl::StatusOr<std::unique_ptr<pm::Client>> Connect(
 
 namespace {
 
-// help and --version.
+// help, --version and completion.
 int PrintAbout(const Invocation& invocation, const Context& context) {
   if (invocation.command == Command::kVersion) {
     *context.out << pm::VersionLine() << "\n";
+  } else if (invocation.command == Command::kCompletion) {
+    *context.out << BashCompletion();
   } else {
     *context.out << HelpText(invocation.help_topic);
   }
@@ -566,6 +568,7 @@ int Execute(const Invocation& invocation, pm::Client& client,
       return Events(invocation, client, context);
     case Command::kHelp:
     case Command::kVersion:
+    case Command::kCompletion:
       return PrintAbout(invocation, context);
   }
   return kExitOk;
@@ -587,7 +590,8 @@ int RunCli(const std::vector<std::string>& args, const GlobalOptions& defaults,
     return kExitUsage;
   }
   if (invocation->command == Command::kHelp ||
-      invocation->command == Command::kVersion) {
+      invocation->command == Command::kVersion ||
+      invocation->command == Command::kCompletion) {
     return PrintAbout(*invocation, context);  // no connection needed
   }
   Context connected = context;

@@ -592,6 +592,15 @@ absl::StatusOr<Invocation> Parse(const std::vector<std::string>& args,
     }
     return invocation;
   }
+  if (invocation.command == Command::kCompletion) {
+    // Needs no connection; `--output json` is refused as for any command
+    // without it.
+    if (arguments.output == OutputFormat::kJson) {
+      return Usage("completion has no --output=json");
+    }
+    invocation.help_topic = arguments.help_topic;
+    return invocation;
+  }
   if (arguments.output == OutputFormat::kJson && !arguments.prints_json) {
     return Usage(absl::StrCat(arguments.command_name, " has no --output=json"));
   }

@@ -46,7 +46,7 @@ inline constexpr int kExitInterrupted = 130;
 
 enum class Command {
   kHelp, kVersion, kStart, kRun, kStop, kStatus, kList, kLogs, kWait, kKill,
-  kRm, kPrune, kEvents
+  kRm, kPrune, kEvents, kCompletion
 };
 enum class OutputFormat { kText, kJson };
 
@@ -81,7 +81,8 @@ struct Environment {
 
 struct Invocation {
   Command command = Command::kHelp;
-  // kHelp: the command to explain; "" for the overview.
+  // kHelp: the command to explain; "" for the overview. kCompletion: the
+  // shell ("bash").
   std::string help_topic;
   Connection connection;
   OutputFormat output = OutputFormat::kText;

@@ -649,5 +649,15 @@ TEST(InvocationTest, HelpTexts) {
   EXPECT_THAT(UsageText("bogus"), HasSubstr("usage: pm [--runtime_dir DIR]"));
 }
 
+TEST(InvocationTest, CompletionTakesOnlyBash) {
+  EXPECT_EQ(MustParse({"completion", "bash"}).command, Command::kCompletion);
+  EXPECT_EQ(MustParse({"completion", "bash"}).help_topic, "bash");
+  EXPECT_EQ(UsageError({"completion", "zsh"}),
+            "completion: no script for \"zsh\" (there is one for bash)");
+  EXPECT_THAT(UsageError({"completion"}), HasSubstr("SHELL"));
+  EXPECT_EQ(UsageError({"completion", "bash", "--output", "json"}),
+            "completion has no --output=json");
+}
+
 }  // namespace
 }  // namespace pm::cli

@@ -79,6 +79,40 @@ class CliTest : public ::testing::Test {
 const char kUuidLine[] =
     "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n";
 
+// `pm completion bash`, loaded by a real bash, completes an ID operand with
+// the names and UUIDs of this stack (its --runtime_dir taken from the line).
+TEST_F(CliTest, BashCompletionOffersTheProcessesOfTheStackOnTheLine) {
+  PmResult started = Run({"start", "--name", "completed-one", "--", "sleep", "100"});
+  ASSERT_EQ(started.code, 0) << started.err;
+  const std::string id = started.out.substr(0, 36);
+  PmResult script = Run({"completion", "bash"});
+  ASSERT_EQ(script.code, 0) << script.err;
+  const std::string file = stack_.temp_dir() + "/pm.bash";
+  std::ofstream(file) << script.out;
+  auto complete = [&](const std::string& typed) {
+    const std::string line =
+        absl::StrCat(PmBinary(), " --runtime_dir ", stack_.runtime_dir(), " ", typed);
+    const std::string program = stack_.temp_dir() + "/complete.bash";
+    std::ofstream(program) << "source " << file << "\n"
+                           << "COMP_LINE='" << line << "'; COMP_POINT=${#COMP_LINE}; _pm\n"
+                           << "printf '%s\\n' \"${COMPREPLY[@]}\"\n";
+    FILE* out = popen(absl::StrCat("bash ", program).c_str(), "r");
+    std::string text;
+    char buffer[4096];
+    size_t n;
+    while (out != nullptr && (n = fread(buffer, 1, sizeof(buffer), out)) > 0) {
+      text.append(buffer, n);
+    }
+    if (out != nullptr) {
+      EXPECT_EQ(pclose(out), 0) << text;
+    }
+    return text;
+  };
+  EXPECT_EQ(complete("stop complet"), "completed-one\n");
+  EXPECT_EQ(complete(absl::StrCat("logs ", id.substr(0, 8))), id + "\n");
+  Run({"stop", "--grace", "0", id});
+}
+
 TEST_F(CliTest, StartPrintsTheUuidThenLogsPrintsTheOutput) {
   PmResult started = Run({"start", "--env", "A=1", "--env", "B=2", "--", "sh",
                           "-c", "echo \"hello $A$B\"; echo oops >&2"});
