@@ -31,6 +31,7 @@ _LIBRARIES = {
     "grpc++_reflection": (["grpc++"], ["-lgrpc++_reflection"]),
     "protobuf": (["protobuf"], []),
     "sqlite3": (["sqlite3"], []),
+    "systemd": (["libsystemd"], []),
     "ssl": (["libssl", "libcrypto"], []),
     "zlib": (["zlib"], []),
 }

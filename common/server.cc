@@ -7,9 +7,12 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/channel.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "common/systemd_notify.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 
 namespace pm {
 
@@ -87,6 +90,19 @@ int ServeUntilSignal(Service service, const std::string& runtime_dir,
       {});
 }
 
+std::unique_ptr<Watchdog> WatchdogOfHealthCheck(const std::string& socket_path) {
+  std::shared_ptr<grpc::health::v1::Health::Stub> health =
+      grpc::health::v1::Health::NewStub(
+          grpc::CreateChannel(UnixAddress(socket_path), grpc::InsecureChannelCredentials()));
+  return Watchdog::StartIfAsked([health](absl::Duration within) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + within));
+    grpc::health::v1::HealthCheckResponse response;
+    return health->Check(&context, grpc::health::v1::HealthCheckRequest(), &response).ok() &&
+           response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+  });
+}
+
 int ServeUntilSignal(Service service, const std::string& runtime_dir,
                      const std::vector<grpc::Service*>& services,
                      std::function<void(int sig)> before_shutdown,
@@ -105,8 +121,12 @@ int ServeUntilSignal(Service service, const std::string& runtime_dir,
     return 1;
   }
   PM_LOG(INFO) << "serving on " << socket_path << " (pid " << getpid() << ")";
+  NotifyReady(absl::StrCat("serving on ", socket_path));
+  std::unique_ptr<Watchdog> watchdog = WatchdogOfHealthCheck(socket_path);
   int sig = WaitForTerminationSignal(also_on);
   PM_LOG(INFO) << "got " << strsignal(sig) << ", shutting down";
+  watchdog.reset();
+  NotifyStopping(absl::StrCat("got ", strsignal(sig), ", shutting down"));
   if (before_shutdown) before_shutdown(sig);
   (*server)->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::seconds(2));

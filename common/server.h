@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/runtime_dir.h"
+#include "common/systemd_notify.h"
 
 namespace pm {
 
@@ -49,8 +50,14 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartUnixServer(
 // loop calls it first.
 void KeepGrpcInitialized();
 
+// With a systemd watchdog asked for (WatchdogSec=), one that pings while
+// the service at `socket_path` answers a grpc.health.v1 check; else null.
+std::unique_ptr<Watchdog> WatchdogOfHealthCheck(const std::string& socket_path);
+
 // The whole life of a service process: ensure the runtime dir, claim and bind
-// the socket, log where it listens, wait for SIGTERM/SIGINT, then call
+// the socket, log where it listens (and tell systemd READY=1, with its
+// watchdog if asked: WatchdogOfHealthCheck), wait for SIGTERM/SIGINT (then
+// STOPPING=1), then call
 // `before_shutdown` (may be empty), shut the server down (in-flight calls get
 // `grace`), remove the socket file. Returns the process exit code.
 int ServeUntilSignal(Service service, const std::string& runtime_dir,

@@ -4,6 +4,8 @@
 
 #include <gflags/gflags.h>
 
+#include "absl/strings/str_cat.h"
+
 #include "common/file_limit.h"
 #include "common/log.h"
 #include "common/memory_trimmer.h"
@@ -108,8 +110,13 @@ int main(int argc, char** argv) {
   PM_LOG(INFO) << "serving on " << FLAGS_listen << " (port " << (*gateway)->port()
                << ", mutual TLS + basic auth) and unix:"
                << (*gateway)->socket_path() << " (pid " << getpid() << ")";
+  pm::NotifyReady(absl::StrCat("serving on ", FLAGS_listen, " (port ", (*gateway)->port(),
+                                ") and unix:", (*gateway)->socket_path()));
+  std::unique_ptr<pm::Watchdog> watchdog = pm::WatchdogOfHealthCheck((*gateway)->socket_path());
   int sig = pm::WaitForTerminationSignal();
   PM_LOG(INFO) << "got " << strsignal(sig) << ", shutting down";
+  watchdog.reset();
+  pm::NotifyStopping(absl::StrCat("got ", strsignal(sig), ", shutting down"));
   (*gateway)->Shutdown();
   PM_LOG(INFO) << "stopped";
   return 0;

@@ -1,10 +1,13 @@
 // The registry binary as the stack runs it: serves on
 // <runtime_dir>/registry.sock, answers over it, exits 0 on SIGTERM and
 // removes its socket; a bad flag stops it at startup.
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +19,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/str_cat.h"
+#include "common/fd.h"
 #include "common/runtime_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -118,6 +123,57 @@ void WaitForReady(grpc::ClientContext& context) {
   context.set_wait_for_ready(true);
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::seconds(60));
+}
+
+// Under systemd (Type=notify, WatchdogSec=): READY=1 comes only once the
+// registry serves (a call right after it needs no wait_for_ready), watchdog
+// pings follow while it answers its own health check, and STOPPING=1 comes
+// with SIGTERM. $NOTIFY_SOCKET is a socket of the test's own.
+TEST(RegistryMainTest, TellsSystemdItIsReadyOnceItServesAndPingsItsWatchdog) {
+  char dir_template[] = "/tmp/pm_regnotify.XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const std::string notify_path = dir + "/notify";
+  Fd notify(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  notify_path.copy(address.sun_path, notify_path.size());
+  ASSERT_EQ(bind(notify.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  auto next = [&]() -> std::string {
+    pollfd p = {notify.get(), POLLIN, 0};
+    if (poll(&p, 1, 60000) != 1) return "";
+    char buffer[4096];
+    const ssize_t n = recv(notify.get(), buffer, sizeof(buffer), 0);
+    return n > 0 ? std::string(buffer, n) : "";
+  };
+  setenv("NOTIFY_SOCKET", notify_path.c_str(), 1);
+  setenv("WATCHDOG_USEC", "400000", 1);
+  const pid_t pid =
+      Spawn({"--runtime_dir=" + dir + "/rt", "--state_dir=" + dir + "/state"});
+  unsetenv("NOTIFY_SOCKET");
+  unsetenv("WATCHDOG_USEC");
+  ASSERT_GT(pid, 0);
+  const std::string ready = next();
+  EXPECT_EQ(ready, absl::StrCat("READY=1\nMAINPID=", pid, "\nSTATUS=serving on ",
+                                SocketPath(dir + "/rt", Service::kRegistry)));
+  {
+    auto stub = Connect(dir + "/rt");
+    grpc::ClientContext context;  // no wait_for_ready: it serves already
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    pm::v1::ListResponse list;
+    grpc::Status rpc = stub->List(&context, pm::v1::ListRequest(), &list);
+    EXPECT_TRUE(rpc.ok()) << rpc.error_message();
+  }
+  EXPECT_EQ(next(), "WATCHDOG=1");
+  EXPECT_EQ(next(), "WATCHDOG=1");
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  std::string stopping;
+  do {
+    stopping = next();
+  } while (stopping == "WATCHDOG=1");
+  EXPECT_EQ(stopping, "STOPPING=1\nSTATUS=got Terminated, shutting down");
+  EXPECT_EQ(WaitForExit(pid), 0);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(RegistryMainTest, AnAnsweredCreateAndUpdateSurviveASigkill) {
