@@ -10,14 +10,15 @@ DEB_PACKAGES := bazel-bootstrap bazel-platforms bazel-rules-java \
 	pkg-config protobuf-compiler protobuf-compiler-grpc libprotobuf-dev \
 	libgrpc++-dev libabsl-dev libgtest-dev libgmock-dev libgflags-dev \
 	libssl-dev openssl libbenchmark-dev python3-grpcio python3-protobuf \
-	sslscan nodejs libsqlite3-dev zlib1g-dev libcli11-dev libsystemd-dev
+	sslscan nodejs libsqlite3-dev zlib1g-dev libcli11-dev libsystemd-dev \
+	systemd
 # The sanitizer and fuzzing builds (README, "Sanitizers and fuzzing"):
 # clang-14 compiles them; libclang-rt-14-dev holds the ASan, TSan and
 # libFuzzer runtimes; lld-14 and lld (its ld.lld) link them; llvm-14 has the
 # llvm-symbolizer that puts function names and lines in their reports.
 DEB_PACKAGES += clang-14 libclang-rt-14-dev lld-14 lld llvm-14
 
-.PHONY: up upgrade test build deps clean test-sanitizers test-fuzz
+.PHONY: up upgrade test build deps clean test-sanitizers test-fuzz install
 
 up: deps
 	$(BAZEL) run //:stack
@@ -36,6 +37,21 @@ test: deps
 
 build: deps
 	$(BAZEL) build //...
+
+# Installs pm as a system service (README, "Running pm as a system
+# service"): the binaries (opt build) under PREFIX, the systemd units, the
+# default flag files (an existing one is kept) and the bash completion, all
+# under DESTDIR, with PREFIX's paths written into the units.
+PREFIX ?= /usr/local
+DESTDIR ?=
+SYSCONFDIR ?= /etc/pm
+UNITDIR ?= /lib/systemd/system
+INSTALLED := cli/pm gateway/pm_users registry/registry log_store/log_store \
+	supervisor/supervisor gateway/gateway shim/pm-shim
+install: deps
+	$(BAZEL) build -c opt $(foreach t,$(INSTALLED),//$(patsubst %/,%,$(dir $(t))):$(notdir $(t)))
+	bash packaging/install.sh "$(DESTDIR)" "$(PREFIX)" "$(SYSCONFDIR)" "$(UNITDIR)" \
+		$(foreach t,$(INSTALLED),bazel-bin/$(t)) README.md
 
 # Idempotent and quiet when everything is present.
 deps:
