@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -553,26 +554,37 @@ absl::string_view FirstWord(const std::vector<std::string>& args) {
   return {};
 }
 
-// `arguments` shows what was read, also when it fails. `only`: the tree
-// declares that command alone (MakeCommandTree).
-absl::StatusOr<Invocation> Parse(const std::vector<std::string>& args,
-                                 const GlobalOptions& defaults,
-                                 const Environment& environment,
-                                 Arguments& arguments,
-                                 absl::string_view only) {
+// The words, read by CLI11 into `arguments` with a tree of the command
+// `only` names alone (MakeCommandTree), or the whole tree for "". OK (and
+// `help` set for a --help), or the usage error. `arguments` shows what was
+// read, also when it fails. Reads no file: a line is read again with the
+// whole tree when the first tree refuses it, and a file may be a pipe.
+absl::Status ReadWords(const std::vector<std::string>& args, Arguments& arguments,
+                       absl::string_view only, bool& help) {
   std::unique_ptr<CLI::App> tree = MakeCommandTree(arguments, only);
   PM_RETURN_IF_ERROR(CheckWords(*tree, args));
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     tree->parse(reversed);
   } catch (const CLI::CallForHelp&) {
-    Invocation help;
-    if (arguments.command && *arguments.command != Command::kHelp) {
-      help.help_topic = arguments.command_name;
-    }
-    return help;
+    help = true;
   } catch (const CLI::ParseError& error) {
     return Usage(ErrorMessage(*tree, arguments, args, error));
+  }
+  return absl::OkStatus();
+}
+
+// The request the words read make, with pm's environment: the only step
+// that reads files (--env-file), once.
+absl::StatusOr<Invocation> Finish(Arguments& arguments, bool help,
+                                  const GlobalOptions& defaults,
+                                  const Environment& environment) {
+  if (help) {
+    Invocation for_help;
+    if (arguments.command && *arguments.command != Command::kHelp) {
+      for_help.help_topic = arguments.command_name;
+    }
+    return for_help;
   }
   Invocation invocation = std::move(arguments.invocation);
   if (arguments.version) {
@@ -636,22 +648,30 @@ absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& args,
                                            std::string* command_name,
                                            TreeScope scope) {
   Arguments arguments;
-  absl::StatusOr<Invocation> invocation;
-  // First with a tree of the command the first word names alone, a small
-  // part of the cost of the whole tree (MakeCommandTree). It parses a line of that command as the
-  // whole tree does (the trees differ only in the other commands, whose
-  // words a line of this one never takes as commands); anything else (an
-  // error, no command) is parsed again by the whole tree, so errors are
-  // the whole tree's.
+  bool help = false;
+  // The words are read first with a tree of the command the first word
+  // names alone, a small part of the cost of the whole tree
+  // (MakeCommandTree). It reads a line of that command as the whole tree
+  // does (the trees differ only in the other commands, whose words a line
+  // of this one never takes as commands); a line it refuses, or that names
+  // no command, is read again by the whole tree, so usage errors are the
+  // whole tree's. Then the request is finished once.
   const absl::string_view word =
       scope == TreeScope::kFirstWord ? FirstWord(args) : absl::string_view();
+  std::optional<absl::Status> read;
   if (!word.empty()) {
-    invocation = Parse(args, defaults, environment, arguments, word);
-    if (!invocation.ok() || !arguments.command) arguments = Arguments();
+    absl::Status first = ReadWords(args, arguments, word, help);
+    if (first.ok() && arguments.command) {
+      read = first;
+    } else {
+      arguments = Arguments();
+      help = false;
+    }
   }
-  if (arguments.command_name.empty()) {
-    invocation = Parse(args, defaults, environment, arguments, {});
-  }
+  if (!read) read = ReadWords(args, arguments, {}, help);
+  absl::StatusOr<Invocation> invocation =
+      read->ok() ? Finish(arguments, help, defaults, environment)
+                 : absl::StatusOr<Invocation>(*read);
   if (command_name != nullptr) *command_name = arguments.command_name;
   if (!invocation.ok()) return Usage(OneLine(invocation.status().message()));
   return invocation;

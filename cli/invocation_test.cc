@@ -116,6 +116,23 @@ TEST(InvocationTest, EnvFileLinesGoBeforeEnvFlagsAndErrorsNameTheLine) {
   EXPECT_THAT(missing.status().message(), HasSubstr("--env-file /no/such/file: open"));
 }
 
+// Found by review: a bad env file read from a pipe was read a second time
+// (by the whole command tree, after the first tree's parse failed on it),
+// found empty and accepted. It is read once, and its error stands.
+TEST(InvocationTest, ABadEnvFileFromAPipeIsRefusedNotReadTwice) {
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const std::string bad = "A=1\nNOT_SET_ANYWHERE\n";
+  ASSERT_EQ(write(pipe_fds[1], bad.data(), bad.size()), static_cast<ssize_t>(bad.size()));
+  close(pipe_fds[1]);
+  const std::string path = absl::StrCat("/dev/fd/", pipe_fds[0]);
+  absl::StatusOr<Invocation> refused = ParseInvocation(
+      {"start", "--env-file", path, "--", "true"}, Defaults(), TestEnvironment());
+  close(pipe_fds[0]);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("line 2: NOT_SET_ANYWHERE is not set"));
+}
+
 // A file without end (or just huge) is refused at 1 MiB, not read forever.
 TEST(InvocationTest, AnEnvFileThatNeverEndsIsRefusedAtItsCap) {
   absl::StatusOr<Invocation> endless =

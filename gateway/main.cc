@@ -8,6 +8,7 @@
 
 #include "common/file_limit.h"
 #include "common/log.h"
+#include "common/log_flags.h"
 #include "common/memory_trimmer.h"
 #include "common/runtime_dir.h"
 #include "common/state_dir.h"
@@ -70,6 +71,7 @@ int main(int argc, char** argv) {
       "with basic auth");
   gflags::SetVersionString(pm::VersionLine());
   gflags::ParseCommandLineFlags(&argc, &argv, true);
+  if (!pm::ApplyLogFlags()) return 2;
   // Memory a burst of calls left free goes back to the OS.
   std::unique_ptr<pm::MemoryTrimmer> trimmer = pm::MemoryTrimmer::Start();
   pm::SetLogTag("gateway");

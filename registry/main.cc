@@ -9,6 +9,7 @@
 
 #include "common/file_limit.h"
 #include "common/log.h"
+#include "common/log_flags.h"
 #include "common/memory_trimmer.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   gflags::SetUsageMessage("pm registry: the directory of process records");
   gflags::SetVersionString(pm::VersionLine());
   gflags::ParseCommandLineFlags(&argc, &argv, true);
+  if (!pm::ApplyLogFlags()) return 2;
   // Memory a burst of calls left free goes back to the OS.
   std::unique_ptr<pm::MemoryTrimmer> trimmer = pm::MemoryTrimmer::Start();
   pm::LogFileLimitRaise(pm::RaiseFileLimit());  // a connection is an fd

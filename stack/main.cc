@@ -15,6 +15,7 @@
 #include "common/exit_status.h"
 #include "common/file_limit.h"
 #include "common/log.h"
+#include "common/log_flags.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "common/state_dir.h"
@@ -136,6 +137,7 @@ int main(int argc, char** argv) {
       "pm stack: runs registry, log_store, supervisor and gateway");
   gflags::SetVersionString(pm::VersionLine());
   gflags::ParseCommandLineFlags(&argc, &argv, true);
+  if (!pm::ApplyLogFlags()) return 2;
   pm::SetLogTag("stack");
   const std::string runtime_dir =
       FLAGS_runtime_dir.empty() ? pm::DefaultRuntimeDir() : FLAGS_runtime_dir;
