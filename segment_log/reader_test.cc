@@ -548,10 +548,18 @@ TEST(ReaderTest, FollowsAWriterInAnotherProcessWakingOnInotify) {
                               IN_MODIFY | IN_CREATE | IN_DELETE),
             0);
   std::unique_ptr<Reader> reader = OpenReader(tmp.path());
+  // The writer waits for a byte here: the reader has caught up with the
+  // empty output first, so it waits on inotify at least once (on a busy
+  // machine the writer could otherwise finish before the first Read).
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
 
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
+    close(go[1]);
+    char byte;
+    if (read(go[0], &byte, 1) != 1) _exit(4);
     absl::StatusOr<std::unique_ptr<Writer>> writer =
         Writer::Open(tmp.path(), Sizes(32 << 10));
     if (!writer.ok()) _exit(1);
@@ -582,10 +590,16 @@ TEST(ReaderTest, FollowsAWriterInAnotherProcessWakingOnInotify) {
       continue;
     }
     if (reader->closed()) break;
+    if (go[1] >= 0) {
+      ASSERT_EQ(write(go[1], "g", 1), 1);
+      close(go[1]);
+      go[1] = -1;
+    }
     char events[4096];
     ASSERT_GT(read(watch.get(), events, sizeof(events)), 0);
     ++waits;
   }
+  close(go[0]);
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;

@@ -105,9 +105,7 @@ absl::Status Writer::ResumeLastSegment() {
     while (true) {
       PM_ASSIGN_OR_RETURN(std::optional<Record> record, scanner.Next());
       if (!record) break;
-      run_start_at_ = record->kind == RecordKind::kRunStart
-                          ? std::optional<uint64_t>(record->offset)
-                          : std::nullopt;
+      NoteRecord(*record);
     }
     good_size = scanner.pos();
   }
@@ -252,6 +250,16 @@ absl::Status Writer::AppendGap(uint64_t length, absl::Time when) {
   return WritePendingGap();
 }
 
+void Writer::NoteRecord(const Record& record) {
+  if (record.kind != RecordKind::kRunStart) {
+    run_start_at_.reset();
+    run_starts_in_a_row_ = 0;
+    return;
+  }
+  run_starts_in_a_row_ = run_start_at_ == record.offset ? run_starts_in_a_row_ + 1 : 1;
+  run_start_at_ = record.offset;
+}
+
 absl::Status Writer::AppendRunStart(uint32_t run, absl::Time when) {
   if (state_ != State::kOpen) {
     return absl::FailedPreconditionError(
@@ -263,6 +271,9 @@ absl::Status Writer::AppendRunStart(uint32_t run, absl::Time when) {
         " (the first run's start is the output's)"));
   }
   PM_RETURN_IF_ERROR(WritePendingGap());
+  if (run_start_at_ == end_offset_ && run_starts_in_a_row_ >= kMaxRunStartsInARow) {
+    return absl::OkStatus();
+  }
   Record mark;
   mark.kind = RecordKind::kRunStart;
   mark.offset = end_offset_;
@@ -305,9 +316,7 @@ absl::Status Writer::WriteRecord(const Record& record,
     PM_RETURN_IF_ERROR(StartSegment(record.offset));
   }
   PM_RETURN_IF_ERROR(WriteAt(EncodeRecordHeader(record, payload), payload));
-  run_start_at_ = record.kind == RecordKind::kRunStart
-                      ? std::optional<uint64_t>(record.offset)
-                      : std::nullopt;
+  NoteRecord(record);
   return absl::OkStatus();
 }
 

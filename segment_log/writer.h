@@ -96,8 +96,12 @@ class Writer {
   // Marks where run `run` (2 or more) of a restarted process starts: a run
   // start record at end_offset(), covering no bytes, at `when`. Writes a
   // pending gap first. A failed write loses the mark (never bytes) and
-  // returns the error. INVALID_ARGUMENT for a run below 2;
+  // returns the error. Runs that write nothing in a row are marked up to
+  // kMaxRunStartsInARow times; later ones are not (a crash loop that never
+  // writes would otherwise grow a segment without end: the cap never
+  // deletes the one being written). INVALID_ARGUMENT for a run below 2;
   // FAILED_PRECONDITION after Close.
+  static constexpr int kMaxRunStartsInARow = 100;
   absl::Status AppendRunStart(uint32_t run, absl::Time when);
 
   // Writes the pending gap, if any, and the end record, and fsyncs the
@@ -135,6 +139,9 @@ class Writer {
   absl::Status ResumeAfterSealedSegment();
   absl::Status StartSegment(uint64_t first_offset);
 
+  // Keeps run_start_at_ and run_starts_in_a_row_ after `record` is written
+  // (or found, when a directory is reopened).
+  void NoteRecord(const Record& record);
   // Writes the gap [written_end_, end_offset_) if there is one.
   absl::Status WritePendingGap();
   // Appends one record at the end of the current segment (starting a new
@@ -161,8 +168,10 @@ class Writer {
   // When the pending gap's first bytes were read.
   absl::Time gap_time_;
   uint64_t retained_bytes_ = 0;
-  // The offset of the current segment's last record if it is a run start.
+  // The offset of the current segment's last record if it is a run start,
+  // and how many run starts in a row end the segment there.
   std::optional<uint64_t> run_start_at_;
+  int run_starts_in_a_row_ = 0;
   // A failed writeback start of a rotation, returned by the next Append or
   // Close.
   absl::Status sync_error_;

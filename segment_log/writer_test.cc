@@ -230,6 +230,26 @@ TEST(WriterTest, RunStartsStayInTheSegmentOfTheRecordAfterThem) {
   ExpectContiguous(tmp.path(), 8);
 }
 
+// Found by review: a crash loop that never writes marked every run, and
+// its segment (the one being written, which no cap deletes) grew for ever.
+TEST(WriterTest, RunStartsInARowWithoutOutputAreMarkedUpToACap) {
+  TempDir tmp;
+  std::unique_ptr<Writer> writer = OpenWriter(tmp.path(), Sizes(50));
+  for (uint32_t run = 2; run < 2 + 3 * Writer::kMaxRunStartsInARow; ++run) {
+    ASSERT_TRUE(writer->AppendRunStart(run, kT0).ok());
+    if (run == 50) writer = OpenWriter(tmp.path(), Sizes(50));  // counted across a reopen
+  }
+  std::vector<Record> records = RecordsIn(tmp.path());
+  ASSERT_EQ(records.size(), static_cast<size_t>(Writer::kMaxRunStartsInARow));
+  EXPECT_EQ(records.back().run, 1u + Writer::kMaxRunStartsInARow);
+  // Output starts the count again.
+  ASSERT_TRUE(writer->Append(Stream::kStdout, "x", kT0).ok());
+  ASSERT_TRUE(writer->AppendRunStart(1000, kT0).ok());
+  records = RecordsIn(tmp.path());
+  EXPECT_EQ(records.back().run, 1000u);
+  EXPECT_EQ(records.back().offset, 1u);
+}
+
 TEST(WriterTest, ASealedSegmentOfOnlyRunStartsIsWrittenOnAfterACrash) {
   TempDir tmp;
   {

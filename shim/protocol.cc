@@ -610,8 +610,8 @@ absl::StatusOr<Message> DecodeBody(MessageType type, const Fields& f,
       PM_ASSIGN_OR_RETURN(std::optional<absl::string_view> previous,
                           f.Optional(FieldTag::kPreviousEnd));
       if (previous) {
-        if (m.end || !m.run || *m.run < 2) {
-          return Bad("Hello with a previous run's end but no later run running");
+        if (!m.run || *m.run < 2 || m.next_start) {
+          return Bad("Hello with a previous run's end but no later run");
         }
         PM_ASSIGN_OR_RETURN(m.previous_end, DecodePreviousEnd(*previous));
       }

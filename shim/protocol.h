@@ -233,8 +233,8 @@ struct Hello {
   // run's).
   std::optional<uint32_t> run;
   std::optional<absl::Time> next_start;
-  // While run 2 or a later one runs: how the run before it ended (its
-  // output_end is not sent: 0).
+  // In run 2 or a later one (running, or ended for good): how the run
+  // before it ended (its output_end is not sent: 0).
   std::optional<ProcessEnd> previous_end;
   // With `end` and no next start: the restarts' cap ended it.
   bool gave_up = false;

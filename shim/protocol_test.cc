@@ -397,6 +397,11 @@ TEST(ProtocolTest, RestartsRoundTrip) {
   ASSERT_TRUE(std::holds_alternative<Hello>(back));
   EXPECT_TRUE(std::get<Hello>(back).gave_up);
   EXPECT_FALSE(std::get<Hello>(back).previous_end.has_value());
+  // Given up at run 4: how run 3 ended too.
+  given_up.previous_end = ProcessEnd{ExitStatus::Exited(2), kWhen, 0};
+  back = RoundTrip(given_up, 0);
+  ASSERT_TRUE(std::holds_alternative<Hello>(back));
+  EXPECT_EQ(std::get<Hello>(back).previous_end, given_up.previous_end);
 }
 
 TEST(ProtocolTest, BadRestartsAreRefused) {
@@ -417,6 +422,9 @@ TEST(ProtocolTest, BadRestartsAreRefused) {
   Hello first_run{kUuid, 1, 2, std::nullopt, 0, 1, std::nullopt, std::nullopt, false};
   first_run.previous_end = end;  // run 1 has no run before it
   ExpectRefused(*Encode(first_run), 1, "previous run's end but no later run");
+  Hello between{kUuid, 1, 2, end, 0, 3, kWhen, std::nullopt, false};
+  between.previous_end = end;  // between runs `end` is the last run's
+  ExpectRefused(*Encode(between), 0, "previous run's end but no later run");
   Hello waiting{kUuid, 1, 2, end, 0, 2, kWhen, std::nullopt, false};
   waiting.gave_up = true;  // a run follows: not given up
   ExpectRefused(*Encode(waiting), 0, "gave up without a run that ended for good");

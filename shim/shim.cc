@@ -986,9 +986,10 @@ void Shim::SendHello() {
                                         : std::nullopt,
               std::nullopt,
               false};
-  // A later run running: how the one before it ended, for the status's
-  // last run (it ended while no supervisor listened, or one did).
-  if (!hello.end && run_ >= 2 && previous_end_) {
+  // A later run, running or ended for good: how the one before it ended,
+  // for the status's last run (it ended while no supervisor listened, or
+  // one did).
+  if (phase_ != Phase::kBackoff && run_ >= 2 && previous_end_) {
     hello.previous_end = ProcessEnd{previous_end_->status, previous_end_->ended, 0};
   }
   hello.gave_up = end_.has_value() && gave_up_;

@@ -58,7 +58,11 @@ void AddRunsOfExitFile(const ProcessStatus& record, const shim::ExitRecord& exit
   run.set_restarts(*exit.run - 1);
   run.set_pid(*exit.run == record.run() ? record.pid() : 0);
   *run.mutable_started_at() = record.started_at();
-  if (record.has_last_run() && record.last_run().run() + 1 == *exit.run) {
+  // The record's last run stays when it is still the last (the record is of
+  // the exit's run: running then, or waiting after it as a stop ended it)
+  // or the run just before the exit's.
+  if (record.has_last_run() &&
+      (*exit.run == record.run() || record.last_run().run() + 1 == *exit.run)) {
     *run.mutable_last_run() = record.last_run();
   }
   run.set_gave_up(exit.gave_up);

@@ -1,5 +1,7 @@
 #include "supervisor/settle.h"
 
+#include <filesystem>
+
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -81,6 +83,20 @@ TEST_F(SettleTest, AnExitFileOfAGivenUpProcessCarriesItsRunsAndTheGiveUp) {
   EXPECT_FALSE(update.run().has_last_run());
   EXPECT_EQ(update.end().end_reason(),
             "exited with code 1; given up after 2 restarts (2 within its life)");
+
+  // Stopped while it waited after run 2 (found by review): run 2's end,
+  // on record, stays the last run's.
+  record.set_state(ProcessStatus::STATE_BACKOFF);
+  record.mutable_last_run()->set_run(2);
+  std::filesystem::remove(ProcessDir(state_dir(), kId) + "/exit");
+  ASSERT_TRUE(shim::WriteExitFile(ProcessDir(state_dir(), kId),
+                                  {{ExitStatus::Exited(1), absl::FromUnixSeconds(1764700009), 30},
+                                   2,
+                                   false})
+                  .ok());
+  update = SettleUnadopted(record, state_dir());
+  ASSERT_TRUE(update.run().has_last_run());
+  EXPECT_EQ(update.run().last_run().run(), 2u);
 }
 
 TEST_F(SettleTest, ASignalDuringAStopIsAfterSigtermOrKilled) {
