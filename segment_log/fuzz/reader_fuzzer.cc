@@ -3,8 +3,9 @@
 // in a process's output directory. Checks:
 //   - Reader::Open, Read, Refresh and OffsetAt never fail on the contents
 //     (only I/O errors are errors), never crash, never loop: each chunk
-//     moves the cursor on, starts at cursor + dropped_before, holds at most
-//     max_bytes of data, and the reads end;
+//     moves the cursor on (a run start, empty, leaves it and comes once),
+//     starts at cursor + dropped_before, holds at most max_bytes of data,
+//     and the reads end;
 //   - in structured mode, every byte read is the byte the input put at that
 //     offset (the model), whatever corruption follows it;
 //   - Writer::Open resumes on any contents: a byte appended then reads back
@@ -15,7 +16,8 @@
 //   - Even: raw. The rest is the bytes of segment 00000000000000000000.seg,
 //     after a valid file header if bit 1 is set.
 //   - Odd: structured. Then ops until the input ends, each a byte `op`:
-//       op & 3: 0 stdout data, 1 stderr data, 2 gap, 3 end record
+//       op & 3: 0 stdout data, 1 stderr data, 2 gap, 3 end record (a run
+//       start of run 2 + n when op & 0x20)
 //       then a length byte n (0 reads as 1); data takes the next n bytes as
 //       its payload; op & 0x40 starts a new segment (named at the current
 //       offset) first; op & 0x80 breaks the chain (the record claims one
@@ -130,8 +132,10 @@ Model WriteStructured(const uint8_t* data, size_t size, bool cut_tail) {
         record.length = n;
         break;
       default:
-        record.kind = RecordKind::kEnd;
+        // 0x20: a run start (run 2 + n), else the end.
+        record.kind = (op & 0x20) ? RecordKind::kRunStart : RecordKind::kEnd;
         record.length = 0;
+        if (op & 0x20) record.run = static_cast<uint32_t>(2 + n);
         break;
     }
     const std::string payload =
@@ -165,8 +169,10 @@ void ReadAll(Reader& reader, uint64_t cursor, size_t max_bytes,
     PM_FUZZ_CHECK(c.offset == cursor + c.dropped_before)
         << c.offset << " != " << cursor << " + " << c.dropped_before;
     PM_FUZZ_CHECK(c.data.size() <= max_bytes) << c.data.size();
-    PM_FUZZ_CHECK(!c.data.empty() || c.dropped_before > 0)
+    PM_FUZZ_CHECK(!c.data.empty() || c.dropped_before > 0 || c.run_start != 0)
         << "an empty chunk reporting nothing at " << cursor;
+    PM_FUZZ_CHECK(c.run_start == 0 || (c.data.empty() && c.run_start >= 2))
+        << "a run start " << c.run_start << " with " << c.data.size() << " bytes";
     if (model) {
       for (size_t k = 0; k < c.data.size(); ++k) {
         auto it = model->find(c.offset + k);
@@ -192,6 +198,11 @@ void ResumeAndAppend() {
   absl::StatusOr<std::unique_ptr<Reader>> reader = Reader::Open(Dir());
   PM_FUZZ_CHECK(reader.ok()) << reader.status();
   absl::StatusOr<std::optional<Chunk>> chunk = (*reader)->Read(at);
+  // Run starts at that offset come first, once each.
+  for (int marks = 0; chunk.ok() && *chunk && (*chunk)->run_start != 0; ++marks) {
+    PM_FUZZ_CHECK(marks < 1 << 20) << "run starts at " << at << " without end";
+    chunk = (*reader)->Read(at);
+  }
   PM_FUZZ_CHECK(chunk.ok() && *chunk) << "nothing at the resumed end " << at;
   PM_FUZZ_CHECK((*chunk)->offset == at && (*chunk)->data == "Z")
       << "at " << (*chunk)->offset << ": " << (*chunk)->data.size() << " bytes";
