@@ -11,14 +11,14 @@ DEB_PACKAGES := bazel-bootstrap bazel-platforms bazel-rules-java \
 	libgrpc++-dev libabsl-dev libgtest-dev libgmock-dev libgflags-dev \
 	libssl-dev openssl libbenchmark-dev python3-grpcio python3-protobuf \
 	sslscan nodejs libsqlite3-dev zlib1g-dev libcli11-dev libsystemd-dev \
-	systemd
+	systemd dpkg-dev lintian
 # The sanitizer and fuzzing builds (README, "Sanitizers and fuzzing"):
 # clang-14 compiles them; libclang-rt-14-dev holds the ASan, TSan and
 # libFuzzer runtimes; lld-14 and lld (its ld.lld) link them; llvm-14 has the
 # llvm-symbolizer that puts function names and lines in their reports.
 DEB_PACKAGES += clang-14 libclang-rt-14-dev lld-14 lld llvm-14
 
-.PHONY: up upgrade test build deps clean test-sanitizers test-fuzz install
+.PHONY: up upgrade test build deps clean test-sanitizers test-fuzz install deb
 
 up: deps
 	$(BAZEL) run //:stack
@@ -52,6 +52,15 @@ install: deps
 	$(BAZEL) build -c opt $(foreach t,$(INSTALLED),//$(patsubst %/,%,$(dir $(t))):$(notdir $(t)))
 	bash packaging/install.sh "$(DESTDIR)" "$(PREFIX)" "$(SYSCONFDIR)" "$(UNITDIR)" \
 		$(foreach t,$(INSTALLED),bazel-bin/$(t)) README.md
+
+# The Debian package, dist/pm_VERSION_ARCH.deb (README, "Running pm as a
+# system service"): the same tree for /usr, stripped, with its control
+# file, documentation and conffiles; lintian finds no error in it.
+VERSION := $(shell sed -n 's/.*kVersion\[\] = "\(.*\)";/\1/p' common/version.h)
+deb: deps
+	$(BAZEL) build -c opt $(foreach t,$(INSTALLED),//$(patsubst %/,%,$(dir $(t))):$(notdir $(t)))
+	bash packaging/make_deb.sh dist $(VERSION) $(foreach t,$(INSTALLED),bazel-bin/$(t)) README.md
+	lintian --fail-on error dist/pm_$(VERSION)_$$(dpkg --print-architecture).deb
 
 # Idempotent and quiet when everything is present.
 deps:
