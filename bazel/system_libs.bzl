@@ -32,6 +32,7 @@ _LIBRARIES = {
     "protobuf": (["protobuf"], []),
     "sqlite3": (["sqlite3"], []),
     "systemd": (["libsystemd"], []),
+    "microhttpd": (["libmicrohttpd"], []),
     "ssl": (["libssl", "libcrypto"], []),
     "zlib": (["zlib"], []),
 }

@@ -10,9 +10,11 @@
 #include "absl/time/clock.h"
 #include "common/channel.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/status.h"
 #include "common/systemd_notify.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "pm/internal/v1/metrics.grpc.pb.h"
 
 namespace pm {
 
@@ -48,6 +50,30 @@ void ConfigureServerBuilder(grpc::ServerBuilder& builder) {
   }
 }
 
+namespace {
+
+// pm.internal.v1.Metrics: the process's metrics::Global() as text.
+class ScrapeService final : public pm::internal::v1::Metrics::Service {
+  grpc::Status Scrape(grpc::ServerContext*, const pm::internal::v1::ScrapeRequest*,
+                      pm::internal::v1::ScrapeResponse* response) override {
+    response->set_text(metrics::Global().Render());
+    return grpc::Status::OK;
+  }
+};
+
+// A service may be registered with one server only, and must outlive it:
+// one per server started, kept for the process's life (a service starts
+// one server; a test a few).
+grpc::Service* NewScrapeService() {
+  static absl::Mutex mu;
+  static auto* kept = new std::vector<std::unique_ptr<ScrapeService>>();
+  absl::MutexLock lock(&mu);
+  kept->push_back(std::make_unique<ScrapeService>());
+  return kept->back().get();
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartUnixServer(
     const std::string& socket_path,
     const std::vector<grpc::Service*>& services) {
@@ -58,6 +84,7 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartUnixServer(
   builder.AddListeningPort(UnixAddress(socket_path),
                            grpc::InsecureServerCredentials(), &bound_port);
   for (grpc::Service* service : services) builder.RegisterService(service);
+  builder.RegisterService(NewScrapeService());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {
     return absl::UnavailableError(

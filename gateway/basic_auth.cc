@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/metadata.h"
+#include "gateway/metrics.h"
 
 namespace pm::gateway {
 namespace {
@@ -137,6 +138,7 @@ grpc::Status BasicAuthProcessor::Process(const InputMetadata& auth_metadata,
   // refusal of a block is logged and audited.
   if (absl::Duration wait = throttle_->Blocked(keys, absl::Now());
       wait > absl::ZeroDuration()) {
+    Metrics().auth_failures.With({"throttled"}).Increment();
     uint64_t suppressed = 0;
     grpc::Status refused(grpc::StatusCode::PERMISSION_DENIED, TooMany(wait));
     if (!throttle_->ReportRefusal(keys, &suppressed)) return refused;
@@ -147,6 +149,7 @@ grpc::Status BasicAuthProcessor::Process(const InputMetadata& auth_metadata,
     // No usable credentials count as a failure of the client: a client
     // that sends garbage is throttled like one that guesses.
     throttle_->Failed(keys, absl::Now());
+    Metrics().auth_failures.With({"malformed"}).Increment();
     return Refuse(grpc::StatusCode::UNAUTHENTICATED,
                   std::string(credentials.status().message()), "", subject,
                   auth_metadata);
@@ -165,6 +168,9 @@ grpc::Status BasicAuthProcessor::Process(const InputMetadata& auth_metadata,
     --checks_running_;
   }
   if (!checked.ok()) {
+    Metrics().auth_failures
+        .With({checked.code() == absl::StatusCode::kUnauthenticated ? "rejected" : "throttled"})
+        .Increment();
     return Refuse(static_cast<grpc::StatusCode>(checked.code()),
                   std::string(checked.message()), user, subject, auth_metadata);
   }

@@ -15,6 +15,7 @@
 #include "common/command_line.h"
 #include "common/status.h"
 #include "common/utf8_fields.h"
+#include "gateway/metrics.h"
 
 namespace pm::gateway {
 namespace {
@@ -53,6 +54,10 @@ grpc::Status Outward(const Caller& caller, const grpc::Status& status) {
 
 void Audit(AuditLog* audit, const Caller& caller, const char* method,
            const std::string& id, const grpc::Status& status) {
+  Metrics()
+      .calls.With({method, absl::StatusCodeToString(static_cast<absl::StatusCode>(
+                               status.error_code()))})
+      .Increment();
   if (audit == nullptr) return;
   AuditEntry entry;
   entry.user = caller.local ? "(local)" : caller.user;

@@ -10,11 +10,13 @@
 #include "common/log.h"
 #include "common/log_flags.h"
 #include "common/memory_trimmer.h"
+#include "common/metrics_flags.h"
 #include "common/runtime_dir.h"
 #include "common/state_dir.h"
 #include "common/server.h"
 #include "common/version.h"
 #include "gateway/gateway.h"
+#include "gateway/metrics.h"
 #include "gateway/tls_policy.h"
 
 DEFINE_string(listen, "0.0.0.0:8080",
@@ -108,6 +110,9 @@ int main(int argc, char** argv) {
     PM_LOG(ERROR) << "cannot start: " << gateway.status();
     return 1;
   }
+  pm::gateway::Metrics();  // every metric shown from the first scrape
+  std::unique_ptr<pm::MetricsHttpServer> metrics;
+  if (!pm::ServeMetricsIfAsked(metrics)) return 1;
   PM_LOG(INFO) << "audit log: " << (*gateway)->audit_log_path();
   PM_LOG(INFO) << "serving on " << FLAGS_listen << " (port " << (*gateway)->port()
                << ", mutual TLS + basic auth) and unix:"

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -125,6 +126,7 @@ absl::Status LogStore::Follow(const std::shared_ptr<OutputLog>& log) {
   absl::MutexLock lock(&mu_);
   Watched& watched = watched_[log->id()];
   ++watched.followers;  // counted either way: Unfollow takes it back
+  ++followers_;
   // A watch that failed for an earlier follower (no inotify watches left)
   // is tried again for each new one.
   if (watched.wd >= 0) return absl::OkStatus();
@@ -138,7 +140,9 @@ absl::Status LogStore::Follow(const std::shared_ptr<OutputLog>& log) {
 void LogStore::Unfollow(const OutputLog& log) {
   absl::MutexLock lock(&mu_);
   auto it = watched_.find(log.id());
-  if (it == watched_.end() || --it->second.followers > 0) return;
+  if (it == watched_.end()) return;
+  --followers_;
+  if (--it->second.followers > 0) return;
   if (it->second.wd >= 0) {
     dir_watcher_->Unwatch(it->second.wd);
     watched_ids_.erase(it->second.wd);
@@ -177,7 +181,26 @@ absl::StatusOr<segment_log::TotalCapResult> LogStore::EnforceTotalCap() {
   }
   absl::MutexLock lock(&runs_mu_);
   ++cap_runs_;
+  if (result.ok()) {
+    retained_bytes_ = result->total_bytes - std::min(result->deleted_bytes, result->total_bytes);
+    cap_deleted_bytes_ += result->deleted_bytes;
+  }
   return result;
+}
+
+size_t LogStore::follower_count() const {
+  absl::MutexLock lock(&mu_);
+  return followers_;
+}
+
+uint64_t LogStore::retained_bytes() const {
+  absl::MutexLock lock(&runs_mu_);
+  return retained_bytes_;
+}
+
+uint64_t LogStore::total_cap_deleted_bytes() const {
+  absl::MutexLock lock(&runs_mu_);
+  return cap_deleted_bytes_;
 }
 
 void LogStore::RunTotalCap() {

@@ -104,6 +104,13 @@ class LogStore {
   size_t log_count() const;
   size_t watched_dir_count() const;
 
+  // For the metrics (README, "Metrics"): followers now; the output's bytes
+  // on disk as of the last run of the total cap (its segment files, after
+  // what it deleted); and the bytes the total cap deleted since Create.
+  size_t follower_count() const;
+  uint64_t retained_bytes() const;
+  uint64_t total_cap_deleted_bytes() const;
+
  private:
   struct Held {
     std::shared_ptr<OutputLog> log;
@@ -138,11 +145,14 @@ class LogStore {
   // Followed logs by id, and their ids by watch descriptor.
   absl::flat_hash_map<std::string, Watched> watched_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<int, std::string> watched_ids_ ABSL_GUARDED_BY(mu_);
+  size_t followers_ ABSL_GUARDED_BY(mu_) = 0;
 
   // One run of the total cap at a time (the thread's, a caller's).
   absl::Mutex cap_mu_;
   mutable absl::Mutex runs_mu_;
   uint64_t cap_runs_ ABSL_GUARDED_BY(runs_mu_) = 0;
+  uint64_t retained_bytes_ ABSL_GUARDED_BY(runs_mu_) = 0;
+  uint64_t cap_deleted_bytes_ ABSL_GUARDED_BY(runs_mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(runs_mu_) = false;
   std::thread cap_thread_;
 };

@@ -16,11 +16,13 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "common/state_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "log_store/metrics.h"
 #include "segment_log/test_util.h"
 
 namespace pm::log_store {
@@ -209,6 +211,34 @@ TEST_F(LogStoreTest, CreateEnforcesTheTotalCapOverWhatIsOnDisk) {
   EXPECT_EQ(DataOf(ReadAll(*store, 2)), std::string(4000, 'x'));
   EXPECT_EQ(DataOf(ReadAll(*store, 3)), std::string(4000, 'x'));
   EXPECT_LE(BytesOnDisk({1, 2, 3}), 10000u);
+}
+
+// /metrics: what the total cap deleted and what it left, and followers.
+TEST_F(LogStoreTest, MetricsShowRetainedAndDroppedBytesAndFollowers) {
+  Write(1, 8, 500, /*close=*/true, segment_log::Sizes(1000));
+  SetSegmentTimes(tmp_.path(), 1, 1000);
+  Write(2, 8, 500, /*close=*/true, segment_log::Sizes(1000));
+  const uint64_t before = BytesOnDisk({1, 2});
+  LogStore::Options options = OptionsFor(tmp_.path());
+  options.max_total_bytes = 6000;
+  std::unique_ptr<LogStore> store = MakeStore(options);
+  metrics::Registry metrics;
+  ExportMetrics(*store, metrics);
+  const uint64_t after = BytesOnDisk({1, 2});
+  ASSERT_LT(after, before);
+  std::string text = metrics.Render();
+  EXPECT_THAT(text, HasSubstr(absl::StrCat("pm_log_store_retained_bytes ", after, "\n")));
+  EXPECT_THAT(text, HasSubstr(absl::StrCat(
+                        "pm_log_store_dropped_bytes_total{cause=\"total_cap\"} ",
+                        before - after, "\n")));
+  EXPECT_THAT(text, HasSubstr("pm_log_store_followers 0\n"));
+  std::shared_ptr<OutputLog> log = store->Find(Id(2)).value();
+  ASSERT_TRUE(store->Follow(log).ok());
+  ASSERT_TRUE(store->Follow(log).ok());
+  EXPECT_THAT(metrics.Render(), HasSubstr("pm_log_store_followers 2\n"));
+  store->Unfollow(*log);
+  EXPECT_THAT(metrics.Render(), HasSubstr("pm_log_store_followers 1\n"));
+  store->Unfollow(*log);
 }
 
 // The shims write while the store runs: only the periodic run can see it.

@@ -12,12 +12,14 @@
 #include "common/file_limit.h"
 #include "common/log.h"
 #include "common/log_flags.h"
+#include "common/metrics_flags.h"
 #include "common/memory_trimmer.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "common/state_dir.h"
 #include "common/version.h"
 #include "log_store/log_store.h"
+#include "log_store/metrics.h"
 #include "log_store/log_store_service.h"
 
 DEFINE_string(runtime_dir, pm::DefaultRuntimeDir(),
@@ -75,6 +77,9 @@ int main(int argc, char** argv) {
                   << store.status();
     return 1;
   }
+  pm::log_store::ExportMetrics(**store, pm::metrics::Global());
+  std::unique_ptr<pm::MetricsHttpServer> metrics;
+  if (!pm::ServeMetricsIfAsked(metrics)) return 1;
   pm::log_store::LogStoreService service(store->get());
   // Follow streams last as long as their processes: end them before the
   // server's shutdown waits for open calls.

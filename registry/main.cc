@@ -11,10 +11,12 @@
 #include "common/log.h"
 #include "common/log_flags.h"
 #include "common/memory_trimmer.h"
+#include "common/metrics_flags.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "common/state_dir.h"
 #include "common/version.h"
+#include "registry/metrics.h"
 #include "registry/registry.h"
 #include "registry/registry_service.h"
 #include "registry/sqlite_record_store.h"
@@ -79,6 +81,9 @@ int main(int argc, char** argv) {
   }
   PM_LOG(INFO) << "records in " << state_dir << "/registry.sqlite: "
                << (*registry)->size() << " loaded";
+  pm::registry::ExportMetrics(**registry, pm::metrics::Global());
+  std::unique_ptr<pm::MetricsHttpServer> metrics;
+  if (!pm::ServeMetricsIfAsked(metrics)) return 1;
   pm::registry::RegistryService service(registry->get());
   return pm::ServeUntilSignal(pm::Service::kRegistry, FLAGS_runtime_dir,
                               {&service}, [&] { service.Shutdown(); });

@@ -739,6 +739,18 @@ size_t Registry::size() const {
   return records_.size();
 }
 
+std::map<ProcessStatus::State, size_t> Registry::CountByState() const {
+  std::map<ProcessStatus::State, size_t> counts;
+  for (int s = ProcessStatus::State_MIN; s <= ProcessStatus::State_MAX; ++s) {
+    if (ProcessStatus::State_IsValid(s) && s != ProcessStatus::STATE_UNSPECIFIED) {
+      counts[static_cast<ProcessStatus::State>(s)] = 0;
+    }
+  }
+  absl::ReaderMutexLock lock(&mutex_);
+  for (const auto& [id, record] : records_) ++counts[record.status.state()];
+  return counts;
+}
+
 absl::StatusOr<Registry::Record*> Registry::Find(absl::string_view id) {
   PM_ASSIGN_OR_RETURN(const Record* record,
                       static_cast<const Registry*>(this)->Find(id));

@@ -192,6 +192,8 @@ class Registry {
 
   // Records held, live and ended.
   size_t size() const;
+  // Records held by state (every state, zeros included).
+  std::map<pm::v1::ProcessStatus::State, size_t> CountByState() const;
 
   // Events (events.cc). Every create, state change and removal appends
   // one (two for an end by the OOM killer), numbered 1, 2, ... across

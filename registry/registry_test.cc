@@ -1,6 +1,7 @@
 // The Registry's records without a server: ids, validation, transitions,
 // ordering, eviction. The live /proc view is covered by proc_reader_test.
 #include "registry/registry.h"
+#include "registry/metrics.h"
 #include "registry/test_util.h"
 
 #include <filesystem>
@@ -793,6 +794,23 @@ TEST(RegistryWaitTest, ACancelledWaitIsNotCalled) {
   registry.CancelWait(id, token);
   ASSERT_TRUE(registry.UpdateRecord(Exited(id, 0)).ok());
   EXPECT_EQ(calls, 0);
+}
+
+// Processes by state on /metrics: counted at each scrape, every state
+// shown, zeros included.
+TEST(RegistryTest, MetricsCountTheRecordsByStateAtEachRender) {
+  Registry registry(Options());
+  metrics::Registry metrics;
+  ExportMetrics(registry, metrics);
+  EXPECT_THAT(metrics.Render(), HasSubstr("pm_registry_processes{state=\"running\"} 0\n"));
+  EXPECT_THAT(metrics.Render(), HasSubstr("pm_registry_processes{state=\"backoff\"} 0\n"));
+  const std::string ended = MustCreate(registry, Create(kT0, 100));
+  MustCreate(registry, Create(kT0 + absl::Seconds(1), 101));
+  ASSERT_TRUE(registry.UpdateRecord(Exited(ended, 3)).ok());
+  const std::string text = metrics.Render();
+  EXPECT_THAT(text, HasSubstr("pm_registry_processes{state=\"running\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("pm_registry_processes{state=\"exited\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("pm_registry_processes{state=\"lost\"} 0\n"));
 }
 
 }  // namespace

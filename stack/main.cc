@@ -34,6 +34,9 @@ DEFINE_string(state_dir, "",
               "else $XDG_STATE_HOME/pm, else ~/.local/state/pm)");
 
 DEFINE_bool(gateway, true, "Also run the gateway (mutual TLS + basic auth)");
+DEFINE_string(metrics_listen, "127.0.0.1:9464",
+              "Serve every service's Prometheus metrics on this TCP address "
+              "(GET /metrics; host:port, port 0 picks a free one); empty: off");
 DEFINE_string(gateway_listen, "0.0.0.0:8080", "The gateway's TCP address");
 DEFINE_bool(restart, true,
             "Restart a service that dies (100 ms doubling to 10 s); "
@@ -98,6 +101,11 @@ void PrintBanner(const pm::stack::Stack& stack) {
                     std::string(12 - service.name.size(), ' '), "pid ",
                     service.pid, "  unix:", service.socket, "\n");
   }
+  if (stack.metrics_port() != 0) {
+    const std::string host = FLAGS_metrics_listen.substr(0, FLAGS_metrics_listen.rfind(':'));
+    absl::StrAppend(&text, "Metrics (Prometheus): http://", host, ":", stack.metrics_port(),
+                    "/metrics\n");
+  }
   absl::StrAppend(
       &text,
       "Use it from another terminal (in the repo):\n"
@@ -160,6 +168,7 @@ int main(int argc, char** argv) {
   options.on_death = FLAGS_restart ? pm::stack::OnServiceDeath::kRestart
                                    : pm::stack::OnServiceDeath::kStopAll;
   options.subreaper = true;
+  options.metrics_listen = FLAGS_metrics_listen;
   pm::stack::DevCredentials dev;
   if (FLAGS_gateway) {
     absl::StatusOr<std::string> root = pm::stack::FindBinaryRoot();

@@ -236,6 +236,17 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(StackOptions options) {
     service.socket = SocketPath(stack->options_.runtime_dir, ServiceOf(name));
     stack->services_.push_back(std::move(service));
   }
+  if (!stack->options_.metrics_listen.empty()) {
+    // Before any service: an address in use fails the start at once.
+    std::vector<StackMetrics::Service> scraped;
+    for (const ServiceProcess& service : stack->services_) {
+      scraped.push_back({service.name, service.socket});
+    }
+    absl::StatusOr<std::unique_ptr<StackMetrics>> metrics =
+        StackMetrics::Start(stack->options_.metrics_listen, scraped);
+    if (!metrics.ok()) return Annotate(metrics.status(), "the metrics endpoint");
+    stack->metrics_ = *std::move(metrics);
+  }
   for (ServiceProcess& service : stack->services_) {
     absl::Status status = stack->Launch(service);
     if (status.ok()) status = stack->WaitHealthy(service);
@@ -253,7 +264,12 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(StackOptions options) {
   return stack;
 }
 
-Stack::~Stack() { StopAll().IgnoreError(); }
+Stack::~Stack() {
+  StopAll().IgnoreError();
+  metrics_.reset();
+}
+
+int Stack::metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
 ServiceProcess* Stack::Find(const std::string& name) {
   for (ServiceProcess& service : services_) {
@@ -589,6 +605,7 @@ class Stack::Loop {
 
   void Emit(StackEvent event) {
     PM_LOG(INFO) << event.ToString();
+    if (stack_.metrics_) stack_.metrics_->OnEvent(event);
     if (stack_.options_.observer) stack_.options_.observer(event);
   }
   StackEvent EventFor(StackEvent::Kind kind, const Supervised& s) {

@@ -61,6 +61,7 @@
 #include "common/exit_status.h"
 #include "common/fd.h"
 #include "stack/restart_backoff.h"
+#include "stack/stack_metrics.h"
 
 namespace pm::stack {
 
@@ -145,6 +146,9 @@ struct StackOptions {
   int supervisor_handoff_signal = SIGUSR2;
   // Called on Run's thread for every StackEvent, after it is logged.
   std::function<void(const StackEvent&)> observer;
+  // Where to serve the whole stack's Prometheus metrics (stack_metrics.h),
+  // host:port (port 0: a free one, see metrics_port()); empty: nowhere.
+  std::string metrics_listen;
 };
 
 struct ServiceProcess {
@@ -214,6 +218,8 @@ class Stack {
   const std::vector<ServiceProcess>& services() const { return services_; }
   // The gateway's TCP port once it is healthy (0 when it is not run).
   int gateway_port() const { return gateway_port_; }
+  // The metrics endpoint's port (StackOptions::metrics_listen); 0 if none.
+  int metrics_port() const;
 
  private:
   class Loop;
@@ -235,6 +241,7 @@ class Stack {
   StackOptions options_;
   std::vector<ServiceProcess> services_;
   int gateway_port_ = 0;
+  std::unique_ptr<StackMetrics> metrics_;
   absl::Status NotSupervising(const std::string& what) const;
 
   Fd wakeup_;  // eventfd: Run's loop wakes for requests and health answers

@@ -25,7 +25,8 @@ start() {
   shift
   coproc LAUNCHER {
     if [ -n "$soft" ]; then ulimit -Sn "$soft"; fi
-    exec "$stack" --runtime_dir="$dir/run" --state_dir="$dir/state" --nogateway "$@" 2>"$log"
+    exec "$stack" --runtime_dir="$dir/run" --state_dir="$dir/state" --nogateway \
+      --metrics_listen=127.0.0.1:0 "$@" 2>"$log"
   }
   pid=$LAUNCHER_PID
   banner=""
@@ -37,6 +38,25 @@ start() {
 }
 
 service_pid() { sed -n "s/^  $1 *pid \([0-9]*\).*/\1/p" <<<"$banner"; }
+
+# The launcher's /metrics (every service's metrics), its body only, checked
+# by Prometheus's own promtool; saved in $dir/metrics.txt.
+scrape() {
+  local port
+  port=$(sed -n 's|^Metrics (Prometheus): http://127.0.0.1:\([0-9]*\)/metrics$|\1|p' <<<"$banner")
+  [ -n "$port" ] || { echo "no metrics address in the banner: $banner" >&2; exit 1; }
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
+  sed '1,/^\r$/d' <&3 >"$dir/metrics.txt"
+  exec 3<&-
+  promtool check metrics <"$dir/metrics.txt" || {
+    echo "promtool refuses the metrics:" >&2; cat "$dir/metrics.txt" >&2; exit 1; }
+}
+# Fails unless the last scrape has the line "$1 $2" (a series and its value).
+has_metric() {
+  grep -qxF -- "$1 $2" "$dir/metrics.txt" || {
+    echo "no \"$1 $2\" in the metrics:" >&2; grep -F -- "${1%%\{*}" "$dir/metrics.txt" >&2; exit 1; }
+}
 
 # Waits until the log has a line matching the extended regex $2, and prints
 # that line. Gives up after 60 s (a safety net, not a measure).
@@ -116,6 +136,14 @@ for name in registry log_store supervisor; do
   if [ "$back" = "$victim" ] || ! kill -0 "$back"; then echo "$name not back: $back" >&2; exit 1; fi
   pmc list >/dev/null || { echo "the stack does not answer after $name came back" >&2; exit 1; }
 done
+# The launcher counted each death and restart, and every service answers
+# its part of the scrape again.
+scrape
+for name in registry log_store supervisor; do
+  has_metric "pm_stack_service_deaths_total{service=\"$name\"}" 1
+  has_metric "pm_stack_service_restarts_total{service=\"$name\"}" 1
+  has_metric "pm_stack_service_up{service=\"$name\"}" 1
+done
 
 # 4. An orphan: a managed process runs under its pm-shim; when the
 # supervisor dies the shim (and the process under it) carries on, reparented
@@ -166,6 +194,15 @@ pmc status "$kept" | grep -q "^state: *running" || { echo "after the upgrade:" >
 pmc stop "$kept" >/dev/null
 code=0; pmc wait "$kept" >/dev/null || code=$?
 [ "$code" -eq 143 ] || { echo "the re-adopted process: pm wait exited $code, not 143 (SIGTERM)" >&2; exit 1; }
+# The new supervisor's counts (a restarted service starts from zero, as
+# Prometheus expects of counters): one Stop, one end by a signal; and the
+# registry's records by state.
+scrape
+has_metric "pm_supervisor_stops_total" 1
+has_metric "pm_supervisor_exits_total{reason=\"signal\"}" 1
+has_metric "pm_registry_processes{state=\"running\"}" 0
+has_metric "pm_registry_processes{state=\"exited\"}" 1
+has_metric "pm_registry_processes{state=\"signaled\"}" 1
 
 # 6. Ctrl+C still stops everything, and the pid file goes.
 kill -INT "$pid"

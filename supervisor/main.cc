@@ -14,12 +14,14 @@
 #include "common/file_limit.h"
 #include "common/log.h"
 #include "common/log_flags.h"
+#include "common/metrics_flags.h"
 #include "common/memory_trimmer.h"
 #include "common/runtime_dir.h"
 #include "common/state_dir.h"
 #include "common/server.h"
 #include "common/stop_request.h"
 #include "common/version.h"
+#include "supervisor/metrics.h"
 #include "supervisor/supervisor.h"
 #include "supervisor/supervisor_service.h"
 
@@ -169,6 +171,9 @@ int main(int argc, char** argv) {
     PM_LOG(ERROR) << "cannot start: " << supervisor.status();
     return 1;
   }
+  pm::supervisor::Metrics();  // every metric shown from the first scrape
+  std::unique_ptr<pm::MetricsHttpServer> metrics;
+  if (!pm::ServeMetricsIfAsked(metrics)) return 1;
   pm::supervisor::SupervisorService service(supervisor->get());
   // SIGTERM, SIGINT: every process is stopped. SIGUSR2 (an upgrade): every
   // process is left running under its shim, for the next supervisor.

@@ -27,6 +27,7 @@
 #include "common/proto_time.h"
 #include "common/status.h"
 #include "supervisor/end_reason.h"
+#include "supervisor/metrics.h"
 #include "supervisor/process.h"
 
 namespace pm::supervisor {
@@ -97,6 +98,13 @@ void WriteEnd(Process& p, const pm::v1::ResourceUsage* final_usage) {
   s.clear_proc_status();
   s.clear_rss_bytes();
   s.clear_threads();
+}
+
+// The metrics of an end WriteEnd wrote (`exit` unset: lost).
+void CountEnd(const ProcessStatus& s, const std::optional<ExitStatus>& exit) {
+  SupervisorMetrics& m = Metrics();
+  m.exits.With({exit ? ExitReason(*exit, s.oom_killed()) : std::string("lost")}).Increment();
+  m.oom_kills.Increment(s.usage().oom_kills());
 }
 
 }  // namespace
@@ -237,6 +245,7 @@ void Supervisor::FinishReap(const ProcessPtr& p,
                             bool removed) {
   p->On(Event::kEndWritten);
   WriteEnd(*p, cgroup ? &final_usage : nullptr);
+  CountEnd(p->status, p->exit);
   if (p->life.abandoned()) {
     MaybeRemoveCgroup(p);
     return;

@@ -32,6 +32,7 @@
 #include "common/status.h"
 #include "shim/protocol.h"
 #include "supervisor/idle_shim.h"
+#include "supervisor/metrics.h"
 #include "supervisor/process.h"
 #include "supervisor/settle.h"
 #include "supervisor/shim_spawn.h"
@@ -204,6 +205,7 @@ void Supervisor::OnRunRestarting(const ProcessPtr& p, const shim::Restarting& r)
   p->group_gone = true;
   p->in_backoff = true;
   p->output_end = r.end.output_end;
+  Metrics().exits.With({ExitReason(r.end.status, /*oom_killed=*/false)}).Increment();
   ProcessStatus& s = p->status;
   *s.mutable_last_run() = RunEndOf(r.run, r.end);
   // A run the shim could not start is a run that ended, with no RunStarted.
@@ -223,6 +225,7 @@ void Supervisor::OnRunStarted(const ProcessPtr& p, const shim::RunStarted& r,
                   << " said RunStarted, which it was not asked to";
     return;
   }
+  Metrics().restarts.Increment();
   p->in_backoff = false;
   p->pid = r.pid;
   p->start_ticks = r.start_ticks;
@@ -328,6 +331,7 @@ void Supervisor::OnOutputClosed(const ProcessPtr& p, uint64_t output_end) {
   if (p->output_closed) return;
   p->output_closed = true;
   if (!p->life.reaped()) p->output_end = output_end;
+  Metrics().output_bytes.Increment(p->output_end);
   // The shim says Closed once no child of the tree is left (it is their
   // subreaper): the cgroup is looked at again, in case its "empty" event
   // was lost (a cgroup removed by another supervisor's sweep of leftovers

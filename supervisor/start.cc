@@ -32,6 +32,7 @@
 #include "common/restart_policy.h"
 #include "common/status.h"
 #include "supervisor/async_ops.h"
+#include "supervisor/metrics.h"
 #include "supervisor/process.h"
 #include "supervisor/spawn.h"
 
@@ -104,6 +105,7 @@ class Supervisor::PendingStart {
       done_ = nullptr;
     }
     if (!done) return;
+    CountStart(result.status(), absl::Now() - began_);
     // Before the caller hears: what the caller does next comes after.
     std::vector<std::function<void()>> at_finish;
     {
@@ -119,6 +121,7 @@ class Supervisor::PendingStart {
     }
   }
 
+  const absl::Time began_ = absl::Now();
   absl::Mutex mu_;
   StartDone done_ ABSL_GUARDED_BY(mu_);
   SpareHolds holds_ ABSL_GUARDED_BY(mu_);

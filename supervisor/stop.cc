@@ -25,6 +25,7 @@
 #include "common/stop_request.h"
 #include "supervisor/async_ops.h"
 #include "shim/protocol.h"
+#include "supervisor/metrics.h"
 #include "supervisor/process.h"
 
 namespace pm::supervisor {
@@ -36,6 +37,7 @@ void Supervisor::Stop(const pm::v1::StopRequest& request, StopCallback done) {
     done(valid);
     return;
   }
+  Metrics().stops.Increment();
   const absl::Duration grace = StopGrace(request, options_.default_grace);
   auto shared_done = std::make_shared<StopCallback>(std::move(done));
   if (!loop_.Post([this, id = request.id(), grace, shared_done] {
