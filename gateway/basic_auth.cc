@@ -168,9 +168,6 @@ grpc::Status BasicAuthProcessor::Process(const InputMetadata& auth_metadata,
     --checks_running_;
   }
   if (!checked.ok()) {
-    Metrics().auth_failures
-        .With({checked.code() == absl::StatusCode::kUnauthenticated ? "rejected" : "throttled"})
-        .Increment();
     return Refuse(static_cast<grpc::StatusCode>(checked.code()),
                   std::string(checked.message()), user, subject, auth_metadata);
   }
@@ -230,10 +227,14 @@ absl::Status BasicAuthProcessor::CheckThrottled(
   }
   if (absl::Duration wait = throttle_->Blocked(keys, absl::Now());
       wait > absl::ZeroDuration()) {
+    Metrics().auth_failures.With({"throttled"}).Increment();
     return absl::PermissionDeniedError(TooMany(wait));
   }
   absl::Status checked = users_->Check(credentials.user, credentials.password);
-  if (!checked.ok()) throttle_->Failed(keys, absl::Now());
+  if (!checked.ok()) {
+    throttle_->Failed(keys, absl::Now());
+    Metrics().auth_failures.With({"rejected"}).Increment();
+  }
   return checked;
 }
 

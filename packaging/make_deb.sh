@@ -35,6 +35,10 @@ done
 
 doc=$stage/usr/share/doc/pm
 gzip -9n "$doc/README.md"
+# Debian compresses documentation (policy 12.3): the units' Documentation=
+# names the file the package holds.
+sed -i 's|^Documentation=file:///usr/share/doc/pm/README\.md$|&.gz|' \
+    "$stage"/lib/systemd/system/*
 install -m 0644 "$here/debian/copyright" "$doc/copyright"
 # A native package (no Debian revision): changelog.gz.
 gzip -9nc "$here/debian/changelog" > "$doc/changelog.gz"

@@ -15,6 +15,7 @@
 //   PM_PROTO_DIR       the .proto files;   PYTHONPATH  the generated stubs
 //   PM_USERS           demo and the --extra_users, space-separated
 //   PM_SERVICE_PIDS    "name=pid" of each service, space-separated
+//   PM_METRICS_PORT    the launcher's /metrics on 127.0.0.1 (every service's)
 //
 // The services' log goes to a file (copied to stderr at the end). The run
 // fails when the client fails, or when the password shows up in that log or
@@ -174,6 +175,7 @@ int main(int argc, char** argv) {
   options.runtime_dir = dir + "/run";
   options.state_dir = dir + "/state";
   options.binary_root = *root;
+  options.metrics_listen = "127.0.0.1:0";  // the whole stack's /metrics
   const std::string key = FLAGS_server_key == "rsa" ? "server-rsa" : "server";
   pm::stack::GatewayOptions gateway;
   gateway.listen = "127.0.0.1:0";
@@ -206,6 +208,7 @@ int main(int argc, char** argv) {
          "PM_USER=demo", "PM_PASSWORD_FILE=" + password_file,
          "PM_STACK_LOG=" + log_path, "PM_PROTO_DIR=" + *root + "/proto",
          "PM_USERS=" + user_names, "PM_SERVICE_PIDS=" + pids,
+         absl::StrCat("PM_METRICS_PORT=", (*stack)->metrics_port()),
          "PYTHONPATH=" + *root + "/proto"});
     if (!client.ok()) {
       dprintf(saved_stderr, "gateway_harness: %s\n",
