@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
@@ -683,22 +684,48 @@ void Shim::KillLeftovers() {
     PM_LOG(WARNING) << ErrnoError("kill", absl::StrCat("-", group_, ", SIGKILL"));
   }
   group_ = 0;
-  if (!spawn_.cgroup2_dir) return;
-  const int dir = spawn_fds_[*spawn_.cgroup2_dir].get();
   // Each member as cgroup.procs lists it, not cgroup.kill: after a write
   // to cgroup.kill the kernel killed the next run cloned into the cgroup
   // too (seen on Linux 6.x, the next run SIGKILLed before its exec).
-  Fd procs(openat(dir, "cgroup.procs", O_RDONLY | O_CLOEXEC));
+  Fd procs = OpenCgroupProcs();
   if (!procs) return;
-  std::string text;
-  char buffer[4096];
-  for (ssize_t n; (n = read(procs.get(), buffer, sizeof(buffer))) > 0;) {
-    text.append(buffer, static_cast<size_t>(n));
+  // A member may fork between the read and its kill: read again, until a
+  // read lists no member not killed yet (a fork bomb: at most
+  // kKillRounds reads; the next run's start kills what is left).
+  constexpr int kKillRounds = 64;
+  std::set<pid_t> killed;
+  for (int round = 0; round < kKillRounds; ++round) {
+    std::string text;
+    char buffer[4096];
+    ssize_t n;
+    for (off_t at = 0; (n = pread(procs.get(), buffer, sizeof(buffer), at)) > 0; at += n) {
+      text.append(buffer, static_cast<size_t>(n));
+    }
+    bool new_member = false;
+    for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+      pid_t member = 0;
+      if (!absl::SimpleAtoi(line, &member) || member <= 0) continue;
+      kill(member, SIGKILL);  // again, if listed again: harmless
+      new_member |= killed.insert(member).second;
+    }
+    if (!new_member) return;
   }
-  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-    pid_t member = 0;
-    if (absl::SimpleAtoi(line, &member) && member > 0) kill(member, SIGKILL);
+  PM_LOG(WARNING) << "run " << run_ << "'s cgroup still had new members after "
+                  << kKillRounds << " rounds of SIGKILL";
+}
+
+Fd Shim::OpenCgroupProcs() const {
+  if (spawn_.cgroup2_dir) {
+    return Fd(openat(spawn_fds_[*spawn_.cgroup2_dir].get(), "cgroup.procs",
+                     O_RDONLY | O_CLOEXEC));
   }
+  // Without a cgroup2 dir (a host whose tracking cgroup is v1): by the path
+  // of the join's cgroup.procs, which lists the same members.
+  const CgroupJoinRef* join = spawn_.cgroup2_join        ? &*spawn_.cgroup2_join
+                              : !spawn_.cgroup_joins.empty() ? &spawn_.cgroup_joins.front()
+                                                             : nullptr;
+  if (join == nullptr) return Fd();
+  return Fd(open(join->path.c_str(), O_RDONLY | O_CLOEXEC));
 }
 
 void Shim::ArmRestartTimer(absl::Duration delay) {

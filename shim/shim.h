@@ -168,6 +168,8 @@ class Shim {
   // What is left of the ended run's tree: its process group and the
   // members of its cgroup, SIGKILLed.
   void KillLeftovers();
+  // The run's cgroup.procs for reading; invalid without a cgroup.
+  Fd OpenCgroupProcs() const;
   void ArmRestartTimer(absl::Duration delay);
   void StopRestartTimer();
   void OnRestartTimer();

@@ -721,9 +721,10 @@ TEST_F(CliTest, ACrashLoopIsRestartedUntilItsCapGivesItUp) {
 }
 
 // A stop between two runs ends the process at once, as the last run ended;
-// no run follows.
+// no run follows. (The events are read from the first one on, `--after 0`:
+// a follower from "now" could start after the restart it waits for.)
 TEST_F(CliTest, AStopDuringTheBackoffEndsTheProcessAndCancelsTheRestart) {
-  std::unique_ptr<PmRun> events = Spawn({"events", "--filter", "kind=restarting"});
+  std::unique_ptr<PmRun> events = Spawn({"events", "--after", "0", "--filter", "kind=restarting"});
   PmResult started = Run({"start", "--restart", "always", "--restart-delay", "1h",
                           "--", "sh", "-c", "exit 4"});
   ASSERT_EQ(started.code, 0) << started.err;
@@ -983,7 +984,7 @@ pid_t ShimOf(const std::string& state_dir, const std::string& id) {
 // runs keeps its empty cgroup (it used to sweep it away, and every next run
 // then failed to start).
 TEST_F(CliRestartTest, ASupervisorRestartedBetweenRunsKeepsTheCgroupOfTheNextRun) {
-  std::unique_ptr<PmRun> events = Spawn({"events", "--filter", "kind=restarting"});
+  std::unique_ptr<PmRun> events = Spawn({"events", "--after", "0", "--filter", "kind=restarting"});
   PmResult started =
       Spawn({"start", "--name", "between", "--restart", "always", "--restart-delay", "2s",
              "--", "sh", "-c", "echo \"run $$\"; exit 1"})
@@ -1009,7 +1010,7 @@ TEST_F(CliRestartTest, ASupervisorRestartedBetweenRunsKeepsTheCgroupOfTheNextRun
 // Found by review: a shim killed between runs ends the process instead of
 // leaving it in backoff for ever.
 TEST_F(CliRestartTest, AShimKilledBetweenRunsEndsTheProcess) {
-  std::unique_ptr<PmRun> events = Spawn({"events", "--filter", "kind=restarting"});
+  std::unique_ptr<PmRun> events = Spawn({"events", "--after", "0", "--filter", "kind=restarting"});
   PmResult started = Spawn({"start", "--restart", "always", "--restart-delay", "1h", "--",
                             "sh", "-c", "exit 5"})
                          ->Finish();
