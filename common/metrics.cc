@@ -137,42 +137,49 @@ struct Registry::Entry {
 Registry::Registry() = default;
 Registry::~Registry() = default;
 
-Registry::Entry& Registry::Add(const std::string& name, const std::string& help,
-                               const char* type,
-                               const std::vector<std::string>& label_names) {
+std::unique_ptr<Registry::Entry> Registry::NewEntry(const std::string& name,
+                                                    const std::string& help, const char* type,
+                                                    const std::vector<std::string>& label_names) {
   if (!ValidName(name, /*colons=*/true)) Misuse("invalid metric name " + name);
   for (const std::string& label : label_names) {
     if (!ValidName(label, /*colons=*/false) || label.rfind("__", 0) == 0 || label == "le") {
       Misuse(absl::StrCat("invalid label name ", label, " of ", name));
     }
   }
-  absl::MutexLock lock(&mu_);
-  for (const auto& entry : entries_) {
-    if (entry->name == name) Misuse("metric added twice: " + name);
-  }
   auto entry = std::make_unique<Entry>();
   entry->name = name;
   entry->help = help;
   entry->type = type;
   entry->label_names = label_names;
+  return entry;
+}
+
+void Registry::Publish(std::unique_ptr<Entry> entry) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& known : entries_) {
+    if (known->name == entry->name) Misuse("metric added twice: " + entry->name);
+  }
   entries_.push_back(std::move(entry));
-  return *entries_.back();
 }
 
 Family<Counter>& Registry::AddCounter(const std::string& name, const std::string& help,
                                       std::vector<std::string> label_names) {
-  Entry& entry = Add(name, help, "counter", label_names);
-  entry.counters.reset(new Family<Counter>(
+  std::unique_ptr<Entry> entry = NewEntry(name, help, "counter", label_names);
+  entry->counters.reset(new Family<Counter>(
       std::move(label_names), [] { return std::make_unique<Counter>(); }, kMaxChildren));
-  return *entry.counters;
+  Family<Counter>& family = *entry->counters;
+  Publish(std::move(entry));
+  return family;
 }
 
 Family<Gauge>& Registry::AddGauge(const std::string& name, const std::string& help,
                                   std::vector<std::string> label_names) {
-  Entry& entry = Add(name, help, "gauge", label_names);
-  entry.gauges.reset(new Family<Gauge>(
+  std::unique_ptr<Entry> entry = NewEntry(name, help, "gauge", label_names);
+  entry->gauges.reset(new Family<Gauge>(
       std::move(label_names), [] { return std::make_unique<Gauge>(); }, kMaxChildren));
-  return *entry.gauges;
+  Family<Gauge>& family = *entry->gauges;
+  Publish(std::move(entry));
+  return family;
 }
 
 Family<Histogram>& Registry::AddHistogram(const std::string& name, const std::string& help,
@@ -183,26 +190,30 @@ Family<Histogram>& Registry::AddHistogram(const std::string& name, const std::st
       Misuse("histogram bounds must be finite and increasing: " + name);
     }
   }
-  Entry& entry = Add(name, help, "histogram", label_names);
-  entry.histograms.reset(new Family<Histogram>(
+  std::unique_ptr<Entry> entry = NewEntry(name, help, "histogram", label_names);
+  entry->histograms.reset(new Family<Histogram>(
       std::move(label_names),
       [bounds = std::move(bounds)] { return std::make_unique<Histogram>(bounds); },
       kMaxChildren));
-  return *entry.histograms;
+  Family<Histogram>& family = *entry->histograms;
+  Publish(std::move(entry));
+  return family;
 }
 
 void Registry::AddGaugeCallback(const std::string& name, const std::string& help,
                                 std::vector<std::string> label_names,
                                 std::function<std::vector<Sample>()> collect) {
-  Entry& entry = Add(name, help, "gauge", label_names);
-  entry.collect = std::move(collect);
+  std::unique_ptr<Entry> entry = NewEntry(name, help, "gauge", label_names);
+  entry->collect = std::move(collect);
+  Publish(std::move(entry));
 }
 
 void Registry::AddCounterCallback(const std::string& name, const std::string& help,
                                   std::vector<std::string> label_names,
                                   std::function<std::vector<Sample>()> collect) {
-  Entry& entry = Add(name, help, "counter", label_names);
-  entry.collect = std::move(collect);
+  std::unique_ptr<Entry> entry = NewEntry(name, help, "counter", label_names);
+  entry->collect = std::move(collect);
+  Publish(std::move(entry));
 }
 
 std::string Registry::Render() const {

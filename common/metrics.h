@@ -156,8 +156,12 @@ class Registry {
 
  private:
   struct Entry;
-  Entry& Add(const std::string& name, const std::string& help, const char* type,
-             const std::vector<std::string>& label_names);
+  // A checked entry, and its publication once complete (a Render never
+  // sees one half made).
+  static std::unique_ptr<Entry> NewEntry(const std::string& name, const std::string& help,
+                                         const char* type,
+                                         const std::vector<std::string>& label_names);
+  void Publish(std::unique_ptr<Entry> entry);
 
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);

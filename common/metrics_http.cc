@@ -120,7 +120,12 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
       MHD_OPTION_PER_IP_CONNECTION_LIMIT, kMaxConnectionsPerIp,
       MHD_OPTION_CONNECTION_TIMEOUT, kConnectionTimeoutSeconds, MHD_OPTION_END);
   if (server->daemon_ == nullptr) {
-    return absl::InternalError(absl::StrCat("MHD_start_daemon on ", listen, " failed"));
+    // Whether libmicrohttpd closed the socket on its way out is not said:
+    // left open rather than closed twice (the caller exits on this error).
+    (void)fd->release();
+    return absl::InternalError(absl::StrCat(
+        "MHD_start_daemon on ", listen,
+        " failed (libmicrohttpd's reason, if it gave one, is logged just before)"));
   }
   server->listen_fd_ = *std::move(fd);
   return server;

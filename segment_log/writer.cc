@@ -228,6 +228,7 @@ absl::Status Writer::Append(Stream stream, absl::string_view data,
                       absl::StrCat(data.size(), " bytes of output at offset ",
                                    end_offset_, " lost"));
     end_offset_ += data.size();
+    lost_bytes_ += data.size();
   }
   EnforceCap();
   if (status.ok()) status = std::exchange(sync_error_, absl::OkStatus());
@@ -371,7 +372,11 @@ void Writer::EnforceCap() {
     const Segment& oldest = segments_.front();
     // ENOENT: the log_store's total cap deleted it first; either way its
     // bytes are gone. Any other failure leaves it for the next append.
-    if (unlink(oldest.path.c_str()) != 0 && errno != ENOENT) return;
+    if (unlink(oldest.path.c_str()) == 0) {
+      capped_bytes_ += segments_[1].first_offset - oldest.first_offset;
+    } else if (errno != ENOENT) {
+      return;
+    }
     retained_bytes_ -= oldest.bytes;
     segments_.pop_front();
   }

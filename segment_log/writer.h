@@ -118,6 +118,11 @@ class Writer {
   uint64_t retained_bytes() const { return retained_bytes_; }
   // Bytes lost and not yet recorded as a gap.
   uint64_t pending_gap_bytes() const { return end_offset_ - written_end_; }
+  // Output bytes this writer dropped since Open: the offsets the segments
+  // its cap deleted covered (not those another process deleted first), and
+  // the bytes of appends whose write failed.
+  uint64_t capped_bytes() const { return capped_bytes_; }
+  uint64_t lost_bytes() const { return lost_bytes_; }
   // Whether the end record is written.
   bool closed() const { return state_ == State::kClosed; }
   const std::string& dir() const { return dir_; }
@@ -168,6 +173,8 @@ class Writer {
   // When the pending gap's first bytes were read.
   absl::Time gap_time_;
   uint64_t retained_bytes_ = 0;
+  uint64_t capped_bytes_ = 0;
+  uint64_t lost_bytes_ = 0;
   // The offset of the current segment's last record if it is a run start,
   // and how many run starts in a row end the segment there.
   std::optional<uint64_t> run_start_at_;

@@ -285,6 +285,9 @@ TEST(WriterTest, ThePerProcessCapDeletesTheOldestWholeSegments) {
   ASSERT_EQ(paths.size(), 2u);
   EXPECT_EQ(paths[0], tmp.Sub("00000000000000000180.seg"));
   EXPECT_EQ(writer->retained_bytes(), FileSize(paths[0]) + FileSize(paths[1]));
+  // What the cap dropped, in output bytes (the metrics' process_cap).
+  EXPECT_EQ(writer->capped_bytes(), 180u);
+  EXPECT_EQ(writer->lost_bytes(), 0u);
   EXPECT_EQ(DataOf(RecordsIn(tmp.path())),
             std::string(30, 'g') + std::string(30, 'h') +
                 std::string(30, 'i') + std::string(30, 'j'));
@@ -315,6 +318,8 @@ TEST(WriterTest, ACapDeletionByAnotherProcessIsTakenInStride) {
   }
   EXPECT_EQ(SegmentPaths(tmp.path()).size(), 2u);
   EXPECT_EQ(writer->end_offset(), 240u);
+  // The segment the other process deleted is its to count, not the cap's.
+  EXPECT_EQ(writer->capped_bytes(), 60u);
 }
 
 TEST(WriterTest, ReopeningResumesAtTheEnd) {
@@ -484,6 +489,8 @@ TEST(WriterTest, BytesAWriteCouldNotStoreBecomeAGapAndWritingResumes) {
   EXPECT_EQ(FileSize(path), good_size);
   EXPECT_EQ(writer->end_offset(), 1028u);
   EXPECT_EQ(writer->pending_gap_bytes(), 1024u);
+  EXPECT_EQ(writer->lost_bytes(), 1024u);
+  EXPECT_EQ(writer->capped_bytes(), 0u);
 
   // Space is back: the gap goes first, then the new bytes.
   ASSERT_TRUE(writer->Append(Stream::kStdout, "back", kT0 + absl::Seconds(2))

@@ -169,6 +169,8 @@ struct EncodeVisitor {
   }
   absl::StatusOr<std::string> operator()(const Closed& m) {
     w.U64(FieldTag::kOutputEnd, m.output_end);
+    if (m.capped != 0) w.U64(FieldTag::kOutputCapped, m.capped);
+    if (m.lost != 0) w.U64(FieldTag::kOutputLost, m.lost);
     return w.Finish(MessageType::kClosed);
   }
   absl::StatusOr<std::string> operator()(const ForkShim& m) {
@@ -664,10 +666,17 @@ absl::StatusOr<Message> DecodeBody(MessageType type, const Fields& f,
       return m;
     }
     case MessageType::kClosed: {
-      PM_RETURN_IF_ERROR(f.OnlyThese({FieldTag::kOutputEnd}));
+      PM_RETURN_IF_ERROR(f.OnlyThese(
+          {FieldTag::kOutputEnd, FieldTag::kOutputCapped, FieldTag::kOutputLost}));
       PM_RETURN_IF_ERROR(WantFds("Closed", 0, fd_count));
       Closed m;
       PM_ASSIGN_OR_RETURN(m.output_end, f.RequiredFixed(FieldTag::kOutputEnd, 8));
+      for (auto [tag, field] : {std::pair{FieldTag::kOutputCapped, &m.capped},
+                                std::pair{FieldTag::kOutputLost, &m.lost}}) {
+        PM_ASSIGN_OR_RETURN(std::optional<absl::string_view> v, f.Optional(tag));
+        if (!v) continue;
+        PM_ASSIGN_OR_RETURN(*field, Fields::Fixed(tag, *v, 8));
+      }
       return m;
     }
     case MessageType::kForkShim: {

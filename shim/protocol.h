@@ -129,6 +129,8 @@ enum class FieldTag : uint16_t {
   kGaveUp = 23,        // u32 1: the restarts' cap was reached
   kPreviousEnd = 24,   // the end of the run before: an exit status as
                        // kExitStatus (8 bytes), then i64 ended ns
+  kOutputCapped = 25,  // u64: output bytes the per-process cap deleted
+  kOutputLost = 26,    // u64: output bytes lost to failed writes
 };
 
 // How a process is started again after a run ends (Spawn.restart). The
@@ -261,6 +263,14 @@ struct RunStarted {
 // The output is closed at `output_end`; the shim exits.
 struct Closed {
   uint64_t output_end = 0;
+  // Output bytes dropped on the way to disk: the oldest segments the
+  // per-process cap deleted, and bytes whose write failed (a full disk).
+  // Sent only when not zero (an older supervisor knows neither field).
+  uint64_t capped = 0;
+  uint64_t lost = 0;
+  bool operator==(const Closed& o) const {
+    return output_end == o.output_end && capped == o.capped && lost == o.lost;
+  }
 };
 
 // To a zygote: fork an idle shim for the process `uuid` (its --process_id).

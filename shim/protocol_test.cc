@@ -86,7 +86,12 @@ TEST(ProtocolTest, RepliesRoundTrip) {
 
   back = RoundTrip(Closed{100}, 0);
   ASSERT_TRUE(std::holds_alternative<Closed>(back));
-  EXPECT_EQ(std::get<Closed>(back).output_end, 100u);
+  EXPECT_EQ(std::get<Closed>(back), (Closed{100, 0, 0}));
+  back = RoundTrip(Closed{100, 7, 9}, 0);
+  ASSERT_TRUE(std::holds_alternative<Closed>(back));
+  EXPECT_EQ(std::get<Closed>(back), (Closed{100, 7, 9}));
+  // Nothing dropped: the datagram an older supervisor reads.
+  EXPECT_EQ(Encode(Closed{100, 0, 0})->size(), 8u + 6u + 8u);
 
   back = RoundTrip(ForkShim{kUuid}, 1);
   ASSERT_TRUE(std::holds_alternative<ForkShim>(back));

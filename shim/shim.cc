@@ -687,14 +687,15 @@ void Shim::KillLeftovers() {
   // Each member as cgroup.procs lists it, not cgroup.kill: after a write
   // to cgroup.kill the kernel killed the next run cloned into the cgroup
   // too (seen on Linux 6.x, the next run SIGKILLed before its exec).
-  Fd procs = OpenCgroupProcs();
-  if (!procs) return;
   // A member may fork between the read and its kill: read again, until a
   // read lists no member not killed yet (a fork bomb: at most
-  // kKillRounds reads; the next run's start kills what is left).
+  // kKillRounds reads; the next run's start kills what is left). Opened
+  // anew each time: a v1 cgroup.procs keeps the list it made at open.
   constexpr int kKillRounds = 64;
   std::set<pid_t> killed;
   for (int round = 0; round < kKillRounds; ++round) {
+    Fd procs = OpenCgroupProcs();
+    if (!procs) return;
     std::string text;
     char buffer[4096];
     ssize_t n;
@@ -820,7 +821,7 @@ bool Shim::Finished() const {
 void Shim::Finish() {
   absl::Status closed = output_->Close(absl::Now());
   if (!closed.ok()) PM_LOG(ERROR) << "closing the output: " << closed;
-  Send(Closed{output_->end_offset()});
+  Send(Closed{output_->end_offset(), output_->capped_bytes(), output_->lost_bytes()});
   PM_LOG(INFO) << "done: " << output_->end_offset() << " bytes of output";
   Transition(Phase::kDone);
 }

@@ -351,6 +351,15 @@ TEST_F(ShimTest, AFailingDiskNeitherBlocksNorKillsTheProcess) {
   // Every byte is counted, written or lost.
   EXPECT_EQ(end.output_end, 1000000u + 5u);
   EXPECT_EQ(ExitFile(), end);
+  // And Closed tells the supervisor how many were lost (its metrics).
+  Received closed = shim.Next();
+  ASSERT_TRUE(std::holds_alternative<Closed>(closed.message)) << MessageName(closed.message);
+  const Closed& told = std::get<Closed>(closed.message);
+  EXPECT_GT(told.lost, 0u);
+  EXPECT_EQ(told.lost + OutputOf(segment_log::Stream::kStdout).size() +
+                OutputOf(segment_log::Stream::kStderr).size(),
+            end.output_end);
+  EXPECT_EQ(told.capped, 0u);
   EXPECT_EQ(shim.Wait(), kExitDone);
   absl::StatusOr<std::string> log = ReadFile(proc_dir() + "/" + kShimLogName);
   ASSERT_TRUE(log.ok()) << log.status();
@@ -448,6 +457,8 @@ TEST_F(ShimTest, ASmallOutputCapDropsTheOldestSegmentsAndKeepsWriting) {
   const std::string kept = segment_log::DataOf(chunks);
   EXPECT_GT(dropped, 0u);
   EXPECT_EQ(dropped + kept.size(), end.output_end);
+  // Closed tells the supervisor what the cap dropped (its metrics).
+  EXPECT_EQ(std::get<Closed>(closed.message), (Closed{end.output_end, dropped, 0}));
   // The newest output is what is kept, byte-exact.
   EXPECT_EQ(kept, std::string(kept.size() - 4, 'x') + "end\n");
   // At most the cap, plus the segment being written past its size by one

@@ -1,10 +1,11 @@
 #include "stack/stack_metrics.h"
 
 #include <chrono>
+#include <future>
 
 #include <grpcpp/grpcpp.h>
 
-#include "common/runtime_dir.h"
+#include "common/channel.h"
 #include "stack/stack.h"
 
 namespace pm::stack {
@@ -22,8 +23,7 @@ StackMetrics::StackMetrics(const std::vector<Service>& services)
     deaths_.With({service.name});
     restarts_.With({service.name});
     backends_.push_back(
-        {service.name, pm::internal::v1::Metrics::NewStub(grpc::CreateChannel(
-                           UnixAddress(service.socket), grpc::InsecureChannelCredentials()))});
+        {service.name, pm::internal::v1::Metrics::NewStub(UnixChannel(service.socket))});
   }
 }
 
@@ -47,16 +47,28 @@ void StackMetrics::OnEvent(const StackEvent& event) {
 }
 
 std::string StackMetrics::Render() {
-  std::string services;
+  // All at once: a service that hangs costs one timeout, not one each.
+  std::vector<std::future<absl::optional<std::string>>> scrapes;
   for (const Backend& backend : backends_) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() +
-                         absl::ToChronoMilliseconds(kScrapeTimeout));
-    pm::internal::v1::ScrapeResponse response;
-    grpc::Status status =
-        backend.stub->Scrape(&context, pm::internal::v1::ScrapeRequest(), &response);
-    up_.With({backend.name}).Set(status.ok() ? 1 : 0);
-    if (status.ok()) services += response.text();
+    scrapes.push_back(std::async(std::launch::async, [&backend]() -> absl::optional<std::string> {
+      grpc::ClientContext context;
+      // A service just restarted is waited for (within the deadline), not
+      // failed at once on the channel's last connection error.
+      context.set_wait_for_ready(true);
+      context.set_deadline(std::chrono::system_clock::now() +
+                           absl::ToChronoMilliseconds(kScrapeTimeout));
+      pm::internal::v1::ScrapeResponse response;
+      grpc::Status status =
+          backend.stub->Scrape(&context, pm::internal::v1::ScrapeRequest(), &response);
+      if (!status.ok()) return absl::nullopt;
+      return std::move(*response.mutable_text());
+    }));
+  }
+  std::string services;
+  for (size_t i = 0; i < backends_.size(); ++i) {
+    absl::optional<std::string> text = scrapes[i].get();
+    up_.With({backends_[i].name}).Set(text.has_value() ? 1 : 0);
+    if (text) services += *text;
   }
   return registry_.Render() + services;
 }

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/optional.h"
 #include "common/metrics.h"
 #include "common/metrics_http.h"
 #include "pm/internal/v1/metrics.grpc.pb.h"

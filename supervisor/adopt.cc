@@ -42,6 +42,7 @@
 #include "common/state_layout.h"
 #include "common/status.h"
 #include "supervisor/async_ops.h"
+#include "supervisor/metrics.h"
 #include "supervisor/process.h"
 #include "supervisor/settle.h"
 #include "supervisor/supervisor.h"
@@ -515,6 +516,13 @@ void Supervisor::SettleUnclaimed() {
     PM_LOG(INFO) << "process " << status.id() << " ended while no supervisor "
                  << "ran: " << ProcessStatus::State_Name(update.state()) << ", "
                  << update.end().end_reason();
+    const char* reason = "lost";
+    if (update.state() == ProcessStatus::STATE_EXITED) {
+      reason = update.end().exit_code() == 0 ? "exit_zero" : "exit_nonzero";
+    } else if (update.state() == ProcessStatus::STATE_SIGNALED) {
+      reason = "signal";
+    }
+    Metrics().exits.With({reason}).Increment();
     // Its shim may have died before closing the output: closed here, off
     // the loop (an fsync), so readers see its end.
     janitor_.Post([dir = ProcessOutputDir(options_.shim.state_dir, status.id())] {

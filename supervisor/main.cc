@@ -165,15 +165,17 @@ int main(int argc, char** argv) {
   options.cgroup.parent = FLAGS_cgroup_parent;
   options.cgroup.stack = pm::supervisor::CgroupStackTag(state_dir);
 
+  // Before Create: a supervisor that cannot serve its metrics exits before
+  // it adopts anything (its destructor would stop what it had adopted).
+  pm::supervisor::Metrics();  // every metric shown from the first scrape
+  std::unique_ptr<pm::MetricsHttpServer> metrics;
+  if (!pm::ServeMetricsIfAsked(metrics)) return 1;
   absl::StatusOr<std::unique_ptr<pm::supervisor::Supervisor>> supervisor =
       pm::supervisor::Supervisor::Create(options);
   if (!supervisor.ok()) {
     PM_LOG(ERROR) << "cannot start: " << supervisor.status();
     return 1;
   }
-  pm::supervisor::Metrics();  // every metric shown from the first scrape
-  std::unique_ptr<pm::MetricsHttpServer> metrics;
-  if (!pm::ServeMetricsIfAsked(metrics)) return 1;
   pm::supervisor::SupervisorService service(supervisor->get());
   // SIGTERM, SIGINT: every process is stopped. SIGUSR2 (an upgrade): every
   // process is left running under its shim, for the next supervisor.

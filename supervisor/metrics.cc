@@ -8,7 +8,7 @@ namespace pm::supervisor {
 SupervisorMetrics& Metrics() {
   static SupervisorMetrics* m = [] {
     metrics::Registry& r = metrics::Global();
-    return new SupervisorMetrics{
+    auto* made = new SupervisorMetrics{
         r.AddCounter("pm_supervisor_starts_total", "Start calls answered, by status code",
                      {"code"}),
         r.AddHistogram("pm_supervisor_start_seconds",
@@ -32,7 +32,18 @@ SupervisorMetrics& Metrics() {
                      "their output ends",
                      {})
             .With({}),
+        r.AddCounter("pm_supervisor_output_dropped_bytes_total",
+                     "Output bytes the processes' shims dropped, counted when their output "
+                     "ends, by cause (process_cap: --max_output_bytes; write_error: a full "
+                     "disk or an I/O error)",
+                     {"cause"}),
     };
+    for (const char* reason : {"exit_zero", "exit_nonzero", "signal", "oom_kill", "lost"}) {
+      made->exits.With({reason});
+    }
+    for (const char* cause : {"process_cap", "write_error"}) made->output_dropped.With({cause});
+    made->starts.With({"OK"});
+    return made;
   }();
   return *m;
 }
@@ -43,6 +54,12 @@ std::string ExitReason(const ExitStatus& exit, bool oom_killed) {
     return exit.code == 0 ? "exit_zero" : "exit_nonzero";
   }
   return "signal";
+}
+
+void CountOutputDropped(uint64_t capped, uint64_t lost) {
+  SupervisorMetrics& m = Metrics();
+  m.output_dropped.With({"process_cap"}).Increment(capped);
+  m.output_dropped.With({"write_error"}).Increment(lost);
 }
 
 void CountStart(const absl::Status& status, absl::Duration took) {

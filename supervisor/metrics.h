@@ -29,6 +29,9 @@ struct SupervisorMetrics {
   metrics::Counter& oom_kills;
   // Output bytes of the processes whose output ended (stdout and stderr).
   metrics::Counter& output_bytes;
+  // Output bytes their shims dropped, by cause: process_cap (the oldest
+  // segments, past --max_output_bytes), write_error (a full disk, EIO).
+  metrics::Family<metrics::Counter>& output_dropped;
 };
 
 SupervisorMetrics& Metrics();
@@ -38,6 +41,9 @@ std::string ExitReason(const ExitStatus& exit, bool oom_killed);
 
 // Counts one Start's answer that took `took`.
 void CountStart(const absl::Status& status, absl::Duration took);
+
+// Counts what a shim's Closed says it dropped.
+void CountOutputDropped(uint64_t capped, uint64_t lost);
 
 }  // namespace pm::supervisor
 

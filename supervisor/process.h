@@ -62,6 +62,10 @@ struct Process {
   // not this supervisor's child to reap).
   std::optional<ExitStatus> exit;
   absl::Time ended_at;
+  // The last run's end is already in the metrics (Restarting said it; an
+  // Exited that repeats it, as after a stop in the backoff, is not counted
+  // again).
+  bool run_end_counted = false;
   pm::v1::ProcessStatus::Termination termination =
       pm::v1::ProcessStatus::TERMINATION_UNSPECIFIED;
 

@@ -100,11 +100,14 @@ void WriteEnd(Process& p, const pm::v1::ResourceUsage* final_usage) {
   s.clear_threads();
 }
 
-// The metrics of an end WriteEnd wrote (`exit` unset: lost).
-void CountEnd(const ProcessStatus& s, const std::optional<ExitStatus>& exit) {
+// The metrics of an end WriteEnd wrote (no exit status: lost).
+void CountEnd(const Process& p) {
   SupervisorMetrics& m = Metrics();
-  m.exits.With({exit ? ExitReason(*exit, s.oom_killed()) : std::string("lost")}).Increment();
-  m.oom_kills.Increment(s.usage().oom_kills());
+  if (!p.run_end_counted) {
+    m.exits.With({p.exit ? ExitReason(*p.exit, p.status.oom_killed()) : std::string("lost")})
+        .Increment();
+  }
+  m.oom_kills.Increment(p.status.usage().oom_kills());
 }
 
 }  // namespace
@@ -245,7 +248,8 @@ void Supervisor::FinishReap(const ProcessPtr& p,
                             bool removed) {
   p->On(Event::kEndWritten);
   WriteEnd(*p, cgroup ? &final_usage : nullptr);
-  CountEnd(p->status, p->exit);
+  // An abandoned Start never ran as far as anyone knows.
+  if (!p->life.abandoned()) CountEnd(*p);
   if (p->life.abandoned()) {
     MaybeRemoveCgroup(p);
     return;

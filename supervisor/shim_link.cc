@@ -10,6 +10,7 @@
 //                     reaped through its pidfd (ReapLeader), and the output
 //                     is closed on disk on the janitor thread, so readers
 //                     see its end.
+#include <algorithm>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -182,6 +183,7 @@ void Supervisor::OnShimReadable(const ProcessPtr& p) {
         return;
       }
       UnwatchShim(p);
+      CountOutputDropped(closed->capped, closed->lost);
       OnOutputClosed(p, closed->output_end);
       return;
     } else {
@@ -206,6 +208,7 @@ void Supervisor::OnRunRestarting(const ProcessPtr& p, const shim::Restarting& r)
   p->in_backoff = true;
   p->output_end = r.end.output_end;
   Metrics().exits.With({ExitReason(r.end.status, /*oom_killed=*/false)}).Increment();
+  p->run_end_counted = true;
   ProcessStatus& s = p->status;
   *s.mutable_last_run() = RunEndOf(r.run, r.end);
   // A run the shim could not start is a run that ended, with no RunStarted.
@@ -226,6 +229,7 @@ void Supervisor::OnRunStarted(const ProcessPtr& p, const shim::RunStarted& r,
     return;
   }
   Metrics().restarts.Increment();
+  p->run_end_counted = false;
   p->in_backoff = false;
   p->pid = r.pid;
   p->start_ticks = r.start_ticks;
@@ -331,7 +335,8 @@ void Supervisor::OnOutputClosed(const ProcessPtr& p, uint64_t output_end) {
   if (p->output_closed) return;
   p->output_closed = true;
   if (!p->life.reaped()) p->output_end = output_end;
-  Metrics().output_bytes.Increment(p->output_end);
+  // What the tree wrote until the end, also after the leader's.
+  Metrics().output_bytes.Increment(std::max(output_end, p->output_end));
   // The shim says Closed once no child of the tree is left (it is their
   // subreaper): the cgroup is looked at again, in case its "empty" event
   // was lost (a cgroup removed by another supervisor's sweep of leftovers

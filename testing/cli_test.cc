@@ -783,7 +783,11 @@ TEST_F(CliCappedOutputTest, LogsReportBytesThatWereNotRetained) {
       PmRun({"--runtime_dir", capped_.runtime_dir(), "logs", id}).Finish();
   EXPECT_EQ(logs.code, 0) << logs.err;
   EXPECT_EQ(logs.out, std::string(logs.out.size(), 'x'));
-  EXPECT_LE(logs.out.size(), 65536u);
+  // The cap deletes whole segments, never the one being written, which may
+  // hold one read (64 KiB) past its size: more under load, when the shim
+  // reads a full pipe at a time (seen in CI: 70,624 bytes kept).
+  EXPECT_LE(logs.out.size(), 65536u + 65536u);
+  EXPECT_LT(logs.out.size(), 300000u);
   // Never silent: the gap is on stderr, and with it every byte is counted.
   const uint64_t dropped = 300000 - logs.out.size();
   EXPECT_EQ(logs.err,

@@ -129,6 +129,31 @@ class Metrics(unittest.TestCase):
         self.assertIn('pm_log_store_dropped_bytes_total{cause="total_cap"}', after)
         self.assertIn("pm_supervisor_output_bytes_total", after)
 
+    def test_a_run_stopped_in_its_backoff_is_one_exit_and_restarts_count(self):
+        client = stub()
+        before = scrape()
+        request = pm.StartRequest(executable="/bin/sh", args=["-c", "exit 4"])
+        request.restart.policy = pm.RestartPolicy.POLICY_ALWAYS
+        request.restart.first_delay.FromSeconds(3600)
+        request.restart.max_delay.FromSeconds(3600)
+        started = client.Start(request, timeout=TIMEOUT)
+        # Its first run ends at once; the event says it waits for the next.
+        events = client.Watch(pm.WatchRequest(id=started.id, after_sequence=0,
+                                              kinds=[pm.Event.KIND_RESTARTING]),
+                              timeout=TIMEOUT)
+        next(iter(events))
+        events.cancel()
+        client.Stop(pm.StopRequest(id=started.id), timeout=TIMEOUT)
+        ended = client.Wait(pm.WaitRequest(id=started.id), timeout=TIMEOUT)
+        self.assertEqual((ended.state, ended.exit_code), (Status.STATE_EXITED, 4))
+        after = scrape()
+        # One run, one end: the Exited that repeats the run's end after the
+        # stop is not counted again.
+        series = 'pm_supervisor_exits_total{reason="exit_nonzero"}'
+        self.assertEqual(after[series] - before.get(series, 0), 1)
+        self.assertEqual(after["pm_supervisor_restarts_total"],
+                         before.get("pm_supervisor_restarts_total", 0))
+
     def test_prometheus_scrapes_the_stack_and_answers_a_query(self):
         client = stub()
         started = client.Start(pm.StartRequest(executable="/bin/true"), timeout=TIMEOUT)
