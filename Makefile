@@ -13,7 +13,10 @@ DEB_PACKAGES := bazel-bootstrap bazel-platforms bazel-rules-java \
 	sslscan nodejs libsqlite3-dev zlib1g-dev libcli11-dev libsystemd-dev \
 	systemd dpkg-dev lintian libmicrohttpd-dev prometheus \
 	golang-go protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev \
-	golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev
+	golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev \
+	etcd-server etcd-client
+# Not golang-etcd-server-dev: it pulls golang-github-golang-protobuf-1-3-dev,
+# which removes the 1.5 one the Go client needs (third_party/etcd/README.md).
 # The sanitizer and fuzzing builds (README, "Sanitizers and fuzzing"):
 # clang-14 compiles them; libclang-rt-14-dev holds the ASan, TSan and
 # libFuzzer runtimes; lld-14 and lld (its ld.lld) link them; llvm-14 has the

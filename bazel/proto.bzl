@@ -11,13 +11,20 @@ import each other by their path below it ("pm/v1/process_manager.proto").
         deps = [],  # other pm_cc_grpc_library targets whose protos are imported
     )
     # C++ code includes "pm/v1/process_manager.grpc.pb.h".
+
+Protos copied from elsewhere keep their own import paths under a root of
+their own: `proto_root = "third_party/etcd/proto"` (see //third_party/etcd).
+A library's root, and those of its deps, are all on protoc's import path.
 """
 
 PROTO_ROOT = "proto"
 
 PmProtoInfo = provider(
     doc = "The .proto files of a pm_cc_grpc_library and of everything it imports.",
-    fields = {"transitive_srcs": "depset of .proto Files"},
+    fields = {
+        "transitive_srcs": "depset of .proto Files",
+        "transitive_roots": "depset of the directories they import from",
+    },
 )
 
 def _relative_to_root(f):
@@ -31,16 +38,20 @@ def _pm_proto_gen_impl(ctx):
         ctx.files.srcs,
         transitive = [d[PmProtoInfo].transitive_srcs for d in ctx.attr.deps],
     )
+    roots = depset(
+        [ctx.attr.proto_root],
+        transitive = [d[PmProtoInfo].transitive_roots for d in ctx.attr.deps],
+    )
     outputs = []
     for src in ctx.files.srcs:
         base = src.basename[:-len(".proto")]
         for suffix in ctx.attr.suffixes:
             outputs.append(ctx.actions.declare_file(base + suffix, sibling = src))
 
-    # Outputs land under <bin>/proto/..., mirroring the source tree.
-    out_root = ctx.bin_dir.path + "/" + PROTO_ROOT
+    # Outputs land under <bin>/<proto_root>/..., mirroring the source tree.
+    out_root = ctx.bin_dir.path + "/" + ctx.attr.proto_root
     args = ctx.actions.args()
-    args.add("--proto_path=" + PROTO_ROOT)
+    args.add_all(roots, format_each = "--proto_path=%s")
     args.add("--proto_path=/usr/include")
     for lang_flag in ctx.attr.out_flags:
         args.add(lang_flag.format(out = out_root))
@@ -60,7 +71,7 @@ def _pm_proto_gen_impl(ctx):
         # Runfiles too, so a data dependency (Python stubs) lands in them.
         DefaultInfo(files = depset(outputs), runfiles = ctx.runfiles(files = outputs)),
         OutputGroupInfo(headers = depset(headers), sources = depset(sources)),
-        PmProtoInfo(transitive_srcs = transitive),
+        PmProtoInfo(transitive_srcs = transitive, transitive_roots = roots),
     ]
 
 _pm_proto_gen = rule(
@@ -70,12 +81,20 @@ _pm_proto_gen = rule(
         "deps": attr.label_list(providers = [PmProtoInfo]),
         "suffixes": attr.string_list(mandatory = True),
         "out_flags": attr.string_list(mandatory = True),
+        "proto_root": attr.string(default = PROTO_ROOT),
         "protoc": attr.string(default = "/usr/bin/protoc"),
     },
 )
 
-def pm_cc_grpc_library(name, srcs, deps = [], grpc = True, visibility = None):
-    """A cc_library of the messages (and gRPC stubs) in `srcs`."""
+def pm_cc_grpc_library(
+        name,
+        srcs,
+        deps = [],
+        grpc = True,
+        visibility = None,
+        proto_root = PROTO_ROOT):
+    """A cc_library of the messages (and gRPC stubs) in `srcs`, which import
+    each other (and are included) by their path below `proto_root`."""
     suffixes = [".pb.h", ".pb.cc"]
     out_flags = ["--cpp_out={out}"]
     if grpc:
@@ -90,6 +109,7 @@ def pm_cc_grpc_library(name, srcs, deps = [], grpc = True, visibility = None):
         deps = [d + "_gen" for d in deps],
         suffixes = suffixes,
         out_flags = out_flags,
+        proto_root = proto_root,
     )
     native.filegroup(
         name = name + "_hdrs",
@@ -105,7 +125,7 @@ def pm_cc_grpc_library(name, srcs, deps = [], grpc = True, visibility = None):
         name = name,
         srcs = [":" + name + "_srcs"],
         hdrs = [":" + name + "_hdrs"],
-        strip_include_prefix = "/" + PROTO_ROOT,
+        strip_include_prefix = "/" + proto_root,
         # Generated code is not ours to keep warning-free.
         copts = ["-Wno-error", "-Wno-unused-parameter"],
         deps = deps + ["@system//:grpc++", "@system//:protobuf"],
