@@ -1,7 +1,8 @@
 // The Registry with a RecordStore: every create, update and eviction is in
 // the store before the call returns, a reopened registry serves what the
 // last one answered, a record still running in an earlier boot comes back
-// LOST, and a failed write changes nothing.
+// LOST (each on SQLite and on a real etcd), and a failed write changes
+// nothing.
 #include <stdlib.h>
 
 #include <fstream>
@@ -16,8 +17,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "registry/registry.h"
-#include "registry/test_util.h"
+#include "common/exit_status.h"
+#include "common/status_core.h"
+#include "registry/etcd_record_store.h"
 #include "registry/sqlite_record_store.h"
+#include "registry/test_util.h"
+#include "third_party/etcd/etcd_test_server.h"
 
 namespace pm::registry {
 namespace {
@@ -50,10 +55,34 @@ class RegistryStoreTest : public ::testing::Test {
     return options;
   }
 
-  // A registry on the test's database (the previous one must be gone: the
-  // store holds the file exclusively).
+  std::string dir_;
+};
+
+// The backends every test of RegistryOnStoreTest runs on.
+enum class Backend { kSqlite, kEtcd };
+
+std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
+  return info.param == Backend::kSqlite ? "Sqlite" : "Etcd";
+}
+
+// The Registry on each RecordStore: SQLite in the test's dir, etcd (one
+// member for the suite, started by the first test that needs it) under a
+// key prefix of the test's.
+class RegistryOnStoreTest : public RegistryStoreTest,
+                            public ::testing::WithParamInterface<Backend> {
+ protected:
+  static void TearDownTestSuite() {
+    if (etcd_ == nullptr) return;
+    absl::StatusOr<ExitStatus> end = etcd_->Stop();
+    EXPECT_TRUE(end.ok()) << end.status();
+    delete etcd_;
+    etcd_ = nullptr;
+  }
+
+  // A registry on the test's store (the previous one must be gone: the
+  // SQLite store holds its file exclusively).
   std::unique_ptr<Registry> Open(size_t max_ended_records = 10000) {
-    auto store = SqliteRecordStore::Open(dir_ + "/registry.sqlite");
+    absl::StatusOr<std::unique_ptr<RecordStore>> store = OpenStore();
     EXPECT_TRUE(store.ok()) << store.status();
     if (!store.ok()) return nullptr;
     auto registry = Registry::Open(Options(max_ended_records), *std::move(store));
@@ -61,8 +90,35 @@ class RegistryStoreTest : public ::testing::Test {
     return registry.ok() ? *std::move(registry) : nullptr;
   }
 
-  std::string dir_;
+ private:
+  absl::StatusOr<std::unique_ptr<RecordStore>> OpenStore() {
+    if (GetParam() == Backend::kSqlite) {
+      return SqliteRecordStore::Open(dir_ + "/registry.sqlite");
+    }
+    if (etcd_ == nullptr) {
+      std::string tmpl = absl::StrCat(getenv("TEST_TMPDIR"), "/etcd.XXXXXX");
+      PM_ASSIGN_OR_RETURN(std::unique_ptr<EtcdServer> etcd,
+                          EtcdServer::Start(mkdtemp(tmpl.data())));
+      etcd_ = etcd.release();
+    }
+    EtcdRecordStore::Options options;
+    options.endpoints = etcd_->endpoint();
+    // The test's name, "<test>/Etcd": a prefix no other test shares.
+    options.prefix = absl::StrCat(
+        "/pm/",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name(), "/");
+    options.deadline = absl::Seconds(60);  // a safety net
+    return EtcdRecordStore::Open(options);
+  }
+
+  static EtcdServer* etcd_;
 };
+
+EtcdServer* RegistryOnStoreTest::etcd_ = nullptr;
+
+INSTANTIATE_TEST_SUITE_P(Backends, RegistryOnStoreTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kEtcd),
+                         BackendName);
 
 CreateRecordRequest Create(int n) {
   CreateRecordRequest request;
@@ -93,7 +149,7 @@ UpdateRecordRequest Exited(const std::string& id, int code) {
   return request;
 }
 
-TEST_F(RegistryStoreTest, CreatesUpdatesAndEvictionsSurviveAReopen) {
+TEST_P(RegistryOnStoreTest, CreatesUpdatesAndEvictionsSurviveAReopen) {
   std::string running, stopping, exited, evicted;
   std::vector<std::string> listed;
   {
@@ -134,7 +190,7 @@ TEST_F(RegistryStoreTest, CreatesUpdatesAndEvictionsSurviveAReopen) {
   EXPECT_TRUE(registry->UpdateRecord(Exited(running, 0)).ok());
 }
 
-TEST_F(RegistryStoreTest, NamesAndLabelsSurviveAReopen) {
+TEST_P(RegistryOnStoreTest, NamesAndLabelsSurviveAReopen) {
   std::string web;
   {
     std::unique_ptr<Registry> registry = Open();
@@ -162,7 +218,7 @@ TEST_F(RegistryStoreTest, NamesAndLabelsSurviveAReopen) {
   EXPECT_EQ(registry->Resolve(ref)->id(), web);
 }
 
-TEST_F(RegistryStoreTest, ARemovedRecordStaysGoneAfterAReopen) {
+TEST_P(RegistryOnStoreTest, ARemovedRecordStaysGoneAfterAReopen) {
   std::string kept, removed;
   {
     std::unique_ptr<Registry> registry = Open();
@@ -185,7 +241,7 @@ TEST_F(RegistryStoreTest, ARemovedRecordStaysGoneAfterAReopen) {
   EXPECT_TRUE(registry->CreateRecord(again).ok());
 }
 
-TEST_F(RegistryStoreTest, EventsAndTheirNumberingSurviveAReopen) {
+TEST_P(RegistryOnStoreTest, EventsAndTheirNumberingSurviveAReopen) {
   std::string id;
   {
     std::unique_ptr<Registry> registry = Open();
@@ -208,7 +264,7 @@ TEST_F(RegistryStoreTest, EventsAndTheirNumberingSurviveAReopen) {
   EXPECT_EQ(registry->last_event_sequence(), 3u);
 }
 
-TEST_F(RegistryStoreTest, TheCapIsAppliedToTheStoredRowsAtLoad) {
+TEST_P(RegistryOnStoreTest, TheCapIsAppliedToTheStoredRowsAtLoad) {
   {
     std::unique_ptr<Registry> registry = Open(/*max_ended_records=*/10);
     ASSERT_NE(registry, nullptr);
@@ -226,7 +282,7 @@ TEST_F(RegistryStoreTest, TheCapIsAppliedToTheStoredRowsAtLoad) {
   EXPECT_EQ(registry->size(), 2u);  // the evicted rows were deleted
 }
 
-TEST_F(RegistryStoreTest, ARunningRecordOfAnEarlierBootIsLost) {
+TEST_P(RegistryOnStoreTest, ARunningRecordOfAnEarlierBootIsLost) {
   std::string running, stopping, exited;
   {
     std::unique_ptr<Registry> registry = Open();
@@ -260,7 +316,7 @@ TEST_F(RegistryStoreTest, ARunningRecordOfAnEarlierBootIsLost) {
   }
 }
 
-TEST_F(RegistryStoreTest, ARunningRecordOfThisBootStaysRunning) {
+TEST_P(RegistryOnStoreTest, ARunningRecordOfThisBootStaysRunning) {
   std::string id;
   {
     std::unique_ptr<Registry> registry = Open();
@@ -272,7 +328,7 @@ TEST_F(RegistryStoreTest, ARunningRecordOfThisBootStaysRunning) {
   EXPECT_EQ(registry->GetStatus(id)->state(), ProcessStatus::STATE_RUNNING);
 }
 
-TEST_F(RegistryStoreTest, ConcurrentCreatesAreAllStored) {
+TEST_P(RegistryOnStoreTest, ConcurrentCreatesAreAllStored) {
   constexpr int kThreads = 8;
   constexpr int kEach = 50;
   {
