@@ -44,8 +44,13 @@ struct Maker {
 
 TEST(SparesTest, StartHasCountReadyAtOnce) {
   Maker maker;
-  Spares<int> spares(maker.Options(2));
+  Spares<int>::Options options = maker.Options(2);
+  // Held: no refill between the two takes (a slow run, under TSan, saw
+  // the refill of the first, 3, come before the second take).
+  options.max_hold = absl::Hours(1);
+  Spares<int> spares(options);
   spares.Start();
+  Spares<int>::Hold hold = spares.HoldRefills();
   EXPECT_EQ(spares.Take(), 2);
   EXPECT_EQ(spares.Take(), 1);
 }
