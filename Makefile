@@ -26,7 +26,7 @@ DEB_PACKAGES += clang-14 libclang-rt-14-dev lld-14 lld llvm-14
 .PHONY: up upgrade test build deps clean test-sanitizers test-fuzz install deb
 
 up: deps
-	$(BAZEL) run //:stack
+	$(BAZEL) run //:stack$(if $(ETCD)$(NODE), --)$(if $(ETCD), --etcd=$(ETCD))$(if $(NODE), --node=$(NODE))
 
 # Builds the services and asks the launcher of a running `make up` (found
 # through the pid file in the runtime dir) to restart them one at a time on

@@ -248,6 +248,17 @@ void StartFlags(CLI::App* app, Arguments& a) {
                Refuse(absl::StrCat("--label: ", valid.message()));
              }
            });
+  Value(app, "--node", "NAME",
+        "in a cluster: the host to run it on, as its pm's --node names it "
+        "(default: the host whose pm takes the call); a host's own sockets "
+        "take only its own name: for another host, go through a gateway of "
+        "the cluster (--gateway)",
+        [&start](const std::string& node) {
+          if (absl::Status valid = ValidateNodeName(node); !valid.ok()) {
+            Refuse(absl::StrCat("--node: ", valid.message()));
+          }
+          start.set_node(node);
+        });
   Repeated(app, "--env", "K=V",
            "set a variable of the process's environment (repeatable); --env "
            "K copies K from pm's own environment",
@@ -478,7 +489,11 @@ void DeclareCommands(CLI::App& root, Arguments& a, const Wanted& wanted) {
        "hits, CPU throttling) and, while it runs, its memory, threads and "
        "the\n"
        "fields of /proc/PID/status. A process the OOM killer ended, or one\n"
-       "whose descendants it killed, gets an \"OOM:\" line near the top.",
+       "whose descendants it killed, gets an \"OOM:\" line near the top.\n"
+       "\n"
+       "In a cluster, \"node:\" names the host it is on; while that host is\n"
+       "unreachable its state is unknown, with why and since when (\"state\n"
+       "reason:\") and the state its host last reported (\"last known:\").",
        {"pm status web", "pm status --output json 3f2a"}})) {
     OutputFlag(status, a);
     IdOperand(status, a);
@@ -496,18 +511,33 @@ void DeclareCommands(CLI::App& root, Arguments& a, const Wanted& wanted) {
        "\n"
        "Filters (repeatable; a process must match them all, and two state=\n"
        "filters mean either state): state=STATE (running, stopping, exited,\n"
-       "signaled, lost; implies --all), name=NAME, label=KEY=VALUE (the "
-       "label\n"
-       "has that value) or label=KEY (the label is set).",
+       "signaled, lost, backoff, unknown; implies --all), name=NAME,\n"
+       "node=NAME (as --node), label=KEY=VALUE (the label has that value) or\n"
+       "label=KEY (the label is set).\n"
+       "\n"
+       "In a cluster, a NODE column after NAME says which host each process\n"
+       "is on, and --node lists one host's alone. A process whose host is\n"
+       "unreachable is in state unknown; `pm status` says since when and what\n"
+       "its state was.",
        {"pm list --filter label=app=web --filter state=running",
-        "pm rm $(pm ps -aq --filter state=exited)"},
+        "pm rm $(pm ps -aq --filter state=exited)",
+        "pm list --all --node b"},
        "ps"})) {
     Bool(list, "-a,--all", "every process on record, not only the live ones",
          a.all);
     Repeated(list, "--filter", "FILTER",
-             "state=STATE, name=NAME, label=KEY=VALUE or label=KEY "
+             "state=STATE, name=NAME, node=NAME, label=KEY=VALUE or label=KEY "
              "(repeatable)",
              [&a](const std::vector<std::string>& f) { a.filters = f; });
+    Value(list, "--node", "NAME",
+          "in a cluster: only the processes on this host (as its pm's --node "
+          "names it)",
+          [&a](const std::string& node) {
+            if (absl::Status valid = ValidateNodeName(node); !valid.ok()) {
+              Refuse(absl::StrCat("--node: ", valid.message()));
+            }
+            a.invocation.list.set_node(node);
+          });
     Value(list, "-n,--last", "N", "only the N newest",
           [&a](const std::string& v) {
             a.invocation.list.set_limit(Checked(
@@ -1049,7 +1079,7 @@ std::string ValuesOf(absl::string_view command, absl::string_view type) {
          EnumWords(pm::v1::ProcessStatus::State_descriptor(), "STATE_")) {
       filters.push_back("state=" + state);
     }
-    filters.insert(filters.end(), {"name=", "label="});
+    filters.insert(filters.end(), {"name=", "node=", "label="});
     return words(filters);
   }
   if (type == "FILTER" && command == "events") {

@@ -69,9 +69,9 @@ TEST(CommandTreeTest, UsageLinesAreMadeFromTheDeclarations) {
             "usage: pm stop [--grace DURATION] [--output json] ID\n"
             "Run 'pm stop --help' for details.\n");
   EXPECT_EQ(UsageText("ps"),
-            "usage: pm list [-a|--all] [--filter FILTER]... [-n|--last N] "
-            "[-q|--quiet]\n"
-            "               [--output json]\n"
+            "usage: pm list [-a|--all] [--filter FILTER]... [--node NAME] "
+            "[-n|--last N]\n"
+            "               [-q|--quiet] [--output json]\n"
             "Run 'pm list --help' for details.\n");
   EXPECT_THAT(UsageText("start"), HasSubstr("-- EXECUTABLE [ARGS...]"));
   EXPECT_THAT(UsageText("rm"), HasSubstr("[-f|--force] [--output json] ID..."));
@@ -161,9 +161,13 @@ TEST(CommandTreeTest, TheBashCompletionCompletesCommandsFlagsValuesAndProcesses)
                                "t \"$pm stop web \"\n"
                                "t \"$pm start --name x -- sh -c --gr\"\n"
                                "t \"$pm help lo\"\n"
-                               "t \"$pm completion \"\n");
+                               "t \"$pm completion \"\n"
+                               "t \"$pm ps --filter state=unk\"\n"
+                               "t \"$pm ps --filter no\"\n"
+                               "t \"$pm ps --no\"\n"
+                               "t \"$pm run --no\"\n");
   std::vector<std::string> lines = absl::StrSplit(got, '\n');
-  ASSERT_GE(lines.size(), 14u) << got;
+  ASSERT_GE(lines.size(), 18u) << got;
   EXPECT_EQ(lines[0], "start status stop ");
   EXPECT_EQ(lines[1],
             "0b7e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2e 9a1e3d1c-6a1f-4e8e-9f3c-2d6a5b4c3d2f web ");
@@ -180,6 +184,12 @@ TEST(CommandTreeTest, TheBashCompletionCompletesCommandsFlagsValuesAndProcesses)
   EXPECT_THAT(lines[11], Not(HasSubstr("--grace")));
   EXPECT_EQ(lines[12], "logs ");
   EXPECT_EQ(lines[13], "bash ");
+  // A cluster's: the state of a process whose host is unreachable, and
+  // the host to list or run on.
+  EXPECT_EQ(lines[14], "state=unknown ");
+  EXPECT_EQ(lines[15], "node= ");
+  EXPECT_EQ(lines[16], "--node ");
+  EXPECT_EQ(lines[17], "--node ");
   // The processes were listed with the global flags of the line.
   std::ifstream args(::testing::TempDir() + "/fake_pm.args");
   std::stringstream listed;

@@ -21,6 +21,7 @@ using ::testing::_;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::Return;
 using ::testing::StartsWith;
 
@@ -231,6 +232,26 @@ TEST_F(CommandsTest, StartPrintsTheUuidAlone) {
   EXPECT_EQ(sent.env().size(), 2);
 }
 
+TEST_F(CommandsTest, StartAndListSendTheNodeGiven) {
+  pm::v1::StartRequest started;
+  pm::v1::StartResponse response;
+  response.set_id(kId);
+  EXPECT_CALL(client_, Start(_)).WillOnce([&](const pm::v1::StartRequest& r) {
+    started = r;
+    return response;
+  });
+  EXPECT_EQ(Pm({"start", "--node", "b", "--", "sleep", "100"}), kExitOk);
+  EXPECT_EQ(started.node(), "b");
+
+  pm::v1::ListRequest listed;
+  EXPECT_CALL(client_, List(_)).WillOnce([&](const pm::v1::ListRequest& r) {
+    listed = r;
+    return pm::v1::ListResponse();
+  });
+  EXPECT_EQ(Pm({"list", "--node", "b"}), kExitOk);
+  EXPECT_EQ(listed.node(), "b");
+}
+
 TEST_F(CommandsTest, StartJson) {
   pm::v1::StartResponse response;
   response.set_id(kId);
@@ -361,6 +382,37 @@ TEST_F(CommandsTest, StatusPrintsTheBlock) {
       .WillOnce(Return(Ended(ProcessStatus::STATE_EXITED, 3)));
   EXPECT_EQ(Pm({"status", kId}), kExitOk);
   EXPECT_THAT(out_.str(), HasSubstr("exit:         exited with code 3\n"));
+}
+
+TEST_F(CommandsTest, StatusOfAProcessOnAnUnreachableHostSaysWhyAndWhatItWas) {
+  ProcessStatus unknown = Ended(ProcessStatus::STATE_EXITED, 0);
+  unknown.set_state(ProcessStatus::STATE_UNKNOWN);
+  unknown.set_last_known_state(ProcessStatus::STATE_RUNNING);
+  unknown.set_node("b");
+  unknown.set_state_reason("host b unreachable since 2026-12-05T10:00:00Z");
+  EXPECT_CALL(client_, GetStatus(_)).WillOnce(Return(unknown));
+  EXPECT_EQ(Pm({"status", kId}), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("node:         b\n"
+                                    "state:        unknown\n"
+                                    "state reason: host b unreachable since "
+                                    "2026-12-05T10:00:00Z\n"
+                                    "last known:   running\n"));
+}
+
+TEST_F(CommandsTest, ListShowsANodeColumnOnlyForACluster) {
+  pm::v1::ListResponse list;
+  *list.add_processes() = Ended(ProcessStatus::STATE_EXITED, 3);
+  EXPECT_CALL(client_, List(_)).Times(2).WillRepeatedly([&](const pm::v1::ListRequest&) {
+    return list;
+  });
+  EXPECT_EQ(Pm({"list"}), kExitOk);
+  EXPECT_THAT(out_.str(), Not(HasSubstr("NODE")));
+  out_.str("");
+  list.mutable_processes(0)->set_node("a");
+  EXPECT_EQ(Pm({"list"}), kExitOk);
+  EXPECT_THAT(out_.str(), StartsWith("UUID"));
+  EXPECT_THAT(out_.str(), HasSubstr("NAME  NODE  STATE"));
+  EXPECT_THAT(out_.str(), HasSubstr(absl::StrCat(kId, "  -     a     exited")));
 }
 
 TEST_F(CommandsTest, ListPrintsTheTableAndJson) {

@@ -124,8 +124,13 @@ std::string StateName(ProcessStatus::State state) {
       return "lost";
     case ProcessStatus::STATE_BACKOFF:
       return "backoff";
-    default:
+    case ProcessStatus::STATE_UNKNOWN:
       return "unknown";
+    case ProcessStatus::STATE_UNSPECIFIED:
+      return "unspecified";
+    default:
+      // A state of a newer pm: its number, not a word that means another.
+      return absl::StrCat("state ", static_cast<int>(state));
   }
 }
 
@@ -138,6 +143,13 @@ std::string DescribeEnd(const ProcessStatus& status) {
     return "lost: how it ended is unknown";
   }
   if (HasEnded(status)) return EndOf(status).ToString();
+  if (status.state() == ProcessStatus::STATE_UNKNOWN) {
+    return absl::StrCat(
+        "unknown",
+        status.state_reason().empty() ? "" : ": ", OneLine(status.state_reason()),
+        " (last known: ", StateName(status.last_known_state()), ", pid ",
+        status.pid(), ")");
+  }
   return absl::StrCat(StateName(status.state()), " (pid ", status.pid(), ")");
 }
 
@@ -342,6 +354,8 @@ std::string FormatUsage(const pm::v1::ResourceUsage& usage) {
 std::string FormatStatusBlock(const ProcessStatus& status,
                               absl::TimeZone zone) {
   const bool running = !HasEnded(status);
+  // Its host is unreachable: what /proc said there is not known here.
+  const bool unknown = status.state() == ProcessStatus::STATE_UNKNOWN;
   std::string block;
   auto add = [&block](absl::string_view name, absl::string_view value) {
     absl::StrAppend(&block, name, ":",
@@ -350,7 +364,15 @@ std::string FormatStatusBlock(const ProcessStatus& status,
   };
   add("id", status.id());
   if (!status.name().empty()) add("name", status.name());
+  if (!status.node().empty()) add("node", status.node());
   add("state", StateName(status.state()));
+  if (unknown) {
+    // Why nothing is known, and what was: next to the state they qualify.
+    if (!status.state_reason().empty()) {
+      add("state reason", OneLine(status.state_reason()));
+    }
+    add("last known", StateName(status.last_known_state()));
+  }
   // Near the top: it is the first thing to know about such a process.
   const std::string oom = DescribeOom(status);
   if (!oom.empty()) add("OOM", oom);
@@ -430,7 +452,7 @@ std::string FormatStatusBlock(const ProcessStatus& status,
     add("isolation", absl::StrJoin(names, ", "));
   }
   if (!status.cgroup().empty()) add("cgroup", status.cgroup());
-  if (running) {
+  if (running && !unknown) {
     add("rss", FormatBytes(status.rss_bytes()));
     add("threads", absl::StrCat(status.threads()));
   }
@@ -450,8 +472,14 @@ std::string FormatStatusBlock(const ProcessStatus& status,
 }
 
 std::string FormatTable(const pm::v1::ListResponse& list, absl::TimeZone zone) {
+  // Only a cluster's processes have a node: a single host's table stays as
+  // it always was.
+  const bool nodes = std::any_of(
+      list.processes().begin(), list.processes().end(),
+      [](const ProcessStatus& status) { return !status.node().empty(); });
   std::vector<std::vector<std::string>> rows = {
       {"UUID", "NAME", "STATE", "PID", "EXIT", "STARTED", "COMMAND"}};
+  if (nodes) rows[0].insert(rows[0].begin() + 2, "NODE");
   for (const ProcessStatus& status : list.processes()) {
     std::string exit = "-";
     if (status.state() == ProcessStatus::STATE_EXITED) {
@@ -466,6 +494,10 @@ std::string FormatTable(const pm::v1::ListResponse& list, absl::TimeZone zone) {
                     status.pid() > 0 ? absl::StrCat(status.pid()) : "-", exit,
                     FormatTime(status.started_at(), "%Y-%m-%d %H:%M:%S", zone),
                     FormatCommand(status)});
+    if (nodes) {
+      rows.back().insert(rows.back().begin() + 2,
+                         status.node().empty() ? "-" : status.node());
+    }
   }
   return AlignColumns(rows);
 }

@@ -22,8 +22,9 @@
 
 namespace pm::cli {
 
-// "running", "stopping", "exited", "signaled", "lost" ("unknown"
-// otherwise).
+// "running", "stopping", "exited", "signaled", "lost", "backoff",
+// "unknown" (STATE_UNKNOWN: its host is unreachable), "unspecified"; "state
+// N" for a number this pm does not know.
 std::string StateName(pm::v1::ProcessStatus::State state);
 
 // Whether the process has ended (exited, signaled or lost).
@@ -31,7 +32,9 @@ bool HasEnded(const pm::v1::ProcessStatus& status);
 
 // The final state in words: "exited with code 3", "killed by signal 9
 // (SIGKILL) (core dumped)", "lost: how it ended is unknown"; "running
-// (pid 42)" or "stopping (pid 42)" while it has not ended.
+// (pid 42)" or "stopping (pid 42)" while it has not ended; "unknown: host b
+// unreachable since ... (last known: running, pid 42)" while its host is
+// unreachable.
 std::string DescribeEnd(const pm::v1::ProcessStatus& status);
 
 // How it came to end: "ended by itself", "ended after the SIGTERM of a
@@ -89,8 +92,10 @@ std::string DescribeOom(const pm::v1::ProcessStatus& status);
 // "3.5s", "1h2m3s".
 std::string FormatRunTime(absl::Duration duration);
 
-// The `pm status` block: one "field: value" line each (state, an OOM line
-// when the OOM killer struck, pid, command, started, run time, the end and
+// The `pm status` block: one "field: value" line each (the node in a
+// cluster, state, and for STATE_UNKNOWN why and the last known state, an
+// OOM line when the OOM killer struck, pid, command, started, run time, the
+// end and
 // how it came, limits, namespaces, cgroup, rss, threads, ...), then the
 // resource usage of the whole tree, then the /proc status fields sorted by
 // name. Sizes and times in human units; times of day in `zone`.
@@ -98,8 +103,10 @@ std::string FormatStatusBlock(const pm::v1::ProcessStatus& status,
                               absl::TimeZone zone);
 
 // The `pm list` table: a header, then one aligned row per process (UUID,
-// STATE, PID, EXIT, STARTED, COMMAND) in the order given. EXIT says
-// "SIGKILL (OOM)" for a process the OOM killer ended.
+// NAME, STATE, PID, EXIT, STARTED, COMMAND) in the order given. EXIT says
+// "SIGKILL (OOM)" for a process the OOM killer ended. A NODE column follows
+// NAME when any process has a node (a cluster's), so a single host's table
+// is unchanged.
 std::string FormatTable(const pm::v1::ListResponse& list, absl::TimeZone zone);
 
 // Rows of cells as columns padded to the widest cell, two spaces apart; the

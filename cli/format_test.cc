@@ -53,6 +53,18 @@ ProcessStatus Lost() {
   return status;
 }
 
+// On host b, which the cluster has not heard from: last seen running.
+ProcessStatus Unknown() {
+  ProcessStatus status = Running();
+  status.set_node("b");
+  status.set_state(ProcessStatus::STATE_UNKNOWN);
+  status.set_last_known_state(ProcessStatus::STATE_RUNNING);
+  status.set_state_reason(
+      "host b unreachable since 2026-12-05T10:00:00Z: its lease expired");
+  status.clear_proc_status();
+  return status;
+}
+
 ProcessStatus Signaled(int signal, bool core = false) {
   ProcessStatus status = Exited(0);
   status.set_state(ProcessStatus::STATE_SIGNALED);
@@ -67,7 +79,11 @@ TEST(FormatTest, StateNames) {
   EXPECT_EQ(StateName(ProcessStatus::STATE_EXITED), "exited");
   EXPECT_EQ(StateName(ProcessStatus::STATE_SIGNALED), "signaled");
   EXPECT_EQ(StateName(ProcessStatus::STATE_LOST), "lost");
-  EXPECT_EQ(StateName(ProcessStatus::STATE_UNSPECIFIED), "unknown");
+  EXPECT_EQ(StateName(ProcessStatus::STATE_BACKOFF), "backoff");
+  EXPECT_EQ(StateName(ProcessStatus::STATE_UNKNOWN), "unknown");
+  EXPECT_EQ(StateName(ProcessStatus::STATE_UNSPECIFIED), "unspecified");
+  // A newer pm's state is not mistaken for one this pm knows.
+  EXPECT_EQ(StateName(static_cast<ProcessStatus::State>(99)), "state 99");
 }
 
 TEST(FormatTest, DescribeEnd) {
@@ -99,6 +115,36 @@ TEST(FormatTest, ALostProcessShowsAsEndedWithItsReason) {
   *list.add_processes() = Lost();
   EXPECT_THAT(FormatTable(list, absl::UTCTimeZone()),
               ::testing::ContainsRegex("lost +4242 +- +"));
+}
+
+TEST(FormatTest, AProcessOfAnUnreachableHostShowsWhyAndWhatItWasNotAnEnd) {
+  const ProcessStatus status = Unknown();
+  EXPECT_FALSE(HasEnded(status));
+  EXPECT_EQ(ShellExitCode(status), 1);  // not an end: no exit code
+  EXPECT_EQ(DescribeEnd(status),
+            "unknown: host b unreachable since 2026-12-05T10:00:00Z: its lease "
+            "expired (last known: running, pid 4242)");
+  const std::string block = FormatStatusBlock(status, absl::UTCTimeZone());
+  EXPECT_THAT(block, HasSubstr("node:         b\n"
+                               "state:        unknown\n"
+                               "state reason: host b unreachable since "
+                               "2026-12-05T10:00:00Z: its lease expired\n"
+                               "last known:   running\n"));
+  EXPECT_THAT(block, Not(HasSubstr("exit:")));
+  // Its host's /proc is out of reach: no stale figures from it.
+  EXPECT_THAT(block, Not(HasSubstr("rss:")));
+  EXPECT_THAT(block, Not(HasSubstr("threads:")));
+}
+
+TEST(FormatTest, StatusShowsTheNodeOnlyInACluster) {
+  EXPECT_THAT(FormatStatusBlock(Running(), absl::UTCTimeZone()),
+              Not(HasSubstr("node:")));
+  ProcessStatus on_a = Running();
+  on_a.set_node("a");
+  const std::string block = FormatStatusBlock(on_a, absl::UTCTimeZone());
+  EXPECT_THAT(block, HasSubstr("node:         a\nstate:        running\n"));
+  EXPECT_THAT(block, Not(HasSubstr("state reason:")));
+  EXPECT_THAT(block, Not(HasSubstr("last known:")));
 }
 
 TEST(FormatTest, ShellQuote) {
@@ -344,6 +390,36 @@ TEST(FormatTest, TableIsAlignedNewestFirstAsGiven) {
       "2023-11-14 22:13:20  sleep 100\n"
       "00000000-0000-4000-8000-000000000000  -     signaled  4242  SIGSEGV (core)  "
       "2023-11-14 22:13:20  sleep 100\n");
+}
+
+TEST(FormatTest, TableHasANodeColumnAfterTheNameOnlyWhenAProcessHasANode) {
+  pm::v1::ListResponse list;
+  ProcessStatus on_a = Running();
+  on_a.set_id("22222222-2222-4222-8222-222222222222");
+  on_a.set_name("web");
+  on_a.set_node("a");
+  *list.add_processes() = on_a;
+  ProcessStatus nowhere = Exited(3);  // from a host not in a cluster
+  nowhere.set_id("11111111-1111-4111-8111-111111111111");
+  nowhere.set_pid(7);
+  *list.add_processes() = nowhere;
+  *list.add_processes() = Unknown();
+  EXPECT_EQ(
+      FormatTable(list, absl::UTCTimeZone()),
+      "UUID                                  NAME  NODE  STATE    PID   EXIT  "
+      "STARTED              COMMAND\n"
+      "22222222-2222-4222-8222-222222222222  web   a     running  4242  -     "
+      "2023-11-14 22:13:20  sleep 100\n"
+      "11111111-1111-4111-8111-111111111111  -     -     exited   7     3     "
+      "2023-11-14 22:13:20  sleep 100\n"
+      "0b5e7c4a-8a3f-4a57-9d5e-1f2a3b4c5d6e  -     b     unknown  4242  -     "
+      "2023-11-14 22:13:20  sleep 100\n");
+
+  // Without nodes (one host): no NODE column, not even an empty one.
+  for (ProcessStatus& status : *list.mutable_processes()) status.clear_node();
+  EXPECT_THAT(FormatTable(list, absl::UTCTimeZone()),
+              ::testing::StartsWith("UUID                                  "
+                                    "NAME  STATE    PID   EXIT  STARTED"));
 }
 
 TEST(FormatTest, TableMarksOomKills) {

@@ -208,14 +208,16 @@ absl::Status FinishList(const Arguments& arguments, Invocation& invocation) {
       return Usage(absl::StrCat("--filter ", filter, ": ", why));
     };
     if (eq == std::string::npos || value.empty()) {
-      return bad("want state=STATE, name=NAME, label=KEY=VALUE or label=KEY");
+      return bad("want state=STATE, name=NAME, node=NAME, label=KEY=VALUE or "
+                 "label=KEY");
     }
     if (kind == "state") {
       pm::v1::ProcessStatus::State state;
       if (!pm::v1::ProcessStatus::State_Parse(
               absl::StrCat("STATE_", absl::AsciiStrToUpper(value)), &state) ||
           state == pm::v1::ProcessStatus::STATE_UNSPECIFIED) {
-        return bad("the state is one of running, stopping, exited, signaled, lost");
+        return bad("the state is one of running, stopping, exited, signaled, "
+                   "lost, backoff, unknown");
       }
       list.add_states(state);
       any_state = true;
@@ -224,13 +226,22 @@ absl::Status FinishList(const Arguments& arguments, Invocation& invocation) {
         return bad("a process has one name: two name= filters match nothing");
       }
       list.set_name(value);
+    } else if (kind == "node") {
+      // --node sets it too.
+      if (absl::Status valid = ValidateNodeName(value); !valid.ok()) {
+        return bad(valid.message());
+      }
+      if (!list.node().empty() && list.node() != value) {
+        return bad("a process is on one node: two different nodes match nothing");
+      }
+      list.set_node(value);
     } else if (kind == "label") {
       absl::StatusOr<LabelSelector> selector = ParseLabelSelector(value);
       if (!selector.ok()) return bad(selector.status().message());
       list.add_label_selector(value);
     } else {
       return bad(absl::StrCat("unknown filter \"", kind,
-                              "\" (state, name and label are known)"));
+                              "\" (state, name, node and label are known)"));
     }
   }
   if (!any_state) {

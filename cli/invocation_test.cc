@@ -370,6 +370,52 @@ TEST(InvocationTest, Logs) {
               HasSubstr("contradict"));
 }
 
+TEST(InvocationTest, StartAndRunTakeTheNodeToRunOn) {
+  EXPECT_EQ(MustParse({"start", "--", "true"}).start.node(), "");
+  EXPECT_EQ(MustParse({"start", "--node", "b", "--", "true"}).start.node(), "b");
+  Invocation run = MustParse({"run", "--node=host-2.example.com", "true"});
+  EXPECT_EQ(run.command, Command::kRun);
+  EXPECT_EQ(run.start.node(), "host-2.example.com");
+  EXPECT_EQ(run.start.executable(), "true");
+  // After the command, --node is the command's.
+  EXPECT_THAT(MustParse({"start", "sh", "--node", "b"}).start.args(),
+              ElementsAre("--node", "b"));
+  EXPECT_EQ(UsageError({"start", "--node", "a/b", "--", "true"}),
+            "start: --node: node \"a/b\" has '/': only letters, digits and _ "
+            ". - are allowed");
+  EXPECT_EQ(UsageError({"run", "--node=", "true"}), "run: --node is empty");
+}
+
+TEST(InvocationTest, ListTakesANodeByFlagOrFilter) {
+  EXPECT_EQ(MustParse({"list"}).list.node(), "");
+  EXPECT_EQ(MustParse({"list", "--node", "b"}).list.node(), "b");
+  EXPECT_EQ(MustParse({"ps", "-a", "--filter", "node=b"}).list.node(), "b");
+  // Both, naming one node: that node.
+  EXPECT_EQ(MustParse({"list", "--node=b", "--filter=node=b"}).list.node(), "b");
+  EXPECT_EQ(UsageError({"list", "--node=a", "--filter=node=b"}),
+            "--filter node=b: a process is on one node: two different "
+            "nodes match nothing");
+  EXPECT_THAT(UsageError({"list", "--filter", "node=a b"}),
+              HasSubstr("--filter node=a b: node \"a b\" has ' '"));
+  EXPECT_THAT(UsageError({"list", "--node", "-x"}), HasSubstr("--node"));
+}
+
+TEST(InvocationTest, TheStateFilterTakesUnknownAndBackoff) {
+  EXPECT_THAT(MustParse({"list", "--filter", "state=unknown"}).list.states(),
+              ElementsAre(pm::v1::ProcessStatus::STATE_UNKNOWN));
+  EXPECT_THAT(MustParse({"list", "--filter", "state=backoff",
+                         "--filter", "state=unknown"}).list.states(),
+              ElementsAre(pm::v1::ProcessStatus::STATE_BACKOFF,
+                          pm::v1::ProcessStatus::STATE_UNKNOWN));
+  EXPECT_THAT(UsageError({"list", "--filter", "state=sleeping"}),
+              HasSubstr("running, stopping, exited, signaled, lost, backoff, "
+                        "unknown"));
+  // The default is unchanged: what runs, as `docker ps`.
+  EXPECT_THAT(MustParse({"list"}).list.states(),
+              ElementsAre(pm::v1::ProcessStatus::STATE_RUNNING,
+                          pm::v1::ProcessStatus::STATE_STOPPING));
+}
+
 TEST(InvocationTest, ListAndItsAlias) {
   EXPECT_EQ(MustParse({"list"}).command, Command::kList);
   EXPECT_EQ(MustParse({"ps"}).command, Command::kList);
@@ -660,6 +706,12 @@ TEST(InvocationTest, HelpTexts) {
     EXPECT_THAT(overview, HasSubstr(flag));
   }
   EXPECT_THAT(HelpText("status"), HasSubstr("OOM"));
+  for (const char* command : {"start", "run", "list"}) {
+    EXPECT_THAT(HelpText(command), HasSubstr("--node NAME")) << command;
+  }
+  EXPECT_THAT(HelpText("list"), HasSubstr("node=NAME"));
+  EXPECT_THAT(HelpText("list"), HasSubstr("unknown"));
+  EXPECT_THAT(HelpText("status"), HasSubstr("last known"));
   EXPECT_THAT(
       UsageText("stop"),
       HasSubstr("usage: pm stop [--grace DURATION] [--output json] ID"));

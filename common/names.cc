@@ -52,6 +52,14 @@ absl::Status ValidateName(absl::string_view name) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateNodeName(absl::string_view node) {
+  if (std::string problem = TokenProblem(node, kMaxNodeNameLength); !problem.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("node ", Quoted(node), " ", problem));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string>& labels) {
   if (labels.size() > kMaxLabels) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -13,7 +13,9 @@
 //          not shaped like a full id (a UUID);
 //   labels at most 64; key 1..128 characters of [A-Za-z0-9_.-/], the first a
 //          letter or digit; value at most 1024 bytes (UTF-8, no NUL);
-//   ref    1..64 characters of [A-Za-z0-9_.-] (a name, an id or a prefix).
+//   ref    1..64 characters of [A-Za-z0-9_.-] (a name, an id or a prefix);
+//   node   1..64 characters of [A-Za-z0-9_.-], the first a letter or digit
+//          (a host of a cluster, as its --node names it: a host name fits).
 #ifndef PM_COMMON_NAMES_H_
 #define PM_COMMON_NAMES_H_
 
@@ -32,6 +34,7 @@ inline constexpr size_t kMaxLabels = 64;
 inline constexpr size_t kMaxLabelKeyLength = 128;
 inline constexpr size_t kMaxLabelValueLength = 1024;
 inline constexpr size_t kMaxLabelSelectors = 64;
+inline constexpr size_t kMaxNodeNameLength = 64;
 
 // A full process id (a UUID in its canonical form, either case): used as
 // it is, never resolved.
@@ -39,6 +42,10 @@ bool IsFullId(absl::string_view ref);
 
 // INVALID_ARGUMENT naming what is wrong with a process name.
 absl::Status ValidateName(absl::string_view name);
+
+// INVALID_ARGUMENT naming what is wrong with a node name (StartRequest.node,
+// ListRequest.node, a service's --node): "node \"a/b\" has '/': ...".
+absl::Status ValidateNodeName(absl::string_view node);
 
 // INVALID_ARGUMENT naming the first label that breaks a cap.
 absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string>& labels);

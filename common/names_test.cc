@@ -25,6 +25,24 @@ TEST(NamesTest, NamesFollowTheirRules) {
               HasSubstr("shaped like a process id"));
 }
 
+TEST(NamesTest, NodeNamesAreHostNamesOfAtMost64Characters) {
+  EXPECT_TRUE(ValidateNodeName("a").ok());
+  EXPECT_TRUE(ValidateNodeName("host-1.example.com").ok());
+  EXPECT_TRUE(ValidateNodeName("rack_2").ok());
+  EXPECT_TRUE(ValidateNodeName(std::string(64, 'h')).ok());
+  for (const std::string& bad : {std::string(""), std::string(65, 'h'),
+                                 std::string("-a"), std::string("a b"),
+                                 std::string("a/b"), std::string("a:2379")}) {
+    const absl::Status status = ValidateNodeName(bad);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(status.message(), HasSubstr("node \"")) << bad;
+  }
+  EXPECT_THAT(ValidateNodeName("").message(), HasSubstr("is empty"));
+  EXPECT_THAT(ValidateNodeName(std::string(65, 'h')).message(),
+              HasSubstr("65 characters long (at most 64)"));
+  EXPECT_THAT(ValidateNodeName("a:2379").message(), HasSubstr("has ':'"));
+}
+
 TEST(NamesTest, LabelsFollowTheirCaps) {
   google::protobuf::Map<std::string, std::string> labels;
   labels["app"] = "web";

@@ -51,6 +51,10 @@ TEST(ProcessEndTest, ExitedSignaledAndLostAreTheEndStates) {
   EXPECT_TRUE(IsEndState(ProcessStatus::STATE_LOST));
   EXPECT_FALSE(IsEndState(ProcessStatus::STATE_RUNNING));
   EXPECT_FALSE(IsEndState(ProcessStatus::STATE_STOPPING));
+  EXPECT_FALSE(IsEndState(ProcessStatus::STATE_BACKOFF));
+  // Its host is unreachable: what the process does now is not known, and
+  // it may well run on.
+  EXPECT_FALSE(IsEndState(ProcessStatus::STATE_UNKNOWN));
   EXPECT_FALSE(IsEndState(ProcessStatus::STATE_UNSPECIFIED));
 }
 

@@ -1,9 +1,14 @@
 // The registry service: the directory of process records, served on
 // <runtime_dir>/registry.sock until SIGTERM or SIGINT, kept in
-// <state_dir>/registry.sqlite across restarts.
+// <state_dir>/registry.sqlite across restarts; with --etcd, a member of a
+// cluster of pm hosts (registry/cluster.h).
 //
 //   registry --runtime_dir=/run/user/1000/pm --state_dir=~/.local/state/pm
+//   registry ... --etcd=10.0.0.1:2379,10.0.0.2:2379 --node=b
+#include <unistd.h>
+
 #include <cstdint>
+#include <fstream>
 
 #include <gflags/gflags.h>
 
@@ -12,10 +17,12 @@
 #include "common/log_flags.h"
 #include "common/memory_trimmer.h"
 #include "common/metrics_flags.h"
+#include "common/names.h"
 #include "common/runtime_dir.h"
 #include "common/server.h"
 #include "common/state_dir.h"
 #include "common/version.h"
+#include "registry/cluster.h"
 #include "registry/metrics.h"
 #include "registry/registry.h"
 #include "registry/registry_service.h"
@@ -36,6 +43,37 @@ DEFINE_int64(max_ended_records, 10000,
 DEFINE_int64(max_events, 10000,
              "how many events (Watch) are kept, in memory and in the "
              "database; a watcher further behind is told how many it missed");
+DEFINE_string(etcd, "",
+              "etcd's client endpoints (host:port, separated by commas): this "
+              "registry joins the cluster of pm hosts that share it (README, "
+              "\"Running on several hosts\"). Empty: a single host.");
+DEFINE_string(etcd_prefix, "/pm/default/",
+              "the cluster's keys in etcd start with it (\"/pm/<cluster>/\")");
+DEFINE_string(node, "",
+              "this host's name in the cluster (1 to 64 of [A-Za-z0-9_.-]); "
+              "needs --etcd");
+DEFINE_int64(etcd_lease_seconds, 10,
+             "a host whose registry stops renewing its lease in etcd (killed, "
+             "cut off) is reported unreachable by the others this long after "
+             "(at least 2)");
+
+namespace {
+
+// What tells this stack from another one claiming the same node name: the
+// machine and the state dir. The same stack restarting takes its node back
+// at once; another one waits for the old lease to expire.
+std::string InstanceOf(const std::string& state_dir) {
+  std::string machine;
+  std::ifstream("/etc/machine-id") >> machine;
+  if (machine.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    machine = host;
+  }
+  return machine + ":" + state_dir;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // Before any thread exists, so every thread inherits the mask and only
@@ -62,6 +100,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.max_events = static_cast<size_t>(FLAGS_max_events);
+  if (FLAGS_etcd.empty() && !FLAGS_node.empty()) {
+    PM_LOG(ERROR) << "--node=" << FLAGS_node
+                  << " needs a cluster: give --etcd=ENDPOINTS too";
+    return 2;
+  }
+  if (!FLAGS_etcd.empty()) {
+    if (absl::Status valid = pm::ValidateNodeName(FLAGS_node); !valid.ok()) {
+      PM_LOG(ERROR) << "--node (with --etcd): " << valid.message();
+      return 2;
+    }
+    options.node = FLAGS_node;
+  }
   const std::string state_dir = pm::StateDirFlagOrDefault(FLAGS_state_dir);
   if (absl::Status made = pm::EnsureStateDir(state_dir); !made.ok()) {
     PM_LOG(ERROR) << "--state_dir: " << made;
@@ -81,6 +131,24 @@ int main(int argc, char** argv) {
   }
   PM_LOG(INFO) << "records in " << state_dir << "/registry.sqlite: "
                << (*registry)->size() << " loaded";
+  if (!FLAGS_etcd.empty()) {
+    pm::registry::Cluster::Options cluster_options;
+    cluster_options.endpoints = FLAGS_etcd;
+    cluster_options.prefix = FLAGS_etcd_prefix;
+    cluster_options.node = FLAGS_node;
+    cluster_options.instance = InstanceOf(state_dir);
+    cluster_options.lease_ttl = absl::Seconds(FLAGS_etcd_lease_seconds);
+    pm::registry::Registry* records = registry->get();
+    absl::StatusOr<std::unique_ptr<pm::registry::Cluster>> cluster =
+        pm::registry::Cluster::Start(cluster_options, [records] { return records->Snapshot(); });
+    if (!cluster.ok()) {
+      PM_LOG(ERROR) << "cannot join the cluster: " << cluster.status();
+      return 2;
+    }
+    (*registry)->AttachCluster(*std::move(cluster));
+    PM_LOG(INFO) << "node \"" << FLAGS_node << "\" of the cluster in etcd at "
+                 << FLAGS_etcd << " under " << FLAGS_etcd_prefix;
+  }
   pm::registry::ExportMetrics(**registry, pm::metrics::Global());
   std::unique_ptr<pm::MetricsHttpServer> metrics;
   if (!pm::ServeMetricsIfAsked(metrics)) return 1;

@@ -215,6 +215,20 @@ void AddLiveView(absl::string_view proc_root, uint64_t start_ticks,
 
 Registry::Registry(RegistryOptions options) : options_(std::move(options)) {}
 
+Registry::~Registry() { cluster_.reset(); }
+
+void Registry::AttachCluster(std::unique_ptr<Cluster> cluster) {
+  cluster_ = std::move(cluster);
+}
+
+std::vector<ProcessStatus> Registry::Snapshot() const {
+  absl::ReaderMutexLock lock(&mutex_);
+  std::vector<ProcessStatus> all;
+  all.reserve(records_.size());
+  for (const auto& [id, record] : records_) all.push_back(record.status);
+  return all;
+}
+
 absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(
     RegistryOptions options, std::unique_ptr<RecordStore> store) {
   PM_ASSIGN_OR_RETURN(std::string boot_id, ReadBootId(options.boot_id_path));
@@ -366,6 +380,7 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecordImpl(
                          status);
   status.set_owner(request.owner());
   status.set_owner_user(request.owner_user());
+  status.set_node(options_.node);
   status.set_name(request.spec().name());
   *status.mutable_labels() = request.spec().labels();
   *status.mutable_limits() = request.spec().limits();
@@ -395,6 +410,21 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecordImpl(
     std::string id = absl::AsciiStrToLower(request.id());
     if (!given) {
       PM_ASSIGN_OR_RETURN(id, NewUuidV4());
+    }
+    if (cluster_ != nullptr) {
+      // Unique across the cluster: taken in etcd before it is recorded.
+      absl::Status claimed = cluster_->Claim(id, status.name());
+      if (absl::IsAlreadyExists(claimed)) {
+        if (given || !status.name().empty()) return claimed;
+        continue;
+      }
+      if (!claimed.ok() && !status.name().empty()) {
+        return absl::UnavailableError(absl::StrCat(
+            "a named process needs the cluster, to know its name is free "
+            "there: ", claimed.message()));
+      }
+      // etcd out of reach: an unnamed process is recorded anyway (122
+      // random bits), and the mirror claims its id once etcd is back.
     }
     absl::MutexLock lock(&mutex_);
     if (records_.contains(id)) {
@@ -432,6 +462,7 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecordImpl(
     by_age_.emplace(record.age, id);
     Index(id, status);
     ProcessStatus answer = Answer(status, now);
+    if (cluster_ != nullptr) cluster_->Publish(status);
     records_.emplace(std::move(id), std::move(record));
     return answer;
   }
@@ -530,6 +561,7 @@ absl::StatusOr<ProcessStatus> Registry::UpdateLocked(
   KeepEvents(write);
   record->status = std::move(next);
   record->start_ticks = start_ticks;
+  if (cluster_ != nullptr) cluster_->Publish(record->status);
   if (!IsEndState(to)) return Answer(record->status, now);
   record->ended_order = ended_order;
   ++next_ended_order_;
@@ -547,7 +579,17 @@ uint64_t Registry::Wait(absl::string_view id, WaitCallback done) {
   {
     absl::MutexLock lock(&mutex_);
     absl::StatusOr<Record*> record = Find(id);
-    if (!record.ok()) {
+    std::optional<ProcessStatus> there;
+    if (!record.ok() && absl::IsNotFound(record.status()) && cluster_ != nullptr) {
+      there = cluster_->Find(id);
+    }
+    if (there.has_value() && IsEndState(there->state())) {
+      now_answer = Answer(*there, absl::Now());
+    } else if (there.has_value()) {
+      now_answer = absl::FailedPreconditionError(absl::StrCat(
+          "process ", there->id(), " runs on host ", there->node(),
+          ", not this one: wait for it through that host's gateway"));
+    } else if (!record.ok()) {
       now_answer = record.status();
     } else if (IsEndState((*record)->status.state())) {
       now_answer = Answer((*record)->status, absl::Now());
@@ -573,7 +615,14 @@ absl::StatusOr<ProcessStatus> Registry::GetStatus(absl::string_view id) const {
   CgroupDirs cgroup;
   {
     absl::ReaderMutexLock lock(&mutex_);
-    PM_ASSIGN_OR_RETURN(const Record* record, Find(id));
+    absl::StatusOr<const Record*> found = Find(id);
+    if (!found.ok() && absl::IsNotFound(found.status()) && cluster_ != nullptr) {
+      // Another host's, as that host last published it.
+      std::optional<ProcessStatus> there = cluster_->Find(id);
+      if (there.has_value()) return Answer(*there, absl::Now());
+    }
+    PM_RETURN_IF_ERROR(found.status());
+    const Record* record = *found;
     stored = record->status;
     start_ticks = record->start_ticks;
     cgroup = record->cgroup;
@@ -615,8 +664,12 @@ absl::StatusOr<pm::v1::ListResponse> Registry::List(
     }
   }
   const absl::string_view owner_user = request.owner_user();
+  if (!request.node().empty()) {
+    PM_RETURN_IF_ERROR(pm::ValidateNodeName(request.node()));
+  }
   const bool all = owner_user.empty() && selectors.empty() &&
-                   request.states().empty() && request.name().empty();
+                   request.states().empty() && request.name().empty() &&
+                   request.node().empty();
   const size_t limit = request.limit() == 0 ? SIZE_MAX : request.limit();
   const absl::Time now = absl::Now();
   pm::v1::ListResponse response;
@@ -628,9 +681,17 @@ absl::StatusOr<pm::v1::ListResponse> Registry::List(
   auto wanted = [&](const ProcessStatus& status) {
     if (!owner_user.empty() && status.owner_user() != owner_user) return false;
     if (!request.name().empty() && status.name() != request.name()) return false;
-    if (!request.states().empty() &&
-        std::find(request.states().begin(), request.states().end(),
-                  status.state()) == request.states().end()) {
+    if (!request.node().empty() && status.node() != request.node()) return false;
+    // A record of an unreachable host (UNKNOWN) is listed among the
+    // states it was last known in too: `pm list` (running and stopping)
+    // still shows what ran there.
+    auto asked = [&](int state) {
+      return std::find(request.states().begin(), request.states().end(), state) !=
+             request.states().end();
+    };
+    if (!request.states().empty() && !asked(status.state()) &&
+        !(status.state() == ProcessStatus::STATE_UNKNOWN &&
+          asked(status.last_known_state()))) {
       return false;
     }
     for (const LabelSelector& selector : selectors) {
@@ -638,12 +699,37 @@ absl::StatusOr<pm::v1::ListResponse> Registry::List(
     }
     return true;
   };
+  // The other hosts' records (a cluster), newest first, filtered alike
+  // (their states as answered now: UNKNOWN where the host is out of reach).
+  std::vector<ProcessStatus> others;
+  if (cluster_ != nullptr) {
+    for (ProcessStatus& status : cluster_->Others()) {
+      if (wanted(status)) others.push_back(std::move(status));
+    }
+    std::sort(others.begin(), others.end(),
+              [](const ProcessStatus& a, const ProcessStatus& b) {
+                return FromProtoTimestamp(a.started_at()) >
+                       FromProtoTimestamp(b.started_at());
+              });
+  }
+  auto other = others.begin();
   for (auto it = by_age_.rbegin();
        it != by_age_.rend() && static_cast<size_t>(response.processes_size()) < limit;
        ++it) {
     const pm::v1::ProcessStatus& status = records_.at(it->second).status;
     if (!all && !wanted(status)) continue;
+    // Merged by start time, this host's first among equals.
+    while (other != others.end() &&
+           static_cast<size_t>(response.processes_size()) < limit &&
+           FromProtoTimestamp(other->started_at()) > it->first.first) {
+      *response.add_processes() = Answer(*other++, now);
+    }
+    if (static_cast<size_t>(response.processes_size()) >= limit) break;
     *response.add_processes() = Answer(status, now);
+  }
+  while (other != others.end() &&
+         static_cast<size_t>(response.processes_size()) < limit) {
+    *response.add_processes() = Answer(*other++, now);
   }
   return response;
 }
@@ -664,8 +750,18 @@ absl::StatusOr<pm::internal::v1::ResolveResponse> Registry::Resolve(
     return response;
   };
   absl::ReaderMutexLock lock(&mutex_);
+  // Another host's process (a cluster), by its full id or its name.
+  auto elsewhere = [&](absl::string_view id) -> std::optional<ProcessStatus> {
+    if (cluster_ == nullptr) return std::nullopt;
+    std::optional<ProcessStatus> there = cluster_->Find(id);
+    if (there.has_value() && !visible(*there)) return std::nullopt;
+    return there;
+  };
   if (IsFullId(ref) && !request.name_only()) {
     absl::StatusOr<const Record*> found = Find(ref);
+    if (!found.ok() && absl::IsNotFound(found.status())) {
+      if (std::optional<ProcessStatus> there = elsewhere(ref)) return answer(*there);
+    }
     if (found.ok() && !visible((*found)->status)) {
       return absl::NotFoundError(absl::StrCat("no process with id ", ref));
     }
@@ -675,6 +771,10 @@ absl::StatusOr<pm::internal::v1::ResolveResponse> Registry::Resolve(
   if (auto named = names_.find(ref); named != names_.end()) {
     const ProcessStatus& status = records_.at(named->second).status;
     if (visible(status)) return answer(status);
+  } else if (cluster_ != nullptr) {
+    if (std::optional<std::string> id = cluster_->IdOfName(ref)) {
+      if (std::optional<ProcessStatus> there = elsewhere(*id)) return answer(*there);
+    }
   }
   if (request.name_only()) {
     return absl::NotFoundError(absl::StrCat("no process is named \"", ref, "\""));
@@ -687,6 +787,21 @@ absl::StatusOr<pm::internal::v1::ResolveResponse> Registry::Resolve(
          it != ids_.end() && absl::StartsWith(*it, prefix); ++it) {
       const ProcessStatus& status = records_.at(*it).status;
       if (!visible(status)) continue;
+      if (matches.size() < kMaxCandidatesShown) {
+        matches.push_back(&status);
+      } else {
+        ++more;
+      }
+    }
+    std::vector<ProcessStatus> others;
+    if (cluster_ != nullptr) {
+      for (ProcessStatus& status : cluster_->Others()) {
+        if (absl::StartsWith(status.id(), prefix) && visible(status)) {
+          others.push_back(std::move(status));
+        }
+      }
+    }
+    for (const ProcessStatus& status : others) {
       if (matches.size() < kMaxCandidatesShown) {
         matches.push_back(&status);
       } else {
@@ -784,6 +899,7 @@ void Registry::EvictPastCap() {
     auto it = records_.find(ended_order_.front());
     by_age_.erase(it->second.age);
     Unindex(it->first, it->second.status);
+    if (cluster_ != nullptr) cluster_->Unpublish(it->first, it->second.status.name());
     RememberEvicted(IdBits(it->first));
     records_.erase(it);
     ended_order_.pop_front();
@@ -831,6 +947,7 @@ absl::StatusOr<ProcessStatus> Registry::RemoveRecordImpl(
   ProcessStatus removed = std::move(record->status);
   by_age_.erase(record->age);
   Unindex(key, removed);
+  if (cluster_ != nullptr) cluster_->Unpublish(key, removed.name());
   auto queued = std::find(ended_order_.begin(), ended_order_.end(), key);
   if (queued != ended_order_.end()) ended_order_.erase(queued);
   RememberEvicted(IdBits(key), /*removed=*/true);

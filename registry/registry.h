@@ -53,6 +53,7 @@
 #include "absl/time/time.h"
 #include "common/cgroup_usage.h"
 #include "common/names.h"
+#include "registry/cluster.h"
 #include "registry/record_store.h"
 #include "pm/internal/v1/internal.pb.h"
 #include "pm/v1/process_manager.pb.h"
@@ -77,6 +78,9 @@ struct RegistryOptions {
   // How many events (Watch) are kept, in memory and in the store; a
   // watcher that falls further behind is told how many it missed.
   size_t max_events = 10000;
+  // This host's name in a cluster (ProcessStatus.node of every record it
+  // creates); empty when not in one.
+  std::string node;
 };
 
 // What a Watch wants (pm.v1.WatchRequest, its selectors parsed).
@@ -105,6 +109,19 @@ class Registry {
       RegistryOptions options, std::unique_ptr<RecordStore> store);
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
+  // Stops the cluster's threads first (they read the records).
+  ~Registry();
+
+  // Makes this registry a member of a cluster (cluster.h): ids and names
+  // are claimed there before a record is created, every change is
+  // mirrored there, and the other hosts' records answer GetStatus, List,
+  // Resolve and Wait (an ended one) beside this host's. Call once, before
+  // serving; `Snapshot` is what the cluster's Snapshot callback calls.
+  void AttachCluster(std::unique_ptr<Cluster> cluster);
+  // This host's records as stored (no run time, no live view).
+  std::vector<pm::v1::ProcessStatus> Snapshot() const;
+  // Null when not in a cluster.
+  const Cluster* cluster() const { return cluster_.get(); }
 
   // Records a process that has just been exec'd: takes the request's id
   // (INVALID_ARGUMENT if malformed, ALREADY_EXISTS if taken, also by a
@@ -302,6 +319,9 @@ class Registry {
   const RegistryOptions options_;
   // Null for a registry in memory only.
   std::unique_ptr<RecordStore> store_;
+  // Null when not in a cluster. Its own lock is taken inside mutex_, never
+  // the other way round.
+  std::unique_ptr<Cluster> cluster_;
   std::string boot_id_;
   mutable absl::Mutex mutex_;
   absl::flat_hash_map<std::string, Record> records_ ABSL_GUARDED_BY(mutex_);

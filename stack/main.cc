@@ -4,7 +4,10 @@
 // orphans reparented to it. SIGHUP restarts every service on the binaries
 // on disk; `stack --upgrade` (make upgrade) sends it to the running launcher
 // through its pid file. On its first run it makes the dev PKI and the demo
-// user in certs/dev/ (see stack/dev_certs.h).
+// user in certs/dev/ (see stack/dev_certs.h). With --etcd (make up ETCD=...
+// NODE=...) this host joins a cluster: the registry keeps its records in
+// that etcd as node --node (default: the host name), and the supervisor
+// runs that node's Starts only (stack/cluster.h).
 #include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -20,6 +23,7 @@
 #include "common/server.h"
 #include "common/state_dir.h"
 #include "common/version.h"
+#include "stack/cluster.h"
 #include "stack/dev_certs.h"
 #include "stack/launcher_pid.h"
 #include "stack/stack.h"
@@ -44,6 +48,16 @@ DEFINE_bool(restart, true,
 DEFINE_bool(upgrade, false,
             "Do not run a stack: tell the launcher running on --runtime_dir "
             "to restart every service on the binaries on disk (SIGHUP)");
+DEFINE_string(etcd, "",
+              "Join a cluster of pm hosts on these etcd endpoints "
+              "(host:port, comma separated), passed to the registry; empty: "
+              "a single host, as before");
+DEFINE_string(etcd_prefix, "",
+              "With --etcd: the cluster's keys in etcd, /pm/<cluster>/ "
+              "(default: the registry's, /pm/default/)");
+DEFINE_string(node, "",
+              "With --etcd: this host's name in the cluster, passed to the "
+              "registry and the supervisor (default: the host name)");
 DEFINE_string(certs_dir, "",
               "The dev PKI and users (default: certs/dev in the workspace); "
               "made on first run");
@@ -92,10 +106,17 @@ void PrintGatewayBanner(const pm::stack::Stack& stack,
   fflush(stdout);
 }
 
-void PrintBanner(const pm::stack::Stack& stack) {
+void PrintBanner(const pm::stack::Stack& stack,
+                 const absl::optional<pm::stack::ClusterOptions>& cluster) {
   std::string text =
       absl::StrCat("\npm stack is up (runtime dir ", stack.runtime_dir(),
                    ", state dir ", stack.state_dir(), ")\n");
+  if (cluster.has_value()) {
+    absl::StrAppend(&text, "Cluster: this host is node ", cluster->node,
+                    ", on etcd ", cluster->etcd,
+                    cluster->etcd_prefix.empty() ? "" : " under ",
+                    cluster->etcd_prefix, "\n");
+  }
   for (const auto& service : stack.services()) {
     absl::StrAppend(&text, "  ", service.name,
                     std::string(12 - service.name.size(), ' '), "pid ",
@@ -147,6 +168,13 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   if (!pm::ApplyLogFlags()) return 2;
   pm::SetLogTag("stack");
+  absl::StatusOr<absl::optional<pm::stack::ClusterOptions>> cluster =
+      pm::stack::ClusterFromFlags(FLAGS_etcd, FLAGS_etcd_prefix, FLAGS_node,
+                                  pm::stack::HostName());
+  if (!cluster.ok()) {
+    fprintf(stderr, "pm: %s\n", std::string(cluster.status().message()).c_str());
+    return 2;
+  }
   const std::string runtime_dir =
       FLAGS_runtime_dir.empty() ? pm::DefaultRuntimeDir() : FLAGS_runtime_dir;
   if (FLAGS_upgrade) return SignalUpgrade(runtime_dir);
@@ -161,6 +189,7 @@ int main(int argc, char** argv) {
   pm::LogFileLimitRaise(file_limit);
 
   pm::stack::StackOptions options;
+  options.cluster = *cluster;
   // The services start with the limit we had, as from a shell.
   if (file_limit.ok()) options.service_file_limit = *file_limit;
   options.runtime_dir = runtime_dir;
@@ -198,7 +227,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "pm: %s (make upgrade will not find this launcher)\n",
             std::string(written.message()).c_str());
   }
-  PrintBanner(**stack);
+  PrintBanner(**stack, options.cluster);
   if (FLAGS_gateway) PrintGatewayBanner(**stack, dev);
 
   absl::StatusOr<pm::stack::Stack::Event> event = (*stack)->Run();

@@ -182,6 +182,48 @@ absl::StatusOr<std::string> FindBinaryRoot() {
       "runfiles; run through bazel (bazel run //:stack)");
 }
 
+std::vector<std::string> ServiceArgs(const StackOptions& options,
+                                     const std::string& name) {
+  std::vector<std::string> args = {
+      absl::StrCat(options.binary_root, "/", name, "/", name),
+      absl::StrCat("--runtime_dir=", options.runtime_dir),
+      // Every service keeps state there (records, output, the processes'
+      // directories, the audit log).
+      absl::StrCat("--state_dir=", options.state_dir)};
+  if (name == "supervisor") {
+    args.push_back(absl::StrCat("--shim_binary=", options.binary_root, "/shim/pm-shim"));
+  }
+  if (name == "gateway" && options.gateway.has_value()) {
+    const GatewayOptions& gateway = *options.gateway;
+    for (std::string arg : {"--listen=" + gateway.listen,
+                            "--ca_file=" + gateway.ca_file,
+                            "--cert_file=" + gateway.cert_file,
+                            "--key_file=" + gateway.key_file,
+                            "--users_file=" + gateway.users_file,
+                            "--port_file=" + gateway.port_file}) {
+      args.push_back(std::move(arg));
+    }
+  }
+  if (options.cluster.has_value()) {
+    // The registry mirrors this host's records into the cluster's etcd
+    // under its node; the supervisor runs only this node's Starts.
+    const ClusterOptions& cluster = *options.cluster;
+    if (name == "registry") {
+      args.push_back(absl::StrCat("--etcd=", cluster.etcd));
+      if (!cluster.etcd_prefix.empty()) {
+        args.push_back(absl::StrCat("--etcd_prefix=", cluster.etcd_prefix));
+      }
+    }
+    if (name == "registry" || name == "supervisor") {
+      args.push_back(absl::StrCat("--node=", cluster.node));
+    }
+  }
+  if (auto extra = options.extra_args.find(name); extra != options.extra_args.end()) {
+    args.insert(args.end(), extra->second.begin(), extra->second.end());
+  }
+  return args;
+}
+
 absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(StackOptions options) {
   if (options.binary_root.empty()) {
     PM_ASSIGN_OR_RETURN(options.binary_root, FindBinaryRoot());
@@ -194,6 +236,9 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(StackOptions options) {
   if (options.subreaper && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
     return ErrnoError("prctl", "PR_SET_CHILD_SUBREAPER");
   }
+  if (options.gateway.has_value() && options.gateway->port_file.empty()) {
+    options.gateway->port_file = absl::StrCat(options.runtime_dir, "/gateway.port");
+  }
   std::unique_ptr<Stack> stack(new Stack(std::move(options)));
   stack->wakeup_ = Fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stack->wakeup_) return ErrnoError("eventfd");
@@ -205,34 +250,8 @@ absl::StatusOr<std::unique_ptr<Stack>> Stack::Start(StackOptions options) {
     if (name == "gateway" && !stack->options_.gateway.has_value()) continue;
     ServiceProcess service;
     service.name = name;
-    service.binary = absl::StrCat(stack->options_.binary_root, "/", name, "/", name);
-    service.args = {service.binary,
-                    absl::StrCat("--runtime_dir=", stack->options_.runtime_dir)};
-    // Every service keeps state there (records, output, the processes'
-    // directories, the audit log).
-    service.args.push_back(absl::StrCat("--state_dir=", stack->options_.state_dir));
-    if (name == "supervisor") {
-      service.args.push_back(absl::StrCat(
-          "--shim_binary=", stack->options_.binary_root, "/shim/pm-shim"));
-    }
-    if (name == "gateway") {
-      GatewayOptions& gateway = *stack->options_.gateway;
-      if (gateway.port_file.empty()) {
-        gateway.port_file =
-            absl::StrCat(stack->options_.runtime_dir, "/gateway.port");
-      }
-      for (std::string arg : {"--listen=" + gateway.listen,
-                              "--ca_file=" + gateway.ca_file,
-                              "--cert_file=" + gateway.cert_file,
-                              "--key_file=" + gateway.key_file,
-                              "--users_file=" + gateway.users_file,
-                              "--port_file=" + gateway.port_file}) {
-        service.args.push_back(std::move(arg));
-      }
-    }
-    for (const std::string& arg : stack->options_.extra_args[name]) {
-      service.args.push_back(arg);
-    }
+    service.args = ServiceArgs(stack->options_, name);
+    service.binary = service.args[0];
     service.socket = SocketPath(stack->options_.runtime_dir, ServiceOf(name));
     stack->services_.push_back(std::move(service));
   }

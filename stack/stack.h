@@ -60,6 +60,7 @@
 #include "absl/types/optional.h"
 #include "common/exit_status.h"
 #include "common/fd.h"
+#include "stack/cluster.h"
 #include "stack/restart_backoff.h"
 #include "stack/stack_metrics.h"
 
@@ -149,7 +150,20 @@ struct StackOptions {
   // Where to serve the whole stack's Prometheus metrics (stack_metrics.h),
   // host:port (port 0: a free one, see metrics_port()); empty: nowhere.
   std::string metrics_listen;
+  // This host's cluster (stack/cluster.h), passed on to the registry
+  // (--etcd, --etcd_prefix, --node) and the supervisor (--node); unset: a
+  // single host.
+  absl::optional<ClusterOptions> cluster;
 };
+
+// The command line of service `name` (one of Stack::ServiceNames()) as the
+// stack runs it: its binary under options.binary_root, the runtime and
+// state dirs, what that service needs of `options` (the supervisor its
+// pm-shim, the gateway its listen address, files and port file, the
+// registry and supervisor the cluster's flags), then
+// options.extra_args[name]. The gateway's port_file must be set.
+std::vector<std::string> ServiceArgs(const StackOptions& options,
+                                     const std::string& name);
 
 struct ServiceProcess {
   std::string name;

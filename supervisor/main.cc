@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/log_flags.h"
 #include "common/metrics_flags.h"
+#include "common/names.h"
 #include "common/memory_trimmer.h"
 #include "common/runtime_dir.h"
 #include "common/state_dir.h"
@@ -67,6 +68,12 @@ DEFINE_uint32(spare_shims, 2,
               "Idle pm-shims kept ready, each with its process's directory "
               "made, so a Start only sends it a message; 0 makes each one at "
               "its Start (slower)");
+DEFINE_string(node, "",
+              "This host's name in its cluster, as its registry's --node "
+              "gives it (1 to 64 of A-Z a-z 0-9 _ . -); a Start naming "
+              "another node is refused (start it through that host's "
+              "gateway). Empty: not in a cluster, a Start naming any node is "
+              "refused");
 DEFINE_string(cgroups, "auto",
               "Which cgroups hold the managed processes: auto (cgroup2 to "
               "track and kill and for the controllers it has, cgroup v1 for "
@@ -133,6 +140,13 @@ int main(int argc, char** argv) {
   options.spare_shims = FLAGS_spare_shims;
   options.command_caps.max_args = FLAGS_max_args;
   options.command_caps.max_bytes = FLAGS_max_command_bytes;
+  if (!FLAGS_node.empty()) {
+    if (absl::Status valid = pm::ValidateNodeName(FLAGS_node); !valid.ok()) {
+      PM_LOG(ERROR) << "--node: " << valid.message();
+      return 2;
+    }
+  }
+  options.node = FLAGS_node;
   if (file_limit.ok()) options.child_file_limit = *file_limit;
   if (FLAGS_shim_binary.empty()) {
     PM_LOG(ERROR) << "--shim_binary is required: the pm-shim each process "

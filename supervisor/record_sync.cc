@@ -87,6 +87,22 @@ void CopyEnd(const ProcessStatus& from, ProcessStatus& to) {
   *to.mutable_run_time() = from.run_time();
 }
 
+namespace {
+
+// The runs of a restarted process: which one is (or was last) running, how
+// the one before it ended, and whether its cap gave it up.
+void CopyRuns(const ProcessStatus& from, ProcessStatus& to) {
+  to.set_pid(from.pid());
+  to.set_run(from.run());
+  to.set_restarts(from.restarts());
+  *to.mutable_started_at() = from.started_at();
+  if (from.has_last_run()) *to.mutable_last_run() = from.last_run();
+  if (from.has_next_start()) *to.mutable_next_start() = from.next_start();
+  to.set_gave_up(from.gave_up());
+}
+
+}  // namespace
+
 void Supervisor::ForbidRestarts(const ProcessPtr& p) {
   if (!p->restarts || !p->shim_control.valid()) return;
   absl::Status told = shim::SendMessage(p->shim_control.get(), shim::NoRestart{}, {});
@@ -115,16 +131,14 @@ void Supervisor::OnRecorded(const ProcessPtr& p, const ProcessStatus& record) {
   by_id_[p->id] = p;
   if (Ended(local)) {
     CopyEnd(local, p->status);
+    // Its runs too, if it was restarted (and gave up) before the record
+    // was made.
+    if (p->restarts) CopyRuns(local, p->status);
     SendUpdate(p);
   } else if (p->restarts && (p->in_backoff || local.run() != record.run())) {
     // Runs ended (and started) before the record was made.
     p->status.set_state(local.state());
-    p->status.set_pid(local.pid());
-    p->status.set_run(local.run());
-    p->status.set_restarts(local.restarts());
-    *p->status.mutable_started_at() = local.started_at();
-    if (local.has_last_run()) *p->status.mutable_last_run() = local.last_run();
-    if (local.has_next_start()) *p->status.mutable_next_start() = local.next_start();
+    CopyRuns(local, p->status);
     SendUpdate(p);
   }
 }

@@ -34,6 +34,7 @@ absl::Status ValidateStartRequest(const pm::v1::StartRequest& request,
                                   const CommandCaps& caps) {
   PM_ASSIGN_OR_RETURN(CommandLine command, CommandLineOf(request));
   if (!request.name().empty()) PM_RETURN_IF_ERROR(ValidateName(request.name()));
+  if (!request.node().empty()) PM_RETURN_IF_ERROR(ValidateNodeName(request.node()));
   PM_RETURN_IF_ERROR(ValidateLabels(request.labels()));
   if (request.has_restart()) PM_RETURN_IF_ERROR(ValidateRestartPolicy(request.restart()));
   if (command.args.size() > caps.max_args) {

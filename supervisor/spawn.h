@@ -33,8 +33,9 @@ struct CommandCaps {
 // executable, both forms of a field, a NUL byte in any string or bytes, an
 // env name that is empty, contains '=' or is given twice), a command over
 // `caps` (naming the cap's flag), a limit out of range (cpus not in [0.01,
-// 100000], io_weight above 10000) or an unknown isolation value; the
-// message names the field.
+// 100000], io_weight above 10000), an unknown isolation value, or a name,
+// labels or node that break common/names.h's rules; the message names the
+// field. (Whether the node is this host's is the Supervisor's to say.)
 absl::Status ValidateStartRequest(const pm::v1::StartRequest& request,
                                   const CommandCaps& caps = CommandCaps());
 

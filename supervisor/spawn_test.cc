@@ -322,6 +322,20 @@ TEST(ValidateStartRequestTest, RejectsBadInputNamingTheField) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ValidateStartRequestTest, ANodeMustBeANodeNameAndIsNamedInTheError) {
+  pm::v1::StartRequest request;
+  request.set_executable("/bin/true");
+  request.set_node("host-b.example.com");
+  EXPECT_TRUE(ValidateStartRequest(request).ok());
+  for (const std::string& bad :
+       {std::string("b c"), std::string("b/c"), std::string(65, 'b'), std::string(".b")}) {
+    request.set_node(bad);
+    const absl::Status refused = ValidateStartRequest(request);
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(refused.message(), HasSubstr("node \"")) << bad;
+  }
+}
+
 // A probe started /bin/sleep with 100,000 one-byte arguments: the registry
 // kept them for the record's life and copied them into every List.
 TEST(ValidateStartRequestTest, RefusesACommandOverTheCapsNamingTheFlag) {

@@ -128,6 +128,26 @@ class Supervisor::PendingStart {
   std::vector<std::function<void()>> at_finish_ ABSL_GUARDED_BY(mu_);
 };
 
+namespace {
+
+// FAILED_PRECONDITION unless `requested` (a StartRequest's node, validated)
+// is empty or `own` (this supervisor's --node): a supervisor runs only its
+// own host's processes, and sending a Start on to another host is the
+// cluster's gateways' work, which know every host.
+absl::Status CheckNodeIsThisHost(absl::string_view requested, absl::string_view own) {
+  if (requested.empty() || requested == own) return absl::OkStatus();
+  if (own.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node \"", requested,
+        "\" is not this host: this host is not in a cluster (no --node)"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "node \"", requested, "\" is not this host (node \"", own,
+      "\"): start it through that host's gateway"));
+}
+
+}  // namespace
+
 void Supervisor::Start(const pm::v1::StartRequest& request, Owner owner,
                        StartDone done) {
   SpareHolds holds;
@@ -136,6 +156,7 @@ void Supervisor::Start(const pm::v1::StartRequest& request, Owner owner,
   auto start = std::make_shared<PendingStart>(std::move(done), std::move(holds));
   absl::Status checked = [&]() -> absl::Status {
     PM_RETURN_IF_ERROR(ValidateStartRequest(request, options_.command_caps));
+    PM_RETURN_IF_ERROR(CheckNodeIsThisHost(request.node(), options_.node));
     // A limit this host cannot enforce is refused, never ignored.
     return cgroups_->CheckLimits(request.limits());
   }();

@@ -99,6 +99,10 @@ struct SupervisorOptions {
   size_t max_processes = 4096;
   // The largest command a Start may give (--max_args, --max_command_bytes).
   CommandCaps command_caps;
+  // This host's name in its cluster (--node; common/names.h's node rules),
+  // or empty when it is in none. Start runs only a request for this node
+  // (or none): another host's Start goes to that host's gateway.
+  std::string node;
   // The RLIMIT_NOFILE every managed process gets: the supervisor's own
   // before main raised it (common/file_limit.h). Unset: the supervisor's.
   std::optional<rlimit> child_file_limit;
@@ -152,7 +156,8 @@ class Supervisor {
   // waits for the registry: the loop spawns, asks the registry, and its
   // answer finishes the call. Errors: INVALID_ARGUMENT (bad request), FAILED_PRECONDITION (exec
   // failed; names the call, the path and the OS error; no id handed out;
-  // or a limit or namespace this host cannot give, naming what is missing),
+  // or a limit or namespace this host cannot give, naming what is missing;
+  // or a request.node that is not options.node, naming both),
   // RESOURCE_EXHAUSTED (max_processes; or out of fds, EMFILE or ENFILE,
   // naming the call and the supervisor's RLIMIT_NOFILE), UNAVAILABLE
   // (registry unreachable; names it and its socket), DEADLINE_EXCEEDED (the

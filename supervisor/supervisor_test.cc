@@ -799,6 +799,66 @@ absl::StatusOr<pm::v1::ProcessStatus> EndOf(registry::Registry& registry,
   return status;
 }
 
+// --- Nodes ---------------------------------------------------------------------
+
+// A supervisor runs its own host's processes only: a Start for another node
+// is refused before anything is spawned or recorded, naming both nodes and
+// the way to reach the other (its gateway). Its own node, or none, runs.
+// Without spare shims and cgroups, so that no other thread opens fds while
+// they are counted.
+TEST_F(SupervisorTest, AStartForAnotherNodeIsRefusedNamingBothAndLeavesNothing) {
+  CreateSupervisor(nullptr, [](SupervisorOptions& options) {
+    options.node = "a";
+    options.cgroup.mode = CgroupMode::kOff;
+    options.spare_shims = 0;
+  });
+  pm::v1::StartRequest elsewhere = Sleep();
+  elsewhere.set_node("b");
+  const int fds_before = OpenFdCount();
+  absl::StatusOr<pm::v1::StartResponse> refused = Start(elsewhere);
+  EXPECT_EQ(OpenFdCount(), fds_before);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition)
+      << refused.status();
+  EXPECT_EQ(refused.status().message(),
+            "node \"b\" is not this host (node \"a\"): start it through that "
+            "host's gateway");
+  EXPECT_EQ(registry_->size(), 0u);
+
+  // A node that is no node name is a bad request, whichever host gets it.
+  elsewhere.set_node("b c");
+  refused = Start(elsewhere);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("node \"b c\""));
+
+  pm::v1::StartRequest here = Sleep();
+  here.set_node("a");
+  absl::StatusOr<pm::v1::StartResponse> started = Start(here);
+  ASSERT_TRUE(started.ok()) << started.status();
+  here.clear_node();
+  absl::StatusOr<pm::v1::StartResponse> unnamed = Start(here);
+  ASSERT_TRUE(unnamed.ok()) << unnamed.status();
+  EXPECT_EQ(registry_->size(), 2u);
+  for (const std::string& id : {started->id(), unnamed->id()}) {
+    pm::v1::StopRequest stop;
+    stop.set_id(id);
+    stop.set_force(true);
+    ExpectForced(StopAndWait(stop));
+  }
+}
+
+TEST_F(SupervisorTest, AHostOutsideAClusterRefusesAStartThatNamesANode) {
+  CreateSupervisor(nullptr);  // no --node
+  pm::v1::StartRequest request = Sleep();
+  request.set_node("a");
+  absl::StatusOr<pm::v1::StartResponse> refused = Start(request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition)
+      << refused.status();
+  EXPECT_EQ(refused.status().message(),
+            "node \"a\" is not this host: this host is not in a cluster (no "
+            "--node)");
+  EXPECT_EQ(registry_->size(), 0u);
+}
+
 // --- Signal and Remove -------------------------------------------------------
 
 template <typename Response, typename Request, typename Method>

@@ -678,15 +678,25 @@ TEST_F(CliTest, BadLimitsExitTwoBeforeStartingAnything) {
 // Restart policies through the real stack: a crash loop under a cap, every
 // run's output in one log, the runs and the give-up on record and as events.
 TEST_F(CliTest, ACrashLoopIsRestartedUntilItsCapGivesItUp) {
-  // The default delays (100 ms, then 200): each state lasts long enough to
-  // be on record. (With no delay, the registry may see only the newest:
-  // states are sent as they come, but a state that lasted less than a
-  // round trip to it can be folded into the next.)
+  // Each state is sent to the registry as it comes, once the record is
+  // made; what happens before (while the Create is in flight) is folded
+  // into the newest state. So no run ends before `pm start` has returned
+  // (the record made): each run reads a line from a gate, written only
+  // then. (Under load a Create can outlast the 100 ms backoff: a
+  // restarting/started pair was lost.)
+  const std::string gate = stack_.temp_dir() + "/gate";
+  ASSERT_EQ(mkfifo(gate.c_str(), 0600), 0);
+  // O_RDWR: opening does not wait for a reader, and the lines stay for
+  // the later runs.
+  const int gate_fd = open(gate.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(gate_fd, 0);
   PmResult started = Run({"start", "--name", "crashy", "--restart", "on-failure",
                           "--max-restarts", "2", "--", "sh", "-c",
-                          "echo \"run $$\"; exit 3"});
+                          absl::StrCat("echo \"run $$\"; read x < ", gate, "; exit 3")});
   ASSERT_EQ(started.code, 0) << started.err;
   const std::string id = started.out.substr(0, 36);
+  // One line for each of the three runs (sh's read takes one line).
+  ASSERT_EQ(write(gate_fd, "x\nx\nx\n", 6), 6);
   PmResult waited = Run({"wait", "crashy"});
   EXPECT_EQ(waited.code, 3) << waited.err;
   PmResult status = Run({"status", "crashy"});
@@ -718,6 +728,7 @@ TEST_F(CliTest, ACrashLoopIsRestartedUntilItsCapGivesItUp) {
   }
   EXPECT_THAT(kinds, ::testing::ElementsAre("started", "restarting", "started", "restarting",
                                             "started", "exited", "gave_up"));
+  close(gate_fd);
 }
 
 // A stop between two runs ends the process at once, as the last run ended;

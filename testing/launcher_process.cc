@@ -65,7 +65,9 @@ LauncherProcess::LauncherProcess(const std::string& dir, int gateway_port)
     : dir_(dir), port_(gateway_port) {
   Spawn({"--runtime_dir=" + runtime_dir(), "--state_dir=" + state_dir(),
          "--certs_dir=" + certs_dir(),
-         absl::StrCat("--gateway_listen=127.0.0.1:", port_)});
+         absl::StrCat("--gateway_listen=127.0.0.1:", port_),
+         // Any free port: the default (9464) may be another stack's.
+         "--metrics_listen=127.0.0.1:0"});
   if (pid_ < 0) return;
   stop_fd_ = eventfd(0, EFD_CLOEXEC);
   drainer_ = std::thread([this] { Drain(); });

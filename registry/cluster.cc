@@ -1,0 +1,740 @@
+#include "registry/cluster.h"
+
+#include <arpa/inet.h>
+
+#include <chrono>
+#include <set>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/log.h"
+#include "common/names.h"
+#include "common/process_end.h"
+#include "common/proto_time.h"
+#include "common/status_core.h"
+
+namespace pm::registry {
+namespace {
+
+using ::pm::internal::v1::ClusterNode;
+using ::pm::v1::ProcessStatus;
+
+constexpr char kNodes[] = "nodes";
+constexpr char kProcs[] = "procs";
+constexpr char kIds[] = "ids";
+constexpr char kNames[] = "names";
+// Records per mirror Txn: two ops each, under etcd's --max-txn-ops (128).
+constexpr size_t kRecordsPerTxn = 50;
+
+// The first key after every key that starts with `prefix` (etcd's
+// clientv3.GetPrefixRangeEnd); our prefixes end in '/'.
+std::string PrefixEnd(std::string prefix) {
+  prefix.back() = static_cast<char>(prefix.back() + 1);
+  return prefix;
+}
+
+std::string Since(absl::Time when) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", when, absl::UTCTimeZone());
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> EtcdTarget(absl::string_view endpoints) {
+  std::vector<std::string> list;
+  for (absl::string_view one : absl::StrSplit(endpoints, ',', absl::SkipWhitespace())) {
+    list.emplace_back(absl::StripAsciiWhitespace(one));
+  }
+  if (list.empty()) {
+    return absl::InvalidArgumentError("no etcd endpoint given (host:port)");
+  }
+  bool all_ipv4 = true;
+  for (const std::string& endpoint : list) {
+    const size_t colon = endpoint.rfind(':');
+    in_addr address;
+    int port = 0;
+    all_ipv4 = all_ipv4 && colon != std::string::npos &&
+               inet_pton(AF_INET, endpoint.substr(0, colon).c_str(), &address) == 1 &&
+               absl::SimpleAtoi(endpoint.substr(colon + 1), &port) && port > 0 &&
+               port < 65536;
+  }
+  if (all_ipv4) return absl::StrCat("ipv4:", absl::StrJoin(list, ","));
+  return list.front();
+}
+
+absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(Options options,
+                                                        Snapshot snapshot) {
+  PM_RETURN_IF_ERROR(pm::ValidateNodeName(options.node));
+  if (options.prefix.empty() || options.prefix.back() != '/' ||
+      options.prefix.front() != '/') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "etcd key prefix \"", options.prefix,
+        "\" must start and end in '/' (\"/pm/<cluster>/\")"));
+  }
+  if (options.lease_ttl < absl::Seconds(2) || options.deadline <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "the cluster's lease must be 2 s or more, its call deadline positive");
+  }
+  PM_ASSIGN_OR_RETURN(std::string target, EtcdTarget(options.endpoints));
+  std::unique_ptr<Cluster> cluster(
+      new Cluster(std::move(options), std::move(target), std::move(snapshot)));
+  cluster->writer_ = std::thread([c = cluster.get()] { c->WriterLoop(); });
+  cluster->watcher_ = std::thread([c = cluster.get()] { c->WatcherLoop(); });
+  return cluster;
+}
+
+Cluster::Cluster(Options options, std::string target, Snapshot snapshot)
+    : options_(std::move(options)),
+      target_(std::move(target)),
+      snapshot_(std::move(snapshot)) {
+  grpc::ChannelArguments arguments;
+  // A proxy in the environment is for the web, not for the cluster's etcd.
+  arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
+  // The first read of the directory holds every record of the cluster.
+  arguments.SetMaxReceiveMessageSize(-1);
+  // Reconnect soon after etcd comes back (gRPC's default backoff grows to
+  // two minutes).
+  arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  channel_ = grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(),
+                                       arguments);
+  kv_ = etcdserverpb::KV::NewStub(channel_);
+  lease_ = etcdserverpb::Lease::NewStub(channel_);
+  watch_ = etcdserverpb::Watch::NewStub(channel_);
+  disconnected_since_ = absl::Now();
+}
+
+Cluster::~Cluster() {
+  {
+    absl::MutexLock lock(&mutex_);
+    stopping_ = true;
+    if (watch_context_ != nullptr) watch_context_->TryCancel();
+    if (keepalive_context_ != nullptr) keepalive_context_->TryCancel();
+  }
+  if (writer_.joinable()) writer_.join();
+  if (watcher_.joinable()) watcher_.join();
+}
+
+std::string Cluster::Key(absl::string_view kind, absl::string_view rest) const {
+  return absl::StrCat(options_.prefix, kind, "/", rest);
+}
+
+absl::Status Cluster::Error(absl::string_view what, const grpc::Status& rpc) const {
+  return absl::Status(static_cast<absl::StatusCode>(rpc.error_code()),
+                      absl::StrCat("etcd at ", options_.endpoints, ": ", what,
+                                   ": ", rpc.error_message()));
+}
+
+void Cluster::SetDeadline(grpc::ClientContext& context) const {
+  context.set_deadline(std::chrono::system_clock::now() +
+                       absl::ToChronoMilliseconds(options_.deadline));
+}
+
+void Cluster::NoteEtcd(const absl::Status& step) {
+  absl::MutexLock lock(&mutex_);
+  if (step.ok()) {
+    if (!etcd_error_.empty()) ++changes_;
+    etcd_error_.clear();
+  } else if (absl::IsUnavailable(step) || absl::IsDeadlineExceeded(step)) {
+    if (etcd_error_.empty()) {
+      etcd_error_since_ = absl::Now();
+      ++changes_;
+    }
+    etcd_error_ = std::string(step.message());
+  }
+}
+
+bool Cluster::stopping() const {
+  absl::MutexLock lock(&mutex_);
+  return stopping_;
+}
+
+// --- Claims ------------------------------------------------------------------
+
+absl::Status Cluster::Claim(const std::string& id, const std::string& name) {
+  const char* what = name.empty() ? "the id is" : "the id and the name are";
+  {
+    // etcd known to be out of reach: no call that would wait for its
+    // deadline (a Start is not held up seconds each while etcd is down).
+    absl::MutexLock lock(&mutex_);
+    if (!etcd_error_.empty()) {
+      return absl::UnavailableError(absl::StrCat(
+          "the cluster cannot check that ", what, " free: ", etcd_error_));
+    }
+  }
+  etcdserverpb::TxnRequest request;
+  etcdserverpb::Compare* free_id = request.add_compare();
+  free_id->set_key(Key(kIds, id));
+  free_id->set_target(etcdserverpb::Compare::CREATE);
+  free_id->set_result(etcdserverpb::Compare::EQUAL);
+  free_id->set_create_revision(0);
+  etcdserverpb::PutRequest* put_id = request.add_success()->mutable_request_put();
+  put_id->set_key(Key(kIds, id));
+  put_id->set_value(options_.node);
+  request.add_failure()->mutable_request_range()->set_key(Key(kIds, id));
+  if (!name.empty()) {
+    etcdserverpb::Compare* free_name = request.add_compare();
+    free_name->set_key(Key(kNames, name));
+    free_name->set_target(etcdserverpb::Compare::CREATE);
+    free_name->set_result(etcdserverpb::Compare::EQUAL);
+    free_name->set_create_revision(0);
+    etcdserverpb::PutRequest* put_name =
+        request.add_success()->mutable_request_put();
+    put_name->set_key(Key(kNames, name));
+    put_name->set_value(id);
+    request.add_failure()->mutable_request_range()->set_key(Key(kNames, name));
+  }
+  etcdserverpb::TxnResponse response;
+  grpc::ClientContext context;
+  SetDeadline(context);
+  const grpc::Status rpc = kv_->Txn(&context, request, &response);
+  if (!rpc.ok()) {
+    const absl::Status failed = Error("Txn", rpc);
+    NoteEtcd(failed);
+    return absl::UnavailableError(absl::StrCat(
+        "the cluster cannot check that ", what, " free: ", failed.message()));
+  }
+  if (response.succeeded()) return absl::OkStatus();
+  // Who holds what: a retry of our own claim is no conflict.
+  std::string id_holder;
+  std::string name_holder;
+  for (int i = 0; i < response.responses_size(); ++i) {
+    const auto& kvs = response.responses(i).response_range().kvs();
+    if (kvs.empty()) continue;
+    (i == 0 ? id_holder : name_holder) = kvs[0].value();
+  }
+  if (!id_holder.empty() && id_holder != options_.node) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "a process with id ", id, " is on record on host ", id_holder));
+  }
+  if (!name_holder.empty() && name_holder != id) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "the name \"", name, "\" is taken by process ", name_holder,
+        " in the cluster"));
+  }
+  return absl::OkStatus();
+}
+
+// --- The mirror ----------------------------------------------------------------
+
+void Cluster::Publish(const ProcessStatus& status) {
+  absl::MutexLock lock(&mutex_);
+  PendingWrite& write = pending_[status.id()];
+  write.status = status;
+  write.status->set_node(options_.node);
+  // The live view is not mirrored: it is read on the host, per answer.
+  write.status->clear_proc_status();
+  write.status->clear_rss_bytes();
+  write.status->clear_threads();
+}
+
+void Cluster::Unpublish(const std::string& id, const std::string& name) {
+  absl::MutexLock lock(&mutex_);
+  PendingWrite& write = pending_[id];
+  write.status.reset();
+  if (!name.empty()) write.release_name = name;
+}
+
+size_t Cluster::pending() const {
+  absl::MutexLock lock(&mutex_);
+  return pending_.size() + in_flight_;
+}
+
+bool Cluster::holds_lease() const {
+  absl::MutexLock lock(&mutex_);
+  return lease_id_ != 0;
+}
+
+void Cluster::WriterLoop() {
+  absl::Time next_keepalive = absl::InfinitePast();
+  std::string last_logged;
+  auto report = [&](const absl::Status& status) {
+    // Logged once per different failure, not at every retry.
+    if (status.ok() || status.ToString() == last_logged) return;
+    last_logged = status.ToString();
+    PM_LOG(WARNING) << "cluster: " << status << "; trying again";
+  };
+  while (!stopping()) {
+    bool held;
+    bool resynced;
+    {
+      absl::MutexLock lock(&mutex_);
+      held = lease_id_ != 0;
+      resynced = resynced_;
+    }
+    absl::Status step = absl::OkStatus();
+    if (!held) {
+      step = HoldLease();
+      if (step.ok()) next_keepalive = absl::Now() + options_.lease_ttl / 3;
+    } else if (!resynced) {
+      step = Resync();
+    } else if (absl::Now() >= next_keepalive) {
+      step = KeepAlive();
+      if (step.ok()) next_keepalive = absl::Now() + options_.lease_ttl / 3;
+    } else {
+      step = FlushPending();
+    }
+    report(step);
+    NoteEtcd(step);
+    if (step.ok() && !last_logged.empty()) {
+      PM_LOG(INFO) << "cluster: etcd answers again";
+      last_logged.clear();
+    }
+    absl::MutexLock lock(&mutex_);
+    if (!step.ok()) {
+      mutex_.AwaitWithTimeout(absl::Condition(&stopping_), options_.retry);
+      continue;
+    }
+    if (lease_id_ == 0 || !resynced_) continue;
+    // Until there is something to write, or the next keepalive is due.
+    auto ready = [this] { return stopping_ || !pending_.empty(); };
+    mutex_.AwaitWithDeadline(absl::Condition(&ready), next_keepalive);
+  }
+}
+
+absl::Status Cluster::HoldLease() {
+  etcdserverpb::LeaseGrantResponse granted;
+  {
+    etcdserverpb::LeaseGrantRequest request;
+    request.set_ttl(absl::ToInt64Seconds(options_.lease_ttl));
+    grpc::ClientContext context;
+    SetDeadline(context);
+    const grpc::Status rpc = lease_->LeaseGrant(&context, request, &granted);
+    if (!rpc.ok()) return Error("LeaseGrant", rpc);
+  }
+  const std::string key = Key(kNodes, options_.node);
+  etcdserverpb::RangeResponse held;
+  {
+    etcdserverpb::RangeRequest request;
+    request.set_key(key);
+    grpc::ClientContext context;
+    SetDeadline(context);
+    const grpc::Status rpc = kv_->Range(&context, request, &held);
+    if (!rpc.ok()) return Error(absl::StrCat("Range of ", key), rpc);
+  }
+  int64_t mod_revision = 0;
+  if (!held.kvs().empty()) {
+    ClusterNode holder;
+    holder.ParseFromString(held.kvs(0).value());
+    if (holder.instance() != options_.instance) {
+      etcdserverpb::LeaseRevokeRequest revoke;
+      revoke.set_id(granted.id());
+      etcdserverpb::LeaseRevokeResponse revoked;
+      grpc::ClientContext context;
+      SetDeadline(context);
+      (void)lease_->LeaseRevoke(&context, revoke, &revoked);
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the node name \"", options_.node, "\" is held by another registry (",
+          holder.instance(), ", since ", Since(FromProtoTimestamp(holder.since())),
+          "): a second stack with the same --node? This one joins once that "
+          "one's lease has expired"));
+    }
+    mod_revision = held.kvs(0).mod_revision();
+  }
+  ClusterNode me;
+  me.set_node(options_.node);
+  me.set_instance(options_.instance);
+  *me.mutable_since() = ToProtoTimestamp(absl::Now());
+  me.set_gateway(options_.gateway);
+  etcdserverpb::TxnRequest request;
+  etcdserverpb::Compare* unchanged = request.add_compare();
+  unchanged->set_key(key);
+  unchanged->set_result(etcdserverpb::Compare::EQUAL);
+  unchanged->set_target(etcdserverpb::Compare::MOD);
+  unchanged->set_mod_revision(mod_revision);
+  etcdserverpb::PutRequest* put = request.add_success()->mutable_request_put();
+  put->set_key(key);
+  put->set_value(me.SerializeAsString());
+  put->set_lease(granted.id());
+  etcdserverpb::TxnResponse response;
+  grpc::ClientContext context;
+  SetDeadline(context);
+  const grpc::Status rpc = kv_->Txn(&context, request, &response);
+  if (!rpc.ok()) return Error(absl::StrCat("Txn on ", key), rpc);
+  if (!response.succeeded()) {
+    return absl::AbortedError(absl::StrCat(key, " changed while it was taken"));
+  }
+  PM_LOG(INFO) << "cluster: node \"" << options_.node << "\" joined through etcd at "
+               << options_.endpoints << " (lease " << granted.id() << ", "
+               << absl::FormatDuration(options_.lease_ttl) << ")";
+  absl::MutexLock lock(&mutex_);
+  lease_id_ = granted.id();
+  resynced_ = false;
+  ++changes_;
+  return absl::OkStatus();
+}
+
+absl::Status Cluster::KeepAlive() {
+  int64_t id;
+  {
+    absl::MutexLock lock(&mutex_);
+    id = lease_id_;
+  }
+  grpc::ClientContext context;
+  SetDeadline(context);
+  {
+    absl::MutexLock lock(&mutex_);
+    if (stopping_) return absl::CancelledError("stopping");
+    keepalive_context_ = &context;
+  }
+  auto stream = lease_->LeaseKeepAlive(&context);
+  etcdserverpb::LeaseKeepAliveRequest request;
+  request.set_id(id);
+  etcdserverpb::LeaseKeepAliveResponse response;
+  const bool exchanged = stream->Write(request) && stream->Read(&response);
+  stream->WritesDone();
+  const grpc::Status rpc = stream->Finish();
+  {
+    absl::MutexLock lock(&mutex_);
+    keepalive_context_ = nullptr;
+  }
+  if (!exchanged) {
+    return Error("LeaseKeepAlive", rpc.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                                         "the stream ended")
+                                            : rpc);
+  }
+  if (response.ttl() <= 0) {
+    // Expired while etcd was out of reach: the others have seen this host
+    // go. A new lease, the key again, and the mirror written whole.
+    absl::MutexLock lock(&mutex_);
+    lease_id_ = 0;
+    return absl::UnavailableError(absl::StrCat(
+        "the lease of node \"", options_.node, "\" expired; taking a new one"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Cluster::Resync() {
+  // Everything queued is in the snapshot taken after this (the registry
+  // publishes a change once it holds it), so the queue restarts empty and
+  // an older queued state never overwrites the snapshot's.
+  {
+    absl::MutexLock lock(&mutex_);
+    pending_.clear();
+  }
+  std::vector<ProcessStatus> mine = snapshot_();
+  absl::flat_hash_map<std::string, const ProcessStatus*> held;
+  for (const ProcessStatus& status : mine) held[status.id()] = &status;
+  // This host's keys that no record backs any more (dropped while etcd was
+  // out of reach, or by an earlier run of the registry).
+  std::vector<std::pair<std::string, std::string>> stale;  // id, name
+  {
+    etcdserverpb::RangeRequest request;
+    request.set_key(Key(kProcs, ""));
+    request.set_range_end(PrefixEnd(Key(kProcs, "")));
+    etcdserverpb::RangeResponse response;
+    grpc::ClientContext context;
+    SetDeadline(context);
+    const grpc::Status rpc = kv_->Range(&context, request, &response);
+    if (!rpc.ok()) return Error("Range of the records", rpc);
+    for (const mvccpb::KeyValue& kv : response.kvs()) {
+      ProcessStatus status;
+      if (!status.ParseFromString(kv.value()) || status.node() != options_.node) continue;
+      if (!held.contains(status.id())) stale.emplace_back(status.id(), status.name());
+    }
+  }
+  {
+    absl::MutexLock lock(&mutex_);
+    for (ProcessStatus& status : mine) {
+      if (pending_.count(status.id()) != 0) continue;  // newer, queued since
+      PendingWrite& write = pending_[status.id()];
+      write.status = std::move(status);
+      write.status->set_node(options_.node);
+    }
+    for (auto& [id, name] : stale) {
+      if (pending_.count(id) != 0) continue;
+      pending_[id].release_name = name;
+    }
+  }
+  PM_RETURN_IF_ERROR(FlushPending());
+  PM_LOG(INFO) << "cluster: " << mine.size() << " record(s) of node \""
+               << options_.node << "\" written to etcd, " << stale.size()
+               << " stale one(s) dropped";
+  absl::MutexLock lock(&mutex_);
+  resynced_ = true;
+  ++changes_;
+  return absl::OkStatus();
+}
+
+absl::Status Cluster::FlushPending() {
+  while (true) {
+    std::vector<std::pair<std::string, PendingWrite>> batch;
+    {
+      absl::MutexLock lock(&mutex_);
+      while (!pending_.empty() && batch.size() < kRecordsPerTxn) {
+        auto it = pending_.begin();
+        batch.emplace_back(it->first, std::move(it->second));
+        pending_.erase(it);
+      }
+      in_flight_ = batch.size();
+    }
+    if (batch.empty()) {
+      absl::MutexLock lock(&mutex_);
+      ++changes_;
+      return absl::OkStatus();
+    }
+    etcdserverpb::TxnRequest request;
+    for (const auto& [id, write] : batch) {
+      if (write.status.has_value()) {
+        etcdserverpb::PutRequest* put = request.add_success()->mutable_request_put();
+        put->set_key(Key(kProcs, id));
+        put->set_value(write.status->SerializeAsString());
+        etcdserverpb::PutRequest* claim = request.add_success()->mutable_request_put();
+        claim->set_key(Key(kIds, id));
+        claim->set_value(options_.node);
+      } else {
+        request.add_success()->mutable_request_delete_range()->set_key(Key(kProcs, id));
+        request.add_success()->mutable_request_delete_range()->set_key(Key(kIds, id));
+      }
+    }
+    etcdserverpb::TxnResponse response;
+    grpc::ClientContext context;
+    SetDeadline(context);
+    grpc::Status rpc = kv_->Txn(&context, request, &response);
+    // A name goes only while it still names this id (a Txn of its own:
+    // its compare must not hold up the records).
+    for (const auto& [id, write] : batch) {
+      if (!rpc.ok() || write.release_name.empty() || write.status.has_value()) continue;
+      etcdserverpb::TxnRequest release;
+      etcdserverpb::Compare* same = release.add_compare();
+      same->set_key(Key(kNames, write.release_name));
+      same->set_target(etcdserverpb::Compare::VALUE);
+      same->set_result(etcdserverpb::Compare::EQUAL);
+      same->set_value(id);
+      release.add_success()->mutable_request_delete_range()->set_key(
+          Key(kNames, write.release_name));
+      etcdserverpb::TxnResponse released;
+      grpc::ClientContext release_context;
+      SetDeadline(release_context);
+      rpc = kv_->Txn(&release_context, release, &released);
+    }
+    absl::MutexLock lock(&mutex_);
+    in_flight_ = 0;
+    if (!rpc.ok()) {
+      // Back in the queue, unless a newer change of the id came meanwhile.
+      for (auto& [id, write] : batch) pending_.try_emplace(id, std::move(write));
+      return Error("Txn of the mirror", rpc);
+    }
+  }
+}
+
+// --- The other hosts ------------------------------------------------------------
+
+void Cluster::WatcherLoop() {
+  while (!stopping()) {
+    const absl::Status ended = WatchOnce();
+    absl::MutexLock lock(&mutex_);
+    if (connected_) {
+      connected_ = false;
+      disconnected_since_ = absl::Now();
+      ++changes_;
+    }
+    last_error_ = ended.ToString();
+    if (stopping_) break;
+    mutex_.AwaitWithTimeout(absl::Condition(&stopping_), options_.retry);
+  }
+}
+
+absl::Status Cluster::WatchOnce() {
+  // The whole directory at one revision, then every change after it.
+  etcdserverpb::RangeRequest range;
+  range.set_key(options_.prefix);
+  range.set_range_end(PrefixEnd(options_.prefix));
+  etcdserverpb::RangeResponse snapshot;
+  {
+    grpc::ClientContext context;
+    SetDeadline(context);
+    const grpc::Status rpc = kv_->Range(&context, range, &snapshot);
+    if (!rpc.ok()) return Error("Range of the cluster", rpc);
+  }
+  const absl::Time now = absl::Now();
+  {
+    absl::MutexLock lock(&mutex_);
+    std::set<std::string> before;
+    for (const auto& [node, info] : nodes_) before.insert(node);
+    others_.clear();
+    other_names_.clear();
+    nodes_.clear();
+    for (const mvccpb::KeyValue& kv : snapshot.kvs()) {
+      ApplyKey(kv.key(), &kv.value(), now);
+    }
+    for (const std::string& node : before) {
+      if (nodes_.count(node) == 0) gone_since_.try_emplace(node, now);
+    }
+    connected_ = true;
+    ++changes_;
+  }
+  grpc::ClientContext context;
+  // A member cut off from the others' quorum ends the watch instead of
+  // going quiet (clientv3.WithRequireLeader).
+  context.AddMetadata("hasleader", "true");
+  {
+    absl::MutexLock lock(&mutex_);
+    if (stopping_) return absl::CancelledError("stopping");
+    watch_context_ = &context;
+  }
+  auto stream = watch_->Watch(&context);
+  etcdserverpb::WatchRequest request;
+  etcdserverpb::WatchCreateRequest* create = request.mutable_create_request();
+  create->set_key(options_.prefix);
+  create->set_range_end(PrefixEnd(options_.prefix));
+  create->set_start_revision(snapshot.header().revision() + 1);
+  absl::Status ended = absl::OkStatus();
+  if (stream->Write(request)) {
+    etcdserverpb::WatchResponse response;
+    while (stream->Read(&response)) {
+      if (response.canceled() || response.compact_revision() != 0) {
+        ended = absl::AbortedError(absl::StrCat(
+            "etcd ended the watch: ", response.cancel_reason(),
+            response.compact_revision() != 0 ? " (compacted)" : ""));
+        context.TryCancel();
+        break;
+      }
+      const absl::Time at = absl::Now();
+      absl::MutexLock lock(&mutex_);
+      for (const mvccpb::Event& event : response.events()) {
+        ApplyKey(event.kv().key(),
+                 event.type() == mvccpb::Event::PUT ? &event.kv().value() : nullptr,
+                 at);
+      }
+      ++changes_;
+    }
+  }
+  const grpc::Status rpc = stream->Finish();
+  {
+    absl::MutexLock lock(&mutex_);
+    watch_context_ = nullptr;
+  }
+  if (!ended.ok()) return ended;
+  return Error("Watch", rpc.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                                "the stream ended")
+                                 : rpc);
+}
+
+void Cluster::ApplyKey(absl::string_view key, const std::string* value,
+                       absl::Time now) {
+  if (!absl::ConsumePrefix(&key, options_.prefix)) return;
+  const size_t slash = key.find('/');
+  if (slash == absl::string_view::npos) return;
+  const absl::string_view kind = key.substr(0, slash);
+  const std::string rest(key.substr(slash + 1));
+  if (kind == kNodes) {
+    ClusterNode node;
+    if (value != nullptr && node.ParseFromString(*value)) {
+      nodes_[rest] = std::move(node);
+      gone_since_.erase(rest);
+    } else {
+      nodes_.erase(rest);
+      gone_since_[rest] = now;
+    }
+  } else if (kind == kProcs) {
+    auto old = others_.find(rest);
+    if (old != others_.end()) {
+      auto named = other_names_.find(old->second.name());
+      if (named != other_names_.end() && named->second == rest) other_names_.erase(named);
+      others_.erase(old);
+    }
+    ProcessStatus status;
+    if (value == nullptr || !status.ParseFromString(*value) ||
+        status.node() == options_.node || status.id() != rest) {
+      return;  // gone, ours (the registry holds it), or not a record
+    }
+    if (!status.name().empty()) other_names_[status.name()] = rest;
+    others_.emplace(rest, std::move(status));
+  }
+}
+
+ProcessStatus Cluster::Answer(const ProcessStatus& stored) const {
+  if (IsEndState(stored.state())) return stored;  // final, wherever it is
+  std::string reason;
+  if (!connected_) {
+    reason = absl::StrCat("etcd at ", options_.endpoints, " unreachable since ",
+                          Since(disconnected_since_), " (", last_error_,
+                          "): the state on host ", stored.node(), " is not known");
+  } else if (!etcd_error_.empty()) {
+    // The watch may stay open on a hung etcd: the writer's calls tell.
+    reason = absl::StrCat("etcd unreachable since ", Since(etcd_error_since_), " (",
+                          etcd_error_, "): the state on host ", stored.node(),
+                          " is not known");
+  } else if (nodes_.count(stored.node()) == 0) {
+    auto gone = gone_since_.find(stored.node());
+    reason = gone != gone_since_.end()
+                 ? absl::StrCat("host ", stored.node(), " unreachable since ",
+                                Since(gone->second),
+                                " (its registry's lease in etcd expired)")
+                 : absl::StrCat("host ", stored.node(),
+                                " unreachable: it has held no lease in etcd "
+                                "since this registry started at ",
+                                Since(started_));
+  } else {
+    return stored;
+  }
+  ProcessStatus answer = stored;
+  answer.set_last_known_state(stored.state());
+  answer.set_state(ProcessStatus::STATE_UNKNOWN);
+  answer.set_state_reason(std::move(reason));
+  return answer;
+}
+
+std::optional<ProcessStatus> Cluster::Find(absl::string_view id) const {
+  absl::MutexLock lock(&mutex_);
+  auto it = others_.find(absl::AsciiStrToLower(id));
+  if (it == others_.end()) return std::nullopt;
+  return Answer(it->second);
+}
+
+std::optional<std::string> Cluster::IdOfName(absl::string_view name) const {
+  absl::MutexLock lock(&mutex_);
+  auto it = other_names_.find(name);
+  if (it == other_names_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<ProcessStatus> Cluster::Others() const {
+  absl::MutexLock lock(&mutex_);
+  std::vector<ProcessStatus> all;
+  all.reserve(others_.size());
+  for (const auto& [id, status] : others_) all.push_back(Answer(status));
+  return all;
+}
+
+bool Cluster::connected() const {
+  absl::MutexLock lock(&mutex_);
+  return connected_;
+}
+
+bool Cluster::reachable() const {
+  absl::MutexLock lock(&mutex_);
+  return connected_ && etcd_error_.empty();
+}
+
+std::map<std::string, ClusterNode> Cluster::Nodes() const {
+  absl::MutexLock lock(&mutex_);
+  return nodes_;
+}
+
+bool Cluster::AwaitChange(const std::function<bool(const Cluster&)>& ready,
+                          absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    uint64_t seen;
+    {
+      absl::MutexLock lock(&mutex_);
+      seen = changes_;
+    }
+    if (ready(*this)) return true;
+    absl::MutexLock lock(&mutex_);
+    auto changed = [&] { return changes_ != seen || stopping_; };
+    if (!mutex_.AwaitWithDeadline(absl::Condition(&changed), deadline)) {
+      return false;
+    }
+    if (stopping_) return false;
+  }
+}
+
+}  // namespace pm::registry

@@ -1,0 +1,222 @@
+// Cluster: one host's registry as a member of a cluster of pm hosts that
+// share an etcd (issue 17; README, "Running on several hosts"). Each host's
+// registry stays the owner of its own records, kept in its own store
+// (SQLite) so that the host manages its processes with etcd down; the
+// Cluster adds, through etcd's v3 gRPC API:
+//
+//   - liveness: the key <prefix>nodes/<node> (a ClusterNode) on a lease of
+//     lease_ttl (10 s), kept alive every third of it. A host whose pm is
+//     killed or cut off loses the key when the lease runs out; the others
+//     then answer its processes' records as STATE_UNKNOWN.
+//   - a directory: every record of this host is mirrored under
+//     <prefix>procs/<id> (the pm.v1.ProcessStatus, node set), written
+//     behind the registry's own store by a thread of the Cluster, latest
+//     state first, retried until etcd takes it; at start and after every
+//     reconnection the whole set is written again and this host's keys
+//     that it no longer holds are deleted. The other hosts' records are
+//     read back through a Watch into memory: List, GetStatus and Resolve
+//     answer for the whole cluster without a call to etcd.
+//   - claims: an id (<prefix>ids/<id>) and a name (<prefix>names/<name>)
+//     are taken in one etcd Txn that succeeds only if neither key exists,
+//     so ids and names are unique across the cluster.
+//
+//   Cluster::Options options;
+//   options.endpoints = "10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379";
+//   options.node = "b";
+//   PM_ASSIGN_OR_RETURN(std::unique_ptr<Cluster> cluster,
+//                       Cluster::Start(options, [&] { return registry.Snapshot(); }));
+//   PM_RETURN_IF_ERROR(cluster->Claim(id, name));   // before the record
+//   cluster->Publish(status);                        // after each change
+//   std::optional<ProcessStatus> there = cluster->Find(id);
+//
+// With etcd unreachable: Claim is UNAVAILABLE naming etcd (the registry
+// still records an unnamed process, whose id the mirror claims later);
+// Publish queues (latest state per id); the other hosts' records are
+// answered from memory as STATE_UNKNOWN, "etcd unreachable since ...".
+// Nothing is lost: once etcd is back, the mirror is written again whole.
+//
+// Thread-safe. Two threads of its own: the writer (the lease, its
+// keepalives, the mirror) and the watcher (the other hosts' records).
+#ifndef PM_REGISTRY_CLUSTER_H_
+#define PM_REGISTRY_CLUSTER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "pm/internal/v1/internal.pb.h"
+#include "pm/v1/process_manager.pb.h"
+
+namespace pm::registry {
+
+// The gRPC target for etcd's endpoints ("h1:p1,h2:p2"): several IPv4
+// addresses become one "ipv4:" target (gRPC moves to the next when one
+// fails), otherwise the first endpoint. INVALID_ARGUMENT for none.
+absl::StatusOr<std::string> EtcdTarget(absl::string_view endpoints);
+
+class Cluster {
+ public:
+  struct Options {
+    // etcd's client endpoints, "host:port" separated by commas.
+    std::string endpoints;
+    // Every key starts with it; it ends in '/'.
+    std::string prefix = "/pm/default/";
+    // This host's name (pm::ValidateNodeName, common/names.h).
+    std::string node;
+    // Identifies this registry's stack (ClusterNode.instance).
+    std::string instance;
+    // The host's gateway address, published with the node (may be empty).
+    std::string gateway;
+    // The lease on the node key: a host is reported unreachable this long
+    // (at most) after its registry stopped renewing it.
+    absl::Duration lease_ttl = absl::Seconds(10);
+    // The longest one call to etcd may take.
+    absl::Duration deadline = absl::Seconds(3);
+    // How long the writer waits before trying etcd again after a failure.
+    absl::Duration retry = absl::Milliseconds(500);
+  };
+  // This host's records as the registry holds them (called on the writer's
+  // thread, without any lock of the Cluster's).
+  using Snapshot = std::function<std::vector<pm::v1::ProcessStatus>()>;
+
+  // Checks the options and starts both threads; does not wait for etcd
+  // (connected() says when it is reached). INVALID_ARGUMENT for options
+  // that cannot work.
+  static absl::StatusOr<std::unique_ptr<Cluster>> Start(Options options,
+                                                        Snapshot snapshot);
+  // Stops the threads. The lease is left to expire (a registry restarting
+  // on the same stack takes the node key back at once).
+  ~Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  const std::string& node() const { return options_.node; }
+
+  // Takes `id` and, if not empty, `name` for this host, in one Txn.
+  // ALREADY_EXISTS naming the holder (the node, or the process of the
+  // name); UNAVAILABLE naming etcd when it cannot be reached. Taking again
+  // what this host holds already is OK.
+  absl::Status Claim(const std::string& id, const std::string& name);
+
+  // The record of a process of this host changed: mirrored soon (queued;
+  // the newest status of an id replaces an older one not yet written).
+  void Publish(const pm::v1::ProcessStatus& status);
+  // Its record was dropped (removed or evicted): its keys go, the name's
+  // only while it still names this id.
+  void Unpublish(const std::string& id, const std::string& name);
+
+  // Another host's record of `id`, as last seen, in STATE_UNKNOWN (with
+  // its reason and last known state) when that host, or etcd, is not
+  // reachable now. nullopt when no other host has it.
+  std::optional<pm::v1::ProcessStatus> Find(absl::string_view id) const;
+  // The id another host's process of this name has.
+  std::optional<std::string> IdOfName(absl::string_view name) const;
+  // Every other host's record, likewise.
+  std::vector<pm::v1::ProcessStatus> Others() const;
+
+  // Whether the watcher is in sync with etcd now.
+  bool connected() const;
+  // Whether etcd answers now: the watcher in sync and the last call of
+  // the writer's (or of a Claim) reached it.
+  bool reachable() const;
+  // Whether the node key is held (the lease kept alive).
+  bool holds_lease() const;
+  // The hosts known (their node keys), with their gateway addresses.
+  std::map<std::string, pm::internal::v1::ClusterNode> Nodes() const;
+  // Waits (up to `timeout`) until `ready` holds under the Cluster's view,
+  // re-checked at every change of it. For tests and for a first sync.
+  bool AwaitChange(const std::function<bool(const Cluster&)>& ready,
+                   absl::Duration timeout) const;
+  // Mirror writes not yet taken by etcd (queued or in a Txn now).
+  size_t pending() const;
+
+ private:
+  Cluster(Options options, std::string target, Snapshot snapshot);
+
+  void WriterLoop();
+  void WatcherLoop();
+  // One pass of each (false: etcd failed; the loop waits and tries again).
+  absl::Status HoldLease();
+  absl::Status KeepAlive();
+  absl::Status Resync();
+  absl::Status FlushPending();
+  absl::Status WatchOnce();
+  // Applies one key's put (or delete: `value` null) under mutex_.
+  void ApplyKey(absl::string_view key, const std::string* value,
+                absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // A record of another host as it is answered now.
+  pm::v1::ProcessStatus Answer(const pm::v1::ProcessStatus& stored) const
+      ABSL_SHARED_LOCKS_REQUIRED(mutex_);
+
+  std::string Key(absl::string_view kind, absl::string_view rest) const;
+  absl::Status Error(absl::string_view what, const grpc::Status& rpc) const;
+  void SetDeadline(grpc::ClientContext& context) const;
+  bool stopping() const;
+  // Remembers whether etcd answered the last call (OK) or could not be
+  // reached (UNAVAILABLE, DEADLINE_EXCEEDED); other errors say nothing of
+  // its reach.
+  void NoteEtcd(const absl::Status& step);
+
+  const Options options_;
+  const std::string target_;
+  const Snapshot snapshot_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<etcdserverpb::KV::Stub> kv_;
+  std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
+  std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
+
+  mutable absl::Mutex mutex_;
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  // Writer: the mirror writes to do (nullopt status: delete), the lease.
+  struct PendingWrite {
+    std::optional<pm::v1::ProcessStatus> status;
+    std::string release_name;
+  };
+  std::map<std::string, PendingWrite> pending_ ABSL_GUARDED_BY(mutex_);
+  // Taken from pending_ by the writer, in its Txn now.
+  size_t in_flight_ ABSL_GUARDED_BY(mutex_) = 0;
+  int64_t lease_id_ ABSL_GUARDED_BY(mutex_) = 0;
+  // Why the last call to etcd failed to reach it; empty once one did.
+  // Claims fail at once meanwhile; the writer keeps trying every `retry`.
+  std::string etcd_error_ ABSL_GUARDED_BY(mutex_);
+  absl::Time etcd_error_since_ ABSL_GUARDED_BY(mutex_);
+  bool resynced_ ABSL_GUARDED_BY(mutex_) = false;
+  // Watcher: other hosts' records and the node keys.
+  bool connected_ ABSL_GUARDED_BY(mutex_) = false;
+  absl::Time disconnected_since_ ABSL_GUARDED_BY(mutex_);
+  std::string last_error_ ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_map<std::string, pm::v1::ProcessStatus> others_
+      ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_map<std::string, std::string> other_names_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, pm::internal::v1::ClusterNode> nodes_
+      ABSL_GUARDED_BY(mutex_);
+  // When each node's key was last seen going (deleted or expired).
+  absl::flat_hash_map<std::string, absl::Time> gone_since_ ABSL_GUARDED_BY(mutex_);
+  const absl::Time started_ = absl::Now();
+  uint64_t changes_ ABSL_GUARDED_BY(mutex_) = 0;
+  // The watcher's call, cancelled by the destructor.
+  grpc::ClientContext* watch_context_ ABSL_GUARDED_BY(mutex_) = nullptr;
+  grpc::ClientContext* keepalive_context_ ABSL_GUARDED_BY(mutex_) = nullptr;
+
+  std::thread writer_;
+  std::thread watcher_;
+};
+
+}  // namespace pm::registry
+
+#endif  // PM_REGISTRY_CLUSTER_H_

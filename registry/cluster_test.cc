@@ -1,0 +1,312 @@
+// Two hosts' registries as members of one cluster, on a real etcd (Debian's
+// etcd-server, on free loopback ports): the records of one answered by the
+// other, names unique across both, a host whose lease expired answered as
+// STATE_UNKNOWN, and a hung etcd neither blocking a host nor losing what it
+// recorded meanwhile. Every wait is for an event of the Cluster's
+// (AwaitChange), never a sleep.
+#include "registry/cluster.h"
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/proto_time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "registry/registry.h"
+#include "registry/sqlite_record_store.h"
+#include "third_party/etcd/etcd_test_server.h"
+
+namespace pm::registry {
+namespace {
+
+using ::pm::internal::v1::CreateRecordRequest;
+using ::pm::internal::v1::ResolveRequest;
+using ::pm::internal::v1::UpdateRecordRequest;
+using ::pm::v1::ProcessStatus;
+using ::testing::HasSubstr;
+
+// Long enough for etcd under load, short enough for a test.
+constexpr absl::Duration kLease = absl::Seconds(2);
+// A lease expires within its TTL plus etcd's check (500 ms); the rest is
+// slack for a loaded machine.
+constexpr absl::Duration kPatience = absl::Seconds(30);
+
+CreateRecordRequest Create(const std::string& name = "") {
+  CreateRecordRequest request;
+  request.mutable_spec()->set_executable("sleep");
+  request.mutable_spec()->add_args("1000");
+  if (!name.empty()) request.mutable_spec()->set_name(name);
+  request.set_resolved_executable("/usr/bin/sleep");
+  request.set_pid(4242);
+  request.set_start_ticks(1);
+  request.set_owner("alice (CN=laptop)");
+  request.set_owner_user("alice");
+  return request;
+}
+
+// One host: its registry (records in SQLite, as a host's are, so that it
+// can be restarted) in the cluster as `node`.
+struct Host {
+  std::unique_ptr<Registry> registry;
+  Cluster* cluster = nullptr;
+};
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_ + "/etcd");
+    absl::StatusOr<std::unique_ptr<EtcdServer>> etcd = EtcdServer::Start(dir_ + "/etcd");
+    ASSERT_TRUE(etcd.ok()) << etcd.status();
+    etcd_ = *std::move(etcd);
+  }
+
+  // Host `node`'s registry, (re)opened on its records, in the cluster.
+  Host Join(const std::string& node) {
+    RegistryOptions options;
+    options.node = node;
+    options.proc_root = dir_ + "/no_proc_here";
+    Host host;
+    absl::StatusOr<std::unique_ptr<SqliteRecordStore>> store =
+        SqliteRecordStore::Open(dir_ + "/" + node + ".sqlite");
+    EXPECT_TRUE(store.ok()) << store.status();
+    if (!store.ok()) return host;
+    absl::StatusOr<std::unique_ptr<Registry>> registry =
+        Registry::Open(options, *std::move(store));
+    EXPECT_TRUE(registry.ok()) << registry.status();
+    if (!registry.ok()) return host;
+    host.registry = *std::move(registry);
+    Cluster::Options cluster_options;
+    cluster_options.endpoints = etcd_->endpoint();
+    cluster_options.prefix = "/pm/test/";
+    cluster_options.node = node;
+    cluster_options.instance = "stack-of-" + node;
+    cluster_options.lease_ttl = kLease;
+    cluster_options.deadline = absl::Seconds(1);
+    cluster_options.retry = absl::Milliseconds(100);
+    Registry* records = host.registry.get();
+    absl::StatusOr<std::unique_ptr<Cluster>> cluster = Cluster::Start(
+        cluster_options, [records] { return records->Snapshot(); });
+    EXPECT_TRUE(cluster.ok()) << cluster.status();
+    if (!cluster.ok()) return host;
+    host.cluster = cluster->get();
+    host.registry->AttachCluster(*std::move(cluster));
+    // In the cluster: the node key held, the others' records read.
+    EXPECT_TRUE(host.cluster->AwaitChange(
+        [](const Cluster& c) { return c.holds_lease() && c.reachable(); }, kPatience))
+        << node << " never joined; etcd says:\n" << etcd_->log();
+    return host;
+  }
+
+  // Waits until `host` sees another host's record of `id` that `ready`
+  // accepts.
+  static bool AwaitRecord(const Host& host, const std::string& id,
+                          const std::function<bool(const ProcessStatus&)>& ready) {
+    return host.cluster->AwaitChange(
+        [&](const Cluster& c) {
+          std::optional<ProcessStatus> there = c.Find(id);
+          return there.has_value() && ready(*there);
+        },
+        kPatience);
+  }
+
+  std::string dir_;
+  std::unique_ptr<EtcdServer> etcd_;
+};
+
+TEST_F(ClusterTest, ARecordOfOneHostIsAnsweredByTheOtherWithItsNode) {
+  Host a = Join("a");
+  Host b = Join("b");
+  absl::StatusOr<ProcessStatus> web = a.registry->CreateRecord(Create("web"));
+  ASSERT_TRUE(web.ok()) << web.status();
+  EXPECT_EQ(web->node(), "a");
+  const std::string id = web->id();
+  ASSERT_TRUE(AwaitRecord(b, id, [](const ProcessStatus&) { return true; }));
+
+  absl::StatusOr<ProcessStatus> status = b.registry->GetStatus(id);
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->node(), "a");
+  EXPECT_EQ(status->state(), ProcessStatus::STATE_RUNNING);
+  EXPECT_EQ(status->name(), "web");
+
+  // By name and by a prefix of its id, as on its own host.
+  ResolveRequest by_name;
+  by_name.set_ref("web");
+  absl::StatusOr<pm::internal::v1::ResolveResponse> resolved = b.registry->Resolve(by_name);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->id(), id);
+  ResolveRequest by_prefix;
+  by_prefix.set_ref(id.substr(0, 8));
+  resolved = b.registry->Resolve(by_prefix);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->id(), id);
+
+  // Listed beside b's own, each with its node; --node keeps one host's.
+  absl::StatusOr<ProcessStatus> local = b.registry->CreateRecord(Create());
+  ASSERT_TRUE(local.ok()) << local.status();
+  pm::v1::ListResponse all = b.registry->List();
+  std::map<std::string, std::string> nodes;
+  for (const ProcessStatus& p : all.processes()) nodes[p.id()] = p.node();
+  EXPECT_EQ(nodes[id], "a");
+  EXPECT_EQ(nodes[local->id()], "b");
+  pm::v1::ListRequest only_a;
+  only_a.set_node("a");
+  absl::StatusOr<pm::v1::ListResponse> listed = b.registry->List(only_a);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->processes_size(), 1);
+  EXPECT_EQ(listed->processes(0).id(), id);
+  pm::v1::ListRequest bad_node;
+  bad_node.set_node("no/such");
+  EXPECT_TRUE(absl::IsInvalidArgument(b.registry->List(bad_node).status()));
+
+  // Its end reaches the other host too; waiting for it there answers at
+  // once, while waiting for a running one is refused naming its host.
+  UpdateRecordRequest exited;
+  exited.set_id(id);
+  exited.set_state(ProcessStatus::STATE_EXITED);
+  exited.mutable_end()->set_exit_code(7);
+  ASSERT_TRUE(a.registry->UpdateRecord(exited).ok());
+  ASSERT_TRUE(AwaitRecord(b, id, [](const ProcessStatus& p) {
+    return p.state() == ProcessStatus::STATE_EXITED;
+  }));
+  absl::StatusOr<ProcessStatus> waited;
+  b.registry->Wait(id, [&](absl::StatusOr<ProcessStatus> s) { waited = std::move(s); });
+  ASSERT_TRUE(waited.ok()) << waited.status();
+  EXPECT_EQ(waited->exit_code(), 7);
+  ASSERT_TRUE(AwaitRecord(a, local->id(), [](const ProcessStatus&) { return true; }));
+  absl::StatusOr<ProcessStatus> refused;
+  a.registry->Wait(local->id(), [&](absl::StatusOr<ProcessStatus> s) { refused = std::move(s); });
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("runs on host b"));
+}
+
+TEST_F(ClusterTest, ANameIsUniqueAcrossHostsAndFreedWhenItsRecordGoes) {
+  Host a = Join("a");
+  Host b = Join("b");
+  absl::StatusOr<ProcessStatus> web = a.registry->CreateRecord(Create("web"));
+  ASSERT_TRUE(web.ok()) << web.status();
+  // No wait for the mirror: the name is claimed in etcd before the record.
+  absl::StatusOr<ProcessStatus> again = b.registry->CreateRecord(Create("web"));
+  ASSERT_TRUE(absl::IsAlreadyExists(again.status())) << again.status();
+  EXPECT_THAT(again.status().message(), HasSubstr(web->id()));
+  const pm::v1::ListResponse on_b = b.registry->List();
+  for (const ProcessStatus& listed : on_b.processes()) {
+    EXPECT_EQ(listed.node(), "a") << "a refused start left a record on b";
+  }
+
+  // Removed on a (ended first), the name is b's to take.
+  UpdateRecordRequest exited;
+  exited.set_id(web->id());
+  exited.set_state(ProcessStatus::STATE_EXITED);
+  ASSERT_TRUE(a.registry->UpdateRecord(exited).ok());
+  ASSERT_TRUE(a.registry->RemoveRecord(web->id()).ok());
+  ASSERT_TRUE(a.cluster->AwaitChange([](const Cluster& c) { return c.pending() == 0; },
+                                     kPatience));
+  absl::StatusOr<ProcessStatus> taken = b.registry->CreateRecord(Create("web"));
+  EXPECT_TRUE(taken.ok()) << taken.status();
+}
+
+TEST_F(ClusterTest, AHostWhoseLeaseExpiredIsAnsweredAsUnknownNotAsRunning) {
+  Host a = Join("a");
+  Host b = Join("b");
+  absl::StatusOr<ProcessStatus> running = a.registry->CreateRecord(Create("api"));
+  ASSERT_TRUE(running.ok()) << running.status();
+  absl::StatusOr<ProcessStatus> ended = a.registry->CreateRecord(Create());
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  UpdateRecordRequest exited;
+  exited.set_id(ended->id());
+  exited.set_state(ProcessStatus::STATE_EXITED);
+  exited.mutable_end()->set_exit_code(3);
+  ASSERT_TRUE(a.registry->UpdateRecord(exited).ok());
+  ASSERT_TRUE(AwaitRecord(b, ended->id(), [](const ProcessStatus& p) {
+    return p.state() == ProcessStatus::STATE_EXITED;
+  }));
+  ASSERT_TRUE(AwaitRecord(b, running->id(), [](const ProcessStatus& p) {
+    return p.state() == ProcessStatus::STATE_RUNNING;
+  }));
+
+  // Host a's pm dies: its lease is no longer renewed.
+  a.registry.reset();
+  ASSERT_TRUE(AwaitRecord(b, running->id(), [](const ProcessStatus& p) {
+    return p.state() == ProcessStatus::STATE_UNKNOWN;
+  })) << "a's lease never expired; etcd says:\n" << etcd_->log();
+  absl::StatusOr<ProcessStatus> unknown = b.registry->GetStatus(running->id());
+  ASSERT_TRUE(unknown.ok()) << unknown.status();
+  EXPECT_EQ(unknown->state(), ProcessStatus::STATE_UNKNOWN);
+  EXPECT_EQ(unknown->last_known_state(), ProcessStatus::STATE_RUNNING);
+  EXPECT_THAT(unknown->state_reason(), HasSubstr("host a unreachable since"));
+  // An end is final wherever it was recorded.
+  absl::StatusOr<ProcessStatus> still = b.registry->GetStatus(ended->id());
+  ASSERT_TRUE(still.ok()) << still.status();
+  EXPECT_EQ(still->state(), ProcessStatus::STATE_EXITED);
+  EXPECT_EQ(still->exit_code(), 3);
+  // `pm list` (running and stopping) still shows what ran there.
+  pm::v1::ListRequest live;
+  live.add_states(ProcessStatus::STATE_RUNNING);
+  live.add_states(ProcessStatus::STATE_STOPPING);
+  absl::StatusOr<pm::v1::ListResponse> listed = b.registry->List(live);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->processes_size(), 1);
+  EXPECT_EQ(listed->processes(0).state(), ProcessStatus::STATE_UNKNOWN);
+
+  // Host a's pm back (the same stack, on its records): its records are
+  // known again.
+  Host back = Join("a");
+  ASSERT_TRUE(AwaitRecord(b, running->id(), [](const ProcessStatus& p) {
+    return p.state() == ProcessStatus::STATE_RUNNING;
+  }));
+}
+
+TEST_F(ClusterTest, AHungEtcdNeitherBlocksAHostNorLosesWhatItRecorded) {
+  Host a = Join("a");
+  Host b = Join("b");
+  absl::StatusOr<ProcessStatus> before = a.registry->CreateRecord(Create("before"));
+  ASSERT_TRUE(before.ok()) << before.status();
+  ASSERT_TRUE(AwaitRecord(b, before->id(), [](const ProcessStatus&) { return true; }));
+
+  ASSERT_TRUE(etcd_->Pause().ok());
+  // Both hosts find out through their own calls (keepalives every third
+  // of the lease) and say so instead of answering stale states.
+  ASSERT_TRUE(AwaitRecord(b, before->id(), [](const ProcessStatus& p) {
+    return p.state() == ProcessStatus::STATE_UNKNOWN;
+  }));
+  EXPECT_THAT(b.registry->GetStatus(before->id())->state_reason(),
+              HasSubstr("etcd unreachable"));
+  ASSERT_TRUE(a.cluster->AwaitChange([](const Cluster& c) { return !c.reachable(); },
+                                     kPatience));
+  // An unnamed process is recorded at once (its id is 122 random bits,
+  // claimed once etcd is back); a named one is refused naming etcd, since
+  // its name cannot be checked.
+  const absl::Time asked = absl::Now();
+  absl::StatusOr<ProcessStatus> during = a.registry->CreateRecord(Create());
+  ASSERT_TRUE(during.ok()) << during.status();
+  EXPECT_LT(absl::Now() - asked, absl::Milliseconds(500)) << "a Start waited for etcd";
+  absl::StatusOr<ProcessStatus> named = a.registry->CreateRecord(Create("during"));
+  ASSERT_TRUE(absl::IsUnavailable(named.status())) << named.status();
+  EXPECT_THAT(named.status().message(), HasSubstr(etcd_->endpoint()));
+
+  ASSERT_TRUE(etcd_->Resume().ok());
+  // Nothing lost: the mirror is written again whole, b sees both.
+  ASSERT_TRUE(AwaitRecord(b, during->id(), [](const ProcessStatus& p) {
+    return p.state() == ProcessStatus::STATE_RUNNING;
+  })) << "etcd says:\n" << etcd_->log();
+  ASSERT_TRUE(AwaitRecord(b, before->id(), [](const ProcessStatus& p) {
+    return p.state() == ProcessStatus::STATE_RUNNING;
+  }));
+  EXPECT_EQ(a.cluster->pending(), 0u);
+  // And names are checked again.
+  EXPECT_TRUE(a.registry->CreateRecord(Create("after")).ok());
+}
+
+}  // namespace
+}  // namespace pm::registry

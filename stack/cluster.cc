@@ -1,0 +1,82 @@
+#include "stack/cluster.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/names.h"
+#include "common/status_core.h"
+
+namespace pm::stack {
+namespace {
+
+absl::Status CheckEndpoints(absl::string_view etcd) {
+  for (absl::string_view endpoint : absl::StrSplit(etcd, ',')) {
+    if (endpoint.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--etcd=", etcd, ": an empty endpoint (want host:port, separated by "
+          "commas)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The node: as given, else this host's name, which must make a node name.
+absl::StatusOr<std::string> NodeOf(absl::string_view node,
+                                   const absl::StatusOr<std::string>& host_name) {
+  if (!node.empty()) {
+    if (absl::Status valid = ValidateNodeName(node); !valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--node: ", valid.message()));
+    }
+    return std::string(node);
+  }
+  if (!host_name.ok()) {
+    return absl::Status(host_name.status().code(),
+                        absl::StrCat("--node is not given and this host's name is "
+                                     "unknown: ", host_name.status().message()));
+  }
+  if (absl::Status valid = ValidateNodeName(*host_name); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "this host's name cannot name its node (", valid.message(),
+        "): give --node"));
+  }
+  return *host_name;
+}
+
+}  // namespace
+
+absl::StatusOr<absl::optional<ClusterOptions>> ClusterFromFlags(
+    absl::string_view etcd, absl::string_view etcd_prefix,
+    absl::string_view node, const absl::StatusOr<std::string>& host_name) {
+  if (etcd.empty()) {
+    // Not a cluster: a node name or a prefix would silently mean nothing.
+    if (!node.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--node=", node, " needs a cluster: give --etcd=ENDPOINTS too (a "
+          "single host has no node name)"));
+    }
+    if (!etcd_prefix.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--etcd_prefix=", etcd_prefix, " needs a cluster: give --etcd=ENDPOINTS too"));
+    }
+    return absl::nullopt;
+  }
+  PM_RETURN_IF_ERROR(CheckEndpoints(etcd));
+  ClusterOptions cluster;
+  cluster.etcd = std::string(etcd);
+  cluster.etcd_prefix = std::string(etcd_prefix);
+  PM_ASSIGN_OR_RETURN(cluster.node, NodeOf(node, host_name));
+  return cluster;
+}
+
+absl::StatusOr<std::string> HostName() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return ErrnoError("gethostname");
+  return std::string(name);
+}
+
+}  // namespace pm::stack

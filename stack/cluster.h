@@ -1,0 +1,50 @@
+// The launcher's place in a cluster of pm hosts (README, "Running on several
+// hosts"): its --etcd, --etcd_prefix and --node flags, checked and completed
+// once at startup, as the value the stack passes on to its services (the
+// registry gets all three, the supervisor the node; see ServiceArgs in
+// stack/stack.h).
+//
+//   PM_ASSIGN_OR_RETURN(absl::optional<ClusterOptions> cluster,
+//                       ClusterFromFlags(FLAGS_etcd, FLAGS_etcd_prefix,
+//                                        FLAGS_node, HostName()));
+//   options.cluster = cluster;   // unset: a single host, as before
+#ifndef PM_STACK_CLUSTER_H_
+#define PM_STACK_CLUSTER_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/optional.h"
+
+namespace pm::stack {
+
+struct ClusterOptions {
+  // etcd's client endpoints, "host:port" separated by commas (the
+  // registry's --etcd).
+  std::string etcd;
+  // The cluster's keys in etcd (the registry's --etcd_prefix); empty: the
+  // registry's default, /pm/default/.
+  std::string etcd_prefix;
+  // This host's name in the cluster (the registry's and the supervisor's
+  // --node); never empty.
+  std::string node;
+};
+
+// The cluster the flags describe: unset when `etcd` is empty (a single
+// host: nothing changes). The node is `node`, else `host_name` (this
+// machine's, from HostName()). INVALID_ARGUMENT, naming the flag, for
+// --node or --etcd_prefix without --etcd (they mean nothing without a
+// cluster), an empty endpoint in `etcd`, or a node (given or the host's
+// name) that is no node name (common/names.h); the error of `host_name`
+// when it is needed and failed.
+absl::StatusOr<absl::optional<ClusterOptions>> ClusterFromFlags(
+    absl::string_view etcd, absl::string_view etcd_prefix,
+    absl::string_view node, const absl::StatusOr<std::string>& host_name);
+
+// This machine's host name (gethostname). Errors name the call and errno.
+absl::StatusOr<std::string> HostName();
+
+}  // namespace pm::stack
+
+#endif  // PM_STACK_CLUSTER_H_

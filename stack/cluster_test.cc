@@ -1,0 +1,144 @@
+// The launcher's cluster flags, and the command lines they give the
+// services: no service is started (the stack's own tests run them).
+#include "stack/cluster.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "stack/stack.h"
+
+namespace pm::stack {
+namespace {
+
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+const absl::StatusOr<std::string> kHostName = std::string("host-a");
+
+TEST(ClusterFromFlagsTest, WithoutEtcdThereIsNoCluster) {
+  absl::StatusOr<absl::optional<ClusterOptions>> cluster =
+      ClusterFromFlags("", "", "", kHostName);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  EXPECT_FALSE(cluster->has_value());
+  // Not even the host name is needed.
+  cluster = ClusterFromFlags("", "", "", absl::InternalError("no name"));
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  EXPECT_FALSE(cluster->has_value());
+}
+
+TEST(ClusterFromFlagsTest, ANodeOrPrefixWithoutEtcdIsRefusedNamingTheFlag) {
+  absl::StatusOr<absl::optional<ClusterOptions>> node =
+      ClusterFromFlags("", "", "b", kHostName);
+  EXPECT_EQ(node.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(node.status().message(),
+            "--node=b needs a cluster: give --etcd=ENDPOINTS too (a single "
+            "host has no node name)");
+  absl::StatusOr<absl::optional<ClusterOptions>> prefix =
+      ClusterFromFlags("", "/pm/test/", "", kHostName);
+  EXPECT_EQ(prefix.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(prefix.status().message(), HasSubstr("--etcd_prefix=/pm/test/ needs a cluster"));
+}
+
+TEST(ClusterFromFlagsTest, TheNodeIsTheOneGivenElseTheHostName) {
+  absl::StatusOr<absl::optional<ClusterOptions>> given =
+      ClusterFromFlags("10.0.0.1:2379,10.0.0.2:2379", "/pm/test/", "b", kHostName);
+  ASSERT_TRUE(given.ok()) << given.status();
+  ASSERT_TRUE(given->has_value());
+  EXPECT_EQ((*given)->etcd, "10.0.0.1:2379,10.0.0.2:2379");
+  EXPECT_EQ((*given)->etcd_prefix, "/pm/test/");
+  EXPECT_EQ((*given)->node, "b");
+
+  absl::StatusOr<absl::optional<ClusterOptions>> host =
+      ClusterFromFlags("localhost:2379", "", "", kHostName);
+  ASSERT_TRUE(host.ok()) << host.status();
+  ASSERT_TRUE(host->has_value());
+  EXPECT_EQ((*host)->node, "host-a");
+  EXPECT_EQ((*host)->etcd_prefix, "");  // the registry's default
+
+  // Given, the host name is not needed.
+  EXPECT_TRUE(ClusterFromFlags("localhost:2379", "", "b", absl::InternalError("x")).ok());
+}
+
+TEST(ClusterFromFlagsTest, BadNodesEndpointsAndHostNamesAreRefused) {
+  absl::StatusOr<absl::optional<ClusterOptions>> bad_node =
+      ClusterFromFlags("localhost:2379", "", "b c", kHostName);
+  EXPECT_EQ(bad_node.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad_node.status().message(), HasSubstr("--node: node \"b c\" has ' '"));
+
+  absl::StatusOr<absl::optional<ClusterOptions>> empty_endpoint =
+      ClusterFromFlags("localhost:2379,", "", "b", kHostName);
+  EXPECT_EQ(empty_endpoint.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(empty_endpoint.status().message(), HasSubstr("an empty endpoint"));
+
+  absl::StatusOr<absl::optional<ClusterOptions>> odd_host =
+      ClusterFromFlags("localhost:2379", "", "", std::string("host a"));
+  EXPECT_EQ(odd_host.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(odd_host.status().message(), HasSubstr("give --node"));
+
+  absl::StatusOr<absl::optional<ClusterOptions>> no_host = ClusterFromFlags(
+      "localhost:2379", "", "", absl::InternalError("gethostname(): EFAULT"));
+  EXPECT_FALSE(no_host.ok());
+  EXPECT_THAT(no_host.status().message(), HasSubstr("gethostname(): EFAULT"));
+}
+
+TEST(ClusterFromFlagsTest, HostNameIsThisMachines) {
+  absl::StatusOr<std::string> name = HostName();
+  ASSERT_TRUE(name.ok()) << name.status();
+  EXPECT_THAT(*name, Not(IsEmpty()));
+}
+
+StackOptions Options() {
+  StackOptions options;
+  options.binary_root = "/b";
+  options.runtime_dir = "/run/pm";
+  options.state_dir = "/var/lib/pm";
+  return options;
+}
+
+TEST(ServiceArgsTest, ASingleHostsServicesGetNoClusterFlags) {
+  const StackOptions options = Options();
+  EXPECT_THAT(ServiceArgs(options, "registry"),
+              ElementsAre("/b/registry/registry", "--runtime_dir=/run/pm",
+                          "--state_dir=/var/lib/pm"));
+  EXPECT_THAT(ServiceArgs(options, "supervisor"),
+              ElementsAre("/b/supervisor/supervisor", "--runtime_dir=/run/pm",
+                          "--state_dir=/var/lib/pm", "--shim_binary=/b/shim/pm-shim"));
+}
+
+TEST(ServiceArgsTest, InAClusterTheRegistryGetsEtcdAndTheNodeAndTheSupervisorTheNode) {
+  StackOptions options = Options();
+  options.cluster = ClusterOptions{"10.0.0.1:2379,10.0.0.2:2379", "/pm/test/", "a"};
+  options.extra_args["registry"] = {"--metrics_listen=127.0.0.1:0"};
+  options.gateway = GatewayOptions();
+  options.gateway->port_file = "/run/pm/gateway.port";
+  EXPECT_THAT(ServiceArgs(options, "registry"),
+              ElementsAre("/b/registry/registry", "--runtime_dir=/run/pm",
+                          "--state_dir=/var/lib/pm", "--etcd=10.0.0.1:2379,10.0.0.2:2379",
+                          "--etcd_prefix=/pm/test/", "--node=a",
+                          "--metrics_listen=127.0.0.1:0"));
+  EXPECT_THAT(ServiceArgs(options, "supervisor"),
+              ElementsAre("/b/supervisor/supervisor", "--runtime_dir=/run/pm",
+                          "--state_dir=/var/lib/pm", "--shim_binary=/b/shim/pm-shim",
+                          "--node=a"));
+  // The others know nothing of the cluster.
+  for (const char* other : {"log_store", "gateway"}) {
+    const std::vector<std::string> args = ServiceArgs(options, other);
+    for (const char* flag : {"--etcd=10.0.0.1:2379,10.0.0.2:2379", "--node=a"}) {
+      EXPECT_THAT(args, Not(Contains(flag))) << other;
+    }
+  }
+  EXPECT_THAT(ServiceArgs(options, "gateway"), Contains("--port_file=/run/pm/gateway.port"));
+
+  // No prefix given: the registry's own default, not a second copy of it.
+  options.cluster->etcd_prefix.clear();
+  const std::vector<std::string> registry = ServiceArgs(options, "registry");
+  for (const std::string& arg : registry) {
+    EXPECT_THAT(arg, Not(HasSubstr("--etcd_prefix"))) << arg;
+  }
+  EXPECT_THAT(registry, Contains("--node=a"));
+}
+
+}  // namespace
+}  // namespace pm::stack
