@@ -255,6 +255,7 @@ Caller RemoteCaller(const grpc::CallbackServerContext& context, UserStore& users
         credentials.ok()) {
       caller.user = Printable(credentials->user);
       caller.admin = users.IsAdmin(credentials->user);
+      caller.authorization = std::string(View(first->second));
     }
   }
   return caller;

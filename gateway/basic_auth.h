@@ -114,6 +114,10 @@ struct Caller {
   // On the local unix socket: no user, no caps. (Not "no user": a remote
   // call always has one, and one without must get nothing.)
   bool local = false;
+  // The call's verified authorization header, as the client sent it: what
+  // a call forwarded to another host of the cluster carries (the owner's
+  // gateway checks it again). Never logged.
+  std::string authorization;
   // The owner recorded for a process started on this call: "USER (SUBJECT)",
   // e.g. "demo (CN=pm-client,O=pm dev)"; "" when local.
   std::string Owner() const;

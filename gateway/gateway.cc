@@ -74,8 +74,15 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(GatewayOptions options) 
   PM_ASSIGN_OR_RETURN(gateway->audit_, AuditLog::Open(audit));
   gateway->throttle_ = std::make_unique<AuthThrottle>();
   gateway->quotas_ = std::make_unique<UserQuotas>(options.quotas);
+  if (!options.node.empty()) {
+    ClusterRouter::Options cluster;
+    cluster.node = options.node;
+    cluster.runtime_dir = options.runtime_dir;
+    cluster.peer_tls = options.peer_tls;
+    PM_ASSIGN_OR_RETURN(gateway->router_, ClusterRouter::Create(cluster));
+  }
   GatewayEnv env{gateway->client_.get(), gateway->users_.get(),
-                 gateway->audit_.get(), gateway->quotas_.get()};
+                 gateway->audit_.get(), gateway->quotas_.get(), gateway->router_.get()};
   gateway->remote_service_ = std::make_unique<GatewayService>(env, Door::kRemote);
   gateway->local_service_ = std::make_unique<GatewayService>(env, Door::kLocal);
 

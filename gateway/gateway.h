@@ -87,6 +87,10 @@ struct GatewayOptions {
   std::string port_file;
   // The backend; null: ConnectLocal(runtime_dir).
   std::unique_ptr<pm::Client> client;
+  // A member of a cluster of hosts (cluster_router.h): this host's node
+  // (empty: a single host) and what this gateway presents to the others.
+  std::string node;
+  ClusterRouter::PeerTls peer_tls;
 };
 
 class Gateway {
@@ -114,6 +118,7 @@ class Gateway {
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<AuthThrottle> throttle_;
   std::unique_ptr<UserQuotas> quotas_;
+  std::unique_ptr<ClusterRouter> router_;
   std::unique_ptr<GatewayService> remote_service_;
   std::unique_ptr<GatewayService> local_service_;
   std::unique_ptr<grpc::Server> tcp_server_;

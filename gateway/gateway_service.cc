@@ -70,6 +70,13 @@ void Audit(AuditLog* audit, const Caller& caller, const char* method,
   audit->Record(entry);
 }
 
+// What a call on a process of another host does when it cannot be
+// forwarded there (the host is down, the caller is local).
+enum class Elsewhere {
+  kOwnerOnly,    // answers why (Stop, Signal, Remove, output)
+  kOwnerOrCopy,  // goes on with this host's copy of the record (GetStatus, Wait)
+};
+
 // A unary call answered after one or more backend calls made one at a
 // time (authorize, then act). Each backend call gets a context of its own
 // with the caller's deadline; a caller that cancels cancels the one in
@@ -89,6 +96,13 @@ class Call final : public grpc::ServerUnaryReactor {
 
   const Caller& caller() const { return caller_; }
   void set_id(std::string id) { id_ = std::move(id); }
+  // The other host's gateway the call goes to (Resolve set it), or null.
+  pm::v1::ProcessManager::Stub* forward() const { return forward_; }
+  void set_forward(pm::v1::ProcessManager::Stub* peer, std::string node) {
+    forward_ = peer;
+    forward_node_ = std::move(node);
+  }
+  const grpc::CallbackServerContext& context() const { return *context_; }
   void Hold(UserQuotas::Lease lease) { lease_ = std::move(lease); }
 
   // The request, parsed strictly into a message this call owns; null (and
@@ -133,7 +147,13 @@ class Call final : public grpc::ServerUnaryReactor {
   // names among the processes the caller may see, then runs `then`;
   // otherwise answers (NOT_FOUND, or FAILED_PRECONDITION for an ambiguous
   // prefix, which lists only the caller's own processes).
-  void Resolve(std::string* ref, std::function<void()> then) {
+  //
+  // In a cluster, a process of another host: the call is set to go to
+  // that host's gateway (forward()), or, when it cannot go there, answered
+  // as `elsewhere` says.
+  void Resolve(std::string* ref, std::function<void()> then,
+               Elsewhere elsewhere = Elsewhere::kOwnerOnly) {
+    if (env_.router != nullptr) return Locate(ref, std::move(then), elsewhere);
     auto resolved = std::make_shared<std::string>();
     Run(
         [this, ref, resolved](grpc::ClientContext* backend,
@@ -151,6 +171,60 @@ class Call final : public grpc::ServerUnaryReactor {
           id_ = *resolved;
           then();
         });
+  }
+
+  // Resolve in a cluster: the registry says where the process is.
+  void Locate(std::string* ref, std::function<void()> then, Elsewhere elsewhere) {
+    auto located = std::make_shared<pm::internal::v1::ResolveResponse>();
+    Run(
+        [this, ref, located](grpc::ClientContext* backend,
+                             std::function<void(grpc::Status)> done) {
+          env_.router->Locate(
+              backend, *ref, caller_.admin ? "" : caller_.user,
+              [located, done = std::move(done)](
+                  absl::StatusOr<pm::internal::v1::ResolveResponse> where) {
+                if (where.ok()) *located = *std::move(where);
+                done(ToGrpcStatus(where.status()));
+              });
+          return absl::OkStatus();
+        },
+        [this, ref, located, elsewhere, then = std::move(then)](grpc::Status status) {
+          if (!status.ok()) return Answer(Hidden(caller_, *ref, status));
+          *ref = located->id();
+          id_ = located->id();
+          if (located->node().empty() || located->node() == env_.router->node()) {
+            return then();
+          }
+          absl::Status routed = Route(*located);
+          if (routed.ok() || elsewhere == Elsewhere::kOwnerOrCopy) return then();
+          Answer(ToGrpcStatus(routed));
+        });
+  }
+
+  // Sets the call to go to the gateway of the host the process is on, or
+  // says why it cannot.
+  absl::Status Route(const pm::internal::v1::ResolveResponse& located) {
+    const std::string& node = located.node();
+    if (ClusterRouter::IsForwarded(*context_)) {
+      // Never forwarded twice: the hosts' views differ for a moment.
+      return absl::UnavailableError(absl::StrCat(
+          "process ", located.id(), " is on host ", node, " as this host (",
+          env_.router->node(), ") sees it, and the call was forwarded here from "
+          "another host's gateway; try again"));
+    }
+    if (caller_.authorization.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "process ", located.id(), " is on host ", node, ": a call on the local "
+          "socket carries no user to forward there; call that host, or a "
+          "gateway of the cluster with a user"));
+    }
+    if (located.gateway().empty()) {
+      return absl::UnavailableError(absl::StrCat(
+          "process ", located.id(), " is on host ", node, ", which is unreachable "
+          "(it holds no lease in etcd, or publishes no gateway address)"));
+    }
+    set_forward(env_.router->Peer(located.gateway()), node);
+    return absl::OkStatus();
   }
 
   // Runs `then` when the caller may act on process id_; otherwise answers
@@ -212,6 +286,8 @@ class Call final : public grpc::ServerUnaryReactor {
   const char* const method_;
   grpc::ByteBuffer* const out_;
   std::string id_;
+  pm::v1::ProcessManager::Stub* forward_ = nullptr;
+  std::string forward_node_;
   UserQuotas::Lease lease_;
   std::vector<std::unique_ptr<google::protobuf::Message>> owned_;
   const google::protobuf::Message* reply_ = nullptr;
@@ -235,6 +311,10 @@ struct OutputStream {
                            grpc::ClientReadReactor<Message>* reactor) {
     return client.StreamOutputAsync(context, request, reactor);
   }
+  static void OpenPeer(pm::v1::ProcessManager::Stub* peer, grpc::ClientContext* context,
+                       const Request* request, grpc::ClientReadReactor<Message>* reactor) {
+    peer->async()->StreamOutput(context, request, reactor);
+  }
 };
 
 struct EventStream {
@@ -253,6 +333,10 @@ struct EventStream {
                            const Request* request,
                            grpc::ClientReadReactor<Message>* reactor) {
     return client.WatchAsync(context, request, reactor);
+  }
+  static void OpenPeer(pm::v1::ProcessManager::Stub* peer, grpc::ClientContext* context,
+                       const Request* request, grpc::ClientReadReactor<Message>* reactor) {
+    peer->async()->Watch(context, request, reactor);
   }
 };
 
@@ -287,6 +371,15 @@ class StreamRelay {
     Stream::Scope(caller_, request_);
     if (Stream::kIdOptional && request_.id().empty()) {
       BeginStream();
+      return;
+    }
+    // In a cluster, the registry says which host the process is on.
+    if (env_.router != nullptr) {
+      env_.router->Locate(
+          &resolve_context_, request_.id(), caller_.admin ? "" : caller_.user,
+          [this, context](absl::StatusOr<pm::internal::v1::ResolveResponse> where) {
+            OnLocated(*context, std::move(where));
+          });
       return;
     }
     // A name or an id prefix becomes the full id first (among the caller's
@@ -356,6 +449,42 @@ class StreamRelay {
     if (!started.ok()) EndBeforeStream(ToGrpcStatus(started));
   }
 
+  void OnLocated(const grpc::CallbackServerContext& context,
+                 absl::StatusOr<pm::internal::v1::ResolveResponse> where) {
+    if (!where.ok() || where->node().empty() || where->node() == env_.router->node()) {
+      return OnResolved(where.ok() ? absl::StatusOr<std::string>(where->id())
+                                   : absl::StatusOr<std::string>(where.status()));
+    }
+    // Another host's: relayed from its gateway, which authorizes the
+    // caller itself.
+    request_.set_id(where->id());
+    const std::string& node = where->node();
+    if (ClusterRouter::IsForwarded(context)) {
+      return EndBeforeStream(grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          absl::StrCat("process ", where->id(), " is on host ", node,
+                       " as this host sees it, and the call was forwarded here "
+                       "from another host's gateway; try again")));
+    }
+    if (caller_.authorization.empty()) {
+      return EndBeforeStream(grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("process ", where->id(), " is on host ", node,
+                       ": a call on the local socket carries no user to forward "
+                       "there; call that host, or a gateway of the cluster with a user")));
+    }
+    if (where->gateway().empty()) {
+      return EndBeforeStream(grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          absl::StrCat("process ", where->id(), " is on host ", node,
+                       ", which is unreachable (it holds no lease in etcd, or "
+                       "publishes no gateway address)")));
+    }
+    peer_ = env_.router->Peer(where->gateway());
+    ClusterRouter::PrepareForward(caller_, &backend_);
+    BeginStream();
+  }
+
   void OnLookedUp(const grpc::Status& status) {
     if (!status.ok()) return EndBeforeStream(Hidden(caller_, request_.id(), status));
     if (!caller_.MaySee(record_.owner_user())) {
@@ -376,9 +505,12 @@ class StreamRelay {
           grpc::Status(grpc::StatusCode::CANCELLED, "the caller cancelled"));
     }
     // A Cancel from here on cancels the stream (before or after it begins).
-    absl::Status started =
-        Stream::Open(*env_.client, &backend_, &request_, &reader_);
-    if (!started.ok()) return EndBeforeStream(ToGrpcStatus(started));
+    if (peer_ != nullptr) {
+      Stream::OpenPeer(peer_, &backend_, &request_, &reader_);
+    } else {
+      absl::Status started = Stream::Open(*env_.client, &backend_, &request_, &reader_);
+      if (!started.ok()) return EndBeforeStream(ToGrpcStatus(started));
+    }
     reader_.AddHold();
     reader_.StartRead(&message_);
     reader_.StartCall();
@@ -446,6 +578,8 @@ class StreamRelay {
   pm::v1::GetStatusRequest lookup_;
   pm::v1::ProcessStatus record_;
   grpc::ClientContext backend_;
+  // Another host's gateway the stream comes from (a cluster), or null.
+  pm::v1::ProcessManager::Stub* peer_ = nullptr;
   Message message_;
   grpc::ByteBuffer out_;  // message_'s bytes, being written
   absl::Mutex mu_;
@@ -479,10 +613,65 @@ using AsyncMethod = absl::Status (pm::Client::*)(
     grpc::ClientContext*, const Request*, Response*,
     std::function<void(grpc::Status)>);
 
+// The same method on another host's gateway.
+template <typename Request, typename Response>
+using PeerMethod = void (*)(pm::v1::ProcessManager::Stub*, grpc::ClientContext*,
+                            const Request*, Response*, std::function<void(grpc::Status)>);
+
+void PeerStart(pm::v1::ProcessManager::Stub* peer, grpc::ClientContext* context,
+               const pm::v1::StartRequest* request, pm::v1::StartResponse* response,
+               std::function<void(grpc::Status)> done) {
+  peer->async()->Start(context, request, response, std::move(done));
+}
+void PeerStop(pm::v1::ProcessManager::Stub* peer, grpc::ClientContext* context,
+              const pm::v1::StopRequest* request, pm::v1::StopResponse* response,
+              std::function<void(grpc::Status)> done) {
+  peer->async()->Stop(context, request, response, std::move(done));
+}
+void PeerSignal(pm::v1::ProcessManager::Stub* peer, grpc::ClientContext* context,
+                const pm::v1::SignalRequest* request, pm::v1::SignalResponse* response,
+                std::function<void(grpc::Status)> done) {
+  peer->async()->Signal(context, request, response, std::move(done));
+}
+void PeerRemove(pm::v1::ProcessManager::Stub* peer, grpc::ClientContext* context,
+                const pm::v1::RemoveRequest* request, pm::v1::RemoveResponse* response,
+                std::function<void(grpc::Status)> done) {
+  peer->async()->Remove(context, request, response, std::move(done));
+}
+void PeerWait(pm::v1::ProcessManager::Stub* peer, grpc::ClientContext* context,
+              const pm::v1::WaitRequest* request, pm::v1::ProcessStatus* response,
+              std::function<void(grpc::Status)> done) {
+  peer->async()->Wait(context, request, response, std::move(done));
+}
+void PeerGetStatus(pm::v1::ProcessManager::Stub* peer, grpc::ClientContext* context,
+                   const pm::v1::GetStatusRequest* request, pm::v1::ProcessStatus* response,
+                   std::function<void(grpc::Status)> done) {
+  peer->async()->GetStatus(context, request, response, std::move(done));
+}
+
+// Runs `method` on the gateway the call was routed to, with the caller's
+// credentials (that gateway authorizes the call itself); its status is the
+// answer.
+template <typename Request, typename Response>
+void Forward(Call* call, Request* request, Response* response,
+             PeerMethod<Request, Response> method) {
+  call->Run(
+      [call, request, response, method](grpc::ClientContext* backend,
+                                        std::function<void(grpc::Status)> done) {
+        ClusterRouter::PrepareForward(call->caller(), backend);
+        method(call->forward(), backend, request, response, std::move(done));
+        return absl::OkStatus();
+      },
+      [call](grpc::Status status) { call->Answer(status); });
+}
+
 template <typename Request, typename Response>
 void ActOnProcess(const GatewayEnv& env, Call* call, Request* request,
-                  Response* response, AsyncMethod<Request, Response> method) {
-  call->Resolve(request->mutable_id(), [&env, call, request, response, method] {
+                  Response* response, AsyncMethod<Request, Response> method,
+                  PeerMethod<Request, Response> peer_method,
+                  Elsewhere elsewhere = Elsewhere::kOwnerOnly) {
+  call->Resolve(request->mutable_id(), [&env, call, request, response, method, peer_method] {
+    if (call->forward() != nullptr) return Forward(call, request, response, peer_method);
     call->Authorize([&env, call, request, response, method] {
       call->Run(
           [&env, request, response, method](
@@ -493,7 +682,7 @@ void ActOnProcess(const GatewayEnv& env, Call* call, Request* request,
           },
           [call](grpc::Status status) { call->Answer(status); });
     });
-  });
+  }, elsewhere);
 }
 
 // A write reactor that only answers.
@@ -502,6 +691,9 @@ class Refusal final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   explicit Refusal(const grpc::Status& status) { Finish(status); }
   void OnDone() override { delete this; }
 };
+
+void StartHere(const GatewayEnv& env, Call* call, pm::v1::StartRequest* request,
+               pm::v1::StartResponse* response);
 
 }  // namespace
 
@@ -540,14 +732,67 @@ grpc::ServerUnaryReactor* GatewayService::Start(grpc::CallbackServerContext* con
     }
   }
   auto* response = call->Reply<pm::v1::StartResponse>();
-  pm::StartOptions options;
-  options.owner = caller.Owner();
-  options.owner_user = caller.user;
+  if (env_.router == nullptr || ClusterRouter::IsForwarded(*context)) {
+    StartHere(env_, call, request, response);
+    return call;
+  }
+  // A cluster: the host it names, else the least busy one.
+  auto nodes = std::make_shared<pm::internal::v1::ListNodesResponse>();
   call->Run(
-      [this, request, response, options](grpc::ClientContext* backend,
+      [this, nodes](grpc::ClientContext* backend, std::function<void(grpc::Status)> done) {
+        env_.router->ListNodes(
+            backend, [nodes, done = std::move(done)](
+                         absl::StatusOr<pm::internal::v1::ListNodesResponse> listed) {
+              if (listed.ok()) *nodes = *std::move(listed);
+              done(ToGrpcStatus(listed.status()));
+            });
+        return absl::OkStatus();
+      },
+      [this, call, request, response, nodes](grpc::Status status) {
+        if (!status.ok()) return call->Answer(status);
+        absl::StatusOr<pm::internal::v1::ClusterNode> place =
+            PlaceStart(*nodes, request->node());
+        if (!place.ok()) return call->Answer(ToGrpcStatus(place.status()));
+        request->set_node(place->node());
+        if (place->node() == env_.router->node()) {
+          return StartHere(env_, call, request, response);
+        }
+        if (call->caller().authorization.empty()) {
+          return call->Answer(grpc::Status(
+              grpc::StatusCode::FAILED_PRECONDITION,
+              absl::StrCat("the start goes to host ", place->node(),
+                           ": a call on the local socket carries no user to "
+                           "forward there; name this host (--node ",
+                           env_.router->node(), ") or call a gateway of the "
+                           "cluster with a user")));
+        }
+        if (place->gateway().empty()) {
+          return call->Answer(grpc::Status(
+              grpc::StatusCode::UNAVAILABLE,
+              absl::StrCat("host ", place->node(),
+                           " publishes no gateway address to forward the start to")));
+        }
+        PM_LOG(INFO) << "start for " << call->caller().Owner() << " forwarded to host "
+                     << place->node() << " (" << place->gateway() << ")";
+        call->set_forward(env_.router->Peer(place->gateway()), place->node());
+        Forward(call, request, response, &PeerStart);
+      });
+  return call;
+}
+
+namespace {
+
+// A Start on this host: the Library's, with the caller as its owner.
+void StartHere(const GatewayEnv& env, Call* call, pm::v1::StartRequest* request,
+               pm::v1::StartResponse* response) {
+  pm::StartOptions options;
+  options.owner = call->caller().Owner();
+  options.owner_user = call->caller().user;
+  call->Run(
+      [&env, request, response, options](grpc::ClientContext* backend,
                                          std::function<void(grpc::Status)> done) {
-        return env_.client->StartAsync(backend, request, options, response,
-                                       std::move(done));
+        return env.client->StartAsync(backend, request, options, response,
+                                      std::move(done));
       },
       [call, response](grpc::Status status) {
         if (status.ok()) {
@@ -560,8 +805,9 @@ grpc::ServerUnaryReactor* GatewayService::Start(grpc::CallbackServerContext* con
         }
         call->Answer(status);
       });
-  return call;
 }
+
+}  // namespace
 
 grpc::ServerUnaryReactor* GatewayService::Stop(grpc::CallbackServerContext* context,
                                                const grpc::ByteBuffer* raw,
@@ -574,7 +820,7 @@ grpc::ServerUnaryReactor* GatewayService::Stop(grpc::CallbackServerContext* cont
   // Escaped: the id is the client's, and may hold a newline.
   PM_LOG(INFO) << "stop " << Printable(request->id()) << " for "
                << (call->caller().local ? "local" : call->caller().Owner());
-  ActOnProcess(env_, call, request, response, &pm::Client::StopAsync);
+  ActOnProcess(env_, call, request, response, &pm::Client::StopAsync, &PeerStop);
   return call;
 }
 
@@ -593,7 +839,7 @@ grpc::ServerUnaryReactor* GatewayService::Signal(grpc::CallbackServerContext* co
                << " to "
                << Printable(request->id()) << " for "
                << (call->caller().local ? "local" : call->caller().Owner());
-  ActOnProcess(env_, call, request, response, &pm::Client::SignalAsync);
+  ActOnProcess(env_, call, request, response, &pm::Client::SignalAsync, &PeerSignal);
   return call;
 }
 
@@ -608,7 +854,7 @@ grpc::ServerUnaryReactor* GatewayService::Remove(grpc::CallbackServerContext* co
   PM_LOG(INFO) << "remove " << Printable(request->id())
                << (request->force() ? " (force)" : "") << " for "
                << (call->caller().local ? "local" : call->caller().Owner());
-  ActOnProcess(env_, call, request, response, &pm::Client::RemoveAsync);
+  ActOnProcess(env_, call, request, response, &pm::Client::RemoveAsync, &PeerRemove);
   return call;
 }
 
@@ -621,6 +867,9 @@ grpc::ServerUnaryReactor* GatewayService::GetStatus(
   call->set_id(request->id());
   auto* response = call->Reply<pm::v1::ProcessStatus>();
   call->Resolve(request->mutable_id(), [this, call, request, response] {
+    // Its host's answer has the live view; without that host, this host's
+    // copy of the record says what is known.
+    if (call->forward() != nullptr) return Forward(call, request, response, &PeerGetStatus);
     call->Run(
         [this, request, response](grpc::ClientContext* backend,
                                   std::function<void(grpc::Status)> done) {
@@ -634,7 +883,7 @@ grpc::ServerUnaryReactor* GatewayService::GetStatus(
           }
           call->Answer(Hidden(call->caller(), request->id(), status));
         });
-  });
+  }, Elsewhere::kOwnerOrCopy);
   return call;
 }
 
@@ -683,7 +932,8 @@ grpc::ServerUnaryReactor* GatewayService::Wait(grpc::CallbackServerContext* cont
   if (request == nullptr) return call;
   call->set_id(request->id());
   auto* response = call->Reply<pm::v1::ProcessStatus>();
-  ActOnProcess(env_, call, request, response, &pm::Client::WaitAsync);
+  ActOnProcess(env_, call, request, response, &pm::Client::WaitAsync, &PeerWait,
+               Elsewhere::kOwnerOrCopy);
   return call;
 }
 

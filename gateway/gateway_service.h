@@ -23,6 +23,15 @@
 // backend call's deadline, and a client that cancels (or goes away) cancels
 // the backend call in flight.
 //
+// A cluster (env.router set): a call on a process of another host that is
+// up (Stop, Signal, Remove, Wait, GetStatus, StreamOutput, a Watch of one
+// process) is forwarded to that host's gateway with the caller's own
+// credentials, which that gateway checks again; a Start goes to the host
+// it names, or to the one with the fewest live processes (PlaceStart).
+// While the host is down, GetStatus and Wait answer from this host's copy
+// of its records (STATE_UNKNOWN) and the others are UNAVAILABLE naming it.
+// A call on the local socket carries no user and is not forwarded.
+//
 // Caps (on the TCP door, per user; UserQuotas): StreamOutput, Watch and
 // Wait calls open at once, and starts per second, answered RESOURCE_EXHAUSTED
 // naming the flag. Every call is written to the audit log (audit_log.h)
@@ -35,6 +44,7 @@
 #include "client/client.h"
 #include "gateway/audit_log.h"
 #include "gateway/basic_auth.h"
+#include "gateway/cluster_router.h"
 #include "gateway/user_quotas.h"
 #include "gateway/users.h"
 #include "pm/v1/process_manager.grpc.pb.h"
@@ -51,6 +61,9 @@ struct GatewayEnv {
   AuditLog* audit = nullptr;
   // Optional: no caps when null.
   UserQuotas* quotas = nullptr;
+  // In a cluster of hosts (the gateway's --node): where processes are,
+  // and the other hosts' gateways to forward calls to. Null: one host.
+  ClusterRouter* router = nullptr;
 };
 
 // Which door a service instance serves.

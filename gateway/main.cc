@@ -8,6 +8,7 @@
 
 #include "common/file_limit.h"
 #include "common/log.h"
+#include "common/names.h"
 #include "common/log_flags.h"
 #include "common/memory_trimmer.h"
 #include "common/metrics_flags.h"
@@ -65,6 +66,16 @@ DEFINE_int32(keepalive_timeout_ms, 20000, "See --keepalive_time_ms");
 DEFINE_int32(max_connection_idle_ms, 30 * 60 * 1000,
              "Close a connection with no call for this long");
 
+DEFINE_string(node, "",
+              "This host's name in its cluster (the stack's --node): calls on "
+              "other hosts' processes are forwarded to their gateways, and a "
+              "Start goes to the host it names or the least busy one. Empty: "
+              "a single host.");
+DEFINE_string(peer_cert_file, "",
+              "In a cluster: the client certificate (PEM, from the CA of "
+              "--ca_file) this gateway presents to the other hosts' gateways");
+DEFINE_string(peer_key_file, "", "The key of --peer_cert_file");
+
 int main(int argc, char** argv) {
   pm::BlockTerminationSignals();
   pm::KeepGrpcInitialized();
@@ -104,6 +115,14 @@ int main(int argc, char** argv) {
   options.http2.keepalive_time_ms = FLAGS_keepalive_time_ms;
   options.http2.keepalive_timeout_ms = FLAGS_keepalive_timeout_ms;
   options.http2.max_connection_idle_ms = FLAGS_max_connection_idle_ms;
+  if (!FLAGS_node.empty()) {
+    if (absl::Status valid = pm::ValidateNodeName(FLAGS_node); !valid.ok()) {
+      PM_LOG(ERROR) << "--node: " << valid.message();
+      return 2;
+    }
+    options.node = FLAGS_node;
+    options.peer_tls = {FLAGS_ca_file, FLAGS_peer_cert_file, FLAGS_peer_key_file};
+  }
   absl::StatusOr<std::unique_ptr<pm::gateway::Gateway>> gateway =
       pm::gateway::Gateway::Start(std::move(options));
   if (!gateway.ok()) {

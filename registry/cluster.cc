@@ -688,6 +688,22 @@ std::optional<ProcessStatus> Cluster::Find(absl::string_view id) const {
   return Answer(it->second);
 }
 
+std::optional<std::string> Cluster::OwnerOf(const std::string& id) const {
+  {
+    absl::MutexLock lock(&mutex_);
+    if (!etcd_error_.empty()) return std::nullopt;
+  }
+  etcdserverpb::RangeRequest request;
+  request.set_key(Key(kIds, id));
+  etcdserverpb::RangeResponse response;
+  grpc::ClientContext context;
+  SetDeadline(context);
+  if (!kv_->Range(&context, request, &response).ok() || response.kvs().empty()) {
+    return std::nullopt;
+  }
+  return response.kvs(0).value();
+}
+
 std::optional<std::string> Cluster::IdOfName(absl::string_view name) const {
   absl::MutexLock lock(&mutex_);
   auto it = other_names_.find(name);
@@ -711,6 +727,13 @@ bool Cluster::connected() const {
 bool Cluster::reachable() const {
   absl::MutexLock lock(&mutex_);
   return connected_ && etcd_error_.empty();
+}
+
+std::optional<std::string> Cluster::GatewayOf(absl::string_view node) const {
+  absl::MutexLock lock(&mutex_);
+  auto it = nodes_.find(std::string(node));
+  if (it == nodes_.end()) return std::nullopt;
+  return it->second.gateway();
 }
 
 std::map<std::string, ClusterNode> Cluster::Nodes() const {

@@ -124,6 +124,10 @@ class Cluster {
   // its reason and last known state) when that host, or etcd, is not
   // reachable now. nullopt when no other host has it.
   std::optional<pm::v1::ProcessStatus> Find(absl::string_view id) const;
+  // The host that claimed `id` in etcd, asked of etcd now (a record made
+  // a moment ago on another host, not yet seen through the watch).
+  // nullopt when no host claimed it or etcd cannot be asked.
+  std::optional<std::string> OwnerOf(const std::string& id) const;
   // The id another host's process of this name has.
   std::optional<std::string> IdOfName(absl::string_view name) const;
   // Every other host's record, likewise.
@@ -136,6 +140,9 @@ class Cluster {
   bool reachable() const;
   // Whether the node key is held (the lease kept alive).
   bool holds_lease() const;
+  // The gateway address of `node` while it holds its lease (empty string
+  // if it published none); nullopt when it does not hold one.
+  std::optional<std::string> GatewayOf(absl::string_view node) const;
   // The hosts known (their node keys), with their gateway addresses.
   std::map<std::string, pm::internal::v1::ClusterNode> Nodes() const;
   // Waits (up to `timeout`) until `ready` holds under the Cluster's view,

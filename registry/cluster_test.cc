@@ -131,6 +131,13 @@ TEST_F(ClusterTest, ARecordOfOneHostIsAnsweredByTheOtherWithItsNode) {
   ASSERT_TRUE(web.ok()) << web.status();
   EXPECT_EQ(web->node(), "a");
   const std::string id = web->id();
+  // At once, by its full id, whether or not the watch has brought it yet:
+  // its claim in etcd names the host.
+  ResolveRequest at_once;
+  at_once.set_ref(id);
+  absl::StatusOr<pm::internal::v1::ResolveResponse> where = b.registry->Resolve(at_once);
+  ASSERT_TRUE(where.ok()) << where.status();
+  EXPECT_EQ(where->node(), "a");
   ASSERT_TRUE(AwaitRecord(b, id, [](const ProcessStatus&) { return true; }));
 
   absl::StatusOr<ProcessStatus> status = b.registry->GetStatus(id);

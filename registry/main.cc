@@ -52,6 +52,10 @@ DEFINE_string(etcd_prefix, "/pm/default/",
 DEFINE_string(node, "",
               "this host's name in the cluster (1 to 64 of [A-Za-z0-9_.-]); "
               "needs --etcd");
+DEFINE_string(gateway_address, "",
+              "where this host's gateway is reached by the other hosts' "
+              "gateways (host:port), published in etcd with the node; empty: "
+              "calls on this host's processes are not forwarded here");
 DEFINE_int64(etcd_lease_seconds, 10,
              "a host whose registry stops renewing its lease in etcd (killed, "
              "cut off) is reported unreachable by the others this long after "
@@ -137,6 +141,7 @@ int main(int argc, char** argv) {
     cluster_options.prefix = FLAGS_etcd_prefix;
     cluster_options.node = FLAGS_node;
     cluster_options.instance = InstanceOf(state_dir);
+    cluster_options.gateway = FLAGS_gateway_address;
     cluster_options.lease_ttl = absl::Seconds(FLAGS_etcd_lease_seconds);
     pm::registry::Registry* records = registry->get();
     absl::StatusOr<std::unique_ptr<pm::registry::Cluster>> cluster =

@@ -734,7 +734,60 @@ absl::StatusOr<pm::v1::ListResponse> Registry::List(
   return response;
 }
 
+pm::internal::v1::ListNodesResponse Registry::ListNodes() const {
+  pm::internal::v1::ListNodesResponse response;
+  if (cluster_ == nullptr) return response;
+  response.set_self(options_.node);
+  // With etcd out of reach the others' states are not known: Starts stay
+  // here.
+  std::map<std::string, pm::internal::v1::ClusterNode> nodes;
+  if (cluster_->reachable()) nodes = cluster_->Nodes();
+  // This host counts as up even while its lease is being (re)taken: it is
+  // the one answering.
+  nodes[options_.node].set_node(options_.node);
+  for (const ProcessStatus& status : cluster_->Others()) {
+    if (status.state() == ProcessStatus::STATE_RUNNING ||
+        status.state() == ProcessStatus::STATE_STOPPING) {
+      if (auto it = nodes.find(status.node()); it != nodes.end()) {
+        it->second.set_live(it->second.live() + 1);
+      }
+    }
+  }
+  {
+    absl::ReaderMutexLock lock(&mutex_);
+    uint32_t live = 0;
+    for (const auto& [id, record] : records_) {
+      if (!IsEndState(record.status.state())) ++live;
+    }
+    nodes[options_.node].set_live(live);
+  }
+  *response.add_nodes() = nodes[options_.node];
+  for (auto& [node, info] : nodes) {
+    if (node != options_.node) *response.add_nodes() = std::move(info);
+  }
+  return response;
+}
+
 absl::StatusOr<pm::internal::v1::ResolveResponse> Registry::Resolve(
+    const pm::internal::v1::ResolveRequest& request) const {
+  absl::StatusOr<pm::internal::v1::ResolveResponse> known = ResolveKnown(request);
+  if (known.ok() || !absl::IsNotFound(known.status()) || cluster_ == nullptr ||
+      request.name_only() || !IsFullId(request.ref())) {
+    return known;
+  }
+  // Made a moment ago on another host, and not seen here yet: its claim in
+  // etcd says which host (asked without any lock held).
+  const std::string id = absl::AsciiStrToLower(request.ref());
+  std::optional<std::string> owner = cluster_->OwnerOf(id);
+  if (!owner.has_value() || *owner == options_.node) return known;
+  pm::internal::v1::ResolveResponse response;
+  response.set_id(id);
+  response.set_node(*owner);
+  response.set_gateway(cluster_->GatewayOf(*owner).value_or(""));
+  return response;
+}
+
+absl::StatusOr<pm::internal::v1::ResolveResponse> Registry::ResolveKnown(
     const pm::internal::v1::ResolveRequest& request) const {
   const std::string& ref = request.ref();
   PM_RETURN_IF_ERROR(ValidateRef(ref));
@@ -742,11 +795,16 @@ absl::StatusOr<pm::internal::v1::ResolveResponse> Registry::Resolve(
   auto visible = [&](const ProcessStatus& status) {
     return owner_user.empty() || status.owner_user() == owner_user;
   };
-  auto answer = [](const ProcessStatus& status) {
+  auto answer = [this](const ProcessStatus& status) {
     pm::internal::v1::ResolveResponse response;
     response.set_id(status.id());
     response.set_owner_user(status.owner_user());
     response.set_state(status.state());
+    response.set_node(status.node().empty() ? options_.node : status.node());
+    if (cluster_ != nullptr && response.node() != options_.node) {
+      // Where a call on it is forwarded (none while its host is down).
+      response.set_gateway(cluster_->GatewayOf(response.node()).value_or(""));
+    }
     return response;
   };
   absl::ReaderMutexLock lock(&mutex_);

@@ -197,6 +197,12 @@ class Registry {
   // restarts re-adopts. No /proc reads.
   std::vector<pm::internal::v1::StoredRecord> ListLive() const;
 
+  // The hosts of the cluster that hold their lease now, each with its
+  // gateway and how many of its processes have not ended (this host's
+  // counted from its records, the others' from their mirrored ones); this
+  // host's first. Empty when not in a cluster.
+  pm::internal::v1::ListNodesResponse ListNodes() const;
+
   // Calls `done` once the record of `id` has ended, with its final status:
   // at once (before returning) if it already has, else from the
   // UpdateRecord that ends it. Errors (INVALID_ARGUMENT, NOT_FOUND) are
@@ -319,6 +325,10 @@ class Registry {
   const RegistryOptions options_;
   // Null for a registry in memory only.
   std::unique_ptr<RecordStore> store_;
+  // Resolve among the records known here (this host's, and the others'
+  // seen through the cluster's watch).
+  absl::StatusOr<pm::internal::v1::ResolveResponse> ResolveKnown(
+      const pm::internal::v1::ResolveRequest& request) const;
   // Null when not in a cluster. Its own lock is taken inside mutex_, never
   // the other way round.
   std::unique_ptr<Cluster> cluster_;

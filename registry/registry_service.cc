@@ -79,6 +79,15 @@ grpc::ServerUnaryReactor* RegistryService::RemoveRecord(
                 response);
 }
 
+grpc::ServerUnaryReactor* RegistryService::ListNodes(
+    grpc::CallbackServerContext* context,
+    const pm::internal::v1::ListNodesRequest* /*request*/,
+    pm::internal::v1::ListNodesResponse* response) {
+  return Finish(context,
+                absl::StatusOr<pm::internal::v1::ListNodesResponse>(registry_->ListNodes()),
+                response);
+}
+
 grpc::ServerUnaryReactor* RegistryService::ListLive(
     grpc::CallbackServerContext* context,
     const pm::internal::v1::ListLiveRequest* /*request*/,

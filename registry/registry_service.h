@@ -39,7 +39,8 @@ class RegistryService final
                                   pm::internal::v1::Registry::WithCallbackMethod_Resolve<
                                       pm::internal::v1::Registry::WithCallbackMethod_RemoveRecord<
                                           pm::internal::v1::Registry::WithCallbackMethod_Watch<
-                                              pm::internal::v1::Registry::Service>>>>>>>>>> {
+                                              pm::internal::v1::Registry::WithCallbackMethod_ListNodes<
+                                                  pm::internal::v1::Registry::Service>>>>>>>>>>> {
  public:
   // `registry` must outlive the service.
   explicit RegistryService(Registry* registry) : registry_(registry) {}
@@ -59,6 +60,10 @@ class RegistryService final
   grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* context,
                                  const pm::v1::ListRequest* request,
                                  pm::v1::ListResponse* response) override;
+  grpc::ServerUnaryReactor* ListNodes(
+      grpc::CallbackServerContext* context,
+      const pm::internal::v1::ListNodesRequest* request,
+      pm::internal::v1::ListNodesResponse* response) override;
   grpc::ServerUnaryReactor* ListLive(
       grpc::CallbackServerContext* context,
       const pm::internal::v1::ListLiveRequest* request,

@@ -73,6 +73,18 @@ absl::StatusOr<absl::optional<ClusterOptions>> ClusterFromFlags(
   return cluster;
 }
 
+std::string GatewayAddress(absl::string_view listen, absl::string_view advertise,
+                           absl::string_view host_name) {
+  if (!advertise.empty()) return std::string(advertise);
+  const size_t colon = listen.rfind(':');
+  if (colon == absl::string_view::npos) return "";
+  absl::string_view host = listen.substr(0, colon);
+  const absl::string_view port = listen.substr(colon + 1);
+  if (port.empty() || port == "0") return "";
+  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") host = host_name;
+  return absl::StrCat(host, ":", port);
+}
+
 absl::StatusOr<std::string> HostName() {
   char name[HOST_NAME_MAX + 1] = {};
   if (gethostname(name, sizeof(name) - 1) != 0) return ErrnoError("gethostname");

@@ -29,7 +29,17 @@ struct ClusterOptions {
   // This host's name in the cluster (the registry's and the supervisor's
   // --node); never empty.
   std::string node;
+  // Where the other hosts' gateways reach this host's (host:port; the
+  // registry's --gateway_address); empty: calls are not forwarded here.
+  std::string gateway_address;
 };
+
+// The address the other hosts reach a gateway listening on `listen` at:
+// `advertise` when given, else `listen` with a wildcard host (0.0.0.0, ::,
+// empty) replaced by `host_name`. Empty when the port is 0 (not known
+// before the gateway binds it).
+std::string GatewayAddress(absl::string_view listen, absl::string_view advertise,
+                           absl::string_view host_name);
 
 // The cluster the flags describe: unset when `etcd` is empty (a single
 // host: nothing changes). The node is `node`, else `host_name` (this

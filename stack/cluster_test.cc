@@ -109,27 +109,34 @@ TEST(ServiceArgsTest, ASingleHostsServicesGetNoClusterFlags) {
 
 TEST(ServiceArgsTest, InAClusterTheRegistryGetsEtcdAndTheNodeAndTheSupervisorTheNode) {
   StackOptions options = Options();
-  options.cluster = ClusterOptions{"10.0.0.1:2379,10.0.0.2:2379", "/pm/test/", "a"};
+  options.cluster =
+      ClusterOptions{"10.0.0.1:2379,10.0.0.2:2379", "/pm/test/", "a", "10.0.0.1:8080"};
   options.extra_args["registry"] = {"--metrics_listen=127.0.0.1:0"};
   options.gateway = GatewayOptions();
   options.gateway->port_file = "/run/pm/gateway.port";
+  options.gateway->peer_cert_file = "/certs/client.pem";
+  options.gateway->peer_key_file = "/certs/client.key";
   EXPECT_THAT(ServiceArgs(options, "registry"),
               ElementsAre("/b/registry/registry", "--runtime_dir=/run/pm",
                           "--state_dir=/var/lib/pm", "--etcd=10.0.0.1:2379,10.0.0.2:2379",
-                          "--etcd_prefix=/pm/test/", "--node=a",
-                          "--metrics_listen=127.0.0.1:0"));
+                          "--etcd_prefix=/pm/test/", "--gateway_address=10.0.0.1:8080",
+                          "--node=a", "--metrics_listen=127.0.0.1:0"));
   EXPECT_THAT(ServiceArgs(options, "supervisor"),
               ElementsAre("/b/supervisor/supervisor", "--runtime_dir=/run/pm",
                           "--state_dir=/var/lib/pm", "--shim_binary=/b/shim/pm-shim",
                           "--node=a"));
-  // The others know nothing of the cluster.
-  for (const char* other : {"log_store", "gateway"}) {
-    const std::vector<std::string> args = ServiceArgs(options, other);
-    for (const char* flag : {"--etcd=10.0.0.1:2379,10.0.0.2:2379", "--node=a"}) {
-      EXPECT_THAT(args, Not(Contains(flag))) << other;
-    }
+  // The gateway forwards to the other hosts with its peer certificate;
+  // it needs no etcd. The log store knows nothing of the cluster.
+  const std::vector<std::string> gateway = ServiceArgs(options, "gateway");
+  EXPECT_THAT(gateway, Contains("--node=a"));
+  EXPECT_THAT(gateway, Contains("--peer_cert_file=/certs/client.pem"));
+  EXPECT_THAT(gateway, Contains("--peer_key_file=/certs/client.key"));
+  EXPECT_THAT(gateway, Not(Contains("--etcd=10.0.0.1:2379,10.0.0.2:2379")));
+  EXPECT_THAT(gateway, Contains("--port_file=/run/pm/gateway.port"));
+  const std::vector<std::string> log_store = ServiceArgs(options, "log_store");
+  for (const char* flag : {"--etcd=10.0.0.1:2379,10.0.0.2:2379", "--node=a"}) {
+    EXPECT_THAT(log_store, Not(Contains(flag)));
   }
-  EXPECT_THAT(ServiceArgs(options, "gateway"), Contains("--port_file=/run/pm/gateway.port"));
 
   // No prefix given: the registry's own default, not a second copy of it.
   options.cluster->etcd_prefix.clear();
@@ -138,6 +145,16 @@ TEST(ServiceArgsTest, InAClusterTheRegistryGetsEtcdAndTheNodeAndTheSupervisorThe
     EXPECT_THAT(arg, Not(HasSubstr("--etcd_prefix"))) << arg;
   }
   EXPECT_THAT(registry, Contains("--node=a"));
+}
+
+TEST(GatewayAddressTest, AWildcardHostIsThisHostsNameAndPortZeroIsNone) {
+  EXPECT_EQ(GatewayAddress("0.0.0.0:8080", "", "h1"), "h1:8080");
+  EXPECT_EQ(GatewayAddress("[::]:8080", "", "h1"), "h1:8080");
+  EXPECT_EQ(GatewayAddress(":8080", "", "h1"), "h1:8080");
+  EXPECT_EQ(GatewayAddress("10.0.0.5:8443", "", "h1"), "10.0.0.5:8443");
+  EXPECT_EQ(GatewayAddress("127.0.0.1:0", "", "h1"), "");
+  EXPECT_EQ(GatewayAddress("0.0.0.0:8080", "gw.example.com:443", "h1"),
+            "gw.example.com:443");
 }
 
 }  // namespace

@@ -90,6 +90,8 @@ GatewayOptions DevCredentials::GatewayFlags(const std::string& listen) const {
   options.cert_file = File("server.pem");
   options.key_file = File("server.key");
   options.users_file = users_file;
+  options.peer_cert_file = File("client.pem");
+  options.peer_key_file = File("client.key");
   return options;
 }
 

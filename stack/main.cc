@@ -42,6 +42,10 @@ DEFINE_string(metrics_listen, "127.0.0.1:9464",
               "Serve every service's Prometheus metrics on this TCP address "
               "(GET /metrics; host:port, port 0 picks a free one); empty: off");
 DEFINE_string(gateway_listen, "0.0.0.0:8080", "The gateway's TCP address");
+DEFINE_string(gateway_advertise, "",
+              "In a cluster (--etcd): where the other hosts' gateways reach "
+              "this one (host:port); default: --gateway_listen, its wildcard "
+              "host replaced by this host's name");
 DEFINE_bool(restart, true,
             "Restart a service that dies (100 ms doubling to 10 s); "
             "--norestart: stop the whole stack instead");
@@ -213,6 +217,11 @@ int main(int argc, char** argv) {
     }
     dev = *std::move(made);
     options.gateway = dev.GatewayFlags(FLAGS_gateway_listen);
+    if (options.cluster.has_value()) {
+      absl::StatusOr<std::string> host = pm::stack::HostName();
+      options.cluster->gateway_address = pm::stack::GatewayAddress(
+          FLAGS_gateway_listen, FLAGS_gateway_advertise, host.ok() ? *host : "localhost");
+    }
   }
   absl::StatusOr<std::unique_ptr<pm::stack::Stack>> stack =
       pm::stack::Stack::Start(options);

@@ -213,9 +213,20 @@ std::vector<std::string> ServiceArgs(const StackOptions& options,
       if (!cluster.etcd_prefix.empty()) {
         args.push_back(absl::StrCat("--etcd_prefix=", cluster.etcd_prefix));
       }
+      if (!cluster.gateway_address.empty()) {
+        args.push_back(absl::StrCat("--gateway_address=", cluster.gateway_address));
+      }
     }
     if (name == "registry" || name == "supervisor") {
       args.push_back(absl::StrCat("--node=", cluster.node));
+    }
+    // The gateway forwards calls on the other hosts' processes to theirs.
+    if (name == "gateway" && options.gateway.has_value()) {
+      args.push_back(absl::StrCat("--node=", cluster.node));
+      if (!options.gateway->peer_cert_file.empty()) {
+        args.push_back("--peer_cert_file=" + options.gateway->peer_cert_file);
+        args.push_back("--peer_key_file=" + options.gateway->peer_key_file);
+      }
     }
   }
   if (auto extra = options.extra_args.find(name); extra != options.extra_args.end()) {

@@ -61,13 +61,16 @@ int FreeLoopbackPort() {
   return port;
 }
 
-LauncherProcess::LauncherProcess(const std::string& dir, int gateway_port)
+LauncherProcess::LauncherProcess(const std::string& dir, int gateway_port,
+                                 const std::vector<std::string>& extra_args)
     : dir_(dir), port_(gateway_port) {
-  Spawn({"--runtime_dir=" + runtime_dir(), "--state_dir=" + state_dir(),
-         "--certs_dir=" + certs_dir(),
-         absl::StrCat("--gateway_listen=127.0.0.1:", port_),
-         // Any free port: the default (9464) may be another stack's.
-         "--metrics_listen=127.0.0.1:0"});
+  std::vector<std::string> args = {
+      "--runtime_dir=" + runtime_dir(), "--state_dir=" + state_dir(),
+      "--certs_dir=" + certs_dir(), absl::StrCat("--gateway_listen=127.0.0.1:", port_),
+      // Any free port: the default (9464) may be another stack's.
+      "--metrics_listen=127.0.0.1:0"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  Spawn(args);
   if (pid_ < 0) return;
   stop_fd_ = eventfd(0, EFD_CLOEXEC);
   drainer_ = std::thread([this] { Drain(); });

@@ -47,7 +47,9 @@ class LauncherProcess {
   // --certs_dir=<dir>/certs --gateway_listen=127.0.0.1:<port>` and waits
   // until it prints its banner (every service healthy). ok() says whether
   // it did.
-  LauncherProcess(const std::string& dir, int gateway_port);
+  // `extra_args` follow (a flag given twice: the last one counts).
+  LauncherProcess(const std::string& dir, int gateway_port,
+                  const std::vector<std::string>& extra_args = {});
   // Stop() if the test did not, or reaps it if it was killed.
   ~LauncherProcess();
   LauncherProcess(const LauncherProcess&) = delete;
