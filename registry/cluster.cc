@@ -292,7 +292,9 @@ void Cluster::WriterLoop() {
     }
     if (lease_id_ == 0 || !resynced_) continue;
     // Until there is something to write, or the next keepalive is due.
-    auto ready = [this] { return stopping_ || !pending_.empty(); };
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+      return stopping_ || !pending_.empty();
+    };
     mutex_.AwaitWithDeadline(absl::Condition(&ready), next_keepalive);
   }
 }
@@ -752,7 +754,9 @@ bool Cluster::AwaitChange(const std::function<bool(const Cluster&)>& ready,
     }
     if (ready(*this)) return true;
     absl::MutexLock lock(&mutex_);
-    auto changed = [&] { return changes_ != seen || stopping_; };
+    auto changed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+      return changes_ != seen || stopping_;
+    };
     if (!mutex_.AwaitWithDeadline(absl::Condition(&changed), deadline)) {
       return false;
     }
