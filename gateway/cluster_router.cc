@@ -109,6 +109,11 @@ pm::v1::ProcessManager::Stub* ClusterRouter::Peer(const std::string& address) {
     grpc::ChannelArguments arguments;
     // The cluster's hosts talk directly, never through a web proxy.
     arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
+    // A host that vanishes ends the calls forwarded to it (a follow, a
+    // Wait) within half a minute, not when TCP gives up.
+    arguments.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+    arguments.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
+    arguments.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
     stub = pm::v1::ProcessManager::NewStub(
         grpc::CreateCustomChannel(address, peer_credentials_, arguments));
   }
@@ -139,9 +144,11 @@ absl::StatusOr<ClusterNode> PlaceStart(const ListNodesResponse& nodes,
         "host \"", requested, "\" is not up in the cluster (it holds no lease in "
         "etcd); the hosts up are: ", absl::StrJoin(up, ", ")));
   }
-  // This host is first: among equals, it keeps the Start.
+  // This host is first: among equals, it keeps the Start. Another host
+  // that publishes no gateway address cannot be forwarded to.
   const ClusterNode* best = &nodes.nodes(0);
   for (const ClusterNode& node : nodes.nodes()) {
+    if (node.node() != nodes.self() && node.gateway().empty()) continue;
     if (node.live() < best->live() ||
         (node.live() == best->live() && best->node() != nodes.self() &&
          node.node() < best->node())) {

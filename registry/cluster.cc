@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 #include <utility>
@@ -690,19 +691,26 @@ std::optional<ProcessStatus> Cluster::Find(absl::string_view id) const {
   return Answer(it->second);
 }
 
-std::optional<std::string> Cluster::OwnerOf(const std::string& id) const {
+std::optional<std::string> Cluster::OwnerOf(const std::string& id) {
   {
+    // Not while etcd is known out of reach: no call waits for it then.
     absl::MutexLock lock(&mutex_);
-    if (!etcd_error_.empty()) return std::nullopt;
+    if (!connected_ || !etcd_error_.empty()) return std::nullopt;
   }
   etcdserverpb::RangeRequest request;
   request.set_key(Key(kIds, id));
   etcdserverpb::RangeResponse response;
   grpc::ClientContext context;
-  SetDeadline(context);
-  if (!kv_->Range(&context, request, &response).ok() || response.kvs().empty()) {
+  // Short: a registry's handler waits on it (an unknown full id).
+  context.set_deadline(std::chrono::system_clock::now() +
+                       absl::ToChronoMilliseconds(std::min(options_.deadline,
+                                                           absl::Milliseconds(500))));
+  const grpc::Status rpc = kv_->Range(&context, request, &response);
+  if (!rpc.ok()) {
+    NoteEtcd(Error("Range of an id's claim", rpc));
     return std::nullopt;
   }
+  if (response.kvs().empty()) return std::nullopt;
   return response.kvs(0).value();
 }
 

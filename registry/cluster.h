@@ -127,7 +127,8 @@ class Cluster {
   // The host that claimed `id` in etcd, asked of etcd now (a record made
   // a moment ago on another host, not yet seen through the watch).
   // nullopt when no host claimed it or etcd cannot be asked.
-  std::optional<std::string> OwnerOf(const std::string& id) const;
+  // Waits at most 500 ms, never while etcd is known out of reach.
+  std::optional<std::string> OwnerOf(const std::string& id);
   // The id another host's process of this name has.
   std::optional<std::string> IdOfName(absl::string_view name) const;
   // Every other host's record, likewise.

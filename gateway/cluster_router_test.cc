@@ -1,0 +1,58 @@
+// Where a Start goes in a cluster (PlaceStart): the host it names, else the
+// least busy host that can be reached.
+#include "gateway/cluster_router.h"
+
+#include <initializer_list>
+#include <string>
+#include <tuple>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace pm::gateway {
+namespace {
+
+using ::pm::internal::v1::ClusterNode;
+using ::pm::internal::v1::ListNodesResponse;
+using ::testing::HasSubstr;
+
+// ListNodes's answer for this host "a" (listed first, as ListNodes does)
+// and the others: name, live processes, whether a gateway is published.
+ListNodesResponse Nodes(std::initializer_list<std::tuple<const char*, int, bool>> nodes) {
+  ListNodesResponse response;
+  response.set_self("a");
+  for (const auto& [name, live, gateway] : nodes) {
+    ClusterNode* node = response.add_nodes();
+    node->set_node(name);
+    node->set_live(live);
+    if (gateway) node->set_gateway(std::string(name) + ".example:8080");
+  }
+  return response;
+}
+
+TEST(PlaceStartTest, TheNamedHostIfItIsUpElseAnErrorListingTheHostsThatAre) {
+  const ListNodesResponse nodes = Nodes({{"a", 5, true}, {"b", 0, true}});
+  EXPECT_EQ(PlaceStart(nodes, "a")->node(), "a");
+  absl::StatusOr<ClusterNode> missing = PlaceStart(nodes, "c");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(missing.status().message(), HasSubstr("host \"c\" is not up"));
+  EXPECT_THAT(missing.status().message(), HasSubstr("a, b"));
+  EXPECT_EQ(PlaceStart(ListNodesResponse(), "").status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST(PlaceStartTest, TheLeastBusyHostThisOneAmongEqualsThenByName) {
+  EXPECT_EQ(PlaceStart(Nodes({{"a", 2, true}, {"c", 1, true}, {"b", 1, true}}), "")->node(),
+            "b");
+  EXPECT_EQ(PlaceStart(Nodes({{"a", 1, true}, {"b", 1, true}}), "")->node(), "a");
+  EXPECT_EQ(PlaceStart(Nodes({{"a", 3, true}, {"b", 0, true}}), "")->node(), "b");
+}
+
+TEST(PlaceStartTest, AnotherHostWithoutAGatewayAddressIsNeverChosen) {
+  EXPECT_EQ(PlaceStart(Nodes({{"a", 3, false}, {"b", 0, false}}), "")->node(), "a");
+  EXPECT_EQ(PlaceStart(Nodes({{"a", 3, false}, {"b", 0, false}, {"c", 1, true}}), "")->node(),
+            "c");
+}
+
+}  // namespace
+}  // namespace pm::gateway
