@@ -629,6 +629,10 @@ void Cluster::ApplyKey(absl::string_view key, const std::string* value,
   if (kind == kNodes) {
     ClusterNode node;
     if (value != nullptr && node.ParseFromString(*value)) {
+      if (rest != options_.node && nodes_.count(rest) == 0) {
+        PM_LOG(INFO) << "cluster: host \"" << rest << "\" is up (gateway "
+                     << (node.gateway().empty() ? "none" : node.gateway()) << ")";
+      }
       nodes_[rest] = std::move(node);
       gone_since_.erase(rest);
     } else {

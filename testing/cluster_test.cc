@@ -44,9 +44,10 @@ class ClusterTest : public ::testing::Test {
     b_ = Host("b");
     ASSERT_TRUE(b_->ok()) << b_->log();
     // Each host's gateway is published with its node once its registry
-    // holds its lease; a Start placed on b needs a's view of b.
-    ASSERT_TRUE(a_->WaitForLines("joined through etcd", 1)) << a_->log();
-    ASSERT_TRUE(b_->WaitForLines("joined through etcd", 1)) << b_->log();
+    // holds its lease; a Start placed on b needs a's view of b (and the
+    // other way round).
+    ASSERT_TRUE(a_->WaitForLines("cluster: host \"b\" is up", 1)) << a_->log();
+    ASSERT_TRUE(b_->WaitForLines("cluster: host \"a\" is up", 1)) << b_->log();
   }
 
   void TearDown() override {
