@@ -388,7 +388,8 @@ int Prune(const Invocation& invocation, pm::Client& client,
   return code;
 }
 
-// One event as a line: "SEQ TIME KIND ID NAME END".
+// One event as a line: "SEQ TIME KIND ID NAME END", then in a cluster
+// "node=NODE" (an unknown state: its reason first, in parentheses).
 std::string FormatEvent(const pm::v1::Event& event) {
   const ProcessStatus& status = event.status();
   const std::string kind_name = pm::v1::Event::Kind_Name(event.kind());
@@ -406,6 +407,11 @@ std::string FormatEvent(const pm::v1::Event& event) {
       event.kind() == pm::v1::Event::KIND_OOM) {
     absl::StrAppend(&line, " ", DescribeEnd(status));
   }
+  if (event.kind() == pm::v1::Event::KIND_UNKNOWN) {
+    absl::StrAppend(&line, " (", status.state_reason(), ")");
+  }
+  // A cluster: the host it runs on.
+  if (!status.node().empty()) absl::StrAppend(&line, " node=", status.node());
   return line;
 }
 

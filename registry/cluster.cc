@@ -531,13 +531,21 @@ absl::Status Cluster::FlushPending() {
 void Cluster::WatcherLoop() {
   while (!stopping()) {
     const absl::Status ended = WatchOnce();
-    absl::MutexLock lock(&mutex_);
-    if (connected_) {
-      connected_ = false;
-      disconnected_since_ = absl::Now();
-      ++changes_;
+    std::vector<RemoteChange> changes;
+    {
+      absl::MutexLock lock(&mutex_);
+      if (connected_) {
+        connected_ = false;
+        disconnected_since_ = absl::Now();
+        ++changes_;
+        // Every other host's state is unknown from now.
+        all_dirty_ = true;
+      }
+      last_error_ = ended.ToString();
+      if (!stopping_) changes = TakeChanges();
     }
-    last_error_ = ended.ToString();
+    Tell(std::move(changes));
+    absl::MutexLock lock(&mutex_);
     if (stopping_) break;
     mutex_.AwaitWithTimeout(absl::Condition(&stopping_), options_.retry);
   }
@@ -556,10 +564,12 @@ absl::Status Cluster::WatchOnce() {
     if (!rpc.ok()) return Error("Range of the cluster", rpc);
   }
   const absl::Time now = absl::Now();
+  std::vector<RemoteChange> changes;
   {
     absl::MutexLock lock(&mutex_);
     std::set<std::string> before;
     for (const auto& [node, info] : nodes_) before.insert(node);
+    absl::flat_hash_map<std::string, ProcessStatus> previous = std::move(others_);
     others_.clear();
     other_names_.clear();
     nodes_.clear();
@@ -569,9 +579,17 @@ absl::Status Cluster::WatchOnce() {
     for (const std::string& node : before) {
       if (nodes_.count(node) == 0) gone_since_.try_emplace(node, now);
     }
+    // What went while the watch was down.
+    for (auto& [id, status] : previous) {
+      if (others_.count(id) == 0) went_.insert_or_assign(id, std::move(status));
+    }
     connected_ = true;
     ++changes_;
+    all_dirty_ = true;
+    changes = TakeChanges();
+    reporting_ = true;
   }
+  Tell(std::move(changes));
   grpc::ClientContext context;
   // A member cut off from the others' quorum ends the watch instead of
   // going quiet (clientv3.WithRequireLeader).
@@ -599,13 +617,18 @@ absl::Status Cluster::WatchOnce() {
         break;
       }
       const absl::Time at = absl::Now();
-      absl::MutexLock lock(&mutex_);
-      for (const mvccpb::Event& event : response.events()) {
-        ApplyKey(event.kv().key(),
-                 event.type() == mvccpb::Event::PUT ? &event.kv().value() : nullptr,
-                 at);
+      std::vector<RemoteChange> changes;
+      {
+        absl::MutexLock lock(&mutex_);
+        for (const mvccpb::Event& event : response.events()) {
+          ApplyKey(event.kv().key(),
+                   event.type() == mvccpb::Event::PUT ? &event.kv().value() : nullptr,
+                   at);
+        }
+        ++changes_;
+        changes = TakeChanges();
       }
-      ++changes_;
+      Tell(std::move(changes));
     }
   }
   const grpc::Status rpc = stream->Finish();
@@ -632,18 +655,21 @@ void Cluster::ApplyKey(absl::string_view key, const std::string* value,
       if (rest != options_.node && nodes_.count(rest) == 0) {
         PM_LOG(INFO) << "cluster: host \"" << rest << "\" is up (gateway "
                      << (node.gateway().empty() ? "none" : node.gateway()) << ")";
+        all_dirty_ = true;  // its processes' states are known again
       }
       nodes_[rest] = std::move(node);
       gone_since_.erase(rest);
     } else {
-      nodes_.erase(rest);
+      if (nodes_.erase(rest) > 0) all_dirty_ = true;  // now unknown
       gone_since_[rest] = now;
     }
   } else if (kind == kProcs) {
+    dirty_.insert(rest);
     auto old = others_.find(rest);
     if (old != others_.end()) {
       auto named = other_names_.find(old->second.name());
       if (named != other_names_.end() && named->second == rest) other_names_.erase(named);
+      went_.insert_or_assign(rest, std::move(old->second));
       others_.erase(old);
     }
     ProcessStatus status;
@@ -652,8 +678,77 @@ void Cluster::ApplyKey(absl::string_view key, const std::string* value,
       return;  // gone, ours (the registry holds it), or not a record
     }
     if (!status.name().empty()) other_names_[status.name()] = rest;
+    went_.erase(rest);
     others_.emplace(rest, std::move(status));
   }
+}
+
+void Cluster::SetChangeListener(ChangeListener listener) {
+  absl::MutexLock lock(&mutex_);
+  listener_ = std::move(listener);
+}
+
+std::vector<Cluster::RemoteChange> Cluster::TakeChanges() {
+  std::vector<RemoteChange> changes;
+  auto consider = [&](const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    auto told = told_.find(id);
+    auto now = others_.find(id);
+    if (now == others_.end()) {
+      if (told == told_.end()) return;
+      RemoteChange& change = changes.emplace_back();
+      change.before = told->second.state;
+      change.run_before = told->second.run;
+      change.removed = true;
+      auto went = went_.find(id);
+      if (went != went_.end()) {
+        change.status = std::move(went->second);
+      } else {
+        change.status.set_id(id);
+      }
+      told_.erase(told);
+      return;
+    }
+    ProcessStatus answer = Answer(now->second);
+    const Told is = {answer.state(), answer.run()};
+    RemoteChange change;  // before UNSPECIFIED: new here
+    if (told != told_.end()) {
+      if (told->second.state == is.state && told->second.run == is.run) return;
+      change.before = told->second.state;
+      change.run_before = told->second.run;
+      told->second = is;
+    } else {
+      told_.emplace(id, is);
+    }
+    change.status = std::move(answer);
+    changes.push_back(std::move(change));
+  };
+  if (all_dirty_) {
+    std::vector<std::string> ids;
+    ids.reserve(others_.size() + told_.size());
+    for (const auto& [id, status] : others_) ids.push_back(id);
+    for (const auto& [id, told] : told_) {
+      if (others_.count(id) == 0) ids.push_back(id);
+    }
+    for (const std::string& id : ids) consider(id);
+  } else {
+    for (const std::string& id : dirty_) consider(id);
+  }
+  dirty_.clear();
+  all_dirty_ = false;
+  went_.clear();
+  // Before the first sync, what is there is where the reporting starts.
+  if (!reporting_) changes.clear();
+  return changes;
+}
+
+void Cluster::Tell(std::vector<RemoteChange> changes) {
+  if (changes.empty()) return;
+  ChangeListener listener;
+  {
+    absl::MutexLock lock(&mutex_);
+    listener = listener_;
+  }
+  if (listener) listener(std::move(changes));
 }
 
 ProcessStatus Cluster::Answer(const ProcessStatus& stored) const {

@@ -35,8 +35,18 @@
 // answered from memory as STATE_UNKNOWN, "etcd unreachable since ...".
 // Nothing is lost: once etcd is back, the mirror is written again whole.
 //
+// Changes of the other hosts' processes, as this host sees them, go to a
+// listener (SetChangeListener: the registry tells them to its watchers as
+// events): a record that appears, changes state or run, or goes; and a
+// state that stops being known (STATE_UNKNOWN: its host's lease expired,
+// or etcd went out of reach) or is known again. What changed while this
+// host was cut off is told once it is back in sync, one change per record
+// (the states in between are not seen). Nothing is told of the records
+// found at the first sync after a start.
+//
 // Thread-safe. Two threads of its own: the writer (the lease, its
-// keepalives, the mirror) and the watcher (the other hosts' records).
+// keepalives, the mirror) and the watcher (the other hosts' records, and
+// the listener's calls).
 #ifndef PM_REGISTRY_CLUSTER_H_
 #define PM_REGISTRY_CLUSTER_H_
 
@@ -53,6 +63,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -94,6 +105,21 @@ class Cluster {
   // thread, without any lock of the Cluster's).
   using Snapshot = std::function<std::vector<pm::v1::ProcessStatus>()>;
 
+  // A change of another host's process, as this host answers for it.
+  struct RemoteChange {
+    // Its state and run as last told (UNSPECIFIED: it is new here).
+    pm::v1::ProcessStatus::State before = pm::v1::ProcessStatus::STATE_UNSPECIFIED;
+    uint32_t run_before = 0;
+    // As answered now (STATE_UNKNOWN with its reason when its host or etcd
+    // cannot be reached); as last seen when removed.
+    pm::v1::ProcessStatus status;
+    // Its record went (removed or evicted on its host).
+    bool removed = false;
+  };
+  // Called on the watcher's thread, without any lock of the Cluster's, in
+  // the order the changes were seen.
+  using ChangeListener = std::function<void(std::vector<RemoteChange>)>;
+
   // Checks the options and starts both threads; does not wait for etcd
   // (connected() says when it is reached). INVALID_ARGUMENT for options
   // that cannot work.
@@ -106,6 +132,9 @@ class Cluster {
   Cluster& operator=(const Cluster&) = delete;
 
   const std::string& node() const { return options_.node; }
+
+  // From now on, changes go to `listener` (replacing any before).
+  void SetChangeListener(ChangeListener listener);
 
   // Takes `id` and, if not empty, `name` for this host, in one Txn.
   // ALREADY_EXISTS naming the holder (the node, or the process of the
@@ -167,6 +196,11 @@ class Cluster {
   // Applies one key's put (or delete: `value` null) under mutex_.
   void ApplyKey(absl::string_view key, const std::string* value,
                 absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // The changes since the last call, of the records marked dirty (or of
+  // all), and what was told is remembered. None before the first sync.
+  std::vector<RemoteChange> TakeChanges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Hands `changes` to the listener (the watcher's thread, no lock held).
+  void Tell(std::vector<RemoteChange> changes) ABSL_LOCKS_EXCLUDED(mutex_);
   // A record of another host as it is answered now.
   pm::v1::ProcessStatus Answer(const pm::v1::ProcessStatus& stored) const
       ABSL_SHARED_LOCKS_REQUIRED(mutex_);
@@ -213,6 +247,19 @@ class Cluster {
   absl::flat_hash_map<std::string, std::string> other_names_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, pm::internal::v1::ClusterNode> nodes_
       ABSL_GUARDED_BY(mutex_);
+  // What the listener was told of each other host's record, the ids whose
+  // record changed since (or every id), and the records that went (for
+  // the event of their removal). Reporting starts at the first sync.
+  struct Told {
+    pm::v1::ProcessStatus::State state;
+    uint32_t run;
+  };
+  absl::flat_hash_map<std::string, Told> told_ ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_set<std::string> dirty_ ABSL_GUARDED_BY(mutex_);
+  bool all_dirty_ ABSL_GUARDED_BY(mutex_) = false;
+  absl::flat_hash_map<std::string, pm::v1::ProcessStatus> went_ ABSL_GUARDED_BY(mutex_);
+  bool reporting_ ABSL_GUARDED_BY(mutex_) = false;
+  ChangeListener listener_ ABSL_GUARDED_BY(mutex_);
   // When each node's key was last seen going (deleted or expired).
   absl::flat_hash_map<std::string, absl::Time> gone_since_ ABSL_GUARDED_BY(mutex_);
   const absl::Time started_ = absl::Now();

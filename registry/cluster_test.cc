@@ -275,6 +275,101 @@ TEST_F(ClusterTest, AHostWhoseLeaseExpiredIsAnsweredAsUnknownNotAsRunning) {
   }));
 }
 
+// Reads `host`'s events (as a Watch does) from after `cursor` until one of
+// process `id` of `kind` comes; the events of `id` read on the way are
+// appended to `seen` (as "KIND_... STATE_..."). Woken by each append.
+bool AwaitEvent(const Host& host, uint64_t& cursor, const std::string& id,
+                pm::v1::Event::Kind kind, std::vector<std::string>& seen,
+                pm::v1::Event* found = nullptr) {
+  absl::Mutex mutex;
+  uint64_t wakes = 0;
+  const uint64_t token = host.registry->AddWatcher([&] {
+    absl::MutexLock lock(&mutex);
+    ++wakes;
+  });
+  const absl::Time deadline = absl::Now() + kPatience;
+  WatchFilter filter;
+  filter.id = id;
+  bool ok = false;
+  while (!ok) {
+    uint64_t before;
+    {
+      absl::MutexLock lock(&mutex);
+      before = wakes;
+    }
+    Registry::NextEventResult next = host.registry->NextEvent(cursor, filter);
+    cursor = next.cursor;
+    if (next.event.has_value()) {
+      seen.push_back(absl::StrCat(pm::v1::Event::Kind_Name(next.event->kind()), " ",
+                                  ProcessStatus::State_Name(next.event->status().state())));
+      if (next.event->kind() == kind) {
+        if (found != nullptr) *found = *next.event;
+        ok = true;
+      }
+      continue;
+    }
+    absl::MutexLock lock(&mutex);
+    auto woken = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex) { return wakes != before; };
+    if (!mutex.AwaitWithDeadline(absl::Condition(&woken), deadline)) break;
+  }
+  host.registry->RemoveWatcher(token);
+  return ok;
+}
+
+TEST_F(ClusterTest, TheChangesOfAnotherHostsProcessesAreEventsOfThisHost) {
+  Host a = Join("a");
+  Host b = Join("b");
+  uint64_t cursor = a.registry->last_event_sequence();
+  std::vector<std::string> seen;
+
+  // Created, ended and removed on b: each an event on a, with b's node.
+  absl::StatusOr<ProcessStatus> web = b.registry->CreateRecord(Create("web"));
+  ASSERT_TRUE(web.ok()) << web.status();
+  pm::v1::Event started;
+  ASSERT_TRUE(AwaitEvent(a, cursor, web->id(), pm::v1::Event::KIND_STARTED, seen, &started));
+  EXPECT_EQ(started.status().node(), "b");
+  EXPECT_EQ(started.status().name(), "web");
+  UpdateRecordRequest exited;
+  exited.set_id(web->id());
+  exited.set_state(ProcessStatus::STATE_EXITED);
+  exited.mutable_end()->set_exit_code(7);
+  ASSERT_TRUE(b.registry->UpdateRecord(exited).ok());
+  pm::v1::Event ended;
+  ASSERT_TRUE(AwaitEvent(a, cursor, web->id(), pm::v1::Event::KIND_EXITED, seen, &ended));
+  EXPECT_EQ(ended.status().exit_code(), 7);
+  ASSERT_TRUE(b.registry->RemoveRecord(web->id()).ok());
+  ASSERT_TRUE(AwaitEvent(a, cursor, web->id(), pm::v1::Event::KIND_REMOVED, seen));
+  EXPECT_THAT(seen, ::testing::ElementsAre("KIND_STARTED STATE_RUNNING",
+                                           "KIND_EXITED STATE_EXITED",
+                                           "KIND_REMOVED STATE_EXITED"));
+
+  // b's pm dies: its running process becomes unknown on a (an event),
+  // then known again when b's stack is back.
+  absl::StatusOr<ProcessStatus> api = b.registry->CreateRecord(Create("api"));
+  ASSERT_TRUE(api.ok()) << api.status();
+  seen.clear();
+  ASSERT_TRUE(AwaitEvent(a, cursor, api->id(), pm::v1::Event::KIND_STARTED, seen));
+  b.registry.reset();
+  pm::v1::Event unknown;
+  ASSERT_TRUE(AwaitEvent(a, cursor, api->id(), pm::v1::Event::KIND_UNKNOWN, seen, &unknown))
+      << "b's lease never expired; etcd says:\n" << etcd_->log();
+  EXPECT_EQ(unknown.status().last_known_state(), ProcessStatus::STATE_RUNNING);
+  EXPECT_THAT(unknown.status().state_reason(), HasSubstr("host b unreachable since"));
+  Host back = Join("b");
+  ASSERT_TRUE(AwaitEvent(a, cursor, api->id(), pm::v1::Event::KIND_RUNNING, seen));
+  EXPECT_THAT(seen, ::testing::ElementsAre("KIND_STARTED STATE_RUNNING",
+                                           "KIND_UNKNOWN STATE_UNKNOWN",
+                                           "KIND_RUNNING STATE_RUNNING"));
+
+  // Numbered as a's own: a's registry reopened on its store goes on after
+  // them, never numbering one again.
+  const uint64_t last = a.registry->last_event_sequence();
+  EXPECT_GE(last, cursor);
+  a.registry.reset();
+  Host a_again = Join("a");
+  EXPECT_EQ(a_again.registry->last_event_sequence(), last);
+}
+
 TEST_F(ClusterTest, AHungEtcdNeitherBlocksAHostNorLosesWhatItRecorded) {
   Host a = Join("a");
   Host b = Join("b");

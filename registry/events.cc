@@ -35,6 +35,8 @@ Event::Kind KindOf(ProcessStatus::State state) {
       return Event::KIND_LOST;
     case ProcessStatus::STATE_BACKOFF:
       return Event::KIND_RESTARTING;
+    case ProcessStatus::STATE_UNKNOWN:
+      return Event::KIND_UNKNOWN;
     default:
       return Event::KIND_UNSPECIFIED;
   }

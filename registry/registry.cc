@@ -219,6 +219,29 @@ Registry::~Registry() { cluster_.reset(); }
 
 void Registry::AttachCluster(std::unique_ptr<Cluster> cluster) {
   cluster_ = std::move(cluster);
+  cluster_->SetChangeListener([this](std::vector<Cluster::RemoteChange> changes) {
+    TellRemoteChanges(std::move(changes));
+  });
+}
+
+void Registry::TellRemoteChanges(std::vector<Cluster::RemoteChange> changes) {
+  {
+    absl::MutexLock lock(&mutex_);
+    RecordWrite write;
+    for (const Cluster::RemoteChange& change : changes) {
+      AddEvents(change.before, change.status, change.removed, write, change.run_before);
+    }
+    if (write.events.empty()) return;
+    // Stored like this host's own, so that their sequences are never
+    // numbered again after a restart.
+    if (absl::Status stored = Persist(write); !stored.ok()) {
+      PM_LOG(WARNING) << write.events.size()
+                      << " event(s) of other hosts' processes not told: " << stored;
+      return;
+    }
+    KeepEvents(write);
+  }
+  WakeWatchers();
 }
 
 std::vector<ProcessStatus> Registry::Snapshot() const {
@@ -305,7 +328,8 @@ absl::Status Registry::Load() {
 }
 
 absl::Status Registry::Persist(const RecordWrite& write) const {
-  if (store_ == nullptr || (write.put.empty() && write.remove.empty())) {
+  if (store_ == nullptr ||
+      (write.put.empty() && write.remove.empty() && write.events.empty())) {
     return absl::OkStatus();
   }
   absl::Status written = store_->Write(write);

@@ -279,6 +279,10 @@ class Registry {
   void KeepEvents(RecordWrite& write) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Runs every watcher's wake (no lock held).
   void WakeWatchers();
+  // Other hosts' changes (the cluster's listener): events, numbered and
+  // stored as this host's own are.
+  void TellRemoteChanges(std::vector<Cluster::RemoteChange> changes)
+      ABSL_LOCKS_EXCLUDED(mutex_);
 
   // UpdateRecord under the lock; hands out the Waits the update ends.
   absl::StatusOr<pm::v1::ProcessStatus> UpdateLocked(
