@@ -38,7 +38,9 @@ std::chrono::system_clock::time_point In(std::chrono::seconds d) {
 absl::Status BackendStatus(const grpc::Status& rpc, absl::string_view service,
                            const std::string& socket) {
   absl::Status status = FromGrpcStatus(rpc);
-  if (status.code() == absl::StatusCode::kUnavailable) {
+  // A cluster's (etcd, another host) comes from a service that answered.
+  if (status.code() == absl::StatusCode::kUnavailable &&
+      !IsClusterUnavailableMessage(status.message())) {
     return absl::UnavailableError(absl::StrCat(
         service, " is unavailable at ", socket, ": ", status.message()));
   }

@@ -43,7 +43,9 @@ absl::StatusOr<std::string> ReadNamedFile(const std::string& path,
 // The gateway's status; UNAVAILABLE names the gateway.
 absl::Status GatewayStatus(const grpc::Status& rpc, const std::string& target) {
   absl::Status status = FromGrpcStatus(rpc);
-  if (status.code() == absl::StatusCode::kUnavailable) {
+  // A cluster's (etcd, another host) comes from a gateway that answered.
+  if (status.code() == absl::StatusCode::kUnavailable &&
+      !IsClusterUnavailableMessage(status.message())) {
     return absl::UnavailableError(absl::StrCat(
         "gateway is unavailable at ", target, ": ", status.message()));
   }

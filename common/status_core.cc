@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -60,6 +61,19 @@ absl::Status Annotate(const absl::Status& status, absl::string_view context) {
     annotated.SetPayload(url, payload);
   });
   return annotated;
+}
+
+namespace {
+constexpr absl::string_view kClusterUnavailableLead = "cluster unavailable: ";
+}  // namespace
+
+absl::Status ClusterUnavailableError(absl::string_view message) {
+  if (IsClusterUnavailableMessage(message)) return absl::UnavailableError(message);
+  return absl::UnavailableError(absl::StrCat(kClusterUnavailableLead, message));
+}
+
+bool IsClusterUnavailableMessage(absl::string_view message) {
+  return absl::StartsWith(message, kClusterUnavailableLead);
 }
 
 }  // namespace pm

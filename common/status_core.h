@@ -52,6 +52,15 @@ absl::optional<int> ErrnoOf(const absl::Status& status);
 // The same status with `context: ` in front of its message (its errno kept).
 absl::Status Annotate(const absl::Status& status, absl::string_view context);
 
+// UNAVAILABLE because a cluster's etcd or another host cannot be reached
+// (issue 17): meant for the caller wherever it called from, so its message
+// names no socket or file of this host. It starts with "cluster
+// unavailable: ", which the gateway passes on to remote callers (every
+// other UNAVAILABLE detail, a local service's socket, it keeps to its log).
+absl::Status ClusterUnavailableError(absl::string_view message);
+// Whether `message` is one of those (its lead kept).
+bool IsClusterUnavailableMessage(absl::string_view message);
+
 }  // namespace pm
 
 #define PM_STATUS_CONCAT_INNER_(a, b) a##b

@@ -69,5 +69,15 @@ TEST(GrpcStatusTest, RoundTripsCodeAndMessage) {
   EXPECT_EQ(FromGrpcStatus(rpc), status);
 }
 
+TEST(ClusterUnavailableTest, CarriesItsLeadOnceThroughAGrpcStatus) {
+  const absl::Status status = ClusterUnavailableError("etcd at h:2379: Txn: deadline");
+  EXPECT_TRUE(absl::IsUnavailable(status));
+  EXPECT_EQ(status.message(), "cluster unavailable: etcd at h:2379: Txn: deadline");
+  EXPECT_TRUE(IsClusterUnavailableMessage(ToGrpcStatus(status).error_message()));
+  // Made again from one, it is not led twice.
+  EXPECT_EQ(ClusterUnavailableError(status.message()), status);
+  EXPECT_FALSE(IsClusterUnavailableMessage("registry at /run/pm/registry.sock: gone"));
+}
+
 }  // namespace
 }  // namespace pm

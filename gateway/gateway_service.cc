@@ -43,13 +43,29 @@ grpc::Status Hidden(const Caller& caller, const std::string& id,
 // What a backend's failure tells a remote caller: not where pm's sockets
 // are. The detail goes to the gateway's log.
 grpc::Status Outward(const Caller& caller, const grpc::Status& status) {
-  if (caller.local || status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+  if (caller.local || status.error_code() != grpc::StatusCode::UNAVAILABLE ||
+      IsClusterUnavailableMessage(status.error_message())) {
+    // A cluster's (etcd, another host) is meant for the caller.
     return status;
   }
   PM_LOG(WARNING) << "a backend is unavailable: " << status.error_message();
   return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                       "a pm service behind the gateway is unavailable (the "
                       "gateway's log says which); try again shortly");
+}
+
+// What a call forwarded to host `node` ended with, for the caller: the
+// owner's answer as it gave it, but an UNAVAILABLE one (the host, or a
+// service behind its gateway, out of reach) told as the cluster's, naming
+// the host, so that Outward passes it on.
+grpc::Status FromPeer(const std::string& node, const grpc::Status& status) {
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE ||
+      IsClusterUnavailableMessage(status.error_message())) {
+    return status;
+  }
+  return ToGrpcStatus(ClusterUnavailableError(
+      absl::StrCat("host ", node, " (the call was forwarded to its gateway): ",
+                   status.error_message())));
 }
 
 void Audit(AuditLog* audit, const Caller& caller, const char* method,
@@ -98,6 +114,7 @@ class Call final : public grpc::ServerUnaryReactor {
   void set_id(std::string id) { id_ = std::move(id); }
   // The other host's gateway the call goes to (Resolve set it), or null.
   pm::v1::ProcessManager::Stub* forward() const { return forward_; }
+  const std::string& forward_node() const { return forward_node_; }
   void set_forward(pm::v1::ProcessManager::Stub* peer, std::string node) {
     forward_ = peer;
     forward_node_ = std::move(node);
@@ -207,7 +224,7 @@ class Call final : public grpc::ServerUnaryReactor {
     const std::string& node = located.node();
     if (ClusterRouter::IsForwarded(*context_)) {
       // Never forwarded twice: the hosts' views differ for a moment.
-      return absl::UnavailableError(absl::StrCat(
+      return ClusterUnavailableError(absl::StrCat(
           "process ", located.id(), " is on host ", node, " as this host (",
           env_.router->node(), ") sees it, and the call was forwarded here from "
           "another host's gateway; try again"));
@@ -219,7 +236,7 @@ class Call final : public grpc::ServerUnaryReactor {
           "gateway of the cluster with a user"));
     }
     if (located.gateway().empty()) {
-      return absl::UnavailableError(absl::StrCat(
+      return ClusterUnavailableError(absl::StrCat(
           "process ", located.id(), " is on host ", node, ", which is unreachable "
           "(it holds no lease in etcd, or publishes no gateway address)"));
     }
@@ -460,11 +477,10 @@ class StreamRelay {
     request_.set_id(where->id());
     const std::string& node = where->node();
     if (ClusterRouter::IsForwarded(context)) {
-      return EndBeforeStream(grpc::Status(
-          grpc::StatusCode::UNAVAILABLE,
+      return EndBeforeStream(ToGrpcStatus(ClusterUnavailableError(
           absl::StrCat("process ", where->id(), " is on host ", node,
                        " as this host sees it, and the call was forwarded here "
-                       "from another host's gateway; try again")));
+                       "from another host's gateway; try again"))));
     }
     if (caller_.authorization.empty()) {
       return EndBeforeStream(grpc::Status(
@@ -474,13 +490,13 @@ class StreamRelay {
                        "there; call that host, or a gateway of the cluster with a user")));
     }
     if (where->gateway().empty()) {
-      return EndBeforeStream(grpc::Status(
-          grpc::StatusCode::UNAVAILABLE,
+      return EndBeforeStream(ToGrpcStatus(ClusterUnavailableError(
           absl::StrCat("process ", where->id(), " is on host ", node,
                        ", which is unreachable (it holds no lease in etcd, or "
-                       "publishes no gateway address)")));
+                       "publishes no gateway address)"))));
     }
     peer_ = env_.router->Peer(where->gateway());
+    peer_node_ = node;
     ClusterRouter::PrepareForward(caller_, &backend_);
     BeginStream();
   }
@@ -525,7 +541,8 @@ class StreamRelay {
   // Once, at the end. The stream slot is given back first: once a client
   // has seen its stream end, the slot is free for its next call.
   void FinishWriter(const grpc::Status& status) {
-    const grpc::Status answer = Outward(caller_, status);
+    const grpc::Status answer =
+        Outward(caller_, peer_ != nullptr ? FromPeer(peer_node_, status) : status);
     Audit(env_.audit, caller_, Stream::kMethod, request_.id(), answer);
     lease_ = UserQuotas::Lease();
     writer_.Finish(answer);
@@ -580,6 +597,7 @@ class StreamRelay {
   grpc::ClientContext backend_;
   // Another host's gateway the stream comes from (a cluster), or null.
   pm::v1::ProcessManager::Stub* peer_ = nullptr;
+  std::string peer_node_;
   Message message_;
   grpc::ByteBuffer out_;  // message_'s bytes, being written
   absl::Mutex mu_;
@@ -662,7 +680,7 @@ void Forward(Call* call, Request* request, Response* response,
         method(call->forward(), backend, request, response, std::move(done));
         return absl::OkStatus();
       },
-      [call](grpc::Status status) { call->Answer(status); });
+      [call](grpc::Status status) { call->Answer(FromPeer(call->forward_node(), status)); });
 }
 
 template <typename Request, typename Response>
@@ -767,10 +785,9 @@ grpc::ServerUnaryReactor* GatewayService::Start(grpc::CallbackServerContext* con
                            "cluster with a user")));
         }
         if (place->gateway().empty()) {
-          return call->Answer(grpc::Status(
-              grpc::StatusCode::UNAVAILABLE,
+          return call->Answer(ToGrpcStatus(ClusterUnavailableError(
               absl::StrCat("host ", place->node(),
-                           " publishes no gateway address to forward the start to")));
+                           " publishes no gateway address to forward the start to"))));
         }
         PM_LOG(INFO) << "start for " << call->caller().Owner() << " forwarded to host "
                      << place->node() << " (" << place->gateway() << ")";

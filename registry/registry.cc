@@ -443,9 +443,9 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecordImpl(
         continue;
       }
       if (!claimed.ok() && !status.name().empty()) {
-        return absl::UnavailableError(absl::StrCat(
-            "a named process needs the cluster, to know its name is free "
-            "there: ", claimed.message()));
+        return ClusterUnavailableError(absl::StrCat(
+            "a named process needs etcd, to know its name is free in the "
+            "cluster: ", claimed.message()));
       }
       // etcd out of reach: an unnamed process is recorded anyway (122
       // random bits), and the mirror claims its id once etcd is back.

@@ -347,6 +347,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<pm::v1::Event>,
     watcher_ = registry_->AddWatcher([weak = weak_from_this()] {
       if (auto self = weak.lock()) self->Pump();
     });
+    // Headers go out at once, so a client can tell that its watch is
+    // attached (every later change reaches it) before any event comes.
+    StartSendInitialMetadata();
     Pump();
   }
 

@@ -247,8 +247,11 @@ void Supervisor::StartOnLoop(const pm::v1::StartRequest& request,
       [this, p, start](absl::StatusOr<ProcessStatus> record) mutable {
         if (!record.ok()) {
           absl::Status status = record.status();
-          if (status.code() == absl::StatusCode::kUnavailable ||
-              status.code() == absl::StatusCode::kDeadlineExceeded) {
+          if (IsClusterUnavailableMessage(status.message())) {
+            // The registry answered: its cluster (etcd) is what is out of
+            // reach, and the caller is told so as it is.
+          } else if (status.code() == absl::StatusCode::kUnavailable ||
+                     status.code() == absl::StatusCode::kDeadlineExceeded) {
             status = absl::UnavailableError(
                 absl::StrCat("registry is unavailable at ",
                              options_.registry_socket, ": ", status.message()));

@@ -5,7 +5,9 @@
 // gateway, its status (with the live view only b has), its output and its
 // stop through a, the record seen from b; a Start without a node stays on
 // the host that is least busy.
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <memory>
@@ -147,6 +149,72 @@ TEST_F(ClusterTest, AStartWithoutANodeGoesToTheLeastBusyHost) {
   EXPECT_EQ(second.status().node(), "b") << a_->log();
   MustStop(*via_a, first.id(), 1000);
   MustStop(*via_a, second.id(), 1000);
+}
+
+TEST_F(ClusterTest, AWatchOfEveryProcessThroughOneHostSeesTheOthersEvents) {
+  std::unique_ptr<pm::Client> via_a = Connect(*a_);
+  ASSERT_NE(via_a, nullptr);
+  std::unique_ptr<pm::EventStream> events = via_a->Watch(pm::v1::WatchRequest());
+  events->WaitUntilAttached();
+  // Ends on b as soon as it is let go (a FIFO), watched through a.
+  const std::string gate = dir_ + "/gate";
+  ASSERT_EQ(mkfifo(gate.c_str(), 0600), 0);
+  pm::v1::StartRequest on_b = Shell("read line < " + gate + "; exit 3");
+  on_b.set_node("b");
+  const std::string id = MustStart(*via_a, on_b).id();
+  {
+    // Opened for writing once the process holds the read end.
+    FILE* release = fopen(gate.c_str(), "w");
+    ASSERT_NE(release, nullptr);
+    fputs("go\n", release);
+    fclose(release);
+  }
+  std::vector<std::string> seen;
+  pm::v1::Event event;
+  while (events->Next(&event)) {
+    if (event.status().id() != id) continue;
+    EXPECT_EQ(event.status().node(), "b");
+    seen.push_back(pm::v1::Event::Kind_Name(event.kind()));
+    if (event.kind() == pm::v1::Event::KIND_EXITED) {
+      EXPECT_EQ(event.status().exit_code(), 3);
+      break;
+    }
+  }
+  events->Cancel();
+  EXPECT_THAT(seen, ::testing::ElementsAre("KIND_STARTED", "KIND_EXITED"));
+}
+
+TEST_F(ClusterTest, WhatTheClusterCannotReachIsNamedToARemoteCaller) {
+  std::unique_ptr<pm::Client> via_a = Connect(*a_);
+  ASSERT_NE(via_a, nullptr);
+  pm::v1::StartRequest on_b = Shell("echo on b; exec sleep 1000");
+  on_b.set_node("b");
+  const std::string id = MustStart(*via_a, on_b).id();
+
+  // etcd hung: a named start is refused naming etcd, not hidden behind the
+  // gateway's generic "a pm service is unavailable".
+  ASSERT_TRUE(etcd_->Pause().ok());
+  pm::v1::StartRequest named = Shell("exec sleep 1000");
+  named.set_name("needs-etcd");
+  named.set_node("a");
+  absl::StatusOr<pm::v1::StartResponse> refused = via_a->Start(named);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("etcd")) << a_->log();
+  EXPECT_THAT(std::string(refused.status().message()), ::testing::Not(HasSubstr("behind the gateway")));
+  ASSERT_TRUE(etcd_->Resume().ok());
+
+  // Host b's stack gone: its process's output, asked of a, names b.
+  b_.reset();
+  pm::v1::StreamOutputRequest read;
+  read.set_id(id);
+  std::unique_ptr<pm::OutputStream> output = via_a->StreamOutput(read);
+  pm::v1::OutputChunk chunk;
+  while (output->Next(&chunk)) {
+  }
+  const absl::Status ended = output->Finish();
+  EXPECT_EQ(ended.code(), absl::StatusCode::kUnavailable) << ended;
+  EXPECT_THAT(std::string(ended.message()), HasSubstr("host b"));
+  EXPECT_THAT(std::string(ended.message()), ::testing::Not(HasSubstr("behind the gateway")));
 }
 
 }  // namespace
