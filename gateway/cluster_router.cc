@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/fd.h"
+#include "common/names.h"
 #include "common/runtime_dir.h"
 #include "common/status.h"
 #include "common/status_core.h"
@@ -135,6 +136,9 @@ absl::StatusOr<ClusterNode> PlaceStart(const ListNodesResponse& nodes,
     return absl::UnavailableError("the registry knows no host of the cluster");
   }
   if (!requested.empty()) {
+    // As a single host's supervisor refuses it: a name no host can have is
+    // the caller's mistake, not a host that is down.
+    PM_RETURN_IF_ERROR(ValidateNodeName(requested));
     std::vector<std::string> up;
     for (const ClusterNode& node : nodes.nodes()) {
       if (node.node() == requested) return node;

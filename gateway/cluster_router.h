@@ -100,8 +100,9 @@ class ClusterRouter {
       ABSL_GUARDED_BY(mutex_);
 };
 
-// Where a Start goes: the host `requested` names (FAILED_PRECONDITION when
-// it is not up, naming the hosts that are), else the host with the fewest
+// Where a Start goes: the host `requested` names (INVALID_ARGUMENT, as
+// ValidateNodeName says, for a name no host can have; FAILED_PRECONDITION
+// when it is not up, naming the hosts that are), else the host with the fewest
 // live processes among those that are up (ties: this host, then by name).
 // `nodes` is ListNodes's answer (this host first).
 absl::StatusOr<pm::internal::v1::ClusterNode> PlaceStart(

@@ -41,6 +41,15 @@ TEST(PlaceStartTest, TheNamedHostIfItIsUpElseAnErrorListingTheHostsThatAre) {
             absl::StatusCode::kUnavailable);
 }
 
+// A single host's supervisor refuses such a node alike (supervisor/spawn.cc).
+TEST(PlaceStartTest, ANodeNoHostCanHaveIsInvalidNotDown) {
+  absl::StatusOr<ClusterNode> invalid =
+      PlaceStart(Nodes({{"a", 0, true}, {"b", 0, true}}), "B!\n");
+  EXPECT_EQ(invalid.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(invalid.status().message(), HasSubstr("node \"B!\\n\""));
+  EXPECT_THAT(invalid.status().message(), ::testing::Not(HasSubstr("is not up")));
+}
+
 TEST(PlaceStartTest, TheLeastBusyHostThisOneAmongEqualsThenByName) {
   EXPECT_EQ(PlaceStart(Nodes({{"a", 2, true}, {"c", 1, true}, {"b", 1, true}}), "")->node(),
             "b");
