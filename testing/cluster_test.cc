@@ -6,89 +6,22 @@
 // stop through a, the record seen from b; a Start without a node stays on
 // the host that is least busy.
 #include <stdio.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 
-#include <filesystem>
 #include <memory>
 #include <string>
-#include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "client/client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "testing/launcher_process.h"
+#include "testing/cluster_fixture.h"
 #include "testing/test_stack.h"
-#include "third_party/etcd/etcd_test_server.h"
 
 namespace pm::testing {
 namespace {
 
 using ::pm::v1::ProcessStatus;
 using ::testing::HasSubstr;
-
-class ClusterTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    // Short: the services' socket paths must fit in 108 bytes.
-    char tmpl[] = "/tmp/pm_cluster.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    std::filesystem::create_directories(dir_ + "/etcd");
-    absl::StatusOr<std::unique_ptr<EtcdServer>> etcd = EtcdServer::Start(dir_ + "/etcd");
-    ASSERT_TRUE(etcd.ok()) << etcd.status();
-    etcd_ = *std::move(etcd);
-    // One after the other: the first makes the shared certificates and
-    // users, the second finds them.
-    a_ = Host("a");
-    ASSERT_TRUE(a_->ok()) << a_->log();
-    b_ = Host("b");
-    ASSERT_TRUE(b_->ok()) << b_->log();
-    // Each host's gateway is published with its node once its registry
-    // holds its lease; a Start placed on b needs a's view of b (and the
-    // other way round).
-    ASSERT_TRUE(a_->WaitForLines("cluster: host \"b\" is up", 1)) << a_->log();
-    ASSERT_TRUE(b_->WaitForLines("cluster: host \"a\" is up", 1)) << b_->log();
-  }
-
-  void TearDown() override {
-    a_.reset();
-    b_.reset();
-    etcd_.reset();
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
-
-  std::unique_ptr<LauncherProcess> Host(const std::string& node) {
-    const std::string port = absl::StrCat(FreeLoopbackPort());
-    return std::make_unique<LauncherProcess>(
-        dir_ + "/" + node, std::stoi(port),
-        std::vector<std::string>{"--certs_dir=" + certs(), "--etcd=" + etcd_->endpoint(),
-                                 "--etcd_prefix=/pm/it/", "--node=" + node,
-                                 "--gateway_advertise=127.0.0.1:" + port});
-  }
-
-  std::string certs() const { return dir_ + "/certs"; }
-
-  std::unique_ptr<pm::Client> Connect(const LauncherProcess& host) {
-    pm::RemoteOptions remote;
-    remote.target = host.gateway_target();
-    remote.ca_file = certs() + "/ca.pem";
-    remote.cert_file = certs() + "/client.pem";
-    remote.key_file = certs() + "/client.key";
-    remote.user = "demo";
-    remote.password_file = certs() + "/demo.password";
-    absl::StatusOr<std::unique_ptr<pm::Client>> client = pm::Client::ConnectRemote(remote);
-    EXPECT_TRUE(client.ok()) << client.status();
-    return client.ok() ? *std::move(client) : nullptr;
-  }
-
-  std::string dir_;
-  std::unique_ptr<EtcdServer> etcd_;
-  std::unique_ptr<LauncherProcess> a_;
-  std::unique_ptr<LauncherProcess> b_;
-};
 
 TEST_F(ClusterTest, AProcessOnOneHostIsStartedFollowedAndStoppedThroughTheOther) {
   std::unique_ptr<pm::Client> via_a = Connect(*a_);
