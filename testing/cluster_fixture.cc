@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/loopback_ports_test_util.h"
 
 namespace pm::testing {
 
@@ -18,11 +19,15 @@ void ClusterTest::SetUp() {
   absl::StatusOr<std::unique_ptr<EtcdServer>> etcd = EtcdServer::Start(dir_ + "/etcd");
   ASSERT_TRUE(etcd.ok()) << etcd.status();
   etcd_ = *std::move(etcd);
+  // Each gateway's port is named before it listens: it is published to
+  // the cluster by the registry, which starts first.
+  absl::StatusOr<std::vector<int>> ports = FreeLoopbackPorts(2);
+  ASSERT_TRUE(ports.ok()) << ports.status();
   // One after the other: the first makes the shared certificates and
   // users, the second finds them.
-  a_ = Host("a");
+  a_ = Host("a", (*ports)[0]);
   ASSERT_TRUE(a_->ok()) << a_->log();
-  b_ = Host("b");
+  b_ = Host("b", (*ports)[1]);
   ASSERT_TRUE(b_->ok()) << b_->log();
   // Each host's gateway is published with its node once its registry
   // holds its lease; a Start placed on b needs a's view of b (and the
@@ -41,8 +46,7 @@ void ClusterTest::TearDown() {
   }
 }
 
-std::unique_ptr<LauncherProcess> ClusterTest::Host(const std::string& node) {
-  const int port = FreeLoopbackPort();
+std::unique_ptr<LauncherProcess> ClusterTest::Host(const std::string& node, int port) {
   return std::make_unique<LauncherProcess>(
       dir_ + "/" + node, port,
       std::vector<std::string>{"--certs_dir=" + certs(), "--etcd=" + etcd_->endpoint(),

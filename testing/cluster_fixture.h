@@ -50,8 +50,9 @@ class ClusterTest : public ::testing::Test {
   std::unique_ptr<LauncherProcess> b_;
 
  private:
-  // Starts the launcher of host `node` on <dir>/<node>, in the cluster.
-  std::unique_ptr<LauncherProcess> Host(const std::string& node);
+  // Starts the launcher of host `node` on <dir>/<node>, in the cluster,
+  // with its gateway on 127.0.0.1:`port`.
+  std::unique_ptr<LauncherProcess> Host(const std::string& node, int port);
 };
 
 }  // namespace pm::testing

@@ -54,6 +54,7 @@
 #include "common/proc.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "common/loopback_ports_test_util.h"
 #include "testing/launcher_process.h"
 #include "testing/pm_runner.h"
 #include "testing/test_stack.h"
@@ -367,8 +368,9 @@ class DurabilityTest : public ::testing::Test {
     char tmpl[] = "/tmp/pm_dur.XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    port_ = FreeLoopbackPort();
-    ASSERT_GT(port_, 0);
+    absl::StatusOr<std::vector<int>> port = FreeLoopbackPorts(1);
+    ASSERT_TRUE(port.ok()) << port.status();
+    port_ = port->front();
     ASSERT_NO_FATAL_FAILURE(StartLauncherAndConnect());
   }
 

@@ -37,10 +37,6 @@ namespace pm::testing {
 // The stack binary in the test's runfiles (data = ["//stack:stack"]).
 std::string StackBinary();
 
-// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and
-// released): the gateway must come back on the same port after a restart.
-int FreeLoopbackPort();
-
 class LauncherProcess {
  public:
   // Starts `stack --runtime_dir=<dir>/run --state_dir=<dir>/state

@@ -1,12 +1,10 @@
 #include "third_party/etcd/etcd_test_server.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +17,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/loopback_ports_test_util.h"
 #include "common/status_core.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 
@@ -42,31 +41,6 @@ int PidfdSendSignal(int pidfd, int sig) {
       syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
 }
 
-// Two distinct TCP ports on 127.0.0.1 that were free a moment ago: both are
-// bound to port 0 at once (so they differ) and released for etcd to bind.
-absl::StatusOr<std::pair<int, int>> TwoFreeLoopbackPorts() {
-  std::vector<Fd> sockets;
-  std::vector<int> ports;
-  for (int i = 0; i < 2; ++i) {
-    Fd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd) return ErrnoError("socket", "AF_INET");
-    sockaddr_in address = {};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof(address);
-    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0) {
-      return ErrnoError("bind", "127.0.0.1:0");
-    }
-    if (getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address),
-                    &length) != 0) {
-      return ErrnoError("getsockname", "127.0.0.1:0");
-    }
-    ports.push_back(ntohs(address.sin_port));
-    sockets.push_back(std::move(fd));
-  }
-  return std::make_pair(ports[0], ports[1]);
-}
-
 // This environment without ETCD_* variables: etcd takes each ETCD_<FLAG>
 // as a flag, so one left in a developer's shell would reshape the server.
 std::vector<std::string> EnvironmentForEtcd() {
@@ -88,9 +62,8 @@ std::vector<char*> NullTerminated(std::vector<std::string>& strings) {
 
 absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Start(
     const std::string& dir) {
-  PM_ASSIGN_OR_RETURN(auto ports, TwoFreeLoopbackPorts());
-  std::unique_ptr<EtcdServer> etcd(
-      new EtcdServer(dir, ports.first, ports.second));
+  PM_ASSIGN_OR_RETURN(std::vector<int> ports, FreeLoopbackPorts(2));
+  std::unique_ptr<EtcdServer> etcd(new EtcdServer(dir, ports[0], ports[1]));
   PM_RETURN_IF_ERROR(etcd->Spawn());
   PM_RETURN_IF_ERROR(etcd->WaitUntilServing());
   return etcd;
