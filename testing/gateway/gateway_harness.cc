@@ -2,6 +2,7 @@
 // its gateway, as a test.
 //
 //   gateway_harness [--server_key=ec|rsa] -- /usr/bin/python3 client_test.py
+//   gateway_harness --cluster -- /usr/bin/python3 client_test.py
 //
 // Makes a fresh PKI (certs/make_pki.sh) and a demo user with a random
 // password in a temp dir, starts the real stack (registry, log_store,
@@ -17,6 +18,17 @@
 //   PM_SERVICE_PIDS    "name=pid" of each service, space-separated
 //   PM_METRICS_PORT    the launcher's /metrics on 127.0.0.1 (every service's)
 //
+// With --cluster, two such stacks, hosts "a" and "b" (issue 17; README,
+// "Running on several hosts"), share one etcd (Debian's etcd-server, on
+// free loopback ports), the PKI and the users file; the client gets host
+// a's gateway (and a's services' pids and metrics) and, besides,
+//
+//   PM_START_NODE      b: the host its Starts name, so that every call on
+//                      those processes is forwarded by a's gateway to b's
+//
+// The command runs once each host's registry lists the other host with its
+// gateway (a Start naming either host is placed there).
+//
 // The services' log goes to a file (copied to stderr at the end). The run
 // fails when the client fails, or when the password shows up in that log or
 // in any process's command line.
@@ -27,25 +39,36 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <gflags/gflags.h>
+#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/exit_status.h"
+#include "common/loopback_ports_test_util.h"
+#include "common/runtime_dir.h"
 #include "common/server.h"
 #include "common/status.h"
+#include "common/status_core.h"
 #include "gateway/users.h"
+#include "pm/internal/v1/internal.grpc.pb.h"
 #include "stack/stack.h"
+#include "third_party/etcd/etcd_test_server.h"
 
 DEFINE_string(server_key, "ec",
               "The gateway's key type: ec (ECDSA P-256) or rsa (RSA 2048)");
@@ -54,6 +77,9 @@ DEFINE_int32(extra_users, 0,
              "load tests: PM_USERS lists them all)");
 DEFINE_string(gateway_flags, "",
               "Extra flags for the gateway, comma-separated");
+DEFINE_bool(cluster, false,
+            "Two hosts, a and b, on one etcd: the client calls a's gateway "
+            "and starts its processes on b (PM_START_NODE)");
 
 extern char** environ;
 
@@ -117,6 +143,134 @@ std::vector<std::string> CommandLinesWith(const std::string& secret) {
   return found;
 }
 
+// What the hosts of a run share: the binaries, the PKI and the users.
+struct Shared {
+  std::string root;  // pm::stack::FindBinaryRoot()
+  std::string pki;
+  std::string users_file;
+};
+
+// One host's stack on <dir>/run and <dir>/state, with its gateway on
+// `listen` (the key of --server_key, the shared users) and --gateway_flags.
+pm::stack::StackOptions HostOptions(const Shared& shared, const std::string& dir,
+                                    const std::string& listen) {
+  pm::stack::StackOptions options;
+  options.runtime_dir = dir + "/run";
+  options.state_dir = dir + "/state";
+  options.binary_root = shared.root;
+  options.metrics_listen = "127.0.0.1:0";  // the whole stack's /metrics
+  const std::string key = FLAGS_server_key == "rsa" ? "server-rsa" : "server";
+  pm::stack::GatewayOptions gateway;
+  gateway.listen = listen;
+  gateway.ca_file = shared.pki + "/ca.pem";
+  gateway.cert_file = shared.pki + "/" + key + ".pem";
+  gateway.key_file = shared.pki + "/" + key + ".key";
+  gateway.users_file = shared.users_file;
+  options.gateway = gateway;
+  if (!FLAGS_gateway_flags.empty()) {
+    options.extra_args["gateway"] = absl::StrSplit(FLAGS_gateway_flags, ',');
+  }
+  return options;
+}
+
+// The hosts of a run, the client's first; etcd with --cluster.
+struct Hosts {
+  std::unique_ptr<pm::EtcdServer> etcd;
+  std::vector<std::unique_ptr<pm::stack::Stack>> stacks;
+  // The node the client's Starts name ("" for a single host).
+  std::string start_node;
+
+  // The stacks in reverse start order, then etcd (which waits for its
+  // clients' streams to end). The first error.
+  absl::Status Stop() {
+    absl::Status first;
+    for (auto it = stacks.rbegin(); it != stacks.rend(); ++it) {
+      first.Update((*it)->StopAll());
+    }
+    stacks.clear();
+    if (etcd != nullptr) first.Update(etcd->Stop().status());
+    return first;
+  }
+};
+
+// Waits until the registry of host `node` lists every host of `nodes` up,
+// the others with a gateway to forward to, as a Start placed there needs.
+// Polled like a health check; the minute is a safety net, not a claim
+// about speed.
+absl::Status WaitForHosts(const pm::stack::Stack& stack, const std::string& node,
+                          const std::vector<std::string>& nodes) {
+  std::unique_ptr<pm::internal::v1::Registry::Stub> registry =
+      pm::internal::v1::Registry::NewStub(grpc::CreateChannel(
+          pm::UnixAddress(pm::SocketPath(stack.runtime_dir(), pm::Service::kRegistry)),
+          grpc::InsecureChannelCredentials()));
+  auto all_up = [&](const pm::internal::v1::ListNodesResponse& listed) {
+    return std::all_of(nodes.begin(), nodes.end(), [&](const std::string& wanted) {
+      return std::any_of(listed.nodes().begin(), listed.nodes().end(),
+                         [&](const pm::internal::v1::ClusterNode& up) {
+                           return up.node() == wanted &&
+                                  (wanted == node || !up.gateway().empty());
+                         });
+    });
+  };
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  std::string last = "no answer";
+  while (absl::Now() < deadline) {
+    grpc::ClientContext context;
+    context.set_wait_for_ready(true);
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+    pm::internal::v1::ListNodesResponse listed;
+    const grpc::Status rpc =
+        registry->ListNodes(&context, pm::internal::v1::ListNodesRequest(), &listed);
+    if (rpc.ok() && all_up(listed)) return absl::OkStatus();
+    last = rpc.ok() ? absl::StrCat("it lists ", listed.ShortDebugString())
+                    : rpc.error_message();
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      "host ", node, " did not see every host of ", absl::StrJoin(nodes, ", "),
+      " up with a gateway within a minute: ", last));
+}
+
+// One host: its stack on `dir`, its gateway on a free port.
+absl::Status StartSingleHost(const Shared& shared, const std::string& dir, Hosts& hosts) {
+  PM_ASSIGN_OR_RETURN(std::unique_ptr<pm::stack::Stack> stack,
+                      pm::stack::Stack::Start(HostOptions(shared, dir, "127.0.0.1:0")));
+  hosts.stacks.push_back(std::move(stack));
+  return absl::OkStatus();
+}
+
+// Hosts a and b on one etcd, each on <dir>/<node>, as `make up ETCD=...
+// NODE=...` runs them: the gateway's address is published to the cluster
+// by the registry, which starts first (so its port is picked before it
+// listens), and it presents the client certificate to the other host's
+// gateway. The client's Starts go to b.
+absl::Status StartCluster(const Shared& shared, const std::string& dir, Hosts& hosts) {
+  std::filesystem::create_directories(dir + "/etcd");
+  PM_ASSIGN_OR_RETURN(hosts.etcd, pm::EtcdServer::Start(dir + "/etcd"));
+  const std::vector<std::string> nodes = {"a", "b"};
+  PM_ASSIGN_OR_RETURN(std::vector<int> ports, pm::FreeLoopbackPorts(nodes.size()));
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const std::string address = absl::StrCat("127.0.0.1:", ports[i]);
+    pm::stack::StackOptions options = HostOptions(shared, dir + "/" + nodes[i], address);
+    pm::stack::ClusterOptions cluster;
+    cluster.etcd = hosts.etcd->endpoint();
+    cluster.etcd_prefix = "/pm/harness/";
+    cluster.node = nodes[i];
+    cluster.gateway_address = address;
+    options.cluster = cluster;
+    options.gateway->peer_cert_file = shared.pki + "/client.pem";
+    options.gateway->peer_key_file = shared.pki + "/client.key";
+    absl::StatusOr<std::unique_ptr<pm::stack::Stack>> stack =
+        pm::stack::Stack::Start(options);
+    if (!stack.ok()) return pm::Annotate(stack.status(), "host " + nodes[i]);
+    hosts.stacks.push_back(*std::move(stack));
+  }
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    PM_RETURN_IF_ERROR(WaitForHosts(*hosts.stacks[i], nodes[i], nodes));
+  }
+  hosts.start_node = "b";
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -171,45 +325,33 @@ int main(int argc, char** argv) {
   dup2(log_fd, STDERR_FILENO);
   close(log_fd);
 
-  pm::stack::StackOptions options;
-  options.runtime_dir = dir + "/run";
-  options.state_dir = dir + "/state";
-  options.binary_root = *root;
-  options.metrics_listen = "127.0.0.1:0";  // the whole stack's /metrics
-  const std::string key = FLAGS_server_key == "rsa" ? "server-rsa" : "server";
-  pm::stack::GatewayOptions gateway;
-  gateway.listen = "127.0.0.1:0";
-  gateway.ca_file = pki + "/ca.pem";
-  gateway.cert_file = pki + "/" + key + ".pem";
-  gateway.key_file = pki + "/" + key + ".key";
-  gateway.users_file = dir + "/users";
-  options.gateway = gateway;
-  if (!FLAGS_gateway_flags.empty()) {
-    options.extra_args["gateway"] = absl::StrSplit(FLAGS_gateway_flags, ',');
-  }
-  absl::StatusOr<std::unique_ptr<pm::stack::Stack>> stack =
-      pm::stack::Stack::Start(options);
+  const Shared shared{*root, pki, dir + "/users"};
+  Hosts hosts;
+  const absl::Status started =
+      FLAGS_cluster ? StartCluster(shared, dir, hosts) : StartSingleHost(shared, dir, hosts);
 
   int code = 0;
-  if (!stack.ok()) {
+  if (!started.ok()) {
     dprintf(saved_stderr, "gateway_harness: cannot start the stack: %s\n",
-            std::string(stack.status().message()).c_str());
+            std::string(started.message()).c_str());
     code = 1;
   } else {
-    const int port = (*stack)->gateway_port();
+    const pm::stack::Stack& stack = *hosts.stacks.front();
+    const int port = stack.gateway_port();
     std::string pids;
-    for (const pm::stack::ServiceProcess& service : (*stack)->services()) {
+    for (const pm::stack::ServiceProcess& service : stack.services()) {
       absl::StrAppend(&pids, pids.empty() ? "" : " ", service.name, "=", service.pid);
     }
-    absl::StatusOr<pm::ExitStatus> client = Run(
-        command,
-        {absl::StrCat("PM_GATEWAY_TARGET=localhost:", port),
-         absl::StrCat("PM_GATEWAY_PORT=", port), "PM_CERTS=" + pki,
-         "PM_USER=demo", "PM_PASSWORD_FILE=" + password_file,
-         "PM_STACK_LOG=" + log_path, "PM_PROTO_DIR=" + *root + "/proto",
-         "PM_USERS=" + user_names, "PM_SERVICE_PIDS=" + pids,
-         absl::StrCat("PM_METRICS_PORT=", (*stack)->metrics_port()),
-         "PYTHONPATH=" + *root + "/proto"});
+    std::vector<std::string> env = {
+        absl::StrCat("PM_GATEWAY_TARGET=localhost:", port),
+        absl::StrCat("PM_GATEWAY_PORT=", port), "PM_CERTS=" + pki,
+        "PM_USER=demo", "PM_PASSWORD_FILE=" + password_file,
+        "PM_STACK_LOG=" + log_path, "PM_PROTO_DIR=" + *root + "/proto",
+        "PM_USERS=" + user_names, "PM_SERVICE_PIDS=" + pids,
+        absl::StrCat("PM_METRICS_PORT=", stack.metrics_port()),
+        "PYTHONPATH=" + *root + "/proto"};
+    if (!hosts.start_node.empty()) env.push_back("PM_START_NODE=" + hosts.start_node);
+    absl::StatusOr<pm::ExitStatus> client = Run(command, env);
     if (!client.ok()) {
       dprintf(saved_stderr, "gateway_harness: %s\n",
               std::string(client.status().message()).c_str());
@@ -224,12 +366,12 @@ int main(int argc, char** argv) {
               process.c_str());
       code = 1;
     }
-    absl::Status stopped = (*stack)->StopAll();
-    if (!stopped.ok()) {
-      dprintf(saved_stderr, "gateway_harness: stopping the stack: %s\n",
-              std::string(stopped.message()).c_str());
-      code = 1;
-    }
+  }
+  // Whatever was started, also when a later host failed to start.
+  if (absl::Status stopped = hosts.Stop(); !stopped.ok()) {
+    dprintf(saved_stderr, "gateway_harness: stopping the stack: %s\n",
+            std::string(stopped.message()).c_str());
+    code = 1;
   }
   dup2(saved_stderr, STDERR_FILENO);
   const std::string log = ReadFile(log_path);
