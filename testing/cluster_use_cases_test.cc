@@ -195,6 +195,12 @@ TEST_F(ClusterUseCaseTest, AProcessThatWontStartOnBGivesBsOsErrorAndNoUuid) {
   EXPECT_EQ(started.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(started.status().message(),
             "execve(\"/nope\"): No such file or directory (ENOENT)");
+  // A node no host can have is the caller's mistake, as on one host.
+  pm::v1::StartRequest nowhere = Command({"true"});
+  nowhere.set_node("B!");
+  absl::StatusOr<pm::v1::StartResponse> invalid = via_a().Start(nowhere);
+  EXPECT_EQ(invalid.status().code(), absl::StatusCode::kInvalidArgument) << invalid.status();
+  EXPECT_THAT(invalid.status().message(), HasSubstr("node \"B!\""));
   // Nothing was recorded on either host.
   std::unique_ptr<pm::Client> via_b = Connect(*b_);
   ASSERT_NE(via_b, nullptr);
