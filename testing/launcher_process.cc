@@ -39,8 +39,13 @@ int PidfdSendSignal(int pidfd, int sig) {
 }  // namespace
 
 std::string StackBinary() {
-  const char* srcdir = getenv("TEST_SRCDIR");
-  return absl::StrCat(srcdir != nullptr ? srcdir : ".", "/pm/stack/stack");
+  // A test's runfiles, or those of a benchmark under `bazel run`.
+  for (const char* var : {"TEST_SRCDIR", "RUNFILES_DIR"}) {
+    if (const char* dir = getenv(var); dir != nullptr && *dir) {
+      return absl::StrCat(dir, "/pm/stack/stack");
+    }
+  }
+  return "./pm/stack/stack";
 }
 
 LauncherProcess::LauncherProcess(const std::string& dir, int gateway_port,

@@ -34,7 +34,8 @@
 
 namespace pm::testing {
 
-// The stack binary in the test's runfiles (data = ["//stack:stack"]).
+// The stack binary in the runfiles (data = ["//:stack"]) of a test
+// ($TEST_SRCDIR) or of a benchmark run by `bazel run` ($RUNFILES_DIR).
 std::string StackBinary();
 
 class LauncherProcess {
