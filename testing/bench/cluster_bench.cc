@@ -54,6 +54,7 @@
 #include "absl/strings/str_split.h"
 #include "client/client.h"
 #include "stack/stack.h"
+#include "common/loopback_ports_test_util.h"
 #include "testing/launcher_process.h"
 #include "third_party/etcd/etcd_test_server.h"
 
@@ -155,8 +156,12 @@ class ThreeHosts {
     etcd_ = *std::move(etcd);
     // One after the other: the first makes the shared certificates and
     // users, the others find them.
-    for (const char* node : kNodes) {
-      const int port = pm::testing::FreeLoopbackPort();
+    // Every gateway's port at once, so that they differ.
+    absl::StatusOr<std::vector<int>> ports = pm::FreeLoopbackPorts(std::size(kNodes));
+    if (!ports.ok()) return Fail(ports.status().ToString());
+    for (size_t i = 0; i < std::size(kNodes); ++i) {
+      const char* node = kNodes[i];
+      const int port = (*ports)[i];
       launchers_.push_back(std::make_unique<LauncherProcess>(
           absl::StrCat(dir_, "/", node), port,
           std::vector<std::string>{"--certs_dir=" + certs(), "--etcd=" + etcd_->endpoint(),
