@@ -459,17 +459,33 @@ std::optional<FifoProcess> StartFifoProcess(ThreeHosts& hosts, int i, const std:
   return FifoProcess{started->id(), fifo};
 }
 
-// Writes the line that ends it; when the write was made.
-Clock::time_point Trigger(const FifoProcess& process) {
+// Writes the line that ends it; when the write was made, or nullopt (said
+// why) when it could not be.
+std::optional<Clock::time_point> Trigger(const FifoProcess& process) {
   // The process holds the FIFO open for reading: this open does not wait.
   const int fd = open(process.fifo.c_str(), O_WRONLY | O_CLOEXEC);
-  const auto t0 = Clock::now();
-  if (fd >= 0) {
-    (void)!write(fd, "go\n", 3);
-    close(fd);
+  if (fd < 0) {
+    absl::PrintF("events: open(%s): %s\n", process.fifo, strerror(errno));
+    return std::nullopt;
   }
+  const auto t0 = Clock::now();
+  const bool written = write(fd, "go\n", 3) == 3;
+  if (!written) absl::PrintF("events: write(%s): %s\n", process.fifo, strerror(errno));
+  close(fd);
   unlink(process.fifo.c_str());
-  return t0;
+  return written ? std::optional<Clock::time_point>(t0) : std::nullopt;
+}
+
+// For a lost event: the process as its own host and as a answer for it.
+void SayWhereItIs(ThreeHosts& hosts, int i, const std::string& id) {
+  absl::StatusOr<pm::v1::ProcessStatus> there = hosts.local(i).GetStatus(id);
+  absl::StatusOr<pm::v1::ProcessStatus> on_a = hosts.gateway().GetStatus(id);
+  auto state = [](const absl::StatusOr<pm::v1::ProcessStatus>& s) {
+    return s.ok() ? pm::v1::ProcessStatus::State_Name(s->state()) : s.status().ToString();
+  };
+  absl::PrintF("events: no end event of %s within %d s; its host says %s, a's gateway %s\n", id,
+               std::chrono::duration_cast<std::chrono::seconds>(kEventTimeout).count(),
+               state(there), state(on_a));
 }
 
 // How a's watcher learns of another host's ends.
@@ -505,8 +521,7 @@ bool UnfilteredWatchSeesOtherHosts(ThreeHosts& hosts, const std::string& dir) {
   EndWatcher watcher(hosts.gateway());
   if (!CaughtUp(hosts, watcher)) return false;
   std::optional<FifoProcess> probe = StartFifoProcess(hosts, 2, dir + "/probe.fifo");
-  if (!probe) return false;
-  Trigger(*probe);
+  if (!probe || !Trigger(*probe)) return false;
   // Ended on c for sure, then a fair wait for its event to cross.
   hosts.local(2).Wait(probe->id, absl::Seconds(30)).IgnoreError();
   return watcher.WaitForEnd(probe->id, std::chrono::seconds(10)).has_value();
@@ -549,13 +564,17 @@ void MeasureEvents(ThreeHosts& hosts, const std::string& dir, int rounds) {
         }
       }
       EndWatcher& watcher = of_the_id ? *of_the_id : *unfiltered;
-      const Clock::time_point t0 = Trigger(*process);
-      std::optional<Clock::time_point> seen = watcher.WaitForEnd(process->id, kEventTimeout);
-      if (!seen) {
-        if (++lost <= 3) absl::PrintF("events: no end event of %s\n", process->id);
+      const std::optional<Clock::time_point> t0 = Trigger(*process);
+      if (!t0) {
+        ++lost;
         continue;
       }
-      (on_c ? remote : local).push_back(Ms(*seen - t0));
+      std::optional<Clock::time_point> seen = watcher.WaitForEnd(process->id, kEventTimeout);
+      if (!seen) {
+        if (++lost <= 3) SayWhereItIs(hosts, on_c ? 2 : 0, process->id);
+        continue;
+      }
+      (on_c ? remote : local).push_back(Ms(*seen - *t0));
     }
   }
   const std::string how = kind == WatchKind::kUnfiltered ? "unfiltered Watch"
