@@ -791,13 +791,21 @@ std::optional<ProcessStatus> Cluster::Find(absl::string_view id) const {
 }
 
 std::optional<std::string> Cluster::OwnerOf(const std::string& id) {
+  return ReadClaim(Key(kIds, id));
+}
+
+std::optional<std::string> Cluster::ClaimedIdOfName(const std::string& name) {
+  return ReadClaim(Key(kNames, name));
+}
+
+std::optional<std::string> Cluster::ReadClaim(const std::string& key) {
   {
     // Not while etcd is known out of reach: no call waits for it then.
     absl::MutexLock lock(&mutex_);
     if (!connected_ || !etcd_error_.empty()) return std::nullopt;
   }
   etcdserverpb::RangeRequest request;
-  request.set_key(Key(kIds, id));
+  request.set_key(key);
   etcdserverpb::RangeResponse response;
   grpc::ClientContext context;
   // Short: a registry's handler waits on it (an unknown full id).
@@ -806,7 +814,7 @@ std::optional<std::string> Cluster::OwnerOf(const std::string& id) {
                                                            absl::Milliseconds(500))));
   const grpc::Status rpc = kv_->Range(&context, request, &response);
   if (!rpc.ok()) {
-    NoteEtcd(Error("Range of an id's claim", rpc));
+    NoteEtcd(Error("Range of a claim", rpc));
     return std::nullopt;
   }
   if (response.kvs().empty()) return std::nullopt;

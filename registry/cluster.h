@@ -158,6 +158,9 @@ class Cluster {
   // nullopt when no host claimed it or etcd cannot be asked.
   // Waits at most 500 ms, never while etcd is known out of reach.
   std::optional<std::string> OwnerOf(const std::string& id);
+  // The id that holds the name `name` in etcd, asked of etcd now (a name
+  // taken a moment ago on another host); as OwnerOf otherwise.
+  std::optional<std::string> ClaimedIdOfName(const std::string& name);
   // The id another host's process of this name has.
   std::optional<std::string> IdOfName(absl::string_view name) const;
   // Every other host's record, likewise.
@@ -193,6 +196,8 @@ class Cluster {
   absl::Status Resync();
   absl::Status FlushPending();
   absl::Status WatchOnce();
+  // The value of a claim's key, asked of etcd now (OwnerOf).
+  std::optional<std::string> ReadClaim(const std::string& key);
   // Applies one key's put (or delete: `value` null) under mutex_.
   void ApplyKey(absl::string_view key, const std::string* value,
                 absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);

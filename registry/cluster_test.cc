@@ -139,6 +139,16 @@ TEST_F(ClusterTest, ARecordOfOneHostIsAnsweredByTheOtherWithItsNode) {
   absl::StatusOr<pm::internal::v1::ResolveResponse> where = b.registry->Resolve(at_once);
   ASSERT_TRUE(where.ok()) << where.status();
   EXPECT_EQ(where->node(), "a");
+  // By its name too: the name's claim gives the id.
+  ResolveRequest name_at_once;
+  name_at_once.set_ref("web");
+  where = b.registry->Resolve(name_at_once);
+  ASSERT_TRUE(where.ok()) << where.status();
+  EXPECT_EQ(where->id(), id);
+  EXPECT_EQ(where->node(), "a");
+  ResolveRequest no_such_name;
+  no_such_name.set_ref("nobody-has-it");
+  EXPECT_TRUE(absl::IsNotFound(b.registry->Resolve(no_such_name).status()));
   ASSERT_TRUE(AwaitRecord(b, id, [](const ProcessStatus&) { return true; }));
 
   absl::StatusOr<ProcessStatus> status = b.registry->GetStatus(id);

@@ -795,13 +795,22 @@ pm::internal::v1::ListNodesResponse Registry::ListNodes() const {
 absl::StatusOr<pm::internal::v1::ResolveResponse> Registry::Resolve(
     const pm::internal::v1::ResolveRequest& request) const {
   absl::StatusOr<pm::internal::v1::ResolveResponse> known = ResolveKnown(request);
-  if (known.ok() || !absl::IsNotFound(known.status()) || cluster_ == nullptr ||
-      request.name_only() || !IsFullId(request.ref())) {
+  if (known.ok() || !absl::IsNotFound(known.status()) || cluster_ == nullptr) {
     return known;
   }
-  // Made a moment ago on another host, and not seen here yet: its claim in
-  // etcd says which host (asked without any lock held).
-  const std::string id = absl::AsciiStrToLower(request.ref());
+  // Made a moment ago on another host, and not seen here yet: its claims
+  // in etcd say which id a name has, and which host an id is on (asked
+  // without any lock held). That host's gateway authorizes the caller.
+  std::string id;
+  if (IsFullId(request.ref()) && !request.name_only()) {
+    id = absl::AsciiStrToLower(request.ref());
+  } else if (pm::ValidateName(request.ref()).ok()) {
+    std::optional<std::string> named = cluster_->ClaimedIdOfName(request.ref());
+    if (!named.has_value()) return known;
+    id = *std::move(named);
+  } else {
+    return known;
+  }
   std::optional<std::string> owner = cluster_->OwnerOf(id);
   if (!owner.has_value() || *owner == options_.node) return known;
   pm::internal::v1::ResolveResponse response;
