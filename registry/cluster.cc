@@ -35,16 +35,16 @@ constexpr size_t kRecordsPerTxn = 50;
 
 // The first key after every key that starts with `prefix` (etcd's
 // clientv3.GetPrefixRangeEnd); our prefixes end in '/'.
-std::string PrefixEnd(std::string prefix) {
-  prefix.back() = static_cast<char>(prefix.back() + 1);
-  return prefix;
-}
-
 std::string Since(absl::Time when) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", when, absl::UTCTimeZone());
 }
 
 }  // namespace
+
+std::string EtcdPrefixEnd(std::string prefix) {
+  prefix.back() = static_cast<char>(prefix.back() + 1);
+  return prefix;
+}
 
 absl::StatusOr<std::string> EtcdTarget(absl::string_view endpoints) {
   std::vector<std::string> list;
@@ -429,7 +429,7 @@ absl::Status Cluster::Resync() {
   {
     etcdserverpb::RangeRequest request;
     request.set_key(Key(kProcs, ""));
-    request.set_range_end(PrefixEnd(Key(kProcs, "")));
+    request.set_range_end(EtcdPrefixEnd(Key(kProcs, "")));
     etcdserverpb::RangeResponse response;
     grpc::ClientContext context;
     SetDeadline(context);
@@ -555,7 +555,7 @@ absl::Status Cluster::WatchOnce() {
   // The whole directory at one revision, then every change after it.
   etcdserverpb::RangeRequest range;
   range.set_key(options_.prefix);
-  range.set_range_end(PrefixEnd(options_.prefix));
+  range.set_range_end(EtcdPrefixEnd(options_.prefix));
   etcdserverpb::RangeResponse snapshot;
   {
     grpc::ClientContext context;
@@ -603,7 +603,7 @@ absl::Status Cluster::WatchOnce() {
   etcdserverpb::WatchRequest request;
   etcdserverpb::WatchCreateRequest* create = request.mutable_create_request();
   create->set_key(options_.prefix);
-  create->set_range_end(PrefixEnd(options_.prefix));
+  create->set_range_end(EtcdPrefixEnd(options_.prefix));
   create->set_start_revision(snapshot.header().revision() + 1);
   absl::Status ended = absl::OkStatus();
   if (stream->Write(request)) {

@@ -80,6 +80,11 @@ namespace pm::registry {
 // fails), otherwise the first endpoint. INVALID_ARGUMENT for none.
 absl::StatusOr<std::string> EtcdTarget(absl::string_view endpoints);
 
+// The first key after every key that starts with `prefix`: [prefix, end)
+// is a prefix scan (etcd's clientv3.GetPrefixRangeEnd). pm's prefixes end
+// in '/', never in 0xff.
+std::string EtcdPrefixEnd(std::string prefix);
+
 class Cluster {
  public:
   struct Options {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status_core.h"
+#include "registry/cluster.h"
 
 namespace pm::registry {
 namespace {
@@ -21,14 +22,6 @@ constexpr char kRecords[] = "records/";
 constexpr char kEvents[] = "events/";
 // Digits of a uint64 in decimal: event keys sort as their sequences.
 constexpr int kSequenceDigits = 20;
-
-// The first key after every key that starts with `prefix`: [prefix, end)
-// is a prefix scan (etcd's clientv3.GetPrefixRangeEnd). Our prefixes end
-// in '/', never in 0xff.
-std::string PrefixEnd(std::string prefix) {
-  prefix.back() = static_cast<char>(prefix.back() + 1);
-  return prefix;
-}
 
 std::shared_ptr<grpc::Channel> NewChannel(const std::string& endpoint) {
   grpc::ChannelArguments arguments;
@@ -211,7 +204,7 @@ absl::Status EtcdRecordStore::RangePrefix(
     const std::function<absl::Status(const mvccpb::KeyValue&)>& each) {
   etcdserverpb::RangeRequest request;
   request.set_key(begin);
-  request.set_range_end(PrefixEnd(begin));
+  request.set_range_end(EtcdPrefixEnd(begin));
   request.set_limit(options_.page_size);
   // No sort order: etcd then returns keys in key order and reads only
   // `limit` of them (asking for a sort makes it read the whole range).
