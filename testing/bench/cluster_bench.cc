@@ -363,9 +363,9 @@ void MeasureList(ThreeHosts& hosts, int records, int rounds) {
 class EndWatcher {
  public:
   // Every process's events, or (with an id) that one's. From the first
-  // retained event, not from now: the registry sends a Watch's headers
-  // with its first event, so the client cannot tell when the stream is
-  // attached; a replay misses nothing meanwhile.
+  // retained event, not from now: nothing is missed however long the
+  // stream takes to attach (a Watch of an id on another host is forwarded
+  // to it), and the measure waits until the replay is behind it.
   explicit EndWatcher(pm::Client& gateway, const std::string& id = "") {
     pm::v1::WatchRequest request;
     request.set_id(id);
