@@ -49,6 +49,7 @@
 
 #include <gflags/gflags.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -160,15 +161,22 @@ class ThreeHosts {
     absl::StatusOr<std::vector<int>> ports = pm::FreeLoopbackPorts(std::size(kNodes));
     if (!ports.ok()) return Fail(ports.status().ToString());
     for (size_t i = 0; i < std::size(kNodes); ++i) {
-      const char* node = kNodes[i];
-      const int port = (*ports)[i];
-      launchers_.push_back(std::make_unique<LauncherProcess>(
-          absl::StrCat(dir_, "/", node), port,
-          std::vector<std::string>{"--certs_dir=" + certs(), "--etcd=" + etcd_->endpoint(),
-                                   "--etcd_prefix=/pm/bench/", absl::StrCat("--node=", node),
-                                   absl::StrCat("--gateway_advertise=127.0.0.1:", port)}));
+      launchers_.push_back(StartHost(kNodes[i], (*ports)[i]));
+      // A port free when picked may be taken before the gateway binds it
+      // (any outgoing connection on this shared machine may get it): once
+      // more on a port picked now.
+      if (!launchers_.back()->ok() &&
+          absl::StrContains(launchers_.back()->log(), "in use by another process")) {
+        launchers_.pop_back();
+        absl::StatusOr<std::vector<int>> again = pm::FreeLoopbackPorts(1);
+        if (!again.ok()) return Fail(again.status().ToString());
+        absl::PrintF("host %s: its gateway's port was taken meanwhile; again on %d\n",
+                     kNodes[i], (*again)[0]);
+        launchers_.push_back(StartHost(kNodes[i], (*again)[0]));
+      }
       if (!launchers_.back()->ok()) {
-        return Fail(absl::StrCat("host ", node, " did not come up:\n", launchers_.back()->log()));
+        return Fail(
+            absl::StrCat("host ", kNodes[i], " did not come up:\n", launchers_.back()->log()));
       }
     }
     // A Start placed on b needs a's view of b; every host's events of the
@@ -200,6 +208,14 @@ class ThreeHosts {
       local_.push_back(*std::move(local));
     }
     return true;
+  }
+
+  std::unique_ptr<LauncherProcess> StartHost(const char* node, int port) {
+    return std::make_unique<LauncherProcess>(
+        absl::StrCat(dir_, "/", node), port,
+        std::vector<std::string>{"--certs_dir=" + certs(), "--etcd=" + etcd_->endpoint(),
+                                 "--etcd_prefix=/pm/bench/", absl::StrCat("--node=", node),
+                                 absl::StrCat("--gateway_advertise=127.0.0.1:", port)});
   }
 
   static bool Fail(const std::string& why) {
