@@ -50,26 +50,38 @@ absl::StatusOr<std::string> NodeOf(absl::string_view node,
 }  // namespace
 
 absl::StatusOr<absl::optional<ClusterOptions>> ClusterFromFlags(
-    absl::string_view etcd, absl::string_view etcd_prefix,
-    absl::string_view node, const absl::StatusOr<std::string>& host_name) {
-  if (etcd.empty()) {
-    // Not a cluster: a node name or a prefix would silently mean nothing.
-    if (!node.empty()) {
+    const ClusterFlags& flags, const absl::StatusOr<std::string>& host_name) {
+  if (flags.etcd.empty()) {
+    // Not a cluster: a node name, a prefix or a lease would silently mean
+    // nothing.
+    if (!flags.node.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--node=", node, " needs a cluster: give --etcd=ENDPOINTS too (a "
+          "--node=", flags.node, " needs a cluster: give --etcd=ENDPOINTS too (a "
           "single host has no node name)"));
     }
-    if (!etcd_prefix.empty()) {
+    if (!flags.etcd_prefix.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--etcd_prefix=", etcd_prefix, " needs a cluster: give --etcd=ENDPOINTS too"));
+          "--etcd_prefix=", flags.etcd_prefix,
+          " needs a cluster: give --etcd=ENDPOINTS too"));
+    }
+    if (flags.etcd_lease_seconds != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--etcd_lease_seconds=", flags.etcd_lease_seconds,
+          " needs a cluster: give --etcd=ENDPOINTS too"));
     }
     return absl::nullopt;
   }
-  PM_RETURN_IF_ERROR(CheckEndpoints(etcd));
+  PM_RETURN_IF_ERROR(CheckEndpoints(flags.etcd));
+  if (flags.etcd_lease_seconds != 0 && flags.etcd_lease_seconds < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--etcd_lease_seconds=", flags.etcd_lease_seconds,
+        ": a lease is 2 s or more (0: the registry's default)"));
+  }
   ClusterOptions cluster;
-  cluster.etcd = std::string(etcd);
-  cluster.etcd_prefix = std::string(etcd_prefix);
-  PM_ASSIGN_OR_RETURN(cluster.node, NodeOf(node, host_name));
+  cluster.etcd = flags.etcd;
+  cluster.etcd_prefix = flags.etcd_prefix;
+  cluster.etcd_lease_seconds = flags.etcd_lease_seconds;
+  PM_ASSIGN_OR_RETURN(cluster.node, NodeOf(flags.node, host_name));
   return cluster;
 }
 

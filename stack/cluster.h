@@ -1,16 +1,18 @@
 // The launcher's place in a cluster of pm hosts (README, "Running on several
-// hosts"): its --etcd, --etcd_prefix and --node flags, checked and completed
-// once at startup, as the value the stack passes on to its services (the
-// registry gets all three, the supervisor the node; see ServiceArgs in
-// stack/stack.h).
+// hosts"): its --etcd, --etcd_prefix, --node and --etcd_lease_seconds flags,
+// checked and completed once at startup, as the value the stack passes on
+// to its services (the registry gets them all, the supervisor the node; see
+// ServiceArgs in stack/stack.h).
 //
 //   PM_ASSIGN_OR_RETURN(absl::optional<ClusterOptions> cluster,
-//                       ClusterFromFlags(FLAGS_etcd, FLAGS_etcd_prefix,
-//                                        FLAGS_node, HostName()));
+//                       ClusterFromFlags({FLAGS_etcd, FLAGS_etcd_prefix,
+//                                         FLAGS_node, FLAGS_etcd_lease_seconds},
+//                                        HostName()));
 //   options.cluster = cluster;   // unset: a single host, as before
 #ifndef PM_STACK_CLUSTER_H_
 #define PM_STACK_CLUSTER_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -32,6 +34,18 @@ struct ClusterOptions {
   // Where the other hosts' gateways reach this host's (host:port; the
   // registry's --gateway_address); empty: calls are not forwarded here.
   std::string gateway_address;
+  // The lease on this host's node key, in seconds (the registry's
+  // --etcd_lease_seconds: how soon the others see this host gone); 0: the
+  // registry's default.
+  int64_t etcd_lease_seconds = 0;
+};
+
+// The launcher's flags that describe its cluster, as given.
+struct ClusterFlags {
+  std::string etcd;
+  std::string etcd_prefix;
+  std::string node;
+  int64_t etcd_lease_seconds = 0;
 };
 
 // The address the other hosts reach a gateway listening on `listen` at:
@@ -44,13 +58,13 @@ std::string GatewayAddress(absl::string_view listen, absl::string_view advertise
 // The cluster the flags describe: unset when `etcd` is empty (a single
 // host: nothing changes). The node is `node`, else `host_name` (this
 // machine's, from HostName()). INVALID_ARGUMENT, naming the flag, for
-// --node or --etcd_prefix without --etcd (they mean nothing without a
-// cluster), an empty endpoint in `etcd`, or a node (given or the host's
-// name) that is no node name (common/names.h); the error of `host_name`
-// when it is needed and failed.
+// --node, --etcd_prefix or --etcd_lease_seconds without --etcd (they mean
+// nothing without a cluster), an empty endpoint in `etcd`, a lease under
+// 2 s (the registry's least), or a node (given or the host's name) that is
+// no node name (common/names.h); the error of `host_name` when it is
+// needed and failed.
 absl::StatusOr<absl::optional<ClusterOptions>> ClusterFromFlags(
-    absl::string_view etcd, absl::string_view etcd_prefix,
-    absl::string_view node, const absl::StatusOr<std::string>& host_name);
+    const ClusterFlags& flags, const absl::StatusOr<std::string>& host_name);
 
 // This machine's host name (gethostname). Errors name the call and errno.
 absl::StatusOr<std::string> HostName();

@@ -19,31 +19,31 @@ const absl::StatusOr<std::string> kHostName = std::string("host-a");
 
 TEST(ClusterFromFlagsTest, WithoutEtcdThereIsNoCluster) {
   absl::StatusOr<absl::optional<ClusterOptions>> cluster =
-      ClusterFromFlags("", "", "", kHostName);
+      ClusterFromFlags({"", "", ""}, kHostName);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   EXPECT_FALSE(cluster->has_value());
   // Not even the host name is needed.
-  cluster = ClusterFromFlags("", "", "", absl::InternalError("no name"));
+  cluster = ClusterFromFlags({"", "", ""}, absl::InternalError("no name"));
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   EXPECT_FALSE(cluster->has_value());
 }
 
 TEST(ClusterFromFlagsTest, ANodeOrPrefixWithoutEtcdIsRefusedNamingTheFlag) {
   absl::StatusOr<absl::optional<ClusterOptions>> node =
-      ClusterFromFlags("", "", "b", kHostName);
+      ClusterFromFlags({"", "", "b"}, kHostName);
   EXPECT_EQ(node.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(node.status().message(),
             "--node=b needs a cluster: give --etcd=ENDPOINTS too (a single "
             "host has no node name)");
   absl::StatusOr<absl::optional<ClusterOptions>> prefix =
-      ClusterFromFlags("", "/pm/test/", "", kHostName);
+      ClusterFromFlags({"", "/pm/test/", ""}, kHostName);
   EXPECT_EQ(prefix.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(prefix.status().message(), HasSubstr("--etcd_prefix=/pm/test/ needs a cluster"));
 }
 
 TEST(ClusterFromFlagsTest, TheNodeIsTheOneGivenElseTheHostName) {
   absl::StatusOr<absl::optional<ClusterOptions>> given =
-      ClusterFromFlags("10.0.0.1:2379,10.0.0.2:2379", "/pm/test/", "b", kHostName);
+      ClusterFromFlags({"10.0.0.1:2379,10.0.0.2:2379", "/pm/test/", "b"}, kHostName);
   ASSERT_TRUE(given.ok()) << given.status();
   ASSERT_TRUE(given->has_value());
   EXPECT_EQ((*given)->etcd, "10.0.0.1:2379,10.0.0.2:2379");
@@ -51,36 +51,55 @@ TEST(ClusterFromFlagsTest, TheNodeIsTheOneGivenElseTheHostName) {
   EXPECT_EQ((*given)->node, "b");
 
   absl::StatusOr<absl::optional<ClusterOptions>> host =
-      ClusterFromFlags("localhost:2379", "", "", kHostName);
+      ClusterFromFlags({"localhost:2379", "", ""}, kHostName);
   ASSERT_TRUE(host.ok()) << host.status();
   ASSERT_TRUE(host->has_value());
   EXPECT_EQ((*host)->node, "host-a");
   EXPECT_EQ((*host)->etcd_prefix, "");  // the registry's default
 
   // Given, the host name is not needed.
-  EXPECT_TRUE(ClusterFromFlags("localhost:2379", "", "b", absl::InternalError("x")).ok());
+  EXPECT_TRUE(ClusterFromFlags({"localhost:2379", "", "b"}, absl::InternalError("x")).ok());
 }
 
 TEST(ClusterFromFlagsTest, BadNodesEndpointsAndHostNamesAreRefused) {
   absl::StatusOr<absl::optional<ClusterOptions>> bad_node =
-      ClusterFromFlags("localhost:2379", "", "b c", kHostName);
+      ClusterFromFlags({"localhost:2379", "", "b c"}, kHostName);
   EXPECT_EQ(bad_node.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(bad_node.status().message(), HasSubstr("--node: node \"b c\" has ' '"));
 
   absl::StatusOr<absl::optional<ClusterOptions>> empty_endpoint =
-      ClusterFromFlags("localhost:2379,", "", "b", kHostName);
+      ClusterFromFlags({"localhost:2379,", "", "b"}, kHostName);
   EXPECT_EQ(empty_endpoint.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(empty_endpoint.status().message(), HasSubstr("an empty endpoint"));
 
   absl::StatusOr<absl::optional<ClusterOptions>> odd_host =
-      ClusterFromFlags("localhost:2379", "", "", std::string("host a"));
+      ClusterFromFlags({"localhost:2379", "", ""}, std::string("host a"));
   EXPECT_EQ(odd_host.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(odd_host.status().message(), HasSubstr("give --node"));
 
   absl::StatusOr<absl::optional<ClusterOptions>> no_host = ClusterFromFlags(
-      "localhost:2379", "", "", absl::InternalError("gethostname(): EFAULT"));
+      {"localhost:2379", "", ""}, absl::InternalError("gethostname(): EFAULT"));
   EXPECT_FALSE(no_host.ok());
   EXPECT_THAT(no_host.status().message(), HasSubstr("gethostname(): EFAULT"));
+}
+
+TEST(ClusterFromFlagsTest, TheLeaseIsPassedOnAndRefusedUnder2SecondsOrWithoutEtcd) {
+  absl::StatusOr<absl::optional<ClusterOptions>> given =
+      ClusterFromFlags({"localhost:2379", "", "b", 3}, kHostName);
+  ASSERT_TRUE(given.ok()) << given.status();
+  ASSERT_TRUE(given->has_value());
+  EXPECT_EQ((*given)->etcd_lease_seconds, 3);
+
+  absl::StatusOr<absl::optional<ClusterOptions>> short_lease =
+      ClusterFromFlags({"localhost:2379", "", "b", 1}, kHostName);
+  EXPECT_EQ(short_lease.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(short_lease.status().message(),
+              HasSubstr("--etcd_lease_seconds=1: a lease is 2 s or more"));
+
+  absl::StatusOr<absl::optional<ClusterOptions>> alone =
+      ClusterFromFlags({"", "", "", 3}, kHostName);
+  EXPECT_EQ(alone.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(alone.status().message(), HasSubstr("--etcd_lease_seconds=3 needs a cluster"));
 }
 
 TEST(ClusterFromFlagsTest, HostNameIsThisMachines) {
@@ -109,8 +128,8 @@ TEST(ServiceArgsTest, ASingleHostsServicesGetNoClusterFlags) {
 
 TEST(ServiceArgsTest, InAClusterTheRegistryGetsEtcdAndTheNodeAndTheSupervisorTheNode) {
   StackOptions options = Options();
-  options.cluster =
-      ClusterOptions{"10.0.0.1:2379,10.0.0.2:2379", "/pm/test/", "a", "10.0.0.1:8080"};
+  options.cluster = ClusterOptions{"10.0.0.1:2379,10.0.0.2:2379", "/pm/test/", "a",
+                                   "10.0.0.1:8080", 4};
   options.extra_args["registry"] = {"--metrics_listen=127.0.0.1:0"};
   options.gateway = GatewayOptions();
   options.gateway->port_file = "/run/pm/gateway.port";
@@ -120,7 +139,8 @@ TEST(ServiceArgsTest, InAClusterTheRegistryGetsEtcdAndTheNodeAndTheSupervisorThe
               ElementsAre("/b/registry/registry", "--runtime_dir=/run/pm",
                           "--state_dir=/var/lib/pm", "--etcd=10.0.0.1:2379,10.0.0.2:2379",
                           "--etcd_prefix=/pm/test/", "--gateway_address=10.0.0.1:8080",
-                          "--node=a", "--metrics_listen=127.0.0.1:0"));
+                          "--etcd_lease_seconds=4", "--node=a",
+                          "--metrics_listen=127.0.0.1:0"));
   EXPECT_THAT(ServiceArgs(options, "supervisor"),
               ElementsAre("/b/supervisor/supervisor", "--runtime_dir=/run/pm",
                           "--state_dir=/var/lib/pm", "--shim_binary=/b/shim/pm-shim",
@@ -138,11 +158,14 @@ TEST(ServiceArgsTest, InAClusterTheRegistryGetsEtcdAndTheNodeAndTheSupervisorThe
     EXPECT_THAT(log_store, Not(Contains(flag)));
   }
 
-  // No prefix given: the registry's own default, not a second copy of it.
+  // No prefix or lease given: the registry's own defaults, not a second
+  // copy of them.
   options.cluster->etcd_prefix.clear();
+  options.cluster->etcd_lease_seconds = 0;
   const std::vector<std::string> registry = ServiceArgs(options, "registry");
   for (const std::string& arg : registry) {
     EXPECT_THAT(arg, Not(HasSubstr("--etcd_prefix"))) << arg;
+    EXPECT_THAT(arg, Not(HasSubstr("--etcd_lease_seconds"))) << arg;
   }
   EXPECT_THAT(registry, Contains("--node=a"));
 }

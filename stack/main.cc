@@ -62,6 +62,10 @@ DEFINE_string(etcd_prefix, "",
 DEFINE_string(node, "",
               "With --etcd: this host's name in the cluster, passed to the "
               "registry and the supervisor (default: the host name)");
+DEFINE_int64(etcd_lease_seconds, 0,
+             "With --etcd: a host whose registry stops renewing its lease in "
+             "etcd is reported unreachable by the others this long after (at "
+             "least 2), passed to the registry; 0: the registry's default (10)");
 DEFINE_string(certs_dir, "",
               "The dev PKI and users (default: certs/dev in the workspace); "
               "made on first run");
@@ -173,8 +177,9 @@ int main(int argc, char** argv) {
   if (!pm::ApplyLogFlags()) return 2;
   pm::SetLogTag("stack");
   absl::StatusOr<absl::optional<pm::stack::ClusterOptions>> cluster =
-      pm::stack::ClusterFromFlags(FLAGS_etcd, FLAGS_etcd_prefix, FLAGS_node,
-                                  pm::stack::HostName());
+      pm::stack::ClusterFromFlags(
+          {FLAGS_etcd, FLAGS_etcd_prefix, FLAGS_node, FLAGS_etcd_lease_seconds},
+          pm::stack::HostName());
   if (!cluster.ok()) {
     fprintf(stderr, "pm: %s\n", std::string(cluster.status().message()).c_str());
     return 2;

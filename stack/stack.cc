@@ -216,6 +216,9 @@ std::vector<std::string> ServiceArgs(const StackOptions& options,
       if (!cluster.gateway_address.empty()) {
         args.push_back(absl::StrCat("--gateway_address=", cluster.gateway_address));
       }
+      if (cluster.etcd_lease_seconds != 0) {
+        args.push_back(absl::StrCat("--etcd_lease_seconds=", cluster.etcd_lease_seconds));
+      }
     }
     if (name == "registry" || name == "supervisor") {
       args.push_back(absl::StrCat("--node=", cluster.node));

@@ -155,8 +155,8 @@ struct StackOptions {
   // host:port (port 0: a free one, see metrics_port()); empty: nowhere.
   std::string metrics_listen;
   // This host's cluster (stack/cluster.h), passed on to the registry
-  // (--etcd, --etcd_prefix, --node) and the supervisor (--node); unset: a
-  // single host.
+  // (--etcd, --etcd_prefix, --node, --gateway_address,
+  // --etcd_lease_seconds) and the supervisor (--node); unset: a single host.
   absl::optional<ClusterOptions> cluster;
 };
 
