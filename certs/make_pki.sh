@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Makes a throwaway PKI for the gateway into OUT_DIR (created 0700):
 #
-#   certs/make_pki.sh OUT_DIR
+#   certs/make_pki.sh OUT_DIR [NAME...]
 #
 #   ca.pem                     the CA the gateway trusts for client certs, and
 #                              the one clients trust for the server cert
 #   server.pem  server.key     ECDSA P-256 server cert: localhost, 127.0.0.1, ::1
+#                              and each NAME (a host name or an IP address),
+#                              for gateways the others reach by those names
+#                              (a cluster: README, "Running on several hosts")
 #   server-rsa.pem server-rsa.key   the same names on an RSA 2048 key (the TLS
 #                              policy test reaches the ECDHE-RSA suites with it)
 #   client.pem  client.key     a client cert issued by ca.pem (CN=pm-client)
@@ -17,11 +20,25 @@
 # beyond the machine it was made on, and nothing is committed.
 set -euo pipefail
 
-if [ $# -ne 1 ]; then
-  echo "usage: $0 OUT_DIR" >&2
+if [ $# -lt 1 ]; then
+  echo "usage: $0 OUT_DIR [NAME...]" >&2
   exit 2
 fi
 out=$1
+shift
+names="DNS:localhost,IP:127.0.0.1,IP:::1"
+for name in "$@"; do
+  # Checked: each is written into openssl's extension file.
+  if [[ ! $name =~ ^[A-Za-z0-9.:-]+$ ]]; then
+    echo "$0: \"$name\" is no host name or IP address" >&2
+    exit 2
+  fi
+  if [[ $name =~ ^[0-9.]+$ || $name == *:* ]]; then
+    names+=",IP:$name"
+  else
+    names+=",DNS:$name"
+  fi
+done
 umask 077
 mkdir -p "$out"
 cd "$out"
@@ -52,11 +69,11 @@ leaf() {
     -extfile "$ext" -out "$name.pem" 2>/dev/null
 }
 
-cat >"$work/server.ext" <<'EXT'
+cat >"$work/server.ext" <<EXT
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1
+subjectAltName=$names
 EXT
 cat >"$work/client.ext" <<'EXT'
 basicConstraints=critical,CA:FALSE
