@@ -7,6 +7,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/base/macros.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -32,6 +33,13 @@ constexpr char kIds[] = "ids";
 constexpr char kNames[] = "names";
 // Records per mirror Txn: two ops each, under etcd's --max-txn-ops (128).
 constexpr size_t kRecordsPerTxn = 50;
+// A call that fails UNAVAILABLE where etcd answered the one before (the
+// member this host was connected to went away) is tried again after each
+// of these pauses, through the next member, before etcd counts as out of
+// reach: gRPC may send a try or two on the old connection before it sees
+// that connection closed.
+constexpr absl::Duration kFailoverPauses[] = {
+    absl::Milliseconds(50), absl::Milliseconds(100), absl::Milliseconds(200)};
 
 // The first key after every key that starts with `prefix` (etcd's
 // clientv3.GetPrefixRangeEnd); our prefixes end in '/'.
@@ -191,9 +199,16 @@ absl::Status Cluster::Claim(const std::string& id, const std::string& name) {
     request.add_failure()->mutable_request_range()->set_key(Key(kNames, name));
   }
   etcdserverpb::TxnResponse response;
-  grpc::ClientContext context;
-  SetDeadline(context);
-  const grpc::Status rpc = kv_->Txn(&context, request, &response);
+  grpc::Status rpc = ClaimTxn(request, &response);
+  // Through the next member if the one this host was connected to went
+  // away. Taking again what this host took already is no conflict
+  // (below), so a Txn that was applied before its answer was lost does no
+  // harm.
+  for (absl::Duration pause : kFailoverPauses) {
+    if (rpc.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+    absl::SleepFor(pause);
+    rpc = ClaimTxn(request, &response);
+  }
   if (!rpc.ok()) {
     const absl::Status failed = Error("Txn", rpc);
     NoteEtcd(failed);
@@ -219,6 +234,13 @@ absl::Status Cluster::Claim(const std::string& id, const std::string& name) {
         " in the cluster"));
   }
   return absl::OkStatus();
+}
+
+grpc::Status Cluster::ClaimTxn(const etcdserverpb::TxnRequest& request,
+                               etcdserverpb::TxnResponse* response) {
+  grpc::ClientContext context;
+  SetDeadline(context);
+  return kv_->Txn(&context, request, response);
 }
 
 // --- The mirror ----------------------------------------------------------------
@@ -261,24 +283,19 @@ void Cluster::WriterLoop() {
     PM_LOG(WARNING) << "cluster: " << status << "; trying again";
   };
   while (!stopping()) {
-    bool held;
-    bool resynced;
+    bool answered_last;
     {
       absl::MutexLock lock(&mutex_);
-      held = lease_id_ != 0;
-      resynced = resynced_;
+      answered_last = etcd_error_.empty();
     }
-    absl::Status step = absl::OkStatus();
-    if (!held) {
-      step = HoldLease();
-      if (step.ok()) next_keepalive = absl::Now() + options_.lease_ttl / 3;
-    } else if (!resynced) {
-      step = Resync();
-    } else if (absl::Now() >= next_keepalive) {
-      step = KeepAlive();
-      if (step.ok()) next_keepalive = absl::Now() + options_.lease_ttl / 3;
-    } else {
-      step = FlushPending();
+    absl::Status step = WriterStep(&next_keepalive);
+    for (absl::Duration pause : kFailoverPauses) {
+      if (!absl::IsUnavailable(step) || !answered_last) break;
+      {
+        absl::MutexLock lock(&mutex_);
+        if (mutex_.AwaitWithTimeout(absl::Condition(&stopping_), pause)) break;
+      }
+      step = WriterStep(&next_keepalive);
     }
     report(step);
     NoteEtcd(step);
@@ -298,6 +315,29 @@ void Cluster::WriterLoop() {
     };
     mutex_.AwaitWithDeadline(absl::Condition(&ready), next_keepalive);
   }
+}
+
+absl::Status Cluster::WriterStep(absl::Time* next_keepalive) {
+  bool held;
+  bool resynced;
+  {
+    absl::MutexLock lock(&mutex_);
+    held = lease_id_ != 0;
+    resynced = resynced_;
+  }
+  absl::Status step = absl::OkStatus();
+  if (!held) {
+    step = HoldLease();
+    if (step.ok()) *next_keepalive = absl::Now() + options_.lease_ttl / 3;
+  } else if (!resynced) {
+    step = Resync();
+  } else if (absl::Now() >= *next_keepalive) {
+    step = KeepAlive();
+    if (step.ok()) *next_keepalive = absl::Now() + options_.lease_ttl / 3;
+  } else {
+    step = FlushPending();
+  }
+  return step;
 }
 
 absl::Status Cluster::HoldLease() {
@@ -529,29 +569,60 @@ absl::Status Cluster::FlushPending() {
 // --- The other hosts ------------------------------------------------------------
 
 void Cluster::WatcherLoop() {
+  // When the last watch, in sync, ended; when one was last reopened; the
+  // tries to reopen it since.
+  std::optional<absl::Time> in_sync_until;
+  std::optional<absl::Time> reopened;
+  size_t failover_tries = 0;
   while (!stopping()) {
-    const absl::Status ended = WatchOnce();
+    bool synced = false;
+    const absl::Status ended = WatchOnce(&synced);
+    const absl::Time now = absl::Now();
     std::vector<RemoteChange> changes;
     {
       absl::MutexLock lock(&mutex_);
+      last_error_ = ended.ToString();
+      if (stopping_) break;
+      if (synced) {
+        // A watch that was in sync ended: its member went away (killed, cut
+        // off from the quorum) or etcd ended it. It is reopened at once,
+        // through the next member, and the others' records are answered as
+        // they were meanwhile (as during any watch's delay); only when it
+        // cannot be reopened is etcd out of reach, since the end.
+        in_sync_until = now;
+        failover_tries = 0;
+        // Not in a loop, though: a watch that keeps ending at once is
+        // reopened every `retry`.
+        if (reopened.has_value() && now - *reopened < options_.retry) {
+          mutex_.AwaitWithTimeout(absl::Condition(&stopping_), options_.retry);
+        }
+        reopened = absl::Now();
+        continue;
+      }
+      if (in_sync_until.has_value() && absl::IsUnavailable(ended) &&
+          failover_tries < ABSL_ARRAYSIZE(kFailoverPauses)) {
+        mutex_.AwaitWithTimeout(absl::Condition(&stopping_),
+                                kFailoverPauses[failover_tries++]);
+        continue;
+      }
       if (connected_) {
         connected_ = false;
-        disconnected_since_ = absl::Now();
+        disconnected_since_ = in_sync_until.value_or(now);
         ++changes_;
         // Every other host's state is unknown from now.
         all_dirty_ = true;
       }
-      last_error_ = ended.ToString();
-      if (!stopping_) changes = TakeChanges();
+      in_sync_until.reset();
+      failover_tries = 0;
+      changes = TakeChanges();
     }
     Tell(std::move(changes));
     absl::MutexLock lock(&mutex_);
-    if (stopping_) break;
     mutex_.AwaitWithTimeout(absl::Condition(&stopping_), options_.retry);
   }
 }
 
-absl::Status Cluster::WatchOnce() {
+absl::Status Cluster::WatchOnce(bool* synced) {
   // The whole directory at one revision, then every change after it.
   etcdserverpb::RangeRequest range;
   range.set_key(options_.prefix);
@@ -590,6 +661,7 @@ absl::Status Cluster::WatchOnce() {
     reporting_ = true;
   }
   Tell(std::move(changes));
+  *synced = true;
   grpc::ClientContext context;
   // A member cut off from the others' quorum ends the watch instead of
   // going quiet (clientv3.WithRequireLeader).

@@ -194,13 +194,20 @@ class Cluster {
   Cluster(Options options, std::string target, Snapshot snapshot);
 
   void WriterLoop();
+  // The writer's next call: the lease, the mirror written whole, a
+  // keepalive when `*next_keepalive` is due (then moved on), or the queue.
+  absl::Status WriterStep(absl::Time* next_keepalive);
+  grpc::Status ClaimTxn(const etcdserverpb::TxnRequest& request,
+                        etcdserverpb::TxnResponse* response);
   void WatcherLoop();
   // One pass of each (false: etcd failed; the loop waits and tries again).
   absl::Status HoldLease();
   absl::Status KeepAlive();
   absl::Status Resync();
   absl::Status FlushPending();
-  absl::Status WatchOnce();
+  // `*synced`: the directory was read (the others' records are current),
+  // whatever ended the watch after that.
+  absl::Status WatchOnce(bool* synced);
   // The value of a claim's key, asked of etcd now (OwnerOf).
   std::optional<std::string> ReadClaim(const std::string& key);
   // Applies one key's put (or delete: `value` null) under mutex_.

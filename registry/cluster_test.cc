@@ -72,8 +72,9 @@ class ClusterTest : public ::testing::Test {
     etcd_ = *std::move(etcd);
   }
 
-  // Host `node`'s registry, (re)opened on its records, in the cluster.
-  Host Join(const std::string& node) {
+  // Host `node`'s registry, (re)opened on its records, in the cluster on
+  // `endpoints` (default: the test's etcd).
+  Host Join(const std::string& node, const std::string& endpoints = "") {
     RegistryOptions options;
     options.node = node;
     options.proc_root = dir_ + "/no_proc_here";
@@ -88,7 +89,7 @@ class ClusterTest : public ::testing::Test {
     if (!registry.ok()) return host;
     host.registry = *std::move(registry);
     Cluster::Options cluster_options;
-    cluster_options.endpoints = etcd_->endpoint();
+    cluster_options.endpoints = endpoints.empty() ? etcd_->endpoint() : endpoints;
     cluster_options.prefix = "/pm/test/";
     cluster_options.node = node;
     cluster_options.instance = "stack-of-" + node;
@@ -378,6 +379,44 @@ TEST_F(ClusterTest, TheChangesOfAnotherHostsProcessesAreEventsOfThisHost) {
   a.registry.reset();
   Host a_again = Join("a");
   EXPECT_EQ(a_again.registry->last_event_sequence(), last);
+}
+
+TEST_F(ClusterTest, LosingTheEtcdMemberAHostIsConnectedToChangesNothingItAnswers) {
+  absl::StatusOr<std::vector<std::unique_ptr<EtcdServer>>> members =
+      EtcdServer::StartCluster(dir_, 3);
+  ASSERT_TRUE(members.ok()) << members.status();
+  // Every host reaches etcd through the first endpoint (gRPC's pick_first)
+  // as long as that member answers.
+  const std::string endpoints = EndpointsOf(*members);
+  Host a = Join("a", endpoints);
+  Host b = Join("b", endpoints);
+  absl::StatusOr<ProcessStatus> web = a.registry->CreateRecord(Create("web"));
+  ASSERT_TRUE(web.ok()) << web.status();
+  ASSERT_TRUE(AwaitRecord(b, web->id(), [](const ProcessStatus& p) {
+    return p.state() == ProcessStatus::STATE_RUNNING;
+  }));
+
+  // Not the leader: a leader's loss holds etcd's writes for an election.
+  const absl::Status stepped_down = (*members)[0]->StepDownFor(*(*members)[1]);
+  ASSERT_TRUE(stepped_down.ok()) << stepped_down;
+  ASSERT_TRUE((*members)[0]->Kill().ok());
+  // At once: a name is still checked (through another member), ...
+  absl::StatusOr<ProcessStatus> after = a.registry->CreateRecord(Create("after"));
+  ASSERT_TRUE(after.ok()) << after.status();
+  // ... and until b sees that record, at every change of b's view, a's
+  // records are answered as they are, never as not known.
+  std::vector<std::string> unknown;
+  ASSERT_TRUE(b.cluster->AwaitChange(
+      [&](const Cluster& c) {
+        std::optional<ProcessStatus> there = c.Find(web->id());
+        if (!there.has_value() || there->state() != ProcessStatus::STATE_RUNNING) {
+          unknown.push_back(there.has_value() ? there->state_reason() : "gone");
+        }
+        return c.Find(after->id()).has_value();
+      },
+      kPatience));
+  EXPECT_THAT(unknown, ::testing::IsEmpty());
+  EXPECT_TRUE(b.cluster->reachable());
 }
 
 TEST_F(ClusterTest, AHungEtcdNeitherBlocksAHostNorLosesWhatItRecorded) {

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/loopback_ports_test_util.h"
 #include "common/status_core.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
@@ -62,21 +64,68 @@ std::vector<char*> NullTerminated(std::vector<std::string>& strings) {
 
 absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Start(
     const std::string& dir) {
-  PM_ASSIGN_OR_RETURN(std::vector<int> ports, FreeLoopbackPorts(2));
-  std::unique_ptr<EtcdServer> etcd(new EtcdServer(dir, ports[0], ports[1]));
-  PM_RETURN_IF_ERROR(etcd->Spawn());
+  Options options;
+  options.dir = dir;
+  return Start(std::move(options));
+}
+
+absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Start(Options options) {
+  PM_ASSIGN_OR_RETURN(std::unique_ptr<EtcdServer> etcd, Launch(std::move(options)));
   PM_RETURN_IF_ERROR(etcd->WaitUntilServing());
   return etcd;
 }
 
-EtcdServer::EtcdServer(std::string dir, int client_port, int peer_port)
-    : dir_(std::move(dir)),
-      endpoint_(absl::StrCat("127.0.0.1:", client_port)),
-      client_url_(absl::StrCat("http://127.0.0.1:", client_port)),
-      peer_url_(absl::StrCat("http://127.0.0.1:", peer_port)) {
+absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Launch(Options options) {
+  if (options.client_port == 0 && options.peer_port == 0) {
+    PM_ASSIGN_OR_RETURN(std::vector<int> ports, FreeLoopbackPorts(2));
+    options.client_port = ports[0];
+    options.peer_port = ports[1];
+  }
+  std::unique_ptr<EtcdServer> etcd(new EtcdServer(std::move(options)));
+  PM_RETURN_IF_ERROR(etcd->Spawn());
+  return etcd;
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<EtcdServer>>> EtcdServer::StartCluster(
+    const std::string& dir, int members) {
+  PM_ASSIGN_OR_RETURN(std::vector<int> ports, FreeLoopbackPorts(2 * members));
+  std::vector<Options> options(members);
+  std::vector<std::string> peers;
+  for (int i = 0; i < members; ++i) {
+    options[i].dir = absl::StrCat(dir, "/m", i);
+    options[i].name = absl::StrCat("m", i);
+    options[i].client_port = ports[2 * i];
+    options[i].peer_port = ports[2 * i + 1];
+    peers.push_back(absl::StrCat(options[i].name, "=http://", options[i].host, ":",
+                                 options[i].peer_port));
+  }
+  std::vector<std::unique_ptr<EtcdServer>> cluster;
+  for (Options& member : options) {
+    member.initial_cluster = absl::StrJoin(peers, ",");
+    if (mkdir(member.dir.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoError("mkdir", member.dir);
+    }
+    PM_ASSIGN_OR_RETURN(std::unique_ptr<EtcdServer> launched, Launch(std::move(member)));
+    cluster.push_back(std::move(launched));
+  }
+  for (const std::unique_ptr<EtcdServer>& member : cluster) {
+    PM_RETURN_IF_ERROR(member->WaitUntilServing());
+  }
+  return cluster;
+}
+
+EtcdServer::EtcdServer(Options options)
+    : options_(std::move(options)),
+      endpoint_(absl::StrCat(options_.host, ":", options_.client_port)),
+      client_url_(absl::StrCat("http://", options_.host, ":", options_.client_port)),
+      peer_url_(absl::StrCat("http://", options_.host, ":", options_.peer_port)) {
+  OpenChannel();
+}
+
+void EtcdServer::OpenChannel() {
   grpc::ChannelArguments arguments;
-  // A proxy in the environment must not stand between the test and a
-  // server on loopback.
+  // A proxy in the environment must not stand between the test and its
+  // own server.
   arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
   channel_ = grpc::CreateCustomChannel(
       endpoint_, grpc::InsecureChannelCredentials(), arguments);
@@ -122,28 +171,92 @@ absl::StatusOr<ExitStatus> EtcdServer::Stop() {
   return Reap();
 }
 
+absl::StatusOr<ExitStatus> EtcdServer::Kill() {
+  channel_.reset();
+  if (PidfdSendSignal(pidfd_.get(), SIGKILL) != 0 && errno != ESRCH) {
+    return ErrnoError("pidfd_send_signal", "SIGKILL");
+  }
+  PM_RETURN_IF_ERROR(WaitForExit(-1).status());
+  return Reap();
+}
+
+namespace {
+
+absl::StatusOr<etcdserverpb::StatusResponse> MemberStatus(
+    const std::shared_ptr<grpc::Channel>& channel, const std::string& endpoint) {
+  if (channel == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("etcd at ", endpoint, " is stopped"));
+  }
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kStartTimeout);
+  etcdserverpb::StatusResponse response;
+  const grpc::Status rpc = etcdserverpb::Maintenance::NewStub(channel)->Status(
+      &context, etcdserverpb::StatusRequest(), &response);
+  if (!rpc.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("etcd at ", endpoint, ": Status: ", rpc.error_message()));
+  }
+  return response;
+}
+
+}  // namespace
+
+absl::Status EtcdServer::StepDownFor(const EtcdServer& other) {
+  PM_ASSIGN_OR_RETURN(etcdserverpb::StatusResponse mine, MemberStatus(channel_, endpoint_));
+  if (mine.leader() != mine.header().member_id()) return absl::OkStatus();
+  PM_ASSIGN_OR_RETURN(etcdserverpb::StatusResponse theirs,
+                      MemberStatus(other.channel_, other.endpoint_));
+  etcdserverpb::MoveLeaderRequest request;
+  request.set_targetid(theirs.header().member_id());
+  etcdserverpb::MoveLeaderResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kStartTimeout);
+  const grpc::Status rpc = etcdserverpb::Maintenance::NewStub(channel_)->MoveLeader(
+      &context, request, &response);
+  if (!rpc.ok()) {
+    return absl::UnavailableError(absl::StrCat("etcd at ", endpoint_, ": MoveLeader to ",
+                                               other.endpoint_, ": ", rpc.error_message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EtcdServer::Relaunch() {
+  if (pid_ > 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("etcd member ", options_.name, " still runs (pid ", pid_, ")"));
+  }
+  OpenChannel();
+  return Spawn();
+}
+
 std::vector<std::string> EtcdServer::Argv() const {
-  return {kEtcdBinary,
-          "--name=pm-test",
-          "--data-dir=" + dir_ + "/data",
-          "--listen-client-urls=" + client_url_,
-          "--advertise-client-urls=" + client_url_,
-          "--listen-peer-urls=" + peer_url_,
-          "--initial-advertise-peer-urls=" + peer_url_,
-          "--initial-cluster=pm-test=" + peer_url_,
-          "--initial-cluster-state=new",
-          // capnslog, 3.4's default, is deprecated and says so at start.
-          "--logger=zap",
-          "--log-outputs=stderr"};
+  std::vector<std::string> argv = options_.prefix;
+  for (std::string arg :
+       {std::string(kEtcdBinary), "--name=" + options_.name,
+        "--data-dir=" + options_.dir + "/data", "--listen-client-urls=" + client_url_,
+        "--advertise-client-urls=" + client_url_, "--listen-peer-urls=" + peer_url_,
+        "--initial-advertise-peer-urls=" + peer_url_,
+        "--initial-cluster=" + (options_.initial_cluster.empty()
+                                    ? absl::StrCat(options_.name, "=", peer_url_)
+                                    : options_.initial_cluster),
+        // Read only at the first start: a member started again on its data
+        // rejoins the cluster its data names.
+        std::string("--initial-cluster-state=new"),
+        // capnslog, 3.4's default, is deprecated and says so at start.
+        std::string("--logger=zap"), std::string("--log-outputs=stderr")}) {
+    argv.push_back(std::move(arg));
+  }
+  return argv;
 }
 
 // Starts etcd with stdin on /dev/null and stdout and stderr in the log
-// file (a file, not a pipe: nobody has to drain it), then opens its
-// pidfd. It is the test's child and not reaped before Reap(), so its pid
-// cannot be reused in between.
+// file (a file, not a pipe: nobody has to drain it; appended to, so that a
+// relaunched member's log follows its earlier one), then opens its pidfd.
+// It is the test's child and not reaped before Reap(), so its pid cannot
+// be reused in between.
 absl::Status EtcdServer::Spawn() {
   PM_ASSIGN_OR_RETURN(
-      Fd log, Fd::Open(log_path(), O_WRONLY | O_CREAT | O_TRUNC, 0644));
+      Fd log, Fd::Open(log_path(), O_WRONLY | O_CREAT | O_APPEND, 0644));
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null",
@@ -152,13 +265,14 @@ absl::Status EtcdServer::Spawn() {
   posix_spawn_file_actions_adddup2(&actions, log.get(), STDERR_FILENO);
   std::vector<std::string> argv = Argv();
   std::vector<std::string> env = EnvironmentForEtcd();
+  const std::string binary = argv.front();
   const int err =
-      posix_spawn(&pid_, kEtcdBinary, &actions, nullptr,
+      posix_spawn(&pid_, binary.c_str(), &actions, nullptr,
                   NullTerminated(argv).data(), NullTerminated(env).data());
   posix_spawn_file_actions_destroy(&actions);
   if (err != 0) {
     pid_ = -1;
-    const absl::Status status = ErrnoError("posix_spawn", kEtcdBinary, err);
+    const absl::Status status = ErrnoError("posix_spawn", binary, err);
     return absl::Status(
         status.code(),
         absl::StrCat(status.message(), " (Debian's etcd-server: make deps)"));
@@ -175,8 +289,8 @@ absl::Status EtcdServer::Spawn() {
 }
 
 // Waits for whichever comes first: an answer to a Range that waits for
-// the server to be ready (etcd serves clients only once it leads its
-// one-member cluster), or etcd's end.
+// the server to be ready (etcd serves clients only once its cluster has a
+// leader), or etcd's end.
 absl::Status EtcdServer::WaitUntilServing() {
   Fd answered(eventfd(0, EFD_CLOEXEC));
   if (!answered) return ErrnoError("eventfd");
@@ -241,6 +355,14 @@ absl::StatusOr<ExitStatus> EtcdServer::Reap() {
   pid_ = -1;
   pidfd_.reset();
   return ExitStatus::FromSiginfo(info);
+}
+
+std::string EndpointsOf(const std::vector<std::unique_ptr<EtcdServer>>& members) {
+  std::vector<std::string> endpoints;
+  for (const std::unique_ptr<EtcdServer>& member : members) {
+    endpoints.push_back(member->endpoint());
+  }
+  return absl::StrJoin(endpoints, ",");
 }
 
 }  // namespace pm
