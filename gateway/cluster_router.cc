@@ -139,6 +139,11 @@ absl::StatusOr<ClusterNode> PlaceStart(const ListNodesResponse& nodes,
     // As a single host's supervisor refuses it: a name no host can have is
     // the caller's mistake, not a host that is down.
     PM_RETURN_IF_ERROR(ValidateNodeName(requested));
+    if (requested != nodes.self() && !nodes.etcd_unreachable().empty()) {
+      return ClusterUnavailableError(absl::StrCat(
+          "host \"", requested, "\" cannot be reached from host ", nodes.self(),
+          ": whether it is up is not known while ", nodes.etcd_unreachable()));
+    }
     std::vector<std::string> up;
     for (const ClusterNode& node : nodes.nodes()) {
       if (node.node() == requested) return node;

@@ -102,7 +102,9 @@ class ClusterRouter {
 
 // Where a Start goes: the host `requested` names (INVALID_ARGUMENT, as
 // ValidateNodeName says, for a name no host can have; FAILED_PRECONDITION
-// when it is not up, naming the hosts that are), else the host with the fewest
+// when it is not up, naming the hosts that are; UNAVAILABLE, a
+// ClusterUnavailableError naming etcd, when another host is named while etcd
+// is out of reach), else the host with the fewest
 // live processes among those that are up (ties: this host, then by name).
 // `nodes` is ListNodes's answer (this host first).
 absl::StatusOr<pm::internal::v1::ClusterNode> PlaceStart(

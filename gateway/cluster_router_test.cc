@@ -6,6 +6,7 @@
 #include <string>
 #include <tuple>
 
+#include "common/status_core.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -48,6 +49,22 @@ TEST(PlaceStartTest, ANodeNoHostCanHaveIsInvalidNotDown) {
   EXPECT_EQ(invalid.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(invalid.status().message(), HasSubstr("node \"B!\\n\""));
   EXPECT_THAT(invalid.status().message(), ::testing::Not(HasSubstr("is not up")));
+}
+
+TEST(PlaceStartTest, AnotherHostNamedWhileEtcdIsOutOfReachIsUnavailableNamingEtcd) {
+  ListNodesResponse nodes = Nodes({{"a", 1, true}});
+  nodes.set_etcd_unreachable("etcd at 10.0.0.1:2379 unreachable since 2030-01-01T00:00:00Z");
+  absl::StatusOr<ClusterNode> elsewhere = PlaceStart(nodes, "b");
+  EXPECT_EQ(elsewhere.status().code(), absl::StatusCode::kUnavailable);
+  // Marked so that the gateway tells a remote caller as it is.
+  EXPECT_TRUE(IsClusterUnavailableMessage(elsewhere.status().message()))
+      << elsewhere.status();
+  EXPECT_THAT(elsewhere.status().message(),
+              HasSubstr("host \"b\" cannot be reached from host a: whether it is up is "
+                        "not known while etcd at 10.0.0.1:2379 unreachable"));
+  // This host itself, named or not, still takes it.
+  EXPECT_EQ(PlaceStart(nodes, "a")->node(), "a");
+  EXPECT_EQ(PlaceStart(nodes, "")->node(), "a");
 }
 
 TEST(PlaceStartTest, TheLeastBusyHostThisOneAmongEqualsThenByName) {

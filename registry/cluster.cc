@@ -823,18 +823,29 @@ void Cluster::Tell(std::vector<RemoteChange> changes) {
   if (listener) listener(std::move(changes));
 }
 
+std::string Cluster::EtcdUnreachableLocked() const {
+  if (!connected_) {
+    return absl::StrCat("etcd at ", options_.endpoints, " unreachable since ",
+                        Since(disconnected_since_), " (", last_error_, ")");
+  }
+  if (!etcd_error_.empty()) {
+    // The watch may stay open on a hung etcd: the writer's calls tell.
+    return absl::StrCat("etcd unreachable since ", Since(etcd_error_since_), " (",
+                        etcd_error_, ")");
+  }
+  return "";
+}
+
+std::string Cluster::EtcdUnreachable() const {
+  absl::MutexLock lock(&mutex_);
+  return EtcdUnreachableLocked();
+}
+
 ProcessStatus Cluster::Answer(const ProcessStatus& stored) const {
   if (IsEndState(stored.state())) return stored;  // final, wherever it is
-  std::string reason;
-  if (!connected_) {
-    reason = absl::StrCat("etcd at ", options_.endpoints, " unreachable since ",
-                          Since(disconnected_since_), " (", last_error_,
-                          "): the state on host ", stored.node(), " is not known");
-  } else if (!etcd_error_.empty()) {
-    // The watch may stay open on a hung etcd: the writer's calls tell.
-    reason = absl::StrCat("etcd unreachable since ", Since(etcd_error_since_), " (",
-                          etcd_error_, "): the state on host ", stored.node(),
-                          " is not known");
+  std::string reason = EtcdUnreachableLocked();
+  if (!reason.empty()) {
+    absl::StrAppend(&reason, ": the state on host ", stored.node(), " is not known");
   } else if (nodes_.count(stored.node()) == 0) {
     auto gone = gone_since_.find(stored.node());
     reason = gone != gone_since_.end()
@@ -915,7 +926,7 @@ bool Cluster::connected() const {
 
 bool Cluster::reachable() const {
   absl::MutexLock lock(&mutex_);
-  return connected_ && etcd_error_.empty();
+  return EtcdUnreachableLocked().empty();
 }
 
 std::optional<std::string> Cluster::GatewayOf(absl::string_view node) const {

@@ -176,6 +176,9 @@ class Cluster {
   // Whether etcd answers now: the watcher in sync and the last call of
   // the writer's (or of a Claim) reached it.
   bool reachable() const;
+  // Why etcd is out of reach now ("etcd at ... unreachable since ...
+  // (the last error)"); empty when reachable().
+  std::string EtcdUnreachable() const;
   // Whether the node key is held (the lease kept alive).
   bool holds_lease() const;
   // The gateway address of `node` while it holds its lease (empty string
@@ -218,6 +221,7 @@ class Cluster {
   std::vector<RemoteChange> TakeChanges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Hands `changes` to the listener (the watcher's thread, no lock held).
   void Tell(std::vector<RemoteChange> changes) ABSL_LOCKS_EXCLUDED(mutex_);
+  std::string EtcdUnreachableLocked() const ABSL_SHARED_LOCKS_REQUIRED(mutex_);
   // A record of another host as it is answered now.
   pm::v1::ProcessStatus Answer(const pm::v1::ProcessStatus& stored) const
       ABSL_SHARED_LOCKS_REQUIRED(mutex_);

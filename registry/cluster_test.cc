@@ -436,6 +436,11 @@ TEST_F(ClusterTest, AHungEtcdNeitherBlocksAHostNorLosesWhatItRecorded) {
               HasSubstr("etcd unreachable"));
   ASSERT_TRUE(a.cluster->AwaitChange([](const Cluster& c) { return !c.reachable(); },
                                      kPatience));
+  // The gateway places Starts on this host alone, and knows why.
+  const pm::internal::v1::ListNodesResponse nodes = a.registry->ListNodes();
+  ASSERT_EQ(nodes.nodes_size(), 1);
+  EXPECT_EQ(nodes.nodes(0).node(), "a");
+  EXPECT_THAT(nodes.etcd_unreachable(), HasSubstr("etcd unreachable since"));
   // An unnamed process is recorded at once (its id is 122 random bits,
   // claimed once etcd is back); a named one is refused naming etcd, since
   // its name cannot be checked.

@@ -763,9 +763,10 @@ pm::internal::v1::ListNodesResponse Registry::ListNodes() const {
   if (cluster_ == nullptr) return response;
   response.set_self(options_.node);
   // With etcd out of reach the others' states are not known: Starts stay
-  // here.
+  // here, and the gateway says why another host cannot be named.
   std::map<std::string, pm::internal::v1::ClusterNode> nodes;
-  if (cluster_->reachable()) nodes = cluster_->Nodes();
+  response.set_etcd_unreachable(cluster_->EtcdUnreachable());
+  if (response.etcd_unreachable().empty()) nodes = cluster_->Nodes();
   // This host counts as up even while its lease is being (re)taken: it is
   // the one answering.
   nodes[options_.node].set_node(options_.node);
