@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -48,15 +49,30 @@ std::string StackBinary() {
   return "./pm/stack/stack";
 }
 
+namespace {
+
+LauncherProcess::Options OnLoopback(const std::string& dir, int gateway_port,
+                                    const std::vector<std::string>& extra_args) {
+  LauncherProcess::Options options;
+  options.dir = dir;
+  options.gateway_port = gateway_port;
+  options.extra_args = extra_args;
+  return options;
+}
+
+}  // namespace
+
 LauncherProcess::LauncherProcess(const std::string& dir, int gateway_port,
                                  const std::vector<std::string>& extra_args)
-    : dir_(dir), port_(gateway_port) {
+    : LauncherProcess(OnLoopback(dir, gateway_port, extra_args)) {}
+
+LauncherProcess::LauncherProcess(Options options) : options_(std::move(options)) {
   std::vector<std::string> args = {
       "--runtime_dir=" + runtime_dir(), "--state_dir=" + state_dir(),
-      "--certs_dir=" + certs_dir(), absl::StrCat("--gateway_listen=127.0.0.1:", port_),
+      "--certs_dir=" + certs_dir(), "--gateway_listen=" + gateway_target(),
       // Any free port: the default (9464) may be another stack's.
       "--metrics_listen=127.0.0.1:0"};
-  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   Spawn(args);
   if (pid_ < 0) return;
   stop_fd_ = eventfd(0, EFD_CLOEXEC);
@@ -80,17 +96,22 @@ LauncherProcess::~LauncherProcess() {
 }
 
 std::string LauncherProcess::gateway_target() const {
-  return absl::StrCat("127.0.0.1:", port_);
+  return absl::StrCat(options_.gateway_host, ":", options_.gateway_port);
 }
 
-void LauncherProcess::Spawn(const std::vector<std::string>& args) {
+void LauncherProcess::Spawn(const std::vector<std::string>& stack_args) {
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) {
     ADD_FAILURE() << "pipe2: " << strerror(errno);
     return;
   }
+  // The stack binary, through the prefix command if there is one.
+  std::vector<std::string> args = options_.prefix;
+  args.push_back(StackBinary());
+  args.insert(args.end(), stack_args.begin(), stack_args.end());
+  const std::string binary = args.front();
+  args.erase(args.begin());
   // As from a shell: nothing blocked, default dispositions.
-  const std::string binary = StackBinary();
   const int spawned =
       SpawnAsFromShell(binary, args, out[1], out[1],
                        {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGCHLD}, nullptr, &pid_);
@@ -231,6 +252,53 @@ void LauncherProcess::Kill() {
   if (pid_ <= 0 || reaped_) return;
   PidfdSendSignal(pidfd_, SIGKILL);
   Reap(kLauncherTimeout);
+}
+
+bool LauncherProcess::KillWithServices() {
+  if (pid_ <= 0 || reaped_) {
+    ADD_FAILURE() << "no launcher to kill";
+    return false;
+  }
+  // Every pidfd is opened first (the services are the launcher's children
+  // until it dies), then all are signalled, the launcher first (it would
+  // restart a service it saw die).
+  std::vector<int> pidfds;
+  bool all = true;
+  for (const char* name : {"registry", "log_store", "supervisor", "gateway"}) {
+    const pid_t pid = ServicePid(name);
+    const int pidfd = pid > 0 ? PidfdOpen(pid) : -1;
+    if (pidfd < 0) {
+      ADD_FAILURE() << "no running " << name << " under launcher " << pid_;
+      all = false;
+      continue;
+    }
+    pidfds.push_back(pidfd);
+  }
+  if (PidfdSendSignal(pidfd_, SIGKILL) != 0) {
+    ADD_FAILURE() << "pidfd_send_signal(launcher): " << strerror(errno);
+    all = false;
+  }
+  for (int pidfd : pidfds) {
+    if (PidfdSendSignal(pidfd, SIGKILL) != 0) {
+      ADD_FAILURE() << "pidfd_send_signal: " << strerror(errno);
+      all = false;
+    }
+  }
+  Reap(kLauncherTimeout);
+  if (!reaped_) {
+    ADD_FAILURE() << "the launcher (pid " << pid_ << ") did not end";
+    all = false;
+  }
+  // Gone, not only signalled: a new launcher must not meet them.
+  for (int pidfd : pidfds) {
+    pollfd p = {pidfd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(kLauncherTimeout))) != 1) {
+      ADD_FAILURE() << "a service of launcher " << pid_ << " did not end";
+      all = false;
+    }
+    close(pidfd);
+  }
+  return all;
 }
 
 std::string LauncherProcess::log() {

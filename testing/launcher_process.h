@@ -16,6 +16,16 @@
 // The launcher's stdout and stderr (its banner, its supervision log and
 // its services' logs) go to one pipe that a thread drains into log(); tests
 // wait for lines there (events), never for time to pass.
+//
+// A host of a cluster in a network namespace of the test's: its gateway on
+// that namespace's address, the launcher started through nsenter.
+//
+//   LauncherProcess::Options options;
+//   options.dir = dir;
+//   options.gateway_host = "10.1.0.2";
+//   options.gateway_port = 8443;
+//   options.prefix = {"/usr/bin/nsenter", "--net=/run/netns/x", "--"};
+//   LauncherProcess host(options);
 #ifndef PM_TESTING_LAUNCHER_PROCESS_H_
 #define PM_TESTING_LAUNCHER_PROCESS_H_
 
@@ -40,11 +50,27 @@ std::string StackBinary();
 
 class LauncherProcess {
  public:
+  struct Options {
+    // <dir>/run, <dir>/state and <dir>/certs are its dirs.
+    std::string dir;
+    // Where its gateway listens.
+    std::string gateway_host = "127.0.0.1";
+    int gateway_port = 0;
+    // After the launcher's own flags (a flag given twice: the last one
+    // counts).
+    std::vector<std::string> extra_args;
+    // A command that runs the launcher with its arguments (e.g. nsenter);
+    // it must exec the launcher in its own process (pid() is the
+    // launcher's). Empty: the launcher is spawned directly.
+    std::vector<std::string> prefix;
+  };
+
   // Starts `stack --runtime_dir=<dir>/run --state_dir=<dir>/state
-  // --certs_dir=<dir>/certs --gateway_listen=127.0.0.1:<port>` and waits
-  // until it prints its banner (every service healthy). ok() says whether
-  // it did.
-  // `extra_args` follow (a flag given twice: the last one counts).
+  // --certs_dir=<dir>/certs --gateway_listen=<gateway_host>:<gateway_port>`
+  // and waits until it prints its banner (every service healthy). ok()
+  // says whether it did.
+  explicit LauncherProcess(Options options);
+  // The same with the gateway on 127.0.0.1:`gateway_port`.
   LauncherProcess(const std::string& dir, int gateway_port,
                   const std::vector<std::string>& extra_args = {});
   // Stop() if the test did not, or reaps it if it was killed.
@@ -54,9 +80,9 @@ class LauncherProcess {
 
   bool ok() const { return up_; }
   pid_t pid() const { return pid_; }
-  std::string runtime_dir() const { return dir_ + "/run"; }
-  std::string state_dir() const { return dir_ + "/state"; }
-  std::string certs_dir() const { return dir_ + "/certs"; }
+  std::string runtime_dir() const { return options_.dir + "/run"; }
+  std::string state_dir() const { return options_.dir + "/state"; }
+  std::string certs_dir() const { return options_.dir + "/certs"; }
   std::string gateway_target() const;
 
   // The pid of the running service `name` (a child of the launcher with
@@ -80,6 +106,12 @@ class LauncherProcess {
   absl::optional<pm::ExitStatus> Stop();
   // SIGKILL to the launcher alone, and reaps it.
   void Kill();
+  // SIGKILL to the launcher and every service at once (as a crash of the
+  // host's pm would end them), then waits until each is gone and reaps the
+  // launcher. The shims, and the processes they run, are left alone. False
+  // (and a test failure) when one of them could not be signalled or did
+  // not end.
+  bool KillWithServices();
   // Everything the launcher and its services wrote.
   std::string log();
 
@@ -90,8 +122,7 @@ class LauncherProcess {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::optional<pm::ExitStatus> Reap(absl::Duration timeout);
 
-  std::string dir_;
-  int port_ = 0;
+  const Options options_;
   pid_t pid_ = -1;
   int pidfd_ = -1;
   bool up_ = false;
