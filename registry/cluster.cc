@@ -94,6 +94,7 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(Options options,
       new Cluster(std::move(options), std::move(target), std::move(snapshot)));
   cluster->writer_ = std::thread([c = cluster.get()] { c->WriterLoop(); });
   cluster->watcher_ = std::thread([c = cluster.get()] { c->WatcherLoop(); });
+  cluster->reporter_ = std::thread([c = cluster.get()] { c->ReporterLoop(); });
   return cluster;
 }
 
@@ -127,6 +128,7 @@ Cluster::~Cluster() {
   }
   if (writer_.joinable()) writer_.join();
   if (watcher_.joinable()) watcher_.join();
+  if (reporter_.joinable()) reporter_.join();
 }
 
 std::string Cluster::Key(absl::string_view kind, absl::string_view rest) const {
@@ -146,13 +148,19 @@ void Cluster::SetDeadline(grpc::ClientContext& context) const {
 
 void Cluster::NoteEtcd(const absl::Status& step) {
   absl::MutexLock lock(&mutex_);
+  // Every other host's state is answered unknown while etcd is out of
+  // reach, and known again after: told as changes either way.
   if (step.ok()) {
-    if (!etcd_error_.empty()) ++changes_;
+    if (!etcd_error_.empty()) {
+      ++changes_;
+      all_dirty_ = true;
+    }
     etcd_error_.clear();
   } else if (absl::IsUnavailable(step) || absl::IsDeadlineExceeded(step)) {
     if (etcd_error_.empty()) {
       etcd_error_since_ = absl::Now();
       ++changes_;
+      all_dirty_ = true;
     }
     etcd_error_ = std::string(step.message());
   }
@@ -578,7 +586,6 @@ void Cluster::WatcherLoop() {
     bool synced = false;
     const absl::Status ended = WatchOnce(&synced);
     const absl::Time now = absl::Now();
-    std::vector<RemoteChange> changes;
     {
       absl::MutexLock lock(&mutex_);
       last_error_ = ended.ToString();
@@ -614,9 +621,7 @@ void Cluster::WatcherLoop() {
       }
       in_sync_until.reset();
       failover_tries = 0;
-      changes = TakeChanges();
     }
-    Tell(std::move(changes));
     absl::MutexLock lock(&mutex_);
     mutex_.AwaitWithTimeout(absl::Condition(&stopping_), options_.retry);
   }
@@ -657,10 +662,10 @@ absl::Status Cluster::WatchOnce(bool* synced) {
     connected_ = true;
     ++changes_;
     all_dirty_ = true;
-    changes = TakeChanges();
+    // At the first sync, what is there is where the reporting starts.
+    if (!reporting_) TakeChanges();
     reporting_ = true;
   }
-  Tell(std::move(changes));
   *synced = true;
   grpc::ClientContext context;
   // A member cut off from the others' quorum ends the watch instead of
@@ -689,18 +694,12 @@ absl::Status Cluster::WatchOnce(bool* synced) {
         break;
       }
       const absl::Time at = absl::Now();
-      std::vector<RemoteChange> changes;
-      {
-        absl::MutexLock lock(&mutex_);
-        for (const mvccpb::Event& event : response.events()) {
-          ApplyKey(event.kv().key(),
-                   event.type() == mvccpb::Event::PUT ? &event.kv().value() : nullptr,
-                   at);
-        }
-        ++changes_;
-        changes = TakeChanges();
+      absl::MutexLock lock(&mutex_);
+      for (const mvccpb::Event& event : response.events()) {
+        ApplyKey(event.kv().key(),
+                 event.type() == mvccpb::Event::PUT ? &event.kv().value() : nullptr, at);
       }
-      Tell(std::move(changes));
+      ++changes_;
     }
   }
   const grpc::Status rpc = stream->Finish();
@@ -811,6 +810,25 @@ std::vector<Cluster::RemoteChange> Cluster::TakeChanges() {
   // Before the first sync, what is there is where the reporting starts.
   if (!reporting_) changes.clear();
   return changes;
+}
+
+void Cluster::ReporterLoop() {
+  // One thread tells every change, in the order they were taken, whichever
+  // thread made them (the watcher, the writer or a claim noting etcd's
+  // state); the listener is called with no lock held.
+  while (true) {
+    std::vector<RemoteChange> changes;
+    {
+      absl::MutexLock lock(&mutex_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+        return stopping_ || (reporting_ && (all_dirty_ || !dirty_.empty()));
+      };
+      mutex_.Await(absl::Condition(&ready));
+      if (stopping_) return;
+      changes = TakeChanges();
+    }
+    Tell(std::move(changes));
+  }
 }
 
 void Cluster::Tell(std::vector<RemoteChange> changes) {

@@ -44,9 +44,9 @@
 // (the states in between are not seen). Nothing is told of the records
 // found at the first sync after a start.
 //
-// Thread-safe. Two threads of its own: the writer (the lease, its
-// keepalives, the mirror) and the watcher (the other hosts' records, and
-// the listener's calls).
+// Thread-safe. Three threads of its own: the writer (the lease, its
+// keepalives, the mirror), the watcher (the other hosts' records) and the
+// reporter (the listener's calls, one at a time, in order).
 #ifndef PM_REGISTRY_CLUSTER_H_
 #define PM_REGISTRY_CLUSTER_H_
 
@@ -219,7 +219,9 @@ class Cluster {
   // The changes since the last call, of the records marked dirty (or of
   // all), and what was told is remembered. None before the first sync.
   std::vector<RemoteChange> TakeChanges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  // Hands `changes` to the listener (the watcher's thread, no lock held).
+  // Takes the changes as they are marked and tells them, in order.
+  void ReporterLoop() ABSL_LOCKS_EXCLUDED(mutex_);
+  // Hands `changes` to the listener (the reporter's thread, no lock held).
   void Tell(std::vector<RemoteChange> changes) ABSL_LOCKS_EXCLUDED(mutex_);
   std::string EtcdUnreachableLocked() const ABSL_SHARED_LOCKS_REQUIRED(mutex_);
   // A record of another host as it is answered now.
@@ -291,6 +293,7 @@ class Cluster {
 
   std::thread writer_;
   std::thread watcher_;
+  std::thread reporter_;
 };
 
 }  // namespace pm::registry

@@ -425,6 +425,8 @@ TEST_F(ClusterTest, AHungEtcdNeitherBlocksAHostNorLosesWhatItRecorded) {
   absl::StatusOr<ProcessStatus> before = a.registry->CreateRecord(Create("before"));
   ASSERT_TRUE(before.ok()) << before.status();
   ASSERT_TRUE(AwaitRecord(b, before->id(), [](const ProcessStatus&) { return true; }));
+  uint64_t cursor = b.registry->last_event_sequence();
+  std::vector<std::string> seen;
 
   ASSERT_TRUE(etcd_->Pause().ok());
   // Both hosts find out through their own calls (keepalives every third
@@ -434,6 +436,9 @@ TEST_F(ClusterTest, AHungEtcdNeitherBlocksAHostNorLosesWhatItRecorded) {
   }));
   EXPECT_THAT(b.registry->GetStatus(before->id())->state_reason(),
               HasSubstr("etcd unreachable"));
+  // Told to b's watchers too, though b's watch of etcd stays open (a hung
+  // etcd keeps its connections): the writer's failed calls tell.
+  ASSERT_TRUE(AwaitEvent(b, cursor, before->id(), pm::v1::Event::KIND_UNKNOWN, seen));
   ASSERT_TRUE(a.cluster->AwaitChange([](const Cluster& c) { return !c.reachable(); },
                                      kPatience));
   // The gateway places Starts on this host alone, and knows why.
@@ -461,6 +466,10 @@ TEST_F(ClusterTest, AHungEtcdNeitherBlocksAHostNorLosesWhatItRecorded) {
   ASSERT_TRUE(AwaitRecord(b, before->id(), [](const ProcessStatus& p) {
     return p.state() == ProcessStatus::STATE_RUNNING;
   }));
+  // Known again: told as well, once, after the unknown.
+  ASSERT_TRUE(AwaitEvent(b, cursor, before->id(), pm::v1::Event::KIND_RUNNING, seen));
+  EXPECT_THAT(seen, ::testing::ElementsAre("KIND_UNKNOWN STATE_UNKNOWN",
+                                           "KIND_RUNNING STATE_RUNNING"));
   EXPECT_EQ(a.cluster->pending(), 0u);
   // And names are checked again.
   EXPECT_TRUE(a.registry->CreateRecord(Create("after")).ok());
