@@ -14,7 +14,9 @@ DEB_PACKAGES := bazel-bootstrap bazel-platforms bazel-rules-java \
 	systemd dpkg-dev lintian libmicrohttpd-dev prometheus \
 	golang-go protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev \
 	golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev \
-	etcd-server etcd-client
+	etcd-server etcd-client iproute2 util-linux
+# iproute2 (ip) and util-linux (unshare, nsenter): the three-host test in
+# network namespaces of its own (testing/cluster_netns_test).
 # Not golang-etcd-server-dev: it pulls golang-github-golang-protobuf-1-3-dev,
 # which removes the 1.5 one the Go client needs (third_party/etcd/README.md).
 # The sanitizer and fuzzing builds (README, "Sanitizers and fuzzing"):
