@@ -577,10 +577,12 @@ absl::Status Cluster::FlushPending() {
 // --- The other hosts ------------------------------------------------------------
 
 void Cluster::WatcherLoop() {
-  // When the last watch, in sync, ended; when one was last reopened; the
-  // tries to reopen it since.
-  std::optional<absl::Time> in_sync_until;
-  std::optional<absl::Time> reopened;
+  // When the last watch, in sync, ended; when one was last reopened
+  // (InfinitePast: none; not std::optional, which gcc -O2 takes for
+  // uninitialized); the tries to reopen it since.
+  constexpr absl::Time kNone = absl::InfinitePast();
+  absl::Time in_sync_until = kNone;
+  absl::Time reopened = kNone;
   size_t failover_tries = 0;
   while (!stopping()) {
     bool synced = false;
@@ -600,13 +602,13 @@ void Cluster::WatcherLoop() {
         failover_tries = 0;
         // Not in a loop, though: a watch that keeps ending at once is
         // reopened every `retry`.
-        if (reopened.has_value() && now - *reopened < options_.retry) {
+        if (reopened != kNone && now - reopened < options_.retry) {
           mutex_.AwaitWithTimeout(absl::Condition(&stopping_), options_.retry);
         }
         reopened = absl::Now();
         continue;
       }
-      if (in_sync_until.has_value() && absl::IsUnavailable(ended) &&
+      if (in_sync_until != kNone && absl::IsUnavailable(ended) &&
           failover_tries < ABSL_ARRAYSIZE(kFailoverPauses)) {
         mutex_.AwaitWithTimeout(absl::Condition(&stopping_),
                                 kFailoverPauses[failover_tries++]);
@@ -614,12 +616,12 @@ void Cluster::WatcherLoop() {
       }
       if (connected_) {
         connected_ = false;
-        disconnected_since_ = in_sync_until.value_or(now);
+        disconnected_since_ = in_sync_until != kNone ? in_sync_until : now;
         ++changes_;
         // Every other host's state is unknown from now.
         all_dirty_ = true;
       }
-      in_sync_until.reset();
+      in_sync_until = kNone;
       failover_tries = 0;
     }
     absl::MutexLock lock(&mutex_);

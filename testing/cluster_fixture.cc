@@ -54,17 +54,22 @@ std::unique_ptr<LauncherProcess> ClusterTest::Host(const std::string& node, int 
                                absl::StrCat("--gateway_advertise=127.0.0.1:", port)});
 }
 
-std::unique_ptr<pm::Client> ClusterTest::Connect(const LauncherProcess& host) {
+std::unique_ptr<pm::Client> ConnectAsDemo(const std::string& certs_dir,
+                                          const std::string& target) {
   pm::RemoteOptions remote;
-  remote.target = host.gateway_target();
-  remote.ca_file = certs() + "/ca.pem";
-  remote.cert_file = certs() + "/client.pem";
-  remote.key_file = certs() + "/client.key";
+  remote.target = target;
+  remote.ca_file = certs_dir + "/ca.pem";
+  remote.cert_file = certs_dir + "/client.pem";
+  remote.key_file = certs_dir + "/client.key";
   remote.user = "demo";
-  remote.password_file = certs() + "/demo.password";
+  remote.password_file = certs_dir + "/demo.password";
   absl::StatusOr<std::unique_ptr<pm::Client>> client = pm::Client::ConnectRemote(remote);
   EXPECT_TRUE(client.ok()) << client.status();
   return client.ok() ? *std::move(client) : nullptr;
+}
+
+std::unique_ptr<pm::Client> ClusterTest::Connect(const LauncherProcess& host) {
+  return ConnectAsDemo(certs(), host.gateway_target());
 }
 
 std::string ClusterTest::log() {

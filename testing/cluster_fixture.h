@@ -27,6 +27,12 @@
 
 namespace pm::testing {
 
+// A Library client of the gateway at `target` ("host:port") as the user
+// demo, with the dev PKI and users in `certs_dir` (certs/make_pki.sh); null
+// (and a test failure) when it cannot be made.
+std::unique_ptr<pm::Client> ConnectAsDemo(const std::string& certs_dir,
+                                          const std::string& target);
+
 class ClusterTest : public ::testing::Test {
  protected:
   // etcd, then host a, then host b; waits for each to see the other.

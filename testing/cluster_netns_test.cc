@@ -51,6 +51,7 @@
 #include "common/status_core.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/cluster_fixture.h"
 #include "testing/launcher_process.h"
 #include "testing/test_network.h"
 #include "testing/test_stack.h"
@@ -303,16 +304,7 @@ class ClusterNetnsTest : public ::testing::Test {
   }
 
   std::unique_ptr<pm::Client> Connect(const std::string& node) {
-    pm::RemoteOptions remote;
-    remote.target = gateway(node);
-    remote.ca_file = certs() + "/ca.pem";
-    remote.cert_file = certs() + "/client.pem";
-    remote.key_file = certs() + "/client.key";
-    remote.user = "demo";
-    remote.password_file = certs() + "/demo.password";
-    absl::StatusOr<std::unique_ptr<pm::Client>> client = pm::Client::ConnectRemote(remote);
-    EXPECT_TRUE(client.ok()) << client.status();
-    return client.ok() ? *std::move(client) : nullptr;
+    return ConnectAsDemo(certs(), gateway(node));
   }
 
   // Starts `request` on host `on` through host `through`'s gateway.

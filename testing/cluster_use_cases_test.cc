@@ -315,25 +315,12 @@ TEST_F(ClusterUseCaseTest, ATreeOnBThatIgnoresSigtermIsKilledWholeAfterTheGraceP
 TEST_F(ClusterUseCaseTest, AProcessOnBThatWontStopIsReportedNotStopped) {
   // A process in a frozen cgroup (v1 freezer) cannot die, not even of
   // SIGKILL, until it is thawed.
-  const std::string freezer = absl::StrCat("/sys/fs/cgroup/freezer/pm_test_", getpid());
-  if (!std::filesystem::exists("/sys/fs/cgroup/freezer") ||
-      mkdir(freezer.c_str(), 0755) != 0) {
-    GTEST_SKIP() << "no writable cgroup v1 freezer here";
-  }
-  auto write_file = [](const std::string& path, const std::string& text) {
-    std::ofstream(path) << text;
-  };
-  auto read_file = [](const std::string& path) {
-    std::string text;
-    std::getline(std::ifstream(path), text);
-    return text;
-  };
+  std::unique_ptr<Freezer> freezer = Freezer::Make();
+  if (freezer == nullptr) GTEST_SKIP() << "no writable cgroup v1 freezer here";
   const std::string id = MustStartOnB(Command({"sleep", "1000"}));
   ProcessStatus running = MustGetStatus(via_a(), id);
   ASSERT_GT(running.pid(), 0);
-  write_file(freezer + "/cgroup.procs", std::to_string(running.pid()));
-  write_file(freezer + "/freezer.state", "FROZEN");
-  while (read_file(freezer + "/freezer.state") != "FROZEN") std::this_thread::yield();
+  freezer->Freeze(running.pid());
 
   pm::v1::StopResponse stopped = MustStop(via_a(), id, 200);
   EXPECT_FALSE(stopped.stopped());
@@ -342,11 +329,10 @@ TEST_F(ClusterUseCaseTest, AProcessOnBThatWontStopIsReportedNotStopped) {
   EXPECT_EQ(stopped.status().pid(), running.pid());
 
   // Thawed, it dies of the SIGKILL it already has.
-  write_file(freezer + "/freezer.state", "THAWED");
+  freezer->Thaw();
   ProcessStatus ended = MustWait(via_a(), id);
   EXPECT_EQ(ended.state(), ProcessStatus::STATE_SIGNALED);
   EXPECT_EQ(ended.termination(), ProcessStatus::TERMINATION_KILLED);
-  rmdir(freezer.c_str());
 }
 
 // --- Status -----------------------------------------------------------------

@@ -119,25 +119,12 @@ TEST_F(EngineTest, StoppedProcessReturnsItsSignal) {
 TEST_F(EngineTest, ProcessThatWontStopIsReportedNotStopped) {
   // A process in a frozen cgroup (v1 freezer) cannot die, not even of
   // SIGKILL, until it is thawed.
-  const std::string freezer = absl::StrCat("/sys/fs/cgroup/freezer/pm_test_", getpid());
-  if (!std::filesystem::exists("/sys/fs/cgroup/freezer") ||
-      mkdir(freezer.c_str(), 0755) != 0) {
-    GTEST_SKIP() << "no writable cgroup v1 freezer here";
-  }
-  auto write_file = [](const std::string& path, const std::string& text) {
-    std::ofstream(path) << text;
-  };
-  auto read_file = [](const std::string& path) {
-    std::string text;
-    std::getline(std::ifstream(path), text);
-    return text;
-  };
+  std::unique_ptr<Freezer> freezer = Freezer::Make();
+  if (freezer == nullptr) GTEST_SKIP() << "no writable cgroup v1 freezer here";
   const std::string id = MustStart(Command({"sleep", "1000"}));
   absl::StatusOr<ProcessStatus> running = client().GetStatus(id);
   ASSERT_TRUE(running.ok());
-  write_file(freezer + "/cgroup.procs", std::to_string(running->pid()));
-  write_file(freezer + "/freezer.state", "FROZEN");
-  while (read_file(freezer + "/freezer.state") != "FROZEN") std::this_thread::yield();
+  freezer->Freeze(running->pid());
 
   pm::v1::StopResponse stopped = MustStop(id, 200);
   EXPECT_FALSE(stopped.stopped());
@@ -145,13 +132,12 @@ TEST_F(EngineTest, ProcessThatWontStopIsReportedNotStopped) {
   EXPECT_EQ(stopped.status().pid(), running->pid());
 
   // Thawed, it dies of the SIGKILL it already has.
-  write_file(freezer + "/freezer.state", "THAWED");
+  freezer->Thaw();
   ProcessStatus ended = MustWait(id);
   EXPECT_EQ(ended.state(), ProcessStatus::STATE_SIGNALED);
   // Both signals are pending at the thaw; the kernel picks which one ends it.
   EXPECT_TRUE(ended.signal() == SIGKILL || ended.signal() == SIGTERM);
   EXPECT_EQ(ended.termination(), ProcessStatus::TERMINATION_KILLED);
-  rmdir(freezer.c_str());
 }
 
 TEST_F(EngineTest, StatusOfAnEndedProcessHasItsExitCode) {

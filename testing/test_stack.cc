@@ -2,7 +2,12 @@
 
 #include <stdlib.h>
 
+#include <unistd.h>
+#include <sys/stat.h>
+
 #include <filesystem>
+#include <fstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -165,5 +170,31 @@ Output ReadOutput(pm::Client& client, const std::string& id, bool follow) {
   std::unique_ptr<pm::OutputStream> stream = client.StreamOutput(request);
   return Drain(*stream);
 }
+
+std::unique_ptr<Freezer> Freezer::Make() {
+  const std::string dir = absl::StrCat("/sys/fs/cgroup/freezer/pm_test_", getpid());
+  if (!std::filesystem::exists("/sys/fs/cgroup/freezer") || mkdir(dir.c_str(), 0755) != 0) {
+    return nullptr;
+  }
+  return std::unique_ptr<Freezer>(new Freezer(dir));
+}
+
+Freezer::~Freezer() {
+  Thaw();
+  rmdir(dir_.c_str());
+}
+
+void Freezer::Freeze(pid_t pid) {
+  std::ofstream(dir_ + "/cgroup.procs") << pid;
+  std::ofstream(dir_ + "/freezer.state") << "FROZEN";
+  // FREEZING until every task of it is frozen.
+  std::string state;
+  do {
+    std::this_thread::yield();
+    std::ifstream(dir_ + "/freezer.state") >> state;
+  } while (state != "FROZEN");
+}
+
+void Freezer::Thaw() { std::ofstream(dir_ + "/freezer.state") << "THAWED"; }
 
 }  // namespace pm::testing

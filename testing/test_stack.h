@@ -105,6 +105,27 @@ Output ReadOutput(pm::Client& client, const std::string& id, bool follow = true)
 // Reads a stream to its end.
 Output Drain(pm::OutputStream& stream);
 
+// A v1 freezer cgroup of the test's own (freezer/pm_test_<pid>): a process
+// frozen in it cannot die, not even of SIGKILL, until it is thawed.
+//
+//   std::unique_ptr<Freezer> freezer = Freezer::Make();
+//   if (freezer == nullptr) GTEST_SKIP() << "no writable cgroup v1 freezer here";
+//   freezer->Freeze(pid);  // returns once the kernel says FROZEN
+class Freezer {
+ public:
+  // Null when this machine has no writable v1 freezer.
+  static std::unique_ptr<Freezer> Make();
+  // Thaws it and removes the cgroup.
+  ~Freezer();
+  // Moves `pid` into the cgroup and freezes it.
+  void Freeze(pid_t pid);
+  void Thaw();
+
+ private:
+  explicit Freezer(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+};
+
 }  // namespace pm::testing
 
 #endif  // PM_TESTING_TEST_STACK_H_
