@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/fd.h"
 #include "common/proc.h"
 #include "gtest/gtest.h"
 #include "testing/pm_runner.h"
@@ -206,26 +207,30 @@ pid_t LauncherProcess::ServicePid(const std::string& name) const {
   return -1;
 }
 
-bool LauncherProcess::KillServices(const std::vector<std::string>& names, int sig) {
-  std::vector<int> pidfds;
-  bool all = true;
+std::vector<pm::Fd> LauncherProcess::ServicePidfds(const std::vector<std::string>& names,
+                                                    bool& all) {
+  std::vector<pm::Fd> pidfds;
   for (const std::string& name : names) {
     const pid_t pid = ServicePid(name);
-    const int pidfd = pid > 0 ? PidfdOpen(pid) : -1;
-    if (pidfd < 0) {
+    pm::Fd pidfd(pid > 0 ? PidfdOpen(pid) : -1);
+    if (!pidfd) {
       ADD_FAILURE() << "no running " << name << " under launcher " << pid_;
       all = false;
       continue;
     }
-    pidfds.push_back(pidfd);
+    pidfds.push_back(std::move(pidfd));
   }
-  for (int pidfd : pidfds) {
-    if (PidfdSendSignal(pidfd, sig) != 0) {
+  return pidfds;
+}
+
+bool LauncherProcess::KillServices(const std::vector<std::string>& names, int sig) {
+  bool all = true;
+  for (const pm::Fd& pidfd : ServicePidfds(names, all)) {
+    if (PidfdSendSignal(pidfd.get(), sig) != 0) {
       ADD_FAILURE() << "pidfd_send_signal: " << strerror(errno);
       all = false;
     }
   }
-  for (int pidfd : pidfds) close(pidfd);
   return all;
 }
 
@@ -262,24 +267,15 @@ bool LauncherProcess::KillWithServices() {
   // Every pidfd is opened first (the services are the launcher's children
   // until it dies), then all are signalled, the launcher first (it would
   // restart a service it saw die).
-  std::vector<int> pidfds;
   bool all = true;
-  for (const char* name : {"registry", "log_store", "supervisor", "gateway"}) {
-    const pid_t pid = ServicePid(name);
-    const int pidfd = pid > 0 ? PidfdOpen(pid) : -1;
-    if (pidfd < 0) {
-      ADD_FAILURE() << "no running " << name << " under launcher " << pid_;
-      all = false;
-      continue;
-    }
-    pidfds.push_back(pidfd);
-  }
+  const std::vector<pm::Fd> pidfds =
+      ServicePidfds({"registry", "log_store", "supervisor", "gateway"}, all);
   if (PidfdSendSignal(pidfd_, SIGKILL) != 0) {
     ADD_FAILURE() << "pidfd_send_signal(launcher): " << strerror(errno);
     all = false;
   }
-  for (int pidfd : pidfds) {
-    if (PidfdSendSignal(pidfd, SIGKILL) != 0) {
+  for (const pm::Fd& pidfd : pidfds) {
+    if (PidfdSendSignal(pidfd.get(), SIGKILL) != 0) {
       ADD_FAILURE() << "pidfd_send_signal: " << strerror(errno);
       all = false;
     }
@@ -290,13 +286,12 @@ bool LauncherProcess::KillWithServices() {
     all = false;
   }
   // Gone, not only signalled: a new launcher must not meet them.
-  for (int pidfd : pidfds) {
-    pollfd p = {pidfd, POLLIN, 0};
+  for (const pm::Fd& pidfd : pidfds) {
+    pollfd p = {pidfd.get(), POLLIN, 0};
     if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(kLauncherTimeout))) != 1) {
       ADD_FAILURE() << "a service of launcher " << pid_ << " did not end";
       all = false;
     }
-    close(pidfd);
   }
   return all;
 }

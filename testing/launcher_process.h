@@ -41,6 +41,7 @@
 #include "absl/time/time.h"
 #include "absl/types/optional.h"
 #include "common/exit_status.h"
+#include "common/fd.h"
 
 namespace pm::testing {
 
@@ -121,6 +122,9 @@ class LauncherProcess {
   size_t CountLinesLocked(const std::function<bool(absl::string_view)>& match)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::optional<pm::ExitStatus> Reap(absl::Duration timeout);
+  // A pidfd of each running service of `names`; a test failure (and
+  // `all` false) for one that is not running.
+  std::vector<pm::Fd> ServicePidfds(const std::vector<std::string>& names, bool& all);
 
   const Options options_;
   pid_t pid_ = -1;
