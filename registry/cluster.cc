@@ -41,14 +41,26 @@ constexpr size_t kRecordsPerTxn = 50;
 constexpr absl::Duration kFailoverPauses[] = {
     absl::Milliseconds(50), absl::Milliseconds(100), absl::Milliseconds(200)};
 
-// The first key after every key that starts with `prefix` (etcd's
-// clientv3.GetPrefixRangeEnd); our prefixes end in '/'.
 std::string Since(absl::Time when) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", when, absl::UTCTimeZone());
 }
 
+// The value of an id's claim: its host, then, for a process a user owns,
+// a newline and the user (node names hold no newline). A registry older
+// than the user in the claim wrote the host alone.
+std::string ClaimValue(const std::string& node, const std::string& owner_user) {
+  return owner_user.empty() ? node : absl::StrCat(node, "\n", owner_user);
+}
+Cluster::IdClaim ParseClaim(absl::string_view value) {
+  std::pair<absl::string_view, absl::string_view> parts =
+      absl::StrSplit(value, absl::MaxSplits('\n', 1));
+  return Cluster::IdClaim{std::string(parts.first), std::string(parts.second)};
+}
+
 }  // namespace
 
+// The first key after every key that starts with `prefix` (etcd's
+// clientv3.GetPrefixRangeEnd); our prefixes end in '/'.
 std::string EtcdPrefixEnd(std::string prefix) {
   prefix.back() = static_cast<char>(prefix.back() + 1);
   return prefix;
@@ -173,7 +185,8 @@ bool Cluster::stopping() const {
 
 // --- Claims ------------------------------------------------------------------
 
-absl::Status Cluster::Claim(const std::string& id, const std::string& name) {
+absl::Status Cluster::Claim(const std::string& id, const std::string& name,
+                            const std::string& owner_user) {
   const char* what = name.empty() ? "the id is" : "the id and the name are";
   {
     // etcd known to be out of reach: no call that would wait for its
@@ -192,7 +205,7 @@ absl::Status Cluster::Claim(const std::string& id, const std::string& name) {
   free_id->set_create_revision(0);
   etcdserverpb::PutRequest* put_id = request.add_success()->mutable_request_put();
   put_id->set_key(Key(kIds, id));
-  put_id->set_value(options_.node);
+  put_id->set_value(ClaimValue(options_.node, owner_user));
   request.add_failure()->mutable_request_range()->set_key(Key(kIds, id));
   if (!name.empty()) {
     etcdserverpb::Compare* free_name = request.add_compare();
@@ -232,9 +245,10 @@ absl::Status Cluster::Claim(const std::string& id, const std::string& name) {
     if (kvs.empty()) continue;
     (i == 0 ? id_holder : name_holder) = kvs[0].value();
   }
-  if (!id_holder.empty() && id_holder != options_.node) {
+  if (!id_holder.empty() && ParseClaim(id_holder).node != options_.node) {
     return absl::AlreadyExistsError(absl::StrCat(
-        "a process with id ", id, " is on record on host ", id_holder));
+        "a process with id ", id, " is on record on host ",
+        ParseClaim(id_holder).node));
   }
   if (!name_holder.empty() && name_holder != id) {
     return absl::AlreadyExistsError(absl::StrCat(
@@ -537,7 +551,7 @@ absl::Status Cluster::FlushPending() {
         put->set_value(write.status->SerializeAsString());
         etcdserverpb::PutRequest* claim = request.add_success()->mutable_request_put();
         claim->set_key(Key(kIds, id));
-        claim->set_value(options_.node);
+        claim->set_value(ClaimValue(options_.node, write.status->owner_user()));
       } else {
         request.add_success()->mutable_request_delete_range()->set_key(Key(kProcs, id));
         request.add_success()->mutable_request_delete_range()->set_key(Key(kIds, id));
@@ -893,8 +907,10 @@ std::optional<ProcessStatus> Cluster::Find(absl::string_view id) const {
   return Answer(it->second);
 }
 
-std::optional<std::string> Cluster::OwnerOf(const std::string& id) {
-  return ReadClaim(Key(kIds, id));
+std::optional<Cluster::IdClaim> Cluster::OwnerOf(const std::string& id) {
+  std::optional<std::string> value = ReadClaim(Key(kIds, id));
+  if (!value.has_value()) return std::nullopt;
+  return ParseClaim(*value);
 }
 
 std::optional<std::string> Cluster::ClaimedIdOfName(const std::string& name) {

@@ -141,11 +141,12 @@ class Cluster {
   // From now on, changes go to `listener` (replacing any before).
   void SetChangeListener(ChangeListener listener);
 
-  // Takes `id` and, if not empty, `name` for this host, in one Txn.
-  // ALREADY_EXISTS naming the holder (the node, or the process of the
-  // name); UNAVAILABLE naming etcd when it cannot be reached. Taking again
-  // what this host holds already is OK.
-  absl::Status Claim(const std::string& id, const std::string& name);
+  // Takes `id` for `owner_user`'s process on this host and, if not empty,
+  // `name`, in one Txn. ALREADY_EXISTS naming the holder (the node, or the
+  // process of the name); UNAVAILABLE naming etcd when it cannot be
+  // reached. Taking again what this host holds already is OK.
+  absl::Status Claim(const std::string& id, const std::string& name,
+                     const std::string& owner_user);
 
   // The record of a process of this host changed: mirrored soon (queued;
   // the newest status of an id replaces an older one not yet written).
@@ -158,11 +159,17 @@ class Cluster {
   // its reason and last known state) when that host, or etcd, is not
   // reachable now. nullopt when no other host has it.
   std::optional<pm::v1::ProcessStatus> Find(absl::string_view id) const;
-  // The host that claimed `id` in etcd, asked of etcd now (a record made
-  // a moment ago on another host, not yet seen through the watch).
-  // nullopt when no host claimed it or etcd cannot be asked.
-  // Waits at most 500 ms, never while etcd is known out of reach.
-  std::optional<std::string> OwnerOf(const std::string& id);
+  // Who claimed an id: the host, and the user whose process it is ("" for
+  // one started on a host's local socket).
+  struct IdClaim {
+    std::string node;
+    std::string owner_user;
+  };
+  // The claim of `id` in etcd, asked of etcd now (a record made a moment
+  // ago on another host, not yet seen through the watch). nullopt when no
+  // host claimed it or etcd cannot be asked. Waits at most 500 ms, never
+  // while etcd is known out of reach.
+  std::optional<IdClaim> OwnerOf(const std::string& id);
   // The id that holds the name `name` in etcd, asked of etcd now (a name
   // taken a moment ago on another host); as OwnerOf otherwise.
   std::optional<std::string> ClaimedIdOfName(const std::string& name);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/proto_time.h"
@@ -207,6 +208,43 @@ TEST_F(ClusterTest, ARecordOfOneHostIsAnsweredByTheOtherWithItsNode) {
   a.registry->Wait(local->id(), [&](absl::StatusOr<ProcessStatus> s) { refused = std::move(s); });
   EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
   EXPECT_THAT(refused.status().message(), HasSubstr("runs on host b"));
+}
+
+TEST_F(ClusterTest, AnIdClaimedAMomentAgoIsFoundOnlyByItsOwnersCalls) {
+  Host a = Join("a");
+  Host b = Join("b");
+  // Claimed on a and not recorded: b can know it only from its claim in
+  // etcd, the path a call about a process made a moment ago takes.
+  const std::string id = "0b6d8e3c-6f51-4f0e-9d1c-2a4e5b7c8d9e";
+  ASSERT_TRUE(a.cluster->Claim(id, "", "alice").ok());
+
+  ResolveRequest as_alice;
+  as_alice.set_ref(id);
+  as_alice.set_owner_user("alice");
+  absl::StatusOr<pm::internal::v1::ResolveResponse> where = b.registry->Resolve(as_alice);
+  ASSERT_TRUE(where.ok()) << where.status();
+  EXPECT_EQ(where->node(), "a");
+  EXPECT_EQ(where->owner_user(), "alice");
+
+  // Another user learns nothing, not even which host holds it: the same
+  // answer as for an id nobody has.
+  ResolveRequest as_mallory = as_alice;
+  as_mallory.set_owner_user("mallory");
+  absl::StatusOr<pm::internal::v1::ResolveResponse> refused = b.registry->Resolve(as_mallory);
+  EXPECT_TRUE(absl::IsNotFound(refused.status())) << refused.status();
+  ResolveRequest unknown = as_mallory;
+  unknown.set_ref("0b6d8e3c-6f51-4f0e-9d1c-000000000000");
+  absl::StatusOr<pm::internal::v1::ResolveResponse> none = b.registry->Resolve(unknown);
+  EXPECT_EQ(refused.status().message(),
+            absl::StrReplaceAll(none.status().message(),
+                                {{unknown.ref(), as_mallory.ref()}}));
+
+  // A local caller (no user) sees every process.
+  ResolveRequest local;
+  local.set_ref(id);
+  where = b.registry->Resolve(local);
+  ASSERT_TRUE(where.ok()) << where.status();
+  EXPECT_EQ(where->node(), "a");
 }
 
 TEST_F(ClusterTest, ANameIsUniqueAcrossHostsAndFreedWhenItsRecordGoes) {

@@ -437,7 +437,7 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecordImpl(
     }
     if (cluster_ != nullptr) {
       // Unique across the cluster: taken in etcd before it is recorded.
-      absl::Status claimed = cluster_->Claim(id, status.name());
+      absl::Status claimed = cluster_->Claim(id, status.name(), status.owner_user());
       if (absl::IsAlreadyExists(claimed)) {
         if (given || !status.name().empty()) return claimed;
         continue;
@@ -812,12 +812,18 @@ absl::StatusOr<pm::internal::v1::ResolveResponse> Registry::Resolve(
   } else {
     return known;
   }
-  std::optional<std::string> owner = cluster_->OwnerOf(id);
-  if (!owner.has_value() || *owner == options_.node) return known;
+  std::optional<Cluster::IdClaim> claim = cluster_->OwnerOf(id);
+  if (!claim.has_value() || claim->node == options_.node) return known;
+  // Another user's process is no more there for the caller than one that
+  // does not exist (not even which host it is on).
+  if (!request.owner_user().empty() && claim->owner_user != request.owner_user()) {
+    return known;
+  }
   pm::internal::v1::ResolveResponse response;
   response.set_id(id);
-  response.set_node(*owner);
-  response.set_gateway(cluster_->GatewayOf(*owner).value_or(""));
+  response.set_owner_user(claim->owner_user);
+  response.set_node(claim->node);
+  response.set_gateway(cluster_->GatewayOf(claim->node).value_or(""));
   return response;
 }
 
