@@ -12,6 +12,9 @@
 #   server-rsa.pem server-rsa.key   the same names on an RSA 2048 key (the TLS
 #                              policy test reaches the ECDHE-RSA suites with it)
 #   client.pem  client.key     a client cert issued by ca.pem (CN=pm-client)
+#   peer.pem    peer.key       the cert the gateways of a cluster present to
+#                              each other (OU=pm peer: only a call on a
+#                              connection with it may be marked forwarded)
 #   untrusted-ca.pem           a second CA the gateway does not trust ...
 #   untrusted-client.pem untrusted-client.key  ... and a client cert from it
 #
@@ -85,6 +88,7 @@ ca ca "/O=pm dev/CN=pm dev CA"
 leaf server ca "/O=pm dev/CN=localhost" ec "$work/server.ext"
 leaf server-rsa ca "/O=pm dev/CN=localhost" rsa "$work/server.ext"
 leaf client ca "/O=pm dev/CN=pm-client" ec "$work/client.ext"
+leaf peer ca "/O=pm dev/OU=pm peer/CN=pm-peer" ec "$work/client.ext"
 ca untrusted-ca "/O=somebody else/CN=untrusted CA"
 leaf untrusted-client untrusted-ca "/O=somebody else/CN=pm-client" ec "$work/client.ext"
 

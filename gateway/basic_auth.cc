@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/metadata.h"
+#include "gateway/forwarding.h"
 #include "gateway/metrics.h"
 
 namespace pm::gateway {
@@ -122,9 +123,24 @@ grpc::Status BasicAuthProcessor::Process(const InputMetadata& auth_metadata,
                                          OutputMetadata* consumed_auth_metadata,
                                          OutputMetadata*) {
   // Read only: this context is the connection's, shared by its calls.
-  const std::string subject =
-      Printable(FirstProperty(*context, GRPC_X509_SUBJECT_PROPERTY_NAME));
-  std::vector<std::string> keys = {absl::StrCat("client:", subject)};
+  std::string subject = Printable(FirstProperty(*context, GRPC_X509_SUBJECT_PROPERTY_NAME));
+  absl::StatusOr<std::optional<Forwarded>> forwarded = ReadForwarded(
+      auth_metadata, FirstProperty(*context, GRPC_X509_PEM_CERT_PROPERTY_NAME), subject,
+      peer_unit_);
+  if (!forwarded.ok()) {
+    Metrics().auth_failures.With({"malformed"}).Increment();
+    return Refuse(static_cast<grpc::StatusCode>(forwarded.status().code()),
+                  std::string(forwarded.status().message()), "", subject, auth_metadata);
+  }
+  // A caller another host's gateway vouches for is throttled, logged and
+  // audited by its own certificate: one user's wrong passwords must not
+  // block every call that host forwards.
+  std::string client_key = absl::StrCat("client:", subject);
+  if (forwarded->has_value()) {
+    client_key = absl::StrCat("client:", (*forwarded)->subject);
+    subject = absl::StrCat((*forwarded)->subject, " (through host ", (*forwarded)->node, ")");
+  }
+  std::vector<std::string> keys = {client_key};
   absl::StatusOr<BasicCredentials> credentials = CredentialsOf(auth_metadata);
   if (credentials.ok()) {
     // A client that has passed with this password lately pays nothing.
@@ -243,6 +259,13 @@ Caller RemoteCaller(const grpc::CallbackServerContext& context, UserStore& users
   caller.peer = context.peer();
   if (std::shared_ptr<const grpc::AuthContext> auth = context.auth_context()) {
     caller.subject = Printable(FirstProperty(*auth, GRPC_X509_SUBJECT_PROPERTY_NAME));
+  }
+  // Marked forwarded: the processor has checked that a peer's certificate
+  // marked it (or refused the call) and that each header is there once.
+  if (std::optional<Forwarded> forwarded = ForwardedOf(context.client_metadata())) {
+    caller.forwarded_by = forwarded->node;
+    caller.subject = forwarded->subject;
+    caller.peer = absl::StrCat(forwarded->peer, " through host ", forwarded->node);
   }
   auto [first, last] = context.client_metadata().equal_range(
       grpc::string_ref(kAuthorization.data(), kAuthorization.size()));

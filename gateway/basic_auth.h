@@ -20,7 +20,10 @@
 //     and without checking (see auth_throttle.h)
 // Error messages never hold the password. Any client-sent `pm-owner` or
 // `pm-owner-user` header is consumed (only the gateway says who owns a
-// process).
+// process). A call marked forwarded by another host's gateway is refused
+// (PERMISSION_DENIED) unless its certificate is a peer's (forwarding.h);
+// one that is has the forwarded caller's certificate subject stand for its
+// own in the throttle's key, the log and the audit.
 //
 // Identity is per call, never per connection. gRPC gives every call of a
 // connection the same AuthContext, so the processor writes nothing into it
@@ -33,6 +36,7 @@
 #define PM_GATEWAY_BASIC_AUTH_H_
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <grpcpp/security/auth_context.h>
@@ -64,8 +68,11 @@ std::string BasicAuthHeader(absl::string_view user, absl::string_view password);
 class BasicAuthProcessor final : public grpc::AuthMetadataProcessor {
  public:
   // All must outlive the processor (and so the server); `audit` may be null.
-  BasicAuthProcessor(UserStore* users, AuthThrottle* throttle, AuditLog* audit)
-      : users_(users), throttle_(throttle), audit_(audit) {}
+  // `peer_unit`: in a cluster, the OU of the certificates whose calls may
+  // be marked forwarded (forwarding.h); empty: none may.
+  BasicAuthProcessor(UserStore* users, AuthThrottle* throttle, AuditLog* audit,
+                     std::string peer_unit = "")
+      : users_(users), throttle_(throttle), audit_(audit), peer_unit_(std::move(peer_unit)) {}
 
   // Blocking: PBKDF2 takes tens of milliseconds, so gRPC runs Process on
   // its own thread pool rather than on a transport thread.
@@ -97,6 +104,7 @@ class BasicAuthProcessor final : public grpc::AuthMetadataProcessor {
   UserStore* users_;
   AuthThrottle* throttle_;
   AuditLog* audit_;
+  const std::string peer_unit_;
   absl::Mutex checks_mu_;
   int checks_running_ ABSL_GUARDED_BY(checks_mu_) = 0;
 };
@@ -105,10 +113,14 @@ class BasicAuthProcessor final : public grpc::AuthMetadataProcessor {
 struct Caller {
   // The authenticated user; empty for the trusted local socket.
   std::string user;
-  // The client certificate's subject (escaped); empty when local.
+  // The client certificate's subject (escaped); empty when local. For a
+  // call another host's gateway forwarded, the caller's there.
   std::string subject;
-  // gRPC's peer string, e.g. "ipv4:127.0.0.1:51234".
+  // gRPC's peer string, e.g. "ipv4:127.0.0.1:51234"; for a forwarded call,
+  // the caller's at the forwarding host, then " through host NODE".
   std::string peer;
+  // The host that forwarded the call; empty when it came straight here.
+  std::string forwarded_by;
   // Sees and acts on every process: an admin user, or a local caller.
   bool admin = false;
   // On the local unix socket: no user, no caps. (Not "no user": a remote

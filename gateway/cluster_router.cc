@@ -10,6 +10,7 @@
 #include "common/runtime_dir.h"
 #include "common/status.h"
 #include "common/status_core.h"
+#include "gateway/forwarding.h"
 
 namespace pm::gateway {
 namespace {
@@ -19,9 +20,6 @@ using ::pm::internal::v1::ListNodesRequest;
 using ::pm::internal::v1::ListNodesResponse;
 using ::pm::internal::v1::ResolveRequest;
 using ::pm::internal::v1::ResolveResponse;
-
-// Set on a call one gateway forwards to another.
-constexpr char kForwardedHeader[] = "pm-forwarded-by";
 
 absl::StatusOr<std::string> ReadTlsFile(const std::string& path, const char* what) {
   if (path.empty()) {
@@ -54,6 +52,16 @@ absl::StatusOr<std::unique_ptr<ClusterRouter>> ClusterRouter::Create(
   PM_ASSIGN_OR_RETURN(tls.pem_root_certs, ReadTlsFile(options.peer_tls.ca_file, "CA"));
   PM_ASSIGN_OR_RETURN(tls.pem_cert_chain,
                       ReadTlsFile(options.peer_tls.cert_file, "peer certificate"));
+  absl::StatusOr<bool> is_peer = CertificateHasUnit(tls.pem_cert_chain, options.peer_unit);
+  if (!is_peer.ok() || !*is_peer) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "peer certificate ", options.peer_tls.cert_file,
+        is_peer.ok() ? absl::StrCat(": its subject has no OU=", options.peer_unit,
+                                    ", so the other hosts' gateways would refuse "
+                                    "every call it forwards (certs/make_pki.sh "
+                                    "makes peer.pem with it)")
+                     : absl::StrCat(": ", is_peer.status().message())));
+  }
   PM_ASSIGN_OR_RETURN(tls.pem_private_key,
                       ReadTlsFile(options.peer_tls.key_file, "peer key"));
   return std::unique_ptr<ClusterRouter>(new ClusterRouter(
@@ -121,13 +129,14 @@ pm::v1::ProcessManager::Stub* ClusterRouter::Peer(const std::string& address) {
   return stub.get();
 }
 
-void ClusterRouter::PrepareForward(const Caller& caller, grpc::ClientContext* context) {
+void ClusterRouter::PrepareForward(const Caller& caller, grpc::ClientContext* context) const {
   context->AddMetadata("authorization", caller.authorization);
-  context->AddMetadata(kForwardedHeader, "1");
+  AddForwardHeaders(node_, caller.subject, caller.peer, context);
 }
 
 bool ClusterRouter::IsForwarded(const grpc::CallbackServerContext& context) {
-  return context.client_metadata().count(kForwardedHeader) != 0;
+  return context.client_metadata().count(
+             grpc::string_ref(kForwardedByHeader.data(), kForwardedByHeader.size())) != 0;
 }
 
 absl::StatusOr<ClusterNode> PlaceStart(const ListNodesResponse& nodes,

@@ -9,13 +9,14 @@
 //                       ClusterRouter::Create(options));
 //   router->Locate(context, ref, owner_user, [](auto located) { ... });
 //   pm::v1::ProcessManager::Stub* peer = router->Peer(located->gateway());
-//   ClusterRouter::PrepareForward(caller, &forward_context);
+//   router->PrepareForward(caller, &forward_context);
 //
 // A forwarded call carries the caller's own `authorization` header: the
 // host that owns the process authenticates and authorizes the user itself,
 // against its own users file (every host of a cluster has the same one).
 // The forwarding gateway presents its peer certificate (mutual TLS, the
-// cluster's CA) and marks the call forwarded; a forwarded call is never
+// cluster's CA, the peers' OU) and marks the call forwarded, for the
+// caller's certificate subject (forwarding.h); a forwarded call is never
 // forwarded again, so two hosts whose views differ for a moment cannot
 // bounce a call between them.
 //
@@ -56,10 +57,13 @@ class ClusterRouter {
     // Where the registry's socket is.
     std::string runtime_dir;
     PeerTls peer_tls;
+    // The OU the peer certificate must have (forwarding.h): the other
+    // hosts refuse the calls it forwards otherwise.
+    std::string peer_unit;
   };
 
   // Reads the TLS files (errors name the file). INVALID_ARGUMENT for a
-  // missing node.
+  // missing node, or a peer certificate without the OU `peer_unit`.
   static absl::StatusOr<std::unique_ptr<ClusterRouter>> Create(const Options& options);
 
   const std::string& node() const { return node_; }
@@ -82,8 +86,9 @@ class ClusterRouter {
   pm::v1::ProcessManager::Stub* Peer(const std::string& address);
 
   // Readies `context` for a call forwarded on behalf of `caller`: the
-  // caller's authorization header, and the mark that it is forwarded.
-  static void PrepareForward(const Caller& caller, grpc::ClientContext* context);
+  // caller's authorization header, and the marks that this host forwards
+  // it for the caller's certificate subject and address (forwarding.h).
+  void PrepareForward(const Caller& caller, grpc::ClientContext* context) const;
   // Whether the call came from another host's gateway.
   static bool IsForwarded(const grpc::CallbackServerContext& context);
 

@@ -79,6 +79,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(GatewayOptions options) 
     cluster.node = options.node;
     cluster.runtime_dir = options.runtime_dir;
     cluster.peer_tls = options.peer_tls;
+    cluster.peer_unit = options.peer_unit;
     PM_ASSIGN_OR_RETURN(gateway->router_, ClusterRouter::Create(cluster));
   }
   GatewayEnv env{gateway->client_.get(), gateway->users_.get(),
@@ -96,10 +97,11 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(GatewayOptions options) 
     ApplyHttp2Limits(options.http2, builder);
     builder.AddListeningPort(
         options.listen,
-        MakeServerCredentials(options.tls, std::make_shared<BasicAuthProcessor>(
-                                               gateway->users_.get(),
-                                               gateway->throttle_.get(),
-                                               gateway->audit_.get())),
+        MakeServerCredentials(
+            options.tls, std::make_shared<BasicAuthProcessor>(
+                             gateway->users_.get(), gateway->throttle_.get(),
+                             gateway->audit_.get(),
+                             options.node.empty() ? "" : options.peer_unit)),
         &gateway->port_);
     builder.RegisterService(gateway->remote_service_.get());
     gateway->tcp_server_ = builder.BuildAndStart();

@@ -36,6 +36,7 @@
 #include "gateway/audit_log.h"
 #include "gateway/auth_throttle.h"
 #include "gateway/basic_auth.h"
+#include "gateway/forwarding.h"
 #include "gateway/gateway_service.h"
 #include "gateway/tls_policy.h"
 #include "gateway/user_quotas.h"
@@ -91,6 +92,10 @@ struct GatewayOptions {
   // (empty: a single host) and what this gateway presents to the others.
   std::string node;
   ClusterRouter::PeerTls peer_tls;
+  // In a cluster, the OU of the certificates the gateways present to each
+  // other: only a call on a connection with such a certificate may be
+  // marked forwarded (forwarding.h).
+  std::string peer_unit = kDefaultPeerUnit;
 };
 
 class Gateway {

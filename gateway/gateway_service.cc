@@ -119,6 +119,10 @@ class Call final : public grpc::ServerUnaryReactor {
     forward_ = peer;
     forward_node_ = std::move(node);
   }
+  // Readies `backend` for the call forwarded there on the caller's behalf.
+  void PrepareForward(grpc::ClientContext* backend) const {
+    env_.router->PrepareForward(caller_, backend);
+  }
   const grpc::CallbackServerContext& context() const { return *context_; }
   void Hold(UserQuotas::Lease lease) { lease_ = std::move(lease); }
 
@@ -497,7 +501,7 @@ class StreamRelay {
     }
     peer_ = env_.router->Peer(where->gateway());
     peer_node_ = node;
-    ClusterRouter::PrepareForward(caller_, &backend_);
+    env_.router->PrepareForward(caller_, &backend_);
     BeginStream();
   }
 
@@ -676,7 +680,7 @@ void Forward(Call* call, Request* request, Response* response,
   call->Run(
       [call, request, response, method](grpc::ClientContext* backend,
                                         std::function<void(grpc::Status)> done) {
-        ClusterRouter::PrepareForward(call->caller(), backend);
+        call->PrepareForward(backend);
         method(call->forward(), backend, request, response, std::move(done));
         return absl::OkStatus();
       },

@@ -551,6 +551,105 @@ TEST_F(GatewayTest, StartRecordsTheAuthenticatedOwnerNotAClaimedOne) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A Start on `stub` as `user`, with `headers` added (a forwarded call's).
+grpc::Status StartWith(pm::v1::ProcessManager::Stub& stub, const std::string& user,
+                       const std::string& password,
+                       const std::multimap<std::string, std::string>& headers) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kSafety));
+  context.AddMetadata("authorization", BasicAuthHeader(user, password));
+  for (const auto& [key, value] : headers) context.AddMetadata(key, value);
+  pm::v1::StartRequest request;
+  request.set_executable("true");
+  pm::v1::StartResponse response;
+  return stub.Start(&context, request, &response);
+}
+
+// The headers of a call host b's gateway forwards for a caller whose
+// certificate is `subject`.
+std::multimap<std::string, std::string> ForwardedBy(const std::string& subject) {
+  return {{"pm-forwarded-by", "b"},
+          {"pm-forwarded-subject", subject},
+          {"pm-forwarded-peer", "ipv4:10.0.0.9:4242"}};
+}
+
+TEST_F(GatewayTest, ASingleHostRefusesACallMarkedForwardedEvenFromAPeer) {
+  auto peer = RawStub("peer");
+  grpc::Status refused = StartWith(*peer, "demo", kPassword, ForwardedBy("CN=laptop"));
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("this gateway is in no cluster"));
+  EXPECT_THAT(Owners(), IsEmpty());
+}
+
+// The gateway of host a of a cluster: calls other hosts' gateways forward
+// come on connections with a peer certificate (OU=pm peer).
+class ClusterGatewayTest : public GatewayTest {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(GatewayTest::SetUp());
+    ASSERT_NO_FATAL_FAILURE(StartGateway(ClusterOptions("peer")));
+  }
+  GatewayOptions ClusterOptions(const std::string& peer_cert) {
+    GatewayOptions options = Options(run_);
+    options.node = "a";
+    options.peer_tls = {Pki("ca.pem"), Pki(peer_cert + ".pem"), Pki(peer_cert + ".key")};
+    return options;
+  }
+};
+
+TEST_F(ClusterGatewayTest, AForwardedStartIsOwnedByTheCallersCertificateNotThePeers) {
+  auto peer = RawStub("peer");
+  grpc::Status started =
+      StartWith(*peer, "demo", kPassword, ForwardedBy("CN=laptop,O=pm dev"));
+  ASSERT_TRUE(started.ok()) << started.error_message();
+  // As if the caller had called this host itself; never "CN=pm-peer".
+  EXPECT_THAT(Owners(), ElementsAre("demo (CN=laptop,O=pm dev)"));
+}
+
+TEST_F(ClusterGatewayTest, AUsersCertificateCannotMarkACallForwarded) {
+  // A user who says "host b forwards this for CN=root's laptop" is refused
+  // before any handler, naming the certificate the call came with.
+  auto user = RawStub("client");
+  grpc::Status refused = StartWith(*user, "demo", kPassword, ForwardedBy("CN=root"));
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(refused.error_message(),
+              HasSubstr("its client certificate (CN=pm-client,O=pm dev) is no gateway's of "
+                        "the cluster: only a certificate with OU=pm peer may forward calls"));
+  // A peer's call that lacks the caller's subject is malformed.
+  auto peer = RawStub("peer");
+  std::multimap<std::string, std::string> partial = ForwardedBy("CN=laptop");
+  partial.erase("pm-forwarded-subject");
+  grpc::Status malformed = StartWith(*peer, "demo", kPassword, partial);
+  EXPECT_EQ(malformed.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(malformed.error_message(),
+              HasSubstr("a call forwarded by host b without its pm-forwarded-subject header"));
+  EXPECT_THAT(Owners(), IsEmpty());
+}
+
+TEST_F(ClusterGatewayTest, OneCallersWrongPasswordsDoNotBlockOthersForwardedByTheSameHost) {
+  auto peer = RawStub("peer");
+  for (int i = 0; i < 5; ++i) {
+    grpc::Status wrong = StartWith(*peer, "demo", "a guess", ForwardedBy("CN=guesser"));
+    ASSERT_EQ(wrong.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_THAT(wrong.error_message(), HasSubstr("wrong user name or password"));
+  }
+  grpc::Status blocked = StartWith(*peer, "bob", kBobsPassword, ForwardedBy("CN=guesser"));
+  EXPECT_THAT(blocked.error_message(), HasSubstr("too many failed logins"));
+  // Another caller host b forwards for, through the same connection, is
+  // not held for the guesser's failures (a password not checked lately).
+  grpc::Status other = StartWith(*peer, "root", kRootPassword, ForwardedBy("CN=laptop"));
+  EXPECT_TRUE(other.ok()) << other.error_message();
+}
+
+TEST_F(ClusterGatewayTest, APeerCertificateWithoutThePeersUnitIsRefusedAtStart) {
+  absl::StatusOr<std::unique_ptr<Gateway>> wrong = Gateway::Start(ClusterOptions("client"));
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wrong.status().message(),
+              HasSubstr("client.pem: its subject has no OU=pm peer, so the other hosts' "
+                        "gateways would refuse every call it forwards"));
+}
+
 TEST_F(GatewayTest, WrongPasswordIsPermissionDeniedBeforeAnyHandler) {
   std::unique_ptr<pm::Client> client = Connect("not the password");
   pm::v1::StartRequest request;

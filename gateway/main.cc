@@ -16,6 +16,7 @@
 #include "common/state_dir.h"
 #include "common/server.h"
 #include "common/version.h"
+#include "gateway/forwarding.h"
 #include "gateway/gateway.h"
 #include "gateway/metrics.h"
 #include "gateway/tls_policy.h"
@@ -75,6 +76,11 @@ DEFINE_string(peer_cert_file, "",
               "In a cluster: the client certificate (PEM, from the CA of "
               "--ca_file) this gateway presents to the other hosts' gateways");
 DEFINE_string(peer_key_file, "", "The key of --peer_cert_file");
+DEFINE_string(peer_unit, pm::gateway::kDefaultPeerUnit,
+              "In a cluster: the organizational unit (OU) of the peer "
+              "certificates. --peer_cert_file must have it, and a call marked "
+              "forwarded by another host is accepted only on a connection whose "
+              "client certificate has it (users' certificates must not)");
 
 int main(int argc, char** argv) {
   pm::BlockTerminationSignals();
@@ -122,6 +128,7 @@ int main(int argc, char** argv) {
     }
     options.node = FLAGS_node;
     options.peer_tls = {FLAGS_ca_file, FLAGS_peer_cert_file, FLAGS_peer_key_file};
+    options.peer_unit = FLAGS_peer_unit;
   }
   absl::StatusOr<std::unique_ptr<pm::gateway::Gateway>> gateway =
       pm::gateway::Gateway::Start(std::move(options));

@@ -133,8 +133,8 @@ TEST(ServiceArgsTest, InAClusterTheRegistryGetsEtcdAndTheNodeAndTheSupervisorThe
   options.extra_args["registry"] = {"--metrics_listen=127.0.0.1:0"};
   options.gateway = GatewayOptions();
   options.gateway->port_file = "/run/pm/gateway.port";
-  options.gateway->peer_cert_file = "/certs/client.pem";
-  options.gateway->peer_key_file = "/certs/client.key";
+  options.gateway->peer_cert_file = "/certs/peer.pem";
+  options.gateway->peer_key_file = "/certs/peer.key";
   EXPECT_THAT(ServiceArgs(options, "registry"),
               ElementsAre("/b/registry/registry", "--runtime_dir=/run/pm",
                           "--state_dir=/var/lib/pm", "--etcd=10.0.0.1:2379,10.0.0.2:2379",
@@ -149,8 +149,8 @@ TEST(ServiceArgsTest, InAClusterTheRegistryGetsEtcdAndTheNodeAndTheSupervisorThe
   // it needs no etcd. The log store knows nothing of the cluster.
   const std::vector<std::string> gateway = ServiceArgs(options, "gateway");
   EXPECT_THAT(gateway, Contains("--node=a"));
-  EXPECT_THAT(gateway, Contains("--peer_cert_file=/certs/client.pem"));
-  EXPECT_THAT(gateway, Contains("--peer_key_file=/certs/client.key"));
+  EXPECT_THAT(gateway, Contains("--peer_cert_file=/certs/peer.pem"));
+  EXPECT_THAT(gateway, Contains("--peer_key_file=/certs/peer.key"));
   EXPECT_THAT(gateway, Not(Contains("--etcd=10.0.0.1:2379,10.0.0.2:2379")));
   EXPECT_THAT(gateway, Contains("--port_file=/run/pm/gateway.port"));
   const std::vector<std::string> log_store = ServiceArgs(options, "log_store");

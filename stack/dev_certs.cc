@@ -90,8 +90,8 @@ GatewayOptions DevCredentials::GatewayFlags(const std::string& listen) const {
   options.cert_file = File("server.pem");
   options.key_file = File("server.key");
   options.users_file = users_file;
-  options.peer_cert_file = File("client.pem");
-  options.peer_key_file = File("client.key");
+  options.peer_cert_file = File("peer.pem");
+  options.peer_key_file = File("peer.key");
   return options;
 }
 
@@ -101,7 +101,9 @@ absl::StatusOr<DevCredentials> EnsureDevCredentials(const std::string& dir,
   dev.dir = dir;
   dev.password_file = dev.File("demo.password");
   dev.users_file = dev.File("users");
-  if (!Exists(dev.File("ca.pem")) || !Exists(dev.File("server.key"))) {
+  // A dir made before the peer certificate was is made anew.
+  if (!Exists(dev.File("ca.pem")) || !Exists(dev.File("server.key")) ||
+      !Exists(dev.File("peer.key"))) {
     PM_RETURN_IF_ERROR(RunScript(pki_script, dir));
     dev.created = true;
   }

@@ -29,7 +29,7 @@ TEST(DevCertsTest, MakesPkiAndDemoUserOnceThenReusesThem) {
   ASSERT_TRUE(made.ok()) << made.status();
   EXPECT_TRUE(made->created);
   for (const char* name : {"ca.pem", "server.pem", "server.key", "client.pem",
-                           "client.key", "untrusted-client.pem"}) {
+                           "client.key", "peer.pem", "peer.key", "untrusted-client.pem"}) {
     EXPECT_TRUE(std::filesystem::exists(made->File(name))) << name;
   }
   EXPECT_EQ(Mode(made->password_file), 0600u);

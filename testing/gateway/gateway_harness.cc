@@ -257,8 +257,8 @@ absl::Status StartCluster(const Shared& shared, const std::string& dir, Hosts& h
     cluster.node = nodes[i];
     cluster.gateway_address = address;
     options.cluster = cluster;
-    options.gateway->peer_cert_file = shared.pki + "/client.pem";
-    options.gateway->peer_key_file = shared.pki + "/client.key";
+    options.gateway->peer_cert_file = shared.pki + "/peer.pem";
+    options.gateway->peer_key_file = shared.pki + "/peer.key";
     absl::StatusOr<std::unique_ptr<pm::stack::Stack>> stack =
         pm::stack::Stack::Start(options);
     if (!stack.ok()) return pm::Annotate(stack.status(), "host " + nodes[i]);
