@@ -5,9 +5,11 @@
 // gateway, its status (with the live view only b has), its output and its
 // stop through a, the record seen from b; a Start without a node stays on
 // the host that is least busy.
+#include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -148,6 +150,78 @@ TEST_F(ClusterTest, WhatTheClusterCannotReachIsNamedToARemoteCaller) {
   EXPECT_EQ(ended.code(), absl::StatusCode::kUnavailable) << ended;
   EXPECT_THAT(std::string(ended.message()), HasSubstr("host b"));
   EXPECT_THAT(std::string(ended.message()), ::testing::Not(HasSubstr("behind the gateway")));
+}
+
+// The registry of host a killed -9 while what it recorded was not yet in
+// etcd (etcd hung from the first start to after the kill, so every record
+// was still to be mirrored), and half of its processes ending while it was
+// down: once it is back, host b sees every one of them, in its true state,
+// and a has lost none.
+TEST_F(ClusterTest, ARegistryKilledBeforeItMirroredItsRecordsLosesNoneOfThem) {
+  absl::StatusOr<std::unique_ptr<pm::Client>> local = pm::Client::ConnectLocal(a_->runtime_dir());
+  ASSERT_TRUE(local.ok()) << local.status();
+  // On b's local socket: every process, whoever owns it.
+  absl::StatusOr<std::unique_ptr<pm::Client>> at_b = pm::Client::ConnectLocal(b_->runtime_dir());
+  ASSERT_TRUE(at_b.ok()) << at_b.status();
+  pm::v1::WatchRequest everything;
+  everything.set_after_sequence(0);
+  std::unique_ptr<pm::EventStream> events = (*at_b)->Watch(everything);
+  events->WaitUntilAttached();
+
+  ASSERT_TRUE(etcd_->Pause().ok());
+  // Recorded on a alone: etcd does not answer (the first start waits for
+  // its claim's deadline, the others are recorded at once, to be claimed
+  // and mirrored later).
+  constexpr int kProcesses = 16;
+  std::map<std::string, pid_t> pids;
+  for (int i = 0; i < kProcesses; ++i) {
+    pm::v1::StartResponse started = MustStart(**local, Command({"sleep", "1000"}));
+    pids[started.id()] = started.status().pid();
+  }
+  ASSERT_TRUE(a_->KillServices({"registry"}, SIGKILL));
+  // Half end while a's registry is down: their ends wait in the supervisor.
+  std::map<std::string, ProcessStatus::State> expected;
+  int n = 0;
+  for (const auto& [id, pid] : pids) {
+    const bool ends = n++ % 2 == 0;
+    if (ends) {
+      ASSERT_EQ(kill(pid, SIGTERM), 0) << id;
+    }
+    expected[id] = ends ? ProcessStatus::STATE_SIGNALED : ProcessStatus::STATE_RUNNING;
+  }
+  ASSERT_TRUE(etcd_->Resume().ok());
+  ASSERT_TRUE(a_->WaitForHealthy("registry", 1)) << a_->log();
+
+  // b's events until each of a's processes is in its true state there.
+  std::map<std::string, ProcessStatus> seen;
+  auto all_true = [&] {
+    for (const auto& [id, state] : expected) {
+      auto it = seen.find(id);
+      if (it == seen.end() || it->second.state() != state) return false;
+    }
+    return true;
+  };
+  pm::v1::Event event;
+  while (!all_true() && events->Next(&event)) {
+    if (expected.count(event.status().id()) != 0) seen[event.status().id()] = event.status();
+  }
+  events->Cancel();
+  ASSERT_TRUE(all_true()) << "b saw " << seen.size() << " of a's " << kProcesses
+                          << " processes\n" << log();
+  for (const auto& [id, status] : seen) {
+    EXPECT_EQ(status.node(), "a") << id;
+    if (status.state() == ProcessStatus::STATE_SIGNALED) {
+      EXPECT_EQ(status.signal(), SIGTERM) << id;
+    }
+  }
+  // On record at a as at b, and a's list holds no other.
+  absl::StatusOr<pm::v1::ListResponse> at_a = (*local)->List();
+  ASSERT_TRUE(at_a.ok()) << at_a.status();
+  std::map<std::string, ProcessStatus::State> listed;
+  for (const ProcessStatus& status : at_a->processes()) {
+    if (status.node() == "a") listed[status.id()] = status.state();
+  }
+  EXPECT_EQ(listed, expected);
 }
 
 }  // namespace
