@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes a throwaway PKI for the gateway into OUT_DIR (created 0700):
+# Makes a throwaway PKI for the gateway and for the cluster's etcd into
+# OUT_DIR (created 0700):
 #
 #   certs/make_pki.sh OUT_DIR [NAME...]
 #
@@ -17,6 +18,20 @@
 #                              connection with it may be marked forwarded)
 #   untrusted-ca.pem           a second CA the gateway does not trust ...
 #   untrusted-client.pem untrusted-client.key  ... and a client cert from it
+#
+#   etcd-ca.pem etcd-ca.key    a CA of etcd's alone: etcd trusts it, and only
+#                              it, for client and peer certs. Not ca.pem,
+#                              which signs the gateway's users' certs: a
+#                              user's cert must never open etcd.
+#   etcd-server.pem etcd-server.key  an etcd member's cert (serverAuth and
+#                              clientAuth: the members use it for their peer
+#                              traffic both ways): localhost, 127.0.0.1, ::1,
+#                              etcd (the name the registry checks on every
+#                              member, its --etcd_server_name) and each NAME
+#                              (the members' addresses, which etcd checks on
+#                              its peers' certs)
+#   etcd-client.pem etcd-client.key  the registry's client cert for etcd
+#                              (clientAuth, CN=pm-registry), from etcd-ca.pem
 #
 # Keys are written mode 0600. `make up` runs this once into certs/dev/
 # (git-ignored); tests run it into their temp dir. Nothing here is secret
@@ -78,6 +93,12 @@ keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
 subjectAltName=$names
 EXT
+cat >"$work/etcd-server.ext" <<EXT
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth,clientAuth
+subjectAltName=$names,DNS:etcd
+EXT
 cat >"$work/client.ext" <<'EXT'
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
@@ -91,6 +112,9 @@ leaf client ca "/O=pm dev/CN=pm-client" ec "$work/client.ext"
 leaf peer ca "/O=pm dev/OU=pm peer/CN=pm-peer" ec "$work/client.ext"
 ca untrusted-ca "/O=somebody else/CN=untrusted CA"
 leaf untrusted-client untrusted-ca "/O=somebody else/CN=pm-client" ec "$work/client.ext"
+ca etcd-ca "/O=pm dev/CN=pm dev etcd CA"
+leaf etcd-server etcd-ca "/O=pm dev/CN=etcd" ec "$work/etcd-server.ext"
+leaf etcd-client etcd-ca "/O=pm dev/CN=pm-registry" ec "$work/client.ext"
 
 # Certificates are public; keys stay 0600 (umask above).
 chmod 0644 ./*.pem
