@@ -102,29 +102,29 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(Options options,
         "the cluster's lease must be 2 s or more, its call deadline positive");
   }
   PM_ASSIGN_OR_RETURN(std::string target, EtcdTarget(options.endpoints));
-  std::unique_ptr<Cluster> cluster(
-      new Cluster(std::move(options), std::move(target), std::move(snapshot)));
-  cluster->writer_ = std::thread([c = cluster.get()] { c->WriterLoop(); });
-  cluster->watcher_ = std::thread([c = cluster.get()] { c->WatcherLoop(); });
-  cluster->reporter_ = std::thread([c = cluster.get()] { c->ReporterLoop(); });
-  return cluster;
-}
-
-Cluster::Cluster(Options options, std::string target, Snapshot snapshot)
-    : options_(std::move(options)),
-      target_(std::move(target)),
-      snapshot_(std::move(snapshot)) {
   grpc::ChannelArguments arguments;
-  // A proxy in the environment is for the web, not for the cluster's etcd.
-  arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
   // The first read of the directory holds every record of the cluster.
   arguments.SetMaxReceiveMessageSize(-1);
   // Reconnect soon after etcd comes back (gRPC's default backoff grows to
   // two minutes).
   arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-  channel_ = grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(),
-                                       arguments);
+  PM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                      NewEtcdChannel(target, options.tls, std::move(arguments)));
+  std::unique_ptr<Cluster> cluster(new Cluster(std::move(options), std::move(target),
+                                               std::move(channel), std::move(snapshot)));
+  cluster->writer_ = std::thread([c = cluster.get()] { c->WriterLoop(); });
+  cluster->watcher_ = std::thread([c = cluster.get()] { c->WatcherLoop(); });
+  cluster->reporter_ = std::thread([c = cluster.get()] { c->ReporterLoop(); });
+  return cluster;
+}
+
+Cluster::Cluster(Options options, std::string target,
+                 std::shared_ptr<grpc::Channel> channel, Snapshot snapshot)
+    : options_(std::move(options)),
+      target_(std::move(target)),
+      snapshot_(std::move(snapshot)),
+      channel_(std::move(channel)) {
   kv_ = etcdserverpb::KV::NewStub(channel_);
   lease_ = etcdserverpb::Lease::NewStub(channel_);
   watch_ = etcdserverpb::Watch::NewStub(channel_);
@@ -148,9 +148,7 @@ std::string Cluster::Key(absl::string_view kind, absl::string_view rest) const {
 }
 
 absl::Status Cluster::Error(absl::string_view what, const grpc::Status& rpc) const {
-  return absl::Status(static_cast<absl::StatusCode>(rpc.error_code()),
-                      absl::StrCat("etcd at ", options_.endpoints, ": ", what,
-                                   ": ", rpc.error_message()));
+  return EtcdCallError(options_.endpoints, options_.tls, what, rpc);
 }
 
 void Cluster::SetDeadline(grpc::ClientContext& context) const {
@@ -425,7 +423,8 @@ absl::Status Cluster::HoldLease() {
     return absl::AbortedError(absl::StrCat(key, " changed while it was taken"));
   }
   PM_LOG(INFO) << "cluster: node \"" << options_.node << "\" joined through etcd at "
-               << options_.endpoints << " (lease " << granted.id() << ", "
+               << options_.endpoints << (options_.tls.enabled() ? " over TLS" : " in plaintext")
+               << " (lease " << granted.id() << ", "
                << absl::FormatDuration(options_.lease_ttl) << ")";
   absl::MutexLock lock(&mutex_);
   lease_id_ = granted.id();

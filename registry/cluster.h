@@ -23,11 +23,20 @@
 //   Cluster::Options options;
 //   options.endpoints = "10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379";
 //   options.node = "b";
+//   options.tls = {"etcd-ca.pem", "etcd-client.pem", "etcd-client.key"};
 //   PM_ASSIGN_OR_RETURN(std::unique_ptr<Cluster> cluster,
 //                       Cluster::Start(options, [&] { return registry.Snapshot(); }));
 //   PM_RETURN_IF_ERROR(cluster->Claim(id, name));   // before the record
 //   cluster->Publish(status);                        // after each change
 //   std::optional<ProcessStatus> there = cluster->Find(id);
+//
+// etcd is reached over TLS with a client certificate when options.tls says
+// so (registry/etcd_tls.h: every member's certificate is checked for one
+// name), else in plaintext. Every error of a call to etcd names its
+// endpoints and which of the two it was; a TLS handshake that fails (no
+// client certificate, one etcd does not trust, a plaintext etcd) makes
+// etcd out of reach, as a down one would, and its message says to check
+// the TLS setup.
 //
 // With etcd unreachable: Claim is UNAVAILABLE naming etcd (the registry
 // still records an unnamed process, whose id the mirror claims later);
@@ -72,6 +81,7 @@
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "pm/internal/v1/internal.pb.h"
 #include "pm/v1/process_manager.pb.h"
+#include "registry/etcd_tls.h"
 
 namespace pm::registry {
 
@@ -90,6 +100,8 @@ class Cluster {
   struct Options {
     // etcd's client endpoints, "host:port" separated by commas.
     std::string endpoints;
+    // How etcd is reached (TLS with a client certificate, or plaintext).
+    EtcdTls tls;
     // Every key starts with it; it ends in '/'.
     std::string prefix = "/pm/default/";
     // This host's name (pm::ValidateNodeName, common/names.h).
@@ -125,9 +137,10 @@ class Cluster {
   // the order the changes were seen.
   using ChangeListener = std::function<void(std::vector<RemoteChange>)>;
 
-  // Checks the options and starts both threads; does not wait for etcd
-  // (connected() says when it is reached). INVALID_ARGUMENT for options
-  // that cannot work.
+  // Checks the options, reads the TLS files and starts the threads; does
+  // not wait for etcd (connected() says when it is reached).
+  // INVALID_ARGUMENT for options that cannot work; a TLS file that cannot
+  // be read is its error naming the flag and the file (NewEtcdChannel).
   static absl::StatusOr<std::unique_ptr<Cluster>> Start(Options options,
                                                         Snapshot snapshot);
   // Stops the threads. The lease is left to expire (a registry restarting
@@ -201,7 +214,8 @@ class Cluster {
   size_t pending() const;
 
  private:
-  Cluster(Options options, std::string target, Snapshot snapshot);
+  Cluster(Options options, std::string target, std::shared_ptr<grpc::Channel> channel,
+          Snapshot snapshot);
 
   void WriterLoop();
   // The writer's next call: the lease, the mirror written whole, a

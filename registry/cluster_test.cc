@@ -2,10 +2,14 @@
 // etcd-server, on free loopback ports): the records of one answered by the
 // other, names unique across both, a host whose lease expired answered as
 // STATE_UNKNOWN, and a hung etcd neither blocking a host nor losing what it
-// recorded meanwhile. Every wait is for an event of the Cluster's
+// recorded meanwhile; over TLS with etcd's client certificate, the same,
+// and every other way to reach a TLS etcd refused with a message that says
+// what of TLS failed. Every wait is for an event of the Cluster's
 // (AwaitChange), never a sleep.
 #include "registry/cluster.h"
 
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -14,11 +18,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/fd.h"
 #include "common/proto_time.h"
+#include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "registry/registry.h"
@@ -73,8 +80,21 @@ class ClusterTest : public ::testing::Test {
     etcd_ = *std::move(etcd);
   }
 
+  // A Cluster's options for host `node` on `endpoints`, in plaintext.
+  static Cluster::Options OptionsFor(const std::string& node, const std::string& endpoints) {
+    Cluster::Options options;
+    options.endpoints = endpoints;
+    options.prefix = "/pm/test/";
+    options.node = node;
+    options.instance = "stack-of-" + node;
+    options.lease_ttl = kLease;
+    options.deadline = absl::Seconds(1);
+    options.retry = absl::Milliseconds(100);
+    return options;
+  }
+
   // Host `node`'s registry, (re)opened on its records, in the cluster on
-  // `endpoints` (default: the test's etcd).
+  // `endpoints` (default: the test's etcd), reaching etcd as tls_ says.
   Host Join(const std::string& node, const std::string& endpoints = "") {
     RegistryOptions options;
     options.node = node;
@@ -89,14 +109,9 @@ class ClusterTest : public ::testing::Test {
     EXPECT_TRUE(registry.ok()) << registry.status();
     if (!registry.ok()) return host;
     host.registry = *std::move(registry);
-    Cluster::Options cluster_options;
-    cluster_options.endpoints = endpoints.empty() ? etcd_->endpoint() : endpoints;
-    cluster_options.prefix = "/pm/test/";
-    cluster_options.node = node;
-    cluster_options.instance = "stack-of-" + node;
-    cluster_options.lease_ttl = kLease;
-    cluster_options.deadline = absl::Seconds(1);
-    cluster_options.retry = absl::Milliseconds(100);
+    Cluster::Options cluster_options =
+        OptionsFor(node, endpoints.empty() ? etcd_->endpoint() : endpoints);
+    cluster_options.tls = tls_;
     Registry* records = host.registry.get();
     absl::StatusOr<std::unique_ptr<Cluster>> cluster = Cluster::Start(
         cluster_options, [records] { return records->Snapshot(); });
@@ -125,6 +140,8 @@ class ClusterTest : public ::testing::Test {
 
   std::string dir_;
   std::unique_ptr<EtcdServer> etcd_;
+  // How the hosts reach etcd (plaintext here).
+  EtcdTls tls_;
 };
 
 TEST_F(ClusterTest, ARecordOfOneHostIsAnsweredByTheOtherWithItsNode) {
@@ -511,6 +528,204 @@ TEST_F(ClusterTest, AHungEtcdNeitherBlocksAHostNorLosesWhatItRecorded) {
   EXPECT_EQ(a.cluster->pending(), 0u);
   // And names are checked again.
   EXPECT_TRUE(a.registry->CreateRecord(Create("after")).ok());
+}
+
+// --- etcd over TLS with client certificates --------------------------------
+
+// Runs certs/make_pki.sh (from the runfiles) into `dir`.
+void MakePki(const std::string& dir) {
+  const std::string script = absl::StrCat(getenv("TEST_SRCDIR"), "/pm/certs/make_pki.sh");
+  const std::string command = absl::StrCat("bash '", script, "' '", dir, "'");
+  ASSERT_EQ(system(command.c_str()), 0) << command;
+}
+
+// etcd as Kubernetes runs it: TLS, a client certificate from etcd's own CA
+// required (EtcdServer's pki_dir, from certs/make_pki.sh). The plaintext
+// etcd of ClusterTest stays, for a registry that expects TLS of it.
+class ClusterTlsTest : public ClusterTest {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(ClusterTest::SetUp());
+    plaintext_etcd_ = std::move(etcd_);
+    pki_ = dir_ + "/pki";
+    ASSERT_NO_FATAL_FAILURE(MakePki(pki_));
+    std::filesystem::create_directories(dir_ + "/tls-etcd");
+    EtcdServer::Options options;
+    options.dir = dir_ + "/tls-etcd";
+    options.pki_dir = pki_;
+    absl::StatusOr<std::unique_ptr<EtcdServer>> etcd = EtcdServer::Start(options);
+    ASSERT_TRUE(etcd.ok()) << etcd.status();
+    etcd_ = *std::move(etcd);
+    tls_ = Tls("etcd-ca", "etcd-client");
+  }
+
+  // TLS trusting <ca>.pem, presenting <cert>.pem and its key.
+  EtcdTls Tls(const std::string& ca, const std::string& cert) const {
+    EtcdTls tls;
+    tls.ca_file = pki_ + "/" + ca + ".pem";
+    tls.cert_file = pki_ + "/" + cert + ".pem";
+    tls.key_file = pki_ + "/" + cert + ".key";
+    return tls;
+  }
+
+  // A Cluster on `endpoints` with `tls`, never let in: Start's error, or
+  // the error of a Claim, once its answers (EtcdUnreachable, the reason
+  // of another host's STATE_UNKNOWN) say `why` too.
+  absl::Status RefusedWith(const std::string& endpoints, const EtcdTls& tls,
+                           const std::string& why) {
+    Cluster::Options options = OptionsFor("x", endpoints);
+    options.tls = tls;
+    absl::StatusOr<std::unique_ptr<Cluster>> cluster =
+        Cluster::Start(options, [] { return std::vector<ProcessStatus>(); });
+    if (!cluster.ok()) return cluster.status();
+    std::string unreachable;
+    EXPECT_TRUE((*cluster)->AwaitChange(
+        [&](const Cluster& c) {
+          unreachable = c.EtcdUnreachable();
+          return absl::StrContains(unreachable, why);
+        },
+        kPatience))
+        << unreachable;
+    EXPECT_FALSE((*cluster)->holds_lease());
+    return (*cluster)->Claim("00000000-0000-4000-8000-000000000001", "web");
+  }
+
+  std::string pki_;
+  std::unique_ptr<EtcdServer> plaintext_etcd_;
+};
+
+TEST_F(ClusterTlsTest, WithEtcdsClientCertificateHostsShareRecordsAndNames) {
+  Host a = Join("a");
+  Host b = Join("b");
+  absl::StatusOr<ProcessStatus> web = a.registry->CreateRecord(Create("web"));
+  ASSERT_TRUE(web.ok()) << web.status();
+  ASSERT_TRUE(AwaitRecord(b, web->id(), [](const ProcessStatus& p) {
+    return p.state() == ProcessStatus::STATE_RUNNING && p.node() == "a";
+  })) << "etcd says:\n" << etcd_->log();
+  absl::StatusOr<ProcessStatus> again = b.registry->CreateRecord(Create("web"));
+  EXPECT_TRUE(absl::IsAlreadyExists(again.status())) << again.status();
+}
+
+TEST_F(ClusterTlsTest, AThreeMemberEtcdOverTlsForClientsAndPeersServesTheHosts) {
+  std::filesystem::create_directories(dir_ + "/members");
+  absl::StatusOr<std::vector<std::unique_ptr<EtcdServer>>> members =
+      EtcdServer::StartCluster(dir_ + "/members", 3, pki_);
+  ASSERT_TRUE(members.ok()) << members.status();
+  // One gRPC target of three addresses: every member's certificate is
+  // checked for the one name "etcd".
+  const std::string endpoints = EndpointsOf(*members);
+  Host a = Join("a", endpoints);
+  Host b = Join("b", endpoints);
+  absl::StatusOr<ProcessStatus> web = a.registry->CreateRecord(Create("web"));
+  ASSERT_TRUE(web.ok()) << web.status();
+  EXPECT_TRUE(AwaitRecord(b, web->id(), [](const ProcessStatus& p) {
+    return p.state() == ProcessStatus::STATE_RUNNING;
+  }));
+}
+
+TEST_F(ClusterTlsTest, EtcdRefusesAUsersCertificateFromTheGatewaysCa) {
+  // client.pem is what a user of the gateway holds (signed by ca.pem).
+  const absl::Status refused =
+      RefusedWith(etcd_->endpoint(), Tls("etcd-ca", "client"), "TLS to etcd failed");
+  EXPECT_TRUE(absl::IsUnavailable(refused)) << refused;
+  EXPECT_THAT(refused.message(),
+              HasSubstr(absl::StrCat("etcd at ", etcd_->endpoint(), " over TLS: ")));
+  EXPECT_THAT(refused.message(),
+              HasSubstr(absl::StrCat(
+                  "TLS to etcd failed: etcd closed the connection in or right after "
+                  "the handshake, as it does when it does not trust the client "
+                  "certificate --etcd_cert_file=", pki_, "/client.pem (it must be "
+                  "signed by the CA of etcd's --trusted-ca-file), or when it serves "
+                  "plaintext (http client URLs)")));
+}
+
+TEST_F(ClusterTlsTest, EtcdRefusesAPlaintextRegistry) {
+  const absl::Status refused =
+      RefusedWith(etcd_->endpoint(), EtcdTls(), "requires TLS");
+  EXPECT_TRUE(absl::IsUnavailable(refused)) << refused;
+  EXPECT_THAT(refused.message(),
+              HasSubstr(absl::StrCat("etcd at ", etcd_->endpoint(), " in plaintext: ")));
+  EXPECT_THAT(refused.message(),
+              HasSubstr("etcd closed the plaintext connection, as an etcd that requires "
+                        "TLS (https client URLs) does: give --etcd_ca_file, "
+                        "--etcd_cert_file and --etcd_key_file"));
+}
+
+TEST_F(ClusterTlsTest, EtcdRefusesAClientWithoutACertificateWhichARegistryCannotBe) {
+  // etcd's side: TLS alone, no client certificate, does not open it.
+  grpc::SslCredentialsOptions ca_only;
+  absl::StatusOr<std::string> ca = ReadFile(pki_ + "/etcd-ca.pem");
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  ca_only.pem_root_certs = *ca;
+  grpc::ChannelArguments arguments;
+  arguments.SetSslTargetNameOverride("etcd");
+  auto kv = etcdserverpb::KV::NewStub(grpc::CreateCustomChannel(
+      etcd_->endpoint(), grpc::SslCredentials(ca_only), arguments));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  etcdserverpb::RangeRequest request;
+  request.set_key("/pm/test/");
+  etcdserverpb::RangeResponse response;
+  const grpc::Status rpc = kv->Range(&context, request, &response);
+  EXPECT_EQ(rpc.error_code(), grpc::StatusCode::UNAVAILABLE) << rpc.error_message();
+
+  // The registry's side: a CA without a certificate and its key is no
+  // setup it starts with.
+  Cluster::Options options = OptionsFor("x", etcd_->endpoint());
+  options.tls.ca_file = pki_ + "/etcd-ca.pem";
+  absl::StatusOr<std::unique_ptr<Cluster>> cluster =
+      Cluster::Start(options, [] { return std::vector<ProcessStatus>(); });
+  EXPECT_TRUE(absl::IsInvalidArgument(cluster.status())) << cluster.status();
+  EXPECT_EQ(cluster.status().message(),
+            "--etcd_cert_file and --etcd_key_file are missing: TLS to etcd takes "
+            "--etcd_ca_file, --etcd_cert_file and --etcd_key_file together (or none "
+            "of them)");
+}
+
+TEST_F(ClusterTlsTest, ARegistryRefusesAnEtcdItCannotVerify) {
+  // Trusting the gateway's CA instead of etcd's.
+  absl::Status refused =
+      RefusedWith(etcd_->endpoint(), Tls("ca", "etcd-client"), "TLS to etcd failed");
+  EXPECT_TRUE(absl::IsUnavailable(refused)) << refused;
+  EXPECT_THAT(refused.message(),
+              HasSubstr(absl::StrCat("TLS to etcd failed: etcd's certificate is not "
+                                     "signed by the CA of --etcd_ca_file=",
+                                     pki_, "/ca.pem")));
+  // A name etcd's certificate does not carry.
+  EtcdTls other_name = tls_;
+  other_name.server_name = "etcd.example.com";
+  refused = RefusedWith(etcd_->endpoint(), other_name, "TLS to etcd failed");
+  EXPECT_TRUE(absl::IsUnavailable(refused)) << refused;
+  EXPECT_THAT(refused.message(),
+              HasSubstr("TLS to etcd failed: etcd's certificate does not carry the name "
+                        "\"etcd.example.com\" (--etcd_server_name; every member's must)"));
+  // An etcd in plaintext.
+  refused = RefusedWith(plaintext_etcd_->endpoint(), tls_, "TLS to etcd failed");
+  EXPECT_TRUE(absl::IsUnavailable(refused)) << refused;
+  EXPECT_THAT(refused.message(),
+              HasSubstr(absl::StrCat("etcd at ", plaintext_etcd_->endpoint(),
+                                     " over TLS: ")));
+  EXPECT_THAT(refused.message(), HasSubstr("or when it serves plaintext (http client URLs)"));
+}
+
+TEST_F(ClusterTlsTest, ATlsFileThatCannotBeReadIsRefusedAtStartNamingIt) {
+  EtcdTls missing = tls_;
+  missing.cert_file = pki_ + "/no-such.pem";
+  Cluster::Options options = OptionsFor("x", etcd_->endpoint());
+  options.tls = missing;
+  absl::StatusOr<std::unique_ptr<Cluster>> cluster =
+      Cluster::Start(options, [] { return std::vector<ProcessStatus>(); });
+  EXPECT_TRUE(absl::IsNotFound(cluster.status())) << cluster.status();
+  EXPECT_THAT(cluster.status().message(), HasSubstr("--etcd_cert_file: "));
+  EXPECT_THAT(cluster.status().message(), HasSubstr(missing.cert_file));
+
+  // A key given as the certificate.
+  options.tls = tls_;
+  options.tls.cert_file = tls_.key_file;
+  cluster = Cluster::Start(options, [] { return std::vector<ProcessStatus>(); });
+  EXPECT_TRUE(absl::IsInvalidArgument(cluster.status())) << cluster.status();
+  EXPECT_EQ(cluster.status().message(),
+            absl::StrCat("--etcd_cert_file=", tls_.key_file, ": no PEM CERTIFICATE in it"));
 }
 
 }  // namespace

@@ -23,15 +23,13 @@ constexpr char kEvents[] = "events/";
 // Digits of a uint64 in decimal: event keys sort as their sequences.
 constexpr int kSequenceDigits = 20;
 
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& endpoint) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> NewChannel(const std::string& endpoint,
+                                                          const EtcdTls& tls) {
   grpc::ChannelArguments arguments;
-  // A proxy in the environment is for the web, not for the cluster's etcd.
-  arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
   // A page of LoadAll may be larger than gRPC's default 4 MiB: etcd allows
   // values up to its --max-request-bytes (1.5 MiB) each.
   arguments.SetMaxReceiveMessageSize(-1);
-  return grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(),
-                                   arguments);
+  return NewEtcdChannel(endpoint, tls, std::move(arguments));
 }
 
 absl::Status CheckOptions(const EtcdRecordStore::Options& options) {
@@ -63,8 +61,10 @@ absl::StatusOr<std::unique_ptr<EtcdRecordStore>> EtcdRecordStore::Open(
   std::vector<std::string> failures;
   for (std::string& endpoint : endpoints) {
     endpoint = std::string(absl::StripAsciiWhitespace(endpoint));
+    PM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                        NewChannel(endpoint, options.tls));
     std::unique_ptr<EtcdRecordStore> store(
-        new EtcdRecordStore(options, endpoint, NewChannel(endpoint)));
+        new EtcdRecordStore(options, endpoint, std::move(channel)));
     // The probe waits for a connection (wait_for_ready) up to the deadline,
     // so an etcd still starting is given its chance; later calls fail fast.
     etcdserverpb::RangeRequest request;
@@ -81,8 +81,8 @@ absl::StatusOr<std::unique_ptr<EtcdRecordStore>> EtcdRecordStore::Open(
                                     " (gRPC code ", rpc.error_code(), ")"));
   }
   return absl::UnavailableError(absl::StrCat(
-      "etcd does not answer within ", absl::FormatDuration(options.deadline),
-      " at ", absl::StrJoin(failures, "; ")));
+      "etcd does not answer ", options.tls.Describe(), " within ",
+      absl::FormatDuration(options.deadline), " at ", absl::StrJoin(failures, "; ")));
 }
 
 EtcdRecordStore::EtcdRecordStore(Options options, std::string endpoint,
@@ -233,9 +233,7 @@ absl::Status EtcdRecordStore::RangePrefix(
 
 absl::Status EtcdRecordStore::Error(absl::string_view what,
                                     const grpc::Status& rpc) const {
-  return absl::Status(static_cast<absl::StatusCode>(rpc.error_code()),
-                      absl::StrCat("etcd at ", endpoint_, ": ", what, ": ",
-                                   rpc.error_message()));
+  return EtcdCallError(endpoint_, options_.tls, what, rpc);
 }
 
 void EtcdRecordStore::SetDeadline(grpc::ClientContext& context) const {

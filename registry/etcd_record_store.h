@@ -48,6 +48,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "registry/etcd_tls.h"
 #include "registry/record_store.h"
 
 namespace pm::registry {
@@ -58,6 +59,9 @@ class EtcdRecordStore : public RecordStore {
     // "host:port", or several separated by commas: Open uses the first that
     // answers, in order.
     std::string endpoints;
+    // How etcd is reached (registry/etcd_tls.h: TLS with a client
+    // certificate, or plaintext).
+    EtcdTls tls;
     // Every key of this store starts with it ("/pm/<cluster>/"); it must
     // end in '/' so that one cluster's prefix is not a prefix of another's.
     std::string prefix;
@@ -71,8 +75,9 @@ class EtcdRecordStore : public RecordStore {
 
   // Connects to the first of `options.endpoints` that answers a Range within
   // the deadline. INVALID_ARGUMENT for options that cannot work (no
-  // endpoint, a prefix not ending in '/'); UNAVAILABLE naming every
-  // endpoint tried and why, when none answers.
+  // endpoint, a prefix not ending in '/'); a TLS file's error naming it
+  // (NewEtcdChannel); UNAVAILABLE naming every endpoint tried and why, and
+  // whether TLS was on, when none answers.
   static absl::StatusOr<std::unique_ptr<EtcdRecordStore>> Open(Options options);
 
   EtcdRecordStore(const EtcdRecordStore&) = delete;
@@ -116,7 +121,8 @@ class EtcdRecordStore : public RecordStore {
       const std::string& begin,
       const std::function<absl::Status(const mvccpb::KeyValue&)>& each);
   // The status of a failed call `what` ("Txn of 3 ops"): its gRPC code,
-  // naming etcd, the endpoint and gRPC's message.
+  // naming etcd, the endpoint, TLS or not, and gRPC's message
+  // (EtcdCallError).
   absl::Status Error(absl::string_view what, const grpc::Status& rpc) const;
   void SetDeadline(grpc::ClientContext& context) const;
 

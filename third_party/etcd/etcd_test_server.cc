@@ -53,6 +53,19 @@ std::vector<std::string> EnvironmentForEtcd() {
   return env;
 }
 
+// The test's credentials: etcd-client.pem, checking etcd's against
+// etcd-ca.pem, with a pki_dir; plaintext without.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ClientCredentials(
+    const EtcdServer::Options& options) {
+  if (options.pki_dir.empty()) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions files;
+  PM_ASSIGN_OR_RETURN(files.pem_root_certs, ReadFile(options.pki_dir + "/etcd-ca.pem"));
+  PM_ASSIGN_OR_RETURN(files.pem_cert_chain, ReadFile(options.pki_dir + "/etcd-client.pem"));
+  PM_ASSIGN_OR_RETURN(files.pem_private_key,
+                      ReadFile(options.pki_dir + "/etcd-client.key"));
+  return grpc::SslCredentials(files);
+}
+
 std::vector<char*> NullTerminated(std::vector<std::string>& strings) {
   std::vector<char*> pointers;
   for (std::string& s : strings) pointers.push_back(s.data());
@@ -81,13 +94,16 @@ absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Launch(Options options) 
     options.client_port = ports[0];
     options.peer_port = ports[1];
   }
-  std::unique_ptr<EtcdServer> etcd(new EtcdServer(std::move(options)));
+  PM_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                      ClientCredentials(options));
+  std::unique_ptr<EtcdServer> etcd(
+      new EtcdServer(std::move(options), std::move(credentials)));
   PM_RETURN_IF_ERROR(etcd->Spawn());
   return etcd;
 }
 
 absl::StatusOr<std::vector<std::unique_ptr<EtcdServer>>> EtcdServer::StartCluster(
-    const std::string& dir, int members) {
+    const std::string& dir, int members, const std::string& pki_dir) {
   PM_ASSIGN_OR_RETURN(std::vector<int> ports, FreeLoopbackPorts(2 * members));
   std::vector<Options> options(members);
   std::vector<std::string> peers;
@@ -96,8 +112,9 @@ absl::StatusOr<std::vector<std::unique_ptr<EtcdServer>>> EtcdServer::StartCluste
     options[i].name = absl::StrCat("m", i);
     options[i].client_port = ports[2 * i];
     options[i].peer_port = ports[2 * i + 1];
-    peers.push_back(absl::StrCat(options[i].name, "=http://", options[i].host, ":",
-                                 options[i].peer_port));
+    options[i].pki_dir = pki_dir;
+    peers.push_back(absl::StrCat(options[i].name, "=", Scheme(options[i]), "://",
+                                 options[i].host, ":", options[i].peer_port));
   }
   std::vector<std::unique_ptr<EtcdServer>> cluster;
   for (Options& member : options) {
@@ -114,11 +131,19 @@ absl::StatusOr<std::vector<std::unique_ptr<EtcdServer>>> EtcdServer::StartCluste
   return cluster;
 }
 
-EtcdServer::EtcdServer(Options options)
+const char* EtcdServer::Scheme(const Options& options) {
+  return options.pki_dir.empty() ? "http" : "https";
+}
+
+EtcdServer::EtcdServer(Options options,
+                       std::shared_ptr<grpc::ChannelCredentials> credentials)
     : options_(std::move(options)),
+      credentials_(std::move(credentials)),
       endpoint_(absl::StrCat(options_.host, ":", options_.client_port)),
-      client_url_(absl::StrCat("http://", options_.host, ":", options_.client_port)),
-      peer_url_(absl::StrCat("http://", options_.host, ":", options_.peer_port)) {
+      client_url_(absl::StrCat(Scheme(options_), "://", options_.host, ":",
+                               options_.client_port)),
+      peer_url_(absl::StrCat(Scheme(options_), "://", options_.host, ":",
+                             options_.peer_port)) {
   OpenChannel();
 }
 
@@ -127,8 +152,7 @@ void EtcdServer::OpenChannel() {
   // A proxy in the environment must not stand between the test and its
   // own server.
   arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
-  channel_ = grpc::CreateCustomChannel(
-      endpoint_, grpc::InsecureChannelCredentials(), arguments);
+  channel_ = grpc::CreateCustomChannel(endpoint_, credentials_, arguments);
 }
 
 EtcdServer::~EtcdServer() {
@@ -245,6 +269,20 @@ std::vector<std::string> EtcdServer::Argv() const {
         // capnslog, 3.4's default, is deprecated and says so at start.
         std::string("--logger=zap"), std::string("--log-outputs=stderr")}) {
     argv.push_back(std::move(arg));
+  }
+  if (!options_.pki_dir.empty()) {
+    // As Kubernetes runs it: a client certificate from etcd's own CA is
+    // required of clients and of peers alike.
+    const std::string& pki = options_.pki_dir;
+    for (std::string arg :
+         {std::string("--client-cert-auth"), "--trusted-ca-file=" + pki + "/etcd-ca.pem",
+          "--cert-file=" + pki + "/etcd-server.pem", "--key-file=" + pki + "/etcd-server.key",
+          std::string("--peer-client-cert-auth"),
+          "--peer-trusted-ca-file=" + pki + "/etcd-ca.pem",
+          "--peer-cert-file=" + pki + "/etcd-server.pem",
+          "--peer-key-file=" + pki + "/etcd-server.key"}) {
+      argv.push_back(std::move(arg));
+    }
   }
   return argv;
 }

@@ -19,6 +19,15 @@
 //   PM_ASSIGN_OR_RETURN(auto member_a, EtcdServer::Launch(a));  // b, c too
 //   PM_RETURN_IF_ERROR(member_a->WaitUntilServing());            // b, c too
 //   member_a->Kill();  ...  member_a->Relaunch();  // on its data, as before
+//
+// Over TLS, as Kubernetes runs etcd (Options::pki_dir, a directory made by
+// certs/make_pki.sh): https client and peer URLs, client certificates
+// required of clients and of peers, both checked against etcd-ca.pem; the
+// test's own channel presents etcd-client.pem. The members' addresses must
+// be among make_pki.sh's NAMEs (etcd checks them on its peers' certs).
+//
+//   EtcdServer::Options options{.dir = dir, .pki_dir = dir + "/pki"};
+//   PM_ASSIGN_OR_RETURN(auto etcd, EtcdServer::Start(options));
 #ifndef PM_THIRD_PARTY_ETCD_ETCD_TEST_SERVER_H_
 #define PM_THIRD_PARTY_ETCD_ETCD_TEST_SERVER_H_
 
@@ -59,11 +68,15 @@ class EtcdServer {
     // "--net=/run/netns/x", "--"}; it must exec etcd in its own process
     // (the pid is etcd's). Empty: etcd is spawned directly.
     std::vector<std::string> prefix;
+    // TLS for clients and peers: certs/make_pki.sh's output (etcd-ca.pem,
+    // etcd-server.pem/.key, etcd-client.pem/.key). Empty: plaintext.
+    std::string pki_dir;
   };
 
   // Spawns etcd and waits until it answers a Range. Errors name the step
-  // that failed; when etcd ends first (a bad flag, a port taken meanwhile),
-  // FAILED_PRECONDITION with its exit status and its log.
+  // that failed (a PKI file that cannot be read: the file); when etcd ends
+  // first (a bad flag, a port taken meanwhile), FAILED_PRECONDITION with its
+  // exit status and its log.
   static absl::StatusOr<std::unique_ptr<EtcdServer>> Start(
       const std::string& dir);
   static absl::StatusOr<std::unique_ptr<EtcdServer>> Start(Options options);
@@ -73,9 +86,10 @@ class EtcdServer {
 
   // `members` members of one cluster on 127.0.0.1 (their ports picked
   // free), named m0, m1, ..., each in <dir>/m<i>: all launched, then each
-  // waited for. The endpoints in order: EndpointsOf(cluster).
+  // waited for; over TLS with `pki_dir` (Options::pki_dir). The endpoints
+  // in order: EndpointsOf(cluster).
   static absl::StatusOr<std::vector<std::unique_ptr<EtcdServer>>> StartCluster(
-      const std::string& dir, int members);
+      const std::string& dir, int members, const std::string& pki_dir = "");
 
   // Waits until etcd answers a Range (a minute at most: a safety net), or
   // ends (FAILED_PRECONDITION with its exit status and its log).
@@ -91,8 +105,10 @@ class EtcdServer {
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
   // Its client address, "<host>:<port>", for a client of its own.
   const std::string& endpoint() const { return endpoint_; }
-  // Its peer URL, "http://<host>:<port>", for --initial-cluster.
+  // Its peer URL, "http(s)://<host>:<port>", for --initial-cluster.
   const std::string& peer_url() const { return peer_url_; }
+  // "https" with a pki_dir, else "http".
+  static const char* Scheme(const Options& options);
 
   // What etcd printed so far (for failure messages).
   std::string log() const;
@@ -125,7 +141,7 @@ class EtcdServer {
   absl::Status Relaunch();
 
  private:
-  explicit EtcdServer(Options options);
+  EtcdServer(Options options, std::shared_ptr<grpc::ChannelCredentials> credentials);
 
   std::string log_path() const { return options_.dir + "/etcd.log"; }
   std::vector<std::string> Argv() const;
@@ -137,6 +153,8 @@ class EtcdServer {
   absl::StatusOr<ExitStatus> Reap();
 
   const Options options_;
+  // The test's credentials for its channel (etcd-client.pem over TLS).
+  const std::shared_ptr<grpc::ChannelCredentials> credentials_;
   const std::string endpoint_;
   const std::string client_url_;
   const std::string peer_url_;
