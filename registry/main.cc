@@ -5,6 +5,8 @@
 //
 //   registry --runtime_dir=/run/user/1000/pm --state_dir=~/.local/state/pm
 //   registry ... --etcd=10.0.0.1:2379,10.0.0.2:2379 --node=b
+//   registry ... --etcd=... --node=b --etcd_ca_file=etcd-ca.pem
+//       --etcd_cert_file=etcd-client.pem --etcd_key_file=etcd-client.key
 #include <unistd.h>
 
 #include <cstdint>
@@ -13,6 +15,7 @@
 #include <gflags/gflags.h>
 
 #include "common/file_limit.h"
+#include "common/flag_groups.h"
 #include "common/log.h"
 #include "common/log_flags.h"
 #include "common/memory_trimmer.h"
@@ -23,6 +26,7 @@
 #include "common/state_dir.h"
 #include "common/version.h"
 #include "registry/cluster.h"
+#include "registry/etcd_tls.h"
 #include "registry/metrics.h"
 #include "registry/registry.h"
 #include "registry/registry_service.h"
@@ -56,6 +60,23 @@ DEFINE_string(gateway_address, "",
               "where this host's gateway is reached by the other hosts' "
               "gateways (host:port), published in etcd with the node; empty: "
               "calls on this host's processes are not forwarded here");
+DEFINE_string(etcd_ca_file, "",
+              "TLS to etcd (an etcd run with --client-cert-auth, as Kubernetes "
+              "runs it): the CA (PEM) that signed every etcd member's "
+              "certificate. Give --etcd_cert_file and --etcd_key_file with it; "
+              "none of the three: etcd is reached in plaintext. Needs --etcd");
+DEFINE_string(etcd_cert_file, "",
+              "TLS to etcd: this registry's client certificate (PEM), signed by "
+              "a CA etcd trusts for clients (its --trusted-ca-file): etcd's own, "
+              "never the CA of the gateway's users (certs/make_pki.sh: "
+              "etcd-client.pem)");
+DEFINE_string(etcd_key_file, "", "TLS to etcd: the key (PEM) of --etcd_cert_file");
+DEFINE_string(etcd_server_name, "",
+              "TLS to etcd: the name every etcd member's certificate must carry "
+              "(a DNS name of its subjectAltName). One name for all members, "
+              "not each one's address: --etcd's addresses make one gRPC target, "
+              "which has no host name to check. Empty: \"etcd\" (as "
+              "certs/make_pki.sh's etcd-server.pem)");
 DEFINE_int64(etcd_lease_seconds, 10,
              "a host whose registry stops renewing its lease in etcd (killed, "
              "cut off) is reported unreachable by the others this long after "
@@ -109,6 +130,24 @@ int main(int argc, char** argv) {
                   << " needs a cluster: give --etcd=ENDPOINTS too";
     return 2;
   }
+  const pm::FlagValue etcd_tls_flags[] = {{"--etcd_ca_file", FLAGS_etcd_ca_file},
+                                          {"--etcd_cert_file", FLAGS_etcd_cert_file},
+                                          {"--etcd_key_file", FLAGS_etcd_key_file},
+                                          {"--etcd_server_name", FLAGS_etcd_server_name}};
+  for (const pm::FlagValue& given : etcd_tls_flags) {
+    if (FLAGS_etcd.empty() && !given.value.empty()) {
+      PM_LOG(ERROR) << given.flag << "=" << given.value
+                    << " needs a cluster: give --etcd=ENDPOINTS too";
+      return 2;
+    }
+  }
+  absl::StatusOr<pm::registry::EtcdTls> etcd_tls =
+      pm::registry::EtcdTlsFromFlags(FLAGS_etcd_ca_file, FLAGS_etcd_cert_file,
+                                     FLAGS_etcd_key_file, FLAGS_etcd_server_name);
+  if (!etcd_tls.ok()) {
+    PM_LOG(ERROR) << etcd_tls.status().message();
+    return 2;
+  }
   if (!FLAGS_etcd.empty()) {
     if (absl::Status valid = pm::ValidateNodeName(FLAGS_node); !valid.ok()) {
       PM_LOG(ERROR) << "--node (with --etcd): " << valid.message();
@@ -138,6 +177,7 @@ int main(int argc, char** argv) {
   if (!FLAGS_etcd.empty()) {
     pm::registry::Cluster::Options cluster_options;
     cluster_options.endpoints = FLAGS_etcd;
+    cluster_options.tls = *etcd_tls;
     cluster_options.prefix = FLAGS_etcd_prefix;
     cluster_options.node = FLAGS_node;
     cluster_options.instance = InstanceOf(state_dir);
@@ -152,7 +192,8 @@ int main(int argc, char** argv) {
     }
     (*registry)->AttachCluster(*std::move(cluster));
     PM_LOG(INFO) << "node \"" << FLAGS_node << "\" of the cluster in etcd at "
-                 << FLAGS_etcd << " under " << FLAGS_etcd_prefix;
+                 << FLAGS_etcd << " " << etcd_tls->Describe() << " under "
+                 << FLAGS_etcd_prefix;
   }
   pm::registry::ExportMetrics(**registry, pm::metrics::Global());
   std::unique_ptr<pm::MetricsHttpServer> metrics;

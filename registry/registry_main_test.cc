@@ -1,6 +1,8 @@
 // The registry binary as the stack runs it: serves on
 // <runtime_dir>/registry.sock, answers over it, exits 0 on SIGTERM and
-// removes its socket; a bad flag stops it at startup.
+// removes its socket; a bad flag (a partial set of the etcd TLS flags too)
+// stops it at startup.
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -37,16 +39,24 @@ std::string BinaryPath() {
   return std::string(getenv("TEST_SRCDIR")) + "/pm/registry/registry";
 }
 
-// Starts the registry with `flags`; -1 if it could not be spawned.
-pid_t Spawn(const std::vector<std::string>& flags) {
+// Starts the registry with `flags`, its stderr in `stderr_file` if given;
+// -1 if it could not be spawned.
+pid_t Spawn(const std::vector<std::string>& flags, const std::string& stderr_file = "") {
   std::string binary = BinaryPath();
   std::vector<char*> argv = {binary.data()};
   std::vector<std::string> args = flags;
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (!stderr_file.empty()) {
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, stderr_file.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  }
   pid_t pid = -1;
-  int err = posix_spawn(&pid, binary.c_str(), nullptr, nullptr, argv.data(),
+  int err = posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(),
                         environ);
+  posix_spawn_file_actions_destroy(&actions);
   EXPECT_EQ(err, 0) << binary << ": " << strerror(err);
   return err == 0 ? pid : -1;
 }
@@ -257,6 +267,33 @@ TEST(RegistryMainTest, ANegativeCapIsRefusedAtStartup) {
                      "--max_ended_records=-1"});
   ASSERT_GT(pid, 0);
   EXPECT_EQ(WaitForExit(pid), 2);
+  EXPECT_NE(access("/tmp/pm_never_created_dir", F_OK), 0);
+}
+
+TEST(RegistryMainTest, APartialSetOfEtcdTlsFlagsIsRefusedAtStartupNamingTheMissingOne) {
+  const std::string log = ::testing::TempDir() + "/partial_tls.stderr";
+  pid_t pid = Spawn({"--runtime_dir=/tmp/pm_never_created_dir", "--etcd=127.0.0.1:1",
+                     "--node=a", "--etcd_ca_file=/pki/etcd-ca.pem",
+                     "--etcd_cert_file=/pki/etcd-client.pem"},
+                    log);
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(WaitForExit(pid), 2);
+  absl::StatusOr<std::string> said = ReadFile(log);
+  ASSERT_TRUE(said.ok()) << said.status();
+  EXPECT_THAT(*said, ::testing::HasSubstr(
+                         "--etcd_key_file is missing: TLS to etcd takes --etcd_ca_file, "
+                         "--etcd_cert_file and --etcd_key_file together (or none of them)"));
+
+  // Without a cluster, TLS to etcd means nothing.
+  pid = Spawn({"--runtime_dir=/tmp/pm_never_created_dir", "--etcd_ca_file=/pki/etcd-ca.pem"},
+              log);
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(WaitForExit(pid), 2);
+  said = ReadFile(log);
+  ASSERT_TRUE(said.ok()) << said.status();
+  EXPECT_THAT(*said, ::testing::HasSubstr(
+                         "--etcd_ca_file=/pki/etcd-ca.pem needs a cluster: give "
+                         "--etcd=ENDPOINTS too"));
   EXPECT_NE(access("/tmp/pm_never_created_dir", F_OK), 0);
 }
 
