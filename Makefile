@@ -27,8 +27,10 @@ DEB_PACKAGES += clang-14 libclang-rt-14-dev lld-14 lld llvm-14
 
 .PHONY: up upgrade test build deps clean test-sanitizers test-fuzz install deb
 
+# ETCD_TLS_DIR: a directory of certs/make_pki.sh's etcd files (etcd-ca.pem,
+# etcd-client.pem/.key): the registry reaches etcd over TLS with them.
 up: deps
-	$(BAZEL) run //:stack$(if $(ETCD)$(NODE), --)$(if $(ETCD), --etcd=$(ETCD))$(if $(NODE), --node=$(NODE))
+	$(BAZEL) run //:stack$(if $(ETCD)$(NODE)$(ETCD_TLS_DIR), --)$(if $(ETCD), --etcd=$(ETCD))$(if $(NODE), --node=$(NODE))$(if $(ETCD_TLS_DIR), --etcd_ca_file=$(ETCD_TLS_DIR)/etcd-ca.pem --etcd_cert_file=$(ETCD_TLS_DIR)/etcd-client.pem --etcd_key_file=$(ETCD_TLS_DIR)/etcd-client.key)
 
 # Builds the services and asks the launcher of a running `make up` (found
 # through the pid file in the runtime dir) to restart them one at a time on

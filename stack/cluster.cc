@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/flag_groups.h"
 #include "common/names.h"
 #include "common/status_core.h"
 
@@ -23,6 +24,14 @@ absl::Status CheckEndpoints(absl::string_view etcd) {
     }
   }
   return absl::OkStatus();
+}
+
+// The flags of TLS to etcd: the three files, then the server name.
+std::vector<FlagValue> TlsFlags(const ClusterFlags& flags) {
+  return {{"--etcd_ca_file", flags.etcd_ca_file},
+          {"--etcd_cert_file", flags.etcd_cert_file},
+          {"--etcd_key_file", flags.etcd_key_file},
+          {"--etcd_server_name", flags.etcd_server_name}};
 }
 
 // The node: as given, else this host's name, which must make a node name.
@@ -69,9 +78,25 @@ absl::StatusOr<absl::optional<ClusterOptions>> ClusterFromFlags(
           "--etcd_lease_seconds=", flags.etcd_lease_seconds,
           " needs a cluster: give --etcd=ENDPOINTS too"));
     }
+    for (const FlagValue& tls : TlsFlags(flags)) {
+      if (!tls.value.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            tls.flag, "=", tls.value, " needs a cluster: give --etcd=ENDPOINTS too"));
+      }
+    }
     return absl::nullopt;
   }
   PM_RETURN_IF_ERROR(CheckEndpoints(flags.etcd));
+  // The registry would refuse them too, but only once started (and a
+  // restarted registry again and again).
+  const std::vector<FlagValue> tls = TlsFlags(flags);
+  PM_RETURN_IF_ERROR(CheckAllOrNone({tls[0], tls[1], tls[2]}, "TLS to etcd"));
+  if (!flags.etcd_server_name.empty() && flags.etcd_ca_file.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--etcd_server_name=", flags.etcd_server_name,
+        " means nothing in plaintext: give --etcd_ca_file, --etcd_cert_file and "
+        "--etcd_key_file too"));
+  }
   if (flags.etcd_lease_seconds != 0 && flags.etcd_lease_seconds < 2) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--etcd_lease_seconds=", flags.etcd_lease_seconds,
@@ -81,6 +106,10 @@ absl::StatusOr<absl::optional<ClusterOptions>> ClusterFromFlags(
   cluster.etcd = flags.etcd;
   cluster.etcd_prefix = flags.etcd_prefix;
   cluster.etcd_lease_seconds = flags.etcd_lease_seconds;
+  cluster.etcd_ca_file = flags.etcd_ca_file;
+  cluster.etcd_cert_file = flags.etcd_cert_file;
+  cluster.etcd_key_file = flags.etcd_key_file;
+  cluster.etcd_server_name = flags.etcd_server_name;
   PM_ASSIGN_OR_RETURN(cluster.node, NodeOf(flags.node, host_name));
   return cluster;
 }

@@ -102,6 +102,59 @@ TEST(ClusterFromFlagsTest, TheLeaseIsPassedOnAndRefusedUnder2SecondsOrWithoutEtc
   EXPECT_THAT(alone.status().message(), HasSubstr("--etcd_lease_seconds=3 needs a cluster"));
 }
 
+ClusterFlags TlsFlags(const std::string& etcd) {
+  ClusterFlags flags;
+  flags.etcd = etcd;
+  flags.node = "b";
+  flags.etcd_ca_file = "/pki/etcd-ca.pem";
+  flags.etcd_cert_file = "/pki/etcd-client.pem";
+  flags.etcd_key_file = "/pki/etcd-client.key";
+  return flags;
+}
+
+TEST(ClusterFromFlagsTest, TheEtcdTlsFilesArePassedOnAllThreeOrNone) {
+  absl::StatusOr<absl::optional<ClusterOptions>> given =
+      ClusterFromFlags(TlsFlags("localhost:2379"), kHostName);
+  ASSERT_TRUE(given.ok()) << given.status();
+  ASSERT_TRUE(given->has_value());
+  EXPECT_EQ((*given)->etcd_ca_file, "/pki/etcd-ca.pem");
+  EXPECT_EQ((*given)->etcd_cert_file, "/pki/etcd-client.pem");
+  EXPECT_EQ((*given)->etcd_key_file, "/pki/etcd-client.key");
+  EXPECT_EQ((*given)->etcd_server_name, "");  // the registry's default
+
+  ClusterFlags no_key = TlsFlags("localhost:2379");
+  no_key.etcd_key_file.clear();
+  absl::StatusOr<absl::optional<ClusterOptions>> partial = ClusterFromFlags(no_key, kHostName);
+  EXPECT_EQ(partial.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(partial.status().message(),
+            "--etcd_key_file is missing: TLS to etcd takes --etcd_ca_file, "
+            "--etcd_cert_file and --etcd_key_file together (or none of them)");
+
+  ClusterFlags name_alone;
+  name_alone.etcd = "localhost:2379";
+  name_alone.etcd_server_name = "etcd.example.com";
+  absl::StatusOr<absl::optional<ClusterOptions>> plaintext_name =
+      ClusterFromFlags(name_alone, kHostName);
+  EXPECT_EQ(plaintext_name.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(plaintext_name.status().message(),
+              HasSubstr("--etcd_server_name=etcd.example.com means nothing in plaintext"));
+}
+
+TEST(ClusterFromFlagsTest, TheEtcdTlsFlagsWithoutEtcdAreRefusedNamingTheFlag) {
+  absl::StatusOr<absl::optional<ClusterOptions>> alone = ClusterFromFlags(TlsFlags(""), kHostName);
+  EXPECT_EQ(alone.status().code(), absl::StatusCode::kInvalidArgument);
+  ClusterFlags ca_only;
+  ca_only.etcd_ca_file = "/pki/etcd-ca.pem";
+  alone = ClusterFromFlags(ca_only, kHostName);
+  EXPECT_EQ(alone.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(alone.status().message(),
+            "--etcd_ca_file=/pki/etcd-ca.pem needs a cluster: give --etcd=ENDPOINTS too");
+  ClusterFlags name_only;
+  name_only.etcd_server_name = "etcd";
+  alone = ClusterFromFlags(name_only, kHostName);
+  EXPECT_THAT(alone.status().message(), HasSubstr("--etcd_server_name=etcd needs a cluster"));
+}
+
 TEST(ClusterFromFlagsTest, HostNameIsThisMachines) {
   absl::StatusOr<std::string> name = HostName();
   ASSERT_TRUE(name.ok()) << name.status();
@@ -168,6 +221,30 @@ TEST(ServiceArgsTest, InAClusterTheRegistryGetsEtcdAndTheNodeAndTheSupervisorThe
     EXPECT_THAT(arg, Not(HasSubstr("--etcd_lease_seconds"))) << arg;
   }
   EXPECT_THAT(registry, Contains("--node=a"));
+}
+
+TEST(ServiceArgsTest, TheRegistryAloneGetsTheEtcdTlsFlags) {
+  StackOptions options = Options();
+  options.cluster = ClusterOptions{"10.0.0.1:2379,10.0.0.2:2379", "", "a", "", 0,
+                                   "/pki/etcd-ca.pem", "/pki/etcd-client.pem",
+                                   "/pki/etcd-client.key", "etcd.example.com"};
+  EXPECT_THAT(ServiceArgs(options, "registry"),
+              ElementsAre("/b/registry/registry", "--runtime_dir=/run/pm",
+                          "--state_dir=/var/lib/pm", "--etcd=10.0.0.1:2379,10.0.0.2:2379",
+                          "--etcd_ca_file=/pki/etcd-ca.pem",
+                          "--etcd_cert_file=/pki/etcd-client.pem",
+                          "--etcd_key_file=/pki/etcd-client.key",
+                          "--etcd_server_name=etcd.example.com", "--node=a"));
+  for (const char* service : {"supervisor", "log_store", "gateway"}) {
+    for (const std::string& arg : ServiceArgs(options, service)) {
+      EXPECT_THAT(arg, Not(HasSubstr("--etcd_"))) << service;
+    }
+  }
+  // No server name given: the registry's default, not a second copy of it.
+  options.cluster->etcd_server_name.clear();
+  for (const std::string& arg : ServiceArgs(options, "registry")) {
+    EXPECT_THAT(arg, Not(HasSubstr("--etcd_server_name"))) << arg;
+  }
 }
 
 TEST(GatewayAddressTest, AWildcardHostIsThisHostsNameAndPortZeroIsNone) {

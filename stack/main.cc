@@ -66,6 +66,20 @@ DEFINE_int64(etcd_lease_seconds, 0,
              "With --etcd: a host whose registry stops renewing its lease in "
              "etcd is reported unreachable by the others this long after (at "
              "least 2), passed to the registry; 0: the registry's default (10)");
+DEFINE_string(etcd_ca_file, "",
+              "With --etcd: TLS to etcd (one run with --client-cert-auth), "
+              "passed to the registry: the CA that signed every etcd member's "
+              "certificate; with --etcd_cert_file and --etcd_key_file, all "
+              "three or none (plaintext). certs/make_pki.sh makes a PKI of "
+              "etcd's own: etcd-ca.pem, etcd-client.pem/.key");
+DEFINE_string(etcd_cert_file, "",
+              "With --etcd_ca_file: the registry's client certificate for etcd, "
+              "signed by a CA etcd trusts (never the gateway's users' CA)");
+DEFINE_string(etcd_key_file, "", "With --etcd_ca_file: the key of --etcd_cert_file");
+DEFINE_string(etcd_server_name, "",
+              "With --etcd_ca_file: the name every etcd member's certificate "
+              "carries, checked by the registry for all of them (default: the "
+              "registry's, etcd)");
 DEFINE_string(certs_dir, "",
               "The dev PKI and users (default: certs/dev in the workspace); "
               "made on first run");
@@ -73,6 +87,13 @@ DEFINE_string(certs_dir, "",
 namespace {
 
 // Relative paths are the user's: `bazel run` starts us in the runfiles.
+// A file named on the command line, as the user meant it.
+std::string UserPath(const std::string& path) {
+  const char* cwd = getenv("BUILD_WORKING_DIRECTORY");
+  if (path.empty() || path.front() == '/' || cwd == nullptr || *cwd == '\0') return path;
+  return absl::StrCat(cwd, "/", path);
+}
+
 std::string DefaultCertsDir() {
   if (const char* workspace = getenv("BUILD_WORKSPACE_DIRECTORY");
       workspace != nullptr && *workspace) {
@@ -122,6 +143,7 @@ void PrintBanner(const pm::stack::Stack& stack,
   if (cluster.has_value()) {
     absl::StrAppend(&text, "Cluster: this host is node ", cluster->node,
                     ", on etcd ", cluster->etcd,
+                    cluster->etcd_ca_file.empty() ? " (plaintext)" : " (TLS)",
                     cluster->etcd_prefix.empty() ? "" : " under ",
                     cluster->etcd_prefix, "\n");
   }
@@ -176,10 +198,17 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   if (!pm::ApplyLogFlags()) return 2;
   pm::SetLogTag("stack");
+  pm::stack::ClusterFlags cluster_flags;
+  cluster_flags.etcd = FLAGS_etcd;
+  cluster_flags.etcd_prefix = FLAGS_etcd_prefix;
+  cluster_flags.node = FLAGS_node;
+  cluster_flags.etcd_lease_seconds = FLAGS_etcd_lease_seconds;
+  cluster_flags.etcd_ca_file = UserPath(FLAGS_etcd_ca_file);
+  cluster_flags.etcd_cert_file = UserPath(FLAGS_etcd_cert_file);
+  cluster_flags.etcd_key_file = UserPath(FLAGS_etcd_key_file);
+  cluster_flags.etcd_server_name = FLAGS_etcd_server_name;
   absl::StatusOr<absl::optional<pm::stack::ClusterOptions>> cluster =
-      pm::stack::ClusterFromFlags(
-          {FLAGS_etcd, FLAGS_etcd_prefix, FLAGS_node, FLAGS_etcd_lease_seconds},
-          pm::stack::HostName());
+      pm::stack::ClusterFromFlags(cluster_flags, pm::stack::HostName());
   if (!cluster.ok()) {
     fprintf(stderr, "pm: %s\n", std::string(cluster.status().message()).c_str());
     return 2;

@@ -219,6 +219,14 @@ std::vector<std::string> ServiceArgs(const StackOptions& options,
       if (cluster.etcd_lease_seconds != 0) {
         args.push_back(absl::StrCat("--etcd_lease_seconds=", cluster.etcd_lease_seconds));
       }
+      if (!cluster.etcd_ca_file.empty()) {
+        args.push_back("--etcd_ca_file=" + cluster.etcd_ca_file);
+        args.push_back("--etcd_cert_file=" + cluster.etcd_cert_file);
+        args.push_back("--etcd_key_file=" + cluster.etcd_key_file);
+      }
+      if (!cluster.etcd_server_name.empty()) {
+        args.push_back("--etcd_server_name=" + cluster.etcd_server_name);
+      }
     }
     if (name == "registry" || name == "supervisor") {
       args.push_back(absl::StrCat("--node=", cluster.node));

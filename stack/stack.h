@@ -156,7 +156,9 @@ struct StackOptions {
   std::string metrics_listen;
   // This host's cluster (stack/cluster.h), passed on to the registry
   // (--etcd, --etcd_prefix, --node, --gateway_address,
-  // --etcd_lease_seconds) and the supervisor (--node); unset: a single host.
+  // --etcd_lease_seconds, and --etcd_ca_file, --etcd_cert_file,
+  // --etcd_key_file, --etcd_server_name when given) and the supervisor
+  // (--node); unset: a single host.
   absl::optional<ClusterOptions> cluster;
 };
 
