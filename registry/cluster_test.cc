@@ -623,6 +623,42 @@ TEST_F(ClusterTlsTest, AThreeMemberEtcdOverTlsForClientsAndPeersServesTheHosts) 
   }));
 }
 
+// Members that go away over TLS end calls in ways gRPC 1.51's retry filter
+// aborted the process on (etcd_tls.cc): the hosts live through it.
+TEST_F(ClusterTlsTest, OverTlsLosingAMemberThenAllOfEtcdNeitherEndsAHostNorLosesARecord) {
+  std::filesystem::create_directories(dir_ + "/members");
+  absl::StatusOr<std::vector<std::unique_ptr<EtcdServer>>> members =
+      EtcdServer::StartCluster(dir_ + "/members", 3, pki_);
+  ASSERT_TRUE(members.ok()) << members.status();
+  const std::string endpoints = EndpointsOf(*members);
+  Host a = Join("a", endpoints);
+  Host b = Join("b", endpoints);
+  ASSERT_TRUE((*members)[0]->StepDownFor(*(*members)[1]).ok());
+  ASSERT_TRUE((*members)[0]->Kill().ok());
+  absl::StatusOr<ProcessStatus> after = a.registry->CreateRecord(Create("after"));
+  ASSERT_TRUE(after.ok()) << after.status();
+
+  for (int i = 1; i < 3; ++i) ASSERT_TRUE((*members)[i]->Stop().ok());
+  ASSERT_TRUE(a.cluster->AwaitChange([](const Cluster& c) { return !c.reachable(); },
+                                     kPatience));
+  absl::StatusOr<ProcessStatus> during = a.registry->CreateRecord(Create());
+  ASSERT_TRUE(during.ok()) << during.status();
+  EXPECT_THAT(a.cluster->EtcdUnreachable(), HasSubstr(" over TLS: "));
+
+  for (const std::unique_ptr<EtcdServer>& member : *members) {
+    ASSERT_TRUE(member->Relaunch().ok());
+  }
+  for (const std::unique_ptr<EtcdServer>& member : *members) {
+    const absl::Status serving = member->WaitUntilServing();
+    ASSERT_TRUE(serving.ok()) << serving;
+  }
+  for (const std::string& id : {after->id(), during->id()}) {
+    EXPECT_TRUE(AwaitRecord(b, id, [](const ProcessStatus& p) {
+      return p.state() == ProcessStatus::STATE_RUNNING;
+    })) << id;
+  }
+}
+
 TEST_F(ClusterTlsTest, EtcdRefusesAUsersCertificateFromTheGatewaysCa) {
   // client.pem is what a user of the gateway holds (signed by ca.pem).
   const absl::Status refused =

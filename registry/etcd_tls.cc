@@ -115,6 +115,11 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> NewEtcdChannel(
     const std::string& target, const EtcdTls& tls, grpc::ChannelArguments arguments) {
   // A proxy in the environment is for the web, not for the cluster's etcd.
   arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
+  // No retry filter: gRPC 1.51's aborts the process when a call ends
+  // without a grpc-status, which etcd members that go away over TLS make
+  // happen (retry_filter's GetCallStatus, grpc/grpc#34683). The Cluster
+  // retries on its own: through the next member, then every `retry`.
+  arguments.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   PM_RETURN_IF_ERROR(CheckFiles(tls));
   if (!tls.enabled()) {
     return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
