@@ -1,8 +1,11 @@
 // Issue 17: three pm hosts, each in a network namespace of the test's own
 // (testing/test_network.h: a bridge, veth pairs, 10.213.0.0/24) with its own
 // state and runtime dirs, its real launcher and services, and one member of
-// a three-member etcd cluster (Debian's etcd-server) beside it; used only
-// through the hosts' gateways with the Library, as a user elsewhere would:
+// a three-member etcd cluster (Debian's etcd-server) beside it, run as
+// Kubernetes runs etcd: TLS for clients and peers, client certificates
+// required, from a CA of etcd's own (certs/make_pki.sh), the registries
+// presenting etcd-client.pem; used only through the hosts' gateways with
+// the Library, as a user elsewhere would:
 //
 //   - a Start placed on a chosen host through another host's gateway;
 //   - a List through any gateway covers every host;
@@ -184,8 +187,14 @@ class ClusterNetnsTest : public ::testing::Test {
     for (const std::string& node : kNodes) {
       ASSERT_NO_FATAL_FAILURE(StartHost(node));
     }
-    // A Start placed on another host needs this host's view of it.
+    // Each registry in etcd over TLS; a Start placed on another host needs
+    // this host's view of it.
     for (const std::string& node : kNodes) {
+      ASSERT_TRUE(hosts_[node]->WaitForLines(
+          absl::StrCat("cluster: node \"", node, "\" joined through etcd at ",
+                       etcd_endpoints(), " over TLS"),
+          1))
+          << hosts_[node]->log();
       for (const std::string& other : kNodes) {
         if (other == node) continue;
         ASSERT_TRUE(hosts_[node]->WaitForLines(
@@ -243,9 +252,9 @@ class ClusterNetnsTest : public ::testing::Test {
     return absl::StrJoin(endpoints, ",");
   }
 
-  // The dev PKI, its server certificate also valid for the hosts'
+  // The dev PKI, its server certificates also valid for the hosts'
   // addresses (each gateway is reached at its own by the test and by the
-  // other gateways).
+  // other gateways; each etcd member's peers check its address).
   void MakeCertificates() {
     std::vector<std::string> command = {"/bin/bash", MakePkiScript(), certs()};
     for (const std::string& node : kNodes) command.push_back(network_->address(node));
@@ -253,12 +262,13 @@ class ClusterNetnsTest : public ::testing::Test {
     ASSERT_TRUE(made.ok()) << made;
   }
 
-  // One member per host, in its namespace; all are launched before any is
-  // waited for (a member serves once a majority is up).
+  // One member per host, in its namespace, over TLS for clients and
+  // peers; all are launched before any is waited for (a member serves once
+  // a majority is up).
   void StartEtcdCluster() {
     std::vector<std::string> peers;
     for (const std::string& node : kNodes) {
-      peers.push_back(absl::StrCat(node, "=http://", network_->address(node), ":",
+      peers.push_back(absl::StrCat(node, "=https://", network_->address(node), ":",
                                    kEtcdPeerPort));
     }
     for (const std::string& node : kNodes) {
@@ -271,6 +281,7 @@ class ClusterNetnsTest : public ::testing::Test {
       options.peer_port = kEtcdPeerPort;
       options.initial_cluster = absl::StrJoin(peers, ",");
       options.prefix = network_->prefix(node);
+      options.pki_dir = certs();
       absl::StatusOr<std::unique_ptr<EtcdServer>> member = EtcdServer::Launch(options);
       ASSERT_TRUE(member.ok()) << member.status();
       etcd_[node] = *std::move(member);
@@ -298,7 +309,10 @@ class ClusterNetnsTest : public ::testing::Test {
                           "--etcd_prefix=/pm/netns/",
                           "--node=" + node,
                           "--gateway_advertise=" + gateway(node),
-                          absl::StrCat("--etcd_lease_seconds=", kLeaseSeconds)};
+                          absl::StrCat("--etcd_lease_seconds=", kLeaseSeconds),
+                          "--etcd_ca_file=" + certs() + "/etcd-ca.pem",
+                          "--etcd_cert_file=" + certs() + "/etcd-client.pem",
+                          "--etcd_key_file=" + certs() + "/etcd-client.key"};
     hosts_[node] = std::make_unique<LauncherProcess>(options);
     ASSERT_TRUE(hosts_[node]->ok()) << "host " << node << ":\n" << hosts_[node]->log();
   }
