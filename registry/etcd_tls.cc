@@ -117,8 +117,9 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> NewEtcdChannel(
   arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
   // No retry filter: gRPC 1.51's aborts the process when a call ends
   // without a grpc-status, which etcd members that go away over TLS make
-  // happen (retry_filter's GetCallStatus, grpc/grpc#34683). The Cluster
-  // retries on its own: through the next member, then every `retry`.
+  // happen (retry_filter's GetCallStatus, grpc/grpc#34683). Callers retry
+  // on their own (the Cluster: through the next member, then every
+  // `retry`).
   arguments.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   PM_RETURN_IF_ERROR(CheckFiles(tls));
   if (!tls.enabled()) {

@@ -61,10 +61,12 @@ absl::StatusOr<EtcdTls> EtcdTlsFromFlags(const std::string& ca_file,
 
 // A channel to etcd at `target` (a gRPC target: EtcdTarget in
 // registry/cluster.h), over TLS as `tls` says, else in plaintext, with
-// `arguments` (HTTP proxies are turned off: a proxy is for the web). The
-// files are read now: errors name the flag's file and why (NOT_FOUND,
-// PERMISSION_DENIED, ...), INVALID_ARGUMENT for one that holds no PEM, or
-// for `tls` with some files but not all.
+// `arguments` (HTTP proxies are turned off: a proxy is for the web; and
+// gRPC's retry filter, which aborts the process on some TLS failures in
+// gRPC 1.51: callers retry on their own). The files are read now: errors
+// name the flag's file and why (NOT_FOUND, PERMISSION_DENIED, ...),
+// INVALID_ARGUMENT for one that holds no PEM, or for `tls` with some files
+// but not all.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> NewEtcdChannel(
     const std::string& target, const EtcdTls& tls, grpc::ChannelArguments arguments);
 
