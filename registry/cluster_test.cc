@@ -587,7 +587,7 @@ class ClusterTlsTest : public ClusterTest {
         kPatience))
         << unreachable;
     EXPECT_FALSE((*cluster)->holds_lease());
-    return (*cluster)->Claim("00000000-0000-4000-8000-000000000001", "web");
+    return (*cluster)->Claim("00000000-0000-4000-8000-000000000001", "web", "alice");
   }
 
   std::string pki_;

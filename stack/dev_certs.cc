@@ -101,9 +101,9 @@ absl::StatusOr<DevCredentials> EnsureDevCredentials(const std::string& dir,
   dev.dir = dir;
   dev.password_file = dev.File("demo.password");
   dev.users_file = dev.File("users");
-  // A dir made before the peer certificate was is made anew.
+  // A dir made before the peer and etcd certificates were is made anew.
   if (!Exists(dev.File("ca.pem")) || !Exists(dev.File("server.key")) ||
-      !Exists(dev.File("peer.key"))) {
+      !Exists(dev.File("peer.key")) || !Exists(dev.File("etcd-client.key"))) {
     PM_RETURN_IF_ERROR(RunScript(pki_script, dir));
     dev.created = true;
   }
