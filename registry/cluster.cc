@@ -147,6 +147,35 @@ std::string Cluster::Key(absl::string_view kind, absl::string_view rest) const {
   return absl::StrCat(options_.prefix, kind, "/", rest);
 }
 
+absl::Status Cluster::RangeAll(absl::string_view what, const std::string& key,
+                               const std::string& range_end,
+                               const std::function<void(const mvccpb::KeyValue&)>& each,
+                               int64_t* revision) {
+  etcdserverpb::RangeRequest request;
+  request.set_key(key);
+  request.set_range_end(range_end);
+  request.set_limit(std::max<int64_t>(options_.range_page, 1));
+  *revision = 0;
+  while (true) {
+    etcdserverpb::RangeResponse page;
+    grpc::ClientContext context;
+    SetDeadline(context);
+    const grpc::Status rpc = kv_->Range(&context, request, &page);
+    // A page after the first can find its revision compacted away (etcd's
+    // OUT_OF_RANGE): the caller reads the directory again, as after any
+    // failed Range.
+    if (!rpc.ok()) return Error(what, rpc);
+    if (*revision == 0) {
+      *revision = page.header().revision();
+      request.set_revision(*revision);  // the next pages see the same state
+    }
+    for (const mvccpb::KeyValue& kv : page.kvs()) each(kv);
+    if (!page.more() || page.kvs().empty()) return absl::OkStatus();
+    // The next page starts just after this one's last key.
+    request.set_key(page.kvs(page.kvs_size() - 1).key() + std::string(1, '\0'));
+  }
+}
+
 absl::Status Cluster::Error(absl::string_view what, const grpc::Status& rpc) const {
   return EtcdCallError(options_.endpoints, options_.tls, what, rpc);
 }
@@ -488,19 +517,15 @@ absl::Status Cluster::Resync() {
   // out of reach, or by an earlier run of the registry).
   std::vector<std::pair<std::string, std::string>> stale;  // id, name
   {
-    etcdserverpb::RangeRequest request;
-    request.set_key(Key(kProcs, ""));
-    request.set_range_end(EtcdPrefixEnd(Key(kProcs, "")));
-    etcdserverpb::RangeResponse response;
-    grpc::ClientContext context;
-    SetDeadline(context);
-    const grpc::Status rpc = kv_->Range(&context, request, &response);
-    if (!rpc.ok()) return Error("Range of the records", rpc);
-    for (const mvccpb::KeyValue& kv : response.kvs()) {
-      ProcessStatus status;
-      if (!status.ParseFromString(kv.value()) || status.node() != options_.node) continue;
-      if (!held.contains(status.id())) stale.emplace_back(status.id(), status.name());
-    }
+    int64_t revision = 0;
+    PM_RETURN_IF_ERROR(RangeAll(
+        "Range of the records", Key(kProcs, ""), EtcdPrefixEnd(Key(kProcs, "")),
+        [&](const mvccpb::KeyValue& kv) {
+          ProcessStatus status;
+          if (!status.ParseFromString(kv.value()) || status.node() != options_.node) return;
+          if (!held.contains(status.id())) stale.emplace_back(status.id(), status.name());
+        },
+        &revision));
   }
   {
     absl::MutexLock lock(&mutex_);
@@ -644,16 +669,11 @@ void Cluster::WatcherLoop() {
 
 absl::Status Cluster::WatchOnce(bool* synced) {
   // The whole directory at one revision, then every change after it.
-  etcdserverpb::RangeRequest range;
-  range.set_key(options_.prefix);
-  range.set_range_end(EtcdPrefixEnd(options_.prefix));
-  etcdserverpb::RangeResponse snapshot;
-  {
-    grpc::ClientContext context;
-    SetDeadline(context);
-    const grpc::Status rpc = kv_->Range(&context, range, &snapshot);
-    if (!rpc.ok()) return Error("Range of the cluster", rpc);
-  }
+  std::vector<mvccpb::KeyValue> snapshot;
+  int64_t revision = 0;
+  PM_RETURN_IF_ERROR(RangeAll(
+      "Range of the cluster", options_.prefix, EtcdPrefixEnd(options_.prefix),
+      [&](const mvccpb::KeyValue& kv) { snapshot.push_back(kv); }, &revision));
   const absl::Time now = absl::Now();
   std::vector<RemoteChange> changes;
   {
@@ -664,7 +684,7 @@ absl::Status Cluster::WatchOnce(bool* synced) {
     others_.clear();
     other_names_.clear();
     nodes_.clear();
-    for (const mvccpb::KeyValue& kv : snapshot.kvs()) {
+    for (const mvccpb::KeyValue& kv : snapshot) {
       ApplyKey(kv.key(), &kv.value(), now);
     }
     for (const std::string& node : before) {
@@ -696,7 +716,7 @@ absl::Status Cluster::WatchOnce(bool* synced) {
   etcdserverpb::WatchCreateRequest* create = request.mutable_create_request();
   create->set_key(options_.prefix);
   create->set_range_end(EtcdPrefixEnd(options_.prefix));
-  create->set_start_revision(snapshot.header().revision() + 1);
+  create->set_start_revision(revision + 1);
   absl::Status ended = absl::OkStatus();
   if (stream->Write(request)) {
     etcdserverpb::WatchResponse response;

@@ -117,6 +117,11 @@ class Cluster {
     absl::Duration deadline = absl::Seconds(3);
     // How long the writer waits before trying etcd again after a failure.
     absl::Duration retry = absl::Milliseconds(500);
+    // Keys per Range: the cluster's directory is read in pages of this many
+    // at one revision (as clientv3's WithLimit, or a Kubernetes list with
+    // its continue token), so a directory of any size costs etcd and this
+    // registry bounded messages, never one answer of every record.
+    int64_t range_page = 1000;
   };
   // This host's records as the registry holds them (called on the writer's
   // thread, without any lock of the Cluster's).
@@ -251,6 +256,13 @@ class Cluster {
 
   std::string Key(absl::string_view kind, absl::string_view rest) const;
   absl::Status Error(absl::string_view what, const grpc::Status& rpc) const;
+  // Every key in [key, range_end) at one revision, `range_page` at a time,
+  // each given to `each` in order; `*revision` is the revision read (the
+  // first page's). Errors name `what`.
+  absl::Status RangeAll(absl::string_view what, const std::string& key,
+                        const std::string& range_end,
+                        const std::function<void(const mvccpb::KeyValue&)>& each,
+                        int64_t* revision);
   void SetDeadline(grpc::ClientContext& context) const;
   bool stopping() const;
   // Remembers whether etcd answered the last call (OK) or could not be

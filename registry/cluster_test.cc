@@ -112,6 +112,7 @@ class ClusterTest : public ::testing::Test {
     Cluster::Options cluster_options =
         OptionsFor(node, endpoints.empty() ? etcd_->endpoint() : endpoints);
     cluster_options.tls = tls_;
+    cluster_options.range_page = range_page_;
     Registry* records = host.registry.get();
     absl::StatusOr<std::unique_ptr<Cluster>> cluster = Cluster::Start(
         cluster_options, [records] { return records->Snapshot(); });
@@ -142,6 +143,8 @@ class ClusterTest : public ::testing::Test {
   std::unique_ptr<EtcdServer> etcd_;
   // How the hosts reach etcd (plaintext here).
   EtcdTls tls_;
+  // Keys per Range page of the hosts joined from now on.
+  int64_t range_page_ = 1000;
 };
 
 TEST_F(ClusterTest, ARecordOfOneHostIsAnsweredByTheOtherWithItsNode) {
@@ -225,6 +228,35 @@ TEST_F(ClusterTest, ARecordOfOneHostIsAnsweredByTheOtherWithItsNode) {
   a.registry->Wait(local->id(), [&](absl::StatusOr<ProcessStatus> s) { refused = std::move(s); });
   EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
   EXPECT_THAT(refused.status().message(), HasSubstr("runs on host b"));
+}
+
+TEST_F(ClusterTest, TheDirectoryIsReadInPagesAtOneRevisionWithoutMissingAKey) {
+  range_page_ = 2;  // a's seven records alone are 14 keys, 7 pages
+  Host a = Join("a");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 7; ++i) {
+    absl::StatusOr<ProcessStatus> made = a.registry->CreateRecord(Create());
+    ASSERT_TRUE(made.ok()) << made.status();
+    ids.push_back(made->id());
+  }
+  ASSERT_TRUE(a.cluster->AwaitChange([](const Cluster& c) { return c.pending() == 0; },
+                                     kPatience));
+  // In etcd before b comes: b has them from its first read of the
+  // directory, page after page, as soon as it has joined.
+  Host b = Join("b");
+  for (const std::string& id : ids) EXPECT_TRUE(b.cluster->Find(id).has_value()) << id;
+  EXPECT_EQ(b.cluster->Others().size(), ids.size());
+  // a's pm again, on its records: its writer reads its keys in pages too
+  // and finds none stale; b still sees every record.
+  a = Host();
+  Host back = Join("a");
+  ASSERT_TRUE(back.cluster->AwaitChange([](const Cluster& c) { return c.pending() == 0; },
+                                        kPatience));
+  for (const std::string& id : ids) {
+    EXPECT_TRUE(AwaitRecord(b, id, [](const ProcessStatus& p) {
+      return p.state() == ProcessStatus::STATE_RUNNING;
+    })) << id;
+  }
 }
 
 TEST_F(ClusterTest, AnIdClaimedAMomentAgoIsFoundOnlyByItsOwnersCalls) {
