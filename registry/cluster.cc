@@ -697,8 +697,7 @@ absl::Status Cluster::WatchOnce(bool* synced) {
     connected_ = true;
     ++changes_;
     all_dirty_ = true;
-    // At the first sync, what is there is where the reporting starts.
-    if (!reporting_) TakeChanges();
+    if (!reporting_) StartReporting();
     reporting_ = true;
   }
   *synced = true;
@@ -810,12 +809,13 @@ std::vector<Cluster::RemoteChange> Cluster::TakeChanges() {
         change.status = std::move(went->second);
       } else {
         change.status.set_id(id);
+        change.status.set_node(told->second.node);
       }
       told_.erase(told);
       return;
     }
     ProcessStatus answer = Answer(now->second);
-    const Told is = {answer.state(), answer.run()};
+    const Told is = {answer.state(), answer.run(), answer.node()};
     RemoteChange change;  // before UNSPECIFIED: new here
     if (told != told_.end()) {
       if (told->second.state == is.state && told->second.run == is.run) return;
@@ -847,6 +847,28 @@ std::vector<Cluster::RemoteChange> Cluster::TakeChanges() {
   return changes;
 }
 
+void Cluster::StartReporting() {
+  // Where the reporting starts: what was told before a restart, so that
+  // every change since is told (a record that ended or went meanwhile, or
+  // whose host is out of reach now), and of the records never told, those
+  // that started since (new); the others, and everything when nothing was
+  // told before, as they are now, untold.
+  const ToldBefore& before = options_.told_before;
+  told_ = before.records;
+  for (const auto& [id, status] : others_) {
+    if (told_.count(id) != 0) continue;
+    if (before.until != absl::InfinitePast() &&
+        FromProtoTimestamp(status.started_at()) > before.until) {
+      continue;
+    }
+    ProcessStatus answer = Answer(status);
+    told_.emplace(id, Told{answer.state(), answer.run(), answer.node()});
+  }
+  dirty_.clear();
+  went_.clear();
+  all_dirty_ = true;
+}
+
 void Cluster::ReporterLoop() {
   // One thread tells every change, in the order they were taken, whichever
   // thread made them (the watcher, the writer or a claim noting etcd's
@@ -856,7 +878,8 @@ void Cluster::ReporterLoop() {
     {
       absl::MutexLock lock(&mutex_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-        return stopping_ || (reporting_ && (all_dirty_ || !dirty_.empty()));
+        return stopping_ ||
+               (reporting_ && listener_ && (all_dirty_ || !dirty_.empty()));
       };
       mutex_.Await(absl::Condition(&ready));
       if (stopping_) return;

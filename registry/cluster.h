@@ -97,6 +97,22 @@ std::string EtcdPrefixEnd(std::string prefix);
 
 class Cluster {
  public:
+  // What the listener was told last of another host's record.
+  struct Told {
+    pm::v1::ProcessStatus::State state = pm::v1::ProcessStatus::STATE_UNSPECIFIED;
+    uint32_t run = 0;
+    std::string node;
+  };
+  // What a registry told of the other hosts' records before it stopped
+  // (its retained events, Registry::ToldOfOtherHosts): where its reporting
+  // picks up after a restart, so that what changed meanwhile is told.
+  struct ToldBefore {
+    absl::flat_hash_map<std::string, Told> records;
+    // When it last told anything: another host's record it never told of
+    // that started later is new since (one that started before was told
+    // in an event no longer retained, and is not told again).
+    absl::Time until = absl::InfinitePast();
+  };
   struct Options {
     // etcd's client endpoints, "host:port" separated by commas.
     std::string endpoints;
@@ -122,6 +138,9 @@ class Cluster {
     // its continue token), so a directory of any size costs etcd and this
     // registry bounded messages, never one answer of every record.
     int64_t range_page = 1000;
+    // Where the reporting of changes starts at the first sync. Empty: with
+    // what is there then (nothing told of it).
+    ToldBefore told_before;
   };
   // This host's records as the registry holds them (called on the writer's
   // thread, without any lock of the Cluster's).
@@ -245,6 +264,9 @@ class Cluster {
   // The changes since the last call, of the records marked dirty (or of
   // all), and what was told is remembered. None before the first sync.
   std::vector<RemoteChange> TakeChanges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // At the first sync: what was told is options_.told_before's, and of the
+  // rest what is there now (StartReporting in cluster.cc says which).
+  void StartReporting() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Takes the changes as they are marked and tells them, in order.
   void ReporterLoop() ABSL_LOCKS_EXCLUDED(mutex_);
   // Hands `changes` to the listener (the reporter's thread, no lock held).
@@ -305,11 +327,8 @@ class Cluster {
       ABSL_GUARDED_BY(mutex_);
   // What the listener was told of each other host's record, the ids whose
   // record changed since (or every id), and the records that went (for
-  // the event of their removal). Reporting starts at the first sync.
-  struct Told {
-    pm::v1::ProcessStatus::State state;
-    uint32_t run;
-  };
+  // the event of their removal). Reporting starts at the first sync, and
+  // its changes are taken only once a listener is set.
   absl::flat_hash_map<std::string, Told> told_ ABSL_GUARDED_BY(mutex_);
   absl::flat_hash_set<std::string> dirty_ ABSL_GUARDED_BY(mutex_);
   bool all_dirty_ ABSL_GUARDED_BY(mutex_) = false;

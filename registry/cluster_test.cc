@@ -113,6 +113,7 @@ class ClusterTest : public ::testing::Test {
         OptionsFor(node, endpoints.empty() ? etcd_->endpoint() : endpoints);
     cluster_options.tls = tls_;
     cluster_options.range_page = range_page_;
+    cluster_options.told_before = host.registry->ToldOfOtherHosts();
     Registry* records = host.registry.get();
     absl::StatusOr<std::unique_ptr<Cluster>> cluster = Cluster::Start(
         cluster_options, [records] { return records->Snapshot(); });
@@ -414,6 +415,63 @@ bool AwaitEvent(const Host& host, uint64_t& cursor, const std::string& id,
   return ok;
 }
 
+// What changed on another host while this host's registry was down is
+// told once it is back, as events after the ones it had told: an end, a
+// removal and a new process; what did not change is not told again.
+TEST_F(ClusterTest, ARestartedRegistryTellsWhatChangedOnOtherHostsWhileItWasDown) {
+  Host a = Join("a");
+  Host b = Join("b");
+  uint64_t cursor = a.registry->last_event_sequence();
+  std::vector<std::string> seen;
+  absl::StatusOr<ProcessStatus> ends = b.registry->CreateRecord(Create("ends"));
+  absl::StatusOr<ProcessStatus> goes = b.registry->CreateRecord(Create("goes"));
+  absl::StatusOr<ProcessStatus> stays = b.registry->CreateRecord(Create("stays"));
+  for (const auto* made : {&ends, &goes, &stays}) {
+    ASSERT_TRUE(made->ok()) << made->status();
+    uint64_t from = cursor;  // a filtered read moves past the others' events
+    ASSERT_TRUE(AwaitEvent(a, from, (*made)->id(), pm::v1::Event::KIND_STARTED, seen));
+  }
+  const uint64_t before = a.registry->last_event_sequence();
+
+  a.registry.reset();  // a's registry down
+  UpdateRecordRequest exited;
+  exited.set_id(ends->id());
+  exited.set_state(ProcessStatus::STATE_EXITED);
+  exited.mutable_end()->set_exit_code(4);
+  ASSERT_TRUE(b.registry->UpdateRecord(exited).ok());
+  exited.set_id(goes->id());  // ended, then its record removed
+  ASSERT_TRUE(b.registry->UpdateRecord(exited).ok());
+  ASSERT_TRUE(b.registry->RemoveRecord(goes->id()).ok());
+  absl::StatusOr<ProcessStatus> born = b.registry->CreateRecord(Create("born"));
+  ASSERT_TRUE(born.ok()) << born.status();
+  ASSERT_TRUE(b.cluster->AwaitChange([](const Cluster& c) { return c.pending() == 0; },
+                                     kPatience));
+
+  Host back = Join("a");
+  cursor = before;
+  seen.clear();
+  pm::v1::Event ended;
+  ASSERT_TRUE(AwaitEvent(back, cursor, ends->id(), pm::v1::Event::KIND_EXITED, seen, &ended));
+  EXPECT_EQ(ended.status().exit_code(), 4);
+  EXPECT_EQ(ended.status().node(), "b");
+  cursor = before;
+  pm::v1::Event removed;
+  ASSERT_TRUE(AwaitEvent(back, cursor, goes->id(), pm::v1::Event::KIND_REMOVED, seen, &removed));
+  EXPECT_EQ(removed.status().node(), "b");
+  cursor = before;
+  ASSERT_TRUE(AwaitEvent(back, cursor, born->id(), pm::v1::Event::KIND_STARTED, seen));
+  // Three events, one each; "stays" was told before and did not change.
+  cursor = before;
+  std::vector<std::string> ids;
+  while (true) {
+    Registry::NextEventResult next = back.registry->NextEvent(cursor, WatchFilter());
+    if (!next.event.has_value()) break;
+    cursor = next.cursor;
+    ids.push_back(next.event->status().id());
+  }
+  EXPECT_THAT(ids, ::testing::UnorderedElementsAre(ends->id(), goes->id(), born->id()));
+}
+
 TEST_F(ClusterTest, TheChangesOfAnotherHostsProcessesAreEventsOfThisHost) {
   Host a = Join("a");
   Host b = Join("b");
@@ -509,10 +567,12 @@ TEST_F(ClusterTest, LosingTheEtcdMemberAHostIsConnectedToChangesNothingItAnswers
 TEST_F(ClusterTest, AHungEtcdNeitherBlocksAHostNorLosesWhatItRecorded) {
   Host a = Join("a");
   Host b = Join("b");
+  uint64_t cursor = b.registry->last_event_sequence();
   absl::StatusOr<ProcessStatus> before = a.registry->CreateRecord(Create("before"));
   ASSERT_TRUE(before.ok()) << before.status();
-  ASSERT_TRUE(AwaitRecord(b, before->id(), [](const ProcessStatus&) { return true; }));
-  uint64_t cursor = b.registry->last_event_sequence();
+  // Told on b (its view has it a moment before its reporter tells it).
+  std::vector<std::string> started;
+  ASSERT_TRUE(AwaitEvent(b, cursor, before->id(), pm::v1::Event::KIND_STARTED, started));
   std::vector<std::string> seen;
 
   ASSERT_TRUE(etcd_->Pause().ok());

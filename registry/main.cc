@@ -183,6 +183,8 @@ int main(int argc, char** argv) {
     cluster_options.instance = InstanceOf(state_dir);
     cluster_options.gateway = FLAGS_gateway_address;
     cluster_options.lease_ttl = absl::Seconds(FLAGS_etcd_lease_seconds);
+    // What changed on the other hosts while this registry was down is told.
+    cluster_options.told_before = (*registry)->ToldOfOtherHosts();
     pm::registry::Registry* records = registry->get();
     absl::StatusOr<std::unique_ptr<pm::registry::Cluster>> cluster =
         pm::registry::Cluster::Start(cluster_options, [records] { return records->Snapshot(); });

@@ -224,6 +224,22 @@ void Registry::AttachCluster(std::unique_ptr<Cluster> cluster) {
   });
 }
 
+Cluster::ToldBefore Registry::ToldOfOtherHosts() const {
+  absl::ReaderMutexLock lock(&mutex_);
+  Cluster::ToldBefore told;
+  for (const pm::v1::Event& event : events_) {
+    told.until = std::max(told.until, FromProtoTimestamp(event.time()));
+    const ProcessStatus& status = event.status();
+    if (status.node().empty() || status.node() == options_.node) continue;
+    if (event.kind() == pm::v1::Event::KIND_REMOVED) {
+      told.records.erase(status.id());
+      continue;
+    }
+    told.records[status.id()] = {status.state(), status.run(), status.node()};
+  }
+  return told;
+}
+
 void Registry::TellRemoteChanges(std::vector<Cluster::RemoteChange> changes) {
   {
     absl::MutexLock lock(&mutex_);

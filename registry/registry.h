@@ -118,6 +118,11 @@ class Registry {
   // Resolve and Wait (an ended one) beside this host's. Call once, before
   // serving; `Snapshot` is what the cluster's Snapshot callback calls.
   void AttachCluster(std::unique_ptr<Cluster> cluster);
+  // What this registry told of other hosts' records, from its retained
+  // events (as loaded from its store), for Cluster::Options::told_before:
+  // a restarted registry tells what changed on other hosts while it was
+  // down.
+  Cluster::ToldBefore ToldOfOtherHosts() const;
   // This host's records as stored (no run time, no live view).
   std::vector<pm::v1::ProcessStatus> Snapshot() const;
   // Null when not in a cluster.
