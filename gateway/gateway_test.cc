@@ -641,6 +641,22 @@ TEST_F(ClusterGatewayTest, OneCallersWrongPasswordsDoNotBlockOthersForwardedByTh
   EXPECT_TRUE(other.ok()) << other.error_message();
 }
 
+// REVIEW: a user's certificate that marks its calls forwarded is refused
+// before the throttle: never counted as a failure, never blocked, and every
+// try is a WARNING log line and an audit line (a blocked guesser costs one
+// per block: RefusalsWhileBlockedAreCountedNotWrittenOneByOne).
+TEST_F(ClusterGatewayTest, ReviewMarkedCallsFromAUserAreNeitherThrottledNorSuppressed) {
+  auto user = RawStub("client");
+  for (int i = 0; i < 105; ++i) {
+    grpc::Status refused = StartWith(*user, "demo", "a guess", ForwardedBy("CN=root"));
+    ASSERT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_THAT(refused.error_message(), Not(HasSubstr("too many failed logins")));
+  }
+  const std::string audit = ReadAll(gateway_->audit_log_path());
+  const size_t lines = std::count(audit.begin(), audit.end(), '\n');
+  EXPECT_LE(lines, 6u) << lines << " audit lines";
+}
+
 TEST_F(ClusterGatewayTest, APeerCertificateWithoutThePeersUnitIsRefusedAtStart) {
   absl::StatusOr<std::unique_ptr<Gateway>> wrong = Gateway::Start(ClusterOptions("client"));
   ASSERT_FALSE(wrong.ok());
