@@ -128,6 +128,14 @@ grpc::Status BasicAuthProcessor::Process(const InputMetadata& auth_metadata,
       auth_metadata, FirstProperty(*context, GRPC_X509_PEM_CERT_PROPERTY_NAME), subject,
       peer_unit_);
   if (!forwarded.ok()) {
+    // Counted against the certificate as garbage credentials are: blocked
+    // after a few, and then refused at once and logged once per block.
+    const std::vector<std::string> keys = {absl::StrCat("client:", subject)};
+    if (std::optional<grpc::Status> blocked =
+            RefuseIfBlocked(keys, "", subject, auth_metadata)) {
+      return *blocked;
+    }
+    throttle_->Failed(keys, absl::Now());
     Metrics().auth_failures.With({"malformed"}).Increment();
     return Refuse(static_cast<grpc::StatusCode>(forwarded.status().code()),
                   std::string(forwarded.status().message()), "", subject, auth_metadata);
@@ -150,16 +158,9 @@ grpc::Status BasicAuthProcessor::Process(const InputMetadata& auth_metadata,
     keys.push_back(absl::StrCat("user:", credentials->user));
   }
   const std::string user = credentials.ok() ? credentials->user : "";
-  // A blocked client or user is refused at once, and only the first such
-  // refusal of a block is logged and audited.
-  if (absl::Duration wait = throttle_->Blocked(keys, absl::Now());
-      wait > absl::ZeroDuration()) {
-    Metrics().auth_failures.With({"throttled"}).Increment();
-    uint64_t suppressed = 0;
-    grpc::Status refused(grpc::StatusCode::PERMISSION_DENIED, TooMany(wait));
-    if (!throttle_->ReportRefusal(keys, &suppressed)) return refused;
-    return Refuse(refused.error_code(), refused.error_message(), user, subject,
-                  auth_metadata, suppressed);
+  if (std::optional<grpc::Status> blocked =
+          RefuseIfBlocked(keys, user, subject, auth_metadata)) {
+    return *blocked;
   }
   if (!credentials.ok()) {
     // No usable credentials count as a failure of the client: a client
@@ -191,6 +192,21 @@ grpc::Status BasicAuthProcessor::Process(const InputMetadata& auth_metadata,
   // user must not wipe the count of another's wrong ones from this client.
   throttle_->Succeeded({keys.back()});
   return Accept(auth_metadata, consumed_auth_metadata);
+}
+
+std::optional<grpc::Status> BasicAuthProcessor::RefuseIfBlocked(
+    const std::vector<std::string>& keys, absl::string_view user,
+    const std::string& subject, const InputMetadata& metadata) {
+  // A blocked client or user is refused at once, and only the first such
+  // refusal of a block is logged and audited.
+  const absl::Duration wait = throttle_->Blocked(keys, absl::Now());
+  if (wait <= absl::ZeroDuration()) return std::nullopt;
+  Metrics().auth_failures.With({"throttled"}).Increment();
+  uint64_t suppressed = 0;
+  grpc::Status refused(grpc::StatusCode::PERMISSION_DENIED, TooMany(wait));
+  if (!throttle_->ReportRefusal(keys, &suppressed)) return refused;
+  return Refuse(refused.error_code(), refused.error_message(), user, subject, metadata,
+                suppressed);
 }
 
 absl::StatusOr<BasicCredentials> BasicAuthProcessor::CredentialsOf(

@@ -35,6 +35,7 @@
 #ifndef PM_GATEWAY_BASIC_AUTH_H_
 #define PM_GATEWAY_BASIC_AUTH_H_
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -92,6 +93,12 @@ class BasicAuthProcessor final : public grpc::AuthMetadataProcessor {
   // The throttle, then PBKDF2 (unless the cache says yes by now).
   absl::Status CheckThrottled(const BasicCredentials& credentials,
                               const std::vector<std::string>& keys);
+  // PERMISSION_DENIED "too many failed logins" when a key is blocked now
+  // (logged and audited once per block); nullopt when none is.
+  std::optional<grpc::Status> RefuseIfBlocked(const std::vector<std::string>& keys,
+                                              absl::string_view user,
+                                              const std::string& subject,
+                                              const InputMetadata& metadata);
   // The one authorization header, parsed; UNAUTHENTICATED saying why not.
   static absl::StatusOr<BasicCredentials> CredentialsOf(const InputMetadata& metadata);
   static grpc::Status Accept(const InputMetadata& metadata, OutputMetadata* consumed);

@@ -641,20 +641,23 @@ TEST_F(ClusterGatewayTest, OneCallersWrongPasswordsDoNotBlockOthersForwardedByTh
   EXPECT_TRUE(other.ok()) << other.error_message();
 }
 
-// REVIEW: a user's certificate that marks its calls forwarded is refused
-// before the throttle: never counted as a failure, never blocked, and every
-// try is a WARNING log line and an audit line (a blocked guesser costs one
-// per block: RefusalsWhileBlockedAreCountedNotWrittenOneByOne).
-TEST_F(ClusterGatewayTest, ReviewMarkedCallsFromAUserAreNeitherThrottledNorSuppressed) {
+// A user's certificate that marks its calls forwarded is throttled as one
+// that sends garbage credentials: after a few refusals it is blocked, and
+// while blocked refused at once, with one log and audit line per block
+// (not one per try).
+TEST_F(ClusterGatewayTest, MarkedCallsFromAUsersCertificateAreThrottledAndLoggedOncePerBlock) {
   auto user = RawStub("client");
+  std::string last;
   for (int i = 0; i < 105; ++i) {
     grpc::Status refused = StartWith(*user, "demo", "a guess", ForwardedBy("CN=root"));
     ASSERT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-    EXPECT_THAT(refused.error_message(), Not(HasSubstr("too many failed logins")));
+    last = refused.error_message();
   }
+  EXPECT_THAT(last, HasSubstr("too many failed logins"));
   const std::string audit = ReadAll(gateway_->audit_log_path());
   const size_t lines = std::count(audit.begin(), audit.end(), '\n');
   EXPECT_LE(lines, 6u) << lines << " audit lines";
+  EXPECT_THAT(Owners(), IsEmpty());
 }
 
 TEST_F(ClusterGatewayTest, APeerCertificateWithoutThePeersUnitIsRefusedAtStart) {

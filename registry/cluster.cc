@@ -40,6 +40,9 @@ constexpr size_t kRecordsPerTxn = 50;
 // that connection closed.
 constexpr absl::Duration kFailoverPauses[] = {
     absl::Milliseconds(50), absl::Milliseconds(100), absl::Milliseconds(200)};
+// How far another host's clock may be behind this one's for a restarted
+// registry to still tell a start it missed (StartReporting).
+constexpr absl::Duration kClockSkewAllowance = absl::Minutes(10);
 
 std::string Since(absl::Time when) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", when, absl::UTCTimeZone());
@@ -64,6 +67,13 @@ Cluster::IdClaim ParseClaim(absl::string_view value) {
 std::string EtcdPrefixEnd(std::string prefix) {
   prefix.back() = static_cast<char>(prefix.back() + 1);
   return prefix;
+}
+
+absl::Status NameTakenError(absl::string_view name, absl::string_view holder,
+                            bool visible, absl::string_view where) {
+  return absl::AlreadyExistsError(absl::StrCat(
+      "the name \"", name, "\" is taken by ",
+      visible ? absl::StrCat("process ", holder) : "another user's process", where));
 }
 
 absl::StatusOr<std::string> EtcdTarget(absl::string_view endpoints) {
@@ -170,9 +180,19 @@ absl::Status Cluster::RangeAll(absl::string_view what, const std::string& key,
       request.set_revision(*revision);  // the next pages see the same state
     }
     for (const mvccpb::KeyValue& kv : page.kvs()) each(kv);
-    if (!page.more() || page.kvs().empty()) return absl::OkStatus();
-    // The next page starts just after this one's last key.
-    request.set_key(page.kvs(page.kvs_size() - 1).key() + std::string(1, '\0'));
+    if (!page.more()) return absl::OkStatus();
+    // The next page starts just after this one's last key: always further
+    // on, so an etcd that answered wrongly cannot hold this in a loop, nor
+    // end it early with keys unread (they would count as gone).
+    const std::string next = page.kvs().empty()
+                                 ? std::string()
+                                 : page.kvs(page.kvs_size() - 1).key() + std::string(1, '\0');
+    if (next <= request.key()) {
+      return absl::InternalError(absl::StrCat(
+          what, ": etcd said more keys follow \"", absl::CEscape(request.key()),
+          "\" but gave none after it"));
+    }
+    request.set_key(next);
   }
 }
 
@@ -278,9 +298,12 @@ absl::Status Cluster::Claim(const std::string& id, const std::string& name,
         ParseClaim(id_holder).node));
   }
   if (!name_holder.empty() && name_holder != id) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "the name \"", name, "\" is taken by process ", name_holder,
-        " in the cluster"));
+    // The holder's id only to its owner (or a local starter): its claim
+    // says whose it is.
+    std::optional<IdClaim> holder = OwnerOf(name_holder);
+    const bool visible =
+        owner_user.empty() || (holder.has_value() && holder->owner_user == owner_user);
+    return NameTakenError(name, name_holder, visible, " in the cluster");
   }
   return absl::OkStatus();
 }
@@ -853,12 +876,18 @@ void Cluster::StartReporting() {
   // whose host is out of reach now), and of the records never told, those
   // that started since (new); the others, and everything when nothing was
   // told before, as they are now, untold.
+  //
+  // started_at is the other host's clock and `until` this one's: a record
+  // that started up to kClockSkewAllowance before `until` counts as new
+  // too, so a host whose clock is behind loses no start. (Told twice at
+  // worst: a record that started in that span, was told, and whose every
+  // event has aged out of the retained ones since.)
   const ToldBefore& before = options_.told_before;
   told_ = before.records;
   for (const auto& [id, status] : others_) {
     if (told_.count(id) != 0) continue;
     if (before.until != absl::InfinitePast() &&
-        FromProtoTimestamp(status.started_at()) > before.until) {
+        FromProtoTimestamp(status.started_at()) > before.until - kClockSkewAllowance) {
       continue;
     }
     ProcessStatus answer = Answer(status);

@@ -95,6 +95,14 @@ absl::StatusOr<std::string> EtcdTarget(absl::string_view endpoints);
 // in '/', never in 0xff.
 std::string EtcdPrefixEnd(std::string prefix);
 
+// ALREADY_EXISTS: the name is taken by process `holder` (`where`, e.g. " in
+// the cluster"), which it names only when `visible` (the holder is the
+// starter's own, or the starter is local); otherwise "by another user's
+// process", as the supervisor says it (an id Resolve hides from that user
+// must not come out here).
+absl::Status NameTakenError(absl::string_view name, absl::string_view holder,
+                            bool visible, absl::string_view where = "");
+
 class Cluster {
  public:
   // What the listener was told last of another host's record.

@@ -323,9 +323,9 @@ TEST_F(ClusterTest, ANameIsUniqueAcrossHostsAndFreedWhenItsRecordGoes) {
   EXPECT_TRUE(taken.ok()) << taken.status();
 }
 
-// REVIEW: another user's id is answered as unknown by Resolve, but a Start
+// another user's id is answered as unknown by Resolve, but a Start
 // of the same name on another host hands it out in its refusal.
-TEST_F(ClusterTest, ReviewANameClashDoesNotTellAnotherUsersId) {
+TEST_F(ClusterTest, ANameClashDoesNotTellAnotherUsersId) {
   Host a = Join("a");
   Host b = Join("b");
   absl::StatusOr<ProcessStatus> web = a.registry->CreateRecord(Create("web"));
@@ -492,11 +492,11 @@ TEST_F(ClusterTest, ARestartedRegistryTellsWhatChangedOnOtherHostsWhileItWasDown
   EXPECT_THAT(ids, ::testing::UnorderedElementsAre(ends->id(), goes->id(), born->id()));
 }
 
-// REVIEW: a restarted registry compares another host's started_at (that
+// a restarted registry compares another host's started_at (that
 // host's clock) with the time of its own last event (its clock): a process
 // started on a host whose clock is behind, while this registry was down,
 // is taken as told and its start is never told.
-TEST_F(ClusterTest, ReviewAStartWhileDownOnAHostWithASlowClockIsTold) {
+TEST_F(ClusterTest, AStartWhileDownOnAHostWithASlowClockIsTold) {
   Host a = Join("a");
   Host b = Join("b");
   uint64_t cursor = a.registry->last_event_sequence();

@@ -486,8 +486,10 @@ absl::StatusOr<ProcessStatus> Registry::CreateRecordImpl(
     // catches only a start that raced another one past that check.
     if (!status.name().empty()) {
       if (auto held = names_.find(status.name()); held != names_.end()) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "the name \"", status.name(), "\" is taken by process ", held->second));
+        const std::string& holder_user = records_.at(held->second).status.owner_user();
+        return NameTakenError(status.name(), held->second,
+                              status.owner_user().empty() ||
+                                  holder_user == status.owner_user());
       }
     }
     status.set_id(id);
