@@ -698,6 +698,17 @@ class ClusterTlsTest : public ClusterTest {
     tls_ = Tls("etcd-ca", "etcd-client");
   }
 
+  // A three-member etcd over TLS for clients and peers, in <dir>/members;
+  // empty (and a test failure) when it does not start.
+  std::vector<std::unique_ptr<EtcdServer>> StartMembers() {
+    std::filesystem::create_directories(dir_ + "/members");
+    absl::StatusOr<std::vector<std::unique_ptr<EtcdServer>>> members =
+        EtcdServer::StartCluster(dir_ + "/members", 3, pki_);
+    EXPECT_TRUE(members.ok()) << members.status();
+    if (!members.ok()) return {};
+    return *std::move(members);
+  }
+
   // TLS trusting <ca>.pem, presenting <cert>.pem and its key.
   EtcdTls Tls(const std::string& ca, const std::string& cert) const {
     EtcdTls tls;
@@ -746,13 +757,11 @@ TEST_F(ClusterTlsTest, WithEtcdsClientCertificateHostsShareRecordsAndNames) {
 }
 
 TEST_F(ClusterTlsTest, AThreeMemberEtcdOverTlsForClientsAndPeersServesTheHosts) {
-  std::filesystem::create_directories(dir_ + "/members");
-  absl::StatusOr<std::vector<std::unique_ptr<EtcdServer>>> members =
-      EtcdServer::StartCluster(dir_ + "/members", 3, pki_);
-  ASSERT_TRUE(members.ok()) << members.status();
+  std::vector<std::unique_ptr<EtcdServer>> members = StartMembers();
+  ASSERT_EQ(members.size(), 3u);
   // One gRPC target of three addresses: every member's certificate is
   // checked for the one name "etcd".
-  const std::string endpoints = EndpointsOf(*members);
+  const std::string endpoints = EndpointsOf(members);
   Host a = Join("a", endpoints);
   Host b = Join("b", endpoints);
   absl::StatusOr<ProcessStatus> web = a.registry->CreateRecord(Create("web"));
@@ -765,29 +774,27 @@ TEST_F(ClusterTlsTest, AThreeMemberEtcdOverTlsForClientsAndPeersServesTheHosts) 
 // Members that go away over TLS end calls in ways gRPC 1.51's retry filter
 // aborted the process on (etcd_tls.cc): the hosts live through it.
 TEST_F(ClusterTlsTest, OverTlsLosingAMemberThenAllOfEtcdNeitherEndsAHostNorLosesARecord) {
-  std::filesystem::create_directories(dir_ + "/members");
-  absl::StatusOr<std::vector<std::unique_ptr<EtcdServer>>> members =
-      EtcdServer::StartCluster(dir_ + "/members", 3, pki_);
-  ASSERT_TRUE(members.ok()) << members.status();
-  const std::string endpoints = EndpointsOf(*members);
+  std::vector<std::unique_ptr<EtcdServer>> members = StartMembers();
+  ASSERT_EQ(members.size(), 3u);
+  const std::string endpoints = EndpointsOf(members);
   Host a = Join("a", endpoints);
   Host b = Join("b", endpoints);
-  ASSERT_TRUE((*members)[0]->StepDownFor(*(*members)[1]).ok());
-  ASSERT_TRUE((*members)[0]->Kill().ok());
+  ASSERT_TRUE(members[0]->StepDownFor(*members[1]).ok());
+  ASSERT_TRUE(members[0]->Kill().ok());
   absl::StatusOr<ProcessStatus> after = a.registry->CreateRecord(Create("after"));
   ASSERT_TRUE(after.ok()) << after.status();
 
-  for (int i = 1; i < 3; ++i) ASSERT_TRUE((*members)[i]->Stop().ok());
+  for (int i = 1; i < 3; ++i) ASSERT_TRUE(members[i]->Stop().ok());
   ASSERT_TRUE(a.cluster->AwaitChange([](const Cluster& c) { return !c.reachable(); },
                                      kPatience));
   absl::StatusOr<ProcessStatus> during = a.registry->CreateRecord(Create());
   ASSERT_TRUE(during.ok()) << during.status();
   EXPECT_THAT(a.cluster->EtcdUnreachable(), HasSubstr(" over TLS: "));
 
-  for (const std::unique_ptr<EtcdServer>& member : *members) {
+  for (const std::unique_ptr<EtcdServer>& member : members) {
     ASSERT_TRUE(member->Relaunch().ok());
   }
-  for (const std::unique_ptr<EtcdServer>& member : *members) {
+  for (const std::unique_ptr<EtcdServer>& member : members) {
     const absl::Status serving = member->WaitUntilServing();
     ASSERT_TRUE(serving.ok()) << serving;
   }
