@@ -141,6 +141,9 @@ class Cluster {
     absl::Duration deadline = absl::Seconds(3);
     // How long the writer waits before trying etcd again after a failure.
     absl::Duration retry = absl::Milliseconds(500);
+    // The longest read of a claim (OwnerOf, ClaimedIdOfName) may take: a
+    // registry's handler waits on it.
+    absl::Duration claim_read_deadline = absl::Milliseconds(500);
     // Keys per Range: the cluster's directory is read in pages of this many
     // at one revision (as clientv3's WithLimit, or a Kubernetes list with
     // its continue token), so a directory of any size costs etcd and this
@@ -212,8 +215,11 @@ class Cluster {
   };
   // The claim of `id` in etcd, asked of etcd now (a record made a moment
   // ago on another host, not yet seen through the watch). nullopt when no
-  // host claimed it or etcd cannot be asked. Waits at most 500 ms, never
-  // while etcd is known out of reach.
+  // host claimed it or etcd cannot be asked. Waits at most
+  // claim_read_deadline, never while etcd is known out of reach; a read
+  // that fails does not count etcd out of reach (the watch and the
+  // writer's calls tell that: one slow read, which any caller can ask
+  // for, must not make every other host's record UNKNOWN).
   std::optional<IdClaim> OwnerOf(const std::string& id);
   // The id that holds the name `name` in etcd, asked of etcd now (a name
   // taken a moment ago on another host); as OwnerOf otherwise.

@@ -113,6 +113,7 @@ class ClusterTest : public ::testing::Test {
         OptionsFor(node, endpoints.empty() ? etcd_->endpoint() : endpoints);
     cluster_options.tls = tls_;
     cluster_options.range_page = range_page_;
+    cluster_options.claim_read_deadline = claim_read_deadline_;
     cluster_options.told_before = host.registry->ToldOfOtherHosts();
     Registry* records = host.registry.get();
     absl::StatusOr<std::unique_ptr<Cluster>> cluster = Cluster::Start(
@@ -146,6 +147,8 @@ class ClusterTest : public ::testing::Test {
   EtcdTls tls_;
   // Keys per Range page of the hosts joined from now on.
   int64_t range_page_ = 1000;
+  // Their reads of a claim's key.
+  absl::Duration claim_read_deadline_ = absl::Milliseconds(500);
 };
 
 TEST_F(ClusterTest, ARecordOfOneHostIsAnsweredByTheOtherWithItsNode) {
@@ -258,6 +261,31 @@ TEST_F(ClusterTest, TheDirectoryIsReadInPagesAtOneRevisionWithoutMissingAKey) {
       return p.state() == ProcessStatus::STATE_RUNNING;
     })) << id;
   }
+}
+
+// Reads of claims are what any caller can ask for (an unknown full id or
+// name): one that runs out of its short deadline answers "not found" and
+// changes nothing else, never counting etcd out of reach (which would
+// answer, and tell, every other host's record as UNKNOWN).
+TEST_F(ClusterTest, AClaimReadThatRunsOutOfTimeChangesNothingElseAHostAnswers) {
+  claim_read_deadline_ = absl::Microseconds(1);  // every read runs out
+  Host a = Join("a");
+  Host b = Join("b");
+  absl::StatusOr<ProcessStatus> web = a.registry->CreateRecord(Create("web"));
+  ASSERT_TRUE(web.ok()) << web.status();
+  ASSERT_TRUE(AwaitRecord(b, web->id(), [](const ProcessStatus& p) {
+    return p.state() == ProcessStatus::STATE_RUNNING;
+  }));
+  for (int i = 0; i < 20; ++i) {
+    ResolveRequest unknown;
+    unknown.set_ref(absl::StrCat("0b6d8e3c-6f51-4f0e-9d1c-0000000000", 10 + i));
+    unknown.set_owner_user("mallory");
+    EXPECT_TRUE(absl::IsNotFound(b.registry->Resolve(unknown).status()));
+  }
+  EXPECT_TRUE(b.cluster->reachable()) << b.cluster->EtcdUnreachable();
+  std::optional<ProcessStatus> there = b.cluster->Find(web->id());
+  ASSERT_TRUE(there.has_value());
+  EXPECT_EQ(there->state(), ProcessStatus::STATE_RUNNING) << there->state_reason();
 }
 
 TEST_F(ClusterTest, AnIdClaimedAMomentAgoIsFoundOnlyByItsOwnersCalls) {
