@@ -102,7 +102,7 @@ ASAN_TESTS := //testing:engine_test //gateway:gateway_test \
 	//supervisor:spares_test $(METRICS_TESTS)
 TSAN_TESTS := //testing:engine_test //testing/gateway:cli_test \
 	//bazel:tsan_annotations_test //supervisor:supervisor_test //supervisor:idle_shim_test \
-	//supervisor:spares_test //registry:cluster_test $(METRICS_TESTS)
+	//supervisor:spares_test //registry:cluster_test //registry:registry_test $(METRICS_TESTS)
 TSAN_SKIP := -EngineTest.ProcessThatWontStartGivesTheOsErrorAndNoUuid:SupervisorTest.AStartOutOfFdsIsResourceExhaustedNamingTheLimitAndLeaksNothing:ReadoptionTest.AShimWhoseProcessWasNeverOnRecordHasItKilled
 test-sanitizers: deps
 	$(BAZEL) test --config=asan $(ASAN_TESTS)

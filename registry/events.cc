@@ -164,25 +164,63 @@ uint64_t Registry::last_event_sequence() const {
   return next_event_sequence_ - 1;
 }
 
+namespace {
+// The watcher whose wake this thread is running, if any.
+thread_local const void* running_wake = nullptr;
+}  // namespace
+
 uint64_t Registry::AddWatcher(std::function<void()> wake) {
   absl::MutexLock lock(&watch_mu_);
   const uint64_t token = next_watcher_++;
-  watchers_.emplace(token, std::move(wake));
+  watchers_.emplace(token, std::make_shared<Watcher>(std::move(wake)));
   return token;
 }
 
 void Registry::RemoveWatcher(uint64_t token) {
-  absl::MutexLock lock(&watch_mu_);
-  watchers_.erase(token);
+  std::shared_ptr<Watcher> watcher;
+  {
+    absl::MutexLock lock(&watch_mu_);
+    auto it = watchers_.find(token);
+    if (it == watchers_.end()) return;
+    watcher = std::move(it->second);
+    watchers_.erase(it);
+  }
+  if (running_wake == watcher.get()) {
+    // Called from inside its own wake (say a stream finished inline): this
+    // thread holds mu already, and nothing else can be running it.
+    watcher->mu.AssertHeld();
+    watcher->removed = true;
+    return;
+  }
+  // Waits for a wake another thread copied out before the erase.
+  absl::MutexLock lock(&watcher->mu);
+  watcher->removed = true;
 }
 
 void Registry::WakeWatchers() {
-  std::vector<std::function<void()>> wakes;
+  std::vector<std::shared_ptr<Watcher>> watchers;
   {
     absl::MutexLock lock(&watch_mu_);
-    for (const auto& [token, wake] : watchers_) wakes.push_back(wake);
+    for (const auto& [token, watcher] : watchers_) watchers.push_back(watcher);
   }
-  for (const auto& wake : wakes) wake();
+  for (const auto& watcher : watchers) {
+    if (running_wake == watcher.get()) {
+      // Its own wake changed the registry: this thread holds mu up the
+      // stack; the wake runs again once it returns.
+      watcher->mu.AssertHeld();
+      watcher->again = true;
+      continue;
+    }
+    absl::MutexLock lock(&watcher->mu);
+    const void* outer = running_wake;
+    running_wake = watcher.get();
+    while (!watcher->removed) {
+      watcher->again = false;
+      watcher->wake();
+      if (!watcher->again) break;
+    }
+    running_wake = outer;
+  }
 }
 
 }  // namespace pm::registry

@@ -239,9 +239,13 @@ class Registry {
   NextEventResult NextEvent(uint64_t after, const WatchFilter& filter) const;
   // The sequence of the newest event (0: none yet).
   uint64_t last_event_sequence() const;
-  // `wake` runs (on the thread of the change, no lock held) after each
-  // append of events, until RemoveWatcher. Returns a token.
+  // `wake` runs (on the thread of the change, no registry lock held) after
+  // each append of events, until RemoveWatcher. Returns a token.
   uint64_t AddWatcher(std::function<void()> wake);
+  // Once it returns, the token's wake is not running on any thread and
+  // never runs again, so what it captured may go. It waits for a wake in
+  // flight on another thread; called from inside the wake itself, it
+  // returns at once and the wake is not run again.
   void RemoveWatcher(uint64_t token);
 
  private:
@@ -361,8 +365,17 @@ class Registry {
   // The newest events, oldest first, their sequences consecutive.
   std::deque<pm::v1::Event> events_ ABSL_GUARDED_BY(mutex_);
   uint64_t next_event_sequence_ ABSL_GUARDED_BY(mutex_) = 1;
+  // One watcher's wake; `mu` is held while it runs, so RemoveWatcher can
+  // wait for a wake in flight on another thread.
+  struct Watcher {
+    explicit Watcher(std::function<void()> w) : wake(std::move(w)) {}
+    const std::function<void()> wake;
+    absl::Mutex mu;
+    bool removed ABSL_GUARDED_BY(mu) = false;
+    bool again ABSL_GUARDED_BY(mu) = false;  // the wake appended events itself
+  };
   absl::Mutex watch_mu_;
-  std::map<uint64_t, std::function<void()>> watchers_ ABSL_GUARDED_BY(watch_mu_);
+  std::map<uint64_t, std::shared_ptr<Watcher>> watchers_ ABSL_GUARDED_BY(watch_mu_);
   uint64_t next_watcher_ ABSL_GUARDED_BY(watch_mu_) = 1;
   uint64_t next_ended_order_ ABSL_GUARDED_BY(mutex_) = 1;
   uint64_t next_wait_token_ ABSL_GUARDED_BY(mutex_) = 1;

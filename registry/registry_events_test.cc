@@ -1,8 +1,11 @@
 // Events (Watch): what each change appends, the cursor, the cap, filters.
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "registry/registry.h"
@@ -84,6 +87,58 @@ TEST(RegistryEventsTest, EachChangeAppendsItsEventInOrder) {
   registry.RemoveWatcher(token);
   MustCreate(registry, Create("cccc1111-0000-4000-8000-000000000003"));
   EXPECT_EQ(woken, 5);
+}
+
+// What a wake captured may go once RemoveWatcher returns: it waits for a
+// wake that another thread is running. (A Watch's wake held only a weak
+// pointer; a wake on the stack, as tests write them, raced its frame.)
+TEST(RegistryEventsTest, RemoveWatcherWaitsForAWakeInFlightOnAnotherThread) {
+  Registry registry(Options());
+  absl::Notification entered;
+  absl::Notification release;
+  std::atomic<bool> finished{false};
+  const uint64_t token = registry.AddWatcher([&] {
+    if (entered.HasBeenNotified()) return;
+    entered.Notify();
+    release.WaitForNotification();
+    finished = true;
+  });
+  std::thread changer([&] { MustCreate(registry, Create(kA)); });
+  entered.WaitForNotification();
+  absl::Notification removing;
+  bool finished_when_removed = false;
+  std::thread remover([&] {
+    removing.Notify();
+    registry.RemoveWatcher(token);
+    finished_when_removed = finished;
+  });
+  removing.WaitForNotification();
+  release.Notify();
+  remover.join();
+  changer.join();
+  EXPECT_TRUE(finished_when_removed);
+}
+
+// A wake may remove itself, or change the registry; neither deadlocks. A
+// removed wake is not run again; one whose change appended an event runs
+// once more after it returns, so that event is not missed.
+TEST(RegistryEventsTest, AWakeMayRemoveItselfOrChangeTheRegistry) {
+  Registry registry(Options());
+  int removing_runs = 0;
+  uint64_t removing = 0;
+  removing = registry.AddWatcher([&] {
+    ++removing_runs;
+    registry.RemoveWatcher(removing);
+  });
+  int changing_runs = 0;
+  const uint64_t changing = registry.AddWatcher([&] {
+    if (++changing_runs == 1) MustCreate(registry, Create(kB));
+  });
+  MustCreate(registry, Create(kA));
+  EXPECT_EQ(removing_runs, 1);
+  EXPECT_EQ(changing_runs, 2);
+  EXPECT_EQ(registry.last_event_sequence(), 2u);
+  registry.RemoveWatcher(changing);
 }
 
 TEST(RegistryEventsTest, FiltersSkipAndTheCapIsReportedAsMissed) {
