@@ -41,7 +41,9 @@ bool ClosedByPeer(absl::string_view message) {
 
 // Why a connection to etcd could not be made, when gRPC's message tells
 // of TLS (gRPC words a refused handshake as a connection that failed);
-// empty otherwise. Only for calls that found no connection at all: a
+// empty otherwise. It names flags, not their files: the answer may reach a
+// client of another host, to whom this host's paths are none of its
+// business (the registry logs its flags at startup). Only for calls that found no connection at all: a
 // member lost in the middle of a call ("Socket closed" too) is not TLS's
 // doing.
 std::string TlsFailure(const EtcdTls& tls, absl::string_view message) {
@@ -53,8 +55,8 @@ std::string TlsFailure(const EtcdTls& tls, absl::string_view message) {
            "--etcd_key_file";
   }
   if (absl::StrContains(message, "certificate verify failed")) {
-    return absl::StrCat("TLS to etcd failed: etcd's certificate is not signed by "
-                        "the CA of --etcd_ca_file=", tls.ca_file);
+    return "TLS to etcd failed: etcd's certificate is not signed by the CA of "
+           "--etcd_ca_file";
   }
   if (absl::StrContains(message, "not in peer certificate")) {
     return absl::StrCat("TLS to etcd failed: etcd's certificate does not carry the "
@@ -66,12 +68,10 @@ std::string TlsFailure(const EtcdTls& tls, absl::string_view message) {
     // the handshake is done before etcd checks the client certificate, and
     // its refusal arrives as a connection closed or reset, as a plaintext
     // server's does.
-    return absl::StrCat(
-        "TLS to etcd failed: etcd closed the connection in or right after the "
-        "handshake, as it does when it does not trust the client certificate "
-        "--etcd_cert_file=", tls.cert_file,
-        " (it must be signed by the CA of etcd's --trusted-ca-file), or when it "
-        "serves plaintext (http client URLs)");
+    return "TLS to etcd failed: etcd closed the connection in or right after the "
+           "handshake, as it does when it does not trust the client certificate "
+           "of --etcd_cert_file (it must be signed by the CA of etcd's "
+           "--trusted-ca-file), or when it serves plaintext (http client URLs)";
   }
   return "";
 }

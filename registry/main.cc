@@ -195,7 +195,13 @@ int main(int argc, char** argv) {
     (*registry)->AttachCluster(*std::move(cluster));
     PM_LOG(INFO) << "node \"" << FLAGS_node << "\" of the cluster in etcd at "
                  << FLAGS_etcd << " " << etcd_tls->Describe() << " under "
-                 << FLAGS_etcd_prefix;
+                 << FLAGS_etcd_prefix
+                 // Answers about a refused handshake name the flags, not
+                 // the files: the files are said here, in this host's log.
+                 << (etcd_tls->enabled()
+                         ? absl::StrCat(" (--etcd_ca_file=", etcd_tls->ca_file,
+                                        " --etcd_cert_file=", etcd_tls->cert_file, ")")
+                         : std::string());
   }
   pm::registry::ExportMetrics(**registry, pm::metrics::Global());
   std::unique_ptr<pm::MetricsHttpServer> metrics;
