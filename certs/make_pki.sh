@@ -13,9 +13,18 @@
 #   server-rsa.pem server-rsa.key   the same names on an RSA 2048 key (the TLS
 #                              policy test reaches the ECDHE-RSA suites with it)
 #   client.pem  client.key     a client cert issued by ca.pem (CN=pm-client)
+#   peer-ca.pem peer-ca.key    the CA of the gateways' certs alone (the
+#                              gateway's --peer_ca_file): never ca.pem,
+#                              which signs users' certs, so no user's cert
+#                              can forward calls, whatever its subject says
 #   peer.pem    peer.key       the cert the gateways of a cluster present to
-#                              each other (OU=pm peer: only a call on a
-#                              connection with it may be marked forwarded)
+#                              each other, from peer-ca.pem (OU=pm peer: only
+#                              a call on a connection with it may be marked
+#                              forwarded)
+#   user-ou-peer.pem user-ou-peer.key  a user's cert from ca.pem whose
+#                              subject says OU=pm peer: with --peer_ca_file
+#                              it forwards nothing (tests; and a peer cert
+#                              for a gateway run without --peer_ca_file)
 #   untrusted-ca.pem           a second CA the gateway does not trust ...
 #   untrusted-client.pem untrusted-client.key  ... and a client cert from it
 #
@@ -109,7 +118,9 @@ ca ca "/O=pm dev/CN=pm dev CA"
 leaf server ca "/O=pm dev/CN=localhost" ec "$work/server.ext"
 leaf server-rsa ca "/O=pm dev/CN=localhost" rsa "$work/server.ext"
 leaf client ca "/O=pm dev/CN=pm-client" ec "$work/client.ext"
-leaf peer ca "/O=pm dev/OU=pm peer/CN=pm-peer" ec "$work/client.ext"
+ca peer-ca "/O=pm dev/OU=pm peer/CN=pm dev peer CA"
+leaf peer peer-ca "/O=pm dev/OU=pm peer/CN=pm-peer" ec "$work/client.ext"
+leaf user-ou-peer ca "/O=pm dev/OU=pm peer/CN=pm-peer" ec "$work/client.ext"
 ca untrusted-ca "/O=somebody else/CN=untrusted CA"
 leaf untrusted-client untrusted-ca "/O=somebody else/CN=pm-client" ec "$work/client.ext"
 ca etcd-ca "/O=pm dev/CN=pm dev etcd CA"

@@ -1,6 +1,9 @@
 #include "common/fd.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/status_core.h"
@@ -42,6 +45,27 @@ absl::StatusOr<std::string> ReadToEnd(int fd, const std::string& path) {
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   PM_ASSIGN_OR_RETURN(Fd fd, Fd::Open(path, O_RDONLY));
   return ReadToEnd(fd.get(), path);
+}
+
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view text,
+                                 mode_t mode) {
+  const std::string temp = path + ".tmp";
+  absl::Status status = [&]() -> absl::Status {
+    PM_ASSIGN_OR_RETURN(Fd fd, Fd::Open(temp, O_WRONLY | O_CREAT | O_TRUNC, mode));
+    for (size_t written = 0; written < text.size();) {
+      ssize_t n = write(fd.get(), text.data() + written, text.size() - written);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoError("write", temp);
+      written += static_cast<size_t>(n);
+    }
+    // O_CREAT's mode is cut by the umask; the file gets `mode` itself.
+    if (fchmod(fd.get(), mode) != 0) return ErrnoError("fchmod", temp);
+    fd.reset();
+    if (rename(temp.c_str(), path.c_str()) != 0) return ErrnoError("rename", path);
+    return absl::OkStatus();
+  }();
+  if (!status.ok()) unlink(temp.c_str());
+  return status;
 }
 
 absl::Status SetNonBlocking(int fd, bool on) {

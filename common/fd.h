@@ -8,10 +8,13 @@
 #ifndef PM_COMMON_FD_H_
 #define PM_COMMON_FD_H_
 
+#include <sys/types.h>
+
 #include <string>
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace pm {
 
@@ -56,6 +59,12 @@ absl::StatusOr<Pipe> MakePipe(int extra_flags = 0);
 absl::StatusOr<std::string> ReadToEnd(int fd, const std::string& path);
 // The whole file at `path`. Errors name the call (open, read) and the path.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
+// Replaces the file at `path` with `text` so that a reader sees the old
+// file or the new one, never half of either: writes PATH.tmp (mode `mode`),
+// then renames it over `path`. Errors name the call and the file; the
+// temp file is removed on failure.
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view text,
+                                 mode_t mode);
 
 // Sets or clears O_NONBLOCK.
 absl::Status SetNonBlocking(int fd, bool on);

@@ -1,6 +1,7 @@
 #include "common/fd.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
@@ -32,6 +33,34 @@ TEST(ReadFileTest, ReadsMoreThanOneBuffer) {
   ASSERT_EQ(write(out.get(), text.data(), text.size()),
             static_cast<ssize_t>(text.size()));
   EXPECT_EQ(*ReadFile(path), text);
+}
+
+TEST(WriteFileAtomicallyTest, ReplacesTheFileWithTheModeAskedAndLeavesNoTempFile) {
+  const std::string path = std::string(getenv("TEST_TMPDIR")) + "/replaced";
+  ASSERT_TRUE(WriteFileAtomically(path, "old and longer\n", 0600).ok());
+  // An fd open on the old file keeps the old text: the new one is another
+  // file, renamed over it.
+  Fd old(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(WriteFileAtomically(path, "new\n", 0644).ok());
+  EXPECT_EQ(*ReadFile(path), "new\n");
+  EXPECT_EQ(*ReadToEnd(old.get(), path), "old and longer\n");
+  struct stat info = {};
+  ASSERT_EQ(stat(path.c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0644u);
+  EXPECT_EQ(access((path + ".tmp").c_str(), F_OK), -1);
+}
+
+TEST(WriteFileAtomicallyTest, AFailureNamesTheFileAndKeepsTheOldOne) {
+  const std::string dir = std::string(getenv("TEST_TMPDIR")) + "/kept";
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  // A directory where the file should go: the rename fails.
+  ASSERT_EQ(mkdir((dir + "/file").c_str(), 0700), 0);
+  absl::Status failed = WriteFileAtomically(dir + "/file", "text", 0644);
+  EXPECT_THAT(failed.message(), HasSubstr("rename(\"" + dir + "/file\")"));
+  EXPECT_EQ(access((dir + "/file.tmp").c_str(), F_OK), -1);
+  struct stat info = {};
+  ASSERT_EQ(stat((dir + "/file").c_str(), &info), 0);
+  EXPECT_TRUE(S_ISDIR(info.st_mode));
 }
 
 }  // namespace

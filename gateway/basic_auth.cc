@@ -118,6 +118,38 @@ grpc::Status BasicAuthProcessor::Refuse(grpc::StatusCode code,
   return grpc::Status(code, std::move(message));
 }
 
+absl::StatusOr<std::optional<Forwarded>> BasicAuthProcessor::CheckSigner(
+    std::optional<Forwarded> forwarded, const grpc::AuthContext& context,
+    const std::string& subject) {
+  // The leaf, then what gRPC saw of the chain (as intermediates: which of
+  // the client's certificates it holds varies, the leaf or the root).
+  const TrustedCas::Signers signers =
+      cas_->SignersOf(absl::StrCat(FirstProperty(context, GRPC_X509_PEM_CERT_PROPERTY_NAME),
+                                   FirstProperty(context, GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME)));
+  if (forwarded.has_value() && !signers.peer) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the call is marked forwarded by another host's gateway (", kForwardedByHeader,
+        "), but its client certificate (", subject,
+        ") is no gateway's of the cluster: only a certificate from the peers' CA "
+        "(the gateway's --peer_ca_file) may forward calls"));
+  }
+  if (!forwarded.has_value() && !signers.user && signers.peer) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the client certificate (", subject,
+        ") is one of the cluster's gateways' (from the peers' CA, the gateway's "
+        "--peer_ca_file), which may only forward calls; a user's call needs a "
+        "certificate from the users' CA (--ca_file)"));
+  }
+  if (!forwarded.has_value() && !signers.user) {
+    // The handshake verified it against one of the two; a CA replaced
+    // since may have left it with neither.
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the client certificate (", subject,
+        ") does not verify against the users' CA (--ca_file) for client authentication"));
+  }
+  return forwarded;
+}
+
 grpc::Status BasicAuthProcessor::Process(const InputMetadata& auth_metadata,
                                          grpc::AuthContext* context,
                                          OutputMetadata* consumed_auth_metadata,
@@ -127,6 +159,9 @@ grpc::Status BasicAuthProcessor::Process(const InputMetadata& auth_metadata,
   absl::StatusOr<std::optional<Forwarded>> forwarded = ReadForwarded(
       auth_metadata, FirstProperty(*context, GRPC_X509_PEM_CERT_PROPERTY_NAME), subject,
       peer_unit_);
+  if (forwarded.ok() && cas_ != nullptr) {
+    forwarded = CheckSigner(*std::move(forwarded), *context, subject);
+  }
   if (!forwarded.ok()) {
     // Counted against the certificate as garbage credentials are: blocked
     // after a few, and then refused at once and logged once per block.

@@ -49,6 +49,8 @@
 #include "absl/synchronization/mutex.h"
 #include "gateway/audit_log.h"
 #include "gateway/auth_throttle.h"
+#include "gateway/forwarding.h"
+#include "gateway/trusted_cas.h"
 #include "gateway/users.h"
 
 namespace pm::gateway {
@@ -70,10 +72,17 @@ class BasicAuthProcessor final : public grpc::AuthMetadataProcessor {
  public:
   // All must outlive the processor (and so the server); `audit` may be null.
   // `peer_unit`: in a cluster, the OU of the certificates whose calls may
-  // be marked forwarded (forwarding.h); empty: none may.
+  // be marked forwarded (forwarding.h); empty: none may. `cas`: in a
+  // cluster with a peer CA (trusted_cas.h), which CA must have signed the
+  // client's certificate: the peers' for a forwarded call, the users' for
+  // any other; null: either CA the handshake trusts.
   BasicAuthProcessor(UserStore* users, AuthThrottle* throttle, AuditLog* audit,
-                     std::string peer_unit = "")
-      : users_(users), throttle_(throttle), audit_(audit), peer_unit_(std::move(peer_unit)) {}
+                     std::string peer_unit = "", TrustedCas* cas = nullptr)
+      : users_(users),
+        throttle_(throttle),
+        audit_(audit),
+        peer_unit_(std::move(peer_unit)),
+        cas_(cas) {}
 
   // Blocking: PBKDF2 takes tens of milliseconds, so gRPC runs Process on
   // its own thread pool rather than on a transport thread.
@@ -85,6 +94,13 @@ class BasicAuthProcessor final : public grpc::AuthMetadataProcessor {
                        OutputMetadata* response_metadata) override;
 
  private:
+  // `forwarded` (as ReadForwarded read it) when the CA that signed the
+  // connection's certificate may make this call; PERMISSION_DENIED naming
+  // the certificate otherwise. Only with `cas_`.
+  absl::StatusOr<std::optional<Forwarded>> CheckSigner(std::optional<Forwarded> forwarded,
+                                                       const grpc::AuthContext& context,
+                                                       const std::string& subject);
+
   static constexpr int kConcurrentChecks = 2;
   bool SlotFree() const ABSL_SHARED_LOCKS_REQUIRED(checks_mu_) {
     return checks_running_ < kConcurrentChecks;
@@ -112,6 +128,7 @@ class BasicAuthProcessor final : public grpc::AuthMetadataProcessor {
   AuthThrottle* throttle_;
   AuditLog* audit_;
   const std::string peer_unit_;
+  TrustedCas* const cas_;
   absl::Mutex checks_mu_;
   int checks_running_ ABSL_GUARDED_BY(checks_mu_) = 0;
 };

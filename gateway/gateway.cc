@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/fd.h"
+#include "common/log.h"
 #include "common/runtime_dir.h"
 #include "common/state_dir.h"
 #include "common/server.h"
@@ -18,16 +19,7 @@ namespace pm::gateway {
 namespace {
 
 absl::Status WritePortFile(const std::string& path, int port) {
-  const std::string temp = absl::StrCat(path, ".tmp");
-  const std::string text = absl::StrCat(port, "\n");
-  PM_ASSIGN_OR_RETURN(Fd fd, Fd::Open(temp, O_WRONLY | O_CREAT | O_TRUNC, 0644));
-  if (write(fd.get(), text.data(), text.size()) !=
-      static_cast<ssize_t>(text.size())) {
-    return ErrnoError("write", temp);
-  }
-  fd.reset();
-  if (rename(temp.c_str(), path.c_str()) != 0) return ErrnoError("rename", path);
-  return absl::OkStatus();
+  return WriteFileAtomically(path, absl::StrCat(port, "\n"), 0644);
 }
 
 void ApplyHttp2Limits(const Http2Limits& limits, grpc::ServerBuilder& builder) {
@@ -82,6 +74,24 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(GatewayOptions options) 
     cluster.peer_unit = options.peer_unit;
     PM_ASSIGN_OR_RETURN(gateway->router_, ClusterRouter::Create(cluster));
   }
+  if (!options.node.empty() && !options.peer_ca_file.empty()) {
+    PM_ASSIGN_OR_RETURN(
+        gateway->trusted_cas_,
+        TrustedCas::Load({options.tls.ca_file, options.peer_ca_file,
+                          absl::StrCat(options.runtime_dir, "/gateway-client-cas.pem"),
+                          options.tls.refresh_interval_s}));
+    PM_ASSIGN_OR_RETURN(std::string peer_pem, ReadFile(options.peer_tls.cert_file));
+    PM_RETURN_IF_ERROR(
+        gateway->trusted_cas_->CheckPeerCertificate(peer_pem, options.peer_tls.cert_file));
+  } else if (!options.node.empty()) {
+    PM_LOG(WARNING) << "no --peer_ca_file: the gateways' certificates come from the users' "
+                       "CA and are told apart by OU="
+                    << options.peer_unit
+                    << " alone, so whoever that CA signs a certificate with that OU for "
+                       "can forward calls as any user; give the gateways a CA of their own "
+                       "(README, \"Running on several hosts\")";
+  }
+
   GatewayEnv env{gateway->client_.get(), gateway->users_.get(),
                  gateway->audit_.get(), gateway->quotas_.get(), gateway->router_.get()};
   gateway->remote_service_ = std::make_unique<GatewayService>(env, Door::kRemote);
@@ -89,6 +99,12 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(GatewayOptions options) 
 
   gateway->socket_path_ = SocketPath(options.runtime_dir, Service::kGateway);
   PM_RETURN_IF_ERROR(ClaimSocketPath(gateway->socket_path_));
+  TlsFiles tls = options.tls;
+  if (gateway->trusted_cas_ != nullptr) {
+    // The door trusts both CAs; each call is checked for the right one.
+    PM_RETURN_IF_ERROR(gateway->trusted_cas_->WriteBundleAndWatch());
+    tls.ca_file = gateway->trusted_cas_->bundle_file();
+  }
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   {
@@ -98,10 +114,10 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(GatewayOptions options) 
     builder.AddListeningPort(
         options.listen,
         MakeServerCredentials(
-            options.tls, std::make_shared<BasicAuthProcessor>(
-                             gateway->users_.get(), gateway->throttle_.get(),
-                             gateway->audit_.get(),
-                             options.node.empty() ? "" : options.peer_unit)),
+            tls, std::make_shared<BasicAuthProcessor>(
+                     gateway->users_.get(), gateway->throttle_.get(), gateway->audit_.get(),
+                     options.node.empty() ? "" : options.peer_unit,
+                     gateway->trusted_cas_.get())),
         &gateway->port_);
     builder.RegisterService(gateway->remote_service_.get());
     gateway->tcp_server_ = builder.BuildAndStart();

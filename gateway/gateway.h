@@ -39,6 +39,7 @@
 #include "gateway/forwarding.h"
 #include "gateway/gateway_service.h"
 #include "gateway/tls_policy.h"
+#include "gateway/trusted_cas.h"
 #include "gateway/user_quotas.h"
 #include "gateway/users.h"
 
@@ -96,6 +97,11 @@ struct GatewayOptions {
   // other: only a call on a connection with such a certificate may be
   // marked forwarded (forwarding.h).
   std::string peer_unit = kDefaultPeerUnit;
+  // In a cluster, the CA of the gateways' certificates alone (trusted_cas.h):
+  // the TLS door trusts it beside tls.ca_file, a forwarded call needs a
+  // certificate from it and any other call one from tls.ca_file. Empty:
+  // peers and users are told apart by peer_unit alone (warned at start).
+  std::string peer_ca_file;
 };
 
 class Gateway {
@@ -124,6 +130,7 @@ class Gateway {
   std::unique_ptr<AuthThrottle> throttle_;
   std::unique_ptr<UserQuotas> quotas_;
   std::unique_ptr<ClusterRouter> router_;
+  std::unique_ptr<TrustedCas> trusted_cas_;  // with a peer CA only
   std::unique_ptr<GatewayService> remote_service_;
   std::unique_ptr<GatewayService> local_service_;
   std::unique_ptr<grpc::Server> tcp_server_;

@@ -147,6 +147,16 @@ class HeldWait final : public grpc::ServerUnaryReactor {
 class FakeRegistry final : public pm::internal::v1::Registry::CallbackService {
  public:
   explicit FakeRegistry(Backend* backend) : backend_(backend) {}
+  // A cluster of one host, a: a Start that names no host runs here.
+  grpc::ServerUnaryReactor* ListNodes(grpc::CallbackServerContext* context,
+                                      const pm::internal::v1::ListNodesRequest*,
+                                      pm::internal::v1::ListNodesResponse* response) override {
+    response->set_self("a");
+    response->add_nodes()->set_node("a");
+    auto* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
                                       const pm::v1::GetStatusRequest* request,
                                       pm::v1::ProcessStatus* response) override {
@@ -574,7 +584,8 @@ std::multimap<std::string, std::string> ForwardedBy(const std::string& subject) 
 }
 
 TEST_F(GatewayTest, ASingleHostRefusesACallMarkedForwardedEvenFromAPeer) {
-  auto peer = RawStub("peer");
+  // A certificate with the peers' OU from the CA this host trusts.
+  auto peer = RawStub("user-ou-peer");
   grpc::Status refused = StartWith(*peer, "demo", kPassword, ForwardedBy("CN=laptop"));
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(refused.error_message(), HasSubstr("this gateway is in no cluster"));
@@ -582,20 +593,85 @@ TEST_F(GatewayTest, ASingleHostRefusesACallMarkedForwardedEvenFromAPeer) {
 }
 
 // The gateway of host a of a cluster: calls other hosts' gateways forward
-// come on connections with a peer certificate (OU=pm peer).
+// come on connections with a peer certificate (OU=pm peer, from the peers'
+// CA, peer-ca.pem, as make_pki.sh makes them).
 class ClusterGatewayTest : public GatewayTest {
  protected:
   void SetUp() override {
     ASSERT_NO_FATAL_FAILURE(GatewayTest::SetUp());
     ASSERT_NO_FATAL_FAILURE(StartGateway(ClusterOptions("peer")));
   }
-  GatewayOptions ClusterOptions(const std::string& peer_cert) {
+  // `peer_ca`: the gateway's --peer_ca_file; without it peers and users
+  // are told apart by the OU alone.
+  GatewayOptions ClusterOptions(const std::string& peer_cert, bool peer_ca = true) {
     GatewayOptions options = Options(run_);
     options.node = "a";
     options.peer_tls = {Pki("ca.pem"), Pki(peer_cert + ".pem"), Pki(peer_cert + ".key")};
+    if (peer_ca) options.peer_ca_file = Pki("peer-ca.pem");
     return options;
   }
 };
+
+TEST_F(ClusterGatewayTest, AUsersCertificateThatSaysItIsAPeerCannotForward) {
+  // user-ou-peer.pem: from the users' CA, with OU=pm peer in its subject,
+  // which that CA may sign for anyone. Only the peers' CA makes a peer.
+  auto user = RawStub("user-ou-peer");
+  grpc::Status refused = StartWith(*user, "demo", kPassword, ForwardedBy("CN=root"));
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(refused.error_message(),
+              HasSubstr("its client certificate (CN=pm-peer,OU=pm peer,O=pm dev) is no "
+                        "gateway's of the cluster: only a certificate from the peers' CA "
+                        "(the gateway's --peer_ca_file) may forward calls"));
+  // The same certificate calls as its user, as any user's does.
+  grpc::Status own = StartWith(*user, "demo", kPassword, {});
+  EXPECT_TRUE(own.ok()) << own.error_message();
+  EXPECT_THAT(Owners(), ElementsAre("demo (CN=pm-peer,OU=pm peer,O=pm dev)"));
+}
+
+TEST_F(ClusterGatewayTest, AGatewaysCertificateCannotCallAsAUser) {
+  auto peer = RawStub("peer");
+  grpc::Status refused = StartWith(*peer, "demo", kPassword, {});
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(refused.error_message(),
+              HasSubstr("is one of the cluster's gateways' (from the peers' CA, the "
+                        "gateway's --peer_ca_file), which may only forward calls"));
+  EXPECT_EQ(backend_.calls.load(), 0);
+  // A user's certificate still calls.
+  grpc::Status user = StartWith(*RawStub("client"), "demo", kPassword, {});
+  EXPECT_TRUE(user.ok()) << user.error_message();
+  EXPECT_THAT(Owners(), ElementsAre("demo (CN=pm-client,O=pm dev)"));
+}
+
+TEST_F(ClusterGatewayTest, APeerCertificateNotFromThePeersCaIsRefusedAtStart) {
+  absl::StatusOr<std::unique_ptr<Gateway>> wrong =
+      Gateway::Start(ClusterOptions("user-ou-peer"));
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wrong.status().message(),
+              HasSubstr("user-ou-peer.pem does not verify against --peer_ca_file"));
+}
+
+TEST_F(ClusterGatewayTest, ThePeersCaMustNotBeTheUsersCa) {
+  GatewayOptions options = ClusterOptions("user-ou-peer");
+  options.peer_ca_file = Pki("ca.pem");
+  absl::StatusOr<std::unique_ptr<Gateway>> wrong = Gateway::Start(std::move(options));
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wrong.status().message(), HasSubstr("--peer_ca_file holds a CA of --ca_file"));
+}
+
+TEST_F(ClusterGatewayTest, WithoutAPeersCaTheUnitAloneMakesAPeer) {
+  // The weaker setup (warned at start): a certificate of the users' CA
+  // with OU=pm peer forwards calls, and a peer-CA certificate is not
+  // trusted at all.
+  ASSERT_NO_FATAL_FAILURE(StartGateway(ClusterOptions("user-ou-peer", /*peer_ca=*/false)));
+  grpc::Status forwarded =
+      StartWith(*RawStub("user-ou-peer"), "demo", kPassword, ForwardedBy("CN=laptop"));
+  EXPECT_TRUE(forwarded.ok()) << forwarded.error_message();
+  EXPECT_THAT(Owners(), ElementsAre("demo (CN=laptop)"));
+  grpc::Status untrusted = StartWith(*RawStub("peer"), "demo", kPassword, ForwardedBy("CN=x"));
+  EXPECT_EQ(untrusted.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
 
 TEST_F(ClusterGatewayTest, AForwardedStartIsOwnedByTheCallersCertificateNotThePeers) {
   auto peer = RawStub("peer");

@@ -74,8 +74,14 @@ DEFINE_string(node, "",
               "a single host.");
 DEFINE_string(peer_cert_file, "",
               "In a cluster: the client certificate (PEM, from the CA of "
-              "--ca_file) this gateway presents to the other hosts' gateways");
+              "--peer_ca_file) this gateway presents to the other hosts' gateways");
 DEFINE_string(peer_key_file, "", "The key of --peer_cert_file");
+DEFINE_string(peer_ca_file, "",
+              "In a cluster: the CA (PEM) of the gateways' certificates alone, "
+              "not the users' (--ca_file). --peer_cert_file must come from it; "
+              "a call marked forwarded is accepted only with a certificate from "
+              "it, and any other call only with one from --ca_file. Empty: "
+              "gateways and users are told apart by --peer_unit alone (warned)");
 DEFINE_string(peer_unit, pm::gateway::kDefaultPeerUnit,
               "In a cluster: the organizational unit (OU) of the peer "
               "certificates. --peer_cert_file must have it, and a call marked "
@@ -129,6 +135,10 @@ int main(int argc, char** argv) {
     options.node = FLAGS_node;
     options.peer_tls = {FLAGS_ca_file, FLAGS_peer_cert_file, FLAGS_peer_key_file};
     options.peer_unit = FLAGS_peer_unit;
+    options.peer_ca_file = FLAGS_peer_ca_file;
+  } else if (!FLAGS_peer_ca_file.empty()) {
+    PM_LOG(ERROR) << "--peer_ca_file without --node: a single host has no peers";
+    return 2;
   }
   absl::StatusOr<std::unique_ptr<pm::gateway::Gateway>> gateway =
       pm::gateway::Gateway::Start(std::move(options));

@@ -188,6 +188,7 @@ TEST(ServiceArgsTest, InAClusterTheRegistryGetsEtcdAndTheNodeAndTheSupervisorThe
   options.gateway->port_file = "/run/pm/gateway.port";
   options.gateway->peer_cert_file = "/certs/peer.pem";
   options.gateway->peer_key_file = "/certs/peer.key";
+  options.gateway->peer_ca_file = "/certs/peer-ca.pem";
   EXPECT_THAT(ServiceArgs(options, "registry"),
               ElementsAre("/b/registry/registry", "--runtime_dir=/run/pm",
                           "--state_dir=/var/lib/pm", "--etcd=10.0.0.1:2379,10.0.0.2:2379",
@@ -204,6 +205,7 @@ TEST(ServiceArgsTest, InAClusterTheRegistryGetsEtcdAndTheNodeAndTheSupervisorThe
   EXPECT_THAT(gateway, Contains("--node=a"));
   EXPECT_THAT(gateway, Contains("--peer_cert_file=/certs/peer.pem"));
   EXPECT_THAT(gateway, Contains("--peer_key_file=/certs/peer.key"));
+  EXPECT_THAT(gateway, Contains("--peer_ca_file=/certs/peer-ca.pem"));
   EXPECT_THAT(gateway, Not(Contains("--etcd=10.0.0.1:2379,10.0.0.2:2379")));
   EXPECT_THAT(gateway, Contains("--port_file=/run/pm/gateway.port"));
   const std::vector<std::string> log_store = ServiceArgs(options, "log_store");

@@ -92,6 +92,7 @@ GatewayOptions DevCredentials::GatewayFlags(const std::string& listen) const {
   options.users_file = users_file;
   options.peer_cert_file = File("peer.pem");
   options.peer_key_file = File("peer.key");
+  options.peer_ca_file = File("peer-ca.pem");
   return options;
 }
 
@@ -101,9 +102,10 @@ absl::StatusOr<DevCredentials> EnsureDevCredentials(const std::string& dir,
   dev.dir = dir;
   dev.password_file = dev.File("demo.password");
   dev.users_file = dev.File("users");
-  // A dir made before the peer and etcd certificates were is made anew.
+  // A dir made before the peer CA and etcd certificates were is made anew.
   if (!Exists(dev.File("ca.pem")) || !Exists(dev.File("server.key")) ||
-      !Exists(dev.File("peer.key")) || !Exists(dev.File("etcd-client.key"))) {
+      !Exists(dev.File("peer-ca.pem")) || !Exists(dev.File("peer.key")) ||
+      !Exists(dev.File("etcd-client.key"))) {
     PM_RETURN_IF_ERROR(RunScript(pki_script, dir));
     dev.created = true;
   }

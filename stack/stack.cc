@@ -238,6 +238,9 @@ std::vector<std::string> ServiceArgs(const StackOptions& options,
         args.push_back("--peer_cert_file=" + options.gateway->peer_cert_file);
         args.push_back("--peer_key_file=" + options.gateway->peer_key_file);
       }
+      if (!options.gateway->peer_ca_file.empty()) {
+        args.push_back("--peer_ca_file=" + options.gateway->peer_ca_file);
+      }
     }
   }
   if (auto extra = options.extra_args.find(name); extra != options.extra_args.end()) {

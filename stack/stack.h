@@ -75,9 +75,11 @@ struct GatewayOptions {
   std::string key_file;
   std::string users_file;
   // In a cluster: the client certificate and key the gateway presents to
-  // the other hosts' gateways (from the CA of ca_file).
+  // the other hosts' gateways, and the CA it comes from: the gateways'
+  // alone, never the users' ca_file (the gateway's --peer_ca_file).
   std::string peer_cert_file;
   std::string peer_key_file;
+  std::string peer_ca_file;
   // Where the gateway writes its bound port; empty: a file in the runtime
   // dir. Read after the gateway is healthy (see gateway_port()).
   std::string port_file;

@@ -259,6 +259,7 @@ absl::Status StartCluster(const Shared& shared, const std::string& dir, Hosts& h
     options.cluster = cluster;
     options.gateway->peer_cert_file = shared.pki + "/peer.pem";
     options.gateway->peer_key_file = shared.pki + "/peer.key";
+    options.gateway->peer_ca_file = shared.pki + "/peer-ca.pem";
     absl::StatusOr<std::unique_ptr<pm::stack::Stack>> stack =
         pm::stack::Stack::Start(options);
     if (!stack.ok()) return pm::Annotate(stack.status(), "host " + nodes[i]);
