@@ -29,7 +29,8 @@ TEST(DevCertsTest, MakesPkiAndDemoUserOnceThenReusesThem) {
   ASSERT_TRUE(made.ok()) << made.status();
   EXPECT_TRUE(made->created);
   for (const char* name : {"ca.pem", "server.pem", "server.key", "client.pem",
-                           "client.key", "peer.pem", "peer.key", "untrusted-client.pem"}) {
+                           "client.key", "peer-ca.pem", "peer.pem", "peer.key",
+                           "untrusted-client.pem"}) {
     EXPECT_TRUE(std::filesystem::exists(made->File(name))) << name;
   }
   EXPECT_EQ(Mode(made->password_file), 0600u);
@@ -45,6 +46,7 @@ TEST(DevCertsTest, MakesPkiAndDemoUserOnceThenReusesThem) {
   GatewayOptions flags = made->GatewayFlags("127.0.0.1:0");
   EXPECT_EQ(flags.cert_file, made->File("server.pem"));
   EXPECT_EQ(flags.users_file, made->users_file);
+  EXPECT_EQ(flags.peer_ca_file, made->File("peer-ca.pem"));
 
   // A second run keeps everything.
   absl::StatusOr<DevCredentials> again = EnsureDevCredentials(dir, Script());
@@ -53,6 +55,17 @@ TEST(DevCertsTest, MakesPkiAndDemoUserOnceThenReusesThem) {
   std::string same;
   std::getline(std::ifstream(again->password_file), same);
   EXPECT_EQ(same, password);
+}
+
+TEST(DevCertsTest, ADirMadeBeforeThePeersCaIsMadeAnew) {
+  const std::string dir = absl::StrCat(getenv("TEST_TMPDIR"), "/old");
+  ASSERT_TRUE(EnsureDevCredentials(dir, Script()).ok());
+  // As an older make_pki.sh left it: peer.pem from ca.pem, no peer-ca.pem.
+  ASSERT_TRUE(std::filesystem::remove(dir + "/peer-ca.pem"));
+  absl::StatusOr<DevCredentials> again = EnsureDevCredentials(dir, Script());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->created);
+  EXPECT_TRUE(std::filesystem::exists(again->File("peer-ca.pem")));
 }
 
 TEST(DevCertsTest, AFailingScriptIsNamed) {
