@@ -158,42 +158,61 @@ std::string Cluster::Key(absl::string_view kind, absl::string_view rest) const {
   return absl::StrCat(options_.prefix, kind, "/", rest);
 }
 
-absl::Status Cluster::RangeAll(absl::string_view what, const std::string& key,
-                               const std::string& range_end,
-                               const std::function<void(const mvccpb::KeyValue&)>& each,
-                               int64_t* revision) {
-  etcdserverpb::RangeRequest request;
-  request.set_key(key);
-  request.set_range_end(range_end);
-  request.set_limit(std::max<int64_t>(options_.range_page, 1));
-  *revision = 0;
-  while (true) {
-    etcdserverpb::RangeResponse page;
-    grpc::ClientContext context;
-    SetDeadline(context);
-    const grpc::Status rpc = kv_->Range(&context, request, &page);
-    // A page after the first can find its revision compacted away (etcd's
-    // OUT_OF_RANGE): the caller reads the directory again, as after any
-    // failed Range.
-    if (!rpc.ok()) return Error(what, rpc);
-    if (*revision == 0) {
-      *revision = page.header().revision();
-      request.set_revision(*revision);  // the next pages see the same state
+absl::StatusOr<std::vector<mvccpb::KeyValue>> Cluster::RangeAll(absl::string_view what,
+                                                                 const std::string& key,
+                                                                 const std::string& range_end,
+                                                                 int64_t* revision) {
+  // Reads started again after a compaction, before giving up: each starts
+  // at the newest revision, so only compactions that keep coming (a
+  // revision history shorter than one read) use them all.
+  constexpr int kRestarts = 3;
+  for (int restart = 0;; ++restart) {
+    etcdserverpb::RangeRequest request;
+    request.set_key(key);
+    request.set_range_end(range_end);
+    request.set_limit(std::max<int64_t>(options_.range_page, 1));
+    std::vector<mvccpb::KeyValue> kvs;
+    *revision = 0;
+    bool compacted = false;
+    while (true) {
+      etcdserverpb::RangeResponse page;
+      grpc::ClientContext context;
+      SetDeadline(context);
+      const grpc::Status rpc = kv_->Range(&context, request, &page);
+      if (!rpc.ok()) {
+        // A page after the first can find its revision compacted away
+        // (etcd's OUT_OF_RANGE, "required revision has been compacted"):
+        // the pages read are of a state no page can be read of any more,
+        // so the read starts again from the first page.
+        if (rpc.error_code() == grpc::StatusCode::OUT_OF_RANGE && *revision != 0 &&
+            restart < kRestarts) {
+          PM_LOG(INFO) << "cluster: " << what << ": revision " << *revision
+                       << " was compacted between two pages; reading again from the first";
+          compacted = true;
+          break;
+        }
+        return Error(what, rpc);
+      }
+      if (*revision == 0) {
+        *revision = page.header().revision();
+        request.set_revision(*revision);  // the next pages see the same state
+      }
+      for (mvccpb::KeyValue& kv : *page.mutable_kvs()) kvs.push_back(std::move(kv));
+      if (!page.more()) return kvs;
+      // The next page starts just after this one's last key: always further
+      // on, so an etcd that answered wrongly cannot hold this in a loop, nor
+      // end it early with keys unread (they would count as gone).
+      const std::string next =
+          kvs.empty() ? std::string() : kvs.back().key() + std::string(1, '\0');
+      if (next <= request.key()) {
+        return absl::InternalError(absl::StrCat(
+            what, ": etcd said more keys follow \"", absl::CEscape(request.key()),
+            "\" but gave none after it"));
+      }
+      request.set_key(next);
+      if (options_.after_range_page) options_.after_range_page();
     }
-    for (const mvccpb::KeyValue& kv : page.kvs()) each(kv);
-    if (!page.more()) return absl::OkStatus();
-    // The next page starts just after this one's last key: always further
-    // on, so an etcd that answered wrongly cannot hold this in a loop, nor
-    // end it early with keys unread (they would count as gone).
-    const std::string next = page.kvs().empty()
-                                 ? std::string()
-                                 : page.kvs(page.kvs_size() - 1).key() + std::string(1, '\0');
-    if (next <= request.key()) {
-      return absl::InternalError(absl::StrCat(
-          what, ": etcd said more keys follow \"", absl::CEscape(request.key()),
-          "\" but gave none after it"));
-    }
-    request.set_key(next);
+    if (!compacted) return kvs;
   }
 }
 
@@ -542,14 +561,14 @@ absl::Status Cluster::Resync() {
   std::vector<std::pair<std::string, std::string>> stale;  // id, name
   {
     int64_t revision = 0;
-    PM_RETURN_IF_ERROR(RangeAll(
-        "Range of the records", Key(kProcs, ""), EtcdPrefixEnd(Key(kProcs, "")),
-        [&](const mvccpb::KeyValue& kv) {
-          ProcessStatus status;
-          if (!status.ParseFromString(kv.value()) || status.node() != options_.node) return;
-          if (!held.contains(status.id())) stale.emplace_back(status.id(), status.name());
-        },
-        &revision));
+    PM_ASSIGN_OR_RETURN(std::vector<mvccpb::KeyValue> kvs,
+                        RangeAll("Range of the records", Key(kProcs, ""),
+                                 EtcdPrefixEnd(Key(kProcs, "")), &revision));
+    for (const mvccpb::KeyValue& kv : kvs) {
+      ProcessStatus status;
+      if (!status.ParseFromString(kv.value()) || status.node() != options_.node) continue;
+      if (!held.contains(status.id())) stale.emplace_back(status.id(), status.name());
+    }
   }
   {
     absl::MutexLock lock(&mutex_);
@@ -693,11 +712,10 @@ void Cluster::WatcherLoop() {
 
 absl::Status Cluster::WatchOnce(bool* synced) {
   // The whole directory at one revision, then every change after it.
-  std::vector<mvccpb::KeyValue> snapshot;
   int64_t revision = 0;
-  PM_RETURN_IF_ERROR(RangeAll(
-      "Range of the cluster", options_.prefix, EtcdPrefixEnd(options_.prefix),
-      [&](const mvccpb::KeyValue& kv) { snapshot.push_back(kv); }, &revision));
+  PM_ASSIGN_OR_RETURN(std::vector<mvccpb::KeyValue> snapshot,
+                      RangeAll("Range of the cluster", options_.prefix,
+                               EtcdPrefixEnd(options_.prefix), &revision));
   const absl::Time now = absl::Now();
   std::vector<RemoteChange> changes;
   {

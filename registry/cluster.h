@@ -149,6 +149,9 @@ class Cluster {
     // its continue token), so a directory of any size costs etcd and this
     // registry bounded messages, never one answer of every record.
     int64_t range_page = 1000;
+    // Tests only: runs after each page of a paged read but the last (a
+    // test compacts etcd there).
+    std::function<void()> after_range_page;
     // Where the reporting of changes starts at the first sync. Empty: with
     // what is there then (nothing told of it).
     ToldBefore told_before;
@@ -292,13 +295,15 @@ class Cluster {
 
   std::string Key(absl::string_view kind, absl::string_view rest) const;
   absl::Status Error(absl::string_view what, const grpc::Status& rpc) const;
-  // Every key in [key, range_end) at one revision, `range_page` at a time,
-  // each given to `each` in order; `*revision` is the revision read (the
-  // first page's). Errors name `what`.
-  absl::Status RangeAll(absl::string_view what, const std::string& key,
-                        const std::string& range_end,
-                        const std::function<void(const mvccpb::KeyValue&)>& each,
-                        int64_t* revision);
+  // Every key in [key, range_end) at one revision, read `range_page` at a
+  // time, in order; `*revision` is the revision read (the first page's).
+  // A compaction of that revision between two pages starts the read again
+  // from the first page, at the newest revision (three times at most).
+  // Errors name `what`.
+  absl::StatusOr<std::vector<mvccpb::KeyValue>> RangeAll(absl::string_view what,
+                                                         const std::string& key,
+                                                         const std::string& range_end,
+                                                         int64_t* revision);
   void SetDeadline(grpc::ClientContext& context) const;
   bool stopping() const;
   // Remembers whether etcd answered the last call (OK) or could not be
