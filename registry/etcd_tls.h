@@ -1,7 +1,7 @@
 // How the registry reaches the cluster's etcd: over TLS with a client
 // certificate (etcd run with --client-cert-auth, as Kubernetes runs it) or
 // in plaintext; the one function that makes its gRPC channel to etcd, and
-// the one that words a failed call (Cluster and EtcdRecordStore both).
+// the one that words a failed call (the Cluster's).
 //
 //   PM_ASSIGN_OR_RETURN(EtcdTls tls,
 //                       EtcdTlsFromFlags(FLAGS_etcd_ca_file, FLAGS_etcd_cert_file,

@@ -1,8 +1,7 @@
 // The Registry with a RecordStore: every create, update and eviction is in
 // the store before the call returns, a reopened registry serves what the
 // last one answered, a record still running in an earlier boot comes back
-// LOST (each on SQLite and on a real etcd), and a failed write changes
-// nothing.
+// LOST, and a failed write changes nothing.
 #include <stdlib.h>
 
 #include <fstream>
@@ -19,10 +18,8 @@
 #include "registry/registry.h"
 #include "common/exit_status.h"
 #include "common/status_core.h"
-#include "registry/etcd_record_store.h"
 #include "registry/sqlite_record_store.h"
 #include "registry/test_util.h"
-#include "third_party/etcd/etcd_test_server.h"
 
 namespace pm::registry {
 namespace {
@@ -58,26 +55,16 @@ class RegistryStoreTest : public ::testing::Test {
   std::string dir_;
 };
 
-// The backends every test of RegistryOnStoreTest runs on.
-enum class Backend { kSqlite, kEtcd };
+// The backends every test of RegistryOnStoreTest runs on (a RecordStore
+// added later joins them here).
+enum class Backend { kSqlite };
 
-std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
-  return info.param == Backend::kSqlite ? "Sqlite" : "Etcd";
-}
+std::string BackendName(const ::testing::TestParamInfo<Backend>&) { return "Sqlite"; }
 
-// The Registry on each RecordStore: SQLite in the test's dir, etcd (one
-// member for the suite, started by the first test that needs it) under a
-// key prefix of the test's.
+// The Registry on each RecordStore: SQLite in the test's dir.
 class RegistryOnStoreTest : public RegistryStoreTest,
                             public ::testing::WithParamInterface<Backend> {
  protected:
-  static void TearDownTestSuite() {
-    if (etcd_ == nullptr) return;
-    absl::StatusOr<ExitStatus> end = etcd_->Stop();
-    EXPECT_TRUE(end.ok()) << end.status();
-    delete etcd_;
-    etcd_ = nullptr;
-  }
 
   // A registry on the test's store (the previous one must be gone: the
   // SQLite store holds its file exclusively).
@@ -92,32 +79,12 @@ class RegistryOnStoreTest : public RegistryStoreTest,
 
  private:
   absl::StatusOr<std::unique_ptr<RecordStore>> OpenStore() {
-    if (GetParam() == Backend::kSqlite) {
-      return SqliteRecordStore::Open(dir_ + "/registry.sqlite");
-    }
-    if (etcd_ == nullptr) {
-      std::string tmpl = absl::StrCat(getenv("TEST_TMPDIR"), "/etcd.XXXXXX");
-      PM_ASSIGN_OR_RETURN(std::unique_ptr<EtcdServer> etcd,
-                          EtcdServer::Start(mkdtemp(tmpl.data())));
-      etcd_ = etcd.release();
-    }
-    EtcdRecordStore::Options options;
-    options.endpoints = etcd_->endpoint();
-    // The test's name, "<test>/Etcd": a prefix no other test shares.
-    options.prefix = absl::StrCat(
-        "/pm/",
-        ::testing::UnitTest::GetInstance()->current_test_info()->name(), "/");
-    options.deadline = absl::Seconds(60);  // a safety net
-    return EtcdRecordStore::Open(options);
+    return SqliteRecordStore::Open(dir_ + "/registry.sqlite");
   }
-
-  static EtcdServer* etcd_;
 };
 
-EtcdServer* RegistryOnStoreTest::etcd_ = nullptr;
-
 INSTANTIATE_TEST_SUITE_P(Backends, RegistryOnStoreTest,
-                         ::testing::Values(Backend::kSqlite, Backend::kEtcd),
+                         ::testing::Values(Backend::kSqlite),
                          BackendName);
 
 CreateRecordRequest Create(int n) {

@@ -1,11 +1,11 @@
 // EtcdServer: one etcd member for a test, Debian's /usr/bin/etcd (package
 // etcd-server) on free loopback ports, its data and log in a directory of
-// the test's. Used by the tests of the etcd stubs and of pm's records on
-// etcd (issue 17).
+// the test's. Used by the tests of the etcd stubs and of the registry's
+// cluster (issue 17).
 //
 //   absl::StatusOr<std::unique_ptr<EtcdServer>> etcd = EtcdServer::Start(dir);
 //   auto kv = etcdserverpb::KV::NewStub((*etcd)->channel());
-//   EtcdRecordStore::Open({.endpoints = (*etcd)->endpoint(), ...});
+//   Cluster::Options options; options.endpoints = (*etcd)->endpoint();
 //   absl::StatusOr<ExitStatus> end = (*etcd)->Stop();  // SIGTERM, then wait
 //
 // A member of a cluster of several, each on an address and ports of its
