@@ -410,6 +410,10 @@ double RawPipeCaptureSeconds(uint64_t bytes) {
     }
   }
   waitpid(pid, nullptr, 0);
+  if (got != static_cast<uint64_t>(bytes)) {
+    fprintf(stderr, "bench: the pipe baseline read %llu bytes of %llu\n",
+            static_cast<unsigned long long>(got), static_cast<unsigned long long>(bytes));
+  }
   return Ms(Clock::now() - t0) / 1000;
 }
 
@@ -590,25 +594,23 @@ ProcUsage Usage(pid_t pid) {
   while (std::getline(status, line)) {
     if (absl::StartsWith(line, "VmRSS:")) {
       std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
-      if (parts.size() >= 2) absl::SimpleAtoi(parts[1], &u.rss_kib);
+      if (parts.size() < 2 || !absl::SimpleAtoi(parts[1], &u.rss_kib)) u.rss_kib = 0;
     }
   }
   std::ifstream rollup(absl::StrCat("/proc/", pid, "/smaps_rollup"));
   while (std::getline(rollup, line)) {
     if (absl::StartsWith(line, "Pss:")) {
       std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
-      if (parts.size() >= 2) absl::SimpleAtoi(parts[1], &u.pss_kib);
+      if (parts.size() < 2 || !absl::SimpleAtoi(parts[1], &u.pss_kib)) u.pss_kib = 0;
     }
   }
   std::string stat;
   std::getline(std::ifstream(absl::StrCat("/proc/", pid, "/stat")), stat);
   std::vector<std::string> f = absl::StrSplit(stat.substr(stat.rfind(')') + 2), ' ');
   uint64_t utime = 0, stime = 0, cutime = 0, cstime = 0;
-  if (f.size() > 14) {
-    absl::SimpleAtoi(f[11], &utime);
-    absl::SimpleAtoi(f[12], &stime);
-    absl::SimpleAtoi(f[13], &cutime);
-    absl::SimpleAtoi(f[14], &cstime);
+  if (f.size() <= 14 || !absl::SimpleAtoi(f[11], &utime) || !absl::SimpleAtoi(f[12], &stime) ||
+      !absl::SimpleAtoi(f[13], &cutime) || !absl::SimpleAtoi(f[14], &cstime)) {
+    utime = stime = cutime = cstime = 0;  // not a stat line: no figures
   }
   u.cpu_ticks = utime + stime;
   u.children_cpu_ticks = cutime + cstime;
