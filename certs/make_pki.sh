@@ -2,7 +2,7 @@
 # Makes a throwaway PKI for the gateway and for the cluster's etcd into
 # OUT_DIR (created 0700):
 #
-#   certs/make_pki.sh OUT_DIR [NAME...]
+#   certs/make_pki.sh [--node NODE]... OUT_DIR [NAME...]
 #
 #   ca.pem                     the CA the gateway trusts for client certs, and
 #                              the one clients trust for the server cert
@@ -21,6 +21,10 @@
 #                              each other, from peer-ca.pem (OU=pm peer: only
 #                              a call on a connection with it may be marked
 #                              forwarded)
+#   peer-node-NODE.pem .key    for each --node: a peer cert of that host
+#                              alone (CN=pm-node:NODE): it forwards only
+#                              calls marked forwarded by NODE, and only
+#                              NODE's gateway starts with it
 #   user-ou-peer.pem user-ou-peer.key  a user's cert from ca.pem whose
 #                              subject says OU=pm peer: with --peer_ca_file
 #                              it forwards nothing (tests; and a peer cert
@@ -47,8 +51,18 @@
 # beyond the machine it was made on, and nothing is committed.
 set -euo pipefail
 
+nodes=()
+while [ $# -gt 0 ] && [ "$1" = --node ]; do
+  # Checked: each is written into a subject and a file name.
+  if [ $# -lt 2 ] || [[ ! $2 =~ ^[A-Za-z0-9._-]+$ ]]; then
+    echo "$0: --node takes a node name (letters, digits, . _ -)" >&2
+    exit 2
+  fi
+  nodes+=("$2")
+  shift 2
+done
 if [ $# -lt 1 ]; then
-  echo "usage: $0 OUT_DIR [NAME...]" >&2
+  echo "usage: $0 [--node NODE]... OUT_DIR [NAME...]" >&2
   exit 2
 fi
 out=$1
@@ -121,6 +135,9 @@ leaf client ca "/O=pm dev/CN=pm-client" ec "$work/client.ext"
 ca peer-ca "/O=pm dev/OU=pm peer/CN=pm dev peer CA"
 leaf peer peer-ca "/O=pm dev/OU=pm peer/CN=pm-peer" ec "$work/client.ext"
 leaf user-ou-peer ca "/O=pm dev/OU=pm peer/CN=pm-peer" ec "$work/client.ext"
+for node in "${nodes[@]}"; do
+  leaf "peer-node-$node" peer-ca "/O=pm dev/OU=pm peer/CN=pm-node:$node" ec "$work/client.ext"
+done
 ca untrusted-ca "/O=somebody else/CN=untrusted CA"
 leaf untrusted-client untrusted-ca "/O=somebody else/CN=pm-client" ec "$work/client.ext"
 ca etcd-ca "/O=pm dev/CN=pm dev etcd CA"

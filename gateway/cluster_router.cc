@@ -62,6 +62,15 @@ absl::StatusOr<std::unique_ptr<ClusterRouter>> ClusterRouter::Create(
                                     "makes peer.pem with it)")
                      : absl::StrCat(": ", is_peer.status().message())));
   }
+  absl::StatusOr<std::optional<std::string>> named = CertificateNode(tls.pem_cert_chain);
+  if (!named.ok() || (named->has_value() && **named != options.node)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "peer certificate ", options.peer_tls.cert_file, " is ",
+        named.ok() ? absl::StrCat("host ", **named, "'s (CN=", kNodeNamePrefix, **named, ")")
+                   : std::string(named.status().message()),
+        ", not this host's (--node ", options.node,
+        "): the other hosts' gateways would refuse every call it forwards"));
+  }
   PM_ASSIGN_OR_RETURN(tls.pem_private_key,
                       ReadTlsFile(options.peer_tls.key_file, "peer key"));
   return std::unique_ptr<ClusterRouter>(new ClusterRouter(

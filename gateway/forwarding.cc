@@ -7,8 +7,11 @@
 #include <openssl/x509.h>
 
 #include <memory>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_core.h"
 
 namespace pm::gateway {
 namespace {
@@ -50,27 +53,55 @@ std::string Sanitized(absl::string_view text) {
 
 }  // namespace
 
-absl::StatusOr<bool> CertificateHasUnit(absl::string_view pem, absl::string_view unit) {
+namespace {
+
+// The values of the subject's attributes `nid` in the PEM certificate, as
+// UTF-8. INVALID_ARGUMENT when the PEM does not parse.
+absl::StatusOr<std::vector<std::string>> SubjectValues(absl::string_view pem, int nid) {
   std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (bio == nullptr) return absl::ResourceExhaustedError("BIO_new_mem_buf failed");
   std::unique_ptr<X509, X509Free> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
   if (cert == nullptr) {
     return absl::InvalidArgumentError("the client certificate's PEM does not parse");
   }
+  std::vector<std::string> values;
   const X509_NAME* name = X509_get_subject_name(cert.get());
-  for (int at = X509_NAME_get_index_by_NID(name, NID_organizationalUnitName, -1); at >= 0;
-       at = X509_NAME_get_index_by_NID(name, NID_organizationalUnitName, at)) {
+  for (int at = X509_NAME_get_index_by_NID(name, nid, -1); at >= 0;
+       at = X509_NAME_get_index_by_NID(name, nid, at)) {
     const ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, at));
     unsigned char* utf8 = nullptr;
     const int length = ASN1_STRING_to_UTF8(&utf8, data);
     if (length < 0) continue;
-    const bool same =
-        absl::string_view(reinterpret_cast<const char*>(utf8), static_cast<size_t>(length)) ==
-        unit;
+    values.emplace_back(reinterpret_cast<const char*>(utf8), static_cast<size_t>(length));
     OPENSSL_free(utf8);
-    if (same) return true;
+  }
+  return values;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> CertificateHasUnit(absl::string_view pem, absl::string_view unit) {
+  PM_ASSIGN_OR_RETURN(std::vector<std::string> units,
+                      SubjectValues(pem, NID_organizationalUnitName));
+  for (const std::string& value : units) {
+    if (value == unit) return true;
   }
   return false;
+}
+
+absl::StatusOr<std::optional<std::string>> CertificateNode(absl::string_view pem) {
+  PM_ASSIGN_OR_RETURN(std::vector<std::string> names, SubjectValues(pem, NID_commonName));
+  std::optional<std::string> node;
+  for (const std::string& name : names) {
+    if (!absl::StartsWith(name, kNodeNamePrefix)) continue;
+    std::string named = name.substr(kNodeNamePrefix.size());
+    if (node.has_value() && *node != named) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the certificate names two hosts, ", Sanitized(*node), " and ", Sanitized(named)));
+    }
+    node = std::move(named);
+  }
+  return node;
 }
 
 absl::StatusOr<std::optional<Forwarded>> ReadForwarded(const CallMetadata& metadata,
@@ -93,6 +124,17 @@ absl::StatusOr<std::optional<Forwarded>> ReadForwarded(const CallMetadata& metad
         "), but its client certificate (", peer_subject.empty() ? "none" : peer_subject,
         ") is no gateway's of the cluster: only a certificate with OU=", peer_unit,
         " may forward calls"));
+  }
+  // A host's own certificate forwards only as that host: one host cannot
+  // pose as another in the owner's logs and audit.
+  absl::StatusOr<std::optional<std::string>> named = CertificateNode(peer_pem);
+  if (!named.ok() || (named->has_value() && **named != **node)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the call is marked forwarded by host ", Sanitized(**node), " (", kForwardedByHeader,
+        "), but its client certificate (", peer_subject, ") is ",
+        named.ok() ? absl::StrCat("host ", Sanitized(**named), "'s")
+                   : std::string(named.status().message()),
+        ": a host's certificate forwards only that host's calls"));
   }
   for (absl::string_view key : {kForwardedSubjectHeader, kForwardedPeerHeader}) {
     absl::StatusOr<std::optional<std::string>> value = OneValue(metadata, key);

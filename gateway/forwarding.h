@@ -55,13 +55,25 @@ struct Forwarded {
 // parse.
 absl::StatusOr<bool> CertificateHasUnit(absl::string_view pem, absl::string_view unit);
 
+// A peer certificate may be one host's rather than the whole cluster's:
+// its subject's CN is "pm-node:" and the host's node (as Kubernetes names a
+// kubelet's "system:node:NAME"). A call it marks forwarded must say that
+// host forwards it, and a gateway refuses to start on another host's.
+inline constexpr absl::string_view kNodeNamePrefix = "pm-node:";
+
+// The node a certificate names (kNodeNamePrefix), nullopt when it names
+// none (a peer certificate of the whole cluster, as the dev PKI's
+// peer.pem). INVALID_ARGUMENT when the PEM does not parse or it names two.
+absl::StatusOr<std::optional<std::string>> CertificateNode(absl::string_view pem);
+
 using CallMetadata = std::multimap<grpc::string_ref, grpc::string_ref>;
 
 // Whether the call is marked forwarded, and from whom. nullopt: it is not.
 // PERMISSION_DENIED, saying why, when it is marked but may not be: this
 // gateway is in no cluster (`peer_unit` empty), or the connection's client
 // certificate (`peer_pem`, its subject `peer_subject` for the message) is
-// not a peer certificate of `peer_unit`. UNAUTHENTICATED when a peer's
+// not a peer certificate of `peer_unit`, or is one host's
+// (CertificateNode) and the call says another forwards it. UNAUTHENTICATED when a peer's
 // forwarded call lacks a header or repeats one.
 absl::StatusOr<std::optional<Forwarded>> ReadForwarded(const CallMetadata& metadata,
                                                        absl::string_view peer_pem,

@@ -391,7 +391,9 @@ std::string ReadAll(const std::string& path) {
 void MakePki(const std::string& dir) {
   const std::string script =
       absl::StrCat(getenv("TEST_SRCDIR"), "/pm/certs/make_pki.sh");
-  const std::string command = absl::StrCat("bash '", script, "' '", dir, "'");
+  // Host a's and b's own peer certificates too (peer-node-a.pem, ...).
+  const std::string command =
+      absl::StrCat("bash '", script, "' --node a --node b '", dir, "'");
   ASSERT_EQ(system(command.c_str()), 0) << command;
 }
 
@@ -658,6 +660,35 @@ TEST_F(ClusterGatewayTest, ThePeersCaMustNotBeTheUsersCa) {
   ASSERT_FALSE(wrong.ok());
   EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(wrong.status().message(), HasSubstr("--peer_ca_file holds a CA of --ca_file"));
+}
+
+TEST_F(ClusterGatewayTest, AHostsOwnCertificateForwardsOnlyAsThatHost) {
+  auto b = RawStub("peer-node-b");  // CN=pm-node:b
+  grpc::Status forwarded = StartWith(*b, "demo", kPassword, ForwardedBy("CN=laptop"));
+  EXPECT_TRUE(forwarded.ok()) << forwarded.error_message();
+  EXPECT_THAT(Owners(), ElementsAre("demo (CN=laptop)"));
+  // b's certificate saying host c forwards the call: b posing as c.
+  std::multimap<std::string, std::string> as_c = ForwardedBy("CN=laptop");
+  as_c.erase("pm-forwarded-by");
+  as_c.emplace("pm-forwarded-by", "c");
+  grpc::Status posing = StartWith(*b, "demo", kPassword, as_c);
+  EXPECT_EQ(posing.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(posing.error_message(),
+              HasSubstr("the call is marked forwarded by host c (pm-forwarded-by), but its "
+                        "client certificate (CN=pm-node:b,OU=pm peer,O=pm dev) is host b's: a "
+                        "host's certificate forwards only that host's calls"));
+  EXPECT_THAT(Owners(), ElementsAre("demo (CN=laptop)"));
+}
+
+TEST_F(ClusterGatewayTest, AGatewayStartsOnItsOwnHostsCertificateOnly) {
+  absl::StatusOr<std::unique_ptr<Gateway>> wrong =
+      Gateway::Start(ClusterOptions("peer-node-b"));  // host a's gateway
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wrong.status().message(),
+              HasSubstr("peer-node-b.pem is host b's (CN=pm-node:b), not this host's "
+                        "(--node a)"));
+  ASSERT_NO_FATAL_FAILURE(StartGateway(ClusterOptions("peer-node-a")));
 }
 
 TEST_F(ClusterGatewayTest, WithoutAPeersCaTheUnitAloneMakesAPeer) {

@@ -12,7 +12,8 @@
 //   - a call not marked forwarded is never refused for it, and has no
 //     forwarded caller;
 //   - a marked call is accepted only in a cluster, on the peer's
-//     certificate, with each of the three headers exactly once; refused
+//     certificate, with each of the three headers exactly once, and on a
+//     host's own certificate (CN=pm-node:NODE) only as NODE; refused
 //     otherwise with PERMISSION_DENIED or UNAUTHENTICATED;
 //   - what is accepted is what ForwardedOf gives the handlers, in printable
 //     ASCII only.
@@ -115,6 +116,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                 pm::gateway::kForwardedSubjectHeader,
                                 pm::gateway::kForwardedPeerHeader}) {
     PM_FUZZ_CHECK(count[std::string(key)] == 1) << key;
+  }
+  // A host's own certificate (CN=pm-node:NODE) forwards only as NODE.
+  absl::StatusOr<std::optional<std::string>> named = pm::gateway::CertificateNode(pem);
+  PM_FUZZ_CHECK(named.ok()) << named.status();
+  if (named->has_value()) {
+    auto by = metadata.find(grpc::string_ref(pm::gateway::kForwardedByHeader.data(),
+                                             pm::gateway::kForwardedByHeader.size()));
+    PM_FUZZ_CHECK(absl::string_view(by->second.data(), by->second.size()) == **named);
   }
   const pm::gateway::Forwarded& forwarded = **read;
   PM_FUZZ_CHECK(given.has_value());
