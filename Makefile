@@ -11,7 +11,7 @@ DEB_PACKAGES := bazel-bootstrap bazel-platforms bazel-rules-java \
 	libgrpc++-dev libabsl-dev libgtest-dev libgmock-dev libgflags-dev \
 	libssl-dev openssl libbenchmark-dev python3-grpcio python3-protobuf \
 	sslscan nodejs libsqlite3-dev zlib1g-dev libcli11-dev libsystemd-dev \
-	systemd dpkg-dev lintian libmicrohttpd-dev prometheus \
+	systemd dpkg-dev lintian libmicrohttpd-dev libnghttp2-dev prometheus \
 	golang-go protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev \
 	golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev \
 	etcd-server etcd-client iproute2 util-linux

@@ -33,6 +33,7 @@ _LIBRARIES = {
     "sqlite3": (["sqlite3"], []),
     "systemd": (["libsystemd"], []),
     "microhttpd": (["libmicrohttpd"], []),
+    "nghttp2": (["libnghttp2"], []),
     "ssl": (["libssl", "libcrypto"], []),
     "zlib": (["zlib"], []),
 }

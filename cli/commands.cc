@@ -528,7 +528,8 @@ std::string ErrorLine(absl::string_view raw_what, const absl::Status& status,
 absl::StatusOr<std::unique_ptr<pm::Client>> Connect(
     const Connection& connection) {
   if (connection.gateway) return pm::Client::ConnectRemote(*connection.gateway);
-  return pm::Client::ConnectLocal(connection.runtime_dir);
+  // A command makes a call or two and exits: no gRPC runtime for them.
+  return pm::Client::ConnectLocal(connection.runtime_dir, {.one_shot = true});
 }
 
 namespace {

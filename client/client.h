@@ -122,13 +122,25 @@ struct StartOptions {
   std::string owner_user;
 };
 
+// How the local client calls the services.
+struct LocalOptions {
+  // For a program that makes a few calls and exits (the `pm` command): the
+  // unary calls (Start, Stop, Signal, Remove, GetStatus, List, Resolve) go
+  // over an HTTP/2 connection of their own each (h2_unary.h), without
+  // gRPC's runtime, which costs such a program more than its calls; Wait,
+  // the streams and the async calls stay on gRPC, started at their first
+  // use. A service that restarted is found at once (each call connects
+  // anew).
+  bool one_shot = false;
+};
+
 class Client {
  public:
   virtual ~Client() = default;
 
   // Connects (lazily) to the services whose sockets are in `runtime_dir`.
   static absl::StatusOr<std::unique_ptr<Client>> ConnectLocal(
-      const std::string& runtime_dir);
+      const std::string& runtime_dir, const LocalOptions& options = {});
 
   // Connects (lazily) to a gateway over mutual TLS with basic auth. Errors:
   // INVALID_ARGUMENT (a missing option), NOT_FOUND / PERMISSION_DENIED (a

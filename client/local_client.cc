@@ -2,11 +2,16 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <functional>
+#include <utility>
+#include <vector>
 
+#include "absl/base/call_once.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/checked_client.h"
 #include "client/client.h"
+#include "client/h2_unary.h"
 #include "client/reader_stream.h"
 #include "common/channel.h"
 #include "common/metadata.h"
@@ -26,18 +31,13 @@ using pm::internal::v1::ResolveResponse;
 using pm::internal::v1::Supervisor;
 
 // Deadlines: generous safety nets, not expectations.
-constexpr auto kShortCall = std::chrono::seconds(30);
+constexpr absl::Duration kShortCall = absl::Seconds(30);
 // Stop waits for the grace period plus the kill timeout on the server.
-constexpr auto kStopSlack = std::chrono::seconds(60);
-
-std::chrono::system_clock::time_point In(std::chrono::seconds d) {
-  return std::chrono::system_clock::now() + d;
-}
+constexpr absl::Duration kStopSlack = absl::Seconds(60);
 
 // A backend's status, with UNAVAILABLE naming the service and its socket.
-absl::Status BackendStatus(const grpc::Status& rpc, absl::string_view service,
+absl::Status BackendStatus(absl::Status status, absl::string_view service,
                            const std::string& socket) {
-  absl::Status status = FromGrpcStatus(rpc);
   // A cluster's (etcd, another host) comes from a service that answered.
   if (status.code() == absl::StatusCode::kUnavailable &&
       !IsClusterUnavailableMessage(status.message())) {
@@ -52,31 +52,50 @@ std::function<void(grpc::Status)> Named(absl::string_view service,
                                         const std::string& socket,
                                         std::function<void(grpc::Status)> done) {
   return [service = std::string(service), socket, done = std::move(done)](grpc::Status rpc) {
-    done(ToGrpcStatus(BackendStatus(rpc, service, socket)));
+    done(ToGrpcStatus(BackendStatus(FromGrpcStatus(rpc), service, socket)));
   };
 }
 
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
 // The unix socket is trusted (a 0700 dir): the supervisor records what
 // these headers say. Only the gateway sets an owner.
-void AddOwner(const StartOptions& options, grpc::ClientContext& context) {
-  if (!options.owner.empty()) context.AddMetadata(kOwnerMetadataKey, options.owner);
+Metadata OwnerOf(const StartOptions& options) {
+  Metadata metadata;
+  if (!options.owner.empty()) metadata.emplace_back(kOwnerMetadataKey, options.owner);
   if (!options.owner_user.empty()) {
-    context.AddMetadata(kOwnerUserMetadataKey, options.owner_user);
+    metadata.emplace_back(kOwnerUserMetadataKey, options.owner_user);
   }
+  return metadata;
 }
+
+// The gRPC channels and stubs of the three services, made at first use: a
+// one-shot client whose calls all go over H2Unary never starts gRPC.
+struct Channels {
+  explicit Channels(const std::string& supervisor_socket, const std::string& registry_socket,
+                    const std::string& log_store_socket)
+      : supervisor_channel(UnixChannel(supervisor_socket)),
+        supervisor(Supervisor::NewStub(supervisor_channel)),
+        registry_channel(UnixChannel(registry_socket)),
+        registry(Registry::NewStub(registry_channel)),
+        log_store_channel(UnixChannel(log_store_socket)),
+        log_store(LogStore::NewStub(log_store_channel)) {}
+
+  std::shared_ptr<grpc::Channel> supervisor_channel;
+  std::unique_ptr<Supervisor::Stub> supervisor;
+  std::shared_ptr<grpc::Channel> registry_channel;
+  std::unique_ptr<Registry::Stub> registry;
+  std::shared_ptr<grpc::Channel> log_store_channel;
+  std::unique_ptr<LogStore::Stub> log_store;
+};
 
 class LocalClient final : public Client {
  public:
-  explicit LocalClient(const std::string& dir)
+  LocalClient(const std::string& dir, const LocalOptions& options)
       : supervisor_socket_(SocketPath(dir, Service::kSupervisor)),
         registry_socket_(SocketPath(dir, Service::kRegistry)),
         log_store_socket_(SocketPath(dir, Service::kLogStore)),
-        supervisor_channel_(UnixChannel(supervisor_socket_)),
-        supervisor_(Supervisor::NewStub(supervisor_channel_)),
-        registry_channel_(UnixChannel(registry_socket_)),
-        registry_(Registry::NewStub(registry_channel_)),
-        log_store_channel_(UnixChannel(log_store_socket_)),
-        log_store_(LogStore::NewStub(log_store_channel_)) {}
+        one_shot_(options.one_shot) {}
 
   absl::StatusOr<pm::v1::StartResponse> Start(
       const pm::v1::StartRequest& request) override {
@@ -86,14 +105,12 @@ class LocalClient final : public Client {
   absl::StatusOr<pm::v1::StartResponse> StartWithOptions(
       const pm::v1::StartRequest& request,
       const StartOptions& options) override {
-    grpc::ClientContext context;
-    context.set_deadline(In(kShortCall));
-    AddOwner(options, context);
     pm::v1::StartResponse response;
-    // A service that restarted is found again first (bounded: 1.25 s).
-    AwaitReconnect(*supervisor_channel_);
-    grpc::Status rpc = supervisor_->Start(&context, request, &response);
-    if (!rpc.ok()) return BackendStatus(rpc, "supervisor", supervisor_socket_);
+    PM_RETURN_IF_ERROR(Unary(Backend::kSupervisor, "Start", absl::Now() + kShortCall,
+                             OwnerOf(options), request, &response,
+                             [&](grpc::ClientContext* context) {
+                               return grpc().supervisor->Start(context, request, &response);
+                             }));
     return response;
   }
 
@@ -101,18 +118,16 @@ class LocalClient final : public Client {
       const pm::v1::StopRequest& given) override {
     pm::v1::StopRequest request = given;
     PM_ASSIGN_OR_RETURN(*request.mutable_id(), Resolve(given.id()));
-    grpc::ClientContext context;
     // The grace the server will wait (none when forced; a grace above the
     // maximum is refused at once, so it never counts for more), then slack
     // for the kill and the answer.
-    context.set_deadline(
-        absl::ToChronoTime(absl::Now() + StopGrace(request, kDefaultGracePeriod)) +
-        kStopSlack);
+    const absl::Time deadline =
+        absl::Now() + StopGrace(request, kDefaultGracePeriod) + kStopSlack;
     pm::v1::StopResponse response;
-    // A service that restarted is found again first (bounded: 1.25 s).
-    AwaitReconnect(*supervisor_channel_);
-    grpc::Status rpc = supervisor_->Stop(&context, request, &response);
-    if (!rpc.ok()) return BackendStatus(rpc, "supervisor", supervisor_socket_);
+    PM_RETURN_IF_ERROR(Unary(Backend::kSupervisor, "Stop", deadline, {}, request, &response,
+                             [&](grpc::ClientContext* context) {
+                               return grpc().supervisor->Stop(context, request, &response);
+                             }));
     return response;
   }
 
@@ -120,12 +135,11 @@ class LocalClient final : public Client {
       const pm::v1::SignalRequest& given) override {
     pm::v1::SignalRequest request = given;
     PM_ASSIGN_OR_RETURN(*request.mutable_id(), Resolve(given.id()));
-    grpc::ClientContext context;
-    context.set_deadline(In(kShortCall));
     pm::v1::SignalResponse response;
-    AwaitReconnect(*supervisor_channel_);
-    grpc::Status rpc = supervisor_->Signal(&context, request, &response);
-    if (!rpc.ok()) return BackendStatus(rpc, "supervisor", supervisor_socket_);
+    PM_RETURN_IF_ERROR(Unary(Backend::kSupervisor, "Signal", absl::Now() + kShortCall, {},
+                             request, &response, [&](grpc::ClientContext* context) {
+                               return grpc().supervisor->Signal(context, request, &response);
+                             }));
     return response;
   }
 
@@ -133,28 +147,25 @@ class LocalClient final : public Client {
       const pm::v1::RemoveRequest& given) override {
     pm::v1::RemoveRequest request = given;
     PM_ASSIGN_OR_RETURN(*request.mutable_id(), Resolve(given.id()));
-    grpc::ClientContext context;
-    // A forced removal stops first: as a forced Stop.
-    context.set_deadline(absl::ToChronoTime(absl::Now()) + kStopSlack);
     pm::v1::RemoveResponse response;
-    AwaitReconnect(*supervisor_channel_);
-    grpc::Status rpc = supervisor_->Remove(&context, request, &response);
-    if (!rpc.ok()) return BackendStatus(rpc, "supervisor", supervisor_socket_);
+    // A forced removal stops first: as a forced Stop.
+    PM_RETURN_IF_ERROR(Unary(Backend::kSupervisor, "Remove", absl::Now() + kStopSlack, {},
+                             request, &response, [&](grpc::ClientContext* context) {
+                               return grpc().supervisor->Remove(context, request, &response);
+                             }));
     return response;
   }
 
   absl::StatusOr<pm::v1::ProcessStatus> GetStatus(
       absl::string_view ref) override {
     PM_ASSIGN_OR_RETURN(std::string id, Resolve(ref));
-    grpc::ClientContext context;
-    context.set_deadline(In(kShortCall));
     pm::v1::GetStatusRequest request;
     request.set_id(id);
     pm::v1::ProcessStatus response;
-    // A service that restarted is found again first (bounded: 1.25 s).
-    AwaitReconnect(*registry_channel_);
-    grpc::Status rpc = registry_->GetStatus(&context, request, &response);
-    if (!rpc.ok()) return BackendStatus(rpc, "registry", registry_socket_);
+    PM_RETURN_IF_ERROR(Unary(Backend::kRegistry, "GetStatus", absl::Now() + kShortCall, {},
+                             request, &response, [&](grpc::ClientContext* context) {
+                               return grpc().registry->GetStatus(context, request, &response);
+                             }));
     return response;
   }
 
@@ -164,25 +175,23 @@ class LocalClient final : public Client {
 
   absl::StatusOr<pm::v1::ListResponse> List(
       const pm::v1::ListRequest& request) override {
-    grpc::ClientContext context;
-    context.set_deadline(In(kShortCall));
     pm::v1::ListResponse response;
-    AwaitReconnect(*registry_channel_);
-    grpc::Status rpc = registry_->List(&context, request, &response);
-    if (!rpc.ok()) return BackendStatus(rpc, "registry", registry_socket_);
+    PM_RETURN_IF_ERROR(Unary(Backend::kRegistry, "List", absl::Now() + kShortCall, {}, request,
+                             &response, [&](grpc::ClientContext* context) {
+                               return grpc().registry->List(context, request, &response);
+                             }));
     return response;
   }
 
   absl::StatusOr<std::string> Resolve(absl::string_view ref) override {
     if (IsFullId(ref)) return std::string(ref);
-    grpc::ClientContext context;
-    context.set_deadline(In(kShortCall));
     ResolveRequest request;
     request.set_ref(std::string(ref));
     ResolveResponse response;
-    AwaitReconnect(*registry_channel_);
-    grpc::Status rpc = registry_->Resolve(&context, request, &response);
-    if (!rpc.ok()) return BackendStatus(rpc, "registry", registry_socket_);
+    PM_RETURN_IF_ERROR(Unary(Backend::kRegistry, "Resolve", absl::Now() + kShortCall, {},
+                             request, &response, [&](grpc::ClientContext* context) {
+                               return grpc().registry->Resolve(context, request, &response);
+                             }));
     return response.id();
   }
 
@@ -201,10 +210,10 @@ class LocalClient final : public Client {
     auto call = std::make_shared<Call>();
     call->request.set_ref(ref);
     call->request.set_owner_user(owner_user);
-    registry_->async()->Resolve(
+    grpc().registry->async()->Resolve(
         context, &call->request, &call->response,
         [call, socket = registry_socket_, done = std::move(done)](grpc::Status rpc) {
-          if (!rpc.ok()) return done(BackendStatus(rpc, "registry", socket));
+          if (!rpc.ok()) return done(BackendStatus(FromGrpcStatus(rpc), "registry", socket));
           done(call->response.id());
         });
     return absl::OkStatus();
@@ -219,9 +228,9 @@ class LocalClient final : public Client {
     request.set_id(id);
     pm::v1::ProcessStatus response;
     // A service that restarted is found again first (bounded: 1.25 s).
-    AwaitReconnect(*registry_channel_);
-    grpc::Status rpc = registry_->Wait(&context, request, &response);
-    if (!rpc.ok()) return BackendStatus(rpc, "registry", registry_socket_);
+    AwaitReconnect(*grpc().registry_channel);
+    grpc::Status rpc = grpc().registry->Wait(&context, request, &response);
+    if (!rpc.ok()) return BackendStatus(FromGrpcStatus(rpc), "registry", registry_socket_);
     return response;
   }
 
@@ -233,20 +242,20 @@ class LocalClient final : public Client {
     request.set_id(*id);
     // A follower reopens its stream on this channel after the log_store
     // restarted: let the channel find the log_store again first.
-    AwaitReconnect(*log_store_channel_);
+    AwaitReconnect(*grpc().log_store_channel);
     return std::make_unique<ReaderOutputStream>(
         [&](grpc::ClientContext* context) {
-          return log_store_->StreamOutput(context, request);
+          return grpc().log_store->StreamOutput(context, request);
         },
         [socket = log_store_socket_](const grpc::Status& rpc) {
-          return BackendStatus(rpc, "log_store", socket);
+          return BackendStatus(FromGrpcStatus(rpc), "log_store", socket);
         });
   }
 
   absl::Status StreamOutputAsync(
       grpc::ClientContext* context, const pm::v1::StreamOutputRequest* request,
       grpc::ClientReadReactor<pm::v1::OutputChunk>* reactor) override {
-    log_store_->async()->StreamOutput(context, request, reactor);
+    grpc().log_store->async()->StreamOutput(context, request, reactor);
     return absl::OkStatus();
   }
 
@@ -257,18 +266,18 @@ class LocalClient final : public Client {
       if (!id.ok()) return std::make_unique<RefusedEventStream>(id.status());
       request.set_id(*id);
     }
-    AwaitReconnect(*registry_channel_);
+    AwaitReconnect(*grpc().registry_channel);
     return std::make_unique<ReaderEventStream>(
-        [&](grpc::ClientContext* context) { return registry_->Watch(context, request); },
+        [&](grpc::ClientContext* context) { return grpc().registry->Watch(context, request); },
         [socket = registry_socket_](const grpc::Status& rpc) {
-          return BackendStatus(rpc, "registry", socket);
+          return BackendStatus(FromGrpcStatus(rpc), "registry", socket);
         });
   }
 
   absl::Status WatchAsync(grpc::ClientContext* context,
                           const pm::v1::WatchRequest* request,
                           grpc::ClientReadReactor<pm::v1::Event>* reactor) override {
-    registry_->async()->Watch(context, request, reactor);
+    grpc().registry->async()->Watch(context, request, reactor);
     return absl::OkStatus();
   }
 
@@ -276,7 +285,7 @@ class LocalClient final : public Client {
                          const pm::v1::WaitRequest* request,
                          pm::v1::ProcessStatus* response,
                          std::function<void(grpc::Status)> done) override {
-    registry_->async()->Wait(context, request, response,
+    grpc().registry->async()->Wait(context, request, response,
                              Named("registry", registry_socket_, std::move(done)));
     return absl::OkStatus();
   }
@@ -286,8 +295,8 @@ class LocalClient final : public Client {
                           const StartOptions& options,
                           pm::v1::StartResponse* response,
                           std::function<void(grpc::Status)> done) override {
-    AddOwner(options, *context);
-    supervisor_->async()->Start(context, request, response,
+    for (const auto& [key, value] : OwnerOf(options)) context->AddMetadata(key, value);
+    grpc().supervisor->async()->Start(context, request, response,
                                 Named("supervisor", supervisor_socket_, std::move(done)));
     return absl::OkStatus();
   }
@@ -296,7 +305,7 @@ class LocalClient final : public Client {
                          const pm::v1::StopRequest* request,
                          pm::v1::StopResponse* response,
                          std::function<void(grpc::Status)> done) override {
-    supervisor_->async()->Stop(context, request, response,
+    grpc().supervisor->async()->Stop(context, request, response,
                                Named("supervisor", supervisor_socket_, std::move(done)));
     return absl::OkStatus();
   }
@@ -305,7 +314,7 @@ class LocalClient final : public Client {
                            const pm::v1::SignalRequest* request,
                            pm::v1::SignalResponse* response,
                            std::function<void(grpc::Status)> done) override {
-    supervisor_->async()->Signal(context, request, response,
+    grpc().supervisor->async()->Signal(context, request, response,
                                  Named("supervisor", supervisor_socket_, std::move(done)));
     return absl::OkStatus();
   }
@@ -314,7 +323,7 @@ class LocalClient final : public Client {
                            const pm::v1::RemoveRequest* request,
                            pm::v1::RemoveResponse* response,
                            std::function<void(grpc::Status)> done) override {
-    supervisor_->async()->Remove(context, request, response,
+    grpc().supervisor->async()->Remove(context, request, response,
                                  Named("supervisor", supervisor_socket_, std::move(done)));
     return absl::OkStatus();
   }
@@ -323,7 +332,7 @@ class LocalClient final : public Client {
                               const pm::v1::GetStatusRequest* request,
                               pm::v1::ProcessStatus* response,
                               std::function<void(grpc::Status)> done) override {
-    registry_->async()->GetStatus(context, request, response,
+    grpc().registry->async()->GetStatus(context, request, response,
                                   Named("registry", registry_socket_, std::move(done)));
     return absl::OkStatus();
   }
@@ -332,31 +341,68 @@ class LocalClient final : public Client {
                          const pm::v1::ListRequest* request,
                          pm::v1::ListResponse* response,
                          std::function<void(grpc::Status)> done) override {
-    registry_->async()->List(context, request, response,
+    grpc().registry->async()->List(context, request, response,
                              Named("registry", registry_socket_, std::move(done)));
     return absl::OkStatus();
   }
 
  private:
-  std::string supervisor_socket_;
-  std::string registry_socket_;
-  std::string log_store_socket_;
-  std::shared_ptr<grpc::Channel> supervisor_channel_;
-  std::unique_ptr<Supervisor::Stub> supervisor_;
-  std::shared_ptr<grpc::Channel> registry_channel_;
-  std::unique_ptr<Registry::Stub> registry_;
-  std::shared_ptr<grpc::Channel> log_store_channel_;
-  std::unique_ptr<LogStore::Stub> log_store_;
+  enum class Backend { kSupervisor, kRegistry };
+
+  Channels& grpc() {
+    absl::call_once(channels_once_, [this] {
+      channels_ = std::make_unique<Channels>(supervisor_socket_, registry_socket_,
+                                             log_store_socket_);
+    });
+    return *channels_;
+  }
+
+  // One unary call of `method` on `backend` until `deadline`: over H2Unary
+  // for a one-shot client, else through `over_grpc` (the stub's method)
+  // once the channel has found a restarted service again (bounded: 1.25 s).
+  // UNAVAILABLE names the service and its socket.
+  absl::Status Unary(Backend backend, absl::string_view method, absl::Time deadline,
+                     const Metadata& metadata, const google::protobuf::Message& request,
+                     google::protobuf::Message* response,
+                     const std::function<grpc::Status(grpc::ClientContext*)>& over_grpc) {
+    const bool supervisor = backend == Backend::kSupervisor;
+    const char* name = supervisor ? "supervisor" : "registry";
+    const std::string& socket = supervisor ? supervisor_socket_ : registry_socket_;
+    if (one_shot_) {
+      absl::Status called = H2Unary(
+          {socket,
+           absl::StrCat("/", supervisor ? Supervisor::service_full_name()
+                                        : Registry::service_full_name(),
+                        "/", method),
+           metadata, deadline},
+          request, response);
+      return called.ok() ? called : BackendStatus(called, name, socket);
+    }
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(deadline));
+    for (const auto& [key, value] : metadata) context.AddMetadata(key, value);
+    AwaitReconnect(supervisor ? *grpc().supervisor_channel : *grpc().registry_channel);
+    grpc::Status rpc = over_grpc(&context);
+    if (!rpc.ok()) return BackendStatus(FromGrpcStatus(rpc), name, socket);
+    return absl::OkStatus();
+  }
+
+  const std::string supervisor_socket_;
+  const std::string registry_socket_;
+  const std::string log_store_socket_;
+  const bool one_shot_;
+  absl::once_flag channels_once_;
+  std::unique_ptr<Channels> channels_;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Client>> Client::ConnectLocal(
-    const std::string& runtime_dir) {
+    const std::string& runtime_dir, const LocalOptions& options) {
   if (runtime_dir.empty()) {
     return absl::InvalidArgumentError("empty runtime dir");
   }
-  return WithRequestChecks(std::make_unique<LocalClient>(runtime_dir));
+  return WithRequestChecks(std::make_unique<LocalClient>(runtime_dir, options));
 }
 
 }  // namespace pm
