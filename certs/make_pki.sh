@@ -135,7 +135,7 @@ leaf client ca "/O=pm dev/CN=pm-client" ec "$work/client.ext"
 ca peer-ca "/O=pm dev/OU=pm peer/CN=pm dev peer CA"
 leaf peer peer-ca "/O=pm dev/OU=pm peer/CN=pm-peer" ec "$work/client.ext"
 leaf user-ou-peer ca "/O=pm dev/OU=pm peer/CN=pm-peer" ec "$work/client.ext"
-for node in "${nodes[@]}"; do
+for node in ${nodes[@]+"${nodes[@]}"}; do
   leaf "peer-node-$node" peer-ca "/O=pm dev/OU=pm peer/CN=pm-node:$node" ec "$work/client.ext"
 done
 ca untrusted-ca "/O=somebody else/CN=untrusted CA"

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,16 +50,18 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view text,
                                  mode_t mode) {
-  const std::string temp = path + ".tmp";
+  // A name of its own (O_EXCL, never through a symlink planted at a fixed
+  // name), in the same directory, so the rename is atomic.
+  std::string temp = path + ".XXXXXX";
+  Fd fd(mkostemp(temp.data(), O_CLOEXEC));
+  if (!fd) return ErrnoError("mkostemp", temp);
   absl::Status status = [&]() -> absl::Status {
-    PM_ASSIGN_OR_RETURN(Fd fd, Fd::Open(temp, O_WRONLY | O_CREAT | O_TRUNC, mode));
     for (size_t written = 0; written < text.size();) {
       ssize_t n = write(fd.get(), text.data() + written, text.size() - written);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return ErrnoError("write", temp);
       written += static_cast<size_t>(n);
     }
-    // O_CREAT's mode is cut by the umask; the file gets `mode` itself.
     if (fchmod(fd.get(), mode) != 0) return ErrnoError("fchmod", temp);
     fd.reset();
     if (rename(temp.c_str(), path.c_str()) != 0) return ErrnoError("rename", path);

@@ -60,9 +60,9 @@ absl::StatusOr<std::string> ReadToEnd(int fd, const std::string& path);
 // The whole file at `path`. Errors name the call (open, read) and the path.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 // Replaces the file at `path` with `text` so that a reader sees the old
-// file or the new one, never half of either: writes PATH.tmp (mode `mode`),
-// then renames it over `path`. Errors name the call and the file; the
-// temp file is removed on failure.
+// file or the new one, never half of either: writes a new PATH.XXXXXX
+// (mode `mode`), then renames it over `path`. Errors name the call and
+// the file; the temp file is removed on failure.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view text,
                                  mode_t mode);
 

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <iterator>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -47,7 +49,13 @@ TEST(WriteFileAtomicallyTest, ReplacesTheFileWithTheModeAskedAndLeavesNoTempFile
   struct stat info = {};
   ASSERT_EQ(stat(path.c_str(), &info), 0);
   EXPECT_EQ(info.st_mode & 0777, 0644u);
-  EXPECT_EQ(access((path + ".tmp").c_str(), F_OK), -1);
+  // Nothing else is left in the directory.
+  int entries = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(getenv("TEST_TMPDIR")))) {
+    if (entry.path().filename().string().rfind("replaced", 0) == 0) ++entries;
+  }
+  EXPECT_EQ(entries, 1);
 }
 
 TEST(WriteFileAtomicallyTest, AFailureNamesTheFileAndKeepsTheOldOne) {
@@ -57,7 +65,9 @@ TEST(WriteFileAtomicallyTest, AFailureNamesTheFileAndKeepsTheOldOne) {
   ASSERT_EQ(mkdir((dir + "/file").c_str(), 0700), 0);
   absl::Status failed = WriteFileAtomically(dir + "/file", "text", 0644);
   EXPECT_THAT(failed.message(), HasSubstr("rename(\"" + dir + "/file\")"));
-  EXPECT_EQ(access((dir + "/file.tmp").c_str(), F_OK), -1);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir),
+                          std::filesystem::directory_iterator()),
+            1);  // the directory "file" alone: no temp file left
   struct stat info = {};
   ASSERT_EQ(stat((dir + "/file").c_str(), &info), 0);
   EXPECT_TRUE(S_ISDIR(info.st_mode));

@@ -121,8 +121,8 @@ grpc::Status BasicAuthProcessor::Refuse(grpc::StatusCode code,
 absl::StatusOr<std::optional<Forwarded>> BasicAuthProcessor::CheckSigner(
     std::optional<Forwarded> forwarded, const grpc::AuthContext& context,
     const std::string& subject) {
-  // The leaf, then what gRPC saw of the chain (as intermediates: which of
-  // the client's certificates it holds varies, the leaf or the root).
+  // The leaf, then what else the client sent (unverified: intermediates,
+  // or anything; TrustedCas bounds it).
   const TrustedCas::Signers signers =
       cas_->SignersOf(absl::StrCat(FirstProperty(context, GRPC_X509_PEM_CERT_PROPERTY_NAME),
                                    FirstProperty(context, GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME)));

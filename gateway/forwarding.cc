@@ -2,6 +2,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -60,7 +61,9 @@ namespace {
 absl::StatusOr<std::vector<std::string>> SubjectValues(absl::string_view pem, int nid) {
   std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (bio == nullptr) return absl::ResourceExhaustedError("BIO_new_mem_buf failed");
+  ERR_set_mark();  // a PEM that does not parse leaves no error behind
   std::unique_ptr<X509, X509Free> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  ERR_pop_to_mark();
   if (cert == nullptr) {
     return absl::InvalidArgumentError("the client certificate's PEM does not parse");
   }

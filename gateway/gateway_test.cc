@@ -659,7 +659,7 @@ TEST_F(ClusterGatewayTest, ThePeersCaMustNotBeTheUsersCa) {
   absl::StatusOr<std::unique_ptr<Gateway>> wrong = Gateway::Start(std::move(options));
   ASSERT_FALSE(wrong.ok());
   EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(wrong.status().message(), HasSubstr("--peer_ca_file holds a CA of --ca_file"));
+  EXPECT_THAT(wrong.status().message(), HasSubstr("--peer_ca_file and --ca_file share a CA"));
 }
 
 TEST_F(ClusterGatewayTest, AHostsOwnCertificateForwardsOnlyAsThatHost) {

@@ -2,10 +2,15 @@
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
+#include <time.h>
+
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -36,58 +41,151 @@ using CertPtr = std::unique_ptr<X509, X509Free>;
 using StorePtr = std::unique_ptr<X509_STORE, StoreFree>;
 using ChainPtr = std::unique_ptr<STACK_OF(X509), ChainFree>;
 
-// At most this many chains are remembered; then the memory starts afresh
-// (a flood of distinct certificates costs verifications, never memory).
+// At most this many chains are remembered; then the memory starts afresh.
 constexpr size_t kMaxRemembered = 4096;
+// A client's chain longer than this is no user's or gateway's (pm's are a
+// leaf and at most an intermediate or two): refused unverified, so a chain
+// padded to TLS's limit (100 KiB) costs neither memory nor verifications.
+constexpr size_t kMaxChainBytes = 64 << 10;
+constexpr size_t kMaxChainCertificates = 10;
 
-// Every certificate in `pem`, in order; empty when none parses.
-std::vector<CertPtr> ParseCertificates(absl::string_view pem) {
-  std::vector<CertPtr> certs;
-  std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  if (bio == nullptr) return certs;
-  while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
-    certs.emplace_back(cert);
+// OpenSSL's errors raised inside `body` are dropped; any others stay.
+template <typename Body>
+auto KeepingErrorQueue(Body body) {
+  ERR_set_mark();
+  auto result = body();
+  ERR_pop_to_mark();
+  return result;
+}
+
+// Every certificate in `pem`, in order. `complete`: false when the text
+// holds something after them that does not parse as one.
+std::vector<CertPtr> ParseCertificates(absl::string_view pem, bool* complete = nullptr) {
+  return KeepingErrorQueue([&] {
+    std::vector<CertPtr> certs;
+    std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+    if (bio == nullptr) return certs;
+    while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+      certs.emplace_back(cert);
+    }
+    // The end of the input reads as "no start line"; anything else is a
+    // block that does not parse.
+    const unsigned long error = ERR_peek_last_error();
+    if (complete != nullptr) {
+      *complete = ERR_GET_LIB(error) == ERR_LIB_PEM && ERR_GET_REASON(error) == PEM_R_NO_START_LINE;
+    }
+    return certs;
+  });
+}
+
+absl::StatusOr<std::string> PemOf(const std::vector<CertPtr>& certs) {
+  std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_mem()));
+  if (bio == nullptr) return absl::ResourceExhaustedError("BIO_new failed");
+  for (const CertPtr& cert : certs) {
+    if (PEM_write_bio_X509(bio.get(), cert.get()) != 1) {
+      return absl::InternalError("PEM_write_bio_X509 failed");
+    }
   }
-  ERR_clear_error();  // the end of the input reads as an error
+  char* data = nullptr;
+  const long length = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(length));
+}
+
+// A store of `certs` that verifies as gRPC's handshake does (OpenSSL's
+// partial chains and trusted-first: a CA of the file may be an
+// intermediate).
+absl::StatusOr<StorePtr> StoreOf(const std::vector<CertPtr>& certs) {
+  StorePtr store(X509_STORE_new());
+  if (store == nullptr) return absl::ResourceExhaustedError("X509_STORE_new failed");
+  X509_STORE_set_flags(store.get(), X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_TRUSTED_FIRST);
+  for (const CertPtr& cert : certs) {
+    if (!KeepingErrorQueue([&] { return X509_STORE_add_cert(store.get(), cert.get()) == 1; })) {
+      return absl::InternalError("X509_STORE_add_cert failed");
+    }
+  }
+  return store;
+}
+
+// OK, or OpenSSL's reason `leaf` does not verify against `store` (for
+// client authentication when `client`), with `untrusted` as intermediates.
+absl::Status Verify(X509_STORE* store, X509* leaf, STACK_OF(X509) * untrusted, bool client) {
+  return KeepingErrorQueue([&]() -> absl::Status {
+    std::unique_ptr<X509_STORE_CTX, StoreCtxFree> ctx(X509_STORE_CTX_new());
+    if (ctx == nullptr || X509_STORE_CTX_init(ctx.get(), store, leaf, untrusted) != 1) {
+      return absl::ResourceExhaustedError("X509_STORE_CTX_init failed");
+    }
+    if (client) X509_STORE_CTX_set_purpose(ctx.get(), X509_PURPOSE_SSL_CLIENT);
+    if (X509_verify_cert(ctx.get()) == 1) return absl::OkStatus();
+    return absl::PermissionDeniedError(
+        X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get())));
+  });
+}
+
+// `certs[1...]` as a stack of untrusted intermediates (copies held).
+ChainPtr Intermediates(const std::vector<CertPtr>& certs, size_t skip) {
+  ChainPtr chain(sk_X509_new_null());
+  if (chain == nullptr) return chain;
+  for (size_t i = 0; i < certs.size(); ++i) {
+    if (i == skip) continue;
+    X509_up_ref(certs[i].get());
+    if (sk_X509_push(chain.get(), certs[i].get()) <= 0) X509_free(certs[i].get());
+  }
+  return chain;
+}
+
+// When the earliest certificate of `certs` stops being valid.
+absl::Time NotAfter(const std::vector<CertPtr>& certs) {
+  absl::Time earliest = absl::InfiniteFuture();
+  for (const CertPtr& cert : certs) {
+    struct tm when = {};
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(cert.get()), &when) != 1) return absl::InfinitePast();
+    earliest = std::min(earliest, absl::FromTimeT(timegm(&when)));
+  }
+  return earliest;
+}
+
+// The bytes a chain is remembered by.
+std::string Digest(absl::string_view pem) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(pem.data()), pem.size(), digest);
+  return std::string(reinterpret_cast<char*>(digest), sizeof(digest));
+}
+
+// A CA file's certificates: INVALID_ARGUMENT naming `flag` when it holds
+// none, or something that does not parse (gRPC's loader would stop there,
+// and trust less than was checked).
+absl::StatusOr<std::vector<CertPtr>> ReadCas(const std::string& path, absl::string_view flag) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(), absl::StrCat(flag, ": ", text.status().message()));
+  }
+  bool complete = false;
+  std::vector<CertPtr> certs = ParseCertificates(*text, &complete);
+  if (certs.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": the file holds no PEM certificate"));
+  }
+  if (!complete) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, ": a block after its certificate ", certs.size(), " does not parse"));
+  }
   return certs;
 }
 
-std::string Der(X509* cert) {
-  unsigned char* der = nullptr;
-  const int length = i2d_X509(cert, &der);
-  if (length < 0) return "";
-  std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(length));
-  OPENSSL_free(der);
-  return out;
-}
-
-// OK, or OpenSSL's reason `leaf` does not verify against `store` for
-// client authentication, with `untrusted` as intermediates.
-absl::Status Verify(X509_STORE* store, X509* leaf, STACK_OF(X509) * untrusted) {
-  std::unique_ptr<X509_STORE_CTX, StoreCtxFree> ctx(X509_STORE_CTX_new());
-  if (ctx == nullptr || X509_STORE_CTX_init(ctx.get(), store, leaf, untrusted) != 1) {
-    return absl::ResourceExhaustedError("X509_STORE_CTX_init failed");
-  }
-  X509_STORE_CTX_set_purpose(ctx.get(), X509_PURPOSE_SSL_CLIENT);
-  if (X509_verify_cert(ctx.get()) == 1) return absl::OkStatus();
-  const int error = X509_STORE_CTX_get_error(ctx.get());
-  ERR_clear_error();
-  return absl::PermissionDeniedError(X509_verify_cert_error_string(error));
-}
-
-// Verify for the chain in `pem`: its leaf first, then any intermediates.
-absl::Status VerifyChain(X509_STORE* store, absl::string_view pem) {
-  std::vector<CertPtr> certs = ParseCertificates(pem);
-  if (certs.empty()) return absl::InvalidArgumentError("no PEM certificate in it");
-  ChainPtr untrusted(sk_X509_new_null());
-  if (untrusted == nullptr) return absl::ResourceExhaustedError("sk_X509_new_null failed");
-  for (size_t i = 1; i < certs.size(); ++i) {
-    if (sk_X509_push(untrusted.get(), certs[i].get()) <= 0) {
-      return absl::ResourceExhaustedError("sk_X509_push failed");
+// Whether a certificate of `these` is, or chains to, one of `those` (or
+// shares its key): then a certificate one CA signed could pass as the
+// other's.
+bool Overlap(const std::vector<CertPtr>& these, X509_STORE* those_store,
+             const std::vector<CertPtr>& those) {
+  for (size_t i = 0; i < these.size(); ++i) {
+    ChainPtr others = Intermediates(these, i);
+    if (Verify(those_store, these[i].get(), others.get(), /*client=*/false).ok()) return true;
+    for (const CertPtr& other : those) {
+      if (EVP_PKEY_eq(X509_get0_pubkey(these[i].get()), X509_get0_pubkey(other.get())) == 1) {
+        return true;
+      }
     }
-    certs[i].release();  // the stack owns it now
   }
-  return Verify(store, certs[0].get(), untrusted.get());
+  return false;
 }
 
 }  // namespace
@@ -96,31 +194,6 @@ struct TrustedCas::Stores {
   StorePtr user;
   StorePtr peer;
 };
-
-namespace {
-
-// A store of every certificate in `pem` (read from `flag`'s file).
-absl::StatusOr<StorePtr> StoreOf(absl::string_view pem, absl::string_view flag,
-                                 std::vector<std::string>* ders) {
-  std::vector<CertPtr> certs = ParseCertificates(pem);
-  if (certs.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, ": the file holds no PEM certificate"));
-  }
-  StorePtr store(X509_STORE_new());
-  if (store == nullptr) return absl::ResourceExhaustedError("X509_STORE_new failed");
-  for (CertPtr& cert : certs) {
-    if (X509_STORE_add_cert(store.get(), cert.get()) != 1) {
-      ERR_clear_error();
-      return absl::InvalidArgumentError(
-          absl::StrCat(flag, ": a certificate of the file cannot be trusted"));
-    }
-    ders->push_back(Der(cert.get()));
-  }
-  return store;
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<TrustedCas>> TrustedCas::Load(Files files) {
   std::unique_ptr<TrustedCas> cas(new TrustedCas(std::move(files)));
@@ -149,36 +222,34 @@ TrustedCas::~TrustedCas() {
 absl::Status TrustedCas::Reload() { return Read(/*write_bundle=*/true); }
 
 absl::Status TrustedCas::Read(bool write_bundle) {
-  absl::StatusOr<std::string> user = ReadFile(files_.user_ca_file);
-  if (!user.ok()) {
-    return absl::Status(user.status().code(),
-                        absl::StrCat("--ca_file: ", user.status().message()));
+  // One read at a time, from the files to the bundle written: a reload by
+  // hand never crosses the refresh thread's.
+  absl::MutexLock reading(&read_mu_);
+  PM_ASSIGN_OR_RETURN(std::vector<CertPtr> user, ReadCas(files_.user_ca_file, "--ca_file"));
+  PM_ASSIGN_OR_RETURN(std::vector<CertPtr> peer, ReadCas(files_.peer_ca_file, "--peer_ca_file"));
+  std::vector<CertPtr> both;
+  for (const std::vector<CertPtr>* certs : {&user, &peer}) {
+    for (const CertPtr& cert : *certs) {
+      X509_up_ref(cert.get());
+      both.emplace_back(cert.get());
+    }
   }
-  absl::StatusOr<std::string> peer = ReadFile(files_.peer_ca_file);
-  if (!peer.ok()) {
-    return absl::Status(peer.status().code(),
-                        absl::StrCat("--peer_ca_file: ", peer.status().message()));
-  }
-  std::string bundle = absl::StrCat(*user, user->empty() || user->back() == '\n' ? "" : "\n",
-                                    *peer);
+  // What the TLS door trusts is exactly what was checked: the certificates
+  // parsed here, written anew.
+  PM_ASSIGN_OR_RETURN(std::string bundle, PemOf(both));
   {
     absl::MutexLock lock(&mu_);
     if (stores_ != nullptr && bundle == bundle_) return absl::OkStatus();
   }
   auto stores = std::make_shared<Stores>();
-  std::vector<std::string> user_ders;
-  std::vector<std::string> peer_ders;
-  PM_ASSIGN_OR_RETURN(stores->user, StoreOf(*user, "--ca_file", &user_ders));
-  PM_ASSIGN_OR_RETURN(stores->peer, StoreOf(*peer, "--peer_ca_file", &peer_ders));
-  for (const std::string& der : peer_ders) {
-    for (const std::string& other : user_ders) {
-      if (der == other) {
-        return absl::InvalidArgumentError(
-            "--peer_ca_file holds a CA of --ca_file too: then a user's certificate "
-            "could forward calls as any user. Give the gateways' certificates a CA "
-            "of their own (certs/make_pki.sh makes peer-ca.pem)");
-      }
-    }
+  PM_ASSIGN_OR_RETURN(stores->user, StoreOf(user));
+  PM_ASSIGN_OR_RETURN(stores->peer, StoreOf(peer));
+  if (Overlap(user, stores->peer.get(), peer) || Overlap(peer, stores->user.get(), user)) {
+    return absl::InvalidArgumentError(
+        "--peer_ca_file and --ca_file share a CA (the same one, one issued by the "
+        "other, or one key): then a user's certificate could forward calls as any "
+        "user, or a gateway's call as a user. Give the gateways' certificates a CA "
+        "of their own (certs/make_pki.sh makes peer-ca.pem)");
   }
   if (write_bundle) {
     PM_RETURN_IF_ERROR(WriteFileAtomically(files_.bundle_file, bundle, 0644));
@@ -201,19 +272,29 @@ void TrustedCas::RefreshLoop() {
 }
 
 TrustedCas::Signers TrustedCas::SignersOf(absl::string_view pem_chain) {
+  if (pem_chain.size() > kMaxChainBytes) return Signers();
+  const std::string key = Digest(pem_chain);
+  const absl::Time now = absl::Now();
   std::shared_ptr<const Stores> stores;
   {
     absl::MutexLock lock(&mu_);
-    if (auto it = seen_.find(pem_chain); it != seen_.end()) return it->second;
+    if (auto it = seen_.find(key); it != seen_.end() && now < it->second.until) {
+      return it->second.signers;
+    }
     stores = stores_;
   }
+  std::vector<CertPtr> certs = ParseCertificates(pem_chain);
+  if (certs.empty() || certs.size() > kMaxChainCertificates) return Signers();
+  ChainPtr intermediates = Intermediates(certs, 0);
   Signers signers;
-  signers.user = VerifyChain(stores->user.get(), pem_chain).ok();
-  signers.peer = VerifyChain(stores->peer.get(), pem_chain).ok();
+  signers.user = Verify(stores->user.get(), certs[0].get(), intermediates.get(), true).ok();
+  signers.peer = Verify(stores->peer.get(), certs[0].get(), intermediates.get(), true).ok();
   absl::MutexLock lock(&mu_);
   if (stores_ == stores) {  // not a verdict of CAs replaced meanwhile
     if (seen_.size() >= kMaxRemembered) seen_.clear();
-    seen_.emplace(pem_chain, signers);
+    // Until the first certificate of the chain expires: a connection open
+    // past then is refused at its next call.
+    seen_.insert_or_assign(key, Verdict{signers, NotAfter(certs)});
   }
   return signers;
 }
@@ -224,7 +305,13 @@ absl::Status TrustedCas::CheckPeerCertificate(absl::string_view pem, const std::
     absl::MutexLock lock(&mu_);
     stores = stores_;
   }
-  absl::Status verified = VerifyChain(stores->peer.get(), pem);
+  std::vector<CertPtr> certs = ParseCertificates(pem);
+  if (certs.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("peer certificate ", file, ": no PEM certificate in it"));
+  }
+  ChainPtr intermediates = Intermediates(certs, 0);
+  absl::Status verified = Verify(stores->peer.get(), certs[0].get(), intermediates.get(), true);
   if (!verified.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "peer certificate ", file, " does not verify against --peer_ca_file (",

@@ -32,6 +32,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 
 namespace pm::gateway {
 
@@ -49,8 +50,9 @@ class TrustedCas {
   };
 
   // Reads both CA files. INVALID_ARGUMENT naming the flag when a file
-  // holds no certificate, or when both hold the same CA (then nothing tells
-  // a user from a gateway); the open's error when one cannot be read.
+  // holds no certificate or a block that does not parse, or when the two
+  // share a CA (the same, one issued by the other, or one key: then nothing
+  // tells a user from a gateway); the open's error when one cannot be read.
   static absl::StatusOr<std::unique_ptr<TrustedCas>> Load(Files files);
   ~TrustedCas();
 
@@ -62,8 +64,10 @@ class TrustedCas {
 
   // Which CAs `pem_chain` (the client's leaf first, then any intermediates
   // it sent) verifies against for client authentication. Neither for PEM
-  // that does not parse. Remembered per chain (a connection's calls all
-  // bring the same one) until the CA files change.
+  // that does not parse, or a chain of more than 10 certificates or 64 KiB.
+  // Remembered per chain (a connection's calls all bring the same one),
+  // 4,096 chains at most, until the CA files change or a certificate of
+  // the chain expires.
   Signers SignersOf(absl::string_view pem_chain);
 
   // OK when the certificate in `pem` (this gateway's own peer certificate,
@@ -83,11 +87,18 @@ class TrustedCas {
   absl::Status Read(bool write_bundle);
   void RefreshLoop();
 
+  struct Verdict {
+    Signers signers;
+    absl::Time until;  // the chain's first certificate to expire does then
+  };
+
   const Files files_;
+  absl::Mutex read_mu_;  // held through a Read, files to bundle
   absl::Mutex mu_;
   std::string bundle_ ABSL_GUARDED_BY(mu_);  // as last written
   std::shared_ptr<const Stores> stores_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, Signers> seen_ ABSL_GUARDED_BY(mu_);
+  // By the SHA-256 of the chain's PEM.
+  absl::flat_hash_map<std::string, Verdict> seen_ ABSL_GUARDED_BY(mu_);
   absl::Notification stop_;
   std::thread refresher_;
 };

@@ -35,6 +35,11 @@ class TrustedCasTest : public ::testing::Test {
     return {Pki("ca.pem"), PeerCaFile(), absl::StrCat(dir_, "/bundle.pem"), 0};
   }
   std::string Read(const std::string& name) { return *ReadFile(Pki(name)); }
+  // Runs `command` (openssl) in the PKI directory.
+  void InPki(const std::string& command) {
+    const std::string line = absl::StrCat("cd '", dir_, "/pki' && ", command, " 2>/dev/null");
+    ASSERT_EQ(system(line.c_str()), 0) << line;
+  }
 
   std::string dir_;
 };
@@ -81,7 +86,7 @@ TEST_F(TrustedCasTest, RefusesFilesThatCannotTellUsersFromPeers) {
   same.peer_ca_file = Pki("ca.pem");
   absl::StatusOr<std::unique_ptr<TrustedCas>> cas = TrustedCas::Load(same);
   EXPECT_EQ(cas.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(cas.status().message(), HasSubstr("--peer_ca_file holds a CA of --ca_file"));
+  EXPECT_THAT(cas.status().message(), HasSubstr("--peer_ca_file and --ca_file share a CA"));
 
   TrustedCas::Files empty = Files();
   ASSERT_TRUE(WriteFileAtomically(PeerCaFile(), "no certificate here\n", 0644).ok());
@@ -95,6 +100,60 @@ TEST_F(TrustedCasTest, RefusesFilesThatCannotTellUsersFromPeers) {
   cas = TrustedCas::Load(missing);
   EXPECT_EQ(cas.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(cas.status().message(), HasSubstr("--ca_file: open(\"" + dir_ + "/nothing.pem\")"));
+}
+
+TEST_F(TrustedCasTest, RefusesAPeersCaThatIsTheUsersCaUnderAnotherName) {
+  // The users' CA renewed (the same key and subject, a new certificate),
+  // and a CA the users' CA issued: certificates of the users' CA would
+  // verify against either.
+  InPki("openssl req -x509 -new -key ca.key -sha256 -days 30 -subj '/O=pm dev/CN=pm dev CA' "
+        "-addext basicConstraints=critical,CA:TRUE -out renewed-ca.pem");
+  InPki("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out sub-ca.key && "
+        "openssl req -new -key sub-ca.key -subj '/O=pm dev/CN=sub CA' -out sub-ca.csr && "
+        "printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n' > ca.ext && "
+        "openssl x509 -req -in sub-ca.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 "
+        "-extfile ca.ext -out sub-ca.pem");
+  for (const char* name : {"renewed-ca.pem", "sub-ca.pem"}) {
+    TrustedCas::Files files = Files();
+    files.peer_ca_file = Pki(name);
+    absl::StatusOr<std::unique_ptr<TrustedCas>> cas = TrustedCas::Load(files);
+    EXPECT_EQ(cas.status().code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_THAT(cas.status().message(), HasSubstr("share a CA")) << name;
+    // And the other way round: the peers' CA under the users'.
+    files = Files();
+    files.user_ca_file = Pki(name);
+    files.peer_ca_file = Pki("ca.pem");
+    EXPECT_EQ(TrustedCas::Load(files).status().code(), absl::StatusCode::kInvalidArgument)
+        << name;
+  }
+}
+
+TEST_F(TrustedCasTest, ACaFileWithABlockThatDoesNotParseIsRefused) {
+  // gRPC's loader would stop at the broken block and trust less than was
+  // checked.
+  ASSERT_TRUE(WriteFileAtomically(PeerCaFile(),
+                                  Read("peer-ca.pem") + "-----BEGIN CERTIFICATE-----\nAAAA\n",
+                                  0644)
+                  .ok());
+  absl::StatusOr<std::unique_ptr<TrustedCas>> cas = TrustedCas::Load(Files());
+  EXPECT_EQ(cas.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(cas.status().message(),
+              HasSubstr("--peer_ca_file: a block after its certificate 1 does not parse"));
+}
+
+TEST_F(TrustedCasTest, AnAbsurdChainIsNobodysAndCostsNoVerification) {
+  absl::StatusOr<std::unique_ptr<TrustedCas>> cas = TrustedCas::Load(Files());
+  ASSERT_TRUE(cas.ok()) << cas.status();
+  // A user's leaf padded with copies of the CA: eleven certificates.
+  std::string padded = Read("client.pem");
+  for (int i = 0; i < 10; ++i) padded += Read("ca.pem");
+  EXPECT_FALSE((*cas)->SignersOf(padded).user);
+  // Up to ten, copies of the CA as intermediates change nothing.
+  std::string fine = Read("client.pem");
+  for (int i = 0; i < 9; ++i) fine += Read("ca.pem");
+  EXPECT_TRUE((*cas)->SignersOf(fine).user);
+  // 64 KiB and more: refused before parsing.
+  EXPECT_FALSE((*cas)->SignersOf(Read("client.pem") + std::string(64 << 10, '\n')).user);
 }
 
 TEST_F(TrustedCasTest, AReplacedPeersCaTakesEffectOnReloadAndABadOneIsNotTaken) {
