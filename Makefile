@@ -92,17 +92,20 @@ clean:
 # tests that spawn without one are left out too), and so is the in-process
 # gateway test (see README, "Sanitizers and
 # fuzzing"); bazel/tsan_annotations_test checks TSan's view of abseil.
-# The metrics: their registry updated from many threads, the HTTP server
+# The gateway's CA checks (a refresh thread beside the calls') and the
+# one-shot client's HTTP/2 calls. The metrics: their registry updated from many threads, the HTTP server
 # (libmicrohttpd's thread calling ours) fed hostile requests, and the whole
 # stack scraped while a client works.
 METRICS_TESTS := //common:metrics_test //common:metrics_http_test \
 	//testing/gateway:metrics_test
 ASAN_TESTS := //testing:engine_test //gateway:gateway_test \
 	//testing/gateway:cli_test //supervisor:supervisor_test //supervisor:idle_shim_test \
-	//supervisor:spares_test $(METRICS_TESTS)
+	//supervisor:spares_test //gateway:trusted_cas_test //client:h2_unary_test \
+	$(METRICS_TESTS)
 TSAN_TESTS := //testing:engine_test //testing/gateway:cli_test \
 	//bazel:tsan_annotations_test //supervisor:supervisor_test //supervisor:idle_shim_test \
-	//supervisor:spares_test //registry:cluster_test //registry:registry_test $(METRICS_TESTS)
+	//supervisor:spares_test //registry:cluster_test //registry:registry_test \
+	//gateway:trusted_cas_test //client:h2_unary_test $(METRICS_TESTS)
 TSAN_SKIP := -EngineTest.ProcessThatWontStartGivesTheOsErrorAndNoUuid:SupervisorTest.AStartOutOfFdsIsResourceExhaustedNamingTheLimitAndLeaksNothing:ReadoptionTest.AShimWhoseProcessWasNeverOnRecordHasItKilled
 test-sanitizers: deps
 	$(BAZEL) test --config=asan $(ASAN_TESTS)

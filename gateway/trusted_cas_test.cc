@@ -3,8 +3,11 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <filesystem>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/fd.h"
@@ -171,6 +174,33 @@ TEST_F(TrustedCasTest, AReplacedPeersCaTakesEffectOnReloadAndABadOneIsNotTaken) 
   EXPECT_THAT((*cas)->Reload().message(), HasSubstr("--peer_ca_file"));
   EXPECT_TRUE((*cas)->SignersOf(Read("untrusted-client.pem")).peer);
   EXPECT_EQ(*ReadFile((*cas)->bundle_file()), Read("ca.pem") + Read("untrusted-ca.pem"));
+}
+
+TEST_F(TrustedCasTest, CallsAreCheckedWhileTheCasAreReloaded) {
+  absl::StatusOr<std::unique_ptr<TrustedCas>> cas = TrustedCas::Load(Files());
+  ASSERT_TRUE(cas.ok()) << cas.status();
+  ASSERT_TRUE((*cas)->WriteBundleAndWatch().ok());
+  const std::string client = Read("client.pem");
+  const std::string peer = Read("peer.pem");
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&] {
+      for (int i = 0; i < 300; ++i) {
+        // The users' CA never changes; the peers' does, back and forth.
+        if (!(*cas)->SignersOf(client).user) ++wrong;
+        (*cas)->SignersOf(peer);
+      }
+    });
+  }
+  for (int i = 0; i < 20; ++i) {
+    const char* next = i % 2 == 0 ? "untrusted-ca.pem" : "peer-ca.pem";
+    ASSERT_TRUE(WriteFileAtomically(PeerCaFile(), Read(next), 0644).ok());
+    ASSERT_TRUE((*cas)->Reload().ok());
+  }
+  for (std::thread& caller : callers) caller.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_TRUE((*cas)->SignersOf(peer).peer);  // peer-ca.pem is the last
 }
 
 }  // namespace
