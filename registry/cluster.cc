@@ -1013,6 +1013,7 @@ std::optional<std::string> Cluster::ReadClaim(const std::string& key) {
     absl::MutexLock lock(&mutex_);
     if (!connected_ || !etcd_error_.empty()) return std::nullopt;
   }
+  ++claim_reads_;
   etcdserverpb::RangeRequest request;
   request.set_key(key);
   etcdserverpb::RangeResponse response;

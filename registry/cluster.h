@@ -61,6 +61,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -227,6 +228,9 @@ class Cluster {
   // The id that holds the name `name` in etcd, asked of etcd now (a name
   // taken a moment ago on another host); as OwnerOf otherwise.
   std::optional<std::string> ClaimedIdOfName(const std::string& name);
+  // Reads of claims sent to etcd so far (tests: a lookup's cost must not
+  // tell what it found).
+  uint64_t claim_reads() const { return claim_reads_.load(); }
   // The id another host's process of this name has.
   std::optional<std::string> IdOfName(absl::string_view name) const;
   // Every other host's record, likewise.
@@ -333,6 +337,7 @@ class Cluster {
   // Why the last call to etcd failed to reach it; empty once one did.
   // Claims fail at once meanwhile; the writer keeps trying every `retry`.
   std::string etcd_error_ ABSL_GUARDED_BY(mutex_);
+  std::atomic<uint64_t> claim_reads_{0};
   absl::Time etcd_error_since_ ABSL_GUARDED_BY(mutex_);
   bool resynced_ ABSL_GUARDED_BY(mutex_) = false;
   // Watcher: other hosts' records and the node keys.

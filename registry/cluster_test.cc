@@ -345,6 +345,37 @@ TEST_F(ClusterTest, AClaimReadThatRunsOutOfTimeChangesNothingElseAHostAnswers) {
   EXPECT_EQ(there->state(), ProcessStatus::STATE_RUNNING) << there->state_reason();
 }
 
+// What a lookup costs must not tell what it found: a name another user
+// holds, on this host or another, takes as many reads of etcd as a name
+// nobody has, and gets the same NOT_FOUND.
+TEST_F(ClusterTest, ALookupOfAnotherUsersNameCostsWhatOneOfNoNameDoes) {
+  Host a = Join("a");
+  Host b = Join("b");
+  absl::StatusOr<ProcessStatus> web = a.registry->CreateRecord(Create("web"));
+  ASSERT_TRUE(web.ok()) << web.status();
+  ASSERT_TRUE(AwaitRecord(b, web->id(), [](const ProcessStatus&) { return true; }));
+  // alice's "web", as mallory, on a (where it runs) and on b (which knows
+  // it from the watch), and a name nobody has.
+  for (Host* host : {&a, &b}) {
+    std::vector<uint64_t> reads;
+    std::vector<std::string> answers;
+    for (const char* name : {"web", "nothing-here"}) {
+      ResolveRequest request;
+      request.set_ref(name);
+      request.set_owner_user("mallory");
+      const uint64_t before = host->cluster->claim_reads();
+      absl::StatusOr<pm::internal::v1::ResolveResponse> found = host->registry->Resolve(request);
+      reads.push_back(host->cluster->claim_reads() - before);
+      ASSERT_TRUE(absl::IsNotFound(found.status())) << found.status();
+      answers.push_back(std::string(found.status().message()));
+    }
+    EXPECT_EQ(reads[0], reads[1]);
+    EXPECT_GT(reads[0], 0u);
+    // The message names what was asked, never whose it is.
+    EXPECT_THAT(answers[0], Not(HasSubstr("alice")));
+  }
+}
+
 TEST_F(ClusterTest, AnIdClaimedAMomentAgoIsFoundOnlyByItsOwnersCalls) {
   Host a = Join("a");
   Host b = Join("b");

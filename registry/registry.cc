@@ -25,6 +25,11 @@
 namespace pm::registry {
 namespace {
 
+// A well-formed id no process has (version nibble 0: NewUuid never makes
+// it); its claim is read where a lookup must cost what another's would.
+constexpr char kNobodysId[] = "00000000-0000-0000-0000-000000000000";
+
+
 using ::pm::internal::v1::CgroupPaths;
 using ::pm::internal::v1::CreateRecordRequest;
 using ::pm::internal::v1::StoredRecord;
@@ -825,7 +830,13 @@ absl::StatusOr<pm::internal::v1::ResolveResponse> Registry::Resolve(
     id = absl::AsciiStrToLower(request.ref());
   } else if (pm::ValidateName(request.ref()).ok()) {
     std::optional<std::string> named = cluster_->ClaimedIdOfName(request.ref());
-    if (!named.has_value()) return known;
+    if (!named.has_value()) {
+      // As many reads as a name another user holds costs (its id's claim
+      // is read next): how long the NOT_FOUND takes does not tell a
+      // caller that someone else has the name.
+      cluster_->OwnerOf(kNobodysId);
+      return known;
+    }
     id = *std::move(named);
   } else {
     return known;
