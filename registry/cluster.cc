@@ -210,7 +210,7 @@ absl::StatusOr<std::vector<mvccpb::KeyValue>> Cluster::RangeAll(absl::string_vie
             "\" but gave none after it"));
       }
       request.set_key(next);
-      if (options_.after_range_page) options_.after_range_page();
+      if (options_.after_range_page) options_.after_range_page(what);
     }
     if (!compacted) return kvs;
   }

@@ -150,9 +150,10 @@ class Cluster {
     // its continue token), so a directory of any size costs etcd and this
     // registry bounded messages, never one answer of every record.
     int64_t range_page = 1000;
-    // Tests only: runs after each page of a paged read but the last (a
+    // Tests only: runs after each page of a paged read but the last, with
+    // what the read is ("Range of the cluster", "Range of the records"; a
     // test compacts etcd there).
-    std::function<void()> after_range_page;
+    std::function<void(absl::string_view what)> after_range_page;
     // Where the reporting of changes starts at the first sync. Empty: with
     // what is there then (nothing told of it).
     ToldBefore told_before;
