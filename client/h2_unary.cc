@@ -13,6 +13,8 @@
 #include <memory>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/fd.h"
@@ -98,16 +100,48 @@ std::string PercentDecoded(absl::string_view text) {
   return out;
 }
 
-// Milliseconds left until `deadline`, for poll (at least 0).
+// Milliseconds left until `deadline`, for poll: at least 0, and -1 (no
+// limit) for an infinite one.
 int MillisecondsLeft(absl::Time deadline) {
+  if (deadline == absl::InfiniteFuture()) return -1;
   const absl::Duration left = deadline - absl::Now();
   if (left <= absl::ZeroDuration()) return 0;
-  return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left) + 1, 1 << 30));
+  return static_cast<int>(std::min(absl::ToInt64Milliseconds(left), int64_t{1} << 30) + 1);
+}
+
+// What gRPC's client answers for a stream the server reset (gRPC's
+// PROTOCOL-HTTP2.md, "Errors").
+absl::StatusCode CodeOfReset(uint32_t error) {
+  switch (error) {
+    case NGHTTP2_CANCEL:
+      return absl::StatusCode::kCancelled;
+    case NGHTTP2_ENHANCE_YOUR_CALM:
+      return absl::StatusCode::kResourceExhausted;
+    case NGHTTP2_REFUSED_STREAM:  // also a GOAWAY before the stream began
+      return absl::StatusCode::kUnavailable;
+    case NGHTTP2_INADEQUATE_SECURITY:
+      return absl::StatusCode::kPermissionDenied;
+    default:
+      return absl::StatusCode::kInternal;
+  }
+}
+
+// What gRPC's client answers for an HTTP status without a grpc-status
+// (gRPC's doc/http-grpc-status-mapping.md).
+absl::StatusCode CodeOfHttpStatus(absl::string_view http) {
+  if (http == "400") return absl::StatusCode::kInternal;
+  if (http == "401") return absl::StatusCode::kUnauthenticated;
+  if (http == "403") return absl::StatusCode::kPermissionDenied;
+  if (http == "404") return absl::StatusCode::kUnimplemented;
+  if (http == "429" || http == "502" || http == "503" || http == "504") {
+    return absl::StatusCode::kUnavailable;
+  }
+  return absl::StatusCode::kUnknown;
 }
 
 class Connection {
  public:
-  Connection(const H2UnaryCall& call) : call_(call) {}
+  explicit Connection(const H2UnaryCall& call) : call_(call) {}
 
   absl::StatusOr<std::string> Run(absl::string_view request) {
     PM_RETURN_IF_ERROR(Connect());
@@ -117,8 +151,9 @@ class Connection {
   }
 
  private:
+  // Errors say what failed; the caller names the service and its socket.
   absl::Status Unavailable(absl::string_view what) const {
-    return absl::UnavailableError(absl::StrCat(call_.method, " on ", call_.socket, ": ", what));
+    return absl::UnavailableError(std::string(what));
   }
 
   absl::Status Connect() {
@@ -134,15 +169,16 @@ class Connection {
     if (!fd_) return ErrnoError("socket", "AF_UNIX");
     // A unix connect blocks only while the listener's backlog is full;
     // the send timeout bounds it by the deadline.
-    const int left = std::max(MillisecondsLeft(call_.deadline), 1);
-    timeval timeout = {left / 1000, (left % 1000) * 1000};
-    setsockopt(fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+    if (const int left = MillisecondsLeft(call_.deadline); left >= 0) {
+      timeval timeout = {std::max(left, 1) / 1000, (std::max(left, 1) % 1000) * 1000};
+      setsockopt(fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+    }
     if (connect(fd_.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
       if (errno == EAGAIN || errno == EINPROGRESS) {
         return absl::DeadlineExceededError(
-            absl::StrCat(call_.method, " on ", call_.socket, ": connect timed out"));
+            absl::StrCat(call_.method, ": deadline exceeded in connect"));
       }
-      return Unavailable(ErrnoError("connect", call_.socket).message());
+      return Unavailable(ErrnoError("connect").message());
     }
     return SetNonBlocking(fd_.get(), true);
   }
@@ -179,8 +215,6 @@ class Connection {
     }
     answer_.request.append(request.data(), request.size());
 
-    const std::string timeout =
-        absl::StrCat(std::min<int64_t>(MillisecondsLeft(call_.deadline), 99999999), "m");
     std::vector<std::pair<std::string, std::string>> headers = {
         {":method", "POST"},
         {":scheme", "http"},
@@ -189,9 +223,23 @@ class Connection {
         {"content-type", "application/grpc"},
         {"te", "trailers"},
         {"grpc-accept-encoding", "identity"},
-        {"grpc-timeout", timeout},
     };
-    headers.insert(headers.end(), call_.metadata.begin(), call_.metadata.end());
+    // The server's deadline too (gRPC's "grpc-timeout", at most 8 digits).
+    if (const int left = MillisecondsLeft(call_.deadline); left >= 0) {
+      headers.emplace_back("grpc-timeout", absl::StrCat(std::min(left, 99999999), "m"));
+    }
+    for (const auto& [key, value] : call_.metadata) {
+      if (nghttp2_check_header_name(reinterpret_cast<const uint8_t*>(key.data()), key.size()) ==
+              0 ||
+          absl::AsciiStrToLower(key) != key || absl::StartsWith(key, ":") ||
+          nghttp2_check_header_value(reinterpret_cast<const uint8_t*>(value.data()),
+                                     value.size()) == 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            call_.method, ": metadata \"", absl::CEscape(key),
+            "\" is no lower-case header name with a value of printable text"));
+      }
+      headers.emplace_back(key, value);
+    }
     std::vector<nghttp2_nv> nv;
     for (auto& [key, value] : headers) {
       nv.push_back({reinterpret_cast<uint8_t*>(key.data()),
@@ -210,29 +258,33 @@ class Connection {
     return absl::OkStatus();
   }
 
-  // Writes what the session has to send, all of it.
+  // Writes what the session has to send, all of it, in one send when the
+  // socket takes it (the preface, SETTINGS, HEADERS and DATA of a call).
   absl::Status Flush() {
+    std::string out;
     while (true) {
       const uint8_t* data = nullptr;
       const ssize_t n = nghttp2_session_mem_send(session_.get(), &data);
       if (n < 0) return absl::InternalError(absl::StrCat("nghttp2: ", nghttp2_strerror(n)));
-      if (n == 0) return absl::OkStatus();
-      for (ssize_t written = 0; written < n;) {
-        // Never SIGPIPE: a service that closed the connection is an error.
-        const ssize_t w =
-            send(fd_.get(), data + written, static_cast<size_t>(n - written), MSG_NOSIGNAL);
-        if (w > 0) {
-          written += w;
-          continue;
-        }
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0 && errno == EAGAIN) {
-          PM_RETURN_IF_ERROR(Await(POLLOUT));
-          continue;
-        }
-        return Unavailable(ErrnoError("send", call_.socket).message());
-      }
+      if (n == 0) break;
+      out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
     }
+    for (size_t written = 0; written < out.size();) {
+      // Never SIGPIPE: a service that closed the connection is an error.
+      const ssize_t w =
+          send(fd_.get(), out.data() + written, out.size() - written, MSG_NOSIGNAL);
+      if (w > 0) {
+        written += static_cast<size_t>(w);
+        continue;
+      }
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && errno == EAGAIN) {
+        PM_RETURN_IF_ERROR(Await(POLLOUT));
+        continue;
+      }
+      return Unavailable(ErrnoError("send").message());
+    }
+    return absl::OkStatus();
   }
 
   absl::Status Await(short events) {
@@ -240,24 +292,26 @@ class Connection {
     while (true) {
       const int left = MillisecondsLeft(call_.deadline);
       if (left == 0) {
-        return absl::DeadlineExceededError(
-            absl::StrCat(call_.method, " on ", call_.socket, ": deadline exceeded"));
+        return absl::DeadlineExceededError(absl::StrCat(call_.method, ": deadline exceeded"));
       }
       const int n = poll(&ready, 1, left);
       if (n > 0) return absl::OkStatus();
-      if (n < 0 && errno != EINTR) return ErrnoError("poll", call_.socket);
+      if (n < 0 && errno != EINTR) return ErrnoError("poll");
     }
   }
 
   absl::Status Exchange() {
     uint8_t buffer[64 << 10];
-    while (true) {
+    // The answer is whole once its stream closes: what the session would
+    // still send then (acknowledgements of the server's SETTINGS or PING)
+    // is not sent, so a service that closed the connection right after
+    // answering (it exited) has still answered.
+    while (!answer_.closed) {
       PM_RETURN_IF_ERROR(Flush());
-      if (answer_.closed) return absl::OkStatus();
       PM_RETURN_IF_ERROR(Await(POLLIN));
       const ssize_t n = read(fd_.get(), buffer, sizeof(buffer));
       if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (n < 0) return Unavailable(ErrnoError("read", call_.socket).message());
+      if (n < 0) return Unavailable(ErrnoError("read").message());
       if (n == 0) return Unavailable("the service closed the connection before answering");
       const ssize_t taken = nghttp2_session_mem_recv(session_.get(), buffer, static_cast<size_t>(n));
       if (answer_.too_big) {
@@ -265,24 +319,30 @@ class Connection {
             call_.method, ": the answer is larger than ", kH2UnaryMaxAnswerBytes, " bytes"));
       }
       if (taken < 0) {
-        return absl::InternalError(absl::StrCat(call_.method, " on ", call_.socket,
-                                                ": not an HTTP/2 answer (nghttp2: ",
+        return absl::InternalError(absl::StrCat(call_.method, ": not an HTTP/2 answer (nghttp2: ",
                                                 nghttp2_strerror(static_cast<int>(taken)), ")"));
       }
     }
+    return absl::OkStatus();
   }
 
   absl::StatusOr<std::string> Result() const {
-    int code = 0;
-    if (answer_.grpc_status.empty() || !absl::SimpleAtoi(answer_.grpc_status, &code) ||
-        code < 0 || code > 16) {
-      if (answer_.reset_code != 0) {
-        return Unavailable(absl::StrCat("the stream was reset (HTTP/2 error ",
-                                        answer_.reset_code, ")"));
+    if (answer_.grpc_status.empty()) {
+      if (answer_.reset_code != NGHTTP2_NO_ERROR) {
+        return absl::Status(CodeOfReset(answer_.reset_code),
+                            absl::StrCat(call_.method, ": the stream was reset (",
+                                         nghttp2_http2_strerror(answer_.reset_code), ")"));
       }
-      return absl::InternalError(absl::StrCat(
-          call_.method, " on ", call_.socket, ": not a gRPC answer (HTTP status ",
-          answer_.http_status.empty() ? "none" : answer_.http_status, ", no grpc-status)"));
+      return absl::Status(CodeOfHttpStatus(answer_.http_status),
+                          absl::StrCat(call_.method, ": not a gRPC answer (HTTP status ",
+                                       answer_.http_status.empty() ? "none" : answer_.http_status,
+                                       ", no grpc-status)"));
+    }
+    int code = 0;
+    if (!absl::SimpleAtoi(answer_.grpc_status, &code) || code < 0 || code > 16) {
+      return absl::UnknownError(absl::StrCat(call_.method, ": grpc-status \"",
+                                             absl::CEscape(answer_.grpc_status), "\": ",
+                                             PercentDecoded(answer_.grpc_message)));
     }
     if (code != 0) {
       return absl::Status(static_cast<absl::StatusCode>(code),

@@ -45,10 +45,14 @@ struct H2UnaryCall {
 inline constexpr size_t kH2UnaryMaxAnswerBytes = 64 << 20;
 
 // The answer's message bytes, or the call's status as gRPC would give it:
-// the server's code and message (grpc-status, grpc-message); UNAVAILABLE
-// naming the call and the socket when it cannot be reached or closes the
-// connection; DEADLINE_EXCEEDED at the deadline; RESOURCE_EXHAUSTED past
-// kH2UnaryMaxAnswerBytes; INTERNAL for an answer that is not gRPC's.
+// the server's code and message (grpc-status, grpc-message); for a stream
+// reset or an HTTP answer without grpc-status, gRPC's mapping of it;
+// UNAVAILABLE saying why when the service cannot be reached or closes the
+// connection before answering (the caller names the service and socket);
+// DEADLINE_EXCEEDED at the deadline (none: an infinite one);
+// RESOURCE_EXHAUSTED past kH2UnaryMaxAnswerBytes; INVALID_ARGUMENT for
+// metadata that is no lower-case header name and printable value;
+// INTERNAL for an answer that is not HTTP/2.
 absl::StatusOr<std::string> H2Unary(const H2UnaryCall& call, absl::string_view request);
 
 // The same with messages: INTERNAL when the answer does not parse.

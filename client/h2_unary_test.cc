@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <utility>
 #include <string>
 #include <thread>
 #include <vector>
@@ -162,18 +163,133 @@ TEST_F(H2UnaryTest, ACallPastItsDeadlineEndsThere) {
   EXPECT_EQ(called.code(), absl::StatusCode::kDeadlineExceeded) << called;
 }
 
-TEST_F(H2UnaryTest, NoServiceIsUnavailableNamingTheSocket) {
+TEST_F(H2UnaryTest, NoServiceIsUnavailableSayingWhy) {
   H2UnaryCall call = Call("GetStatus");
   call.socket = dir_ + "/nobody.sock";
   pm::v1::ProcessStatus status;
   absl::Status called = H2Unary(call, pm::v1::GetStatusRequest(), &status);
   EXPECT_EQ(called.code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(called.message(), HasSubstr("connect(\"" + call.socket + "\")"));
-  EXPECT_THAT(called.message(), HasSubstr("No such file or directory"));
+  // The caller names the service and its socket (LocalClient: "registry
+  // is unavailable at ...").
+  EXPECT_THAT(called.message(), HasSubstr("connect(): No such file or directory"));
 
   call.socket = dir_ + "/" + std::string(120, 'x');
   EXPECT_EQ(H2Unary(call, pm::v1::GetStatusRequest(), &status).code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(H2UnaryTest, ACallWithoutADeadlineWaitsForItsAnswer) {
+  H2UnaryCall call = Call("GetStatus");
+  call.deadline = absl::InfiniteFuture();
+  pm::v1::GetStatusRequest request;
+  request.set_id("web");
+  pm::v1::ProcessStatus status;
+  absl::Status called = H2Unary(call, request, &status);
+  ASSERT_TRUE(called.ok()) << called;
+  EXPECT_EQ(status.id(), "web");
+}
+
+TEST_F(H2UnaryTest, MetadataThatIsNoHeaderIsRefusedBeforeSending) {
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, std::string>>{{"Pm-Owner", "x"},
+                                                        {"pm-owner", "a\r\nb: c"},
+                                                        {":path", "/x"},
+                                                        {"", "x"}}) {
+    H2UnaryCall call = Call("GetStatus");
+    call.metadata.emplace_back(key, value);
+    pm::v1::ProcessStatus status;
+    EXPECT_EQ(H2Unary(call, pm::v1::GetStatusRequest(), &status).code(),
+              absl::StatusCode::kInvalidArgument)
+        << key;
+  }
+}
+
+// An HTTP/2 server of the test's own, answering the first call with
+// `answer` (frames) and closing the connection.
+class RawServer {
+ public:
+  RawServer(const std::string& path, std::string answer) : path_(path) {
+    listener_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un address = {};
+    address.sun_family = AF_UNIX;
+    memcpy(address.sun_path, path.data(), path.size());
+    EXPECT_EQ(bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    EXPECT_EQ(listen(listener_.get(), 1), 0);
+    thread_ = std::thread([this, answer = std::move(answer)] {
+      Fd client(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      char request[65536];
+      // The whole request comes in one send (the preface, SETTINGS,
+      // HEADERS and DATA).
+      EXPECT_GT(read(client.get(), request, sizeof(request)), 24);
+      EXPECT_EQ(write(client.get(), answer.data(), answer.size()),
+                static_cast<ssize_t>(answer.size()));
+    });
+  }
+  ~RawServer() { thread_.join(); }
+
+  static std::string Frame(uint8_t type, uint8_t flags, uint32_t stream, std::string payload) {
+    std::string frame;
+    for (int shift : {16, 8, 0}) frame.push_back(static_cast<char>(payload.size() >> shift));
+    frame.push_back(static_cast<char>(type));
+    frame.push_back(static_cast<char>(flags));
+    for (int shift : {24, 16, 8, 0}) frame.push_back(static_cast<char>(stream >> shift));
+    return frame + payload;
+  }
+  // An HPACK literal header, not indexed.
+  static std::string Header(const std::string& name, const std::string& value) {
+    return std::string(1, '\0') + static_cast<char>(name.size()) + name +
+           static_cast<char>(value.size()) + value;
+  }
+  // SETTINGS (MAX_CONCURRENT_STREAMS 100): the client owes an ACK.
+  static std::string Settings() { return Frame(4, 0, 0, std::string("\0\3\0\0\0\x64", 6)); }
+  static std::string Ok() { return "\x88" + Header("content-type", "application/grpc"); }
+
+ private:
+  std::string path_;
+  Fd listener_;
+  std::thread thread_;
+};
+
+TEST_F(H2UnaryTest, AnAnswerIsTakenEvenWhenTheServiceClosesRightAfterIt) {
+  // A service that answers and exits at once: the acknowledgement the
+  // client owes cannot be sent, and the call has still been answered.
+  const std::string message = std::string("\0\0\0\0\5", 5) + "hello";
+  RawServer server(dir_ + "/closes.sock",
+                   RawServer::Settings() + RawServer::Frame(1, 4, 1, RawServer::Ok()) +
+                       RawServer::Frame(0, 0, 1, message) +
+                       RawServer::Frame(1, 5, 1, RawServer::Header("grpc-status", "0")));
+  H2UnaryCall call = Call("Anything");
+  call.socket = dir_ + "/closes.sock";
+  absl::StatusOr<std::string> answer = H2Unary(call, "request");
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(*answer, "hello");
+}
+
+TEST_F(H2UnaryTest, ResetsAndHttpAnswersAreMappedAsGrpcMapsThem) {
+  struct Case {
+    std::string name;
+    std::string answer;
+    absl::StatusCode code;
+  };
+  const std::vector<Case> cases = {
+      {"cancel", RawServer::Frame(3, 0, 1, std::string("\0\0\0\x08", 4)),
+       absl::StatusCode::kCancelled},
+      {"refused", RawServer::Frame(7, 0, 0, std::string(8, '\0')),  // GOAWAY, none taken
+       absl::StatusCode::kUnavailable},
+      {"http503", RawServer::Frame(1, 5, 1, RawServer::Header(":status", "503")),
+       absl::StatusCode::kUnavailable},
+      {"status99",
+       RawServer::Frame(1, 5, 1, RawServer::Ok() + RawServer::Header("grpc-status", "99")),
+       absl::StatusCode::kUnknown},
+  };
+  for (const Case& c : cases) {
+    const std::string path = dir_ + "/" + c.name + ".sock";
+    RawServer server(path, RawServer::Settings() + c.answer);
+    H2UnaryCall call = Call("Anything");
+    call.socket = path;
+    absl::StatusOr<std::string> answer = H2Unary(call, "request");
+    EXPECT_EQ(answer.status().code(), c.code) << c.name << ": " << answer.status();
+  }
 }
 
 TEST_F(H2UnaryTest, ASocketThatDoesNotSpeakGrpcIsAnErrorNotAHang) {
@@ -197,7 +313,6 @@ TEST_F(H2UnaryTest, ASocketThatDoesNotSpeakGrpcIsAnErrorNotAHang) {
   server.join();
   EXPECT_FALSE(called.ok());
   EXPECT_TRUE(absl::IsInternal(called) || absl::IsUnavailable(called)) << called;
-  EXPECT_THAT(called.message(), HasSubstr(path));
 }
 
 }  // namespace

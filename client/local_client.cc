@@ -24,6 +24,9 @@
 namespace pm {
 namespace {
 
+static_assert(kH2UnaryMaxAnswerBytes == kMaxMessageBytes,
+              "a one-shot call takes the answers a gRPC channel takes");
+
 using pm::internal::v1::LogStore;
 using pm::internal::v1::Registry;
 using pm::internal::v1::ResolveRequest;
