@@ -13,16 +13,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_core.h"
+#include "gateway/openssl_ptr.h"
 
 namespace pm::gateway {
 namespace {
-
-struct BioFree {
-  void operator()(BIO* bio) const { BIO_free(bio); }
-};
-struct X509Free {
-  void operator()(X509* cert) const { X509_free(cert); }
-};
 
 absl::string_view View(grpc::string_ref ref) {
   return absl::string_view(ref.data(), ref.size());
@@ -59,10 +53,10 @@ namespace {
 // The values of the subject's attributes `nid` in the PEM certificate, as
 // UTF-8. INVALID_ARGUMENT when the PEM does not parse.
 absl::StatusOr<std::vector<std::string>> SubjectValues(absl::string_view pem, int nid) {
-  std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (bio == nullptr) return absl::ResourceExhaustedError("BIO_new_mem_buf failed");
   ERR_set_mark();  // a PEM that does not parse leaves no error behind
-  std::unique_ptr<X509, X509Free> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  CertPtr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
   ERR_pop_to_mark();
   if (cert == nullptr) {
     return absl::InvalidArgumentError("the client certificate's PEM does not parse");

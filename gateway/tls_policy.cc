@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status.h"
+#include "gateway/openssl_ptr.h"
 
 namespace pm::gateway {
 namespace {
@@ -55,10 +56,7 @@ std::vector<std::string> EnabledSuites(SSL_CTX* ctx, int version) {
   return names;
 }
 
-struct CtxDeleter {
-  void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
-};
-using CtxPtr = std::unique_ptr<SSL_CTX, CtxDeleter>;
+using CtxPtr = SslCtxPtr;
 
 absl::StatusOr<CtxPtr> NewServerCtx() {
   CtxPtr ctx(SSL_CTX_new(TLS_server_method()));

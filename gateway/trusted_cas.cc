@@ -18,28 +18,10 @@
 #include "common/fd.h"
 #include "common/log.h"
 #include "common/status_core.h"
+#include "gateway/openssl_ptr.h"
 
 namespace pm::gateway {
 namespace {
-
-struct BioFree {
-  void operator()(BIO* bio) const { BIO_free(bio); }
-};
-struct X509Free {
-  void operator()(X509* cert) const { X509_free(cert); }
-};
-struct StoreFree {
-  void operator()(X509_STORE* store) const { X509_STORE_free(store); }
-};
-struct StoreCtxFree {
-  void operator()(X509_STORE_CTX* ctx) const { X509_STORE_CTX_free(ctx); }
-};
-struct ChainFree {
-  void operator()(STACK_OF(X509) * chain) const { sk_X509_pop_free(chain, X509_free); }
-};
-using CertPtr = std::unique_ptr<X509, X509Free>;
-using StorePtr = std::unique_ptr<X509_STORE, StoreFree>;
-using ChainPtr = std::unique_ptr<STACK_OF(X509), ChainFree>;
 
 // At most this many chains are remembered; then the memory starts afresh.
 constexpr size_t kMaxRemembered = 4096;
@@ -63,7 +45,7 @@ auto KeepingErrorQueue(Body body) {
 std::vector<CertPtr> ParseCertificates(absl::string_view pem, bool* complete = nullptr) {
   return KeepingErrorQueue([&] {
     std::vector<CertPtr> certs;
-    std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+    BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
     if (bio == nullptr) return certs;
     while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
       certs.emplace_back(cert);
@@ -79,7 +61,7 @@ std::vector<CertPtr> ParseCertificates(absl::string_view pem, bool* complete = n
 }
 
 absl::StatusOr<std::string> PemOf(const std::vector<CertPtr>& certs) {
-  std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_mem()));
+  BioPtr bio(BIO_new(BIO_s_mem()));
   if (bio == nullptr) return absl::ResourceExhaustedError("BIO_new failed");
   for (const CertPtr& cert : certs) {
     if (PEM_write_bio_X509(bio.get(), cert.get()) != 1) {
@@ -110,7 +92,7 @@ absl::StatusOr<StorePtr> StoreOf(const std::vector<CertPtr>& certs) {
 // client authentication when `client`), with `untrusted` as intermediates.
 absl::Status Verify(X509_STORE* store, X509* leaf, STACK_OF(X509) * untrusted, bool client) {
   return KeepingErrorQueue([&]() -> absl::Status {
-    std::unique_ptr<X509_STORE_CTX, StoreCtxFree> ctx(X509_STORE_CTX_new());
+    StoreCtxPtr ctx(X509_STORE_CTX_new());
     if (ctx == nullptr || X509_STORE_CTX_init(ctx.get(), store, leaf, untrusted) != 1) {
       return absl::ResourceExhaustedError("X509_STORE_CTX_init failed");
     }
