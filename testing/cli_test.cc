@@ -377,13 +377,19 @@ TEST_F(CliTest, KillRmPruneAndRunRm) {
   // The trap runs once the foreground sleep has ended: exit 3 only if the
   // group got the signal.
   PmResult started = Run({"start", "--name", "trapper", "--", "sh", "-c",
-                          "trap 'echo hup' HUP; sleep 1000; exit 3"});
+                          "trap 'echo hup' HUP; echo ready; sleep 1000; exit 3"});
   ASSERT_EQ(started.code, 0) << started.err;
   const std::string trapper = started.out.substr(0, 36);
+  // The signal goes once the trap is set (a start answers at the exec,
+  // before the shell has read its script).
+  std::unique_ptr<PmRun> logs = Spawn({"logs", "-f", "--stdout", "trapper"});
+  ASSERT_TRUE(logs->WaitForStdout("ready\n"));
   PmResult killed = Run({"kill", "-s", "HUP", "trapper"});
   EXPECT_EQ(killed.code, 0) << killed.err;
   EXPECT_EQ(killed.out, trapper + "\n");
   EXPECT_EQ(Run({"wait", "trapper"}).code, 3);
+  // The trap ran (the shell says "Hangup" of its sleep on stderr).
+  EXPECT_EQ(logs->Finish().out, "ready\nhup\n");
   PmResult late = Run({"kill", "trapper"});
   EXPECT_EQ(late.code, 1);
   EXPECT_THAT(late.err, HasSubstr("has ended"));
