@@ -3,10 +3,10 @@
 
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <utility>
 #include <vector>
 
-#include "absl/base/call_once.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/checked_client.h"
@@ -353,7 +353,10 @@ class LocalClient final : public Client {
   enum class Backend { kSupervisor, kRegistry };
 
   Channels& grpc() {
-    absl::call_once(channels_once_, [this] {
+    // std::call_once (pthread_once), not absl's: TSan sees its ordering
+    // (Debian's abseil is not instrumented), and calls on many threads
+    // may come first at once.
+    std::call_once(channels_once_, [this] {
       channels_ = std::make_unique<Channels>(supervisor_socket_, registry_socket_,
                                              log_store_socket_);
     });
@@ -394,7 +397,7 @@ class LocalClient final : public Client {
   const std::string registry_socket_;
   const std::string log_store_socket_;
   const bool one_shot_;
-  absl::once_flag channels_once_;
+  std::once_flag channels_once_;
   std::unique_ptr<Channels> channels_;
 };
 
